@@ -1,0 +1,128 @@
+/**
+ * Assembles the whole stack from a validated config. Each chart receives
+ * only the slice of config it needs; file names (the chart ids) are
+ * numbered so `kubectl apply -f dist/` creates namespaces before their
+ * contents and secrets before the workloads that read them.
+ */
+import { App, AppProps } from 'cdk8s';
+import { KudoConfig, POSTGRES_RESERVED_CONNECTIONS } from './config';
+import { CoturnChart } from './coturn';
+import { LiveKitChart } from './livekit';
+import { NamespacesChart } from './namespaces';
+import { PostgresChart } from './postgres';
+import { RedisChart } from './redis';
+import { BootstrapChart, SecretGeneratorChart } from './secrets';
+import { SynapseChart } from './synapse';
+import { IngressSettings, LetsEncryptIssuerChart } from './tls';
+
+export function buildApp(config: KudoConfig, props: AppProps = {}): App {
+  const app = new App(props);
+  const ns = config.namespaces;
+  const refs = config.secrets.refs;
+  // The jobs and coturn's address lookup need Python 3; the Synapse image has it.
+  const toolsImage = config.synapse.image;
+  const ingress: IngressSettings = {
+    className: config.ingress.className,
+    issuerKind: config.tls.issuer.kind,
+    issuerName: config.tls.issuer.name,
+    annotations: config.ingress.annotations,
+  };
+
+  new NamespacesChart(app, '00-namespaces', { stack: ns.stack, hostNetwork: ns.hostNetwork, app: ns.app });
+  if (config.tls.letsEncrypt.create && config.tls.issuer.kind === 'ClusterIssuer') {
+    new LetsEncryptIssuerChart(app, '01-cert-manager', {
+      name: config.tls.issuer.name,
+      environment: config.tls.letsEncrypt.environment,
+      email: config.tls.letsEncrypt.email,
+      ingressClassName: config.ingress.className,
+    });
+  }
+  if (config.secrets.mode === 'generated') {
+    new SecretGeneratorChart(app, '05-secrets', { namespaces: ns, refs, toolsImage });
+  }
+
+  const pool = config.synapse.databasePool;
+  const postgres = new PostgresChart(app, '10-postgres', {
+    namespace: ns.stack,
+    image: config.postgres.image,
+    storage: config.postgres.storage,
+    resources: config.postgres.resources,
+    maxConnections: config.postgres.maxConnections ?? pool.max + POSTGRES_RESERVED_CONNECTIONS,
+    password: refs.postgresPassword,
+  });
+
+  const redis = new RedisChart(app, '11-redis', {
+    namespace: ns.stack,
+    image: config.redis.image,
+    resources: config.redis.resources,
+    password: refs.redisPassword,
+  });
+
+  const turn = { host: config.hosts.turn, ttlSeconds: config.coturn.credentialTtlSeconds };
+  const synapse = new SynapseChart(app, '20-synapse', {
+    namespace: ns.stack,
+    serverName: config.serverName,
+    publicHost: config.hosts.matrix,
+    image: config.synapse.image,
+    resources: config.synapse.resources,
+    media: config.synapse.media,
+    maxUploadSize: config.synapse.maxUploadSize,
+    reportStats: config.synapse.reportStats,
+    enableRegistration: config.synapse.enableRegistration,
+    logLevel: config.synapse.logLevel,
+    database: {
+      host: postgres.host, port: postgres.port, name: postgres.database, user: postgres.database, poolMin: pool.min, poolMax: pool.max,
+    },
+    turn,
+    secrets: refs,
+    ingress,
+    serveWellKnown: config.wellKnown.enabled,
+  });
+
+  new LiveKitChart(app, '30-livekit', {
+    namespace: ns.hostNetwork,
+    image: config.livekit.image,
+    resources: config.livekit.resources,
+    replicas: config.livekit.replicas,
+    nodeSelector: config.livekit.nodeSelector,
+    host: config.hosts.livekit,
+    redisAddress: redis.address,
+    rtc: config.livekit.rtc,
+    turn,
+    secrets: {
+      apiKey: refs.livekitApiKey,
+      apiSecret: refs.livekitApiSecret,
+      redisPassword: refs.redisPassword,
+      turnSharedSecret: refs.turnSharedSecret,
+    },
+    ingress,
+  });
+
+  new CoturnChart(app, '31-coturn', {
+    namespace: ns.hostNetwork,
+    image: config.coturn.image,
+    toolsImage,
+    resources: config.coturn.resources,
+    host: config.hosts.turn,
+    nodeSelector: config.coturn.nodeSelector,
+    publicIp: config.coturn.publicIp,
+    relayPorts: config.coturn.relayPorts,
+    userQuota: config.coturn.userQuota,
+    totalQuota: config.coturn.totalQuota,
+    turnSharedSecret: refs.turnSharedSecret,
+    issuer: config.tls.issuer,
+  });
+
+  new BootstrapChart(app, '40-bootstrap', {
+    namespaces: ns,
+    refs,
+    appSecretName: config.secrets.appSecretName,
+    toolsImage,
+    serverName: config.serverName,
+    adminUser: config.synapse.adminUser,
+    synapseUrl: synapse.internalUrl,
+    publicHomeserverUrl: `https://${config.hosts.matrix}`,
+    publicLivekitUrl: `wss://${config.hosts.livekit}`,
+  });
+  return app;
+}

@@ -1,0 +1,122 @@
+/**
+ * The building blocks every chart shares: labels, hardened container
+ * defaults, image references, resources and content hashes.
+ */
+import { createHash } from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { k8s } from 'cdk8s-plus-28';
+import type { ImageConfig, ResourcesConfig } from './config';
+
+export const PART_OF = 'kudo';
+export const MANAGED_BY = 'cdk8s';
+
+/** The recommended app.kubernetes.io labels of one component. */
+export interface ComponentLabels {
+  /** app.kubernetes.io/name: the program, e.g. "postgres". */
+  readonly name: string;
+  /** app.kubernetes.io/component: its role in the stack, e.g. "database". */
+  readonly component: string;
+  /** app.kubernetes.io/version: the image tag it runs. @default - no version label */
+  readonly version?: string;
+}
+
+/**
+ * Labels for metadata and pod templates. `selectorLabels` is the immutable
+ * subset used in selectors: never add a key to it, or every StatefulSet and
+ * Deployment becomes impossible to upgrade in place.
+ */
+export function labels(c: ComponentLabels): Record<string, string> {
+  return {
+    ...selectorLabels(c),
+    'app.kubernetes.io/component': c.component,
+    'app.kubernetes.io/part-of': PART_OF,
+    'app.kubernetes.io/managed-by': MANAGED_BY,
+    ...(c.version !== undefined ? { 'app.kubernetes.io/version': versionLabel(c.version) } : {}),
+  };
+}
+
+export function selectorLabels(c: ComponentLabels): Record<string, string> {
+  return { 'app.kubernetes.io/name': c.name, 'app.kubernetes.io/instance': `${PART_OF}-${c.name}` };
+}
+
+/** A label value may not hold everything a tag may ("+" for example). */
+function versionLabel(tag: string): string {
+  return tag.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 63);
+}
+
+export function imageRef(i: ImageConfig): string {
+  return i.digest !== undefined ? `${i.repository}:${i.tag}@${i.digest}` : `${i.repository}:${i.tag}`;
+}
+
+export function resourceRequirements(r: ResourcesConfig): k8s.ResourceRequirements {
+  const q = (v: string) => k8s.Quantity.fromString(v);
+  return {
+    requests: { cpu: q(r.requests.cpu), memory: q(r.requests.memory) },
+    limits: { cpu: q(r.limits.cpu), memory: q(r.limits.memory) },
+  };
+}
+
+/** Bytes in a memory quantity such as "512Mi" or "2G". */
+export function memoryBytes(quantity: string): number {
+  const m = /^([0-9]+)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(quantity);
+  if (!m) throw new Error(`not a memory quantity: "${quantity}"`);
+  const unit: Record<string, number> = {
+    '': 1, 'k': 1e3, 'M': 1e6, 'G': 1e9, 'T': 1e12, 'Ki': 2 ** 10, 'Mi': 2 ** 20, 'Gi': 2 ** 30, 'Ti': 2 ** 40,
+  };
+  return Number(m[1]) * unit[m[2] ?? ''];
+}
+
+/** The Pod Security `restricted` container context, with a read-only root filesystem. */
+export function restrictedContainer(): k8s.SecurityContext {
+  return {
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ['ALL'] },
+    runAsNonRoot: true,
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+}
+
+/** Pod-level context for a non-root workload; `fsGroup` makes volumes writable by `uid`. */
+export function restrictedPod(uid: number): k8s.PodSecurityContext {
+  return {
+    runAsUser: uid,
+    runAsGroup: uid,
+    fsGroup: uid,
+    fsGroupChangePolicy: 'OnRootMismatch',
+    runAsNonRoot: true,
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+}
+
+/** A short, stable digest of rendered content, for pod-template annotations that roll pods on change. */
+export function contentHash(...parts: unknown[]): string {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(typeof p === 'string' ? p : JSON.stringify(p)).update('\0');
+  return h.digest('hex').slice(0, 16);
+}
+
+/** The pod-template annotation that carries a config hash. */
+export const CONFIG_HASH_ANNOTATION = 'checksum/config';
+
+/** An in-memory scratch volume; programs write here instead of the read-only root. */
+export function memoryVolume(name: string, sizeLimit = '64Mi'): k8s.Volume {
+  return { name, emptyDir: { medium: 'Memory', sizeLimit: k8s.Quantity.fromString(sizeLimit) } };
+}
+
+export function tcpPort(name: string, port: number): k8s.ContainerPort {
+  return { name, containerPort: port, protocol: 'TCP' };
+}
+
+/*
+ * Scripts shipped to pods through ConfigMaps live in charts/files. The path
+ * is spelled from the repository root so it resolves the same from charts/
+ * (tests) and from the .build/ bundle (synth).
+ */
+const FILES_DIR = path.resolve(__dirname, '..', 'charts', 'files');
+
+/** The text of a file in charts/files. */
+export function bundledFile(name: string): string {
+  return fs.readFileSync(path.join(FILES_DIR, name), 'utf8');
+}

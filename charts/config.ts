@@ -1,0 +1,371 @@
+/**
+ * The one typed configuration of the Kudo stack.
+ *
+ * A YAML file (selected with KUDO_CONFIG) is parsed, checked against the
+ * schema below and completed with the embedded defaults, once, before any
+ * chart is built. Every rejection is a ConfigError whose message names the
+ * key path, what was found and what is allowed.
+ */
+import * as fs from 'fs';
+import * as yaml from 'js-yaml';
+import { z } from 'zod';
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+// RFC 1123 host names: lowercase labels of letters, digits and inner hyphens.
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const dnsName = z.string().refine(
+  (v) => v.length <= 253 && v.split('.').length >= 2 && v.split('.').every((l) => DNS_LABEL.test(l)),
+  { message: 'must be a lowercase DNS name such as "chat.example.com" (labels of a-z, 0-9 and inner "-", at least two labels)' },
+);
+const dnsLabel = z.string().regex(DNS_LABEL, 'must be a lowercase DNS label (a-z, 0-9 and inner "-", at most 63 characters)');
+const quantity = z.string().regex(/^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/, 'must be a Kubernetes quantity such as "500m", "512Mi" or "2Gi"');
+const memory = z.string().regex(/^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$/, 'must be a memory quantity such as "512Mi" or "2Gi"');
+const port = z.number().int().min(1).max(65535);
+const ipv4 = z.string().regex(/^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$/, 'must be an IPv4 address such as "203.0.113.10"');
+const labelMap = z.record(z.string(), z.string());
+
+const resources = (cpuReq: string, memReq: string, cpuLim: string, memLim: string) => z.strictObject({
+  requests: z.strictObject({ cpu: quantity.default(cpuReq), memory: memory.default(memReq) }).prefault({}),
+  limits: z.strictObject({ cpu: quantity.default(cpuLim), memory: memory.default(memLim) }).prefault({}),
+}).prefault({});
+
+const image = (repository: string, tag: string) => z.strictObject({
+  repository: z.string().regex(/^[a-z0-9.\-_/:]+$/, 'must be an image repository such as "docker.io/library/postgres"').default(repository),
+  tag: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, 'must be an image tag').default(tag),
+  /** Optional digest; when set the image is pulled by digest and the tag is informational. */
+  digest: z.string().regex(/^sha256:[a-f0-9]{64}$/, 'must be "sha256:" followed by 64 hex digits').optional(),
+}).prefault({});
+
+const storage = (size: string) => z.strictObject({
+  size: memory.default(size),
+  /** StorageClass; unset means the cluster's default class. */
+  className: z.string().optional(),
+}).prefault({});
+
+const secretRef = (name: string, key: string) => z.strictObject({
+  name: dnsLabel.default(name),
+  key: z.string().regex(/^[-._a-zA-Z0-9]+$/, 'must be a Secret data key (letters, digits, "-", "_", ".")').default(key),
+}).prefault({});
+
+export const configSchema = z.strictObject({
+  /** Base DNS domain; the public hosts default to matrix.<domain>, livekit.<domain> and turn.<domain>. */
+  domain: dnsName.default('example.com'),
+  /** The Matrix server name (the part after ":" in user IDs). Defaults to `domain`. */
+  serverName: dnsName.optional(),
+  hosts: z.strictObject({
+    matrix: dnsName.optional(),
+    livekit: dnsName.optional(),
+    turn: dnsName.optional(),
+  }).prefault({}),
+  namespaces: z.strictObject({
+    /** Everything that is not host-network: PostgreSQL, Synapse, Redis, Jobs. Pod Security `restricted`. */
+    stack: dnsLabel.default('kudo'),
+    /** LiveKit and coturn, which bind the node's network. Pod Security `privileged` (see README). */
+    hostNetwork: dnsLabel.default('kudo-media'),
+    /** Where the Kudo application runs; receives the `kudo-app` credentials Secret. */
+    app: dnsLabel.default('kudo-app'),
+  }).prefault({}),
+  ingress: z.strictObject({
+    className: z.string().default('nginx'),
+    /** Extra annotations for every Ingress (e.g. controller-specific timeouts). */
+    annotations: labelMap.default({}),
+  }).prefault({}),
+  tls: z.strictObject({
+    /** The cert-manager issuer that signs every certificate. */
+    issuer: z.strictObject({
+      kind: z.enum(['ClusterIssuer', 'Issuer']).default('ClusterIssuer'),
+      name: dnsLabel.default('kudo-letsencrypt'),
+    }).prefault({}),
+    /** Render a Let's Encrypt ClusterIssuer named `issuer.name` (HTTP-01 through `ingress.className`). */
+    letsEncrypt: z.strictObject({
+      create: z.boolean().default(true),
+      environment: z.enum(['production', 'staging']).default('production'),
+      /** Contact address for expiry and account notices; optional for Let's Encrypt. */
+      email: z.string().email().optional(),
+    }).prefault({}),
+  }).prefault({}),
+  postgres: z.strictObject({
+    image: image('docker.io/library/postgres', '17.6-bookworm'),
+    storage: storage('10Gi'),
+    resources: resources('250m', '512Mi', '2', '1Gi'),
+    /** max_connections; unset means Synapse's pool plus room for backups and administration. */
+    maxConnections: z.number().int().min(10).max(10000).optional(),
+  }).prefault({}),
+  synapse: z.strictObject({
+    image: image('ghcr.io/element-hq/synapse', 'v1.163.2'),
+    media: storage('20Gi'),
+    resources: resources('250m', '512Mi', '2', '2Gi'),
+    /** Largest upload accepted; also the Ingress body-size limit. Synapse size syntax: K, M or G suffix. */
+    maxUploadSize: z.string().regex(/^[0-9]+[KMG]$/, 'must be a size such as "50M" or "1G"').default('100M'),
+    databasePool: z.strictObject({
+      min: z.number().int().min(1).default(5),
+      max: z.number().int().min(1).default(10),
+    }).prefault({}),
+    /** Whether Synapse reports anonymous usage statistics to matrix.org. */
+    reportStats: z.boolean().default(false),
+    /** Open self-service registration. Off: accounts are made by the admin. */
+    enableRegistration: z.boolean().default(false),
+    logLevel: z.enum(['DEBUG', 'INFO', 'WARNING', 'ERROR']).default('INFO'),
+    /** The admin account the bootstrap Job registers. */
+    adminUser: z.string().regex(/^[a-z0-9._=\-/]+$/, 'must be a Matrix localpart (a-z, 0-9, ".", "_", "=", "-", "/")').default('admin'),
+  }).prefault({}),
+  wellKnown: z.strictObject({
+    /** Serve https://<serverName>/.well-known/matrix/{server,client} from Synapse through an Ingress. */
+    enabled: z.boolean().default(true),
+  }).prefault({}),
+  redis: z.strictObject({
+    image: image('docker.io/library/redis', '7.4.6-bookworm'),
+    resources: resources('50m', '64Mi', '500m', '256Mi'),
+  }).prefault({}),
+  livekit: z.strictObject({
+    image: image('docker.io/livekit/livekit-server', 'v1.13.11'),
+    replicas: z.number().int().min(1).max(100).default(1),
+    resources: resources('500m', '512Mi', '4', '2Gi'),
+    /** Nodes that may run LiveKit (host networking: one pod per node). */
+    nodeSelector: labelMap.default({}),
+    rtc: z.strictObject({
+      /** ICE over TCP, for clients whose UDP is blocked. */
+      tcpPort: port.default(7881),
+      /**
+       * One UDP port (UDP mux) for all media instead of the port range; LiveKit
+       * uses one or the other, never both. @default - unset: the port range is used
+       */
+      udpPort: port.optional(),
+      /** UDP media ports, one per connection (the old deployment's 50000-50100). */
+      portRangeStart: port.default(50000),
+      portRangeEnd: port.default(50100),
+      /** Discover the node's public IP over STUN. When false, the node's own IP is advertised. */
+      useExternalIp: z.boolean().default(true),
+    }).prefault({}),
+  }).prefault({}),
+  coturn: z.strictObject({
+    image: image('docker.io/coturn/coturn', '4.18.0'),
+    resources: resources('100m', '64Mi', '2', '512Mi'),
+    /** Nodes that run coturn. Label them: kubectl label node NAME kudo/turn=true */
+    nodeSelector: labelMap.default({ 'kudo/turn': 'true' }),
+    /** The node's public IP when it is not on the node's ExternalIP address; unset = read it from the Node. */
+    publicIp: ipv4.optional(),
+    relayPorts: z.strictObject({ min: port.default(49152), max: port.default(49252) }).prefault({}),
+    /** Concurrent allocations per user name and in total. */
+    userQuota: z.number().int().min(0).default(12),
+    totalQuota: z.number().int().min(0).default(1200),
+    /** Lifetime of the TURN credentials LiveKit and Synapse hand out, in seconds. */
+    credentialTtlSeconds: z.number().int().min(60).max(86400).default(3600),
+  }).prefault({}),
+  secrets: z.strictObject({
+    /**
+     * generated: a Job creates each missing value once and never overwrites one.
+     * existing: every value comes from Secrets you manage; nothing is generated.
+     */
+    mode: z.enum(['generated', 'existing']).default('generated'),
+    refs: z.strictObject({
+      postgresPassword: secretRef('kudo-postgres', 'password'),
+      macaroonSecretKey: secretRef('kudo-synapse', 'macaroon_secret_key'),
+      formSecret: secretRef('kudo-synapse', 'form_secret'),
+      registrationSharedSecret: secretRef('kudo-synapse', 'registration_shared_secret'),
+      signingKey: secretRef('kudo-synapse', 'signing.key'),
+      turnSharedSecret: secretRef('kudo-turn', 'shared_secret'),
+      redisPassword: secretRef('kudo-redis', 'password'),
+      livekitApiKey: secretRef('kudo-livekit', 'api_key'),
+      livekitApiSecret: secretRef('kudo-livekit', 'api_secret'),
+      adminPassword: secretRef('kudo-synapse-admin', 'password'),
+    }).prefault({}),
+    /** The Secret (in namespaces.app) the bootstrap Job fills with the app's credentials. */
+    appSecretName: dnsLabel.default('kudo-app'),
+  }).prefault({}),
+});
+
+export type RawConfig = z.infer<typeof configSchema>;
+export type ImageConfig = RawConfig['postgres']['image'];
+export type ResourcesConfig = RawConfig['postgres']['resources'];
+export type StorageConfig = RawConfig['postgres']['storage'];
+export type SecretRefs = RawConfig['secrets']['refs'];
+export type SecretRef = SecretRefs['postgresPassword'];
+
+/** The validated config with every derived default filled in. */
+export interface KudoConfig extends Omit<RawConfig, 'serverName' | 'hosts'> {
+  readonly serverName: string;
+  readonly hosts: { readonly matrix: string; readonly livekit: string; readonly turn: string };
+}
+
+/** Fixed ports (not configurable: clients and firewalls expect them). */
+export const LIVEKIT_API_PORT = 7880;
+export const LIVEKIT_METRICS_PORT = 6789;
+export const TURN_PORT = 3478;
+export const TURN_TLS_PORT = 5349;
+export const TURN_METRICS_PORT = 9641;
+
+/** Connections kept free for backups and for an administrator's psql. */
+export const POSTGRES_RESERVED_CONNECTIONS = 10;
+
+/** Validates an already-parsed config object (e.g. from YAML) and applies the defaults. */
+export function resolveConfig(input: unknown, source = 'config'): KudoConfig {
+  if (input === null || input === undefined) input = {};
+  if (typeof input !== 'object' || Array.isArray(input)) {
+    throw new ConfigError(`${source}: the top level must be a mapping of keys, found ${describe(input)}`);
+  }
+  const result = configSchema.safeParse(input);
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => formatIssue(issue, input));
+    throw new ConfigError(`${source} is invalid:\n${lines.map((l) => `  - ${l}`).join('\n')}`);
+  }
+  const raw = result.data;
+  const config: KudoConfig = {
+    ...raw,
+    serverName: raw.serverName ?? raw.domain,
+    hosts: {
+      matrix: raw.hosts.matrix ?? `matrix.${raw.domain}`,
+      livekit: raw.hosts.livekit ?? `livekit.${raw.domain}`,
+      turn: raw.hosts.turn ?? `turn.${raw.domain}`,
+    },
+  };
+  checkCombinations(config, source);
+  return config;
+}
+
+/** Reads and validates a YAML config file; `undefined` selects the embedded defaults. */
+export function loadConfig(file: string | undefined): KudoConfig {
+  if (file === undefined || file === '') return resolveConfig({}, 'embedded defaults');
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ConfigError(`${file}: cannot read the config file (${code === 'ENOENT' ? 'no such file' : code ?? String(e)})`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = yaml.load(text, { filename: file, schema: yaml.CORE_SCHEMA });
+  } catch (e) {
+    const err = e as yaml.YAMLException;
+    const where = err.mark ? ` at line ${err.mark.line + 1}, column ${err.mark.column + 1}` : '';
+    throw new ConfigError(`${file}: malformed YAML${where}: ${err.reason ?? err.message}`);
+  }
+  return resolveConfig(parsed, file);
+}
+
+function checkCombinations(c: KudoConfig, source: string): void {
+  const problems: string[] = [];
+  const pool = c.synapse.databasePool;
+  if (pool.min > pool.max) {
+    problems.push(`synapse.databasePool.min (${pool.min}) is larger than synapse.databasePool.max (${pool.max})`);
+  }
+  if (c.postgres.maxConnections !== undefined && c.postgres.maxConnections < pool.max + POSTGRES_RESERVED_CONNECTIONS) {
+    problems.push(`postgres.maxConnections (${c.postgres.maxConnections}) must be at least synapse.databasePool.max + ${POSTGRES_RESERVED_CONNECTIONS} ` +
+      `for backups and administration (${pool.max + POSTGRES_RESERVED_CONNECTIONS})`);
+  }
+  const rtc = c.livekit.rtc;
+  if (rtc.portRangeStart > rtc.portRangeEnd) {
+    problems.push(`livekit.rtc.portRangeStart (${rtc.portRangeStart}) is larger than livekit.rtc.portRangeEnd (${rtc.portRangeEnd})`);
+  }
+  const relay = c.coturn.relayPorts;
+  if (relay.min > relay.max) problems.push(`coturn.relayPorts.min (${relay.min}) is larger than coturn.relayPorts.max (${relay.max})`);
+  // LiveKit and coturn may share a node, and both bind the host's ports.
+  const lk = new Map<number, string>([[LIVEKIT_API_PORT, `LiveKit API port ${LIVEKIT_API_PORT}`], [LIVEKIT_METRICS_PORT, `LiveKit metrics port ${LIVEKIT_METRICS_PORT}`]]);
+  lk.set(rtc.tcpPort, 'livekit.rtc.tcpPort');
+  if (rtc.udpPort !== undefined) lk.set(rtc.udpPort, 'livekit.rtc.udpPort');
+  const turnPorts = [[TURN_PORT, `coturn listening port ${TURN_PORT}`], [TURN_TLS_PORT, `coturn TLS port ${TURN_TLS_PORT}`], [TURN_METRICS_PORT, `coturn metrics port ${TURN_METRICS_PORT}`]] as const;
+  for (const [p, name] of turnPorts) {
+    if (lk.has(p)) problems.push(`${lk.get(p)} collides with the ${name}`);
+    if (p >= relay.min && p <= relay.max) problems.push(`coturn.relayPorts ${relay.min}-${relay.max} include the ${name}`);
+  }
+  for (const [p, name] of lk) {
+    if (rtc.udpPort === undefined && p >= rtc.portRangeStart && p <= rtc.portRangeEnd) {
+      problems.push(`livekit.rtc.portRange ${rtc.portRangeStart}-${rtc.portRangeEnd} includes the ${name}`);
+    }
+    if (p >= relay.min && p <= relay.max) problems.push(`coturn.relayPorts ${relay.min}-${relay.max} include the ${name}`);
+  }
+  if (rtc.udpPort === undefined && rangesOverlap(rtc.portRangeStart, rtc.portRangeEnd, relay.min, relay.max)) {
+    problems.push(`livekit.rtc.portRange ${rtc.portRangeStart}-${rtc.portRangeEnd} overlaps coturn.relayPorts ${relay.min}-${relay.max}; both bind host ports`);
+  }
+  const ns = c.namespaces;
+  if (ns.stack === ns.hostNetwork) {
+    problems.push(`namespaces.stack and namespaces.hostNetwork are both "${ns.stack}"; host-network pods need their own privileged namespace`);
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(`${source} is invalid:\n${problems.map((l) => `  - ${l}`).join('\n')}`);
+  }
+}
+
+function rangesOverlap(a1: number, a2: number, b1: number, b2: number): boolean {
+  return a1 <= b2 && b1 <= a2;
+}
+
+function formatIssue(issue: z.core.$ZodIssue, input: unknown): string {
+  const path = issue.path.map(String);
+  const where = path.length > 0 ? path.join('.') : '(top level)';
+  if (issue.code === 'unrecognized_keys') {
+    const allowed = allowedKeys(path);
+    return issue.keys.map((key) => {
+      const full = [...path, key].join('.');
+      const guess = closest(key, allowed);
+      const hint = guess ? ` (did you mean "${[...path, guess].join('.')}"?)` : '';
+      return `${full}: unknown key${hint}; allowed here: ${allowed.join(', ')}`;
+    }).join('\n  - ');
+  }
+  const found = describe(valueAt(input, path));
+  if (issue.code === 'invalid_type') return `${where}: expected ${issue.expected}, found ${found}`;
+  if (issue.code === 'invalid_value') return `${where}: found ${found}, allowed: ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+  const message = issue.message.replace(/^Invalid input: /, '');
+  return `${where}: ${message} (found ${found})`;
+}
+
+function valueAt(input: unknown, path: string[]): unknown {
+  let v: unknown = input;
+  for (const p of path) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[p] : undefined;
+  return v;
+}
+
+function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return `${typeof v} ${JSON.stringify(v)}`;
+}
+
+/** The keys the schema allows in the object at `path`. */
+function allowedKeys(path: string[]): string[] {
+  let s: any = configSchema;
+  const unwrap = () => {
+    while (s?.def?.innerType) s = s.def.innerType;
+  };
+  unwrap();
+  for (const p of path) {
+    s = s?.shape?.[p];
+    unwrap();
+  }
+  return s?.shape ? Object.keys(s.shape) : [];
+}
+
+/** The allowed key nearest to a misspelt one, if it is near enough to be a typo. */
+function closest(key: string, allowed: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of allowed) {
+    const d = editDistance(key.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}

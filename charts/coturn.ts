@@ -1,0 +1,258 @@
+import { Chart, ChartProps } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { Certificate, CertificateSpecPrivateKeyAlgorithm, CertificateSpecPrivateKeyRotationPolicy } from '../imports/cert-manager.io';
+import { ImageConfig, ResourcesConfig, SecretRef, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT } from './config';
+import {
+  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
+  selectorLabels, tcpPort,
+} from './common';
+
+export const COTURN_UID = 10478;
+
+/**
+ * Peer addresses a TURN client must never reach through the relay: private,
+ * shared, loopback, link-local, documentation, benchmark and reserved
+ * ranges (the list Synapse's TURN guide recommends), as CIDRs.
+ */
+export const DENIED_PEER_CIDRS = [
+  '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.0.0.0/24',
+  '192.0.2.0/24', '192.88.99.0/24', '192.168.0.0/16', '198.18.0.0/15', '198.51.100.0/24', '203.0.113.0/24',
+  '224.0.0.0/4', '240.0.0.0/4',
+  '::1/128', '::ffff:0:0/96', '64:ff9b::/96', '100::/64', '2001::/23', '2002::/16', 'fc00::/7', 'fe80::/10',
+];
+
+/** coturn takes ranges as "first-last", not CIDR; a malformed line stops it from starting. */
+export function cidrToRange(cidr: string): string {
+  const [addr, bitsText] = cidr.split('/');
+  const bits = Number(bitsText);
+  const v6 = addr.includes(':');
+  const width = v6 ? 128 : 32;
+  if (!Number.isInteger(bits) || bits < 0 || bits > width) throw new Error(`invalid CIDR "${cidr}"`);
+  const value = v6 ? parseIpv6(addr) : parseIpv4(addr);
+  const hostMask = (1n << BigInt(width - bits)) - 1n;
+  if ((value & hostMask) !== 0n) throw new Error(`CIDR "${cidr}" has host bits set`);
+  const format = v6 ? formatIpv6 : formatIpv4;
+  return bits === width ? format(value) : `${format(value)}-${format(value | hostMask)}`;
+}
+
+function parseIpv4(a: string): bigint {
+  const parts = a.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) throw new Error(`invalid IPv4 address "${a}"`);
+  return parts.reduce((acc, p) => (acc << 8n) | BigInt(p), 0n);
+}
+
+function formatIpv4(v: bigint): string {
+  return [24n, 16n, 8n, 0n].map((s) => String((v >> s) & 255n)).join('.');
+}
+
+function parseIpv6(a: string): bigint {
+  const [head, tail] = a.includes('::') ? a.split('::') : [a, undefined];
+  const left = head ? head.split(':') : [];
+  const right = tail !== undefined && tail !== '' ? tail.split(':') : [];
+  const groups = tail === undefined ? left : [...left, ...Array(8 - left.length - right.length).fill('0'), ...right];
+  if (groups.length !== 8 || groups.some((g) => !/^[0-9a-f]{1,4}$/i.test(g))) throw new Error(`invalid IPv6 address "${a}"`);
+  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+}
+
+function formatIpv6(v: bigint): string {
+  const groups = Array.from({ length: 8 }, (_, i) => ((v >> BigInt((7 - i) * 16)) & 0xffffn).toString(16));
+  // Compress the longest run of zero groups, as in RFC 5952.
+  let bestStart = -1;
+  let bestLength = 1;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== '0') { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > bestLength) { bestStart = i; bestLength = j - i; }
+    i = j;
+  }
+  if (bestStart < 0) return groups.join(':');
+  return `${groups.slice(0, bestStart).join(':')}::${groups.slice(bestStart + bestLength).join(':')}`;
+}
+
+export interface CoturnProps extends ChartProps {
+  readonly namespace: string;
+  readonly image: ImageConfig;
+  /** Image with Python 3, for the step that looks up the node's public address. */
+  readonly toolsImage: ImageConfig;
+  readonly resources: ResourcesConfig;
+  /** The TURN host name; also the realm and the certificate's name. */
+  readonly host: string;
+  readonly nodeSelector: Record<string, string>;
+  /** Public IPv4 of every TURN node. @default - each node's ExternalIP, read from the API */
+  readonly publicIp?: string;
+  readonly relayPorts: { readonly min: number; readonly max: number };
+  readonly userQuota: number;
+  readonly totalQuota: number;
+  readonly turnSharedSecret: SecretRef;
+  readonly issuer: { readonly kind: string; readonly name: string };
+}
+
+/** turnserver.conf without secrets or node addresses (the start script adds those). Comments on their own lines only. */
+export function turnserverConf(p: CoturnProps): string {
+  const lines = [
+    '# Rendered by kudo; the start script appends static-auth-secret,',
+    '# external-ip, listening-ip and relay-ip for the node it runs on.',
+    `listening-port=${TURN_PORT}`,
+    `tls-listening-port=${TURN_TLS_PORT}`,
+    `min-port=${p.relayPorts.min}`,
+    `max-port=${p.relayPorts.max}`,
+    `realm=${p.host}`,
+    `server-name=${p.host}`,
+    '# TURN REST credentials: user names are expiry timestamps signed with the shared secret.',
+    'use-auth-secret',
+    'fingerprint',
+    'cert=/tls/tls.crt',
+    'pkey=/tls/tls.key',
+    '# Relay UDP only, to public unicast peers only.',
+    'no-tcp-relay',
+    'no-multicast-peers',
+    ...DENIED_PEER_CIDRS.map((c) => `denied-peer-ip=${cidrToRange(c)}`),
+    `user-quota=${p.userQuota}`,
+    `total-quota=${p.totalQuota}`,
+    'stale-nonce=600',
+    '# STUN NAT-behaviour discovery (RFC 5780) can be used for amplification.',
+    'no-rfc5780',
+    'no-stun-backward-compatibility',
+    'log-file=stdout',
+    'pidfile=/run/coturn/turnserver.pid',
+    '# Metrics on port 9641.',
+    'prometheus',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+/**
+ * coturn on every node labelled for TURN, on the node's network. The
+ * certificate for the TURN host comes from cert-manager and is reloaded
+ * in place when it renews.
+ */
+export class CoturnChart extends Chart {
+  constructor(scope: Construct, id: string, props: CoturnProps) {
+    super(scope, id, props);
+    const component = { name: 'coturn', component: 'turn', version: props.image.tag };
+    const meta = { namespace: props.namespace, labels: labels(component) };
+    const files = {
+      'turnserver.conf': turnserverConf(props),
+      'start.sh': bundledFile('coturn-start.sh'),
+      'node_address.py': bundledFile('node_address.py'),
+    };
+    const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'coturn-config', ...meta }, data: files });
+
+    new Certificate(this, 'certificate', {
+      metadata: { name: 'coturn-tls', ...meta },
+      spec: {
+        secretName: 'coturn-tls',
+        dnsNames: [props.host],
+        issuerRef: { kind: props.issuer.kind, name: props.issuer.name },
+        privateKey: { algorithm: CertificateSpecPrivateKeyAlgorithm.ECDSA, size: 256, rotationPolicy: CertificateSpecPrivateKeyRotationPolicy.ALWAYS },
+      },
+    });
+
+    // The node lookup needs an API token; the token goes to the init step only.
+    const lookUpNode = props.publicIp === undefined;
+    const saDir = '/var/run/secrets/kudo/serviceaccount';
+    let serviceAccountName: string | undefined;
+    if (lookUpNode) {
+      const sa = new k8s.KubeServiceAccount(this, 'service-account', {
+        metadata: { name: 'coturn', ...meta },
+        automountServiceAccountToken: false,
+      });
+      serviceAccountName = sa.name;
+      const role = new k8s.KubeClusterRole(this, 'node-reader', {
+        metadata: { name: `${props.namespace}-coturn-node-reader`, labels: labels(component) },
+        rules: [{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] }],
+      });
+      new k8s.KubeClusterRoleBinding(this, 'node-reader-binding', {
+        metadata: { name: `${props.namespace}-coturn-node-reader`, labels: labels(component) },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.name },
+        subjects: [{ kind: 'ServiceAccount', name: sa.name, namespace: props.namespace }],
+      });
+    }
+
+    const fromField = (name: string, fieldPath: string): k8s.EnvVar => ({ name, valueFrom: { fieldRef: { fieldPath } } });
+    const initEnv: k8s.EnvVar[] = [fromField('NODE_NAME', 'spec.nodeName'), fromField('NODE_IP', 'status.hostIP'), { name: 'SA_DIR', value: saDir }];
+    if (props.publicIp !== undefined) initEnv.push({ name: 'PUBLIC_IP', value: props.publicIp });
+
+    const turnProbe = { tcpSocket: { port: k8s.IntOrString.fromNumber(TURN_PORT) } };
+    new k8s.KubeDaemonSet(this, 'daemonset', {
+      metadata: { name: 'coturn', ...meta },
+      spec: {
+        selector: { matchLabels: selectorLabels(component) },
+        updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: k8s.IntOrString.fromNumber(1) } },
+        template: {
+          metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) } },
+          spec: {
+            hostNetwork: true,
+            dnsPolicy: 'ClusterFirstWithHostNet',
+            serviceAccountName,
+            automountServiceAccountToken: false,
+            enableServiceLinks: false,
+            nodeSelector: props.nodeSelector,
+            securityContext: restrictedPod(COTURN_UID),
+            terminationGracePeriodSeconds: 30,
+            initContainers: [{
+              name: 'node-address',
+              image: imageRef(props.toolsImage),
+              command: ['python3', '/etc/coturn/node_address.py', '/run/coturn/public-ip'],
+              env: initEnv,
+              resources: resourceRequirements({ requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } }),
+              securityContext: restrictedContainer(),
+              volumeMounts: [
+                { name: 'config', mountPath: '/etc/coturn', readOnly: true },
+                { name: 'run', mountPath: '/run/coturn' },
+                ...(lookUpNode ? [{ name: 'api-token', mountPath: saDir, readOnly: true }] : []),
+              ],
+            }],
+            containers: [{
+              name: 'coturn',
+              image: imageRef(props.image),
+              command: ['sh', '/etc/coturn/start.sh'],
+              env: [fromField('NODE_IP', 'status.hostIP')],
+              ports: [
+                { name: 'turn-udp', containerPort: TURN_PORT, protocol: 'UDP' },
+                tcpPort('turn-tcp', TURN_PORT),
+                tcpPort('turns', TURN_TLS_PORT),
+                tcpPort('metrics', TURN_METRICS_PORT),
+              ],
+              resources: resourceRequirements(props.resources),
+              securityContext: restrictedContainer(),
+              startupProbe: { ...turnProbe, periodSeconds: 2, failureThreshold: 30 },
+              readinessProbe: { ...turnProbe, periodSeconds: 10, failureThreshold: 3 },
+              livenessProbe: { ...turnProbe, periodSeconds: 20, failureThreshold: 3 },
+              volumeMounts: [
+                { name: 'config', mountPath: '/etc/coturn', readOnly: true },
+                { name: 'turn-secret', mountPath: '/secrets/turn', readOnly: true },
+                { name: 'tls', mountPath: '/tls', readOnly: true },
+                { name: 'run', mountPath: '/run/coturn' },
+                { name: 'tmp', mountPath: '/tmp' },
+              ],
+            }],
+            volumes: [
+              { name: 'config', configMap: { name: config.name } },
+              {
+                name: 'turn-secret',
+                secret: { secretName: props.turnSharedSecret.name, items: [{ key: props.turnSharedSecret.key, path: 'shared_secret' }], defaultMode: 0o440 },
+              },
+              { name: 'tls', secret: { secretName: 'coturn-tls', defaultMode: 0o440 } },
+              memoryVolume('run', '1Mi'),
+              memoryVolume('tmp', '16Mi'),
+              ...(lookUpNode ? [{
+                name: 'api-token',
+                projected: {
+                  defaultMode: 0o440,
+                  sources: [
+                    { serviceAccountToken: { path: 'token', expirationSeconds: 3600 } },
+                    { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+                  ],
+                },
+              }] : []),
+            ],
+          },
+        },
+      },
+    });
+  }
+}

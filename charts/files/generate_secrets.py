@@ -1,0 +1,130 @@
+"""Creates every missing secret value of the stack, once.
+
+Reads a plan (JSON) that lists each value, how to make it, and every
+(namespace, Secret, key) it must be written to. For each value:
+
+- if no destination holds it, a new one is made from `secrets` (the OS's
+  cryptographically secure source) and written to all of them;
+- if some destinations hold it, the held value is copied to the others;
+- a value that is already set is never changed; destinations that disagree
+  are reported and left alone (exit status 1).
+
+Writes are optimistic: a create that finds the Secret already there, or a
+patch whose Secret changed since it was read, is retried from a fresh read,
+so two generators running at once cannot overwrite each other.
+
+Usage: python3 generate_secrets.py PLAN.json
+"""
+import base64
+import json
+import secrets
+import string
+import sys
+
+from kube import ApiError, Kube
+
+ALPHANUMERIC = string.ascii_letters + string.digits
+LABELS = {"app.kubernetes.io/managed-by": "kudo-secrets-generator"}
+
+
+def make_value(kind):
+    """A new value of the given kind, as text."""
+    if kind == "token":
+        # 256 bits, URL-safe: fits libpq, Redis, YAML and HTTP headers unquoted.
+        return secrets.token_urlsafe(32)
+    if kind == "livekit-api-key":
+        return "API" + "".join(secrets.choice(ALPHANUMERIC) for _ in range(12))
+    if kind == "synapse-signing-key":
+        # Synapse's key file: "ed25519 <key id> <unpadded base64 of the 32-byte seed>".
+        version = "a_" + "".join(secrets.choice(ALPHANUMERIC) for _ in range(4))
+        seed = base64.b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        return f"ed25519 {version} {seed}\n"
+    raise ValueError(f"unknown secret kind {kind!r}")
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def unb64(data):
+    return base64.b64decode(data).decode()
+
+
+class Generator:
+    def __init__(self, kube, log=print):
+        self.kube = kube
+        self.log = log
+        self.cache = {}
+
+    def secret(self, namespace, name, fresh=False):
+        if fresh or (namespace, name) not in self.cache:
+            self.cache[(namespace, name)] = self.kube.get_secret(namespace, name)
+        return self.cache[(namespace, name)]
+
+    def held(self, dest, fresh=False):
+        s = self.secret(dest["namespace"], dest["secret"], fresh)
+        data = (s or {}).get("data") or {}
+        return unb64(data[dest["key"]]) if dest["key"] in data else None
+
+    def write(self, dest, value, attempts=5):
+        """Sets dest to value unless it holds a value already; returns the value it ends up holding."""
+        ns, name, key = dest["namespace"], dest["secret"], dest["key"]
+        for attempt in range(attempts):
+            fresh = attempt > 0
+            current = self.held(dest, fresh)
+            if current is not None:
+                return current
+            s = self.secret(ns, name, fresh)
+            try:
+                if s is None:
+                    self.cache[(ns, name)] = self.kube.create_secret(ns, name, {key: b64(value)}, LABELS)
+                else:
+                    self.cache[(ns, name)] = self.kube.add_secret_data(s, {key: b64(value)})
+                self.log(f"{ns}/{name}: set {key}")
+                return value
+            except ApiError as e:
+                if e.status != 409:
+                    raise
+        raise RuntimeError(f"{ns}/{name}: kept changing underneath us, gave up after {attempts} attempts")
+
+    def run(self, plan):
+        conflicts = 0
+        for item in plan["values"]:
+            dests = item["destinations"]
+            held = {}
+            for d in dests:
+                v = self.held(d)
+                if v is not None:
+                    held[where(d)] = v
+            if len(set(held.values())) > 1:
+                conflicts += 1
+                self.log(f"CONFLICT {item['name']}: {', '.join(sorted(held))} hold different values; nothing changed")
+                continue
+            value = next(iter(held.values())) if held else make_value(item["kind"])
+            for d in dests:
+                if where(d) not in held:
+                    if self.write(d, value) != value:
+                        conflicts += 1
+                        self.log(f"CONFLICT {item['name']}: {where(d)} was set by someone else meanwhile")
+            if len(held) == len(dests):
+                self.log(f"{item['name']}: present")
+        return conflicts
+
+
+def where(dest):
+    return f"{dest['namespace']}/{dest['secret']}[{dest['key']}]"
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: generate_secrets.py PLAN.json")
+    with open(sys.argv[1]) as f:
+        plan = json.load(f)
+    conflicts = Generator(Kube.from_env()).run(plan)
+    if conflicts:
+        sys.exit(f"{conflicts} secret value(s) disagree between their Secrets; fix them by hand (see above)")
+    print("all secret values present")
+
+
+if __name__ == "__main__":
+    main()

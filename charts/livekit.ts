@@ -1,0 +1,237 @@
+import { Chart, ChartProps } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import * as yaml from 'js-yaml';
+import { ImageConfig, LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, ResourcesConfig, SecretRef, TURN_PORT, TURN_TLS_PORT } from './config';
+import {
+  CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
+  selectorLabels, tcpPort,
+} from './common';
+import { ingressAnnotations, IngressSettings } from './tls';
+
+export const LIVEKIT_UID = 10880;
+export const LIVEKIT_CONFIG_DIR = '/etc/livekit';
+export const LIVEKIT_KEY_FILE = '/run/livekit/keys.yaml';
+export const LIVEKIT_TURN_SECRET_FILE = '/secrets/turn/shared_secret';
+/** Rooms drain on SIGTERM: LiveKit waits for the last participant. Calls rarely outlast this. */
+export const LIVEKIT_DRAIN_SECONDS = 5 * 60 * 60;
+
+export interface LiveKitRtc {
+  readonly tcpPort: number;
+  /** UDP mux port; when unset the port range is used. */
+  readonly udpPort?: number;
+  readonly portRangeStart: number;
+  readonly portRangeEnd: number;
+  /** Learn the node's public IP over STUN (overrides any node IP). */
+  readonly useExternalIp: boolean;
+}
+
+export interface LiveKitProps extends ChartProps {
+  readonly namespace: string;
+  readonly image: ImageConfig;
+  readonly resources: ResourcesConfig;
+  readonly replicas: number;
+  /** Public host of the API/WebSocket endpoint (behind the Ingress). */
+  readonly host: string;
+  /** host:port of Redis. */
+  readonly redisAddress: string;
+  readonly rtc: LiveKitRtc;
+  /** The TURN host clients are sent to, and the credential lifetime in seconds. */
+  readonly turn: { readonly host: string; readonly ttlSeconds: number };
+  readonly secrets: {
+    readonly apiKey: SecretRef;
+    readonly apiSecret: SecretRef;
+    readonly redisPassword: SecretRef;
+    readonly turnSharedSecret: SecretRef;
+  };
+  readonly ingress: IngressSettings;
+  /** @default - any node */
+  readonly nodeSelector?: Record<string, string>;
+}
+
+/**
+ * LiveKit's config.yaml. Only keys LiveKit knows (it refuses unknown keys)
+ * and no secrets: the API keys come from `key_file`, the Redis password from
+ * REDIS_PASSWORD, the TURN secret from `secret_file`.
+ */
+export function livekitConfigFile(p: LiveKitProps): string {
+  const rtc: Record<string, unknown> = {
+    tcp_port: p.rtc.tcpPort,
+    use_external_ip: p.rtc.useExternalIp,
+  };
+  if (p.rtc.udpPort !== undefined) {
+    rtc.udp_port = p.rtc.udpPort;
+  } else {
+    rtc.port_range_start = p.rtc.portRangeStart;
+    rtc.port_range_end = p.rtc.portRangeEnd;
+  }
+  // LiveKit mints short-lived TURN REST credentials from the shared secret.
+  rtc.turn_servers = [
+    { host: p.turn.host, port: TURN_PORT, protocol: 'udp', secret_file: LIVEKIT_TURN_SECRET_FILE, ttl: p.turn.ttlSeconds },
+    { host: p.turn.host, port: TURN_TLS_PORT, protocol: 'tls', secret_file: LIVEKIT_TURN_SECRET_FILE, ttl: p.turn.ttlSeconds },
+  ];
+  const config = {
+    port: LIVEKIT_API_PORT,
+    log_level: 'info',
+    key_file: LIVEKIT_KEY_FILE,
+    redis: { address: p.redisAddress },
+    rtc,
+    // coturn is the TURN server; LiveKit's embedded one stays off.
+    turn: { enabled: false },
+    prometheus: { port: LIVEKIT_METRICS_PORT },
+  };
+  return yaml.dump(config, { lineWidth: -1, noRefs: true });
+}
+
+/**
+ * The init step that turns the API key and secret into LiveKit's key file
+ * (`key: secret`, not readable by others, as LiveKit requires).
+ */
+export const LIVEKIT_WRITE_KEYS = [
+  'set -eu',
+  'umask 077',
+  `printf '"%s": "%s"\\n' "$(cat /keys/api_key)" "$(cat /keys/api_secret)" > ${LIVEKIT_KEY_FILE}`,
+].join('\n');
+
+/**
+ * LiveKit SFU on the node's network.
+ *
+ * Host networking (as livekit-helm does) rather than a UDP Service: WebRTC
+ * needs each node's own public address and ports in its ICE candidates, a
+ * Service would put a NAT in between and a LoadBalancer for a UDP range is
+ * rarely offered. So one pod per node, a rolling update that frees a node
+ * before reusing it, and the API reached through an Ingress.
+ */
+export class LiveKitChart extends Chart {
+  public readonly internalUrl: string;
+
+  constructor(scope: Construct, id: string, props: LiveKitProps) {
+    super(scope, id, props);
+    const component = { name: 'livekit', component: 'sfu', version: props.image.tag };
+    const meta = { namespace: props.namespace, labels: labels(component) };
+    const files = { 'config.yaml': livekitConfigFile(props) };
+    const s = props.secrets;
+    const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'livekit-config', ...meta }, data: files });
+
+    const env: k8s.EnvVar[] = [
+      // LiveKit reads the Redis password only from its config or this variable.
+      { name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: s.redisPassword.name, key: s.redisPassword.key } } },
+    ];
+    if (!props.rtc.useExternalIp) {
+      // Without STUN discovery, advertise the node's own address.
+      env.push({ name: 'NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
+    }
+    const ports = [tcpPort('http', LIVEKIT_API_PORT), tcpPort('rtc-tcp', props.rtc.tcpPort), tcpPort('metrics', LIVEKIT_METRICS_PORT)];
+    if (props.rtc.udpPort !== undefined) ports.push({ name: 'rtc-udp', containerPort: props.rtc.udpPort, protocol: 'UDP' });
+
+    new k8s.KubeDeployment(this, 'deployment', {
+      metadata: { name: 'livekit', ...meta },
+      spec: {
+        replicas: props.replicas,
+        selector: { matchLabels: selectorLabels(component) },
+        // Host ports: a new pod cannot start on a node until the old one is gone.
+        strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: k8s.IntOrString.fromNumber(0), maxUnavailable: k8s.IntOrString.fromNumber(1) } },
+        template: {
+          metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) } },
+          spec: {
+            hostNetwork: true,
+            dnsPolicy: 'ClusterFirstWithHostNet',
+            automountServiceAccountToken: false,
+            enableServiceLinks: false,
+            nodeSelector: props.nodeSelector,
+            affinity: {
+              podAntiAffinity: {
+                requiredDuringSchedulingIgnoredDuringExecution: [{
+                  labelSelector: { matchLabels: selectorLabels(component) },
+                  topologyKey: 'kubernetes.io/hostname',
+                }],
+              },
+            },
+            securityContext: restrictedPod(LIVEKIT_UID),
+            terminationGracePeriodSeconds: LIVEKIT_DRAIN_SECONDS,
+            initContainers: [{
+              name: 'keys',
+              image: imageRef(props.image),
+              command: ['sh', '-c', LIVEKIT_WRITE_KEYS],
+              resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
+              securityContext: restrictedContainer(),
+              volumeMounts: [
+                { name: 'api-keys', mountPath: '/keys', readOnly: true },
+                { name: 'run', mountPath: '/run/livekit' },
+              ],
+            }],
+            containers: [{
+              name: 'livekit',
+              image: imageRef(props.image),
+              args: ['--config', `${LIVEKIT_CONFIG_DIR}/config.yaml`],
+              env,
+              ports,
+              resources: resourceRequirements(props.resources),
+              securityContext: restrictedContainer(),
+              startupProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 2, failureThreshold: 30 },
+              readinessProbe: { httpGet: { path: '/', port: k8s.IntOrString.fromString('http') }, periodSeconds: 5, failureThreshold: 3 },
+              // TCP, not HTTP: a Redis outage makes `/` answer 406 on every node at
+              // once, and an HTTP liveness probe would then restart the whole fleet.
+              livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 10, failureThreshold: 6 },
+              volumeMounts: [
+                { name: 'config', mountPath: LIVEKIT_CONFIG_DIR, readOnly: true },
+                { name: 'turn-secret', mountPath: '/secrets/turn', readOnly: true },
+                { name: 'run', mountPath: '/run/livekit', readOnly: true },
+                { name: 'tmp', mountPath: '/tmp' },
+              ],
+            }],
+            volumes: [
+              { name: 'config', configMap: { name: config.name } },
+              {
+                name: 'api-keys',
+                projected: {
+                  defaultMode: 0o440,
+                  sources: [
+                    { secret: { name: s.apiKey.name, items: [{ key: s.apiKey.key, path: 'api_key' }] } },
+                    { secret: { name: s.apiSecret.name, items: [{ key: s.apiSecret.key, path: 'api_secret' }] } },
+                  ],
+                },
+              },
+              {
+                // LiveKit checks that others cannot read it; group-readable (for fsGroup) is fine.
+                name: 'turn-secret',
+                secret: { secretName: s.turnSharedSecret.name, items: [{ key: s.turnSharedSecret.key, path: 'shared_secret' }], defaultMode: 0o440 },
+              },
+              memoryVolume('run', '1Mi'),
+              memoryVolume('tmp', '16Mi'),
+            ],
+          },
+        },
+      },
+    });
+
+    const service = new k8s.KubeService(this, 'service', {
+      metadata: { name: 'livekit', ...meta },
+      spec: {
+        selector: selectorLabels(component),
+        ports: [
+          { name: 'http', port: LIVEKIT_API_PORT, targetPort: k8s.IntOrString.fromString('http') },
+          { name: 'metrics', port: LIVEKIT_METRICS_PORT, targetPort: k8s.IntOrString.fromString('metrics') },
+        ],
+      },
+    });
+    this.internalUrl = `http://${service.name}.${props.namespace}.svc:${LIVEKIT_API_PORT}`;
+
+    new k8s.KubeIngress(this, 'ingress', {
+      metadata: {
+        name: 'livekit',
+        ...meta,
+        // Signalling is one long-lived WebSocket per participant: an hour before an idle one is cut.
+        annotations: ingressAnnotations(props.ingress, { websocketTimeoutSeconds: 3600 }),
+      },
+      spec: {
+        ingressClassName: props.ingress.className,
+        tls: [{ hosts: [props.host], secretName: 'livekit-tls' }],
+        rules: [{
+          host: props.host,
+          http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: service.name, port: { name: 'http' } } } }] },
+        }],
+      },
+    });
+  }
+}

@@ -1,0 +1,48 @@
+import { Chart, ChartProps } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { MANAGED_BY, PART_OF } from './common';
+
+export interface NamespacesProps extends ChartProps {
+  /** Namespace of the ordinary (non host-network) workloads; Pod Security `restricted`. */
+  readonly stack: string;
+  /** Namespace of the host-network workloads (LiveKit, coturn); Pod Security `privileged`. */
+  readonly hostNetwork: string;
+  /** The Kudo app's namespace, which receives its credentials Secret. */
+  readonly app: string;
+}
+
+/**
+ * The namespaces, with Pod Security Admission labels. `baseline` already
+ * forbids hostNetwork and hostPort, so LiveKit and coturn need a namespace of
+ * their own at `privileged`; everything else is held to `restricted`.
+ */
+export class NamespacesChart extends Chart {
+  constructor(scope: Construct, id: string, props: NamespacesProps) {
+    super(scope, id, props);
+    namespace(this, props.stack, 'restricted');
+    namespace(this, props.hostNetwork, 'privileged');
+    // The app's own pods are not ours to judge: held to `baseline`, audited at `restricted`.
+    namespace(this, props.app, 'baseline');
+  }
+}
+
+function namespace(scope: Construct, name: string, level: 'restricted' | 'baseline' | 'privileged'): void {
+  // Audit at `restricted` even where we enforce less, so every exception is
+  // on record; warn at the enforced level so `kubectl apply` stays quiet.
+  new k8s.KubeNamespace(scope, name, {
+    metadata: {
+      name,
+      labels: {
+        'app.kubernetes.io/part-of': PART_OF,
+        'app.kubernetes.io/managed-by': MANAGED_BY,
+        'pod-security.kubernetes.io/enforce': level,
+        'pod-security.kubernetes.io/enforce-version': 'latest',
+        'pod-security.kubernetes.io/warn': level,
+        'pod-security.kubernetes.io/warn-version': 'latest',
+        'pod-security.kubernetes.io/audit': 'restricted',
+        'pod-security.kubernetes.io/audit-version': 'latest',
+      },
+    },
+  });
+}

