@@ -91,7 +91,7 @@ export const configSchema = z.strictObject({
     }).prefault({}),
   }).prefault({}),
   postgres: z.strictObject({
-    image: image('docker.io/library/postgres', '17.6-bookworm'),
+    image: image('docker.io/library/postgres', '17.11-bookworm'),
     storage: storage('10Gi'),
     resources: resources('250m', '512Mi', '2', '1Gi'),
     /** max_connections; unset means Synapse's pool plus room for backups and administration. */
@@ -120,7 +120,7 @@ export const configSchema = z.strictObject({
     enabled: z.boolean().default(true),
   }).prefault({}),
   redis: z.strictObject({
-    image: image('docker.io/library/redis', '7.4.6-bookworm'),
+    image: image('docker.io/library/redis', '7.4.10-bookworm'),
     resources: resources('50m', '64Mi', '500m', '256Mi'),
   }).prefault({}),
   livekit: z.strictObject({

@@ -8,8 +8,9 @@
 #
 # Idempotent and cache-friendly: everything that is not a Debian package lives
 # under $KUDO_E2E_CACHE (default ~/.cache/kudo-e2e) and each step is skipped
-# when the right version is already there. pip's and Go's own caches are left
-# at their defaults so that a wiped KUDO_E2E_CACHE still rebuilds quickly.
+# when the right version is already there. Go's module and build caches (and
+# pip's wheel cache) are left at their defaults, so a wiped KUDO_E2E_CACHE
+# rebuilds LiveKit in seconds instead of minutes.
 #
 # Output: $KUDO_E2E_CACHE/env.sh (paths for the test harness to source) and,
 # on stdout, one "name version" line per program.
@@ -86,11 +87,12 @@ fi
 
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
-# Package scripts start redis-server and coturn as soon as they are installed,
-# which would hold ports 6379/3478 that the tests want for their own instances.
-# invoke-rc.d (used when systemd is not PID 1) asks policy-rc.d first; exit 101
-# means "do not start". Our machines already ship one that says 101 (a
-# Docker-style image); only add ours, temporarily, when there is none.
+# The packages' postinst scripts ask invoke-rc.d / deb-systemd-invoke to start
+# redis-server (and coturn, if /etc/default/coturn enables it), which would
+# hold ports 6379/3478 that the tests want for their own instances. Both ask
+# policy-rc.d first; exit 101 means "do not start". Our machines already ship
+# one that says 101 (a Docker-style image, runlevel "unknown", PID 1 is not an
+# init); only add ours, temporarily, when there is none.
 deny_service_starts() {
   if [[ ! -e /usr/sbin/policy-rc.d ]]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d

@@ -1,0 +1,7 @@
+/** Unit tests: fast, no programs started. The real-program tests are test/e2e (npm run test:e2e). */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/e2e/'],
+  transform: { '^.+\\.ts$': ['@swc/jest'] },
+};

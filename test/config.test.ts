@@ -1,0 +1,132 @@
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { ConfigError, loadConfig, resolveConfig } from '../charts/config';
+
+function tempFile(content: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-config-'));
+  const file = path.join(dir, 'kudo.yaml');
+  fs.writeFileSync(file, content);
+  return file;
+}
+
+function rejection(input: unknown): string {
+  try {
+    resolveConfig(input, 'kudo.yaml');
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as Error).message;
+  }
+  throw new Error('config was accepted');
+}
+
+describe('defaults', () => {
+  test('no config renders the example domain with derived hosts', () => {
+    const c = loadConfig(undefined);
+    expect(c.domain).toBe('example.com');
+    expect(c.serverName).toBe('example.com');
+    expect(c.hosts).toEqual({ matrix: 'matrix.example.com', livekit: 'livekit.example.com', turn: 'turn.example.com' });
+    expect(c.secrets.mode).toBe('generated');
+  });
+
+  test('hosts follow the domain and each can be overridden', () => {
+    const c = resolveConfig({ domain: 'kudo.chat', serverName: 'chat.kudo.chat', hosts: { turn: 'relay.kudo.chat' } });
+    expect(c.hosts).toEqual({ matrix: 'matrix.kudo.chat', livekit: 'livekit.kudo.chat', turn: 'relay.kudo.chat' });
+    expect(c.serverName).toBe('chat.kudo.chat');
+  });
+
+  test('an empty YAML file means the defaults', () => {
+    expect(loadConfig(tempFile('')).domain).toBe('example.com');
+    expect(loadConfig(tempFile('# only a comment\n')).domain).toBe('example.com');
+  });
+
+  test('a YAML file is read and merged onto the defaults', () => {
+    const c = loadConfig(tempFile('domain: kudo.example.org\npostgres:\n  storage:\n    size: 50Gi\n'));
+    expect(c.hosts.matrix).toBe('matrix.kudo.example.org');
+    expect(c.postgres.storage.size).toBe('50Gi');
+    expect(c.postgres.resources.limits.memory).toBe('1Gi');
+  });
+});
+
+describe('rejected input names the key path', () => {
+  test('unknown top-level key, with a suggestion', () => {
+    const msg = rejection({ domian: 'example.org' });
+    expect(msg).toContain('domian: unknown key (did you mean "domain"?)');
+  });
+
+  test('unknown nested key, with a suggestion', () => {
+    const msg = rejection({ postgres: { storage: { sise: '1Gi' } } });
+    expect(msg).toContain('postgres.storage.sise: unknown key (did you mean "postgres.storage.size"?)');
+    expect(msg).toContain('allowed here: size, className');
+  });
+
+  test('an unknown key that resembles nothing gets no suggestion', () => {
+    expect(rejection({ zzzzzzzz: 1 })).toMatch(/zzzzzzzz: unknown key; allowed here:/);
+  });
+
+  test('wrong type', () => {
+    expect(rejection({ synapse: { reportStats: 'yes' } })).toContain('synapse.reportStats: expected boolean, found string "yes"');
+    expect(rejection({ livekit: { replicas: 1.5 } })).toContain('livekit.replicas');
+  });
+
+  test('invalid DNS names', () => {
+    expect(rejection({ domain: 'Example.COM' })).toContain('domain: must be a lowercase DNS name');
+    expect(rejection({ domain: 'localhost' })).toContain('domain: must be a lowercase DNS name');
+    expect(rejection({ hosts: { matrix: 'bad_host.example.com' } })).toContain('hosts.matrix: must be a lowercase DNS name');
+    expect(rejection({ serverName: '-x.example.com' })).toContain('serverName');
+    expect(rejection({ namespaces: { stack: 'Kudo' } })).toContain('namespaces.stack: must be a lowercase DNS label');
+  });
+
+  test('enum values list what is allowed', () => {
+    expect(rejection({ tls: { letsEncrypt: { environment: 'prod' } } }))
+      .toContain('tls.letsEncrypt.environment: found string "prod", allowed: "production", "staging"');
+  });
+
+  test('bad quantities and image references', () => {
+    expect(rejection({ postgres: { resources: { limits: { memory: 'lots' } } } })).toContain('postgres.resources.limits.memory: must be a memory quantity');
+    expect(rejection({ synapse: { image: { digest: 'sha256:abc' } } })).toContain('synapse.image.digest');
+  });
+
+  test('the top level must be a mapping', () => {
+    expect(rejection(['domain'])).toContain('the top level must be a mapping');
+    expect(rejection('domain: x')).toContain('the top level must be a mapping');
+  });
+
+  test('a database pool that PostgreSQL cannot serve', () => {
+    expect(rejection({ synapse: { databasePool: { max: 50 } }, postgres: { maxConnections: 40 } }))
+      .toContain('postgres.maxConnections (40) must be at least synapse.databasePool.max + 10');
+    expect(rejection({ synapse: { databasePool: { min: 20, max: 10 } } })).toContain('synapse.databasePool.min (20) is larger');
+  });
+
+  test('host ports that collide', () => {
+    expect(rejection({ livekit: { rtc: { portRangeStart: 49000, portRangeEnd: 49200 } } })).toContain('overlaps coturn.relayPorts');
+    expect(rejection({ livekit: { rtc: { tcpPort: 3478 } } })).toContain('livekit.rtc.tcpPort collides with the coturn listening port 3478');
+    expect(rejection({ coturn: { relayPorts: { min: 5000, max: 8000 } } })).toContain('include the LiveKit API port 7880');
+    expect(rejection({ livekit: { rtc: { portRangeStart: 60000, portRangeEnd: 50000 } } })).toContain('portRangeStart (60000) is larger');
+  });
+
+  test('host-network pods need their own namespace', () => {
+    expect(rejection({ namespaces: { stack: 'kudo', hostNetwork: 'kudo' } })).toContain('host-network pods need their own privileged namespace');
+  });
+
+  test('all problems are reported at once', () => {
+    const msg = rejection({ domian: 'x', synapse: { reportStats: 1 } });
+    expect(msg).toContain('domian');
+    expect(msg).toContain('synapse.reportStats');
+  });
+});
+
+describe('files', () => {
+  test('a missing file', () => {
+    expect(() => loadConfig('/nonexistent/kudo.yaml')).toThrow('/nonexistent/kudo.yaml: cannot read the config file (no such file)');
+  });
+
+  test('malformed YAML names the line', () => {
+    const file = tempFile('domain: example.org\npostgres:\n  storage: [unclosed\n');
+    expect(() => loadConfig(file)).toThrow(/malformed YAML at line \d+, column \d+/);
+  });
+
+  test('YAML that is not a mapping', () => {
+    expect(() => loadConfig(tempFile('- a\n- b\n'))).toThrow('the top level must be a mapping of keys, found a list');
+  });
+});

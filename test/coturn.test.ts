@@ -1,0 +1,106 @@
+import { cidrToRange, DENIED_PEER_CIDRS } from '../charts/coturn';
+import { config, container, find, Manifest, podSpec, synthChart } from './util';
+
+const manifests = (c = config()) => synthChart('31-coturn', c);
+const conf = (ms: Manifest[]) => find(ms, 'ConfigMap', 'coturn-config').data['turnserver.conf'] as string;
+const options = (text: string) => text.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
+
+test('default shape', () => {
+  expect(manifests()).toMatchSnapshot();
+});
+
+test('a host-network DaemonSet on nodes labelled for TURN', () => {
+  const ds = find(manifests(), 'DaemonSet', 'coturn');
+  const spec = podSpec(ds);
+  expect(spec.hostNetwork).toBe(true);
+  expect(spec.nodeSelector).toEqual({ 'kudo/turn': 'true' });
+  expect(ds.metadata.namespace).toBe('kudo-media');
+});
+
+test('turnserver.conf: ports, realm, REST auth, hardening', () => {
+  const o = options(conf(manifests()));
+  expect(o).toEqual(expect.arrayContaining([
+    'listening-port=3478', 'tls-listening-port=5349', 'min-port=49152', 'max-port=49252', 'realm=turn.example.com',
+    'use-auth-secret', 'no-multicast-peers', 'no-tcp-relay', 'user-quota=12', 'total-quota=1200', 'prometheus',
+    'cert=/tls/tls.crt', 'pkey=/tls/tls.key',
+  ]));
+});
+
+test('no secret and no option the pinned coturn removed or deprecated', () => {
+  const text = conf(manifests());
+  expect(options(text).filter((l) => l.startsWith('static-auth-secret'))).toEqual([]);
+  for (const gone of ['no-tlsv1', 'no-tlsv1_1', 'no-cli', 'no-dtls', 'no-sslv2', 'no-sslv3', 'prod', 'secret-ts-exp-time']) {
+    expect(options(text).map((l) => l.split('=')[0])).not.toContain(gone);
+  }
+});
+
+test('comments only on their own lines', () => {
+  for (const line of options(conf(manifests()))) expect(line).not.toContain('#');
+});
+
+test('denied-peer-ip covers every private and special range, as A-B ranges', () => {
+  const denied = options(conf(manifests())).filter((l) => l.startsWith('denied-peer-ip=')).map((l) => l.slice('denied-peer-ip='.length));
+  expect(denied).toHaveLength(DENIED_PEER_CIDRS.length);
+  expect(denied).toEqual(expect.arrayContaining([
+    '10.0.0.0-10.255.255.255', '172.16.0.0-172.31.255.255', '192.168.0.0-192.168.255.255', '100.64.0.0-100.127.255.255',
+    '127.0.0.0-127.255.255.255', '169.254.0.0-169.254.255.255', '::1', 'fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+    'fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff', '64:ff9b::-64:ff9b::ffff:ffff', '::ffff:0:0-::ffff:ffff:ffff',
+  ]));
+  for (const d of denied) expect(d).not.toContain('/');
+});
+
+test('CIDR to range conversion', () => {
+  expect(cidrToRange('10.0.0.0/8')).toBe('10.0.0.0-10.255.255.255');
+  expect(cidrToRange('0.0.0.0/8')).toBe('0.0.0.0-0.255.255.255');
+  expect(cidrToRange('240.0.0.0/4')).toBe('240.0.0.0-255.255.255.255');
+  expect(cidrToRange('192.0.2.1/32')).toBe('192.0.2.1');
+  expect(cidrToRange('2001::/23')).toBe('2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff');
+  expect(cidrToRange('100::/64')).toBe('100::-100::ffff:ffff:ffff:ffff');
+  expect(() => cidrToRange('10.0.0.1/8')).toThrow('has host bits set');
+  expect(() => cidrToRange('10.0.0.0/33')).toThrow('invalid CIDR');
+  expect(() => cidrToRange('300.0.0.0/8')).toThrow('invalid IPv4 address');
+});
+
+test('the shared secret and node addresses are added at start from the Secret and downward API', () => {
+  const ms = manifests();
+  const ds = find(ms, 'DaemonSet', 'coturn');
+  const c = container(ds, 'coturn');
+  expect(c.command).toEqual(['sh', '/etc/coturn/start.sh']);
+  const start = find(ms, 'ConfigMap', 'coturn-config').data['start.sh'];
+  expect(start).toContain("static-auth-secret=%s");
+  expect(start).toContain('external-ip=%s/%s');
+  expect(c.env).toContainEqual({ name: 'NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
+  expect(podSpec(ds).volumes.find((v: any) => v.name === 'turn-secret').secret).toMatchObject({ secretName: 'kudo-turn' });
+});
+
+test('a cert-manager Certificate for the TURN host, reloaded with SIGUSR2', () => {
+  const ms = manifests();
+  const cert = find(ms, 'Certificate', 'coturn-tls');
+  expect(cert.spec).toMatchObject({ secretName: 'coturn-tls', dnsNames: ['turn.example.com'], issuerRef: { kind: 'ClusterIssuer', name: 'kudo-letsencrypt' } });
+  expect(find(ms, 'ConfigMap', 'coturn-config').data['start.sh']).toContain('kill -USR2');
+  expect(podSpec(find(ms, 'DaemonSet', 'coturn')).volumes.find((v: any) => v.name === 'tls').secret.secretName).toBe('coturn-tls');
+});
+
+test('public IP from the Node needs a token in the init container only, and RBAC to get nodes', () => {
+  const ms = manifests();
+  const ds = find(ms, 'DaemonSet', 'coturn');
+  expect(podSpec(ds).automountServiceAccountToken).toBe(false);
+  expect(container(ds, 'node-address').volumeMounts.map((m: any) => m.name)).toContain('api-token');
+  expect(container(ds, 'coturn').volumeMounts.map((m: any) => m.name)).not.toContain('api-token');
+  const role = find(ms, 'ClusterRole', 'kudo-media-coturn-node-reader');
+  expect(role.rules).toEqual([{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] }]);
+});
+
+test('a configured public IP needs no API access', () => {
+  const ms = manifests(config({ coturn: { publicIp: '203.0.113.7' } }));
+  expect(ms.filter((m) => m.kind === 'ClusterRole' || m.kind === 'ServiceAccount')).toEqual([]);
+  const init = container(find(ms, 'DaemonSet', 'coturn'), 'node-address');
+  expect(init.env).toContainEqual({ name: 'PUBLIC_IP', value: '203.0.113.7' });
+});
+
+test('probes and a restricted container', () => {
+  const c = container(find(manifests(), 'DaemonSet', 'coturn'), 'coturn');
+  expect(c.readinessProbe.tcpSocket.port).toBe(3478);
+  expect(c.livenessProbe.tcpSocket.port).toBe(3478);
+  expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+});

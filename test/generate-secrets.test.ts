@@ -1,0 +1,143 @@
+/**
+ * The secret generator's logic (charts/files/generate_secrets.py), run with
+ * the real Python against an in-memory API, using the plan the chart renders.
+ */
+import { spawn } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { secretPlan } from '../charts/secrets';
+import { FakeKubeApi } from './fake-kube-api';
+import { config } from './util';
+
+const FILES = path.resolve(__dirname, '..', 'charts', 'files');
+const c = config();
+const plan = secretPlan(c.secrets.refs, c.namespaces);
+const planFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-plan-')), 'plan.json');
+fs.writeFileSync(planFile, JSON.stringify({ values: plan }));
+
+let api: FakeKubeApi;
+let url: string;
+beforeEach(async () => {
+  api = new FakeKubeApi();
+  url = await api.start();
+});
+afterEach(() => api.stop());
+
+function generate(): Promise<{ status: number; output: string }> {
+  return runPython(['generate_secrets.py', planFile]);
+}
+
+/** Runs a bundled script asynchronously (a synchronous spawn would stall the fake API in this process). */
+export function runPython(args: string[], env: Record<string, string> = {}): Promise<{ status: number; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('python3', args, {
+      cwd: FILES,
+      env: { PATH: process.env.PATH, KUBE_API_URL: url, KUBE_TOKEN_FILE: '/nonexistent', KUBE_CA_FILE: '/nonexistent', ...env },
+    });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ status: code ?? -1, output }));
+  });
+}
+
+test('sanity: the plan covers every value in both namespaces it is read in', () => {
+  const turn = plan.find((p) => p.name === 'turnSharedSecret')!;
+  expect(turn.destinations.map((d) => d.namespace)).toEqual(['kudo', 'kudo-media']);
+  expect(plan.map((p) => p.name).sort()).toEqual(Object.keys(c.secrets.refs).sort());
+});
+
+test('an empty cluster gets every value, shared ones identical in each namespace', async () => {
+  const r = await generate();
+  expect(r.output).toContain('all secret values present');
+  expect(r.status).toBe(0);
+  const turnStack = api.values('kudo', 'kudo-turn')!.shared_secret;
+  expect(turnStack).toHaveLength(43);
+  expect(api.values('kudo-media', 'kudo-turn')!.shared_secret).toBe(turnStack);
+  expect(api.values('kudo-media', 'kudo-redis')!.password).toBe(api.values('kudo', 'kudo-redis')!.password);
+  const synapse = api.values('kudo', 'kudo-synapse')!;
+  expect(Object.keys(synapse).sort()).toEqual(['form_secret', 'macaroon_secret_key', 'registration_shared_secret', 'signing.key']);
+  expect(synapse['signing.key']).toMatch(/^ed25519 a_[A-Za-z0-9]{4} [A-Za-z0-9+/]{43}\n$/);
+  expect(api.values('kudo-media', 'kudo-livekit')!.api_key).toMatch(/^API[A-Za-z0-9]{12}$/);
+  expect(api.values('kudo-media', 'kudo-livekit')!.api_secret.length).toBeGreaterThanOrEqual(32);
+  // Distinct values, not one value reused.
+  const all = plan.map((p) => api.values(p.destinations[0].namespace, p.destinations[0].secret)![p.destinations[0].key]);
+  expect(new Set(all).size).toBe(all.length);
+  expect(api.secrets.get('kudo/kudo-synapse')!.metadata.labels).toEqual({ 'app.kubernetes.io/managed-by': 'kudo-secrets-generator' });
+});
+
+test('two installs get different values (no fixed seed)', async () => {
+  await generate();
+  const first = api.values('kudo', 'kudo-synapse')!['signing.key'];
+  const other = new FakeKubeApi();
+  const saved = url;
+  url = await other.start();
+  await generate();
+  expect(other.values('kudo', 'kudo-synapse')!['signing.key']).not.toBe(first);
+  await other.stop();
+  url = saved;
+});
+
+test('a second run changes nothing', async () => {
+  await generate();
+  const before = JSON.stringify([...api.secrets]);
+  const firstRun = api.requests.length;
+  const r = await generate();
+  expect(r.status).toBe(0);
+  expect(JSON.stringify([...api.secrets])).toBe(before);
+  const secondRun = api.requests.slice(firstRun);
+  expect(secondRun.length).toBeGreaterThan(0);
+  expect(secondRun.filter((q) => !q.startsWith('GET '))).toEqual([]);
+});
+
+test('existing values are never overwritten, and are copied where missing', async () => {
+  api.put('kudo', 'kudo-postgres', { password: 'from-compose' });
+  api.put('kudo-media', 'kudo-turn', { shared_secret: 'old-turn-secret' });
+  api.put('kudo', 'kudo-synapse', { 'signing.key': 'ed25519 a_old AAAA\n', unrelated: 'keep me' });
+  const r = await generate();
+  expect(r.status).toBe(0);
+  expect(api.values('kudo', 'kudo-postgres')!.password).toBe('from-compose');
+  expect(api.values('kudo', 'kudo-turn')!.shared_secret).toBe('old-turn-secret');
+  const synapse = api.values('kudo', 'kudo-synapse')!;
+  expect(synapse['signing.key']).toBe('ed25519 a_old AAAA\n');
+  expect(synapse.unrelated).toBe('keep me');
+  expect(synapse.macaroon_secret_key).toHaveLength(43);
+});
+
+test('values that disagree are reported and left alone', async () => {
+  api.put('kudo', 'kudo-turn', { shared_secret: 'one' });
+  api.put('kudo-media', 'kudo-turn', { shared_secret: 'two' });
+  const r = await generate();
+  expect(r.status).toBe(1);
+  expect(r.output).toContain('CONFLICT turnSharedSecret');
+  expect(api.values('kudo', 'kudo-turn')!.shared_secret).toBe('one');
+  expect(api.values('kudo-media', 'kudo-turn')!.shared_secret).toBe('two');
+  // Everything else was still created.
+  expect(api.values('kudo', 'kudo-postgres')!.password).toHaveLength(43);
+});
+
+test('an API error stops the run with a non-zero status', async () => {
+  await api.stop();
+  const r = await generate();
+  expect(r.status).not.toBe(0);
+  api = new FakeKubeApi();
+  url = await api.start();
+});
+
+describe('coturn public address lookup', () => {
+  const lookup = (env: Record<string, string>, node: object) => runPython(['-c', [
+    'import json, os, node_address',
+    `node = json.loads(${JSON.stringify(JSON.stringify(node))})`,
+    'print(node_address.public_address(os.environ, lambda name: node)[0])',
+  ].join('\n')], env);
+
+  test('configured address first, then the ExternalIP, then the node IP', async () => {
+    const node = { status: { addresses: [{ type: 'InternalIP', address: '10.0.0.5' }, { type: 'ExternalIP', address: '203.0.113.9' }] } };
+    expect((await lookup({ PUBLIC_IP: '198.51.100.1', NODE_NAME: 'n', NODE_IP: '10.0.0.5' }, node)).output.trim()).toBe('198.51.100.1');
+    expect((await lookup({ NODE_NAME: 'n', NODE_IP: '10.0.0.5' }, node)).output.trim()).toBe('203.0.113.9');
+    const internalOnly = { status: { addresses: [{ type: 'InternalIP', address: '10.0.0.5' }] } };
+    expect((await lookup({ NODE_NAME: 'n', NODE_IP: '10.0.0.5' }, internalOnly)).output.trim()).toBe('10.0.0.5');
+  });
+});

@@ -1,0 +1,74 @@
+/**
+ * Validates rendered objects against the Kubernetes OpenAPI definitions in
+ * ../shared/kubernetes-schemas and the pinned CRDs in ../shared/crds, with
+ * ajv. Like `kubectl apply --validate=strict`, unknown fields are errors:
+ * every object schema that lists its properties gets additionalProperties:
+ * false (unless it says it preserves unknown fields).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import Ajv, { ValidateFunction } from 'ajv';
+import * as yaml from 'js-yaml';
+
+export const SHARED = path.resolve(__dirname, '..', '..', 'shared');
+
+function strict(schema: any): any {
+  if (Array.isArray(schema)) return schema.map(strict);
+  if (schema === null || typeof schema !== 'object') return schema;
+  const out: any = {};
+  for (const [k, v] of Object.entries(schema)) {
+    // Descend into sub-schemas, not into literal values (enum, default, example).
+    out[k] = ['enum', 'default', 'example', 'required', 'x-kubernetes-group-version-kind', 'x-kubernetes-list-map-keys'].includes(k) ? v : strict(v);
+  }
+  if (out.properties && out.additionalProperties === undefined && !out['x-kubernetes-preserve-unknown-fields']) {
+    out.additionalProperties = false;
+  }
+  return out;
+}
+
+export interface Validator {
+  /** Error messages for one object; empty when valid. */
+  errors(obj: any): string[];
+}
+
+export function kubernetesValidator(version: string, crdFiles: string[]): Validator {
+  const file = path.join(SHARED, 'kubernetes-schemas', version, '_definitions.json');
+  const definitions = strict(JSON.parse(fs.readFileSync(file, 'utf8')).definitions);
+  const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
+  ajv.addSchema({ $id: 'k8s', definitions });
+  const byGvk = new Map<string, () => ValidateFunction>();
+  const lazily = (schema: object) => {
+    let fn: ValidateFunction | undefined;
+    return () => (fn ??= ajv.compile(schema));
+  };
+  for (const [name, def] of Object.entries<any>(definitions)) {
+    for (const gvk of def['x-kubernetes-group-version-kind'] ?? []) {
+      const apiVersion = gvk.group ? `${gvk.group}/${gvk.version}` : gvk.version;
+      byGvk.set(`${apiVersion}/${gvk.kind}`, lazily({ $ref: `k8s#/definitions/${name}` }));
+    }
+  }
+  for (const crdFile of crdFiles) {
+    for (const crd of yaml.loadAll(fs.readFileSync(path.join(SHARED, 'crds', crdFile), 'utf8')) as any[]) {
+      if (crd?.kind !== 'CustomResourceDefinition') continue;
+      for (const v of crd.spec.versions) {
+        const schema = strict(v.schema.openAPIV3Schema);
+        // The CRD leaves metadata open; check it as Kubernetes does.
+        schema.properties.metadata = { $ref: 'k8s#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta' };
+        byGvk.set(`${crd.spec.group}/${v.name}/${crd.spec.names.kind}`, lazily(schema));
+      }
+    }
+  }
+  return {
+    errors(obj: any): string[] {
+      const key = `${obj.apiVersion}/${obj.kind}`;
+      const validate = byGvk.get(key);
+      if (!validate) return [`${key} is not served by Kubernetes ${version} or the pinned CRDs`];
+      const fn = validate();
+      if (fn(obj)) return [];
+      return (fn.errors ?? []).map((e) => {
+        const extra = e.keyword === 'additionalProperties' ? ` "${(e.params as any).additionalProperty}"` : '';
+        return `${e.instancePath || '/'} ${e.message}${extra}`;
+      });
+    },
+  };
+}

@@ -1,0 +1,84 @@
+/**
+ * The render command as users run it (the bundled main.ts in a child
+ * process): deterministic output, env-file secrets kept out of dist/, and
+ * bad input rejected without touching dist/.
+ */
+import { execFileSync, spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+const ROOT = path.resolve(__dirname, '..');
+const MAIN = path.join(ROOT, '.build', 'main.js');
+
+beforeAll(() => {
+  execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build.mjs')]);
+});
+
+function render(env: Record<string, string> = {}, cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-render-'))) {
+  const outdir = path.join(cwd, 'dist');
+  const r = spawnSync(process.execPath, [MAIN], {
+    cwd,
+    env: { PATH: process.env.PATH, CDK8S_OUTDIR: outdir, ...env },
+    encoding: 'utf8',
+  });
+  return { status: r.status, stderr: r.stderr, outdir, cwd };
+}
+
+function readTree(dir: string): Record<string, string> {
+  return Object.fromEntries(fs.readdirSync(dir).sort().map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]));
+}
+
+function write(content: string, name = 'kudo.yaml'): string {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-input-')), name);
+  fs.writeFileSync(file, content);
+  return file;
+}
+
+test('two renders are byte-identical', () => {
+  const a = render();
+  const b = render();
+  expect(a.status).toBe(0);
+  expect(readTree(a.outdir)).toEqual(readTree(b.outdir));
+  expect(Object.keys(readTree(a.outdir))).toContain('00-namespaces.k8s.yaml');
+});
+
+test('an env file adds git-ignored Secrets and leaves dist/ byte-identical', () => {
+  const plain = render();
+  const env = write('MATRIX_DB_PASSWORD=from-compose\nTURN_SECRET=turn-from-compose\n', '.env');
+  const withEnv = render({ KUDO_ENV_FILE: env, SOME_OTHER_VAR: 'x' });
+  expect(withEnv.status).toBe(0);
+  expect(readTree(withEnv.outdir)).toEqual(readTree(plain.outdir));
+  const secrets = fs.readFileSync(path.join(withEnv.cwd, 'secrets.local', 'kudo-secrets.yaml'), 'utf8');
+  expect(secrets).toContain('password: from-compose');
+  expect(secrets).toContain('Never commit this file');
+  expect(fs.statSync(path.join(withEnv.cwd, 'secrets.local', 'kudo-secrets.yaml')).mode & 0o077).toBe(0);
+  for (const text of Object.values(readTree(withEnv.outdir))) expect(text).not.toContain('from-compose');
+  expect(fs.readFileSync(path.join(ROOT, '.gitignore'), 'utf8')).toMatch(/^secrets\.local\/$/m);
+});
+
+describe('bad input: clear error, non-zero exit, dist/ untouched', () => {
+  const cases: [string, () => Record<string, string>, RegExp][] = [
+    ['malformed YAML', () => ({ KUDO_CONFIG: write('domain: [x\n') }), /malformed YAML at line 2/],
+    ['unknown key', () => ({ KUDO_CONFIG: write('domian: example.org\n') }), /domian: unknown key \(did you mean "domain"\?\)/],
+    ['wrong type', () => ({ KUDO_CONFIG: write('livekit:\n  replicas: two\n') }), /livekit\.replicas: expected number, found string "two"/],
+    ['invalid DNS name', () => ({ KUDO_CONFIG: write('domain: exa_mple.org\n') }), /domain: must be a lowercase DNS name/],
+    ['missing file', () => ({ KUDO_CONFIG: '/nonexistent/kudo.yaml' }), /cannot read the config file \(no such file\)/],
+    ['bad env file', () => ({ KUDO_ENV_FILE: write('not an assignment\n', '.env') }), /\.env:1: expected KEY=VALUE/],
+    ['missing env file', () => ({ KUDO_ENV_FILE: '/nonexistent/.env' }), /KUDO_ENV_FILE=\/nonexistent\/\.env: cannot read it/],
+  ];
+
+  test.each(cases)('%s', (_, env, message) => {
+    const good = render();
+    const before = readTree(good.outdir);
+    const bad = render(env(), good.cwd);
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(message);
+    expect(bad.stderr).toMatch(/^kudo: /);
+    expect(bad.stderr).not.toMatch(/^\s+at /m);
+    expect(readTree(good.outdir)).toEqual(before);
+    expect(fs.existsSync(path.join(good.cwd, 'secrets.local'))).toBe(false);
+    // No staging folder left behind.
+    expect(fs.readdirSync(good.cwd).filter((f) => f.startsWith('.dist-render-'))).toEqual([]);
+  });
+});

@@ -1,0 +1,19 @@
+import { config, find, synthChart } from './util';
+
+test('default shape', () => {
+  expect(synthChart('00-namespaces')).toMatchSnapshot();
+});
+
+test('Pod Security: restricted for the stack, privileged only for the host-network namespace', () => {
+  const ms = synthChart('00-namespaces');
+  const level = (n: string) => find(ms, 'Namespace', n).metadata.labels!['pod-security.kubernetes.io/enforce'];
+  expect(level('kudo')).toBe('restricted');
+  expect(level('kudo-media')).toBe('privileged');
+  expect(level('kudo-app')).toBe('baseline');
+  for (const n of ['kudo', 'kudo-media', 'kudo-app']) expect(find(ms, 'Namespace', n).metadata.labels!['pod-security.kubernetes.io/audit']).toBe('restricted');
+});
+
+test('names come from config', () => {
+  const ms = synthChart('00-namespaces', config({ namespaces: { stack: 'chat', hostNetwork: 'chat-edge', app: 'web' } }));
+  expect(ms.map((m) => m.metadata.name).sort()).toEqual(['chat', 'chat-edge', 'web']);
+});

@@ -1,0 +1,80 @@
+import { postgresSettings } from '../charts/postgres';
+import { config, container, find, podSpec, synthChart } from './util';
+
+const manifests = () => synthChart('10-postgres');
+
+test('default shape', () => {
+  expect(manifests()).toMatchSnapshot();
+});
+
+test('a StatefulSet with a volume claim template behind a headless Service', () => {
+  const ms = manifests();
+  const sts = find(ms, 'StatefulSet', 'postgres');
+  const svc = find(ms, 'Service', 'postgres');
+  expect(svc.spec.clusterIP).toBe('None');
+  expect(sts.spec.serviceName).toBe(svc.metadata.name);
+  expect(svc.spec.selector).toEqual(sts.spec.selector.matchLabels);
+  expect(sts.spec.volumeClaimTemplates).toHaveLength(1);
+  expect(sts.spec.volumeClaimTemplates[0].spec).toMatchObject({ accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '10Gi' } } });
+  expect(sts.spec.persistentVolumeClaimRetentionPolicy).toEqual({ whenDeleted: 'Retain', whenScaled: 'Retain' });
+});
+
+test('storage class and size come from config', () => {
+  const sts = find(synthChart('10-postgres', config({ postgres: { storage: { size: '100Gi', className: 'fast' } } })), 'StatefulSet', 'postgres');
+  expect(sts.spec.volumeClaimTemplates[0].spec).toMatchObject({ storageClassName: 'fast', resources: { requests: { storage: '100Gi' } } });
+});
+
+test('the image is pinned to a major version, by digest when given', () => {
+  const c = container(find(manifests(), 'StatefulSet', 'postgres'), 'postgres');
+  expect(c.image).toMatch(/^docker\.io\/library\/postgres:17\.\d+-bookworm$/);
+  const digest = `sha256:${'a'.repeat(64)}`;
+  const pinned = container(find(synthChart('10-postgres', config({ postgres: { image: { digest } } })), 'StatefulSet', 'postgres'), 'postgres');
+  expect(pinned.image).toBe(`docker.io/library/postgres:17.11-bookworm@${digest}`);
+});
+
+test('the database is initialised UTF8 with C collation and ctype', () => {
+  const env = Object.fromEntries(container(find(manifests(), 'StatefulSet', 'postgres'), 'postgres').env.map((e: any) => [e.name, e.value]));
+  expect(env.POSTGRES_INITDB_ARGS).toBe('--encoding=UTF8 --locale=C');
+  expect(env.POSTGRES_DB).toBe('synapse');
+  expect(env.POSTGRES_PASSWORD_FILE).toBe('/secrets/password');
+  expect(env.POSTGRES_PASSWORD).toBeUndefined();
+  // PGDATA below the mount point, so the server can own it with mode 0700.
+  expect(env.PGDATA).toBe('/var/lib/postgresql/data/pgdata');
+});
+
+test('pg_isready probes, a fast shutdown and resources', () => {
+  const sts = find(manifests(), 'StatefulSet', 'postgres');
+  const c = container(sts, 'postgres');
+  for (const probe of [c.startupProbe, c.readinessProbe, c.livenessProbe]) {
+    expect(probe.exec.command[0]).toBe('pg_isready');
+  }
+  expect(c.lifecycle.preStop.exec.command.join(' ')).toContain('--mode=fast');
+  expect(podSpec(sts).terminationGracePeriodSeconds).toBeGreaterThan(80);
+  expect(c.resources).toEqual({ requests: { cpu: '250m', memory: '512Mi' }, limits: { cpu: '2', memory: '1Gi' } });
+});
+
+test('server settings are sized from the memory limit', () => {
+  const args: string[] = container(find(manifests(), 'StatefulSet', 'postgres'), 'postgres').args;
+  const settings = Object.fromEntries(args.filter((_, i) => args[i - 1] === '-c').map((a) => a.split('=')));
+  expect(settings).toMatchObject({ shared_buffers: '256MB', effective_cache_size: '768MB', max_connections: '20' });
+  expect(postgresSettings('4Gi', 100)).toMatchObject({ shared_buffers: '1024MB', effective_cache_size: '3072MB', maintenance_work_mem: '256MB', work_mem: '10MB' });
+  expect(() => postgresSettings('128Mi', 20)).toThrow('postgres memory limit 128Mi is below the 256Mi');
+});
+
+test('max_connections covers the Synapse pool plus reserve, or the configured value', () => {
+  const maxConn = (c: object) => {
+    const args: string[] = container(find(synthChart('10-postgres', config(c)), 'StatefulSet', 'postgres'), 'postgres').args;
+    return args.find((a) => a.startsWith('max_connections='));
+  };
+  expect(maxConn({ synapse: { databasePool: { max: 30 } } })).toBe('max_connections=40');
+  expect(maxConn({ postgres: { maxConnections: 200 } })).toBe('max_connections=200');
+});
+
+test('runs as the image user with a read-only root and restricted context', () => {
+  const sts = find(manifests(), 'StatefulSet', 'postgres');
+  expect(podSpec(sts).securityContext).toMatchObject({ runAsUser: 999, fsGroup: 999, runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+  const c = container(sts, 'postgres');
+  expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+  expect(c.volumeMounts.map((m: any) => m.mountPath)).toEqual(expect.arrayContaining(['/var/run/postgresql', '/tmp']));
+  expect(podSpec(sts).automountServiceAccountToken).toBe(false);
+});

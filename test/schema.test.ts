@@ -1,0 +1,40 @@
+/**
+ * Every rendered object, for the default config and for a config that turns
+ * on every option, is valid for the oldest and newest Kubernetes we support,
+ * with no unknown fields.
+ */
+import { kubernetesValidator } from './k8s-schema';
+import { config, Manifest, synthAll } from './util';
+
+const CRDS = ['cert-manager/certificates.yaml', 'cert-manager/clusterissuers.yaml'];
+const VERSIONS = ['v1.28.0', 'v1.36.0'];
+
+const everything = config({
+  domain: 'kudo.example.org',
+  serverName: 'example.org',
+  tls: { letsEncrypt: { environment: 'staging', email: 'ops@example.org' } },
+  postgres: { storage: { className: 'fast' }, maxConnections: 100, image: { digest: `sha256:${'b'.repeat(64)}` } },
+  synapse: { media: { className: 'fast' } },
+  livekit: { replicas: 3, nodeSelector: { 'kudo/media': 'true' }, rtc: { udpPort: 7882, useExternalIp: false } },
+  coturn: { publicIp: '203.0.113.10' },
+  secrets: { mode: 'existing' },
+});
+
+const renders: [string, Manifest[]][] = [['default config', synthAll()], ['every option', synthAll(everything)]];
+
+describe.each(VERSIONS)('Kubernetes %s', (version) => {
+  const validator = kubernetesValidator(version, CRDS);
+  test.each(renders)('%s: every object validates strictly', (_, manifests) => {
+    const problems = manifests.flatMap((m) => validator.errors(m).map((e) => `${m.kind}/${m.metadata.name}: ${e}`));
+    expect(problems).toEqual([]);
+  });
+});
+
+test('the validator catches an unknown field and a wrong type (it can fail)', () => {
+  const validator = kubernetesValidator('v1.28.0', CRDS);
+  const bad = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'x' }, spec: { ports: [{ port: 'eighty' }], bogus: true } };
+  const errors = validator.errors(bad);
+  expect(errors.join('\n')).toContain('must NOT have additional properties "bogus"');
+  expect(errors.join('\n')).toContain('/spec/ports/0/port must be integer');
+  expect(validator.errors({ apiVersion: 'extensions/v1beta1', kind: 'Ingress', metadata: { name: 'x' } })[0]).toContain('is not served');
+});

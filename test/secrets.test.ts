@@ -1,0 +1,149 @@
+import { envFileSecrets, ENV_FILE_VARIABLES, parseEnvFile, secretPlan } from '../charts/secrets';
+import { config, container, find, Manifest, podSpec, synthAll, synthChart } from './util';
+
+const generator = () => synthChart('05-secrets');
+const bootstrap = () => synthChart('40-bootstrap');
+
+test('default shape', () => {
+  expect(generator()).toMatchSnapshot();
+  expect(bootstrap()).toMatchSnapshot();
+});
+
+describe('generator RBAC', () => {
+  test('get and patch only the named Secrets; create is the only unnamed verb', () => {
+    const ms = generator();
+    const roles = ms.filter((m) => m.kind === 'Role');
+    expect(roles.map((r) => r.metadata.namespace).sort()).toEqual(['kudo', 'kudo-media']);
+    const stack = roles.find((r) => r.metadata.namespace === 'kudo')!;
+    expect(stack.rules).toEqual([
+      { apiGroups: [''], resources: ['secrets'], resourceNames: ['kudo-postgres', 'kudo-redis', 'kudo-synapse', 'kudo-synapse-admin', 'kudo-turn'], verbs: ['get', 'patch'] },
+      { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+    ]);
+    const media = roles.find((r) => r.metadata.namespace === 'kudo-media')!;
+    expect(media.rules[0].resourceNames).toEqual(['kudo-livekit', 'kudo-redis', 'kudo-turn']);
+    for (const r of roles) for (const rule of r.rules) expect(rule.verbs).not.toEqual(expect.arrayContaining(['list']));
+    for (const b of ms.filter((m) => m.kind === 'RoleBinding')) {
+      expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: 'secret-generator', namespace: 'kudo' }]);
+    }
+  });
+
+  test('the Job runs the bundled script with the rendered plan, ordered before the workloads', () => {
+    const ms = generator();
+    const job = ms.find((m) => m.kind === 'Job')!;
+    expect(job.metadata.name).toMatch(/^generate-secrets-[0-9a-f]{8}$/);
+    expect(job.metadata.annotations).toMatchObject({ 'argocd.argoproj.io/sync-wave': '-1', 'argocd.argoproj.io/hook': 'Sync' });
+    expect(container(job, 'generate-secrets').command).toEqual(['python3', '/opt/kudo/generate_secrets.py', '/opt/kudo/plan.json']);
+    expect(podSpec(job).serviceAccountName).toBe('secret-generator');
+    const plan = JSON.parse(find(ms, 'ConfigMap', 'secret-generator').data['plan.json']);
+    expect(plan.values).toEqual(secretPlan(config().secrets.refs, config().namespaces));
+  });
+
+  test('a changed Job gets a new name (Job templates are immutable)', () => {
+    const name = (c: object) => synthChart('05-secrets', config(c)).find((m) => m.kind === 'Job')!.metadata.name;
+    expect(name({})).toBe(name({}));
+    expect(name({ synapse: { image: { tag: 'v1.164.0' } } })).not.toBe(name({}));
+  });
+});
+
+describe('existing mode', () => {
+  const existing = config({
+    secrets: { mode: 'existing', refs: { postgresPassword: { name: 'vault-db', key: 'pw' }, turnSharedSecret: { name: 'vault-turn', key: 'secret' } } },
+  });
+
+  test('no generator; workloads read the named Secrets', () => {
+    const all = synthAll(existing);
+    expect(all.filter((m) => m.metadata.name?.startsWith('generate-secrets'))).toEqual([]);
+    const pg = find(all, 'StatefulSet', 'postgres');
+    expect(podSpec(pg).volumes.find((v: any) => v.name === 'password').secret).toMatchObject({ secretName: 'vault-db', items: [{ key: 'pw', path: 'password' }] });
+    const synapseTurn = podSpec(find(all, 'Deployment', 'synapse')).volumes.find((v: any) => v.name === 'secrets').projected.sources
+      .find((s: any) => s.secret.items[0].path === 'turn_shared_secret');
+    expect(synapseTurn.secret).toEqual({ name: 'vault-turn', items: [{ key: 'secret', path: 'turn_shared_secret' }] });
+    expect(podSpec(find(all, 'DaemonSet', 'coturn')).volumes.find((v: any) => v.name === 'turn-secret').secret.secretName).toBe('vault-turn');
+  });
+});
+
+describe('admin bootstrap', () => {
+  test('registers through the in-cluster URL and writes the app Secret', () => {
+    const ms = bootstrap();
+    const job = ms.find((m) => m.kind === 'Job')!;
+    const env = Object.fromEntries(container(job, 'bootstrap-admin').env.map((e: any) => [e.name, e.value]));
+    expect(env).toMatchObject({
+      SYNAPSE_URL: 'http://synapse.kudo.svc:8008',
+      SERVER_NAME: 'example.com',
+      ADMIN_USER: 'admin',
+      PUBLIC_HOMESERVER_URL: 'https://matrix.example.com',
+      PUBLIC_LIVEKIT_URL: 'wss://livekit.example.com',
+      APP_SECRET_REF: 'kudo-app/kudo-app',
+      LIVEKIT_API_KEY_REF: 'kudo-media/kudo-livekit/api_key',
+    });
+    expect(job.metadata.annotations?.['argocd.argoproj.io/hook']).toBe('PostSync');
+    const appRole = ms.find((m) => m.kind === 'Role' && m.metadata.namespace === 'kudo-app')!;
+    expect(appRole.rules[0].resourceNames).toEqual(['kudo-app']);
+    const mediaRole = ms.find((m) => m.kind === 'Role' && m.metadata.namespace === 'kudo-media')!;
+    expect(mediaRole.rules).toEqual([{ apiGroups: [''], resources: ['secrets'], resourceNames: ['kudo-livekit'], verbs: ['get'] }]);
+  });
+});
+
+describe('no secret values anywhere in the rendered output', () => {
+  const all = synthAll();
+  test('no Secret objects are rendered at all', () => {
+    expect(all.filter((m: Manifest) => m.kind === 'Secret')).toEqual([]);
+  });
+  test('no env var carries a literal secret-looking value', () => {
+    for (const m of all) {
+      const spec = m.spec?.template?.spec ?? m.spec?.jobTemplate?.spec?.template?.spec;
+      if (!spec) continue;
+      for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
+        for (const e of c.env ?? []) {
+          if (/PASSWORD|SECRET|TOKEN|KEY/.test(e.name) && !/_FILE$|_REF$/.test(e.name)) expect(e.value).toBeUndefined();
+        }
+      }
+    }
+  });
+});
+
+describe('env file from docker-compose', () => {
+  const refs = config().secrets.refs;
+  const ns = config().namespaces;
+  const full = [
+    '# old .env',
+    'MATRIX_DB_PASSWORD=db:pass\\word',
+    "MATRIX_MACAROON_SECRET_KEY='mac'",
+    'MATRIX_FORM_SECRET="form secret"',
+    'export MATRIX_REGISTRATION_SHARED_SECRET=reg # trailing comment',
+    'LIVEKIT_API_KEY=APIabc',
+    'LIVEKIT_API_SECRET=lksecret_0123456789',
+    'TURN_SECRET=turn',
+    'UNRELATED=ignored',
+  ].join('\n');
+
+  test('every variable round-trips to each Secret that needs it', () => {
+    const env = parseEnvFile(full, '.env');
+    const { manifests, filled } = envFileSecrets(env, '.env', refs, ns);
+    expect(filled.sort()).toEqual([...ENV_FILE_VARIABLES.values()].sort());
+    const plan = secretPlan(refs, ns);
+    for (const [variable, name] of ENV_FILE_VARIABLES) {
+      for (const d of plan.find((p) => p.name === name)!.destinations) {
+        const s: any = manifests.find((m: any) => m.metadata.namespace === d.namespace && m.metadata.name === d.secret);
+        expect(s.stringData[d.key]).toBe(env.get(variable));
+      }
+    }
+    expect(env.get('MATRIX_DB_PASSWORD')).toBe('db:pass\\word');
+    expect(env.get('MATRIX_FORM_SECRET')).toBe('form secret');
+    expect(env.get('MATRIX_REGISTRATION_SHARED_SECRET')).toBe('reg');
+  });
+
+  test('an imported signing key keeps the server identity', () => {
+    const key = 'ed25519 a_AbCd ' + 'A'.repeat(43);
+    const { manifests } = envFileSecrets(new Map(), '.env', refs, ns, `${key}\n`);
+    expect((manifests[0] as any).stringData['signing.key']).toBe(`${key}\n`);
+    expect(() => envFileSecrets(new Map(), '.env', refs, ns, 'not a key')).toThrow('the signing key must be one line');
+  });
+
+  test('bad input is rejected with the line or the variable', () => {
+    expect(() => parseEnvFile('GOOD=1\nthis is not an assignment\n', 'old.env')).toThrow('old.env:2: expected KEY=VALUE');
+    expect(() => envFileSecrets(parseEnvFile('LIVEKIT_API_KEY=APIx\n', '.env'), '.env', refs, ns)).toThrow('LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be given together');
+    expect(() => envFileSecrets(parseEnvFile('TURN_SECRET="a b"\n', '.env'), '.env', refs, ns)).toThrow('TURN_SECRET contains a blank');
+    expect(() => envFileSecrets(parseEnvFile('LIVEKIT_API_KEY=AP:I\nLIVEKIT_API_SECRET=x\n', '.env'), '.env', refs, ns)).toThrow('LIVEKIT_API_KEY may hold only');
+  });
+});

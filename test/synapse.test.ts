@@ -1,0 +1,134 @@
+import * as yaml from 'js-yaml';
+import { config, container, find, Manifest, podSpec, synthChart } from './util';
+
+const manifests = (c = config()) => synthChart('20-synapse', c);
+const homeserver = (ms: Manifest[]) => yaml.load(find(ms, 'ConfigMap', 'synapse-config').data['homeserver.yaml']) as any;
+
+test('default shape', () => {
+  expect(manifests()).toMatchSnapshot();
+});
+
+test('a Recreate Deployment with the media store on a ReadWriteOnce claim', () => {
+  const ms = manifests();
+  const deploy = find(ms, 'Deployment', 'synapse');
+  expect(deploy.spec.strategy).toEqual({ type: 'Recreate' });
+  expect(deploy.spec.replicas).toBe(1);
+  const pvc = find(ms, 'PersistentVolumeClaim', 'synapse-media');
+  expect(pvc.spec.accessModes).toEqual(['ReadWriteOnce']);
+  const media = podSpec(deploy).volumes.find((v: any) => v.name === 'media');
+  expect(media.persistentVolumeClaim.claimName).toBe('synapse-media');
+  expect(homeserver(ms).media_store_path).toBe(container(deploy, 'synapse').volumeMounts.find((m: any) => m.name === 'media').mountPath);
+});
+
+test('homeserver.yaml holds no secret, only paths to mounted secret files', () => {
+  const ms = manifests();
+  const hs = homeserver(ms);
+  for (const key of ['macaroon_secret_key', 'form_secret', 'registration_shared_secret', 'turn_shared_secret']) {
+    expect(hs[key]).toBeUndefined();
+    expect(hs[`${key}_path`]).toMatch(/^\/secrets\//);
+  }
+  expect(hs.database.args.password).toBeUndefined();
+  expect(hs.signing_key_path).toBe('/secrets/signing.key');
+  expect(hs.report_stats).toBe(false);
+  const deploy = find(ms, 'Deployment', 'synapse');
+  const mount = container(deploy, 'synapse').volumeMounts.find((m: any) => m.name === 'secrets');
+  expect(mount).toMatchObject({ mountPath: '/secrets', readOnly: true });
+  const files = podSpec(deploy).volumes.find((v: any) => v.name === 'secrets').projected.sources.flatMap((s: any) => s.secret.items.map((i: any) => i.path));
+  for (const key of ['macaroon_secret_key', 'form_secret', 'registration_shared_secret', 'turn_shared_secret', 'signing_key']) {
+    const p = hs[`${key}_path`];
+    expect(files).toContain(p.replace('/secrets/', ''));
+  }
+});
+
+test('runs with --no-secrets-in-config and the DB password from an in-memory pgpass', () => {
+  const deploy = find(manifests(), 'Deployment', 'synapse');
+  const c = container(deploy, 'synapse');
+  expect(c.command).toContain('--no-secrets-in-config');
+  expect(c.env).toContainEqual({ name: 'PGPASSFILE', value: '/run/synapse/pgpass' });
+  const init = container(deploy, 'pgpass');
+  expect(init.command.join(' ')).toContain('/run/synapse/pgpass');
+  const run = podSpec(deploy).volumes.find((v: any) => v.name === 'run');
+  expect(run.emptyDir.medium).toBe('Memory');
+  // The password Secret is mounted into the init container only.
+  expect(init.volumeMounts.map((m: any) => m.name)).toContain('db-password');
+  expect(c.volumeMounts.map((m: any) => m.name)).not.toContain('db-password');
+});
+
+test('listeners: client+federation on 8008 behind a proxy, and metrics', () => {
+  const hs = homeserver(manifests());
+  expect(hs.listeners[0]).toMatchObject({ port: 8008, type: 'http', x_forwarded: true, resources: [{ names: ['client', 'federation'] }] });
+  expect(hs.listeners[1]).toMatchObject({ port: 9000, type: 'metrics' });
+  expect(hs.enable_metrics).toBe(true);
+});
+
+test('database settings point at the PostgreSQL Service with the configured pool', () => {
+  const hs = homeserver(manifests(config({ synapse: { databasePool: { min: 3, max: 15 } } })));
+  expect(hs.database).toMatchObject({ name: 'psycopg2', args: { host: 'postgres.kudo.svc', port: 5432, dbname: 'synapse', user: 'synapse', cp_min: 3, cp_max: 15 } });
+});
+
+test('probes hit /health on the http port', () => {
+  const c = container(find(manifests(), 'Deployment', 'synapse'), 'synapse');
+  for (const p of [c.startupProbe, c.readinessProbe, c.livenessProbe]) expect(p.httpGet).toEqual({ path: '/health', port: 'http' });
+  expect(c.startupProbe.periodSeconds * c.startupProbe.failureThreshold).toBeGreaterThanOrEqual(300);
+});
+
+test('a config change changes the pod template hash; nothing else does', () => {
+  const hash = (c: object) => find(manifests(config(c)), 'Deployment', 'synapse').spec.template.metadata.annotations['checksum/config'];
+  expect(hash({})).toBe(hash({}));
+  expect(hash({ synapse: { maxUploadSize: '200M' } })).not.toBe(hash({}));
+  expect(hash({ synapse: { resources: { limits: { cpu: '3' } } } })).toBe(hash({}));
+});
+
+test('TURN: the shared coturn over udp, tcp and tls', () => {
+  const hs = homeserver(manifests());
+  expect(hs.turn_uris).toEqual([
+    'turns:turn.example.com:5349?transport=tcp',
+    'turn:turn.example.com:3478?transport=udp',
+    'turn:turn.example.com:3478?transport=tcp',
+  ]);
+  expect(hs.turn_user_lifetime).toBe('3600s');
+});
+
+test('Ingress: TLS from cert-manager, public API paths only, body size = max upload', () => {
+  const ing = find(manifests(), 'Ingress', 'synapse');
+  expect(ing.metadata.annotations).toMatchObject({
+    'cert-manager.io/cluster-issuer': 'kudo-letsencrypt',
+    'nginx.ingress.kubernetes.io/proxy-body-size': '100m',
+  });
+  expect(ing.spec.tls).toEqual([{ hosts: ['matrix.example.com'], secretName: 'synapse-tls' }]);
+  const paths = ing.spec.rules[0].http.paths.map((p: any) => p.path);
+  expect(paths).toEqual(['/_matrix', '/_synapse/client']);
+  expect(paths).not.toContain('/_synapse/admin');
+  const custom = find(manifests(config({ synapse: { maxUploadSize: '1G' }, ingress: { className: 'traefik' }, tls: { issuer: { kind: 'Issuer', name: 'mine' } } })), 'Ingress', 'synapse');
+  expect(custom.metadata.annotations).toMatchObject({ 'cert-manager.io/issuer': 'mine', 'nginx.ingress.kubernetes.io/proxy-body-size': '1g' });
+  expect(custom.spec.ingressClassName).toBe('traefik');
+});
+
+test('well-known delegation on the server name is routed to Synapse, which serves it', () => {
+  const ms = manifests();
+  expect(homeserver(ms)).toMatchObject({ serve_server_wellknown: true, public_baseurl: 'https://matrix.example.com/', server_name: 'example.com' });
+  const wk = find(ms, 'Ingress', 'matrix-well-known');
+  expect(wk.spec.rules).toEqual([{
+    host: 'example.com',
+    http: { paths: [{ path: '/.well-known/matrix', pathType: 'Prefix', backend: { service: { name: 'synapse', port: { name: 'http' } } } }] },
+  }]);
+  expect(wk.spec.tls[0].hosts).toEqual(['example.com']);
+});
+
+test('when the server name is the matrix host, one Ingress carries the well-known path', () => {
+  const ms = manifests(config({ serverName: 'matrix.example.com' }));
+  expect(ms.filter((m) => m.kind === 'Ingress')).toHaveLength(1);
+  expect(find(ms, 'Ingress', 'synapse').spec.rules[0].http.paths.map((p: any) => p.path)).toContain('/.well-known/matrix');
+});
+
+test('well-known can be switched off', () => {
+  expect(manifests(config({ wellKnown: { enabled: false } })).filter((m) => m.kind === 'Ingress')).toHaveLength(1);
+});
+
+test('restricted security context with a uid above 10000', () => {
+  const deploy = find(manifests(), 'Deployment', 'synapse');
+  expect(podSpec(deploy).securityContext).toMatchObject({ runAsUser: 10091, runAsNonRoot: true });
+  for (const name of ['synapse', 'pgpass']) {
+    expect(container(deploy, name).securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+  }
+});
