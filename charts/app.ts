@@ -14,12 +14,13 @@ import { RedisChart } from './redis';
 import { BootstrapChart, SecretGeneratorChart } from './secrets';
 import { SynapseChart } from './synapse';
 import { IngressSettings, LetsEncryptIssuerChart } from './tls';
+import { WellKnownChart } from './well-known';
 
 export function buildApp(config: KudoConfig, props: AppProps = {}): App {
   const app = new App(props);
   const ns = config.namespaces;
   const refs = config.secrets.refs;
-  // The jobs and coturn's address lookup need Python 3; the Synapse image has it.
+  // The Jobs, the well-known server and coturn's address lookup need Python 3; the Synapse image has it.
   const toolsImage = config.synapse.image;
   const ingress: IngressSettings = {
     className: config.ingress.className,
@@ -58,6 +59,10 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     password: refs.redisPassword,
   });
 
+  const wellKnown = config.wellKnown.enabled
+    ? new WellKnownChart(app, '21-well-known', { namespace: ns.stack, matrixHost: config.hosts.matrix, image: toolsImage })
+    : undefined;
+
   const turn = { host: config.hosts.turn, ttlSeconds: config.coturn.credentialTtlSeconds };
   const synapse = new SynapseChart(app, '20-synapse', {
     namespace: ns.stack,
@@ -76,7 +81,7 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     turn,
     secrets: refs,
     ingress,
-    serveWellKnown: config.wellKnown.enabled,
+    wellKnownService: wellKnown?.serviceName,
   });
 
   new LiveKitChart(app, '30-livekit', {

@@ -116,7 +116,7 @@ export const configSchema = z.strictObject({
     adminUser: z.string().regex(/^[a-z0-9._=\-/]+$/, 'must be a Matrix localpart (a-z, 0-9, ".", "_", "=", "-", "/")').default('admin'),
   }).prefault({}),
   wellKnown: z.strictObject({
-    /** Serve https://<serverName>/.well-known/matrix/{server,client} from Synapse through an Ingress. */
+    /** Serve https://<serverName>/.well-known/matrix/{server,client}, delegating to the Matrix host on 443. */
     enabled: z.boolean().default(true),
   }).prefault({}),
   redis: z.strictObject({

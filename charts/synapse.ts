@@ -62,8 +62,12 @@ export interface SynapseProps extends ChartProps {
   readonly turn: SynapseTurn;
   readonly secrets: SynapseSecrets;
   readonly ingress: IngressSettings;
-  /** Serve the server name's /.well-known/matrix documents through an Ingress. @default true */
-  readonly serveWellKnown?: boolean;
+  /**
+   * The Service (port name "http") that serves the server name's
+   * /.well-known/matrix documents; the Ingress routes them there.
+   * @default - no delegation documents are routed
+   */
+  readonly wellKnownService?: string;
 }
 
 /** The files of the synapse-config ConfigMap. Holds no secret: every secret is a `*_path` to a mounted file. */
@@ -73,9 +77,6 @@ export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
     server_name: p.serverName,
     public_baseurl: `https://${p.publicHost}/`,
     report_stats: p.reportStats,
-    // Delegation: https://<server_name>/.well-known/matrix/server is routed here and
-    // names <publicHost>:443, so federation needs no port 8448.
-    serve_server_wellknown: true,
     listeners: [
       {
         port: SYNAPSE_HTTP_PORT,
@@ -275,31 +276,33 @@ export class SynapseChart extends Chart {
     });
     this.internalUrl = `http://${service.name}.${props.namespace}.svc:${SYNAPSE_HTTP_PORT}`;
 
-    const backend: k8s.IngressBackend = { service: { name: service.name, port: { name: 'http' } } };
-    const path = (p: string): k8s.HttpIngressPath => ({ path: p, pathType: 'Prefix', backend });
+    const path = (p: string, serviceName = service.name): k8s.HttpIngressPath =>
+      ({ path: p, pathType: 'Prefix', backend: { service: { name: serviceName, port: { name: 'http' } } } });
     const annotations = ingressAnnotations(props.ingress, { maxBodySize: props.maxUploadSize });
     // Only the client/federation API and Synapse's client pages are public;
     // the admin API (/_synapse/admin) stays reachable from inside the cluster only.
-    const publicPaths = ['/_matrix', '/_synapse/client'];
-    const wellKnown = props.serveWellKnown ?? true;
-    if (wellKnown && props.serverName === props.publicHost) publicPaths.push('/.well-known/matrix');
+    const paths = [path('/_matrix'), path('/_synapse/client')];
+    const wellKnown = props.wellKnownService;
+    // One host, one Ingress and one certificate: when the server name is the
+    // Matrix host, the delegation path joins Synapse's Ingress.
+    if (wellKnown !== undefined && props.serverName === props.publicHost) paths.push(path('/.well-known/matrix', wellKnown));
 
     new k8s.KubeIngress(this, 'ingress', {
       metadata: { name: 'synapse', ...meta, annotations },
       spec: {
         ingressClassName: props.ingress.className,
         tls: [{ hosts: [props.publicHost], secretName: 'synapse-tls' }],
-        rules: [{ host: props.publicHost, http: { paths: publicPaths.map(path) } }],
+        rules: [{ host: props.publicHost, http: { paths } }],
       },
     });
 
-    if (wellKnown && props.serverName !== props.publicHost) {
+    if (wellKnown !== undefined && props.serverName !== props.publicHost) {
       new k8s.KubeIngress(this, 'well-known', {
         metadata: { name: 'matrix-well-known', ...meta, annotations: ingressAnnotations(props.ingress, {}) },
         spec: {
           ingressClassName: props.ingress.className,
           tls: [{ hosts: [props.serverName], secretName: 'matrix-well-known-tls' }],
-          rules: [{ host: props.serverName, http: { paths: [path('/.well-known/matrix')] } }],
+          rules: [{ host: props.serverName, http: { paths: [path('/.well-known/matrix', wellKnown)] } }],
         },
       });
     }

@@ -104,25 +104,29 @@ test('Ingress: TLS from cert-manager, public API paths only, body size = max upl
   expect(custom.spec.ingressClassName).toBe('traefik');
 });
 
-test('well-known delegation on the server name is routed to Synapse, which serves it', () => {
+test('the server name\'s well-known path is routed to the delegation service, not Synapse', () => {
   const ms = manifests();
-  expect(homeserver(ms)).toMatchObject({ serve_server_wellknown: true, public_baseurl: 'https://matrix.example.com/', server_name: 'example.com' });
+  expect(homeserver(ms).serve_server_wellknown).toBeUndefined();
   const wk = find(ms, 'Ingress', 'matrix-well-known');
   expect(wk.spec.rules).toEqual([{
     host: 'example.com',
-    http: { paths: [{ path: '/.well-known/matrix', pathType: 'Prefix', backend: { service: { name: 'synapse', port: { name: 'http' } } } }] },
+    http: { paths: [{ path: '/.well-known/matrix', pathType: 'Prefix', backend: { service: { name: 'matrix-well-known', port: { name: 'http' } } } }] },
   }]);
-  expect(wk.spec.tls[0].hosts).toEqual(['example.com']);
+  expect(wk.spec.tls).toEqual([{ hosts: ['example.com'], secretName: 'matrix-well-known-tls' }]);
+  expect(wk.metadata.annotations?.['cert-manager.io/cluster-issuer']).toBe('kudo-letsencrypt');
 });
 
-test('when the server name is the matrix host, one Ingress carries the well-known path', () => {
+test('when the server name is the matrix host, one Ingress (one certificate) carries the well-known path', () => {
   const ms = manifests(config({ serverName: 'matrix.example.com' }));
   expect(ms.filter((m) => m.kind === 'Ingress')).toHaveLength(1);
-  expect(find(ms, 'Ingress', 'synapse').spec.rules[0].http.paths.map((p: any) => p.path)).toContain('/.well-known/matrix');
+  const paths = find(ms, 'Ingress', 'synapse').spec.rules[0].http.paths;
+  expect(paths.find((p: any) => p.path === '/.well-known/matrix').backend.service.name).toBe('matrix-well-known');
 });
 
 test('well-known can be switched off', () => {
-  expect(manifests(config({ wellKnown: { enabled: false } })).filter((m) => m.kind === 'Ingress')).toHaveLength(1);
+  const ms = manifests(config({ wellKnown: { enabled: false } }));
+  expect(ms.filter((m) => m.kind === 'Ingress').map((m) => m.metadata.name)).toEqual(['synapse']);
+  expect(() => synthChart('21-well-known', config({ wellKnown: { enabled: false } }))).toThrow('no chart');
 });
 
 test('restricted security context with a uid above 10000', () => {

@@ -1,0 +1,90 @@
+import { Chart, ChartProps } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import type { ImageConfig } from './config';
+import {
+  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
+  selectorLabels, tcpPort,
+} from './common';
+
+export const WELL_KNOWN_PORT = 8080;
+const UID = 10091;
+
+export interface WellKnownProps extends ChartProps {
+  readonly namespace: string;
+  /** The host clients and other servers should use (reached on 443). */
+  readonly matrixHost: string;
+  /** An image with Python 3 (the Synapse image). */
+  readonly image: ImageConfig;
+}
+
+/** The delegation documents: where the Matrix server name's homeserver really is. */
+export function wellKnownDocuments(matrixHost: string): { server: object; client: object } {
+  return {
+    server: { 'm.server': `${matrixHost}:443` },
+    client: { 'm.homeserver': { base_url: `https://${matrixHost}` } },
+  };
+}
+
+/**
+ * Serves https://<serverName>/.well-known/matrix/{server,client} so other
+ * servers federate with, and clients find, the homeserver at the Matrix host
+ * on 443. The Ingress that routes the server name here is the Synapse
+ * chart's, since it shares a host and certificate with Synapse's when the
+ * server name is the Matrix host.
+ */
+export class WellKnownChart extends Chart {
+  public readonly serviceName: string;
+
+  constructor(scope: Construct, id: string, props: WellKnownProps) {
+    super(scope, id, props);
+    const component = { name: 'matrix-well-known', component: 'delegation' };
+    const meta = { namespace: props.namespace, labels: labels(component) };
+    const docs = wellKnownDocuments(props.matrixHost);
+    const files = {
+      'server.json': `${JSON.stringify(docs.server)}\n`,
+      'client.json': `${JSON.stringify(docs.client)}\n`,
+      'well_known.py': bundledFile('well_known.py'),
+    };
+    const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'matrix-well-known', ...meta }, data: files });
+    const probe = (periodSeconds: number): k8s.Probe => ({ httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') }, periodSeconds });
+
+    new k8s.KubeDeployment(this, 'deployment', {
+      metadata: { name: 'matrix-well-known', ...meta },
+      spec: {
+        replicas: 2,
+        selector: { matchLabels: selectorLabels(component) },
+        template: {
+          metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) } },
+          spec: {
+            automountServiceAccountToken: false,
+            enableServiceLinks: false,
+            securityContext: restrictedPod(UID),
+            containers: [{
+              name: 'well-known',
+              image: imageRef(props.image),
+              command: ['python3', '/srv/well-known/well_known.py', '/srv/well-known', String(WELL_KNOWN_PORT)],
+              env: [{ name: 'PYTHONDONTWRITEBYTECODE', value: '1' }],
+              ports: [tcpPort('http', WELL_KNOWN_PORT)],
+              resources: resourceRequirements({ requests: { cpu: '5m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } }),
+              securityContext: restrictedContainer(),
+              readinessProbe: probe(10),
+              livenessProbe: probe(30),
+              volumeMounts: [{ name: 'config', mountPath: '/srv/well-known', readOnly: true }, { name: 'tmp', mountPath: '/tmp' }],
+            }],
+            volumes: [{ name: 'config', configMap: { name: config.name } }, memoryVolume('tmp', '8Mi')],
+          },
+        },
+      },
+    });
+
+    const service = new k8s.KubeService(this, 'service', {
+      metadata: { name: 'matrix-well-known', ...meta },
+      spec: {
+        selector: selectorLabels(component),
+        ports: [{ name: 'http', port: WELL_KNOWN_PORT, targetPort: k8s.IntOrString.fromString('http') }],
+      },
+    });
+    this.serviceName = service.name;
+  }
+}

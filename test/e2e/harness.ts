@@ -1,0 +1,297 @@
+/**
+ * What the real-program tests share: the installed programs, the rendered
+ * manifests, the loopback rewrites, and starting/stopping processes.
+ *
+ * Every config a test runs comes out of the rendered manifests. The only
+ * changes are the loopback rewrites in LOOPBACK_REWRITES below: each says
+ * what it changes and why it must.
+ */
+import { ChildProcess, execFileSync, spawn, SpawnOptions } from 'child_process';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+import { Testing } from 'cdk8s';
+import { buildApp } from '../../charts/app';
+import { KudoConfig, resolveConfig } from '../../charts/config';
+import { FakeKubeApi } from '../fake-kube-api';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+
+/**
+ * Every change made to a rendered config so it runs on this machine rather
+ * than in a cluster. Tests refer to these by key, so the list is complete.
+ */
+export const LOOPBACK_REWRITES = {
+  hosts: 'Service DNS names (postgres.kudo.svc, redis.kudo.svc, ...) become loopback addresses, or the address of a PodNetwork '
+    + 'namespace for PostgreSQL (which trusts 127.0.0.1, as inside its pod, so its clients must come from elsewhere): there is no cluster DNS.',
+  ports: 'Listening ports become free ephemeral ports, so tests never collide with each other or a system service.',
+  bind: 'Bind addresses (0.0.0.0, the node IP) become 127.0.0.1: nothing here listens beyond loopback.',
+  paths: 'Mount paths (/config, /secrets, /media, /run/..., /etc/...) become folders of a per-test temporary directory.',
+  externalIp: "LiveKit's use_external_ip (STUN to the internet) becomes false: there is no internet; the node IP is 127.0.0.1.",
+  tls: "coturn's certificate is a self-signed one made by the test instead of cert-manager's.",
+} as const;
+
+/** Paths of the installed programs (test/e2e/install-programs.sh writes them). A missing program fails the test. */
+export interface Programs {
+  readonly pgBin: string;
+  readonly synapsePython: string;
+  readonly livekitServer: string;
+  readonly redisServer: string;
+  readonly turnserver: string;
+}
+
+export function programs(): Programs {
+  const cache = process.env.KUDO_E2E_CACHE ?? path.join(os.homedir(), '.cache', 'kudo-e2e');
+  const envFile = path.join(cache, 'env.sh');
+  if (!fs.existsSync(envFile)) {
+    throw new Error(`${envFile} is missing: run test/e2e/install-programs.sh first (npm run test:e2e does)`);
+  }
+  const vars: Record<string, string> = {};
+  for (const m of fs.readFileSync(envFile, 'utf8').matchAll(/^export (\w+)='([^']*)'$/gm)) vars[m[1]] = m[2];
+  const p: Programs = {
+    pgBin: vars.KUDO_E2E_PG_BIN,
+    synapsePython: vars.KUDO_E2E_SYNAPSE_PYTHON,
+    livekitServer: vars.KUDO_E2E_LIVEKIT_SERVER,
+    redisServer: vars.KUDO_E2E_REDIS_SERVER,
+    turnserver: vars.KUDO_E2E_TURNSERVER,
+  };
+  for (const [name, file] of Object.entries(p)) {
+    if (!file || !fs.existsSync(file)) throw new Error(`program ${name} not found at "${file}" (from ${envFile})`);
+  }
+  return p;
+}
+
+export type Manifest = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string }; [k: string]: any };
+
+/** The manifests of the default config (or another), rendered in-process exactly as synth does. */
+export function rendered(overrides: object = {}): { config: KudoConfig; manifests: Manifest[] } {
+  const config = resolveConfig(overrides, 'e2e config');
+  const app = buildApp(config, { outdir: Testing.app().outdir });
+  return { config, manifests: app.charts.flatMap((c) => Testing.synth(c) as Manifest[]) };
+}
+
+export function find(ms: Manifest[], kind: string, name: string): Manifest {
+  const hits = ms.filter((m) => m.kind === kind && m.metadata.name === name);
+  if (hits.length !== 1) throw new Error(`expected one ${kind} "${name}", found ${hits.length}`);
+  return hits[0];
+}
+
+/** A file of a rendered ConfigMap. */
+export function configMapFile(ms: Manifest[], configMap: string, file: string): string {
+  const data = find(ms, 'ConfigMap', configMap).data ?? {};
+  if (!(file in data)) throw new Error(`ConfigMap ${configMap} has no "${file}"`);
+  return data[file];
+}
+
+export function container(workload: Manifest, name: string): any {
+  const spec = workload.spec.template.spec;
+  const c = [...spec.containers, ...(spec.initContainers ?? [])].find((x: any) => x.name === name);
+  if (!c) throw new Error(`${workload.kind}/${workload.metadata.name} has no container "${name}"`);
+  return c;
+}
+
+/** A fresh temporary directory, removed by cleanup(). */
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `kudo-e2e-${prefix}-`));
+}
+
+/** A TCP port that is free right now on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A running program whose output goes to a log file (shown when a test fails). */
+export class Program {
+  readonly log: string;
+  private exited?: { code: number | null; signal: string | null };
+  private readonly child: ChildProcess;
+
+  constructor(readonly name: string, command: string, args: string[], options: SpawnOptions & { logDir: string }) {
+    this.log = path.join(options.logDir, `${name}.log`);
+    const out = fs.openSync(this.log, 'a');
+    this.child = spawn(command, args, { ...options, stdio: ['ignore', out, out] });
+    fs.closeSync(out);
+    this.child.on('exit', (code, signal) => (this.exited = { code, signal }));
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get running(): boolean {
+    return this.exited === undefined;
+  }
+
+  output(): string {
+    return fs.existsSync(this.log) ? fs.readFileSync(this.log, 'utf8') : '';
+  }
+
+  /** Waits until check() is true; fails with the program's log if it exits or the time runs out. */
+  async waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!this.running) throw new Error(`${this.name} exited (${JSON.stringify(this.exited)}) before ${what}:\n${tail(this.output())}`);
+      if (await check().catch(() => false)) return;
+      if (Date.now() > deadline) throw new Error(`${this.name}: no ${what} within ${timeoutMs} ms:\n${tail(this.output())}`);
+      await sleep(200);
+    }
+  }
+
+  /** Waits for the process to exit by itself; returns its exit code. */
+  async exit(timeoutMs = 60_000): Promise<number | null> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.running) {
+      if (Date.now() > deadline) throw new Error(`${this.name} still running after ${timeoutMs} ms:\n${tail(this.output())}`);
+      await sleep(100);
+    }
+    return this.exited!.code;
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000): Promise<void> {
+    if (!this.running) return;
+    this.child.kill(signal);
+    const deadline = Date.now() + timeoutMs;
+    while (this.running && Date.now() < deadline) await sleep(100);
+    if (this.running) this.child.kill('SIGKILL');
+    while (this.running) await sleep(50);
+  }
+}
+
+export function tail(text: string, lines = 40): string {
+  return text.split('\n').slice(-lines).join('\n');
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export function tcpOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host });
+    s.on('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+}
+
+/** GET/POST JSON on loopback; returns status, headers and parsed body. */
+export async function httpJson(url: string, init: RequestInit = {}): Promise<{ status: number; headers: Headers; body: any }> {
+  const r = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) });
+  const text = await r.text();
+  let body: any = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // not JSON; keep the text
+  }
+  return { status: r.status, headers: r.headers, body };
+}
+
+/**
+ * Writes Secret values as a pod would see them: one file per key, mode 0440
+ * (the defaultMode our Secret volumes use).
+ */
+export function writeSecretFiles(dir: string, files: Record<string, string>): void {
+  fs.mkdirSync(dir, { recursive: true });
+  for (const [name, value] of Object.entries(files)) {
+    fs.writeFileSync(path.join(dir, name), value, { mode: 0o440 });
+    fs.chmodSync(path.join(dir, name), 0o440);
+  }
+}
+
+/** Replaces whole-word occurrences of each key with its value (for paths in scripts and config files). */
+export function rewritePaths(text: string, mapping: Record<string, string>): string {
+  let out = text;
+  // Longest first, so /run/synapse/pgpass is rewritten before /run/synapse.
+  for (const from of Object.keys(mapping).sort((a, b) => b.length - a.length)) {
+    out = out.split(from).join(mapping[from]);
+  }
+  return out;
+}
+
+/**
+ * Secret values made the way a cluster makes them: the rendered generator
+ * script and plan (ConfigMap secret-generator) run against an in-memory
+ * Secrets API. Returns each planned value by name.
+ */
+export async function generatedSecrets(ms: Manifest[]): Promise<Record<string, string>> {
+  const dir = tempDir('generator');
+  for (const file of ['kube.py', 'generate_secrets.py', 'plan.json']) {
+    fs.writeFileSync(path.join(dir, file), configMapFile(ms, 'secret-generator', file));
+  }
+  const api = new FakeKubeApi();
+  const url = await api.start();
+  try {
+    const child = new Program('secret-generator', 'python3', [path.join(dir, 'generate_secrets.py'), path.join(dir, 'plan.json')], {
+      logDir: dir,
+      env: { PATH: process.env.PATH, KUBE_API_URL: url, KUBE_TOKEN_FILE: '/nonexistent', KUBE_CA_FILE: '/nonexistent' },
+    });
+    const code = await child.exit(30_000);
+    if (code !== 0) throw new Error(`secret generator failed:\n${child.output()}`);
+    const plan = JSON.parse(fs.readFileSync(path.join(dir, 'plan.json'), 'utf8'));
+    const values: Record<string, string> = {};
+    for (const item of plan.values) {
+      const d = item.destinations[0];
+      values[item.name] = api.values(d.namespace, d.secret)![d.key];
+    }
+    return values;
+  } finally {
+    await api.stop();
+  }
+}
+
+/**
+ * A network namespace standing for a pod: its own loopback, and a veth link
+ * to this host. Programs in it see connections from `hostAddress`, not from
+ * 127.0.0.1, exactly as a server pod sees other pods. Needs root (CI is).
+ */
+export class PodNetwork {
+  readonly name: string;
+  readonly podAddress: string;
+  readonly hostAddress: string;
+  private readonly hostIf: string;
+
+  constructor() {
+    const n = 1 + Math.floor(Math.random() * 250);
+    this.name = `kudo-e2e-${process.pid}-${n}`;
+    this.hostIf = `kudo${n}h${process.pid % 1000}`.slice(0, 15);
+    const podIf = `kudo${n}p${process.pid % 1000}`.slice(0, 15);
+    // A /30 of the project's own, on a link that exists only between this host and the namespace.
+    this.hostAddress = `10.254.${n}.1`;
+    this.podAddress = `10.254.${n}.2`;
+    const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
+    ip('netns', 'add', this.name);
+    try {
+      ip('link', 'add', this.hostIf, 'type', 'veth', 'peer', 'name', podIf);
+      ip('link', 'set', podIf, 'netns', this.name);
+      ip('addr', 'add', `${this.hostAddress}/30`, 'dev', this.hostIf);
+      ip('link', 'set', this.hostIf, 'up');
+      ip('netns', 'exec', this.name, 'ip', 'addr', 'add', `${this.podAddress}/30`, 'dev', podIf);
+      ip('netns', 'exec', this.name, 'ip', 'link', 'set', podIf, 'up');
+      ip('netns', 'exec', this.name, 'ip', 'link', 'set', 'lo', 'up');
+    } catch (e) {
+      this.remove();
+      throw e;
+    }
+  }
+
+  /** The command and arguments that run `command` inside the namespace. */
+  wrap(command: string, args: string[]): [string, string[]] {
+    return ['ip', ['netns', 'exec', this.name, command, ...args]];
+  }
+
+  remove(): void {
+    // Deleting the namespace deletes the veth pair with it.
+    execFileSync('ip', ['netns', 'delete', this.name], { stdio: 'ignore' });
+  }
+}

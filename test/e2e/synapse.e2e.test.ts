@@ -1,0 +1,268 @@
+/**
+ * Synapse started with the rendered homeserver.yaml, the rendered pgpass
+ * init step and the generated secrets, against a PostgreSQL initialised as
+ * the StatefulSet does it; then the rendered admin bootstrap run against it.
+ */
+import { execFileSync } from 'child_process';
+import { createHmac } from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as yaml from 'js-yaml';
+import { FakeKubeApi } from '../fake-kube-api';
+import {
+  configMapFile, container, find, freePort, generatedSecrets, httpJson, Program, programs, rendered, rewritePaths, tempDir, writeSecretFiles,
+} from './harness';
+import { RunningPostgres, startPostgres } from './postgres';
+
+const { config, manifests } = rendered();
+const python = programs().synapsePython;
+const SYNAPSE_VERSION = execFileSync(python, ['-c', 'import synapse; print(synapse.__version__)'], { encoding: 'utf8' }).trim();
+
+let secrets: Record<string, string>;
+let pg: RunningPostgres;
+let synapse: Program;
+let base: string;
+let dir: string;
+let homeserverFile: string;
+
+/** Rewritten copy of the rendered homeserver.yaml; every change is a LOOPBACK_REWRITES kind. */
+function loopbackHomeserver(rendered: any, d: { config: string; secrets: string; media: string; port: number; metricsPort: number }): any {
+  const hs = JSON.parse(JSON.stringify(rendered));
+  // hosts + ports: PostgreSQL lives in its pod network namespace.
+  hs.database.args.host = pg.host;
+  hs.database.args.port = pg.port;
+  // ports + bind.
+  hs.listeners[0].port = d.port;
+  hs.listeners[0].bind_addresses = ['127.0.0.1'];
+  hs.listeners[1].port = d.metricsPort;
+  hs.listeners[1].bind_addresses = ['127.0.0.1'];
+  // paths.
+  hs.log_config = path.join(d.config, 'log.yaml');
+  hs.media_store_path = d.media;
+  for (const key of Object.keys(hs).filter((k) => k.endsWith('_path') && typeof hs[k] === 'string' && hs[k].startsWith('/secrets/'))) {
+    hs[key] = path.join(d.secrets, path.basename(hs[key]));
+  }
+  return hs;
+}
+
+beforeAll(async () => {
+  secrets = await generatedSecrets(manifests);
+  pg = await startPostgres(manifests, secrets.postgresPassword);
+  dir = tempDir('synapse');
+  const d = {
+    config: path.join(dir, 'config'), secrets: path.join(dir, 'secrets'), media: path.join(dir, 'media'),
+    db: path.join(dir, 'db'), run: path.join(dir, 'run'), port: await freePort(), metricsPort: await freePort(),
+  };
+  for (const p of [d.config, d.media, d.run]) fs.mkdirSync(p, { recursive: true });
+  // paths: the Secret volumes, as the pod sees them.
+  writeSecretFiles(d.secrets, {
+    'signing.key': secrets.signingKey,
+    macaroon_secret_key: secrets.macaroonSecretKey,
+    form_secret: secrets.formSecret,
+    registration_shared_secret: secrets.registrationSharedSecret,
+    turn_shared_secret: secrets.turnSharedSecret,
+  });
+  writeSecretFiles(d.db, { password: secrets.postgresPassword });
+
+  const renderedHs = yaml.load(configMapFile(manifests, 'synapse-config', 'homeserver.yaml'));
+  homeserverFile = path.join(d.config, 'homeserver.yaml');
+  fs.writeFileSync(homeserverFile, yaml.dump(loopbackHomeserver(renderedHs, d)));
+  fs.writeFileSync(path.join(d.config, 'log.yaml'), configMapFile(manifests, 'synapse-config', 'log.yaml'));
+
+  const deploy = find(manifests, 'Deployment', 'synapse');
+  const pathMap = { '/db': d.db, '/run/synapse': d.run, '/config': d.config };
+  // The init container's script, run as written (paths rewritten).
+  const init = container(deploy, 'pgpass');
+  execFileSync(init.command[0], [init.command[1], rewritePaths(init.command[2], pathMap)]);
+
+  const main = container(deploy, 'synapse');
+  const [, ...args] = main.command as string[];
+  const env = Object.fromEntries(main.env.map((e: any) => [e.name, rewritePaths(e.value, pathMap)]));
+  synapse = new Program('synapse', python, args.map((a) => rewritePaths(a, pathMap)), { logDir: dir, env: { PATH: process.env.PATH, ...env } });
+  base = `http://127.0.0.1:${d.port}`;
+  await synapse.waitFor('/health', async () => (await fetch(`${base}/health`)).status === 200, 120_000);
+}, 300_000);
+
+afterAll(async () => {
+  await synapse?.stop();
+  await pg?.stop();
+});
+
+describe(`Synapse ${SYNAPSE_VERSION} with the rendered homeserver.yaml`, () => {
+  test('python -m synapse.config accepts the config', () => {
+    const out = execFileSync(python, ['-m', 'synapse.config', '-c', homeserverFile], { encoding: 'utf8' });
+    expect(out).toContain('Config parses OK');
+  });
+
+  test('started with --no-secrets-in-config, password from the pgpass file, schema created', () => {
+    expect(container(find(manifests, 'Deployment', 'synapse'), 'synapse').command).toContain('--no-secrets-in-config');
+    expect(synapse.running).toBe(true);
+    expect(Number(pg.psql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'", pg.database))).toBeGreaterThan(100);
+  });
+
+  test('/health and /_matrix/client/versions answer', async () => {
+    expect((await fetch(`${base}/health`)).status).toBe(200);
+    const v = await httpJson(`${base}/_matrix/client/versions`);
+    expect(v.status).toBe(200);
+    expect(v.body.versions).toEqual(expect.arrayContaining(['v1.11']));
+  });
+
+  test('the rendered well-known server tells servers and clients where the homeserver is, with CORS', async () => {
+    const wkDir = path.join(dir, 'well-known');
+    fs.mkdirSync(wkDir, { recursive: true });
+    for (const f of ['server.json', 'client.json', 'well_known.py']) fs.writeFileSync(path.join(wkDir, f), configMapFile(manifests, 'matrix-well-known', f));
+    const c = container(find(manifests, 'Deployment', 'matrix-well-known'), 'well-known');
+    const port = await freePort();
+    // paths + ports + bind.
+    const args = (c.command as string[]).slice(1).map((a) => rewritePaths(a, { '/srv/well-known': wkDir })).map((a) => (a === '8080' ? String(port) : a));
+    const wk = new Program('well-known', python, args, { logDir: dir, env: { PATH: process.env.PATH, BIND_ADDRESS: '127.0.0.1' } });
+    try {
+      const url = `http://127.0.0.1:${port}`;
+      await wk.waitFor('/health', async () => (await fetch(`${url}/health`)).status === 200, 20_000);
+      const server = await httpJson(`${url}/.well-known/matrix/server`);
+      expect(server.body).toEqual({ 'm.server': `${config.hosts.matrix}:443` });
+      const client = await httpJson(`${url}/.well-known/matrix/client`);
+      expect(client.headers.get('access-control-allow-origin')).toBe('*');
+      expect(client.headers.get('content-type')).toBe('application/json');
+      // The client document's base URL is this very homeserver: its versions endpoint answers.
+      expect(client.body['m.homeserver'].base_url).toBe(`https://${config.hosts.matrix}`);
+      const hs = yaml.load(configMapFile(manifests, 'synapse-config', 'homeserver.yaml')) as any;
+      expect(new URL(client.body['m.homeserver'].base_url).host).toBe(new URL(hs.public_baseurl).host);
+      expect((await httpJson(`${url}/.well-known/matrix/other`)).status).toBe(404);
+    } finally {
+      await wk.stop();
+    }
+  });
+
+  test('an inline secret is refused under --no-secrets-in-config (the flag is enforced)', async () => {
+    const hs = yaml.load(fs.readFileSync(homeserverFile, 'utf8')) as any;
+    delete hs.macaroon_secret_key_path;
+    hs.macaroon_secret_key = 'inline-secret';
+    const bad = path.join(dir, 'inline-secret.yaml');
+    fs.writeFileSync(bad, yaml.dump(hs));
+    const p = new Program('synapse-inline-secret', python, ['-m', 'synapse.app.homeserver', '--config-path', bad, '--no-secrets-in-config'], { logDir: dir });
+    expect(await p.exit(60_000)).not.toBe(0);
+    expect(p.output()).toMatch(/macaroon_secret_key/);
+  });
+
+  describe('admin bootstrap (the rendered Job script)', () => {
+    let api: FakeKubeApi;
+    let apiUrl: string;
+    const run = async () => {
+      const job = manifests.find((m) => m.kind === 'Job' && m.metadata.name.startsWith('bootstrap-admin'))!;
+      const c = job.spec.template.spec.containers[0];
+      const scripts = path.join(dir, 'bootstrap');
+      fs.mkdirSync(scripts, { recursive: true });
+      for (const f of ['kube.py', 'bootstrap_admin.py']) fs.writeFileSync(path.join(scripts, f), configMapFile(manifests, 'admin-bootstrap', f));
+      writeSecretFiles(path.join(dir, 'bootstrap-secrets'), {
+        admin_password: secrets.adminPassword, registration_shared_secret: secrets.registrationSharedSecret,
+      });
+      const env: Record<string, string> = Object.fromEntries(c.env.map((e: any) => [e.name, e.value]));
+      const p = new Program('bootstrap', python, [path.join(scripts, 'bootstrap_admin.py')], {
+        logDir: dir,
+        env: {
+          ...env,
+          PATH: process.env.PATH!,
+          PYTHONPATH: scripts, // paths
+          SYNAPSE_URL: base, // hosts + ports
+          ADMIN_PASSWORD_FILE: path.join(dir, 'bootstrap-secrets', 'admin_password'), // paths
+          REGISTRATION_SECRET_FILE: path.join(dir, 'bootstrap-secrets', 'registration_shared_secret'), // paths
+          KUBE_API_URL: apiUrl, KUBE_TOKEN_FILE: '/nonexistent', KUBE_CA_FILE: '/nonexistent',
+        },
+      });
+      const code = await p.exit(120_000);
+      return { code, output: p.output() };
+    };
+    const app = () => api.values(config.namespaces.app, config.secrets.appSecretName)!;
+
+    beforeAll(async () => {
+      api = new FakeKubeApi();
+      apiUrl = await api.start();
+      api.put(config.namespaces.hostNetwork, 'kudo-livekit', { api_key: secrets.livekitApiKey, api_secret: secrets.livekitApiSecret });
+    });
+    afterAll(() => api.stop());
+
+    test('registers the admin through the shared secret and hands the app its credentials', async () => {
+      const r = await run();
+      expect(r.output).toContain(`registered @admin:${config.serverName}`);
+      expect(r.code).toBe(0);
+      expect(app()).toMatchObject({
+        MATRIX_HOMESERVER_URL: `https://${config.hosts.matrix}`,
+        MATRIX_ADMIN_USER: `@admin:${config.serverName}`,
+        LIVEKIT_URL: `wss://${config.hosts.livekit}`,
+        LIVEKIT_API_KEY: secrets.livekitApiKey,
+        LIVEKIT_API_SECRET: secrets.livekitApiSecret,
+      });
+      const token = app().MATRIX_ADMIN_TOKEN;
+      const who = await httpJson(`${base}/_matrix/client/v3/account/whoami`, { headers: { Authorization: `Bearer ${token}` } });
+      expect(who.body.user_id).toBe(`@admin:${config.serverName}`);
+      const admin = await httpJson(`${base}/_synapse/admin/v2/users/${encodeURIComponent(`@admin:${config.serverName}`)}`, { headers: { Authorization: `Bearer ${token}` } });
+      expect(admin.status).toBe(200);
+      expect(admin.body.admin).toBe(true);
+    });
+
+    test('is idempotent: a valid stored token is kept', async () => {
+      const before = app().MATRIX_ADMIN_TOKEN;
+      const r = await run();
+      expect(r.code).toBe(0);
+      expect(r.output).toContain('stored token for @admin');
+      expect(app().MATRIX_ADMIN_TOKEN).toBe(before);
+    });
+
+    test('recovers a lost token by logging in to the existing account', async () => {
+      api.put(config.namespaces.app, config.secrets.appSecretName, { MATRIX_ADMIN_TOKEN: 'revoked-or-lost' });
+      const r = await run();
+      expect(r.code).toBe(0);
+      expect(r.output).toContain('exists; logging in');
+      const who = await httpJson(`${base}/_matrix/client/v3/account/whoami`, { headers: { Authorization: `Bearer ${app().MATRIX_ADMIN_TOKEN}` } });
+      expect(who.status).toBe(200);
+    });
+  });
+
+  describe('a user', () => {
+    let token: string;
+    beforeAll(async () => {
+      const login = await httpJson(`${base}/_matrix/client/v3/login`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user: 'admin' }, password: secrets.adminPassword }),
+      });
+      expect(login.status).toBe(200);
+      token = login.body.access_token;
+    });
+    const auth = () => ({ Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' });
+
+    test('logs in and creates an encrypted room', async () => {
+      const room = await httpJson(`${base}/_matrix/client/v3/createRoom`, {
+        method: 'POST', headers: auth(),
+        body: JSON.stringify({ name: 'e2e', initial_state: [{ type: 'm.room.encryption', state_key: '', content: { algorithm: 'm.megolm.v1.aes-sha2' } }] }),
+      });
+      expect(room.status).toBe(200);
+      // Room version 12 IDs no longer carry the server name.
+      expect(room.body.room_id).toMatch(/^!/);
+      const enc = await httpJson(`${base}/_matrix/client/v3/rooms/${encodeURIComponent(room.body.room_id)}/state/m.room.encryption/`, { headers: auth() });
+      expect(enc.body.algorithm).toBe('m.megolm.v1.aes-sha2');
+    });
+
+    test('uploads media into the media store', async () => {
+      const up = await httpJson(`${base}/_matrix/media/v3/upload?filename=hello.txt`, {
+        method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'text/plain' }, body: 'hello from the e2e test',
+      });
+      expect(up.status).toBe(200);
+      const mediaId = up.body.content_uri.split('/').pop();
+      const stored = execFileSync('find', [path.join(dir, 'media'), '-type', 'f'], { encoding: 'utf8' });
+      expect(stored).toContain(mediaId.slice(4));
+    });
+
+    test('gets TURN credentials signed with the shared secret for our coturn', async () => {
+      const turn = await httpJson(`${base}/_matrix/client/v3/voip/turnServer`, { headers: auth() });
+      expect(turn.status).toBe(200);
+      const renderedHs = yaml.load(configMapFile(manifests, 'synapse-config', 'homeserver.yaml')) as any;
+      expect(turn.body.uris).toEqual(renderedHs.turn_uris);
+      const expiry = Number(String(turn.body.username).split(':')[0]);
+      expect(expiry - Date.now() / 1000).toBeGreaterThan(config.coturn.credentialTtlSeconds - 120);
+      expect(expiry - Date.now() / 1000).toBeLessThanOrEqual(config.coturn.credentialTtlSeconds);
+      expect(turn.body.password).toBe(createHmac('sha1', secrets.turnSharedSecret).update(turn.body.username).digest('base64'));
+    });
+  });
+});
