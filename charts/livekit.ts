@@ -114,6 +114,9 @@ export class LiveKitChart extends Chart {
     const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'livekit-config', ...meta }, data: files });
 
     const env: k8s.EnvVar[] = [
+      // For `--bind`: on the host network, listen on the node's cluster address
+      // only, not on every address the node has (public ones included).
+      { name: 'HOST_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
       // LiveKit reads the Redis password only from its config or this variable.
       { name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: s.redisPassword.name, key: s.redisPassword.key } } },
     ];
@@ -163,7 +166,8 @@ export class LiveKitChart extends Chart {
             containers: [{
               name: 'livekit',
               image: imageRef(props.image),
-              args: ['--config', `${LIVEKIT_CONFIG_DIR}/config.yaml`],
+              // $(HOST_IP) is expanded by the kubelet from the env above.
+              args: ['--config', `${LIVEKIT_CONFIG_DIR}/config.yaml`, '--bind', '$(HOST_IP)'],
               env,
               ports,
               resources: resourceRequirements(props.resources),

@@ -48,7 +48,9 @@ test('secrets: key file written at start, Redis password from the Secret, TURN s
   expect(init.command.join(' ')).toContain('/run/livekit/keys.yaml');
   const lk = container(deploy, 'livekit');
   expect(lk.env).toContainEqual({ name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: 'kudo-redis', key: 'password' } } });
-  expect(lk.args).toEqual(['--config', '/etc/livekit/config.yaml']);
+  expect(lk.args).toEqual(['--config', '/etc/livekit/config.yaml', '--bind', '$(HOST_IP)']);
+  // The API and metrics listen on the node's cluster address, not on its public ones.
+  expect(lk.env[0]).toEqual({ name: 'HOST_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
   expect(lk.args).not.toContain('--disable-strict-config');
   const turnVolume = podSpec(deploy).volumes.find((v: any) => v.name === 'turn-secret');
   // LiveKit refuses a secret file readable by others.

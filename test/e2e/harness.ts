@@ -91,9 +91,10 @@ export function container(workload: Manifest, name: string): any {
   return c;
 }
 
-/** A fresh temporary directory, removed by cleanup(). */
+/** A fresh temporary directory inside the run's folder (removed after the run; KUDO_E2E_KEEP=1 keeps it). */
 export function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `kudo-e2e-${prefix}-`));
+  const root = process.env.KUDO_E2E_TMP ?? os.tmpdir();
+  return fs.mkdtempSync(path.join(root, `${prefix}-`));
 }
 
 /** A TCP port that is free right now on 127.0.0.1. */

@@ -10,4 +10,6 @@ module.exports = {
   testMatch: ['**/*.e2e.test.ts'],
   transform: { '^.+\\.ts$': ['@swc/jest'] },
   testTimeout: 180_000,
+  globalSetup: '<rootDir>/test/e2e/global-setup.js',
+  globalTeardown: '<rootDir>/test/e2e/global-teardown.js',
 };

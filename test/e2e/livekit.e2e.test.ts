@@ -1,0 +1,532 @@
+/**
+ * Redis and LiveKit started natively on loopback, each the way its rendered
+ * workload starts it: the rendered config files, start scripts, init script,
+ * args, env and Secret volumes, changed only by the LOOPBACK_REWRITES named
+ * next to each change.
+ *
+ * Redis:   StatefulSet redis, ConfigMap redis-config, `sh -c REDIS_START`.
+ * LiveKit: Deployment livekit, ConfigMap livekit-config, init container
+ *          `keys`, main container args, REDIS_PASSWORD, TURN secret file.
+ */
+import { execFileSync } from 'child_process';
+import * as crypto from 'crypto';
+import * as dgram from 'dgram';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as path from 'path';
+import { SignalResponse } from '@livekit/protocol';
+import * as yaml from 'js-yaml';
+import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
+import WebSocket from 'ws';
+import {
+  configMapFile, container, find, freePort, generatedSecrets, httpJson, LOOPBACK_REWRITES, Manifest, Program, programs,
+  rendered, rewritePaths, tail, tcpOpen, tempDir, writeSecretFiles,
+} from './harness';
+
+// The versions as the programs report themselves, read once at load for the titles.
+const REDIS_VERSION = /^Redis server v=\S+/.exec(execFileSync(programs().redisServer, ['--version'], { encoding: 'utf8' }))![0];
+const LIVEKIT_VERSION = execFileSync(programs().livekitServer, ['--version'], { encoding: 'utf8' }).trim();
+
+const { config, manifests } = rendered();
+const LOOPBACK = '127.0.0.1';
+
+let secrets: Record<string, string>;
+let redis: RunningRedis;
+
+beforeAll(async () => {
+  secrets = await generatedSecrets(manifests);
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await redis?.program.stop();
+});
+
+// ---------------------------------------------------------------------------
+// Helpers: Secret volumes, mount paths, Redis's protocol.
+// ---------------------------------------------------------------------------
+
+/** The generated value that a Secret name/key pair holds (config.secrets.refs names the generator's values). */
+function secretValue(secretName: string, key: string): string {
+  const refs = config.secrets.refs as Record<string, { name: string; key: string }>;
+  const hit = Object.entries(refs).find(([, r]) => r.name === secretName && r.key === key);
+  if (!hit) throw new Error(`no secret ref for ${secretName}/${key}`);
+  const value = secrets[hit[0]];
+  if (value === undefined) throw new Error(`the generator made no value "${hit[0]}"`);
+  return value;
+}
+
+/** The files a rendered Secret (or projected Secrets) volume shows, with the generated values. */
+function secretVolumeFiles(workload: Manifest, volumeName: string): Record<string, string> {
+  const vol = workload.spec.template.spec.volumes.find((v: any) => v.name === volumeName);
+  if (!vol) throw new Error(`${workload.metadata.name} has no volume ${volumeName}`);
+  const sources = vol.secret ? [{ secret: { ...vol.secret, name: vol.secret.secretName } }] : vol.projected.sources;
+  const files: Record<string, string> = {};
+  for (const { secret } of sources) {
+    for (const item of secret.items) files[item.path] = secretValue(secret.name, item.key);
+  }
+  return files;
+}
+
+/**
+ * paths: each volume becomes a folder <dir>/vol/<volume name>, so two
+ * containers mounting one volume (LiveKit's init and main container) share it.
+ * Returns mount path -> folder for the container's mounts.
+ */
+function mountDirs(c: any, dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of c.volumeMounts) {
+    out[m.mountPath] = path.join(dir, 'vol', m.name);
+    fs.mkdirSync(out[m.mountPath], { recursive: true });
+  }
+  return out;
+}
+
+/** paths: a path inside the container, moved to the folder of the mount that holds it. */
+function hostPath(mounts: Record<string, string>, p: string): string {
+  const mount = Object.keys(mounts).filter((m) => p.startsWith(`${m}/`)).sort((a, b) => b.length - a.length)[0];
+  if (!mount) throw new Error(`${p} is not under any mount (${Object.keys(mounts).join(', ')})`);
+  return path.join(mounts[mount], p.slice(mount.length + 1));
+}
+
+/**
+ * paths: rewrites the given container paths in a script (whole file paths,
+ * so /keys cannot hit /run/livekit/keys.yaml) and checks they all occurred.
+ */
+function rewriteScriptPaths(script: string, mounts: Record<string, string>, files: string[]): string {
+  for (const f of files) if (!script.includes(f)) throw new Error(`the rendered script no longer uses ${f}:\n${script}`);
+  return rewritePaths(script, Object.fromEntries(files.map((f) => [f, hostPath(mounts, f)])));
+}
+
+/** Replaces the line `from` (which must occur exactly once) with `to`. */
+function replaceLine(text: string, from: string, to: string): string {
+  const lines = text.split('\n');
+  const hits = lines.filter((l) => l === from).length;
+  if (hits !== 1) throw new Error(`expected the line "${from}" once in the rendered text, found ${hits}:\n${text}`);
+  return lines.map((l) => (l === from ? to : l)).join('\n');
+}
+
+/** Replaces `from` (which must occur exactly once) with `to`. */
+function replaceOnce(text: string, from: string, to: string): string {
+  const n = text.split(from).length - 1;
+  if (n !== 1) throw new Error(`expected "${from}" once in the rendered text, found ${n} times:\n${text}`);
+  return text.replace(from, () => to);
+}
+
+type Reply = string | number | null | Reply[];
+
+/** One RESP reply from buf at pos: [reply, next pos], or undefined while incomplete. Status replies keep their "+", errors their "-". */
+function parseReply(buf: Buffer, pos: number): [Reply, number] | undefined {
+  const eol = buf.indexOf('\r\n', pos);
+  if (eol < 0) return undefined;
+  const line = buf.toString('utf8', pos + 1, eol);
+  const next = eol + 2;
+  switch (String.fromCharCode(buf[pos])) {
+    case '+': return [`+${line}`, next];
+    case '-': return [`-${line}`, next];
+    case ':': return [Number(line), next];
+    case '$': {
+      const len = Number(line);
+      if (len < 0) return [null, next];
+      if (buf.length < next + len + 2) return undefined;
+      return [buf.toString('utf8', next, next + len), next + len + 2];
+    }
+    case '*': {
+      const items: Reply[] = [];
+      let at = next;
+      for (let i = 0; i < Number(line); i++) {
+        const r = parseReply(buf, at);
+        if (!r) return undefined;
+        items.push(r[0]);
+        at = r[1];
+      }
+      return [items, at];
+    }
+    default: throw new Error(`unexpected RESP reply ${JSON.stringify(buf.toString('utf8', pos))}`);
+  }
+}
+
+/** Sends commands to Redis over plain TCP (one connection, pipelined) and returns their replies. */
+function redisCommands(port: number, commands: string[][]): Promise<Reply[]> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ port, host: LOOPBACK });
+    let buf = Buffer.alloc(0);
+    sock.setTimeout(5_000, () => sock.destroy(new Error('redis: no reply within 5 s')));
+    sock.on('error', reject);
+    sock.on('connect', () => sock.write(commands.map((cmd) => `*${cmd.length}\r\n${cmd.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`).join('')));
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      const replies: Reply[] = [];
+      let at = 0;
+      while (replies.length < commands.length) {
+        const r = parseReply(buf, at);
+        if (!r) return;
+        replies.push(r[0]);
+        at = r[1];
+      }
+      sock.end();
+      resolve(replies);
+    });
+  });
+}
+
+/** `count` consecutive UDP ports that are free right now on loopback, below Linux's ephemeral range. */
+async function freeUdpRange(count: number): Promise<[number, number]> {
+  const bindable = (port: number) => new Promise<boolean>((resolve) => {
+    const s = dgram.createSocket('udp4');
+    s.once('error', () => resolve(false));
+    s.bind(port, LOOPBACK, () => s.close(() => resolve(true)));
+  });
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const start = 20_000 + Math.floor(Math.random() * 10_000);
+    let ok = true;
+    for (let p = start; p < start + count && ok; p++) ok = await bindable(p);
+    if (ok) return [start, start + count - 1];
+  }
+  throw new Error('no free UDP port range');
+}
+
+// ---------------------------------------------------------------------------
+// Redis
+// ---------------------------------------------------------------------------
+
+interface RunningRedis {
+  program: Program;
+  port: number;
+  password: string;
+  mounts: Record<string, string>;
+}
+
+async function startRedis(): Promise<RunningRedis> {
+  const sts = find(manifests, 'StatefulSet', 'redis');
+  const c = container(sts, 'redis');
+  const dir = tempDir('redis');
+  const mounts = mountDirs(c, dir);
+  const port = await freePort();
+
+  // The Secret volume, as the kubelet writes it (mode 0440).
+  const passwordFiles = secretVolumeFiles(sts, 'password');
+  writeSecretFiles(mounts['/secrets'], passwordFiles);
+
+  // redis.conf from the ConfigMap.
+  let conf = configMapFile(manifests, 'redis-config', 'redis.conf');
+  conf = replaceLine(conf, 'port 6379', `port ${port}`); // LOOPBACK_REWRITES.ports
+  conf = replaceLine(conf, 'bind 0.0.0.0', `bind ${LOOPBACK}`); // LOOPBACK_REWRITES.bind
+  conf = replaceLine(conf, 'dir /data', `dir ${mounts['/data']}`); // LOOPBACK_REWRITES.paths
+  conf = replaceLine(conf, 'include /run/redis/auth.conf', `include ${hostPath(mounts, '/run/redis/auth.conf')}`); // LOOPBACK_REWRITES.paths
+  fs.writeFileSync(path.join(mounts['/etc/redis'], 'redis.conf'), conf);
+
+  // The container command: sh -c REDIS_START.
+  expect(c.command.slice(0, 2)).toEqual(['sh', '-c']);
+  // LOOPBACK_REWRITES.paths: the Secret, run and config mounts.
+  const script = rewriteScriptPaths(c.command[2], mounts, ['/secrets/password', '/run/redis/auth.conf', '/etc/redis/redis.conf']);
+  const program = new Program('redis', 'sh', ['-c', script], {
+    logDir: dir,
+    cwd: dir,
+    // `redis-server` in the script is the one under test.
+    env: { PATH: `${path.dirname(programs().redisServer)}:${process.env.PATH}` },
+  });
+  await program.waitFor('TCP port', () => tcpOpen(port), 30_000);
+  return { program, port, password: passwordFiles.password, mounts };
+}
+
+describe(`${REDIS_VERSION}`, () => {
+  test('runs the rendered redis.conf through the rendered start command', async () => {
+    // The start script wrote requirepass, not readable by others (umask 077).
+    const authFile = hostPath(redis.mounts, '/run/redis/auth.conf');
+    expect(fs.readFileSync(authFile, 'utf8')).toBe(`requirepass "${redis.password}"\n`);
+    expect(fs.statSync(authFile).mode & 0o077).toBe(0);
+    // `exec redis-server`: the shell became the Redis under test (which retitles itself "redis-server host:port").
+    expect(fs.readlinkSync(`/proc/${redis.program.pid}/exe`)).toBe(fs.realpathSync(programs().redisServer));
+    expect(fs.readFileSync(`/proc/${redis.program.pid}/cmdline`, 'utf8')).toMatch(new RegExp(`^redis-server ${LOOPBACK}:${redis.port}`));
+
+    const conf = configMapFile(manifests, 'redis-config', 'redis.conf');
+    const wanted = (k: string) => new RegExp(`^${k} (.*)$`, 'm').exec(conf)![1];
+    const keys = ['maxmemory-policy', 'maxmemory', 'appendonly', 'save', 'protected-mode', 'tcp-keepalive', 'bind', 'port', 'dir'];
+    const [auth, ...got] = await redisCommands(redis.port, [['AUTH', redis.password], ...keys.map((k) => ['CONFIG', 'GET', k])]);
+    expect(auth).toBe('+OK');
+    const values = Object.fromEntries(got.map((r) => r as string[]));
+    expect(values['maxmemory-policy']).toBe(wanted('maxmemory-policy'));
+    expect(values.maxmemory).toBe(String(Number(/^(\d+)mb$/.exec(wanted('maxmemory'))![1]) * 2 ** 20));
+    expect(values.appendonly).toBe(wanted('appendonly'));
+    expect(values.save).toBe('');
+    expect(values['protected-mode']).toBe(wanted('protected-mode'));
+    expect(values['tcp-keepalive']).toBe(wanted('tcp-keepalive'));
+    expect(values.bind).toBe(LOOPBACK); // LOOPBACK_REWRITES.bind
+    expect(values.port).toBe(String(redis.port)); // LOOPBACK_REWRITES.ports
+    expect(fs.realpathSync(values.dir)).toBe(fs.realpathSync(redis.mounts['/data'])); // LOOPBACK_REWRITES.paths
+  });
+
+  test('refuses clients without the generated password', async () => {
+    expect(await redisCommands(redis.port, [['PING']])).toEqual(['-NOAUTH Authentication required.']);
+    expect(await redisCommands(redis.port, [['AUTH', `${redis.password}x`]]))
+      .toEqual(['-WRONGPASS invalid username-password pair or user is disabled.']);
+    expect(await redisCommands(redis.port, [['AUTH', redis.password], ['PING']])).toEqual(['+OK', '+PONG']);
+  });
+
+  test('the rendered readiness probe passes, and fails with a wrong password', () => {
+    const probe: string[] = container(find(manifests, 'StatefulSet', 'redis'), 'redis').readinessProbe.exec.command;
+    expect(probe.slice(0, 2)).toEqual(['sh', '-c']);
+    const run = (secretsDir: string) => {
+      let script = rewritePaths(probe[2], { '/secrets/password': path.join(secretsDir, 'password') }); // LOOPBACK_REWRITES.paths
+      script = replaceOnce(script, ' -p 6379 ', ` -p ${redis.port} `); // LOOPBACK_REWRITES.ports
+      return execFileSync('sh', ['-c', script], { env: { PATH: process.env.PATH }, stdio: 'pipe' });
+    };
+    expect(() => run(redis.mounts['/secrets'])).not.toThrow();
+    const wrong = tempDir('redis-wrong');
+    writeSecretFiles(wrong, { password: 'not-the-password' });
+    expect(() => run(wrong)).toThrow();
+  });
+});
+
+// ---------------------------------------------------------------------------
+// LiveKit
+// ---------------------------------------------------------------------------
+
+interface LiveKitRun {
+  dir: string;
+  mounts: Record<string, string>;
+  /** The rendered config.yaml, parsed. */
+  rendered: any;
+  /** The same with the loopback rewrites; what LiveKit is given. */
+  config: any;
+  /** The main container's args with the config path rewritten. */
+  args: string[];
+  env: Record<string, string>;
+  port: number;
+  prometheusPort: number;
+}
+
+/**
+ * Everything the Deployment gives LiveKit, in a fresh temp dir: Secret
+ * volumes, the init container's key file, the config with the loopback
+ * rewrites, args and env. Starts nothing.
+ */
+async function prepareLiveKit(): Promise<LiveKitRun> {
+  const deploy = find(manifests, 'Deployment', 'livekit');
+  const init = container(deploy, 'keys');
+  const main = container(deploy, 'livekit');
+  const dir = tempDir('livekit');
+  const mounts = { ...mountDirs(init, dir), ...mountDirs(main, dir) };
+
+  // Secret volumes as the kubelet writes them (mode 0440).
+  writeSecretFiles(mounts['/keys'], secretVolumeFiles(deploy, 'api-keys'));
+  writeSecretFiles(mounts['/secrets/turn'], secretVolumeFiles(deploy, 'turn-secret'));
+
+  // The init container: `sh -c LIVEKIT_WRITE_KEYS`.
+  expect(init.command.slice(0, 2)).toEqual(['sh', '-c']);
+  // LOOPBACK_REWRITES.paths: the api-keys and run mounts.
+  const initScript = rewriteScriptPaths(init.command[2], mounts, ['/keys/api_key', '/keys/api_secret', '/run/livekit/keys.yaml']);
+  execFileSync('sh', ['-c', initScript], { env: { PATH: process.env.PATH }, stdio: 'pipe' });
+
+  const renderedYaml = configMapFile(manifests, 'livekit-config', 'config.yaml');
+  const cfg: any = yaml.load(renderedYaml);
+  const port = await freePort();
+  const prometheusPort = await freePort();
+  const [udpStart, udpEnd] = await freeUdpRange(10);
+  cfg.port = port; // LOOPBACK_REWRITES.ports
+  cfg.rtc.tcp_port = await freePort(); // LOOPBACK_REWRITES.ports
+  cfg.rtc.port_range_start = udpStart; // LOOPBACK_REWRITES.ports
+  cfg.rtc.port_range_end = udpEnd; // LOOPBACK_REWRITES.ports
+  cfg.prometheus.port = prometheusPort; // LOOPBACK_REWRITES.ports
+  cfg.redis.address = `${LOOPBACK}:${redis.port}`; // LOOPBACK_REWRITES.hosts (and ports)
+  cfg.key_file = hostPath(mounts, cfg.key_file); // LOOPBACK_REWRITES.paths
+  for (const t of cfg.rtc.turn_servers) t.secret_file = hostPath(mounts, t.secret_file); // LOOPBACK_REWRITES.paths
+  cfg.rtc.use_external_ip = false; // LOOPBACK_REWRITES.externalIp (NODE_IP below)
+
+  // The main container's args: `--config /etc/livekit/config.yaml --bind $(HOST_IP)`.
+  expect(main.args).toEqual(['--config', expect.stringMatching(/^\/etc\/livekit\//), '--bind', '$(HOST_IP)']);
+  const args = main.args.map((a: string) => {
+    if (a.startsWith('/')) return hostPath(mounts, a); // LOOPBACK_REWRITES.paths
+    if (a === '$(HOST_IP)') return LOOPBACK; // LOOPBACK_REWRITES.bind: the kubelet would expand the node's address
+    return a;
+  });
+
+  // The env: REDIS_PASSWORD from the Secret, as rendered.
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir };
+  for (const e of main.env) {
+    if (e.value !== undefined) env[e.name] = e.value;
+    else if (e.valueFrom?.fieldRef?.fieldPath === 'status.hostIP') env[e.name] = LOOPBACK; // LOOPBACK_REWRITES.bind
+    else if (e.valueFrom?.secretKeyRef) env[e.name] = secretValue(e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key);
+    else throw new Error(`unexpected env ${JSON.stringify(e)}`);
+  }
+  // LOOPBACK_REWRITES.externalIp: with use_external_ip false the chart sets
+  // NODE_IP from status.hostIP; the node here is 127.0.0.1.
+  env.NODE_IP = LOOPBACK;
+
+  return { dir, mounts, rendered: yaml.load(renderedYaml), config: cfg, args, env, port, prometheusPort };
+}
+
+function writeConfig(run: LiveKitRun, config: any): void {
+  // The args already carry the rewritten path.
+  fs.writeFileSync(run.args[run.args.indexOf('--config') + 1], yaml.dump(config, { lineWidth: -1, noRefs: true }));
+}
+
+function startLiveKit(run: LiveKitRun, name = 'livekit'): Program {
+  if (run.args.some((a) => a.includes('disable-strict-config'))) throw new Error('LiveKit must run in strict config mode');
+  return new Program(name, programs().livekitServer, run.args, { logDir: run.dir, cwd: run.dir, env: run.env });
+}
+
+/** Paths of the leaves that differ between two parsed YAML documents. */
+function changedLeaves(a: any, b: any, at = ''): string[] {
+  if (a !== null && b !== null && typeof a === 'object' && typeof b === 'object') {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
+    return keys.flatMap((k) => changedLeaves(a[k], b[k], at ? `${at}.${k}` : k));
+  }
+  return a === b ? [] : [at];
+}
+
+describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}`, () => {
+  let run: LiveKitRun;
+  let livekit: Program;
+  let apiKey: string;
+  let apiSecret: string;
+  const room = `e2e-${process.pid}`;
+
+  beforeAll(async () => {
+    run = await prepareLiveKit();
+    writeConfig(run, run.config);
+    livekit = startLiveKit(run);
+    await livekit.waitFor('GET / 200', async () => (await httpJson(`http://${LOOPBACK}:${run.port}/`)).status === 200, 60_000);
+    // The key file the init script wrote holds exactly one key: the generated pair.
+    const keys = yaml.load(fs.readFileSync(run.config.key_file, 'utf8')) as Record<string, string>;
+    [[apiKey, apiSecret]] = Object.entries(keys);
+  });
+  afterAll(async () => {
+    // Rooms drain on SIGTERM until their last participant leaves; remove ours first.
+    if (livekit?.running) {
+      await new RoomServiceClient(`http://${LOOPBACK}:${run.port}`, apiKey, apiSecret).deleteRoom(room).catch(() => undefined);
+    }
+    await livekit?.stop();
+  });
+
+  test('only the loopback rewrites separate its config from the rendered one', () => {
+    const expected: Record<string, keyof typeof LOOPBACK_REWRITES> = {
+      'key_file': 'paths',
+      'port': 'ports',
+      'prometheus.port': 'ports',
+      'redis.address': 'hosts', // and its port
+      'rtc.port_range_end': 'ports',
+      'rtc.port_range_start': 'ports',
+      'rtc.tcp_port': 'ports',
+      'rtc.turn_servers.0.secret_file': 'paths',
+      'rtc.turn_servers.1.secret_file': 'paths',
+      'rtc.use_external_ip': 'externalIp',
+    };
+    expect(changedLeaves(run.rendered, run.config).sort()).toEqual(Object.keys(expected).sort());
+    expect(run.rendered.rtc.use_external_ip).toBe(true);
+    expect(run.config.rtc.use_external_ip).toBe(false);
+  });
+
+  test('starts in strict mode with the rendered config and Redis; GET / answers 200', async () => {
+    expect(run.args).not.toContain('--disable-strict-config');
+    expect((await httpJson(`http://${LOOPBACK}:${run.port}/`)).status).toBe(200);
+    // prometheus.port is in force.
+    const metrics = await httpJson(`http://${LOOPBACK}:${run.prometheusPort}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(metrics.body).toContain('livekit_');
+    // It registered itself in our Redis (with the password from REDIS_PASSWORD).
+    const [, nodes] = await redisCommands(redis.port, [['AUTH', redis.password], ['HKEYS', 'nodes']]);
+    expect(nodes).toHaveLength(1);
+    const log = livekit.output();
+    expect(log).toMatch(/"nodeIP": "127\.0\.0\.1"/);
+    // Nothing to warn about in our config (a short API secret is logged as an ERROR, deprecated keys as WARN).
+    const startup = log.slice(0, log.indexOf('starting LiveKit server'));
+    expect(startup.split('\n').filter((l) => /\t(WARN|ERROR|FATAL)\t/.test(l))).toEqual([]);
+    // use_external_ip false + NODE_IP: no STUN lookup of an external address.
+    expect(log).not.toMatch(/stun|external ip/i);
+  });
+
+  test('the init script wrote the generated API key and secret, not readable by others', () => {
+    expect(apiKey).toBe(secrets.livekitApiKey);
+    expect(apiSecret).toBe(secrets.livekitApiSecret);
+    expect(fs.statSync(run.config.key_file).mode & 0o077).toBe(0);
+  });
+
+  test('the server API creates a room with the generated key and secret, and refuses a wrong secret', async () => {
+    const url = `http://${LOOPBACK}:${run.port}`;
+    const created = await new RoomServiceClient(url, apiKey, apiSecret).createRoom({ name: room });
+    expect(created.name).toBe(room);
+    const rooms = await new RoomServiceClient(url, apiKey, apiSecret).listRooms();
+    expect(rooms.map((r) => r.name)).toContain(room);
+    // The room lives in our Redis.
+    const [, stored] = await redisCommands(redis.port, [['AUTH', redis.password], ['HEXISTS', 'rooms', room]]);
+    expect(stored).toBe(1);
+
+    const wrongSecret = crypto.randomBytes(32).toString('base64url');
+    await expect(new RoomServiceClient(url, apiKey, wrongSecret).createRoom({ name: `${room}-wrong` }))
+      .rejects.toMatchObject({ status: 401, message: expect.stringMatching(/signature is invalid/) });
+    await expect(new RoomServiceClient(url, `${apiKey}x`, apiSecret).listRooms())
+      .rejects.toMatchObject({ status: 401, message: expect.stringMatching(/invalid API key/) });
+  });
+
+  test('a joining participant is handed our TURN servers with valid short-lived credentials', async () => {
+    const token = new AccessToken(apiKey, apiSecret, { identity: 'alice', ttl: '10m' });
+    token.addGrant({ roomJoin: true, room });
+    const jwt = await token.toJwt();
+
+    const before = Math.floor(Date.now() / 1000);
+    // Protocol 16: what current JS SDKs speak; the server is at 18 and accepts older ones.
+    const ws = new WebSocket(`ws://${LOOPBACK}:${run.port}/rtc?access_token=${jwt}&protocol=16&sdk=js&auto_subscribe=1`);
+    const first = await new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no signal message within 15 s:\n${tail(livekit.output())}`)), 15_000);
+      ws.once('message', (data, isBinary) => {
+        clearTimeout(timer);
+        if (!isBinary) reject(new Error(`first message is text: ${data}`));
+        else resolve(data as Buffer);
+      });
+      ws.once('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      ws.once('unexpected-response', (_req, res) => {
+        clearTimeout(timer);
+        reject(new Error(`join refused: HTTP ${res.statusCode}`));
+      });
+    });
+    const after = Math.ceil(Date.now() / 1000);
+    ws.close();
+
+    const signal = SignalResponse.fromBinary(new Uint8Array(first));
+    expect(signal.message.case).toBe('join');
+    const join = signal.message.value as any;
+    expect(join.room.name).toBe(room);
+    const sid: string = join.participant.sid;
+    expect(sid).toMatch(/^PA_/);
+
+    // Exactly the rendered turn_servers, in LiveKit's URL format
+    // (pkg/service/roommanager.go: "%s:%s:%d?transport=%s"; tls -> turns over tcp).
+    expect(config.hosts.turn).toBe('turn.example.com');
+    expect(join.iceServers.map((s: any) => s.urls)).toEqual([
+      ['turn:turn.example.com:3478?transport=udp'],
+      ['turns:turn.example.com:5349?transport=tcp'],
+    ]);
+    for (const [i, s] of join.iceServers.entries()) {
+      const ttl = run.rendered.rtc.turn_servers[i].ttl;
+      expect(ttl).toBe(config.coturn.credentialTtlSeconds);
+      expect(ttl).toBe(3600);
+      // TURN REST credentials: username "<expiry>:<participant sid>", credential base64(HMAC-SHA1(secret, username)).
+      const m = /^(\d+):(.+)$/.exec(s.username)!;
+      expect(m).not.toBeNull();
+      expect(Number(m[1])).toBeGreaterThanOrEqual(before + ttl);
+      expect(Number(m[1])).toBeLessThanOrEqual(after + ttl);
+      expect(m[2]).toBe(sid);
+      const expected = crypto.createHmac('sha1', secrets.turnSharedSecret).update(s.username).digest('base64');
+      expect(s.credential).toBe(expected);
+    }
+  });
+
+  test('refuses to start when the config has an unknown key (misspelt prometheus)', async () => {
+    const bad = await prepareLiveKit();
+    // The same rewritten config, with one key misspelt.
+    const { prometheus, ...rest } = bad.config;
+    writeConfig(bad, { ...rest, promethues: prometheus });
+    const refused = startLiveKit(bad, 'livekit-misspelt');
+    try {
+      expect(await refused.exit(30_000)).not.toBe(0);
+      expect(refused.output()).toMatch(/field promethues not found/);
+      expect(await tcpOpen(bad.port)).toBe(false);
+    } finally {
+      await refused.stop();
+    }
+  });
+});
