@@ -22,7 +22,11 @@ export const DENIED_PEER_CIDRS = [
   '::1/128', '::ffff:0:0/96', '64:ff9b::/96', '100::/64', '2001::/23', '2002::/16', 'fc00::/7', 'fe80::/10',
 ];
 
-/** coturn takes ranges as "first-last", not CIDR; a malformed line stops it from starting. */
+/**
+ * coturn takes ranges as "first-last", not CIDR. It does not refuse a
+ * malformed line: it logs an error and skips it, leaving that range open to
+ * relaying, so the ranges are computed and tested here rather than typed.
+ */
 export function cidrToRange(cidr: string): string {
   const [addr, bitsText] = cidr.split('/');
   const bits = Number(bitsText);
@@ -117,6 +121,8 @@ export function turnserverConf(p: CoturnProps): string {
     'no-stun-backward-compatibility',
     'log-file=stdout',
     'pidfile=/run/coturn/turnserver.pid',
+    '# coturn opens its SQLite user database even with use-auth-secret; keep it off the read-only root.',
+    'userdb=/run/coturn/turndb',
     '# Metrics on port 9641.',
     'prometheus',
     '',

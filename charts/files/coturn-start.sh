@@ -16,8 +16,8 @@ cp /etc/coturn/turnserver.conf "$conf"
 
 turnserver -c "$conf" &
 pid=$!
-stopping=
-trap 'stopping=1; kill -TERM "$pid" 2>/dev/null' TERM INT
+stopping= sleeper=
+trap 'stopping=1; kill -TERM "$pid" $sleeper 2>/dev/null' TERM INT
 
 # coturn reads its certificate only at start and on SIGUSR2; cert-manager
 # renews it in place, so watch it and ask for a reload when it changes.
@@ -25,7 +25,9 @@ cert=/tls/tls.crt
 last=$(cksum < "$cert" 2>/dev/null || echo none)
 while [ -z "$stopping" ] && kill -0 "$pid" 2>/dev/null; do
   sleep 60 &
-  wait $! || true
+  sleeper=$!
+  wait $sleeper || true
+  sleeper=
   now=$(cksum < "$cert" 2>/dev/null || echo none)
   if [ -z "$stopping" ] && [ "$now" != "$last" ]; then
     last=$now

@@ -1,0 +1,611 @@
+/**
+ * coturn started natively on loopback the way the rendered DaemonSet starts
+ * it: ConfigMap coturn-config (turnserver.conf, start.sh), the container's
+ * command and env, the TURN Secret volume and a TLS certificate, changed only
+ * by the LOOPBACK_REWRITES named next to each change. The init container
+ * (which looks up the node's public address) does not run: the test writes
+ * its output file instead.
+ *
+ * Clients: turnutils_stunclient and turnutils_uclient from coturn itself, and
+ * a small STUN/TURN client below for what they do not show (exact error
+ * codes, CreatePermission on its own).
+ *
+ * Network rule: every packet goes to 127.0.0.1. Denied peers are only named
+ * in CreatePermission requests to the server, which refuses them without
+ * sending anything; no test asks coturn to relay data anywhere.
+ */
+import { execFileSync, spawnSync } from 'child_process';
+import * as crypto from 'crypto';
+import * as dgram from 'dgram';
+import * as fs from 'fs';
+import { AddressInfo } from 'net';
+import * as path from 'path';
+import * as tls from 'tls';
+import {
+  configMapFile, container, find, freePort, generatedSecrets, LOOPBACK_REWRITES, Program, programs, rendered, sleep, tcpOpen,
+  tempDir, writeSecretFiles,
+} from './harness';
+
+// The program as it reports itself, read once at load for the titles; the turnutils_* clients come from the same package and folder.
+const TURNSERVER = programs().turnserver;
+const TURN_VERSION = execFileSync(TURNSERVER, ['--version'], { encoding: 'utf8' }).trim();
+const TURNUTILS = path.dirname(TURNSERVER);
+// Builds without libprom (Debian's) do not know the `prometheus` option and say so in the log; the official image has it.
+const HAS_PROMETHEUS = spawnSync(TURNSERVER, ['-h'], { encoding: 'utf8' }).stdout.includes('--prometheus');
+
+const { config, manifests } = rendered();
+const LOOPBACK = '127.0.0.1';
+const RENDERED_CONF = configMapFile(manifests, 'coturn-config', 'turnserver.conf');
+
+let secrets: Record<string, string>;
+let turn: RunningCoturn;
+
+beforeAll(async () => {
+  secrets = await generatedSecrets(manifests);
+  turn = await startCoturn();
+});
+afterAll(async () => {
+  await turn?.program.stop();
+  // If a test failed before the last one, end whatever the script left running.
+  if (turn?.program.pid) for (const p of processGroup(turn.program.pid)) killQuietly(p.pid);
+});
+
+// ---------------------------------------------------------------------------
+// Helpers: the rendered files, mount paths, processes.
+// ---------------------------------------------------------------------------
+
+/** The value of `name=` in a turnserver.conf; the option must be set exactly once. */
+function option(conf: string, name: string): string {
+  const hits = conf.split('\n').filter((l) => l.startsWith(`${name}=`));
+  if (hits.length !== 1) throw new Error(`expected one "${name}=" line in turnserver.conf, found ${hits.length}`);
+  return hits[0].slice(name.length + 1);
+}
+
+/** Replaces the value of `name=` (set exactly once) with `value`. */
+function setOption(conf: string, name: string, value: string | number): string {
+  option(conf, name);
+  return conf.split('\n').map((l) => (l.startsWith(`${name}=`) ? `${name}=${value}` : l)).join('\n');
+}
+
+/** The generated value that a Secret name/key pair holds (config.secrets.refs names the generator's values). */
+function secretValue(secretName: string, key: string): string {
+  const refs = config.secrets.refs as Record<string, { name: string; key: string }>;
+  const hit = Object.entries(refs).find(([, r]) => r.name === secretName && r.key === key);
+  if (!hit) throw new Error(`no secret ref for ${secretName}/${key}`);
+  const value = secrets[hit[0]];
+  if (value === undefined) throw new Error(`the generator made no value "${hit[0]}"`);
+  return value;
+}
+
+/** LOOPBACK_REWRITES.paths: each volume becomes <dir>/vol/<volume name>, so the init and main containers share theirs. Mount path -> folder. */
+function mountDirs(c: any, dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of c.volumeMounts) {
+    out[m.mountPath] = path.join(dir, 'vol', m.name);
+    fs.mkdirSync(out[m.mountPath], { recursive: true });
+  }
+  return out;
+}
+
+/** LOOPBACK_REWRITES.paths: a container path moved to the folder of the mount that holds it. */
+function hostPath(mounts: Record<string, string>, p: string): string {
+  const mount = Object.keys(mounts).filter((m) => p === m || p.startsWith(`${m}/`)).sort((a, b) => b.length - a.length)[0];
+  if (!mount) throw new Error(`${p} is not under any mount (${Object.keys(mounts).join(', ')})`);
+  return path.join(mounts[mount], p.slice(mount.length));
+}
+
+/**
+ * LOOPBACK_REWRITES.paths: every path under a mount in `text` moved to its folder, in one pass
+ * (so a new path can never be rewritten twice).
+ */
+function rewriteMountPaths(text: string, mounts: Record<string, string>): string {
+  const roots = Object.keys(mounts).sort((a, b) => b.length - a.length).map((m) => m.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+  return text.replace(new RegExp(`(?<![\\w./-])(?:${roots.join('|')})(?:/[\\w.-]+)*`, 'g'), (p) => hostPath(mounts, p));
+}
+
+/** A TCP port that is also free for UDP (coturn listens on both). */
+async function freeTcpUdpPort(): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = await freePort();
+    if (await udpBindable(port)) return port;
+  }
+  throw new Error('no port free for both TCP and UDP');
+}
+
+function udpBindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = dgram.createSocket('udp4');
+    s.once('error', () => resolve(false));
+    s.bind(port, LOOPBACK, () => s.close(() => resolve(true)));
+  });
+}
+
+/** `count` consecutive UDP ports that are free right now on loopback, below Linux's ephemeral range. */
+async function freeUdpRange(count: number): Promise<[number, number]> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const start = 20_000 + Math.floor(Math.random() * 10_000);
+    let ok = true;
+    for (let p = start; p < start + count && ok; p++) ok = await udpBindable(p);
+    if (ok) return [start, start + count - 1];
+  }
+  throw new Error('no free UDP port range');
+}
+
+/** Processes of a process group, from /proc. */
+function processGroup(pgid: number): { pid: number; comm: string }[] {
+  const out: { pid: number; comm: string }[] = [];
+  for (const entry of fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after its closing parenthesis.
+    const close = stat.lastIndexOf(')');
+    const [state, , pgrp] = stat.slice(close + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z') out.push({ pid: Number(entry), comm: stat.slice(stat.indexOf('(') + 1, close) });
+  }
+  return out;
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+function ipv4ToNumber(ip: string): number {
+  return ip.split('.').reduce((acc, part) => acc * 256 + Number(part), 0);
+}
+
+/** The rendered denied-peer-ip range ("first-last" or a single address) that holds `ip`. */
+function deniedRangeOf(conf: string, ip: string): string | undefined {
+  const n = ipv4ToNumber(ip);
+  return conf.split('\n').filter((l) => l.startsWith('denied-peer-ip=') && !l.includes(':')).map((l) => l.slice('denied-peer-ip='.length))
+    .find((range) => {
+      const [first, last = first] = range.split('-');
+      return ipv4ToNumber(first) <= n && n <= ipv4ToNumber(last);
+    });
+}
+
+/** TURN REST credentials as Synapse makes them: "<expiry>:<user>", password base64(HMAC-SHA1(secret, user name)). */
+function restCredentials(secret: string, user: string, expiresAt = Math.floor(Date.now() / 1000) + 3600): { username: string; password: string } {
+  const username = `${expiresAt}:${user}`;
+  return { username, password: crypto.createHmac('sha1', secret).update(username).digest('base64') };
+}
+
+// ---------------------------------------------------------------------------
+// A minimal STUN/TURN client over UDP (RFC 8489, RFC 8656): enough to see the
+// server's exact answers, which turnutils_uclient does not print.
+// ---------------------------------------------------------------------------
+
+const MAGIC_COOKIE = 0x2112a442;
+const METHOD = { binding: 0x001, allocate: 0x003, refresh: 0x004, createPermission: 0x008 } as const;
+const CLASS = { success: 0x100, error: 0x110 } as const;
+const ATTR = {
+  username: 0x0006, messageIntegrity: 0x0008, errorCode: 0x0009, lifetime: 0x000d, xorPeerAddress: 0x0012, realm: 0x0014, nonce: 0x0015,
+  xorRelayedAddress: 0x0016, requestedTransport: 0x0019, xorMappedAddress: 0x0020, fingerprint: 0x8028,
+} as const;
+
+interface StunMessage {
+  type: number;
+  txid: Buffer;
+  attrs: Map<number, Buffer>;
+}
+
+function encodeStun(type: number, txid: Buffer, attrs: [number, Buffer][], integrityKey?: Buffer): Buffer {
+  const tlv = (t: number, v: Buffer) => {
+    const head = Buffer.alloc(4);
+    head.writeUInt16BE(t, 0);
+    head.writeUInt16BE(v.length, 2);
+    return Buffer.concat([head, v, Buffer.alloc((4 - (v.length % 4)) % 4)]);
+  };
+  const body = Buffer.concat(attrs.map(([t, v]) => tlv(t, v)));
+  const header = Buffer.alloc(20);
+  header.writeUInt16BE(type, 0);
+  // With MESSAGE-INTEGRITY the length already counts it (24 bytes) when the HMAC is computed.
+  header.writeUInt16BE(body.length + (integrityKey ? 24 : 0), 2);
+  header.writeUInt32BE(MAGIC_COOKIE, 4);
+  txid.copy(header, 8);
+  const message = Buffer.concat([header, body]);
+  if (!integrityKey) return message;
+  return Buffer.concat([message, tlv(ATTR.messageIntegrity, crypto.createHmac('sha1', integrityKey).update(message).digest())]);
+}
+
+function decodeStun(buf: Buffer): StunMessage {
+  const attrs = new Map<number, Buffer>();
+  const end = 20 + buf.readUInt16BE(2);
+  for (let at = 20; at + 4 <= end;) {
+    const t = buf.readUInt16BE(at);
+    const len = buf.readUInt16BE(at + 2);
+    attrs.set(t, buf.subarray(at + 4, at + 4 + len));
+    at += 4 + len + ((4 - (len % 4)) % 4);
+  }
+  return { type: buf.readUInt16BE(0), txid: buf.subarray(8, 20), attrs };
+}
+
+function xorAddress(ip: string, port: number): Buffer {
+  const b = Buffer.alloc(8);
+  b[1] = 0x01; // IPv4
+  b.writeUInt16BE(port ^ (MAGIC_COOKIE >>> 16), 2);
+  b.writeUInt32BE((ipv4ToNumber(ip) ^ MAGIC_COOKIE) >>> 0, 4);
+  return b;
+}
+
+function readXorAddress(v: Buffer): { ip: string; port: number } {
+  if (v[1] !== 0x01) throw new Error(`not an IPv4 address attribute: ${v.toString('hex')}`);
+  const n = (v.readUInt32BE(4) ^ MAGIC_COOKIE) >>> 0;
+  return { ip: [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.'), port: v.readUInt16BE(2) ^ (MAGIC_COOKIE >>> 16) };
+}
+
+/** The ERROR-CODE of an error response, or undefined for a success. */
+function errorCode(m: StunMessage): number | undefined {
+  const v = m.attrs.get(ATTR.errorCode);
+  return v ? (v[2] & 7) * 100 + v[3] : undefined;
+}
+
+function describeReply(m: StunMessage): string {
+  const v = m.attrs.get(ATTR.errorCode);
+  return v ? `error ${errorCode(m)} ${v.subarray(4).toString()}` : `type 0x${m.type.toString(16)}`;
+}
+
+/** One UDP socket on loopback talking to the TURN server: one 5-tuple, so at most one allocation. */
+class TurnClient {
+  private readonly socket = dgram.createSocket('udp4');
+  private readonly pending = new Map<string, (m: StunMessage) => void>();
+  private credentials?: { username: string; realm: string; nonce: string; key: Buffer };
+  /** The server's first answer to an Allocate without credentials. */
+  challenge?: StunMessage;
+
+  constructor(private readonly port: number) {
+    this.socket.on('message', (buf) => {
+      if (buf.length < 20 || buf.readUInt32BE(4) !== MAGIC_COOKIE) return;
+      const m = decodeStun(buf);
+      this.pending.get(m.txid.toString('hex'))?.(m);
+    });
+  }
+
+  open(): Promise<AddressInfo> {
+    return new Promise((resolve) => this.socket.bind(0, LOOPBACK, () => resolve(this.socket.address())));
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+
+  /** Sends a request, resending it every 500 ms (UDP may drop it), and resolves with the matching response. */
+  request(method: number, attrs: [number, Buffer][], integrityKey?: Buffer): Promise<StunMessage> {
+    const txid = crypto.randomBytes(12);
+    const msg = encodeStun(method, txid, attrs, integrityKey);
+    return new Promise((resolve, reject) => {
+      let sent = 0;
+      const send = () => {
+        if (sent++ === 8) {
+          this.pending.delete(txid.toString('hex'));
+          reject(new Error(`no answer from the TURN server on ${LOOPBACK}:${this.port} to method 0x${method.toString(16)}`));
+          return;
+        }
+        this.socket.send(msg, this.port, LOOPBACK);
+        timer = setTimeout(send, 500);
+      };
+      let timer: NodeJS.Timeout;
+      this.pending.set(txid.toString('hex'), (m) => {
+        clearTimeout(timer);
+        this.pending.delete(txid.toString('hex'));
+        resolve(m);
+      });
+      send();
+    });
+  }
+
+  /** Allocate: first without credentials (the server answers 401 with REALM and NONCE), then with them. Returns the second answer. */
+  async allocate(username: string, password: string): Promise<StunMessage> {
+    const udp = Buffer.from([17, 0, 0, 0]);
+    this.challenge = await this.request(METHOD.allocate, [[ATTR.requestedTransport, udp]]);
+    const realm = this.challenge.attrs.get(ATTR.realm)?.toString();
+    const nonce = this.challenge.attrs.get(ATTR.nonce)?.toString();
+    if (errorCode(this.challenge) !== 401 || !realm || !nonce) throw new Error(`expected a 401 challenge, got ${describeReply(this.challenge)}`);
+    // The long-term credential key: MD5(username:realm:password).
+    const key = crypto.createHash('md5').update(`${username}:${realm}:${password}`).digest();
+    this.credentials = { username, realm, nonce, key };
+    return this.request(METHOD.allocate, [[ATTR.requestedTransport, udp], ...this.auth()], key);
+  }
+
+  createPermission(peer: string): Promise<StunMessage> {
+    // The port in XOR-PEER-ADDRESS means nothing to a permission; no packet goes to the peer.
+    return this.request(METHOD.createPermission, [[ATTR.xorPeerAddress, xorAddress(peer, 9)], ...this.auth()], this.credentials!.key);
+  }
+
+  /** Refresh with LIFETIME 0: gives the relay port and the user's quota back at once. */
+  release(): Promise<StunMessage> {
+    return this.request(METHOD.refresh, [[ATTR.lifetime, Buffer.alloc(4)], ...this.auth()], this.credentials!.key);
+  }
+
+  private auth(): [number, Buffer][] {
+    const c = this.credentials!;
+    return [[ATTR.username, Buffer.from(c.username)], [ATTR.realm, Buffer.from(c.realm)], [ATTR.nonce, Buffer.from(c.nonce)]];
+  }
+}
+
+async function withClient<T>(port: number, f: (c: TurnClient, local: AddressInfo) => Promise<T>): Promise<T> {
+  const c = new TurnClient(port);
+  try {
+    return await f(c, await c.open());
+  } finally {
+    c.close();
+  }
+}
+
+/** turnutils_uclient against the server; its output with -v tells how far it got. */
+function uclient(args: string[]): { status: number | null; output: string } {
+  const r = spawnSync(path.join(TURNUTILS, 'turnutils_uclient'), ['-v', ...args, '-p', String(turn.port), LOOPBACK], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  return { status: r.status, output: `${r.stdout}${r.stderr}` };
+}
+
+// ---------------------------------------------------------------------------
+// Starting coturn as the DaemonSet does
+// ---------------------------------------------------------------------------
+
+interface RunningCoturn {
+  program: Program;
+  port: number;
+  tlsPort: number;
+  relayPorts: [number, number];
+  secret: string;
+  mounts: Record<string, string>;
+  /** The files written to the config volume (rendered + rewrites), and the config start.sh made from them. */
+  writtenConf: string;
+  writtenScript: string;
+  runtimeConf: string;
+  pidFile: string;
+  certFile: string;
+  /** The log as soon as coturn accepted TCP connections: everything it said about its config. */
+  startupLog: string;
+}
+
+async function startCoturn(): Promise<RunningCoturn> {
+  const ds = find(manifests, 'DaemonSet', 'coturn');
+  const c = container(ds, 'coturn');
+  const init = container(ds, 'node-address');
+  const volumes: any[] = ds.spec.template.spec.volumes;
+  const dir = tempDir('coturn');
+  const mounts = mountDirs(c, dir);
+  const initMounts = mountDirs(init, dir);
+
+  // LOOPBACK_REWRITES.ports: the TURN port (UDP and TCP), the TLS port (TLS and DTLS) and the relay range become free ones.
+  const port = await freeTcpUdpPort();
+  const tlsPort = await freeTcpUdpPort();
+  const relayPorts = await freeUdpRange(20);
+  let conf = RENDERED_CONF;
+  conf = setOption(conf, 'listening-port', port); // LOOPBACK_REWRITES.ports
+  conf = setOption(conf, 'tls-listening-port', tlsPort); // LOOPBACK_REWRITES.ports
+  conf = setOption(conf, 'min-port', relayPorts[0]); // LOOPBACK_REWRITES.ports
+  conf = setOption(conf, 'max-port', relayPorts[1]); // LOOPBACK_REWRITES.ports
+  conf = rewriteMountPaths(conf, mounts); // LOOPBACK_REWRITES.paths: cert, pkey, pidfile
+
+  // The config volume: the two ConfigMap files the coturn container uses (node_address.py is the init container's).
+  const configVolume = volumes.find((v) => v.name === 'config');
+  if (configVolume?.configMap?.name !== 'coturn-config') throw new Error('the config volume is no longer ConfigMap coturn-config');
+  const configDir = path.join(dir, 'vol', 'config');
+  fs.writeFileSync(path.join(configDir, 'turnserver.conf'), conf);
+  const script = rewriteMountPaths(configMapFile(manifests, 'coturn-config', 'start.sh'), mounts); // LOOPBACK_REWRITES.paths
+  fs.writeFileSync(path.join(configDir, 'start.sh'), script);
+
+  // The TURN Secret volume, as the kubelet projects its items.
+  const secretVolume = volumes.find((v) => v.name === 'turn-secret').secret;
+  const secretFiles: Record<string, string> = {};
+  for (const item of secretVolume.items) secretFiles[item.path] = secretValue(secretVolume.secretName, item.key);
+  if (Object.keys(secretFiles).length !== 1) throw new Error(`expected one TURN secret file, got ${Object.keys(secretFiles).join(', ')}`);
+  writeSecretFiles(path.join(dir, 'vol', 'turn-secret'), secretFiles);
+  const secret = Object.values(secretFiles)[0];
+
+  // LOOPBACK_REWRITES.tls: a self-signed certificate for the TURN host where cert-manager's Secret would be.
+  const realm = option(RENDERED_CONF, 'realm');
+  const certFile = hostPath(mounts, option(RENDERED_CONF, 'cert'));
+  const keyFile = hostPath(mounts, option(RENDERED_CONF, 'pkey'));
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', `/CN=${realm}`,
+    '-keyout', keyFile, '-out', certFile,
+  ], { stdio: 'pipe' });
+  for (const f of [certFile, keyFile]) fs.chmodSync(f, 0o440);
+
+  // LOOPBACK_REWRITES.externalIp: what the init container would write (the node's public IPv4); here the node is 127.0.0.1.
+  const publicIpFile = hostPath(initMounts, init.command[init.command.length - 1]);
+  if (!init.command.join(' ').includes('node_address.py')) throw new Error(`unexpected init command ${JSON.stringify(init.command)}`);
+  fs.writeFileSync(publicIpFile, `${LOOPBACK}\n`);
+
+  // The container's env; LOOPBACK_REWRITES.bind: NODE_IP (status.hostIP) is 127.0.0.1. The image has turnserver on PATH; here its folder goes first.
+  const env: Record<string, string> = { PATH: `${TURNUTILS}:${process.env.PATH}` };
+  for (const e of c.env) {
+    if (e.valueFrom?.fieldRef?.fieldPath === 'status.hostIP') env[e.name] = LOOPBACK;
+    else if (e.value !== undefined) env[e.name] = e.value;
+    else throw new Error(`unhandled env ${JSON.stringify(e)}`);
+  }
+
+  // The container's command, its script path moved (LOOPBACK_REWRITES.paths). Its own process group, so anything it leaves behind can be found.
+  const [shell, ...args] = c.command as string[];
+  const program = new Program('coturn', shell, args.map((a) => (a.startsWith('/') ? hostPath(mounts, a) : a)), {
+    logDir: dir, env, cwd: dir, detached: true,
+  });
+  try {
+    // The rendered startup probe: a TCP connect to the TURN port (LOOPBACK_REWRITES.ports: the rewritten one).
+    if (c.startupProbe.tcpSocket.port !== Number(option(RENDERED_CONF, 'listening-port'))) throw new Error('the startup probe is not the TURN port');
+    await program.waitFor('the TURN port', () => tcpOpen(port), 30_000);
+  } catch (e) {
+    await program.stop();
+    throw e;
+  }
+  const runtimeConfFile = path.join(mounts['/run/coturn'], 'turnserver.conf');
+  return {
+    program, port, tlsPort, relayPorts, secret, mounts, writtenConf: conf, writtenScript: script, runtimeConf: fs.readFileSync(runtimeConfFile, 'utf8'),
+    pidFile: hostPath(mounts, option(RENDERED_CONF, 'pidfile')), certFile, startupLog: program.output(),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------
+
+describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnutils_uclient from ${TURNUTILS}`, () => {
+  test('only the loopback rewrites separate its turnserver.conf and start.sh from the rendered ones', () => {
+    // Folders back to mount paths: what remains different must be a listed option.
+    const unmount = (text: string) => Object.entries(turn.mounts).sort(([, a], [, b]) => b.length - a.length)
+      .reduce((t, [mountPath, folder]) => t.split(folder).join(mountPath), text);
+    expect(unmount(turn.writtenScript)).toBe(configMapFile(manifests, 'coturn-config', 'start.sh'));
+    expect(turn.writtenScript).not.toBe(configMapFile(manifests, 'coturn-config', 'start.sh'));
+
+    const rendered = RENDERED_CONF.split('\n');
+    const written = unmount(turn.writtenConf).split('\n');
+    expect(written.length).toBe(rendered.length);
+    const changed = rendered.filter((l, i) => l !== written[i]).map((l) => l.split('=')[0]);
+    const expected: Record<string, keyof typeof LOOPBACK_REWRITES> = {
+      'listening-port': 'ports', 'tls-listening-port': 'ports', 'min-port': 'ports', 'max-port': 'ports',
+    };
+    expect(changed.sort()).toEqual(Object.keys(expected).sort());
+    // And the paths did move (cert, pkey, pidfile), so nothing is read from or written to the host's /tls or /run.
+    for (const name of ['cert', 'pkey', 'pidfile']) expect(option(turn.writtenConf, name).startsWith(turn.mounts[path.dirname(option(RENDERED_CONF, name))])).toBe(true);
+  });
+
+  test('runs the rendered turnserver.conf through the rendered start.sh, and rejects none of its lines', () => {
+    const log = turn.startupLog;
+    // The program started by the script's `turnserver` is the one named in the title.
+    expect(log).toContain(`Version Coturn-${TURN_VERSION} `);
+
+    // start.sh copied the config and appended the secret and the node's addresses (all 127.0.0.1 here: bind, externalIp).
+    expect(turn.runtimeConf).toBe(`${turn.writtenConf}static-auth-secret=${turn.secret}\nexternal-ip=${LOOPBACK}/${LOOPBACK}\n`
+      + `listening-ip=${LOOPBACK}\nrelay-ip=${LOOPBACK}\n`);
+    const pid = Number(fs.readFileSync(turn.pidFile, 'utf8').trim());
+    expect(fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim()).toBe('turnserver');
+    expect(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]).toBe(String(turn.program.pid)); // a child of start.sh
+
+    // coturn ignores an unknown option with "Bad configuration format: <line>" and carries on, so the log is the only sign.
+    // The one line this build may not know is `prometheus` (no libprom): then metrics are off here, but on in the image.
+    const unknown = [...new Set([...log.matchAll(/Bad configuration format: (.*)/g)].map((m) => m[1]))];
+    expect(unknown).toEqual(HAS_PROMETHEUS ? [] : ['prometheus']);
+    // A bad value (a CIDR in denied-peer-ip, say) is an ERROR line, and the server starts anyway. The only ERROR wanted is
+    // the CLI one: without a cli-password the telnet admin interface stays off, which is what we want.
+    const errors = log.replace(/ERROR: \n/g, 'ERROR: ').split('\n').filter((l) => /ERROR/.test(l))
+      .filter((l) => !/CONFIG ERROR: Empty cli-password, and so telnet cli interface is disabled!/.test(l));
+    expect(errors).toEqual([]);
+    // Every rendered denied-peer-ip range was taken.
+    const denied = RENDERED_CONF.split('\n').filter((l) => l.startsWith('denied-peer-ip=')).map((l) => l.slice('denied-peer-ip='.length));
+    expect([...log.matchAll(/Black listing: (.*)/g)].map((m) => m[1])).toEqual(denied);
+    expect(log).toContain(`Default realm: ${option(RENDERED_CONF, 'realm')}`);
+  });
+
+  test('answers a STUN binding request', async () => {
+    // turnutils_stunclient waits forever for an answer that does not come: the timeout turns that into a failure.
+    const out = execFileSync(path.join(TURNUTILS, 'turnutils_stunclient'), ['-p', String(turn.port), LOOPBACK], { encoding: 'utf8', timeout: 10_000 });
+    expect(out).toMatch(/UDP reflexive addr: 127\.0\.0\.1:\d+/);
+
+    // The exact answer: our own address, and a FINGERPRINT (rendered `fingerprint`).
+    await withClient(turn.port, async (client, local) => {
+      const reply = await client.request(METHOD.binding, []);
+      expect(reply.type).toBe(METHOD.binding | CLASS.success);
+      expect(readXorAddress(reply.attrs.get(ATTR.xorMappedAddress)!)).toEqual({ ip: LOOPBACK, port: local.port });
+      expect(reply.attrs.has(ATTR.fingerprint)).toBe(true);
+    });
+  });
+
+  test('turnutils_uclient gets relay allocations with REST credentials made from the shared secret (-W)', () => {
+    const { status, output } = uclient(['-c', '-n', '0', '-e', LOOPBACK, '-W', turn.secret, '-u', '@uclient:example.com']);
+    const relays = [...output.matchAll(/Received relay addr: 127\.0\.0\.1:(\d+)/g)].map((m) => Number(m[1]));
+    expect(relays.length).toBeGreaterThan(0);
+    for (const p of relays) {
+      expect(p).toBeGreaterThanOrEqual(turn.relayPorts[0]);
+      expect(p).toBeLessThanOrEqual(turn.relayPorts[1]);
+    }
+    // uclient cannot finish a session on one machine: its peer must be a loopback address, and the server refuses
+    // every loopback peer (denied-peer-ip 127.0.0.0/8, and coturn's own default). So it stops there, after allocating.
+    expect(output.split('\n').filter((l) => /error/i.test(l))).toEqual(['0: : channel bind: error 403 (Forbidden IP)']);
+    expect(status).not.toBe(0);
+  });
+
+  test('a Synapse-style REST user name ("<expiry>:@user:server") gets a relay in the rendered realm', async () => {
+    await withClient(turn.port, async (client) => {
+      const { username, password } = restCredentials(turn.secret, '@alice:example.com');
+      const reply = await client.allocate(username, password);
+      expect(client.challenge!.attrs.get(ATTR.realm)!.toString()).toBe(option(RENDERED_CONF, 'realm'));
+      expect(describeReply(reply)).toBe(`type 0x${(METHOD.allocate | CLASS.success).toString(16)}`);
+      const relay = readXorAddress(reply.attrs.get(ATTR.xorRelayedAddress)!);
+      expect(relay.ip).toBe(LOOPBACK);
+      expect(relay.port).toBeGreaterThanOrEqual(turn.relayPorts[0]);
+      expect(relay.port).toBeLessThanOrEqual(turn.relayPorts[1]);
+      expect(errorCode(await client.release())).toBeUndefined();
+    });
+  });
+
+  test('refuses an allocation whose password was made with a wrong secret (uclient; 401 to our client)', async () => {
+    const wrong = `${turn.secret}x`;
+    const { status, output } = uclient(['-c', '-n', '0', '-e', LOOPBACK, '-W', wrong, '-u', '@mallory:example.com']);
+    expect(output).toContain('Cannot complete Allocation');
+    expect(output).not.toContain('Received relay addr');
+    expect(status).not.toBe(0);
+
+    await withClient(turn.port, async (client) => {
+      const { username, password } = restCredentials(wrong, '@mallory:example.com');
+      expect(describeReply(await client.allocate(username, password))).toMatch(/^error 401 /);
+    });
+  });
+
+  test('refuses a REST user name whose expiry has passed (401), though the password matches the secret', async () => {
+    await withClient(turn.port, async (client) => {
+      const { username, password } = restCredentials(turn.secret, '@alice:example.com', Math.floor(Date.now() / 1000) - 60);
+      expect(describeReply(await client.allocate(username, password))).toMatch(/^error 401 /);
+    });
+  });
+
+  test('refuses permissions for private and reserved peers with 403, by the rendered denied-peer-ip ranges', async () => {
+    // CreatePermission goes to the server only; a refused permission sends nothing to the peer, and no data is sent at all.
+    const peers = ['10.0.0.1', '172.16.0.1', '192.168.1.1', '100.64.0.1', '169.254.169.254'];
+    await withClient(turn.port, async (client) => {
+      const { username, password } = restCredentials(turn.secret, '@alice:example.com');
+      expect(errorCode(await client.allocate(username, password))).toBeUndefined();
+      for (const peer of peers) {
+        const reply = await client.createPermission(peer);
+        expect([peer, describeReply(reply)]).toEqual([peer, 'error 403 Forbidden IP']);
+      }
+      await client.release();
+    });
+    // The refusals came from the rendered lines, not from some default: coturn names the range each time.
+    await sleep(200);
+    const log = turn.program.output();
+    for (const peer of peers) {
+      const range = deniedRangeOf(RENDERED_CONF, peer);
+      expect(range).toBeDefined();
+      expect(log).toContain(`A peer IP ${peer} denied in the range: ${range}`);
+    }
+  });
+
+  test('the TLS listener presents the mounted certificate', async () => {
+    const want = new crypto.X509Certificate(fs.readFileSync(turn.certFile)).fingerprint256;
+    const got = await new Promise<string>((resolve, reject) => {
+      // Self-signed (tls rewrite), so not verified: the point is which certificate coturn serves.
+      const s = tls.connect({ host: LOOPBACK, port: turn.tlsPort, servername: option(RENDERED_CONF, 'realm'), rejectUnauthorized: false }, () => {
+        resolve(s.getPeerCertificate().fingerprint256);
+        s.end();
+      });
+      s.setTimeout(10_000, () => s.destroy(new Error('no TLS handshake within 10 s')));
+      s.on('error', reject);
+    });
+    expect(got).toBe(want);
+  });
+
+  // Last: it stops the server.
+  test('SIGTERM to start.sh (the container\'s PID 1, what the kubelet signals) stops turnserver within 5 s', async () => {
+    const turnPid = Number(fs.readFileSync(turn.pidFile, 'utf8').trim());
+    process.kill(turn.program.pid!, 'SIGTERM');
+    const code = await turn.program.exit(5_000);
+    // 143 = turnserver's TERM status, which the script's `wait` passes on.
+    expect([0, 143]).toContain(code);
+    expect(fs.existsSync(`/proc/${turnPid}`)).toBe(false);
+    // Nothing is left behind, not even the watch loop's `sleep` (the trap ends it too).
+    expect(processGroup(turn.program.pid!).map((p) => p.comm)).toEqual([]);
+  });
+});
