@@ -5,6 +5,7 @@
  * contents and secrets before the workloads that read them.
  */
 import { App, AppProps } from 'cdk8s';
+import { BackupChart } from './backup';
 import { KudoConfig, POSTGRES_RESERVED_CONNECTIONS } from './config';
 import { CoturnChart } from './coturn';
 import { LiveKitChart } from './livekit';
@@ -117,6 +118,21 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     turnSharedSecret: refs.turnSharedSecret,
     issuer: config.tls.issuer,
   });
+
+  if (config.backup.enabled) {
+    const b = config.backup;
+    new BackupChart(app, '50-backup', {
+      namespace: ns.stack,
+      image: config.postgres.image,
+      resources: b.resources,
+      schedule: b.schedule,
+      retention: b.retention,
+      storage: b.storage,
+      postgres: { host: postgres.host, port: postgres.port, database: postgres.database, user: postgres.database, password: refs.postgresPassword },
+      media: { claimName: synapse.mediaClaimName, synapseSelector: synapse.podSelector },
+      s3: b.s3.enabled && b.s3.repository !== undefined ? { repository: b.s3.repository, secretName: b.s3.secretName, image: b.s3.image } : undefined,
+    });
+  }
 
   new BootstrapChart(app, '40-bootstrap', {
     namespaces: ns,

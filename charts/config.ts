@@ -29,6 +29,7 @@ const memory = z.string().regex(/^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$/, 'must be a mem
 const port = z.number().int().min(1).max(65535);
 const ipv4 = z.string().regex(/^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$/, 'must be an IPv4 address such as "203.0.113.10"');
 const labelMap = z.record(z.string(), z.string());
+const cron = z.string().regex(/^(\S+\s+){4}\S+$/, 'must be a five-field cron schedule such as "15 3 * * *"');
 
 const resources = (cpuReq: string, memReq: string, cpuLim: string, memLim: string) => z.strictObject({
   requests: z.strictObject({ cpu: quantity.default(cpuReq), memory: memory.default(memReq) }).prefault({}),
@@ -158,6 +159,32 @@ export const configSchema = z.strictObject({
     /** Lifetime of the TURN credentials LiveKit and Synapse hand out, in seconds. */
     credentialTtlSeconds: z.number().int().min(60).max(86400).default(3600),
   }).prefault({}),
+  backup: z.strictObject({
+    enabled: z.boolean().default(true),
+    /** Cron schedules (UTC). Both run on Synapse's node, one after the other, sharing the backup volume. */
+    schedule: z.strictObject({
+      postgres: cron.default('15 3 * * *'),
+      media: cron.default('45 3 * * *'),
+    }).prefault({}),
+    /** How many daily, weekly and monthly backups to keep (the newest of each day, week, month). */
+    retention: z.strictObject({
+      daily: z.number().int().min(1).max(366).default(7),
+      weekly: z.number().int().min(0).max(520).default(4),
+      monthly: z.number().int().min(0).max(240).default(12),
+    }).prefault({}),
+    /** The backup volume (ReadWriteOnce), mounted on Synapse's node. */
+    storage: storage('50Gi'),
+    resources: resources('100m', '128Mi', '1', '512Mi'),
+    /** Also copy backups to an S3-compatible bucket with restic (encrypted, deduplicated). */
+    s3: z.strictObject({
+      enabled: z.boolean().default(false),
+      /** restic repository, e.g. "s3:https://s3.example.com/bucket/kudo". */
+      repository: z.string().regex(/^s3:https?:\/\/\S+$/, 'must be a restic S3 repository such as "s3:https://s3.example.com/bucket/kudo"').optional(),
+      /** Secret (namespaces.stack) with RESTIC_PASSWORD, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. */
+      secretName: dnsLabel.default('kudo-backup-s3'),
+      image: image('docker.io/restic/restic', '0.18.1'),
+    }).prefault({}),
+  }).prefault({}),
   secrets: z.strictObject({
     /**
      * generated: a Job creates each missing value once and never overwrites one.
@@ -283,6 +310,9 @@ function checkCombinations(c: KudoConfig, source: string): void {
   }
   if (rtc.udpPort === undefined && rangesOverlap(rtc.portRangeStart, rtc.portRangeEnd, relay.min, relay.max)) {
     problems.push(`livekit.rtc.portRange ${rtc.portRangeStart}-${rtc.portRangeEnd} overlaps coturn.relayPorts ${relay.min}-${relay.max}; both bind host ports`);
+  }
+  if (c.backup.s3.enabled && c.backup.s3.repository === undefined) {
+    problems.push('backup.s3.repository is required when backup.s3.enabled is true');
   }
   const ns = c.namespaces;
   if (ns.stack === ns.hostNetwork) {

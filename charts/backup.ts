@@ -1,0 +1,177 @@
+import { Chart, ChartProps } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './config';
+import {
+  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
+} from './common';
+
+/** Synapse's uid/gid: the backup pods mount its media volume, and a different fsGroup would re-own every file. */
+export const BACKUP_UID = 10091;
+export const BACKUP_DIR = '/backups';
+export const SCRIPTS_DIR = '/opt/kudo';
+/** A schedule that never comes (31 February): the restore CronJobs are only templates for `kubectl create job --from`. */
+export const NEVER = '0 0 31 2 *';
+
+const SCRIPTS = [
+  'backup-lib.sh', 'backup-prune.sh', 'backup-postgres.sh', 'backup-media.sh', 'backup-restic.sh', 'restore-postgres.sh', 'restore-media.sh',
+];
+
+export interface BackupProps extends ChartProps {
+  readonly namespace: string;
+  /** The PostgreSQL image: its pg_dump and pg_restore match the server's major version. */
+  readonly image: ImageConfig;
+  readonly resources: ResourcesConfig;
+  readonly schedule: { readonly postgres: string; readonly media: string };
+  readonly retention: { readonly daily: number; readonly weekly: number; readonly monthly: number };
+  readonly storage: StorageConfig;
+  readonly postgres: { readonly host: string; readonly port: number; readonly database: string; readonly user: string; readonly password: SecretRef };
+  /** Synapse's media claim, and the labels of Synapse's pod (the backups run on its node to share the ReadWriteOnce volume). */
+  readonly media: { readonly claimName: string; readonly synapseSelector: Record<string, string> };
+  /** Copy backups to an S3 bucket with restic. @default - backups stay on the backup volume */
+  readonly s3?: { readonly repository: string; readonly secretName: string; readonly image: ImageConfig };
+}
+
+/**
+ * Scheduled backups of Synapse's database and media store onto a backup
+ * volume (and, optionally, to S3 with restic), plus suspended "restore"
+ * CronJobs to start a restore from. Redis is not backed up: it holds only
+ * LiveKit's routing state, which rebuilds itself.
+ */
+export class BackupChart extends Chart {
+  constructor(scope: Construct, id: string, props: BackupProps) {
+    super(scope, id, props);
+    const component = { name: 'backup', component: 'backup', version: props.image.tag };
+    const meta = { namespace: props.namespace, labels: labels(component) };
+    const files = Object.fromEntries(SCRIPTS.map((f) => [f, bundledFile(f)]));
+    const scripts = new k8s.KubeConfigMap(this, 'scripts', { metadata: { name: 'backup-scripts', ...meta }, data: files });
+    const claim = new k8s.KubePersistentVolumeClaim(this, 'volume', {
+      metadata: { name: 'kudo-backups', ...meta },
+      spec: {
+        accessModes: ['ReadWriteOnce'],
+        storageClassName: props.storage.className,
+        resources: { requests: { storage: k8s.Quantity.fromString(props.storage.size) } },
+      },
+    });
+
+    const keep: k8s.EnvVar[] = [
+      { name: 'KEEP_DAILY', value: String(props.retention.daily) },
+      { name: 'KEEP_WEEKLY', value: String(props.retention.weekly) },
+      { name: 'KEEP_MONTHLY', value: String(props.retention.monthly) },
+    ];
+    const pg = props.postgres;
+    const postgresEnv: k8s.EnvVar[] = [
+      { name: 'BACKUP_DIR', value: BACKUP_DIR },
+      { name: 'PGHOST', value: pg.host },
+      { name: 'PGPORT', value: String(pg.port) },
+      { name: 'PGUSER', value: pg.user },
+      { name: 'PGDATABASE', value: pg.database },
+      { name: 'PASSWORD_FILE', value: '/secrets/password' },
+      ...keep,
+    ];
+    const mediaEnv: k8s.EnvVar[] = [{ name: 'BACKUP_DIR', value: BACKUP_DIR }, { name: 'MEDIA_DIR', value: '/media' }, ...keep];
+
+    const volumes: Record<string, k8s.Volume> = {
+      scripts: { name: 'scripts', configMap: { name: scripts.name, defaultMode: 0o555 } },
+      backups: { name: 'backups', persistentVolumeClaim: { claimName: claim.name } },
+      password: {
+        name: 'password',
+        secret: { secretName: pg.password.name, items: [{ key: pg.password.key, path: 'password' }], defaultMode: 0o440 },
+      },
+      media: { name: 'media', persistentVolumeClaim: { claimName: props.media.claimName } },
+      tmp: memoryVolume('tmp', '16Mi'),
+    };
+    const mounts = {
+      scripts: { name: 'scripts', mountPath: SCRIPTS_DIR, readOnly: true },
+      backups: { name: 'backups', mountPath: BACKUP_DIR },
+      password: { name: 'password', mountPath: '/secrets', readOnly: true },
+      tmp: { name: 'tmp', mountPath: '/tmp' },
+    };
+    const step = (name: string, script: string, env: k8s.EnvVar[], extra: k8s.VolumeMount[]): k8s.Container => ({
+      name,
+      image: imageRef(props.image),
+      command: ['bash', `${SCRIPTS_DIR}/${script}`],
+      env,
+      resources: resourceRequirements(props.resources),
+      securityContext: restrictedContainer(),
+      volumeMounts: [mounts.scripts, mounts.backups, mounts.tmp, ...extra],
+    });
+    const upload = (tag: string, path: string, extra: k8s.VolumeMount[]): k8s.Container | undefined => props.s3 && {
+      name: 'upload',
+      image: imageRef(props.s3.image),
+      command: ['sh', `${SCRIPTS_DIR}/backup-restic.sh`, tag, path],
+      env: [
+        { name: 'RESTIC_REPOSITORY', value: props.s3.repository },
+        { name: 'RESTIC_CACHE_DIR', value: '/tmp/restic' },
+        ...['RESTIC_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'].map((key) => ({
+          name: key, valueFrom: { secretKeyRef: { name: props.s3!.secretName, key } },
+        })),
+        ...keep,
+      ],
+      resources: resourceRequirements(props.resources),
+      securityContext: restrictedContainer(),
+      volumeMounts: [mounts.scripts, { ...mounts.backups, readOnly: true }, { name: 'tmp', mountPath: '/tmp' }, ...extra],
+    };
+
+    // Both backups run on Synapse's node: the media volume is ReadWriteOnce, and
+    // keeping the backup volume on the same node lets both jobs share it.
+    const onSynapseNode: k8s.Affinity = {
+      podAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: props.media.synapseSelector }, topologyKey: 'kubernetes.io/hostname' }],
+      },
+    };
+    const hash = contentHash(files);
+    const cronJob = (name: string, schedule: string, work: k8s.Container, uploadStep: k8s.Container | undefined, vols: k8s.Volume[], o: { suspend?: boolean; affinity?: k8s.Affinity } = {}) => {
+      // With an upload, the local backup runs first (init container) and the upload only after it succeeded.
+      const containers = uploadStep ? [uploadStep] : [work];
+      const initContainers = uploadStep ? [work] : undefined;
+      new k8s.KubeCronJob(this, name, {
+        metadata: { name, ...meta },
+        spec: {
+          schedule,
+          timeZone: 'Etc/UTC',
+          suspend: o.suspend,
+          concurrencyPolicy: 'Forbid',
+          startingDeadlineSeconds: 3600,
+          successfulJobsHistoryLimit: 3,
+          failedJobsHistoryLimit: 3,
+          jobTemplate: {
+            metadata: { labels: labels(component) },
+            spec: {
+              backoffLimit: 2,
+              activeDeadlineSeconds: 6 * 3600,
+              template: {
+                metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: hash } },
+                spec: {
+                  restartPolicy: 'Never',
+                  automountServiceAccountToken: false,
+                  enableServiceLinks: false,
+                  securityContext: restrictedPod(BACKUP_UID),
+                  affinity: o.affinity,
+                  initContainers,
+                  containers,
+                  volumes: [volumes.scripts, volumes.backups, volumes.tmp, ...vols],
+                },
+              },
+            },
+          },
+        },
+      });
+    };
+
+    const mediaRo = { name: 'media', mountPath: '/media', readOnly: true };
+    cronJob('postgres-backup', props.schedule.postgres,
+      step('dump', 'backup-postgres.sh', postgresEnv, [mounts.password]),
+      upload('postgres', `${BACKUP_DIR}/postgres`, []),
+      [volumes.password], { affinity: onSynapseNode });
+    cronJob('media-backup', props.schedule.media,
+      step('archive', 'backup-media.sh', mediaEnv, [mediaRo]),
+      // restic deduplicates the live store itself, so it reads /media rather than the archives.
+      upload('media', '/media', [mediaRo]),
+      [volumes.media], { affinity: onSynapseNode });
+    cronJob('postgres-restore', NEVER, step('restore', 'restore-postgres.sh', postgresEnv, [mounts.password]), undefined,
+      [volumes.password], { suspend: true });
+    cronJob('media-restore', NEVER, step('restore', 'restore-media.sh', mediaEnv, [{ name: 'media', mountPath: '/media' }]), undefined,
+      [volumes.media], { suspend: true });
+  }
+}

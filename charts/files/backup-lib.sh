@@ -1,0 +1,34 @@
+#!/bin/bash
+# Shared by the backup and restore scripts (sourced, not run).
+#
+# A backup is written as NAME.partial, verified, then renamed to NAME, so a
+# failed or interrupted run never replaces or hides the last good backup.
+# Names carry a UTC timestamp: <kind>-YYYYMMDDTHHMMSSZ.<ext>.
+
+log() { printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
+die() { log "ERROR: $*" >&2; exit 1; }
+
+# libpq's password file, written from the mounted Secret into memory.
+# Fields are colon-separated, so ':' and '\' in the password are escaped.
+use_password_file() { # SECRET_FILE
+  local pw esc
+  pw=$(cat "$1")
+  esc=$(printf '%s' "$pw" | sed -e 's/\\/\\\\/g' -e 's/:/\\:/g')
+  PGPASSFILE=$(mktemp)
+  chmod 600 "$PGPASSFILE"
+  printf '*:*:*:%s:%s\n' "$PGUSER" "$esc" >"$PGPASSFILE"
+  export PGPASSFILE
+}
+
+# The newest finished backup of a kind, or the named one.
+pick_backup() { # DIR KIND NAME|latest
+  local dir=$1 kind=$2 name=$3 file
+  if [ "$name" = latest ]; then
+    file=$(find "$dir" -maxdepth 1 -type f -name "$kind-*" ! -name '*.partial' -printf '%f\n' | sort | tail -n 1)
+    [ -n "$file" ] || die "no $kind backup in $dir"
+  else
+    file=$name
+  fi
+  [ -f "$dir/$file" ] || die "no backup $dir/$file"
+  printf '%s\n' "$dir/$file"
+}

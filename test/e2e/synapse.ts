@@ -1,0 +1,96 @@
+/**
+ * Synapse started the way its rendered Deployment starts it: the rendered
+ * homeserver.yaml and log.yaml, the pgpass init container's script, the
+ * main container's command and env, and the generated secrets as files.
+ */
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as yaml from 'js-yaml';
+import { configMapFile, container, find, freePort, Manifest, Program, programs, rewritePaths, tempDir, writeSecretFiles } from './harness';
+import { RunningPostgres } from './postgres';
+
+export interface RunningSynapse {
+  readonly base: string;
+  readonly dir: string;
+  readonly mediaDir: string;
+  readonly homeserverFile: string;
+  readonly program: Program;
+  stop(): Promise<void>;
+}
+
+export function synapseVersion(): string {
+  return execFileSync(programs().synapsePython, ['-c', 'import synapse; print(synapse.__version__)'], { encoding: 'utf8' }).trim();
+}
+
+/** The rendered homeserver.yaml with the loopback rewrites; each change names its LOOPBACK_REWRITES kind. */
+function loopbackHomeserver(rendered: any, pg: RunningPostgres, d: { config: string; secrets: string; media: string; port: number; metricsPort: number }): any {
+  const hs = JSON.parse(JSON.stringify(rendered));
+  // hosts + ports: PostgreSQL lives in its pod network namespace.
+  hs.database.args.host = pg.host;
+  hs.database.args.port = pg.port;
+  // ports + bind.
+  hs.listeners[0].port = d.port;
+  hs.listeners[0].bind_addresses = ['127.0.0.1'];
+  hs.listeners[1].port = d.metricsPort;
+  hs.listeners[1].bind_addresses = ['127.0.0.1'];
+  // paths.
+  hs.log_config = path.join(d.config, 'log.yaml');
+  hs.media_store_path = d.media;
+  for (const key of Object.keys(hs).filter((k) => k.endsWith('_path') && typeof hs[k] === 'string' && hs[k].startsWith('/secrets/'))) {
+    hs[key] = path.join(d.secrets, path.basename(hs[key]));
+  }
+  return hs;
+}
+
+/** Starts Synapse against `pg` and waits for /health. `mediaDir` reuses a media store (e.g. a restored one). */
+export async function startSynapse(ms: Manifest[], secrets: Record<string, string>, pg: RunningPostgres, mediaDir?: string): Promise<RunningSynapse> {
+  const dir = tempDir('synapse');
+  const d = {
+    config: path.join(dir, 'config'), secrets: path.join(dir, 'secrets'), media: mediaDir ?? path.join(dir, 'media'),
+    db: path.join(dir, 'db'), run: path.join(dir, 'run'), port: await freePort(), metricsPort: await freePort(),
+  };
+  for (const p of [d.config, d.media, d.run]) fs.mkdirSync(p, { recursive: true });
+  // paths: the Secret volumes, as the pod sees them.
+  writeSecretFiles(d.secrets, {
+    'signing.key': secrets.signingKey,
+    macaroon_secret_key: secrets.macaroonSecretKey,
+    form_secret: secrets.formSecret,
+    registration_shared_secret: secrets.registrationSharedSecret,
+    turn_shared_secret: secrets.turnSharedSecret,
+  });
+  writeSecretFiles(d.db, { password: secrets.postgresPassword });
+
+  const renderedHs = yaml.load(configMapFile(ms, 'synapse-config', 'homeserver.yaml'));
+  const homeserverFile = path.join(d.config, 'homeserver.yaml');
+  fs.writeFileSync(homeserverFile, yaml.dump(loopbackHomeserver(renderedHs, pg, d)));
+  fs.writeFileSync(path.join(d.config, 'log.yaml'), configMapFile(ms, 'synapse-config', 'log.yaml'));
+
+  const deploy = find(ms, 'Deployment', 'synapse');
+  const pathMap = { '/db': d.db, '/run/synapse': d.run, '/config': d.config };
+  // The init container's script, run as written (paths rewritten).
+  const init = container(deploy, 'pgpass');
+  execFileSync(init.command[0], [init.command[1], rewritePaths(init.command[2], pathMap)]);
+
+  const main = container(deploy, 'synapse');
+  const [, ...args] = main.command as string[];
+  const env = Object.fromEntries(main.env.map((e: any) => [e.name, rewritePaths(e.value, pathMap)]));
+  const program = new Program('synapse', programs().synapsePython, args.map((a) => rewritePaths(a, pathMap)), {
+    logDir: dir, env: { PATH: process.env.PATH, ...env },
+  });
+  const base = `http://127.0.0.1:${d.port}`;
+  await program.waitFor('/health', async () => (await fetch(`${base}/health`)).status === 200, 120_000);
+  return { base, dir, mediaDir: d.media, homeserverFile, program, stop: () => program.stop() };
+}
+
+/** An access token for a local user, by password login. */
+export async function login(base: string, user: string, password: string): Promise<string> {
+  const r = await fetch(`${base}/_matrix/client/v3/login`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user }, password }),
+  });
+  const body: any = await r.json();
+  if (r.status !== 200) throw new Error(`login as ${user}: HTTP ${r.status} ${JSON.stringify(body)}`);
+  return body.access_token;
+}
