@@ -11,7 +11,7 @@ import { configMapFile, container, find, generatedSecrets, httpJson, Manifest, p
 import { postgresVersion, RunningPostgres, startPostgres } from './postgres';
 import { login, RunningSynapse, startSynapse } from './synapse';
 
-const { config, manifests } = rendered();
+const { manifests } = rendered();
 const RESTIC_VERSION = execFileSync(programs().restic, ['version'], { encoding: 'utf8' }).split(' ').slice(0, 2).join(' ');
 
 let secrets: Record<string, string>;
