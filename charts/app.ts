@@ -10,12 +10,13 @@ import { KudoConfig, POSTGRES_RESERVED_CONNECTIONS } from './config';
 import { CoturnChart } from './coturn';
 import { LiveKitChart } from './livekit';
 import { NamespacesChart } from './namespaces';
-import { PostgresChart } from './postgres';
-import { RedisChart } from './redis';
+import { NetworkPoliciesChart } from './network-policies';
+import { POSTGRES_PORT, PostgresChart } from './postgres';
+import { REDIS_PORT, RedisChart } from './redis';
 import { BootstrapChart, SecretGeneratorChart } from './secrets';
-import { SynapseChart } from './synapse';
+import { SYNAPSE_HTTP_PORT, SynapseChart } from './synapse';
 import { IngressSettings, LetsEncryptIssuerChart } from './tls';
-import { WellKnownChart } from './well-known';
+import { WELL_KNOWN_PORT, WellKnownChart } from './well-known';
 
 export function buildApp(config: KudoConfig, props: AppProps = {}): App {
   const app = new App(props);
@@ -41,6 +42,18 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
   }
   if (config.secrets.mode === 'generated') {
     new SecretGeneratorChart(app, '05-secrets', { namespaces: ns, refs, toolsImage });
+  }
+
+  if (config.networkPolicies.enabled) {
+    const np = config.networkPolicies;
+    new NetworkPoliciesChart(app, '06-network-policies', {
+      namespace: ns.stack,
+      ingressControllerNamespace: np.ingressControllerNamespace,
+      dnsNamespace: np.dnsNamespace,
+      nodeCidrs: np.nodeCidrs,
+      ports: { postgres: POSTGRES_PORT, redis: REDIS_PORT, synapse: SYNAPSE_HTTP_PORT, wellKnown: WELL_KNOWN_PORT },
+      backupToS3: config.backup.enabled && config.backup.s3.enabled,
+    });
   }
 
   const pool = config.synapse.databasePool;

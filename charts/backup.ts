@@ -80,6 +80,10 @@ export class BackupChart extends Chart {
       },
       media: { name: 'media', persistentVolumeClaim: { claimName: props.media.claimName } },
       tmp: memoryVolume('tmp', '16Mi'),
+      restic: {
+        name: 'restic',
+        secret: { secretName: props.s3?.secretName ?? '', items: [{ key: 'RESTIC_PASSWORD', path: 'RESTIC_PASSWORD' }], defaultMode: 0o440 },
+      },
     };
     const mounts = {
       scripts: { name: 'scripts', mountPath: SCRIPTS_DIR, readOnly: true },
@@ -103,14 +107,19 @@ export class BackupChart extends Chart {
       env: [
         { name: 'RESTIC_REPOSITORY', value: props.s3.repository },
         { name: 'RESTIC_CACHE_DIR', value: '/tmp/restic' },
-        ...['RESTIC_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'].map((key) => ({
+        // restic reads its password from a file; the S3 client only from the environment.
+        { name: 'RESTIC_PASSWORD_FILE', value: '/secrets/restic/RESTIC_PASSWORD' },
+        ...['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'].map((key) => ({
           name: key, valueFrom: { secretKeyRef: { name: props.s3!.secretName, key } },
         })),
         ...keep,
       ],
       resources: resourceRequirements(props.resources),
       securityContext: restrictedContainer(),
-      volumeMounts: [mounts.scripts, { ...mounts.backups, readOnly: true }, { name: 'tmp', mountPath: '/tmp' }, ...extra],
+      volumeMounts: [
+        mounts.scripts, { ...mounts.backups, readOnly: true }, { name: 'tmp', mountPath: '/tmp' },
+        { name: 'restic', mountPath: '/secrets/restic', readOnly: true }, ...extra,
+      ],
     };
 
     // Both backups run on Synapse's node: the media volume is ReadWriteOnce, and
@@ -150,7 +159,7 @@ export class BackupChart extends Chart {
                   affinity: o.affinity,
                   initContainers,
                   containers,
-                  volumes: [volumes.scripts, volumes.backups, volumes.tmp, ...vols],
+                  volumes: [volumes.scripts, volumes.backups, volumes.tmp, ...vols, ...(uploadStep ? [volumes.restic] : [])],
                 },
               },
             },

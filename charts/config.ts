@@ -29,6 +29,7 @@ const memory = z.string().regex(/^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$/, 'must be a mem
 const port = z.number().int().min(1).max(65535);
 const ipv4 = z.string().regex(/^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$/, 'must be an IPv4 address such as "203.0.113.10"');
 const labelMap = z.record(z.string(), z.string());
+const cidr = z.string().regex(/^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\/([0-9]|[12][0-9]|3[0-2])$/, 'must be an IPv4 CIDR such as "10.0.0.0/16"');
 const cron = z.string().regex(/^(\S+\s+){4}\S+$/, 'must be a five-field cron schedule such as "15 3 * * *"');
 
 const resources = (cpuReq: string, memReq: string, cpuLim: string, memLim: string) => z.strictObject({
@@ -55,6 +56,12 @@ const secretRef = (name: string, key: string) => z.strictObject({
 }).prefault({});
 
 export const configSchema = z.strictObject({
+  /**
+   * Sizing: `small` (the defaults below) fits a single 2 vCPU / 4 GiB node;
+   * `production` raises resources, storage and Synapse's database pool
+   * (PRODUCTION_PROFILE). Keys you set win over either.
+   */
+  profile: z.enum(['small', 'production']).default('small'),
   /** Base DNS domain; the public hosts default to matrix.<domain>, livekit.<domain> and turn.<domain>. */
   domain: dnsName.default('example.com'),
   /** The Matrix server name (the part after ":" in user IDs). Defaults to `domain`. */
@@ -101,7 +108,7 @@ export const configSchema = z.strictObject({
   synapse: z.strictObject({
     image: image('ghcr.io/element-hq/synapse', 'v1.163.2'),
     media: storage('20Gi'),
-    resources: resources('250m', '512Mi', '2', '2Gi'),
+    resources: resources('250m', '512Mi', '2', '1536Mi'),
     /** Largest upload accepted; also the Ingress body-size limit. Synapse size syntax: K, M or G suffix. */
     maxUploadSize: z.string().regex(/^[0-9]+[KMG]$/, 'must be a size such as "50M" or "1G"').default('100M'),
     databasePool: z.strictObject({
@@ -122,12 +129,12 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   redis: z.strictObject({
     image: image('docker.io/library/redis', '7.4.10-bookworm'),
-    resources: resources('50m', '64Mi', '500m', '256Mi'),
+    resources: resources('50m', '64Mi', '500m', '128Mi'),
   }).prefault({}),
   livekit: z.strictObject({
     image: image('docker.io/livekit/livekit-server', 'v1.13.11'),
     replicas: z.number().int().min(1).max(100).default(1),
-    resources: resources('500m', '512Mi', '4', '2Gi'),
+    resources: resources('500m', '512Mi', '2', '1Gi'),
     /** Nodes that may run LiveKit (host networking: one pod per node). */
     nodeSelector: labelMap.default({}),
     rtc: z.strictObject({
@@ -147,7 +154,7 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   coturn: z.strictObject({
     image: image('docker.io/coturn/coturn', '4.18.0'),
-    resources: resources('100m', '64Mi', '2', '512Mi'),
+    resources: resources('100m', '64Mi', '1', '256Mi'),
     /** Nodes that run coturn. Label them: kubectl label node NAME kudo/turn=true */
     nodeSelector: labelMap.default({ 'kudo/turn': 'true' }),
     /** The node's public IP when it is not on the node's ExternalIP address; unset = read it from the Node. */
@@ -158,6 +165,19 @@ export const configSchema = z.strictObject({
     totalQuota: z.number().int().min(0).default(1200),
     /** Lifetime of the TURN credentials LiveKit and Synapse hand out, in seconds. */
     credentialTtlSeconds: z.number().int().min(60).max(86400).default(3600),
+  }).prefault({}),
+  networkPolicies: z.strictObject({
+    /** Default-deny in the stack namespace, then only the flows the stack needs. */
+    enabled: z.boolean().default(true),
+    /** Where the ingress controller's pods run (it reaches Synapse and the well-known server). */
+    ingressControllerNamespace: dnsLabel.default('ingress-nginx'),
+    /** Where the cluster DNS pods run. */
+    dnsNamespace: dnsLabel.default('kube-system'),
+    /**
+     * The nodes' addresses. LiveKit runs on the host network, so Redis sees it
+     * as a node address; unset, Redis accepts any address (it still needs its password).
+     */
+    nodeCidrs: z.array(cidr).default([]),
   }).prefault({}),
   backup: z.strictObject({
     enabled: z.boolean().default(true),
@@ -231,13 +251,30 @@ export const TURN_METRICS_PORT = 9641;
 /** Connections kept free for backups and for an administrator's psql. */
 export const POSTGRES_RESERVED_CONNECTIONS = 10;
 
+/** What the `production` profile changes; everything else keeps the small defaults. */
+export const PRODUCTION_PROFILE = {
+  postgres: { storage: { size: '100Gi' }, resources: { requests: { cpu: '1', memory: '4Gi' }, limits: { cpu: '4', memory: '8Gi' } } },
+  synapse: {
+    media: { size: '200Gi' },
+    resources: { requests: { cpu: '1', memory: '2Gi' }, limits: { cpu: '4', memory: '8Gi' } },
+    databasePool: { min: 10, max: 40 },
+  },
+  redis: { resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '1', memory: '1Gi' } } },
+  livekit: { resources: { requests: { cpu: '2', memory: '2Gi' }, limits: { cpu: '8', memory: '8Gi' } } },
+  coturn: { resources: { requests: { cpu: '500m', memory: '256Mi' }, limits: { cpu: '4', memory: '1Gi' } } },
+  backup: { storage: { size: '500Gi' }, resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '2', memory: '1Gi' } } },
+} as const;
+
 /** Validates an already-parsed config object (e.g. from YAML) and applies the defaults. */
 export function resolveConfig(input: unknown, source = 'config'): KudoConfig {
   if (input === null || input === undefined) input = {};
   if (typeof input !== 'object' || Array.isArray(input)) {
     throw new ConfigError(`${source}: the top level must be a mapping of keys, found ${describe(input)}`);
   }
-  const result = configSchema.safeParse(input);
+  // The profile supplies defaults underneath the user's keys; the schema checks the profile value itself.
+  const profile = (input as Record<string, unknown>).profile;
+  const withProfile = profile === 'production' ? deepMerge(PRODUCTION_PROFILE, input as Record<string, unknown>) : input;
+  const result = configSchema.safeParse(withProfile);
   if (!result.success) {
     const lines = result.error.issues.map((issue) => formatIssue(issue, input));
     throw new ConfigError(`${source} is invalid:\n${lines.map((l) => `  - ${l}`).join('\n')}`);
@@ -321,6 +358,17 @@ function checkCombinations(c: KudoConfig, source: string): void {
   if (problems.length > 0) {
     throw new ConfigError(`${source} is invalid:\n${problems.map((l) => `  - ${l}`).join('\n')}`);
   }
+}
+
+/** `over` merged onto `base`, mappings merged key by key; neither is changed. */
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    const mergeable = (x: unknown) => x !== null && typeof x === 'object' && !Array.isArray(x);
+    out[k] = mergeable(b) && mergeable(v) ? deepMerge(b as Record<string, unknown>, v as Record<string, unknown>) : v;
+  }
+  return out;
 }
 
 function rangesOverlap(a1: number, a2: number, b1: number, b2: number): boolean {

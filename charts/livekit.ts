@@ -209,6 +209,15 @@ export class LiveKitChart extends Chart {
       },
     });
 
+    if (props.replicas > 1) {
+      // Drains take one node's LiveKit at a time, so the others keep rooms going.
+      // (With one replica a budget would block every drain, so there is none.)
+      new k8s.KubePodDisruptionBudget(this, 'disruption-budget', {
+        metadata: { name: 'livekit', ...meta },
+        spec: { maxUnavailable: k8s.IntOrString.fromNumber(1), selector: { matchLabels: selectorLabels(component) } },
+      });
+    }
+
     const service = new k8s.KubeService(this, 'service', {
       metadata: { name: 'livekit', ...meta },
       spec: {

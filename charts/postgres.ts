@@ -6,8 +6,12 @@ import {
   imageRef, labels, memoryBytes, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod, selectorLabels, tcpPort,
 } from './common';
 
-/** The official image's `postgres` user; the image also runs as any uid, but its own is the one it is tested with. */
-export const POSTGRES_UID = 999;
+/**
+ * Not the image's own `postgres` (999): a uid above 10000 keeps clear of
+ * host users. The official image runs as any uid (its entrypoint gives
+ * initdb a passwd entry through nss_wrapper).
+ */
+export const POSTGRES_UID = 10999;
 export const POSTGRES_PORT = 5432;
 export const POSTGRES_DATA_MOUNT = '/var/lib/postgresql/data';
 /** PGDATA is a subdirectory so the server creates it with the owner and 0700 mode it insists on. */

@@ -78,6 +78,12 @@ export class WellKnownChart extends Chart {
       },
     });
 
+    // Two replicas, and a drain may take only one at a time.
+    new k8s.KubePodDisruptionBudget(this, 'disruption-budget', {
+      metadata: { name: 'matrix-well-known', ...meta },
+      spec: { minAvailable: k8s.IntOrString.fromNumber(1), selector: { matchLabels: selectorLabels(component) } },
+    });
+
     const service = new k8s.KubeService(this, 'service', {
       metadata: { name: 'matrix-well-known', ...meta },
       spec: {

@@ -76,7 +76,9 @@ test('S3 with restic: upload after the local backup, credentials from a Secret',
   expect(up.image).toBe('docker.io/restic/restic:0.18.1');
   expect(up.command).toEqual(['sh', '/opt/kudo/backup-restic.sh', 'postgres', '/backups/postgres']);
   expect(up.env).toContainEqual({ name: 'RESTIC_REPOSITORY', value: 's3:https://s3.example.com/kudo-backups' });
-  expect(up.env).toContainEqual({ name: 'RESTIC_PASSWORD', valueFrom: { secretKeyRef: { name: 'kudo-backup-s3', key: 'RESTIC_PASSWORD' } } });
+  expect(up.env).toContainEqual({ name: 'RESTIC_PASSWORD_FILE', value: '/secrets/restic/RESTIC_PASSWORD' });
+  expect(up.env).toContainEqual({ name: 'AWS_SECRET_ACCESS_KEY', valueFrom: { secretKeyRef: { name: 'kudo-backup-s3', key: 'AWS_SECRET_ACCESS_KEY' } } });
+  expect(spec.volumes.find((v: any) => v.name === 'restic').secret.secretName).toBe('kudo-backup-s3');
   expect(container(cron(ms, 'media-backup'), 'upload').command).toEqual(['sh', '/opt/kudo/backup-restic.sh', 'media', '/media']);
 });
 

@@ -112,3 +112,9 @@ test('restricted container context even on the host network', () => {
     expect(container(deploy, n).securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
   }
 });
+
+test('a disruption budget only when there is more than one node\'s LiveKit', () => {
+  expect(manifests().filter((m) => m.kind === 'PodDisruptionBudget')).toEqual([]);
+  const pdb = find(manifests(config({ livekit: { replicas: 3 } })), 'PodDisruptionBudget', 'livekit');
+  expect(pdb.spec.maxUnavailable).toBe(1);
+});

@@ -70,9 +70,9 @@ test('max_connections covers the Synapse pool plus reserve, or the configured va
   expect(maxConn({ postgres: { maxConnections: 200 } })).toBe('max_connections=200');
 });
 
-test('runs as the image user with a read-only root and restricted context', () => {
+test('runs as a uid above 10000 with a read-only root and restricted context', () => {
   const sts = find(manifests(), 'StatefulSet', 'postgres');
-  expect(podSpec(sts).securityContext).toMatchObject({ runAsUser: 999, fsGroup: 999, runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+  expect(podSpec(sts).securityContext).toMatchObject({ runAsUser: 10999, fsGroup: 10999, runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
   const c = container(sts, 'postgres');
   expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
   expect(c.volumeMounts.map((m: any) => m.mountPath)).toEqual(expect.arrayContaining(['/var/run/postgresql', '/tmp']));

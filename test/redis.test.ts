@@ -50,11 +50,11 @@ test('an authenticated PING for readiness, a TCP check for liveness', () => {
 
 test('non-root, read-only root, pinned image, resources', () => {
   const sts = find(manifests(), 'StatefulSet', 'redis');
-  expect(podSpec(sts).securityContext).toMatchObject({ runAsUser: 999, runAsNonRoot: true });
+  expect(podSpec(sts).securityContext).toMatchObject({ runAsUser: 10999, runAsNonRoot: true });
   const c = container(sts, 'redis');
   expect(c.securityContext.readOnlyRootFilesystem).toBe(true);
   expect(c.image).toMatch(/^docker\.io\/library\/redis:7\.4\.\d+-bookworm$/);
-  expect(c.resources.limits.memory).toBe('256Mi');
+  expect(c.resources.limits.memory).toBe('128Mi');
   const custom = container(find(synthChart('11-redis', config({ redis: { resources: { limits: { memory: '1Gi' } } } })), 'StatefulSet', 'redis'), 'redis');
   expect(custom.resources.limits.memory).toBe('1Gi');
 });

@@ -24,3 +24,8 @@ test('a small hardened server with probes, two replicas', () => {
   expect(podSpec(deploy).securityContext.runAsUser).toBeGreaterThanOrEqual(10000);
   expect(find(manifests(), 'Service', 'matrix-well-known').spec.ports).toEqual([{ name: 'http', port: 8080, targetPort: 'http' }]);
 });
+
+test('a disruption budget keeps one replica through drains', () => {
+  const pdb = find(manifests(), 'PodDisruptionBudget', 'matrix-well-known');
+  expect(pdb.spec).toEqual({ minAvailable: 1, selector: { matchLabels: find(manifests(), 'Deployment', 'matrix-well-known').spec.selector.matchLabels } });
+});

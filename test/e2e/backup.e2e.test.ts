@@ -197,7 +197,8 @@ describe(`backups with ${postgresVersion()} tools`, () => {
       const env: Record<string, string> = { PATH: `${path.dirname(programs().restic)}:${process.env.PATH}`, HOME: dir };
       for (const e of c.env) if (e.value !== undefined) env[e.name] = e.value;
       env.RESTIC_REPOSITORY = repo(); // paths: a local repository stands in for the bucket
-      env.RESTIC_PASSWORD = 'e2e-only'; // from the Secret in the cluster
+      writeSecretFiles(path.join(dir, 'restic-secret'), { RESTIC_PASSWORD: 'e2e-only' });
+      env.RESTIC_PASSWORD_FILE = path.join(dir, 'restic-secret', 'RESTIC_PASSWORD'); // paths: the Secret volume
       env.RESTIC_CACHE_DIR = path.join(dir, 'restic-cache'); // paths
       const [, script, tag] = c.command as string[];
       return spawnSync('sh', [path.join(scripts, path.basename(script)), tag, local], { env, encoding: 'utf8' });

@@ -1,0 +1,97 @@
+import { Chart, ChartProps } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { labels } from './common';
+
+export interface NetworkPoliciesProps extends ChartProps {
+  /** The stack namespace, whose pods these policies govern. */
+  readonly namespace: string;
+  readonly ingressControllerNamespace: string;
+  readonly dnsNamespace: string;
+  /** Node addresses (LiveKit reaches Redis from the host network). @default - any address */
+  readonly nodeCidrs?: readonly string[];
+  /** Ports of the PostgreSQL, Redis, Synapse and well-known pods. */
+  readonly ports: { readonly postgres: number; readonly redis: number; readonly synapse: number; readonly wellKnown: number };
+  /** Whether the backup jobs upload to S3 (HTTPS to anywhere). */
+  readonly backupToS3: boolean;
+}
+
+const byName = (name: string): k8s.LabelSelector => ({ matchLabels: { 'app.kubernetes.io/name': name } });
+const inNamespace = (ns: string): k8s.LabelSelector => ({ matchLabels: { 'kubernetes.io/metadata.name': ns } });
+const tcp = (...ports: number[]): k8s.NetworkPolicyPort[] => ports.map((p) => ({ protocol: 'TCP', port: k8s.IntOrString.fromNumber(p) }));
+const ANYWHERE: k8s.NetworkPolicyPeer[] = [{ ipBlock: { cidr: '0.0.0.0/0' } }, { ipBlock: { cidr: '::/0' } }];
+
+/**
+ * Default-deny for the stack namespace, then only the flows the stack needs.
+ * The host-network namespace has none: NetworkPolicies do not apply to pods
+ * on the node's network, whose exposure the firewall decides (see README).
+ */
+export class NetworkPoliciesChart extends Chart {
+  constructor(scope: Construct, id: string, props: NetworkPoliciesProps) {
+    super(scope, id, props);
+    const p = props.ports;
+    const policy = (name: string, spec: k8s.NetworkPolicySpec) => new k8s.KubeNetworkPolicy(this, name, {
+      metadata: { name, namespace: props.namespace, labels: labels({ name: 'network-policy', component: 'security' }) },
+      spec,
+    });
+    const fromIngressController: k8s.NetworkPolicyPeer = { namespaceSelector: inNamespace(props.ingressControllerNamespace) };
+
+    policy('default-deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] });
+    policy('allow-dns', {
+      podSelector: {},
+      policyTypes: ['Egress'],
+      egress: [{ to: [{ namespaceSelector: inNamespace(props.dnsNamespace) }], ports: [{ protocol: 'UDP', port: k8s.IntOrString.fromNumber(53) }, ...tcp(53)] }],
+    });
+    policy('postgres', {
+      podSelector: byName('postgres'),
+      policyTypes: ['Ingress'],
+      ingress: [{ from: [{ podSelector: byName('synapse') }, { podSelector: byName('backup') }], ports: tcp(p.postgres) }],
+    });
+    policy('redis', {
+      podSelector: byName('redis'),
+      policyTypes: ['Ingress'],
+      // LiveKit is on the host network: it arrives from a node address, not from a pod.
+      ingress: [{ from: props.nodeCidrs?.length ? props.nodeCidrs.map((cidr) => ({ ipBlock: { cidr } })) : undefined, ports: tcp(p.redis) }],
+    });
+    policy('synapse', {
+      podSelector: byName('synapse'),
+      policyTypes: ['Ingress', 'Egress'],
+      ingress: [{ from: [fromIngressController, { podSelector: byName('admin-bootstrap') }], ports: tcp(p.synapse) }],
+      egress: [
+        { to: [{ podSelector: byName('postgres') }], ports: tcp(p.postgres) },
+        // Federation: other homeservers on 443 or 8448, anywhere.
+        { to: ANYWHERE, ports: tcp(443, 8448) },
+      ],
+    });
+    policy('matrix-well-known', {
+      podSelector: byName('matrix-well-known'),
+      policyTypes: ['Ingress'],
+      ingress: [{ from: [fromIngressController], ports: tcp(p.wellKnown) }],
+    });
+    policy('acme-http01-solver', {
+      // cert-manager's temporary challenge pods, created next to our Ingresses.
+      podSelector: { matchLabels: { 'acme.cert-manager.io/http01-solver': 'true' } },
+      policyTypes: ['Ingress'],
+      ingress: [{ from: [fromIngressController], ports: tcp(8089) }],
+    });
+    policy('kubernetes-api', {
+      // The Jobs that read and write Secrets. The API server's address differs per cluster.
+      podSelector: { matchExpressions: [{ key: 'app.kubernetes.io/name', operator: 'In', values: ['secret-generator', 'admin-bootstrap'] }] },
+      policyTypes: ['Egress'],
+      egress: [{ to: ANYWHERE, ports: tcp(443, 6443) }],
+    });
+    policy('admin-bootstrap', {
+      podSelector: byName('admin-bootstrap'),
+      policyTypes: ['Egress'],
+      egress: [{ to: [{ podSelector: byName('synapse') }], ports: tcp(p.synapse) }],
+    });
+    policy('backup', {
+      podSelector: byName('backup'),
+      policyTypes: ['Egress'],
+      egress: [
+        { to: [{ podSelector: byName('postgres') }], ports: tcp(p.postgres) },
+        ...(props.backupToS3 ? [{ to: ANYWHERE, ports: tcp(443) }] : []),
+      ],
+    });
+  }
+}

@@ -1,0 +1,71 @@
+import { config, find, Manifest, synthAll, synthChart } from './util';
+
+const manifests = (c = config()) => synthChart('06-network-policies', c);
+const policy = (ms: Manifest[], name: string) => find(ms, 'NetworkPolicy', name);
+const names = (peers: any[]) => peers.map((p) => p.podSelector?.matchLabels?.['app.kubernetes.io/name'] ?? p.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] ?? p.ipBlock?.cidr);
+const ports = (rule: any) => rule.ports.map((p: any) => `${p.protocol}/${p.port}`);
+
+test('default shape', () => {
+  expect(manifests()).toMatchSnapshot();
+});
+
+test('everything in the stack namespace is denied unless allowed', () => {
+  const deny = policy(manifests(), 'default-deny');
+  expect(deny.metadata.namespace).toBe('kudo');
+  expect(deny.spec).toEqual({ podSelector: {}, policyTypes: ['Ingress', 'Egress'] });
+  for (const m of manifests()) expect(m.metadata.namespace).toBe('kudo');
+});
+
+test('DNS for every pod, to the DNS namespace only', () => {
+  const dns = policy(manifests(), 'allow-dns');
+  expect(dns.spec.podSelector).toEqual({});
+  expect(names(dns.spec.egress[0].to)).toEqual(['kube-system']);
+  expect(ports(dns.spec.egress[0])).toEqual(['UDP/53', 'TCP/53']);
+});
+
+test('only Synapse and the backups reach PostgreSQL', () => {
+  const pg = policy(manifests(), 'postgres');
+  expect(pg.spec.ingress).toHaveLength(1);
+  expect(names(pg.spec.ingress[0].from)).toEqual(['synapse', 'backup']);
+  expect(ports(pg.spec.ingress[0])).toEqual(['TCP/5432']);
+});
+
+test('the ingress controller reaches Synapse, the well-known server and ACME solvers; Synapse reaches PostgreSQL and federation', () => {
+  const ms = manifests(config({ networkPolicies: { ingressControllerNamespace: 'traefik' } }));
+  const syn = policy(ms, 'synapse');
+  expect(names(syn.spec.ingress[0].from)).toEqual(['traefik', 'admin-bootstrap']);
+  expect(ports(syn.spec.ingress[0])).toEqual(['TCP/8008']);
+  expect(names(syn.spec.egress[0].to)).toEqual(['postgres']);
+  expect(ports(syn.spec.egress[1])).toEqual(['TCP/443', 'TCP/8448']);
+  expect(names(policy(ms, 'matrix-well-known').spec.ingress[0].from)).toEqual(['traefik']);
+  expect(ports(policy(ms, 'acme-http01-solver').spec.ingress[0])).toEqual(['TCP/8089']);
+});
+
+test('Redis: from the nodes (LiveKit is on the host network) when their addresses are known', () => {
+  expect(policy(manifests(), 'redis').spec.ingress[0].from).toBeUndefined();
+  const ms = manifests(config({ networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } }));
+  expect(policy(ms, 'redis').spec.ingress[0].from).toEqual([{ ipBlock: { cidr: '10.0.0.0/16' } }]);
+});
+
+test('backups reach PostgreSQL, and HTTPS only when uploading to S3', () => {
+  expect(policy(manifests(), 'backup').spec.egress).toHaveLength(1);
+  const s3 = policy(manifests(config({ backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/b' } } })), 'backup');
+  expect(ports(s3.spec.egress[1])).toEqual(['TCP/443']);
+});
+
+test('every pod of the stack namespace is selected by some allowing policy', () => {
+  const all = synthAll();
+  const stackPods = all.filter((m) => m.metadata.namespace === 'kudo' && ['Deployment', 'StatefulSet', 'Job', 'CronJob'].includes(m.kind))
+    .map((m) => (m.kind === 'CronJob' ? m.spec.jobTemplate.spec.template : m.spec.template).metadata.labels['app.kubernetes.io/name']);
+  const selected = new Set(all.filter((m) => m.kind === 'NetworkPolicy').flatMap((p) => {
+    const sel = p.spec.podSelector;
+    return [sel.matchLabels?.['app.kubernetes.io/name'], ...(sel.matchExpressions?.[0]?.values ?? [])];
+  }));
+  // Every pod that talks to anything but DNS, or is talked to, has its own policy.
+  expect(new Set(stackPods)).toEqual(new Set(['secret-generator', 'postgres', 'redis', 'synapse', 'matrix-well-known', 'admin-bootstrap', 'backup']));
+  for (const name of new Set(stackPods)) expect(selected).toContain(name);
+});
+
+test('can be switched off', () => {
+  expect(() => synthChart('06-network-policies', config({ networkPolicies: { enabled: false } }))).toThrow('no chart');
+});
