@@ -49,11 +49,19 @@ export function imageRef(i: ImageConfig): string {
   return i.digest !== undefined ? `${i.repository}:${i.tag}@${i.digest}` : `${i.repository}:${i.tag}`;
 }
 
-export function resourceRequirements(r: ResourcesConfig): k8s.ResourceRequirements {
+/** Local disk a container may use (its writable layer, logs, disk-backed emptyDirs). */
+export interface EphemeralStorage {
+  readonly request: string;
+  readonly limit: string;
+}
+
+export const DEFAULT_EPHEMERAL_STORAGE: EphemeralStorage = { request: '64Mi', limit: '1Gi' };
+
+export function resourceRequirements(r: ResourcesConfig, ephemeral: EphemeralStorage = DEFAULT_EPHEMERAL_STORAGE): k8s.ResourceRequirements {
   const q = (v: string) => k8s.Quantity.fromString(v);
   return {
-    requests: { cpu: q(r.requests.cpu), memory: q(r.requests.memory) },
-    limits: { cpu: q(r.limits.cpu), memory: q(r.limits.memory) },
+    requests: { 'cpu': q(r.requests.cpu), 'memory': q(r.requests.memory), 'ephemeral-storage': q(ephemeral.request) },
+    limits: { 'cpu': q(r.limits.cpu), 'memory': q(r.limits.memory), 'ephemeral-storage': q(ephemeral.limit) },
   };
 }
 

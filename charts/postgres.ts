@@ -113,7 +113,9 @@ export class PostgresChart extends Chart {
               securityContext: restrictedContainer(),
               startupProbe: { exec: { command: isReady }, periodSeconds: 5, timeoutSeconds: 5, failureThreshold: 120 },
               readinessProbe: { exec: { command: isReady }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 3 },
-              livenessProbe: { exec: { command: isReady }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
+              // Liveness asks only whether the server accepts TCP: pg_isready also fails while
+              // PostgreSQL is busy starting or shutting down, which is no reason to kill it.
+              livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('postgres') }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
               lifecycle: {
                 // SIGTERM means a "smart" shutdown that waits for Synapse's pooled
                 // connections to close, which they never do; ask for a fast one.

@@ -228,7 +228,8 @@ export class SynapseChart extends Chart {
               ],
               env: [{ name: 'PGPASSFILE', value: `${SYNAPSE_RUN_DIR}/pgpass` }],
               ports: [tcpPort('http', SYNAPSE_HTTP_PORT), tcpPort('metrics', SYNAPSE_METRICS_PORT)],
-              resources: resourceRequirements(props.resources),
+              // /tmp (1Gi, on disk) holds uploads in flight.
+              resources: resourceRequirements(props.resources, { request: '256Mi', limit: '2Gi' }),
               securityContext: restrictedContainer(),
               // The first start creates the schema; give it five minutes before liveness counts.
               startupProbe: healthProbe(5, 60),

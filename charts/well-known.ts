@@ -47,7 +47,6 @@ export class WellKnownChart extends Chart {
       'well_known.py': bundledFile('well_known.py'),
     };
     const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'matrix-well-known', ...meta }, data: files });
-    const probe = (periodSeconds: number): k8s.Probe => ({ httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') }, periodSeconds });
 
     new k8s.KubeDeployment(this, 'deployment', {
       metadata: { name: 'matrix-well-known', ...meta },
@@ -60,6 +59,15 @@ export class WellKnownChart extends Chart {
             automountServiceAccountToken: false,
             enableServiceLinks: false,
             securityContext: restrictedPod(UID),
+            // The two replicas on different nodes where there are several.
+            affinity: {
+              podAntiAffinity: {
+                preferredDuringSchedulingIgnoredDuringExecution: [{
+                  weight: 100,
+                  podAffinityTerm: { labelSelector: { matchLabels: selectorLabels(component) }, topologyKey: 'kubernetes.io/hostname' },
+                }],
+              },
+            },
             containers: [{
               name: 'well-known',
               image: imageRef(props.image),
@@ -68,8 +76,8 @@ export class WellKnownChart extends Chart {
               ports: [tcpPort('http', WELL_KNOWN_PORT)],
               resources: resourceRequirements({ requests: { cpu: '5m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } }),
               securityContext: restrictedContainer(),
-              readinessProbe: probe(10),
-              livenessProbe: probe(30),
+              readinessProbe: { httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') }, periodSeconds: 10 },
+              livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 30 },
               volumeMounts: [{ name: 'config', mountPath: '/srv/well-known', readOnly: true }, { name: 'tmp', mountPath: '/tmp' }],
             }],
             volumes: [{ name: 'config', configMap: { name: config.name } }, memoryVolume('tmp', '8Mi')],

