@@ -5,6 +5,7 @@
  * contents and secrets before the workloads that read them.
  */
 import { App, AppProps } from 'cdk8s';
+import { applySyncWaves, ArgoApplicationChart } from './argocd';
 import { BackupChart } from './backup';
 import { KudoConfig, POSTGRES_RESERVED_CONNECTIONS } from './config';
 import { CoturnChart } from './coturn';
@@ -158,5 +159,12 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     publicHomeserverUrl: `https://${config.hosts.matrix}`,
     publicLivekitUrl: `wss://${config.hosts.livekit}`,
   });
+  const a = config.argocd;
+  if (a.enabled && a.repoURL !== undefined) {
+    new ArgoApplicationChart(app, '90-argocd', {
+      namespace: a.namespace, project: a.project, repoURL: a.repoURL, targetRevision: a.targetRevision, path: a.path, prune: a.prune,
+    });
+  }
+  applySyncWaves(app);
   return app;
 }

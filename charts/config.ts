@@ -166,6 +166,17 @@ export const configSchema = z.strictObject({
     /** Lifetime of the TURN credentials LiveKit and Synapse hand out, in seconds. */
     credentialTtlSeconds: z.number().int().min(60).max(86400).default(3600),
   }).prefault({}),
+  argocd: z.strictObject({
+    /** Render an Argo CD Application (90-argocd.k8s.yaml) that syncs the rendered folder from Git. */
+    enabled: z.boolean().default(false),
+    namespace: dnsLabel.default('argocd'),
+    project: z.string().default('default'),
+    /** The Git repository that holds the rendered output; required when enabled. */
+    repoURL: z.string().regex(/^(https:\/\/|ssh:\/\/|git@)\S+$/, 'must be a Git URL such as "https://git.example.com/kudo/infra.git"').optional(),
+    targetRevision: z.string().default('main'),
+    path: z.string().default('dist'),
+    prune: z.boolean().default(true),
+  }).prefault({}),
   networkPolicies: z.strictObject({
     /** Default-deny in the stack namespace, then only the flows the stack needs. */
     enabled: z.boolean().default(true),
@@ -348,6 +359,7 @@ function checkCombinations(c: KudoConfig, source: string): void {
   if (rtc.udpPort === undefined && rangesOverlap(rtc.portRangeStart, rtc.portRangeEnd, relay.min, relay.max)) {
     problems.push(`livekit.rtc.portRange ${rtc.portRangeStart}-${rtc.portRangeEnd} overlaps coturn.relayPorts ${relay.min}-${relay.max}; both bind host ports`);
   }
+  if (c.argocd.enabled && c.argocd.repoURL === undefined) problems.push('argocd.repoURL is required when argocd.enabled is true');
   if (c.backup.s3.enabled && c.backup.s3.repository === undefined) {
     problems.push('backup.s3.repository is required when backup.s3.enabled is true');
   }

@@ -1,7 +1,7 @@
 import { Chart, ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { MANAGED_BY, PART_OF } from './common';
+import { labels } from './common';
 
 export interface NamespacesProps extends ChartProps {
   /** Namespace of the ordinary (non host-network) workloads; Pod Security `restricted`. */
@@ -20,22 +20,21 @@ export interface NamespacesProps extends ChartProps {
 export class NamespacesChart extends Chart {
   constructor(scope: Construct, id: string, props: NamespacesProps) {
     super(scope, id, props);
-    namespace(this, props.stack, 'restricted');
-    namespace(this, props.hostNetwork, 'privileged');
+    namespace(this, props.stack, 'stack', 'restricted');
+    namespace(this, props.hostNetwork, 'host-network', 'privileged');
     // The app's own pods are not ours to judge: held to `baseline`, audited at `restricted`.
-    namespace(this, props.app, 'baseline');
+    namespace(this, props.app, 'app', 'baseline');
   }
 }
 
-function namespace(scope: Construct, name: string, level: 'restricted' | 'baseline' | 'privileged'): void {
+function namespace(scope: Construct, name: string, role: string, level: 'restricted' | 'baseline' | 'privileged'): void {
   // Audit at `restricted` even where we enforce less, so every exception is
   // on record; warn at the enforced level so `kubectl apply` stays quiet.
   new k8s.KubeNamespace(scope, name, {
     metadata: {
       name,
       labels: {
-        'app.kubernetes.io/part-of': PART_OF,
-        'app.kubernetes.io/managed-by': MANAGED_BY,
+        ...labels({ name: 'namespace', component: role }),
         'pod-security.kubernetes.io/enforce': level,
         'pod-security.kubernetes.io/enforce-version': 'latest',
         'pod-security.kubernetes.io/warn': level,

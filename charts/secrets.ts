@@ -7,6 +7,7 @@
 import { Chart, ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
+import { HOOK, SYNC_WAVE } from './argocd';
 import type { ImageConfig, SecretRef, SecretRefs } from './config';
 import {
   bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer,
@@ -78,8 +79,6 @@ function secretNamesByNamespace(plan: readonly PlannedValue[]): Map<string, stri
 
 const SCRIPTS_DIR = '/opt/kudo';
 const TOOLS_UID = 10091;
-const SYNC_WAVE = 'argocd.argoproj.io/sync-wave';
-const HOOK = 'argocd.argoproj.io/hook';
 const HOOK_DELETE = 'argocd.argoproj.io/hook-delete-policy';
 
 interface ScopedAccessProps {

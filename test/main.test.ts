@@ -43,6 +43,14 @@ test('two renders are byte-identical', () => {
   expect(Object.keys(readTree(a.outdir))).toContain('00-namespaces.k8s.yaml');
 });
 
+test('a kustomization.yaml lists every rendered file, so `kubectl apply -k` applies what `-f` does', () => {
+  const r = render();
+  const files = fs.readdirSync(r.outdir).filter((f) => f.endsWith('.k8s.yaml')).sort();
+  const k = fs.readFileSync(path.join(r.outdir, 'kustomization.yaml'), 'utf8');
+  expect(k).toContain('kind: Kustomization');
+  expect(k.split('\n').filter((l) => l.startsWith('  - ')).map((l) => l.slice(4))).toEqual(files);
+});
+
 test('an env file adds git-ignored Secrets and leaves dist/ byte-identical', () => {
   const plain = render();
   const env = write('MATRIX_DB_PASSWORD=from-compose\nTURN_SECRET=turn-from-compose\n', '.env');

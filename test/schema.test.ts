@@ -6,7 +6,7 @@
 import { kubernetesValidator } from './k8s-schema';
 import { config, Manifest, synthAll } from './util';
 
-const CRDS = ['cert-manager/certificates.yaml', 'cert-manager/clusterissuers.yaml'];
+const CRDS = ['cert-manager/certificates.yaml', 'cert-manager/clusterissuers.yaml', 'argo-cd/application.yaml'];
 const VERSIONS = ['v1.28.0', 'v1.36.0'];
 
 const everything = config({
@@ -18,6 +18,10 @@ const everything = config({
   livekit: { replicas: 3, nodeSelector: { 'kudo/media': 'true' }, rtc: { udpPort: 7882, useExternalIp: false } },
   coturn: { publicIp: '203.0.113.10' },
   secrets: { mode: 'existing' },
+  profile: 'production',
+  networkPolicies: { nodeCidrs: ['10.0.0.0/16'] },
+  backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } },
+  argocd: { enabled: true, repoURL: 'https://git.example.com/kudo/infra.git' },
 });
 
 const renders: [string, Manifest[]][] = [['default config', synthAll()], ['every option', synthAll(everything)]];
