@@ -15,8 +15,9 @@ import { NetworkPoliciesChart } from './network-policies';
 import { POSTGRES_PORT, PostgresChart } from './postgres';
 import { REDIS_PORT, RedisChart } from './redis';
 import { BootstrapChart, SecretGeneratorChart } from './secrets';
-import { SYNAPSE_HTTP_PORT, SynapseChart } from './synapse';
-import { IngressSettings, LetsEncryptIssuerChart } from './tls';
+import { SYNAPSE_HTTP_PORT, SYNAPSE_TLS_SECRET, SynapseChart, WELL_KNOWN_TLS_SECRET } from './synapse';
+import { LIVEKIT_TLS_SECRET } from './livekit';
+import { GatewayChart, IngressSettings, LetsEncryptIssuerChart } from './tls';
 import { WELL_KNOWN_PORT, WellKnownChart } from './well-known';
 
 export function buildApp(config: KudoConfig, props: AppProps = {}): App {
@@ -25,7 +26,11 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
   const refs = config.secrets.refs;
   // The Jobs, the well-known server and coturn's address lookup need Python 3; the Synapse image has it.
   const toolsImage = config.synapse.image;
+  const gw = config.gatewayApi;
+  const gateway = config.routing === 'gateway-api' ? { name: gw.gatewayName, namespace: gw.gatewayNamespace ?? ns.stack } : undefined;
   const ingress: IngressSettings = {
+    mode: config.routing,
+    gateway,
     className: config.ingress.className,
     issuerKind: config.tls.issuer.kind,
     issuerName: config.tls.issuer.name,
@@ -39,6 +44,20 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
       environment: config.tls.letsEncrypt.environment,
       email: config.tls.letsEncrypt.email,
       ingressClassName: config.ingress.className,
+      gateway,
+    });
+  }
+  if (gateway !== undefined && gw.createGateway && gw.gatewayClassName !== undefined) {
+    const hosts = [{ host: config.hosts.matrix, tlsSecret: SYNAPSE_TLS_SECRET }, { host: config.hosts.livekit, tlsSecret: LIVEKIT_TLS_SECRET }];
+    if (config.wellKnown.enabled && config.serverName !== config.hosts.matrix) hosts.push({ host: config.serverName, tlsSecret: WELL_KNOWN_TLS_SECRET });
+    new GatewayChart(app, '02-gateway', {
+      name: gateway.name,
+      namespace: gateway.namespace,
+      className: gw.gatewayClassName,
+      hosts,
+      routeNamespaces: [ns.stack, ns.hostNetwork],
+      issuerKind: config.tls.issuer.kind,
+      issuerName: config.tls.issuer.name,
     });
   }
   if (config.secrets.mode === 'generated') {
@@ -96,7 +115,7 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     turn,
     secrets: refs,
     ingress,
-    wellKnownService: wellKnown?.serviceName,
+    wellKnownService: wellKnown && { name: wellKnown.serviceName, port: WELL_KNOWN_PORT },
   });
 
   new LiveKitChart(app, '30-livekit', {

@@ -79,6 +79,18 @@ export const configSchema = z.strictObject({
     /** Where the Kudo application runs; receives the `kudo-app` credentials Secret. */
     app: dnsLabel.default('kudo-app'),
   }).prefault({}),
+  /** How the public hosts are reached: an Ingress controller, or Gateway API HTTPRoutes. */
+  routing: z.enum(['ingress', 'gateway-api']).default('ingress'),
+  gatewayApi: z.strictObject({
+    /** The Gateway the HTTPRoutes attach to. */
+    gatewayName: dnsLabel.default('kudo'),
+    /** @default namespaces.stack */
+    gatewayNamespace: dnsLabel.optional(),
+    /** Render that Gateway (HTTPS listener per host, certificates from cert-manager) rather than use an existing one. */
+    createGateway: z.boolean().default(true),
+    /** GatewayClass of the rendered Gateway; required when it is rendered. */
+    gatewayClassName: z.string().optional(),
+  }).prefault({}),
   ingress: z.strictObject({
     className: z.string().default('nginx'),
     /** Extra annotations for every Ingress (e.g. controller-specific timeouts). */
@@ -358,6 +370,9 @@ function checkCombinations(c: KudoConfig, source: string): void {
   }
   if (rtc.udpPort === undefined && rangesOverlap(rtc.portRangeStart, rtc.portRangeEnd, relay.min, relay.max)) {
     problems.push(`livekit.rtc.portRange ${rtc.portRangeStart}-${rtc.portRangeEnd} overlaps coturn.relayPorts ${relay.min}-${relay.max}; both bind host ports`);
+  }
+  if (c.routing === 'gateway-api' && c.gatewayApi.createGateway && c.gatewayApi.gatewayClassName === undefined) {
+    problems.push('gatewayApi.gatewayClassName is required when routing is "gateway-api" and gatewayApi.createGateway is true');
   }
   if (c.argocd.enabled && c.argocd.repoURL === undefined) problems.push('argocd.repoURL is required when argocd.enabled is true');
   if (c.backup.s3.enabled && c.backup.s3.repository === undefined) {

@@ -7,9 +7,10 @@ import {
   CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
   selectorLabels, tcpPort,
 } from './common';
-import { ingressAnnotations, IngressSettings } from './tls';
+import { exposeHttp, IngressSettings } from './tls';
 
 export const LIVEKIT_UID = 10880;
+export const LIVEKIT_TLS_SECRET = 'livekit-tls';
 export const LIVEKIT_CONFIG_DIR = '/etc/livekit';
 export const LIVEKIT_KEY_FILE = '/run/livekit/keys.yaml';
 export const LIVEKIT_TURN_SECRET_FILE = '/secrets/turn/shared_secret';
@@ -230,21 +231,12 @@ export class LiveKitChart extends Chart {
     });
     this.internalUrl = `http://${service.name}.${props.namespace}.svc:${LIVEKIT_API_PORT}`;
 
-    new k8s.KubeIngress(this, 'ingress', {
-      metadata: {
-        name: 'livekit',
-        ...meta,
-        // Signalling is one long-lived WebSocket per participant: an hour before an idle one is cut.
-        annotations: ingressAnnotations(props.ingress, { websocketTimeoutSeconds: 3600 }),
-      },
-      spec: {
-        ingressClassName: props.ingress.className,
-        tls: [{ hosts: [props.host], secretName: 'livekit-tls' }],
-        rules: [{
-          host: props.host,
-          http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: service.name, port: { name: 'http' } } } }] },
-        }],
-      },
+    exposeHttp(this, 'ingress', {
+      name: 'livekit', namespace: props.namespace, labels: labels(component), host: props.host, tlsSecret: LIVEKIT_TLS_SECRET,
+      backends: [{ path: '/', service: service.name, port: LIVEKIT_API_PORT }],
+      settings: props.ingress,
+      // Signalling is one long-lived WebSocket per participant: an hour before an idle one is cut.
+      options: { websocketTimeoutSeconds: 3600 },
     });
   }
 }

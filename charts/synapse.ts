@@ -7,7 +7,7 @@ import {
   CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
   selectorLabels, tcpPort,
 } from './common';
-import { ingressAnnotations, IngressSettings } from './tls';
+import { exposeHttp, HttpBackend, IngressSettings } from './tls';
 
 /** ess-helm's uid for Synapse; any uid ≥ 10000 keeps clear of host users. */
 export const SYNAPSE_UID = 10091;
@@ -18,6 +18,8 @@ export const SYNAPSE_SECRETS_DIR = '/secrets';
 export const SYNAPSE_MEDIA_DIR = '/media';
 /** In-memory; holds the libpq password file the init container writes. */
 export const SYNAPSE_RUN_DIR = '/run/synapse';
+export const SYNAPSE_TLS_SECRET = 'synapse-tls';
+export const WELL_KNOWN_TLS_SECRET = 'matrix-well-known-tls';
 
 export interface SynapseSecrets {
   readonly macaroonSecretKey: SecretRef;
@@ -63,11 +65,11 @@ export interface SynapseProps extends ChartProps {
   readonly secrets: SynapseSecrets;
   readonly ingress: IngressSettings;
   /**
-   * The Service (port name "http") that serves the server name's
-   * /.well-known/matrix documents; the Ingress routes them there.
+   * The Service that serves the server name's /.well-known/matrix
+   * documents; the route sends them there.
    * @default - no delegation documents are routed
    */
-  readonly wellKnownService?: string;
+  readonly wellKnownService?: { readonly name: string; readonly port: number };
 }
 
 /** The files of the synapse-config ConfigMap. Holds no secret: every secret is a `*_path` to a mounted file. */
@@ -283,34 +285,25 @@ export class SynapseChart extends Chart {
     });
     this.internalUrl = `http://${service.name}.${props.namespace}.svc:${SYNAPSE_HTTP_PORT}`;
 
-    const path = (p: string, serviceName = service.name): k8s.HttpIngressPath =>
-      ({ path: p, pathType: 'Prefix', backend: { service: { name: serviceName, port: { name: 'http' } } } });
-    const annotations = ingressAnnotations(props.ingress, { maxBodySize: props.maxUploadSize });
     // Only the client/federation API and Synapse's client pages are public;
     // the admin API (/_synapse/admin) stays reachable from inside the cluster only.
-    const paths = [path('/_matrix'), path('/_synapse/client')];
+    const backends: HttpBackend[] = [
+      { path: '/_matrix', service: service.name, port: SYNAPSE_HTTP_PORT },
+      { path: '/_synapse/client', service: service.name, port: SYNAPSE_HTTP_PORT },
+    ];
     const wellKnown = props.wellKnownService;
-    // One host, one Ingress and one certificate: when the server name is the
-    // Matrix host, the delegation path joins Synapse's Ingress.
-    if (wellKnown !== undefined && props.serverName === props.publicHost) paths.push(path('/.well-known/matrix', wellKnown));
-
-    new k8s.KubeIngress(this, 'ingress', {
-      metadata: { name: 'synapse', ...meta, annotations },
-      spec: {
-        ingressClassName: props.ingress.className,
-        tls: [{ hosts: [props.publicHost], secretName: 'synapse-tls' }],
-        rules: [{ host: props.publicHost, http: { paths } }],
-      },
+    const delegation = wellKnown && { path: '/.well-known/matrix', service: wellKnown.name, port: wellKnown.port };
+    // One host, one route and one certificate: when the server name is the
+    // Matrix host, the delegation path joins Synapse's.
+    if (delegation && props.serverName === props.publicHost) backends.push(delegation);
+    exposeHttp(this, 'ingress', {
+      name: 'synapse', namespace: props.namespace, labels: labels(component), host: props.publicHost, tlsSecret: SYNAPSE_TLS_SECRET,
+      backends, settings: props.ingress, options: { maxBodySize: props.maxUploadSize },
     });
-
-    if (wellKnown !== undefined && props.serverName !== props.publicHost) {
-      new k8s.KubeIngress(this, 'well-known', {
-        metadata: { name: 'matrix-well-known', ...meta, annotations: ingressAnnotations(props.ingress, {}) },
-        spec: {
-          ingressClassName: props.ingress.className,
-          tls: [{ hosts: [props.serverName], secretName: 'matrix-well-known-tls' }],
-          rules: [{ host: props.serverName, http: { paths: [path('/.well-known/matrix', wellKnown)] } }],
-        },
+    if (delegation && props.serverName !== props.publicHost) {
+      exposeHttp(this, 'well-known', {
+        name: 'matrix-well-known', namespace: props.namespace, labels: labels(component), host: props.serverName,
+        tlsSecret: WELL_KNOWN_TLS_SECRET, backends: [delegation], settings: props.ingress,
       });
     }
   }

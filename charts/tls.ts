@@ -1,15 +1,85 @@
 import { Chart, ChartProps } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ClusterIssuer } from '../imports/cert-manager.io';
+import {
+  Gateway, GatewaySpecListenersAllowedRoutes, GatewaySpecListenersAllowedRoutesNamespacesFrom, GatewaySpecListenersTlsMode, HttpRoute,
+  HttpRouteSpecRulesMatchesPathType,
+} from '../imports/gateway.networking.k8s.io';
 import { labels } from './common';
 
-/** What every Ingress needs to know about the cluster's ingress controller and cert-manager. */
+/** How the public hosts are exposed: through an Ingress controller or a Gateway API Gateway. */
 export interface IngressSettings {
+  readonly mode: 'ingress' | 'gateway-api';
+  /** Ingress class (mode ingress). */
   readonly className: string;
   readonly issuerKind: 'ClusterIssuer' | 'Issuer';
   readonly issuerName: string;
-  /** Extra annotations, added last so they can override ours. */
+  /** Extra annotations for every Ingress, added last so they can override ours. */
   readonly annotations: Record<string, string>;
+  /** The Gateway the HTTPRoutes attach to (mode gateway-api). */
+  readonly gateway?: { readonly name: string; readonly namespace: string };
+}
+
+export interface HttpBackend {
+  /** Path prefix. */
+  readonly path: string;
+  readonly service: string;
+  readonly port: number;
+}
+
+export interface ExposeProps {
+  readonly name: string;
+  readonly namespace: string;
+  readonly labels: Record<string, string>;
+  readonly host: string;
+  /** Secret for the host's certificate (in the Ingress's namespace, or the Gateway's). */
+  readonly tlsSecret: string;
+  readonly backends: readonly HttpBackend[];
+  readonly settings: IngressSettings;
+  readonly options?: IngressOptions;
+}
+
+/**
+ * Makes https://<host><path> reach a Service: an Ingress with cert-manager's
+ * annotation, or an HTTPRoute on the Gateway (whose listener for the host
+ * carries the certificate; see GatewayChart).
+ */
+export function exposeHttp(scope: Construct, id: string, p: ExposeProps): void {
+  const s = p.settings;
+  if (s.mode === 'ingress') {
+    new k8s.KubeIngress(scope, id, {
+      metadata: { name: p.name, namespace: p.namespace, labels: p.labels, annotations: ingressAnnotations(s, p.options ?? {}) },
+      spec: {
+        ingressClassName: s.className,
+        tls: [{ hosts: [p.host], secretName: p.tlsSecret }],
+        rules: [{
+          host: p.host,
+          http: {
+            paths: p.backends.map((b) => ({
+              path: b.path, pathType: 'Prefix', backend: { service: { name: b.service, port: { number: b.port } } },
+            })),
+          },
+        }],
+      },
+    });
+    return;
+  }
+  if (s.gateway === undefined) throw new Error(`${p.name}: gateway-api routing needs a Gateway`);
+  const idle = p.options?.websocketTimeoutSeconds;
+  new HttpRoute(scope, id, {
+    metadata: { name: p.name, namespace: p.namespace, labels: p.labels },
+    spec: {
+      parentRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: s.gateway.name, namespace: s.gateway.namespace }],
+      hostnames: [p.host],
+      rules: p.backends.map((b) => ({
+        matches: [{ path: { type: HttpRouteSpecRulesMatchesPathType.PATH_PREFIX, value: b.path } }],
+        backendRefs: [{ name: b.service, port: b.port }],
+        // Long-lived WebSockets: no request timeout ("0s" turns it off).
+        ...(idle !== undefined ? { timeouts: { request: '0s' } } : {}),
+      })),
+    },
+  });
 }
 
 export interface IngressOptions {
@@ -51,8 +121,10 @@ export interface LetsEncryptIssuerProps extends ChartProps {
   readonly environment: 'production' | 'staging';
   /** ACME contact address. @default - no contact address */
   readonly email?: string;
-  /** Ingress class that serves the HTTP-01 challenges. */
+  /** Ingress class that serves the HTTP-01 challenges (mode ingress). */
   readonly ingressClassName: string;
+  /** The Gateway that serves them instead. @default - the ingress class does */
+  readonly gateway?: { readonly name: string; readonly namespace: string };
 }
 
 /** A Let's Encrypt ClusterIssuer that solves HTTP-01 challenges through the cluster's ingress controller. */
@@ -66,8 +138,63 @@ export class LetsEncryptIssuerChart extends Chart {
           server: ACME_SERVERS[props.environment],
           email: props.email,
           privateKeySecretRef: { name: `${props.name}-account-key` },
-          solvers: [{ http01: { ingress: { ingressClassName: props.ingressClassName } } }],
+          solvers: [{
+            http01: props.gateway === undefined
+              ? { ingress: { ingressClassName: props.ingressClassName } }
+              : { gatewayHttpRoute: { parentRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: props.gateway.name, namespace: props.gateway.namespace }] } },
+          }],
         },
+      },
+    });
+  }
+}
+
+export interface GatewayProps extends ChartProps {
+  readonly name: string;
+  readonly namespace: string;
+  readonly className: string;
+  /** Each public host and the Secret its certificate goes into. */
+  readonly hosts: readonly { readonly host: string; readonly tlsSecret: string }[];
+  /** Namespaces whose HTTPRoutes may attach. */
+  readonly routeNamespaces: readonly string[];
+  readonly issuerKind: 'ClusterIssuer' | 'Issuer';
+  readonly issuerName: string;
+}
+
+/**
+ * A Gateway with one HTTPS listener per public host (cert-manager's
+ * gateway-shim requests each listener's certificate) and a plain HTTP
+ * listener for ACME HTTP-01 challenges.
+ */
+export class GatewayChart extends Chart {
+  constructor(scope: Construct, id: string, props: GatewayProps) {
+    super(scope, id, props);
+    const allowedRoutes: GatewaySpecListenersAllowedRoutes = {
+      namespaces: {
+        from: GatewaySpecListenersAllowedRoutesNamespacesFrom.SELECTOR,
+        selector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: [...props.routeNamespaces] }] },
+      },
+    };
+    new Gateway(this, 'gateway', {
+      metadata: {
+        name: props.name,
+        namespace: props.namespace,
+        labels: labels({ name: 'gateway', component: 'routing' }),
+        annotations: { [props.issuerKind === 'ClusterIssuer' ? 'cert-manager.io/cluster-issuer' : 'cert-manager.io/issuer']: props.issuerName },
+      },
+      spec: {
+        gatewayClassName: props.className,
+        listeners: [
+          { name: 'http', port: 80, protocol: 'HTTP', allowedRoutes },
+          ...props.hosts.map((h) => ({
+            name: `https-${h.host.split('.')[0]}`.slice(0, 63),
+            hostname: h.host,
+            port: 443,
+            protocol: 'HTTPS',
+            tls: { mode: GatewaySpecListenersTlsMode.TERMINATE, certificateRefs: [{ kind: 'Secret', name: h.tlsSecret }] },
+            allowedRoutes,
+          })),
+        ],
       },
     });
   }

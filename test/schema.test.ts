@@ -6,7 +6,10 @@
 import { kubernetesValidator } from './k8s-schema';
 import { config, Manifest, synthAll } from './util';
 
-const CRDS = ['cert-manager/certificates.yaml', 'cert-manager/clusterissuers.yaml', 'argo-cd/application.yaml'];
+const CRDS = [
+  'cert-manager/certificates.yaml', 'cert-manager/clusterissuers.yaml', 'argo-cd/application.yaml',
+  'gateway-api/gateways.yaml', 'gateway-api/httproutes.yaml',
+];
 const VERSIONS = ['v1.28.0', 'v1.36.0'];
 
 const everything = config({
@@ -22,6 +25,8 @@ const everything = config({
   networkPolicies: { nodeCidrs: ['10.0.0.0/16'] },
   backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } },
   argocd: { enabled: true, repoURL: 'https://git.example.com/kudo/infra.git' },
+  routing: 'gateway-api',
+  gatewayApi: { gatewayClassName: 'cilium' },
 });
 
 const renders: [string, Manifest[]][] = [['default config', synthAll()], ['every option', synthAll(everything)]];

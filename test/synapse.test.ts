@@ -110,7 +110,7 @@ test('the server name\'s well-known path is routed to the delegation service, no
   const wk = find(ms, 'Ingress', 'matrix-well-known');
   expect(wk.spec.rules).toEqual([{
     host: 'example.com',
-    http: { paths: [{ path: '/.well-known/matrix', pathType: 'Prefix', backend: { service: { name: 'matrix-well-known', port: { name: 'http' } } } }] },
+    http: { paths: [{ path: '/.well-known/matrix', pathType: 'Prefix', backend: { service: { name: 'matrix-well-known', port: { number: 8080 } } } }] },
   }]);
   expect(wk.spec.tls).toEqual([{ hosts: ['example.com'], secretName: 'matrix-well-known-tls' }]);
   expect(wk.metadata.annotations?.['cert-manager.io/cluster-issuer']).toBe('kudo-letsencrypt');

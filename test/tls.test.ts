@@ -1,5 +1,6 @@
+import { resolveConfig } from '../charts/config';
 import { ingressAnnotations } from '../charts/tls';
-import { config, find, synthChart } from './util';
+import { config, find, synthAll, synthChart } from './util';
 
 test('default shape', () => {
   expect(synthChart('01-cert-manager')).toMatchSnapshot();
@@ -19,6 +20,52 @@ test('no issuer is rendered when the cluster brings its own', () => {
 });
 
 test('user annotations win over ours', () => {
-  const a = ingressAnnotations({ className: 'nginx', issuerKind: 'ClusterIssuer', issuerName: 'x', annotations: { 'nginx.ingress.kubernetes.io/proxy-body-size': '5m' } }, { maxBodySize: '100M' });
+  const a = ingressAnnotations({ mode: 'ingress', className: 'nginx', issuerKind: 'ClusterIssuer', issuerName: 'x', annotations: { 'nginx.ingress.kubernetes.io/proxy-body-size': '5m' } }, { maxBodySize: '100M' });
   expect(a['nginx.ingress.kubernetes.io/proxy-body-size']).toBe('5m');
+});
+
+describe('Gateway API instead of Ingress', () => {
+  const gw = config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'cilium' } });
+  const all = synthAll(gw);
+
+  test('HTTPRoutes replace every Ingress, attached to the Gateway', () => {
+    expect(all.filter((m) => m.kind === 'Ingress')).toEqual([]);
+    const routes = all.filter((m) => m.kind === 'HTTPRoute');
+    expect(routes.map((r) => `${r.metadata.namespace}/${r.metadata.name} ${r.spec.hostnames}`).sort()).toEqual([
+      'kudo-media/livekit livekit.example.com', 'kudo/matrix-well-known example.com', 'kudo/synapse matrix.example.com',
+    ]);
+    for (const r of routes) expect(r.spec.parentRefs).toEqual([{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'kudo', namespace: 'kudo' }]);
+    const synapse = find(all, 'HTTPRoute', 'synapse');
+    expect(synapse.spec.rules.map((r: any) => [r.matches[0].path.value, r.backendRefs[0]])).toEqual([
+      ['/_matrix', { name: 'synapse', port: 8008 }], ['/_synapse/client', { name: 'synapse', port: 8008 }],
+    ]);
+    // LiveKit's WebSockets get no request timeout.
+    expect(find(all, 'HTTPRoute', 'livekit').spec.rules[0].timeouts).toEqual({ request: '0s' });
+  });
+
+  test('a Gateway with an HTTPS listener and certificate per host, routes allowed from our namespaces only', () => {
+    const g = find(all, 'Gateway', 'kudo');
+    expect(g.metadata.annotations).toMatchObject({ 'cert-manager.io/cluster-issuer': 'kudo-letsencrypt' });
+    expect(g.spec.gatewayClassName).toBe('cilium');
+    const https = g.spec.listeners.filter((l: any) => l.protocol === 'HTTPS');
+    expect(https.map((l: any) => [l.hostname, l.tls.certificateRefs[0].name])).toEqual([
+      ['matrix.example.com', 'synapse-tls'], ['livekit.example.com', 'livekit-tls'], ['example.com', 'matrix-well-known-tls'],
+    ]);
+    expect(g.spec.listeners[0]).toMatchObject({ name: 'http', port: 80, protocol: 'HTTP' });
+    expect(https[0].allowedRoutes.namespaces.selector.matchExpressions[0].values).toEqual(['kudo', 'kudo-media']);
+  });
+
+  test('ACME HTTP-01 challenges go through the Gateway', () => {
+    const issuer = find(all, 'ClusterIssuer', 'kudo-letsencrypt');
+    expect(issuer.spec.acme.solvers[0].http01).toEqual({
+      gatewayHTTPRoute: { parentRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'kudo', namespace: 'kudo' }] },
+    });
+  });
+
+  test('an existing Gateway can be used; a rendered one needs its class', () => {
+    const existing = synthAll(config({ routing: 'gateway-api', gatewayApi: { createGateway: false, gatewayName: 'shared', gatewayNamespace: 'gateways' } }));
+    expect(existing.filter((m) => m.kind === 'Gateway')).toEqual([]);
+    expect(find(existing, 'HTTPRoute', 'synapse').spec.parentRefs[0]).toMatchObject({ name: 'shared', namespace: 'gateways' });
+    expect(() => resolveConfig({ routing: 'gateway-api' })).toThrow('gatewayApi.gatewayClassName is required');
+  });
 });
