@@ -7,15 +7,16 @@
 import { App, AppProps } from 'cdk8s';
 import { applySyncWaves, ArgoApplicationChart } from './argocd';
 import { BackupChart } from './backup';
-import { KudoConfig, POSTGRES_RESERVED_CONNECTIONS } from './config';
+import { KudoConfig, POSTGRES_RESERVED_CONNECTIONS, TURN_METRICS_PORT } from './config';
 import { CoturnChart } from './coturn';
 import { LiveKitChart } from './livekit';
+import { MonitoringChart } from './monitoring';
 import { NamespacesChart } from './namespaces';
 import { NetworkPoliciesChart } from './network-policies';
-import { POSTGRES_PORT, PostgresChart } from './postgres';
-import { REDIS_PORT, RedisChart } from './redis';
+import { POSTGRES_EXPORTER_PORT, POSTGRES_PORT, PostgresChart } from './postgres';
+import { REDIS_EXPORTER_PORT, REDIS_PORT, RedisChart } from './redis';
 import { BootstrapChart, SecretGeneratorChart } from './secrets';
-import { SYNAPSE_HTTP_PORT, SYNAPSE_TLS_SECRET, SynapseChart, WELL_KNOWN_TLS_SECRET } from './synapse';
+import { SYNAPSE_HTTP_PORT, SYNAPSE_METRICS_PORT, SYNAPSE_TLS_SECRET, SynapseChart, WELL_KNOWN_TLS_SECRET } from './synapse';
 import { LIVEKIT_TLS_SECRET } from './livekit';
 import { GatewayChart, IngressSettings, LetsEncryptIssuerChart } from './tls';
 import { WELL_KNOWN_PORT, WellKnownChart } from './well-known';
@@ -71,8 +72,12 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
       ingressControllerNamespace: np.ingressControllerNamespace,
       dnsNamespace: np.dnsNamespace,
       nodeCidrs: np.nodeCidrs,
-      ports: { postgres: POSTGRES_PORT, redis: REDIS_PORT, synapse: SYNAPSE_HTTP_PORT, wellKnown: WELL_KNOWN_PORT },
+      ports: {
+        postgres: POSTGRES_PORT, redis: REDIS_PORT, synapse: SYNAPSE_HTTP_PORT, wellKnown: WELL_KNOWN_PORT,
+        synapseMetrics: SYNAPSE_METRICS_PORT, postgresMetrics: POSTGRES_EXPORTER_PORT, redisMetrics: REDIS_EXPORTER_PORT,
+      },
       backupToS3: config.backup.enabled && config.backup.s3.enabled,
+      monitoringNamespace: config.monitoring.enabled ? config.monitoring.namespace : undefined,
     });
   }
 
@@ -84,6 +89,7 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     resources: config.postgres.resources,
     maxConnections: config.postgres.maxConnections ?? pool.max + POSTGRES_RESERVED_CONNECTIONS,
     password: refs.postgresPassword,
+    exporter: config.monitoring.enabled ? config.monitoring.postgresExporter : undefined,
   });
 
   const redis = new RedisChart(app, '11-redis', {
@@ -91,6 +97,7 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     image: config.redis.image,
     resources: config.redis.resources,
     password: refs.redisPassword,
+    exporter: config.monitoring.enabled ? config.monitoring.redisExporter : undefined,
   });
 
   const wellKnown = config.wellKnown.enabled
@@ -178,6 +185,20 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     publicHomeserverUrl: `https://${config.hosts.matrix}`,
     publicLivekitUrl: `wss://${config.hosts.livekit}`,
   });
+  if (config.monitoring.enabled) {
+    new MonitoringChart(app, '60-monitoring', {
+      targets: [
+        { name: 'synapse', namespace: ns.stack, port: 'metrics', path: '/_synapse/metrics' },
+        { name: 'postgres', namespace: ns.stack, port: 'metrics', path: '/metrics' },
+        { name: 'redis', namespace: ns.stack, port: 'metrics', path: '/metrics' },
+        { name: 'livekit', namespace: ns.hostNetwork, port: 'metrics', path: '/metrics' },
+      ],
+      serviceMonitorLabels: config.monitoring.serviceMonitorLabels,
+      interval: config.monitoring.interval,
+      coturn: { namespace: ns.hostNetwork, port: TURN_METRICS_PORT },
+    });
+  }
+
   const a = config.argocd;
   if (a.enabled && a.repoURL !== undefined) {
     new ArgoApplicationChart(app, '90-argocd', {

@@ -178,6 +178,17 @@ export const configSchema = z.strictObject({
     /** Lifetime of the TURN credentials LiveKit and Synapse hand out, in seconds. */
     credentialTtlSeconds: z.number().int().min(60).max(86400).default(3600),
   }).prefault({}),
+  monitoring: z.strictObject({
+    /** ServiceMonitors (prometheus-operator) for Synapse, LiveKit, coturn, and PostgreSQL and Redis exporters. */
+    enabled: z.boolean().default(false),
+    /** Where Prometheus runs; the NetworkPolicies let it scrape. */
+    namespace: dnsLabel.default('monitoring'),
+    /** Labels your Prometheus selects ServiceMonitors by (e.g. release: prometheus). */
+    serviceMonitorLabels: labelMap.default({}),
+    interval: z.string().regex(/^[0-9]+(s|m)$/, 'must be a duration such as "30s" or "1m"').default('30s'),
+    postgresExporter: image('quay.io/prometheuscommunity/postgres-exporter', 'v0.18.1'),
+    redisExporter: image('docker.io/oliver006/redis_exporter', 'v1.67.0'),
+  }).prefault({}),
   argocd: z.strictObject({
     /** Render an Argo CD Application (90-argocd.k8s.yaml) that syncs the rendered folder from Git. */
     enabled: z.boolean().default(false),

@@ -10,10 +10,15 @@ export interface NetworkPoliciesProps extends ChartProps {
   readonly dnsNamespace: string;
   /** Node addresses (LiveKit reaches Redis from the host network). @default - any address */
   readonly nodeCidrs?: readonly string[];
-  /** Ports of the PostgreSQL, Redis, Synapse and well-known pods. */
-  readonly ports: { readonly postgres: number; readonly redis: number; readonly synapse: number; readonly wellKnown: number };
+  /** Ports of the PostgreSQL, Redis, Synapse and well-known pods, and their metrics ports. */
+  readonly ports: {
+    readonly postgres: number; readonly redis: number; readonly synapse: number; readonly wellKnown: number;
+    readonly synapseMetrics: number; readonly postgresMetrics: number; readonly redisMetrics: number;
+  };
   /** Whether the backup jobs upload to S3 (HTTPS to anywhere). */
   readonly backupToS3: boolean;
+  /** Prometheus's namespace, allowed to scrape the metrics ports. @default - no scraping */
+  readonly monitoringNamespace?: string;
 }
 
 const byName = (name: string): k8s.LabelSelector => ({ matchLabels: { 'app.kubernetes.io/name': name } });
@@ -42,21 +47,23 @@ export class NetworkPoliciesChart extends Chart {
       policyTypes: ['Egress'],
       egress: [{ to: [{ namespaceSelector: inNamespace(props.dnsNamespace) }], ports: [{ protocol: 'UDP', port: k8s.IntOrString.fromNumber(53) }, ...tcp(53)] }],
     });
+    const scrape = (port: number): k8s.NetworkPolicyIngressRule[] => (props.monitoringNamespace === undefined
+      ? [] : [{ from: [{ namespaceSelector: inNamespace(props.monitoringNamespace) }], ports: tcp(port) }]);
     policy('postgres', {
       podSelector: byName('postgres'),
       policyTypes: ['Ingress'],
-      ingress: [{ from: [{ podSelector: byName('synapse') }, { podSelector: byName('backup') }], ports: tcp(p.postgres) }],
+      ingress: [{ from: [{ podSelector: byName('synapse') }, { podSelector: byName('backup') }], ports: tcp(p.postgres) }, ...scrape(p.postgresMetrics)],
     });
     policy('redis', {
       podSelector: byName('redis'),
       policyTypes: ['Ingress'],
       // LiveKit is on the host network: it arrives from a node address, not from a pod.
-      ingress: [{ from: props.nodeCidrs?.length ? props.nodeCidrs.map((cidr) => ({ ipBlock: { cidr } })) : undefined, ports: tcp(p.redis) }],
+      ingress: [{ from: props.nodeCidrs?.length ? props.nodeCidrs.map((cidr) => ({ ipBlock: { cidr } })) : undefined, ports: tcp(p.redis) }, ...scrape(p.redisMetrics)],
     });
     policy('synapse', {
       podSelector: byName('synapse'),
       policyTypes: ['Ingress', 'Egress'],
-      ingress: [{ from: [fromIngressController, { podSelector: byName('admin-bootstrap') }], ports: tcp(p.synapse) }],
+      ingress: [{ from: [fromIngressController, { podSelector: byName('admin-bootstrap') }], ports: tcp(p.synapse) }, ...scrape(p.synapseMetrics)],
       egress: [
         { to: [{ podSelector: byName('postgres') }], ports: tcp(p.postgres) },
         // Federation: other homeservers on 443 or 8448, anywhere.

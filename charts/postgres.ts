@@ -30,7 +30,11 @@ export interface PostgresProps extends ChartProps {
   readonly database?: string;
   /** The Secret key holding the role's password. */
   readonly password: SecretRef;
+  /** Run a Prometheus exporter beside the server. @default - no exporter */
+  readonly exporter?: ImageConfig;
 }
+
+export const POSTGRES_EXPORTER_PORT = 9187;
 
 /**
  * Server settings sized from the container's memory limit (the usual
@@ -56,6 +60,25 @@ export function postgresSettings(memoryLimit: string, maxConnections: number): R
   };
 }
 
+/** postgres_exporter beside the server: over loopback, the password from the same Secret file. */
+function exporterContainer(image: ImageConfig, database: string): k8s.Container {
+  return {
+    name: 'exporter',
+    image: imageRef(image),
+    env: [
+      { name: 'DATA_SOURCE_URI', value: `127.0.0.1:${POSTGRES_PORT}/${database}?sslmode=disable` },
+      { name: 'DATA_SOURCE_USER', value: database },
+      { name: 'DATA_SOURCE_PASS_FILE', value: '/secrets/password' },
+    ],
+    ports: [tcpPort('metrics', POSTGRES_EXPORTER_PORT)],
+    resources: resourceRequirements({ requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } }),
+    securityContext: restrictedContainer(),
+    readinessProbe: { httpGet: { path: '/metrics', port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 30, timeoutSeconds: 10 },
+    livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 30 },
+    volumeMounts: [{ name: 'password', mountPath: '/secrets', readOnly: true }],
+  };
+}
+
 /** PostgreSQL for Synapse: one replica with its own volume, behind a headless Service. */
 export class PostgresChart extends Chart {
   /** Host name Synapse and backups connect to. */
@@ -77,7 +100,10 @@ export class PostgresChart extends Chart {
       spec: {
         clusterIp: 'None',
         selector: selectorLabels(component),
-        ports: [{ name: 'postgres', port: POSTGRES_PORT, targetPort: k8s.IntOrString.fromString('postgres') }],
+        ports: [
+          { name: 'postgres', port: POSTGRES_PORT, targetPort: k8s.IntOrString.fromString('postgres') },
+          ...(props.exporter ? [{ name: 'metrics', port: POSTGRES_EXPORTER_PORT, targetPort: k8s.IntOrString.fromString('metrics') }] : []),
+        ],
       },
     });
     this.host = `${service.name}.${props.namespace}.svc`;
@@ -127,7 +153,7 @@ export class PostgresChart extends Chart {
                 { name: 'run', mountPath: '/var/run/postgresql' },
                 { name: 'tmp', mountPath: '/tmp' },
               ],
-            }],
+            }, ...(props.exporter ? [exporterContainer(props.exporter, database)] : [])],
             volumes: [
               {
                 name: 'password',

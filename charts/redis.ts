@@ -18,7 +18,11 @@ export interface RedisProps extends ChartProps {
   readonly image: ImageConfig;
   readonly resources: ResourcesConfig;
   readonly password: SecretRef;
+  /** Run a Prometheus exporter beside Redis. @default - no exporter */
+  readonly exporter?: ImageConfig;
 }
+
+export const REDIS_EXPORTER_PORT = 9121;
 
 /**
  * redis.conf. No persistence: Redis holds only LiveKit's routing state (which
@@ -70,7 +74,10 @@ export class RedisChart extends Chart {
       spec: {
         clusterIp: 'None',
         selector: selectorLabels(component),
-        ports: [{ name: 'redis', port: REDIS_PORT, targetPort: k8s.IntOrString.fromString('redis') }],
+        ports: [
+          { name: 'redis', port: REDIS_PORT, targetPort: k8s.IntOrString.fromString('redis') },
+          ...(props.exporter ? [{ name: 'metrics', port: REDIS_EXPORTER_PORT, targetPort: k8s.IntOrString.fromString('metrics') }] : []),
+        ],
       },
     });
     this.address = `${service.name}.${props.namespace}.svc:${REDIS_PORT}`;
@@ -105,7 +112,21 @@ export class RedisChart extends Chart {
                 { name: 'run', mountPath: '/run/redis' },
                 { name: 'data', mountPath: '/data' },
               ],
-            }],
+            }, ...(props.exporter ? [{
+              // redis_exporter reads a password only from its flags or this variable (its
+              // password file is a map for many servers), and its image has no shell.
+              name: 'exporter',
+              image: imageRef(props.exporter),
+              env: [
+                { name: 'REDIS_ADDR', value: `redis://127.0.0.1:${REDIS_PORT}` },
+                { name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: props.password.name, key: props.password.key } } },
+              ],
+              ports: [tcpPort('metrics', REDIS_EXPORTER_PORT)],
+              resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '64Mi' } }),
+              securityContext: restrictedContainer(),
+              readinessProbe: { httpGet: { path: '/health', port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 30 },
+              livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 30 },
+            }] : [])],
             volumes: [
               { name: 'config', configMap: { name: config.name } },
               {

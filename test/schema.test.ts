@@ -8,7 +8,7 @@ import { config, Manifest, synthAll } from './util';
 
 const CRDS = [
   'cert-manager/certificates.yaml', 'cert-manager/clusterissuers.yaml', 'argo-cd/application.yaml',
-  'gateway-api/gateways.yaml', 'gateway-api/httproutes.yaml',
+  'gateway-api/gateways.yaml', 'gateway-api/httproutes.yaml', 'prometheus-operator/servicemonitors.yaml',
 ];
 const VERSIONS = ['v1.28.0', 'v1.36.0'];
 
@@ -27,6 +27,7 @@ const everything = config({
   argocd: { enabled: true, repoURL: 'https://git.example.com/kudo/infra.git' },
   routing: 'gateway-api',
   gatewayApi: { gatewayClassName: 'cilium' },
+  monitoring: { enabled: true },
 });
 
 const renders: [string, Manifest[]][] = [['default config', synthAll()], ['every option', synthAll(everything)]];
