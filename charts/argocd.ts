@@ -65,7 +65,7 @@ export class ArgoApplicationChart extends Chart {
       metadata: { name: 'kudo', namespace: props.namespace, labels: labels({ name: 'argocd-application', component: 'gitops' }) },
       spec: {
         project: props.project,
-        // The folder holds a kustomization.yaml, so Argo CD renders it with Kustomize: the same objects as the plain files.
+        // The folder holds a Kustomization, so Argo CD renders it with Kustomize: the same objects as the plain files.
         source: { repoUrl: props.repoURL, targetRevision: props.targetRevision, path: props.path },
         // Every object names its own namespace; this is only the fallback Argo CD requires.
         destination: { server: 'https://kubernetes.default.svc', namespace: 'default' },

@@ -43,10 +43,12 @@ test('two renders are byte-identical', () => {
   expect(Object.keys(readTree(a.outdir))).toContain('00-namespaces.k8s.yaml');
 });
 
-test('a kustomization.yaml lists every rendered file, so `kubectl apply -k` applies what `-f` does', () => {
+test('a Kustomization lists every rendered file, so `kubectl apply -k` applies what `-f` does', () => {
   const r = render();
   const files = fs.readdirSync(r.outdir).filter((f) => f.endsWith('.k8s.yaml')).sort();
-  const k = fs.readFileSync(path.join(r.outdir, 'kustomization.yaml'), 'utf8');
+  // No .yaml extension: `kubectl apply -f dist/` must not pick it up.
+  const k = fs.readFileSync(path.join(r.outdir, 'Kustomization'), 'utf8');
+  expect(fs.readdirSync(r.outdir).filter((f) => /\.(ya?ml|json)$/.test(f))).toEqual(files);
   expect(k).toContain('kind: Kustomization');
   expect(k.split('\n').filter((l) => l.startsWith('  - ')).map((l) => l.slice(4))).toEqual(files);
 });

@@ -1,7 +1,7 @@
 /**
  * The real kubectl reads the rendered folder both ways users apply it:
  * `kubectl apply -f dist/` (the files) and `kubectl apply -k dist/` (the
- * generated kustomization.yaml). Both must yield the same objects.
+ * generated Kustomization). Both must yield the same objects.
  */
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
