@@ -165,7 +165,8 @@ export class PostgresChart extends Chart {
           },
         },
         volumeClaimTemplates: [{
-          metadata: { name: 'data', labels: labels(component) },
+          // volumeClaimTemplates cannot change after creation: no version label here, or every image upgrade is refused.
+          metadata: { name: 'data', labels: labels({ name: component.name, component: component.component }) },
           spec: {
             accessModes: ['ReadWriteOnce'],
             storageClassName: props.storage.className,

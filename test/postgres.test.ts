@@ -17,6 +17,8 @@ test('a StatefulSet with a volume claim template behind a headless Service', () 
   expect(sts.spec.volumeClaimTemplates).toHaveLength(1);
   expect(sts.spec.volumeClaimTemplates[0].spec).toMatchObject({ accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '10Gi' } } });
   expect(sts.spec.persistentVolumeClaimRetentionPolicy).toEqual({ whenDeleted: 'Retain', whenScaled: 'Retain' });
+  // Claim templates are immutable: nothing in them may follow the image version.
+  expect(sts.spec.volumeClaimTemplates[0].metadata.labels['app.kubernetes.io/version']).toBeUndefined();
 });
 
 test('storage class and size come from config', () => {

@@ -17,6 +17,8 @@ import { KudoConfig, resolveConfig } from '../../charts/config';
 import { FakeKubeApi } from '../fake-kube-api';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
+/** The read-only shared folder beside the project (CRDs, schemas). */
+export const SHARED_DIR = path.resolve(ROOT, '..', 'shared');
 
 /**
  * Every change made to a rendered config so it runs on this machine rather
@@ -158,6 +160,11 @@ export class Program {
       await sleep(100);
     }
     return this.exited!.code;
+  }
+
+  /** SIGKILL at once, without waiting (for process-exit handlers). */
+  kill(): void {
+    if (this.running) this.child.kill('SIGKILL');
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000): Promise<void> {
