@@ -7,8 +7,11 @@
  * key path, what was found and what is allowed.
  */
 import * as fs from 'fs';
-import * as yaml from 'js-yaml';
+import type * as JsYaml from 'js-yaml';
 import { z } from 'zod';
+
+// The schema is used once per run: compiling it to a fast parser costs more than it saves.
+z.config({ jitless: true });
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -337,11 +340,14 @@ export function loadConfig(file: string | undefined): KudoConfig {
     const code = (e as NodeJS.ErrnoException).code;
     throw new ConfigError(`${file}: cannot read the config file (${code === 'ENOENT' ? 'no such file' : code ?? String(e)})`);
   }
+  // Loaded here, not at the top: rendering the embedded defaults never parses YAML.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const yaml: typeof JsYaml = require('js-yaml');
   let parsed: unknown;
   try {
     parsed = yaml.load(text, { filename: file, schema: yaml.CORE_SCHEMA });
   } catch (e) {
-    const err = e as yaml.YAMLException;
+    const err = e as JsYaml.YAMLException;
     const where = err.mark ? ` at line ${err.mark.line + 1}, column ${err.mark.column + 1}` : '';
     throw new ConfigError(`${file}: malformed YAML${where}: ${err.reason ?? err.message}`);
   }

@@ -1,13 +1,13 @@
 import { Chart, ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import * as yaml from 'js-yaml';
 import { ImageConfig, LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, ResourcesConfig, SecretRef, TURN_PORT, TURN_TLS_PORT } from './config';
 import {
   CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
   selectorLabels, tcpPort,
 } from './common';
 import { exposeHttp, IngressSettings } from './tls';
+import { toYaml } from './yaml-out';
 
 export const LIVEKIT_UID = 10880;
 export const LIVEKIT_TLS_SECRET = 'livekit-tls';
@@ -81,7 +81,7 @@ export function livekitConfigFile(p: LiveKitProps): string {
     turn: { enabled: false },
     prometheus: { port: LIVEKIT_METRICS_PORT },
   };
-  return yaml.dump(config, { lineWidth: -1, noRefs: true });
+  return toYaml(config);
 }
 
 /**

@@ -1,13 +1,13 @@
 import { Chart, ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import * as yaml from 'js-yaml';
 import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './config';
 import {
   CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
   selectorLabels, tcpPort,
 } from './common';
 import { exposeHttp, HttpBackend, IngressSettings } from './tls';
+import { toYaml } from './yaml-out';
 
 /** ess-helm's uid for Synapse; any uid ≥ 10000 keeps clear of host users. */
 export const SYNAPSE_UID = 10091;
@@ -133,8 +133,7 @@ export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
     root: { level: p.logLevel, handlers: ['console'] },
     disable_existing_loggers: false,
   };
-  const dump = (o: object) => yaml.dump(o, { lineWidth: -1, noRefs: true });
-  return { 'homeserver.yaml': dump(homeserver), 'log.yaml': dump(logging) };
+  return { 'homeserver.yaml': toYaml(homeserver), 'log.yaml': toYaml(logging) };
 }
 
 /**

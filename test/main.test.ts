@@ -3,7 +3,7 @@
  * process): deterministic output, env-file secrets kept out of dist/, and
  * bad input rejected without touching dist/.
  */
-import { execFileSync, spawnSync } from 'child_process';
+import { execFile, execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -23,6 +23,15 @@ function render(env: Record<string, string> = {}, cwd = fs.mkdtempSync(path.join
     encoding: 'utf8',
   });
   return { status: r.status, stderr: r.stderr, outdir, cwd };
+}
+
+/** The same as render(), without blocking: the bad-input cases run side by side. */
+function renderAsync(env: Record<string, string>, cwd: string): Promise<{ status: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [MAIN], { cwd, env: { PATH: process.env.PATH, CDK8S_OUTDIR: path.join(cwd, 'dist'), ...env } }, (err, _out, stderr) => {
+      resolve({ status: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stderr });
+    });
+  });
 }
 
 function readTree(dir: string): Record<string, string> {
@@ -78,10 +87,22 @@ describe('bad input: clear error, non-zero exit, dist/ untouched', () => {
     ['missing env file', () => ({ KUDO_ENV_FILE: '/nonexistent/.env' }), /KUDO_ENV_FILE=\/nonexistent\/\.env: cannot read it/],
   ];
 
-  test.each(cases)('%s', (_, env, message) => {
-    const good = render();
-    const before = readTree(good.outdir);
-    const bad = render(env(), good.cwd);
+  const good = () => {
+    const r = render();
+    return { ...r, before: readTree(r.outdir) };
+  };
+  let first: ReturnType<typeof good>;
+  beforeAll(() => {
+    first = good();
+  });
+
+  test.concurrent.each(cases)('%s', async (_, env, message) => {
+    // Each case gets its own copy of a good render to spoil.
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-render-'));
+    fs.cpSync(first.outdir, path.join(cwd, 'dist'), { recursive: true });
+    const good = { cwd, outdir: path.join(cwd, 'dist') };
+    const before = first.before;
+    const bad = await renderAsync(env(), good.cwd);
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(message);
     expect(bad.stderr).toMatch(/^kudo: /);
