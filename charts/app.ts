@@ -7,7 +7,7 @@
 import { App, AppProps } from 'cdk8s';
 import { applySyncWaves, ArgoApplicationChart } from './argocd';
 import { BackupChart } from './backup';
-import { KudoConfig, POSTGRES_RESERVED_CONNECTIONS, TURN_METRICS_PORT } from './config';
+import { KudoConfig, POSTGRES_RESERVED_CONNECTIONS, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT } from './config';
 import { CoturnChart } from './coturn';
 import { LiveKitChart } from './livekit';
 import { MonitoringChart } from './monitoring';
@@ -16,6 +16,7 @@ import { NetworkPoliciesChart } from './network-policies';
 import { POSTGRES_EXPORTER_PORT, POSTGRES_PORT, PostgresChart } from './postgres';
 import { REDIS_EXPORTER_PORT, REDIS_PORT, RedisChart } from './redis';
 import { BootstrapChart, SecretGeneratorChart } from './secrets';
+import { SmokeTestChart } from './smoke';
 import { SYNAPSE_HTTP_PORT, SYNAPSE_METRICS_PORT, SYNAPSE_TLS_SECRET, SynapseChart, WELL_KNOWN_TLS_SECRET } from './synapse';
 import { LIVEKIT_TLS_SECRET } from './livekit';
 import { GatewayChart, IngressSettings, LetsEncryptIssuerChart } from './tls';
@@ -157,6 +158,19 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     totalQuota: config.coturn.totalQuota,
     turnSharedSecret: refs.turnSharedSecret,
     issuer: config.tls.issuer,
+  });
+
+  new SmokeTestChart(app, '45-smoke', {
+    namespace: ns.stack,
+    image: toolsImage,
+    synapseUrl: synapse.internalUrl,
+    matrixUrl: `https://${config.hosts.matrix}`,
+    serverName: config.serverName,
+    wellKnown: config.wellKnown.enabled,
+    livekitUrl: `https://${config.hosts.livekit}`,
+    turnHost: config.hosts.turn,
+    turnPort: TURN_PORT,
+    turnTlsPort: TURN_TLS_PORT,
   });
 
   if (config.backup.enabled) {

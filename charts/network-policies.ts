@@ -63,7 +63,10 @@ export class NetworkPoliciesChart extends Chart {
     policy('synapse', {
       podSelector: byName('synapse'),
       policyTypes: ['Ingress', 'Egress'],
-      ingress: [{ from: [fromIngressController, { podSelector: byName('admin-bootstrap') }], ports: tcp(p.synapse) }, ...scrape(p.synapseMetrics)],
+      ingress: [
+        { from: [fromIngressController, { podSelector: byName('admin-bootstrap') }, { podSelector: byName('smoke-test') }], ports: tcp(p.synapse) },
+        ...scrape(p.synapseMetrics),
+      ],
       egress: [
         { to: [{ podSelector: byName('postgres') }], ports: tcp(p.postgres) },
         // Federation: other homeservers on 443 or 8448, anywhere.
@@ -91,6 +94,15 @@ export class NetworkPoliciesChart extends Chart {
       podSelector: byName('admin-bootstrap'),
       policyTypes: ['Egress'],
       egress: [{ to: [{ podSelector: byName('synapse') }], ports: tcp(p.synapse) }],
+    });
+    policy('smoke-test', {
+      // It checks what users reach: Synapse inside, and the public endpoints (HTTPS, LiveKit, STUN/TURN) outside.
+      podSelector: byName('smoke-test'),
+      policyTypes: ['Egress'],
+      egress: [
+        { to: [{ podSelector: byName('synapse') }], ports: tcp(p.synapse) },
+        { to: ANYWHERE, ports: [...tcp(443, 5349), { protocol: 'UDP', port: k8s.IntOrString.fromNumber(3478) }] },
+      ],
     });
     policy('backup', {
       podSelector: byName('backup'),

@@ -1,5 +1,6 @@
 // Bundles main.ts, charts/ and imports/ (with zod and js-yaml) into
-// .build/main.js, for `node` to run without a TypeScript loader.
+// .build/main.js, and the operator tools in scripts/*.ts beside it, for
+// `node` to run without a TypeScript loader.
 // Type-checking is `npm test`'s job, not the render's. cdk8s, cdk8s-plus-28
 // and constructs stay external: they must be the very modules the charts'
 // base classes come from, and they are what the performance floor loads.
@@ -9,7 +10,8 @@ import { fileURLToPath } from 'url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 export const BUNDLE = path.join(root, '.build', 'main.js');
-const SOURCES = ['main.ts', 'charts', 'imports'];
+const SOURCES = ['main.ts', 'charts', 'imports', 'scripts'];
+const ENTRIES = { main: 'main.ts', checklist: 'scripts/checklist.ts', diagram: 'scripts/diagram.ts' };
 
 function newestSource(p = root, names = SOURCES) {
   let newest = 0;
@@ -28,8 +30,8 @@ export async function ensureBundle() {
   const { build } = await import('esbuild');
   await build({
     absWorkingDir: root,
-    entryPoints: ['main.ts'],
-    outfile: BUNDLE,
+    entryPoints: ENTRIES,
+    outdir: path.dirname(BUNDLE),
     bundle: true,
     platform: 'node',
     target: 'node20',

@@ -33,7 +33,7 @@ test('only Synapse and the backups reach PostgreSQL', () => {
 test('the ingress controller reaches Synapse, the well-known server and ACME solvers; Synapse reaches PostgreSQL and federation', () => {
   const ms = manifests(config({ networkPolicies: { ingressControllerNamespace: 'traefik' } }));
   const syn = policy(ms, 'synapse');
-  expect(names(syn.spec.ingress[0].from)).toEqual(['traefik', 'admin-bootstrap']);
+  expect(names(syn.spec.ingress[0].from)).toEqual(['traefik', 'admin-bootstrap', 'smoke-test']);
   expect(ports(syn.spec.ingress[0])).toEqual(['TCP/8008']);
   expect(names(syn.spec.egress[0].to)).toEqual(['postgres']);
   expect(ports(syn.spec.egress[1])).toEqual(['TCP/443', 'TCP/8448']);
@@ -62,7 +62,7 @@ test('every pod of the stack namespace is selected by some allowing policy', () 
     return [sel.matchLabels?.['app.kubernetes.io/name'], ...(sel.matchExpressions?.[0]?.values ?? [])];
   }));
   // Every pod that talks to anything but DNS, or is talked to, has its own policy.
-  expect(new Set(stackPods)).toEqual(new Set(['secret-generator', 'postgres', 'redis', 'synapse', 'matrix-well-known', 'admin-bootstrap', 'backup']));
+  expect(new Set(stackPods)).toEqual(new Set(['secret-generator', 'postgres', 'redis', 'synapse', 'matrix-well-known', 'admin-bootstrap', 'backup', 'smoke-test']));
   for (const name of new Set(stackPods)) expect(selected).toContain(name);
 });
 

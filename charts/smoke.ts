@@ -1,0 +1,79 @@
+import { Chart, ChartProps } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { NEVER } from './backup';
+import type { ImageConfig } from './config';
+import { bundledFile, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod } from './common';
+
+export interface SmokeTestProps extends ChartProps {
+  readonly namespace: string;
+  /** An image with Python 3 (the Synapse image). */
+  readonly image: ImageConfig;
+  readonly synapseUrl: string;
+  readonly matrixUrl: string;
+  readonly serverName: string;
+  readonly wellKnown: boolean;
+  readonly livekitUrl: string;
+  readonly turnHost: string;
+  readonly turnPort: number;
+  readonly turnTlsPort: number;
+}
+
+/**
+ * A suspended CronJob: the template for `npm run smoke` (or
+ * `kubectl create job --from=cronjob/smoke-test`), which checks from inside
+ * the cluster the endpoints the production checklist lists.
+ */
+export class SmokeTestChart extends Chart {
+  constructor(scope: Construct, id: string, props: SmokeTestProps) {
+    super(scope, id, props);
+    const component = { name: 'smoke-test', component: 'operations' };
+    const meta = { namespace: props.namespace, labels: labels(component) };
+    const config = new k8s.KubeConfigMap(this, 'script', { metadata: { name: 'smoke-test', ...meta }, data: { 'smoke.py': bundledFile('smoke.py') } });
+    const env: Record<string, string> = {
+      SYNAPSE_URL: props.synapseUrl,
+      MATRIX_URL: props.matrixUrl,
+      SERVER_NAME: props.serverName,
+      WELL_KNOWN: String(props.wellKnown),
+      LIVEKIT_URL: props.livekitUrl,
+      TURN_HOST: props.turnHost,
+      TURN_PORT: String(props.turnPort),
+      TURN_TLS_PORT: String(props.turnTlsPort),
+      PYTHONDONTWRITEBYTECODE: '1',
+    };
+    new k8s.KubeCronJob(this, 'cronjob', {
+      metadata: { name: 'smoke-test', ...meta },
+      spec: {
+        schedule: NEVER,
+        suspend: true,
+        jobTemplate: {
+          metadata: { labels: labels(component) },
+          spec: {
+            backoffLimit: 0,
+            activeDeadlineSeconds: 300,
+            ttlSecondsAfterFinished: 3600,
+            template: {
+              metadata: { labels: labels(component) },
+              spec: {
+                restartPolicy: 'Never',
+                automountServiceAccountToken: false,
+                enableServiceLinks: false,
+                securityContext: restrictedPod(10091),
+                containers: [{
+                  name: 'smoke-test',
+                  image: imageRef(props.image),
+                  command: ['python3', '/opt/kudo/smoke.py'],
+                  env: Object.entries(env).map(([name, value]) => ({ name, value })),
+                  resources: resourceRequirements({ requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } }),
+                  securityContext: restrictedContainer(),
+                  volumeMounts: [{ name: 'script', mountPath: '/opt/kudo', readOnly: true }, { name: 'tmp', mountPath: '/tmp' }],
+                }],
+                volumes: [{ name: 'script', configMap: { name: config.name } }, memoryVolume('tmp', '8Mi')],
+              },
+            },
+          },
+        },
+      },
+    });
+  }
+}

@@ -1,0 +1,344 @@
+/**
+ * What the operator tools read out of the rendered manifests: the
+ * production checklist (DNS records, certificates, firewall ports per node
+ * role, external-IP settings, health checks) and the architecture picture.
+ * No side effects; scripts/checklist.ts and scripts/diagram.ts are the commands.
+ */
+import { Testing } from 'cdk8s';
+import * as yaml from 'js-yaml';
+import { buildApp } from '../charts/app';
+import type { KudoConfig } from '../charts/config';
+
+type Manifest = { kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: any };
+
+export interface PortRule {
+  readonly protocol: 'TCP' | 'UDP';
+  readonly ports: string;
+  readonly purpose: string;
+  /** open to the internet, or only to the cluster (e.g. the ingress controller, Prometheus) */
+  readonly exposure: 'internet' | 'cluster';
+}
+
+export interface Checklist {
+  readonly dns: { readonly name: string; readonly type: string; readonly target: string; readonly why: string }[];
+  readonly certificates: { readonly secret: string; readonly namespace: string; readonly dnsNames: string[]; readonly issuer: string; readonly via: string }[];
+  readonly firewall: { readonly role: string; readonly nodes: string; readonly rules: PortRule[] }[];
+  readonly externalIp: string[];
+  readonly healthChecks: { readonly what: string; readonly command: string }[];
+}
+
+/** The manifests the config renders, as plain objects. */
+export function renderedManifests(config: KudoConfig): Manifest[] {
+  const app = buildApp(config, { outdir: Testing.app().outdir });
+  return app.charts.flatMap((c) => c.toJson() as Manifest[]);
+}
+
+const configMapFile = (ms: Manifest[], name: string, file: string): string | undefined =>
+  ms.find((m) => m.kind === 'ConfigMap' && m.metadata.name === name)?.data?.[file];
+
+function hostNetworkPorts(ms: Manifest[], kind: string, name: string): { name: string; port: number; protocol: 'TCP' | 'UDP' }[] {
+  const w = ms.find((m) => m.kind === kind && m.metadata.name === name);
+  if (!w || !w.spec.template.spec.hostNetwork) return [];
+  return w.spec.template.spec.containers.flatMap((c: any) => (c.ports ?? []).map((p: any) => ({ name: p.name, port: p.containerPort, protocol: p.protocol ?? 'TCP' })));
+}
+
+/** Ports named for in-cluster use only; everything else a host-network pod opens is for clients. */
+const CLUSTER_ONLY = new Set(['http', 'metrics']);
+
+export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
+  const routes = ms.filter((m) => m.kind === 'Ingress' || m.kind === 'HTTPRoute');
+  const routedHosts = [...new Set(routes.flatMap((r) => (r.kind === 'Ingress' ? r.spec.rules.map((x: any) => x.host) : r.spec.hostnames)))];
+  const entry = config.routing === 'gateway-api' ? `the external address of Gateway ${config.gatewayApi.gatewayName}` : `the external address of your ${config.ingress.className} ingress controller`;
+  const coturn = ms.find((m) => m.kind === 'DaemonSet' && m.metadata.name === 'coturn');
+  const turnSelector = Object.entries(coturn?.spec.template.spec.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+  const livekit = ms.find((m) => m.kind === 'Deployment' && m.metadata.name === 'livekit');
+  const livekitSelector = Object.entries(livekit?.spec.template.spec.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`).join(',') || 'any node';
+
+  const dns = routedHosts.sort().map((host) => ({
+    name: host, type: 'A/AAAA', target: entry,
+    why: host === config.serverName && host !== config.hosts.matrix ? 'Matrix server name: serves /.well-known/matrix (delegation to the Matrix host)' : 'HTTPS',
+  }));
+  if (coturn) dns.push({ name: config.hosts.turn, type: 'A', target: `the public IPv4 of every node labelled ${turnSelector}`, why: 'TURN/STUN (clients connect to it directly)' });
+
+  const issuerOf = (a: Record<string, string> = {}) => a['cert-manager.io/cluster-issuer'] ?? a['cert-manager.io/issuer'] ?? '(none)';
+  const certificates = [
+    ...ms.filter((m) => m.kind === 'Ingress').flatMap((i) => i.spec.tls.map((t: any) => ({
+      secret: t.secretName, namespace: i.metadata.namespace!, dnsNames: t.hosts, issuer: issuerOf(i.metadata.annotations), via: `Ingress ${i.metadata.name}`,
+    }))),
+    ...ms.filter((m) => m.kind === 'Gateway').flatMap((g) => g.spec.listeners.filter((l: any) => l.tls).map((l: any) => ({
+      secret: l.tls.certificateRefs[0].name, namespace: g.metadata.namespace!, dnsNames: [l.hostname], issuer: issuerOf(g.metadata.annotations), via: `Gateway ${g.metadata.name} listener ${l.name}`,
+    }))),
+    ...ms.filter((m) => m.kind === 'Certificate').map((c) => ({
+      secret: c.spec.secretName, namespace: c.metadata.namespace!, dnsNames: c.spec.dnsNames, issuer: c.spec.issuerRef.name, via: `Certificate ${c.metadata.name}`,
+    })),
+  ];
+
+  const firewall: Checklist['firewall'] = [];
+  if (routes.length > 0) {
+    firewall.push({
+      role: config.routing === 'gateway-api' ? 'Gateway' : 'ingress controller',
+      nodes: 'where its external address leads',
+      rules: [
+        { protocol: 'TCP', ports: '443', purpose: `HTTPS for ${routedHosts.join(', ')}`, exposure: 'internet' },
+        { protocol: 'TCP', ports: '80', purpose: 'ACME HTTP-01 challenges, redirects', exposure: 'internet' },
+      ],
+    });
+  }
+  const lkConfig = yaml.load(configMapFile(ms, 'livekit-config', 'config.yaml') ?? '{}') as any;
+  if (livekit) {
+    const rules: PortRule[] = hostNetworkPorts(ms, 'Deployment', 'livekit').map((p) => ({
+      protocol: p.protocol, ports: String(p.port),
+      purpose: { 'http': 'LiveKit API/WebSocket, for the ingress controller', 'rtc-tcp': 'WebRTC over TCP', 'metrics': 'LiveKit metrics', 'rtc-udp': 'WebRTC media (UDP mux)' }[p.name] ?? p.name,
+      exposure: CLUSTER_ONLY.has(p.name) ? 'cluster' : 'internet',
+    }));
+    if (lkConfig.rtc?.port_range_start !== undefined) {
+      rules.push({ protocol: 'UDP', ports: `${lkConfig.rtc.port_range_start}-${lkConfig.rtc.port_range_end}`, purpose: 'WebRTC media', exposure: 'internet' });
+    }
+    firewall.push({ role: 'LiveKit', nodes: livekitSelector, rules });
+  }
+  const turnConf = configMapFile(ms, 'coturn-config', 'turnserver.conf') ?? '';
+  const opt = (k: string) => new RegExp(`^${k}=(.*)$`, 'm').exec(turnConf)?.[1];
+  if (coturn) {
+    const rules: PortRule[] = hostNetworkPorts(ms, 'DaemonSet', 'coturn').map((p) => ({
+      protocol: p.protocol, ports: String(p.port),
+      purpose: { 'turn-udp': 'STUN/TURN', 'turn-tcp': 'STUN/TURN over TCP', 'turns': 'TURN over TLS', 'metrics': 'coturn metrics' }[p.name] ?? p.name,
+      exposure: CLUSTER_ONLY.has(p.name) ? 'cluster' : 'internet',
+    }));
+    rules.push({ protocol: 'UDP', ports: `${opt('min-port')}-${opt('max-port')}`, purpose: 'TURN relay', exposure: 'internet' });
+    firewall.push({ role: 'TURN', nodes: turnSelector, rules });
+  }
+
+  const externalIp: string[] = [];
+  if (livekit) {
+    externalIp.push(lkConfig.rtc?.use_external_ip
+      ? 'LiveKit nodes learn their public IP over STUN (use_external_ip): allow them outbound UDP to the STUN servers, and give each a 1:1 public address.'
+      : "LiveKit nodes advertise the node's own IP (NODE_IP from status.hostIP): it must be reachable from clients.");
+  }
+  if (coturn) {
+    externalIp.push(config.coturn.publicIp !== undefined
+      ? `coturn advertises ${config.coturn.publicIp} (coturn.publicIp) on every TURN node: only right for a single TURN node or a shared address.`
+      : 'coturn advertises each TURN node\'s ExternalIP: check `kubectl get nodes -l ' + turnSelector + ' -o wide` shows one (else set coturn.publicIp).');
+    externalIp.push(`Label the TURN nodes: kubectl label node NODE ${turnSelector.replace(',', ' ')}`);
+  }
+
+  const m = config.hosts.matrix;
+  const healthChecks = [
+    { what: 'Synapse client API', command: `curl -fsS https://${m}/_matrix/client/versions` },
+    { what: 'Synapse federation API', command: `curl -fsS https://${m}/_matrix/key/v2/server` },
+  ];
+  if (config.wellKnown.enabled) {
+    healthChecks.push(
+      { what: 'delegation for servers', command: `curl -fsS https://${config.serverName}/.well-known/matrix/server` },
+      { what: 'delegation for clients (with CORS)', command: `curl -fsSi https://${config.serverName}/.well-known/matrix/client` },
+    );
+  }
+  if (livekit) healthChecks.push({ what: 'LiveKit', command: `curl -fsS https://${config.hosts.livekit}/` });
+  if (coturn) {
+    healthChecks.push(
+      { what: 'STUN (coturn package)', command: `turnutils_stunclient -p 3478 ${config.hosts.turn}` },
+      { what: 'TURN over TLS certificate', command: `openssl s_client -connect ${config.hosts.turn}:5349 -servername ${config.hosts.turn} -brief </dev/null` },
+    );
+  }
+  healthChecks.push({ what: 'everything, from inside the cluster', command: 'npm run smoke -- --context YOUR_CONTEXT' });
+  return { dns, certificates, firewall, externalIp, healthChecks };
+}
+
+export function formatText(c: Checklist): string {
+  const out: string[] = [];
+  out.push('DNS records');
+  for (const d of c.dns) out.push(`  ${d.name}  ${d.type}  -> ${d.target}   (${d.why})`);
+  out.push('', 'Certificates (cert-manager requests them)');
+  for (const x of c.certificates) out.push(`  ${x.namespace}/${x.secret}: ${x.dnsNames.join(', ')}  issuer ${x.issuer}  (${x.via})`);
+  out.push('', 'Firewall, per node role');
+  for (const f of c.firewall) {
+    out.push(`  ${f.role} (${f.nodes}):`);
+    for (const r of f.rules) out.push(`    ${r.exposure === 'internet' ? 'open ' : 'keep closed to the internet:'} ${r.protocol} ${r.ports}  ${r.purpose}`);
+  }
+  out.push('', 'External IP');
+  for (const e of c.externalIp) out.push(`  ${e}`);
+  out.push('', 'Health checks');
+  for (const h of c.healthChecks) out.push(`  # ${h.what}`, `  ${h.command}`);
+  return `${out.join('\n')}\n`;
+}
+
+// The architecture picture.
+
+export interface Graph {
+  readonly columns: { readonly title: string; readonly nodes: { readonly id: string; readonly title: string; readonly lines: string[]; readonly tone: string }[] }[];
+  readonly edges: { readonly from: string; readonly to: string; readonly label: string }[];
+}
+
+const WORKLOADS = ['Deployment', 'StatefulSet', 'DaemonSet', 'CronJob'];
+const podTemplate = (w: Manifest) => (w.kind === 'CronJob' ? w.spec.jobTemplate.spec.template : w.spec.template);
+const matches = (selector: Record<string, string>, labels: Record<string, string> = {}) =>
+  Object.entries(selector).every(([k, v]) => labels[k] === v);
+
+/** The picture's content: what is drawn, taken from the manifests alone. */
+export function architecture(ms: Manifest[]): Graph {
+  const workloads = ms.filter((m) => WORKLOADS.includes(m.kind) && !m.spec.suspend);
+  const services = ms.filter((m) => m.kind === 'Service' && m.spec.selector);
+  const wid = (w: Manifest) => `w:${w.metadata.namespace}/${w.metadata.name}`;
+  const serviceOwner = (s: Manifest) => workloads.find((w) => w.metadata.namespace === s.metadata.namespace && matches(s.spec.selector, podTemplate(w).metadata.labels));
+  const edges: Graph['edges'] = [];
+
+  // Public hosts and the routes to them.
+  const hosts = new Map<string, string>();
+  const routes = ms.filter((m) => m.kind === 'Ingress' || m.kind === 'HTTPRoute');
+  const routeNodes = routes.map((r) => {
+    const rid = `r:${r.metadata.namespace}/${r.metadata.name}`;
+    const rHosts: string[] = r.kind === 'Ingress' ? r.spec.rules.map((x: any) => x.host) : r.spec.hostnames;
+    const backends: { path: string; service: string; port: number }[] = r.kind === 'Ingress'
+      ? r.spec.rules.flatMap((x: any) => x.http.paths.map((p: any) => ({ path: p.path, service: p.backend.service.name, port: p.backend.service.port.number })))
+      : r.spec.rules.map((x: any) => ({ path: x.matches[0].path.value, service: x.backendRefs[0].name, port: x.backendRefs[0].port }));
+    for (const h of rHosts) {
+      hosts.set(`h:${h}`, `https://${h}`);
+      edges.push({ from: `h:${h}`, to: rid, label: '443' });
+    }
+    for (const b of backends) {
+      const svc = services.find((s) => s.metadata.name === b.service && s.metadata.namespace === r.metadata.namespace);
+      const owner = svc && serviceOwner(svc);
+      if (owner && !edges.some((e) => e.from === rid && e.to === wid(owner))) edges.push({ from: rid, to: wid(owner), label: `:${b.port}` });
+    }
+    return { id: rid, title: `${r.kind} ${r.metadata.name}`, lines: [...new Set(backends.map((b) => b.path))], tone: 'route' };
+  });
+
+  // Clients that reach host-network workloads directly (media, TURN), with LiveKit's UDP range from its config.
+  const lkRtc = (yaml.load(ms.find((m) => m.kind === 'ConfigMap' && m.metadata.name === 'livekit-config')?.data['config.yaml'] ?? '{}') as any).rtc ?? {};
+  for (const w of workloads.filter((x) => podTemplate(x).spec.hostNetwork)) {
+    const ports = podTemplate(w).spec.containers.flatMap((c: any) => c.ports ?? []).filter((p: any) => !['http', 'metrics'].includes(p.name))
+      .map((p: any) => `${p.protocol.toLowerCase()} ${p.containerPort}`);
+    if (w.metadata.name === 'livekit' && lkRtc.port_range_start !== undefined) ports.push(`udp ${lkRtc.port_range_start}-${lkRtc.port_range_end}`);
+    edges.push({ from: 'h:webrtc', to: wid(w), label: ports.join(', ') });
+  }
+  hosts.set('h:webrtc', 'call clients (WebRTC, TURN)');
+
+  // Flows between workloads: who may reach whom, by the NetworkPolicies.
+  for (const np of ms.filter((m) => m.kind === 'NetworkPolicy')) {
+    const target = workloads.find((w) => w.metadata.namespace === np.metadata.namespace && np.spec.podSelector.matchLabels
+      && matches(np.spec.podSelector.matchLabels, podTemplate(w).metadata.labels));
+    if (!target) continue;
+    for (const rule of np.spec.ingress ?? []) {
+      for (const peer of rule.from ?? []) {
+        const src = peer.podSelector && workloads.find((w) => w.metadata.namespace === np.metadata.namespace && matches(peer.podSelector.matchLabels, podTemplate(w).metadata.labels));
+        for (const s of src ? [src] : []) edges.push({ from: wid(s), to: wid(target), label: `:${rule.ports.map((p: any) => p.port).join(',')}` });
+      }
+    }
+  }
+  // LiveKit (host network, outside the policies) reaches Redis by its address.
+  const lk = ms.find((m) => m.kind === 'ConfigMap' && m.metadata.name === 'livekit-config');
+  const redisAddress: string | undefined = lk && (yaml.load(lk.data['config.yaml']) as any).redis?.address;
+  const redisSvc = redisAddress && services.find((s) => redisAddress.startsWith(`${s.metadata.name}.${s.metadata.namespace}.`));
+  const lkWorkload = workloads.find((w) => w.metadata.name === 'livekit');
+  if (redisSvc && lkWorkload && serviceOwner(redisSvc)) edges.push({ from: wid(lkWorkload), to: wid(serviceOwner(redisSvc)!), label: `:${redisAddress!.split(':').pop()}` });
+
+  // Volumes.
+  const volumeNodes: Graph['columns'][number]['nodes'] = [];
+  for (const w of workloads) {
+    const claims: string[] = [
+      ...(podTemplate(w).spec.volumes ?? []).filter((v: any) => v.persistentVolumeClaim).map((v: any) => v.persistentVolumeClaim.claimName),
+      ...(w.spec.volumeClaimTemplates ?? []).map((t: any) => `${t.metadata.name}-${w.metadata.name}-0`),
+    ];
+    for (const c of claims) {
+      const id = `v:${w.metadata.namespace}/${c}`;
+      if (!volumeNodes.some((n) => n.id === id)) {
+        const pvc = ms.find((m) => m.kind === 'PersistentVolumeClaim' && m.metadata.name === c);
+        const tpl = (w.spec.volumeClaimTemplates ?? []).find((t: any) => c.startsWith(`${t.metadata.name}-`));
+        const size = (pvc ?? tpl)?.spec.resources.requests.storage;
+        volumeNodes.push({ id, title: c, lines: [`${size ?? ''} ReadWriteOnce`], tone: 'volume' });
+      }
+      edges.push({ from: wid(w), to: id, label: '' });
+    }
+  }
+
+  // An order that keeps most edges short: the web path first, then media, then jobs.
+  const ORDER = ['synapse', 'matrix-well-known', 'postgres', 'livekit', 'redis', 'coturn', 'postgres-backup', 'media-backup'];
+  const rank = (w: Manifest) => (ORDER.includes(w.metadata.name) ? ORDER.indexOf(w.metadata.name) : ORDER.length);
+  workloads.sort((a, b) => rank(a) - rank(b) || a.metadata.name.localeCompare(b.metadata.name));
+  const workloadNodes = workloads.map((w) => {
+    const svcPorts = services.filter((s) => serviceOwner(s) === w).flatMap((s) => s.spec.ports.map((p: any) => `${p.name} ${p.port}`));
+    const hostNet = podTemplate(w).spec.hostNetwork ? ' (host network)' : '';
+    return { id: wid(w), title: `${w.metadata.name}`, lines: [`${w.kind}${hostNet}`, ...(svcPorts.length ? [svcPorts.join(', ')] : []), `ns ${w.metadata.namespace}`], tone: hostNet ? 'host' : 'workload' };
+  });
+  return {
+    columns: [
+      { title: 'Clients', nodes: [...hosts].map(([id, title]) => ({ id, title, lines: [], tone: 'client' })) },
+      { title: 'Routes', nodes: routeNodes },
+      { title: 'Workloads and Services', nodes: workloadNodes },
+      { title: 'Volumes', nodes: volumeNodes },
+    ],
+    edges,
+  };
+}
+
+const TONES: Record<string, string> = { client: '#eef3fb', route: '#f3eefb', workload: '#eefbf1', host: '#fbf3ee', volume: '#f6f6f6' };
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/** A deterministic SVG of the graph: columns left to right, edges as curves with their ports. */
+export function toSvg(g: Graph): string {
+  const colWidth = [230, 220, 300, 200];
+  const gap = 90;
+  const lineHeight = 15;
+  const pos = new Map<string, { x: number; y: number; w: number; h: number }>();
+  let x = 20;
+  let height = 0;
+  const parts: string[] = [];
+  g.columns.forEach((col, ci) => {
+    let y = 60;
+    parts.push(`<text x="${x}" y="36" class="col">${esc(col.title)}</text>`);
+    for (const n of col.nodes) {
+      const h = 24 + lineHeight * n.lines.length + 8;
+      pos.set(n.id, { x, y, w: colWidth[ci], h });
+      parts.push(`<rect x="${x}" y="${y}" width="${colWidth[ci]}" height="${h}" rx="6" fill="${TONES[n.tone]}" stroke="#8a8f98"/>`);
+      parts.push(`<text x="${x + 10}" y="${y + 19}" class="title">${esc(n.title)}</text>`);
+      n.lines.forEach((l, i) => parts.push(`<text x="${x + 10}" y="${y + 38 + i * lineHeight}" class="line">${esc(l)}</text>`));
+      y += h + 14;
+    }
+    height = Math.max(height, y);
+    x += colWidth[ci] + gap;
+  });
+  const edgeParts: string[] = [];
+  for (const e of g.edges) {
+    const a = pos.get(e.from);
+    const b = pos.get(e.to);
+    if (!a || !b) continue;
+    let d: string;
+    let lx: number;
+    let ly: number;
+    let cls = 'label';
+    if (a.x === b.x) {
+      // Within a column: an arc on its right side.
+      const x1 = a.x + a.w;
+      const y1 = a.y + a.h / 2;
+      const y2 = b.y + b.h / 2;
+      const bulge = x1 + 40 + Math.min(40, Math.abs(y2 - y1) / 6);
+      d = `M${x1},${y1} C${bulge},${y1} ${bulge},${y2} ${x1},${y2}`;
+      lx = bulge - 16;
+      ly = (y1 + y2) / 2;
+    } else {
+      const x1 = a.x + a.w;
+      const y1 = a.y + a.h / 2;
+      const x2 = b.x;
+      const y2 = b.y + b.h / 2;
+      const mid = (x1 + x2) / 2;
+      d = `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`;
+      // Labels sit just before the arrowhead, where edges no longer overlap.
+      lx = x2 - 8;
+      ly = y2 - 6;
+      cls = 'label end';
+    }
+    edgeParts.push(`<path d="${d}" class="edge" marker-end="url(#arrow)"/>`);
+    if (e.label) edgeParts.push(`<text x="${lx.toFixed(1)}" y="${ly.toFixed(1)}" class="${cls}">${esc(e.label)}</text>`);
+  }
+  const width = x - gap + 60;
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height + 20}" viewBox="0 0 ${width} ${height + 20}">`,
+    '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#5b6270"/></marker></defs>',
+    '<style>text{font-family:Helvetica,Arial,sans-serif}.col{font-size:15px;font-weight:bold;fill:#333}.title{font-size:13px;font-weight:bold;fill:#222}.line{font-size:11px;fill:#444}.label{font-size:10px;fill:#5b3d99;text-anchor:middle}.end{text-anchor:end}.edge{fill:none;stroke:#5b6270;stroke-width:1.2}</style>',
+    `<rect width="${width}" height="${height + 20}" fill="#ffffff"/>`,
+    ...edgeParts,
+    ...parts,
+    '</svg>',
+    '',
+  ].join('\n');
+}
+
