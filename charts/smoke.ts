@@ -46,6 +46,7 @@ export class SmokeTestChart extends Chart {
       spec: {
         schedule: NEVER,
         suspend: true,
+        startingDeadlineSeconds: 300,
         jobTemplate: {
           metadata: { labels: labels(component) },
           spec: {
