@@ -7,11 +7,13 @@ import { execFileSync, spawnSync } from 'child_process';
 import { createHash, createHmac } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { configMapFile, container, find, generatedSecrets, httpJson, Manifest, programs, rendered, tempDir, writeSecretFiles } from './harness';
+import {
+  configMapFile, container, find, generatedSecrets, httpJson, Manifest, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles,
+} from './harness';
 import { postgresVersion, RunningPostgres, startPostgres } from './postgres';
 import { login, RunningSynapse, startSynapse } from './synapse';
 
-const { manifests } = rendered();
+const { config, manifests } = rendered();
 const RESTIC_VERSION = execFileSync(programs().restic, ['version'], { encoding: 'utf8' }).split(' ').slice(0, 2).join(' ');
 
 let secrets: Record<string, string>;
@@ -82,10 +84,10 @@ beforeAll(async () => {
     fs.writeFileSync(path.join(scripts, f), configMapFile(manifests, 'backup-scripts', f), { mode: 0o555 });
   }
   secrets = await generatedSecrets(manifests);
-  writeSecretFiles(passwordDir, { password: secrets.postgresPassword });
+  writeSecretFiles(passwordDir, secretVolumeFiles(find(manifests, 'CronJob', 'postgres-backup'), 'password', config, secrets));
   source = await startPostgres(manifests, secrets.postgresPassword);
   // Synapse fills its database: the schema, an admin, a room with messages, and media.
-  synapse = await startSynapse(manifests, secrets, source);
+  synapse = await startSynapse(manifests, config, secrets, source);
   const nonce = (await httpJson(`${synapse.base}/_synapse/admin/v1/register`)).body.nonce;
   const mac = createHmac('sha1', secrets.registrationSharedSecret).update(`${nonce}\0alice\0${secrets.adminPassword}\0notadmin`).digest('hex');
   const reg = await httpJson(`${synapse.base}/_synapse/admin/v1/register`, {
@@ -139,7 +141,7 @@ describe(`backups with ${postgresVersion()} tools`, () => {
       expect(r.status).toBe(0);
       expect(tableDigests(empty)).toEqual(before);
       // The runbook's last step: Synapse starts on the restored database and the data is there.
-      const restored = await startSynapse(manifests, secrets, empty);
+      const restored = await startSynapse(manifests, config, secrets, empty);
       try {
         const token = await login(restored.base, 'alice', secrets.adminPassword);
         const rooms = await httpJson(`${restored.base}/_matrix/client/v3/joined_rooms`, { headers: { Authorization: `Bearer ${token}` } });

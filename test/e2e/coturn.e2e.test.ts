@@ -23,7 +23,7 @@ import * as path from 'path';
 import * as tls from 'tls';
 import {
   configMapFile, container, find, freePort, generatedSecrets, LOOPBACK_REWRITES, Program, programs, rendered, sleep, tcpOpen,
-  tempDir, writeSecretFiles,
+  secretVolumeFiles, tempDir, writeSecretFiles,
 } from './harness';
 
 // The program as it reports itself, read once at load for the titles; the turnutils_* clients come from the same package and folder.
@@ -65,16 +65,6 @@ function option(conf: string, name: string): string {
 function setOption(conf: string, name: string, value: string | number): string {
   option(conf, name);
   return conf.split('\n').map((l) => (l.startsWith(`${name}=`) ? `${name}=${value}` : l)).join('\n');
-}
-
-/** The generated value that a Secret name/key pair holds (config.secrets.refs names the generator's values). */
-function secretValue(secretName: string, key: string): string {
-  const refs = config.secrets.refs as Record<string, { name: string; key: string }>;
-  const hit = Object.entries(refs).find(([, r]) => r.name === secretName && r.key === key);
-  if (!hit) throw new Error(`no secret ref for ${secretName}/${key}`);
-  const value = secrets[hit[0]];
-  if (value === undefined) throw new Error(`the generator made no value "${hit[0]}"`);
-  return value;
 }
 
 /** LOOPBACK_REWRITES.paths: each volume becomes <dir>/vol/<volume name>, so the init and main containers share theirs. Mount path -> folder. */
@@ -398,9 +388,7 @@ async function startCoturn(): Promise<RunningCoturn> {
   fs.writeFileSync(path.join(configDir, 'start.sh'), script);
 
   // The TURN Secret volume, as the kubelet projects its items.
-  const secretVolume = volumes.find((v) => v.name === 'turn-secret').secret;
-  const secretFiles: Record<string, string> = {};
-  for (const item of secretVolume.items) secretFiles[item.path] = secretValue(secretVolume.secretName, item.key);
+  const secretFiles = secretVolumeFiles(ds, 'turn-secret', config, secrets);
   if (Object.keys(secretFiles).length !== 1) throw new Error(`expected one TURN secret file, got ${Object.keys(secretFiles).join(', ')}`);
   writeSecretFiles(path.join(dir, 'vol', 'turn-secret'), secretFiles);
   const secret = Object.values(secretFiles)[0];

@@ -307,3 +307,28 @@ export class PodNetwork {
     execFileSync('ip', ['netns', 'delete', this.name], { stdio: 'ignore' });
   }
 }
+
+/**
+ * The files a rendered Secret (or projected Secrets) volume shows a pod,
+ * filled with the generated values: which value lands in which file is
+ * read from the manifest, so a wrong Secret name or key in a chart fails
+ * the program that reads it.
+ */
+export function secretVolumeFiles(workload: Manifest, volumeName: string, config: KudoConfig, values: Record<string, string>): Record<string, string> {
+  const spec = workload.kind === 'CronJob' ? workload.spec.jobTemplate.spec.template.spec : workload.spec.template.spec;
+  const vol = spec.volumes.find((v: any) => v.name === volumeName);
+  if (!vol) throw new Error(`${workload.metadata.name} has no volume ${volumeName}`);
+  const sources = vol.secret ? [{ secret: { ...vol.secret, name: vol.secret.secretName } }] : vol.projected.sources;
+  const refs = config.secrets.refs as Record<string, { name: string; key: string }>;
+  const files: Record<string, string> = {};
+  for (const { secret } of sources) {
+    for (const item of secret.items) {
+      const hit = Object.entries(refs).find(([, r]) => r.name === secret.name && r.key === item.key);
+      if (!hit) throw new Error(`${workload.metadata.name}: volume ${volumeName} reads ${secret.name}/${item.key}, which no secret ref names`);
+      const value = values[hit[0]];
+      if (value === undefined) throw new Error(`the generator made no value "${hit[0]}"`);
+      files[item.path] = value;
+    }
+  }
+  return files;
+}

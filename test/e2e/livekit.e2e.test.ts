@@ -20,7 +20,7 @@ import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
 import WebSocket from 'ws';
 import {
   configMapFile, container, find, freePort, generatedSecrets, httpJson, LOOPBACK_REWRITES, Manifest, Program, programs,
-  rendered, rewritePaths, tail, tcpOpen, tempDir, writeSecretFiles,
+  rendered, rewritePaths, secretVolumeFiles, tail, tcpOpen, tempDir, writeSecretFiles,
 } from './harness';
 
 // The versions as the programs report themselves, read once at load for the titles.
@@ -45,26 +45,15 @@ afterAll(async () => {
 // Helpers: Secret volumes, mount paths, Redis's protocol.
 // ---------------------------------------------------------------------------
 
-/** The generated value that a Secret name/key pair holds (config.secrets.refs names the generator's values). */
+/** The files of one of a workload's Secret volumes, as the manifest maps the generated values into it. */
+const secretFiles = (workload: Manifest, volumeName: string) => secretVolumeFiles(workload, volumeName, config, secrets);
+
+/** The generated value a Secret name/key pair holds (for env vars from secretKeyRef). */
 function secretValue(secretName: string, key: string): string {
   const refs = config.secrets.refs as Record<string, { name: string; key: string }>;
   const hit = Object.entries(refs).find(([, r]) => r.name === secretName && r.key === key);
   if (!hit) throw new Error(`no secret ref for ${secretName}/${key}`);
-  const value = secrets[hit[0]];
-  if (value === undefined) throw new Error(`the generator made no value "${hit[0]}"`);
-  return value;
-}
-
-/** The files a rendered Secret (or projected Secrets) volume shows, with the generated values. */
-function secretVolumeFiles(workload: Manifest, volumeName: string): Record<string, string> {
-  const vol = workload.spec.template.spec.volumes.find((v: any) => v.name === volumeName);
-  if (!vol) throw new Error(`${workload.metadata.name} has no volume ${volumeName}`);
-  const sources = vol.secret ? [{ secret: { ...vol.secret, name: vol.secret.secretName } }] : vol.projected.sources;
-  const files: Record<string, string> = {};
-  for (const { secret } of sources) {
-    for (const item of secret.items) files[item.path] = secretValue(secret.name, item.key);
-  }
-  return files;
+  return secrets[hit[0]];
 }
 
 /**
@@ -204,7 +193,7 @@ async function startRedis(): Promise<RunningRedis> {
   const port = await freePort();
 
   // The Secret volume, as the kubelet writes it (mode 0440).
-  const passwordFiles = secretVolumeFiles(sts, 'password');
+  const passwordFiles = secretFiles(sts, 'password');
   writeSecretFiles(mounts['/secrets'], passwordFiles);
 
   // redis.conf from the ConfigMap.
@@ -309,8 +298,8 @@ async function prepareLiveKit(): Promise<LiveKitRun> {
   const mounts = { ...mountDirs(init, dir), ...mountDirs(main, dir) };
 
   // Secret volumes as the kubelet writes them (mode 0440).
-  writeSecretFiles(mounts['/keys'], secretVolumeFiles(deploy, 'api-keys'));
-  writeSecretFiles(mounts['/secrets/turn'], secretVolumeFiles(deploy, 'turn-secret'));
+  writeSecretFiles(mounts['/keys'], secretFiles(deploy, 'api-keys'));
+  writeSecretFiles(mounts['/secrets/turn'], secretFiles(deploy, 'turn-secret'));
 
   // The init container: `sh -c LIVEKIT_WRITE_KEYS`.
   expect(init.command.slice(0, 2)).toEqual(['sh', '-c']);

@@ -30,7 +30,7 @@ let homeserverFile: string;
 beforeAll(async () => {
   secrets = await generatedSecrets(manifests);
   pg = await startPostgres(manifests, secrets.postgresPassword);
-  running = await startSynapse(manifests, secrets, pg);
+  running = await startSynapse(manifests, config, secrets, pg);
   ({ program: synapse, base, dir, homeserverFile } = running);
 }, 300_000);
 

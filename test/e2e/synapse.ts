@@ -7,7 +7,10 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
-import { configMapFile, container, find, freePort, Manifest, Program, programs, rewritePaths, tempDir, writeSecretFiles } from './harness';
+import type { KudoConfig } from '../../charts/config';
+import {
+  configMapFile, container, find, freePort, Manifest, Program, programs, rewritePaths, secretVolumeFiles, tempDir, writeSecretFiles,
+} from './harness';
 import { RunningPostgres } from './postgres';
 
 export interface RunningSynapse {
@@ -44,29 +47,25 @@ function loopbackHomeserver(rendered: any, pg: RunningPostgres, d: { config: str
 }
 
 /** Starts Synapse against `pg` and waits for /health. `mediaDir` reuses a media store (e.g. a restored one). */
-export async function startSynapse(ms: Manifest[], secrets: Record<string, string>, pg: RunningPostgres, mediaDir?: string): Promise<RunningSynapse> {
+export async function startSynapse(
+  ms: Manifest[], config: KudoConfig, secrets: Record<string, string>, pg: RunningPostgres, mediaDir?: string,
+): Promise<RunningSynapse> {
   const dir = tempDir('synapse');
   const d = {
     config: path.join(dir, 'config'), secrets: path.join(dir, 'secrets'), media: mediaDir ?? path.join(dir, 'media'),
     db: path.join(dir, 'db'), run: path.join(dir, 'run'), port: await freePort(), metricsPort: await freePort(),
   };
   for (const p of [d.config, d.media, d.run]) fs.mkdirSync(p, { recursive: true });
-  // paths: the Secret volumes, as the pod sees them.
-  writeSecretFiles(d.secrets, {
-    'signing.key': secrets.signingKey,
-    macaroon_secret_key: secrets.macaroonSecretKey,
-    form_secret: secrets.formSecret,
-    registration_shared_secret: secrets.registrationSharedSecret,
-    turn_shared_secret: secrets.turnSharedSecret,
-  });
-  writeSecretFiles(d.db, { password: secrets.postgresPassword });
+  // paths: the Secret volumes, as the pod sees them, filled as the manifest maps them.
+  const deploy = find(ms, 'Deployment', 'synapse');
+  writeSecretFiles(d.secrets, secretVolumeFiles(deploy, 'secrets', config, secrets));
+  writeSecretFiles(d.db, secretVolumeFiles(deploy, 'db-password', config, secrets));
 
   const renderedHs = yaml.load(configMapFile(ms, 'synapse-config', 'homeserver.yaml'));
   const homeserverFile = path.join(d.config, 'homeserver.yaml');
   fs.writeFileSync(homeserverFile, yaml.dump(loopbackHomeserver(renderedHs, pg, d)));
   fs.writeFileSync(path.join(d.config, 'log.yaml'), configMapFile(ms, 'synapse-config', 'log.yaml'));
 
-  const deploy = find(ms, 'Deployment', 'synapse');
   const pathMap = { '/db': d.db, '/run/synapse': d.run, '/config': d.config };
   // The init container's script, run as written (paths rewritten).
   const init = container(deploy, 'pgpass');
