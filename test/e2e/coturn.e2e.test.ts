@@ -23,7 +23,7 @@ import * as path from 'path';
 import * as tls from 'tls';
 import {
   configMapFile, container, find, freePort, generatedSecrets, LOOPBACK_REWRITES, Program, programs, rendered, sleep, tcpOpen,
-  secretVolumeFiles, tempDir, writeSecretFiles,
+  secretVolumeFiles, tempDir, writeSecretFiles, hostPath, mountDirs,
 } from './harness';
 
 // The program as it reports itself, read once at load for the titles; the turnutils_* clients come from the same package and folder.
@@ -67,22 +67,6 @@ function setOption(conf: string, name: string, value: string | number): string {
   return conf.split('\n').map((l) => (l.startsWith(`${name}=`) ? `${name}=${value}` : l)).join('\n');
 }
 
-/** LOOPBACK_REWRITES.paths: each volume becomes <dir>/vol/<volume name>, so the init and main containers share theirs. Mount path -> folder. */
-function mountDirs(c: any, dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const m of c.volumeMounts) {
-    out[m.mountPath] = path.join(dir, 'vol', m.name);
-    fs.mkdirSync(out[m.mountPath], { recursive: true });
-  }
-  return out;
-}
-
-/** LOOPBACK_REWRITES.paths: a container path moved to the folder of the mount that holds it. */
-function hostPath(mounts: Record<string, string>, p: string): string {
-  const mount = Object.keys(mounts).filter((m) => p === m || p.startsWith(`${m}/`)).sort((a, b) => b.length - a.length)[0];
-  if (!mount) throw new Error(`${p} is not under any mount (${Object.keys(mounts).join(', ')})`);
-  return path.join(mounts[mount], p.slice(mount.length));
-}
 
 /**
  * LOOPBACK_REWRITES.paths: every path under a mount in `text` moved to its folder, in one pass

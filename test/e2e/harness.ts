@@ -332,3 +332,24 @@ export function secretVolumeFiles(workload: Manifest, volumeName: string, config
   }
   return files;
 }
+
+/**
+ * LOOPBACK_REWRITES.paths: each volume of a container becomes the folder
+ * <dir>/vol/<volume name>, so two containers mounting one volume (an init
+ * container and the main one) share it. Returns mount path -> folder.
+ */
+export function mountDirs(c: { volumeMounts: { name: string; mountPath: string }[] }, dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of c.volumeMounts) {
+    out[m.mountPath] = path.join(dir, 'vol', m.name);
+    fs.mkdirSync(out[m.mountPath], { recursive: true });
+  }
+  return out;
+}
+
+/** LOOPBACK_REWRITES.paths: a path inside the container, moved to the folder of the mount that holds it. */
+export function hostPath(mounts: Record<string, string>, p: string): string {
+  const mount = Object.keys(mounts).filter((m) => p === m || p.startsWith(`${m}/`)).sort((a, b) => b.length - a.length)[0];
+  if (!mount) throw new Error(`${p} is not under any mount (${Object.keys(mounts).join(', ')})`);
+  return path.join(mounts[mount], p.slice(mount.length));
+}

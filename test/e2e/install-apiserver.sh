@@ -33,24 +33,12 @@ readonly ETCD_VERSION=3.6.8           # Go module go.etcd.io/etcd/server/v3
 CACHE="${KUDO_E2E_CACHE:-$HOME/.cache/kudo-e2e}"
 
 export DEBIAN_FRONTEND=noninteractive
-# A dependency that asks for a newer Go must fail loudly rather than make the go
-# command download a toolchain from outside the module proxy.
-export GOTOOLCHAIN=local
 # Static binaries, as Kubernetes' and etcd's own release builds are.
 export CGO_ENABLED=0
 
-log() { printf '[install-apiserver] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-now() { date +%s.%N; }
-# Prints how long a step took, so slow cold builds show up in CI logs.
-timed() {
-  local name=$1 t0
-  shift
-  t0=$(now)
-  "$@"
-  log "$name done in $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }')"
-}
+LOG_PREFIX=install-apiserver
+# shellcheck source=test/e2e/install-lib.sh
+. "$(dirname "$0")/install-lib.sh"
 
 mkdir -p "$CACHE/bin"
 # Parallel test runs may call this script at the same time; let one install.

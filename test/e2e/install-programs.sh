@@ -29,22 +29,9 @@ PYTHON="${KUDO_E2E_PYTHON:-python3}"
 
 export DEBIAN_FRONTEND=noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-# A dependency that asks for a newer Go must fail loudly rather than make the go
-# command download a toolchain from outside the module proxy.
-export GOTOOLCHAIN=local
-
-log() { printf '[install-programs] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-now() { date +%s.%N; }
-# Prints how long a step took, so slow cold installs show up in CI logs.
-timed() {
-  local name=$1 t0
-  shift
-  t0=$(now)
-  "$@"
-  log "$name done in $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }')"
-}
+LOG_PREFIX=install-programs
+# shellcheck source=test/e2e/install-lib.sh
+. "$(dirname "$0")/install-lib.sh"
 
 mkdir -p "$CACHE/bin"
 # Parallel test runs may call this script at the same time; let one install.

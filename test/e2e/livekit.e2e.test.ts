@@ -20,7 +20,7 @@ import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
 import WebSocket from 'ws';
 import {
   configMapFile, container, find, freePort, generatedSecrets, httpJson, LOOPBACK_REWRITES, Manifest, Program, programs,
-  rendered, rewritePaths, secretVolumeFiles, tail, tcpOpen, tempDir, writeSecretFiles,
+  rendered, rewritePaths, secretVolumeFiles, tail, tcpOpen, tempDir, writeSecretFiles, hostPath, mountDirs,
 } from './harness';
 
 // The versions as the programs report themselves, read once at load for the titles.
@@ -56,26 +56,6 @@ function secretValue(secretName: string, key: string): string {
   return secrets[hit[0]];
 }
 
-/**
- * paths: each volume becomes a folder <dir>/vol/<volume name>, so two
- * containers mounting one volume (LiveKit's init and main container) share it.
- * Returns mount path -> folder for the container's mounts.
- */
-function mountDirs(c: any, dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const m of c.volumeMounts) {
-    out[m.mountPath] = path.join(dir, 'vol', m.name);
-    fs.mkdirSync(out[m.mountPath], { recursive: true });
-  }
-  return out;
-}
-
-/** paths: a path inside the container, moved to the folder of the mount that holds it. */
-function hostPath(mounts: Record<string, string>, p: string): string {
-  const mount = Object.keys(mounts).filter((m) => p.startsWith(`${m}/`)).sort((a, b) => b.length - a.length)[0];
-  if (!mount) throw new Error(`${p} is not under any mount (${Object.keys(mounts).join(', ')})`);
-  return path.join(mounts[mount], p.slice(mount.length + 1));
-}
 
 /**
  * paths: rewrites the given container paths in a script (whole file paths,
