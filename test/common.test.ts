@@ -1,0 +1,30 @@
+import { contentHash, imageRef, labels, memoryBytes, resourceRequirements, selectorLabels } from '../charts/common';
+
+test('selector labels are a fixed subset of the labels (never the version)', () => {
+  const c = { name: 'postgres', component: 'database', version: '17.11' };
+  expect(selectorLabels(c)).toEqual({ 'app.kubernetes.io/name': 'postgres', 'app.kubernetes.io/instance': 'kudo-postgres' });
+  expect(labels(c)).toMatchObject({ ...selectorLabels(c), 'app.kubernetes.io/version': '17.11', 'app.kubernetes.io/part-of': 'kudo' });
+  expect(labels({ name: 'x', component: 'y', version: 'v1+build' })['app.kubernetes.io/version']).toBe('v1_build');
+});
+
+test('image references, with and without a digest', () => {
+  expect(imageRef({ repository: 'r/x', tag: '1' })).toBe('r/x:1');
+  expect(imageRef({ repository: 'r/x', tag: '1', digest: `sha256:${'0'.repeat(64)}` })).toBe(`r/x:1@sha256:${'0'.repeat(64)}`);
+});
+
+test('memory quantities in bytes', () => {
+  expect(memoryBytes('512Mi')).toBe(512 * 2 ** 20);
+  expect(memoryBytes('2G')).toBe(2e9);
+  expect(() => memoryBytes('lots')).toThrow('not a memory quantity: "lots"');
+});
+
+test('content hashes are stable and change with the content', () => {
+  expect(contentHash({ a: 1 })).toBe(contentHash({ a: 1 }));
+  expect(contentHash({ a: 1 })).not.toBe(contentHash({ a: 2 }));
+  expect(contentHash('ab', 'c')).not.toBe(contentHash('a', 'bc'));
+});
+
+test('resources carry ephemeral storage too', () => {
+  const r = resourceRequirements({ requests: { cpu: '1', memory: '1Gi' }, limits: { cpu: '2', memory: '2Gi' } });
+  expect(JSON.parse(JSON.stringify(r.limits))).toEqual(expect.objectContaining({ 'ephemeral-storage': expect.anything() }));
+});
