@@ -45,7 +45,3 @@ export function podSpec(workload: Manifest): any {
   return workload.kind === 'CronJob' ? workload.spec.jobTemplate.spec.template.spec : workload.spec.template.spec;
 }
 
-/** Objects of a kind labelled app.kubernetes.io/name=<name>. */
-export function byLabel(ms: Manifest[], kind: string, name: string): Manifest[] {
-  return ms.filter((m) => m.kind === kind && m.metadata.labels?.['app.kubernetes.io/name'] === name);
-}
