@@ -8,10 +8,7 @@
  */
 import * as fs from 'fs';
 import type * as JsYaml from 'js-yaml';
-import { z } from 'zod';
-
-// The schema is used once per run: compiling it to a fast parser costs more than it saves.
-z.config({ jitless: true });
+import type { z } from 'zod';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -20,252 +17,270 @@ export class ConfigError extends Error {
   }
 }
 
-// RFC 1123 host names: lowercase labels of letters, digits and inner hyphens.
-const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const dnsName = z.string().refine(
-  (v) => v.length <= 253 && v.split('.').length >= 2 && v.split('.').every((l) => DNS_LABEL.test(l)),
-  { message: 'must be a lowercase DNS name such as "chat.example.com" (labels of a-z, 0-9 and inner "-", at least two labels)' },
-);
-const dnsLabel = z.string().regex(DNS_LABEL, 'must be a lowercase DNS label (a-z, 0-9 and inner "-", at most 63 characters)');
-const quantity = z.string().regex(/^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/, 'must be a Kubernetes quantity such as "500m", "512Mi" or "2Gi"');
-const memory = z.string().regex(/^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$/, 'must be a memory quantity such as "512Mi" or "2Gi"');
-const port = z.number().int().min(1).max(65535);
-const ipv4 = z.string().regex(/^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$/, 'must be an IPv4 address such as "203.0.113.10"');
-const labelMap = z.record(z.string(), z.string());
-const cidr = z.string().regex(/^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\/([0-9]|[12][0-9]|3[0-2])$/, 'must be an IPv4 CIDR such as "10.0.0.0/16"');
-const cron = z.string().regex(/^(\S+\s+){4}\S+$/, 'must be a five-field cron schedule such as "15 3 * * *"');
+/**
+ * The schema, built on first use: zod is loaded only when a config has to be
+ * checked (the embedded defaults are resolved when the bundle is built; see
+ * defaultConfig()).
+ */
+function makeSchema() {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { z }: typeof import('zod') = require('zod');
+  // The schema is used once per run: compiling it to a fast parser costs more than it saves.
+  z.config({ jitless: true });
 
-const resources = (cpuReq: string, memReq: string, cpuLim: string, memLim: string) => z.strictObject({
-  requests: z.strictObject({ cpu: quantity.default(cpuReq), memory: memory.default(memReq) }).prefault({}),
-  limits: z.strictObject({ cpu: quantity.default(cpuLim), memory: memory.default(memLim) }).prefault({}),
-}).prefault({});
+  // RFC 1123 host names: lowercase labels of letters, digits and inner hyphens.
+  const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+  const dnsName = z.string().refine(
+    (v) => v.length <= 253 && v.split('.').length >= 2 && v.split('.').every((l) => DNS_LABEL.test(l)),
+    { message: 'must be a lowercase DNS name such as "chat.example.com" (labels of a-z, 0-9 and inner "-", at least two labels)' },
+  );
+  const dnsLabel = z.string().regex(DNS_LABEL, 'must be a lowercase DNS label (a-z, 0-9 and inner "-", at most 63 characters)');
+  const quantity = z.string().regex(/^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/, 'must be a Kubernetes quantity such as "500m", "512Mi" or "2Gi"');
+  const memory = z.string().regex(/^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$/, 'must be a memory quantity such as "512Mi" or "2Gi"');
+  const port = z.number().int().min(1).max(65535);
+  const ipv4 = z.string().regex(/^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$/, 'must be an IPv4 address such as "203.0.113.10"');
+  const labelMap = z.record(z.string(), z.string());
+  const cidr = z.string().regex(/^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\/([0-9]|[12][0-9]|3[0-2])$/, 'must be an IPv4 CIDR such as "10.0.0.0/16"');
+  const cron = z.string().regex(/^(\S+\s+){4}\S+$/, 'must be a five-field cron schedule such as "15 3 * * *"');
 
-const image = (repository: string, tag: string) => z.strictObject({
-  repository: z.string().regex(/^[a-z0-9.\-_/:]+$/, 'must be an image repository such as "docker.io/library/postgres"').default(repository),
-  tag: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, 'must be an image tag').default(tag),
-  /** Optional digest; when set the image is pulled by digest and the tag is informational. */
-  digest: z.string().regex(/^sha256:[a-f0-9]{64}$/, 'must be "sha256:" followed by 64 hex digits').optional(),
-}).prefault({});
+  const resources = (cpuReq: string, memReq: string, cpuLim: string, memLim: string) => z.strictObject({
+    requests: z.strictObject({ cpu: quantity.default(cpuReq), memory: memory.default(memReq) }).prefault({}),
+    limits: z.strictObject({ cpu: quantity.default(cpuLim), memory: memory.default(memLim) }).prefault({}),
+  }).prefault({});
 
-const storage = (size: string) => z.strictObject({
-  size: memory.default(size),
-  /** StorageClass; unset means the cluster's default class. */
-  className: z.string().optional(),
-}).prefault({});
+  const image = (repository: string, tag: string) => z.strictObject({
+    repository: z.string().regex(/^[a-z0-9.\-_/:]+$/, 'must be an image repository such as "docker.io/library/postgres"').default(repository),
+    tag: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, 'must be an image tag').default(tag),
+    /** Optional digest; when set the image is pulled by digest and the tag is informational. */
+    digest: z.string().regex(/^sha256:[a-f0-9]{64}$/, 'must be "sha256:" followed by 64 hex digits').optional(),
+  }).prefault({});
 
-const secretRef = (name: string, key: string) => z.strictObject({
-  name: dnsLabel.default(name),
-  key: z.string().regex(/^[-._a-zA-Z0-9]+$/, 'must be a Secret data key (letters, digits, "-", "_", ".")').default(key),
-}).prefault({});
+  const storage = (size: string) => z.strictObject({
+    size: memory.default(size),
+    /** StorageClass; unset means the cluster's default class. */
+    className: z.string().optional(),
+  }).prefault({});
 
-export const configSchema = z.strictObject({
-  /**
-   * Sizing: `small` (the defaults below) fits a single 2 vCPU / 4 GiB node;
-   * `production` raises resources, storage and Synapse's database pool
-   * (PRODUCTION_PROFILE). Keys you set win over either.
-   */
-  profile: z.enum(['small', 'production']).default('small'),
-  /** Base DNS domain; the public hosts default to matrix.<domain>, livekit.<domain> and turn.<domain>. */
-  domain: dnsName.default('example.com'),
-  /** The Matrix server name (the part after ":" in user IDs). Defaults to `domain`. */
-  serverName: dnsName.optional(),
-  hosts: z.strictObject({
-    matrix: dnsName.optional(),
-    livekit: dnsName.optional(),
-    turn: dnsName.optional(),
-  }).prefault({}),
-  namespaces: z.strictObject({
-    /** Everything that is not host-network: PostgreSQL, Synapse, Redis, Jobs. Pod Security `restricted`. */
-    stack: dnsLabel.default('kudo'),
-    /** LiveKit and coturn, which bind the node's network. Pod Security `privileged` (see README). */
-    hostNetwork: dnsLabel.default('kudo-media'),
-    /** Where the Kudo application runs; receives the `kudo-app` credentials Secret. */
-    app: dnsLabel.default('kudo-app'),
-  }).prefault({}),
-  /** How the public hosts are reached: an Ingress controller, or Gateway API HTTPRoutes. */
-  routing: z.enum(['ingress', 'gateway-api']).default('ingress'),
-  gatewayApi: z.strictObject({
-    /** The Gateway the HTTPRoutes attach to. */
-    gatewayName: dnsLabel.default('kudo'),
-    /** @default namespaces.stack */
-    gatewayNamespace: dnsLabel.optional(),
-    /** Render that Gateway (HTTPS listener per host, certificates from cert-manager) rather than use an existing one. */
-    createGateway: z.boolean().default(true),
-    /** GatewayClass of the rendered Gateway; required when it is rendered. */
-    gatewayClassName: z.string().optional(),
-  }).prefault({}),
-  ingress: z.strictObject({
-    className: z.string().default('nginx'),
-    /** Extra annotations for every Ingress (e.g. controller-specific timeouts). */
-    annotations: labelMap.default({}),
-  }).prefault({}),
-  tls: z.strictObject({
-    /** The cert-manager issuer that signs every certificate. */
-    issuer: z.strictObject({
-      kind: z.enum(['ClusterIssuer', 'Issuer']).default('ClusterIssuer'),
-      name: dnsLabel.default('kudo-letsencrypt'),
-    }).prefault({}),
-    /** Render a Let's Encrypt ClusterIssuer named `issuer.name` (HTTP-01 through `ingress.className`). */
-    letsEncrypt: z.strictObject({
-      create: z.boolean().default(true),
-      environment: z.enum(['production', 'staging']).default('production'),
-      /** Contact address for expiry and account notices; optional for Let's Encrypt. */
-      email: z.string().email().optional(),
-    }).prefault({}),
-  }).prefault({}),
-  postgres: z.strictObject({
-    image: image('docker.io/library/postgres', '17.11-bookworm'),
-    storage: storage('10Gi'),
-    resources: resources('250m', '512Mi', '2', '1Gi'),
-    /** max_connections; unset means Synapse's pool plus room for backups and administration. */
-    maxConnections: z.number().int().min(10).max(10000).optional(),
-  }).prefault({}),
-  synapse: z.strictObject({
-    image: image('ghcr.io/element-hq/synapse', 'v1.163.2'),
-    media: storage('20Gi'),
-    resources: resources('250m', '512Mi', '2', '1536Mi'),
-    /** Largest upload accepted; also the Ingress body-size limit. Synapse size syntax: K, M or G suffix. */
-    maxUploadSize: z.string().regex(/^[0-9]+[KMG]$/, 'must be a size such as "50M" or "1G"').default('100M'),
-    databasePool: z.strictObject({
-      min: z.number().int().min(1).default(5),
-      max: z.number().int().min(1).default(10),
-    }).prefault({}),
-    /** Whether Synapse reports anonymous usage statistics to matrix.org. */
-    reportStats: z.boolean().default(false),
-    /** Open self-service registration. Off: accounts are made by the admin. */
-    enableRegistration: z.boolean().default(false),
-    logLevel: z.enum(['DEBUG', 'INFO', 'WARNING', 'ERROR']).default('INFO'),
-    /** The admin account the bootstrap Job registers. */
-    adminUser: z.string().regex(/^[a-z0-9._=\-/]+$/, 'must be a Matrix localpart (a-z, 0-9, ".", "_", "=", "-", "/")').default('admin'),
-  }).prefault({}),
-  wellKnown: z.strictObject({
-    /** Serve https://<serverName>/.well-known/matrix/{server,client}, delegating to the Matrix host on 443. */
-    enabled: z.boolean().default(true),
-  }).prefault({}),
-  redis: z.strictObject({
-    image: image('docker.io/library/redis', '7.4.10-bookworm'),
-    resources: resources('50m', '64Mi', '500m', '128Mi'),
-  }).prefault({}),
-  livekit: z.strictObject({
-    image: image('docker.io/livekit/livekit-server', 'v1.13.11'),
-    replicas: z.number().int().min(1).max(100).default(1),
-    resources: resources('500m', '512Mi', '2', '1Gi'),
-    /** Nodes that may run LiveKit (host networking: one pod per node). */
-    nodeSelector: labelMap.default({}),
-    rtc: z.strictObject({
-      /** ICE over TCP, for clients whose UDP is blocked. */
-      tcpPort: port.default(7881),
-      /**
-       * One UDP port (UDP mux) for all media instead of the port range; LiveKit
-       * uses one or the other, never both. @default - unset: the port range is used
-       */
-      udpPort: port.optional(),
-      /** UDP media ports, one per connection (the old deployment's 50000-50100). */
-      portRangeStart: port.default(50000),
-      portRangeEnd: port.default(50100),
-      /** Discover the node's public IP over STUN. When false, the node's own IP is advertised. */
-      useExternalIp: z.boolean().default(true),
-    }).prefault({}),
-  }).prefault({}),
-  coturn: z.strictObject({
-    image: image('docker.io/coturn/coturn', '4.18.0'),
-    resources: resources('100m', '64Mi', '1', '256Mi'),
-    /** Nodes that run coturn. Label them: kubectl label node NAME kudo/turn=true */
-    nodeSelector: labelMap.default({ 'kudo/turn': 'true' }),
-    /** The node's public IP when it is not on the node's ExternalIP address; unset = read it from the Node. */
-    publicIp: ipv4.optional(),
-    relayPorts: z.strictObject({ min: port.default(49152), max: port.default(49252) }).prefault({}),
-    /** Concurrent allocations per user name and in total. */
-    userQuota: z.number().int().min(0).default(12),
-    totalQuota: z.number().int().min(0).default(1200),
-    /** Lifetime of the TURN credentials LiveKit and Synapse hand out, in seconds. */
-    credentialTtlSeconds: z.number().int().min(60).max(86400).default(3600),
-  }).prefault({}),
-  monitoring: z.strictObject({
-    /** ServiceMonitors (prometheus-operator) for Synapse, LiveKit, coturn, and PostgreSQL and Redis exporters. */
-    enabled: z.boolean().default(false),
-    /** Where Prometheus runs; the NetworkPolicies let it scrape. */
-    namespace: dnsLabel.default('monitoring'),
-    /** Labels your Prometheus selects ServiceMonitors by (e.g. release: prometheus). */
-    serviceMonitorLabels: labelMap.default({}),
-    interval: z.string().regex(/^[0-9]+(s|m)$/, 'must be a duration such as "30s" or "1m"').default('30s'),
-    postgresExporter: image('quay.io/prometheuscommunity/postgres-exporter', 'v0.18.1'),
-    redisExporter: image('docker.io/oliver006/redis_exporter', 'v1.67.0'),
-  }).prefault({}),
-  argocd: z.strictObject({
-    /** Render an Argo CD Application (90-argocd.k8s.yaml) that syncs the rendered folder from Git. */
-    enabled: z.boolean().default(false),
-    namespace: dnsLabel.default('argocd'),
-    project: z.string().default('default'),
-    /** The Git repository that holds the rendered output; required when enabled. */
-    repoURL: z.string().regex(/^(https:\/\/|ssh:\/\/|git@)\S+$/, 'must be a Git URL such as "https://git.example.com/kudo/infra.git"').optional(),
-    targetRevision: z.string().default('main'),
-    path: z.string().default('dist'),
-    prune: z.boolean().default(true),
-  }).prefault({}),
-  networkPolicies: z.strictObject({
-    /** Default-deny in the stack namespace, then only the flows the stack needs. */
-    enabled: z.boolean().default(true),
-    /** Where the ingress controller's pods run (it reaches Synapse and the well-known server). */
-    ingressControllerNamespace: dnsLabel.default('ingress-nginx'),
-    /** Where the cluster DNS pods run. */
-    dnsNamespace: dnsLabel.default('kube-system'),
+  const secretRef = (name: string, key: string) => z.strictObject({
+    name: dnsLabel.default(name),
+    key: z.string().regex(/^[-._a-zA-Z0-9]+$/, 'must be a Secret data key (letters, digits, "-", "_", ".")').default(key),
+  }).prefault({});
+
+  return z.strictObject({
     /**
-     * The nodes' addresses. LiveKit runs on the host network, so Redis sees it
-     * as a node address; unset, Redis accepts any address (it still needs its password).
+     * Sizing: `small` (the defaults below) fits a single 2 vCPU / 4 GiB node;
+     * `production` raises resources, storage and Synapse's database pool
+     * (PRODUCTION_PROFILE). Keys you set win over either.
      */
-    nodeCidrs: z.array(cidr).default([]),
-  }).prefault({}),
-  backup: z.strictObject({
-    enabled: z.boolean().default(true),
-    /** Cron schedules (UTC). Both run on Synapse's node, one after the other, sharing the backup volume. */
-    schedule: z.strictObject({
-      postgres: cron.default('15 3 * * *'),
-      media: cron.default('45 3 * * *'),
+    profile: z.enum(['small', 'production']).default('small'),
+    /** Base DNS domain; the public hosts default to matrix.<domain>, livekit.<domain> and turn.<domain>. */
+    domain: dnsName.default('example.com'),
+    /** The Matrix server name (the part after ":" in user IDs). Defaults to `domain`. */
+    serverName: dnsName.optional(),
+    hosts: z.strictObject({
+      matrix: dnsName.optional(),
+      livekit: dnsName.optional(),
+      turn: dnsName.optional(),
     }).prefault({}),
-    /** How many daily, weekly and monthly backups to keep (the newest of each day, week, month). */
-    retention: z.strictObject({
-      daily: z.number().int().min(1).max(366).default(7),
-      weekly: z.number().int().min(0).max(520).default(4),
-      monthly: z.number().int().min(0).max(240).default(12),
+    namespaces: z.strictObject({
+      /** Everything that is not host-network: PostgreSQL, Synapse, Redis, Jobs. Pod Security `restricted`. */
+      stack: dnsLabel.default('kudo'),
+      /** LiveKit and coturn, which bind the node's network. Pod Security `privileged` (see README). */
+      hostNetwork: dnsLabel.default('kudo-media'),
+      /** Where the Kudo application runs; receives the `kudo-app` credentials Secret. */
+      app: dnsLabel.default('kudo-app'),
     }).prefault({}),
-    /** The backup volume (ReadWriteOnce), mounted on Synapse's node. */
-    storage: storage('50Gi'),
-    resources: resources('100m', '128Mi', '1', '512Mi'),
-    /** Also copy backups to an S3-compatible bucket with restic (encrypted, deduplicated). */
-    s3: z.strictObject({
+    /** How the public hosts are reached: an Ingress controller, or Gateway API HTTPRoutes. */
+    routing: z.enum(['ingress', 'gateway-api']).default('ingress'),
+    gatewayApi: z.strictObject({
+      /** The Gateway the HTTPRoutes attach to. */
+      gatewayName: dnsLabel.default('kudo'),
+      /** @default namespaces.stack */
+      gatewayNamespace: dnsLabel.optional(),
+      /** Render that Gateway (HTTPS listener per host, certificates from cert-manager) rather than use an existing one. */
+      createGateway: z.boolean().default(true),
+      /** GatewayClass of the rendered Gateway; required when it is rendered. */
+      gatewayClassName: z.string().optional(),
+    }).prefault({}),
+    ingress: z.strictObject({
+      className: z.string().default('nginx'),
+      /** Extra annotations for every Ingress (e.g. controller-specific timeouts). */
+      annotations: labelMap.default({}),
+    }).prefault({}),
+    tls: z.strictObject({
+      /** The cert-manager issuer that signs every certificate. */
+      issuer: z.strictObject({
+        kind: z.enum(['ClusterIssuer', 'Issuer']).default('ClusterIssuer'),
+        name: dnsLabel.default('kudo-letsencrypt'),
+      }).prefault({}),
+      /** Render a Let's Encrypt ClusterIssuer named `issuer.name` (HTTP-01 through `ingress.className`). */
+      letsEncrypt: z.strictObject({
+        create: z.boolean().default(true),
+        environment: z.enum(['production', 'staging']).default('production'),
+        /** Contact address for expiry and account notices; optional for Let's Encrypt. */
+        email: z.string().email().optional(),
+      }).prefault({}),
+    }).prefault({}),
+    postgres: z.strictObject({
+      image: image('docker.io/library/postgres', '17.11-bookworm'),
+      storage: storage('10Gi'),
+      resources: resources('250m', '512Mi', '2', '1Gi'),
+      /** max_connections; unset means Synapse's pool plus room for backups and administration. */
+      maxConnections: z.number().int().min(10).max(10000).optional(),
+    }).prefault({}),
+    synapse: z.strictObject({
+      image: image('ghcr.io/element-hq/synapse', 'v1.163.2'),
+      media: storage('20Gi'),
+      resources: resources('250m', '512Mi', '2', '1536Mi'),
+      /** Largest upload accepted; also the Ingress body-size limit. Synapse size syntax: K, M or G suffix. */
+      maxUploadSize: z.string().regex(/^[0-9]+[KMG]$/, 'must be a size such as "50M" or "1G"').default('100M'),
+      databasePool: z.strictObject({
+        min: z.number().int().min(1).default(5),
+        max: z.number().int().min(1).default(10),
+      }).prefault({}),
+      /** Whether Synapse reports anonymous usage statistics to matrix.org. */
+      reportStats: z.boolean().default(false),
+      /** Open self-service registration. Off: accounts are made by the admin. */
+      enableRegistration: z.boolean().default(false),
+      logLevel: z.enum(['DEBUG', 'INFO', 'WARNING', 'ERROR']).default('INFO'),
+      /** The admin account the bootstrap Job registers. */
+      adminUser: z.string().regex(/^[a-z0-9._=\-/]+$/, 'must be a Matrix localpart (a-z, 0-9, ".", "_", "=", "-", "/")').default('admin'),
+    }).prefault({}),
+    wellKnown: z.strictObject({
+      /** Serve https://<serverName>/.well-known/matrix/{server,client}, delegating to the Matrix host on 443. */
+      enabled: z.boolean().default(true),
+    }).prefault({}),
+    redis: z.strictObject({
+      image: image('docker.io/library/redis', '7.4.10-bookworm'),
+      resources: resources('50m', '64Mi', '500m', '128Mi'),
+    }).prefault({}),
+    livekit: z.strictObject({
+      image: image('docker.io/livekit/livekit-server', 'v1.13.11'),
+      replicas: z.number().int().min(1).max(100).default(1),
+      resources: resources('500m', '512Mi', '2', '1Gi'),
+      /** Nodes that may run LiveKit (host networking: one pod per node). */
+      nodeSelector: labelMap.default({}),
+      rtc: z.strictObject({
+        /** ICE over TCP, for clients whose UDP is blocked. */
+        tcpPort: port.default(7881),
+        /**
+         * One UDP port (UDP mux) for all media instead of the port range; LiveKit
+         * uses one or the other, never both. @default - unset: the port range is used
+         */
+        udpPort: port.optional(),
+        /** UDP media ports, one per connection (the old deployment's 50000-50100). */
+        portRangeStart: port.default(50000),
+        portRangeEnd: port.default(50100),
+        /** Discover the node's public IP over STUN. When false, the node's own IP is advertised. */
+        useExternalIp: z.boolean().default(true),
+      }).prefault({}),
+    }).prefault({}),
+    coturn: z.strictObject({
+      image: image('docker.io/coturn/coturn', '4.18.0'),
+      resources: resources('100m', '64Mi', '1', '256Mi'),
+      /** Nodes that run coturn. Label them: kubectl label node NAME kudo/turn=true */
+      nodeSelector: labelMap.default({ 'kudo/turn': 'true' }),
+      /** The node's public IP when it is not on the node's ExternalIP address; unset = read it from the Node. */
+      publicIp: ipv4.optional(),
+      relayPorts: z.strictObject({ min: port.default(49152), max: port.default(49252) }).prefault({}),
+      /** Concurrent allocations per user name and in total. */
+      userQuota: z.number().int().min(0).default(12),
+      totalQuota: z.number().int().min(0).default(1200),
+      /** Lifetime of the TURN credentials LiveKit and Synapse hand out, in seconds. */
+      credentialTtlSeconds: z.number().int().min(60).max(86400).default(3600),
+    }).prefault({}),
+    monitoring: z.strictObject({
+      /** ServiceMonitors (prometheus-operator) for Synapse, LiveKit, coturn, and PostgreSQL and Redis exporters. */
       enabled: z.boolean().default(false),
-      /** restic repository, e.g. "s3:https://s3.example.com/bucket/kudo". */
-      repository: z.string().regex(/^s3:https?:\/\/\S+$/, 'must be a restic S3 repository such as "s3:https://s3.example.com/bucket/kudo"').optional(),
-      /** Secret (namespaces.stack) with RESTIC_PASSWORD, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. */
-      secretName: dnsLabel.default('kudo-backup-s3'),
-      image: image('docker.io/restic/restic', '0.18.1'),
+      /** Where Prometheus runs; the NetworkPolicies let it scrape. */
+      namespace: dnsLabel.default('monitoring'),
+      /** Labels your Prometheus selects ServiceMonitors by (e.g. release: prometheus). */
+      serviceMonitorLabels: labelMap.default({}),
+      interval: z.string().regex(/^[0-9]+(s|m)$/, 'must be a duration such as "30s" or "1m"').default('30s'),
+      postgresExporter: image('quay.io/prometheuscommunity/postgres-exporter', 'v0.18.1'),
+      redisExporter: image('docker.io/oliver006/redis_exporter', 'v1.67.0'),
     }).prefault({}),
-  }).prefault({}),
-  secrets: z.strictObject({
-    /**
-     * generated: a Job creates each missing value once and never overwrites one.
-     * existing: every value comes from Secrets you manage; nothing is generated.
-     */
-    mode: z.enum(['generated', 'existing']).default('generated'),
-    refs: z.strictObject({
-      postgresPassword: secretRef('kudo-postgres', 'password'),
-      macaroonSecretKey: secretRef('kudo-synapse', 'macaroon_secret_key'),
-      formSecret: secretRef('kudo-synapse', 'form_secret'),
-      registrationSharedSecret: secretRef('kudo-synapse', 'registration_shared_secret'),
-      signingKey: secretRef('kudo-synapse', 'signing.key'),
-      turnSharedSecret: secretRef('kudo-turn', 'shared_secret'),
-      redisPassword: secretRef('kudo-redis', 'password'),
-      livekitApiKey: secretRef('kudo-livekit', 'api_key'),
-      livekitApiSecret: secretRef('kudo-livekit', 'api_secret'),
-      adminPassword: secretRef('kudo-synapse-admin', 'password'),
+    argocd: z.strictObject({
+      /** Render an Argo CD Application (90-argocd.k8s.yaml) that syncs the rendered folder from Git. */
+      enabled: z.boolean().default(false),
+      namespace: dnsLabel.default('argocd'),
+      project: z.string().default('default'),
+      /** The Git repository that holds the rendered output; required when enabled. */
+      repoURL: z.string().regex(/^(https:\/\/|ssh:\/\/|git@)\S+$/, 'must be a Git URL such as "https://git.example.com/kudo/infra.git"').optional(),
+      targetRevision: z.string().default('main'),
+      path: z.string().default('dist'),
+      prune: z.boolean().default(true),
     }).prefault({}),
-    /** The Secret (in namespaces.app) the bootstrap Job fills with the app's credentials. */
-    appSecretName: dnsLabel.default('kudo-app'),
-  }).prefault({}),
-});
+    networkPolicies: z.strictObject({
+      /** Default-deny in the stack namespace, then only the flows the stack needs. */
+      enabled: z.boolean().default(true),
+      /** Where the ingress controller's pods run (it reaches Synapse and the well-known server). */
+      ingressControllerNamespace: dnsLabel.default('ingress-nginx'),
+      /** Where the cluster DNS pods run. */
+      dnsNamespace: dnsLabel.default('kube-system'),
+      /**
+       * The nodes' addresses. LiveKit runs on the host network, so Redis sees it
+       * as a node address; unset, Redis accepts any address (it still needs its password).
+       */
+      nodeCidrs: z.array(cidr).default([]),
+    }).prefault({}),
+    backup: z.strictObject({
+      enabled: z.boolean().default(true),
+      /** Cron schedules (UTC). Both run on Synapse's node, one after the other, sharing the backup volume. */
+      schedule: z.strictObject({
+        postgres: cron.default('15 3 * * *'),
+        media: cron.default('45 3 * * *'),
+      }).prefault({}),
+      /** How many daily, weekly and monthly backups to keep (the newest of each day, week, month). */
+      retention: z.strictObject({
+        daily: z.number().int().min(1).max(366).default(7),
+        weekly: z.number().int().min(0).max(520).default(4),
+        monthly: z.number().int().min(0).max(240).default(12),
+      }).prefault({}),
+      /** The backup volume (ReadWriteOnce), mounted on Synapse's node. */
+      storage: storage('50Gi'),
+      resources: resources('100m', '128Mi', '1', '512Mi'),
+      /** Also copy backups to an S3-compatible bucket with restic (encrypted, deduplicated). */
+      s3: z.strictObject({
+        enabled: z.boolean().default(false),
+        /** restic repository, e.g. "s3:https://s3.example.com/bucket/kudo". */
+        repository: z.string().regex(/^s3:https?:\/\/\S+$/, 'must be a restic S3 repository such as "s3:https://s3.example.com/bucket/kudo"').optional(),
+        /** Secret (namespaces.stack) with RESTIC_PASSWORD, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. */
+        secretName: dnsLabel.default('kudo-backup-s3'),
+        image: image('docker.io/restic/restic', '0.18.1'),
+      }).prefault({}),
+    }).prefault({}),
+    secrets: z.strictObject({
+      /**
+       * generated: a Job creates each missing value once and never overwrites one.
+       * existing: every value comes from Secrets you manage; nothing is generated.
+       */
+      mode: z.enum(['generated', 'existing']).default('generated'),
+      refs: z.strictObject({
+        postgresPassword: secretRef('kudo-postgres', 'password'),
+        macaroonSecretKey: secretRef('kudo-synapse', 'macaroon_secret_key'),
+        formSecret: secretRef('kudo-synapse', 'form_secret'),
+        registrationSharedSecret: secretRef('kudo-synapse', 'registration_shared_secret'),
+        signingKey: secretRef('kudo-synapse', 'signing.key'),
+        turnSharedSecret: secretRef('kudo-turn', 'shared_secret'),
+        redisPassword: secretRef('kudo-redis', 'password'),
+        livekitApiKey: secretRef('kudo-livekit', 'api_key'),
+        livekitApiSecret: secretRef('kudo-livekit', 'api_secret'),
+        adminPassword: secretRef('kudo-synapse-admin', 'password'),
+      }).prefault({}),
+      /** The Secret (in namespaces.app) the bootstrap Job fills with the app's credentials. */
+      appSecretName: dnsLabel.default('kudo-app'),
+    }).prefault({}),
+  });
+}
 
-export type RawConfig = z.infer<typeof configSchema>;
+let builtSchema: ReturnType<typeof makeSchema> | undefined;
+/** The config schema (built once). */
+export function configSchema(): ReturnType<typeof makeSchema> {
+  return (builtSchema ??= makeSchema());
+}
+
+export type RawConfig = z.infer<ReturnType<typeof makeSchema>>;
 export type ImageConfig = RawConfig['postgres']['image'];
 export type ResourcesConfig = RawConfig['postgres']['resources'];
 export type StorageConfig = RawConfig['postgres']['storage'];
@@ -311,7 +326,7 @@ export function resolveConfig(input: unknown, source = 'config'): KudoConfig {
   // The profile supplies defaults underneath the user's keys; the schema checks the profile value itself.
   const profile = (input as Record<string, unknown>).profile;
   const withProfile = profile === 'production' ? deepMerge(PRODUCTION_PROFILE, input as Record<string, unknown>) : input;
-  const result = configSchema.safeParse(withProfile);
+  const result = configSchema().safeParse(withProfile);
   if (!result.success) {
     const lines = result.error.issues.map((issue) => formatIssue(issue, input));
     throw new ConfigError(`${source} is invalid:\n${lines.map((l) => `  - ${l}`).join('\n')}`);
@@ -330,9 +345,17 @@ export function resolveConfig(input: unknown, source = 'config'): KudoConfig {
   return config;
 }
 
+/** Set by scripts/build.mjs to the resolved defaults, so rendering them needs no schema at run time. */
+declare const __KUDO_DEFAULT_CONFIG__: KudoConfig | undefined;
+
+/** The embedded defaults, resolved (at build time in the bundle, else now). */
+export function defaultConfig(): KudoConfig {
+  return typeof __KUDO_DEFAULT_CONFIG__ !== 'undefined' ? __KUDO_DEFAULT_CONFIG__ : resolveConfig({}, 'embedded defaults');
+}
+
 /** Reads and validates a YAML config file; `undefined` selects the embedded defaults. */
 export function loadConfig(file: string | undefined): KudoConfig {
-  if (file === undefined || file === '') return resolveConfig({}, 'embedded defaults');
+  if (file === undefined || file === '') return defaultConfig();
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -454,7 +477,7 @@ function describe(v: unknown): string {
 
 /** The keys the schema allows in the object at `path`. */
 function allowedKeys(path: string[]): string[] {
-  let s: any = configSchema;
+  let s: any = configSchema();
   const unwrap = () => {
     while (s?.def?.innerType) s = s.def.innerType;
   };

@@ -5,6 +5,7 @@
 // and constructs stay external: they must be the very modules the charts'
 // base classes come from, and they are what the performance floor loads.
 import * as fs from 'fs';
+import { createRequire } from 'module';
 import * as path from 'path';
 import { fileURLToPath } from 'url';
 
@@ -28,15 +29,18 @@ export async function ensureBundle() {
   const built = fs.existsSync(BUNDLE) ? fs.statSync(BUNDLE).mtimeMs : 0;
   if (built > newestSource()) return;
   const { build } = await import('esbuild');
+  const common = { absWorkingDir: root, bundle: true, platform: 'node', target: 'node20', logLevel: 'warning' };
+  // The embedded defaults, resolved once here, so the default render loads no schema library.
+  const probe = path.join(path.dirname(BUNDLE), 'config-probe.js');
+  await build({ ...common, entryPoints: ['charts/config.ts'], outfile: probe });
+  const defaults = createRequire(import.meta.url)(probe).resolveConfig({}, 'embedded defaults');
+  fs.rmSync(probe);
   await build({
-    absWorkingDir: root,
+    ...common,
     entryPoints: ENTRIES,
     outdir: path.dirname(BUNDLE),
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
     external: ['cdk8s', 'cdk8s-plus-28', 'constructs'],
-    logLevel: 'warning',
+    define: { __KUDO_DEFAULT_CONFIG__: JSON.stringify(defaults) },
   });
 }
 

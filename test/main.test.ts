@@ -7,6 +7,9 @@ import { execFile, execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { Testing } from 'cdk8s';
+import * as yaml from 'js-yaml';
+import { charts } from './util';
 
 const ROOT = path.resolve(__dirname, '..');
 const MAIN = path.join(ROOT, '.build', 'main.js');
@@ -50,6 +53,14 @@ test('two renders are byte-identical', () => {
   expect(a.status).toBe(0);
   expect(readTree(a.outdir)).toEqual(readTree(b.outdir));
   expect(Object.keys(readTree(a.outdir))).toContain('00-namespaces.k8s.yaml');
+});
+
+test('the bundle (defaults resolved when it was built) renders what the charts render in-process', () => {
+  const r = render();
+  for (const [id, chart] of charts()) {
+    const file = path.join(r.outdir, `${id}.k8s.yaml`);
+    expect([id, yaml.loadAll(fs.readFileSync(file, 'utf8'))]).toEqual([id, Testing.synth(chart)]);
+  }
 });
 
 test('a Kustomization lists every rendered file, so `kubectl apply -k` applies what `-f` does', () => {
