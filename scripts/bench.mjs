@@ -8,7 +8,7 @@
 //   npm test      type-check and unit tests (once; BENCH_TESTS=0 skips)
 //
 // The runs are interleaved so that a noisy neighbour slows all alike; the
-// median of BENCH_RUNS (default 15) is reported with the peak resident
+// median of BENCH_RUNS (default 25) is reported with the peak resident
 // memory (GNU time, where installed). Figures, not assertions: nothing fails.
 import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -18,7 +18,7 @@ import { fileURLToPath } from 'url';
 import { ensureBundle } from './build.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const runs = Number(process.env.BENCH_RUNS ?? 15);
+const runs = Number(process.env.BENCH_RUNS ?? 25);
 const out = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-bench-'));
 const gnuTime = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 const env = { ...process.env, CDK8S_OUTDIR: path.join(out, 'dist'), CDK8S_CHECK_UPGRADE: 'false' };
