@@ -9,7 +9,7 @@ import { applySyncWaves, ArgoApplicationChart } from './argocd';
 import { BackupChart } from './backup';
 import { KudoConfig, POSTGRES_RESERVED_CONNECTIONS, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT } from './config';
 import { CoturnChart } from './coturn';
-import { LiveKitChart } from './livekit';
+import { LIVEKIT_TLS_SECRET, LiveKitChart } from './livekit';
 import { MonitoringChart } from './monitoring';
 import { NamespacesChart } from './namespaces';
 import { NetworkPoliciesChart } from './network-policies';
@@ -18,7 +18,6 @@ import { REDIS_EXPORTER_PORT, REDIS_PORT, RedisChart } from './redis';
 import { BootstrapChart, SecretGeneratorChart } from './secrets';
 import { SmokeTestChart } from './smoke';
 import { SYNAPSE_HTTP_PORT, SYNAPSE_METRICS_PORT, SYNAPSE_TLS_SECRET, SynapseChart, WELL_KNOWN_TLS_SECRET } from './synapse';
-import { LIVEKIT_TLS_SECRET } from './livekit';
 import { GatewayChart, IngressSettings, LetsEncryptIssuerChart } from './tls';
 import { WELL_KNOWN_PORT, WellKnownChart } from './well-known';
 

@@ -187,7 +187,8 @@ export class GatewayChart extends Chart {
         listeners: [
           { name: 'http', port: 80, protocol: 'HTTP', allowedRoutes },
           ...props.hosts.map((h) => ({
-            name: `https-${h.host.split('.')[0]}`.slice(0, 63),
+            // The whole host: listener names must be unique, and hosts may share a first label.
+            name: `https-${h.host.replace(/\./g, '-')}`.slice(0, 63),
             hostname: h.host,
             port: 443,
             protocol: 'HTTPS',
