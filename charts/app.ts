@@ -89,6 +89,7 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     resources: config.postgres.resources,
     maxConnections: config.postgres.maxConnections ?? pool.max + POSTGRES_RESERVED_CONNECTIONS,
     password: refs.postgresPassword,
+    superuserPassword: refs.postgresSuperuserPassword,
     exporter: config.monitoring.enabled ? config.monitoring.postgresExporter : undefined,
   });
 

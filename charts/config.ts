@@ -258,6 +258,7 @@ function makeSchema() {
       mode: z.enum(['generated', 'existing']).default('generated'),
       refs: z.strictObject({
         postgresPassword: secretRef('kudo-postgres', 'password'),
+        postgresSuperuserPassword: secretRef('kudo-postgres', 'superuser_password'),
         macaroonSecretKey: secretRef('kudo-synapse', 'macaroon_secret_key'),
         formSecret: secretRef('kudo-synapse', 'form_secret'),
         registrationSharedSecret: secretRef('kudo-synapse', 'registration_shared_secret'),

@@ -3,7 +3,7 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './config';
 import {
-  imageRef, labels, memoryBytes, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod, selectorLabels, tcpPort,
+  bundledFile, imageRef, labels, memoryBytes, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod, selectorLabels, tcpPort,
 } from './common';
 
 /**
@@ -16,6 +16,8 @@ export const POSTGRES_PORT = 5432;
 export const POSTGRES_DATA_MOUNT = '/var/lib/postgresql/data';
 /** PGDATA is a subdirectory so the server creates it with the owner and 0700 mode it insists on. */
 export const POSTGRES_PGDATA = `${POSTGRES_DATA_MOUNT}/pgdata`;
+/** The image's superuser: local administration only; Synapse connects as its own role. */
+export const POSTGRES_SUPERUSER = 'postgres';
 /** initdb arguments: Synapse refuses a database whose collation or ctype is not C. */
 export const POSTGRES_INITDB_ARGS = '--encoding=UTF8 --locale=C';
 
@@ -28,8 +30,10 @@ export interface PostgresProps extends ChartProps {
   readonly maxConnections: number;
   /** The role that owns the database, and the database's name. @default "synapse" */
   readonly database?: string;
-  /** The Secret key holding the role's password. */
+  /** The Secret key holding the Synapse role's password. */
   readonly password: SecretRef;
+  /** The Secret key holding the superuser's password. */
+  readonly superuserPassword: SecretRef;
   /** Run a Prometheus exporter beside the server. @default - no exporter */
   readonly exporter?: ImageConfig;
 }
@@ -93,6 +97,10 @@ export class PostgresChart extends Chart {
     const component = { name: 'postgres', component: 'database', version: props.image.tag };
     const meta = { namespace: props.namespace, labels: labels(component) };
     const settings = postgresSettings(props.resources.limits.memory, props.maxConnections);
+    const init = new k8s.KubeConfigMap(this, 'init', {
+      metadata: { name: 'postgres-init', ...meta },
+      data: { '10-synapse.sh': bundledFile('postgres-init.sh') },
+    });
     const isReady = ['pg_isready', '--host=127.0.0.1', `--port=${POSTGRES_PORT}`, `--username=${database}`, `--dbname=${database}`];
 
     const service = new k8s.KubeService(this, 'service', {
@@ -128,11 +136,14 @@ export class PostgresChart extends Chart {
               image: imageRef(props.image),
               args: ['postgres', ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])],
               env: [
-                { name: 'POSTGRES_USER', value: database },
-                { name: 'POSTGRES_DB', value: database },
-                { name: 'POSTGRES_PASSWORD_FILE', value: '/secrets/password' },
+                // The image's superuser; Synapse gets its own role (the init script).
+                { name: 'POSTGRES_USER', value: POSTGRES_SUPERUSER },
+                { name: 'POSTGRES_PASSWORD_FILE', value: '/secrets/superuser_password' },
                 { name: 'POSTGRES_INITDB_ARGS', value: POSTGRES_INITDB_ARGS },
                 { name: 'PGDATA', value: POSTGRES_PGDATA },
+                { name: 'SYNAPSE_DB_USER', value: database },
+                { name: 'SYNAPSE_DB_NAME', value: database },
+                { name: 'SYNAPSE_DB_PASSWORD_FILE', value: '/secrets/password' },
               ],
               ports: [tcpPort('postgres', POSTGRES_PORT)],
               resources: resourceRequirements(props.resources),
@@ -150,6 +161,7 @@ export class PostgresChart extends Chart {
               volumeMounts: [
                 { name: 'data', mountPath: POSTGRES_DATA_MOUNT },
                 { name: 'password', mountPath: '/secrets', readOnly: true },
+                { name: 'init', mountPath: '/docker-entrypoint-initdb.d', readOnly: true },
                 { name: 'run', mountPath: '/var/run/postgresql' },
                 { name: 'tmp', mountPath: '/tmp' },
               ],
@@ -157,8 +169,16 @@ export class PostgresChart extends Chart {
             volumes: [
               {
                 name: 'password',
-                secret: { secretName: props.password.name, items: [{ key: props.password.key, path: 'password' }], defaultMode: 0o440 },
+                projected: {
+                  defaultMode: 0o440,
+                  sources: [
+                    { secret: { name: props.password.name, items: [{ key: props.password.key, path: 'password' }] } },
+                    { secret: { name: props.superuserPassword.name, items: [{ key: props.superuserPassword.key, path: 'superuser_password' }] } },
+                  ],
+                },
               },
+              // Executable, so the entrypoint runs it in a shell of its own rather than sourcing it.
+              { name: 'init', configMap: { name: init.name, defaultMode: 0o555 } },
               memoryVolume('run', '16Mi'),
               memoryVolume('tmp', '64Mi'),
             ],

@@ -30,6 +30,7 @@ export interface SecretValue {
 
 export const SECRET_VALUES: readonly SecretValue[] = [
   { name: 'postgresPassword', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_DB_PASSWORD', description: "Synapse's PostgreSQL password" },
+  { name: 'postgresSuperuserPassword', kind: 'token', namespaces: ['stack'], description: "PostgreSQL's superuser password (only local administration uses it)" },
   { name: 'macaroonSecretKey', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_MACAROON_SECRET_KEY', description: 'Synapse macaroon_secret_key' },
   { name: 'formSecret', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_FORM_SECRET', description: 'Synapse form_secret' },
   {

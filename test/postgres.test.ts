@@ -34,12 +34,21 @@ test('the image is pinned to a major version, by digest when given', () => {
   expect(pinned.image).toBe(`docker.io/library/postgres:17.11-bookworm@${digest}`);
 });
 
-test('the database is initialised UTF8 with C collation and ctype', () => {
-  const env = Object.fromEntries(container(find(manifests(), 'StatefulSet', 'postgres'), 'postgres').env.map((e: any) => [e.name, e.value]));
+test('the database is initialised UTF8 with C collation and ctype, owned by a role of its own', () => {
+  const ms = manifests();
+  const sts = find(ms, 'StatefulSet', 'postgres');
+  const env = Object.fromEntries(container(sts, 'postgres').env.map((e: any) => [e.name, e.value]));
   expect(env.POSTGRES_INITDB_ARGS).toBe('--encoding=UTF8 --locale=C');
-  expect(env.POSTGRES_DB).toBe('synapse');
-  expect(env.POSTGRES_PASSWORD_FILE).toBe('/secrets/password');
+  expect(env.POSTGRES_USER).toBe('postgres');
+  expect(env.POSTGRES_PASSWORD_FILE).toBe('/secrets/superuser_password');
   expect(env.POSTGRES_PASSWORD).toBeUndefined();
+  expect(env).toMatchObject({ SYNAPSE_DB_USER: 'synapse', SYNAPSE_DB_NAME: 'synapse', SYNAPSE_DB_PASSWORD_FILE: '/secrets/password' });
+  const script = find(ms, 'ConfigMap', 'postgres-init').data['10-synapse.sh'];
+  expect(script).toContain("LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
+  expect(script).toContain("PASSWORD :'pw'");
+  const init = podSpec(sts).volumes.find((v: any) => v.name === 'init');
+  expect(init.configMap).toEqual({ name: 'postgres-init', defaultMode: 0o555 });
+  expect(container(sts, 'postgres').volumeMounts).toContainEqual({ name: 'init', mountPath: '/docker-entrypoint-initdb.d', readOnly: true });
   // PGDATA below the mount point, so the server can own it with mode 0700.
   expect(env.PGDATA).toBe('/var/lib/postgresql/data/pgdata');
 });

@@ -54,7 +54,7 @@ describe('existing mode', () => {
     const all = synthAll(existing);
     expect(all.filter((m) => m.metadata.name?.startsWith('generate-secrets'))).toEqual([]);
     const pg = find(all, 'StatefulSet', 'postgres');
-    expect(podSpec(pg).volumes.find((v: any) => v.name === 'password').secret).toMatchObject({ secretName: 'vault-db', items: [{ key: 'pw', path: 'password' }] });
+    expect(podSpec(pg).volumes.find((v: any) => v.name === 'password').projected.sources[0].secret).toEqual({ name: 'vault-db', items: [{ key: 'pw', path: 'password' }] });
     const synapseTurn = podSpec(find(all, 'Deployment', 'synapse')).volumes.find((v: any) => v.name === 'secrets').projected.sources
       .find((s: any) => s.secret.items[0].path === 'turn_shared_secret');
     expect(synapseTurn.secret).toEqual({ name: 'vault-turn', items: [{ key: 'secret', path: 'turn_shared_secret' }] });

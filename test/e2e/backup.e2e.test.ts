@@ -85,7 +85,7 @@ beforeAll(async () => {
   }
   secrets = await generatedSecrets(manifests);
   writeSecretFiles(passwordDir, secretVolumeFiles(find(manifests, 'CronJob', 'postgres-backup'), 'password', config, secrets));
-  source = await startPostgres(manifests, secrets.postgresPassword);
+  source = await startPostgres(manifests, config, secrets);
   // Synapse fills its database: the schema, an admin, a room with messages, and media.
   synapse = await startSynapse(manifests, config, secrets, source);
   const nonce = (await httpJson(`${synapse.base}/_synapse/admin/v1/register`)).body.nonce;
@@ -133,7 +133,7 @@ describe(`backups with ${postgresVersion()} tools`, () => {
     const before = tableDigests(source);
     expect(Object.keys(before).length).toBeGreaterThan(100);
     expect(before.events.split(':')[0]).not.toBe('0');
-    const empty = await startPostgres(manifests, secrets.postgresPassword);
+    const empty = await startPostgres(manifests, config, secrets);
     try {
       expect(empty.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", empty.database)).toBe('0');
       const r = runJob('postgres-restore', 'restore', empty);

@@ -6,12 +6,12 @@ import * as path from 'path';
 import { container, find, generatedSecrets, programs, rendered } from './harness';
 import { postgresVersion, RunningPostgres, startPostgres } from './postgres';
 
-const { manifests } = rendered();
+const { config, manifests } = rendered();
 let pg: RunningPostgres;
 
 beforeAll(async () => {
   const secrets = await generatedSecrets(manifests);
-  pg = await startPostgres(manifests, secrets.postgresPassword);
+  pg = await startPostgres(manifests, config, secrets);
 });
 afterAll(() => pg?.stop());
 
@@ -36,9 +36,16 @@ describe(`${postgresVersion()}`, () => {
     expect(pg.psql('SHOW work_mem')).toBe(wanted.work_mem);
   });
 
-  test('from another pod the owner needs the generated password', () => {
-    expect(pg.psql('SELECT current_user', pg.database)).toBe(pg.user);
-    expect(pg.psql(`SELECT left(rolpassword, 14) FROM pg_authid WHERE rolname = '${pg.user}'`)).toBe('SCRAM-SHA-256$');
+  test('Synapse has its own role, not the superuser, owning its database', () => {
+    expect(pg.psql('SELECT current_user')).toBe(pg.user);
+    expect(pg.user).not.toBe(pg.superuser);
+    expect(pg.adminPsql(`SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = '${pg.user}'`)).toBe('f|f|f');
+    expect(pg.adminPsql(`SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '${pg.database}'`)).toBe(pg.user);
+    expect(() => pg.psql('CREATE ROLE intruder SUPERUSER')).toThrow(/permission denied/);
+  });
+
+  test('from another pod the role needs the generated password', () => {
+    expect(pg.adminPsql(`SELECT left(rolpassword, 14) FROM pg_authid WHERE rolname = '${pg.user}'`)).toBe('SCRAM-SHA-256$');
     expect(() => execFileSync(path.join(programs().pgBin, 'psql'), ['-h', pg.host, '-p', String(pg.port), '-U', pg.user, '-d', pg.database, '-c', 'SELECT 1'], {
       env: { PATH: process.env.PATH, PGPASSWORD: 'wrong' }, stdio: 'pipe',
     })).toThrow(/password authentication failed/);

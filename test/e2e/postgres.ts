@@ -1,8 +1,9 @@
 /**
  * A PostgreSQL initialised and started the way the rendered StatefulSet
- * does it: the official image's entrypoint runs initdb with POSTGRES_USER,
- * the password file and POSTGRES_INITDB_ARGS, allows password logins over
- * TCP, creates POSTGRES_DB, then runs the container's args.
+ * does it: the official image's entrypoint runs initdb with POSTGRES_USER
+ * (the superuser), its password file and POSTGRES_INITDB_ARGS, allows
+ * password logins over TCP, runs the scripts in /docker-entrypoint-initdb.d
+ * (ours creates Synapse's role and database), then the container's args.
  *
  * The server runs in a PodNetwork: initdb trusts 127.0.0.1 (as inside the
  * pod), so clients must come from another address, like other pods do, for
@@ -12,20 +13,27 @@
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { container, find, freePort, Manifest, PodNetwork, Program, programs, sleep, tempDir } from './harness';
+import type { KudoConfig } from '../../charts/config';
+import {
+  container, find, freePort, Manifest, PodNetwork, Program, programs, secretVolumeFiles, sleep, tempDir, writeSecretFiles,
+} from './harness';
 
 export interface RunningPostgres {
   /** The pod's address: where Synapse and other clients connect. */
   readonly host: string;
   readonly port: number;
+  /** Synapse's role, database and password. */
   readonly user: string;
   readonly database: string;
   readonly password: string;
+  readonly superuser: string;
   readonly version: string;
   readonly dataDir: string;
   readonly network: PodNetwork;
-  /** Runs SQL as the database owner over TCP with the password; returns psql's unaligned output. */
+  /** Runs SQL as Synapse's role over TCP with its password; returns psql's unaligned output. */
   psql(sql: string, database?: string): string;
+  /** Runs SQL as the superuser through the local socket, as an administrator in the pod would. */
+  adminPsql(sql: string): string;
   stop(): Promise<void>;
 }
 
@@ -35,9 +43,10 @@ export function postgresVersion(): string {
   return execFileSync(path.join(programs().pgBin, 'postgres'), ['--version'], { encoding: 'utf8' }).trim();
 }
 
-export async function startPostgres(ms: Manifest[], password: string): Promise<RunningPostgres> {
+export async function startPostgres(ms: Manifest[], config: KudoConfig, values: Record<string, string>): Promise<RunningPostgres> {
   const bin = programs().pgBin;
-  const c = container(find(ms, 'StatefulSet', 'postgres'), 'postgres');
+  const sts = find(ms, 'StatefulSet', 'postgres');
+  const c = container(sts, 'postgres');
   const env: Record<string, string> = Object.fromEntries(c.env.filter((e: any) => e.value !== undefined).map((e: any) => [e.name, e.value]));
   const dir = tempDir('postgres');
   // paths: PGDATA's volume and the socket directory move into the temp dir.
@@ -45,11 +54,16 @@ export async function startPostgres(ms: Manifest[], password: string): Promise<R
   const socketDir = path.join(dir, 'run');
   fs.mkdirSync(socketDir, { recursive: true });
   fs.mkdirSync(path.dirname(dataDir), { recursive: true });
-  const pwfile = path.join(dir, 'password');
-  fs.writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
+  // paths: the Secret volume, filled as the manifest maps it.
+  const secretsDir = path.join(dir, 'secrets');
+  writeSecretFiles(secretsDir, secretVolumeFiles(sts, 'password', config, values));
+  const fromSecrets = (p: string) => path.join(secretsDir, path.relative('/secrets', p));
+  const password = fs.readFileSync(fromSecrets(env.SYNAPSE_DB_PASSWORD_FILE), 'utf8');
   const childEnv = { PATH: process.env.PATH, LC_ALL: 'C.UTF-8' };
 
-  // 1. initdb exactly as the entrypoint calls it.
+  // 1. initdb exactly as the entrypoint calls it (it adds a newline to the password file's content).
+  const pwfile = path.join(dir, 'pwfile');
+  fs.writeFileSync(pwfile, `${fs.readFileSync(fromSecrets(env.POSTGRES_PASSWORD_FILE), 'utf8')}\n`, { mode: 0o644 });
   const [init, ...initArgs] = unprivileged(path.join(bin, 'initdb'), [
     `--username=${env.POSTGRES_USER}`, `--pwfile=${pwfile}`, ...env.POSTGRES_INITDB_ARGS.split(' '), '-D', dataDir,
   ]);
@@ -69,14 +83,27 @@ export async function startPostgres(ms: Manifest[], password: string): Promise<R
   ]).slice(1));
   const server = new Program('postgres', cmd, full, { logDir: dir, env: childEnv });
 
-  const psql = (sql: string, database = 'postgres') => execFileSync(path.join(bin, 'psql'), [
-    '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', network.podAddress, '-p', String(port), '-U', env.POSTGRES_USER, '-d', database, '-c', sql,
+  const user = env.SYNAPSE_DB_USER;
+  const psql = (sql: string, database = env.SYNAPSE_DB_NAME) => execFileSync(path.join(bin, 'psql'), [
+    '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', network.podAddress, '-p', String(port), '-U', user, '-d', database, '-c', sql,
   ], { encoding: 'utf8', env: { PATH: process.env.PATH, PGPASSWORD: password }, stdio: 'pipe' }).trim();
+  // A unix socket is a file: reachable from outside the pod's network namespace, as from inside the pod.
+  const socketEnv = { ...childEnv, PGHOST: socketDir, PGPORT: String(port) };
+  const adminPsql = (sql: string) => execFileSync(path.join(bin, 'psql'), [
+    '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-U', env.POSTGRES_USER, '-d', 'postgres', '-c', sql,
+  ], { encoding: 'utf8', env: socketEnv, stdio: 'pipe' }).trim();
 
   try {
-    await server.waitFor('a login over the pod network', async () => psql('SELECT 1') === '1', 60_000);
-    // 4. The entrypoint creates POSTGRES_DB when it is not "postgres".
-    if (env.POSTGRES_DB !== 'postgres') psql(`CREATE DATABASE "${env.POSTGRES_DB}"`);
+    await server.waitFor('the local socket', async () => adminPsql('SELECT 1') === '1', 60_000);
+    // 4. The init scripts, as the entrypoint runs executable ones (paths rewritten).
+    const scripts = find(ms, 'ConfigMap', 'postgres-init').data as Record<string, string>;
+    for (const name of Object.keys(scripts).sort()) {
+      const file = path.join(dir, name);
+      fs.writeFileSync(file, scripts[name], { mode: 0o755 });
+      const scriptEnv = { ...socketEnv, ...env, SYNAPSE_DB_PASSWORD_FILE: fromSecrets(env.SYNAPSE_DB_PASSWORD_FILE), PATH: `${bin}:${process.env.PATH}` };
+      execFileSync(file, [], { env: scriptEnv, stdio: 'pipe' });
+    }
+    await server.waitFor('a login over the pod network', async () => psql('SELECT 1') === '1', 10_000);
   } catch (e) {
     await server.stop();
     network.remove();
@@ -86,13 +113,15 @@ export async function startPostgres(ms: Manifest[], password: string): Promise<R
   return {
     host: network.podAddress,
     port,
-    user: env.POSTGRES_USER,
-    database: env.POSTGRES_DB,
+    user,
+    database: env.SYNAPSE_DB_NAME,
     password,
+    superuser: env.POSTGRES_USER,
     version: postgresVersion(),
     dataDir,
     network,
     psql,
+    adminPsql,
     stop: async () => {
       // SIGINT: a fast shutdown, as the preStop hook asks for.
       await server.stop('SIGINT');

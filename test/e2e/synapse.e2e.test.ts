@@ -29,7 +29,7 @@ let homeserverFile: string;
 
 beforeAll(async () => {
   secrets = await generatedSecrets(manifests);
-  pg = await startPostgres(manifests, secrets.postgresPassword);
+  pg = await startPostgres(manifests, config, secrets);
   running = await startSynapse(manifests, config, secrets, pg);
   ({ program: synapse, base, dir, homeserverFile } = running);
 }, 300_000);
