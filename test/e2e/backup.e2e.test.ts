@@ -8,7 +8,7 @@ import { createHash, createHmac } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import {
-  configMapFile, container, find, generatedSecrets, httpJson, Manifest, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles,
+  configMapFile, container, find, generatedSecrets, httpJson, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles,
 } from './harness';
 import { postgresVersion, RunningPostgres, startPostgres } from './postgres';
 import { login, RunningSynapse, startSynapse } from './synapse';
@@ -26,7 +26,7 @@ let passwordDir: string;
 
 /** Runs a rendered CronJob's container: its command and env, with the paths, hosts and ports rewritten. */
 function runJob(cronJob: string, containerName: string, pg: RunningPostgres | undefined, opts: { media?: string; env?: Record<string, string>; path?: string } = {}) {
-  const c = container(jobTemplate(find(manifests, 'CronJob', cronJob)), containerName);
+  const c = container(find(manifests, 'CronJob', cronJob), containerName);
   const env: Record<string, string> = { PATH: opts.path ?? `${programs().pgBin}:${process.env.PATH}`, HOME: dir };
   for (const e of c.env) {
     if (e.value === undefined) continue;
@@ -43,10 +43,6 @@ function runJob(cronJob: string, containerName: string, pg: RunningPostgres | un
   const [shell, script, ...args] = c.command as string[];
   const r = spawnSync(shell, [path.join(scripts, path.basename(script)), ...args], { env, encoding: 'utf8' });
   return { status: r.status, output: `${r.stdout}${r.stderr}` };
-}
-
-function jobTemplate(cj: Manifest): Manifest {
-  return { ...cj, spec: cj.spec.jobTemplate.spec };
 }
 
 /** Every public table and a digest of all its rows, in a stable order. */
@@ -195,7 +191,7 @@ describe(`backups with ${postgresVersion()} tools`, () => {
       encoding: 'utf8', env: { PATH: process.env.PATH, RESTIC_REPOSITORY: repo(), RESTIC_PASSWORD: 'e2e-only', RESTIC_CACHE_DIR: path.join(dir, 'restic-cache') },
     });
     const upload = (cronJob: string, local: string) => {
-      const c = container(jobTemplate(find(s3, 'CronJob', cronJob)), 'upload');
+      const c = container(find(s3, 'CronJob', cronJob), 'upload');
       const env: Record<string, string> = { PATH: `${path.dirname(programs().restic)}:${process.env.PATH}`, HOME: dir };
       for (const e of c.env) if (e.value !== undefined) env[e.name] = e.value;
       env.RESTIC_REPOSITORY = repo(); // paths: a local repository stands in for the bucket

@@ -11,10 +11,9 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { Testing } from 'cdk8s';
-import { buildApp } from '../../charts/app';
 import { KudoConfig, resolveConfig } from '../../charts/config';
 import { FakeKubeApi } from '../fake-kube-api';
+import { find, Manifest, podSpec, synthAll } from '../util';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 /** The read-only shared folder beside the project (CRDs, schemas). */
@@ -68,19 +67,13 @@ export function programs(): Programs {
   return p;
 }
 
-export type Manifest = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string }; [k: string]: any };
+// The unit tests' helpers, shared: the same rendering and lookups.
+export { container, find, Manifest } from '../util';
 
 /** The manifests of the default config (or another), rendered in-process exactly as synth does. */
 export function rendered(overrides: object = {}): { config: KudoConfig; manifests: Manifest[] } {
   const config = resolveConfig(overrides, 'e2e config');
-  const app = buildApp(config, { outdir: Testing.app().outdir });
-  return { config, manifests: app.charts.flatMap((c) => Testing.synth(c) as Manifest[]) };
-}
-
-export function find(ms: Manifest[], kind: string, name: string): Manifest {
-  const hits = ms.filter((m) => m.kind === kind && m.metadata.name === name);
-  if (hits.length !== 1) throw new Error(`expected one ${kind} "${name}", found ${hits.length}`);
-  return hits[0];
+  return { config, manifests: synthAll(config) };
 }
 
 /** A file of a rendered ConfigMap. */
@@ -88,13 +81,6 @@ export function configMapFile(ms: Manifest[], configMap: string, file: string): 
   const data = find(ms, 'ConfigMap', configMap).data ?? {};
   if (!(file in data)) throw new Error(`ConfigMap ${configMap} has no "${file}"`);
   return data[file];
-}
-
-export function container(workload: Manifest, name: string): any {
-  const spec = workload.spec.template.spec;
-  const c = [...spec.containers, ...(spec.initContainers ?? [])].find((x: any) => x.name === name);
-  if (!c) throw new Error(`${workload.kind}/${workload.metadata.name} has no container "${name}"`);
-  return c;
 }
 
 /** A fresh temporary directory inside the run's folder (removed after the run; KUDO_E2E_KEEP=1 keeps it). */
@@ -315,22 +301,24 @@ export class PodNetwork {
  * the program that reads it.
  */
 export function secretVolumeFiles(workload: Manifest, volumeName: string, config: KudoConfig, values: Record<string, string>): Record<string, string> {
-  const spec = workload.kind === 'CronJob' ? workload.spec.jobTemplate.spec.template.spec : workload.spec.template.spec;
-  const vol = spec.volumes.find((v: any) => v.name === volumeName);
+  const vol = podSpec(workload).volumes.find((v: any) => v.name === volumeName);
   if (!vol) throw new Error(`${workload.metadata.name} has no volume ${volumeName}`);
   const sources = vol.secret ? [{ secret: { ...vol.secret, name: vol.secret.secretName } }] : vol.projected.sources;
-  const refs = config.secrets.refs as Record<string, { name: string; key: string }>;
   const files: Record<string, string> = {};
   for (const { secret } of sources) {
-    for (const item of secret.items) {
-      const hit = Object.entries(refs).find(([, r]) => r.name === secret.name && r.key === item.key);
-      if (!hit) throw new Error(`${workload.metadata.name}: volume ${volumeName} reads ${secret.name}/${item.key}, which no secret ref names`);
-      const value = values[hit[0]];
-      if (value === undefined) throw new Error(`the generator made no value "${hit[0]}"`);
-      files[item.path] = value;
-    }
+    for (const item of secret.items) files[item.path] = secretRefValue(config, values, secret.name, item.key);
   }
   return files;
+}
+
+/** The generated value that Secret `name`, key `key` holds, by the config's secret refs. */
+export function secretRefValue(config: KudoConfig, values: Record<string, string>, name: string, key: string): string {
+  const refs = config.secrets.refs as Record<string, { name: string; key: string }>;
+  const hit = Object.entries(refs).find(([, r]) => r.name === name && r.key === key);
+  if (!hit) throw new Error(`no secret ref names ${name}/${key}`);
+  const value = values[hit[0]];
+  if (value === undefined) throw new Error(`the generator made no value "${hit[0]}"`);
+  return value;
 }
 
 /**

@@ -20,7 +20,7 @@ import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
 import WebSocket from 'ws';
 import {
   configMapFile, container, find, freePort, generatedSecrets, httpJson, LOOPBACK_REWRITES, Manifest, Program, programs,
-  rendered, rewritePaths, secretVolumeFiles, tail, tcpOpen, tempDir, writeSecretFiles, hostPath, mountDirs,
+  rendered, rewritePaths, secretRefValue, secretVolumeFiles, tail, tcpOpen, tempDir, writeSecretFiles, hostPath, mountDirs,
 } from './harness';
 
 // The versions as the programs report themselves, read once at load for the titles.
@@ -49,12 +49,7 @@ afterAll(async () => {
 const secretFiles = (workload: Manifest, volumeName: string) => secretVolumeFiles(workload, volumeName, config, secrets);
 
 /** The generated value a Secret name/key pair holds (for env vars from secretKeyRef). */
-function secretValue(secretName: string, key: string): string {
-  const refs = config.secrets.refs as Record<string, { name: string; key: string }>;
-  const hit = Object.entries(refs).find(([, r]) => r.name === secretName && r.key === key);
-  if (!hit) throw new Error(`no secret ref for ${secretName}/${key}`);
-  return secrets[hit[0]];
-}
+const secretValue = (name: string, key: string) => secretRefValue(config, secrets, name, key);
 
 
 /**
