@@ -14,7 +14,7 @@ export const SCRIPTS_DIR = '/opt/kudo';
 export const NEVER = '0 0 31 2 *';
 
 const SCRIPTS = [
-  'backup-lib.sh', 'backup-prune.sh', 'backup-postgres.sh', 'backup-media.sh', 'backup-restic.sh', 'restore-postgres.sh', 'restore-media.sh',
+  'pgpass.sh', 'backup-lib.sh', 'backup-prune.sh', 'backup-postgres.sh', 'backup-media.sh', 'backup-restic.sh', 'restore-postgres.sh', 'restore-media.sh',
 ];
 
 export interface BackupProps extends ChartProps {

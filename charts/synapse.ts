@@ -3,7 +3,7 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './config';
 import {
-  CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
+  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
   selectorLabels, tcpPort,
 } from './common';
 import { exposeHttp, HttpBackend, IngressSettings } from './tls';
@@ -133,7 +133,7 @@ export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
     root: { level: p.logLevel, handlers: ['console'] },
     disable_existing_loggers: false,
   };
-  return { 'homeserver.yaml': toYaml(homeserver), 'log.yaml': toYaml(logging) };
+  return { 'homeserver.yaml': toYaml(homeserver), 'log.yaml': toYaml(logging), 'pgpass.sh': bundledFile('pgpass.sh') };
 }
 
 /**
@@ -180,15 +180,6 @@ export class SynapseChart extends Chart {
       failureThreshold,
     });
 
-    // libpq's password file: fields are colon-separated, so ':' and '\' in the password are escaped.
-    const writePgpass = [
-      'set -eu',
-      'pw=$(cat /db/password)',
-      `esc=$(printf '%s' "$pw" | sed -e 's/\\\\/\\\\\\\\/g' -e 's/:/\\\\:/g')`,
-      `umask 077`,
-      `printf '*:*:*:%s:%s\\n' "${props.database.user}" "$esc" > ${SYNAPSE_RUN_DIR}/pgpass`,
-    ].join('\n');
-
     const secretItem = (ref: SecretRef, path: string): k8s.VolumeProjection =>
       ({ secret: { name: ref.name, items: [{ key: ref.key, path }] } });
 
@@ -211,10 +202,12 @@ export class SynapseChart extends Chart {
             initContainers: [{
               name: 'pgpass',
               image: imageRef(props.image),
-              command: ['sh', '-c', writePgpass],
+              // libpq's password file, from the Secret into memory (Synapse has no password_path for its database).
+              command: ['sh', `${SYNAPSE_CONFIG_DIR}/pgpass.sh`, '/db/password', props.database.user, `${SYNAPSE_RUN_DIR}/pgpass`],
               resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
               securityContext: restrictedContainer(),
               volumeMounts: [
+                { name: 'config', mountPath: SYNAPSE_CONFIG_DIR, readOnly: true },
                 { name: 'db-password', mountPath: '/db', readOnly: true },
                 { name: 'run', mountPath: SYNAPSE_RUN_DIR },
               ],

@@ -8,15 +8,10 @@
 log() { printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
 die() { log "ERROR: $*" >&2; exit 1; }
 
-# libpq's password file, written from the mounted Secret into memory.
-# Fields are colon-separated, so ':' and '\' in the password are escaped.
+# libpq's password file, written from the mounted Secret into memory (/tmp).
 use_password_file() { # SECRET_FILE
-  local pw esc
-  pw=$(cat "$1")
-  esc=$(printf '%s' "$pw" | sed -e 's/\\/\\\\/g' -e 's/:/\\:/g')
   PGPASSFILE=$(mktemp)
-  chmod 600 "$PGPASSFILE"
-  printf '*:*:*:%s:%s\n' "$PGUSER" "$esc" >"$PGPASSFILE"
+  sh "$(dirname "${BASH_SOURCE[0]}")/pgpass.sh" "$1" "$PGUSER" "$PGPASSFILE"
   export PGPASSFILE
 }
 

@@ -64,12 +64,16 @@ export async function startSynapse(
   const renderedHs = yaml.load(configMapFile(ms, 'synapse-config', 'homeserver.yaml'));
   const homeserverFile = path.join(d.config, 'homeserver.yaml');
   fs.writeFileSync(homeserverFile, yaml.dump(loopbackHomeserver(renderedHs, pg, d)));
-  fs.writeFileSync(path.join(d.config, 'log.yaml'), configMapFile(ms, 'synapse-config', 'log.yaml'));
+  // The rest of the ConfigMap as rendered (log config, the pgpass script).
+  for (const [file, text] of Object.entries<string>(find(ms, 'ConfigMap', 'synapse-config').data)) {
+    if (file !== 'homeserver.yaml') fs.writeFileSync(path.join(d.config, file), text);
+  }
 
   const pathMap = { '/db': d.db, '/run/synapse': d.run, '/config': d.config };
   // The init container's script, run as written (paths rewritten).
   const init = container(deploy, 'pgpass');
-  execFileSync(init.command[0], [init.command[1], rewritePaths(init.command[2], pathMap)]);
+  const [initCmd, ...initArgs] = (init.command as string[]).map((a) => rewritePaths(a, pathMap));
+  execFileSync(initCmd, initArgs);
 
   const main = container(deploy, 'synapse');
   const [, ...args] = main.command as string[];
