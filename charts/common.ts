@@ -128,3 +128,46 @@ const FILES_DIR = path.resolve(__dirname, '..', 'charts', 'files');
 export function bundledFile(name: string): string {
   return fs.readFileSync(path.join(FILES_DIR, name), 'utf8');
 }
+
+/** Where the bundled scripts of a tool pod are mounted. */
+export const SCRIPTS_DIR = '/opt/kudo';
+/** The tool pods run the Synapse image's Python as Synapse's uid. */
+const TOOLS_UID = 10091;
+
+export interface ToolPodProps {
+  readonly name: string;
+  readonly image: ImageConfig;
+  /** The ConfigMap holding the scripts, mounted at SCRIPTS_DIR. */
+  readonly configMap: string;
+  readonly command: string[];
+  /** The pod's identity; without one it gets no API token. @default - none */
+  readonly serviceAccount?: string;
+  readonly env?: k8s.EnvVar[];
+  readonly extraVolumes?: k8s.Volume[];
+  readonly extraMounts?: k8s.VolumeMount[];
+  readonly labels: Record<string, string>;
+}
+
+/** The pod of a run-to-completion tool: one hardened Python container running a bundled script. */
+export function toolPodTemplate(p: ToolPodProps): k8s.PodTemplateSpec {
+  return {
+    metadata: { labels: p.labels },
+    spec: {
+      serviceAccountName: p.serviceAccount,
+      automountServiceAccountToken: p.serviceAccount === undefined ? false : undefined,
+      restartPolicy: 'Never',
+      enableServiceLinks: false,
+      securityContext: restrictedPod(TOOLS_UID),
+      containers: [{
+        name: p.name,
+        image: imageRef(p.image),
+        command: p.command,
+        env: [{ name: 'PYTHONPATH', value: SCRIPTS_DIR }, { name: 'PYTHONDONTWRITEBYTECODE', value: '1' }, ...(p.env ?? [])],
+        resources: resourceRequirements({ requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } }),
+        securityContext: restrictedContainer(),
+        volumeMounts: [{ name: 'scripts', mountPath: SCRIPTS_DIR, readOnly: true }, { name: 'tmp', mountPath: '/tmp' }, ...(p.extraMounts ?? [])],
+      }],
+      volumes: [{ name: 'scripts', configMap: { name: p.configMap } }, memoryVolume('tmp', '16Mi'), ...(p.extraVolumes ?? [])],
+    },
+  };
+}

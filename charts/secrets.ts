@@ -9,10 +9,7 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { HOOK, SYNC_WAVE } from './argocd';
 import type { ImageConfig, SecretRef, SecretRefs } from './config';
-import {
-  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer,
-  restrictedPod,
-} from './common';
+import { bundledFile, CONFIG_HASH_ANNOTATION, contentHash, labels, SCRIPTS_DIR, toolPodTemplate, ToolPodProps } from './common';
 
 export type SecretValueName = keyof SecretRefs;
 export type SecretKind = 'token' | 'livekit-api-key' | 'synapse-signing-key';
@@ -78,8 +75,6 @@ function secretNamesByNamespace(plan: readonly PlannedValue[]): Map<string, stri
   return new Map([...byNs].map(([ns, names]) => [ns, [...names].sort()]));
 }
 
-const SCRIPTS_DIR = '/opt/kudo';
-const TOOLS_UID = 10091;
 const HOOK_DELETE = 'argocd.argoproj.io/hook-delete-policy';
 
 interface ScopedAccessProps {
@@ -113,17 +108,9 @@ function scopedSecretAccess(scope: Construct, p: ScopedAccessProps): void {
   }
 }
 
-interface ToolJobProps {
-  readonly name: string;
+interface ToolJobProps extends ToolPodProps {
   readonly namespace: string;
-  readonly image: ImageConfig;
   readonly serviceAccount: string;
-  readonly configMap: string;
-  readonly command: string[];
-  readonly env?: k8s.EnvVar[];
-  readonly extraVolumes?: k8s.Volume[];
-  readonly extraMounts?: k8s.VolumeMount[];
-  readonly labels: Record<string, string>;
   readonly annotations: Record<string, string>;
   readonly backoffLimit: number;
 }
@@ -134,25 +121,7 @@ interface ToolJobProps {
  * new Job, not an update of the old one.
  */
 function toolJob(scope: Construct, id: string, p: ToolJobProps): k8s.KubeJob {
-  const template: k8s.PodTemplateSpec = {
-    metadata: { labels: p.labels },
-    spec: {
-      serviceAccountName: p.serviceAccount,
-      restartPolicy: 'Never',
-      enableServiceLinks: false,
-      securityContext: restrictedPod(TOOLS_UID),
-      containers: [{
-        name: p.name,
-        image: imageRef(p.image),
-        command: p.command,
-        env: [{ name: 'PYTHONPATH', value: SCRIPTS_DIR }, { name: 'PYTHONDONTWRITEBYTECODE', value: '1' }, ...(p.env ?? [])],
-        resources: resourceRequirements({ requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } }),
-        securityContext: restrictedContainer(),
-        volumeMounts: [{ name: 'scripts', mountPath: SCRIPTS_DIR, readOnly: true }, { name: 'tmp', mountPath: '/tmp' }, ...(p.extraMounts ?? [])],
-      }],
-      volumes: [{ name: 'scripts', configMap: { name: p.configMap } }, memoryVolume('tmp', '16Mi'), ...(p.extraVolumes ?? [])],
-    },
-  };
+  const template = toolPodTemplate(p);
   return new k8s.KubeJob(scope, id, {
     metadata: {
       name: `${p.name}-${contentHash(template, p.backoffLimit).slice(0, 8)}`,

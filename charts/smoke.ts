@@ -3,7 +3,7 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { NEVER } from './backup';
 import type { ImageConfig } from './config';
-import { bundledFile, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod } from './common';
+import { bundledFile, labels, SCRIPTS_DIR, toolPodTemplate } from './common';
 
 export interface SmokeTestProps extends ChartProps {
   readonly namespace: string;
@@ -39,7 +39,6 @@ export class SmokeTestChart extends Chart {
       TURN_HOST: props.turnHost,
       TURN_PORT: String(props.turnPort),
       TURN_TLS_PORT: String(props.turnTlsPort),
-      PYTHONDONTWRITEBYTECODE: '1',
     };
     new k8s.KubeCronJob(this, 'cronjob', {
       metadata: { name: 'smoke-test', ...meta },
@@ -53,25 +52,14 @@ export class SmokeTestChart extends Chart {
             backoffLimit: 0,
             activeDeadlineSeconds: 300,
             ttlSecondsAfterFinished: 3600,
-            template: {
-              metadata: { labels: labels(component) },
-              spec: {
-                restartPolicy: 'Never',
-                automountServiceAccountToken: false,
-                enableServiceLinks: false,
-                securityContext: restrictedPod(10091),
-                containers: [{
-                  name: 'smoke-test',
-                  image: imageRef(props.image),
-                  command: ['python3', '/opt/kudo/smoke.py'],
-                  env: Object.entries(env).map(([name, value]) => ({ name, value })),
-                  resources: resourceRequirements({ requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } }),
-                  securityContext: restrictedContainer(),
-                  volumeMounts: [{ name: 'script', mountPath: '/opt/kudo', readOnly: true }, { name: 'tmp', mountPath: '/tmp' }],
-                }],
-                volumes: [{ name: 'script', configMap: { name: config.name } }, memoryVolume('tmp', '8Mi')],
-              },
-            },
+            template: toolPodTemplate({
+              name: 'smoke-test',
+              image: props.image,
+              configMap: config.name,
+              command: ['python3', `${SCRIPTS_DIR}/smoke.py`],
+              env: Object.entries(env).map(([name, value]) => ({ name, value })),
+              labels: labels(component),
+            }),
           },
         },
       },
