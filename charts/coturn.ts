@@ -144,6 +144,7 @@ export class CoturnChart extends Chart {
       'turnserver.conf': turnserverConf(props),
       'start.sh': bundledFile('coturn-start.sh'),
       'node_address.py': bundledFile('node_address.py'),
+      'kube.py': bundledFile('kube.py'),
     };
     const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'coturn-config', ...meta }, data: files });
 

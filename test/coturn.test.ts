@@ -1,3 +1,7 @@
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { cidrToRange, DENIED_PEER_CIDRS } from '../charts/coturn';
 import { config, container, find, Manifest, podSpec, synthChart } from './util';
 
@@ -103,4 +107,17 @@ test('probes and a restricted container', () => {
   expect(c.readinessProbe.tcpSocket.port).toBe(3478);
   expect(c.livenessProbe.tcpSocket.port).toBe(3478);
   expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+});
+
+test('the address lookup runs from the ConfigMap alone (its imports are in it too)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-coturn-init-'));
+  const data = find(manifests(), 'ConfigMap', 'coturn-config').data as Record<string, string>;
+  for (const [f, text] of Object.entries(data)) fs.writeFileSync(path.join(dir, f), text);
+  const c = container(find(manifests(config({ coturn: { publicIp: '203.0.113.7' } })), 'DaemonSet', 'coturn'), 'node-address');
+  const out = path.join(dir, 'public-ip');
+  // The init container's command, its script path moved into the folder.
+  execFileSync(c.command[0], [path.join(dir, path.basename(c.command[1])), out], {
+    cwd: os.tmpdir(), env: { PATH: process.env.PATH, PUBLIC_IP: '203.0.113.7', NODE_NAME: 'n', NODE_IP: '10.0.0.5' },
+  });
+  expect(fs.readFileSync(out, 'utf8')).toBe('203.0.113.7\n');
 });
