@@ -15,7 +15,7 @@ import * as path from 'path';
 import type { App } from 'cdk8s';
 import { buildApp } from './charts/app';
 import { ConfigError, KudoConfig, loadConfig } from './charts/config';
-import { envFileSecrets, parseEnvFile } from './charts/secrets';
+import { envFileSecrets, parseEnvFile } from './charts/env-file';
 import { toYaml } from './charts/yaml-out';
 
 const SECRETS_DIR = 'secrets.local';

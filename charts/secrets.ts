@@ -13,7 +13,7 @@ import { bundledFile, CONFIG_HASH_ANNOTATION, contentHash, labels, SCRIPTS_DIR, 
 
 export type SecretValueName = keyof SecretRefs;
 export type SecretKind = 'token' | 'livekit-api-key' | 'synapse-signing-key';
-type NamespaceRole = 'stack' | 'hostNetwork';
+export type NamespaceRole = 'stack' | 'hostNetwork';
 
 export interface SecretValue {
   readonly name: SecretValueName;
@@ -243,77 +243,4 @@ export class BootstrapChart extends Chart {
       backoffLimit: 10,
     });
   }
-}
-
-/** The docker-compose .env variables this project reads, and the values they fill. */
-export const ENV_FILE_VARIABLES: ReadonlyMap<string, SecretValueName> = new Map(
-  SECRET_VALUES.filter((v) => v.envVar !== undefined).map((v) => [v.envVar!, v.name]),
-);
-
-/** Parses a docker-compose style .env file: KEY=VALUE lines, # comments, optional quotes. */
-export function parseEnvFile(text: string, file: string): Map<string, string> {
-  const values = new Map<string, string>();
-  text.split(/\r?\n/).forEach((raw, i) => {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) return;
-    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
-    if (!m) throw new Error(`${file}:${i + 1}: expected KEY=VALUE, found "${line.slice(0, 40)}"`);
-    let value = m[2];
-    const quoted = /^(["'])(.*)\1$/.exec(value);
-    if (quoted) value = quoted[2];
-    else value = value.replace(/\s+#.*$/, '').trim();
-    values.set(m[1], value);
-  });
-  return values;
-}
-
-const SIGNING_KEY = /^ed25519 [A-Za-z0-9_]+ [A-Za-z0-9+/]{43}=?$/;
-
-/**
- * Secret manifests for the values a docker-compose .env file holds (and an
- * imported signing key). Each value goes to every namespace that reads it.
- * Values the file lacks are left to the generator.
- */
-export function envFileSecrets(
-  env: Map<string, string>, file: string, refs: SecretRefs, namespaces: Record<NamespaceRole, string>, signingKey?: string,
-): { manifests: object[]; filled: SecretValueName[] } {
-  const values = new Map<SecretValueName, string>();
-  for (const [variable, name] of ENV_FILE_VARIABLES) {
-    const v = env.get(variable);
-    if (v === undefined || v === '') continue;
-    if (/[\r\n]/.test(v)) throw new Error(`${file}: ${variable} contains a line break`);
-    // Every program strips or splits on surrounding blanks; coturn and Redis read values from config lines.
-    if (v !== v.trim()) throw new Error(`${file}: ${variable} starts or ends with a blank`);
-    if (name === 'turnSharedSecret' && /\s/.test(v)) throw new Error(`${file}: ${variable} contains a blank, which coturn's config cannot carry`);
-    if ((name === 'livekitApiKey' || name === 'livekitApiSecret') && !/^[A-Za-z0-9_-]+$/.test(v)) {
-      throw new Error(`${file}: ${variable} may hold only letters, digits, "-" and "_"`);
-    }
-    values.set(name, v);
-  }
-  if (values.has('livekitApiKey') !== values.has('livekitApiSecret')) {
-    throw new Error(`${file}: LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be given together (the app signs tokens with the pair)`);
-  }
-  if (signingKey !== undefined) {
-    const key = signingKey.trim();
-    if (!SIGNING_KEY.test(key)) throw new Error('the signing key must be one line "ed25519 <key id> <base64 seed>", as Synapse writes it');
-    values.set('signingKey', `${key}\n`);
-  }
-  const secrets = new Map<string, { namespace: string; name: string; stringData: Record<string, string> }>();
-  for (const planned of secretPlan(refs, namespaces)) {
-    const value = values.get(planned.name);
-    if (value === undefined) continue;
-    for (const d of planned.destinations) {
-      const id = `${d.namespace}/${d.secret}`;
-      if (!secrets.has(id)) secrets.set(id, { namespace: d.namespace, name: d.secret, stringData: {} });
-      secrets.get(id)!.stringData[d.key] = value;
-    }
-  }
-  const manifests = [...secrets.values()].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)).map((s) => ({
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: { name: s.name, namespace: s.namespace, labels: { 'app.kubernetes.io/managed-by': 'kudo-env-file' } },
-    type: 'Opaque',
-    stringData: Object.fromEntries(Object.entries(s.stringData).sort(([a], [b]) => a.localeCompare(b))),
-  }));
-  return { manifests, filled: [...values.keys()] };
 }

@@ -1,4 +1,3 @@
-import { envFileSecrets, ENV_FILE_VARIABLES, parseEnvFile, secretPlan } from '../charts/secrets';
 import { config, container, find, Manifest, podSpec, synthAll, synthChart } from './util';
 
 const generator = () => synthChart('05-secrets');
@@ -35,7 +34,20 @@ describe('generator RBAC', () => {
     expect(container(job, 'generate-secrets').command).toEqual(['python3', '/opt/kudo/generate_secrets.py', '/opt/kudo/plan.json']);
     expect(podSpec(job).serviceAccountName).toBe('secret-generator');
     const plan = JSON.parse(find(ms, 'ConfigMap', 'secret-generator').data['plan.json']);
-    expect(plan.values).toEqual(secretPlan(config().secrets.refs, config().namespaces));
+    const dest = (namespace: string, secret: string, key: string) => ({ namespace, secret, key });
+    expect(plan.values).toEqual([
+      { name: 'postgresPassword', kind: 'token', destinations: [dest('kudo', 'kudo-postgres', 'password')] },
+      { name: 'postgresSuperuserPassword', kind: 'token', destinations: [dest('kudo', 'kudo-postgres', 'superuser_password')] },
+      { name: 'macaroonSecretKey', kind: 'token', destinations: [dest('kudo', 'kudo-synapse', 'macaroon_secret_key')] },
+      { name: 'formSecret', kind: 'token', destinations: [dest('kudo', 'kudo-synapse', 'form_secret')] },
+      { name: 'registrationSharedSecret', kind: 'token', destinations: [dest('kudo', 'kudo-synapse', 'registration_shared_secret')] },
+      { name: 'signingKey', kind: 'synapse-signing-key', destinations: [dest('kudo', 'kudo-synapse', 'signing.key')] },
+      { name: 'adminPassword', kind: 'token', destinations: [dest('kudo', 'kudo-synapse-admin', 'password')] },
+      { name: 'turnSharedSecret', kind: 'token', destinations: [dest('kudo', 'kudo-turn', 'shared_secret'), dest('kudo-media', 'kudo-turn', 'shared_secret')] },
+      { name: 'redisPassword', kind: 'token', destinations: [dest('kudo', 'kudo-redis', 'password'), dest('kudo-media', 'kudo-redis', 'password')] },
+      { name: 'livekitApiKey', kind: 'livekit-api-key', destinations: [dest('kudo-media', 'kudo-livekit', 'api_key')] },
+      { name: 'livekitApiSecret', kind: 'token', destinations: [dest('kudo-media', 'kudo-livekit', 'api_secret')] },
+    ]);
   });
 
   test('a changed Job gets a new name (Job templates are immutable)', () => {
@@ -99,51 +111,5 @@ describe('no secret values anywhere in the rendered output', () => {
         }
       }
     }
-  });
-});
-
-describe('env file from docker-compose', () => {
-  const refs = config().secrets.refs;
-  const ns = config().namespaces;
-  const full = [
-    '# old .env',
-    'MATRIX_DB_PASSWORD=db:pass\\word',
-    "MATRIX_MACAROON_SECRET_KEY='mac'",
-    'MATRIX_FORM_SECRET="form secret"',
-    'export MATRIX_REGISTRATION_SHARED_SECRET=reg # trailing comment',
-    'LIVEKIT_API_KEY=APIabc',
-    'LIVEKIT_API_SECRET=lksecret_0123456789',
-    'TURN_SECRET=turn',
-    'UNRELATED=ignored',
-  ].join('\n');
-
-  test('every variable round-trips to each Secret that needs it', () => {
-    const env = parseEnvFile(full, '.env');
-    const { manifests, filled } = envFileSecrets(env, '.env', refs, ns);
-    expect(filled.sort()).toEqual([...ENV_FILE_VARIABLES.values()].sort());
-    const plan = secretPlan(refs, ns);
-    for (const [variable, name] of ENV_FILE_VARIABLES) {
-      for (const d of plan.find((p) => p.name === name)!.destinations) {
-        const s: any = manifests.find((m: any) => m.metadata.namespace === d.namespace && m.metadata.name === d.secret);
-        expect(s.stringData[d.key]).toBe(env.get(variable));
-      }
-    }
-    expect(env.get('MATRIX_DB_PASSWORD')).toBe('db:pass\\word');
-    expect(env.get('MATRIX_FORM_SECRET')).toBe('form secret');
-    expect(env.get('MATRIX_REGISTRATION_SHARED_SECRET')).toBe('reg');
-  });
-
-  test('an imported signing key keeps the server identity', () => {
-    const key = 'ed25519 a_AbCd ' + 'A'.repeat(43);
-    const { manifests } = envFileSecrets(new Map(), '.env', refs, ns, `${key}\n`);
-    expect((manifests[0] as any).stringData['signing.key']).toBe(`${key}\n`);
-    expect(() => envFileSecrets(new Map(), '.env', refs, ns, 'not a key')).toThrow('the signing key must be one line');
-  });
-
-  test('bad input is rejected with the line or the variable', () => {
-    expect(() => parseEnvFile('GOOD=1\nthis is not an assignment\n', 'old.env')).toThrow('old.env:2: expected KEY=VALUE');
-    expect(() => envFileSecrets(parseEnvFile('LIVEKIT_API_KEY=APIx\n', '.env'), '.env', refs, ns)).toThrow('LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be given together');
-    expect(() => envFileSecrets(parseEnvFile('TURN_SECRET="a b"\n', '.env'), '.env', refs, ns)).toThrow('TURN_SECRET contains a blank');
-    expect(() => envFileSecrets(parseEnvFile('LIVEKIT_API_KEY=AP:I\nLIVEKIT_API_SECRET=x\n', '.env'), '.env', refs, ns)).toThrow('LIVEKIT_API_KEY may hold only');
   });
 });

@@ -42,6 +42,8 @@ export interface Programs {
   readonly turnserver: string;
   readonly restic: string;
   readonly kubeScore: string;
+  /** compose-go's .env parser (test/e2e/compose-dotenv). */
+  readonly composeDotenv: string;
 }
 
 export function programs(): Programs {
@@ -60,6 +62,7 @@ export function programs(): Programs {
     turnserver: vars.KUDO_E2E_TURNSERVER,
     restic: vars.KUDO_E2E_RESTIC,
     kubeScore: vars.KUDO_E2E_KUBE_SCORE,
+    composeDotenv: vars.KUDO_E2E_COMPOSE_DOTENV,
   };
   for (const [name, file] of Object.entries(p)) {
     if (!file || !fs.existsSync(file)) throw new Error(`program ${name} not found at "${file}" (from ${envFile})`);

@@ -249,6 +249,28 @@ install_kube_score() {
   echo "$KUBE_SCORE_VERSION" >"$stamp"
 }
 
+# ---------------------------------------------------------------------------
+# 7. compose-dotenv: a few lines of Go around compose-go's .env parser (the one
+# docker compose uses), so the test of our own .env reader compares it with the
+# real thing. Its module (go.mod/go.sum pinned) is in test/e2e/compose-dotenv.
+# ---------------------------------------------------------------------------
+COMPOSE_DOTENV_BIN="$CACHE/bin/compose-dotenv"
+
+install_compose_dotenv() {
+  local src stamp="$CACHE/bin/.compose-dotenv-sum"
+  src="$(cd "$(dirname "$0")/compose-dotenv" && pwd)"
+  local sum
+  sum=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -d' ' -f1)
+  if [[ -x $COMPOSE_DOTENV_BIN ]] && [[ "$(cat "$stamp" 2>/dev/null)" == "$sum" ]]; then
+    log "compose-dotenv already built"
+    return
+  fi
+  (cd "$src" && CGO_ENABLED=0 go build -trimpath -o "$COMPOSE_DOTENV_BIN.tmp" .) 2>"$WORK/compose-dotenv-build.log" \
+    || { grep -v '^go: downloading' "$WORK/compose-dotenv-build.log" >&2; die "compose-dotenv build failed"; }
+  mv "$COMPOSE_DOTENV_BIN.tmp" "$COMPOSE_DOTENV_BIN"
+  echo "$sum" >"$stamp"
+}
+
 write_env() {
   cat >"$CACHE/env.sh.tmp" <<EOF
 # Written by test/e2e/install-programs.sh; source it to find the e2e programs.
@@ -260,6 +282,7 @@ export KUDO_E2E_REDIS_SERVER='$(command -v redis-server)'
 export KUDO_E2E_TURNSERVER='$(command -v turnserver)'
 export KUDO_E2E_RESTIC='$RESTIC_BIN'
 export KUDO_E2E_KUBE_SCORE='$KUBE_SCORE_BIN'
+export KUDO_E2E_COMPOSE_DOTENV='$COMPOSE_DOTENV_BIN'
 EOF
   mv "$CACHE/env.sh.tmp" "$CACHE/env.sh"
 }
@@ -271,6 +294,7 @@ timed "synapse $SYNAPSE_VERSION" install_synapse
 timed "livekit-server $LIVEKIT_VERSION" install_livekit
 timed "restic $RESTIC_VERSION" install_restic
 timed "kube-score $KUBE_SCORE_VERSION" install_kube_score
+timed "compose-dotenv (compose-go)" install_compose_dotenv
 write_env
 log "all done in $(awk -v a="$t_all" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'); paths in $CACHE/env.sh"
 
@@ -282,3 +306,4 @@ echo "synapse $("$SYNAPSE_VENV/bin/python" -c 'import synapse; print(synapse.__v
 echo "livekit-server $("$LIVEKIT_BIN" --version | awk '{print $NF}')"
 echo "restic $("$RESTIC_BIN" version | awk '{print $2}')"
 echo "kube-score $(cat "$CACHE/bin/.kube-score-version")"
+echo "compose-go $(awk '$1 == "require" && $2 ~ /compose-go/ { print $3 }' "$(dirname "$0")/compose-dotenv/go.mod")"
