@@ -375,6 +375,10 @@ export function loadConfig(file: string | undefined): KudoConfig {
     const where = err.mark ? ` at line ${err.mark.line + 1}, column ${err.mark.column + 1}` : '';
     throw new ConfigError(`${file}: malformed YAML${where}: ${err.reason ?? err.message}`);
   }
+  if (parsed === null || parsed === undefined) {
+    // Most likely a file not saved yet, or the wrong path: rendering example.com instead would go unnoticed.
+    throw new ConfigError(`${file} is empty: write at least your domain (domain: chat.example.org), or unset KUDO_CONFIG to render the embedded example.com defaults`);
+  }
   return resolveConfig(parsed, file);
 }
 

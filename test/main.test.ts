@@ -95,6 +95,9 @@ describe('bad input: clear error, non-zero exit, dist/ untouched', () => {
     ['invalid DNS name', () => ({ KUDO_CONFIG: write('domain: exa_mple.org\n') }), /domain: must be a lowercase DNS name/],
     ['missing file', () => ({ KUDO_CONFIG: '/nonexistent/kudo.yaml' }), /cannot read the config file \(no such file\)/],
     ['bad env file', () => ({ KUDO_ENV_FILE: write('not an assignment\n', '.env') }), /\.env:1: expected KEY=VALUE/],
+    ['env value no program could read', () => ({ KUDO_ENV_FILE: write('LIVEKIT_API_KEY=APIx\n', '.env') }), /LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be given together/],
+    ['unterminated quote in the env file', () => ({ KUDO_ENV_FILE: write('MATRIX_DB_PASSWORD="s3cret\n', '.env') }), /\.env:1: unterminated "-quoted value of MATRIX_DB_PASSWORD/],
+    ['empty config file', () => ({ KUDO_CONFIG: write('# only a comment\n') }), /kudo\.yaml is empty/],
     ['missing env file', () => ({ KUDO_ENV_FILE: '/nonexistent/.env' }), /KUDO_ENV_FILE=\/nonexistent\/\.env: cannot read it/],
   ];
 
@@ -114,7 +117,8 @@ describe('bad input: clear error, non-zero exit, dist/ untouched', () => {
     const good = { cwd, outdir: path.join(cwd, 'dist') };
     const before = first.before;
     const bad = await renderAsync(env(), good.cwd);
-    expect(bad.status).not.toBe(0);
+    // One exit code for every kind of bad input.
+    expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(message);
     expect(bad.stderr).toMatch(/^kudo: /);
     expect(bad.stderr).not.toMatch(/^\s+at /m);
