@@ -33,7 +33,8 @@ export function runPython(args: string[], env: Record<string, string> = {}): Pro
   return new Promise((resolve, reject) => {
     const child = spawn('python3', args, {
       cwd: FILES,
-      env: { PATH: process.env.PATH, KUBE_API_URL: url, KUBE_TOKEN_FILE: '/nonexistent', KUBE_CA_FILE: '/nonexistent', ...env },
+      // No __pycache__ in charts/files: tests leave the working tree as they found it.
+      env: { PATH: process.env.PATH, PYTHONDONTWRITEBYTECODE: '1', KUBE_API_URL: url, KUBE_TOKEN_FILE: '/nonexistent', KUBE_CA_FILE: '/nonexistent', ...env },
     });
     let output = '';
     child.stdout.on('data', (d) => (output += d));
