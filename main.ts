@@ -27,13 +27,17 @@ function main(): void {
   const secrets = envSecretsDocument(config, process.env.KUDO_ENV_FILE, process.env.KUDO_SIGNING_KEY_FILE);
 
   const staging = fs.mkdtempSync(path.join(path.dirname(outdir), `.${path.basename(outdir)}-render-`));
+  let files: number;
   try {
-    writeManifests(buildApp(config), staging);
+    files = writeManifests(buildApp(config), staging);
     writeKustomization(staging);
     swapIn(staging, outdir);
   } finally {
     fs.rmSync(staging, { recursive: true, force: true });
   }
+  const h = config.hosts;
+  process.stderr.write(`kudo: wrote ${files} manifest files to ${outdir} for ${config.serverName} ` +
+    `(Matrix ${h.matrix}, LiveKit ${h.livekit}, TURN ${h.turn}; profile ${config.profile})\n`);
   if (secrets !== undefined) {
     fs.mkdirSync(SECRETS_DIR, { recursive: true, mode: 0o700 });
     const file = path.join(SECRETS_DIR, 'kudo-secrets.yaml');
@@ -75,12 +79,13 @@ function readInput(file: string, variable: string): string {
  * own small YAML writer: a general YAML library took a third of the render
  * time (see the README's performance figures).
  */
-function writeManifests(app: App, dir: string): void {
+function writeManifests(app: App, dir: string): number {
   const errors = app.node.findAll().flatMap((c) => c.node.validate().map((e) => `${c.node.path}: ${e}`));
   if (errors.length > 0) throw new Error(`validation failed:\n${errors.join('\n')}`);
   for (const chart of app.charts) {
     fs.writeFileSync(path.join(dir, `${chart.node.id}.k8s.yaml`), chart.toJson().map(toYaml).join('---\n'));
   }
+  return app.charts.length;
 }
 
 /**

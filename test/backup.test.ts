@@ -8,10 +8,6 @@ import { config, container, find, Manifest, podSpec, synthChart } from './util';
 const manifests = (c = config()) => synthChart('50-backup', c);
 const cron = (ms: Manifest[], name: string) => find(ms, 'CronJob', name);
 
-test('default shape', () => {
-  expect(manifests()).toMatchSnapshot();
-});
-
 test('scheduled dumps that cannot pile up or run late', () => {
   const ms = manifests();
   for (const name of ['postgres-backup', 'media-backup']) {

@@ -35,9 +35,11 @@ describe('defaults', () => {
     expect(c.serverName).toBe('chat.kudo.chat');
   });
 
-  test('an empty YAML file means the defaults', () => {
-    expect(loadConfig(tempFile('')).domain).toBe('example.com');
-    expect(loadConfig(tempFile('# only a comment\n')).domain).toBe('example.com');
+  test('an empty YAML file is refused: it would silently render example.com', () => {
+    expect(() => loadConfig(tempFile(''))).toThrow(/kudo\.yaml is empty: write at least your domain/);
+    expect(() => loadConfig(tempFile('# only a comment\n'))).toThrow(ConfigError);
+    // `{}` says "the defaults" on purpose.
+    expect(loadConfig(tempFile('{}\n')).domain).toBe('example.com');
   });
 
   test('a YAML file is read and merged onto the defaults', () => {

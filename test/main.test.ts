@@ -55,6 +55,18 @@ test('two renders are byte-identical', () => {
   expect(Object.keys(readTree(a.outdir))).toContain('00-namespaces.k8s.yaml');
 });
 
+test('the committed dist/ is what the code renders (it is the default shape, reviewed in every diff)', () => {
+  const r = render();
+  expect(r.status).toBe(0);
+  expect(readTree(r.outdir)).toEqual(readTree(path.join(ROOT, 'dist')));
+});
+
+test('a render says on stderr what it wrote, in one line', () => {
+  const r = render();
+  const files = fs.readdirSync(r.outdir).filter((f) => f.endsWith('.k8s.yaml')).length;
+  expect(r.stderr).toBe(`kudo: wrote ${files} manifest files to ${r.outdir} for example.com (Matrix matrix.example.com, LiveKit livekit.example.com, TURN turn.example.com; profile small)\n`);
+});
+
 test('the bundle (defaults resolved when it was built) renders what the charts render in-process', () => {
   const r = render();
   for (const [id, chart] of charts()) {

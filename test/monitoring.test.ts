@@ -3,7 +3,8 @@ import { config, container, find, synthAll, synthChart } from './util';
 const on = config({ monitoring: { enabled: true, serviceMonitorLabels: { release: 'prometheus' } } });
 const all = synthAll(on);
 
-test('default shape', () => {
+// dist/ records the default shape; this optional chart is recorded here.
+test('shape with monitoring on', () => {
   expect(synthChart('60-monitoring', on)).toMatchSnapshot();
 });
 

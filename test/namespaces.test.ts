@@ -1,9 +1,5 @@
 import { config, find, synthChart } from './util';
 
-test('default shape', () => {
-  expect(synthChart('00-namespaces')).toMatchSnapshot();
-});
-
 test('Pod Security: restricted for the stack, privileged only for the host-network namespace', () => {
   const ms = synthChart('00-namespaces');
   const level = (n: string) => find(ms, 'Namespace', n).metadata.labels!['pod-security.kubernetes.io/enforce'];

@@ -3,10 +3,6 @@ import { config, container, find, podSpec, synthChart } from './util';
 
 const manifests = () => synthChart('10-postgres');
 
-test('default shape', () => {
-  expect(manifests()).toMatchSnapshot();
-});
-
 test('a StatefulSet with a volume claim template behind a headless Service', () => {
   const ms = manifests();
   const sts = find(ms, 'StatefulSet', 'postgres');

@@ -3,10 +3,6 @@ import { config, container, find, podSpec, synthChart } from './util';
 
 const manifests = () => synthChart('11-redis');
 
-test('default shape', () => {
-  expect(manifests()).toMatchSnapshot();
-});
-
 test('a StatefulSet behind a headless Service', () => {
   const ms = manifests();
   const sts = find(ms, 'StatefulSet', 'redis');

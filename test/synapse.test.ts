@@ -4,10 +4,6 @@ import { config, container, find, Manifest, podSpec, synthChart } from './util';
 const manifests = (c = config()) => synthChart('20-synapse', c);
 const homeserver = (ms: Manifest[]) => yaml.load(find(ms, 'ConfigMap', 'synapse-config').data['homeserver.yaml']) as any;
 
-test('default shape', () => {
-  expect(manifests()).toMatchSnapshot();
-});
-
 test('a Recreate Deployment with the media store on a ReadWriteOnce claim', () => {
   const ms = manifests();
   const deploy = find(ms, 'Deployment', 'synapse');

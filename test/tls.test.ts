@@ -2,10 +2,6 @@ import { resolveConfig } from '../charts/config';
 import { ingressAnnotations } from '../charts/tls';
 import { config, find, synthAll, synthChart } from './util';
 
-test('default shape', () => {
-  expect(synthChart('01-cert-manager')).toMatchSnapshot();
-});
-
 test('a Let\'s Encrypt ClusterIssuer solving HTTP-01 through the ingress class', () => {
   const issuer = find(synthChart('01-cert-manager'), 'ClusterIssuer', 'kudo-letsencrypt');
   expect(issuer.spec.acme.server).toBe('https://acme-v02.api.letsencrypt.org/directory');

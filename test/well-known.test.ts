@@ -3,10 +3,6 @@ import { config, container, find, podSpec, synthChart } from './util';
 
 const manifests = (c = config()) => synthChart('21-well-known', c);
 
-test('default shape', () => {
-  expect(manifests()).toMatchSnapshot();
-});
-
 test('the documents delegate to the Matrix host on 443', () => {
   const cm = find(manifests(config({ domain: 'kudo.chat' })), 'ConfigMap', 'matrix-well-known');
   expect(JSON.parse(cm.data['server.json'])).toEqual({ 'm.server': 'matrix.kudo.chat:443' });
