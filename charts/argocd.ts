@@ -5,37 +5,101 @@ import { labels } from './common';
 
 export const SYNC_WAVE = 'argocd.argoproj.io/sync-wave';
 export const HOOK = 'argocd.argoproj.io/hook';
+export const HOOK_DELETE = 'argocd.argoproj.io/hook-delete-policy';
 
 /**
- * Argo CD's rollout order: namespaces; then RBAC, NetworkPolicies, the
- * issuer and ConfigMaps; then the secret generator (a hook in wave -1); then
- * Services and claims;
- * then the databases; then Synapse, LiveKit, coturn and their routes; then
- * the backups. Argo CD waits for each wave to be healthy before the next,
- * and the admin bootstrap runs after all of it (a PostSync hook). For
- * `kubectl apply` the annotation means nothing; the file order does the job.
+ * Argo CD's rollout order. Argo CD applies one wave, waits until every
+ * object in it is Healthy, then applies the next; a sync that meets an
+ * object that never becomes Healthy stops there. So each wave holds only
+ * what can become Healthy with the waves before it, and what depends on
+ * things outside the cluster's control (DNS, an ACME challenge, enough
+ * nodes for LiveKit, a TURN node) comes last, after the app's credentials.
+ * For `kubectl apply` the annotations mean nothing; the file order does the job.
  */
-export function syncWave(o: ApiObject): number {
+export const WAVE = {
+  namespaces: -3,
+  /** RBAC, NetworkPolicies, the issuer, ConfigMaps: the hook Jobs of wave -1 mount their scripts. */
+  config: -2,
+  /** The secret generator (a Sync hook). */
+  secrets: -1,
+  /** Services and disruption budgets: always Healthy. */
+  services: 0,
+  /** PostgreSQL and Redis (their claims come from volumeClaimTemplates, bound with the pods). */
+  databases: 1,
+  /** Synapse with its media claim, the delegation server. */
+  homeserver: 2,
+  /** The admin bootstrap (a Sync hook): the app's credentials need Synapse and nothing after it. */
+  appCredentials: 3,
+  /** LiveKit, coturn, routes, certificates, backups, monitoring. */
+  edge: 4,
+} as const;
+
+/** The wave of an object by its kind; charts set another with `setSyncWave`. */
+function waveOfKind(o: ApiObject): number | undefined {
   switch (o.kind) {
-    case 'Namespace': return -3;
+    case 'Namespace': return WAVE.namespaces;
     case 'ServiceAccount': case 'Role': case 'RoleBinding': case 'ClusterRole': case 'ClusterRoleBinding':
-    case 'NetworkPolicy': case 'ClusterIssuer':
-    // ConfigMaps too: the hook Jobs of wave -1 mount their scripts.
-    case 'ConfigMap': return -2;
-    case 'StatefulSet': return 1;
-    case 'Deployment': case 'DaemonSet': case 'Ingress': case 'HTTPRoute': case 'Gateway': case 'PodDisruptionBudget': return 2;
-    case 'CronJob': case 'ServiceMonitor': return 3;
-    default: return 0;
+    case 'NetworkPolicy': case 'ClusterIssuer': case 'ConfigMap':
+      return WAVE.config;
+    case 'Service': case 'PodDisruptionBudget': return WAVE.services;
+    case 'StatefulSet': return WAVE.databases;
+    case 'Deployment': case 'DaemonSet': return WAVE.homeserver;
+    // Routes are Healthy only once a controller publishes an address, and certificates once
+    // issued: neither may hold up the workloads or the app's credentials.
+    case 'Ingress': case 'HTTPRoute': case 'Gateway': case 'Certificate':
+    case 'CronJob': case 'ServiceMonitor': case 'PodMonitor': case 'PrometheusRule':
+      return WAVE.edge;
+    default: return undefined;
   }
 }
 
-/** Annotates every object of the app with its sync wave. Jobs are hooks and carry their own. */
+/** Puts an object in a wave other than its kind's. */
+export function setSyncWave(o: ApiObject, wave: number): void {
+  o.metadata.addAnnotation(SYNC_WAVE, String(wave));
+}
+
+/** The annotations of a Job that Argo CD runs as a Sync hook in `wave`, replacing the previous run's Job. */
+export function syncHook(wave: number): Record<string, string> {
+  return { [HOOK]: 'Sync', [SYNC_WAVE]: String(wave), [HOOK_DELETE]: 'BeforeHookCreation' };
+}
+
+const annotationOf = (o: ApiObject, key: string): string | undefined => o.metadata.toJson().annotations?.[key];
+
+const claimsOf = (o: ApiObject): string[] => {
+  const spec = (o.toJson() as any).spec?.template?.spec;
+  return (spec?.volumes ?? []).map((v: any) => v.persistentVolumeClaim?.claimName).filter((c: unknown) => typeof c === 'string');
+};
+
+/**
+ * Annotates every object of the app with its sync wave. A claim goes in the
+ * wave of the first pod that mounts it during the sync (a workload, or a hook
+ * Job): on a WaitForFirstConsumer StorageClass, the default on EKS, GKE, AKS
+ * and k3s, a claim stays Pending (Progressing to Argo CD) until such a pod
+ * is scheduled, so a claim in an earlier wave would stall the sync for good.
+ */
 export function applySyncWaves(app: App): void {
-  for (const chart of app.charts) {
-    for (const o of chart.node.findAll().filter((c): c is ApiObject => c instanceof ApiObject)) {
-      if (o.kind === 'Application' || o.kind === 'Job') continue;
-      o.metadata.addAnnotation(SYNC_WAVE, String(syncWave(o)));
+  const objects = app.charts.flatMap((c) => c.node.findAll().filter((x): x is ApiObject => x instanceof ApiObject))
+    .filter((o) => o.kind !== 'Application');
+  const explicit = (o: ApiObject) => annotationOf(o, SYNC_WAVE);
+  for (const o of objects) {
+    if (o.kind === 'Job') {
+      if (annotationOf(o, HOOK) === undefined || explicit(o) === undefined) {
+        throw new Error(`Job ${o.name} must be an Argo CD hook with a wave (syncHook)`);
+      }
+      continue;
     }
+    if (explicit(o) !== undefined || o.kind === 'PersistentVolumeClaim') continue;
+    const w = waveOfKind(o);
+    if (w === undefined) throw new Error(`${o.kind} ${o.name} has no sync wave: add its kind to waveOfKind or call setSyncWave`);
+    setSyncWave(o, w);
+  }
+  for (const claim of objects.filter((o) => o.kind === 'PersistentVolumeClaim' && explicit(o) === undefined)) {
+    const binders = objects.filter((o) => ['Deployment', 'StatefulSet', 'DaemonSet', 'Job'].includes(o.kind)
+      && o.metadata.namespace === claim.metadata.namespace && claimsOf(o).includes(claim.name));
+    if (binders.length === 0) {
+      throw new Error(`PersistentVolumeClaim ${claim.name} is mounted by no pod that the sync starts (only CronJobs?): it would stay Pending and stall an Argo CD sync`);
+    }
+    setSyncWave(claim, Math.min(...binders.map((b) => Number(explicit(b)))));
   }
 }
 

@@ -5,6 +5,7 @@ import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './c
 import {
   bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
 } from './common';
+import { syncHook, WAVE } from './argocd';
 
 /** Synapse's uid/gid: the backup pods mount its media volume, and a different fsGroup would re-own every file. */
 export const BACKUP_UID = 10091;
@@ -167,6 +168,34 @@ export class BackupChart extends Chart {
         },
       });
     };
+
+    // The backup claim is used only by the CronJobs, so on a WaitForFirstConsumer class it would
+    // stay Pending until the first night's backup, and an Argo CD sync would wait for it. This
+    // Job binds it during the sync, on Synapse's node where the backups run, and checks that the
+    // backup uid can write to it. (For kubectl apply it simply runs once.)
+    const volumeCheck: k8s.PodTemplateSpec = {
+      metadata: { labels: labels(component) },
+      spec: {
+        restartPolicy: 'Never',
+        automountServiceAccountToken: false,
+        enableServiceLinks: false,
+        securityContext: restrictedPod(BACKUP_UID),
+        affinity: onSynapseNode,
+        containers: [{
+          name: 'check',
+          image: imageRef(props.image),
+          command: ['sh', '-c', `test -w ${BACKUP_DIR} && echo "backup volume ${claim.name} is bound and writable"`],
+          resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
+          securityContext: restrictedContainer(),
+          volumeMounts: [mounts.backups],
+        }],
+        volumes: [volumes.backups],
+      },
+    };
+    new k8s.KubeJob(this, 'volume-check', {
+      metadata: { name: `backup-volume-${contentHash(volumeCheck).slice(0, 8)}`, ...meta, annotations: syncHook(WAVE.edge) },
+      spec: { backoffLimit: 6, activeDeadlineSeconds: 1800, ttlSecondsAfterFinished: 7 * 24 * 3600, template: volumeCheck },
+    });
 
     const mediaRo = { name: 'media', mountPath: '/media', readOnly: true };
     cronJob('postgres-backup', props.schedule.postgres,

@@ -7,6 +7,7 @@ import {
   bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
   selectorLabels, tcpPort,
 } from './common';
+import { setSyncWave, WAVE } from './argocd';
 
 export const COTURN_UID = 10478;
 
@@ -97,7 +98,8 @@ export interface CoturnProps extends ChartProps {
 export function turnserverConf(p: CoturnProps): string {
   const lines = [
     '# Rendered by kudo; the start script appends static-auth-secret,',
-    '# external-ip, listening-ip and relay-ip for the node it runs on.',
+    '# external-ip, listening-ip and relay-ip for the node it runs on, and',
+    '# cert and pkey once cert-manager has issued the certificate.',
     `listening-port=${TURN_PORT}`,
     `tls-listening-port=${TURN_TLS_PORT}`,
     `min-port=${p.relayPorts.min}`,
@@ -107,8 +109,6 @@ export function turnserverConf(p: CoturnProps): string {
     '# TURN REST credentials: user names are expiry timestamps signed with the shared secret.',
     'use-auth-secret',
     'fingerprint',
-    'cert=/tls/tls.crt',
-    'pkey=/tls/tls.key',
     '# Relay UDP only, to public unicast peers only.',
     'no-tcp-relay',
     'no-multicast-peers',
@@ -137,7 +137,9 @@ export function turnserverConf(p: CoturnProps): string {
  */
 export class CoturnChart extends Chart {
   constructor(scope: Construct, id: string, props: CoturnProps) {
-    super(scope, id, props);
+    // No chart namespace: cdk8s would put it on the ClusterRole and its binding too.
+    // Every namespaced object below names its namespace itself.
+    super(scope, id, { ...props, namespace: undefined });
     const component = { name: 'coturn', component: 'turn', version: props.image.tag };
     const meta = { namespace: props.namespace, labels: labels(component) };
     const files = {
@@ -184,7 +186,7 @@ export class CoturnChart extends Chart {
     if (props.publicIp !== undefined) initEnv.push({ name: 'PUBLIC_IP', value: props.publicIp });
 
     const turnProbe = { tcpSocket: { port: k8s.IntOrString.fromNumber(TURN_PORT) } };
-    new k8s.KubeDaemonSet(this, 'daemonset', {
+    const daemonSet = new k8s.KubeDaemonSet(this, 'daemonset', {
       metadata: { name: 'coturn', ...meta },
       spec: {
         selector: { matchLabels: selectorLabels(component) },
@@ -217,7 +219,8 @@ export class CoturnChart extends Chart {
               name: 'coturn',
               image: imageRef(props.image),
               command: ['sh', '/etc/coturn/start.sh'],
-              env: [fromField('NODE_IP', 'status.hostIP')],
+              // How often start.sh looks for a new or renewed certificate.
+              env: [fromField('NODE_IP', 'status.hostIP'), { name: 'CERT_CHECK_SECONDS', value: '60' }],
               ports: [
                 { name: 'turn-udp', containerPort: TURN_PORT, protocol: 'UDP' },
                 tcpPort('turn-tcp', TURN_PORT),
@@ -243,7 +246,8 @@ export class CoturnChart extends Chart {
                 name: 'turn-secret',
                 secret: { secretName: props.turnSharedSecret.name, items: [{ key: props.turnSharedSecret.key, path: 'shared_secret' }], defaultMode: 0o440 },
               },
-              { name: 'tls', secret: { secretName: 'coturn-tls', defaultMode: 0o440 } },
+              // Optional: coturn serves TURN over UDP and TCP before the certificate exists (start.sh).
+              { name: 'tls', secret: { secretName: 'coturn-tls', defaultMode: 0o440, optional: true } },
               memoryVolume('run', '1Mi'),
               memoryVolume('tmp', '16Mi'),
               ...(lookUpNode ? [{
@@ -261,5 +265,8 @@ export class CoturnChart extends Chart {
         },
       },
     });
+    // Last, with its certificate: no TURN node yet, or a failing ACME challenge for the
+    // TURN host, must not hold up Synapse or the app's credentials.
+    setSyncWave(daemonSet, WAVE.edge);
   }
 }

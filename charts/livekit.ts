@@ -6,6 +6,7 @@ import {
   CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
   selectorLabels, tcpPort,
 } from './common';
+import { setSyncWave, WAVE } from './argocd';
 import { exposeHttp, IngressSettings } from './tls';
 import { toYaml } from './yaml-out';
 
@@ -128,7 +129,7 @@ export class LiveKitChart extends Chart {
     const ports = [tcpPort('http', LIVEKIT_API_PORT), tcpPort('rtc-tcp', props.rtc.tcpPort), tcpPort('metrics', LIVEKIT_METRICS_PORT)];
     if (props.rtc.udpPort !== undefined) ports.push({ name: 'rtc-udp', containerPort: props.rtc.udpPort, protocol: 'UDP' });
 
-    new k8s.KubeDeployment(this, 'deployment', {
+    const deployment = new k8s.KubeDeployment(this, 'deployment', {
       metadata: { name: 'livekit', ...meta },
       spec: {
         replicas: props.replicas,
@@ -209,6 +210,9 @@ export class LiveKitChart extends Chart {
         },
       },
     });
+
+    // Last, with the routes: a LiveKit short of nodes must not hold up Synapse or the app's credentials.
+    setSyncWave(deployment, WAVE.edge);
 
     if (props.replicas > 1) {
       // Drains take one node's LiveKit at a time, so the others keep rooms going.

@@ -7,7 +7,7 @@
 import { Chart, ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { HOOK, SYNC_WAVE } from './argocd';
+import { syncHook, WAVE } from './argocd';
 import type { ImageConfig, SecretRef, SecretRefs } from './config';
 import { bundledFile, CONFIG_HASH_ANNOTATION, contentHash, labels, SCRIPTS_DIR, toolPodTemplate, ToolPodProps } from './common';
 
@@ -74,8 +74,6 @@ function secretNamesByNamespace(plan: readonly PlannedValue[]): Map<string, stri
   }
   return new Map([...byNs].map(([ns, names]) => [ns, [...names].sort()]));
 }
-
-const HOOK_DELETE = 'argocd.argoproj.io/hook-delete-policy';
 
 interface ScopedAccessProps {
   readonly serviceAccount: string;
@@ -170,7 +168,7 @@ export class SecretGeneratorChart extends Chart {
       configMap: config.name,
       command: ['python3', `${SCRIPTS_DIR}/generate_secrets.py`, `${SCRIPTS_DIR}/plan.json`],
       labels: { ...lbls },
-      annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files), [SYNC_WAVE]: '-1', [HOOK]: 'Sync', [HOOK_DELETE]: 'BeforeHookCreation' },
+      annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files), ...syncHook(WAVE.secrets) },
       backoffLimit: 6,
     });
   }
@@ -189,7 +187,11 @@ export interface BootstrapProps extends ChartProps {
   readonly publicLivekitUrl: string;
 }
 
-/** The admin bootstrap Job, run after Synapse is up (Argo CD PostSync hook; plain kubectl: it waits for Synapse). */
+/**
+ * The admin bootstrap Job, run once Synapse is up: for Argo CD a Sync hook in
+ * the wave after Synapse's, so the app's credentials never wait for LiveKit,
+ * TURN, routes or certificates; for plain kubectl it waits for Synapse itself.
+ */
 export class BootstrapChart extends Chart {
   constructor(scope: Construct, id: string, props: BootstrapProps) {
     super(scope, id, props);
@@ -239,7 +241,7 @@ export class BootstrapChart extends Chart {
       }],
       extraMounts: [{ name: 'secrets', mountPath: '/secrets', readOnly: true }],
       labels: { ...lbls },
-      annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files), [HOOK]: 'PostSync', [HOOK_DELETE]: 'BeforeHookCreation' },
+      annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files), ...syncHook(WAVE.appCredentials) },
       backoffLimit: 10,
     });
   }

@@ -8,21 +8,73 @@ test('every object has a sync wave or is a hook', () => {
   for (const m of synthAll()) expect([m.kind, m.metadata.name, wave(m) ?? hook(m)]).toEqual([m.kind, m.metadata.name, expect.any(String)]);
 });
 
-test('waves order the rollout: namespaces, RBAC and config, secrets, databases, workloads, backups', () => {
-  const all = synthAll();
-  const w = (kind: string, name: string) => Number(wave(find(all, kind, name)));
-  expect(w('Namespace', 'kudo')).toBeLessThan(w('ServiceAccount', 'secret-generator'));
-  const generator = all.find((m) => m.kind === 'Job' && m.metadata.name.startsWith('generate-secrets'))!;
-  expect(hook(generator)).toBe('Sync');
-  const generatorWave = Number(wave(generator));
-  expect(w('ServiceAccount', 'secret-generator')).toBeLessThan(generatorWave);
-  expect(w('ConfigMap', 'secret-generator')).toBeLessThan(generatorWave);
-  expect(generatorWave).toBeLessThan(w('StatefulSet', 'postgres'));
-  expect(w('StatefulSet', 'postgres')).toBeLessThan(w('Deployment', 'synapse'));
-  expect(w('StatefulSet', 'redis')).toBeLessThan(w('Deployment', 'livekit'));
-  expect(w('Deployment', 'synapse')).toBeLessThan(w('CronJob', 'postgres-backup'));
-  const bootstrap = all.find((m) => m.kind === 'Job' && m.metadata.name.startsWith('bootstrap-admin'))!;
-  expect(hook(bootstrap)).toBe('PostSync');
+/** `Kind namespace/name` (hashed Job names without their hash) -> "wave" or "Hook@wave". */
+function waveTable(ms: Manifest[]): Record<string, string> {
+  return Object.fromEntries(ms.map((m) => {
+    const name = m.kind === 'Job' ? m.metadata.name.replace(/-[0-9a-f]{8}$/, '') : m.metadata.name;
+    const where = m.metadata.namespace !== undefined ? `${m.metadata.namespace}/${name}` : name;
+    return [`${m.kind} ${where}`, hook(m) !== undefined ? `${hook(m)}@${wave(m)}` : String(wave(m))];
+  }));
+}
+
+test('the intended wave of every object: a sync that can finish on a WaitForFirstConsumer StorageClass', () => {
+  // -3 namespaces; -2 RBAC, policies, issuer, ConfigMaps; -1 the secret generator (hook);
+  // 0 Services and budgets; 1 the databases; 2 Synapse with its media claim, the delegation server;
+  // 3 the admin bootstrap (hook: the app's credentials need only Synapse); 4 media, TURN, routes,
+  // certificates, backups (with the hook that binds the backup claim) and the rest.
+  expect(waveTable(synthAll())).toEqual({
+    'Namespace kudo': '-3', 'Namespace kudo-media': '-3', 'Namespace kudo-app': '-3',
+    'ClusterIssuer kudo-letsencrypt': '-2',
+    'ConfigMap kudo/secret-generator': '-2', 'ServiceAccount kudo/secret-generator': '-2',
+    'Role kudo/secret-generator': '-2', 'RoleBinding kudo/secret-generator': '-2',
+    'Role kudo-media/secret-generator': '-2', 'RoleBinding kudo-media/secret-generator': '-2',
+    'Job kudo/generate-secrets': 'Sync@-1',
+    'NetworkPolicy kudo/default-deny': '-2', 'NetworkPolicy kudo/allow-dns': '-2', 'NetworkPolicy kudo/postgres': '-2',
+    'NetworkPolicy kudo/redis': '-2', 'NetworkPolicy kudo/synapse': '-2', 'NetworkPolicy kudo/matrix-well-known': '-2',
+    'NetworkPolicy kudo/acme-http01-solver': '-2', 'NetworkPolicy kudo/kubernetes-api': '-2', 'NetworkPolicy kudo/admin-bootstrap': '-2',
+    'NetworkPolicy kudo/smoke-test': '-2', 'NetworkPolicy kudo/backup': '-2',
+    'ConfigMap kudo/postgres-init': '-2', 'Service kudo/postgres': '0', 'StatefulSet kudo/postgres': '1',
+    'ConfigMap kudo/redis-config': '-2', 'Service kudo/redis': '0', 'StatefulSet kudo/redis': '1',
+    'ConfigMap kudo/synapse-config': '-2', 'PersistentVolumeClaim kudo/synapse-media': '2', 'Deployment kudo/synapse': '2',
+    'Service kudo/synapse': '0', 'Ingress kudo/synapse': '4', 'Ingress kudo/matrix-well-known': '4',
+    'ConfigMap kudo/matrix-well-known': '-2', 'Deployment kudo/matrix-well-known': '2', 'PodDisruptionBudget kudo/matrix-well-known': '0',
+    'Service kudo/matrix-well-known': '0',
+    'ConfigMap kudo-media/livekit-config': '-2', 'Deployment kudo-media/livekit': '4', 'Service kudo-media/livekit': '0', 'Ingress kudo-media/livekit': '4',
+    'ConfigMap kudo-media/coturn-config': '-2', 'Certificate kudo-media/coturn-tls': '4', 'ServiceAccount kudo-media/coturn': '-2',
+    'ClusterRole kudo-media-coturn-node-reader': '-2', 'ClusterRoleBinding kudo-media-coturn-node-reader': '-2', 'DaemonSet kudo-media/coturn': '4',
+    'ConfigMap kudo/admin-bootstrap': '-2', 'ServiceAccount kudo/admin-bootstrap': '-2',
+    'Role kudo-media/admin-bootstrap': '-2', 'RoleBinding kudo-media/admin-bootstrap': '-2',
+    'Role kudo-app/admin-bootstrap': '-2', 'RoleBinding kudo-app/admin-bootstrap': '-2',
+    'Job kudo/bootstrap-admin': 'Sync@3',
+    'ConfigMap kudo/smoke-test': '-2', 'CronJob kudo/smoke-test': '4',
+    'ConfigMap kudo/backup-scripts': '-2', 'PersistentVolumeClaim kudo/kudo-backups': '4', 'Job kudo/backup-volume': 'Sync@4',
+    'CronJob kudo/postgres-backup': '4', 'CronJob kudo/media-backup': '4', 'CronJob kudo/postgres-restore': '4', 'CronJob kudo/media-restore': '4',
+  });
+});
+
+describe('every claim binds within its own wave', () => {
+  // On a WaitForFirstConsumer class a claim stays Pending (Argo CD: Progressing) until a pod
+  // that mounts it is scheduled; Argo CD starts no later wave, and no PostSync hook, before then.
+  const claimsOf = (spec: any): string[] => (spec?.volumes ?? []).map((v: any) => v.persistentVolumeClaim?.claimName).filter(Boolean);
+  const configs: [string, object][] = [
+    ['default', {}],
+    ['production', { profile: 'production' }],
+    ['gateway-api, monitoring, Argo CD', {
+      routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg' }, monitoring: { enabled: true },
+      argocd: { enabled: true, repoURL: 'https://git.example.com/infra.git' },
+    }],
+  ];
+  test.each(configs)('%s', (_, c) => {
+    const all = synthAll(config(c));
+    const claims = all.filter((m) => m.kind === 'PersistentVolumeClaim');
+    expect(claims.length).toBeGreaterThan(0);
+    for (const claim of claims) {
+      // Consumers that make a pod during the sync itself: workloads and hook Jobs, not CronJobs.
+      const binders = all.filter((m) => ['Deployment', 'StatefulSet', 'DaemonSet', 'Job'].includes(m.kind)
+        && m.metadata.namespace === claim.metadata.namespace && claimsOf(m.spec.template.spec).includes(claim.metadata.name));
+      expect([claim.metadata.name, binders.map((b) => wave(b))]).toEqual([claim.metadata.name, expect.arrayContaining([wave(claim)])]);
+    }
+  });
 });
 
 test('the recommended labels on every object and pod template', () => {

@@ -48,3 +48,12 @@ test('the validator catches an unknown field and a wrong type (it can fail)', ()
   expect(errors.join('\n')).toContain('/spec/ports/0/port must be integer');
   expect(validator.errors({ apiVersion: 'extensions/v1beta1', kind: 'Ingress', metadata: { name: 'x' } })[0]).toContain('is not served');
 });
+
+test('cluster-scoped objects carry no namespace (Argo CD and kubectl diff would see a field the server drops)', () => {
+  // Kubernetes' cluster-scoped kinds among those we render, and the CRDs with scope: Cluster.
+  const clusterScoped = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'ClusterIssuer']);
+  for (const [, manifests] of renders) {
+    const wrong = manifests.filter((m) => clusterScoped.has(m.kind) && m.metadata.namespace !== undefined);
+    expect(wrong.map((m) => `${m.kind}/${m.metadata.name} in ${m.metadata.namespace}`)).toEqual([]);
+  }
+});

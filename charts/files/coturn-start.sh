@@ -1,38 +1,60 @@
 #!/bin/sh
 # Starts coturn with the rendered turnserver.conf plus what only the node
-# knows at start: the shared secret and its own addresses. The secret goes
-# into a file in memory, never onto the command line.
+# knows at start: the shared secret and its own addresses, and the TLS
+# certificate once cert-manager has issued it. The secret goes into a file in
+# memory, never onto the command line.
+#
+# TURN over UDP and TCP does not need the certificate, so coturn starts
+# without it (a first issuance can take minutes, or fail until DNS and port 80
+# are right) and is restarted with TLS when the certificate appears; later
+# renewals are reloaded in place (SIGUSR2).
 set -eu
 umask 077
 conf=/run/coturn/turnserver.conf
+cert=/tls/tls.crt
+key=/tls/tls.key
 public=$(cat /run/coturn/public-ip)
-cp /etc/coturn/turnserver.conf "$conf"
-{
-  printf 'static-auth-secret=%s\n' "$(cat /secrets/turn/shared_secret)"
-  printf 'external-ip=%s/%s\n' "$public" "$NODE_IP"
-  printf 'listening-ip=%s\n' "$NODE_IP"
-  printf 'relay-ip=%s\n' "$NODE_IP"
-} >> "$conf"
 
-turnserver -c "$conf" &
-pid=$!
+has_cert() { [ -s "$cert" ] && [ -s "$key" ]; }
+
+start() {
+  cp /etc/coturn/turnserver.conf "$conf"
+  {
+    printf 'static-auth-secret=%s\n' "$(cat /secrets/turn/shared_secret)"
+    printf 'external-ip=%s/%s\n' "$public" "$NODE_IP"
+    printf 'listening-ip=%s\n' "$NODE_IP"
+    printf 'relay-ip=%s\n' "$NODE_IP"
+    if has_cert; then printf 'cert=%s\npkey=%s\n' "$cert" "$key"; fi
+  } >> "$conf"
+  if ! has_cert; then echo "no certificate at $cert yet: TURN over TLS stays off until cert-manager has issued it"; fi
+  turnserver -c "$conf" &
+  pid=$!
+}
+
+start
 stopping= sleeper=
 trap 'stopping=1; kill -TERM "$pid" $sleeper 2>/dev/null' TERM INT
 
-# coturn reads its certificate only at start and on SIGUSR2; cert-manager
-# renews it in place, so watch it and ask for a reload when it changes.
-cert=/tls/tls.crt
-last=$(cksum < "$cert" 2>/dev/null || echo none)
+# coturn reads its certificate only at start and on SIGUSR2; watch the mounted
+# Secret (the kubelet updates it in place) and act when it changes.
+last=$(cksum 2>/dev/null < "$cert" || echo none)
 while [ -z "$stopping" ] && kill -0 "$pid" 2>/dev/null; do
-  sleep 60 &
+  sleep "${CERT_CHECK_SECONDS:-60}" &
   sleeper=$!
   wait $sleeper || true
   sleeper=
-  now=$(cksum < "$cert" 2>/dev/null || echo none)
+  now=$(cksum 2>/dev/null < "$cert" || echo none)
   if [ -z "$stopping" ] && [ "$now" != "$last" ]; then
+    if [ "$last" = none ]; then
+      echo "certificate issued; restarting with TLS"
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" || true
+      start
+    else
+      echo "certificate changed; reloading"
+      kill -USR2 "$pid" 2>/dev/null || true
+    fi
     last=$now
-    echo "certificate changed; reloading"
-    kill -USR2 "$pid" 2>/dev/null || true
   fi
 done
 wait "$pid"

@@ -338,7 +338,9 @@ interface RunningCoturn {
   writtenScript: string;
   runtimeConf: string;
   pidFile: string;
+  /** Where the certificate Secret's files appear (empty at start: not issued yet). */
   certFile: string;
+  keyFile: string;
   /** The log as soon as coturn accepted TCP connections: everything it said about its config. */
   startupLog: string;
 }
@@ -377,15 +379,12 @@ async function startCoturn(): Promise<RunningCoturn> {
   writeSecretFiles(path.join(dir, 'vol', 'turn-secret'), secretFiles);
   const secret = Object.values(secretFiles)[0];
 
-  // LOOPBACK_REWRITES.tls: a self-signed certificate for the TURN host where cert-manager's Secret would be.
-  const realm = option(RENDERED_CONF, 'realm');
-  const certFile = hostPath(mounts, option(RENDERED_CONF, 'cert'));
-  const keyFile = hostPath(mounts, option(RENDERED_CONF, 'pkey'));
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', `/CN=${realm}`,
-    '-keyout', keyFile, '-out', certFile,
-  ], { stdio: 'pipe' });
-  for (const f of [certFile, keyFile]) fs.chmodSync(f, 0o440);
+  // Where cert-manager's Secret would put the certificate: start.sh names the files, the tls volume is the Secret.
+  const certPath = /^cert=(\S+)$/m.exec(configMapFile(manifests, 'coturn-config', 'start.sh'))![1];
+  const keyPath = /^key=(\S+)$/m.exec(configMapFile(manifests, 'coturn-config', 'start.sh'))![1];
+  const certFile = hostPath(mounts, certPath);
+  const keyFile = hostPath(mounts, keyPath);
+  if (!fs.existsSync(path.dirname(certFile))) throw new Error(`${certPath} is not on a mounted volume`);
 
   // LOOPBACK_REWRITES.externalIp: what the init container would write (the node's public IPv4); here the node is 127.0.0.1.
   const publicIpFile = hostPath(initMounts, init.command[init.command.length - 1]);
@@ -396,6 +395,7 @@ async function startCoturn(): Promise<RunningCoturn> {
   const env: Record<string, string> = { PATH: `${TURNUTILS}:${process.env.PATH}` };
   for (const e of c.env) {
     if (e.valueFrom?.fieldRef?.fieldPath === 'status.hostIP') env[e.name] = LOOPBACK;
+    else if (e.name === 'CERT_CHECK_SECONDS') env[e.name] = '1'; // LOOPBACK_REWRITES.timing
     else if (e.value !== undefined) env[e.name] = e.value;
     else throw new Error(`unhandled env ${JSON.stringify(e)}`);
   }
@@ -416,7 +416,7 @@ async function startCoturn(): Promise<RunningCoturn> {
   const runtimeConfFile = path.join(mounts['/run/coturn'], 'turnserver.conf');
   return {
     program, port, tlsPort, relayPorts, secret, mounts, writtenConf: conf, writtenScript: script, runtimeConf: fs.readFileSync(runtimeConfFile, 'utf8'),
-    pidFile: hostPath(mounts, option(RENDERED_CONF, 'pidfile')), certFile, startupLog: program.output(),
+    pidFile: hostPath(mounts, option(RENDERED_CONF, 'pidfile')), certFile, keyFile, startupLog: program.output(),
   };
 }
 
@@ -440,8 +440,9 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
       'listening-port': 'ports', 'tls-listening-port': 'ports', 'min-port': 'ports', 'max-port': 'ports',
     };
     expect(changed.sort()).toEqual(Object.keys(expected).sort());
-    // And the paths did move (cert, pkey, pidfile), so nothing is read from or written to the host's /tls or /run.
-    for (const name of ['cert', 'pkey', 'pidfile']) expect(option(turn.writtenConf, name).startsWith(turn.mounts[path.dirname(option(RENDERED_CONF, name))])).toBe(true);
+    // And the paths did move (pidfile in the config; the certificate in start.sh), so nothing touches the host's /tls or /run.
+    expect(option(turn.writtenConf, 'pidfile').startsWith(turn.mounts[path.dirname(option(RENDERED_CONF, 'pidfile'))])).toBe(true);
+    expect(turn.writtenScript).toContain(`cert=${turn.certFile}`);
   });
 
   test('runs the rendered turnserver.conf through the rendered start.sh, and rejects none of its lines', () => {
@@ -555,11 +556,36 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     }
   });
 
-  test('the TLS listener presents the mounted certificate', async () => {
+  test('without its certificate it relays over UDP and TCP with TLS off; once issued, start.sh restarts it with TLS', async () => {
+    // Started before cert-manager issued anything: the TURN port answers (above), the TLS port does not.
+    expect(turn.startupLog).toContain(`no certificate at ${turn.certFile} yet`);
+    expect(turn.startupLog).not.toContain('cannot open');
+    expect(await tcpOpen(turn.tlsPort)).toBe(false);
+    const firstPid = Number(fs.readFileSync(turn.pidFile, 'utf8').trim());
+
+    // LOOPBACK_REWRITES.tls: a self-signed certificate for the TURN host, written where the Secret's files appear.
+    const realm = option(RENDERED_CONF, 'realm');
+    const staged = path.join(path.dirname(turn.certFile), '..', 'cert-staging');
+    fs.mkdirSync(staged, { recursive: true });
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', `/CN=${realm}`,
+      '-keyout', path.join(staged, 'tls.key'), '-out', path.join(staged, 'tls.crt'),
+    ], { stdio: 'pipe' });
+    // Key first, then the certificate, each by rename (the kubelet also swaps the whole folder at once).
+    fs.renameSync(path.join(staged, 'tls.key'), turn.keyFile);
+    fs.renameSync(path.join(staged, 'tls.crt'), turn.certFile);
+
+    await turn.program.waitFor('the TLS port', () => tcpOpen(turn.tlsPort), 30_000);
+    expect(turn.program.output()).toContain('certificate issued; restarting with TLS');
+    const secondPid = Number(fs.readFileSync(turn.pidFile, 'utf8').trim());
+    expect(secondPid).not.toBe(firstPid);
+    expect(fs.readFileSync(path.join(turn.mounts['/run/coturn'], 'turnserver.conf'), 'utf8'))
+      .toContain(`cert=${turn.certFile}\npkey=${turn.keyFile}\n`);
+
     const want = new crypto.X509Certificate(fs.readFileSync(turn.certFile)).fingerprint256;
     const got = await new Promise<string>((resolve, reject) => {
       // Self-signed (tls rewrite), so not verified: the point is which certificate coturn serves.
-      const s = tls.connect({ host: LOOPBACK, port: turn.tlsPort, servername: option(RENDERED_CONF, 'realm'), rejectUnauthorized: false }, () => {
+      const s = tls.connect({ host: LOOPBACK, port: turn.tlsPort, servername: realm, rejectUnauthorized: false }, () => {
         resolve(s.getPeerCertificate().fingerprint256);
         s.end();
       });
@@ -567,6 +593,9 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
       s.on('error', reject);
     });
     expect(got).toBe(want);
+    // And plain STUN still answers after the restart.
+    expect(execFileSync(path.join(TURNUTILS, 'turnutils_stunclient'), ['-p', String(turn.port), LOOPBACK], { encoding: 'utf8', timeout: 10_000 }))
+      .toMatch(/UDP reflexive addr/);
   });
 
   // Last: it stops the server.

@@ -31,6 +31,7 @@ export const LOOPBACK_REWRITES = {
   paths: 'Mount paths (/config, /secrets, /media, /run/..., /etc/...) become folders of a per-test temporary directory.',
   externalIp: "LiveKit's use_external_ip (STUN to the internet) becomes false: there is no internet; the node IP is 127.0.0.1.",
   tls: "coturn's certificate is a self-signed one made by the test instead of cert-manager's.",
+  timing: "coturn's certificate watch (CERT_CHECK_SECONDS) looks every second instead of every minute, so the test need not wait.",
 } as const;
 
 /** Paths of the installed programs (test/e2e/install-programs.sh writes them). A missing program fails the test. */
