@@ -28,9 +28,10 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
   // The Jobs, the well-known server and coturn's address lookup need Python 3; the Synapse image has it.
   const toolsImage = config.synapse.image;
   const gw = config.gatewayApi;
-  const gateway = config.routing === 'gateway-api' ? { name: gw.gatewayName, namespace: gw.gatewayNamespace ?? ns.stack } : undefined;
+  const gateway = config.routing === 'gateway-api' ? { name: gw.gatewayName, namespace: gw.gatewayNamespace } : undefined;
   const ingress: IngressSettings = {
     mode: config.routing,
+    controller: config.ingress.controller,
     gateway,
     className: config.ingress.className,
     issuerKind: config.tls.issuer.kind,
@@ -69,7 +70,8 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     const np = config.networkPolicies;
     new NetworkPoliciesChart(app, '06-network-policies', {
       namespace: ns.stack,
-      ingressControllerNamespace: np.ingressControllerNamespace,
+      publicTrafficNamespace: config.publicTrafficNamespace,
+      appNamespace: ns.app,
       dnsNamespace: np.dnsNamespace,
       nodeCidrs: np.nodeCidrs,
       ports: {
@@ -124,6 +126,7 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     secrets: refs,
     ingress,
     wellKnownService: wellKnown && { name: wellKnown.serviceName, port: WELL_KNOWN_PORT },
+    adminApiSourceRanges: config.synapse.adminApi.expose ? config.synapse.adminApi.sourceRanges : undefined,
   });
 
   new LiveKitChart(app, '30-livekit', {

@@ -9,6 +9,7 @@
 import * as fs from 'fs';
 import type * as JsYaml from 'js-yaml';
 import type { z } from 'zod';
+import { INGRESS_CONTROLLER, INGRESS_CONTROLLERS, IngressController } from './ingress-controllers';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -101,10 +102,21 @@ function makeSchema() {
       createGateway: z.boolean().default(true),
       /** GatewayClass of the rendered Gateway; required when it is rendered. */
       gatewayClassName: z.string().optional(),
+      /**
+       * Where the Gateway's proxy pods run: the NetworkPolicies admit public traffic
+       * from there. Istio and NGINX Gateway Fabric run them in the Gateway's namespace,
+       * Envoy Gateway in its own (envoy-gateway-system). @default gatewayNamespace
+       */
+      proxyNamespace: dnsLabel.optional(),
     }).prefault({}),
     ingress: z.strictObject({
-      className: z.string().default('nginx'),
-      /** Extra annotations for every Ingress (e.g. controller-specific timeouts). */
+      /** The Ingress controller family, for its annotations (upload size, WebSocket timeouts) and its namespace. */
+      controller: z.enum(INGRESS_CONTROLLERS).default('traefik'),
+      /** @default the IngressClass the controller's chart creates */
+      className: z.string().optional(),
+      /** Where the controller's pods run; the NetworkPolicies admit public traffic from there. @default its install guide's */
+      namespace: dnsLabel.optional(),
+      /** Extra annotations for every Ingress, added last (they win over ours). */
       annotations: labelMap.default({}),
     }).prefault({}),
     tls: z.strictObject({
@@ -143,6 +155,16 @@ function makeSchema() {
       /** Open self-service registration. Off: accounts are made by the admin. */
       enableRegistration: z.boolean().default(false),
       logLevel: z.enum(['DEBUG', 'INFO', 'WARNING', 'ERROR']).default('INFO'),
+      /**
+       * The admin API (/_synapse/admin) for an app outside the cluster. Inside the
+       * cluster the app uses MATRIX_ADMIN_URL from its Secret and needs none of this.
+       */
+      adminApi: z.strictObject({
+        /** Route https://<matrix host>/_synapse/admin, from `sourceRanges` only. */
+        expose: z.boolean().default(false),
+        /** The addresses (CIDRs) allowed to reach it. */
+        sourceRanges: z.array(cidr).default([]),
+      }).prefault({}),
       /** The admin account the bootstrap Job registers. */
       adminUser: z.string().regex(/^[a-z0-9._=\-/]+$/, 'must be a Matrix localpart (a-z, 0-9, ".", "_", "=", "-", "/")').default('admin'),
     }).prefault({}),
@@ -214,8 +236,6 @@ function makeSchema() {
     networkPolicies: z.strictObject({
       /** Default-deny in the stack namespace, then only the flows the stack needs. */
       enabled: z.boolean().default(true),
-      /** Where the ingress controller's pods run (it reaches Synapse and the well-known server). */
-      ingressControllerNamespace: dnsLabel.default('ingress-nginx'),
       /** Where the cluster DNS pods run. */
       dnsNamespace: dnsLabel.default('kube-system'),
       /**
@@ -289,9 +309,13 @@ export type SecretRefs = RawConfig['secrets']['refs'];
 export type SecretRef = SecretRefs['postgresPassword'];
 
 /** The validated config with every derived default filled in. */
-export interface KudoConfig extends Omit<RawConfig, 'serverName' | 'hosts'> {
+export interface KudoConfig extends Omit<RawConfig, 'serverName' | 'hosts' | 'ingress' | 'gatewayApi'> {
   readonly serverName: string;
   readonly hosts: { readonly matrix: string; readonly livekit: string; readonly turn: string };
+  readonly ingress: RawConfig['ingress'] & { readonly className: string; readonly namespace: string };
+  readonly gatewayApi: RawConfig['gatewayApi'] & { readonly gatewayNamespace: string; readonly proxyNamespace: string };
+  /** Where public traffic (and ACME HTTP-01 challenges) reaches the stack from: the ingress controller's or the Gateway proxies' namespace. */
+  readonly publicTrafficNamespace: string;
 }
 
 /** Fixed ports (not configurable: clients and firewalls expect them). */
@@ -324,6 +348,8 @@ export function resolveConfig(input: unknown, source = 'config'): KudoConfig {
   if (typeof input !== 'object' || Array.isArray(input)) {
     throw new ConfigError(`${source}: the top level must be a mapping of keys, found ${describe(input)}`);
   }
+  const moved = movedKeys(input as Record<string, unknown>);
+  if (moved.length > 0) throw new ConfigError(`${source} is invalid:\n${moved.map((l) => `  - ${l}`).join('\n')}`);
   // The profile supplies defaults underneath the user's keys; the schema checks the profile value itself.
   const profile = (input as Record<string, unknown>).profile;
   const withProfile = profile === 'production' ? deepMerge(PRODUCTION_PROFILE, input as Record<string, unknown>) : input;
@@ -333,6 +359,10 @@ export function resolveConfig(input: unknown, source = 'config'): KudoConfig {
     throw new ConfigError(`${source} is invalid:\n${lines.map((l) => `  - ${l}`).join('\n')}`);
   }
   const raw = result.data;
+  const controller = INGRESS_CONTROLLER[raw.ingress.controller as IngressController];
+  const ingress = { ...raw.ingress, className: raw.ingress.className ?? controller.className, namespace: raw.ingress.namespace ?? controller.namespace };
+  const gatewayNamespace = raw.gatewayApi.gatewayNamespace ?? raw.namespaces.stack;
+  const gatewayApi = { ...raw.gatewayApi, gatewayNamespace, proxyNamespace: raw.gatewayApi.proxyNamespace ?? gatewayNamespace };
   const config: KudoConfig = {
     ...raw,
     serverName: raw.serverName ?? raw.domain,
@@ -341,6 +371,9 @@ export function resolveConfig(input: unknown, source = 'config'): KudoConfig {
       livekit: raw.hosts.livekit ?? `livekit.${raw.domain}`,
       turn: raw.hosts.turn ?? `turn.${raw.domain}`,
     },
+    ingress,
+    gatewayApi,
+    publicTrafficNamespace: raw.routing === 'gateway-api' ? gatewayApi.proxyNamespace : ingress.namespace,
   };
   checkCombinations(config, source);
   return config;
@@ -420,6 +453,16 @@ function checkCombinations(c: KudoConfig, source: string): void {
     problems.push('gatewayApi.gatewayClassName is required when routing is "gateway-api" and gatewayApi.createGateway is true');
   }
   if (c.argocd.enabled && c.argocd.repoURL === undefined) problems.push('argocd.repoURL is required when argocd.enabled is true');
+  const admin = c.synapse.adminApi;
+  if (admin.expose) {
+    if (c.routing === 'gateway-api') {
+      problems.push('synapse.adminApi.expose: Gateway API has no standard way to limit source addresses; let the app use MATRIX_ADMIN_URL inside the cluster, or add your implementation\'s policy yourself');
+    } else if (INGRESS_CONTROLLER[c.ingress.controller as IngressController].sourceRangeAnnotation === undefined) {
+      problems.push(`synapse.adminApi.expose: ingress.controller "${c.ingress.controller}" has no Ingress annotation that limits source addresses ` +
+        '(ingress-nginx and haproxy have one); let the app use MATRIX_ADMIN_URL inside the cluster instead');
+    }
+    if (admin.sourceRanges.length === 0) problems.push('synapse.adminApi.sourceRanges must list the addresses allowed to reach the admin API when synapse.adminApi.expose is true');
+  }
   if (c.backup.s3.enabled && c.backup.s3.repository === undefined) {
     problems.push('backup.s3.repository is required when backup.s3.enabled is true');
   }
@@ -430,6 +473,15 @@ function checkCombinations(c: KudoConfig, source: string): void {
   if (problems.length > 0) {
     throw new ConfigError(`${source} is invalid:\n${problems.map((l) => `  - ${l}`).join('\n')}`);
   }
+}
+
+/** Keys an earlier release had, and where their setting went. */
+const MOVED_KEYS: Record<string, string> = {
+  'networkPolicies.ingressControllerNamespace': 'moved to ingress.namespace (or gatewayApi.proxyNamespace with routing: gateway-api)',
+};
+
+function movedKeys(input: Record<string, unknown>): string[] {
+  return Object.entries(MOVED_KEYS).filter(([key]) => valueAt(input, key.split('.')) !== undefined).map(([key, where]) => `${key}: ${where}`);
 }
 
 /** `over` merged onto `base`, mappings merged key by key; neither is changed. */

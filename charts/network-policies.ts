@@ -6,7 +6,10 @@ import { labels } from './common';
 export interface NetworkPoliciesProps extends ChartProps {
   /** The stack namespace, whose pods these policies govern. */
   readonly namespace: string;
-  readonly ingressControllerNamespace: string;
+  /** Where public traffic comes from: the ingress controller's pods, or the Gateway's proxies. */
+  readonly publicTrafficNamespace: string;
+  /** The Kudo app's namespace: it calls Synapse's admin API and shared-secret registration. */
+  readonly appNamespace: string;
   readonly dnsNamespace: string;
   /** Node addresses (LiveKit reaches Redis from the host network). @default - any address */
   readonly nodeCidrs?: readonly string[];
@@ -39,7 +42,8 @@ export class NetworkPoliciesChart extends Chart {
       metadata: { name, namespace: props.namespace, labels: labels({ name: 'network-policy', component: 'security' }) },
       spec,
     });
-    const fromIngressController: k8s.NetworkPolicyPeer = { namespaceSelector: inNamespace(props.ingressControllerNamespace) };
+    const fromPublic: k8s.NetworkPolicyPeer = { namespaceSelector: inNamespace(props.publicTrafficNamespace) };
+    const fromApp: k8s.NetworkPolicyPeer = { namespaceSelector: inNamespace(props.appNamespace) };
 
     policy('default-deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] });
     policy('allow-dns', {
@@ -64,7 +68,7 @@ export class NetworkPoliciesChart extends Chart {
       podSelector: byName('synapse'),
       policyTypes: ['Ingress', 'Egress'],
       ingress: [
-        { from: [fromIngressController, { podSelector: byName('admin-bootstrap') }, { podSelector: byName('smoke-test') }], ports: tcp(p.synapse) },
+        { from: [fromPublic, fromApp, { podSelector: byName('admin-bootstrap') }, { podSelector: byName('smoke-test') }], ports: tcp(p.synapse) },
         ...scrape(p.synapseMetrics),
       ],
       egress: [
@@ -76,13 +80,13 @@ export class NetworkPoliciesChart extends Chart {
     policy('matrix-well-known', {
       podSelector: byName('matrix-well-known'),
       policyTypes: ['Ingress'],
-      ingress: [{ from: [fromIngressController], ports: tcp(p.wellKnown) }],
+      ingress: [{ from: [fromPublic], ports: tcp(p.wellKnown) }],
     });
     policy('acme-http01-solver', {
       // cert-manager's temporary challenge pods, created next to our Ingresses.
       podSelector: { matchLabels: { 'acme.cert-manager.io/http01-solver': 'true' } },
       policyTypes: ['Ingress'],
-      ingress: [{ from: [fromIngressController], ports: tcp(8089) }],
+      ingress: [{ from: [fromPublic], ports: tcp(8089) }],
     });
     policy('kubernetes-api', {
       // The Jobs that read and write Secrets. The API server's address differs per cluster.

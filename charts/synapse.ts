@@ -70,6 +70,11 @@ export interface SynapseProps extends ChartProps {
    * @default - no delegation documents are routed
    */
   readonly wellKnownService?: { readonly name: string; readonly port: number };
+  /**
+   * Route /_synapse/admin publicly, from these client addresses (CIDRs) only.
+   * @default - the admin API is reachable inside the cluster only
+   */
+  readonly adminApiSourceRanges?: readonly string[];
 }
 
 /** The files of the synapse-config ConfigMap. Holds no secret: every secret is a `*_path` to a mounted file. */
@@ -292,6 +297,14 @@ export class SynapseChart extends Chart {
       name: 'synapse', namespace: props.namespace, labels: labels(component), host: props.publicHost, tlsSecret: SYNAPSE_TLS_SECRET,
       backends, settings: props.ingress, options: { maxBodySize: props.maxUploadSize },
     });
+    if (props.adminApiSourceRanges !== undefined) {
+      // Its own Ingress: the source-address limit must not reach the client API.
+      exposeHttp(this, 'admin-ingress', {
+        name: 'synapse-admin', namespace: props.namespace, labels: labels(component), host: props.publicHost, tlsSecret: SYNAPSE_TLS_SECRET,
+        backends: [{ path: '/_synapse/admin', service: service.name, port: SYNAPSE_HTTP_PORT }],
+        settings: props.ingress, options: { sourceRanges: props.adminApiSourceRanges },
+      });
+    }
     if (delegation && props.serverName !== props.publicHost) {
       exposeHttp(this, 'well-known', {
         name: 'matrix-well-known', namespace: props.namespace, labels: labels(component), host: props.serverName,

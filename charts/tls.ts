@@ -7,10 +7,13 @@ import {
   HttpRouteSpecRulesMatchesPathType,
 } from '../imports/gateway.networking.k8s.io';
 import { labels } from './common';
+import { INGRESS_CONTROLLER, IngressController } from './ingress-controllers';
 
 /** How the public hosts are exposed: through an Ingress controller or a Gateway API Gateway. */
 export interface IngressSettings {
   readonly mode: 'ingress' | 'gateway-api';
+  /** The Ingress controller family, for its annotations (mode ingress). */
+  readonly controller: IngressController;
   /** Ingress class (mode ingress). */
   readonly className: string;
   readonly issuerKind: 'ClusterIssuer' | 'Issuer';
@@ -49,7 +52,7 @@ export function exposeHttp(scope: Construct, id: string, p: ExposeProps): void {
   const s = p.settings;
   if (s.mode === 'ingress') {
     new k8s.KubeIngress(scope, id, {
-      metadata: { name: p.name, namespace: p.namespace, labels: p.labels, annotations: ingressAnnotations(s, p.options ?? {}) },
+      metadata: { name: p.name, namespace: p.namespace, labels: p.labels, annotations: ingressAnnotations(s, p.options ?? {}, p.backends[0].service) },
       spec: {
         ingressClassName: s.className,
         tls: [{ hosts: [p.host], secretName: p.tlsSecret }],
@@ -66,6 +69,7 @@ export function exposeHttp(scope: Construct, id: string, p: ExposeProps): void {
     return;
   }
   if (s.gateway === undefined) throw new Error(`${p.name}: gateway-api routing needs a Gateway`);
+  if (p.options?.sourceRanges !== undefined) throw new Error(`${p.name}: an HTTPRoute cannot limit source addresses`);
   const idle = p.options?.websocketTimeoutSeconds;
   new HttpRoute(scope, id, {
     metadata: { name: p.name, namespace: p.namespace, labels: p.labels },
@@ -87,25 +91,28 @@ export interface IngressOptions {
   readonly maxBodySize?: string;
   /** Keep idle WebSocket connections open this long, in seconds. @default - the controller's default */
   readonly websocketTimeoutSeconds?: number;
+  /** Only these client addresses (CIDRs) may use the route. @default - anyone */
+  readonly sourceRanges?: readonly string[];
 }
 
 /**
  * Annotations for cert-manager's ingress-shim (which then requests a
- * certificate for the Ingress's TLS hosts) and for ingress-nginx. Other
- * controllers ignore the nginx ones; set their equivalents in
- * `ingress.annotations`.
+ * certificate for the Ingress's TLS hosts) and for the controller family:
+ * what the Ingress API cannot say itself (see ingress-controllers.ts).
+ * `ingress.annotations` from the config come last and win.
  */
-export function ingressAnnotations(s: IngressSettings, o: IngressOptions): Record<string, string> {
+export function ingressAnnotations(s: IngressSettings, o: IngressOptions, backendService: string): Record<string, string> {
+  const controller = INGRESS_CONTROLLER[s.controller];
   const a: Record<string, string> = {
     [s.issuerKind === 'ClusterIssuer' ? 'cert-manager.io/cluster-issuer' : 'cert-manager.io/issuer']: s.issuerName,
   };
-  if (o.maxBodySize !== undefined) {
-    // Synapse counts in binary units (M = MiB); nginx's "m" is also MiB.
-    a['nginx.ingress.kubernetes.io/proxy-body-size'] = o.maxBodySize.toLowerCase();
-  }
-  if (o.websocketTimeoutSeconds !== undefined) {
-    a['nginx.ingress.kubernetes.io/proxy-read-timeout'] = String(o.websocketTimeoutSeconds);
-    a['nginx.ingress.kubernetes.io/proxy-send-timeout'] = String(o.websocketTimeoutSeconds);
+  // Synapse counts in binary units (M = MiB), as nginx and HAProxy do with "m".
+  if (o.maxBodySize !== undefined) Object.assign(a, controller.bodySize(o.maxBodySize.toLowerCase()));
+  if (o.websocketTimeoutSeconds !== undefined) Object.assign(a, controller.webSocket(o.websocketTimeoutSeconds, backendService));
+  if (o.sourceRanges !== undefined) {
+    // The config refuses an exposed route on a controller without such an annotation; this guards the construct.
+    if (controller.sourceRangeAnnotation === undefined) throw new Error(`${controller.title} cannot limit an Ingress to source addresses`);
+    a[controller.sourceRangeAnnotation] = o.sourceRanges.join(',');
   }
   return { ...a, ...s.annotations };
 }

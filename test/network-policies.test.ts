@@ -27,14 +27,40 @@ test('only Synapse and the backups reach PostgreSQL', () => {
 });
 
 test('the ingress controller reaches Synapse, the well-known server and ACME solvers; Synapse reaches PostgreSQL and federation', () => {
-  const ms = manifests(config({ networkPolicies: { ingressControllerNamespace: 'traefik' } }));
+  // Traefik by default, in the namespace its chart installs into.
+  const ms = manifests();
   const syn = policy(ms, 'synapse');
-  expect(names(syn.spec.ingress[0].from)).toEqual(['traefik', 'admin-bootstrap', 'smoke-test']);
+  expect(names(syn.spec.ingress[0].from)).toEqual(['traefik', 'kudo-app', 'admin-bootstrap', 'smoke-test']);
   expect(ports(syn.spec.ingress[0])).toEqual(['TCP/8008']);
   expect(names(syn.spec.egress[0].to)).toEqual(['postgres']);
   expect(ports(syn.spec.egress[1])).toEqual(['TCP/443', 'TCP/8448']);
   expect(names(policy(ms, 'matrix-well-known').spec.ingress[0].from)).toEqual(['traefik']);
+  expect(names(policy(ms, 'acme-http01-solver').spec.ingress[0].from)).toEqual(['traefik']);
   expect(ports(policy(ms, 'acme-http01-solver').spec.ingress[0])).toEqual(['TCP/8089']);
+});
+
+test('the controller family decides the namespace admitted, unless ingress.namespace says otherwise', () => {
+  const from = (c: object) => names(policy(manifests(config(c)), 'synapse').spec.ingress[0].from)[0];
+  expect(from({ ingress: { controller: 'ingress-nginx' } })).toBe('ingress-nginx');
+  expect(from({ ingress: { controller: 'haproxy' } })).toBe('ingress-controller');
+  expect(from({ ingress: { controller: 'nginx-inc' } })).toBe('nginx-ingress');
+  expect(from({ ingress: { controller: 'traefik', namespace: 'kube-system' } })).toBe('kube-system');
+});
+
+test('gateway-api: public traffic and ACME challenges come from the Gateway\'s proxies, not from an ingress controller', () => {
+  const gw = { routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg', gatewayNamespace: 'gateways' } };
+  for (const [c, ns] of [[gw, 'gateways'], [{ ...gw, gatewayApi: { ...gw.gatewayApi, proxyNamespace: 'envoy-gateway-system' } }, 'envoy-gateway-system']] as const) {
+    const ms = manifests(config(c));
+    expect(names(policy(ms, 'synapse').spec.ingress[0].from)[0]).toBe(ns);
+    expect(names(policy(ms, 'matrix-well-known').spec.ingress[0].from)).toEqual([ns]);
+    expect(names(policy(ms, 'acme-http01-solver').spec.ingress[0].from)).toEqual([ns]);
+    for (const p of ms) expect(JSON.stringify(p.spec)).not.toMatch(/traefik|ingress-nginx/);
+  }
+});
+
+test('the old networkPolicies.ingressControllerNamespace key is refused with where its setting went', () => {
+  expect(() => config({ networkPolicies: { ingressControllerNamespace: 'traefik' } }))
+    .toThrow('networkPolicies.ingressControllerNamespace: moved to ingress.namespace (or gatewayApi.proxyNamespace with routing: gateway-api)');
 });
 
 test('Redis: from the nodes (LiveKit is on the host network) when their addresses are known', () => {

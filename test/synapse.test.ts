@@ -87,17 +87,16 @@ test('TURN: the shared coturn over udp, tcp and tls', () => {
 
 test('Ingress: TLS from cert-manager, public API paths only, body size = max upload', () => {
   const ing = find(manifests(), 'Ingress', 'synapse');
-  expect(ing.metadata.annotations).toMatchObject({
-    'cert-manager.io/cluster-issuer': 'kudo-letsencrypt',
-    'nginx.ingress.kubernetes.io/proxy-body-size': '100m',
-  });
+  expect(ing.metadata.annotations!['cert-manager.io/cluster-issuer']).toBe('kudo-letsencrypt');
   expect(ing.spec.tls).toEqual([{ hosts: ['matrix.example.com'], secretName: 'synapse-tls' }]);
   const paths = ing.spec.rules[0].http.paths.map((p: any) => p.path);
   expect(paths).toEqual(['/_matrix', '/_synapse/client']);
   expect(paths).not.toContain('/_synapse/admin');
-  const custom = find(manifests(config({ synapse: { maxUploadSize: '1G' }, ingress: { className: 'traefik' }, tls: { issuer: { kind: 'Issuer', name: 'mine' } } })), 'Ingress', 'synapse');
+  const custom = find(manifests(config({
+    synapse: { maxUploadSize: '1G' }, ingress: { controller: 'ingress-nginx', className: 'internet' }, tls: { issuer: { kind: 'Issuer', name: 'mine' } },
+  })), 'Ingress', 'synapse');
   expect(custom.metadata.annotations).toMatchObject({ 'cert-manager.io/issuer': 'mine', 'nginx.ingress.kubernetes.io/proxy-body-size': '1g' });
-  expect(custom.spec.ingressClassName).toBe('traefik');
+  expect(custom.spec.ingressClassName).toBe('internet');
 });
 
 test('the server name\'s well-known path is routed to the delegation service, not Synapse', () => {
@@ -131,4 +130,36 @@ test('restricted security context with a uid above 10000', () => {
   for (const name of ['synapse', 'pgpass']) {
     expect(container(deploy, name).securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
   }
+});
+
+describe('the admin API for an app outside the cluster (opt-in)', () => {
+  const paths = (ms: Manifest[]) => ms.filter((m) => m.kind === 'Ingress' || m.kind === 'HTTPRoute')
+    .flatMap((r) => (r.kind === 'Ingress' ? r.spec.rules.flatMap((x: any) => x.http.paths.map((p: any) => p.path)) : r.spec.rules.map((x: any) => x.matches[0].path.value)));
+
+  test('off by default: /_synapse/admin has no public route', () => {
+    expect(paths(manifests())).not.toContain('/_synapse/admin');
+  });
+
+  test('on: an Ingress of its own for /_synapse/admin, limited to the configured source ranges', () => {
+    const on = (controller: string) => find(manifests(config({
+      ingress: { controller }, synapse: { adminApi: { expose: true, sourceRanges: ['203.0.113.0/24', '198.51.100.7/32'] } },
+    })), 'Ingress', 'synapse-admin');
+    const nginx = on('ingress-nginx');
+    expect(nginx.spec.rules).toEqual([{
+      host: 'matrix.example.com',
+      http: { paths: [{ path: '/_synapse/admin', pathType: 'Prefix', backend: { service: { name: 'synapse', port: { number: 8008 } } } }] },
+    }]);
+    expect(nginx.spec.tls).toEqual([{ hosts: ['matrix.example.com'], secretName: 'synapse-tls' }]);
+    expect(nginx.metadata.annotations!['nginx.ingress.kubernetes.io/whitelist-source-range']).toBe('203.0.113.0/24,198.51.100.7/32');
+    expect(on('haproxy').metadata.annotations!['haproxy-ingress.github.io/allowlist-source-range']).toBe('203.0.113.0/24,198.51.100.7/32');
+  });
+
+  test('refused where the source ranges could not be enforced, or are missing', () => {
+    const expose = (c: object) => () => config({ ...c, synapse: { adminApi: { expose: true, sourceRanges: ['203.0.113.0/24'] } } });
+    expect(expose({ ingress: { controller: 'traefik' } })).toThrow('synapse.adminApi.expose: ingress.controller "traefik" has no Ingress annotation that limits source addresses');
+    expect(expose({ ingress: { controller: 'nginx-inc' } })).toThrow('ingress.controller "nginx-inc" has no Ingress annotation that limits source addresses');
+    expect(expose({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg' } })).toThrow('synapse.adminApi.expose: Gateway API has no standard way to limit source addresses');
+    expect(() => config({ ingress: { controller: 'ingress-nginx' }, synapse: { adminApi: { expose: true } } }))
+      .toThrow('synapse.adminApi.sourceRanges must list the addresses allowed to reach the admin API');
+  });
 });

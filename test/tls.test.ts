@@ -1,11 +1,10 @@
 import { resolveConfig } from '../charts/config';
-import { ingressAnnotations } from '../charts/tls';
 import { config, find, synthAll, synthChart } from './util';
 
 test('a Let\'s Encrypt ClusterIssuer solving HTTP-01 through the ingress class', () => {
   const issuer = find(synthChart('01-cert-manager'), 'ClusterIssuer', 'kudo-letsencrypt');
   expect(issuer.spec.acme.server).toBe('https://acme-v02.api.letsencrypt.org/directory');
-  expect(issuer.spec.acme.solvers).toEqual([{ http01: { ingress: { ingressClassName: 'nginx' } } }]);
+  expect(issuer.spec.acme.solvers).toEqual([{ http01: { ingress: { ingressClassName: 'traefik' } } }]);
   const staging = find(synthChart('01-cert-manager', config({ tls: { letsEncrypt: { environment: 'staging', email: 'ops@example.com' } } })), 'ClusterIssuer', 'kudo-letsencrypt');
   expect(staging.spec.acme).toMatchObject({ server: 'https://acme-staging-v02.api.letsencrypt.org/directory', email: 'ops@example.com' });
 });
@@ -16,8 +15,38 @@ test('no issuer is rendered when the cluster brings its own', () => {
 });
 
 test('user annotations win over ours', () => {
-  const a = ingressAnnotations({ mode: 'ingress', className: 'nginx', issuerKind: 'ClusterIssuer', issuerName: 'x', annotations: { 'nginx.ingress.kubernetes.io/proxy-body-size': '5m' } }, { maxBodySize: '100M' });
-  expect(a['nginx.ingress.kubernetes.io/proxy-body-size']).toBe('5m');
+  const ing = find(synthAll(config({ ingress: { controller: 'ingress-nginx', annotations: { 'nginx.ingress.kubernetes.io/proxy-body-size': '5m' } } })), 'Ingress', 'synapse');
+  expect(ing.metadata.annotations!['nginx.ingress.kubernetes.io/proxy-body-size']).toBe('5m');
+});
+
+describe('Ingress for each controller family: its own annotations for uploads and WebSockets', () => {
+  // Upload size = synapse.maxUploadSize (100M); LiveKit's signalling WebSockets stay open an hour.
+  const cases: [string, string, Record<string, string>, Record<string, string>][] = [
+    // Traefik has no per-Ingress body limit (none by default) and does not time out upgraded WebSockets.
+    ['traefik', 'traefik', {}, {}],
+    ['ingress-nginx', 'nginx',
+      { 'nginx.ingress.kubernetes.io/proxy-body-size': '100m' },
+      { 'nginx.ingress.kubernetes.io/proxy-read-timeout': '3600', 'nginx.ingress.kubernetes.io/proxy-send-timeout': '3600' }],
+    ['haproxy', 'haproxy',
+      { 'haproxy-ingress.github.io/proxy-body-size': '100m' },
+      { 'haproxy-ingress.github.io/timeout-tunnel': '3600s' }],
+    ['nginx-inc', 'nginx',
+      { 'nginx.org/client-max-body-size': '100m' },
+      { 'nginx.org/proxy-read-timeout': '3600s', 'nginx.org/proxy-send-timeout': '3600s', 'nginx.org/websocket-services': 'livekit' }],
+  ];
+  test.each(cases)('%s', (controller, className, synapse, livekit) => {
+    const all = synthAll(config({ ingress: { controller } }));
+    const issuer = { 'cert-manager.io/cluster-issuer': 'kudo-letsencrypt', 'argocd.argoproj.io/sync-wave': '4' };
+    expect(find(all, 'Ingress', 'synapse').metadata.annotations).toEqual({ ...issuer, ...synapse });
+    expect(find(all, 'Ingress', 'livekit').metadata.annotations).toEqual({ ...issuer, ...livekit });
+    expect(find(all, 'Ingress', 'matrix-well-known').metadata.annotations).toEqual(issuer);
+    for (const i of all.filter((m) => m.kind === 'Ingress')) expect(i.spec.ingressClassName).toBe(className);
+    expect(find(all, 'ClusterIssuer', 'kudo-letsencrypt').spec.acme.solvers[0].http01.ingress.ingressClassName).toBe(className);
+  });
+
+  test('no retired ingress-nginx annotation unless it was chosen', () => {
+    for (const m of synthAll()) expect(JSON.stringify(m.metadata.annotations ?? {})).not.toContain('nginx.ingress.kubernetes.io');
+  });
 });
 
 describe('Gateway API instead of Ingress', () => {

@@ -3,8 +3,10 @@
 Idempotent: a token already stored in the app's Secret that Synapse still
 accepts is kept. Otherwise the admin is registered through Synapse's
 shared-secret registration API, or, if the account exists, logged in with
-its password. The app's Secret then receives the homeserver URL, the admin
-token, the LiveKit URL and the LiveKit API key and secret.
+its password. The app's Secret then receives the homeserver URL, the
+in-cluster admin URL, the admin token, the registration shared secret (the
+app provisions users with it), the LiveKit URL and the LiveKit API key and
+secret.
 
 Environment:
   SYNAPSE_URL            in-cluster URL of Synapse (the admin API is not public)
@@ -152,12 +154,14 @@ def main():
     existing = kube.get_secret(app_namespace, app_secret)
     data = (existing or {}).get("data") or {}
     current = base64.b64decode(data["MATRIX_ADMIN_TOKEN"]).decode() if "MATRIX_ADMIN_TOKEN" in data else None
-    token = ensure_token(
-        synapse, current, mxid, user,
-        read_file(env["ADMIN_PASSWORD_FILE"]), read_file(env["REGISTRATION_SECRET_FILE"]),
-    )
+    registration_secret = read_file(env["REGISTRATION_SECRET_FILE"])
+    token = ensure_token(synapse, current, mxid, user, read_file(env["ADMIN_PASSWORD_FILE"]), registration_secret)
     values = {
         "MATRIX_HOMESERVER_URL": env["PUBLIC_HOMESERVER_URL"],
+        # The admin API is not public: the app calls it (and shared-secret
+        # registration) inside the cluster, where a NetworkPolicy admits its namespace.
+        "MATRIX_ADMIN_URL": env["SYNAPSE_URL"],
+        "MATRIX_REGISTRATION_SHARED_SECRET": registration_secret,
         "MATRIX_SERVER_NAME": env["SERVER_NAME"],
         "MATRIX_ADMIN_USER": mxid,
         "MATRIX_ADMIN_TOKEN": token,

@@ -139,6 +139,7 @@ describe(`Synapse ${SYNAPSE_VERSION} with the rendered homeserver.yaml`, () => {
       expect(r.code).toBe(0);
       expect(app()).toMatchObject({
         MATRIX_HOMESERVER_URL: `https://${config.hosts.matrix}`,
+        MATRIX_REGISTRATION_SHARED_SECRET: secrets.registrationSharedSecret,
         MATRIX_ADMIN_USER: `@admin:${config.serverName}`,
         LIVEKIT_URL: `wss://${config.hosts.livekit}`,
         LIVEKIT_API_KEY: secrets.livekitApiKey,
@@ -150,6 +151,49 @@ describe(`Synapse ${SYNAPSE_VERSION} with the rendered homeserver.yaml`, () => {
       const admin = await httpJson(`${base}/_synapse/admin/v2/users/${encodeURIComponent(`@admin:${config.serverName}`)}`, { headers: { Authorization: `Bearer ${token}` } });
       expect(admin.status).toBe(200);
       expect(admin.body.admin).toBe(true);
+    });
+
+    test('the app, with only the kudo-app Secret, provisions a user by shared-secret registration and sets up a room through the admin API', async () => {
+      // Exactly what the Kudo app does at runtime: everything comes from its Secret (envFrom).
+      const env = app();
+      // The in-cluster URL the Job was given (rendered: http://synapse.kudo.svc:8008; here the loopback rewrite of it).
+      expect(env.MATRIX_ADMIN_URL).toBe(base);
+      const job = manifests.find((m) => m.kind === 'Job' && m.metadata.name.startsWith('bootstrap-admin'))!;
+      expect(job.spec.template.spec.containers[0].env.find((e: any) => e.name === 'SYNAPSE_URL').value).toBe(`http://synapse.${config.namespaces.stack}.svc:8008`);
+      const adminUrl = env.MATRIX_ADMIN_URL;
+      const json = { 'Content-Type': 'application/json' };
+      const asAdmin = { ...json, Authorization: `Bearer ${env.MATRIX_ADMIN_TOKEN}` };
+
+      // 1. Shared-secret registration of a new (non-admin) user, as the app does for each of its users.
+      const nonce = (await httpJson(`${adminUrl}/_synapse/admin/v1/register`)).body.nonce;
+      const localpart = `kudo-user-${Date.now()}`;
+      const password = 'correct horse battery staple';
+      const mac = createHmac('sha1', env.MATRIX_REGISTRATION_SHARED_SECRET)
+        .update(`${nonce}\0${localpart}\0${password}\0notadmin`).digest('hex');
+      const registered = await httpJson(`${adminUrl}/_synapse/admin/v1/register`, {
+        method: 'POST', headers: json, body: JSON.stringify({ nonce, username: localpart, password, admin: false, mac }),
+      });
+      expect(registered.status).toBe(200);
+      const userId = registered.body.user_id;
+      expect(userId).toBe(`@${localpart}:${config.serverName}`);
+
+      // 2. A room made with the admin token, the user put into it through the admin API, and checked there.
+      const room = await httpJson(`${adminUrl}/_matrix/client/v3/createRoom`, {
+        method: 'POST', headers: asAdmin, body: JSON.stringify({ name: 'provisioned by the app', preset: 'private_chat' }),
+      });
+      expect(room.status).toBe(200);
+      const roomId = encodeURIComponent(room.body.room_id);
+      const join = await httpJson(`${adminUrl}/_synapse/admin/v1/join/${roomId}`, { method: 'POST', headers: asAdmin, body: JSON.stringify({ user_id: userId }) });
+      expect(join.status).toBe(200);
+      const members = await httpJson(`${adminUrl}/_synapse/admin/v1/rooms/${roomId}/members`, { headers: asAdmin });
+      expect(members.status).toBe(200);
+      expect(members.body.members).toEqual(expect.arrayContaining([userId, `@admin:${config.serverName}`]));
+
+      // 3. The new user can log in with the password the app chose.
+      const login = await httpJson(`${base}/_matrix/client/v3/login`, {
+        method: 'POST', headers: json, body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user: localpart }, password }),
+      });
+      expect(login.status).toBe(200);
     });
 
     test('is idempotent: a valid stored token is kept', async () => {
