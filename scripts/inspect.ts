@@ -8,6 +8,9 @@ import { Testing } from 'cdk8s';
 import * as yaml from 'js-yaml';
 import { buildApp } from '../charts/app';
 import type { KudoConfig } from '../charts/config';
+import { INGRESS_CONTROLLER } from '../charts/ingress-controllers';
+import { secretPlan } from '../charts/secrets';
+import { wellKnownDocuments } from '../charts/well-known';
 
 type Manifest = { kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: any };
 
@@ -20,11 +23,20 @@ export interface PortRule {
 }
 
 export interface Checklist {
+  /** What the rendered manifests assume the cluster already has. */
+  readonly prerequisites: string[];
   readonly dns: { readonly name: string; readonly type: string; readonly target: string; readonly why: string }[];
   readonly certificates: { readonly secret: string; readonly namespace: string; readonly dnsNames: string[]; readonly issuer: string; readonly via: string }[];
   readonly firewall: { readonly role: string; readonly nodes: string; readonly rules: PortRule[] }[];
   readonly externalIp: string[];
   readonly healthChecks: { readonly what: string; readonly command: string }[];
+  /** Secrets you create yourself (secrets.mode existing, the S3 credentials): namespace, name, keys. */
+  readonly secretsToCreate: { readonly namespace: string; readonly secret: string; readonly keys: string[] }[];
+  /**
+   * The delegation documents, when the server name is not the Matrix host: served by
+   * the stack, or (a server name that is already a website) published from that site.
+   */
+  readonly wellKnownDocuments: { readonly url: string; readonly body: string; readonly headers: string[] }[];
 }
 
 /** The manifests the config renders, as plain objects. */
@@ -48,7 +60,8 @@ const CLUSTER_ONLY = new Set(['http', 'metrics']);
 export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
   const routes = ms.filter((m) => m.kind === 'Ingress' || m.kind === 'HTTPRoute');
   const routedHosts = [...new Set(routes.flatMap((r) => (r.kind === 'Ingress' ? r.spec.rules.map((x: any) => x.host) : r.spec.hostnames)))];
-  const entry = config.routing === 'gateway-api' ? `the external address of Gateway ${config.gatewayApi.gatewayName}` : `the external address of your ${config.ingress.className} ingress controller`;
+  const controller = INGRESS_CONTROLLER[config.ingress.controller];
+  const entry = config.routing === 'gateway-api' ? `the external address of Gateway ${config.gatewayApi.gatewayName}` : `the external address of your ${controller.title} ingress controller`;
   const coturn = ms.find((m) => m.kind === 'DaemonSet' && m.metadata.name === 'coturn');
   const turnSelector = Object.entries(coturn?.spec.template.spec.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
   const livekit = ms.find((m) => m.kind === 'Deployment' && m.metadata.name === 'livekit');
@@ -105,6 +118,9 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
       exposure: CLUSTER_ONLY.has(p.name) ? 'cluster' : 'internet',
     }));
     rules.push({ protocol: 'UDP', ports: `${opt('min-port')}-${opt('max-port')}`, purpose: 'TURN relay', exposure: 'internet' });
+    // The ACME server asks http://<TURN host>/ for the challenge, and the TURN host's address is the TURN nodes'.
+    const through = config.routing === 'gateway-api' ? 'the Gateway' : 'your ingress controller';
+    rules.push({ protocol: 'TCP', ports: '80', purpose: `ACME HTTP-01 for ${config.hosts.turn}: must reach ${through} (or use a DNS-01 issuer, tls.issuer)`, exposure: 'internet' });
     firewall.push({ role: 'TURN', nodes: turnSelector, rules });
   }
 
@@ -140,12 +156,78 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
     );
   }
   healthChecks.push({ what: 'everything, from inside the cluster', command: 'npm run smoke -- --context YOUR_CONTEXT' });
-  return { dns, certificates, firewall, externalIp, healthChecks };
+  return {
+    prerequisites: prerequisites(config, ms), dns, certificates, firewall, externalIp, healthChecks,
+    secretsToCreate: secretsToCreate(config), wellKnownDocuments: delegationDocuments(config),
+  };
+}
+
+function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
+  const out: string[] = [];
+  const policies = config.networkPolicies.enabled ? ': the NetworkPolicies admit public traffic and ACME challenges from there only' : '';
+  if (config.routing === 'gateway-api') {
+    const gw = config.gatewayApi;
+    out.push(gw.createGateway
+      ? `Gateway API CRDs (standard channel: Gateway, HTTPRoute) and a GatewayClass "${gw.gatewayClassName}" from your Gateway implementation`
+      : `Gateway API CRDs and the Gateway ${gw.gatewayNamespace}/${gw.gatewayName}, its listeners allowing routes from ${config.namespaces.stack} and ${config.namespaces.hostNetwork}`);
+    out.push('cert-manager with Gateway API support enabled (--enable-gateway-api, or config.enableGatewayAPI), for the Gateway listeners\' certificates');
+    out.push(`The Gateway's proxy pods in namespace ${gw.proxyNamespace}${policies} (gatewayApi.proxyNamespace)`);
+  } else {
+    const i = config.ingress;
+    out.push(`${INGRESS_CONTROLLER[i.controller].title}, IngressClass ${i.className}, its pods in namespace ${i.namespace}${policies} (ingress.controller, ingress.className, ingress.namespace)`);
+  }
+  const issuer = config.tls.issuer;
+  const ours = ms.some((m) => m.kind === 'ClusterIssuer' && m.metadata.name === issuer.name);
+  out.push(`cert-manager, with the issuer ${issuer.name} (${ours ? 'rendered here: a Let\'s Encrypt ClusterIssuer' : `yours: a ${issuer.kind}`})`);
+  out.push('A default StorageClass (or storage.className per claim); WaitForFirstConsumer classes work');
+  const livekit = ms.find((m) => m.kind === 'Deployment' && m.metadata.name === 'livekit');
+  if (livekit) {
+    const n = livekit.spec.replicas as number;
+    const sel = Object.entries(livekit.spec.template.spec.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+    out.push(`LiveKit: ${n} node${n === 1 ? '' : 's'} (one pod per node, host network), ${sel ? `labelled ${sel}` : 'any node'}`);
+  }
+  const coturn = ms.find((m) => m.kind === 'DaemonSet' && m.metadata.name === 'coturn');
+  if (coturn) {
+    const sel = Object.entries(coturn.spec.template.spec.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`);
+    out.push(`A node labelled ${sel.join(',')} for coturn: kubectl label node NODE ${sel.join(' ')}`);
+  }
+  return out;
+}
+
+function secretsToCreate(config: KudoConfig): Checklist['secretsToCreate'] {
+  const keys = new Map<string, Set<string>>();
+  const add = (namespace: string, secret: string, key: string) => {
+    const id = `${namespace}/${secret}`;
+    if (!keys.has(id)) keys.set(id, new Set());
+    keys.get(id)!.add(key);
+  };
+  if (config.secrets.mode === 'existing') {
+    for (const v of secretPlan(config.secrets.refs, config.namespaces)) for (const d of v.destinations) add(d.namespace, d.secret, d.key);
+  }
+  const s3 = config.backup.s3;
+  if (config.backup.enabled && s3.enabled) for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'RESTIC_PASSWORD']) add(config.namespaces.stack, s3.secretName, k);
+  const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  return [...keys].map(([id, k]) => {
+    const [namespace, secret] = id.split('/');
+    return { namespace, secret, keys: [...k].sort() };
+  }).sort((a, b) => cmp(a.namespace, b.namespace) || cmp(a.secret, b.secret));
+}
+
+function delegationDocuments(config: KudoConfig): Checklist['wellKnownDocuments'] {
+  if (config.serverName === config.hosts.matrix) return [];
+  const docs = wellKnownDocuments(config.hosts.matrix);
+  const base = `https://${config.serverName}/.well-known/matrix`;
+  return [
+    { url: `${base}/server`, body: JSON.stringify(docs.server), headers: ['Content-Type: application/json'] },
+    { url: `${base}/client`, body: JSON.stringify(docs.client), headers: ['Content-Type: application/json', 'Access-Control-Allow-Origin: *'] },
+  ];
 }
 
 export function formatText(c: Checklist): string {
   const out: string[] = [];
-  out.push('DNS records');
+  out.push('Prerequisites in the cluster');
+  for (const p of c.prerequisites) out.push(`  ${p}`);
+  out.push('', 'DNS records');
   for (const d of c.dns) out.push(`  ${d.name}  ${d.type}  -> ${d.target}   (${d.why})`);
   out.push('', 'Certificates (cert-manager requests them)');
   for (const x of c.certificates) out.push(`  ${x.namespace}/${x.secret}: ${x.dnsNames.join(', ')}  issuer ${x.issuer}  (${x.via})`);
@@ -156,6 +238,15 @@ export function formatText(c: Checklist): string {
   }
   out.push('', 'External IP');
   for (const e of c.externalIp) out.push(`  ${e}`);
+  if (c.secretsToCreate.length > 0) {
+    out.push('', 'Secrets to create yourself (nothing generates these)');
+    for (const s of c.secretsToCreate) out.push(`  kubectl -n ${s.namespace} create secret generic ${s.secret} ${s.keys.map((k) => `--from-literal=${k}=...`).join(' ')}`);
+  }
+  if (c.wellKnownDocuments.length > 0) {
+    out.push('', 'Delegation: the server name must answer these (the stack serves them when wellKnown.enabled).',
+      '  If the server name is already a website (a company\'s apex domain), publish them from that site instead and set wellKnown.enabled: false:');
+    for (const d of c.wellKnownDocuments) out.push(`  ${d.url}`, `    ${d.headers.join('; ')}`, `    ${d.body}`);
+  }
   out.push('', 'Health checks');
   for (const h of c.healthChecks) out.push(`  # ${h.what}`, `  ${h.command}`);
   return `${out.join('\n')}\n`;

@@ -9,9 +9,9 @@ describe('production checklist', () => {
 
   test('DNS: every routed host to the ingress controller, the TURN host to the TURN nodes', () => {
     expect(list.dns.map((d) => [d.name, d.target])).toEqual([
-      ['example.com', 'the external address of your nginx ingress controller'],
-      ['livekit.example.com', 'the external address of your nginx ingress controller'],
-      ['matrix.example.com', 'the external address of your nginx ingress controller'],
+      ['example.com', 'the external address of your Traefik ingress controller'],
+      ['livekit.example.com', 'the external address of your Traefik ingress controller'],
+      ['matrix.example.com', 'the external address of your Traefik ingress controller'],
       ['turn.example.com', 'the public IPv4 of every node labelled kudo/turn=true'],
     ]);
   });
@@ -28,7 +28,12 @@ describe('production checklist', () => {
   test('firewall: the ports the rendered host-network pods and configs open', () => {
     const role = (r: string) => list.firewall.find((f) => f.role === r)!.rules.map((x) => `${x.exposure} ${x.protocol} ${x.ports}`);
     expect(role('LiveKit')).toEqual(['cluster TCP 7880', 'internet TCP 7881', 'cluster TCP 6789', 'internet UDP 50000-50100']);
-    expect(role('TURN')).toEqual(['internet UDP 3478', 'internet TCP 3478', 'internet TCP 5349', 'cluster TCP 9641', 'internet UDP 49152-49252']);
+    expect(role('TURN')).toEqual([
+      'internet UDP 3478', 'internet TCP 3478', 'internet TCP 5349', 'cluster TCP 9641', 'internet UDP 49152-49252', 'internet TCP 80',
+    ]);
+    // Port 80 is for the TURN host's own certificate (HTTP-01), and says how else to get one.
+    expect(list.firewall.find((f) => f.role === 'TURN')!.rules.at(-1)!.purpose).toBe(
+      'ACME HTTP-01 for turn.example.com: must reach your ingress controller (or use a DNS-01 issuer, tls.issuer)');
     // It follows the config, because it reads the rendered output.
     const other = config({ livekit: { rtc: { udpPort: 7882 } }, coturn: { relayPorts: { min: 40000, max: 40100 } } });
     const l2 = checklist(other, renderedManifests(other));
@@ -50,6 +55,54 @@ describe('production checklist', () => {
     const l = checklist(gw, renderedManifests(gw));
     expect(l.dns[0].target).toBe('the external address of Gateway kudo');
     expect(l.certificates.filter((x) => x.via.startsWith('Gateway'))).toHaveLength(3);
+    expect(l.prerequisites).toEqual(expect.arrayContaining([
+      'Gateway API CRDs (standard channel: Gateway, HTTPRoute) and a GatewayClass "cilium" from your Gateway implementation',
+      'cert-manager with Gateway API support enabled (--enable-gateway-api, or config.enableGatewayAPI), for the Gateway listeners\' certificates',
+      'The Gateway\'s proxy pods in namespace kudo: the NetworkPolicies admit public traffic and ACME challenges from there only (gatewayApi.proxyNamespace)',
+    ]));
+  });
+
+  test('prerequisites name the ingress controller assumed and where its pods must run', () => {
+    expect(list.prerequisites).toEqual(expect.arrayContaining([
+      'Traefik, IngressClass traefik, its pods in namespace traefik: the NetworkPolicies admit public traffic and ACME challenges from there only (ingress.controller, ingress.className, ingress.namespace)',
+      'cert-manager, with the issuer kudo-letsencrypt (rendered here: a Let\'s Encrypt ClusterIssuer)',
+      'LiveKit: 1 node (one pod per node, host network), any node',
+      'A node labelled kudo/turn=true for coturn: kubectl label node NODE kudo/turn=true',
+    ]));
+    const three = config({ livekit: { replicas: 3, nodeSelector: { 'kudo/media': 'true' } } });
+    expect(checklist(three, renderedManifests(three)).prerequisites).toContain('LiveKit: 3 nodes (one pod per node, host network), labelled kudo/media=true');
+  });
+
+  test('existing secrets: which Secrets and keys to create, in which namespace', () => {
+    const existing = config({ secrets: { mode: 'existing', refs: { postgresPassword: { name: 'vault-db', key: 'pw' } } } });
+    const l = checklist(existing, renderedManifests(existing));
+    expect(l.secretsToCreate).toEqual([
+      { namespace: 'kudo', secret: 'kudo-postgres', keys: ['superuser_password'] },
+      { namespace: 'kudo', secret: 'kudo-redis', keys: ['password'] },
+      { namespace: 'kudo', secret: 'kudo-synapse', keys: ['form_secret', 'macaroon_secret_key', 'registration_shared_secret', 'signing.key'] },
+      { namespace: 'kudo', secret: 'kudo-synapse-admin', keys: ['password'] },
+      { namespace: 'kudo', secret: 'kudo-turn', keys: ['shared_secret'] },
+      { namespace: 'kudo', secret: 'vault-db', keys: ['pw'] },
+      { namespace: 'kudo-media', secret: 'kudo-livekit', keys: ['api_key', 'api_secret'] },
+      { namespace: 'kudo-media', secret: 'kudo-redis', keys: ['password'] },
+      { namespace: 'kudo-media', secret: 'kudo-turn', keys: ['shared_secret'] },
+    ]);
+    expect(formatText(l)).toContain('kubectl -n kudo create secret generic vault-db --from-literal=pw=...');
+    expect(list.secretsToCreate).toEqual([]);
+  });
+
+  test('a server name that is an existing website: the two documents to publish from it instead', () => {
+    // example.com (the server name) is not the Matrix host: its /.well-known/matrix must answer.
+    expect(list.wellKnownDocuments).toEqual([
+      { url: 'https://example.com/.well-known/matrix/server', body: '{"m.server":"matrix.example.com:443"}', headers: ['Content-Type: application/json'] },
+      {
+        url: 'https://example.com/.well-known/matrix/client', body: '{"m.homeserver":{"base_url":"https://matrix.example.com"}}',
+        headers: ['Content-Type: application/json', 'Access-Control-Allow-Origin: *'],
+      },
+    ]);
+    expect(formatText(list)).toContain('set wellKnown.enabled: false');
+    const same = config({ serverName: 'matrix.example.com' });
+    expect(checklist(same, renderedManifests(same)).wellKnownDocuments).toEqual([]);
   });
 });
 
