@@ -146,6 +146,7 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
       turnSharedSecret: refs.turnSharedSecret,
     },
     ingress,
+    toolsImage,
   });
 
   new CoturnChart(app, '31-coturn', {

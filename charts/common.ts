@@ -6,6 +6,7 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { k8s } from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
 import type { ImageConfig, ResourcesConfig } from './config';
 
 export const PART_OF = 'kudo';
@@ -169,5 +170,78 @@ export function toolPodTemplate(p: ToolPodProps): k8s.PodTemplateSpec {
       }],
       volumes: [{ name: 'scripts', configMap: { name: p.configMap } }, memoryVolume('tmp', '16Mi'), ...(p.extraVolumes ?? [])],
     },
+  };
+}
+
+/** Where a host-network pod's init step gets its node's public address from, and writes it. */
+export interface NodeAddressLookupProps {
+  /** Names the ServiceAccount and ClusterRole (`<namespace>-<name>-node-reader`). */
+  readonly name: string;
+  readonly namespace: string;
+  readonly labels: Record<string, string>;
+  /** An image with Python 3 (the Synapse image). */
+  readonly toolsImage: ImageConfig;
+  /** The volume (a ConfigMap) holding node_address.py and kube.py, and where the step mounts it. */
+  readonly scripts: { readonly volume: string; readonly path: string };
+  /** The in-memory volume the address is written to, where the step mounts it, and the file. */
+  readonly output: { readonly volume: string; readonly path: string; readonly file: string };
+  /** A fixed address for every node: no lookup, no token. @default - the Node's ExternalIP */
+  readonly publicIp?: string;
+}
+
+/**
+ * The init step that writes a host-network pod's public address
+ * (charts/files/node_address.py): the configured one, else the Node's
+ * ExternalIP read from the API with a token of its own, mounted in this
+ * step only and allowed to `get` nodes and nothing else; else the node's IP.
+ */
+export function nodeAddressLookup(scope: Construct, p: NodeAddressLookupProps): { serviceAccountName?: string; initContainer: k8s.Container; volumes: k8s.Volume[] } {
+  const lookUp = p.publicIp === undefined;
+  const saDir = '/var/run/secrets/kudo/serviceaccount';
+  let serviceAccountName: string | undefined;
+  if (lookUp) {
+    const sa = new k8s.KubeServiceAccount(scope, 'service-account', {
+      metadata: { name: p.name, namespace: p.namespace, labels: p.labels },
+      automountServiceAccountToken: false,
+    });
+    serviceAccountName = sa.name;
+    const role = new k8s.KubeClusterRole(scope, 'node-reader', {
+      metadata: { name: `${p.namespace}-${p.name}-node-reader`, labels: p.labels },
+      rules: [{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] }],
+    });
+    new k8s.KubeClusterRoleBinding(scope, 'node-reader-binding', {
+      metadata: { name: role.name, labels: p.labels },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.name },
+      subjects: [{ kind: 'ServiceAccount', name: sa.name, namespace: p.namespace }],
+    });
+  }
+  const fromField = (name: string, fieldPath: string): k8s.EnvVar => ({ name, valueFrom: { fieldRef: { fieldPath } } });
+  const env: k8s.EnvVar[] = [fromField('NODE_NAME', 'spec.nodeName'), fromField('NODE_IP', 'status.hostIP'), { name: 'SA_DIR', value: saDir }];
+  if (p.publicIp !== undefined) env.push({ name: 'PUBLIC_IP', value: p.publicIp });
+  return {
+    serviceAccountName,
+    initContainer: {
+      name: 'node-address',
+      image: imageRef(p.toolsImage),
+      command: ['python3', `${p.scripts.path}/node_address.py`, `${p.output.path}/${p.output.file}`],
+      env: [{ name: 'PYTHONDONTWRITEBYTECODE', value: '1' }, ...env],
+      resources: resourceRequirements({ requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } }),
+      securityContext: restrictedContainer(),
+      volumeMounts: [
+        { name: p.scripts.volume, mountPath: p.scripts.path, readOnly: true },
+        { name: p.output.volume, mountPath: p.output.path },
+        ...(lookUp ? [{ name: 'api-token', mountPath: saDir, readOnly: true }] : []),
+      ],
+    },
+    volumes: lookUp ? [{
+      name: 'api-token',
+      projected: {
+        defaultMode: 0o440,
+        sources: [
+          { serviceAccountToken: { path: 'token', expirationSeconds: 3600 } },
+          { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+        ],
+      },
+    }] : [],
   };
 }

@@ -193,8 +193,17 @@ function makeSchema() {
         /** UDP media ports, one per connection (the old deployment's 50000-50100). */
         portRangeStart: port.default(50000),
         portRangeEnd: port.default(50100),
-        /** Discover the node's public IP over STUN. When false, the node's own IP is advertised. */
-        useExternalIp: z.boolean().default(true),
+        /**
+         * The address LiveKit advertises to clients (its ICE candidates):
+         * node-external-ip: each node's ExternalIP, read from the Kubernetes API at start (no internet needed);
+         * host-ip: the node's own address (status.hostIP), for nodes whose NIC holds the public address, or LANs;
+         * stun: asked of `stunServers` at every start (needs UDP to them).
+         */
+        nodeAddress: z.enum(['node-external-ip', 'host-ip', 'stun']).default('node-external-ip'),
+        /** One public address for every LiveKit node (a single node, or a shared address); skips the lookup. */
+        publicIp: ipv4.optional(),
+        /** STUN servers ("host:port") for nodeAddress stun; none is assumed, public ones only if listed. */
+        stunServers: z.array(z.string().regex(/^[a-z0-9.-]+:[0-9]{1,5}$/, 'must be "host:port", e.g. "stun.example.com:3478"')).default([]),
       }).prefault({}),
     }).prefault({}),
     coturn: z.strictObject({
@@ -426,6 +435,13 @@ function checkCombinations(c: KudoConfig, source: string): void {
       `for backups and administration (${pool.max + POSTGRES_RESERVED_CONNECTIONS})`);
   }
   const rtc = c.livekit.rtc;
+  if (rtc.nodeAddress === 'stun' && rtc.stunServers.length === 0) {
+    problems.push('livekit.rtc.stunServers must list the STUN servers to ask when livekit.rtc.nodeAddress is "stun" (LiveKit would otherwise ask Google\'s)');
+  }
+  if (rtc.nodeAddress !== 'stun' && rtc.stunServers.length > 0) problems.push('livekit.rtc.stunServers is used only when livekit.rtc.nodeAddress is "stun"');
+  if (rtc.publicIp !== undefined && rtc.nodeAddress !== 'node-external-ip') {
+    problems.push('livekit.rtc.publicIp is used only when livekit.rtc.nodeAddress is "node-external-ip" (the default)');
+  }
   if (rtc.portRangeStart > rtc.portRangeEnd) {
     problems.push(`livekit.rtc.portRangeStart (${rtc.portRangeStart}) is larger than livekit.rtc.portRangeEnd (${rtc.portRangeEnd})`);
   }
@@ -478,6 +494,7 @@ function checkCombinations(c: KudoConfig, source: string): void {
 /** Keys an earlier release had, and where their setting went. */
 const MOVED_KEYS: Record<string, string> = {
   'networkPolicies.ingressControllerNamespace': 'moved to ingress.namespace (or gatewayApi.proxyNamespace with routing: gateway-api)',
+  'livekit.rtc.useExternalIp': 'replaced by livekit.rtc.nodeAddress (node-external-ip, the default, needs no internet; stun with livekit.rtc.stunServers is the old true; host-ip the old false)',
 };
 
 function movedKeys(input: Record<string, unknown>): string[] {

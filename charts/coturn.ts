@@ -4,7 +4,7 @@ import { Construct } from 'constructs';
 import { Certificate, CertificateSpecPrivateKeyAlgorithm, CertificateSpecPrivateKeyRotationPolicy } from '../imports/cert-manager.io';
 import { ImageConfig, ResourcesConfig, SecretRef, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT } from './config';
 import {
-  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
+  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, nodeAddressLookup, resourceRequirements, restrictedContainer, restrictedPod,
   selectorLabels, tcpPort,
 } from './common';
 import { setSyncWave, WAVE } from './argocd';
@@ -160,30 +160,12 @@ export class CoturnChart extends Chart {
       },
     });
 
-    // The node lookup needs an API token; the token goes to the init step only.
-    const lookUpNode = props.publicIp === undefined;
-    const saDir = '/var/run/secrets/kudo/serviceaccount';
-    let serviceAccountName: string | undefined;
-    if (lookUpNode) {
-      const sa = new k8s.KubeServiceAccount(this, 'service-account', {
-        metadata: { name: 'coturn', ...meta },
-        automountServiceAccountToken: false,
-      });
-      serviceAccountName = sa.name;
-      const role = new k8s.KubeClusterRole(this, 'node-reader', {
-        metadata: { name: `${props.namespace}-coturn-node-reader`, labels: labels(component) },
-        rules: [{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] }],
-      });
-      new k8s.KubeClusterRoleBinding(this, 'node-reader-binding', {
-        metadata: { name: `${props.namespace}-coturn-node-reader`, labels: labels(component) },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.name },
-        subjects: [{ kind: 'ServiceAccount', name: sa.name, namespace: props.namespace }],
-      });
-    }
-
+    // The node's public address, looked up by an init step with a token of its own.
+    const address = nodeAddressLookup(this, {
+      name: 'coturn', namespace: props.namespace, labels: labels(component), toolsImage: props.toolsImage, publicIp: props.publicIp,
+      scripts: { volume: 'config', path: '/etc/coturn' }, output: { volume: 'run', path: '/run/coturn', file: 'public-ip' },
+    });
     const fromField = (name: string, fieldPath: string): k8s.EnvVar => ({ name, valueFrom: { fieldRef: { fieldPath } } });
-    const initEnv: k8s.EnvVar[] = [fromField('NODE_NAME', 'spec.nodeName'), fromField('NODE_IP', 'status.hostIP'), { name: 'SA_DIR', value: saDir }];
-    if (props.publicIp !== undefined) initEnv.push({ name: 'PUBLIC_IP', value: props.publicIp });
 
     const turnProbe = { tcpSocket: { port: k8s.IntOrString.fromNumber(TURN_PORT) } };
     const daemonSet = new k8s.KubeDaemonSet(this, 'daemonset', {
@@ -196,25 +178,13 @@ export class CoturnChart extends Chart {
           spec: {
             hostNetwork: true,
             dnsPolicy: 'ClusterFirstWithHostNet',
-            serviceAccountName,
+            serviceAccountName: address.serviceAccountName,
             automountServiceAccountToken: false,
             enableServiceLinks: false,
             nodeSelector: props.nodeSelector,
             securityContext: restrictedPod(COTURN_UID),
             terminationGracePeriodSeconds: 30,
-            initContainers: [{
-              name: 'node-address',
-              image: imageRef(props.toolsImage),
-              command: ['python3', '/etc/coturn/node_address.py', '/run/coturn/public-ip'],
-              env: initEnv,
-              resources: resourceRequirements({ requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } }),
-              securityContext: restrictedContainer(),
-              volumeMounts: [
-                { name: 'config', mountPath: '/etc/coturn', readOnly: true },
-                { name: 'run', mountPath: '/run/coturn' },
-                ...(lookUpNode ? [{ name: 'api-token', mountPath: saDir, readOnly: true }] : []),
-              ],
-            }],
+            initContainers: [address.initContainer],
             containers: [{
               name: 'coturn',
               image: imageRef(props.image),
@@ -250,16 +220,7 @@ export class CoturnChart extends Chart {
               { name: 'tls', secret: { secretName: 'coturn-tls', defaultMode: 0o440, optional: true } },
               memoryVolume('run', '1Mi'),
               memoryVolume('tmp', '16Mi'),
-              ...(lookUpNode ? [{
-                name: 'api-token',
-                projected: {
-                  defaultMode: 0o440,
-                  sources: [
-                    { serviceAccountToken: { path: 'token', expirationSeconds: 3600 } },
-                    { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
-                  ],
-                },
-              }] : []),
+              ...address.volumes,
             ],
           },
         },

@@ -3,8 +3,8 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ImageConfig, LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, ResourcesConfig, SecretRef, TURN_PORT, TURN_TLS_PORT } from './config';
 import {
-  CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
-  selectorLabels, tcpPort,
+  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, nodeAddressLookup, resourceRequirements, restrictedContainer,
+  restrictedPod, selectorLabels, tcpPort,
 } from './common';
 import { setSyncWave, WAVE } from './argocd';
 import { exposeHttp, IngressSettings } from './tls';
@@ -13,7 +13,11 @@ import { toYaml } from './yaml-out';
 export const LIVEKIT_UID = 10880;
 export const LIVEKIT_TLS_SECRET = 'livekit-tls';
 export const LIVEKIT_CONFIG_DIR = '/etc/livekit';
-export const LIVEKIT_KEY_FILE = '/run/livekit/keys.yaml';
+/** In memory: what the init steps write (key file, config with the Redis password, node address). */
+export const LIVEKIT_RUN_DIR = '/run/livekit';
+export const LIVEKIT_KEY_FILE = `${LIVEKIT_RUN_DIR}/keys.yaml`;
+export const LIVEKIT_RUN_CONFIG = `${LIVEKIT_RUN_DIR}/config.yaml`;
+export const LIVEKIT_NODE_IP_FILE = `${LIVEKIT_RUN_DIR}/node-ip`;
 export const LIVEKIT_TURN_SECRET_FILE = '/secrets/turn/shared_secret';
 /** Rooms drain on SIGTERM: LiveKit waits for the last participant. Calls rarely outlast this. */
 export const LIVEKIT_DRAIN_SECONDS = 5 * 60 * 60;
@@ -24,8 +28,12 @@ export interface LiveKitRtc {
   readonly udpPort?: number;
   readonly portRangeStart: number;
   readonly portRangeEnd: number;
-  /** Learn the node's public IP over STUN (overrides any node IP). */
-  readonly useExternalIp: boolean;
+  /** What LiveKit advertises: the Node's ExternalIP (looked up at start), the node's own IP, or what STUN says. */
+  readonly nodeAddress: 'node-external-ip' | 'host-ip' | 'stun';
+  /** A fixed address instead of the lookup. @default - the Node's ExternalIP */
+  readonly publicIp?: string;
+  /** For nodeAddress stun. */
+  readonly stunServers: readonly string[];
 }
 
 export interface LiveKitProps extends ChartProps {
@@ -49,18 +57,23 @@ export interface LiveKitProps extends ChartProps {
   readonly ingress: IngressSettings;
   /** @default - any node */
   readonly nodeSelector?: Record<string, string>;
+  /** An image with Python 3 (the Synapse image), for the node-address lookup. */
+  readonly toolsImage: ImageConfig;
 }
 
 /**
  * LiveKit's config.yaml. Only keys LiveKit knows (it refuses unknown keys)
- * and no secrets: the API keys come from `key_file`, the Redis password from
- * REDIS_PASSWORD, the TURN secret from `secret_file`.
+ * and no secrets: the API keys come from `key_file`, the TURN secret from
+ * `secret_file`, and the Redis password is appended at start (LIVEKIT_WRITE_CONFIG),
+ * which is why `redis` must stay the last mapping.
  */
 export function livekitConfigFile(p: LiveKitProps): string {
   const rtc: Record<string, unknown> = {
     tcp_port: p.rtc.tcpPort,
-    use_external_ip: p.rtc.useExternalIp,
+    // Only STUN needs the internet; otherwise the address comes with --node-ip.
+    use_external_ip: p.rtc.nodeAddress === 'stun',
   };
+  if (p.rtc.nodeAddress === 'stun') rtc.stun_servers = [...p.rtc.stunServers];
   if (p.rtc.udpPort !== undefined) {
     rtc.udp_port = p.rtc.udpPort;
   } else {
@@ -76,23 +89,36 @@ export function livekitConfigFile(p: LiveKitProps): string {
     port: LIVEKIT_API_PORT,
     log_level: 'info',
     key_file: LIVEKIT_KEY_FILE,
-    redis: { address: p.redisAddress },
     rtc,
     // coturn is the TURN server; LiveKit's embedded one stays off.
     turn: { enabled: false },
     prometheus: { port: LIVEKIT_METRICS_PORT },
+    // Last: the start step appends "  password: ..." to this mapping.
+    redis: { address: p.redisAddress },
   };
   return toYaml(config);
 }
 
 /**
- * The init step that turns the API key and secret into LiveKit's key file
- * (`key: secret`, not readable by others, as LiveKit requires).
+ * The init step that turns the mounted Secrets into LiveKit's files, in
+ * memory and readable by LiveKit only: the key file (`key: secret`, as
+ * LiveKit requires) and the config with the Redis password (LiveKit reads
+ * it from its config or an environment variable only), quoted for YAML.
  */
-export const LIVEKIT_WRITE_KEYS = [
+export const LIVEKIT_WRITE_CONFIG = [
   'set -eu',
   'umask 077',
   `printf '"%s": "%s"\\n' "$(cat /keys/api_key)" "$(cat /keys/api_secret)" > ${LIVEKIT_KEY_FILE}`,
+  `pw=$(sed -e 's/\\\\/\\\\\\\\/g' -e 's/"/\\\\"/g' /keys/redis_password)`,
+  `{ cat ${LIVEKIT_CONFIG_DIR}/config.yaml; printf '  password: "%s"\\n' "$pw"; } > ${LIVEKIT_RUN_CONFIG}`,
+].join('\n');
+
+/** The main container: the written config, the node's address when one was looked up, API bound to the node's cluster address. */
+export const LIVEKIT_START = [
+  'set -eu',
+  `set -- --config ${LIVEKIT_RUN_CONFIG} --bind "$HOST_IP"`,
+  `if [ -s ${LIVEKIT_NODE_IP_FILE} ]; then set -- "$@" --node-ip "$(cat ${LIVEKIT_NODE_IP_FILE})"; fi`,
+  'exec livekit-server "$@"',
 ].join('\n');
 
 /**
@@ -105,13 +131,14 @@ export const LIVEKIT_WRITE_KEYS = [
  * before reusing it, and the API reached through an Ingress.
  */
 export class LiveKitChart extends Chart {
-  public readonly internalUrl: string;
-
   constructor(scope: Construct, id: string, props: LiveKitProps) {
-    super(scope, id, props);
+    // No chart namespace: cdk8s would put it on the node-reader ClusterRole too.
+    super(scope, id, { ...props, namespace: undefined });
     const component = { name: 'livekit', component: 'sfu', version: props.image.tag };
     const meta = { namespace: props.namespace, labels: labels(component) };
-    const files = { 'config.yaml': livekitConfigFile(props) };
+    const lookUp = props.rtc.nodeAddress === 'node-external-ip';
+    const files: Record<string, string> = { 'config.yaml': livekitConfigFile(props) };
+    if (lookUp) Object.assign(files, { 'node_address.py': bundledFile('node_address.py'), 'kube.py': bundledFile('kube.py') });
     const s = props.secrets;
     const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'livekit-config', ...meta }, data: files });
 
@@ -119,13 +146,13 @@ export class LiveKitChart extends Chart {
       // For `--bind`: on the host network, listen on the node's cluster address
       // only, not on every address the node has (public ones included).
       { name: 'HOST_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
-      // LiveKit reads the Redis password only from its config or this variable.
-      { name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: s.redisPassword.name, key: s.redisPassword.key } } },
     ];
-    if (!props.rtc.useExternalIp) {
-      // Without STUN discovery, advertise the node's own address.
-      env.push({ name: 'NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
-    }
+    // host-ip: advertise the node's own address (LiveKit reads NODE_IP itself).
+    if (props.rtc.nodeAddress === 'host-ip') env.push({ name: 'NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
+    const address = lookUp ? nodeAddressLookup(this, {
+      name: 'livekit', namespace: props.namespace, labels: labels(component), toolsImage: props.toolsImage, publicIp: props.rtc.publicIp,
+      scripts: { volume: 'config', path: LIVEKIT_CONFIG_DIR }, output: { volume: 'run', path: LIVEKIT_RUN_DIR, file: 'node-ip' },
+    }) : undefined;
     const ports = [tcpPort('http', LIVEKIT_API_PORT), tcpPort('rtc-tcp', props.rtc.tcpPort), tcpPort('metrics', LIVEKIT_METRICS_PORT)];
     if (props.rtc.udpPort !== undefined) ports.push({ name: 'rtc-udp', containerPort: props.rtc.udpPort, protocol: 'UDP' });
 
@@ -141,6 +168,7 @@ export class LiveKitChart extends Chart {
           spec: {
             hostNetwork: true,
             dnsPolicy: 'ClusterFirstWithHostNet',
+            serviceAccountName: address?.serviceAccountName,
             automountServiceAccountToken: false,
             enableServiceLinks: false,
             nodeSelector: props.nodeSelector,
@@ -154,22 +182,22 @@ export class LiveKitChart extends Chart {
             },
             securityContext: restrictedPod(LIVEKIT_UID),
             terminationGracePeriodSeconds: LIVEKIT_DRAIN_SECONDS,
-            initContainers: [{
-              name: 'keys',
+            initContainers: [...(address ? [address.initContainer] : []), {
+              name: 'config',
               image: imageRef(props.image),
-              command: ['sh', '-c', LIVEKIT_WRITE_KEYS],
+              command: ['sh', '-c', LIVEKIT_WRITE_CONFIG],
               resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
               securityContext: restrictedContainer(),
               volumeMounts: [
-                { name: 'api-keys', mountPath: '/keys', readOnly: true },
-                { name: 'run', mountPath: '/run/livekit' },
+                { name: 'config', mountPath: LIVEKIT_CONFIG_DIR, readOnly: true },
+                { name: 'secrets', mountPath: '/keys', readOnly: true },
+                { name: 'run', mountPath: LIVEKIT_RUN_DIR },
               ],
             }],
             containers: [{
               name: 'livekit',
               image: imageRef(props.image),
-              // $(HOST_IP) is expanded by the kubelet from the env above.
-              args: ['--config', `${LIVEKIT_CONFIG_DIR}/config.yaml`, '--bind', '$(HOST_IP)'],
+              command: ['sh', '-c', LIVEKIT_START],
               env,
               ports,
               resources: resourceRequirements(props.resources),
@@ -180,21 +208,22 @@ export class LiveKitChart extends Chart {
               // once, and an HTTP liveness probe would then restart the whole fleet.
               livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 10, failureThreshold: 6 },
               volumeMounts: [
-                { name: 'config', mountPath: LIVEKIT_CONFIG_DIR, readOnly: true },
                 { name: 'turn-secret', mountPath: '/secrets/turn', readOnly: true },
-                { name: 'run', mountPath: '/run/livekit', readOnly: true },
+                { name: 'run', mountPath: LIVEKIT_RUN_DIR, readOnly: true },
                 { name: 'tmp', mountPath: '/tmp' },
               ],
             }],
             volumes: [
               { name: 'config', configMap: { name: config.name } },
               {
-                name: 'api-keys',
+                // For the config step only.
+                name: 'secrets',
                 projected: {
                   defaultMode: 0o440,
                   sources: [
                     { secret: { name: s.apiKey.name, items: [{ key: s.apiKey.key, path: 'api_key' }] } },
                     { secret: { name: s.apiSecret.name, items: [{ key: s.apiSecret.key, path: 'api_secret' }] } },
+                    { secret: { name: s.redisPassword.name, items: [{ key: s.redisPassword.key, path: 'redis_password' }] } },
                   ],
                 },
               },
@@ -205,6 +234,7 @@ export class LiveKitChart extends Chart {
               },
               memoryVolume('run', '1Mi'),
               memoryVolume('tmp', '16Mi'),
+              ...(address?.volumes ?? []),
             ],
           },
         },
@@ -233,7 +263,6 @@ export class LiveKitChart extends Chart {
         ],
       },
     });
-    this.internalUrl = `http://${service.name}.${props.namespace}.svc:${LIVEKIT_API_PORT}`;
 
     exposeHttp(this, 'ingress', {
       name: 'livekit', namespace: props.namespace, labels: labels(component), host: props.host, tlsSecret: LIVEKIT_TLS_SECRET,

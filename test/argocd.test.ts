@@ -42,6 +42,7 @@ test('the intended wave of every object: a sync that can finish on a WaitForFirs
     'ConfigMap kudo-media/livekit-config': '-2', 'Deployment kudo-media/livekit': '4', 'Service kudo-media/livekit': '0', 'Ingress kudo-media/livekit': '4',
     'ConfigMap kudo-media/coturn-config': '-2', 'Certificate kudo-media/coturn-tls': '4', 'ServiceAccount kudo-media/coturn': '-2',
     'ClusterRole kudo-media-coturn-node-reader': '-2', 'ClusterRoleBinding kudo-media-coturn-node-reader': '-2', 'DaemonSet kudo-media/coturn': '4',
+    'ServiceAccount kudo-media/livekit': '-2', 'ClusterRole kudo-media-livekit-node-reader': '-2', 'ClusterRoleBinding kudo-media-livekit-node-reader': '-2',
     'ConfigMap kudo/admin-bootstrap': '-2', 'ServiceAccount kudo/admin-bootstrap': '-2',
     'Role kudo-media/admin-bootstrap': '-2', 'RoleBinding kudo-media/admin-bootstrap': '-2',
     'Role kudo-app/admin-bootstrap': '-2', 'RoleBinding kudo-app/admin-bootstrap': '-2',

@@ -1,8 +1,9 @@
 /**
  * An in-memory stand-in for the Secrets part of the Kubernetes API, enough to
  * unit-test the generator's logic (create, read, merge-patch with
- * resourceVersion preconditions, 404 and 409). The real API server is
- * exercised by the e2e suite.
+ * resourceVersion preconditions, 404 and 409), and for reading a Node (the
+ * address lookup of the host-network pods). The real API server is exercised
+ * by the e2e suite.
  */
 import * as http from 'http';
 import { AddressInfo } from 'net';
@@ -15,6 +16,7 @@ export interface StoredSecret {
 export class FakeKubeApi {
   readonly secrets = new Map<string, StoredSecret>();
   readonly requests: string[] = [];
+  readonly nodes = new Map<string, object>();
   private version = 1;
   private server?: http.Server;
 
@@ -22,6 +24,11 @@ export class FakeKubeApi {
   put(namespace: string, name: string, values: Record<string, string>): void {
     const data = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
     this.secrets.set(`${namespace}/${name}`, { metadata: { name, namespace, resourceVersion: String(this.version++) }, data });
+  }
+
+  /** Seeds a Node with its status addresses (e.g. { type: 'ExternalIP', address: '203.0.113.7' }). */
+  putNode(name: string, addresses: { type: string; address: string }[]): void {
+    this.nodes.set(name, { apiVersion: 'v1', kind: 'Node', metadata: { name }, status: { addresses } });
   }
 
   /** Plain-text values of a stored Secret. */
@@ -51,6 +58,11 @@ export class FakeKubeApi {
       res.end(JSON.stringify(obj));
     };
     const status = (code: number, message: string) => send(code, { kind: 'Status', code, message });
+    const node = /^\/api\/v1\/nodes\/([^/]+)$/.exec(req.url ?? '');
+    if (node && req.method === 'GET') {
+      const n = this.nodes.get(node[1]);
+      return n ? send(200, n) : status(404, `nodes "${node[1]}" not found`);
+    }
     const m = /^\/api\/v1\/namespaces\/([^/]+)\/secrets(?:\/([^/]+))?$/.exec(req.url ?? '');
     if (!m) return status(404, `no route ${req.url}`);
     const [, namespace, name] = m;

@@ -1,3 +1,7 @@
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import * as yaml from 'js-yaml';
 import { config, container, find, Manifest, podSpec, synthChart } from './util';
 
@@ -26,7 +30,7 @@ test('config.yaml uses only known keys and holds no secrets', () => {
 test('the ports of the old deployment', () => {
   const c = lkConfig(manifests());
   expect(c.port).toBe(7880);
-  expect(c.rtc).toMatchObject({ tcp_port: 7881, port_range_start: 50000, port_range_end: 50100, use_external_ip: true });
+  expect(c.rtc).toMatchObject({ tcp_port: 7881, port_range_start: 50000, port_range_end: 50100 });
   // LiveKit ignores udp_port when a range is set; render one or the other.
   expect(c.rtc.udp_port).toBeUndefined();
   const mux = lkConfig(manifests(config({ livekit: { rtc: { udpPort: 7882 } } })));
@@ -34,24 +38,53 @@ test('the ports of the old deployment', () => {
   expect(mux.rtc.port_range_start).toBeUndefined();
 });
 
-test('secrets: key file written at start, Redis password from the Secret, TURN secret file', () => {
+test('secrets: none in an environment variable; the config step writes the key file and the Redis password into memory', () => {
   const ms = manifests();
   const deploy = find(ms, 'Deployment', 'livekit');
   const c = lkConfig(ms);
   expect(c.key_file).toBe('/run/livekit/keys.yaml');
-  const init = container(deploy, 'keys');
-  expect(init.command.join(' ')).toContain('umask 077');
-  expect(init.command.join(' ')).toContain('/run/livekit/keys.yaml');
+  for (const x of [...podSpec(deploy).containers, ...podSpec(deploy).initContainers]) {
+    expect([x.name, (x.env ?? []).filter((e: any) => e.valueFrom?.secretKeyRef)]).toEqual([x.name, []]);
+  }
+  // The Secrets are mounted in the config step only, which writes LiveKit's files in memory.
+  const step = container(deploy, 'config');
+  expect(step.volumeMounts.map((m: any) => m.name).sort()).toEqual(['config', 'run', 'secrets']);
+  expect(container(deploy, 'livekit').volumeMounts.map((m: any) => m.name)).not.toContain('secrets');
+  const secrets = podSpec(deploy).volumes.find((v: any) => v.name === 'secrets').projected.sources.map((x: any) => [x.secret.name, x.secret.items[0].key, x.secret.items[0].path]);
+  expect(secrets).toEqual([['kudo-livekit', 'api_key', 'api_key'], ['kudo-livekit', 'api_secret', 'api_secret'], ['kudo-redis', 'password', 'redis_password']]);
+  // The rendered config ends with the redis mapping the step appends the password to.
+  expect(find(ms, 'ConfigMap', 'livekit-config').data['config.yaml'].endsWith('redis:\n  address: redis.kudo.svc:6379\n')).toBe(true);
   const lk = container(deploy, 'livekit');
-  expect(lk.env).toContainEqual({ name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: 'kudo-redis', key: 'password' } } });
-  expect(lk.args).toEqual(['--config', '/etc/livekit/config.yaml', '--bind', '$(HOST_IP)']);
+  expect(lk.command[2]).toContain('--config /run/livekit/config.yaml --bind "$HOST_IP"');
   // The API and metrics listen on the node's cluster address, not on its public ones.
   expect(lk.env[0]).toEqual({ name: 'HOST_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
-  expect(lk.args).not.toContain('--disable-strict-config');
+  expect(lk.command.join(' ')).not.toContain('--disable-strict-config');
   const turnVolume = podSpec(deploy).volumes.find((v: any) => v.name === 'turn-secret');
   // LiveKit refuses a secret file readable by others.
   expect(turnVolume.secret.defaultMode & 0o007).toBe(0);
   expect(c.rtc.turn_servers.every((t: any) => t.secret_file === '/secrets/turn/shared_secret')).toBe(true);
+});
+
+test('the config step quotes any Redis password for YAML, and LiveKit\'s files are readable by it alone', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-livekit-'));
+  try {
+    const ms = manifests();
+    const script = container(find(ms, 'Deployment', 'livekit'), 'config').command[2] as string;
+    const [keys, etc, run] = ['keys', 'etc', 'run'].map((d) => path.join(dir, d));
+    for (const d of [keys, etc, run]) fs.mkdirSync(d);
+    const password = 'a"b\\c d%s\'e';
+    fs.writeFileSync(path.join(keys, 'api_key'), 'APIkey');
+    fs.writeFileSync(path.join(keys, 'api_secret'), 'secret');
+    fs.writeFileSync(path.join(keys, 'redis_password'), password);
+    fs.writeFileSync(path.join(etc, 'config.yaml'), find(ms, 'ConfigMap', 'livekit-config').data['config.yaml']);
+    execFileSync('sh', ['-c', script.split('/keys/').join(`${keys}/`).split('/etc/livekit/').join(`${etc}/`).split('/run/livekit/').join(`${run}/`)]);
+    const written = yaml.load(fs.readFileSync(path.join(run, 'config.yaml'), 'utf8')) as any;
+    expect(written.redis).toEqual({ address: 'redis.kudo.svc:6379', password });
+    expect(yaml.load(fs.readFileSync(path.join(run, 'keys.yaml'), 'utf8'))).toEqual({ APIkey: 'secret' });
+    for (const f of ['config.yaml', 'keys.yaml']) expect(fs.statSync(path.join(run, f)).mode & 0o077).toBe(0);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('TURN servers: our coturn over UDP 3478 and TLS 5349 with a TTL', () => {
@@ -72,13 +105,47 @@ test('host networking, one pod per node, no surge', () => {
   expect(deploy.metadata.namespace).toBe('kudo-media');
 });
 
-test('the node IP: STUN by default, the host IP when STUN is off', () => {
-  const env = (c: object) => container(find(manifests(config(c)), 'Deployment', 'livekit'), 'livekit').env.map((e: any) => e.name);
-  expect(env({})).not.toContain('NODE_IP');
-  expect(env({ livekit: { rtc: { useExternalIp: false } } })).toContain('NODE_IP');
-  const c = lkConfig(manifests(config({ livekit: { rtc: { useExternalIp: false } } })));
-  expect(c.rtc.use_external_ip).toBe(false);
-  expect(c.rtc.node_ip).toBeUndefined();
+describe('the address LiveKit advertises', () => {
+  const deploy = (c: object) => find(manifests(config(c)), 'Deployment', 'livekit');
+
+  test('by default the Node\'s ExternalIP, looked up at start with a token of its own: no STUN, no internet needed', () => {
+    const ms = manifests();
+    const d = find(ms, 'Deployment', 'livekit');
+    const c = lkConfig(ms);
+    expect(c.rtc.use_external_ip).toBe(false);
+    expect(c.rtc.stun_servers).toBeUndefined();
+    const lookup = container(d, 'node-address');
+    expect(lookup.command).toEqual(['python3', '/etc/livekit/node_address.py', '/run/livekit/node-ip']);
+    expect(lookup.volumeMounts.map((m: any) => m.name)).toContain('api-token');
+    // The init steps run in order: the address first, then the config.
+    expect(podSpec(d).initContainers.map((x: any) => x.name)).toEqual(['node-address', 'config']);
+    expect(podSpec(d).automountServiceAccountToken).toBe(false);
+    expect(podSpec(d).serviceAccountName).toBe('livekit');
+    expect(find(ms, 'ClusterRole', 'kudo-media-livekit-node-reader').rules).toEqual([{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] }]);
+    expect(find(ms, 'ConfigMap', 'livekit-config').data['node_address.py']).toContain('ExternalIP');
+    // LiveKit gets what the lookup wrote.
+    expect(container(d, 'livekit').command[2]).toContain('--node-ip "$(cat /run/livekit/node-ip)"');
+  });
+
+  test('a fixed public address: no lookup token', () => {
+    const d = deploy({ livekit: { rtc: { publicIp: '203.0.113.9' } } });
+    expect(container(d, 'node-address').env).toContainEqual({ name: 'PUBLIC_IP', value: '203.0.113.9' });
+    expect(podSpec(d).serviceAccountName).toBeUndefined();
+    expect(podSpec(d).volumes.map((v: any) => v.name)).not.toContain('api-token');
+  });
+
+  test('host-ip: the node\'s own address, from the downward API', () => {
+    const d = deploy({ livekit: { rtc: { nodeAddress: 'host-ip' } } });
+    expect(podSpec(d).initContainers.map((x: any) => x.name)).toEqual(['config']);
+    expect(container(d, 'livekit').env).toContainEqual({ name: 'NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
+  });
+
+  test('stun only with servers named by the operator', () => {
+    const c = lkConfig(manifests(config({ livekit: { rtc: { nodeAddress: 'stun', stunServers: ['stun.example.org:3478'] } } })));
+    expect(c.rtc).toMatchObject({ use_external_ip: true, stun_servers: ['stun.example.org:3478'] });
+    expect(() => config({ livekit: { rtc: { nodeAddress: 'stun' } } })).toThrow('livekit.rtc.stunServers must list the STUN servers');
+    expect(() => config({ livekit: { rtc: { useExternalIp: true } } })).toThrow('livekit.rtc.useExternalIp: replaced by livekit.rtc.nodeAddress');
+  });
 });
 
 test('readiness GET /, TCP liveness, long drain', () => {
@@ -101,7 +168,7 @@ test('Ingress with TLS and WebSocket-friendly timeouts', () => {
 test('restricted container context even on the host network', () => {
   const deploy = find(manifests(), 'Deployment', 'livekit');
   expect(podSpec(deploy).securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 10880 });
-  for (const n of ['livekit', 'keys']) {
+  for (const n of ['livekit', 'config', 'node-address']) {
     expect(container(deploy, n).securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
   }
 });

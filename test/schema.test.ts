@@ -18,7 +18,7 @@ const everything = config({
   tls: { letsEncrypt: { environment: 'staging', email: 'ops@example.org' } },
   postgres: { storage: { className: 'fast' }, maxConnections: 100, image: { digest: `sha256:${'b'.repeat(64)}` } },
   synapse: { media: { className: 'fast' } },
-  livekit: { replicas: 3, nodeSelector: { 'kudo/media': 'true' }, rtc: { udpPort: 7882, useExternalIp: false } },
+  livekit: { replicas: 3, nodeSelector: { 'kudo/media': 'true' }, rtc: { udpPort: 7882, nodeAddress: 'stun', stunServers: ['stun.example.org:3478'] } },
   coturn: { publicIp: '203.0.113.10' },
   secrets: { mode: 'existing' },
   profile: 'production',

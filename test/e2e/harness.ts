@@ -29,7 +29,7 @@ export const LOOPBACK_REWRITES = {
   ports: 'Listening ports become free ephemeral ports, so tests never collide with each other or a system service.',
   bind: 'Bind addresses (0.0.0.0, the node IP) become 127.0.0.1: nothing here listens beyond loopback.',
   paths: 'Mount paths (/config, /secrets, /media, /run/..., /etc/...) become folders of a per-test temporary directory.',
-  externalIp: "LiveKit's use_external_ip (STUN to the internet) becomes false: there is no internet; the node IP is 127.0.0.1.",
+  externalIp: "coturn's public address is 127.0.0.1, written where its address lookup would write the node's (LiveKit's lookup runs for real).",
   tls: "coturn's certificate is a self-signed one made by the test instead of cert-manager's.",
   timing: "coturn's certificate watch (CERT_CHECK_SECONDS) looks every second instead of every minute, so the test need not wait.",
 } as const;

@@ -5,22 +5,29 @@
  * next to each change.
  *
  * Redis:   StatefulSet redis, ConfigMap redis-config, `sh -c REDIS_START`.
- * LiveKit: Deployment livekit, ConfigMap livekit-config, init container
- *          `keys`, main container args, REDIS_PASSWORD, TURN secret file.
+ * LiveKit: Deployment livekit, ConfigMap livekit-config, init containers
+ *          `node-address` (against an API that knows the node) and `config`,
+ *          the main container's start script, the Secret volumes.
+ *
+ * LiveKit and a Redis of its own run in a PodNetwork: a network namespace
+ * whose only link goes to this host, so there is no route to the internet,
+ * as on a cluster with restricted egress.
  */
-import { execFileSync } from 'child_process';
+import { execFile, execFileSync } from 'child_process';
 import * as crypto from 'crypto';
 import * as dgram from 'dgram';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
+import { promisify } from 'util';
 import { SignalResponse } from '@livekit/protocol';
 import * as yaml from 'js-yaml';
 import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
 import WebSocket from 'ws';
+import { FakeKubeApi } from '../fake-kube-api';
 import {
-  configMapFile, container, find, freePort, generatedSecrets, httpJson, LOOPBACK_REWRITES, Manifest, Program, programs,
-  rendered, rewritePaths, secretRefValue, secretVolumeFiles, tail, tcpOpen, tempDir, writeSecretFiles, hostPath, mountDirs,
+  configMapFile, container, find, freePort, generatedSecrets, httpJson, LOOPBACK_REWRITES, Manifest, PodNetwork, Program, programs,
+  rendered, rewritePaths, secretVolumeFiles, tail, tcpOpen, tempDir, writeSecretFiles, hostPath, mountDirs,
 } from './harness';
 
 // The versions as the programs report themselves, read once at load for the titles.
@@ -47,9 +54,6 @@ afterAll(async () => {
 
 /** The files of one of a workload's Secret volumes, as the manifest maps the generated values into it. */
 const secretFiles = (workload: Manifest, volumeName: string) => secretVolumeFiles(workload, volumeName, config, secrets);
-
-/** The generated value a Secret name/key pair holds (for env vars from secretKeyRef). */
-const secretValue = (name: string, key: string) => secretRefValue(config, secrets, name, key);
 
 
 /**
@@ -110,9 +114,9 @@ function parseReply(buf: Buffer, pos: number): [Reply, number] | undefined {
 }
 
 /** Sends commands to Redis over plain TCP (one connection, pipelined) and returns their replies. */
-function redisCommands(port: number, commands: string[][]): Promise<Reply[]> {
+function redisCommands(port: number, commands: string[][], host = LOOPBACK): Promise<Reply[]> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ port, host: LOOPBACK });
+    const sock = net.connect({ port, host });
     let buf = Buffer.alloc(0);
     sock.setTimeout(5_000, () => sock.destroy(new Error('redis: no reply within 5 s')));
     sock.on('error', reject);
@@ -160,10 +164,12 @@ interface RunningRedis {
   mounts: Record<string, string>;
 }
 
-async function startRedis(): Promise<RunningRedis> {
+/** Redis as its StatefulSet starts it, on loopback, or (for LiveKit's node) inside a PodNetwork. */
+async function startRedis(network?: PodNetwork): Promise<RunningRedis> {
   const sts = find(manifests, 'StatefulSet', 'redis');
   const c = container(sts, 'redis');
   const dir = tempDir('redis');
+  const host = network?.podAddress ?? LOOPBACK;
   const mounts = mountDirs(c, dir);
   const port = await freePort();
 
@@ -174,7 +180,8 @@ async function startRedis(): Promise<RunningRedis> {
   // redis.conf from the ConfigMap.
   let conf = configMapFile(manifests, 'redis-config', 'redis.conf');
   conf = replaceLine(conf, 'port 6379', `port ${port}`); // LOOPBACK_REWRITES.ports
-  conf = replaceLine(conf, 'bind 0.0.0.0', `bind ${LOOPBACK}`); // LOOPBACK_REWRITES.bind
+  // In a PodNetwork 0.0.0.0 reaches only this host's end of the link, as rendered.
+  if (!network) conf = replaceLine(conf, 'bind 0.0.0.0', `bind ${LOOPBACK}`); // LOOPBACK_REWRITES.bind
   conf = replaceLine(conf, 'dir /data', `dir ${mounts['/data']}`); // LOOPBACK_REWRITES.paths
   conf = replaceLine(conf, 'include /run/redis/auth.conf', `include ${hostPath(mounts, '/run/redis/auth.conf')}`); // LOOPBACK_REWRITES.paths
   fs.writeFileSync(path.join(mounts['/etc/redis'], 'redis.conf'), conf);
@@ -183,13 +190,14 @@ async function startRedis(): Promise<RunningRedis> {
   expect(c.command.slice(0, 2)).toEqual(['sh', '-c']);
   // LOOPBACK_REWRITES.paths: the Secret, run and config mounts.
   const script = rewriteScriptPaths(c.command[2], mounts, ['/secrets/password', '/run/redis/auth.conf', '/etc/redis/redis.conf']);
-  const program = new Program('redis', 'sh', ['-c', script], {
+  const [command, args] = network ? network.wrap('sh', ['-c', script]) : ['sh', ['-c', script]];
+  const program = new Program(network ? 'redis-node' : 'redis', command, args, {
     logDir: dir,
     cwd: dir,
     // `redis-server` in the script is the one under test.
     env: { PATH: `${path.dirname(programs().redisServer)}:${process.env.PATH}` },
   });
-  await program.waitFor('TCP port', () => tcpOpen(port), 30_000);
+  await program.waitFor('TCP port', () => tcpOpen(port, host), 30_000);
   return { program, port, password: passwordFiles.password, mounts };
 }
 
@@ -246,42 +254,45 @@ describe(`${REDIS_VERSION}`, () => {
 // LiveKit
 // ---------------------------------------------------------------------------
 
+/** The Node the lookup finds: its ExternalIP (a documentation address) is what LiveKit must advertise. */
+const NODE_NAME = 'kudo-node-1';
+const NODE_EXTERNAL_IP = '203.0.113.7';
+
 interface LiveKitRun {
   dir: string;
+  network: PodNetwork;
   mounts: Record<string, string>;
   /** The rendered config.yaml, parsed. */
   rendered: any;
-  /** The same with the loopback rewrites; what LiveKit is given. */
+  /** What LiveKit reads: the config the `config` step wrote from the ConfigMap (with the loopback rewrites) and the Secret. */
   config: any;
-  /** The main container's args with the config path rewritten. */
-  args: string[];
+  /** What the `node-address` step wrote. */
+  nodeIp: string;
+  /** The main container's start script, paths rewritten. */
+  script: string;
   env: Record<string, string>;
   port: number;
   prometheusPort: number;
 }
 
 /**
- * Everything the Deployment gives LiveKit, in a fresh temp dir: Secret
- * volumes, the init container's key file, the config with the loopback
- * rewrites, args and env. Starts nothing.
+ * Everything the Deployment gives LiveKit, in a fresh temp dir: the Secret
+ * volumes, the ConfigMap (config.yaml with the loopback rewrites), and both
+ * init steps run as rendered. Starts nothing.
  */
-async function prepareLiveKit(): Promise<LiveKitRun> {
+async function prepareLiveKit(network: PodNetwork, redisPort: number, api: string, tweak: (cfg: any) => void = () => undefined): Promise<LiveKitRun> {
   const deploy = find(manifests, 'Deployment', 'livekit');
-  const init = container(deploy, 'keys');
+  const lookup = container(deploy, 'node-address');
+  const step = container(deploy, 'config');
   const main = container(deploy, 'livekit');
   const dir = tempDir('livekit');
-  const mounts = { ...mountDirs(init, dir), ...mountDirs(main, dir) };
+  const mounts = { ...mountDirs(lookup, dir), ...mountDirs(step, dir), ...mountDirs(main, dir) };
 
   // Secret volumes as the kubelet writes them (mode 0440).
-  writeSecretFiles(mounts['/keys'], secretFiles(deploy, 'api-keys'));
+  writeSecretFiles(mounts['/keys'], secretFiles(deploy, 'secrets'));
   writeSecretFiles(mounts['/secrets/turn'], secretFiles(deploy, 'turn-secret'));
 
-  // The init container: `sh -c LIVEKIT_WRITE_KEYS`.
-  expect(init.command.slice(0, 2)).toEqual(['sh', '-c']);
-  // LOOPBACK_REWRITES.paths: the api-keys and run mounts.
-  const initScript = rewriteScriptPaths(init.command[2], mounts, ['/keys/api_key', '/keys/api_secret', '/run/livekit/keys.yaml']);
-  execFileSync('sh', ['-c', initScript], { env: { PATH: process.env.PATH }, stdio: 'pipe' });
-
+  // The ConfigMap: config.yaml with the loopback rewrites, and the lookup's scripts.
   const renderedYaml = configMapFile(manifests, 'livekit-config', 'config.yaml');
   const cfg: any = yaml.load(renderedYaml);
   const port = await freePort();
@@ -292,42 +303,54 @@ async function prepareLiveKit(): Promise<LiveKitRun> {
   cfg.rtc.port_range_start = udpStart; // LOOPBACK_REWRITES.ports
   cfg.rtc.port_range_end = udpEnd; // LOOPBACK_REWRITES.ports
   cfg.prometheus.port = prometheusPort; // LOOPBACK_REWRITES.ports
-  cfg.redis.address = `${LOOPBACK}:${redis.port}`; // LOOPBACK_REWRITES.hosts (and ports)
+  cfg.redis.address = `${LOOPBACK}:${redisPort}`; // LOOPBACK_REWRITES.hosts: this node's Redis, in the same namespace
   cfg.key_file = hostPath(mounts, cfg.key_file); // LOOPBACK_REWRITES.paths
   for (const t of cfg.rtc.turn_servers) t.secret_file = hostPath(mounts, t.secret_file); // LOOPBACK_REWRITES.paths
-  cfg.rtc.use_external_ip = false; // LOOPBACK_REWRITES.externalIp (NODE_IP below)
+  tweak(cfg);
+  // Dumped in the same key order: the config step appends the password to the last mapping (redis).
+  fs.writeFileSync(path.join(mounts['/etc/livekit'], 'config.yaml'), yaml.dump(cfg, { lineWidth: -1, noRefs: true }));
+  for (const f of ['node_address.py', 'kube.py']) fs.writeFileSync(path.join(mounts['/etc/livekit'], f), configMapFile(manifests, 'livekit-config', f));
 
-  // The main container's args: `--config /etc/livekit/config.yaml --bind $(HOST_IP)`.
-  expect(main.args).toEqual(['--config', expect.stringMatching(/^\/etc\/livekit\//), '--bind', '$(HOST_IP)']);
-  const args = main.args.map((a: string) => {
-    if (a.startsWith('/')) return hostPath(mounts, a); // LOOPBACK_REWRITES.paths
-    if (a === '$(HOST_IP)') return LOOPBACK; // LOOPBACK_REWRITES.bind: the kubelet would expand the node's address
-    return a;
-  });
-
-  // The env: REDIS_PASSWORD from the Secret, as rendered.
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir };
-  for (const e of main.env) {
-    if (e.value !== undefined) env[e.name] = e.value;
-    else if (e.valueFrom?.fieldRef?.fieldPath === 'status.hostIP') env[e.name] = LOOPBACK; // LOOPBACK_REWRITES.bind
-    else if (e.valueFrom?.secretKeyRef) env[e.name] = secretValue(e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key);
+  // Init step 1, `node-address`: the rendered command and env, against an API that knows this node.
+  const lookupEnv: Record<string, string> = { PATH: process.env.PATH!, KUBE_API_URL: api, KUBE_TOKEN_FILE: '/nonexistent', KUBE_CA_FILE: '/nonexistent' };
+  for (const e of lookup.env) {
+    if (e.valueFrom?.fieldRef?.fieldPath === 'spec.nodeName') lookupEnv[e.name] = NODE_NAME;
+    else if (e.valueFrom?.fieldRef?.fieldPath === 'status.hostIP') lookupEnv[e.name] = network.podAddress;
+    else if (e.value !== undefined) lookupEnv[e.name] = e.value;
     else throw new Error(`unexpected env ${JSON.stringify(e)}`);
   }
-  // LOOPBACK_REWRITES.externalIp: with use_external_ip false the chart sets
-  // NODE_IP from status.hostIP; the node here is 127.0.0.1.
-  env.NODE_IP = LOOPBACK;
+  // The Synapse image's python3 (the tools image) runs it; not synchronously, or the API in this process could not answer.
+  await promisify(execFile)(programs().synapsePython, lookup.command.slice(1).map((a: string) => hostPath(mounts, a)), { env: lookupEnv }); // LOOPBACK_REWRITES.paths
 
-  return { dir, mounts, rendered: yaml.load(renderedYaml), config: cfg, args, env, port, prometheusPort };
-}
+  // Init step 2, `config`: sh -c LIVEKIT_WRITE_CONFIG.
+  expect(step.command.slice(0, 2)).toEqual(['sh', '-c']);
+  const stepScript = rewriteScriptPaths(step.command[2], mounts, [ // LOOPBACK_REWRITES.paths
+    '/keys/api_key', '/keys/api_secret', '/keys/redis_password', '/etc/livekit/config.yaml', '/run/livekit/keys.yaml', '/run/livekit/config.yaml',
+  ]);
+  execFileSync('sh', ['-c', stepScript], { env: { PATH: process.env.PATH }, stdio: 'pipe' });
 
-function writeConfig(run: LiveKitRun, config: any): void {
-  // The args already carry the rewritten path.
-  fs.writeFileSync(run.args[run.args.indexOf('--config') + 1], yaml.dump(config, { lineWidth: -1, noRefs: true }));
+  // The main container: sh -c LIVEKIT_START, with `livekit-server` the binary under test.
+  expect(main.command.slice(0, 2)).toEqual(['sh', '-c']);
+  const script = rewriteScriptPaths(main.command[2], mounts, ['/run/livekit/config.yaml', '/run/livekit/node-ip']); // LOOPBACK_REWRITES.paths
+  const env: Record<string, string> = { PATH: `${path.dirname(programs().livekitServer)}:${process.env.PATH}`, HOME: dir };
+  for (const e of main.env) {
+    // The node's address on the cluster network is this namespace's.
+    if (e.valueFrom?.fieldRef?.fieldPath === 'status.hostIP') env[e.name] = network.podAddress;
+    else if (e.value !== undefined) env[e.name] = e.value;
+    else throw new Error(`unexpected env ${JSON.stringify(e)}`);
+  }
+  return {
+    dir, network, mounts, rendered: yaml.load(renderedYaml),
+    config: yaml.load(fs.readFileSync(hostPath(mounts, '/run/livekit/config.yaml'), 'utf8')),
+    nodeIp: fs.readFileSync(hostPath(mounts, '/run/livekit/node-ip'), 'utf8').trim(),
+    script, env, port, prometheusPort,
+  };
 }
 
 function startLiveKit(run: LiveKitRun, name = 'livekit'): Program {
-  if (run.args.some((a) => a.includes('disable-strict-config'))) throw new Error('LiveKit must run in strict config mode');
-  return new Program(name, programs().livekitServer, run.args, { logDir: run.dir, cwd: run.dir, env: run.env });
+  if (run.script.includes('disable-strict-config')) throw new Error('LiveKit must run in strict config mode');
+  const [command, args] = run.network.wrap('sh', ['-c', run.script]);
+  return new Program(name, command, args, { logDir: run.dir, cwd: run.dir, env: run.env });
 }
 
 /** Paths of the leaves that differ between two parsed YAML documents. */
@@ -339,81 +362,109 @@ function changedLeaves(a: any, b: any, at = ''): string[] {
   return a === b ? [] : [at];
 }
 
-describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}`, () => {
+describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}, on a node with no route to the internet`, () => {
+  let network: PodNetwork;
+  let nodeRedis: RunningRedis;
+  let api: FakeKubeApi;
+  let apiUrl: string;
   let run: LiveKitRun;
   let livekit: Program;
+  let url: string;
   let apiKey: string;
   let apiSecret: string;
   const room = `e2e-${process.pid}`;
 
   beforeAll(async () => {
-    run = await prepareLiveKit();
-    writeConfig(run, run.config);
+    network = new PodNetwork();
+    nodeRedis = await startRedis(network);
+    api = new FakeKubeApi();
+    apiUrl = await api.start();
+    api.putNode(NODE_NAME, [{ type: 'InternalIP', address: network.podAddress }, { type: 'ExternalIP', address: NODE_EXTERNAL_IP }]);
+    run = await prepareLiveKit(network, nodeRedis.port, apiUrl);
     livekit = startLiveKit(run);
-    await livekit.waitFor('GET / 200', async () => (await httpJson(`http://${LOOPBACK}:${run.port}/`)).status === 200, 60_000);
-    // The key file the init script wrote holds exactly one key: the generated pair.
+    url = `http://${network.podAddress}:${run.port}`;
+    await livekit.waitFor('GET / 200', async () => (await httpJson(`${url}/`)).status === 200, 60_000);
+    // The key file the config step wrote holds exactly one key: the generated pair.
     const keys = yaml.load(fs.readFileSync(run.config.key_file, 'utf8')) as Record<string, string>;
     [[apiKey, apiSecret]] = Object.entries(keys);
   });
   afterAll(async () => {
     // Rooms drain on SIGTERM until their last participant leaves; remove ours first.
-    if (livekit?.running) {
-      await new RoomServiceClient(`http://${LOOPBACK}:${run.port}`, apiKey, apiSecret).deleteRoom(room).catch(() => undefined);
-    }
+    if (livekit?.running) await new RoomServiceClient(url, apiKey, apiSecret).deleteRoom(room).catch(() => undefined);
     await livekit?.stop();
+    await nodeRedis?.program.stop();
+    await api?.stop();
+    network?.remove();
   });
 
-  test('only the loopback rewrites separate its config from the rendered one', () => {
-    const expected: Record<string, keyof typeof LOOPBACK_REWRITES> = {
+  test('only the loopback rewrites and the config step separate what it reads from the rendered config', () => {
+    const expected: Record<string, keyof typeof LOOPBACK_REWRITES | 'config step'> = {
       'key_file': 'paths',
       'port': 'ports',
       'prometheus.port': 'ports',
       'redis.address': 'hosts', // and its port
+      'redis.password': 'config step',
       'rtc.port_range_end': 'ports',
       'rtc.port_range_start': 'ports',
       'rtc.tcp_port': 'ports',
       'rtc.turn_servers.0.secret_file': 'paths',
       'rtc.turn_servers.1.secret_file': 'paths',
-      'rtc.use_external_ip': 'externalIp',
     };
     expect(changedLeaves(run.rendered, run.config).sort()).toEqual(Object.keys(expected).sort());
-    expect(run.rendered.rtc.use_external_ip).toBe(true);
-    expect(run.config.rtc.use_external_ip).toBe(false);
+    // The password came from the Redis Secret, through the mounted file, not the environment.
+    expect(run.config.redis.password).toBe(secrets.redisPassword);
+    expect(Object.values(run.env)).not.toContain(secrets.redisPassword);
+    expect(fs.statSync(hostPath(run.mounts, '/run/livekit/config.yaml')).mode & 0o077).toBe(0);
   });
 
-  test('starts in strict mode with the rendered config and Redis; GET / answers 200', async () => {
-    expect(run.args).not.toContain('--disable-strict-config');
-    expect((await httpJson(`http://${LOOPBACK}:${run.port}/`)).status).toBe(200);
+  test('the node has no route to the internet: LiveKit as rendered starts anyway and advertises the Node\'s ExternalIP', async () => {
+    expect(execFileSync('ip', ['netns', 'exec', network.name, 'ip', 'route'], { encoding: 'utf8' })).not.toMatch(/^default/m);
+    // The lookup step wrote the Node's ExternalIP, read from the API.
+    expect(run.nodeIp).toBe(NODE_EXTERNAL_IP);
+    expect(api.requests).toContain(`GET /api/v1/nodes/${NODE_NAME}`);
+    expect((await httpJson(`${url}/`)).status).toBe(200);
+    const log = livekit.output();
+    expect(log).toContain(`"nodeIP": "${NODE_EXTERNAL_IP}"`);
+    // use_external_ip false: no STUN lookup of an external address.
+    expect(log).not.toMatch(/stun|external ip/i);
     // prometheus.port is in force.
-    const metrics = await httpJson(`http://${LOOPBACK}:${run.prometheusPort}/metrics`);
+    const metrics = await httpJson(`http://${network.podAddress}:${run.prometheusPort}/metrics`);
     expect(metrics.status).toBe(200);
     expect(metrics.body).toContain('livekit_');
-    // It registered itself in our Redis (with the password from REDIS_PASSWORD).
-    const [, nodes] = await redisCommands(redis.port, [['AUTH', redis.password], ['HKEYS', 'nodes']]);
+    // It registered itself in its Redis, with the password from the config file.
+    const [, nodes] = await redisCommands(nodeRedis.port, [['AUTH', nodeRedis.password], ['HKEYS', 'nodes']], network.podAddress);
     expect(nodes).toHaveLength(1);
-    const log = livekit.output();
-    expect(log).toMatch(/"nodeIP": "127\.0\.0\.1"/);
     // Nothing to warn about in our config (a short API secret is logged as an ERROR, deprecated keys as WARN).
     const startup = log.slice(0, log.indexOf('starting LiveKit server'));
     expect(startup.split('\n').filter((l) => /\t(WARN|ERROR|FATAL)\t/.test(l))).toEqual([]);
-    // use_external_ip false + NODE_IP: no STUN lookup of an external address.
-    expect(log).not.toMatch(/stun|external ip/i);
   });
 
-  test('the init script wrote the generated API key and secret, not readable by others', () => {
+  test('negative control: asking public STUN for its address (the old default) fails on the same node', async () => {
+    const stun = await prepareLiveKit(network, nodeRedis.port, apiUrl, (cfg) => {
+      cfg.rtc.use_external_ip = true;
+    });
+    const refused = startLiveKit(stun, 'livekit-public-stun');
+    try {
+      expect(await refused.exit(60_000)).not.toBe(0);
+      expect(refused.output()).toMatch(/could not resolve external IP/);
+    } finally {
+      await refused.stop();
+    }
+  });
+
+  test('the config step wrote the generated API key and secret, not readable by others', () => {
     expect(apiKey).toBe(secrets.livekitApiKey);
     expect(apiSecret).toBe(secrets.livekitApiSecret);
     expect(fs.statSync(run.config.key_file).mode & 0o077).toBe(0);
   });
 
   test('the server API creates a room with the generated key and secret, and refuses a wrong secret', async () => {
-    const url = `http://${LOOPBACK}:${run.port}`;
     const created = await new RoomServiceClient(url, apiKey, apiSecret).createRoom({ name: room });
     expect(created.name).toBe(room);
     const rooms = await new RoomServiceClient(url, apiKey, apiSecret).listRooms();
     expect(rooms.map((r) => r.name)).toContain(room);
-    // The room lives in our Redis.
-    const [, stored] = await redisCommands(redis.port, [['AUTH', redis.password], ['HEXISTS', 'rooms', room]]);
+    // The room lives in its Redis.
+    const [, stored] = await redisCommands(nodeRedis.port, [['AUTH', nodeRedis.password], ['HEXISTS', 'rooms', room]], network.podAddress);
     expect(stored).toBe(1);
 
     const wrongSecret = crypto.randomBytes(32).toString('base64url');
@@ -423,20 +474,22 @@ describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}`, () => {
       .rejects.toMatchObject({ status: 401, message: expect.stringMatching(/invalid API key/) });
   });
 
-  test('a joining participant is handed our TURN servers with valid short-lived credentials', async () => {
+  test('a joining participant is handed our TURN servers with valid short-lived credentials, and ICE candidates on the Node\'s ExternalIP', async () => {
     const token = new AccessToken(apiKey, apiSecret, { identity: 'alice', ttl: '10m' });
     token.addGrant({ roomJoin: true, room });
     const jwt = await token.toJwt();
 
     const before = Math.floor(Date.now() / 1000);
     // Protocol 16: what current JS SDKs speak; the server is at 18 and accepts older ones.
-    const ws = new WebSocket(`ws://${LOOPBACK}:${run.port}/rtc?access_token=${jwt}&protocol=16&sdk=js&auto_subscribe=1`);
-    const first = await new Promise<Buffer>((resolve, reject) => {
+    const ws = new WebSocket(`ws://${network.podAddress}:${run.port}/rtc?access_token=${jwt}&protocol=16&sdk=js&auto_subscribe=1`);
+    const messages: SignalResponse[] = [];
+    const first = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no signal message within 15 s:\n${tail(livekit.output())}`)), 15_000);
-      ws.once('message', (data, isBinary) => {
+      ws.on('message', (data, isBinary) => {
         clearTimeout(timer);
-        if (!isBinary) reject(new Error(`first message is text: ${data}`));
-        else resolve(data as Buffer);
+        if (!isBinary) return reject(new Error(`message is text: ${data}`));
+        messages.push(SignalResponse.fromBinary(new Uint8Array(data as Buffer)));
+        resolve();
       });
       ws.once('error', (e) => {
         clearTimeout(timer);
@@ -447,15 +500,26 @@ describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}`, () => {
         reject(new Error(`join refused: HTTP ${res.statusCode}`));
       });
     });
+    await first;
     const after = Math.ceil(Date.now() / 1000);
+    // The server then offers its subscriber connection and trickles its candidates.
+    const deadline = Date.now() + 10_000;
+    const candidates = () => messages.filter((m) => m.message.case === 'trickle').map((m) => JSON.parse((m.message.value as any).candidateInit).candidate as string);
+    while (Date.now() < deadline && !candidates().some((c) => / typ host/.test(c))) await new Promise((r) => setTimeout(r, 100));
     ws.close();
 
-    const signal = SignalResponse.fromBinary(new Uint8Array(first));
+    const signal = messages[0];
     expect(signal.message.case).toBe('join');
     const join = signal.message.value as any;
     expect(join.room.name).toBe(room);
     const sid: string = join.participant.sid;
     expect(sid).toMatch(/^PA_/);
+
+    // The address clients are told to send media to: the Node's ExternalIP, on the rendered UDP range.
+    const hosts = candidates().filter((c) => / typ host/.test(c)).map((c) => c.split(' '));
+    expect(hosts.length).toBeGreaterThan(0);
+    for (const c of hosts) expect(c[4]).toBe(NODE_EXTERNAL_IP);
+    expect(hosts.some((c) => c[2].toLowerCase() === 'udp' && Number(c[5]) >= run.config.rtc.port_range_start && Number(c[5]) <= run.config.rtc.port_range_end)).toBe(true);
 
     // Exactly the rendered turn_servers, in LiveKit's URL format
     // (pkg/service/roommanager.go: "%s:%s:%d?transport=%s"; tls -> turns over tcp).
@@ -480,15 +544,19 @@ describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}`, () => {
   });
 
   test('refuses to start when the config has an unknown key (misspelt prometheus)', async () => {
-    const bad = await prepareLiveKit();
-    // The same rewritten config, with one key misspelt.
-    const { prometheus, ...rest } = bad.config;
-    writeConfig(bad, { ...rest, promethues: prometheus });
+    // The same rewritten config with one key misspelt, in its place (redis stays last for the config step).
+    const bad = await prepareLiveKit(network, nodeRedis.port, apiUrl, (cfg) => {
+      for (const k of Object.keys(cfg)) {
+        const v = cfg[k];
+        delete cfg[k];
+        cfg[k === 'prometheus' ? 'promethues' : k] = v;
+      }
+    });
     const refused = startLiveKit(bad, 'livekit-misspelt');
     try {
       expect(await refused.exit(30_000)).not.toBe(0);
       expect(refused.output()).toMatch(/field promethues not found/);
-      expect(await tcpOpen(bad.port)).toBe(false);
+      expect(await tcpOpen(bad.port, network.podAddress)).toBe(false);
     } finally {
       await refused.stop();
     }
