@@ -3,7 +3,7 @@
  * against local stand-ins for each endpoint: HTTP(S) with a test CA, a STUN
  * responder over UDP and a TLS listener.
  */
-import { execFileSync, spawn } from 'child_process';
+import { execFileSync, spawn, spawnSync } from 'child_process';
 import * as dgram from 'dgram';
 import * as fs from 'fs';
 import * as http from 'http';
@@ -91,4 +91,33 @@ test('a broken endpoint is reported by name and fails the run', async () => {
   expect(r.out).toMatch(/FAIL {2}TURN over TLS/);
   expect(r.out).toContain('5 passed, 2 failed');
   expect(r.code).toBe(1);
+});
+
+describe('npm run smoke without a usable cluster says so in one line', () => {
+  const smokeCommand = (args: string[], env: Record<string, string | undefined> = {}) => {
+    const r = spawnSync(process.execPath, [path.join(__dirname, '..', 'scripts', 'smoke.mjs'), ...args], {
+      encoding: 'utf8', env: { ...process.env, KUBECONFIG: path.join(dir, 'no-such-kubeconfig'), ...env },
+    });
+    return { code: r.status, stderr: r.stderr, stdout: r.stdout };
+  };
+
+  test('an unknown context', () => {
+    const r = smokeCommand(['--context', 'no-such-context']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^kudo: cannot start the smoke test in context "no-such-context": .*context.*no-such-context.*\n$/);
+    expect(r.stderr.split('\n')).toHaveLength(2);
+    expect(r.stderr).not.toMatch(/^\s+at /m);
+  });
+
+  test('no kubectl', () => {
+    const r = smokeCommand(['--context', 'x'], { PATH: dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('kudo: npm run smoke needs kubectl on the PATH\n');
+  });
+
+  test('no context given', () => {
+    const r = smokeCommand([]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('usage: npm run smoke -- --context KUBE_CONTEXT [--namespace kudo]\n');
+  });
 });
