@@ -10,6 +10,7 @@ import * as fs from 'fs';
 import type * as JsYaml from 'js-yaml';
 import type { z } from 'zod';
 import { INGRESS_CONTROLLER, INGRESS_CONTROLLERS, IngressController } from './ingress-controllers';
+import { cronProblem, isLabelValue, isObjectName, isQualifiedName } from './k8s-names';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -40,9 +41,24 @@ function makeSchema() {
   const memory = z.string().regex(/^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$/, 'must be a memory quantity such as "512Mi" or "2Gi"');
   const port = z.number().int().min(1).max(65535);
   const ipv4 = z.string().regex(/^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$/, 'must be an IPv4 address such as "203.0.113.10"');
-  const labelMap = z.record(z.string(), z.string());
+  // Labels (node selectors, ServiceMonitor labels) and annotations as the API server checks them.
+  const labelMap = z.record(z.string(), z.string()).superRefine((m, ctx) => {
+    for (const [k, v] of Object.entries(m)) {
+      if (!isQualifiedName(k)) ctx.addIssue({ code: 'custom', message: `"${k}" is not a label key (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", ".")` });
+      if (!isLabelValue(v)) ctx.addIssue({ code: 'custom', message: `"${v}" is not a label value (at most 63 letters, digits, "-", "_", ".", starting and ending with a letter or digit)` });
+    }
+  });
+  const annotationMap = z.record(z.string(), z.string()).superRefine((m, ctx) => {
+    for (const k of Object.keys(m)) {
+      if (!isQualifiedName(k)) ctx.addIssue({ code: 'custom', message: `"${k}" is not an annotation key (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", ".")` });
+    }
+  });
+  const objectName = z.string().refine(isObjectName, { message: 'must be a Kubernetes object name (lowercase letters, digits, "-" and ".", at most 253)' });
   const cidr = z.string().regex(/^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\/([0-9]|[12][0-9]|3[0-2])$/, 'must be an IPv4 CIDR such as "10.0.0.0/16"');
-  const cron = z.string().regex(/^(\S+\s+){4}\S+$/, 'must be a five-field cron schedule such as "15 3 * * *"');
+  const cron = z.string().superRefine((v, ctx) => {
+    const problem = cronProblem(v);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `not a schedule Kubernetes accepts: ${problem} (e.g. "15 3 * * *" or "@daily")` });
+  });
 
   const resources = (cpuReq: string, memReq: string, cpuLim: string, memLim: string) => z.strictObject({
     requests: z.strictObject({ cpu: quantity.default(cpuReq), memory: memory.default(memReq) }).prefault({}),
@@ -59,12 +75,12 @@ function makeSchema() {
   const storage = (size: string) => z.strictObject({
     size: memory.default(size),
     /** StorageClass; unset means the cluster's default class. */
-    className: z.string().optional(),
+    className: objectName.optional(),
   }).prefault({});
 
   const secretRef = (name: string, key: string) => z.strictObject({
     name: dnsLabel.default(name),
-    key: z.string().regex(/^[-._a-zA-Z0-9]+$/, 'must be a Secret data key (letters, digits, "-", "_", ".")').default(key),
+    key: z.string().regex(/^[-._a-zA-Z0-9]{1,253}$/, 'must be a Secret data key (at most 253 letters, digits, "-", "_", ".")').default(key),
   }).prefault({});
 
   return z.strictObject({
@@ -101,7 +117,7 @@ function makeSchema() {
       /** Render that Gateway (HTTPS listener per host, certificates from cert-manager) rather than use an existing one. */
       createGateway: z.boolean().default(true),
       /** GatewayClass of the rendered Gateway; required when it is rendered. */
-      gatewayClassName: z.string().optional(),
+      gatewayClassName: objectName.optional(),
       /**
        * Where the Gateway's proxy pods run: the NetworkPolicies admit public traffic
        * from there. Istio and NGINX Gateway Fabric run them in the Gateway's namespace,
@@ -113,11 +129,11 @@ function makeSchema() {
       /** The Ingress controller family, for its annotations (upload size, WebSocket timeouts) and its namespace. */
       controller: z.enum(INGRESS_CONTROLLERS).default('traefik'),
       /** @default the IngressClass the controller's chart creates */
-      className: z.string().optional(),
+      className: objectName.optional(),
       /** Where the controller's pods run; the NetworkPolicies admit public traffic from there. @default its install guide's */
       namespace: dnsLabel.optional(),
       /** Extra annotations for every Ingress, added last (they win over ours). */
-      annotations: labelMap.default({}),
+      annotations: annotationMap.default({}),
     }).prefault({}),
     tls: z.strictObject({
       /** The cert-manager issuer that signs every certificate. */
@@ -166,7 +182,8 @@ function makeSchema() {
         sourceRanges: z.array(cidr).default([]),
       }).prefault({}),
       /** The admin account the bootstrap Job registers. */
-      adminUser: z.string().regex(/^[a-z0-9._=\-/]+$/, 'must be a Matrix localpart (a-z, 0-9, ".", "_", "=", "-", "/")').default('admin'),
+      adminUser: z.string().regex(/^[a-z0-9._=\-/+]+$/, 'must be a Matrix localpart (a-z, 0-9, ".", "_", "=", "-", "/", "+")')
+        .refine((v) => !v.startsWith('_'), { message: 'Synapse refuses localparts starting with "_" (reserved for bridges)' }).default('admin'),
     }).prefault({}),
     wellKnown: z.strictObject({
       /** Serve https://<serverName>/.well-known/matrix/{server,client}, delegating to the Matrix host on 443. */
@@ -486,6 +503,17 @@ function checkCombinations(c: KudoConfig, source: string): void {
   if (ns.stack === ns.hostNetwork) {
     problems.push(`namespaces.stack and namespaces.hostNetwork are both "${ns.stack}"; host-network pods need their own privileged namespace`);
   }
+  for (const other of ['stack', 'hostNetwork'] as const) {
+    if (ns.app === ns[other]) problems.push(`namespaces.app and namespaces.${other} are both "${ns.app}"; each namespace is rendered with its own Pod Security level`);
+  }
+  const hostKeys = ['matrix', 'livekit', 'turn'] as const;
+  for (const [i, a] of hostKeys.entries()) {
+    for (const b of hostKeys.slice(i + 1)) {
+      if (c.hosts[a] === c.hosts[b]) problems.push(`hosts.${a} and hosts.${b} are both "${c.hosts[a]}"; each needs a DNS record, route and certificate of its own`);
+    }
+  }
+  const userId = `@${c.synapse.adminUser}:${c.serverName}`;
+  if (userId.length > 255) problems.push(`synapse.adminUser: the user ID ${userId} is ${userId.length} characters; Matrix allows 255`);
   if (problems.length > 0) {
     throw new ConfigError(`${source} is invalid:\n${problems.map((l) => `  - ${l}`).join('\n')}`);
   }

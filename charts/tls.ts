@@ -6,7 +6,7 @@ import {
   Gateway, GatewaySpecListenersAllowedRoutes, GatewaySpecListenersAllowedRoutesNamespacesFrom, GatewaySpecListenersTlsMode, HttpRoute,
   HttpRouteSpecRulesMatchesPathType,
 } from '../imports/gateway.networking.k8s.io';
-import { labels } from './common';
+import { contentHash, labels } from './common';
 import { INGRESS_CONTROLLER, IngressController } from './ingress-controllers';
 
 /** How the public hosts are exposed: through an Ingress controller or a Gateway API Gateway. */
@@ -169,6 +169,16 @@ export interface GatewayProps extends ChartProps {
 }
 
 /**
+ * A listener name for a host: the whole host, dots kept (listener names may
+ * hold them, so two hosts never share one), shortened with a digest of the
+ * host when it would pass the 253 characters a name may have.
+ */
+export function listenerName(host: string): string {
+  const name = `https-${host}`;
+  return name.length <= 253 ? name : `https-${contentHash(host)}-${host.slice(host.length - 220).replace(/^[-.]+/, '')}`;
+}
+
+/**
  * A Gateway with one HTTPS listener per public host (cert-manager's
  * gateway-shim requests each listener's certificate) and a plain HTTP
  * listener for ACME HTTP-01 challenges.
@@ -194,8 +204,7 @@ export class GatewayChart extends Chart {
         listeners: [
           { name: 'http', port: 80, protocol: 'HTTP', allowedRoutes },
           ...props.hosts.map((h) => ({
-            // The whole host: listener names must be unique, and hosts may share a first label.
-            name: `https-${h.host.replace(/\./g, '-')}`.slice(0, 63),
+            name: listenerName(h.host),
             hostname: h.host,
             port: 443,
             protocol: 'HTTPS',

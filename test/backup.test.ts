@@ -81,7 +81,7 @@ test('S3 with restic: upload after the local backup, credentials from a Secret',
 test('S3 needs a repository; backups can be switched off', () => {
   expect(() => resolveConfig({ backup: { s3: { enabled: true } } })).toThrow('backup.s3.repository is required');
   expect(() => resolveConfig({ backup: { s3: { repository: 'https://x' } } })).toThrow('backup.s3.repository: must be a restic S3 repository');
-  expect(() => resolveConfig({ backup: { schedule: { postgres: 'daily' } } })).toThrow('backup.schedule.postgres: must be a five-field cron schedule');
+  expect(() => resolveConfig({ backup: { schedule: { postgres: 'daily' } } })).toThrow('backup.schedule.postgres: not a schedule Kubernetes accepts: expected five fields');
   expect(() => synthChart('50-backup', config({ backup: { enabled: false } }))).toThrow('no chart');
 });
 

@@ -2,6 +2,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ConfigError, loadConfig, resolveConfig } from '../charts/config';
+import { CRON_CASES } from './cron.cases';
 
 function tempFile(content: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-config-'));
@@ -107,8 +108,45 @@ describe('rejected input names the key path', () => {
     expect(rejection({ livekit: { rtc: { portRangeStart: 60000, portRangeEnd: 50000 } } })).toContain('portRangeStart (60000) is larger');
   });
 
-  test('host-network pods need their own namespace', () => {
+  test('host-network pods need their own namespace, and no two namespaces may be one', () => {
     expect(rejection({ namespaces: { stack: 'kudo', hostNetwork: 'kudo' } })).toContain('host-network pods need their own privileged namespace');
+    expect(rejection({ namespaces: { app: 'kudo' } })).toContain('namespaces.app and namespaces.stack are both "kudo"; each namespace is rendered with its own Pod Security level');
+    expect(rejection({ namespaces: { app: 'kudo-media' } })).toContain('namespaces.app and namespaces.hostNetwork are both "kudo-media"');
+  });
+
+  test('public hosts must differ (each has its own route, certificate and DNS record)', () => {
+    expect(rejection({ hosts: { livekit: 'matrix.example.com' } })).toContain('hosts.matrix and hosts.livekit are both "matrix.example.com"');
+    expect(rejection({ hosts: { turn: 'livekit.example.com' } })).toContain('hosts.livekit and hosts.turn are both "livekit.example.com"');
+    // The server name may be the Matrix host (one route and certificate then).
+    expect(resolveConfig({ serverName: 'matrix.example.com' }).serverName).toBe('matrix.example.com');
+  });
+
+  test('names the API server would refuse are refused here', () => {
+    expect(rejection({ ingress: { className: 'Traefik_Public' } })).toContain('ingress.className: must be a Kubernetes object name');
+    expect(rejection({ gatewayApi: { gatewayClassName: 'a'.repeat(254) } })).toContain('gatewayApi.gatewayClassName: must be a Kubernetes object name');
+    expect(rejection({ postgres: { storage: { className: 'fast ssd' } } })).toContain('postgres.storage.className: must be a Kubernetes object name');
+    expect(rejection({ livekit: { nodeSelector: { 'kudo/media': 'yes please' } } })).toContain('livekit.nodeSelector: "yes please" is not a label value');
+    expect(rejection({ coturn: { nodeSelector: { 'Bad Key': 'true' } } })).toContain('coturn.nodeSelector: "Bad Key" is not a label key');
+    expect(rejection({ monitoring: { serviceMonitorLabels: { release: 'x'.repeat(64) } } })).toContain("is not a label value (at most 63 letters");
+    expect(rejection({ ingress: { annotations: { 'not/a/key': 'v' } } })).toContain('ingress.annotations: "not/a/key" is not an annotation key');
+    expect(rejection({ secrets: { refs: { formSecret: { key: 'k'.repeat(254) } } } })).toContain('secrets.refs.formSecret.key');
+    // Valid shapes pass.
+    const ok = resolveConfig({ ingress: { className: 'public.traefik' }, livekit: { nodeSelector: { 'node-role.kubernetes.io/media': '' } } });
+    expect(ok.ingress.className).toBe('public.traefik');
+  });
+
+  test('a Matrix admin user ID Synapse can register', () => {
+    expect(rejection({ synapse: { adminUser: 'Admin' } })).toContain('synapse.adminUser: must be a Matrix localpart');
+    expect(rejection({ synapse: { adminUser: '_admin' } })).toContain('synapse.adminUser: Synapse refuses localparts starting with "_"');
+    const long = 'a'.repeat(250);
+    expect(rejection({ synapse: { adminUser: long } })).toContain(`synapse.adminUser: the user ID @${long}:example.com is 263 characters; Matrix allows 255`);
+    expect(resolveConfig({ synapse: { adminUser: 'ops.admin+kudo' } }).synapse.adminUser).toBe('ops.admin+kudo');
+  });
+
+  test.each(CRON_CASES)('backup schedule %j is accepted: %s (as Kubernetes decides)', (schedule, ok) => {
+    const run = () => resolveConfig({ backup: { schedule: { postgres: schedule } } });
+    if (ok) expect(run().backup.schedule.postgres).toBe(schedule);
+    else expect(run).toThrow(/backup\.schedule\.postgres: /);
   });
 
   test('all problems are reported at once', () => {

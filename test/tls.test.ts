@@ -80,6 +80,21 @@ describe('Gateway API instead of Ingress', () => {
     expect(https[0].allowedRoutes.namespaces.selector.matchExpressions[0].values).toEqual(['kudo', 'kudo-media']);
   });
 
+  test('listener names are unique and valid for any hosts (dots and dashes kept apart, long hosts shortened)', () => {
+    const names = (c: object) => find(synthAll(config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg' }, ...c })), 'Gateway', 'kudo')
+      .spec.listeners.map((l: any) => l.name as string);
+    // matrix.a-b.example.org and matrix-a.b.example.org once both became "https-matrix-a-b-example-org".
+    const twins = names({ domain: 'example.org', serverName: 'example.org', hosts: { matrix: 'matrix.a-b.example.org', livekit: 'matrix-a.b.example.org' } });
+    expect(new Set(twins).size).toBe(twins.length);
+    const label = 'l'.repeat(63);
+    const long = names({ domain: [label, label, label, 'example'].join('.') });
+    expect(new Set(long).size).toBe(long.length);
+    for (const n of [...twins, ...long]) {
+      expect(n.length).toBeLessThanOrEqual(253);
+      expect(n).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/);
+    }
+  });
+
   test('ACME HTTP-01 challenges go through the Gateway', () => {
     const issuer = find(all, 'ClusterIssuer', 'kudo-letsencrypt');
     expect(issuer.spec.acme.solvers[0].http01).toEqual({

@@ -7,6 +7,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
+import { cronProblem } from '../../charts/k8s-names';
+import { CRON_CASES } from '../cron.cases';
 import { ApiServer, startApiServer } from './apiserver';
 import { Manifest, Program, rendered, ROOT, SHARED_DIR, tempDir } from './harness';
 
@@ -115,6 +117,19 @@ describe('kube-apiserver', () => {
     const r = apply(writeAll('imm-after.yaml', changed), true);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/field is immutable|Forbidden: updates to statefulset spec/);
+  });
+});
+
+describe('what the config refuses, the API server refuses: CronJob schedules', () => {
+  // Our validator (charts/k8s-names.ts) is unit-tested against this table; here the table meets the real thing.
+  test.each(CRON_CASES)('schedule %j: accepted = %s', (schedule, ok) => {
+    const cj = {
+      apiVersion: 'batch/v1', kind: 'CronJob', metadata: { name: 'schedule-check', namespace: 'default' },
+      spec: { schedule, jobTemplate: { spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'c', image: 'busybox:1.37' }] } } } } },
+    };
+    const r = api.kubectl(['create', '--dry-run=server', '-f', '-'], { input: JSON.stringify(cj), allowFail: true });
+    expect([schedule, r.code === 0, r.code === 0 ? '' : r.stderr]).toEqual([schedule, ok, ok ? '' : expect.stringMatching(/schedule/)]);
+    expect(cronProblem(schedule) === undefined).toBe(ok);
   });
 });
 
