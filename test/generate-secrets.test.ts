@@ -119,10 +119,11 @@ test('values that disagree are reported and left alone', async () => {
   expect(api.values('kudo', 'kudo-postgres')!.password).toHaveLength(43);
 });
 
-test('an API error stops the run with a non-zero status', async () => {
+test('an unreachable API stops the run with a one-line reason, not a traceback', async () => {
   await api.stop();
   const r = await generate();
-  expect(r.status).not.toBe(0);
+  expect(r.status).toBe(1);
+  expect(r.output).toBe(`secret generator failed: cannot reach the Kubernetes API at ${url}: [Errno 111] Connection refused\n`);
   api = new FakeKubeApi();
   url = await api.start();
 });

@@ -14,8 +14,10 @@ SA_DIR = os.environ.get("SA_DIR", "/var/run/secrets/kubernetes.io/serviceaccount
 
 
 class ApiError(Exception):
+    """An error answer of the API (status is its HTTP status), or no answer at all (status 0)."""
+
     def __init__(self, status, message):
-        super().__init__(f"HTTP {status}: {message}")
+        super().__init__(f"HTTP {status}: {message}" if status else message)
         self.status = status
 
 
@@ -59,6 +61,8 @@ class Kube:
             except ValueError:
                 pass
             raise ApiError(e.code, detail) from None
+        except urllib.error.URLError as e:
+            raise ApiError(0, f"cannot reach the Kubernetes API at {self.base_url}: {e.reason}") from None
 
     # Secrets
 
