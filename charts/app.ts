@@ -120,7 +120,7 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     enableRegistration: config.synapse.enableRegistration,
     logLevel: config.synapse.logLevel,
     database: {
-      host: postgres.host, port: postgres.port, name: postgres.database, user: postgres.database, poolMin: pool.min, poolMax: pool.max,
+      host: postgres.host, port: postgres.port, name: postgres.database, user: postgres.user, poolMin: pool.min, poolMax: pool.max,
     },
     turn,
     secrets: refs,
@@ -186,7 +186,7 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
       schedule: b.schedule,
       retention: b.retention,
       storage: b.storage,
-      postgres: { host: postgres.host, port: postgres.port, database: postgres.database, user: postgres.database, password: refs.postgresPassword },
+      postgres: { host: postgres.host, port: postgres.port, database: postgres.database, user: postgres.user, password: refs.postgresPassword },
       media: { claimName: synapse.mediaClaimName, synapseSelector: synapse.podSelector },
       s3: b.s3.enabled && b.s3.repository !== undefined ? { repository: b.s3.repository, secretName: b.s3.secretName, image: b.s3.image } : undefined,
     });

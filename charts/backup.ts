@@ -3,16 +3,12 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './config';
 import {
-  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
+  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, NEVER, resourceRequirements, restrictedContainer, restrictedPod,
+  SCRIPTS_DIR, secretFilesVolume, UID,
 } from './common';
 import { syncHook, WAVE } from './argocd';
 
-/** Synapse's uid/gid: the backup pods mount its media volume, and a different fsGroup would re-own every file. */
-export const BACKUP_UID = 10091;
 export const BACKUP_DIR = '/backups';
-export const SCRIPTS_DIR = '/opt/kudo';
-/** A schedule that never comes (31 February): the restore CronJobs are only templates for `kubectl create job --from`. */
-export const NEVER = '0 0 31 2 *';
 
 const SCRIPTS = [
   'pgpass.sh', 'backup-lib.sh', 'backup-prune.sh', 'backup-postgres.sh', 'backup-media.sh', 'backup-restic.sh', 'restore-postgres.sh', 'restore-media.sh',
@@ -75,16 +71,10 @@ export class BackupChart extends Chart {
     const volumes: Record<string, k8s.Volume> = {
       scripts: { name: 'scripts', configMap: { name: scripts.name, defaultMode: 0o555 } },
       backups: { name: 'backups', persistentVolumeClaim: { claimName: claim.name } },
-      password: {
-        name: 'password',
-        secret: { secretName: pg.password.name, items: [{ key: pg.password.key, path: 'password' }], defaultMode: 0o440 },
-      },
+      password: secretFilesVolume('password', { password: pg.password }),
       media: { name: 'media', persistentVolumeClaim: { claimName: props.media.claimName } },
       tmp: memoryVolume('tmp', '16Mi'),
-      restic: {
-        name: 'restic',
-        secret: { secretName: props.s3?.secretName ?? '', items: [{ key: 'RESTIC_PASSWORD', path: 'RESTIC_PASSWORD' }], defaultMode: 0o440 },
-      },
+      restic: secretFilesVolume('restic', { RESTIC_PASSWORD: { name: props.s3?.secretName ?? '', key: 'RESTIC_PASSWORD' } }),
     };
     const mounts = {
       scripts: { name: 'scripts', mountPath: SCRIPTS_DIR, readOnly: true },
@@ -131,43 +121,41 @@ export class BackupChart extends Chart {
       },
     };
     const hash = contentHash(files);
-    const cronJob = (name: string, schedule: string, work: k8s.Container, uploadStep: k8s.Container | undefined, vols: k8s.Volume[], o: { suspend?: boolean; affinity?: k8s.Affinity } = {}) => {
-      // With an upload, the local backup runs first (init container) and the upload only after it succeeded.
-      const containers = uploadStep ? [uploadStep] : [work];
-      const initContainers = uploadStep ? [work] : undefined;
-      new k8s.KubeCronJob(this, name, {
-        metadata: { name, ...meta },
-        spec: {
-          schedule,
-          timeZone: 'Etc/UTC',
-          suspend: o.suspend,
-          concurrencyPolicy: 'Forbid',
-          startingDeadlineSeconds: 3600,
-          successfulJobsHistoryLimit: 3,
-          failedJobsHistoryLimit: 3,
-          jobTemplate: {
-            metadata: { labels: labels(component) },
-            spec: {
-              backoffLimit: 2,
-              activeDeadlineSeconds: 6 * 3600,
-              template: {
-                metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: hash } },
-                spec: {
-                  restartPolicy: 'Never',
-                  automountServiceAccountToken: false,
-                  enableServiceLinks: false,
-                  securityContext: restrictedPod(BACKUP_UID),
-                  affinity: o.affinity,
-                  initContainers,
-                  containers,
-                  volumes: [volumes.scripts, volumes.backups, volumes.tmp, ...vols, ...(uploadStep ? [volumes.restic] : [])],
-                },
+    /** One backup or restore CronJob. With an upload, the local step runs first (an init container) and the upload only after it succeeded. */
+    const cronJob = (name: string, o: {
+      schedule: string; step: k8s.Container; upload?: k8s.Container; volumes: k8s.Volume[]; suspend?: boolean; affinity?: k8s.Affinity;
+    }) => new k8s.KubeCronJob(this, name, {
+      metadata: { name, ...meta },
+      spec: {
+        schedule: o.schedule,
+        timeZone: 'Etc/UTC',
+        suspend: o.suspend,
+        concurrencyPolicy: 'Forbid',
+        startingDeadlineSeconds: 3600,
+        successfulJobsHistoryLimit: 3,
+        failedJobsHistoryLimit: 3,
+        jobTemplate: {
+          metadata: { labels: labels(component) },
+          spec: {
+            backoffLimit: 2,
+            activeDeadlineSeconds: 6 * 3600,
+            template: {
+              metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: hash } },
+              spec: {
+                restartPolicy: 'Never',
+                automountServiceAccountToken: false,
+                enableServiceLinks: false,
+                securityContext: restrictedPod(UID.synapse),
+                affinity: o.affinity,
+                initContainers: o.upload ? [o.step] : undefined,
+                containers: [o.upload ?? o.step],
+                volumes: [volumes.scripts, volumes.backups, volumes.tmp, ...o.volumes, ...(o.upload ? [volumes.restic] : [])],
               },
             },
           },
         },
-      });
-    };
+      },
+    });
 
     // The backup claim is used only by the CronJobs, so on a WaitForFirstConsumer class it would
     // stay Pending until the first night's backup, and an Argo CD sync would wait for it. This
@@ -179,7 +167,7 @@ export class BackupChart extends Chart {
         restartPolicy: 'Never',
         automountServiceAccountToken: false,
         enableServiceLinks: false,
-        securityContext: restrictedPod(BACKUP_UID),
+        securityContext: restrictedPod(UID.synapse),
         affinity: onSynapseNode,
         containers: [{
           name: 'check',
@@ -198,18 +186,24 @@ export class BackupChart extends Chart {
     });
 
     const mediaRo = { name: 'media', mountPath: '/media', readOnly: true };
-    cronJob('postgres-backup', props.schedule.postgres,
-      step('dump', 'backup-postgres.sh', postgresEnv, [mounts.password]),
-      upload('postgres', `${BACKUP_DIR}/postgres`, []),
-      [volumes.password], { affinity: onSynapseNode });
-    cronJob('media-backup', props.schedule.media,
-      step('archive', 'backup-media.sh', mediaEnv, [mediaRo]),
+    cronJob('postgres-backup', {
+      schedule: props.schedule.postgres, affinity: onSynapseNode, volumes: [volumes.password],
+      step: step('dump', 'backup-postgres.sh', postgresEnv, [mounts.password]),
+      upload: upload('postgres', `${BACKUP_DIR}/postgres`, []),
+    });
+    cronJob('media-backup', {
+      schedule: props.schedule.media, affinity: onSynapseNode, volumes: [volumes.media],
+      step: step('archive', 'backup-media.sh', mediaEnv, [mediaRo]),
       // restic deduplicates the live store itself, so it reads /media rather than the archives.
-      upload('media', '/media', [mediaRo]),
-      [volumes.media], { affinity: onSynapseNode });
-    cronJob('postgres-restore', NEVER, step('restore', 'restore-postgres.sh', postgresEnv, [mounts.password]), undefined,
-      [volumes.password], { suspend: true });
-    cronJob('media-restore', NEVER, step('restore', 'restore-media.sh', mediaEnv, [{ name: 'media', mountPath: '/media' }]), undefined,
-      [volumes.media], { suspend: true });
+      upload: upload('media', '/media', [mediaRo]),
+    });
+    cronJob('postgres-restore', {
+      schedule: NEVER, suspend: true, volumes: [volumes.password],
+      step: step('restore', 'restore-postgres.sh', postgresEnv, [mounts.password]),
+    });
+    cronJob('media-restore', {
+      schedule: NEVER, suspend: true, volumes: [volumes.media],
+      step: step('restore', 'restore-media.sh', mediaEnv, [{ name: 'media', mountPath: '/media' }]),
+    });
   }
 }

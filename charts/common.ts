@@ -7,9 +7,29 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import type { ImageConfig, ResourcesConfig } from './config';
+import type { ImageConfig, ResourcesConfig, SecretRef } from './config';
 
 export const PART_OF = 'kudo';
+
+/**
+ * The uid (and gid, and fsGroup) each program runs as: above 10000, clear of
+ * host users, and never the image's own (999 for postgres and redis).
+ */
+export const UID = {
+  /** ess-helm's uid for Synapse. Also the tool pods' (they run the Synapse image's Python), the well-known
+   * server's (same image) and the backups' (they mount Synapse's media volume: another fsGroup would re-own every file). */
+  synapse: 10091,
+  /** PostgreSQL and Redis: neither needs a passwd entry. */
+  database: 10999,
+  livekit: 10880,
+  coturn: 10478,
+} as const;
+
+/** Where the bundled scripts of a tool or backup pod are mounted. */
+export const SCRIPTS_DIR = '/opt/kudo';
+
+/** A schedule that never comes (31 February): suspended CronJobs that are only templates for `kubectl create job --from`. */
+export const NEVER = '0 0 31 2 *';
 export const MANAGED_BY = 'cdk8s';
 
 /** The recommended app.kubernetes.io labels of one component. */
@@ -99,6 +119,64 @@ export function restrictedPod(uid: number): k8s.PodSecurityContext {
   };
 }
 
+/**
+ * A volume of Secret values as files, read-only for the pod's group (0440):
+ * `files` maps each file name to the Secret and key it comes from. One file
+ * is a plain Secret volume; several are projected, so they may come from
+ * several Secrets.
+ */
+export function secretFilesVolume(name: string, files: Record<string, SecretRef>): k8s.Volume {
+  const entries = Object.entries(files);
+  if (entries.length === 1) {
+    const [[file, ref]] = entries;
+    return { name, secret: { secretName: ref.name, items: [{ key: ref.key, path: file }], defaultMode: 0o440 } };
+  }
+  return {
+    name,
+    projected: { defaultMode: 0o440, sources: entries.map(([file, ref]) => ({ secret: { name: ref.name, items: [{ key: ref.key, path: file }] } })) },
+  };
+}
+
+/**
+ * The headless Service of a one-pod StatefulSet: its main port, and its
+ * exporter's metrics port when there is one.
+ */
+export function headlessService(scope: Construct, p: {
+  name: string; namespace: string; labels: Record<string, string>; selector: Record<string, string>; port: { name: string; number: number }; metricsPort?: number;
+}): k8s.KubeService {
+  return new k8s.KubeService(scope, 'service', {
+    metadata: { name: p.name, namespace: p.namespace, labels: p.labels },
+    spec: {
+      clusterIp: 'None',
+      selector: p.selector,
+      ports: [
+        { name: p.port.name, port: p.port.number, targetPort: k8s.IntOrString.fromString(p.port.name) },
+        ...(p.metricsPort !== undefined ? [{ name: 'metrics', port: p.metricsPort, targetPort: k8s.IntOrString.fromString('metrics') }] : []),
+      ],
+    },
+  });
+}
+
+/** A Prometheus exporter sidecar: small, hardened, ready when it serves `readinessPath`, alive while its port answers. */
+export function exporterContainer(p: {
+  image: ImageConfig; port: number; env: k8s.EnvVar[]; readinessPath: string; readinessTimeoutSeconds?: number;
+  resources: ResourcesConfig; volumeMounts?: k8s.VolumeMount[];
+}): k8s.Container {
+  return {
+    name: 'exporter',
+    image: imageRef(p.image),
+    env: p.env,
+    ports: [tcpPort('metrics', p.port)],
+    resources: resourceRequirements(p.resources),
+    securityContext: restrictedContainer(),
+    readinessProbe: {
+      httpGet: { path: p.readinessPath, port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 30, timeoutSeconds: p.readinessTimeoutSeconds,
+    },
+    livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 30 },
+    volumeMounts: p.volumeMounts,
+  };
+}
+
 /** A short, stable digest of rendered content, for pod-template annotations that roll pods on change. */
 export function contentHash(...parts: unknown[]): string {
   const h = createHash('sha256');
@@ -130,10 +208,6 @@ export function bundledFile(name: string): string {
   return fs.readFileSync(path.join(FILES_DIR, name), 'utf8');
 }
 
-/** Where the bundled scripts of a tool pod are mounted. */
-export const SCRIPTS_DIR = '/opt/kudo';
-/** The tool pods run the Synapse image's Python as Synapse's uid. */
-const TOOLS_UID = 10091;
 
 export interface ToolPodProps {
   readonly name: string;
@@ -158,7 +232,7 @@ export function toolPodTemplate(p: ToolPodProps): k8s.PodTemplateSpec {
       automountServiceAccountToken: p.serviceAccount === undefined ? false : undefined,
       restartPolicy: 'Never',
       enableServiceLinks: false,
-      securityContext: restrictedPod(TOOLS_UID),
+      securityContext: restrictedPod(UID.synapse),
       containers: [{
         name: p.name,
         image: imageRef(p.image),

@@ -5,11 +5,12 @@ import { Certificate, CertificateSpecPrivateKeyAlgorithm, CertificateSpecPrivate
 import { ImageConfig, ResourcesConfig, SecretRef, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT } from './config';
 import {
   bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, nodeAddressLookup, resourceRequirements, restrictedContainer, restrictedPod,
-  selectorLabels, tcpPort,
+  secretFilesVolume, selectorLabels, tcpPort, UID,
 } from './common';
 import { setSyncWave, WAVE } from './argocd';
 
-export const COTURN_UID = 10478;
+/** The Secret cert-manager writes the TURN host's certificate to. */
+export const COTURN_TLS_SECRET = 'coturn-tls';
 
 /**
  * Peer addresses a TURN client must never reach through the relay: private,
@@ -151,9 +152,9 @@ export class CoturnChart extends Chart {
     const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'coturn-config', ...meta }, data: files });
 
     new Certificate(this, 'certificate', {
-      metadata: { name: 'coturn-tls', ...meta },
+      metadata: { name: COTURN_TLS_SECRET, ...meta },
       spec: {
-        secretName: 'coturn-tls',
+        secretName: COTURN_TLS_SECRET,
         dnsNames: [props.host],
         issuerRef: { kind: props.issuer.kind, name: props.issuer.name },
         privateKey: { algorithm: CertificateSpecPrivateKeyAlgorithm.ECDSA, size: 256, rotationPolicy: CertificateSpecPrivateKeyRotationPolicy.ALWAYS },
@@ -182,7 +183,7 @@ export class CoturnChart extends Chart {
             automountServiceAccountToken: false,
             enableServiceLinks: false,
             nodeSelector: props.nodeSelector,
-            securityContext: restrictedPod(COTURN_UID),
+            securityContext: restrictedPod(UID.coturn),
             terminationGracePeriodSeconds: 30,
             initContainers: [address.initContainer],
             containers: [{
@@ -212,12 +213,9 @@ export class CoturnChart extends Chart {
             }],
             volumes: [
               { name: 'config', configMap: { name: config.name } },
-              {
-                name: 'turn-secret',
-                secret: { secretName: props.turnSharedSecret.name, items: [{ key: props.turnSharedSecret.key, path: 'shared_secret' }], defaultMode: 0o440 },
-              },
+              secretFilesVolume('turn-secret', { shared_secret: props.turnSharedSecret }),
               // Optional: coturn serves TURN over UDP and TCP before the certificate exists (start.sh).
-              { name: 'tls', secret: { secretName: 'coturn-tls', defaultMode: 0o440, optional: true } },
+              { name: 'tls', secret: { secretName: COTURN_TLS_SECRET, defaultMode: 0o440, optional: true } },
               memoryVolume('run', '1Mi'),
               memoryVolume('tmp', '16Mi'),
               ...address.volumes,

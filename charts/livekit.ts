@@ -4,13 +4,12 @@ import { Construct } from 'constructs';
 import { ImageConfig, LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, ResourcesConfig, SecretRef, TURN_PORT, TURN_TLS_PORT } from './config';
 import {
   bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, nodeAddressLookup, resourceRequirements, restrictedContainer,
-  restrictedPod, selectorLabels, tcpPort,
+  restrictedPod, secretFilesVolume, selectorLabels, tcpPort, UID,
 } from './common';
 import { setSyncWave, WAVE } from './argocd';
 import { exposeHttp, IngressSettings } from './tls';
 import { toYaml } from './yaml-out';
 
-export const LIVEKIT_UID = 10880;
 export const LIVEKIT_TLS_SECRET = 'livekit-tls';
 export const LIVEKIT_CONFIG_DIR = '/etc/livekit';
 /** In memory: what the init steps write (key file, config with the Redis password, node address). */
@@ -180,7 +179,7 @@ export class LiveKitChart extends Chart {
                 }],
               },
             },
-            securityContext: restrictedPod(LIVEKIT_UID),
+            securityContext: restrictedPod(UID.livekit),
             terminationGracePeriodSeconds: LIVEKIT_DRAIN_SECONDS,
             initContainers: [...(address ? [address.initContainer] : []), {
               name: 'config',
@@ -215,23 +214,10 @@ export class LiveKitChart extends Chart {
             }],
             volumes: [
               { name: 'config', configMap: { name: config.name } },
-              {
-                // For the config step only.
-                name: 'secrets',
-                projected: {
-                  defaultMode: 0o440,
-                  sources: [
-                    { secret: { name: s.apiKey.name, items: [{ key: s.apiKey.key, path: 'api_key' }] } },
-                    { secret: { name: s.apiSecret.name, items: [{ key: s.apiSecret.key, path: 'api_secret' }] } },
-                    { secret: { name: s.redisPassword.name, items: [{ key: s.redisPassword.key, path: 'redis_password' }] } },
-                  ],
-                },
-              },
-              {
-                // LiveKit checks that others cannot read it; group-readable (for fsGroup) is fine.
-                name: 'turn-secret',
-                secret: { secretName: s.turnSharedSecret.name, items: [{ key: s.turnSharedSecret.key, path: 'shared_secret' }], defaultMode: 0o440 },
-              },
+              // For the config step only.
+              secretFilesVolume('secrets', { api_key: s.apiKey, api_secret: s.apiSecret, redis_password: s.redisPassword }),
+              // LiveKit checks that others cannot read it; group-readable (for fsGroup) is fine.
+              secretFilesVolume('turn-secret', { shared_secret: s.turnSharedSecret }),
               memoryVolume('run', '1Mi'),
               memoryVolume('tmp', '16Mi'),
               ...(address?.volumes ?? []),

@@ -2,6 +2,7 @@ import { Chart, ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { labels } from './common';
+import { ACME_SOLVER_PORT } from './tls';
 
 export interface NetworkPoliciesProps extends ChartProps {
   /** The stack namespace, whose pods these policies govern. */
@@ -86,7 +87,7 @@ export class NetworkPoliciesChart extends Chart {
       // cert-manager's temporary challenge pods, created next to our Ingresses.
       podSelector: { matchLabels: { 'acme.cert-manager.io/http01-solver': 'true' } },
       policyTypes: ['Ingress'],
-      ingress: [{ from: [fromPublic], ports: tcp(8089) }],
+      ingress: [{ from: [fromPublic], ports: tcp(ACME_SOLVER_PORT) }],
     });
     policy('kubernetes-api', {
       // The Jobs that read and write Secrets. The API server's address differs per cluster.

@@ -3,15 +3,10 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './config';
 import {
-  bundledFile, imageRef, labels, memoryBytes, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod, selectorLabels, tcpPort,
+  bundledFile, exporterContainer, headlessService, imageRef, labels, memoryBytes, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
+  secretFilesVolume, selectorLabels, tcpPort, UID,
 } from './common';
 
-/**
- * Not the image's own `postgres` (999): a uid above 10000 keeps clear of
- * host users. The official image runs as any uid (its entrypoint gives
- * initdb a passwd entry through nss_wrapper).
- */
-export const POSTGRES_UID = 10999;
 export const POSTGRES_PORT = 5432;
 export const POSTGRES_DATA_MOUNT = '/var/lib/postgresql/data';
 /** PGDATA is a subdirectory so the server creates it with the owner and 0700 mode it insists on. */
@@ -28,8 +23,10 @@ export interface PostgresProps extends ChartProps {
   readonly resources: ResourcesConfig;
   /** max_connections; must cover Synapse's pool plus backups and administration. */
   readonly maxConnections: number;
-  /** The role that owns the database, and the database's name. @default "synapse" */
+  /** The database Synapse uses. @default "synapse" */
   readonly database?: string;
+  /** The role Synapse connects as, which owns the database. @default "synapse" */
+  readonly user?: string;
   /** The Secret key holding the Synapse role's password. */
   readonly password: SecretRef;
   /** The Secret key holding the superuser's password. */
@@ -65,22 +62,20 @@ export function postgresSettings(memoryLimit: string, maxConnections: number): R
 }
 
 /** postgres_exporter beside the server: over loopback, the password from the same Secret file. */
-function exporterContainer(image: ImageConfig, database: string): k8s.Container {
-  return {
-    name: 'exporter',
-    image: imageRef(image),
+function postgresExporter(image: ImageConfig, database: string, user: string): k8s.Container {
+  return exporterContainer({
+    image,
+    port: POSTGRES_EXPORTER_PORT,
     env: [
       { name: 'DATA_SOURCE_URI', value: `127.0.0.1:${POSTGRES_PORT}/${database}?sslmode=disable` },
-      { name: 'DATA_SOURCE_USER', value: database },
+      { name: 'DATA_SOURCE_USER', value: user },
       { name: 'DATA_SOURCE_PASS_FILE', value: '/secrets/password' },
     ],
-    ports: [tcpPort('metrics', POSTGRES_EXPORTER_PORT)],
-    resources: resourceRequirements({ requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } }),
-    securityContext: restrictedContainer(),
-    readinessProbe: { httpGet: { path: '/metrics', port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 30, timeoutSeconds: 10 },
-    livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 30 },
+    readinessPath: '/metrics',
+    readinessTimeoutSeconds: 10,
+    resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } },
     volumeMounts: [{ name: 'password', mountPath: '/secrets', readOnly: true }],
-  };
+  });
 }
 
 /** PostgreSQL for Synapse: one replica with its own volume, behind a headless Service. */
@@ -89,11 +84,15 @@ export class PostgresChart extends Chart {
   public readonly host: string;
   public readonly port = POSTGRES_PORT;
   public readonly database: string;
+  /** The role Synapse connects as. */
+  public readonly user: string;
 
   constructor(scope: Construct, id: string, props: PostgresProps) {
     super(scope, id, props);
     const database = props.database ?? 'synapse';
+    const user = props.user ?? 'synapse';
     this.database = database;
+    this.user = user;
     const component = { name: 'postgres', component: 'database', version: props.image.tag };
     const meta = { namespace: props.namespace, labels: labels(component) };
     const settings = postgresSettings(props.resources.limits.memory, props.maxConnections);
@@ -101,18 +100,11 @@ export class PostgresChart extends Chart {
       metadata: { name: 'postgres-init', ...meta },
       data: { '10-synapse.sh': bundledFile('postgres-init.sh') },
     });
-    const isReady = ['pg_isready', '--host=127.0.0.1', `--port=${POSTGRES_PORT}`, `--username=${database}`, `--dbname=${database}`];
+    const isReady = ['pg_isready', '--host=127.0.0.1', `--port=${POSTGRES_PORT}`, `--username=${user}`, `--dbname=${database}`];
 
-    const service = new k8s.KubeService(this, 'service', {
-      metadata: { name: 'postgres', ...meta },
-      spec: {
-        clusterIp: 'None',
-        selector: selectorLabels(component),
-        ports: [
-          { name: 'postgres', port: POSTGRES_PORT, targetPort: k8s.IntOrString.fromString('postgres') },
-          ...(props.exporter ? [{ name: 'metrics', port: POSTGRES_EXPORTER_PORT, targetPort: k8s.IntOrString.fromString('metrics') }] : []),
-        ],
-      },
+    const service = headlessService(this, {
+      name: 'postgres', ...meta, selector: selectorLabels(component),
+      port: { name: 'postgres', number: POSTGRES_PORT }, metricsPort: props.exporter ? POSTGRES_EXPORTER_PORT : undefined,
     });
     this.host = `${service.name}.${props.namespace}.svc`;
 
@@ -128,7 +120,7 @@ export class PostgresChart extends Chart {
           spec: {
             automountServiceAccountToken: false,
             enableServiceLinks: false,
-            securityContext: restrictedPod(POSTGRES_UID),
+            securityContext: restrictedPod(UID.database),
             // A fast shutdown (preStop) plus a checkpoint can take a while on a busy server.
             terminationGracePeriodSeconds: 90,
             containers: [{
@@ -141,7 +133,7 @@ export class PostgresChart extends Chart {
                 { name: 'POSTGRES_PASSWORD_FILE', value: '/secrets/superuser_password' },
                 { name: 'POSTGRES_INITDB_ARGS', value: POSTGRES_INITDB_ARGS },
                 { name: 'PGDATA', value: POSTGRES_PGDATA },
-                { name: 'SYNAPSE_DB_USER', value: database },
+                { name: 'SYNAPSE_DB_USER', value: user },
                 { name: 'SYNAPSE_DB_NAME', value: database },
                 { name: 'SYNAPSE_DB_PASSWORD_FILE', value: '/secrets/password' },
               ],
@@ -165,18 +157,9 @@ export class PostgresChart extends Chart {
                 { name: 'run', mountPath: '/var/run/postgresql' },
                 { name: 'tmp', mountPath: '/tmp' },
               ],
-            }, ...(props.exporter ? [exporterContainer(props.exporter, database)] : [])],
+            }, ...(props.exporter ? [postgresExporter(props.exporter, database, user)] : [])],
             volumes: [
-              {
-                name: 'password',
-                projected: {
-                  defaultMode: 0o440,
-                  sources: [
-                    { secret: { name: props.password.name, items: [{ key: props.password.key, path: 'password' }] } },
-                    { secret: { name: props.superuserPassword.name, items: [{ key: props.superuserPassword.key, path: 'superuser_password' }] } },
-                  ],
-                },
-              },
+              secretFilesVolume('password', { password: props.password, superuser_password: props.superuserPassword }),
               // Executable, so the entrypoint runs it in a shell of its own rather than sourcing it.
               { name: 'init', configMap: { name: init.name, defaultMode: 0o555 } },
               memoryVolume('run', '16Mi'),

@@ -3,12 +3,9 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import type { ImageConfig, ResourcesConfig, SecretRef } from './config';
 import {
-  CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryBytes, memoryVolume, resourceRequirements, restrictedContainer,
-  restrictedPod, selectorLabels, tcpPort,
+  CONFIG_HASH_ANNOTATION, contentHash, exporterContainer, headlessService, imageRef, labels, memoryBytes, memoryVolume, resourceRequirements,
+  restrictedContainer, restrictedPod, secretFilesVolume, selectorLabels, tcpPort, UID,
 } from './common';
-
-/** Not the image's own `redis` (999): a uid above 10000 keeps clear of host users; Redis needs no passwd entry. */
-export const REDIS_UID = 10999;
 export const REDIS_PORT = 6379;
 /** Written at start from the password Secret; redis.conf includes it. */
 export const REDIS_AUTH_FILE = '/run/redis/auth.conf';
@@ -69,20 +66,13 @@ export class RedisChart extends Chart {
     const files = { 'redis.conf': redisConf(props.resources.limits.memory) };
     const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'redis-config', ...meta }, data: files });
 
-    const service = new k8s.KubeService(this, 'service', {
-      metadata: { name: 'redis', ...meta },
-      spec: {
-        clusterIp: 'None',
-        selector: selectorLabels(component),
-        ports: [
-          { name: 'redis', port: REDIS_PORT, targetPort: k8s.IntOrString.fromString('redis') },
-          ...(props.exporter ? [{ name: 'metrics', port: REDIS_EXPORTER_PORT, targetPort: k8s.IntOrString.fromString('metrics') }] : []),
-        ],
-      },
+    const service = headlessService(this, {
+      name: 'redis', ...meta, selector: selectorLabels(component),
+      port: { name: 'redis', number: REDIS_PORT }, metricsPort: props.exporter ? REDIS_EXPORTER_PORT : undefined,
     });
     this.address = `${service.name}.${props.namespace}.svc:${REDIS_PORT}`;
 
-    const ping = ['sh', '-c', 'REDISCLI_AUTH="$(cat /secrets/password)" redis-cli -h 127.0.0.1 -p 6379 ping | grep -qx PONG'];
+    const ping = ['sh', '-c', `REDISCLI_AUTH="$(cat /secrets/password)" redis-cli -h 127.0.0.1 -p ${REDIS_PORT} ping | grep -qx PONG`];
     new k8s.KubeStatefulSet(this, 'statefulset', {
       metadata: { name: 'redis', ...meta },
       spec: {
@@ -94,7 +84,7 @@ export class RedisChart extends Chart {
           spec: {
             automountServiceAccountToken: false,
             enableServiceLinks: false,
-            securityContext: restrictedPod(REDIS_UID),
+            securityContext: restrictedPod(UID.database),
             terminationGracePeriodSeconds: 30,
             containers: [{
               name: 'redis',
@@ -112,27 +102,21 @@ export class RedisChart extends Chart {
                 { name: 'run', mountPath: '/run/redis' },
                 { name: 'data', mountPath: '/data' },
               ],
-            }, ...(props.exporter ? [{
+            }, ...(props.exporter ? [exporterContainer({
               // redis_exporter reads a password only from its flags or this variable (its
               // password file is a map for many servers), and its image has no shell.
-              name: 'exporter',
-              image: imageRef(props.exporter),
+              image: props.exporter,
+              port: REDIS_EXPORTER_PORT,
               env: [
                 { name: 'REDIS_ADDR', value: `redis://127.0.0.1:${REDIS_PORT}` },
                 { name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: props.password.name, key: props.password.key } } },
               ],
-              ports: [tcpPort('metrics', REDIS_EXPORTER_PORT)],
-              resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '64Mi' } }),
-              securityContext: restrictedContainer(),
-              readinessProbe: { httpGet: { path: '/health', port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 30 },
-              livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 30 },
-            }] : [])],
+              readinessPath: '/health',
+              resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '64Mi' } },
+            })] : [])],
             volumes: [
               { name: 'config', configMap: { name: config.name } },
-              {
-                name: 'password',
-                secret: { secretName: props.password.name, items: [{ key: props.password.key, path: 'password' }], defaultMode: 0o440 },
-              },
+              secretFilesVolume('password', { password: props.password }),
               memoryVolume('run', '1Mi'),
               { name: 'data', emptyDir: { sizeLimit: k8s.Quantity.fromString('64Mi') } },
             ],

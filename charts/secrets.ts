@@ -9,7 +9,7 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { syncHook, WAVE } from './argocd';
 import type { ImageConfig, SecretRef, SecretRefs } from './config';
-import { bundledFile, CONFIG_HASH_ANNOTATION, contentHash, labels, SCRIPTS_DIR, toolPodTemplate, ToolPodProps } from './common';
+import { bundledFile, CONFIG_HASH_ANNOTATION, contentHash, labels, SCRIPTS_DIR, secretFilesVolume, toolPodTemplate, ToolPodProps } from './common';
 
 export type SecretValueName = keyof SecretRefs;
 export type SecretKind = 'token' | 'livekit-api-key' | 'synapse-signing-key';
@@ -215,7 +215,6 @@ export class BootstrapChart extends Chart {
       labels: lbls,
     });
 
-    const file = (s: SecretRef, path: string): k8s.VolumeProjection => ({ secret: { name: s.name, items: [{ key: s.key, path }] } });
     toolJob(this, 'job', {
       name: 'bootstrap-admin',
       namespace: ns,
@@ -235,10 +234,7 @@ export class BootstrapChart extends Chart {
         { name: 'LIVEKIT_API_SECRET_REF', value: ref('hostNetwork', r.livekitApiSecret) },
         { name: 'APP_SECRET_REF', value: `${props.namespaces.app}/${props.appSecretName}` },
       ],
-      extraVolumes: [{
-        name: 'secrets',
-        projected: { defaultMode: 0o440, sources: [file(r.adminPassword, 'admin_password'), file(r.registrationSharedSecret, 'registration_shared_secret')] },
-      }],
+      extraVolumes: [secretFilesVolume('secrets', { admin_password: r.adminPassword, registration_shared_secret: r.registrationSharedSecret })],
       extraMounts: [{ name: 'secrets', mountPath: '/secrets', readOnly: true }],
       labels: { ...lbls },
       annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files), ...syncHook(WAVE.appCredentials) },

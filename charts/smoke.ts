@@ -1,9 +1,8 @@
 import { Chart, ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { NEVER } from './backup';
 import type { ImageConfig } from './config';
-import { bundledFile, labels, SCRIPTS_DIR, toolPodTemplate } from './common';
+import { bundledFile, labels, NEVER, SCRIPTS_DIR, toolPodTemplate } from './common';
 
 export interface SmokeTestProps extends ChartProps {
   readonly namespace: string;

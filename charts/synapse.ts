@@ -1,16 +1,14 @@
 import { Chart, ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './config';
+import { ImageConfig, ResourcesConfig, SecretRef, StorageConfig, TURN_PORT, TURN_TLS_PORT } from './config';
 import {
   bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
-  selectorLabels, tcpPort,
+  secretFilesVolume, selectorLabels, tcpPort, UID,
 } from './common';
 import { exposeHttp, HttpBackend, IngressSettings } from './tls';
 import { toYaml } from './yaml-out';
 
-/** ess-helm's uid for Synapse; any uid ≥ 10000 keeps clear of host users. */
-export const SYNAPSE_UID = 10091;
 export const SYNAPSE_HTTP_PORT = 8008;
 export const SYNAPSE_METRICS_PORT = 9000;
 export const SYNAPSE_CONFIG_DIR = '/config';
@@ -122,9 +120,9 @@ export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
     trusted_key_servers: [{ server_name: 'matrix.org' }],
     suppress_key_server_warning: true,
     turn_uris: [
-      `turns:${p.turn.host}:5349?transport=tcp`,
-      `turn:${p.turn.host}:3478?transport=udp`,
-      `turn:${p.turn.host}:3478?transport=tcp`,
+      `turns:${p.turn.host}:${TURN_TLS_PORT}?transport=tcp`,
+      `turn:${p.turn.host}:${TURN_PORT}?transport=udp`,
+      `turn:${p.turn.host}:${TURN_PORT}?transport=tcp`,
     ],
     turn_shared_secret_path: secret('turn_shared_secret'),
     turn_user_lifetime: `${p.turn.ttlSeconds}s`,
@@ -185,9 +183,6 @@ export class SynapseChart extends Chart {
       failureThreshold,
     });
 
-    const secretItem = (ref: SecretRef, path: string): k8s.VolumeProjection =>
-      ({ secret: { name: ref.name, items: [{ key: ref.key, path }] } });
-
     new k8s.KubeDeployment(this, 'deployment', {
       metadata: { name: 'synapse', ...meta },
       spec: {
@@ -202,7 +197,7 @@ export class SynapseChart extends Chart {
           spec: {
             automountServiceAccountToken: false,
             enableServiceLinks: false,
-            securityContext: restrictedPod(SYNAPSE_UID),
+            securityContext: restrictedPod(UID.synapse),
             terminationGracePeriodSeconds: 60,
             initContainers: [{
               name: 'pgpass',
@@ -244,23 +239,14 @@ export class SynapseChart extends Chart {
             }],
             volumes: [
               { name: 'config', configMap: { name: config.name } },
-              {
-                name: 'secrets',
-                projected: {
-                  defaultMode: 0o440,
-                  sources: [
-                    secretItem(s.signingKey, 'signing.key'),
-                    secretItem(s.macaroonSecretKey, 'macaroon_secret_key'),
-                    secretItem(s.formSecret, 'form_secret'),
-                    secretItem(s.registrationSharedSecret, 'registration_shared_secret'),
-                    secretItem(s.turnSharedSecret, 'turn_shared_secret'),
-                  ],
-                },
-              },
-              {
-                name: 'db-password',
-                secret: { secretName: s.postgresPassword.name, items: [{ key: s.postgresPassword.key, path: 'password' }], defaultMode: 0o440 },
-              },
+              secretFilesVolume('secrets', {
+                'signing.key': s.signingKey,
+                'macaroon_secret_key': s.macaroonSecretKey,
+                'form_secret': s.formSecret,
+                'registration_shared_secret': s.registrationSharedSecret,
+                'turn_shared_secret': s.turnSharedSecret,
+              }),
+              secretFilesVolume('db-password', { password: s.postgresPassword }),
               { name: 'media', persistentVolumeClaim: { claimName: media.name } },
               memoryVolume('run', '1Mi'),
               { name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('1Gi') } },

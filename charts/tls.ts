@@ -117,6 +117,9 @@ export function ingressAnnotations(s: IngressSettings, o: IngressOptions, backen
   return { ...a, ...s.annotations };
 }
 
+/** The port of cert-manager's HTTP-01 solver pods. */
+export const ACME_SOLVER_PORT = 8089;
+
 const ACME_SERVERS = {
   production: 'https://acme-v02.api.letsencrypt.org/directory',
   staging: 'https://acme-staging-v02.api.letsencrypt.org/directory',

@@ -4,11 +4,10 @@ import { Construct } from 'constructs';
 import type { ImageConfig } from './config';
 import {
   bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
-  selectorLabels, tcpPort,
+  selectorLabels, tcpPort, UID,
 } from './common';
 
 export const WELL_KNOWN_PORT = 8080;
-const UID = 10091;
 
 export interface WellKnownProps extends ChartProps {
   readonly namespace: string;
@@ -58,7 +57,7 @@ export class WellKnownChart extends Chart {
           spec: {
             automountServiceAccountToken: false,
             enableServiceLinks: false,
-            securityContext: restrictedPod(UID),
+            securityContext: restrictedPod(UID.synapse),
             // The two replicas on different nodes where there are several.
             affinity: {
               podAntiAffinity: {

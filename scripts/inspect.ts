@@ -7,7 +7,7 @@
 import { Testing } from 'cdk8s';
 import * as yaml from 'js-yaml';
 import { buildApp } from '../charts/app';
-import type { KudoConfig } from '../charts/config';
+import { KudoConfig, TURN_PORT, TURN_TLS_PORT } from '../charts/config';
 import { INGRESS_CONTROLLER } from '../charts/ingress-controllers';
 import { secretPlan } from '../charts/secrets';
 import { wellKnownDocuments } from '../charts/well-known';
@@ -151,8 +151,8 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
   if (livekit) healthChecks.push({ what: 'LiveKit', command: `curl -fsS https://${config.hosts.livekit}/` });
   if (coturn) {
     healthChecks.push(
-      { what: 'STUN (coturn package)', command: `turnutils_stunclient -p 3478 ${config.hosts.turn}` },
-      { what: 'TURN over TLS certificate', command: `openssl s_client -connect ${config.hosts.turn}:5349 -servername ${config.hosts.turn} -brief </dev/null` },
+      { what: 'STUN (coturn package)', command: `turnutils_stunclient -p ${TURN_PORT} ${config.hosts.turn}` },
+      { what: 'TURN over TLS certificate', command: `openssl s_client -connect ${config.hosts.turn}:${TURN_TLS_PORT} -servername ${config.hosts.turn} -brief </dev/null` },
     );
   }
   healthChecks.push({ what: 'everything, from inside the cluster', command: 'npm run smoke -- --context YOUR_CONTEXT' });

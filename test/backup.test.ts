@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { resolveConfig } from '../charts/config';
-import { config, container, find, Manifest, podSpec, synthChart } from './util';
+import { config, container, find, Manifest, podSpec, synthAll, synthChart } from './util';
 
 const manifests = (c = config()) => synthChart('50-backup', c);
 const cron = (ms: Manifest[], name: string) => find(ms, 'CronJob', name);
@@ -32,10 +32,12 @@ test('pg_dump comes from the same image as the server', () => {
 });
 
 test('restricted pods with resources, as Synapse\'s uid, on Synapse\'s node', () => {
+  // The media volume is Synapse's: any other uid or fsGroup would re-own (or fail to read) its files.
+  const synapse = podSpec(find(synthAll(), 'Deployment', 'synapse')).securityContext;
   for (const name of ['postgres-backup', 'media-backup']) {
     const cj = cron(manifests(), name);
     const spec = podSpec(cj);
-    expect(spec.securityContext).toMatchObject({ runAsUser: 10091, fsGroup: 10091, runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(spec.securityContext).toMatchObject({ runAsUser: synapse.runAsUser, fsGroup: synapse.fsGroup, runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
     for (const c of spec.containers) {
       expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
       expect(c.resources.limits).toBeDefined();

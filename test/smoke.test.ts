@@ -12,7 +12,7 @@ import { AddressInfo } from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import * as tls from 'tls';
-import { config, container, find, synthAll } from './util';
+import { container, find, synthAll } from './util';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-smoke-'));
 execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
@@ -75,7 +75,6 @@ test('the CronJob is a suspended template running the bundled script with the re
   expect(cj.spec.suspend).toBe(true);
   const env = Object.fromEntries(container(cj, 'smoke-test').env.map((e: any) => [e.name, e.value]));
   expect(env).toMatchObject({ SYNAPSE_URL: 'http://synapse.kudo.svc:8008', MATRIX_URL: 'https://matrix.example.com', SERVER_NAME: 'example.com', TURN_HOST: 'turn.example.com', TURN_PORT: '3478' });
-  expect(config().hosts.turn).toBe(env.TURN_HOST);
 });
 
 test('every check passes against working endpoints', async () => {
