@@ -223,13 +223,35 @@ export interface ToolPodProps {
   readonly labels: Record<string, string>;
 }
 
+/** Where kube.py reads an API token and CA: the projected `api-token` volume. */
+export const API_TOKEN_DIR = '/var/run/secrets/kudo/serviceaccount';
+
+/**
+ * A short-lived token of the pod's ServiceAccount and the cluster CA, as a
+ * volume mounted only where the API is called, instead of the token every
+ * container gets when the pod automounts one.
+ */
+export function apiTokenVolume(): k8s.Volume {
+  return {
+    name: 'api-token',
+    projected: {
+      defaultMode: 0o440,
+      sources: [
+        { serviceAccountToken: { path: 'token', expirationSeconds: 3600 } },
+        { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+      ],
+    },
+  };
+}
+
 /** The pod of a run-to-completion tool: one hardened Python container running a bundled script. */
 export function toolPodTemplate(p: ToolPodProps): k8s.PodTemplateSpec {
+  const api = p.serviceAccount !== undefined;
   return {
     metadata: { labels: p.labels },
     spec: {
       serviceAccountName: p.serviceAccount,
-      automountServiceAccountToken: p.serviceAccount === undefined ? false : undefined,
+      automountServiceAccountToken: false,
       restartPolicy: 'Never',
       enableServiceLinks: false,
       securityContext: restrictedPod(UID.synapse),
@@ -237,12 +259,18 @@ export function toolPodTemplate(p: ToolPodProps): k8s.PodTemplateSpec {
         name: p.name,
         image: imageRef(p.image),
         command: p.command,
-        env: [{ name: 'PYTHONPATH', value: SCRIPTS_DIR }, { name: 'PYTHONDONTWRITEBYTECODE', value: '1' }, ...(p.env ?? [])],
+        env: [
+          { name: 'PYTHONPATH', value: SCRIPTS_DIR }, { name: 'PYTHONDONTWRITEBYTECODE', value: '1' },
+          ...(api ? [{ name: 'SA_DIR', value: API_TOKEN_DIR }] : []), ...(p.env ?? []),
+        ],
         resources: resourceRequirements({ requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } }),
         securityContext: restrictedContainer(),
-        volumeMounts: [{ name: 'scripts', mountPath: SCRIPTS_DIR, readOnly: true }, { name: 'tmp', mountPath: '/tmp' }, ...(p.extraMounts ?? [])],
+        volumeMounts: [
+          { name: 'scripts', mountPath: SCRIPTS_DIR, readOnly: true }, { name: 'tmp', mountPath: '/tmp' },
+          ...(api ? [{ name: 'api-token', mountPath: API_TOKEN_DIR, readOnly: true }] : []), ...(p.extraMounts ?? []),
+        ],
       }],
-      volumes: [{ name: 'scripts', configMap: { name: p.configMap } }, memoryVolume('tmp', '16Mi'), ...(p.extraVolumes ?? [])],
+      volumes: [{ name: 'scripts', configMap: { name: p.configMap } }, memoryVolume('tmp', '16Mi'), ...(api ? [apiTokenVolume()] : []), ...(p.extraVolumes ?? [])],
     },
   };
 }
@@ -271,7 +299,7 @@ export interface NodeAddressLookupProps {
  */
 export function nodeAddressLookup(scope: Construct, p: NodeAddressLookupProps): { serviceAccountName?: string; initContainer: k8s.Container; volumes: k8s.Volume[] } {
   const lookUp = p.publicIp === undefined;
-  const saDir = '/var/run/secrets/kudo/serviceaccount';
+  const saDir = API_TOKEN_DIR;
   let serviceAccountName: string | undefined;
   if (lookUp) {
     const sa = new k8s.KubeServiceAccount(scope, 'service-account', {
@@ -307,15 +335,6 @@ export function nodeAddressLookup(scope: Construct, p: NodeAddressLookupProps): 
         ...(lookUp ? [{ name: 'api-token', mountPath: saDir, readOnly: true }] : []),
       ],
     },
-    volumes: lookUp ? [{
-      name: 'api-token',
-      projected: {
-        defaultMode: 0o440,
-        sources: [
-          { serviceAccountToken: { path: 'token', expirationSeconds: 3600 } },
-          { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
-        ],
-      },
-    }] : [],
+    volumes: lookUp ? [apiTokenVolume()] : [],
   };
 }

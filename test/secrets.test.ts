@@ -109,3 +109,22 @@ describe('no secret values anywhere in the rendered output', () => {
     }
   });
 });
+
+test('the Jobs that call the API get a short-lived token as a volume in their container, not an automounted one', () => {
+  for (const ms of [generator(), bootstrap()]) {
+    const job = ms.find((m) => m.kind === 'Job')!;
+    const spec = podSpec(job);
+    expect(spec.automountServiceAccountToken).toBe(false);
+    const token = spec.volumes.find((v: any) => v.name === 'api-token');
+    expect(token.projected.sources[0]).toEqual({ serviceAccountToken: { path: 'token', expirationSeconds: 3600 } });
+    const c = spec.containers[0];
+    const mount = c.volumeMounts.find((m: any) => m.name === 'api-token');
+    expect(mount).toEqual({ name: 'api-token', mountPath: '/var/run/secrets/kudo/serviceaccount', readOnly: true });
+    // kube.py looks there.
+    expect(c.env).toContainEqual({ name: 'SA_DIR', value: mount.mountPath });
+  }
+  // The smoke test calls no API: no token at all.
+  const smoke = podSpec(find(synthAll(), 'CronJob', 'smoke-test'));
+  expect(smoke.serviceAccountName).toBeUndefined();
+  expect(smoke.volumes.map((v: any) => v.name)).not.toContain('api-token');
+});
