@@ -6,39 +6,42 @@
  */
 import { App, AppProps } from 'cdk8s';
 import { applySyncWaves, ArgoApplicationChart } from './argocd';
-import { BackupChart } from './backup';
+import { BACKUP, BackupChart } from './backup';
+import { selectorLabels } from './common';
 import { KudoConfig, POSTGRES_RESERVED_CONNECTIONS, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT } from './config';
 import { CoturnChart } from './coturn';
 import { LIVEKIT_TLS_SECRET, LiveKitChart } from './livekit';
 import { MonitoringChart } from './monitoring';
 import { NamespacesChart } from './namespaces';
 import { NetworkPoliciesChart } from './network-policies';
-import { POSTGRES_EXPORTER_PORT, POSTGRES_PORT, PostgresChart } from './postgres';
-import { REDIS_EXPORTER_PORT, REDIS_PORT, RedisChart } from './redis';
-import { BootstrapChart, SecretGeneratorChart } from './secrets';
-import { SmokeTestChart } from './smoke';
-import { SYNAPSE_HTTP_PORT, SYNAPSE_METRICS_PORT, SYNAPSE_TLS_SECRET, SynapseChart, WELL_KNOWN_TLS_SECRET } from './synapse';
+import { POSTGRES, POSTGRES_EXPORTER_PORT, POSTGRES_PORT, PostgresChart } from './postgres';
+import { REDIS, REDIS_EXPORTER_PORT, REDIS_PORT, RedisChart } from './redis';
+import { ADMIN_BOOTSTRAP, BootstrapChart, SECRET_GENERATOR, SecretGeneratorChart } from './secrets';
+import { SMOKE_TEST, SmokeTestChart } from './smoke';
+import { SYNAPSE, SYNAPSE_HTTP_PORT, SYNAPSE_METRICS_PORT, SYNAPSE_TLS_SECRET, SynapseChart } from './synapse';
 import { GatewayChart, IngressSettings, LetsEncryptIssuerChart } from './tls';
-import { WELL_KNOWN_PORT, WellKnownChart } from './well-known';
+import { WELL_KNOWN, WELL_KNOWN_PORT, WELL_KNOWN_TLS_SECRET, WellKnownChart } from './well-known';
 
 export function buildApp(config: KudoConfig, props: AppProps = {}): App {
   const app = new App(props);
+  const ingress = platform(app, config);
+  const { postgres, redis } = databases(app, config);
+  const synapse = matrix(app, config, ingress, postgres);
+  media(app, config, ingress, redis.address);
+  operations(app, config, { synapseUrl: synapse.internalUrl, synapse, postgres });
+  if (config.networkPolicies.enabled) networkPolicies(app, config);
+  applySyncWaves(app);
+  return app;
+}
+
+/** The Jobs, the well-known server and the address lookups need Python 3; the Synapse image has it. */
+const toolsImage = (config: KudoConfig) => config.synapse.image;
+
+/** Namespaces, the issuer, the Gateway and the secret generator; returns how hosts are exposed. */
+function platform(app: App, config: KudoConfig): IngressSettings {
   const ns = config.namespaces;
-  const refs = config.secrets.refs;
-  // The Jobs, the well-known server and coturn's address lookup need Python 3; the Synapse image has it.
-  const toolsImage = config.synapse.image;
   const gw = config.gatewayApi;
   const gateway = config.routing === 'gateway-api' ? { name: gw.gatewayName, namespace: gw.gatewayNamespace } : undefined;
-  const ingress: IngressSettings = {
-    mode: config.routing,
-    controller: config.ingress.controller,
-    gateway,
-    className: config.ingress.className,
-    issuerKind: config.tls.issuer.kind,
-    issuerName: config.tls.issuer.name,
-    annotations: config.ingress.annotations,
-  };
-
   new NamespacesChart(app, '00-namespaces', { stack: ns.stack, hostNetwork: ns.hostNetwork, app: ns.app });
   if (config.tls.letsEncrypt.create && config.tls.issuer.kind === 'ClusterIssuer') {
     new LetsEncryptIssuerChart(app, '01-cert-manager', {
@@ -63,38 +66,32 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     });
   }
   if (config.secrets.mode === 'generated') {
-    new SecretGeneratorChart(app, '05-secrets', { namespaces: ns, refs, toolsImage });
+    new SecretGeneratorChart(app, '05-secrets', { namespaces: ns, refs: config.secrets.refs, toolsImage: toolsImage(config) });
   }
+  return {
+    mode: config.routing,
+    controller: config.ingress.controller,
+    gateway,
+    className: config.ingress.className,
+    issuerKind: config.tls.issuer.kind,
+    issuerName: config.tls.issuer.name,
+    annotations: config.ingress.annotations,
+  };
+}
 
-  if (config.networkPolicies.enabled) {
-    const np = config.networkPolicies;
-    new NetworkPoliciesChart(app, '06-network-policies', {
-      namespace: ns.stack,
-      publicTrafficNamespace: config.publicTrafficNamespace,
-      appNamespace: ns.app,
-      dnsNamespace: np.dnsNamespace,
-      nodeCidrs: np.nodeCidrs,
-      ports: {
-        postgres: POSTGRES_PORT, redis: REDIS_PORT, synapse: SYNAPSE_HTTP_PORT, wellKnown: WELL_KNOWN_PORT,
-        synapseMetrics: SYNAPSE_METRICS_PORT, postgresMetrics: POSTGRES_EXPORTER_PORT, redisMetrics: REDIS_EXPORTER_PORT,
-      },
-      backupToS3: config.backup.enabled && config.backup.s3.enabled,
-      monitoringNamespace: config.monitoring.enabled ? config.monitoring.namespace : undefined,
-    });
-  }
-
-  const pool = config.synapse.databasePool;
+function databases(app: App, config: KudoConfig): { postgres: PostgresChart; redis: RedisChart } {
+  const ns = config.namespaces;
+  const refs = config.secrets.refs;
   const postgres = new PostgresChart(app, '10-postgres', {
     namespace: ns.stack,
     image: config.postgres.image,
     storage: config.postgres.storage,
     resources: config.postgres.resources,
-    maxConnections: config.postgres.maxConnections ?? pool.max + POSTGRES_RESERVED_CONNECTIONS,
+    maxConnections: config.postgres.maxConnections ?? config.synapse.databasePool.max + POSTGRES_RESERVED_CONNECTIONS,
     password: refs.postgresPassword,
     superuserPassword: refs.postgresSuperuserPassword,
     exporter: config.monitoring.enabled ? config.monitoring.postgresExporter : undefined,
   });
-
   const redis = new RedisChart(app, '11-redis', {
     namespace: ns.stack,
     image: config.redis.image,
@@ -102,13 +99,22 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     password: refs.redisPassword,
     exporter: config.monitoring.enabled ? config.monitoring.redisExporter : undefined,
   });
+  return { postgres, redis };
+}
 
+/** Synapse and the delegation server. */
+function matrix(app: App, config: KudoConfig, ingress: IngressSettings, postgres: PostgresChart): SynapseChart {
+  const ns = config.namespaces;
+  // One host, one route, one certificate: the server name's delegation path joins Synapse's when they are one host.
+  const sameHost = config.serverName === config.hosts.matrix;
   const wellKnown = config.wellKnown.enabled
-    ? new WellKnownChart(app, '21-well-known', { namespace: ns.stack, matrixHost: config.hosts.matrix, image: toolsImage })
+    ? new WellKnownChart(app, '21-well-known', {
+      namespace: ns.stack, matrixHost: config.hosts.matrix, image: toolsImage(config),
+      route: sameHost ? undefined : { serverHost: config.serverName, ingress },
+    })
     : undefined;
-
-  const turn = { host: config.hosts.turn, ttlSeconds: config.coturn.credentialTtlSeconds };
-  const synapse = new SynapseChart(app, '20-synapse', {
+  const pool = config.synapse.databasePool;
+  return new SynapseChart(app, '20-synapse', {
     namespace: ns.stack,
     serverName: config.serverName,
     publicHost: config.hosts.matrix,
@@ -122,13 +128,20 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     database: {
       host: postgres.host, port: postgres.port, name: postgres.database, user: postgres.user, poolMin: pool.min, poolMax: pool.max,
     },
-    turn,
-    secrets: refs,
+    turn: turnSettings(config),
+    secrets: config.secrets.refs,
     ingress,
-    wellKnownService: wellKnown && { name: wellKnown.serviceName, port: WELL_KNOWN_PORT },
+    wellKnownService: wellKnown && sameHost ? { name: wellKnown.serviceName, port: WELL_KNOWN_PORT } : undefined,
     adminApiSourceRanges: config.synapse.adminApi.expose ? config.synapse.adminApi.sourceRanges : undefined,
   });
+}
 
+const turnSettings = (config: KudoConfig) => ({ host: config.hosts.turn, ttlSeconds: config.coturn.credentialTtlSeconds });
+
+/** LiveKit and coturn, on the host network. */
+function media(app: App, config: KudoConfig, ingress: IngressSettings, redisAddress: string): void {
+  const ns = config.namespaces;
+  const refs = config.secrets.refs;
   new LiveKitChart(app, '30-livekit', {
     namespace: ns.hostNetwork,
     image: config.livekit.image,
@@ -136,9 +149,9 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     replicas: config.livekit.replicas,
     nodeSelector: config.livekit.nodeSelector,
     host: config.hosts.livekit,
-    redisAddress: redis.address,
+    redisAddress,
     rtc: config.livekit.rtc,
-    turn,
+    turn: turnSettings(config),
     secrets: {
       apiKey: refs.livekitApiKey,
       apiSecret: refs.livekitApiSecret,
@@ -146,13 +159,12 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
       turnSharedSecret: refs.turnSharedSecret,
     },
     ingress,
-    toolsImage,
+    toolsImage: toolsImage(config),
   });
-
   new CoturnChart(app, '31-coturn', {
     namespace: ns.hostNetwork,
     image: config.coturn.image,
-    toolsImage,
+    toolsImage: toolsImage(config),
     resources: config.coturn.resources,
     host: config.hosts.turn,
     nodeSelector: config.coturn.nodeSelector,
@@ -163,11 +175,27 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     turnSharedSecret: refs.turnSharedSecret,
     issuer: config.tls.issuer,
   });
+}
 
+/** What runs around the services: the admin bootstrap, the smoke test, backups, monitoring, the Argo CD Application. */
+function operations(app: App, config: KudoConfig, s: { synapseUrl: string; synapse: SynapseChart; postgres: PostgresChart }): void {
+  const ns = config.namespaces;
+  const refs = config.secrets.refs;
+  new BootstrapChart(app, '40-bootstrap', {
+    namespaces: ns,
+    refs,
+    appSecretName: config.secrets.appSecretName,
+    toolsImage: toolsImage(config),
+    serverName: config.serverName,
+    adminUser: config.synapse.adminUser,
+    synapseUrl: s.synapseUrl,
+    publicHomeserverUrl: `https://${config.hosts.matrix}`,
+    publicLivekitUrl: `wss://${config.hosts.livekit}`,
+  });
   new SmokeTestChart(app, '45-smoke', {
     namespace: ns.stack,
-    image: toolsImage,
-    synapseUrl: synapse.internalUrl,
+    image: toolsImage(config),
+    synapseUrl: s.synapseUrl,
     matrixUrl: `https://${config.hosts.matrix}`,
     serverName: config.serverName,
     wellKnown: config.wellKnown.enabled,
@@ -176,9 +204,9 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
     turnPort: TURN_PORT,
     turnTlsPort: TURN_TLS_PORT,
   });
-
   if (config.backup.enabled) {
     const b = config.backup;
+    const pg = s.postgres;
     new BackupChart(app, '50-backup', {
       namespace: ns.stack,
       image: config.postgres.image,
@@ -186,23 +214,11 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
       schedule: b.schedule,
       retention: b.retention,
       storage: b.storage,
-      postgres: { host: postgres.host, port: postgres.port, database: postgres.database, user: postgres.user, password: refs.postgresPassword },
-      media: { claimName: synapse.mediaClaimName, synapseSelector: synapse.podSelector },
+      postgres: { host: pg.host, port: pg.port, database: pg.database, user: pg.user, password: refs.postgresPassword },
+      media: { claimName: s.synapse.mediaClaimName, synapseSelector: s.synapse.podSelector },
       s3: b.s3.enabled && b.s3.repository !== undefined ? { repository: b.s3.repository, secretName: b.s3.secretName, image: b.s3.image } : undefined,
     });
   }
-
-  new BootstrapChart(app, '40-bootstrap', {
-    namespaces: ns,
-    refs,
-    appSecretName: config.secrets.appSecretName,
-    toolsImage,
-    serverName: config.serverName,
-    adminUser: config.synapse.adminUser,
-    synapseUrl: synapse.internalUrl,
-    publicHomeserverUrl: `https://${config.hosts.matrix}`,
-    publicLivekitUrl: `wss://${config.hosts.livekit}`,
-  });
   if (config.monitoring.enabled) {
     new MonitoringChart(app, '60-monitoring', {
       targets: [
@@ -216,13 +232,34 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
       coturn: { namespace: ns.hostNetwork, port: TURN_METRICS_PORT },
     });
   }
-
   const a = config.argocd;
   if (a.enabled && a.repoURL !== undefined) {
     new ArgoApplicationChart(app, '90-argocd', {
       namespace: a.namespace, project: a.project, repoURL: a.repoURL, targetRevision: a.targetRevision, path: a.path, prune: a.prune,
     });
   }
-  applySyncWaves(app);
-  return app;
+}
+
+/** Default-deny in the stack namespace, then the flows between the pods the charts label. */
+function networkPolicies(app: App, config: KudoConfig): void {
+  const np = config.networkPolicies;
+  new NetworkPoliciesChart(app, '06-network-policies', {
+    namespace: config.namespaces.stack,
+    publicTrafficNamespace: config.publicTrafficNamespace,
+    appNamespace: config.namespaces.app,
+    dnsNamespace: np.dnsNamespace,
+    nodeCidrs: np.nodeCidrs,
+    ports: {
+      postgres: POSTGRES_PORT, redis: REDIS_PORT, synapse: SYNAPSE_HTTP_PORT, wellKnown: WELL_KNOWN_PORT,
+      synapseMetrics: SYNAPSE_METRICS_PORT, postgresMetrics: POSTGRES_EXPORTER_PORT, redisMetrics: REDIS_EXPORTER_PORT,
+      turn: TURN_PORT, turnTls: TURN_TLS_PORT,
+    },
+    pods: {
+      postgres: selectorLabels(POSTGRES), redis: selectorLabels(REDIS), synapse: selectorLabels(SYNAPSE), wellKnown: selectorLabels(WELL_KNOWN),
+      backup: selectorLabels(BACKUP), bootstrap: selectorLabels(ADMIN_BOOTSTRAP), smoke: selectorLabels(SMOKE_TEST),
+    },
+    apiClients: [SECRET_GENERATOR.name, ADMIN_BOOTSTRAP.name],
+    backupToS3: config.backup.enabled && config.backup.s3.enabled,
+    monitoringNamespace: config.monitoring.enabled ? config.monitoring.namespace : undefined,
+  });
 }

@@ -3,11 +3,13 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './config';
 import {
-  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, NEVER, resourceRequirements, restrictedContainer, restrictedPod,
+  bundledFile, ComponentLabels, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, NEVER, resourceRequirements, restrictedContainer, restrictedPod,
   SCRIPTS_DIR, secretFilesVolume, UID,
 } from './common';
 import { syncHook, WAVE } from './argocd';
 
+/** The backup pods' identity (NetworkPolicies select them by it). */
+export const BACKUP = { name: 'backup', component: 'backup' } as const;
 export const BACKUP_DIR = '/backups';
 
 const SCRIPTS = [
@@ -29,6 +31,88 @@ export interface BackupProps extends ChartProps {
   readonly s3?: { readonly repository: string; readonly secretName: string; readonly image: ImageConfig };
 }
 
+const MOUNTS = {
+  scripts: { name: 'scripts', mountPath: SCRIPTS_DIR, readOnly: true },
+  backups: { name: 'backups', mountPath: BACKUP_DIR },
+  password: { name: 'password', mountPath: '/secrets', readOnly: true },
+  tmp: { name: 'tmp', mountPath: '/tmp' },
+};
+
+/**
+ * The containers of the backup and restore Jobs: a step running one of the
+ * bundled scripts with the PostgreSQL image, and the restic upload.
+ */
+function backupContainers(props: BackupProps, keep: k8s.EnvVar[]) {
+  const mounts = MOUNTS;
+  const step = (name: string, script: string, env: k8s.EnvVar[], extra: k8s.VolumeMount[]): k8s.Container => ({
+    name,
+    image: imageRef(props.image),
+    command: ['bash', `${SCRIPTS_DIR}/${script}`],
+    env,
+    resources: resourceRequirements(props.resources),
+    securityContext: restrictedContainer(),
+    volumeMounts: [mounts.scripts, mounts.backups, mounts.tmp, ...extra],
+  });
+  const upload = (tag: string, path: string, extra: k8s.VolumeMount[]): k8s.Container | undefined => props.s3 && {
+    name: 'upload',
+    image: imageRef(props.s3.image),
+    command: ['sh', `${SCRIPTS_DIR}/backup-restic.sh`, tag, path],
+    env: [
+      { name: 'RESTIC_REPOSITORY', value: props.s3.repository },
+      { name: 'RESTIC_CACHE_DIR', value: '/tmp/restic' },
+      // restic reads its password from a file; the S3 client only from the environment.
+      { name: 'RESTIC_PASSWORD_FILE', value: '/secrets/restic/RESTIC_PASSWORD' },
+      ...['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'].map((key) => ({
+        name: key, valueFrom: { secretKeyRef: { name: props.s3!.secretName, key } },
+      })),
+      ...keep,
+    ],
+    resources: resourceRequirements(props.resources),
+    securityContext: restrictedContainer(),
+    volumeMounts: [
+      mounts.scripts, { ...mounts.backups, readOnly: true }, { name: 'tmp', mountPath: '/tmp' },
+      { name: 'restic', mountPath: '/secrets/restic', readOnly: true }, ...extra,
+    ],
+  };
+  return { step, upload };
+}
+
+/**
+ * The backup claim is used only by the CronJobs, so on a WaitForFirstConsumer
+ * class it would stay Pending until the first night's backup, and an Argo CD
+ * sync would wait for it. This Job binds it during the sync, on Synapse's node
+ * where the backups run, and checks that the backup uid can write to it.
+ * (For kubectl apply it simply runs once.)
+ */
+function backupVolumeCheck(scope: Construct, p: {
+  image: ImageConfig; meta: { namespace: string; labels: Record<string, string> }; component: ComponentLabels;
+  claimName: string; onSynapseNode: k8s.Affinity; volume: k8s.Volume;
+}): void {
+  const template: k8s.PodTemplateSpec = {
+    metadata: { labels: labels(p.component) },
+    spec: {
+      restartPolicy: 'Never',
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      securityContext: restrictedPod(UID.synapse),
+      affinity: p.onSynapseNode,
+      containers: [{
+        name: 'check',
+        image: imageRef(p.image),
+        command: ['sh', '-c', `test -w ${BACKUP_DIR} && echo "backup volume ${p.claimName} is bound and writable"`],
+        resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
+        securityContext: restrictedContainer(),
+        volumeMounts: [MOUNTS.backups],
+      }],
+      volumes: [p.volume],
+    },
+  };
+  new k8s.KubeJob(scope, 'volume-check', {
+    metadata: { name: `backup-volume-${contentHash(template).slice(0, 8)}`, ...p.meta, annotations: syncHook(WAVE.edge) },
+    spec: { backoffLimit: 6, activeDeadlineSeconds: 1800, ttlSecondsAfterFinished: 7 * 24 * 3600, template },
+  });
+}
+
 /**
  * Scheduled backups of Synapse's database and media store onto a backup
  * volume (and, optionally, to S3 with restic), plus suspended "restore"
@@ -38,7 +122,7 @@ export interface BackupProps extends ChartProps {
 export class BackupChart extends Chart {
   constructor(scope: Construct, id: string, props: BackupProps) {
     super(scope, id, props);
-    const component = { name: 'backup', component: 'backup', version: props.image.tag };
+    const component = { ...BACKUP, version: props.image.tag };
     const meta = { namespace: props.namespace, labels: labels(component) };
     const files = Object.fromEntries(SCRIPTS.map((f) => [f, bundledFile(f)]));
     const scripts = new k8s.KubeConfigMap(this, 'scripts', { metadata: { name: 'backup-scripts', ...meta }, data: files });
@@ -76,42 +160,7 @@ export class BackupChart extends Chart {
       tmp: memoryVolume('tmp', '16Mi'),
       restic: secretFilesVolume('restic', { RESTIC_PASSWORD: { name: props.s3?.secretName ?? '', key: 'RESTIC_PASSWORD' } }),
     };
-    const mounts = {
-      scripts: { name: 'scripts', mountPath: SCRIPTS_DIR, readOnly: true },
-      backups: { name: 'backups', mountPath: BACKUP_DIR },
-      password: { name: 'password', mountPath: '/secrets', readOnly: true },
-      tmp: { name: 'tmp', mountPath: '/tmp' },
-    };
-    const step = (name: string, script: string, env: k8s.EnvVar[], extra: k8s.VolumeMount[]): k8s.Container => ({
-      name,
-      image: imageRef(props.image),
-      command: ['bash', `${SCRIPTS_DIR}/${script}`],
-      env,
-      resources: resourceRequirements(props.resources),
-      securityContext: restrictedContainer(),
-      volumeMounts: [mounts.scripts, mounts.backups, mounts.tmp, ...extra],
-    });
-    const upload = (tag: string, path: string, extra: k8s.VolumeMount[]): k8s.Container | undefined => props.s3 && {
-      name: 'upload',
-      image: imageRef(props.s3.image),
-      command: ['sh', `${SCRIPTS_DIR}/backup-restic.sh`, tag, path],
-      env: [
-        { name: 'RESTIC_REPOSITORY', value: props.s3.repository },
-        { name: 'RESTIC_CACHE_DIR', value: '/tmp/restic' },
-        // restic reads its password from a file; the S3 client only from the environment.
-        { name: 'RESTIC_PASSWORD_FILE', value: '/secrets/restic/RESTIC_PASSWORD' },
-        ...['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'].map((key) => ({
-          name: key, valueFrom: { secretKeyRef: { name: props.s3!.secretName, key } },
-        })),
-        ...keep,
-      ],
-      resources: resourceRequirements(props.resources),
-      securityContext: restrictedContainer(),
-      volumeMounts: [
-        mounts.scripts, { ...mounts.backups, readOnly: true }, { name: 'tmp', mountPath: '/tmp' },
-        { name: 'restic', mountPath: '/secrets/restic', readOnly: true }, ...extra,
-      ],
-    };
+    const { step, upload } = backupContainers(props, keep);
 
     // Both backups run on Synapse's node: the media volume is ReadWriteOnce, and
     // keeping the backup volume on the same node lets both jobs share it.
@@ -157,38 +206,12 @@ export class BackupChart extends Chart {
       },
     });
 
-    // The backup claim is used only by the CronJobs, so on a WaitForFirstConsumer class it would
-    // stay Pending until the first night's backup, and an Argo CD sync would wait for it. This
-    // Job binds it during the sync, on Synapse's node where the backups run, and checks that the
-    // backup uid can write to it. (For kubectl apply it simply runs once.)
-    const volumeCheck: k8s.PodTemplateSpec = {
-      metadata: { labels: labels(component) },
-      spec: {
-        restartPolicy: 'Never',
-        automountServiceAccountToken: false,
-        enableServiceLinks: false,
-        securityContext: restrictedPod(UID.synapse),
-        affinity: onSynapseNode,
-        containers: [{
-          name: 'check',
-          image: imageRef(props.image),
-          command: ['sh', '-c', `test -w ${BACKUP_DIR} && echo "backup volume ${claim.name} is bound and writable"`],
-          resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
-          securityContext: restrictedContainer(),
-          volumeMounts: [mounts.backups],
-        }],
-        volumes: [volumes.backups],
-      },
-    };
-    new k8s.KubeJob(this, 'volume-check', {
-      metadata: { name: `backup-volume-${contentHash(volumeCheck).slice(0, 8)}`, ...meta, annotations: syncHook(WAVE.edge) },
-      spec: { backoffLimit: 6, activeDeadlineSeconds: 1800, ttlSecondsAfterFinished: 7 * 24 * 3600, template: volumeCheck },
-    });
+    backupVolumeCheck(this, { image: props.image, meta, component, claimName: claim.name, onSynapseNode, volume: volumes.backups });
 
     const mediaRo = { name: 'media', mountPath: '/media', readOnly: true };
     cronJob('postgres-backup', {
       schedule: props.schedule.postgres, affinity: onSynapseNode, volumes: [volumes.password],
-      step: step('dump', 'backup-postgres.sh', postgresEnv, [mounts.password]),
+      step: step('dump', 'backup-postgres.sh', postgresEnv, [MOUNTS.password]),
       upload: upload('postgres', `${BACKUP_DIR}/postgres`, []),
     });
     cronJob('media-backup', {
@@ -199,7 +222,7 @@ export class BackupChart extends Chart {
     });
     cronJob('postgres-restore', {
       schedule: NEVER, suspend: true, volumes: [volumes.password],
-      step: step('restore', 'restore-postgres.sh', postgresEnv, [mounts.password]),
+      step: step('restore', 'restore-postgres.sh', postgresEnv, [MOUNTS.password]),
     });
     cronJob('media-restore', {
       schedule: NEVER, suspend: true, volumes: [volumes.media],

@@ -297,7 +297,14 @@ export interface NodeAddressLookupProps {
  * ExternalIP read from the API with a token of its own, mounted in this
  * step only and allowed to `get` nodes and nothing else; else the node's IP.
  */
-export function nodeAddressLookup(scope: Construct, p: NodeAddressLookupProps): { serviceAccountName?: string; initContainer: k8s.Container; volumes: k8s.Volume[] } {
+/** What a pod needs for the lookup: its ServiceAccount (when it reads the API), the init step and its volumes. */
+export interface NodeAddressLookup {
+  readonly serviceAccountName?: string;
+  readonly initContainer: k8s.Container;
+  readonly volumes: k8s.Volume[];
+}
+
+export function nodeAddressLookup(scope: Construct, p: NodeAddressLookupProps): NodeAddressLookup {
   const lookUp = p.publicIp === undefined;
   const saDir = API_TOKEN_DIR;
   let serviceAccountName: string | undefined;

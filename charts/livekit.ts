@@ -3,13 +3,15 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ImageConfig, LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, ResourcesConfig, SecretRef, TURN_PORT, TURN_TLS_PORT } from './config';
 import {
-  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, nodeAddressLookup, resourceRequirements, restrictedContainer,
+  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, NodeAddressLookup, nodeAddressLookup, resourceRequirements, restrictedContainer,
   restrictedPod, secretFilesVolume, selectorLabels, tcpPort, UID,
 } from './common';
 import { setSyncWave, WAVE } from './argocd';
 import { exposeHttp, IngressSettings } from './tls';
 import { toYaml } from './yaml-out';
 
+/** LiveKit's identity. */
+export const LIVEKIT = { name: 'livekit', component: 'sfu' } as const;
 export const LIVEKIT_TLS_SECRET = 'livekit-tls';
 export const LIVEKIT_CONFIG_DIR = '/etc/livekit';
 /** In memory: what the init steps write (key file, config with the Redis password, node address). */
@@ -120,6 +122,82 @@ export const LIVEKIT_START = [
   'exec livekit-server "$@"',
 ].join('\n');
 
+/** The LiveKit pod: the address lookup and config steps, then LiveKit on the node's network. */
+function livekitPodSpec(props: LiveKitProps, v: { configMap: string; address?: NodeAddressLookup }): k8s.PodSpec {
+  const s = props.secrets;
+  const component = LIVEKIT;
+  const address = v.address;
+  const env: k8s.EnvVar[] = [
+    // For `--bind`: on the host network, listen on the node's cluster address
+    // only, not on every address the node has (public ones included).
+    { name: 'HOST_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
+  ];
+  // host-ip: advertise the node's own address (LiveKit reads NODE_IP itself).
+  if (props.rtc.nodeAddress === 'host-ip') env.push({ name: 'NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
+  const ports = [tcpPort('http', LIVEKIT_API_PORT), tcpPort('rtc-tcp', props.rtc.tcpPort), tcpPort('metrics', LIVEKIT_METRICS_PORT)];
+  if (props.rtc.udpPort !== undefined) ports.push({ name: 'rtc-udp', containerPort: props.rtc.udpPort, protocol: 'UDP' });
+
+  return {
+    hostNetwork: true,
+    dnsPolicy: 'ClusterFirstWithHostNet',
+    serviceAccountName: address?.serviceAccountName,
+    automountServiceAccountToken: false,
+    enableServiceLinks: false,
+    nodeSelector: props.nodeSelector,
+    affinity: {
+      podAntiAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: [{
+          labelSelector: { matchLabels: selectorLabels(component) },
+          topologyKey: 'kubernetes.io/hostname',
+        }],
+      },
+    },
+    securityContext: restrictedPod(UID.livekit),
+    terminationGracePeriodSeconds: LIVEKIT_DRAIN_SECONDS,
+    initContainers: [...(address ? [address.initContainer] : []), {
+      name: 'config',
+      image: imageRef(props.image),
+      command: ['sh', '-c', LIVEKIT_WRITE_CONFIG],
+      resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
+      securityContext: restrictedContainer(),
+      volumeMounts: [
+        { name: 'config', mountPath: LIVEKIT_CONFIG_DIR, readOnly: true },
+        { name: 'secrets', mountPath: '/keys', readOnly: true },
+        { name: 'run', mountPath: LIVEKIT_RUN_DIR },
+      ],
+    }],
+    containers: [{
+      name: 'livekit',
+      image: imageRef(props.image),
+      command: ['sh', '-c', LIVEKIT_START],
+      env,
+      ports,
+      resources: resourceRequirements(props.resources),
+      securityContext: restrictedContainer(),
+      startupProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 2, failureThreshold: 30 },
+      readinessProbe: { httpGet: { path: '/', port: k8s.IntOrString.fromString('http') }, periodSeconds: 5, failureThreshold: 3 },
+      // TCP, not HTTP: a Redis outage makes `/` answer 406 on every node at
+      // once, and an HTTP liveness probe would then restart the whole fleet.
+      livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 10, failureThreshold: 6 },
+      volumeMounts: [
+        { name: 'turn-secret', mountPath: '/secrets/turn', readOnly: true },
+        { name: 'run', mountPath: LIVEKIT_RUN_DIR, readOnly: true },
+        { name: 'tmp', mountPath: '/tmp' },
+      ],
+    }],
+    volumes: [
+      { name: 'config', configMap: { name: v.configMap } },
+      // For the config step only.
+      secretFilesVolume('secrets', { api_key: s.apiKey, api_secret: s.apiSecret, redis_password: s.redisPassword }),
+      // LiveKit checks that others cannot read it; group-readable (for fsGroup) is fine.
+      secretFilesVolume('turn-secret', { shared_secret: s.turnSharedSecret }),
+      memoryVolume('run', '1Mi'),
+      memoryVolume('tmp', '16Mi'),
+      ...(address?.volumes ?? []),
+    ],
+  };
+}
+
 /**
  * LiveKit SFU on the node's network.
  *
@@ -133,27 +211,17 @@ export class LiveKitChart extends Chart {
   constructor(scope: Construct, id: string, props: LiveKitProps) {
     // No chart namespace: cdk8s would put it on the node-reader ClusterRole too.
     super(scope, id, { ...props, namespace: undefined });
-    const component = { name: 'livekit', component: 'sfu', version: props.image.tag };
+    const component = { ...LIVEKIT, version: props.image.tag };
     const meta = { namespace: props.namespace, labels: labels(component) };
     const lookUp = props.rtc.nodeAddress === 'node-external-ip';
     const files: Record<string, string> = { 'config.yaml': livekitConfigFile(props) };
     if (lookUp) Object.assign(files, { 'node_address.py': bundledFile('node_address.py'), 'kube.py': bundledFile('kube.py') });
-    const s = props.secrets;
     const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'livekit-config', ...meta }, data: files });
 
-    const env: k8s.EnvVar[] = [
-      // For `--bind`: on the host network, listen on the node's cluster address
-      // only, not on every address the node has (public ones included).
-      { name: 'HOST_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
-    ];
-    // host-ip: advertise the node's own address (LiveKit reads NODE_IP itself).
-    if (props.rtc.nodeAddress === 'host-ip') env.push({ name: 'NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
     const address = lookUp ? nodeAddressLookup(this, {
       name: 'livekit', namespace: props.namespace, labels: labels(component), toolsImage: props.toolsImage, publicIp: props.rtc.publicIp,
       scripts: { volume: 'config', path: LIVEKIT_CONFIG_DIR }, output: { volume: 'run', path: LIVEKIT_RUN_DIR, file: 'node-ip' },
     }) : undefined;
-    const ports = [tcpPort('http', LIVEKIT_API_PORT), tcpPort('rtc-tcp', props.rtc.tcpPort), tcpPort('metrics', LIVEKIT_METRICS_PORT)];
-    if (props.rtc.udpPort !== undefined) ports.push({ name: 'rtc-udp', containerPort: props.rtc.udpPort, protocol: 'UDP' });
 
     const deployment = new k8s.KubeDeployment(this, 'deployment', {
       metadata: { name: 'livekit', ...meta },
@@ -164,65 +232,7 @@ export class LiveKitChart extends Chart {
         strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: k8s.IntOrString.fromNumber(0), maxUnavailable: k8s.IntOrString.fromNumber(1) } },
         template: {
           metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) } },
-          spec: {
-            hostNetwork: true,
-            dnsPolicy: 'ClusterFirstWithHostNet',
-            serviceAccountName: address?.serviceAccountName,
-            automountServiceAccountToken: false,
-            enableServiceLinks: false,
-            nodeSelector: props.nodeSelector,
-            affinity: {
-              podAntiAffinity: {
-                requiredDuringSchedulingIgnoredDuringExecution: [{
-                  labelSelector: { matchLabels: selectorLabels(component) },
-                  topologyKey: 'kubernetes.io/hostname',
-                }],
-              },
-            },
-            securityContext: restrictedPod(UID.livekit),
-            terminationGracePeriodSeconds: LIVEKIT_DRAIN_SECONDS,
-            initContainers: [...(address ? [address.initContainer] : []), {
-              name: 'config',
-              image: imageRef(props.image),
-              command: ['sh', '-c', LIVEKIT_WRITE_CONFIG],
-              resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
-              securityContext: restrictedContainer(),
-              volumeMounts: [
-                { name: 'config', mountPath: LIVEKIT_CONFIG_DIR, readOnly: true },
-                { name: 'secrets', mountPath: '/keys', readOnly: true },
-                { name: 'run', mountPath: LIVEKIT_RUN_DIR },
-              ],
-            }],
-            containers: [{
-              name: 'livekit',
-              image: imageRef(props.image),
-              command: ['sh', '-c', LIVEKIT_START],
-              env,
-              ports,
-              resources: resourceRequirements(props.resources),
-              securityContext: restrictedContainer(),
-              startupProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 2, failureThreshold: 30 },
-              readinessProbe: { httpGet: { path: '/', port: k8s.IntOrString.fromString('http') }, periodSeconds: 5, failureThreshold: 3 },
-              // TCP, not HTTP: a Redis outage makes `/` answer 406 on every node at
-              // once, and an HTTP liveness probe would then restart the whole fleet.
-              livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 10, failureThreshold: 6 },
-              volumeMounts: [
-                { name: 'turn-secret', mountPath: '/secrets/turn', readOnly: true },
-                { name: 'run', mountPath: LIVEKIT_RUN_DIR, readOnly: true },
-                { name: 'tmp', mountPath: '/tmp' },
-              ],
-            }],
-            volumes: [
-              { name: 'config', configMap: { name: config.name } },
-              // For the config step only.
-              secretFilesVolume('secrets', { api_key: s.apiKey, api_secret: s.apiSecret, redis_password: s.redisPassword }),
-              // LiveKit checks that others cannot read it; group-readable (for fsGroup) is fine.
-              secretFilesVolume('turn-secret', { shared_secret: s.turnSharedSecret }),
-              memoryVolume('run', '1Mi'),
-              memoryVolume('tmp', '16Mi'),
-              ...(address?.volumes ?? []),
-            ],
-          },
+          spec: livekitPodSpec(props, { configMap: config.name, address }),
         },
       },
     });

@@ -14,18 +14,22 @@ export interface NetworkPoliciesProps extends ChartProps {
   readonly dnsNamespace: string;
   /** Node addresses (LiveKit reaches Redis from the host network). @default - any address */
   readonly nodeCidrs?: readonly string[];
-  /** Ports of the PostgreSQL, Redis, Synapse and well-known pods, and their metrics ports. */
+  /** Ports of the PostgreSQL, Redis, Synapse and well-known pods, their metrics ports, and TURN's (the smoke test checks it). */
   readonly ports: {
     readonly postgres: number; readonly redis: number; readonly synapse: number; readonly wellKnown: number;
     readonly synapseMetrics: number; readonly postgresMetrics: number; readonly redisMetrics: number;
+    readonly turn: number; readonly turnTls: number;
   };
+  /** The pods' selector labels, as their charts label them. */
+  readonly pods: Record<'postgres' | 'redis' | 'synapse' | 'wellKnown' | 'backup' | 'bootstrap' | 'smoke', Record<string, string>>;
+  /** app.kubernetes.io/name of the Jobs that call the Kubernetes API. */
+  readonly apiClients: readonly string[];
   /** Whether the backup jobs upload to S3 (HTTPS to anywhere). */
   readonly backupToS3: boolean;
   /** Prometheus's namespace, allowed to scrape the metrics ports. @default - no scraping */
   readonly monitoringNamespace?: string;
 }
 
-const byName = (name: string): k8s.LabelSelector => ({ matchLabels: { 'app.kubernetes.io/name': name } });
 const inNamespace = (ns: string): k8s.LabelSelector => ({ matchLabels: { 'kubernetes.io/metadata.name': ns } });
 const tcp = (...ports: number[]): k8s.NetworkPolicyPort[] => ports.map((p) => ({ protocol: 'TCP', port: k8s.IntOrString.fromNumber(p) }));
 const ANYWHERE: k8s.NetworkPolicyPeer[] = [{ ipBlock: { cidr: '0.0.0.0/0' } }, { ipBlock: { cidr: '::/0' } }];
@@ -39,6 +43,7 @@ export class NetworkPoliciesChart extends Chart {
   constructor(scope: Construct, id: string, props: NetworkPoliciesProps) {
     super(scope, id, props);
     const p = props.ports;
+    const pod = (name: keyof NetworkPoliciesProps['pods']): k8s.LabelSelector => ({ matchLabels: props.pods[name] });
     const policy = (name: string, spec: k8s.NetworkPolicySpec) => new k8s.KubeNetworkPolicy(this, name, {
       metadata: { name, namespace: props.namespace, labels: labels({ name: 'network-policy', component: 'security' }) },
       spec,
@@ -55,31 +60,31 @@ export class NetworkPoliciesChart extends Chart {
     const scrape = (port: number): k8s.NetworkPolicyIngressRule[] => (props.monitoringNamespace === undefined
       ? [] : [{ from: [{ namespaceSelector: inNamespace(props.monitoringNamespace) }], ports: tcp(port) }]);
     policy('postgres', {
-      podSelector: byName('postgres'),
+      podSelector: pod('postgres'),
       policyTypes: ['Ingress'],
-      ingress: [{ from: [{ podSelector: byName('synapse') }, { podSelector: byName('backup') }], ports: tcp(p.postgres) }, ...scrape(p.postgresMetrics)],
+      ingress: [{ from: [{ podSelector: pod('synapse') }, { podSelector: pod('backup') }], ports: tcp(p.postgres) }, ...scrape(p.postgresMetrics)],
     });
     policy('redis', {
-      podSelector: byName('redis'),
+      podSelector: pod('redis'),
       policyTypes: ['Ingress'],
       // LiveKit is on the host network: it arrives from a node address, not from a pod.
       ingress: [{ from: props.nodeCidrs?.length ? props.nodeCidrs.map((cidr) => ({ ipBlock: { cidr } })) : undefined, ports: tcp(p.redis) }, ...scrape(p.redisMetrics)],
     });
     policy('synapse', {
-      podSelector: byName('synapse'),
+      podSelector: pod('synapse'),
       policyTypes: ['Ingress', 'Egress'],
       ingress: [
-        { from: [fromPublic, fromApp, { podSelector: byName('admin-bootstrap') }, { podSelector: byName('smoke-test') }], ports: tcp(p.synapse) },
+        { from: [fromPublic, fromApp, { podSelector: pod('bootstrap') }, { podSelector: pod('smoke') }], ports: tcp(p.synapse) },
         ...scrape(p.synapseMetrics),
       ],
       egress: [
-        { to: [{ podSelector: byName('postgres') }], ports: tcp(p.postgres) },
+        { to: [{ podSelector: pod('postgres') }], ports: tcp(p.postgres) },
         // Federation: other homeservers on 443 or 8448, anywhere.
         { to: ANYWHERE, ports: tcp(443, 8448) },
       ],
     });
     policy('matrix-well-known', {
-      podSelector: byName('matrix-well-known'),
+      podSelector: pod('wellKnown'),
       policyTypes: ['Ingress'],
       ingress: [{ from: [fromPublic], ports: tcp(p.wellKnown) }],
     });
@@ -91,29 +96,29 @@ export class NetworkPoliciesChart extends Chart {
     });
     policy('kubernetes-api', {
       // The Jobs that read and write Secrets. The API server's address differs per cluster.
-      podSelector: { matchExpressions: [{ key: 'app.kubernetes.io/name', operator: 'In', values: ['secret-generator', 'admin-bootstrap'] }] },
+      podSelector: { matchExpressions: [{ key: 'app.kubernetes.io/name', operator: 'In', values: [...props.apiClients] }] },
       policyTypes: ['Egress'],
       egress: [{ to: ANYWHERE, ports: tcp(443, 6443) }],
     });
     policy('admin-bootstrap', {
-      podSelector: byName('admin-bootstrap'),
+      podSelector: pod('bootstrap'),
       policyTypes: ['Egress'],
-      egress: [{ to: [{ podSelector: byName('synapse') }], ports: tcp(p.synapse) }],
+      egress: [{ to: [{ podSelector: pod('synapse') }], ports: tcp(p.synapse) }],
     });
     policy('smoke-test', {
       // It checks what users reach: Synapse inside, and the public endpoints (HTTPS, LiveKit, STUN/TURN) outside.
-      podSelector: byName('smoke-test'),
+      podSelector: pod('smoke'),
       policyTypes: ['Egress'],
       egress: [
-        { to: [{ podSelector: byName('synapse') }], ports: tcp(p.synapse) },
-        { to: ANYWHERE, ports: [...tcp(443, 5349), { protocol: 'UDP', port: k8s.IntOrString.fromNumber(3478) }] },
+        { to: [{ podSelector: pod('synapse') }], ports: tcp(p.synapse) },
+        { to: ANYWHERE, ports: [...tcp(443, p.turnTls), { protocol: 'UDP', port: k8s.IntOrString.fromNumber(p.turn) }] },
       ],
     });
     policy('backup', {
-      podSelector: byName('backup'),
+      podSelector: pod('backup'),
       policyTypes: ['Egress'],
       egress: [
-        { to: [{ podSelector: byName('postgres') }], ports: tcp(p.postgres) },
+        { to: [{ podSelector: pod('postgres') }], ports: tcp(p.postgres) },
         ...(props.backupToS3 ? [{ to: ANYWHERE, ports: tcp(443) }] : []),
       ],
     });

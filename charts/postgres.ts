@@ -7,6 +7,8 @@ import {
   secretFilesVolume, selectorLabels, tcpPort, UID,
 } from './common';
 
+/** The PostgreSQL pod's identity (NetworkPolicies select it by it). */
+export const POSTGRES = { name: 'postgres', component: 'database' } as const;
 export const POSTGRES_PORT = 5432;
 export const POSTGRES_DATA_MOUNT = '/var/lib/postgresql/data';
 /** PGDATA is a subdirectory so the server creates it with the owner and 0700 mode it insists on. */
@@ -93,7 +95,7 @@ export class PostgresChart extends Chart {
     const user = props.user ?? 'synapse';
     this.database = database;
     this.user = user;
-    const component = { name: 'postgres', component: 'database', version: props.image.tag };
+    const component = { ...POSTGRES, version: props.image.tag };
     const meta = { namespace: props.namespace, labels: labels(component) };
     const settings = postgresSettings(props.resources.limits.memory, props.maxConnections);
     const init = new k8s.KubeConfigMap(this, 'init', {

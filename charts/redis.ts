@@ -6,6 +6,8 @@ import {
   CONFIG_HASH_ANNOTATION, contentHash, exporterContainer, headlessService, imageRef, labels, memoryBytes, memoryVolume, resourceRequirements,
   restrictedContainer, restrictedPod, secretFilesVolume, selectorLabels, tcpPort, UID,
 } from './common';
+/** The Redis pod's identity (NetworkPolicies select it by it). */
+export const REDIS = { name: 'redis', component: 'livekit-state' } as const;
 export const REDIS_PORT = 6379;
 /** Written at start from the password Secret; redis.conf includes it. */
 export const REDIS_AUTH_FILE = '/run/redis/auth.conf';
@@ -61,7 +63,7 @@ export class RedisChart extends Chart {
 
   constructor(scope: Construct, id: string, props: RedisProps) {
     super(scope, id, props);
-    const component = { name: 'redis', component: 'livekit-state', version: props.image.tag };
+    const component = { ...REDIS, version: props.image.tag };
     const meta = { namespace: props.namespace, labels: labels(component) };
     const files = { 'redis.conf': redisConf(props.resources.limits.memory) };
     const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'redis-config', ...meta }, data: files });

@@ -15,6 +15,10 @@ export type SecretValueName = keyof SecretRefs;
 export type SecretKind = 'token' | 'livekit-api-key' | 'synapse-signing-key';
 export type NamespaceRole = 'stack' | 'hostNetwork';
 
+/** The two Jobs' identities (NetworkPolicies select them by them). */
+export const SECRET_GENERATOR = { name: 'secret-generator', component: 'secrets' } as const;
+export const ADMIN_BOOTSTRAP = { name: 'admin-bootstrap', component: 'bootstrap' } as const;
+
 export interface SecretValue {
   readonly name: SecretValueName;
   readonly kind: SecretKind;
@@ -146,7 +150,7 @@ export interface SecretGeneratorProps extends ChartProps {
 export class SecretGeneratorChart extends Chart {
   constructor(scope: Construct, id: string, props: SecretGeneratorProps) {
     super(scope, id, props);
-    const component = { name: 'secret-generator', component: 'secrets' };
+    const component = SECRET_GENERATOR;
     const lbls = labels(component);
     const ns = props.namespaces.stack;
     const plan = secretPlan(props.refs, props.namespaces);
@@ -195,7 +199,7 @@ export interface BootstrapProps extends ChartProps {
 export class BootstrapChart extends Chart {
   constructor(scope: Construct, id: string, props: BootstrapProps) {
     super(scope, id, props);
-    const component = { name: 'admin-bootstrap', component: 'bootstrap' };
+    const component = ADMIN_BOOTSTRAP;
     const lbls = labels(component);
     const ns = props.namespaces.stack;
     const r = props.refs;

@@ -4,6 +4,9 @@ import { Construct } from 'constructs';
 import type { ImageConfig } from './config';
 import { bundledFile, labels, NEVER, SCRIPTS_DIR, toolPodTemplate } from './common';
 
+/** The smoke test's identity (NetworkPolicies select it by it). */
+export const SMOKE_TEST = { name: 'smoke-test', component: 'operations' } as const;
+
 export interface SmokeTestProps extends ChartProps {
   readonly namespace: string;
   /** An image with Python 3 (the Synapse image). */
@@ -26,7 +29,7 @@ export interface SmokeTestProps extends ChartProps {
 export class SmokeTestChart extends Chart {
   constructor(scope: Construct, id: string, props: SmokeTestProps) {
     super(scope, id, props);
-    const component = { name: 'smoke-test', component: 'operations' };
+    const component = SMOKE_TEST;
     const meta = { namespace: props.namespace, labels: labels(component) };
     const config = new k8s.KubeConfigMap(this, 'script', { metadata: { name: 'smoke-test', ...meta }, data: { 'smoke.py': bundledFile('smoke.py') } });
     const env: Record<string, string> = {

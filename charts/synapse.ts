@@ -7,8 +7,11 @@ import {
   secretFilesVolume, selectorLabels, tcpPort, UID,
 } from './common';
 import { exposeHttp, HttpBackend, IngressSettings } from './tls';
+import { WELL_KNOWN_PATH } from './well-known';
 import { toYaml } from './yaml-out';
 
+/** Synapse's identity (NetworkPolicies and the backups' affinity select it by it). */
+export const SYNAPSE = { name: 'synapse', component: 'homeserver' } as const;
 export const SYNAPSE_HTTP_PORT = 8008;
 export const SYNAPSE_METRICS_PORT = 9000;
 export const SYNAPSE_CONFIG_DIR = '/config';
@@ -17,7 +20,6 @@ export const SYNAPSE_MEDIA_DIR = '/media';
 /** In-memory; holds the libpq password file the init container writes. */
 export const SYNAPSE_RUN_DIR = '/run/synapse';
 export const SYNAPSE_TLS_SECRET = 'synapse-tls';
-export const WELL_KNOWN_TLS_SECRET = 'matrix-well-known-tls';
 
 export interface SynapseSecrets {
   readonly macaroonSecretKey: SecretRef;
@@ -63,9 +65,10 @@ export interface SynapseProps extends ChartProps {
   readonly secrets: SynapseSecrets;
   readonly ingress: IngressSettings;
   /**
-   * The Service that serves the server name's /.well-known/matrix
-   * documents; the route sends them there.
-   * @default - no delegation documents are routed
+   * The Service that serves /.well-known/matrix when the server name is the
+   * Matrix host: the path joins Synapse's route (one host, one route, one
+   * certificate). For another server name the delegation chart routes it.
+   * @default - no delegation path on Synapse's host
    */
   readonly wellKnownService?: { readonly name: string; readonly port: number };
   /**
@@ -139,6 +142,76 @@ export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
   return { 'homeserver.yaml': toYaml(homeserver), 'log.yaml': toYaml(logging), 'pgpass.sh': bundledFile('pgpass.sh') };
 }
 
+/** The Synapse pod: the pgpass init step, then Synapse with its config, secrets and media. */
+function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim: string }): k8s.PodSpec {
+  const s = props.secrets;
+  const healthProbe = (periodSeconds: number, failureThreshold: number): k8s.Probe => ({
+    httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') },
+    periodSeconds,
+    timeoutSeconds: 5,
+    failureThreshold,
+  });
+
+  return {
+    automountServiceAccountToken: false,
+    enableServiceLinks: false,
+    securityContext: restrictedPod(UID.synapse),
+    terminationGracePeriodSeconds: 60,
+    initContainers: [{
+      name: 'pgpass',
+      image: imageRef(props.image),
+      // libpq's password file, from the Secret into memory (Synapse has no password_path for its database).
+      command: ['sh', `${SYNAPSE_CONFIG_DIR}/pgpass.sh`, '/db/password', props.database.user, `${SYNAPSE_RUN_DIR}/pgpass`],
+      resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
+      securityContext: restrictedContainer(),
+      volumeMounts: [
+        { name: 'config', mountPath: SYNAPSE_CONFIG_DIR, readOnly: true },
+        { name: 'db-password', mountPath: '/db', readOnly: true },
+        { name: 'run', mountPath: SYNAPSE_RUN_DIR },
+      ],
+    }],
+    containers: [{
+      name: 'synapse',
+      image: imageRef(props.image),
+      command: [
+        'python', '-m', 'synapse.app.homeserver',
+        '--config-path', `${SYNAPSE_CONFIG_DIR}/homeserver.yaml`,
+        '--no-secrets-in-config',
+      ],
+      env: [{ name: 'PGPASSFILE', value: `${SYNAPSE_RUN_DIR}/pgpass` }],
+      ports: [tcpPort('http', SYNAPSE_HTTP_PORT), tcpPort('metrics', SYNAPSE_METRICS_PORT)],
+      // /tmp (1Gi, on disk) holds uploads in flight.
+      resources: resourceRequirements(props.resources, { request: '256Mi', limit: '2Gi' }),
+      securityContext: restrictedContainer(),
+      // The first start creates the schema; give it five minutes before liveness counts.
+      startupProbe: healthProbe(5, 60),
+      readinessProbe: healthProbe(10, 3),
+      livenessProbe: healthProbe(15, 4),
+      volumeMounts: [
+        { name: 'config', mountPath: SYNAPSE_CONFIG_DIR, readOnly: true },
+        { name: 'secrets', mountPath: SYNAPSE_SECRETS_DIR, readOnly: true },
+        { name: 'media', mountPath: SYNAPSE_MEDIA_DIR },
+        { name: 'run', mountPath: SYNAPSE_RUN_DIR, readOnly: true },
+        { name: 'tmp', mountPath: '/tmp' },
+      ],
+    }],
+    volumes: [
+      { name: 'config', configMap: { name: v.configMap } },
+      secretFilesVolume('secrets', {
+        'signing.key': s.signingKey,
+        'macaroon_secret_key': s.macaroonSecretKey,
+        'form_secret': s.formSecret,
+        'registration_shared_secret': s.registrationSharedSecret,
+        'turn_shared_secret': s.turnSharedSecret,
+      }),
+      secretFilesVolume('db-password', { password: s.postgresPassword }),
+      { name: 'media', persistentVolumeClaim: { claimName: v.mediaClaim } },
+      memoryVolume('run', '1Mi'),
+      { name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('1Gi') } },
+    ],
+  };
+}
+
 /**
  * Synapse, a single process with its media store on a ReadWriteOnce volume.
  *
@@ -157,10 +230,9 @@ export class SynapseChart extends Chart {
 
   constructor(scope: Construct, id: string, props: SynapseProps) {
     super(scope, id, props);
-    const component = { name: 'synapse', component: 'homeserver', version: props.image.tag };
+    const component = { ...SYNAPSE, version: props.image.tag };
     const meta = { namespace: props.namespace, labels: labels(component) };
     const files = synapseConfigFiles(props);
-    const s = props.secrets;
 
     const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'synapse-config', ...meta }, data: files });
 
@@ -176,13 +248,6 @@ export class SynapseChart extends Chart {
 
     this.mediaClaimName = media.name;
 
-    const healthProbe = (periodSeconds: number, failureThreshold: number): k8s.Probe => ({
-      httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') },
-      periodSeconds,
-      timeoutSeconds: 5,
-      failureThreshold,
-    });
-
     new k8s.KubeDeployment(this, 'deployment', {
       metadata: { name: 'synapse', ...meta },
       spec: {
@@ -194,64 +259,7 @@ export class SynapseChart extends Chart {
             labels: labels(component),
             annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) },
           },
-          spec: {
-            automountServiceAccountToken: false,
-            enableServiceLinks: false,
-            securityContext: restrictedPod(UID.synapse),
-            terminationGracePeriodSeconds: 60,
-            initContainers: [{
-              name: 'pgpass',
-              image: imageRef(props.image),
-              // libpq's password file, from the Secret into memory (Synapse has no password_path for its database).
-              command: ['sh', `${SYNAPSE_CONFIG_DIR}/pgpass.sh`, '/db/password', props.database.user, `${SYNAPSE_RUN_DIR}/pgpass`],
-              resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
-              securityContext: restrictedContainer(),
-              volumeMounts: [
-                { name: 'config', mountPath: SYNAPSE_CONFIG_DIR, readOnly: true },
-                { name: 'db-password', mountPath: '/db', readOnly: true },
-                { name: 'run', mountPath: SYNAPSE_RUN_DIR },
-              ],
-            }],
-            containers: [{
-              name: 'synapse',
-              image: imageRef(props.image),
-              command: [
-                'python', '-m', 'synapse.app.homeserver',
-                '--config-path', `${SYNAPSE_CONFIG_DIR}/homeserver.yaml`,
-                '--no-secrets-in-config',
-              ],
-              env: [{ name: 'PGPASSFILE', value: `${SYNAPSE_RUN_DIR}/pgpass` }],
-              ports: [tcpPort('http', SYNAPSE_HTTP_PORT), tcpPort('metrics', SYNAPSE_METRICS_PORT)],
-              // /tmp (1Gi, on disk) holds uploads in flight.
-              resources: resourceRequirements(props.resources, { request: '256Mi', limit: '2Gi' }),
-              securityContext: restrictedContainer(),
-              // The first start creates the schema; give it five minutes before liveness counts.
-              startupProbe: healthProbe(5, 60),
-              readinessProbe: healthProbe(10, 3),
-              livenessProbe: healthProbe(15, 4),
-              volumeMounts: [
-                { name: 'config', mountPath: SYNAPSE_CONFIG_DIR, readOnly: true },
-                { name: 'secrets', mountPath: SYNAPSE_SECRETS_DIR, readOnly: true },
-                { name: 'media', mountPath: SYNAPSE_MEDIA_DIR },
-                { name: 'run', mountPath: SYNAPSE_RUN_DIR, readOnly: true },
-                { name: 'tmp', mountPath: '/tmp' },
-              ],
-            }],
-            volumes: [
-              { name: 'config', configMap: { name: config.name } },
-              secretFilesVolume('secrets', {
-                'signing.key': s.signingKey,
-                'macaroon_secret_key': s.macaroonSecretKey,
-                'form_secret': s.formSecret,
-                'registration_shared_secret': s.registrationSharedSecret,
-                'turn_shared_secret': s.turnSharedSecret,
-              }),
-              secretFilesVolume('db-password', { password: s.postgresPassword }),
-              { name: 'media', persistentVolumeClaim: { claimName: media.name } },
-              memoryVolume('run', '1Mi'),
-              { name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('1Gi') } },
-            ],
-          },
+          spec: synapsePodSpec(props, { configMap: config.name, mediaClaim: media.name }),
         },
       },
     });
@@ -274,11 +282,9 @@ export class SynapseChart extends Chart {
       { path: '/_matrix', service: service.name, port: SYNAPSE_HTTP_PORT },
       { path: '/_synapse/client', service: service.name, port: SYNAPSE_HTTP_PORT },
     ];
+    // When the server name is the Matrix host, the delegation path joins Synapse's route.
     const wellKnown = props.wellKnownService;
-    const delegation = wellKnown && { path: '/.well-known/matrix', service: wellKnown.name, port: wellKnown.port };
-    // One host, one route and one certificate: when the server name is the
-    // Matrix host, the delegation path joins Synapse's.
-    if (delegation && props.serverName === props.publicHost) backends.push(delegation);
+    if (wellKnown !== undefined) backends.push({ path: WELL_KNOWN_PATH, service: wellKnown.name, port: wellKnown.port });
     exposeHttp(this, 'ingress', {
       name: 'synapse', namespace: props.namespace, labels: labels(component), host: props.publicHost, tlsSecret: SYNAPSE_TLS_SECRET,
       backends, settings: props.ingress, options: { maxBodySize: props.maxUploadSize },
@@ -289,12 +295,6 @@ export class SynapseChart extends Chart {
         name: 'synapse-admin', namespace: props.namespace, labels: labels(component), host: props.publicHost, tlsSecret: SYNAPSE_TLS_SECRET,
         backends: [{ path: '/_synapse/admin', service: service.name, port: SYNAPSE_HTTP_PORT }],
         settings: props.ingress, options: { sourceRanges: props.adminApiSourceRanges },
-      });
-    }
-    if (delegation && props.serverName !== props.publicHost) {
-      exposeHttp(this, 'well-known', {
-        name: 'matrix-well-known', namespace: props.namespace, labels: labels(component), host: props.serverName,
-        tlsSecret: WELL_KNOWN_TLS_SECRET, backends: [delegation], settings: props.ingress,
       });
     }
   }

@@ -6,8 +6,14 @@ import {
   bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
   selectorLabels, tcpPort, UID,
 } from './common';
+import { exposeHttp, IngressSettings } from './tls';
 
+/** The delegation server's identity (NetworkPolicies select it by it). */
+export const WELL_KNOWN = { name: 'matrix-well-known', component: 'delegation' } as const;
 export const WELL_KNOWN_PORT = 8080;
+export const WELL_KNOWN_PATH = '/.well-known/matrix';
+/** The certificate of the server name's host, when it is not the Matrix host. */
+export const WELL_KNOWN_TLS_SECRET = 'matrix-well-known-tls';
 
 export interface WellKnownProps extends ChartProps {
   readonly namespace: string;
@@ -15,6 +21,12 @@ export interface WellKnownProps extends ChartProps {
   readonly matrixHost: string;
   /** An image with Python 3 (the Synapse image). */
   readonly image: ImageConfig;
+  /**
+   * Route https://<serverHost>/.well-known/matrix here, with a certificate of
+   * its own. @default - not routed here: the server name is the Matrix host,
+   * and the path joins Synapse's route
+   */
+  readonly route?: { readonly serverHost: string; readonly ingress: IngressSettings };
 }
 
 /** The delegation documents: where the Matrix server name's homeserver really is. */
@@ -28,16 +40,15 @@ export function wellKnownDocuments(matrixHost: string): { server: object; client
 /**
  * Serves https://<serverName>/.well-known/matrix/{server,client} so other
  * servers federate with, and clients find, the homeserver at the Matrix host
- * on 443. The Ingress that routes the server name here is the Synapse
- * chart's, since it shares a host and certificate with Synapse's when the
- * server name is the Matrix host.
+ * on 443, and routes the server name's host here (unless that host is the
+ * Matrix host, whose route is Synapse's).
  */
 export class WellKnownChart extends Chart {
   public readonly serviceName: string;
 
   constructor(scope: Construct, id: string, props: WellKnownProps) {
     super(scope, id, props);
-    const component = { name: 'matrix-well-known', component: 'delegation' };
+    const component = WELL_KNOWN;
     const meta = { namespace: props.namespace, labels: labels(component) };
     const docs = wellKnownDocuments(props.matrixHost);
     const files = {
@@ -99,5 +110,13 @@ export class WellKnownChart extends Chart {
       },
     });
     this.serviceName = service.name;
+
+    if (props.route !== undefined) {
+      exposeHttp(this, 'ingress', {
+        name: 'matrix-well-known', namespace: props.namespace, labels: labels(component), host: props.route.serverHost,
+        tlsSecret: WELL_KNOWN_TLS_SECRET, backends: [{ path: WELL_KNOWN_PATH, service: service.name, port: WELL_KNOWN_PORT }],
+        settings: props.route.ingress,
+      });
+    }
   }
 }

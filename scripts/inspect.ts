@@ -74,6 +74,8 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
   if (coturn) dns.push({ name: config.hosts.turn, type: 'A', target: `the public IPv4 of every node labelled ${turnSelector}`, why: 'TURN/STUN (clients connect to it directly)' });
 
   const issuerOf = (a: Record<string, string> = {}) => a['cert-manager.io/cluster-issuer'] ?? a['cert-manager.io/issuer'] ?? '(none)';
+  const byPlace = (x: { namespace: string; secret: string }, y: { namespace: string; secret: string }) =>
+    (x.namespace === y.namespace ? (x.secret < y.secret ? -1 : 1) : x.namespace < y.namespace ? -1 : 1);
   const certificates = [
     ...ms.filter((m) => m.kind === 'Ingress').flatMap((i) => i.spec.tls.map((t: any) => ({
       secret: t.secretName, namespace: i.metadata.namespace!, dnsNames: t.hosts, issuer: issuerOf(i.metadata.annotations), via: `Ingress ${i.metadata.name}`,
@@ -84,7 +86,7 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
     ...ms.filter((m) => m.kind === 'Certificate').map((c) => ({
       secret: c.spec.secretName, namespace: c.metadata.namespace!, dnsNames: c.spec.dnsNames, issuer: c.spec.issuerRef.name, via: `Certificate ${c.metadata.name}`,
     })),
-  ];
+  ].sort(byPlace);
 
   const firewall: Checklist['firewall'] = [];
   if (routes.length > 0) {

@@ -18,10 +18,10 @@ describe('production checklist', () => {
 
   test('certificates: one per Ingress TLS host and the TURN Certificate, with their issuer', () => {
     expect(list.certificates.map((x) => `${x.namespace}/${x.secret} ${x.dnsNames.join(',')} ${x.issuer}`)).toEqual([
-      'kudo/synapse-tls matrix.example.com kudo-letsencrypt',
       'kudo/matrix-well-known-tls example.com kudo-letsencrypt',
-      'kudo-media/livekit-tls livekit.example.com kudo-letsencrypt',
+      'kudo/synapse-tls matrix.example.com kudo-letsencrypt',
       'kudo-media/coturn-tls turn.example.com kudo-letsencrypt',
+      'kudo-media/livekit-tls livekit.example.com kudo-letsencrypt',
     ]);
   });
 

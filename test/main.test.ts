@@ -61,6 +61,16 @@ test('the committed dist/ is what the code renders (it is the default shape, rev
   expect(readTree(r.outdir)).toEqual(readTree(path.join(ROOT, 'dist')));
 });
 
+test('a render into an existing dist/ replaces it in place: files no longer rendered are removed, nothing else is left', () => {
+  const first = render();
+  fs.writeFileSync(path.join(first.outdir, '99-dropped.k8s.yaml'), 'kind: ConfigMap\n');
+  const again = render({}, first.cwd);
+  expect(again.status).toBe(0);
+  expect(fs.existsSync(path.join(again.outdir, '99-dropped.k8s.yaml'))).toBe(false);
+  expect(readTree(again.outdir)).toEqual(readTree(path.join(ROOT, 'dist')));
+  expect(fs.readdirSync(first.cwd).sort()).toEqual(['dist']);
+});
+
 test('a render says on stderr what it wrote, in one line', () => {
   const r = render();
   const files = fs.readdirSync(r.outdir).filter((f) => f.endsWith('.k8s.yaml')).length;

@@ -102,7 +102,10 @@ test('Ingress: TLS from cert-manager, public API paths only, body size = max upl
 test('the server name\'s well-known path is routed to the delegation service, not Synapse', () => {
   const ms = manifests();
   expect(homeserver(ms).serve_server_wellknown).toBeUndefined();
-  const wk = find(ms, 'Ingress', 'matrix-well-known');
+  // The delegation chart routes its own host, with its own labels.
+  expect(ms.filter((m) => m.kind === 'Ingress').map((m) => m.metadata.name)).toEqual(['synapse']);
+  const wk = find(synthChart('21-well-known'), 'Ingress', 'matrix-well-known');
+  expect(wk.metadata.labels!['app.kubernetes.io/name']).toBe('matrix-well-known');
   expect(wk.spec.rules).toEqual([{
     host: 'example.com',
     http: { paths: [{ path: '/.well-known/matrix', pathType: 'Prefix', backend: { service: { name: 'matrix-well-known', port: { number: 8080 } } } }] },
