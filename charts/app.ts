@@ -8,7 +8,7 @@ import { App, AppProps } from 'cdk8s';
 import { applySyncWaves, ArgoApplicationChart } from './argocd';
 import { BACKUP, BackupChart } from './backup';
 import { selectorLabels } from './common';
-import { KudoConfig, POSTGRES_RESERVED_CONNECTIONS, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT } from './config';
+import { KudoConfig, POSTGRES_RESERVED_CONNECTIONS, synapseConnections, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT, workerReplicas } from './config';
 import { CoturnChart } from './coturn';
 import { LIVEKIT_TLS_SECRET, LiveKitChart } from './livekit';
 import { MonitoringChart } from './monitoring';
@@ -18,7 +18,12 @@ import { POSTGRES, POSTGRES_EXPORTER_PORT, POSTGRES_PORT, PostgresChart } from '
 import { REDIS, REDIS_EXPORTER_PORT, REDIS_PORT, RedisChart } from './redis';
 import { ADMIN_BOOTSTRAP, BootstrapChart, SECRET_GENERATOR, SecretGeneratorChart } from './secrets';
 import { SMOKE_TEST, SmokeTestChart } from './smoke';
-import { SYNAPSE, SYNAPSE_HTTP_PORT, SYNAPSE_METRICS_PORT, SYNAPSE_TLS_SECRET, SynapseChart } from './synapse';
+import {
+  ALL_SYNAPSE_PROCESSES, SYNAPSE, SYNAPSE_HTTP_PORT, SYNAPSE_METRICS_PORT, SYNAPSE_REPLICATION_PORT, SYNAPSE_TLS_SECRET, SynapseChart, SynapseWorkers,
+  workerComponent,
+} from './synapse';
+import { ROUTER_PORT, ROUTER_STATUS_PORT, SYNAPSE_ROUTER, SynapseRouterChart } from './synapse-router';
+import type { WorkerTypeName } from './synapse-workers';
 import { GatewayChart, IngressSettings, LetsEncryptIssuerChart } from './tls';
 import { WELL_KNOWN, WELL_KNOWN_PORT, WELL_KNOWN_TLS_SECRET, WellKnownChart } from './well-known';
 
@@ -26,8 +31,8 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
   const app = new App(props);
   const ingress = platform(app, config);
   const { postgres, redis } = databases(app, config);
-  const synapse = matrix(app, config, ingress, postgres);
-  media(app, config, ingress, redis.address);
+  const synapse = matrix(app, config, ingress, postgres, redis);
+  media(app, config, ingress, redis?.address);
   operations(app, config, { synapseUrl: synapse.internalUrl, synapse, postgres });
   if (config.networkPolicies.enabled) networkPolicies(app, config);
   applySyncWaves(app);
@@ -66,7 +71,9 @@ function platform(app: App, config: KudoConfig): IngressSettings {
     });
   }
   if (config.secrets.mode === 'generated') {
-    new SecretGeneratorChart(app, '05-secrets', { namespaces: ns, refs: config.secrets.refs, toolsImage: toolsImage(config) });
+    new SecretGeneratorChart(app, '05-secrets', {
+      namespaces: ns, refs: config.secrets.refs, toolsImage: toolsImage(config), features: { workers: config.synapse.workers.enabled },
+    });
   }
   return {
     mode: config.routing,
@@ -79,7 +86,7 @@ function platform(app: App, config: KudoConfig): IngressSettings {
   };
 }
 
-function databases(app: App, config: KudoConfig): { postgres: PostgresChart; redis: RedisChart } {
+function databases(app: App, config: KudoConfig): { postgres: PostgresChart; redis?: RedisChart } {
   const ns = config.namespaces;
   const refs = config.secrets.refs;
   const postgres = new PostgresChart(app, '10-postgres', {
@@ -87,23 +94,23 @@ function databases(app: App, config: KudoConfig): { postgres: PostgresChart; red
     image: config.postgres.image,
     storage: config.postgres.storage,
     resources: config.postgres.resources,
-    maxConnections: config.postgres.maxConnections ?? config.synapse.databasePool.max + POSTGRES_RESERVED_CONNECTIONS,
+    maxConnections: config.postgres.maxConnections ?? synapseConnections(config).total + POSTGRES_RESERVED_CONNECTIONS,
     password: refs.postgresPassword,
     superuserPassword: refs.postgresSuperuserPassword,
     exporter: config.monitoring.enabled ? config.monitoring.postgresExporter : undefined,
   });
-  const redis = new RedisChart(app, '11-redis', {
+  const redis = config.redis.enabled ? new RedisChart(app, '11-redis', {
     namespace: ns.stack,
     image: config.redis.image,
     resources: config.redis.resources,
     password: refs.redisPassword,
     exporter: config.monitoring.enabled ? config.monitoring.redisExporter : undefined,
-  });
+  }) : undefined;
   return { postgres, redis };
 }
 
-/** Synapse and the delegation server. */
-function matrix(app: App, config: KudoConfig, ingress: IngressSettings, postgres: PostgresChart): SynapseChart {
+/** Synapse (its main process, and its workers behind their router) and the delegation server. */
+function matrix(app: App, config: KudoConfig, ingress: IngressSettings, postgres: PostgresChart, redis?: RedisChart): SynapseChart {
   const ns = config.namespaces;
   // One host, one route, one certificate: the server name's delegation path joins Synapse's when they are one host.
   const sameHost = config.serverName === config.hosts.matrix;
@@ -133,13 +140,37 @@ function matrix(app: App, config: KudoConfig, ingress: IngressSettings, postgres
     ingress,
     wellKnownService: wellKnown && sameHost ? { name: wellKnown.serviceName, port: WELL_KNOWN_PORT } : undefined,
     adminApiSourceRanges: config.synapse.adminApi.expose ? config.synapse.adminApi.sourceRanges : undefined,
+    workers: workers(app, config, redis),
   });
+}
+
+/** With workers: the router in front of Synapse's processes, and what the Synapse chart needs to know of them. */
+function workers(app: App, config: KudoConfig, redis?: RedisChart): SynapseWorkers | undefined {
+  const w = config.synapse.workers;
+  if (!w.enabled || redis === undefined) return undefined;
+  const replicas = workerReplicas(config);
+  const router = new SynapseRouterChart(app, '22-synapse-router', {
+    namespace: config.namespaces.stack,
+    image: w.router,
+    replicas: w.routerReplicas,
+    resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } },
+    workers: replicas,
+    main: { service: 'synapse', port: SYNAPSE_HTTP_PORT },
+  });
+  return {
+    replicas,
+    resources: w.resources,
+    poolMin: w.databasePool.min,
+    poolMax: w.databasePool.max,
+    redis: { host: redis.host, port: REDIS_PORT },
+    router: { service: router.serviceName, port: ROUTER_PORT },
+  };
 }
 
 const turnSettings = (config: KudoConfig) => ({ host: config.hosts.turn, ttlSeconds: config.coturn.credentialTtlSeconds });
 
 /** LiveKit and coturn, on the host network. */
-function media(app: App, config: KudoConfig, ingress: IngressSettings, redisAddress: string): void {
+function media(app: App, config: KudoConfig, ingress: IngressSettings, redisAddress: string | undefined): void {
   const ns = config.namespaces;
   const refs = config.secrets.refs;
   new LiveKitChart(app, '30-livekit', {
@@ -223,8 +254,11 @@ function operations(app: App, config: KudoConfig, s: { synapseUrl: string; synap
     new MonitoringChart(app, '60-monitoring', {
       targets: [
         { name: 'synapse', namespace: ns.stack, port: 'metrics', path: '/_synapse/metrics' },
+        ...Object.entries(workerReplicas(config)).filter(([, n]) => n > 0)
+          .map(([t]) => ({ name: workerComponent(t as WorkerTypeName).name, namespace: ns.stack, port: 'metrics', path: '/_synapse/metrics' })),
+        ...(config.synapse.workers.enabled ? [{ name: SYNAPSE_ROUTER.name, namespace: ns.stack, port: 'metrics', path: '/metrics' }] : []),
         { name: 'postgres', namespace: ns.stack, port: 'metrics', path: '/metrics' },
-        { name: 'redis', namespace: ns.stack, port: 'metrics', path: '/metrics' },
+        ...(config.redis.enabled ? [{ name: 'redis', namespace: ns.stack, port: 'metrics', path: '/metrics' }] : []),
         { name: 'livekit', namespace: ns.hostNetwork, port: 'metrics', path: '/metrics' },
       ],
       serviceMonitorLabels: config.monitoring.serviceMonitorLabels,
@@ -259,6 +293,14 @@ function networkPolicies(app: App, config: KudoConfig): void {
       backup: selectorLabels(BACKUP), bootstrap: selectorLabels(ADMIN_BOOTSTRAP), smoke: selectorLabels(SMOKE_TEST),
     },
     apiClients: [SECRET_GENERATOR.name, ADMIN_BOOTSTRAP.name],
+    redis: config.redis.enabled,
+    workers: config.synapse.workers.enabled && config.redis.enabled ? {
+      router: selectorLabels(SYNAPSE_ROUTER),
+      allProcesses: ALL_SYNAPSE_PROCESSES,
+      federationSenders: workerReplicas(config)['federation-sender'] > 0 ? selectorLabels(workerComponent('federation-sender')) : undefined,
+      replicationPort: SYNAPSE_REPLICATION_PORT,
+      routerStatusPort: ROUTER_STATUS_PORT,
+    } : undefined,
     backupToS3: config.backup.enabled && config.backup.s3.enabled,
     monitoringNamespace: config.monitoring.enabled ? config.monitoring.namespace : undefined,
   });

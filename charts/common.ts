@@ -23,6 +23,8 @@ export const UID = {
   database: 10999,
   livekit: 10880,
   coturn: 10478,
+  /** HAProxy, in front of Synapse's workers. */
+  router: 10808,
 } as const;
 
 /** Where the bundled scripts of a tool or backup pod are mounted. */

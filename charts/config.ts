@@ -11,6 +11,7 @@ import type * as JsYaml from 'js-yaml';
 import type { z } from 'zod';
 import { INGRESS_CONTROLLER, INGRESS_CONTROLLERS, IngressController } from './ingress-controllers';
 import { cronProblem, isLabelValue, isObjectName, isQualifiedName } from './k8s-names';
+import { WORKER_TYPE_NAMES, WORKER_TYPES, WorkerType, WorkerTypeName } from './synapse-workers';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -166,6 +167,38 @@ function makeSchema() {
         min: z.number().int().min(1).default(5),
         max: z.number().int().min(1).default(10),
       }).prefault({}),
+      /**
+       * Workers: Synapse's way to use more than one core. Each type runs as its own
+       * Deployment or StatefulSet behind a router (HAProxy) that sends each request
+       * to the process that serves it. Off in profile small, on in profile production.
+       */
+      workers: z.strictObject({
+        enabled: z.boolean().default(false),
+        /** Processes of each type; 0 leaves its work to the main process. */
+        replicas: z.strictObject({
+          clientReader: z.number().int().min(0).max(50).default(2),
+          synchrotron: z.number().int().min(0).max(50).default(2),
+          initialSynchrotron: z.number().int().min(0).max(50).default(1),
+          federationInbound: z.number().int().min(0).max(50).default(1),
+          federationReader: z.number().int().min(0).max(50).default(1),
+          federationSender: z.number().int().min(0).max(50).default(1),
+          mediaRepository: z.number().int().min(0).default(1),
+          eventPersister: z.number().int().min(0).max(50).default(2),
+          eventCreator: z.number().int().min(0).max(50).default(1),
+          streamWriter: z.number().int().min(0).default(1),
+          background: z.number().int().min(0).default(1),
+        }).prefault({}),
+        /** Each worker process's resources (a worker uses at most one core). */
+        resources: resources('250m', '512Mi', '1', '1536Mi'),
+        /** Each worker process's database pool. */
+        databasePool: z.strictObject({
+          min: z.number().int().min(1).default(2),
+          max: z.number().int().min(1).default(5),
+        }).prefault({}),
+        /** Router replicas (HAProxy in front of Synapse's processes). */
+        routerReplicas: z.number().int().min(1).max(20).default(2),
+        router: image('docker.io/library/haproxy', '3.2.9'),
+      }).prefault({}),
       /** Whether Synapse reports anonymous usage statistics to matrix.org. */
       reportStats: z.boolean().default(false),
       /** Open self-service registration. Off: accounts are made by the admin. */
@@ -190,6 +223,8 @@ function makeSchema() {
       enabled: z.boolean().default(true),
     }).prefault({}),
     redis: z.strictObject({
+      /** LiveKit needs it for more than one node, Synapse for workers (replication over pub/sub). */
+      enabled: z.boolean().default(true),
       image: image('docker.io/library/redis', '7.4.10-bookworm'),
       resources: resources('50m', '64Mi', '500m', '128Mi'),
     }).prefault({}),
@@ -314,6 +349,8 @@ function makeSchema() {
         livekitApiKey: secretRef('kudo-livekit', 'api_key'),
         livekitApiSecret: secretRef('kudo-livekit', 'api_secret'),
         adminPassword: secretRef('kudo-synapse-admin', 'password'),
+        /** With synapse.workers: authenticates HTTP replication between Synapse's processes. */
+        workerReplicationSecret: secretRef('kudo-synapse', 'worker_replication_secret'),
       }).prefault({}),
       /** The Secret (in namespaces.app) the bootstrap Job fills with the app's credentials. */
       appSecretName: dnsLabel.default('kudo-app'),
@@ -354,13 +391,33 @@ export const TURN_METRICS_PORT = 9641;
 /** Connections kept free for backups and for an administrator's psql. */
 export const POSTGRES_RESERVED_CONNECTIONS = 10;
 
+/** How many of each worker type run (none when workers are off). */
+export function workerReplicas(c: KudoConfig): Record<WorkerTypeName, number> {
+  const w = c.synapse.workers;
+  const camel = (t: string) => t.replace(/-([a-z])/g, (_, l: string) => l.toUpperCase()) as keyof typeof w.replicas;
+  return Object.fromEntries(WORKER_TYPE_NAMES.map((t) => [t, w.enabled ? w.replicas[camel(t)] : 0])) as Record<WorkerTypeName, number>;
+}
+
+/** Connections Synapse may open at once: every process has a pool of its own. */
+export function synapseConnections(c: KudoConfig): { total: number; explained: string } {
+  const main = c.synapse.databasePool.max;
+  const processes = Object.values(workerReplicas(c)).reduce((a, b) => a + b, 0);
+  if (processes === 0) return { total: main, explained: `synapse.databasePool.max (${main})` };
+  const per = c.synapse.workers.databasePool.max;
+  return {
+    total: main + processes * per,
+    explained: `synapse.databasePool.max (${main}) + ${processes} worker processes x synapse.workers.databasePool.max (${per})`,
+  };
+}
+
 /** What the `production` profile changes; everything else keeps the small defaults. */
 export const PRODUCTION_PROFILE = {
   postgres: { storage: { size: '100Gi' }, resources: { requests: { cpu: '1', memory: '4Gi' }, limits: { cpu: '4', memory: '8Gi' } } },
   synapse: {
     media: { size: '200Gi' },
     resources: { requests: { cpu: '1', memory: '2Gi' }, limits: { cpu: '4', memory: '8Gi' } },
-    databasePool: { min: 10, max: 40 },
+    databasePool: { min: 5, max: 20 },
+    workers: { enabled: true, databasePool: { min: 2, max: 10 } },
   },
   redis: { resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '1', memory: '1Gi' } } },
   livekit: { resources: { requests: { cpu: '2', memory: '2Gi' }, limits: { cpu: '8', memory: '8Gi' } } },
@@ -447,10 +504,27 @@ function checkCombinations(c: KudoConfig, source: string): void {
   if (pool.min > pool.max) {
     problems.push(`synapse.databasePool.min (${pool.min}) is larger than synapse.databasePool.max (${pool.max})`);
   }
-  if (c.postgres.maxConnections !== undefined && c.postgres.maxConnections < pool.max + POSTGRES_RESERVED_CONNECTIONS) {
-    problems.push(`postgres.maxConnections (${c.postgres.maxConnections}) must be at least synapse.databasePool.max + ${POSTGRES_RESERVED_CONNECTIONS} ` +
-      `for backups and administration (${pool.max + POSTGRES_RESERVED_CONNECTIONS})`);
+  const connections = synapseConnections(c);
+  if (c.postgres.maxConnections !== undefined && c.postgres.maxConnections < connections.total + POSTGRES_RESERVED_CONNECTIONS) {
+    problems.push(`postgres.maxConnections (${c.postgres.maxConnections}) must be at least ${connections.explained} + ${POSTGRES_RESERVED_CONNECTIONS} ` +
+      `for backups and administration (${connections.total + POSTGRES_RESERVED_CONNECTIONS})`);
   }
+  const w = c.synapse.workers;
+  if (w.enabled) {
+    if (!c.redis.enabled) problems.push('synapse.workers.enabled needs redis.enabled: Synapse\'s processes replicate through Redis');
+    if (w.databasePool.min > w.databasePool.max) {
+      problems.push(`synapse.workers.databasePool.min (${w.databasePool.min}) is larger than synapse.workers.databasePool.max (${w.databasePool.max})`);
+    }
+    const replicas = workerReplicas(c);
+    for (const t of WORKER_TYPE_NAMES) {
+      const max = (WORKER_TYPES[t] as WorkerType).max;
+      if (max !== undefined && replicas[t] > max) {
+        problems.push(`synapse.workers.replicas.${t.replace(/-([a-z])/g, (_, l: string) => l.toUpperCase())} is ${replicas[t]}; ` +
+          `at most ${max} ${t} may run (${WORKER_TYPES[t].description})`);
+      }
+    }
+  }
+  if (!c.redis.enabled && c.livekit.replicas > 1) problems.push(`livekit.replicas ${c.livekit.replicas} needs redis.enabled: LiveKit nodes share rooms through Redis`);
   const rtc = c.livekit.rtc;
   if (rtc.nodeAddress === 'stun' && rtc.stunServers.length === 0) {
     problems.push('livekit.rtc.stunServers must list the STUN servers to ask when livekit.rtc.nodeAddress is "stun" (LiveKit would otherwise ask Google\'s)');

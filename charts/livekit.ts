@@ -44,8 +44,8 @@ export interface LiveKitProps extends ChartProps {
   readonly replicas: number;
   /** Public host of the API/WebSocket endpoint (behind the Ingress). */
   readonly host: string;
-  /** host:port of Redis. */
-  readonly redisAddress: string;
+  /** host:port of Redis. @default - no Redis: one LiveKit node, rooms in its memory */
+  readonly redisAddress?: string;
   readonly rtc: LiveKitRtc;
   /** The TURN host clients are sent to, and the credential lifetime in seconds. */
   readonly turn: { readonly host: string; readonly ttlSeconds: number };
@@ -65,7 +65,7 @@ export interface LiveKitProps extends ChartProps {
 /**
  * LiveKit's config.yaml. Only keys LiveKit knows (it refuses unknown keys)
  * and no secrets: the API keys come from `key_file`, the TURN secret from
- * `secret_file`, and the Redis password is appended at start (LIVEKIT_WRITE_CONFIG),
+ * `secret_file`, and the Redis password is appended at start (livekitWriteConfig),
  * which is why `redis` must stay the last mapping.
  */
 export function livekitConfigFile(p: LiveKitProps): string {
@@ -95,7 +95,7 @@ export function livekitConfigFile(p: LiveKitProps): string {
     turn: { enabled: false },
     prometheus: { port: LIVEKIT_METRICS_PORT },
     // Last: the start step appends "  password: ..." to this mapping.
-    redis: { address: p.redisAddress },
+    ...(p.redisAddress !== undefined ? { redis: { address: p.redisAddress } } : {}),
   };
   return toYaml(config);
 }
@@ -106,13 +106,17 @@ export function livekitConfigFile(p: LiveKitProps): string {
  * LiveKit requires) and the config with the Redis password (LiveKit reads
  * it from its config or an environment variable only), quoted for YAML.
  */
-export const LIVEKIT_WRITE_CONFIG = [
-  'set -eu',
-  'umask 077',
-  `printf '"%s": "%s"\\n' "$(cat /keys/api_key)" "$(cat /keys/api_secret)" > ${LIVEKIT_KEY_FILE}`,
-  `pw=$(sed -e 's/\\\\/\\\\\\\\/g' -e 's/"/\\\\"/g' /keys/redis_password)`,
-  `{ cat ${LIVEKIT_CONFIG_DIR}/config.yaml; printf '  password: "%s"\\n' "$pw"; } > ${LIVEKIT_RUN_CONFIG}`,
-].join('\n');
+export function livekitWriteConfig(withRedis: boolean): string {
+  return [
+    'set -eu',
+    'umask 077',
+    `printf '"%s": "%s"\\n' "$(cat /keys/api_key)" "$(cat /keys/api_secret)" > ${LIVEKIT_KEY_FILE}`,
+    ...(withRedis ? [
+      `pw=$(sed -e 's/\\\\/\\\\\\\\/g' -e 's/"/\\\\"/g' /keys/redis_password)`,
+      `{ cat ${LIVEKIT_CONFIG_DIR}/config.yaml; printf '  password: "%s"\\n' "$pw"; } > ${LIVEKIT_RUN_CONFIG}`,
+    ] : [`cp ${LIVEKIT_CONFIG_DIR}/config.yaml ${LIVEKIT_RUN_CONFIG}`]),
+  ].join('\n');
+}
 
 /** The main container: the written config, the node's address when one was looked up, API bound to the node's cluster address. */
 export const LIVEKIT_START = [
@@ -157,7 +161,7 @@ function livekitPodSpec(props: LiveKitProps, v: { configMap: string; address?: N
     initContainers: [...(address ? [address.initContainer] : []), {
       name: 'config',
       image: imageRef(props.image),
-      command: ['sh', '-c', LIVEKIT_WRITE_CONFIG],
+      command: ['sh', '-c', livekitWriteConfig(props.redisAddress !== undefined)],
       resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
       securityContext: restrictedContainer(),
       volumeMounts: [
@@ -188,7 +192,9 @@ function livekitPodSpec(props: LiveKitProps, v: { configMap: string; address?: N
     volumes: [
       { name: 'config', configMap: { name: v.configMap } },
       // For the config step only.
-      secretFilesVolume('secrets', { api_key: s.apiKey, api_secret: s.apiSecret, redis_password: s.redisPassword }),
+      secretFilesVolume('secrets', {
+        api_key: s.apiKey, api_secret: s.apiSecret, ...(props.redisAddress !== undefined ? { redis_password: s.redisPassword } : {}),
+      }),
       // LiveKit checks that others cannot read it; group-readable (for fsGroup) is fine.
       secretFilesVolume('turn-secret', { shared_secret: s.turnSharedSecret }),
       memoryVolume('run', '1Mi'),

@@ -24,6 +24,20 @@ export interface NetworkPoliciesProps extends ChartProps {
   readonly pods: Record<'postgres' | 'redis' | 'synapse' | 'wellKnown' | 'backup' | 'bootstrap' | 'smoke', Record<string, string>>;
   /** app.kubernetes.io/name of the Jobs that call the Kubernetes API. */
   readonly apiClients: readonly string[];
+  /** Whether Redis runs. @default true */
+  readonly redis?: boolean;
+  /**
+   * With Synapse's workers: the router's and the federation senders' pod
+   * labels, the labels every Synapse process carries, and the replication and
+   * router status ports. @default - one Synapse process
+   */
+  readonly workers?: {
+    readonly router: Record<string, string>;
+    readonly allProcesses: Record<string, string>;
+    readonly federationSenders?: Record<string, string>;
+    readonly replicationPort: number;
+    readonly routerStatusPort: number;
+  };
   /** Whether the backup jobs upload to S3 (HTTPS to anywhere). */
   readonly backupToS3: boolean;
   /** Prometheus's namespace, allowed to scrape the metrics ports. @default - no scraping */
@@ -59,30 +73,73 @@ export class NetworkPoliciesChart extends Chart {
     });
     const scrape = (port: number): k8s.NetworkPolicyIngressRule[] => (props.monitoringNamespace === undefined
       ? [] : [{ from: [{ namespaceSelector: inNamespace(props.monitoringNamespace) }], ports: tcp(port) }]);
+    const w = props.workers;
+    // Who talks to Synapse from outside its processes, and where they go: the router with workers, else the one process.
+    const synapseEntry = w === undefined ? pod('synapse') : { matchLabels: w.router };
+    const synapseProcesses = w === undefined ? pod('synapse') : { matchLabels: w.allProcesses };
     policy('postgres', {
       podSelector: pod('postgres'),
       policyTypes: ['Ingress'],
-      ingress: [{ from: [{ podSelector: pod('synapse') }, { podSelector: pod('backup') }], ports: tcp(p.postgres) }, ...scrape(p.postgresMetrics)],
+      ingress: [{ from: [{ podSelector: synapseProcesses }, { podSelector: pod('backup') }], ports: tcp(p.postgres) }, ...scrape(p.postgresMetrics)],
     });
-    policy('redis', {
-      podSelector: pod('redis'),
-      policyTypes: ['Ingress'],
+    if (props.redis ?? true) {
       // LiveKit is on the host network: it arrives from a node address, not from a pod.
-      ingress: [{ from: props.nodeCidrs?.length ? props.nodeCidrs.map((cidr) => ({ ipBlock: { cidr } })) : undefined, ports: tcp(p.redis) }, ...scrape(p.redisMetrics)],
-    });
-    policy('synapse', {
-      podSelector: pod('synapse'),
-      policyTypes: ['Ingress', 'Egress'],
-      ingress: [
-        { from: [fromPublic, fromApp, { podSelector: pod('bootstrap') }, { podSelector: pod('smoke') }], ports: tcp(p.synapse) },
-        ...scrape(p.synapseMetrics),
-      ],
-      egress: [
-        { to: [{ podSelector: pod('postgres') }], ports: tcp(p.postgres) },
-        // Federation: other homeservers on 443 or 8448, anywhere.
-        { to: ANYWHERE, ports: tcp(443, 8448) },
-      ],
-    });
+      const nodes = props.nodeCidrs?.length ? props.nodeCidrs.map((cidr) => ({ ipBlock: { cidr } })) : undefined;
+      policy('redis', {
+        podSelector: pod('redis'),
+        policyTypes: ['Ingress'],
+        ingress: [{ from: nodes && w ? [...nodes, { podSelector: synapseProcesses }] : nodes, ports: tcp(p.redis) }, ...scrape(p.redisMetrics)],
+      });
+    }
+    const clients = [fromPublic, fromApp, { podSelector: pod('bootstrap') }, { podSelector: pod('smoke') }];
+    if (w === undefined) {
+      policy('synapse', {
+        podSelector: pod('synapse'),
+        policyTypes: ['Ingress', 'Egress'],
+        ingress: [{ from: clients, ports: tcp(p.synapse) }, ...scrape(p.synapseMetrics)],
+        egress: [
+          { to: [{ podSelector: pod('postgres') }], ports: tcp(p.postgres) },
+          // Federation: other homeservers on 443 or 8448, anywhere.
+          { to: ANYWHERE, ports: tcp(443, 8448) },
+        ],
+      });
+    } else {
+      policy('synapse-router', {
+        podSelector: { matchLabels: w.router },
+        policyTypes: ['Ingress', 'Egress'],
+        ingress: [{ from: clients, ports: tcp(p.synapse) }, ...scrape(w.routerStatusPort)],
+        egress: [{ to: [{ podSelector: synapseProcesses }], ports: tcp(p.synapse) }],
+      });
+      policy('synapse', {
+        // Every process, main and workers: requests from the router, replication among themselves, the databases.
+        podSelector: synapseProcesses,
+        policyTypes: ['Ingress', 'Egress'],
+        ingress: [
+          { from: [{ podSelector: { matchLabels: w.router } }], ports: tcp(p.synapse) },
+          { from: [{ podSelector: synapseProcesses }], ports: tcp(w.replicationPort) },
+          ...scrape(p.synapseMetrics),
+        ],
+        egress: [
+          { to: [{ podSelector: pod('postgres') }], ports: tcp(p.postgres) },
+          { to: [{ podSelector: pod('redis') }], ports: tcp(p.redis) },
+          { to: [{ podSelector: synapseProcesses }], ports: tcp(w.replicationPort) },
+        ],
+      });
+      // Only the federation senders reach other servers (outbound_federation_restricted_to), and the
+      // main process, which sends push notifications to push gateways (and federates when no sender runs).
+      policy('synapse-internet', {
+        podSelector: pod('synapse'),
+        policyTypes: ['Egress'],
+        egress: [{ to: ANYWHERE, ports: tcp(443, 8448) }],
+      });
+      if (w.federationSenders !== undefined) {
+        policy('synapse-federation-sender', {
+          podSelector: { matchLabels: w.federationSenders },
+          policyTypes: ['Egress'],
+          egress: [{ to: ANYWHERE, ports: tcp(443, 8448) }],
+        });
+      }
+    }
     policy('matrix-well-known', {
       podSelector: pod('wellKnown'),
       policyTypes: ['Ingress'],
@@ -103,14 +160,14 @@ export class NetworkPoliciesChart extends Chart {
     policy('admin-bootstrap', {
       podSelector: pod('bootstrap'),
       policyTypes: ['Egress'],
-      egress: [{ to: [{ podSelector: pod('synapse') }], ports: tcp(p.synapse) }],
+      egress: [{ to: [{ podSelector: synapseEntry }], ports: tcp(p.synapse) }],
     });
     policy('smoke-test', {
       // It checks what users reach: Synapse inside, and the public endpoints (HTTPS, LiveKit, STUN/TURN) outside.
       podSelector: pod('smoke'),
       policyTypes: ['Egress'],
       egress: [
-        { to: [{ podSelector: pod('synapse') }], ports: tcp(p.synapse) },
+        { to: [{ podSelector: synapseEntry }], ports: tcp(p.synapse) },
         { to: ANYWHERE, ports: [...tcp(443, p.turnTls), { protocol: 'UDP', port: k8s.IntOrString.fromNumber(p.turn) }] },
       ],
     });

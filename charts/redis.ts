@@ -59,7 +59,9 @@ export const REDIS_START = [
 
 /** Redis for LiveKit's multi-node routing, password-protected and without persistence. */
 export class RedisChart extends Chart {
+  /** host:port, and the host alone. */
   public readonly address: string;
+  public readonly host: string;
 
   constructor(scope: Construct, id: string, props: RedisProps) {
     super(scope, id, props);
@@ -72,7 +74,8 @@ export class RedisChart extends Chart {
       name: 'redis', ...meta, selector: selectorLabels(component),
       port: { name: 'redis', number: REDIS_PORT }, metricsPort: props.exporter ? REDIS_EXPORTER_PORT : undefined,
     });
-    this.address = `${service.name}.${props.namespace}.svc:${REDIS_PORT}`;
+    this.host = `${service.name}.${props.namespace}.svc`;
+    this.address = `${this.host}:${REDIS_PORT}`;
 
     const ping = ['sh', '-c', `REDISCLI_AUTH="$(cat /secrets/password)" redis-cli -h 127.0.0.1 -p ${REDIS_PORT} ping | grep -qx PONG`];
     new k8s.KubeStatefulSet(this, 'statefulset', {

@@ -27,6 +27,8 @@ export interface SecretValue {
   /** Its name in the docker-compose era's .env file, if it had one. */
   readonly envVar?: string;
   readonly description: string;
+  /** Needed only with this feature on. @default - always */
+  readonly only?: 'workers';
 }
 
 export const SECRET_VALUES: readonly SecretValue[] = [
@@ -44,7 +46,16 @@ export const SECRET_VALUES: readonly SecretValue[] = [
   { name: 'redisPassword', kind: 'token', namespaces: ['stack', 'hostNetwork'], description: 'Redis password (Redis, LiveKit)' },
   { name: 'livekitApiKey', kind: 'livekit-api-key', namespaces: ['hostNetwork'], envVar: 'LIVEKIT_API_KEY', description: 'LiveKit API key' },
   { name: 'livekitApiSecret', kind: 'token', namespaces: ['hostNetwork'], envVar: 'LIVEKIT_API_SECRET', description: 'LiveKit API secret' },
+  {
+    name: 'workerReplicationSecret', kind: 'token', namespaces: ['stack'], only: 'workers',
+    description: "Synapse's worker_replication_secret (replication between its processes)",
+  },
 ];
+
+/** Which optional features are on: their secret values are planned too. */
+export interface SecretFeatures {
+  readonly workers: boolean;
+}
 
 export interface Destination {
   readonly namespace: string;
@@ -58,9 +69,9 @@ export interface PlannedValue {
   readonly destinations: readonly Destination[];
 }
 
-/** Where every value goes, given the Secret references and the namespaces. */
-export function secretPlan(refs: SecretRefs, namespaces: Record<NamespaceRole, string>): PlannedValue[] {
-  return SECRET_VALUES.map((v) => ({
+/** Where every value goes, given the Secret references, the namespaces and the features that are on. */
+export function secretPlan(refs: SecretRefs, namespaces: Record<NamespaceRole, string>, features: SecretFeatures = { workers: false }): PlannedValue[] {
+  return SECRET_VALUES.filter((v) => v.only === undefined || features[v.only]).map((v) => ({
     name: v.name,
     kind: v.kind,
     destinations: v.namespaces.map((role) => ({ namespace: namespaces[role], secret: refs[v.name].name, key: refs[v.name].key })),
@@ -138,6 +149,8 @@ function toolJob(scope: Construct, id: string, p: ToolJobProps): k8s.KubeJob {
 export interface SecretGeneratorProps extends ChartProps {
   readonly namespaces: Record<NamespaceRole, string>;
   readonly refs: SecretRefs;
+  /** Optional features whose secrets are generated too. @default - none */
+  readonly features?: SecretFeatures;
   /** An image with Python 3 (the Synapse image). */
   readonly toolsImage: ImageConfig;
 }
@@ -153,7 +166,7 @@ export class SecretGeneratorChart extends Chart {
     const component = SECRET_GENERATOR;
     const lbls = labels(component);
     const ns = props.namespaces.stack;
-    const plan = secretPlan(props.refs, props.namespaces);
+    const plan = secretPlan(props.refs, props.namespaces, props.features);
     const files = {
       'plan.json': `${JSON.stringify({ values: plan }, null, 2)}\n`,
       'kube.py': bundledFile('kube.py'),

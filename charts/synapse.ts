@@ -6,6 +6,8 @@ import {
   bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
   secretFilesVolume, selectorLabels, tcpPort, UID,
 } from './common';
+import { WORKER_TYPE_NAMES, WORKER_TYPES, WorkerType, WorkerTypeName } from './synapse-workers';
+import { setSyncWave, WAVE } from './argocd';
 import { exposeHttp, HttpBackend, IngressSettings } from './tls';
 import { WELL_KNOWN_PATH } from './well-known';
 import { toYaml } from './yaml-out';
@@ -14,6 +16,8 @@ import { toYaml } from './yaml-out';
 export const SYNAPSE = { name: 'synapse', component: 'homeserver' } as const;
 export const SYNAPSE_HTTP_PORT = 8008;
 export const SYNAPSE_METRICS_PORT = 9000;
+/** HTTP replication between Synapse's processes (never public). */
+export const SYNAPSE_REPLICATION_PORT = 9093;
 export const SYNAPSE_CONFIG_DIR = '/config';
 export const SYNAPSE_SECRETS_DIR = '/secrets';
 export const SYNAPSE_MEDIA_DIR = '/media';
@@ -28,6 +32,23 @@ export interface SynapseSecrets {
   readonly signingKey: SecretRef;
   readonly turnSharedSecret: SecretRef;
   readonly postgresPassword: SecretRef;
+  /** With workers: Redis, and the secret the processes authenticate replication with. */
+  readonly redisPassword: SecretRef;
+  readonly workerReplicationSecret: SecretRef;
+}
+
+/** Synapse's workers (synapse-workers.ts has the types and their paths). */
+export interface SynapseWorkers {
+  /** How many of each type run; 0 leaves its work to the main process. */
+  readonly replicas: Readonly<Record<WorkerTypeName, number>>;
+  /** Each worker process's resources and database pool. */
+  readonly resources: ResourcesConfig;
+  readonly poolMin: number;
+  readonly poolMax: number;
+  /** Redis, which carries replication between the processes. */
+  readonly redis: { readonly host: string; readonly port: number };
+  /** The Service clients and the app reach Synapse through: the router in front of the processes. */
+  readonly router: { readonly service: string; readonly port: number };
 }
 
 export interface SynapseDatabase {
@@ -76,12 +97,30 @@ export interface SynapseProps extends ChartProps {
    * @default - the admin API is reachable inside the cluster only
    */
   readonly adminApiSourceRanges?: readonly string[];
+  /** Run Synapse as a main process and workers. @default - one process */
+  readonly workers?: SynapseWorkers;
+}
+
+/** The identity of a worker type's pods: name synapse-<type>, component homeserver like the main process. */
+export function workerComponent(type: WorkerTypeName): { name: string; component: string } {
+  return { name: `synapse-${type}`, component: SYNAPSE.component };
+}
+
+/** Labels every Synapse process carries, main or worker (NetworkPolicies select them all by it). */
+export const ALL_SYNAPSE_PROCESSES: Record<string, string> = { 'app.kubernetes.io/component': SYNAPSE.component, 'app.kubernetes.io/part-of': 'kudo' };
+
+/** The worker names the shared config lists, for the types that run. */
+function workerNames(type: WorkerTypeName, replicas: number): string[] {
+  const t = WORKER_TYPES[type] as WorkerType;
+  const base = workerComponent(type).name;
+  if (t.workload === 'statefulset') return Array.from({ length: replicas }, (_, i) => `${base}-${i}`);
+  return replicas > 0 ? [base] : [];
 }
 
 /** The files of the synapse-config ConfigMap. Holds no secret: every secret is a `*_path` to a mounted file. */
 export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
   const secret = (file: string) => `${SYNAPSE_SECRETS_DIR}/${file}`;
-  const homeserver = {
+  const homeserver: Record<string, unknown> & { listeners: Record<string, unknown>[] } = {
     server_name: p.serverName,
     public_baseurl: `https://${p.publicHost}/`,
     report_stats: p.reportStats,
@@ -130,7 +169,12 @@ export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
     turn_shared_secret_path: secret('turn_shared_secret'),
     turn_user_lifetime: `${p.turn.ttlSeconds}s`,
     turn_allow_guests: false,
+    ...(p.workers ? sharedWorkerConfig(p, p.workers, secret) : {}),
   };
+  if (p.workers) {
+    // The main process also listens for replication from the workers.
+    homeserver.listeners.push(replicationListener());
+  }
   const logging = {
     version: 1,
     formatters: { precise: { format: '%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(message)s' } },
@@ -139,18 +183,127 @@ export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
     root: { level: p.logLevel, handlers: ['console'] },
     disable_existing_loggers: false,
   };
-  return { 'homeserver.yaml': toYaml(homeserver), 'log.yaml': toYaml(logging), 'pgpass.sh': bundledFile('pgpass.sh') };
+  const files: Record<string, string> = { 'homeserver.yaml': toYaml(homeserver), 'log.yaml': toYaml(logging), 'pgpass.sh': bundledFile('pgpass.sh') };
+  if (p.workers) {
+    for (const type of WORKER_TYPE_NAMES.filter((t) => p.workers!.replicas[t] > 0)) files[`worker-${type}.yaml`] = toYaml(workerConfig(type));
+  }
+  return files;
 }
 
-/** The Synapse pod: the pgpass init step, then Synapse with its config, secrets and media. */
-function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim: string }): k8s.PodSpec {
+const replicationListener = () => ({
+  port: SYNAPSE_REPLICATION_PORT, type: 'http', tls: false, bind_addresses: ['0.0.0.0'], resources: [{ names: ['replication'], compress: false }],
+});
+
+/** What the shared homeserver.yaml says about the workers: who writes which stream, who sends federation, where everyone is. */
+function sharedWorkerConfig(p: SynapseProps, w: SynapseWorkers, secret: (f: string) => string): Record<string, unknown> {
+  const names = (t: WorkerTypeName) => workerNames(t, w.replicas[t]);
+  const instanceMap: Record<string, { host: string; port: number }> = {
+    main: { host: `synapse.${p.namespace}.svc`, port: SYNAPSE_REPLICATION_PORT },
+  };
+  for (const t of WORKER_TYPE_NAMES.filter((x) => (WORKER_TYPES[x] as WorkerType).replication)) {
+    const service = workerComponent(t).name;
+    for (const n of names(t)) instanceMap[n] = { host: `${n}.${service}.${p.namespace}.svc`, port: SYNAPSE_REPLICATION_PORT };
+  }
+  const streamWriters: Record<string, string | string[]> = {};
+  for (const t of WORKER_TYPE_NAMES) {
+    for (const stream of (WORKER_TYPES[t] as WorkerType).streams ?? []) {
+      // events may have several writers (sharded by room); every other stream has one.
+      if (names(t).length > 0) streamWriters[stream] = stream === 'events' ? names(t) : names(t)[0];
+    }
+  }
+  const out: Record<string, unknown> = {
+    redis: { enabled: true, host: w.redis.host, port: w.redis.port, password_path: secret('redis_password'), dbid: 1 },
+    worker_replication_secret_path: secret('worker_replication_secret'),
+    instance_map: instanceMap,
+  };
+  if (Object.keys(streamWriters).length > 0) out.stream_writers = streamWriters;
+  const senders = names('federation-sender');
+  if (senders.length > 0) {
+    out.federation_sender_instances = senders;
+    // Only the senders reach other servers; the rest send through them (NetworkPolicies hold them to it).
+    out.outbound_federation_restricted_to = senders;
+  }
+  const [background] = names('background');
+  if (background !== undefined) {
+    out.run_background_tasks_on = background;
+    out.update_user_directory_from_worker = background;
+    out.notify_appservices_from_worker = background;
+  }
+  const [media] = names('media-repository');
+  if (media !== undefined) {
+    // Only the media worker serves media and runs its background jobs (it turns this back on).
+    out.enable_media_repo = false;
+    out.media_instance_running_background_jobs = media;
+  }
+  return out;
+}
+
+/** One worker type's own config file, read after homeserver.yaml (and before the file with its name). */
+function workerConfig(type: WorkerTypeName): Record<string, unknown> {
+  const t = WORKER_TYPES[type] as WorkerType;
+  // Every worker gets the HTTP listener: for its routed paths, or only for /health (the probes).
+  let names = ['health'];
+  if (t.app === 'synapse.app.media_repository') names = ['media', 'client', 'federation'];
+  else if (t.http) names = ['client', 'federation'];
+  const listeners: Record<string, unknown>[] = [
+    { port: SYNAPSE_HTTP_PORT, type: 'http', tls: false, x_forwarded: true, bind_addresses: ['0.0.0.0'], resources: [{ names, compress: false }] },
+    { port: SYNAPSE_METRICS_PORT, type: 'metrics', bind_addresses: ['0.0.0.0'] },
+  ];
+  if (t.replication) listeners.push(replicationListener());
+  return {
+    worker_app: t.app,
+    worker_listeners: listeners,
+    worker_log_config: `${SYNAPSE_CONFIG_DIR}/log.yaml`,
+    ...(t.app === 'synapse.app.media_repository' ? { enable_media_repo: true } : {}),
+  };
+}
+
+/** Which Synapse process a pod runs: the main one, or a worker of a type. */
+type SynapseProcess = 'main' | WorkerTypeName;
+
+/**
+ * A Synapse pod: the init step (libpq's password file, and a worker's name),
+ * then the process with its config, secrets, and the media volume if it
+ * serves media.
+ */
+function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim?: string; process: SynapseProcess }): k8s.PodSpec {
   const s = props.secrets;
+  const w = props.workers;
+  const worker = v.process === 'main' ? undefined : WORKER_TYPES[v.process] as WorkerType;
   const healthProbe = (periodSeconds: number, failureThreshold: number): k8s.Probe => ({
     httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') },
     periodSeconds,
     timeoutSeconds: 5,
     failureThreshold,
   });
+  // libpq's password file, from the Secret into memory (Synapse has no password_path for its database).
+  const pgpass = ['sh', `${SYNAPSE_CONFIG_DIR}/pgpass.sh`, '/db/password', props.database.user, `${SYNAPSE_RUN_DIR}/pgpass`];
+  // A worker's name: its pod's (pools, StatefulSets) or, for a single one, its Deployment's.
+  const workerNameFile = `${SYNAPSE_RUN_DIR}/worker-name.yaml`;
+  const named = worker !== undefined && worker.workload === 'deployment' && worker.max === 1;
+  const initCommand = worker === undefined ? pgpass
+    : ['sh', '-c', `${pgpass.join(' ')} && printf 'worker_name: "%s"\\n' "$WORKER_NAME" > ${workerNameFile}`];
+  const initEnv: k8s.EnvVar[] | undefined = worker === undefined ? undefined
+    : [named ? { name: 'WORKER_NAME', value: workerComponent(v.process as WorkerTypeName).name } : { name: 'WORKER_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }];
+  const command = worker === undefined
+    ? ['python', '-m', 'synapse.app.homeserver', '--config-path', `${SYNAPSE_CONFIG_DIR}/homeserver.yaml`, '--no-secrets-in-config']
+    : [
+      'python', '-m', worker.app,
+      '--config-path', `${SYNAPSE_CONFIG_DIR}/homeserver.yaml`,
+      '--config-path', `${SYNAPSE_CONFIG_DIR}/worker-${v.process}.yaml`,
+      '--config-path', workerNameFile,
+      '--no-secrets-in-config',
+    ];
+  const ports = [tcpPort('http', SYNAPSE_HTTP_PORT), tcpPort('metrics', SYNAPSE_METRICS_PORT)];
+  if (w !== undefined && (worker === undefined || worker.replication)) ports.push(tcpPort('replication', SYNAPSE_REPLICATION_PORT));
+  const secretFiles: Record<string, SecretRef> = {
+    'signing.key': s.signingKey,
+    'macaroon_secret_key': s.macaroonSecretKey,
+    'form_secret': s.formSecret,
+    'registration_shared_secret': s.registrationSharedSecret,
+    'turn_shared_secret': s.turnSharedSecret,
+  };
+  if (w !== undefined) Object.assign(secretFiles, { redis_password: s.redisPassword, worker_replication_secret: s.workerReplicationSecret });
 
   return {
     automountServiceAccountToken: false,
@@ -160,8 +313,8 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim:
     initContainers: [{
       name: 'pgpass',
       image: imageRef(props.image),
-      // libpq's password file, from the Secret into memory (Synapse has no password_path for its database).
-      command: ['sh', `${SYNAPSE_CONFIG_DIR}/pgpass.sh`, '/db/password', props.database.user, `${SYNAPSE_RUN_DIR}/pgpass`],
+      command: initCommand,
+      env: initEnv,
       resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
       securityContext: restrictedContainer(),
       volumeMounts: [
@@ -173,15 +326,11 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim:
     containers: [{
       name: 'synapse',
       image: imageRef(props.image),
-      command: [
-        'python', '-m', 'synapse.app.homeserver',
-        '--config-path', `${SYNAPSE_CONFIG_DIR}/homeserver.yaml`,
-        '--no-secrets-in-config',
-      ],
+      command,
       env: [{ name: 'PGPASSFILE', value: `${SYNAPSE_RUN_DIR}/pgpass` }],
-      ports: [tcpPort('http', SYNAPSE_HTTP_PORT), tcpPort('metrics', SYNAPSE_METRICS_PORT)],
+      ports,
       // /tmp (1Gi, on disk) holds uploads in flight.
-      resources: resourceRequirements(props.resources, { request: '256Mi', limit: '2Gi' }),
+      resources: resourceRequirements(worker === undefined ? props.resources : w!.resources, { request: '256Mi', limit: '2Gi' }),
       securityContext: restrictedContainer(),
       // The first start creates the schema; give it five minutes before liveness counts.
       startupProbe: healthProbe(5, 60),
@@ -190,22 +339,16 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim:
       volumeMounts: [
         { name: 'config', mountPath: SYNAPSE_CONFIG_DIR, readOnly: true },
         { name: 'secrets', mountPath: SYNAPSE_SECRETS_DIR, readOnly: true },
-        { name: 'media', mountPath: SYNAPSE_MEDIA_DIR },
+        ...(v.mediaClaim !== undefined ? [{ name: 'media', mountPath: SYNAPSE_MEDIA_DIR }] : []),
         { name: 'run', mountPath: SYNAPSE_RUN_DIR, readOnly: true },
         { name: 'tmp', mountPath: '/tmp' },
       ],
     }],
     volumes: [
       { name: 'config', configMap: { name: v.configMap } },
-      secretFilesVolume('secrets', {
-        'signing.key': s.signingKey,
-        'macaroon_secret_key': s.macaroonSecretKey,
-        'form_secret': s.formSecret,
-        'registration_shared_secret': s.registrationSharedSecret,
-        'turn_shared_secret': s.turnSharedSecret,
-      }),
+      secretFilesVolume('secrets', secretFiles),
       secretFilesVolume('db-password', { password: s.postgresPassword }),
-      { name: 'media', persistentVolumeClaim: { claimName: v.mediaClaim } },
+      ...(v.mediaClaim !== undefined ? [{ name: 'media', persistentVolumeClaim: { claimName: v.mediaClaim } }] : []),
       memoryVolume('run', '1Mi'),
       { name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('1Gi') } },
     ],
@@ -213,18 +356,22 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim:
 }
 
 /**
- * Synapse, a single process with its media store on a ReadWriteOnce volume.
+ * Synapse: its main process, and, with workers, a Deployment or StatefulSet
+ * per worker type behind the router. The media store is a ReadWriteOnce
+ * volume on whichever process serves media (the main process, or the one
+ * media-repository worker).
  *
- * A Deployment with the `Recreate` strategy, not RollingUpdate: a rolling
- * update starts the new pod before the old one stops, and when the new pod
- * lands on another node the volume cannot attach there (Multi-Attach) and
- * the rollout hangs. A single-replica StatefulSet would also avoid that, but
- * would make the media claim part of an immutable volumeClaimTemplate.
+ * The process that holds the media volume is a Deployment with the
+ * `Recreate` strategy, not RollingUpdate: a rolling update starts the new pod
+ * before the old one stops, and when the new pod lands on another node the
+ * volume cannot attach there (Multi-Attach) and the rollout hangs. A
+ * single-replica StatefulSet would also avoid that, but would make the media
+ * claim part of an immutable volumeClaimTemplate.
  */
 export class SynapseChart extends Chart {
-  /** In-cluster URL of the client/federation listener. */
+  /** In-cluster URL of the client/federation API: the router with workers, else the main process. */
   public readonly internalUrl: string;
-  /** The media store's claim, and the labels that select Synapse's pod. */
+  /** The media store's claim, and the labels that select the pod that mounts it. */
   public readonly mediaClaimName: string;
   public readonly podSelector: Record<string, string>;
 
@@ -233,10 +380,10 @@ export class SynapseChart extends Chart {
     const component = { ...SYNAPSE, version: props.image.tag };
     const meta = { namespace: props.namespace, labels: labels(component) };
     const files = synapseConfigFiles(props);
+    const w = props.workers;
+    const mediaWorker = w !== undefined && w.replicas['media-repository'] > 0;
 
     const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'synapse-config', ...meta }, data: files });
-
-    this.podSelector = selectorLabels(component);
     const media = new k8s.KubePersistentVolumeClaim(this, 'media', {
       metadata: { name: 'synapse-media', ...meta },
       spec: {
@@ -245,8 +392,8 @@ export class SynapseChart extends Chart {
         resources: { requests: { storage: k8s.Quantity.fromString(props.media.size) } },
       },
     });
-
     this.mediaClaimName = media.name;
+    this.podSelector = selectorLabels(mediaWorker ? workerComponent('media-repository') : component);
 
     new k8s.KubeDeployment(this, 'deployment', {
       metadata: { name: 'synapse', ...meta },
@@ -259,7 +406,7 @@ export class SynapseChart extends Chart {
             labels: labels(component),
             annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) },
           },
-          spec: synapsePodSpec(props, { configMap: config.name, mediaClaim: media.name }),
+          spec: synapsePodSpec(props, { configMap: config.name, mediaClaim: mediaWorker ? undefined : media.name, process: 'main' }),
         },
       },
     });
@@ -271,16 +418,26 @@ export class SynapseChart extends Chart {
         ports: [
           { name: 'http', port: SYNAPSE_HTTP_PORT, targetPort: k8s.IntOrString.fromString('http') },
           { name: 'metrics', port: SYNAPSE_METRICS_PORT, targetPort: k8s.IntOrString.fromString('metrics') },
+          ...(w ? [{ name: 'replication', port: SYNAPSE_REPLICATION_PORT, targetPort: k8s.IntOrString.fromString('replication') }] : []),
         ],
       },
     });
-    this.internalUrl = `http://${service.name}.${props.namespace}.svc:${SYNAPSE_HTTP_PORT}`;
+
+    if (w !== undefined) {
+      for (const type of WORKER_TYPE_NAMES.filter((t) => w.replicas[t] > 0)) {
+        this.worker(props, type, w.replicas[type], { configMap: config.name, files, mediaClaim: type === 'media-repository' ? media.name : undefined });
+      }
+    }
+
+    // Clients reach Synapse through the router when there are workers.
+    const entry = w?.router ?? { service: service.name, port: SYNAPSE_HTTP_PORT };
+    this.internalUrl = `http://${entry.service}.${props.namespace}.svc:${entry.port}`;
 
     // Only the client/federation API and Synapse's client pages are public;
     // the admin API (/_synapse/admin) stays reachable from inside the cluster only.
     const backends: HttpBackend[] = [
-      { path: '/_matrix', service: service.name, port: SYNAPSE_HTTP_PORT },
-      { path: '/_synapse/client', service: service.name, port: SYNAPSE_HTTP_PORT },
+      { path: '/_matrix', service: entry.service, port: entry.port },
+      { path: '/_synapse/client', service: entry.service, port: entry.port },
     ];
     // When the server name is the Matrix host, the delegation path joins Synapse's route.
     const wellKnown = props.wellKnownService;
@@ -293,8 +450,67 @@ export class SynapseChart extends Chart {
       // Its own Ingress: the source-address limit must not reach the client API.
       exposeHttp(this, 'admin-ingress', {
         name: 'synapse-admin', namespace: props.namespace, labels: labels(component), host: props.publicHost, tlsSecret: SYNAPSE_TLS_SECRET,
-        backends: [{ path: '/_synapse/admin', service: service.name, port: SYNAPSE_HTTP_PORT }],
+        backends: [{ path: '/_synapse/admin', service: entry.service, port: entry.port }],
         settings: props.ingress, options: { sourceRanges: props.adminApiSourceRanges },
+      });
+    }
+  }
+
+  /** One worker type: its Deployment or StatefulSet, its headless Service (the router and replication find each pod by it) and a budget. */
+  private worker(props: SynapseProps, type: WorkerTypeName, replicas: number, v: { configMap: string; files: Record<string, string>; mediaClaim?: string }): void {
+    const t = WORKER_TYPES[type] as WorkerType;
+    const component = { ...workerComponent(type), version: props.image.tag };
+    const meta = { namespace: props.namespace, labels: labels(component) };
+    // A worker restarts when the shared config or its own file changes.
+    const hash = contentHash(v.files['homeserver.yaml'], v.files['log.yaml'], v.files['pgpass.sh'], v.files[`worker-${type}.yaml`]);
+    const template: k8s.PodTemplateSpec = {
+      metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: hash } },
+      spec: synapsePodSpec(props, { configMap: v.configMap, mediaClaim: v.mediaClaim, process: type }),
+    };
+    const service = new k8s.KubeService(this, `${type}-service`, {
+      metadata: { name: component.name, ...meta },
+      spec: {
+        clusterIp: 'None',
+        // The router resolves every replica's address, ready or not, and checks them itself.
+        publishNotReadyAddresses: t.workload === 'statefulset',
+        selector: selectorLabels(component),
+        ports: [
+          { name: 'http', port: SYNAPSE_HTTP_PORT, targetPort: k8s.IntOrString.fromString('http') },
+          { name: 'metrics', port: SYNAPSE_METRICS_PORT, targetPort: k8s.IntOrString.fromString('metrics') },
+          ...(t.replication ? [{ name: 'replication', port: SYNAPSE_REPLICATION_PORT, targetPort: k8s.IntOrString.fromString('replication') }] : []),
+        ],
+      },
+    });
+    if (t.workload === 'statefulset') {
+      const sts = new k8s.KubeStatefulSet(this, type, {
+        metadata: { name: component.name, ...meta },
+        spec: {
+          serviceName: service.name,
+          replicas,
+          // Writers start and stop together: the main process and the others wait for all of them anyway.
+          podManagementPolicy: 'Parallel',
+          selector: { matchLabels: selectorLabels(component) },
+          template,
+        },
+      });
+      // With the main process, not with the databases: a worker becomes ready only once the main process has the schema in place.
+      setSyncWave(sts, WAVE.homeserver);
+    } else {
+      new k8s.KubeDeployment(this, type, {
+        metadata: { name: component.name, ...meta },
+        spec: {
+          replicas,
+          // The media worker holds the ReadWriteOnce media volume; a single named worker must never run twice.
+          strategy: t.max === 1 ? { type: 'Recreate' } : undefined,
+          selector: { matchLabels: selectorLabels(component) },
+          template,
+        },
+      });
+    }
+    if (replicas > 1) {
+      new k8s.KubePodDisruptionBudget(this, `${type}-disruption-budget`, {
+        metadata: { name: component.name, ...meta },
+        spec: { maxUnavailable: k8s.IntOrString.fromNumber(1), selector: { matchLabels: selectorLabels(component) } },
       });
     }
   }

@@ -53,6 +53,15 @@ test('the intended wave of every object: a sync that can finish on a WaitForFirs
   });
 });
 
+test('with workers, every Synapse process and the router come in Synapse\'s wave (a worker needs the main process\'s schema)', () => {
+  const prod = synthAll(config({ profile: 'production' }));
+  const synapse = prod.filter((m) => ['Deployment', 'StatefulSet'].includes(m.kind)
+    && (m.spec.template.metadata.labels['app.kubernetes.io/component'] === 'homeserver' || m.metadata.name === 'synapse-router'));
+  // The main process, eleven worker types and the router.
+  expect(synapse.length).toBe(13);
+  for (const m of synapse) expect([m.kind, m.metadata.name, wave(m)]).toEqual([m.kind, m.metadata.name, '2']);
+});
+
 describe('every claim binds within its own wave', () => {
   // On a WaitForFirstConsumer class a claim stays Pending (Argo CD: Progressing) until a pod
   // that mounts it is scheduled; Argo CD starts no later wave, and no PostSync hook, before then.

@@ -97,7 +97,10 @@ describe('rejected input names the key path', () => {
 
   test('a database pool that PostgreSQL cannot serve', () => {
     expect(rejection({ synapse: { databasePool: { max: 50 } }, postgres: { maxConnections: 40 } }))
-      .toContain('postgres.maxConnections (40) must be at least synapse.databasePool.max + 10');
+      .toContain('postgres.maxConnections (40) must be at least synapse.databasePool.max (50) + 10 for backups and administration (60)');
+    // With workers every process has a pool of its own.
+    expect(rejection({ synapse: { workers: { enabled: true } }, postgres: { maxConnections: 60 } })).toContain(
+      'postgres.maxConnections (60) must be at least synapse.databasePool.max (10) + 14 worker processes x synapse.workers.databasePool.max (5) + 10 for backups and administration (90)');
     expect(rejection({ synapse: { databasePool: { min: 20, max: 10 } } })).toContain('synapse.databasePool.min (20) is larger');
   });
 

@@ -16,7 +16,7 @@ const everything = config({
   domain: 'kudo.example.org',
   serverName: 'example.org',
   tls: { letsEncrypt: { environment: 'staging', email: 'ops@example.org' } },
-  postgres: { storage: { className: 'fast' }, maxConnections: 100, image: { digest: `sha256:${'b'.repeat(64)}` } },
+  postgres: { storage: { className: 'fast' }, maxConnections: 200, image: { digest: `sha256:${'b'.repeat(64)}` } },
   synapse: { media: { className: 'fast' } },
   livekit: { replicas: 3, nodeSelector: { 'kudo/media': 'true' }, rtc: { udpPort: 7882, nodeAddress: 'stun', stunServers: ['stun.example.org:3478'] } },
   coturn: { publicIp: '203.0.113.10' },

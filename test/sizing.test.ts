@@ -32,9 +32,11 @@ test('production raises resources, storage and the database pool; keys you set s
   const p = resolveConfig({ profile: 'production', synapse: { databasePool: { max: 30 } } });
   expect(p.postgres.resources.limits.memory).toBe('8Gi');
   expect(p.postgres.storage.size).toBe('100Gi');
-  expect(p.synapse.databasePool).toEqual({ min: 10, max: 30 });
+  expect(p.synapse.databasePool).toEqual({ min: 5, max: 30 });
+  expect(p.synapse.workers.enabled).toBe(true);
+  // Every Synapse process has a pool: main 20, 14 workers x 10, and 10 for backups and administration.
   const pg = synthAll(config({ profile: 'production' })).find((m) => m.kind === 'StatefulSet' && m.metadata.name === 'postgres')!;
-  expect(pg.spec.template.spec.containers[0].args).toContain('max_connections=50');
+  expect(pg.spec.template.spec.containers[0].args).toContain('max_connections=170');
 });
 
 test('an unknown profile is refused', () => {
