@@ -197,7 +197,7 @@ function makeSchema() {
         }).prefault({}),
         /** Router replicas (HAProxy in front of Synapse's processes). */
         routerReplicas: z.number().int().min(1).max(20).default(2),
-        router: image('docker.io/library/haproxy', '3.2.9'),
+        router: image('docker.io/library/haproxy', '3.2.26'),
       }).prefault({}),
       /** Whether Synapse reports anonymous usage statistics to matrix.org. */
       reportStats: z.boolean().default(false),

@@ -204,7 +204,9 @@ function secretsToCreate(config: KudoConfig): Checklist['secretsToCreate'] {
     keys.get(id)!.add(key);
   };
   if (config.secrets.mode === 'existing') {
-    for (const v of secretPlan(config.secrets.refs, config.namespaces)) for (const d of v.destinations) add(d.namespace, d.secret, d.key);
+    for (const v of secretPlan(config.secrets.refs, config.namespaces, { workers: config.synapse.workers.enabled })) {
+      for (const d of v.destinations) add(d.namespace, d.secret, d.key);
+    }
   }
   const s3 = config.backup.s3;
   if (config.backup.enabled && s3.enabled) for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'RESTIC_PASSWORD']) add(config.namespaces.stack, s3.secretName, k);
