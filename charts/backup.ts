@@ -60,11 +60,9 @@ function backupContainers(props: BackupProps, keep: k8s.EnvVar[]) {
     env: [
       { name: 'RESTIC_REPOSITORY', value: props.s3.repository },
       { name: 'RESTIC_CACHE_DIR', value: '/tmp/restic' },
-      // restic reads its password from a file; the S3 client only from the environment.
+      // restic reads its password from a file; the script exports the S3 keys from theirs.
       { name: 'RESTIC_PASSWORD_FILE', value: '/secrets/restic/RESTIC_PASSWORD' },
-      ...['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'].map((key) => ({
-        name: key, valueFrom: { secretKeyRef: { name: props.s3!.secretName, key } },
-      })),
+      { name: 'S3_CREDENTIALS_DIR', value: '/secrets/restic' },
       ...keep,
     ],
     resources: resourceRequirements(props.resources),
@@ -158,7 +156,8 @@ export class BackupChart extends Chart {
       password: secretFilesVolume('password', { password: pg.password }),
       media: { name: 'media', persistentVolumeClaim: { claimName: props.media.claimName } },
       tmp: memoryVolume('tmp', '16Mi'),
-      restic: secretFilesVolume('restic', { RESTIC_PASSWORD: { name: props.s3?.secretName ?? '', key: 'RESTIC_PASSWORD' } }),
+      restic: secretFilesVolume('restic', Object.fromEntries(['RESTIC_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']
+        .map((key) => [key, { name: props.s3?.secretName ?? '', key }]))),
     };
     const { step, upload } = backupContainers(props, keep);
 

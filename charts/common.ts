@@ -161,12 +161,13 @@ export function headlessService(scope: Construct, p: {
 
 /** A Prometheus exporter sidecar: small, hardened, ready when it serves `readinessPath`, alive while its port answers. */
 export function exporterContainer(p: {
-  image: ImageConfig; port: number; env: k8s.EnvVar[]; readinessPath: string; readinessTimeoutSeconds?: number;
+  image: ImageConfig; port: number; args?: string[]; env: k8s.EnvVar[]; readinessPath: string; readinessTimeoutSeconds?: number;
   resources: ResourcesConfig; volumeMounts?: k8s.VolumeMount[];
 }): k8s.Container {
   return {
     name: 'exporter',
     image: imageRef(p.image),
+    args: p.args,
     env: p.env,
     ports: [tcpPort('metrics', p.port)],
     resources: resourceRequirements(p.resources),

@@ -57,6 +57,16 @@ export const REDIS_START = [
   'exec redis-server /etc/redis/redis.conf',
 ].join('\n');
 
+/** The exporter's view of Redis, and the password file it reads (a JSON map of address to password). */
+const EXPORTER_REDIS_ADDR = `redis://127.0.0.1:${REDIS_PORT}`;
+const EXPORTER_PASSWORD_FILE = '/run/redis/exporter-passwords.json';
+export const EXPORTER_WRITE_PASSWORD = [
+  'set -eu',
+  'umask 077',
+  `pw=$(sed -e 's/\\\\/\\\\\\\\/g' -e 's/"/\\\\"/g' /secrets/password)`,
+  `printf '{"${EXPORTER_REDIS_ADDR}": "%s"}\\n' "$pw" > ${EXPORTER_PASSWORD_FILE}`,
+].join('\n');
+
 /** Redis for LiveKit's multi-node routing, password-protected and without persistence. */
 export class RedisChart extends Chart {
   /** host:port, and the host alone. */
@@ -108,17 +118,24 @@ export class RedisChart extends Chart {
                 { name: 'data', mountPath: '/data' },
               ],
             }, ...(props.exporter ? [exporterContainer({
-              // redis_exporter reads a password only from its flags or this variable (its
-              // password file is a map for many servers), and its image has no shell.
+              // redis_exporter's password file maps each server's address to its password;
+              // the init step writes it (the exporter's image has no shell).
               image: props.exporter,
               port: REDIS_EXPORTER_PORT,
-              env: [
-                { name: 'REDIS_ADDR', value: `redis://127.0.0.1:${REDIS_PORT}` },
-                { name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: props.password.name, key: props.password.key } } },
-              ],
+              args: [`--redis.password-file=${EXPORTER_PASSWORD_FILE}`],
+              env: [{ name: 'REDIS_ADDR', value: EXPORTER_REDIS_ADDR }],
               readinessPath: '/health',
               resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '64Mi' } },
+              volumeMounts: [{ name: 'run', mountPath: '/run/redis', readOnly: true }],
             })] : [])],
+            initContainers: props.exporter ? [{
+              name: 'exporter-password',
+              image: imageRef(props.image),
+              command: ['sh', '-c', EXPORTER_WRITE_PASSWORD],
+              resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
+              securityContext: restrictedContainer(),
+              volumeMounts: [{ name: 'password', mountPath: '/secrets', readOnly: true }, { name: 'run', mountPath: '/run/redis' }],
+            }] : undefined,
             volumes: [
               { name: 'config', configMap: { name: config.name } },
               secretFilesVolume('password', { password: props.password }),

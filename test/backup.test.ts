@@ -75,8 +75,12 @@ test('S3 with restic: upload after the local backup, credentials from a Secret',
   expect(up.command).toEqual(['sh', '/opt/kudo/backup-restic.sh', 'postgres', '/backups/postgres']);
   expect(up.env).toContainEqual({ name: 'RESTIC_REPOSITORY', value: 's3:https://s3.example.com/kudo-backups' });
   expect(up.env).toContainEqual({ name: 'RESTIC_PASSWORD_FILE', value: '/secrets/restic/RESTIC_PASSWORD' });
-  expect(up.env).toContainEqual({ name: 'AWS_SECRET_ACCESS_KEY', valueFrom: { secretKeyRef: { name: 'kudo-backup-s3', key: 'AWS_SECRET_ACCESS_KEY' } } });
-  expect(spec.volumes.find((v: any) => v.name === 'restic').secret.secretName).toBe('kudo-backup-s3');
+  // The S3 keys are files too: no secret in the pod spec's environment (the script exports them).
+  expect(up.env).toContainEqual({ name: 'S3_CREDENTIALS_DIR', value: '/secrets/restic' });
+  expect(up.env.filter((e: any) => e.valueFrom?.secretKeyRef)).toEqual([]);
+  expect(spec.volumes.find((v: any) => v.name === 'restic').projected.sources.map((x: any) => [x.secret.name, x.secret.items[0].key])).toEqual([
+    ['kudo-backup-s3', 'RESTIC_PASSWORD'], ['kudo-backup-s3', 'AWS_ACCESS_KEY_ID'], ['kudo-backup-s3', 'AWS_SECRET_ACCESS_KEY'],
+  ]);
   expect(container(cron(ms, 'media-backup'), 'upload').command).toEqual(['sh', '/opt/kudo/backup-restic.sh', 'media', '/media']);
 });
 

@@ -30,7 +30,8 @@ test('turnserver.conf: ports, realm, REST auth, hardening', () => {
 test('no secret and no option the pinned coturn removed or deprecated', () => {
   const text = conf(manifests());
   expect(options(text).filter((l) => l.startsWith('static-auth-secret'))).toEqual([]);
-  for (const gone of ['no-tlsv1', 'no-tlsv1_1', 'no-cli', 'no-dtls', 'no-sslv2', 'no-sslv3', 'prod', 'secret-ts-exp-time']) {
+  // Removed in 4.7 (no-stun-backward-compatibility: its behaviour is the default since; 4.18 refuses the line).
+  for (const gone of ['no-tlsv1', 'no-tlsv1_1', 'no-cli', 'no-dtls', 'no-sslv2', 'no-sslv3', 'prod', 'secret-ts-exp-time', 'no-stun-backward-compatibility']) {
     expect(options(text).map((l) => l.split('=')[0])).not.toContain(gone);
   }
 });
@@ -121,4 +122,15 @@ test('the address lookup runs from the ConfigMap alone (its imports are in it to
     cwd: os.tmpdir(), env: { PATH: process.env.PATH, PUBLIC_IP: '203.0.113.7', NODE_NAME: 'n', NODE_IP: '10.0.0.5' },
   });
   expect(fs.readFileSync(out, 'utf8')).toBe('203.0.113.7\n');
+});
+
+test('logs to stdout from its first line (a warning before log-file would open a log file of its own)', () => {
+  expect(options(conf(manifests()))[0]).toBe('log-file=stdout');
+});
+
+test('metrics on the port the DaemonSet, the monitoring Service and the firewall list name, set explicitly', () => {
+  const ms = manifests();
+  const o = options(conf(ms));
+  expect(o).toEqual(expect.arrayContaining(['prometheus', 'prometheus-port=9641']));
+  expect(container(find(ms, 'DaemonSet', 'coturn'), 'coturn').ports).toContainEqual({ name: 'metrics', containerPort: 9641, protocol: 'TCP' });
 });

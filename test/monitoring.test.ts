@@ -1,3 +1,7 @@
+import { execFileSync } from 'child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
 import { config, container, find, synthAll, synthChart } from './util';
 
 const on = config({ monitoring: { enabled: true, serviceMonitorLabels: { release: 'prometheus' } } });
@@ -29,13 +33,18 @@ test('a ServiceMonitor for every metrics endpoint, with the labels Prometheus se
   }
 });
 
-test('exporters beside PostgreSQL and Redis; the PostgreSQL one reads its password from the file', () => {
+test('exporters beside PostgreSQL and Redis, each reading its password from a file', () => {
   const pg = container(find(all, 'StatefulSet', 'postgres'), 'exporter');
   expect(pg.image).toBe('quay.io/prometheuscommunity/postgres-exporter:v0.18.1');
   expect(pg.env).toContainEqual({ name: 'DATA_SOURCE_PASS_FILE', value: '/secrets/password' });
   expect(pg.securityContext).toMatchObject({ readOnlyRootFilesystem: true, runAsNonRoot: true });
   const redis = container(find(all, 'StatefulSet', 'redis'), 'exporter');
-  expect(redis.env).toContainEqual({ name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: 'kudo-redis', key: 'password' } } });
+  // redis_exporter's password file maps the address it scrapes to the password, written by an init step from the Secret.
+  expect(redis.env).toEqual([{ name: 'REDIS_ADDR', value: 'redis://127.0.0.1:6379' }]);
+  expect(redis.args).toEqual(['--redis.password-file=/run/redis/exporter-passwords.json']);
+  const init = container(find(all, 'StatefulSet', 'redis'), 'exporter-password');
+  expect(init.command[2]).toContain('> /run/redis/exporter-passwords.json');
+  expect(init.command[2]).toContain('{"redis://127.0.0.1:6379": "%s"}');
   expect(find(all, 'Service', 'coturn-metrics').spec).toMatchObject({ clusterIP: 'None', ports: [{ name: 'metrics', port: 9641 }] });
 });
 
@@ -45,4 +54,18 @@ test('NetworkPolicies let Prometheus scrape, and only the metrics ports', () => 
   expect(scrape.ports).toEqual([{ protocol: 'TCP', port: 9000 }]);
   expect(find(all, 'NetworkPolicy', 'postgres').spec.ingress[1].ports).toEqual([{ protocol: 'TCP', port: 9187 }]);
   expect(find(all, 'NetworkPolicy', 'redis').spec.ingress[1].ports).toEqual([{ protocol: 'TCP', port: 9121 }]);
+});
+
+test('the Redis exporter\'s password file is JSON for any password, written by the init step\'s own script under sh', () => {
+  const script: string = container(find(all, 'StatefulSet', 'redis'), 'exporter-password').command[2];
+  const dir = mkdtempSync(join(tmpdir(), 'kudo-exporter-'));
+  try {
+    const password = 'a"b\\c$d`e\'f';
+    writeFileSync(join(dir, 'password'), password);
+    // The same script, pointed at a scratch directory instead of the pod's mounts.
+    execFileSync('sh', ['-c', script.replaceAll('/secrets/password', join(dir, 'password')).replaceAll('/run/redis/', `${dir}/`)]);
+    expect(JSON.parse(readFileSync(join(dir, 'exporter-passwords.json'), 'utf8'))).toEqual({ 'redis://127.0.0.1:6379': password });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

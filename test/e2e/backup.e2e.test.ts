@@ -195,8 +195,15 @@ describe(`backups with ${postgresVersion()} tools`, () => {
       const env: Record<string, string> = { PATH: `${path.dirname(programs().restic)}:${process.env.PATH}`, HOME: dir };
       for (const e of c.env) if (e.value !== undefined) env[e.name] = e.value;
       env.RESTIC_REPOSITORY = repo(); // paths: a local repository stands in for the bucket
-      writeSecretFiles(path.join(dir, 'restic-secret'), { RESTIC_PASSWORD: 'e2e-only' });
+      // The Secret volume (the operator's kudo-backup-s3), as the manifest maps its keys to files; a local
+      // repository does not use the S3 keys, but the script reads them.
+      const values: Record<string, string> = { RESTIC_PASSWORD: 'e2e-only', AWS_ACCESS_KEY_ID: 'e2e-key-id', AWS_SECRET_ACCESS_KEY: 'e2e-secret' };
+      const vol = find(s3, 'CronJob', cronJob).spec.jobTemplate.spec.template.spec.volumes.find((v: any) => v.name === 'restic');
+      const files = Object.fromEntries(vol.projected.sources.map((src: any) => [src.secret.items[0].path, values[src.secret.items[0].key]]));
+      expect(Object.keys(files).sort()).toEqual(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'RESTIC_PASSWORD']);
+      writeSecretFiles(path.join(dir, 'restic-secret'), files);
       env.RESTIC_PASSWORD_FILE = path.join(dir, 'restic-secret', 'RESTIC_PASSWORD'); // paths: the Secret volume
+      env.S3_CREDENTIALS_DIR = path.join(dir, 'restic-secret'); // paths
       env.RESTIC_CACHE_DIR = path.join(dir, 'restic-cache'); // paths
       const [, script, tag] = c.command as string[];
       return spawnSync('sh', [path.join(scripts, path.basename(script)), tag, local], { env, encoding: 'utf8' });

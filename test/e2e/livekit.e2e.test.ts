@@ -241,7 +241,8 @@ describe(`${REDIS_VERSION}`, () => {
     const run = (secretsDir: string) => {
       let script = rewritePaths(probe[2], { '/secrets/password': path.join(secretsDir, 'password') }); // LOOPBACK_REWRITES.paths
       script = replaceOnce(script, ' -p 6379 ', ` -p ${redis.port} `); // LOOPBACK_REWRITES.ports
-      return execFileSync('sh', ['-c', script], { env: { PATH: process.env.PATH }, stdio: 'pipe' });
+      // The image's redis-cli is its server's: the one beside the redis-server under test.
+      return execFileSync('sh', ['-c', script], { env: { PATH: `${path.dirname(programs().redisServer)}:${process.env.PATH}` }, stdio: 'pipe' });
     };
     expect(() => run(redis.mounts['/secrets'])).not.toThrow();
     const wrong = tempDir('redis-wrong');
@@ -322,7 +323,7 @@ async function prepareLiveKit(network: PodNetwork, redisPort: number, api: strin
   // The Synapse image's python3 (the tools image) runs it; not synchronously, or the API in this process could not answer.
   await promisify(execFile)(programs().synapsePython, lookup.command.slice(1).map((a: string) => hostPath(mounts, a)), { env: lookupEnv }); // LOOPBACK_REWRITES.paths
 
-  // Init step 2, `config`: sh -c LIVEKIT_WRITE_CONFIG.
+  // Init step 2, `config`: sh -c livekitWriteConfig(...).
   expect(step.command.slice(0, 2)).toEqual(['sh', '-c']);
   const stepScript = rewriteScriptPaths(step.command[2], mounts, [ // LOOPBACK_REWRITES.paths
     '/keys/api_key', '/keys/api_secret', '/keys/redis_password', '/etc/livekit/config.yaml', '/run/livekit/keys.yaml', '/run/livekit/config.yaml',
