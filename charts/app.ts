@@ -9,14 +9,18 @@ import { applySyncWaves, ArgoApplicationChart } from './argocd';
 import { BACKUP, BackupChart } from './backup';
 import { selectorLabels } from './common';
 import { KudoConfig, POSTGRES_RESERVED_CONNECTIONS, synapseConnections, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT, workerReplicas } from './config';
+import {
+  CloudNativePgChart, CNPG_CLUSTER, CNPG_METRICS_PORT, CNPG_OPERATOR_PODS, CNPG_POD_LABEL, CNPG_STATUS_PORT, objectStorePort,
+} from './cloudnative-pg';
 import { CoturnChart } from './coturn';
+import type { DatabaseConnection } from './database';
 import { LIVEKIT_TLS_SECRET, LiveKitChart } from './livekit';
 import { MonitoringChart } from './monitoring';
 import { NamespacesChart } from './namespaces';
-import { NetworkPoliciesChart } from './network-policies';
+import { DatabasePeers, NetworkPoliciesChart } from './network-policies';
 import { POSTGRES, POSTGRES_EXPORTER_PORT, POSTGRES_PORT, PostgresChart } from './postgres';
 import { REDIS, REDIS_EXPORTER_PORT, REDIS_PORT, RedisChart } from './redis';
-import { ADMIN_BOOTSTRAP, BootstrapChart, SECRET_GENERATOR, SecretGeneratorChart } from './secrets';
+import { ADMIN_BOOTSTRAP, BootstrapChart, SECRET_GENERATOR, secretFeatures, SecretGeneratorChart } from './secrets';
 import { SMOKE_TEST, SmokeTestChart } from './smoke';
 import {
   ALL_SYNAPSE_PROCESSES, SYNAPSE, SYNAPSE_HTTP_PORT, SYNAPSE_METRICS_PORT, SYNAPSE_REPLICATION_PORT, SYNAPSE_TLS_SECRET, SynapseChart, SynapseWorkers,
@@ -30,10 +34,10 @@ import { WELL_KNOWN, WELL_KNOWN_PORT, WELL_KNOWN_TLS_SECRET, WellKnownChart } fr
 export function buildApp(config: KudoConfig, props: AppProps = {}): App {
   const app = new App(props);
   const ingress = platform(app, config);
-  const { postgres, redis } = databases(app, config);
-  const synapse = matrix(app, config, ingress, postgres, redis);
+  const { database, redis } = databases(app, config);
+  const synapse = matrix(app, config, ingress, database, redis);
   media(app, config, ingress, redis?.address);
-  operations(app, config, { synapseUrl: synapse.internalUrl, synapse, postgres });
+  operations(app, config, { synapseUrl: synapse.internalUrl, synapse, database });
   if (config.networkPolicies.enabled) networkPolicies(app, config);
   applySyncWaves(app);
   return app;
@@ -72,7 +76,7 @@ function platform(app: App, config: KudoConfig): IngressSettings {
   }
   if (config.secrets.mode === 'generated') {
     new SecretGeneratorChart(app, '05-secrets', {
-      namespaces: ns, refs: config.secrets.refs, toolsImage: toolsImage(config), features: { workers: config.synapse.workers.enabled },
+      namespaces: ns, refs: config.secrets.refs, toolsImage: toolsImage(config), features: secretFeatures(config),
     });
   }
   return {
@@ -86,19 +90,53 @@ function platform(app: App, config: KudoConfig): IngressSettings {
   };
 }
 
-function databases(app: App, config: KudoConfig): { postgres: PostgresChart; redis?: RedisChart } {
+/** PostgreSQL (as a StatefulSet, a CloudNativePG Cluster, or none: an external one) and Redis; returns how to reach them. */
+function databases(app: App, config: KudoConfig): { database: DatabaseConnection; redis?: RedisChart } {
   const ns = config.namespaces;
   const refs = config.secrets.refs;
-  const postgres = new PostgresChart(app, '10-postgres', {
-    namespace: ns.stack,
-    image: config.postgres.image,
-    storage: config.postgres.storage,
-    resources: config.postgres.resources,
-    maxConnections: config.postgres.maxConnections ?? synapseConnections(config).total + POSTGRES_RESERVED_CONNECTIONS,
-    password: refs.postgresPassword,
-    superuserPassword: refs.postgresSuperuserPassword,
-    exporter: config.monitoring.enabled ? config.monitoring.postgresExporter : undefined,
-  });
+  const pg = config.postgres;
+  const maxConnections = pg.maxConnections ?? synapseConnections(config).total + POSTGRES_RESERVED_CONNECTIONS;
+  let database: DatabaseConnection;
+  if (pg.mode === 'statefulset') {
+    const postgres = new PostgresChart(app, '10-postgres', {
+      namespace: ns.stack,
+      image: pg.image,
+      storage: pg.storage,
+      resources: pg.resources,
+      maxConnections,
+      password: refs.postgresPassword,
+      superuserPassword: refs.postgresSuperuserPassword,
+      exporter: config.monitoring.enabled ? config.monitoring.postgresExporter : undefined,
+    });
+    database = { host: postgres.host, port: postgres.port, name: postgres.database, user: postgres.user, password: refs.postgresPassword };
+  } else if (pg.mode === 'cloudnative-pg') {
+    const c = pg.cloudnativePg;
+    const b = c.backup;
+    const cluster = new CloudNativePgChart(app, '10-postgres', {
+      namespace: ns.stack,
+      image: c.image,
+      instances: c.instances,
+      storage: pg.storage,
+      resources: pg.resources,
+      maxConnections,
+      database: 'synapse',
+      owner: 'synapse',
+      synchronous: c.synchronous,
+      backup: b.enabled && b.destinationPath !== undefined ? {
+        destinationPath: b.destinationPath, endpointURL: b.endpointURL, s3Credentials: b.s3Credentials,
+        retention: b.retention, schedule: b.schedule, archiveTimeoutSeconds: b.archiveTimeoutSeconds,
+      } : undefined,
+      podMonitorLabels: config.monitoring.enabled ? config.monitoring.serviceMonitorLabels : undefined,
+    });
+    // The owner's credentials are in the Secret the operator makes.
+    database = { host: cluster.host, port: cluster.port, name: 'synapse', user: 'synapse', password: cluster.passwordSecret };
+  } else {
+    const e = pg.external;
+    database = {
+      host: e.host!, port: e.port, name: e.database, user: e.user, password: refs.postgresPassword,
+      tls: { sslmode: e.sslmode, ca: e.ca.name !== undefined ? { kind: e.ca.kind, name: e.ca.name, key: e.ca.key } : undefined },
+    };
+  }
   const redis = config.redis.enabled ? new RedisChart(app, '11-redis', {
     namespace: ns.stack,
     image: config.redis.image,
@@ -106,11 +144,11 @@ function databases(app: App, config: KudoConfig): { postgres: PostgresChart; red
     password: refs.redisPassword,
     exporter: config.monitoring.enabled ? config.monitoring.redisExporter : undefined,
   }) : undefined;
-  return { postgres, redis };
+  return { database, redis };
 }
 
 /** Synapse (its main process, and its workers behind their router) and the delegation server. */
-function matrix(app: App, config: KudoConfig, ingress: IngressSettings, postgres: PostgresChart, redis?: RedisChart): SynapseChart {
+function matrix(app: App, config: KudoConfig, ingress: IngressSettings, database: DatabaseConnection, redis?: RedisChart): SynapseChart {
   const ns = config.namespaces;
   // One host, one route, one certificate: the server name's delegation path joins Synapse's when they are one host.
   const sameHost = config.serverName === config.hosts.matrix;
@@ -132,9 +170,7 @@ function matrix(app: App, config: KudoConfig, ingress: IngressSettings, postgres
     reportStats: config.synapse.reportStats,
     enableRegistration: config.synapse.enableRegistration,
     logLevel: config.synapse.logLevel,
-    database: {
-      host: postgres.host, port: postgres.port, name: postgres.database, user: postgres.user, poolMin: pool.min, poolMax: pool.max,
-    },
+    database: { ...database, poolMin: pool.min, poolMax: pool.max },
     turn: turnSettings(config),
     secrets: config.secrets.refs,
     ingress,
@@ -209,7 +245,7 @@ function media(app: App, config: KudoConfig, ingress: IngressSettings, redisAddr
 }
 
 /** What runs around the services: the admin bootstrap, the smoke test, backups, monitoring, the Argo CD Application. */
-function operations(app: App, config: KudoConfig, s: { synapseUrl: string; synapse: SynapseChart; postgres: PostgresChart }): void {
+function operations(app: App, config: KudoConfig, s: { synapseUrl: string; synapse: SynapseChart; database: DatabaseConnection }): void {
   const ns = config.namespaces;
   const refs = config.secrets.refs;
   new BootstrapChart(app, '40-bootstrap', {
@@ -237,7 +273,6 @@ function operations(app: App, config: KudoConfig, s: { synapseUrl: string; synap
   });
   if (config.backup.enabled) {
     const b = config.backup;
-    const pg = s.postgres;
     new BackupChart(app, '50-backup', {
       namespace: ns.stack,
       image: config.postgres.image,
@@ -245,7 +280,7 @@ function operations(app: App, config: KudoConfig, s: { synapseUrl: string; synap
       schedule: b.schedule,
       retention: b.retention,
       storage: b.storage,
-      postgres: { host: pg.host, port: pg.port, database: pg.database, user: pg.user, password: refs.postgresPassword },
+      postgres: s.database,
       media: { claimName: s.synapse.mediaClaimName, synapseSelector: s.synapse.podSelector },
       s3: b.s3.enabled && b.s3.repository !== undefined ? { repository: b.s3.repository, secretName: b.s3.secretName, image: b.s3.image } : undefined,
     });
@@ -284,12 +319,13 @@ function networkPolicies(app: App, config: KudoConfig): void {
     dnsNamespace: np.dnsNamespace,
     nodeCidrs: np.nodeCidrs,
     ports: {
-      postgres: POSTGRES_PORT, redis: REDIS_PORT, synapse: SYNAPSE_HTTP_PORT, wellKnown: WELL_KNOWN_PORT,
-      synapseMetrics: SYNAPSE_METRICS_PORT, postgresMetrics: POSTGRES_EXPORTER_PORT, redisMetrics: REDIS_EXPORTER_PORT,
+      redis: REDIS_PORT, synapse: SYNAPSE_HTTP_PORT, wellKnown: WELL_KNOWN_PORT,
+      synapseMetrics: SYNAPSE_METRICS_PORT, redisMetrics: REDIS_EXPORTER_PORT,
       turn: TURN_PORT, turnTls: TURN_TLS_PORT,
     },
+    database: databasePeers(config),
     pods: {
-      postgres: selectorLabels(POSTGRES), redis: selectorLabels(REDIS), synapse: selectorLabels(SYNAPSE), wellKnown: selectorLabels(WELL_KNOWN),
+      redis: selectorLabels(REDIS), synapse: selectorLabels(SYNAPSE), wellKnown: selectorLabels(WELL_KNOWN),
       backup: selectorLabels(BACKUP), bootstrap: selectorLabels(ADMIN_BOOTSTRAP), smoke: selectorLabels(SMOKE_TEST),
     },
     apiClients: [SECRET_GENERATOR.name, ADMIN_BOOTSTRAP.name],
@@ -304,4 +340,17 @@ function networkPolicies(app: App, config: KudoConfig): void {
     backupToS3: config.backup.enabled && config.backup.s3.enabled,
     monitoringNamespace: config.monitoring.enabled ? config.monitoring.namespace : undefined,
   });
+}
+
+/** PostgreSQL's pods and ports (or a managed database's port), for the NetworkPolicies. */
+function databasePeers(config: KudoConfig): DatabasePeers {
+  const pg = config.postgres;
+  if (pg.mode === 'external') return { mode: 'external', port: pg.external.port };
+  if (pg.mode === 'statefulset') return { mode: 'statefulset', pods: selectorLabels(POSTGRES), port: POSTGRES_PORT, metricsPort: POSTGRES_EXPORTER_PORT };
+  const b = pg.cloudnativePg.backup;
+  return {
+    mode: 'cloudnative-pg', pods: { [CNPG_POD_LABEL]: CNPG_CLUSTER }, port: POSTGRES_PORT, metricsPort: CNPG_METRICS_PORT, statusPort: CNPG_STATUS_PORT,
+    operator: { namespace: pg.cloudnativePg.operatorNamespace, pods: CNPG_OPERATOR_PODS },
+    objectStorePort: b.enabled ? objectStorePort(b.endpointURL) : undefined,
+  };
 }

@@ -40,6 +40,8 @@ function waveOfKind(o: ApiObject): number | undefined {
     case 'Namespace': return WAVE.namespaces;
     case 'ServiceAccount': case 'Role': case 'RoleBinding': case 'ClusterRole': case 'ClusterRoleBinding':
     case 'NetworkPolicy': case 'ClusterIssuer': case 'ConfigMap':
+    // Where CloudNativePG's Cluster archives WAL to: it must exist when the first instance starts.
+    case 'ObjectStore':
       return WAVE.config;
     case 'Service': case 'PodDisruptionBudget': return WAVE.services;
     case 'StatefulSet': return WAVE.databases;
@@ -47,7 +49,7 @@ function waveOfKind(o: ApiObject): number | undefined {
     // Routes are Healthy only once a controller publishes an address, and certificates once
     // issued: neither may hold up the workloads or the app's credentials.
     case 'Ingress': case 'HTTPRoute': case 'Gateway': case 'Certificate':
-    case 'CronJob': case 'ServiceMonitor': case 'PodMonitor': case 'PrometheusRule':
+    case 'CronJob': case 'ScheduledBackup': case 'ServiceMonitor': case 'PodMonitor': case 'PrometheusRule':
       return WAVE.edge;
     default: return undefined;
   }

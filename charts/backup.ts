@@ -1,12 +1,13 @@
 import { Chart, ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './config';
+import type { ImageConfig, ResourcesConfig, StorageConfig } from './config';
 import {
   bundledFile, ComponentLabels, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, NEVER, resourceRequirements, restrictedContainer, restrictedPod,
   SCRIPTS_DIR, secretFilesVolume, UID,
 } from './common';
 import { syncHook, WAVE } from './argocd';
+import { databaseCaVolume, DatabaseConnection, DB_CA_DIR, libpqTlsEnv } from './database';
 
 /** The backup pods' identity (NetworkPolicies select them by it). */
 export const BACKUP = { name: 'backup', component: 'backup' } as const;
@@ -24,7 +25,7 @@ export interface BackupProps extends ChartProps {
   readonly schedule: { readonly postgres: string; readonly media: string };
   readonly retention: { readonly daily: number; readonly weekly: number; readonly monthly: number };
   readonly storage: StorageConfig;
-  readonly postgres: { readonly host: string; readonly port: number; readonly database: string; readonly user: string; readonly password: SecretRef };
+  readonly postgres: DatabaseConnection;
   /** Synapse's media claim, and the labels of Synapse's pod (the backups run on its node to share the ReadWriteOnce volume). */
   readonly media: { readonly claimName: string; readonly synapseSelector: Record<string, string> };
   /** Copy backups to an S3 bucket with restic. @default - backups stay on the backup volume */
@@ -144,10 +145,14 @@ export class BackupChart extends Chart {
       { name: 'PGHOST', value: pg.host },
       { name: 'PGPORT', value: String(pg.port) },
       { name: 'PGUSER', value: pg.user },
-      { name: 'PGDATABASE', value: pg.database },
+      { name: 'PGDATABASE', value: pg.name },
       { name: 'PASSWORD_FILE', value: '/secrets/password' },
+      ...libpqTlsEnv(pg),
       ...keep,
     ];
+    // A database outside the cluster: the CA its certificate is checked against.
+    const ca = databaseCaVolume(pg);
+    const dbMounts = [MOUNTS.password, ...(ca !== undefined ? [{ name: ca.name, mountPath: DB_CA_DIR, readOnly: true }] : [])];
     const mediaEnv: k8s.EnvVar[] = [{ name: 'BACKUP_DIR', value: BACKUP_DIR }, { name: 'MEDIA_DIR', value: '/media' }, ...keep];
 
     const volumes: Record<string, k8s.Volume> = {
@@ -208,9 +213,10 @@ export class BackupChart extends Chart {
     backupVolumeCheck(this, { image: props.image, meta, component, claimName: claim.name, onSynapseNode, volume: volumes.backups });
 
     const mediaRo = { name: 'media', mountPath: '/media', readOnly: true };
+    const dbVolumes = [volumes.password, ...(ca !== undefined ? [ca] : [])];
     cronJob('postgres-backup', {
-      schedule: props.schedule.postgres, affinity: onSynapseNode, volumes: [volumes.password],
-      step: step('dump', 'backup-postgres.sh', postgresEnv, [MOUNTS.password]),
+      schedule: props.schedule.postgres, affinity: onSynapseNode, volumes: dbVolumes,
+      step: step('dump', 'backup-postgres.sh', postgresEnv, dbMounts),
       upload: upload('postgres', `${BACKUP_DIR}/postgres`, []),
     });
     cronJob('media-backup', {
@@ -220,8 +226,8 @@ export class BackupChart extends Chart {
       upload: upload('media', '/media', [mediaRo]),
     });
     cronJob('postgres-restore', {
-      schedule: NEVER, suspend: true, volumes: [volumes.password],
-      step: step('restore', 'restore-postgres.sh', postgresEnv, [MOUNTS.password]),
+      schedule: NEVER, suspend: true, volumes: dbVolumes,
+      step: step('restore', 'restore-postgres.sh', postgresEnv, dbMounts),
     });
     cronJob('media-restore', {
       schedule: NEVER, suspend: true, volumes: [volumes.media],

@@ -151,11 +151,63 @@ function makeSchema() {
       }).prefault({}),
     }).prefault({}),
     postgres: z.strictObject({
+      /**
+       * statefulset: one PostgreSQL pod on one volume, nightly dumps.
+       * cloudnative-pg: a CloudNativePG Cluster (install the operator and its barman-cloud plugin first):
+       * replicas with automated failover, continuous WAL archiving, point-in-time recovery.
+       * external: a database you run elsewhere (RDS, Cloud SQL, Azure): nothing rendered for it.
+       */
+      mode: z.enum(['statefulset', 'cloudnative-pg', 'external']).default('statefulset'),
       image: image('docker.io/library/postgres', '17.11-bookworm'),
       storage: storage('10Gi'),
       resources: resources('250m', '512Mi', '2', '1Gi'),
       /** max_connections; unset means Synapse's pool plus room for backups and administration. */
       maxConnections: z.number().int().min(10).max(10000).optional(),
+      cloudnativePg: z.strictObject({
+        /** PostgreSQL instances: one primary, the rest streaming replicas. */
+        instances: z.number().int().min(1).max(9).default(1),
+        /** CloudNativePG's PostgreSQL image (its own builds carry barman-cloud's needs). */
+        image: image('ghcr.io/cloudnative-pg/postgresql', '17.11-standard-bookworm'),
+        /** Commit only once a replica has the WAL: no committed transaction is lost on failover (writes wait while no replica is up). */
+        synchronous: z.boolean().default(false),
+        /** Where the operator runs (its instance manager calls reach the pods from there). */
+        operatorNamespace: dnsLabel.default('cnpg-system'),
+        /** Continuous WAL archiving and base backups to S3-compatible storage, through the barman-cloud plugin. */
+        backup: z.strictObject({
+          enabled: z.boolean().default(true),
+          /** e.g. "s3://kudo-backups/postgres". */
+          destinationPath: z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/\S*)?$/, 'must be an S3 URL such as "s3://bucket/postgres"').optional(),
+          /** For S3-compatible stores other than AWS (MinIO, Ceph, ...). @default AWS */
+          endpointURL: z.string().regex(/^https?:\/\/\S+$/, 'must be an http(s) URL').optional(),
+          /** Secret (namespaces.stack) with the S3 keys. */
+          s3Credentials: z.strictObject({
+            secretName: dnsLabel.default('kudo-postgres-s3'),
+            accessKeyIdKey: z.string().regex(/^[-._a-zA-Z0-9]{1,253}$/).default('ACCESS_KEY_ID'),
+            secretAccessKeyKey: z.string().regex(/^[-._a-zA-Z0-9]{1,253}$/).default('ACCESS_SECRET_KEY'),
+          }).prefault({}),
+          /** How long base backups and WAL are kept (barman's d/w/m). */
+          retention: z.string().regex(/^[1-9][0-9]*[dwm]$/, 'must be like "30d", "4w" or "6m"').default('30d'),
+          /** Base backups, in CloudNativePG's six-field cron (seconds first). */
+          schedule: z.string().regex(/^(\S+\s+){5}\S+$/, 'must be a six-field schedule with seconds first, such as "0 0 2 * * *"').default('0 0 2 * * *'),
+          /** A WAL segment is archived at least this often (archive_timeout): the most a lost primary can lose. */
+          archiveTimeoutSeconds: z.number().int().min(10).max(3600).default(60),
+        }).prefault({}),
+      }).prefault({}),
+      /** For mode external. */
+      external: z.strictObject({
+        host: dnsName.optional(),
+        port: port.default(5432),
+        database: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a PostgreSQL name').default('synapse'),
+        user: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a PostgreSQL name').default('synapse'),
+        /** libpq sslmode: verify-full checks the certificate and the host name. */
+        sslmode: z.enum(['verify-full', 'verify-ca', 'require', 'disable']).default('verify-full'),
+        /** The CA that signed the server's certificate, from a Secret or a ConfigMap (namespaces.stack). */
+        ca: z.strictObject({
+          kind: z.enum(['Secret', 'ConfigMap']).default('ConfigMap'),
+          name: dnsLabel.optional(),
+          key: z.string().regex(/^[-._a-zA-Z0-9]{1,253}$/).default('ca.crt'),
+        }).prefault({}),
+      }).prefault({}),
     }).prefault({}),
     synapse: z.strictObject({
       image: image('ghcr.io/element-hq/synapse', 'v1.163.2'),
@@ -370,6 +422,7 @@ export type ResourcesConfig = RawConfig['postgres']['resources'];
 export type StorageConfig = RawConfig['postgres']['storage'];
 export type SecretRefs = RawConfig['secrets']['refs'];
 export type SecretRef = SecretRefs['postgresPassword'];
+export type PostgresMode = RawConfig['postgres']['mode'];
 
 /** The validated config with every derived default filled in. */
 export interface KudoConfig extends Omit<RawConfig, 'serverName' | 'hosts' | 'ingress' | 'gatewayApi'> {
@@ -412,7 +465,10 @@ export function synapseConnections(c: KudoConfig): { total: number; explained: s
 
 /** What the `production` profile changes; everything else keeps the small defaults. */
 export const PRODUCTION_PROFILE = {
-  postgres: { storage: { size: '100Gi' }, resources: { requests: { cpu: '1', memory: '4Gi' }, limits: { cpu: '4', memory: '8Gi' } } },
+  postgres: {
+    storage: { size: '100Gi' }, resources: { requests: { cpu: '1', memory: '4Gi' }, limits: { cpu: '4', memory: '8Gi' } },
+    cloudnativePg: { instances: 3 },
+  },
   synapse: {
     media: { size: '200Gi' },
     resources: { requests: { cpu: '1', memory: '2Gi' }, limits: { cpu: '4', memory: '8Gi' } },
@@ -458,6 +514,8 @@ export function resolveConfig(input: unknown, source = 'config'): KudoConfig {
     gatewayApi,
     publicTrafficNamespace: raw.routing === 'gateway-api' ? gatewayApi.proxyNamespace : ingress.namespace,
   };
+  const unused = unusedDatabaseKeys(input as Record<string, unknown>, config);
+  if (unused.length > 0) throw new ConfigError(`${source} is invalid:\n${unused.map((l) => `  - ${l}`).join('\n')}`);
   checkCombinations(config, source);
   return config;
 }
@@ -570,6 +628,7 @@ function checkCombinations(c: KudoConfig, source: string): void {
     }
     if (admin.sourceRanges.length === 0) problems.push('synapse.adminApi.sourceRanges must list the addresses allowed to reach the admin API when synapse.adminApi.expose is true');
   }
+  problems.push(...databaseProblems(c));
   if (c.backup.s3.enabled && c.backup.s3.repository === undefined) {
     problems.push('backup.s3.repository is required when backup.s3.enabled is true');
   }
@@ -591,6 +650,44 @@ function checkCombinations(c: KudoConfig, source: string): void {
   if (problems.length > 0) {
     throw new ConfigError(`${source} is invalid:\n${problems.map((l) => `  - ${l}`).join('\n')}`);
   }
+}
+
+/** What each PostgreSQL mode needs. */
+function databaseProblems(c: KudoConfig): string[] {
+  const problems: string[] = [];
+  const pg = c.postgres;
+  if (pg.mode === 'cloudnative-pg') {
+    const b = pg.cloudnativePg.backup;
+    if (b.enabled && b.destinationPath === undefined) {
+      problems.push('postgres.cloudnativePg.backup.destinationPath is required (an S3 URL such as "s3://kudo-backups/postgres") while ' +
+        'postgres.cloudnativePg.backup.enabled is true; set enabled: false to run without WAL archiving and point-in-time recovery');
+    }
+    if (pg.cloudnativePg.synchronous && pg.cloudnativePg.instances < 2) {
+      problems.push(`postgres.cloudnativePg.synchronous needs at least 2 instances (has ${pg.cloudnativePg.instances}): a commit waits for a replica`);
+    }
+  }
+  if (pg.mode === 'external') {
+    const e = pg.external;
+    if (e.host === undefined) problems.push('postgres.external.host is required when postgres.mode is "external"');
+    if (e.sslmode.startsWith('verify-') && e.ca.name === undefined) {
+      problems.push(`postgres.external.ca.name is required with sslmode ${e.sslmode}: the ${e.ca.kind} holding the CA that signed the server's certificate ` +
+        '(your provider publishes it, e.g. the RDS global bundle)');
+    }
+  }
+  return problems;
+}
+
+/** Keys that only one PostgreSQL mode reads: set under another mode they would do nothing. */
+function unusedDatabaseKeys(input: Record<string, unknown>, c: KudoConfig): string[] {
+  const mode = c.postgres.mode;
+  const ignored: [string, boolean, string][] = [
+    ['postgres.cloudnativePg', mode !== 'cloudnative-pg', 'is read only when postgres.mode is "cloudnative-pg"'],
+    ['postgres.external', mode !== 'external', 'is read only when postgres.mode is "external"'],
+    ['postgres.maxConnections', mode === 'external', 'is the provider\'s setting when postgres.mode is "external"'],
+    ['secrets.refs.postgresPassword', mode === 'cloudnative-pg', 'is not read with postgres.mode "cloudnative-pg": Synapse uses the owner\'s password from the Secret CloudNativePG makes (postgres-app)'],
+    ['secrets.refs.postgresSuperuserPassword', mode !== 'statefulset', 'belongs to the StatefulSet\'s PostgreSQL (postgres.mode "statefulset")'],
+  ];
+  return ignored.filter(([key, unused]) => unused && valueAt(input, key.split('.')) !== undefined).map(([key, , why]) => `${key} ${why}`);
 }
 
 /** Keys an earlier release had, and where their setting went. */

@@ -13,7 +13,7 @@
  * the file does not define) is refused rather than guessed.
  */
 import { ConfigError, SecretRefs } from './config';
-import { NamespaceRole, SECRET_VALUES, SecretValueName, secretPlan } from './secrets';
+import { NamespaceRole, SECRET_VALUES, SecretFeatures, SecretValueName, secretPlan } from './secrets';
 
 /** The docker-compose .env variables this project reads, and the values they fill. */
 export const ENV_FILE_VARIABLES: ReadonlyMap<string, SecretValueName> = new Map(
@@ -186,7 +186,7 @@ const SIGNING_KEY = /^ed25519 [A-Za-z0-9_]+ [A-Za-z0-9+/]{43}=?$/;
  * Values the file lacks are left to the generator.
  */
 export function envFileSecrets(
-  env: ReadonlyMap<string, string>, file: string, refs: SecretRefs, namespaces: Record<NamespaceRole, string>, signingKey?: string,
+  env: ReadonlyMap<string, string>, file: string, refs: SecretRefs, namespaces: Record<NamespaceRole, string>, features: SecretFeatures, signingKey?: string,
 ): { manifests: object[]; filled: SecretValueName[] } {
   const values = new Map<SecretValueName, string>();
   const fail = (message: string): never => {
@@ -213,9 +213,12 @@ export function envFileSecrets(
     values.set('signingKey', `${key}\n`);
   }
   const secrets = new Map<string, { namespace: string; name: string; stringData: Record<string, string> }>();
-  for (const planned of secretPlan(refs, namespaces)) {
+  const filled: SecretValueName[] = [];
+  // Only values this stack reads: with CloudNativePG, for one, the database password is the operator's.
+  for (const planned of secretPlan(refs, namespaces, features)) {
     const value = values.get(planned.name);
     if (value === undefined) continue;
+    filled.push(planned.name);
     for (const d of planned.destinations) {
       const id = `${d.namespace}/${d.secret}`;
       if (!secrets.has(id)) secrets.set(id, { namespace: d.namespace, name: d.secret, stringData: {} });
@@ -229,5 +232,5 @@ export function envFileSecrets(
     type: 'Opaque',
     stringData: Object.fromEntries(Object.entries(s.stringData).sort(([a], [b]) => a.localeCompare(b))),
   }));
-  return { manifests, filled: [...values.keys()] };
+  return { manifests, filled };
 }

@@ -14,14 +14,16 @@ export interface NetworkPoliciesProps extends ChartProps {
   readonly dnsNamespace: string;
   /** Node addresses (LiveKit reaches Redis from the host network). @default - any address */
   readonly nodeCidrs?: readonly string[];
-  /** Ports of the PostgreSQL, Redis, Synapse and well-known pods, their metrics ports, and TURN's (the smoke test checks it). */
+  /** Ports of the Redis, Synapse and well-known pods, their metrics ports, and TURN's (the smoke test checks it). */
   readonly ports: {
-    readonly postgres: number; readonly redis: number; readonly synapse: number; readonly wellKnown: number;
-    readonly synapseMetrics: number; readonly postgresMetrics: number; readonly redisMetrics: number;
+    readonly redis: number; readonly synapse: number; readonly wellKnown: number;
+    readonly synapseMetrics: number; readonly redisMetrics: number;
     readonly turn: number; readonly turnTls: number;
   };
+  /** PostgreSQL: whose pods it runs in, or where it is outside the cluster. */
+  readonly database: DatabasePeers;
   /** The pods' selector labels, as their charts label them. */
-  readonly pods: Record<'postgres' | 'redis' | 'synapse' | 'wellKnown' | 'backup' | 'bootstrap' | 'smoke', Record<string, string>>;
+  readonly pods: Record<'redis' | 'synapse' | 'wellKnown' | 'backup' | 'bootstrap' | 'smoke', Record<string, string>>;
   /** app.kubernetes.io/name of the Jobs that call the Kubernetes API. */
   readonly apiClients: readonly string[];
   /** Whether Redis runs. @default true */
@@ -43,6 +45,23 @@ export interface NetworkPoliciesProps extends ChartProps {
   /** Prometheus's namespace, allowed to scrape the metrics ports. @default - no scraping */
   readonly monitoringNamespace?: string;
 }
+
+/** PostgreSQL as the NetworkPolicies see it. */
+export type DatabasePeers =
+  /** The StatefulSet's pod. */
+  | { readonly mode: 'statefulset'; readonly pods: Record<string, string>; readonly port: number; readonly metricsPort: number }
+  /**
+   * CloudNativePG's instances: the operator reaches them on the instance manager's port and PostgreSQL's,
+   * they replicate among themselves, report to the Kubernetes API and archive WAL to object storage.
+   */
+  | {
+    readonly mode: 'cloudnative-pg'; readonly pods: Record<string, string>; readonly port: number; readonly metricsPort: number;
+    readonly statusPort: number; readonly operator: { readonly namespace: string; readonly pods: Record<string, string> };
+    /** The object store's port (HTTPS 443 for AWS). @default - no WAL archiving */
+    readonly objectStorePort?: number;
+  }
+  /** A managed database: its address is the provider's, only the port is known. */
+  | { readonly mode: 'external'; readonly port: number };
 
 const inNamespace = (ns: string): k8s.LabelSelector => ({ matchLabels: { 'kubernetes.io/metadata.name': ns } });
 const tcp = (...ports: number[]): k8s.NetworkPolicyPort[] => ports.map((p) => ({ protocol: 'TCP', port: k8s.IntOrString.fromNumber(p) }));
@@ -77,11 +96,39 @@ export class NetworkPoliciesChart extends Chart {
     // Who talks to Synapse from outside its processes, and where they go: the router with workers, else the one process.
     const synapseEntry = w === undefined ? pod('synapse') : { matchLabels: w.router };
     const synapseProcesses = w === undefined ? pod('synapse') : { matchLabels: w.allProcesses };
-    policy('postgres', {
-      podSelector: pod('postgres'),
-      policyTypes: ['Ingress'],
-      ingress: [{ from: [{ podSelector: synapseProcesses }, { podSelector: pod('backup') }], ports: tcp(p.postgres) }, ...scrape(p.postgresMetrics)],
-    });
+    const db = props.database;
+    // Where the database's clients may connect.
+    const toDatabase: k8s.NetworkPolicyEgressRule = db.mode === 'external'
+      ? { to: ANYWHERE, ports: tcp(db.port) }
+      : { to: [{ podSelector: { matchLabels: db.pods } }], ports: tcp(db.port) };
+    if (db.mode !== 'external') {
+      const clientsOfDb = [{ podSelector: synapseProcesses }, { podSelector: pod('backup') }];
+      if (db.mode === 'statefulset') {
+        policy('postgres', {
+          podSelector: { matchLabels: db.pods },
+          policyTypes: ['Ingress'],
+          ingress: [{ from: clientsOfDb, ports: tcp(db.port) }, ...scrape(db.metricsPort)],
+        });
+      } else {
+        const instances = { podSelector: { matchLabels: db.pods } };
+        const operator = { namespaceSelector: inNamespace(db.operator.namespace), podSelector: { matchLabels: db.operator.pods } };
+        policy('postgres', {
+          podSelector: { matchLabels: db.pods },
+          policyTypes: ['Ingress', 'Egress'],
+          ingress: [
+            { from: clientsOfDb, ports: tcp(db.port) },
+            { from: [operator, instances], ports: tcp(db.port, db.statusPort) },
+            ...scrape(db.metricsPort),
+          ],
+          egress: [
+            { to: [instances], ports: tcp(db.port, db.statusPort) },
+            // The instance manager keeps the Cluster's status in the API; the API server's address differs per cluster.
+            { to: ANYWHERE, ports: tcp(443, 6443) },
+            ...(db.objectStorePort !== undefined && db.objectStorePort !== 443 ? [{ to: ANYWHERE, ports: tcp(db.objectStorePort) }] : []),
+          ],
+        });
+      }
+    }
     if (props.redis ?? true) {
       // LiveKit is on the host network: it arrives from a node address, not from a pod.
       const nodes = props.nodeCidrs?.length ? props.nodeCidrs.map((cidr) => ({ ipBlock: { cidr } })) : undefined;
@@ -98,7 +145,7 @@ export class NetworkPoliciesChart extends Chart {
         policyTypes: ['Ingress', 'Egress'],
         ingress: [{ from: clients, ports: tcp(p.synapse) }, ...scrape(p.synapseMetrics)],
         egress: [
-          { to: [{ podSelector: pod('postgres') }], ports: tcp(p.postgres) },
+          toDatabase,
           // Federation: other homeservers on 443 or 8448, anywhere.
           { to: ANYWHERE, ports: tcp(443, 8448) },
         ],
@@ -120,7 +167,7 @@ export class NetworkPoliciesChart extends Chart {
           ...scrape(p.synapseMetrics),
         ],
         egress: [
-          { to: [{ podSelector: pod('postgres') }], ports: tcp(p.postgres) },
+          toDatabase,
           { to: [{ podSelector: pod('redis') }], ports: tcp(p.redis) },
           { to: [{ podSelector: synapseProcesses }], ports: tcp(w.replicationPort) },
         ],
@@ -175,7 +222,7 @@ export class NetworkPoliciesChart extends Chart {
       podSelector: pod('backup'),
       policyTypes: ['Egress'],
       egress: [
-        { to: [{ podSelector: pod('postgres') }], ports: tcp(p.postgres) },
+        toDatabase,
         ...(props.backupToS3 ? [{ to: ANYWHERE, ports: tcp(443) }] : []),
       ],
     });

@@ -8,7 +8,7 @@ import { Chart, ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { syncHook, WAVE } from './argocd';
-import type { ImageConfig, SecretRef, SecretRefs } from './config';
+import type { ImageConfig, KudoConfig, PostgresMode, SecretRef, SecretRefs } from './config';
 import { bundledFile, CONFIG_HASH_ANNOTATION, contentHash, labels, SCRIPTS_DIR, secretFilesVolume, toolPodTemplate, ToolPodProps } from './common';
 
 export type SecretValueName = keyof SecretRefs;
@@ -27,13 +27,22 @@ export interface SecretValue {
   /** Its name in the docker-compose era's .env file, if it had one. */
   readonly envVar?: string;
   readonly description: string;
-  /** Needed only with this feature on. @default - always */
-  readonly only?: 'workers';
+  /** Needed only when this holds for the features that are on. @default - always */
+  readonly only?: (f: SecretFeatures) => boolean;
+  /** Someone outside the stack holds the value (a managed database's password): never generated. @default - never */
+  readonly provided?: (f: SecretFeatures) => boolean;
 }
 
 export const SECRET_VALUES: readonly SecretValue[] = [
-  { name: 'postgresPassword', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_DB_PASSWORD', description: "Synapse's PostgreSQL password" },
-  { name: 'postgresSuperuserPassword', kind: 'token', namespaces: ['stack'], description: "PostgreSQL's superuser password (only local administration uses it)" },
+  {
+    // CloudNativePG makes the owner's password itself; a managed database's comes from its provider.
+    name: 'postgresPassword', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_DB_PASSWORD', description: "Synapse's PostgreSQL password",
+    only: (f) => f.postgres !== 'cloudnative-pg', provided: (f) => f.postgres === 'external',
+  },
+  {
+    name: 'postgresSuperuserPassword', kind: 'token', namespaces: ['stack'], description: "PostgreSQL's superuser password (only local administration uses it)",
+    only: (f) => f.postgres === 'statefulset',
+  },
   { name: 'macaroonSecretKey', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_MACAROON_SECRET_KEY', description: 'Synapse macaroon_secret_key' },
   { name: 'formSecret', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_FORM_SECRET', description: 'Synapse form_secret' },
   {
@@ -47,15 +56,26 @@ export const SECRET_VALUES: readonly SecretValue[] = [
   { name: 'livekitApiKey', kind: 'livekit-api-key', namespaces: ['hostNetwork'], envVar: 'LIVEKIT_API_KEY', description: 'LiveKit API key' },
   { name: 'livekitApiSecret', kind: 'token', namespaces: ['hostNetwork'], envVar: 'LIVEKIT_API_SECRET', description: 'LiveKit API secret' },
   {
-    name: 'workerReplicationSecret', kind: 'token', namespaces: ['stack'], only: 'workers',
+    name: 'workerReplicationSecret', kind: 'token', namespaces: ['stack'], only: (f) => f.workers,
     description: "Synapse's worker_replication_secret (replication between its processes)",
   },
 ];
 
-/** Which optional features are on: their secret values are planned too. */
+/** What decides which values the stack needs and which it may generate. */
 export interface SecretFeatures {
+  /** Synapse's workers run. */
   readonly workers: boolean;
+  /** Who runs PostgreSQL. */
+  readonly postgres: PostgresMode;
 }
+
+/** The features of a configuration. */
+export function secretFeatures(c: KudoConfig): SecretFeatures {
+  return { workers: c.synapse.workers.enabled, postgres: c.postgres.mode };
+}
+
+/** The single-process StatefulSet stack: the features when none is on. */
+export const BASIC_FEATURES: SecretFeatures = { workers: false, postgres: 'statefulset' };
 
 export interface Destination {
   readonly namespace: string;
@@ -67,14 +87,17 @@ export interface PlannedValue {
   readonly name: SecretValueName;
   readonly kind: SecretKind;
   readonly destinations: readonly Destination[];
+  /** Someone outside the stack holds it: the generator leaves it alone, the checklist asks for it. */
+  readonly provided: boolean;
 }
 
-/** Where every value goes, given the Secret references, the namespaces and the features that are on. */
-export function secretPlan(refs: SecretRefs, namespaces: Record<NamespaceRole, string>, features: SecretFeatures = { workers: false }): PlannedValue[] {
-  return SECRET_VALUES.filter((v) => v.only === undefined || features[v.only]).map((v) => ({
+/** Where every needed value goes, given the Secret references, the namespaces and the features. */
+export function secretPlan(refs: SecretRefs, namespaces: Record<NamespaceRole, string>, features: SecretFeatures): PlannedValue[] {
+  return SECRET_VALUES.filter((v) => v.only === undefined || v.only(features)).map((v) => ({
     name: v.name,
     kind: v.kind,
     destinations: v.namespaces.map((role) => ({ namespace: namespaces[role], secret: refs[v.name].name, key: refs[v.name].key })),
+    provided: v.provided?.(features) ?? false,
   }));
 }
 
@@ -149,7 +172,7 @@ function toolJob(scope: Construct, id: string, p: ToolJobProps): k8s.KubeJob {
 export interface SecretGeneratorProps extends ChartProps {
   readonly namespaces: Record<NamespaceRole, string>;
   readonly refs: SecretRefs;
-  /** Optional features whose secrets are generated too. @default - none */
+  /** Which values the stack needs and may generate. @default BASIC_FEATURES */
   readonly features?: SecretFeatures;
   /** An image with Python 3 (the Synapse image). */
   readonly toolsImage: ImageConfig;
@@ -166,9 +189,10 @@ export class SecretGeneratorChart extends Chart {
     const component = SECRET_GENERATOR;
     const lbls = labels(component);
     const ns = props.namespaces.stack;
-    const plan = secretPlan(props.refs, props.namespaces, props.features);
+    // Values held outside the stack are the operator's to create; the Job neither makes nor reads them.
+    const plan = secretPlan(props.refs, props.namespaces, props.features ?? BASIC_FEATURES).filter((v) => !v.provided);
     const files = {
-      'plan.json': `${JSON.stringify({ values: plan }, null, 2)}\n`,
+      'plan.json': `${JSON.stringify({ values: plan.map(({ provided: _provided, ...v }) => v) }, null, 2)}\n`,
       'kube.py': bundledFile('kube.py'),
       'generate_secrets.py': bundledFile('generate_secrets.py'),
     };

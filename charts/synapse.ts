@@ -8,6 +8,7 @@ import {
 } from './common';
 import { WORKER_TYPE_NAMES, WORKER_TYPES, WorkerType, WorkerTypeName } from './synapse-workers';
 import { setSyncWave, WAVE } from './argocd';
+import { databaseCaVolume, DatabaseConnection, DB_CA_DIR, DB_CA_FILE } from './database';
 import { exposeHttp, HttpBackend, IngressSettings } from './tls';
 import { WELL_KNOWN_PATH } from './well-known';
 import { toYaml } from './yaml-out';
@@ -31,7 +32,6 @@ export interface SynapseSecrets {
   readonly registrationSharedSecret: SecretRef;
   readonly signingKey: SecretRef;
   readonly turnSharedSecret: SecretRef;
-  readonly postgresPassword: SecretRef;
   /** With workers: Redis, and the secret the processes authenticate replication with. */
   readonly redisPassword: SecretRef;
   readonly workerReplicationSecret: SecretRef;
@@ -51,11 +51,8 @@ export interface SynapseWorkers {
   readonly router: { readonly service: string; readonly port: number };
 }
 
-export interface SynapseDatabase {
-  readonly host: string;
-  readonly port: number;
-  readonly name: string;
-  readonly user: string;
+/** The database connection and the main process's pool. */
+export interface SynapseDatabase extends DatabaseConnection {
   readonly poolMin: number;
   readonly poolMax: number;
 }
@@ -149,6 +146,8 @@ export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
         keepalives_idle: 10,
         keepalives_interval: 10,
         keepalives_count: 3,
+        ...(p.database.tls !== undefined ? { sslmode: p.database.tls.sslmode } : {}),
+        ...(p.database.tls?.ca !== undefined ? { sslrootcert: DB_CA_FILE } : {}),
       },
     },
     log_config: `${SYNAPSE_CONFIG_DIR}/log.yaml`,
@@ -269,6 +268,7 @@ type SynapseProcess = 'main' | WorkerTypeName;
 function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim?: string; process: SynapseProcess }): k8s.PodSpec {
   const s = props.secrets;
   const w = props.workers;
+  const caVolume = databaseCaVolume(props.database);
   const worker = v.process === 'main' ? undefined : WORKER_TYPES[v.process] as WorkerType;
   const healthProbe = (periodSeconds: number, failureThreshold: number): k8s.Probe => ({
     httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') },
@@ -342,12 +342,14 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim?
         ...(v.mediaClaim !== undefined ? [{ name: 'media', mountPath: SYNAPSE_MEDIA_DIR }] : []),
         { name: 'run', mountPath: SYNAPSE_RUN_DIR, readOnly: true },
         { name: 'tmp', mountPath: '/tmp' },
+        ...(caVolume !== undefined ? [{ name: caVolume.name, mountPath: DB_CA_DIR, readOnly: true }] : []),
       ],
     }],
     volumes: [
       { name: 'config', configMap: { name: v.configMap } },
       secretFilesVolume('secrets', secretFiles),
-      secretFilesVolume('db-password', { password: s.postgresPassword }),
+      secretFilesVolume('db-password', { password: props.database.password }),
+      ...(caVolume !== undefined ? [caVolume] : []),
       ...(v.mediaClaim !== undefined ? [{ name: 'media', persistentVolumeClaim: { claimName: v.mediaClaim } }] : []),
       memoryVolume('run', '1Mi'),
       { name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('1Gi') } },

@@ -18,5 +18,7 @@ rm -rf imports && mkdir imports
 import_group cert-manager cert-manager/clusterissuers.yaml cert-manager/certificates.yaml
 import_group argo-cd argo-cd/application.yaml
 import_group gateway-api gateway-api/gateways.yaml gateway-api/httproutes.yaml
-import_group prometheus-operator prometheus-operator/servicemonitors.yaml
+import_group prometheus-operator prometheus-operator/servicemonitors.yaml prometheus-operator/podmonitors.yaml prometheus-operator/prometheusrules.yaml
+import_group cloudnative-pg cloudnative-pg/clusters.yaml cloudnative-pg/scheduledbackups.yaml cloudnative-pg/backups.yaml cloudnative-pg/poolers.yaml
+import_group barman-cloud cloudnative-pg/barman-cloud-objectstores.yaml
 ls imports

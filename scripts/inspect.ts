@@ -9,7 +9,7 @@ import * as yaml from 'js-yaml';
 import { buildApp } from '../charts/app';
 import { KudoConfig, TURN_PORT, TURN_TLS_PORT } from '../charts/config';
 import { INGRESS_CONTROLLER } from '../charts/ingress-controllers';
-import { secretPlan } from '../charts/secrets';
+import { secretFeatures, secretPlan } from '../charts/secrets';
 import { wellKnownDocuments } from '../charts/well-known';
 
 type Manifest = { kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: any };
@@ -182,6 +182,15 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
   const ours = ms.some((m) => m.kind === 'ClusterIssuer' && m.metadata.name === issuer.name);
   out.push(`cert-manager, with the issuer ${issuer.name} (${ours ? 'rendered here: a Let\'s Encrypt ClusterIssuer' : `yours: a ${issuer.kind}`})`);
   out.push('A default StorageClass (or storage.className per claim); WaitForFirstConsumer classes work');
+  const pg = config.postgres;
+  if (pg.mode === 'cloudnative-pg') {
+    const c = pg.cloudnativePg;
+    out.push(`The CloudNativePG operator (1.30) in namespace ${c.operatorNamespace}${c.backup.enabled ? ', and its barman-cloud plugin (0.14) with cert-manager' : ''} (postgres.cloudnativePg.operatorNamespace)`);
+  } else if (pg.mode === 'external') {
+    const e = pg.external;
+    out.push(`PostgreSQL at ${e.host}:${e.port}: database ${e.database} owned by ${e.user}, encoding UTF8 with LC_COLLATE and LC_CTYPE C (Synapse refuses others)`);
+    if (e.ca.name !== undefined) out.push(`The ${e.ca.kind} ${config.namespaces.stack}/${e.ca.name} with the CA that signed the database's certificate, under key ${e.ca.key}`);
+  }
   const livekit = ms.find((m) => m.kind === 'Deployment' && m.metadata.name === 'livekit');
   if (livekit) {
     const n = livekit.spec.replicas as number;
@@ -203,13 +212,16 @@ function secretsToCreate(config: KudoConfig): Checklist['secretsToCreate'] {
     if (!keys.has(id)) keys.set(id, new Set());
     keys.get(id)!.add(key);
   };
-  if (config.secrets.mode === 'existing') {
-    for (const v of secretPlan(config.secrets.refs, config.namespaces, { workers: config.synapse.workers.enabled })) {
-      for (const d of v.destinations) add(d.namespace, d.secret, d.key);
-    }
+  // In existing mode every value; otherwise those held outside the stack (a managed database's password).
+  for (const v of secretPlan(config.secrets.refs, config.namespaces, secretFeatures(config))) {
+    if (config.secrets.mode === 'existing' || v.provided) for (const d of v.destinations) add(d.namespace, d.secret, d.key);
   }
   const s3 = config.backup.s3;
   if (config.backup.enabled && s3.enabled) for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'RESTIC_PASSWORD']) add(config.namespaces.stack, s3.secretName, k);
+  const wal = config.postgres.cloudnativePg.backup;
+  if (config.postgres.mode === 'cloudnative-pg' && wal.enabled) {
+    for (const k of [wal.s3Credentials.accessKeyIdKey, wal.s3Credentials.secretAccessKeyKey]) add(config.namespaces.stack, wal.s3Credentials.secretName, k);
+  }
   const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
   return [...keys].map(([id, k]) => {
     const [namespace, secret] = id.split('/');

@@ -1,5 +1,6 @@
 import { ConfigError } from '../charts/config';
 import { envFileSecrets, parseEnvFile } from '../charts/env-file';
+import { BASIC_FEATURES } from '../charts/secrets';
 import { COMPOSE_LINES } from './env-file.cases';
 import { config } from './util';
 
@@ -41,7 +42,7 @@ describe('compose variables to Secrets', () => {
   ].join('\n');
 
   test('each variable lands in the Secret and key that the workloads read (a literal table)', () => {
-    const { manifests } = envFileSecrets(parseEnvFile(file, '.env'), '.env', config().secrets.refs, config().namespaces);
+    const { manifests } = envFileSecrets(parseEnvFile(file, '.env'), '.env', config().secrets.refs, config().namespaces, BASIC_FEATURES);
     const byName = Object.fromEntries(manifests.map((m: any) => [`${m.metadata.namespace}/${m.metadata.name}`, m.stringData]));
     expect(byName).toEqual({
       'kudo/kudo-postgres': { password: 'db-pw' },
@@ -52,9 +53,17 @@ describe('compose variables to Secrets', () => {
     });
   });
 
+  test('with CloudNativePG the database password is the operator\'s: MATRIX_DB_PASSWORD is not written (nor reported as filled)', () => {
+    const { manifests, filled } = envFileSecrets(parseEnvFile(file, '.env'), '.env', config().secrets.refs, config().namespaces,
+      { workers: false, postgres: 'cloudnative-pg' });
+    expect(manifests.map((m: any) => `${m.metadata.namespace}/${m.metadata.name}`)).not.toContain('kudo/kudo-postgres');
+    expect(filled).not.toContain('postgresPassword');
+    expect(filled).toContain('formSecret');
+  });
+
   test('an imported signing key keeps the server identity', () => {
     const key = `ed25519 a_AbCd ${'A'.repeat(43)}`;
-    const { manifests } = envFileSecrets(new Map(), '.env', config().secrets.refs, config().namespaces, `${key}\n`);
+    const { manifests } = envFileSecrets(new Map(), '.env', config().secrets.refs, config().namespaces, BASIC_FEATURES, `${key}\n`);
     expect(manifests).toEqual([{
       apiVersion: 'v1', kind: 'Secret', type: 'Opaque',
       metadata: { name: 'kudo-synapse', namespace: 'kudo', labels: { 'app.kubernetes.io/managed-by': 'kudo-env-file' } },
@@ -66,7 +75,7 @@ describe('compose variables to Secrets', () => {
     const refs = config().secrets.refs;
     const ns = config().namespaces;
     const check = (text: string, message: string) => {
-      const run = () => envFileSecrets(parseEnvFile(text, '.env'), '.env', refs, ns);
+      const run = () => envFileSecrets(parseEnvFile(text, '.env'), '.env', refs, ns, BASIC_FEATURES);
       expect(run).toThrow(message);
       expect(run).toThrow(ConfigError);
     };
@@ -75,6 +84,6 @@ describe('compose variables to Secrets', () => {
     check('LIVEKIT_API_KEY=AP:I\nLIVEKIT_API_SECRET=x\n', 'LIVEKIT_API_KEY may hold only');
     check('MATRIX_DB_PASSWORD="two\nlines"\n', 'MATRIX_DB_PASSWORD contains a line break');
     check('MATRIX_FORM_SECRET=" padded"\n', 'MATRIX_FORM_SECRET starts or ends with a blank');
-    expect(() => envFileSecrets(new Map(), '.env', refs, ns, 'not a key')).toThrow('the signing key must be one line');
+    expect(() => envFileSecrets(new Map(), '.env', refs, ns, BASIC_FEATURES, 'not a key')).toThrow('the signing key must be one line');
   });
 });

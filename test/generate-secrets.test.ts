@@ -6,13 +6,13 @@ import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { secretPlan } from '../charts/secrets';
+import { BASIC_FEATURES, secretPlan } from '../charts/secrets';
 import { FakeKubeApi } from './fake-kube-api';
 import { config } from './util';
 
 const FILES = path.resolve(__dirname, '..', 'charts', 'files');
 const c = config();
-const plan = secretPlan(c.secrets.refs, c.namespaces);
+const plan = secretPlan(c.secrets.refs, c.namespaces, BASIC_FEATURES);
 const planFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-plan-')), 'plan.json');
 fs.writeFileSync(planFile, JSON.stringify({ values: plan }));
 

@@ -8,7 +8,8 @@ import { config, Manifest, synthAll } from './util';
 
 const CRDS = [
   'cert-manager/certificates.yaml', 'cert-manager/clusterissuers.yaml', 'argo-cd/application.yaml',
-  'gateway-api/gateways.yaml', 'gateway-api/httproutes.yaml', 'prometheus-operator/servicemonitors.yaml',
+  'gateway-api/gateways.yaml', 'gateway-api/httproutes.yaml', 'prometheus-operator/servicemonitors.yaml', 'prometheus-operator/podmonitors.yaml',
+  'cloudnative-pg/clusters.yaml', 'cloudnative-pg/scheduledbackups.yaml', 'cloudnative-pg/barman-cloud-objectstores.yaml',
 ];
 const VERSIONS = ['v1.28.0', 'v1.36.0'];
 
@@ -30,7 +31,26 @@ const everything = config({
   monitoring: { enabled: true },
 });
 
-const renders: [string, Manifest[]][] = [['default config', synthAll()], ['every option', synthAll(everything)]];
+// The other two ways to run PostgreSQL, with their options on.
+const cloudnativePg = config({
+  profile: 'production',
+  monitoring: { enabled: true },
+  postgres: {
+    mode: 'cloudnative-pg',
+    cloudnativePg: {
+      synchronous: true,
+      backup: { destinationPath: 's3://kudo-backups/postgres', endpointURL: 'https://minio.example.org:9000', retention: '4w', archiveTimeoutSeconds: 300 },
+    },
+  },
+});
+const external = config({
+  postgres: { mode: 'external', external: { host: 'db.example.org', port: 6432, sslmode: 'verify-full', ca: { kind: 'Secret', name: 'rds-ca', key: 'bundle.pem' } } },
+});
+
+const renders: [string, Manifest[]][] = [
+  ['default config', synthAll()], ['every option', synthAll(everything)],
+  ['CloudNativePG', synthAll(cloudnativePg)], ['an external database', synthAll(external)],
+];
 
 describe.each(VERSIONS)('Kubernetes %s', (version) => {
   const validator = kubernetesValidator(version, CRDS);
@@ -47,6 +67,11 @@ test('the validator catches an unknown field and a wrong type (it can fail)', ()
   expect(errors.join('\n')).toContain('must NOT have additional properties "bogus"');
   expect(errors.join('\n')).toContain('/spec/ports/0/port must be integer');
   expect(validator.errors({ apiVersion: 'extensions/v1beta1', kind: 'Ingress', metadata: { name: 'x' } })[0]).toContain('is not served');
+  // Custom resources too, against their pinned CRDs.
+  const cluster = { apiVersion: 'postgresql.cnpg.io/v1', kind: 'Cluster', metadata: { name: 'x' }, spec: { instances: 'three', storage: { size: '1Gi' }, walArchiver: true } };
+  const clusterErrors = validator.errors(cluster).join('\n');
+  expect(clusterErrors).toContain('/spec/instances must be integer');
+  expect(clusterErrors).toContain('must NOT have additional properties "walArchiver"');
 });
 
 test('cluster-scoped objects carry no namespace (Argo CD and kubectl diff would see a field the server drops)', () => {

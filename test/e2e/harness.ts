@@ -25,7 +25,8 @@ export const SHARED_DIR = path.resolve(ROOT, '..', 'shared');
  */
 export const LOOPBACK_REWRITES = {
   hosts: 'Service DNS names (postgres.kudo.svc, redis.kudo.svc, ...) become loopback addresses, or the address of a PodNetwork '
-    + 'namespace for PostgreSQL (which trusts 127.0.0.1, as inside its pod, so its clients must come from elsewhere): there is no cluster DNS.',
+    + 'namespace for PostgreSQL (which trusts 127.0.0.1, as inside its pod, so its clients must come from elsewhere): there is no cluster DNS. '
+    + 'An external database keeps its rendered name, which verify-full checks its certificate against; libpq\'s hostaddr gives the address.',
   ports: 'Listening ports become free ephemeral ports, so tests never collide with each other or a system service.',
   bind: 'Bind addresses (0.0.0.0, the node IP) become 127.0.0.1: nothing here listens beyond loopback.',
   paths: 'Mount paths (/config, /secrets, /media, /run/..., /etc/...) become folders of a per-test temporary directory.',
@@ -348,4 +349,28 @@ export function hostPath(mounts: Record<string, string>, p: string): string {
   const mount = Object.keys(mounts).filter((m) => p === m || p.startsWith(`${m}/`)).sort((a, b) => b.length - a.length)[0];
   if (!mount) throw new Error(`${p} is not under any mount (${Object.keys(mounts).join(', ')})`);
   return path.join(mounts[mount], p.slice(mount.length));
+}
+
+// ---------------------------------------------------------------------------
+// Point-in-time recovery (test/e2e/pitr.e2e.test.ts)
+// ---------------------------------------------------------------------------
+
+/** Paths of MinIO and barman-cloud (test/e2e/install-pitr.sh writes them). A missing program fails the test. */
+export interface PitrPrograms {
+  readonly minio: string;
+  /** The venv's bin folder: barman-cloud-* and a python with boto3. */
+  readonly barmanBin: string;
+}
+
+export function pitrPrograms(): PitrPrograms {
+  const cache = process.env.KUDO_E2E_CACHE ?? path.join(os.homedir(), '.cache', 'kudo-e2e');
+  const envFile = path.join(cache, 'pitr-env.sh');
+  if (!fs.existsSync(envFile)) throw new Error(`${envFile} is missing: run test/e2e/install-pitr.sh first`);
+  const vars: Record<string, string> = {};
+  for (const m of fs.readFileSync(envFile, 'utf8').matchAll(/^export (\w+)='([^']*)'$/gm)) vars[m[1]] = m[2];
+  const p: PitrPrograms = { minio: vars.KUDO_E2E_MINIO, barmanBin: vars.KUDO_E2E_BARMAN_BIN };
+  for (const [name, file] of Object.entries(p)) {
+    if (!file || !fs.existsSync(file)) throw new Error(`program ${name} not found at "${file}" (from ${envFile})`);
+  }
+  return p;
 }

@@ -37,7 +37,8 @@ export interface RunningPostgres {
   stop(): Promise<void>;
 }
 
-const unprivileged = (command: string, args: string[]) => ['unshare', '--user', '--map-user=1000', '--map-group=1000', '--', command, ...args];
+/** A command run as uid 1000 in a user namespace: PostgreSQL refuses to run as root. */
+export const unprivileged = (command: string, args: string[]) => ['unshare', '--user', '--map-user=1000', '--map-group=1000', '--', command, ...args];
 
 export function postgresVersion(): string {
   return execFileSync(path.join(programs().pgBin, 'postgres'), ['--version'], { encoding: 'utf8' }).trim();

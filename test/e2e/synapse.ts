@@ -26,12 +26,24 @@ export function synapseVersion(): string {
   return execFileSync(programs().synapsePython, ['-c', 'import synapse; print(synapse.__version__)'], { encoding: 'utf8' }).trim();
 }
 
+/**
+ * Where Synapse finds PostgreSQL: a server of the tests (its address and port), or one
+ * reached by its rendered name at another address (libpq's hostaddr: the name still
+ * decides which certificate verify-full accepts).
+ */
+export type DatabaseTarget = Pick<RunningPostgres, 'host' | 'port'> | { readonly hostaddr: string; readonly port: number };
+
 /** The rendered homeserver.yaml with the loopback rewrites; each change names its LOOPBACK_REWRITES kind. */
-function loopbackHomeserver(rendered: any, pg: RunningPostgres, d: { config: string; secrets: string; media: string; port: number; metricsPort: number }): any {
+function loopbackHomeserver(
+  rendered: any, pg: DatabaseTarget, d: { config: string; secrets: string; media: string; port: number; metricsPort: number }, pathMap: Record<string, string>,
+): any {
   const hs = JSON.parse(JSON.stringify(rendered));
-  // hosts + ports: PostgreSQL lives in its pod network namespace.
-  hs.database.args.host = pg.host;
+  // hosts + ports: PostgreSQL lives in its pod network namespace, or answers for its rendered name on loopback.
+  if ('hostaddr' in pg) hs.database.args.hostaddr = pg.hostaddr;
+  else hs.database.args.host = pg.host;
   hs.database.args.port = pg.port;
+  // paths: the database's CA, from its volume.
+  if (typeof hs.database.args.sslrootcert === 'string') hs.database.args.sslrootcert = rewritePaths(hs.database.args.sslrootcert, pathMap);
   // ports + bind.
   hs.listeners[0].port = d.port;
   hs.listeners[0].bind_addresses = ['127.0.0.1'];
@@ -46,9 +58,12 @@ function loopbackHomeserver(rendered: any, pg: RunningPostgres, d: { config: str
   return hs;
 }
 
-/** Starts Synapse against `pg` and waits for /health. `mediaDir` reuses a media store (e.g. a restored one). */
+/**
+ * Starts Synapse against `pg` and waits for /health. `mediaDir` reuses a media store (e.g. a restored one);
+ * `mounts` maps further volumes' mount paths to folders (a database CA's, say).
+ */
 export async function startSynapse(
-  ms: Manifest[], config: KudoConfig, secrets: Record<string, string>, pg: RunningPostgres, mediaDir?: string,
+  ms: Manifest[], config: KudoConfig, secrets: Record<string, string>, pg: DatabaseTarget, mediaDir?: string, mounts: Record<string, string> = {},
 ): Promise<RunningSynapse> {
   const dir = tempDir('synapse');
   const d = {
@@ -61,15 +76,15 @@ export async function startSynapse(
   writeSecretFiles(d.secrets, secretVolumeFiles(deploy, 'secrets', config, secrets));
   writeSecretFiles(d.db, secretVolumeFiles(deploy, 'db-password', config, secrets));
 
+  const pathMap = { '/db': d.db, '/run/synapse': d.run, '/config': d.config, ...mounts };
   const renderedHs = yaml.load(configMapFile(ms, 'synapse-config', 'homeserver.yaml'));
   const homeserverFile = path.join(d.config, 'homeserver.yaml');
-  fs.writeFileSync(homeserverFile, yaml.dump(loopbackHomeserver(renderedHs, pg, d)));
+  fs.writeFileSync(homeserverFile, yaml.dump(loopbackHomeserver(renderedHs, pg, d, pathMap)));
   // The rest of the ConfigMap as rendered (log config, the pgpass script).
   for (const [file, text] of Object.entries<string>(find(ms, 'ConfigMap', 'synapse-config').data)) {
     if (file !== 'homeserver.yaml') fs.writeFileSync(path.join(d.config, file), text);
   }
 
-  const pathMap = { '/db': d.db, '/run/synapse': d.run, '/config': d.config };
   // The init container's script, run as written (paths rewritten).
   const init = container(deploy, 'pgpass');
   const [initCmd, ...initArgs] = (init.command as string[]).map((a) => rewritePaths(a, pathMap));
