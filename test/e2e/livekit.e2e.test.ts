@@ -27,8 +27,9 @@ import WebSocket from 'ws';
 import { FakeKubeApi } from '../fake-kube-api';
 import {
   configMapFile, container, find, freePort, generatedSecrets, httpJson, LOOPBACK_REWRITES, Manifest, PodNetwork, Program, programs,
-  rendered, rewritePaths, secretVolumeFiles, tail, tcpOpen, tempDir, writeSecretFiles, hostPath, mountDirs,
+  rendered, replaceOnce, rewritePaths, rewriteScriptPaths, secretVolumeFiles, tail, tcpOpen, tempDir, writeSecretFiles, hostPath, mountDirs,
 } from './harness';
+import { RunningRedis, startRedis } from './redis';
 
 // The versions as the programs report themselves, read once at load for the titles.
 const REDIS_VERSION = /^Redis server v=\S+/.exec(execFileSync(programs().redisServer, ['--version'], { encoding: 'utf8' }))![0];
@@ -42,7 +43,7 @@ let redis: RunningRedis;
 
 beforeAll(async () => {
   secrets = await generatedSecrets(manifests);
-  redis = await startRedis();
+  redis = await startRedis(manifests, config, secrets);
 });
 afterAll(async () => {
   await redis?.program.stop();
@@ -55,30 +56,6 @@ afterAll(async () => {
 /** The files of one of a workload's Secret volumes, as the manifest maps the generated values into it. */
 const secretFiles = (workload: Manifest, volumeName: string) => secretVolumeFiles(workload, volumeName, config, secrets);
 
-
-/**
- * paths: rewrites the given container paths in a script (whole file paths,
- * so /keys cannot hit /run/livekit/keys.yaml) and checks they all occurred.
- */
-function rewriteScriptPaths(script: string, mounts: Record<string, string>, files: string[]): string {
-  for (const f of files) if (!script.includes(f)) throw new Error(`the rendered script no longer uses ${f}:\n${script}`);
-  return rewritePaths(script, Object.fromEntries(files.map((f) => [f, hostPath(mounts, f)])));
-}
-
-/** Replaces the line `from` (which must occur exactly once) with `to`. */
-function replaceLine(text: string, from: string, to: string): string {
-  const lines = text.split('\n');
-  const hits = lines.filter((l) => l === from).length;
-  if (hits !== 1) throw new Error(`expected the line "${from}" once in the rendered text, found ${hits}:\n${text}`);
-  return lines.map((l) => (l === from ? to : l)).join('\n');
-}
-
-/** Replaces `from` (which must occur exactly once) with `to`. */
-function replaceOnce(text: string, from: string, to: string): string {
-  const n = text.split(from).length - 1;
-  if (n !== 1) throw new Error(`expected "${from}" once in the rendered text, found ${n} times:\n${text}`);
-  return text.replace(from, () => to);
-}
 
 type Reply = string | number | null | Reply[];
 
@@ -156,50 +133,6 @@ async function freeUdpRange(count: number): Promise<[number, number]> {
 // ---------------------------------------------------------------------------
 // Redis
 // ---------------------------------------------------------------------------
-
-interface RunningRedis {
-  program: Program;
-  port: number;
-  password: string;
-  mounts: Record<string, string>;
-}
-
-/** Redis as its StatefulSet starts it, on loopback, or (for LiveKit's node) inside a PodNetwork. */
-async function startRedis(network?: PodNetwork): Promise<RunningRedis> {
-  const sts = find(manifests, 'StatefulSet', 'redis');
-  const c = container(sts, 'redis');
-  const dir = tempDir('redis');
-  const host = network?.podAddress ?? LOOPBACK;
-  const mounts = mountDirs(c, dir);
-  const port = await freePort();
-
-  // The Secret volume, as the kubelet writes it (mode 0440).
-  const passwordFiles = secretFiles(sts, 'password');
-  writeSecretFiles(mounts['/secrets'], passwordFiles);
-
-  // redis.conf from the ConfigMap.
-  let conf = configMapFile(manifests, 'redis-config', 'redis.conf');
-  conf = replaceLine(conf, 'port 6379', `port ${port}`); // LOOPBACK_REWRITES.ports
-  // In a PodNetwork 0.0.0.0 reaches only this host's end of the link, as rendered.
-  if (!network) conf = replaceLine(conf, 'bind 0.0.0.0', `bind ${LOOPBACK}`); // LOOPBACK_REWRITES.bind
-  conf = replaceLine(conf, 'dir /data', `dir ${mounts['/data']}`); // LOOPBACK_REWRITES.paths
-  conf = replaceLine(conf, 'include /run/redis/auth.conf', `include ${hostPath(mounts, '/run/redis/auth.conf')}`); // LOOPBACK_REWRITES.paths
-  fs.writeFileSync(path.join(mounts['/etc/redis'], 'redis.conf'), conf);
-
-  // The container command: sh -c REDIS_START.
-  expect(c.command.slice(0, 2)).toEqual(['sh', '-c']);
-  // LOOPBACK_REWRITES.paths: the Secret, run and config mounts.
-  const script = rewriteScriptPaths(c.command[2], mounts, ['/secrets/password', '/run/redis/auth.conf', '/etc/redis/redis.conf']);
-  const [command, args] = network ? network.wrap('sh', ['-c', script]) : ['sh', ['-c', script]];
-  const program = new Program(network ? 'redis-node' : 'redis', command, args, {
-    logDir: dir,
-    cwd: dir,
-    // `redis-server` in the script is the one under test.
-    env: { PATH: `${path.dirname(programs().redisServer)}:${process.env.PATH}` },
-  });
-  await program.waitFor('TCP port', () => tcpOpen(port, host), 30_000);
-  return { program, port, password: passwordFiles.password, mounts };
-}
 
 describe(`${REDIS_VERSION}`, () => {
   test('runs the rendered redis.conf through the rendered start command', async () => {
@@ -377,7 +310,7 @@ describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}, on a node with no route to t
 
   beforeAll(async () => {
     network = new PodNetwork();
-    nodeRedis = await startRedis(network);
+    nodeRedis = await startRedis(manifests, config, secrets, network);
     api = new FakeKubeApi();
     apiUrl = await api.start();
     api.putNode(NODE_NAME, [{ type: 'InternalIP', address: network.podAddress }, { type: 'ExternalIP', address: NODE_EXTERNAL_IP }]);

@@ -1,0 +1,249 @@
+/**
+ * Synapse's processes as the rendered workloads start them: the main
+ * Deployment and every worker Deployment or StatefulSet, each with the shared
+ * homeserver.yaml, its own worker file and the worker-name file its init step
+ * writes, and the router (HAProxy) with its rendered haproxy.cfg in front.
+ *
+ * Loopback rewrites (LOOPBACK_REWRITES): every process gets its own free ports
+ * for its HTTP, metrics and replication listeners; the instance map, the
+ * router's servers and Redis's address point at them on 127.0.0.1.
+ */
+import { execFileSync } from 'child_process';
+import { randomBytes } from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as yaml from 'js-yaml';
+import type { KudoConfig } from '../../charts/config';
+import { WORKER_TYPES, WorkerTypeName } from '../../charts/synapse-workers';
+import {
+  configMapFile, container, find, freePort, Manifest, podSpec, Program, programs, rewritePaths, secretVolumeFiles, tcpOpen, tempDir, writeSecretFiles,
+} from './harness';
+import type { RunningPostgres } from './postgres';
+
+const LOOPBACK = '127.0.0.1';
+
+export interface SynapseProcess {
+  /** main, or the worker's name as the shared config knows it. */
+  readonly name: string;
+  readonly type: 'main' | WorkerTypeName;
+  readonly ports: { readonly http: number; readonly metrics: number; readonly replication: number };
+  readonly program: Program;
+}
+
+export interface RunningSynapseProcesses {
+  readonly processes: readonly SynapseProcess[];
+  /** The media store every media-serving process shares. */
+  readonly mediaDir: string;
+  stop(): Promise<void>;
+}
+
+interface PlannedProcess {
+  readonly name: string;
+  readonly type: 'main' | WorkerTypeName;
+  readonly workload: Manifest;
+  /** WORKER_NAME as the kubelet would set it: the Deployment's or StatefulSet's pod name, or the literal. */
+  readonly podName: string;
+  readonly ports: { http: number; metrics: number; replication: number };
+}
+
+/** The pod name Kubernetes would give a Deployment's or StatefulSet's first pod. */
+function podNameOf(workload: Manifest): string {
+  return workload.kind === 'StatefulSet' ? `${workload.metadata.name}-0` : `${workload.metadata.name}-7d9c8b6f5-${randomBytes(3).toString('hex').slice(0, 5)}`;
+}
+
+/** The name a worker goes by: the init step's WORKER_NAME (a literal, or the pod's name). */
+function workerNameOf(workload: Manifest, podName: string): string {
+  const init = podSpec(workload).initContainers.find((c: any) => c.name === 'pgpass');
+  const env = (init.env ?? []).find((e: any) => e.name === 'WORKER_NAME');
+  if (env === undefined) throw new Error(`${workload.metadata.name}: its init step sets no WORKER_NAME`);
+  return env.value ?? podName;
+}
+
+/** The workloads of the rendered Synapse processes, main first. */
+function plan(ms: Manifest[]): Omit<PlannedProcess, 'ports'>[] {
+  const main = find(ms, 'Deployment', 'synapse');
+  const out: Omit<PlannedProcess, 'ports'>[] = [{ name: 'main', type: 'main', workload: main, podName: podNameOf(main) }];
+  for (const type of Object.keys(WORKER_TYPES) as WorkerTypeName[]) {
+    const workload = ms.find((m) => (m.kind === 'Deployment' || m.kind === 'StatefulSet') && m.metadata.name === `synapse-${type}`);
+    if (workload === undefined) continue;
+    for (let i = 0; i < workload.spec.replicas; i++) {
+      const podName = workload.kind === 'StatefulSet' ? `${workload.metadata.name}-${i}` : podNameOf(workload);
+      out.push({ name: workerNameOf(workload, podName), type, workload, podName });
+    }
+  }
+  return out;
+}
+
+/** The shared homeserver.yaml with the loopback rewrites, each marked with its LOOPBACK_REWRITES kind. */
+function sharedHomeserver(ms: Manifest[], processes: PlannedProcess[], d: { config: string; secrets: string; media: string }, pg: RunningPostgres, redisPort: number): any {
+  const hs = yaml.load(configMapFile(ms, 'synapse-config', 'homeserver.yaml')) as any;
+  const main = processes[0];
+  // hosts + ports: PostgreSQL in its pod network, Redis on loopback.
+  hs.database.args.host = pg.host;
+  hs.database.args.port = pg.port;
+  hs.redis.host = LOOPBACK;
+  hs.redis.port = redisPort;
+  // ports + bind: the main process's listeners (http, metrics, replication, in the rendered order).
+  const [http, metrics, replication] = hs.listeners;
+  if (http.type !== 'http' || metrics.type !== 'metrics' || replication.resources[0].names[0] !== 'replication') {
+    throw new Error(`unexpected main listeners ${JSON.stringify(hs.listeners)}`);
+  }
+  for (const [l, port] of [[http, main.ports.http], [metrics, main.ports.metrics], [replication, main.ports.replication]] as const) {
+    l.port = port;
+    l.bind_addresses = [LOOPBACK];
+  }
+  // hosts + ports: the instance map names Services; here every process is on loopback with its own port.
+  for (const [name, entry] of Object.entries<any>(hs.instance_map)) {
+    const p = processes.find((x) => x.name === name);
+    if (p === undefined) throw new Error(`instance_map names ${name}, which no rendered workload runs`);
+    entry.host = LOOPBACK;
+    entry.port = p.ports.replication;
+  }
+  // paths.
+  hs.log_config = path.join(d.config, 'log.yaml');
+  hs.media_store_path = d.media;
+  for (const key of Object.keys(hs).filter((k) => k.endsWith('_path') && typeof hs[k] === 'string' && hs[k].startsWith('/secrets/'))) {
+    hs[key] = path.join(d.secrets, path.basename(hs[key]));
+  }
+  if (typeof hs.redis.password_path === 'string') hs.redis.password_path = path.join(d.secrets, path.basename(hs.redis.password_path));
+  return hs;
+}
+
+/** A worker's own file with its listeners on its ports (ports + bind) and its log config (paths). */
+function workerFile(ms: Manifest[], p: PlannedProcess, configDir: string): any {
+  const w = yaml.load(configMapFile(ms, 'synapse-config', `worker-${p.type}.yaml`)) as any;
+  for (const l of w.worker_listeners) {
+    const kind = l.type === 'metrics' ? 'metrics' : l.resources[0].names[0] === 'replication' ? 'replication' : 'http';
+    l.port = p.ports[kind as keyof PlannedProcess['ports']];
+    if (l.bind_addresses) l.bind_addresses = [LOOPBACK];
+  }
+  w.worker_log_config = path.join(configDir, 'log.yaml');
+  return w;
+}
+
+/**
+ * Starts every rendered Synapse process against `pg` and Redis on `redisPort`:
+ * the main process first (it creates the schema), then the workers, each
+ * waited for on its /health.
+ */
+export async function startSynapseProcesses(
+  ms: Manifest[], config: KudoConfig, secrets: Record<string, string>, pg: RunningPostgres, redisPort: number,
+): Promise<RunningSynapseProcesses> {
+  const root = tempDir('synapse-workers');
+  const mediaDir = path.join(root, 'media');
+  fs.mkdirSync(mediaDir);
+  const planned: PlannedProcess[] = [];
+  for (const p of plan(ms)) planned.push({ ...p, ports: { http: await freePort(), metrics: await freePort(), replication: await freePort() } });
+
+  const started: SynapseProcess[] = [];
+  const launch = (p: PlannedProcess): SynapseProcess => {
+    const dir = path.join(root, p.podName);
+    const d = { config: path.join(dir, 'config'), secrets: path.join(dir, 'secrets'), db: path.join(dir, 'db'), run: path.join(dir, 'run'), media: mediaDir };
+    for (const x of [d.config, d.run]) fs.mkdirSync(x, { recursive: true });
+    // paths: the Secret volumes as the pod sees them.
+    writeSecretFiles(d.secrets, secretVolumeFiles(p.workload, 'secrets', config, secrets));
+    writeSecretFiles(d.db, secretVolumeFiles(p.workload, 'db-password', config, secrets));
+    // The ConfigMap as mounted, with the rewrites.
+    for (const [file, text] of Object.entries<string>(find(ms, 'ConfigMap', 'synapse-config').data)) fs.writeFileSync(path.join(d.config, file), text);
+    fs.writeFileSync(path.join(d.config, 'homeserver.yaml'), yaml.dump(sharedHomeserver(ms, planned, d, pg, redisPort)));
+    if (p.type !== 'main') fs.writeFileSync(path.join(d.config, `worker-${p.type}.yaml`), yaml.dump(workerFile(ms, p, d.config)));
+
+    const pathMap = { '/db': d.db, '/run/synapse': d.run, '/config': d.config };
+    // The init step as rendered: libpq's password file, and a worker's name.
+    const init = container(p.workload, 'pgpass');
+    const [initCmd, ...initArgs] = (init.command as string[]).map((a) => rewritePaths(a, pathMap));
+    execFileSync(initCmd, initArgs, { env: { PATH: process.env.PATH, WORKER_NAME: p.podName, ...Object.fromEntries((init.env ?? []).filter((e: any) => e.value !== undefined).map((e: any) => [e.name, e.value])) } });
+
+    const main = container(p.workload, 'synapse');
+    const [, ...args] = main.command as string[];
+    const env = Object.fromEntries(main.env.map((e: any) => [e.name, rewritePaths(e.value, pathMap)]));
+    const program = new Program(p.podName, programs().synapsePython, args.map((a) => rewritePaths(a, pathMap)), {
+      logDir: root, env: { PATH: process.env.PATH, ...env },
+    });
+    const running = { name: p.name, type: p.type, ports: p.ports, program };
+    started.push(running);
+    return running;
+  };
+  const healthy = (p: SynapseProcess) => p.program.waitFor('/health', async () => (await fetch(`http://${LOOPBACK}:${p.ports.http}/health`)).status === 200, 180_000);
+  const stop = async () => {
+    await Promise.all(started.map((p) => p.program.stop()));
+  };
+  try {
+    await healthy(launch(planned[0]));
+    const workers = planned.slice(1).map(launch);
+    await Promise.all(workers.map(healthy));
+    // A worker with a replication listener serves it too (the others reach it there).
+    await Promise.all(workers.filter((w) => (WORKER_TYPES[w.type as WorkerTypeName]).replication).map((w) =>
+      w.program.waitFor('the replication port', () => tcpOpen(w.ports.replication), 30_000)));
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { processes: started, mediaDir, stop };
+}
+
+export interface RouterLogEntry { backend: string; server: string; status: number; method: string; uri: string }
+
+export interface RunningRouter {
+  readonly port: number;
+  readonly statusPort: number;
+  readonly program: Program;
+  /** Requests the router logged: backend, server, status, method and URI, in the order they finished. */
+  requests(): RouterLogEntry[];
+  /** The logged requests once there are at least `count` (a line is written just after its response). */
+  logged(count: number): Promise<RouterLogEntry[]>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The router as its Deployment starts it, on `cfg` (the rendered haproxy.cfg,
+ * or a variant): listeners on loopback, the Services' names replaced by the
+ * processes' loopback addresses.
+ */
+export async function startRouter(ms: Manifest[], cfg: string, processes: readonly SynapseProcess[], name = 'synapse-router'): Promise<RunningRouter> {
+  const dir = tempDir(name);
+  const port = await freePort();
+  const statusPort = await freePort();
+  const deploy = find(ms, 'Deployment', 'synapse-router');
+  const c = container(deploy, 'haproxy');
+  const httpPort = c.ports.find((p: any) => p.name === 'http').containerPort;
+  const status = c.ports.find((p: any) => p.name === 'status').containerPort;
+  const main = processes.find((p) => p.type === 'main')!;
+  const lines = cfg.split('\n').flatMap((line) => {
+    // ports + bind.
+    if (line === `  bind :${httpPort}`) return [`  bind ${LOOPBACK}:${port}`];
+    if (line === `  bind :${status}`) return [`  bind ${LOOPBACK}:${statusPort}`];
+    // hosts: the main process's Service.
+    const server = /^ {2}server main \S+$/.exec(line);
+    if (server) return [`  server main ${LOOPBACK}:${main.ports.http}`];
+    // hosts: a headless Service's addresses become one server per process of that type.
+    const template = /^ {2}server-template (\S+) \d+ synapse-([a-z-]+)\.\S+:\d+$/.exec(line);
+    if (template) {
+      const members = processes.filter((p) => p.type === template[2]);
+      if (members.length === 0) throw new Error(`the router routes to ${template[2]}, which no process runs`);
+      return members.map((p, i) => `  server ${template[1]}${i + 1} ${LOOPBACK}:${p.ports.http}`);
+    }
+    return [line];
+  });
+  const cfgDir = path.join(dir, 'etc');
+  fs.mkdirSync(cfgDir);
+  const mountPath = c.volumeMounts.find((m: any) => m.name === 'config').mountPath;
+  fs.writeFileSync(path.join(cfgDir, 'haproxy.cfg'), lines.join('\n'));
+  const [, ...args] = (c.command as string[]).map((a) => rewritePaths(a, { [mountPath]: cfgDir })); // paths
+  const program = new Program(name, programs().haproxy, args, { logDir: dir });
+  await program.waitFor('/health on the status port', async () => (await fetch(`http://${LOOPBACK}:${statusPort}/health`)).status === 200, 30_000);
+  const logLine = / synapse (\S+)\/(\S+) \S+ (\d{3}) .*"(\S+) (\S+) HTTP\/1\.1"\s*$/;
+  const requests = () => program.output().split('\n').map((l) => logLine.exec(l)).filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ backend: m[1], server: m[2], status: Number(m[3]), method: m[4], uri: m[5] }));
+  return {
+    port,
+    statusPort,
+    program,
+    requests,
+    logged: async (count) => {
+      await program.waitFor(`${count} logged requests`, async () => requests().length >= count, 5_000);
+      return requests();
+    },
+    stop: () => program.stop(),
+  };
+}
