@@ -37,7 +37,7 @@ import * as fs from 'fs';
 import * as https from 'https';
 import * as os from 'os';
 import * as path from 'path';
-import { freePort, Program } from './harness';
+import { freePort, Program, SHARED_DIR } from './harness';
 
 export interface KubectlResult {
   code: number;
@@ -65,6 +65,19 @@ export interface ApiServer {
   version: string;
   /** The CA that signed the server's certificate (for clients other than kubectl). */
   caFile: string;
+  /**
+   * The folder of this server's keys and certificates, for the components a
+   * cluster runs beside it (test/cluster): ca.crt and ca.key (the CA, which
+   * also signs client certificates), sa.key and sa.pub (ServiceAccount
+   * tokens), apiserver.crt and .key, admin.crt and .key.
+   */
+  pkiDir: string;
+  /**
+   * Writes a kubeconfig for a user authenticated by a client certificate
+   * signed by the CA (CN = user, O = groups), e.g. 'system:kube-scheduler',
+   * whom the default RBAC roles already bind. Returns its path.
+   */
+  userKubeconfig(user: string, groups?: string[]): string;
   /** Runs kubectl against this server; throws on a non-zero exit unless allowFail. */
   kubectl(args: string[], opts?: KubectlOptions): KubectlResult;
   /** Stops the API server and etcd and removes their temporary directory (not logDir). */
@@ -73,6 +86,21 @@ export interface ApiServer {
 
 function cacheDir(): string {
   return process.env.KUDO_E2E_CACHE ?? path.join(os.homedir(), '.cache', 'kudo-e2e');
+}
+
+/**
+ * The CRDs the rendered manifests use (cert-manager, Argo CD, Gateway API,
+ * prometheus-operator), as files of the pinned set in SHARED_DIR/crds.
+ */
+export const CRD_FILES = [
+  'cert-manager/certificates.yaml', 'cert-manager/clusterissuers.yaml', 'argo-cd/application.yaml',
+  'gateway-api/gateways.yaml', 'gateway-api/httproutes.yaml', 'prometheus-operator/servicemonitors.yaml',
+] as const;
+
+/** Installs CRDs (files under SHARED_DIR/crds; CRD_FILES unless told) and waits until every CRD is Established. */
+export function installCrds(api: ApiServer, files: readonly string[] = CRD_FILES): void {
+  for (const crd of files) api.kubectl(['apply', '--server-side', '-f', path.join(SHARED_DIR, 'crds', crd)]);
+  api.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
 }
 
 /** Paths of kube-apiserver and etcd (test/e2e/install-apiserver.sh writes them). */
@@ -134,7 +162,7 @@ function makePki(dir: string): void {
   openssl(['pkey', '-in', 'sa.key', '-pubout', '-out', 'sa.pub'], dir);
 }
 
-function writeKubeconfig(file: string, url: string, pki: string): void {
+function writeKubeconfig(file: string, url: string, pki: string, client = 'admin'): void {
   const b64 = (f: string) => fs.readFileSync(path.join(pki, f)).toString('base64');
   fs.writeFileSync(file, [
     'apiVersion: v1',
@@ -147,8 +175,8 @@ function writeKubeconfig(file: string, url: string, pki: string): void {
     'users:',
     '- name: kudo-e2e-admin',
     '  user:',
-    `    client-certificate-data: ${b64('admin.crt')}`,
-    `    client-key-data: ${b64('admin.key')}`,
+    `    client-certificate-data: ${b64(`${client}.crt`)}`,
+    `    client-key-data: ${b64(`${client}.key`)}`,
     'contexts:',
     '- name: kudo-e2e',
     '  context:',
@@ -185,7 +213,11 @@ function adminGet(url: string, pki: string, p: string): Promise<{ status: number
  * Logs (etcd.log, kube-apiserver.log) go to logDir, else to the temporary
  * directory (removed by stop(); kept with only the logs when starting fails).
  */
-export async function startApiServer(opts: { logDir?: string } = {}): Promise<ApiServer> {
+export async function startApiServer(opts: {
+  logDir?: string;
+  /** More kube-apiserver flags, after ours (a repeated flag takes the last value). */
+  extraArgs?: string[];
+} = {}): Promise<ApiServer> {
   const programs = apiServerPrograms();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-e2e-apiserver-'));
   const logDir = opts.logDir ?? dir;
@@ -269,6 +301,7 @@ export async function startApiServer(opts: { logDir?: string } = {}): Promise<Ap
       '--allow-privileged=true',
       '--profiling=false',
       '--v=1',
+      ...(opts.extraArgs ?? []),
     ], { logDir, cwd: dir });
     procs.push(apiserver);
     await apiserver.waitFor('/readyz ok', async () => {
@@ -305,7 +338,16 @@ export async function startApiServer(opts: { logDir?: string } = {}): Promise<Ap
       return res;
     };
 
-    return { url, kubeconfig, version, caFile: path.join(pki, 'ca.crt'), kubectl, stop };
+    const userKubeconfig = (user: string, groups: string[] = []): string => {
+      const name = `user-${user.replace(/[^a-zA-Z0-9-]/g, '_')}`;
+      const subject = [...groups.map((g) => `/O=${g}`), `/CN=${user}`].join('');
+      signCert(pki, name, subject, ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyEncipherment', 'extendedKeyUsage=clientAuth']);
+      const file = path.join(dir, `${name}.kubeconfig`);
+      writeKubeconfig(file, url, pki, name);
+      return file;
+    };
+
+    return { url, kubeconfig, version, caFile: path.join(pki, 'ca.crt'), pkiDir: pki, userKubeconfig, kubectl, stop };
   } catch (e) {
     // Keep the logs that the error names; remove the rest.
     await stopProcs();
