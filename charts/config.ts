@@ -286,6 +286,13 @@ function makeSchema() {
       resources: resources('500m', '512Mi', '2', '1Gi'),
       /** Nodes that may run LiveKit (host networking: one pod per node). */
       nodeSelector: labelMap.default({}),
+      /**
+       * The most participants one LiveKit node is planned to hold at once. LiveKit
+       * does not enforce it: it sizes the UDP port range, which must hold two
+       * ports per participant (publisher and subscriber PeerConnection) for each
+       * node address LiveKit gathers candidates on.
+       */
+      participantsPerNode: z.number().int().min(1).max(30000).default(250),
       rtc: z.strictObject({
         /** ICE over TCP, for clients whose UDP is blocked. */
         tcpPort: port.default(7881),
@@ -294,9 +301,14 @@ function makeSchema() {
          * uses one or the other, never both. @default - unset: the port range is used
          */
         udpPort: port.optional(),
-        /** UDP media ports, one per connection (the old deployment's 50000-50100). */
-        portRangeStart: port.default(50000),
-        portRangeEnd: port.default(50100),
+        /**
+         * UDP media ports, one per PeerConnection and node address: room for
+         * participantsPerNode on two addresses. Below Linux's ephemeral ports
+         * (32768-60999), which the kernel hands to outgoing connections, and
+         * Kubernetes' NodePorts (30000-32767).
+         */
+        portRangeStart: port.default(20000),
+        portRangeEnd: port.default(20999),
         /**
          * The address LiveKit advertises to clients (its ICE candidates):
          * node-external-ip: each node's ExternalIP, read from the Kubernetes API at start (no internet needed);
@@ -317,10 +329,20 @@ function makeSchema() {
       nodeSelector: labelMap.default({ 'kudo/turn': 'true' }),
       /** The node's public IP when it is not on the node's ExternalIP address; unset = read it from the Node. */
       publicIp: ipv4.optional(),
-      relayPorts: z.strictObject({ min: port.default(49152), max: port.default(49252) }).prefault({}),
-      /** Concurrent allocations per user name and in total. */
+      /**
+       * UDP relay ports: an even/odd pair for every allocation totalQuota allows
+       * (an Allocate with EVEN-PORT takes both). Below the kernel's ephemeral ports
+       * and Kubernetes' NodePorts, like LiveKit's range.
+       */
+      relayPorts: z.strictObject({ min: port.default(10000), max: port.default(12399) }).prefault({}),
+      /**
+       * Concurrent allocations per user name (LiveKit's credentials name the participant,
+       * Synapse's the Matrix user) and on one TURN node in total. A LiveKit participant
+       * holds up to four (two PeerConnections, each on the UDP and the TLS TURN URL).
+       */
       userQuota: z.number().int().min(0).default(12),
-      totalQuota: z.number().int().min(0).default(1200),
+      totalQuota: z.number().int().min(0).refine((v) => v !== 0, { message: '0 means no limit, which no relay range can serve: set the most allocations one TURN node may hold' })
+        .default(1200),
       /** Lifetime of the TURN credentials LiveKit and Synapse hand out, in seconds. */
       credentialTtlSeconds: z.number().int().min(60).max(86400).default(3600),
     }).prefault({}),
@@ -441,6 +463,19 @@ export const TURN_PORT = 3478;
 export const TURN_TLS_PORT = 5349;
 export const TURN_METRICS_PORT = 9641;
 
+/** UDP ports a LiveKit participant takes per node address: one per PeerConnection (publisher, subscriber). */
+export const LIVEKIT_PORTS_PER_PARTICIPANT = 2;
+
+/**
+ * How many allocations coturn's relay range can always serve: the even/odd pairs
+ * in it. An Allocate with EVEN-PORT and the R bit takes an even port and the one
+ * above it; a plain one takes one port, and so spoils at most one pair.
+ */
+export function relayPortPairs(min: number, max: number): number {
+  const first = min + (min % 2);
+  return max < first ? 0 : Math.floor((max - first + 1) / 2);
+}
+
 /** Connections kept free for backups and for an administrator's psql. */
 export const POSTGRES_RESERVED_CONNECTIONS = 10;
 
@@ -476,8 +511,16 @@ export const PRODUCTION_PROFILE = {
     workers: { enabled: true, databasePool: { min: 2, max: 10 } },
   },
   redis: { resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '1', memory: '1Gi' } } },
-  livekit: { resources: { requests: { cpu: '2', memory: '2Gi' }, limits: { cpu: '8', memory: '8Gi' } } },
-  coturn: { resources: { requests: { cpu: '500m', memory: '256Mi' }, limits: { cpu: '4', memory: '1Gi' } } },
+  // Four times small's CPU, four times the people: the UDP range holds them on two node addresses.
+  livekit: {
+    resources: { requests: { cpu: '2', memory: '2Gi' }, limits: { cpu: '8', memory: '8Gi' } },
+    participantsPerNode: 1000, rtc: { portRangeStart: 20000, portRangeEnd: 23999 },
+  },
+  // Four allocations for each of a LiveKit node's participants; an even/odd relay pair for each.
+  coturn: {
+    resources: { requests: { cpu: '500m', memory: '256Mi' }, limits: { cpu: '4', memory: '1Gi' } },
+    totalQuota: 4000, relayPorts: { min: 10000, max: 17999 },
+  },
   backup: { storage: { size: '500Gi' }, resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '2', memory: '1Gi' } } },
 } as const;
 
@@ -593,9 +636,31 @@ function checkCombinations(c: KudoConfig, source: string): void {
   }
   if (rtc.portRangeStart > rtc.portRangeEnd) {
     problems.push(`livekit.rtc.portRangeStart (${rtc.portRangeStart}) is larger than livekit.rtc.portRangeEnd (${rtc.portRangeEnd})`);
+  } else if (rtc.udpPort === undefined) {
+    // Out of ports, LiveKit cannot create a PeerConnection: the participant gets no media at all.
+    const ports = rtc.portRangeEnd - rtc.portRangeStart + 1;
+    const needed = LIVEKIT_PORTS_PER_PARTICIPANT * c.livekit.participantsPerNode;
+    if (ports < needed) {
+      problems.push(`livekit.rtc.portRangeStart-portRangeEnd ${rtc.portRangeStart}-${rtc.portRangeEnd} has ${ports} ports, fewer than the ${needed} that ` +
+        `livekit.participantsPerNode (${c.livekit.participantsPerNode}) needs: each participant holds two PeerConnections, each with a UDP port ` +
+        `(per node address LiveKit gathers on); widen the range to at least ${rtc.portRangeStart}-${rtc.portRangeStart + needed - 1}, ` +
+        'or set livekit.rtc.udpPort to share one port');
+    }
   }
   const relay = c.coturn.relayPorts;
-  if (relay.min > relay.max) problems.push(`coturn.relayPorts.min (${relay.min}) is larger than coturn.relayPorts.max (${relay.max})`);
+  if (relay.min > relay.max) {
+    problems.push(`coturn.relayPorts.min (${relay.min}) is larger than coturn.relayPorts.max (${relay.max})`);
+  } else {
+    // Past the last free pair coturn answers 508 (Insufficient Capacity) whatever total-quota says.
+    const pairs = relayPortPairs(relay.min, relay.max);
+    const quota = c.coturn.totalQuota;
+    if (pairs < quota) {
+      const first = relay.min + (relay.min % 2);
+      problems.push(`coturn.relayPorts ${relay.min}-${relay.max} hold ${pairs} even/odd port pairs, fewer than coturn.totalQuota (${quota}): ` +
+        'an allocation may take a pair (EVEN-PORT, for RTP and RTCP), so coturn would run out of ports before the quota refuses anyone; ' +
+        `widen coturn.relayPorts to ${first}-${first + 2 * quota - 1} or lower coturn.totalQuota`);
+    }
+  }
   // LiveKit and coturn may share a node, and both bind the host's ports.
   const lk = new Map<number, string>([[LIVEKIT_API_PORT, `LiveKit API port ${LIVEKIT_API_PORT}`], [LIVEKIT_METRICS_PORT, `LiveKit metrics port ${LIVEKIT_METRICS_PORT}`]]);
   lk.set(rtc.tcpPort, 'livekit.rtc.tcpPort');

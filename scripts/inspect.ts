@@ -7,7 +7,7 @@
 import { Testing } from 'cdk8s';
 import * as yaml from 'js-yaml';
 import { buildApp } from '../charts/app';
-import { KudoConfig, TURN_PORT, TURN_TLS_PORT } from '../charts/config';
+import { KudoConfig, LIVEKIT_PORTS_PER_PARTICIPANT, TURN_PORT, TURN_TLS_PORT } from '../charts/config';
 import { INGRESS_CONTROLLER } from '../charts/ingress-controllers';
 import { secretFeatures, secretPlan } from '../charts/secrets';
 import { wellKnownDocuments } from '../charts/well-known';
@@ -107,7 +107,11 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
       exposure: CLUSTER_ONLY.has(p.name) ? 'cluster' : 'internet',
     }));
     if (lkConfig.rtc?.port_range_start !== undefined) {
-      rules.push({ protocol: 'UDP', ports: `${lkConfig.rtc.port_range_start}-${lkConfig.rtc.port_range_end}`, purpose: 'WebRTC media', exposure: 'internet' });
+      rules.push({
+        protocol: 'UDP', ports: `${lkConfig.rtc.port_range_start}-${lkConfig.rtc.port_range_end}`,
+        purpose: `WebRTC media: ${LIVEKIT_PORTS_PER_PARTICIPANT} ports per participant and node address (livekit.participantsPerNode ${config.livekit.participantsPerNode})`,
+        exposure: 'internet',
+      });
     }
     firewall.push({ role: 'LiveKit', nodes: livekitSelector, rules });
   }
@@ -119,7 +123,7 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
       purpose: { 'turn-udp': 'STUN/TURN', 'turn-tcp': 'STUN/TURN over TCP', 'turns': 'TURN over TLS', 'metrics': 'coturn metrics' }[p.name] ?? p.name,
       exposure: CLUSTER_ONLY.has(p.name) ? 'cluster' : 'internet',
     }));
-    rules.push({ protocol: 'UDP', ports: `${opt('min-port')}-${opt('max-port')}`, purpose: 'TURN relay', exposure: 'internet' });
+    rules.push({ protocol: 'UDP', ports: `${opt('min-port')}-${opt('max-port')}`, purpose: `TURN relay: up to 2 ports per allocation (coturn.totalQuota ${opt('total-quota')})`, exposure: 'internet' });
     // The ACME server asks http://<TURN host>/ for the challenge, and the TURN host's address is the TURN nodes'.
     const through = config.routing === 'gateway-api' ? 'the Gateway' : 'your ingress controller';
     rules.push({ protocol: 'TCP', ports: '80', purpose: `ACME HTTP-01 for ${config.hosts.turn}: must reach ${through} (or use a DNS-01 issuer, tls.issuer)`, exposure: 'internet' });
@@ -202,7 +206,45 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
     const sel = Object.entries(coturn.spec.template.spec.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`);
     out.push(`A node labelled ${sel.join(',')} for coturn: kubectl label node NODE ${sel.join(' ')}`);
   }
+  out.push(...hostPortRangeNotes(ms));
   return out;
+}
+
+/** Linux's default net.ipv4.ip_local_port_range, and Kubernetes' default --service-node-port-range. */
+const LINUX_EPHEMERAL_PORTS = [32768, 60999] as const;
+const NODE_PORTS = [30000, 32767] as const;
+
+/**
+ * The UDP ranges the host-network pods bind, against what else on a node hands out
+ * ports: the kernel gives ephemeral ports to outgoing sockets (a relay or media port
+ * taken that way fails to bind), and kube-proxy takes NodePort packets before any socket.
+ */
+function hostPortRangeNotes(ms: Manifest[]): string[] {
+  const ranges: [number, number][] = [];
+  const lk = yaml.load(configMapFile(ms, 'livekit-config', 'config.yaml') ?? '{}') as any;
+  if (lk.rtc?.port_range_start !== undefined) ranges.push([lk.rtc.port_range_start, lk.rtc.port_range_end]);
+  const turn = configMapFile(ms, 'coturn-config', 'turnserver.conf');
+  const opt = (k: string) => Number(new RegExp(`^${k}=(.*)$`, 'm').exec(turn ?? '')?.[1]);
+  if (turn !== undefined) ranges.push([opt('min-port'), opt('max-port')]);
+  if (ranges.length === 0) return [];
+  ranges.sort((a, b) => a[0] - b[0]);
+  const within = ([lo, hi]: readonly [number, number]) => ranges.filter(([a, b]) => a <= hi && lo <= b).map(([a, b]) => `${a}-${b}`).join(',');
+  const [elo, ehi] = LINUX_EPHEMERAL_PORTS;
+  const where = `the kernel's ephemeral ports (net.ipv4.ip_local_port_range, ${elo}-${ehi} by default)`;
+  const ephemeral = within(LINUX_EPHEMERAL_PORTS);
+  const all = ranges.map(([a, b]) => `${a}-${b}`).join(',');
+  const notes = [ephemeral !== ''
+    ? `LiveKit and TURN nodes: UDP ${ephemeral} lie in ${where}, which it hands to outgoing connections; reserve them on every such node: `
+      + `sysctl -w net.ipv4.ip_local_reserved_ports=${ephemeral} and, to keep it across reboots, the line `
+      + `"net.ipv4.ip_local_reserved_ports = ${ephemeral}" in /etc/sysctl.d/90-kudo-ports.conf`
+    : `LiveKit and TURN nodes: UDP ${all} lie below ${where}; if yours were widened to include them, reserve them: `
+      + `sysctl -w net.ipv4.ip_local_reserved_ports=${all}`];
+  const nodePorts = within(NODE_PORTS);
+  if (nodePorts !== '') {
+    notes.push(`UDP ${nodePorts} overlap Kubernetes' NodePort range (${NODE_PORTS[0]}-${NODE_PORTS[1]} by default): no UDP NodePort Service may use those ports, `
+      + 'or kube-proxy takes their packets');
+  }
+  return notes;
 }
 
 function secretsToCreate(config: KudoConfig): Checklist['secretsToCreate'] {

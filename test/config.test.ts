@@ -105,7 +105,7 @@ describe('rejected input names the key path', () => {
   });
 
   test('host ports that collide', () => {
-    expect(rejection({ livekit: { rtc: { portRangeStart: 49000, portRangeEnd: 49200 } } })).toContain('overlaps coturn.relayPorts');
+    expect(rejection({ livekit: { rtc: { portRangeStart: 11000, portRangeEnd: 12200 } } })).toContain('overlaps coturn.relayPorts');
     expect(rejection({ livekit: { rtc: { tcpPort: 3478 } } })).toContain('livekit.rtc.tcpPort collides with the coturn listening port 3478');
     expect(rejection({ coturn: { relayPorts: { min: 5000, max: 8000 } } })).toContain('include the LiveKit API port 7880');
     expect(rejection({ livekit: { rtc: { portRangeStart: 60000, portRangeEnd: 50000 } } })).toContain('portRangeStart (60000) is larger');
@@ -171,5 +171,64 @@ describe('files', () => {
 
   test('YAML that is not a mapping', () => {
     expect(() => loadConfig(tempFile('- a\n- b\n'))).toThrow('the top level must be a mapping of keys, found a list');
+  });
+});
+
+describe('host port ranges: sized from the quotas, clear of the kernel\'s ephemeral ports', () => {
+  const size = (a: number, b: number) => b - a + 1;
+  const LINUX_EPHEMERAL = [32768, 60999];
+  const NODE_PORTS = [30000, 32767];
+  const outside = (a: number, b: number, [lo, hi]: number[]) => b < lo || a > hi;
+
+  test.each(['small', 'production'] as const)('profile %s: coturn\'s relay range holds an even/odd pair for every allocation its quota allows', (profile) => {
+    const c = resolveConfig({ profile });
+    const { min, max } = c.coturn.relayPorts;
+    // An Allocate with EVEN-PORT (R bit) takes an even port and the odd one above it (coturn's turnports_allocate_even).
+    expect(min % 2).toBe(0);
+    expect(Math.floor(size(min, max) / 2)).toBeGreaterThanOrEqual(c.coturn.totalQuota);
+    expect(c.coturn.totalQuota).toBeGreaterThan(0);
+  });
+
+  test.each(['small', 'production'] as const)('profile %s: LiveKit\'s UDP range holds two ports per participant, with room for a second node address', (profile) => {
+    const c = resolveConfig({ profile });
+    const { portRangeStart, portRangeEnd } = c.livekit.rtc;
+    expect(size(portRangeStart, portRangeEnd)).toBeGreaterThanOrEqual(4 * c.livekit.participantsPerNode);
+    // The incident: 60 participants joined one node at once.
+    expect(c.livekit.participantsPerNode).toBeGreaterThanOrEqual(60);
+  });
+
+  test.each(['small', 'production'] as const)('profile %s: both ranges lie below Linux\'s ephemeral ports and outside the NodePort range', (profile) => {
+    const c = resolveConfig({ profile });
+    for (const [a, b] of [[c.coturn.relayPorts.min, c.coturn.relayPorts.max], [c.livekit.rtc.portRangeStart, c.livekit.rtc.portRangeEnd]]) {
+      expect([a, b, outside(a, b, LINUX_EPHEMERAL)]).toEqual([a, b, true]);
+      expect([a, b, outside(a, b, NODE_PORTS)]).toEqual([a, b, true]);
+    }
+  });
+
+  test('production holds more than small: quota, participants and the ranges with them', () => {
+    const small = resolveConfig({});
+    const prod = resolveConfig({ profile: 'production' });
+    expect(prod.coturn.totalQuota).toBeGreaterThan(small.coturn.totalQuota);
+    expect(prod.livekit.participantsPerNode).toBeGreaterThan(small.livekit.participantsPerNode);
+    // Keys you set win over the profile.
+    expect(resolveConfig({ profile: 'production', coturn: { totalQuota: 100 } }).coturn.totalQuota).toBe(100);
+  });
+
+  test('a total quota the relay range cannot serve is refused, naming both keys and a range that would', () => {
+    expect(rejection({ coturn: { relayPorts: { min: 49152, max: 49252 }, totalQuota: 1200 } })).toContain(
+      'coturn.relayPorts 49152-49252 hold 50 even/odd port pairs, fewer than coturn.totalQuota (1200)');
+    expect(rejection({ coturn: { relayPorts: { min: 49152, max: 49252 }, totalQuota: 1200 } })).toContain('widen coturn.relayPorts to 49152-51551 or lower coturn.totalQuota');
+    // An odd first port starts no pair.
+    expect(rejection({ coturn: { relayPorts: { min: 10001, max: 10200 }, totalQuota: 100 } })).toContain('hold 99 even/odd port pairs');
+    expect(resolveConfig({ coturn: { relayPorts: { min: 10000, max: 10199 }, totalQuota: 100 } }).coturn.totalQuota).toBe(100);
+    // No quota at all: every range runs out first.
+    expect(rejection({ coturn: { totalQuota: 0 } })).toContain('coturn.totalQuota: 0 means no limit, which no relay range can serve');
+  });
+
+  test('a LiveKit range too small for the participants per node is refused; the UDP mux serves any number', () => {
+    expect(rejection({ livekit: { rtc: { portRangeStart: 50000, portRangeEnd: 50100 }, participantsPerNode: 60 } })).toContain(
+      'livekit.rtc.portRangeStart-portRangeEnd 50000-50100 has 101 ports, fewer than the 120 that livekit.participantsPerNode (60) needs');
+    expect(rejection({ livekit: { participantsPerNode: 5000 } })).toContain('livekit.participantsPerNode (5000)');
+    expect(resolveConfig({ livekit: { participantsPerNode: 5000, rtc: { udpPort: 7882 } } }).livekit.rtc.udpPort).toBe(7882);
   });
 });

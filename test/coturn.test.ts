@@ -20,11 +20,22 @@ test('a host-network DaemonSet on nodes labelled for TURN', () => {
 test('turnserver.conf: ports, realm, REST auth, hardening', () => {
   const o = options(conf(manifests()));
   expect(o).toEqual(expect.arrayContaining([
-    'listening-port=3478', 'tls-listening-port=5349', 'min-port=49152', 'max-port=49252', 'realm=turn.example.com',
+    'listening-port=3478', 'tls-listening-port=5349', 'min-port=10000', 'max-port=12399', 'realm=turn.example.com',
     'use-auth-secret', 'no-multicast-peers', 'no-tcp-relay', 'user-quota=12', 'total-quota=1200', 'prometheus',
   ]));
   // The certificate is start.sh's to add, once it exists.
   expect(o.filter((l) => /^(cert|pkey)=/.test(l))).toEqual([]);
+});
+
+test('the relay range holds an even/odd port pair for every allocation total-quota allows, below the ephemeral ports', () => {
+  for (const profile of ['small', 'production']) {
+    const o = options(conf(manifests(config({ profile }))));
+    const value = (k: string) => Number(o.find((l) => l.startsWith(`${k}=`))!.split('=')[1]);
+    const [min, max, quota] = [value('min-port'), value('max-port'), value('total-quota')];
+    // EVEN-PORT with the R bit takes an even port and the odd one above it (coturn's turnports_allocate_even).
+    expect([profile, min % 2, Math.floor((max - min + 1) / 2) >= quota]).toEqual([profile, 0, true]);
+    expect([profile, max < 30000]).toEqual([profile, true]);
+  }
 });
 
 test('no secret and no option the pinned coturn removed or deprecated', () => {

@@ -27,18 +27,42 @@ describe('production checklist', () => {
 
   test('firewall: the ports the rendered host-network pods and configs open', () => {
     const role = (r: string) => list.firewall.find((f) => f.role === r)!.rules.map((x) => `${x.exposure} ${x.protocol} ${x.ports}`);
-    expect(role('LiveKit')).toEqual(['cluster TCP 7880', 'internet TCP 7881', 'cluster TCP 6789', 'internet UDP 50000-50100']);
+    expect(role('LiveKit')).toEqual(['cluster TCP 7880', 'internet TCP 7881', 'cluster TCP 6789', 'internet UDP 20000-20999']);
     expect(role('TURN')).toEqual([
-      'internet UDP 3478', 'internet TCP 3478', 'internet TCP 5349', 'cluster TCP 9641', 'internet UDP 49152-49252', 'internet TCP 80',
+      'internet UDP 3478', 'internet TCP 3478', 'internet TCP 5349', 'cluster TCP 9641', 'internet UDP 10000-12399', 'internet TCP 80',
     ]);
+    // The ranges say what they hold.
+    const purpose = (r: string, ports: string) => list.firewall.find((f) => f.role === r)!.rules.find((x) => x.ports === ports)!.purpose;
+    expect(purpose('LiveKit', '20000-20999')).toBe('WebRTC media: 2 ports per participant and node address (livekit.participantsPerNode 250)');
+    expect(purpose('TURN', '10000-12399')).toBe('TURN relay: up to 2 ports per allocation (coturn.totalQuota 1200)');
     // Port 80 is for the TURN host's own certificate (HTTP-01), and says how else to get one.
     expect(list.firewall.find((f) => f.role === 'TURN')!.rules.at(-1)!.purpose).toBe(
       'ACME HTTP-01 for turn.example.com: must reach your ingress controller (or use a DNS-01 issuer, tls.issuer)');
     // It follows the config, because it reads the rendered output.
-    const other = config({ livekit: { rtc: { udpPort: 7882 } }, coturn: { relayPorts: { min: 40000, max: 40100 } } });
+    const other = config({ livekit: { rtc: { udpPort: 7882 } }, coturn: { relayPorts: { min: 40000, max: 40100 }, totalQuota: 50 } });
     const l2 = checklist(other, renderedManifests(other));
     expect(l2.firewall.find((f) => f.role === 'LiveKit')!.rules.map((x) => `${x.protocol} ${x.ports}`)).toContain('UDP 7882');
     expect(l2.firewall.find((f) => f.role === 'TURN')!.rules.map((x) => x.ports)).toContain('40000-40100');
+  });
+
+  test('nodes: the UDP ranges below the kernel\'s ephemeral ports say so; ranges inside them make reserving them a prerequisite, with the sysctl line', () => {
+    expect(list.prerequisites).toContain('LiveKit and TURN nodes: UDP 10000-12399,20000-20999 lie below the kernel\'s ephemeral ports '
+      + '(net.ipv4.ip_local_port_range, 32768-60999 by default); if yours were widened to include them, reserve them: '
+      + 'sysctl -w net.ipv4.ip_local_reserved_ports=10000-12399,20000-20999');
+    const inside = config({ livekit: { rtc: { portRangeStart: 50000, portRangeEnd: 50999 } }, coturn: { relayPorts: { min: 40000, max: 42399 } } });
+    const l = checklist(inside, renderedManifests(inside));
+    expect(l.prerequisites).toContain('LiveKit and TURN nodes: UDP 40000-42399,50000-50999 lie in the kernel\'s ephemeral ports '
+      + '(net.ipv4.ip_local_port_range, 32768-60999 by default), which it hands to outgoing connections; reserve them on every such node: '
+      + 'sysctl -w net.ipv4.ip_local_reserved_ports=40000-42399,50000-50999 and, to keep it across reboots, the line '
+      + '"net.ipv4.ip_local_reserved_ports = 40000-42399,50000-50999" in /etc/sysctl.d/90-kudo-ports.conf');
+    expect(formatText(l)).toContain('sysctl -w net.ipv4.ip_local_reserved_ports=40000-42399,50000-50999');
+    // Kubernetes' NodePorts (30000-32767 by default): kube-proxy takes those packets before any socket sees them.
+    const nodePorts = config({ coturn: { relayPorts: { min: 30000, max: 32399 } } });
+    expect(checklist(nodePorts, renderedManifests(nodePorts)).prerequisites.join('\n'))
+      .toContain('UDP 30000-32399 overlap Kubernetes\' NodePort range (30000-32767 by default): no UDP NodePort Service may use those ports');
+    // With LiveKit's UDP mux only coturn's range is left to mention.
+    const mux = config({ livekit: { rtc: { udpPort: 7882 } } });
+    expect(checklist(mux, renderedManifests(mux)).prerequisites.join('\n')).toContain('LiveKit and TURN nodes: UDP 10000-12399 lie below');
   });
 
   test('external IP and health checks name the real hosts', () => {
@@ -117,7 +141,7 @@ describe('architecture picture', () => {
     expect(edge('w:kudo/postgres-backup', 'w:kudo/postgres')).toBeDefined();
     expect(edge('w:kudo-media/livekit', 'w:kudo/redis')!.label).toBe(':6379');
     expect(edge('w:kudo/synapse', 'v:kudo/synapse-media')).toBeDefined();
-    expect(edge('h:webrtc', 'w:kudo-media/livekit')!.label).toContain('udp 50000-50100');
+    expect(edge('h:webrtc', 'w:kudo-media/livekit')!.label).toContain('udp 20000-20999');
   });
 
   test('the committed docs/architecture.svg is what the manifests draw (npm run diagram)', () => {

@@ -27,10 +27,11 @@ test('config.yaml uses only known keys and holds no secrets', () => {
   expect(c.prometheus).toEqual({ port: 6789 });
 });
 
-test('the ports of the old deployment', () => {
+test('API and ICE/TCP ports of the old deployment; a UDP range below the ephemeral ports, sized per profile', () => {
   const c = lkConfig(manifests());
   expect(c.port).toBe(7880);
-  expect(c.rtc).toMatchObject({ tcp_port: 7881, port_range_start: 50000, port_range_end: 50100 });
+  expect(c.rtc).toMatchObject({ tcp_port: 7881, port_range_start: 20000, port_range_end: 20999 });
+  expect(lkConfig(manifests(config({ profile: 'production' }))).rtc).toMatchObject({ port_range_start: 20000, port_range_end: 23999 });
   // LiveKit ignores udp_port when a range is set; render one or the other.
   expect(c.rtc.udp_port).toBeUndefined();
   const mux = lkConfig(manifests(config({ livekit: { rtc: { udpPort: 7882 } } })));

@@ -96,10 +96,14 @@ function udpBindable(port: number): Promise<boolean> {
   });
 }
 
-/** `count` consecutive UDP ports that are free right now on loopback, below Linux's ephemeral range. */
-async function freeUdpRange(count: number): Promise<[number, number]> {
+/**
+ * `count` consecutive UDP ports that are free right now on loopback, below Linux's ephemeral range, starting on a
+ * port of the same parity as `like` (coturn pairs an even port with the odd one above it).
+ */
+async function freeUdpRange(count: number, like: number): Promise<[number, number]> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const start = 20_000 + Math.floor(Math.random() * 10_000);
+    const random = 20_000 + Math.floor(Math.random() * Math.max(1, 12_768 - count));
+    const start = random - (random % 2) + (like % 2);
     let ok = true;
     for (let p = start; p < start + count && ok; p++) ok = await udpBindable(p);
     if (ok) return [start, start + count - 1];
@@ -174,7 +178,7 @@ const METHOD = { binding: 0x001, allocate: 0x003, refresh: 0x004, createPermissi
 const CLASS = { success: 0x100, error: 0x110 } as const;
 const ATTR = {
   username: 0x0006, messageIntegrity: 0x0008, errorCode: 0x0009, lifetime: 0x000d, xorPeerAddress: 0x0012, realm: 0x0014, nonce: 0x0015,
-  xorRelayedAddress: 0x0016, requestedTransport: 0x0019, xorMappedAddress: 0x0020, fingerprint: 0x8028,
+  xorRelayedAddress: 0x0016, evenPort: 0x0018, requestedTransport: 0x0019, xorMappedAddress: 0x0020, fingerprint: 0x8028,
 } as const;
 
 interface StunMessage {
@@ -288,17 +292,21 @@ class TurnClient {
     });
   }
 
-  /** Allocate: first without credentials (the server answers 401 with REALM and NONCE), then with them. Returns the second answer. */
-  async allocate(username: string, password: string): Promise<StunMessage> {
+  /**
+   * Allocate: first without credentials (the server answers 401 with REALM and NONCE), then with them. Returns the second answer.
+   * `evenPort`: ask for an even relay port and the odd one above it (EVEN-PORT with the R bit, as an RTP/RTCP client does).
+   */
+  async allocate(username: string, password: string, { evenPort = false } = {}): Promise<StunMessage> {
     const udp = Buffer.from([17, 0, 0, 0]);
-    this.challenge = await this.request(METHOD.allocate, [[ATTR.requestedTransport, udp]]);
+    const extra: [number, Buffer][] = evenPort ? [[ATTR.evenPort, Buffer.from([0x80])]] : [];
+    this.challenge = await this.request(METHOD.allocate, [[ATTR.requestedTransport, udp], ...extra]);
     const realm = this.challenge.attrs.get(ATTR.realm)?.toString();
     const nonce = this.challenge.attrs.get(ATTR.nonce)?.toString();
     if (errorCode(this.challenge) !== 401 || !realm || !nonce) throw new Error(`expected a 401 challenge, got ${describeReply(this.challenge)}`);
     // The long-term credential key: MD5(username:realm:password).
     const key = crypto.createHash('md5').update(`${username}:${realm}:${password}`).digest();
     this.credentials = { username, realm, nonce, key };
-    return this.request(METHOD.allocate, [[ATTR.requestedTransport, udp], ...this.auth()], key);
+    return this.request(METHOD.allocate, [[ATTR.requestedTransport, udp], ...extra, ...this.auth()], key);
   }
 
   createPermission(peer: string): Promise<StunMessage> {
@@ -362,7 +370,11 @@ interface RunningCoturn {
   metricsPort: number;
 }
 
-async function startCoturn(): Promise<RunningCoturn> {
+/**
+ * `relaySize`: how many relay ports (LOOPBACK_REWRITES.ports moves the rendered range to free ones of that many).
+ * `renderedConf`: the turnserver.conf of another render (another profile's); the DaemonSet and start.sh are the default's.
+ */
+async function startCoturn(relaySize = 20, renderedConf = RENDERED_CONF): Promise<RunningCoturn> {
   const ds = find(manifests, 'DaemonSet', 'coturn');
   const c = container(ds, 'coturn');
   const init = container(ds, 'node-address');
@@ -374,8 +386,8 @@ async function startCoturn(): Promise<RunningCoturn> {
   // LOOPBACK_REWRITES.ports: the TURN port (UDP and TCP), the TLS port (TLS and DTLS) and the relay range become free ones.
   const port = await freeTcpUdpPort();
   const tlsPort = await freeTcpUdpPort();
-  const relayPorts = await freeUdpRange(20);
-  let conf = RENDERED_CONF;
+  const relayPorts = await freeUdpRange(relaySize, Number(option(renderedConf, 'min-port')));
+  let conf = renderedConf;
   conf = setOption(conf, 'listening-port', port); // LOOPBACK_REWRITES.ports
   conf = setOption(conf, 'tls-listening-port', tlsPort); // LOOPBACK_REWRITES.ports
   conf = setOption(conf, 'min-port', relayPorts[0]); // LOOPBACK_REWRITES.ports
@@ -430,7 +442,7 @@ async function startCoturn(): Promise<RunningCoturn> {
   });
   try {
     // The rendered startup probe: a TCP connect to the TURN port (LOOPBACK_REWRITES.ports: the rewritten one).
-    if (c.startupProbe.tcpSocket.port !== Number(option(RENDERED_CONF, 'listening-port'))) throw new Error('the startup probe is not the TURN port');
+    if (c.startupProbe.tcpSocket.port !== Number(option(renderedConf, 'listening-port'))) throw new Error('the startup probe is not the TURN port');
     await program.waitFor('the TURN port', () => tcpOpen(port), 30_000);
   } catch (e) {
     await program.stop();
@@ -439,7 +451,7 @@ async function startCoturn(): Promise<RunningCoturn> {
   const runtimeConfFile = path.join(mounts['/run/coturn'], 'turnserver.conf');
   return {
     program, port, tlsPort, relayPorts, secret, mounts, writtenConf: conf, writtenScript: script, runtimeConf: fs.readFileSync(runtimeConfFile, 'utf8'),
-    pidFile: hostPath(mounts, option(RENDERED_CONF, 'pidfile')), certFile, keyFile, startupLog: program.output(), metricsLines, metricsPort,
+    pidFile: hostPath(mounts, option(renderedConf, 'pidfile')), certFile, keyFile, startupLog: program.output(), metricsLines, metricsPort,
   };
 }
 
@@ -690,4 +702,82 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     // Nothing is left behind, not even the watch loop's `sleep` (the trap ends it too).
     expect(processGroup(turn.program.pid!).map((p) => p.comm)).toEqual([]);
   });
+});
+
+/**
+ * The rendered relay range against the rendered quotas, with the worst client: every allocation asks for EVEN-PORT
+ * with the R bit (an even relay port and the odd one above it, as an RTP/RTCP client does), so each takes two ports.
+ * coturn's own quota must be what refuses the next one (486), never a lack of ports (508).
+ */
+describe.each(['small', 'production'] as const)('profile %s: the rendered relay range serves every allocation the rendered quota allows', (profile) => {
+  const CONF = configMapFile(rendered({ profile }).manifests, 'coturn-config', 'turnserver.conf');
+  const QUOTA = Number(option(CONF, 'total-quota'));
+  const USER_QUOTA = Number(option(CONF, 'user-quota'));
+  const RANGE = [Number(option(CONF, 'min-port')), Number(option(CONF, 'max-port'))];
+
+  /** Opens one client per user name (in parallel, a batch at a time) and allocates; the clients stay open, holding their allocations. */
+  async function allocateAll(server: RunningCoturn, users: string[]): Promise<{ clients: TurnClient[]; replies: StunMessage[] }> {
+    const clients: TurnClient[] = [];
+    const replies: StunMessage[] = [];
+    for (let i = 0; i < users.length; i += 200) {
+      const batch = users.slice(i, i + 200);
+      const opened = batch.map(() => new TurnClient(server.port));
+      clients.push(...opened);
+      await Promise.all(opened.map((c) => c.open()));
+      replies.push(...await Promise.all(opened.map((c, j) => {
+        const { username, password } = restCredentials(server.secret, batch[j]);
+        return c.allocate(username, password, { evenPort: true });
+      })));
+    }
+    return { clients, replies };
+  }
+
+  const success = `type 0x${(METHOD.allocate | CLASS.success).toString(16)}`;
+
+  test(`total-quota ${QUOTA}, user-quota ${USER_QUOTA}: all ${QUOTA} pair allocations succeed, the next is refused by the quota (486), not for ports`, async () => {
+    // The range is moved to free ports (LOOPBACK_REWRITES.ports), keeping its size and the parity of its first port.
+    const server = await startCoturn(RANGE[1] - RANGE[0] + 1, CONF);
+    let clients: TurnClient[] = [];
+    try {
+      // Users of user-quota allocations each, as many as the total quota takes (the last may have fewer).
+      const users = Array.from({ length: QUOTA }, (_, i) => `@u${Math.floor(i / USER_QUOTA)}:example.com`);
+      const started = Date.now();
+      const all = await allocateAll(server, users);
+      clients = all.clients;
+      expect(all.replies.map(describeReply).filter((r) => r !== success)).toEqual([]);
+      const ports = all.replies.map((r) => readXorAddress(r.attrs.get(ATTR.xorRelayedAddress)!).port);
+      expect(new Set(ports).size).toBe(QUOTA);
+      expect(ports.filter((p) => p % 2 !== 0 || p < server.relayPorts[0] || p + 1 > server.relayPorts[1])).toEqual([]);
+      // The default is sized exactly: every pair of the range is in use now.
+      expect(QUOTA).toBe((server.relayPorts[1] - server.relayPorts[0] + 1) / 2);
+
+      // One more, from a user with nothing allocated: the total quota refuses it. One more for a full user: the user quota.
+      const more = await allocateAll(server, ['@latecomer:example.com', users[0]]);
+      clients.push(...more.clients);
+      expect(more.replies.map(describeReply)).toEqual([expect.stringMatching(/^error 486 /), expect.stringMatching(/^error 486 /)]);
+      await sleep(200);
+      const log = server.program.output();
+      expect(log).not.toMatch(/no available ports|Cannot create socket|\b508\b/);
+      process.stderr.write(`coturn, profile ${profile}: ${QUOTA} pair allocations in ${Date.now() - started} ms\n`);
+    } finally {
+      for (const c of clients) c.close();
+      await server.program.stop();
+    }
+  }, 120_000);
+
+  (profile === 'small' ? test : test.skip)('the same quota with the old 101-port range (49152-49252): coturn runs out of ports at 50 pairs and answers 508', async () => {
+    const server = await startCoturn(101, CONF);
+    let clients: TurnClient[] = [];
+    try {
+      const users = Array.from({ length: 60 }, (_, i) => `@old${i}:example.com`);
+      const all = await allocateAll(server, users);
+      clients = all.clients;
+      const codes = all.replies.map((r) => errorCode(r) ?? 200);
+      expect(codes.filter((c) => c === 200)).toHaveLength(50);
+      expect(codes.filter((c) => c !== 200)).toEqual(Array(10).fill(508));
+    } finally {
+      for (const c of clients) c.close();
+      await server.program.stop();
+    }
+  }, 60_000);
 });
