@@ -234,12 +234,14 @@ export function rewritePaths(text: string, mapping: Record<string, string>): str
  * script and plan (ConfigMap secret-generator) run against an in-memory
  * Secrets API. Returns each planned value by name.
  */
-export async function generatedSecrets(ms: Manifest[]): Promise<Record<string, string>> {
+export async function generatedSecrets(ms: Manifest[], existing: Manifest[] = []): Promise<Record<string, string>> {
   const dir = tempDir('generator');
   for (const file of ['kube.py', 'generate_secrets.py', 'plan.json']) {
     fs.writeFileSync(path.join(dir, file), configMapFile(ms, 'secret-generator', file));
   }
   const api = new FakeKubeApi();
+  // Secrets applied before the generator runs (e.g. secrets.local/ from an imported .env): it must keep their values.
+  for (const s of existing) api.put(s.metadata.namespace!, s.metadata.name, s.stringData);
   const url = await api.start();
   try {
     const child = new Program('secret-generator', 'python3', [path.join(dir, 'generate_secrets.py'), path.join(dir, 'plan.json')], {

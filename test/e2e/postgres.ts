@@ -29,6 +29,8 @@ export interface RunningPostgres {
   readonly superuser: string;
   readonly version: string;
   readonly dataDir: string;
+  /** The local socket's folder (/var/run/postgresql in the pod): `psql -U ...` there is what `kubectl exec` into the pod runs. */
+  readonly socketDir: string;
   readonly network: PodNetwork;
   /** Runs SQL as Synapse's role over TCP with its password; returns psql's unaligned output. */
   psql(sql: string, database?: string): string;
@@ -120,6 +122,7 @@ export async function startPostgres(ms: Manifest[], config: KudoConfig, values: 
     superuser: env.POSTGRES_USER,
     version: postgresVersion(),
     dataDir,
+    socketDir,
     network,
     psql,
     adminPsql,
