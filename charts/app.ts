@@ -286,19 +286,36 @@ function operations(app: App, config: KudoConfig, s: { synapseUrl: string; synap
     });
   }
   if (config.monitoring.enabled) {
+    const m = config.monitoring;
+    // Each Synapse process's Service, main first (prometheus-operator names the job after it).
+    const synapseServices = ['synapse', ...Object.entries(workerReplicas(config)).filter(([, n]) => n > 0).map(([t]) => workerComponent(t as WorkerTypeName).name)];
+    const router = config.synapse.workers.enabled ? SYNAPSE_ROUTER.name : undefined;
+    const pg = config.postgres;
+    const gw = config.gatewayApi;
     new MonitoringChart(app, '60-monitoring', {
       targets: [
-        { name: 'synapse', namespace: ns.stack, port: 'metrics', path: '/_synapse/metrics' },
-        ...Object.entries(workerReplicas(config)).filter(([, n]) => n > 0)
-          .map(([t]) => ({ name: workerComponent(t as WorkerTypeName).name, namespace: ns.stack, port: 'metrics', path: '/_synapse/metrics' })),
-        ...(config.synapse.workers.enabled ? [{ name: SYNAPSE_ROUTER.name, namespace: ns.stack, port: 'metrics', path: '/metrics' }] : []),
-        { name: 'postgres', namespace: ns.stack, port: 'metrics', path: '/metrics' },
+        ...synapseServices.map((name) => ({ name, namespace: ns.stack, port: 'metrics', path: '/_synapse/metrics' })),
+        ...(router !== undefined ? [{ name: router, namespace: ns.stack, port: 'metrics', path: '/metrics' }] : []),
+        // postgres_exporter beside the StatefulSet; CloudNativePG's instances have their PodMonitor, an external database nothing.
+        ...(pg.mode === 'statefulset' ? [{ name: 'postgres', namespace: ns.stack, port: 'metrics', path: '/metrics' }] : []),
         ...(config.redis.enabled ? [{ name: 'redis', namespace: ns.stack, port: 'metrics', path: '/metrics' }] : []),
         { name: 'livekit', namespace: ns.hostNetwork, port: 'metrics', path: '/metrics' },
       ],
-      serviceMonitorLabels: config.monitoring.serviceMonitorLabels,
-      interval: config.monitoring.interval,
+      serviceMonitorLabels: m.serviceMonitorLabels,
+      interval: m.interval,
       coturn: { namespace: ns.hostNetwork, port: TURN_METRICS_PORT },
+      alerts: m.alerts,
+      dashboardLabels: m.dashboards ? m.dashboardLabels : undefined,
+      stack: {
+        synapse: { namespace: ns.stack, services: synapseServices, router },
+        postgres: pg.mode === 'statefulset' ? { source: 'postgres-exporter', namespace: ns.stack, service: 'postgres' }
+          : pg.mode === 'cloudnative-pg' ? { source: 'cloudnative-pg', namespace: ns.stack, podMonitor: CNPG_CLUSTER } : undefined,
+        redis: config.redis.enabled ? { namespace: ns.stack, service: 'redis' } : undefined,
+        livekit: { namespace: ns.hostNetwork, service: 'livekit', replicas: config.livekit.replicas },
+        turn: { relayPorts: config.coturn.relayPorts, totalQuota: config.coturn.totalQuota },
+        backups: config.backup.enabled ? { namespace: ns.stack, cronJobs: ['postgres-backup', 'media-backup'] } : undefined,
+        certificateNamespaces: [...new Set([ns.stack, ns.hostNetwork, ...(config.routing === 'gateway-api' && gw.createGateway ? [gw.gatewayNamespace] : [])])],
+      },
     });
   }
   const a = config.argocd;

@@ -351,11 +351,17 @@ function makeSchema() {
       enabled: z.boolean().default(false),
       /** Where Prometheus runs; the NetworkPolicies let it scrape. */
       namespace: dnsLabel.default('monitoring'),
-      /** Labels your Prometheus selects ServiceMonitors by (e.g. release: prometheus). */
+      /** Labels your Prometheus selects ServiceMonitors and PrometheusRules by (e.g. release: prometheus). */
       serviceMonitorLabels: labelMap.default({}),
       interval: z.string().regex(/^[0-9]+(s|m)$/, 'must be a duration such as "30s" or "1m"').default('30s'),
       postgresExporter: image('quay.io/prometheuscommunity/postgres-exporter', 'v0.18.1'),
       redisExporter: image('docker.io/oliver006/redis_exporter', 'v1.67.0'),
+      /** PrometheusRules: alerts for each component, for backups (kube-state-metrics) and certificates (cert-manager's metrics). */
+      alerts: z.boolean().default(true),
+      /** Grafana dashboards, one per component, as ConfigMaps that Grafana's dashboard sidecar loads. */
+      dashboards: z.boolean().default(true),
+      /** The label the sidecar looks for (kube-prometheus-stack's default: grafana_dashboard: "1"). */
+      dashboardLabels: labelMap.default({ grafana_dashboard: '1' }),
     }).prefault({}),
     argocd: z.strictObject({
       /** Render an Argo CD Application (90-argocd.k8s.yaml) that syncs the rendered folder from Git. */

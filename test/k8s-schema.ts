@@ -7,7 +7,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import Ajv, { ValidateFunction } from 'ajv';
+import Ajv, { CodeOptions, ValidateFunction } from 'ajv';
 import * as yaml from 'js-yaml';
 
 export const SHARED = path.resolve(__dirname, '..', '..', 'shared');
@@ -26,6 +26,16 @@ function strict(schema: any): any {
   return out;
 }
 
+/**
+ * CRD patterns are Go (RE2) regular expressions, as the API server reads them;
+ * a leading (?i) is Go's case-insensitive flag (prometheus-operator's
+ * PrometheusRule has one), which JavaScript spells as a flag instead.
+ */
+const goRegExp: NonNullable<CodeOptions['regExp']> = Object.assign((pattern: string, u: string) => {
+  const flag = /^(\^?)\(\?i\)/.exec(pattern);
+  return flag ? new RegExp(flag[1] + pattern.slice(flag[0].length), `${u}i`) : new RegExp(pattern, u);
+}, { code: 'new RegExp' });
+
 export interface Validator {
   /** Error messages for one object; empty when valid. */
   errors(obj: any): string[];
@@ -34,7 +44,7 @@ export interface Validator {
 export function kubernetesValidator(version: string, crdFiles: string[]): Validator {
   const file = path.join(SHARED, 'kubernetes-schemas', version, '_definitions.json');
   const definitions = strict(JSON.parse(fs.readFileSync(file, 'utf8')).definitions);
-  const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
+  const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false, code: { regExp: goRegExp } });
   ajv.addSchema({ $id: 'k8s', definitions });
   const byGvk = new Map<string, () => ValidateFunction>();
   const lazily = (schema: object) => {

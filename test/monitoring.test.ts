@@ -2,7 +2,9 @@ import { execFileSync } from 'child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { config, container, find, synthAll, synthChart } from './util';
+import { Testing } from 'cdk8s';
+import { MonitoringChart, turnAllocationLimit } from '../charts/monitoring';
+import { config, container, find, Manifest, synthAll, synthChart } from './util';
 
 const on = config({ monitoring: { enabled: true, serviceMonitorLabels: { release: 'prometheus' } } });
 const all = synthAll(on);
@@ -12,9 +14,10 @@ test('shape with monitoring on', () => {
   expect(synthChart('60-monitoring', on)).toMatchSnapshot();
 });
 
-test('off by default: no ServiceMonitors and no exporters', () => {
+test('off by default: no ServiceMonitors, exporters, alerts or dashboards', () => {
   const plain = synthAll();
-  expect(plain.filter((m) => m.kind === 'ServiceMonitor')).toEqual([]);
+  expect(plain.filter((m) => ['ServiceMonitor', 'PodMonitor', 'PrometheusRule'].includes(m.kind))).toEqual([]);
+  expect(plain.filter((m) => m.kind === 'ConfigMap' && m.metadata.labels?.grafana_dashboard !== undefined)).toEqual([]);
   expect(find(plain, 'StatefulSet', 'postgres').spec.template.spec.containers).toHaveLength(1);
 });
 
@@ -68,4 +71,178 @@ test('the Redis exporter\'s password file is JSON for any password, written by t
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+// ---------------------------------------------------------------------------
+// Alerts (PrometheusRules) and dashboards. test/e2e/alerts.e2e.test.ts runs the rules in promtool.
+// ---------------------------------------------------------------------------
+
+const rulesOf = (ms: Manifest[]) => ms.filter((m) => m.kind === 'PrometheusRule');
+const alertsOf = (ms: Manifest[]) => rulesOf(ms).flatMap((m) => m.spec.groups.flatMap((g: any) => g.rules));
+const alert = (ms: Manifest[], name: string) => {
+  const hits = alertsOf(ms).filter((r: any) => r.alert === name);
+  if (hits.length !== 1) throw new Error(`expected one rule ${name}, found ${hits.length}`);
+  return hits[0];
+};
+const dashboardsOf = (ms: Manifest[]) => ms.filter((m) => m.kind === 'ConfigMap' && m.metadata.name.startsWith('grafana-dashboard-'));
+
+const production = synthAll(config({ profile: 'production', livekit: { replicas: 3 }, monitoring: { enabled: true } }));
+const cloudnativePg = synthAll(config({ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false } } }, monitoring: { enabled: true } }));
+const external = synthAll(config({ postgres: { mode: 'external', external: { host: 'db.example.org', sslmode: 'require' } }, monitoring: { enabled: true } }));
+
+test('a PrometheusRule per component, in its namespace, labelled for Prometheus to select', () => {
+  expect(rulesOf(all).map((m) => `${m.metadata.namespace}/${m.metadata.name}`)).toEqual([
+    'kudo/synapse', 'kudo/postgres', 'kudo/redis', 'kudo/backup', 'kudo-media/livekit', 'kudo-media/coturn', 'kudo/certificates',
+  ]);
+  for (const m of rulesOf(all)) expect(m.metadata.labels).toMatchObject({ release: 'prometheus', 'app.kubernetes.io/part-of': 'kudo' });
+  expect(alertsOf(all).map((r: any) => r.alert)).toEqual([
+    'SynapseDown', 'SynapseEventSendSlow', 'SynapseEventPersistenceSlow', 'PostgresDown', 'PostgresConnectionsNearMax', 'RedisDown',
+    'BackupTooOld', 'LiveKitDown', 'CoturnDown', 'TurnAllocationsNearLimit', 'CertificateExpiringSoon', 'CertificateExpiringSoon',
+  ]);
+});
+
+test.each([['default', all], ['production', production], ['CloudNativePG', cloudnativePg], ['external database', external]])(
+  '%s: every rule has a severity, a summary, a description, a runbook and a hold time', (_, ms) => {
+    expect(alertsOf(ms).length).toBeGreaterThan(8);
+    for (const r of alertsOf(ms)) {
+      expect([r.alert, r.labels.severity]).toEqual([r.alert, expect.stringMatching(/^(critical|warning)$/)]);
+      expect([r.alert, Object.keys(r.annotations).sort()]).toEqual([r.alert, ['description', 'runbook', 'summary']]);
+      for (const text of Object.values(r.annotations) as string[]) expect(text.length).toBeGreaterThan(10);
+      expect([r.alert, r.for]).toEqual([r.alert, expect.stringMatching(/^[0-9]+[mh]$/)]);
+    }
+  },
+);
+
+/** The (namespace, job) pairs prometheus-operator scrapes: the Service name for a ServiceMonitor, <namespace>/<name> for a PodMonitor. */
+function scrapedJobs(ms: Manifest[]): Set<string> {
+  const jobs = new Set<string>();
+  for (const sm of ms.filter((m) => m.kind === 'ServiceMonitor')) {
+    for (const svc of ms.filter((m) => m.kind === 'Service' && sm.spec.namespaceSelector.matchNames.includes(m.metadata.namespace)
+      && Object.entries(sm.spec.selector.matchLabels).every(([k, v]) => m.metadata.labels?.[k] === v)
+      && m.spec.ports.some((p: any) => p.name === sm.spec.endpoints[0].port))) {
+      jobs.add(`${svc.metadata.namespace} ${svc.metadata.name}`);
+    }
+  }
+  for (const pm of ms.filter((m) => m.kind === 'PodMonitor')) jobs.add(`${pm.metadata.namespace} ${pm.metadata.namespace}/${pm.metadata.name}`);
+  return jobs;
+}
+
+/** Every (namespace, job) an expression selects by: each {...} with both. */
+function selectedJobs(expr: string): string[] {
+  return [...expr.matchAll(/\{([^}]*)\}/g)].flatMap(([, body]) => {
+    const ns = /(?:^|, )namespace="([^"]+)"/.exec(body)?.[1];
+    const job = /(?:^|, )job(=~?)"([^"]+)"/.exec(body);
+    if (ns === undefined || job === null) return [];
+    return (job[1] === '=~' ? job[2].split('|') : [job[2]]).map((j) => `${ns} ${j}`);
+  });
+}
+
+test.each([['default', all], ['production', production], ['CloudNativePG', cloudnativePg], ['external database', external]])(
+  '%s: every job an alert or a dashboard selects is one that prometheus-operator scrapes (the Service\'s name)', (_, ms) => {
+    const scraped = scrapedJobs(ms);
+    const exprs = [
+      ...alertsOf(ms).map((r: any) => r.expr as string),
+      ...dashboardsOf(ms).flatMap((d) => Object.values(d.data as Record<string, string>).flatMap((j) => JSON.parse(j).panels.flatMap((p: any) => p.targets.map((t: any) => t.expr)))),
+    ];
+    const selected = exprs.flatMap(selectedJobs);
+    expect(selected.length).toBeGreaterThan(20);
+    // And no monitor scrapes nothing (in cloudnative-pg and external modes there is no postgres_exporter Service).
+    expect(ms.filter((m) => m.kind === 'ServiceMonitor').filter((m) => ![...scraped].some((j) => j.startsWith(`${m.metadata.namespace} `)
+      && scrapedJobs([m, ...ms.filter((x) => x.kind === 'Service')]).has(j))).map((m) => m.metadata.name)).toEqual([]);
+    expect(selected.filter((j) => !scraped.has(j))).toEqual([]);
+    // coturn's job is the Service made for it, not the ServiceMonitor's name.
+    expect(selected).toContain('kudo-media coturn-metrics');
+  },
+);
+
+test('with workers: every Synapse process and the router are watched; with 3 LiveKit nodes, a node lost warns', () => {
+  const processes = [...scrapedJobs(production)].filter((j) => j.startsWith('kudo synapse') && j !== 'kudo synapse-router');
+  expect(processes).toContain('kudo synapse-event-persister');
+  expect([...new Set(selectedJobs(alert(production, 'SynapseDown').expr))].sort()).toEqual(processes.sort());
+  expect(alert(production, 'SynapseRouterDown').expr).toContain('job="synapse-router"');
+  expect(alert(production, 'LiveKitNodeUnavailable').expr).toBe('(sum by (namespace, job) (up{namespace="kudo-media", job="livekit"}) < 3) > 0');
+  // One node: LiveKitDown says it all.
+  expect(alertsOf(all).map((r: any) => r.alert)).not.toContain('LiveKitNodeUnavailable');
+});
+
+test('PostgreSQL\'s alerts follow postgres.mode: postgres_exporter, CloudNativePG\'s metrics, or none for an external database', () => {
+  expect(alert(all, 'PostgresConnectionsNearMax').expr).toContain('pg_stat_activity_count{namespace="kudo", job="postgres", backend_type="client backend"}');
+  expect(alert(all, 'PostgresConnectionsNearMax').expr).toContain('pg_settings_superuser_reserved_connections{namespace="kudo", job="postgres"}) - 5)');
+  expect(alert(cloudnativePg, 'PostgresDown').expr).toContain('cnpg_collector_up{namespace="kudo", job="kudo/postgres"}');
+  expect(alert(cloudnativePg, 'PostgresConnectionsNearMax').expr).toContain('cnpg_backends_total{namespace="kudo", job="kudo/postgres", usename!="streaming_replica"}');
+  expect(rulesOf(external).map((m) => m.metadata.name)).not.toContain('postgres');
+  // The dumps still run against an external database, and are watched.
+  expect(rulesOf(external).map((m) => m.metadata.name)).toContain('backup');
+});
+
+test('the backup alert watches the backup CronJobs that run, and goes with backups', () => {
+  const running = all.filter((m) => m.kind === 'CronJob' && m.metadata.labels?.['app.kubernetes.io/name'] === 'backup' && !m.spec.suspend).map((m) => m.metadata.name);
+  expect(running).toEqual(['postgres-backup', 'media-backup']);
+  expect(alert(all, 'BackupTooOld').expr).toContain(`cronjob=~"${running.join('|')}"`);
+  expect(alert(all, 'BackupTooOld').expr).toContain('> 93600');
+  const noBackup = synthAll(config({ backup: { enabled: false }, monitoring: { enabled: true } }));
+  expect(rulesOf(noBackup).map((m) => m.metadata.name)).not.toContain('backup');
+});
+
+test('TURN allocations warn at 80 % of what coturn always grants: total-quota, or the relay range\'s even/odd pairs', () => {
+  expect(turnAllocationLimit({ relayPorts: { min: 49152, max: 49252 }, totalQuota: 1200 })).toBe(50);
+  expect(turnAllocationLimit({ relayPorts: { min: 10001, max: 12399 }, totalQuota: 1200 })).toBe(1199);
+  expect(turnAllocationLimit({ relayPorts: { min: 10000, max: 12399 }, totalQuota: 1000 })).toBe(1000);
+  // total-quota 0 is coturn's "no limit".
+  expect(turnAllocationLimit({ relayPorts: { min: 10000, max: 10999 }, totalQuota: 0 })).toBe(500);
+  const small = synthAll(config({ coturn: { relayPorts: { min: 49152, max: 49252 }, totalQuota: 40 }, monitoring: { enabled: true } }));
+  expect(alert(small, 'TurnAllocationsNearLimit').expr).toMatch(/\) > 32$/);
+  // The defaults: total-quota 1200 on a range of as many pairs.
+  expect(alert(all, 'TurnAllocationsNearLimit').expr).toMatch(/\) > 960$/);
+});
+
+test('certificates in the stack\'s namespaces, whether cert-manager\'s namespace label is honoured or exported', () => {
+  const rules = alertsOf(all).filter((r: any) => r.alert === 'CertificateExpiringSoon');
+  expect(rules.map((r: any) => [r.labels.severity, r.expr.split('\n').pop()])).toEqual([['warning', ') - time() < 1814400'], ['critical', ') - time() < 604800']]);
+  expect(rules[0].expr).toContain('{exported_namespace=~"kudo|kudo-media"}');
+  expect(rules[0].expr).toContain('{exported_namespace="", namespace=~"kudo|kudo-media"}');
+  const gateway = synthAll(config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'cilium', gatewayNamespace: 'gateways' }, monitoring: { enabled: true } }));
+  expect(alertsOf(gateway).find((r: any) => r.alert === 'CertificateExpiringSoon').expr).toContain('{exported_namespace=~"kudo|kudo-media|gateways"}');
+});
+
+test('a Grafana dashboard per component: ConfigMaps with the sidecar\'s label, one valid dashboard each', () => {
+  expect(dashboardsOf(all).map((m) => `${m.metadata.namespace}/${m.metadata.name}`)).toEqual([
+    'kudo/grafana-dashboard-synapse', 'kudo/grafana-dashboard-postgres', 'kudo/grafana-dashboard-redis',
+    'kudo-media/grafana-dashboard-livekit', 'kudo-media/grafana-dashboard-coturn',
+  ]);
+  const uids = new Set<string>();
+  for (const m of dashboardsOf(all)) {
+    expect(m.metadata.labels!.grafana_dashboard).toBe('1');
+    const files = Object.entries(m.data as Record<string, string>);
+    expect(files).toHaveLength(1);
+    const d = JSON.parse(files[0][1]);
+    expect(files[0][0]).toBe(`${d.uid}.json`);
+    uids.add(d.uid);
+    expect(d.panels.length).toBeGreaterThanOrEqual(4);
+    for (const p of d.panels) {
+      expect(p.targets.length).toBeGreaterThan(0);
+      expect(p.datasource).toEqual({ type: 'prometheus', uid: '${datasource}' });
+      // Inside 24 columns, not overlapping the panel before it in the same row.
+      expect(p.gridPos.x + p.gridPos.w).toBeLessThanOrEqual(24);
+    }
+  }
+  expect(uids.size).toBe(5);
+  // Backups are on PostgreSQL's dashboard.
+  expect(dashboardsOf(all)[1].data['kudo-postgres.json']).toContain('kube_cronjob_status_last_successful_time');
+});
+
+test('the dashboards\' label is configurable; alerts and dashboards can each be left out', () => {
+  const custom = synthAll(config({ monitoring: { enabled: true, dashboardLabels: { 'grafana.example.org/dashboard': 'kudo' } } }));
+  expect(dashboardsOf(custom).map((m) => m.metadata.labels!['grafana.example.org/dashboard'])).toEqual(['kudo', 'kudo', 'kudo', 'kudo', 'kudo']);
+  expect(dashboardsOf(custom)[0].metadata.labels!.grafana_dashboard).toBeUndefined();
+  const none = synthAll(config({ monitoring: { enabled: true, alerts: false, dashboards: false } }));
+  expect(rulesOf(none)).toEqual([]);
+  expect(dashboardsOf(none)).toEqual([]);
+  expect(none.filter((m) => m.kind === 'ServiceMonitor')).toHaveLength(5);
+});
+
+test('an empty dashboard label is refused: the sidecar could not find the dashboards', () => {
+  expect(() => synthAll(config({ monitoring: { enabled: true, dashboardLabels: {} } }))).toThrow(/monitoring\.dashboardLabels is empty/);
+  expect(() => new MonitoringChart(Testing.app(), 'm', { targets: [], serviceMonitorLabels: {}, interval: '30s', alerts: true }))
+    .toThrow('MonitoringChart: alerts and dashboards need `stack`');
 });

@@ -9,6 +9,7 @@ import { config, Manifest, synthAll } from './util';
 const CRDS = [
   'cert-manager/certificates.yaml', 'cert-manager/clusterissuers.yaml', 'argo-cd/application.yaml',
   'gateway-api/gateways.yaml', 'gateway-api/httproutes.yaml', 'prometheus-operator/servicemonitors.yaml', 'prometheus-operator/podmonitors.yaml',
+  'prometheus-operator/prometheusrules.yaml',
   'cloudnative-pg/clusters.yaml', 'cloudnative-pg/scheduledbackups.yaml', 'cloudnative-pg/barman-cloud-objectstores.yaml',
 ];
 const VERSIONS = ['v1.28.0', 'v1.36.0'];

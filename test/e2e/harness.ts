@@ -403,3 +403,17 @@ export function replaceOnce(text: string, from: string, to: string): string {
   if (n !== 1) throw new Error(`expected "${from}" once in the rendered text, found ${n} times:\n${text}`);
   return text.replace(from, () => to);
 }
+
+// ---------------------------------------------------------------------------
+// Alerting rules (test/e2e/alerts.e2e.test.ts)
+// ---------------------------------------------------------------------------
+
+/** The path of promtool (test/e2e/install-promtool.sh writes it). A missing program fails the test. */
+export function promtoolPath(): string {
+  const cache = process.env.KUDO_E2E_CACHE ?? path.join(os.homedir(), '.cache', 'kudo-e2e');
+  const envFile = path.join(cache, 'promtool-env.sh');
+  if (!fs.existsSync(envFile)) throw new Error(`${envFile} is missing: run test/e2e/install-promtool.sh first`);
+  const file = /^export KUDO_E2E_PROMTOOL='([^']*)'$/m.exec(fs.readFileSync(envFile, 'utf8'))?.[1];
+  if (!file || !fs.existsSync(file)) throw new Error(`promtool not found at "${file}" (from ${envFile})`);
+  return file;
+}
