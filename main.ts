@@ -1,5 +1,7 @@
+#!/usr/bin/env node
 /**
- * Renders the manifests: `npm run synth` (or `cdk8s synth`).
+ * Renders the manifests: `npm run synth` (or `cdk8s synth`), and the
+ * package's `kudo-render` command.
  *
  * KUDO_CONFIG selects a YAML config file; without it the embedded defaults
  * render a complete stack. The render goes to a temporary folder beside the
@@ -9,6 +11,11 @@
  * KUDO_ENV_FILE (a docker-compose .env) and KUDO_SIGNING_KEY_FILE (an
  * existing Synapse signing key) add Secret manifests in secrets.local/,
  * which git ignores; dist/ is the same with or without them.
+ *
+ * `--environments DIR [--out DIR] [--check]` renders every DIR/<name>.yaml
+ * to <out>/<name>/ (out defaults to "rendered"): all configs are checked
+ * before anything is written. With --check nothing is written: it exits 1
+ * naming each environment whose committed render differs from a fresh one.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -21,7 +28,15 @@ import { toYaml } from './charts/yaml-out';
 
 const SECRETS_DIR = 'secrets.local';
 
-function main(): void {
+const USAGE = 'usage: kudo-render                                  (KUDO_CONFIG, CDK8S_OUTDIR: one render)\n'
+  + '       kudo-render --environments DIR [--out DIR] [--check]';
+
+function main(argv: string[]): void {
+  if (argv.length > 0) {
+    const args = parseArgs(argv);
+    renderEnvironments(args.environments, args.out, args.check);
+    return;
+  }
   const outdir = path.resolve(process.env.CDK8S_OUTDIR ?? 'dist');
   const config = loadConfig(process.env.KUDO_CONFIG);
   // Read the env file before rendering anything, so a bad one changes nothing.
@@ -30,8 +45,7 @@ function main(): void {
   const staging = fs.mkdtempSync(path.join(path.dirname(outdir), `.${path.basename(outdir)}-render-`));
   let files: number;
   try {
-    files = writeManifests(buildApp(config), staging);
-    writeKustomization(staging);
+    files = renderInto(config, staging);
     swapIn(staging, outdir);
   } finally {
     fs.rmSync(staging, { recursive: true, force: true });
@@ -46,6 +60,102 @@ function main(): void {
     fs.renameSync(`${file}.tmp`, file);
     process.stderr.write(`kudo: wrote ${secrets.count} Secret(s) with ${secrets.filled.join(', ')} to ${file} (git-ignored; never commit it)\n`);
   }
+}
+
+function parseArgs(argv: string[]): { environments: string; out: string; check: boolean } {
+  let environments: string | undefined;
+  let out = 'rendered';
+  let check = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--check') check = true;
+    else if ((a === '--environments' || a === '--out') && argv[i + 1] !== undefined && !argv[i + 1].startsWith('--')) {
+      if (a === '--environments') environments = argv[++i];
+      else out = argv[++i];
+    } else {
+      throw new ConfigError(`${a === '--environments' || a === '--out' ? `${a} needs a folder` : `unknown argument "${a}"`}\n${USAGE}`);
+    }
+  }
+  if (environments === undefined) throw new ConfigError(`--environments is required with other arguments\n${USAGE}`);
+  return { environments, out, check };
+}
+
+/** An environment's name: its config file's, which is also its output folder's and part of its Argo CD path. */
+const ENVIRONMENT_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/**
+ * Every environment config of `dir`, rendered to `out`/<name>. Every config is
+ * loaded and checked first, so one bad file leaves every folder as it was.
+ */
+function renderEnvironments(dir: string, out: string, check: boolean): void {
+  let files: string[];
+  try {
+    files = fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort();
+  } catch (e) {
+    throw new ConfigError(`--environments ${dir}: cannot read the folder (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  if (files.length === 0) throw new ConfigError(`--environments ${dir}: no environment configs (<name>.yaml) in it`);
+  const outRel = path.relative(process.cwd(), path.resolve(out)) || '.';
+  const envs = files.map((f) => {
+    const name = f.replace(/\.ya?ml$/, '');
+    const file = path.join(dir, f);
+    if (!ENVIRONMENT_NAME.test(name)) throw new ConfigError(`${file}: the file name is the environment's name and folder; use lowercase letters, digits and "-"`);
+    const config = loadConfig(file);
+    // An Application that syncs another environment's folder would deploy the wrong config there.
+    const folder = path.posix.join(outRel.split(path.sep).join('/'), name);
+    if (config.argocd.enabled && config.argocd.path !== folder) {
+      throw new ConfigError(`${file}: argocd.path is "${config.argocd.path}"; this environment renders to "${folder}", which its Application must sync`);
+    }
+    return { name, file, config, dir: path.resolve(out, name) };
+  });
+  const seen = new Map<string, string>();
+  for (const e of envs) {
+    if (seen.has(e.name)) throw new ConfigError(`${e.file} and ${seen.get(e.name)} are both environment "${e.name}"`);
+    seen.set(e.name, e.file);
+  }
+
+  fs.mkdirSync(out, { recursive: true });
+  const staging = fs.mkdtempSync(path.join(path.dirname(path.resolve(out)), `.${path.basename(path.resolve(out))}-render-`));
+  try {
+    for (const e of envs) {
+      fs.mkdirSync(path.join(staging, e.name));
+      renderInto(e.config, path.join(staging, e.name));
+    }
+    if (check) {
+      const stale = envs.filter((e) => !sameTree(path.join(staging, e.name), e.dir)).map((e) => `${e.name} (${path.join(outRel, e.name)})`);
+      const orphans = fs.readdirSync(out).filter((f) => !seen.has(f) && fs.statSync(path.join(out, f)).isDirectory())
+        .map((f) => `${path.join(outRel, f)} has no environments/${f}.yaml`);
+      if (stale.length + orphans.length > 0) {
+        process.stderr.write(`kudo: the committed renders are not what the configs make:\n${[...stale.map((x) => `  - ${x}: render it again`), ...orphans.map((x) => `  - ${x}`)].join('\n')}\n`
+          + `  run: kudo-render --environments ${dir} --out ${out}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      process.stderr.write(`kudo: ${envs.length} environment render(s) in ${outRel} are fresh (${envs.map((e) => e.name).join(', ')})\n`);
+      return;
+    }
+    for (const e of envs) swapIn(path.join(staging, e.name), e.dir);
+  } finally {
+    fs.rmSync(staging, { recursive: true, force: true });
+  }
+  for (const e of envs) {
+    process.stderr.write(`kudo: ${e.name}: ${e.file} -> ${path.join(outRel, e.name)} (${e.config.serverName}, profile ${e.config.profile})\n`);
+  }
+}
+
+/** Whether two folders hold the same files with the same bytes. */
+function sameTree(a: string, b: string): boolean {
+  if (!fs.existsSync(b)) return false;
+  const fa = fs.readdirSync(a).sort();
+  const fb = fs.readdirSync(b).sort();
+  return fa.length === fb.length && fa.every((f, i) => f === fb[i] && fs.readFileSync(path.join(a, f)).equals(fs.readFileSync(path.join(b, f))));
+}
+
+/** The manifests and their Kustomization, written into `dir`; returns how many manifest files. */
+function renderInto(config: KudoConfig, dir: string): number {
+  const files = writeManifests(buildApp(config), dir);
+  writeKustomization(dir);
+  return files;
 }
 
 function envSecretsDocument(config: KudoConfig, envFile: string | undefined, signingKeyFile: string | undefined) {
@@ -118,7 +228,7 @@ function swapIn(staging: string, outdir: string): void {
 }
 
 try {
-  main();
+  main(process.argv.slice(2));
 } catch (e) {
   // Config and construct validation errors are for people: the message, not a stack trace.
   process.stderr.write(`kudo: ${e instanceof Error ? e.message : String(e)}\n`);

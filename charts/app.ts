@@ -5,6 +5,7 @@
  * contents and secrets before the workloads that read them.
  */
 import { App, AppProps } from 'cdk8s';
+import { Construct } from 'constructs';
 import { applySyncWaves, ArgoApplicationChart } from './argocd';
 import { BACKUP, BackupChart } from './backup';
 import { selectorLabels } from './common';
@@ -31,23 +32,50 @@ import type { WorkerTypeName } from './synapse-workers';
 import { GatewayChart, IngressSettings, LetsEncryptIssuerChart } from './tls';
 import { WELL_KNOWN, WELL_KNOWN_PORT, WELL_KNOWN_TLS_SECRET, WellKnownChart } from './well-known';
 
+export interface KudoStackProps {
+  /** The validated config: `resolveConfig({ domain: ... })` or `loadConfig(file)`. */
+  readonly config: KudoConfig;
+}
+
+/**
+ * The whole stack, for a cdk8s app of your own: one chart per rendered file
+ * (namespaces, secrets, databases, Synapse, LiveKit, coturn, routes, backups,
+ * monitoring, the Argo CD Application), ordered and annotated for Argo CD.
+ *
+ *     const app = new App();
+ *     new KudoStack(app, 'kudo', { config: resolveConfig({ domain: 'chat.example.org' }) });
+ *     app.synth();
+ */
+export class KudoStack extends Construct {
+  public readonly config: KudoConfig;
+
+  constructor(scope: Construct, id: string, props: KudoStackProps) {
+    super(scope, id);
+    const config = props.config;
+    this.config = config;
+    const ingress = platform(this, config);
+    const { database, redis } = databases(this, config);
+    const synapse = matrix(this, config, ingress, database, redis);
+    media(this, config, ingress, redis?.address);
+    operations(this, config, { synapseUrl: synapse.internalUrl, synapse, database });
+    if (config.networkPolicies.enabled) networkPolicies(this, config);
+    applySyncWaves(this);
+  }
+}
+
+/** An app holding the stack and nothing else (what `npm run synth` renders). */
 export function buildApp(config: KudoConfig, props: AppProps = {}): App {
   const app = new App(props);
-  const ingress = platform(app, config);
-  const { database, redis } = databases(app, config);
-  const synapse = matrix(app, config, ingress, database, redis);
-  media(app, config, ingress, redis?.address);
-  operations(app, config, { synapseUrl: synapse.internalUrl, synapse, database });
-  if (config.networkPolicies.enabled) networkPolicies(app, config);
-  applySyncWaves(app);
+  new KudoStack(app, 'kudo', { config });
   return app;
 }
 
 /** The Jobs, the well-known server and the address lookups need Python 3; the Synapse image has it. */
 const toolsImage = (config: KudoConfig) => config.synapse.image;
 
+
 /** Namespaces, the issuer, the Gateway and the secret generator; returns how hosts are exposed. */
-function platform(app: App, config: KudoConfig): IngressSettings {
+function platform(app: Construct, config: KudoConfig): IngressSettings {
   const ns = config.namespaces;
   const gw = config.gatewayApi;
   const gateway = config.routing === 'gateway-api' ? { name: gw.gatewayName, namespace: gw.gatewayNamespace } : undefined;
@@ -91,7 +119,7 @@ function platform(app: App, config: KudoConfig): IngressSettings {
 }
 
 /** PostgreSQL (as a StatefulSet, a CloudNativePG Cluster, or none: an external one) and Redis; returns how to reach them. */
-function databases(app: App, config: KudoConfig): { database: DatabaseConnection; redis?: RedisChart } {
+function databases(app: Construct, config: KudoConfig): { database: DatabaseConnection; redis?: RedisChart } {
   const ns = config.namespaces;
   const refs = config.secrets.refs;
   const pg = config.postgres;
@@ -148,7 +176,7 @@ function databases(app: App, config: KudoConfig): { database: DatabaseConnection
 }
 
 /** Synapse (its main process, and its workers behind their router) and the delegation server. */
-function matrix(app: App, config: KudoConfig, ingress: IngressSettings, database: DatabaseConnection, redis?: RedisChart): SynapseChart {
+function matrix(app: Construct, config: KudoConfig, ingress: IngressSettings, database: DatabaseConnection, redis?: RedisChart): SynapseChart {
   const ns = config.namespaces;
   // One host, one route, one certificate: the server name's delegation path joins Synapse's when they are one host.
   const sameHost = config.serverName === config.hosts.matrix;
@@ -181,7 +209,7 @@ function matrix(app: App, config: KudoConfig, ingress: IngressSettings, database
 }
 
 /** With workers: the router in front of Synapse's processes, and what the Synapse chart needs to know of them. */
-function workers(app: App, config: KudoConfig, redis?: RedisChart): SynapseWorkers | undefined {
+function workers(app: Construct, config: KudoConfig, redis?: RedisChart): SynapseWorkers | undefined {
   const w = config.synapse.workers;
   if (!w.enabled || redis === undefined) return undefined;
   const replicas = workerReplicas(config);
@@ -206,7 +234,7 @@ function workers(app: App, config: KudoConfig, redis?: RedisChart): SynapseWorke
 const turnSettings = (config: KudoConfig) => ({ host: config.hosts.turn, ttlSeconds: config.coturn.credentialTtlSeconds });
 
 /** LiveKit and coturn, on the host network. */
-function media(app: App, config: KudoConfig, ingress: IngressSettings, redisAddress: string | undefined): void {
+function media(app: Construct, config: KudoConfig, ingress: IngressSettings, redisAddress: string | undefined): void {
   const ns = config.namespaces;
   const refs = config.secrets.refs;
   new LiveKitChart(app, '30-livekit', {
@@ -245,7 +273,7 @@ function media(app: App, config: KudoConfig, ingress: IngressSettings, redisAddr
 }
 
 /** What runs around the services: the admin bootstrap, the smoke test, backups, monitoring, the Argo CD Application. */
-function operations(app: App, config: KudoConfig, s: { synapseUrl: string; synapse: SynapseChart; database: DatabaseConnection }): void {
+function operations(app: Construct, config: KudoConfig, s: { synapseUrl: string; synapse: SynapseChart; database: DatabaseConnection }): void {
   const ns = config.namespaces;
   const refs = config.secrets.refs;
   new BootstrapChart(app, '40-bootstrap', {
@@ -327,7 +355,7 @@ function operations(app: App, config: KudoConfig, s: { synapseUrl: string; synap
 }
 
 /** Default-deny in the stack namespace, then the flows between the pods the charts label. */
-function networkPolicies(app: App, config: KudoConfig): void {
+function networkPolicies(app: Construct, config: KudoConfig): void {
   const np = config.networkPolicies;
   new NetworkPoliciesChart(app, '06-network-policies', {
     namespace: config.namespaces.stack,

@@ -1,4 +1,4 @@
-import { ApiObject, App, Chart, ChartProps } from 'cdk8s';
+import { ApiObject, Chart, ChartProps } from 'cdk8s';
 import { Construct } from 'constructs';
 import { Application } from '../imports/argoproj.io';
 import { labels } from './common';
@@ -73,15 +73,14 @@ const claimsOf = (o: ApiObject): string[] => {
 };
 
 /**
- * Annotates every object of the app with its sync wave. A claim goes in the
+ * Annotates every object of the stack with its sync wave. A claim goes in the
  * wave of the first pod that mounts it during the sync (a workload, or a hook
  * Job): on a WaitForFirstConsumer StorageClass, the default on EKS, GKE, AKS
  * and k3s, a claim stays Pending (Progressing to Argo CD) until such a pod
  * is scheduled, so a claim in an earlier wave would stall the sync for good.
  */
-export function applySyncWaves(app: App): void {
-  const objects = app.charts.flatMap((c) => c.node.findAll().filter((x): x is ApiObject => x instanceof ApiObject))
-    .filter((o) => o.kind !== 'Application');
+export function applySyncWaves(scope: Construct): void {
+  const objects = scope.node.findAll().filter((x): x is ApiObject => x instanceof ApiObject).filter((o) => o.kind !== 'Application');
   const explicit = (o: ApiObject) => annotationOf(o, SYNC_WAVE);
   for (const o of objects) {
     if (o.kind === 'Job') {

@@ -451,6 +451,8 @@ export type StorageConfig = RawConfig['postgres']['storage'];
 export type SecretRefs = RawConfig['secrets']['refs'];
 export type SecretRef = SecretRefs['postgresPassword'];
 export type PostgresMode = RawConfig['postgres']['mode'];
+/** A config as written (YAML or TypeScript): every key optional, defaults filled in by resolveConfig. */
+export type KudoConfigInput = z.input<ReturnType<typeof makeSchema>>;
 
 /** The validated config with every derived default filled in. */
 export interface KudoConfig extends Omit<RawConfig, 'serverName' | 'hosts' | 'ingress' | 'gatewayApi'> {

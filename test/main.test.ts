@@ -150,3 +150,73 @@ describe('bad input: clear error, non-zero exit, dist/ untouched', () => {
     expect(fs.readdirSync(good.cwd).filter((f) => f.startsWith('.dist-render-'))).toEqual([]);
   });
 });
+
+describe('environments: every environments/<name>.yaml rendered to rendered/<name>, and checked for freshness', () => {
+  const STAGING = 'domain: staging.chat.example.org\n';
+  const PRODUCTION = [
+    'domain: chat.example.org', 'profile: production',
+    'argocd:', '  enabled: true', '  repoURL: https://git.example.org/ops/kudo-ops.git', '  path: rendered/production', '',
+  ].join('\n');
+
+  /** An operator's repository: environments/ with the given configs. */
+  function repo(configs: Record<string, string>): string {
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-envs-'));
+    fs.mkdirSync(path.join(cwd, 'environments'));
+    for (const [name, text] of Object.entries(configs)) fs.writeFileSync(path.join(cwd, 'environments', name), text);
+    return cwd;
+  }
+  const run = (cwd: string, ...args: string[]) => spawnSync(process.execPath, [MAIN, ...args], { cwd, env: { PATH: process.env.PATH }, encoding: 'utf8' });
+
+  test('each environment renders what a single render of its config makes, into its own folder', () => {
+    const cwd = repo({ 'staging.yaml': STAGING, 'production.yaml': PRODUCTION });
+    const r = run(cwd, '--environments', 'environments');
+    expect([r.status, r.stderr]).toEqual([0, expect.stringContaining('kudo: production: environments/production.yaml -> rendered/production')]);
+    expect(fs.readdirSync(path.join(cwd, 'rendered')).sort()).toEqual(['production', 'staging']);
+    for (const name of ['staging', 'production']) {
+      const single = render({ KUDO_CONFIG: path.join(cwd, 'environments', `${name}.yaml`) });
+      expect([name, readTree(path.join(cwd, 'rendered', name))]).toEqual([name, readTree(single.outdir)]);
+    }
+    // Production's Application syncs production's folder.
+    const app = yaml.load(fs.readFileSync(path.join(cwd, 'rendered', 'production', '90-argocd.k8s.yaml'), 'utf8')) as any;
+    expect(app.spec.source).toMatchObject({ repoURL: 'https://git.example.org/ops/kudo-ops.git', path: 'rendered/production' });
+    expect(fs.readdirSync(cwd).sort()).toEqual(['environments', 'rendered']);
+  });
+
+  test('--check passes on fresh renders, and names a stale one and a folder without a config (exit 1, nothing written)', () => {
+    const cwd = repo({ 'staging.yaml': STAGING, 'production.yaml': PRODUCTION });
+    expect(run(cwd, '--environments', 'environments').status).toBe(0);
+    const fresh = run(cwd, '--environments', 'environments', '--check');
+    expect([fresh.status, fresh.stderr]).toEqual([0, 'kudo: 2 environment render(s) in rendered are fresh (production, staging)\n']);
+    // The operator edits staging's config and forgets to render; an old environment's folder lingers.
+    fs.writeFileSync(path.join(cwd, 'environments', 'staging.yaml'), `${STAGING}livekit:\n  replicas: 2\n`);
+    fs.mkdirSync(path.join(cwd, 'rendered', 'qa'));
+    const before = readTree(path.join(cwd, 'rendered', 'staging'));
+    const stale = run(cwd, '--environments', 'environments', '--check');
+    expect(stale.status).toBe(1);
+    expect(stale.stderr).toContain('  - staging (rendered/staging): render it again');
+    expect(stale.stderr).toContain('  - rendered/qa has no environments/qa.yaml');
+    expect(stale.stderr).not.toContain('production (');
+    expect(readTree(path.join(cwd, 'rendered', 'staging'))).toEqual(before);
+  });
+
+  test.each([
+    ['an Application that would sync another environment\'s folder', { 'staging.yaml': STAGING, 'production.yaml': PRODUCTION.replace('path: rendered/production', 'path: rendered/staging') },
+      'environments/production.yaml: argocd.path is "rendered/staging"; this environment renders to "rendered/production", which its Application must sync'],
+    ['one bad config among good ones', { 'staging.yaml': STAGING, 'production.yaml': 'domian: chat.example.org\n' }, 'domian: unknown key'],
+    ['a file name that cannot be a folder name', { 'Prod_1.yaml': STAGING }, 'environments/Prod_1.yaml: the file name is the environment\'s name and folder'],
+    ['no configs at all', {}, '--environments environments: no environment configs (<name>.yaml) in it'],
+  ])('refused: %s (exit 2, every folder as it was)', (_, configs, message) => {
+    const cwd = repo(configs);
+    fs.mkdirSync(path.join(cwd, 'rendered', 'staging'), { recursive: true });
+    fs.writeFileSync(path.join(cwd, 'rendered', 'staging', 'old.k8s.yaml'), 'kind: ConfigMap\n');
+    const r = run(cwd, '--environments', 'environments');
+    expect([r.status, r.stderr]).toEqual([2, expect.stringContaining(message)]);
+    expect(readTree(path.join(cwd, 'rendered', 'staging'))).toEqual({ 'old.k8s.yaml': 'kind: ConfigMap\n' });
+    expect(fs.readdirSync(path.join(cwd, 'rendered'))).toEqual(['staging']);
+  });
+
+  test('unknown arguments get the usage (exit 2)', () => {
+    const r = run(repo({}), '--environment', 'environments');
+    expect([r.status, r.stderr]).toEqual([2, expect.stringContaining('unknown argument "--environment"\nusage: kudo-render')]);
+  });
+});
