@@ -190,8 +190,8 @@ export interface RunningRouter {
   readonly program: Program;
   /** Requests the router logged: backend, server, status, method and URI, in the order they finished. */
   requests(): RouterLogEntry[];
-  /** The logged requests once there are at least `count` (a line is written just after its response). */
-  logged(count: number): Promise<RouterLogEntry[]>;
+  /** The logged requests (those `filter` keeps) once there are at least `count`: a line is written just after its response. */
+  logged(count: number, filter?: (r: RouterLogEntry) => boolean): Promise<RouterLogEntry[]>;
   stop(): Promise<void>;
 }
 
@@ -240,9 +240,9 @@ export async function startRouter(ms: Manifest[], cfg: string, processes: readon
     statusPort,
     program,
     requests,
-    logged: async (count) => {
-      await program.waitFor(`${count} logged requests`, async () => requests().length >= count, 5_000);
-      return requests();
+    logged: async (count, filter = () => true) => {
+      await program.waitFor(`${count} logged requests`, async () => requests().filter(filter).length >= count, 5_000);
+      return requests().filter(filter);
     },
     stop: () => program.stop(),
   };
