@@ -18,6 +18,7 @@ import type { DatabaseConnection } from './database';
 import { LIVEKIT_TLS_SECRET, LiveKitChart } from './livekit';
 import { MonitoringChart } from './monitoring';
 import { NamespacesChart } from './namespaces';
+import { mergeScheduling } from './pods';
 import { DatabasePeers, NetworkPoliciesChart } from './network-policies';
 import { POSTGRES, POSTGRES_EXPORTER_PORT, POSTGRES_PORT, PostgresChart } from './postgres';
 import { REDIS, REDIS_EXPORTER_PORT, REDIS_PORT, RedisChart } from './redis';
@@ -73,6 +74,9 @@ export function buildApp(config: KudoConfig, props: AppProps = {}): App {
 /** The Jobs, the well-known server and the address lookups need Python 3; the Synapse image has it. */
 const toolsImage = (config: KudoConfig) => config.synapse.image;
 
+/** Where a workload's pods may run (its settings and scheduling.all's), and the Secrets they pull images with. */
+const scheduling = (config: KudoConfig, workload: Exclude<keyof KudoConfig['scheduling'], 'all'>) =>
+  mergeScheduling(config.scheduling.all, config.scheduling[workload], config.imagePullSecrets);
 
 /** Namespaces, the issuer, the Gateway and the secret generator; returns how hosts are exposed. */
 function platform(app: Construct, config: KudoConfig): IngressSettings {
@@ -105,6 +109,7 @@ function platform(app: Construct, config: KudoConfig): IngressSettings {
   if (config.secrets.mode === 'generated') {
     new SecretGeneratorChart(app, '05-secrets', {
       namespaces: ns, refs: config.secrets.refs, toolsImage: toolsImage(config), features: secretFeatures(config),
+      scheduling: scheduling(config, 'tools'),
     });
   }
   return {
@@ -135,6 +140,7 @@ function databases(app: Construct, config: KudoConfig): { database: DatabaseConn
       password: refs.postgresPassword,
       superuserPassword: refs.postgresSuperuserPassword,
       exporter: config.monitoring.enabled ? config.monitoring.postgresExporter : undefined,
+      scheduling: scheduling(config, 'postgres'),
     });
     database = { host: postgres.host, port: postgres.port, name: postgres.database, user: postgres.user, password: refs.postgresPassword };
   } else if (pg.mode === 'cloudnative-pg') {
@@ -155,6 +161,7 @@ function databases(app: Construct, config: KudoConfig): { database: DatabaseConn
         retention: b.retention, schedule: b.schedule, archiveTimeoutSeconds: b.archiveTimeoutSeconds,
       } : undefined,
       podMonitorLabels: config.monitoring.enabled ? config.monitoring.serviceMonitorLabels : undefined,
+      scheduling: scheduling(config, 'postgres'),
     });
     // The owner's credentials are in the Secret the operator makes.
     database = { host: cluster.host, port: cluster.port, name: 'synapse', user: 'synapse', password: cluster.passwordSecret };
@@ -171,6 +178,7 @@ function databases(app: Construct, config: KudoConfig): { database: DatabaseConn
     resources: config.redis.resources,
     password: refs.redisPassword,
     exporter: config.monitoring.enabled ? config.monitoring.redisExporter : undefined,
+    scheduling: scheduling(config, 'redis'),
   }) : undefined;
   return { database, redis };
 }
@@ -184,6 +192,7 @@ function matrix(app: Construct, config: KudoConfig, ingress: IngressSettings, da
     ? new WellKnownChart(app, '21-well-known', {
       namespace: ns.stack, matrixHost: config.hosts.matrix, image: toolsImage(config),
       route: sameHost ? undefined : { serverHost: config.serverName, ingress },
+      scheduling: scheduling(config, 'wellKnown'),
     })
     : undefined;
   const pool = config.synapse.databasePool;
@@ -205,6 +214,9 @@ function matrix(app: Construct, config: KudoConfig, ingress: IngressSettings, da
     wellKnownService: wellKnown && sameHost ? { name: wellKnown.serviceName, port: WELL_KNOWN_PORT } : undefined,
     adminApiSourceRanges: config.synapse.adminApi.expose ? config.synapse.adminApi.sourceRanges : undefined,
     workers: workers(app, config, redis),
+    extraConfig: config.synapse.extraConfig,
+    extraSecretFiles: config.synapse.extraSecretFiles,
+    scheduling: scheduling(config, 'synapse'),
   });
 }
 
@@ -220,6 +232,7 @@ function workers(app: Construct, config: KudoConfig, redis?: RedisChart): Synaps
     resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } },
     workers: replicas,
     main: { service: 'synapse', port: SYNAPSE_HTTP_PORT },
+    scheduling: scheduling(config, 'synapseRouter'),
   });
   return {
     replicas,
@@ -228,6 +241,7 @@ function workers(app: Construct, config: KudoConfig, redis?: RedisChart): Synaps
     poolMax: w.databasePool.max,
     redis: { host: redis.host, port: REDIS_PORT },
     router: { service: router.serviceName, port: ROUTER_PORT },
+    scheduling: scheduling(config, 'synapseWorkers'),
   };
 }
 
@@ -255,6 +269,7 @@ function media(app: Construct, config: KudoConfig, ingress: IngressSettings, red
     },
     ingress,
     toolsImage: toolsImage(config),
+    scheduling: scheduling(config, 'livekit'),
   });
   new CoturnChart(app, '31-coturn', {
     namespace: ns.hostNetwork,
@@ -269,6 +284,7 @@ function media(app: Construct, config: KudoConfig, ingress: IngressSettings, red
     totalQuota: config.coturn.totalQuota,
     turnSharedSecret: refs.turnSharedSecret,
     issuer: config.tls.issuer,
+    scheduling: scheduling(config, 'coturn'),
   });
 }
 
@@ -286,6 +302,7 @@ function operations(app: Construct, config: KudoConfig, s: { synapseUrl: string;
     synapseUrl: s.synapseUrl,
     publicHomeserverUrl: `https://${config.hosts.matrix}`,
     publicLivekitUrl: `wss://${config.hosts.livekit}`,
+    scheduling: scheduling(config, 'tools'),
   });
   new SmokeTestChart(app, '45-smoke', {
     namespace: ns.stack,
@@ -298,6 +315,7 @@ function operations(app: Construct, config: KudoConfig, s: { synapseUrl: string;
     turnHost: config.hosts.turn,
     turnPort: TURN_PORT,
     turnTlsPort: TURN_TLS_PORT,
+    scheduling: scheduling(config, 'tools'),
   });
   if (config.backup.enabled) {
     const b = config.backup;
@@ -311,6 +329,7 @@ function operations(app: Construct, config: KudoConfig, s: { synapseUrl: string;
       postgres: s.database,
       media: { claimName: s.synapse.mediaClaimName, synapseSelector: s.synapse.podSelector },
       s3: b.s3.enabled && b.s3.repository !== undefined ? { repository: b.s3.repository, secretName: b.s3.secretName, image: b.s3.image } : undefined,
+      scheduling: scheduling(config, 'backup'),
     });
   }
   if (config.monitoring.enabled) {

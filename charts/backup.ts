@@ -4,9 +4,10 @@ import { Construct } from 'constructs';
 import type { ImageConfig, ResourcesConfig, StorageConfig } from './config';
 import {
   bundledFile, ComponentLabels, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, NEVER, resourceRequirements, restrictedContainer, restrictedPod,
-  SCRIPTS_DIR, secretFilesVolume, UID,
+  SCRIPTS_DIR, secretFilesVolume, selectorLabels, UID,
 } from './common';
 import { syncHook, WAVE } from './argocd';
+import { PodScheduling, withScheduling } from './pods';
 import { databaseCaVolume, DatabaseConnection, DB_CA_DIR, libpqTlsEnv } from './database';
 
 /** The backup pods' identity (NetworkPolicies select them by it). */
@@ -30,6 +31,8 @@ export interface BackupProps extends ChartProps {
   readonly media: { readonly claimName: string; readonly synapseSelector: Record<string, string> };
   /** Copy backups to an S3 bucket with restic. @default - backups stay on the backup volume */
   readonly s3?: { readonly repository: string; readonly secretName: string; readonly image: ImageConfig };
+  /** Where its pods may run, beyond what the chart sets. @default - anywhere the chart allows */
+  readonly scheduling?: PodScheduling;
 }
 
 const MOUNTS = {
@@ -85,11 +88,11 @@ function backupContainers(props: BackupProps, keep: k8s.EnvVar[]) {
  */
 function backupVolumeCheck(scope: Construct, p: {
   image: ImageConfig; meta: { namespace: string; labels: Record<string, string> }; component: ComponentLabels;
-  claimName: string; onSynapseNode: k8s.Affinity; volume: k8s.Volume;
+  claimName: string; onSynapseNode: k8s.Affinity; volume: k8s.Volume; scheduling?: PodScheduling;
 }): void {
   const template: k8s.PodTemplateSpec = {
     metadata: { labels: labels(p.component) },
-    spec: {
+    spec: withScheduling({
       restartPolicy: 'Never',
       automountServiceAccountToken: false,
       enableServiceLinks: false,
@@ -104,7 +107,7 @@ function backupVolumeCheck(scope: Construct, p: {
         volumeMounts: [MOUNTS.backups],
       }],
       volumes: [p.volume],
-    },
+    }, p.scheduling, selectorLabels(p.component)),
   };
   new k8s.KubeJob(scope, 'volume-check', {
     metadata: { name: `backup-volume-${contentHash(template).slice(0, 8)}`, ...p.meta, annotations: syncHook(WAVE.edge) },
@@ -194,7 +197,7 @@ export class BackupChart extends Chart {
             activeDeadlineSeconds: 6 * 3600,
             template: {
               metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: hash } },
-              spec: {
+              spec: withScheduling({
                 restartPolicy: 'Never',
                 automountServiceAccountToken: false,
                 enableServiceLinks: false,
@@ -203,14 +206,14 @@ export class BackupChart extends Chart {
                 initContainers: o.upload ? [o.step] : undefined,
                 containers: [o.upload ?? o.step],
                 volumes: [volumes.scripts, volumes.backups, volumes.tmp, ...o.volumes, ...(o.upload ? [volumes.restic] : [])],
-              },
+              }, props.scheduling, selectorLabels(component)),
             },
           },
         },
       },
     });
 
-    backupVolumeCheck(this, { image: props.image, meta, component, claimName: claim.name, onSynapseNode, volume: volumes.backups });
+    backupVolumeCheck(this, { image: props.image, meta, component, claimName: claim.name, onSynapseNode, volume: volumes.backups, scheduling: props.scheduling });
 
     const mediaRo = { name: 'media', mountPath: '/media', readOnly: true };
     const dbVolumes = [volumes.password, ...(ca !== undefined ? [ca] : [])];

@@ -20,6 +20,7 @@ import {
 import { setSyncWave, WAVE } from './argocd';
 import { imageRef, labels } from './common';
 import type { ImageConfig, ResourcesConfig, StorageConfig } from './config';
+import type { PodScheduling } from './pods';
 import { POSTGRES_PORT, postgresSettings } from './postgres';
 
 /** The Cluster's name: its Services are <name>-rw, -ro and -r, the owner's Secret <name>-app. */
@@ -69,6 +70,31 @@ export interface CloudNativePgProps extends ChartProps {
   readonly backup?: CloudNativePgBackup;
   /** A PodMonitor for the instances' metrics. @default - none */
   readonly podMonitorLabels?: Record<string, string>;
+  /** Where the instances may run, beyond the operator's own anti-affinity. @default - anywhere */
+  readonly scheduling?: PodScheduling;
+}
+
+/**
+ * The scheduling settings in the Cluster's own fields (the operator builds the
+ * pods): tolerations and node affinity beside its anti-affinity settings, the
+ * rest at the top of the spec. A spread constraint without a label selector
+ * counts the Cluster's instances.
+ */
+function clusterScheduling(s: PodScheduling | undefined) {
+  if (s === undefined) return { affinity: {}, spec: {} };
+  return {
+    affinity: {
+      ...(s.nodeAffinity !== undefined ? { nodeAffinity: s.nodeAffinity } : {}),
+      ...(s.tolerations.length > 0 ? { tolerations: [...s.tolerations] } : {}),
+    },
+    spec: {
+      ...(s.priorityClassName !== undefined ? { priorityClassName: s.priorityClassName } : {}),
+      ...(s.topologySpreadConstraints.length > 0 ? {
+        topologySpreadConstraints: s.topologySpreadConstraints.map((c) => ({ ...c, labelSelector: c.labelSelector ?? { matchLabels: { [CNPG_POD_LABEL]: CNPG_CLUSTER } } })),
+      } : {}),
+      ...(s.imagePullSecrets.length > 0 ? { imagePullSecrets: s.imagePullSecrets.map((name) => ({ name })) } : {}),
+    },
+  };
 }
 
 /** The Cluster, its ObjectStore and ScheduledBackup, and a PodMonitor. */
@@ -107,6 +133,7 @@ export class CloudNativePgChart extends Chart {
     if (backup !== undefined) parameters.archive_timeout = `${backup.archiveTimeoutSeconds}s`;
 
     const r = props.resources;
+    const scheduling = clusterScheduling(props.scheduling);
     const cluster = new Cluster(this, 'cluster', {
       metadata: { name: CNPG_CLUSTER, ...meta },
       spec: {
@@ -132,10 +159,11 @@ export class CloudNativePgChart extends Chart {
           requests: { cpu: ClusterSpecResourcesRequests.fromString(r.requests.cpu), memory: ClusterSpecResourcesRequests.fromString(r.requests.memory) },
           limits: { cpu: ClusterSpecResourcesLimits.fromString(r.limits.cpu), memory: ClusterSpecResourcesLimits.fromString(r.limits.memory) },
         },
-        affinity: { enablePodAntiAffinity: true, topologyKey: 'kubernetes.io/hostname', podAntiAffinityType: 'preferred' },
+        affinity: { enablePodAntiAffinity: true, topologyKey: 'kubernetes.io/hostname', podAntiAffinityType: 'preferred', ...scheduling.affinity },
         enablePdb: true,
         enableSuperuserAccess: false,
         ...(backup !== undefined ? { plugins: [{ name: BARMAN_CLOUD_PLUGIN, isWalArchiver: true, parameters: { barmanObjectName: `${CNPG_CLUSTER}-backups` } }] } : {}),
+        ...scheduling.spec,
       },
     });
     // With the databases: Argo CD's health check for a Cluster waits for its instances.

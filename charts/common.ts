@@ -8,6 +8,7 @@ import * as path from 'path';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import type { ImageConfig, ResourcesConfig, SecretRef } from './config';
+import { PodScheduling, withScheduling } from './pods';
 
 export const PART_OF = 'kudo';
 
@@ -224,6 +225,8 @@ export interface ToolPodProps {
   readonly extraVolumes?: k8s.Volume[];
   readonly extraMounts?: k8s.VolumeMount[];
   readonly labels: Record<string, string>;
+  /** Where the pod may run. @default - anywhere */
+  readonly scheduling?: PodScheduling;
 }
 
 /** Where kube.py reads an API token and CA: the projected `api-token` volume. */
@@ -252,7 +255,7 @@ export function toolPodTemplate(p: ToolPodProps): k8s.PodTemplateSpec {
   const api = p.serviceAccount !== undefined;
   return {
     metadata: { labels: p.labels },
-    spec: {
+    spec: withScheduling({
       serviceAccountName: p.serviceAccount,
       automountServiceAccountToken: false,
       restartPolicy: 'Never',
@@ -274,7 +277,7 @@ export function toolPodTemplate(p: ToolPodProps): k8s.PodTemplateSpec {
         ],
       }],
       volumes: [{ name: 'scripts', configMap: { name: p.configMap } }, memoryVolume('tmp', '16Mi'), ...(api ? [apiTokenVolume()] : []), ...(p.extraVolumes ?? [])],
-    },
+    }, p.scheduling, p.labels),
   };
 }
 

@@ -11,6 +11,7 @@ import type * as JsYaml from 'js-yaml';
 import type { z } from 'zod';
 import { INGRESS_CONTROLLER, INGRESS_CONTROLLERS, IngressController } from './ingress-controllers';
 import { cronProblem, isLabelValue, isObjectName, isQualifiedName } from './k8s-names';
+import { withImagesFrom } from './pods';
 import { WORKER_TYPE_NAMES, WORKER_TYPES, WorkerType, WorkerTypeName } from './synapse-workers';
 
 export class ConfigError extends Error {
@@ -77,6 +78,66 @@ function makeSchema() {
     size: memory.default(size),
     /** StorageClass; unset means the cluster's default class. */
     className: objectName.optional(),
+  }).prefault({});
+
+  // Scheduling, in Kubernetes' own shapes (examples from its docs paste in), checked as the API server checks them.
+  const labelKey = z.string().refine(isQualifiedName, { message: 'must be a label key (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", ".")' });
+  const labelValue = z.string().refine(isLabelValue, { message: 'must be a label value (at most 63 letters, digits, "-", "_", ".", starting and ending with a letter or digit)' });
+  const toleration = z.strictObject({
+    /** Empty (with operator Exists) tolerates every taint. */
+    key: labelKey.optional(),
+    operator: z.enum(['Exists', 'Equal']).optional(),
+    value: labelValue.optional(),
+    effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
+    tolerationSeconds: z.number().int().optional(),
+  }).superRefine((t, ctx) => {
+    const exists = t.operator === 'Exists';
+    if (exists && t.value !== undefined && t.value !== '') ctx.addIssue({ code: 'custom', path: ['value'], message: 'must be empty when operator is "Exists"' });
+    if ((t.key === undefined || t.key === '') && !exists) ctx.addIssue({ code: 'custom', path: ['operator'], message: 'must be "Exists" when key is empty (the toleration then matches every taint)' });
+    if (t.tolerationSeconds !== undefined && t.effect !== 'NoExecute') ctx.addIssue({ code: 'custom', path: ['tolerationSeconds'], message: 'applies only with effect "NoExecute"' });
+  });
+  const selectorRequirement = <O extends readonly [string, ...string[]]>(operators: O) => z.strictObject({
+    key: labelKey,
+    operator: z.enum(operators),
+    values: z.array(z.string()).optional(),
+  }).superRefine((r, ctx) => {
+    const n = r.values?.length ?? 0;
+    if ((r.operator === 'In' || r.operator === 'NotIn') && n === 0) ctx.addIssue({ code: 'custom', path: ['values'], message: `must list at least one value with operator "${r.operator}"` });
+    if ((r.operator === 'Exists' || r.operator === 'DoesNotExist') && n > 0) ctx.addIssue({ code: 'custom', path: ['values'], message: `must be empty with operator "${r.operator}"` });
+    if ((r.operator === 'Gt' || r.operator === 'Lt') && (n !== 1 || !/^-?[0-9]+$/.test(r.values![0]))) {
+      ctx.addIssue({ code: 'custom', path: ['values'], message: `must be one integer with operator "${r.operator}"` });
+    }
+    if (r.operator === 'In' || r.operator === 'NotIn') {
+      for (const [i, v] of (r.values ?? []).entries()) if (!isLabelValue(v)) ctx.addIssue({ code: 'custom', path: ['values', i], message: `"${v}" is not a label value` });
+    }
+  });
+  const nodeSelectorTerm = z.strictObject({ matchExpressions: z.array(selectorRequirement(['In', 'NotIn', 'Exists', 'DoesNotExist', 'Gt', 'Lt'] as const)).min(1) });
+  const workloadScheduling = z.strictObject({
+    tolerations: z.array(toleration).default([]),
+    /** Kubernetes' NodeAffinity: requiredDuringSchedulingIgnoredDuringExecution and preferredDuringSchedulingIgnoredDuringExecution. */
+    nodeAffinity: z.strictObject({
+      requiredDuringSchedulingIgnoredDuringExecution: z.strictObject({ nodeSelectorTerms: z.array(nodeSelectorTerm).min(1) }).optional(),
+      preferredDuringSchedulingIgnoredDuringExecution: z.array(z.strictObject({ weight: z.number().int().min(1).max(100), preference: nodeSelectorTerm })).optional(),
+    }).optional(),
+    priorityClassName: objectName.optional(),
+    /** Without a labelSelector a constraint counts the workload's own pods. */
+    topologySpreadConstraints: z.array(z.strictObject({
+      maxSkew: z.number().int().min(1),
+      topologyKey: labelKey,
+      whenUnsatisfiable: z.enum(['DoNotSchedule', 'ScheduleAnyway']),
+      minDomains: z.number().int().min(1).optional(),
+      labelSelector: z.strictObject({
+        matchLabels: labelMap.optional(),
+        matchExpressions: z.array(selectorRequirement(['In', 'NotIn', 'Exists', 'DoesNotExist'] as const)).optional(),
+      }).optional(),
+      matchLabelKeys: z.array(labelKey).optional(),
+      nodeAffinityPolicy: z.enum(['Honor', 'Ignore']).optional(),
+      nodeTaintsPolicy: z.enum(['Honor', 'Ignore']).optional(),
+    }).superRefine((c, ctx) => {
+      if (c.minDomains !== undefined && c.whenUnsatisfiable !== 'DoNotSchedule') {
+        ctx.addIssue({ code: 'custom', path: ['minDomains'], message: 'applies only with whenUnsatisfiable "DoNotSchedule"' });
+      }
+    })).default([]),
   }).prefault({});
 
   const secretRef = (name: string, key: string) => z.strictObject({
@@ -266,6 +327,20 @@ function makeSchema() {
         /** The addresses (CIDRs) allowed to reach it. */
         sourceRanges: z.array(cidr).default([]),
       }).prefault({}),
+      /**
+       * More homeserver.yaml settings (email, oidc_providers, rc_*, app_service_config_files, ...), merged
+       * in at the top level by every Synapse process. Keys the stack writes are refused, and so are secrets
+       * written inline: point their *_path settings at files of extraSecretFiles.
+       */
+      extraConfig: z.record(z.string(), z.unknown()).default({}),
+      /** Secret keys mounted read-only at /secrets/extra/<file> in every Synapse process. */
+      extraSecretFiles: z.array(z.strictObject({
+        /** A Secret in namespaces.stack. */
+        secret: objectName,
+        key: z.string().regex(/^[-._a-zA-Z0-9]{1,253}$/, 'must be a Secret data key (at most 253 letters, digits, "-", "_", ".")'),
+        /** The file name under /secrets/extra. */
+        file: z.string().regex(/^[A-Za-z0-9_-][-._A-Za-z0-9]{0,252}$/, 'must be a file name (letters, digits, "-", "_", ".", not starting with ".")'),
+      })).default([]),
       /** The admin account the bootstrap Job registers. */
       adminUser: z.string().regex(/^[a-z0-9._=\-/+]+$/, 'must be a Matrix localpart (a-z, 0-9, ".", "_", "=", "-", "/", "+")')
         .refine((v) => !v.startsWith('_'), { message: 'Synapse refuses localparts starting with "_" (reserved for bridges)' }).default('admin'),
@@ -411,6 +486,41 @@ function makeSchema() {
         image: image('docker.io/restic/restic', '0.18.1'),
       }).prefault({}),
     }).prefault({}),
+    /**
+     * A registry mirror every image is pulled from, e.g. "mirror.example.com" or "harbor.local:8443/hub":
+     * it replaces each image's registry host and keeps the path (docker.io/library/postgres becomes
+     * mirror.example.com/library/postgres; an image without a registry is Docker Hub's). See charts/pods.ts.
+     * @default - each image from its own registry
+     */
+    imageRegistry: z.string().regex(/^([a-z0-9-]+\.)*[a-z0-9-]+(:[0-9]{1,5})?(\/[a-z0-9._-]+)*$/, 'must be a registry host with an optional port and path, such as "mirror.example.com" or "registry.local:5000/hub"')
+      .refine((v) => { const host = v.split('/')[0]; return host.includes('.') || host.includes(':') || host === 'localhost'; }, {
+        message: 'must start with a registry host: a name with a "." or a port, or "localhost" (a bare name would be read as a Docker Hub path)',
+      }).optional(),
+    /** Secrets (type kubernetes.io/dockerconfigjson) every pod pulls its images with; each must exist in every namespace the stack runs pods in. */
+    imagePullSecrets: z.array(objectName).default([]),
+    /**
+     * Where each workload's pods may run: tolerations, nodeAffinity, priorityClassName,
+     * topologySpreadConstraints. `all` applies to every workload, together with the
+     * workload's own; both are added to what the stack sets itself (node selectors, affinities).
+     */
+    scheduling: z.strictObject({
+      all: workloadScheduling,
+      /** The StatefulSet's pod, or the CloudNativePG Cluster's instances. */
+      postgres: workloadScheduling,
+      redis: workloadScheduling,
+      /** Synapse's main process. */
+      synapse: workloadScheduling,
+      /** Every Synapse worker process. */
+      synapseWorkers: workloadScheduling,
+      synapseRouter: workloadScheduling,
+      wellKnown: workloadScheduling,
+      livekit: workloadScheduling,
+      coturn: workloadScheduling,
+      /** The backup and restore CronJobs and the backup volume check. */
+      backup: workloadScheduling,
+      /** The secret generator, the admin bootstrap and the smoke test. */
+      tools: workloadScheduling,
+    }).prefault({}),
     secrets: z.strictObject({
       /**
        * generated: a Job creates each missing value once and never overwrites one.
@@ -548,7 +658,8 @@ export function resolveConfig(input: unknown, source = 'config'): KudoConfig {
     const lines = result.error.issues.map((issue) => formatIssue(issue, input));
     throw new ConfigError(`${source} is invalid:\n${lines.map((l) => `  - ${l}`).join('\n')}`);
   }
-  const raw = result.data;
+  // One place for the mirror: every image setting, so every image reference, names it.
+  const raw = result.data.imageRegistry !== undefined ? withImagesFrom(result.data, result.data.imageRegistry) : result.data;
   const controller = INGRESS_CONTROLLER[raw.ingress.controller as IngressController];
   const ingress = { ...raw.ingress, className: raw.ingress.className ?? controller.className, namespace: raw.ingress.namespace ?? controller.namespace };
   const gatewayNamespace = raw.gatewayApi.gatewayNamespace ?? raw.namespaces.stack;
@@ -718,11 +829,28 @@ function checkCombinations(c: KudoConfig, source: string): void {
       if (c.hosts[a] === c.hosts[b]) problems.push(`hosts.${a} and hosts.${b} are both "${c.hosts[a]}"; each needs a DNS record, route and certificate of its own`);
     }
   }
+  problems.push(...synapseExtraProblems(c));
   const userId = `@${c.synapse.adminUser}:${c.serverName}`;
   if (userId.length > 255) problems.push(`synapse.adminUser: the user ID ${userId} is ${userId.length} characters; Matrix allows 255`);
   if (problems.length > 0) {
     throw new ConfigError(`${source} is invalid:\n${problems.map((l) => `  - ${l}`).join('\n')}`);
   }
+}
+
+/** synapse.extraConfig and synapse.extraSecretFiles: nothing the stack writes, no inline secret, every file reference declared. */
+function synapseExtraProblems(c: KudoConfig): string[] {
+  const problems: string[] = [];
+  const files = c.synapse.extraSecretFiles.map((f) => f.file);
+  for (const [i, f] of files.entries()) {
+    if (files.indexOf(f) !== i) problems.push(`synapse.extraSecretFiles[${i}].file: "${f}" is already the file of synapse.extraSecretFiles[${files.indexOf(f)}]`);
+  }
+  if (Object.keys(c.synapse.extraConfig).length > 0) {
+    // Loaded only for a config that has extra settings: the rules come from what the Synapse chart writes.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { extraConfigProblems }: typeof import('./synapse') = require('./synapse');
+    problems.push(...extraConfigProblems(c.synapse.extraConfig, files));
+  }
+  return problems;
 }
 
 /** What each PostgreSQL mode needs. */
@@ -829,7 +957,8 @@ function allowedKeys(path: string[]): string[] {
   };
   unwrap();
   for (const p of path) {
-    s = s?.shape?.[p];
+    // A list item's keys are its element's.
+    s = /^[0-9]+$/.test(p) && s?.def?.element !== undefined ? s.def.element : s?.shape?.[p];
     unwrap();
   }
   return s?.shape ? Object.keys(s.shape) : [];

@@ -7,6 +7,7 @@ import {
   bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, nodeAddressLookup, resourceRequirements, restrictedContainer, restrictedPod,
   secretFilesVolume, selectorLabels, tcpPort, UID,
 } from './common';
+import { PodScheduling, withScheduling } from './pods';
 import { setSyncWave, WAVE } from './argocd';
 
 /** The Secret cert-manager writes the TURN host's certificate to. */
@@ -93,6 +94,8 @@ export interface CoturnProps extends ChartProps {
   readonly totalQuota: number;
   readonly turnSharedSecret: SecretRef;
   readonly issuer: { readonly kind: string; readonly name: string };
+  /** Where its pods may run, beyond what the chart sets. @default - anywhere the chart allows */
+  readonly scheduling?: PodScheduling;
 }
 
 /** turnserver.conf without secrets or node addresses (the start script adds those). Comments on their own lines only. */
@@ -177,7 +180,7 @@ export class CoturnChart extends Chart {
         updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: k8s.IntOrString.fromNumber(1) } },
         template: {
           metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) } },
-          spec: {
+          spec: withScheduling({
             hostNetwork: true,
             dnsPolicy: 'ClusterFirstWithHostNet',
             serviceAccountName: address.serviceAccountName,
@@ -221,7 +224,7 @@ export class CoturnChart extends Chart {
               memoryVolume('tmp', '16Mi'),
               ...address.volumes,
             ],
-          },
+          }, props.scheduling, selectorLabels(component)),
         },
       },
     });

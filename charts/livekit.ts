@@ -6,6 +6,7 @@ import {
   bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, NodeAddressLookup, nodeAddressLookup, resourceRequirements, restrictedContainer,
   restrictedPod, secretFilesVolume, selectorLabels, tcpPort, UID,
 } from './common';
+import { PodScheduling, withScheduling } from './pods';
 import { setSyncWave, WAVE } from './argocd';
 import { exposeHttp, IngressSettings } from './tls';
 import { toYaml } from './yaml-out';
@@ -60,6 +61,8 @@ export interface LiveKitProps extends ChartProps {
   readonly nodeSelector?: Record<string, string>;
   /** An image with Python 3 (the Synapse image), for the node-address lookup. */
   readonly toolsImage: ImageConfig;
+  /** Where its pods may run, beyond what the chart sets. @default - anywhere the chart allows */
+  readonly scheduling?: PodScheduling;
 }
 
 /**
@@ -238,7 +241,7 @@ export class LiveKitChart extends Chart {
         strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: k8s.IntOrString.fromNumber(0), maxUnavailable: k8s.IntOrString.fromNumber(1) } },
         template: {
           metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) } },
-          spec: livekitPodSpec(props, { configMap: config.name, address }),
+          spec: withScheduling(livekitPodSpec(props, { configMap: config.name, address }), props.scheduling, selectorLabels(component)),
         },
       },
     });

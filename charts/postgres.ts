@@ -6,6 +6,7 @@ import {
   bundledFile, exporterContainer, headlessService, imageRef, labels, memoryBytes, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
   secretFilesVolume, selectorLabels, tcpPort, UID,
 } from './common';
+import { PodScheduling, withScheduling } from './pods';
 
 /** The PostgreSQL pod's identity (NetworkPolicies select it by it). */
 export const POSTGRES = { name: 'postgres', component: 'database' } as const;
@@ -35,6 +36,8 @@ export interface PostgresProps extends ChartProps {
   readonly superuserPassword: SecretRef;
   /** Run a Prometheus exporter beside the server. @default - no exporter */
   readonly exporter?: ImageConfig;
+  /** Where its pods may run, beyond what the chart sets. @default - anywhere the chart allows */
+  readonly scheduling?: PodScheduling;
 }
 
 export const POSTGRES_EXPORTER_PORT = 9187;
@@ -119,7 +122,7 @@ export class PostgresChart extends Chart {
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
         template: {
           metadata: { labels: labels(component) },
-          spec: {
+          spec: withScheduling({
             automountServiceAccountToken: false,
             enableServiceLinks: false,
             securityContext: restrictedPod(UID.database),
@@ -167,7 +170,7 @@ export class PostgresChart extends Chart {
               memoryVolume('run', '16Mi'),
               memoryVolume('tmp', '64Mi'),
             ],
-          },
+          }, props.scheduling, selectorLabels(component)),
         },
         volumeClaimTemplates: [{
           // volumeClaimTemplates cannot change after creation: no version label here, or every image upgrade is refused.

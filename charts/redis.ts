@@ -6,6 +6,7 @@ import {
   CONFIG_HASH_ANNOTATION, contentHash, exporterContainer, headlessService, imageRef, labels, memoryBytes, memoryVolume, resourceRequirements,
   restrictedContainer, restrictedPod, secretFilesVolume, selectorLabels, tcpPort, UID,
 } from './common';
+import { PodScheduling, withScheduling } from './pods';
 /** The Redis pod's identity (NetworkPolicies select it by it). */
 export const REDIS = { name: 'redis', component: 'livekit-state' } as const;
 export const REDIS_PORT = 6379;
@@ -19,6 +20,8 @@ export interface RedisProps extends ChartProps {
   readonly password: SecretRef;
   /** Run a Prometheus exporter beside Redis. @default - no exporter */
   readonly exporter?: ImageConfig;
+  /** Where its pods may run, beyond what the chart sets. @default - anywhere the chart allows */
+  readonly scheduling?: PodScheduling;
 }
 
 export const REDIS_EXPORTER_PORT = 9121;
@@ -96,7 +99,7 @@ export class RedisChart extends Chart {
         selector: { matchLabels: selectorLabels(component) },
         template: {
           metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) } },
-          spec: {
+          spec: withScheduling({
             automountServiceAccountToken: false,
             enableServiceLinks: false,
             securityContext: restrictedPod(UID.database),
@@ -142,7 +145,7 @@ export class RedisChart extends Chart {
               memoryVolume('run', '1Mi'),
               { name: 'data', emptyDir: { sizeLimit: k8s.Quantity.fromString('64Mi') } },
             ],
-          },
+          }, props.scheduling, selectorLabels(component)),
         },
       },
     });

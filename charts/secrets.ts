@@ -10,6 +10,7 @@ import { Construct } from 'constructs';
 import { syncHook, WAVE } from './argocd';
 import type { ImageConfig, KudoConfig, PostgresMode, SecretRef, SecretRefs } from './config';
 import { bundledFile, CONFIG_HASH_ANNOTATION, contentHash, labels, SCRIPTS_DIR, secretFilesVolume, toolPodTemplate, ToolPodProps } from './common';
+import type { PodScheduling } from './pods';
 
 export type SecretValueName = keyof SecretRefs;
 export type SecretKind = 'token' | 'livekit-api-key' | 'synapse-signing-key';
@@ -176,6 +177,8 @@ export interface SecretGeneratorProps extends ChartProps {
   readonly features?: SecretFeatures;
   /** An image with Python 3 (the Synapse image). */
   readonly toolsImage: ImageConfig;
+  /** Where the Job's pod may run. @default - anywhere */
+  readonly scheduling?: PodScheduling;
 }
 
 /**
@@ -211,6 +214,7 @@ export class SecretGeneratorChart extends Chart {
       labels: { ...lbls },
       annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files), ...syncHook(WAVE.secrets) },
       backoffLimit: 6,
+      scheduling: props.scheduling,
     });
   }
 }
@@ -226,6 +230,8 @@ export interface BootstrapProps extends ChartProps {
   readonly synapseUrl: string;
   readonly publicHomeserverUrl: string;
   readonly publicLivekitUrl: string;
+  /** Where the Job's pod may run. @default - anywhere */
+  readonly scheduling?: PodScheduling;
 }
 
 /**
@@ -280,6 +286,7 @@ export class BootstrapChart extends Chart {
       labels: { ...lbls },
       annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files), ...syncHook(WAVE.appCredentials) },
       backoffLimit: 10,
+      scheduling: props.scheduling,
     });
   }
 }

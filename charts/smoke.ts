@@ -3,6 +3,7 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import type { ImageConfig } from './config';
 import { bundledFile, labels, NEVER, SCRIPTS_DIR, toolPodTemplate } from './common';
+import type { PodScheduling } from './pods';
 
 /** The smoke test's identity (NetworkPolicies select it by it). */
 export const SMOKE_TEST = { name: 'smoke-test', component: 'operations' } as const;
@@ -19,6 +20,8 @@ export interface SmokeTestProps extends ChartProps {
   readonly turnHost: string;
   readonly turnPort: number;
   readonly turnTlsPort: number;
+  /** Where the Job's pod may run. @default - anywhere */
+  readonly scheduling?: PodScheduling;
 }
 
 /**
@@ -61,6 +64,7 @@ export class SmokeTestChart extends Chart {
               command: ['python3', `${SCRIPTS_DIR}/smoke.py`],
               env: Object.entries(env).map(([name, value]) => ({ name, value })),
               labels: labels(component),
+              scheduling: props.scheduling,
             }),
           },
         },

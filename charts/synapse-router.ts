@@ -14,6 +14,7 @@ import {
   CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod, selectorLabels,
   tcpPort, UID,
 } from './common';
+import { PodScheduling, withScheduling } from './pods';
 import { SYNAPSE_HTTP_PORT, workerComponent } from './synapse';
 import { Balance, INITIAL_SYNC_PATH, WORKER_TYPE_NAMES, WORKER_TYPES, WorkerType, WorkerTypeName } from './synapse-workers';
 
@@ -33,6 +34,8 @@ export interface SynapseRouterProps extends ChartProps {
   readonly workers: Readonly<Record<WorkerTypeName, number>>;
   /** The main process's Service. */
   readonly main: { readonly service: string; readonly port: number };
+  /** Where its pods may run, beyond what the chart sets. @default - anywhere the chart allows */
+  readonly scheduling?: PodScheduling;
 }
 
 /** How HAProxy picks a replica for each kind of balance (the variables are set in the frontend). */
@@ -130,7 +133,7 @@ export class SynapseRouterChart extends Chart {
         selector: { matchLabels: selectorLabels(component) },
         template: {
           metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) } },
-          spec: {
+          spec: withScheduling({
             automountServiceAccountToken: false,
             enableServiceLinks: false,
             securityContext: restrictedPod(UID.router),
@@ -155,7 +158,7 @@ export class SynapseRouterChart extends Chart {
               volumeMounts: [{ name: 'config', mountPath: CONFIG_DIR, readOnly: true }, { name: 'tmp', mountPath: '/tmp' }],
             }],
             volumes: [{ name: 'config', configMap: { name: config.name } }, memoryVolume('tmp', '8Mi')],
-          },
+          }, props.scheduling, selectorLabels(component)),
         },
       },
     });

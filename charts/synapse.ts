@@ -9,6 +9,7 @@ import {
 import { WORKER_TYPE_NAMES, WORKER_TYPES, WorkerType, WorkerTypeName } from './synapse-workers';
 import { setSyncWave, WAVE } from './argocd';
 import { databaseCaVolume, DatabaseConnection, DB_CA_DIR, DB_CA_FILE } from './database';
+import { PodScheduling, withScheduling } from './pods';
 import { exposeHttp, HttpBackend, IngressSettings } from './tls';
 import { WELL_KNOWN_PATH } from './well-known';
 import { toYaml } from './yaml-out';
@@ -21,6 +22,13 @@ export const SYNAPSE_METRICS_PORT = 9000;
 export const SYNAPSE_REPLICATION_PORT = 9093;
 export const SYNAPSE_CONFIG_DIR = '/config';
 export const SYNAPSE_SECRETS_DIR = '/secrets';
+/**
+ * The operator's own Secret files (synapse.extraSecretFiles), for extraConfig's *_path
+ * settings: in the same volume as the stack's, one folder down, so no name collides and
+ * no second mount sits inside a read-only one.
+ */
+const EXTRA_SECRETS_FOLDER = 'extra';
+export const SYNAPSE_EXTRA_SECRETS_DIR = `${SYNAPSE_SECRETS_DIR}/${EXTRA_SECRETS_FOLDER}`;
 export const SYNAPSE_MEDIA_DIR = '/media';
 /** In-memory; holds the libpq password file the init container writes. */
 export const SYNAPSE_RUN_DIR = '/run/synapse';
@@ -49,6 +57,8 @@ export interface SynapseWorkers {
   readonly redis: { readonly host: string; readonly port: number };
   /** The Service clients and the app reach Synapse through: the router in front of the processes. */
   readonly router: { readonly service: string; readonly port: number };
+  /** Where the worker processes may run. @default - anywhere */
+  readonly scheduling?: PodScheduling;
 }
 
 /** The database connection and the main process's pool. */
@@ -96,6 +106,23 @@ export interface SynapseProps extends ChartProps {
   readonly adminApiSourceRanges?: readonly string[];
   /** Run Synapse as a main process and workers. @default - one process */
   readonly workers?: SynapseWorkers;
+  /**
+   * The operator's homeserver.yaml settings, merged in at the top level; see
+   * extraConfigProblems for what is refused. @default - none
+   */
+  readonly extraConfig?: Readonly<Record<string, unknown>>;
+  /** Secret keys mounted at SYNAPSE_EXTRA_SECRETS_DIR/<file> in every process. @default - none */
+  readonly extraSecretFiles?: readonly SynapseSecretFile[];
+  /** Where the main process may run. @default - anywhere */
+  readonly scheduling?: PodScheduling;
+}
+
+export interface SynapseSecretFile {
+  /** A Secret in the Synapse namespace, and its key. */
+  readonly secret: string;
+  readonly key: string;
+  /** The file name in SYNAPSE_EXTRA_SECRETS_DIR. */
+  readonly file: string;
 }
 
 /** The identity of a worker type's pods: name synapse-<type>, component homeserver like the main process. */
@@ -114,8 +141,12 @@ function workerNames(type: WorkerTypeName, replicas: number): string[] {
   return replicas > 0 ? [base] : [];
 }
 
-/** The files of the synapse-config ConfigMap. Holds no secret: every secret is a `*_path` to a mounted file. */
-export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
+/** What the stack's homeserver.yaml settings are made of. */
+type HomeserverInputs = Pick<SynapseProps,
+  'namespace' | 'serverName' | 'publicHost' | 'reportStats' | 'maxUploadSize' | 'enableRegistration' | 'database' | 'turn' | 'workers'>;
+
+/** The stack's own homeserver.yaml settings; the operator's extraConfig goes on top. */
+function homeserverSettings(p: HomeserverInputs): Record<string, unknown> {
   const secret = (file: string) => `${SYNAPSE_SECRETS_DIR}/${file}`;
   const homeserver: Record<string, unknown> & { listeners: Record<string, unknown>[] } = {
     server_name: p.serverName,
@@ -174,6 +205,16 @@ export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
     // The main process also listens for replication from the workers.
     homeserver.listeners.push(replicationListener());
   }
+  return homeserver;
+}
+
+/** The files of the synapse-config ConfigMap. Holds no secret: every secret is a `*_path` to a mounted file. */
+export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
+  const extra = p.extraConfig ?? {};
+  // The config refuses these already; a chart built without it must not get past them either.
+  const problems = extraConfigProblems(extra, (p.extraSecretFiles ?? []).map((f) => f.file));
+  if (problems.length > 0) throw new Error(`Synapse's extra settings are refused:\n${problems.map((l) => `  - ${l}`).join('\n')}`);
+  const homeserver = Object.assign(homeserverSettings(p), extra);
   const logging = {
     version: 1,
     formatters: { precise: { format: '%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(message)s' } },
@@ -194,7 +235,7 @@ const replicationListener = () => ({
 });
 
 /** What the shared homeserver.yaml says about the workers: who writes which stream, who sends federation, where everyone is. */
-function sharedWorkerConfig(p: SynapseProps, w: SynapseWorkers, secret: (f: string) => string): Record<string, unknown> {
+function sharedWorkerConfig(p: HomeserverInputs, w: SynapseWorkers, secret: (f: string) => string): Record<string, unknown> {
   const names = (t: WorkerTypeName) => workerNames(t, w.replicas[t]);
   const instanceMap: Record<string, { host: string; port: number }> = {
     main: { host: `synapse.${p.namespace}.svc`, port: SYNAPSE_REPLICATION_PORT },
@@ -257,6 +298,145 @@ function workerConfig(type: WorkerTypeName): Record<string, unknown> {
   };
 }
 
+/**
+ * Keys the stack writes that the operator may replace through extraConfig: the
+ * notary servers (an isolated homeserver lists none, or its own).
+ */
+const OPERATOR_MAY_REPLACE = new Set(['trusted_key_servers', 'suppress_key_server_warning']);
+
+/** Why the stack keeps a homeserver.yaml key, for the keys whose reason is not one of the families below. */
+const MANAGED_WHY: Record<string, string> = {
+  server_name: 'set serverName',
+  public_baseurl: 'set hosts.matrix',
+  report_stats: 'set synapse.reportStats',
+  enable_registration: 'set synapse.enableRegistration',
+  max_upload_size: 'set synapse.maxUploadSize; the Ingress body-size limit follows it',
+  log_config: 'set synapse.logLevel',
+  listeners: 'the Services, probes, router and NetworkPolicies are built around the stack\'s listeners',
+  enable_metrics: 'the metrics listener is always on; monitoring.enabled scrapes it',
+  database: 'set postgres.*; the password comes from a Secret file, and the pool from synapse.databasePool',
+  media_store_path: 'it is where the media volume (synapse.media) is mounted',
+  // Written by each worker's init step, not by synapseConfigFiles.
+  worker_name: 'each worker process is named after its pod',
+};
+
+/** Families of keys, by prefix: the stack owns the whole family. */
+const MANAGED_FAMILIES: Record<string, string> = {
+  turn_: 'TURN is the stack\'s coturn (hosts.turn, coturn.credentialTtlSeconds, the shared secret from secrets.refs.turnSharedSecret)',
+  worker_: 'each worker process\'s settings follow synapse.workers',
+};
+
+/**
+ * The top-level keys the stack writes and why, found by rendering the settings
+ * with every option that adds keys (workers of every type, a database CA), so
+ * the refused set is what synapseConfigFiles writes and cannot fall behind it.
+ * The inline forms of the secret files are refused with them.
+ */
+let managedKeyTable: Map<string, string> | undefined;
+function managedKeys(): Map<string, string> {
+  if (managedKeyTable !== undefined) return managedKeyTable;
+  const ref = { name: 'x', key: 'x' };
+  const base: HomeserverInputs = {
+    namespace: 'x', serverName: 'x.example', publicHost: 'x.example', reportStats: false, maxUploadSize: '1M', enableRegistration: false,
+    database: { host: 'x', port: 5432, name: 'x', user: 'x', password: ref, tls: { sslmode: 'verify-full', ca: { kind: 'Secret', name: 'x', key: 'x' } }, poolMin: 1, poolMax: 1 },
+    turn: { host: 'x.example', ttlSeconds: 60 },
+  };
+  const everyWorker: SynapseWorkers = {
+    replicas: Object.fromEntries(WORKER_TYPE_NAMES.map((t) => [t, 1])) as Record<WorkerTypeName, number>,
+    resources: { requests: { cpu: '1', memory: '1Mi' }, limits: { cpu: '1', memory: '1Mi' } },
+    poolMin: 1, poolMax: 1, redis: { host: 'x', port: 6379 }, router: { service: 'x', port: 8008 },
+  };
+  const alone = homeserverSettings(base);
+  const withWorkers = homeserverSettings({ ...base, workers: everyWorker });
+  const table = new Map<string, string>();
+  const workersWhy = 'it follows synapse.workers (the worker processes, their streams and replication)';
+  for (const [key, value] of Object.entries(withWorkers)) {
+    const family = Object.keys(MANAGED_FAMILIES).find((f) => key.startsWith(f));
+    const secretFile = typeof value === 'string' && value.startsWith(`${SYNAPSE_SECRETS_DIR}/`);
+    const why = MANAGED_WHY[key] ?? (family !== undefined ? MANAGED_FAMILIES[family] : undefined)
+      ?? (secretFile ? 'it names a Secret file of secrets.refs' : undefined)
+      ?? (!(key in alone) ? workersWhy : 'the stack writes it (charts/synapse.ts)');
+    if (!OPERATOR_MAY_REPLACE.has(key)) table.set(key, why);
+    // Synapse refuses a secret and its file together; the inline form would also put the secret in the ConfigMap.
+    if (secretFile && key.endsWith('_path')) table.set(key.slice(0, -'_path'.length), `the stack sets ${key} to a Secret file of secrets.refs, and Synapse refuses both`);
+  }
+  for (const t of WORKER_TYPE_NAMES) for (const key of Object.keys(workerConfig(t))) if (!table.has(key)) table.set(key, workersWhy);
+  for (const [key, why] of Object.entries(MANAGED_WHY)) if (!table.has(key)) table.set(key, why);
+  return (managedKeyTable = table);
+}
+
+/**
+ * Settings that carry a secret inline, with the file form Synapse reads instead
+ * (a sibling key), or, where it has none, what to do. `[]` stands for any list
+ * item. Other keys named like a secret (…secret, …password, …pass, …token,
+ * …secret_key, …private_key) with a string value are refused too, pointing
+ * at their `_path` form.
+ */
+const INLINE_SECRETS: Record<string, { readonly file?: string; readonly instead?: string; readonly allow?: (v: unknown) => boolean }> = {
+  'email.smtp_pass': { instead: 'use an SMTP relay that accepts Synapse without a password (one inside the cluster can hold the provider\'s credentials)' },
+  'oidc_providers[].client_secret': { file: 'client_secret_path' },
+  'oidc_providers[].client_secret_jwt_key.key': { file: 'key_file' },
+  'recaptcha_private_key': { file: 'recaptcha_private_key_path' },
+  // Not secret, but Synapse refuses it inline under --no-secrets-in-config.
+  'recaptcha_public_key': { file: 'recaptcha_public_key_path' },
+  'matrix_authentication_service.secret': { file: 'secret_path' },
+  'experimental_features.msc3861.client_secret': { file: 'client_secret_path' },
+  'experimental_features.msc3861.admin_token': { file: 'admin_token_path' },
+  // With RS256/ES256 it is the provider's public key, which may stay inline.
+  'jwt_config.secret': {
+    instead: 'use an asymmetric algorithm (RS256, ES256) and put its PEM public key here',
+    allow: (v) => typeof v === 'string' && /^-----BEGIN PUBLIC KEY-----/.test(v.trim()),
+  },
+  'manhole_settings.password': { instead: 'leave the manhole off: it is a Python shell into Synapse' },
+};
+const SECRET_NAME = /(^|_)(secret|password|pass|token)$|(^|_)(secret|private)_key$/;
+
+/**
+ * What is wrong with the operator's homeserver.yaml settings (synapse.extraConfig):
+ * keys the stack writes, secrets written inline (homeserver.yaml is a ConfigMap,
+ * and in Git with dist/), and references to files in SYNAPSE_EXTRA_SECRETS_DIR
+ * that `files` (synapse.extraSecretFiles) does not mount.
+ */
+export function extraConfigProblems(extra: Readonly<Record<string, unknown>>, files: readonly string[]): string[] {
+  const problems: string[] = [];
+  const managed = managedKeys();
+  const where = (path: string) => `synapse.extraConfig.${path}`;
+  const plaintext = 'a secret here would sit in plain text in the synapse-config ConfigMap (and in Git with the rendered files)';
+  const walk = (value: unknown, path: string, key: string | undefined): void => {
+    if (key !== undefined && value !== null && value !== undefined) {
+      const known = INLINE_SECRETS[path.replace(/\[[0-9]+\]/g, '[]')];
+      if (known !== undefined && !known.allow?.(value)) {
+        problems.push(known.file !== undefined
+          ? `${where(path)}: ${plaintext}; set ${known.file} beside it to a file of synapse.extraSecretFiles (${SYNAPSE_EXTRA_SECRETS_DIR}/<file>) instead`
+          : `${where(path)}: ${plaintext}, and Synapse reads it from nowhere else; ${known.instead}`);
+      } else if (known === undefined && typeof value === 'string' && SECRET_NAME.test(key)) {
+        problems.push(`${where(path)}: looks like a secret, and ${plaintext}; set its file form (${key}_path, where Synapse has one) ` +
+          `to a file of synapse.extraSecretFiles (${SYNAPSE_EXTRA_SECRETS_DIR}/<file>) instead`);
+      }
+    }
+    if (typeof value === 'string' && value.startsWith(`${SYNAPSE_EXTRA_SECRETS_DIR}/`)) {
+      const file = value.slice(SYNAPSE_EXTRA_SECRETS_DIR.length + 1);
+      if (!files.includes(file)) {
+        problems.push(`${where(path)}: ${value} is not mounted; synapse.extraSecretFiles ` +
+          `${files.length > 0 ? `mounts only ${files.map((f) => `"${f}"`).join(', ')}` : 'is empty'} (add { secret, key, file: "${file}" })`);
+      }
+    } else if (Array.isArray(value)) {
+      value.forEach((v, i) => walk(v, `${path}[${i}]`, undefined));
+    } else if (value !== null && typeof value === 'object') {
+      for (const [k, v] of Object.entries(value)) walk(v, `${path}.${k}`, k);
+    } else if (typeof value === 'number' && !Number.isFinite(value)) {
+      problems.push(`${where(path)}: ${value} is not a number homeserver.yaml can hold`);
+    }
+  };
+  for (const [key, value] of Object.entries(extra)) {
+    const family = Object.keys(MANAGED_FAMILIES).find((f) => key.startsWith(f));
+    const why = managed.get(key) ?? (family !== undefined ? MANAGED_FAMILIES[family] : undefined);
+    if (why !== undefined) problems.push(`${where(key)}: kept by the stack: ${why}`);
+    else walk(value, key, key);
+  }
+  return problems;
+}
+
 /** Which Synapse process a pod runs: the main one, or a worker of a type. */
 type SynapseProcess = 'main' | WorkerTypeName;
 
@@ -304,6 +484,7 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim?
     'turn_shared_secret': s.turnSharedSecret,
   };
   if (w !== undefined) Object.assign(secretFiles, { redis_password: s.redisPassword, worker_replication_secret: s.workerReplicationSecret });
+  for (const f of props.extraSecretFiles ?? []) secretFiles[`${EXTRA_SECRETS_FOLDER}/${f.file}`] = { name: f.secret, key: f.key };
 
   return {
     automountServiceAccountToken: false,
@@ -408,7 +589,10 @@ export class SynapseChart extends Chart {
             labels: labels(component),
             annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) },
           },
-          spec: synapsePodSpec(props, { configMap: config.name, mediaClaim: mediaWorker ? undefined : media.name, process: 'main' }),
+          spec: withScheduling(
+            synapsePodSpec(props, { configMap: config.name, mediaClaim: mediaWorker ? undefined : media.name, process: 'main' }),
+            props.scheduling, selectorLabels(component),
+          ),
         },
       },
     });
@@ -467,7 +651,9 @@ export class SynapseChart extends Chart {
     const hash = contentHash(v.files['homeserver.yaml'], v.files['log.yaml'], v.files['pgpass.sh'], v.files[`worker-${type}.yaml`]);
     const template: k8s.PodTemplateSpec = {
       metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: hash } },
-      spec: synapsePodSpec(props, { configMap: v.configMap, mediaClaim: v.mediaClaim, process: type }),
+      spec: withScheduling(
+        synapsePodSpec(props, { configMap: v.configMap, mediaClaim: v.mediaClaim, process: type }), props.workers?.scheduling, selectorLabels(component),
+      ),
     };
     const service = new k8s.KubeService(this, `${type}-service`, {
       metadata: { name: component.name, ...meta },

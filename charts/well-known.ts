@@ -6,6 +6,7 @@ import {
   bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
   selectorLabels, tcpPort, UID,
 } from './common';
+import { PodScheduling, withScheduling } from './pods';
 import { exposeHttp, IngressSettings } from './tls';
 
 /** The delegation server's identity (NetworkPolicies select it by it). */
@@ -27,6 +28,8 @@ export interface WellKnownProps extends ChartProps {
    * and the path joins Synapse's route
    */
   readonly route?: { readonly serverHost: string; readonly ingress: IngressSettings };
+  /** Where its pods may run, beyond what the chart sets. @default - anywhere the chart allows */
+  readonly scheduling?: PodScheduling;
 }
 
 /** The delegation documents: where the Matrix server name's homeserver really is. */
@@ -65,7 +68,7 @@ export class WellKnownChart extends Chart {
         selector: { matchLabels: selectorLabels(component) },
         template: {
           metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) } },
-          spec: {
+          spec: withScheduling({
             automountServiceAccountToken: false,
             enableServiceLinks: false,
             securityContext: restrictedPod(UID.synapse),
@@ -91,7 +94,7 @@ export class WellKnownChart extends Chart {
               volumeMounts: [{ name: 'config', mountPath: '/srv/well-known', readOnly: true }, { name: 'tmp', mountPath: '/tmp' }],
             }],
             volumes: [{ name: 'config', configMap: { name: config.name } }, memoryVolume('tmp', '8Mi')],
-          },
+          }, props.scheduling, selectorLabels(component)),
         },
       },
     });

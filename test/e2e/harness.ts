@@ -214,6 +214,8 @@ export async function httpJson(url: string, init: RequestInit = {}): Promise<{ s
 export function writeSecretFiles(dir: string, files: Record<string, string>): void {
   fs.mkdirSync(dir, { recursive: true });
   for (const [name, value] of Object.entries(files)) {
+    // A projected item's path may name a folder (Synapse's extra/<file>).
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
     fs.writeFileSync(path.join(dir, name), value, { mode: 0o440 });
     fs.chmodSync(path.join(dir, name), 0o440);
   }
@@ -325,11 +327,15 @@ export function secretVolumeFiles(workload: Manifest, volumeName: string, config
   return files;
 }
 
-/** The generated value that Secret `name`, key `key` holds, by the config's secret refs. */
+/**
+ * The generated value that Secret `name`, key `key` holds, by the config's secret refs;
+ * for a Secret the operator makes (synapse.extraSecretFiles), the test's value under "<name>/<key>".
+ */
 export function secretRefValue(config: KudoConfig, values: Record<string, string>, name: string, key: string): string {
   const refs = config.secrets.refs as Record<string, { name: string; key: string }>;
   const hit = Object.entries(refs).find(([, r]) => r.name === name && r.key === key);
-  if (!hit) throw new Error(`no secret ref names ${name}/${key}`);
+  if (!hit && values[`${name}/${key}`] !== undefined) return values[`${name}/${key}`];
+  if (!hit) throw new Error(`no secret ref names ${name}/${key}, and the test gave no value for it`);
   const value = values[hit[0]];
   if (value === undefined) throw new Error(`the generator made no value "${hit[0]}"`);
   return value;

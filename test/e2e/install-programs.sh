@@ -196,20 +196,21 @@ install_postgresql() {
 
 # ---------------------------------------------------------------------------
 # 3. Synapse in its own venv, with the extras the image carries that the
-# stack uses: postgres (psycopg2) and redis (replication between workers).
+# stack uses: postgres (psycopg2), redis (replication between workers) and
+# oidc (authlib: SSO through synapse.extraConfig's oidc_providers).
 # ---------------------------------------------------------------------------
 SYNAPSE_VENV="$CACHE/synapse-$SYNAPSE_VERSION"
 
 install_synapse() {
   local have
-  have=$("$SYNAPSE_VENV/bin/python" -c 'import psycopg2, txredisapi, hiredis, synapse; print(synapse.__version__)' 2>/dev/null || true)
+  have=$("$SYNAPSE_VENV/bin/python" -c 'import psycopg2, txredisapi, hiredis, authlib, synapse; print(synapse.__version__)' 2>/dev/null || true)
   if [[ $have == "$SYNAPSE_VERSION" ]]; then
     log "Synapse $SYNAPSE_VERSION already installed"
   else
     "$PYTHON" -m venv --clear "$SYNAPSE_VENV"
     # pg_config from Debian's libpq-dev drives the psycopg2 build (the PG 17
     # tree has one too, but Debian's libpq stays put when the cache is wiped).
-    PATH="/usr/bin:$PATH" "$SYNAPSE_VENV/bin/pip" install -q "matrix-synapse[postgres,redis]==$SYNAPSE_VERSION"
+    PATH="/usr/bin:$PATH" "$SYNAPSE_VENV/bin/pip" install -q "matrix-synapse[postgres,redis,oidc]==$SYNAPSE_VERSION"
   fi
   "$SYNAPSE_VENV/bin/python" -m synapse.app.homeserver --help >/dev/null
   "$SYNAPSE_VENV/bin/python" -m synapse.config --help >/dev/null

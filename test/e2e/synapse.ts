@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
 import type { KudoConfig } from '../../charts/config';
+import { SYNAPSE_SECRETS_DIR } from '../../charts/synapse';
 import {
   configMapFile, container, find, freePort, Manifest, Program, programs, rewritePaths, secretVolumeFiles, tempDir, writeSecretFiles,
 } from './harness';
@@ -52,10 +53,14 @@ function loopbackHomeserver(
   // paths.
   hs.log_config = path.join(d.config, 'log.yaml');
   hs.media_store_path = d.media;
-  for (const key of Object.keys(hs).filter((k) => k.endsWith('_path') && typeof hs[k] === 'string' && hs[k].startsWith('/secrets/'))) {
-    hs[key] = path.join(d.secrets, path.basename(hs[key]));
-  }
-  return hs;
+  // paths: every Secret file named anywhere (the stack's, and the operator's in /secrets/extra).
+  const secrets = (v: unknown): unknown => {
+    if (typeof v === 'string') return v.startsWith(`${SYNAPSE_SECRETS_DIR}/`) ? path.join(d.secrets, v.slice(SYNAPSE_SECRETS_DIR.length + 1)) : v;
+    if (Array.isArray(v)) return v.map(secrets);
+    if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, secrets(x)]));
+    return v;
+  };
+  return secrets(hs);
 }
 
 /**
