@@ -158,8 +158,9 @@ function databases(app: Construct, config: KudoConfig): { database: DatabaseConn
       synchronous: c.synchronous,
       backup: b.enabled && b.destinationPath !== undefined ? {
         destinationPath: b.destinationPath, endpointURL: b.endpointURL, s3Credentials: b.s3Credentials,
-        retention: b.retention, schedule: b.schedule, archiveTimeoutSeconds: b.archiveTimeoutSeconds,
+        retention: b.retention, schedule: b.schedule, archiveTimeoutSeconds: b.archiveTimeoutSeconds, serverName: b.serverName,
       } : undefined,
+      recovery: c.recovery,
       podMonitorLabels: config.monitoring.enabled ? config.monitoring.serviceMonitorLabels : undefined,
       scheduling: scheduling(config, 'postgres'),
     });

@@ -27,6 +27,9 @@ import { POSTGRES_PORT, postgresSettings } from './postgres';
 export const CNPG_CLUSTER = 'postgres';
 /** The barman-cloud plugin's name, as the Cluster and ScheduledBackup refer to it. */
 export const BARMAN_CLOUD_PLUGIN = 'barman-cloud.cloudnative-pg.io';
+/** The ObjectStore WAL and base backups go to, and the external cluster a recovery reads from. */
+const OBJECT_STORE = `${CNPG_CLUSTER}-backups`;
+const RECOVERY_SOURCE = 'origin';
 /** The port of CloudNativePG's instance manager (the operator calls it) and of its metrics exporter. */
 export const CNPG_STATUS_PORT = 8000;
 export const CNPG_METRICS_PORT = 9187;
@@ -52,6 +55,16 @@ export interface CloudNativePgBackup {
   /** Six-field cron (seconds first). */
   readonly schedule: string;
   readonly archiveTimeoutSeconds: number;
+  /** The folder under destinationPath this Cluster archives to. */
+  readonly serverName: string;
+}
+
+/** Where a Cluster created from the archive comes from, and when to stop replaying it. */
+export interface CloudNativePgRecovery {
+  /** The serverName the old Cluster archived under. */
+  readonly serverName: string;
+  /** @default - the end of the archive */
+  readonly targetTime?: string;
 }
 
 export interface CloudNativePgProps extends ChartProps {
@@ -68,6 +81,8 @@ export interface CloudNativePgProps extends ChartProps {
   readonly synchronous: boolean;
   /** @default - no WAL archiving, no base backups */
   readonly backup?: CloudNativePgBackup;
+  /** Create the Cluster from the backup's archive (needs `backup`). @default - an empty database (initdb) */
+  readonly recovery?: CloudNativePgRecovery;
   /** A PodMonitor for the instances' metrics. @default - none */
   readonly podMonitorLabels?: Record<string, string>;
   /** Where the instances may run, beyond the operator's own anti-affinity. @default - anywhere */
@@ -108,10 +123,12 @@ export class CloudNativePgChart extends Chart {
     super(scope, id, props);
     const meta = { namespace: props.namespace, labels: labels({ name: 'postgres', component: 'database', version: props.image.tag }) };
     const backup = props.backup;
+    const recovery = props.recovery;
+    if (recovery !== undefined && backup === undefined) throw new Error(`${id}: recovery needs backup (its ObjectStore is where the archive is read from)`);
     if (backup !== undefined) {
       const creds = backup.s3Credentials;
       new ObjectStore(this, 'object-store', {
-        metadata: { name: `${CNPG_CLUSTER}-backups`, ...meta },
+        metadata: { name: OBJECT_STORE, ...meta },
         spec: {
           configuration: {
             destinationPath: backup.destinationPath,
@@ -139,10 +156,13 @@ export class CloudNativePgChart extends Chart {
       spec: {
         instances: props.instances,
         imageName: imageRef(props.image),
-        // Synapse refuses a database whose collation or ctype is not C.
-        bootstrap: {
-          initdb: { database: props.database, owner: props.owner, encoding: 'UTF8', localeCollate: 'C', localeCType: 'C' },
-        },
+        // Synapse refuses a database whose collation or ctype is not C (a recovered one keeps the archived database's).
+        bootstrap: recovery !== undefined
+          ? { recovery: { source: RECOVERY_SOURCE, ...(recovery.targetTime !== undefined ? { recoveryTarget: { targetTime: recovery.targetTime } } : {}) } }
+          : { initdb: { database: props.database, owner: props.owner, encoding: 'UTF8', localeCollate: 'C', localeCType: 'C' } },
+        ...(recovery !== undefined ? {
+          externalClusters: [{ name: RECOVERY_SOURCE, plugin: { name: BARMAN_CLOUD_PLUGIN, parameters: { barmanObjectName: OBJECT_STORE, serverName: recovery.serverName } } }],
+        } : {}),
         postgresql: {
           parameters,
           ...(props.synchronous ? {
@@ -162,7 +182,9 @@ export class CloudNativePgChart extends Chart {
         affinity: { enablePodAntiAffinity: true, topologyKey: 'kubernetes.io/hostname', podAntiAffinityType: 'preferred', ...scheduling.affinity },
         enablePdb: true,
         enableSuperuserAccess: false,
-        ...(backup !== undefined ? { plugins: [{ name: BARMAN_CLOUD_PLUGIN, isWalArchiver: true, parameters: { barmanObjectName: `${CNPG_CLUSTER}-backups` } }] } : {}),
+        ...(backup !== undefined ? {
+          plugins: [{ name: BARMAN_CLOUD_PLUGIN, isWalArchiver: true, parameters: { barmanObjectName: OBJECT_STORE, serverName: backup.serverName } }],
+        } : {}),
         ...scheduling.spec,
       },
     });

@@ -252,7 +252,19 @@ function makeSchema() {
           schedule: z.string().regex(/^(\S+\s+){5}\S+$/, 'must be a six-field schedule with seconds first, such as "0 0 2 * * *"').default('0 0 2 * * *'),
           /** A WAL segment is archived at least this often (archive_timeout): the most a lost primary can lose. */
           archiveTimeoutSeconds: z.number().int().min(10).max(3600).default(60),
+          /** The folder under destinationPath this Cluster archives to; a Cluster recovered from it archives under a new one. */
+          serverName: dnsLabel.default('postgres'),
         }).prefault({}),
+        /**
+         * Create the Cluster from the archive instead of an empty database (point-in-time recovery):
+         * the serverName it was archived under, and the moment to stop at (RFC 3339 with an offset).
+         * @default - a new, empty database (initdb)
+         */
+        recovery: z.strictObject({
+          serverName: dnsLabel,
+          targetTime: z.string().regex(/^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)$/,
+            'must be a time with its offset, such as "2026-11-26T14:00:00Z"').optional(),
+        }).optional(),
       }).prefault({}),
       /** For mode external. */
       external: z.strictObject({
@@ -862,6 +874,13 @@ function databaseProblems(c: KudoConfig): string[] {
     if (b.enabled && b.destinationPath === undefined) {
       problems.push('postgres.cloudnativePg.backup.destinationPath is required (an S3 URL such as "s3://kudo-backups/postgres") while ' +
         'postgres.cloudnativePg.backup.enabled is true; set enabled: false to run without WAL archiving and point-in-time recovery');
+    }
+    const recovery = pg.cloudnativePg.recovery;
+    if (recovery !== undefined && !(b.enabled && b.destinationPath !== undefined)) {
+      problems.push('postgres.cloudnativePg.recovery needs postgres.cloudnativePg.backup (enabled, with its destinationPath): the archive it recovers from');
+    } else if (recovery !== undefined && recovery.serverName === b.serverName) {
+      problems.push(`postgres.cloudnativePg.recovery.serverName is "${recovery.serverName}", the name the Cluster archives under (postgres.cloudnativePg.backup.serverName): ` +
+        'a recovered Cluster starts a new history and must archive under a new name (e.g. "postgres-r1"), or it would refuse the old, non-empty archive');
     }
     if (pg.cloudnativePg.synchronous && pg.cloudnativePg.instances < 2) {
       problems.push(`postgres.cloudnativePg.synchronous needs at least 2 instances (has ${pg.cloudnativePg.instances}): a commit waits for a replica`);

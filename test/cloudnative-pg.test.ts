@@ -50,7 +50,7 @@ test('WAL archiving and base backups through the barman-cloud plugin, to the con
   });
   expect(store.spec.retentionPolicy).toBe('30d');
   const cluster = find(ms, 'Cluster', 'postgres');
-  expect(cluster.spec.plugins).toEqual([{ name: 'barman-cloud.cloudnative-pg.io', isWALArchiver: true, parameters: { barmanObjectName: 'postgres-backups' } }]);
+  expect(cluster.spec.plugins).toEqual([{ name: 'barman-cloud.cloudnative-pg.io', isWALArchiver: true, parameters: { barmanObjectName: 'postgres-backups', serverName: 'postgres' } }]);
   expect(cluster.spec.postgresql.parameters.archive_timeout).toBe('60s');
   const scheduled = find(ms, 'ScheduledBackup', 'postgres-daily');
   expect(scheduled.spec).toMatchObject({ cluster: { name: 'postgres' }, method: 'plugin', pluginConfiguration: { name: 'barman-cloud.cloudnative-pg.io' }, schedule: '0 0 2 * * *', immediate: true });
@@ -147,6 +147,22 @@ test('Argo CD: the ObjectStore before the Cluster, the Cluster with the database
   expect(wave('Deployment', 'synapse')).toBe('2');
 });
 
+test('point-in-time recovery is rendered from the config: a Cluster that recovers from the old archive and archives under a new name', () => {
+  const recovered = synthAll(cnpg({ backup: { ...BACKUP, serverName: 'postgres-r1' }, recovery: { serverName: 'postgres', targetTime: '2026-11-26T14:00:00Z' } }));
+  const spec = find(recovered, 'Cluster', 'postgres').spec;
+  expect(spec.bootstrap).toEqual({ recovery: { source: 'origin', recoveryTarget: { targetTime: '2026-11-26T14:00:00Z' } } });
+  expect(spec.externalClusters).toEqual([{
+    name: 'origin', plugin: { name: 'barman-cloud.cloudnative-pg.io', parameters: { barmanObjectName: 'postgres-backups', serverName: 'postgres' } },
+  }]);
+  expect(spec.plugins[0].parameters).toEqual({ barmanObjectName: 'postgres-backups', serverName: 'postgres-r1' });
+  // Without a target: the end of the archive.
+  const latest = find(synthAll(cnpg({ backup: { ...BACKUP, serverName: 'postgres-r1' }, recovery: { serverName: 'postgres' } })), 'Cluster', 'postgres').spec;
+  expect(latest.bootstrap).toEqual({ recovery: { source: 'origin' } });
+  // By default the archive is named after the Cluster, and the database is made by initdb.
+  expect(find(ms, 'Cluster', 'postgres').spec.plugins[0].parameters).toEqual({ barmanObjectName: 'postgres-backups', serverName: 'postgres' });
+  expect(find(ms, 'Cluster', 'postgres').spec.externalClusters).toBeUndefined();
+});
+
 describe('bad combinations are refused, naming the key', () => {
   test.each([
     [{ postgres: { mode: 'cloudnative-pg' } }, 'postgres.cloudnativePg.backup.destinationPath is required'],
@@ -156,6 +172,12 @@ describe('bad combinations are refused, naming the key', () => {
     [{ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP } }, secrets: { refs: { postgresPassword: { name: 'x', key: 'y' } } } },
       'secrets.refs.postgresPassword is not read with postgres.mode "cloudnative-pg"'],
     [{ postgres: { cloudnativePg: { instances: 3 } } }, 'postgres.cloudnativePg is read only when postgres.mode is "cloudnative-pg"'],
+    [{ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP, recovery: { serverName: 'postgres' } } } },
+      'postgres.cloudnativePg.recovery.serverName is "postgres", the name the Cluster archives under (postgres.cloudnativePg.backup.serverName)'],
+    [{ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false }, recovery: { serverName: 'postgres' } } } },
+      'postgres.cloudnativePg.recovery needs postgres.cloudnativePg.backup'],
+    [{ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { ...BACKUP, serverName: 'b' }, recovery: { serverName: 'postgres', targetTime: 'yesterday' } } } },
+      'postgres.cloudnativePg.recovery.targetTime: must be a time with its offset'],
   ])('%j', (input, message) => {
     expect(() => resolveConfig(input, 'kudo.yaml')).toThrow(message);
   });

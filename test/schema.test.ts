@@ -75,6 +75,8 @@ const cloudnativePg = config({
     cloudnativePg: {
       synchronous: true,
       backup: { destinationPath: 's3://kudo-backups/postgres', endpointURL: 'https://minio.example.org:9000', retention: '4w', archiveTimeoutSeconds: 300 },
+      // Created from the archive (point-in-time recovery): bootstrap.recovery and an external cluster.
+      recovery: { serverName: 'postgres-before', targetTime: '2026-11-26T14:00:00+01:00' },
     },
   },
 });
