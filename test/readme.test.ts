@@ -1,0 +1,65 @@
+/**
+ * The README stays true as the config grows: its listing of every key is
+ * compared with the schema, in both directions (a key added without a line in
+ * the README, or a line left for a key that no longer exists, fails).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as yaml from 'js-yaml';
+import { configSchema } from '../charts/config';
+
+const README = fs.readFileSync(path.resolve(__dirname, '..', 'README.md'), 'utf8');
+
+/** The keys of the README's config listing, as dotted paths (mappings only; a list's items are not keys). */
+function readmeKeys(): Set<string> {
+  const block = /<!-- config-reference:start -->\n```yaml\n([\s\S]*?)```\n<!-- config-reference:end -->/.exec(README);
+  if (!block) throw new Error('README.md has no config-reference block');
+  const out = new Set<string>();
+  const walk = (v: unknown, at: string[]) => {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return;
+    for (const [k, child] of Object.entries(v)) {
+      out.add([...at, k].join('.'));
+      walk(child, [...at, k]);
+    }
+  };
+  walk(yaml.load(block[1]), []);
+  return out;
+}
+
+/** The schema's keys as dotted paths, through its defaults, optionals and objects; maps and lists end a path. */
+function schemaKeys(objects = new Set<string>()): Set<string> {
+  const out = new Set<string>();
+  const unwrap = (s: any): any => (s?.def?.innerType !== undefined ? unwrap(s.def.innerType) : s);
+  const walk = (s: any, at: string[]) => {
+    const shape = unwrap(s)?.shape;
+    if (shape === undefined) return;
+    objects.add(at.join('.'));
+    for (const [k, child] of Object.entries(shape)) {
+      out.add([...at, k].join('.'));
+      walk(child, [...at, k]);
+    }
+  };
+  walk(configSchema(), []);
+  return out;
+}
+
+/**
+ * Listed once for all of their kind: the scheduling of every workload but one (named in a comment), every
+ * image's digest (the README says so at postgres.image), and Kubernetes' own node affinity fields.
+ */
+const SUMMARISED = /^scheduling\.(redis|synapse|synapseWorkers|synapseRouter|wellKnown|livekit|coturn|backup|tools)(\.|$)|^scheduling\.postgres\.|\.digest$|^scheduling\.all\.nodeAffinity\./;
+
+test('the README lists every config key, and no key the schema does not have', () => {
+  const readme = readmeKeys();
+  const objects = new Set<string>();
+  const schema = schemaKeys(objects);
+  expect([...schema].filter((k) => !readme.has(k) && !SUMMARISED.test(k)).sort()).toEqual([]);
+  // Keys inside a map the schema leaves open (labels, selectors) are examples, not config keys.
+  const parent = (k: string) => k.split('.').slice(0, -1).join('.');
+  expect([...readme].filter((k) => objects.has(parent(k)) && !schema.has(k)).sort()).toEqual([]);
+});
+
+test('the check can fail: a key the schema lacks is found', () => {
+  expect(readmeKeys().has('postgres.storage.size')).toBe(true);
+  expect(schemaKeys().has('postgres.storage.sise')).toBe(false);
+});
