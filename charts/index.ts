@@ -26,6 +26,7 @@ export { LiveKitChart, LiveKitProps } from './livekit';
 export { MonitoringChart, MonitoringProps } from './monitoring';
 export { NamespacesChart, NamespacesProps } from './namespaces';
 export { NetworkPoliciesChart, NetworkPoliciesProps } from './network-policies';
+export { PodScheduling, TopologySpread, WorkloadScheduling } from './pods';
 export { PostgresChart, PostgresProps } from './postgres';
 export { RedisChart, RedisProps } from './redis';
 export { BootstrapChart, BootstrapProps, SecretGeneratorChart, SecretGeneratorProps } from './secrets';
