@@ -262,7 +262,8 @@ function makeSchema() {
          */
         recovery: z.strictObject({
           serverName: dnsLabel,
-          targetTime: z.string().regex(/^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)$/,
+          // RFC 3339 only: CloudNativePG turns its "Z" into the "+00:00" PostgreSQL needs, but passes other forms through.
+          targetTime: z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/,
             'must be a time with its offset, such as "2026-11-26T14:00:00Z"').optional(),
         }).optional(),
       }).prefault({}),

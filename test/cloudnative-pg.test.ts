@@ -178,6 +178,9 @@ describe('bad combinations are refused, naming the key', () => {
       'postgres.cloudnativePg.recovery needs postgres.cloudnativePg.backup'],
     [{ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { ...BACKUP, serverName: 'b' }, recovery: { serverName: 'postgres', targetTime: 'yesterday' } } } },
       'postgres.cloudnativePg.recovery.targetTime: must be a time with its offset'],
+    // PostgreSQL refuses a "Z" in recovery_target_time; the operator rewrites it only in the "T" form.
+    [{ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { ...BACKUP, serverName: 'b' }, recovery: { serverName: 'postgres', targetTime: '2026-11-26 14:00:00Z' } } } },
+      'postgres.cloudnativePg.recovery.targetTime: must be a time with its offset'],
   ])('%j', (input, message) => {
     expect(() => resolveConfig(input, 'kudo.yaml')).toThrow(message);
   });
