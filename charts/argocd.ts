@@ -1,4 +1,4 @@
-import { ApiObject, Chart, ChartProps } from 'cdk8s';
+import { ApiObject, Chart, ChartProps, Lazy } from 'cdk8s';
 import { Construct } from 'constructs';
 import { Application } from '../imports/argoproj.io';
 import { labels } from './common';
@@ -67,9 +67,21 @@ export function syncHook(wave: number): Record<string, string> {
 
 const annotationOf = (o: ApiObject, key: string): string | undefined => o.metadata.toJson().annotations?.[key];
 
+/** A value as cdk8s resolves it at the top (a Lazy produces it), without resolving what it holds. */
+const produced = (v: any): any => (v instanceof Lazy ? produced(v.produce()) : v);
+
+/**
+ * The claims a workload's pods mount. They are read from the props the object
+ * was made with, which cdk8s keeps on it, following only the path to the
+ * claim names, rather than from its toJson(): that renders the whole object,
+ * and these are the render's largest, rendered again when written (this
+ * alone once took a tenth of a render).
+ */
 const claimsOf = (o: ApiObject): string[] => {
-  const spec = (o.toJson() as any).spec?.template?.spec;
-  return (spec?.volumes ?? []).map((v: any) => v.persistentVolumeClaim?.claimName).filter((c: unknown) => typeof c === 'string');
+  const at = (v: any, path: string[]) => path.reduce((x, key) => produced(x?.[key]), v);
+  const props = (o as unknown as { props?: object }).props;
+  const volumes: unknown[] = (props !== undefined ? at(props, ['spec', 'template', 'spec', 'volumes']) : (o.toJson() as any).spec?.template?.spec?.volumes) ?? [];
+  return volumes.map((v) => at(produced(v), ['persistentVolumeClaim', 'claimName'])).filter((c): c is string => typeof c === 'string');
 };
 
 /**
