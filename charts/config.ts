@@ -9,6 +9,7 @@
 import * as fs from 'fs';
 import type * as JsYaml from 'js-yaml';
 import type { z } from 'zod';
+import { checkWithPlan, compilePlan, Plan } from './config-plan';
 import { INGRESS_CONTROLLER, INGRESS_CONTROLLERS, IngressController } from './ingress-controllers';
 import { cronProblem, isLabelValue, isObjectName, isQualifiedName } from './k8s-names';
 import { withImagesFrom } from './pods';
@@ -21,10 +22,80 @@ export class ConfigError extends Error {
   }
 }
 
+// RFC 1123 host names: lowercase labels of letters, digits and inner hyphens.
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** What a refinement needs of zod's context: a way to report a problem. */
+interface Problems {
+  addIssue(issue: { code: 'custom'; message: string; path?: (string | number)[] }): void;
+}
+
+/**
+ * The schema's checks beyond types, bounds and patterns, as named functions
+ * outside the schema: zod runs them (refine takes the predicates, superRefine
+ * the reporters), and so does the bundle's precompiled plan (config-plan.ts),
+ * which calls them by these names.
+ */
+const REFINEMENTS = {
+  dnsName: (v: string) => v.length <= 253 && v.split('.').length >= 2 && v.split('.').every((l) => DNS_LABEL.test(l)),
+  objectName: isObjectName,
+  labelKey: isQualifiedName,
+  labelValue: isLabelValue,
+  /** Labels (node selectors, ServiceMonitor labels) as the API server checks them. */
+  labelMap: (m: Record<string, string>, ctx: Problems) => {
+    for (const [k, v] of Object.entries(m)) {
+      if (!isQualifiedName(k)) ctx.addIssue({ code: 'custom', message: `"${k}" is not a label key (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", ".")` });
+      if (!isLabelValue(v)) ctx.addIssue({ code: 'custom', message: `"${v}" is not a label value (at most 63 letters, digits, "-", "_", ".", starting and ending with a letter or digit)` });
+    }
+  },
+  annotationMap: (m: Record<string, string>, ctx: Problems) => {
+    for (const k of Object.keys(m)) {
+      if (!isQualifiedName(k)) ctx.addIssue({ code: 'custom', message: `"${k}" is not an annotation key (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", ".")` });
+    }
+  },
+  cron: (v: string, ctx: Problems) => {
+    const problem = cronProblem(v);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `not a schedule Kubernetes accepts: ${problem} (e.g. "15 3 * * *" or "@daily")` });
+  },
+  toleration: (t: { key?: string; operator?: string; value?: string; effect?: string; tolerationSeconds?: number }, ctx: Problems) => {
+    const exists = t.operator === 'Exists';
+    if (exists && t.value !== undefined && t.value !== '') ctx.addIssue({ code: 'custom', path: ['value'], message: 'must be empty when operator is "Exists"' });
+    if ((t.key === undefined || t.key === '') && !exists) ctx.addIssue({ code: 'custom', path: ['operator'], message: 'must be "Exists" when key is empty (the toleration then matches every taint)' });
+    if (t.tolerationSeconds !== undefined && t.effect !== 'NoExecute') ctx.addIssue({ code: 'custom', path: ['tolerationSeconds'], message: 'applies only with effect "NoExecute"' });
+  },
+  selectorRequirement: (r: { operator: string; values?: string[] }, ctx: Problems) => {
+    const n = r.values?.length ?? 0;
+    if ((r.operator === 'In' || r.operator === 'NotIn') && n === 0) ctx.addIssue({ code: 'custom', path: ['values'], message: `must list at least one value with operator "${r.operator}"` });
+    if ((r.operator === 'Exists' || r.operator === 'DoesNotExist') && n > 0) ctx.addIssue({ code: 'custom', path: ['values'], message: `must be empty with operator "${r.operator}"` });
+    if ((r.operator === 'Gt' || r.operator === 'Lt') && (n !== 1 || !/^-?[0-9]+$/.test(r.values![0]))) {
+      ctx.addIssue({ code: 'custom', path: ['values'], message: `must be one integer with operator "${r.operator}"` });
+    }
+    if (r.operator === 'In' || r.operator === 'NotIn') {
+      for (const [i, v] of (r.values ?? []).entries()) if (!isLabelValue(v)) ctx.addIssue({ code: 'custom', path: ['values', i], message: `"${v}" is not a label value` });
+    }
+  },
+  topologySpreadConstraint: (c: { minDomains?: number; whenUnsatisfiable: string }, ctx: Problems) => {
+    if (c.minDomains !== undefined && c.whenUnsatisfiable !== 'DoNotSchedule') {
+      ctx.addIssue({ code: 'custom', path: ['minDomains'], message: 'applies only with whenUnsatisfiable "DoNotSchedule"' });
+    }
+  },
+  notReservedLocalpart: (v: string) => !v.startsWith('_'),
+  nonZero: (v: number) => v !== 0,
+  startsWithRegistryHost: (v: string) => {
+    const host = v.split('/')[0];
+    return host.includes('.') || host.includes(':') || host === 'localhost';
+  },
+};
+type RefinementName = keyof typeof REFINEMENTS;
+
+/** The name of each superRefine check (zod keeps its function in a closure): see reported() in makeSchema. */
+const reporterNames = new WeakMap<object, RefinementName>();
+
 /**
  * The schema, built on first use: zod is loaded only when a config has to be
- * checked (the embedded defaults are resolved when the bundle is built; see
- * defaultConfig()).
+ * checked and the bundle's plan cannot (the embedded defaults are resolved
+ * and the plan compiled when the bundle is built; see defaultConfig() and
+ * resolveConfig()).
  */
 function makeSchema() {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -32,35 +103,27 @@ function makeSchema() {
   // The schema is used once per run: compiling it to a fast parser costs more than it saves.
   z.config({ jitless: true });
 
-  // RFC 1123 host names: lowercase labels of letters, digits and inner hyphens.
-  const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-  const dnsName = z.string().refine(
-    (v) => v.length <= 253 && v.split('.').length >= 2 && v.split('.').every((l) => DNS_LABEL.test(l)),
-    { message: 'must be a lowercase DNS name such as "chat.example.com" (labels of a-z, 0-9 and inner "-", at least two labels)' },
-  );
+  /** `schema.superRefine(REFINEMENTS[name])`, with the check named for the plan. */
+  const reported = <S extends z.ZodType>(schema: S, name: RefinementName): S => {
+    const check = z.superRefine(REFINEMENTS[name] as never);
+    reporterNames.set(check, name);
+    return schema.check(check) as S;
+  };
+
+  const dnsName = z.string().refine(REFINEMENTS.dnsName, {
+    message: 'must be a lowercase DNS name such as "chat.example.com" (labels of a-z, 0-9 and inner "-", at least two labels)',
+  });
   const dnsLabel = z.string().regex(DNS_LABEL, 'must be a lowercase DNS label (a-z, 0-9 and inner "-", at most 63 characters)');
   const quantity = z.string().regex(/^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/, 'must be a Kubernetes quantity such as "500m", "512Mi" or "2Gi"');
   const memory = z.string().regex(/^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$/, 'must be a memory quantity such as "512Mi" or "2Gi"');
   const port = z.number().int().min(1).max(65535);
   const ipv4 = z.string().regex(/^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$/, 'must be an IPv4 address such as "203.0.113.10"');
   // Labels (node selectors, ServiceMonitor labels) and annotations as the API server checks them.
-  const labelMap = z.record(z.string(), z.string()).superRefine((m, ctx) => {
-    for (const [k, v] of Object.entries(m)) {
-      if (!isQualifiedName(k)) ctx.addIssue({ code: 'custom', message: `"${k}" is not a label key (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", ".")` });
-      if (!isLabelValue(v)) ctx.addIssue({ code: 'custom', message: `"${v}" is not a label value (at most 63 letters, digits, "-", "_", ".", starting and ending with a letter or digit)` });
-    }
-  });
-  const annotationMap = z.record(z.string(), z.string()).superRefine((m, ctx) => {
-    for (const k of Object.keys(m)) {
-      if (!isQualifiedName(k)) ctx.addIssue({ code: 'custom', message: `"${k}" is not an annotation key (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", ".")` });
-    }
-  });
-  const objectName = z.string().refine(isObjectName, { message: 'must be a Kubernetes object name (lowercase letters, digits, "-" and ".", at most 253)' });
+  const labelMap = reported(z.record(z.string(), z.string()), 'labelMap');
+  const annotationMap = reported(z.record(z.string(), z.string()), 'annotationMap');
+  const objectName = z.string().refine(REFINEMENTS.objectName, { message: 'must be a Kubernetes object name (lowercase letters, digits, "-" and ".", at most 253)' });
   const cidr = z.string().regex(/^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\/([0-9]|[12][0-9]|3[0-2])$/, 'must be an IPv4 CIDR such as "10.0.0.0/16"');
-  const cron = z.string().superRefine((v, ctx) => {
-    const problem = cronProblem(v);
-    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `not a schedule Kubernetes accepts: ${problem} (e.g. "15 3 * * *" or "@daily")` });
-  });
+  const cron = reported(z.string(), 'cron');
 
   const resources = (cpuReq: string, memReq: string, cpuLim: string, memLim: string) => z.strictObject({
     requests: z.strictObject({ cpu: quantity.default(cpuReq), memory: memory.default(memReq) }).prefault({}),
@@ -81,36 +144,21 @@ function makeSchema() {
   }).prefault({});
 
   // Scheduling, in Kubernetes' own shapes (examples from its docs paste in), checked as the API server checks them.
-  const labelKey = z.string().refine(isQualifiedName, { message: 'must be a label key (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", ".")' });
-  const labelValue = z.string().refine(isLabelValue, { message: 'must be a label value (at most 63 letters, digits, "-", "_", ".", starting and ending with a letter or digit)' });
-  const toleration = z.strictObject({
+  const labelKey = z.string().refine(REFINEMENTS.labelKey, { message: 'must be a label key (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", ".")' });
+  const labelValue = z.string().refine(REFINEMENTS.labelValue, { message: 'must be a label value (at most 63 letters, digits, "-", "_", ".", starting and ending with a letter or digit)' });
+  const toleration = reported(z.strictObject({
     /** Empty (with operator Exists) tolerates every taint. */
     key: labelKey.optional(),
     operator: z.enum(['Exists', 'Equal']).optional(),
     value: labelValue.optional(),
     effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
     tolerationSeconds: z.number().int().optional(),
-  }).superRefine((t, ctx) => {
-    const exists = t.operator === 'Exists';
-    if (exists && t.value !== undefined && t.value !== '') ctx.addIssue({ code: 'custom', path: ['value'], message: 'must be empty when operator is "Exists"' });
-    if ((t.key === undefined || t.key === '') && !exists) ctx.addIssue({ code: 'custom', path: ['operator'], message: 'must be "Exists" when key is empty (the toleration then matches every taint)' });
-    if (t.tolerationSeconds !== undefined && t.effect !== 'NoExecute') ctx.addIssue({ code: 'custom', path: ['tolerationSeconds'], message: 'applies only with effect "NoExecute"' });
-  });
-  const selectorRequirement = <O extends readonly [string, ...string[]]>(operators: O) => z.strictObject({
+  }), 'toleration');
+  const selectorRequirement = <O extends readonly [string, ...string[]]>(operators: O) => reported(z.strictObject({
     key: labelKey,
     operator: z.enum(operators),
     values: z.array(z.string()).optional(),
-  }).superRefine((r, ctx) => {
-    const n = r.values?.length ?? 0;
-    if ((r.operator === 'In' || r.operator === 'NotIn') && n === 0) ctx.addIssue({ code: 'custom', path: ['values'], message: `must list at least one value with operator "${r.operator}"` });
-    if ((r.operator === 'Exists' || r.operator === 'DoesNotExist') && n > 0) ctx.addIssue({ code: 'custom', path: ['values'], message: `must be empty with operator "${r.operator}"` });
-    if ((r.operator === 'Gt' || r.operator === 'Lt') && (n !== 1 || !/^-?[0-9]+$/.test(r.values![0]))) {
-      ctx.addIssue({ code: 'custom', path: ['values'], message: `must be one integer with operator "${r.operator}"` });
-    }
-    if (r.operator === 'In' || r.operator === 'NotIn') {
-      for (const [i, v] of (r.values ?? []).entries()) if (!isLabelValue(v)) ctx.addIssue({ code: 'custom', path: ['values', i], message: `"${v}" is not a label value` });
-    }
-  });
+  }), 'selectorRequirement');
   const nodeSelectorTerm = z.strictObject({ matchExpressions: z.array(selectorRequirement(['In', 'NotIn', 'Exists', 'DoesNotExist', 'Gt', 'Lt'] as const)).min(1) });
   const workloadScheduling = z.strictObject({
     tolerations: z.array(toleration).default([]),
@@ -121,7 +169,7 @@ function makeSchema() {
     }).optional(),
     priorityClassName: objectName.optional(),
     /** Without a labelSelector a constraint counts the workload's own pods. */
-    topologySpreadConstraints: z.array(z.strictObject({
+    topologySpreadConstraints: z.array(reported(z.strictObject({
       maxSkew: z.number().int().min(1),
       topologyKey: labelKey,
       whenUnsatisfiable: z.enum(['DoNotSchedule', 'ScheduleAnyway']),
@@ -133,11 +181,7 @@ function makeSchema() {
       matchLabelKeys: z.array(labelKey).optional(),
       nodeAffinityPolicy: z.enum(['Honor', 'Ignore']).optional(),
       nodeTaintsPolicy: z.enum(['Honor', 'Ignore']).optional(),
-    }).superRefine((c, ctx) => {
-      if (c.minDomains !== undefined && c.whenUnsatisfiable !== 'DoNotSchedule') {
-        ctx.addIssue({ code: 'custom', path: ['minDomains'], message: 'applies only with whenUnsatisfiable "DoNotSchedule"' });
-      }
-    })).default([]),
+    }), 'topologySpreadConstraint')).default([]),
   }).prefault({});
 
   const secretRef = (name: string, key: string) => z.strictObject({
@@ -356,7 +400,7 @@ function makeSchema() {
       })).default([]),
       /** The admin account the bootstrap Job registers. */
       adminUser: z.string().regex(/^[a-z0-9._=\-/+]+$/, 'must be a Matrix localpart (a-z, 0-9, ".", "_", "=", "-", "/", "+")')
-        .refine((v) => !v.startsWith('_'), { message: 'Synapse refuses localparts starting with "_" (reserved for bridges)' }).default('admin'),
+        .refine(REFINEMENTS.notReservedLocalpart, { message: 'Synapse refuses localparts starting with "_" (reserved for bridges)' }).default('admin'),
     }).prefault({}),
     wellKnown: z.strictObject({
       /** Serve https://<serverName>/.well-known/matrix/{server,client}, delegating to the Matrix host on 443. */
@@ -429,7 +473,7 @@ function makeSchema() {
        * holds up to four (two PeerConnections, each on the UDP and the TLS TURN URL).
        */
       userQuota: z.number().int().min(0).default(12),
-      totalQuota: z.number().int().min(0).refine((v) => v !== 0, { message: '0 means no limit, which no relay range can serve: set the most allocations one TURN node may hold' })
+      totalQuota: z.number().int().min(0).refine(REFINEMENTS.nonZero, { message: '0 means no limit, which no relay range can serve: set the most allocations one TURN node may hold' })
         .default(1200),
       /** Lifetime of the TURN credentials LiveKit and Synapse hand out, in seconds. */
       credentialTtlSeconds: z.number().int().min(60).max(86400).default(3600),
@@ -506,7 +550,7 @@ function makeSchema() {
      * @default - each image from its own registry
      */
     imageRegistry: z.string().regex(/^([a-z0-9-]+\.)*[a-z0-9-]+(:[0-9]{1,5})?(\/[a-z0-9._-]+)*$/, 'must be a registry host with an optional port and path, such as "mirror.example.com" or "registry.local:5000/hub"')
-      .refine((v) => { const host = v.split('/')[0]; return host.includes('.') || host.includes(':') || host === 'localhost'; }, {
+      .refine(REFINEMENTS.startsWithRegistryHost, {
         message: 'must start with a registry host: a name with a "." or a port, or "localhost" (a bare name would be read as a Docker Hub path)',
       }).optional(),
     /** Secrets (type kubernetes.io/dockerconfigjson) every pod pulls its images with; each must exist in every namespace the stack runs pods in. */
@@ -666,7 +710,9 @@ export function resolveConfig(input: unknown, source = 'config'): KudoConfig {
   // The profile supplies defaults underneath the user's keys; the schema checks the profile value itself.
   const profile = (input as Record<string, unknown>).profile;
   const withProfile = profile === 'production' ? deepMerge(PRODUCTION_PROFILE, input as Record<string, unknown>) : input;
-  const result = configSchema().safeParse(withProfile);
+  // The bundle's plan accepts what zod accepts, without loading zod; zod decides the rest, and words its refusals.
+  const planned = typeof __KUDO_CONFIG_PLAN__ !== 'undefined' ? checkConfigWithPlan(__KUDO_CONFIG_PLAN__, withProfile) : undefined;
+  const result = planned !== undefined ? { success: true as const, data: planned.value as RawConfig } : configSchema().safeParse(withProfile);
   if (!result.success) {
     const lines = result.error.issues.map((issue) => formatIssue(issue, input));
     throw new ConfigError(`${source} is invalid:\n${lines.map((l) => `  - ${l}`).join('\n')}`);
@@ -697,6 +743,19 @@ export function resolveConfig(input: unknown, source = 'config'): KudoConfig {
 
 /** Set by scripts/build.mjs to the resolved defaults, so rendering them needs no schema at run time. */
 declare const __KUDO_DEFAULT_CONFIG__: KudoConfig | undefined;
+/** Set by scripts/build.mjs to configPlan(), so checking a valid config needs no zod at run time. */
+declare const __KUDO_CONFIG_PLAN__: Plan | undefined;
+
+/** The schema as data, for the bundle (see config-plan.ts). */
+export function configPlan(): Plan {
+  const named = new Map<unknown, RefinementName>(Object.entries(REFINEMENTS).map(([name, fn]) => [fn, name as RefinementName]));
+  return compilePlan(configSchema(), (check) => reporterNames.get(check) ?? named.get((check as { _zod: { def: { fn?: unknown } } })._zod.def.fn));
+}
+
+/** What zod's safeParse(input).data would be, when the plan can tell it is valid; undefined otherwise. */
+export function checkConfigWithPlan(plan: Plan, input: unknown): { value: unknown } | undefined {
+  return checkWithPlan(plan, input, REFINEMENTS);
+}
 
 /** The embedded defaults, resolved (at build time in the bundle, else now). */
 export function defaultConfig(): KudoConfig {

@@ -9,6 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Testing } from 'cdk8s';
 import * as yaml from 'js-yaml';
+import { loadConfig } from '../charts/config';
 import { charts } from './util';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -83,6 +84,23 @@ test('the bundle (defaults resolved when it was built) renders what the charts r
     const file = path.join(r.outdir, `${id}.k8s.yaml`);
     expect([id, yaml.loadAll(fs.readFileSync(file, 'utf8'))]).toEqual([id, Testing.synth(chart)]);
   }
+});
+
+test('with a config file, checked by the plan built into the bundle, the bundle renders what the charts render in-process; zod is not loaded', () => {
+  // Production (workers, router) with monitoring: the benchmark's config (npm run bench).
+  const file = path.join(ROOT, 'test', 'fixtures', 'company.yaml');
+  const loaded = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-loaded-')), 'modules');
+  const preload = path.join(path.dirname(loaded), 'preload.js');
+  fs.writeFileSync(preload, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(loaded)}, Object.keys(require.cache).join('\\n')));\n`);
+  const r = render({ KUDO_CONFIG: file, NODE_OPTIONS: `--require ${preload}` });
+  expect([r.status, r.stderr]).toEqual([0, expect.stringContaining('profile production')]);
+  for (const [id, chart] of charts(loadConfig(file))) {
+    const rendered = path.join(r.outdir, `${id}.k8s.yaml`);
+    expect([id, yaml.loadAll(fs.readFileSync(rendered, 'utf8'))]).toEqual([id, Testing.synth(chart)]);
+  }
+  const modules = fs.readFileSync(loaded, 'utf8').split('\n');
+  expect(modules).toContain(MAIN);
+  expect(modules.filter((m) => /zod/.test(m))).toEqual([]);
 });
 
 test('a Kustomization lists every rendered file, so `kubectl apply -k` applies what `-f` does', () => {
