@@ -113,6 +113,16 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Wraps the command line of every Program started from now on (`undefined`: run it as it is). The capacity
+ * benchmark (scripts/capacity/) puts each program into cgroups holding its container's CPU and memory limits.
+ */
+export type Launcher = (name: string, command: string, args: string[]) => [string, string[]];
+let launcher: Launcher | undefined;
+export function setLauncher(l: Launcher | undefined): void {
+  launcher = l;
+}
+
 /** A running program whose output goes to a log file (shown when a test fails). */
 export class Program {
   readonly log: string;
@@ -122,7 +132,8 @@ export class Program {
   constructor(readonly name: string, command: string, args: string[], options: SpawnOptions & { logDir: string }) {
     this.log = path.join(options.logDir, `${name}.log`);
     const out = fs.openSync(this.log, 'a');
-    this.child = spawn(command, args, { ...options, stdio: ['ignore', out, out] });
+    const [cmd, argv] = launcher ? launcher(name, command, args) : [command, args];
+    this.child = spawn(cmd, argv, { ...options, stdio: ['ignore', out, out] });
     fs.closeSync(out);
     this.child.on('exit', (code, signal) => (this.exited = { code, signal }));
   }

@@ -13,22 +13,21 @@
  * whose only link goes to this host, so there is no route to the internet,
  * as on a cluster with restricted egress.
  */
-import { execFile, execFileSync } from 'child_process';
+import { execFileSync } from 'child_process';
 import * as crypto from 'crypto';
-import * as dgram from 'dgram';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
-import { promisify } from 'util';
 import { SignalResponse } from '@livekit/protocol';
 import * as yaml from 'js-yaml';
 import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
 import WebSocket from 'ws';
 import { FakeKubeApi } from '../fake-kube-api';
 import {
-  configMapFile, container, find, freePort, generatedSecrets, httpJson, LOOPBACK_REWRITES, Manifest, PodNetwork, Program, programs,
-  rendered, replaceOnce, rewritePaths, rewriteScriptPaths, secretVolumeFiles, tail, tcpOpen, tempDir, writeSecretFiles, hostPath, mountDirs,
+  configMapFile, container, find, generatedSecrets, httpJson, LOOPBACK_REWRITES, PodNetwork, Program, programs,
+  rendered, replaceOnce, rewritePaths, tail, tcpOpen, tempDir, writeSecretFiles, hostPath,
 } from './harness';
+import { LiveKitRun, prepareLiveKit as prepareLk, startLiveKit } from './livekit';
 import { RunningRedis, startRedis } from './redis';
 
 // The versions as the programs report themselves, read once at load for the titles.
@@ -50,12 +49,8 @@ afterAll(async () => {
 });
 
 // ---------------------------------------------------------------------------
-// Helpers: Secret volumes, mount paths, Redis's protocol.
+// Helpers: Redis's protocol.
 // ---------------------------------------------------------------------------
-
-/** The files of one of a workload's Secret volumes, as the manifest maps the generated values into it. */
-const secretFiles = (workload: Manifest, volumeName: string) => secretVolumeFiles(workload, volumeName, config, secrets);
-
 
 type Reply = string | number | null | Reply[];
 
@@ -112,22 +107,6 @@ function redisCommands(port: number, commands: string[][], host = LOOPBACK): Pro
       resolve(replies);
     });
   });
-}
-
-/** `count` consecutive UDP ports that are free right now on loopback, below Linux's ephemeral range. */
-async function freeUdpRange(count: number): Promise<[number, number]> {
-  const bindable = (port: number) => new Promise<boolean>((resolve) => {
-    const s = dgram.createSocket('udp4');
-    s.once('error', () => resolve(false));
-    s.bind(port, LOOPBACK, () => s.close(() => resolve(true)));
-  });
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const start = 20_000 + Math.floor(Math.random() * 10_000);
-    let ok = true;
-    for (let p = start; p < start + count && ok; p++) ok = await bindable(p);
-    if (ok) return [start, start + count - 1];
-  }
-  throw new Error('no free UDP port range');
 }
 
 // ---------------------------------------------------------------------------
@@ -192,100 +171,9 @@ describe(`${REDIS_VERSION}`, () => {
 const NODE_NAME = 'kudo-node-1';
 const NODE_EXTERNAL_IP = '203.0.113.7';
 
-interface LiveKitRun {
-  dir: string;
-  network: PodNetwork;
-  mounts: Record<string, string>;
-  /** The rendered config.yaml, parsed. */
-  rendered: any;
-  /** What LiveKit reads: the config the `config` step wrote from the ConfigMap (with the loopback rewrites) and the Secret. */
-  config: any;
-  /** What the `node-address` step wrote. */
-  nodeIp: string;
-  /** The main container's start script, paths rewritten. */
-  script: string;
-  env: Record<string, string>;
-  port: number;
-  prometheusPort: number;
-}
-
-/**
- * Everything the Deployment gives LiveKit, in a fresh temp dir: the Secret
- * volumes, the ConfigMap (config.yaml with the loopback rewrites), and both
- * init steps run as rendered. Starts nothing.
- */
-async function prepareLiveKit(network: PodNetwork, redisPort: number, api: string, tweak: (cfg: any) => void = () => undefined): Promise<LiveKitRun> {
-  const deploy = find(manifests, 'Deployment', 'livekit');
-  const lookup = container(deploy, 'node-address');
-  const step = container(deploy, 'config');
-  const main = container(deploy, 'livekit');
-  const dir = tempDir('livekit');
-  const mounts = { ...mountDirs(lookup, dir), ...mountDirs(step, dir), ...mountDirs(main, dir) };
-
-  // Secret volumes as the kubelet writes them (mode 0440).
-  writeSecretFiles(mounts['/keys'], secretFiles(deploy, 'secrets'));
-  writeSecretFiles(mounts['/secrets/turn'], secretFiles(deploy, 'turn-secret'));
-
-  // The ConfigMap: config.yaml with the loopback rewrites, and the lookup's scripts.
-  const renderedYaml = configMapFile(manifests, 'livekit-config', 'config.yaml');
-  const cfg: any = yaml.load(renderedYaml);
-  const port = await freePort();
-  const prometheusPort = await freePort();
-  const [udpStart, udpEnd] = await freeUdpRange(10);
-  cfg.port = port; // LOOPBACK_REWRITES.ports
-  cfg.rtc.tcp_port = await freePort(); // LOOPBACK_REWRITES.ports
-  cfg.rtc.port_range_start = udpStart; // LOOPBACK_REWRITES.ports
-  cfg.rtc.port_range_end = udpEnd; // LOOPBACK_REWRITES.ports
-  cfg.prometheus.port = prometheusPort; // LOOPBACK_REWRITES.ports
-  cfg.redis.address = `${LOOPBACK}:${redisPort}`; // LOOPBACK_REWRITES.hosts: this node's Redis, in the same namespace
-  cfg.key_file = hostPath(mounts, cfg.key_file); // LOOPBACK_REWRITES.paths
-  for (const t of cfg.rtc.turn_servers) t.secret_file = hostPath(mounts, t.secret_file); // LOOPBACK_REWRITES.paths
-  tweak(cfg);
-  // Dumped in the same key order: the config step appends the password to the last mapping (redis).
-  fs.writeFileSync(path.join(mounts['/etc/livekit'], 'config.yaml'), yaml.dump(cfg, { lineWidth: -1, noRefs: true }));
-  for (const f of ['node_address.py', 'kube.py']) fs.writeFileSync(path.join(mounts['/etc/livekit'], f), configMapFile(manifests, 'livekit-config', f));
-
-  // Init step 1, `node-address`: the rendered command and env, against an API that knows this node.
-  const lookupEnv: Record<string, string> = { PATH: process.env.PATH!, KUBE_API_URL: api, KUBE_TOKEN_FILE: '/nonexistent', KUBE_CA_FILE: '/nonexistent' };
-  for (const e of lookup.env) {
-    if (e.valueFrom?.fieldRef?.fieldPath === 'spec.nodeName') lookupEnv[e.name] = NODE_NAME;
-    else if (e.valueFrom?.fieldRef?.fieldPath === 'status.hostIP') lookupEnv[e.name] = network.podAddress;
-    else if (e.value !== undefined) lookupEnv[e.name] = e.value;
-    else throw new Error(`unexpected env ${JSON.stringify(e)}`);
-  }
-  // The Synapse image's python3 (the tools image) runs it; not synchronously, or the API in this process could not answer.
-  await promisify(execFile)(programs().synapsePython, lookup.command.slice(1).map((a: string) => hostPath(mounts, a)), { env: lookupEnv }); // LOOPBACK_REWRITES.paths
-
-  // Init step 2, `config`: sh -c livekitWriteConfig(...).
-  expect(step.command.slice(0, 2)).toEqual(['sh', '-c']);
-  const stepScript = rewriteScriptPaths(step.command[2], mounts, [ // LOOPBACK_REWRITES.paths
-    '/keys/api_key', '/keys/api_secret', '/keys/redis_password', '/etc/livekit/config.yaml', '/run/livekit/keys.yaml', '/run/livekit/config.yaml',
-  ]);
-  execFileSync('sh', ['-c', stepScript], { env: { PATH: process.env.PATH }, stdio: 'pipe' });
-
-  // The main container: sh -c LIVEKIT_START, with `livekit-server` the binary under test.
-  expect(main.command.slice(0, 2)).toEqual(['sh', '-c']);
-  const script = rewriteScriptPaths(main.command[2], mounts, ['/run/livekit/config.yaml', '/run/livekit/node-ip']); // LOOPBACK_REWRITES.paths
-  const env: Record<string, string> = { PATH: `${path.dirname(programs().livekitServer)}:${process.env.PATH}`, HOME: dir };
-  for (const e of main.env) {
-    // The node's address on the cluster network is this namespace's.
-    if (e.valueFrom?.fieldRef?.fieldPath === 'status.hostIP') env[e.name] = network.podAddress;
-    else if (e.value !== undefined) env[e.name] = e.value;
-    else throw new Error(`unexpected env ${JSON.stringify(e)}`);
-  }
-  return {
-    dir, network, mounts, rendered: yaml.load(renderedYaml),
-    config: yaml.load(fs.readFileSync(hostPath(mounts, '/run/livekit/config.yaml'), 'utf8')),
-    nodeIp: fs.readFileSync(hostPath(mounts, '/run/livekit/node-ip'), 'utf8').trim(),
-    script, env, port, prometheusPort,
-  };
-}
-
-function startLiveKit(run: LiveKitRun, name = 'livekit'): Program {
-  if (run.script.includes('disable-strict-config')) throw new Error('LiveKit must run in strict config mode');
-  const [command, args] = run.network.wrap('sh', ['-c', run.script]);
-  return new Program(name, command, args, { logDir: run.dir, cwd: run.dir, env: run.env });
-}
+/** The rendered LiveKit, prepared for this test's Node (see ./livekit). */
+const prepareLiveKit = (network: PodNetwork, redisPort: number, api: string, tweak?: (cfg: any) => void): Promise<LiveKitRun> =>
+  prepareLk(manifests, config, secrets, network, redisPort, api, NODE_NAME, tweak);
 
 /** Paths of the leaves that differ between two parsed YAML documents. */
 function changedLeaves(a: any, b: any, at = ''): string[] {
