@@ -121,9 +121,15 @@ export function livekitWriteConfig(withRedis: boolean): string {
   ].join('\n');
 }
 
+const LIVEKIT_CONTAINER = 'livekit';
+const MEMORY_LIMIT_ENV = 'MEMORY_LIMIT_MIB';
+
 /** The main container: the written config, the node's address when one was looked up, API bound to the node's cluster address. */
 export const LIVEKIT_START = [
   'set -eu',
+  // Go's collector does not know the container's memory limit: without a soft limit below it, the heap of a busy
+  // node grows to twice what it holds and the kernel kills LiveKit (npm run bench:capacity saw it at 1 GiB).
+  `export GOMEMLIMIT="$((${MEMORY_LIMIT_ENV} * 9 / 10))MiB"`,
   `set -- --config ${LIVEKIT_RUN_CONFIG} --bind "$HOST_IP"`,
   `if [ -s ${LIVEKIT_NODE_IP_FILE} ]; then set -- "$@" --node-ip "$(cat ${LIVEKIT_NODE_IP_FILE})"; fi`,
   'exec livekit-server "$@"',
@@ -138,6 +144,8 @@ function livekitPodSpec(props: LiveKitProps, v: { configMap: string; address?: N
     // For `--bind`: on the host network, listen on the node's cluster address
     // only, not on every address the node has (public ones included).
     { name: 'HOST_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
+    // For GOMEMLIMIT (the start script): the container's memory limit in MiB.
+    { name: MEMORY_LIMIT_ENV, valueFrom: { resourceFieldRef: { containerName: LIVEKIT_CONTAINER, resource: 'limits.memory', divisor: k8s.Quantity.fromString('1Mi') } } },
   ];
   // host-ip: advertise the node's own address (LiveKit reads NODE_IP itself).
   if (props.rtc.nodeAddress === 'host-ip') env.push({ name: 'NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
@@ -174,7 +182,7 @@ function livekitPodSpec(props: LiveKitProps, v: { configMap: string; address?: N
       ],
     }],
     containers: [{
-      name: 'livekit',
+      name: LIVEKIT_CONTAINER,
       image: imageRef(props.image),
       command: ['sh', '-c', LIVEKIT_START],
       env,

@@ -158,6 +158,36 @@ test('readiness GET /, TCP liveness, long drain', () => {
   expect(podSpec(deploy).terminationGracePeriodSeconds).toBeGreaterThanOrEqual(3600);
 });
 
+describe('Go\'s memory limit follows the container\'s (the capacity benchmark saw LiveKit OOM-killed at its 1 GiB limit without it)', () => {
+  /** The start script run by sh as the container runs it, with a stand-in livekit-server that prints GOMEMLIMIT. */
+  const goMemLimit = (c: any, limitMiB: number): string => {
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-lk-'));
+    try {
+      fs.writeFileSync(path.join(bin, 'livekit-server'), '#!/bin/sh\necho "$GOMEMLIMIT"\n', { mode: 0o755 });
+      const env: Record<string, string> = { PATH: `${bin}:${process.env.PATH}`, HOST_IP: '10.0.0.5' };
+      for (const e of c.env) {
+        const ref = e.valueFrom?.resourceFieldRef;
+        if (ref) {
+          expect(ref).toEqual({ containerName: 'livekit', resource: 'limits.memory', divisor: '1Mi' });
+          env[e.name] = String(limitMiB);
+        }
+      }
+      return execFileSync('sh', ['-c', c.command[2]], { env, encoding: 'utf8' }).trim();
+    } finally {
+      fs.rmSync(bin, { recursive: true, force: true });
+    }
+  };
+
+  test('GOMEMLIMIT is nine tenths of the limit, read from the downward API', () => {
+    const c = container(find(manifests(), 'Deployment', 'livekit'), 'livekit');
+    expect(c.resources.limits.memory).toBe('1Gi');
+    expect(goMemLimit(c, 1024)).toBe('921MiB');
+    const prod = container(find(manifests(config({ profile: 'production' })), 'Deployment', 'livekit'), 'livekit');
+    expect(prod.resources.limits.memory).toBe('8Gi');
+    expect(goMemLimit(prod, 8192)).toBe('7372MiB');
+  });
+});
+
 test('Ingress with TLS and WebSocket-friendly timeouts', () => {
   const ing = find(manifests(), 'Ingress', 'livekit');
   expect(ing.spec.rules[0].host).toBe('livekit.example.com');

@@ -261,6 +261,12 @@ describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}, on a node with no route to t
     expect(startup.split('\n').filter((l) => /\t(WARN|ERROR|FATAL)\t/.test(l))).toEqual([]);
   });
 
+  test('Go\'s runtime holds the soft memory limit the start script sets: nine tenths of the container\'s 1Gi', async () => {
+    const metrics = await httpJson(`http://${network.podAddress}:${run.prometheusPort}/metrics`);
+    // 921 MiB, as Go reports it through LiveKit's Prometheus collector.
+    expect(metrics.body).toMatch(/^go_gc_gomemlimit_bytes 9\.65738496e\+08$/m);
+  });
+
   test('negative control: asking public STUN for its address (the old default) fails on the same node', async () => {
     const stun = await prepareLiveKit(network, nodeRedis.port, apiUrl, (cfg) => {
       cfg.rtc.use_external_ip = true;
