@@ -287,7 +287,7 @@ export class PodNetwork {
   private readonly hostIf: string;
 
   constructor() {
-    const n = 1 + Math.floor(Math.random() * 250);
+    const n = PodNetwork.freeSubnet();
     this.name = `kudo-e2e-${process.pid}-${n}`;
     this.hostIf = `kudo${n}h${process.pid % 1000}`.slice(0, 15);
     const podIf = `kudo${n}p${process.pid % 1000}`.slice(0, 15);
@@ -295,6 +295,8 @@ export class PodNetwork {
     this.hostAddress = `10.254.${n}.1`;
     this.podAddress = `10.254.${n}.2`;
     const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
+    // A namespace of this name was left by an earlier process that had this pid (one killed before its cleanup).
+    if (fs.existsSync(`/run/netns/${this.name}`)) ip('netns', 'delete', this.name);
     ip('netns', 'add', this.name);
     try {
       ip('link', 'add', this.hostIf, 'type', 'veth', 'peer', 'name', podIf);
@@ -308,6 +310,23 @@ export class PodNetwork {
       this.remove();
       throw e;
     }
+  }
+
+  private static readonly taken = new Set<number>();
+
+  /**
+   * A /30 in 10.254.n.0 that no link on this host has and this process has not handed out: a random n
+   * collided within a run (a dozen networks out of 250) and with networks left by killed runs.
+   */
+  private static freeSubnet(): number {
+    const onLinks = execFileSync('ip', ['-o', '-4', 'addr', 'show'], { encoding: 'utf8' }).matchAll(/ inet 10\.254\.(\d+)\./g);
+    const used = new Set([...PodNetwork.taken, ...[...onLinks].map((m) => Number(m[1]))]);
+    const free = Array.from({ length: 250 }, (_, i) => i + 1).filter((n) => !used.has(n));
+    if (free.length === 0) throw new Error('no free 10.254.n.0/30 for a pod network: remove stale ones (ip netns list | grep kudo-)');
+    // Random among the free ones, so that two processes starting together rarely pick the same.
+    const n = free[Math.floor(Math.random() * free.length)];
+    PodNetwork.taken.add(n);
+    return n;
   }
 
   /** The command and arguments that run `command` inside the namespace. */
