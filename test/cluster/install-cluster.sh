@@ -44,14 +44,7 @@ LOG_PREFIX=install-cluster
 # shellcheck source=test/e2e/install-kube-lib.sh
 . "$E2E/install-kube-lib.sh"
 
-mkdir -p "$CACHE/bin"
-# A lock of its own: install-apiserver.sh and install-programs.sh may run at
-# the same time, and each touches different files.
-exec 9>"$CACHE/.install-cluster.lock"
-flock 9
-
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+install_begin .install-cluster.lock
 
 # ---------------------------------------------------------------------------
 # 1. kube-controller-manager and kube-scheduler (one go build for both).
@@ -121,15 +114,9 @@ install_argosync() {
 }
 
 write_env() {
-  local f="$CACHE/cluster-env.sh"
-  cat >"$f.tmp" <<EOF
-# Written by test/cluster/install-cluster.sh; source it to find the cluster's programs.
-export KUDO_CLUSTER_KUBE_CONTROLLER_MANAGER='$KCM_BIN'
-export KUDO_CLUSTER_KUBE_SCHEDULER='$SCHEDULER_BIN'
-export KUDO_CLUSTER_KWOK='$KWOK_BIN'
-export KUDO_CLUSTER_ARGOSYNC='$ARGOSYNC_BIN'
-EOF
-  mv "$f.tmp" "$f"
+  write_env_file cluster-env.sh "the cluster's programs" \
+    KUDO_CLUSTER_KUBE_CONTROLLER_MANAGER="$KCM_BIN" KUDO_CLUSTER_KUBE_SCHEDULER="$SCHEDULER_BIN" \
+    KUDO_CLUSTER_KWOK="$KWOK_BIN" KUDO_CLUSTER_ARGOSYNC="$ARGOSYNC_BIN"
 }
 
 t_all=$(now)

@@ -37,15 +37,7 @@ LOG_PREFIX=install-apiserver
 # shellcheck source=test/e2e/install-kube-lib.sh
 . "$(dirname "$0")/install-kube-lib.sh"
 
-mkdir -p "$CACHE/bin"
-# Parallel test runs may call this script at the same time; let one install.
-# (A lock of its own: install-programs.sh may run at the same time and takes
-# $CACHE/.install.lock, and the two touch different files.)
-exec 9>"$CACHE/.install-apiserver.lock"
-flock 9
-
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+install_begin .install-apiserver.lock
 
 # ---------------------------------------------------------------------------
 # 1. Debian packages: openssl makes the test certificates and keys.
@@ -105,13 +97,7 @@ install_etcd() {
 }
 
 write_env() {
-  local f="$CACHE/apiserver-env.sh"
-  cat >"$f.tmp" <<EOF
-# Written by test/e2e/install-apiserver.sh; source it to find the API server.
-export KUDO_E2E_KUBE_APISERVER='$KUBE_APISERVER_BIN'
-export KUDO_E2E_ETCD='$ETCD_BIN'
-EOF
-  mv "$f.tmp" "$f"
+  write_env_file apiserver-env.sh "the API server" KUDO_E2E_KUBE_APISERVER="$KUBE_APISERVER_BIN" KUDO_E2E_ETCD="$ETCD_BIN"
 }
 
 t_all=$(now)

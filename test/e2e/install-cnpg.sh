@@ -33,14 +33,7 @@ LOG_PREFIX=install-cnpg
 # shellcheck source=test/e2e/install-kube-lib.sh
 . "$(dirname "$0")/install-kube-lib.sh"
 
-mkdir -p "$CACHE/bin"
-# A lock of its own: the other install scripts may run at the same time and
-# touch different files.
-exec 9>"$CACHE/.install-cnpg.lock"
-flock 9
-
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+install_begin .install-cnpg.lock
 
 MANAGER_BIN="$CACHE/bin/cnpg-manager-v$CNPG_VERSION"
 MANIFEST="$CACHE/cnpg-$CNPG_VERSION.yaml"
@@ -98,13 +91,7 @@ install_manifest() {
 }
 
 write_env() {
-  local f="$CACHE/cnpg-env.sh"
-  cat >"$f.tmp" <<EOF
-# Written by test/e2e/install-cnpg.sh; source it to find the CloudNativePG operator.
-export KUDO_E2E_CNPG_MANAGER='$MANAGER_BIN'
-export KUDO_E2E_CNPG_MANIFEST='$MANIFEST'
-EOF
-  mv "$f.tmp" "$f"
+  write_env_file cnpg-env.sh "the CloudNativePG operator" KUDO_E2E_CNPG_MANAGER="$MANAGER_BIN" KUDO_E2E_CNPG_MANIFEST="$MANIFEST"
 }
 
 t_all=$(now)

@@ -7,6 +7,31 @@ export GOTOOLCHAIN=local
 log() { printf '[%s] %s\n' "$LOG_PREFIX" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+# The start every install script shares: the cache's bin folder, a lock of the
+# script's own (install-all.sh runs the scripts side by side and each touches
+# its own files; two runs of one script let one install), and a scratch folder
+# $WORK removed on exit. Usage: install_begin LOCK_FILE_NAME   ($CACHE set)
+install_begin() {
+  mkdir -p "$CACHE/bin"
+  exec 9>"$CACHE/$1"
+  flock 9
+  WORK=$(mktemp -d)
+  trap 'rm -rf "$WORK"' EXIT
+}
+
+# The env file the tests source to find what a script installed, written whole
+# or not at all. Usage: write_env_file FILE_NAME "what it finds" NAME=VALUE...
+write_env_file() {
+  local f="$CACHE/$1" what=$2 script kv
+  shift 2
+  script=$(realpath --relative-to="$(dirname "${BASH_SOURCE[0]}")/../.." "$0")
+  {
+    printf '# Written by %s; source it to find %s.\n' "$script" "$what"
+    for kv in "$@"; do printf "export %s='%s'\n" "${kv%%=*}" "${kv#*=}"; done
+  } >"$f.tmp"
+  mv "$f.tmp" "$f"
+}
+
 now() { date +%s.%N; }
 # Prints how long a step took, so slow cold installs show up in CI logs.
 timed() {

@@ -40,14 +40,7 @@ LOG_PREFIX=install-pitr
 # shellcheck source=test/e2e/install-lib.sh
 . "$(dirname "$0")/install-lib.sh"
 
-mkdir -p "$CACHE/bin"
-# A lock of its own: install-programs.sh may run at the same time and takes
-# $CACHE/.install.lock; the two touch different files.
-exec 9>"$CACHE/.install-pitr.lock"
-flock 9
-
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+install_begin .install-pitr.lock
 
 # ---------------------------------------------------------------------------
 # 1. Debian packages: barman needs psycopg2, which PyPI has only as an sdist
@@ -118,13 +111,7 @@ check_barman() {
 }
 
 write_env() {
-  local f="$CACHE/pitr-env.sh"
-  cat >"$f.tmp" <<EOF
-# Written by test/e2e/install-pitr.sh; source it to find MinIO and barman-cloud.
-export KUDO_E2E_MINIO='$MINIO_BIN'
-export KUDO_E2E_BARMAN_BIN='$BARMAN_VENV/bin'
-EOF
-  mv "$f.tmp" "$f"
+  write_env_file pitr-env.sh "MinIO and barman-cloud" KUDO_E2E_MINIO="$MINIO_BIN" KUDO_E2E_BARMAN_BIN="$BARMAN_VENV/bin"
 }
 
 t_all=$(now)

@@ -40,12 +40,7 @@ LOG_PREFIX=install-programs
 # shellcheck source=test/e2e/install-lib.sh
 . "$(dirname "$0")/install-lib.sh"
 
-mkdir -p "$CACHE/bin"
-# Parallel test runs may call this script at the same time; let one install.
-exec 9>"$CACHE/.install.lock"
-flock 9
-
-WORK=$(mktemp -d)
+install_begin .install.lock
 POLICY_RC_D_CREATED=0
 cleanup() {
   rm -rf "$WORK"
@@ -419,21 +414,18 @@ install_haproxy() {
 }
 
 write_env() {
-  cat >"$CACHE/env.sh.tmp" <<EOF
-# Written by test/e2e/install-programs.sh; source it to find the e2e programs.
-export KUDO_E2E_CACHE='$CACHE'
-export KUDO_E2E_PG_BIN='$CACHE/postgresql/bin'
-export KUDO_E2E_SYNAPSE_PYTHON='$SYNAPSE_VENV/bin/python'
-export KUDO_E2E_LIVEKIT_SERVER='$LIVEKIT_BIN'
-export KUDO_E2E_REDIS_SERVER='$REDIS_HOME/bin/redis-server'
-export KUDO_E2E_TURNSERVER='$COTURN_BIN'
-export KUDO_E2E_HAPROXY='$HAPROXY_BIN'
-export KUDO_E2E_RESTIC='$RESTIC_BIN'
-export KUDO_E2E_KUBE_SCORE='$KUBE_SCORE_BIN'
-export KUDO_E2E_CHECKOV='$CHECKOV_VENV/bin/checkov'
-export KUDO_E2E_COMPOSE_DOTENV='$COMPOSE_DOTENV_BIN'
-EOF
-  mv "$CACHE/env.sh.tmp" "$CACHE/env.sh"
+  write_env_file env.sh "the e2e programs" \
+    KUDO_E2E_CACHE="$CACHE" \
+    KUDO_E2E_PG_BIN="$CACHE/postgresql/bin" \
+    KUDO_E2E_SYNAPSE_PYTHON="$SYNAPSE_VENV/bin/python" \
+    KUDO_E2E_LIVEKIT_SERVER="$LIVEKIT_BIN" \
+    KUDO_E2E_REDIS_SERVER="$REDIS_HOME/bin/redis-server" \
+    KUDO_E2E_TURNSERVER="$COTURN_BIN" \
+    KUDO_E2E_HAPROXY="$HAPROXY_BIN" \
+    KUDO_E2E_RESTIC="$RESTIC_BIN" \
+    KUDO_E2E_KUBE_SCORE="$KUBE_SCORE_BIN" \
+    KUDO_E2E_CHECKOV="$CHECKOV_VENV/bin/checkov" \
+    KUDO_E2E_COMPOSE_DOTENV="$COMPOSE_DOTENV_BIN"
 }
 
 t_all=$(now)

@@ -25,13 +25,7 @@ LOG_PREFIX=install-promtool
 # shellcheck source=test/e2e/install-lib.sh
 . "$(dirname "$0")/install-lib.sh"
 
-mkdir -p "$CACHE/bin"
-# A lock of its own: the other install scripts may run at the same time and touch other files.
-exec 9>"$CACHE/.install-promtool.lock"
-flock 9
-
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+install_begin .install-promtool.lock
 
 PROMTOOL_BIN="$CACHE/bin/promtool"
 
@@ -56,11 +50,7 @@ install_promtool() {
 }
 
 write_env() {
-  cat >"$CACHE/promtool-env.sh.tmp" <<EOF
-# Written by test/e2e/install-promtool.sh; source it to find promtool.
-export KUDO_E2E_PROMTOOL='$PROMTOOL_BIN'
-EOF
-  mv "$CACHE/promtool-env.sh.tmp" "$CACHE/promtool-env.sh"
+  write_env_file promtool-env.sh promtool KUDO_E2E_PROMTOOL="$PROMTOOL_BIN"
 }
 
 timed "promtool $PROMETHEUS_VERSION" install_promtool
