@@ -38,14 +38,6 @@ export function cpuCores(q: string | number): number {
   return m[2] ? Number(m[1]) / 1000 : Number(m[1]);
 }
 
-/** A Kubernetes memory quantity in bytes ("1536Mi", "1Gi", "128M", "1000"). */
-export function memoryBytes(q: string | number): number {
-  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?$/.exec(String(q));
-  if (!m) throw new Error(`not a memory quantity: ${q}`);
-  const unit: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, K: 1e3, M: 1e6, G: 1e9, T: 1e12 };
-  return Math.round(Number(m[1]) * (m[2] ? unit[m[2]] : 1));
-}
-
 export function cgroupsAvailable(): string | undefined {
   for (const c of CONTROLLERS) {
     if (!fs.existsSync(path.join(ROOT, c, 'cgroup.procs'))) return `cgroup v1 controller "${c}" is not mounted at ${ROOT}/${c}`;

@@ -26,6 +26,7 @@ import * as path from 'path';
 import * as readline from 'readline';
 import { createHmac } from 'crypto';
 import * as yaml from 'js-yaml';
+import { memoryBytes } from '../../charts/common';
 import type { KudoConfig } from '../../charts/config';
 import { HAS_PROMETHEUS, option, startCoturn, TURN_VERSION, TURNUTILS } from '../../test/e2e/coturn';
 import {
@@ -37,7 +38,7 @@ import { startRedis } from '../../test/e2e/redis';
 import { startSynapse } from '../../test/e2e/synapse';
 import { startRouter, startSynapseProcesses } from '../../test/e2e/synapse-workers';
 import { FakeKubeApi } from '../../test/fake-kube-api';
-import { cgroupsAvailable, Cgroups, cpuCores, GroupStats, Limits, memoryBytes, usage } from './cgroups';
+import { cgroupsAvailable, Cgroups, cpuCores, GroupStats, Limits, usage } from './cgroups';
 
 type Profile = 'small' | 'production';
 type Part = 'chat' | 'turn' | 'calls';
@@ -79,7 +80,7 @@ function limitsOf(ms: Manifest[]): (program: string) => Limits | undefined {
     const limits = w.spec.template.spec.containers[0].resources?.limits ?? {};
     return {
       cpu: limits.cpu !== undefined ? cpuCores(limits.cpu) : undefined,
-      memory: limits.memory !== undefined ? memoryBytes(limits.memory) : undefined,
+      memory: limits.memory !== undefined ? memoryBytes(String(limits.memory)) : undefined,
     };
   };
 }

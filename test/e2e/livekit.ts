@@ -10,6 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { promisify } from 'util';
 import * as yaml from 'js-yaml';
+import { memoryBytes } from '../../charts/common';
 import type { KudoConfig } from '../../charts/config';
 import {
   configMapFile, container, find, freePort, hostPath, Manifest, mountDirs, PodNetwork, Program, programs, rewriteScriptPaths,
@@ -118,7 +119,7 @@ export async function prepareLiveKit(
     if (e.valueFrom?.fieldRef?.fieldPath === 'status.hostIP') env[e.name] = network.podAddress;
     // The container's own memory limit, as the kubelet gives it: in units of the divisor, rounded up.
     else if (e.valueFrom?.resourceFieldRef?.resource === 'limits.memory' && e.valueFrom.resourceFieldRef.containerName === main.name) {
-      env[e.name] = String(Math.ceil(binaryBytes(main.resources.limits.memory) / binaryBytes(e.valueFrom.resourceFieldRef.divisor)));
+      env[e.name] = String(Math.ceil(memoryBytes(main.resources.limits.memory) / memoryBytes(e.valueFrom.resourceFieldRef.divisor)));
     } else if (e.value !== undefined) env[e.name] = e.value;
     else throw new Error(`unexpected env ${JSON.stringify(e)}`);
   }
@@ -128,13 +129,6 @@ export async function prepareLiveKit(
     nodeIp: fs.readFileSync(hostPath(mounts, '/run/livekit/node-ip'), 'utf8').trim(),
     script, env, port, prometheusPort,
   };
-}
-
-/** Bytes in a memory quantity with a binary suffix ("512Mi", "8Gi"), the only kind the charts write. */
-function binaryBytes(q: string): number {
-  const m = /^([0-9]+)(Ki|Mi|Gi|Ti)?$/.exec(q);
-  if (!m) throw new Error(`unexpected memory quantity ${JSON.stringify(q)}`);
-  return Number(m[1]) * 1024 ** (m[2] === undefined ? 0 : ['Ki', 'Mi', 'Gi', 'Ti'].indexOf(m[2]) + 1);
 }
 
 export function startLiveKit(run: LiveKitRun, name = 'livekit'): Program {
