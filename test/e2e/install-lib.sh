@@ -4,6 +4,11 @@
 # go command download a toolchain from outside the module proxy.
 export GOTOOLCHAIN=local
 
+# The repository root and the sourcing script, resolved now: install scripts change
+# directory during their builds, after which a relative $0 no longer resolves.
+INSTALL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+INSTALL_SCRIPT=$(realpath --relative-to="$INSTALL_ROOT" "$0")
+
 log() { printf '[%s] %s\n' "$LOG_PREFIX" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
@@ -22,11 +27,10 @@ install_begin() {
 # The env file the tests source to find what a script installed, written whole
 # or not at all. Usage: write_env_file FILE_NAME "what it finds" NAME=VALUE...
 write_env_file() {
-  local f="$CACHE/$1" what=$2 script kv
+  local f="$CACHE/$1" what=$2 kv
   shift 2
-  script=$(realpath --relative-to="$(dirname "${BASH_SOURCE[0]}")/../.." "$0")
   {
-    printf '# Written by %s; source it to find %s.\n' "$script" "$what"
+    printf '# Written by %s; source it to find %s.\n' "$INSTALL_SCRIPT" "$what"
     for kv in "$@"; do printf "export %s='%s'\n" "${kv%%=*}" "${kv#*=}"; done
   } >"$f.tmp"
   mv "$f.tmp" "$f"

@@ -1,0 +1,72 @@
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+/**
+ * test/e2e/install-lib.sh, sourced by every install script: the env file it writes must name
+ * the script that wrote it however that script was started (a relative path, from another
+ * folder) and after the script has changed directory, as every cold build does. A cold
+ * `npm run test:cluster` once stopped here with "realpath: ... No such file or directory".
+ */
+const ROOT = path.resolve(__dirname, '../..');
+
+describe('install-lib.sh write_env_file', () => {
+  let tmp: string;
+  beforeEach(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-install-lib-'));
+  });
+  afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  it('names its script after the script changed directory, started by a relative path from the repository root', () => {
+    // A throwaway script in a sub-folder of the repository, started the way npm starts
+    // install-cluster.sh: `bash test/<dir>/<script>` from the repository root.
+    const dir = fs.mkdtempSync(path.join(ROOT, 'test', 'install', 'tmp-'));
+    try {
+      const script = path.join(dir, 'fake-install.sh');
+      fs.writeFileSync(
+        script,
+        [
+          'set -euo pipefail',
+          `CACHE=${JSON.stringify(path.join(tmp, 'cache'))}`,
+          'LOG_PREFIX=fake',
+          `. ${JSON.stringify(path.join(ROOT, 'test/e2e/install-lib.sh'))}`,
+          'install_begin .fake.lock',
+          'cd "$WORK"',
+          'write_env_file fake-env.sh "a fake program" KUDO_FAKE=/opt/fake',
+        ].join('\n'),
+      );
+      const relative = path.relative(ROOT, script);
+      execFileSync('bash', [relative], { cwd: ROOT, stdio: 'pipe' });
+      const env = fs.readFileSync(path.join(tmp, 'cache', 'fake-env.sh'), 'utf8');
+      expect(env).toBe(`# Written by ${relative}; source it to find a fake program.\nexport KUDO_FAKE='/opt/fake'\n`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('names its script when started from another folder', () => {
+    const cwd = fs.mkdtempSync(path.join(tmp, 'elsewhere-'));
+    const dir = fs.mkdtempSync(path.join(ROOT, 'test', 'install', 'tmp-'));
+    try {
+      const script = path.join(dir, 'fake-install.sh');
+      fs.writeFileSync(
+        script,
+        [
+          'set -euo pipefail',
+          `CACHE=${JSON.stringify(path.join(tmp, 'cache'))}`,
+          'LOG_PREFIX=fake',
+          `. ${JSON.stringify(path.join(ROOT, 'test/e2e/install-lib.sh'))}`,
+          'install_begin .fake.lock',
+          'cd /',
+          'write_env_file fake-env.sh "a fake program" KUDO_FAKE=/opt/fake',
+        ].join('\n'),
+      );
+      execFileSync('bash', [path.relative(cwd, script)], { cwd, stdio: 'pipe' });
+      const env = fs.readFileSync(path.join(tmp, 'cache', 'fake-env.sh'), 'utf8');
+      expect(env.split('\n')[0]).toBe(`# Written by ${path.relative(ROOT, script)}; source it to find a fake program.`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
