@@ -9,10 +9,11 @@
 # failed); the exit status is non-zero if any failed. Their "name version"
 # lines go to stdout, in a fixed order.
 set -euo pipefail
-cd "$(dirname "$0")"
+HERE=$(cd "$(dirname "$0")" && pwd)
 LOG_PREFIX=install-all
 # shellcheck source=test/e2e/install-lib.sh
-. ./install-lib.sh
+. "$HERE/install-lib.sh"
+cd "$HERE"
 
 readonly SCRIPTS=(install-programs.sh install-apiserver.sh install-cnpg.sh install-promtool.sh install-pitr.sh)
 LOGS=$(mktemp -d)

@@ -70,3 +70,29 @@ describe('install-lib.sh write_env_file', () => {
     }
   });
 });
+
+describe('every install script', () => {
+  const scripts = ['test/e2e', 'test/cluster']
+    .flatMap((d) => fs.readdirSync(path.join(ROOT, d)).filter((f) => /^install-.*\.sh$/.test(f)).map((f) => `${d}/${f}`))
+    .filter((f) => !f.endsWith('-lib.sh'));
+
+  it('finds the scripts', () => {
+    expect(scripts).toEqual(expect.arrayContaining(['test/e2e/install-all.sh', 'test/e2e/install-programs.sh', 'test/cluster/install-cluster.sh']));
+  });
+
+  // Each script's lines up to where it sources install-lib.sh, run from the repository root by a relative path, as npm
+  // runs them: sourcing must succeed there (install-all.sh once changed directory first, and then could not find itself).
+  it.each(scripts)('%s sources install-lib.sh from the repository root by a relative path', (script) => {
+    const lines = fs.readFileSync(path.join(ROOT, script), 'utf8').split('\n');
+    const at = lines.findIndex((l) => /^\. .*install-lib\.sh"?$/.test(l));
+    expect(at).toBeGreaterThan(0);
+    const prologue = path.join(path.dirname(path.join(ROOT, script)), `.prologue-${process.pid}-${path.basename(script)}`);
+    fs.writeFileSync(prologue, [...lines.slice(0, at + 1), 'printf "%s" "$INSTALL_SCRIPT"'].join('\n'));
+    try {
+      const out = execFileSync('bash', [path.relative(ROOT, prologue)], { cwd: ROOT, encoding: 'utf8', stdio: 'pipe', env: { ...process.env, KUDO_E2E_CACHE: '/nonexistent' } });
+      expect(out).toBe(path.relative(ROOT, prologue));
+    } finally {
+      fs.rmSync(prologue, { force: true });
+    }
+  });
+});
