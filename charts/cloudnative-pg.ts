@@ -157,8 +157,14 @@ export class CloudNativePgChart extends Chart {
         instances: props.instances,
         imageName: imageRef(props.image),
         // Synapse refuses a database whose collation or ctype is not C (a recovered one keeps the archived database's).
+        // A recovery names the database and owner too: without them the operator writes <name>-app for a role "app".
         bootstrap: recovery !== undefined
-          ? { recovery: { source: RECOVERY_SOURCE, ...(recovery.targetTime !== undefined ? { recoveryTarget: { targetTime: recovery.targetTime } } : {}) } }
+          ? {
+            recovery: {
+              source: RECOVERY_SOURCE, database: props.database, owner: props.owner,
+              ...(recovery.targetTime !== undefined ? { recoveryTarget: { targetTime: recovery.targetTime } } : {}),
+            },
+          }
           : { initdb: { database: props.database, owner: props.owner, encoding: 'UTF8', localeCollate: 'C', localeCType: 'C' } },
         ...(recovery !== undefined ? {
           externalClusters: [{ name: RECOVERY_SOURCE, plugin: { name: BARMAN_CLOUD_PLUGIN, parameters: { barmanObjectName: OBJECT_STORE, serverName: recovery.serverName } } }],

@@ -150,17 +150,25 @@ test('Argo CD: the ObjectStore before the Cluster, the Cluster with the database
 test('point-in-time recovery is rendered from the config: a Cluster that recovers from the old archive and archives under a new name', () => {
   const recovered = synthAll(cnpg({ backup: { ...BACKUP, serverName: 'postgres-r1' }, recovery: { serverName: 'postgres', targetTime: '2026-11-26T14:00:00Z' } }));
   const spec = find(recovered, 'Cluster', 'postgres').spec;
-  expect(spec.bootstrap).toEqual({ recovery: { source: 'origin', recoveryTarget: { targetTime: '2026-11-26T14:00:00Z' } } });
+  expect(spec.bootstrap).toEqual({ recovery: { source: 'origin', database: 'synapse', owner: 'synapse', recoveryTarget: { targetTime: '2026-11-26T14:00:00Z' } } });
   expect(spec.externalClusters).toEqual([{
     name: 'origin', plugin: { name: 'barman-cloud.cloudnative-pg.io', parameters: { barmanObjectName: 'postgres-backups', serverName: 'postgres' } },
   }]);
   expect(spec.plugins[0].parameters).toEqual({ barmanObjectName: 'postgres-backups', serverName: 'postgres-r1' });
   // Without a target: the end of the archive.
   const latest = find(synthAll(cnpg({ backup: { ...BACKUP, serverName: 'postgres-r1' }, recovery: { serverName: 'postgres' } })), 'Cluster', 'postgres').spec;
-  expect(latest.bootstrap).toEqual({ recovery: { source: 'origin' } });
+  expect(latest.bootstrap).toEqual({ recovery: { source: 'origin', database: 'synapse', owner: 'synapse' } });
   // By default the archive is named after the Cluster, and the database is made by initdb.
   expect(find(ms, 'Cluster', 'postgres').spec.plugins[0].parameters).toEqual({ barmanObjectName: 'postgres-backups', serverName: 'postgres' });
   expect(find(ms, 'Cluster', 'postgres').spec.externalClusters).toBeUndefined();
+});
+
+test('a recovered Cluster keeps Synapse\'s database and owner, so the operator\'s postgres-app Secret is for the role Synapse logs in as', () => {
+  // Without them CloudNativePG 1.30 defaults both to "app" and writes postgres-app for a user "app".
+  const recovered = synthAll(cnpg({ backup: { ...BACKUP, serverName: 'postgres-r1' }, recovery: { serverName: 'postgres' } }));
+  const recovery = find(recovered, 'Cluster', 'postgres').spec.bootstrap.recovery;
+  expect(recovery).toMatchObject({ database: 'synapse', owner: 'synapse' });
+  expect(homeserver(recovered).database.args).toMatchObject({ user: 'synapse', dbname: 'synapse' });
 });
 
 describe('bad combinations are refused, naming the key', () => {
