@@ -132,7 +132,9 @@ export const LIVEKIT_START = [
   `export GOMEMLIMIT="$((${MEMORY_LIMIT_ENV} * 9 / 10))MiB"`,
   `set -- --config ${LIVEKIT_RUN_CONFIG} --bind "$HOST_IP"`,
   `if [ -s ${LIVEKIT_NODE_IP_FILE} ]; then set -- "$@" --node-ip "$(cat ${LIVEKIT_NODE_IP_FILE})"; fi`,
-  'exec livekit-server "$@"',
+  // The image keeps its binary at /livekit-server (its ENTRYPOINT), and / is not on Alpine's PATH: by name, sh
+  // answers "not found" (docs/image-contract.yaml).
+  'exec /livekit-server "$@"',
 ].join('\n');
 
 /** The LiveKit pod: the address lookup and config steps, then LiveKit on the node's network. */

@@ -149,6 +149,13 @@ describe('the address LiveKit advertises', () => {
   });
 });
 
+test('LiveKit is started by the path its image has it at: /livekit-server, which is not on the image\'s PATH', () => {
+  // docker.io/livekit/livekit-server: COPY ... /livekit-server, ENTRYPOINT ["/livekit-server"], on Alpine (PATH without /).
+  const c = container(find(manifests(), 'Deployment', 'livekit'), 'livekit');
+  expect(c.command.slice(0, 2)).toEqual(['sh', '-c']);
+  expect(c.command[2].split('\n').at(-1)).toBe('exec /livekit-server "$@"');
+});
+
 test('readiness GET /, TCP liveness, long drain', () => {
   const deploy = find(manifests(), 'Deployment', 'livekit');
   const c = container(deploy, 'livekit');
@@ -159,12 +166,16 @@ test('readiness GET /, TCP liveness, long drain', () => {
 });
 
 describe('Go\'s memory limit follows the container\'s (the capacity benchmark saw LiveKit OOM-killed at its 1 GiB limit without it)', () => {
-  /** The start script run by sh as the container runs it, with a stand-in livekit-server that prints GOMEMLIMIT. */
+  /**
+   * The start script run by sh as the container runs it, with a stand-in that prints GOMEMLIMIT in place of the
+   * image's /livekit-server (the path is swapped in the script: the stand-in is not put on PATH, where the image has
+   * no LiveKit).
+   */
   const goMemLimit = (c: any, limitMiB: number): string => {
     const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-lk-'));
     try {
       fs.writeFileSync(path.join(bin, 'livekit-server'), '#!/bin/sh\necho "$GOMEMLIMIT"\n', { mode: 0o755 });
-      const env: Record<string, string> = { PATH: `${bin}:${process.env.PATH}`, HOST_IP: '10.0.0.5' };
+      const env: Record<string, string> = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOST_IP: '10.0.0.5' };
       for (const e of c.env) {
         const ref = e.valueFrom?.resourceFieldRef;
         if (ref) {
@@ -172,7 +183,8 @@ describe('Go\'s memory limit follows the container\'s (the capacity benchmark sa
           env[e.name] = String(limitMiB);
         }
       }
-      return execFileSync('sh', ['-c', c.command[2]], { env, encoding: 'utf8' }).trim();
+      const script = c.command[2].split('exec /livekit-server ').join(`exec ${bin}/livekit-server `);
+      return execFileSync('sh', ['-c', script], { env, encoding: 'utf8' }).trim();
     } finally {
       fs.rmSync(bin, { recursive: true, force: true });
     }
