@@ -140,6 +140,25 @@ export function turnserverConf(p: CoturnProps): string {
  * certificate for the TURN host comes from cert-manager and is reloaded
  * in place when it renews.
  */
+/**
+ * The coturn container's context: the restricted one, with NET_BIND_SERVICE kept in the capability bounding set.
+ *
+ * Why: the coturn image gives /usr/bin/turnserver the file capability cap_net_bind_service=+ep (so that it may bind
+ * low ports as nobody). The kernel refuses to exec a binary whose file-permitted capabilities are not all in the
+ * bounding set, and `drop: [ALL]` empties it: the container would crash-loop with "Operation not permitted"
+ * (coturn/coturn#1126, #994).
+ *
+ * The trade-off, against the alternative of an image without the file capability (which users would have to build
+ * and keep patched themselves): what is added is exactly one capability, the only one Pod Security's `restricted`
+ * level allows adding. No privilege is gained by it: the pod runs as a non-root uid with no_new_privs
+ * (allowPrivilegeEscalation: false), under which the kernel does not raise file capabilities at exec, and the ports
+ * coturn binds (3478, 5349, the relay range, metrics) are all above 1024. On the host network a process holding it
+ * could bind the node's ports below 1024; this one cannot acquire it.
+ */
+export function coturnSecurityContext(): k8s.SecurityContext {
+  return { ...restrictedContainer(), capabilities: { drop: ['ALL'], add: ['NET_BIND_SERVICE'] } };
+}
+
 export class CoturnChart extends Chart {
   constructor(scope: Construct, id: string, props: CoturnProps) {
     // No chart namespace: cdk8s would put it on the ClusterRole and its binding too.
@@ -203,7 +222,7 @@ export class CoturnChart extends Chart {
                 tcpPort('metrics', TURN_METRICS_PORT),
               ],
               resources: resourceRequirements(props.resources),
-              securityContext: restrictedContainer(),
+              securityContext: coturnSecurityContext(),
               startupProbe: { ...turnProbe, periodSeconds: 2, failureThreshold: 30 },
               readinessProbe: { ...turnProbe, periodSeconds: 10, failureThreshold: 3 },
               livenessProbe: { ...turnProbe, periodSeconds: 20, failureThreshold: 3 },

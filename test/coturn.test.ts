@@ -119,7 +119,15 @@ test('probes and a restricted container', () => {
   const c = container(find(manifests(), 'DaemonSet', 'coturn'), 'coturn');
   expect(c.readinessProbe.tcpSocket.port).toBe(3478);
   expect(c.livenessProbe.tcpSocket.port).toBe(3478);
-  expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+  expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, runAsNonRoot: true });
+});
+
+test('coturn keeps exactly NET_BIND_SERVICE in its bounding set: the image\'s turnserver carries it as a file capability', () => {
+  // coturn/coturn's Debian build file: setcap CAP_NET_BIND_SERVICE=+ep /usr/bin/turnserver. With the capability out of
+  // the bounding set the kernel refuses to exec the binary (EPERM); the main container is the only one that runs it.
+  const ds = find(manifests(), 'DaemonSet', 'coturn');
+  expect(container(ds, 'coturn').securityContext.capabilities).toEqual({ drop: ['ALL'], add: ['NET_BIND_SERVICE'] });
+  expect(container(ds, 'node-address').securityContext.capabilities).toEqual({ drop: ['ALL'] });
 });
 
 test('the address lookup runs from the ConfigMap alone (its imports are in it too)', () => {
