@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Regenerates imports/ from the pinned CRD files in ../shared/crds (offline).
+# Regenerates imports/ from the pinned CRD files in crds/ (offline; crds/README.md says where each comes from).
 # Several CRDs of one API group go into one file, so they are joined first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-crds=../shared/crds
+crds=crds
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

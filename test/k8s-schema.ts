@@ -1,6 +1,6 @@
 /**
  * Validates rendered objects against the Kubernetes OpenAPI definitions in
- * ../shared/kubernetes-schemas and the pinned CRDs in ../shared/crds, with
+ * schemas/kubernetes and the pinned CRDs in crds/ (both in the repository), with
  * ajv. Like `kubectl apply --validate=strict`, unknown fields are errors:
  * every object schema that lists its properties gets additionalProperties:
  * false (unless it says it preserves unknown fields).
@@ -10,7 +10,11 @@ import * as path from 'path';
 import Ajv, { CodeOptions, ValidateFunction } from 'ajv';
 import * as yaml from 'js-yaml';
 
-export const SHARED = path.resolve(__dirname, '..', '..', 'shared');
+const ROOT = path.resolve(__dirname, '..');
+/** The pinned CRD files (crds/README.md lists them). */
+export const CRDS_DIR = path.join(ROOT, 'crds');
+/** The pinned Kubernetes OpenAPI definitions and Synapse config schema (schemas/README.md lists them). */
+export const SCHEMAS_DIR = path.join(ROOT, 'schemas');
 
 function strict(schema: any): any {
   if (Array.isArray(schema)) return schema.map(strict);
@@ -42,7 +46,7 @@ export interface Validator {
 }
 
 export function kubernetesValidator(version: string, crdFiles: string[]): Validator {
-  const file = path.join(SHARED, 'kubernetes-schemas', version, '_definitions.json');
+  const file = path.join(SCHEMAS_DIR, 'kubernetes', version, '_definitions.json');
   const definitions = strict(JSON.parse(fs.readFileSync(file, 'utf8')).definitions);
   const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false, code: { regExp: goRegExp } });
   ajv.addSchema({ $id: 'k8s', definitions });
@@ -58,7 +62,7 @@ export function kubernetesValidator(version: string, crdFiles: string[]): Valida
     }
   }
   for (const crdFile of crdFiles) {
-    for (const crd of yaml.loadAll(fs.readFileSync(path.join(SHARED, 'crds', crdFile), 'utf8')) as any[]) {
+    for (const crd of yaml.loadAll(fs.readFileSync(path.join(CRDS_DIR, crdFile), 'utf8')) as any[]) {
       if (crd?.kind !== 'CustomResourceDefinition') continue;
       for (const v of crd.spec.versions) {
         const schema = strict(v.schema.openAPIV3Schema);

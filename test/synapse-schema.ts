@@ -1,6 +1,6 @@
 /**
  * Validates homeserver.yaml settings against Synapse's own config schema
- * (../shared/schemas/synapse-config.schema.yaml, JSON Schema draft 2020-12)
+ * (schemas/synapse-config.schema.yaml, JSON Schema draft 2020-12)
  * with ajv. The schema is not strict about unknown keys; it catches wrong
  * types and values of the keys it knows. Its custom io.element.* keywords
  * are ignored.
@@ -9,14 +9,14 @@ import * as fs from 'fs';
 import * as path from 'path';
 import Ajv2020 from 'ajv/dist/2020';
 import * as yaml from 'js-yaml';
-import { SHARED } from './k8s-schema';
+import { SCHEMAS_DIR } from './k8s-schema';
 
 let validate: ((hs: unknown) => string[]) | undefined;
 
 /** Error messages for one homeserver.yaml (parsed); empty when valid. */
 export function synapseConfigErrors(hs: unknown): string[] {
   if (validate === undefined) {
-    const schema = yaml.load(fs.readFileSync(path.join(SHARED, 'schemas', 'synapse-config.schema.yaml'), 'utf8')) as Record<string, unknown>;
+    const schema = yaml.load(fs.readFileSync(path.join(SCHEMAS_DIR, 'synapse-config.schema.yaml'), 'utf8')) as Record<string, unknown>;
     // Its meta-schema is Synapse's own (draft 2020-12 plus io.element.* keywords), which ajv does not have.
     delete schema.$schema;
     correctSchema(schema as any);
@@ -45,7 +45,7 @@ function correctSchema(schema: any): void {
 
 /** The Synapse schema's keys (dotted, "[]" for list items), for tests that check every key of a kind. */
 export function synapseSchemaKeys(): string[] {
-  const schema = yaml.load(fs.readFileSync(path.join(SHARED, 'schemas', 'synapse-config.schema.yaml'), 'utf8')) as any;
+  const schema = yaml.load(fs.readFileSync(path.join(SCHEMAS_DIR, 'synapse-config.schema.yaml'), 'utf8')) as any;
   const out: string[] = [];
   const walk = (node: any, at: string[]): void => {
     if (node === null || typeof node !== 'object') return;

@@ -240,8 +240,8 @@ function storageObjects(nodes: readonly NodeSpec[]): object[] {
  */
 function crdFiles(): string[] {
   const cdk8s = yaml.load(fs.readFileSync(path.join(ROOT, 'cdk8s.yaml'), 'utf8')) as { imports?: string[] };
-  const imported = (cdk8s.imports ?? []).map((i) => i.replace(/^.*=/, '')).filter((f) => f.startsWith('../shared/crds/'))
-    .map((f) => f.slice('../shared/crds/'.length));
+  const imported = (cdk8s.imports ?? []).map((i) => i.replace(/^.*=/, '')).filter((f) => f.startsWith('crds/'))
+    .map((f) => f.slice('crds/'.length));
   return [...new Set([...CRD_FILES, ...imported])];
 }
 

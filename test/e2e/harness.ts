@@ -16,8 +16,8 @@ import { FakeKubeApi } from '../fake-kube-api';
 import { find, Manifest, podSpec, synthAll } from '../util';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
-/** The read-only shared folder beside the project (CRDs, schemas). */
-export const SHARED_DIR = path.resolve(ROOT, '..', 'shared');
+/** Where the pinned data lives (crds/, schemas/): the repository itself, so a clone runs alone. */
+export const SHARED_DIR = ROOT;
 
 /**
  * Every change made to a rendered config so it runs on this machine rather

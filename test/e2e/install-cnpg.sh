@@ -18,7 +18,7 @@
 # "name version" line.
 set -euo pipefail
 
-# The operator version the pinned CRDs (../shared/crds/cloudnative-pg) come from.
+# The operator version the pinned CRDs (crds/cloudnative-pg) come from.
 readonly CNPG_VERSION=1.30.0          # Go module github.com/cloudnative-pg/cloudnative-pg
 readonly CNPG_MODULE=github.com/cloudnative-pg/cloudnative-pg
 
