@@ -6,7 +6,7 @@
  */
 import { App, AppProps } from 'cdk8s';
 import { Construct } from 'constructs';
-import { applySyncWaves, ArgoApplicationChart } from './argocd';
+import { applySyncWaves, ArgoApplicationChart, keepState } from './argocd';
 import { BACKUP, BackupChart } from './backup';
 import { selectorLabels } from './common';
 import { KudoConfig, POSTGRES_RESERVED_CONNECTIONS, synapseConnections, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT, workerReplicas } from './config';
@@ -61,6 +61,7 @@ export class KudoStack extends Construct {
     operations(this, config, { synapseUrl: synapse.internalUrl, synapse, database });
     if (config.networkPolicies.enabled) networkPolicies(this, config);
     applySyncWaves(this);
+    keepState(this);
   }
 }
 

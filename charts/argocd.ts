@@ -6,6 +6,7 @@ import { labels } from './common';
 export const SYNC_WAVE = 'argocd.argoproj.io/sync-wave';
 export const HOOK = 'argocd.argoproj.io/hook';
 export const HOOK_DELETE = 'argocd.argoproj.io/hook-delete-policy';
+export const SYNC_OPTIONS = 'argocd.argoproj.io/sync-options';
 
 /**
  * Argo CD's rollout order. Argo CD applies one wave, waits until every
@@ -113,6 +114,28 @@ export function applySyncWaves(scope: Construct): void {
       throw new Error(`PersistentVolumeClaim ${claim.name} is mounted by no pod that the sync starts (only CronJobs?): it would stay Pending and stall an Argo CD sync`);
     }
     setSyncWave(claim, Math.min(...binders.map((b) => Number(explicit(b)))));
+  }
+}
+
+/** Adds Argo CD sync options to an object, keeping those it already has (Argo CD reads one comma-separated list). */
+export function addSyncOptions(o: ApiObject, ...options: string[]): void {
+  const held = (annotationOf(o, SYNC_OPTIONS) ?? '').split(',').filter((x) => x !== '');
+  o.metadata.addAnnotation(SYNC_OPTIONS, [...held, ...options.filter((x) => !held.includes(x))].join(','));
+}
+
+/**
+ * What holds data: claims, Namespaces (with the generated Secrets in them,
+ * which Argo CD does not track) and CloudNativePG Clusters (their claims are
+ * owned by them). Argo CD keeps these when they leave the render (Prune=false:
+ * backups switched off, a namespace renamed) and when the Application is
+ * deleted (Delete=false); removing them is the operator's decision.
+ */
+const STATEFUL_KINDS = ['PersistentVolumeClaim', 'Namespace', 'Secret', 'Cluster'];
+
+/** Marks every object of the stack that holds state so that Argo CD never deletes it. */
+export function keepState(scope: Construct): void {
+  for (const o of scope.node.findAll()) {
+    if (o instanceof ApiObject && STATEFUL_KINDS.includes(o.kind)) addSyncOptions(o, 'Prune=false', 'Delete=false');
   }
 }
 

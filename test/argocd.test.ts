@@ -1,3 +1,6 @@
+import { Testing } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-28';
+import { keepState } from '../charts/argocd';
 import { resolveConfig } from '../charts/config';
 import { config, find, Manifest, synthAll, synthChart } from './util';
 
@@ -84,6 +87,37 @@ describe('every claim binds within its own wave', () => {
         && m.metadata.namespace === claim.metadata.namespace && claimsOf(m.spec.template.spec).includes(claim.metadata.name));
       expect([claim.metadata.name, binders.map((b) => wave(b))]).toEqual([claim.metadata.name, expect.arrayContaining([wave(claim)])]);
     }
+  });
+});
+
+describe('Argo CD never prunes or deletes state: every claim and Namespace says Prune=false,Delete=false', () => {
+  // Turning a feature off, renaming a namespace or deleting the Application must not take data with it.
+  const options = (m: Manifest) => (m.metadata.annotations?.['argocd.argoproj.io/sync-options'] ?? '').split(',');
+  const configs: [string, object][] = [
+    ['default', {}],
+    ['production with restic to S3', { profile: 'production', backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo-backups' } } }],
+  ];
+  test.each(configs)('%s', (_, c) => {
+    const state = synthAll(config(c)).filter((m) => ['PersistentVolumeClaim', 'Namespace'].includes(m.kind));
+    expect(state.filter((m) => m.kind === 'PersistentVolumeClaim').map((m) => m.metadata.name)).toEqual(expect.arrayContaining(['synapse-media', 'kudo-backups']));
+    expect(state.filter((m) => m.kind === 'Namespace').map((m) => m.metadata.name).sort()).toEqual(['kudo', 'kudo-app', 'kudo-media']);
+    for (const m of state) {
+      expect([m.kind, m.metadata.name, options(m)]).toEqual([m.kind, m.metadata.name, expect.arrayContaining(['Prune=false', 'Delete=false'])]);
+    }
+  });
+
+  test('a CloudNativePG Cluster too: its claims go with it', () => {
+    const cnpg = synthAll(config({ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres' } } } }));
+    expect(find(cnpg, 'Cluster', 'postgres').metadata.annotations!['argocd.argoproj.io/sync-options']).toBe('Prune=false,Delete=false');
+  });
+
+  test('sync options an object already has are kept', () => {
+    const chart = Testing.chart();
+    const claim = new k8s.KubePersistentVolumeClaim(chart, 'claim', {
+      metadata: { name: 'c', annotations: { 'argocd.argoproj.io/sync-options': 'Replace=true,Prune=false' } }, spec: {},
+    });
+    keepState(chart);
+    expect(claim.toJson().metadata.annotations['argocd.argoproj.io/sync-options']).toBe('Replace=true,Prune=false,Delete=false');
   });
 });
 
