@@ -129,3 +129,34 @@ describe('retention (the rendered prune script, run by bash)', () => {
     expect(kept).toEqual(['synapse-20260102T000000Z.dump.partial', 'synapse-20260103T000000Z.dump']);
   });
 });
+
+test('the nightly dump leaves out the data of e2e_one_time_keys_json (the rendered script, run by bash with a stand-in pg_dump)', () => {
+  // Synapse's backup guide: restored one-time keys were already handed out, and handing them out again breaks decryption.
+  const scripts = find(manifests(), 'ConfigMap', 'backup-scripts').data;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-dump-'));
+  try {
+    for (const name of ['pgpass.sh', 'backup-lib.sh', 'backup-prune.sh', 'backup-postgres.sh']) fs.writeFileSync(path.join(dir, name), scripts[name]);
+    const bin = path.join(dir, 'bin');
+    fs.mkdirSync(bin);
+    // pg_dump writes its arguments, one a line, as the dump; pg_restore --list says it holds table data.
+    fs.writeFileSync(path.join(bin, 'pg_dump'), '#!/bin/sh\n[ "$1" = --version ] && { echo "pg_dump (PostgreSQL) 17"; exit 0; }\n'
+      + 'for a; do case "$a" in --file=*) f=${a#--file=};; esac; done\nprintf \'%s\\n\' "$@" > "$f"\n', { mode: 0o755 });
+    fs.writeFileSync(path.join(bin, 'pg_restore'), '#!/bin/sh\necho "1; 0 0 TABLE DATA public users synapse"\n', { mode: 0o755 });
+    fs.writeFileSync(path.join(dir, 'password'), 'pw');
+    const backups = path.join(dir, 'backups');
+    execFileSync('bash', [path.join(dir, 'backup-postgres.sh')], {
+      stdio: 'pipe',
+      env: {
+        PATH: `${bin}:${process.env.PATH}`, BACKUP_DIR: backups, PGHOST: 'db', PGPORT: '5432', PGUSER: 'synapse', PGDATABASE: 'synapse',
+        PASSWORD_FILE: path.join(dir, 'password'), KEEP_DAILY: '7', KEEP_WEEKLY: '4', KEEP_MONTHLY: '12',
+      },
+    });
+    const dumps = fs.readdirSync(path.join(backups, 'postgres'));
+    expect(dumps).toHaveLength(1);
+    const args = fs.readFileSync(path.join(backups, 'postgres', dumps[0]), 'utf8').trim().split('\n');
+    expect(args).toContain('--exclude-table-data=e2e_one_time_keys_json');
+    expect(args[args.length - 1]).toBe('synapse');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

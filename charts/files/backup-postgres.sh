@@ -14,7 +14,9 @@ trap 'rm -f "$partial" "${PGPASSFILE:-}"' EXIT
 use_password_file "$PASSWORD_FILE"
 
 log "dumping $PGDATABASE from $PGHOST:$PGPORT with $(pg_dump --version)"
-pg_dump --format=custom --compress=6 --no-password --file="$partial" "$PGDATABASE"
+# Without the one-time keys' data (Synapse's backup guide): restored ones were
+# already handed out, and handing them out again breaks decryption.
+pg_dump --format=custom --compress=6 --no-password --exclude-table-data=e2e_one_time_keys_json --file="$partial" "$PGDATABASE"
 # A dump pg_restore cannot read, or one without Synapse's tables, is no backup.
 tables=$(pg_restore --list "$partial" | grep -c ' TABLE DATA ' || true)
 [ "$tables" -gt 0 ] || die "$partial lists no table data; keeping the previous backups"
