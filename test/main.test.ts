@@ -72,6 +72,54 @@ test('a render into an existing dist/ replaces it in place: files no longer rend
   expect(fs.readdirSync(first.cwd).sort()).toEqual(['dist']);
 });
 
+describe('an output folder holding anything a render did not write is refused: exit 2, the first such name, nothing removed', () => {
+  /** Every path under dir (folders end in /) with its content. */
+  const snapshot = (dir: string): Record<string, string> => Object.fromEntries((fs.readdirSync(dir, { recursive: true }) as string[]).sort().map((f) => {
+    const p = path.join(dir, f);
+    return [fs.statSync(p).isDirectory() ? `${f}/` : f, fs.statSync(p).isDirectory() ? '' : fs.readFileSync(p, 'utf8')];
+  }));
+  const cases: [string, (dir: string) => void, string][] = [
+    ['a notes file', (d) => fs.writeFileSync(path.join(d, 'notes.txt'), 'the operator\'s notes\n'), 'notes.txt'],
+    ['a sub-folder', (d) => { fs.mkdirSync(path.join(d, 'drafts')); fs.writeFileSync(path.join(d, 'drafts', 'a.yaml'), 'kind: ConfigMap\n'); }, 'drafts'],
+    ['a .git', (d) => { fs.mkdirSync(path.join(d, '.git')); fs.writeFileSync(path.join(d, '.git', 'HEAD'), 'ref: refs/heads/main\n'); }, '.git'],
+  ];
+  test.each(cases)('%s beside an earlier render', (_, add, name) => {
+    const earlier = render();
+    add(earlier.outdir);
+    const before = snapshot(earlier.outdir);
+    const again = render({}, earlier.cwd);
+    expect([again.status, again.stderr]).toEqual([2, expect.stringContaining(`"${name}"`)]);
+    expect(again.stderr).toMatch(/^kudo: /);
+    expect(snapshot(earlier.outdir)).toEqual(before);
+    expect(fs.readdirSync(earlier.cwd)).toEqual(['dist']);
+  });
+
+  test('a folder of the operator\'s own, never rendered into', () => {
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-render-'));
+    fs.mkdirSync(path.join(cwd, 'dist'));
+    fs.writeFileSync(path.join(cwd, 'dist', 'notes.txt'), 'mine\n');
+    const r = render({}, cwd);
+    expect([r.status, r.stderr]).toEqual([2, expect.stringContaining('"notes.txt"')]);
+    expect(snapshot(r.outdir)).toEqual({ 'notes.txt': 'mine\n' });
+  });
+
+  test('an empty folder is rendered into', () => {
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-render-'));
+    fs.mkdirSync(path.join(cwd, 'dist'));
+    const r = render({}, cwd);
+    expect(r.status).toBe(0);
+    expect(readTree(r.outdir)).toEqual(readTree(render().outdir));
+  });
+});
+
+test('an output folder whose parent does not exist: a clear error (exit 2), nothing created', () => {
+  const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-render-'));
+  const outdir = path.join(cwd, 'no-such-folder', 'dist');
+  const r = render({ CDK8S_OUTDIR: outdir }, cwd);
+  expect([r.status, r.stderr]).toEqual([2, `kudo: CDK8S_OUTDIR=${outdir}: its parent folder ${path.dirname(outdir)} does not exist\n`]);
+  expect(fs.readdirSync(cwd)).toEqual([]);
+});
+
 test('a render says on stderr what it wrote, in one line', () => {
   const r = render();
   const files = fs.readdirSync(r.outdir).filter((f) => f.endsWith('.k8s.yaml')).length;
@@ -231,6 +279,17 @@ describe('environments: every environments/<name>.yaml rendered to rendered/<nam
     expect([r.status, r.stderr]).toEqual([2, expect.stringContaining(message)]);
     expect(readTree(path.join(cwd, 'rendered', 'staging'))).toEqual({ 'old.k8s.yaml': 'kind: ConfigMap\n' });
     expect(fs.readdirSync(path.join(cwd, 'rendered'))).toEqual(['staging']);
+  });
+
+  test('an environment\'s folder holding anything a render did not write is refused (exit 2, naming it, nothing written or removed)', () => {
+    const cwd = repo({ 'staging.yaml': STAGING, 'production.yaml': PRODUCTION });
+    expect(run(cwd, '--environments', 'environments').status).toBe(0);
+    fs.writeFileSync(path.join(cwd, 'rendered', 'production', 'notes.txt'), 'mine\n');
+    fs.writeFileSync(path.join(cwd, 'environments', 'staging.yaml'), `${STAGING}livekit:\n  replicas: 2\n`);
+    const before = { staging: readTree(path.join(cwd, 'rendered', 'staging')), production: readTree(path.join(cwd, 'rendered', 'production')) };
+    const r = run(cwd, '--environments', 'environments');
+    expect([r.status, r.stderr]).toEqual([2, expect.stringContaining('rendered/production holds "notes.txt", which no render wrote')]);
+    expect({ staging: readTree(path.join(cwd, 'rendered', 'staging')), production: readTree(path.join(cwd, 'rendered', 'production')) }).toEqual(before);
   });
 
   test('unknown arguments get the usage (exit 2)', () => {
