@@ -403,7 +403,9 @@ function networkPolicies(app: Construct, config: KudoConfig): void {
       replicationPort: SYNAPSE_REPLICATION_PORT,
       routerStatusPort: ROUTER_STATUS_PORT,
     } : undefined,
-    backupToS3: config.backup.enabled && config.backup.s3.enabled,
+    // restic's "s3:<endpoint URL>/<bucket>": the endpoint's port, as the object store's.
+    backupStorePort: config.backup.enabled && config.backup.s3.enabled && config.backup.s3.repository !== undefined
+      ? objectStorePort(config.backup.s3.repository.replace(/^s3:/, '')) : undefined,
     monitoringNamespace: config.monitoring.enabled ? config.monitoring.namespace : undefined,
   });
 }

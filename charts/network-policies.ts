@@ -40,8 +40,8 @@ export interface NetworkPoliciesProps extends ChartProps {
     readonly replicationPort: number;
     readonly routerStatusPort: number;
   };
-  /** Whether the backup jobs upload to S3 (HTTPS to anywhere). */
-  readonly backupToS3: boolean;
+  /** The port of the S3 store the backup jobs upload to (443 for AWS, 9000 for a MinIO). @default - no upload */
+  readonly backupStorePort?: number;
   /** Prometheus's namespace, allowed to scrape the metrics ports. @default - no scraping */
   readonly monitoringNamespace?: string;
 }
@@ -223,7 +223,7 @@ export class NetworkPoliciesChart extends Chart {
       policyTypes: ['Egress'],
       egress: [
         toDatabase,
-        ...(props.backupToS3 ? [{ to: ANYWHERE, ports: tcp(443) }] : []),
+        ...(props.backupStorePort !== undefined ? [{ to: ANYWHERE, ports: tcp(props.backupStorePort) }] : []),
       ],
     });
   }

@@ -75,6 +75,13 @@ test('backups reach PostgreSQL, and HTTPS only when uploading to S3', () => {
   expect(ports(s3.spec.egress[1])).toEqual(['TCP/443']);
 });
 
+test('backups to an S3 endpoint on another port (MinIO, SeaweedFS) reach that port; plain http defaults to 80', () => {
+  const port = (repository: string) => ports(policy(manifests(config({ backup: { s3: { enabled: true, repository } } })), 'backup').spec.egress[1]);
+  expect(port('s3:https://minio.example.com:9000/kudo')).toEqual(['TCP/9000']);
+  expect(port('s3:http://seaweed.example.com/kudo')).toEqual(['TCP/80']);
+  expect(port('s3:http://seaweed.example.com:8333/kudo')).toEqual(['TCP/8333']);
+});
+
 test('every pod of the stack namespace is selected by some allowing policy', () => {
   const all = synthAll();
   const stackPods = all.filter((m) => m.metadata.namespace === 'kudo' && ['Deployment', 'StatefulSet', 'Job', 'CronJob'].includes(m.kind))
