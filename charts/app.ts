@@ -9,7 +9,7 @@ import { Construct } from 'constructs';
 import { applySyncWaves, ArgoApplicationChart, keepState } from './argocd';
 import { BACKUP, BackupChart } from './backup';
 import { selectorLabels } from './common';
-import { KudoConfig, POSTGRES_RESERVED_CONNECTIONS, synapseConnections, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT, workerReplicas } from './config';
+import { KudoConfig, LIVEKIT_API_PORT, POSTGRES_RESERVED_CONNECTIONS, synapseConnections, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT, workerReplicas } from './config';
 import {
   CloudNativePgChart, CNPG_CLUSTER, CNPG_METRICS_PORT, CNPG_OPERATOR_PODS, CNPG_POD_LABEL, CNPG_STATUS_PORT, objectStorePort,
 } from './cloudnative-pg';
@@ -19,7 +19,7 @@ import { LIVEKIT_TLS_SECRET, LiveKitChart } from './livekit';
 import { MonitoringChart } from './monitoring';
 import { NamespacesChart } from './namespaces';
 import { mergeScheduling } from './pods';
-import { DatabasePeers, NetworkPoliciesChart } from './network-policies';
+import { DatabasePeers, NetworkPoliciesChart, NetworkPoliciesProps } from './network-policies';
 import { POSTGRES, POSTGRES_EXPORTER_PORT, POSTGRES_PORT, PostgresChart } from './postgres';
 import { REDIS, REDIS_EXPORTER_PORT, REDIS_PORT, RedisChart } from './redis';
 import { ADMIN_BOOTSTRAP, BootstrapChart, SECRET_GENERATOR, secretFeatures, SecretGeneratorChart } from './secrets';
@@ -30,7 +30,7 @@ import {
 } from './synapse';
 import { ROUTER_PORT, ROUTER_STATUS_PORT, SYNAPSE_ROUTER, SynapseRouterChart } from './synapse-router';
 import type { WorkerTypeName } from './synapse-workers';
-import { GatewayChart, IngressSettings, LetsEncryptIssuerChart } from './tls';
+import { GATEWAY_HTTP_PORT, GATEWAY_HTTPS_PORT, GATEWAY_NAME_LABEL, GatewayChart, IngressSettings, LetsEncryptIssuerChart } from './tls';
 import { WELL_KNOWN, WELL_KNOWN_PORT, WELL_KNOWN_TLS_SECRET, WellKnownChart } from './well-known';
 
 export interface KudoStackProps {
@@ -407,7 +407,21 @@ function networkPolicies(app: Construct, config: KudoConfig): void {
     backupStorePort: config.backup.enabled && config.backup.s3.enabled && config.backup.s3.repository !== undefined
       ? objectStorePort(config.backup.s3.repository.replace(/^s3:/, '')) : undefined,
     monitoringNamespace: config.monitoring.enabled ? config.monitoring.namespace : undefined,
+    gatewayProxies: gatewayProxies(config),
   });
+}
+
+/** The Gateway's proxies, when they run in the stack namespace and so under its NetworkPolicies. */
+function gatewayProxies(config: KudoConfig): NetworkPoliciesProps['gatewayProxies'] {
+  const gw = config.gatewayApi;
+  if (config.routing !== 'gateway-api' || gw.proxyNamespace !== config.namespaces.stack) return undefined;
+  return {
+    labels: { [GATEWAY_NAME_LABEL]: gw.gatewayName },
+    listenerPorts: [GATEWAY_HTTP_PORT, GATEWAY_HTTPS_PORT],
+    livekitPort: LIVEKIT_API_PORT,
+    mediaNamespace: config.namespaces.hostNetwork,
+    controlPlane: gw.controlPlane.namespace !== undefined ? { namespace: gw.controlPlane.namespace, ports: gw.controlPlane.ports } : undefined,
+  };
 }
 
 /** PostgreSQL's pods and ports (or a managed database's port), for the NetworkPolicies. */

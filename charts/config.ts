@@ -230,6 +230,15 @@ function makeSchema() {
        * Envoy Gateway in its own (envoy-gateway-system). @default gatewayNamespace
        */
       proxyNamespace: dnsLabel.optional(),
+      /**
+       * Where the proxies' control plane listens, when the proxies run in the stack namespace
+       * (its default-deny would cut them off): istiod is istio-system 15012, Envoy Gateway
+       * envoy-gateway-system 18000. @default - no egress to a control plane
+       */
+      controlPlane: z.strictObject({
+        namespace: dnsLabel.optional(),
+        ports: z.array(port).default([]),
+      }).prefault({}),
     }).prefault({}),
     ingress: z.strictObject({
       /** The Ingress controller family, for its annotations (upload size, WebSocket timeouts) and its namespace. */
@@ -873,6 +882,11 @@ function checkCombinations(c: KudoConfig, source: string): void {
   if (c.routing === 'gateway-api' && c.gatewayApi.createGateway && c.gatewayApi.gatewayClassName === undefined) {
     problems.push('gatewayApi.gatewayClassName is required when routing is "gateway-api" and gatewayApi.createGateway is true');
   }
+  const cp = c.gatewayApi.controlPlane;
+  if (cp.namespace !== undefined && cp.ports.length === 0) {
+    problems.push('gatewayApi.controlPlane.ports must list the ports the proxies reach their control plane on (e.g. 15012 for istiod) when gatewayApi.controlPlane.namespace is set');
+  }
+  if (cp.namespace === undefined && cp.ports.length > 0) problems.push('gatewayApi.controlPlane.namespace is required when gatewayApi.controlPlane.ports is set');
   if (c.argocd.enabled && c.argocd.repoURL === undefined) problems.push('argocd.repoURL is required when argocd.enabled is true');
   const admin = c.synapse.adminApi;
   if (admin.expose) {

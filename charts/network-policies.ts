@@ -42,6 +42,22 @@ export interface NetworkPoliciesProps extends ChartProps {
   };
   /** The port of the S3 store the backup jobs upload to (443 for AWS, 9000 for a MinIO). @default - no upload */
   readonly backupStorePort?: number;
+  /**
+   * The Gateway's proxy pods, when they run in the stack namespace (GEP-1762 labels them with the
+   * Gateway's name): the internet reaches them on the listener ports, they reach the routes' backends.
+   * @default - the public traffic comes from publicTrafficNamespace, whose pods are not ours
+   */
+  readonly gatewayProxies?: {
+    /** The label that selects them: gateway.networking.k8s.io/gateway-name: <Gateway>. */
+    readonly labels: Record<string, string>;
+    readonly listenerPorts: readonly number[];
+    /** LiveKit's API port; LiveKit is on the host network, so its endpoints are node addresses. */
+    readonly livekitPort: number;
+    /** The host-network namespace, where coturn's certificate has its ACME solver. */
+    readonly mediaNamespace: string;
+    /** Their implementation's control plane. @default - not reached */
+    readonly controlPlane?: { readonly namespace: string; readonly ports: readonly number[] };
+  };
   /** Prometheus's namespace, allowed to scrape the metrics ports. @default - no scraping */
   readonly monitoringNamespace?: string;
 }
@@ -81,7 +97,11 @@ export class NetworkPoliciesChart extends Chart {
       metadata: { name, namespace: props.namespace, labels: labels({ name: 'network-policy', component: 'security' }) },
       spec,
     });
-    const fromPublic: k8s.NetworkPolicyPeer = { namespaceSelector: inNamespace(props.publicTrafficNamespace) };
+    const gp = props.gatewayProxies;
+    // Proxies in our namespace are picked out by their label: the namespace holds every other pod of the stack too.
+    const fromPublic: k8s.NetworkPolicyPeer = gp !== undefined
+      ? { podSelector: { matchLabels: gp.labels } } : { namespaceSelector: inNamespace(props.publicTrafficNamespace) };
+    const nodes = props.nodeCidrs?.length ? props.nodeCidrs.map((cidr) => ({ ipBlock: { cidr } })) : undefined;
     const fromApp: k8s.NetworkPolicyPeer = { namespaceSelector: inNamespace(props.appNamespace) };
 
     policy('default-deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] });
@@ -131,7 +151,6 @@ export class NetworkPoliciesChart extends Chart {
     }
     if (props.redis ?? true) {
       // LiveKit is on the host network: it arrives from a node address, not from a pod.
-      const nodes = props.nodeCidrs?.length ? props.nodeCidrs.map((cidr) => ({ ipBlock: { cidr } })) : undefined;
       policy('redis', {
         podSelector: pod('redis'),
         policyTypes: ['Ingress'],
@@ -192,6 +211,22 @@ export class NetworkPoliciesChart extends Chart {
       policyTypes: ['Ingress'],
       ingress: [{ from: [fromPublic], ports: tcp(p.wellKnown) }],
     });
+    if (gp !== undefined) {
+      const solvers = { matchLabels: { 'acme.cert-manager.io/http01-solver': 'true' } };
+      policy('gateway-proxy', {
+        podSelector: { matchLabels: gp.labels },
+        policyTypes: ['Ingress', 'Egress'],
+        // Envoy Gateway's proxies listen 10000 above a privileged listener port (80 on 10080).
+        ingress: [{ from: ANYWHERE, ports: tcp(...gp.listenerPorts, ...gp.listenerPorts.filter((x) => x < 1024).map((x) => x + 10000)) }],
+        egress: [
+          { to: [{ podSelector: synapseEntry }], ports: tcp(p.synapse) },
+          { to: [{ podSelector: pod('wellKnown') }], ports: tcp(p.wellKnown) },
+          { to: nodes ?? ANYWHERE, ports: tcp(gp.livekitPort) },
+          { to: [{ podSelector: solvers }, { namespaceSelector: inNamespace(gp.mediaNamespace), podSelector: solvers }], ports: tcp(ACME_SOLVER_PORT) },
+          ...(gp.controlPlane !== undefined ? [{ to: [{ namespaceSelector: inNamespace(gp.controlPlane.namespace) }], ports: tcp(...gp.controlPlane.ports) }] : []),
+        ],
+      });
+    }
     policy('acme-http01-solver', {
       // cert-manager's temporary challenge pods, created next to our Ingresses.
       podSelector: { matchLabels: { 'acme.cert-manager.io/http01-solver': 'true' } },

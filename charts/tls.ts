@@ -117,6 +117,12 @@ export function ingressAnnotations(s: IngressSettings, o: IngressOptions, backen
   return { ...a, ...s.annotations };
 }
 
+/** The Gateway's listener ports. */
+export const GATEWAY_HTTP_PORT = 80;
+export const GATEWAY_HTTPS_PORT = 443;
+/** The label implementations that run a proxy per Gateway put on its pods (GEP-1762). */
+export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
+
 /** The port of cert-manager's HTTP-01 solver pods. */
 export const ACME_SOLVER_PORT = 8089;
 
@@ -205,11 +211,11 @@ export class GatewayChart extends Chart {
       spec: {
         gatewayClassName: props.className,
         listeners: [
-          { name: 'http', port: 80, protocol: 'HTTP', allowedRoutes },
+          { name: 'http', port: GATEWAY_HTTP_PORT, protocol: 'HTTP', allowedRoutes },
           ...props.hosts.map((h) => ({
             name: listenerName(h.host),
             hostname: h.host,
-            port: 443,
+            port: GATEWAY_HTTPS_PORT,
             protocol: 'HTTPS',
             tls: { mode: GatewaySpecListenersTlsMode.TERMINATE, certificateRefs: [{ kind: 'Secret', name: h.tlsSecret }] },
             allowedRoutes,

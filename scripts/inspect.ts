@@ -177,7 +177,22 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
       ? `Gateway API CRDs (standard channel: Gateway, HTTPRoute) and a GatewayClass "${gw.gatewayClassName}" from your Gateway implementation`
       : `Gateway API CRDs and the Gateway ${gw.gatewayNamespace}/${gw.gatewayName}, its listeners allowing routes from ${config.namespaces.stack} and ${config.namespaces.hostNetwork}`);
     out.push('cert-manager with Gateway API support enabled (--enable-gateway-api, or config.enableGatewayAPI), for the Gateway listeners\' certificates');
-    out.push(`The Gateway's proxy pods in namespace ${gw.proxyNamespace}${policies} (gatewayApi.proxyNamespace)`);
+    const proxyPolicy = ms.find((m) => m.kind === 'NetworkPolicy' && m.metadata.name === 'gateway-proxy');
+    if (proxyPolicy === undefined) {
+      out.push(`The Gateway's proxy pods in namespace ${gw.proxyNamespace}${policies} (gatewayApi.proxyNamespace)`);
+    } else {
+      // They share the stack's namespace and its default-deny: the policy that admits them says by which label and on which ports.
+      const [label, value] = Object.entries(proxyPolicy.spec.podSelector.matchLabels)[0] as [string, string];
+      const listening = proxyPolicy.spec.ingress[0].ports.map((x: any) => x.port).filter((x: number) => x < 1024);
+      out.push(`The Gateway's proxy pods in namespace ${gw.proxyNamespace}, labelled ${label}=${value} (GEP-1762): the NetworkPolicy gateway-proxy `
+        + `lets anyone reach them on TCP ${listening.join(' and ')} and them reach Synapse, the well-known server, LiveKit and the ACME solvers; `
+        + 'an implementation that labels them otherwise needs a policy of its own (gatewayApi.proxyNamespace)');
+      const cp = gw.controlPlane;
+      out.push(cp.namespace !== undefined
+        ? `The proxies reach their control plane in namespace ${cp.namespace} on TCP ${cp.ports.join(', ')} (gatewayApi.controlPlane)`
+        : `WARNING: the proxies cannot reach their control plane from namespace ${gw.proxyNamespace} (default-deny): set gatewayApi.controlPlane `
+          + '(Istio: istio-system, [15012]; Envoy Gateway: envoy-gateway-system, [18000]) or they never get their configuration');
+    }
   } else {
     const i = config.ingress;
     out.push(`${INGRESS_CONTROLLER[i.controller].title}, IngressClass ${i.className}, its pods in namespace ${i.namespace}${policies} (ingress.controller, ingress.className, ingress.namespace)`);

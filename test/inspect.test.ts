@@ -82,8 +82,28 @@ describe('production checklist', () => {
     expect(l.prerequisites).toEqual(expect.arrayContaining([
       'Gateway API CRDs (standard channel: Gateway, HTTPRoute) and a GatewayClass "cilium" from your Gateway implementation',
       'cert-manager with Gateway API support enabled (--enable-gateway-api, or config.enableGatewayAPI), for the Gateway listeners\' certificates',
-      'The Gateway\'s proxy pods in namespace kudo: the NetworkPolicies admit public traffic and ACME challenges from there only (gatewayApi.proxyNamespace)',
     ]));
+  });
+
+  test('Gateway API, proxies in the stack namespace: the checklist says which policy admits them, and that their control plane needs gatewayApi.controlPlane', () => {
+    const gw = config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'istio' } });
+    const l = checklist(gw, renderedManifests(gw));
+    expect(l.prerequisites).toEqual(expect.arrayContaining([
+      'The Gateway\'s proxy pods in namespace kudo, labelled gateway.networking.k8s.io/gateway-name=kudo (GEP-1762): the NetworkPolicy gateway-proxy '
+        + 'lets anyone reach them on TCP 80 and 443 and them reach Synapse, the well-known server, LiveKit and the ACME solvers; '
+        + 'an implementation that labels them otherwise needs a policy of its own (gatewayApi.proxyNamespace)',
+      'WARNING: the proxies cannot reach their control plane from namespace kudo (default-deny): set gatewayApi.controlPlane '
+        + '(Istio: istio-system, [15012]; Envoy Gateway: envoy-gateway-system, [18000]) or they never get their configuration',
+    ]));
+    expect(l.prerequisites.join('\n')).not.toContain('admit public traffic and ACME challenges from there only');
+    const withCp = config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'istio', controlPlane: { namespace: 'istio-system', ports: [15012] } } });
+    const l2 = checklist(withCp, renderedManifests(withCp));
+    expect(l2.prerequisites).toContain('The proxies reach their control plane in namespace istio-system on TCP 15012 (gatewayApi.controlPlane)');
+    expect(l2.prerequisites.join('\n')).not.toContain('WARNING');
+    // Proxies elsewhere: public traffic is admitted from their namespace.
+    const elsewhere = config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg', proxyNamespace: 'envoy-gateway-system' } });
+    expect(checklist(elsewhere, renderedManifests(elsewhere)).prerequisites).toContain(
+      'The Gateway\'s proxy pods in namespace envoy-gateway-system: the NetworkPolicies admit public traffic and ACME challenges from there only (gatewayApi.proxyNamespace)');
   });
 
   test('prerequisites name the ingress controller assumed and where its pods must run', () => {

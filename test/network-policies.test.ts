@@ -58,6 +58,63 @@ test('gateway-api: public traffic and ACME challenges come from the Gateway\'s p
   }
 });
 
+describe('gateway-api with the Gateway in the stack namespace (the default): its proxy pods live under default-deny', () => {
+  const proxy = { 'gateway.networking.k8s.io/gateway-name': 'kudo' };
+  const gw = (more: object = {}) => config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'istio', ...more } });
+  const anywhere = [{ ipBlock: { cidr: '0.0.0.0/0' } }, { ipBlock: { cidr: '::/0' } }];
+
+  test('the proxies (GEP-1762 label) get in from anywhere on the listener ports and out to the backends the routes name', () => {
+    const ms = manifests(gw({ controlPlane: { namespace: 'istio-system', ports: [15012] } }));
+    const p = policy(ms, 'gateway-proxy');
+    expect(p.spec.podSelector).toEqual({ matchLabels: proxy });
+    expect(p.spec.policyTypes).toEqual(['Ingress', 'Egress']);
+    // Listener ports 80 and 443; Envoy Gateway's proxies listen 10000 above a privileged one.
+    expect(p.spec.ingress).toEqual([{ from: anywhere, ports: ['80', '443', '10080', '10443'].map((x) => ({ protocol: 'TCP', port: Number(x) })) }]);
+    const egress = p.spec.egress.map((r: any) => `${names(r.to).join(',')} ${ports(r).join(',')}`);
+    expect(egress).toEqual([
+      'synapse TCP/8008',
+      'matrix-well-known TCP/8080',
+      // LiveKit is on the host network: its Service's endpoints are node addresses.
+      '0.0.0.0/0,::/0 TCP/7880',
+      // cert-manager's HTTP-01 solvers: beside the Gateway's certificates, and beside coturn's in the media namespace.
+      ',kudo-media TCP/8089',
+      'istio-system TCP/15012',
+    ]);
+    expect(p.spec.egress[3].to).toEqual([
+      { podSelector: { matchLabels: { 'acme.cert-manager.io/http01-solver': 'true' } } },
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kudo-media' } }, podSelector: { matchLabels: { 'acme.cert-manager.io/http01-solver': 'true' } } },
+    ]);
+  });
+
+  test('Synapse, the well-known server and the ACME solvers admit the proxies, not every pod of the namespace', () => {
+    const ms = manifests(gw());
+    expect(policy(ms, 'synapse').spec.ingress[0].from[0]).toEqual({ podSelector: { matchLabels: proxy } });
+    expect(policy(ms, 'matrix-well-known').spec.ingress[0].from).toEqual([{ podSelector: { matchLabels: proxy } }]);
+    expect(policy(ms, 'acme-http01-solver').spec.ingress[0].from).toEqual([{ podSelector: { matchLabels: proxy } }]);
+    // Without gatewayApi.controlPlane the proxies reach nothing else.
+    expect(policy(ms, 'gateway-proxy').spec.egress).toHaveLength(4);
+  });
+
+  test('with node CIDRs the proxies reach LiveKit on the nodes only', () => {
+    const p = policy(manifests(config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'istio' }, networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } })), 'gateway-proxy');
+    expect(p.spec.egress[2].to).toEqual([{ ipBlock: { cidr: '10.0.0.0/16' } }]);
+  });
+
+  test('no such policy when the proxies run elsewhere, or with an Ingress controller', () => {
+    const has = (c: object) => manifests(config(c)).some((m) => m.metadata.name === 'gateway-proxy');
+    expect(has({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg', proxyNamespace: 'envoy-gateway-system' } })).toBe(false);
+    expect(has({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg', gatewayNamespace: 'gateways' } })).toBe(false);
+    expect(has({})).toBe(false);
+  });
+
+  test('gatewayApi.controlPlane needs both its namespace and its ports', () => {
+    expect(() => gw({ controlPlane: { namespace: 'istio-system' } }))
+      .toThrow('gatewayApi.controlPlane.ports must list the ports the proxies reach their control plane on (e.g. 15012 for istiod) when gatewayApi.controlPlane.namespace is set');
+    expect(() => gw({ controlPlane: { ports: [15012] } }))
+      .toThrow('gatewayApi.controlPlane.namespace is required when gatewayApi.controlPlane.ports is set');
+  });
+});
+
 test('the old networkPolicies.ingressControllerNamespace key is refused with where its setting went', () => {
   expect(() => config({ networkPolicies: { ingressControllerNamespace: 'traefik' } }))
     .toThrow('networkPolicies.ingressControllerNamespace: moved to ingress.namespace (or gatewayApi.proxyNamespace with routing: gateway-api)');
