@@ -86,8 +86,9 @@ export function haproxyConfig(p: Pick<SynapseRouterProps, 'namespace' | 'workers
     // The user, for sticky sync: the localpart in a Synapse access token (syt_<localpart>_...).
     `  http-request set-var(txn.user) req.hdr(authorization),'regsub("^Bearer syt_([^_]*)_.*$","\\1")' if { req.hdr(authorization) -m beg 'Bearer ' }`,
     `  http-request set-var(txn.user) url_param(access_token),'regsub("^syt_([^_]*)_.*$","\\1")' if !{ var(txn.user) -m found }`,
-    // The sending server of a federation request: the origin in its X-Matrix authorization.
-    `  http-request set-var(txn.origin) req.hdr(authorization),'regsub("^X-Matrix .*origin=\\"?([^\\",]+).*$","\\1")' if { req.hdr(authorization) -m beg 'X-Matrix ' }`,
+    // The sending server of a federation request: the origin in its X-Matrix authorization, read whole
+    // (req.fhdr: req.hdr is the last comma-separated part, which Synapse makes destination="...").
+    `  http-request set-var(txn.origin) req.fhdr(authorization),'regsub("^X-Matrix .*origin=\\"?([^\\",]+).*$","\\1")' if { req.fhdr(authorization) -m beg 'X-Matrix ' }`,
     `  http-request set-var(txn.room) path,'regsub("^.*/rooms/([^/]+)/.*$","\\1")'`,
   ];
   for (const t of running) {

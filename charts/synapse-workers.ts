@@ -284,9 +284,12 @@ export const INITIAL_SYNC_PATH = WORKER_TYPES.synchrotron.paths[0];
  * The router renders the same decision; this is for tests and tools.
  */
 export function routeFor(pathAndQuery: string, replicas: Partial<Record<WorkerTypeName, number>>): WorkerTypeName | 'main' {
-  const [p, query = ''] = pathAndQuery.split('?', 2);
+  // As HAProxy reads them: the query starts after the first '?', and '&' or ';' ends a parameter (url_param).
+  const q = pathAndQuery.indexOf('?');
+  const p = q < 0 ? pathAndQuery : pathAndQuery.slice(0, q);
+  const query = q < 0 ? '' : pathAndQuery.slice(q + 1);
   const running = (t: WorkerTypeName) => (replicas[t] ?? 0) > 0;
-  if (running('initial-synchrotron') && new RegExp(INITIAL_SYNC_PATH).test(p) && !/(^|&)since=/.test(query)) return 'initial-synchrotron';
+  if (running('initial-synchrotron') && new RegExp(INITIAL_SYNC_PATH).test(p) && !/(^|[&;])since=/.test(query)) return 'initial-synchrotron';
   for (const t of WORKER_TYPE_NAMES) {
     if (running(t) && WORKER_TYPES[t].paths.some((re) => new RegExp(re).test(p))) return t;
   }

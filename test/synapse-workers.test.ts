@@ -2,6 +2,7 @@ import * as yaml from 'js-yaml';
 import { resolveConfig, workerReplicas } from '../charts/config';
 import { haproxyConfig } from '../charts/synapse-router';
 import { routeFor, WORKER_TYPE_NAMES, WORKER_TYPES } from '../charts/synapse-workers';
+import { PATH_CASES } from './synapse-requests.cases';
 import { config, container, find, Manifest, podSpec, synthAll } from './util';
 
 const production = config({ profile: 'production' });
@@ -10,66 +11,7 @@ const homeserver = yaml.load(find(all, 'ConfigMap', 'synapse-config').data['home
 const workerFile = (type: string) => yaml.load(find(all, 'ConfigMap', 'synapse-config').data[`worker-${type}.yaml`]) as any;
 
 describe('the path table', () => {
-  // A request of every endpoint family Synapse's docs/workers.md assigns to a worker or stream writer,
-  // and the process it must reach with every worker type running.
-  const requests: [string, string][] = [
-    ['/_matrix/client/v3/sync?since=s72594_4483&timeout=30000', 'synchrotron'],
-    ['/_matrix/client/r0/sync?timeout=30000&since=s1', 'synchrotron'],
-    ['/_matrix/client/v3/events?from=s1', 'synchrotron'],
-    ['/_matrix/client/v3/sync', 'initial-synchrotron'],
-    ['/_matrix/client/v3/sync?filter=0', 'initial-synchrotron'],
-    ['/_matrix/client/r0/initialSync', 'initial-synchrotron'],
-    ['/_matrix/client/v3/rooms/!room:example.com/initialSync', 'initial-synchrotron'],
-    ['/_matrix/client/v3/rooms/!room:example.com/send/m.room.message/txn1', 'event-creator'],
-    ['/_matrix/client/v3/rooms/!room:example.com/state/m.room.name/', 'event-creator'],
-    ['/_matrix/client/v3/rooms/!room:example.com/redact/$event/txn2', 'event-creator'],
-    ['/_matrix/client/v3/rooms/!room:example.com/invite', 'event-creator'],
-    ['/_matrix/client/v3/join/%23room:example.com', 'event-creator'],
-    ['/_matrix/client/v3/createRoom', 'event-creator'],
-    ['/_matrix/client/v3/profile/@alice:example.com/displayname', 'event-creator'],
-    ['/_matrix/client/v3/rooms/!room:example.com/typing/@alice:example.com', 'stream-writer'],
-    ['/_matrix/client/v3/sendToDevice/m.room.encrypted/txn3', 'stream-writer'],
-    ['/_matrix/client/v3/user/@alice:example.com/account_data/m.direct', 'stream-writer'],
-    ['/_matrix/client/v3/user/@alice:example.com/rooms/!room:example.com/tags/u.work', 'stream-writer'],
-    ['/_matrix/client/v3/rooms/!room:example.com/receipt/m.read/$event', 'stream-writer'],
-    ['/_matrix/client/v3/rooms/!room:example.com/read_markers', 'stream-writer'],
-    ['/_matrix/client/v3/presence/@alice:example.com/status', 'stream-writer'],
-    ['/_matrix/client/v3/pushrules/', 'stream-writer'],
-    ['/_matrix/client/v3/keys/upload', 'stream-writer'],
-    ['/_matrix/client/v3/devices/DEVICE', 'stream-writer'],
-    ['/_matrix/client/v3/delete_devices', 'stream-writer'],
-    ['/_matrix/media/v3/upload?filename=a.png', 'media-repository'],
-    ['/_matrix/client/v1/media/download/example.com/abc', 'media-repository'],
-    ['/_matrix/client/v1/media/thumbnail/example.com/abc?width=32&height=32', 'media-repository'],
-    ['/_matrix/federation/v1/media/download/abc', 'media-repository'],
-    ['/_synapse/admin/v1/media/example.com/abc', 'media-repository'],
-    ['/_matrix/federation/v1/send/1700000000000', 'federation-inbound'],
-    ['/_matrix/federation/v1/make_join/!room:example.com/@bob:other.org', 'federation-reader'],
-    ['/_matrix/federation/v2/send_join/!room:example.com/$event', 'federation-reader'],
-    ['/_matrix/federation/v1/state_ids/!room:example.com', 'federation-reader'],
-    ['/_matrix/federation/v1/version', 'federation-reader'],
-    ['/_matrix/key/v2/query', 'federation-reader'],
-    ['/_matrix/client/v3/login', 'client-reader'],
-    ['/_matrix/client/v3/register', 'client-reader'],
-    ['/_matrix/client/versions', 'client-reader'],
-    ['/_matrix/client/v3/account/whoami', 'client-reader'],
-    ['/_matrix/client/v3/keys/query', 'client-reader'],
-    ['/_matrix/client/v3/keys/claim', 'client-reader'],
-    ['/_matrix/client/v3/room_keys/version', 'client-reader'],
-    ['/_matrix/client/v3/rooms/!room:example.com/messages?dir=b', 'client-reader'],
-    ['/_matrix/client/v3/rooms/!room:example.com/members', 'client-reader'],
-    ['/_matrix/client/v3/rooms/!room:example.com/state', 'client-reader'],
-    ['/_matrix/client/v3/joined_rooms', 'client-reader'],
-    ['/_matrix/client/v3/voip/turnServer', 'client-reader'],
-    ['/_matrix/client/v3/user_directory/search', 'client-reader'],
-    ['/_matrix/client/v3/publicRooms', 'client-reader'],
-    // What no worker serves stays with the main process.
-    ['/_synapse/admin/v1/register', 'main'],
-    ['/_synapse/admin/v2/users/@alice:example.com', 'main'],
-    ['/_matrix/key/v2/server', 'main'],
-    ['/_matrix/client/v3/logout', 'main'],
-    ['/_synapse/client/password_reset/email/submit_token', 'main'],
-  ];
+  const requests = PATH_CASES;
   const replicas = workerReplicas(production);
 
   test.each(requests)('%s -> %s', (request, process) => {
