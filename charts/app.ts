@@ -30,7 +30,7 @@ import {
 } from './synapse';
 import { ROUTER_PORT, ROUTER_STATUS_PORT, SYNAPSE_ROUTER, SynapseRouterChart } from './synapse-router';
 import type { WorkerTypeName } from './synapse-workers';
-import { GATEWAY_HTTP_PORT, GATEWAY_HTTPS_PORT, GATEWAY_NAME_LABEL, GatewayChart, IngressSettings, LetsEncryptIssuerChart } from './tls';
+import { GATEWAY_HTTP_LISTENER, GATEWAY_HTTP_PORT, GATEWAY_HTTPS_PORT, GATEWAY_NAME_LABEL, GatewayChart, IngressSettings, LetsEncryptIssuerChart } from './tls';
 import { WELL_KNOWN, WELL_KNOWN_PORT, WELL_KNOWN_TLS_SECRET, WellKnownChart } from './well-known';
 
 export interface KudoStackProps {
@@ -91,7 +91,8 @@ function platform(app: Construct, config: KudoConfig): IngressSettings {
       environment: config.tls.letsEncrypt.environment,
       email: config.tls.letsEncrypt.email,
       ingressClassName: config.ingress.className,
-      gateway,
+      // Our Gateway's HTTP listener; a shared Gateway's listener names are its owner's.
+      gateway: gateway !== undefined && gw.createGateway ? { ...gateway, sectionName: GATEWAY_HTTP_LISTENER } : gateway,
     });
   }
   if (gateway !== undefined && gw.createGateway && gw.gatewayClassName !== undefined) {

@@ -4,6 +4,7 @@ import { Construct } from 'constructs';
 import { ClusterIssuer } from '../imports/cert-manager.io';
 import {
   Gateway, GatewaySpecListenersAllowedRoutes, GatewaySpecListenersAllowedRoutesNamespacesFrom, GatewaySpecListenersTlsMode, HttpRoute,
+  HttpRouteSpecRulesFiltersRequestRedirectScheme, HttpRouteSpecRulesFiltersRequestRedirectStatusCode, HttpRouteSpecRulesFiltersType,
   HttpRouteSpecRulesMatchesPathType,
 } from '../imports/gateway.networking.k8s.io';
 import { contentHash, labels } from './common';
@@ -74,7 +75,8 @@ export function exposeHttp(scope: Construct, id: string, p: ExposeProps): void {
   new HttpRoute(scope, id, {
     metadata: { name: p.name, namespace: p.namespace, labels: p.labels },
     spec: {
-      parentRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: s.gateway.name, namespace: s.gateway.namespace }],
+      // The host's HTTPS listener only: a route without sectionName attaches to the plain HTTP listener too.
+      parentRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: s.gateway.name, namespace: s.gateway.namespace, sectionName: listenerName(p.host) }],
       hostnames: [p.host],
       rules: p.backends.map((b) => ({
         matches: [{ path: { type: HttpRouteSpecRulesMatchesPathType.PATH_PREFIX, value: b.path } }],
@@ -139,8 +141,8 @@ export interface LetsEncryptIssuerProps extends ChartProps {
   readonly email?: string;
   /** Ingress class that serves the HTTP-01 challenges (mode ingress). */
   readonly ingressClassName: string;
-  /** The Gateway that serves them instead. @default - the ingress class does */
-  readonly gateway?: { readonly name: string; readonly namespace: string };
+  /** The Gateway that serves them instead, and its HTTP listener when known. @default - the ingress class does */
+  readonly gateway?: { readonly name: string; readonly namespace: string; readonly sectionName?: string };
 }
 
 /** A Let's Encrypt ClusterIssuer that solves HTTP-01 challenges through the cluster's ingress controller. */
@@ -157,7 +159,14 @@ export class LetsEncryptIssuerChart extends Chart {
           solvers: [{
             http01: props.gateway === undefined
               ? { ingress: { ingressClassName: props.ingressClassName } }
-              : { gatewayHttpRoute: { parentRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: props.gateway.name, namespace: props.gateway.namespace }] } },
+              : {
+                gatewayHttpRoute: {
+                  parentRefs: [{
+                    group: 'gateway.networking.k8s.io', kind: 'Gateway', name: props.gateway.name, namespace: props.gateway.namespace,
+                    ...(props.gateway.sectionName !== undefined ? { sectionName: props.gateway.sectionName } : {}),
+                  }],
+                },
+              },
           }],
         },
       },
@@ -187,20 +196,38 @@ export function listenerName(host: string): string {
   return name.length <= 253 ? name : `https-${contentHash(host)}-${host.slice(host.length - 220).replace(/^[-.]+/, '')}`;
 }
 
+/** The name of the rendered Gateway's plain HTTP listener. */
+export const GATEWAY_HTTP_LISTENER = 'http';
+
 /**
  * A Gateway with one HTTPS listener per public host (cert-manager's
  * gateway-shim requests each listener's certificate) and a plain HTTP
- * listener for ACME HTTP-01 challenges.
+ * listener that serves ACME HTTP-01 challenges and otherwise only
+ * redirects to HTTPS.
  */
 export class GatewayChart extends Chart {
   constructor(scope: Construct, id: string, props: GatewayProps) {
     super(scope, id, props);
-    const allowedRoutes: GatewaySpecListenersAllowedRoutes = {
+    const allowedFrom = (namespaces: readonly string[]): GatewaySpecListenersAllowedRoutes => ({
       namespaces: {
         from: GatewaySpecListenersAllowedRoutesNamespacesFrom.SELECTOR,
-        selector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: [...props.routeNamespaces] }] },
+        selector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: [...new Set(namespaces)] }] },
       },
-    };
+    });
+    const allowedRoutes = allowedFrom(props.routeNamespaces);
+    // The redirect and the solvers of the listeners' own certificates live beside the Gateway.
+    const httpRoutes = allowedFrom([...props.routeNamespaces, props.namespace]);
+    new HttpRoute(this, 'https-redirect', {
+      metadata: { name: 'https-redirect', namespace: props.namespace, labels: labels({ name: 'https-redirect', component: 'routing' }) },
+      spec: {
+        parentRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: props.name, namespace: props.namespace, sectionName: GATEWAY_HTTP_LISTENER }],
+        hostnames: props.hosts.map((h) => h.host),
+        // No match: every path; a solver's Exact path match for its token is more specific and wins.
+        rules: [{ filters: [{ type: HttpRouteSpecRulesFiltersType.REQUEST_REDIRECT, requestRedirect: {
+          scheme: HttpRouteSpecRulesFiltersRequestRedirectScheme.HTTPS, statusCode: HttpRouteSpecRulesFiltersRequestRedirectStatusCode.VALUE_301,
+        } }] }],
+      },
+    });
     new Gateway(this, 'gateway', {
       metadata: {
         name: props.name,
@@ -211,7 +238,7 @@ export class GatewayChart extends Chart {
       spec: {
         gatewayClassName: props.className,
         listeners: [
-          { name: 'http', port: GATEWAY_HTTP_PORT, protocol: 'HTTP', allowedRoutes },
+          { name: GATEWAY_HTTP_LISTENER, port: GATEWAY_HTTP_PORT, protocol: 'HTTP', allowedRoutes: httpRoutes },
           ...props.hosts.map((h) => ({
             name: listenerName(h.host),
             hostname: h.host,

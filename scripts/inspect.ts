@@ -95,7 +95,11 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
       nodes: 'where its external address leads',
       rules: [
         { protocol: 'TCP', ports: '443', purpose: `HTTPS for ${routedHosts.join(', ')}`, exposure: 'internet' },
-        { protocol: 'TCP', ports: '80', purpose: 'ACME HTTP-01 challenges, redirects', exposure: 'internet' },
+        {
+          protocol: 'TCP', ports: '80', exposure: 'internet',
+          purpose: ms.some((m) => m.kind === 'HTTPRoute' && m.metadata.name === 'https-redirect')
+            ? 'ACME HTTP-01 challenges, and a 301 redirect to HTTPS for everything else' : 'ACME HTTP-01 challenges, redirects',
+        },
       ],
     });
   }
@@ -168,6 +172,14 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
   };
 }
 
+/** The listener each of our HTTPRoutes names (sectionName), with its host: the Matrix host, LiveKit's, then the server name. */
+function sharedListeners(config: KudoConfig, ms: Manifest[]): string {
+  const order = [config.hosts.matrix, config.hosts.livekit, config.serverName];
+  return ms.filter((m) => m.kind === 'HTTPRoute').map((r) => ({ host: r.spec.hostnames[0] as string, listener: r.spec.parentRefs[0].sectionName as string }))
+    .sort((a, b) => order.indexOf(a.host) - order.indexOf(b.host)).map((x) => `${x.listener} (${x.host})`)
+    .filter((x, i, all) => all.indexOf(x) === i).join(', ');
+}
+
 function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
   const out: string[] = [];
   const policies = config.networkPolicies.enabled ? ': the NetworkPolicies admit public traffic and ACME challenges from there only' : '';
@@ -175,7 +187,10 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
     const gw = config.gatewayApi;
     out.push(gw.createGateway
       ? `Gateway API CRDs (standard channel: Gateway, HTTPRoute) and a GatewayClass "${gw.gatewayClassName}" from your Gateway implementation`
-      : `Gateway API CRDs and the Gateway ${gw.gatewayNamespace}/${gw.gatewayName}, its listeners allowing routes from ${config.namespaces.stack} and ${config.namespaces.hostNetwork}`);
+      : `Gateway API CRDs and the Gateway ${gw.gatewayNamespace}/${gw.gatewayName} with, for each host, an HTTPS listener (port 443, TLS terminated with a `
+        + `certificate for the host) named as the routes attach to it by sectionName: ${sharedListeners(config, ms)}; `
+        + `each allowing routes from ${config.namespaces.stack} and ${config.namespaces.hostNetwork}. `
+        + 'Its plain HTTP listener must serve only a redirect to HTTPS (and ACME challenges): no route of ours attaches to it');
     out.push('cert-manager with Gateway API support enabled (--enable-gateway-api, or config.enableGatewayAPI), for the Gateway listeners\' certificates');
     const proxyPolicy = ms.find((m) => m.kind === 'NetworkPolicy' && m.metadata.name === 'gateway-proxy');
     if (proxyPolicy === undefined) {
@@ -353,7 +368,8 @@ export function architecture(ms: Manifest[]): Graph {
     const rHosts: string[] = r.kind === 'Ingress' ? r.spec.rules.map((x: any) => x.host) : r.spec.hostnames;
     const backends: { path: string; service: string; port: number }[] = r.kind === 'Ingress'
       ? r.spec.rules.flatMap((x: any) => x.http.paths.map((p: any) => ({ path: p.path, service: p.backend.service.name, port: p.backend.service.port.number })))
-      : r.spec.rules.map((x: any) => ({ path: x.matches[0].path.value, service: x.backendRefs[0].name, port: x.backendRefs[0].port }));
+      // A redirect rule has no backend.
+      : r.spec.rules.filter((x: any) => x.backendRefs !== undefined).map((x: any) => ({ path: x.matches[0].path.value, service: x.backendRefs[0].name, port: x.backendRefs[0].port }));
     for (const h of rHosts) {
       hosts.set(`h:${h}`, `https://${h}`);
       edges.push({ from: `h:${h}`, to: rid, label: '443' });

@@ -106,6 +106,19 @@ describe('production checklist', () => {
       'The Gateway\'s proxy pods in namespace envoy-gateway-system: the NetworkPolicies admit public traffic and ACME challenges from there only (gatewayApi.proxyNamespace)');
   });
 
+  test('a shared Gateway (createGateway: false): its HTTPS listeners, certificates and names for the three hosts, and the redirect', () => {
+    const shared = config({ routing: 'gateway-api', gatewayApi: { createGateway: false, gatewayName: 'shared', gatewayNamespace: 'gateways' } });
+    const l = checklist(shared, renderedManifests(shared));
+    expect(l.prerequisites).toContain('Gateway API CRDs and the Gateway gateways/shared with, for each host, an HTTPS listener (port 443, TLS terminated with a '
+      + 'certificate for the host) named as the routes attach to it by sectionName: https-matrix.example.com (matrix.example.com), '
+      + 'https-livekit.example.com (livekit.example.com), https-example.com (example.com); each allowing routes from kudo and kudo-media. '
+      + 'Its plain HTTP listener must serve only a redirect to HTTPS (and ACME challenges): no route of ours attaches to it');
+    // Our own Gateway: the HTTP listener's redirect is rendered.
+    const own = config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'cilium' } });
+    expect(checklist(own, renderedManifests(own)).firewall.find((f) => f.role === 'Gateway')!.rules.map((r) => r.purpose)).toContain(
+      'ACME HTTP-01 challenges, and a 301 redirect to HTTPS for everything else');
+  });
+
   test('prerequisites name the ingress controller assumed and where its pods must run', () => {
     expect(list.prerequisites).toEqual(expect.arrayContaining([
       'Traefik, IngressClass traefik, its pods in namespace traefik: the NetworkPolicies admit public traffic and ACME challenges from there only (ingress.controller, ingress.className, ingress.namespace)',
@@ -162,6 +175,11 @@ describe('architecture picture', () => {
     expect(edge('w:kudo-media/livekit', 'w:kudo/redis')!.label).toBe(':6379');
     expect(edge('w:kudo/synapse', 'v:kudo/synapse-media')).toBeDefined();
     expect(edge('h:webrtc', 'w:kudo-media/livekit')!.label).toContain('udp 20000-20999');
+  });
+
+  test('a Gateway\'s redirect route draws no backend', () => {
+    const gw = architecture(renderedManifests(config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'cilium' } })));
+    expect(gw.columns[1].nodes.find((n) => n.id === 'r:kudo/https-redirect')!.lines).toEqual([]);
   });
 
   test('the committed docs/architecture.svg is what the manifests draw (npm run diagram)', () => {

@@ -55,11 +55,14 @@ describe('Gateway API instead of Ingress', () => {
 
   test('HTTPRoutes replace every Ingress, attached to the Gateway', () => {
     expect(all.filter((m) => m.kind === 'Ingress')).toEqual([]);
-    const routes = all.filter((m) => m.kind === 'HTTPRoute');
+    const routes = all.filter((m) => m.kind === 'HTTPRoute' && m.metadata.name !== 'https-redirect');
     expect(routes.map((r) => `${r.metadata.namespace}/${r.metadata.name} ${r.spec.hostnames}`).sort()).toEqual([
       'kudo-media/livekit livekit.example.com', 'kudo/matrix-well-known example.com', 'kudo/synapse matrix.example.com',
     ]);
-    for (const r of routes) expect(r.spec.parentRefs).toEqual([{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'kudo', namespace: 'kudo' }]);
+    for (const r of routes) {
+      // Bound to the HTTPS listener of its host by sectionName: without it a route attaches to the plain HTTP listener too.
+      expect(r.spec.parentRefs).toEqual([{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'kudo', namespace: 'kudo', sectionName: `https-${r.spec.hostnames[0]}` }]);
+    }
     const synapse = find(all, 'HTTPRoute', 'synapse');
     expect(synapse.spec.rules.map((r: any) => [r.matches[0].path.value, r.backendRefs[0]])).toEqual([
       ['/_matrix', { name: 'synapse', port: 8008 }], ['/_synapse/client', { name: 'synapse', port: 8008 }],
@@ -95,17 +98,38 @@ describe('Gateway API instead of Ingress', () => {
     }
   });
 
-  test('ACME HTTP-01 challenges go through the Gateway', () => {
+  test('ACME HTTP-01 challenges go through the Gateway\'s HTTP listener', () => {
     const issuer = find(all, 'ClusterIssuer', 'kudo-letsencrypt');
     expect(issuer.spec.acme.solvers[0].http01).toEqual({
-      gatewayHTTPRoute: { parentRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'kudo', namespace: 'kudo' }] },
+      gatewayHTTPRoute: { parentRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'kudo', namespace: 'kudo', sectionName: 'http' }] },
     });
+  });
+
+  test('the HTTP listener serves only a redirect to HTTPS (301) for the routed hosts; ACME challenges win by their exact path', () => {
+    const onHttp = all.filter((m) => m.kind === 'HTTPRoute' && m.spec.parentRefs.some((r: any) => r.sectionName === undefined || r.sectionName === 'http'));
+    expect(onHttp.map((r) => r.metadata.name)).toEqual(['https-redirect']);
+    const redirect = onHttp[0];
+    expect(redirect.metadata.namespace).toBe('kudo');
+    expect(redirect.spec.parentRefs).toEqual([{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'kudo', namespace: 'kudo', sectionName: 'http' }]);
+    expect(redirect.spec.hostnames).toEqual(['matrix.example.com', 'livekit.example.com', 'example.com']);
+    expect(redirect.spec.rules).toEqual([{ filters: [{ type: 'RequestRedirect', requestRedirect: { scheme: 'https', statusCode: 301 } }] }]);
+  });
+
+  test('a Gateway in a namespace of its own lets its own namespace\'s routes (the redirect, the listeners\' ACME solvers) onto the HTTP listener only', () => {
+    const g = find(synthAll(config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg', gatewayNamespace: 'gateways' } })), 'Gateway', 'kudo');
+    const allowed = (l: any) => l.allowedRoutes.namespaces.selector.matchExpressions[0].values;
+    expect(allowed(g.spec.listeners[0])).toEqual(['kudo', 'kudo-media', 'gateways']);
+    for (const l of g.spec.listeners.slice(1)) expect(allowed(l)).toEqual(['kudo', 'kudo-media']);
   });
 
   test('an existing Gateway can be used; a rendered one needs its class', () => {
     const existing = synthAll(config({ routing: 'gateway-api', gatewayApi: { createGateway: false, gatewayName: 'shared', gatewayNamespace: 'gateways' } }));
     expect(existing.filter((m) => m.kind === 'Gateway')).toEqual([]);
-    expect(find(existing, 'HTTPRoute', 'synapse').spec.parentRefs[0]).toMatchObject({ name: 'shared', namespace: 'gateways' });
+    expect(find(existing, 'HTTPRoute', 'synapse').spec.parentRefs[0]).toEqual({
+      group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'shared', namespace: 'gateways', sectionName: 'https-matrix.example.com',
+    });
+    // Its HTTP listener is not ours: no redirect route is rendered for it.
+    expect(existing.filter((m) => m.kind === 'HTTPRoute').map((r) => r.metadata.name).sort()).toEqual(['livekit', 'matrix-well-known', 'synapse']);
     expect(() => resolveConfig({ routing: 'gateway-api' })).toThrow('gatewayApi.gatewayClassName is required');
   });
 });
