@@ -34,6 +34,7 @@ export const INGRESS_CONTROLLER: Record<IngressController, IngressControllerFact
   'traefik': {
     title: 'Traefik',
     className: 'traefik',
+    // Traefik's own chart's; k3s installs it into kube-system (the README's k3s example and the checklist say so).
     namespace: 'traefik',
     // No body limit unless a buffering middleware sets one; upgraded connections are not timed out.
     bodySize: () => ({}),

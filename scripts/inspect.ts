@@ -211,6 +211,9 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
   } else {
     const i = config.ingress;
     out.push(`${INGRESS_CONTROLLER[i.controller].title}, IngressClass ${i.className}, its pods in namespace ${i.namespace}${policies} (ingress.controller, ingress.className, ingress.namespace)`);
+    if (i.controller === 'traefik' && i.namespace === 'traefik' && config.networkPolicies.enabled) {
+      out.push('On k3s, Traefik runs in kube-system, not traefik: set ingress.namespace: kube-system, or public traffic and ACME challenges are blocked');
+    }
   }
   const issuer = config.tls.issuer;
   const ours = ms.some((m) => m.kind === 'ClusterIssuer' && m.metadata.name === issuer.name);

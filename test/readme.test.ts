@@ -6,7 +6,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
-import { configSchema } from '../charts/config';
+import { configSchema, resolveConfig } from '../charts/config';
+import { checklist, renderedManifests } from '../scripts/inspect';
 
 const README = fs.readFileSync(path.resolve(__dirname, '..', 'README.md'), 'utf8');
 
@@ -62,4 +63,30 @@ test('the README lists every config key, and no key the schema does not have', (
 test('the check can fail: a key the schema lacks is found', () => {
   expect(readmeKeys().has('postgres.storage.size')).toBe(true);
   expect(schemaKeys().has('postgres.storage.sise')).toBe(false);
+});
+
+/** The YAML of a README example marked <!-- example:NAME --> just before its code block. */
+function readmeExample(name: string): unknown {
+  const block = new RegExp(`<!-- example:${name} -->\\n\`\`\`yaml\\n([\\s\\S]*?)\`\`\``).exec(README);
+  if (!block) throw new Error(`README.md has no example:${name} block`);
+  return yaml.load(block[1]);
+}
+
+test('the README\'s k3s example admits Traefik from kube-system, where k3s runs it', () => {
+  const c = resolveConfig(readmeExample('k3s'), 'README k3s example');
+  const ms = renderedManifests(c);
+  const from = (name: string) => ms.find((m) => m.kind === 'NetworkPolicy' && m.metadata.name === name)!.spec.ingress[0].from
+    .map((p: any) => p.namespaceSelector?.matchLabels['kubernetes.io/metadata.name']);
+  expect(from('synapse')[0]).toBe('kube-system');
+  expect(from('matrix-well-known')).toEqual(['kube-system']);
+  expect(from('acme-http01-solver')).toEqual(['kube-system']);
+  expect(ms.filter((m) => m.kind === 'Ingress').map((i) => i.spec.ingressClassName)).toEqual(['traefik', 'traefik', 'traefik']);
+});
+
+test('the checklist tells a Traefik user with the default namespace where k3s runs it', () => {
+  const c = resolveConfig({}, 'defaults');
+  expect(checklist(c, renderedManifests(c)).prerequisites).toContain(
+    'On k3s, Traefik runs in kube-system, not traefik: set ingress.namespace: kube-system, or public traffic and ACME challenges are blocked');
+  const k3s = resolveConfig(readmeExample('k3s'), 'README k3s example');
+  expect(checklist(k3s, renderedManifests(k3s)).prerequisites.join('\n')).not.toContain('On k3s');
 });
