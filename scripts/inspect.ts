@@ -215,6 +215,12 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
       out.push('On k3s, Traefik runs in kube-system, not traefik: set ingress.namespace: kube-system, or public traffic and ACME challenges are blocked');
     }
   }
+  const redisPolicy = ms.find((m) => m.kind === 'NetworkPolicy' && m.metadata.name === 'redis');
+  if (redisPolicy !== undefined && redisPolicy.spec.ingress[0].from === undefined) {
+    out.push('WARNING: Redis (plain TCP, one shared password) accepts connections from every address and namespace: LiveKit reaches it '
+      + 'from the host network, and only networkPolicies.nodeCidrs (the nodes\' addresses) lets the policy tell its nodes from other pods; '
+      + 'set it to close Redis to all but LiveKit\'s nodes and Synapse\'s processes');
+  }
   const issuer = config.tls.issuer;
   const ours = ms.some((m) => m.kind === 'ClusterIssuer' && m.metadata.name === issuer.name);
   out.push(`cert-manager, with the issuer ${issuer.name} (${ours ? 'rendered here: a Let\'s Encrypt ClusterIssuer' : `yours: a ${issuer.kind}`})`);

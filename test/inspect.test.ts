@@ -99,7 +99,7 @@ describe('production checklist', () => {
     const withCp = config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'istio', controlPlane: { namespace: 'istio-system', ports: [15012] } } });
     const l2 = checklist(withCp, renderedManifests(withCp));
     expect(l2.prerequisites).toContain('The proxies reach their control plane in namespace istio-system on TCP 15012 (gatewayApi.controlPlane)');
-    expect(l2.prerequisites.join('\n')).not.toContain('WARNING');
+    expect(l2.prerequisites.join('\n')).not.toContain('WARNING: the proxies');
     // Proxies elsewhere: public traffic is admitted from their namespace.
     const elsewhere = config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg', proxyNamespace: 'envoy-gateway-system' } });
     expect(checklist(elsewhere, renderedManifests(elsewhere)).prerequisites).toContain(
@@ -117,6 +117,17 @@ describe('production checklist', () => {
     const own = config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'cilium' } });
     expect(checklist(own, renderedManifests(own)).firewall.find((f) => f.role === 'Gateway')!.rules.map((r) => r.purpose)).toContain(
       'ACME HTTP-01 challenges, and a 301 redirect to HTTPS for everything else');
+  });
+
+  test('Redis without node CIDRs: the checklist says loudly that it is open to every namespace, and why', () => {
+    const warning = 'WARNING: Redis (plain TCP, one shared password) accepts connections from every address and namespace: LiveKit reaches it '
+      + 'from the host network, and only networkPolicies.nodeCidrs (the nodes\' addresses) lets the policy tell its nodes from other pods; '
+      + 'set it to close Redis to all but LiveKit\'s nodes and Synapse\'s processes';
+    expect(list.prerequisites).toContain(warning);
+    const closed = config({ networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } });
+    expect(checklist(closed, renderedManifests(closed)).prerequisites).not.toContain(warning);
+    const noRedis = config({ redis: { enabled: false } });
+    expect(checklist(noRedis, renderedManifests(noRedis)).prerequisites.join('\n')).not.toContain('Redis');
   });
 
   test('prerequisites name the ingress controller assumed and where its pods must run', () => {

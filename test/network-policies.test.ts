@@ -120,6 +120,13 @@ test('the old networkPolicies.ingressControllerNamespace key is refused with whe
     .toThrow('networkPolicies.ingressControllerNamespace: moved to ingress.namespace (or gatewayApi.proxyNamespace with routing: gateway-api)');
 });
 
+test('Redis with node CIDRs: LiveKit\'s nodes and Synapse\'s processes (workers) only, nothing else', () => {
+  const from = (c: object) => policy(manifests(config(c)), 'redis').spec.ingress[0].from;
+  expect(from({ profile: 'production', networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } })).toEqual([
+    { ipBlock: { cidr: '10.0.0.0/16' } }, { podSelector: { matchLabels: { 'app.kubernetes.io/part-of': 'kudo', 'app.kubernetes.io/component': 'homeserver' } } },
+  ]);
+});
+
 test('Redis: from the nodes (LiveKit is on the host network) when their addresses are known', () => {
   expect(policy(manifests(), 'redis').spec.ingress[0].from).toBeUndefined();
   const ms = manifests(config({ networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } }));
