@@ -199,8 +199,11 @@ export function envFileSecrets(
     // Every program strips or splits on surrounding blanks; coturn and Redis read values from config lines.
     if (v !== v.trim()) fail(`${variable} starts or ends with a blank`);
     if (name === 'turnSharedSecret' && /\s/.test(v)) fail(`${variable} contains a blank, which coturn's config cannot carry`);
-    if ((name === 'livekitApiKey' || name === 'livekitApiSecret') && !/^[A-Za-z0-9_-]+$/.test(v)) {
-      fail(`${variable} may hold only letters, digits, "-" and "_"`);
+    // LiveKit takes the secret as an opaque string; what limits it is the key file's double-quoted YAML line
+    // (livekitWriteConfig), where a quote or backslash would end or escape it. base64's "+", "/", "=" are safe there.
+    if ((name === 'livekitApiKey' || name === 'livekitApiSecret') && !/^[A-Za-z0-9_+/=-]+$/.test(v)) {
+      fail(`${variable} may hold only letters, digits and "-", "_", "+", "/", "=" (base64 or base64url); `
+        + 'make a new pair (LIVEKIT_API_SECRET=$(openssl rand -base64 32)) and give the app the same one');
     }
     values.set(name, v);
   }

@@ -1,3 +1,5 @@
+import * as yaml from 'js-yaml';
+import { execFileSync } from 'child_process';
 import { ConfigError } from '../charts/config';
 import { envFileSecrets, parseEnvFile } from '../charts/env-file';
 import { BASIC_FEATURES } from '../charts/secrets';
@@ -71,6 +73,17 @@ describe('compose variables to Secrets', () => {
     }]);
   });
 
+  test('a base64 LiveKit secret (openssl rand -base64 32, as compose set-ups made it) is kept as it is, and LiveKit\'s key file reads it back', () => {
+    const secret = 'k3Jd+9/QaZ0xWv7yT2bN4mLp8sR1cE6gH5uI0oP/Yt8=';
+    const { manifests } = envFileSecrets(parseEnvFile(`LIVEKIT_API_KEY=APIkudo\nLIVEKIT_API_SECRET=${secret}\n`, '.env'), '.env',
+      config().secrets.refs, config().namespaces, BASIC_FEATURES);
+    const livekit = (manifests as any[]).find((m) => m.metadata.name === 'kudo-livekit' && m.metadata.namespace === 'kudo-media');
+    expect(livekit.stringData).toEqual({ api_key: 'APIkudo', api_secret: secret });
+    // The start step writes the pair as one double-quoted YAML line; "+", "/" and "=" need no escape there.
+    const line = execFileSync('sh', ['-c', 'printf \'"%s": "%s"\\n\' "$1" "$2"', 'sh', 'APIkudo', secret], { encoding: 'utf8' });
+    expect(yaml.load(line)).toEqual({ APIkudo: secret });
+  });
+
   test('values no program could read are refused, as ConfigErrors naming the variable', () => {
     const refs = config().secrets.refs;
     const ns = config().namespaces;
@@ -82,6 +95,9 @@ describe('compose variables to Secrets', () => {
     check('LIVEKIT_API_KEY=APIx\n', 'LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be given together');
     check('TURN_SECRET="a b"\n', 'TURN_SECRET contains a blank');
     check('LIVEKIT_API_KEY=AP:I\nLIVEKIT_API_SECRET=x\n', 'LIVEKIT_API_KEY may hold only');
+    // A quote or backslash would break the YAML line LiveKit reads its keys from: the refusal says what to do.
+    check('LIVEKIT_API_KEY=APIx\nLIVEKIT_API_SECRET=a"b\n', 'LIVEKIT_API_SECRET may hold only letters, digits and "-", "_", "+", "/", "=" (base64 or base64url); '
+      + 'make a new pair (LIVEKIT_API_SECRET=$(openssl rand -base64 32)) and give the app the same one');
     check('MATRIX_DB_PASSWORD="two\nlines"\n', 'MATRIX_DB_PASSWORD contains a line break');
     check('MATRIX_FORM_SECRET=" padded"\n', 'MATRIX_FORM_SECRET starts or ends with a blank');
     expect(() => envFileSecrets(new Map(), '.env', refs, ns, BASIC_FEATURES, 'not a key')).toThrow('the signing key must be one line');
