@@ -24,6 +24,7 @@ import * as tls from 'tls';
 import {
   HAS_PROMETHEUS, HELP, option, RunningCoturn, startCoturn as startCoturnOf, TURN_VERSION, TURNUTILS,
 } from './coturn';
+import { asSecretFile } from './image';
 import {
   configMapFile, container, find, generatedSecrets, LOOPBACK_REWRITES, rendered, sleep, tcpOpen,
 } from './harness';
@@ -318,7 +319,7 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     expect(turn.writtenScript).toContain(`cert=${turn.certFile}`);
   });
 
-  test('runs the rendered turnserver.conf through the rendered start.sh, and rejects none of its lines', () => {
+  test('runs the rendered turnserver.conf through the rendered start.sh, and rejects none of its lines', async () => {
     const log = turn.startupLog;
     // The program started by the script's `turnserver` is the one named in the title.
     expect(log).toContain(`Version Coturn-${TURN_VERSION} `);
@@ -335,7 +336,10 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     // image). A build with it must know every line.
     const unknown = [...new Set([...log.matchAll(/Bad configuration format: (.*)/g)].map((m) => m[1]))];
     expect(unknown).toEqual(HAS_PROMETHEUS ? [] : ['prometheus', 'prometheus-port']);
-    expect(/prometheus collector disabled|compiled without prometheus/.test(log)).toBe(!HAS_PROMETHEUS);
+    // Said after the relays are up, which can be after the TURN port answers (the startup log's end).
+    const saysNoMetrics = /prometheus collector disabled|compiled without prometheus/;
+    if (HAS_PROMETHEUS) expect(saysNoMetrics.test(turn.program.output())).toBe(false);
+    else await turn.program.waitFor('its word on metrics', async () => saysNoMetrics.test(turn.program.output()), 10_000);
     // All of it to stdout: a warning logged before `log-file=stdout` is read makes coturn open a file of its own
     // (/var/log/turn_<pid>_<date>.log, or /tmp in the read-only container) for what it says first.
     expect(log).not.toMatch(/log file opened/);
@@ -491,6 +495,8 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
       'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', `/CN=${realm}`,
       '-keyout', path.join(staged, 'tls.key'), '-out', path.join(staged, 'tls.crt'),
     ], { stdio: 'pipe' });
+    // As the Secret volume shows them: defaultMode 0440, group fsGroup (the pod's user reads them through it).
+    for (const f of ['tls.key', 'tls.crt']) asSecretFile(path.join(staged, f), turn.fsGroup);
     // Key first, then the certificate, each by rename (the kubelet also swaps the whole folder at once).
     fs.renameSync(path.join(staged, 'tls.key'), turn.keyFile);
     fs.renameSync(path.join(staged, 'tls.crt'), turn.certFile);
@@ -523,6 +529,34 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
   });
 
   // Last: it stops the server.
+  test('runs in its image as the pod\'s user: /usr/bin/turnserver with the image\'s file capability execs, and gains nothing by it', () => {
+    const pid = Number(fs.readFileSync(turn.pidFile, 'utf8').trim());
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    // 10478: the pod's runAsUser (charts/common.ts UID.coturn, as rendered).
+    expect(find(manifests, 'DaemonSet', 'coturn').spec.template.spec.securityContext.runAsUser).toBe(10478);
+    expect(status).toMatch(/^Uid:\t10478\t10478\t10478\t10478$/m);
+    expect(status).toMatch(/^NoNewPrivs:\t1$/m);
+    // The bounding set holds NET_BIND_SERVICE (bit 10) only; under no_new_privs the file capability is not raised.
+    expect(status).toMatch(/^CapBnd:\t0000000000000400$/m);
+    expect(status).toMatch(/^CapPrm:\t0000000000000000$/m);
+    expect(status).toMatch(/^CapEff:\t0000000000000000$/m);
+    // The binary it runs is the image's path, and carries the capability as the image's build file gives it.
+    // (Seen from here through the container's root: <root>/usr/bin/turnserver.)
+    expect(fs.readlinkSync(`/proc/${pid}/exe`)).toMatch(/\/root-[^/]+\/usr\/bin\/turnserver$/);
+    expect(execFileSync('getcap', [`/proc/${pid}/root/usr/bin/turnserver`], { encoding: 'utf8' })).toMatch(/cap_net_bind_service=ep/);
+  });
+
+  test('negative control: with every capability dropped, as rendered before the fix, the kernel refuses to exec turnserver', async () => {
+    const dropped = structuredClone(manifests);
+    const c = find(dropped, 'DaemonSet', 'coturn').spec.template.spec.containers.find((x: any) => x.name === 'coturn');
+    c.securityContext.capabilities = { drop: ['ALL'] };
+    const error = await startCoturnOf(dropped, config, secrets).then(async (t) => {
+      await t.program.stop();
+      return undefined;
+    }, (e: Error) => e);
+    expect(error?.message).toMatch(/Operation not permitted/);
+  });
+
   test('SIGTERM to start.sh (the container\'s PID 1, what the kubelet signals) stops turnserver within 10 s, well inside the grace period', async () => {
     // coturn 4.18 joins its worker threads before it exits, which takes up to one 5 s event-loop tick (about 4.9 s here;
     // 4.6 stayed under the 5 s this test used to allow). The kubelet waits terminationGracePeriodSeconds before it kills.

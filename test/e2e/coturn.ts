@@ -15,6 +15,7 @@ import type { KudoConfig } from '../../charts/config';
 import {
   configMapFile, container, find, freePort, hostPath, Manifest, mountDirs, Program, programs, secretVolumeFiles, tcpOpen, tempDir, writeSecretFiles,
 } from './harness';
+import { ImageSandbox, shareWithPod } from './image';
 
 const LOOPBACK = '127.0.0.1';
 // The turnutils_* clients come from the same package and folder as turnserver.
@@ -102,6 +103,8 @@ export interface RunningCoturn {
   metricsLines: string[];
   /** Where the metrics are served: the rewritten port, on loopback. */
   metricsPort: number;
+  /** The pod's fsGroup: files a Secret volume shows belong to it. */
+  fsGroup: number;
 }
 
 /**
@@ -165,8 +168,9 @@ export async function startCoturn(
   if (!init.command.join(' ').includes('node_address.py')) throw new Error(`unexpected init command ${JSON.stringify(init.command)}`);
   fs.writeFileSync(publicIpFile, `${LOOPBACK}\n`);
 
-  // The container's env; LOOPBACK_REWRITES.bind: NODE_IP (status.hostIP) is 127.0.0.1. The image has turnserver on PATH; here its folder goes first.
-  const env: Record<string, string> = { PATH: `${TURNUTILS}:${process.env.PATH}` };
+  // The container's env; LOOPBACK_REWRITES.bind: NODE_IP (status.hostIP) is 127.0.0.1. PATH is the image's, where
+  // turnserver is /usr/bin/turnserver with the image's file capability (test/e2e/image.ts).
+  const env: Record<string, string> = {};
   for (const e of c.env) {
     if (e.valueFrom?.fieldRef?.fieldPath === 'status.hostIP') env[e.name] = LOOPBACK;
     else if (e.name === 'CERT_CHECK_SECONDS') env[e.name] = '1'; // LOOPBACK_REWRITES.timing
@@ -175,10 +179,12 @@ export async function startCoturn(
   }
 
   // The container's command, its script path moved (LOOPBACK_REWRITES.paths). Its own process group, so anything it leaves behind can be found.
+  // In its image, as the pod's user with the container's bounding set.
   const [shell, ...args] = c.command as string[];
-  const program = new Program('coturn', shell, args.map((a) => (a.startsWith('/') ? hostPath(mounts, a) : a)), {
-    logDir: dir, env, cwd: dir, detached: true,
-  });
+  shareWithPod(path.join(dir, 'vol'), ds.spec.template.spec.securityContext.fsGroup);
+  const sandbox = new ImageSandbox(ds, 'coturn', { '/usr/bin/turnserver': TURNSERVER });
+  const [command, argv] = sandbox.wrap(shell, args.map((a) => (a.startsWith('/') ? hostPath(mounts, a) : a)), env, dir);
+  const program = new Program('coturn', command, argv, { logDir: dir, env: { PATH: process.env.PATH }, cwd: dir, detached: true });
   try {
     // The rendered startup probe: a TCP connect to the TURN port (LOOPBACK_REWRITES.ports: the rewritten one).
     if (c.startupProbe.tcpSocket.port !== Number(option(renderedConf, 'listening-port'))) throw new Error('the startup probe is not the TURN port');
@@ -191,5 +197,6 @@ export async function startCoturn(
   return {
     program, port, tlsPort, relayPorts, secret, mounts, writtenConf: conf, writtenScript: script, runtimeConf: fs.readFileSync(runtimeConfFile, 'utf8'),
     pidFile: hostPath(mounts, option(renderedConf, 'pidfile')), certFile, keyFile, startupLog: program.output(), metricsLines, metricsPort,
+    fsGroup: ds.spec.template.spec.securityContext.fsGroup,
   };
 }

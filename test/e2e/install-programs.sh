@@ -78,6 +78,9 @@ APT_PACKAGES=(
   libmariadb3 libpq5 libsqlite3-0 libsystemd0
   # Points the binaries taken from newer Debian releases at their own libraries.
   patchelf
+  # Containers run as their images and pods would (test/e2e/image.ts): setcap gives a program the image's file
+  # capabilities; util-linux's unshare and setpriv make the container's root, user and capability bounding set.
+  libcap2-bin util-linux
 )
 # A Debian python3 (unlike pyenv's) needs its headers and venv module apart.
 if ! "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then

@@ -24,7 +24,7 @@ import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
 import WebSocket from 'ws';
 import { FakeKubeApi } from '../fake-kube-api';
 import {
-  configMapFile, container, find, generatedSecrets, httpJson, LOOPBACK_REWRITES, PodNetwork, Program, programs,
+  configMapFile, container, find, generatedSecrets, httpJson, LOOPBACK_REWRITES, PodNetwork, podSpec, Program, programs,
   rendered, replaceOnce, rewritePaths, tail, tcpOpen, tempDir, writeSecretFiles, hostPath,
 } from './harness';
 import { LiveKitRun, prepareLiveKit as prepareLk, startLiveKit } from './livekit';
@@ -174,6 +174,18 @@ const NODE_EXTERNAL_IP = '203.0.113.7';
 /** The rendered LiveKit, prepared for this test's Node (see ./livekit). */
 const prepareLiveKit = (network: PodNetwork, redisPort: number, api: string, tweak?: (cfg: any) => void): Promise<LiveKitRun> =>
   prepareLk(manifests, config, secrets, network, redisPort, api, NODE_NAME, tweak);
+
+/** The LiveKit process under a started Program (the wrappers exec down to it, so it is the Program's pid or a child). */
+function livekitPid(p: Program): number {
+  const children = (pid: number): number[] => {
+    const f = `/proc/${pid}/task/${pid}/children`;
+    const kids = fs.existsSync(f) ? fs.readFileSync(f, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number) : [];
+    return [pid, ...kids.flatMap(children)];
+  };
+  const hit = children(p.pid!).find((pid) => fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'livekit-server');
+  if (hit === undefined) throw new Error('no livekit-server process under the started program');
+  return hit;
+}
 
 /** Paths of the leaves that differ between two parsed YAML documents. */
 function changedLeaves(a: any, b: any, at = ''): string[] {
@@ -368,6 +380,30 @@ describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}, on a node with no route to t
       expect(m[2]).toBe(sid);
       const expected = crypto.createHmac('sha1', secrets.turnSharedSecret).update(s.username).digest('base64');
       expect(s.credential).toBe(expected);
+    }
+  });
+
+  test('runs in its image as the pod\'s user: LiveKit by the image\'s path, no capability, no way up', () => {
+    const pid = livekitPid(livekit);
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    // 10880: the pod's runAsUser and fsGroup (charts/common.ts UID.livekit, as rendered).
+    expect(podSpec(find(manifests, 'Deployment', 'livekit')).securityContext).toMatchObject({ runAsUser: 10880, fsGroup: 10880 });
+    expect(status).toMatch(/^Uid:\t10880\t10880\t10880\t10880$/m);
+    expect(status).toMatch(/^CapEff:\t0000000000000000$/m);
+    expect(status).toMatch(/^CapBnd:\t0000000000000000$/m);
+    expect(status).toMatch(/^NoNewPrivs:\t1$/m);
+    expect(fs.readlinkSync(`/proc/${pid}/exe`)).toMatch(/\/livekit-server$/);
+  });
+
+  test('negative control: the start script as rendered before the fix (exec livekit-server, by name) is not found in the image', async () => {
+    const old = { ...run, script: run.script.replace('exec /livekit-server "$@"', 'exec livekit-server "$@"') };
+    expect(old.script).not.toBe(run.script);
+    const refused = startLiveKit(old, 'livekit-by-name');
+    try {
+      expect(await refused.exit(30_000)).toBe(127);
+      expect(refused.output()).toMatch(/livekit-server: not found/);
+    } finally {
+      await refused.stop();
     }
   });
 

@@ -3,6 +3,11 @@
  * rendered config files, init steps, start script, env and Secret volumes,
  * changed only by the LOOPBACK_REWRITES named next to each change. Shared by
  * test/e2e/livekit.e2e.test.ts and the capacity benchmark.
+ *
+ * The `config` step and LiveKit itself run as their image and pod would run
+ * them (test/e2e/image.ts): the image's PATH, the binary under test at
+ * /livekit-server only, the pod's uid, fsGroup, no_new_privs and an empty
+ * capability bounding set.
  */
 import { execFile, execFileSync } from 'child_process';
 import * as dgram from 'dgram';
@@ -13,9 +18,10 @@ import * as yaml from 'js-yaml';
 import { memoryBytes } from '../../charts/common';
 import type { KudoConfig } from '../../charts/config';
 import {
-  configMapFile, container, find, freePort, hostPath, Manifest, mountDirs, PodNetwork, Program, programs, rewriteScriptPaths,
+  configMapFile, container, find, freePort, hostPath, Manifest, mountDirs, PodNetwork, podSpec, Program, programs, rewriteScriptPaths,
   secretVolumeFiles, tempDir, writeSecretFiles,
 } from './harness';
+import { ImageSandbox, shareWithPod } from './image';
 
 const LOOPBACK = '127.0.0.1';
 
@@ -31,7 +37,10 @@ export interface LiveKitRun {
   nodeIp: string;
   /** The main container's start script, paths rewritten. */
   script: string;
+  /** The main container's env as rendered (the image gives PATH). */
   env: Record<string, string>;
+  /** The main container's image and security settings. */
+  sandbox: ImageSandbox;
   port: number;
   prometheusPort: number;
 }
@@ -108,12 +117,16 @@ export async function prepareLiveKit(
   const stepScript = rewriteScriptPaths(step.command[2], mounts, [ // LOOPBACK_REWRITES.paths
     '/keys/api_key', '/keys/api_secret', '/keys/redis_password', '/etc/livekit/config.yaml', '/run/livekit/keys.yaml', '/run/livekit/config.yaml',
   ]);
-  execFileSync('sh', ['-c', stepScript], { env: { PATH: process.env.PATH }, stdio: 'pipe' });
+  // The volumes as the kubelet makes them for a pod with fsGroup, then the step in its image as the pod's user.
+  shareWithPod(path.join(dir, 'vol'), podSpec(deploy).securityContext.fsGroup);
+  const [stepCommand, stepArgs] = new ImageSandbox(deploy, 'config', {}).wrap(step.command[0], [step.command[1], stepScript], {}, dir);
+  execFileSync(stepCommand, stepArgs, { stdio: 'pipe' });
 
-  // The main container: sh -c LIVEKIT_START, with `livekit-server` the binary under test.
+  // The main container: sh -c LIVEKIT_START, with the binary under test where the image has LiveKit.
   if (main.command[0] !== 'sh' || main.command[1] !== '-c') throw new Error(`unexpected LiveKit command ${JSON.stringify(main.command)}`);
   const script = rewriteScriptPaths(main.command[2], mounts, ['/run/livekit/config.yaml', '/run/livekit/node-ip']); // LOOPBACK_REWRITES.paths
-  const env: Record<string, string> = { PATH: `${path.dirname(programs().livekitServer)}:${process.env.PATH}`, HOME: dir };
+  const sandbox = new ImageSandbox(deploy, 'livekit', { '/livekit-server': programs().livekitServer });
+  const env: Record<string, string> = {};
   for (const e of main.env) {
     // The node's address on the cluster network is this namespace's.
     if (e.valueFrom?.fieldRef?.fieldPath === 'status.hostIP') env[e.name] = network.podAddress;
@@ -127,12 +140,12 @@ export async function prepareLiveKit(
     dir, network, mounts, rendered: yaml.load(renderedYaml),
     config: yaml.load(fs.readFileSync(hostPath(mounts, '/run/livekit/config.yaml'), 'utf8')),
     nodeIp: fs.readFileSync(hostPath(mounts, '/run/livekit/node-ip'), 'utf8').trim(),
-    script, env, port, prometheusPort,
+    script, env, sandbox, port, prometheusPort,
   };
 }
 
 export function startLiveKit(run: LiveKitRun, name = 'livekit'): Program {
   if (run.script.includes('disable-strict-config')) throw new Error('LiveKit must run in strict config mode');
-  const [command, args] = run.network.wrap('sh', ['-c', run.script]);
-  return new Program(name, command, args, { logDir: run.dir, cwd: run.dir, env: run.env });
+  const [command, args] = run.sandbox.wrap('sh', ['-c', run.script], run.env, run.dir, (c, a) => run.network.wrap(c, a));
+  return new Program(name, command, args, { logDir: run.dir, cwd: run.dir, env: { PATH: process.env.PATH } });
 }

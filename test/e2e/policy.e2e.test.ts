@@ -104,6 +104,11 @@ const CHECKOV_EXCEPTIONS: { check: string; resource: RegExp; renders: RegExp; re
     reason: 'LiveKit and coturn run on the host network (media ports, real client addresses), in the privileged namespace kudo-media (README, Networking).',
   },
   {
+    check: 'CKV_K8S_25', resource: /^DaemonSet\.kudo-media\.coturn$/, renders: /./,
+    reason: 'coturn keeps exactly NET_BIND_SERVICE in its bounding set: its image\'s turnserver carries that file capability and the '
+      + 'kernel refuses to exec it otherwise. Under no_new_privs it is never raised (charts/coturn.ts coturnSecurityContext; test/e2e/coturn).',
+  },
+  {
     check: 'CKV_K8S_43', resource: /^(CronJob|DaemonSet|Deployment|Job|StatefulSet)\./, renders: /^dist\/$/,
     reason: 'Images are pinned by tag by default; `image.digest` pins one by digest. The every-option render sets a digest on every image and has no such finding.',
   },

@@ -1,0 +1,175 @@
+/**
+ * Containers started as their images and pods would start them, not as this machine would: a command that works here
+ * but not in the image must fail here too (LiveKit's `exec livekit-server` did, in its image, for months).
+ *
+ * For one container of a rendered workload, an ImageSandbox runs a command
+ *
+ * - in a root of its own (a mount namespace and chroot): this machine's folders, plus the image's own programs at
+ *   the paths the image has them (docs/image-contract.yaml), each the build this machine tests, copied with the
+ *   image's file capabilities. Programs the image has at a top-level path (/livekit-server) exist only there; a
+ *   program in a folder the host also has (/usr/bin/turnserver) is laid over it read-only (overlayfs);
+ * - with the image's PATH and the container's rendered env only;
+ * - as the container's uid and gid, with fsGroup as a supplementary group, no_new_privs when the container forbids
+ *   privilege escalation, and a capability bounding set of exactly what the container keeps (drop ALL, add ...).
+ *
+ * What it does not reproduce: the image's other files (its base's programs are this machine's Debian ones; the unit
+ * test test/image-contract.test.ts checks every command against the image's own list), seccomp, and cgroup limits
+ * (the capacity benchmark applies those). Needs root, as the pod networks do.
+ */
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as yaml from 'js-yaml';
+import { Manifest, podSpec, ROOT, tempDir } from './harness';
+
+/** What docs/image-contract.yaml says of one image. */
+export interface ImageFacts {
+  readonly tag: string;
+  readonly path: string;
+  readonly user: number;
+  readonly programs: Record<string, string>;
+  readonly file_capabilities?: Record<string, string[]>;
+}
+
+export function imageContract(): Record<string, ImageFacts> {
+  return (yaml.load(fs.readFileSync(path.join(ROOT, 'docs', 'image-contract.yaml'), 'utf8')) as { images: Record<string, ImageFacts> }).images;
+}
+
+/** The repository of an image reference (no tag or digest). */
+export function imageRepository(ref: string): string {
+  return ref.replace(/@sha256:[0-9a-f]{64}$/, '').replace(/:[^:/]+$/, '');
+}
+
+const CAPABILITY = /^[A-Z_]+$/;
+
+export class ImageSandbox {
+  readonly repository: string;
+  readonly facts: ImageFacts;
+  readonly uid: number;
+  readonly gid: number;
+  readonly groups: number[];
+  readonly noNewPrivs: boolean;
+  /** The capabilities the bounding set keeps, lower case without CAP_ (setpriv's spelling). */
+  readonly bounding: string[];
+  private readonly layer: string;
+
+  /**
+   * `programs`: for each path in the image that the test provides, the file on this machine that is the build under
+   * test. Only paths the contract lists for the image are accepted.
+   */
+  constructor(workload: Manifest, containerName: string, programs: Record<string, string>) {
+    const pod = podSpec(workload);
+    const c = [...(pod.initContainers ?? []), ...pod.containers].find((x: any) => x.name === containerName);
+    if (!c) throw new Error(`${workload.kind}/${workload.metadata.name} has no container ${containerName}`);
+    this.repository = imageRepository(c.image);
+    const facts = imageContract()[this.repository];
+    if (!facts) throw new Error(`docs/image-contract.yaml has no entry for ${this.repository}`);
+    this.facts = facts;
+    const sc = c.securityContext ?? {};
+    const psc = pod.securityContext ?? {};
+    this.uid = sc.runAsUser ?? psc.runAsUser ?? facts.user;
+    this.gid = sc.runAsGroup ?? psc.runAsGroup ?? this.uid;
+    this.groups = [...new Set([...(psc.fsGroup !== undefined ? [psc.fsGroup] : []), ...(psc.supplementalGroups ?? [])])];
+    this.noNewPrivs = sc.allowPrivilegeEscalation === false;
+    const drop: string[] = sc.capabilities?.drop ?? [];
+    const add: string[] = sc.capabilities?.add ?? [];
+    if (!drop.includes('ALL')) throw new Error(`${containerName}: the sandbox models only containers that drop ALL capabilities`);
+    for (const cap of add) if (!CAPABILITY.test(cap)) throw new Error(`${containerName}: odd capability ${cap}`);
+    this.bounding = add.map((cap) => cap.toLowerCase().replace(/^cap_/, ''));
+
+    // The image's programs: copies of this machine's builds, at the image's paths, with the image's file capabilities.
+    this.layer = tempDir(`image-${containerName}`);
+    for (const [imagePath, hostFile] of Object.entries(programs)) {
+      if (!(imagePath in facts.programs)) throw new Error(`${this.repository} has no ${imagePath} (docs/image-contract.yaml)`);
+      const copy = path.join(this.layer, imagePath);
+      fs.mkdirSync(path.dirname(copy), { recursive: true });
+      fs.copyFileSync(hostFile, copy);
+      fs.chmodSync(copy, 0o755);
+      const caps = facts.file_capabilities?.[imagePath];
+      if (caps?.length) execFileSync('setcap', [`${caps.join(',')}+ep`, copy]);
+      // Builds from Debian's packages load their libraries from beside them, under this machine's cache.
+      openPath(path.dirname(hostFile));
+    }
+    openPath(this.layer);
+  }
+
+  /**
+   * The command line that runs `command args` in the container, in `cwd`, with exactly `env` plus the image's PATH.
+   * `wrapOuter` puts the whole in a network namespace (PodNetwork.wrap) or leaves it as is.
+   */
+  wrap(
+    command: string, args: string[], env: Record<string, string>, cwd: string,
+    wrapOuter: (c: string, a: string[]) => [string, string[]] = (c, a) => [c, a],
+  ): [string, string[]] {
+    if (env.PATH !== undefined) throw new Error('PATH is the image\'s; the container\'s env must not set it here');
+    const root = tempDir('root');
+    const setpriv = [
+      '/usr/bin/setpriv', `--reuid=${this.uid}`, `--regid=${this.gid}`,
+      ...(this.groups.length ? [`--groups=${this.groups.join(',')}`] : ['--clear-groups']),
+      ...(this.noNewPrivs ? ['--no-new-privs'] : []),
+      `--bounding-set=${['-all', ...this.bounding.map((b) => `+${b}`)].join(',')}`, '--inh-caps=-all',
+    ];
+    // HOME as the runtime sets it for a uid the image's /etc/passwd does not name.
+    const envArgs = Object.entries({ HOME: '/', ...env, PATH: this.facts.path }).map(([k, v]) => `${k}=${v}`);
+    return wrapOuter('/usr/bin/unshare', [
+      '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', SETUP, 'setup', root, this.layer, cwd,
+      ...setpriv, '--', '/usr/bin/env', '-i', ...envArgs, command, ...args,
+    ]);
+  }
+}
+
+/**
+ * Run as root in the new mount namespace: $1 the new root, $2 the image's layer, $3 the working folder, then the
+ * command. The root is a tmpfs with this machine's top-level folders bound in; the layer's top-level files are bound
+ * onto empty files, its deeper folders laid over the host's read-only.
+ */
+const SETUP = `set -eu
+root=$1 layer=$2 cwd=$3
+shift 3
+mount -t tmpfs -o mode=0755 image-root "$root"
+for e in /*; do
+  n=\${e#/}
+  if [ -L "$e" ]; then ln -s "$(readlink "$e")" "$root/$n"
+  elif [ -d "$e" ]; then mkdir "$root/$n"; mount --rbind "$e" "$root/$n"
+  fi
+done
+for f in "$layer"/*; do
+  [ -e "$f" ] || continue
+  n=\${f#"$layer"/}
+  if [ -f "$f" ]; then
+    [ -L "$root/$n" ] && { echo "image path /$n is a symlink on this machine" >&2; exit 1; }
+    : > "$root/$n"; mount --bind "$f" "$root/$n"
+  fi
+done
+for d in $(cd "$layer" && find . -mindepth 2 -type f -exec dirname {} + | cut -c2- | sort -u); do
+  mkdir -p "$root$d"
+  mount -t overlay image-layer -o "lowerdir=$layer$d:$root$d" "$root$d"
+done
+exec /usr/sbin/chroot "$root" /bin/sh -c 'cd "$1"; shift; exec "$@"' sh "$cwd" "$@"
+`;
+
+/**
+ * Gives the container's uid access to a folder the test made as root, the way the kubelet prepares volumes for a pod
+ * with fsGroup: group-owned by fsGroup, folders group-writable with setgid, files group-readable (Secrets keep 0440).
+ * The folders above it become traversable.
+ */
+export function shareWithPod(dir: string, fsGroup: number): void {
+  openPath(dir);
+  execFileSync('chgrp', ['-R', String(fsGroup), dir]);
+  execFileSync('find', [dir, '-type', 'd', '-exec', 'chmod', 'g+rwxs', '{}', '+']);
+  execFileSync('find', [dir, '-type', 'f', '-exec', 'chmod', 'g+r', '{}', '+']);
+}
+
+/** A file as a Secret volume shows it to a pod with fsGroup: mode 0440, group fsGroup. */
+export function asSecretFile(file: string, fsGroup: number): void {
+  fs.chownSync(file, 0, fsGroup);
+  fs.chmodSync(file, 0o440);
+}
+
+/** Makes every folder from `/` down to `dir` traversable (mkdtemp makes them 0700). */
+function openPath(dir: string): void {
+  for (let d = path.resolve(dir); d !== path.dirname(d); d = path.dirname(d)) {
+    const mode = fs.statSync(d).mode;
+    if ((mode & 0o001) === 0) fs.chmodSync(d, (mode & 0o7777) | 0o011);
+  }
+}
