@@ -786,7 +786,10 @@ export function loadConfig(file: string | undefined): KudoConfig {
   const yaml: typeof JsYaml = require('js-yaml');
   let parsed: unknown;
   try {
-    parsed = yaml.load(text, { filename: file, schema: yaml.CORE_SCHEMA });
+    // YAML 1.2's core types ("no" stays a string), plus 1.1's merge key (<<), which configs use with anchors.
+    // js-yaml exports its merge type (types.merge); its type definitions do not declare it.
+    const { merge } = (yaml as unknown as { types: { merge: JsYaml.Type } }).types;
+    parsed = yaml.load(text, { filename: file, schema: yaml.CORE_SCHEMA.extend({ implicit: [merge] }) });
   } catch (e) {
     const err = e as JsYaml.YAMLException;
     const where = err.mark ? ` at line ${err.mark.line + 1}, column ${err.mark.column + 1}` : '';

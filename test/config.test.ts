@@ -49,6 +49,21 @@ describe('defaults', () => {
     expect(c.postgres.storage.size).toBe('50Gi');
     expect(c.postgres.resources.limits.memory).toBe('1Gi');
   });
+
+  test('YAML merge keys (<<) and anchors work, as in any YAML 1.1 config', () => {
+    const c = loadConfig(tempFile([
+      'synapse:',
+      '  resources: &res',
+      '    requests: { cpu: 100m, memory: 256Mi }',
+      '    limits: { cpu: "2", memory: 2Gi }',
+      '  workers:',
+      '    resources:',
+      '      <<: *res',
+      '      limits: { cpu: "1", memory: 1Gi }',
+      '',
+    ].join('\n')));
+    expect(c.synapse.workers.resources).toEqual({ requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '1', memory: '1Gi' } });
+  });
 });
 
 describe('rejected input names the key path', () => {
