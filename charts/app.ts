@@ -397,6 +397,7 @@ function networkPolicies(app: Construct, config: KudoConfig): void {
     },
     apiClients: [SECRET_GENERATOR.name, ADMIN_BOOTSTRAP.name],
     redis: config.redis.enabled,
+    wellKnown: config.wellKnown.enabled,
     workers: config.synapse.workers.enabled && config.redis.enabled ? {
       router: selectorLabels(SYNAPSE_ROUTER),
       allProcesses: ALL_SYNAPSE_PROCESSES,

@@ -26,6 +26,8 @@ export interface NetworkPoliciesProps extends ChartProps {
   readonly pods: Record<'redis' | 'synapse' | 'wellKnown' | 'backup' | 'bootstrap' | 'smoke', Record<string, string>>;
   /** app.kubernetes.io/name of the Jobs that call the Kubernetes API. */
   readonly apiClients: readonly string[];
+  /** Whether the well-known server runs. @default true */
+  readonly wellKnown?: boolean;
   /** Whether Redis runs. @default true */
   readonly redis?: boolean;
   /**
@@ -206,11 +208,14 @@ export class NetworkPoliciesChart extends Chart {
         });
       }
     }
-    policy('matrix-well-known', {
-      podSelector: pod('wellKnown'),
-      policyTypes: ['Ingress'],
-      ingress: [{ from: [fromPublic], ports: tcp(p.wellKnown) }],
-    });
+    const wellKnown = props.wellKnown ?? true;
+    if (wellKnown) {
+      policy('matrix-well-known', {
+        podSelector: pod('wellKnown'),
+        policyTypes: ['Ingress'],
+        ingress: [{ from: [fromPublic], ports: tcp(p.wellKnown) }],
+      });
+    }
     if (gp !== undefined) {
       const solvers = { matchLabels: { 'acme.cert-manager.io/http01-solver': 'true' } };
       policy('gateway-proxy', {
@@ -220,7 +225,7 @@ export class NetworkPoliciesChart extends Chart {
         ingress: [{ from: ANYWHERE, ports: tcp(...gp.listenerPorts, ...gp.listenerPorts.filter((x) => x < 1024).map((x) => x + 10000)) }],
         egress: [
           { to: [{ podSelector: synapseEntry }], ports: tcp(p.synapse) },
-          { to: [{ podSelector: pod('wellKnown') }], ports: tcp(p.wellKnown) },
+          ...(wellKnown ? [{ to: [{ podSelector: pod('wellKnown') }], ports: tcp(p.wellKnown) }] : []),
           { to: nodes ?? ANYWHERE, ports: tcp(gp.livekitPort) },
           { to: [{ podSelector: solvers }, { namespaceSelector: inNamespace(gp.mediaNamespace), podSelector: solvers }], ports: tcp(ACME_SOLVER_PORT) },
           ...(gp.controlPlane !== undefined ? [{ to: [{ namespaceSelector: inNamespace(gp.controlPlane.namespace) }], ports: tcp(...gp.controlPlane.ports) }] : []),

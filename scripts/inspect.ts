@@ -32,6 +32,8 @@ export interface Checklist {
   readonly healthChecks: { readonly what: string; readonly command: string }[];
   /** Secrets you create yourself (secrets.mode existing, the S3 credentials): namespace, name, keys. */
   readonly secretsToCreate: { readonly namespace: string; readonly secret: string; readonly keys: string[] }[];
+  /** Keys among those whose value has a format of its own (the signing key). */
+  readonly secretFormats: { readonly namespace: string; readonly secret: string; readonly key: string; readonly format: string }[];
   /**
    * The delegation documents, when the server name is not the Matrix host: served by
    * the stack, or (a server name that is already a website) published from that site.
@@ -136,9 +138,15 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
 
   const externalIp: string[] = [];
   if (livekit) {
-    externalIp.push(lkConfig.rtc?.use_external_ip
-      ? 'LiveKit nodes learn their public IP over STUN (use_external_ip): allow them outbound UDP to the STUN servers, and give each a 1:1 public address.'
-      : "LiveKit nodes advertise the node's own IP (NODE_IP from status.hostIP): it must be reachable from clients.");
+    const rtc = config.livekit.rtc;
+    externalIp.push(rtc.publicIp !== undefined
+      ? `LiveKit advertises ${rtc.publicIp} (livekit.rtc.publicIp) on every node: only right for a single node or a shared address.`
+      : rtc.nodeAddress === 'stun' || lkConfig.rtc?.use_external_ip
+        ? 'LiveKit nodes learn their public IP over STUN (use_external_ip): allow them outbound UDP to the STUN servers, and give each a 1:1 public address.'
+        : rtc.nodeAddress === 'host-ip'
+          ? "LiveKit nodes advertise the node's own IP (status.hostIP, livekit.rtc.nodeAddress host-ip): it must be reachable from clients."
+          : 'LiveKit nodes advertise their node\'s ExternalIP, read from the Kubernetes API at start (livekit.rtc.nodeAddress node-external-ip): '
+            + 'check `kubectl get nodes -o wide` shows one for every LiveKit node, reachable from clients (else set livekit.rtc.publicIp)');
   }
   if (coturn) {
     externalIp.push(config.coturn.publicIp !== undefined
@@ -168,7 +176,7 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
   healthChecks.push({ what: 'everything, from inside the cluster', command: 'npm run smoke -- --context YOUR_CONTEXT' });
   return {
     prerequisites: prerequisites(config, ms), dns, certificates, firewall, externalIp, healthChecks,
-    secretsToCreate: secretsToCreate(config), wellKnownDocuments: delegationDocuments(config),
+    secretsToCreate: secretsToCreate(config), secretFormats: secretFormats(config), wellKnownDocuments: delegationDocuments(config),
   };
 }
 
@@ -310,6 +318,16 @@ function secretsToCreate(config: KudoConfig): Checklist['secretsToCreate'] {
   }).sort((a, b) => cmp(a.namespace, b.namespace) || cmp(a.secret, b.secret));
 }
 
+/** What Synapse reads from its signing key file (synapse/config/key.py, read_signing_keys): one key per line. */
+const SIGNING_KEY_FORMAT = 'one line "ed25519 a_XXXX <base64 seed>", Synapse\'s signing key file '
+  + '(an old server\'s keeps its identity: --from-file=signing.key=OLD.signing.key)';
+
+function secretFormats(config: KudoConfig): Checklist['secretFormats'] {
+  if (config.secrets.mode !== 'existing') return [];
+  return secretPlan(config.secrets.refs, config.namespaces, secretFeatures(config)).filter((v) => v.name === 'signingKey')
+    .flatMap((v) => v.destinations.map((d) => ({ namespace: d.namespace, secret: d.secret, key: d.key, format: SIGNING_KEY_FORMAT })));
+}
+
 function delegationDocuments(config: KudoConfig): Checklist['wellKnownDocuments'] {
   if (config.serverName === config.hosts.matrix) return [];
   const docs = wellKnownDocuments(config.hosts.matrix);
@@ -338,6 +356,8 @@ export function formatText(c: Checklist): string {
   if (c.secretsToCreate.length > 0) {
     out.push('', 'Secrets to create yourself (nothing generates these)');
     for (const s of c.secretsToCreate) out.push(`  kubectl -n ${s.namespace} create secret generic ${s.secret} ${s.keys.map((k) => `--from-literal=${k}=...`).join(' ')}`);
+    if (c.secretFormats.length > 0) out.push('  Formats:');
+    for (const f of c.secretFormats) out.push(`  ${f.namespace}/${f.secret} ${f.key}: ${f.format}`);
   }
   if (c.wellKnownDocuments.length > 0) {
     out.push('', 'Delegation: the server name must answer these (the stack serves them when wellKnown.enabled).',

@@ -65,6 +65,17 @@ describe('production checklist', () => {
     expect(checklist(mux, renderedManifests(mux)).prerequisites.join('\n')).toContain('LiveKit and TURN nodes: UDP 10000-12399 lie below');
   });
 
+  test('external IP: what LiveKit advertises is what livekit.rtc.nodeAddress renders', () => {
+    const lk = (c: object) => { const k = config(c); return checklist(k, renderedManifests(k)).externalIp[0]; };
+    // The default reads each node's ExternalIP from the API: not status.hostIP.
+    expect(list.externalIp[0]).toBe('LiveKit nodes advertise their node\'s ExternalIP, read from the Kubernetes API at start (livekit.rtc.nodeAddress node-external-ip): '
+      + 'check `kubectl get nodes -o wide` shows one for every LiveKit node, reachable from clients (else set livekit.rtc.publicIp)');
+    expect(list.externalIp.join('\n')).not.toContain('status.hostIP');
+    expect(lk({ livekit: { rtc: { nodeAddress: 'host-ip' } } })).toBe("LiveKit nodes advertise the node's own IP (status.hostIP, livekit.rtc.nodeAddress host-ip): it must be reachable from clients.");
+    expect(lk({ livekit: { rtc: { publicIp: '203.0.113.7' } } })).toBe('LiveKit advertises 203.0.113.7 (livekit.rtc.publicIp) on every node: only right for a single node or a shared address.');
+    expect(lk({ livekit: { rtc: { nodeAddress: 'stun', stunServers: ['stun.example.org:3478'] } } })).toContain('over STUN');
+  });
+
   test('external IP and health checks name the real hosts', () => {
     expect(list.externalIp.join('\n')).toContain('kubectl get nodes -l kudo/turn=true -o wide');
     const commands = list.healthChecks.map((h) => h.command);
@@ -156,6 +167,13 @@ describe('production checklist', () => {
       { namespace: 'kudo-media', secret: 'kudo-turn', keys: ['shared_secret'] },
     ]);
     expect(formatText(l)).toContain('kubectl -n kudo create secret generic vault-db --from-literal=pw=...');
+    // The signing key's format is Synapse's signing key file: one line, algorithm, key id, unpadded base64 seed.
+    expect(l.secretFormats).toEqual([{
+      namespace: 'kudo', secret: 'kudo-synapse', key: 'signing.key',
+      format: 'one line "ed25519 a_XXXX <base64 seed>", Synapse\'s signing key file (an old server\'s keeps its identity: --from-file=signing.key=OLD.signing.key)',
+    }]);
+    expect(formatText(l)).toContain('  kudo/kudo-synapse signing.key: one line "ed25519 a_XXXX <base64 seed>"');
+    expect(list.secretFormats).toEqual([]);
     expect(list.secretsToCreate).toEqual([]);
   });
 

@@ -159,6 +159,12 @@ test('every pod of the stack namespace is selected by some allowing policy', () 
   for (const name of new Set(stackPods)) expect(selected).toContain(name);
 });
 
+test('no well-known policy (nor a route to it from the Gateway\'s proxies) when the well-known server is off', () => {
+  expect(manifests(config({ wellKnown: { enabled: false } })).map((m) => m.metadata.name)).not.toContain('matrix-well-known');
+  const gw = policy(manifests(config({ wellKnown: { enabled: false }, routing: 'gateway-api', gatewayApi: { gatewayClassName: 'istio' } })), 'gateway-proxy');
+  expect(gw.spec.egress.map((r: any) => names(r.to)[0])).not.toContain('matrix-well-known');
+});
+
 test('can be switched off', () => {
   expect(() => synthChart('06-network-policies', config({ networkPolicies: { enabled: false } }))).toThrow('no chart');
 });
