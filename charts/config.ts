@@ -9,7 +9,6 @@
 import * as fs from 'fs';
 import type * as JsYaml from 'js-yaml';
 import type { z } from 'zod';
-import { checkWithPlan, compilePlan, Plan } from './config-plan';
 import { INGRESS_CONTROLLER, INGRESS_CONTROLLERS, IngressController } from './ingress-controllers';
 import { cronProblem, isLabelValue, isObjectName, isQualifiedName } from './k8s-names';
 import { withImagesFrom } from './pods';
@@ -32,9 +31,7 @@ interface Problems {
 
 /**
  * The schema's checks beyond types, bounds and patterns, as named functions
- * outside the schema: zod runs them (refine takes the predicates, superRefine
- * the reporters), and so does the bundle's precompiled plan (config-plan.ts),
- * which calls them by these names.
+ * outside the schema: refine takes the predicates, superRefine the reporters.
  */
 const REFINEMENTS = {
   dnsName: (v: string) => v.length <= 253 && v.split('.').length >= 2 && v.split('.').every((l) => DNS_LABEL.test(l)),
@@ -88,14 +85,12 @@ const REFINEMENTS = {
 };
 type RefinementName = keyof typeof REFINEMENTS;
 
-/** The name of each superRefine check (zod keeps its function in a closure): see reported() in makeSchema. */
-const reporterNames = new WeakMap<object, RefinementName>();
-
 /**
- * The schema, built on first use: zod is loaded only when a config has to be
- * checked and the bundle's plan cannot (the embedded defaults are resolved
- * and the plan compiled when the bundle is built; see defaultConfig() and
- * resolveConfig()).
+ * The schema, built on first use: zod is loaded only when a config file has
+ * to be checked (the embedded defaults are resolved when the bundle is built;
+ * see defaultConfig()). A precompiled plan of this schema once spared a
+ * config file's render loading zod; it saved 20-76 ms a render and was a
+ * second validator to keep equal to this one, so it went (issue 29).
  */
 function makeSchema() {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -103,12 +98,8 @@ function makeSchema() {
   // The schema is used once per run: compiling it to a fast parser costs more than it saves.
   z.config({ jitless: true });
 
-  /** `schema.superRefine(REFINEMENTS[name])`, with the check named for the plan. */
-  const reported = <S extends z.ZodType>(schema: S, name: RefinementName): S => {
-    const check = z.superRefine(REFINEMENTS[name] as never);
-    reporterNames.set(check, name);
-    return schema.check(check) as S;
-  };
+  /** `schema.superRefine(REFINEMENTS[name])`. */
+  const reported = <S extends z.ZodType>(schema: S, name: RefinementName): S => schema.check(z.superRefine(REFINEMENTS[name] as never)) as S;
 
   const dnsName = z.string().refine(REFINEMENTS.dnsName, {
     message: 'must be a lowercase DNS name such as "chat.example.com" (labels of a-z, 0-9 and inner "-", at least two labels)',
@@ -719,9 +710,7 @@ export function resolveConfig(input: unknown, source = 'config'): KudoConfig {
   // The profile supplies defaults underneath the user's keys; the schema checks the profile value itself.
   const profile = (input as Record<string, unknown>).profile;
   const withProfile = profile === 'production' ? deepMerge(PRODUCTION_PROFILE, input as Record<string, unknown>) : input;
-  // The bundle's plan accepts what zod accepts, without loading zod; zod decides the rest, and words its refusals.
-  const planned = typeof __KUDO_CONFIG_PLAN__ !== 'undefined' ? checkConfigWithPlan(__KUDO_CONFIG_PLAN__, withProfile) : undefined;
-  const result = planned !== undefined ? { success: true as const, data: planned.value as RawConfig } : configSchema().safeParse(withProfile);
+  const result = configSchema().safeParse(withProfile);
   if (!result.success) {
     const lines = result.error.issues.map((issue) => formatIssue(issue, input));
     throw new ConfigError(`${source} is invalid:\n${lines.map((l) => `  - ${l}`).join('\n')}`);
@@ -752,20 +741,6 @@ export function resolveConfig(input: unknown, source = 'config'): KudoConfig {
 
 /** Set by scripts/build.mjs to the resolved defaults, so rendering them needs no schema at run time. */
 declare const __KUDO_DEFAULT_CONFIG__: KudoConfig | undefined;
-/** Set by scripts/build.mjs to configPlan(), so checking a valid config needs no zod at run time. */
-declare const __KUDO_CONFIG_PLAN__: Plan | undefined;
-
-/** The schema as data, for the bundle (see config-plan.ts). */
-export function configPlan(): Plan {
-  const named = new Map<unknown, RefinementName>(Object.entries(REFINEMENTS).map(([name, fn]) => [fn, name as RefinementName]));
-  return compilePlan(configSchema(), (check) => reporterNames.get(check) ?? named.get((check as { _zod: { def: { fn?: unknown } } })._zod.def.fn));
-}
-
-/** What zod's safeParse(input).data would be, when the plan can tell it is valid; undefined otherwise. */
-export function checkConfigWithPlan(plan: Plan, input: unknown): { value: unknown } | undefined {
-  return checkWithPlan(plan, input, REFINEMENTS);
-}
-
 /** The embedded defaults, resolved (at build time in the bundle, else now). */
 export function defaultConfig(): KudoConfig {
   return typeof __KUDO_DEFAULT_CONFIG__ !== 'undefined' ? __KUDO_DEFAULT_CONFIG__ : resolveConfig({}, 'embedded defaults');

@@ -11,8 +11,8 @@ import { fileURLToPath } from 'url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 export const BUNDLE = path.join(root, '.build', 'main.js');
-// zod is loaded only to word why a config is refused (a valid one is checked by the plan compiled into the
-// bundle, charts/config-plan.ts): it is bundled on its own, so rendering does not compile its megabyte.
+// zod is loaded only to check a config file: it is bundled on its own, so a render of the embedded
+// defaults does not compile its megabyte.
 const ZOD = path.join(root, '.build', 'zod.js');
 const zodApart = { name: 'zod-apart', setup: (b) => b.onResolve({ filter: /^zod$/ }, () => ({ path: './zod.js', external: true })) };
 // This file too: the bundle is what it makes of the sources.
@@ -40,7 +40,6 @@ export async function ensureBundle() {
   await build({ ...common, entryPoints: ['charts/config.ts'], outfile: probe });
   const config = createRequire(import.meta.url)(probe);
   const defaults = config.resolveConfig({}, 'embedded defaults');
-  const plan = config.configPlan();
   fs.rmSync(probe);
   await build({
     ...common,
@@ -48,7 +47,7 @@ export async function ensureBundle() {
     outdir: path.dirname(BUNDLE),
     external: ['cdk8s', 'cdk8s-plus-28', 'constructs'],
     plugins: [zodApart],
-    define: { __KUDO_DEFAULT_CONFIG__: JSON.stringify(defaults), __KUDO_CONFIG_PLAN__: JSON.stringify(plan) },
+    define: { __KUDO_DEFAULT_CONFIG__: JSON.stringify(defaults) },
     // Every render compiles the bundle: without blanks and comments that is a quarter less text for V8 to
     // scan (about 10 ms a render). Names are kept; `node --enable-source-maps` maps stack traces to the sources.
     minifyWhitespace: true,

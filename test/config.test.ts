@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { ConfigError, loadConfig, resolveConfig } from '../charts/config';
+import { ConfigError, configSchema, loadConfig, resolveConfig } from '../charts/config';
 import { CRON_CASES } from './cron.cases';
 
 function tempFile(content: string): string {
@@ -245,5 +245,103 @@ describe('host port ranges: sized from the quotas, clear of the kernel\'s epheme
       'livekit.rtc.portRangeStart-portRangeEnd 50000-50100 has 101 ports, fewer than the 120 that livekit.participantsPerNode (60) needs');
     expect(rejection({ livekit: { participantsPerNode: 5000 } })).toContain('livekit.participantsPerNode (5000)');
     expect(resolveConfig({ livekit: { participantsPerNode: 5000, rtc: { udpPort: 7882 } } }).livekit.rtc.udpPort).toBe(7882);
+  });
+});
+
+describe('every numeric bound of the schema, at its edges (the validator the render uses: there is no other)', () => {
+  const SAFE = Number.MAX_SAFE_INTEGER;
+  // [key path, lowest, highest]; "*" stands for every scheduling section, "0" for an array's first element.
+  const BOUNDS: [string, number, number][] = [
+    ['gatewayApi.controlPlane.ports.0', 1, 65535],
+    ['postgres.maxConnections', 10, 10000],
+    ['postgres.cloudnativePg.instances', 1, 9],
+    ['postgres.cloudnativePg.backup.archiveTimeoutSeconds', 10, 3600],
+    ['postgres.external.port', 1, 65535],
+    ['synapse.databasePool.min', 1, SAFE],
+    ['synapse.databasePool.max', 1, SAFE],
+    ['synapse.workers.replicas.clientReader', 0, 50],
+    ['synapse.workers.replicas.synchrotron', 0, 50],
+    ['synapse.workers.replicas.initialSynchrotron', 0, 50],
+    ['synapse.workers.replicas.federationInbound', 0, 50],
+    ['synapse.workers.replicas.federationReader', 0, 50],
+    ['synapse.workers.replicas.federationSender', 0, 50],
+    // At most one of these may run: a cross-check says so, with its own message (see 'refused' in synapse-workers.test.ts).
+    ['synapse.workers.replicas.mediaRepository', 0, SAFE],
+    ['synapse.workers.replicas.eventPersister', 0, 50],
+    ['synapse.workers.replicas.eventCreator', 0, 50],
+    ['synapse.workers.replicas.streamWriter', 0, SAFE],
+    ['synapse.workers.replicas.background', 0, SAFE],
+    ['synapse.workers.databasePool.min', 1, SAFE],
+    ['synapse.workers.databasePool.max', 1, SAFE],
+    ['synapse.workers.routerReplicas', 1, 20],
+    ['livekit.replicas', 1, 100],
+    ['livekit.participantsPerNode', 1, 30000],
+    ['livekit.rtc.tcpPort', 1, 65535],
+    ['livekit.rtc.udpPort', 1, 65535],
+    ['livekit.rtc.portRangeStart', 1, 65535],
+    ['livekit.rtc.portRangeEnd', 1, 65535],
+    ['coturn.relayPorts.min', 1, 65535],
+    ['coturn.relayPorts.max', 1, 65535],
+    ['coturn.userQuota', 0, SAFE],
+    ['coturn.totalQuota', 0, SAFE],
+    ['coturn.credentialTtlSeconds', 60, 86400],
+    ['backup.retention.daily', 1, 366],
+    ['backup.retention.weekly', 0, 520],
+    ['backup.retention.monthly', 0, 240],
+    ['scheduling.*.tolerations.0.tolerationSeconds', -SAFE, SAFE],
+    ['scheduling.*.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution.0.weight', 1, 100],
+    ['scheduling.*.topologySpreadConstraints.0.maxSkew', 1, SAFE],
+    ['scheduling.*.topologySpreadConstraints.0.minDomains', 1, SAFE],
+  ];
+
+  /** Every number in the schema with its bounds, found by walking it (zod's public def, minValue, maxValue). */
+  function numbers(s: any, at: string, out: Map<string, [number, number]>) {
+    const def = s.def;
+    const key = (k: string) => (at === '' ? k : `${at}.${k}`);
+    if (def.type === 'object') for (const [k, v] of Object.entries(s.shape)) numbers(v, /^scheduling\.[^.]+$/.test(key(k)) ? 'scheduling.*' : key(k), out);
+    else if (['optional', 'default', 'prefault', 'nullable'].includes(def.type)) numbers(def.innerType, at, out);
+    else if (def.type === 'array') numbers(def.element, key('0'), out);
+    else if (def.type === 'record') numbers(def.valueType, key('*'), out);
+    else if (def.type === 'union') for (const o of def.options) numbers(o, at, out);
+    else if (def.type === 'number') out.set(at, [s.minValue, s.maxValue]);
+  }
+
+  test('the schema has exactly these bounds: one added, dropped or moved shows here', () => {
+    const found = new Map<string, [number, number]>();
+    numbers(configSchema(), '', found);
+    expect([...found].sort()).toEqual(BOUNDS.map(([p, lo, hi]) => [p, [lo, hi]]).sort());
+  });
+
+  /** A config with `value` at `keyPath` and what the element around it needs. */
+  function withValue(keyPath: string, value: number): object {
+    const surroundings: Record<string, object> = {
+      'gatewayApi.controlPlane.ports.0': { gatewayApi: { controlPlane: { namespace: 'istio-system', ports: [value] } } },
+      'postgres.external.port': { postgres: { mode: 'external', external: { host: 'db.example.com', port: value } } },
+      'scheduling.*.tolerations.0.tolerationSeconds': { scheduling: { coturn: { tolerations: [{ key: 'a', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: value }] } } },
+      'scheduling.*.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution.0.weight': {
+        scheduling: { livekit: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: value, preference: { matchExpressions: [{ key: 'a', operator: 'Exists' }] } }] } } },
+      },
+      'scheduling.*.topologySpreadConstraints.0.maxSkew': { scheduling: { all: { topologySpreadConstraints: [{ maxSkew: value, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway' }] } } },
+      'scheduling.*.topologySpreadConstraints.0.minDomains': {
+        scheduling: { redis: { topologySpreadConstraints: [{ maxSkew: 1, minDomains: value, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'DoNotSchedule' }] } },
+      },
+    };
+    if (surroundings[keyPath]) return surroundings[keyPath];
+    return keyPath.split('.').reduceRight<unknown>((inner, k) => ({ [k]: inner }), value) as object;
+  }
+  const shown = (p: string) => p.replace('*', /tolerations/.test(p) ? 'coturn' : /weight/.test(p) ? 'livekit' : /minDomains/.test(p) ? 'redis' : 'all');
+
+  // Values within the bounds that a refinement refuses, with its message.
+  const REFINED: Record<string, [number, string]> = { 'coturn.totalQuota': [0, 'coturn.totalQuota: 0 means no limit, which no relay range can serve'] };
+
+  test.each(BOUNDS)('%s: %d and %d accepted, one beyond each refused with the key path', (keyPath, lo, hi) => {
+    const refined = REFINED[keyPath];
+    if (refined) expect(() => resolveConfig(withValue(keyPath, refined[0]))).toThrow(refined[1]);
+    for (const v of [lo === refined?.[0] ? lo + 1 : lo, hi]) {
+      expect([keyPath, v, configSchema().safeParse(withValue(keyPath, v)).error?.issues]).toEqual([keyPath, v, undefined]);
+    }
+    // One beyond: an unbounded integer's neighbour is no longer a safe integer, and is refused as such.
+    expect(() => resolveConfig(withValue(keyPath, hi + 1))).toThrow(`${shown(keyPath)}: Too big: expected`);
+    expect(() => resolveConfig(withValue(keyPath, lo - 1))).toThrow(`${shown(keyPath)}: Too small: expected`);
   });
 });
