@@ -42,6 +42,10 @@ test('the database is initialised UTF8 with C collation and ctype, owned by a ro
   const script = find(ms, 'ConfigMap', 'postgres-init').data['10-synapse.sh'];
   expect(script).toContain("LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
   expect(script).toContain("PASSWORD :'pw'");
+  // The password never reaches psql's command line (/proc/<pid>/cmdline is readable by every process of the user):
+  // psql reads the file itself, through a backquoted \set.
+  expect(script).not.toMatch(/-v pw=|\$\(cat/);
+  expect(script).toContain('\\set pw `cat "$SYNAPSE_DB_PASSWORD_FILE"`');
   const init = podSpec(sts).volumes.find((v: any) => v.name === 'init');
   expect(init.configMap).toEqual({ name: 'postgres-init', defaultMode: 0o555 });
   expect(container(sts, 'postgres').volumeMounts).toContainEqual({ name: 'init', mountPath: '/docker-entrypoint-initdb.d', readOnly: true });

@@ -2,11 +2,14 @@
 # Run once by the postgres image's entrypoint, on a new data directory, as
 # the superuser through the local socket. Synapse gets a role of its own,
 # not the superuser, owning a database with the C collation and ctype that
-# Synapse insists on. The password is passed as a psql variable, which psql
-# quotes, so no character in it can change the statement.
+# Synapse insists on. The password is a psql variable, which psql quotes, so
+# no character in it can change the statement; psql reads it from the file
+# itself (a backquoted \set), so it is never on a command line, where every
+# process of the user could read it in /proc.
 set -euo pipefail
 psql --no-psqlrc -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
-  -v role="$SYNAPSE_DB_USER" -v db="$SYNAPSE_DB_NAME" -v pw="$(cat "$SYNAPSE_DB_PASSWORD_FILE")" <<'SQL'
+  -v role="$SYNAPSE_DB_USER" -v db="$SYNAPSE_DB_NAME" <<'SQL'
+\set pw `cat "$SYNAPSE_DB_PASSWORD_FILE"`
 CREATE ROLE :"role" LOGIN PASSWORD :'pw';
 CREATE DATABASE :"db" OWNER :"role" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
 -- Read access to the statistics views, for the metrics exporter.
