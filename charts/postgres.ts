@@ -62,7 +62,8 @@ export function postgresSettings(memoryLimit: string, maxConnections: number): R
     // Synapse writes many small transactions; spread checkpoints out.
     checkpoint_completion_target: '0.9',
     wal_compression: 'on',
-    log_min_duration_statement: '1000',
+    // No log_min_duration_statement: Synapse's driver (psycopg2) puts values into the SQL text it sends,
+    // so a logged slow statement would carry access tokens and passwords. Slow queries show in Synapse's metrics.
   };
 }
 

@@ -1,5 +1,5 @@
 import { postgresSettings } from '../charts/postgres';
-import { config, container, find, podSpec, synthChart } from './util';
+import { config, container, find, podSpec, synthAll, synthChart } from './util';
 
 const manifests = () => synthChart('10-postgres');
 
@@ -92,4 +92,13 @@ test('runs as a uid above 10000 with a read-only root and restricted context', (
   expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
   expect(c.volumeMounts.map((m: any) => m.mountPath)).toEqual(expect.arrayContaining(['/var/run/postgresql', '/tmp']));
   expect(podSpec(sts).automountServiceAccountToken).toBe(false);
+});
+
+test('no statement text in the server log: Synapse\'s driver inlines values (access tokens) into the SQL it sends', () => {
+  // psycopg2 interpolates parameters client-side, so a logged slow statement would carry them.
+  for (const c of [config(), config({ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false } } } })]) {
+    const text = JSON.stringify(synthAll(c).filter((m) => ['ConfigMap', 'StatefulSet', 'Cluster'].includes(m.kind)));
+    expect(text).not.toContain('log_min_duration_statement');
+    expect(text).not.toContain('log_statement');
+  }
 });
