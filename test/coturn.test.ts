@@ -17,12 +17,31 @@ test('a host-network DaemonSet on nodes labelled for TURN', () => {
   expect(ds.metadata.namespace).toBe('kudo-media');
 });
 
-test('turnserver.conf: ports, realm, REST auth, hardening', () => {
+test('turnserver.conf: every option, in order (ports, realm, REST auth, hardening, metrics)', () => {
   const o = options(conf(manifests()));
-  expect(o).toEqual(expect.arrayContaining([
-    'listening-port=3478', 'tls-listening-port=5349', 'min-port=10000', 'max-port=12399', 'realm=turn.example.com',
-    'use-auth-secret', 'no-multicast-peers', 'no-tcp-relay', 'user-quota=12', 'total-quota=1200', 'prometheus',
-  ]));
+  // The whole set, so that an option dropped or added shows: the peer ranges are IANA's special-purpose registries'.
+  expect(o).toEqual([
+    'log-file=stdout',
+    'listening-port=3478', 'tls-listening-port=5349', 'min-port=10000', 'max-port=12399',
+    'realm=turn.example.com', 'server-name=turn.example.com',
+    'use-auth-secret', 'fingerprint',
+    'no-tcp-relay', 'no-multicast-peers',
+    'denied-peer-ip=0.0.0.0-0.255.255.255', 'denied-peer-ip=10.0.0.0-10.255.255.255', 'denied-peer-ip=100.64.0.0-100.127.255.255',
+    'denied-peer-ip=127.0.0.0-127.255.255.255', 'denied-peer-ip=169.254.0.0-169.254.255.255', 'denied-peer-ip=172.16.0.0-172.31.255.255',
+    'denied-peer-ip=192.0.0.0-192.0.0.255', 'denied-peer-ip=192.0.2.0-192.0.2.255', 'denied-peer-ip=192.88.99.0-192.88.99.255',
+    'denied-peer-ip=192.168.0.0-192.168.255.255', 'denied-peer-ip=198.18.0.0-198.19.255.255', 'denied-peer-ip=198.51.100.0-198.51.100.255',
+    'denied-peer-ip=203.0.113.0-203.0.113.255', 'denied-peer-ip=224.0.0.0-239.255.255.255', 'denied-peer-ip=240.0.0.0-255.255.255.255',
+    'denied-peer-ip=::1', 'denied-peer-ip=::ffff:0:0-::ffff:ffff:ffff', 'denied-peer-ip=64:ff9b::-64:ff9b::ffff:ffff',
+    'denied-peer-ip=100::-100::ffff:ffff:ffff:ffff', 'denied-peer-ip=2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff',
+    'denied-peer-ip=2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 'denied-peer-ip=fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+    'denied-peer-ip=fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+    'user-quota=12', 'total-quota=1200',
+    'stale-nonce=600',
+    'no-rfc5780',
+    'pidfile=/run/coturn/turnserver.pid',
+    'userdb=/run/coturn/turndb',
+    'prometheus', 'prometheus-port=9641',
+  ]);
   // The certificate is start.sh's to add, once it exists.
   expect(o.filter((l) => /^(cert|pkey)=/.test(l))).toEqual([]);
 });
