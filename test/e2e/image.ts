@@ -16,7 +16,7 @@
  * test test/image-contract.test.ts checks every command against the image's own list), seccomp, and cgroup limits
  * (the capacity benchmark applies those). Needs root, as the pod networks do.
  */
-import { execFileSync } from 'child_process';
+import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
@@ -85,6 +85,10 @@ export class ImageSandbox {
       fs.mkdirSync(path.dirname(copy), { recursive: true });
       fs.copyFileSync(hostFile, copy);
       fs.chmodSync(copy, 0o755);
+      // A build that finds its libraries relative to itself ($ORIGIN) finds them where it was installed, not at the image path.
+      // (A static build has no dynamic section, and patchelf says so.)
+      const runpath = spawnSync('patchelf', ['--print-rpath', copy], { encoding: 'utf8' }).stdout?.trim() ?? '';
+      if (runpath.includes('$ORIGIN')) execFileSync('patchelf', ['--set-rpath', runpath.split('$ORIGIN').join(path.dirname(hostFile)), copy]);
       const caps = facts.file_capabilities?.[imagePath];
       if (caps?.length) execFileSync('setcap', [`${caps.join(',')}+ep`, copy]);
       // Builds from Debian's packages load their libraries from beside them, under this machine's cache.

@@ -6,9 +6,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { KudoConfig } from '../../charts/config';
 import {
-  configMapFile, container, find, freePort, hostPath, Manifest, mountDirs, PodNetwork, Program, programs, replaceLine, rewriteScriptPaths,
+  configMapFile, container, find, freePort, hostPath, Manifest, mountDirs, PodNetwork, podSpec, Program, programs, replaceLine, rewriteScriptPaths,
   secretVolumeFiles, tcpOpen, tempDir, writeSecretFiles,
 } from './harness';
+import { ImageSandbox, shareWithPod } from './image';
 
 const LOOPBACK = '127.0.0.1';
 
@@ -45,13 +46,11 @@ export async function startRedis(manifests: Manifest[], config: KudoConfig, secr
   if (c.command[0] !== 'sh' || c.command[1] !== '-c') throw new Error(`unexpected Redis command ${JSON.stringify(c.command)}`);
   // LOOPBACK_REWRITES.paths: the Secret, run and config mounts.
   const script = rewriteScriptPaths(c.command[2], mounts, ['/secrets/password', '/run/redis/auth.conf', '/etc/redis/redis.conf']);
-  const [command, args] = network ? network.wrap('sh', ['-c', script]) : ['sh', ['-c', script]];
-  const program = new Program(network ? 'redis-node' : 'redis', command, args, {
-    logDir: dir,
-    cwd: dir,
-    // `redis-server` in the script is the one under test.
-    env: { PATH: `${path.dirname(programs().redisServer)}:${process.env.PATH}` },
-  });
+  // In its image as the pod's user: `redis-server` in the script is the build under test, where the image has it.
+  shareWithPod(path.join(dir, 'vol'), podSpec(sts).securityContext.fsGroup);
+  const sandbox = new ImageSandbox(sts, 'redis', { '/usr/local/bin/redis-server': programs().redisServer });
+  const [command, args] = sandbox.wrap('sh', ['-c', script], {}, dir, network ? (cmd, a) => network.wrap(cmd, a) : undefined);
+  const program = new Program(network ? 'redis-node' : 'redis', command, args, { logDir: dir, cwd: dir, env: { PATH: process.env.PATH } });
   await program.waitFor('TCP port', () => tcpOpen(port, host), 30_000);
   return { program, port, password: passwordFiles.password, mounts };
 }

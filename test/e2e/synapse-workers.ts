@@ -18,6 +18,7 @@ import { WORKER_TYPES, WorkerTypeName } from '../../charts/synapse-workers';
 import {
   configMapFile, container, find, freePort, Manifest, podSpec, Program, programs, rewritePaths, secretVolumeFiles, tcpOpen, tempDir, writeSecretFiles,
 } from './harness';
+import { ImageSandbox, shareWithPod } from './image';
 import type { RunningPostgres } from './postgres';
 
 const LOOPBACK = '127.0.0.1';
@@ -229,8 +230,11 @@ export async function startRouter(ms: Manifest[], cfg: string, processes: readon
   fs.mkdirSync(cfgDir);
   const mountPath = c.volumeMounts.find((m: any) => m.name === 'config').mountPath;
   fs.writeFileSync(path.join(cfgDir, 'haproxy.cfg'), lines.join('\n'));
-  const [, ...args] = (c.command as string[]).map((a) => rewritePaths(a, { [mountPath]: cfgDir })); // paths
-  const program = new Program(name, programs().haproxy, args, { logDir: dir });
+  const [command, ...args] = (c.command as string[]).map((a) => rewritePaths(a, { [mountPath]: cfgDir })); // paths
+  // In its image as the pod's user: `haproxy` is the build under test, where the image has it.
+  shareWithPod(dir, podSpec(deploy).securityContext.fsGroup);
+  const sandbox = new ImageSandbox(deploy, 'haproxy', { '/usr/local/sbin/haproxy': programs().haproxy });
+  const program = new Program(name, ...sandbox.wrap(command, args, {}, dir), { logDir: dir, env: { PATH: process.env.PATH } });
   await program.waitFor('/health on the status port', async () => (await fetch(`http://${LOOPBACK}:${statusPort}/health`)).status === 200, 30_000);
   const logLine = / synapse (\S+)\/(\S+) \S+ (\d{3}) .*"(\S+) (\S+) HTTP\/1\.1"\s*$/;
   const requests = () => program.output().split('\n').map((l) => logLine.exec(l)).filter((m): m is RegExpExecArray => m !== null)
