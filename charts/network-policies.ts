@@ -84,6 +84,12 @@ export type DatabasePeers =
 const inNamespace = (ns: string): k8s.LabelSelector => ({ matchLabels: { 'kubernetes.io/metadata.name': ns } });
 const tcp = (...ports: number[]): k8s.NetworkPolicyPort[] => ports.map((p) => ({ protocol: 'TCP', port: k8s.IntOrString.fromNumber(p) }));
 const ANYWHERE: k8s.NetworkPolicyPeer[] = [{ ipBlock: { cidr: '0.0.0.0/0' } }, { ipBlock: { cidr: '::/0' } }];
+/** The cloud metadata service (AWS, GCP, Azure, OpenStack; AWS's IPv6 one): credentials of the node's role, never a destination of ours. */
+const METADATA = { v4: '169.254.169.254/32', v6: 'fd00:ec2::254/128' };
+/** Any address but the metadata service's, and but `also` (IPv4 ranges of the cluster's own). */
+const outside = (also: readonly string[] = []): k8s.NetworkPolicyPeer[] => [
+  { ipBlock: { cidr: '0.0.0.0/0', except: [METADATA.v4, ...also] } }, { ipBlock: { cidr: '::/0', except: [METADATA.v6] } },
+];
 
 /**
  * Default-deny for the stack namespace, then only the flows the stack needs.
@@ -104,6 +110,9 @@ export class NetworkPoliciesChart extends Chart {
     const fromPublic: k8s.NetworkPolicyPeer = gp !== undefined
       ? { podSelector: { matchLabels: gp.labels } } : { namespaceSelector: inNamespace(props.publicTrafficNamespace) };
     const nodes = props.nodeCidrs?.length ? props.nodeCidrs.map((cidr) => ({ ipBlock: { cidr } })) : undefined;
+    const OUTSIDE = outside();
+    // Other homeservers and push gateways are never the cluster's own nodes.
+    const federation = outside(props.nodeCidrs ?? []);
     const fromApp: k8s.NetworkPolicyPeer = { namespaceSelector: inNamespace(props.appNamespace) };
 
     policy('default-deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] });
@@ -121,7 +130,7 @@ export class NetworkPoliciesChart extends Chart {
     const db = props.database;
     // Where the database's clients may connect.
     const toDatabase: k8s.NetworkPolicyEgressRule = db.mode === 'external'
-      ? { to: ANYWHERE, ports: tcp(db.port) }
+      ? { to: OUTSIDE, ports: tcp(db.port) }
       : { to: [{ podSelector: { matchLabels: db.pods } }], ports: tcp(db.port) };
     if (db.mode !== 'external') {
       const clientsOfDb = [{ podSelector: synapseProcesses }, { podSelector: pod('backup') }];
@@ -145,8 +154,8 @@ export class NetworkPoliciesChart extends Chart {
           egress: [
             { to: [instances], ports: tcp(db.port, db.statusPort) },
             // The instance manager keeps the Cluster's status in the API; the API server's address differs per cluster.
-            { to: ANYWHERE, ports: tcp(443, 6443) },
-            ...(db.objectStorePort !== undefined && db.objectStorePort !== 443 ? [{ to: ANYWHERE, ports: tcp(db.objectStorePort) }] : []),
+            { to: OUTSIDE, ports: tcp(443, 6443) },
+            ...(db.objectStorePort !== undefined && db.objectStorePort !== 443 ? [{ to: OUTSIDE, ports: tcp(db.objectStorePort) }] : []),
           ],
         });
       }
@@ -168,7 +177,7 @@ export class NetworkPoliciesChart extends Chart {
         egress: [
           toDatabase,
           // Federation: other homeservers on 443 or 8448, anywhere.
-          { to: ANYWHERE, ports: tcp(443, 8448) },
+          { to: federation, ports: tcp(443, 8448) },
         ],
       });
     } else {
@@ -198,13 +207,13 @@ export class NetworkPoliciesChart extends Chart {
       policy('synapse-internet', {
         podSelector: pod('synapse'),
         policyTypes: ['Egress'],
-        egress: [{ to: ANYWHERE, ports: tcp(443, 8448) }],
+        egress: [{ to: federation, ports: tcp(443, 8448) }],
       });
       if (w.federationSenders !== undefined) {
         policy('synapse-federation-sender', {
           podSelector: { matchLabels: w.federationSenders },
           policyTypes: ['Egress'],
-          egress: [{ to: ANYWHERE, ports: tcp(443, 8448) }],
+          egress: [{ to: federation, ports: tcp(443, 8448) }],
         });
       }
     }
@@ -226,7 +235,7 @@ export class NetworkPoliciesChart extends Chart {
         egress: [
           { to: [{ podSelector: synapseEntry }], ports: tcp(p.synapse) },
           ...(wellKnown ? [{ to: [{ podSelector: pod('wellKnown') }], ports: tcp(p.wellKnown) }] : []),
-          { to: nodes ?? ANYWHERE, ports: tcp(gp.livekitPort) },
+          { to: nodes ?? OUTSIDE, ports: tcp(gp.livekitPort) },
           { to: [{ podSelector: solvers }, { namespaceSelector: inNamespace(gp.mediaNamespace), podSelector: solvers }], ports: tcp(ACME_SOLVER_PORT) },
           ...(gp.controlPlane !== undefined ? [{ to: [{ namespaceSelector: inNamespace(gp.controlPlane.namespace) }], ports: tcp(...gp.controlPlane.ports) }] : []),
         ],
@@ -242,7 +251,7 @@ export class NetworkPoliciesChart extends Chart {
       // The Jobs that read and write Secrets. The API server's address differs per cluster.
       podSelector: { matchExpressions: [{ key: 'app.kubernetes.io/name', operator: 'In', values: [...props.apiClients] }] },
       policyTypes: ['Egress'],
-      egress: [{ to: ANYWHERE, ports: tcp(443, 6443) }],
+      egress: [{ to: OUTSIDE, ports: tcp(443, 6443) }],
     });
     policy('admin-bootstrap', {
       podSelector: pod('bootstrap'),
@@ -255,7 +264,7 @@ export class NetworkPoliciesChart extends Chart {
       policyTypes: ['Egress'],
       egress: [
         { to: [{ podSelector: synapseEntry }], ports: tcp(p.synapse) },
-        { to: ANYWHERE, ports: [...tcp(443, p.turnTls), { protocol: 'UDP', port: k8s.IntOrString.fromNumber(p.turn) }] },
+        { to: OUTSIDE, ports: [...tcp(443, p.turnTls), { protocol: 'UDP', port: k8s.IntOrString.fromNumber(p.turn) }] },
       ],
     });
     policy('backup', {
@@ -263,7 +272,7 @@ export class NetworkPoliciesChart extends Chart {
       policyTypes: ['Egress'],
       egress: [
         toDatabase,
-        ...(props.backupStorePort !== undefined ? [{ to: ANYWHERE, ports: tcp(props.backupStorePort) }] : []),
+        ...(props.backupStorePort !== undefined ? [{ to: OUTSIDE, ports: tcp(props.backupStorePort) }] : []),
       ],
     });
   }

@@ -66,7 +66,8 @@ test('the password is provided, never generated; the checklist asks for it', () 
 });
 
 test('NetworkPolicies: Synapse and the backups reach the database\'s port, wherever it is', () => {
-  const anywhere = [{ ipBlock: { cidr: '0.0.0.0/0' } }, { ipBlock: { cidr: '::/0' } }];
+  // Anywhere but the cloud metadata service.
+  const anywhere = [{ ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.169.254/32'] } }, { ipBlock: { cidr: '::/0', except: ['fd00:ec2::254/128'] } }];
   const toDb = { to: anywhere, ports: [{ protocol: 'TCP', port: 6432 }] };
   expect(find(ms, 'NetworkPolicy', 'synapse').spec.egress).toContainEqual(toDb);
   expect(find(ms, 'NetworkPolicy', 'backup').spec.egress).toContainEqual(toDb);

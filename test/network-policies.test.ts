@@ -217,6 +217,25 @@ test('egress to the internet never reaches the cloud metadata service, and feder
   ]);
 });
 
+test('egress to the internet never reaches the cloud metadata service, and federation not the nodes either', () => {
+  const metadata = [{ ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.169.254/32'] } }, { ipBlock: { cidr: '::/0', except: ['fd00:ec2::254/128'] } }];
+  const all = manifests(config({ networkPolicies: { nodeCidrs: ['10.0.0.0/16'] }, backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/b' } } }));
+  // Every egress rule to an ipBlock leaves out the metadata address.
+  for (const p of all) {
+    for (const r of p.spec.egress ?? []) {
+      for (const peer of (r.to ?? []).filter((x: any) => x.ipBlock?.cidr === '0.0.0.0/0' || x.ipBlock?.cidr === '::/0')) {
+        expect(peer.ipBlock.except).toContain(peer.ipBlock.cidr === '::/0' ? 'fd00:ec2::254/128' : '169.254.169.254/32');
+      }
+    }
+  }
+  expect(policy(all, 'kubernetes-api').spec.egress[0].to).toEqual(metadata);
+  expect(policy(all, 'backup').spec.egress[1].to).toEqual(metadata);
+  // Federation goes to other servers, never to the cluster's own nodes.
+  expect(policy(all, 'synapse').spec.egress[1].to).toEqual([
+    { ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.169.254/32', '10.0.0.0/16'] } }, { ipBlock: { cidr: '::/0', except: ['fd00:ec2::254/128'] } },
+  ]);
+});
+
 test('can be switched off', () => {
   expect(() => synthChart('06-network-policies', config({ networkPolicies: { enabled: false } }))).toThrow('no chart');
 });

@@ -149,7 +149,7 @@ describe('the shared config and each worker\'s', () => {
     const processes = np('synapse');
     expect(processes.spec.ingress[0].from[0].podSelector.matchLabels['app.kubernetes.io/name']).toBe('synapse-router');
     expect(JSON.stringify(processes.spec.egress)).not.toContain('0.0.0.0/0');
-    expect(np('synapse-federation-sender').spec.egress[0].to[0]).toEqual({ ipBlock: { cidr: '0.0.0.0/0' } });
+    expect(np('synapse-federation-sender').spec.egress[0].to[0]).toEqual({ ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.169.254/32'] } });
   });
 });
 
