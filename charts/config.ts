@@ -24,6 +24,11 @@ export class ConfigError extends Error {
 // RFC 1123 host names: lowercase labels of letters, digits and inner hyphens.
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
+/** Memory and storage sizes the config takes: whole bytes, a decimal or binary suffix (common.ts memoryBytes reads them). */
+export const MEMORY_QUANTITY = /^([0-9]+)(Ki|Mi|Gi|Ti|k|M|G|T)?$/;
+/** CPU the config takes: cores, a decimal, millicores or another Kubernetes suffix (common.ts cpuCores reads it). */
+export const CPU_QUANTITY = /^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/;
+
 /** What a refinement needs of zod's context: a way to report a problem. */
 interface Problems {
   addIssue(issue: { code: 'custom'; message: string; path?: (string | number)[] }): void;
@@ -105,8 +110,8 @@ function makeSchema() {
     message: 'must be a lowercase DNS name such as "chat.example.com" (labels of a-z, 0-9 and inner "-", at least two labels)',
   });
   const dnsLabel = z.string().regex(DNS_LABEL, 'must be a lowercase DNS label (a-z, 0-9 and inner "-", at most 63 characters)');
-  const quantity = z.string().regex(/^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/, 'must be a Kubernetes quantity such as "500m", "512Mi" or "2Gi"');
-  const memory = z.string().regex(/^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$/, 'must be a memory quantity such as "512Mi" or "2Gi"');
+  const quantity = z.string().regex(CPU_QUANTITY, 'must be a Kubernetes quantity such as "500m", "512Mi" or "2Gi"');
+  const memory = z.string().regex(MEMORY_QUANTITY, 'must be a memory quantity such as "512Mi" or "2Gi"');
   const port = z.number().int().min(1).max(65535);
   const ipv4 = z.string().regex(/^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$/, 'must be an IPv4 address such as "203.0.113.10"');
   // Labels (node selectors, ServiceMonitor labels) and annotations as the API server checks them.
@@ -654,11 +659,15 @@ export function relayPortPairs(min: number, max: number): number {
 /** Connections kept free for backups and for an administrator's psql. */
 export const POSTGRES_RESERVED_CONNECTIONS = 10;
 
+/** A worker type's key under synapse.workers.replicas: its name camel-cased (client-reader: clientReader). */
+function replicasKey(t: WorkerTypeName): keyof KudoConfig['synapse']['workers']['replicas'] {
+  return t.replace(/-([a-z])/g, (_, l: string) => l.toUpperCase()) as keyof KudoConfig['synapse']['workers']['replicas'];
+}
+
 /** How many of each worker type run (none when workers are off). */
 export function workerReplicas(c: KudoConfig): Record<WorkerTypeName, number> {
   const w = c.synapse.workers;
-  const camel = (t: string) => t.replace(/-([a-z])/g, (_, l: string) => l.toUpperCase()) as keyof typeof w.replicas;
-  return Object.fromEntries(WORKER_TYPE_NAMES.map((t) => [t, w.enabled ? w.replicas[camel(t)] : 0])) as Record<WorkerTypeName, number>;
+  return Object.fromEntries(WORKER_TYPE_NAMES.map((t) => [t, w.enabled ? w.replicas[replicasKey(t)] : 0])) as Record<WorkerTypeName, number>;
 }
 
 /** Connections Synapse may open at once: every process has a pool of its own. */
@@ -798,7 +807,7 @@ function checkCombinations(c: KudoConfig, source: string): void {
     for (const t of WORKER_TYPE_NAMES) {
       const max = (WORKER_TYPES[t] as WorkerType).max;
       if (max !== undefined && replicas[t] > max) {
-        problems.push(`synapse.workers.replicas.${t.replace(/-([a-z])/g, (_, l: string) => l.toUpperCase())} is ${replicas[t]}; ` +
+        problems.push(`synapse.workers.replicas.${replicasKey(t)} is ${replicas[t]}; ` +
           `at most ${max} ${t} may run (${WORKER_TYPES[t].description})`);
       }
     }

@@ -10,7 +10,7 @@
  *     app.synth();
  *
  * Operators who do not write TypeScript use the `kudo-render` command with
- * YAML configs instead (README, "Environments and GitOps").
+ * YAML configs instead (README, "Your own repository: environments, rendered and synced by Argo CD").
  */
 export { buildApp, KudoStack, KudoStackProps } from './app';
 export {

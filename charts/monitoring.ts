@@ -16,6 +16,7 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { PrometheusRule, PrometheusRuleSpecGroupsRulesExpr, ServiceMonitor } from '../imports/monitoring.coreos.com';
 import { labels, selectorLabels } from './common';
+import { relayPortPairs } from './config';
 
 export interface ScrapeTarget {
   /** app.kubernetes.io/name of the Service (and of what it selects). */
@@ -212,17 +213,11 @@ const DAY = 86400;
 
 /**
  * Concurrent allocations a coturn process always grants: the lower of
- * total-quota (0 = none) and the even/odd port pairs of its relay range (an
- * Allocate with EVEN-PORT takes a pair; a plain one spoils at most one).
+ * total-quota (the config refuses 0, coturn's "no limit") and the even/odd
+ * port pairs of its relay range (config.ts relayPortPairs).
  */
 export function turnAllocationLimit(turn: MonitoredStack['turn']): number {
-  const quota = turn.totalQuota === 0 ? Infinity : turn.totalQuota;
-  return Math.min(quota, relayPortPairs(turn.relayPorts));
-}
-
-function relayPortPairs(r: MonitoredStack['turn']['relayPorts']): number {
-  const first = r.min + (r.min % 2);
-  return r.max < first ? 0 : Math.floor((r.max - first + 1) / 2);
+  return Math.min(turn.totalQuota, relayPortPairs(turn.relayPorts.min, turn.relayPorts.max));
 }
 
 function watchedComponents(s: MonitoredStack, coturnNamespace?: string): Watched[] {
@@ -523,8 +518,8 @@ function coturn(namespace: string, turn: MonitoredStack['turn']): Watched {
         for: '5m',
         severity: 'warning',
         summary: 'coturn on {{ $labels.instance }} holds {{ printf "%.0f" $value }} allocations; it refuses new ones from ' + `${limit}`,
-        description: `coturn answers 486 once it holds total-quota (${turn.totalQuota === 0 ? 'none set' : turn.totalQuota}) allocations, and 508 `
-          + `when its relay ports (${turn.relayPorts.min}-${turn.relayPorts.max}, ${relayPortPairs(turn.relayPorts)} even/odd pairs) run out. `
+        description: `coturn answers 486 once it holds total-quota (${turn.totalQuota}) allocations, and 508 `
+          + `when its relay ports (${turn.relayPorts.min}-${turn.relayPorts.max}, ${relayPortPairs(turn.relayPorts.min, turn.relayPorts.max)} even/odd pairs) run out. `
           + 'Every participant takes several allocations (one per PeerConnection and TURN URL); new calls through TURN will fail.',
         runbook: 'Widen coturn.relayPorts (and the firewall), raise coturn.totalQuota, or label another node kudo/turn=true.',
       },

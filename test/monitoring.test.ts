@@ -188,8 +188,7 @@ test('TURN allocations warn at 80 % of what coturn always grants: total-quota, o
   expect(turnAllocationLimit({ relayPorts: { min: 49152, max: 49252 }, totalQuota: 1200 })).toBe(50);
   expect(turnAllocationLimit({ relayPorts: { min: 10001, max: 12399 }, totalQuota: 1200 })).toBe(1199);
   expect(turnAllocationLimit({ relayPorts: { min: 10000, max: 12399 }, totalQuota: 1000 })).toBe(1000);
-  // total-quota 0 is coturn's "no limit".
-  expect(turnAllocationLimit({ relayPorts: { min: 10000, max: 10999 }, totalQuota: 0 })).toBe(500);
+  expect(turnAllocationLimit({ relayPorts: { min: 10000, max: 10999 }, totalQuota: 4000 })).toBe(500);
   const small = synthAll(config({ coturn: { relayPorts: { min: 49152, max: 49252 }, totalQuota: 40 }, monitoring: { enabled: true } }));
   expect(alert(small, 'TurnAllocationsNearLimit').expr).toMatch(/\) > 32$/);
   // The defaults: total-quota 1200 on a range of as many pairs.

@@ -90,3 +90,12 @@ test('the checklist tells a Traefik user with the default namespace where k3s ru
   const k3s = resolveConfig(readmeExample('k3s'), 'README k3s example');
   expect(checklist(k3s, renderedManifests(k3s)).prerequisites.join('\n')).not.toContain('On k3s');
 });
+
+test('every README section the code points to ("README, \\"...\\"") is a heading of the README', () => {
+  const headings = new Set(README.split('\n').filter((l) => /^#{1,6} /.test(l)).map((l) => l.replace(/^#+ /, '').trim()));
+  const root = path.resolve(__dirname, '..');
+  const sources = ['main.ts', ...['charts', 'scripts'].flatMap((d) => fs.readdirSync(path.join(root, d)).filter((f) => /\.(ts|mjs)$/.test(f)).map((f) => `${d}/${f}`))];
+  const refs = sources.flatMap((f) => [...fs.readFileSync(path.join(root, f), 'utf8').matchAll(/README, "([^"]+)"/g)].map((m) => [f, m[1]]));
+  expect(refs.length).toBeGreaterThan(1);
+  expect(refs.filter(([, h]) => !headings.has(h))).toEqual([]);
+});

@@ -31,13 +31,6 @@ export interface GroupStats {
   readonly oomKills: number;
 }
 
-/** A Kubernetes CPU quantity in cores ("2", "500m", "0.5"). */
-export function cpuCores(q: string | number): number {
-  const m = /^(\d+(?:\.\d+)?)(m?)$/.exec(String(q));
-  if (!m) throw new Error(`not a CPU quantity: ${q}`);
-  return m[2] ? Number(m[1]) / 1000 : Number(m[1]);
-}
-
 export function cgroupsAvailable(): string | undefined {
   for (const c of CONTROLLERS) {
     if (!fs.existsSync(path.join(ROOT, c, 'cgroup.procs'))) return `cgroup v1 controller "${c}" is not mounted at ${ROOT}/${c}`;

@@ -26,7 +26,7 @@ import * as path from 'path';
 import * as readline from 'readline';
 import { createHmac } from 'crypto';
 import * as yaml from 'js-yaml';
-import { memoryBytes } from '../../charts/common';
+import { cpuCores, memoryBytes } from '../../charts/common';
 import type { KudoConfig } from '../../charts/config';
 import { HAS_PROMETHEUS, option, startCoturn, TURN_VERSION, TURNUTILS } from '../../test/e2e/coturn';
 import {
@@ -38,7 +38,7 @@ import { startRedis } from '../../test/e2e/redis';
 import { startSynapse } from '../../test/e2e/synapse';
 import { startRouter, startSynapseProcesses } from '../../test/e2e/synapse-workers';
 import { FakeKubeApi } from '../../test/fake-kube-api';
-import { cgroupsAvailable, Cgroups, cpuCores, GroupStats, Limits, usage } from './cgroups';
+import { cgroupsAvailable, Cgroups, GroupStats, Limits, usage } from './cgroups';
 
 type Profile = 'small' | 'production';
 type Part = 'chat' | 'turn' | 'calls';
