@@ -547,6 +547,13 @@ function makeSchema() {
         secretName: dnsLabel.default('kudo-backup-s3'),
         image: image('docker.io/restic/restic', '0.18.1'),
       }).prefault({}),
+      /**
+       * `profile: production` refuses to run without backup.s3 (one lost node or cluster would take the data and
+       * its backups together) unless this says why; `npm run checklist` prints the reason as a warning.
+       */
+      offsite: z.strictObject({
+        waived: z.string().trim().min(1, 'must give the reason the backups stay in the cluster (e.g. "test cluster, rebuilt from scratch")').optional(),
+      }).prefault({}),
     }).prefault({}),
     /**
      * A registry mirror every image is pulled from, e.g. "mirror.example.com" or "harbor.local:8443/hub":
@@ -889,6 +896,7 @@ function checkCombinations(c: KudoConfig, source: string): void {
   if (c.backup.s3.enabled && c.backup.s3.repository === undefined) {
     problems.push('backup.s3.repository is required when backup.s3.enabled is true');
   }
+  problems.push(...offsiteProblems(c));
   const ns = c.namespaces;
   if (ns.stack === ns.hostNetwork) {
     problems.push(`namespaces.stack and namespaces.hostNetwork are both "${ns.stack}"; host-network pods need their own privileged namespace`);
@@ -924,6 +932,23 @@ function synapseExtraProblems(c: KudoConfig): string[] {
     problems.push(...extraConfigProblems(c.synapse.extraConfig, files));
   }
   return problems;
+}
+
+/** Production keeps a copy of the backups outside the cluster (backup.s3), or the config says why not. */
+function offsiteProblems(c: KudoConfig): string[] {
+  const offsite = c.backup.enabled && c.backup.s3.enabled;
+  const waived = c.backup.offsite.waived;
+  if (offsite && waived !== undefined) {
+    return ['backup.offsite.waived is set, but backup.s3.enabled is true: the backups are copied off-site; remove the waiver'];
+  }
+  if (c.profile !== 'production' || offsite || waived !== undefined) return [];
+  const set = c.backup.enabled ? 'backup.s3.enabled: true' : 'backup.enabled: true, backup.s3.enabled: true';
+  const walArchive = c.postgres.mode === 'cloudnative-pg' && c.postgres.cloudnativePg.backup.enabled
+    ? '; postgres.cloudnativePg.backup archives the database to S3, but the media and the Secrets stay on the kudo-backups volume in the cluster'
+    : '';
+  return [`profile "production" keeps no backup off-site: set ${set} with backup.s3.repository (restic to S3), `
+    + 'or waive it with backup.offsite.waived: "<the reason>" (npm run checklist prints it). Without either, one lost node '
+    + `(node-local storage) or cluster loses the data and its backups together${walArchive}`];
 }
 
 /** What each PostgreSQL mode needs. */

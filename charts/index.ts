@@ -6,7 +6,10 @@
  *     import { KudoStack, resolveConfig } from 'kudo-infra';
  *
  *     const app = new App();
- *     new KudoStack(app, 'kudo', { config: resolveConfig({ domain: 'chat.example.org', profile: 'production' }) });
+ *     new KudoStack(app, 'kudo', { config: resolveConfig({
+ *       domain: 'chat.example.org', profile: 'production',
+ *       backup: { s3: { enabled: true, repository: 's3:https://s3.example.org/kudo-backups' } },
+ *     }) });
  *     app.synth();
  *
  * Operators who do not write TypeScript use the `kudo-render` command with

@@ -39,6 +39,8 @@ export interface Checklist {
    * the stack, or (a server name that is already a website) published from that site.
    */
   readonly wellKnownDocuments: { readonly url: string; readonly body: string; readonly headers: string[] }[];
+  /** Where the backups are kept, and what that risks. */
+  readonly backups: string[];
 }
 
 /** The manifests the config renders, as plain objects. */
@@ -177,6 +179,7 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
   return {
     prerequisites: prerequisites(config, ms), dns, certificates, firewall, externalIp, healthChecks,
     secretsToCreate: secretsToCreate(config), secretFormats: secretFormats(config), wellKnownDocuments: delegationDocuments(config),
+    backups: backupNotes(config),
   };
 }
 
@@ -318,6 +321,13 @@ function secretsToCreate(config: KudoConfig): Checklist['secretsToCreate'] {
   }).sort((a, b) => cmp(a.namespace, b.namespace) || cmp(a.secret, b.secret));
 }
 
+function backupNotes(config: KudoConfig): string[] {
+  const out: string[] = [];
+  const waived = config.backup.offsite.waived;
+  if (waived !== undefined) out.push(`WARNING: no copy of the backups leaves the cluster (backup.offsite.waived): ${JSON.stringify(waived)}`);
+  return out;
+}
+
 /** What Synapse reads from its signing key file (synapse/config/key.py, read_signing_keys): one key per line. */
 const SIGNING_KEY_FORMAT = 'one line "ed25519 a_XXXX <base64 seed>", Synapse\'s signing key file '
   + '(an old server\'s keeps its identity: --from-file=signing.key=OLD.signing.key)';
@@ -363,6 +373,10 @@ export function formatText(c: Checklist): string {
     out.push('', 'Delegation: the server name must answer these (the stack serves them when wellKnown.enabled).',
       '  If the server name is already a website (a company\'s apex domain), publish them from that site instead and set wellKnown.enabled: false:');
     for (const d of c.wellKnownDocuments) out.push(`  ${d.url}`, `    ${d.headers.join('; ')}`, `    ${d.body}`);
+  }
+  if (c.backups.length > 0) {
+    out.push('', 'Backups');
+    for (const b of c.backups) out.push(`  ${b}`);
   }
   out.push('', 'Health checks');
   for (const h of c.healthChecks) out.push(`  # ${h.what}`, `  ${h.command}`);

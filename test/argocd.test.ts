@@ -2,7 +2,7 @@ import { Testing } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { keepState } from '../charts/argocd';
 import { resolveConfig } from '../charts/config';
-import { config, find, Manifest, synthAll, synthChart } from './util';
+import { config, find, Manifest, PRODUCTION, synthAll, synthChart } from './util';
 
 const wave = (m: Manifest) => m.metadata.annotations?.['argocd.argoproj.io/sync-wave'];
 const hook = (m: Manifest) => m.metadata.annotations?.['argocd.argoproj.io/hook'];
@@ -57,7 +57,7 @@ test('the intended wave of every object: a sync that can finish on a WaitForFirs
 });
 
 test('with workers, every Synapse process and the router come in Synapse\'s wave (a worker needs the main process\'s schema)', () => {
-  const prod = synthAll(config({ profile: 'production' }));
+  const prod = synthAll(config({ ...PRODUCTION }));
   const synapse = prod.filter((m) => ['Deployment', 'StatefulSet'].includes(m.kind)
     && (m.spec.template.metadata.labels['app.kubernetes.io/component'] === 'homeserver' || m.metadata.name === 'synapse-router'));
   // The main process, eleven worker types and the router.
@@ -71,7 +71,7 @@ describe('every claim binds within its own wave', () => {
   const claimsOf = (spec: any): string[] => (spec?.volumes ?? []).map((v: any) => v.persistentVolumeClaim?.claimName).filter(Boolean);
   const configs: [string, object][] = [
     ['default', {}],
-    ['production', { profile: 'production' }],
+    ['production', { ...PRODUCTION }],
     ['gateway-api, monitoring, Argo CD', {
       routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg' }, monitoring: { enabled: true },
       argocd: { enabled: true, repoURL: 'https://git.example.com/infra.git' },

@@ -6,7 +6,7 @@
 import * as yaml from 'js-yaml';
 import { resolveConfig } from '../charts/config';
 import { checklist, renderedManifests } from '../scripts/inspect';
-import { config, container, find, Manifest, podSpec, synthAll } from './util';
+import { config, container, find, Manifest, podSpec, PRODUCTION, synthAll } from './util';
 
 const BACKUP = { destinationPath: 's3://kudo-backups/postgres', endpointURL: 'https://minio.example.org:9000' };
 const cnpg = (overrides: object = {}) => config({ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP, ...overrides } } });
@@ -28,7 +28,7 @@ test('a Cluster with Synapse\'s database, owned by its role, UTF8 with C collati
 });
 
 test('production runs three instances; synchronous replication on request', () => {
-  const prod = synthAll(config({ profile: 'production', postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP } } }));
+  const prod = synthAll(config({ ...PRODUCTION, postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP } } }));
   expect(find(prod, 'Cluster', 'postgres').spec.instances).toBe(3);
   expect(find(prod, 'Cluster', 'postgres').spec.postgresql.synchronous).toBeUndefined();
   const sync = synthAll(config({ postgres: { mode: 'cloudnative-pg', cloudnativePg: { instances: 2, synchronous: true, backup: BACKUP } } }));
@@ -73,7 +73,7 @@ test('no StatefulSet PostgreSQL, and Synapse connects to the -rw Service with th
 });
 
 test('every Synapse worker reads the owner\'s Secret too', () => {
-  const workers = synthAll(config({ profile: 'production', postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP } } }));
+  const workers = synthAll(config({ ...PRODUCTION, postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP } } }));
   const synapsePods = workers.filter((m) => ['Deployment', 'StatefulSet'].includes(m.kind) && m.metadata.labels?.['app.kubernetes.io/name']?.startsWith('synapse')
     && m.metadata.name !== 'synapse-router');
   expect(synapsePods.length).toBeGreaterThan(5);

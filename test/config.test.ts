@@ -3,6 +3,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { ConfigError, configSchema, loadConfig, resolveConfig } from '../charts/config';
 import { CRON_CASES } from './cron.cases';
+import { PRODUCTION } from './util';
 
 function tempFile(content: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-config-'));
@@ -196,7 +197,7 @@ describe('host port ranges: sized from the quotas, clear of the kernel\'s epheme
   const outside = (a: number, b: number, [lo, hi]: number[]) => b < lo || a > hi;
 
   test.each(['small', 'production'] as const)('profile %s: coturn\'s relay range holds an even/odd pair for every allocation its quota allows', (profile) => {
-    const c = resolveConfig({ profile });
+    const c = resolveConfig(profile === 'production' ? PRODUCTION : {});
     const { min, max } = c.coturn.relayPorts;
     // An Allocate with EVEN-PORT (R bit) takes an even port and the odd one above it (coturn's turnports_allocate_even).
     expect(min % 2).toBe(0);
@@ -205,7 +206,7 @@ describe('host port ranges: sized from the quotas, clear of the kernel\'s epheme
   });
 
   test.each(['small', 'production'] as const)('profile %s: LiveKit\'s UDP range holds two ports per participant, with room for a second node address', (profile) => {
-    const c = resolveConfig({ profile });
+    const c = resolveConfig(profile === 'production' ? PRODUCTION : {});
     const { portRangeStart, portRangeEnd } = c.livekit.rtc;
     expect(size(portRangeStart, portRangeEnd)).toBeGreaterThanOrEqual(4 * c.livekit.participantsPerNode);
     // The incident: 60 participants joined one node at once.
@@ -213,7 +214,7 @@ describe('host port ranges: sized from the quotas, clear of the kernel\'s epheme
   });
 
   test.each(['small', 'production'] as const)('profile %s: both ranges lie below Linux\'s ephemeral ports and outside the NodePort range', (profile) => {
-    const c = resolveConfig({ profile });
+    const c = resolveConfig(profile === 'production' ? PRODUCTION : {});
     for (const [a, b] of [[c.coturn.relayPorts.min, c.coturn.relayPorts.max], [c.livekit.rtc.portRangeStart, c.livekit.rtc.portRangeEnd]]) {
       expect([a, b, outside(a, b, LINUX_EPHEMERAL)]).toEqual([a, b, true]);
       expect([a, b, outside(a, b, NODE_PORTS)]).toEqual([a, b, true]);
@@ -222,11 +223,11 @@ describe('host port ranges: sized from the quotas, clear of the kernel\'s epheme
 
   test('production holds more than small: quota, participants and the ranges with them', () => {
     const small = resolveConfig({});
-    const prod = resolveConfig({ profile: 'production' });
+    const prod = resolveConfig(PRODUCTION);
     expect(prod.coturn.totalQuota).toBeGreaterThan(small.coturn.totalQuota);
     expect(prod.livekit.participantsPerNode).toBeGreaterThan(small.livekit.participantsPerNode);
     // Keys you set win over the profile.
-    expect(resolveConfig({ profile: 'production', coturn: { totalQuota: 100 } }).coturn.totalQuota).toBe(100);
+    expect(resolveConfig({ ...PRODUCTION, coturn: { totalQuota: 100 } }).coturn.totalQuota).toBe(100);
   });
 
   test('a total quota the relay range cannot serve is refused, naming both keys and a range that would', () => {
@@ -343,5 +344,42 @@ describe('every numeric bound of the schema, at its edges (the validator the ren
     // One beyond: an unbounded integer's neighbour is no longer a safe integer, and is refused as such.
     expect(() => resolveConfig(withValue(keyPath, hi + 1))).toThrow(`${shown(keyPath)}: Too big: expected`);
     expect(() => resolveConfig(withValue(keyPath, lo - 1))).toThrow(`${shown(keyPath)}: Too small: expected`);
+  });
+});
+
+describe('production keeps a copy of the backups off-site, or says why not', () => {
+  const S3 = { enabled: true, repository: 's3:https://s3.example.com/kudo-backups' };
+
+  test('production without backup.s3 is refused, saying what to set', () => {
+    const message = rejection({ profile: 'production' });
+    expect(message).toContain('profile "production" keeps no backup off-site: set backup.s3.enabled: true with backup.s3.repository (restic to S3), '
+      + 'or waive it with backup.offsite.waived: "<the reason>" (npm run checklist prints it)');
+    // Also with backups off altogether, and then it says to turn them on.
+    expect(rejection({ profile: 'production', backup: { enabled: false } })).toContain('profile "production" keeps no backup off-site: set backup.enabled: true, '
+      + 'backup.s3.enabled: true with backup.s3.repository');
+  });
+
+  test('CloudNativePG\'s WAL archive puts the database off-site, not the media and Secrets: still refused, and the message says so', () => {
+    const cnpg = { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres' } } };
+    expect(rejection({ profile: 'production', postgres: cnpg })).toContain(
+      'postgres.cloudnativePg.backup archives the database to S3, but the media and the Secrets stay on the kudo-backups volume in the cluster');
+    expect(resolveConfig({ profile: 'production', postgres: cnpg, backup: { s3: S3 } }).backup.s3.enabled).toBe(true);
+  });
+
+  test('backup.s3, or a waiver with a reason, is accepted', () => {
+    expect(resolveConfig({ profile: 'production', backup: { s3: S3 } }).backup.offsite.waived).toBeUndefined();
+    expect(resolveConfig({ profile: 'production', backup: { offsite: { waived: 'staging cluster, rebuilt from scratch' } } }).backup.offsite.waived)
+      .toBe('staging cluster, rebuilt from scratch');
+    // small needs neither.
+    expect(resolveConfig({}).backup.offsite.waived).toBeUndefined();
+  });
+
+  test('a waiver must give a reason, and is refused beside backup.s3 (it would print a warning that is not true)', () => {
+    expect(rejection({ profile: 'production', backup: { offsite: { waived: '' } } })).toContain('backup.offsite.waived: must give the reason');
+    expect(rejection({ profile: 'production', backup: { offsite: { waived: '   ' } } })).toContain('backup.offsite.waived: must give the reason');
+    expect(rejection({ backup: { offsite: { waived: true } } })).toContain('backup.offsite.waived: expected string, found boolean true');
+    expect(rejection({ backup: { offsite: { waived: 'no budget' }, s3: S3 } })).toContain(
+      'backup.offsite.waived is set, but backup.s3.enabled is true: the backups are copied off-site; remove the waiver');
+    expect(rejection({ backup: { offsite: { reason: 'x' } } })).toContain('backup.offsite.reason: unknown key');
   });
 });

@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { cidrToRange, DENIED_PEER_CIDRS } from '../charts/coturn';
-import { config, container, find, Manifest, podSpec, synthChart } from './util';
+import { config, container, find, Manifest, podSpec, PRODUCTION, synthChart } from './util';
 
 const manifests = (c = config()) => synthChart('31-coturn', c);
 const conf = (ms: Manifest[]) => find(ms, 'ConfigMap', 'coturn-config').data['turnserver.conf'] as string;
@@ -48,7 +48,7 @@ test('turnserver.conf: every option, in order (ports, realm, REST auth, hardenin
 
 test('the relay range holds an even/odd port pair for every allocation total-quota allows, below the ephemeral ports', () => {
   for (const profile of ['small', 'production']) {
-    const o = options(conf(manifests(config({ profile }))));
+    const o = options(conf(manifests(config(profile === 'production' ? PRODUCTION : {}))));
     const value = (k: string) => Number(o.find((l) => l.startsWith(`${k}=`))!.split('=')[1]);
     const [min, max, quota] = [value('min-port'), value('max-port'), value('total-quota')];
     // EVEN-PORT with the R bit takes an even port and the odd one above it (coturn's turnports_allocate_even).

@@ -10,7 +10,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
-import { config, Manifest, podSpec, synthAll } from './util';
+import { config, Manifest, podSpec, PRODUCTION, synthAll } from './util';
 import { KudoConfig } from '../charts/config';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -191,7 +191,7 @@ const RENDERS: [string, KudoConfig][] = [
     backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } },
   })],
   ['CloudNativePG', config({
-    profile: 'production', monitoring: { enabled: true },
+    ...PRODUCTION, monitoring: { enabled: true },
     postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo/pg', endpointURL: 'https://s3.example.com' } } },
   })],
   ['an external database', config({

@@ -192,6 +192,22 @@ describe('production checklist', () => {
   });
 });
 
+describe('checklist: backups', () => {
+  const backups = (overrides: object) => {
+    const c = config(overrides);
+    return checklist(c, renderedManifests(c));
+  };
+
+  test('an off-site waiver is printed as a warning, with its reason', () => {
+    const l = backups({ profile: 'production', backup: { offsite: { waived: 'a test cluster, rebuilt from Git' } } });
+    const warning = 'WARNING: no copy of the backups leaves the cluster (backup.offsite.waived): "a test cluster, rebuilt from Git"';
+    expect(l.backups).toContain(warning);
+    expect(formatText(l)).toContain(`Backups\n  ${warning}`);
+    const s3 = backups({ profile: 'production', backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } } });
+    expect(s3.backups.join('\n')).not.toContain('WARNING: no copy');
+  });
+});
+
 describe('architecture picture', () => {
   const g = architecture(renderedManifests(config()));
 

@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
-import { config, container, find, Manifest, podSpec, synthChart } from './util';
+import { config, container, find, Manifest, podSpec, PRODUCTION, synthChart } from './util';
 
 const manifests = (c = config()) => synthChart('30-livekit', c);
 const lkConfig = (ms: Manifest[]) => yaml.load(find(ms, 'ConfigMap', 'livekit-config').data['config.yaml']) as any;
@@ -31,7 +31,7 @@ test('API and ICE/TCP ports of the old deployment; a UDP range below the ephemer
   const c = lkConfig(manifests());
   expect(c.port).toBe(7880);
   expect(c.rtc).toMatchObject({ tcp_port: 7881, port_range_start: 20000, port_range_end: 20999 });
-  expect(lkConfig(manifests(config({ profile: 'production' }))).rtc).toMatchObject({ port_range_start: 20000, port_range_end: 23999 });
+  expect(lkConfig(manifests(config({ ...PRODUCTION }))).rtc).toMatchObject({ port_range_start: 20000, port_range_end: 23999 });
   // LiveKit ignores udp_port when a range is set; render one or the other.
   expect(c.rtc.udp_port).toBeUndefined();
   const mux = lkConfig(manifests(config({ livekit: { rtc: { udpPort: 7882 } } })));
@@ -194,7 +194,7 @@ describe('Go\'s memory limit follows the container\'s (the capacity benchmark sa
     const c = container(find(manifests(), 'Deployment', 'livekit'), 'livekit');
     expect(c.resources.limits.memory).toBe('1Gi');
     expect(goMemLimit(c, 1024)).toBe('921MiB');
-    const prod = container(find(manifests(config({ profile: 'production' })), 'Deployment', 'livekit'), 'livekit');
+    const prod = container(find(manifests(config({ ...PRODUCTION })), 'Deployment', 'livekit'), 'livekit');
     expect(prod.resources.limits.memory).toBe('8Gi');
     expect(goMemLimit(prod, 8192)).toBe('7372MiB');
   });

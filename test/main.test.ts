@@ -221,6 +221,7 @@ describe('environments: every environments/<name>.yaml rendered to rendered/<nam
   const STAGING = 'domain: staging.chat.example.org\n';
   const PRODUCTION = [
     'domain: chat.example.org', 'profile: production',
+    'backup:', '  s3: { enabled: true, repository: "s3:https://s3.example.org/kudo-backups/production" }',
     'argocd:', '  enabled: true', '  repoURL: https://git.example.org/ops/kudo-ops.git', '  path: rendered/production', '',
   ].join('\n');
 

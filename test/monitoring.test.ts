@@ -4,7 +4,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { Testing } from 'cdk8s';
 import { MonitoringChart, turnAllocationLimit } from '../charts/monitoring';
-import { config, container, find, Manifest, synthAll, synthChart } from './util';
+import { config, container, find, Manifest, PRODUCTION, synthAll, synthChart } from './util';
 
 const on = config({ monitoring: { enabled: true, serviceMonitorLabels: { release: 'prometheus' } } });
 const all = synthAll(on);
@@ -86,7 +86,7 @@ const alert = (ms: Manifest[], name: string) => {
 };
 const dashboardsOf = (ms: Manifest[]) => ms.filter((m) => m.kind === 'ConfigMap' && m.metadata.name.startsWith('grafana-dashboard-'));
 
-const production = synthAll(config({ profile: 'production', livekit: { replicas: 3 }, monitoring: { enabled: true } }));
+const production = synthAll(config({ ...PRODUCTION, livekit: { replicas: 3 }, monitoring: { enabled: true } }));
 const cloudnativePg = synthAll(config({ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false } } }, monitoring: { enabled: true } }));
 const external = synthAll(config({ postgres: { mode: 'external', external: { host: 'db.example.org', sslmode: 'require' } }, monitoring: { enabled: true } }));
 

@@ -1,4 +1,4 @@
-import { config, find, Manifest, synthAll, synthChart } from './util';
+import { config, find, Manifest, PRODUCTION, synthAll, synthChart } from './util';
 
 const manifests = (c = config()) => synthChart('06-network-policies', c);
 const policy = (ms: Manifest[], name: string) => find(ms, 'NetworkPolicy', name);
@@ -138,7 +138,7 @@ test('the smoke test reaches Synapse inside, and outside HTTPS, TURN over TLS (5
 });
 
 test('with workers, the main process alone (not every Synapse process) reaches the internet: federation and push gateways on 443 and 8448', () => {
-  const ms = manifests(config({ profile: 'production' }));
+  const ms = manifests(config({ ...PRODUCTION }));
   const internet = policy(ms, 'synapse-internet');
   expect(internet.spec).toEqual({
     podSelector: { matchLabels: { 'app.kubernetes.io/name': 'synapse', 'app.kubernetes.io/instance': 'kudo-synapse' } },
@@ -156,7 +156,7 @@ test('the old networkPolicies.ingressControllerNamespace key is refused with whe
 
 test('Redis with node CIDRs: LiveKit\'s nodes and Synapse\'s processes (workers) only, nothing else', () => {
   const from = (c: object) => policy(manifests(config(c)), 'redis').spec.ingress[0].from;
-  expect(from({ profile: 'production', networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } })).toEqual([
+  expect(from({ ...PRODUCTION, networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } })).toEqual([
     { ipBlock: { cidr: '10.0.0.0/16' } }, { podSelector: { matchLabels: { 'app.kubernetes.io/part-of': 'kudo', 'app.kubernetes.io/component': 'homeserver' } } },
   ]);
 });

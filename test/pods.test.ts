@@ -5,7 +5,7 @@
  */
 import { andNodeAffinity, mergeScheduling, mirroredRepository, withScheduling } from '../charts/pods';
 import { kubernetesValidator } from './k8s-schema';
-import { config, find, Manifest, podSpec, synthAll } from './util';
+import { config, find, Manifest, podSpec, PRODUCTION, synthAll } from './util';
 
 /** Every pod template of a render, with what owns it. */
 function pods(ms: Manifest[]): { owner: string; spec: any }[] {
@@ -63,7 +63,7 @@ describe('the registry mirror rule', () => {
 });
 
 test('imagePullSecrets: on every pod of the stack, and on the CloudNativePG Cluster', () => {
-  const c = config({ profile: 'production', imagePullSecrets: ['regcred', 'mirror-pull'] });
+  const c = config({ ...PRODUCTION, imagePullSecrets: ['regcred', 'mirror-pull'] });
   const all = pods(synthAll(c));
   for (const p of all) expect({ owner: p.owner, secrets: p.spec.imagePullSecrets }).toEqual({ owner: p.owner, secrets: [{ name: 'regcred' }, { name: 'mirror-pull' }] });
   const cnpg = synthAll(config({ imagePullSecrets: ['regcred'], postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false } } } }));
@@ -87,7 +87,7 @@ describe('scheduling', () => {
 
   test('each workload gets its own settings and scheduling.all\'s, and no other workload\'s', () => {
     const own = Object.fromEntries([...new Set(WORKLOADS.map(([w]) => w))].map((w) => [w, { priorityClassName: `kudo-${w.toLowerCase()}`, tolerations: [{ key: `only-${w.toLowerCase()}`, operator: 'Exists' }] }]));
-    const ms = synthAll(config({ profile: 'production', scheduling: { all: { tolerations: [dedicated] }, ...own } }));
+    const ms = synthAll(config({ ...PRODUCTION, scheduling: { all: { tolerations: [dedicated] }, ...own } }));
     const byOwner = new Map(pods(ms).map((p) => [p.owner, p.spec]));
     for (const [w, owner] of WORKLOADS) {
       const spec = byOwner.get(owner);
@@ -139,7 +139,7 @@ describe('scheduling', () => {
   });
 
   test('the router and the well-known server keep their spreading anti-affinity', () => {
-    const ms = synthAll(config({ profile: 'production', scheduling: { all: { nodeAffinity: pool('general') } } }));
+    const ms = synthAll(config({ ...PRODUCTION, scheduling: { all: { nodeAffinity: pool('general') } } }));
     for (const name of ['synapse-router', 'matrix-well-known']) {
       const spec = podSpec(find(ms, 'Deployment', name));
       expect(spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm.labelSelector.matchLabels['app.kubernetes.io/name']).toBe(name);
@@ -179,7 +179,7 @@ describe('scheduling', () => {
 
   test('a topology spread constraint without a label selector counts the workload\'s own pods', () => {
     const ms = synthAll(config({
-      profile: 'production',
+      ...PRODUCTION,
       scheduling: { synapseWorkers: { topologySpreadConstraints: [zoneSpread] }, synapseRouter: { topologySpreadConstraints: [{ ...zoneSpread, labelSelector: { matchLabels: { team: 'chat' } } }] } },
     }));
     expect(podSpec(find(ms, 'StatefulSet', 'synapse-event-persister')).topologySpreadConstraints).toEqual([{

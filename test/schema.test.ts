@@ -4,7 +4,7 @@
  * with no unknown fields.
  */
 import { kubernetesValidator } from './k8s-schema';
-import { config, Manifest, synthAll } from './util';
+import { config, Manifest, PRODUCTION, synthAll } from './util';
 
 const CRDS = [
   'cert-manager/certificates.yaml', 'cert-manager/clusterissuers.yaml', 'argo-cd/application.yaml',
@@ -68,7 +68,7 @@ const everything = config({
 
 // The other two ways to run PostgreSQL, with their options on.
 const cloudnativePg = config({
-  profile: 'production',
+  ...PRODUCTION,
   monitoring: { enabled: true },
   postgres: {
     mode: 'cloudnative-pg',

@@ -4,7 +4,7 @@
  */
 import { memoryBytes } from '../charts/common';
 import { resolveConfig } from '../charts/config';
-import { config, Manifest, synthAll } from './util';
+import { config, Manifest, PRODUCTION, synthAll } from './util';
 
 function cpu(q: string): number {
   return q.endsWith('m') ? Number(q.slice(0, -1)) / 1000 : Number(q);
@@ -29,13 +29,13 @@ test('small: every request fits a 2 vCPU / 4 GiB node after the system reserve, 
 });
 
 test('production raises resources, storage and the database pool; keys you set still win', () => {
-  const p = resolveConfig({ profile: 'production', synapse: { databasePool: { max: 30 } } });
+  const p = resolveConfig({ ...PRODUCTION, synapse: { databasePool: { max: 30 } } });
   expect(p.postgres.resources.limits.memory).toBe('8Gi');
   expect(p.postgres.storage.size).toBe('100Gi');
   expect(p.synapse.databasePool).toEqual({ min: 5, max: 30 });
   expect(p.synapse.workers.enabled).toBe(true);
   // Every Synapse process has a pool: main 20, 14 workers x 10, and 10 for backups and administration.
-  const pg = synthAll(config({ profile: 'production' })).find((m) => m.kind === 'StatefulSet' && m.metadata.name === 'postgres')!;
+  const pg = synthAll(config({ ...PRODUCTION })).find((m) => m.kind === 'StatefulSet' && m.metadata.name === 'postgres')!;
   expect(pg.spec.template.spec.containers[0].args).toContain('max_connections=170');
 });
 

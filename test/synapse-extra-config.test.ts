@@ -5,7 +5,7 @@
 import * as yaml from 'js-yaml';
 import { extraConfigProblems, synapseConfigFiles } from '../charts/synapse';
 import { synapseConfigErrors, synapseSchemaKeys } from './synapse-schema';
-import { config, container, find, Manifest, podSpec, synthAll, synthChart } from './util';
+import { config, container, find, Manifest, podSpec, PRODUCTION, synthAll, synthChart } from './util';
 
 const homeserver = (ms: Manifest[]) => yaml.load(find(ms, 'ConfigMap', 'synapse-config').data['homeserver.yaml']) as any;
 const configMap = (ms: Manifest[]) => find(ms, 'ConfigMap', 'synapse-config').data as Record<string, string>;
@@ -45,7 +45,7 @@ test('the defaults add nothing: no extra keys, no extra files', () => {
 });
 
 test('the Secret files are mounted read-only at /secrets/extra/<file> in the main process and every worker', () => {
-  const ms = synthAll(withExtra({ profile: 'production' }));
+  const ms = synthAll(withExtra({ ...PRODUCTION }));
   const synapsePods = ms.filter((m) => ['Deployment', 'StatefulSet'].includes(m.kind) && m.metadata.name.startsWith('synapse') && m.metadata.name !== 'synapse-router');
   expect(synapsePods.length).toBeGreaterThan(5);
   for (const w of synapsePods) {
@@ -95,7 +95,7 @@ describe('keys the stack writes are refused, with the reason', () => {
   });
 
   test('the refused set is what synapseConfigFiles writes, with workers and without: every top-level key of every file', () => {
-    for (const c of [config(), config({ profile: 'production' }), config({ postgres: { mode: 'external', external: { host: 'db.example.org', ca: { name: 'ca' } } } })]) {
+    for (const c of [config(), config({ ...PRODUCTION }), config({ postgres: { mode: 'external', external: { host: 'db.example.org', ca: { name: 'ca' } } } })]) {
       const data = configMap(synthChart('20-synapse', c));
       const written = new Set(Object.entries(data).filter(([f]) => f.endsWith('.yaml') && f !== 'log.yaml')
         .flatMap(([, text]) => Object.keys(yaml.load(text) as object)));
@@ -184,7 +184,7 @@ describe('synapse.extraSecretFiles', () => {
 describe('Synapse\'s config schema accepts the rendered homeserver.yaml', () => {
   test.each<[string, object]>([
     ['default', {}],
-    ['with workers', { profile: 'production' }],
+    ['with workers', { ...PRODUCTION }],
     ['with the operator\'s settings', { synapse: { extraConfig: extra, extraSecretFiles: files } }],
   ])('%s', (_, c) => {
     expect(synapseConfigErrors(homeserver(synthChart('20-synapse', config(c))))).toEqual([]);

@@ -36,9 +36,9 @@ import { workerReplicas } from '../charts/config';
 import { haproxyConfig } from '../charts/synapse-router';
 import { routeFor, WORKER_TYPE_NAMES, WorkerTypeName } from '../charts/synapse-workers';
 import { PATH_CASES } from './synapse-requests.cases';
-import { config, find, synthAll } from './util';
+import { config, find, PRODUCTION, synthAll } from './util';
 
-const production = config({ profile: 'production' });
+const production = config({ ...PRODUCTION });
 const replicas = workerReplicas(production);
 
 interface Request {

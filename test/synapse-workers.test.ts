@@ -3,9 +3,9 @@ import { resolveConfig, workerReplicas } from '../charts/config';
 import { haproxyConfig } from '../charts/synapse-router';
 import { routeFor, WORKER_TYPE_NAMES, WORKER_TYPES } from '../charts/synapse-workers';
 import { PATH_CASES } from './synapse-requests.cases';
-import { config, container, find, Manifest, podSpec, synthAll } from './util';
+import { config, container, find, Manifest, podSpec, PRODUCTION, synthAll } from './util';
 
-const production = config({ profile: 'production' });
+const production = config({ ...PRODUCTION });
 const all = synthAll(production);
 const homeserver = yaml.load(find(all, 'ConfigMap', 'synapse-config').data['homeserver.yaml']) as any;
 const workerFile = (type: string) => yaml.load(find(all, 'ConfigMap', 'synapse-config').data[`worker-${type}.yaml`]) as any;

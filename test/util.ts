@@ -45,3 +45,9 @@ export function podSpec(workload: Manifest): any {
   return workload.kind === 'CronJob' ? workload.spec.jobTemplate.spec.template.spec : workload.spec.template.spec;
 }
 
+
+/**
+ * `profile: production` for tests about something other than backups: production refuses a config
+ * without backup.s3 unless the off-site copy is waived with a reason.
+ */
+export const PRODUCTION = { profile: 'production', backup: { offsite: { waived: 'a test of something else' } } } as const;

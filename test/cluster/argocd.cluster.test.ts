@@ -16,6 +16,7 @@
  * naming the Pending claims.
  */
 import { Manifest, tail } from '../e2e/harness';
+import { PRODUCTION } from '../util';
 import { argoSync, DIST, namespacesOf, readManifests, SyncEvent, SyncRun, writeManifests } from './checks';
 import { Cluster, renderConfig, startCluster, Topology } from './cluster';
 
@@ -88,7 +89,7 @@ function incompleteSync(run: SyncRun, manifests: Manifest[]): string[] {
 
 describe.each<{ topology: Topology; render: () => string }>([
   { topology: 'small', render: () => DIST },
-  { topology: 'production', render: () => renderConfig('argocd-production', { profile: 'production' }) },
+  { topology: 'production', render: () => renderConfig('argocd-production', { ...PRODUCTION }) },
 ])('Argo CD syncs the $topology profile on the $topology topology', ({ topology, render }) => {
   let c: Cluster;
 

@@ -12,12 +12,13 @@
  * pod Pending, and the scheduler says why (FailedScheduling, Insufficient cpu).
  */
 import { Manifest } from '../e2e/harness';
+import { PRODUCTION } from '../util';
 import { apply, DIST, failedScheduling, namespacesOf, notConverged, objects, readManifests, unschedulablePods, waitConverged } from './checks';
 import { Cluster, renderConfig, startCluster, Topology, TOPOLOGIES, waitUntil } from './cluster';
 
 const CASES: { topology: Topology; profile: 'small' | 'production'; render: () => string }[] = [
   { topology: 'small', profile: 'small', render: () => DIST },
-  { topology: 'production', profile: 'production', render: () => renderConfig('production', { profile: 'production' }) },
+  { topology: 'production', profile: 'production', render: () => renderConfig('production', { ...PRODUCTION }) },
 ];
 
 describe.each(CASES)('profile $profile on the $topology topology', ({ topology, profile, render }) => {

@@ -12,6 +12,7 @@
  * PodDisruptionBudget should block it (the well-known server keeps one of its
  * two replicas) and nowhere else.
  */
+import { PRODUCTION } from '../util';
 import { apply, DIST, namespacesOf, objects, readManifests, waitConverged } from './checks';
 import { Cluster, renderConfig, startCluster, TOPOLOGIES, waitUntil } from './cluster';
 
@@ -37,7 +38,7 @@ describe('production topology: each node in turn', () => {
   let namespaces: string[];
 
   beforeAll(async () => {
-    const dir = renderConfig('drain-production', { profile: 'production' });
+    const dir = renderConfig('drain-production', { ...PRODUCTION });
     namespaces = namespacesOf(readManifests(dir));
     c = await startCluster('production');
     apply(c, dir);

@@ -5,11 +5,12 @@
  * and volume topology the manifests carry.
  */
 import { Manifest } from '../e2e/harness';
+import { PRODUCTION } from '../util';
 import { apply, failedScheduling, namespacesOf, objects, podsOf, readManifests, unschedulablePods, waitConverged } from './checks';
 import { Cluster, renderConfig, startCluster, TOPOLOGIES, waitUntil } from './cluster';
 
 const NODES = TOPOLOGIES.production;
-const BASE = { profile: 'production', livekit: { replicas: NODES.length } };
+const BASE = { ...PRODUCTION, livekit: { replicas: NODES.length } };
 const name = (app: string) => ({ 'app.kubernetes.io/name': app });
 
 let c: Cluster;

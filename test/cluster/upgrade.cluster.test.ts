@@ -16,11 +16,12 @@
  * - the Jobs, whose names carry a hash of their spec, run again.
  */
 import { Manifest } from '../e2e/harness';
+import { PRODUCTION } from '../util';
 import { apply, namespacesOf, objects, readManifests, waitConverged, watchPods } from './checks';
 import { Cluster, renderConfig, startCluster, TOPOLOGIES } from './cluster';
 
 const NODES = TOPOLOGIES.production;
-const CURRENT = { profile: 'production', livekit: { replicas: NODES.length } };
+const CURRENT = { ...PRODUCTION, livekit: { replicas: NODES.length } };
 const PREVIOUS = {
   ...CURRENT,
   postgres: { image: { tag: '17.10-bookworm' } },

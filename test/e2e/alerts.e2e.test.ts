@@ -21,6 +21,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
 import { find, Manifest, podSpec, promtoolPath, rendered, tempDir } from './harness';
+import { PRODUCTION } from '../util';
 
 const PROMTOOL = promtoolPath();
 const PROMTOOL_VERSION = spawnSync(PROMTOOL, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0];
@@ -513,8 +514,8 @@ function ruleFile(ms: Manifest[]): string {
 
 const RENDERS: [string, object][] = [
   ['default config', { monitoring: { enabled: true } }],
-  ['production: workers, three LiveKit nodes', { profile: 'production', livekit: { replicas: 3 }, monitoring: { enabled: true } }],
-  ['CloudNativePG', { profile: 'production', postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false } } }, monitoring: { enabled: true } }],
+  ['production: workers, three LiveKit nodes', { ...PRODUCTION, livekit: { replicas: 3 }, monitoring: { enabled: true } }],
+  ['CloudNativePG', { ...PRODUCTION, postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false } } }, monitoring: { enabled: true } }],
 ];
 
 describe(`alerting rules with ${PROMTOOL_VERSION}`, () => {

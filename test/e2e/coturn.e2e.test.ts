@@ -25,6 +25,7 @@ import {
   HAS_PROMETHEUS, HELP, option, RunningCoturn, startCoturn as startCoturnOf, TURN_VERSION, TURNUTILS,
 } from './coturn';
 import { asSecretFile } from './image';
+import { PRODUCTION } from '../util';
 import {
   configMapFile, container, find, generatedSecrets, LOOPBACK_REWRITES, rendered, sleep, tcpOpen,
 } from './harness';
@@ -578,7 +579,7 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
  * coturn's own quota must be what refuses the next one (486), never a lack of ports (508).
  */
 describe.each(['small', 'production'] as const)('profile %s: the rendered relay range serves every allocation the rendered quota allows', (profile) => {
-  const CONF = configMapFile(rendered({ profile }).manifests, 'coturn-config', 'turnserver.conf');
+  const CONF = configMapFile(rendered(profile === 'production' ? PRODUCTION : {}).manifests, 'coturn-config', 'turnserver.conf');
   const QUOTA = Number(option(CONF, 'total-quota'));
   const USER_QUOTA = Number(option(CONF, 'user-quota'));
   const RANGE = [Number(option(CONF, 'min-port')), Number(option(CONF, 'max-port'))];
