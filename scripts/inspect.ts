@@ -179,7 +179,7 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
   return {
     prerequisites: prerequisites(config, ms), dns, certificates, firewall, externalIp, healthChecks,
     secretsToCreate: secretsToCreate(config), secretFormats: secretFormats(config), wellKnownDocuments: delegationDocuments(config),
-    backups: backupNotes(config),
+    backups: backupNotes(config, ms),
   };
 }
 
@@ -321,10 +321,21 @@ function secretsToCreate(config: KudoConfig): Checklist['secretsToCreate'] {
   }).sort((a, b) => cmp(a.namespace, b.namespace) || cmp(a.secret, b.secret));
 }
 
-function backupNotes(config: KudoConfig): string[] {
+/** Where the backups are kept: off-site, or on a volume that may share a node with the data (claim names from the manifests). */
+function backupNotes(config: KudoConfig, ms: Manifest[]): string[] {
   const out: string[] = [];
   const waived = config.backup.offsite.waived;
   if (waived !== undefined) out.push(`WARNING: no copy of the backups leaves the cluster (backup.offsite.waived): ${JSON.stringify(waived)}`);
+  const claim = (name: string) => ms.find((m) => m.kind === 'PersistentVolumeClaim' && m.metadata.labels?.['app.kubernetes.io/name'] === name)?.metadata.name;
+  const backups = claim('backup');
+  if (!config.backup.s3.enabled && backups !== undefined) {
+    // The StatefulSet's PostgreSQL keeps its data on a claim of its own; CloudNativePG's and an external one are elsewhere.
+    const pg = ms.find((m) => m.kind === 'StatefulSet' && m.metadata.name === 'postgres');
+    const data = [`the media (${claim('synapse')})`, ...(pg ? [`the database (${pg.spec.volumeClaimTemplates[0].metadata.name}-${pg.metadata.name}-0)`] : [])];
+    out.push(`The backups are not copied off-site (backup.s3): the backup volume ${backups} may sit on the same node as ${data.join(' and ')} `
+      + 'with node-local storage such as k3s local-path: one lost node loses the data and its backups together. '
+      + 'Set backup.s3.enabled: true with backup.s3.repository');
+  }
   return out;
 }
 

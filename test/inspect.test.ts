@@ -206,6 +206,22 @@ describe('checklist: backups', () => {
     const s3 = backups({ profile: 'production', backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } } });
     expect(s3.backups.join('\n')).not.toContain('WARNING: no copy');
   });
+
+  test('backups that stay in the cluster say they may share a node with the media and, in statefulset mode, the database', () => {
+    const shared = 'The backups are not copied off-site (backup.s3): the backup volume kudo-backups may sit on the same node as the media '
+      + '(synapse-media) and the database (data-postgres-0) with node-local storage such as k3s local-path: one lost node loses the data '
+      + 'and its backups together. Set backup.s3.enabled: true with backup.s3.repository';
+    expect(backups({}).backups).toEqual([shared]);
+    expect(formatText(backups({}))).toContain(`Backups\n  ${shared}`);
+    // CloudNativePG and an external database keep the database elsewhere: only the media shares the node.
+    const media = 'The backups are not copied off-site (backup.s3): the backup volume kudo-backups may sit on the same node as the media '
+      + '(synapse-media) with node-local storage such as k3s local-path: one lost node loses the data and its backups together. '
+      + 'Set backup.s3.enabled: true with backup.s3.repository';
+    expect(backups({ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false } } } }).backups).toEqual([media]);
+    expect(backups({ postgres: { mode: 'external', external: { host: 'db.example.org', sslmode: 'require' } } }).backups).toEqual([media]);
+    // Off-site: nothing to say.
+    expect(backups({ backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } } }).backups).toEqual([]);
+  });
 });
 
 describe('architecture picture', () => {
