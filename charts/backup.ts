@@ -35,6 +35,13 @@ export interface BackupProps extends ChartProps {
   readonly scheduling?: PodScheduling;
 }
 
+/**
+ * The upload's scratch space, on the node's disk: restic's temporary pack files (up to 16 MiB each, a few at a time)
+ * and its cache (the repository's index and trees, a small fraction of the data). A memory volume of a few MiB
+ * failed every upload over about 12 MiB.
+ */
+const RESTIC_SCRATCH = { path: '/scratch', size: '2Gi', request: '512Mi' } as const;
+
 const MOUNTS = {
   scripts: { name: 'scripts', mountPath: SCRIPTS_DIR, readOnly: true },
   backups: { name: 'backups', mountPath: BACKUP_DIR },
@@ -63,16 +70,17 @@ function backupContainers(props: BackupProps, keep: k8s.EnvVar[]) {
     command: ['sh', `${SCRIPTS_DIR}/backup-restic.sh`, tag, path],
     env: [
       { name: 'RESTIC_REPOSITORY', value: props.s3.repository },
-      { name: 'RESTIC_CACHE_DIR', value: '/tmp/restic' },
+      { name: 'TMPDIR', value: RESTIC_SCRATCH.path },
+      { name: 'RESTIC_CACHE_DIR', value: `${RESTIC_SCRATCH.path}/cache` },
       // restic reads its password from a file; the script exports the S3 keys from theirs.
       { name: 'RESTIC_PASSWORD_FILE', value: '/secrets/restic/RESTIC_PASSWORD' },
       { name: 'S3_CREDENTIALS_DIR', value: '/secrets/restic' },
       ...keep,
     ],
-    resources: resourceRequirements(props.resources),
+    resources: resourceRequirements(props.resources, { request: RESTIC_SCRATCH.request, limit: RESTIC_SCRATCH.size }),
     securityContext: restrictedContainer(),
     volumeMounts: [
-      mounts.scripts, { ...mounts.backups, readOnly: true }, { name: 'tmp', mountPath: '/tmp' },
+      mounts.scripts, { ...mounts.backups, readOnly: true }, { name: 'tmp', mountPath: '/tmp' }, { name: 'scratch', mountPath: RESTIC_SCRATCH.path },
       { name: 'restic', mountPath: '/secrets/restic', readOnly: true }, ...extra,
     ],
   };
@@ -164,6 +172,7 @@ export class BackupChart extends Chart {
       password: secretFilesVolume('password', { password: pg.password }),
       media: { name: 'media', persistentVolumeClaim: { claimName: props.media.claimName } },
       tmp: memoryVolume('tmp', '16Mi'),
+      scratch: { name: 'scratch', emptyDir: { sizeLimit: k8s.Quantity.fromString(RESTIC_SCRATCH.size) } },
       restic: secretFilesVolume('restic', Object.fromEntries(['RESTIC_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']
         .map((key) => [key, { name: props.s3?.secretName ?? '', key }]))),
     };
@@ -205,7 +214,7 @@ export class BackupChart extends Chart {
                 affinity: o.affinity,
                 initContainers: o.upload ? [o.step] : undefined,
                 containers: [o.upload ?? o.step],
-                volumes: [volumes.scripts, volumes.backups, volumes.tmp, ...o.volumes, ...(o.upload ? [volumes.restic] : [])],
+                volumes: [volumes.scripts, volumes.backups, volumes.tmp, ...o.volumes, ...(o.upload ? [volumes.restic, volumes.scratch] : [])],
               }, props.scheduling, selectorLabels(component)),
             },
           },

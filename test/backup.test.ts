@@ -84,6 +84,24 @@ test('S3 with restic: upload after the local backup, credentials from a Secret',
   expect(container(cron(ms, 'media-backup'), 'upload').command).toEqual(['sh', '/opt/kudo/backup-restic.sh', 'media', '/media']);
 });
 
+test('restic\'s temporary packs and cache go to disk-backed scratch space, not the small in-memory /tmp', () => {
+  // restic writes pack files of up to 16 MiB to TMPDIR (or /tmp): in a 16Mi memory emptyDir every upload
+  // larger than about 12 MiB failed with "no space left on device".
+  const ms = manifests(config({ backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo-backups' } } }));
+  for (const name of ['postgres-backup', 'media-backup']) {
+    const spec = podSpec(cron(ms, name));
+    const up = spec.containers.find((c: any) => c.name === 'upload');
+    const env = Object.fromEntries(up.env.map((e: any) => [e.name, e.value]));
+    expect(env.TMPDIR).toBe('/scratch');
+    expect(env.RESTIC_CACHE_DIR).toBe('/scratch/cache');
+    expect(up.volumeMounts).toContainEqual({ name: 'scratch', mountPath: '/scratch' });
+    // On the node's disk (no medium: Memory), bounded, and inside the container's ephemeral-storage limit.
+    expect(spec.volumes.find((v: any) => v.name === 'scratch')).toEqual({ name: 'scratch', emptyDir: { sizeLimit: '2Gi' } });
+    expect(up.resources.limits['ephemeral-storage']).toBe('2Gi');
+    expect(up.resources.requests['ephemeral-storage']).toBe('512Mi');
+  }
+});
+
 test('S3 needs a repository; backups can be switched off', () => {
   expect(() => resolveConfig({ backup: { s3: { enabled: true } } })).toThrow('backup.s3.repository is required');
   expect(() => resolveConfig({ backup: { s3: { repository: 'https://x' } } })).toThrow('backup.s3.repository: must be a restic S3 repository');

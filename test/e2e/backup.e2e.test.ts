@@ -4,12 +4,14 @@
  * restic against a local repository.
  */
 import { execFileSync, spawnSync } from 'child_process';
+import * as crypto from 'crypto';
 import { createHash, createHmac } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import {
-  configMapFile, container, find, generatedSecrets, httpJson, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles,
+  configMapFile, container, find, generatedSecrets, httpJson, Manifest, podSpec, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles,
 } from './harness';
+import { ImageSandbox, podVolumes, shareWithPod } from './image';
 import { postgresVersion, RunningPostgres, startPostgres } from './postgres';
 import { login, RunningSynapse, startSynapse } from './synapse';
 
@@ -184,41 +186,54 @@ describe(`backups with ${postgresVersion()} tools`, () => {
     expect(fileDigests(target)).toEqual(before);
   });
 
-  describe(`${RESTIC_VERSION}: the S3 upload step (against a local repository)`, () => {
+  describe(`${RESTIC_VERSION}: the S3 upload step (against a local repository), in its image and under its volumes' limits`, () => {
     const s3 = rendered({ backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } } }).manifests;
     const repo = () => path.join(dir, 'restic-repo');
+    let shared = false;
     const restic = (args: string[]) => execFileSync(programs().restic, args, {
       encoding: 'utf8', env: { PATH: process.env.PATH, RESTIC_REPOSITORY: repo(), RESTIC_PASSWORD: 'e2e-only', RESTIC_CACHE_DIR: path.join(dir, 'restic-cache') },
     });
-    const upload = (cronJob: string, local: string) => {
-      const c = container(find(s3, 'CronJob', cronJob), 'upload');
-      const env: Record<string, string> = { PATH: `${path.dirname(programs().restic)}:${process.env.PATH}`, HOME: dir };
+    /**
+     * The rendered upload container of `cronJob` (of `ms`), run in the restic image as the pod's user, its volumes at
+     * their mount paths: the emptyDirs as tmpfs of their size limits, the backup volume `backupsDir`, the media store.
+     */
+    const upload = (cronJob: string, o: { ms?: Manifest[]; backupsDir?: string } = {}) => {
+      const cj = find(o.ms ?? s3, 'CronJob', cronJob);
+      const c = container(cj, 'upload');
+      const env: Record<string, string> = {};
       for (const e of c.env) if (e.value !== undefined) env[e.name] = e.value;
-      env.RESTIC_REPOSITORY = repo(); // paths: a local repository stands in for the bucket
+      env.RESTIC_REPOSITORY = '/repository'; // paths: a local repository stands in for the bucket
       // The Secret volume (the operator's kudo-backup-s3), as the manifest maps its keys to files; a local
       // repository does not use the S3 keys, but the script reads them.
       const values: Record<string, string> = { RESTIC_PASSWORD: 'e2e-only', AWS_ACCESS_KEY_ID: 'e2e-key-id', AWS_SECRET_ACCESS_KEY: 'e2e-secret' };
-      const vol = find(s3, 'CronJob', cronJob).spec.jobTemplate.spec.template.spec.volumes.find((v: any) => v.name === 'restic');
+      const vol = podSpec(cj).volumes.find((v: any) => v.name === 'restic');
       const files = Object.fromEntries(vol.projected.sources.map((src: any) => [src.secret.items[0].path, values[src.secret.items[0].key]]));
       expect(Object.keys(files).sort()).toEqual(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'RESTIC_PASSWORD']);
       writeSecretFiles(path.join(dir, 'restic-secret'), files);
-      env.RESTIC_PASSWORD_FILE = path.join(dir, 'restic-secret', 'RESTIC_PASSWORD'); // paths: the Secret volume
-      env.S3_CREDENTIALS_DIR = path.join(dir, 'restic-secret'); // paths
-      env.RESTIC_CACHE_DIR = path.join(dir, 'restic-cache'); // paths
-      const [, script, tag] = c.command as string[];
-      return spawnSync('sh', [path.join(scripts, path.basename(script)), tag, local], { env, encoding: 'utf8' });
+      fs.mkdirSync(repo(), { recursive: true });
+      // Once: doing it again would change the files' ctime, which restic rightly reads as a change.
+      if (!shared) shareWithPod(dir, podSpec(cj).securityContext.fsGroup);
+      shared = true;
+      const volumes = podVolumes(cj, 'upload', {
+        scripts: scripts, backups: o.backupsDir ?? backups, restic: path.join(dir, 'restic-secret'), media: synapse.mediaDir,
+      });
+      volumes['/repository'] = { host: repo() };
+      const sandbox = new ImageSandbox(cj, 'upload', { '/usr/bin/restic': programs().restic });
+      const [command, args] = sandbox.wrap(c.command[0], c.command.slice(1), env, '/', undefined, volumes);
+      return spawnSync(command, args, { encoding: 'utf8', env: { PATH: process.env.PATH } });
     };
 
     test('uploads the dumps and the media store, encrypted and deduplicated', () => {
-      const first = upload('postgres-backup', path.join(backups, 'postgres'));
+      const first = upload('postgres-backup');
       expect(`${first.stdout}${first.stderr}`).toContain('initialising');
       expect(first.status).toBe(0);
-      const again = upload('postgres-backup', path.join(backups, 'postgres'));
+      const again = upload('postgres-backup');
       expect(again.status).toBe(0);
       // Nothing changed, so the second snapshot stores only its own metadata, not the dump again.
       expect(again.stdout).toMatch(/Files:\s+0 new,\s+0 changed,\s+1 unmodified/);
       expect(again.stdout).toMatch(/Added to the repository: \d+ B /);
-      expect(upload('media-backup', synapse.mediaDir).status).toBe(0);
+      const media = upload('media-backup');
+      expect(media.status).toBe(0);
       const snapshots = JSON.parse(restic(['snapshots', '--json']));
       expect(snapshots.map((s: any) => s.tags[0]).sort()).toEqual(['media', 'postgres', 'postgres']);
       // The repository holds no plain text of what went in (grep exits 1: no match).
@@ -230,8 +245,29 @@ describe(`backups with ${postgresVersion()} tools`, () => {
       const target = path.join(dir, 'restic-restore');
       restic(['restore', 'latest', '--tag', 'postgres', '--target', target]);
       const dump = listBackups('postgres')[0];
-      const restoredFile = path.join(target, backups, 'postgres', dump);
+      // The snapshot holds the container's path.
+      const restoredFile = path.join(target, 'backups', 'postgres', dump);
       expect(fs.readFileSync(restoredFile)).toEqual(fs.readFileSync(path.join(backups, 'postgres', dump)));
+    });
+
+    test('a dump larger than the in-memory /tmp uploads under the rendered limits; as rendered before, restic ran out of space', () => {
+      // 48 MiB that do not compress or deduplicate, in one dump file: three times what the 16Mi /tmp holds.
+      const big = path.join(dir, 'big-backups');
+      fs.mkdirSync(path.join(big, 'postgres'), { recursive: true });
+      fs.writeFileSync(path.join(big, 'postgres', 'synapse-20261201T031500Z.dump'), crypto.randomBytes(48 * 2 ** 20));
+      const ok = upload('postgres-backup', { backupsDir: big });
+      expect(`${ok.stdout}${ok.stderr}`).toMatch(/Added to the repository: (4[0-9]|5[0-9])\.\d+ MiB/);
+      expect(ok.status).toBe(0);
+
+      // The upload as rendered before: restic's cache in /tmp and its temporary packs there too, /tmp a 16Mi memory volume.
+      const old = structuredClone(s3);
+      const c = container(find(old, 'CronJob', 'postgres-backup'), 'upload');
+      c.env = c.env.filter((e: any) => e.name !== 'TMPDIR').map((e: any) => (e.name === 'RESTIC_CACHE_DIR' ? { ...e, value: '/tmp/restic' } : e));
+      c.volumeMounts = c.volumeMounts.filter((m: any) => m.name !== 'scratch');
+      fs.writeFileSync(path.join(big, 'postgres', 'synapse-20261202T031500Z.dump'), crypto.randomBytes(48 * 2 ** 20));
+      const failed = upload('postgres-backup', { ms: old, backupsDir: big });
+      expect(`${failed.stdout}${failed.stderr}`).toMatch(/no space left on device/);
+      expect(failed.status).not.toBe(0);
     });
   });
 });

@@ -20,6 +20,7 @@ import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
+import { memoryBytes } from '../../charts/common';
 import { Manifest, podSpec, ROOT, tempDir } from './harness';
 
 /** What docs/image-contract.yaml says of one image. */
@@ -104,9 +105,17 @@ export class ImageSandbox {
   wrap(
     command: string, args: string[], env: Record<string, string>, cwd: string,
     wrapOuter: (c: string, a: string[]) => [string, string[]] = (c, a) => [c, a],
+    volumes: Record<string, Volume> = {},
   ): [string, string[]] {
     if (env.PATH !== undefined) throw new Error('PATH is the image\'s; the container\'s env must not set it here');
     const root = tempDir('root');
+    // One line per volume: container path, then "bind <host folder> <rw|ro>" or "tmpfs <bytes>".
+    const specs = Object.entries(volumes).map(([at, v]) => {
+      if (!at.startsWith('/') || /\s/.test(at)) throw new Error(`odd mount path ${at}`);
+      if ('tmpfsBytes' in v) return `${at} tmpfs ${v.tmpfsBytes}`;
+      if (/\s/.test(v.host)) throw new Error(`odd host folder ${v.host}`);
+      return `${at} bind ${v.host} ${v.readOnly ? 'ro' : 'rw'}`;
+    });
     const setpriv = [
       '/usr/bin/setpriv', `--reuid=${this.uid}`, `--regid=${this.gid}`,
       ...(this.groups.length ? [`--groups=${this.groups.join(',')}`] : ['--clear-groups']),
@@ -116,7 +125,7 @@ export class ImageSandbox {
     // HOME as the runtime sets it for a uid the image's /etc/passwd does not name.
     const envArgs = Object.entries({ HOME: '/', ...env, PATH: this.facts.path }).map(([k, v]) => `${k}=${v}`);
     return wrapOuter('/usr/bin/unshare', [
-      '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', SETUP, 'setup', root, this.layer, cwd,
+      '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', SETUP, 'setup', root, this.layer, cwd, specs.join('\n'),
       ...setpriv, '--', '/usr/bin/env', '-i', ...envArgs, command, ...args,
     ]);
   }
@@ -128,8 +137,8 @@ export class ImageSandbox {
  * onto empty files, its deeper folders laid over the host's read-only.
  */
 const SETUP = `set -eu
-root=$1 layer=$2 cwd=$3
-shift 3
+root=$1 layer=$2 cwd=$3 volumes=$4
+shift 4
 mount -t tmpfs -o mode=0755 image-root "$root"
 for e in /*; do
   n=\${e#/}
@@ -149,9 +158,56 @@ for d in $(cd "$layer" && find . -mindepth 2 -type f -exec dirname {} + | cut -c
   mkdir -p "$root$d"
   mount -t overlay image-layer -o "lowerdir=$layer$d:$root$d" "$root$d"
 done
+# The pod's volumes at their mount paths. A mount point this machine lacks under one of its folders is made in an
+# empty folder laid over the nearest one that exists, so nothing is created on this machine.
+printf '%s\n' "$volumes" | while read -r at kind a b; do
+  [ -n "$at" ] || continue
+  if [ ! -d "$root$at" ]; then
+    up=$at
+    while [ ! -d "$root$(dirname "$up")" ]; do up=$(dirname "$up"); done
+    parent=$(dirname "$up")
+    if [ "$parent" = / ]; then mkdir -p "$root$at"
+    else
+      over=$(mktemp -d); chmod 0755 "$over"
+      mkdir -p "$over\${at#"$parent"}"
+      mount -t overlay image-mount -o "lowerdir=$over:$root$parent" "$root$parent"
+    fi
+  fi
+  case $kind in
+    tmpfs) mount -t tmpfs -o "size=$a,mode=1777" pod-volume "$root$at" ;;
+    bind)
+      mount --bind "$a" "$root$at"
+      if [ "$b" = ro ]; then mount -o remount,bind,ro "$root$at"; fi ;;
+  esac
+done
 exec /usr/sbin/chroot "$root" /bin/sh -c 'cd "$1"; shift; exec "$@"' sh "$cwd" "$@"
 `;
 
+/** A volume as a container sees it: a folder of this machine's (a Secret, a claim) or a size-limited tmpfs (an emptyDir). */
+export type Volume = { host: string; readOnly?: boolean } | { tmpfsBytes: number };
+
+/**
+ * A container's volumes at their mount paths: each emptyDir a tmpfs of its sizeLimit (memory ones as the kubelet
+ * makes them; disk ones standing for the ephemeral storage the kubelet would let them use), every other volume the
+ * test's folder for it (`folders`, by volume name), read-only where the mount is.
+ */
+export function podVolumes(workload: Manifest, containerName: string, folders: Record<string, string>): Record<string, Volume> {
+  const pod = podSpec(workload);
+  const c = [...(pod.initContainers ?? []), ...pod.containers].find((x: any) => x.name === containerName);
+  if (!c) throw new Error(`${workload.metadata.name} has no container ${containerName}`);
+  const out: Record<string, Volume> = {};
+  for (const m of c.volumeMounts ?? []) {
+    const v = pod.volumes.find((x: any) => x.name === m.name);
+    if (v?.emptyDir) {
+      if (!v.emptyDir.sizeLimit) throw new Error(`${containerName}: emptyDir ${m.name} has no sizeLimit`);
+      out[m.mountPath] = { tmpfsBytes: memoryBytes(v.emptyDir.sizeLimit) };
+    } else {
+      if (!folders[m.name]) throw new Error(`${containerName}: the test gave no folder for volume ${m.name}`);
+      out[m.mountPath] = { host: folders[m.name], readOnly: m.readOnly === true };
+    }
+  }
+  return out;
+}
 /**
  * Gives the container's uid access to a folder the test made as root, the way the kubelet prepares volumes for a pod
  * with fsGroup: group-owned by fsGroup, folders group-writable with setgid, files group-readable (Secrets keep 0440).
