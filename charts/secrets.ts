@@ -150,18 +150,21 @@ interface ToolJobProps extends ToolPodProps {
   readonly serviceAccount: string;
   readonly annotations: Record<string, string>;
   readonly backoffLimit: number;
+  /** What the pod reads from its ConfigMap (scripts, plan): part of what the Job does. */
+  readonly files: Record<string, string>;
 }
 
 /**
  * A Job running one of the bundled Python scripts. Its name carries a hash of
- * its pod template: Job templates are immutable, so a changed Job must be a
- * new Job, not an update of the old one.
+ * its pod template and of the ConfigMap it reads: Job templates are immutable,
+ * and a finished Job (kept 7 days) under the same name is taken as done, so a
+ * changed Job, or a changed plan or script, must be a new Job.
  */
 function toolJob(scope: Construct, id: string, p: ToolJobProps): k8s.KubeJob {
   const template = toolPodTemplate(p);
   return new k8s.KubeJob(scope, id, {
     metadata: {
-      name: `${p.name}-${contentHash(template, p.backoffLimit).slice(0, 8)}`,
+      name: `${p.name}-${contentHash(template, p.backoffLimit, p.files).slice(0, 8)}`,
       namespace: p.namespace,
       labels: p.labels,
       annotations: p.annotations,
@@ -210,6 +213,7 @@ export class SecretGeneratorChart extends Chart {
       image: props.toolsImage,
       serviceAccount: sa.name,
       configMap: config.name,
+      files,
       command: ['python3', `${SCRIPTS_DIR}/generate_secrets.py`, `${SCRIPTS_DIR}/plan.json`],
       labels: { ...lbls },
       annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files), ...syncHook(WAVE.secrets) },
@@ -268,6 +272,7 @@ export class BootstrapChart extends Chart {
       image: props.toolsImage,
       serviceAccount: sa.name,
       configMap: config.name,
+      files,
       command: ['python3', `${SCRIPTS_DIR}/bootstrap_admin.py`],
       env: [
         { name: 'SYNAPSE_URL', value: props.synapseUrl },

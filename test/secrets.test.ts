@@ -1,4 +1,5 @@
-import { config, container, find, Manifest, podSpec, synthAll, synthChart } from './util';
+import { Chart, Testing } from 'cdk8s';
+import { config, container, find, Manifest, podSpec, PRODUCTION, synthAll, synthChart } from './util';
 
 const generator = () => synthChart('05-secrets');
 const bootstrap = () => synthChart('40-bootstrap');
@@ -50,6 +51,16 @@ describe('generator RBAC', () => {
     expect(name({})).toBe(name({}));
     expect(name({ synapse: { image: { tag: 'v1.164.0' } } })).not.toBe(name({}));
   });
+
+  test('a changed plan gets a new Job: small then production runs the generator again for worker_replication_secret', () => {
+    const job = (c: object) => synthChart('05-secrets', config(c)).find((m) => m.kind === 'Job')!;
+    const small = job({});
+    const production = job({ ...PRODUCTION });
+    // The pod template alone is the same: only the plan (a ConfigMap) differs.
+    expect(production.spec.template).toEqual(small.spec.template);
+    expect(production.metadata.name).not.toBe(small.metadata.name);
+    expect(job({ ...PRODUCTION }).metadata.name).toBe(production.metadata.name);
+  });
 });
 
 describe('existing mode', () => {
@@ -89,6 +100,29 @@ describe('admin bootstrap', () => {
     expect(appRole.rules[0].resourceNames).toEqual(['kudo-app']);
     const mediaRole = ms.find((m) => m.kind === 'Role' && m.metadata.namespace === 'kudo-media')!;
     expect(mediaRole.rules).toEqual([{ apiGroups: [''], resources: ['secrets'], resourceNames: ['kudo-livekit'], verbs: ['get'] }]);
+  });
+
+  test('a changed script gets a new Job: a finished Job of the old script does not stand for the new one', () => {
+    const jobName = (changeScript: boolean): string => {
+      let name = '';
+      jest.isolateModules(() => {
+        if (changeScript) {
+          const real = jest.requireActual<typeof import('fs')>('fs');
+          jest.doMock('fs', () => ({
+            ...real,
+            readFileSync: (f: string, o?: any) => (String(f).endsWith('bootstrap_admin.py') ? `${real.readFileSync(f, 'utf8')}\n# changed\n` : real.readFileSync(f, o)),
+          }));
+        }
+        const { buildApp } = require('../charts/app');
+        const { resolveConfig } = require('../charts/config');
+        const chart = buildApp(resolveConfig({}, 'test config'), { outdir: Testing.app().outdir }).charts.find((c: Chart) => c.node.id === '40-bootstrap');
+        name = (Testing.synth(chart) as Manifest[]).find((m) => m.kind === 'Job')!.metadata.name;
+      });
+      jest.dontMock('fs');
+      return name;
+    };
+    expect(jobName(false)).toBe(bootstrap().find((m) => m.kind === 'Job')!.metadata.name);
+    expect(jobName(true)).not.toBe(jobName(false));
   });
 });
 
