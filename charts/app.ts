@@ -285,6 +285,8 @@ function media(app: Construct, config: KudoConfig, ingress: IngressSettings, red
     relayPorts: config.coturn.relayPorts,
     userQuota: config.coturn.userQuota,
     totalQuota: config.coturn.totalQuota,
+    extraDeniedPeerIps: config.coturn.extraDeniedPeerIps,
+    tlsMinVersion: config.coturn.tls.minVersion,
     turnSharedSecret: refs.turnSharedSecret,
     issuer: config.tls.issuer,
     scheduling: scheduling(config, 'coturn'),

@@ -7,6 +7,7 @@
  * key path, what was found and what is allowed.
  */
 import * as fs from 'fs';
+import { isIP } from 'net';
 import type * as JsYaml from 'js-yaml';
 import type { z } from 'zod';
 import { INGRESS_CONTROLLER, INGRESS_CONTROLLERS, IngressController } from './ingress-controllers';
@@ -97,6 +98,13 @@ type RefinementName = keyof typeof REFINEMENTS;
  * config file's render loading zod; it saved 20-76 ms a render and was a
  * second validator to keep equal to this one, so it went (issue 29).
  */
+/** "address/bits" with an IPv4 or IPv6 address and a prefix length its family allows (host bits are the chart's to check). */
+function isCidr(s: string): boolean {
+  const m = /^([^/]+)\/([0-9]{1,3})$/.exec(s);
+  const family = m === null ? 0 : isIP(m[1]);
+  return m !== null && family !== 0 && Number(m[2]) <= (family === 4 ? 32 : 128);
+}
+
 function makeSchema() {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { z }: typeof import('zod') = require('zod');
@@ -482,6 +490,12 @@ function makeSchema() {
         .default(1200),
       /** Lifetime of the TURN credentials LiveKit and Synapse hand out, in seconds. */
       credentialTtlSeconds: z.number().int().min(60).max(86400).default(3600),
+      /** More peer ranges the relay must never reach (your nodes', pods' and services' public ranges, a VPN), as IPv4 or IPv6 CIDRs. */
+      extraDeniedPeerIps: z.array(z.string().refine(isCidr, { message: 'must be an IPv4 or IPv6 CIDR such as "203.0.113.0/24" or "2001:db8::/32"' })).default([]),
+      tls: z.strictObject({
+        /** The lowest TLS version TURNS accepts: 1.2 (coturn's own minimum with OpenSSL 3) or 1.3 (coturn's no-tlsv1_2). */
+        minVersion: z.enum(['1.2', '1.3']).default('1.2'),
+      }).prefault({}),
     }).prefault({}),
     monitoring: z.strictObject({
       /** ServiceMonitors (prometheus-operator) for Synapse, LiveKit, coturn, and PostgreSQL and Redis exporters. */

@@ -92,10 +92,23 @@ export interface CoturnProps extends ChartProps {
   readonly relayPorts: { readonly min: number; readonly max: number };
   readonly userQuota: number;
   readonly totalQuota: number;
+  /** Peer ranges denied besides DENIED_PEER_CIDRS, as CIDRs. @default - none */
+  readonly extraDeniedPeerIps?: readonly string[];
+  /** The lowest TLS version of the TURNS listener. @default '1.2' (coturn's own minimum with OpenSSL 3) */
+  readonly tlsMinVersion?: '1.2' | '1.3';
   readonly turnSharedSecret: SecretRef;
   readonly issuer: { readonly kind: string; readonly name: string };
   /** Where its pods may run, beyond what the chart sets. @default - anywhere the chart allows */
   readonly scheduling?: PodScheduling;
+}
+
+/** An extra denied range; a CIDR with host bits set is refused rather than widened or narrowed. */
+function extraRange(cidr: string): string {
+  try {
+    return cidrToRange(cidr);
+  } catch (e) {
+    throw new Error(`coturn.extraDeniedPeerIps: ${(e as Error).message.replace(/^invalid /, 'not a ')}`);
+  }
 }
 
 /** turnserver.conf without secrets or node addresses (the start script adds those). Comments on their own lines only. */
@@ -119,11 +132,14 @@ export function turnserverConf(p: CoturnProps): string {
     'no-tcp-relay',
     'no-multicast-peers',
     ...DENIED_PEER_CIDRS.map((c) => `denied-peer-ip=${cidrToRange(c)}`),
+    ...(p.extraDeniedPeerIps ?? []).map((c) => `denied-peer-ip=${extraRange(c)}`),
     `user-quota=${p.userQuota}`,
     `total-quota=${p.totalQuota}`,
     'stale-nonce=600',
     '# STUN NAT-behaviour discovery (RFC 5780) can be used for amplification.',
     'no-rfc5780',
+    // TLS 1.0 and 1.1 are off already: coturn enables them only with tlsv1/tlsv1_1, and OpenSSL 3 allows them only at security level 0.
+    ...((p.tlsMinVersion ?? '1.2') === '1.3' ? ['# TURNS: TLS 1.3 only.', 'no-tlsv1_2'] : []),
     'pidfile=/run/coturn/turnserver.pid',
     '# coturn opens its SQLite user database even with use-auth-secret; keep it off the read-only root.',
     'userdb=/run/coturn/turndb',

@@ -172,3 +172,29 @@ test('metrics on the port the DaemonSet, the monitoring Service and the firewall
   expect(o).toEqual(expect.arrayContaining(['prometheus', 'prometheus-port=9641']));
   expect(container(find(ms, 'DaemonSet', 'coturn'), 'coturn').ports).toContainEqual({ name: 'metrics', containerPort: 9641, protocol: 'TCP' });
 });
+
+test('coturn.extraDeniedPeerIps: each CIDR is denied too, as coturn\'s A-B range, after the built-in ones', () => {
+  const o = options(conf(manifests(config({ coturn: { extraDeniedPeerIps: ['203.0.114.0/24', '2001:db8:1::/48', '198.51.101.7/32'] } }))));
+  const denied = o.filter((l) => l.startsWith('denied-peer-ip='));
+  expect(denied.slice(-3)).toEqual([
+    'denied-peer-ip=203.0.114.0-203.0.114.255',
+    'denied-peer-ip=2001:db8:1::-2001:db8:1:ffff:ffff:ffff:ffff:ffff',
+    'denied-peer-ip=198.51.101.7',
+  ]);
+  expect(denied).toHaveLength(DENIED_PEER_CIDRS.length + 3);
+});
+
+test('coturn.extraDeniedPeerIps refuses what is not a CIDR, naming the key', () => {
+  expect(() => config({ coturn: { extraDeniedPeerIps: ['203.0.114.0'] } })).toThrow(/coturn\.extraDeniedPeerIps\.0: must be an IPv4 or IPv6 CIDR/);
+  expect(() => config({ coturn: { extraDeniedPeerIps: ['10.0.0.0/33'] } })).toThrow(/coturn\.extraDeniedPeerIps\.0: must be an IPv4 or IPv6 CIDR/);
+  expect(() => config({ coturn: { extraDeniedPeerIps: ['fd00::/129'] } })).toThrow(/coturn\.extraDeniedPeerIps\.0: must be an IPv4 or IPv6 CIDR/);
+  // Host bits set: coturn would get a range the operator did not write.
+  expect(() => manifests(config({ coturn: { extraDeniedPeerIps: ['203.0.114.9/24'] } })))
+    .toThrow('coturn.extraDeniedPeerIps: CIDR "203.0.114.9/24" has host bits set');
+});
+
+test('coturn.tls.minVersion "1.3" adds no-tlsv1_2 (coturn\'s switch to a TLS 1.3 minimum); the default 1.2 adds nothing', () => {
+  expect(options(conf(manifests())).filter((l) => /tlsv1/.test(l))).toEqual([]);
+  expect(options(conf(manifests(config({ coturn: { tls: { minVersion: '1.3' } } })))).filter((l) => /tlsv1/.test(l))).toEqual(['no-tlsv1_2']);
+  expect(() => config({ coturn: { tls: { minVersion: '1.1' } } })).toThrow(/coturn\.tls\.minVersion/);
+});
