@@ -361,11 +361,16 @@ function operations(app: Construct, config: KudoConfig, s: { synapseUrl: string;
       stack: {
         synapse: { namespace: ns.stack, services: synapseServices, router },
         postgres: pg.mode === 'statefulset' ? { source: 'postgres-exporter', namespace: ns.stack, service: 'postgres' }
-          : pg.mode === 'cloudnative-pg' ? { source: 'cloudnative-pg', namespace: ns.stack, podMonitor: CNPG_CLUSTER } : undefined,
+          : pg.mode === 'cloudnative-pg' ? { source: 'cloudnative-pg', namespace: ns.stack, podMonitor: CNPG_CLUSTER, backup: pg.cloudnativePg.backup.enabled } : undefined,
         redis: config.redis.enabled ? { namespace: ns.stack, service: 'redis' } : undefined,
         livekit: { namespace: ns.hostNetwork, service: 'livekit', replicas: config.livekit.replicas },
         turn: { relayPorts: config.coturn.relayPorts, totalQuota: config.coturn.totalQuota },
-        backups: config.backup.enabled ? { namespace: ns.stack, cronJobs: ['postgres-backup', 'media-backup'] } : undefined,
+        backups: config.backup.enabled ? { namespace: ns.stack, cronJobs: ['postgres-backup', 'media-backup'], claim: 'kudo-backups' } : undefined,
+        // The media claim, and the database's: the StatefulSet's for its pod, or one per CloudNativePG instance.
+        volumes: {
+          namespace: ns.stack,
+          claims: ['synapse-media', ...(pg.mode === 'statefulset' ? ['data-postgres-0'] : pg.mode === 'cloudnative-pg' ? [`${CNPG_CLUSTER}-[0-9]+`] : [])],
+        },
         certificateNamespaces: [...new Set([ns.stack, ns.hostNetwork, ...(config.routing === 'gateway-api' && gw.createGateway ? [gw.gatewayNamespace] : [])])],
       },
     });

@@ -40,14 +40,23 @@ export interface MonitoredStack {
    */
   readonly postgres?:
   | { readonly source: 'postgres-exporter'; readonly namespace: string; readonly service: string }
-  | { readonly source: 'cloudnative-pg'; readonly namespace: string; readonly podMonitor: string };
+  | {
+    readonly source: 'cloudnative-pg'; readonly namespace: string; readonly podMonitor: string;
+    /** WAL archiving and daily base backups through the barman-cloud plugin. @default false */
+    readonly backup?: boolean;
+  };
   /** redis_exporter beside Redis. @default - none (Redis off) */
   readonly redis?: { readonly namespace: string; readonly service: string };
   readonly livekit: { readonly namespace: string; readonly service: string; readonly replicas: number };
   /** coturn's limits on concurrent allocations: total-quota (0: none) and the relay range (its namespace and Service are the `coturn` prop's). */
   readonly turn: { readonly relayPorts: { readonly min: number; readonly max: number }; readonly totalQuota: number };
-  /** The backup CronJobs (kube-state-metrics' series). @default - none (backups off) */
-  readonly backups?: { readonly namespace: string; readonly cronJobs: readonly string[] };
+  /** The backup CronJobs (kube-state-metrics' series) and the backup volume's claim (the kubelet's). @default - none (backups off) */
+  readonly backups?: { readonly namespace: string; readonly cronJobs: readonly string[]; readonly claim: string };
+  /**
+   * The data's claims, watched for free space (the kubelet's volume stats): names, or RE2 patterns
+   * such as CloudNativePG's postgres-[0-9]+ (a claim per instance).
+   */
+  readonly volumes: { readonly namespace: string; readonly claims: readonly string[] };
   /** Where cert-manager keeps the stack's Certificates (cert-manager's own metrics). */
   readonly certificateNamespaces: readonly string[];
 }
@@ -204,6 +213,8 @@ function noTargetUp(namespace: string, jobs: readonly string[]): string {
 const POSTGRES_SPARE_CONNECTIONS = 5;
 /** Daily backups: a day, plus two hours for a run that finishes later than the one before it (CronJob startingDeadlineSeconds is 1 h). */
 const BACKUP_MAX_AGE_SECONDS = 26 * 3600;
+/** Warn when a volume has less than this share free (percent). */
+const VOLUME_FREE_PERCENT = 10;
 /** Warn this far below the limit: time to add a node or ports before calls fail. */
 const TURN_WARNING_SHARE = 0.8;
 /** cert-manager renews Let's Encrypt's 90-day certificates 30 days before expiry. */
@@ -225,6 +236,7 @@ function watchedComponents(s: MonitoredStack, coturnNamespace?: string): Watched
   if (s.postgres !== undefined) out.push(postgres(s.postgres, s.backups));
   if (s.redis !== undefined) out.push(redis(s.redis));
   if (s.backups !== undefined) out.push(backups(s.backups));
+  out.push(volumes(s.volumes));
   out.push(livekit(s.livekit));
   if (coturnNamespace !== undefined) out.push(coturn(coturnNamespace, s.turn));
   out.push(certificates(s.synapse.namespace, s.certificateNamespaces));
@@ -365,6 +377,7 @@ function postgres(p: NonNullable<MonitoredStack['postgres']>, b: MonitoredStack[
         + 'Raise postgres.maxConnections only together with the pools (synapse.databasePool).',
     },
   ];
+  if (p.source === 'cloudnative-pg' && p.backup === true) alerts.push(...cnpgBackupAlerts(s()));
   const backupAge = b !== undefined
     ? [{ title: 'Time since the last successful backup', unit: 's', queries: [['{{cronjob}}', `time() - kube_cronjob_status_last_successful_time${sel({ namespace: b.namespace, cronjob: anyOf(b.cronJobs) })}`]] as const }]
     : [];
@@ -398,6 +411,44 @@ function postgres(p: NonNullable<MonitoredStack['postgres']>, b: MonitoredStack[
   };
 }
 
+/**
+ * CloudNativePG 1.30 with the barman-cloud plugin: pg_stat_archiver through its default monitoring queries
+ * (cnpg_pg_stat_archiver_*, on the primary), and the base backups through the plugin's own metrics
+ * (barman_cloud_cloudnative_pg_io_*; the operator's cnpg_collector_last_available_backup_timestamp stays 0 with a plugin).
+ */
+function cnpgBackupAlerts(s: string): Alert[] {
+  return [
+    {
+      // PostgreSQL keeps every WAL segment it could not archive: pg_wal grows until the volume is full.
+      alert: 'PostgresWALArchiveFailing',
+      expr: `max by (namespace, job, pod) (cnpg_pg_stat_archiver_last_failed_time${s})\n> max by (namespace, job, pod) (cnpg_pg_stat_archiver_last_archived_time${s})`,
+      for: '10m',
+      severity: 'warning',
+      summary: 'WAL archiving from {{ $labels.pod }} is failing',
+      description: 'For 10 minutes the last attempt to archive a WAL segment from {{ $labels.pod }} to the object store has failed. '
+        + 'No point-in-time recovery reaches past the last archived segment, and PostgreSQL keeps every unarchived segment, '
+        + 'so its volume fills until the database stops.',
+      runbook: 'kubectl -n {{ $labels.namespace }} logs {{ $labels.pod }} -c plugin-barman-cloud --tail=100 (the S3 error); '
+        + 'kubectl -n {{ $labels.namespace }} get objectstore -o yaml; check the S3 credentials Secret and that the bucket is reachable '
+        + '(postgres.cloudnativePg.backup.destinationPath, endpointURL).',
+    },
+    {
+      alert: 'PostgresBaseBackupTooOld',
+      expr: `time() - max by (namespace, job) (barman_cloud_cloudnative_pg_io_last_available_backup_timestamp${s}) > ${BACKUP_MAX_AGE_SECONDS}`,
+      // The metric is 0 until the first base backup (taken when the Cluster is created): give that one time to finish.
+      for: '1h',
+      severity: 'warning',
+      summary: 'The last base backup of {{ $labels.job }} is {{ $value | humanizeDuration }} old',
+      description: 'No base backup of the CloudNativePG Cluster has completed in the object store for over 26 hours (or none ever has); '
+        + 'they are taken daily (postgres.cloudnativePg.backup.schedule). A recovery must replay every WAL segment since the last one, '
+        + 'and retention may already have removed what it needs.',
+      runbook: 'kubectl -n {{ $labels.namespace }} get backups --sort-by=.metadata.creationTimestamp; '
+        + 'kubectl -n {{ $labels.namespace }} describe backup <the last one>; kubectl -n {{ $labels.namespace }} get scheduledbackup. '
+        + 'Take one now with kubectl cnpg backup postgres --method plugin --plugin-name barman-cloud.cloudnative-pg.io.',
+    },
+  ];
+}
+
 function redis(p: NonNullable<MonitoredStack['redis']>): Watched {
   const s = sel({ namespace: p.namespace, job: p.service });
   return {
@@ -428,6 +479,7 @@ function redis(p: NonNullable<MonitoredStack['redis']>): Watched {
 function backups(b: NonNullable<MonitoredStack['backups']>): Watched {
   // kube-state-metrics' series carry the CronJob's namespace (its ServiceMonitor honours the labels it exports).
   const cronJobs = sel({ namespace: b.namespace, cronjob: anyOf(b.cronJobs) });
+  const claim = sel({ namespace: b.namespace, persistentvolumeclaim: b.claim });
   return {
     name: 'backup',
     namespace: b.namespace,
@@ -443,6 +495,39 @@ function backups(b: NonNullable<MonitoredStack['backups']>): Watched {
       runbook: 'kubectl -n {{ $labels.namespace }} get jobs --sort-by=.metadata.creationTimestamp | grep {{ $labels.cronjob }}; '
         + 'kubectl -n {{ $labels.namespace }} logs job/<the last one> --all-containers. A full backup volume (kudo-backups) or '
         + 'an unreachable S3 repository are the usual causes; run one now with kubectl -n {{ $labels.namespace }} create job --from=cronjob/{{ $labels.cronjob }} {{ $labels.cronjob }}-manual.',
+    }, {
+      // Only a running backup mounts the volume, and the kubelet reports only mounted volumes:
+      // the fullest it was during the last day's runs, not its state right now.
+      alert: 'BackupVolumeNearlyFull',
+      expr: `100 * min by (namespace, persistentvolumeclaim) (min_over_time(kubelet_volume_stats_available_bytes${claim}[26h]))\n`
+        + `/ max by (namespace, persistentvolumeclaim) (max_over_time(kubelet_volume_stats_capacity_bytes${claim}[26h])) < ${VOLUME_FREE_PERCENT}`,
+      for: '15m',
+      severity: 'warning',
+      summary: 'The backup volume {{ $labels.persistentvolumeclaim }} had only {{ printf "%.0f" $value }} % free during the last day\'s backups',
+      description: `Less than ${VOLUME_FREE_PERCENT} % of {{ $labels.persistentvolumeclaim }} in {{ $labels.namespace }} was free while a backup ran in the last 26 hours. `
+        + 'Once it is full every backup fails, night after night, and the last good one ages.',
+      runbook: 'kubectl -n {{ $labels.namespace }} get pvc {{ $labels.persistentvolumeclaim }}; grow it (backup.storage.size, if its StorageClass '
+        + 'allows expansion) or keep fewer backups (backup.retention). BackupTooOld says whether backups already fail.',
+    }],
+  };
+}
+
+function volumes(v: MonitoredStack['volumes']): Watched {
+  const s = sel({ namespace: v.namespace, persistentvolumeclaim: `~${v.claims.join('|')}` });
+  return {
+    name: 'volumes',
+    namespace: v.namespace,
+    alerts: [{
+      alert: 'VolumeNearlyFull',
+      expr: `100 * max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_available_bytes${s})\n`
+        + `/ max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_capacity_bytes${s}) < ${VOLUME_FREE_PERCENT}`,
+      for: '15m',
+      severity: 'warning',
+      summary: 'The volume {{ $labels.persistentvolumeclaim }} has {{ printf "%.0f" $value }} % free',
+      description: `For 15 minutes less than ${VOLUME_FREE_PERCENT} % of {{ $labels.persistentvolumeclaim }} in {{ $labels.namespace }} has been free. `
+        + 'A full media volume fails every upload; a full database volume stops PostgreSQL, and Synapse with it.',
+      runbook: 'kubectl -n {{ $labels.namespace }} get pvc {{ $labels.persistentvolumeclaim }}; grow it (synapse.media.size or postgres.storage.size, '
+        + 'if its StorageClass allows expansion). For the database, look also for WAL that could not be archived (PostgresWALArchiveFailing).',
     }],
   };
 }

@@ -92,12 +92,13 @@ const external = synthAll(config({ postgres: { mode: 'external', external: { hos
 
 test('a PrometheusRule per component, in its namespace, labelled for Prometheus to select', () => {
   expect(rulesOf(all).map((m) => `${m.metadata.namespace}/${m.metadata.name}`)).toEqual([
-    'kudo/synapse', 'kudo/postgres', 'kudo/redis', 'kudo/backup', 'kudo-media/livekit', 'kudo-media/coturn', 'kudo/certificates',
+    'kudo/synapse', 'kudo/postgres', 'kudo/redis', 'kudo/backup', 'kudo/volumes', 'kudo-media/livekit', 'kudo-media/coturn', 'kudo/certificates',
   ]);
   for (const m of rulesOf(all)) expect(m.metadata.labels).toMatchObject({ release: 'prometheus', 'app.kubernetes.io/part-of': 'kudo' });
   expect(alertsOf(all).map((r: any) => r.alert)).toEqual([
     'SynapseDown', 'SynapseEventSendSlow', 'SynapseEventPersistenceSlow', 'PostgresDown', 'PostgresConnectionsNearMax', 'RedisDown',
-    'BackupTooOld', 'LiveKitDown', 'CoturnDown', 'TurnAllocationsNearLimit', 'CertificateExpiringSoon', 'CertificateExpiringSoon',
+    'BackupTooOld', 'BackupVolumeNearlyFull', 'VolumeNearlyFull', 'LiveKitDown', 'CoturnDown', 'TurnAllocationsNearLimit',
+    'CertificateExpiringSoon', 'CertificateExpiringSoon',
   ]);
 });
 
@@ -182,6 +183,44 @@ test('the backup alert watches the backup CronJobs that run, and goes with backu
   expect(alert(all, 'BackupTooOld').expr).toContain('> 93600');
   const noBackup = synthAll(config({ backup: { enabled: false }, monitoring: { enabled: true } }));
   expect(rulesOf(noBackup).map((m) => m.metadata.name)).not.toContain('backup');
+});
+
+test('volumes near full: the media and the database claims, and the backup volume over the last day (it is mounted only while a backup runs)', () => {
+  // Claim names from the rendered objects: the media PVC, the StatefulSet's claim template for pod 0, the backup PVC.
+  const pvc = (ms: Manifest[], name: string) => ms.find((m) => m.kind === 'PersistentVolumeClaim' && m.metadata.labels?.['app.kubernetes.io/name'] === name)!.metadata.name;
+  const pg = find(all, 'StatefulSet', 'postgres');
+  const dataClaim = `${pg.spec.volumeClaimTemplates[0].metadata.name}-postgres-0`;
+  expect([pvc(all, 'synapse'), dataClaim, pvc(all, 'backup')]).toEqual(['synapse-media', 'data-postgres-0', 'kudo-backups']);
+  const claims = 'persistentvolumeclaim=~"synapse-media|data-postgres-0"';
+  expect(alert(all, 'VolumeNearlyFull').expr).toBe(
+    `100 * max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_available_bytes{namespace="kudo", ${claims}})\n`
+    + `/ max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_capacity_bytes{namespace="kudo", ${claims}}) < 10`);
+  expect(alert(all, 'VolumeNearlyFull').for).toBe('15m');
+  // CloudNativePG names a claim after each instance (postgres-1, postgres-2, ...; a replaced one gets the next number).
+  expect(alert(cloudnativePg, 'VolumeNearlyFull').expr).toContain('persistentvolumeclaim=~"synapse-media|postgres-[0-9]+"');
+  expect(alert(external, 'VolumeNearlyFull').expr).toContain('persistentvolumeclaim=~"synapse-media"');
+  const backups = alert(all, 'BackupVolumeNearlyFull');
+  expect(backups.expr).toBe(
+    '100 * min by (namespace, persistentvolumeclaim) (min_over_time(kubelet_volume_stats_available_bytes{namespace="kudo", persistentvolumeclaim="kudo-backups"}[26h]))\n'
+    + '/ max by (namespace, persistentvolumeclaim) (max_over_time(kubelet_volume_stats_capacity_bytes{namespace="kudo", persistentvolumeclaim="kudo-backups"}[26h])) < 10');
+  expect(backups.for).toBe('15m');
+  const noBackup = synthAll(config({ backup: { enabled: false }, monitoring: { enabled: true } }));
+  expect(alertsOf(noBackup).map((r: any) => r.alert)).not.toContain('BackupVolumeNearlyFull');
+});
+
+test('CloudNativePG with its backup: a failing WAL archive and an old base backup (the barman-cloud plugin\'s metric) alert', () => {
+  const withBackup = synthAll(config({
+    postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres' } } }, monitoring: { enabled: true },
+  }));
+  const s = '{namespace="kudo", job="kudo/postgres"}';
+  expect(alert(withBackup, 'PostgresWALArchiveFailing').expr).toBe(
+    `max by (namespace, job, pod) (cnpg_pg_stat_archiver_last_failed_time${s})\n> max by (namespace, job, pod) (cnpg_pg_stat_archiver_last_archived_time${s})`);
+  expect(alert(withBackup, 'PostgresBaseBackupTooOld').expr).toBe(
+    `time() - max by (namespace, job) (barman_cloud_cloudnative_pg_io_last_available_backup_timestamp${s}) > 93600`);
+  // Without WAL archiving, or with the StatefulSet, neither.
+  for (const ms of [cloudnativePg, all]) {
+    expect(alertsOf(ms).map((r: any) => r.alert).filter((a: string) => /WALArchive|BaseBackup/.test(a))).toEqual([]);
+  }
 });
 
 test('TURN allocations warn at 80 % of what coturn always grants: total-quota, or the relay range\'s even/odd pairs', () => {

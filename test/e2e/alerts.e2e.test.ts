@@ -132,6 +132,9 @@ interface Stack {
   readonly coturn: Target[];
   readonly coturnConf: string;
   readonly backupCronJobs: string[];
+  /** The claims the kubelet reports on: the media's, then the database's (the StatefulSet's pod 0, or CloudNativePG's last instance). */
+  readonly dataClaims: string[];
+  readonly backupClaim?: string;
   /** [namespace, name, issuer] of certificates cert-manager makes for the stack. */
   readonly certificates: [string, string, string][];
 }
@@ -156,6 +159,10 @@ function stackOf(name: string, overrides: object): Stack {
     const params = cluster.spec.postgresql.parameters;
     postgres = { source: 'cloudnative-pg', targets: targetsOf(ms, 'PodMonitor', stackNs, 'postgres'), maxConnections: Number(params.max_connections), superuserReserved: Number(params.superuser_reserved_connections ?? 3) };
   }
+  const pvc = (n: string) => ms.find((m) => m.kind === 'PersistentVolumeClaim' && m.metadata.labels?.['app.kubernetes.io/name'] === n)?.metadata.name;
+  const pgSts = ms.find((m) => m.kind === 'StatefulSet' && m.metadata.name === 'postgres');
+  // CloudNativePG names each instance's claim after its pod: <cluster>-<n>.
+  const dbClaim = pgSts ? `${pgSts.spec.volumeClaimTemplates[0].metadata.name}-${pgSts.metadata.name}-0` : cluster ? `${cluster.metadata.name}-${cluster.spec.instances}` : undefined;
   const certificates: [string, string, string][] = [
     ...ms.filter((m) => m.kind === 'Certificate').map((m) => [m.metadata.namespace!, m.metadata.name, m.spec.issuerRef.name] as [string, string, string]),
     ...ms.filter((m) => m.kind === 'Ingress' && m.metadata.annotations?.['cert-manager.io/cluster-issuer'])
@@ -175,6 +182,8 @@ function stackOf(name: string, overrides: object): Stack {
     coturn: targetsOf(ms, 'ServiceMonitor', mediaNs, 'coturn'),
     coturnConf: find(ms, 'ConfigMap', 'coturn-config').data['turnserver.conf'],
     backupCronJobs: ms.filter((m) => m.kind === 'CronJob' && m.metadata.labels?.['app.kubernetes.io/name'] === 'backup' && !m.spec.suspend).map((m) => m.metadata.name),
+    dataClaims: [pvc('synapse')!, ...(dbClaim !== undefined ? [dbClaim] : [])],
+    backupClaim: pvc('backup'),
     certificates,
   };
 }
@@ -354,6 +363,61 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
       },
     ];
   },
+  VolumeNearlyFull: (st) => {
+    // The kubelet's volume stats, as kube-prometheus-stack scrapes them (labels of the kubelet's target, and the claim's).
+    const kubelet = (claim: string) => ({ namespace: st.stackNs, persistentvolumeclaim: claim, job: 'kubelet', service: 'kubelet', endpoint: 'https-metrics', instance: '10.0.7.7:10250', node: 'node-a', metrics_path: '/metrics' });
+    const volume = (claim: string, free: number) => [
+      s('kubelet_volume_stats_available_bytes', kubelet(claim), steady(free * 1e9)), s('kubelet_volume_stats_capacity_bytes', kubelet(claim), steady(100e9)),
+    ];
+    const db = st.dataClaims[st.dataClaims.length - 1];
+    return [
+      {
+        name: `${db} has 5 % free, the others half`,
+        series: st.dataClaims.flatMap((c) => volume(c, c === db ? 5 : 50)),
+        pendingAt: '10m', at: '20m', firing: [{ labels: { namespace: st.stackNs, persistentvolumeclaim: db }, value: 5 }],
+      },
+      { name: 'every claim has half free', series: st.dataClaims.flatMap((c) => volume(c, 50)), at: '30m', firing: [] },
+      // Someone else's full volume in another namespace is not this stack's.
+      { name: 'another namespace\'s claim is full', series: volume(st.dataClaims[0], 1).map((x) => ({ ...x, labels: { ...x.labels, namespace: 'other' } })), at: '30m', firing: [] },
+    ];
+  },
+  BackupVolumeNearlyFull: (st) => {
+    const kubelet = { namespace: st.stackNs, persistentvolumeclaim: st.backupClaim!, job: 'kubelet', service: 'kubelet', endpoint: 'https-metrics', instance: '10.0.7.7:10250', node: 'node-a', metrics_path: '/metrics' };
+    // Reported only while a backup mounts the volume: from minute 5 to 15, then gone ("_": no sample).
+    const run = (free: number, after = 20) => [
+      s('kubelet_volume_stats_available_bytes', kubelet, `_x5 ${free}x9 _x${after}`), s('kubelet_volume_stats_capacity_bytes', kubelet, `_x5 100x9 _x${after}`),
+    ];
+    const labels = { namespace: st.stackNs, persistentvolumeclaim: st.backupClaim! };
+    return [
+      { name: 'a backup run left 4 % free, and the volume is unmounted since', series: run(4), pendingAt: '12m', at: '30m', firing: [{ labels, value: 4 }] },
+      { name: 'a backup run left 40 % free', series: run(40), at: '30m', firing: [] },
+      { name: 'the run that left 4 % free was more than 26 hours ago', series: run(4, 1600), at: '1590m', firing: [] },
+    ];
+  },
+  PostgresWALArchiveFailing: (st) => {
+    // pg_stat_archiver through CloudNativePG's default queries: on the primary only; times are epoch seconds, -1 for never.
+    const t = st.postgres!.targets[0];
+    const archiver = (archived: string, failed: string) => [
+      s('cnpg_pg_stat_archiver_last_archived_time', t, archived), s('cnpg_pg_stat_archiver_last_failed_time', t, failed),
+    ];
+    return [
+      {
+        name: 'every attempt fails from minute 3 on',
+        series: archiver(steady(60), then(-1, 3, 200)),
+        pendingAt: '8m', at: '15m', firing: [{ labels: { namespace: t.namespace, job: t.job, pod: t.pod }, value: 200 }],
+      },
+      { name: 'an attempt failed once, the next ones succeeded', series: archiver(then(60, 5, 400), steady(200)), at: '20m', firing: [] },
+      { name: 'archiving has never failed', series: archiver(steady(60), steady(-1)), at: '20m', firing: [] },
+    ];
+  },
+  PostgresBaseBackupTooOld: (st) => {
+    // The barman-cloud plugin's metric, reported by every instance; times are seconds since the test's start (0).
+    const last = (ts: number) => st.postgres!.targets.map((t) => s('barman_cloud_cloudnative_pg_io_last_available_backup_timestamp', t, steady(ts, 1700)));
+    return [
+      { name: 'the last base backup was taken at the start', series: last(0), pendingAt: '1600m', at: '1630m', firing: [{ labels: jobOf(st.postgres!.targets), value: 1630 * 60 }] },
+      { name: 'the last base backup is 2 hours old', series: last(90000), at: '1630m', firing: [] },
+    ];
+  },
   LiveKitDown: (st) => [
     { name: 'every LiveKit pod\'s scrape fails', series: upAll(st.livekit, 0), pendingAt: '4m', at: '6m', firing: [{ labels: jobOf(st.livekit), value: 0 }] },
     { name: 'no LiveKit pod at all', series: [], pendingAt: '4m', at: '6m', firing: [{ labels: jobOf(st.livekit), value: 1 }] },
@@ -515,7 +579,9 @@ function ruleFile(ms: Manifest[]): string {
 const RENDERS: [string, object][] = [
   ['default config', { monitoring: { enabled: true } }],
   ['production: workers, three LiveKit nodes', { ...PRODUCTION, livekit: { replicas: 3 }, monitoring: { enabled: true } }],
-  ['CloudNativePG', { ...PRODUCTION, postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false } } }, monitoring: { enabled: true } }],
+  ['CloudNativePG with WAL archiving', {
+    ...PRODUCTION, postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres' } } }, monitoring: { enabled: true },
+  }],
 ];
 
 describe(`alerting rules with ${PROMTOOL_VERSION}`, () => {
