@@ -7,7 +7,7 @@
 import { Chart, ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { syncHook, WAVE } from './argocd';
+import { HOOK_DELETE, syncHook, WAVE } from './argocd';
 import type { ImageConfig, KudoConfig, PostgresMode, SecretRef, SecretRefs } from './config';
 import { bundledFile, CONFIG_HASH_ANNOTATION, contentHash, labels, SCRIPTS_DIR, secretFilesVolume, toolPodTemplate, ToolPodProps } from './common';
 import type { PodScheduling } from './pods';
@@ -120,28 +120,34 @@ interface ScopedAccessProps {
   /** Per namespace: Secret names it may read and patch, and whether it may create Secrets there. */
   readonly access: Map<string, { readonly names: string[]; readonly create: boolean; readonly patch: boolean }>;
   readonly labels: Record<string, string>;
+  /** The sync wave before the Job's: the `create` Role is an Argo CD hook there. */
+  readonly createWave: number;
 }
 
 /**
  * A Role and RoleBinding per namespace. `get` and `patch` are limited to the
  * named Secrets; `create` cannot be (Kubernetes authorizes a create before the
- * object has a name), so it is granted only where a Secret must be made.
+ * object has a name), so it is granted only where a Secret must be made, by a
+ * Role and binding of its own (`<account>-create`) that are Argo CD Sync hooks:
+ * Argo CD creates them in the wave before the Job's and deletes them when the
+ * sync operation ends, whether it succeeded or failed (gitops-engine deletes
+ * hooks by policy only then, not when the hook itself is done). Applied with
+ * kubectl, they stay until deleted (README, "Security and resilience").
  */
 function scopedSecretAccess(scope: Construct, p: ScopedAccessProps): void {
+  const subjects = [{ kind: 'ServiceAccount', name: p.serviceAccount, namespace: p.serviceAccountNamespace }];
+  const roleRef = (name: string) => ({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name });
   for (const [namespace, a] of p.access) {
-    const rules: k8s.PolicyRule[] = [
-      { apiGroups: [''], resources: ['secrets'], resourceNames: a.names, verbs: a.patch ? ['get', 'patch'] : ['get'] },
-    ];
-    if (a.create) rules.push({ apiGroups: [''], resources: ['secrets'], verbs: ['create'] });
     const role = new k8s.KubeRole(scope, `role-${namespace}`, {
       metadata: { name: p.serviceAccount, namespace, labels: p.labels },
-      rules,
+      rules: [{ apiGroups: [''], resources: ['secrets'], resourceNames: a.names, verbs: a.patch ? ['get', 'patch'] : ['get'] }],
     });
-    new k8s.KubeRoleBinding(scope, `binding-${namespace}`, {
-      metadata: { name: p.serviceAccount, namespace, labels: p.labels },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.name },
-      subjects: [{ kind: 'ServiceAccount', name: p.serviceAccount, namespace: p.serviceAccountNamespace }],
-    });
+    new k8s.KubeRoleBinding(scope, `binding-${namespace}`, { metadata: { name: p.serviceAccount, namespace, labels: p.labels }, roleRef: roleRef(role.name), subjects });
+    if (!a.create) continue;
+    const hook = { ...syncHook(p.createWave), [HOOK_DELETE]: 'BeforeHookCreation,HookSucceeded,HookFailed' };
+    const meta = { name: `${p.serviceAccount}-create`, namespace, labels: p.labels, annotations: hook };
+    const create = new k8s.KubeRole(scope, `create-role-${namespace}`, { metadata: meta, rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['create'] }] });
+    new k8s.KubeRoleBinding(scope, `create-binding-${namespace}`, { metadata: meta, roleRef: roleRef(create.name), subjects });
   }
 }
 
@@ -205,7 +211,7 @@ export class SecretGeneratorChart extends Chart {
     const config = new k8s.KubeConfigMap(this, 'scripts', { metadata: { name: 'secret-generator', namespace: ns, labels: lbls }, data: files });
     const sa = new k8s.KubeServiceAccount(this, 'service-account', { metadata: { name: 'secret-generator', namespace: ns, labels: lbls } });
     const access = new Map([...secretNamesByNamespace(plan)].map(([n, names]) => [n, { names, create: true, patch: true }]));
-    scopedSecretAccess(this, { serviceAccount: sa.name, serviceAccountNamespace: ns, access, labels: lbls });
+    scopedSecretAccess(this, { serviceAccount: sa.name, serviceAccountNamespace: ns, access, labels: lbls, createWave: WAVE.secrets - 1 });
 
     toolJob(this, 'job', {
       name: 'generate-secrets',
@@ -264,6 +270,7 @@ export class BootstrapChart extends Chart {
         [props.namespaces.app, { names: [props.appSecretName], create: true, patch: true }],
       ]),
       labels: lbls,
+      createWave: WAVE.appCredentials - 1,
     });
 
     toolJob(this, 'job', {

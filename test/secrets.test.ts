@@ -5,15 +5,23 @@ const generator = () => synthChart('05-secrets');
 const bootstrap = () => synthChart('40-bootstrap');
 
 describe('generator RBAC', () => {
-  test('get and patch only the named Secrets; create is the only unnamed verb', () => {
+  test('the standing Roles get and patch only the named Secrets; create (which RBAC cannot limit by name) is a Role that lives only during an Argo CD sync', () => {
     const ms = generator();
-    const roles = ms.filter((m) => m.kind === 'Role');
+    const roles = ms.filter((m) => m.kind === 'Role' && m.metadata.name === 'secret-generator');
     expect(roles.map((r) => r.metadata.namespace).sort()).toEqual(['kudo', 'kudo-media']);
     const stack = roles.find((r) => r.metadata.namespace === 'kudo')!;
     expect(stack.rules).toEqual([
       { apiGroups: [''], resources: ['secrets'], resourceNames: ['kudo-postgres', 'kudo-redis', 'kudo-synapse', 'kudo-synapse-admin', 'kudo-turn'], verbs: ['get', 'patch'] },
-      { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
     ]);
+    expect(stack.metadata.annotations?.['argocd.argoproj.io/hook']).toBeUndefined();
+    // A hook in the wave before the Job's (-1), removed when the sync ends either way.
+    const hook = { 'argocd.argoproj.io/hook': 'Sync', 'argocd.argoproj.io/sync-wave': '-2', 'argocd.argoproj.io/hook-delete-policy': 'BeforeHookCreation,HookSucceeded,HookFailed' };
+    for (const namespace of ['kudo', 'kudo-media']) {
+      const create = ms.filter((m) => m.kind === 'Role' && m.metadata.name === 'secret-generator-create' && m.metadata.namespace === namespace);
+      expect(create.map((r) => [r.rules, r.metadata.annotations])).toEqual([[[{ apiGroups: [''], resources: ['secrets'], verbs: ['create'] }], hook]]);
+      const binding = find(ms.filter((m) => m.metadata.namespace === namespace), 'RoleBinding', 'secret-generator-create');
+      expect([binding.roleRef, binding.metadata.annotations]).toEqual([{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'secret-generator-create' }, hook]);
+    }
     const media = roles.find((r) => r.metadata.namespace === 'kudo-media')!;
     expect(media.rules[0].resourceNames).toEqual(['kudo-livekit', 'kudo-redis', 'kudo-turn']);
     for (const r of roles) for (const rule of r.rules) expect(rule.verbs).not.toEqual(expect.arrayContaining(['list']));
@@ -96,8 +104,13 @@ describe('admin bootstrap', () => {
     });
     // A Sync hook in the wave after Synapse's (3): the app's credentials wait for nothing else.
     expect(job.metadata.annotations).toMatchObject({ 'argocd.argoproj.io/hook': 'Sync', 'argocd.argoproj.io/sync-wave': '3' });
-    const appRole = ms.find((m) => m.kind === 'Role' && m.metadata.namespace === 'kudo-app')!;
-    expect(appRole.rules[0].resourceNames).toEqual(['kudo-app']);
+    const appRole = ms.find((m) => m.kind === 'Role' && m.metadata.namespace === 'kudo-app' && m.metadata.name === 'admin-bootstrap')!;
+    expect(appRole.rules).toEqual([{ apiGroups: [''], resources: ['secrets'], resourceNames: ['kudo-app'], verbs: ['get', 'patch'] }]);
+    // create kudo-app: a hook in the wave before the Job's (3), gone when the sync ends.
+    const appCreate = find(ms.filter((m) => m.metadata.namespace === 'kudo-app'), 'Role', 'admin-bootstrap-create');
+    expect([appCreate.rules, appCreate.metadata.annotations]).toEqual([[{ apiGroups: [''], resources: ['secrets'], verbs: ['create'] }],
+      { 'argocd.argoproj.io/hook': 'Sync', 'argocd.argoproj.io/sync-wave': '2', 'argocd.argoproj.io/hook-delete-policy': 'BeforeHookCreation,HookSucceeded,HookFailed' }]);
+    expect(ms.filter((m) => m.kind === 'Role' && m.metadata.name === 'admin-bootstrap-create').map((m) => m.metadata.namespace)).toEqual(['kudo-app']);
     const mediaRole = ms.find((m) => m.kind === 'Role' && m.metadata.namespace === 'kudo-media')!;
     expect(mediaRole.rules).toEqual([{ apiGroups: [''], resources: ['secrets'], resourceNames: ['kudo-livekit'], verbs: ['get'] }]);
   });

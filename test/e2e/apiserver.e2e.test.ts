@@ -183,4 +183,10 @@ describe('the secret generator with its own ServiceAccount', () => {
     expect(value('kudo', 'kudo-synapse', 'signing.key')).toBe(key);
     expect(value('kudo', 'kudo-turn', 'shared_secret')).toBe(turn);
   });
+
+  test('create comes only from the sync-time Roles: once Argo CD has deleted them, it may create no Secret', () => {
+    for (const ns of ['kudo', 'kudo-media']) api.kubectl(['delete', 'role,rolebinding', 'secret-generator-create', '-n', ns]);
+    expect([can('create', 'secrets', 'kudo'), can('create', 'secrets', 'kudo-media')]).toEqual(['no', 'no']);
+    expect(can('patch', 'secrets/kudo-turn', 'kudo-media')).toBe('yes');
+  });
 });
