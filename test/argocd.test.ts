@@ -49,6 +49,10 @@ test('the intended wave of every object: a sync that can finish on a WaitForFirs
     'ConfigMap kudo/admin-bootstrap': '-2', 'ServiceAccount kudo/admin-bootstrap': '-2',
     'Role kudo-media/admin-bootstrap': '-2', 'RoleBinding kudo-media/admin-bootstrap': '-2',
     'Role kudo-app/admin-bootstrap': '-2', 'RoleBinding kudo-app/admin-bootstrap': '-2',
+    // create secrets, which RBAC cannot limit by name: granted for the sync only, in the wave before each Job.
+    'Role kudo/secret-generator-create': 'Sync@-2', 'RoleBinding kudo/secret-generator-create': 'Sync@-2',
+    'Role kudo-media/secret-generator-create': 'Sync@-2', 'RoleBinding kudo-media/secret-generator-create': 'Sync@-2',
+    'Role kudo-app/admin-bootstrap-create': 'Sync@2', 'RoleBinding kudo-app/admin-bootstrap-create': 'Sync@2',
     'Job kudo/bootstrap-admin': 'Sync@3',
     'ConfigMap kudo/smoke-test': '-2', 'CronJob kudo/smoke-test': '4',
     'ConfigMap kudo/backup-scripts': '-2', 'PersistentVolumeClaim kudo/kudo-backups': '4', 'Job kudo/backup-volume': 'Sync@4',
