@@ -158,6 +158,7 @@ function databases(app: Construct, config: KudoConfig): { database: DatabaseConn
       database: 'synapse',
       owner: 'synapse',
       synchronous: c.synchronous,
+      podAntiAffinity: c.podAntiAffinity,
       backup: b.enabled && b.destinationPath !== undefined ? {
         destinationPath: b.destinationPath, endpointURL: b.endpointURL, s3Credentials: b.s3Credentials,
         retention: b.retention, schedule: b.schedule, archiveTimeoutSeconds: b.archiveTimeoutSeconds, serverName: b.serverName,

@@ -79,6 +79,8 @@ export interface CloudNativePgProps extends ChartProps {
   readonly owner: string;
   /** Wait for one replica to have the WAL before a commit returns. */
   readonly synchronous: boolean;
+  /** Whether instances on different nodes is a preference or a rule. @default 'preferred' */
+  readonly podAntiAffinity?: 'preferred' | 'required';
   /** @default - no WAL archiving, no base backups */
   readonly backup?: CloudNativePgBackup;
   /** Create the Cluster from the backup's archive (needs `backup`). @default - an empty database (initdb) */
@@ -185,7 +187,7 @@ export class CloudNativePgChart extends Chart {
           requests: { cpu: ClusterSpecResourcesRequests.fromString(r.requests.cpu), memory: ClusterSpecResourcesRequests.fromString(r.requests.memory) },
           limits: { cpu: ClusterSpecResourcesLimits.fromString(r.limits.cpu), memory: ClusterSpecResourcesLimits.fromString(r.limits.memory) },
         },
-        affinity: { enablePodAntiAffinity: true, topologyKey: 'kubernetes.io/hostname', podAntiAffinityType: 'preferred', ...scheduling.affinity },
+        affinity: { enablePodAntiAffinity: true, topologyKey: 'kubernetes.io/hostname', podAntiAffinityType: props.podAntiAffinity ?? 'preferred', ...scheduling.affinity },
         enablePdb: true,
         enableSuperuserAccess: false,
         ...(backup !== undefined ? {

@@ -288,6 +288,8 @@ function makeSchema() {
         image: image('ghcr.io/cloudnative-pg/postgresql', '17.11-standard-bookworm'),
         /** Commit only once a replica has the WAL: no committed transaction is lost on failover (writes wait while no replica is up). */
         synchronous: z.boolean().default(false),
+        /** Instances on different nodes: preferred, or required (an instance with no free node stays Pending). */
+        podAntiAffinity: z.enum(['preferred', 'required']).default('preferred'),
         /** Where the operator runs (its instance manager calls reach the pods from there). */
         operatorNamespace: dnsLabel.default('cnpg-system'),
         /** Continuous WAL archiving and base backups to S3-compatible storage, through the barman-cloud plugin. */
@@ -707,7 +709,8 @@ export function synapseConnections(c: KudoConfig): { total: number; explained: s
 export const PRODUCTION_PROFILE = {
   postgres: {
     storage: { size: '100Gi' }, resources: { requests: { cpu: '1', memory: '4Gi' }, limits: { cpu: '4', memory: '8Gi' } },
-    cloudnativePg: { instances: 3 },
+    // A lost node must lose no committed transaction, nor take two instances with it.
+    cloudnativePg: { instances: 3, synchronous: true, podAntiAffinity: 'required' },
   },
   synapse: {
     media: { size: '200Gi' },
@@ -717,7 +720,9 @@ export const PRODUCTION_PROFILE = {
   },
   redis: { resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '1', memory: '1Gi' } } },
   // Four times small's CPU, four times the people: the UDP range holds them on two node addresses.
+  // Two nodes (one pod per node): a lost node ends its rooms, not every call.
   livekit: {
+    replicas: 2,
     resources: { requests: { cpu: '2', memory: '2Gi' }, limits: { cpu: '8', memory: '8Gi' } },
     participantsPerNode: 1000, rtc: { portRangeStart: 20000, portRangeEnd: 23999 },
   },
@@ -983,7 +988,8 @@ function databaseProblems(c: KudoConfig): string[] {
         'a recovered Cluster starts a new history and must archive under a new name (e.g. "postgres-r1"), or it would refuse the old, non-empty archive');
     }
     if (pg.cloudnativePg.synchronous && pg.cloudnativePg.instances < 2) {
-      problems.push(`postgres.cloudnativePg.synchronous needs at least 2 instances (has ${pg.cloudnativePg.instances}): a commit waits for a replica`);
+      problems.push(`postgres.cloudnativePg.synchronous needs at least 2 instances (has ${pg.cloudnativePg.instances}): a commit waits for a replica; `
+        + 'set synchronous: false to run one instance (profile production turns it on)');
     }
   }
   if (pg.mode === 'external') {

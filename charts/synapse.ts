@@ -649,10 +649,25 @@ export class SynapseChart extends Chart {
     const meta = { namespace: props.namespace, labels: labels(component) };
     // A worker restarts when the shared config or its own file changes.
     const hash = contentHash(v.files['homeserver.yaml'], v.files['log.yaml'], v.files['pgpass.sh'], v.files[`worker-${type}.yaml`]);
+    // The replicas of one type on different nodes, and zones, where the cluster has them: a lost node or zone
+    // takes one of them, not all. Preferences only, so a small cluster still runs every replica. An operator's
+    // own zone constraint replaces ours (the API refuses two with the same key).
+    const own = { matchLabels: selectorLabels(component) };
+    const zone = 'topology.kubernetes.io/zone';
+    const operatorZone = (props.workers?.scheduling?.topologySpreadConstraints ?? []).some((c) => c.topologyKey === zone);
+    const spread: Pick<k8s.PodSpec, 'affinity' | 'topologySpreadConstraints'> = {
+      affinity: {
+        podAntiAffinity: {
+          preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: { labelSelector: own, topologyKey: 'kubernetes.io/hostname' } }],
+        },
+      },
+      ...(operatorZone ? {} : { topologySpreadConstraints: [{ maxSkew: 1, topologyKey: zone, whenUnsatisfiable: 'ScheduleAnyway', labelSelector: own }] }),
+    };
     const template: k8s.PodTemplateSpec = {
       metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: hash } },
       spec: withScheduling(
-        synapsePodSpec(props, { configMap: v.configMap, mediaClaim: v.mediaClaim, process: type }), props.workers?.scheduling, selectorLabels(component),
+        { ...synapsePodSpec(props, { configMap: v.configMap, mediaClaim: v.mediaClaim, process: type }), ...spread },
+        props.workers?.scheduling, selectorLabels(component),
       ),
     };
     const service = new k8s.KubeService(this, `${type}-service`, {

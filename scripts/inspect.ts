@@ -245,6 +245,11 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
     out.push(`PostgreSQL at ${e.host}:${e.port}: database ${e.database} owned by ${e.user}, encoding UTF8 with LC_COLLATE and LC_CTYPE C (Synapse refuses others)`);
     if (e.ca.name !== undefined) out.push(`The ${e.ca.kind} ${config.namespaces.stack}/${e.ca.name} with the CA that signed the database's certificate, under key ${e.ca.key}`);
   }
+  const production = config.profile === 'production';
+  if (production) {
+    out.push('At least 3 nodes (profile production): a lost node\'s pods must find room on the others, and LiveKit\'s pods (and CloudNativePG\'s instances) '
+      + 'each need a node of their own');
+  }
   const livekit = ms.find((m) => m.kind === 'Deployment' && m.metadata.name === 'livekit');
   if (livekit) {
     const n = livekit.spec.replicas as number;
@@ -254,7 +259,10 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
   const coturn = ms.find((m) => m.kind === 'DaemonSet' && m.metadata.name === 'coturn');
   if (coturn) {
     const sel = Object.entries(coturn.spec.template.spec.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`);
-    out.push(`A node labelled ${sel.join(',')} for coturn: kubectl label node NODE ${sel.join(' ')}`);
+    out.push(production
+      ? `At least two nodes labelled ${sel.join(',')} for coturn (profile production: one lost TURN node must not end calls that need a relay): `
+        + `kubectl label node NODE ${sel.join(' ')}`
+      : `A node labelled ${sel.join(',')} for coturn: kubectl label node NODE ${sel.join(' ')}`);
   }
   out.push(...hostPortRangeNotes(ms));
   return out;

@@ -30,7 +30,6 @@ test('a Cluster with Synapse\'s database, owned by its role, UTF8 with C collati
 test('production runs three instances; synchronous replication on request', () => {
   const prod = synthAll(config({ ...PRODUCTION, postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP } } }));
   expect(find(prod, 'Cluster', 'postgres').spec.instances).toBe(3);
-  expect(find(prod, 'Cluster', 'postgres').spec.postgresql.synchronous).toBeUndefined();
   const sync = synthAll(config({ postgres: { mode: 'cloudnative-pg', cloudnativePg: { instances: 2, synchronous: true, backup: BACKUP } } }));
   expect(find(sync, 'Cluster', 'postgres').spec.postgresql.synchronous).toEqual({ method: 'any', number: 1, dataDurability: 'required' });
 });
@@ -191,5 +190,33 @@ describe('bad combinations are refused, naming the key', () => {
       'postgres.cloudnativePg.recovery.targetTime: must be a time with its offset'],
   ])('%j', (input, message) => {
     expect(() => resolveConfig(input, 'kudo.yaml')).toThrow(message);
+  });
+});
+
+describe('production: a lost node loses neither the database nor a committed transaction', () => {
+  const cluster = (c: object) => find(synthAll(config(c)), 'Cluster', 'postgres').spec;
+  const prod = (cnpg: object = {}) => ({ ...PRODUCTION, postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP, ...cnpg } } });
+
+  test('instances on different nodes (required), commits wait for one replica', () => {
+    const spec = cluster(prod());
+    expect(spec.affinity).toEqual({ enablePodAntiAffinity: true, topologyKey: 'kubernetes.io/hostname', podAntiAffinityType: 'required' });
+    expect(spec.postgresql.synchronous).toEqual({ method: 'any', number: 1, dataDurability: 'required' });
+  });
+  test('small keeps the preferred anti-affinity and asynchronous replication', () => {
+    const spec = cluster({ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP, instances: 2 } } });
+    expect(spec.affinity.podAntiAffinityType).toBe('preferred');
+    expect(spec.postgresql.synchronous).toBeUndefined();
+  });
+  test('each can be set back', () => {
+    const spec = cluster(prod({ podAntiAffinity: 'preferred', synchronous: false }));
+    expect(spec.affinity.podAntiAffinityType).toBe('preferred');
+    expect(spec.postgresql.synchronous).toBeUndefined();
+  });
+  test('one instance in production is refused unless synchronous is turned off', () => {
+    expect(() => config(prod({ instances: 1 }))).toThrow(/postgres\.cloudnativePg\.synchronous needs at least 2 instances \(has 1\).*synchronous: false/);
+    expect(cluster(prod({ instances: 1, synchronous: false })).instances).toBe(1);
+  });
+  test('podAntiAffinity takes preferred or required', () => {
+    expect(() => config(prod({ podAntiAffinity: 'always' }))).toThrow(/postgres\.cloudnativePg\.podAntiAffinity: found string "always", allowed: "preferred", "required"/);
   });
 });

@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { architecture, checklist, formatText, renderedManifests, toSvg } from '../scripts/inspect';
-import { config } from './util';
+import { config, PRODUCTION } from './util';
 
 describe('production checklist', () => {
   const c = config();
@@ -246,5 +246,23 @@ describe('architecture picture', () => {
   test('the committed docs/architecture.svg is what the manifests draw (npm run diagram)', () => {
     const committed = fs.readFileSync(path.join(__dirname, '..', 'docs', 'architecture.svg'), 'utf8');
     expect(committed).toBe(toSvg(g));
+  });
+});
+
+describe('production: the nodes the cluster must have', () => {
+  const prod = config({ ...PRODUCTION });
+  const list = checklist(prod, renderedManifests(prod)).prerequisites;
+  test('at least three nodes, two of them TURN nodes, two LiveKit pods', () => {
+    expect(list).toEqual(expect.arrayContaining([
+      'At least 3 nodes (profile production): a lost node\'s pods must find room on the others, and LiveKit\'s pods (and CloudNativePG\'s instances) each need a node of their own',
+      'LiveKit: 2 nodes (one pod per node, host network), any node',
+      'At least two nodes labelled kudo/turn=true for coturn (profile production: one lost TURN node must not end calls that need a relay): '
+        + 'kubectl label node NODE kudo/turn=true',
+    ]));
+  });
+  test('small asks for one TURN node and no node count', () => {
+    const small = checklist(config(), renderedManifests(config())).prerequisites;
+    expect(small).toContain('A node labelled kudo/turn=true for coturn: kubectl label node NODE kudo/turn=true');
+    expect(small.join('\n')).not.toContain('At least');
   });
 });

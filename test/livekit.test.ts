@@ -221,3 +221,14 @@ test('a disruption budget only when there is more than one node\'s LiveKit', () 
   const pdb = find(manifests(config({ livekit: { replicas: 3 } })), 'PodDisruptionBudget', 'livekit');
   expect(pdb.spec.maxUnavailable).toBe(1);
 });
+
+test('production runs two LiveKit nodes, one pod per node, drained one at a time', () => {
+  const prod = manifests(config({ ...PRODUCTION }));
+  const lk = find(prod, 'Deployment', 'livekit');
+  expect(lk.spec.replicas).toBe(2);
+  expect(podSpec(lk).affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution).toEqual([
+    { labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'livekit', 'app.kubernetes.io/instance': 'kudo-livekit' } }, topologyKey: 'kubernetes.io/hostname' },
+  ]);
+  expect(find(prod, 'PodDisruptionBudget', 'livekit').spec.maxUnavailable).toBe(1);
+  expect(find(manifests(), 'Deployment', 'livekit').spec.replicas).toBe(1);
+});

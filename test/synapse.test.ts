@@ -1,5 +1,5 @@
 import * as yaml from 'js-yaml';
-import { config, container, find, Manifest, podSpec, synthChart } from './util';
+import { config, container, find, Manifest, podSpec, PRODUCTION, synthChart } from './util';
 
 const manifests = (c = config()) => synthChart('20-synapse', c);
 const homeserver = (ms: Manifest[]) => yaml.load(find(ms, 'ConfigMap', 'synapse-config').data['homeserver.yaml']) as any;
@@ -164,5 +164,27 @@ describe('the admin API for an app outside the cluster (opt-in)', () => {
     expect(expose({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg' } })).toThrow('synapse.adminApi.expose: Gateway API has no standard way to limit source addresses');
     expect(() => config({ ingress: { controller: 'ingress-nginx' }, synapse: { adminApi: { expose: true } } }))
       .toThrow('synapse.adminApi.sourceRanges must list the addresses allowed to reach the admin API');
+  });
+});
+
+describe('production: the replicas of one worker type spread over nodes and zones', () => {
+  const prod = manifests(config({ ...PRODUCTION }));
+  test.each([
+    ['Deployment', 'synapse-synchrotron'],
+    ['StatefulSet', 'synapse-event-persister'],
+  ])('%s/%s', (kind, name) => {
+    const spec = podSpec(find(prod, kind, name));
+    const own = { 'app.kubernetes.io/name': name, 'app.kubernetes.io/instance': `kudo-${name}` };
+    expect(spec.affinity.podAntiAffinity).toEqual({
+      preferredDuringSchedulingIgnoredDuringExecution: [
+        { weight: 100, podAffinityTerm: { labelSelector: { matchLabels: own }, topologyKey: 'kubernetes.io/hostname' } },
+      ],
+    });
+    expect(spec.topologySpreadConstraints).toEqual([
+      { maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: own } },
+    ]);
+  });
+  test('the main process (one replica) is not spread', () => {
+    expect(podSpec(find(prod, 'Deployment', 'synapse')).affinity).toBeUndefined();
   });
 });
