@@ -115,6 +115,7 @@ function renderEnvironments(dir: string, out: string, check: boolean): void {
     if (seen.has(e.name)) throw new ConfigError(`${e.file} and ${seen.get(e.name)} are both environment "${e.name}"`);
     seen.set(e.name, e.file);
   }
+  checkArgoApplications(envs);
   if (!check) for (const e of envs) checkOutdir(e.dir, path.join(outRel, e.name));
 
   fs.mkdirSync(out, { recursive: true });
@@ -143,6 +144,35 @@ function renderEnvironments(dir: string, out: string, check: boolean): void {
   }
   for (const e of envs) {
     process.stderr.write(`kudo: ${e.name}: ${e.file} -> ${path.join(outRel, e.name)} (${e.config.serverName}, profile ${e.config.profile})\n`);
+  }
+}
+
+/**
+ * The environments of one folder that Argo CD syncs are taken to share an Argo CD
+ * and a cluster (their Applications all target the one Argo CD runs in): two
+ * Applications of one name, or two that deploy into one namespace, would each
+ * overwrite what the other syncs. Environments on separate clusters go in
+ * separate folders.
+ */
+function checkArgoApplications(envs: readonly { file: string; config: KudoConfig }[]): void {
+  const applications = new Map<string, string>();
+  const namespaces = new Map<string, string>();
+  for (const e of envs.filter((x) => x.config.argocd.enabled)) {
+    const a = e.config.argocd;
+    const application = `${a.namespace}/${a.applicationName}`;
+    const other = applications.get(application);
+    if (other !== undefined) {
+      throw new ConfigError(`${e.file}: its Argo CD Application ${application} is also ${other}'s; give each environment its own argocd.applicationName`);
+    }
+    applications.set(application, e.file);
+    for (const [key, ns] of Object.entries(e.config.namespaces)) {
+      const holder = namespaces.get(ns);
+      if (holder !== undefined) {
+        throw new ConfigError(`${e.file}: namespace "${ns}" (namespaces.${key}) is also ${holder}'s; environments synced by Argo CD need namespaces of their own `
+          + '(or, on separate clusters, separate --environments folders)');
+      }
+    }
+    for (const ns of Object.values(e.config.namespaces)) namespaces.set(ns, e.file);
   }
 }
 

@@ -379,7 +379,7 @@ function operations(app: Construct, config: KudoConfig, s: { synapseUrl: string;
   const a = config.argocd;
   if (a.enabled && a.repoURL !== undefined) {
     new ArgoApplicationChart(app, '90-argocd', {
-      namespace: a.namespace, project: a.project, repoURL: a.repoURL, targetRevision: a.targetRevision, path: a.path, prune: a.prune,
+      namespace: a.namespace, applicationName: a.applicationName, project: a.project, repoURL: a.repoURL, targetRevision: a.targetRevision, path: a.path, prune: a.prune,
     });
   }
 }

@@ -142,6 +142,8 @@ export function keepState(scope: Construct): void {
 export interface ArgoApplicationProps extends ChartProps {
   /** Argo CD's namespace. */
   readonly namespace: string;
+  /** The Application's name. @default 'kudo' */
+  readonly applicationName?: string;
   readonly project: string;
   /** The Git repository holding the rendered output, the revision and the folder to sync. */
   readonly repoURL: string;
@@ -162,7 +164,7 @@ export class ArgoApplicationChart extends Chart {
   constructor(scope: Construct, id: string, props: ArgoApplicationProps) {
     super(scope, id, props);
     new Application(this, 'application', {
-      metadata: { name: 'kudo', namespace: props.namespace, labels: labels({ name: 'argocd-application', component: 'gitops' }) },
+      metadata: { name: props.applicationName ?? 'kudo', namespace: props.namespace, labels: labels({ name: 'argocd-application', component: 'gitops' }) },
       spec: {
         project: props.project,
         // The folder holds a Kustomization, so Argo CD renders it with Kustomize: the same objects as the plain files.

@@ -520,6 +520,8 @@ function makeSchema() {
       /** Render an Argo CD Application (90-argocd.k8s.yaml) that syncs the rendered folder from Git. */
       enabled: z.boolean().default(false),
       namespace: dnsLabel.default('argocd'),
+      /** The Application's name: environments synced by one Argo CD need one each (e.g. kudo-staging). */
+      applicationName: dnsLabel.default('kudo'),
       project: z.string().default('default'),
       /** The Git repository that holds the rendered output; required when enabled. */
       repoURL: z.string().regex(/^(https:\/\/|ssh:\/\/|git@)\S+$/, 'must be a Git URL such as "https://git.example.com/kudo/infra.git"').optional(),

@@ -147,6 +147,13 @@ describe('Argo CD Application', () => {
     expect(appObj.spec.ignoreDifferences).toBeUndefined();
   });
 
+  test('argocd.applicationName names the Application (two environments in one Argo CD need two names); a name Kubernetes refuses is refused', () => {
+    const named = config({ argocd: { enabled: true, repoURL: 'https://git.example.com/kudo/infra.git', applicationName: 'kudo-staging' } });
+    expect(synthChart('90-argocd', named).filter((m) => m.kind === 'Application').map((m) => [m.metadata.namespace, m.metadata.name])).toEqual([['argocd', 'kudo-staging']]);
+    expect(() => resolveConfig({ argocd: { enabled: true, repoURL: 'https://git.example.com/kudo/infra.git', applicationName: 'Kudo_Staging' } }))
+      .toThrow(/argocd\.applicationName: must be a lowercase DNS label/);
+  });
+
   test('off by default; a repository is required', () => {
     expect(() => synthChart('90-argocd')).toThrow('no chart');
     expect(() => resolveConfig({ argocd: { enabled: true } })).toThrow('argocd.repoURL is required');

@@ -269,6 +269,13 @@ describe('environments: every environments/<name>.yaml rendered to rendered/<nam
   test.each([
     ['an Application that would sync another environment\'s folder', { 'staging.yaml': STAGING, 'production.yaml': PRODUCTION.replace('path: rendered/production', 'path: rendered/staging') },
       'environments/production.yaml: argocd.path is "rendered/staging"; this environment renders to "rendered/production", which its Application must sync'],
+    ['two Applications of one name (each sync would overwrite the other)',
+      { 'staging.yaml': PRODUCTION.replace('domain: chat.example.org', 'domain: staging.chat.example.org').replace('rendered/production', 'rendered/staging'), 'production.yaml': PRODUCTION },
+      'environments/staging.yaml: its Argo CD Application argocd/kudo is also environments/production.yaml\'s; give each environment its own argocd.applicationName'],
+    ['two Applications deploying into the same namespaces',
+      { 'staging.yaml': PRODUCTION.replace('domain: chat.example.org', 'domain: staging.chat.example.org').replace('rendered/production', 'rendered/staging').replace('  enabled: true', '  enabled: true\n  applicationName: kudo-staging'),
+        'production.yaml': PRODUCTION },
+      'environments/staging.yaml: namespace "kudo" (namespaces.stack) is also environments/production.yaml\'s; environments synced by Argo CD need namespaces of their own'],
     ['one bad config among good ones', { 'staging.yaml': STAGING, 'production.yaml': 'domian: chat.example.org\n' }, 'domian: unknown key'],
     ['a file name that cannot be a folder name', { 'Prod_1.yaml': STAGING }, 'environments/Prod_1.yaml: the file name is the environment\'s name and folder'],
     ['no configs at all', {}, '--environments environments: no environment configs (<name>.yaml) in it'],

@@ -63,6 +63,9 @@ test('the operator repository: each environment renders what `npm run synth` ren
   }
   // The commands committed the render, and their last line (the CI check) passed on it.
   expect(execFileSync('git', ['status', '--porcelain'], { cwd: repo, encoding: 'utf8' })).toBe('');
+  // ...and nothing npm installed: the .gitignore came before the first commit.
+  const committed = execFileSync('git', ['ls-files'], { cwd: repo, encoding: 'utf8' }).split('\n').filter((f) => f !== '');
+  expect(committed.filter((f) => !/^(rendered|environments)\//.test(f))).toEqual(['.gitignore', 'package-lock.json', 'package.json']);
   const manifest = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
   expect(manifest.dependencies['kudo-infra']).toMatch(/^file:/);
 });
