@@ -308,6 +308,7 @@ function operations(app: Construct, config: KudoConfig, s: { synapseUrl: string;
     synapseUrl: s.synapseUrl,
     publicHomeserverUrl: `https://${config.hosts.matrix}`,
     publicLivekitUrl: `wss://${config.hosts.livekit}`,
+    appAdminUrl: config.app.outsideCluster ? `https://${config.hosts.matrix}` : undefined,
     scheduling: scheduling(config, 'tools'),
   });
   new SmokeTestChart(app, '45-smoke', {

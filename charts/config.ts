@@ -516,6 +516,13 @@ function makeSchema() {
       /** The label the sidecar looks for (kube-prometheus-stack's default: grafana_dashboard: "1"). */
       dashboardLabels: labelMap.default({ grafana_dashboard: '1' }),
     }).prefault({}),
+    app: z.strictObject({
+      /**
+       * The app runs outside the cluster (a hosted deployment): kudo-app's MATRIX_ADMIN_URL is the public
+       * https://<matrix host>, served by the allow-listed admin Ingress (synapse.adminApi.expose).
+       */
+      outsideCluster: z.boolean().default(false),
+    }).prefault({}),
     argocd: z.strictObject({
       /** Render an Argo CD Application (90-argocd.k8s.yaml) that syncs the rendered folder from Git. */
       enabled: z.boolean().default(false),
@@ -904,6 +911,10 @@ function checkCombinations(c: KudoConfig, source: string): void {
   if (cp.namespace === undefined && cp.ports.length > 0) problems.push('gatewayApi.controlPlane.namespace is required when gatewayApi.controlPlane.ports is set');
   if (c.argocd.enabled && c.argocd.repoURL === undefined) problems.push('argocd.repoURL is required when argocd.enabled is true');
   const admin = c.synapse.adminApi;
+  if (c.app.outsideCluster && !admin.expose) {
+    problems.push(`app.outsideCluster: the app reaches the admin API and shared-secret registration at https://${c.hosts.matrix}/_synapse/admin, which needs synapse.adminApi.expose: true `
+      + 'with synapse.adminApi.sourceRanges listing the app\'s fixed egress addresses');
+  }
   if (admin.expose) {
     if (c.routing === 'gateway-api') {
       problems.push('synapse.adminApi.expose: Gateway API has no standard way to limit source addresses; let the app use MATRIX_ADMIN_URL inside the cluster, or add your implementation\'s policy yourself');

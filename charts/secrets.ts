@@ -240,6 +240,8 @@ export interface BootstrapProps extends ChartProps {
   readonly synapseUrl: string;
   readonly publicHomeserverUrl: string;
   readonly publicLivekitUrl: string;
+  /** The admin API's URL the app is given. @default - synapseUrl (the app runs in the cluster) */
+  readonly appAdminUrl?: string;
   /** Where the Job's pod may run. @default - anywhere */
   readonly scheduling?: PodScheduling;
 }
@@ -289,6 +291,7 @@ export class BootstrapChart extends Chart {
         { name: 'REGISTRATION_SECRET_FILE', value: '/secrets/registration_shared_secret' },
         { name: 'PUBLIC_HOMESERVER_URL', value: props.publicHomeserverUrl },
         { name: 'PUBLIC_LIVEKIT_URL', value: props.publicLivekitUrl },
+        ...(props.appAdminUrl !== undefined ? [{ name: 'APP_ADMIN_URL', value: props.appAdminUrl }] : []),
         { name: 'LIVEKIT_API_KEY_REF', value: ref('hostNetwork', r.livekitApiKey) },
         { name: 'LIVEKIT_API_SECRET_REF', value: ref('hostNetwork', r.livekitApiSecret) },
         { name: 'APP_SECRET_REF', value: `${props.namespaces.app}/${props.appSecretName}` },

@@ -226,6 +226,13 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
       out.push('On k3s, Traefik runs in kube-system, not traefik: set ingress.namespace: kube-system, or public traffic and ACME challenges are blocked');
     }
   }
+  const admin = config.synapse.adminApi;
+  if (admin.expose) {
+    // The allow-list is judged on the address the controller sees: a balancer that replaces it makes the list admit the wrong hosts.
+    out.push(`The admin API (https://${config.hosts.matrix}/_synapse/admin, with shared-secret registration) admits only ${admin.sourceRanges.join(', ')} (synapse.adminApi.sourceRanges): `
+      + 'the app must leave from fixed egress addresses listed there, and the ingress controller must see real client addresses '
+      + '(its Service with externalTrafficPolicy: Local, or PROXY protocol from the load balancer), or the allow-list judges the balancer\'s or a node\'s address instead');
+  }
   const redisPolicy = ms.find((m) => m.kind === 'NetworkPolicy' && m.metadata.name === 'redis');
   if (redisPolicy !== undefined && redisPolicy.spec.ingress[0].from === undefined) {
     out.push('WARNING: Redis (plain TCP, one shared password) accepts connections from every address and namespace: LiveKit reaches it '

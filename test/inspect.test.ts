@@ -266,3 +266,12 @@ describe('production: the nodes the cluster must have', () => {
     expect(small.join('\n')).not.toContain('At least');
   });
 });
+
+test('an app outside the cluster: the checklist asks for its fixed egress addresses in the allow-list and for real client addresses at the controller', () => {
+  const outside = config({ app: { outsideCluster: true }, ingress: { controller: 'haproxy' }, synapse: { adminApi: { expose: true, sourceRanges: ['203.0.113.10/32', '198.51.100.0/28'] } } });
+  expect(checklist(outside, renderedManifests(outside)).prerequisites).toContain(
+    'The admin API (https://matrix.example.com/_synapse/admin, with shared-secret registration) admits only 203.0.113.10/32, 198.51.100.0/28 (synapse.adminApi.sourceRanges): '
+    + 'the app must leave from fixed egress addresses listed there, and the ingress controller must see real client addresses '
+    + '(its Service with externalTrafficPolicy: Local, or PROXY protocol from the load balancer), or the allow-list judges the balancer\'s or a node\'s address instead');
+  expect(checklist(config(), renderedManifests(config())).prerequisites.join('\n')).not.toContain('_synapse/admin');
+});

@@ -1,3 +1,7 @@
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { Chart, Testing } from 'cdk8s';
 import { config, container, find, Manifest, podSpec, PRODUCTION, synthAll, synthChart } from './util';
 
@@ -174,4 +178,56 @@ test('the Jobs that call the API get a short-lived token as a volume in their co
   const smoke = podSpec(find(synthAll(), 'CronJob', 'smoke-test'));
   expect(smoke.serviceAccountName).toBeUndefined();
   expect(smoke.volumes.map((v: any) => v.name)).not.toContain('api-token');
+});
+
+describe('the app outside the cluster (app.outsideCluster)', () => {
+  /**
+   * The kudo-app values bootstrap_admin.py writes, from the rendered Job's env and ConfigMap, with
+   * Synapse and the API server stood in for (the e2e runs it against both for real).
+   */
+  function appValues(c = config()): Record<string, string> {
+    const ms = synthChart('40-bootstrap', c);
+    const job = ms.find((m) => m.kind === 'Job')!;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-bootstrap-'));
+    for (const [f, text] of Object.entries<string>(find(ms, 'ConfigMap', 'admin-bootstrap').data)) fs.writeFileSync(path.join(dir, f), text);
+    const stub = [
+      'import base64, json, sys',
+      'import bootstrap_admin as b',
+      'written = {}',
+      'class Kube:',
+      '    @staticmethod',
+      '    def from_env(): return Kube()',
+      '    def get_secret(self, ns, name): return None',
+      '    def create_secret(self, ns, name, data, labels): written.update({k: base64.b64decode(v).decode() for k, v in data.items()})',
+      'class Synapse:',
+      '    def __init__(self, url): pass',
+      '    def wait_healthy(self, seconds): pass',
+      'b.Kube, b.Synapse = Kube, Synapse',
+      "b.read_file = lambda f: 'x'",
+      "b.secret_value = lambda kube, ref: 'v'",
+      "b.ensure_token = lambda *a, **k: 'token'",
+      'b.main()',
+      'sys.stderr.write(json.dumps(written))',
+    ].join('\n');
+    const env = Object.fromEntries(container(job, 'bootstrap-admin').env.filter((e: any) => e.value !== undefined).map((e: any) => [e.name, e.value]));
+    const r = spawnSync('python3', ['-c', stub], { cwd: dir, env: { ...env, PATH: process.env.PATH!, PYTHONPATH: dir }, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(r.stderr);
+    return JSON.parse(r.stderr);
+  }
+
+  test('inside the cluster (the default) the app gets Synapse\'s in-cluster URL for the admin API', () => {
+    expect(appValues()).toMatchObject({ MATRIX_ADMIN_URL: 'http://synapse.kudo.svc:8008', MATRIX_HOMESERVER_URL: 'https://matrix.example.com' });
+  });
+
+  test('outside, it gets the public one the allow-listed Ingress serves; the Job itself still talks to Synapse inside', () => {
+    const outside = config({ app: { outsideCluster: true }, ingress: { controller: 'haproxy' }, synapse: { adminApi: { expose: true, sourceRanges: ['203.0.113.10/32'] } } });
+    expect(appValues(outside)).toMatchObject({ MATRIX_ADMIN_URL: 'https://matrix.example.com', MATRIX_HOMESERVER_URL: 'https://matrix.example.com' });
+    const job = synthChart('40-bootstrap', outside).find((m) => m.kind === 'Job')!;
+    expect(container(job, 'bootstrap-admin').env.find((e: any) => e.name === 'SYNAPSE_URL').value).toBe('http://synapse.kudo.svc:8008');
+  });
+
+  test('app.outsideCluster without the admin API exposed is refused, naming both keys', () => {
+    expect(() => config({ app: { outsideCluster: true } }))
+      .toThrow('app.outsideCluster: the app reaches the admin API and shared-secret registration at https://matrix.example.com/_synapse/admin, which needs synapse.adminApi.expose: true');
+  });
 });

@@ -158,9 +158,11 @@ def main():
     token = ensure_token(synapse, current, mxid, user, read_file(env["ADMIN_PASSWORD_FILE"]), registration_secret)
     values = {
         "MATRIX_HOMESERVER_URL": env["PUBLIC_HOMESERVER_URL"],
-        # The admin API is not public: the app calls it (and shared-secret
-        # registration) inside the cluster, where a NetworkPolicy admits its namespace.
-        "MATRIX_ADMIN_URL": env["SYNAPSE_URL"],
+        # Inside the cluster the app calls the admin API (and shared-secret
+        # registration) on Synapse's Service, where a NetworkPolicy admits its
+        # namespace; an app outside (app.outsideCluster) gets the public URL the
+        # allow-listed admin Ingress serves.
+        "MATRIX_ADMIN_URL": env.get("APP_ADMIN_URL") or env["SYNAPSE_URL"],
         "MATRIX_REGISTRATION_SHARED_SECRET": registration_secret,
         "MATRIX_SERVER_NAME": env["SERVER_NAME"],
         "MATRIX_ADMIN_USER": mxid,
