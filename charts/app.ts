@@ -335,7 +335,9 @@ function operations(app: Construct, config: KudoConfig, s: { synapseUrl: string;
       storage: b.storage,
       postgres: s.database,
       media: { claimName: s.synapse.mediaClaimName, synapseSelector: s.synapse.podSelector },
-      s3: b.s3.enabled && b.s3.repository !== undefined ? { repository: b.s3.repository, secretName: b.s3.secretName, image: b.s3.image } : undefined,
+      resticImage: b.resticImage,
+      repositoryPassword: config.secrets.refs.backupPassword,
+      s3: b.s3.enabled && b.s3.repository !== undefined ? { repository: b.s3.repository, secretName: b.s3.secretName } : undefined,
       scheduling: scheduling(config, 'backup'),
     });
   }

@@ -1,7 +1,7 @@
 import { Chart, ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import type { ImageConfig, ResourcesConfig, StorageConfig } from './config';
+import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './config';
 import {
   bundledFile, ComponentLabels, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, NEVER, resourceRequirements, restrictedContainer, restrictedPod,
   SCRIPTS_DIR, secretFilesVolume, selectorLabels, UID,
@@ -14,77 +14,90 @@ import { databaseCaVolume, DatabaseConnection, DB_CA_DIR, libpqTlsEnv } from './
 export const BACKUP = { name: 'backup', component: 'backup' } as const;
 export const BACKUP_DIR = '/backups';
 
-const SCRIPTS = [
-  'pgpass.sh', 'backup-lib.sh', 'backup-prune.sh', 'backup-postgres.sh', 'backup-media.sh', 'backup-restic.sh', 'restore-postgres.sh', 'restore-media.sh',
-];
+const SCRIPTS = ['pgpass.sh', 'backup-lib.sh', 'backup-postgres.sh', 'backup-restic.sh', 'restic-fetch.sh', 'restore-postgres.sh'];
 
 export interface BackupProps extends ChartProps {
   readonly namespace: string;
   /** The PostgreSQL image: its pg_dump and pg_restore match the server's major version. */
   readonly image: ImageConfig;
+  /** restic's image: it stores and restores every backup. */
+  readonly resticImage: ImageConfig;
   readonly resources: ResourcesConfig;
   readonly schedule: { readonly postgres: string; readonly media: string };
   readonly retention: { readonly daily: number; readonly weekly: number; readonly monthly: number };
   readonly storage: StorageConfig;
   readonly postgres: DatabaseConnection;
-  /** Synapse's media claim, and the labels of Synapse's pod (the backups run on its node to share the ReadWriteOnce volume). */
+  /** The password of the backup volume's restic repository. */
+  readonly repositoryPassword: SecretRef;
+  /** Synapse's media claim, and the labels of the pod that holds it (the media backup prefers its node: the volume is ReadWriteOnce). */
   readonly media: { readonly claimName: string; readonly synapseSelector: Record<string, string> };
-  /** Copy backups to an S3 bucket with restic. @default - backups stay on the backup volume */
-  readonly s3?: { readonly repository: string; readonly secretName: string; readonly image: ImageConfig };
+  /** Also store every backup in an S3 bucket with restic. @default - backups stay on the backup volume */
+  readonly s3?: { readonly repository: string; readonly secretName: string };
   /** Where its pods may run, beyond what the chart sets. @default - anywhere the chart allows */
   readonly scheduling?: PodScheduling;
 }
 
+/** The local restic repository, on the backup volume; the staged dumps beside it. */
+const REPOSITORY = `${BACKUP_DIR}/restic`;
+const STAGING = `${BACKUP_DIR}/staging`;
+
 /**
- * The upload's scratch space, on the node's disk: restic's temporary pack files (up to 16 MiB each, a few at a time)
- * and its cache (the repository's index and trees, a small fraction of the data). A memory volume of a few MiB
- * failed every upload over about 12 MiB.
+ * restic's scratch space, on the node's disk: its temporary pack files (up to 16 MiB each, a few at a time) and its
+ * cache (the repository's index and trees, a small fraction of the data). A memory volume of a few MiB failed every
+ * upload over about 12 MiB.
  */
 const RESTIC_SCRATCH = { path: '/scratch', size: '2Gi', request: '512Mi' } as const;
 
 const MOUNTS = {
   scripts: { name: 'scripts', mountPath: SCRIPTS_DIR, readOnly: true },
   backups: { name: 'backups', mountPath: BACKUP_DIR },
-  password: { name: 'password', mountPath: '/secrets', readOnly: true },
+  password: { name: 'password', mountPath: '/secrets/postgres', readOnly: true },
+  repositoryPassword: { name: 'repository-password', mountPath: '/secrets/backup', readOnly: true },
+  offsite: { name: 'offsite', mountPath: '/secrets/offsite', readOnly: true },
   tmp: { name: 'tmp', mountPath: '/tmp' },
+  scratch: { name: 'scratch', mountPath: RESTIC_SCRATCH.path },
 };
 
 /**
- * The containers of the backup and restore Jobs: a step running one of the
- * bundled scripts with the PostgreSQL image, and the restic upload.
+ * The containers of the backup and restore Jobs: steps running the bundled scripts with the PostgreSQL image
+ * (pg_dump, pg_restore), and restic's, which store into and restore from the repositories.
  */
 function backupContainers(props: BackupProps, keep: k8s.EnvVar[]) {
-  const mounts = MOUNTS;
-  const step = (name: string, script: string, env: k8s.EnvVar[], extra: k8s.VolumeMount[]): k8s.Container => ({
+  const postgres = (name: string, script: string, env: k8s.EnvVar[], extra: k8s.VolumeMount[]): k8s.Container => ({
     name,
     image: imageRef(props.image),
     command: ['bash', `${SCRIPTS_DIR}/${script}`],
-    env,
+    env: [{ name: 'STAGING_DIR', value: STAGING }, ...env],
     resources: resourceRequirements(props.resources),
     securityContext: restrictedContainer(),
-    volumeMounts: [mounts.scripts, mounts.backups, mounts.tmp, ...extra],
+    volumeMounts: [MOUNTS.scripts, MOUNTS.backups, MOUNTS.tmp, ...extra],
   });
-  const upload = (tag: string, path: string, extra: k8s.VolumeMount[]): k8s.Container | undefined => props.s3 && {
-    name: 'upload',
-    image: imageRef(props.s3.image),
-    command: ['sh', `${SCRIPTS_DIR}/backup-restic.sh`, tag, path],
-    env: [
-      { name: 'RESTIC_REPOSITORY', value: props.s3.repository },
-      { name: 'TMPDIR', value: RESTIC_SCRATCH.path },
-      { name: 'RESTIC_CACHE_DIR', value: `${RESTIC_SCRATCH.path}/cache` },
-      // restic reads its password from a file; the script exports the S3 keys from theirs.
-      { name: 'RESTIC_PASSWORD_FILE', value: '/secrets/restic/RESTIC_PASSWORD' },
-      { name: 'S3_CREDENTIALS_DIR', value: '/secrets/restic' },
-      ...keep,
-    ],
+  const resticEnv: k8s.EnvVar[] = [
+    { name: 'LOCAL_REPOSITORY', value: REPOSITORY },
+    { name: 'RESTIC_PASSWORD_FILE', value: `${MOUNTS.repositoryPassword.mountPath}/restic_password` },
+    { name: 'TMPDIR', value: RESTIC_SCRATCH.path },
+    { name: 'RESTIC_CACHE_DIR', value: `${RESTIC_SCRATCH.path}/cache` },
+    // The off-site repository: its password and the S3 keys are files of the operator's Secret (the script exports the keys).
+    ...(props.s3 ? [
+      { name: 'OFFSITE_REPOSITORY', value: props.s3.repository },
+      { name: 'OFFSITE_PASSWORD_FILE', value: `${MOUNTS.offsite.mountPath}/RESTIC_PASSWORD` },
+      { name: 'S3_CREDENTIALS_DIR', value: MOUNTS.offsite.mountPath },
+    ] : []),
+    ...keep,
+  ];
+  const restic = (name: string, args: string[], extra: { env?: k8s.EnvVar[]; mounts?: k8s.VolumeMount[] } = {}): k8s.Container => ({
+    name,
+    image: imageRef(props.resticImage),
+    command: ['sh', ...args.map((a, i) => (i === 0 ? `${SCRIPTS_DIR}/${a}` : a))],
+    env: [...resticEnv, ...(extra.env ?? [])],
     resources: resourceRequirements(props.resources, { request: RESTIC_SCRATCH.request, limit: RESTIC_SCRATCH.size }),
     securityContext: restrictedContainer(),
     volumeMounts: [
-      mounts.scripts, { ...mounts.backups, readOnly: true }, { name: 'tmp', mountPath: '/tmp' }, { name: 'scratch', mountPath: RESTIC_SCRATCH.path },
-      { name: 'restic', mountPath: '/secrets/restic', readOnly: true }, ...extra,
+      MOUNTS.scripts, MOUNTS.backups, MOUNTS.tmp, MOUNTS.scratch, MOUNTS.repositoryPassword, ...(props.s3 ? [MOUNTS.offsite] : []),
+      ...(extra.mounts ?? []),
     ],
-  };
-  return { step, upload };
+  });
+  return { postgres, restic };
 }
 
 /**
@@ -132,7 +145,7 @@ function backupVolumeCheck(scope: Construct, p: {
 export class BackupChart extends Chart {
   constructor(scope: Construct, id: string, props: BackupProps) {
     super(scope, id, props);
-    const component = { ...BACKUP, version: props.image.tag };
+    const component = { ...BACKUP, version: props.resticImage.tag };
     const meta = { namespace: props.namespace, labels: labels(component) };
     const files = Object.fromEntries(SCRIPTS.map((f) => [f, bundledFile(f)]));
     const scripts = new k8s.KubeConfigMap(this, 'scripts', { metadata: { name: 'backup-scripts', ...meta }, data: files });
@@ -152,98 +165,112 @@ export class BackupChart extends Chart {
     ];
     const pg = props.postgres;
     const postgresEnv: k8s.EnvVar[] = [
-      { name: 'BACKUP_DIR', value: BACKUP_DIR },
       { name: 'PGHOST', value: pg.host },
       { name: 'PGPORT', value: String(pg.port) },
       { name: 'PGUSER', value: pg.user },
       { name: 'PGDATABASE', value: pg.name },
-      { name: 'PASSWORD_FILE', value: '/secrets/password' },
+      { name: 'PASSWORD_FILE', value: `${MOUNTS.password.mountPath}/password` },
       ...libpqTlsEnv(pg),
-      ...keep,
     ];
     // A database outside the cluster: the CA its certificate is checked against.
     const ca = databaseCaVolume(pg);
     const dbMounts = [MOUNTS.password, ...(ca !== undefined ? [{ name: ca.name, mountPath: DB_CA_DIR, readOnly: true }] : [])];
-    const mediaEnv: k8s.EnvVar[] = [{ name: 'BACKUP_DIR', value: BACKUP_DIR }, { name: 'MEDIA_DIR', value: '/media' }, ...keep];
 
     const volumes: Record<string, k8s.Volume> = {
       scripts: { name: 'scripts', configMap: { name: scripts.name, defaultMode: 0o555 } },
       backups: { name: 'backups', persistentVolumeClaim: { claimName: claim.name } },
       password: secretFilesVolume('password', { password: pg.password }),
+      repositoryPassword: secretFilesVolume('repository-password', { restic_password: props.repositoryPassword }),
       media: { name: 'media', persistentVolumeClaim: { claimName: props.media.claimName } },
       tmp: memoryVolume('tmp', '16Mi'),
       scratch: { name: 'scratch', emptyDir: { sizeLimit: k8s.Quantity.fromString(RESTIC_SCRATCH.size) } },
-      restic: secretFilesVolume('restic', Object.fromEntries(['RESTIC_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']
+      offsite: secretFilesVolume('offsite', Object.fromEntries(['RESTIC_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']
         .map((key) => [key, { name: props.s3?.secretName ?? '', key }]))),
     };
-    const { step, upload } = backupContainers(props, keep);
+    const base = [volumes.scripts, volumes.backups, volumes.tmp, volumes.scratch, volumes.repositoryPassword, ...(props.s3 ? [volumes.offsite] : [])];
+    const { postgres, restic } = backupContainers(props, keep);
 
-    // Both backups run on Synapse's node: the media volume is ReadWriteOnce, and
-    // keeping the backup volume on the same node lets both jobs share it.
-    const onSynapseNode: k8s.Affinity = {
+    // The media volume is ReadWriteOnce: while a Synapse process holds it, the media Jobs must run on its node. Preferred,
+    // not required, so that they still run while every Synapse process is stopped (a restore, an upgrade).
+    const nearMedia: k8s.Affinity = {
+      podAffinity: {
+        preferredDuringSchedulingIgnoredDuringExecution: [{
+          weight: 100,
+          podAffinityTerm: { labelSelector: { matchLabels: props.media.synapseSelector }, topologyKey: 'kubernetes.io/hostname' },
+        }],
+      },
+    };
+    const hash = contentHash(files);
+    /** One backup or restore CronJob: its steps run in order (init containers), the last as the main container. */
+    const cronJob = (name: string, o: { schedule: string; steps: k8s.Container[]; volumes: k8s.Volume[]; suspend?: boolean; affinity?: k8s.Affinity }) =>
+      new k8s.KubeCronJob(this, name, {
+        metadata: { name, ...meta },
+        spec: {
+          schedule: o.schedule,
+          timeZone: 'Etc/UTC',
+          suspend: o.suspend,
+          concurrencyPolicy: 'Forbid',
+          startingDeadlineSeconds: 3600,
+          successfulJobsHistoryLimit: 3,
+          failedJobsHistoryLimit: 3,
+          jobTemplate: {
+            metadata: { labels: labels(component) },
+            spec: {
+              backoffLimit: 2,
+              activeDeadlineSeconds: 6 * 3600,
+              template: {
+                metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: hash } },
+                spec: withScheduling({
+                  restartPolicy: 'Never',
+                  automountServiceAccountToken: false,
+                  enableServiceLinks: false,
+                  securityContext: restrictedPod(UID.synapse),
+                  affinity: o.affinity,
+                  initContainers: o.steps.length > 1 ? o.steps.slice(0, -1) : undefined,
+                  containers: [o.steps[o.steps.length - 1]],
+                  volumes: [...base, ...o.volumes],
+                }, props.scheduling, selectorLabels(component)),
+              },
+            },
+          },
+        },
+      });
+
+    // The backup volume is bound beside the media: with node-local storage the media Jobs need both on one node (the
+    // copy away from the data is the off-site one, backup.s3).
+    const onMediaNode: k8s.Affinity = {
       podAffinity: {
         requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: props.media.synapseSelector }, topologyKey: 'kubernetes.io/hostname' }],
       },
     };
-    const hash = contentHash(files);
-    /** One backup or restore CronJob. With an upload, the local step runs first (an init container) and the upload only after it succeeded. */
-    const cronJob = (name: string, o: {
-      schedule: string; step: k8s.Container; upload?: k8s.Container; volumes: k8s.Volume[]; suspend?: boolean; affinity?: k8s.Affinity;
-    }) => new k8s.KubeCronJob(this, name, {
-      metadata: { name, ...meta },
-      spec: {
-        schedule: o.schedule,
-        timeZone: 'Etc/UTC',
-        suspend: o.suspend,
-        concurrencyPolicy: 'Forbid',
-        startingDeadlineSeconds: 3600,
-        successfulJobsHistoryLimit: 3,
-        failedJobsHistoryLimit: 3,
-        jobTemplate: {
-          metadata: { labels: labels(component) },
-          spec: {
-            backoffLimit: 2,
-            activeDeadlineSeconds: 6 * 3600,
-            template: {
-              metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: hash } },
-              spec: withScheduling({
-                restartPolicy: 'Never',
-                automountServiceAccountToken: false,
-                enableServiceLinks: false,
-                securityContext: restrictedPod(UID.synapse),
-                affinity: o.affinity,
-                initContainers: o.upload ? [o.step] : undefined,
-                containers: [o.upload ?? o.step],
-                volumes: [volumes.scripts, volumes.backups, volumes.tmp, ...o.volumes, ...(o.upload ? [volumes.restic, volumes.scratch] : [])],
-              }, props.scheduling, selectorLabels(component)),
-            },
-          },
-        },
-      },
+    backupVolumeCheck(this, {
+      image: props.image, meta, component, claimName: claim.name, onSynapseNode: onMediaNode, volume: volumes.backups, scheduling: props.scheduling,
     });
-
-    backupVolumeCheck(this, { image: props.image, meta, component, claimName: claim.name, onSynapseNode, volume: volumes.backups, scheduling: props.scheduling });
 
     const mediaRo = { name: 'media', mountPath: '/media', readOnly: true };
     const dbVolumes = [volumes.password, ...(ca !== undefined ? [ca] : [])];
     cronJob('postgres-backup', {
-      schedule: props.schedule.postgres, affinity: onSynapseNode, volumes: dbVolumes,
-      step: step('dump', 'backup-postgres.sh', postgresEnv, dbMounts),
-      upload: upload('postgres', `${BACKUP_DIR}/postgres`, []),
+      schedule: props.schedule.postgres, volumes: dbVolumes,
+      steps: [
+        postgres('dump', 'backup-postgres.sh', postgresEnv, dbMounts),
+        restic('store', ['backup-restic.sh', 'postgres', `${STAGING}/postgres`], { env: [{ name: 'REMOVE_AFTER_STORE', value: '1' }] }),
+      ],
     });
     cronJob('media-backup', {
-      schedule: props.schedule.media, affinity: onSynapseNode, volumes: [volumes.media],
-      step: step('archive', 'backup-media.sh', mediaEnv, [mediaRo]),
-      // restic deduplicates the live store itself, so it reads /media rather than the archives.
-      upload: upload('media', '/media', [mediaRo]),
+      schedule: props.schedule.media, affinity: nearMedia, volumes: [volumes.media],
+      steps: [restic('store', ['backup-restic.sh', 'media', '/media'], { mounts: [mediaRo] })],
     });
+    // FROM=offsite in a restore Job takes the snapshot from the off-site repository; SNAPSHOT=<id> an older one.
     cronJob('postgres-restore', {
       schedule: NEVER, suspend: true, volumes: dbVolumes,
-      step: step('restore', 'restore-postgres.sh', postgresEnv, dbMounts),
+      steps: [
+        restic('fetch', ['restic-fetch.sh', 'postgres', `${STAGING}/postgres`, `${STAGING}/restore`]),
+        postgres('restore', 'restore-postgres.sh', postgresEnv, dbMounts),
+      ],
     });
     cronJob('media-restore', {
-      schedule: NEVER, suspend: true, volumes: [volumes.media],
-      step: step('restore', 'restore-media.sh', mediaEnv, [{ name: 'media', mountPath: '/media' }]),
+      schedule: NEVER, suspend: true, affinity: nearMedia, volumes: [volumes.media],
+      steps: [restic('restore', ['restic-fetch.sh', 'media', '/media', '/media'], { mounts: [{ name: 'media', mountPath: '/media' }] })],
     });
   }
 }

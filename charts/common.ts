@@ -7,7 +7,6 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { CPU_QUANTITY, MEMORY_QUANTITY } from './config';
 import type { ImageConfig, ResourcesConfig, SecretRef } from './config';
 import { PodScheduling, withScheduling } from './pods';
 
@@ -90,24 +89,8 @@ export function resourceRequirements(r: ResourcesConfig, ephemeral: EphemeralSto
   };
 }
 
-/** Kubernetes quantity suffixes (decimal and binary) as factors. */
-const QUANTITY_UNIT: Record<string, number> = {
-  '': 1, 'k': 1e3, 'M': 1e6, 'G': 1e9, 'T': 1e12, 'Ki': 2 ** 10, 'Mi': 2 ** 20, 'Gi': 2 ** 30, 'Ti': 2 ** 40,
-};
-
-/** Bytes in a memory quantity such as "512Mi" or "2G". */
-export function memoryBytes(quantity: string): number {
-  const m = MEMORY_QUANTITY.exec(quantity);
-  if (!m) throw new Error(`not a memory quantity: "${quantity}"`);
-  return Number(m[1]) * QUANTITY_UNIT[m[2] ?? ''];
-}
-
-/** Cores in a CPU quantity such as "2", "0.5" or "500m". */
-export function cpuCores(quantity: string | number): number {
-  const m = CPU_QUANTITY.exec(String(quantity));
-  if (!m) throw new Error(`not a CPU quantity: ${quantity}`);
-  return m[2] === 'm' ? Number(m[1]) / 1000 : Number(m[1]) * QUANTITY_UNIT[m[2] ?? ''];
-}
+// The config's quantities, read as it reads them (charts/config.ts): re-exported for the charts.
+export { cpuCores, memoryBytes } from './config';
 
 /** The Pod Security `restricted` container context, with a read-only root filesystem. */
 export function restrictedContainer(): k8s.SecurityContext {

@@ -30,6 +30,26 @@ export const MEMORY_QUANTITY = /^([0-9]+)(Ki|Mi|Gi|Ti|k|M|G|T)?$/;
 /** CPU the config takes: cores, a decimal, millicores or another Kubernetes suffix (common.ts cpuCores reads it). */
 export const CPU_QUANTITY = /^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/;
 
+/** Kubernetes quantity suffixes (decimal and binary) as factors. */
+const QUANTITY_UNIT: Record<string, number> = {
+  '': 1, 'k': 1e3, 'M': 1e6, 'G': 1e9, 'T': 1e12, 'Ki': 2 ** 10, 'Mi': 2 ** 20, 'Gi': 2 ** 30, 'Ti': 2 ** 40,
+};
+
+/** Bytes in a memory quantity such as "512Mi" or "2G". */
+export function memoryBytes(quantity: string): number {
+  const m = MEMORY_QUANTITY.exec(quantity);
+  if (!m) throw new Error(`not a memory quantity: "${quantity}"`);
+  return Number(m[1]) * QUANTITY_UNIT[m[2] ?? ''];
+}
+
+/** Cores in a CPU quantity such as "2", "0.5" or "500m". */
+export function cpuCores(quantity: string | number): number {
+  const m = CPU_QUANTITY.exec(String(quantity));
+  if (!m) throw new Error(`not a CPU quantity: ${quantity}`);
+  return m[2] === 'm' ? Number(m[1]) / 1000 : Number(m[1]) * QUANTITY_UNIT[m[2] ?? ''];
+}
+
+
 /** What a refinement needs of zod's context: a way to report a problem. */
 interface Problems {
   addIssue(issue: { code: 'custom'; message: string; path?: (string | number)[] }): void;
@@ -549,18 +569,18 @@ function makeSchema() {
     }).prefault({}),
     backup: z.strictObject({
       enabled: z.boolean().default(true),
-      /** Cron schedules (UTC). Both run on Synapse's node, one after the other, sharing the backup volume. */
+      /** Cron schedules (UTC), one after the other: both store into the backup volume's restic repository. */
       schedule: z.strictObject({
         postgres: cron.default('15 3 * * *'),
         media: cron.default('45 3 * * *'),
       }).prefault({}),
-      /** How many daily, weekly and monthly backups to keep (the newest of each day, week, month). */
+      /** How many daily, weekly and monthly snapshots restic keeps (the newest of each day, week, month). */
       retention: z.strictObject({
         daily: z.number().int().min(1).max(366).default(7),
         weekly: z.number().int().min(0).max(520).default(4),
         monthly: z.number().int().min(0).max(240).default(12),
       }).prefault({}),
-      /** The backup volume (ReadWriteOnce), mounted on Synapse's node. */
+      /** The backup volume (ReadWriteOnce), holding a restic repository: at least 1.25 x (media + database) (refused otherwise). */
       storage: storage('50Gi'),
       resources: resources('100m', '128Mi', '1', '512Mi'),
       /** Also copy backups to an S3-compatible bucket with restic (encrypted, deduplicated). */
@@ -570,8 +590,9 @@ function makeSchema() {
         repository: z.string().regex(/^s3:https?:\/\/\S+$/, 'must be a restic S3 repository such as "s3:https://s3.example.com/bucket/kudo"').optional(),
         /** Secret (namespaces.stack) with RESTIC_PASSWORD, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. */
         secretName: dnsLabel.default('kudo-backup-s3'),
-        image: image('docker.io/restic/restic', '0.18.1'),
       }).prefault({}),
+      /** restic, which stores every backup (the volume's repository and the off-site one) and restores them. */
+      resticImage: image('docker.io/restic/restic', '0.18.1'),
       /**
        * `profile: production` refuses to run without backup.s3 (one lost node or cluster would take the data and
        * its backups together) unless this says why; `npm run checklist` prints the reason as a warning.
@@ -635,6 +656,8 @@ function makeSchema() {
         adminPassword: secretRef('kudo-synapse-admin', 'password'),
         /** With synapse.workers: authenticates HTTP replication between Synapse's processes. */
         workerReplicationSecret: secretRef('kudo-synapse', 'worker_replication_secret'),
+        /** With backup.enabled: the password of the backup volume's restic repository. */
+        backupPassword: secretRef('kudo-backup', 'restic_password'),
       }).prefault({}),
       /** The Secret (in namespaces.app) the bootstrap Job fills with the app's credentials. */
       appSecretName: dnsLabel.default('kudo-app'),
@@ -929,6 +952,7 @@ function checkCombinations(c: KudoConfig, source: string): void {
     problems.push('backup.s3.repository is required when backup.s3.enabled is true');
   }
   problems.push(...offsiteProblems(c));
+  problems.push(...backupSizeProblems(c));
   const ns = c.namespaces;
   if (ns.stack === ns.hostNetwork) {
     problems.push(`namespaces.stack and namespaces.hostNetwork are both "${ns.stack}"; host-network pods need their own privileged namespace`);
@@ -964,6 +988,21 @@ function synapseExtraProblems(c: KudoConfig): string[] {
     problems.push(...extraConfigProblems(c.synapse.extraConfig, files));
   }
   return problems;
+}
+
+/**
+ * The backup volume holds a restic repository: one copy of the media store and of the database's dump (compressed
+ * and deduplicated, so usually less), plus what the retention keeps of what changed. 1.25 x (media + database) is
+ * the least that can work; an external database's size is unknown here (its dump job checks free space itself).
+ */
+function backupSizeProblems(c: KudoConfig): string[] {
+  if (!c.backup.enabled) return [];
+  const parts = [['synapse.media.size', c.synapse.media.size], ...(c.postgres.mode !== 'external' ? [['postgres.storage.size', c.postgres.storage.size]] : [])];
+  const need = 1.25 * parts.reduce((sum, [, size]) => sum + memoryBytes(size), 0);
+  if (memoryBytes(c.backup.storage.size) >= need) return [];
+  const gi = (bytes: number) => `${Number((bytes / 2 ** 30).toFixed(2))}Gi`;
+  return [`backup.storage.size is ${c.backup.storage.size}, less than 1.25 x (${parts.map(([k, v]) => `${k} ${v}`).join(' + ')}) = ${gi(need)} `
+    + 'that the backup volume\'s restic repository needs for one copy of each and what the retention keeps: enlarge backup.storage.size'];
 }
 
 /** Production keeps a copy of the backups outside the cluster (backup.s3), or the config says why not. */

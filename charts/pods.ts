@@ -3,7 +3,7 @@
  * may run (tolerations, node affinity, priority class, topology spread),
  * which Secrets its images are pulled with, and which registry they come
  * from. Charts set their own scheduling (LiveKit's and coturn's node
- * selectors, the backups' affinity to Synapse's node, anti-affinities);
+ * selectors, the backups' affinity to the media's node, anti-affinities);
  * withScheduling adds the operator's to it and never takes any away.
  *
  * No runtime import of cdk8s: config.ts uses the image rule while the

@@ -57,6 +57,10 @@ export const SECRET_VALUES: readonly SecretValue[] = [
   { name: 'livekitApiKey', kind: 'livekit-api-key', namespaces: ['hostNetwork'], envVar: 'LIVEKIT_API_KEY', description: 'LiveKit API key' },
   { name: 'livekitApiSecret', kind: 'token', namespaces: ['hostNetwork'], envVar: 'LIVEKIT_API_SECRET', description: 'LiveKit API secret' },
   {
+    name: 'backupPassword', kind: 'token', namespaces: ['stack'], only: (f) => f.backup,
+    description: "password of the backup volume's restic repository (the off-site one has the operator's own, in backup.s3.secretName)",
+  },
+  {
     name: 'workerReplicationSecret', kind: 'token', namespaces: ['stack'], only: (f) => f.workers,
     description: "Synapse's worker_replication_secret (replication between its processes)",
   },
@@ -68,15 +72,17 @@ export interface SecretFeatures {
   readonly workers: boolean;
   /** Who runs PostgreSQL. */
   readonly postgres: PostgresMode;
+  /** The backups run (their local restic repository has a password). */
+  readonly backup: boolean;
 }
 
 /** The features of a configuration. */
 export function secretFeatures(c: KudoConfig): SecretFeatures {
-  return { workers: c.synapse.workers.enabled, postgres: c.postgres.mode };
+  return { workers: c.synapse.workers.enabled, postgres: c.postgres.mode, backup: c.backup.enabled };
 }
 
 /** The single-process StatefulSet stack: the features when none is on. */
-export const BASIC_FEATURES: SecretFeatures = { workers: false, postgres: 'statefulset' };
+export const BASIC_FEATURES: SecretFeatures = { workers: false, postgres: 'statefulset', backup: false };
 
 export interface Destination {
   readonly namespace: string;

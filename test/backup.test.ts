@@ -22,31 +22,53 @@ test('scheduled dumps that cannot pile up or run late', () => {
   expect(cron(ms, 'media-backup').spec.schedule).toBe('45 3 * * *');
 });
 
-test('pg_dump comes from the same image as the server', () => {
+test('pg_dump comes from the same image as the server; restic stores what it dumped, then the dump is removed', () => {
   const all = config();
-  const dump = container(cron(manifests(), 'postgres-backup'), 'dump');
+  const spec = podSpec(cron(manifests(), 'postgres-backup'));
+  expect(spec.initContainers.map((c: any) => c.name)).toEqual(['dump']);
+  expect(spec.containers.map((c: any) => c.name)).toEqual(['store']);
+  const dump = spec.initContainers[0];
   expect(dump.image).toBe(`${all.postgres.image.repository}:${all.postgres.image.tag}`);
   expect(dump.command).toEqual(['bash', '/opt/kudo/backup-postgres.sh']);
   const env = Object.fromEntries(dump.env.map((e: any) => [e.name, e.value]));
-  expect(env).toMatchObject({ PGHOST: 'postgres.kudo.svc', PGUSER: 'synapse', PGDATABASE: 'synapse', KEEP_DAILY: '7', KEEP_WEEKLY: '4', KEEP_MONTHLY: '12' });
+  expect(env).toMatchObject({ STAGING_DIR: '/backups/staging', PGHOST: 'postgres.kudo.svc', PGUSER: 'synapse', PGDATABASE: 'synapse' });
+  const store = spec.containers[0];
+  expect(store.image).toBe('docker.io/restic/restic:0.18.1');
+  expect(store.command).toEqual(['sh', '/opt/kudo/backup-restic.sh', 'postgres', '/backups/staging/postgres']);
+  expect(Object.fromEntries(store.env.map((e: any) => [e.name, e.value]))).toEqual({
+    LOCAL_REPOSITORY: '/backups/restic', RESTIC_PASSWORD_FILE: '/secrets/backup/restic_password', TMPDIR: '/scratch', RESTIC_CACHE_DIR: '/scratch/cache',
+    KEEP_DAILY: '7', KEEP_WEEKLY: '4', KEEP_MONTHLY: '12', REMOVE_AFTER_STORE: '1',
+  });
+  // The local repository's password: the generated Secret kudo-backup.
+  expect(spec.volumes.find((v: any) => v.name === 'repository-password')).toEqual({
+    name: 'repository-password', secret: { secretName: 'kudo-backup', items: [{ key: 'restic_password', path: 'restic_password' }], defaultMode: 0o440 },
+  });
+  // The media is stored as it is: restic reads only what changed since the last snapshot.
+  expect(container(cron(manifests(), 'media-backup'), 'store').command).toEqual(['sh', '/opt/kudo/backup-restic.sh', 'media', '/media']);
 });
 
-test('restricted pods with resources, as Synapse\'s uid, on Synapse\'s node', () => {
+test('restricted pods with resources, as Synapse\'s uid; the media Jobs prefer the node of the pod holding the media volume', () => {
   // The media volume is Synapse's: any other uid or fsGroup would re-own (or fail to read) its files.
   const synapse = podSpec(find(synthAll(), 'Deployment', 'synapse')).securityContext;
-  for (const name of ['postgres-backup', 'media-backup']) {
-    const cj = cron(manifests(), name);
-    const spec = podSpec(cj);
+  const near = {
+    preferredDuringSchedulingIgnoredDuringExecution: [{
+      weight: 100,
+      podAffinityTerm: { labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'synapse', 'app.kubernetes.io/instance': 'kudo-synapse' } }, topologyKey: 'kubernetes.io/hostname' },
+    }],
+  };
+  for (const name of ['postgres-backup', 'media-backup', 'postgres-restore', 'media-restore']) {
+    const spec = podSpec(cron(manifests(), name));
     expect(spec.securityContext).toMatchObject({ runAsUser: synapse.runAsUser, fsGroup: synapse.fsGroup, runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
-    for (const c of spec.containers) {
+    for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
       expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
       expect(c.resources.limits).toBeDefined();
     }
-    expect(spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0]).toEqual({
-      labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'synapse', 'app.kubernetes.io/instance': 'kudo-synapse' } },
-      topologyKey: 'kubernetes.io/hostname',
-    });
   }
+  // Preferred, not required: with every Synapse process stopped (a restore) the Jobs still run.
+  expect(podSpec(cron(manifests(), 'media-backup')).affinity.podAffinity).toEqual(near);
+  expect(podSpec(cron(manifests(), 'media-restore')).affinity.podAffinity).toEqual(near);
+  // The dump goes where the database and the backup volume are reachable: no tie to the media's node.
+  expect(podSpec(cron(manifests(), 'postgres-backup')).affinity).toBeUndefined();
   const media = podSpec(cron(manifests(), 'media-backup'));
   expect(media.volumes.find((v: any) => v.name === 'media').persistentVolumeClaim.claimName).toBe('synapse-media');
   expect(media.containers[0].volumeMounts.find((m: any) => m.name === 'media').readOnly).toBe(true);
@@ -66,22 +88,24 @@ test('a backup volume of the configured size', () => {
   expect(pvc.spec).toMatchObject({ accessModes: ['ReadWriteOnce'], storageClassName: 'cheap', resources: { requests: { storage: '200Gi' } } });
 });
 
-test('S3 with restic: upload after the local backup, credentials from a Secret', () => {
+test('S3 with restic: each backup is also stored off-site, with the operator\'s password and keys from files', () => {
   const ms = manifests(config({ backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo-backups' } } }));
-  const spec = podSpec(cron(ms, 'postgres-backup'));
-  expect(spec.initContainers.map((c: any) => c.name)).toEqual(['dump']);
-  const up = spec.containers[0];
-  expect(up.image).toBe('docker.io/restic/restic:0.18.1');
-  expect(up.command).toEqual(['sh', '/opt/kudo/backup-restic.sh', 'postgres', '/backups/postgres']);
-  expect(up.env).toContainEqual({ name: 'RESTIC_REPOSITORY', value: 's3:https://s3.example.com/kudo-backups' });
-  expect(up.env).toContainEqual({ name: 'RESTIC_PASSWORD_FILE', value: '/secrets/restic/RESTIC_PASSWORD' });
-  // The S3 keys are files too: no secret in the pod spec's environment (the script exports them).
-  expect(up.env).toContainEqual({ name: 'S3_CREDENTIALS_DIR', value: '/secrets/restic' });
-  expect(up.env.filter((e: any) => e.valueFrom?.secretKeyRef)).toEqual([]);
-  expect(spec.volumes.find((v: any) => v.name === 'restic').projected.sources.map((x: any) => [x.secret.name, x.secret.items[0].key])).toEqual([
-    ['kudo-backup-s3', 'RESTIC_PASSWORD'], ['kudo-backup-s3', 'AWS_ACCESS_KEY_ID'], ['kudo-backup-s3', 'AWS_SECRET_ACCESS_KEY'],
-  ]);
-  expect(container(cron(ms, 'media-backup'), 'upload').command).toEqual(['sh', '/opt/kudo/backup-restic.sh', 'media', '/media']);
+  for (const name of ['postgres-backup', 'media-backup', 'postgres-restore', 'media-restore']) {
+    const spec = podSpec(cron(ms, name));
+    const c = [...(spec.initContainers ?? []), ...spec.containers].find((x: any) => x.image.startsWith('docker.io/restic/restic:'));
+    expect(c.env).toEqual(expect.arrayContaining([
+      { name: 'OFFSITE_REPOSITORY', value: 's3:https://s3.example.com/kudo-backups' },
+      { name: 'OFFSITE_PASSWORD_FILE', value: '/secrets/offsite/RESTIC_PASSWORD' },
+      { name: 'S3_CREDENTIALS_DIR', value: '/secrets/offsite' },
+    ]));
+    // The S3 keys are files too: no secret in the pod spec's environment (the scripts export them).
+    expect(c.env.filter((e: any) => e.valueFrom?.secretKeyRef)).toEqual([]);
+    expect(spec.volumes.find((v: any) => v.name === 'offsite').projected.sources.map((x: any) => [x.secret.name, x.secret.items[0].key])).toEqual([
+      ['kudo-backup-s3', 'RESTIC_PASSWORD'], ['kudo-backup-s3', 'AWS_ACCESS_KEY_ID'], ['kudo-backup-s3', 'AWS_SECRET_ACCESS_KEY'],
+    ]);
+  }
+  // Without S3, nothing of it is rendered.
+  expect(podSpec(cron(manifests(), 'media-backup')).volumes.map((v: any) => v.name)).not.toContain('offsite');
 });
 
 test('restic\'s temporary packs and cache go to disk-backed scratch space, not the small in-memory /tmp', () => {
@@ -90,7 +114,7 @@ test('restic\'s temporary packs and cache go to disk-backed scratch space, not t
   const ms = manifests(config({ backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo-backups' } } }));
   for (const name of ['postgres-backup', 'media-backup']) {
     const spec = podSpec(cron(ms, name));
-    const up = spec.containers.find((c: any) => c.name === 'upload');
+    const up = spec.containers.find((c: any) => c.name === 'store');
     const env = Object.fromEntries(up.env.map((e: any) => [e.name, e.value]));
     expect(env.TMPDIR).toBe('/scratch');
     expect(env.RESTIC_CACHE_DIR).toBe('/scratch/cache');
@@ -109,72 +133,56 @@ test('S3 needs a repository; backups can be switched off', () => {
   expect(() => synthChart('50-backup', config({ backup: { enabled: false } }))).toThrow('no chart');
 });
 
-describe('retention (the rendered prune script, run by bash)', () => {
-  const script = find(manifests(), 'ConfigMap', 'backup-scripts').data['backup-prune.sh'];
-  function prune(names: string[], keep: { daily: number; weekly: number; monthly: number }): string[] {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-prune-'));
-    for (const n of names) fs.writeFileSync(path.join(dir, n), '');
-    fs.writeFileSync(path.join(dir, 'prune.sh'), script);
-    execFileSync('bash', [path.join(dir, 'prune.sh'), dir, 'synapse'], {
-      env: { PATH: process.env.PATH, KEEP_DAILY: String(keep.daily), KEEP_WEEKLY: String(keep.weekly), KEEP_MONTHLY: String(keep.monthly) },
-    });
-    return fs.readdirSync(dir).filter((f) => f.startsWith('synapse-')).sort();
-  }
-  // One backup a day from 2026-01-01 to 2026-03-31, two on the last day.
-  const days: string[] = [];
-  for (let d = new Date(Date.UTC(2026, 0, 1)); d <= new Date(Date.UTC(2026, 2, 31)); d.setUTCDate(d.getUTCDate() + 1)) {
-    days.push(`synapse-${d.toISOString().slice(0, 10).replace(/-/g, '')}T031500Z.dump`);
-  }
-  days.push('synapse-20260331T120000Z.dump');
-
-  test('the newest of each of the last 7 days, 4 weeks and 12 months', () => {
-    const kept = prune(days, { daily: 7, weekly: 4, monthly: 12 });
-    expect(kept).toEqual([
-      'synapse-20260131T031500Z.dump', // January
-      'synapse-20260228T031500Z.dump', // February
-      'synapse-20260315T031500Z.dump', // ISO week 11 (ends Sunday 15 March)
-      'synapse-20260322T031500Z.dump', // week 12
-      'synapse-20260325T031500Z.dump', 'synapse-20260326T031500Z.dump', 'synapse-20260327T031500Z.dump',
-      'synapse-20260328T031500Z.dump',
-      'synapse-20260329T031500Z.dump', // a daily one, and week 13
-      'synapse-20260330T031500Z.dump',
-      'synapse-20260331T120000Z.dump', // the newest: its day, week 14 and March
-    ]);
-  });
-
-  test('unfinished dumps and other files are left alone', () => {
-    const kept = prune(['synapse-20260101T000000Z.dump', 'synapse-20260102T000000Z.dump.partial', 'synapse-20260103T000000Z.dump'], { daily: 1, weekly: 0, monthly: 0 });
-    expect(kept).toEqual(['synapse-20260102T000000Z.dump.partial', 'synapse-20260103T000000Z.dump']);
-  });
-});
-
 test('the nightly dump leaves out the data of e2e_one_time_keys_json (the rendered script, run by bash with a stand-in pg_dump)', () => {
   // Synapse's backup guide: restored one-time keys were already handed out, and handing them out again breaks decryption.
   const scripts = find(manifests(), 'ConfigMap', 'backup-scripts').data;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-dump-'));
   try {
-    for (const name of ['pgpass.sh', 'backup-lib.sh', 'backup-prune.sh', 'backup-postgres.sh']) fs.writeFileSync(path.join(dir, name), scripts[name]);
+    for (const name of ['pgpass.sh', 'backup-lib.sh', 'backup-postgres.sh']) fs.writeFileSync(path.join(dir, name), scripts[name]);
     const bin = path.join(dir, 'bin');
     fs.mkdirSync(bin);
     // pg_dump writes its arguments, one a line, as the dump; pg_restore --list says it holds table data.
     fs.writeFileSync(path.join(bin, 'pg_dump'), '#!/bin/sh\n[ "$1" = --version ] && { echo "pg_dump (PostgreSQL) 17"; exit 0; }\n'
       + 'for a; do case "$a" in --file=*) f=${a#--file=};; esac; done\nprintf \'%s\\n\' "$@" > "$f"\n', { mode: 0o755 });
     fs.writeFileSync(path.join(bin, 'pg_restore'), '#!/bin/sh\necho "1; 0 0 TABLE DATA public users synapse"\n', { mode: 0o755 });
+    // psql answers the database's size (the free-space check): a kilobyte.
+    fs.writeFileSync(path.join(bin, 'psql'), '#!/bin/sh\necho 1024\n', { mode: 0o755 });
     fs.writeFileSync(path.join(dir, 'password'), 'pw');
     const backups = path.join(dir, 'backups');
     execFileSync('bash', [path.join(dir, 'backup-postgres.sh')], {
       stdio: 'pipe',
       env: {
-        PATH: `${bin}:${process.env.PATH}`, BACKUP_DIR: backups, PGHOST: 'db', PGPORT: '5432', PGUSER: 'synapse', PGDATABASE: 'synapse',
+        PATH: `${bin}:${process.env.PATH}`, STAGING_DIR: backups, PGHOST: 'db', PGPORT: '5432', PGUSER: 'synapse', PGDATABASE: 'synapse',
         PASSWORD_FILE: path.join(dir, 'password'), KEEP_DAILY: '7', KEEP_WEEKLY: '4', KEEP_MONTHLY: '12',
       },
     });
-    const dumps = fs.readdirSync(path.join(backups, 'postgres'));
-    expect(dumps).toHaveLength(1);
-    const args = fs.readFileSync(path.join(backups, 'postgres', dumps[0]), 'utf8').trim().split('\n');
+    expect(fs.readdirSync(path.join(backups, 'postgres'))).toEqual(['synapse.dump']);
+    const args = fs.readFileSync(path.join(backups, 'postgres', 'synapse.dump'), 'utf8').trim().split('\n');
     expect(args).toContain('--exclude-table-data=e2e_one_time_keys_json');
+    // Uncompressed: restic compresses, and finds what consecutive dumps share.
+    expect(args).toContain('--compress=0');
     expect(args[args.length - 1]).toBe('synapse');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+describe('a backup volume too small for what it must hold is refused', () => {
+  // restic stores one copy of the media store and of the (uncompressed) dump, compressed and deduplicated; the
+  // retention keeps what changed besides: 1.25 x (media + database) is the least the volume must hold.
+  test('20Gi of media and a 10Gi database (the small defaults) fit the default 50Gi', () => {
+    expect(() => resolveConfig({})).not.toThrow();
+    expect(() => resolveConfig({ backup: { storage: { size: '38Gi' } } })).not.toThrow();
+  });
+  test('37Gi is less than 1.25 x 30Gi', () => {
+    expect(() => resolveConfig({ backup: { storage: { size: '37Gi' } } })).toThrow(
+      'backup.storage.size is 37Gi, less than 1.25 x (synapse.media.size 20Gi + postgres.storage.size 10Gi) = 37.5Gi that the backup '
+      + 'volume\'s restic repository needs for one copy of each and what the retention keeps: enlarge backup.storage.size',
+    );
+  });
+  test('an external database is not counted (its size is unknown here; the dump job checks free space before it writes)', () => {
+    const external = { postgres: { mode: 'external', external: { host: 'db.example.org', sslmode: 'verify-full', ca: { kind: 'Secret', name: 'db-ca', key: 'ca.pem' } } } };
+    expect(() => resolveConfig({ ...external, backup: { storage: { size: '26Gi' } } })).not.toThrow();
+    expect(() => resolveConfig({ ...external, backup: { storage: { size: '24Gi' } } })).toThrow('less than 1.25 x (synapse.media.size 20Gi) = 25Gi');
+  });
 });

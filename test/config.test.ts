@@ -45,7 +45,7 @@ describe('defaults', () => {
   });
 
   test('a YAML file is read and merged onto the defaults', () => {
-    const c = loadConfig(tempFile('domain: kudo.example.org\npostgres:\n  storage:\n    size: 50Gi\n'));
+    const c = loadConfig(tempFile('domain: kudo.example.org\npostgres:\n  storage:\n    size: 50Gi\nbackup:\n  storage:\n    size: 100Gi\n'));
     expect(c.hosts.matrix).toBe('matrix.kudo.example.org');
     expect(c.postgres.storage.size).toBe('50Gi');
     expect(c.postgres.resources.limits.memory).toBe('1Gi');

@@ -57,7 +57,7 @@ describe('compose variables to Secrets', () => {
 
   test('with CloudNativePG the database password is the operator\'s: MATRIX_DB_PASSWORD is not written (nor reported as filled)', () => {
     const { manifests, filled } = envFileSecrets(parseEnvFile(file, '.env'), '.env', config().secrets.refs, config().namespaces,
-      { workers: false, postgres: 'cloudnative-pg' });
+      { workers: false, postgres: 'cloudnative-pg', backup: false });
     expect(manifests.map((m: any) => `${m.metadata.namespace}/${m.metadata.name}`)).not.toContain('kudo/kudo-postgres');
     expect(filled).not.toContain('postgresPassword');
     expect(filled).toContain('formSecret');

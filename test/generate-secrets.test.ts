@@ -47,8 +47,9 @@ export function runPython(args: string[], env: Record<string, string> = {}): Pro
 test('sanity: the plan covers every value in both namespaces it is read in', () => {
   const turn = plan.find((p) => p.name === 'turnSharedSecret')!;
   expect(turn.destinations.map((d) => d.namespace)).toEqual(['kudo', 'kudo-media']);
-  // Every value but the workers' replication secret, which is planned only with workers.
-  expect(plan.map((p) => p.name).sort()).toEqual(Object.keys(c.secrets.refs).filter((k) => k !== 'workerReplicationSecret').sort());
+  // Every value but the workers' replication secret and the backup repository's password (the basic features have
+  // neither workers nor backups).
+  expect(plan.map((p) => p.name).sort()).toEqual(Object.keys(c.secrets.refs).filter((k) => !['workerReplicationSecret', 'backupPassword'].includes(k)).sort());
 });
 
 test('an empty cluster gets every value, shared ones identical in each namespace', async () => {

@@ -156,6 +156,7 @@ describe('production checklist', () => {
     const existing = config({ secrets: { mode: 'existing', refs: { postgresPassword: { name: 'vault-db', key: 'pw' } } } });
     const l = checklist(existing, renderedManifests(existing));
     expect(l.secretsToCreate).toEqual([
+      { namespace: 'kudo', secret: 'kudo-backup', keys: ['restic_password'] },
       { namespace: 'kudo', secret: 'kudo-postgres', keys: ['superuser_password'] },
       { namespace: 'kudo', secret: 'kudo-redis', keys: ['password'] },
       { namespace: 'kudo', secret: 'kudo-synapse', keys: ['form_secret', 'macaroon_secret_key', 'registration_shared_secret', 'signing.key'] },

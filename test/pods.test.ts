@@ -128,14 +128,17 @@ describe('scheduling', () => {
     expect(spec.tolerations).toEqual([dedicated]);
   });
 
-  test('backups: still on Synapse\'s node (pod affinity), with the operator\'s node affinity beside it', () => {
+  test('backups: the volume bound and the media stored near Synapse (pod affinity), with the operator\'s node affinity beside it', () => {
     const ms = synthAll(config({ scheduling: { backup: { nodeAffinity: pool('storage') } } }));
-    for (const spec of [podSpec(find(ms, 'CronJob', 'postgres-backup')), podSpec(ms.find((m) => m.kind === 'Job' && m.metadata.name.startsWith('backup-volume'))!)]) {
-      expect(spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0]).toMatchObject({
-        labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'synapse' } }, topologyKey: 'kubernetes.io/hostname',
-      });
-      expect(spec.affinity.nodeAffinity).toEqual(pool('storage'));
-    }
+    const check = podSpec(ms.find((m) => m.kind === 'Job' && m.metadata.name.startsWith('backup-volume'))!);
+    expect(check.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0]).toMatchObject({
+      labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'synapse' } }, topologyKey: 'kubernetes.io/hostname',
+    });
+    const media = podSpec(find(ms, 'CronJob', 'media-backup'));
+    expect(media.affinity.podAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm).toMatchObject({
+      labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'synapse' } }, topologyKey: 'kubernetes.io/hostname',
+    });
+    for (const spec of [check, media, podSpec(find(ms, 'CronJob', 'postgres-backup'))]) expect(spec.affinity.nodeAffinity).toEqual(pool('storage'));
   });
 
   test('the router and the well-known server keep their spreading anti-affinity', () => {

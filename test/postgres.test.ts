@@ -18,7 +18,7 @@ test('a StatefulSet with a volume claim template behind a headless Service', () 
 });
 
 test('storage class and size come from config', () => {
-  const sts = find(synthChart('10-postgres', config({ postgres: { storage: { size: '100Gi', className: 'fast' } } })), 'StatefulSet', 'postgres');
+  const sts = find(synthChart('10-postgres', config({ postgres: { storage: { size: '100Gi', className: 'fast' } }, backup: { storage: { size: '200Gi' } } })), 'StatefulSet', 'postgres');
   expect(sts.spec.volumeClaimTemplates[0].spec).toMatchObject({ storageClassName: 'fast', resources: { requests: { storage: '100Gi' } } });
 });
 

@@ -15,7 +15,7 @@ describe('generator RBAC', () => {
     expect(roles.map((r) => r.metadata.namespace).sort()).toEqual(['kudo', 'kudo-media']);
     const stack = roles.find((r) => r.metadata.namespace === 'kudo')!;
     expect(stack.rules).toEqual([
-      { apiGroups: [''], resources: ['secrets'], resourceNames: ['kudo-postgres', 'kudo-redis', 'kudo-synapse', 'kudo-synapse-admin', 'kudo-turn'], verbs: ['get', 'patch'] },
+      { apiGroups: [''], resources: ['secrets'], resourceNames: ['kudo-backup', 'kudo-postgres', 'kudo-redis', 'kudo-synapse', 'kudo-synapse-admin', 'kudo-turn'], verbs: ['get', 'patch'] },
     ]);
     expect(stack.metadata.annotations?.['argocd.argoproj.io/hook']).toBeUndefined();
     // A hook in the wave before the Job's (-1), removed when the sync ends either way.
@@ -55,6 +55,7 @@ describe('generator RBAC', () => {
       { name: 'redisPassword', kind: 'token', destinations: [dest('kudo', 'kudo-redis', 'password'), dest('kudo-media', 'kudo-redis', 'password')] },
       { name: 'livekitApiKey', kind: 'livekit-api-key', destinations: [dest('kudo-media', 'kudo-livekit', 'api_key')] },
       { name: 'livekitApiSecret', kind: 'token', destinations: [dest('kudo-media', 'kudo-livekit', 'api_secret')] },
+      { name: 'backupPassword', kind: 'token', destinations: [dest('kudo', 'kudo-backup', 'restic_password')] },
     ]);
   });
 

@@ -132,7 +132,7 @@ describe('the shared config and each worker\'s', () => {
 
   test('the main process no longer holds the media volume; backups follow the media worker', () => {
     expect(podSpec(find(all, 'Deployment', 'synapse')).volumes.map((v: any) => v.name)).not.toContain('media');
-    const affinity = podSpec(find(all, 'CronJob', 'media-backup')).affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0];
+    const affinity = podSpec(find(all, 'CronJob', 'media-backup')).affinity.podAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm;
     expect(affinity.labelSelector.matchLabels['app.kubernetes.io/name']).toBe('synapse-media-repository');
   });
 

@@ -1,9 +1,5 @@
 #!/bin/bash
-# Shared by the backup and restore scripts (sourced, not run).
-#
-# A backup is written as NAME.partial, verified, then renamed to NAME, so a
-# failed or interrupted run never replaces or hides the last good backup.
-# Names carry a UTC timestamp: <kind>-YYYYMMDDTHHMMSSZ.<ext>.
+# Shared by the backup and restore scripts of the PostgreSQL image (sourced, not run).
 
 log() { printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
 die() { log "ERROR: $*" >&2; exit 1; }
@@ -15,15 +11,11 @@ use_password_file() { # SECRET_FILE
   export PGPASSFILE
 }
 
-# The newest finished backup of a kind, or the named one.
-pick_backup() { # DIR KIND NAME|latest
-  local dir=$1 kind=$2 name=$3 file
-  if [ "$name" = latest ]; then
-    file=$(find "$dir" -maxdepth 1 -type f -name "$kind-*" ! -name '*.partial' -printf '%f\n' | sort | tail -n 1)
-    [ -n "$file" ] || die "no $kind backup in $dir"
-  else
-    file=$name
-  fi
-  [ -f "$dir/$file" ] || die "no backup $dir/$file"
-  printf '%s\n' "$dir/$file"
+# Bytes free on the file system holding DIR, as an unprivileged user may use them.
+free_bytes() { # DIR
+  df -P -B1 "$1" | awk 'NR == 2 { print $4 }'
+}
+
+human() { # BYTES
+  awk -v b="$1" 'BEGIN { split("B KiB MiB GiB TiB", u); i = 1; while (b >= 1024 && i < 5) { b /= 1024; i++ } printf "%.1f %s\n", b, u[i] }'
 }

@@ -1,25 +1,88 @@
 #!/bin/sh
-# Copies a finished backup to the restic repository (encrypted,
-# deduplicated), then applies the same retention there. RESTIC_REPOSITORY
-# and RESTIC_PASSWORD_FILE come from the environment, the S3 keys from the
-# files in S3_CREDENTIALS_DIR (the S3 client reads them only from its
-# environment, so they are exported here rather than put in the pod spec).
+# Stores PATH as a snapshot tagged TAG in the backup volume's restic repository
+# (encrypted, deduplicated, compressed), applies the retention there, and does
+# the same in the off-site repository when one is configured. restic, not a
+# script, decides what to keep: --keep-daily/--keep-weekly/--keep-monthly.
 #
-# Usage: backup-restic.sh TAG PATH
+# Before writing, it asks restic how much the snapshot would add (a dry run: it
+# reads only what changed since the last snapshot) and compares that with the
+# volume's free space. When it is short it prunes first, so a full volume
+# recovers instead of failing every night; when even that is not enough it
+# stops and says by how much.
+#
+# Environment: RESTIC_PASSWORD_FILE (the local repository's password) and
+# LOCAL_REPOSITORY; OFFSITE_REPOSITORY, OFFSITE_PASSWORD_FILE and
+# S3_CREDENTIALS_DIR (the S3 keys, exported here: the S3 client reads them only
+# from its environment, and they stay out of the pod spec); REMOVE_AFTER_STORE=1
+# removes PATH once it is stored (a staged dump).
+#
+# Usage: backup-restic.sh TAG PATH [PATH...]
 set -eu
-tag=$1 path=$2
-if [ -n "${S3_CREDENTIALS_DIR:-}" ]; then
+tag=$1
+shift
+: "${LOCAL_REPOSITORY:?}" "${RESTIC_PASSWORD_FILE:?}" "${KEEP_DAILY:?}" "${KEEP_WEEKLY:?}" "${KEEP_MONTHLY:?}"
+log() { printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
+die() { log "ERROR: $*" >&2; exit 1; }
+# The local repository's volume keeps this much free for restic's own bookkeeping (index, locks, prune's repacking).
+RESERVE=$((256 * 1024 * 1024))
+
+ensure_repository() {
+  if ! restic cat config >/dev/null 2>&1; then
+    log "initialising $RESTIC_REPOSITORY"
+    restic init
+  fi
+}
+
+forget() {
+  # --host: restic groups snapshots by host; pods have random names.
+  restic forget --host kudo --tag "$tag" --group-by host,tags \
+    --keep-daily "$KEEP_DAILY" --keep-weekly "$KEEP_WEEKLY" --keep-monthly "$KEEP_MONTHLY" --prune
+}
+
+free_bytes() { df -P -B1 "$1" | awk 'NR == 2 { print $4 }'; }
+
+# Bytes the snapshot would add to the repository, by restic's own dry run.
+would_add() {
+  restic backup --host kudo --tag "$tag" --dry-run --json "$@" \
+    | sed -n 's/.*"message_type":"summary".*"data_added":\([0-9]*\).*/\1/p' | tail -n 1
+}
+
+# Usage: store LOCAL_DIR|"" PATH...: LOCAL_DIR is where the repository's file system is mounted, "" for a remote one.
+store() {
+  loc=$1
+  shift
+  ensure_repository
+  if [ -n "$loc" ]; then
+    need=$(( $(would_add "$@") + RESERVE ))
+    free=$(free_bytes "$loc")
+    if [ "$free" -lt "$need" ]; then
+      log "the backup volume has $free bytes free, this snapshot needs about $need: pruning first"
+      forget
+      free=$(free_bytes "$loc")
+      [ "$free" -ge "$need" ] || die "the backup volume has $free bytes free after pruning, this snapshot needs about $need: enlarge backup.storage or lower backup.retention"
+    fi
+  fi
+  restic backup --host kudo --tag "$tag" "$@"
+  forget
+  restic check
+}
+
+log "storing $* as $tag in the backup volume's repository"
+RESTIC_REPOSITORY=$LOCAL_REPOSITORY
+export RESTIC_REPOSITORY
+store "$LOCAL_REPOSITORY" "$@"
+
+if [ -n "${OFFSITE_REPOSITORY:-}" ]; then
+  : "${OFFSITE_PASSWORD_FILE:?}" "${S3_CREDENTIALS_DIR:?}"
   AWS_ACCESS_KEY_ID=$(cat "$S3_CREDENTIALS_DIR/AWS_ACCESS_KEY_ID")
   AWS_SECRET_ACCESS_KEY=$(cat "$S3_CREDENTIALS_DIR/AWS_SECRET_ACCESS_KEY")
   export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+  log "storing $* as $tag off-site in $OFFSITE_REPOSITORY"
+  RESTIC_REPOSITORY=$OFFSITE_REPOSITORY RESTIC_PASSWORD_FILE=$OFFSITE_PASSWORD_FILE
+  export RESTIC_REPOSITORY RESTIC_PASSWORD_FILE
+  store "" "$@"
 fi
-: "${KEEP_DAILY:?}" "${KEEP_WEEKLY:?}" "${KEEP_MONTHLY:?}"
-# --host: restic groups snapshots by host; pods have random names.
-if ! restic cat config >/dev/null 2>&1; then
-  echo "initialising $RESTIC_REPOSITORY"
-  restic init
-fi
-restic backup --host kudo --tag "$tag" "$path"
-restic forget --host kudo --tag "$tag" --group-by host,tags \
-  --keep-daily "$KEEP_DAILY" --keep-weekly "$KEEP_WEEKLY" --keep-monthly "$KEEP_MONTHLY" --prune
-restic check
+
+# A staged dump has served its purpose once stored everywhere.
+if [ "${REMOVE_AFTER_STORE:-0}" = 1 ]; then rm -rf -- "$@"; fi
+log "stored $tag"

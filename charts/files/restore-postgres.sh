@@ -1,17 +1,19 @@
 #!/bin/bash
-# Restores Synapse's database from a dump in $BACKUP_DIR/postgres: the
-# newest, or BACKUP=<file name>. Stop Synapse first; this refuses to run
-# while other sessions are connected to the database, unless FORCE=1.
+# Restores Synapse's database from the dump the fetch step restored into
+# $STAGING_DIR/restore/synapse.dump. Stop every Synapse process first: this
+# refuses to run while other sessions are connected to the database, unless
+# FORCE=1.
 set -euo pipefail
 . "$(dirname "$0")/backup-lib.sh"
-: "${BACKUP_DIR:?}" "${PGHOST:?}" "${PGPORT:?}" "${PGUSER:?}" "${PGDATABASE:?}" "${PASSWORD_FILE:?}"
-trap 'rm -f "${PGPASSFILE:-}"' EXIT
+: "${STAGING_DIR:?}" "${PGHOST:?}" "${PGPORT:?}" "${PGUSER:?}" "${PGDATABASE:?}" "${PASSWORD_FILE:?}"
+file=$STAGING_DIR/restore/synapse.dump
+trap 'rm -f "${PGPASSFILE:-}" "$file"' EXIT
 use_password_file "$PASSWORD_FILE"
+[ -f "$file" ] || die "no dump at $file: the fetch step restores it there"
 
-file=$(pick_backup "$BACKUP_DIR/postgres" synapse "${BACKUP:-latest}")
 others=$(psql --no-password -X -A -t -c "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()" "$PGDATABASE")
 if [ "$others" != 0 ] && [ "${FORCE:-0}" != 1 ]; then
-  die "$others other session(s) use $PGDATABASE; stop Synapse (kubectl scale deployment/synapse --replicas=0) or set FORCE=1"
+  die "$others other session(s) use $PGDATABASE; stop every Synapse process (README, \"Restore\") or set FORCE=1"
 fi
 log "restoring $file into $PGDATABASE on $PGHOST:$PGPORT"
 # One transaction: a restore that fails leaves the database as it was.

@@ -166,7 +166,9 @@ printf '%s\n' "$volumes" | while read -r at kind a b; do
     up=$at
     while [ ! -d "$root$(dirname "$up")" ]; do up=$(dirname "$up"); done
     parent=$(dirname "$up")
-    if [ "$parent" = / ]; then mkdir -p "$root$at"
+    top=$(printf '%s' "$at" | cut -d/ -f2)
+    # Under a top-level folder this machine does not have, the root's own tmpfs: made there.
+    if [ "$parent" = / ] || [ ! -e "/$top" ]; then mkdir -p "$root$at"
     else
       over=$(mktemp -d); chmod 0755 "$over"
       mkdir -p "$over\${at#"$parent"}"

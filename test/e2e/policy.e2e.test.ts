@@ -130,7 +130,7 @@ const EVERY_OPTION = {
   coturn: { publicIp: '203.0.113.10', image: { digest: DIGEST } },
   profile: 'production',
   networkPolicies: { nodeCidrs: ['10.0.0.0/16'] },
-  backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo', image: { digest: DIGEST } } },
+  backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' }, resticImage: { digest: DIGEST } },
   argocd: { enabled: true, repoURL: 'https://git.example.com/kudo/infra.git' },
   routing: 'gateway-api',
   gatewayApi: { gatewayClassName: 'cilium' },
