@@ -160,16 +160,16 @@ test('the dump CronJob\'s rendered script dumps the database over verify-full', 
   env.PGSSLROOTCERT = env.PGSSLROOTCERT.replace(caMount, rightCa); // paths
   env.PGHOSTADDR = '127.0.0.1'; // hosts
   env.PGPORT = String(port); // ports
-  env.BACKUP_DIR = backups; // paths
+  env.STAGING_DIR = backups; // paths
   env.PASSWORD_FILE = path.join(passwordDir, 'password'); // paths
   const [shell, script] = dump.command as string[];
   const r = spawnSync(shell, [path.join(scripts, path.basename(script))], { env, encoding: 'utf8' });
   expect([r.status, r.stderr]).toEqual([0, expect.any(String)]);
   const files = fs.readdirSync(path.join(backups, 'postgres'));
-  expect(files).toEqual([expect.stringMatching(/^synapse-\d{8}T\d{6}Z\.dump$/)]);
+  expect(files).toEqual(['synapse.dump']);
   // And with the other CA the script fails, leaving no dump behind.
   const bad = spawnSync(shell, [path.join(scripts, path.basename(script))], {
-    env: { ...env, PGSSLROOTCERT: env.PGSSLROOTCERT.replace(rightCa, wrongCa), BACKUP_DIR: path.join(dir, 'backups-bad') }, encoding: 'utf8',
+    env: { ...env, PGSSLROOTCERT: env.PGSSLROOTCERT.replace(rightCa, wrongCa), STAGING_DIR: path.join(dir, 'backups-bad') }, encoding: 'utf8',
   });
   expect(bad.status).not.toBe(0);
   expect(bad.stderr).toContain('certificate verify failed');
