@@ -86,7 +86,7 @@ describe.each(CASES)('profile $profile on the $topology topology', ({ topology, 
   test('negative control: PostgreSQL asking for more CPU than any node has stays Pending, and the scheduler says so', async () => {
     const biggest = Math.max(...TOPOLOGIES[topology].map((n) => n.cpu));
     const greedy = renderConfig(`${profile}-greedy`, {
-      profile,
+      ...(profile === 'production' ? PRODUCTION : { profile }),
       postgres: { resources: { requests: { cpu: String(biggest + 1) }, limits: { cpu: String(biggest + 2) } } },
     });
     apply(c, greedy);
