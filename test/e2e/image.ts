@@ -10,11 +10,13 @@
  *   program in a folder the host also has (/usr/bin/turnserver) is laid over it read-only (overlayfs);
  * - with the image's PATH and the container's rendered env only;
  * - as the container's uid and gid, with fsGroup as a supplementary group, no_new_privs when the container forbids
- *   privilege escalation, and a capability bounding set of exactly what the container keeps (drop ALL, add ...).
+ *   privilege escalation, and a capability bounding set of exactly what the container keeps (drop ALL, add ...);
+ * - where the test gives them (podVolumes), with the pod's volumes at their mount paths: its folders for Secrets and
+ *   claims, and each emptyDir a tmpfs of its sizeLimit, so what does not fit in the pod does not fit here.
  *
  * What it does not reproduce: the image's other files (its base's programs are this machine's Debian ones; the unit
- * test test/image-contract.test.ts checks every command against the image's own list), seccomp, and cgroup limits
- * (the capacity benchmark applies those). Needs root, as the pod networks do.
+ * test test/image-contract.test.ts checks every command against the image's own list), seccomp, and memory and CPU
+ * limits (the capacity benchmark applies those with cgroups). Needs root, as the pod networks do.
  */
 import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
