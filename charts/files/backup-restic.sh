@@ -70,7 +70,9 @@ store() {
 log "storing $* as $tag in the backup volume's repository"
 RESTIC_REPOSITORY=$LOCAL_REPOSITORY
 export RESTIC_REPOSITORY
-store "$LOCAL_REPOSITORY" "$@"
+# In a subshell: a local repository that cannot take the snapshot (a full volume) must not cost the off-site copy.
+local_ok=1
+( store "$LOCAL_REPOSITORY" "$@" ) || local_ok=0
 
 if [ -n "${OFFSITE_REPOSITORY:-}" ]; then
   : "${OFFSITE_PASSWORD_FILE:?}" "${S3_CREDENTIALS_DIR:?}"
@@ -83,6 +85,7 @@ if [ -n "${OFFSITE_REPOSITORY:-}" ]; then
   store "" "$@"
 fi
 
+[ "$local_ok" = 1 ] || die "the backup volume's repository did not take the snapshot (see above)${OFFSITE_REPOSITORY:+; the off-site copy was stored}"
 # A staged dump has served its purpose once stored everywhere.
 if [ "${REMOVE_AFTER_STORE:-0}" = 1 ]; then rm -rf -- "$@"; fi
 log "stored $tag"

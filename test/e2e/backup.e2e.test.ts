@@ -328,6 +328,14 @@ describe(`backups with ${postgresVersion()} tools and ${RESTIC_VERSION}, each st
       expect(r.status).not.toBe(0);
       // What the retention keeps is still there (the newest and the oldest of that night); 02:00 was pruned.
       expect(snapshots('local', 'media', volume).map((s) => s.short_id)).toEqual([before[0], before[2]]);
+
+      // A full backup volume does not cost the off-site copy: it is stored, and the Job still fails.
+      const withOffsite = step('media-backup', 'store', { backupsDir: volume, media });
+      expect(out(withOffsite)).toContain("the backup volume's repository did not take the snapshot (see above); the off-site copy was stored");
+      expect(withOffsite.status).not.toBe(0);
+      // The newest off-site snapshot is of these 300 MiB.
+      const newest = (JSON.parse(restic('offsite', ['snapshots', '--json', '--tag', 'media', 'latest'])) as { summary: { total_bytes_processed: number } }[])[0];
+      expect(newest.summary.total_bytes_processed).toBe(300 * MiB);
     });
   });
 });
