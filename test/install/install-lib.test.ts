@@ -13,61 +13,44 @@ const ROOT = path.resolve(__dirname, '../..');
 
 describe('install-lib.sh write_env_file', () => {
   let tmp: string;
+  let dir: string;
   beforeEach(() => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-install-lib-'));
+    dir = fs.mkdtempSync(path.join(ROOT, 'test', 'install', 'tmp-'));
   });
-  afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  afterEach(() => {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A throwaway install script in a sub-folder of the repository that changes to `cdTo` before it writes its env file. */
+  const fakeScript = (cdTo: string): string => {
+    const script = path.join(dir, 'fake-install.sh');
+    fs.writeFileSync(script, [
+      'set -euo pipefail',
+      `CACHE=${JSON.stringify(path.join(tmp, 'cache'))}`,
+      'LOG_PREFIX=fake',
+      `. ${JSON.stringify(path.join(ROOT, 'test/e2e/install-lib.sh'))}`,
+      'install_begin .fake.lock',
+      `cd ${cdTo}`,
+      'write_env_file fake-env.sh "a fake program" KUDO_FAKE=/opt/fake',
+    ].join('\n'));
+    return script;
+  };
+  const envFile = () => fs.readFileSync(path.join(tmp, 'cache', 'fake-env.sh'), 'utf8');
 
   it('names its script after the script changed directory, started by a relative path from the repository root', () => {
-    // A throwaway script in a sub-folder of the repository, started the way npm starts
-    // install-cluster.sh: `bash test/<dir>/<script>` from the repository root.
-    const dir = fs.mkdtempSync(path.join(ROOT, 'test', 'install', 'tmp-'));
-    try {
-      const script = path.join(dir, 'fake-install.sh');
-      fs.writeFileSync(
-        script,
-        [
-          'set -euo pipefail',
-          `CACHE=${JSON.stringify(path.join(tmp, 'cache'))}`,
-          'LOG_PREFIX=fake',
-          `. ${JSON.stringify(path.join(ROOT, 'test/e2e/install-lib.sh'))}`,
-          'install_begin .fake.lock',
-          'cd "$WORK"',
-          'write_env_file fake-env.sh "a fake program" KUDO_FAKE=/opt/fake',
-        ].join('\n'),
-      );
-      const relative = path.relative(ROOT, script);
-      execFileSync('bash', [relative], { cwd: ROOT, stdio: 'pipe' });
-      const env = fs.readFileSync(path.join(tmp, 'cache', 'fake-env.sh'), 'utf8');
-      expect(env).toBe(`# Written by ${relative}; source it to find a fake program.\nexport KUDO_FAKE='/opt/fake'\n`);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    // Started the way npm starts install-cluster.sh: `bash test/<dir>/<script>` from the repository root.
+    const relative = path.relative(ROOT, fakeScript('"$WORK"'));
+    execFileSync('bash', [relative], { cwd: ROOT, stdio: 'pipe' });
+    expect(envFile()).toBe(`# Written by ${relative}; source it to find a fake program.\nexport KUDO_FAKE='/opt/fake'\n`);
   });
 
   it('names its script when started from another folder', () => {
     const cwd = fs.mkdtempSync(path.join(tmp, 'elsewhere-'));
-    const dir = fs.mkdtempSync(path.join(ROOT, 'test', 'install', 'tmp-'));
-    try {
-      const script = path.join(dir, 'fake-install.sh');
-      fs.writeFileSync(
-        script,
-        [
-          'set -euo pipefail',
-          `CACHE=${JSON.stringify(path.join(tmp, 'cache'))}`,
-          'LOG_PREFIX=fake',
-          `. ${JSON.stringify(path.join(ROOT, 'test/e2e/install-lib.sh'))}`,
-          'install_begin .fake.lock',
-          'cd /',
-          'write_env_file fake-env.sh "a fake program" KUDO_FAKE=/opt/fake',
-        ].join('\n'),
-      );
-      execFileSync('bash', [path.relative(cwd, script)], { cwd, stdio: 'pipe' });
-      const env = fs.readFileSync(path.join(tmp, 'cache', 'fake-env.sh'), 'utf8');
-      expect(env.split('\n')[0]).toBe(`# Written by ${path.relative(ROOT, script)}; source it to find a fake program.`);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const script = fakeScript('/');
+    execFileSync('bash', [path.relative(cwd, script)], { cwd, stdio: 'pipe' });
+    expect(envFile().split('\n')[0]).toBe(`# Written by ${path.relative(ROOT, script)}; source it to find a fake program.`);
   });
 });
 
