@@ -103,13 +103,14 @@ function backupContainers(props: BackupProps, keep: k8s.EnvVar[]) {
 /**
  * The backup claim is used only by the CronJobs, so on a WaitForFirstConsumer
  * class it would stay Pending until the first night's backup, and an Argo CD
- * sync would wait for it. This Job binds it during the sync, on Synapse's node
- * where the backups run, and checks that the backup uid can write to it.
+ * sync would wait for it. This Job binds it during the sync, on the node of the
+ * media (with node-local storage the media Jobs need both volumes on one node),
+ * and checks that the backup uid can write to it.
  * (For kubectl apply it simply runs once.)
  */
 function backupVolumeCheck(scope: Construct, p: {
   image: ImageConfig; meta: { namespace: string; labels: Record<string, string> }; component: ComponentLabels;
-  claimName: string; onSynapseNode: k8s.Affinity; volume: k8s.Volume; scheduling?: PodScheduling;
+  claimName: string; onMediaNode: k8s.Affinity; volume: k8s.Volume; scheduling?: PodScheduling;
 }): void {
   const template: k8s.PodTemplateSpec = {
     metadata: { labels: labels(p.component) },
@@ -118,7 +119,7 @@ function backupVolumeCheck(scope: Construct, p: {
       automountServiceAccountToken: false,
       enableServiceLinks: false,
       securityContext: restrictedPod(UID.synapse),
-      affinity: p.onSynapseNode,
+      affinity: p.onMediaNode,
       containers: [{
         name: 'check',
         image: imageRef(p.image),
@@ -137,10 +138,9 @@ function backupVolumeCheck(scope: Construct, p: {
 }
 
 /**
- * Scheduled backups of Synapse's database and media store onto a backup
- * volume (and, optionally, to S3 with restic), plus suspended "restore"
- * CronJobs to start a restore from. Redis is not backed up: it holds only
- * LiveKit's routing state, which rebuilds itself.
+ * Scheduled backups of Synapse's database and media store as restic snapshots in a repository on the backup volume
+ * (and, optionally, in an off-site one on S3), plus suspended "restore" CronJobs to start a restore from. Redis is not
+ * backed up: it holds only LiveKit's routing state, which rebuilds itself.
  */
 export class BackupChart extends Chart {
   constructor(scope: Construct, id: string, props: BackupProps) {
@@ -244,7 +244,7 @@ export class BackupChart extends Chart {
       },
     };
     backupVolumeCheck(this, {
-      image: props.image, meta, component, claimName: claim.name, onSynapseNode: onMediaNode, volume: volumes.backups, scheduling: props.scheduling,
+      image: props.image, meta, component, claimName: claim.name, onMediaNode, volume: volumes.backups, scheduling: props.scheduling,
     });
 
     const mediaRo = { name: 'media', mountPath: '/media', readOnly: true };
