@@ -10,11 +10,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
+import * as sh from 'mvdan-sh';
 import { config, Manifest, podSpec, PRODUCTION, synthAll } from './util';
 import { KudoConfig } from '../charts/config';
-
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const sh = require('mvdan-sh');
 
 interface Facts {
   tag: string;
