@@ -7,31 +7,13 @@
  *
  * LiveKit's `exec livekit-server` (its image has /livekit-server, off PATH) is the defect this was written for.
  */
-import * as fs from 'fs';
 import * as path from 'path';
-import * as yaml from 'js-yaml';
 import * as sh from 'mvdan-sh';
 import { config, Manifest, podSpec, PRODUCTION, synthAll } from './util';
 import { KudoConfig } from '../charts/config';
+import { ImageFacts as Facts, imageContract, imageRepository } from './image-contract';
 
-interface Facts {
-  tag: string;
-  source: string;
-  entrypoint: string[];
-  cmd: string[];
-  path: string;
-  user: number;
-  programs: Record<string, string>;
-  base_programs: string;
-  file_capabilities?: Record<string, string[]>;
-}
-interface Contract {
-  images: Record<string, Facts>;
-  bases: Record<string, { source: string; programs: string[] }>;
-}
-
-const CONTRACT_FILE = path.join(__dirname, '..', 'docs', 'image-contract.yaml');
-const contract = yaml.load(fs.readFileSync(CONTRACT_FILE, 'utf8')) as Contract;
+const contract = imageContract();
 
 /** Shell builtins of dash, bash and BusyBox ash that the stack's scripts use: no program needed. */
 const BUILTINS = new Set([
@@ -110,7 +92,7 @@ function configMapFiles(ms: Manifest[], pod: any, c: any): Map<string, string> {
 /** What is wrong with how one container starts in its image (empty: nothing). */
 function problems(ms: Manifest[], w: Manifest, c: any): string[] {
   const where = `${w.kind}/${w.metadata.name} container ${c.name}`;
-  const repository = c.image.replace(/:[^:/]+$/, '');
+  const repository = imageRepository(c.image);
   const facts = contract.images[repository];
   if (!facts) return [`${where}: ${repository} has no entry in docs/image-contract.yaml`];
   const tag = c.image.slice(repository.length + 1);

@@ -21,27 +21,9 @@
 import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import * as yaml from 'js-yaml';
 import { memoryBytes } from '../../charts/common';
-import { Manifest, podSpec, ROOT, tempDir } from './harness';
-
-/** What docs/image-contract.yaml says of one image. */
-export interface ImageFacts {
-  readonly tag: string;
-  readonly path: string;
-  readonly user: number;
-  readonly programs: Record<string, string>;
-  readonly file_capabilities?: Record<string, string[]>;
-}
-
-export function imageContract(): Record<string, ImageFacts> {
-  return (yaml.load(fs.readFileSync(path.join(ROOT, 'docs', 'image-contract.yaml'), 'utf8')) as { images: Record<string, ImageFacts> }).images;
-}
-
-/** The repository of an image reference (no tag or digest). */
-export function imageRepository(ref: string): string {
-  return ref.replace(/@sha256:[0-9a-f]{64}$/, '').replace(/:[^:/]+$/, '');
-}
+import { ImageFacts, imageContract, imageRepository } from '../image-contract';
+import { Manifest, podSpec, tempDir } from './harness';
 
 const CAPABILITY = /^[A-Z_]+$/;
 
@@ -65,7 +47,7 @@ export class ImageSandbox {
     const c = [...(pod.initContainers ?? []), ...pod.containers].find((x: any) => x.name === containerName);
     if (!c) throw new Error(`${workload.kind}/${workload.metadata.name} has no container ${containerName}`);
     this.repository = imageRepository(c.image);
-    const facts = imageContract()[this.repository];
+    const facts = imageContract().images[this.repository];
     if (!facts) throw new Error(`docs/image-contract.yaml has no entry for ${this.repository}`);
     this.facts = facts;
     const sc = c.securityContext ?? {};
