@@ -14,7 +14,7 @@ import { databaseCaVolume, DatabaseConnection, DB_CA_DIR, libpqTlsEnv } from './
 export const BACKUP = { name: 'backup', component: 'backup' } as const;
 export const BACKUP_DIR = '/backups';
 
-const SCRIPTS = ['pgpass.sh', 'backup-lib.sh', 'backup-postgres.sh', 'backup-restic.sh', 'restic-fetch.sh', 'restore-postgres.sh'];
+const SCRIPTS = ['pgpass.sh', 'backup-common.sh', 'backup-lib.sh', 'backup-postgres.sh', 'backup-restic.sh', 'restic-fetch.sh', 'restore-postgres.sh'];
 
 export interface BackupProps extends ChartProps {
   readonly namespace: string;

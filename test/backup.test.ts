@@ -138,7 +138,7 @@ test('the nightly dump leaves out the data of e2e_one_time_keys_json (the render
   const scripts = find(manifests(), 'ConfigMap', 'backup-scripts').data;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-dump-'));
   try {
-    for (const name of ['pgpass.sh', 'backup-lib.sh', 'backup-postgres.sh']) fs.writeFileSync(path.join(dir, name), scripts[name]);
+    for (const name of ['pgpass.sh', 'backup-common.sh', 'backup-lib.sh', 'backup-postgres.sh']) fs.writeFileSync(path.join(dir, name), scripts[name]);
     const bin = path.join(dir, 'bin');
     fs.mkdirSync(bin);
     // pg_dump writes its arguments, one a line, as the dump; pg_restore --list says it holds table data.

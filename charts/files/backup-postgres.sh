@@ -7,6 +7,7 @@
 # nights' dumps are mostly the same bytes, stores only what changed; a
 # compressed dump would differ everywhere and be stored whole every night.
 set -euo pipefail
+. "$(dirname "$0")/backup-common.sh"
 . "$(dirname "$0")/backup-lib.sh"
 : "${STAGING_DIR:?}" "${PGHOST:?}" "${PGPORT:?}" "${PGUSER:?}" "${PGDATABASE:?}" "${PASSWORD_FILE:?}"
 

@@ -12,8 +12,7 @@
 #
 # Environment: RESTIC_PASSWORD_FILE (the local repository's password) and
 # LOCAL_REPOSITORY; OFFSITE_REPOSITORY, OFFSITE_PASSWORD_FILE and
-# S3_CREDENTIALS_DIR (the S3 keys, exported here: the S3 client reads them only
-# from its environment, and they stay out of the pod spec); REMOVE_AFTER_STORE=1
+# S3_CREDENTIALS_DIR (the off-site repository, see backup-common.sh); REMOVE_AFTER_STORE=1
 # removes PATH once it is stored (a staged dump).
 #
 # Usage: backup-restic.sh TAG PATH [PATH...]
@@ -21,8 +20,7 @@ set -eu
 tag=$1
 shift
 : "${LOCAL_REPOSITORY:?}" "${RESTIC_PASSWORD_FILE:?}" "${KEEP_DAILY:?}" "${KEEP_WEEKLY:?}" "${KEEP_MONTHLY:?}"
-log() { printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
-die() { log "ERROR: $*" >&2; exit 1; }
+. "$(dirname "$0")/backup-common.sh"
 # The local repository's volume keeps this much free for restic's own bookkeeping (index, locks, prune's repacking).
 RESERVE=$((256 * 1024 * 1024))
 
@@ -38,8 +36,6 @@ forget() {
   restic forget --host kudo --tag "$tag" --group-by host,tags \
     --keep-daily "$KEEP_DAILY" --keep-weekly "$KEEP_WEEKLY" --keep-monthly "$KEEP_MONTHLY" --prune
 }
-
-free_bytes() { df -P -B1 "$1" | awk 'NR == 2 { print $4 }'; }
 
 # Bytes the snapshot would add to the repository, by restic's own dry run.
 would_add() {
@@ -75,13 +71,8 @@ local_ok=1
 ( store "$LOCAL_REPOSITORY" "$@" ) || local_ok=0
 
 if [ -n "${OFFSITE_REPOSITORY:-}" ]; then
-  : "${OFFSITE_PASSWORD_FILE:?}" "${S3_CREDENTIALS_DIR:?}"
-  AWS_ACCESS_KEY_ID=$(cat "$S3_CREDENTIALS_DIR/AWS_ACCESS_KEY_ID")
-  AWS_SECRET_ACCESS_KEY=$(cat "$S3_CREDENTIALS_DIR/AWS_SECRET_ACCESS_KEY")
-  export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+  use_offsite_repository
   log "storing $* as $tag off-site in $OFFSITE_REPOSITORY"
-  RESTIC_REPOSITORY=$OFFSITE_REPOSITORY RESTIC_PASSWORD_FILE=$OFFSITE_PASSWORD_FILE
-  export RESTIC_REPOSITORY RESTIC_PASSWORD_FILE
   store "" "$@"
 fi
 

@@ -8,13 +8,10 @@
 #   SNAPSHOT_PATH: the folder inside the snapshot to restore (its contents land in TARGET)
 set -eu
 tag=$1 inside=$2 target=$3
-log() { printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
+. "$(dirname "$0")/backup-common.sh"
 if [ "${FROM:-local}" = offsite ]; then
-  : "${OFFSITE_REPOSITORY:?FROM=offsite needs backup.s3}" "${OFFSITE_PASSWORD_FILE:?}" "${S3_CREDENTIALS_DIR:?}"
-  AWS_ACCESS_KEY_ID=$(cat "$S3_CREDENTIALS_DIR/AWS_ACCESS_KEY_ID")
-  AWS_SECRET_ACCESS_KEY=$(cat "$S3_CREDENTIALS_DIR/AWS_SECRET_ACCESS_KEY")
-  RESTIC_REPOSITORY=$OFFSITE_REPOSITORY RESTIC_PASSWORD_FILE=$OFFSITE_PASSWORD_FILE
-  export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY RESTIC_REPOSITORY RESTIC_PASSWORD_FILE
+  [ -n "${OFFSITE_REPOSITORY:-}" ] || die "FROM=offsite needs backup.s3 (the off-site repository)"
+  use_offsite_repository
 else
   : "${LOCAL_REPOSITORY:?}" "${RESTIC_PASSWORD_FILE:?}"
   RESTIC_REPOSITORY=$LOCAL_REPOSITORY

@@ -4,6 +4,7 @@
 # refuses to run while other sessions are connected to the database, unless
 # FORCE=1.
 set -euo pipefail
+. "$(dirname "$0")/backup-common.sh"
 . "$(dirname "$0")/backup-lib.sh"
 : "${STAGING_DIR:?}" "${PGHOST:?}" "${PGPORT:?}" "${PGUSER:?}" "${PGDATABASE:?}" "${PASSWORD_FILE:?}"
 file=$STAGING_DIR/restore/synapse.dump
