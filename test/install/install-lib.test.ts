@@ -16,14 +16,16 @@ describe('install-lib.sh write_env_file', () => {
   let dir: string;
   beforeEach(() => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-install-lib-'));
-    dir = fs.mkdtempSync(path.join(ROOT, 'test', 'install', 'tmp-'));
+    // In the repository's ignored build folder: tests running beside this one list the repository's other files.
+    fs.mkdirSync(path.join(ROOT, '.build'), { recursive: true });
+    dir = fs.mkdtempSync(path.join(ROOT, '.build', 'install-lib-test-'));
   });
   afterEach(() => {
     fs.rmSync(tmp, { recursive: true, force: true });
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  /** A throwaway install script in a sub-folder of the repository that changes to `cdTo` before it writes its env file. */
+  /** A throwaway install script that sources install-lib.sh and changes to `cdTo` before it writes its env file. */
   const fakeScript = (cdTo: string): string => {
     const script = path.join(dir, 'fake-install.sh');
     fs.writeFileSync(script, [
@@ -40,7 +42,7 @@ describe('install-lib.sh write_env_file', () => {
   const envFile = () => fs.readFileSync(path.join(tmp, 'cache', 'fake-env.sh'), 'utf8');
 
   it('names its script after the script changed directory, started by a relative path from the repository root', () => {
-    // Started the way npm starts install-cluster.sh: `bash test/<dir>/<script>` from the repository root.
+    // Started the way npm starts install-cluster.sh: by a path relative to the repository root, from there.
     const relative = path.relative(ROOT, fakeScript('"$WORK"'));
     execFileSync('bash', [relative], { cwd: ROOT, stdio: 'pipe' });
     expect(envFile()).toBe(`# Written by ${relative}; source it to find a fake program.\nexport KUDO_FAKE='/opt/fake'\n`);
