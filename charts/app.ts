@@ -7,7 +7,7 @@
 import { App, AppProps } from 'cdk8s';
 import { Construct } from 'constructs';
 import { applySyncWaves, ArgoApplicationChart, keepState } from './argocd';
-import { BACKUP, BackupChart } from './backup';
+import { BACKUP, BackupChart, secretsFetch } from './backup';
 import { selectorLabels } from './common';
 import { KudoConfig, LIVEKIT_API_PORT, POSTGRES_RESERVED_CONNECTIONS, synapseConnections, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT, workerReplicas } from './config';
 import {
@@ -22,7 +22,7 @@ import { mergeScheduling } from './pods';
 import { DatabasePeers, NetworkPoliciesChart, NetworkPoliciesProps } from './network-policies';
 import { POSTGRES, POSTGRES_EXPORTER_PORT, POSTGRES_PORT, PostgresChart } from './postgres';
 import { REDIS, REDIS_EXPORTER_PORT, REDIS_PORT, RedisChart } from './redis';
-import { ADMIN_BOOTSTRAP, BootstrapChart, SECRET_GENERATOR, secretFeatures, SecretGeneratorChart } from './secrets';
+import { ADMIN_BOOTSTRAP, BootstrapChart, SECRET_GENERATOR, secretFeatures, SecretGeneratorChart, secretPlan } from './secrets';
 import { SMOKE_TEST, SmokeTestChart } from './smoke';
 import {
   ALL_SYNAPSE_PROCESSES, SYNAPSE, SYNAPSE_HTTP_PORT, SYNAPSE_METRICS_PORT, SYNAPSE_REPLICATION_PORT, SYNAPSE_TLS_SECRET, SynapseChart, SynapseWorkers,
@@ -109,8 +109,13 @@ function platform(app: Construct, config: KudoConfig): IngressSettings {
     });
   }
   if (config.secrets.mode === 'generated') {
+    const b = config.backup;
+    const restoreFrom = config.secrets.restoreFromBackup;
     new SecretGeneratorChart(app, '05-secrets', {
       namespaces: ns, refs: config.secrets.refs, toolsImage: toolsImage(config), features: secretFeatures(config),
+      restore: restoreFrom !== undefined && b.s3.repository !== undefined
+        ? secretsFetch({ resticImage: b.resticImage, s3: { repository: b.s3.repository, secretName: b.s3.secretName }, snapshot: restoreFrom })
+        : undefined,
       scheduling: scheduling(config, 'tools'),
     });
   }
@@ -338,6 +343,8 @@ function operations(app: Construct, config: KudoConfig, s: { synapseUrl: string;
       resticImage: b.resticImage,
       repositoryPassword: config.secrets.refs.backupPassword,
       s3: b.s3.enabled && b.s3.repository !== undefined ? { repository: b.s3.repository, secretName: b.s3.secretName } : undefined,
+      secrets: config.secrets.mode === 'generated'
+        ? { plan: secretPlan(config.secrets.refs, config.namespaces, secretFeatures(config)), toolsImage: toolsImage(config) } : undefined,
       scheduling: scheduling(config, 'backup'),
     });
   }
@@ -406,7 +413,9 @@ function networkPolicies(app: Construct, config: KudoConfig): void {
       redis: selectorLabels(REDIS), synapse: selectorLabels(SYNAPSE), wellKnown: selectorLabels(WELL_KNOWN),
       backup: selectorLabels(BACKUP), bootstrap: selectorLabels(ADMIN_BOOTSTRAP), smoke: selectorLabels(SMOKE_TEST),
     },
-    apiClients: [SECRET_GENERATOR.name, ADMIN_BOOTSTRAP.name],
+    // The nightly database backup reads the generated Secrets it stores with the dump.
+    apiClients: [SECRET_GENERATOR.name, ADMIN_BOOTSTRAP.name, ...(config.backup.enabled && config.secrets.mode === 'generated' ? [BACKUP.name] : [])],
+    secretsRestore: config.secrets.restoreFromBackup !== undefined ? selectorLabels(SECRET_GENERATOR) : undefined,
     redis: config.redis.enabled,
     wellKnown: config.wellKnown.enabled,
     workers: config.synapse.workers.enabled && config.redis.enabled ? {

@@ -3,12 +3,13 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './config';
 import {
-  bundledFile, ComponentLabels, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, NEVER, resourceRequirements, restrictedContainer, restrictedPod,
-  SCRIPTS_DIR, secretFilesVolume, selectorLabels, UID,
+  API_TOKEN_DIR, apiTokenVolume, bundledFile, ComponentLabels, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, NEVER, resourceRequirements,
+  restrictedContainer, restrictedPod, SCRIPTS_DIR, secretFilesVolume, selectorLabels, UID,
 } from './common';
 import { syncHook, WAVE } from './argocd';
 import { PodScheduling, withScheduling } from './pods';
 import { databaseCaVolume, DatabaseConnection, DB_CA_DIR, libpqTlsEnv } from './database';
+import { PlannedValue, scopedSecretAccess, secretNamesByNamespace, secretPlanFile, SecretsRestore } from './secrets';
 
 /** The backup pods' identity (NetworkPolicies select them by it). */
 export const BACKUP = { name: 'backup', component: 'backup' } as const;
@@ -33,6 +34,13 @@ export interface BackupProps extends ChartProps {
   readonly media: { readonly claimName: string; readonly synapseSelector: Record<string, string> };
   /** Also store every backup in an S3 bucket with restic. @default - backups stay on the backup volume */
   readonly s3?: { readonly repository: string; readonly secretName: string };
+  /**
+   * Back up the values of the generated Secrets too (the signing key, every password): each night, after the
+   * database, a step reads them (`get` on the named Secrets, nothing else) into an in-memory volume and restic stores
+   * them, encrypted, as a "secrets" snapshot. The secret generator puts them back (secretsFetch).
+   * @default - not backed up (secrets.mode "existing": the operator's own secret store holds them)
+   */
+  readonly secrets?: { readonly plan: readonly PlannedValue[]; readonly toolsImage: ImageConfig };
   /** Where its pods may run, beyond what the chart sets. @default - anywhere the chart allows */
   readonly scheduling?: PodScheduling;
 }
@@ -40,6 +48,10 @@ export interface BackupProps extends ChartProps {
 /** The local restic repository, on the backup volume; the staged dumps beside it. */
 const REPOSITORY = `${BACKUP_DIR}/restic`;
 const STAGING = `${BACKUP_DIR}/staging`;
+/** The Secrets' values between the export step and restic, in memory only; also the folder inside their snapshots. */
+const SECRETS_EXPORT = { path: '/secrets-export', file: 'secrets.json', size: '1Mi' } as const;
+/** The ServiceAccount of the nightly database backup, which reads the Secrets it exports. */
+const SECRETS_READER = 'backup';
 
 /**
  * restic's scratch space, on the node's disk: its temporary pack files (up to 16 MiB each, a few at a time) and its
@@ -56,7 +68,62 @@ const MOUNTS = {
   offsite: { name: 'offsite', mountPath: '/secrets/offsite', readOnly: true },
   tmp: { name: 'tmp', mountPath: '/tmp' },
   scratch: { name: 'scratch', mountPath: RESTIC_SCRATCH.path },
+  secretsExport: { name: 'secrets-export', mountPath: SECRETS_EXPORT.path },
+  apiToken: { name: 'api-token', mountPath: API_TOKEN_DIR, readOnly: true },
 };
+
+/** restic's environment for its repositories: the backup volume's, and the off-site one when there is one. */
+function resticEnv(s3: BackupProps['s3']): k8s.EnvVar[] {
+  return [
+    { name: 'LOCAL_REPOSITORY', value: REPOSITORY },
+    { name: 'RESTIC_PASSWORD_FILE', value: `${MOUNTS.repositoryPassword.mountPath}/restic_password` },
+    { name: 'TMPDIR', value: RESTIC_SCRATCH.path },
+    { name: 'RESTIC_CACHE_DIR', value: `${RESTIC_SCRATCH.path}/cache` },
+    // The off-site repository: its password and the S3 keys are files of the operator's Secret (the script exports the keys).
+    ...(s3 ? [
+      { name: 'OFFSITE_REPOSITORY', value: s3.repository },
+      { name: 'OFFSITE_PASSWORD_FILE', value: `${MOUNTS.offsite.mountPath}/RESTIC_PASSWORD` },
+      { name: 'S3_CREDENTIALS_DIR', value: MOUNTS.offsite.mountPath },
+    ] : []),
+  ];
+}
+
+/** The operator's off-site Secret as files: restic's password for the bucket's repository and the S3 keys. */
+function offsiteVolume(secretName: string): k8s.Volume {
+  return secretFilesVolume('offsite', Object.fromEntries(['RESTIC_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'].map((key) => [key, { name: secretName, key }])));
+}
+
+const scratchVolume = (): k8s.Volume => ({ name: 'scratch', emptyDir: { sizeLimit: k8s.Quantity.fromString(RESTIC_SCRATCH.size) } });
+
+/**
+ * What the secret generator needs to put a backup's Secrets back instead of making new values: a step in restic's
+ * image that restores the newest "secrets" snapshot (or `snapshot`) of the off-site repository into memory. Used to
+ * rebuild a lost cluster, where the backup volume is gone with it; the runbook is the README's "Disaster recovery".
+ */
+export function secretsFetch(p: {
+  readonly resticImage: ImageConfig; readonly s3: { readonly repository: string; readonly secretName: string }; readonly snapshot?: string;
+}): SecretsRestore {
+  const restored = { name: 'restored-secrets', mountPath: '/restored-secrets' };
+  return {
+    files: { 'backup-common.sh': bundledFile('backup-common.sh'), 'restic-fetch.sh': bundledFile('restic-fetch.sh') },
+    steps: [{
+      name: 'fetch',
+      image: imageRef(p.resticImage),
+      command: ['sh', `${SCRIPTS_DIR}/restic-fetch.sh`, 'secrets', SECRETS_EXPORT.path, restored.mountPath],
+      env: [
+        ...resticEnv(p.s3).filter((e) => !['LOCAL_REPOSITORY', 'RESTIC_PASSWORD_FILE'].includes(e.name)),
+        { name: 'FROM', value: 'offsite' },
+        ...(p.snapshot !== undefined ? [{ name: 'SNAPSHOT', value: p.snapshot }] : []),
+      ],
+      resources: resourceRequirements({ requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '512Mi' } }, { request: '64Mi', limit: RESTIC_SCRATCH.size }),
+      securityContext: restrictedContainer(),
+      volumeMounts: [{ name: 'scripts', mountPath: SCRIPTS_DIR, readOnly: true }, MOUNTS.tmp, MOUNTS.scratch, MOUNTS.offsite, restored],
+    }],
+    volumes: [scratchVolume(), offsiteVolume(p.s3.secretName), memoryVolume(restored.name, SECRETS_EXPORT.size)],
+    mount: { ...restored, readOnly: true },
+    file: `${restored.mountPath}/${SECRETS_EXPORT.file}`,
+  };
+}
 
 /**
  * The containers of the backup and restore Jobs: steps running the bundled scripts with the PostgreSQL image
@@ -72,24 +139,11 @@ function backupContainers(props: BackupProps, keep: k8s.EnvVar[]) {
     securityContext: restrictedContainer(),
     volumeMounts: [MOUNTS.scripts, MOUNTS.backups, MOUNTS.tmp, ...extra],
   });
-  const resticEnv: k8s.EnvVar[] = [
-    { name: 'LOCAL_REPOSITORY', value: REPOSITORY },
-    { name: 'RESTIC_PASSWORD_FILE', value: `${MOUNTS.repositoryPassword.mountPath}/restic_password` },
-    { name: 'TMPDIR', value: RESTIC_SCRATCH.path },
-    { name: 'RESTIC_CACHE_DIR', value: `${RESTIC_SCRATCH.path}/cache` },
-    // The off-site repository: its password and the S3 keys are files of the operator's Secret (the script exports the keys).
-    ...(props.s3 ? [
-      { name: 'OFFSITE_REPOSITORY', value: props.s3.repository },
-      { name: 'OFFSITE_PASSWORD_FILE', value: `${MOUNTS.offsite.mountPath}/RESTIC_PASSWORD` },
-      { name: 'S3_CREDENTIALS_DIR', value: MOUNTS.offsite.mountPath },
-    ] : []),
-    ...keep,
-  ];
   const restic = (name: string, args: string[], extra: { env?: k8s.EnvVar[]; mounts?: k8s.VolumeMount[] } = {}): k8s.Container => ({
     name,
     image: imageRef(props.resticImage),
     command: ['sh', ...args.map((a, i) => (i === 0 ? `${SCRIPTS_DIR}/${a}` : a))],
-    env: [...resticEnv, ...(extra.env ?? [])],
+    env: [...resticEnv(props.s3), ...keep, ...(extra.env ?? [])],
     resources: resourceRequirements(props.resources, { request: RESTIC_SCRATCH.request, limit: RESTIC_SCRATCH.size }),
     securityContext: restrictedContainer(),
     volumeMounts: [
@@ -97,7 +151,17 @@ function backupContainers(props: BackupProps, keep: k8s.EnvVar[]) {
       ...(extra.mounts ?? []),
     ],
   });
-  return { postgres, restic };
+  // Reads the generated Secrets' values into memory (export_secrets.py, with the tools image's Python).
+  const exportSecrets = (toolsImage: ImageConfig): k8s.Container => ({
+    name: 'export-secrets',
+    image: imageRef(toolsImage),
+    command: ['python3', `${SCRIPTS_DIR}/export_secrets.py`, `${SCRIPTS_DIR}/secrets-plan.json`, `${SECRETS_EXPORT.path}/${SECRETS_EXPORT.file}`],
+    env: [{ name: 'PYTHONPATH', value: SCRIPTS_DIR }, { name: 'PYTHONDONTWRITEBYTECODE', value: '1' }, { name: 'SA_DIR', value: API_TOKEN_DIR }],
+    resources: resourceRequirements({ requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } }),
+    securityContext: restrictedContainer(),
+    volumeMounts: [MOUNTS.scripts, MOUNTS.tmp, MOUNTS.apiToken, MOUNTS.secretsExport],
+  });
+  return { postgres, restic, exportSecrets };
 }
 
 /**
@@ -147,7 +211,11 @@ export class BackupChart extends Chart {
     super(scope, id, props);
     const component = { ...BACKUP, version: props.resticImage.tag };
     const meta = { namespace: props.namespace, labels: labels(component) };
-    const files = Object.fromEntries(SCRIPTS.map((f) => [f, bundledFile(f)]));
+    const exported = props.secrets !== undefined ? props.secrets.plan.filter((v) => !v.provided) : undefined;
+    const files: Record<string, string> = {
+      ...Object.fromEntries(SCRIPTS.map((f) => [f, bundledFile(f)])),
+      ...(exported !== undefined ? { 'kube.py': bundledFile('kube.py'), 'export_secrets.py': bundledFile('export_secrets.py'), 'secrets-plan.json': secretPlanFile(exported) } : {}),
+    };
     const scripts = new k8s.KubeConfigMap(this, 'scripts', { metadata: { name: 'backup-scripts', ...meta }, data: files });
     const claim = new k8s.KubePersistentVolumeClaim(this, 'volume', {
       metadata: { name: 'kudo-backups', ...meta },
@@ -183,12 +251,11 @@ export class BackupChart extends Chart {
       repositoryPassword: secretFilesVolume('repository-password', { restic_password: props.repositoryPassword }),
       media: { name: 'media', persistentVolumeClaim: { claimName: props.media.claimName } },
       tmp: memoryVolume('tmp', '16Mi'),
-      scratch: { name: 'scratch', emptyDir: { sizeLimit: k8s.Quantity.fromString(RESTIC_SCRATCH.size) } },
-      offsite: secretFilesVolume('offsite', Object.fromEntries(['RESTIC_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']
-        .map((key) => [key, { name: props.s3?.secretName ?? '', key }]))),
+      scratch: scratchVolume(),
+      offsite: offsiteVolume(props.s3?.secretName ?? ''),
     };
     const base = [volumes.scripts, volumes.backups, volumes.tmp, volumes.scratch, volumes.repositoryPassword, ...(props.s3 ? [volumes.offsite] : [])];
-    const { postgres, restic } = backupContainers(props, keep);
+    const { postgres, restic, exportSecrets } = backupContainers(props, keep);
 
     // The media volume is ReadWriteOnce: while a Synapse process holds it, the media Jobs must run on its node. Preferred,
     // not required, so that they still run while every Synapse process is stopped (a restore, an upgrade).
@@ -202,7 +269,9 @@ export class BackupChart extends Chart {
     };
     const hash = contentHash(files);
     /** One backup or restore CronJob: its steps run in order (init containers), the last as the main container. */
-    const cronJob = (name: string, o: { schedule: string; steps: k8s.Container[]; volumes: k8s.Volume[]; suspend?: boolean; affinity?: k8s.Affinity }) =>
+    const cronJob = (name: string, o: {
+      schedule: string; steps: k8s.Container[]; volumes: k8s.Volume[]; suspend?: boolean; affinity?: k8s.Affinity; serviceAccount?: string;
+    }) =>
       new k8s.KubeCronJob(this, name, {
         metadata: { name, ...meta },
         spec: {
@@ -222,6 +291,8 @@ export class BackupChart extends Chart {
                 metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: hash } },
                 spec: withScheduling({
                   restartPolicy: 'Never',
+                  serviceAccountName: o.serviceAccount,
+                  // A token only where a step calls the API: the api-token volume, mounted by that step alone.
                   automountServiceAccountToken: false,
                   enableServiceLinks: false,
                   securityContext: restrictedPod(UID.synapse),
@@ -249,11 +320,20 @@ export class BackupChart extends Chart {
 
     const mediaRo = { name: 'media', mountPath: '/media', readOnly: true };
     const dbVolumes = [volumes.password, ...(ca !== undefined ? [ca] : [])];
+    // The Secrets after the database, in a snapshot of their own: a failed export (an API that does not answer,
+    // values that disagree) fails the Job but never costs the night's dump, stored by then.
+    const secretsReader = exported !== undefined ? this.secretsReader(exported, meta) : undefined;
     cronJob('postgres-backup', {
-      schedule: props.schedule.postgres, volumes: dbVolumes,
+      schedule: props.schedule.postgres, serviceAccount: secretsReader,
+      volumes: [...dbVolumes, ...(exported !== undefined ? [apiTokenVolume(), memoryVolume(MOUNTS.secretsExport.name, SECRETS_EXPORT.size)] : [])],
       steps: [
         postgres('dump', 'backup-postgres.sh', postgresEnv, dbMounts),
         restic('store', ['backup-restic.sh', 'postgres', `${STAGING}/postgres`], { env: [{ name: 'REMOVE_AFTER_STORE', value: '1' }] }),
+        ...(props.secrets !== undefined ? [
+          exportSecrets(props.secrets.toolsImage),
+          // Not removed after storing: a mount point cannot be, and the memory volume goes with the pod.
+          restic('store-secrets', ['backup-restic.sh', 'secrets', SECRETS_EXPORT.path], { mounts: [MOUNTS.secretsExport] }),
+        ] : []),
       ],
     });
     cronJob('media-backup', {
@@ -272,5 +352,13 @@ export class BackupChart extends Chart {
       schedule: NEVER, suspend: true, affinity: nearMedia, volumes: [volumes.media],
       steps: [restic('restore', ['restic-fetch.sh', 'media', '/media', '/media'], { mounts: [{ name: 'media', mountPath: '/media' }] })],
     });
+  }
+
+  /** The nightly backup's ServiceAccount, allowed to `get` the Secrets the plan names, in each of their namespaces. */
+  private secretsReader(plan: readonly PlannedValue[], meta: { namespace: string; labels: Record<string, string> }): string {
+    const sa = new k8s.KubeServiceAccount(this, 'secrets-reader', { metadata: { name: SECRETS_READER, ...meta } });
+    const access = new Map([...secretNamesByNamespace(plan)].map(([ns, names]) => [ns, { names, create: false, patch: false }]));
+    scopedSecretAccess(this, { serviceAccount: sa.name, serviceAccountNamespace: meta.namespace, access, labels: meta.labels, createWave: WAVE.config });
+    return sa.name;
   }
 }

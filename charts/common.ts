@@ -217,6 +217,8 @@ export interface ToolPodProps {
   readonly env?: k8s.EnvVar[];
   readonly extraVolumes?: k8s.Volume[];
   readonly extraMounts?: k8s.VolumeMount[];
+  /** Steps that run before the tool, in order. @default - none */
+  readonly initContainers?: k8s.Container[];
   readonly labels: Record<string, string>;
   /** Where the pod may run. @default - anywhere */
   readonly scheduling?: PodScheduling;
@@ -254,6 +256,7 @@ export function toolPodTemplate(p: ToolPodProps): k8s.PodTemplateSpec {
       restartPolicy: 'Never',
       enableServiceLinks: false,
       securityContext: restrictedPod(UID.synapse),
+      initContainers: p.initContainers,
       containers: [{
         name: p.name,
         image: imageRef(p.image),

@@ -642,6 +642,13 @@ function makeSchema() {
        * existing: every value comes from Secrets you manage; nothing is generated.
        */
       mode: z.enum(['generated', 'existing']).default('generated'),
+      /**
+       * Rebuilding a lost cluster: the generator takes each missing value from a Secrets snapshot of the off-site
+       * backup (backup.s3), "latest" or a restic snapshot ID, instead of making a new one, and makes nothing when it
+       * cannot read it. README, "Disaster recovery".
+       * @default - missing values are made
+       */
+      restoreFromBackup: z.string().regex(/^(latest|[0-9a-f]{8,64})$/, 'must be "latest" or a restic snapshot ID such as "4bba301e"').optional(),
       refs: z.strictObject({
         postgresPassword: secretRef('kudo-postgres', 'password'),
         postgresSuperuserPassword: secretRef('kudo-postgres', 'superuser_password'),
@@ -953,6 +960,12 @@ function checkCombinations(c: KudoConfig, source: string): void {
   }
   problems.push(...offsiteProblems(c));
   problems.push(...backupSizeProblems(c));
+  if (c.secrets.restoreFromBackup !== undefined) {
+    if (c.secrets.mode !== 'generated') problems.push('secrets.restoreFromBackup needs secrets.mode "generated": in "existing" mode your own secret store holds every value');
+    if (!(c.backup.enabled && c.backup.s3.enabled)) {
+      problems.push('secrets.restoreFromBackup reads the Secrets from the off-site backup: it needs backup.enabled and backup.s3.enabled with the repository they were stored in');
+    }
+  }
   const ns = c.namespaces;
   if (ns.stack === ns.hostNetwork) {
     problems.push(`namespaces.stack and namespaces.hostNetwork are both "${ns.stack}"; host-network pods need their own privileged namespace`);

@@ -44,6 +44,8 @@ export interface NetworkPoliciesProps extends ChartProps {
   };
   /** The port of the S3 store the backup jobs upload to (443 for AWS, 9000 for a MinIO). @default - no upload */
   readonly backupStorePort?: number;
+  /** The secret generator's labels, when it restores the Secrets from that store (secrets.restoreFromBackup). @default - it does not */
+  readonly secretsRestore?: Record<string, string>;
   /**
    * The Gateway's proxy pods, when they run in the stack namespace (GEP-1762 labels them with the
    * Gateway's name): the internet reaches them on the listener ports, they reach the routes' backends.
@@ -275,5 +277,13 @@ export class NetworkPoliciesChart extends Chart {
         ...(props.backupStorePort !== undefined ? [{ to: OUTSIDE, ports: tcp(props.backupStorePort) }] : []),
       ],
     });
+    if (props.secretsRestore !== undefined && props.backupStorePort !== undefined) {
+      policy('secrets-restore', {
+        // The generator's fetch step reads the Secrets' snapshot from the off-site store.
+        podSelector: { matchLabels: props.secretsRestore },
+        policyTypes: ['Egress'],
+        egress: [{ to: OUTSIDE, ports: tcp(props.backupStorePort) }],
+      });
+    }
   }
 }

@@ -108,8 +108,13 @@ export function secretPlan(refs: SecretRefs, namespaces: Record<NamespaceRole, s
   }));
 }
 
+/** The plan as the bundled scripts read it (generate_secrets.py, export_secrets.py). */
+export function secretPlanFile(plan: readonly PlannedValue[]): string {
+  return `${JSON.stringify({ values: plan.map(({ provided: _provided, ...v }) => v) }, null, 2)}\n`;
+}
+
 /** The Secret names each namespace holds, for RBAC rules scoped to them. */
-function secretNamesByNamespace(plan: readonly PlannedValue[]): Map<string, string[]> {
+export function secretNamesByNamespace(plan: readonly PlannedValue[]): Map<string, string[]> {
   const byNs = new Map<string, Set<string>>();
   for (const v of plan) {
     for (const d of v.destinations) {
@@ -120,7 +125,7 @@ function secretNamesByNamespace(plan: readonly PlannedValue[]): Map<string, stri
   return new Map([...byNs].map(([ns, names]) => [ns, [...names].sort()]));
 }
 
-interface ScopedAccessProps {
+export interface ScopedAccessProps {
   readonly serviceAccount: string;
   readonly serviceAccountNamespace: string;
   /** Per namespace: Secret names it may read and patch, and whether it may create Secrets there. */
@@ -140,7 +145,7 @@ interface ScopedAccessProps {
  * hooks by policy only then, not when the hook itself is done). Applied with
  * kubectl, they stay until deleted (README, "Security and resilience").
  */
-function scopedSecretAccess(scope: Construct, p: ScopedAccessProps): void {
+export function scopedSecretAccess(scope: Construct, p: ScopedAccessProps): void {
   const subjects = [{ kind: 'ServiceAccount', name: p.serviceAccount, namespace: p.serviceAccountNamespace }];
   const roleRef = (name: string) => ({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name });
   for (const [namespace, a] of p.access) {
@@ -192,8 +197,26 @@ export interface SecretGeneratorProps extends ChartProps {
   readonly features?: SecretFeatures;
   /** An image with Python 3 (the Synapse image). */
   readonly toolsImage: ImageConfig;
+  /**
+   * Take each missing value from a backup instead of making a new one: steps that fetch the backup's export (an
+   * export_secrets.py file) to `file`, in a volume the generator mounts, and the scripts they run.
+   * @default - missing values are made
+   */
+  readonly restore?: SecretsRestore;
   /** Where the Job's pod may run. @default - anywhere */
   readonly scheduling?: PodScheduling;
+}
+
+/** How the generator gets the values of a backup (see BackupChart's secretsFetch). */
+export interface SecretsRestore {
+  readonly steps: k8s.Container[];
+  readonly volumes: k8s.Volume[];
+  /** The volume holding `file`, and where the generator mounts it. */
+  readonly mount: k8s.VolumeMount;
+  /** The export's path in the generator's container. */
+  readonly file: string;
+  /** Scripts the steps run, added to the generator's ConfigMap. */
+  readonly files: Record<string, string>;
 }
 
 /**
@@ -209,10 +232,12 @@ export class SecretGeneratorChart extends Chart {
     const ns = props.namespaces.stack;
     // Values held outside the stack are the operator's to create; the Job neither makes nor reads them.
     const plan = secretPlan(props.refs, props.namespaces, props.features ?? BASIC_FEATURES).filter((v) => !v.provided);
+    const restore = props.restore;
     const files = {
-      'plan.json': `${JSON.stringify({ values: plan.map(({ provided: _provided, ...v }) => v) }, null, 2)}\n`,
+      'plan.json': secretPlanFile(plan),
       'kube.py': bundledFile('kube.py'),
       'generate_secrets.py': bundledFile('generate_secrets.py'),
+      ...restore?.files,
     };
     const config = new k8s.KubeConfigMap(this, 'scripts', { metadata: { name: 'secret-generator', namespace: ns, labels: lbls }, data: files });
     const sa = new k8s.KubeServiceAccount(this, 'service-account', { metadata: { name: 'secret-generator', namespace: ns, labels: lbls } });
@@ -226,7 +251,10 @@ export class SecretGeneratorChart extends Chart {
       serviceAccount: sa.name,
       configMap: config.name,
       files,
-      command: ['python3', `${SCRIPTS_DIR}/generate_secrets.py`, `${SCRIPTS_DIR}/plan.json`],
+      command: ['python3', `${SCRIPTS_DIR}/generate_secrets.py`, `${SCRIPTS_DIR}/plan.json`, ...(restore ? ['--restore', restore.file] : [])],
+      initContainers: restore?.steps,
+      extraVolumes: restore?.volumes,
+      extraMounts: restore ? [restore.mount] : undefined,
       labels: { ...lbls },
       annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files), ...syncHook(WAVE.secrets) },
       backoffLimit: 6,

@@ -31,6 +31,8 @@ test('the intended wave of every object: a sync that can finish on a WaitForFirs
     'ConfigMap kudo/secret-generator': '-2', 'ServiceAccount kudo/secret-generator': '-2',
     'Role kudo/secret-generator': '-2', 'RoleBinding kudo/secret-generator': '-2',
     'Role kudo-media/secret-generator': '-2', 'RoleBinding kudo-media/secret-generator': '-2',
+    // The nightly backup's reader of the Secrets it stores.
+    'ServiceAccount kudo/backup': '-2', 'Role kudo/backup': '-2', 'RoleBinding kudo/backup': '-2', 'Role kudo-media/backup': '-2', 'RoleBinding kudo-media/backup': '-2',
     'Job kudo/generate-secrets': 'Sync@-1',
     'NetworkPolicy kudo/default-deny': '-2', 'NetworkPolicy kudo/allow-dns': '-2', 'NetworkPolicy kudo/postgres': '-2',
     'NetworkPolicy kudo/redis': '-2', 'NetworkPolicy kudo/synapse': '-2', 'NetworkPolicy kudo/matrix-well-known': '-2',

@@ -25,14 +25,15 @@ test('scheduled dumps that cannot pile up or run late', () => {
 test('pg_dump comes from the same image as the server; restic stores what it dumped, then the dump is removed', () => {
   const all = config();
   const spec = podSpec(cron(manifests(), 'postgres-backup'));
-  expect(spec.initContainers.map((c: any) => c.name)).toEqual(['dump']);
-  expect(spec.containers.map((c: any) => c.name)).toEqual(['store']);
+  // Then the generated Secrets' values, stored after the dump (so a failed export never costs it).
+  expect(spec.initContainers.map((c: any) => c.name)).toEqual(['dump', 'store', 'export-secrets']);
+  expect(spec.containers.map((c: any) => c.name)).toEqual(['store-secrets']);
   const dump = spec.initContainers[0];
   expect(dump.image).toBe(`${all.postgres.image.repository}:${all.postgres.image.tag}`);
   expect(dump.command).toEqual(['bash', '/opt/kudo/backup-postgres.sh']);
   const env = Object.fromEntries(dump.env.map((e: any) => [e.name, e.value]));
   expect(env).toMatchObject({ STAGING_DIR: '/backups/staging', PGHOST: 'postgres.kudo.svc', PGUSER: 'synapse', PGDATABASE: 'synapse' });
-  const store = spec.containers[0];
+  const store = spec.initContainers[1];
   expect(store.image).toBe('docker.io/restic/restic:0.18.1');
   expect(store.command).toEqual(['sh', '/opt/kudo/backup-restic.sh', 'postgres', '/backups/staging/postgres']);
   expect(Object.fromEntries(store.env.map((e: any) => [e.name, e.value]))).toEqual({
@@ -114,7 +115,7 @@ test('restic\'s temporary packs and cache go to disk-backed scratch space, not t
   const ms = manifests(config({ backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo-backups' } } }));
   for (const name of ['postgres-backup', 'media-backup']) {
     const spec = podSpec(cron(ms, name));
-    const up = spec.containers.find((c: any) => c.name === 'store');
+    const up = [...(spec.initContainers ?? []), ...spec.containers].find((c: any) => c.name === 'store');
     const env = Object.fromEntries(up.env.map((e: any) => [e.name, e.value]));
     expect(env.TMPDIR).toBe('/scratch');
     expect(env.RESTIC_CACHE_DIR).toBe('/scratch/cache');
@@ -184,5 +185,99 @@ describe('a backup volume too small for what it must hold is refused', () => {
     const external = { postgres: { mode: 'external', external: { host: 'db.example.org', sslmode: 'verify-full', ca: { kind: 'Secret', name: 'db-ca', key: 'ca.pem' } } } };
     expect(() => resolveConfig({ ...external, backup: { storage: { size: '26Gi' } } })).not.toThrow();
     expect(() => resolveConfig({ ...external, backup: { storage: { size: '24Gi' } } })).toThrow('less than 1.25 x (synapse.media.size 20Gi) = 25Gi');
+  });
+});
+
+describe('the generated Secrets go with the backup', () => {
+  test('a step reads them with get-only rights into memory after the dump is stored; restic stores them as a snapshot of their own', () => {
+    const ms = manifests();
+    const spec = podSpec(cron(ms, 'postgres-backup'));
+    const exporter = container(cron(ms, 'postgres-backup'), 'export-secrets');
+    expect(exporter.image).toBe('ghcr.io/element-hq/synapse:v1.163.2');
+    expect(exporter.command).toEqual(['python3', '/opt/kudo/export_secrets.py', '/opt/kudo/secrets-plan.json', '/secrets-export/secrets.json']);
+    expect(exporter.volumeMounts.map((m: any) => m.name)).toEqual(['scripts', 'tmp', 'api-token', 'secrets-export']);
+    // In memory only, and small: the values never touch a disk unencrypted.
+    expect(spec.volumes.find((v: any) => v.name === 'secrets-export')).toEqual({ name: 'secrets-export', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } });
+    const stored = container(cron(ms, 'postgres-backup'), 'store-secrets');
+    expect(stored.command).toEqual(['sh', '/opt/kudo/backup-restic.sh', 'secrets', '/secrets-export']);
+    expect(stored.env.map((e: any) => e.name)).not.toContain('REMOVE_AFTER_STORE');
+    // The API token: only the export step mounts it; the pod gets none automatically.
+    expect(spec.serviceAccountName).toBe('backup');
+    expect(spec.automountServiceAccountToken).toBe(false);
+    const withToken = [...spec.initContainers, ...spec.containers].filter((c: any) => c.volumeMounts.some((m: any) => m.name === 'api-token')).map((c: any) => c.name);
+    expect(withToken).toEqual(['export-secrets']);
+    expect(podSpec(cron(ms, 'media-backup')).serviceAccountName).toBeUndefined();
+    // Read rights on the Secrets the stack generates, in each namespace holding them; nothing else.
+    const rules = (ns: string) => ms.find((m) => m.kind === 'Role' && m.metadata.name === 'backup' && m.metadata.namespace === ns)!.rules;
+    expect(rules('kudo')).toEqual([{
+      apiGroups: [''], resources: ['secrets'], verbs: ['get'],
+      resourceNames: ['kudo-backup', 'kudo-postgres', 'kudo-redis', 'kudo-synapse', 'kudo-synapse-admin', 'kudo-turn'],
+    }]);
+    expect(rules('kudo-media')).toEqual([{ apiGroups: [''], resources: ['secrets'], verbs: ['get'], resourceNames: ['kudo-livekit', 'kudo-redis', 'kudo-turn'] }]);
+    expect(ms.filter((m) => m.kind === 'Role').map((m) => `${m.metadata.namespace}/${m.metadata.name}`).sort()).toEqual(['kudo-media/backup', 'kudo/backup']);
+    const plan = JSON.parse(find(ms, 'ConfigMap', 'backup-scripts').data['secrets-plan.json']);
+    expect(plan.values.map((v: any) => v.name)).toEqual([
+      'postgresPassword', 'postgresSuperuserPassword', 'macaroonSecretKey', 'formSecret', 'registrationSharedSecret', 'signingKey', 'adminPassword',
+      'turnSharedSecret', 'redisPassword', 'livekitApiKey', 'livekitApiSecret', 'backupPassword',
+    ]);
+  });
+
+  test('a value the operator provides (an external database\'s password) is theirs: not exported', () => {
+    const ms = manifests(config({ postgres: { mode: 'external', external: { host: 'db.example.com', sslmode: 'require' } } }));
+    const names = JSON.parse(find(ms, 'ConfigMap', 'backup-scripts').data['secrets-plan.json']).values.map((v: any) => v.name);
+    expect(names).not.toContain('postgresPassword');
+    expect(names).toContain('signingKey');
+  });
+
+  test('secrets.mode "existing": the operator\'s secret store holds them; no export step, no reader, no API access', () => {
+    const c = config({ secrets: { mode: 'existing' } });
+    const ms = manifests(c);
+    expect(podSpec(cron(ms, 'postgres-backup')).initContainers.map((x: any) => x.name)).toEqual(['dump']);
+    expect(ms.filter((m) => ['Role', 'RoleBinding', 'ServiceAccount'].includes(m.kind))).toEqual([]);
+    const api = find(synthChart('06-network-policies', c), 'NetworkPolicy', 'kubernetes-api');
+    expect(api.spec.podSelector.matchExpressions[0].values).toEqual(['secret-generator', 'admin-bootstrap']);
+  });
+});
+
+describe('secrets.restoreFromBackup: a rebuilt cluster gets its old Secrets back instead of new ones', () => {
+  const S3 = { backup: { s3: { enabled: true, repository: 's3:https://s3.example.com:9000/kudo' } } };
+
+  test('the generator first fetches the Secrets snapshot from the off-site repository, then restores from it', () => {
+    const c = config({ ...S3, secrets: { restoreFromBackup: '4bba301e' } });
+    const job = synthChart('05-secrets', c).find((m) => m.kind === 'Job')!;
+    const spec = podSpec(job);
+    const fetch = spec.initContainers[0];
+    expect(spec.initContainers).toHaveLength(1);
+    expect(fetch.image).toBe('docker.io/restic/restic:0.18.1');
+    expect(fetch.command).toEqual(['sh', '/opt/kudo/restic-fetch.sh', 'secrets', '/secrets-export', '/restored-secrets']);
+    expect(Object.fromEntries(fetch.env.map((e: any) => [e.name, e.value]))).toEqual({
+      TMPDIR: '/scratch', RESTIC_CACHE_DIR: '/scratch/cache', OFFSITE_REPOSITORY: 's3:https://s3.example.com:9000/kudo',
+      OFFSITE_PASSWORD_FILE: '/secrets/offsite/RESTIC_PASSWORD', S3_CREDENTIALS_DIR: '/secrets/offsite', FROM: 'offsite', SNAPSHOT: '4bba301e',
+    });
+    expect(spec.containers[0].command).toEqual(['python3', '/opt/kudo/generate_secrets.py', '/opt/kudo/plan.json', '--restore', '/restored-secrets/secrets.json']);
+    expect(spec.containers[0].volumeMounts).toContainEqual({ name: 'restored-secrets', mountPath: '/restored-secrets', readOnly: true });
+    expect(spec.volumes.find((v: any) => v.name === 'restored-secrets')).toEqual({ name: 'restored-secrets', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } });
+    expect(spec.volumes.find((v: any) => v.name === 'offsite').projected.sources.map((x: any) => x.secret.name)).toEqual(['kudo-backup-s3', 'kudo-backup-s3', 'kudo-backup-s3']);
+    // The scripts the fetch step runs are in the generator's ConfigMap.
+    expect(Object.keys(find(synthChart('05-secrets', c), 'ConfigMap', 'secret-generator').data).sort())
+      .toEqual(['backup-common.sh', 'generate_secrets.py', 'kube.py', 'plan.json', 'restic-fetch.sh']);
+    // And it may reach the store: the object store's port, from the generator alone.
+    const np = find(synthChart('06-network-policies', c), 'NetworkPolicy', 'secrets-restore');
+    expect(np.spec.podSelector.matchLabels['app.kubernetes.io/name']).toBe('secret-generator');
+    expect(np.spec.egress.map((r: any) => r.ports)).toEqual([[{ protocol: 'TCP', port: 9000 }]]);
+  });
+
+  test('without it the generator makes values, fetches nothing and reaches no store', () => {
+    const c = config(S3);
+    expect(podSpec(synthChart('05-secrets', c).find((m) => m.kind === 'Job')!).initContainers).toBeUndefined();
+    expect(synthChart('06-network-policies', c).filter((m) => m.metadata.name === 'secrets-restore')).toEqual([]);
+  });
+
+  test.each([
+    [{ secrets: { restoreFromBackup: 'latest' } }, 'secrets.restoreFromBackup reads the Secrets from the off-site backup: it needs backup.enabled and backup.s3.enabled'],
+    [{ ...S3, secrets: { restoreFromBackup: 'latest', mode: 'existing' } }, 'secrets.restoreFromBackup needs secrets.mode "generated"'],
+    [{ ...S3, secrets: { restoreFromBackup: 'yesterday' } }, 'secrets.restoreFromBackup: must be "latest" or a restic snapshot ID such as "4bba301e"'],
+  ])('refused: %j', (overrides, message) => {
+    expect(() => resolveConfig(overrides)).toThrow(message);
   });
 });

@@ -130,6 +130,98 @@ test('an unreachable API stops the run with a one-line reason, not a traceback',
   url = await api.start();
 });
 
+describe('the Secrets in the backup: export_secrets.py, then generate_secrets.py --restore in a new cluster', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-secrets-export-'));
+  const exported = path.join(dir, 'secrets.json');
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const exportValues = () => runPython(['export_secrets.py', planFile, exported]);
+  const restore = (file = exported) => runPython(['generate_secrets.py', planFile, '--restore', file]);
+  /** Every planned value as the API holds it, by name (first destination). */
+  const held = (a: FakeKubeApi) => Object.fromEntries(plan.map((p) => [p.name, a.values(p.destinations[0].namespace, p.destinations[0].secret)?.[p.destinations[0].key]]));
+
+  test('a new cluster restored from the export holds every value of the old one, in every namespace', async () => {
+    expect((await generate()).status).toBe(0);
+    const old = held(api);
+    const e = await exportValues();
+    expect(e.output).toMatch(/^exported 11 of 11 secret values: adminPassword, formSecret, livekitApiKey/);
+    expect(e.status).toBe(0);
+    // Only the owner may read it (the pod's user); nothing else was written beside it.
+    expect(fs.statSync(exported).mode & 0o777).toBe(0o600);
+    expect(fs.readdirSync(dir)).toEqual(['secrets.json']);
+    const doc = JSON.parse(fs.readFileSync(exported, 'utf8'));
+    expect(doc.format).toBe(1);
+    expect(doc.values.signingKey).toBe(old.signingKey);
+
+    const fresh = new FakeKubeApi();
+    const saved = url;
+    url = await fresh.start();
+    try {
+      const r = await restore();
+      expect(r.output).toContain('signingKey: restored from the backup');
+      expect(r.output).toContain('all secret values present');
+      expect(r.status).toBe(0);
+      expect(held(fresh)).toEqual(old);
+      expect(fresh.values('kudo-media', 'kudo-turn')!.shared_secret).toBe(old.turnSharedSecret);
+      // Without the export the new cluster would get a new signing key: the one thing the restore exists for.
+      const other = new FakeKubeApi();
+      url = await other.start();
+      expect((await generate()).status).toBe(0);
+      expect(held(other).signingKey).not.toBe(old.signingKey);
+      await other.stop();
+    } finally {
+      await fresh.stop();
+      url = saved;
+    }
+  });
+
+  test('a value the export lacks is generated and named; one the cluster holds differently is left alone and fails the run', async () => {
+    fs.writeFileSync(exported, JSON.stringify({ format: 1, values: { signingKey: 'ed25519 a_bkup AAAA\n', formSecret: 'from-backup' } }));
+    api.put('kudo', 'kudo-synapse', { form_secret: 'already-here' });
+    const r = await restore();
+    expect(r.output).toContain('signingKey: restored from the backup');
+    expect(r.output).toContain('macaroonSecretKey: not in the backup, generated');
+    expect(r.output).toContain('CONFLICT formSecret: kudo/kudo-synapse[form_secret] already hold a value other than the backup\'s');
+    expect(r.status).toBe(1);
+    expect(api.values('kudo', 'kudo-synapse')).toMatchObject({ 'signing.key': 'ed25519 a_bkup AAAA\n', form_secret: 'already-here' });
+    expect(api.values('kudo', 'kudo-synapse')!.macaroon_secret_key).toHaveLength(43);
+  });
+
+  test.each([
+    ['not JSON', '{', /not JSON/],
+    ['another format', '{"format": 2, "values": {}}', /not a secrets export of format 1/],
+    ['a value that is not text', '{"format": 1, "values": {"signingKey": 7}}', /"values" must map each value's name to a string/],
+  ])('an export that is %s changes nothing and says why', async (_what, text, message) => {
+    fs.writeFileSync(exported, text);
+    const r = await restore();
+    expect(r.output).toMatch(/^secret generator: cannot restore from the backup, nothing changed: .*secrets\.json: /);
+    expect(r.output).toMatch(message);
+    expect(r.status).toBe(1);
+    expect(api.secrets.size).toBe(0);
+    const missing = await restore(path.join(dir, 'absent.json'));
+    expect(missing.output).toMatch(/cannot restore from the backup, nothing changed: .*No such file/);
+    expect(missing.status).toBe(1);
+  });
+
+  test('values that disagree are not exported: the export fails and writes nothing', async () => {
+    fs.rmSync(exported, { force: true });
+    api.put('kudo', 'kudo-turn', { shared_secret: 'one' });
+    api.put('kudo-media', 'kudo-turn', { shared_secret: 'two' });
+    const e = await exportValues();
+    expect(e.output).toContain('CONFLICT turnSharedSecret: kudo-media/kudo-turn[shared_secret], kudo/kudo-turn[shared_secret] hold different values');
+    expect(e.status).toBe(1);
+    expect(fs.existsSync(exported)).toBe(false);
+  });
+
+  test('a value no Secret holds yet is left out and named', async () => {
+    api.put('kudo', 'kudo-synapse', { 'signing.key': 'ed25519 a_only AAAA\n' });
+    const e = await exportValues();
+    expect(e.output).toContain('macaroonSecretKey: no Secret holds it yet, not exported');
+    expect(e.output).toContain('exported 1 of 11 secret values: signingKey');
+    expect(e.status).toBe(0);
+    expect(JSON.parse(fs.readFileSync(exported, 'utf8')).values).toEqual({ signingKey: 'ed25519 a_only AAAA\n' });
+  });
+});
+
 describe('coturn public address lookup', () => {
   const lookup = (env: Record<string, string>, node: object) => runPython(['-c', [
     'import json, os, node_address',

@@ -118,10 +118,11 @@ describe('gateway-api with the Gateway in the stack namespace (the default): its
 // Anywhere but the cloud metadata service.
 const ANYWHERE = [{ ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.169.254/32'] } }, { ipBlock: { cidr: '::/0', except: ['fd00:ec2::254/128'] } }];
 
-test('the Jobs that write Secrets reach the Kubernetes API on 443 and 6443 (kubeadm\'s and k3s\'s port), anywhere, and nothing else', () => {
+test('the Jobs that read or write Secrets reach the Kubernetes API on 443 and 6443 (kubeadm\'s and k3s\'s port), anywhere, and nothing else', () => {
   const api = policy(manifests(), 'kubernetes-api');
   expect(api.spec).toEqual({
-    podSelector: { matchExpressions: [{ key: 'app.kubernetes.io/name', operator: 'In', values: ['secret-generator', 'admin-bootstrap'] }] },
+    // The backups read the generated Secrets they store; with secrets.mode "existing" they do not (below).
+    podSelector: { matchExpressions: [{ key: 'app.kubernetes.io/name', operator: 'In', values: ['secret-generator', 'admin-bootstrap', 'backup'] }] },
     policyTypes: ['Egress'],
     egress: [{ to: ANYWHERE, ports: [{ protocol: 'TCP', port: 443 }, { protocol: 'TCP', port: 6443 }] }],
   });

@@ -13,7 +13,13 @@ Writes are optimistic: a create that finds the Secret already there, or a
 patch whose Secret changed since it was read, is retried from a fresh read,
 so two generators running at once cannot overwrite each other.
 
-Usage: python3 generate_secrets.py PLAN.json
+With --restore FILE (what export_secrets.py wrote into a backup), a value no
+destination holds is taken from FILE instead of being made, so a stack rebuilt
+from its backup keeps its signing key and passwords; a value FILE lacks is
+made as usual and named. A destination that already holds a value other than
+FILE's is left alone and reported (exit status 1): the restore did not happen.
+
+Usage: python3 generate_secrets.py PLAN.json [--restore FILE]
 """
 import base64
 import json
@@ -50,11 +56,28 @@ def unb64(data):
     return base64.b64decode(data).decode()
 
 
+def load_restore(path):
+    """The values of an export_secrets.py file, by name; raises ValueError naming what is wrong."""
+    with open(path) as f:
+        try:
+            doc = json.load(f)
+        except ValueError as e:
+            raise ValueError(f"{path}: not JSON ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != 1:
+        raise ValueError(f"{path}: not a secrets export of format 1 (export_secrets.py writes one)")
+    values = doc.get("values")
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        raise ValueError(f"{path}: \"values\" must map each value's name to a string")
+    return values
+
+
 class Generator:
-    def __init__(self, kube, log=print):
+    def __init__(self, kube, log=print, restore=None):
         self.kube = kube
         self.log = log
         self.cache = {}
+        # Values from a backup, by name: used instead of new ones.
+        self.restore = restore
 
     def secret(self, namespace, name, fresh=False):
         if fresh or (namespace, name) not in self.cache:
@@ -100,7 +123,20 @@ class Generator:
                 conflicts += 1
                 self.log(f"CONFLICT {item['name']}: {', '.join(sorted(held))} hold different values; nothing changed")
                 continue
-            value = next(iter(held.values())) if held else make_value(item["kind"])
+            if held:
+                value = next(iter(held.values()))
+                if self.restore is not None and item["name"] in self.restore and self.restore[item["name"]] != value:
+                    conflicts += 1
+                    self.log(f"CONFLICT {item['name']}: {', '.join(sorted(held))} already hold a value other than the backup's; "
+                             "nothing changed (delete that key to take the backup's)")
+                    continue
+            elif self.restore is not None and item["name"] in self.restore:
+                value = self.restore[item["name"]]
+                self.log(f"{item['name']}: restored from the backup")
+            else:
+                value = make_value(item["kind"])
+                if self.restore is not None:
+                    self.log(f"{item['name']}: not in the backup, generated")
             for d in dests:
                 if where(d) not in held:
                     if self.write(d, value) != value:
@@ -116,11 +152,16 @@ def where(dest):
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: generate_secrets.py PLAN.json")
-    with open(sys.argv[1]) as f:
+    args = sys.argv[1:]
+    if len(args) not in (1, 3) or (len(args) == 3 and args[1] != "--restore"):
+        sys.exit("usage: generate_secrets.py PLAN.json [--restore FILE]")
+    with open(args[0]) as f:
         plan = json.load(f)
-    conflicts = Generator(Kube.from_env()).run(plan)
+    try:
+        restore = load_restore(args[2]) if len(args) == 3 else None
+    except (OSError, ValueError) as e:
+        sys.exit(f"secret generator: cannot restore from the backup, nothing changed: {e}")
+    conflicts = Generator(Kube.from_env(), restore=restore).run(plan)
     if conflicts:
         sys.exit(f"{conflicts} secret value(s) disagree between their Secrets; fix them by hand (see above)")
     print("all secret values present")
