@@ -10,9 +10,7 @@ import { applySyncWaves, ArgoApplicationChart, keepState } from './argocd';
 import { BACKUP, BackupChart, secretsFetch } from './backup';
 import { selectorLabels } from './common';
 import { KudoConfig, LIVEKIT_API_PORT, POSTGRES_RESERVED_CONNECTIONS, synapseConnections, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT, workerReplicas } from './config';
-import {
-  CloudNativePgChart, CNPG_CLUSTER, CNPG_METRICS_PORT, CNPG_OPERATOR_PODS, CNPG_POD_LABEL, CNPG_STATUS_PORT, objectStorePort,
-} from './cloudnative-pg';
+import { CloudNativePgChart, CNPG_CLUSTER, CNPG_METRICS_PORT, CNPG_OPERATOR_PODS, CNPG_POD_LABEL, CNPG_STATUS_PORT, objectStorePort } from './cloudnative-pg';
 import { CoturnChart } from './coturn';
 import type { DatabaseConnection } from './database';
 import { LIVEKIT_TLS_SECRET, LiveKitChart } from './livekit';
@@ -25,7 +23,14 @@ import { REDIS, REDIS_EXPORTER_PORT, REDIS_PORT, RedisChart } from './redis';
 import { ADMIN_BOOTSTRAP, BootstrapChart, SECRET_GENERATOR, secretFeatures, SecretGeneratorChart, secretPlan } from './secrets';
 import { SMOKE_TEST, SmokeTestChart } from './smoke';
 import {
-  ALL_SYNAPSE_PROCESSES, SYNAPSE, SYNAPSE_HTTP_PORT, SYNAPSE_METRICS_PORT, SYNAPSE_REPLICATION_PORT, SYNAPSE_TLS_SECRET, SynapseChart, SynapseWorkers,
+  ALL_SYNAPSE_PROCESSES,
+  SYNAPSE,
+  SYNAPSE_HTTP_PORT,
+  SYNAPSE_METRICS_PORT,
+  SYNAPSE_REPLICATION_PORT,
+  SYNAPSE_TLS_SECRET,
+  SynapseChart,
+  SynapseWorkers,
   workerComponent,
 } from './synapse';
 import { ROUTER_PORT, ROUTER_STATUS_PORT, SYNAPSE_ROUTER, SynapseRouterChart } from './synapse-router';
@@ -96,7 +101,10 @@ function platform(app: Construct, config: KudoConfig): IngressSettings {
     });
   }
   if (gateway !== undefined && gw.createGateway && gw.gatewayClassName !== undefined) {
-    const hosts = [{ host: config.hosts.matrix, tlsSecret: SYNAPSE_TLS_SECRET }, { host: config.hosts.livekit, tlsSecret: LIVEKIT_TLS_SECRET }];
+    const hosts = [
+      { host: config.hosts.matrix, tlsSecret: SYNAPSE_TLS_SECRET },
+      { host: config.hosts.livekit, tlsSecret: LIVEKIT_TLS_SECRET },
+    ];
     if (config.wellKnown.enabled && config.serverName !== config.hosts.matrix) hosts.push({ host: config.serverName, tlsSecret: WELL_KNOWN_TLS_SECRET });
     new GatewayChart(app, '02-gateway', {
       name: gateway.name,
@@ -112,10 +120,14 @@ function platform(app: Construct, config: KudoConfig): IngressSettings {
     const b = config.backup;
     const restoreFrom = config.secrets.restoreFromBackup;
     new SecretGeneratorChart(app, '05-secrets', {
-      namespaces: ns, refs: config.secrets.refs, toolsImage: toolsImage(config), features: secretFeatures(config),
-      restore: restoreFrom !== undefined && b.s3.repository !== undefined
-        ? secretsFetch({ resticImage: b.resticImage, s3: { repository: b.s3.repository, secretName: b.s3.secretName }, snapshot: restoreFrom })
-        : undefined,
+      namespaces: ns,
+      refs: config.secrets.refs,
+      toolsImage: toolsImage(config),
+      features: secretFeatures(config),
+      restore:
+        restoreFrom !== undefined && b.s3.repository !== undefined
+          ? secretsFetch({ resticImage: b.resticImage, s3: { repository: b.s3.repository, secretName: b.s3.secretName }, snapshot: restoreFrom })
+          : undefined,
       scheduling: scheduling(config, 'tools'),
     });
   }
@@ -164,10 +176,18 @@ function databases(app: Construct, config: KudoConfig): { database: DatabaseConn
       owner: 'synapse',
       synchronous: c.synchronous,
       podAntiAffinity: c.podAntiAffinity,
-      backup: b.enabled && b.destinationPath !== undefined ? {
-        destinationPath: b.destinationPath, endpointURL: b.endpointURL, s3Credentials: b.s3Credentials,
-        retention: b.retention, schedule: b.schedule, archiveTimeoutSeconds: b.archiveTimeoutSeconds, serverName: b.serverName,
-      } : undefined,
+      backup:
+        b.enabled && b.destinationPath !== undefined
+          ? {
+              destinationPath: b.destinationPath,
+              endpointURL: b.endpointURL,
+              s3Credentials: b.s3Credentials,
+              retention: b.retention,
+              schedule: b.schedule,
+              archiveTimeoutSeconds: b.archiveTimeoutSeconds,
+              serverName: b.serverName,
+            }
+          : undefined,
       recovery: c.recovery,
       podMonitorLabels: config.monitoring.enabled ? config.monitoring.serviceMonitorLabels : undefined,
       scheduling: scheduling(config, 'postgres'),
@@ -177,18 +197,24 @@ function databases(app: Construct, config: KudoConfig): { database: DatabaseConn
   } else {
     const e = pg.external;
     database = {
-      host: e.host!, port: e.port, name: e.database, user: e.user, password: refs.postgresPassword,
+      host: e.host!,
+      port: e.port,
+      name: e.database,
+      user: e.user,
+      password: refs.postgresPassword,
       tls: { sslmode: e.sslmode, ca: e.ca.name !== undefined ? { kind: e.ca.kind, name: e.ca.name, key: e.ca.key } : undefined },
     };
   }
-  const redis = config.redis.enabled ? new RedisChart(app, '11-redis', {
-    namespace: ns.stack,
-    image: config.redis.image,
-    resources: config.redis.resources,
-    password: refs.redisPassword,
-    exporter: config.monitoring.enabled ? config.monitoring.redisExporter : undefined,
-    scheduling: scheduling(config, 'redis'),
-  }) : undefined;
+  const redis = config.redis.enabled
+    ? new RedisChart(app, '11-redis', {
+        namespace: ns.stack,
+        image: config.redis.image,
+        resources: config.redis.resources,
+        password: refs.redisPassword,
+        exporter: config.monitoring.enabled ? config.monitoring.redisExporter : undefined,
+        scheduling: scheduling(config, 'redis'),
+      })
+    : undefined;
   return { database, redis };
 }
 
@@ -199,10 +225,12 @@ function matrix(app: Construct, config: KudoConfig, ingress: IngressSettings, da
   const sameHost = config.serverName === config.hosts.matrix;
   const wellKnown = config.wellKnown.enabled
     ? new WellKnownChart(app, '21-well-known', {
-      namespace: ns.stack, matrixHost: config.hosts.matrix, image: toolsImage(config),
-      route: sameHost ? undefined : { serverHost: config.serverName, ingress },
-      scheduling: scheduling(config, 'wellKnown'),
-    })
+        namespace: ns.stack,
+        matrixHost: config.hosts.matrix,
+        image: toolsImage(config),
+        route: sameHost ? undefined : { serverHost: config.serverName, ingress },
+        scheduling: scheduling(config, 'wellKnown'),
+      })
     : undefined;
   const pool = config.synapse.databasePool;
   return new SynapseChart(app, '20-synapse', {
@@ -343,15 +371,20 @@ function operations(app: Construct, config: KudoConfig, s: { synapseUrl: string;
       resticImage: b.resticImage,
       repositoryPassword: config.secrets.refs.backupPassword,
       s3: b.s3.enabled && b.s3.repository !== undefined ? { repository: b.s3.repository, secretName: b.s3.secretName } : undefined,
-      secrets: config.secrets.mode === 'generated'
-        ? { plan: secretPlan(config.secrets.refs, config.namespaces, secretFeatures(config)), toolsImage: toolsImage(config) } : undefined,
+      secrets:
+        config.secrets.mode === 'generated' ? { plan: secretPlan(config.secrets.refs, config.namespaces, secretFeatures(config)), toolsImage: toolsImage(config) } : undefined,
       scheduling: scheduling(config, 'backup'),
     });
   }
   if (config.monitoring.enabled) {
     const m = config.monitoring;
     // Each Synapse process's Service, main first (prometheus-operator names the job after it).
-    const synapseServices = ['synapse', ...Object.entries(workerReplicas(config)).filter(([, n]) => n > 0).map(([t]) => workerComponent(t as WorkerTypeName).name)];
+    const synapseServices = [
+      'synapse',
+      ...Object.entries(workerReplicas(config))
+        .filter(([, n]) => n > 0)
+        .map(([t]) => workerComponent(t as WorkerTypeName).name),
+    ];
     const router = config.synapse.workers.enabled ? SYNAPSE_ROUTER.name : undefined;
     const pg = config.postgres;
     const gw = config.gatewayApi;
@@ -371,8 +404,12 @@ function operations(app: Construct, config: KudoConfig, s: { synapseUrl: string;
       dashboardLabels: m.dashboards ? m.dashboardLabels : undefined,
       stack: {
         synapse: { namespace: ns.stack, services: synapseServices, router },
-        postgres: pg.mode === 'statefulset' ? { source: 'postgres-exporter', namespace: ns.stack, service: 'postgres' }
-          : pg.mode === 'cloudnative-pg' ? { source: 'cloudnative-pg', namespace: ns.stack, podMonitor: CNPG_CLUSTER, backup: pg.cloudnativePg.backup.enabled } : undefined,
+        postgres:
+          pg.mode === 'statefulset'
+            ? { source: 'postgres-exporter', namespace: ns.stack, service: 'postgres' }
+            : pg.mode === 'cloudnative-pg'
+              ? { source: 'cloudnative-pg', namespace: ns.stack, podMonitor: CNPG_CLUSTER, backup: pg.cloudnativePg.backup.enabled }
+              : undefined,
         redis: config.redis.enabled ? { namespace: ns.stack, service: 'redis' } : undefined,
         livekit: { namespace: ns.hostNetwork, service: 'livekit', replicas: config.livekit.replicas },
         turn: { relayPorts: config.coturn.relayPorts, totalQuota: config.coturn.totalQuota },
@@ -389,7 +426,13 @@ function operations(app: Construct, config: KudoConfig, s: { synapseUrl: string;
   const a = config.argocd;
   if (a.enabled && a.repoURL !== undefined) {
     new ArgoApplicationChart(app, '90-argocd', {
-      namespace: a.namespace, applicationName: a.applicationName, project: a.project, repoURL: a.repoURL, targetRevision: a.targetRevision, path: a.path, prune: a.prune,
+      namespace: a.namespace,
+      applicationName: a.applicationName,
+      project: a.project,
+      repoURL: a.repoURL,
+      targetRevision: a.targetRevision,
+      path: a.path,
+      prune: a.prune,
     });
   }
 }
@@ -404,30 +447,41 @@ function networkPolicies(app: Construct, config: KudoConfig): void {
     dnsNamespace: np.dnsNamespace,
     nodeCidrs: np.nodeCidrs,
     ports: {
-      redis: REDIS_PORT, synapse: SYNAPSE_HTTP_PORT, wellKnown: WELL_KNOWN_PORT,
-      synapseMetrics: SYNAPSE_METRICS_PORT, redisMetrics: REDIS_EXPORTER_PORT,
-      turn: TURN_PORT, turnTls: TURN_TLS_PORT,
+      redis: REDIS_PORT,
+      synapse: SYNAPSE_HTTP_PORT,
+      wellKnown: WELL_KNOWN_PORT,
+      synapseMetrics: SYNAPSE_METRICS_PORT,
+      redisMetrics: REDIS_EXPORTER_PORT,
+      turn: TURN_PORT,
+      turnTls: TURN_TLS_PORT,
     },
     database: databasePeers(config),
     pods: {
-      redis: selectorLabels(REDIS), synapse: selectorLabels(SYNAPSE), wellKnown: selectorLabels(WELL_KNOWN),
-      backup: selectorLabels(BACKUP), bootstrap: selectorLabels(ADMIN_BOOTSTRAP), smoke: selectorLabels(SMOKE_TEST),
+      redis: selectorLabels(REDIS),
+      synapse: selectorLabels(SYNAPSE),
+      wellKnown: selectorLabels(WELL_KNOWN),
+      backup: selectorLabels(BACKUP),
+      bootstrap: selectorLabels(ADMIN_BOOTSTRAP),
+      smoke: selectorLabels(SMOKE_TEST),
     },
     // The nightly database backup reads the generated Secrets it stores with the dump.
     apiClients: [SECRET_GENERATOR.name, ADMIN_BOOTSTRAP.name, ...(config.backup.enabled && config.secrets.mode === 'generated' ? [BACKUP.name] : [])],
     secretsRestore: config.secrets.restoreFromBackup !== undefined ? selectorLabels(SECRET_GENERATOR) : undefined,
     redis: config.redis.enabled,
     wellKnown: config.wellKnown.enabled,
-    workers: config.synapse.workers.enabled && config.redis.enabled ? {
-      router: selectorLabels(SYNAPSE_ROUTER),
-      allProcesses: ALL_SYNAPSE_PROCESSES,
-      federationSenders: workerReplicas(config)['federation-sender'] > 0 ? selectorLabels(workerComponent('federation-sender')) : undefined,
-      replicationPort: SYNAPSE_REPLICATION_PORT,
-      routerStatusPort: ROUTER_STATUS_PORT,
-    } : undefined,
+    workers:
+      config.synapse.workers.enabled && config.redis.enabled
+        ? {
+            router: selectorLabels(SYNAPSE_ROUTER),
+            allProcesses: ALL_SYNAPSE_PROCESSES,
+            federationSenders: workerReplicas(config)['federation-sender'] > 0 ? selectorLabels(workerComponent('federation-sender')) : undefined,
+            replicationPort: SYNAPSE_REPLICATION_PORT,
+            routerStatusPort: ROUTER_STATUS_PORT,
+          }
+        : undefined,
     // restic's "s3:<endpoint URL>/<bucket>": the endpoint's port, as the object store's.
-    backupStorePort: config.backup.enabled && config.backup.s3.enabled && config.backup.s3.repository !== undefined
-      ? objectStorePort(config.backup.s3.repository.replace(/^s3:/, '')) : undefined,
+    backupStorePort:
+      config.backup.enabled && config.backup.s3.enabled && config.backup.s3.repository !== undefined ? objectStorePort(config.backup.s3.repository.replace(/^s3:/, '')) : undefined,
     monitoringNamespace: config.monitoring.enabled ? config.monitoring.namespace : undefined,
     gatewayProxies: gatewayProxies(config),
   });
@@ -453,7 +507,11 @@ function databasePeers(config: KudoConfig): DatabasePeers {
   if (pg.mode === 'statefulset') return { mode: 'statefulset', pods: selectorLabels(POSTGRES), port: POSTGRES_PORT, metricsPort: POSTGRES_EXPORTER_PORT };
   const b = pg.cloudnativePg.backup;
   return {
-    mode: 'cloudnative-pg', pods: { [CNPG_POD_LABEL]: CNPG_CLUSTER }, port: POSTGRES_PORT, metricsPort: CNPG_METRICS_PORT, statusPort: CNPG_STATUS_PORT,
+    mode: 'cloudnative-pg',
+    pods: { [CNPG_POD_LABEL]: CNPG_CLUSTER },
+    port: POSTGRES_PORT,
+    metricsPort: CNPG_METRICS_PORT,
+    statusPort: CNPG_STATUS_PORT,
     operator: { namespace: pg.cloudnativePg.operatorNamespace, pods: CNPG_OPERATOR_PODS },
     objectStorePort: b.enabled ? objectStorePort(b.endpointURL) : undefined,
   };

@@ -38,21 +38,41 @@ export const WAVE = {
 /** The wave of an object by its kind; charts set another with `setSyncWave`. */
 function waveOfKind(o: ApiObject): number | undefined {
   switch (o.kind) {
-    case 'Namespace': return WAVE.namespaces;
-    case 'ServiceAccount': case 'Role': case 'RoleBinding': case 'ClusterRole': case 'ClusterRoleBinding':
-    case 'NetworkPolicy': case 'ClusterIssuer': case 'ConfigMap':
+    case 'Namespace':
+      return WAVE.namespaces;
+    case 'ServiceAccount':
+    case 'Role':
+    case 'RoleBinding':
+    case 'ClusterRole':
+    case 'ClusterRoleBinding':
+    case 'NetworkPolicy':
+    case 'ClusterIssuer':
+    case 'ConfigMap':
     // Where CloudNativePG's Cluster archives WAL to: it must exist when the first instance starts.
     case 'ObjectStore':
       return WAVE.config;
-    case 'Service': case 'PodDisruptionBudget': return WAVE.services;
-    case 'StatefulSet': return WAVE.databases;
-    case 'Deployment': case 'DaemonSet': return WAVE.homeserver;
+    case 'Service':
+    case 'PodDisruptionBudget':
+      return WAVE.services;
+    case 'StatefulSet':
+      return WAVE.databases;
+    case 'Deployment':
+    case 'DaemonSet':
+      return WAVE.homeserver;
     // Routes are Healthy only once a controller publishes an address, and certificates once
     // issued: neither may hold up the workloads or the app's credentials.
-    case 'Ingress': case 'HTTPRoute': case 'Gateway': case 'Certificate':
-    case 'CronJob': case 'ScheduledBackup': case 'ServiceMonitor': case 'PodMonitor': case 'PrometheusRule':
+    case 'Ingress':
+    case 'HTTPRoute':
+    case 'Gateway':
+    case 'Certificate':
+    case 'CronJob':
+    case 'ScheduledBackup':
+    case 'ServiceMonitor':
+    case 'PodMonitor':
+    case 'PrometheusRule':
       return WAVE.edge;
-    default: return undefined;
+    default:
+      return undefined;
   }
 }
 
@@ -93,7 +113,10 @@ const claimsOf = (o: ApiObject): string[] => {
  * is scheduled, so a claim in an earlier wave would stall the sync for good.
  */
 export function applySyncWaves(scope: Construct): void {
-  const objects = scope.node.findAll().filter((x): x is ApiObject => x instanceof ApiObject).filter((o) => o.kind !== 'Application');
+  const objects = scope.node
+    .findAll()
+    .filter((x): x is ApiObject => x instanceof ApiObject)
+    .filter((o) => o.kind !== 'Application');
   const explicit = (o: ApiObject) => annotationOf(o, SYNC_WAVE);
   for (const o of objects) {
     if (o.kind === 'Job') {
@@ -108,8 +131,9 @@ export function applySyncWaves(scope: Construct): void {
     setSyncWave(o, w);
   }
   for (const claim of objects.filter((o) => o.kind === 'PersistentVolumeClaim' && explicit(o) === undefined)) {
-    const binders = objects.filter((o) => ['Deployment', 'StatefulSet', 'DaemonSet', 'Job'].includes(o.kind)
-      && o.metadata.namespace === claim.metadata.namespace && claimsOf(o).includes(claim.name));
+    const binders = objects.filter(
+      (o) => ['Deployment', 'StatefulSet', 'DaemonSet', 'Job'].includes(o.kind) && o.metadata.namespace === claim.metadata.namespace && claimsOf(o).includes(claim.name),
+    );
     if (binders.length === 0) {
       throw new Error(`PersistentVolumeClaim ${claim.name} is mounted by no pod that the sync starts (only CronJobs?): it would stay Pending and stall an Argo CD sync`);
     }

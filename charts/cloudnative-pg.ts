@@ -13,9 +13,14 @@ import { Construct } from 'constructs';
 import { ObjectStore, ObjectStoreSpecConfigurationDataCompression, ObjectStoreSpecConfigurationWalCompression } from '../imports/barmancloud.cnpg.io';
 import { PodMonitor } from '../imports/monitoring.coreos.com';
 import {
-  Cluster, ClusterSpecPostgresqlSynchronousDataDurability, ClusterSpecPostgresqlSynchronousMethod, ClusterSpecResourcesLimits,
-  ClusterSpecResourcesRequests, ScheduledBackup,
-  ScheduledBackupSpecBackupOwnerReference, ScheduledBackupSpecMethod,
+  Cluster,
+  ClusterSpecPostgresqlSynchronousDataDurability,
+  ClusterSpecPostgresqlSynchronousMethod,
+  ClusterSpecResourcesLimits,
+  ClusterSpecResourcesRequests,
+  ScheduledBackup,
+  ScheduledBackupSpecBackupOwnerReference,
+  ScheduledBackupSpecMethod,
 } from '../imports/postgresql.cnpg.io';
 import { setSyncWave, WAVE } from './argocd';
 import { imageRef, labels } from './common';
@@ -106,9 +111,11 @@ function clusterScheduling(s: PodScheduling | undefined) {
     },
     spec: {
       ...(s.priorityClassName !== undefined ? { priorityClassName: s.priorityClassName } : {}),
-      ...(s.topologySpreadConstraints.length > 0 ? {
-        topologySpreadConstraints: s.topologySpreadConstraints.map((c) => ({ ...c, labelSelector: c.labelSelector ?? { matchLabels: { [CNPG_POD_LABEL]: CNPG_CLUSTER } } })),
-      } : {}),
+      ...(s.topologySpreadConstraints.length > 0
+        ? {
+            topologySpreadConstraints: s.topologySpreadConstraints.map((c) => ({ ...c, labelSelector: c.labelSelector ?? { matchLabels: { [CNPG_POD_LABEL]: CNPG_CLUSTER } } })),
+          }
+        : {}),
       ...(s.imagePullSecrets.length > 0 ? { imagePullSecrets: s.imagePullSecrets.map((name) => ({ name })) } : {}),
     },
   };
@@ -160,27 +167,34 @@ export class CloudNativePgChart extends Chart {
         imageName: imageRef(props.image),
         // Synapse refuses a database whose collation or ctype is not C (a recovered one keeps the archived database's).
         // A recovery names the database and owner too: without them the operator writes <name>-app for a role "app".
-        bootstrap: recovery !== undefined
+        bootstrap:
+          recovery !== undefined
+            ? {
+                recovery: {
+                  source: RECOVERY_SOURCE,
+                  database: props.database,
+                  owner: props.owner,
+                  ...(recovery.targetTime !== undefined ? { recoveryTarget: { targetTime: recovery.targetTime } } : {}),
+                },
+              }
+            : { initdb: { database: props.database, owner: props.owner, encoding: 'UTF8', localeCollate: 'C', localeCType: 'C' } },
+        ...(recovery !== undefined
           ? {
-            recovery: {
-              source: RECOVERY_SOURCE, database: props.database, owner: props.owner,
-              ...(recovery.targetTime !== undefined ? { recoveryTarget: { targetTime: recovery.targetTime } } : {}),
-            },
-          }
-          : { initdb: { database: props.database, owner: props.owner, encoding: 'UTF8', localeCollate: 'C', localeCType: 'C' } },
-        ...(recovery !== undefined ? {
-          externalClusters: [{ name: RECOVERY_SOURCE, plugin: { name: BARMAN_CLOUD_PLUGIN, parameters: { barmanObjectName: OBJECT_STORE, serverName: recovery.serverName } } }],
-        } : {}),
+              externalClusters: [{ name: RECOVERY_SOURCE, plugin: { name: BARMAN_CLOUD_PLUGIN, parameters: { barmanObjectName: OBJECT_STORE, serverName: recovery.serverName } } }],
+            }
+          : {}),
         postgresql: {
           parameters,
-          ...(props.synchronous ? {
-            synchronous: {
-              method: ClusterSpecPostgresqlSynchronousMethod.ANY,
-              number: 1,
-              // Required: a commit waits for a replica rather than go on alone.
-              dataDurability: ClusterSpecPostgresqlSynchronousDataDurability.REQUIRED,
-            },
-          } : {}),
+          ...(props.synchronous
+            ? {
+                synchronous: {
+                  method: ClusterSpecPostgresqlSynchronousMethod.ANY,
+                  number: 1,
+                  // Required: a commit waits for a replica rather than go on alone.
+                  dataDurability: ClusterSpecPostgresqlSynchronousDataDurability.REQUIRED,
+                },
+              }
+            : {}),
         },
         storage: { size: props.storage.size, storageClass: props.storage.className },
         resources: {
@@ -190,9 +204,11 @@ export class CloudNativePgChart extends Chart {
         affinity: { enablePodAntiAffinity: true, topologyKey: 'kubernetes.io/hostname', podAntiAffinityType: props.podAntiAffinity ?? 'preferred', ...scheduling.affinity },
         enablePdb: true,
         enableSuperuserAccess: false,
-        ...(backup !== undefined ? {
-          plugins: [{ name: BARMAN_CLOUD_PLUGIN, isWalArchiver: true, parameters: { barmanObjectName: OBJECT_STORE, serverName: backup.serverName } }],
-        } : {}),
+        ...(backup !== undefined
+          ? {
+              plugins: [{ name: BARMAN_CLOUD_PLUGIN, isWalArchiver: true, parameters: { barmanObjectName: OBJECT_STORE, serverName: backup.serverName } }],
+            }
+          : {}),
         ...scheduling.spec,
       },
     });

@@ -4,8 +4,20 @@ import { Construct } from 'constructs';
 import { Certificate, CertificateSpecPrivateKeyAlgorithm, CertificateSpecPrivateKeyRotationPolicy } from '../imports/cert-manager.io';
 import { ImageConfig, ResourcesConfig, SecretRef, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT } from './config';
 import {
-  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, nodeAddressLookup, resourceRequirements, restrictedContainer, restrictedPod,
-  secretFilesVolume, selectorLabels, tcpPort, UID,
+  bundledFile,
+  CONFIG_HASH_ANNOTATION,
+  contentHash,
+  imageRef,
+  labels,
+  memoryVolume,
+  nodeAddressLookup,
+  resourceRequirements,
+  restrictedContainer,
+  restrictedPod,
+  secretFilesVolume,
+  selectorLabels,
+  tcpPort,
+  UID,
 } from './common';
 import { PodScheduling, withScheduling } from './pods';
 import { setSyncWave, WAVE } from './argocd';
@@ -19,10 +31,29 @@ export const COTURN_TLS_SECRET = 'coturn-tls';
  * ranges (the list Synapse's TURN guide recommends), as CIDRs.
  */
 export const DENIED_PEER_CIDRS = [
-  '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.0.0.0/24',
-  '192.0.2.0/24', '192.88.99.0/24', '192.168.0.0/16', '198.18.0.0/15', '198.51.100.0/24', '203.0.113.0/24',
-  '224.0.0.0/4', '240.0.0.0/4',
-  '::1/128', '::ffff:0:0/96', '64:ff9b::/96', '100::/64', '2001::/23', '2002::/16', 'fc00::/7', 'fe80::/10',
+  '0.0.0.0/8',
+  '10.0.0.0/8',
+  '100.64.0.0/10',
+  '127.0.0.0/8',
+  '169.254.0.0/16',
+  '172.16.0.0/12',
+  '192.0.0.0/24',
+  '192.0.2.0/24',
+  '192.88.99.0/24',
+  '192.168.0.0/16',
+  '198.18.0.0/15',
+  '198.51.100.0/24',
+  '203.0.113.0/24',
+  '224.0.0.0/4',
+  '240.0.0.0/4',
+  '::1/128',
+  '::ffff:0:0/96',
+  '64:ff9b::/96',
+  '100::/64',
+  '2001::/23',
+  '2002::/16',
+  'fc00::/7',
+  'fe80::/10',
 ];
 
 /**
@@ -68,10 +99,16 @@ function formatIpv6(v: bigint): string {
   let bestStart = -1;
   let bestLength = 1;
   for (let i = 0; i < 8;) {
-    if (groups[i] !== '0') { i++; continue; }
+    if (groups[i] !== '0') {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && groups[j] === '0') j++;
-    if (j - i > bestLength) { bestStart = i; bestLength = j - i; }
+    if (j - i > bestLength) {
+      bestStart = i;
+      bestLength = j - i;
+    }
     i = j;
   }
   if (bestStart < 0) return groups.join(':');
@@ -202,8 +239,13 @@ export class CoturnChart extends Chart {
 
     // The node's public address, looked up by an init step with a token of its own.
     const address = nodeAddressLookup(this, {
-      name: 'coturn', namespace: props.namespace, labels: labels(component), toolsImage: props.toolsImage, publicIp: props.publicIp,
-      scripts: { volume: 'config', path: '/etc/coturn' }, output: { volume: 'run', path: '/run/coturn', file: 'public-ip' },
+      name: 'coturn',
+      namespace: props.namespace,
+      labels: labels(component),
+      toolsImage: props.toolsImage,
+      publicIp: props.publicIp,
+      scripts: { volume: 'config', path: '/etc/coturn' },
+      output: { volume: 'run', path: '/run/coturn', file: 'public-ip' },
     });
     const fromField = (name: string, fieldPath: string): k8s.EnvVar => ({ name, valueFrom: { fieldRef: { fieldPath } } });
 
@@ -215,51 +257,57 @@ export class CoturnChart extends Chart {
         updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: k8s.IntOrString.fromNumber(1) } },
         template: {
           metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) } },
-          spec: withScheduling({
-            hostNetwork: true,
-            dnsPolicy: 'ClusterFirstWithHostNet',
-            serviceAccountName: address.serviceAccountName,
-            automountServiceAccountToken: false,
-            enableServiceLinks: false,
-            nodeSelector: props.nodeSelector,
-            securityContext: restrictedPod(UID.coturn),
-            terminationGracePeriodSeconds: 30,
-            initContainers: [address.initContainer],
-            containers: [{
-              name: 'coturn',
-              image: imageRef(props.image),
-              command: ['sh', '/etc/coturn/start.sh'],
-              // How often start.sh looks for a new or renewed certificate.
-              env: [fromField('NODE_IP', 'status.hostIP'), { name: 'CERT_CHECK_SECONDS', value: '60' }],
-              ports: [
-                { name: 'turn-udp', containerPort: TURN_PORT, protocol: 'UDP' },
-                tcpPort('turn-tcp', TURN_PORT),
-                tcpPort('turns', TURN_TLS_PORT),
-                tcpPort('metrics', TURN_METRICS_PORT),
+          spec: withScheduling(
+            {
+              hostNetwork: true,
+              dnsPolicy: 'ClusterFirstWithHostNet',
+              serviceAccountName: address.serviceAccountName,
+              automountServiceAccountToken: false,
+              enableServiceLinks: false,
+              nodeSelector: props.nodeSelector,
+              securityContext: restrictedPod(UID.coturn),
+              terminationGracePeriodSeconds: 30,
+              initContainers: [address.initContainer],
+              containers: [
+                {
+                  name: 'coturn',
+                  image: imageRef(props.image),
+                  command: ['sh', '/etc/coturn/start.sh'],
+                  // How often start.sh looks for a new or renewed certificate.
+                  env: [fromField('NODE_IP', 'status.hostIP'), { name: 'CERT_CHECK_SECONDS', value: '60' }],
+                  ports: [
+                    { name: 'turn-udp', containerPort: TURN_PORT, protocol: 'UDP' },
+                    tcpPort('turn-tcp', TURN_PORT),
+                    tcpPort('turns', TURN_TLS_PORT),
+                    tcpPort('metrics', TURN_METRICS_PORT),
+                  ],
+                  resources: resourceRequirements(props.resources),
+                  securityContext: coturnSecurityContext(),
+                  startupProbe: { ...turnProbe, periodSeconds: 2, failureThreshold: 30 },
+                  readinessProbe: { ...turnProbe, periodSeconds: 10, failureThreshold: 3 },
+                  livenessProbe: { ...turnProbe, periodSeconds: 20, failureThreshold: 3 },
+                  volumeMounts: [
+                    { name: 'config', mountPath: '/etc/coturn', readOnly: true },
+                    { name: 'turn-secret', mountPath: '/secrets/turn', readOnly: true },
+                    { name: 'tls', mountPath: '/tls', readOnly: true },
+                    { name: 'run', mountPath: '/run/coturn' },
+                    { name: 'tmp', mountPath: '/tmp' },
+                  ],
+                },
               ],
-              resources: resourceRequirements(props.resources),
-              securityContext: coturnSecurityContext(),
-              startupProbe: { ...turnProbe, periodSeconds: 2, failureThreshold: 30 },
-              readinessProbe: { ...turnProbe, periodSeconds: 10, failureThreshold: 3 },
-              livenessProbe: { ...turnProbe, periodSeconds: 20, failureThreshold: 3 },
-              volumeMounts: [
-                { name: 'config', mountPath: '/etc/coturn', readOnly: true },
-                { name: 'turn-secret', mountPath: '/secrets/turn', readOnly: true },
-                { name: 'tls', mountPath: '/tls', readOnly: true },
-                { name: 'run', mountPath: '/run/coturn' },
-                { name: 'tmp', mountPath: '/tmp' },
+              volumes: [
+                { name: 'config', configMap: { name: config.name } },
+                secretFilesVolume('turn-secret', { shared_secret: props.turnSharedSecret }),
+                // Optional: coturn serves TURN over UDP and TCP before the certificate exists (start.sh).
+                { name: 'tls', secret: { secretName: COTURN_TLS_SECRET, defaultMode: 0o440, optional: true } },
+                memoryVolume('run', '1Mi'),
+                memoryVolume('tmp', '16Mi'),
+                ...address.volumes,
               ],
-            }],
-            volumes: [
-              { name: 'config', configMap: { name: config.name } },
-              secretFilesVolume('turn-secret', { shared_secret: props.turnSharedSecret }),
-              // Optional: coturn serves TURN over UDP and TCP before the certificate exists (start.sh).
-              { name: 'tls', secret: { secretName: COTURN_TLS_SECRET, defaultMode: 0o440, optional: true } },
-              memoryVolume('run', '1Mi'),
-              memoryVolume('tmp', '16Mi'),
-              ...address.volumes,
-            ],
-          }, props.scheduling, selectorLabels(component)),
+            },
+            props.scheduling,
+            selectorLabels(component),
+          ),
         },
       },
     });

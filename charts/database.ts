@@ -34,16 +34,11 @@ export function databaseCaVolume(db: DatabaseConnection): k8s.Volume | undefined
   const ca = db.tls?.ca;
   if (ca === undefined) return undefined;
   const items = [{ key: ca.key, path: 'ca.crt' }];
-  return ca.kind === 'Secret'
-    ? { name: 'db-ca', secret: { secretName: ca.name, items, defaultMode: 0o444 } }
-    : { name: 'db-ca', configMap: { name: ca.name, items } };
+  return ca.kind === 'Secret' ? { name: 'db-ca', secret: { secretName: ca.name, items, defaultMode: 0o444 } } : { name: 'db-ca', configMap: { name: ca.name, items } };
 }
 
 /** libpq's environment for the connection's TLS, for pg_dump and psql. */
 export function libpqTlsEnv(db: DatabaseConnection): k8s.EnvVar[] {
   if (db.tls === undefined) return [];
-  return [
-    { name: 'PGSSLMODE', value: db.tls.sslmode },
-    ...(db.tls.ca !== undefined ? [{ name: 'PGSSLROOTCERT', value: DB_CA_FILE }] : []),
-  ];
+  return [{ name: 'PGSSLMODE', value: db.tls.sslmode }, ...(db.tls.ca !== undefined ? [{ name: 'PGSSLROOTCERT', value: DB_CA_FILE }] : [])];
 }

@@ -16,9 +16,7 @@ import { ConfigError, SecretRefs } from './config';
 import { NamespaceRole, SECRET_VALUES, SecretFeatures, SecretValueName, secretPlan } from './secrets';
 
 /** The docker-compose .env variables this project reads, and the values they fill. */
-export const ENV_FILE_VARIABLES: ReadonlyMap<string, SecretValueName> = new Map(
-  SECRET_VALUES.filter((v) => v.envVar !== undefined).map((v) => [v.envVar!, v.name]),
-);
+export const ENV_FILE_VARIABLES: ReadonlyMap<string, SecretValueName> = new Map(SECRET_VALUES.filter((v) => v.envVar !== undefined).map((v) => [v.envVar!, v.name]));
 
 // compose-go's "space": not a line break.
 const BLANK = /[\t\v\f\r \u0085\u00a0]/;
@@ -186,7 +184,12 @@ const SIGNING_KEY = /^ed25519 [A-Za-z0-9_]+ [A-Za-z0-9+/]{43}=?$/;
  * Values the file lacks are left to the generator.
  */
 export function envFileSecrets(
-  env: ReadonlyMap<string, string>, file: string, refs: SecretRefs, namespaces: Record<NamespaceRole, string>, features: SecretFeatures, signingKey?: string,
+  env: ReadonlyMap<string, string>,
+  file: string,
+  refs: SecretRefs,
+  namespaces: Record<NamespaceRole, string>,
+  features: SecretFeatures,
+  signingKey?: string,
 ): { manifests: object[]; filled: SecretValueName[] } {
   const values = new Map<SecretValueName, string>();
   const fail = (message: string): never => {
@@ -202,8 +205,10 @@ export function envFileSecrets(
     // LiveKit takes the secret as an opaque string; what limits it is the key file's double-quoted YAML line
     // (livekitWriteConfig), where a quote or backslash would end or escape it. base64's "+", "/", "=" are safe there.
     if ((name === 'livekitApiKey' || name === 'livekitApiSecret') && !/^[A-Za-z0-9_+/=-]+$/.test(v)) {
-      fail(`${variable} may hold only letters, digits and "-", "_", "+", "/", "=" (base64 or base64url); `
-        + 'make a new pair (LIVEKIT_API_SECRET=$(openssl rand -base64 32)) and give the app the same one');
+      fail(
+        `${variable} may hold only letters, digits and "-", "_", "+", "/", "=" (base64 or base64url); ` +
+          'make a new pair (LIVEKIT_API_SECRET=$(openssl rand -base64 32)) and give the app the same one',
+      );
     }
     values.set(name, v);
   }
@@ -228,12 +233,14 @@ export function envFileSecrets(
       secrets.get(id)!.stringData[d.key] = value;
     }
   }
-  const manifests = [...secrets.values()].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)).map((s) => ({
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: { name: s.name, namespace: s.namespace, labels: { 'app.kubernetes.io/managed-by': 'kudo-env-file' } },
-    type: 'Opaque',
-    stringData: Object.fromEntries(Object.entries(s.stringData).sort(([a], [b]) => a.localeCompare(b))),
-  }));
+  const manifests = [...secrets.values()]
+    .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`))
+    .map((s) => ({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: s.name, namespace: s.namespace, labels: { 'app.kubernetes.io/managed-by': 'kudo-env-file' } },
+      type: 'Opaque',
+      stringData: Object.fromEntries(Object.entries(s.stringData).sort(([a], [b]) => a.localeCompare(b))),
+    }));
   return { manifests, filled };
 }

@@ -16,9 +16,7 @@
  * YAML configs instead (README, "Your own repository: environments, rendered and synced by Argo CD").
  */
 export { buildApp, KudoStack, KudoStackProps } from './app';
-export {
-  ConfigError, configSchema, KudoConfig, KudoConfigInput, loadConfig, PRODUCTION_PROFILE, resolveConfig,
-} from './config';
+export { ConfigError, configSchema, KudoConfig, KudoConfigInput, loadConfig, PRODUCTION_PROFILE, resolveConfig } from './config';
 
 export { ArgoApplicationChart, ArgoApplicationProps, WAVE } from './argocd';
 export { BackupChart, BackupProps } from './backup';

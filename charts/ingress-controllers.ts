@@ -31,7 +31,7 @@ export interface IngressControllerFacts {
 }
 
 export const INGRESS_CONTROLLER: Record<IngressController, IngressControllerFacts> = {
-  'traefik': {
+  traefik: {
     title: 'Traefik',
     className: 'traefik',
     // Traefik's own chart's; k3s installs it into kube-system (the README's k3s example and the checklist say so).
@@ -40,7 +40,7 @@ export const INGRESS_CONTROLLER: Record<IngressController, IngressControllerFact
     bodySize: () => ({}),
     webSocket: () => ({}),
   },
-  'haproxy': {
+  haproxy: {
     title: 'HAProxy Ingress',
     className: 'haproxy',
     namespace: 'ingress-controller',
@@ -56,7 +56,9 @@ export const INGRESS_CONTROLLER: Record<IngressController, IngressControllerFact
     bodySize: (size) => ({ 'nginx.org/client-max-body-size': size }),
     // It proxies WebSockets only for the Services named here.
     webSocket: (seconds, service) => ({
-      'nginx.org/proxy-read-timeout': `${seconds}s`, 'nginx.org/proxy-send-timeout': `${seconds}s`, 'nginx.org/websocket-services': service,
+      'nginx.org/proxy-read-timeout': `${seconds}s`,
+      'nginx.org/proxy-send-timeout': `${seconds}s`,
+      'nginx.org/websocket-services': service,
     }),
   },
   'ingress-nginx': {
@@ -65,7 +67,8 @@ export const INGRESS_CONTROLLER: Record<IngressController, IngressControllerFact
     namespace: 'ingress-nginx',
     bodySize: (size) => ({ 'nginx.ingress.kubernetes.io/proxy-body-size': size }),
     webSocket: (seconds) => ({
-      'nginx.ingress.kubernetes.io/proxy-read-timeout': String(seconds), 'nginx.ingress.kubernetes.io/proxy-send-timeout': String(seconds),
+      'nginx.ingress.kubernetes.io/proxy-read-timeout': String(seconds),
+      'nginx.ingress.kubernetes.io/proxy-send-timeout': String(seconds),
     }),
     sourceRangeAnnotation: 'nginx.ingress.kubernetes.io/whitelist-source-range',
   },

@@ -3,8 +3,21 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ImageConfig, LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, ResourcesConfig, SecretRef, TURN_PORT, TURN_TLS_PORT } from './config';
 import {
-  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, NodeAddressLookup, nodeAddressLookup, resourceRequirements, restrictedContainer,
-  restrictedPod, secretFilesVolume, selectorLabels, tcpPort, UID,
+  bundledFile,
+  CONFIG_HASH_ANNOTATION,
+  contentHash,
+  imageRef,
+  labels,
+  memoryVolume,
+  NodeAddressLookup,
+  nodeAddressLookup,
+  resourceRequirements,
+  restrictedContainer,
+  restrictedPod,
+  secretFilesVolume,
+  selectorLabels,
+  tcpPort,
+  UID,
 } from './common';
 import { PodScheduling, withScheduling } from './pods';
 import { setSyncWave, WAVE } from './argocd';
@@ -114,10 +127,12 @@ export function livekitWriteConfig(withRedis: boolean): string {
     'set -eu',
     'umask 077',
     `printf '"%s": "%s"\\n' "$(cat /keys/api_key)" "$(cat /keys/api_secret)" > ${LIVEKIT_KEY_FILE}`,
-    ...(withRedis ? [
-      `pw=$(sed -e 's/\\\\/\\\\\\\\/g' -e 's/"/\\\\"/g' /keys/redis_password)`,
-      `{ cat ${LIVEKIT_CONFIG_DIR}/config.yaml; printf '  password: "%s"\\n' "$pw"; } > ${LIVEKIT_RUN_CONFIG}`,
-    ] : [`cp ${LIVEKIT_CONFIG_DIR}/config.yaml ${LIVEKIT_RUN_CONFIG}`]),
+    ...(withRedis
+      ? [
+          `pw=$(sed -e 's/\\\\/\\\\\\\\/g' -e 's/"/\\\\"/g' /keys/redis_password)`,
+          `{ cat ${LIVEKIT_CONFIG_DIR}/config.yaml; printf '  password: "%s"\\n' "$pw"; } > ${LIVEKIT_RUN_CONFIG}`,
+        ]
+      : [`cp ${LIVEKIT_CONFIG_DIR}/config.yaml ${LIVEKIT_RUN_CONFIG}`]),
   ].join('\n');
 }
 
@@ -163,50 +178,59 @@ function livekitPodSpec(props: LiveKitProps, v: { configMap: string; address?: N
     nodeSelector: props.nodeSelector,
     affinity: {
       podAntiAffinity: {
-        requiredDuringSchedulingIgnoredDuringExecution: [{
-          labelSelector: { matchLabels: selectorLabels(component) },
-          topologyKey: 'kubernetes.io/hostname',
-        }],
+        requiredDuringSchedulingIgnoredDuringExecution: [
+          {
+            labelSelector: { matchLabels: selectorLabels(component) },
+            topologyKey: 'kubernetes.io/hostname',
+          },
+        ],
       },
     },
     securityContext: restrictedPod(UID.livekit),
     terminationGracePeriodSeconds: LIVEKIT_DRAIN_SECONDS,
-    initContainers: [...(address ? [address.initContainer] : []), {
-      name: 'config',
-      image: imageRef(props.image),
-      command: ['sh', '-c', livekitWriteConfig(props.redisAddress !== undefined)],
-      resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
-      securityContext: restrictedContainer(),
-      volumeMounts: [
-        { name: 'config', mountPath: LIVEKIT_CONFIG_DIR, readOnly: true },
-        { name: 'secrets', mountPath: '/keys', readOnly: true },
-        { name: 'run', mountPath: LIVEKIT_RUN_DIR },
-      ],
-    }],
-    containers: [{
-      name: LIVEKIT_CONTAINER,
-      image: imageRef(props.image),
-      command: ['sh', '-c', LIVEKIT_START],
-      env,
-      ports,
-      resources: resourceRequirements(props.resources),
-      securityContext: restrictedContainer(),
-      startupProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 2, failureThreshold: 30 },
-      readinessProbe: { httpGet: { path: '/', port: k8s.IntOrString.fromString('http') }, periodSeconds: 5, failureThreshold: 3 },
-      // TCP, not HTTP: a Redis outage makes `/` answer 406 on every node at
-      // once, and an HTTP liveness probe would then restart the whole fleet.
-      livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 10, failureThreshold: 6 },
-      volumeMounts: [
-        { name: 'turn-secret', mountPath: '/secrets/turn', readOnly: true },
-        { name: 'run', mountPath: LIVEKIT_RUN_DIR, readOnly: true },
-        { name: 'tmp', mountPath: '/tmp' },
-      ],
-    }],
+    initContainers: [
+      ...(address ? [address.initContainer] : []),
+      {
+        name: 'config',
+        image: imageRef(props.image),
+        command: ['sh', '-c', livekitWriteConfig(props.redisAddress !== undefined)],
+        resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
+        securityContext: restrictedContainer(),
+        volumeMounts: [
+          { name: 'config', mountPath: LIVEKIT_CONFIG_DIR, readOnly: true },
+          { name: 'secrets', mountPath: '/keys', readOnly: true },
+          { name: 'run', mountPath: LIVEKIT_RUN_DIR },
+        ],
+      },
+    ],
+    containers: [
+      {
+        name: LIVEKIT_CONTAINER,
+        image: imageRef(props.image),
+        command: ['sh', '-c', LIVEKIT_START],
+        env,
+        ports,
+        resources: resourceRequirements(props.resources),
+        securityContext: restrictedContainer(),
+        startupProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 2, failureThreshold: 30 },
+        readinessProbe: { httpGet: { path: '/', port: k8s.IntOrString.fromString('http') }, periodSeconds: 5, failureThreshold: 3 },
+        // TCP, not HTTP: a Redis outage makes `/` answer 406 on every node at
+        // once, and an HTTP liveness probe would then restart the whole fleet.
+        livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 10, failureThreshold: 6 },
+        volumeMounts: [
+          { name: 'turn-secret', mountPath: '/secrets/turn', readOnly: true },
+          { name: 'run', mountPath: LIVEKIT_RUN_DIR, readOnly: true },
+          { name: 'tmp', mountPath: '/tmp' },
+        ],
+      },
+    ],
     volumes: [
       { name: 'config', configMap: { name: v.configMap } },
       // For the config step only.
       secretFilesVolume('secrets', {
-        api_key: s.apiKey, api_secret: s.apiSecret, ...(props.redisAddress !== undefined ? { redis_password: s.redisPassword } : {}),
+        api_key: s.apiKey,
+        api_secret: s.apiSecret,
+        ...(props.redisAddress !== undefined ? { redis_password: s.redisPassword } : {}),
       }),
       // LiveKit checks that others cannot read it; group-readable (for fsGroup) is fine.
       secretFilesVolume('turn-secret', { shared_secret: s.turnSharedSecret }),
@@ -237,10 +261,17 @@ export class LiveKitChart extends Chart {
     if (lookUp) Object.assign(files, { 'node_address.py': bundledFile('node_address.py'), 'kube.py': bundledFile('kube.py') });
     const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'livekit-config', ...meta }, data: files });
 
-    const address = lookUp ? nodeAddressLookup(this, {
-      name: 'livekit', namespace: props.namespace, labels: labels(component), toolsImage: props.toolsImage, publicIp: props.rtc.publicIp,
-      scripts: { volume: 'config', path: LIVEKIT_CONFIG_DIR }, output: { volume: 'run', path: LIVEKIT_RUN_DIR, file: 'node-ip' },
-    }) : undefined;
+    const address = lookUp
+      ? nodeAddressLookup(this, {
+          name: 'livekit',
+          namespace: props.namespace,
+          labels: labels(component),
+          toolsImage: props.toolsImage,
+          publicIp: props.rtc.publicIp,
+          scripts: { volume: 'config', path: LIVEKIT_CONFIG_DIR },
+          output: { volume: 'run', path: LIVEKIT_RUN_DIR, file: 'node-ip' },
+        })
+      : undefined;
 
     const deployment = new k8s.KubeDeployment(this, 'deployment', {
       metadata: { name: 'livekit', ...meta },
@@ -280,7 +311,11 @@ export class LiveKitChart extends Chart {
     });
 
     exposeHttp(this, 'ingress', {
-      name: 'livekit', namespace: props.namespace, labels: labels(component), host: props.host, tlsSecret: LIVEKIT_TLS_SECRET,
+      name: 'livekit',
+      namespace: props.namespace,
+      labels: labels(component),
+      host: props.host,
+      tlsSecret: LIVEKIT_TLS_SECRET,
       backends: [{ path: '/', service: service.name, port: LIVEKIT_API_PORT }],
       settings: props.ingress,
       // Signalling is one long-lived WebSocket per participant: an hour before an idle one is cut.

@@ -39,12 +39,14 @@ export interface MonitoredStack {
    * or CloudNativePG's instances (a PodMonitor). @default - none (an external database)
    */
   readonly postgres?:
-  | { readonly source: 'postgres-exporter'; readonly namespace: string; readonly service: string }
-  | {
-    readonly source: 'cloudnative-pg'; readonly namespace: string; readonly podMonitor: string;
-    /** WAL archiving and daily base backups through the barman-cloud plugin. @default false */
-    readonly backup?: boolean;
-  };
+    | { readonly source: 'postgres-exporter'; readonly namespace: string; readonly service: string }
+    | {
+        readonly source: 'cloudnative-pg';
+        readonly namespace: string;
+        readonly podMonitor: string;
+        /** WAL archiving and daily base backups through the barman-cloud plugin. @default false */
+        readonly backup?: boolean;
+      };
   /** redis_exporter beside Redis. @default - none (Redis off) */
   readonly redis?: { readonly namespace: string; readonly service: string };
   readonly livekit: { readonly namespace: string; readonly service: string; readonly replicas: number };
@@ -87,7 +89,9 @@ export class MonitoringChart extends Chart {
       throw new Error('MonitoringChart: alerts and dashboards need `stack` (what they watch)');
     }
     if (props.dashboardLabels !== undefined && Object.keys(props.dashboardLabels).length === 0) {
-      throw new Error('monitoring.dashboardLabels is empty: Grafana\'s sidecar finds dashboards by a label (e.g. grafana_dashboard: "1"); set monitoring.dashboards: false to render none');
+      throw new Error(
+        'monitoring.dashboardLabels is empty: Grafana\'s sidecar finds dashboards by a label (e.g. grafana_dashboard: "1"); set monitoring.dashboards: false to render none',
+      );
     }
     const targets = [...props.targets];
     if (props.coturn) {
@@ -122,16 +126,18 @@ export class MonitoringChart extends Chart {
         new PrometheusRule(this, `${c.name}-rules`, {
           metadata: { name: c.name, namespace: c.namespace, labels: { ...labels({ name: c.name, component: 'monitoring' }), ...props.serviceMonitorLabels } },
           spec: {
-            groups: [{
-              name: `kudo-${c.name}`,
-              rules: c.alerts.map((a) => ({
-                alert: a.alert,
-                expr: PrometheusRuleSpecGroupsRulesExpr.fromString(a.expr),
-                for: a.for,
-                labels: { severity: a.severity },
-                annotations: { summary: a.summary, description: a.description, runbook: a.runbook },
-              })),
-            }],
+            groups: [
+              {
+                name: `kudo-${c.name}`,
+                rules: c.alerts.map((a) => ({
+                  alert: a.alert,
+                  expr: PrometheusRuleSpecGroupsRulesExpr.fromString(a.expr),
+                  for: a.for,
+                  labels: { severity: a.severity },
+                  annotations: { summary: a.summary, description: a.description, runbook: a.runbook },
+                })),
+              },
+            ],
           },
         });
       }
@@ -203,10 +209,7 @@ const anyOf = (names: readonly string[]) => (names.length === 1 ? names[0] : `~$
  * `up` then does not exist, which only absent() sees.
  */
 function noTargetUp(namespace: string, jobs: readonly string[]): string {
-  return [
-    `sum by (namespace, job) (up${sel({ namespace, job: anyOf(jobs) })}) == 0`,
-    ...jobs.map((job) => `or absent(up${sel({ namespace, job })})`),
-  ].join('\n');
+  return [`sum by (namespace, job) (up${sel({ namespace, job: anyOf(jobs) })}) == 0`, ...jobs.map((job) => `or absent(up${sel({ namespace, job })})`)].join('\n');
 }
 
 /** PostgreSQL refuses non-superusers when this few connections are left: half of what Kudo keeps free beyond Synapse's pools. */
@@ -255,11 +258,13 @@ function synapse(p: MonitoredStack['synapse']): Watched {
       for: '5m',
       severity: 'critical',
       summary: 'Synapse process {{ $labels.job }} is down',
-      description: 'No {{ $labels.job }} pod in {{ $labels.namespace }} has answered Prometheus for 5 minutes (none running, or its metrics '
-        + 'listener unreachable). Without the main process nobody can log in, sync or send; without a worker type, what it serves fails.',
-      runbook: 'kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name={{ $labels.job }}; '
-        + 'kubectl -n {{ $labels.namespace }} logs -l app.kubernetes.io/name={{ $labels.job }} --tail=100. '
-        + 'Synapse refuses to start when PostgreSQL is unreachable or its config is invalid: look for PostgresDown and the first error in the log.',
+      description:
+        'No {{ $labels.job }} pod in {{ $labels.namespace }} has answered Prometheus for 5 minutes (none running, or its metrics ' +
+        'listener unreachable). Without the main process nobody can log in, sync or send; without a worker type, what it serves fails.',
+      runbook:
+        'kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name={{ $labels.job }}; ' +
+        'kubectl -n {{ $labels.namespace }} logs -l app.kubernetes.io/name={{ $labels.job }} --tail=100. ' +
+        'Synapse refuses to start when PostgreSQL is unreachable or its config is invalid: look for PostgresDown and the first error in the log.',
     },
     {
       // The client's view: sending a message waits for the event to be persisted.
@@ -268,24 +273,29 @@ function synapse(p: MonitoredStack['synapse']): Watched {
       for: '15m',
       severity: 'warning',
       summary: 'Sending a message takes over 2.5 s for more than 10 % of requests',
-      description: 'For 15 minutes, the 90th percentile of PUT /rooms/…/send in {{ $labels.namespace }} has been above 2.5 s (it is normally well '
-        + 'under 0.5 s). Sending waits for the event to be persisted: the database or the event persister is the bottleneck.',
-      runbook: 'Compare with SynapseEventPersistenceSlow and PostgreSQL\'s dashboard (connections, transactions). Look for long-running queries: '
-        + 'kubectl -n {{ $labels.namespace }} exec postgres-0 -c postgres -- psql -U synapse -c "select pid, now() - xact_start, state, left(query, 80) '
-        + 'from pg_stat_activity order by 2 desc nulls last limit 10". A large room\'s state resolution also shows here (Synapse logs).',
+      description:
+        'For 15 minutes, the 90th percentile of PUT /rooms/…/send in {{ $labels.namespace }} has been above 2.5 s (it is normally well ' +
+        'under 0.5 s). Sending waits for the event to be persisted: the database or the event persister is the bottleneck.',
+      runbook:
+        "Compare with SynapseEventPersistenceSlow and PostgreSQL's dashboard (connections, transactions). Look for long-running queries: " +
+        'kubectl -n {{ $labels.namespace }} exec postgres-0 -c postgres -- psql -U synapse -c "select pid, now() - xact_start, state, left(query, 80) ' +
+        'from pg_stat_activity order by 2 desc nulls last limit 10". A large room\'s state resolution also shows here (Synapse logs).',
     },
     {
       // The database's view: the transaction that writes a batch of events (up to 100, one room).
       alert: 'SynapseEventPersistenceSlow',
-      expr: `sum by (namespace, job) (rate(synapse_storage_transaction_time_sum_total${persist}[10m]))\n`
-        + `/ sum by (namespace, job) (rate(synapse_storage_transaction_time_count_total${persist}[10m])) > 1`,
+      expr:
+        `sum by (namespace, job) (rate(synapse_storage_transaction_time_sum_total${persist}[10m]))\n` +
+        `/ sum by (namespace, job) (rate(synapse_storage_transaction_time_count_total${persist}[10m])) > 1`,
       for: '15m',
       severity: 'warning',
       summary: 'Synapse\'s event-persisting transactions take {{ printf "%.1f" $value }} s on average',
-      description: 'For 15 minutes the persist_events transactions of {{ $labels.job }} in {{ $labels.namespace }} have averaged over 1 s; '
-        + 'a healthy PostgreSQL commits one in tens of milliseconds. Messages are delayed for everyone.',
-      runbook: 'Check PostgreSQL: disk latency, locks (pg_locks), autovacuum on the events tables, connections (PostgresConnectionsNearMax). '
-        + 'kubectl -n {{ $labels.namespace }} logs -l app.kubernetes.io/name={{ $labels.job }} | grep -i "persist".',
+      description:
+        'For 15 minutes the persist_events transactions of {{ $labels.job }} in {{ $labels.namespace }} have averaged over 1 s; ' +
+        'a healthy PostgreSQL commits one in tens of milliseconds. Messages are delayed for everyone.',
+      runbook:
+        'Check PostgreSQL: disk latency, locks (pg_locks), autovacuum on the events tables, connections (PostgresConnectionsNearMax). ' +
+        'kubectl -n {{ $labels.namespace }} logs -l app.kubernetes.io/name={{ $labels.job }} | grep -i "persist".',
     },
   ];
   if (p.router !== undefined) {
@@ -295,10 +305,12 @@ function synapse(p: MonitoredStack['synapse']): Watched {
       for: '5m',
       severity: 'critical',
       summary: 'The Synapse router (HAProxy) is down',
-      description: 'No {{ $labels.job }} pod in {{ $labels.namespace }} has answered Prometheus for 5 minutes. Every client and federation '
-        + 'request reaches Synapse through it: Matrix is unreachable.',
-      runbook: 'kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name={{ $labels.job }}; '
-        + 'kubectl -n {{ $labels.namespace }} logs -l app.kubernetes.io/name={{ $labels.job }} --tail=50 (HAProxy logs a config error at start).',
+      description:
+        'No {{ $labels.job }} pod in {{ $labels.namespace }} has answered Prometheus for 5 minutes. Every client and federation ' +
+        'request reaches Synapse through it: Matrix is unreachable.',
+      runbook:
+        'kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name={{ $labels.job }}; ' +
+        'kubectl -n {{ $labels.namespace }} logs -l app.kubernetes.io/name={{ $labels.job }} --tail=50 (HAProxy logs a config error at start).',
     });
   }
   const rate = (m: string, extra: Record<string, string> = {}) => `rate(${m}${sel({ namespace: ns, job: anyOf(p.services), ...extra })}[$__rate_interval])`;
@@ -310,20 +322,33 @@ function synapse(p: MonitoredStack['synapse']): Watched {
       title: 'Kudo / Synapse',
       panels: [
         { title: 'Processes up', kind: 'stat', queries: [['{{job}}', `sum by (job) (up${jobs})`]] },
-        ...(p.router !== undefined ? [{ title: 'Router up', kind: 'stat' as const, queries: [['{{job}}', `sum by (job) (up${sel({ namespace: ns, job: p.router })})`]] as const }] : []),
+        ...(p.router !== undefined
+          ? [{ title: 'Router up', kind: 'stat' as const, queries: [['{{job}}', `sum by (job) (up${sel({ namespace: ns, job: p.router })})`]] as const }]
+          : []),
         { title: 'Requests per second', unit: 'reqps', queries: [['{{job}}', `sum by (job) (${rate('synapse_http_server_requests_received_total')})`]] },
         { title: 'Server errors (5xx) per second', unit: 'reqps', queries: [['{{job}}', `sum by (job) (${rate('synapse_http_server_responses_total', { code: '~5..' })})`]] },
         {
           title: 'Message send time',
           unit: 's',
           description: 'PUT /rooms/…/send: the client waits until the event is persisted.',
-          queries: [0.5, 0.9, 0.99].map((q) => [`p${q * 100}`, `histogram_quantile(${q}, sum by (le) (${rate('synapse_http_server_response_time_seconds_bucket', { servlet: 'RoomSendEventRestServlet' })}))`] as const),
+          queries: [0.5, 0.9, 0.99].map(
+            (q) =>
+              [
+                `p${q * 100}`,
+                `histogram_quantile(${q}, sum by (le) (${rate('synapse_http_server_response_time_seconds_bucket', { servlet: 'RoomSendEventRestServlet' })}))`,
+              ] as const,
+          ),
         },
         { title: 'Events persisted per second', unit: 'ops', queries: [['events', `sum(${rate('synapse_storage_events_persisted_events_total')})`]] },
         {
           title: 'Event persistence transaction time (mean)',
           unit: 's',
-          queries: [['{{job}}', `sum by (job) (${rate('synapse_storage_transaction_time_sum_total', { desc: 'persist_events' })}) / sum by (job) (${rate('synapse_storage_transaction_time_count_total', { desc: 'persist_events' })})`]],
+          queries: [
+            [
+              '{{job}}',
+              `sum by (job) (${rate('synapse_storage_transaction_time_sum_total', { desc: 'persist_events' })}) / sum by (job) (${rate('synapse_storage_transaction_time_count_total', { desc: 'persist_events' })})`,
+            ],
+          ],
         },
         { title: 'CPU', unit: 'percentunit', queries: [['{{pod}}', `sum by (pod) (${rate('process_cpu_seconds_total')})`]] },
         { title: 'Memory (resident)', unit: 'bytes', queries: [['{{pod}}', `sum by (pod) (process_resident_memory_bytes${jobs})`]] },
@@ -344,9 +369,8 @@ function postgres(p: NonNullable<MonitoredStack['postgres']>, b: MonitoredStack[
   const used = exporter
     ? `sum by (namespace, job, pod) (pg_stat_activity_count${s({ backend_type: 'client backend' })})`
     : `sum by (namespace, job, pod) (cnpg_backends_total${s({ usename: '!streaming_replica' })})`;
-  const setting = (name: string) => (exporter
-    ? `max by (namespace, job, pod) (pg_settings_${name}${s()})`
-    : `max by (namespace, job, pod) (cnpg_pg_settings_setting${s({ name })})`);
+  const setting = (name: string) =>
+    exporter ? `max by (namespace, job, pod) (pg_settings_${name}${s()})` : `max by (namespace, job, pod) (cnpg_pg_settings_setting${s({ name })})`;
   const alerts: Alert[] = [
     {
       alert: 'PostgresDown',
@@ -355,12 +379,12 @@ function postgres(p: NonNullable<MonitoredStack['postgres']>, b: MonitoredStack[
       severity: 'critical',
       summary: 'PostgreSQL is down',
       description: exporter
-        ? 'For 5 minutes postgres_exporter in {{ $labels.namespace }} could not connect to PostgreSQL, or the pod did not answer at all. '
-          + 'Synapse cannot read or write anything.'
+        ? 'For 5 minutes postgres_exporter in {{ $labels.namespace }} could not connect to PostgreSQL, or the pod did not answer at all. ' +
+          'Synapse cannot read or write anything.'
         : 'For 5 minutes no CloudNativePG instance of {{ $labels.job }} has reported PostgreSQL up (or none answered). Synapse cannot read or write anything.',
       runbook: exporter
-        ? 'kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name=postgres; kubectl -n {{ $labels.namespace }} logs postgres-0 -c postgres --tail=100; '
-          + 'kubectl -n {{ $labels.namespace }} get pvc (a full volume stops PostgreSQL).'
+        ? 'kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name=postgres; kubectl -n {{ $labels.namespace }} logs postgres-0 -c postgres --tail=100; ' +
+          'kubectl -n {{ $labels.namespace }} get pvc (a full volume stops PostgreSQL).'
         : 'kubectl -n {{ $labels.namespace }} get cluster,pods -l cnpg.io/cluster; kubectl cnpg status (plugin) shows the primary and failover state.',
     },
     {
@@ -369,18 +393,27 @@ function postgres(p: NonNullable<MonitoredStack['postgres']>, b: MonitoredStack[
       for: '10m',
       severity: 'warning',
       summary: 'PostgreSQL {{ $labels.pod }} has {{ printf "%.0f" $value }} connections, near max_connections',
-      description: `Fewer than ${POSTGRES_SPARE_CONNECTIONS} connections are left on {{ $labels.pod }} before PostgreSQL refuses non-superusers `
-        + '(max_connections minus superuser_reserved_connections). Kudo sizes max_connections as Synapse\'s pools plus 10 for backups and '
-        + 'administration, so something beyond Synapse holds connections; once none are left Synapse\'s requests fail.',
-      runbook: 'List who holds them: kubectl -n {{ $labels.namespace }} exec {{ $labels.pod }} -c postgres -- psql -U synapse -c '
-        + '"select usename, application_name, state, count(*) from pg_stat_activity group by 1, 2, 3 order by 4 desc". '
-        + 'Raise postgres.maxConnections only together with the pools (synapse.databasePool).',
+      description:
+        `Fewer than ${POSTGRES_SPARE_CONNECTIONS} connections are left on {{ $labels.pod }} before PostgreSQL refuses non-superusers ` +
+        "(max_connections minus superuser_reserved_connections). Kudo sizes max_connections as Synapse's pools plus 10 for backups and " +
+        "administration, so something beyond Synapse holds connections; once none are left Synapse's requests fail.",
+      runbook:
+        'List who holds them: kubectl -n {{ $labels.namespace }} exec {{ $labels.pod }} -c postgres -- psql -U synapse -c ' +
+        '"select usename, application_name, state, count(*) from pg_stat_activity group by 1, 2, 3 order by 4 desc". ' +
+        'Raise postgres.maxConnections only together with the pools (synapse.databasePool).',
     },
   ];
   if (p.source === 'cloudnative-pg' && p.backup === true) alerts.push(...cnpgBackupAlerts(s()));
-  const backupAge = b !== undefined
-    ? [{ title: 'Time since the last successful backup', unit: 's', queries: [['{{cronjob}}', `time() - kube_cronjob_status_last_successful_time${sel({ namespace: b.namespace, cronjob: anyOf(b.cronJobs) })}`]] as const }]
-    : [];
+  const backupAge =
+    b !== undefined
+      ? [
+          {
+            title: 'Time since the last successful backup',
+            unit: 's',
+            queries: [['{{cronjob}}', `time() - kube_cronjob_status_last_successful_time${sel({ namespace: b.namespace, cronjob: anyOf(b.cronJobs) })}`]] as const,
+          },
+        ]
+      : [];
   return {
     name: 'postgres',
     namespace: ns,
@@ -389,22 +422,30 @@ function postgres(p: NonNullable<MonitoredStack['postgres']>, b: MonitoredStack[
       title: 'Kudo / PostgreSQL',
       panels: [
         { title: 'PostgreSQL up', kind: 'stat', queries: [['{{pod}}', serverUp]] },
-        { title: 'Connections', queries: [['in use {{pod}}', used], ['max_connections {{pod}}', setting('max_connections')]] },
+        {
+          title: 'Connections',
+          queries: [
+            ['in use {{pod}}', used],
+            ['max_connections {{pod}}', setting('max_connections')],
+          ],
+        },
         {
           title: 'Connections by state',
-          queries: [['{{state}}', exporter
-            ? `sum by (state) (pg_stat_activity_count${s({ backend_type: 'client backend' })})`
-            : `sum by (state) (cnpg_backends_total${s()})`]],
+          queries: [['{{state}}', exporter ? `sum by (state) (pg_stat_activity_count${s({ backend_type: 'client backend' })})` : `sum by (state) (cnpg_backends_total${s()})`]],
         },
         ...(exporter
           ? [
-            { title: 'Commits per second', unit: 'ops', queries: [['{{datname}}', `sum by (datname) (rate(pg_stat_database_xact_commit${s()}[$__rate_interval]))`]] as const },
-            { title: 'Database size', unit: 'bytes', queries: [['{{datname}}', `pg_database_size_bytes${s()}`]] as const },
-          ]
+              { title: 'Commits per second', unit: 'ops', queries: [['{{datname}}', `sum by (datname) (rate(pg_stat_database_xact_commit${s()}[$__rate_interval]))`]] as const },
+              { title: 'Database size', unit: 'bytes', queries: [['{{datname}}', `pg_database_size_bytes${s()}`]] as const },
+            ]
           : [
-            { title: 'Commits per second', unit: 'ops', queries: [['{{datname}}', `sum by (datname) (rate(cnpg_pg_stat_database_xact_commit${s()}[$__rate_interval]))`]] as const },
-            { title: 'Database size', unit: 'bytes', queries: [['{{datname}} {{pod}}', `cnpg_pg_database_size_bytes${s()}`]] as const },
-          ]),
+              {
+                title: 'Commits per second',
+                unit: 'ops',
+                queries: [['{{datname}}', `sum by (datname) (rate(cnpg_pg_stat_database_xact_commit${s()}[$__rate_interval]))`]] as const,
+              },
+              { title: 'Database size', unit: 'bytes', queries: [['{{datname}} {{pod}}', `cnpg_pg_database_size_bytes${s()}`]] as const },
+            ]),
         ...backupAge,
       ],
     },
@@ -425,12 +466,14 @@ function cnpgBackupAlerts(s: string): Alert[] {
       for: '10m',
       severity: 'warning',
       summary: 'WAL archiving from {{ $labels.pod }} is failing',
-      description: 'For 10 minutes the last attempt to archive a WAL segment from {{ $labels.pod }} to the object store has failed. '
-        + 'No point-in-time recovery reaches past the last archived segment, and PostgreSQL keeps every unarchived segment, '
-        + 'so its volume fills until the database stops.',
-      runbook: 'kubectl -n {{ $labels.namespace }} logs {{ $labels.pod }} -c plugin-barman-cloud --tail=100 (the S3 error); '
-        + 'kubectl -n {{ $labels.namespace }} get objectstore -o yaml; check the S3 credentials Secret and that the bucket is reachable '
-        + '(postgres.cloudnativePg.backup.destinationPath, endpointURL).',
+      description:
+        'For 10 minutes the last attempt to archive a WAL segment from {{ $labels.pod }} to the object store has failed. ' +
+        'No point-in-time recovery reaches past the last archived segment, and PostgreSQL keeps every unarchived segment, ' +
+        'so its volume fills until the database stops.',
+      runbook:
+        'kubectl -n {{ $labels.namespace }} logs {{ $labels.pod }} -c plugin-barman-cloud --tail=100 (the S3 error); ' +
+        'kubectl -n {{ $labels.namespace }} get objectstore -o yaml; check the S3 credentials Secret and that the bucket is reachable ' +
+        '(postgres.cloudnativePg.backup.destinationPath, endpointURL).',
     },
     {
       alert: 'PostgresBaseBackupTooOld',
@@ -439,12 +482,14 @@ function cnpgBackupAlerts(s: string): Alert[] {
       for: '1h',
       severity: 'warning',
       summary: 'The last base backup of {{ $labels.job }} is {{ $value | humanizeDuration }} old',
-      description: 'No base backup of the CloudNativePG Cluster has completed in the object store for over 26 hours (or none ever has); '
-        + 'they are taken daily (postgres.cloudnativePg.backup.schedule). A recovery must replay every WAL segment since the last one, '
-        + 'and retention may already have removed what it needs.',
-      runbook: 'kubectl -n {{ $labels.namespace }} get backups --sort-by=.metadata.creationTimestamp; '
-        + 'kubectl -n {{ $labels.namespace }} describe backup <the last one>; kubectl -n {{ $labels.namespace }} get scheduledbackup. '
-        + 'Take one now with kubectl cnpg backup postgres --method plugin --plugin-name barman-cloud.cloudnative-pg.io.',
+      description:
+        'No base backup of the CloudNativePG Cluster has completed in the object store for over 26 hours (or none ever has); ' +
+        'they are taken daily (postgres.cloudnativePg.backup.schedule). A recovery must replay every WAL segment since the last one, ' +
+        'and retention may already have removed what it needs.',
+      runbook:
+        'kubectl -n {{ $labels.namespace }} get backups --sort-by=.metadata.creationTimestamp; ' +
+        'kubectl -n {{ $labels.namespace }} describe backup <the last one>; kubectl -n {{ $labels.namespace }} get scheduledbackup. ' +
+        'Take one now with kubectl cnpg backup postgres --method plugin --plugin-name barman-cloud.cloudnative-pg.io.',
     },
   ];
 }
@@ -454,16 +499,19 @@ function redis(p: NonNullable<MonitoredStack['redis']>): Watched {
   return {
     name: 'redis',
     namespace: p.namespace,
-    alerts: [{
-      alert: 'RedisDown',
-      expr: `max by (namespace, job) (redis_up${s}) == 0\nor ${noTargetUp(p.namespace, [p.service])}`,
-      for: '5m',
-      severity: 'critical',
-      summary: 'Redis is down',
-      description: 'For 5 minutes redis_exporter in {{ $labels.namespace }} could not reach Redis, or the pod did not answer. LiveKit nodes '
-        + 'then report stale stats and answer 406, so no new calls start; Synapse\'s workers lose replication.',
-      runbook: 'kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name=redis; kubectl -n {{ $labels.namespace }} logs redis-0 -c redis --tail=50.',
-    }],
+    alerts: [
+      {
+        alert: 'RedisDown',
+        expr: `max by (namespace, job) (redis_up${s}) == 0\nor ${noTargetUp(p.namespace, [p.service])}`,
+        for: '5m',
+        severity: 'critical',
+        summary: 'Redis is down',
+        description:
+          'For 5 minutes redis_exporter in {{ $labels.namespace }} could not reach Redis, or the pod did not answer. LiveKit nodes ' +
+          "then report stale stats and answer 406, so no new calls start; Synapse's workers lose replication.",
+        runbook: 'kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name=redis; kubectl -n {{ $labels.namespace }} logs redis-0 -c redis --tail=50.',
+      },
+    ],
     dashboard: {
       title: 'Kudo / Redis',
       panels: [
@@ -483,32 +531,39 @@ function backups(b: NonNullable<MonitoredStack['backups']>): Watched {
   return {
     name: 'backup',
     namespace: b.namespace,
-    alerts: [{
-      alert: 'BackupTooOld',
-      expr: `time() - kube_cronjob_status_last_successful_time${cronJobs} > ${BACKUP_MAX_AGE_SECONDS}\n`
-        + `or time() - kube_cronjob_created${cronJobs} > ${BACKUP_MAX_AGE_SECONDS} unless on (namespace, cronjob) kube_cronjob_status_last_successful_time${cronJobs}`,
-      for: '15m',
-      severity: 'warning',
-      summary: 'The last successful {{ $labels.cronjob }} is {{ $value | humanizeDuration }} old',
-      description: 'The nightly {{ $labels.cronjob }} in {{ $labels.namespace }} has not succeeded for over 26 hours (or never has): '
-        + 'a restore would lose more than a day.',
-      runbook: 'kubectl -n {{ $labels.namespace }} get jobs --sort-by=.metadata.creationTimestamp | grep {{ $labels.cronjob }}; '
-        + 'kubectl -n {{ $labels.namespace }} logs job/<the last one> --all-containers. A full backup volume (kudo-backups) or '
-        + 'an unreachable S3 repository are the usual causes; run one now with kubectl -n {{ $labels.namespace }} create job --from=cronjob/{{ $labels.cronjob }} {{ $labels.cronjob }}-manual.',
-    }, {
-      // Only a running backup mounts the volume, and the kubelet reports only mounted volumes:
-      // the fullest it was during the last day's runs, not its state right now.
-      alert: 'BackupVolumeNearlyFull',
-      expr: `100 * min by (namespace, persistentvolumeclaim) (min_over_time(kubelet_volume_stats_available_bytes${claim}[26h]))\n`
-        + `/ max by (namespace, persistentvolumeclaim) (max_over_time(kubelet_volume_stats_capacity_bytes${claim}[26h])) < ${VOLUME_FREE_PERCENT}`,
-      for: '15m',
-      severity: 'warning',
-      summary: 'The backup volume {{ $labels.persistentvolumeclaim }} had only {{ printf "%.0f" $value }} % free during the last day\'s backups',
-      description: `Less than ${VOLUME_FREE_PERCENT} % of {{ $labels.persistentvolumeclaim }} in {{ $labels.namespace }} was free while a backup ran in the last 26 hours. `
-        + 'Once it is full every backup fails, night after night, and the last good one ages.',
-      runbook: 'kubectl -n {{ $labels.namespace }} get pvc {{ $labels.persistentvolumeclaim }}; grow it (backup.storage.size, if its StorageClass '
-        + 'allows expansion) or keep fewer backups (backup.retention). BackupTooOld says whether backups already fail.',
-    }],
+    alerts: [
+      {
+        alert: 'BackupTooOld',
+        expr:
+          `time() - kube_cronjob_status_last_successful_time${cronJobs} > ${BACKUP_MAX_AGE_SECONDS}\n` +
+          `or time() - kube_cronjob_created${cronJobs} > ${BACKUP_MAX_AGE_SECONDS} unless on (namespace, cronjob) kube_cronjob_status_last_successful_time${cronJobs}`,
+        for: '15m',
+        severity: 'warning',
+        summary: 'The last successful {{ $labels.cronjob }} is {{ $value | humanizeDuration }} old',
+        description: 'The nightly {{ $labels.cronjob }} in {{ $labels.namespace }} has not succeeded for over 26 hours (or never has): ' + 'a restore would lose more than a day.',
+        runbook:
+          'kubectl -n {{ $labels.namespace }} get jobs --sort-by=.metadata.creationTimestamp | grep {{ $labels.cronjob }}; ' +
+          'kubectl -n {{ $labels.namespace }} logs job/<the last one> --all-containers. A full backup volume (kudo-backups) or ' +
+          'an unreachable S3 repository are the usual causes; run one now with kubectl -n {{ $labels.namespace }} create job --from=cronjob/{{ $labels.cronjob }} {{ $labels.cronjob }}-manual.',
+      },
+      {
+        // Only a running backup mounts the volume, and the kubelet reports only mounted volumes:
+        // the fullest it was during the last day's runs, not its state right now.
+        alert: 'BackupVolumeNearlyFull',
+        expr:
+          `100 * min by (namespace, persistentvolumeclaim) (min_over_time(kubelet_volume_stats_available_bytes${claim}[26h]))\n` +
+          `/ max by (namespace, persistentvolumeclaim) (max_over_time(kubelet_volume_stats_capacity_bytes${claim}[26h])) < ${VOLUME_FREE_PERCENT}`,
+        for: '15m',
+        severity: 'warning',
+        summary: 'The backup volume {{ $labels.persistentvolumeclaim }} had only {{ printf "%.0f" $value }} % free during the last day\'s backups',
+        description:
+          `Less than ${VOLUME_FREE_PERCENT} % of {{ $labels.persistentvolumeclaim }} in {{ $labels.namespace }} was free while a backup ran in the last 26 hours. ` +
+          'Once it is full every backup fails, night after night, and the last good one ages.',
+        runbook:
+          'kubectl -n {{ $labels.namespace }} get pvc {{ $labels.persistentvolumeclaim }}; grow it (backup.storage.size, if its StorageClass ' +
+          'allows expansion) or keep fewer backups (backup.retention). BackupTooOld says whether backups already fail.',
+      },
+    ],
   };
 }
 
@@ -517,33 +572,41 @@ function volumes(v: MonitoredStack['volumes']): Watched {
   return {
     name: 'volumes',
     namespace: v.namespace,
-    alerts: [{
-      alert: 'VolumeNearlyFull',
-      expr: `100 * max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_available_bytes${s})\n`
-        + `/ max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_capacity_bytes${s}) < ${VOLUME_FREE_PERCENT}`,
-      for: '15m',
-      severity: 'warning',
-      summary: 'The volume {{ $labels.persistentvolumeclaim }} has {{ printf "%.0f" $value }} % free',
-      description: `For 15 minutes less than ${VOLUME_FREE_PERCENT} % of {{ $labels.persistentvolumeclaim }} in {{ $labels.namespace }} has been free. `
-        + 'A full media volume fails every upload; a full database volume stops PostgreSQL, and Synapse with it.',
-      runbook: 'kubectl -n {{ $labels.namespace }} get pvc {{ $labels.persistentvolumeclaim }}; grow it (synapse.media.size or postgres.storage.size, '
-        + 'if its StorageClass allows expansion). For the database, look also for WAL that could not be archived (PostgresWALArchiveFailing).',
-    }],
+    alerts: [
+      {
+        alert: 'VolumeNearlyFull',
+        expr:
+          `100 * max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_available_bytes${s})\n` +
+          `/ max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_capacity_bytes${s}) < ${VOLUME_FREE_PERCENT}`,
+        for: '15m',
+        severity: 'warning',
+        summary: 'The volume {{ $labels.persistentvolumeclaim }} has {{ printf "%.0f" $value }} % free',
+        description:
+          `For 15 minutes less than ${VOLUME_FREE_PERCENT} % of {{ $labels.persistentvolumeclaim }} in {{ $labels.namespace }} has been free. ` +
+          'A full media volume fails every upload; a full database volume stops PostgreSQL, and Synapse with it.',
+        runbook:
+          'kubectl -n {{ $labels.namespace }} get pvc {{ $labels.persistentvolumeclaim }}; grow it (synapse.media.size or postgres.storage.size, ' +
+          'if its StorageClass allows expansion). For the database, look also for WAL that could not be archived (PostgresWALArchiveFailing).',
+      },
+    ],
   };
 }
 
 function livekit(p: MonitoredStack['livekit']): Watched {
   const s = sel({ namespace: p.namespace, job: p.service });
-  const alerts: Alert[] = [{
-    alert: 'LiveKitDown',
-    expr: noTargetUp(p.namespace, [p.service]),
-    for: '5m',
-    severity: 'critical',
-    summary: 'No LiveKit node is up',
-    description: 'No LiveKit pod in {{ $labels.namespace }} has answered Prometheus for 5 minutes: calls cannot start or continue.',
-    runbook: 'kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name=livekit -o wide (Pending: no node with free host ports, '
-      + 'or none matches livekit.nodeSelector); kubectl -n {{ $labels.namespace }} logs -l app.kubernetes.io/name=livekit --tail=50.',
-  }];
+  const alerts: Alert[] = [
+    {
+      alert: 'LiveKitDown',
+      expr: noTargetUp(p.namespace, [p.service]),
+      for: '5m',
+      severity: 'critical',
+      summary: 'No LiveKit node is up',
+      description: 'No LiveKit pod in {{ $labels.namespace }} has answered Prometheus for 5 minutes: calls cannot start or continue.',
+      runbook:
+        'kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name=livekit -o wide (Pending: no node with free host ports, ' +
+        'or none matches livekit.nodeSelector); kubectl -n {{ $labels.namespace }} logs -l app.kubernetes.io/name=livekit --tail=50.',
+    },
+  ];
   // LiveKit exports no availability of its own: a node whose stats go stale (Redis down) answers 406, which RedisDown covers.
   if (p.replicas > 1) {
     alerts.push({
@@ -552,10 +615,12 @@ function livekit(p: MonitoredStack['livekit']): Watched {
       for: '10m',
       severity: 'warning',
       summary: 'Only {{ printf "%.0f" $value }} of ' + `${p.replicas} LiveKit nodes are up`,
-      description: `For 10 minutes fewer than the ${p.replicas} LiveKit nodes (livekit.replicas) in {{ $labels.namespace }} have answered: `
-        + 'rooms on a lost node are dropped and the others take the load.',
-      runbook: 'kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name=livekit -o wide; a Pending pod needs a node with its '
-        + 'host ports free and matching livekit.nodeSelector.',
+      description:
+        `For 10 minutes fewer than the ${p.replicas} LiveKit nodes (livekit.replicas) in {{ $labels.namespace }} have answered: ` +
+        'rooms on a lost node are dropped and the others take the load.',
+      runbook:
+        'kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name=livekit -o wide; a Pending pod needs a node with its ' +
+        'host ports free and matching livekit.nodeSelector.',
     });
   }
   return {
@@ -590,10 +655,12 @@ function coturn(namespace: string, turn: MonitoredStack['turn']): Watched {
         for: '5m',
         severity: 'critical',
         summary: 'coturn is down{{ if $labels.instance }} on {{ $labels.instance }}{{ end }}',
-        description: 'A TURN node\'s coturn has not answered Prometheus for 5 minutes, or no TURN node runs coturn at all '
-          + '(no node labelled kudo/turn=true). Clients behind strict NATs and firewalls cannot join calls through it.',
-        runbook: 'kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name=coturn -o wide; kubectl get nodes -l kudo/turn=true; '
-          + 'kubectl -n {{ $labels.namespace }} logs -l app.kubernetes.io/name=coturn --tail=50.',
+        description:
+          "A TURN node's coturn has not answered Prometheus for 5 minutes, or no TURN node runs coturn at all " +
+          '(no node labelled kudo/turn=true). Clients behind strict NATs and firewalls cannot join calls through it.',
+        runbook:
+          'kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name=coturn -o wide; kubectl get nodes -l kudo/turn=true; ' +
+          'kubectl -n {{ $labels.namespace }} logs -l app.kubernetes.io/name=coturn --tail=50.',
       },
       {
         // coturn counts no failed allocations (its metrics: current allocations, traffic, STUN and 401 counters);
@@ -603,9 +670,10 @@ function coturn(namespace: string, turn: MonitoredStack['turn']): Watched {
         for: '5m',
         severity: 'warning',
         summary: 'coturn on {{ $labels.instance }} holds {{ printf "%.0f" $value }} allocations; it refuses new ones from ' + `${limit}`,
-        description: `coturn answers 486 once it holds total-quota (${turn.totalQuota}) allocations, and 508 `
-          + `when its relay ports (${turn.relayPorts.min}-${turn.relayPorts.max}, ${relayPortPairs(turn.relayPorts.min, turn.relayPorts.max)} even/odd pairs) run out. `
-          + 'Every participant takes several allocations (one per PeerConnection and TURN URL); new calls through TURN will fail.',
+        description:
+          `coturn answers 486 once it holds total-quota (${turn.totalQuota}) allocations, and 508 ` +
+          `when its relay ports (${turn.relayPorts.min}-${turn.relayPorts.max}, ${relayPortPairs(turn.relayPorts.min, turn.relayPorts.max)} even/odd pairs) run out. ` +
+          'Every participant takes several allocations (one per PeerConnection and TURN URL); new calls through TURN will fail.',
         runbook: 'Widen coturn.relayPorts (and the firewall), raise coturn.totalQuota, or label another node kudo/turn=true.',
       },
     ],
@@ -613,9 +681,29 @@ function coturn(namespace: string, turn: MonitoredStack['turn']): Watched {
       title: 'Kudo / coturn',
       panels: [
         { title: 'TURN nodes up', kind: 'stat', queries: [['nodes', `sum(up${s})`]] },
-        { title: 'Allocations', queries: [['{{instance}}', `sum by (instance) (turn_total_allocations${s})`], ['refused from about', `vector(${limit})`]] },
-        { title: 'Relayed traffic (finished sessions)', unit: 'Bps', queries: [['received', `sum(rate(turn_total_traffic_rcvb${s}[$__rate_interval]))`], ['sent', `sum(rate(turn_total_traffic_sentb${s}[$__rate_interval]))`]] },
-        { title: 'STUN binding requests per second', unit: 'reqps', queries: [['requests', `sum(rate(stun_binding_request${s}[$__rate_interval]))`], ['errors', `sum(rate(stun_binding_error${s}[$__rate_interval]))`]] },
+        {
+          title: 'Allocations',
+          queries: [
+            ['{{instance}}', `sum by (instance) (turn_total_allocations${s})`],
+            ['refused from about', `vector(${limit})`],
+          ],
+        },
+        {
+          title: 'Relayed traffic (finished sessions)',
+          unit: 'Bps',
+          queries: [
+            ['received', `sum(rate(turn_total_traffic_rcvb${s}[$__rate_interval]))`],
+            ['sent', `sum(rate(turn_total_traffic_sentb${s}[$__rate_interval]))`],
+          ],
+        },
+        {
+          title: 'STUN binding requests per second',
+          unit: 'reqps',
+          queries: [
+            ['requests', `sum(rate(stun_binding_request${s}[$__rate_interval]))`],
+            ['errors', `sum(rate(stun_binding_error${s}[$__rate_interval]))`],
+          ],
+        },
       ],
     },
   };
@@ -626,18 +714,21 @@ function certificates(namespace: string, namespaces: readonly string[]): Watched
   // exported_namespace (namespace is cert-manager's own); with honorLabels it is namespace. Take either.
   const m = 'certmanager_certificate_expiration_timestamp_seconds';
   const ours = anyOf(namespaces);
-  const expiry = `label_replace(\n  ${m}${sel({ exported_namespace: ours })}\n  or ${m}${sel({ exported_namespace: '', namespace: ours })},\n`
-    + '  "namespace", "$1", "exported_namespace", "(.+)"\n)';
+  const expiry =
+    `label_replace(\n  ${m}${sel({ exported_namespace: ours })}\n  or ${m}${sel({ exported_namespace: '', namespace: ours })},\n` +
+    '  "namespace", "$1", "exported_namespace", "(.+)"\n)';
   const rule = (days: number, severity: Alert['severity']): Alert => ({
     alert: 'CertificateExpiringSoon',
     expr: `${expiry} - time() < ${days * DAY}`,
     for: '1h',
     severity,
     summary: 'Certificate {{ $labels.namespace }}/{{ $labels.name }} expires in {{ $value | humanizeDuration }}',
-    description: `cert-manager renews 30 days before expiry; less than ${days} days are left, so renewal has been failing for `
-      + `${30 - days} days. When it expires, clients refuse the host it serves.`,
-    runbook: 'kubectl -n {{ $labels.namespace }} describe certificate {{ $labels.name }}; kubectl -n {{ $labels.namespace }} get '
-      + 'certificaterequests,orders,challenges. HTTP-01 needs port 80 of the host to reach the ingress controller (npm run checklist).',
+    description:
+      `cert-manager renews 30 days before expiry; less than ${days} days are left, so renewal has been failing for ` +
+      `${30 - days} days. When it expires, clients refuse the host it serves.`,
+    runbook:
+      'kubectl -n {{ $labels.namespace }} describe certificate {{ $labels.name }}; kubectl -n {{ $labels.namespace }} get ' +
+      'certificaterequests,orders,challenges. HTTP-01 needs port 80 of the host to reach the ingress controller (npm run checklist).',
   });
   return {
     name: 'certificates',
@@ -684,18 +775,22 @@ function dashboardJson(uid: string, title: string, panels: readonly Panel[]): st
       targets: p.queries.map(([legend, expr], j) => ({ refId: String.fromCharCode(65 + j), datasource: DATASOURCE, expr, legendFormat: legend })),
     };
   });
-  return JSON.stringify({
-    uid,
-    title,
-    tags: ['kudo'],
-    editable: false,
-    schemaVersion: 39,
-    version: 1,
-    refresh: '1m',
-    time: { from: 'now-6h', to: 'now' },
-    timezone: 'utc',
-    templating: { list: [{ name: 'datasource', label: 'Data source', type: 'datasource', query: 'prometheus', hide: 0 }] },
-    annotations: { list: [] },
-    panels: placed,
-  }, null, 2);
+  return JSON.stringify(
+    {
+      uid,
+      title,
+      tags: ['kudo'],
+      editable: false,
+      schemaVersion: 39,
+      version: 1,
+      refresh: '1m',
+      time: { from: 'now-6h', to: 'now' },
+      timezone: 'utc',
+      templating: { list: [{ name: 'datasource', label: 'Data source', type: 'datasource', query: 'prometheus', hide: 0 }] },
+      annotations: { list: [] },
+      panels: placed,
+    },
+    null,
+    2,
+  );
 }

@@ -42,8 +42,12 @@ export function mergeScheduling(all: WorkloadScheduling, own: WorkloadScheduling
     topologySpreadConstraints: [...all.topologySpreadConstraints, ...own.topologySpreadConstraints],
     imagePullSecrets: [...imagePullSecrets],
   };
-  const empty = merged.tolerations.length === 0 && merged.nodeAffinity === undefined && merged.priorityClassName === undefined
-    && merged.topologySpreadConstraints.length === 0 && merged.imagePullSecrets.length === 0;
+  const empty =
+    merged.tolerations.length === 0 &&
+    merged.nodeAffinity === undefined &&
+    merged.priorityClassName === undefined &&
+    merged.topologySpreadConstraints.length === 0 &&
+    merged.imagePullSecrets.length === 0;
   return empty ? undefined : merged;
 }
 
@@ -59,11 +63,13 @@ export function andNodeAffinity(a: k8s.NodeAffinity | undefined, b: k8s.NodeAffi
   const rb = b.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
   let required: k8s.NodeSelectorTerm[] | undefined = ra ?? rb;
   if (ra !== undefined && rb !== undefined) {
-    required = ra.flatMap((x) => rb.map((y) => {
-      const expressions = [...(x.matchExpressions ?? []), ...(y.matchExpressions ?? [])];
-      const fields = [...(x.matchFields ?? []), ...(y.matchFields ?? [])];
-      return { ...(expressions.length > 0 ? { matchExpressions: expressions } : {}), ...(fields.length > 0 ? { matchFields: fields } : {}) };
-    }));
+    required = ra.flatMap((x) =>
+      rb.map((y) => {
+        const expressions = [...(x.matchExpressions ?? []), ...(y.matchExpressions ?? [])];
+        const fields = [...(x.matchFields ?? []), ...(y.matchFields ?? [])];
+        return { ...(expressions.length > 0 ? { matchExpressions: expressions } : {}), ...(fields.length > 0 ? { matchFields: fields } : {}) };
+      }),
+    );
   }
   const preferred = [...(a.preferredDuringSchedulingIgnoredDuringExecution ?? []), ...(b.preferredDuringSchedulingIgnoredDuringExecution ?? [])];
   return {
@@ -89,12 +95,14 @@ export function withScheduling(spec: k8s.PodSpec, s: PodScheduling | undefined, 
     ...(s.priorityClassName !== undefined ? { priorityClassName: s.priorityClassName } : {}),
     ...(s.tolerations.length > 0 ? { tolerations: [...(spec.tolerations ?? []), ...s.tolerations] } : {}),
     ...(nodeAffinity !== undefined ? { affinity: { ...spec.affinity, nodeAffinity } } : {}),
-    ...(s.topologySpreadConstraints.length > 0 ? {
-      topologySpreadConstraints: [
-        ...(spec.topologySpreadConstraints ?? []),
-        ...s.topologySpreadConstraints.map((c) => ({ ...c, labelSelector: c.labelSelector ?? { matchLabels: selector } })),
-      ],
-    } : {}),
+    ...(s.topologySpreadConstraints.length > 0
+      ? {
+          topologySpreadConstraints: [
+            ...(spec.topologySpreadConstraints ?? []),
+            ...s.topologySpreadConstraints.map((c) => ({ ...c, labelSelector: c.labelSelector ?? { matchLabels: selector } })),
+          ],
+        }
+      : {}),
   };
 }
 

@@ -3,8 +3,20 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './config';
 import {
-  bundledFile, exporterContainer, headlessService, imageRef, labels, memoryBytes, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
-  secretFilesVolume, selectorLabels, tcpPort, UID,
+  bundledFile,
+  exporterContainer,
+  headlessService,
+  imageRef,
+  labels,
+  memoryBytes,
+  memoryVolume,
+  resourceRequirements,
+  restrictedContainer,
+  restrictedPod,
+  secretFilesVolume,
+  selectorLabels,
+  tcpPort,
+  UID,
 } from './common';
 import { PodScheduling, withScheduling } from './pods';
 
@@ -109,8 +121,11 @@ export class PostgresChart extends Chart {
     const isReady = ['pg_isready', '--host=127.0.0.1', `--port=${POSTGRES_PORT}`, `--username=${user}`, `--dbname=${database}`];
 
     const service = headlessService(this, {
-      name: 'postgres', ...meta, selector: selectorLabels(component),
-      port: { name: 'postgres', number: POSTGRES_PORT }, metricsPort: props.exporter ? POSTGRES_EXPORTER_PORT : undefined,
+      name: 'postgres',
+      ...meta,
+      selector: selectorLabels(component),
+      port: { name: 'postgres', number: POSTGRES_PORT },
+      metricsPort: props.exporter ? POSTGRES_EXPORTER_PORT : undefined,
     });
     this.host = `${service.name}.${props.namespace}.svc`;
 
@@ -123,65 +138,74 @@ export class PostgresChart extends Chart {
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
         template: {
           metadata: { labels: labels(component) },
-          spec: withScheduling({
-            automountServiceAccountToken: false,
-            enableServiceLinks: false,
-            securityContext: restrictedPod(UID.database),
-            // A fast shutdown (preStop) plus a checkpoint can take a while on a busy server.
-            terminationGracePeriodSeconds: 90,
-            containers: [{
-              name: 'postgres',
-              image: imageRef(props.image),
-              args: ['postgres', ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])],
-              env: [
-                // The image's superuser; Synapse gets its own role (the init script).
-                { name: 'POSTGRES_USER', value: POSTGRES_SUPERUSER },
-                { name: 'POSTGRES_PASSWORD_FILE', value: '/secrets/superuser_password' },
-                { name: 'POSTGRES_INITDB_ARGS', value: POSTGRES_INITDB_ARGS },
-                { name: 'PGDATA', value: POSTGRES_PGDATA },
-                { name: 'SYNAPSE_DB_USER', value: user },
-                { name: 'SYNAPSE_DB_NAME', value: database },
-                { name: 'SYNAPSE_DB_PASSWORD_FILE', value: '/secrets/password' },
+          spec: withScheduling(
+            {
+              automountServiceAccountToken: false,
+              enableServiceLinks: false,
+              securityContext: restrictedPod(UID.database),
+              // A fast shutdown (preStop) plus a checkpoint can take a while on a busy server.
+              terminationGracePeriodSeconds: 90,
+              containers: [
+                {
+                  name: 'postgres',
+                  image: imageRef(props.image),
+                  args: ['postgres', ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])],
+                  env: [
+                    // The image's superuser; Synapse gets its own role (the init script).
+                    { name: 'POSTGRES_USER', value: POSTGRES_SUPERUSER },
+                    { name: 'POSTGRES_PASSWORD_FILE', value: '/secrets/superuser_password' },
+                    { name: 'POSTGRES_INITDB_ARGS', value: POSTGRES_INITDB_ARGS },
+                    { name: 'PGDATA', value: POSTGRES_PGDATA },
+                    { name: 'SYNAPSE_DB_USER', value: user },
+                    { name: 'SYNAPSE_DB_NAME', value: database },
+                    { name: 'SYNAPSE_DB_PASSWORD_FILE', value: '/secrets/password' },
+                  ],
+                  ports: [tcpPort('postgres', POSTGRES_PORT)],
+                  resources: resourceRequirements(props.resources),
+                  securityContext: restrictedContainer(),
+                  startupProbe: { exec: { command: isReady }, periodSeconds: 5, timeoutSeconds: 5, failureThreshold: 120 },
+                  readinessProbe: { exec: { command: isReady }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 3 },
+                  // Liveness asks only whether the server accepts TCP: pg_isready also fails while
+                  // PostgreSQL is busy starting or shutting down, which is no reason to kill it.
+                  livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('postgres') }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
+                  lifecycle: {
+                    // SIGTERM means a "smart" shutdown that waits for Synapse's pooled
+                    // connections to close, which they never do; ask for a fast one.
+                    preStop: { exec: { command: ['sh', '-c', 'pg_ctl stop --pgdata="$PGDATA" --mode=fast --wait --timeout=80'] } },
+                  },
+                  volumeMounts: [
+                    { name: 'data', mountPath: POSTGRES_DATA_MOUNT },
+                    { name: 'password', mountPath: '/secrets', readOnly: true },
+                    { name: 'init', mountPath: '/docker-entrypoint-initdb.d', readOnly: true },
+                    { name: 'run', mountPath: '/var/run/postgresql' },
+                    { name: 'tmp', mountPath: '/tmp' },
+                  ],
+                },
+                ...(props.exporter ? [postgresExporter(props.exporter, database, user)] : []),
               ],
-              ports: [tcpPort('postgres', POSTGRES_PORT)],
-              resources: resourceRequirements(props.resources),
-              securityContext: restrictedContainer(),
-              startupProbe: { exec: { command: isReady }, periodSeconds: 5, timeoutSeconds: 5, failureThreshold: 120 },
-              readinessProbe: { exec: { command: isReady }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 3 },
-              // Liveness asks only whether the server accepts TCP: pg_isready also fails while
-              // PostgreSQL is busy starting or shutting down, which is no reason to kill it.
-              livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('postgres') }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
-              lifecycle: {
-                // SIGTERM means a "smart" shutdown that waits for Synapse's pooled
-                // connections to close, which they never do; ask for a fast one.
-                preStop: { exec: { command: ['sh', '-c', 'pg_ctl stop --pgdata="$PGDATA" --mode=fast --wait --timeout=80'] } },
-              },
-              volumeMounts: [
-                { name: 'data', mountPath: POSTGRES_DATA_MOUNT },
-                { name: 'password', mountPath: '/secrets', readOnly: true },
-                { name: 'init', mountPath: '/docker-entrypoint-initdb.d', readOnly: true },
-                { name: 'run', mountPath: '/var/run/postgresql' },
-                { name: 'tmp', mountPath: '/tmp' },
+              volumes: [
+                secretFilesVolume('password', { password: props.password, superuser_password: props.superuserPassword }),
+                // Executable, so the entrypoint runs it in a shell of its own rather than sourcing it.
+                { name: 'init', configMap: { name: init.name, defaultMode: 0o555 } },
+                memoryVolume('run', '16Mi'),
+                memoryVolume('tmp', '64Mi'),
               ],
-            }, ...(props.exporter ? [postgresExporter(props.exporter, database, user)] : [])],
-            volumes: [
-              secretFilesVolume('password', { password: props.password, superuser_password: props.superuserPassword }),
-              // Executable, so the entrypoint runs it in a shell of its own rather than sourcing it.
-              { name: 'init', configMap: { name: init.name, defaultMode: 0o555 } },
-              memoryVolume('run', '16Mi'),
-              memoryVolume('tmp', '64Mi'),
-            ],
-          }, props.scheduling, selectorLabels(component)),
+            },
+            props.scheduling,
+            selectorLabels(component),
+          ),
         },
-        volumeClaimTemplates: [{
-          // volumeClaimTemplates cannot change after creation: no version label here, or every image upgrade is refused.
-          metadata: { name: 'data', labels: labels({ name: component.name, component: component.component }) },
-          spec: {
-            accessModes: ['ReadWriteOnce'],
-            storageClassName: props.storage.className,
-            resources: { requests: { storage: k8s.Quantity.fromString(props.storage.size) } },
+        volumeClaimTemplates: [
+          {
+            // volumeClaimTemplates cannot change after creation: no version label here, or every image upgrade is refused.
+            metadata: { name: 'data', labels: labels({ name: component.name, component: component.component }) },
+            spec: {
+              accessModes: ['ReadWriteOnce'],
+              storageClassName: props.storage.className,
+              resources: { requests: { storage: k8s.Quantity.fromString(props.storage.size) } },
+            },
           },
-        }],
+        ],
       },
     });
   }

@@ -3,8 +3,21 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import type { ImageConfig, ResourcesConfig, SecretRef } from './config';
 import {
-  CONFIG_HASH_ANNOTATION, contentHash, exporterContainer, headlessService, imageRef, labels, memoryBytes, memoryVolume, resourceRequirements,
-  restrictedContainer, restrictedPod, secretFilesVolume, selectorLabels, tcpPort, UID,
+  CONFIG_HASH_ANNOTATION,
+  contentHash,
+  exporterContainer,
+  headlessService,
+  imageRef,
+  labels,
+  memoryBytes,
+  memoryVolume,
+  resourceRequirements,
+  restrictedContainer,
+  restrictedPod,
+  secretFilesVolume,
+  selectorLabels,
+  tcpPort,
+  UID,
 } from './common';
 import { PodScheduling, withScheduling } from './pods';
 /** The Redis pod's identity (NetworkPolicies select it by it). */
@@ -84,8 +97,11 @@ export class RedisChart extends Chart {
     const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'redis-config', ...meta }, data: files });
 
     const service = headlessService(this, {
-      name: 'redis', ...meta, selector: selectorLabels(component),
-      port: { name: 'redis', number: REDIS_PORT }, metricsPort: props.exporter ? REDIS_EXPORTER_PORT : undefined,
+      name: 'redis',
+      ...meta,
+      selector: selectorLabels(component),
+      port: { name: 'redis', number: REDIS_PORT },
+      metricsPort: props.exporter ? REDIS_EXPORTER_PORT : undefined,
     });
     this.host = `${service.name}.${props.namespace}.svc`;
     this.address = `${this.host}:${REDIS_PORT}`;
@@ -99,53 +115,71 @@ export class RedisChart extends Chart {
         selector: { matchLabels: selectorLabels(component) },
         template: {
           metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) } },
-          spec: withScheduling({
-            automountServiceAccountToken: false,
-            enableServiceLinks: false,
-            securityContext: restrictedPod(UID.database),
-            terminationGracePeriodSeconds: 30,
-            containers: [{
-              name: 'redis',
-              image: imageRef(props.image),
-              command: ['sh', '-c', REDIS_START],
-              ports: [tcpPort('redis', REDIS_PORT)],
-              resources: resourceRequirements(props.resources),
-              securityContext: restrictedContainer(),
-              readinessProbe: { exec: { command: ping }, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 },
-              // Liveness only asks whether the port answers: a slow command must not restart Redis.
-              livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('redis') }, periodSeconds: 20, timeoutSeconds: 3, failureThreshold: 3 },
-              volumeMounts: [
-                { name: 'config', mountPath: '/etc/redis', readOnly: true },
-                { name: 'password', mountPath: '/secrets', readOnly: true },
-                { name: 'run', mountPath: '/run/redis' },
-                { name: 'data', mountPath: '/data' },
+          spec: withScheduling(
+            {
+              automountServiceAccountToken: false,
+              enableServiceLinks: false,
+              securityContext: restrictedPod(UID.database),
+              terminationGracePeriodSeconds: 30,
+              containers: [
+                {
+                  name: 'redis',
+                  image: imageRef(props.image),
+                  command: ['sh', '-c', REDIS_START],
+                  ports: [tcpPort('redis', REDIS_PORT)],
+                  resources: resourceRequirements(props.resources),
+                  securityContext: restrictedContainer(),
+                  readinessProbe: { exec: { command: ping }, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 },
+                  // Liveness only asks whether the port answers: a slow command must not restart Redis.
+                  livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('redis') }, periodSeconds: 20, timeoutSeconds: 3, failureThreshold: 3 },
+                  volumeMounts: [
+                    { name: 'config', mountPath: '/etc/redis', readOnly: true },
+                    { name: 'password', mountPath: '/secrets', readOnly: true },
+                    { name: 'run', mountPath: '/run/redis' },
+                    { name: 'data', mountPath: '/data' },
+                  ],
+                },
+                ...(props.exporter
+                  ? [
+                      exporterContainer({
+                        // redis_exporter's password file maps each server's address to its password;
+                        // the init step writes it (the exporter's image has no shell).
+                        image: props.exporter,
+                        port: REDIS_EXPORTER_PORT,
+                        args: [`--redis.password-file=${EXPORTER_PASSWORD_FILE}`],
+                        env: [{ name: 'REDIS_ADDR', value: EXPORTER_REDIS_ADDR }],
+                        readinessPath: '/health',
+                        resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '64Mi' } },
+                        volumeMounts: [{ name: 'run', mountPath: '/run/redis', readOnly: true }],
+                      }),
+                    ]
+                  : []),
               ],
-            }, ...(props.exporter ? [exporterContainer({
-              // redis_exporter's password file maps each server's address to its password;
-              // the init step writes it (the exporter's image has no shell).
-              image: props.exporter,
-              port: REDIS_EXPORTER_PORT,
-              args: [`--redis.password-file=${EXPORTER_PASSWORD_FILE}`],
-              env: [{ name: 'REDIS_ADDR', value: EXPORTER_REDIS_ADDR }],
-              readinessPath: '/health',
-              resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '64Mi' } },
-              volumeMounts: [{ name: 'run', mountPath: '/run/redis', readOnly: true }],
-            })] : [])],
-            initContainers: props.exporter ? [{
-              name: 'exporter-password',
-              image: imageRef(props.image),
-              command: ['sh', '-c', EXPORTER_WRITE_PASSWORD],
-              resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
-              securityContext: restrictedContainer(),
-              volumeMounts: [{ name: 'password', mountPath: '/secrets', readOnly: true }, { name: 'run', mountPath: '/run/redis' }],
-            }] : undefined,
-            volumes: [
-              { name: 'config', configMap: { name: config.name } },
-              secretFilesVolume('password', { password: props.password }),
-              memoryVolume('run', '1Mi'),
-              { name: 'data', emptyDir: { sizeLimit: k8s.Quantity.fromString('64Mi') } },
-            ],
-          }, props.scheduling, selectorLabels(component)),
+              initContainers: props.exporter
+                ? [
+                    {
+                      name: 'exporter-password',
+                      image: imageRef(props.image),
+                      command: ['sh', '-c', EXPORTER_WRITE_PASSWORD],
+                      resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
+                      securityContext: restrictedContainer(),
+                      volumeMounts: [
+                        { name: 'password', mountPath: '/secrets', readOnly: true },
+                        { name: 'run', mountPath: '/run/redis' },
+                      ],
+                    },
+                  ]
+                : undefined,
+              volumes: [
+                { name: 'config', configMap: { name: config.name } },
+                secretFilesVolume('password', { password: props.password }),
+                memoryVolume('run', '1Mi'),
+                { name: 'data', emptyDir: { sizeLimit: k8s.Quantity.fromString('64Mi') } },
+              ],
+            },
+            props.scheduling,
+            selectorLabels(component),
+          ),
         },
       },
     });

@@ -11,8 +11,17 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import type { ImageConfig, ResourcesConfig } from './config';
 import {
-  CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod, selectorLabels,
-  tcpPort, UID,
+  CONFIG_HASH_ANNOTATION,
+  contentHash,
+  imageRef,
+  labels,
+  memoryVolume,
+  resourceRequirements,
+  restrictedContainer,
+  restrictedPod,
+  selectorLabels,
+  tcpPort,
+  UID,
 } from './common';
 import { PodScheduling, withScheduling } from './pods';
 import { SYNAPSE_HTTP_PORT, workerComponent } from './synapse';
@@ -134,32 +143,43 @@ export class SynapseRouterChart extends Chart {
         selector: { matchLabels: selectorLabels(component) },
         template: {
           metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) } },
-          spec: withScheduling({
-            automountServiceAccountToken: false,
-            enableServiceLinks: false,
-            securityContext: restrictedPod(UID.router),
-            affinity: {
-              podAntiAffinity: {
-                preferredDuringSchedulingIgnoredDuringExecution: [{
-                  weight: 100,
-                  podAffinityTerm: { labelSelector: { matchLabels: selectorLabels(component) }, topologyKey: 'kubernetes.io/hostname' },
-                }],
+          spec: withScheduling(
+            {
+              automountServiceAccountToken: false,
+              enableServiceLinks: false,
+              securityContext: restrictedPod(UID.router),
+              affinity: {
+                podAntiAffinity: {
+                  preferredDuringSchedulingIgnoredDuringExecution: [
+                    {
+                      weight: 100,
+                      podAffinityTerm: { labelSelector: { matchLabels: selectorLabels(component) }, topologyKey: 'kubernetes.io/hostname' },
+                    },
+                  ],
+                },
               },
+              containers: [
+                {
+                  name: 'haproxy',
+                  image: imageRef(props.image),
+                  // Foreground, master-worker (a reload keeps connections), no pid file.
+                  command: ['haproxy', '-W', '-db', '-f', `${CONFIG_DIR}/haproxy.cfg`],
+                  ports: [tcpPort('http', ROUTER_PORT), tcpPort('status', ROUTER_STATUS_PORT)],
+                  resources: resourceRequirements(props.resources),
+                  securityContext: restrictedContainer(),
+                  readinessProbe: status('/health'),
+                  livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 10, failureThreshold: 3 },
+                  volumeMounts: [
+                    { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+                    { name: 'tmp', mountPath: '/tmp' },
+                  ],
+                },
+              ],
+              volumes: [{ name: 'config', configMap: { name: config.name } }, memoryVolume('tmp', '8Mi')],
             },
-            containers: [{
-              name: 'haproxy',
-              image: imageRef(props.image),
-              // Foreground, master-worker (a reload keeps connections), no pid file.
-              command: ['haproxy', '-W', '-db', '-f', `${CONFIG_DIR}/haproxy.cfg`],
-              ports: [tcpPort('http', ROUTER_PORT), tcpPort('status', ROUTER_STATUS_PORT)],
-              resources: resourceRequirements(props.resources),
-              securityContext: restrictedContainer(),
-              readinessProbe: status('/health'),
-              livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 10, failureThreshold: 3 },
-              volumeMounts: [{ name: 'config', mountPath: CONFIG_DIR, readOnly: true }, { name: 'tmp', mountPath: '/tmp' }],
-            }],
-            volumes: [{ name: 'config', configMap: { name: config.name } }, memoryVolume('tmp', '8Mi')],
-          }, props.scheduling, selectorLabels(component)),
+            props.scheduling,
+            selectorLabels(component),
+          ),
         },
       },
     });

@@ -135,12 +135,9 @@ export const WORKER_TYPES = {
     http: true,
     mainCanServe: true,
     // `/sync` without `since` also comes here: the router tells the two apart by the query.
-    paths: [
-      '^/_matrix/client/(api/v1|r0|v3)/initialSync$',
-      '^/_matrix/client/(api/v1|r0|v3)/rooms/[^/]+/initialSync$',
-    ],
+    paths: ['^/_matrix/client/(api/v1|r0|v3)/initialSync$', '^/_matrix/client/(api/v1|r0|v3)/rooms/[^/]+/initialSync$'],
   },
-  'synchrotron': {
+  synchrotron: {
     description: 'steady /sync long-polls, sticky per user',
     app: 'synapse.app.generic_worker',
     workload: 'deployment',
@@ -148,10 +145,7 @@ export const WORKER_TYPES = {
     replication: false,
     http: true,
     mainCanServe: true,
-    paths: [
-      '^/_matrix/client/(r0|v3)/sync$',
-      '^/_matrix/client/(api/v1|r0|v3)/events$',
-    ],
+    paths: ['^/_matrix/client/(r0|v3)/sync$', '^/_matrix/client/(api/v1|r0|v3)/events$'],
   },
   'federation-inbound': {
     description: 'transactions other servers send, by sending server',
@@ -260,7 +254,7 @@ export const WORKER_TYPES = {
     mainCanServe: false,
     paths: [],
   },
-  'background': {
+  background: {
     description: 'background tasks: the user directory, application services, cleanups',
     app: 'synapse.app.generic_worker',
     workload: 'deployment',

@@ -3,8 +3,19 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ImageConfig, ResourcesConfig, SecretRef, StorageConfig, TURN_PORT, TURN_TLS_PORT } from './config';
 import {
-  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
-  secretFilesVolume, selectorLabels, tcpPort, UID,
+  bundledFile,
+  CONFIG_HASH_ANNOTATION,
+  contentHash,
+  imageRef,
+  labels,
+  memoryVolume,
+  resourceRequirements,
+  restrictedContainer,
+  restrictedPod,
+  secretFilesVolume,
+  selectorLabels,
+  tcpPort,
+  UID,
 } from './common';
 import { WORKER_TYPE_NAMES, WORKER_TYPES, WorkerType, WorkerTypeName } from './synapse-workers';
 import { setSyncWave, WAVE } from './argocd';
@@ -142,8 +153,7 @@ function workerNames(type: WorkerTypeName, replicas: number): string[] {
 }
 
 /** What the stack's homeserver.yaml settings are made of. */
-type HomeserverInputs = Pick<SynapseProps,
-  'namespace' | 'serverName' | 'publicHost' | 'reportStats' | 'maxUploadSize' | 'enableRegistration' | 'database' | 'turn' | 'workers'>;
+type HomeserverInputs = Pick<SynapseProps, 'namespace' | 'serverName' | 'publicHost' | 'reportStats' | 'maxUploadSize' | 'enableRegistration' | 'database' | 'turn' | 'workers'>;
 
 /** The stack's own homeserver.yaml settings; the operator's extraConfig goes on top. */
 function homeserverSettings(p: HomeserverInputs): Record<string, unknown> {
@@ -191,11 +201,7 @@ function homeserverSettings(p: HomeserverInputs): Record<string, unknown> {
     registration_shared_secret_path: secret('registration_shared_secret'),
     trusted_key_servers: [{ server_name: 'matrix.org' }],
     suppress_key_server_warning: true,
-    turn_uris: [
-      `turns:${p.turn.host}:${TURN_TLS_PORT}?transport=tcp`,
-      `turn:${p.turn.host}:${TURN_PORT}?transport=udp`,
-      `turn:${p.turn.host}:${TURN_PORT}?transport=tcp`,
-    ],
+    turn_uris: [`turns:${p.turn.host}:${TURN_TLS_PORT}?transport=tcp`, `turn:${p.turn.host}:${TURN_PORT}?transport=udp`, `turn:${p.turn.host}:${TURN_PORT}?transport=tcp`],
     turn_shared_secret_path: secret('turn_shared_secret'),
     turn_user_lifetime: `${p.turn.ttlSeconds}s`,
     turn_allow_guests: false,
@@ -212,7 +218,10 @@ function homeserverSettings(p: HomeserverInputs): Record<string, unknown> {
 export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
   const extra = p.extraConfig ?? {};
   // The config refuses these already; a chart built without it must not get past them either.
-  const problems = extraConfigProblems(extra, (p.extraSecretFiles ?? []).map((f) => f.file));
+  const problems = extraConfigProblems(
+    extra,
+    (p.extraSecretFiles ?? []).map((f) => f.file),
+  );
   if (problems.length > 0) throw new Error(`Synapse's extra settings are refused:\n${problems.map((l) => `  - ${l}`).join('\n')}`);
   const homeserver = Object.assign(homeserverSettings(p), extra);
   const logging = {
@@ -231,7 +240,11 @@ export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
 }
 
 const replicationListener = () => ({
-  port: SYNAPSE_REPLICATION_PORT, type: 'http', tls: false, bind_addresses: ['0.0.0.0'], resources: [{ names: ['replication'], compress: false }],
+  port: SYNAPSE_REPLICATION_PORT,
+  type: 'http',
+  tls: false,
+  bind_addresses: ['0.0.0.0'],
+  resources: [{ names: ['replication'], compress: false }],
 });
 
 /** What the shared homeserver.yaml says about the workers: who writes which stream, who sends federation, where everyone is. */
@@ -312,7 +325,7 @@ const MANAGED_WHY: Record<string, string> = {
   enable_registration: 'set synapse.enableRegistration',
   max_upload_size: 'set synapse.maxUploadSize; the Ingress body-size limit follows it',
   log_config: 'set synapse.logLevel',
-  listeners: 'the Services, probes, router and NetworkPolicies are built around the stack\'s listeners',
+  listeners: "the Services, probes, router and NetworkPolicies are built around the stack's listeners",
   enable_metrics: 'the metrics listener is always on; monitoring.enabled scrapes it',
   database: 'set postgres.*; the password comes from a Secret file, and the pool from synapse.databasePool',
   media_store_path: 'it is where the media volume (synapse.media) is mounted',
@@ -322,8 +335,8 @@ const MANAGED_WHY: Record<string, string> = {
 
 /** Families of keys, by prefix: the stack owns the whole family. */
 const MANAGED_FAMILIES: Record<string, string> = {
-  turn_: 'TURN is the stack\'s coturn (hosts.turn, coturn.credentialTtlSeconds, the shared secret from secrets.refs.turnSharedSecret)',
-  worker_: 'each worker process\'s settings follow synapse.workers',
+  turn_: "TURN is the stack's coturn (hosts.turn, coturn.credentialTtlSeconds, the shared secret from secrets.refs.turnSharedSecret)",
+  worker_: "each worker process's settings follow synapse.workers",
 };
 
 /**
@@ -337,14 +350,22 @@ function managedKeys(): Map<string, string> {
   if (managedKeyTable !== undefined) return managedKeyTable;
   const ref = { name: 'x', key: 'x' };
   const base: HomeserverInputs = {
-    namespace: 'x', serverName: 'x.example', publicHost: 'x.example', reportStats: false, maxUploadSize: '1M', enableRegistration: false,
+    namespace: 'x',
+    serverName: 'x.example',
+    publicHost: 'x.example',
+    reportStats: false,
+    maxUploadSize: '1M',
+    enableRegistration: false,
     database: { host: 'x', port: 5432, name: 'x', user: 'x', password: ref, tls: { sslmode: 'verify-full', ca: { kind: 'Secret', name: 'x', key: 'x' } }, poolMin: 1, poolMax: 1 },
     turn: { host: 'x.example', ttlSeconds: 60 },
   };
   const everyWorker: SynapseWorkers = {
     replicas: Object.fromEntries(WORKER_TYPE_NAMES.map((t) => [t, 1])) as Record<WorkerTypeName, number>,
     resources: { requests: { cpu: '1', memory: '1Mi' }, limits: { cpu: '1', memory: '1Mi' } },
-    poolMin: 1, poolMax: 1, redis: { host: 'x', port: 6379 }, router: { service: 'x', port: 8008 },
+    poolMin: 1,
+    poolMax: 1,
+    redis: { host: 'x', port: 6379 },
+    router: { service: 'x', port: 8008 },
   };
   const alone = homeserverSettings(base);
   const withWorkers = homeserverSettings({ ...base, workers: everyWorker });
@@ -353,9 +374,11 @@ function managedKeys(): Map<string, string> {
   for (const [key, value] of Object.entries(withWorkers)) {
     const family = Object.keys(MANAGED_FAMILIES).find((f) => key.startsWith(f));
     const secretFile = typeof value === 'string' && value.startsWith(`${SYNAPSE_SECRETS_DIR}/`);
-    const why = MANAGED_WHY[key] ?? (family !== undefined ? MANAGED_FAMILIES[family] : undefined)
-      ?? (secretFile ? 'it names a Secret file of secrets.refs' : undefined)
-      ?? (!(key in alone) ? workersWhy : 'the stack writes it (charts/synapse.ts)');
+    const why =
+      MANAGED_WHY[key] ??
+      (family !== undefined ? MANAGED_FAMILIES[family] : undefined) ??
+      (secretFile ? 'it names a Secret file of secrets.refs' : undefined) ??
+      (!(key in alone) ? workersWhy : 'the stack writes it (charts/synapse.ts)');
     if (!OPERATOR_MAY_REPLACE.has(key)) table.set(key, why);
     // Synapse refuses a secret and its file together; the inline form would also put the secret in the ConfigMap.
     if (secretFile && key.endsWith('_path')) table.set(key.slice(0, -'_path'.length), `the stack sets ${key} to a Secret file of secrets.refs, and Synapse refuses both`);
@@ -373,12 +396,12 @@ function managedKeys(): Map<string, string> {
  * at their `_path` form.
  */
 const INLINE_SECRETS: Record<string, { readonly file?: string; readonly instead?: string; readonly allow?: (v: unknown) => boolean }> = {
-  'email.smtp_pass': { instead: 'use an SMTP relay that accepts Synapse without a password (one inside the cluster can hold the provider\'s credentials)' },
+  'email.smtp_pass': { instead: "use an SMTP relay that accepts Synapse without a password (one inside the cluster can hold the provider's credentials)" },
   'oidc_providers[].client_secret': { file: 'client_secret_path' },
   'oidc_providers[].client_secret_jwt_key.key': { file: 'key_file' },
-  'recaptcha_private_key': { file: 'recaptcha_private_key_path' },
+  recaptcha_private_key: { file: 'recaptcha_private_key_path' },
   // Not secret, but Synapse refuses it inline under --no-secrets-in-config.
-  'recaptcha_public_key': { file: 'recaptcha_public_key_path' },
+  recaptcha_public_key: { file: 'recaptcha_public_key_path' },
   'matrix_authentication_service.secret': { file: 'secret_path' },
   'experimental_features.msc3861.client_secret': { file: 'client_secret_path' },
   'experimental_features.msc3861.admin_token': { file: 'admin_token_path' },
@@ -406,19 +429,25 @@ export function extraConfigProblems(extra: Readonly<Record<string, unknown>>, fi
     if (key !== undefined && value !== null && value !== undefined) {
       const known = INLINE_SECRETS[path.replace(/\[[0-9]+\]/g, '[]')];
       if (known !== undefined && !known.allow?.(value)) {
-        problems.push(known.file !== undefined
-          ? `${where(path)}: ${plaintext}; set ${known.file} beside it to a file of synapse.extraSecretFiles (${SYNAPSE_EXTRA_SECRETS_DIR}/<file>) instead`
-          : `${where(path)}: ${plaintext}, and Synapse reads it from nowhere else; ${known.instead}`);
+        problems.push(
+          known.file !== undefined
+            ? `${where(path)}: ${plaintext}; set ${known.file} beside it to a file of synapse.extraSecretFiles (${SYNAPSE_EXTRA_SECRETS_DIR}/<file>) instead`
+            : `${where(path)}: ${plaintext}, and Synapse reads it from nowhere else; ${known.instead}`,
+        );
       } else if (known === undefined && typeof value === 'string' && SECRET_NAME.test(key)) {
-        problems.push(`${where(path)}: looks like a secret, and ${plaintext}; set its file form (${key}_path, where Synapse has one) ` +
-          `to a file of synapse.extraSecretFiles (${SYNAPSE_EXTRA_SECRETS_DIR}/<file>) instead`);
+        problems.push(
+          `${where(path)}: looks like a secret, and ${plaintext}; set its file form (${key}_path, where Synapse has one) ` +
+            `to a file of synapse.extraSecretFiles (${SYNAPSE_EXTRA_SECRETS_DIR}/<file>) instead`,
+        );
       }
     }
     if (typeof value === 'string' && value.startsWith(`${SYNAPSE_EXTRA_SECRETS_DIR}/`)) {
       const file = value.slice(SYNAPSE_EXTRA_SECRETS_DIR.length + 1);
       if (!files.includes(file)) {
-        problems.push(`${where(path)}: ${value} is not mounted; synapse.extraSecretFiles ` +
-          `${files.length > 0 ? `mounts only ${files.map((f) => `"${f}"`).join(', ')}` : 'is empty'} (add { secret, key, file: "${file}" })`);
+        problems.push(
+          `${where(path)}: ${value} is not mounted; synapse.extraSecretFiles ` +
+            `${files.length > 0 ? `mounts only ${files.map((f) => `"${f}"`).join(', ')}` : 'is empty'} (add { secret, key, file: "${file}" })`,
+        );
       }
     } else if (Array.isArray(value)) {
       value.forEach((v, i) => walk(v, `${path}[${i}]`, undefined));
@@ -449,7 +478,7 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim?
   const s = props.secrets;
   const w = props.workers;
   const caVolume = databaseCaVolume(props.database);
-  const worker = v.process === 'main' ? undefined : WORKER_TYPES[v.process] as WorkerType;
+  const worker = v.process === 'main' ? undefined : (WORKER_TYPES[v.process] as WorkerType);
   const healthProbe = (periodSeconds: number, failureThreshold: number): k8s.Probe => ({
     httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') },
     periodSeconds,
@@ -461,27 +490,38 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim?
   // A worker's name: its pod's (pools, StatefulSets) or, for a single one, its Deployment's.
   const workerNameFile = `${SYNAPSE_RUN_DIR}/worker-name.yaml`;
   const named = worker !== undefined && worker.workload === 'deployment' && worker.max === 1;
-  const initCommand = worker === undefined ? pgpass
-    : ['sh', '-c', `${pgpass.join(' ')} && printf 'worker_name: "%s"\\n' "$WORKER_NAME" > ${workerNameFile}`];
-  const initEnv: k8s.EnvVar[] | undefined = worker === undefined ? undefined
-    : [named ? { name: 'WORKER_NAME', value: workerComponent(v.process as WorkerTypeName).name } : { name: 'WORKER_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }];
-  const command = worker === undefined
-    ? ['python', '-m', 'synapse.app.homeserver', '--config-path', `${SYNAPSE_CONFIG_DIR}/homeserver.yaml`, '--no-secrets-in-config']
-    : [
-      'python', '-m', worker.app,
-      '--config-path', `${SYNAPSE_CONFIG_DIR}/homeserver.yaml`,
-      '--config-path', `${SYNAPSE_CONFIG_DIR}/worker-${v.process}.yaml`,
-      '--config-path', workerNameFile,
-      '--no-secrets-in-config',
-    ];
+  const initCommand = worker === undefined ? pgpass : ['sh', '-c', `${pgpass.join(' ')} && printf 'worker_name: "%s"\\n' "$WORKER_NAME" > ${workerNameFile}`];
+  const initEnv: k8s.EnvVar[] | undefined =
+    worker === undefined
+      ? undefined
+      : [
+          named
+            ? { name: 'WORKER_NAME', value: workerComponent(v.process as WorkerTypeName).name }
+            : { name: 'WORKER_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+        ];
+  const command =
+    worker === undefined
+      ? ['python', '-m', 'synapse.app.homeserver', '--config-path', `${SYNAPSE_CONFIG_DIR}/homeserver.yaml`, '--no-secrets-in-config']
+      : [
+          'python',
+          '-m',
+          worker.app,
+          '--config-path',
+          `${SYNAPSE_CONFIG_DIR}/homeserver.yaml`,
+          '--config-path',
+          `${SYNAPSE_CONFIG_DIR}/worker-${v.process}.yaml`,
+          '--config-path',
+          workerNameFile,
+          '--no-secrets-in-config',
+        ];
   const ports = [tcpPort('http', SYNAPSE_HTTP_PORT), tcpPort('metrics', SYNAPSE_METRICS_PORT)];
   if (w !== undefined && (worker === undefined || worker.replication)) ports.push(tcpPort('replication', SYNAPSE_REPLICATION_PORT));
   const secretFiles: Record<string, SecretRef> = {
     'signing.key': s.signingKey,
-    'macaroon_secret_key': s.macaroonSecretKey,
-    'form_secret': s.formSecret,
-    'registration_shared_secret': s.registrationSharedSecret,
-    'turn_shared_secret': s.turnSharedSecret,
+    macaroon_secret_key: s.macaroonSecretKey,
+    form_secret: s.formSecret,
+    registration_shared_secret: s.registrationSharedSecret,
+    turn_shared_secret: s.turnSharedSecret,
   };
   if (w !== undefined) Object.assign(secretFiles, { redis_password: s.redisPassword, worker_replication_secret: s.workerReplicationSecret });
   for (const f of props.extraSecretFiles ?? []) secretFiles[`${EXTRA_SECRETS_FOLDER}/${f.file}`] = { name: f.secret, key: f.key };
@@ -491,41 +531,45 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim?
     enableServiceLinks: false,
     securityContext: restrictedPod(UID.synapse),
     terminationGracePeriodSeconds: 60,
-    initContainers: [{
-      name: 'pgpass',
-      image: imageRef(props.image),
-      command: initCommand,
-      env: initEnv,
-      resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
-      securityContext: restrictedContainer(),
-      volumeMounts: [
-        { name: 'config', mountPath: SYNAPSE_CONFIG_DIR, readOnly: true },
-        { name: 'db-password', mountPath: '/db', readOnly: true },
-        { name: 'run', mountPath: SYNAPSE_RUN_DIR },
-      ],
-    }],
-    containers: [{
-      name: 'synapse',
-      image: imageRef(props.image),
-      command,
-      env: [{ name: 'PGPASSFILE', value: `${SYNAPSE_RUN_DIR}/pgpass` }],
-      ports,
-      // /tmp (1Gi, on disk) holds uploads in flight.
-      resources: resourceRequirements(worker === undefined ? props.resources : w!.resources, { request: '256Mi', limit: '2Gi' }),
-      securityContext: restrictedContainer(),
-      // The first start creates the schema; give it five minutes before liveness counts.
-      startupProbe: healthProbe(5, 60),
-      readinessProbe: healthProbe(10, 3),
-      livenessProbe: healthProbe(15, 4),
-      volumeMounts: [
-        { name: 'config', mountPath: SYNAPSE_CONFIG_DIR, readOnly: true },
-        { name: 'secrets', mountPath: SYNAPSE_SECRETS_DIR, readOnly: true },
-        ...(v.mediaClaim !== undefined ? [{ name: 'media', mountPath: SYNAPSE_MEDIA_DIR }] : []),
-        { name: 'run', mountPath: SYNAPSE_RUN_DIR, readOnly: true },
-        { name: 'tmp', mountPath: '/tmp' },
-        ...(caVolume !== undefined ? [{ name: caVolume.name, mountPath: DB_CA_DIR, readOnly: true }] : []),
-      ],
-    }],
+    initContainers: [
+      {
+        name: 'pgpass',
+        image: imageRef(props.image),
+        command: initCommand,
+        env: initEnv,
+        resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
+        securityContext: restrictedContainer(),
+        volumeMounts: [
+          { name: 'config', mountPath: SYNAPSE_CONFIG_DIR, readOnly: true },
+          { name: 'db-password', mountPath: '/db', readOnly: true },
+          { name: 'run', mountPath: SYNAPSE_RUN_DIR },
+        ],
+      },
+    ],
+    containers: [
+      {
+        name: 'synapse',
+        image: imageRef(props.image),
+        command,
+        env: [{ name: 'PGPASSFILE', value: `${SYNAPSE_RUN_DIR}/pgpass` }],
+        ports,
+        // /tmp (1Gi, on disk) holds uploads in flight.
+        resources: resourceRequirements(worker === undefined ? props.resources : w!.resources, { request: '256Mi', limit: '2Gi' }),
+        securityContext: restrictedContainer(),
+        // The first start creates the schema; give it five minutes before liveness counts.
+        startupProbe: healthProbe(5, 60),
+        readinessProbe: healthProbe(10, 3),
+        livenessProbe: healthProbe(15, 4),
+        volumeMounts: [
+          { name: 'config', mountPath: SYNAPSE_CONFIG_DIR, readOnly: true },
+          { name: 'secrets', mountPath: SYNAPSE_SECRETS_DIR, readOnly: true },
+          ...(v.mediaClaim !== undefined ? [{ name: 'media', mountPath: SYNAPSE_MEDIA_DIR }] : []),
+          { name: 'run', mountPath: SYNAPSE_RUN_DIR, readOnly: true },
+          { name: 'tmp', mountPath: '/tmp' },
+          ...(caVolume !== undefined ? [{ name: caVolume.name, mountPath: DB_CA_DIR, readOnly: true }] : []),
+        ],
+      },
+    ],
     volumes: [
       { name: 'config', configMap: { name: v.configMap } },
       secretFilesVolume('secrets', secretFiles),
@@ -591,7 +635,8 @@ export class SynapseChart extends Chart {
           },
           spec: withScheduling(
             synapsePodSpec(props, { configMap: config.name, mediaClaim: mediaWorker ? undefined : media.name, process: 'main' }),
-            props.scheduling, selectorLabels(component),
+            props.scheduling,
+            selectorLabels(component),
           ),
         },
       },
@@ -629,15 +674,26 @@ export class SynapseChart extends Chart {
     const wellKnown = props.wellKnownService;
     if (wellKnown !== undefined) backends.push({ path: WELL_KNOWN_PATH, service: wellKnown.name, port: wellKnown.port });
     exposeHttp(this, 'ingress', {
-      name: 'synapse', namespace: props.namespace, labels: labels(component), host: props.publicHost, tlsSecret: SYNAPSE_TLS_SECRET,
-      backends, settings: props.ingress, options: { maxBodySize: props.maxUploadSize },
+      name: 'synapse',
+      namespace: props.namespace,
+      labels: labels(component),
+      host: props.publicHost,
+      tlsSecret: SYNAPSE_TLS_SECRET,
+      backends,
+      settings: props.ingress,
+      options: { maxBodySize: props.maxUploadSize },
     });
     if (props.adminApiSourceRanges !== undefined) {
       // Its own Ingress: the source-address limit must not reach the client API.
       exposeHttp(this, 'admin-ingress', {
-        name: 'synapse-admin', namespace: props.namespace, labels: labels(component), host: props.publicHost, tlsSecret: SYNAPSE_TLS_SECRET,
+        name: 'synapse-admin',
+        namespace: props.namespace,
+        labels: labels(component),
+        host: props.publicHost,
+        tlsSecret: SYNAPSE_TLS_SECRET,
         backends: [{ path: '/_synapse/admin', service: entry.service, port: entry.port }],
-        settings: props.ingress, options: { sourceRanges: props.adminApiSourceRanges },
+        settings: props.ingress,
+        options: { sourceRanges: props.adminApiSourceRanges },
       });
     }
   }
@@ -667,7 +723,8 @@ export class SynapseChart extends Chart {
       metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: hash } },
       spec: withScheduling(
         { ...synapsePodSpec(props, { configMap: v.configMap, mediaClaim: v.mediaClaim, process: type }), ...spread },
-        props.workers?.scheduling, selectorLabels(component),
+        props.workers?.scheduling,
+        selectorLabels(component),
       ),
     };
     const service = new k8s.KubeService(this, `${type}-service`, {

@@ -3,8 +3,14 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ClusterIssuer } from '../imports/cert-manager.io';
 import {
-  Gateway, GatewaySpecListenersAllowedRoutes, GatewaySpecListenersAllowedRoutesNamespacesFrom, GatewaySpecListenersTlsMode, HttpRoute,
-  HttpRouteSpecRulesFiltersRequestRedirectScheme, HttpRouteSpecRulesFiltersRequestRedirectStatusCode, HttpRouteSpecRulesFiltersType,
+  Gateway,
+  GatewaySpecListenersAllowedRoutes,
+  GatewaySpecListenersAllowedRoutesNamespacesFrom,
+  GatewaySpecListenersTlsMode,
+  HttpRoute,
+  HttpRouteSpecRulesFiltersRequestRedirectScheme,
+  HttpRouteSpecRulesFiltersRequestRedirectStatusCode,
+  HttpRouteSpecRulesFiltersType,
   HttpRouteSpecRulesMatchesPathType,
 } from '../imports/gateway.networking.k8s.io';
 import { contentHash, labels } from './common';
@@ -57,14 +63,18 @@ export function exposeHttp(scope: Construct, id: string, p: ExposeProps): void {
       spec: {
         ingressClassName: s.className,
         tls: [{ hosts: [p.host], secretName: p.tlsSecret }],
-        rules: [{
-          host: p.host,
-          http: {
-            paths: p.backends.map((b) => ({
-              path: b.path, pathType: 'Prefix', backend: { service: { name: b.service, port: { number: b.port } } },
-            })),
+        rules: [
+          {
+            host: p.host,
+            http: {
+              paths: p.backends.map((b) => ({
+                path: b.path,
+                pathType: 'Prefix',
+                backend: { service: { name: b.service, port: { number: b.port } } },
+              })),
+            },
           },
-        }],
+        ],
       },
     });
     return;
@@ -156,18 +166,26 @@ export class LetsEncryptIssuerChart extends Chart {
           server: ACME_SERVERS[props.environment],
           email: props.email,
           privateKeySecretRef: { name: `${props.name}-account-key` },
-          solvers: [{
-            http01: props.gateway === undefined
-              ? { ingress: { ingressClassName: props.ingressClassName } }
-              : {
-                gatewayHttpRoute: {
-                  parentRefs: [{
-                    group: 'gateway.networking.k8s.io', kind: 'Gateway', name: props.gateway.name, namespace: props.gateway.namespace,
-                    ...(props.gateway.sectionName !== undefined ? { sectionName: props.gateway.sectionName } : {}),
-                  }],
-                },
-              },
-          }],
+          solvers: [
+            {
+              http01:
+                props.gateway === undefined
+                  ? { ingress: { ingressClassName: props.ingressClassName } }
+                  : {
+                      gatewayHttpRoute: {
+                        parentRefs: [
+                          {
+                            group: 'gateway.networking.k8s.io',
+                            kind: 'Gateway',
+                            name: props.gateway.name,
+                            namespace: props.gateway.namespace,
+                            ...(props.gateway.sectionName !== undefined ? { sectionName: props.gateway.sectionName } : {}),
+                          },
+                        ],
+                      },
+                    },
+            },
+          ],
         },
       },
     });
@@ -223,9 +241,19 @@ export class GatewayChart extends Chart {
         parentRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: props.name, namespace: props.namespace, sectionName: GATEWAY_HTTP_LISTENER }],
         hostnames: props.hosts.map((h) => h.host),
         // No match: every path; a solver's Exact path match for its token is more specific and wins.
-        rules: [{ filters: [{ type: HttpRouteSpecRulesFiltersType.REQUEST_REDIRECT, requestRedirect: {
-          scheme: HttpRouteSpecRulesFiltersRequestRedirectScheme.HTTPS, statusCode: HttpRouteSpecRulesFiltersRequestRedirectStatusCode.VALUE_301,
-        } }] }],
+        rules: [
+          {
+            filters: [
+              {
+                type: HttpRouteSpecRulesFiltersType.REQUEST_REDIRECT,
+                requestRedirect: {
+                  scheme: HttpRouteSpecRulesFiltersRequestRedirectScheme.HTTPS,
+                  statusCode: HttpRouteSpecRulesFiltersRequestRedirectStatusCode.VALUE_301,
+                },
+              },
+            ],
+          },
+        ],
       },
     });
     new Gateway(this, 'gateway', {

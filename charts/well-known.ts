@@ -3,8 +3,18 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import type { ImageConfig } from './config';
 import {
-  bundledFile, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, resourceRequirements, restrictedContainer, restrictedPod,
-  selectorLabels, tcpPort, UID,
+  bundledFile,
+  CONFIG_HASH_ANNOTATION,
+  contentHash,
+  imageRef,
+  labels,
+  memoryVolume,
+  resourceRequirements,
+  restrictedContainer,
+  restrictedPod,
+  selectorLabels,
+  tcpPort,
+  UID,
 } from './common';
 import { PodScheduling, withScheduling } from './pods';
 import { exposeHttp, IngressSettings } from './tls';
@@ -68,33 +78,44 @@ export class WellKnownChart extends Chart {
         selector: { matchLabels: selectorLabels(component) },
         template: {
           metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) } },
-          spec: withScheduling({
-            automountServiceAccountToken: false,
-            enableServiceLinks: false,
-            securityContext: restrictedPod(UID.synapse),
-            // The two replicas on different nodes where there are several.
-            affinity: {
-              podAntiAffinity: {
-                preferredDuringSchedulingIgnoredDuringExecution: [{
-                  weight: 100,
-                  podAffinityTerm: { labelSelector: { matchLabels: selectorLabels(component) }, topologyKey: 'kubernetes.io/hostname' },
-                }],
+          spec: withScheduling(
+            {
+              automountServiceAccountToken: false,
+              enableServiceLinks: false,
+              securityContext: restrictedPod(UID.synapse),
+              // The two replicas on different nodes where there are several.
+              affinity: {
+                podAntiAffinity: {
+                  preferredDuringSchedulingIgnoredDuringExecution: [
+                    {
+                      weight: 100,
+                      podAffinityTerm: { labelSelector: { matchLabels: selectorLabels(component) }, topologyKey: 'kubernetes.io/hostname' },
+                    },
+                  ],
+                },
               },
+              containers: [
+                {
+                  name: 'well-known',
+                  image: imageRef(props.image),
+                  command: ['python3', '/srv/well-known/well_known.py', '/srv/well-known', String(WELL_KNOWN_PORT)],
+                  env: [{ name: 'PYTHONDONTWRITEBYTECODE', value: '1' }],
+                  ports: [tcpPort('http', WELL_KNOWN_PORT)],
+                  resources: resourceRequirements({ requests: { cpu: '5m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } }),
+                  securityContext: restrictedContainer(),
+                  readinessProbe: { httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') }, periodSeconds: 10 },
+                  livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 30 },
+                  volumeMounts: [
+                    { name: 'config', mountPath: '/srv/well-known', readOnly: true },
+                    { name: 'tmp', mountPath: '/tmp' },
+                  ],
+                },
+              ],
+              volumes: [{ name: 'config', configMap: { name: config.name } }, memoryVolume('tmp', '8Mi')],
             },
-            containers: [{
-              name: 'well-known',
-              image: imageRef(props.image),
-              command: ['python3', '/srv/well-known/well_known.py', '/srv/well-known', String(WELL_KNOWN_PORT)],
-              env: [{ name: 'PYTHONDONTWRITEBYTECODE', value: '1' }],
-              ports: [tcpPort('http', WELL_KNOWN_PORT)],
-              resources: resourceRequirements({ requests: { cpu: '5m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } }),
-              securityContext: restrictedContainer(),
-              readinessProbe: { httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') }, periodSeconds: 10 },
-              livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 30 },
-              volumeMounts: [{ name: 'config', mountPath: '/srv/well-known', readOnly: true }, { name: 'tmp', mountPath: '/tmp' }],
-            }],
-            volumes: [{ name: 'config', configMap: { name: config.name } }, memoryVolume('tmp', '8Mi')],
-          }, props.scheduling, selectorLabels(component)),
+            props.scheduling,
+            selectorLabels(component),
+          ),
         },
       },
     });
@@ -116,8 +137,12 @@ export class WellKnownChart extends Chart {
 
     if (props.route !== undefined) {
       exposeHttp(this, 'ingress', {
-        name: 'matrix-well-known', namespace: props.namespace, labels: labels(component), host: props.route.serverHost,
-        tlsSecret: WELL_KNOWN_TLS_SECRET, backends: [{ path: WELL_KNOWN_PATH, service: service.name, port: WELL_KNOWN_PORT }],
+        name: 'matrix-well-known',
+        namespace: props.namespace,
+        labels: labels(component),
+        host: props.route.serverHost,
+        tlsSecret: WELL_KNOWN_TLS_SECRET,
+        backends: [{ path: WELL_KNOWN_PATH, service: service.name, port: WELL_KNOWN_PORT }],
         settings: props.route.ingress,
       });
     }

@@ -10,13 +10,13 @@
 
 // Strings YAML 1.1 or 1.2 would read as something other than a string.
 const AMBIGUOUS = /^(?:~|null|Null|NULL|true|True|TRUE|false|False|FALSE|yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF|y|Y|n|N|<<|[-+]?(?:\.inf|\.Inf|\.INF)|\.nan|\.NaN|\.NAN)$/;
-const NUMBER_LIKE = /^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?|0x[0-9a-fA-F_]+|0o?[0-7_]+|0b[01_]+|[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?)$/;
+const NUMBER_LIKE =
+  /^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?|0x[0-9a-fA-F_]+|0o?[0-7_]+|0b[01_]+|[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?)$/;
 // A conservative set of plain scalars: no indicator first, no ": " or " #", no edge blanks.
 const PLAIN = /^[A-Za-z0-9_./$(=][A-Za-z0-9_./$()@=:+,;*<>?! -]*$/;
 
 function scalar(s: string): string {
-  if (s !== '' && PLAIN.test(s) && !s.endsWith(' ') && !s.endsWith(':') && !s.includes(': ') && !s.includes(' #')
-    && !AMBIGUOUS.test(s) && !NUMBER_LIKE.test(s)) {
+  if (s !== '' && PLAIN.test(s) && !s.endsWith(' ') && !s.endsWith(':') && !s.includes(': ') && !s.includes(' #') && !AMBIGUOUS.test(s) && !NUMBER_LIKE.test(s)) {
     return s;
   }
   return JSON.stringify(s);

@@ -28,14 +28,24 @@ const profiles = value('--profiles', 'small,production').split(',');
 const parts = value('--parts', 'chat,turn,calls').split(',');
 const out = path.resolve(root, value('--out', quick ? '.build/capacity-quick.md' : 'docs/capacity.md'));
 
-const env = Object.fromEntries(execFileSync('bash', [path.join(root, 'scripts/capacity/install.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
-  .trim().split('\n').map((l) => l.split('=')));
+const env = Object.fromEntries(
+  execFileSync('bash', [path.join(root, 'scripts/capacity/install.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+    .trim()
+    .split('\n')
+    .map((l) => l.split('=')),
+);
 
 // The harness and the benchmark, bundled beside the app's bundle (charts read charts/files relative to it).
 const bundle = path.join(root, '.build', 'bench-capacity.js');
 await build({
-  absWorkingDir: root, bundle: true, platform: 'node', target: 'node20', logLevel: 'warning',
-  entryPoints: ['scripts/capacity/run.ts'], outfile: bundle, external: ['cdk8s', 'cdk8s-plus-28', 'constructs'],
+  absWorkingDir: root,
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  logLevel: 'warning',
+  entryPoints: ['scripts/capacity/run.ts'],
+  outfile: bundle,
+  external: ['cdk8s', 'cdk8s-plus-28', 'constructs'],
 });
 const { main } = createRequire(import.meta.url)(bundle);
 

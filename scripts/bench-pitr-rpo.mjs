@@ -36,8 +36,14 @@ const samples = Number(process.env.BENCH_PITR_SAMPLES ?? 5);
 // The test's own helpers, bundled beside the app's bundle (charts read charts/files relative to it).
 const bundle = path.join(root, '.build', 'bench-pitr.js');
 await build({
-  absWorkingDir: root, bundle: true, platform: 'node', target: 'node20', logLevel: 'warning',
-  entryPoints: ['test/e2e/pitr.ts'], outfile: bundle, external: ['cdk8s', 'cdk8s-plus-28', 'constructs'],
+  absWorkingDir: root,
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  logLevel: 'warning',
+  entryPoints: ['test/e2e/pitr.ts'],
+  outfile: bundle,
+  external: ['cdk8s', 'cdk8s-plus-28', 'constructs'],
 });
 const pitr = createRequire(import.meta.url)(bundle);
 
@@ -89,11 +95,19 @@ try {
   for (let i = 0; i < samples; i++) {
     primary.psql('INSERT INTO rpo_probe DEFAULT VALUES');
     const wal = primary.psql('SELECT pg_walfile_name(pg_current_wal_lsn())');
-    upload.push(await untilArchived(store, s, wal, async () => {
-      const t = Date.now();
-      primary.psql('SELECT pg_switch_wal()');
-      return t;
-    }, watchMs));
+    upload.push(
+      await untilArchived(
+        store,
+        s,
+        wal,
+        async () => {
+          const t = Date.now();
+          primary.psql('SELECT pg_switch_wal()');
+          return t;
+        },
+        watchMs,
+      ),
+    );
   }
 
   const commit = [];
@@ -102,18 +116,29 @@ try {
     commit.push(await commitOnce());
   }
 
-  console.log(`archive_timeout ${timeout} (rendered), checkpoint_timeout ${checkpointTimeoutMs / 1000}s; `
-    + `${os.cpus().length} cores, ${os.cpus()[0].model.trim()}`);
+  console.log(`archive_timeout ${timeout} (rendered), checkpoint_timeout ${checkpointTimeoutMs / 1000}s; ` + `${os.cpus().length} cores, ${os.cpus()[0].model.trim()}`);
   const line = (cells) => cells.map((c, i) => String(c).padEnd(i === 0 ? 14 : 10)).join('  ');
   console.log(line(['', 'samples', 'min', 'median', 'max']));
-  for (const [name, xs] of [['upload', upload], ['commit', commit], ['after start', [afterStart]]]) {
+  for (const [name, xs] of [
+    ['upload', upload],
+    ['commit', commit],
+    ['after start', [afterStart]],
+  ]) {
     console.log(line([name, xs.length, seconds(Math.min(...xs)), seconds(median(xs)), seconds(Math.max(...xs))]));
   }
   console.log(`RPO bound once running: archive_timeout + upload = ${seconds(timeoutMs + Math.max(...upload))}`);
   // A failed archive_command is retried (three times, then after a minute): it shows in the figures, and here.
   const failed = primary.psql('SELECT failed_count FROM pg_stat_archiver');
   console.log(`archive_command failures: ${failed}`);
-  if (failed !== '0') console.log(primary.server.output().split('\n').filter((l) => /archive|barman|ERROR|FATAL/i.test(l)).slice(-20).join('\n'));
+  if (failed !== '0')
+    console.log(
+      primary.server
+        .output()
+        .split('\n')
+        .filter((l) => /archive|barman|ERROR|FATAL/i.test(l))
+        .slice(-20)
+        .join('\n'),
+    );
 } finally {
   await primary?.stop();
   await store?.stop();

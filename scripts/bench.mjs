@@ -35,8 +35,8 @@ delete base.KUDO_CONFIG;
 const withConfig = { ...base, KUDO_CONFIG: config };
 
 const commands = {
-  'floor': [base, process.execPath, '-e', "require('cdk8s'); require('cdk8s-plus-28')"],
-  'render': [withConfig, process.execPath, '.build/main.js'],
+  floor: [base, process.execPath, '-e', "require('cdk8s'); require('cdk8s-plus-28')"],
+  render: [withConfig, process.execPath, '.build/main.js'],
   'npm run synth': [withConfig, 'npm', 'run', '-s', 'synth'],
   'render, defaults': [base, process.execPath, '.build/main.js'],
   'cdk8s synth': [withConfig, path.join(root, 'node_modules', '.bin', 'cdk8s'), 'synth', '--output', path.join(out, 'cli')],
@@ -54,7 +54,11 @@ function measure([env, ...argv]) {
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
+const load = () =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
 
 await ensureBundle();
 const loadBefore = load();

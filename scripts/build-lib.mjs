@@ -13,7 +13,14 @@ const out = path.join(root, 'lib');
 
 const parsed = ts.getParsedCommandLineOfConfigFile(path.join(root, 'tsconfig.json'), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} });
 const options = {
-  ...parsed.options, noEmit: false, incremental: false, tsBuildInfoFile: undefined, declaration: true, outDir: out, rootDir: root, types: ['node'],
+  ...parsed.options,
+  noEmit: false,
+  incremental: false,
+  tsBuildInfoFile: undefined,
+  declaration: true,
+  outDir: out,
+  rootDir: root,
+  types: ['node'],
 };
 fs.rmSync(out, { recursive: true, force: true });
 const program = ts.createProgram([path.join(root, 'charts', 'index.ts'), path.join(root, 'main.ts')], options);

@@ -24,7 +24,15 @@ function newestSource(p = root, names = SOURCES) {
   for (const name of names) {
     const file = path.join(p, name);
     const st = fs.statSync(file);
-    newest = Math.max(newest, st.isDirectory() ? newestSource(file, fs.readdirSync(file).filter((f) => f.endsWith('.ts'))) : st.mtimeMs);
+    newest = Math.max(
+      newest,
+      st.isDirectory()
+        ? newestSource(
+            file,
+            fs.readdirSync(file).filter((f) => f.endsWith('.ts')),
+          )
+        : st.mtimeMs,
+    );
   }
   return newest;
 }

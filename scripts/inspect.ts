@@ -49,8 +49,7 @@ export function renderedManifests(config: KudoConfig): Manifest[] {
   return app.charts.flatMap((c) => c.toJson() as Manifest[]);
 }
 
-const configMapFile = (ms: Manifest[], name: string, file: string): string | undefined =>
-  ms.find((m) => m.kind === 'ConfigMap' && m.metadata.name === name)?.data?.[file];
+const configMapFile = (ms: Manifest[], name: string, file: string): string | undefined => ms.find((m) => m.kind === 'ConfigMap' && m.metadata.name === name)?.data?.[file];
 
 function hostNetworkPorts(ms: Manifest[], kind: string, name: string): { name: string; port: number; protocol: 'TCP' | 'UDP' }[] {
   const w = ms.find((m) => m.kind === kind && m.metadata.name === name);
@@ -65,31 +64,63 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
   const routes = ms.filter((m) => m.kind === 'Ingress' || m.kind === 'HTTPRoute');
   const routedHosts = [...new Set(routes.flatMap((r) => (r.kind === 'Ingress' ? r.spec.rules.map((x: any) => x.host) : r.spec.hostnames)))];
   const controller = INGRESS_CONTROLLER[config.ingress.controller];
-  const entry = config.routing === 'gateway-api' ? `the external address of Gateway ${config.gatewayApi.gatewayName}` : `the external address of your ${controller.title} ingress controller`;
+  const entry =
+    config.routing === 'gateway-api' ? `the external address of Gateway ${config.gatewayApi.gatewayName}` : `the external address of your ${controller.title} ingress controller`;
   const coturn = ms.find((m) => m.kind === 'DaemonSet' && m.metadata.name === 'coturn');
-  const turnSelector = Object.entries(coturn?.spec.template.spec.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+  const turnSelector = Object.entries(coturn?.spec.template.spec.nodeSelector ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
   const livekit = ms.find((m) => m.kind === 'Deployment' && m.metadata.name === 'livekit');
-  const livekitSelector = Object.entries(livekit?.spec.template.spec.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`).join(',') || 'any node';
+  const livekitSelector =
+    Object.entries(livekit?.spec.template.spec.nodeSelector ?? {})
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',') || 'any node';
 
   const dns = routedHosts.sort().map((host) => ({
-    name: host, type: 'A/AAAA', target: entry,
+    name: host,
+    type: 'A/AAAA',
+    target: entry,
     why: host === config.serverName && host !== config.hosts.matrix ? 'Matrix server name: serves /.well-known/matrix (delegation to the Matrix host)' : 'HTTPS',
   }));
   if (coturn) dns.push({ name: config.hosts.turn, type: 'A', target: `the public IPv4 of every node labelled ${turnSelector}`, why: 'TURN/STUN (clients connect to it directly)' });
 
   const issuerOf = (a: Record<string, string> = {}) => a['cert-manager.io/cluster-issuer'] ?? a['cert-manager.io/issuer'] ?? '(none)';
   const byPlace = (x: { namespace: string; secret: string }, y: { namespace: string; secret: string }) =>
-    (x.namespace === y.namespace ? (x.secret < y.secret ? -1 : 1) : x.namespace < y.namespace ? -1 : 1);
+    x.namespace === y.namespace ? (x.secret < y.secret ? -1 : 1) : x.namespace < y.namespace ? -1 : 1;
   const certificates = [
-    ...ms.filter((m) => m.kind === 'Ingress').flatMap((i) => i.spec.tls.map((t: any) => ({
-      secret: t.secretName, namespace: i.metadata.namespace!, dnsNames: t.hosts, issuer: issuerOf(i.metadata.annotations), via: `Ingress ${i.metadata.name}`,
-    }))),
-    ...ms.filter((m) => m.kind === 'Gateway').flatMap((g) => g.spec.listeners.filter((l: any) => l.tls).map((l: any) => ({
-      secret: l.tls.certificateRefs[0].name, namespace: g.metadata.namespace!, dnsNames: [l.hostname], issuer: issuerOf(g.metadata.annotations), via: `Gateway ${g.metadata.name} listener ${l.name}`,
-    }))),
-    ...ms.filter((m) => m.kind === 'Certificate').map((c) => ({
-      secret: c.spec.secretName, namespace: c.metadata.namespace!, dnsNames: c.spec.dnsNames, issuer: c.spec.issuerRef.name, via: `Certificate ${c.metadata.name}`,
-    })),
+    ...ms
+      .filter((m) => m.kind === 'Ingress')
+      .flatMap((i) =>
+        i.spec.tls.map((t: any) => ({
+          secret: t.secretName,
+          namespace: i.metadata.namespace!,
+          dnsNames: t.hosts,
+          issuer: issuerOf(i.metadata.annotations),
+          via: `Ingress ${i.metadata.name}`,
+        })),
+      ),
+    ...ms
+      .filter((m) => m.kind === 'Gateway')
+      .flatMap((g) =>
+        g.spec.listeners
+          .filter((l: any) => l.tls)
+          .map((l: any) => ({
+            secret: l.tls.certificateRefs[0].name,
+            namespace: g.metadata.namespace!,
+            dnsNames: [l.hostname],
+            issuer: issuerOf(g.metadata.annotations),
+            via: `Gateway ${g.metadata.name} listener ${l.name}`,
+          })),
+      ),
+    ...ms
+      .filter((m) => m.kind === 'Certificate')
+      .map((c) => ({
+        secret: c.spec.secretName,
+        namespace: c.metadata.namespace!,
+        dnsNames: c.spec.dnsNames,
+        issuer: c.spec.issuerRef.name,
+        via: `Certificate ${c.metadata.name}`,
+      })),
   ].sort(byPlace);
 
   const firewall: Checklist['firewall'] = [];
@@ -100,9 +131,12 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
       rules: [
         { protocol: 'TCP', ports: '443', purpose: `HTTPS for ${routedHosts.join(', ')}`, exposure: 'internet' },
         {
-          protocol: 'TCP', ports: '80', exposure: 'internet',
+          protocol: 'TCP',
+          ports: '80',
+          exposure: 'internet',
           purpose: ms.some((m) => m.kind === 'HTTPRoute' && m.metadata.name === 'https-redirect')
-            ? 'ACME HTTP-01 challenges, and a 301 redirect to HTTPS for everything else' : 'ACME HTTP-01 challenges, redirects',
+            ? 'ACME HTTP-01 challenges, and a 301 redirect to HTTPS for everything else'
+            : 'ACME HTTP-01 challenges, redirects',
         },
       ],
     });
@@ -110,13 +144,17 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
   const lkConfig = yaml.load(configMapFile(ms, 'livekit-config', 'config.yaml') ?? '{}') as any;
   if (livekit) {
     const rules: PortRule[] = hostNetworkPorts(ms, 'Deployment', 'livekit').map((p) => ({
-      protocol: p.protocol, ports: String(p.port),
-      purpose: { 'http': 'LiveKit API/WebSocket, for the ingress controller', 'rtc-tcp': 'WebRTC over TCP', 'metrics': 'LiveKit metrics', 'rtc-udp': 'WebRTC media (UDP mux)' }[p.name] ?? p.name,
+      protocol: p.protocol,
+      ports: String(p.port),
+      purpose:
+        { http: 'LiveKit API/WebSocket, for the ingress controller', 'rtc-tcp': 'WebRTC over TCP', metrics: 'LiveKit metrics', 'rtc-udp': 'WebRTC media (UDP mux)' }[p.name] ??
+        p.name,
       exposure: CLUSTER_ONLY.has(p.name) ? 'cluster' : 'internet',
     }));
     if (lkConfig.rtc?.port_range_start !== undefined) {
       rules.push({
-        protocol: 'UDP', ports: `${lkConfig.rtc.port_range_start}-${lkConfig.rtc.port_range_end}`,
+        protocol: 'UDP',
+        ports: `${lkConfig.rtc.port_range_start}-${lkConfig.rtc.port_range_end}`,
         purpose: `WebRTC media: ${LIVEKIT_PORTS_PER_PARTICIPANT} ports per participant and node address (livekit.participantsPerNode ${config.livekit.participantsPerNode})`,
         exposure: 'internet',
       });
@@ -127,33 +165,48 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
   const opt = (k: string) => new RegExp(`^${k}=(.*)$`, 'm').exec(turnConf)?.[1];
   if (coturn) {
     const rules: PortRule[] = hostNetworkPorts(ms, 'DaemonSet', 'coturn').map((p) => ({
-      protocol: p.protocol, ports: String(p.port),
-      purpose: { 'turn-udp': 'STUN/TURN', 'turn-tcp': 'STUN/TURN over TCP', 'turns': 'TURN over TLS', 'metrics': 'coturn metrics' }[p.name] ?? p.name,
+      protocol: p.protocol,
+      ports: String(p.port),
+      purpose: { 'turn-udp': 'STUN/TURN', 'turn-tcp': 'STUN/TURN over TCP', turns: 'TURN over TLS', metrics: 'coturn metrics' }[p.name] ?? p.name,
       exposure: CLUSTER_ONLY.has(p.name) ? 'cluster' : 'internet',
     }));
-    rules.push({ protocol: 'UDP', ports: `${opt('min-port')}-${opt('max-port')}`, purpose: `TURN relay: up to 2 ports per allocation (coturn.totalQuota ${opt('total-quota')})`, exposure: 'internet' });
+    rules.push({
+      protocol: 'UDP',
+      ports: `${opt('min-port')}-${opt('max-port')}`,
+      purpose: `TURN relay: up to 2 ports per allocation (coturn.totalQuota ${opt('total-quota')})`,
+      exposure: 'internet',
+    });
     // The ACME server asks http://<TURN host>/ for the challenge, and the TURN host's address is the TURN nodes'.
     const through = config.routing === 'gateway-api' ? 'the Gateway' : 'your ingress controller';
-    rules.push({ protocol: 'TCP', ports: '80', purpose: `ACME HTTP-01 for ${config.hosts.turn}: must reach ${through} (or use a DNS-01 issuer, tls.issuer)`, exposure: 'internet' });
+    rules.push({
+      protocol: 'TCP',
+      ports: '80',
+      purpose: `ACME HTTP-01 for ${config.hosts.turn}: must reach ${through} (or use a DNS-01 issuer, tls.issuer)`,
+      exposure: 'internet',
+    });
     firewall.push({ role: 'TURN', nodes: turnSelector, rules });
   }
 
   const externalIp: string[] = [];
   if (livekit) {
     const rtc = config.livekit.rtc;
-    externalIp.push(rtc.publicIp !== undefined
-      ? `LiveKit advertises ${rtc.publicIp} (livekit.rtc.publicIp) on every node: only right for a single node or a shared address.`
-      : rtc.nodeAddress === 'stun' || lkConfig.rtc?.use_external_ip
-        ? 'LiveKit nodes learn their public IP over STUN (use_external_ip): allow them outbound UDP to the STUN servers, and give each a 1:1 public address.'
-        : rtc.nodeAddress === 'host-ip'
-          ? "LiveKit nodes advertise the node's own IP (status.hostIP, livekit.rtc.nodeAddress host-ip): it must be reachable from clients."
-          : 'LiveKit nodes advertise their node\'s ExternalIP, read from the Kubernetes API at start (livekit.rtc.nodeAddress node-external-ip): '
-            + 'check `kubectl get nodes -o wide` shows one for every LiveKit node, reachable from clients (else set livekit.rtc.publicIp)');
+    externalIp.push(
+      rtc.publicIp !== undefined
+        ? `LiveKit advertises ${rtc.publicIp} (livekit.rtc.publicIp) on every node: only right for a single node or a shared address.`
+        : rtc.nodeAddress === 'stun' || lkConfig.rtc?.use_external_ip
+          ? 'LiveKit nodes learn their public IP over STUN (use_external_ip): allow them outbound UDP to the STUN servers, and give each a 1:1 public address.'
+          : rtc.nodeAddress === 'host-ip'
+            ? "LiveKit nodes advertise the node's own IP (status.hostIP, livekit.rtc.nodeAddress host-ip): it must be reachable from clients."
+            : "LiveKit nodes advertise their node's ExternalIP, read from the Kubernetes API at start (livekit.rtc.nodeAddress node-external-ip): " +
+              'check `kubectl get nodes -o wide` shows one for every LiveKit node, reachable from clients (else set livekit.rtc.publicIp)',
+    );
   }
   if (coturn) {
-    externalIp.push(config.coturn.publicIp !== undefined
-      ? `coturn advertises ${config.coturn.publicIp} (coturn.publicIp) on every TURN node: only right for a single TURN node or a shared address.`
-      : 'coturn advertises each TURN node\'s ExternalIP: check `kubectl get nodes -l ' + turnSelector + ' -o wide` shows one (else set coturn.publicIp).');
+    externalIp.push(
+      config.coturn.publicIp !== undefined
+        ? `coturn advertises ${config.coturn.publicIp} (coturn.publicIp) on every TURN node: only right for a single TURN node or a shared address.`
+        : "coturn advertises each TURN node's ExternalIP: check `kubectl get nodes -l " + turnSelector + ' -o wide` shows one (else set coturn.publicIp).',
+    );
     externalIp.push(`Label the TURN nodes: kubectl label node NODE ${turnSelector.replace(',', ' ')}`);
   }
 
@@ -177,8 +230,15 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
   }
   healthChecks.push({ what: 'everything, from inside the cluster', command: 'npm run smoke -- --context YOUR_CONTEXT' });
   return {
-    prerequisites: prerequisites(config, ms), dns, certificates, firewall, externalIp, healthChecks,
-    secretsToCreate: secretsToCreate(config), secretFormats: secretFormats(config), wellKnownDocuments: delegationDocuments(config),
+    prerequisites: prerequisites(config, ms),
+    dns,
+    certificates,
+    firewall,
+    externalIp,
+    healthChecks,
+    secretsToCreate: secretsToCreate(config),
+    secretFormats: secretFormats(config),
+    wellKnownDocuments: delegationDocuments(config),
     backups: backupNotes(config, ms),
   };
 }
@@ -186,9 +246,13 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
 /** The listener each of our HTTPRoutes names (sectionName), with its host: the Matrix host, LiveKit's, then the server name. */
 function sharedListeners(config: KudoConfig, ms: Manifest[]): string {
   const order = [config.hosts.matrix, config.hosts.livekit, config.serverName];
-  return ms.filter((m) => m.kind === 'HTTPRoute').map((r) => ({ host: r.spec.hostnames[0] as string, listener: r.spec.parentRefs[0].sectionName as string }))
-    .sort((a, b) => order.indexOf(a.host) - order.indexOf(b.host)).map((x) => `${x.listener} (${x.host})`)
-    .filter((x, i, all) => all.indexOf(x) === i).join(', ');
+  return ms
+    .filter((m) => m.kind === 'HTTPRoute')
+    .map((r) => ({ host: r.spec.hostnames[0] as string, listener: r.spec.parentRefs[0].sectionName as string }))
+    .sort((a, b) => order.indexOf(a.host) - order.indexOf(b.host))
+    .map((x) => `${x.listener} (${x.host})`)
+    .filter((x, i, all) => all.indexOf(x) === i)
+    .join(', ');
 }
 
 function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
@@ -196,13 +260,15 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
   const policies = config.networkPolicies.enabled ? ': the NetworkPolicies admit public traffic and ACME challenges from there only' : '';
   if (config.routing === 'gateway-api') {
     const gw = config.gatewayApi;
-    out.push(gw.createGateway
-      ? `Gateway API CRDs (standard channel: Gateway, HTTPRoute) and a GatewayClass "${gw.gatewayClassName}" from your Gateway implementation`
-      : `Gateway API CRDs and the Gateway ${gw.gatewayNamespace}/${gw.gatewayName} with, for each host, an HTTPS listener (port 443, TLS terminated with a `
-        + `certificate for the host) named as the routes attach to it by sectionName: ${sharedListeners(config, ms)}; `
-        + `each allowing routes from ${config.namespaces.stack} and ${config.namespaces.hostNetwork}. `
-        + 'Its plain HTTP listener must serve only a redirect to HTTPS (and ACME challenges): no route of ours attaches to it');
-    out.push('cert-manager with Gateway API support enabled (--enable-gateway-api, or config.enableGatewayAPI), for the Gateway listeners\' certificates');
+    out.push(
+      gw.createGateway
+        ? `Gateway API CRDs (standard channel: Gateway, HTTPRoute) and a GatewayClass "${gw.gatewayClassName}" from your Gateway implementation`
+        : `Gateway API CRDs and the Gateway ${gw.gatewayNamespace}/${gw.gatewayName} with, for each host, an HTTPS listener (port 443, TLS terminated with a ` +
+            `certificate for the host) named as the routes attach to it by sectionName: ${sharedListeners(config, ms)}; ` +
+            `each allowing routes from ${config.namespaces.stack} and ${config.namespaces.hostNetwork}. ` +
+            'Its plain HTTP listener must serve only a redirect to HTTPS (and ACME challenges): no route of ours attaches to it',
+    );
+    out.push("cert-manager with Gateway API support enabled (--enable-gateway-api, or config.enableGatewayAPI), for the Gateway listeners' certificates");
     const proxyPolicy = ms.find((m) => m.kind === 'NetworkPolicy' && m.metadata.name === 'gateway-proxy');
     if (proxyPolicy === undefined) {
       out.push(`The Gateway's proxy pods in namespace ${gw.proxyNamespace}${policies} (gatewayApi.proxyNamespace)`);
@@ -210,18 +276,24 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
       // They share the stack's namespace and its default-deny: the policy that admits them says by which label and on which ports.
       const [label, value] = Object.entries(proxyPolicy.spec.podSelector.matchLabels)[0] as [string, string];
       const listening = proxyPolicy.spec.ingress[0].ports.map((x: any) => x.port).filter((x: number) => x < 1024);
-      out.push(`The Gateway's proxy pods in namespace ${gw.proxyNamespace}, labelled ${label}=${value} (GEP-1762): the NetworkPolicy gateway-proxy `
-        + `lets anyone reach them on TCP ${listening.join(' and ')} and them reach Synapse, the well-known server, LiveKit and the ACME solvers; `
-        + 'an implementation that labels them otherwise needs a policy of its own (gatewayApi.proxyNamespace)');
+      out.push(
+        `The Gateway's proxy pods in namespace ${gw.proxyNamespace}, labelled ${label}=${value} (GEP-1762): the NetworkPolicy gateway-proxy ` +
+          `lets anyone reach them on TCP ${listening.join(' and ')} and them reach Synapse, the well-known server, LiveKit and the ACME solvers; ` +
+          'an implementation that labels them otherwise needs a policy of its own (gatewayApi.proxyNamespace)',
+      );
       const cp = gw.controlPlane;
-      out.push(cp.namespace !== undefined
-        ? `The proxies reach their control plane in namespace ${cp.namespace} on TCP ${cp.ports.join(', ')} (gatewayApi.controlPlane)`
-        : `WARNING: the proxies cannot reach their control plane from namespace ${gw.proxyNamespace} (default-deny): set gatewayApi.controlPlane `
-          + '(Istio: istio-system, [15012]; Envoy Gateway: envoy-gateway-system, [18000]) or they never get their configuration');
+      out.push(
+        cp.namespace !== undefined
+          ? `The proxies reach their control plane in namespace ${cp.namespace} on TCP ${cp.ports.join(', ')} (gatewayApi.controlPlane)`
+          : `WARNING: the proxies cannot reach their control plane from namespace ${gw.proxyNamespace} (default-deny): set gatewayApi.controlPlane ` +
+              '(Istio: istio-system, [15012]; Envoy Gateway: envoy-gateway-system, [18000]) or they never get their configuration',
+      );
     }
   } else {
     const i = config.ingress;
-    out.push(`${INGRESS_CONTROLLER[i.controller].title}, IngressClass ${i.className}, its pods in namespace ${i.namespace}${policies} (ingress.controller, ingress.className, ingress.namespace)`);
+    out.push(
+      `${INGRESS_CONTROLLER[i.controller].title}, IngressClass ${i.className}, its pods in namespace ${i.namespace}${policies} (ingress.controller, ingress.className, ingress.namespace)`,
+    );
     if (i.controller === 'traefik' && i.namespace === 'traefik' && config.networkPolicies.enabled) {
       out.push('On k3s, Traefik runs in kube-system, not traefik: set ingress.namespace: kube-system, or public traffic and ACME challenges are blocked');
     }
@@ -229,24 +301,30 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
   const admin = config.synapse.adminApi;
   if (admin.expose) {
     // The allow-list is judged on the address the controller sees: a balancer that replaces it makes the list admit the wrong hosts.
-    out.push(`The admin API (https://${config.hosts.matrix}/_synapse/admin, with shared-secret registration) admits only ${admin.sourceRanges.join(', ')} (synapse.adminApi.sourceRanges): `
-      + 'the app must leave from fixed egress addresses listed there, and the ingress controller must see real client addresses '
-      + '(its Service with externalTrafficPolicy: Local, or PROXY protocol from the load balancer), or the allow-list judges the balancer\'s or a node\'s address instead');
+    out.push(
+      `The admin API (https://${config.hosts.matrix}/_synapse/admin, with shared-secret registration) admits only ${admin.sourceRanges.join(', ')} (synapse.adminApi.sourceRanges): ` +
+        'the app must leave from fixed egress addresses listed there, and the ingress controller must see real client addresses ' +
+        "(its Service with externalTrafficPolicy: Local, or PROXY protocol from the load balancer), or the allow-list judges the balancer's or a node's address instead",
+    );
   }
   const redisPolicy = ms.find((m) => m.kind === 'NetworkPolicy' && m.metadata.name === 'redis');
   if (redisPolicy !== undefined && redisPolicy.spec.ingress[0].from === undefined) {
-    out.push('WARNING: Redis (plain TCP, one shared password) accepts connections from every address and namespace: LiveKit reaches it '
-      + 'from the host network, and only networkPolicies.nodeCidrs (the nodes\' addresses) lets the policy tell its nodes from other pods; '
-      + 'set it to close Redis to all but LiveKit\'s nodes and Synapse\'s processes');
+    out.push(
+      'WARNING: Redis (plain TCP, one shared password) accepts connections from every address and namespace: LiveKit reaches it ' +
+        "from the host network, and only networkPolicies.nodeCidrs (the nodes' addresses) lets the policy tell its nodes from other pods; " +
+        "set it to close Redis to all but LiveKit's nodes and Synapse's processes",
+    );
   }
   const issuer = config.tls.issuer;
   const ours = ms.some((m) => m.kind === 'ClusterIssuer' && m.metadata.name === issuer.name);
-  out.push(`cert-manager, with the issuer ${issuer.name} (${ours ? 'rendered here: a Let\'s Encrypt ClusterIssuer' : `yours: a ${issuer.kind}`})`);
+  out.push(`cert-manager, with the issuer ${issuer.name} (${ours ? "rendered here: a Let's Encrypt ClusterIssuer" : `yours: a ${issuer.kind}`})`);
   out.push('A default StorageClass (or storage.className per claim); WaitForFirstConsumer classes work');
   const pg = config.postgres;
   if (pg.mode === 'cloudnative-pg') {
     const c = pg.cloudnativePg;
-    out.push(`The CloudNativePG operator (1.30) in namespace ${c.operatorNamespace}${c.backup.enabled ? ', and its barman-cloud plugin (0.14) with cert-manager' : ''} (postgres.cloudnativePg.operatorNamespace)`);
+    out.push(
+      `The CloudNativePG operator (1.30) in namespace ${c.operatorNamespace}${c.backup.enabled ? ', and its barman-cloud plugin (0.14) with cert-manager' : ''} (postgres.cloudnativePg.operatorNamespace)`,
+    );
   } else if (pg.mode === 'external') {
     const e = pg.external;
     out.push(`PostgreSQL at ${e.host}:${e.port}: database ${e.database} owned by ${e.user}, encoding UTF8 with LC_COLLATE and LC_CTYPE C (Synapse refuses others)`);
@@ -254,22 +332,28 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
   }
   const production = config.profile === 'production';
   if (production) {
-    out.push('At least 3 nodes (profile production): a lost node\'s pods must find room on the others, and LiveKit\'s pods (and CloudNativePG\'s instances) '
-      + 'each need a node of their own');
+    out.push(
+      "At least 3 nodes (profile production): a lost node's pods must find room on the others, and LiveKit's pods (and CloudNativePG's instances) " +
+        'each need a node of their own',
+    );
   }
   const livekit = ms.find((m) => m.kind === 'Deployment' && m.metadata.name === 'livekit');
   if (livekit) {
     const n = livekit.spec.replicas as number;
-    const sel = Object.entries(livekit.spec.template.spec.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+    const sel = Object.entries(livekit.spec.template.spec.nodeSelector ?? {})
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',');
     out.push(`LiveKit: ${n} node${n === 1 ? '' : 's'} (one pod per node, host network), ${sel ? `labelled ${sel}` : 'any node'}`);
   }
   const coturn = ms.find((m) => m.kind === 'DaemonSet' && m.metadata.name === 'coturn');
   if (coturn) {
     const sel = Object.entries(coturn.spec.template.spec.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`);
-    out.push(production
-      ? `At least two nodes labelled ${sel.join(',')} for coturn (profile production: one lost TURN node must not end calls that need a relay): `
-        + `kubectl label node NODE ${sel.join(' ')}`
-      : `A node labelled ${sel.join(',')} for coturn: kubectl label node NODE ${sel.join(' ')}`);
+    out.push(
+      production
+        ? `At least two nodes labelled ${sel.join(',')} for coturn (profile production: one lost TURN node must not end calls that need a relay): ` +
+            `kubectl label node NODE ${sel.join(' ')}`
+        : `A node labelled ${sel.join(',')} for coturn: kubectl label node NODE ${sel.join(' ')}`,
+    );
   }
   out.push(...hostPortRangeNotes(ms));
   return out;
@@ -293,21 +377,28 @@ function hostPortRangeNotes(ms: Manifest[]): string[] {
   if (turn !== undefined) ranges.push([opt('min-port'), opt('max-port')]);
   if (ranges.length === 0) return [];
   ranges.sort((a, b) => a[0] - b[0]);
-  const within = ([lo, hi]: readonly [number, number]) => ranges.filter(([a, b]) => a <= hi && lo <= b).map(([a, b]) => `${a}-${b}`).join(',');
+  const within = ([lo, hi]: readonly [number, number]) =>
+    ranges
+      .filter(([a, b]) => a <= hi && lo <= b)
+      .map(([a, b]) => `${a}-${b}`)
+      .join(',');
   const [elo, ehi] = LINUX_EPHEMERAL_PORTS;
   const where = `the kernel's ephemeral ports (net.ipv4.ip_local_port_range, ${elo}-${ehi} by default)`;
   const ephemeral = within(LINUX_EPHEMERAL_PORTS);
   const all = ranges.map(([a, b]) => `${a}-${b}`).join(',');
-  const notes = [ephemeral !== ''
-    ? `LiveKit and TURN nodes: UDP ${ephemeral} lie in ${where}, which it hands to outgoing connections; reserve them on every such node: `
-      + `sysctl -w net.ipv4.ip_local_reserved_ports=${ephemeral} and, to keep it across reboots, the line `
-      + `"net.ipv4.ip_local_reserved_ports = ${ephemeral}" in /etc/sysctl.d/90-kudo-ports.conf`
-    : `LiveKit and TURN nodes: UDP ${all} lie below ${where}; if yours were widened to include them, reserve them: `
-      + `sysctl -w net.ipv4.ip_local_reserved_ports=${all}`];
+  const notes = [
+    ephemeral !== ''
+      ? `LiveKit and TURN nodes: UDP ${ephemeral} lie in ${where}, which it hands to outgoing connections; reserve them on every such node: ` +
+        `sysctl -w net.ipv4.ip_local_reserved_ports=${ephemeral} and, to keep it across reboots, the line ` +
+        `"net.ipv4.ip_local_reserved_ports = ${ephemeral}" in /etc/sysctl.d/90-kudo-ports.conf`
+      : `LiveKit and TURN nodes: UDP ${all} lie below ${where}; if yours were widened to include them, reserve them: ` + `sysctl -w net.ipv4.ip_local_reserved_ports=${all}`,
+  ];
   const nodePorts = within(NODE_PORTS);
   if (nodePorts !== '') {
-    notes.push(`UDP ${nodePorts} overlap Kubernetes' NodePort range (${NODE_PORTS[0]}-${NODE_PORTS[1]} by default): no UDP NodePort Service may use those ports, `
-      + 'or kube-proxy takes their packets');
+    notes.push(
+      `UDP ${nodePorts} overlap Kubernetes' NodePort range (${NODE_PORTS[0]}-${NODE_PORTS[1]} by default): no UDP NodePort Service may use those ports, ` +
+        'or kube-proxy takes their packets',
+    );
   }
   return notes;
 }
@@ -330,10 +421,12 @@ function secretsToCreate(config: KudoConfig): Checklist['secretsToCreate'] {
     for (const k of [wal.s3Credentials.accessKeyIdKey, wal.s3Credentials.secretAccessKeyKey]) add(config.namespaces.stack, wal.s3Credentials.secretName, k);
   }
   const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-  return [...keys].map(([id, k]) => {
-    const [namespace, secret] = id.split('/');
-    return { namespace, secret, keys: [...k].sort() };
-  }).sort((a, b) => cmp(a.namespace, b.namespace) || cmp(a.secret, b.secret));
+  return [...keys]
+    .map(([id, k]) => {
+      const [namespace, secret] = id.split('/');
+      return { namespace, secret, keys: [...k].sort() };
+    })
+    .sort((a, b) => cmp(a.namespace, b.namespace) || cmp(a.secret, b.secret));
 }
 
 /** Where the backups are kept: off-site, or on a volume that may share a node with the data (claim names from the manifests). */
@@ -347,20 +440,23 @@ function backupNotes(config: KudoConfig, ms: Manifest[]): string[] {
     // The StatefulSet's PostgreSQL keeps its data on a claim of its own; CloudNativePG's and an external one are elsewhere.
     const pg = ms.find((m) => m.kind === 'StatefulSet' && m.metadata.name === 'postgres');
     const data = [`the media (${claim('synapse')})`, ...(pg ? [`the database (${pg.spec.volumeClaimTemplates[0].metadata.name}-${pg.metadata.name}-0)`] : [])];
-    out.push(`The backups are not copied off-site (backup.s3): the backup volume ${backups} may sit on the same node as ${data.join(' and ')} `
-      + 'with node-local storage such as k3s local-path: one lost node loses the data and its backups together. '
-      + 'Set backup.s3.enabled: true with backup.s3.repository');
+    out.push(
+      `The backups are not copied off-site (backup.s3): the backup volume ${backups} may sit on the same node as ${data.join(' and ')} ` +
+        'with node-local storage such as k3s local-path: one lost node loses the data and its backups together. ' +
+        'Set backup.s3.enabled: true with backup.s3.repository',
+    );
   }
   return out;
 }
 
 /** What Synapse reads from its signing key file (synapse/config/key.py, read_signing_keys): one key per line. */
-const SIGNING_KEY_FORMAT = 'one line "ed25519 a_XXXX <base64 seed>", Synapse\'s signing key file '
-  + '(an old server\'s keeps its identity: --from-file=signing.key=OLD.signing.key)';
+const SIGNING_KEY_FORMAT =
+  'one line "ed25519 a_XXXX <base64 seed>", Synapse\'s signing key file ' + "(an old server's keeps its identity: --from-file=signing.key=OLD.signing.key)";
 
 function secretFormats(config: KudoConfig): Checklist['secretFormats'] {
   if (config.secrets.mode !== 'existing') return [];
-  return secretPlan(config.secrets.refs, config.namespaces, secretFeatures(config)).filter((v) => v.name === 'signingKey')
+  return secretPlan(config.secrets.refs, config.namespaces, secretFeatures(config))
+    .filter((v) => v.name === 'signingKey')
     .flatMap((v) => v.destinations.map((d) => ({ namespace: d.namespace, secret: d.secret, key: d.key, format: SIGNING_KEY_FORMAT })));
 }
 
@@ -396,8 +492,11 @@ export function formatText(c: Checklist): string {
     for (const f of c.secretFormats) out.push(`  ${f.namespace}/${f.secret} ${f.key}: ${f.format}`);
   }
   if (c.wellKnownDocuments.length > 0) {
-    out.push('', 'Delegation: the server name must answer these (the stack serves them when wellKnown.enabled).',
-      '  If the server name is already a website (a company\'s apex domain), publish them from that site instead and set wellKnown.enabled: false:');
+    out.push(
+      '',
+      'Delegation: the server name must answer these (the stack serves them when wellKnown.enabled).',
+      "  If the server name is already a website (a company's apex domain), publish them from that site instead and set wellKnown.enabled: false:",
+    );
     for (const d of c.wellKnownDocuments) out.push(`  ${d.url}`, `    ${d.headers.join('; ')}`, `    ${d.body}`);
   }
   if (c.backups.length > 0) {
@@ -418,8 +517,7 @@ export interface Graph {
 
 const WORKLOADS = ['Deployment', 'StatefulSet', 'DaemonSet', 'CronJob'];
 const podTemplate = (w: Manifest) => (w.kind === 'CronJob' ? w.spec.jobTemplate.spec.template : w.spec.template);
-const matches = (selector: Record<string, string>, labels: Record<string, string> = {}) =>
-  Object.entries(selector).every(([k, v]) => labels[k] === v);
+const matches = (selector: Record<string, string>, labels: Record<string, string> = {}) => Object.entries(selector).every(([k, v]) => labels[k] === v);
 
 /** The picture's content: what is drawn, taken from the manifests alone. */
 export function architecture(ms: Manifest[]): Graph {
@@ -435,10 +533,13 @@ export function architecture(ms: Manifest[]): Graph {
   const routeNodes = routes.map((r) => {
     const rid = `r:${r.metadata.namespace}/${r.metadata.name}`;
     const rHosts: string[] = r.kind === 'Ingress' ? r.spec.rules.map((x: any) => x.host) : r.spec.hostnames;
-    const backends: { path: string; service: string; port: number }[] = r.kind === 'Ingress'
-      ? r.spec.rules.flatMap((x: any) => x.http.paths.map((p: any) => ({ path: p.path, service: p.backend.service.name, port: p.backend.service.port.number })))
-      // A redirect rule has no backend.
-      : r.spec.rules.filter((x: any) => x.backendRefs !== undefined).map((x: any) => ({ path: x.matches[0].path.value, service: x.backendRefs[0].name, port: x.backendRefs[0].port }));
+    const backends: { path: string; service: string; port: number }[] =
+      r.kind === 'Ingress'
+        ? r.spec.rules.flatMap((x: any) => x.http.paths.map((p: any) => ({ path: p.path, service: p.backend.service.name, port: p.backend.service.port.number })))
+        : // A redirect rule has no backend.
+          r.spec.rules
+            .filter((x: any) => x.backendRefs !== undefined)
+            .map((x: any) => ({ path: x.matches[0].path.value, service: x.backendRefs[0].name, port: x.backendRefs[0].port }));
     for (const h of rHosts) {
       hosts.set(`h:${h}`, `https://${h}`);
       edges.push({ from: `h:${h}`, to: rid, label: '443' });
@@ -454,7 +555,9 @@ export function architecture(ms: Manifest[]): Graph {
   // Clients that reach host-network workloads directly (media, TURN), with LiveKit's UDP range from its config.
   const lkRtc = (yaml.load(ms.find((m) => m.kind === 'ConfigMap' && m.metadata.name === 'livekit-config')?.data['config.yaml'] ?? '{}') as any).rtc ?? {};
   for (const w of workloads.filter((x) => podTemplate(x).spec.hostNetwork)) {
-    const ports = podTemplate(w).spec.containers.flatMap((c: any) => c.ports ?? []).filter((p: any) => !['http', 'metrics'].includes(p.name))
+    const ports = podTemplate(w)
+      .spec.containers.flatMap((c: any) => c.ports ?? [])
+      .filter((p: any) => !['http', 'metrics'].includes(p.name))
       .map((p: any) => `${p.protocol.toLowerCase()} ${p.containerPort}`);
     if (w.metadata.name === 'livekit' && lkRtc.port_range_start !== undefined) ports.push(`udp ${lkRtc.port_range_start}-${lkRtc.port_range_end}`);
     edges.push({ from: 'h:webrtc', to: wid(w), label: ports.join(', ') });
@@ -463,12 +566,14 @@ export function architecture(ms: Manifest[]): Graph {
 
   // Flows between workloads: who may reach whom, by the NetworkPolicies.
   for (const np of ms.filter((m) => m.kind === 'NetworkPolicy')) {
-    const target = workloads.find((w) => w.metadata.namespace === np.metadata.namespace && np.spec.podSelector.matchLabels
-      && matches(np.spec.podSelector.matchLabels, podTemplate(w).metadata.labels));
+    const target = workloads.find(
+      (w) => w.metadata.namespace === np.metadata.namespace && np.spec.podSelector.matchLabels && matches(np.spec.podSelector.matchLabels, podTemplate(w).metadata.labels),
+    );
     if (!target) continue;
     for (const rule of np.spec.ingress ?? []) {
       for (const peer of rule.from ?? []) {
-        const src = peer.podSelector && workloads.find((w) => w.metadata.namespace === np.metadata.namespace && matches(peer.podSelector.matchLabels, podTemplate(w).metadata.labels));
+        const src =
+          peer.podSelector && workloads.find((w) => w.metadata.namespace === np.metadata.namespace && matches(peer.podSelector.matchLabels, podTemplate(w).metadata.labels));
         for (const s of src ? [src] : []) edges.push({ from: wid(s), to: wid(target), label: `:${rule.ports.map((p: any) => p.port).join(',')}` });
       }
     }
@@ -506,7 +611,12 @@ export function architecture(ms: Manifest[]): Graph {
   const workloadNodes = workloads.map((w) => {
     const svcPorts = services.filter((s) => serviceOwner(s) === w).flatMap((s) => s.spec.ports.map((p: any) => `${p.name} ${p.port}`));
     const hostNet = podTemplate(w).spec.hostNetwork ? ' (host network)' : '';
-    return { id: wid(w), title: `${w.metadata.name}`, lines: [`${w.kind}${hostNet}`, ...(svcPorts.length ? [svcPorts.join(', ')] : []), `ns ${w.metadata.namespace}`], tone: hostNet ? 'host' : 'workload' };
+    return {
+      id: wid(w),
+      title: `${w.metadata.name}`,
+      lines: [`${w.kind}${hostNet}`, ...(svcPorts.length ? [svcPorts.join(', ')] : []), `ns ${w.metadata.namespace}`],
+      tone: hostNet ? 'host' : 'workload',
+    };
   });
   return {
     columns: [
@@ -590,4 +700,3 @@ export function toSvg(g: Graph): string {
     '',
   ].join('\n');
 }
-

@@ -21,7 +21,11 @@ function kubectl(a, { check = true, stdio = 'pipe' } = {}) {
   if (r.error?.code === 'ENOENT') fail('npm run smoke needs kubectl on the PATH');
   if (r.error) fail(`kubectl: ${r.error.message}`);
   if (check && r.status !== 0) {
-    const reason = (r.stderr ?? '').split('\n').map((l) => l.replace(/^error: /, '').trim()).find((l) => l !== '') ?? `kubectl exited ${r.status}`;
+    const reason =
+      (r.stderr ?? '')
+        .split('\n')
+        .map((l) => l.replace(/^error: /, '').trim())
+        .find((l) => l !== '') ?? `kubectl exited ${r.status}`;
     fail(`cannot start the smoke test in context "${context}": ${reason}`);
   }
   return r;

@@ -13,11 +13,13 @@ test('every object has a sync wave or is a hook', () => {
 
 /** `Kind namespace/name` (hashed Job names without their hash) -> "wave" or "Hook@wave". */
 function waveTable(ms: Manifest[]): Record<string, string> {
-  return Object.fromEntries(ms.map((m) => {
-    const name = m.kind === 'Job' ? m.metadata.name.replace(/-[0-9a-f]{8}$/, '') : m.metadata.name;
-    const where = m.metadata.namespace !== undefined ? `${m.metadata.namespace}/${name}` : name;
-    return [`${m.kind} ${where}`, hook(m) !== undefined ? `${hook(m)}@${wave(m)}` : String(wave(m))];
-  }));
+  return Object.fromEntries(
+    ms.map((m) => {
+      const name = m.kind === 'Job' ? m.metadata.name.replace(/-[0-9a-f]{8}$/, '') : m.metadata.name;
+      const where = m.metadata.namespace !== undefined ? `${m.metadata.namespace}/${name}` : name;
+      return [`${m.kind} ${where}`, hook(m) !== undefined ? `${hook(m)}@${wave(m)}` : String(wave(m))];
+    }),
+  );
 }
 
 test('the intended wave of every object: a sync that can finish on a WaitForFirstConsumer StorageClass', () => {
@@ -26,46 +28,95 @@ test('the intended wave of every object: a sync that can finish on a WaitForFirs
   // 3 the admin bootstrap (hook: the app's credentials need only Synapse); 4 media, TURN, routes,
   // certificates, backups (with the hook that binds the backup claim) and the rest.
   expect(waveTable(synthAll())).toEqual({
-    'Namespace kudo': '-3', 'Namespace kudo-media': '-3', 'Namespace kudo-app': '-3',
+    'Namespace kudo': '-3',
+    'Namespace kudo-media': '-3',
+    'Namespace kudo-app': '-3',
     'ClusterIssuer kudo-letsencrypt': '-2',
-    'ConfigMap kudo/secret-generator': '-2', 'ServiceAccount kudo/secret-generator': '-2',
-    'Role kudo/secret-generator': '-2', 'RoleBinding kudo/secret-generator': '-2',
-    'Role kudo-media/secret-generator': '-2', 'RoleBinding kudo-media/secret-generator': '-2',
+    'ConfigMap kudo/secret-generator': '-2',
+    'ServiceAccount kudo/secret-generator': '-2',
+    'Role kudo/secret-generator': '-2',
+    'RoleBinding kudo/secret-generator': '-2',
+    'Role kudo-media/secret-generator': '-2',
+    'RoleBinding kudo-media/secret-generator': '-2',
     // The nightly backup's reader of the Secrets it stores.
-    'ServiceAccount kudo/backup': '-2', 'Role kudo/backup': '-2', 'RoleBinding kudo/backup': '-2', 'Role kudo-media/backup': '-2', 'RoleBinding kudo-media/backup': '-2',
+    'ServiceAccount kudo/backup': '-2',
+    'Role kudo/backup': '-2',
+    'RoleBinding kudo/backup': '-2',
+    'Role kudo-media/backup': '-2',
+    'RoleBinding kudo-media/backup': '-2',
     'Job kudo/generate-secrets': 'Sync@-1',
-    'NetworkPolicy kudo/default-deny': '-2', 'NetworkPolicy kudo/allow-dns': '-2', 'NetworkPolicy kudo/postgres': '-2',
-    'NetworkPolicy kudo/redis': '-2', 'NetworkPolicy kudo/synapse': '-2', 'NetworkPolicy kudo/matrix-well-known': '-2',
-    'NetworkPolicy kudo/acme-http01-solver': '-2', 'NetworkPolicy kudo/kubernetes-api': '-2', 'NetworkPolicy kudo/admin-bootstrap': '-2',
-    'NetworkPolicy kudo/smoke-test': '-2', 'NetworkPolicy kudo/backup': '-2',
-    'ConfigMap kudo/postgres-init': '-2', 'Service kudo/postgres': '0', 'StatefulSet kudo/postgres': '1',
-    'ConfigMap kudo/redis-config': '-2', 'Service kudo/redis': '0', 'StatefulSet kudo/redis': '1',
-    'ConfigMap kudo/synapse-config': '-2', 'PersistentVolumeClaim kudo/synapse-media': '2', 'Deployment kudo/synapse': '2',
-    'Service kudo/synapse': '0', 'Ingress kudo/synapse': '4', 'Ingress kudo/matrix-well-known': '4',
-    'ConfigMap kudo/matrix-well-known': '-2', 'Deployment kudo/matrix-well-known': '2', 'PodDisruptionBudget kudo/matrix-well-known': '0',
+    'NetworkPolicy kudo/default-deny': '-2',
+    'NetworkPolicy kudo/allow-dns': '-2',
+    'NetworkPolicy kudo/postgres': '-2',
+    'NetworkPolicy kudo/redis': '-2',
+    'NetworkPolicy kudo/synapse': '-2',
+    'NetworkPolicy kudo/matrix-well-known': '-2',
+    'NetworkPolicy kudo/acme-http01-solver': '-2',
+    'NetworkPolicy kudo/kubernetes-api': '-2',
+    'NetworkPolicy kudo/admin-bootstrap': '-2',
+    'NetworkPolicy kudo/smoke-test': '-2',
+    'NetworkPolicy kudo/backup': '-2',
+    'ConfigMap kudo/postgres-init': '-2',
+    'Service kudo/postgres': '0',
+    'StatefulSet kudo/postgres': '1',
+    'ConfigMap kudo/redis-config': '-2',
+    'Service kudo/redis': '0',
+    'StatefulSet kudo/redis': '1',
+    'ConfigMap kudo/synapse-config': '-2',
+    'PersistentVolumeClaim kudo/synapse-media': '2',
+    'Deployment kudo/synapse': '2',
+    'Service kudo/synapse': '0',
+    'Ingress kudo/synapse': '4',
+    'Ingress kudo/matrix-well-known': '4',
+    'ConfigMap kudo/matrix-well-known': '-2',
+    'Deployment kudo/matrix-well-known': '2',
+    'PodDisruptionBudget kudo/matrix-well-known': '0',
     'Service kudo/matrix-well-known': '0',
-    'ConfigMap kudo-media/livekit-config': '-2', 'Deployment kudo-media/livekit': '4', 'Service kudo-media/livekit': '0', 'Ingress kudo-media/livekit': '4',
-    'ConfigMap kudo-media/coturn-config': '-2', 'Certificate kudo-media/coturn-tls': '4', 'ServiceAccount kudo-media/coturn': '-2',
-    'ClusterRole kudo-media-coturn-node-reader': '-2', 'ClusterRoleBinding kudo-media-coturn-node-reader': '-2', 'DaemonSet kudo-media/coturn': '4',
-    'ServiceAccount kudo-media/livekit': '-2', 'ClusterRole kudo-media-livekit-node-reader': '-2', 'ClusterRoleBinding kudo-media-livekit-node-reader': '-2',
-    'ConfigMap kudo/admin-bootstrap': '-2', 'ServiceAccount kudo/admin-bootstrap': '-2',
-    'Role kudo-media/admin-bootstrap': '-2', 'RoleBinding kudo-media/admin-bootstrap': '-2',
-    'Role kudo-app/admin-bootstrap': '-2', 'RoleBinding kudo-app/admin-bootstrap': '-2',
+    'ConfigMap kudo-media/livekit-config': '-2',
+    'Deployment kudo-media/livekit': '4',
+    'Service kudo-media/livekit': '0',
+    'Ingress kudo-media/livekit': '4',
+    'ConfigMap kudo-media/coturn-config': '-2',
+    'Certificate kudo-media/coturn-tls': '4',
+    'ServiceAccount kudo-media/coturn': '-2',
+    'ClusterRole kudo-media-coturn-node-reader': '-2',
+    'ClusterRoleBinding kudo-media-coturn-node-reader': '-2',
+    'DaemonSet kudo-media/coturn': '4',
+    'ServiceAccount kudo-media/livekit': '-2',
+    'ClusterRole kudo-media-livekit-node-reader': '-2',
+    'ClusterRoleBinding kudo-media-livekit-node-reader': '-2',
+    'ConfigMap kudo/admin-bootstrap': '-2',
+    'ServiceAccount kudo/admin-bootstrap': '-2',
+    'Role kudo-media/admin-bootstrap': '-2',
+    'RoleBinding kudo-media/admin-bootstrap': '-2',
+    'Role kudo-app/admin-bootstrap': '-2',
+    'RoleBinding kudo-app/admin-bootstrap': '-2',
     // create secrets, which RBAC cannot limit by name: granted for the sync only, in the wave before each Job.
-    'Role kudo/secret-generator-create': 'Sync@-2', 'RoleBinding kudo/secret-generator-create': 'Sync@-2',
-    'Role kudo-media/secret-generator-create': 'Sync@-2', 'RoleBinding kudo-media/secret-generator-create': 'Sync@-2',
-    'Role kudo-app/admin-bootstrap-create': 'Sync@2', 'RoleBinding kudo-app/admin-bootstrap-create': 'Sync@2',
+    'Role kudo/secret-generator-create': 'Sync@-2',
+    'RoleBinding kudo/secret-generator-create': 'Sync@-2',
+    'Role kudo-media/secret-generator-create': 'Sync@-2',
+    'RoleBinding kudo-media/secret-generator-create': 'Sync@-2',
+    'Role kudo-app/admin-bootstrap-create': 'Sync@2',
+    'RoleBinding kudo-app/admin-bootstrap-create': 'Sync@2',
     'Job kudo/bootstrap-admin': 'Sync@3',
-    'ConfigMap kudo/smoke-test': '-2', 'CronJob kudo/smoke-test': '4',
-    'ConfigMap kudo/backup-scripts': '-2', 'PersistentVolumeClaim kudo/kudo-backups': '4', 'Job kudo/backup-volume': 'Sync@4',
-    'CronJob kudo/postgres-backup': '4', 'CronJob kudo/media-backup': '4', 'CronJob kudo/postgres-restore': '4', 'CronJob kudo/media-restore': '4',
+    'ConfigMap kudo/smoke-test': '-2',
+    'CronJob kudo/smoke-test': '4',
+    'ConfigMap kudo/backup-scripts': '-2',
+    'PersistentVolumeClaim kudo/kudo-backups': '4',
+    'Job kudo/backup-volume': 'Sync@4',
+    'CronJob kudo/postgres-backup': '4',
+    'CronJob kudo/media-backup': '4',
+    'CronJob kudo/postgres-restore': '4',
+    'CronJob kudo/media-restore': '4',
   });
 });
 
-test('with workers, every Synapse process and the router come in Synapse\'s wave (a worker needs the main process\'s schema)', () => {
+test("with workers, every Synapse process and the router come in Synapse's wave (a worker needs the main process's schema)", () => {
   const prod = synthAll(config({ ...PRODUCTION }));
-  const synapse = prod.filter((m) => ['Deployment', 'StatefulSet'].includes(m.kind)
-    && (m.spec.template.metadata.labels['app.kubernetes.io/component'] === 'homeserver' || m.metadata.name === 'synapse-router'));
+  const synapse = prod.filter(
+    (m) =>
+      ['Deployment', 'StatefulSet'].includes(m.kind) && (m.spec.template.metadata.labels['app.kubernetes.io/component'] === 'homeserver' || m.metadata.name === 'synapse-router'),
+  );
   // The main process, eleven worker types and the router.
   expect(synapse.length).toBe(13);
   for (const m of synapse) expect([m.kind, m.metadata.name, wave(m)]).toEqual([m.kind, m.metadata.name, '2']);
@@ -78,10 +129,15 @@ describe('every claim binds within its own wave', () => {
   const configs: [string, object][] = [
     ['default', {}],
     ['production', { ...PRODUCTION }],
-    ['gateway-api, monitoring, Argo CD', {
-      routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg' }, monitoring: { enabled: true },
-      argocd: { enabled: true, repoURL: 'https://git.example.com/infra.git' },
-    }],
+    [
+      'gateway-api, monitoring, Argo CD',
+      {
+        routing: 'gateway-api',
+        gatewayApi: { gatewayClassName: 'eg' },
+        monitoring: { enabled: true },
+        argocd: { enabled: true, repoURL: 'https://git.example.com/infra.git' },
+      },
+    ],
   ];
   test.each(configs)('%s', (_, c) => {
     const all = synthAll(config(c));
@@ -89,8 +145,12 @@ describe('every claim binds within its own wave', () => {
     expect(claims.length).toBeGreaterThan(0);
     for (const claim of claims) {
       // Consumers that make a pod during the sync itself: workloads and hook Jobs, not CronJobs.
-      const binders = all.filter((m) => ['Deployment', 'StatefulSet', 'DaemonSet', 'Job'].includes(m.kind)
-        && m.metadata.namespace === claim.metadata.namespace && claimsOf(m.spec.template.spec).includes(claim.metadata.name));
+      const binders = all.filter(
+        (m) =>
+          ['Deployment', 'StatefulSet', 'DaemonSet', 'Job'].includes(m.kind) &&
+          m.metadata.namespace === claim.metadata.namespace &&
+          claimsOf(m.spec.template.spec).includes(claim.metadata.name),
+      );
       expect([claim.metadata.name, binders.map((b) => wave(b))]).toEqual([claim.metadata.name, expect.arrayContaining([wave(claim)])]);
     }
   });
@@ -106,7 +166,12 @@ describe('Argo CD never prunes or deletes state: every claim and Namespace says 
   test.each(configs)('%s', (_, c) => {
     const state = synthAll(config(c)).filter((m) => ['PersistentVolumeClaim', 'Namespace'].includes(m.kind));
     expect(state.filter((m) => m.kind === 'PersistentVolumeClaim').map((m) => m.metadata.name)).toEqual(expect.arrayContaining(['synapse-media', 'kudo-backups']));
-    expect(state.filter((m) => m.kind === 'Namespace').map((m) => m.metadata.name).sort()).toEqual(['kudo', 'kudo-app', 'kudo-media']);
+    expect(
+      state
+        .filter((m) => m.kind === 'Namespace')
+        .map((m) => m.metadata.name)
+        .sort(),
+    ).toEqual(['kudo', 'kudo-app', 'kudo-media']);
     for (const m of state) {
       expect([m.kind, m.metadata.name, options(m)]).toEqual([m.kind, m.metadata.name, expect.arrayContaining(['Prune=false', 'Delete=false'])]);
     }
@@ -120,7 +185,8 @@ describe('Argo CD never prunes or deletes state: every claim and Namespace says 
   test('sync options an object already has are kept', () => {
     const chart = Testing.chart();
     const claim = new k8s.KubePersistentVolumeClaim(chart, 'claim', {
-      metadata: { name: 'c', annotations: { 'argocd.argoproj.io/sync-options': 'Replace=true,Prune=false' } }, spec: {},
+      metadata: { name: 'c', annotations: { 'argocd.argoproj.io/sync-options': 'Replace=true,Prune=false' } },
+      spec: {},
     });
     keepState(chart);
     expect(claim.toJson().metadata.annotations['argocd.argoproj.io/sync-options']).toBe('Replace=true,Prune=false,Delete=false');
@@ -151,9 +217,14 @@ describe('Argo CD Application', () => {
 
   test('argocd.applicationName names the Application (two environments in one Argo CD need two names); a name Kubernetes refuses is refused', () => {
     const named = config({ argocd: { enabled: true, repoURL: 'https://git.example.com/kudo/infra.git', applicationName: 'kudo-staging' } });
-    expect(synthChart('90-argocd', named).filter((m) => m.kind === 'Application').map((m) => [m.metadata.namespace, m.metadata.name])).toEqual([['argocd', 'kudo-staging']]);
-    expect(() => resolveConfig({ argocd: { enabled: true, repoURL: 'https://git.example.com/kudo/infra.git', applicationName: 'Kudo_Staging' } }))
-      .toThrow(/argocd\.applicationName: must be a lowercase DNS label/);
+    expect(
+      synthChart('90-argocd', named)
+        .filter((m) => m.kind === 'Application')
+        .map((m) => [m.metadata.namespace, m.metadata.name]),
+    ).toEqual([['argocd', 'kudo-staging']]);
+    expect(() => resolveConfig({ argocd: { enabled: true, repoURL: 'https://git.example.com/kudo/infra.git', applicationName: 'Kudo_Staging' } })).toThrow(
+      /argocd\.applicationName: must be a lowercase DNS label/,
+    );
   });
 
   test('off by default; a repository is required', () => {

@@ -13,7 +13,7 @@ const cnpg = (overrides: object = {}) => config({ postgres: { mode: 'cloudnative
 const ms = synthAll(cnpg());
 const homeserver = (m: Manifest[]) => yaml.load(find(m, 'ConfigMap', 'synapse-config').data['homeserver.yaml']) as any;
 
-test('a Cluster with Synapse\'s database, owned by its role, UTF8 with C collation', () => {
+test("a Cluster with Synapse's database, owned by its role, UTF8 with C collation", () => {
   const cluster = find(ms, 'Cluster', 'postgres');
   expect(cluster.apiVersion).toBe('postgresql.cnpg.io/v1');
   expect(cluster.metadata.namespace).toBe('kudo');
@@ -49,10 +49,18 @@ test('WAL archiving and base backups through the barman-cloud plugin, to the con
   });
   expect(store.spec.retentionPolicy).toBe('30d');
   const cluster = find(ms, 'Cluster', 'postgres');
-  expect(cluster.spec.plugins).toEqual([{ name: 'barman-cloud.cloudnative-pg.io', isWALArchiver: true, parameters: { barmanObjectName: 'postgres-backups', serverName: 'postgres' } }]);
+  expect(cluster.spec.plugins).toEqual([
+    { name: 'barman-cloud.cloudnative-pg.io', isWALArchiver: true, parameters: { barmanObjectName: 'postgres-backups', serverName: 'postgres' } },
+  ]);
   expect(cluster.spec.postgresql.parameters.archive_timeout).toBe('60s');
   const scheduled = find(ms, 'ScheduledBackup', 'postgres-daily');
-  expect(scheduled.spec).toMatchObject({ cluster: { name: 'postgres' }, method: 'plugin', pluginConfiguration: { name: 'barman-cloud.cloudnative-pg.io' }, schedule: '0 0 2 * * *', immediate: true });
+  expect(scheduled.spec).toMatchObject({
+    cluster: { name: 'postgres' },
+    method: 'plugin',
+    pluginConfiguration: { name: 'barman-cloud.cloudnative-pg.io' },
+    schedule: '0 0 2 * * *',
+    immediate: true,
+  });
 });
 
 test('without backups: no ObjectStore, no ScheduledBackup, no archiving', () => {
@@ -62,7 +70,7 @@ test('without backups: no ObjectStore, no ScheduledBackup, no archiving', () => 
   expect(find(off, 'Cluster', 'postgres').spec.postgresql.parameters.archive_timeout).toBeUndefined();
 });
 
-test('no StatefulSet PostgreSQL, and Synapse connects to the -rw Service with the owner\'s Secret', () => {
+test("no StatefulSet PostgreSQL, and Synapse connects to the -rw Service with the owner's Secret", () => {
   expect(ms.filter((m) => m.kind === 'StatefulSet' && m.metadata.name === 'postgres')).toEqual([]);
   expect(ms.filter((m) => m.kind === 'Service' && m.metadata.name === 'postgres')).toEqual([]);
   const args = homeserver(ms).database.args;
@@ -71,10 +79,11 @@ test('no StatefulSet PostgreSQL, and Synapse connects to the -rw Service with th
   expect(password.secret).toMatchObject({ secretName: 'postgres-app', items: [{ key: 'password', path: 'password' }] });
 });
 
-test('every Synapse worker reads the owner\'s Secret too', () => {
+test("every Synapse worker reads the owner's Secret too", () => {
   const workers = synthAll(config({ ...PRODUCTION, postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP } } }));
-  const synapsePods = workers.filter((m) => ['Deployment', 'StatefulSet'].includes(m.kind) && m.metadata.labels?.['app.kubernetes.io/name']?.startsWith('synapse')
-    && m.metadata.name !== 'synapse-router');
+  const synapsePods = workers.filter(
+    (m) => ['Deployment', 'StatefulSet'].includes(m.kind) && m.metadata.labels?.['app.kubernetes.io/name']?.startsWith('synapse') && m.metadata.name !== 'synapse-router',
+  );
   expect(synapsePods.length).toBeGreaterThan(5);
   for (const w of synapsePods) {
     const v = podSpec(w).volumes.find((x: any) => x.name === 'db-password');
@@ -82,7 +91,7 @@ test('every Synapse worker reads the owner\'s Secret too', () => {
   }
 });
 
-test('the secret generator makes neither PostgreSQL password; the dump CronJob uses the owner\'s', () => {
+test("the secret generator makes neither PostgreSQL password; the dump CronJob uses the owner's", () => {
   const plan = JSON.parse(find(ms, 'ConfigMap', 'secret-generator').data['plan.json']);
   expect(plan.values.map((v: any) => v.name)).not.toContain('postgresPassword');
   expect(plan.values.map((v: any) => v.name)).not.toContain('postgresSuperuserPassword');
@@ -116,11 +125,14 @@ describe('NetworkPolicies', () => {
     expect(ports(pg.ingress[1])).toEqual([5432, 8000]);
   });
 
-  test('the instances reach each other, the Kubernetes API and the object store\'s port', () => {
+  test("the instances reach each other, the Kubernetes API and the object store's port", () => {
     const egress = policy('postgres').egress;
     expect(egress.map(ports)).toEqual([[5432, 8000], [443, 6443], [9000]]);
     const aws = synthAll(config({ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres' } } } }));
-    expect(find(aws, 'NetworkPolicy', 'postgres').spec.egress.map(ports)).toEqual([[5432, 8000], [443, 6443]]);
+    expect(find(aws, 'NetworkPolicy', 'postgres').spec.egress.map(ports)).toEqual([
+      [5432, 8000],
+      [443, 6443],
+    ]);
   });
 
   test('Synapse and the backups connect to the instances', () => {
@@ -134,7 +146,7 @@ describe('NetworkPolicies', () => {
   });
 });
 
-test('a PodMonitor for the instances\' metrics when monitoring is on', () => {
+test("a PodMonitor for the instances' metrics when monitoring is on", () => {
   const mon = synthAll(config({ monitoring: { enabled: true }, postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP } } }));
   expect(find(mon, 'PodMonitor', 'postgres').spec).toEqual({ selector: { matchLabels: { 'cnpg.io/cluster': 'postgres' } }, podMetricsEndpoints: [{ port: 'metrics' }] });
   expect(find(mon, 'NetworkPolicy', 'postgres').spec.ingress[2].ports).toEqual([{ protocol: 'TCP', port: 9187 }]);
@@ -150,9 +162,12 @@ test('point-in-time recovery is rendered from the config: a Cluster that recover
   const recovered = synthAll(cnpg({ backup: { ...BACKUP, serverName: 'postgres-r1' }, recovery: { serverName: 'postgres', targetTime: '2026-11-26T14:00:00Z' } }));
   const spec = find(recovered, 'Cluster', 'postgres').spec;
   expect(spec.bootstrap).toEqual({ recovery: { source: 'origin', database: 'synapse', owner: 'synapse', recoveryTarget: { targetTime: '2026-11-26T14:00:00Z' } } });
-  expect(spec.externalClusters).toEqual([{
-    name: 'origin', plugin: { name: 'barman-cloud.cloudnative-pg.io', parameters: { barmanObjectName: 'postgres-backups', serverName: 'postgres' } },
-  }]);
+  expect(spec.externalClusters).toEqual([
+    {
+      name: 'origin',
+      plugin: { name: 'barman-cloud.cloudnative-pg.io', parameters: { barmanObjectName: 'postgres-backups', serverName: 'postgres' } },
+    },
+  ]);
   expect(spec.plugins[0].parameters).toEqual({ barmanObjectName: 'postgres-backups', serverName: 'postgres-r1' });
   // Without a target: the end of the archive.
   const latest = find(synthAll(cnpg({ backup: { ...BACKUP, serverName: 'postgres-r1' }, recovery: { serverName: 'postgres' } })), 'Cluster', 'postgres').spec;
@@ -162,7 +177,7 @@ test('point-in-time recovery is rendered from the config: a Cluster that recover
   expect(find(ms, 'Cluster', 'postgres').spec.externalClusters).toBeUndefined();
 });
 
-test('a recovered Cluster keeps Synapse\'s database and owner, so the operator\'s postgres-app Secret is for the role Synapse logs in as', () => {
+test("a recovered Cluster keeps Synapse's database and owner, so the operator's postgres-app Secret is for the role Synapse logs in as", () => {
   // Without them CloudNativePG 1.30 defaults both to "app" and writes postgres-app for a user "app".
   const recovered = synthAll(cnpg({ backup: { ...BACKUP, serverName: 'postgres-r1' }, recovery: { serverName: 'postgres' } }));
   const recovery = find(recovered, 'Cluster', 'postgres').spec.bootstrap.recovery;
@@ -174,20 +189,33 @@ describe('bad combinations are refused, naming the key', () => {
   test.each([
     [{ postgres: { mode: 'cloudnative-pg' } }, 'postgres.cloudnativePg.backup.destinationPath is required'],
     [{ postgres: { mode: 'cloudnative-pg', cloudnativePg: { synchronous: true, backup: BACKUP } } }, 'postgres.cloudnativePg.synchronous needs at least 2 instances (has 1)'],
-    [{ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 'kudo-backups/postgres' } } } }, 'postgres.cloudnativePg.backup.destinationPath: must be an S3 URL'],
+    [
+      { postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 'kudo-backups/postgres' } } } },
+      'postgres.cloudnativePg.backup.destinationPath: must be an S3 URL',
+    ],
     [{ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { ...BACKUP, schedule: '0 2 * * *' } } } }, 'must be a six-field schedule with seconds first'],
-    [{ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP } }, secrets: { refs: { postgresPassword: { name: 'x', key: 'y' } } } },
-      'secrets.refs.postgresPassword is not read with postgres.mode "cloudnative-pg"'],
+    [
+      { postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP } }, secrets: { refs: { postgresPassword: { name: 'x', key: 'y' } } } },
+      'secrets.refs.postgresPassword is not read with postgres.mode "cloudnative-pg"',
+    ],
     [{ postgres: { cloudnativePg: { instances: 3 } } }, 'postgres.cloudnativePg is read only when postgres.mode is "cloudnative-pg"'],
-    [{ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP, recovery: { serverName: 'postgres' } } } },
-      'postgres.cloudnativePg.recovery.serverName is "postgres", the name the Cluster archives under (postgres.cloudnativePg.backup.serverName)'],
-    [{ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false }, recovery: { serverName: 'postgres' } } } },
-      'postgres.cloudnativePg.recovery needs postgres.cloudnativePg.backup'],
-    [{ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { ...BACKUP, serverName: 'b' }, recovery: { serverName: 'postgres', targetTime: 'yesterday' } } } },
-      'postgres.cloudnativePg.recovery.targetTime: must be a time with its offset'],
+    [
+      { postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP, recovery: { serverName: 'postgres' } } } },
+      'postgres.cloudnativePg.recovery.serverName is "postgres", the name the Cluster archives under (postgres.cloudnativePg.backup.serverName)',
+    ],
+    [
+      { postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false }, recovery: { serverName: 'postgres' } } } },
+      'postgres.cloudnativePg.recovery needs postgres.cloudnativePg.backup',
+    ],
+    [
+      { postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { ...BACKUP, serverName: 'b' }, recovery: { serverName: 'postgres', targetTime: 'yesterday' } } } },
+      'postgres.cloudnativePg.recovery.targetTime: must be a time with its offset',
+    ],
     // PostgreSQL refuses a "Z" in recovery_target_time; the operator rewrites it only in the "T" form.
-    [{ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { ...BACKUP, serverName: 'b' }, recovery: { serverName: 'postgres', targetTime: '2026-11-26 14:00:00Z' } } } },
-      'postgres.cloudnativePg.recovery.targetTime: must be a time with its offset'],
+    [
+      { postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { ...BACKUP, serverName: 'b' }, recovery: { serverName: 'postgres', targetTime: '2026-11-26 14:00:00Z' } } } },
+      'postgres.cloudnativePg.recovery.targetTime: must be a time with its offset',
+    ],
   ])('%j', (input, message) => {
     expect(() => resolveConfig(input, 'kudo.yaml')).toThrow(message);
   });

@@ -29,9 +29,30 @@ test('CPU quantities in cores, for every form the config takes', () => {
   expect(() => cpuCores('lots')).toThrow('not a CPU quantity: lots');
   expect(() => cpuCores('-1')).toThrow('not a CPU quantity: -1');
   // What the config accepts as a CPU, cpuCores reads; what it refuses, cpuCores refuses too.
-  for (const [cpu, ok] of [['1.5', true], ['100m', true], ['2Ki', true], ['.5', false], ['1e3', false], ['1 m', false]] as const) {
-    const accepted = (() => { try { resolveConfig({ livekit: { resources: { limits: { cpu } } } }); return true; } catch { return false; } })();
-    const read = (() => { try { cpuCores(cpu); return true; } catch { return false; } })();
+  for (const [cpu, ok] of [
+    ['1.5', true],
+    ['100m', true],
+    ['2Ki', true],
+    ['.5', false],
+    ['1e3', false],
+    ['1 m', false],
+  ] as const) {
+    const accepted = (() => {
+      try {
+        resolveConfig({ livekit: { resources: { limits: { cpu } } } });
+        return true;
+      } catch {
+        return false;
+      }
+    })();
+    const read = (() => {
+      try {
+        cpuCores(cpu);
+        return true;
+      } catch {
+        return false;
+      }
+    })();
     expect([cpu, accepted, read]).toEqual([cpu, ok, ok]);
   }
 });

@@ -22,25 +22,47 @@ test('turnserver.conf: every option, in order (ports, realm, REST auth, hardenin
   // The whole set, so that an option dropped or added shows: the peer ranges are IANA's special-purpose registries'.
   expect(o).toEqual([
     'log-file=stdout',
-    'listening-port=3478', 'tls-listening-port=5349', 'min-port=10000', 'max-port=12399',
-    'realm=turn.example.com', 'server-name=turn.example.com',
-    'use-auth-secret', 'fingerprint',
-    'no-tcp-relay', 'no-multicast-peers',
-    'denied-peer-ip=0.0.0.0-0.255.255.255', 'denied-peer-ip=10.0.0.0-10.255.255.255', 'denied-peer-ip=100.64.0.0-100.127.255.255',
-    'denied-peer-ip=127.0.0.0-127.255.255.255', 'denied-peer-ip=169.254.0.0-169.254.255.255', 'denied-peer-ip=172.16.0.0-172.31.255.255',
-    'denied-peer-ip=192.0.0.0-192.0.0.255', 'denied-peer-ip=192.0.2.0-192.0.2.255', 'denied-peer-ip=192.88.99.0-192.88.99.255',
-    'denied-peer-ip=192.168.0.0-192.168.255.255', 'denied-peer-ip=198.18.0.0-198.19.255.255', 'denied-peer-ip=198.51.100.0-198.51.100.255',
-    'denied-peer-ip=203.0.113.0-203.0.113.255', 'denied-peer-ip=224.0.0.0-239.255.255.255', 'denied-peer-ip=240.0.0.0-255.255.255.255',
-    'denied-peer-ip=::1', 'denied-peer-ip=::ffff:0:0-::ffff:ffff:ffff', 'denied-peer-ip=64:ff9b::-64:ff9b::ffff:ffff',
-    'denied-peer-ip=100::-100::ffff:ffff:ffff:ffff', 'denied-peer-ip=2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff',
-    'denied-peer-ip=2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 'denied-peer-ip=fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+    'listening-port=3478',
+    'tls-listening-port=5349',
+    'min-port=10000',
+    'max-port=12399',
+    'realm=turn.example.com',
+    'server-name=turn.example.com',
+    'use-auth-secret',
+    'fingerprint',
+    'no-tcp-relay',
+    'no-multicast-peers',
+    'denied-peer-ip=0.0.0.0-0.255.255.255',
+    'denied-peer-ip=10.0.0.0-10.255.255.255',
+    'denied-peer-ip=100.64.0.0-100.127.255.255',
+    'denied-peer-ip=127.0.0.0-127.255.255.255',
+    'denied-peer-ip=169.254.0.0-169.254.255.255',
+    'denied-peer-ip=172.16.0.0-172.31.255.255',
+    'denied-peer-ip=192.0.0.0-192.0.0.255',
+    'denied-peer-ip=192.0.2.0-192.0.2.255',
+    'denied-peer-ip=192.88.99.0-192.88.99.255',
+    'denied-peer-ip=192.168.0.0-192.168.255.255',
+    'denied-peer-ip=198.18.0.0-198.19.255.255',
+    'denied-peer-ip=198.51.100.0-198.51.100.255',
+    'denied-peer-ip=203.0.113.0-203.0.113.255',
+    'denied-peer-ip=224.0.0.0-239.255.255.255',
+    'denied-peer-ip=240.0.0.0-255.255.255.255',
+    'denied-peer-ip=::1',
+    'denied-peer-ip=::ffff:0:0-::ffff:ffff:ffff',
+    'denied-peer-ip=64:ff9b::-64:ff9b::ffff:ffff',
+    'denied-peer-ip=100::-100::ffff:ffff:ffff:ffff',
+    'denied-peer-ip=2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff',
+    'denied-peer-ip=2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+    'denied-peer-ip=fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
     'denied-peer-ip=fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
-    'user-quota=12', 'total-quota=1200',
+    'user-quota=12',
+    'total-quota=1200',
     'stale-nonce=600',
     'no-rfc5780',
     'pidfile=/run/coturn/turnserver.pid',
     'userdb=/run/coturn/turndb',
-    'prometheus', 'prometheus-port=9641',
+    'prometheus',
+    'prometheus-port=9641',
   ]);
   // The certificate is start.sh's to add, once it exists.
   expect(o.filter((l) => /^(cert|pkey)=/.test(l))).toEqual([]);
@@ -71,13 +93,25 @@ test('comments only on their own lines', () => {
 });
 
 test('denied-peer-ip covers every private and special range, as A-B ranges', () => {
-  const denied = options(conf(manifests())).filter((l) => l.startsWith('denied-peer-ip=')).map((l) => l.slice('denied-peer-ip='.length));
+  const denied = options(conf(manifests()))
+    .filter((l) => l.startsWith('denied-peer-ip='))
+    .map((l) => l.slice('denied-peer-ip='.length));
   expect(denied).toHaveLength(DENIED_PEER_CIDRS.length);
-  expect(denied).toEqual(expect.arrayContaining([
-    '10.0.0.0-10.255.255.255', '172.16.0.0-172.31.255.255', '192.168.0.0-192.168.255.255', '100.64.0.0-100.127.255.255',
-    '127.0.0.0-127.255.255.255', '169.254.0.0-169.254.255.255', '::1', 'fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
-    'fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff', '64:ff9b::-64:ff9b::ffff:ffff', '::ffff:0:0-::ffff:ffff:ffff',
-  ]));
+  expect(denied).toEqual(
+    expect.arrayContaining([
+      '10.0.0.0-10.255.255.255',
+      '172.16.0.0-172.31.255.255',
+      '192.168.0.0-192.168.255.255',
+      '100.64.0.0-100.127.255.255',
+      '127.0.0.0-127.255.255.255',
+      '169.254.0.0-169.254.255.255',
+      '::1',
+      'fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+      'fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+      '64:ff9b::-64:ff9b::ffff:ffff',
+      '::ffff:0:0-::ffff:ffff:ffff',
+    ]),
+  );
   for (const d of denied) expect(d).not.toContain('/');
 });
 
@@ -99,7 +133,7 @@ test('the shared secret and node addresses are added at start from the Secret an
   const c = container(ds, 'coturn');
   expect(c.command).toEqual(['sh', '/etc/coturn/start.sh']);
   const start = find(ms, 'ConfigMap', 'coturn-config').data['start.sh'];
-  expect(start).toContain("static-auth-secret=%s");
+  expect(start).toContain('static-auth-secret=%s');
   expect(start).toContain('external-ip=%s/%s');
   expect(c.env).toContainEqual({ name: 'NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
   expect(podSpec(ds).volumes.find((v: any) => v.name === 'turn-secret').secret).toMatchObject({ secretName: 'kudo-turn' });
@@ -111,10 +145,13 @@ test('a cert-manager Certificate for the TURN host; coturn starts without it (op
   expect(cert.spec).toMatchObject({ secretName: 'coturn-tls', dnsNames: ['turn.example.com'], issuerRef: { kind: 'ClusterIssuer', name: 'kudo-letsencrypt' } });
   const start = find(ms, 'ConfigMap', 'coturn-config').data['start.sh'];
   expect(start).toContain('kill -USR2');
-  expect(start).toContain("printf 'cert=%s\\npkey=%s\\n' \"$cert\" \"$key\"");
+  expect(start).toContain('printf \'cert=%s\\npkey=%s\\n\' "$cert" "$key"');
   // The same Secret the Certificate fills, and optional: a TURN node without its certificate yet still relays.
-  expect(podSpec(find(ms, 'DaemonSet', 'coturn')).volumes.find((v: any) => v.name === 'tls').secret)
-    .toEqual({ secretName: cert.spec.secretName, defaultMode: 0o440, optional: true });
+  expect(podSpec(find(ms, 'DaemonSet', 'coturn')).volumes.find((v: any) => v.name === 'tls').secret).toEqual({
+    secretName: cert.spec.secretName,
+    defaultMode: 0o440,
+    optional: true,
+  });
 });
 
 test('public IP from the Node needs a token in the init container only, and RBAC to get nodes', () => {
@@ -141,7 +178,7 @@ test('probes and a restricted container', () => {
   expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, runAsNonRoot: true });
 });
 
-test('coturn keeps exactly NET_BIND_SERVICE in its bounding set: the image\'s turnserver carries it as a file capability', () => {
+test("coturn keeps exactly NET_BIND_SERVICE in its bounding set: the image's turnserver carries it as a file capability", () => {
   // coturn/coturn's Debian build file: setcap CAP_NET_BIND_SERVICE=+ep /usr/bin/turnserver. With the capability out of
   // the bounding set the kernel refuses to exec the binary (EPERM); the main container is the only one that runs it.
   const ds = find(manifests(), 'DaemonSet', 'coturn');
@@ -157,7 +194,8 @@ test('the address lookup runs from the ConfigMap alone (its imports are in it to
   const out = path.join(dir, 'public-ip');
   // The init container's command, its script path moved into the folder.
   execFileSync(c.command[0], [path.join(dir, path.basename(c.command[1])), out], {
-    cwd: os.tmpdir(), env: { PATH: process.env.PATH, PUBLIC_IP: '203.0.113.7', NODE_NAME: 'n', NODE_IP: '10.0.0.5' },
+    cwd: os.tmpdir(),
+    env: { PATH: process.env.PATH, PUBLIC_IP: '203.0.113.7', NODE_NAME: 'n', NODE_IP: '10.0.0.5' },
   });
   expect(fs.readFileSync(out, 'utf8')).toBe('203.0.113.7\n');
 });
@@ -173,14 +211,10 @@ test('metrics on the port the DaemonSet, the monitoring Service and the firewall
   expect(container(find(ms, 'DaemonSet', 'coturn'), 'coturn').ports).toContainEqual({ name: 'metrics', containerPort: 9641, protocol: 'TCP' });
 });
 
-test('coturn.extraDeniedPeerIps: each CIDR is denied too, as coturn\'s A-B range, after the built-in ones', () => {
+test("coturn.extraDeniedPeerIps: each CIDR is denied too, as coturn's A-B range, after the built-in ones", () => {
   const o = options(conf(manifests(config({ coturn: { extraDeniedPeerIps: ['203.0.114.0/24', '2001:db8:1::/48', '198.51.101.7/32'] } }))));
   const denied = o.filter((l) => l.startsWith('denied-peer-ip='));
-  expect(denied.slice(-3)).toEqual([
-    'denied-peer-ip=203.0.114.0-203.0.114.255',
-    'denied-peer-ip=2001:db8:1::-2001:db8:1:ffff:ffff:ffff:ffff:ffff',
-    'denied-peer-ip=198.51.101.7',
-  ]);
+  expect(denied.slice(-3)).toEqual(['denied-peer-ip=203.0.114.0-203.0.114.255', 'denied-peer-ip=2001:db8:1::-2001:db8:1:ffff:ffff:ffff:ffff:ffff', 'denied-peer-ip=198.51.101.7']);
   expect(denied).toHaveLength(DENIED_PEER_CIDRS.length + 3);
 });
 
@@ -189,8 +223,7 @@ test('coturn.extraDeniedPeerIps refuses what is not a CIDR, naming the key', () 
   expect(() => config({ coturn: { extraDeniedPeerIps: ['10.0.0.0/33'] } })).toThrow(/coturn\.extraDeniedPeerIps\.0: must be an IPv4 or IPv6 CIDR/);
   expect(() => config({ coturn: { extraDeniedPeerIps: ['fd00::/129'] } })).toThrow(/coturn\.extraDeniedPeerIps\.0: must be an IPv4 or IPv6 CIDR/);
   // Host bits set: coturn would get a range the operator did not write.
-  expect(() => manifests(config({ coturn: { extraDeniedPeerIps: ['203.0.114.9/24'] } })))
-    .toThrow('coturn.extraDeniedPeerIps: CIDR "203.0.114.9/24" has host bits set');
+  expect(() => manifests(config({ coturn: { extraDeniedPeerIps: ['203.0.114.9/24'] } }))).toThrow('coturn.extraDeniedPeerIps: CIDR "203.0.114.9/24" has host bits set');
 });
 
 test('coturn.tls.minVersion "1.3" adds no-tlsv1_2 (coturn\'s switch to a TLS 1.3 minimum); the default 1.2 adds nothing', () => {

@@ -19,7 +19,12 @@ test('no PostgreSQL objects at all', () => {
 
 test('Synapse connects with verify-full and the CA mounted from the ConfigMap', () => {
   expect(homeserver(ms).database.args).toMatchObject({
-    host: 'db.example.org', port: 6432, user: 'kudo', dbname: 'matrix', sslmode: 'verify-full', sslrootcert: '/db-ca/ca.crt',
+    host: 'db.example.org',
+    port: 6432,
+    user: 'kudo',
+    dbname: 'matrix',
+    sslmode: 'verify-full',
+    sslrootcert: '/db-ca/ca.crt',
   });
   const spec = podSpec(find(ms, 'Deployment', 'synapse'));
   expect(spec.volumes).toContainEqual({ name: 'db-ca', configMap: { name: 'rds-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
@@ -32,7 +37,8 @@ test('Synapse connects with verify-full and the CA mounted from the ConfigMap', 
 test('a CA from a Secret', () => {
   const s = synthAll(external({ ca: { kind: 'Secret', name: 'db-ca', key: 'bundle.pem' } }));
   expect(podSpec(find(s, 'Deployment', 'synapse')).volumes).toContainEqual({
-    name: 'db-ca', secret: { secretName: 'db-ca', items: [{ key: 'bundle.pem', path: 'ca.crt' }], defaultMode: 0o444 },
+    name: 'db-ca',
+    secret: { secretName: 'db-ca', items: [{ key: 'bundle.pem', path: 'ca.crt' }], defaultMode: 0o444 },
   });
 });
 
@@ -44,13 +50,18 @@ test('sslmode require needs no CA; then no CA is mounted and none is named', () 
   expect(podSpec(find(s, 'Deployment', 'synapse')).volumes.map((v: any) => v.name)).not.toContain('db-ca');
 });
 
-test('the dump CronJob speaks TLS with the same CA (libpq\'s environment)', () => {
+test("the dump CronJob speaks TLS with the same CA (libpq's environment)", () => {
   const dump = find(ms, 'CronJob', 'postgres-backup');
   const env = container(dump.spec.jobTemplate, 'dump').env;
-  expect(env).toEqual(expect.arrayContaining([
-    { name: 'PGHOST', value: 'db.example.org' }, { name: 'PGPORT', value: '6432' }, { name: 'PGDATABASE', value: 'matrix' },
-    { name: 'PGSSLMODE', value: 'verify-full' }, { name: 'PGSSLROOTCERT', value: '/db-ca/ca.crt' },
-  ]));
+  expect(env).toEqual(
+    expect.arrayContaining([
+      { name: 'PGHOST', value: 'db.example.org' },
+      { name: 'PGPORT', value: '6432' },
+      { name: 'PGDATABASE', value: 'matrix' },
+      { name: 'PGSSLMODE', value: 'verify-full' },
+      { name: 'PGSSLROOTCERT', value: '/db-ca/ca.crt' },
+    ]),
+  );
 });
 
 test('the password is provided, never generated; the checklist asks for it', () => {
@@ -59,13 +70,15 @@ test('the password is provided, never generated; the checklist asks for it', () 
   const c = external();
   const list = checklist(c, renderedManifests(c));
   expect(list.secretsToCreate).toEqual([{ namespace: 'kudo', secret: 'kudo-postgres', keys: ['password'] }]);
-  expect(list.prerequisites).toEqual(expect.arrayContaining([
-    'PostgreSQL at db.example.org:6432: database matrix owned by kudo, encoding UTF8 with LC_COLLATE and LC_CTYPE C (Synapse refuses others)',
-    'The ConfigMap kudo/rds-ca with the CA that signed the database\'s certificate, under key ca.crt',
-  ]));
+  expect(list.prerequisites).toEqual(
+    expect.arrayContaining([
+      'PostgreSQL at db.example.org:6432: database matrix owned by kudo, encoding UTF8 with LC_COLLATE and LC_CTYPE C (Synapse refuses others)',
+      "The ConfigMap kudo/rds-ca with the CA that signed the database's certificate, under key ca.crt",
+    ]),
+  );
 });
 
-test('NetworkPolicies: Synapse and the backups reach the database\'s port, wherever it is', () => {
+test("NetworkPolicies: Synapse and the backups reach the database's port, wherever it is", () => {
   // Anywhere but the cloud metadata service.
   const anywhere = [{ ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.169.254/32'] } }, { ipBlock: { cidr: '::/0', except: ['fd00:ec2::254/128'] } }];
   const toDb = { to: anywhere, ports: [{ protocol: 'TCP', port: 6432 }] };
@@ -79,10 +92,12 @@ describe('bad combinations are refused, naming the key', () => {
     [{ postgres: { mode: 'external' } }, 'postgres.external.host is required when postgres.mode is "external"'],
     [{ postgres: { mode: 'external', external: { host: 'db.example.org' } } }, 'postgres.external.ca.name is required with sslmode verify-full'],
     [{ postgres: { mode: 'external', external: { host: 'db.example.org', sslmode: 'prefer' } } }, 'postgres.external.sslmode'],
-    [{ postgres: { mode: 'external', maxConnections: 100, external: EXTERNAL } }, 'postgres.maxConnections is the provider\'s setting'],
+    [{ postgres: { mode: 'external', maxConnections: 100, external: EXTERNAL } }, "postgres.maxConnections is the provider's setting"],
     [{ postgres: { external: { host: 'db.example.org' } } }, 'postgres.external is read only when postgres.mode is "external"'],
-    [{ postgres: { mode: 'external', external: EXTERNAL }, secrets: { refs: { postgresSuperuserPassword: { name: 'x', key: 'y' } } } },
-      'secrets.refs.postgresSuperuserPassword belongs to the StatefulSet\'s PostgreSQL'],
+    [
+      { postgres: { mode: 'external', external: EXTERNAL }, secrets: { refs: { postgresSuperuserPassword: { name: 'x', key: 'y' } } } },
+      "secrets.refs.postgresSuperuserPassword belongs to the StatefulSet's PostgreSQL",
+    ],
   ])('%j', (input, message) => {
     expect(() => resolveConfig(input, 'kudo.yaml')).toThrow(message);
   });

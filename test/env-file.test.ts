@@ -55,9 +55,12 @@ describe('compose variables to Secrets', () => {
     });
   });
 
-  test('with CloudNativePG the database password is the operator\'s: MATRIX_DB_PASSWORD is not written (nor reported as filled)', () => {
-    const { manifests, filled } = envFileSecrets(parseEnvFile(file, '.env'), '.env', config().secrets.refs, config().namespaces,
-      { workers: false, postgres: 'cloudnative-pg', backup: false });
+  test("with CloudNativePG the database password is the operator's: MATRIX_DB_PASSWORD is not written (nor reported as filled)", () => {
+    const { manifests, filled } = envFileSecrets(parseEnvFile(file, '.env'), '.env', config().secrets.refs, config().namespaces, {
+      workers: false,
+      postgres: 'cloudnative-pg',
+      backup: false,
+    });
     expect(manifests.map((m: any) => `${m.metadata.namespace}/${m.metadata.name}`)).not.toContain('kudo/kudo-postgres');
     expect(filled).not.toContain('postgresPassword');
     expect(filled).toContain('formSecret');
@@ -66,17 +69,26 @@ describe('compose variables to Secrets', () => {
   test('an imported signing key keeps the server identity', () => {
     const key = `ed25519 a_AbCd ${'A'.repeat(43)}`;
     const { manifests } = envFileSecrets(new Map(), '.env', config().secrets.refs, config().namespaces, BASIC_FEATURES, `${key}\n`);
-    expect(manifests).toEqual([{
-      apiVersion: 'v1', kind: 'Secret', type: 'Opaque',
-      metadata: { name: 'kudo-synapse', namespace: 'kudo', labels: { 'app.kubernetes.io/managed-by': 'kudo-env-file' } },
-      stringData: { 'signing.key': `${key}\n` },
-    }]);
+    expect(manifests).toEqual([
+      {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        type: 'Opaque',
+        metadata: { name: 'kudo-synapse', namespace: 'kudo', labels: { 'app.kubernetes.io/managed-by': 'kudo-env-file' } },
+        stringData: { 'signing.key': `${key}\n` },
+      },
+    ]);
   });
 
-  test('a base64 LiveKit secret (openssl rand -base64 32, as compose set-ups made it) is kept as it is, and LiveKit\'s key file reads it back', () => {
+  test("a base64 LiveKit secret (openssl rand -base64 32, as compose set-ups made it) is kept as it is, and LiveKit's key file reads it back", () => {
     const secret = 'k3Jd+9/QaZ0xWv7yT2bN4mLp8sR1cE6gH5uI0oP/Yt8=';
-    const { manifests } = envFileSecrets(parseEnvFile(`LIVEKIT_API_KEY=APIkudo\nLIVEKIT_API_SECRET=${secret}\n`, '.env'), '.env',
-      config().secrets.refs, config().namespaces, BASIC_FEATURES);
+    const { manifests } = envFileSecrets(
+      parseEnvFile(`LIVEKIT_API_KEY=APIkudo\nLIVEKIT_API_SECRET=${secret}\n`, '.env'),
+      '.env',
+      config().secrets.refs,
+      config().namespaces,
+      BASIC_FEATURES,
+    );
     const livekit = (manifests as any[]).find((m) => m.metadata.name === 'kudo-livekit' && m.metadata.namespace === 'kudo-media');
     expect(livekit.stringData).toEqual({ api_key: 'APIkudo', api_secret: secret });
     // The start step writes the pair as one double-quoted YAML line; "+", "/" and "=" need no escape there.
@@ -96,8 +108,11 @@ describe('compose variables to Secrets', () => {
     check('TURN_SECRET="a b"\n', 'TURN_SECRET contains a blank');
     check('LIVEKIT_API_KEY=AP:I\nLIVEKIT_API_SECRET=x\n', 'LIVEKIT_API_KEY may hold only');
     // A quote or backslash would break the YAML line LiveKit reads its keys from: the refusal says what to do.
-    check('LIVEKIT_API_KEY=APIx\nLIVEKIT_API_SECRET=a"b\n', 'LIVEKIT_API_SECRET may hold only letters, digits and "-", "_", "+", "/", "=" (base64 or base64url); '
-      + 'make a new pair (LIVEKIT_API_SECRET=$(openssl rand -base64 32)) and give the app the same one');
+    check(
+      'LIVEKIT_API_KEY=APIx\nLIVEKIT_API_SECRET=a"b\n',
+      'LIVEKIT_API_SECRET may hold only letters, digits and "-", "_", "+", "/", "=" (base64 or base64url); ' +
+        'make a new pair (LIVEKIT_API_SECRET=$(openssl rand -base64 32)) and give the app the same one',
+    );
     check('MATRIX_DB_PASSWORD="two\nlines"\n', 'MATRIX_DB_PASSWORD contains a line break');
     check('MATRIX_FORM_SECRET=" padded"\n', 'MATRIX_FORM_SECRET starts or ends with a blank');
     expect(() => envFileSecrets(new Map(), '.env', refs, ns, BASIC_FEATURES, 'not a key')).toThrow('the signing key must be one line');

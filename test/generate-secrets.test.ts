@@ -49,7 +49,11 @@ test('sanity: the plan covers every value in both namespaces it is read in', () 
   expect(turn.destinations.map((d) => d.namespace)).toEqual(['kudo', 'kudo-media']);
   // Every value but the workers' replication secret and the backup repository's password (the basic features have
   // neither workers nor backups).
-  expect(plan.map((p) => p.name).sort()).toEqual(Object.keys(c.secrets.refs).filter((k) => !['workerReplicationSecret', 'backupPassword'].includes(k)).sort());
+  expect(plan.map((p) => p.name).sort()).toEqual(
+    Object.keys(c.secrets.refs)
+      .filter((k) => !['workerReplicationSecret', 'backupPassword'].includes(k))
+      .sort(),
+  );
 });
 
 test('an empty cluster gets every value, shared ones identical in each namespace', async () => {
@@ -180,7 +184,7 @@ describe('the Secrets in the backup: export_secrets.py, then generate_secrets.py
     const r = await restore();
     expect(r.output).toContain('signingKey: restored from the backup');
     expect(r.output).toContain('macaroonSecretKey: not in the backup, generated');
-    expect(r.output).toContain('CONFLICT formSecret: kudo/kudo-synapse[form_secret] already hold a value other than the backup\'s');
+    expect(r.output).toContain("CONFLICT formSecret: kudo/kudo-synapse[form_secret] already hold a value other than the backup's");
     expect(r.status).toBe(1);
     expect(api.values('kudo', 'kudo-synapse')).toMatchObject({ 'signing.key': 'ed25519 a_bkup AAAA\n', form_secret: 'already-here' });
     expect(api.values('kudo', 'kudo-synapse')!.macaroon_secret_key).toHaveLength(43);
@@ -223,14 +227,28 @@ describe('the Secrets in the backup: export_secrets.py, then generate_secrets.py
 });
 
 describe('coturn public address lookup', () => {
-  const lookup = (env: Record<string, string>, node: object) => runPython(['-c', [
-    'import json, os, node_address',
-    `node = json.loads(${JSON.stringify(JSON.stringify(node))})`,
-    'print(node_address.public_address(os.environ, lambda name: node)[0])',
-  ].join('\n')], env);
+  const lookup = (env: Record<string, string>, node: object) =>
+    runPython(
+      [
+        '-c',
+        [
+          'import json, os, node_address',
+          `node = json.loads(${JSON.stringify(JSON.stringify(node))})`,
+          'print(node_address.public_address(os.environ, lambda name: node)[0])',
+        ].join('\n'),
+      ],
+      env,
+    );
 
   test('configured address first, then the ExternalIP, then the node IP', async () => {
-    const node = { status: { addresses: [{ type: 'InternalIP', address: '10.0.0.5' }, { type: 'ExternalIP', address: '203.0.113.9' }] } };
+    const node = {
+      status: {
+        addresses: [
+          { type: 'InternalIP', address: '10.0.0.5' },
+          { type: 'ExternalIP', address: '203.0.113.9' },
+        ],
+      },
+    };
     expect((await lookup({ PUBLIC_IP: '198.51.100.1', NODE_NAME: 'n', NODE_IP: '10.0.0.5' }, node)).output.trim()).toBe('198.51.100.1');
     expect((await lookup({ NODE_NAME: 'n', NODE_IP: '10.0.0.5' }, node)).output.trim()).toBe('203.0.113.9');
     const internalOnly = { status: { addresses: [{ type: 'InternalIP', address: '10.0.0.5' }] } };

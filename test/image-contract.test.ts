@@ -17,8 +17,35 @@ const contract = imageContract();
 
 /** Shell builtins of dash, bash and BusyBox ash that the stack's scripts use: no program needed. */
 const BUILTINS = new Set([
-  ':', '.', '[', 'break', 'cd', 'command', 'continue', 'echo', 'eval', 'exec', 'exit', 'export', 'false', 'kill', 'local', 'printf',
-  'pwd', 'read', 'readonly', 'return', 'set', 'shift', 'test', 'trap', 'true', 'type', 'umask', 'unset', 'wait',
+  ':',
+  '.',
+  '[',
+  'break',
+  'cd',
+  'command',
+  'continue',
+  'echo',
+  'eval',
+  'exec',
+  'exit',
+  'export',
+  'false',
+  'kill',
+  'local',
+  'printf',
+  'pwd',
+  'read',
+  'readonly',
+  'return',
+  'set',
+  'shift',
+  'test',
+  'trap',
+  'true',
+  'type',
+  'umask',
+  'unset',
+  'wait',
 ]);
 
 /** Where a program name resolves in an image: its absolute path, or undefined. */
@@ -27,11 +54,18 @@ export function resolve(facts: Facts, name: string): string | undefined {
   if (!base && facts.base_programs !== 'none') throw new Error(`unknown base_programs "${facts.base_programs}"`);
   const inImage = (p: string) => p in facts.programs || (base !== undefined && base.programs.includes(p));
   if (name.startsWith('/')) return inImage(name) ? name : undefined;
-  return facts.path.split(':').map((dir) => `${dir}/${name}`).find(inImage);
+  return facts.path
+    .split(':')
+    .map((dir) => `${dir}/${name}`)
+    .find(inImage);
 }
 
 /** A call in a shell script: the program (by name or path), its literal arguments ('' where not literal), its line. */
-interface Call { program: string; args: string[]; line: number }
+interface Call {
+  program: string;
+  args: string[];
+  line: number;
+}
 
 /**
  * What a shell script runs: the programs it calls by name or path (builtins and its own functions left out), the
@@ -166,21 +200,37 @@ function manifestProblems(ms: Manifest[]): string[] {
 
 const RENDERS: [string, KudoConfig][] = [
   ['the default config', config()],
-  ['production with monitoring, off-site backups and Argo CD', config({
-    profile: 'production', monitoring: { enabled: true }, argocd: { enabled: true, repoURL: 'https://git.example.com/kudo.git' },
-    backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } },
-  })],
-  ['CloudNativePG', config({
-    ...PRODUCTION, monitoring: { enabled: true },
-    postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo/pg', endpointURL: 'https://s3.example.com' } } },
-  })],
-  ['an external database', config({
-    postgres: { mode: 'external', external: { host: 'db.example.org', sslmode: 'verify-full', ca: { kind: 'Secret', name: 'db-ca', key: 'ca.pem' } } },
-  })],
-  ['existing Secrets, a public IP, STUN', config({
-    secrets: { mode: 'existing' }, coturn: { publicIp: '203.0.113.10' },
-    livekit: { rtc: { nodeAddress: 'stun', stunServers: ['stun.example.org:3478'] } },
-  })],
+  [
+    'production with monitoring, off-site backups and Argo CD',
+    config({
+      profile: 'production',
+      monitoring: { enabled: true },
+      argocd: { enabled: true, repoURL: 'https://git.example.com/kudo.git' },
+      backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } },
+    }),
+  ],
+  [
+    'CloudNativePG',
+    config({
+      ...PRODUCTION,
+      monitoring: { enabled: true },
+      postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo/pg', endpointURL: 'https://s3.example.com' } } },
+    }),
+  ],
+  [
+    'an external database',
+    config({
+      postgres: { mode: 'external', external: { host: 'db.example.org', sslmode: 'verify-full', ca: { kind: 'Secret', name: 'db-ca', key: 'ca.pem' } } },
+    }),
+  ],
+  [
+    'existing Secrets, a public IP, STUN',
+    config({
+      secrets: { mode: 'existing' },
+      coturn: { publicIp: '203.0.113.10' },
+      livekit: { rtc: { nodeAddress: 'stun', stunServers: ['stun.example.org:3478'] } },
+    }),
+  ],
 ];
 
 describe('every container starts in its image', () => {
@@ -210,8 +260,8 @@ describe('the check can fail', () => {
     const coturn = podSpec(ds).containers.find((x: any) => x.name === 'coturn');
     coturn.securityContext.capabilities = { drop: ['ALL'] };
     expect(manifestProblems(ms)).toEqual([
-      'DaemonSet/coturn container coturn: /etc/coturn/start.sh: line 30: /usr/bin/turnserver has the file capability cap_net_bind_service, '
-      + 'which the container drops: exec fails (EPERM)',
+      'DaemonSet/coturn container coturn: /etc/coturn/start.sh: line 30: /usr/bin/turnserver has the file capability cap_net_bind_service, ' +
+        'which the container drops: exec fails (EPERM)',
     ]);
   });
 

@@ -35,10 +35,13 @@ function strict(schema: any): any {
  * a leading (?i) is Go's case-insensitive flag (prometheus-operator's
  * PrometheusRule has one), which JavaScript spells as a flag instead.
  */
-const goRegExp: NonNullable<CodeOptions['regExp']> = Object.assign((pattern: string, u: string) => {
-  const flag = /^(\^?)\(\?i\)/.exec(pattern);
-  return flag ? new RegExp(flag[1] + pattern.slice(flag[0].length), `${u}i`) : new RegExp(pattern, u);
-}, { code: 'new RegExp' });
+const goRegExp: NonNullable<CodeOptions['regExp']> = Object.assign(
+  (pattern: string, u: string) => {
+    const flag = /^(\^?)\(\?i\)/.exec(pattern);
+    return flag ? new RegExp(flag[1] + pattern.slice(flag[0].length), `${u}i`) : new RegExp(pattern, u);
+  },
+  { code: 'new RegExp' },
+);
 
 export interface Validator {
   /** Error messages for one object; empty when valid. */

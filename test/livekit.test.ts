@@ -51,8 +51,14 @@ test('secrets: none in an environment variable; the config step writes the key f
   const step = container(deploy, 'config');
   expect(step.volumeMounts.map((m: any) => m.name).sort()).toEqual(['config', 'run', 'secrets']);
   expect(container(deploy, 'livekit').volumeMounts.map((m: any) => m.name)).not.toContain('secrets');
-  const secrets = podSpec(deploy).volumes.find((v: any) => v.name === 'secrets').projected.sources.map((x: any) => [x.secret.name, x.secret.items[0].key, x.secret.items[0].path]);
-  expect(secrets).toEqual([['kudo-livekit', 'api_key', 'api_key'], ['kudo-livekit', 'api_secret', 'api_secret'], ['kudo-redis', 'password', 'redis_password']]);
+  const secrets = podSpec(deploy)
+    .volumes.find((v: any) => v.name === 'secrets')
+    .projected.sources.map((x: any) => [x.secret.name, x.secret.items[0].key, x.secret.items[0].path]);
+  expect(secrets).toEqual([
+    ['kudo-livekit', 'api_key', 'api_key'],
+    ['kudo-livekit', 'api_secret', 'api_secret'],
+    ['kudo-redis', 'password', 'redis_password'],
+  ]);
   // The rendered config ends with the redis mapping the step appends the password to.
   expect(find(ms, 'ConfigMap', 'livekit-config').data['config.yaml'].endsWith('redis:\n  address: redis.kudo.svc:6379\n')).toBe(true);
   const lk = container(deploy, 'livekit');
@@ -66,7 +72,7 @@ test('secrets: none in an environment variable; the config step writes the key f
   expect(c.rtc.turn_servers.every((t: any) => t.secret_file === '/secrets/turn/shared_secret')).toBe(true);
 });
 
-test('the config step quotes any Redis password for YAML, and LiveKit\'s files are readable by it alone', () => {
+test("the config step quotes any Redis password for YAML, and LiveKit's files are readable by it alone", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-livekit-'));
   try {
     const ms = manifests();
@@ -109,7 +115,7 @@ test('host networking, one pod per node, no surge', () => {
 describe('the address LiveKit advertises', () => {
   const deploy = (c: object) => find(manifests(config(c)), 'Deployment', 'livekit');
 
-  test('by default the Node\'s ExternalIP, looked up at start with a token of its own: no STUN, no internet needed', () => {
+  test("by default the Node's ExternalIP, looked up at start with a token of its own: no STUN, no internet needed", () => {
     const ms = manifests();
     const d = find(ms, 'Deployment', 'livekit');
     const c = lkConfig(ms);
@@ -135,7 +141,7 @@ describe('the address LiveKit advertises', () => {
     expect(podSpec(d).volumes.map((v: any) => v.name)).not.toContain('api-token');
   });
 
-  test('host-ip: the node\'s own address, from the downward API', () => {
+  test("host-ip: the node's own address, from the downward API", () => {
     const d = deploy({ livekit: { rtc: { nodeAddress: 'host-ip' } } });
     expect(podSpec(d).initContainers.map((x: any) => x.name)).toEqual(['config']);
     expect(container(d, 'livekit').env).toContainEqual({ name: 'NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
@@ -149,7 +155,7 @@ describe('the address LiveKit advertises', () => {
   });
 });
 
-test('LiveKit is started by the path its image has it at: /livekit-server, which is not on the image\'s PATH', () => {
+test("LiveKit is started by the path its image has it at: /livekit-server, which is not on the image's PATH", () => {
   // docker.io/livekit/livekit-server: COPY ... /livekit-server, ENTRYPOINT ["/livekit-server"], on Alpine (PATH without /).
   const c = container(find(manifests(), 'Deployment', 'livekit'), 'livekit');
   expect(c.command.slice(0, 2)).toEqual(['sh', '-c']);
@@ -165,7 +171,7 @@ test('readiness GET /, TCP liveness, long drain', () => {
   expect(podSpec(deploy).terminationGracePeriodSeconds).toBeGreaterThanOrEqual(3600);
 });
 
-describe('Go\'s memory limit follows the container\'s (the capacity benchmark saw LiveKit OOM-killed at its 1 GiB limit without it)', () => {
+describe("Go's memory limit follows the container's (the capacity benchmark saw LiveKit OOM-killed at its 1 GiB limit without it)", () => {
   /**
    * The start script run by sh as the container runs it, with a stand-in that prints GOMEMLIMIT in place of the
    * image's /livekit-server (the path is swapped in the script: the stand-in is not put on PATH, where the image has
@@ -216,7 +222,7 @@ test('restricted container context even on the host network', () => {
   }
 });
 
-test('a disruption budget only when there is more than one node\'s LiveKit', () => {
+test("a disruption budget only when there is more than one node's LiveKit", () => {
   expect(manifests().filter((m) => m.kind === 'PodDisruptionBudget')).toEqual([]);
   const pdb = find(manifests(config({ livekit: { replicas: 3 } })), 'PodDisruptionBudget', 'livekit');
   expect(pdb.spec.maxUnavailable).toBe(1);

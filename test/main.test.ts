@@ -39,7 +39,12 @@ function renderAsync(env: Record<string, string>, cwd: string): Promise<{ status
 }
 
 function readTree(dir: string): Record<string, string> {
-  return Object.fromEntries(fs.readdirSync(dir).sort().map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]));
+  return Object.fromEntries(
+    fs
+      .readdirSync(dir)
+      .sort()
+      .map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]),
+  );
 }
 
 function write(content: string, name = 'kudo.yaml'): string {
@@ -74,14 +79,31 @@ test('a render into an existing dist/ replaces it in place: files no longer rend
 
 describe('an output folder holding anything a render did not write is refused: exit 2, the first such name, nothing removed', () => {
   /** Every path under dir (folders end in /) with its content. */
-  const snapshot = (dir: string): Record<string, string> => Object.fromEntries((fs.readdirSync(dir, { recursive: true }) as string[]).sort().map((f) => {
-    const p = path.join(dir, f);
-    return [fs.statSync(p).isDirectory() ? `${f}/` : f, fs.statSync(p).isDirectory() ? '' : fs.readFileSync(p, 'utf8')];
-  }));
+  const snapshot = (dir: string): Record<string, string> =>
+    Object.fromEntries(
+      (fs.readdirSync(dir, { recursive: true }) as string[]).sort().map((f) => {
+        const p = path.join(dir, f);
+        return [fs.statSync(p).isDirectory() ? `${f}/` : f, fs.statSync(p).isDirectory() ? '' : fs.readFileSync(p, 'utf8')];
+      }),
+    );
   const cases: [string, (dir: string) => void, string][] = [
-    ['a notes file', (d) => fs.writeFileSync(path.join(d, 'notes.txt'), 'the operator\'s notes\n'), 'notes.txt'],
-    ['a sub-folder', (d) => { fs.mkdirSync(path.join(d, 'drafts')); fs.writeFileSync(path.join(d, 'drafts', 'a.yaml'), 'kind: ConfigMap\n'); }, 'drafts'],
-    ['a .git', (d) => { fs.mkdirSync(path.join(d, '.git')); fs.writeFileSync(path.join(d, '.git', 'HEAD'), 'ref: refs/heads/main\n'); }, '.git'],
+    ['a notes file', (d) => fs.writeFileSync(path.join(d, 'notes.txt'), "the operator's notes\n"), 'notes.txt'],
+    [
+      'a sub-folder',
+      (d) => {
+        fs.mkdirSync(path.join(d, 'drafts'));
+        fs.writeFileSync(path.join(d, 'drafts', 'a.yaml'), 'kind: ConfigMap\n');
+      },
+      'drafts',
+    ],
+    [
+      'a .git',
+      (d) => {
+        fs.mkdirSync(path.join(d, '.git'));
+        fs.writeFileSync(path.join(d, '.git', 'HEAD'), 'ref: refs/heads/main\n');
+      },
+      '.git',
+    ],
   ];
   test.each(cases)('%s beside an earlier render', (_, add, name) => {
     const earlier = render();
@@ -94,7 +116,7 @@ describe('an output folder holding anything a render did not write is refused: e
     expect(fs.readdirSync(earlier.cwd)).toEqual(['dist']);
   });
 
-  test('a folder of the operator\'s own, never rendered into', () => {
+  test("a folder of the operator's own, never rendered into", () => {
     const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-render-'));
     fs.mkdirSync(path.join(cwd, 'dist'));
     fs.writeFileSync(path.join(cwd, 'dist', 'notes.txt'), 'mine\n');
@@ -123,7 +145,9 @@ test('an output folder whose parent does not exist: a clear error (exit 2), noth
 test('a render says on stderr what it wrote, in one line', () => {
   const r = render();
   const files = fs.readdirSync(r.outdir).filter((f) => f.endsWith('.k8s.yaml')).length;
-  expect(r.stderr).toBe(`kudo: wrote ${files} manifest files to ${r.outdir} for example.com (Matrix matrix.example.com, LiveKit livekit.example.com, TURN turn.example.com; profile small)\n`);
+  expect(r.stderr).toBe(
+    `kudo: wrote ${files} manifest files to ${r.outdir} for example.com (Matrix matrix.example.com, LiveKit livekit.example.com, TURN turn.example.com; profile small)\n`,
+  );
 });
 
 test('the bundle (defaults resolved when it was built) renders what the charts render in-process', () => {
@@ -134,7 +158,7 @@ test('the bundle (defaults resolved when it was built) renders what the charts r
   }
 });
 
-test('with a config file, checked by zod (the bundle\'s copy, loaded only for a config file), the bundle renders what the charts render in-process', () => {
+test("with a config file, checked by zod (the bundle's copy, loaded only for a config file), the bundle renders what the charts render in-process", () => {
   // Production (workers, router) with monitoring: the benchmark's config (npm run bench).
   const file = path.join(ROOT, 'test', 'fixtures', 'company.yaml');
   const loaded = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-loaded-')), 'modules');
@@ -153,12 +177,20 @@ test('with a config file, checked by zod (the bundle\'s copy, loaded only for a 
 
 test('a Kustomization lists every rendered file, so `kubectl apply -k` applies what `-f` does', () => {
   const r = render();
-  const files = fs.readdirSync(r.outdir).filter((f) => f.endsWith('.k8s.yaml')).sort();
+  const files = fs
+    .readdirSync(r.outdir)
+    .filter((f) => f.endsWith('.k8s.yaml'))
+    .sort();
   // No .yaml extension: `kubectl apply -f dist/` must not pick it up.
   const k = fs.readFileSync(path.join(r.outdir, 'Kustomization'), 'utf8');
   expect(fs.readdirSync(r.outdir).filter((f) => /\.(ya?ml|json)$/.test(f))).toEqual(files);
   expect(k).toContain('kind: Kustomization');
-  expect(k.split('\n').filter((l) => l.startsWith('  - ')).map((l) => l.slice(4))).toEqual(files);
+  expect(
+    k
+      .split('\n')
+      .filter((l) => l.startsWith('  - '))
+      .map((l) => l.slice(4)),
+  ).toEqual(files);
 });
 
 test('an env file adds git-ignored Secrets and leaves dist/ byte-identical', () => {
@@ -220,9 +252,15 @@ describe('bad input: clear error, non-zero exit, dist/ untouched', () => {
 describe('environments: every environments/<name>.yaml rendered to rendered/<name>, and checked for freshness', () => {
   const STAGING = 'domain: staging.chat.example.org\n';
   const PRODUCTION = [
-    'domain: chat.example.org', 'profile: production',
-    'backup:', '  s3: { enabled: true, repository: "s3:https://s3.example.org/kudo-backups/production" }',
-    'argocd:', '  enabled: true', '  repoURL: https://git.example.org/ops/kudo-ops.git', '  path: rendered/production', '',
+    'domain: chat.example.org',
+    'profile: production',
+    'backup:',
+    '  s3: { enabled: true, repository: "s3:https://s3.example.org/kudo-backups/production" }',
+    'argocd:',
+    '  enabled: true',
+    '  repoURL: https://git.example.org/ops/kudo-ops.git',
+    '  path: rendered/production',
+    '',
   ].join('\n');
 
   /** An operator's repository: environments/ with the given configs. */
@@ -267,17 +305,31 @@ describe('environments: every environments/<name>.yaml rendered to rendered/<nam
   });
 
   test.each([
-    ['an Application that would sync another environment\'s folder', { 'staging.yaml': STAGING, 'production.yaml': PRODUCTION.replace('path: rendered/production', 'path: rendered/staging') },
-      'environments/production.yaml: argocd.path is "rendered/staging"; this environment renders to "rendered/production", which its Application must sync'],
-    ['two Applications of one name (each sync would overwrite the other)',
-      { 'staging.yaml': PRODUCTION.replace('domain: chat.example.org', 'domain: staging.chat.example.org').replace('rendered/production', 'rendered/staging'), 'production.yaml': PRODUCTION },
-      'environments/staging.yaml: its Argo CD Application argocd/kudo is also environments/production.yaml\'s; give each environment its own argocd.applicationName'],
-    ['two Applications deploying into the same namespaces',
-      { 'staging.yaml': PRODUCTION.replace('domain: chat.example.org', 'domain: staging.chat.example.org').replace('rendered/production', 'rendered/staging').replace('  enabled: true', '  enabled: true\n  applicationName: kudo-staging'),
-        'production.yaml': PRODUCTION },
-      'environments/staging.yaml: namespace "kudo" (namespaces.stack) is also environments/production.yaml\'s; environments synced by Argo CD need namespaces of their own'],
+    [
+      "an Application that would sync another environment's folder",
+      { 'staging.yaml': STAGING, 'production.yaml': PRODUCTION.replace('path: rendered/production', 'path: rendered/staging') },
+      'environments/production.yaml: argocd.path is "rendered/staging"; this environment renders to "rendered/production", which its Application must sync',
+    ],
+    [
+      'two Applications of one name (each sync would overwrite the other)',
+      {
+        'staging.yaml': PRODUCTION.replace('domain: chat.example.org', 'domain: staging.chat.example.org').replace('rendered/production', 'rendered/staging'),
+        'production.yaml': PRODUCTION,
+      },
+      "environments/staging.yaml: its Argo CD Application argocd/kudo is also environments/production.yaml's; give each environment its own argocd.applicationName",
+    ],
+    [
+      'two Applications deploying into the same namespaces',
+      {
+        'staging.yaml': PRODUCTION.replace('domain: chat.example.org', 'domain: staging.chat.example.org')
+          .replace('rendered/production', 'rendered/staging')
+          .replace('  enabled: true', '  enabled: true\n  applicationName: kudo-staging'),
+        'production.yaml': PRODUCTION,
+      },
+      'environments/staging.yaml: namespace "kudo" (namespaces.stack) is also environments/production.yaml\'s; environments synced by Argo CD need namespaces of their own',
+    ],
     ['one bad config among good ones', { 'staging.yaml': STAGING, 'production.yaml': 'domian: chat.example.org\n' }, 'domian: unknown key'],
-    ['a file name that cannot be a folder name', { 'Prod_1.yaml': STAGING }, 'environments/Prod_1.yaml: the file name is the environment\'s name and folder'],
+    ['a file name that cannot be a folder name', { 'Prod_1.yaml': STAGING }, "environments/Prod_1.yaml: the file name is the environment's name and folder"],
     ['no configs at all', {}, '--environments environments: no environment configs (<name>.yaml) in it'],
   ])('refused: %s (exit 2, every folder as it was)', (_, configs, message) => {
     const cwd = repo(configs);
@@ -289,7 +341,7 @@ describe('environments: every environments/<name>.yaml rendered to rendered/<nam
     expect(fs.readdirSync(path.join(cwd, 'rendered'))).toEqual(['staging']);
   });
 
-  test('an environment\'s folder holding anything a render did not write is refused (exit 2, naming it, nothing written or removed)', () => {
+  test("an environment's folder holding anything a render did not write is refused (exit 2, naming it, nothing written or removed)", () => {
     const cwd = repo({ 'staging.yaml': STAGING, 'production.yaml': PRODUCTION });
     expect(run(cwd, '--environments', 'environments').status).toBe(0);
     fs.writeFileSync(path.join(cwd, 'rendered', 'production', 'notes.txt'), 'mine\n');

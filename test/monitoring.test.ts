@@ -24,14 +24,22 @@ test('off by default: no ServiceMonitors, exporters, alerts or dashboards', () =
 test('a ServiceMonitor for every metrics endpoint, with the labels Prometheus selects', () => {
   const monitors = all.filter((m) => m.kind === 'ServiceMonitor');
   expect(monitors.map((m) => `${m.metadata.namespace}/${m.metadata.name} ${m.spec.endpoints[0].path}`).sort()).toEqual([
-    'kudo-media/coturn /metrics', 'kudo-media/livekit /metrics', 'kudo/postgres /metrics', 'kudo/redis /metrics', 'kudo/synapse /_synapse/metrics',
+    'kudo-media/coturn /metrics',
+    'kudo-media/livekit /metrics',
+    'kudo/postgres /metrics',
+    'kudo/redis /metrics',
+    'kudo/synapse /_synapse/metrics',
   ]);
   for (const m of monitors) {
     expect(m.metadata.labels!.release).toBe('prometheus');
     // Each selects a Service that exists and has the named port.
-    const svc = all.find((s) => s.kind === 'Service' && s.metadata.namespace === m.metadata.namespace
-      && s.metadata.labels?.['app.kubernetes.io/name'] === m.spec.selector.matchLabels['app.kubernetes.io/name']
-      && s.spec.ports.some((p: any) => p.name === m.spec.endpoints[0].port));
+    const svc = all.find(
+      (s) =>
+        s.kind === 'Service' &&
+        s.metadata.namespace === m.metadata.namespace &&
+        s.metadata.labels?.['app.kubernetes.io/name'] === m.spec.selector.matchLabels['app.kubernetes.io/name'] &&
+        s.spec.ports.some((p: any) => p.name === m.spec.endpoints[0].port),
+    );
     expect([m.metadata.name, svc?.metadata.name]).toEqual([m.metadata.name, expect.any(String)]);
   }
 });
@@ -59,7 +67,7 @@ test('NetworkPolicies let Prometheus scrape, and only the metrics ports', () => 
   expect(find(all, 'NetworkPolicy', 'redis').spec.ingress[1].ports).toEqual([{ protocol: 'TCP', port: 9121 }]);
 });
 
-test('the Redis exporter\'s password file is JSON for any password, written by the init step\'s own script under sh', () => {
+test("the Redis exporter's password file is JSON for any password, written by the init step's own script under sh", () => {
   const script: string = container(find(all, 'StatefulSet', 'redis'), 'exporter-password').command[2];
   const dir = mkdtempSync(join(tmpdir(), 'kudo-exporter-'));
   try {
@@ -92,35 +100,60 @@ const external = synthAll(config({ postgres: { mode: 'external', external: { hos
 
 test('a PrometheusRule per component, in its namespace, labelled for Prometheus to select', () => {
   expect(rulesOf(all).map((m) => `${m.metadata.namespace}/${m.metadata.name}`)).toEqual([
-    'kudo/synapse', 'kudo/postgres', 'kudo/redis', 'kudo/backup', 'kudo/volumes', 'kudo-media/livekit', 'kudo-media/coturn', 'kudo/certificates',
+    'kudo/synapse',
+    'kudo/postgres',
+    'kudo/redis',
+    'kudo/backup',
+    'kudo/volumes',
+    'kudo-media/livekit',
+    'kudo-media/coturn',
+    'kudo/certificates',
   ]);
   for (const m of rulesOf(all)) expect(m.metadata.labels).toMatchObject({ release: 'prometheus', 'app.kubernetes.io/part-of': 'kudo' });
   expect(alertsOf(all).map((r: any) => r.alert)).toEqual([
-    'SynapseDown', 'SynapseEventSendSlow', 'SynapseEventPersistenceSlow', 'PostgresDown', 'PostgresConnectionsNearMax', 'RedisDown',
-    'BackupTooOld', 'BackupVolumeNearlyFull', 'VolumeNearlyFull', 'LiveKitDown', 'CoturnDown', 'TurnAllocationsNearLimit',
-    'CertificateExpiringSoon', 'CertificateExpiringSoon',
+    'SynapseDown',
+    'SynapseEventSendSlow',
+    'SynapseEventPersistenceSlow',
+    'PostgresDown',
+    'PostgresConnectionsNearMax',
+    'RedisDown',
+    'BackupTooOld',
+    'BackupVolumeNearlyFull',
+    'VolumeNearlyFull',
+    'LiveKitDown',
+    'CoturnDown',
+    'TurnAllocationsNearLimit',
+    'CertificateExpiringSoon',
+    'CertificateExpiringSoon',
   ]);
 });
 
-test.each([['default', all], ['production', production], ['CloudNativePG', cloudnativePg], ['external database', external]])(
-  '%s: every rule has a severity, a summary, a description, a runbook and a hold time', (_, ms) => {
-    expect(alertsOf(ms).length).toBeGreaterThan(8);
-    for (const r of alertsOf(ms)) {
-      expect([r.alert, r.labels.severity]).toEqual([r.alert, expect.stringMatching(/^(critical|warning)$/)]);
-      expect([r.alert, Object.keys(r.annotations).sort()]).toEqual([r.alert, ['description', 'runbook', 'summary']]);
-      for (const text of Object.values(r.annotations) as string[]) expect(text.length).toBeGreaterThan(10);
-      expect([r.alert, r.for]).toEqual([r.alert, expect.stringMatching(/^[0-9]+[mh]$/)]);
-    }
-  },
-);
+test.each([
+  ['default', all],
+  ['production', production],
+  ['CloudNativePG', cloudnativePg],
+  ['external database', external],
+])('%s: every rule has a severity, a summary, a description, a runbook and a hold time', (_, ms) => {
+  expect(alertsOf(ms).length).toBeGreaterThan(8);
+  for (const r of alertsOf(ms)) {
+    expect([r.alert, r.labels.severity]).toEqual([r.alert, expect.stringMatching(/^(critical|warning)$/)]);
+    expect([r.alert, Object.keys(r.annotations).sort()]).toEqual([r.alert, ['description', 'runbook', 'summary']]);
+    for (const text of Object.values(r.annotations) as string[]) expect(text.length).toBeGreaterThan(10);
+    expect([r.alert, r.for]).toEqual([r.alert, expect.stringMatching(/^[0-9]+[mh]$/)]);
+  }
+});
 
 /** The (namespace, job) pairs prometheus-operator scrapes: the Service name for a ServiceMonitor, <namespace>/<name> for a PodMonitor. */
 function scrapedJobs(ms: Manifest[]): Set<string> {
   const jobs = new Set<string>();
   for (const sm of ms.filter((m) => m.kind === 'ServiceMonitor')) {
-    for (const svc of ms.filter((m) => m.kind === 'Service' && sm.spec.namespaceSelector.matchNames.includes(m.metadata.namespace)
-      && Object.entries(sm.spec.selector.matchLabels).every(([k, v]) => m.metadata.labels?.[k] === v)
-      && m.spec.ports.some((p: any) => p.name === sm.spec.endpoints[0].port))) {
+    for (const svc of ms.filter(
+      (m) =>
+        m.kind === 'Service' &&
+        sm.spec.namespaceSelector.matchNames.includes(m.metadata.namespace) &&
+        Object.entries(sm.spec.selector.matchLabels).every(([k, v]) => m.metadata.labels?.[k] === v) &&
+        m.spec.ports.some((p: any) => p.name === sm.spec.endpoints[0].port),
+    )) {
       jobs.add(`${svc.metadata.namespace} ${svc.metadata.name}`);
     }
   }
@@ -138,23 +171,30 @@ function selectedJobs(expr: string): string[] {
   });
 }
 
-test.each([['default', all], ['production', production], ['CloudNativePG', cloudnativePg], ['external database', external]])(
-  '%s: every job an alert or a dashboard selects is one that prometheus-operator scrapes (the Service\'s name)', (_, ms) => {
-    const scraped = scrapedJobs(ms);
-    const exprs = [
-      ...alertsOf(ms).map((r: any) => r.expr as string),
-      ...dashboardsOf(ms).flatMap((d) => Object.values(d.data as Record<string, string>).flatMap((j) => JSON.parse(j).panels.flatMap((p: any) => p.targets.map((t: any) => t.expr)))),
-    ];
-    const selected = exprs.flatMap(selectedJobs);
-    expect(selected.length).toBeGreaterThan(20);
-    // And no monitor scrapes nothing (in cloudnative-pg and external modes there is no postgres_exporter Service).
-    expect(ms.filter((m) => m.kind === 'ServiceMonitor').filter((m) => ![...scraped].some((j) => j.startsWith(`${m.metadata.namespace} `)
-      && scrapedJobs([m, ...ms.filter((x) => x.kind === 'Service')]).has(j))).map((m) => m.metadata.name)).toEqual([]);
-    expect(selected.filter((j) => !scraped.has(j))).toEqual([]);
-    // coturn's job is the Service made for it, not the ServiceMonitor's name.
-    expect(selected).toContain('kudo-media coturn-metrics');
-  },
-);
+test.each([
+  ['default', all],
+  ['production', production],
+  ['CloudNativePG', cloudnativePg],
+  ['external database', external],
+])("%s: every job an alert or a dashboard selects is one that prometheus-operator scrapes (the Service's name)", (_, ms) => {
+  const scraped = scrapedJobs(ms);
+  const exprs = [
+    ...alertsOf(ms).map((r: any) => r.expr as string),
+    ...dashboardsOf(ms).flatMap((d) => Object.values(d.data as Record<string, string>).flatMap((j) => JSON.parse(j).panels.flatMap((p: any) => p.targets.map((t: any) => t.expr)))),
+  ];
+  const selected = exprs.flatMap(selectedJobs);
+  expect(selected.length).toBeGreaterThan(20);
+  // And no monitor scrapes nothing (in cloudnative-pg and external modes there is no postgres_exporter Service).
+  expect(
+    ms
+      .filter((m) => m.kind === 'ServiceMonitor')
+      .filter((m) => ![...scraped].some((j) => j.startsWith(`${m.metadata.namespace} `) && scrapedJobs([m, ...ms.filter((x) => x.kind === 'Service')]).has(j)))
+      .map((m) => m.metadata.name),
+  ).toEqual([]);
+  expect(selected.filter((j) => !scraped.has(j))).toEqual([]);
+  // coturn's job is the Service made for it, not the ServiceMonitor's name.
+  expect(selected).toContain('kudo-media coturn-metrics');
+});
 
 test('with workers: every Synapse process and the router are watched; with 3 LiveKit nodes, a node lost warns', () => {
   const processes = [...scrapedJobs(production)].filter((j) => j.startsWith('kudo synapse') && j !== 'kudo synapse-router');
@@ -166,7 +206,7 @@ test('with workers: every Synapse process and the router are watched; with 3 Liv
   expect(alertsOf(all).map((r: any) => r.alert)).not.toContain('LiveKitNodeUnavailable');
 });
 
-test('PostgreSQL\'s alerts follow postgres.mode: postgres_exporter, CloudNativePG\'s metrics, or none for an external database', () => {
+test("PostgreSQL's alerts follow postgres.mode: postgres_exporter, CloudNativePG's metrics, or none for an external database", () => {
   expect(alert(all, 'PostgresConnectionsNearMax').expr).toContain('pg_stat_activity_count{namespace="kudo", job="postgres", backend_type="client backend"}');
   expect(alert(all, 'PostgresConnectionsNearMax').expr).toContain('pg_settings_superuser_reserved_connections{namespace="kudo", job="postgres"}) - 5)');
   expect(alert(cloudnativePg, 'PostgresDown').expr).toContain('cnpg_collector_up{namespace="kudo", job="kudo/postgres"}');
@@ -193,37 +233,46 @@ test('volumes near full: the media and the database claims, and the backup volum
   expect([pvc(all, 'synapse'), dataClaim, pvc(all, 'backup')]).toEqual(['synapse-media', 'data-postgres-0', 'kudo-backups']);
   const claims = 'persistentvolumeclaim=~"synapse-media|data-postgres-0"';
   expect(alert(all, 'VolumeNearlyFull').expr).toBe(
-    `100 * max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_available_bytes{namespace="kudo", ${claims}})\n`
-    + `/ max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_capacity_bytes{namespace="kudo", ${claims}}) < 10`);
+    `100 * max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_available_bytes{namespace="kudo", ${claims}})\n` +
+      `/ max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_capacity_bytes{namespace="kudo", ${claims}}) < 10`,
+  );
   expect(alert(all, 'VolumeNearlyFull').for).toBe('15m');
   // CloudNativePG names a claim after each instance (postgres-1, postgres-2, ...; a replaced one gets the next number).
   expect(alert(cloudnativePg, 'VolumeNearlyFull').expr).toContain('persistentvolumeclaim=~"synapse-media|postgres-[0-9]+"');
   expect(alert(external, 'VolumeNearlyFull').expr).toContain('persistentvolumeclaim=~"synapse-media"');
   const backups = alert(all, 'BackupVolumeNearlyFull');
   expect(backups.expr).toBe(
-    '100 * min by (namespace, persistentvolumeclaim) (min_over_time(kubelet_volume_stats_available_bytes{namespace="kudo", persistentvolumeclaim="kudo-backups"}[26h]))\n'
-    + '/ max by (namespace, persistentvolumeclaim) (max_over_time(kubelet_volume_stats_capacity_bytes{namespace="kudo", persistentvolumeclaim="kudo-backups"}[26h])) < 10');
+    '100 * min by (namespace, persistentvolumeclaim) (min_over_time(kubelet_volume_stats_available_bytes{namespace="kudo", persistentvolumeclaim="kudo-backups"}[26h]))\n' +
+      '/ max by (namespace, persistentvolumeclaim) (max_over_time(kubelet_volume_stats_capacity_bytes{namespace="kudo", persistentvolumeclaim="kudo-backups"}[26h])) < 10',
+  );
   expect(backups.for).toBe('15m');
   const noBackup = synthAll(config({ backup: { enabled: false }, monitoring: { enabled: true } }));
   expect(alertsOf(noBackup).map((r: any) => r.alert)).not.toContain('BackupVolumeNearlyFull');
 });
 
-test('CloudNativePG with its backup: a failing WAL archive and an old base backup (the barman-cloud plugin\'s metric) alert', () => {
-  const withBackup = synthAll(config({
-    postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres' } } }, monitoring: { enabled: true },
-  }));
+test("CloudNativePG with its backup: a failing WAL archive and an old base backup (the barman-cloud plugin's metric) alert", () => {
+  const withBackup = synthAll(
+    config({
+      postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres' } } },
+      monitoring: { enabled: true },
+    }),
+  );
   const s = '{namespace="kudo", job="kudo/postgres"}';
   expect(alert(withBackup, 'PostgresWALArchiveFailing').expr).toBe(
-    `max by (namespace, job, pod) (cnpg_pg_stat_archiver_last_failed_time${s})\n> max by (namespace, job, pod) (cnpg_pg_stat_archiver_last_archived_time${s})`);
-  expect(alert(withBackup, 'PostgresBaseBackupTooOld').expr).toBe(
-    `time() - max by (namespace, job) (barman_cloud_cloudnative_pg_io_last_available_backup_timestamp${s}) > 93600`);
+    `max by (namespace, job, pod) (cnpg_pg_stat_archiver_last_failed_time${s})\n> max by (namespace, job, pod) (cnpg_pg_stat_archiver_last_archived_time${s})`,
+  );
+  expect(alert(withBackup, 'PostgresBaseBackupTooOld').expr).toBe(`time() - max by (namespace, job) (barman_cloud_cloudnative_pg_io_last_available_backup_timestamp${s}) > 93600`);
   // Without WAL archiving, or with the StatefulSet, neither.
   for (const ms of [cloudnativePg, all]) {
-    expect(alertsOf(ms).map((r: any) => r.alert).filter((a: string) => /WALArchive|BaseBackup/.test(a))).toEqual([]);
+    expect(
+      alertsOf(ms)
+        .map((r: any) => r.alert)
+        .filter((a: string) => /WALArchive|BaseBackup/.test(a)),
+    ).toEqual([]);
   }
 });
 
-test('TURN allocations warn at 80 % of what coturn always grants: total-quota, or the relay range\'s even/odd pairs', () => {
+test("TURN allocations warn at 80 % of what coturn always grants: total-quota, or the relay range's even/odd pairs", () => {
   expect(turnAllocationLimit({ relayPorts: { min: 49152, max: 49252 }, totalQuota: 1200 })).toBe(50);
   expect(turnAllocationLimit({ relayPorts: { min: 10001, max: 12399 }, totalQuota: 1200 })).toBe(1199);
   expect(turnAllocationLimit({ relayPorts: { min: 10000, max: 12399 }, totalQuota: 1000 })).toBe(1000);
@@ -234,19 +283,25 @@ test('TURN allocations warn at 80 % of what coturn always grants: total-quota, o
   expect(alert(all, 'TurnAllocationsNearLimit').expr).toMatch(/\) > 960$/);
 });
 
-test('certificates in the stack\'s namespaces, whether cert-manager\'s namespace label is honoured or exported', () => {
+test("certificates in the stack's namespaces, whether cert-manager's namespace label is honoured or exported", () => {
   const rules = alertsOf(all).filter((r: any) => r.alert === 'CertificateExpiringSoon');
-  expect(rules.map((r: any) => [r.labels.severity, r.expr.split('\n').pop()])).toEqual([['warning', ') - time() < 1814400'], ['critical', ') - time() < 604800']]);
+  expect(rules.map((r: any) => [r.labels.severity, r.expr.split('\n').pop()])).toEqual([
+    ['warning', ') - time() < 1814400'],
+    ['critical', ') - time() < 604800'],
+  ]);
   expect(rules[0].expr).toContain('{exported_namespace=~"kudo|kudo-media"}');
   expect(rules[0].expr).toContain('{exported_namespace="", namespace=~"kudo|kudo-media"}');
   const gateway = synthAll(config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'cilium', gatewayNamespace: 'gateways' }, monitoring: { enabled: true } }));
   expect(alertsOf(gateway).find((r: any) => r.alert === 'CertificateExpiringSoon').expr).toContain('{exported_namespace=~"kudo|kudo-media|gateways"}');
 });
 
-test('a Grafana dashboard per component: ConfigMaps with the sidecar\'s label, one valid dashboard each', () => {
+test("a Grafana dashboard per component: ConfigMaps with the sidecar's label, one valid dashboard each", () => {
   expect(dashboardsOf(all).map((m) => `${m.metadata.namespace}/${m.metadata.name}`)).toEqual([
-    'kudo/grafana-dashboard-synapse', 'kudo/grafana-dashboard-postgres', 'kudo/grafana-dashboard-redis',
-    'kudo-media/grafana-dashboard-livekit', 'kudo-media/grafana-dashboard-coturn',
+    'kudo/grafana-dashboard-synapse',
+    'kudo/grafana-dashboard-postgres',
+    'kudo/grafana-dashboard-redis',
+    'kudo-media/grafana-dashboard-livekit',
+    'kudo-media/grafana-dashboard-coturn',
   ]);
   const uids = new Set<string>();
   for (const m of dashboardsOf(all)) {
@@ -269,7 +324,7 @@ test('a Grafana dashboard per component: ConfigMaps with the sidecar\'s label, o
   expect(dashboardsOf(all)[1].data['kudo-postgres.json']).toContain('kube_cronjob_status_last_successful_time');
 });
 
-test('the dashboards\' label is configurable; alerts and dashboards can each be left out', () => {
+test("the dashboards' label is configurable; alerts and dashboards can each be left out", () => {
   const custom = synthAll(config({ monitoring: { enabled: true, dashboardLabels: { 'grafana.example.org/dashboard': 'kudo' } } }));
   expect(dashboardsOf(custom).map((m) => m.metadata.labels!['grafana.example.org/dashboard'])).toEqual(['kudo', 'kudo', 'kudo', 'kudo', 'kudo']);
   expect(dashboardsOf(custom)[0].metadata.labels!.grafana_dashboard).toBeUndefined();
@@ -281,6 +336,7 @@ test('the dashboards\' label is configurable; alerts and dashboards can each be 
 
 test('an empty dashboard label is refused: the sidecar could not find the dashboards', () => {
   expect(() => synthAll(config({ monitoring: { enabled: true, dashboardLabels: {} } }))).toThrow(/monitoring\.dashboardLabels is empty/);
-  expect(() => new MonitoringChart(Testing.app(), 'm', { targets: [], serviceMonitorLabels: {}, interval: '30s', alerts: true }))
-    .toThrow('MonitoringChart: alerts and dashboards need `stack`');
+  expect(() => new MonitoringChart(Testing.app(), 'm', { targets: [], serviceMonitorLabels: {}, interval: '30s', alerts: true })).toThrow(
+    'MonitoringChart: alerts and dashboards need `stack`',
+  );
 });

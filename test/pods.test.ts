@@ -9,8 +9,7 @@ import { config, find, Manifest, podSpec, PRODUCTION, synthAll } from './util';
 
 /** Every pod template of a render, with what owns it. */
 function pods(ms: Manifest[]): { owner: string; spec: any }[] {
-  return ms.filter((m) => ['Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob'].includes(m.kind))
-    .map((m) => ({ owner: `${m.kind}/${m.metadata.name}`, spec: podSpec(m) }));
+  return ms.filter((m) => ['Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob'].includes(m.kind)).map((m) => ({ owner: `${m.kind}/${m.metadata.name}`, spec: podSpec(m) }));
 }
 
 const images = (spec: any): string[] => [...spec.containers, ...(spec.initContainers ?? [])].map((c: any) => c.image);
@@ -37,8 +36,11 @@ describe('the registry mirror rule', () => {
   test('imageRegistry: every image of every pod (init containers too) and the CloudNativePG image come from the mirror; tags and digests stay', () => {
     const digest = `sha256:${'a'.repeat(64)}`;
     const everything = config({
-      profile: 'production', imageRegistry: 'mirror.example.com', monitoring: { enabled: true },
-      postgres: { image: { digest } }, backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } },
+      profile: 'production',
+      imageRegistry: 'mirror.example.com',
+      monitoring: { enabled: true },
+      postgres: { image: { digest } },
+      backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } },
     });
     const all = pods(synthAll(everything)).flatMap((p) => images(p.spec).map((i) => `${p.owner}: ${i}`));
     expect(all.length).toBeGreaterThan(20);
@@ -73,26 +75,42 @@ test('imagePullSecrets: on every pod of the stack, and on the CloudNativePG Clus
 
 describe('scheduling', () => {
   const dedicated = { key: 'dedicated', operator: 'Equal', value: 'kudo', effect: 'NoSchedule' };
-  const pool = (name: string) => ({ requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'pool', operator: 'In', values: [name] }] }] } });
+  const pool = (name: string) => ({
+    requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'pool', operator: 'In', values: [name] }] }] },
+  });
   const zoneSpread = { maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway' };
 
   /** Each workload, the config key that schedules it, and a pod template it owns. */
   const WORKLOADS: [string, string][] = [
-    ['postgres', 'StatefulSet/postgres'], ['redis', 'StatefulSet/redis'], ['synapse', 'Deployment/synapse'],
-    ['synapseWorkers', 'StatefulSet/synapse-event-persister'], ['synapseWorkers', 'Deployment/synapse-client-reader'],
-    ['synapseRouter', 'Deployment/synapse-router'], ['wellKnown', 'Deployment/matrix-well-known'], ['livekit', 'Deployment/livekit'],
-    ['coturn', 'DaemonSet/coturn'], ['backup', 'CronJob/postgres-backup'], ['backup', 'CronJob/media-restore'],
+    ['postgres', 'StatefulSet/postgres'],
+    ['redis', 'StatefulSet/redis'],
+    ['synapse', 'Deployment/synapse'],
+    ['synapseWorkers', 'StatefulSet/synapse-event-persister'],
+    ['synapseWorkers', 'Deployment/synapse-client-reader'],
+    ['synapseRouter', 'Deployment/synapse-router'],
+    ['wellKnown', 'Deployment/matrix-well-known'],
+    ['livekit', 'Deployment/livekit'],
+    ['coturn', 'DaemonSet/coturn'],
+    ['backup', 'CronJob/postgres-backup'],
+    ['backup', 'CronJob/media-restore'],
     ['tools', 'CronJob/smoke-test'],
   ];
 
-  test('each workload gets its own settings and scheduling.all\'s, and no other workload\'s', () => {
-    const own = Object.fromEntries([...new Set(WORKLOADS.map(([w]) => w))].map((w) => [w, { priorityClassName: `kudo-${w.toLowerCase()}`, tolerations: [{ key: `only-${w.toLowerCase()}`, operator: 'Exists' }] }]));
+  test("each workload gets its own settings and scheduling.all's, and no other workload's", () => {
+    const own = Object.fromEntries(
+      [...new Set(WORKLOADS.map(([w]) => w))].map((w) => [
+        w,
+        { priorityClassName: `kudo-${w.toLowerCase()}`, tolerations: [{ key: `only-${w.toLowerCase()}`, operator: 'Exists' }] },
+      ]),
+    );
     const ms = synthAll(config({ ...PRODUCTION, scheduling: { all: { tolerations: [dedicated] }, ...own } }));
     const byOwner = new Map(pods(ms).map((p) => [p.owner, p.spec]));
     for (const [w, owner] of WORKLOADS) {
       const spec = byOwner.get(owner);
       expect({ owner, priorityClassName: spec.priorityClassName, tolerations: spec.tolerations }).toEqual({
-        owner, priorityClassName: `kudo-${w.toLowerCase()}`, tolerations: [dedicated, { key: `only-${w.toLowerCase()}`, operator: 'Exists' }],
+        owner,
+        priorityClassName: `kudo-${w.toLowerCase()}`,
+        tolerations: [dedicated, { key: `only-${w.toLowerCase()}`, operator: 'Exists' }],
       });
     }
     // The tool Jobs (generator, bootstrap) are tools too.
@@ -108,15 +126,26 @@ describe('scheduling', () => {
     expect(Object.keys(spec.affinity)).toEqual(['podAntiAffinity']);
   });
 
-  test('LiveKit: its node selector and one-per-node anti-affinity stay, next to the operator\'s node affinity and tolerations', () => {
-    const spec = podSpec(find(synthAll(config({
-      livekit: { nodeSelector: { 'kudo/media': 'true' } },
-      scheduling: { livekit: { nodeAffinity: pool('media'), tolerations: [dedicated] } },
-    })), 'Deployment', 'livekit'));
+  test("LiveKit: its node selector and one-per-node anti-affinity stay, next to the operator's node affinity and tolerations", () => {
+    const spec = podSpec(
+      find(
+        synthAll(
+          config({
+            livekit: { nodeSelector: { 'kudo/media': 'true' } },
+            scheduling: { livekit: { nodeAffinity: pool('media'), tolerations: [dedicated] } },
+          }),
+        ),
+        'Deployment',
+        'livekit',
+      ),
+    );
     expect(spec.nodeSelector).toEqual({ 'kudo/media': 'true' });
-    expect(spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution).toEqual([{
-      labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'livekit', 'app.kubernetes.io/instance': 'kudo-livekit' } }, topologyKey: 'kubernetes.io/hostname',
-    }]);
+    expect(spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution).toEqual([
+      {
+        labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'livekit', 'app.kubernetes.io/instance': 'kudo-livekit' } },
+        topologyKey: 'kubernetes.io/hostname',
+      },
+    ]);
     expect(spec.affinity.nodeAffinity).toEqual(pool('media'));
     expect(spec.tolerations).toEqual([dedicated]);
   });
@@ -128,15 +157,17 @@ describe('scheduling', () => {
     expect(spec.tolerations).toEqual([dedicated]);
   });
 
-  test('backups: the volume bound and the media stored near Synapse (pod affinity), with the operator\'s node affinity beside it', () => {
+  test("backups: the volume bound and the media stored near Synapse (pod affinity), with the operator's node affinity beside it", () => {
     const ms = synthAll(config({ scheduling: { backup: { nodeAffinity: pool('storage') } } }));
     const check = podSpec(ms.find((m) => m.kind === 'Job' && m.metadata.name.startsWith('backup-volume'))!);
     expect(check.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0]).toMatchObject({
-      labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'synapse' } }, topologyKey: 'kubernetes.io/hostname',
+      labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'synapse' } },
+      topologyKey: 'kubernetes.io/hostname',
     });
     const media = podSpec(find(ms, 'CronJob', 'media-backup'));
     expect(media.affinity.podAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm).toMatchObject({
-      labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'synapse' } }, topologyKey: 'kubernetes.io/hostname',
+      labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'synapse' } },
+      topologyKey: 'kubernetes.io/hostname',
     });
     for (const spec of [check, media, podSpec(find(ms, 'CronJob', 'postgres-backup'))]) expect(spec.affinity.nodeAffinity).toEqual(pool('storage'));
   });
@@ -150,22 +181,50 @@ describe('scheduling', () => {
     }
   });
 
-  test('scheduling.all and a workload\'s required node affinities must both hold; preferences add up; the workload\'s priority class wins', () => {
+  test("scheduling.all and a workload's required node affinities must both hold; preferences add up; the workload's priority class wins", () => {
     const prefer = { weight: 10, preference: { matchExpressions: [{ key: 'disk', operator: 'In', values: ['ssd'] }] } };
-    const spec = podSpec(find(synthAll(config({
-      scheduling: {
-        all: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [
-          { matchExpressions: [{ key: 'zone', operator: 'In', values: ['a'] }] }, { matchExpressions: [{ key: 'zone', operator: 'In', values: ['b'] }] },
-        ] } }, priorityClassName: 'low' },
-        postgres: { nodeAffinity: { ...pool('db'), preferredDuringSchedulingIgnoredDuringExecution: [prefer] }, priorityClassName: 'high' },
-      },
-    })), 'StatefulSet', 'postgres'));
+    const spec = podSpec(
+      find(
+        synthAll(
+          config({
+            scheduling: {
+              all: {
+                nodeAffinity: {
+                  requiredDuringSchedulingIgnoredDuringExecution: {
+                    nodeSelectorTerms: [
+                      { matchExpressions: [{ key: 'zone', operator: 'In', values: ['a'] }] },
+                      { matchExpressions: [{ key: 'zone', operator: 'In', values: ['b'] }] },
+                    ],
+                  },
+                },
+                priorityClassName: 'low',
+              },
+              postgres: { nodeAffinity: { ...pool('db'), preferredDuringSchedulingIgnoredDuringExecution: [prefer] }, priorityClassName: 'high' },
+            },
+          }),
+        ),
+        'StatefulSet',
+        'postgres',
+      ),
+    );
     // (zone a OR zone b) AND pool db = (a AND db) OR (b AND db).
     expect(spec.affinity.nodeAffinity).toEqual({
-      requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [
-        { matchExpressions: [{ key: 'zone', operator: 'In', values: ['a'] }, { key: 'pool', operator: 'In', values: ['db'] }] },
-        { matchExpressions: [{ key: 'zone', operator: 'In', values: ['b'] }, { key: 'pool', operator: 'In', values: ['db'] }] },
-      ] },
+      requiredDuringSchedulingIgnoredDuringExecution: {
+        nodeSelectorTerms: [
+          {
+            matchExpressions: [
+              { key: 'zone', operator: 'In', values: ['a'] },
+              { key: 'pool', operator: 'In', values: ['db'] },
+            ],
+          },
+          {
+            matchExpressions: [
+              { key: 'zone', operator: 'In', values: ['b'] },
+              { key: 'pool', operator: 'In', values: ['db'] },
+            ],
+          },
+        ],
+      },
       preferredDuringSchedulingIgnoredDuringExecution: [prefer],
     });
     expect(spec.priorityClassName).toBe('high');
@@ -175,31 +234,52 @@ describe('scheduling', () => {
   test('a node name (matchFields) survives the AND with another affinity', () => {
     const byName = { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchFields: [{ key: 'metadata.name', operator: 'In', values: ['node-1'] }] }] } };
     const zone = { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'zone', operator: 'In', values: ['a'] }] }] } };
-    expect(andNodeAffinity(byName, zone)).toEqual({ requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{
-      matchExpressions: [{ key: 'zone', operator: 'In', values: ['a'] }], matchFields: [{ key: 'metadata.name', operator: 'In', values: ['node-1'] }],
-    }] } });
+    expect(andNodeAffinity(byName, zone)).toEqual({
+      requiredDuringSchedulingIgnoredDuringExecution: {
+        nodeSelectorTerms: [
+          {
+            matchExpressions: [{ key: 'zone', operator: 'In', values: ['a'] }],
+            matchFields: [{ key: 'metadata.name', operator: 'In', values: ['node-1'] }],
+          },
+        ],
+      },
+    });
   });
 
-  test('a topology spread constraint without a label selector counts the workload\'s own pods', () => {
-    const ms = synthAll(config({
-      ...PRODUCTION,
-      scheduling: { synapseWorkers: { topologySpreadConstraints: [zoneSpread] }, synapseRouter: { topologySpreadConstraints: [{ ...zoneSpread, labelSelector: { matchLabels: { team: 'chat' } } }] } },
-    }));
-    expect(podSpec(find(ms, 'StatefulSet', 'synapse-event-persister')).topologySpreadConstraints).toEqual([{
-      ...zoneSpread, labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'synapse-event-persister', 'app.kubernetes.io/instance': 'kudo-synapse-event-persister' } },
-    }]);
+  test("a topology spread constraint without a label selector counts the workload's own pods", () => {
+    const ms = synthAll(
+      config({
+        ...PRODUCTION,
+        scheduling: {
+          synapseWorkers: { topologySpreadConstraints: [zoneSpread] },
+          synapseRouter: { topologySpreadConstraints: [{ ...zoneSpread, labelSelector: { matchLabels: { team: 'chat' } } }] },
+        },
+      }),
+    );
+    expect(podSpec(find(ms, 'StatefulSet', 'synapse-event-persister')).topologySpreadConstraints).toEqual([
+      {
+        ...zoneSpread,
+        labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'synapse-event-persister', 'app.kubernetes.io/instance': 'kudo-synapse-event-persister' } },
+      },
+    ]);
     expect(podSpec(find(ms, 'Deployment', 'synapse-router')).topologySpreadConstraints[0].labelSelector).toEqual({ matchLabels: { team: 'chat' } });
   });
 
-  test('CloudNativePG: the settings go into the Cluster\'s own fields, beside its anti-affinity, and validate against its CRD', () => {
-    const ms = synthAll(config({
-      imagePullSecrets: ['regcred'],
-      postgres: { mode: 'cloudnative-pg', cloudnativePg: { instances: 3, backup: { enabled: false } } },
-      scheduling: { all: { tolerations: [dedicated] }, postgres: { nodeAffinity: pool('db'), priorityClassName: 'db-critical', topologySpreadConstraints: [zoneSpread] } },
-    }));
+  test("CloudNativePG: the settings go into the Cluster's own fields, beside its anti-affinity, and validate against its CRD", () => {
+    const ms = synthAll(
+      config({
+        imagePullSecrets: ['regcred'],
+        postgres: { mode: 'cloudnative-pg', cloudnativePg: { instances: 3, backup: { enabled: false } } },
+        scheduling: { all: { tolerations: [dedicated] }, postgres: { nodeAffinity: pool('db'), priorityClassName: 'db-critical', topologySpreadConstraints: [zoneSpread] } },
+      }),
+    );
     const spec = find(ms, 'Cluster', 'postgres').spec;
     expect(spec.affinity).toEqual({
-      enablePodAntiAffinity: true, topologyKey: 'kubernetes.io/hostname', podAntiAffinityType: 'preferred', nodeAffinity: pool('db'), tolerations: [dedicated],
+      enablePodAntiAffinity: true,
+      topologyKey: 'kubernetes.io/hostname',
+      podAntiAffinityType: 'preferred',
+      nodeAffinity: pool('db'),
+      tolerations: [dedicated],
     });
     expect(spec.priorityClassName).toBe('db-critical');
     expect(spec.topologySpreadConstraints).toEqual([{ ...zoneSpread, labelSelector: { matchLabels: { 'cnpg.io/cluster': 'postgres' } } }]);
@@ -219,24 +299,65 @@ describe('scheduling', () => {
     const bad = (s: object) => () => config({ scheduling: s });
     test.each<[string, object, string]>([
       ['operator', { redis: { tolerations: [{ key: 'a', operator: 'Maybe' }] } }, 'scheduling.redis.tolerations.0.operator: found string "Maybe", allowed: "Exists", "Equal"'],
-      ['effect', { all: { tolerations: [{ key: 'a', operator: 'Exists', effect: 'NoRun' }] } }, 'scheduling.all.tolerations.0.effect: found string "NoRun", allowed: "NoSchedule", "PreferNoSchedule", "NoExecute"'],
+      [
+        'effect',
+        { all: { tolerations: [{ key: 'a', operator: 'Exists', effect: 'NoRun' }] } },
+        'scheduling.all.tolerations.0.effect: found string "NoRun", allowed: "NoSchedule", "PreferNoSchedule", "NoExecute"',
+      ],
       ['toleration key', { livekit: { tolerations: [{ key: 'bad key!', operator: 'Exists' }] } }, 'scheduling.livekit.tolerations.0.key: must be a label key'],
-      ['value with Exists', { coturn: { tolerations: [{ key: 'a', operator: 'Exists', value: 'x' }] } }, 'scheduling.coturn.tolerations.0.value: must be empty when operator is "Exists"'],
+      [
+        'value with Exists',
+        { coturn: { tolerations: [{ key: 'a', operator: 'Exists', value: 'x' }] } },
+        'scheduling.coturn.tolerations.0.value: must be empty when operator is "Exists"',
+      ],
       ['empty key without Exists', { coturn: { tolerations: [{ effect: 'NoSchedule' }] } }, 'scheduling.coturn.tolerations.0.operator: must be "Exists" when key is empty'],
-      ['tolerationSeconds', { tools: { tolerations: [{ key: 'a', operator: 'Exists', effect: 'NoSchedule', tolerationSeconds: 30 }] } }, 'scheduling.tools.tolerations.0.tolerationSeconds: applies only with effect "NoExecute"'],
-      ['unknown toleration field', { tools: { tolerations: [{ key: 'a', operater: 'Exists' }] } }, 'scheduling.tools.tolerations.0.operater: unknown key (did you mean "scheduling.tools.tolerations.0.operator"?); allowed here: key, operator, value, effect, tolerationSeconds'],
-      ['node affinity key', { postgres: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: '-x', operator: 'Exists' }] }] } } } },
-        'scheduling.postgres.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms.0.matchExpressions.0.key: must be a label key'],
-      ['In without values', { postgres: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'pool', operator: 'In' }] }] } } } },
-        'scheduling.postgres.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms.0.matchExpressions.0.values: must list at least one value with operator "In"'],
-      ['Gt with a word', { redis: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 1, preference: { matchExpressions: [{ key: 'cpus', operator: 'Gt', values: ['many'] }] } }] } } },
-        'scheduling.redis.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution.0.preference.matchExpressions.0.values: must be one integer with operator "Gt"'],
-      ['weight', { redis: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 0, preference: { matchExpressions: [{ key: 'a', operator: 'Exists' }] } }] } } },
-        'scheduling.redis.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution.0.weight'],
+      [
+        'tolerationSeconds',
+        { tools: { tolerations: [{ key: 'a', operator: 'Exists', effect: 'NoSchedule', tolerationSeconds: 30 }] } },
+        'scheduling.tools.tolerations.0.tolerationSeconds: applies only with effect "NoExecute"',
+      ],
+      [
+        'unknown toleration field',
+        { tools: { tolerations: [{ key: 'a', operater: 'Exists' }] } },
+        'scheduling.tools.tolerations.0.operater: unknown key (did you mean "scheduling.tools.tolerations.0.operator"?); allowed here: key, operator, value, effect, tolerationSeconds',
+      ],
+      [
+        'node affinity key',
+        { postgres: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: '-x', operator: 'Exists' }] }] } } } },
+        'scheduling.postgres.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms.0.matchExpressions.0.key: must be a label key',
+      ],
+      [
+        'In without values',
+        { postgres: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'pool', operator: 'In' }] }] } } } },
+        'scheduling.postgres.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms.0.matchExpressions.0.values: must list at least one value with operator "In"',
+      ],
+      [
+        'Gt with a word',
+        {
+          redis: {
+            nodeAffinity: {
+              preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 1, preference: { matchExpressions: [{ key: 'cpus', operator: 'Gt', values: ['many'] }] } }],
+            },
+          },
+        },
+        'scheduling.redis.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution.0.preference.matchExpressions.0.values: must be one integer with operator "Gt"',
+      ],
+      [
+        'weight',
+        { redis: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 0, preference: { matchExpressions: [{ key: 'a', operator: 'Exists' }] } }] } } },
+        'scheduling.redis.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution.0.weight',
+      ],
       ['priority class', { synapse: { priorityClassName: 'High Priority' } }, 'scheduling.synapse.priorityClassName: must be a Kubernetes object name'],
-      ['spread whenUnsatisfiable', { wellKnown: { topologySpreadConstraints: [{ maxSkew: 1, topologyKey: 'zone', whenUnsatisfiable: 'Never' }] } },
-        'scheduling.wellKnown.topologySpreadConstraints.0.whenUnsatisfiable: found string "Never", allowed: "DoNotSchedule", "ScheduleAnyway"'],
-      ['minDomains', { wellKnown: { topologySpreadConstraints: [{ ...zoneSpread, minDomains: 2 }] } }, 'scheduling.wellKnown.topologySpreadConstraints.0.minDomains: applies only with whenUnsatisfiable "DoNotSchedule"'],
+      [
+        'spread whenUnsatisfiable',
+        { wellKnown: { topologySpreadConstraints: [{ maxSkew: 1, topologyKey: 'zone', whenUnsatisfiable: 'Never' }] } },
+        'scheduling.wellKnown.topologySpreadConstraints.0.whenUnsatisfiable: found string "Never", allowed: "DoNotSchedule", "ScheduleAnyway"',
+      ],
+      [
+        'minDomains',
+        { wellKnown: { topologySpreadConstraints: [{ ...zoneSpread, minDomains: 2 }] } },
+        'scheduling.wellKnown.topologySpreadConstraints.0.minDomains: applies only with whenUnsatisfiable "DoNotSchedule"',
+      ],
       ['unknown workload', { postgress: {} }, 'scheduling.postgress: unknown key (did you mean "scheduling.postgres"?)'],
     ])('%s', (_, s, message) => {
       expect(bad(s)).toThrow(message);

@@ -18,7 +18,11 @@ test('a StatefulSet with a volume claim template behind a headless Service', () 
 });
 
 test('storage class and size come from config', () => {
-  const sts = find(synthChart('10-postgres', config({ postgres: { storage: { size: '100Gi', className: 'fast' } }, backup: { storage: { size: '200Gi' } } })), 'StatefulSet', 'postgres');
+  const sts = find(
+    synthChart('10-postgres', config({ postgres: { storage: { size: '100Gi', className: 'fast' } }, backup: { storage: { size: '200Gi' } } })),
+    'StatefulSet',
+    'postgres',
+  );
   expect(sts.spec.volumeClaimTemplates[0].spec).toMatchObject({ storageClassName: 'fast', resources: { requests: { storage: '100Gi' } } });
 });
 
@@ -63,8 +67,8 @@ test('pg_isready probes, a fast shutdown and resources', () => {
   expect(c.lifecycle.preStop.exec.command.join(' ')).toContain('--mode=fast');
   expect(podSpec(sts).terminationGracePeriodSeconds).toBeGreaterThan(80);
   expect(c.resources).toEqual({
-    requests: { 'cpu': '250m', 'memory': '512Mi', 'ephemeral-storage': '64Mi' },
-    limits: { 'cpu': '2', 'memory': '1Gi', 'ephemeral-storage': '1Gi' },
+    requests: { cpu: '250m', memory: '512Mi', 'ephemeral-storage': '64Mi' },
+    limits: { cpu: '2', memory: '1Gi', 'ephemeral-storage': '1Gi' },
   });
 });
 
@@ -94,7 +98,7 @@ test('runs as a uid above 10000 with a read-only root and restricted context', (
   expect(podSpec(sts).automountServiceAccountToken).toBe(false);
 });
 
-test('no statement text in the server log: Synapse\'s driver inlines values (access tokens) into the SQL it sends', () => {
+test("no statement text in the server log: Synapse's driver inlines values (access tokens) into the SQL it sends", () => {
   // psycopg2 interpolates parameters client-side, so a logged slow statement would carry them.
   for (const c of [config(), config({ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false } } } })]) {
     const text = JSON.stringify(synthAll(c).filter((m) => ['ConfigMap', 'StatefulSet', 'Cluster'].includes(m.kind)));

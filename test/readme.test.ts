@@ -48,7 +48,8 @@ function schemaKeys(objects = new Set<string>()): Set<string> {
  * Listed once for all of their kind: the scheduling of every workload but one (named in a comment), every
  * image's digest (the README says so at postgres.image), and Kubernetes' own node affinity fields.
  */
-const SUMMARISED = /^scheduling\.(redis|synapse|synapseWorkers|synapseRouter|wellKnown|livekit|coturn|backup|tools)(\.|$)|^scheduling\.postgres\.|\.digest$|^scheduling\.all\.nodeAffinity\./;
+const SUMMARISED =
+  /^scheduling\.(redis|synapse|synapseWorkers|synapseRouter|wellKnown|livekit|coturn|backup|tools)(\.|$)|^scheduling\.postgres\.|\.digest$|^scheduling\.all\.nodeAffinity\./;
 
 test('the README lists every config key, and no key the schema does not have', () => {
   const readme = readmeKeys();
@@ -72,11 +73,11 @@ function readmeExample(name: string): unknown {
   return yaml.load(block[1]);
 }
 
-test('the README\'s k3s example admits Traefik from kube-system, where k3s runs it', () => {
+test("the README's k3s example admits Traefik from kube-system, where k3s runs it", () => {
   const c = resolveConfig(readmeExample('k3s'), 'README k3s example');
   const ms = renderedManifests(c);
-  const from = (name: string) => ms.find((m) => m.kind === 'NetworkPolicy' && m.metadata.name === name)!.spec.ingress[0].from
-    .map((p: any) => p.namespaceSelector?.matchLabels['kubernetes.io/metadata.name']);
+  const from = (name: string) =>
+    ms.find((m) => m.kind === 'NetworkPolicy' && m.metadata.name === name)!.spec.ingress[0].from.map((p: any) => p.namespaceSelector?.matchLabels['kubernetes.io/metadata.name']);
   expect(from('synapse')[0]).toBe('kube-system');
   expect(from('matrix-well-known')).toEqual(['kube-system']);
   expect(from('acme-http01-solver')).toEqual(['kube-system']);
@@ -86,15 +87,28 @@ test('the README\'s k3s example admits Traefik from kube-system, where k3s runs 
 test('the checklist tells a Traefik user with the default namespace where k3s runs it', () => {
   const c = resolveConfig({}, 'defaults');
   expect(checklist(c, renderedManifests(c)).prerequisites).toContain(
-    'On k3s, Traefik runs in kube-system, not traefik: set ingress.namespace: kube-system, or public traffic and ACME challenges are blocked');
+    'On k3s, Traefik runs in kube-system, not traefik: set ingress.namespace: kube-system, or public traffic and ACME challenges are blocked',
+  );
   const k3s = resolveConfig(readmeExample('k3s'), 'README k3s example');
   expect(checklist(k3s, renderedManifests(k3s)).prerequisites.join('\n')).not.toContain('On k3s');
 });
 
 test('every README section the code points to ("README, \\"...\\"") is a heading of the README', () => {
-  const headings = new Set(README.split('\n').filter((l) => /^#{1,6} /.test(l)).map((l) => l.replace(/^#+ /, '').trim()));
+  const headings = new Set(
+    README.split('\n')
+      .filter((l) => /^#{1,6} /.test(l))
+      .map((l) => l.replace(/^#+ /, '').trim()),
+  );
   const root = path.resolve(__dirname, '..');
-  const sources = ['main.ts', ...['charts', 'scripts'].flatMap((d) => fs.readdirSync(path.join(root, d)).filter((f) => /\.(ts|mjs)$/.test(f)).map((f) => `${d}/${f}`))];
+  const sources = [
+    'main.ts',
+    ...['charts', 'scripts'].flatMap((d) =>
+      fs
+        .readdirSync(path.join(root, d))
+        .filter((f) => /\.(ts|mjs)$/.test(f))
+        .map((f) => `${d}/${f}`),
+    ),
+  ];
   const refs = sources.flatMap((f) => [...fs.readFileSync(path.join(root, f), 'utf8').matchAll(/README, "([^"]+)"/g)].map((m) => [f, m[1]]));
   expect(refs.length).toBeGreaterThan(1);
   expect(refs.filter(([, h]) => !headings.has(h))).toEqual([]);

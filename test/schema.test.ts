@@ -7,10 +7,17 @@ import { kubernetesValidator } from './k8s-schema';
 import { config, Manifest, PRODUCTION, synthAll } from './util';
 
 const CRDS = [
-  'cert-manager/certificates.yaml', 'cert-manager/clusterissuers.yaml', 'argo-cd/application.yaml',
-  'gateway-api/gateways.yaml', 'gateway-api/httproutes.yaml', 'prometheus-operator/servicemonitors.yaml', 'prometheus-operator/podmonitors.yaml',
+  'cert-manager/certificates.yaml',
+  'cert-manager/clusterissuers.yaml',
+  'argo-cd/application.yaml',
+  'gateway-api/gateways.yaml',
+  'gateway-api/httproutes.yaml',
+  'prometheus-operator/servicemonitors.yaml',
+  'prometheus-operator/podmonitors.yaml',
   'prometheus-operator/prometheusrules.yaml',
-  'cloudnative-pg/clusters.yaml', 'cloudnative-pg/scheduledbackups.yaml', 'cloudnative-pg/barman-cloud-objectstores.yaml',
+  'cloudnative-pg/clusters.yaml',
+  'cloudnative-pg/scheduledbackups.yaml',
+  'cloudnative-pg/barman-cloud-objectstores.yaml',
 ];
 const VERSIONS = ['v1.28.0', 'v1.36.0'];
 
@@ -32,20 +39,42 @@ const everything = config({
   imagePullSecrets: ['regcred'],
   scheduling: {
     all: {
-      tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'kudo', effect: 'NoSchedule' }, { key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 60 }],
+      tolerations: [
+        { key: 'dedicated', operator: 'Equal', value: 'kudo', effect: 'NoSchedule' },
+        { key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 60 },
+      ],
       nodeAffinity: {
         requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/arch', operator: 'In', values: ['amd64', 'arm64'] }] }] },
         preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 50, preference: { matchExpressions: [{ key: 'example.org/cpus', operator: 'Gt', values: ['4'] }] } }],
       },
       priorityClassName: 'kudo',
-      topologySpreadConstraints: [{
-        maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'DoNotSchedule', minDomains: 2,
-        matchLabelKeys: ['pod-template-hash'], nodeAffinityPolicy: 'Honor', nodeTaintsPolicy: 'Ignore',
-      }],
+      topologySpreadConstraints: [
+        {
+          maxSkew: 1,
+          topologyKey: 'topology.kubernetes.io/zone',
+          whenUnsatisfiable: 'DoNotSchedule',
+          minDomains: 2,
+          matchLabelKeys: ['pod-template-hash'],
+          nodeAffinityPolicy: 'Honor',
+          nodeTaintsPolicy: 'Ignore',
+        },
+      ],
     },
-    postgres: { priorityClassName: 'kudo-critical', topologySpreadConstraints: [{ maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchExpressions: [{ key: 'app.kubernetes.io/name', operator: 'In', values: ['postgres'] }] } }] },
+    postgres: {
+      priorityClassName: 'kudo-critical',
+      topologySpreadConstraints: [
+        {
+          maxSkew: 1,
+          topologyKey: 'kubernetes.io/hostname',
+          whenUnsatisfiable: 'ScheduleAnyway',
+          labelSelector: { matchExpressions: [{ key: 'app.kubernetes.io/name', operator: 'In', values: ['postgres'] }] },
+        },
+      ],
+    },
     redis: { tolerations: [{ operator: 'Exists' }] },
-    synapse: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'pool', operator: 'NotIn', values: ['media'] }] }] } } },
+    synapse: {
+      nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'pool', operator: 'NotIn', values: ['media'] }] }] } },
+    },
     synapseWorkers: { tolerations: [{ key: 'workers', operator: 'Exists', effect: 'PreferNoSchedule' }] },
     synapseRouter: { priorityClassName: 'kudo-edge' },
     wellKnown: { priorityClassName: 'kudo-edge' },
@@ -85,8 +114,10 @@ const external = config({
 });
 
 const renders: [string, Manifest[]][] = [
-  ['default config', synthAll()], ['every option', synthAll(everything)],
-  ['CloudNativePG', synthAll(cloudnativePg)], ['an external database', synthAll(external)],
+  ['default config', synthAll()],
+  ['every option', synthAll(everything)],
+  ['CloudNativePG', synthAll(cloudnativePg)],
+  ['an external database', synthAll(external)],
 ];
 
 describe.each(VERSIONS)('Kubernetes %s', (version) => {

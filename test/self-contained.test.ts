@@ -13,7 +13,8 @@ const ROOT = path.resolve(__dirname, '..');
 
 /** Tracked files plus new ones not yet added (not the ignored ones), as a clone would have them once committed. */
 const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' })
-  .split('\0').filter((f) => f !== '' && fs.existsSync(path.join(ROOT, f)));
+  .split('\0')
+  .filter((f) => f !== '' && fs.existsSync(path.join(ROOT, f)));
 const tracked = new Set(files);
 
 /** A file's text, or '' for one that another test removed since the listing (jest runs test files side by side). */
@@ -31,9 +32,13 @@ function text(f: string): string {
 const SIBLING = /\.\.[/\\]shared\b|['"]\.\.['"],\s*(?:['"]\.\.['"],\s*)?['"]shared['"]/;
 
 test('no file outside Markdown reads the folder beside the repository', () => {
-  const offenders = files.filter((f) => !f.endsWith('.md'))
-    .flatMap((f) => text(f).split('\n')
-      .flatMap((line, i) => (SIBLING.test(line) ? [`${f}:${i + 1}: ${line.trim()}`] : [])));
+  const offenders = files
+    .filter((f) => !f.endsWith('.md'))
+    .flatMap((f) =>
+      text(f)
+        .split('\n')
+        .flatMap((line, i) => (SIBLING.test(line) ? [`${f}:${i + 1}: ${line.trim()}`] : [])),
+    );
   expect(offenders).toEqual([]);
 });
 
@@ -47,8 +52,7 @@ test('the pattern catches both spellings (it can fail)', () => {
 });
 
 test('every CRD file cdk8s.yaml imports is in the repository', () => {
-  const imports = (yaml.load(fs.readFileSync(path.join(ROOT, 'cdk8s.yaml'), 'utf8')) as { imports: string[] }).imports
-    .map((i) => i.replace(/^.*=/, ''));
+  const imports = (yaml.load(fs.readFileSync(path.join(ROOT, 'cdk8s.yaml'), 'utf8')) as { imports: string[] }).imports.map((i) => i.replace(/^.*=/, ''));
   expect(imports.length).toBeGreaterThan(0);
   expect(imports.filter((f) => !f.startsWith('crds/') || !tracked.has(f))).toEqual([]);
 });

@@ -12,7 +12,8 @@ function cpu(q: string): number {
 
 /** Containers of the long-running workloads (Jobs run briefly, one at a time). */
 function longRunning(ms: Manifest[]): any[] {
-  return ms.filter((m) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(m.kind))
+  return ms
+    .filter((m) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(m.kind))
     .flatMap((m) => Array.from({ length: m.spec.replicas ?? 1 }, () => m.spec.template.spec.containers).flat());
 }
 

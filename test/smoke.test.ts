@@ -15,8 +15,29 @@ import * as tls from 'tls';
 import { container, find, synthAll } from './util';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-smoke-'));
-execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-  '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+execFileSync(
+  'openssl',
+  [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=localhost',
+    '-addext',
+    'subjectAltName=DNS:localhost',
+    '-keyout',
+    path.join(dir, 'key.pem'),
+    '-out',
+    path.join(dir, 'cert.pem'),
+  ],
+  { stdio: 'ignore' },
+);
 const creds = { key: fs.readFileSync(path.join(dir, 'key.pem')), cert: fs.readFileSync(path.join(dir, 'cert.pem')) };
 
 let matrixPort = 0;
@@ -56,9 +77,16 @@ function smoke(overrides: Record<string, string> = {}): Promise<{ code: number |
   const script = find(synthAll(), 'ConfigMap', 'smoke-test').data['smoke.py'];
   fs.writeFileSync(path.join(dir, 'smoke.py'), script);
   const env = {
-    PATH: process.env.PATH!, SMOKE_CA_FILE: path.join(dir, 'cert.pem'), SMOKE_UDP_TIMEOUT: '0.3',
-    SYNAPSE_URL: `http://127.0.0.1:${ports.synapse}`, MATRIX_URL: `https://localhost:${ports.pub}`, SERVER_NAME: `localhost:${ports.pub}`,
-    LIVEKIT_URL: `https://localhost:${ports.pub}`, TURN_HOST: 'localhost', TURN_PORT: String(ports.stun), TURN_TLS_PORT: String(ports.turns),
+    PATH: process.env.PATH!,
+    SMOKE_CA_FILE: path.join(dir, 'cert.pem'),
+    SMOKE_UDP_TIMEOUT: '0.3',
+    SYNAPSE_URL: `http://127.0.0.1:${ports.synapse}`,
+    MATRIX_URL: `https://localhost:${ports.pub}`,
+    SERVER_NAME: `localhost:${ports.pub}`,
+    LIVEKIT_URL: `https://localhost:${ports.pub}`,
+    TURN_HOST: 'localhost',
+    TURN_PORT: String(ports.stun),
+    TURN_TLS_PORT: String(ports.turns),
     ...overrides,
   };
   return new Promise((resolve) => {
@@ -74,7 +102,13 @@ test('the CronJob is a suspended template running the bundled script with the re
   const cj = find(synthAll(), 'CronJob', 'smoke-test');
   expect(cj.spec.suspend).toBe(true);
   const env = Object.fromEntries(container(cj, 'smoke-test').env.map((e: any) => [e.name, e.value]));
-  expect(env).toMatchObject({ SYNAPSE_URL: 'http://synapse.kudo.svc:8008', MATRIX_URL: 'https://matrix.example.com', SERVER_NAME: 'example.com', TURN_HOST: 'turn.example.com', TURN_PORT: '3478' });
+  expect(env).toMatchObject({
+    SYNAPSE_URL: 'http://synapse.kudo.svc:8008',
+    MATRIX_URL: 'https://matrix.example.com',
+    SERVER_NAME: 'example.com',
+    TURN_HOST: 'turn.example.com',
+    TURN_PORT: '3478',
+  });
 });
 
 test('every check passes against working endpoints', async () => {
@@ -95,7 +129,8 @@ test('a broken endpoint is reported by name and fails the run', async () => {
 describe('npm run smoke without a usable cluster says so in one line', () => {
   const smokeCommand = (args: string[], env: Record<string, string | undefined> = {}) => {
     const r = spawnSync(process.execPath, [path.join(__dirname, '..', 'scripts', 'smoke.mjs'), ...args], {
-      encoding: 'utf8', env: { ...process.env, KUBECONFIG: path.join(dir, 'no-such-kubeconfig'), ...env },
+      encoding: 'utf8',
+      env: { ...process.env, KUBECONFIG: path.join(dir, 'no-such-kubeconfig'), ...env },
     });
     return { code: r.status, stderr: r.stderr, stdout: r.stdout };
   };

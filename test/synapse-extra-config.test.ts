@@ -11,8 +11,12 @@ const homeserver = (ms: Manifest[]) => yaml.load(find(ms, 'ConfigMap', 'synapse-
 const configMap = (ms: Manifest[]) => find(ms, 'ConfigMap', 'synapse-config').data as Record<string, string>;
 
 const oidc = {
-  idp_id: 'kudo', idp_name: 'Kudo SSO', issuer: 'https://sso.example.org/', client_id: 'synapse',
-  client_secret_path: '/secrets/extra/oidc_client_secret', scopes: ['openid', 'profile'],
+  idp_id: 'kudo',
+  idp_name: 'Kudo SSO',
+  issuer: 'https://sso.example.org/',
+  client_id: 'synapse',
+  client_secret_path: '/secrets/extra/oidc_client_secret',
+  scopes: ['openid', 'profile'],
   user_mapping_provider: { config: { localpart_template: '{{ user.preferred_username }}' } },
 };
 const extra = {
@@ -28,7 +32,7 @@ const files = [
 ];
 const withExtra = (more: object = {}) => config({ ...more, synapse: { extraConfig: extra, extraSecretFiles: files, ...(more as any).synapse } });
 
-test('the settings are merged into homeserver.yaml at the top level; the stack\'s own stay', () => {
+test("the settings are merged into homeserver.yaml at the top level; the stack's own stay", () => {
   const hs = homeserver(synthChart('20-synapse', withExtra()));
   expect(hs).toMatchObject(extra);
   const plain = homeserver(synthChart('20-synapse'));
@@ -51,10 +55,12 @@ test('the Secret files are mounted read-only at /secrets/extra/<file> in the mai
   for (const w of synapsePods) {
     const volume = podSpec(w).volumes.find((v: any) => v.name === 'secrets');
     const sources = volume.projected.sources.map((s: any) => s.secret);
-    expect(sources).toEqual(expect.arrayContaining([
-      { name: 'kudo-sso', items: [{ key: 'client_secret', path: 'extra/oidc_client_secret' }] },
-      { name: 'kudo-bridge', items: [{ key: 'registration.yaml', path: 'extra/bridge.yaml' }] },
-    ]));
+    expect(sources).toEqual(
+      expect.arrayContaining([
+        { name: 'kudo-sso', items: [{ key: 'client_secret', path: 'extra/oidc_client_secret' }] },
+        { name: 'kudo-bridge', items: [{ key: 'registration.yaml', path: 'extra/bridge.yaml' }] },
+      ]),
+    );
     expect(volume.projected.defaultMode).toBe(0o440);
     expect(container(w, 'synapse').volumeMounts).toContainEqual({ name: 'secrets', mountPath: '/secrets', readOnly: true });
   }
@@ -74,7 +80,11 @@ describe('keys the stack writes are refused, with the reason', () => {
     ['server_name', 'other.org', 'synapse.extraConfig.server_name: kept by the stack: set serverName'],
     ['public_baseurl', 'https://x/', 'synapse.extraConfig.public_baseurl: kept by the stack: set hosts.matrix'],
     ['signing_key_path', '/data/key', 'synapse.extraConfig.signing_key_path: kept by the stack: it names a Secret file of secrets.refs'],
-    ['macaroon_secret_key', 'x', 'synapse.extraConfig.macaroon_secret_key: kept by the stack: the stack sets macaroon_secret_key_path to a Secret file of secrets.refs, and Synapse refuses both'],
+    [
+      'macaroon_secret_key',
+      'x',
+      'synapse.extraConfig.macaroon_secret_key: kept by the stack: the stack sets macaroon_secret_key_path to a Secret file of secrets.refs, and Synapse refuses both',
+    ],
     ['form_secret_path', '/x', 'synapse.extraConfig.form_secret_path: kept by the stack'],
     ['registration_shared_secret', 'x', 'synapse.extraConfig.registration_shared_secret: kept by the stack: the stack sets registration_shared_secret_path'],
     ['media_store_path', '/data', 'synapse.extraConfig.media_store_path: kept by the stack: it is where the media volume'],
@@ -84,10 +94,10 @@ describe('keys the stack writes are refused, with the reason', () => {
     ['worker_replication_secret', 'x', 'synapse.extraConfig.worker_replication_secret: kept by the stack'],
     ['worker_app', 'x', 'synapse.extraConfig.worker_app: kept by the stack'],
     ['worker_name', 'x', 'synapse.extraConfig.worker_name: kept by the stack: each worker process is named after its pod'],
-    ['worker_daemonize', true, 'synapse.extraConfig.worker_daemonize: kept by the stack: each worker process\'s settings follow synapse.workers'],
+    ['worker_daemonize', true, "synapse.extraConfig.worker_daemonize: kept by the stack: each worker process's settings follow synapse.workers"],
     ['log_config', '/x', 'synapse.extraConfig.log_config: kept by the stack: set synapse.logLevel'],
-    ['turn_uris', [], 'synapse.extraConfig.turn_uris: kept by the stack: TURN is the stack\'s coturn'],
-    ['turn_password', 'x', 'synapse.extraConfig.turn_password: kept by the stack: TURN is the stack\'s coturn'],
+    ['turn_uris', [], "synapse.extraConfig.turn_uris: kept by the stack: TURN is the stack's coturn"],
+    ['turn_password', 'x', "synapse.extraConfig.turn_password: kept by the stack: TURN is the stack's coturn"],
     ['max_upload_size', '1G', 'synapse.extraConfig.max_upload_size: kept by the stack: set synapse.maxUploadSize'],
     ['enable_registration', true, 'synapse.extraConfig.enable_registration: kept by the stack: set synapse.enableRegistration'],
   ])('%s', (key, value, message) => {
@@ -97,8 +107,11 @@ describe('keys the stack writes are refused, with the reason', () => {
   test('the refused set is what synapseConfigFiles writes, with workers and without: every top-level key of every file', () => {
     for (const c of [config(), config({ ...PRODUCTION }), config({ postgres: { mode: 'external', external: { host: 'db.example.org', ca: { name: 'ca' } } } })]) {
       const data = configMap(synthChart('20-synapse', c));
-      const written = new Set(Object.entries(data).filter(([f]) => f.endsWith('.yaml') && f !== 'log.yaml')
-        .flatMap(([, text]) => Object.keys(yaml.load(text) as object)));
+      const written = new Set(
+        Object.entries(data)
+          .filter(([f]) => f.endsWith('.yaml') && f !== 'log.yaml')
+          .flatMap(([, text]) => Object.keys(yaml.load(text) as object)),
+      );
       expect(written.size).toBeGreaterThan(10);
       const refused = [...written].filter((k) => extraConfigProblems({ [k]: 'x' }, []).some((p) => p.startsWith(`synapse.extraConfig.${k}: kept by the stack`)));
       // The notary servers are the one setting the operator may replace.
@@ -120,40 +133,72 @@ describe('keys the stack writes are refused, with the reason', () => {
 
 describe('secrets written inline are refused; their file forms are offered', () => {
   test.each<[string, object, string]>([
-    ['email.smtp_pass', { email: { smtp_host: 'smtp.example.org', smtp_user: 'kudo', smtp_pass: 'hunter2' } },
+    [
+      'email.smtp_pass',
+      { email: { smtp_host: 'smtp.example.org', smtp_user: 'kudo', smtp_pass: 'hunter2' } },
       'synapse.extraConfig.email.smtp_pass: a secret here would sit in plain text in the synapse-config ConfigMap (and in Git with the rendered files), ' +
-      'and Synapse reads it from nowhere else; use an SMTP relay that accepts Synapse without a password'],
-    ['oidc client_secret', { oidc_providers: [{ ...oidc, client_secret_path: undefined, client_secret: 'hunter2' }] },
+        'and Synapse reads it from nowhere else; use an SMTP relay that accepts Synapse without a password',
+    ],
+    [
+      'oidc client_secret',
+      { oidc_providers: [{ ...oidc, client_secret_path: undefined, client_secret: 'hunter2' }] },
       'synapse.extraConfig.oidc_providers[0].client_secret: a secret here would sit in plain text in the synapse-config ConfigMap (and in Git with the rendered files); ' +
-      'set client_secret_path beside it to a file of synapse.extraSecretFiles (/secrets/extra/<file>) instead'],
-    ['oidc jwt key', { oidc_providers: [{ idp_id: 'a', client_secret_jwt_key: { key: '-----BEGIN PRIVATE KEY-----', jwt_header: { alg: 'ES256' } } }] },
-      'synapse.extraConfig.oidc_providers[0].client_secret_jwt_key.key: a secret here would sit in plain text in the synapse-config ConfigMap (and in Git with the rendered files); set key_file beside it'],
-    ['recaptcha', { recaptcha_private_key: 'x' }, 'synapse.extraConfig.recaptcha_private_key: a secret here would sit in plain text in the synapse-config ConfigMap (and in Git with the rendered files); set recaptcha_private_key_path'],
+        'set client_secret_path beside it to a file of synapse.extraSecretFiles (/secrets/extra/<file>) instead',
+    ],
+    [
+      'oidc jwt key',
+      { oidc_providers: [{ idp_id: 'a', client_secret_jwt_key: { key: '-----BEGIN PRIVATE KEY-----', jwt_header: { alg: 'ES256' } } }] },
+      'synapse.extraConfig.oidc_providers[0].client_secret_jwt_key.key: a secret here would sit in plain text in the synapse-config ConfigMap (and in Git with the rendered files); set key_file beside it',
+    ],
+    [
+      'recaptcha',
+      { recaptcha_private_key: 'x' },
+      'synapse.extraConfig.recaptcha_private_key: a secret here would sit in plain text in the synapse-config ConfigMap (and in Git with the rendered files); set recaptcha_private_key_path',
+    ],
     ['MAS', { matrix_authentication_service: { enabled: true, secret: 'x' } }, 'synapse.extraConfig.matrix_authentication_service.secret: a secret here'],
     ['JWT with a shared secret', { jwt_config: { enabled: true, algorithm: 'HS256', secret: 'x' } }, 'synapse.extraConfig.jwt_config.secret: a secret here'],
-    ['a module\'s token', { modules: [{ module: 'm.M', config: { api_token: 'x' } }] },
-      'synapse.extraConfig.modules[0].config.api_token: looks like a secret, and a secret here would sit in plain text in the synapse-config ConfigMap (and in Git with the rendered files); set its file form (api_token_path, where Synapse has one)'],
-    ['a file that is not mounted', { oidc_providers: [oidc] },
-      'synapse.extraConfig.oidc_providers[0].client_secret_path: /secrets/extra/oidc_client_secret is not mounted; synapse.extraSecretFiles is empty (add { secret, key, file: "oidc_client_secret" })'],
+    [
+      "a module's token",
+      { modules: [{ module: 'm.M', config: { api_token: 'x' } }] },
+      'synapse.extraConfig.modules[0].config.api_token: looks like a secret, and a secret here would sit in plain text in the synapse-config ConfigMap (and in Git with the rendered files); set its file form (api_token_path, where Synapse has one)',
+    ],
+    [
+      'a file that is not mounted',
+      { oidc_providers: [oidc] },
+      'synapse.extraConfig.oidc_providers[0].client_secret_path: /secrets/extra/oidc_client_secret is not mounted; synapse.extraSecretFiles is empty (add { secret, key, file: "oidc_client_secret" })',
+    ],
   ])('%s', (_, extraConfig, message) => {
     expect(() => config({ synapse: { extraConfig } })).toThrow(message);
   });
 
   test('allowed: JWT with a public key, and settings merely named like secrets that hold no string', () => {
-    const hs = homeserver(synthChart('20-synapse', config({
-      synapse: { extraConfig: { jwt_config: { enabled: true, algorithm: 'RS256', secret: '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n' }, registration_requires_token: false } },
-    })));
+    const hs = homeserver(
+      synthChart(
+        '20-synapse',
+        config({
+          synapse: {
+            extraConfig: {
+              jwt_config: { enabled: true, algorithm: 'RS256', secret: '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n' },
+              registration_requires_token: false,
+            },
+          },
+        }),
+      ),
+    );
     expect(hs.jwt_config.algorithm).toBe('RS256');
     expect(hs.registration_requires_token).toBe(false);
   });
 
-  test('every secret setting of Synapse\'s schema that has a *_path form is refused inline, pointing at that form (or kept by the stack)', () => {
+  test("every secret setting of Synapse's schema that has a *_path form is refused inline, pointing at that form (or kept by the stack)", () => {
     const keys = synapseSchemaKeys();
     const pairs = keys.filter((k) => keys.includes(`${k}_path`) && /(secret|password|pass|key|token)$/.test(k));
     expect(pairs).toEqual(expect.arrayContaining(['oidc_providers[].client_secret', 'recaptcha_private_key', 'matrix_authentication_service.secret', 'form_secret']));
     for (const key of pairs) {
       // { a: { b: [ { c: 'x' } ] } } for "a.b[].c".
-      const value = key.split('.').reverse().reduce<unknown>((inner, part) => (part.endsWith('[]') ? { [part.slice(0, -2)]: [inner] } : { [part]: inner }), 'inline-secret');
+      const value = key
+        .split('.')
+        .reverse()
+        .reduce<unknown>((inner, part) => (part.endsWith('[]') ? { [part.slice(0, -2)]: [inner] } : { [part]: inner }), 'inline-secret');
       const problems = extraConfigProblems(value as Record<string, unknown>, []);
       const field = key.split('.').pop()!;
       expect({ key, problems }).toEqual({ key, problems: [expect.stringMatching(new RegExp(`(set ${field}_path beside it|kept by the stack)`))] });
@@ -174,18 +219,22 @@ describe('synapse.extraSecretFiles', () => {
     const bad = (extraSecretFiles: object[]) => () => config({ synapse: { extraSecretFiles } });
     expect(bad([{ secret: 'a', key: 'k', file: '../escape' }])).toThrow('synapse.extraSecretFiles.0.file: must be a file name');
     expect(bad([{ secret: 'a', key: 'k', file: '.hidden' }])).toThrow('synapse.extraSecretFiles.0.file: must be a file name');
-    expect(bad([{ secret: 'a', key: 'k', file: 'x' }, { secret: 'b', key: 'k', file: 'x' }]))
-      .toThrow('synapse.extraSecretFiles[1].file: "x" is already the file of synapse.extraSecretFiles[0]');
+    expect(
+      bad([
+        { secret: 'a', key: 'k', file: 'x' },
+        { secret: 'b', key: 'k', file: 'x' },
+      ]),
+    ).toThrow('synapse.extraSecretFiles[1].file: "x" is already the file of synapse.extraSecretFiles[0]');
     expect(bad([{ secret: 'Kudo_SSO', key: 'k', file: 'x' }])).toThrow('synapse.extraSecretFiles.0.secret: must be a Kubernetes object name');
     expect(bad([{ secret: 'a', key: 'k' }])).toThrow('synapse.extraSecretFiles.0.file: expected string, found nothing');
   });
 });
 
-describe('Synapse\'s config schema accepts the rendered homeserver.yaml', () => {
+describe("Synapse's config schema accepts the rendered homeserver.yaml", () => {
   test.each<[string, object]>([
     ['default', {}],
     ['with workers', { ...PRODUCTION }],
-    ['with the operator\'s settings', { synapse: { extraConfig: extra, extraSecretFiles: files } }],
+    ["with the operator's settings", { synapse: { extraConfig: extra, extraSecretFiles: files } }],
   ])('%s', (_, c) => {
     expect(synapseConfigErrors(homeserver(synthChart('20-synapse', config(c))))).toEqual([]);
   });

@@ -29,7 +29,9 @@ test('homeserver.yaml holds no secret, only paths to mounted secret files', () =
   const deploy = find(ms, 'Deployment', 'synapse');
   const mount = container(deploy, 'synapse').volumeMounts.find((m: any) => m.name === 'secrets');
   expect(mount).toMatchObject({ mountPath: '/secrets', readOnly: true });
-  const files = podSpec(deploy).volumes.find((v: any) => v.name === 'secrets').projected.sources.flatMap((s: any) => s.secret.items.map((i: any) => i.path));
+  const files = podSpec(deploy)
+    .volumes.find((v: any) => v.name === 'secrets')
+    .projected.sources.flatMap((s: any) => s.secret.items.map((i: any) => i.path));
   for (const key of ['macaroon_secret_key', 'form_secret', 'registration_shared_secret', 'turn_shared_secret', 'signing_key']) {
     const p = hs[`${key}_path`];
     expect(files).toContain(p.replace('/secrets/', ''));
@@ -77,11 +79,7 @@ test('a config change changes the pod template hash; nothing else does', () => {
 
 test('TURN: the shared coturn over udp, tcp and tls', () => {
   const hs = homeserver(manifests());
-  expect(hs.turn_uris).toEqual([
-    'turns:turn.example.com:5349?transport=tcp',
-    'turn:turn.example.com:3478?transport=udp',
-    'turn:turn.example.com:3478?transport=tcp',
-  ]);
+  expect(hs.turn_uris).toEqual(['turns:turn.example.com:5349?transport=tcp', 'turn:turn.example.com:3478?transport=udp', 'turn:turn.example.com:3478?transport=tcp']);
   expect(hs.turn_user_lifetime).toBe('3600s');
 });
 
@@ -92,24 +90,34 @@ test('Ingress: TLS from cert-manager, public API paths only, body size = max upl
   const paths = ing.spec.rules[0].http.paths.map((p: any) => p.path);
   expect(paths).toEqual(['/_matrix', '/_synapse/client']);
   expect(paths).not.toContain('/_synapse/admin');
-  const custom = find(manifests(config({
-    synapse: { maxUploadSize: '1G' }, ingress: { controller: 'ingress-nginx', className: 'internet' }, tls: { issuer: { kind: 'Issuer', name: 'mine' } },
-  })), 'Ingress', 'synapse');
+  const custom = find(
+    manifests(
+      config({
+        synapse: { maxUploadSize: '1G' },
+        ingress: { controller: 'ingress-nginx', className: 'internet' },
+        tls: { issuer: { kind: 'Issuer', name: 'mine' } },
+      }),
+    ),
+    'Ingress',
+    'synapse',
+  );
   expect(custom.metadata.annotations).toMatchObject({ 'cert-manager.io/issuer': 'mine', 'nginx.ingress.kubernetes.io/proxy-body-size': '1g' });
   expect(custom.spec.ingressClassName).toBe('internet');
 });
 
-test('the server name\'s well-known path is routed to the delegation service, not Synapse', () => {
+test("the server name's well-known path is routed to the delegation service, not Synapse", () => {
   const ms = manifests();
   expect(homeserver(ms).serve_server_wellknown).toBeUndefined();
   // The delegation chart routes its own host, with its own labels.
   expect(ms.filter((m) => m.kind === 'Ingress').map((m) => m.metadata.name)).toEqual(['synapse']);
   const wk = find(synthChart('21-well-known'), 'Ingress', 'matrix-well-known');
   expect(wk.metadata.labels!['app.kubernetes.io/name']).toBe('matrix-well-known');
-  expect(wk.spec.rules).toEqual([{
-    host: 'example.com',
-    http: { paths: [{ path: '/.well-known/matrix', pathType: 'Prefix', backend: { service: { name: 'matrix-well-known', port: { number: 8080 } } } }] },
-  }]);
+  expect(wk.spec.rules).toEqual([
+    {
+      host: 'example.com',
+      http: { paths: [{ path: '/.well-known/matrix', pathType: 'Prefix', backend: { service: { name: 'matrix-well-known', port: { number: 8080 } } } }] },
+    },
+  ]);
   expect(wk.spec.tls).toEqual([{ hosts: ['example.com'], secretName: 'matrix-well-known-tls' }]);
   expect(wk.metadata.annotations?.['cert-manager.io/cluster-issuer']).toBe('kudo-letsencrypt');
 });
@@ -136,22 +144,34 @@ test('restricted security context with a uid above 10000', () => {
 });
 
 describe('the admin API for an app outside the cluster (opt-in)', () => {
-  const paths = (ms: Manifest[]) => ms.filter((m) => m.kind === 'Ingress' || m.kind === 'HTTPRoute')
-    .flatMap((r) => (r.kind === 'Ingress' ? r.spec.rules.flatMap((x: any) => x.http.paths.map((p: any) => p.path)) : r.spec.rules.map((x: any) => x.matches[0].path.value)));
+  const paths = (ms: Manifest[]) =>
+    ms
+      .filter((m) => m.kind === 'Ingress' || m.kind === 'HTTPRoute')
+      .flatMap((r) => (r.kind === 'Ingress' ? r.spec.rules.flatMap((x: any) => x.http.paths.map((p: any) => p.path)) : r.spec.rules.map((x: any) => x.matches[0].path.value)));
 
   test('off by default: /_synapse/admin has no public route', () => {
     expect(paths(manifests())).not.toContain('/_synapse/admin');
   });
 
   test('on: an Ingress of its own for /_synapse/admin, limited to the configured source ranges', () => {
-    const on = (controller: string) => find(manifests(config({
-      ingress: { controller }, synapse: { adminApi: { expose: true, sourceRanges: ['203.0.113.0/24', '198.51.100.7/32'] } },
-    })), 'Ingress', 'synapse-admin');
+    const on = (controller: string) =>
+      find(
+        manifests(
+          config({
+            ingress: { controller },
+            synapse: { adminApi: { expose: true, sourceRanges: ['203.0.113.0/24', '198.51.100.7/32'] } },
+          }),
+        ),
+        'Ingress',
+        'synapse-admin',
+      );
     const nginx = on('ingress-nginx');
-    expect(nginx.spec.rules).toEqual([{
-      host: 'matrix.example.com',
-      http: { paths: [{ path: '/_synapse/admin', pathType: 'Prefix', backend: { service: { name: 'synapse', port: { number: 8008 } } } }] },
-    }]);
+    expect(nginx.spec.rules).toEqual([
+      {
+        host: 'matrix.example.com',
+        http: { paths: [{ path: '/_synapse/admin', pathType: 'Prefix', backend: { service: { name: 'synapse', port: { number: 8008 } } } }] },
+      },
+    ]);
     expect(nginx.spec.tls).toEqual([{ hosts: ['matrix.example.com'], secretName: 'synapse-tls' }]);
     expect(nginx.metadata.annotations!['nginx.ingress.kubernetes.io/whitelist-source-range']).toBe('203.0.113.0/24,198.51.100.7/32');
     expect(on('haproxy').metadata.annotations!['haproxy-ingress.github.io/allowlist-source-range']).toBe('203.0.113.0/24,198.51.100.7/32');
@@ -161,9 +181,12 @@ describe('the admin API for an app outside the cluster (opt-in)', () => {
     const expose = (c: object) => () => config({ ...c, synapse: { adminApi: { expose: true, sourceRanges: ['203.0.113.0/24'] } } });
     expect(expose({ ingress: { controller: 'traefik' } })).toThrow('synapse.adminApi.expose: ingress.controller "traefik" has no Ingress annotation that limits source addresses');
     expect(expose({ ingress: { controller: 'nginx-inc' } })).toThrow('ingress.controller "nginx-inc" has no Ingress annotation that limits source addresses');
-    expect(expose({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg' } })).toThrow('synapse.adminApi.expose: Gateway API has no standard way to limit source addresses');
-    expect(() => config({ ingress: { controller: 'ingress-nginx' }, synapse: { adminApi: { expose: true } } }))
-      .toThrow('synapse.adminApi.sourceRanges must list the addresses allowed to reach the admin API');
+    expect(expose({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg' } })).toThrow(
+      'synapse.adminApi.expose: Gateway API has no standard way to limit source addresses',
+    );
+    expect(() => config({ ingress: { controller: 'ingress-nginx' }, synapse: { adminApi: { expose: true } } })).toThrow(
+      'synapse.adminApi.sourceRanges must list the addresses allowed to reach the admin API',
+    );
   });
 });
 
@@ -176,9 +199,7 @@ describe('production: the replicas of one worker type spread over nodes and zone
     const spec = podSpec(find(prod, kind, name));
     const own = { 'app.kubernetes.io/name': name, 'app.kubernetes.io/instance': `kudo-${name}` };
     expect(spec.affinity.podAntiAffinity).toEqual({
-      preferredDuringSchedulingIgnoredDuringExecution: [
-        { weight: 100, podAffinityTerm: { labelSelector: { matchLabels: own }, topologyKey: 'kubernetes.io/hostname' } },
-      ],
+      preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: { labelSelector: { matchLabels: own }, topologyKey: 'kubernetes.io/hostname' } }],
     });
     expect(spec.topologySpreadConstraints).toEqual([
       { maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: own } },

@@ -1,7 +1,7 @@
 import { resolveConfig } from '../charts/config';
 import { config, find, synthAll, synthChart } from './util';
 
-test('a Let\'s Encrypt ClusterIssuer solving HTTP-01 through the ingress class', () => {
+test("a Let's Encrypt ClusterIssuer solving HTTP-01 through the ingress class", () => {
   const issuer = find(synthChart('01-cert-manager'), 'ClusterIssuer', 'kudo-letsencrypt');
   expect(issuer.spec.acme.server).toBe('https://acme-v02.api.letsencrypt.org/directory');
   expect(issuer.spec.acme.solvers).toEqual([{ http01: { ingress: { ingressClassName: 'traefik' } } }]);
@@ -24,15 +24,19 @@ describe('Ingress for each controller family: its own annotations for uploads an
   const cases: [string, string, Record<string, string>, Record<string, string>][] = [
     // Traefik has no per-Ingress body limit (none by default) and does not time out upgraded WebSockets.
     ['traefik', 'traefik', {}, {}],
-    ['ingress-nginx', 'nginx',
+    [
+      'ingress-nginx',
+      'nginx',
       { 'nginx.ingress.kubernetes.io/proxy-body-size': '100m' },
-      { 'nginx.ingress.kubernetes.io/proxy-read-timeout': '3600', 'nginx.ingress.kubernetes.io/proxy-send-timeout': '3600' }],
-    ['haproxy', 'haproxy',
-      { 'haproxy-ingress.github.io/proxy-body-size': '100m' },
-      { 'haproxy-ingress.github.io/timeout-tunnel': '3600s' }],
-    ['nginx-inc', 'nginx',
+      { 'nginx.ingress.kubernetes.io/proxy-read-timeout': '3600', 'nginx.ingress.kubernetes.io/proxy-send-timeout': '3600' },
+    ],
+    ['haproxy', 'haproxy', { 'haproxy-ingress.github.io/proxy-body-size': '100m' }, { 'haproxy-ingress.github.io/timeout-tunnel': '3600s' }],
+    [
+      'nginx-inc',
+      'nginx',
       { 'nginx.org/client-max-body-size': '100m' },
-      { 'nginx.org/proxy-read-timeout': '3600s', 'nginx.org/proxy-send-timeout': '3600s', 'nginx.org/websocket-services': 'livekit' }],
+      { 'nginx.org/proxy-read-timeout': '3600s', 'nginx.org/proxy-send-timeout': '3600s', 'nginx.org/websocket-services': 'livekit' },
+    ],
   ];
   test.each(cases)('%s', (controller, className, synapse, livekit) => {
     const all = synthAll(config({ ingress: { controller } }));
@@ -57,7 +61,9 @@ describe('Gateway API instead of Ingress', () => {
     expect(all.filter((m) => m.kind === 'Ingress')).toEqual([]);
     const routes = all.filter((m) => m.kind === 'HTTPRoute' && m.metadata.name !== 'https-redirect');
     expect(routes.map((r) => `${r.metadata.namespace}/${r.metadata.name} ${r.spec.hostnames}`).sort()).toEqual([
-      'kudo-media/livekit livekit.example.com', 'kudo/matrix-well-known example.com', 'kudo/synapse matrix.example.com',
+      'kudo-media/livekit livekit.example.com',
+      'kudo/matrix-well-known example.com',
+      'kudo/synapse matrix.example.com',
     ]);
     for (const r of routes) {
       // Bound to the HTTPS listener of its host by sectionName: without it a route attaches to the plain HTTP listener too.
@@ -65,7 +71,8 @@ describe('Gateway API instead of Ingress', () => {
     }
     const synapse = find(all, 'HTTPRoute', 'synapse');
     expect(synapse.spec.rules.map((r: any) => [r.matches[0].path.value, r.backendRefs[0]])).toEqual([
-      ['/_matrix', { name: 'synapse', port: 8008 }], ['/_synapse/client', { name: 'synapse', port: 8008 }],
+      ['/_matrix', { name: 'synapse', port: 8008 }],
+      ['/_synapse/client', { name: 'synapse', port: 8008 }],
     ]);
     // LiveKit's WebSockets get no request timeout.
     expect(find(all, 'HTTPRoute', 'livekit').spec.rules[0].timeouts).toEqual({ request: '0s' });
@@ -77,15 +84,17 @@ describe('Gateway API instead of Ingress', () => {
     expect(g.spec.gatewayClassName).toBe('cilium');
     const https = g.spec.listeners.filter((l: any) => l.protocol === 'HTTPS');
     expect(https.map((l: any) => [l.hostname, l.tls.certificateRefs[0].name])).toEqual([
-      ['matrix.example.com', 'synapse-tls'], ['livekit.example.com', 'livekit-tls'], ['example.com', 'matrix-well-known-tls'],
+      ['matrix.example.com', 'synapse-tls'],
+      ['livekit.example.com', 'livekit-tls'],
+      ['example.com', 'matrix-well-known-tls'],
     ]);
     expect(g.spec.listeners[0]).toMatchObject({ name: 'http', port: 80, protocol: 'HTTP' });
     expect(https[0].allowedRoutes.namespaces.selector.matchExpressions[0].values).toEqual(['kudo', 'kudo-media']);
   });
 
   test('listener names are unique and valid for any hosts (dots and dashes kept apart, long hosts shortened)', () => {
-    const names = (c: object) => find(synthAll(config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg' }, ...c })), 'Gateway', 'kudo')
-      .spec.listeners.map((l: any) => l.name as string);
+    const names = (c: object) =>
+      find(synthAll(config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg' }, ...c })), 'Gateway', 'kudo').spec.listeners.map((l: any) => l.name as string);
     // matrix.a-b.example.org and matrix-a.b.example.org once both became "https-matrix-a-b-example-org".
     const twins = names({ domain: 'example.org', serverName: 'example.org', hosts: { matrix: 'matrix.a-b.example.org', livekit: 'matrix-a.b.example.org' } });
     expect(new Set(twins).size).toBe(twins.length);
@@ -98,7 +107,7 @@ describe('Gateway API instead of Ingress', () => {
     }
   });
 
-  test('ACME HTTP-01 challenges go through the Gateway\'s HTTP listener', () => {
+  test("ACME HTTP-01 challenges go through the Gateway's HTTP listener", () => {
     const issuer = find(all, 'ClusterIssuer', 'kudo-letsencrypt');
     expect(issuer.spec.acme.solvers[0].http01).toEqual({
       gatewayHTTPRoute: { parentRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'kudo', namespace: 'kudo', sectionName: 'http' }] },
@@ -115,7 +124,7 @@ describe('Gateway API instead of Ingress', () => {
     expect(redirect.spec.rules).toEqual([{ filters: [{ type: 'RequestRedirect', requestRedirect: { scheme: 'https', statusCode: 301 } }] }]);
   });
 
-  test('a Gateway in a namespace of its own lets its own namespace\'s routes (the redirect, the listeners\' ACME solvers) onto the HTTP listener only', () => {
+  test("a Gateway in a namespace of its own lets its own namespace's routes (the redirect, the listeners' ACME solvers) onto the HTTP listener only", () => {
     const g = find(synthAll(config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg', gatewayNamespace: 'gateways' } })), 'Gateway', 'kudo');
     const allowed = (l: any) => l.allowedRoutes.namespaces.selector.matchExpressions[0].values;
     expect(allowed(g.spec.listeners[0])).toEqual(['kudo', 'kudo-media', 'gateways']);
@@ -126,10 +135,19 @@ describe('Gateway API instead of Ingress', () => {
     const existing = synthAll(config({ routing: 'gateway-api', gatewayApi: { createGateway: false, gatewayName: 'shared', gatewayNamespace: 'gateways' } }));
     expect(existing.filter((m) => m.kind === 'Gateway')).toEqual([]);
     expect(find(existing, 'HTTPRoute', 'synapse').spec.parentRefs[0]).toEqual({
-      group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'shared', namespace: 'gateways', sectionName: 'https-matrix.example.com',
+      group: 'gateway.networking.k8s.io',
+      kind: 'Gateway',
+      name: 'shared',
+      namespace: 'gateways',
+      sectionName: 'https-matrix.example.com',
     });
     // Its HTTP listener is not ours: no redirect route is rendered for it.
-    expect(existing.filter((m) => m.kind === 'HTTPRoute').map((r) => r.metadata.name).sort()).toEqual(['livekit', 'matrix-well-known', 'synapse']);
+    expect(
+      existing
+        .filter((m) => m.kind === 'HTTPRoute')
+        .map((r) => r.metadata.name)
+        .sort(),
+    ).toEqual(['livekit', 'matrix-well-known', 'synapse']);
     expect(() => resolveConfig({ routing: 'gateway-api' })).toThrow('gatewayApi.gatewayClassName is required');
   });
 });

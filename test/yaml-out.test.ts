@@ -6,9 +6,13 @@ const roundTrip = (o: Record<string, unknown>) => yaml.load(toYaml(o));
 
 test('every rendered object reads back exactly, for the default and an everything-on config', () => {
   const everything = config({
-    routing: 'gateway-api', gatewayApi: { gatewayClassName: 'cilium' }, monitoring: { enabled: true },
-    argocd: { enabled: true, repoURL: 'https://git.example.com/kudo/infra.git' }, backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/b' } },
-    livekit: { replicas: 2 }, coturn: { publicIp: '203.0.113.1' },
+    routing: 'gateway-api',
+    gatewayApi: { gatewayClassName: 'cilium' },
+    monitoring: { enabled: true },
+    argocd: { enabled: true, repoURL: 'https://git.example.com/kudo/infra.git' },
+    backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/b' } },
+    livekit: { replicas: 2 },
+    coturn: { publicIp: '203.0.113.1' },
   });
   for (const objects of [synthAll(), synthAll(everything)]) {
     for (const o of objects) expect(roundTrip(o)).toEqual(o);
@@ -17,9 +21,52 @@ test('every rendered object reads back exactly, for the default and an everythin
 
 test('strings that YAML would read as something else are quoted', () => {
   const tricky = [
-    '', 'yes', 'No', 'on', 'OFF', 'y', 'null', '~', 'true', '123', '-1', '1.5', '1e3', '0x1F', '0o17', '017', '1:20', '.inf', '.NaN',
-    '-c', '- x', '::/0', 'a: b', 'a:', 'a #b', '#x', ' lead', 'trail ', '*', '&x', '!tag', '%x', '@x', '`x', '{a}', '[a]', ',', '"q"', "'q'",
-    '|', '>', '? x', '$(HOST_IP)', 'ed25519 a_Ab 0123+/', 'é', '\t',
+    '',
+    'yes',
+    'No',
+    'on',
+    'OFF',
+    'y',
+    'null',
+    '~',
+    'true',
+    '123',
+    '-1',
+    '1.5',
+    '1e3',
+    '0x1F',
+    '0o17',
+    '017',
+    '1:20',
+    '.inf',
+    '.NaN',
+    '-c',
+    '- x',
+    '::/0',
+    'a: b',
+    'a:',
+    'a #b',
+    '#x',
+    ' lead',
+    'trail ',
+    '*',
+    '&x',
+    '!tag',
+    '%x',
+    '@x',
+    '`x',
+    '{a}',
+    '[a]',
+    ',',
+    '"q"',
+    "'q'",
+    '|',
+    '>',
+    '? x',
+    '$(HOST_IP)',
+    'ed25519 a_Ab 0123+/',
+    'é',
+    '\t',
   ];
   for (const s of tricky) expect([s, roundTrip({ v: s })]).toEqual([s, { v: s }]);
 });

@@ -88,7 +88,13 @@ export class Cgroups {
 
   stats(group: string): GroupStats {
     const read = (c: string, f: string) => fs.readFileSync(path.join(this.dir(c, group), f), 'utf8');
-    const cpuStat = Object.fromEntries(read('cpu', 'cpu.stat').trim().split('\n').map((l) => l.split(' ')).map(([k, v]) => [k, Number(v)]));
+    const cpuStat = Object.fromEntries(
+      read('cpu', 'cpu.stat')
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' '))
+        .map(([k, v]) => [k, Number(v)]),
+    );
     const oom = /oom_kill (\d+)/.exec(read('memory', 'memory.oom_control'));
     return {
       cpuSeconds: Number(read('cpuacct', 'cpuacct.usage')) / 1e9,
@@ -137,9 +143,21 @@ export class Cgroups {
 }
 
 /** The difference of two snapshots: what each group used in between. */
-export function usage(before: Map<string, GroupStats>, after: Map<string, GroupStats>, seconds: number): Map<string, {
-  cores: number; throttledPercent: number; throttledSeconds: number; memoryMaxBytes: number; memoryFailcnt: number; oomKills: number;
-}> {
+export function usage(
+  before: Map<string, GroupStats>,
+  after: Map<string, GroupStats>,
+  seconds: number,
+): Map<
+  string,
+  {
+    cores: number;
+    throttledPercent: number;
+    throttledSeconds: number;
+    memoryMaxBytes: number;
+    memoryFailcnt: number;
+    oomKills: number;
+  }
+> {
   const out = new Map();
   for (const [g, a] of after) {
     const b = before.get(g);

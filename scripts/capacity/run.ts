@@ -29,9 +29,7 @@ import * as yaml from 'js-yaml';
 import { cpuCores, memoryBytes } from '../../charts/common';
 import type { KudoConfig } from '../../charts/config';
 import { HAS_PROMETHEUS, option, startCoturn, TURN_VERSION, TURNUTILS } from '../../test/e2e/coturn';
-import {
-  configMapFile, find, freePort, generatedSecrets, httpJson, Manifest, PodNetwork, programs, rendered, setLauncher, sleep,
-} from '../../test/e2e/harness';
+import { configMapFile, find, freePort, generatedSecrets, httpJson, Manifest, PodNetwork, programs, rendered, setLauncher, sleep } from '../../test/e2e/harness';
 import { prepareLiveKit, startLiveKit } from '../../test/e2e/livekit';
 import { startPostgres } from '../../test/e2e/postgres';
 import { startRedis } from '../../test/e2e/redis';
@@ -67,8 +65,8 @@ const fmt = (x: number | null | undefined, digits = 0) => (x === null || x === u
 /** The workload a program stands for: its name, or the longest workload name it starts with (pod names). */
 function workloadOf(ms: Manifest[]): (program: string) => Manifest | undefined {
   const workloads = ms.filter((m) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(m.kind));
-  return (program) => workloads.filter((m) => program === m.metadata.name || program.startsWith(`${m.metadata.name}-`))
-    .sort((a, b) => b.metadata.name.length - a.metadata.name.length)[0];
+  return (program) =>
+    workloads.filter((m) => program === m.metadata.name || program.startsWith(`${m.metadata.name}-`)).sort((a, b) => b.metadata.name.length - a.metadata.name.length)[0];
 }
 
 /** The limits of the (first) container of the workload a program stands for. */
@@ -137,10 +135,13 @@ function sumGroups(cg: Cgroups, w: WindowResult, pick: (program: string) => bool
 /** The UDP counters of /proc/net/snmp (this network namespace, or `netns`'s). */
 function udpCounters(netns?: string): Record<string, number> {
   const text = netns ? execFileSync('ip', ['netns', 'exec', netns, 'cat', '/proc/net/snmp'], { encoding: 'utf8' }) : fs.readFileSync('/proc/net/snmp', 'utf8');
-  const [names, values] = text.split('\n').filter((l) => l.startsWith('Udp:')).map((l) => l.split(/\s+/).slice(1));
+  const [names, values] = text
+    .split('\n')
+    .filter((l) => l.startsWith('Udp:'))
+    .map((l) => l.split(/\s+/).slice(1));
   return Object.fromEntries(names.map((n, i) => [n, Number(values[i])]));
 }
-const udpDrops = (a: Record<string, number>, b: Record<string, number>) => (b.RcvbufErrors - a.RcvbufErrors) + (b.SndbufErrors - a.SndbufErrors);
+const udpDrops = (a: Record<string, number>, b: Record<string, number>) => b.RcvbufErrors - a.RcvbufErrors + (b.SndbufErrors - a.SndbufErrors);
 
 /** Dropped datagrams per UDP socket (the "drops" column of /proc/net/udp), by local port. */
 function socketDrops(): Map<string, { port: number; drops: number }> {
@@ -172,14 +173,23 @@ function jsonLines(child: ChildProcess, on: (o: any) => void): Promise<number | 
 // Chat
 // ---------------------------------------------------------------------------
 
-interface ChatUser { user_id: string; device_id: string; access_token: string; room_id: string }
+interface ChatUser {
+  user_id: string;
+  device_id: string;
+  access_token: string;
+  room_id: string;
+}
 
 async function registerUser(admin: string, secret: string, name: string, isAdmin: boolean): Promise<{ user_id: string; device_id: string; access_token: string }> {
   const nonce = (await httpJson(`${admin}/_synapse/admin/v1/register`)).body.nonce;
   const password = `pw-${name}-bench`;
-  const mac = createHmac('sha1', secret).update(`${nonce}\0${name}\0${password}\0${isAdmin ? 'admin' : 'notadmin'}`).digest('hex');
+  const mac = createHmac('sha1', secret)
+    .update(`${nonce}\0${name}\0${password}\0${isAdmin ? 'admin' : 'notadmin'}`)
+    .digest('hex');
   const r = await httpJson(`${admin}/_synapse/admin/v1/register`, {
-    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ nonce, username: name, password, admin: isAdmin, mac }),
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ nonce, username: name, password, admin: isAdmin, mac }),
   });
   if (r.status !== 200) throw new Error(`register ${name}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
   return r.body;
@@ -188,25 +198,33 @@ async function registerUser(admin: string, secret: string, name: string, isAdmin
 async function inBatches<T, R>(items: T[], size: number, f: (t: T, i: number) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
-  await Promise.all(Array.from({ length: size }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await f(items[i], i);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: size }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await f(items[i], i);
+      }
+    }),
+  );
   return out;
 }
 
 /** Users in rooms of `roomSize`, made through the client API of `base`; the admin API of `admin` registers them and lifts their message rate limit. */
 async function chatPopulation(base: string, admin: string, secret: string, users: number, roomSize: number): Promise<{ users: ChatUser[]; rooms: Record<string, string[]> }> {
   const adminUser = await registerUser(admin, secret, 'bench-admin', true);
-  const made = await inBatches(Array.from({ length: users }, (_, i) => `bench-u${i}`), 6, (n) => registerUser(admin, secret, n, false));
+  const made = await inBatches(
+    Array.from({ length: users }, (_, i) => `bench-u${i}`),
+    6,
+    (n) => registerUser(admin, secret, n, false),
+  );
   const auth = (t: string) => ({ Authorization: `Bearer ${t}`, 'Content-Type': 'application/json' });
   // Synapse's default rc_message (0.2/s, burst 10 per user) would refuse the higher steps: each bench user is exempted
   // through the admin API (a per-user override), leaving the rendered config as it is.
   await inBatches(made, 6, async (u) => {
     const r = await httpJson(`${admin}/_synapse/admin/v1/users/${encodeURIComponent(u.user_id)}/override_ratelimit`, {
-      method: 'POST', headers: auth(adminUser.access_token), body: JSON.stringify({ messages_per_second: 0, burst_count: 0 }),
+      method: 'POST',
+      headers: auth(adminUser.access_token),
+      body: JSON.stringify({ messages_per_second: 0, burst_count: 0 }),
     });
     if (r.status !== 200) throw new Error(`override_ratelimit: HTTP ${r.status} ${JSON.stringify(r.body)}`);
   });
@@ -215,7 +233,9 @@ async function chatPopulation(base: string, admin: string, secret: string, users
   for (let r = 0; r * roomSize < made.length; r++) {
     const members = made.slice(r * roomSize, (r + 1) * roomSize);
     const created = await httpJson(`${base}/_matrix/client/v3/createRoom`, {
-      method: 'POST', headers: auth(members[0].access_token), body: JSON.stringify({ preset: 'public_chat', name: `bench ${r}` }),
+      method: 'POST',
+      headers: auth(members[0].access_token),
+      body: JSON.stringify({ preset: 'public_chat', name: `bench ${r}` }),
     });
     if (created.status !== 200) throw new Error(`createRoom: HTTP ${created.status} ${JSON.stringify(created.body)}`);
     const roomId = created.body.room_id;
@@ -230,8 +250,7 @@ async function chatPopulation(base: string, admin: string, secret: string, users
 }
 
 /** The profile's config; production's off-site backup copy is waived, since backups are not measured here. */
-const profileConfig = (profile: Profile) => (profile === 'production'
-  ? { profile, backup: { offsite: { waived: 'capacity benchmark: backups are not measured' } } } : { profile });
+const profileConfig = (profile: Profile) => (profile === 'production' ? { profile, backup: { offsite: { waived: 'capacity benchmark: backups are not measured' } } } : { profile });
 
 async function chatBench(profile: Profile, o: Options, cg: Cgroups) {
   const { config, manifests } = rendered(profileConfig(profile));
@@ -265,12 +284,24 @@ async function chatBench(profile: Profile, o: Options, cg: Cgroups) {
       processes = synapse.processes.length;
     }
     const cpuLimits = [...cg.groups.values()].reduce((a, g) => a + (g.limits.cpu ?? 0), 0);
-    log(`chat ${profile}: ${processes} Synapse process(es) up in ${Math.round((Date.now() - t0) / 1000)} s (CPU limits add up to ${cpuLimits}); registering ${users} users in rooms of ${roomSize}`);
+    log(
+      `chat ${profile}: ${processes} Synapse process(es) up in ${Math.round((Date.now() - t0) / 1000)} s (CPU limits add up to ${cpuLimits}); registering ${users} users in rooms of ${roomSize}`,
+    );
     const population = await chatPopulation(base, admin, secrets.registrationSharedSecret, users, roomSize);
     const cfgFile = path.join(o.root, `chat-${profile}.json`);
-    fs.writeFileSync(cfgFile, JSON.stringify({
-      base, users: population.users, rooms: population.rooms, rates, step_seconds: o.quick ? 8 : 20, grace_seconds: 10, warmup_seconds: 3, stop_p95_ms: 1000,
-    }));
+    fs.writeFileSync(
+      cfgFile,
+      JSON.stringify({
+        base,
+        users: population.users,
+        rooms: population.rooms,
+        rates,
+        step_seconds: o.quick ? 8 : 20,
+        grace_seconds: 10,
+        warmup_seconds: 3,
+        stop_p95_ms: 1000,
+      }),
+    );
     // The client in a group of its own without limits, to count its CPU.
     const [cmd, argv] = cg.wrap(cg.make('chat-client', {}), o.venvPython, [path.join(__dirname, '..', 'scripts', 'capacity', 'chat_load.py'), cfgFile]);
     const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -295,13 +326,16 @@ async function chatBench(profile: Profile, o: Options, cg: Cgroups) {
           const res = find(manifests, of(name)!.kind, name).spec.template.spec.containers[0].resources;
           byWorkload[name] = {
             ...sumGroups(cg, win, (p) => of(p)?.metadata.name === name),
-            requests: `${res.requests.cpu} / ${res.requests.memory}`, limits: `${res.limits.cpu} / ${res.limits.memory}`,
+            requests: `${res.requests.cpu} / ${res.requests.memory}`,
+            limits: `${res.limits.cpu} / ${res.limits.memory}`,
           };
         }
         const step = { ...e, synapse, postgres, router, redis, client, byWorkload, machineBusyPercent: win.machineBusyPercent, otherCores: win.otherCores };
         steps.push(step);
-        log(`chat ${profile} ${e.rate}/s: accepted ${e.acceptedPerSecond}/s, p50/p95/p99 ${fmt(e.latencyMs.p50)}/${fmt(e.latencyMs.p95)}/${fmt(e.latencyMs.p99)} ms, `
-          + `Synapse ${fmt(synapse.cores, 2)} cores (throttled ${fmt(synapse.throttledPercent)}%), PostgreSQL ${fmt(postgres.cores, 2)}, client ${fmt(client.cores, 2)}, machine ${fmt(win.machineBusyPercent)}% busy, others ${fmt(win.otherCores, 2)} cores`);
+        log(
+          `chat ${profile} ${e.rate}/s: accepted ${e.acceptedPerSecond}/s, p50/p95/p99 ${fmt(e.latencyMs.p50)}/${fmt(e.latencyMs.p95)}/${fmt(e.latencyMs.p99)} ms, ` +
+            `Synapse ${fmt(synapse.cores, 2)} cores (throttled ${fmt(synapse.throttledPercent)}%), PostgreSQL ${fmt(postgres.cores, 2)}, client ${fmt(client.cores, 2)}, machine ${fmt(win.machineBusyPercent)}% busy, others ${fmt(win.otherCores, 2)} cores`,
+        );
       }
     });
     if (code !== 0) throw new Error(`chat_load.py exited ${code}:\n${stderr.slice(-3000)}`);
@@ -331,7 +365,16 @@ function limitsSummary(ms: Manifest[], names: string[], config: KudoConfig): Rec
 // TURN
 // ---------------------------------------------------------------------------
 
-interface UclientResult { sessions: number; allocated: number; sent: number; received: number; lostPercent: number; rttMs: number | null; jitterMs: number | null; failed: number }
+interface UclientResult {
+  sessions: number;
+  allocated: number;
+  sent: number;
+  received: number;
+  lostPercent: number;
+  rttMs: number | null;
+  jitterMs: number | null;
+  failed: number;
+}
 
 /** turnutils_uclient's summary lines, summed over its processes. */
 function parseUclient(outputs: string[], sessionsPerProcess: number): UclientResult {
@@ -355,8 +398,14 @@ function parseUclient(outputs: string[], sessionsPerProcess: number): UclientRes
   }
   const avg = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
   return {
-    sessions: outputs.length * sessionsPerProcess, allocated, sent, received, failed,
-    lostPercent: sent > 0 ? (100 * Math.max(0, sent - received)) / sent : 100, rttMs: avg(rtts), jitterMs: avg(jitters),
+    sessions: outputs.length * sessionsPerProcess,
+    allocated,
+    sent,
+    received,
+    failed,
+    lostPercent: sent > 0 ? (100 * Math.max(0, sent - received)) / sent : 100,
+    rttMs: avg(rtts),
+    jitterMs: avg(jitters),
   };
 }
 
@@ -418,21 +467,46 @@ async function turnBench(profile: Profile, o: Options, cg: Cgroups) {
         for (const [inode, d] of socketDrops()) if (d.drops > (drops.get(inode)?.drops ?? 0)) drops.set(inode, d);
       };
       const sampler = setInterval(sample, 1000);
-      const outputs = await Promise.all(Array.from({ length: procs }, (_, i) => new Promise<string>((resolve) => {
-        // -c: no RTCP allocation; -m: sessions; -n: messages per session (-z 20 ms apart); -l: bytes each; -W: REST credentials from the shared secret.
-        const c = run(path.join(TURNUTILS, 'turnutils_uclient'), [
-          '-v', '-c', '-m', String(perProcess), '-n', String(messages), '-l', '1000', '-z', '20', '-e', '127.0.0.1', '-r', String(peerPorts[i % peerPorts.length]),
-          '-W', turn.secret, '-u', `bench-${sessions}-${i}`, '-p', String(turn.port), '127.0.0.1',
-        ]);
-        let out = '';
-        c.stdout!.on('data', (d) => (out += d));
-        c.stderr!.on('data', (d) => (out += d));
-        const timer = setTimeout(() => c.kill('SIGKILL'), (messages * 20 + 60_000));
-        c.on('exit', () => {
-          clearTimeout(timer);
-          resolve(out);
-        });
-      })));
+      const outputs = await Promise.all(
+        Array.from(
+          { length: procs },
+          (_, i) =>
+            new Promise<string>((resolve) => {
+              // -c: no RTCP allocation; -m: sessions; -n: messages per session (-z 20 ms apart); -l: bytes each; -W: REST credentials from the shared secret.
+              const c = run(path.join(TURNUTILS, 'turnutils_uclient'), [
+                '-v',
+                '-c',
+                '-m',
+                String(perProcess),
+                '-n',
+                String(messages),
+                '-l',
+                '1000',
+                '-z',
+                '20',
+                '-e',
+                '127.0.0.1',
+                '-r',
+                String(peerPorts[i % peerPorts.length]),
+                '-W',
+                turn.secret,
+                '-u',
+                `bench-${sessions}-${i}`,
+                '-p',
+                String(turn.port),
+                '127.0.0.1',
+              ]);
+              let out = '';
+              c.stdout!.on('data', (d) => (out += d));
+              c.stderr!.on('data', (d) => (out += d));
+              const timer = setTimeout(() => c.kill('SIGKILL'), messages * 20 + 60_000);
+              c.on('exit', () => {
+                clearTimeout(timer);
+                resolve(out);
+              });
+            }),
+        ),
+      );
       clearInterval(sampler);
       const win = closeWindow(w);
       // Datagrams the kernel dropped for a full socket buffer (coturn's, the peers' or the clients': all on this namespace).
@@ -451,14 +525,32 @@ async function turnBench(profile: Profile, o: Options, cg: Cgroups) {
       const relayedPerCpuSecond = coturn.cores > 0 ? (2 * (r.sent + r.received)) / (coturn.cores * win.seconds) : NaN;
       const client = sumGroups(cg, win, (p) => p === 'turn-clients');
       const step = {
-        ...r, sessions, mbpsEachWay: (sessions * 1000 * 8 * 50) / 1e6, coturn, client, relayedPerCpuSecond, udpBufferDrops, dropsBy,
-        machineBusyPercent: win.machineBusyPercent, otherCores: win.otherCores, seconds: win.seconds,
+        ...r,
+        sessions,
+        mbpsEachWay: (sessions * 1000 * 8 * 50) / 1e6,
+        coturn,
+        client,
+        relayedPerCpuSecond,
+        udpBufferDrops,
+        dropsBy,
+        machineBusyPercent: win.machineBusyPercent,
+        otherCores: win.otherCores,
+        seconds: win.seconds,
       };
       steps.push(step);
-      log(`turn ${profile} ${sessions} sessions: ${r.allocated} relays, lost ${fmt(r.lostPercent, 2)}% (UDP buffer drops ${udpBufferDrops}: ${JSON.stringify(dropsBy)}), rtt ${fmt(r.rttMs, 1)} ms, coturn ${fmt(coturn.cores, 2)} cores `
-        + `(throttled ${fmt(coturn.throttledPercent)}%), ${mib(coturn.memoryMaxBytes)}, machine ${fmt(win.machineBusyPercent)}%`);
+      log(
+        `turn ${profile} ${sessions} sessions: ${r.allocated} relays, lost ${fmt(r.lostPercent, 2)}% (UDP buffer drops ${udpBufferDrops}: ${JSON.stringify(dropsBy)}), rtt ${fmt(r.rttMs, 1)} ms, coturn ${fmt(coturn.cores, 2)} cores ` +
+          `(throttled ${fmt(coturn.throttledPercent)}%), ${mib(coturn.memoryMaxBytes)}, machine ${fmt(win.machineBusyPercent)}%`,
+      );
       const short = outputs.find((out) => [...out.matchAll(/Received relay addr/g)].length < 2 * perProcess);
-      if (short !== undefined) log(`a turnutils_uclient got fewer relays than it asked for; its error lines:\n${short.split('\n').filter((l) => /error|ERROR|cannot|Cannot/.test(l)).slice(0, 20).join('\n')}`);
+      if (short !== undefined)
+        log(
+          `a turnutils_uclient got fewer relays than it asked for; its error lines:\n${short
+            .split('\n')
+            .filter((l) => /error|ERROR|cannot|Cannot/.test(l))
+            .slice(0, 20)
+            .join('\n')}`,
+        );
       if (fs.existsSync(path.join(o.root, 'keep-uclient'))) fs.writeFileSync(path.join(o.root, `uclient-${profile}-${sessions}.log`), outputs.join('\n----\n'));
       if (r.lostPercent > 1 || r.allocated < 0.98 * 2 * sessions) break;
     }
@@ -487,7 +579,12 @@ async function scrape(url: string): Promise<Record<string, number>> {
   return sums;
 }
 
-interface CallStep { size: number; rooms: number; videoPublishers: number; audioPublishers: number }
+interface CallStep {
+  size: number;
+  rooms: number;
+  videoPublishers: number;
+  audioPublishers: number;
+}
 
 async function callsBench(profile: Profile, o: Options, cg: Cgroups) {
   const { config, manifests } = rendered(profileConfig(profile));
@@ -502,7 +599,10 @@ async function callsBench(profile: Profile, o: Options, cg: Cgroups) {
     stops.push(() => redis.program.stop());
     const apiUrl = await api.start();
     // The Node's ExternalIP is the pod network's address: LiveKit advertises it, and the clients on this host reach it.
-    api.putNode('kudo-bench-node', [{ type: 'InternalIP', address: network.podAddress }, { type: 'ExternalIP', address: network.podAddress }]);
+    api.putNode('kudo-bench-node', [
+      { type: 'InternalIP', address: network.podAddress },
+      { type: 'ExternalIP', address: network.podAddress },
+    ]);
     const run = await prepareLiveKit(manifests, config, secrets, network, redis.port, apiUrl, 'kudo-bench-node', (cfg) => {
       // LiveKit has the namespace to itself: the rendered UDP range stays (only the listening ports move).
       cfg.rtc.port_range_start = renderedCfg.rtc.port_range_start;
@@ -519,30 +619,54 @@ async function callsBench(profile: Profile, o: Options, cg: Cgroups) {
     const metricsUrl = `http://${network.podAddress}:${run.prometheusPort}/metrics`;
     log(`calls ${profile}: LiveKit up at ${url}, UDP ${run.config.rtc.port_range_start}-${run.config.rtc.port_range_end}`);
 
-    const ladders: CallStep[][] = o.quick ? [
-      [{ size: 2, rooms: 2, videoPublishers: 2, audioPublishers: 2 }, { size: 2, rooms: 8, videoPublishers: 2, audioPublishers: 2 }],
-      [{ size: 8, rooms: 1, videoPublishers: 8, audioPublishers: 8 }],
-      [{ size: 50, rooms: 1, videoPublishers: 2, audioPublishers: 2 }],
-    ] : profile === 'small' || o.profiles.length === 1 ? [
-      [4, 16, 32, 64, 100].map((rooms) => ({ size: 2, rooms, videoPublishers: 2, audioPublishers: 2 })),
-      [1, 2, 4, 6, 8].map((rooms) => ({ size: 8, rooms, videoPublishers: 8, audioPublishers: 8 })),
-      [2, 5, 10, 15, 20].map((p) => ({ size: 50, rooms: 1, videoPublishers: p, audioPublishers: p })),
-    ] : [
-      // After small's full ladders: its LiveKit quota (2 CPUs) is already the whole of a 2-core machine, so production's
-      // (8) cannot change the outcome there; the top steps again, to show it.
-      [64, 100].map((rooms) => ({ size: 2, rooms, videoPublishers: 2, audioPublishers: 2 })),
-      [6, 8].map((rooms) => ({ size: 8, rooms, videoPublishers: 8, audioPublishers: 8 })),
-      [10, 15].map((p) => ({ size: 50, rooms: 1, videoPublishers: p, audioPublishers: p })),
-    ];
+    const ladders: CallStep[][] = o.quick
+      ? [
+          [
+            { size: 2, rooms: 2, videoPublishers: 2, audioPublishers: 2 },
+            { size: 2, rooms: 8, videoPublishers: 2, audioPublishers: 2 },
+          ],
+          [{ size: 8, rooms: 1, videoPublishers: 8, audioPublishers: 8 }],
+          [{ size: 50, rooms: 1, videoPublishers: 2, audioPublishers: 2 }],
+        ]
+      : profile === 'small' || o.profiles.length === 1
+        ? [
+            [4, 16, 32, 64, 100].map((rooms) => ({ size: 2, rooms, videoPublishers: 2, audioPublishers: 2 })),
+            [1, 2, 4, 6, 8].map((rooms) => ({ size: 8, rooms, videoPublishers: 8, audioPublishers: 8 })),
+            [2, 5, 10, 15, 20].map((p) => ({ size: 50, rooms: 1, videoPublishers: p, audioPublishers: p })),
+          ]
+        : [
+            // After small's full ladders: its LiveKit quota (2 CPUs) is already the whole of a 2-core machine, so production's
+            // (8) cannot change the outcome there; the top steps again, to show it.
+            [64, 100].map((rooms) => ({ size: 2, rooms, videoPublishers: 2, audioPublishers: 2 })),
+            [6, 8].map((rooms) => ({ size: 8, rooms, videoPublishers: 8, audioPublishers: 8 })),
+            [10, 15].map((p) => ({ size: 50, rooms: 1, videoPublishers: p, audioPublishers: p })),
+          ];
     const steps: any[] = [];
     let n = 0;
     let livekitKilled: string | undefined;
     ladders: for (const ladder of ladders) {
       for (const s of ladder) {
         const args = [
-          '-url', `ws://${network.podAddress}:${run.port}`, '-key', secrets.livekitApiKey, '-secret', secrets.livekitApiSecret,
-          '-rooms', String(s.rooms), '-size', String(s.size), '-video-publishers', String(s.videoPublishers), '-audio-publishers', String(s.audioPublishers),
-          '-duration', o.quick ? '8s' : '12s', '-warmup', '5s', '-prefix', `bench${n++}`,
+          '-url',
+          `ws://${network.podAddress}:${run.port}`,
+          '-key',
+          secrets.livekitApiKey,
+          '-secret',
+          secrets.livekitApiSecret,
+          '-rooms',
+          String(s.rooms),
+          '-size',
+          String(s.size),
+          '-video-publishers',
+          String(s.videoPublishers),
+          '-audio-publishers',
+          String(s.audioPublishers),
+          '-duration',
+          o.quick ? '8s' : '12s',
+          '-warmup',
+          '5s',
+          '-prefix',
+          `bench${n++}`,
         ];
         const [cmd, argv] = cg.wrap(cg.make('calls-client', {}), o.livekitLoad, args);
         const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -583,17 +707,27 @@ async function callsBench(profile: Profile, o: Options, cg: Cgroups) {
         const delta = (k: string) => ((after[k] ?? 0) - (before[k] ?? 0)) / win!.seconds;
         const forwardedTracks = s.rooms * (s.videoPublishers + s.audioPublishers) * (s.size - 1);
         const step = {
-          ...s, participants: s.rooms * s.size, forwardedTracks, client: result, livekit: lk, redis: rd, machineBusyPercent: win.machineBusyPercent, otherCores: win.otherCores,
+          ...s,
+          participants: s.rooms * s.size,
+          forwardedTracks,
+          client: result,
+          livekit: lk,
+          redis: rd,
+          machineBusyPercent: win.machineBusyPercent,
+          otherCores: win.otherCores,
           clientCores: sumGroups(cg, win, (p) => p.startsWith('calls-client')).cores,
           // Datagrams dropped for full socket buffers: the clients' (this namespace) and LiveKit's (its pod network).
           udpBufferDrops: { clients: udpDrops(udp0[0], udp1[0]), livekit: udpDrops(udp0[1], udp1[1]) },
-          livekitPacketsInPerSecond: delta('livekit_packet_total:incoming'), livekitPacketsOutPerSecond: delta('livekit_packet_total:outgoing'),
+          livekitPacketsInPerSecond: delta('livekit_packet_total:incoming'),
+          livekitPacketsOutPerSecond: delta('livekit_packet_total:outgoing'),
           livekitNacksPerSecond: delta('livekit_nack_total:incoming') + delta('livekit_nack_total:outgoing'),
         };
         steps.push(step);
-        log(`calls ${profile} rooms of ${s.size} x${s.rooms} (${s.videoPublishers} video): joined ${result.joined}/${s.rooms * s.size}, `
-          + `receiving ${result.receivingTracks}/${forwardedTracks} tracks, ${fmt(result.receivedPacketsPerSecond)} pkt/s received, loss ${fmt(result.lossPercent, 2)}%, `
-          + `UDP buffer drops ${step.udpBufferDrops.clients}+${step.udpBufferDrops.livekit}, audio p95 ${fmt(result.audioLatencyMs.p95, 1)} ms; LiveKit ${fmt(lk.cores, 2)} cores (throttled ${fmt(lk.throttledPercent)}%), out ${fmt(step.livekitPacketsOutPerSecond)} pkt/s; machine ${fmt(win.machineBusyPercent)}%`);
+        log(
+          `calls ${profile} rooms of ${s.size} x${s.rooms} (${s.videoPublishers} video): joined ${result.joined}/${s.rooms * s.size}, ` +
+            `receiving ${result.receivingTracks}/${forwardedTracks} tracks, ${fmt(result.receivedPacketsPerSecond)} pkt/s received, loss ${fmt(result.lossPercent, 2)}%, ` +
+            `UDP buffer drops ${step.udpBufferDrops.clients}+${step.udpBufferDrops.livekit}, audio p95 ${fmt(result.audioLatencyMs.p95, 1)} ms; LiveKit ${fmt(lk.cores, 2)} cores (throttled ${fmt(lk.throttledPercent)}%), out ${fmt(step.livekitPacketsOutPerSecond)} pkt/s; machine ${fmt(win.machineBusyPercent)}%`,
+        );
         await sleep(2000);
         if (!livekit.running || lk.oomKills > 0) {
           // What the kubelet would see as a restart: every call on the node dropped. Later steps would measure a new process.
@@ -604,7 +738,13 @@ async function callsBench(profile: Profile, o: Options, cg: Cgroups) {
         if (result.joinErrors > 0 || result.lossPercent > 1 || lk.throttledPercent > 5 || result.receivingTracks < forwardedTracks * 0.95) break;
       }
     }
-    return { profile, steps, livekitKilled, limits: limitsSummary(manifests, ['livekit', 'redis'], config), udpRange: [run.config.rtc.port_range_start, run.config.rtc.port_range_end] };
+    return {
+      profile,
+      steps,
+      livekitKilled,
+      limits: limitsSummary(manifests, ['livekit', 'redis'], config),
+      udpRange: [run.config.rtc.port_range_start, run.config.rtc.port_range_end],
+    };
   } finally {
     setLauncher(undefined);
     for (const s of stops.reverse()) await s().catch(() => undefined);
@@ -631,30 +771,52 @@ function machine(): string {
   return `${cpu}, ${os.cpus().length} cores, ${(mem / 2 ** 30).toFixed(1)} GiB RAM, Linux ${os.release()}`;
 }
 
-const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
+const loadavg = () =>
+  os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
 
 function report(o: Options, started: Date, uptimeBefore: string, results: { chat: any[]; turn: any[]; calls: any[] }): string {
   const L: string[] = [];
   L.push(`# Capacity per profile (npm run bench:capacity${o.quick ? ' -- --quick' : ''})`, '');
   L.push(`Run ${started.toISOString()} on ${machine()}; load average before: ${uptimeBefore}, after: ${loadavg()}.`);
-  L.push(`Each server process runs in cgroups holding its container's CPU limit (cfs quota) and memory limit; the load clients run beside them, unconfined, on the same ${os.cpus().length} cores.`, '');
+  L.push(
+    `Each server process runs in cgroups holding its container's CPU limit (cfs quota) and memory limit; the load clients run beside them, unconfined, on the same ${os.cpus().length} cores.`,
+    '',
+  );
   for (const c of results.chat) {
     L.push(`## Chat, profile ${c.profile}: ${c.processes} Synapse process(es), ${c.users} users in rooms of ${c.roomSize} (matrix-nio)`, '');
-    L.push(`Limits: ${Object.entries(c.limits).map(([k, v]) => `${k} ${v}`).join('; ')}: ${c.cpuLimits} CPUs in all, on a machine of ${os.cpus().length} cores`
-      + `${c.cpuLimits > os.cpus().length ? ' (so the quotas cannot all be reached; what binds is the machine)' : ''}.`, '');
-    L.push('| offered msg/s | accepted msg/s | send→sync p50 / p95 / p99 ms | missing | Synapse cores (most throttled process) | PostgreSQL cores | client cores | machine busy (outside the groups) |');
+    L.push(
+      `Limits: ${Object.entries(c.limits)
+        .map(([k, v]) => `${k} ${v}`)
+        .join('; ')}: ${c.cpuLimits} CPUs in all, on a machine of ${os.cpus().length} cores` +
+        `${c.cpuLimits > os.cpus().length ? ' (so the quotas cannot all be reached; what binds is the machine)' : ''}.`,
+      '',
+    );
+    L.push(
+      '| offered msg/s | accepted msg/s | send→sync p50 / p95 / p99 ms | missing | Synapse cores (most throttled process) | PostgreSQL cores | client cores | machine busy (outside the groups) |',
+    );
     L.push('|---|---|---|---|---|---|---|---|');
     for (const s of c.steps) {
-      L.push(`| ${s.rate} | ${s.acceptedPerSecond} | ${fmt(s.latencyMs.p50)} / ${s.latencyMs.p95 === null ? '> grace' : fmt(s.latencyMs.p95)} / ${s.latencyMs.p99 === null ? '> grace' : fmt(s.latencyMs.p99)} `
-        + `| ${s.missingDeliveries}/${s.deliveries} | ${fmt(s.synapse.cores, 2)} (${fmt(s.synapse.throttledPercent)}%) | ${fmt(s.postgres.cores, 2)} | ${fmt(s.client.cores, 2)} `
-        + `| ${fmt(s.machineBusyPercent)}% (${fmt(s.otherCores, 2)}) |`);
+      L.push(
+        `| ${s.rate} | ${s.acceptedPerSecond} | ${fmt(s.latencyMs.p50)} / ${s.latencyMs.p95 === null ? '> grace' : fmt(s.latencyMs.p95)} / ${s.latencyMs.p99 === null ? '> grace' : fmt(s.latencyMs.p99)} ` +
+          `| ${s.missingDeliveries}/${s.deliveries} | ${fmt(s.synapse.cores, 2)} (${fmt(s.synapse.throttledPercent)}%) | ${fmt(s.postgres.cores, 2)} | ${fmt(s.client.cores, 2)} ` +
+          `| ${fmt(s.machineBusyPercent)}% (${fmt(s.otherCores, 2)}) |`,
+      );
     }
     const over = c.steps.find((s: any) => s.latencyMs.p95 === null || s.latencyMs.p95 > 1000);
     const ok = [...c.steps].reverse().find((s: any) => s.latencyMs.p95 !== null && s.latencyMs.p95 <= 1000);
-    const perCore = ok ? ` That is ${fmt(ok.acceptedPerSecond / ok.synapse.cores, 1)} msg/s per core used by Synapse, `
-      + `${fmt(ok.acceptedPerSecond / (ok.synapse.cores + ok.postgres.cores + ok.router.cores + ok.redis.cores), 1)} per core used by all its server processes.` : '';
-    L.push('', ok ? `Sustained with p95 ≤ 1 s: ${ok.acceptedPerSecond} msg/s (${ok.rate} offered).${perCore} ` : 'No step kept p95 ≤ 1 s. ',
-      over ? `p95 passed 1 s at ${over.rate} msg/s offered.` : 'p95 stayed under 1 s at every step run.', '');
+    const perCore = ok
+      ? ` That is ${fmt(ok.acceptedPerSecond / ok.synapse.cores, 1)} msg/s per core used by Synapse, ` +
+        `${fmt(ok.acceptedPerSecond / (ok.synapse.cores + ok.postgres.cores + ok.router.cores + ok.redis.cores), 1)} per core used by all its server processes.`
+      : '';
+    L.push(
+      '',
+      ok ? `Sustained with p95 ≤ 1 s: ${ok.acceptedPerSecond} msg/s (${ok.rate} offered).${perCore} ` : 'No step kept p95 ≤ 1 s. ',
+      over ? `p95 passed 1 s at ${over.rate} msg/s offered.` : 'p95 stayed under 1 s at every step run.',
+      '',
+    );
     for (const s of [ok, over].filter((x) => x !== undefined)) {
       L.push(`Per workload at ${s.rate} msg/s offered:`, '');
       L.push('| workload | processes | cores used | most throttled process | memory peak (largest process) | requests | limits |');
@@ -667,42 +829,80 @@ function report(o: Options, started: Date, uptimeBefore: string, results: { chat
   }
   for (const t of results.turn) {
     L.push(`## TURN, profile ${t.profile}: coturn ${t.version} (turnutils_uclient → coturn → turnutils_peer, 1000-byte packets every 20 ms, echoed)`, '');
-    L.push(`Limits: ${Object.entries(t.limits).map(([k, v]) => `${k} ${v}`).join('; ')}; relay ports ${t.relaySize}, total-quota ${t.quota}, user-quota ${t.userQuota}.`, '');
-    L.push('| clients | relays allocated | Mbit/s each way | lost (UDP buffer drops: coturn relay / coturn listener / peers / clients) | RTT ms | coturn cores (throttled) | packets in+out per coturn CPU-second | coturn memory peak | client cores | machine busy (outside the groups) |');
+    L.push(
+      `Limits: ${Object.entries(t.limits)
+        .map(([k, v]) => `${k} ${v}`)
+        .join('; ')}; relay ports ${t.relaySize}, total-quota ${t.quota}, user-quota ${t.userQuota}.`,
+      '',
+    );
+    L.push(
+      '| clients | relays allocated | Mbit/s each way | lost (UDP buffer drops: coturn relay / coturn listener / peers / clients) | RTT ms | coturn cores (throttled) | packets in+out per coturn CPU-second | coturn memory peak | client cores | machine busy (outside the groups) |',
+    );
     L.push('|---|---|---|---|---|---|---|---|---|---|');
     for (const s of t.steps) {
-      L.push(`| ${s.sessions} | ${s.allocated} | ${fmt(s.mbpsEachWay)} | ${fmt(s.lostPercent, 2)}% (${s.dropsBy.coturnRelay} / ${s.dropsBy.coturnListener} / ${s.dropsBy.peers} / ${s.dropsBy.clients}) | ${fmt(s.rttMs, 1)} | ${fmt(s.coturn.cores, 2)} (${fmt(s.coturn.throttledPercent)}%) | ${fmt(2 * s.relayedPerCpuSecond)} | ${mib(s.coturn.memoryMaxBytes)} | ${fmt(s.client.cores, 2)} | ${fmt(s.machineBusyPercent)}% (${fmt(s.otherCores, 2)}) |`);
+      L.push(
+        `| ${s.sessions} | ${s.allocated} | ${fmt(s.mbpsEachWay)} | ${fmt(s.lostPercent, 2)}% (${s.dropsBy.coturnRelay} / ${s.dropsBy.coturnListener} / ${s.dropsBy.peers} / ${s.dropsBy.clients}) | ${fmt(s.rttMs, 1)} | ${fmt(s.coturn.cores, 2)} (${fmt(s.coturn.throttledPercent)}%) | ${fmt(2 * s.relayedPerCpuSecond)} | ${mib(s.coturn.memoryMaxBytes)} | ${fmt(s.client.cores, 2)} | ${fmt(s.machineBusyPercent)}% (${fmt(s.otherCores, 2)}) |`,
+      );
     }
     L.push('');
   }
   for (const c of results.calls) {
     const calls: string[] = [];
     for (const size of [...new Set(c.steps.map((s: any) => s.size))]) {
-      const ok = c.steps.filter((s: any) => s.size === size && s.client.lossPercent <= 1 && s.livekit.throttledPercent <= 5 && s.client.joinErrors === 0
-        && s.client.receivingTracks >= 0.95 * s.forwardedTracks);
+      const ok = c.steps.filter(
+        (s: any) =>
+          s.size === size && s.client.lossPercent <= 1 && s.livekit.throttledPercent <= 5 && s.client.joinErrors === 0 && s.client.receivingTracks >= 0.95 * s.forwardedTracks,
+      );
       const best = ok[ok.length - 1];
       const bad = c.steps.find((s: any) => s.size === size && !ok.includes(s));
-      calls.push(`- rooms of ${size}: ${best ? `${best.participants} participants, ${best.forwardedTracks} forwarded tracks, ${fmt(best.client.receivedPacketsPerSecond)} packets/s `
-        + `with ${fmt(best.client.lossPercent, 2)}% loss and no throttling (LiveKit ${fmt(best.livekit.cores, 2)} cores, the clients ${fmt(best.clientCores, 2)}, machine ${fmt(best.machineBusyPercent)}% busy)` : 'no step without loss'}`
-        + `${bad ? `; the next step (${bad.participants} participants, ${bad.forwardedTracks} tracks) saw ${fmt(bad.client.lossPercent, 2)}% loss, LiveKit throttled ${fmt(bad.livekit.throttledPercent)}%, `
-          + `${bad.client.receivingTracks}/${bad.forwardedTracks} tracks receiving, machine ${fmt(bad.machineBusyPercent)}% busy` : '; the largest step run'}.`);
+      calls.push(
+        `- rooms of ${size}: ${
+          best
+            ? `${best.participants} participants, ${best.forwardedTracks} forwarded tracks, ${fmt(best.client.receivedPacketsPerSecond)} packets/s ` +
+              `with ${fmt(best.client.lossPercent, 2)}% loss and no throttling (LiveKit ${fmt(best.livekit.cores, 2)} cores, the clients ${fmt(best.clientCores, 2)}, machine ${fmt(best.machineBusyPercent)}% busy)`
+            : 'no step without loss'
+        }` +
+          `${
+            bad
+              ? `; the next step (${bad.participants} participants, ${bad.forwardedTracks} tracks) saw ${fmt(bad.client.lossPercent, 2)}% loss, LiveKit throttled ${fmt(bad.livekit.throttledPercent)}%, ` +
+                `${bad.client.receivingTracks}/${bad.forwardedTracks} tracks receiving, machine ${fmt(bad.machineBusyPercent)}% busy`
+              : '; the largest step run'
+          }.`,
+      );
     }
     L.push(`## Calls, profile ${c.profile}: LiveKit with its Redis (Go SDK participants, real RTP: Opus 32 kbit/s + VP8 500 kbit/s 30 fps)`, '');
-    L.push(`Limits: ${Object.entries(c.limits).map(([k, v]) => `${k} ${v}`).join('; ')}; UDP ${c.udpRange[0]}-${c.udpRange[1]}.`, '');
-    L.push('| room size × rooms | publishers/room | participants | forwarded tracks (receiving) | pkt/s received (LiveKit counter) | loss (UDP buffer drops: clients + LiveKit) | audio latency p95 ms | LiveKit cores (throttled) | pkt/s forwarded per LiveKit core | LiveKit memory peak | client cores | machine busy (outside the groups) |');
+    L.push(
+      `Limits: ${Object.entries(c.limits)
+        .map(([k, v]) => `${k} ${v}`)
+        .join('; ')}; UDP ${c.udpRange[0]}-${c.udpRange[1]}.`,
+      '',
+    );
+    L.push(
+      '| room size × rooms | publishers/room | participants | forwarded tracks (receiving) | pkt/s received (LiveKit counter) | loss (UDP buffer drops: clients + LiveKit) | audio latency p95 ms | LiveKit cores (throttled) | pkt/s forwarded per LiveKit core | LiveKit memory peak | client cores | machine busy (outside the groups) |',
+    );
     L.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const s of c.steps) {
       const perCore = s.livekit.cores > 0 ? s.client.receivedPacketsPerSecond / s.livekit.cores : NaN;
-      L.push(`| ${s.size} × ${s.rooms} | ${s.videoPublishers} | ${s.participants} | ${s.forwardedTracks} (${s.client.receivingTracks}) | ${fmt(s.client.receivedPacketsPerSecond)} (${fmt(s.livekitPacketsOutPerSecond)}) | ${fmt(s.client.lossPercent, 2)}% (${s.udpBufferDrops.clients} + ${s.udpBufferDrops.livekit}) `
-        + `| ${fmt(s.client.audioLatencyMs.p95, 1)} | ${fmt(s.livekit.cores, 2)} (${fmt(s.livekit.throttledPercent)}%) | ${fmt(perCore)} | ${mib(s.livekit.memoryMaxBytes)} | ${fmt(s.clientCores, 2)} | ${fmt(s.machineBusyPercent)}% (${fmt(s.otherCores, 2)}) |`);
+      L.push(
+        `| ${s.size} × ${s.rooms} | ${s.videoPublishers} | ${s.participants} | ${s.forwardedTracks} (${s.client.receivingTracks}) | ${fmt(s.client.receivedPacketsPerSecond)} (${fmt(s.livekitPacketsOutPerSecond)}) | ${fmt(s.client.lossPercent, 2)}% (${s.udpBufferDrops.clients} + ${s.udpBufferDrops.livekit}) ` +
+          `| ${fmt(s.client.audioLatencyMs.p95, 1)} | ${fmt(s.livekit.cores, 2)} (${fmt(s.livekit.throttledPercent)}%) | ${fmt(perCore)} | ${mib(s.livekit.memoryMaxBytes)} | ${fmt(s.clientCores, 2)} | ${fmt(s.machineBusyPercent)}% (${fmt(s.otherCores, 2)}) |`,
+      );
     }
     if (c.livekitKilled) L.push('', `**${c.livekitKilled}**; the steps after it were not run.`);
     L.push('', 'Before loss (> 1%) or throttling (> 5% of periods):', '', ...calls, '');
     const perCore = c.steps.filter((s: any) => s.livekit.cores > 0.2).map((s: any) => s.client.receivedPacketsPerSecond / s.livekit.cores);
     if (perCore.length) {
-      L.push(`LiveKit forwarded ${fmt(Math.min(...perCore))}–${fmt(Math.max(...perCore))} packets/s per core it used (steps above 0.2 cores). `
-        + `LiveKit's published benchmark (${LIVEKIT_BENCHMARK.url}; c2-standard-16, 16 vCPUs): ${LIVEKIT_BENCHMARK.rows.map((r) => `${r.name} ${r.pubs} pubs / ${r.subs} subs, `
-          + `${r.pktOut.toLocaleString('en')} packets/s out at ${r.cpu}% CPU = ${fmt(r.pktOut / (16 * r.cpu / 100))} per core`).join('; ')}.`, '');
+      L.push(
+        `LiveKit forwarded ${fmt(Math.min(...perCore))}–${fmt(Math.max(...perCore))} packets/s per core it used (steps above 0.2 cores). ` +
+          `LiveKit's published benchmark (${LIVEKIT_BENCHMARK.url}; c2-standard-16, 16 vCPUs): ${LIVEKIT_BENCHMARK.rows
+            .map(
+              (r) =>
+                `${r.name} ${r.pubs} pubs / ${r.subs} subs, ` +
+                `${r.pktOut.toLocaleString('en')} packets/s out at ${r.cpu}% CPU = ${fmt(r.pktOut / ((16 * r.cpu) / 100))} per core`,
+            )
+            .join('; ')}.`,
+        '',
+      );
     }
   }
   return L.join('\n');
@@ -745,4 +945,3 @@ export async function main(o: Options): Promise<void> {
   fs.writeFileSync(o.json, `${JSON.stringify(results, null, 1)}\n`);
   process.stdout.write(`${text}\n`);
 }
-

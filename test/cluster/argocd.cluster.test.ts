@@ -26,7 +26,11 @@ const HOOK = 'argocd.argoproj.io/hook';
 const SYNC_TIMEOUT_S = 300;
 
 const wave = (m: Manifest) => Number(m.metadata.annotations?.[WAVE] ?? '0');
-const hookTypes = (m: Manifest) => (m.metadata.annotations?.[HOOK] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const hookTypes = (m: Manifest) =>
+  (m.metadata.annotations?.[HOOK] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 const key = (e: { [k: string]: any }) => `${e.kind} ${e.namespace ? `${e.namespace}/` : ''}${e.name}`;
 
 /** The sync's story for a failure message: waves, hooks, the engine's messages, and every health that was not Healthy. */
@@ -35,7 +39,10 @@ function context(run: SyncRun): string {
     .filter((e) => ['wave', 'hook', 'operation', 'timeout', 'done', 'error'].includes(e.event) || (e.event === 'health' && e.status !== 'Healthy'))
     .slice(-40)
     .map((e) => JSON.stringify(e.event === 'done' ? { ...e, results: `(${e.results.length} results)` } : e));
-  const log = run.log.split('\n').filter((l) => !/"msg"="(Tasks|Syncing)"/.test(l)).join('\n');
+  const log = run.log
+    .split('\n')
+    .filter((l) => !/"msg"="(Tasks|Syncing)"/.test(l))
+    .join('\n');
   return `argosync exited ${run.code}; its events:\n${lines.join('\n')}\n--- engine log:\n${tail(log, 15)}`;
 }
 
@@ -45,8 +52,15 @@ function incompleteSync(run: SyncRun, manifests: Manifest[]): string[] {
   const done = run.events.find((e) => e.event === 'done');
   if (run.code !== 0 || done?.phase !== 'Succeeded') {
     const timeout = run.events.find((e) => e.event === 'timeout');
-    problems.push(`the sync did not succeed: ${done ? `${done.phase}: ${done.message}` : timeout
-      ? `timed out after ${timeout.seconds} s, ${timeout.message}; not healthy: ${JSON.stringify(timeout.notHealthy)}` : 'no result'}`);
+    problems.push(
+      `the sync did not succeed: ${
+        done
+          ? `${done.phase}: ${done.message}`
+          : timeout
+            ? `timed out after ${timeout.seconds} s, ${timeout.message}; not healthy: ${JSON.stringify(timeout.notHealthy)}`
+            : 'no result'
+      }`,
+    );
     return problems;
   }
 
@@ -62,11 +76,16 @@ function incompleteSync(run: SyncRun, manifests: Manifest[]): string[] {
 
   // Every object synced and, where Argo CD assesses health, Healthy. (The
   // engine files cluster-scoped objects under the Application's namespace.)
-  const resultOf = (m: Manifest) => (done.results as SyncEvent[]).find((r) => r.syncPhase === 'Sync' && r.kind === m.kind && r.name === m.metadata.name
-    && (m.metadata.namespace === undefined || r.namespace === m.metadata.namespace));
+  const resultOf = (m: Manifest) =>
+    (done.results as SyncEvent[]).find(
+      (r) => r.syncPhase === 'Sync' && r.kind === m.kind && r.name === m.metadata.name && (m.metadata.namespace === undefined || r.namespace === m.metadata.namespace),
+    );
   for (const m of resources) {
     const r = resultOf(m);
-    if (r?.status !== 'Synced' || r.phase !== 'Succeeded') problems.push(`${key({ kind: m.kind, namespace: m.metadata.namespace, name: m.metadata.name })} (wave ${wave(m)}): ${r ? `${r.status}/${r.phase}: ${r.message}` : 'never synced'}`);
+    if (r?.status !== 'Synced' || r.phase !== 'Succeeded')
+      problems.push(
+        `${key({ kind: m.kind, namespace: m.metadata.namespace, name: m.metadata.name })} (wave ${wave(m)}): ${r ? `${r.status}/${r.phase}: ${r.message}` : 'never synced'}`,
+      );
   }
   const lastHealth = new Map<string, SyncEvent>();
   for (const e of run.events.filter((x) => x.event === 'health')) lastHealth.set(key(e), e);
@@ -122,7 +141,10 @@ describe.each<{ topology: Topology; render: () => string }>([
       if (m.kind !== 'PersistentVolumeClaim') return m;
       return { ...m, metadata: { ...m.metadata, annotations: { ...m.metadata.annotations, [WAVE]: '0' } } };
     });
-    const claims = manifests.filter((m) => m.kind === 'PersistentVolumeClaim').map((m) => m.metadata.name).sort();
+    const claims = manifests
+      .filter((m) => m.kind === 'PersistentVolumeClaim')
+      .map((m) => m.metadata.name)
+      .sort();
     expect(claims).toEqual(['kudo-backups', 'synapse-media']);
     expect(namespacesOf(manifests)).toEqual(['argo-neg', 'argo-neg-app', 'argo-neg-media']);
 

@@ -16,7 +16,10 @@ export const DIST = path.join(ROOT, 'dist');
 
 /** Every object in the .yaml files of a rendered folder (what `kubectl apply -f DIR` reads). */
 export function readManifests(dir: string): Manifest[] {
-  return fs.readdirSync(dir).filter((f) => f.endsWith('.yaml') || f.endsWith('.yml')).sort()
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml') || f.endsWith('.yml'))
+    .sort()
     .flatMap((f) => (yaml.loadAll(fs.readFileSync(path.join(dir, f), 'utf8')) as Manifest[]).filter(Boolean));
 }
 
@@ -63,7 +66,9 @@ export function notConverged(c: Cluster, namespaces: string[]): string | null {
       case 'Deployment': {
         const want = o.spec.replicas ?? 1;
         if (stale || s.updatedReplicas !== want || s.readyReplicas !== want || s.availableReplicas !== want || s.replicas !== want) {
-          problems.push(`Deployment ${ns(o)}: ${s.readyReplicas ?? 0}/${want} ready, ${s.updatedReplicas ?? 0} updated, ${s.replicas ?? 0} in all${stale ? ', not observed yet' : ''}`);
+          problems.push(
+            `Deployment ${ns(o)}: ${s.readyReplicas ?? 0}/${want} ready, ${s.updatedReplicas ?? 0} updated, ${s.replicas ?? 0} in all${stale ? ', not observed yet' : ''}`,
+          );
         }
         break;
       }
@@ -111,9 +116,14 @@ export async function waitConverged(c: Cluster, namespaces: string[], timeoutMs 
 
 /** Warning events in the namespaces, oldest first (for failure messages). */
 export function warnings(c: Cluster, namespaces: string[]): string {
-  return objects(c, 'events', namespaces).filter((e) => e.type === 'Warning')
-    .map((e) => `${e.lastTimestamp ?? e.eventTime} ${e.involvedObject.kind}/${e.involvedObject.name} ${e.reason}: ${e.message}`)
-    .sort().slice(-30).join('\n') || '(none)';
+  return (
+    objects(c, 'events', namespaces)
+      .filter((e) => e.type === 'Warning')
+      .map((e) => `${e.lastTimestamp ?? e.eventTime} ${e.involvedObject.kind}/${e.involvedObject.name} ${e.reason}: ${e.message}`)
+      .sort()
+      .slice(-30)
+      .join('\n') || '(none)'
+  );
 }
 
 /** Pods the scheduler has marked unschedulable, with its message. */
@@ -132,7 +142,9 @@ export function failedScheduling(c: Cluster, namespaces: string[], prefix: strin
 
 /** Running (not terminating) pods of a workload, by its selector labels, with their nodes. */
 export function podsOf(c: Cluster, namespace: string, selector: Record<string, string>): any[] {
-  const sel = Object.entries(selector).map(([k, v]) => `${k}=${v}`).join(',');
+  const sel = Object.entries(selector)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
   return (c.get(['pods', '-n', namespace, '-l', sel]).items as any[]).filter((p) => !p.metadata.deletionTimestamp);
 }
 
@@ -221,9 +233,9 @@ export async function argoSync(c: Cluster, dir: string, opts: { timeoutSeconds: 
   const stdoutFile = path.join(out, 'events.jsonl');
   const stderrFile = path.join(out, 'argosync.log');
   const [o, e] = [fs.openSync(stdoutFile, 'w'), fs.openSync(stderrFile, 'w')];
-  const child = spawn(clusterPrograms().argosync, [
-    `--manifests=${dir}`, `--kubeconfig=${c.kubeconfig}`, `--timeout=${opts.timeoutSeconds}s`, `--app=${opts.app ?? 'kudo'}`,
-  ], { stdio: ['ignore', o, e] });
+  const child = spawn(clusterPrograms().argosync, [`--manifests=${dir}`, `--kubeconfig=${c.kubeconfig}`, `--timeout=${opts.timeoutSeconds}s`, `--app=${opts.app ?? 'kudo'}`], {
+    stdio: ['ignore', o, e],
+  });
   fs.closeSync(o);
   fs.closeSync(e);
   // Its own --timeout ends it; this bound only catches a hung process.
@@ -235,6 +247,9 @@ export async function argoSync(c: Cluster, dir: string, opts: { timeoutSeconds: 
     });
   });
   const stdout = fs.readFileSync(stdoutFile, 'utf8');
-  const events = stdout.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as SyncEvent);
+  const events = stdout
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as SyncEvent);
   return { code, events, stdout, log: tail(fs.readFileSync(stderrFile, 'utf8'), 60) };
 }

@@ -156,11 +156,14 @@ function mi(bytes: number): string {
  */
 export function allocatable(n: NodeSpec): { cpu: string; memory: string } {
   const cores = n.cpu;
-  const reservedMilli = 60 * Math.min(cores, 1) + 10 * Math.min(Math.max(cores - 1, 0), 1)
-    + 5 * Math.min(Math.max(cores - 2, 0), 2) + 2.5 * Math.max(cores - 4, 0);
+  const reservedMilli = 60 * Math.min(cores, 1) + 10 * Math.min(Math.max(cores - 1, 0), 1) + 5 * Math.min(Math.max(cores - 2, 0), 2) + 2.5 * Math.max(cores - 4, 0);
   const gi = n.memoryGi;
-  const reservedGi = 0.25 * Math.min(gi, 4) + 0.2 * Math.min(Math.max(gi - 4, 0), 4)
-    + 0.1 * Math.min(Math.max(gi - 8, 0), 8) + 0.06 * Math.min(Math.max(gi - 16, 0), 112) + 0.02 * Math.max(gi - 128, 0);
+  const reservedGi =
+    0.25 * Math.min(gi, 4) +
+    0.2 * Math.min(Math.max(gi - 4, 0), 4) +
+    0.1 * Math.min(Math.max(gi - 8, 0), 8) +
+    0.06 * Math.min(Math.max(gi - 16, 0), 112) +
+    0.02 * Math.max(gi - 128, 0);
   return {
     cpu: `${Math.round(cores * 1000 - reservedMilli)}m`,
     memory: mi((gi - reservedGi) * 2 ** 30 - 100 * 2 ** 20),
@@ -197,9 +200,16 @@ function nodeObject(n: NodeSpec, i: number): object {
         { type: 'Hostname', address: n.name },
       ],
       nodeInfo: {
-        architecture: 'amd64', operatingSystem: 'linux', osImage: 'kwok fake node', kernelVersion: 'kwok',
-        containerRuntimeVersion: 'kwok', kubeletVersion: 'v1.36.3', kubeProxyVersion: '',
-        machineID: '', systemUUID: '', bootID: '',
+        architecture: 'amd64',
+        operatingSystem: 'linux',
+        osImage: 'kwok fake node',
+        kernelVersion: 'kwok',
+        containerRuntimeVersion: 'kwok',
+        kubeletVersion: 'v1.36.3',
+        kubeProxyVersion: '',
+        machineID: '',
+        systemUUID: '',
+        bootID: '',
       },
     },
   };
@@ -214,22 +224,24 @@ function storageObjects(nodes: readonly NodeSpec[]): object[] {
     volumeBindingMode: 'WaitForFirstConsumer',
     reclaimPolicy: 'Retain',
   };
-  const pvs = nodes.flatMap((n) => VOLUME_SIZES_GI.map((size, j) => ({
-    apiVersion: 'v1',
-    kind: 'PersistentVolume',
-    metadata: { name: `${n.name}-disk${j}-${size}gi`, labels: { 'kudo.test/node': n.name } },
-    spec: {
-      capacity: { storage: `${size}Gi` },
-      accessModes: ['ReadWriteOnce'],
-      persistentVolumeReclaimPolicy: 'Retain',
-      storageClassName: STORAGE_CLASS,
-      volumeMode: 'Filesystem',
-      local: { path: `/mnt/disks/disk${j}` },
-      nodeAffinity: {
-        required: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: [n.name] }] }] },
+  const pvs = nodes.flatMap((n) =>
+    VOLUME_SIZES_GI.map((size, j) => ({
+      apiVersion: 'v1',
+      kind: 'PersistentVolume',
+      metadata: { name: `${n.name}-disk${j}-${size}gi`, labels: { 'kudo.test/node': n.name } },
+      spec: {
+        capacity: { storage: `${size}Gi` },
+        accessModes: ['ReadWriteOnce'],
+        persistentVolumeReclaimPolicy: 'Retain',
+        storageClassName: STORAGE_CLASS,
+        volumeMode: 'Filesystem',
+        local: { path: `/mnt/disks/disk${j}` },
+        nodeAffinity: {
+          required: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: [n.name] }] }] },
+        },
       },
-    },
-  })));
+    })),
+  );
   return [sc, ...pvs];
 }
 
@@ -240,7 +252,9 @@ function storageObjects(nodes: readonly NodeSpec[]): object[] {
  */
 function crdFiles(): string[] {
   const cdk8s = yaml.load(fs.readFileSync(path.join(ROOT, 'cdk8s.yaml'), 'utf8')) as { imports?: string[] };
-  const imported = (cdk8s.imports ?? []).map((i) => i.replace(/^.*=/, '')).filter((f) => f.startsWith('crds/'))
+  const imported = (cdk8s.imports ?? [])
+    .map((i) => i.replace(/^.*=/, ''))
+    .filter((f) => f.startsWith('crds/'))
     .map((f) => f.slice('crds/'.length));
   return [...new Set([...CRD_FILES, ...imported])];
 }
@@ -323,16 +337,21 @@ export async function startCluster(topology: Topology): Promise<Cluster> {
       '--leader-elect=false',
       '--v=1',
     ];
-    const kcm = new Program('kube-controller-manager', programs.kubeControllerManager, [
-      ...componentArgs(kcmConfig, kcmPort, 'kube-controller-manager'),
-      '--controllers=*',
-      '--use-service-account-credentials=true',
-      `--service-account-private-key-file=${path.join(pki, 'sa.key')}`,
-      `--root-ca-file=${path.join(pki, 'ca.crt')}`,
-      `--cluster-signing-cert-file=${path.join(pki, 'ca.crt')}`,
-      `--cluster-signing-key-file=${path.join(pki, 'ca.key')}`,
-      '--cluster-name=kudo-cluster',
-    ], { logDir });
+    const kcm = new Program(
+      'kube-controller-manager',
+      programs.kubeControllerManager,
+      [
+        ...componentArgs(kcmConfig, kcmPort, 'kube-controller-manager'),
+        '--controllers=*',
+        '--use-service-account-credentials=true',
+        `--service-account-private-key-file=${path.join(pki, 'sa.key')}`,
+        `--root-ca-file=${path.join(pki, 'ca.crt')}`,
+        `--cluster-signing-cert-file=${path.join(pki, 'ca.crt')}`,
+        `--cluster-signing-key-file=${path.join(pki, 'ca.key')}`,
+        '--cluster-name=kudo-cluster',
+      ],
+      { logDir },
+    );
     procs.push(kcm);
     const scheduler = new Program('kube-scheduler', programs.kubeScheduler, componentArgs(schedulerConfig, schedulerPort, 'kube-scheduler'), { logDir });
     procs.push(scheduler);
@@ -343,15 +362,20 @@ export async function startCluster(topology: Topology): Promise<Cluster> {
     // cert-manager objects, and deletes pods, for which kubeadm has no role.
     const kwokHome = path.join(logDir, 'kwok-home');
     fs.mkdirSync(kwokHome, { recursive: true });
-    const kwok = new Program('kwok', programs.kwok, [
-      `--kubeconfig=${a.kubeconfig}`,
-      `--config=${path.join(__dirname, 'kwok-stages.yaml')}`,
-      `--manage-nodes-with-annotation-selector=${KWOK_NODE_ANNOTATION}=fake`,
-      '--manage-all-nodes=false',
-      // Leases renewed as a kubelet renews them (its default duration).
-      '--node-lease-duration-seconds=40',
-      '--cidr=10.244.0.0/16',
-    ], { logDir, env: { ...process.env, HOME: kwokHome } });
+    const kwok = new Program(
+      'kwok',
+      programs.kwok,
+      [
+        `--kubeconfig=${a.kubeconfig}`,
+        `--config=${path.join(__dirname, 'kwok-stages.yaml')}`,
+        `--manage-nodes-with-annotation-selector=${KWOK_NODE_ANNOTATION}=fake`,
+        '--manage-all-nodes=false',
+        // Leases renewed as a kubelet renews them (its default duration).
+        '--node-lease-duration-seconds=40',
+        '--cidr=10.244.0.0/16',
+      ],
+      { logDir, env: { ...process.env, HOME: kwokHome } },
+    );
     procs.push(kwok);
 
     await kcm.waitFor('/healthz ok', () => healthz(kcmPort), 60_000);
@@ -376,18 +400,25 @@ export async function startCluster(topology: Topology): Promise<Cluster> {
 
     // Ready nodes (kwok's node-ready Stage), and the controllers at work:
     // a namespace gets its 'default' ServiceAccount and kube-root-ca.crt.
-    await waitUntil('the fake nodes and the controllers to be ready', () => {
-      for (const p of procs) if (!p.running) throw new GiveUp(`${p.name} exited:\n${tail(p.output())}`);
-      const list = cluster.get(['nodes']).items as any[];
-      const notReady = list.filter((n) => !(n.status.conditions ?? []).some((c: any) => c.type === 'Ready' && c.status === 'True'));
-      const tainted = list.filter((n) => (n.spec.taints ?? []).length > 0);
-      const sa = a.kubectl(['get', 'serviceaccount', 'default', '-n', 'default'], { allowFail: true }).code === 0;
-      const ca = a.kubectl(['get', 'configmap', 'kube-root-ca.crt', '-n', 'default'], { allowFail: true }).code === 0;
-      if (list.length === nodes.length && notReady.length === 0 && tainted.length === 0 && sa && ca) return null;
-      return `nodes: ${list.length}/${nodes.length}, not ready: ${notReady.map((n) => n.metadata.name).join(', ') || '-'}, `
-        + `tainted: ${tainted.map((n) => `${n.metadata.name} ${JSON.stringify(n.spec.taints)}`).join(', ') || '-'}, `
-        + `default ServiceAccount: ${sa}, kube-root-ca.crt: ${ca}\n${cluster.logs(15)}`;
-    }, 90_000, 500);
+    await waitUntil(
+      'the fake nodes and the controllers to be ready',
+      () => {
+        for (const p of procs) if (!p.running) throw new GiveUp(`${p.name} exited:\n${tail(p.output())}`);
+        const list = cluster.get(['nodes']).items as any[];
+        const notReady = list.filter((n) => !(n.status.conditions ?? []).some((c: any) => c.type === 'Ready' && c.status === 'True'));
+        const tainted = list.filter((n) => (n.spec.taints ?? []).length > 0);
+        const sa = a.kubectl(['get', 'serviceaccount', 'default', '-n', 'default'], { allowFail: true }).code === 0;
+        const ca = a.kubectl(['get', 'configmap', 'kube-root-ca.crt', '-n', 'default'], { allowFail: true }).code === 0;
+        if (list.length === nodes.length && notReady.length === 0 && tainted.length === 0 && sa && ca) return null;
+        return (
+          `nodes: ${list.length}/${nodes.length}, not ready: ${notReady.map((n) => n.metadata.name).join(', ') || '-'}, ` +
+          `tainted: ${tainted.map((n) => `${n.metadata.name} ${JSON.stringify(n.spec.taints)}`).join(', ') || '-'}, ` +
+          `default ServiceAccount: ${sa}, kube-root-ca.crt: ${ca}\n${cluster.logs(15)}`
+        );
+      },
+      90_000,
+      500,
+    );
     return cluster;
   } catch (e) {
     await stop();

@@ -55,19 +55,29 @@ describe.each(CASES)('profile $profile on the $topology topology', ({ topology, 
       return `${m.kind}/${m.metadata.name} ${ready}/${want}`;
     });
     const turnNodes = TOPOLOGIES[topology].filter((n) => n.turn).length;
-    expect(readiness).toEqual(workloads.map((m) => {
-      const want = m.kind === 'DaemonSet' ? turnNodes : (m.spec.replicas ?? 1);
-      return `${m.kind}/${m.metadata.name} ${want}/${want}`;
-    }));
+    expect(readiness).toEqual(
+      workloads.map((m) => {
+        const want = m.kind === 'DaemonSet' ? turnNodes : (m.spec.replicas ?? 1);
+        return `${m.kind}/${m.metadata.name} ${want}/${want}`;
+      }),
+    );
 
     // Every claim: the render's own and those of the StatefulSets' templates.
     const claims = [
       ...manifests.filter((m) => m.kind === 'PersistentVolumeClaim').map((m) => `${m.metadata.namespace}/${m.metadata.name}`),
-      ...manifests.filter((m) => m.kind === 'StatefulSet').flatMap((m) => (m.spec.volumeClaimTemplates ?? []).flatMap((t: Manifest) =>
-        Array.from({ length: m.spec.replicas ?? 1 }, (_, i) => `${m.metadata.namespace}/${t.metadata.name}-${m.metadata.name}-${i}`))),
+      ...manifests
+        .filter((m) => m.kind === 'StatefulSet')
+        .flatMap((m) =>
+          (m.spec.volumeClaimTemplates ?? []).flatMap((t: Manifest) =>
+            Array.from({ length: m.spec.replicas ?? 1 }, (_, i) => `${m.metadata.namespace}/${t.metadata.name}-${m.metadata.name}-${i}`),
+          ),
+        ),
     ].sort();
     expect(claims.length).toBeGreaterThanOrEqual(3);
-    const phases = live.filter((o) => o.kind === 'PersistentVolumeClaim').map((o) => `${o.metadata.namespace}/${o.metadata.name} ${o.status.phase}`).sort();
+    const phases = live
+      .filter((o) => o.kind === 'PersistentVolumeClaim')
+      .map((o) => `${o.metadata.namespace}/${o.metadata.name} ${o.status.phase}`)
+      .sort();
     expect(phases).toEqual(claims.map((n) => `${n} Bound`));
 
     // The Jobs of the render (the secret generator, the admin bootstrap, ...): each made a pod that succeeded.
@@ -92,10 +102,18 @@ describe.each(CASES)('profile $profile on the $topology topology', ({ topology, 
     apply(c, greedy);
     // The StatefulSet replaces postgres-0 with a pod that fits nowhere.
     const pod = `${namespaces.includes('kudo') ? 'kudo' : namespaces[0]}/postgres-0`;
-    await waitUntil('postgres-0 to be marked unschedulable', () => {
-      const u = unschedulablePods(c, namespaces).find((p) => p.pod === pod);
-      return u ? null : `not yet; pods: ${objects(c, 'pods', namespaces).map((p) => `${p.metadata.name} ${p.status.phase}`).join(', ')}`;
-    }, 120_000);
+    await waitUntil(
+      'postgres-0 to be marked unschedulable',
+      () => {
+        const u = unschedulablePods(c, namespaces).find((p) => p.pod === pod);
+        return u
+          ? null
+          : `not yet; pods: ${objects(c, 'pods', namespaces)
+              .map((p) => `${p.metadata.name} ${p.status.phase}`)
+              .join(', ')}`;
+      },
+      120_000,
+    );
 
     const nodes = TOPOLOGIES[topology].length;
     expect(unschedulablePods(c, namespaces)).toEqual([{ pod, message: expect.stringMatching(new RegExp(`^0/${nodes} nodes are available: ${nodes} Insufficient cpu`)) }]);

@@ -30,7 +30,8 @@ function undrained(c: Cluster, namespaces: string[], node: string): string[] {
   return objects(c, 'pods', namespaces)
     .filter((p) => p.spec.nodeName === node && !p.metadata.deletionTimestamp && !['Succeeded', 'Failed'].includes(p.status.phase))
     .filter((p) => !(p.metadata.ownerReferences ?? []).some((o: any) => o.kind === 'DaemonSet'))
-    .map((p) => `${p.metadata.namespace}/${p.metadata.name}`).sort();
+    .map((p) => `${p.metadata.namespace}/${p.metadata.name}`)
+    .sort();
 }
 
 describe('production topology: each node in turn', () => {
@@ -53,7 +54,8 @@ describe('production topology: each node in turn', () => {
     // The long-running pods here that a local volume ties to this node.
     const pinned = objects(c, 'pods', namespaces)
       .filter((p) => p.spec.nodeName === node && p.status.phase === 'Running' && (p.spec.volumes ?? []).some((v: any) => v.persistentVolumeClaim))
-      .map((p) => workloadOf(p)).sort();
+      .map((p) => workloadOf(p))
+      .sort();
 
     try {
       const r = c.kubectl(['drain', node, ...DRAIN, '--timeout=90s'], { allowFail: true });
@@ -61,12 +63,21 @@ describe('production topology: each node in turn', () => {
       expect(undrained(c, namespaces, node)).toEqual([]);
 
       // Their replacements wait for the node (every other node has the wrong volume), and only they.
-      const waiting = () => objects(c, 'pods', namespaces).filter((p) => !p.metadata.deletionTimestamp && p.status.phase === 'Pending'
-        && (p.status.conditions ?? []).some((x: any) => x.type === 'PodScheduled' && x.reason === 'Unschedulable'));
-      await waitUntil(`the pods pinned to ${node} (${pinned.join(', ') || 'none'}) to wait for it`, () => {
-        const w = waiting().map(workloadOf).sort();
-        return JSON.stringify(w) === JSON.stringify(pinned) ? null : `unschedulable: ${JSON.stringify(w)}`;
-      }, 60_000);
+      const waiting = () =>
+        objects(c, 'pods', namespaces).filter(
+          (p) =>
+            !p.metadata.deletionTimestamp &&
+            p.status.phase === 'Pending' &&
+            (p.status.conditions ?? []).some((x: any) => x.type === 'PodScheduled' && x.reason === 'Unschedulable'),
+        );
+      await waitUntil(
+        `the pods pinned to ${node} (${pinned.join(', ') || 'none'}) to wait for it`,
+        () => {
+          const w = waiting().map(workloadOf).sort();
+          return JSON.stringify(w) === JSON.stringify(pinned) ? null : `unschedulable: ${JSON.stringify(w)}`;
+        },
+        60_000,
+      );
       for (const p of waiting()) {
         const scheduled = p.status.conditions.find((x: any) => x.type === 'PodScheduled');
         expect(`${p.metadata.name}: ${scheduled.message}`).toMatch(/node\(s\) didn't match PersistentVolume's node affinity/);
@@ -96,13 +107,15 @@ describe('small topology: the only node', () => {
     await c?.stop();
   });
 
-  test('the drain is blocked by the well-known server\'s PodDisruptionBudget, and by nothing else', async () => {
+  test("the drain is blocked by the well-known server's PodDisruptionBudget, and by nothing else", async () => {
     const [node] = TOPOLOGIES.small.map((n) => n.name);
     try {
       const r = c.kubectl(['drain', node, ...DRAIN, '--timeout=30s'], { allowFail: true });
       expect(r.code).not.toBe(0);
       // kubectl retries the eviction the budget refuses until its timeout.
-      expect(r.stderr).toMatch(/error when evicting pods\/"matrix-well-known-[a-z0-9]+-[a-z0-9]+" -n "kudo" \(will retry after 5s\): Cannot evict pod as it would violate the pod's disruption budget/);
+      expect(r.stderr).toMatch(
+        /error when evicting pods\/"matrix-well-known-[a-z0-9]+-[a-z0-9]+" -n "kudo" \(will retry after 5s\): Cannot evict pod as it would violate the pod's disruption budget/,
+      );
       const refused = [...r.stderr.matchAll(/error when evicting pods\/"([^"]+)"/g)].map((m) => m[1]);
       expect(refused.every((p) => p.startsWith('matrix-well-known-'))).toBe(true);
       // Everything else left; one well-known replica stays, as its budget (minAvailable 1) demands.

@@ -33,7 +33,11 @@ afterAll(async () => {
 const nodesOf = (pods: any[]) => pods.map((p) => p.spec.nodeName as string).sort();
 
 test('coturn runs on exactly the kudo/turn=true nodes, one pod each', () => {
-  expect(nodesOf(podsOf(c, 'kudo-media', name('coturn')))).toEqual(NODES.filter((n) => n.turn).map((n) => n.name).sort());
+  expect(nodesOf(podsOf(c, 'kudo-media', name('coturn')))).toEqual(
+    NODES.filter((n) => n.turn)
+      .map((n) => n.name)
+      .sort(),
+  );
 });
 
 test('LiveKit replicas run on distinct nodes', () => {
@@ -42,7 +46,7 @@ test('LiveKit replicas run on distinct nodes', () => {
   expect(new Set(nodesOf(pods)).size).toBe(NODES.length);
 });
 
-test('the well-known server\'s replicas are spread over nodes', () => {
+test("the well-known server's replicas are spread over nodes", () => {
   const nodes = nodesOf(podsOf(c, 'kudo', name('matrix-well-known')));
   expect(nodes).toHaveLength(2);
   expect(new Set(nodes).size).toBe(2);
@@ -51,23 +55,31 @@ test('the well-known server\'s replicas are spread over nodes', () => {
 test('backup Jobs made from the CronJobs run on the node of the Synapse process that holds the media volume', async () => {
   // The media volume is ReadWriteOnce: whoever mounts it (Synapse itself, or
   // its media worker when workers run) fixes the node the backups must use.
-  const holders = manifests.filter((m) => ['Deployment', 'StatefulSet'].includes(m.kind)
-    && (m.spec.template.spec.volumes ?? []).some((v: any) => v.persistentVolumeClaim?.claimName === 'synapse-media'));
+  const holders = manifests.filter(
+    (m) => ['Deployment', 'StatefulSet'].includes(m.kind) && (m.spec.template.spec.volumes ?? []).some((v: any) => v.persistentVolumeClaim?.claimName === 'synapse-media'),
+  );
   expect(holders.map((m) => m.metadata.name)).toEqual([expect.stringMatching(/^synapse/)]);
   const holder = podsOf(c, holders[0].metadata.namespace!, holders[0].spec.selector.matchLabels);
   expect(holder.map((p) => `${p.metadata.name} ${p.status.phase}`)).toEqual([expect.stringMatching(/ Running$/)]);
   const node = holder[0].spec.nodeName as string;
   for (const cron of ['postgres-backup', 'media-backup']) c.kubectl(['create', 'job', `${cron}-now`, `--from=cronjob/${cron}`, '-n', 'kudo']);
-  await waitUntil('the backup Jobs to complete', () => {
-    const jobs = objects(c, 'jobs', ['kudo']).filter((j) => j.metadata.name.endsWith('-backup-now'));
-    const pending = jobs.filter((j) => !(j.status.conditions ?? []).some((x: any) => x.type === 'Complete' && x.status === 'True'));
-    return jobs.length === 2 && pending.length === 0 ? null : `jobs: ${jobs.map((j) => `${j.metadata.name} ${JSON.stringify(j.status)}`).join('; ') || 'none'}`
-      + `\nunschedulable: ${JSON.stringify(unschedulablePods(c, ['kudo']))}`;
-  }, 120_000);
+  await waitUntil(
+    'the backup Jobs to complete',
+    () => {
+      const jobs = objects(c, 'jobs', ['kudo']).filter((j) => j.metadata.name.endsWith('-backup-now'));
+      const pending = jobs.filter((j) => !(j.status.conditions ?? []).some((x: any) => x.type === 'Complete' && x.status === 'True'));
+      return jobs.length === 2 && pending.length === 0
+        ? null
+        : `jobs: ${jobs.map((j) => `${j.metadata.name} ${JSON.stringify(j.status)}`).join('; ') || 'none'}` + `\nunschedulable: ${JSON.stringify(unschedulablePods(c, ['kudo']))}`;
+    },
+    120_000,
+  );
 
   const pods = objects(c, 'pods', ['kudo']).filter((p) => /-backup-now-/.test(p.metadata.name));
-  expect(pods.map((p) => `${p.metadata.labels['batch.kubernetes.io/job-name']} on ${p.spec.nodeName}: ${p.status.phase}`).sort())
-    .toEqual([`media-backup-now on ${node}: Succeeded`, `postgres-backup-now on ${node}: Succeeded`]);
+  expect(pods.map((p) => `${p.metadata.labels['batch.kubernetes.io/job-name']} on ${p.spec.nodeName}: ${p.status.phase}`).sort()).toEqual([
+    `media-backup-now on ${node}: Succeeded`,
+    `postgres-backup-now on ${node}: Succeeded`,
+  ]);
   // Both ReadWriteOnce claims are bound to volumes on that node.
   const pvNode = (claim: string) => {
     const pvc = c.get(['pvc', claim, '-n', 'kudo']);
@@ -79,10 +91,18 @@ test('backup Jobs made from the CronJobs run on the node of the Synapse process 
 
 test('more LiveKit replicas than nodes: the excess pod stays Pending and the scheduler says why', async () => {
   apply(c, renderConfig('placement-excess', { ...BASE, livekit: { replicas: NODES.length + 1 } }));
-  await waitUntil('a LiveKit pod to be marked unschedulable', () => {
-    const u = unschedulablePods(c, ['kudo-media']);
-    return u.length > 0 ? null : `pods: ${podsOf(c, 'kudo-media', name('livekit')).map((p) => `${p.metadata.name} ${p.status.phase}`).join(', ')}`;
-  }, 120_000);
+  await waitUntil(
+    'a LiveKit pod to be marked unschedulable',
+    () => {
+      const u = unschedulablePods(c, ['kudo-media']);
+      return u.length > 0
+        ? null
+        : `pods: ${podsOf(c, 'kudo-media', name('livekit'))
+            .map((p) => `${p.metadata.name} ${p.status.phase}`)
+            .join(', ')}`;
+    },
+    120_000,
+  );
 
   const pods = podsOf(c, 'kudo-media', name('livekit'));
   expect(pods).toHaveLength(NODES.length + 1);
@@ -91,6 +111,8 @@ test('more LiveKit replicas than nodes: the excess pod stays Pending and the sch
   const unschedulable = unschedulablePods(c, ['kudo-media']);
   expect(unschedulable).toHaveLength(1);
   // Every node refuses it: one LiveKit per node (anti-affinity, and the host ports it binds).
-  expect(unschedulable[0].message).toMatch(new RegExp(`^0/${NODES.length} nodes are available: .*${NODES.length} node\\(s\\) didn't (match pod anti-affinity rules|have free ports)`));
+  expect(unschedulable[0].message).toMatch(
+    new RegExp(`^0/${NODES.length} nodes are available: .*${NODES.length} node\\(s\\) didn't (match pod anti-affinity rules|have free ports)`),
+  );
   expect(failedScheduling(c, ['kudo-media'], 'livekit-').map((e) => e.pod)).toContain(unschedulable[0].pod);
 });

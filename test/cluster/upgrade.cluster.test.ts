@@ -60,8 +60,14 @@ afterAll(async () => {
   await c?.stop();
 });
 
-test('the two releases differ in every workload\'s images and in Synapse\'s config', () => {
-  for (const [kind, name] of [['StatefulSet', 'postgres'], ['StatefulSet', 'redis'], ['Deployment', 'synapse'], ['Deployment', 'livekit'], ['DaemonSet', 'coturn']]) {
+test("the two releases differ in every workload's images and in Synapse's config", () => {
+  for (const [kind, name] of [
+    ['StatefulSet', 'postgres'],
+    ['StatefulSet', 'redis'],
+    ['Deployment', 'synapse'],
+    ['Deployment', 'livekit'],
+    ['DaemonSet', 'coturn'],
+  ]) {
     expect(images(find(previous, kind, name))).not.toEqual(images(find(current, kind, name)));
   }
   expect(find(previous, 'ConfigMap', 'synapse-config').data['log.yaml']).toMatch(/\nroot:\n +level: WARNING\n/);
@@ -71,7 +77,10 @@ test('the two releases differ in every workload\'s images and in Synapse\'s conf
 test('kubectl apply of the current release: every workload rolls as its strategy says and converges, and the Jobs run again', async () => {
   // Every change to the pods of the Recreate Deployments (Synapse, and with
   // workers its media and background workers) and of LiveKit while the upgrade runs.
-  const selector = (m: Manifest) => Object.entries<string>(m.spec.selector.matchLabels).map(([k, v]) => `${k}=${v}`).join(',');
+  const selector = (m: Manifest) =>
+    Object.entries<string>(m.spec.selector.matchLabels)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',');
   const recreated = current.filter((m) => m.kind === 'Deployment' && m.spec.strategy?.type === 'Recreate');
   expect(recreated.map((m) => m.metadata.name)).toContain('synapse');
   const recreateWatches = await Promise.all(recreated.map((m) => watchPods(c, m.metadata.namespace!, selector(m))));
@@ -83,11 +92,14 @@ test('kubectl apply of the current release: every workload rolls as its strategy
 
   // Every workload's pods run the current template.
   for (const m of current.filter((x) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(x.kind))) {
-    const sel = Object.entries<string>(m.spec.selector.matchLabels).map(([k, v]) => `${k}=${v}`).join(',');
+    const sel = Object.entries<string>(m.spec.selector.matchLabels)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',');
     const live = (c.get(['pods', '-n', m.metadata.namespace!, '-l', sel]).items as any[]).filter((p) => !p.metadata.deletionTimestamp);
     const want = m.kind === 'DaemonSet' ? NODES.filter((n) => n.turn).length : (m.spec.replicas ?? 1);
-    expect({ [`${m.kind}/${m.metadata.name}`]: live.map((p) => p.spec.containers.map((x: any) => x.image)) })
-      .toEqual({ [`${m.kind}/${m.metadata.name}`]: Array.from({ length: want }, () => images(m)) });
+    expect({ [`${m.kind}/${m.metadata.name}`]: live.map((p) => p.spec.containers.map((x: any) => x.image)) }).toEqual({
+      [`${m.kind}/${m.metadata.name}`]: Array.from({ length: want }, () => images(m)),
+    });
   }
   const configMap = c.get(['configmap', 'synapse-config', '-n', 'kudo']);
   expect(configMap.data).toEqual(find(current, 'ConfigMap', 'synapse-config').data);
@@ -103,7 +115,17 @@ test('kubectl apply of the current release: every workload rolls as its strategy
     const seen = recreateStates[i].map(hashes);
     expect({ [m.metadata.name]: seen.filter((h) => h.includes(',')) }).toEqual({ [m.metadata.name]: [] });
     // The watch saw the rollout: the old ReplicaSet's pods, then the new one's.
-    expect({ [m.metadata.name]: seen.filter((h, j) => h !== '' && h !== seen.slice(0, j).filter((x) => x !== '').pop()).length }).toEqual({ [m.metadata.name]: 2 });
+    expect({
+      [m.metadata.name]: seen.filter(
+        (h, j) =>
+          h !== '' &&
+          h !==
+            seen
+              .slice(0, j)
+              .filter((x) => x !== '')
+              .pop(),
+      ).length,
+    }).toEqual({ [m.metadata.name]: 2 });
   });
 
   // LiveKit: never more pods (not on their way out) than replicas: a surge
@@ -125,8 +147,11 @@ test('kubectl apply of the current release: every workload rolls as its strategy
 
   // StatefulSets: a new revision, rolled out.
   for (const s of objects(c, 'statefulsets', namespaces)) {
-    expect({ name: s.metadata.name, rolled: s.status.currentRevision !== before.stsRevisions[s.metadata.name], current: s.status.currentRevision === s.status.updateRevision })
-      .toEqual({ name: s.metadata.name, rolled: true, current: true });
+    expect({
+      name: s.metadata.name,
+      rolled: s.status.currentRevision !== before.stsRevisions[s.metadata.name],
+      current: s.status.currentRevision === s.status.updateRevision,
+    }).toEqual({ name: s.metadata.name, rolled: true, current: true });
   }
 
   // Jobs: new names (their spec changed with the images), each ran to completion.

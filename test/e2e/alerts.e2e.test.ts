@@ -72,7 +72,7 @@ const matches = (labels: Labels | undefined, selector: Labels) => Object.entries
 
 /** Pods a workload runs: replicas, or two TURN nodes for a DaemonSet. */
 function podNames(w: Manifest): string[] {
-  const n = w.kind === 'DaemonSet' ? 2 : w.spec.replicas ?? 1;
+  const n = w.kind === 'DaemonSet' ? 2 : (w.spec.replicas ?? 1);
   const suffix = (i: number) => (w.kind === 'StatefulSet' ? `${i}` : `${w.kind === 'DaemonSet' ? 'node' : '6c9f7d8b5d'}-${'abcde'[i]}`);
   return Array.from({ length: n }, (_, i) => `${w.metadata.name}-${suffix(i)}`);
 }
@@ -89,25 +89,39 @@ function targetsOf(ms: Manifest[], kind: 'ServiceMonitor' | 'PodMonitor', namesp
     const cluster = ms.find((m) => m.kind === 'Cluster' && m.metadata.namespace === namespace);
     if (!cluster) throw new Error('a PodMonitor without a CloudNativePG Cluster');
     return Array.from({ length: cluster.spec.instances }, (_, i) => ({
-      namespace, job: `${namespace}/${name}`, pod: `${cluster.metadata.name}-${i + 1}`, container: 'postgres',
-      endpoint: monitor.spec.podMetricsEndpoints[0].port, instance: `10.1.0.${i + 1}:9187`,
+      namespace,
+      job: `${namespace}/${name}`,
+      pod: `${cluster.metadata.name}-${i + 1}`,
+      container: 'postgres',
+      endpoint: monitor.spec.podMetricsEndpoints[0].port,
+      instance: `10.1.0.${i + 1}:9187`,
     }));
   }
   const port: string = monitor.spec.endpoints[0].port;
   const out: Target[] = [];
   let ip = 10;
-  for (const svc of ms.filter((m) => m.kind === 'Service' && monitor.spec.namespaceSelector.matchNames.includes(m.metadata.namespace)
-    && matches(m.metadata.labels, monitor.spec.selector.matchLabels))) {
+  for (const svc of ms.filter(
+    (m) => m.kind === 'Service' && monitor.spec.namespaceSelector.matchNames.includes(m.metadata.namespace) && matches(m.metadata.labels, monitor.spec.selector.matchLabels),
+  )) {
     const p = svc.spec.ports.find((x: any) => x.name === port);
     if (!p) continue;
-    const workloads = ms.filter((m) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(m.kind) && m.metadata.namespace === svc.metadata.namespace
-      && matches(m.spec.template.metadata.labels, svc.spec.selector));
+    const workloads = ms.filter(
+      (m) =>
+        ['Deployment', 'StatefulSet', 'DaemonSet'].includes(m.kind) &&
+        m.metadata.namespace === svc.metadata.namespace &&
+        matches(m.spec.template.metadata.labels, svc.spec.selector),
+    );
     for (const w of workloads) {
       const c = podSpec(w).containers.find((x: any) => (x.ports ?? []).some((cp: any) => cp.containerPort === p.port || cp.name === p.targetPort));
       for (const pod of podNames(w)) {
         out.push({
-          namespace: svc.metadata.namespace!, job: svc.metadata.name, service: svc.metadata.name, endpoint: port,
-          pod, container: c?.name ?? w.metadata.name, instance: `10.0.0.${ip++}:${p.port}`,
+          namespace: svc.metadata.namespace!,
+          job: svc.metadata.name,
+          service: svc.metadata.name,
+          endpoint: port,
+          pod,
+          container: c?.name ?? w.metadata.name,
+          instance: `10.0.0.${ip++}:${p.port}`,
         });
       }
     }
@@ -144,7 +158,8 @@ function stackOf(name: string, overrides: object): Stack {
   const stackNs = config.namespaces.stack;
   const mediaNs = config.namespaces.hostNetwork;
   const monitors = ms.filter((m) => m.kind === 'ServiceMonitor');
-  const synapse = monitors.filter((m) => m.spec.endpoints[0].path === '/_synapse/metrics')
+  const synapse = monitors
+    .filter((m) => m.spec.endpoints[0].path === '/_synapse/metrics')
     .map((m) => targetsOf(ms, 'ServiceMonitor', m.metadata.namespace!, m.metadata.name))
     .sort((a, b) => Number(b[0].job === 'synapse') - Number(a[0].job === 'synapse'));
   const routerMonitor = monitors.find((m) => m.metadata.name === 'synapse-router');
@@ -154,18 +169,33 @@ function stackOf(name: string, overrides: object): Stack {
   let postgres: Stack['postgres'];
   if (config.postgres.mode === 'statefulset') {
     // superuser_reserved_connections: PostgreSQL's default (3) unless the server is started with another.
-    postgres = { source: 'postgres-exporter', targets: targetsOf(ms, 'ServiceMonitor', stackNs, 'postgres'), maxConnections: Number(setting('max_connections')), superuserReserved: Number(setting('superuser_reserved_connections') ?? 3) };
+    postgres = {
+      source: 'postgres-exporter',
+      targets: targetsOf(ms, 'ServiceMonitor', stackNs, 'postgres'),
+      maxConnections: Number(setting('max_connections')),
+      superuserReserved: Number(setting('superuser_reserved_connections') ?? 3),
+    };
   } else if (cluster) {
     const params = cluster.spec.postgresql.parameters;
-    postgres = { source: 'cloudnative-pg', targets: targetsOf(ms, 'PodMonitor', stackNs, 'postgres'), maxConnections: Number(params.max_connections), superuserReserved: Number(params.superuser_reserved_connections ?? 3) };
+    postgres = {
+      source: 'cloudnative-pg',
+      targets: targetsOf(ms, 'PodMonitor', stackNs, 'postgres'),
+      maxConnections: Number(params.max_connections),
+      superuserReserved: Number(params.superuser_reserved_connections ?? 3),
+    };
   }
   const pvc = (n: string) => ms.find((m) => m.kind === 'PersistentVolumeClaim' && m.metadata.labels?.['app.kubernetes.io/name'] === n)?.metadata.name;
   const pgSts = ms.find((m) => m.kind === 'StatefulSet' && m.metadata.name === 'postgres');
   // CloudNativePG names each instance's claim after its pod: <cluster>-<n>.
-  const dbClaim = pgSts ? `${pgSts.spec.volumeClaimTemplates[0].metadata.name}-${pgSts.metadata.name}-0` : cluster ? `${cluster.metadata.name}-${cluster.spec.instances}` : undefined;
+  const dbClaim = pgSts
+    ? `${pgSts.spec.volumeClaimTemplates[0].metadata.name}-${pgSts.metadata.name}-0`
+    : cluster
+      ? `${cluster.metadata.name}-${cluster.spec.instances}`
+      : undefined;
   const certificates: [string, string, string][] = [
     ...ms.filter((m) => m.kind === 'Certificate').map((m) => [m.metadata.namespace!, m.metadata.name, m.spec.issuerRef.name] as [string, string, string]),
-    ...ms.filter((m) => m.kind === 'Ingress' && m.metadata.annotations?.['cert-manager.io/cluster-issuer'])
+    ...ms
+      .filter((m) => m.kind === 'Ingress' && m.metadata.annotations?.['cert-manager.io/cluster-issuer'])
       .flatMap((m) => m.spec.tls.map((t: any) => [m.metadata.namespace!, t.secretName, m.metadata.annotations!['cert-manager.io/cluster-issuer']] as [string, string, string])),
   ];
   return {
@@ -226,14 +256,18 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
     const all = st.synapse.flat();
     const cases: Case[] = [
       {
-        name: 'the main process\'s scrape fails, the workers answer',
+        name: "the main process's scrape fails, the workers answer",
         series: [...main.map((t) => s('up', t, then(1, 3, 0))), ...upAll(workers.flat())],
-        pendingAt: '6m', at: '9m', firing: [{ labels: jobOf(main), value: 0 }],
+        pendingAt: '6m',
+        at: '9m',
+        firing: [{ labels: jobOf(main), value: 0 }],
       },
       {
         name: 'the main process has no pod (no target at all)',
         series: upAll(workers.flat()),
-        pendingAt: '4m', at: '6m', firing: [{ labels: jobOf(main), value: 1 }],
+        pendingAt: '4m',
+        at: '6m',
+        firing: [{ labels: jobOf(main), value: 1 }],
       },
       { name: 'every process answers', series: upAll(all), at: '20m', firing: [] },
     ];
@@ -242,13 +276,15 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
       cases.push({
         name: `worker type ${last[0].job} has no pod, the rest answer`,
         series: upAll(all.filter((t) => t.job !== last[0].job)),
-        pendingAt: '4m', at: '6m', firing: [{ labels: jobOf(last), value: 1 }],
+        pendingAt: '4m',
+        at: '6m',
+        firing: [{ labels: jobOf(last), value: 1 }],
       });
     }
     return cases;
   },
   SynapseRouterDown: (st) => [
-    { name: 'every router pod\'s scrape fails', series: upAll(st.router!, 0), pendingAt: '4m', at: '6m', firing: [{ labels: jobOf(st.router!), value: 0 }] },
+    { name: "every router pod's scrape fails", series: upAll(st.router!, 0), pendingAt: '4m', at: '6m', firing: [{ labels: jobOf(st.router!), value: 0 }] },
     { name: 'one of the router pods answers', series: st.router!.map((t, i) => s('up', t, steady(i === 0 ? 1 : 0))), at: '20m', firing: [] },
   ],
   SynapseEventSendSlow: (st) => {
@@ -259,14 +295,19 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
       {
         name: 'every message takes 7 s to send',
         series: histogram('synapse_http_server_response_time_seconds', send, SYNAPSE_BUCKETS, 7, 10),
-        pendingAt: '10m', at: '20m', firing: [{ labels: { namespace: t.namespace }, value: NaN }],
+        pendingAt: '10m',
+        at: '20m',
+        firing: [{ labels: { namespace: t.namespace }, value: NaN }],
       },
       {
         // Long-polling /sync is slow by design and must not count.
         name: 'messages take 0.2 s, /sync long-polls for 30 s',
-        series: [...histogram('synapse_http_server_response_time_seconds', send, SYNAPSE_BUCKETS, 0.2, 10),
-          ...histogram('synapse_http_server_response_time_seconds', sync, SYNAPSE_BUCKETS, 30, 10)],
-        at: '30m', firing: [],
+        series: [
+          ...histogram('synapse_http_server_response_time_seconds', send, SYNAPSE_BUCKETS, 0.2, 10),
+          ...histogram('synapse_http_server_response_time_seconds', sync, SYNAPSE_BUCKETS, 30, 10),
+        ],
+        at: '30m',
+        firing: [],
       },
     ];
   },
@@ -289,21 +330,26 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
       {
         name: 'the exporter answers but cannot reach PostgreSQL',
         series: [...upAll(pg.targets), ...pg.targets.map((t) => s(serverUp, { ...t, ...extra }, then(1, 3, 0)))],
-        pendingAt: '6m', at: '9m', firing: [{ labels: jobOf(pg.targets), value: 0 }],
+        pendingAt: '6m',
+        at: '9m',
+        firing: [{ labels: jobOf(pg.targets), value: 0 }],
       },
       {
         name: 'the pod stops answering (scrapes fail, the server metric goes stale)',
         series: [...pg.targets.map((t) => s('up', t, then(1, 3, 0))), ...pg.targets.map((t) => s(serverUp, { ...t, ...extra }, `1x2 _x${MINUTES - 2}`))],
-        pendingAt: '6m', at: '12m', firing: [{ labels: jobOf(pg.targets), value: 0 }],
+        pendingAt: '6m',
+        at: '12m',
+        firing: [{ labels: jobOf(pg.targets), value: 0 }],
       },
       { name: 'no pod at all', series: [], pendingAt: '4m', at: '6m', firing: [{ labels: jobOf(pg.targets), value: 1 }] },
       { name: 'PostgreSQL answers', series: [...upAll(pg.targets), ...pg.targets.map((t) => s(serverUp, { ...t, ...extra }, steady(1)))], at: '20m', firing: [] },
     ];
     if (pg.targets.length > 1) {
       cases.push({
-        name: 'one instance of several is down (failover\'s business, not an outage)',
+        name: "one instance of several is down (failover's business, not an outage)",
         series: [...upAll(pg.targets), ...pg.targets.map((t, i) => s(serverUp, { ...t, ...extra }, steady(i === 0 ? 0 : 1)))],
-        at: '20m', firing: [],
+        at: '20m',
+        firing: [],
       });
     }
     return cases;
@@ -314,28 +360,52 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
     // PostgreSQL refuses non-superusers at max_connections - superuser_reserved_connections; the alert keeps 5 spare.
     const limit = pg.maxConnections - pg.superuserReserved - 5;
     const series = (used: number): Series[] => {
-      const settings = pg.source === 'postgres-exporter'
-        ? [s('pg_settings_max_connections', t, steady(pg.maxConnections)), s('pg_settings_superuser_reserved_connections', t, steady(pg.superuserReserved))]
-        : [s('cnpg_pg_settings_setting', { ...t, name: 'max_connections' }, steady(pg.maxConnections)),
-          s('cnpg_pg_settings_setting', { ...t, name: 'superuser_reserved_connections' }, steady(pg.superuserReserved))];
+      const settings =
+        pg.source === 'postgres-exporter'
+          ? [s('pg_settings_max_connections', t, steady(pg.maxConnections)), s('pg_settings_superuser_reserved_connections', t, steady(pg.superuserReserved))]
+          : [
+              s('cnpg_pg_settings_setting', { ...t, name: 'max_connections' }, steady(pg.maxConnections)),
+              s('cnpg_pg_settings_setting', { ...t, name: 'superuser_reserved_connections' }, steady(pg.superuserReserved)),
+            ];
       if (pg.source === 'postgres-exporter') {
-        const row = (state: string, backendType: string, usename: string, n: number) => s('pg_stat_activity_count',
-          { ...t, datname: 'synapse', state, usename, application_name: '', backend_type: backendType, wait_event_type: '', wait_event: '' }, steady(n));
+        const row = (state: string, backendType: string, usename: string, n: number) =>
+          s(
+            'pg_stat_activity_count',
+            { ...t, datname: 'synapse', state, usename, application_name: '', backend_type: backendType, wait_event_type: '', wait_event: '' },
+            steady(n),
+          );
         // Autovacuum workers have slots of their own: they must not count.
-        return [...settings, row('active', 'client backend', 'synapse', 2), row('idle', 'client backend', 'synapse', used - 2),
-          row('active', 'autovacuum worker', '', 3), row('disabled', '', '', 0)];
+        return [
+          ...settings,
+          row('active', 'client backend', 'synapse', 2),
+          row('idle', 'client backend', 'synapse', used - 2),
+          row('active', 'autovacuum worker', '', 3),
+          row('disabled', '', '', 0),
+        ];
       }
       const row = (state: string, usename: string, n: number) => s('cnpg_backends_total', { ...t, datname: 'synapse', usename, application_name: '', state }, steady(n));
       // Replicas' WAL senders (user streaming_replica) have slots of their own: they must not count.
       return [...settings, row('active', 'synapse', 2), row('idle', 'synapse', used - 2), row('active', 'streaming_replica', 3)];
     };
     return [
-      { name: `${limit + 1} of ${pg.maxConnections} connections in use`, series: series(limit + 1), pendingAt: '8m', at: '12m', firing: [{ labels: { namespace: t.namespace, job: t.job, pod: t.pod }, value: limit + 1 }] },
+      {
+        name: `${limit + 1} of ${pg.maxConnections} connections in use`,
+        series: series(limit + 1),
+        pendingAt: '8m',
+        at: '12m',
+        firing: [{ labels: { namespace: t.namespace, job: t.job, pod: t.pod }, value: limit + 1 }],
+      },
       { name: `${limit} of ${pg.maxConnections} connections in use (and others that have slots of their own)`, series: series(limit), at: '30m', firing: [] },
     ];
   },
   RedisDown: (st) => [
-    { name: 'the exporter cannot reach Redis', series: [...upAll(st.redis!), ...st.redis!.map((t) => s('redis_up', t, then(1, 3, 0)))], pendingAt: '6m', at: '9m', firing: [{ labels: jobOf(st.redis!), value: 0 }] },
+    {
+      name: 'the exporter cannot reach Redis',
+      series: [...upAll(st.redis!), ...st.redis!.map((t) => s('redis_up', t, then(1, 3, 0)))],
+      pendingAt: '6m',
+      at: '9m',
+      firing: [{ labels: jobOf(st.redis!), value: 0 }],
+    },
     { name: 'Redis answers', series: [...upAll(st.redis!), ...st.redis!.map((t) => s('redis_up', t, steady(1)))], at: '20m', firing: [] },
   ],
   BackupTooOld: (st) => {
@@ -348,44 +418,75 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
     return [
       {
         name: `${first} last succeeded at the start; the others an hour ago`,
-        series: [...created, s('kube_cronjob_status_last_successful_time', l(first), steady(0, n)), ...others.map((c) => s('kube_cronjob_status_last_successful_time', l(c), steady(90000, n)))],
-        pendingAt: '1570m', at: '1580m', firing: [{ labels: l(first), value: 1580 * 60 }],
+        series: [
+          ...created,
+          s('kube_cronjob_status_last_successful_time', l(first), steady(0, n)),
+          ...others.map((c) => s('kube_cronjob_status_last_successful_time', l(c), steady(90000, n))),
+        ],
+        pendingAt: '1570m',
+        at: '1580m',
+        firing: [{ labels: l(first), value: 1580 * 60 }],
       },
       {
         name: `${first} has never succeeded`,
         series: [...created, ...others.map((c) => s('kube_cronjob_status_last_successful_time', l(c), steady(90000, n)))],
-        pendingAt: '1570m', at: '1580m', firing: [{ labels: l(first), value: 1580 * 60 }],
+        pendingAt: '1570m',
+        at: '1580m',
+        firing: [{ labels: l(first), value: 1580 * 60 }],
       },
       {
         name: 'every backup succeeded 25 hours ago',
         series: [...created, ...st.backupCronJobs.map((c) => s('kube_cronjob_status_last_successful_time', l(c), steady(0, n)))],
-        at: '1500m', firing: [],
+        at: '1500m',
+        firing: [],
       },
     ];
   },
   VolumeNearlyFull: (st) => {
     // The kubelet's volume stats, as kube-prometheus-stack scrapes them (labels of the kubelet's target, and the claim's).
-    const kubelet = (claim: string) => ({ namespace: st.stackNs, persistentvolumeclaim: claim, job: 'kubelet', service: 'kubelet', endpoint: 'https-metrics', instance: '10.0.7.7:10250', node: 'node-a', metrics_path: '/metrics' });
+    const kubelet = (claim: string) => ({
+      namespace: st.stackNs,
+      persistentvolumeclaim: claim,
+      job: 'kubelet',
+      service: 'kubelet',
+      endpoint: 'https-metrics',
+      instance: '10.0.7.7:10250',
+      node: 'node-a',
+      metrics_path: '/metrics',
+    });
     const volume = (claim: string, free: number) => [
-      s('kubelet_volume_stats_available_bytes', kubelet(claim), steady(free * 1e9)), s('kubelet_volume_stats_capacity_bytes', kubelet(claim), steady(100e9)),
+      s('kubelet_volume_stats_available_bytes', kubelet(claim), steady(free * 1e9)),
+      s('kubelet_volume_stats_capacity_bytes', kubelet(claim), steady(100e9)),
     ];
     const db = st.dataClaims[st.dataClaims.length - 1];
     return [
       {
         name: `${db} has 5 % free, the others half`,
         series: st.dataClaims.flatMap((c) => volume(c, c === db ? 5 : 50)),
-        pendingAt: '10m', at: '20m', firing: [{ labels: { namespace: st.stackNs, persistentvolumeclaim: db }, value: 5 }],
+        pendingAt: '10m',
+        at: '20m',
+        firing: [{ labels: { namespace: st.stackNs, persistentvolumeclaim: db }, value: 5 }],
       },
       { name: 'every claim has half free', series: st.dataClaims.flatMap((c) => volume(c, 50)), at: '30m', firing: [] },
       // Someone else's full volume in another namespace is not this stack's.
-      { name: 'another namespace\'s claim is full', series: volume(st.dataClaims[0], 1).map((x) => ({ ...x, labels: { ...x.labels, namespace: 'other' } })), at: '30m', firing: [] },
+      { name: "another namespace's claim is full", series: volume(st.dataClaims[0], 1).map((x) => ({ ...x, labels: { ...x.labels, namespace: 'other' } })), at: '30m', firing: [] },
     ];
   },
   BackupVolumeNearlyFull: (st) => {
-    const kubelet = { namespace: st.stackNs, persistentvolumeclaim: st.backupClaim!, job: 'kubelet', service: 'kubelet', endpoint: 'https-metrics', instance: '10.0.7.7:10250', node: 'node-a', metrics_path: '/metrics' };
+    const kubelet = {
+      namespace: st.stackNs,
+      persistentvolumeclaim: st.backupClaim!,
+      job: 'kubelet',
+      service: 'kubelet',
+      endpoint: 'https-metrics',
+      instance: '10.0.7.7:10250',
+      node: 'node-a',
+      metrics_path: '/metrics',
+    };
     // Reported only while a backup mounts the volume: from minute 5 to 15, then gone ("_": no sample).
     const run = (free: number, after = 20) => [
-      s('kubelet_volume_stats_available_bytes', kubelet, `_x5 ${free}x9 _x${after}`), s('kubelet_volume_stats_capacity_bytes', kubelet, `_x5 100x9 _x${after}`),
+      s('kubelet_volume_stats_available_bytes', kubelet, `_x5 ${free}x9 _x${after}`),
+      s('kubelet_volume_stats_capacity_bytes', kubelet, `_x5 100x9 _x${after}`),
     ];
     const labels = { namespace: st.stackNs, persistentvolumeclaim: st.backupClaim! };
     return [
@@ -397,14 +498,14 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
   PostgresWALArchiveFailing: (st) => {
     // pg_stat_archiver through CloudNativePG's default queries: on the primary only; times are epoch seconds, -1 for never.
     const t = st.postgres!.targets[0];
-    const archiver = (archived: string, failed: string) => [
-      s('cnpg_pg_stat_archiver_last_archived_time', t, archived), s('cnpg_pg_stat_archiver_last_failed_time', t, failed),
-    ];
+    const archiver = (archived: string, failed: string) => [s('cnpg_pg_stat_archiver_last_archived_time', t, archived), s('cnpg_pg_stat_archiver_last_failed_time', t, failed)];
     return [
       {
         name: 'every attempt fails from minute 3 on',
         series: archiver(steady(60), then(-1, 3, 200)),
-        pendingAt: '8m', at: '15m', firing: [{ labels: { namespace: t.namespace, job: t.job, pod: t.pod }, value: 200 }],
+        pendingAt: '8m',
+        at: '15m',
+        firing: [{ labels: { namespace: t.namespace, job: t.job, pod: t.pod }, value: 200 }],
       },
       { name: 'an attempt failed once, the next ones succeeded', series: archiver(then(60, 5, 400), steady(200)), at: '20m', firing: [] },
       { name: 'archiving has never failed', series: archiver(steady(60), steady(-1)), at: '20m', firing: [] },
@@ -414,12 +515,18 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
     // The barman-cloud plugin's metric, reported by every instance; times are seconds since the test's start (0).
     const last = (ts: number) => st.postgres!.targets.map((t) => s('barman_cloud_cloudnative_pg_io_last_available_backup_timestamp', t, steady(ts, 1700)));
     return [
-      { name: 'the last base backup was taken at the start', series: last(0), pendingAt: '1600m', at: '1630m', firing: [{ labels: jobOf(st.postgres!.targets), value: 1630 * 60 }] },
+      {
+        name: 'the last base backup was taken at the start',
+        series: last(0),
+        pendingAt: '1600m',
+        at: '1630m',
+        firing: [{ labels: jobOf(st.postgres!.targets), value: 1630 * 60 }],
+      },
       { name: 'the last base backup is 2 hours old', series: last(90000), at: '1630m', firing: [] },
     ];
   },
   LiveKitDown: (st) => [
-    { name: 'every LiveKit pod\'s scrape fails', series: upAll(st.livekit, 0), pendingAt: '4m', at: '6m', firing: [{ labels: jobOf(st.livekit), value: 0 }] },
+    { name: "every LiveKit pod's scrape fails", series: upAll(st.livekit, 0), pendingAt: '4m', at: '6m', firing: [{ labels: jobOf(st.livekit), value: 0 }] },
     { name: 'no LiveKit pod at all', series: [], pendingAt: '4m', at: '6m', firing: [{ labels: jobOf(st.livekit), value: 1 }] },
     { name: 'LiveKit answers', series: upAll(st.livekit), at: '20m', firing: [] },
   ],
@@ -427,16 +534,20 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
     {
       name: `one of ${st.livekit.length} LiveKit nodes is down`,
       series: st.livekit.map((t, i) => s('up', t, i === 0 ? then(1, 3, 0) : steady(1))),
-      pendingAt: '10m', at: '14m', firing: [{ labels: jobOf(st.livekit), value: st.livekit.length - 1 }],
+      pendingAt: '10m',
+      at: '14m',
+      firing: [{ labels: jobOf(st.livekit), value: st.livekit.length - 1 }],
     },
     { name: 'every LiveKit node answers', series: upAll(st.livekit), at: '20m', firing: [] },
-    { name: 'every LiveKit node is down (LiveKitDown\'s, not this one\'s)', series: upAll(st.livekit, 0), at: '20m', firing: [] },
+    { name: "every LiveKit node is down (LiveKitDown's, not this one's)", series: upAll(st.livekit, 0), at: '20m', firing: [] },
   ],
   CoturnDown: (st) => [
     {
       name: `coturn on ${st.coturn[0].instance} stops answering, the other TURN node answers`,
       series: st.coturn.map((t, i) => s('up', t, i === 0 ? then(1, 3, 0) : steady(1))),
-      pendingAt: '6m', at: '9m', firing: [{ labels: st.coturn[0], value: 0 }],
+      pendingAt: '6m',
+      at: '9m',
+      firing: [{ labels: st.coturn[0], value: 0 }],
     },
     { name: 'no TURN node runs coturn', series: [], pendingAt: '4m', at: '6m', firing: [{ labels: jobOf(st.coturn), value: 1 }] },
     { name: 'every TURN node answers', series: upAll(st.coturn), at: '20m', firing: [] },
@@ -453,7 +564,9 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
       {
         name: `one node holds 90 % of the ${limit} allocations coturn takes`,
         series: [...alloc(st.coturn[0], Math.floor(limit * 0.9)), ...alloc(st.coturn[1], 10)],
-        pendingAt: '4m', at: '6m', firing: [{ labels: node(st.coturn[0]), value: Math.floor(limit * 0.9) }],
+        pendingAt: '4m',
+        at: '6m',
+        firing: [{ labels: node(st.coturn[0]), value: Math.floor(limit * 0.9) }],
       },
       { name: `both nodes hold half of the ${limit}`, series: st.coturn.flatMap((t) => alloc(t, Math.floor(limit / 2))), at: '20m', firing: [] },
     ];
@@ -465,27 +578,31 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
     const cm = { job: 'cert-manager', instance: '10.0.8.8:9402' };
     const issuer = (i: string) => ({ issuer_name: i, issuer_kind: 'ClusterIssuer', issuer_group: 'cert-manager.io' });
     // cert-manager's chart default (honorLabels false): the Certificate's namespace arrives as exported_namespace.
-    const exported = (expiry: number) => s('certmanager_certificate_expiration_timestamp_seconds',
-      { namespace: 'cert-manager', exported_namespace: ns1, name: name1, ...issuer(issuer1), ...cm }, steady(expiry, 80));
+    const exported = (expiry: number) =>
+      s('certmanager_certificate_expiration_timestamp_seconds', { namespace: 'cert-manager', exported_namespace: ns1, name: name1, ...issuer(issuer1), ...cm }, steady(expiry, 80));
     // With honorLabels: true, as namespace.
-    const honoured = (expiry: number) => s('certmanager_certificate_expiration_timestamp_seconds',
-      { namespace: ns2, name: name2, ...issuer(issuer2), ...cm }, steady(expiry, 80));
+    const honoured = (expiry: number) => s('certmanager_certificate_expiration_timestamp_seconds', { namespace: ns2, name: name2, ...issuer(issuer2), ...cm }, steady(expiry, 80));
     // Someone else's certificate, about to expire: not this stack's business.
-    const foreign = s('certmanager_certificate_expiration_timestamp_seconds',
-      { namespace: 'cert-manager', exported_namespace: 'default', name: 'other-tls', ...issuer('other'), ...cm }, steady(3600 * 5, 80));
+    const foreign = s(
+      'certmanager_certificate_expiration_timestamp_seconds',
+      { namespace: 'cert-manager', exported_namespace: 'default', name: 'other-tls', ...issuer('other'), ...cm },
+      steady(3600 * 5, 80),
+    );
     const day = 86400;
     const at = 61 * 60;
     return [
       {
         name: `${ns1}/${name1} (exported_namespace) has 20 days left`,
         series: [exported(20 * day + 7200), honoured(60 * day), foreign],
-        pendingAt: '59m', at: '61m',
+        pendingAt: '59m',
+        at: '61m',
         firing: [{ labels: { namespace: ns1, exported_namespace: ns1, name: name1, ...issuer(issuer1), ...cm }, value: 20 * day + 7200 - at, severity: 'warning' }],
       },
       {
         name: `${ns2}/${name2} (namespace, honorLabels) has 6 days left: warning and critical`,
         series: [exported(60 * day), honoured(6 * day + 7200), foreign],
-        pendingAt: '59m', at: '61m',
+        pendingAt: '59m',
+        at: '61m',
         firing: ['warning', 'critical'].map((severity) => ({ labels: { namespace: ns2, name: name2, ...issuer(issuer2), ...cm }, value: 6 * day + 7200 - at, severity })),
       },
       { name: 'both have 25 days left', series: [exported(25 * day), honoured(25 * day), foreign], at: '70m', firing: [] },
@@ -552,10 +669,7 @@ function unitTests(st: Stack): { file: object; groups: number } {
         name: `${st.name}: ${alertname}: ${c.name}`,
         interval: '1m',
         input_series: c.series.map((x) => ({ series: seriesText(x.labels), values: x.values })),
-        alert_rule_test: [
-          ...(c.pendingAt !== undefined ? [{ eval_time: c.pendingAt, alertname, exp_alerts: [] }] : []),
-          { eval_time: c.at, alertname, exp_alerts: expAlerts },
-        ],
+        alert_rule_test: [...(c.pendingAt !== undefined ? [{ eval_time: c.pendingAt, alertname, exp_alerts: [] }] : []), { eval_time: c.at, alertname, exp_alerts: expAlerts }],
       });
     }
   }
@@ -564,7 +678,9 @@ function unitTests(st: Stack): { file: object; groups: number } {
 
 function seriesText(l: Labels): string {
   const { __name__: name, ...rest } = l;
-  return `${name}{${Object.entries(rest).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ')}}`;
+  return `${name}{${Object.entries(rest)
+    .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+    .join(', ')}}`;
 }
 
 /** Every PrometheusRule's groups as one Prometheus rule file. */
@@ -579,9 +695,14 @@ function ruleFile(ms: Manifest[]): string {
 const RENDERS: [string, object][] = [
   ['default config', { monitoring: { enabled: true } }],
   ['production: workers, three LiveKit nodes', { ...PRODUCTION, livekit: { replicas: 3 }, monitoring: { enabled: true } }],
-  ['CloudNativePG with WAL archiving', {
-    ...PRODUCTION, postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres' } } }, monitoring: { enabled: true },
-  }],
+  [
+    'CloudNativePG with WAL archiving',
+    {
+      ...PRODUCTION,
+      postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres' } } },
+      monitoring: { enabled: true },
+    },
+  ],
 ];
 
 describe(`alerting rules with ${PROMTOOL_VERSION}`, () => {
@@ -621,14 +742,19 @@ describe(`alerting rules with ${PROMTOOL_VERSION}`, () => {
       expect(groups).toBeGreaterThan(20);
     });
 
-    test('the Grafana dashboards\' queries are valid PromQL (checked as recording rules)', () => {
+    test("the Grafana dashboards' queries are valid PromQL (checked as recording rules)", () => {
       const dashboards = st.ms.filter((m) => m.kind === 'ConfigMap' && m.metadata.labels?.grafana_dashboard === '1');
       expect(dashboards.length).toBeGreaterThanOrEqual(4);
-      const rules = dashboards.flatMap((d) => Object.values(d.data as Record<string, string>).flatMap((json) => JSON.parse(json).panels
-        .flatMap((p: any) => p.targets.map((t: any, i: number) => ({
-          record: `kudo:dashboard:${d.metadata.name.replace(/-/g, '_')}_${p.id}_${i}`,
-          expr: t.expr.replaceAll('$__rate_interval', '5m'),
-        })))));
+      const rules = dashboards.flatMap((d) =>
+        Object.values(d.data as Record<string, string>).flatMap((json) =>
+          JSON.parse(json).panels.flatMap((p: any) =>
+            p.targets.map((t: any, i: number) => ({
+              record: `kudo:dashboard:${d.metadata.name.replace(/-/g, '_')}_${p.id}_${i}`,
+              expr: t.expr.replaceAll('$__rate_interval', '5m'),
+            })),
+          ),
+        ),
+      );
       fs.writeFileSync(path.join(dir, 'dashboards.yaml'), yaml.dump({ groups: [{ name: 'dashboards', rules }] }, { lineWidth: -1 }));
       const r = promtool(['check', 'rules', 'dashboards.yaml'], dir);
       expect(r.out).toContain(`SUCCESS: ${rules.length} rules found`);
@@ -659,7 +785,7 @@ describe(`alerting rules with ${PROMTOOL_VERSION}`, () => {
       expect(r.out).not.toContain('alertname: CoturnDown');
     });
 
-    test('coturn\'s job guessed from the ServiceMonitor\'s name instead of the Service\'s', () => {
+    test("coturn's job guessed from the ServiceMonitor's name instead of the Service's", () => {
       const r = run((rules) => rules.replaceAll('job="coturn-metrics"', 'job="coturn"'));
       expect(r.code).not.toBe(0);
       expect(r.out).toContain('alertname: CoturnDown');

@@ -13,8 +13,12 @@ import { ApiServer, startApiServer } from './apiserver';
 import { Manifest, Program, rendered, ROOT, SHARED_DIR, tempDir } from './harness';
 
 const CRDS = [
-  'cert-manager/certificates.yaml', 'cert-manager/clusterissuers.yaml', 'argo-cd/application.yaml',
-  'gateway-api/gateways.yaml', 'gateway-api/httproutes.yaml', 'prometheus-operator/servicemonitors.yaml',
+  'cert-manager/certificates.yaml',
+  'cert-manager/clusterissuers.yaml',
+  'argo-cd/application.yaml',
+  'gateway-api/gateways.yaml',
+  'gateway-api/httproutes.yaml',
+  'prometheus-operator/servicemonitors.yaml',
 ];
 
 let api: ApiServer;
@@ -25,8 +29,7 @@ const writeAll = (name: string, ms: Manifest[]) => {
   fs.writeFileSync(file, ms.map((m) => yaml.dump(m, { lineWidth: -1 })).join('---\n'));
   return file;
 };
-const apply = (target: string, allowFail = false) =>
-  api.kubectl(['apply', '--server-side', '--validate=strict', '--force-conflicts', '-f', target], { allowFail });
+const apply = (target: string, allowFail = false) => api.kubectl(['apply', '--server-side', '--validate=strict', '--force-conflicts', '-f', target], { allowFail });
 
 beforeAll(async () => {
   dir = tempDir('apiserver');
@@ -62,19 +65,23 @@ describe('kube-apiserver', () => {
     for (const ns of ['kudo', 'kudo-media']) {
       api.kubectl(['create', 'serviceaccount', 'default', '-n', ns], { allowFail: true });
     }
-    const pods = manifests.filter((m) => ['Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob'].includes(m.kind)).map((m) => {
-      const template = m.kind === 'CronJob' ? m.spec.jobTemplate.spec.template : m.spec.template;
-      // The StatefulSet controller adds a volume per claim template; so does this stand-in.
-      const claims = (m.spec.volumeClaimTemplates ?? []).map((c: any) => ({ name: c.metadata.name, persistentVolumeClaim: { claimName: `${c.metadata.name}-0` } }));
-      const spec = { ...template.spec, volumes: [...(template.spec.volumes ?? []), ...claims] };
-      return { apiVersion: 'v1', kind: 'Pod', metadata: { name: `${m.kind.toLowerCase()}-${m.metadata.name}`.slice(0, 63), namespace: m.metadata.namespace }, spec };
-    });
+    const pods = manifests
+      .filter((m) => ['Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob'].includes(m.kind))
+      .map((m) => {
+        const template = m.kind === 'CronJob' ? m.spec.jobTemplate.spec.template : m.spec.template;
+        // The StatefulSet controller adds a volume per claim template; so does this stand-in.
+        const claims = (m.spec.volumeClaimTemplates ?? []).map((c: any) => ({ name: c.metadata.name, persistentVolumeClaim: { claimName: `${c.metadata.name}-0` } }));
+        const spec = { ...template.spec, volumes: [...(template.spec.volumes ?? []), ...claims] };
+        return { apiVersion: 'v1', kind: 'Pod', metadata: { name: `${m.kind.toLowerCase()}-${m.metadata.name}`.slice(0, 63), namespace: m.metadata.namespace }, spec };
+      });
     expect(pods.length).toBeGreaterThanOrEqual(10);
     const r = api.kubectl(['create', '--dry-run=server', '-f', writeAll('pods.yaml', pods)], { allowFail: true });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const privileged = {
-      apiVersion: 'v1', kind: 'Pod', metadata: { name: 'privileged', namespace: 'kudo' },
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'privileged', namespace: 'kudo' },
       spec: { containers: [{ name: 'c', image: 'busybox:1.37', securityContext: { privileged: true } }] },
     };
     const bad = api.kubectl(['create', '--dry-run=server', '-f', writeAll('privileged.yaml', [privileged])], { allowFail: true });
@@ -125,7 +132,9 @@ describe('what the config refuses, the API server refuses: CronJob schedules', (
   // Our validator (charts/k8s-names.ts) is unit-tested against this table; here the table meets the real thing.
   test.each(CRON_CASES)('schedule %j: accepted = %s', (schedule, ok) => {
     const cj = {
-      apiVersion: 'batch/v1', kind: 'CronJob', metadata: { name: 'schedule-check', namespace: 'default' },
+      apiVersion: 'batch/v1',
+      kind: 'CronJob',
+      metadata: { name: 'schedule-check', namespace: 'default' },
       spec: { schedule, jobTemplate: { spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'c', image: 'busybox:1.37' }] } } } } },
     };
     const r = api.kubectl(['create', '--dry-run=server', '-f', '-'], { input: JSON.stringify(cj), allowFail: true });
@@ -136,8 +145,7 @@ describe('what the config refuses, the API server refuses: CronJob schedules', (
 
 describe('the secret generator with its own ServiceAccount', () => {
   const sa = 'system:serviceaccount:kudo:secret-generator';
-  const can = (verb: string, resource: string, ns: string) =>
-    api.kubectl(['auth', 'can-i', verb, resource, '-n', ns], { asUser: sa, allowFail: true }).stdout.trim();
+  const can = (verb: string, resource: string, ns: string) => api.kubectl(['auth', 'can-i', verb, resource, '-n', ns], { asUser: sa, allowFail: true }).stdout.trim();
 
   test('may create Secrets and read or patch its own, nothing else', () => {
     expect(can('create', 'secrets', 'kudo')).toBe('yes');
@@ -171,8 +179,8 @@ describe('the secret generator with its own ServiceAccount', () => {
     const first = await run();
     expect(first.output).toContain('all secret values present');
     expect(first.code).toBe(0);
-    const value = (ns: string, name: string, key: string) => Buffer.from(
-      api.kubectl(['get', 'secret', name, '-n', ns, '-o', `jsonpath={.data.${key.replace(/\./g, '\\.')}}`]).stdout, 'base64').toString();
+    const value = (ns: string, name: string, key: string) =>
+      Buffer.from(api.kubectl(['get', 'secret', name, '-n', ns, '-o', `jsonpath={.data.${key.replace(/\./g, '\\.')}}`]).stdout, 'base64').toString();
     expect(value('kudo', 'kudo-postgres', 'password')).toBe('from-compose');
     const turn = value('kudo', 'kudo-turn', 'shared_secret');
     expect(turn).toHaveLength(43);

@@ -93,8 +93,12 @@ function cacheDir(): string {
  * prometheus-operator), as files of the pinned set in SHARED_DIR/crds.
  */
 export const CRD_FILES = [
-  'cert-manager/certificates.yaml', 'cert-manager/clusterissuers.yaml', 'argo-cd/application.yaml',
-  'gateway-api/gateways.yaml', 'gateway-api/httproutes.yaml', 'prometheus-operator/servicemonitors.yaml',
+  'cert-manager/certificates.yaml',
+  'cert-manager/clusterissuers.yaml',
+  'argo-cd/application.yaml',
+  'gateway-api/gateways.yaml',
+  'gateway-api/httproutes.yaml',
+  'prometheus-operator/servicemonitors.yaml',
 ] as const;
 
 /** Installs CRDs (files under SHARED_DIR/crds; CRD_FILES unless told) and waits until every CRD is Established. */
@@ -137,15 +141,55 @@ function signCert(dir: string, name: string, subject: string, extensions: string
   newKey(dir, name);
   openssl(['req', '-new', '-key', `${name}.key`, '-subj', subject, '-out', `${name}.csr`], dir);
   fs.writeFileSync(path.join(dir, `${name}.ext`), extensions.join('\n') + '\n');
-  openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-CAserial', 'ca.srl',
-    '-days', '7', '-sha256', '-extfile', `${name}.ext`, '-out', `${name}.crt`], dir);
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-CAserial',
+      'ca.srl',
+      '-days',
+      '7',
+      '-sha256',
+      '-extfile',
+      `${name}.ext`,
+      '-out',
+      `${name}.crt`,
+    ],
+    dir,
+  );
 }
 
 /** The CA, the API server's serving cert, the admin's client cert and the ServiceAccount token key. */
 function makePki(dir: string): void {
   newKey(dir, 'ca');
-  openssl(['req', '-x509', '-new', '-key', 'ca.key', '-subj', '/CN=kudo-e2e-ca', '-days', '7', '-sha256',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-out', 'ca.crt'], dir);
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      'ca.key',
+      '-subj',
+      '/CN=kudo-e2e-ca',
+      '-days',
+      '7',
+      '-sha256',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+      '-out',
+      'ca.crt',
+    ],
+    dir,
+  );
   signCert(dir, 'apiserver', '/CN=kube-apiserver', [
     'basicConstraints=critical,CA:FALSE',
     'keyUsage=critical,digitalSignature,keyEncipherment',
@@ -164,43 +208,51 @@ function makePki(dir: string): void {
 
 function writeKubeconfig(file: string, url: string, pki: string, client = 'admin'): void {
   const b64 = (f: string) => fs.readFileSync(path.join(pki, f)).toString('base64');
-  fs.writeFileSync(file, [
-    'apiVersion: v1',
-    'kind: Config',
-    'clusters:',
-    '- name: kudo-e2e',
-    '  cluster:',
-    `    server: ${url}`,
-    `    certificate-authority-data: ${b64('ca.crt')}`,
-    'users:',
-    '- name: kudo-e2e-admin',
-    '  user:',
-    `    client-certificate-data: ${b64(`${client}.crt`)}`,
-    `    client-key-data: ${b64(`${client}.key`)}`,
-    'contexts:',
-    '- name: kudo-e2e',
-    '  context:',
-    '    cluster: kudo-e2e',
-    '    user: kudo-e2e-admin',
-    'current-context: kudo-e2e',
-    '',
-  ].join('\n'), { mode: 0o600 });
+  fs.writeFileSync(
+    file,
+    [
+      'apiVersion: v1',
+      'kind: Config',
+      'clusters:',
+      '- name: kudo-e2e',
+      '  cluster:',
+      `    server: ${url}`,
+      `    certificate-authority-data: ${b64('ca.crt')}`,
+      'users:',
+      '- name: kudo-e2e-admin',
+      '  user:',
+      `    client-certificate-data: ${b64(`${client}.crt`)}`,
+      `    client-key-data: ${b64(`${client}.key`)}`,
+      'contexts:',
+      '- name: kudo-e2e',
+      '  context:',
+      '    cluster: kudo-e2e',
+      '    user: kudo-e2e-admin',
+      'current-context: kudo-e2e',
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
 }
 
 /** GET over HTTPS as the admin; resolves with status and body. */
 function adminGet(url: string, pki: string, p: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = https.get(`${url}${p}`, {
-      ca: fs.readFileSync(path.join(pki, 'ca.crt')),
-      cert: fs.readFileSync(path.join(pki, 'admin.crt')),
-      key: fs.readFileSync(path.join(pki, 'admin.key')),
-      timeout: 5_000,
-    }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
+    const req = https.get(
+      `${url}${p}`,
+      {
+        ca: fs.readFileSync(path.join(pki, 'ca.crt')),
+        cert: fs.readFileSync(path.join(pki, 'admin.crt')),
+        key: fs.readFileSync(path.join(pki, 'admin.key')),
+        timeout: 5_000,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
   });
@@ -213,11 +265,13 @@ function adminGet(url: string, pki: string, p: string): Promise<{ status: number
  * Logs (etcd.log, kube-apiserver.log) go to logDir, else to the temporary
  * directory (removed by stop(); kept with only the logs when starting fails).
  */
-export async function startApiServer(opts: {
-  logDir?: string;
-  /** More kube-apiserver flags, after ours (a repeated flag takes the last value). */
-  extraArgs?: string[];
-} = {}): Promise<ApiServer> {
+export async function startApiServer(
+  opts: {
+    logDir?: string;
+    /** More kube-apiserver flags, after ours (a repeated flag takes the last value). */
+    extraArgs?: string[];
+  } = {},
+): Promise<ApiServer> {
   const programs = apiServerPrograms();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-e2e-apiserver-'));
   const logDir = opts.logDir ?? dir;
@@ -244,70 +298,88 @@ export async function startApiServer(opts: {
     const [etcdClient, etcdPeer, securePort] = await freePorts(3);
     const etcdUrl = `http://127.0.0.1:${etcdClient}`;
     const peerUrl = `http://127.0.0.1:${etcdPeer}`;
-    const etcd = new Program('etcd', programs.etcd, [
-      '--name=kudo-e2e',
-      `--data-dir=${path.join(dir, 'etcd')}`,
-      `--listen-client-urls=${etcdUrl}`,
-      `--advertise-client-urls=${etcdUrl}`,
-      `--listen-peer-urls=${peerUrl}`,
-      `--initial-advertise-peer-urls=${peerUrl}`,
-      `--initial-cluster=kudo-e2e=${peerUrl}`,
-      '--initial-cluster-state=new',
-      // Throwaway data: no need to wait for the disk (envtest does the same).
-      '--unsafe-no-fsync=true',
-      '--log-level=warn',
-    ], { logDir, cwd: dir });
+    const etcd = new Program(
+      'etcd',
+      programs.etcd,
+      [
+        '--name=kudo-e2e',
+        `--data-dir=${path.join(dir, 'etcd')}`,
+        `--listen-client-urls=${etcdUrl}`,
+        `--advertise-client-urls=${etcdUrl}`,
+        `--listen-peer-urls=${peerUrl}`,
+        `--initial-advertise-peer-urls=${peerUrl}`,
+        `--initial-cluster=kudo-e2e=${peerUrl}`,
+        '--initial-cluster-state=new',
+        // Throwaway data: no need to wait for the disk (envtest does the same).
+        '--unsafe-no-fsync=true',
+        '--log-level=warn',
+      ],
+      { logDir, cwd: dir },
+    );
     procs.push(etcd);
-    await etcd.waitFor('health', async () => {
-      const r = await fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(2_000) });
-      return r.ok && ((await r.json()) as { health?: string }).health === 'true';
-    }, 60_000);
+    await etcd.waitFor(
+      'health',
+      async () => {
+        const r = await fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(2_000) });
+        return r.ok && ((await r.json()) as { health?: string }).health === 'true';
+      },
+      60_000,
+    );
 
     const url = `https://127.0.0.1:${securePort}`;
-    const apiserver = new Program('kube-apiserver', programs.kubeApiserver, [
-      `--etcd-servers=${etcdUrl}`,
-      `--secure-port=${securePort}`,
-      '--bind-address=127.0.0.1',
-      // The address the built-in 'kubernetes' Service's endpoints would
-      // point at. Endpoints may not hold loopback addresses, so the
-      // reconciler that writes them would fail every 10 s ("may not be in
-      // the loopback range"): turn it off. The Service itself still exists.
-      '--advertise-address=127.0.0.1',
-      '--endpoint-reconciler-type=none',
-      // Only used to make certificates when the two files below are missing;
-      // set so that nothing is ever written to /var/run/kubernetes.
-      `--cert-dir=${path.join(dir, 'cert-dir')}`,
-      `--tls-cert-file=${path.join(pki, 'apiserver.crt')}`,
-      `--tls-private-key-file=${path.join(pki, 'apiserver.key')}`,
-      // Client certificates signed by our CA authenticate: CN is the user, O the groups.
-      `--client-ca-file=${path.join(pki, 'ca.crt')}`,
-      // Required since 1.20, with the two key files: kubeadm's issuer, this run's own key.
-      '--service-account-issuer=https://kubernetes.default.svc',
-      `--service-account-key-file=${path.join(pki, 'sa.pub')}`,
-      `--service-account-signing-key-file=${path.join(pki, 'sa.key')}`,
-      // Only where ClusterIPs are allocated from: stored, never routed.
-      '--service-cluster-ip-range=10.96.0.0/16',
-      // As in a real cluster (kubeadm adds Node, which only matters to
-      // kubelets). The admin is in system:masters, which RBAC never limits;
-      // use kubectl()'s asUser/asGroups to test anyone else's rights.
-      '--authorization-mode=RBAC',
-      // All three are on by default in 1.36 already (and so are the other
-      // default plugins, which stay on); named so that a change of defaults
-      // cannot silently drop them. PodSecurity's defaults are upstream's
-      // (privileged): namespaces opt in with pod-security.kubernetes.io labels.
-      '--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity',
-      // As kubeadm and managed clusters set it: without it validation rejects
-      // every privileged container before PodSecurity gets to judge it.
-      '--allow-privileged=true',
-      '--profiling=false',
-      '--v=1',
-      ...(opts.extraArgs ?? []),
-    ], { logDir, cwd: dir });
+    const apiserver = new Program(
+      'kube-apiserver',
+      programs.kubeApiserver,
+      [
+        `--etcd-servers=${etcdUrl}`,
+        `--secure-port=${securePort}`,
+        '--bind-address=127.0.0.1',
+        // The address the built-in 'kubernetes' Service's endpoints would
+        // point at. Endpoints may not hold loopback addresses, so the
+        // reconciler that writes them would fail every 10 s ("may not be in
+        // the loopback range"): turn it off. The Service itself still exists.
+        '--advertise-address=127.0.0.1',
+        '--endpoint-reconciler-type=none',
+        // Only used to make certificates when the two files below are missing;
+        // set so that nothing is ever written to /var/run/kubernetes.
+        `--cert-dir=${path.join(dir, 'cert-dir')}`,
+        `--tls-cert-file=${path.join(pki, 'apiserver.crt')}`,
+        `--tls-private-key-file=${path.join(pki, 'apiserver.key')}`,
+        // Client certificates signed by our CA authenticate: CN is the user, O the groups.
+        `--client-ca-file=${path.join(pki, 'ca.crt')}`,
+        // Required since 1.20, with the two key files: kubeadm's issuer, this run's own key.
+        '--service-account-issuer=https://kubernetes.default.svc',
+        `--service-account-key-file=${path.join(pki, 'sa.pub')}`,
+        `--service-account-signing-key-file=${path.join(pki, 'sa.key')}`,
+        // Only where ClusterIPs are allocated from: stored, never routed.
+        '--service-cluster-ip-range=10.96.0.0/16',
+        // As in a real cluster (kubeadm adds Node, which only matters to
+        // kubelets). The admin is in system:masters, which RBAC never limits;
+        // use kubectl()'s asUser/asGroups to test anyone else's rights.
+        '--authorization-mode=RBAC',
+        // All three are on by default in 1.36 already (and so are the other
+        // default plugins, which stay on); named so that a change of defaults
+        // cannot silently drop them. PodSecurity's defaults are upstream's
+        // (privileged): namespaces opt in with pod-security.kubernetes.io labels.
+        '--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity',
+        // As kubeadm and managed clusters set it: without it validation rejects
+        // every privileged container before PodSecurity gets to judge it.
+        '--allow-privileged=true',
+        '--profiling=false',
+        '--v=1',
+        ...(opts.extraArgs ?? []),
+      ],
+      { logDir, cwd: dir },
+    );
     procs.push(apiserver);
-    await apiserver.waitFor('/readyz ok', async () => {
-      const r = await adminGet(url, pki, '/readyz');
-      return r.status === 200 && r.body.trim() === 'ok';
-    }, 120_000);
+    await apiserver.waitFor(
+      '/readyz ok',
+      async () => {
+        const r = await adminGet(url, pki, '/readyz');
+        return r.status === 200 && r.body.trim() === 'ok';
+      },
+      120_000,
+    );
     // /readyz does not wait for the system namespaces to be made.
     await apiserver.waitFor("the 'default' namespace", async () => (await adminGet(url, pki, '/api/v1/namespaces/default')).status === 200, 30_000);
     const version = JSON.parse((await adminGet(url, pki, '/version')).body).gitVersion as string;
@@ -317,10 +389,7 @@ export async function startApiServer(opts: {
     const kubectlBin = process.env.KUDO_E2E_KUBECTL ?? 'kubectl';
 
     const kubectl = (args: string[], o: KubectlOptions = {}): KubectlResult => {
-      const as = [
-        ...(o.asUser !== undefined ? [`--as=${o.asUser}`] : []),
-        ...(o.asGroups ?? []).map((g) => `--as-group=${g}`),
-      ];
+      const as = [...(o.asUser !== undefined ? [`--as=${o.asUser}`] : []), ...(o.asGroups ?? []).map((g) => `--as-group=${g}`)];
       const full = [`--kubeconfig=${kubeconfig}`, ...as, ...args];
       const r = spawnSync(kubectlBin, full, {
         input: o.input,

@@ -38,8 +38,7 @@ import { ApiServer, installCrds, startApiServer } from './apiserver';
 import { configMapFile, find, freePort, Manifest, Program, rendered, SHARED_DIR, tempDir } from './harness';
 
 /** The CRDs pinned beside the charts, which the rendered manifests are written against. */
-const PINNED_CRDS = ['clusters.yaml', 'backups.yaml', 'scheduledbackups.yaml', 'poolers.yaml', 'barman-cloud-objectstores.yaml']
-  .map((f) => `cloudnative-pg/${f}`);
+const PINNED_CRDS = ['clusters.yaml', 'backups.yaml', 'scheduledbackups.yaml', 'poolers.yaml', 'barman-cloud-objectstores.yaml'].map((f) => `cloudnative-pg/${f}`);
 
 /** Without WAL archiving: nothing but the operator is needed to reconcile it. */
 const NO_BACKUP = { postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false } } } };
@@ -92,15 +91,56 @@ function webhookCertificate(dir: string): { caFile: string } {
   fs.mkdirSync(dir, { recursive: true });
   const key = (name: string) => openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', name], dir);
   key('ca.key');
-  openssl(['req', '-x509', '-new', '-key', 'ca.key', '-subj', '/CN=kudo-e2e-cnpg-webhook-ca', '-days', '7', '-sha256',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign', '-out', 'ca.crt'], dir);
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      'ca.key',
+      '-subj',
+      '/CN=kudo-e2e-cnpg-webhook-ca',
+      '-days',
+      '7',
+      '-sha256',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign',
+      '-out',
+      'ca.crt',
+    ],
+    dir,
+  );
   key('apiserver.key');
   openssl(['req', '-new', '-key', 'apiserver.key', '-subj', '/CN=cnpg-webhook', '-out', 'apiserver.csr'], dir);
-  fs.writeFileSync(path.join(dir, 'apiserver.ext'), [
-    'basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=serverAuth', 'subjectAltName=IP:127.0.0.1', '',
-  ].join('\n'));
-  openssl(['x509', '-req', '-in', 'apiserver.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-CAserial', 'ca.srl',
-    '-days', '7', '-sha256', '-extfile', 'apiserver.ext', '-out', 'apiserver.crt'], dir);
+  fs.writeFileSync(
+    path.join(dir, 'apiserver.ext'),
+    ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=serverAuth', 'subjectAltName=IP:127.0.0.1', ''].join('\n'),
+  );
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      'apiserver.csr',
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-CAserial',
+      'ca.srl',
+      '-days',
+      '7',
+      '-sha256',
+      '-extfile',
+      'apiserver.ext',
+      '-out',
+      'apiserver.crt',
+    ],
+    dir,
+  );
   return { caFile: path.join(dir, 'ca.crt') };
 }
 
@@ -142,15 +182,13 @@ const writeAll = (name: string, ms: object[]) => {
   fs.writeFileSync(file, ms.map((m) => yaml.dump(m, { lineWidth: -1 })).join('---\n'));
   return file;
 };
-const apply = (ms: object[], name: string) =>
-  api.kubectl(['apply', '--server-side', '--validate=strict', '-f', writeAll(name, ms)], { allowFail: true });
+const apply = (ms: object[], name: string) => api.kubectl(['apply', '--server-side', '--validate=strict', '-f', writeAll(name, ms)], { allowFail: true });
 const getJson = (kind: string, name: string, ns: string): any => {
   const r = api.kubectl(['get', kind, name, '-n', ns, '-o', 'json'], { allowFail: true });
   return r.code === 0 ? JSON.parse(r.stdout) : undefined;
 };
 /** The manifests of a rendering that a Cluster needs in an empty API server: its namespace, and the CloudNativePG objects. */
-const cnpgObjects = (ms: Manifest[], ns: string) =>
-  ms.filter((m) => (m.kind === 'Namespace' && m.metadata.name === ns) || m.apiVersion.includes('cnpg.io/'));
+const cnpgObjects = (ms: Manifest[], ns: string) => ms.filter((m) => (m.kind === 'Namespace' && m.metadata.name === ns) || m.apiVersion.includes('cnpg.io/'));
 
 beforeAll(async () => {
   const install = cnpgInstall();
@@ -163,8 +201,10 @@ beforeAll(async () => {
   installCrds(api, PINNED_CRDS);
   const pinned = new Set(PINNED_CRDS.flatMap((f) => (yaml.loadAll(fs.readFileSync(path.join(SHARED_DIR, 'crds', f), 'utf8')) as Manifest[]).map((c) => c.metadata.name)));
   const ns = deployment.metadata.namespace!;
-  const setup = release.filter((m) => (m.kind === 'CustomResourceDefinition' && !pinned.has(m.metadata.name))
-    || ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'ConfigMap'].includes(m.kind));
+  const setup = release.filter(
+    (m) =>
+      (m.kind === 'CustomResourceDefinition' && !pinned.has(m.metadata.name)) || ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'ConfigMap'].includes(m.kind),
+  );
   api.kubectl(['apply', '--server-side', '-f', writeAll('operator-setup.yaml', setup)]);
   api.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
 
@@ -191,23 +231,31 @@ beforeAll(async () => {
   fs.symlinkSync(install.manager, path.join(root, 'operator', `manager_${GOARCH[process.arch] ?? process.arch}`));
   // One operator, so no leader election: controller-runtime reads the Lease's namespace only from
   // a pod's ServiceAccount mount ("not running in-cluster, please specify LeaderElectionNamespace").
-  const args = (c.args as string[]).filter((a) => a !== '--leader-elect')
-    .map((a) => (a.startsWith('--webhook-port=') ? `--webhook-port=${port}` : a));
+  const args = (c.args as string[]).filter((a) => a !== '--leader-elect').map((a) => (a.startsWith('--webhook-port=') ? `--webhook-port=${port}` : a));
   expect(args).toContain(`--webhook-port=${port}`);
   process.on('exit', onExit);
-  operator = new Program('cnpg-operator', install.manager, [
-    ...args,
-    // Metrics are not tested; its default :8080 may be taken.
-    '--metrics-bind-address=0',
-  ], {
-    logDir: dir,
-    cwd: root,
-    env: {
-      PATH: process.env.PATH, HOME: root, ...env, KUBECONFIG: kubeconfig, WEBHOOK_CERT_DIR: certDir,
-      // No CNPG-i plugins run beside it (its image has none either): an empty folder, not the default /plugins.
-      PLUGIN_SOCKET_DIR: path.join(root, 'plugins'),
+  operator = new Program(
+    'cnpg-operator',
+    install.manager,
+    [
+      ...args,
+      // Metrics are not tested; its default :8080 may be taken.
+      '--metrics-bind-address=0',
+    ],
+    {
+      logDir: dir,
+      cwd: root,
+      env: {
+        PATH: process.env.PATH,
+        HOME: root,
+        ...env,
+        KUBECONFIG: kubeconfig,
+        WEBHOOK_CERT_DIR: certDir,
+        // No CNPG-i plugins run beside it (its image has none either): an empty folder, not the default /plugins.
+        PLUGIN_SOCKET_DIR: path.join(root, 'plugins'),
+      },
     },
-  });
+  );
   await operator.waitFor('its webhook server ready', () => webhookReady(port, ca), 120_000);
 
   // The control for the webhook tests: before the webhooks are registered, the API server admits each bad Cluster.
@@ -220,10 +268,12 @@ beforeAll(async () => {
 
   // The release's webhook configurations, called at the operator's loopback port.
   const caBundle = ca.toString('base64');
-  const webhooks = release.filter((m) => m.kind === 'MutatingWebhookConfiguration' || m.kind === 'ValidatingWebhookConfiguration').map((w) => ({
-    ...w,
-    webhooks: w.webhooks.map((h: any) => ({ ...h, clientConfig: { url: `https://127.0.0.1:${port}${h.clientConfig.service.path}`, caBundle } })),
-  }));
+  const webhooks = release
+    .filter((m) => m.kind === 'MutatingWebhookConfiguration' || m.kind === 'ValidatingWebhookConfiguration')
+    .map((w) => ({
+      ...w,
+      webhooks: w.webhooks.map((h: any) => ({ ...h, clientConfig: { url: `https://127.0.0.1:${port}${h.clientConfig.service.path}`, caBundle } })),
+    }));
   expect(webhooks.flatMap((w) => w.webhooks.map((h: any) => h.name))).toEqual(expect.arrayContaining(['mcluster.cnpg.io', 'vcluster.cnpg.io', 'vscheduledbackup.cnpg.io']));
   api.kubectl(['apply', '--server-side', '-f', writeAll('webhooks.yaml', webhooks)]);
 }, 300_000);
@@ -235,9 +285,10 @@ afterAll(async () => {
 });
 
 describe('the operator is the one the pinned CRDs come from', () => {
-  test('each pinned CloudNativePG CRD is the release manifest\'s, byte for byte in its spec', () => {
-    const crds = ['clusters.yaml', 'backups.yaml', 'scheduledbackups.yaml', 'poolers.yaml'].map((f) =>
-      yaml.load(fs.readFileSync(path.join(SHARED_DIR, 'crds', 'cloudnative-pg', f), 'utf8')) as Manifest);
+  test("each pinned CloudNativePG CRD is the release manifest's, byte for byte in its spec", () => {
+    const crds = ['clusters.yaml', 'backups.yaml', 'scheduledbackups.yaml', 'poolers.yaml'].map(
+      (f) => yaml.load(fs.readFileSync(path.join(SHARED_DIR, 'crds', 'cloudnative-pg', f), 'utf8')) as Manifest,
+    );
     for (const crd of crds) expect([crd.metadata.name, crd.spec]).toEqual([crd.metadata.name, releaseObject('CustomResourceDefinition', crd.metadata.name).spec]);
   });
 });
@@ -251,7 +302,7 @@ describe('postgres.mode cloudnative-pg without WAL archiving', () => {
   // host is <service>.<namespace>.svc
   const [serviceName, serviceNs] = db.host.split('.');
 
-  test.each(Object.keys(BAD_CLUSTERS))('the validating webhook refuses the Cluster changed so: %s (the CRD\'s schema alone admits it)', (name) => {
+  test.each(Object.keys(BAD_CLUSTERS))("the validating webhook refuses the Cluster changed so: %s (the CRD's schema alone admits it)", (name) => {
     expect(withoutWebhooks.get(name)).toEqual({ code: 0, stderr: '' });
     const r = apply([badCluster(name)], `bad-${name}.yaml`);
     expect(r.code).not.toBe(0);
@@ -259,7 +310,7 @@ describe('postgres.mode cloudnative-pg without WAL archiving', () => {
     expect(getJson('cluster', name, ns)).toBeUndefined();
   });
 
-  test('the rendered Cluster is admitted, and the webhook\'s defaulting keeps every parameter we set', () => {
+  test("the rendered Cluster is admitted, and the webhook's defaulting keeps every parameter we set", () => {
     const r = apply(cnpgObjects(ms, ns), 'cluster.yaml');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -272,15 +323,23 @@ describe('postgres.mode cloudnative-pg without WAL archiving', () => {
     expect(stored.spec.bootstrap.initdb).toMatchObject(cluster.spec.bootstrap.initdb);
   });
 
-  test('reconciled: the Services, the owner\'s Secret, the claim and the initdb Job of instance 1', async () => {
+  test("reconciled: the Services, the owner's Secret, the claim and the initdb Job of instance 1", async () => {
     const want = [
-      ['service', `${cluster.metadata.name}-rw`], ['service', `${cluster.metadata.name}-ro`], ['service', `${cluster.metadata.name}-r`],
-      ['secret', `${cluster.metadata.name}-app`], ['pvc', `${cluster.metadata.name}-1`], ['job', `${cluster.metadata.name}-1-initdb`],
+      ['service', `${cluster.metadata.name}-rw`],
+      ['service', `${cluster.metadata.name}-ro`],
+      ['service', `${cluster.metadata.name}-r`],
+      ['secret', `${cluster.metadata.name}-app`],
+      ['pvc', `${cluster.metadata.name}-1`],
+      ['job', `${cluster.metadata.name}-1-initdb`],
     ];
-    await waitUntil('the operator\'s objects', () => {
-      const missing = want.filter(([kind, name]) => getJson(kind, name, ns) === undefined);
-      return missing.length === 0 ? null : `missing: ${missing.map((w) => w.join('/')).join(', ')}\n${operator.output().split('\n').slice(-15).join('\n')}`;
-    }, 90_000);
+    await waitUntil(
+      "the operator's objects",
+      () => {
+        const missing = want.filter(([kind, name]) => getJson(kind, name, ns) === undefined);
+        return missing.length === 0 ? null : `missing: ${missing.map((w) => w.join('/')).join(', ')}\n${operator.output().split('\n').slice(-15).join('\n')}`;
+      },
+      90_000,
+    );
     const status = getJson('cluster', 'postgres', ns).status;
     expect(status.phase).toBe('Setting up primary');
     const pvc = getJson('pvc', `${cluster.metadata.name}-1`, ns);
@@ -294,7 +353,7 @@ describe('postgres.mode cloudnative-pg without WAL archiving', () => {
     expect(cmd).toContain(`--encoding=${initdb.encoding} --lc-collate=${initdb.localeCollate} --lc-ctype=${initdb.localeCType}`);
   });
 
-  test('Synapse\'s homeserver.yaml names the operator\'s primary Service, its port, the owner and the database', () => {
+  test("Synapse's homeserver.yaml names the operator's primary Service, its port, the owner and the database", () => {
     expect(serviceNs).toBe(ns);
     expect(db.host).toBe(`${serviceName}.${serviceNs}.svc`);
     const svc = getJson('service', serviceName, ns);
@@ -310,7 +369,7 @@ describe('postgres.mode cloudnative-pg without WAL archiving', () => {
     expect(Number(data('port'))).toBe(db.port);
   });
 
-  test('every reference to the owner\'s Secret (Synapse\'s volume, the backup Jobs) names a key the operator writes', () => {
+  test("every reference to the owner's Secret (Synapse's volume, the backup Jobs) names a key the operator writes", () => {
     const refs: { from: string; name: string; key: string }[] = [];
     const walk = (from: string, o: any) => {
       if (Array.isArray(o)) return o.forEach((x) => walk(from, x));
@@ -328,10 +387,9 @@ describe('postgres.mode cloudnative-pg without WAL archiving', () => {
     expect(Buffer.from(secret.data.password, 'base64').toString()).toMatch(/^\S{16,}$/);
   });
 
-  test('the NetworkPolicy for PostgreSQL selects the operator\'s pods and lets the operator in', () => {
+  test("the NetworkPolicy for PostgreSQL selects the operator's pods and lets the operator in", () => {
     const policy = find(ms, 'NetworkPolicy', 'postgres');
-    const selects = (selector: Record<string, string>, labels: Record<string, string>) =>
-      Object.entries(selector).every(([k, v]) => labels[k] === v);
+    const selects = (selector: Record<string, string>, labels: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
     const job = getJson('job', `${cluster.metadata.name}-1-initdb`, ns);
     const rw = getJson('service', `${cluster.metadata.name}-rw`, ns);
     expect(selects(policy.spec.podSelector.matchLabels, job.spec.template.metadata.labels)).toBe(true);
@@ -361,10 +419,14 @@ describe('postgres.mode cloudnative-pg with WAL archiving (the default)', () => 
   test('without the barman-cloud plugin the operator does not reconcile it, and says which plugin is missing', async () => {
     const plugin = find(ms, 'Cluster', 'postgres').spec.plugins[0].name as string;
     let phase: any;
-    await waitUntil('the Cluster\'s phase', () => {
-      phase = getJson('cluster', 'postgres', ns)?.status;
-      return phase?.phaseReason ? null : `status: ${JSON.stringify(phase)}`;
-    }, 60_000);
+    await waitUntil(
+      "the Cluster's phase",
+      () => {
+        phase = getJson('cluster', 'postgres', ns)?.status;
+        return phase?.phaseReason ? null : `status: ${JSON.stringify(phase)}`;
+      },
+      60_000,
+    );
     expect(phase.phase).toBe('Cluster cannot proceed to reconciliation due to an unknown plugin being required');
     expect(phase.phaseReason).toContain(`Unknown plugin: '${plugin}'`);
     expect(getJson('secret', 'postgres-app', ns)).toBeUndefined();
@@ -374,10 +436,14 @@ describe('postgres.mode cloudnative-pg with WAL archiving (the default)', () => 
   test('the ScheduledBackup asks for a first backup at once, through the plugin, owned by itself', async () => {
     const scheduled = find(ms, 'ScheduledBackup', 'postgres-daily');
     let backups: any[] = [];
-    await waitUntil('the immediate Backup', () => {
-      backups = JSON.parse(api.kubectl(['get', 'backups', '-n', ns, '-o', 'json']).stdout).items;
-      return backups.length > 0 ? null : 'no Backup yet';
-    }, 60_000);
+    await waitUntil(
+      'the immediate Backup',
+      () => {
+        backups = JSON.parse(api.kubectl(['get', 'backups', '-n', ns, '-o', 'json']).stdout).items;
+        return backups.length > 0 ? null : 'no Backup yet';
+      },
+      60_000,
+    );
     expect(backups).toHaveLength(1);
     const b = backups[0];
     expect(b.spec).toMatchObject({ cluster: scheduled.spec.cluster, method: scheduled.spec.method, pluginConfiguration: scheduled.spec.pluginConfiguration });

@@ -21,14 +21,10 @@ import * as fs from 'fs';
 import { AddressInfo } from 'net';
 import * as path from 'path';
 import * as tls from 'tls';
-import {
-  HAS_PROMETHEUS, HELP, option, RunningCoturn, startCoturn as startCoturnOf, TURN_VERSION, TURNUTILS,
-} from './coturn';
+import { HAS_PROMETHEUS, HELP, option, RunningCoturn, startCoturn as startCoturnOf, TURN_VERSION, TURNUTILS } from './coturn';
 import { asSecretFile } from './image';
 import { PRODUCTION } from '../util';
-import {
-  configMapFile, container, find, generatedSecrets, LOOPBACK_REWRITES, rendered, sleep, tcpOpen,
-} from './harness';
+import { configMapFile, container, find, generatedSecrets, LOOPBACK_REWRITES, rendered, sleep, tcpOpen } from './harness';
 
 const { config, manifests } = rendered();
 const LOOPBACK = '127.0.0.1';
@@ -50,7 +46,6 @@ afterAll(async () => {
 // ---------------------------------------------------------------------------
 // Helpers: the rendered files, mount paths, processes.
 // ---------------------------------------------------------------------------
-
 
 /** Processes of a process group, from /proc. */
 function processGroup(pgid: number): { pid: number; comm: string }[] {
@@ -85,7 +80,10 @@ function ipv4ToNumber(ip: string): number {
 /** The rendered denied-peer-ip range ("first-last" or a single address) that holds `ip`. */
 function deniedRangeOf(conf: string, ip: string): string | undefined {
   const n = ipv4ToNumber(ip);
-  return conf.split('\n').filter((l) => l.startsWith('denied-peer-ip=') && !l.includes(':')).map((l) => l.slice('denied-peer-ip='.length))
+  return conf
+    .split('\n')
+    .filter((l) => l.startsWith('denied-peer-ip=') && !l.includes(':'))
+    .map((l) => l.slice('denied-peer-ip='.length))
     .find((range) => {
       const [first, last = first] = range.split('-');
       return ipv4ToNumber(first) <= n && n <= ipv4ToNumber(last);
@@ -98,7 +96,10 @@ function deniedRangeOf(conf: string, ip: string): string | undefined {
  * not issued yet, the one that says TLS is off although tls-listening-port is set (4.18 says so; 4.6 did not).
  */
 function unexpectedErrors(log: string, { certificate }: { certificate: boolean }): string[] {
-  return log.replace(/ERROR: \n/g, 'ERROR: ').split('\n').filter((l) => /ERROR/.test(l))
+  return log
+    .replace(/ERROR: \n/g, 'ERROR: ')
+    .split('\n')
+    .filter((l) => /ERROR/.test(l))
     .filter((l) => !/CONFIG ERROR: Empty cli-password, and so telnet cli interface is disabled!/.test(l))
     .filter((l) => certificate || !/ERROR tls-listening-port \d+ is configured, but the TLS and DTLS listeners are disabled/.test(l));
 }
@@ -118,8 +119,18 @@ const MAGIC_COOKIE = 0x2112a442;
 const METHOD = { binding: 0x001, allocate: 0x003, refresh: 0x004, createPermission: 0x008 } as const;
 const CLASS = { success: 0x100, error: 0x110 } as const;
 const ATTR = {
-  username: 0x0006, messageIntegrity: 0x0008, errorCode: 0x0009, lifetime: 0x000d, xorPeerAddress: 0x0012, realm: 0x0014, nonce: 0x0015,
-  xorRelayedAddress: 0x0016, evenPort: 0x0018, requestedTransport: 0x0019, xorMappedAddress: 0x0020, fingerprint: 0x8028,
+  username: 0x0006,
+  messageIntegrity: 0x0008,
+  errorCode: 0x0009,
+  lifetime: 0x000d,
+  xorPeerAddress: 0x0012,
+  realm: 0x0014,
+  nonce: 0x0015,
+  xorRelayedAddress: 0x0016,
+  evenPort: 0x0018,
+  requestedTransport: 0x0019,
+  xorMappedAddress: 0x0020,
+  fingerprint: 0x8028,
 } as const;
 
 interface StunMessage {
@@ -262,7 +273,11 @@ class TurnClient {
 
   private auth(): [number, Buffer][] {
     const c = this.credentials!;
-    return [[ATTR.username, Buffer.from(c.username)], [ATTR.realm, Buffer.from(c.realm)], [ATTR.nonce, Buffer.from(c.nonce)]];
+    return [
+      [ATTR.username, Buffer.from(c.username)],
+      [ATTR.realm, Buffer.from(c.realm)],
+      [ATTR.nonce, Buffer.from(c.nonce)],
+    ];
   }
 }
 
@@ -298,8 +313,10 @@ const startCoturn = (relaySize = 20, renderedConf = RENDERED_CONF): Promise<Runn
 describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnutils_uclient from ${TURNUTILS}`, () => {
   test('only the loopback rewrites separate its turnserver.conf and start.sh from the rendered ones', () => {
     // Folders back to mount paths: what remains different must be a listed option.
-    const unmount = (text: string) => Object.entries(turn.mounts).sort(([, a], [, b]) => b.length - a.length)
-      .reduce((t, [mountPath, folder]) => t.split(folder).join(mountPath), text);
+    const unmount = (text: string) =>
+      Object.entries(turn.mounts)
+        .sort(([, a], [, b]) => b.length - a.length)
+        .reduce((t, [mountPath, folder]) => t.split(folder).join(mountPath), text);
     expect(unmount(turn.writtenScript)).toBe(configMapFile(manifests, 'coturn-config', 'start.sh'));
     expect(turn.writtenScript).not.toBe(configMapFile(manifests, 'coturn-config', 'start.sh'));
 
@@ -312,7 +329,11 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     expect(written.length).toBe(rendered.length);
     const changed = rendered.filter((l, i) => l !== written[i]).map((l) => l.split('=')[0]);
     const expected: Record<string, keyof typeof LOOPBACK_REWRITES> = {
-      'listening-port': 'ports', 'tls-listening-port': 'ports', 'min-port': 'ports', 'max-port': 'ports', 'prometheus-port': 'ports',
+      'listening-port': 'ports',
+      'tls-listening-port': 'ports',
+      'min-port': 'ports',
+      'max-port': 'ports',
+      'prometheus-port': 'ports',
     };
     expect(changed.sort()).toEqual(Object.keys(expected).sort());
     // And the paths did move (pidfile in the config; the certificate in start.sh), so nothing touches the host's /tls or /run.
@@ -326,8 +347,9 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     expect(log).toContain(`Version Coturn-${TURN_VERSION} `);
 
     // start.sh copied the config and appended the secret and the node's addresses (all 127.0.0.1 here: bind, externalIp).
-    expect(turn.runtimeConf).toBe(`${turn.writtenConf}static-auth-secret=${turn.secret}\nexternal-ip=${LOOPBACK}/${LOOPBACK}\n`
-      + `listening-ip=${LOOPBACK}\nrelay-ip=${LOOPBACK}\n`);
+    expect(turn.runtimeConf).toBe(
+      `${turn.writtenConf}static-auth-secret=${turn.secret}\nexternal-ip=${LOOPBACK}/${LOOPBACK}\n` + `listening-ip=${LOOPBACK}\nrelay-ip=${LOOPBACK}\n`,
+    );
     const pid = Number(fs.readFileSync(turn.pidFile, 'utf8').trim());
     expect(fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim()).toBe('turnserver');
     expect(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]).toBe(String(turn.program.pid)); // a child of start.sh
@@ -348,7 +370,9 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     expect(log).toContain(`no certificate at ${turn.certFile} yet`);
     expect(unexpectedErrors(log, { certificate: false })).toEqual([]);
     // Every rendered denied-peer-ip range was taken.
-    const denied = RENDERED_CONF.split('\n').filter((l) => l.startsWith('denied-peer-ip=')).map((l) => l.slice('denied-peer-ip='.length));
+    const denied = RENDERED_CONF.split('\n')
+      .filter((l) => l.startsWith('denied-peer-ip='))
+      .map((l) => l.slice('denied-peer-ip='.length));
     expect([...log.matchAll(/Black listing: (.*)/g)].map((m) => m[1])).toEqual(denied);
     expect(log).toContain(`Default realm: ${option(RENDERED_CONF, 'realm')}`);
   });
@@ -439,7 +463,10 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     for (const peer of peers) {
       const range = deniedRangeOf(RENDERED_CONF, peer);
       expect(range).toBeDefined();
-      const said = log.split('\n').filter((l) => l.includes(`A peer IP ${peer} denied`)).map((l) => l.replace(/^.*(A peer IP)/, '$1'));
+      const said = log
+        .split('\n')
+        .filter((l) => l.includes(`A peer IP ${peer} denied`))
+        .map((l) => l.replace(/^.*(A peer IP)/, '$1'));
       expect([peer, said.length]).toEqual([peer, 1]);
       if (peer.startsWith('169.254.')) expect(said[0]).toMatch(/ denied: link-local\/unique-local\/site-local scope is not a permitted relay peer/);
       else expect(said[0]).toContain(`A peer IP ${peer} denied in the range: ${range}`);
@@ -454,8 +481,11 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     expect(RENDERED_CONF.split('\n').filter((l) => l.startsWith('prometheus'))).toEqual(['prometheus', `prometheus-port=${defaultPort}`]);
     // The DaemonSet's metrics port (which `npm run checklist` lists for the firewall) and, with monitoring on, the headless
     // Service and the ServiceMonitor that scrape it.
-    expect(container(find(manifests, 'DaemonSet', 'coturn'), 'coturn').ports.find((p: any) => p.name === 'metrics'))
-      .toEqual({ name: 'metrics', containerPort: defaultPort, protocol: 'TCP' });
+    expect(container(find(manifests, 'DaemonSet', 'coturn'), 'coturn').ports.find((p: any) => p.name === 'metrics')).toEqual({
+      name: 'metrics',
+      containerPort: defaultPort,
+      protocol: 'TCP',
+    });
     const monitoring = rendered({ monitoring: { enabled: true } }).manifests;
     expect(find(monitoring, 'Service', 'coturn-metrics').spec.ports).toEqual([{ name: 'metrics', port: defaultPort, targetPort: defaultPort }]);
     const endpoints = find(monitoring, 'ServiceMonitor', 'coturn').spec.endpoints;
@@ -492,10 +522,27 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     const realm = option(RENDERED_CONF, 'realm');
     const staged = path.join(path.dirname(turn.certFile), '..', 'cert-staging');
     fs.mkdirSync(staged, { recursive: true });
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', `/CN=${realm}`,
-      '-keyout', path.join(staged, 'tls.key'), '-out', path.join(staged, 'tls.crt'),
-    ], { stdio: 'pipe' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        `/CN=${realm}`,
+        '-keyout',
+        path.join(staged, 'tls.key'),
+        '-out',
+        path.join(staged, 'tls.crt'),
+      ],
+      { stdio: 'pipe' },
+    );
     // As the Secret volume shows them: defaultMode 0440, group fsGroup (the pod's user reads them through it).
     for (const f of ['tls.key', 'tls.crt']) asSecretFile(path.join(staged, f), turn.fsGroup);
     // Key first, then the certificate, each by rename (the kubelet also swaps the whole folder at once).
@@ -510,8 +557,7 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     expect(unexpectedErrors(restart[1], { certificate: true })).toEqual([]);
     const secondPid = Number(fs.readFileSync(turn.pidFile, 'utf8').trim());
     expect(secondPid).not.toBe(firstPid);
-    expect(fs.readFileSync(path.join(turn.mounts['/run/coturn'], 'turnserver.conf'), 'utf8'))
-      .toContain(`cert=${turn.certFile}\npkey=${turn.keyFile}\n`);
+    expect(fs.readFileSync(path.join(turn.mounts['/run/coturn'], 'turnserver.conf'), 'utf8')).toContain(`cert=${turn.certFile}\npkey=${turn.keyFile}\n`);
 
     const want = new crypto.X509Certificate(fs.readFileSync(turn.certFile)).fingerprint256;
     const got = await new Promise<string>((resolve, reject) => {
@@ -525,12 +571,11 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     });
     expect(got).toBe(want);
     // And plain STUN still answers after the restart.
-    expect(execFileSync(path.join(TURNUTILS, 'turnutils_stunclient'), ['-p', String(turn.port), LOOPBACK], { encoding: 'utf8', timeout: 10_000 }))
-      .toMatch(/UDP reflexive addr/);
+    expect(execFileSync(path.join(TURNUTILS, 'turnutils_stunclient'), ['-p', String(turn.port), LOOPBACK], { encoding: 'utf8', timeout: 10_000 })).toMatch(/UDP reflexive addr/);
   });
 
   // Last: it stops the server.
-  test('runs in its image as the pod\'s user: /usr/bin/turnserver with the image\'s file capability execs, and gains nothing by it', () => {
+  test("runs in its image as the pod's user: /usr/bin/turnserver with the image's file capability execs, and gains nothing by it", () => {
     const pid = Number(fs.readFileSync(turn.pidFile, 'utf8').trim());
     const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
     // 10478: the pod's runAsUser (charts/common.ts UID.coturn, as rendered).
@@ -551,14 +596,17 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     const dropped = structuredClone(manifests);
     const c = find(dropped, 'DaemonSet', 'coturn').spec.template.spec.containers.find((x: any) => x.name === 'coturn');
     c.securityContext.capabilities = { drop: ['ALL'] };
-    const error = await startCoturnOf(dropped, config, secrets).then(async (t) => {
-      await t.program.stop();
-      return undefined;
-    }, (e: Error) => e);
+    const error = await startCoturnOf(dropped, config, secrets).then(
+      async (t) => {
+        await t.program.stop();
+        return undefined;
+      },
+      (e: Error) => e,
+    );
     expect(error?.message).toMatch(/Operation not permitted/);
   });
 
-  test('SIGTERM to start.sh (the container\'s PID 1, what the kubelet signals) stops turnserver within 10 s, well inside the grace period', async () => {
+  test("SIGTERM to start.sh (the container's PID 1, what the kubelet signals) stops turnserver within 10 s, well inside the grace period", async () => {
     // coturn 4.18 joins its worker threads before it exits, which takes up to one 5 s event-loop tick (about 4.9 s here;
     // 4.6 stayed under the 5 s this test used to allow). The kubelet waits terminationGracePeriodSeconds before it kills.
     expect(find(manifests, 'DaemonSet', 'coturn').spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(20);
@@ -593,10 +641,14 @@ describe.each(['small', 'production'] as const)('profile %s: the rendered relay 
       const opened = batch.map(() => new TurnClient(server.port));
       clients.push(...opened);
       await Promise.all(opened.map((c) => c.open()));
-      replies.push(...await Promise.all(opened.map((c, j) => {
-        const { username, password } = restCredentials(server.secret, batch[j]);
-        return c.allocate(username, password, { evenPort: true });
-      })));
+      replies.push(
+        ...(await Promise.all(
+          opened.map((c, j) => {
+            const { username, password } = restCredentials(server.secret, batch[j]);
+            return c.allocate(username, password, { evenPort: true });
+          }),
+        )),
+      );
     }
     return { clients, replies };
   }
@@ -634,19 +686,23 @@ describe.each(['small', 'production'] as const)('profile %s: the rendered relay 
     }
   }, 120_000);
 
-  (profile === 'small' ? test : test.skip)('the same quota with the old 101-port range (49152-49252): coturn runs out of ports at 50 pairs and answers 508', async () => {
-    const server = await startCoturn(101, CONF);
-    let clients: TurnClient[] = [];
-    try {
-      const users = Array.from({ length: 60 }, (_, i) => `@old${i}:example.com`);
-      const all = await allocateAll(server, users);
-      clients = all.clients;
-      const codes = all.replies.map((r) => errorCode(r) ?? 200);
-      expect(codes.filter((c) => c === 200)).toHaveLength(50);
-      expect(codes.filter((c) => c !== 200)).toEqual(Array(10).fill(508));
-    } finally {
-      for (const c of clients) c.close();
-      await server.program.stop();
-    }
-  }, 60_000);
+  (profile === 'small' ? test : test.skip)(
+    'the same quota with the old 101-port range (49152-49252): coturn runs out of ports at 50 pairs and answers 508',
+    async () => {
+      const server = await startCoturn(101, CONF);
+      let clients: TurnClient[] = [];
+      try {
+        const users = Array.from({ length: 60 }, (_, i) => `@old${i}:example.com`);
+        const all = await allocateAll(server, users);
+        clients = all.clients;
+        const codes = all.replies.map((r) => errorCode(r) ?? 200);
+        expect(codes.filter((c) => c === 200)).toHaveLength(50);
+        expect(codes.filter((c) => c !== 200)).toEqual(Array(10).fill(508));
+      } finally {
+        for (const c of clients) c.close();
+        await server.program.stop();
+      }
+    },
+    60_000,
+  );
 });

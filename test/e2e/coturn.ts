@@ -12,9 +12,7 @@ import * as dgram from 'dgram';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { KudoConfig } from '../../charts/config';
-import {
-  configMapFile, container, find, freePort, hostPath, Manifest, mountDirs, Program, programs, secretVolumeFiles, tcpOpen, tempDir, writeSecretFiles,
-} from './harness';
+import { configMapFile, container, find, freePort, hostPath, Manifest, mountDirs, Program, programs, secretVolumeFiles, tcpOpen, tempDir, writeSecretFiles } from './harness';
 import { ImageSandbox, shareWithPod } from './image';
 
 const LOOPBACK = '127.0.0.1';
@@ -37,16 +35,20 @@ export function option(conf: string, name: string): string {
 /** Replaces the value of `name=` (set exactly once) with `value`. */
 export function setOption(conf: string, name: string, value: string | number): string {
   option(conf, name);
-  return conf.split('\n').map((l) => (l.startsWith(`${name}=`) ? `${name}=${value}` : l)).join('\n');
+  return conf
+    .split('\n')
+    .map((l) => (l.startsWith(`${name}=`) ? `${name}=${value}` : l))
+    .join('\n');
 }
-
 
 /**
  * LOOPBACK_REWRITES.paths: every path under a mount in `text` moved to its folder, in one pass
  * (so a new path can never be rewritten twice).
  */
 function rewriteMountPaths(text: string, mounts: Record<string, string>): string {
-  const roots = Object.keys(mounts).sort((a, b) => b.length - a.length).map((m) => m.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+  const roots = Object.keys(mounts)
+    .sort((a, b) => b.length - a.length)
+    .map((m) => m.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
   return text.replace(new RegExp(`(?<![\\w./-])(?:${roots.join('|')})(?:/[\\w.-]+)*`, 'g'), (p) => hostPath(mounts, p));
 }
 
@@ -114,8 +116,12 @@ export interface RunningCoturn {
  * `extraLines`: lines appended to turnserver.conf after the metrics ones (the capacity benchmark's; tests add none).
  */
 export async function startCoturn(
-  manifests: Manifest[], config: KudoConfig, secrets: Record<string, string>,
-  relaySize = 20, renderedConf = configMapFile(manifests, 'coturn-config', 'turnserver.conf'), extraLines: string[] = [],
+  manifests: Manifest[],
+  config: KudoConfig,
+  secrets: Record<string, string>,
+  relaySize = 20,
+  renderedConf = configMapFile(manifests, 'coturn-config', 'turnserver.conf'),
+  extraLines: string[] = [],
 ): Promise<RunningCoturn> {
   const ds = find(manifests, 'DaemonSet', 'coturn');
   const c = container(ds, 'coturn');
@@ -173,7 +179,8 @@ export async function startCoturn(
   const env: Record<string, string> = {};
   for (const e of c.env) {
     if (e.valueFrom?.fieldRef?.fieldPath === 'status.hostIP') env[e.name] = LOOPBACK;
-    else if (e.name === 'CERT_CHECK_SECONDS') env[e.name] = '1'; // LOOPBACK_REWRITES.timing
+    else if (e.name === 'CERT_CHECK_SECONDS')
+      env[e.name] = '1'; // LOOPBACK_REWRITES.timing
     else if (e.value !== undefined) env[e.name] = e.value;
     else throw new Error(`unhandled env ${JSON.stringify(e)}`);
   }
@@ -183,7 +190,12 @@ export async function startCoturn(
   const [shell, ...args] = c.command as string[];
   shareWithPod(path.join(dir, 'vol'), ds.spec.template.spec.securityContext.fsGroup);
   const sandbox = new ImageSandbox(ds, 'coturn', { '/usr/bin/turnserver': TURNSERVER });
-  const [command, argv] = sandbox.wrap(shell, args.map((a) => (a.startsWith('/') ? hostPath(mounts, a) : a)), env, dir);
+  const [command, argv] = sandbox.wrap(
+    shell,
+    args.map((a) => (a.startsWith('/') ? hostPath(mounts, a) : a)),
+    env,
+    dir,
+  );
   const program = new Program('coturn', command, argv, { logDir: dir, env: { PATH: process.env.PATH }, cwd: dir, detached: true });
   try {
     // The rendered startup probe: a TCP connect to the TURN port (LOOPBACK_REWRITES.ports: the rewritten one).
@@ -195,8 +207,21 @@ export async function startCoturn(
   }
   const runtimeConfFile = path.join(mounts['/run/coturn'], 'turnserver.conf');
   return {
-    program, port, tlsPort, relayPorts, secret, mounts, writtenConf: conf, writtenScript: script, runtimeConf: fs.readFileSync(runtimeConfFile, 'utf8'),
-    pidFile: hostPath(mounts, option(renderedConf, 'pidfile')), certFile, keyFile, startupLog: program.output(), metricsLines, metricsPort,
+    program,
+    port,
+    tlsPort,
+    relayPorts,
+    secret,
+    mounts,
+    writtenConf: conf,
+    writtenScript: script,
+    runtimeConf: fs.readFileSync(runtimeConfFile, 'utf8'),
+    pidFile: hostPath(mounts, option(renderedConf, 'pidfile')),
+    certFile,
+    keyFile,
+    startupLog: program.output(),
+    metricsLines,
+    metricsPort,
     fsGroup: ds.spec.template.spec.securityContext.fsGroup,
   };
 }

@@ -13,9 +13,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
 import type { KudoConfig } from '../../charts/config';
-import {
-  configMapFile, container, find, freePort, generatedSecrets, Manifest, Program, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles,
-} from './harness';
+import { configMapFile, container, find, freePort, generatedSecrets, Manifest, Program, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles } from './harness';
 import { unprivileged } from './postgres';
 import { startSynapse } from './synapse';
 
@@ -30,17 +28,17 @@ let secrets: Record<string, string>;
 let rightCa: string;
 let wrongCa: string;
 
-const render = (host = DB_HOST): { config: KudoConfig; manifests: Manifest[] } => rendered({
-  postgres: { mode: 'external', external: { host, database: 'matrix', user: 'kudo', sslmode: 'verify-full', ca: { kind: 'Secret', ...CA_SECRET } } },
-});
+const render = (host = DB_HOST): { config: KudoConfig; manifests: Manifest[] } =>
+  rendered({
+    postgres: { mode: 'external', external: { host, database: 'matrix', user: 'kudo', sslmode: 'verify-full', ca: { kind: 'Secret', ...CA_SECRET } } },
+  });
 const { config, manifests } = render();
 
 const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
 
 /** A self-signed CA: <name>.crt and its key. */
 function makeCa(name: string): void {
-  openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
-    '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.crt`);
+  openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.crt`);
 }
 
 /** The CA file as the Synapse pod's volume shows it: the volume's item path, from the rendered Deployment. */
@@ -54,8 +52,12 @@ function caFolder(ca: string): string {
 }
 
 /** SQL as the provider's administrator, through the local socket. */
-const sql = (query: string, database = 'postgres') => execFileSync(path.join(programs().pgBin, 'psql'), ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
-  '-h', path.join(dir, 'run'), '-p', String(port), '-U', 'postgres', '-d', database, '-c', query], { encoding: 'utf8', stdio: 'pipe' }).trim();
+const sql = (query: string, database = 'postgres') =>
+  execFileSync(
+    path.join(programs().pgBin, 'psql'),
+    ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', path.join(dir, 'run'), '-p', String(port), '-U', 'postgres', '-d', database, '-c', query],
+    { encoding: 'utf8', stdio: 'pipe' },
+  ).trim();
 
 /** The mount path of the CA in Synapse's container (from the manifest). */
 const caMountPath = () => container(find(manifests, 'Deployment', 'synapse'), 'synapse').volumeMounts.find((m: any) => m.name === 'db-ca').mountPath;
@@ -78,16 +80,24 @@ beforeAll(async () => {
   fs.mkdirSync(path.join(dir, 'run'));
   const [init, ...initArgs] = unprivileged(path.join(bin, 'initdb'), ['-U', 'postgres', '-E', 'UTF8', '--locale=C', '-D', data]);
   execFileSync(init, initArgs, { stdio: 'pipe', env: { PATH: process.env.PATH, LC_ALL: 'C.UTF-8' } });
-  fs.writeFileSync(path.join(data, 'pg_hba.conf'), [
-    'local all postgres trust',
-    'hostssl all all 127.0.0.1/32 scram-sha-256',
-    'hostnossl all all all reject',
-    '',
-  ].join('\n'));
+  fs.writeFileSync(path.join(data, 'pg_hba.conf'), ['local all postgres trust', 'hostssl all all 127.0.0.1/32 scram-sha-256', 'hostnossl all all all reject', ''].join('\n'));
   port = await freePort();
-  const [cmd, ...args] = unprivileged(path.join(bin, 'postgres'), ['-D', data, '-c', `port=${port}`, '-c', 'listen_addresses=127.0.0.1',
-    '-c', `unix_socket_directories=${path.join(dir, 'run')}`, '-c', 'ssl=on',
-    '-c', `ssl_cert_file=${path.join(dir, 'server.crt')}`, '-c', `ssl_key_file=${path.join(dir, 'server.key')}`]);
+  const [cmd, ...args] = unprivileged(path.join(bin, 'postgres'), [
+    '-D',
+    data,
+    '-c',
+    `port=${port}`,
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-c',
+    `unix_socket_directories=${path.join(dir, 'run')}`,
+    '-c',
+    'ssl=on',
+    '-c',
+    `ssl_cert_file=${path.join(dir, 'server.crt')}`,
+    '-c',
+    `ssl_key_file=${path.join(dir, 'server.key')}`,
+  ]);
   server = new Program('postgres', cmd, args, { logDir: dir, env: { PATH: process.env.PATH, LC_ALL: 'C.UTF-8' } });
   await server.waitFor('the local socket', async () => sql('SELECT 1') === '1');
 
@@ -102,13 +112,14 @@ afterAll(async () => {
   await server?.stop('SIGINT');
 });
 
-test('the generator made no database password: the provider\'s is the only one', async () => {
+test("the generator made no database password: the provider's is the only one", async () => {
   expect(Object.keys(await generatedSecrets(manifests))).not.toContain('postgresPassword');
 });
 
 test('the server refuses logins without TLS (so a success below went over TLS)', () => {
   const r = spawnSync(path.join(programs().pgBin, 'psql'), ['-X', '-h', '127.0.0.1', '-p', String(port), '-U', 'kudo', '-d', 'matrix', '-c', 'SELECT 1'], {
-    encoding: 'utf8', env: { PATH: process.env.PATH, PGSSLMODE: 'disable', PGPASSWORD: secrets.postgresPassword },
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH, PGSSLMODE: 'disable', PGPASSWORD: secrets.postgresPassword },
   });
   expect(r.status).not.toBe(0);
   expect(r.stderr).toContain('no encryption');
@@ -141,7 +152,7 @@ test('negative control: the right CA for another name is refused (host name mism
   await expect(start).rejects.toThrow(/does not match host name "other\.kudo\.test"/);
 });
 
-test('the dump CronJob\'s rendered script dumps the database over verify-full', () => {
+test("the dump CronJob's rendered script dumps the database over verify-full", () => {
   const scripts = path.join(dir, 'scripts');
   const backups = path.join(dir, 'backups');
   const passwordDir = path.join(dir, 'dump-secrets');
@@ -169,7 +180,8 @@ test('the dump CronJob\'s rendered script dumps the database over verify-full', 
   expect(files).toEqual(['synapse.dump']);
   // And with the other CA the script fails, leaving no dump behind.
   const bad = spawnSync(shell, [path.join(scripts, path.basename(script))], {
-    env: { ...env, PGSSLROOTCERT: env.PGSSLROOTCERT.replace(rightCa, wrongCa), STAGING_DIR: path.join(dir, 'backups-bad') }, encoding: 'utf8',
+    env: { ...env, PGSSLROOTCERT: env.PGSSLROOTCERT.replace(rightCa, wrongCa), STAGING_DIR: path.join(dir, 'backups-bad') },
+    encoding: 'utf8',
   });
   expect(bad.status).not.toBe(0);
   expect(bad.stderr).toContain('certificate verify failed');

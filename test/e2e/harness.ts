@@ -24,9 +24,10 @@ export const SHARED_DIR = ROOT;
  * than in a cluster. Tests refer to these by key, so the list is complete.
  */
 export const LOOPBACK_REWRITES = {
-  hosts: 'Service DNS names (postgres.kudo.svc, redis.kudo.svc, ...) become loopback addresses, or the address of a PodNetwork '
-    + 'namespace for PostgreSQL (which trusts 127.0.0.1, as inside its pod, so its clients must come from elsewhere): there is no cluster DNS. '
-    + 'An external database keeps its rendered name, which verify-full checks its certificate against; libpq\'s hostaddr gives the address.',
+  hosts:
+    'Service DNS names (postgres.kudo.svc, redis.kudo.svc, ...) become loopback addresses, or the address of a PodNetwork ' +
+    'namespace for PostgreSQL (which trusts 127.0.0.1, as inside its pod, so its clients must come from elsewhere): there is no cluster DNS. ' +
+    "An external database keeps its rendered name, which verify-full checks its certificate against; libpq's hostaddr gives the address.",
   ports: 'Listening ports become free ephemeral ports, so tests never collide with each other or a system service.',
   bind: 'Bind addresses (0.0.0.0, the node IP) become 127.0.0.1: nothing here listens beyond loopback.',
   paths: 'Mount paths (/config, /secrets, /media, /run/..., /etc/...) become folders of a per-test temporary directory.',
@@ -129,7 +130,12 @@ export class Program {
   private exited?: { code: number | null; signal: string | null };
   private readonly child: ChildProcess;
 
-  constructor(readonly name: string, command: string, args: string[], options: SpawnOptions & { logDir: string }) {
+  constructor(
+    readonly name: string,
+    command: string,
+    args: string[],
+    options: SpawnOptions & { logDir: string },
+  ) {
     this.log = path.join(options.logDir, `${name}.log`);
     const out = fs.openSync(this.log, 'a');
     const [cmd, argv] = launcher ? launcher(name, command, args) : [command, args];
@@ -387,7 +393,9 @@ export function mountDirs(c: { volumeMounts: { name: string; mountPath: string }
 
 /** LOOPBACK_REWRITES.paths: a path inside the container, moved to the folder of the mount that holds it. */
 export function hostPath(mounts: Record<string, string>, p: string): string {
-  const mount = Object.keys(mounts).filter((m) => p === m || p.startsWith(`${m}/`)).sort((a, b) => b.length - a.length)[0];
+  const mount = Object.keys(mounts)
+    .filter((m) => p === m || p.startsWith(`${m}/`))
+    .sort((a, b) => b.length - a.length)[0];
   if (!mount) throw new Error(`${p} is not under any mount (${Object.keys(mounts).join(', ')})`);
   return path.join(mounts[mount], p.slice(mount.length));
 }

@@ -17,7 +17,9 @@ const key = (o: any) => `${o.apiVersion} ${o.kind} ${o.metadata.namespace ?? ''}
 describe(`kubectl ${KUBECTL_VERSION}`, () => {
   test('kubectl kustomize dist/ yields exactly the objects of the files in dist/', () => {
     const built = (yaml.loadAll(execFileSync('kubectl', ['kustomize', DIST], { encoding: 'utf8', maxBuffer: 64 << 20 })) as any[]).filter(Boolean);
-    const files = fs.readdirSync(DIST).filter((f) => f.endsWith('.k8s.yaml'))
+    const files = fs
+      .readdirSync(DIST)
+      .filter((f) => f.endsWith('.k8s.yaml'))
       .flatMap((f) => (yaml.loadAll(fs.readFileSync(path.join(DIST, f), 'utf8')) as any[]).filter(Boolean));
     expect(built.map(key).sort()).toEqual(files.map(key).sort());
     // Kustomize changes nothing in them either.

@@ -27,7 +27,12 @@ function readmeCommands(): string {
 }
 
 function readTree(dir: string): Record<string, string> {
-  return Object.fromEntries(fs.readdirSync(dir).sort().map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]));
+  return Object.fromEntries(
+    fs
+      .readdirSync(dir)
+      .sort()
+      .map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]),
+  );
 }
 
 beforeAll(() => {
@@ -37,18 +42,29 @@ beforeAll(() => {
   tarball = path.join(work, packed[0].filename);
   // The README's lines, run by bash from an empty folder, with the package from the tarball.
   const r = spawnSync('bash', ['-euo', 'pipefail', '-c', readmeCommands()], {
-    cwd: work, encoding: 'utf8', env: { PATH: process.env.PATH, HOME: process.env.HOME, KUDO_PACKAGE: tarball, npm_config_fund: 'false', npm_config_audit: 'false' },
+    cwd: work,
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, KUDO_PACKAGE: tarball, npm_config_fund: 'false', npm_config_audit: 'false' },
   });
   if (r.status !== 0) throw new Error(`the README's operator-repository commands failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
   repo = path.join(work, 'kudo-ops');
 }, 300_000);
 
 test('the tarball holds the built library, its declarations and the files the charts read; no sources, tests or build state', () => {
-  const files: string[] = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }))[0]
-    .files.map((f: any) => f.path);
-  expect(files).toEqual(expect.arrayContaining([
-    'package.json', 'README.md', 'lib/charts/index.js', 'lib/charts/index.d.ts', 'lib/main.js', 'lib/charts/files/generate_secrets.py', 'lib/imports/argoproj.io.js',
-  ]));
+  const files: string[] = JSON.parse(
+    execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }),
+  )[0].files.map((f: any) => f.path);
+  expect(files).toEqual(
+    expect.arrayContaining([
+      'package.json',
+      'README.md',
+      'lib/charts/index.js',
+      'lib/charts/index.d.ts',
+      'lib/main.js',
+      'lib/charts/files/generate_secrets.py',
+      'lib/imports/argoproj.io.js',
+    ]),
+  );
   expect(files.filter((f) => !(f.startsWith('lib/') || ['package.json', 'README.md'].includes(f)))).toEqual([]);
   expect(files.filter((f) => /\.ts$/.test(f) && !f.endsWith('.d.ts'))).toEqual([]);
   expect(files.filter((f) => /(^|\/)test\/|tsbuildinfo|\.build\//.test(f))).toEqual([]);
@@ -64,7 +80,9 @@ test('the operator repository: each environment renders what `npm run synth` ren
   // The commands committed the render, and their last line (the CI check) passed on it.
   expect(execFileSync('git', ['status', '--porcelain'], { cwd: repo, encoding: 'utf8' })).toBe('');
   // ...and nothing npm installed: the .gitignore came before the first commit.
-  const committed = execFileSync('git', ['ls-files'], { cwd: repo, encoding: 'utf8' }).split('\n').filter((f) => f !== '');
+  const committed = execFileSync('git', ['ls-files'], { cwd: repo, encoding: 'utf8' })
+    .split('\n')
+    .filter((f) => f !== '');
   expect(committed.filter((f) => !/^(rendered|environments)\//.test(f))).toEqual(['.gitignore', 'package-lock.json', 'package.json']);
   const manifest = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
   expect(manifest.dependencies['kudo-infra']).toMatch(/^file:/);
@@ -82,8 +100,13 @@ test('a cdk8s app of its own composes KudoStack from the package and gets the sa
   ].join('\n');
   fs.writeFileSync(path.join(repo, 'app.js'), app);
   execFileSync(process.execPath, ['app.js'], { cwd: repo, stdio: 'pipe' });
-  const objects = (dir: string) => fs.readdirSync(dir).filter((f) => f.endsWith('.yaml')).flatMap((f) => yaml.loadAll(fs.readFileSync(path.join(dir, f), 'utf8')))
-    .map((o) => JSON.stringify(o)).sort();
+  const objects = (dir: string) =>
+    fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('.yaml'))
+      .flatMap((f) => yaml.loadAll(fs.readFileSync(path.join(dir, f), 'utf8')))
+      .map((o) => JSON.stringify(o))
+      .sort();
   const ours = objects(path.join(repo, 'rendered', 'production'));
   expect(ours.length).toBeGreaterThan(50);
   expect(objects(path.join(repo, 'cdk8s.out'))).toEqual(ours);
@@ -93,8 +116,28 @@ test('the declarations type-check an app written in TypeScript, and reject a mis
   const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
   const check = (source: string) => {
     fs.writeFileSync(path.join(repo, 'main.ts'), source);
-    return spawnSync(process.execPath, [tsc, '--noEmit', '--strict', '--module', 'commonjs', '--target', 'ES2022', '--moduleResolution', 'node',
-      '--esModuleInterop', '--skipLibCheck', '--types', 'node', '--typeRoots', path.join(ROOT, 'node_modules', '@types'), 'main.ts'], { cwd: repo, encoding: 'utf8' });
+    return spawnSync(
+      process.execPath,
+      [
+        tsc,
+        '--noEmit',
+        '--strict',
+        '--module',
+        'commonjs',
+        '--target',
+        'ES2022',
+        '--moduleResolution',
+        'node',
+        '--esModuleInterop',
+        '--skipLibCheck',
+        '--types',
+        'node',
+        '--typeRoots',
+        path.join(ROOT, 'node_modules', '@types'),
+        'main.ts',
+      ],
+      { cwd: repo, encoding: 'utf8' },
+    );
   };
   const good = [
     "import { App } from 'cdk8s';",

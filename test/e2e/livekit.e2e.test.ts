@@ -24,8 +24,24 @@ import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
 import WebSocket from 'ws';
 import { FakeKubeApi } from '../fake-kube-api';
 import {
-  configMapFile, container, find, generatedSecrets, httpJson, LOOPBACK_REWRITES, PodNetwork, podSpec, Program, programs,
-  rendered, replaceOnce, rewritePaths, tail, tcpOpen, tempDir, writeSecretFiles, hostPath,
+  configMapFile,
+  container,
+  find,
+  generatedSecrets,
+  httpJson,
+  LOOPBACK_REWRITES,
+  PodNetwork,
+  podSpec,
+  Program,
+  programs,
+  rendered,
+  replaceOnce,
+  rewritePaths,
+  tail,
+  tcpOpen,
+  tempDir,
+  writeSecretFiles,
+  hostPath,
 } from './harness';
 import { LiveKitRun, prepareLiveKit as prepareLk, startLiveKit } from './livekit';
 import { RunningRedis, startRedis } from './redis';
@@ -61,9 +77,12 @@ function parseReply(buf: Buffer, pos: number): [Reply, number] | undefined {
   const line = buf.toString('utf8', pos + 1, eol);
   const next = eol + 2;
   switch (String.fromCharCode(buf[pos])) {
-    case '+': return [`+${line}`, next];
-    case '-': return [`-${line}`, next];
-    case ':': return [Number(line), next];
+    case '+':
+      return [`+${line}`, next];
+    case '-':
+      return [`-${line}`, next];
+    case ':':
+      return [Number(line), next];
     case '$': {
       const len = Number(line);
       if (len < 0) return [null, next];
@@ -81,7 +100,8 @@ function parseReply(buf: Buffer, pos: number): [Reply, number] | undefined {
       }
       return [items, at];
     }
-    default: throw new Error(`unexpected RESP reply ${JSON.stringify(buf.toString('utf8', pos))}`);
+    default:
+      throw new Error(`unexpected RESP reply ${JSON.stringify(buf.toString('utf8', pos))}`);
   }
 }
 
@@ -143,8 +163,7 @@ describe(`${REDIS_VERSION}`, () => {
 
   test('refuses clients without the generated password', async () => {
     expect(await redisCommands(redis.port, [['PING']])).toEqual(['-NOAUTH Authentication required.']);
-    expect(await redisCommands(redis.port, [['AUTH', `${redis.password}x`]]))
-      .toEqual(['-WRONGPASS invalid username-password pair or user is disabled.']);
+    expect(await redisCommands(redis.port, [['AUTH', `${redis.password}x`]])).toEqual(['-WRONGPASS invalid username-password pair or user is disabled.']);
     expect(await redisCommands(redis.port, [['AUTH', redis.password], ['PING']])).toEqual(['+OK', '+PONG']);
   });
 
@@ -214,7 +233,10 @@ describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}, on a node with no route to t
     nodeRedis = await startRedis(manifests, config, secrets, network);
     api = new FakeKubeApi();
     apiUrl = await api.start();
-    api.putNode(NODE_NAME, [{ type: 'InternalIP', address: network.podAddress }, { type: 'ExternalIP', address: NODE_EXTERNAL_IP }]);
+    api.putNode(NODE_NAME, [
+      { type: 'InternalIP', address: network.podAddress },
+      { type: 'ExternalIP', address: NODE_EXTERNAL_IP },
+    ]);
     run = await prepareLiveKit(network, nodeRedis.port, apiUrl);
     livekit = startLiveKit(run);
     url = `http://${network.podAddress}:${run.port}`;
@@ -234,8 +256,8 @@ describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}, on a node with no route to t
 
   test('only the loopback rewrites and the config step separate what it reads from the rendered config', () => {
     const expected: Record<string, keyof typeof LOOPBACK_REWRITES | 'config step'> = {
-      'key_file': 'paths',
-      'port': 'ports',
+      key_file: 'paths',
+      port: 'ports',
       'prometheus.port': 'ports',
       'redis.address': 'hosts', // and its port
       'redis.password': 'config step',
@@ -252,7 +274,7 @@ describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}, on a node with no route to t
     expect(fs.statSync(hostPath(run.mounts, '/run/livekit/config.yaml')).mode & 0o077).toBe(0);
   });
 
-  test('the node has no route to the internet: LiveKit as rendered starts anyway and advertises the Node\'s ExternalIP', async () => {
+  test("the node has no route to the internet: LiveKit as rendered starts anyway and advertises the Node's ExternalIP", async () => {
     expect(execFileSync('ip', ['netns', 'exec', network.name, 'ip', 'route'], { encoding: 'utf8' })).not.toMatch(/^default/m);
     // The lookup step wrote the Node's ExternalIP, read from the API.
     expect(run.nodeIp).toBe(NODE_EXTERNAL_IP);
@@ -267,14 +289,21 @@ describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}, on a node with no route to t
     expect(metrics.status).toBe(200);
     expect(metrics.body).toContain('livekit_');
     // It registered itself in its Redis, with the password from the config file.
-    const [, nodes] = await redisCommands(nodeRedis.port, [['AUTH', nodeRedis.password], ['HKEYS', 'nodes']], network.podAddress);
+    const [, nodes] = await redisCommands(
+      nodeRedis.port,
+      [
+        ['AUTH', nodeRedis.password],
+        ['HKEYS', 'nodes'],
+      ],
+      network.podAddress,
+    );
     expect(nodes).toHaveLength(1);
     // Nothing to warn about in our config (a short API secret is logged as an ERROR, deprecated keys as WARN).
     const startup = log.slice(0, log.indexOf('starting LiveKit server'));
     expect(startup.split('\n').filter((l) => /\t(WARN|ERROR|FATAL)\t/.test(l))).toEqual([]);
   });
 
-  test('Go\'s runtime holds the soft memory limit the start script sets: nine tenths of the container\'s 1Gi', async () => {
+  test("Go's runtime holds the soft memory limit the start script sets: nine tenths of the container's 1Gi", async () => {
     const metrics = await httpJson(`http://${network.podAddress}:${run.prometheusPort}/metrics`);
     // 921 MiB, as Go reports it through LiveKit's Prometheus collector.
     expect(metrics.body).toMatch(/^go_gc_gomemlimit_bytes 9\.65738496e\+08$/m);
@@ -305,17 +334,25 @@ describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}, on a node with no route to t
     const rooms = await new RoomServiceClient(url, apiKey, apiSecret).listRooms();
     expect(rooms.map((r) => r.name)).toContain(room);
     // The room lives in its Redis.
-    const [, stored] = await redisCommands(nodeRedis.port, [['AUTH', nodeRedis.password], ['HEXISTS', 'rooms', room]], network.podAddress);
+    const [, stored] = await redisCommands(
+      nodeRedis.port,
+      [
+        ['AUTH', nodeRedis.password],
+        ['HEXISTS', 'rooms', room],
+      ],
+      network.podAddress,
+    );
     expect(stored).toBe(1);
 
     const wrongSecret = crypto.randomBytes(32).toString('base64url');
-    await expect(new RoomServiceClient(url, apiKey, wrongSecret).createRoom({ name: `${room}-wrong` }))
-      .rejects.toMatchObject({ status: 401, message: expect.stringMatching(/signature is invalid/) });
-    await expect(new RoomServiceClient(url, `${apiKey}x`, apiSecret).listRooms())
-      .rejects.toMatchObject({ status: 401, message: expect.stringMatching(/invalid API key/) });
+    await expect(new RoomServiceClient(url, apiKey, wrongSecret).createRoom({ name: `${room}-wrong` })).rejects.toMatchObject({
+      status: 401,
+      message: expect.stringMatching(/signature is invalid/),
+    });
+    await expect(new RoomServiceClient(url, `${apiKey}x`, apiSecret).listRooms()).rejects.toMatchObject({ status: 401, message: expect.stringMatching(/invalid API key/) });
   });
 
-  test('a joining participant is handed our TURN servers with valid short-lived credentials, and ICE candidates on the Node\'s ExternalIP', async () => {
+  test("a joining participant is handed our TURN servers with valid short-lived credentials, and ICE candidates on the Node's ExternalIP", async () => {
     const token = new AccessToken(apiKey, apiSecret, { identity: 'alice', ttl: '10m' });
     token.addGrant({ roomJoin: true, room });
     const jwt = await token.toJwt();
@@ -357,7 +394,9 @@ describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}, on a node with no route to t
     expect(sid).toMatch(/^PA_/);
 
     // The address clients are told to send media to: the Node's ExternalIP, on the rendered UDP range.
-    const hosts = candidates().filter((c) => / typ host/.test(c)).map((c) => c.split(' '));
+    const hosts = candidates()
+      .filter((c) => / typ host/.test(c))
+      .map((c) => c.split(' '));
     expect(hosts.length).toBeGreaterThan(0);
     for (const c of hosts) expect(c[4]).toBe(NODE_EXTERNAL_IP);
     expect(hosts.some((c) => c[2].toLowerCase() === 'udp' && Number(c[5]) >= run.config.rtc.port_range_start && Number(c[5]) <= run.config.rtc.port_range_end)).toBe(true);
@@ -365,10 +404,7 @@ describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}, on a node with no route to t
     // Exactly the rendered turn_servers, in LiveKit's URL format
     // (pkg/service/roommanager.go: "%s:%s:%d?transport=%s"; tls -> turns over tcp).
     expect(config.hosts.turn).toBe('turn.example.com');
-    expect(join.iceServers.map((s: any) => s.urls)).toEqual([
-      ['turn:turn.example.com:3478?transport=udp'],
-      ['turns:turn.example.com:5349?transport=tcp'],
-    ]);
+    expect(join.iceServers.map((s: any) => s.urls)).toEqual([['turn:turn.example.com:3478?transport=udp'], ['turns:turn.example.com:5349?transport=tcp']]);
     for (const [i, s] of join.iceServers.entries()) {
       const ttl = run.rendered.rtc.turn_servers[i].ttl;
       expect(ttl).toBe(config.coturn.credentialTtlSeconds);
@@ -384,7 +420,7 @@ describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}, on a node with no route to t
     }
   });
 
-  test('runs in its image as the pod\'s user: LiveKit by the image\'s path, no capability, no way up', () => {
+  test("runs in its image as the pod's user: LiveKit by the image's path, no capability, no way up", () => {
     const pid = livekitPid(livekit);
     const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
     // 10880: the pod's runAsUser and fsGroup (charts/common.ts UID.livekit, as rendered).

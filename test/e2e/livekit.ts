@@ -18,8 +18,21 @@ import * as yaml from 'js-yaml';
 import { memoryBytes } from '../../charts/common';
 import type { KudoConfig } from '../../charts/config';
 import {
-  configMapFile, container, find, freePort, hostPath, Manifest, mountDirs, PodNetwork, podSpec, Program, programs, rewriteScriptPaths,
-  secretVolumeFiles, tempDir, writeSecretFiles,
+  configMapFile,
+  container,
+  find,
+  freePort,
+  hostPath,
+  Manifest,
+  mountDirs,
+  PodNetwork,
+  podSpec,
+  Program,
+  programs,
+  rewriteScriptPaths,
+  secretVolumeFiles,
+  tempDir,
+  writeSecretFiles,
 } from './harness';
 import { ImageSandbox, shareWithPod } from './image';
 
@@ -47,11 +60,12 @@ export interface LiveKitRun {
 
 /** `count` consecutive UDP ports that are free right now on loopback, below Linux's ephemeral range. */
 export async function freeUdpRange(count: number): Promise<[number, number]> {
-  const bindable = (port: number) => new Promise<boolean>((resolve) => {
-    const s = dgram.createSocket('udp4');
-    s.once('error', () => resolve(false));
-    s.bind(port, LOOPBACK, () => s.close(() => resolve(true)));
-  });
+  const bindable = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const s = dgram.createSocket('udp4');
+      s.once('error', () => resolve(false));
+      s.bind(port, LOOPBACK, () => s.close(() => resolve(true)));
+    });
   for (let attempt = 0; attempt < 50; attempt++) {
     const start = 20_000 + Math.floor(Math.random() * 10_000);
     let ok = true;
@@ -68,7 +82,13 @@ export async function freeUdpRange(count: number): Promise<[number, number]> {
  * about). Starts nothing.
  */
 export async function prepareLiveKit(
-  manifests: Manifest[], config: KudoConfig, secrets: Record<string, string>, network: PodNetwork, redisPort: number, api: string, nodeName: string,
+  manifests: Manifest[],
+  config: KudoConfig,
+  secrets: Record<string, string>,
+  network: PodNetwork,
+  redisPort: number,
+  api: string,
+  nodeName: string,
   tweak: (cfg: any) => void = () => undefined,
 ): Promise<LiveKitRun> {
   const deploy = find(manifests, 'Deployment', 'livekit');
@@ -110,12 +130,22 @@ export async function prepareLiveKit(
     else throw new Error(`unexpected env ${JSON.stringify(e)}`);
   }
   // The Synapse image's python3 (the tools image) runs it; not synchronously, or an API in this process could not answer.
-  await promisify(execFile)(programs().synapsePython, lookup.command.slice(1).map((a: string) => hostPath(mounts, a)), { env: lookupEnv }); // LOOPBACK_REWRITES.paths
+  await promisify(execFile)(
+    programs().synapsePython,
+    lookup.command.slice(1).map((a: string) => hostPath(mounts, a)),
+    { env: lookupEnv },
+  ); // LOOPBACK_REWRITES.paths
 
   // Init step 2, `config`: sh -c livekitWriteConfig(...).
   if (step.command[0] !== 'sh' || step.command[1] !== '-c') throw new Error(`unexpected config step command ${JSON.stringify(step.command)}`);
-  const stepScript = rewriteScriptPaths(step.command[2], mounts, [ // LOOPBACK_REWRITES.paths
-    '/keys/api_key', '/keys/api_secret', '/keys/redis_password', '/etc/livekit/config.yaml', '/run/livekit/keys.yaml', '/run/livekit/config.yaml',
+  const stepScript = rewriteScriptPaths(step.command[2], mounts, [
+    // LOOPBACK_REWRITES.paths
+    '/keys/api_key',
+    '/keys/api_secret',
+    '/keys/redis_password',
+    '/etc/livekit/config.yaml',
+    '/run/livekit/keys.yaml',
+    '/run/livekit/config.yaml',
   ]);
   // The volumes as the kubelet makes them for a pod with fsGroup, then the step in its image as the pod's user.
   shareWithPod(path.join(dir, 'vol'), podSpec(deploy).securityContext.fsGroup);
@@ -137,10 +167,17 @@ export async function prepareLiveKit(
     else throw new Error(`unexpected env ${JSON.stringify(e)}`);
   }
   return {
-    dir, network, mounts, rendered: yaml.load(renderedYaml),
+    dir,
+    network,
+    mounts,
+    rendered: yaml.load(renderedYaml),
     config: yaml.load(fs.readFileSync(hostPath(mounts, '/run/livekit/config.yaml'), 'utf8')),
     nodeIp: fs.readFileSync(hostPath(mounts, '/run/livekit/node-ip'), 'utf8').trim(),
-    script, env, sandbox, port, prometheusPort,
+    script,
+    env,
+    sandbox,
+    port,
+    prometheusPort,
   };
 }
 

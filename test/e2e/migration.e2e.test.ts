@@ -63,7 +63,11 @@ const RUNBOOK = {
 
 test('every runbook line the test follows is in the README, word for word', () => {
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-  expect(Object.entries(RUNBOOK).filter(([, step]) => !readme.includes(step.readme)).map(([name]) => name)).toEqual([]);
+  expect(
+    Object.entries(RUNBOOK)
+      .filter(([, step]) => !readme.includes(step.readme))
+      .map(([name]) => name),
+  ).toEqual([]);
 });
 
 const { config } = rendered();
@@ -85,7 +89,12 @@ let newMedia: string;
 
 /** What the old server held, to be found again. */
 const before: {
-  token?: string; roomId?: string; messages: string[]; media: { mxc: string; sha256: string }[]; verifyKeys?: unknown; tables?: Record<string, string>;
+  token?: string;
+  roomId?: string;
+  messages: string[];
+  media: { mxc: string; sha256: string }[];
+  verifyKeys?: unknown;
+  tables?: Record<string, string>;
 } = { messages: [], media: [] };
 
 /** A command line's words, as a shell splits this one (single quotes group words). */
@@ -95,7 +104,10 @@ const argv = (line: string) => line.match(/'[^']*'|\S+/g)!.map((w) => w.replace(
 function inPostgresContainer(pg: RunningPostgres, line: string, opts: { input?: Buffer; cwd?: string } = {}): Buffer {
   const [cmd, ...args] = argv(line);
   return execFileSync(path.join(programs().pgBin, cmd), args, {
-    input: opts.input, cwd: opts.cwd, maxBuffer: 1 << 30, stdio: ['pipe', 'pipe', 'pipe'],
+    input: opts.input,
+    cwd: opts.cwd,
+    maxBuffer: 1 << 30,
+    stdio: ['pipe', 'pipe', 'pipe'],
     env: { PATH: process.env.PATH, PGHOST: pg.socketDir, PGPORT: String(pg.port) },
   });
 }
@@ -103,9 +115,7 @@ function inPostgresContainer(pg: RunningPostgres, line: string, opts: { input?: 
 /** Every public table and a digest of all its rows, in a stable order. */
 function tableDigests(pg: RunningPostgres): Record<string, string> {
   const tables = pg.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename").split('\n');
-  return Object.fromEntries(tables.map((t) => [t, pg.psql(
-    `SELECT count(*) || ':' || md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '')) FROM public."${t}" r`,
-  )]));
+  return Object.fromEntries(tables.map((t) => [t, pg.psql(`SELECT count(*) || ':' || md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '')) FROM public."${t}" r`)]));
 }
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -114,7 +124,8 @@ async function fillOldServer(s: RunningSynapse): Promise<void> {
   const nonce = (await httpJson(`${s.base}/_synapse/admin/v1/register`)).body.nonce;
   const mac = createHmac('sha1', oldSecrets.registrationSharedSecret).update(`${nonce}\0alice\0${PASSWORD}\0notadmin`).digest('hex');
   const reg = await httpJson(`${s.base}/_synapse/admin/v1/register`, {
-    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ nonce, username: 'alice', password: PASSWORD, admin: false, mac }),
   });
   expect(reg.status).toBe(200);
@@ -125,9 +136,12 @@ async function fillOldServer(s: RunningSynapse): Promise<void> {
   before.roomId = room.body.room_id;
   for (let i = 0; i < 12; i++) {
     const body = `before the move ${i}`;
-    const send = () => httpJson(`${s.base}/_matrix/client/v3/rooms/${encodeURIComponent(before.roomId!)}/send/m.room.message/m${i}`, {
-      method: 'PUT', headers: auth, body: JSON.stringify({ msgtype: 'm.text', body }),
-    });
+    const send = () =>
+      httpJson(`${s.base}/_matrix/client/v3/rooms/${encodeURIComponent(before.roomId!)}/send/m.room.message/m${i}`, {
+        method: 'PUT',
+        headers: auth,
+        body: JSON.stringify({ msgtype: 'm.text', body }),
+      });
     let sent = await send();
     // Synapse's message rate limit (rc_message) allows a burst of 10: wait as long as it says.
     while (sent.status === 429) {
@@ -137,9 +151,14 @@ async function fillOldServer(s: RunningSynapse): Promise<void> {
     expect(sent.status).toBe(200);
     before.messages.push(body);
   }
-  for (const [name, content] of [['notes.txt', Buffer.from('minutes of the old server\n'.repeat(200))], ['blob.bin', createHash('sha512').update('x').digest()]] as const) {
+  for (const [name, content] of [
+    ['notes.txt', Buffer.from('minutes of the old server\n'.repeat(200))],
+    ['blob.bin', createHash('sha512').update('x').digest()],
+  ] as const) {
     const up = await httpJson(`${s.base}/_matrix/media/v3/upload?filename=${name}`, {
-      method: 'POST', headers: { Authorization: `Bearer ${before.token}`, 'Content-Type': 'application/octet-stream' }, body: content,
+      method: 'POST',
+      headers: { Authorization: `Bearer ${before.token}`, 'Content-Type': 'application/octet-stream' },
+      body: content,
     });
     expect(up.status).toBe(200);
     before.media.push({ mxc: up.body.content_uri, sha256: sha256(content) });
@@ -177,10 +196,14 @@ beforeAll(async () => {
 
   // RUNBOOK.render: npm run synth (scripts/synth.mjs) in the working folder, dist/ there too.
   execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'synth.mjs')], {
-    cwd: work, stdio: 'pipe',
+    cwd: work,
+    stdio: 'pipe',
     env: { PATH: process.env.PATH, CDK8S_OUTDIR: path.join(work, 'dist'), KUDO_ENV_FILE: '.env', KUDO_SIGNING_KEY_FILE: `${SERVER}.signing.key` },
   });
-  newManifests = fs.readdirSync(path.join(work, 'dist')).filter((f) => f.endsWith('.k8s.yaml')).sort()
+  newManifests = fs
+    .readdirSync(path.join(work, 'dist'))
+    .filter((f) => f.endsWith('.k8s.yaml'))
+    .sort()
     .flatMap((f) => yaml.loadAll(fs.readFileSync(path.join(work, 'dist', f), 'utf8')) as Manifest[]);
   importedSecrets = yaml.loadAll(fs.readFileSync(path.join(work, 'secrets.local', 'kudo-secrets.yaml'), 'utf8')) as Manifest[];
   // kubectl apply -f secrets.local/, then the generator (dist/05-secrets) fills in what the .env did not have.
@@ -204,22 +227,28 @@ describe(`from docker-compose to the rendered stack: ${postgresVersion()}, Synap
     expect(newSecrets.postgresSuperuserPassword).not.toBe(oldSecrets.postgresSuperuserPassword);
     expect(newSecrets.redisPassword).not.toBe(oldSecrets.redisPassword);
     // Nothing secret went into dist/.
-    const dist = fs.readdirSync(path.join(work, 'dist')).map((f) => fs.readFileSync(path.join(work, 'dist', f), 'utf8')).join('\n');
+    const dist = fs
+      .readdirSync(path.join(work, 'dist'))
+      .map((f) => fs.readFileSync(path.join(work, 'dist', f), 'utf8'))
+      .join('\n');
     for (const v of [oldSecrets.postgresPassword, oldSecrets.macaroonSecretKey, oldSecrets.signingKey.split(' ')[2]]) expect(dist).not.toContain(v.trim());
   });
 
-  test('the dump is the old runbook\'s: plain SQL, made by the synapse user', () => {
+  test("the dump is the old runbook's: plain SQL, made by the synapse user", () => {
     const sql = fs.readFileSync(path.join(work, 'matrix-backup.sql'), 'utf8');
     expect(sql).toMatch(/^-- PostgreSQL database dump/m);
     expect(sql).toContain('ALTER TABLE public.events OWNER TO synapse;');
     expect(sql).toMatch(/^COPY public\.events /m);
   });
 
-  test('the new PostgreSQL starts with an empty database owned by synapse (UTF8, C), and the README\'s psql line restores every row', () => {
+  test("the new PostgreSQL starts with an empty database owned by synapse (UTF8, C), and the README's psql line restores every row", () => {
     // What the StatefulSet's init script made: nothing in it yet, so the restore cannot collide with anything.
     expect(newPg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")).toBe('0');
-    expect(newPg.psql("SELECT pg_get_userbyid(datdba) || ' ' || pg_encoding_to_char(encoding) || ' ' || datcollate || ' ' || datctype FROM pg_database WHERE datname = current_database()"))
-      .toBe('synapse UTF8 C C');
+    expect(
+      newPg.psql(
+        "SELECT pg_get_userbyid(datdba) || ' ' || pg_encoding_to_char(encoding) || ' ' || datcollate || ' ' || datctype FROM pg_database WHERE datname = current_database()",
+      ),
+    ).toBe('synapse UTF8 C C');
     // RUNBOOK.restore, inside the PostgreSQL container (its local socket; the image's psql is the server's version).
     const restore = find(newManifests, 'StatefulSet', 'postgres');
     expect(container(restore, 'postgres').image).toMatch(/postgres:17\./);
@@ -229,7 +258,7 @@ describe(`from docker-compose to the rendered stack: ${postgresVersion()}, Synap
     expect(newPg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner <> 'synapse'")).toBe('0');
   });
 
-  test('restoring after Synapse already made its schema fails whole, and the README\'s lines empty the database for a second try', async () => {
+  test("restoring after Synapse already made its schema fails whole, and the README's lines empty the database for a second try", async () => {
     const pg = await startPostgres(newManifests, config, newSecrets);
     try {
       // All of dist/ applied at once: Synapse starts first and makes its (empty) schema.
@@ -256,13 +285,17 @@ describe(`from docker-compose to the rendered stack: ${postgresVersion()}, Synap
     }
   }, 300_000);
 
-  test('the README\'s tar line puts the media store where the rendered Synapse reads it', () => {
+  test("the README's tar line puts the media store where the rendered Synapse reads it", () => {
     // RUNBOOK.copyMedia: packed in the working folder, unpacked inside the Synapse container into /media (its media volume).
     newMedia = tempDir('media-volume');
     const [tarCmd, ...packArgs] = argv(RUNBOOK.copyMedia.local);
     const archive = execFileSync(tarCmd, packArgs, { cwd: work, maxBuffer: 1 << 30 });
     const [, ...unpackArgs] = argv(RUNBOOK.copyMedia.runs);
-    execFileSync(tarCmd, unpackArgs.map((a) => (a === SYNAPSE_MEDIA_DIR ? newMedia : a)), { input: archive }); // paths
+    execFileSync(
+      tarCmd,
+      unpackArgs.map((a) => (a === SYNAPSE_MEDIA_DIR ? newMedia : a)),
+      { input: archive },
+    ); // paths
     // The rendered homeserver.yaml keeps media at the media volume's mount: the layout under it is the old one.
     const hs = yaml.load(find(newManifests, 'ConfigMap', 'synapse-config').data['homeserver.yaml']) as any;
     expect(hs.media_store_path).toBe(SYNAPSE_MEDIA_DIR);
@@ -279,7 +312,10 @@ describe(`from docker-compose to the rendered stack: ${postgresVersion()}, Synap
     const auth = { Authorization: `Bearer ${token}` };
     expect((await httpJson(`${base}/_matrix/client/v3/joined_rooms`, { headers: auth })).body.joined_rooms).toEqual([before.roomId]);
     const messages = await httpJson(`${base}/_matrix/client/v3/rooms/${encodeURIComponent(before.roomId!)}/messages?dir=b&limit=100`, { headers: auth });
-    const bodies = messages.body.chunk.filter((e: any) => e.type === 'm.room.message').map((e: any) => e.content.body).reverse();
+    const bodies = messages.body.chunk
+      .filter((e: any) => e.type === 'm.room.message')
+      .map((e: any) => e.content.body)
+      .reverse();
     expect(bodies).toEqual(before.messages);
     // The media, byte for byte, from the copied store.
     for (const m of before.media) {
@@ -294,7 +330,9 @@ describe(`from docker-compose to the rendered stack: ${postgresVersion()}, Synap
     expect(keys.body.verify_keys).toEqual(before.verifyKeys);
     // And it keeps working: a new message in the old room.
     const sent = await httpJson(`${base}/_matrix/client/v3/rooms/${encodeURIComponent(before.roomId!)}/send/m.room.message/after`, {
-      method: 'PUT', headers: { ...auth, 'Content-Type': 'application/json' }, body: JSON.stringify({ msgtype: 'm.text', body: 'after the move' }),
+      method: 'PUT',
+      headers: { ...auth, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ msgtype: 'm.text', body: 'after the move' }),
     });
     expect(sent.status).toBe(200);
   }, 300_000);

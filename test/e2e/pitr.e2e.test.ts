@@ -10,8 +10,23 @@
 import * as fs from 'fs';
 import { sleep, tempDir } from './harness';
 import {
-  BarmanBackup, barman, barmanArgs, backupList, BarmanSettings, ClusterSettings, createBucket, firstBytes, initPrimary, listObjects,
-  ObjectStoreServer, PgInstance, renderedCluster, restoreInstance, startMinio, switchAndArchive, walKey,
+  BarmanBackup,
+  barman,
+  barmanArgs,
+  backupList,
+  BarmanSettings,
+  ClusterSettings,
+  createBucket,
+  firstBytes,
+  initPrimary,
+  listObjects,
+  ObjectStoreServer,
+  PgInstance,
+  renderedCluster,
+  restoreInstance,
+  startMinio,
+  switchAndArchive,
+  walKey,
 } from './pitr';
 
 let dir: string;
@@ -34,7 +49,11 @@ const BATCHES = { beforeBackup: [1, 2, 3], beforeTarget: [4, 5, 6], afterTarget:
 /** One transaction per row, so each has its own commit record for recovery to stop at. */
 function writeRows(ids: number[]): void {
   const { database, owner } = origin.initdb!;
-  primary!.psql(ids.map((id) => `INSERT INTO pitr_rows (id) VALUES (${id})`), database, owner);
+  primary!.psql(
+    ids.map((id) => `INSERT INTO pitr_rows (id) VALUES (${id})`),
+    database,
+    owner,
+  );
 }
 
 function rowIds(pg: PgInstance): number[] {
@@ -109,8 +128,8 @@ async function recover(name: string, serverName: string, targetTime?: string): P
 
 const recoveredNames = ['postgres-r1', 'postgres-r2', 'postgres-r3'];
 
-describe('point-in-time recovery through the barman-cloud plugin\'s programs', () => {
-  test('WAL and the base backup are in the bucket, gzip-compressed, under the Cluster\'s server name', () => {
+describe("point-in-time recovery through the barman-cloud plugin's programs", () => {
+  test("WAL and the base backup are in the bucket, gzip-compressed, under the Cluster's server name", () => {
     expect(s.serverName).toBe('postgres');
     expect(backup.status).toBe('DONE');
     const keys = listObjects(store, s);

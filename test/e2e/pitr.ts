@@ -59,9 +59,7 @@ export interface ClusterSettings {
  * `serverName`, and recovering from an archive when `recovery` says so;
  * the rest is the default config.
  */
-export function renderedCluster(
-  endpointURL: string, opts: { serverName?: string; recovery?: { serverName: string; targetTime?: string } } = {},
-): ClusterSettings {
+export function renderedCluster(endpointURL: string, opts: { serverName?: string; recovery?: { serverName: string; targetTime?: string } } = {}): ClusterSettings {
   const backup = { destinationPath: 's3://kudo-backups/postgres', endpointURL, ...(opts.serverName !== undefined ? { serverName: opts.serverName } : {}) };
   const cloudnativePg = { backup, ...(opts.recovery !== undefined ? { recovery: opts.recovery } : {}) };
   return clusterSettings(rendered({ postgres: { mode: 'cloudnative-pg', cloudnativePg } }).manifests);
@@ -71,8 +69,9 @@ export function clusterSettings(ms: Manifest[]): ClusterSettings {
   const cluster = find(ms, 'Cluster', 'postgres');
   const plugin = (cluster.spec.plugins ?? []).find((p: any) => p.isWALArchiver === true);
   if (!plugin) throw new Error('Cluster postgres has no plugin with isWALArchiver: nothing would archive its WAL');
-  const schedules = ms.filter((m) => m.kind === 'ScheduledBackup' && m.spec.cluster.name === cluster.metadata.name
-    && m.spec.method === 'plugin' && m.spec.pluginConfiguration?.name === plugin.name);
+  const schedules = ms.filter(
+    (m) => m.kind === 'ScheduledBackup' && m.spec.cluster.name === cluster.metadata.name && m.spec.method === 'plugin' && m.spec.pluginConfiguration?.name === plugin.name,
+  );
   if (schedules.length !== 1) throw new Error(`expected one ScheduledBackup of Cluster postgres through ${plugin.name}, found ${schedules.length}`);
   const bootstrap = cluster.spec.bootstrap;
   let recovery: ClusterSettings['recovery'];
@@ -160,7 +159,8 @@ export async function startMinio(dir: string): Promise<ObjectStoreServer> {
   fs.mkdirSync(data, { recursive: true });
   // No web console (it would take a second port); HOME keeps MinIO's ~/.minio in the temp dir.
   const server = new Program('minio', pitrPrograms().minio, ['server', '--quiet', '--address', `127.0.0.1:${port}`, data], {
-    logDir: dir, env: { PATH: process.env.PATH, HOME: dir, MINIO_ROOT_USER: user, MINIO_ROOT_PASSWORD: password, MINIO_BROWSER: 'off' },
+    logDir: dir,
+    env: { PATH: process.env.PATH, HOME: dir, MINIO_ROOT_USER: user, MINIO_ROOT_PASSWORD: password, MINIO_BROWSER: 'off' },
   });
   const endpoint = `http://127.0.0.1:${port}`;
   try {
@@ -198,7 +198,9 @@ elif op == "wait":
 
 function s3(store: ObjectStoreServer, s: BarmanSettings, op: string, arg = ''): string {
   return execFileSync(path.join(pitrPrograms().barmanBin, 'python'), ['-c', S3_PY, op, s.endpointURL, s.bucket, arg], {
-    encoding: 'utf8', env: { PATH: process.env.PATH, HOME: '/nonexistent', ...store.env }, stdio: 'pipe',
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH, HOME: '/nonexistent', ...store.env },
+    stdio: 'pipe',
   }).trim();
 }
 
@@ -221,27 +223,29 @@ export function firstBytes(store: ObjectStoreServer, s: BarmanSettings, key: str
  * Starts watching for an object: `ready` settles once the watcher polls
  * (every 50 ms), `seen` with the wall-clock time (ms) it first found it.
  */
-export function watchObject(
-  store: ObjectStoreServer, s: BarmanSettings, key: string, timeoutMs = 300_000,
-): { ready: Promise<void>; seen: Promise<number> } {
+export function watchObject(store: ObjectStoreServer, s: BarmanSettings, key: string, timeoutMs = 300_000): { ready: Promise<void>; seen: Promise<number> } {
   const child = spawn(path.join(pitrPrograms().barmanBin, 'python'), ['-c', S3_PY, 'wait', s.endpointURL, s.bucket, key], {
-    env: { PATH: process.env.PATH, HOME: '/nonexistent', ...store.env }, stdio: ['ignore', 'pipe', 'inherit'], timeout: timeoutMs,
+    env: { PATH: process.env.PATH, HOME: '/nonexistent', ...store.env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+    timeout: timeoutMs,
   });
   let out = '';
   let onReady!: () => void;
   let onFail!: (e: Error) => void;
-  const ready = new Promise<void>((resolve, reject) => [onReady, onFail] = [resolve, reject]);
+  const ready = new Promise<void>((resolve, reject) => ([onReady, onFail] = [resolve, reject]));
   child.stdout.on('data', (d) => {
     out += d;
     if (out.startsWith('ready\n')) onReady();
   });
-  const seen = new Promise<number>((resolve, reject) => child.on('exit', (code, signal) => {
-    const t = Number(out.split('\n')[1]);
-    if (code === 0 && Number.isFinite(t)) return resolve(t * 1000);
-    const e = new Error(`watching ${key} failed (${signal ?? `exit ${code}`}): ${out}`);
-    onFail(e); // a no-op once ready
-    reject(e);
-  }));
+  const seen = new Promise<number>((resolve, reject) =>
+    child.on('exit', (code, signal) => {
+      const t = Number(out.split('\n')[1]);
+      if (code === 0 && Number.isFinite(t)) return resolve(t * 1000);
+      const e = new Error(`watching ${key} failed (${signal ?? `exit ${code}`}): ${out}`);
+      onFail(e); // a no-op once ready
+      reject(e);
+    }),
+  );
   // Callers await `ready` first; a failure before it must not also surface as an unhandled `seen`.
   seen.catch(() => undefined);
   return { ready, seen };
@@ -325,7 +329,12 @@ export interface PgInstance {
  * local clients here).
  */
 export async function startInstance(
-  name: string, c: ClusterSettings, store: ObjectStoreServer, dataDir: string, dir: string, settings: Record<string, string> = {},
+  name: string,
+  c: ClusterSettings,
+  store: ObjectStoreServer,
+  dataDir: string,
+  dir: string,
+  settings: Record<string, string> = {},
 ): Promise<PgInstance> {
   const bin = programs().pgBin;
   const port = await freePort();
@@ -335,10 +344,12 @@ export async function startInstance(
   const [cmd, ...args] = unprivileged(path.join(bin, 'postgres'), ['-D', dataDir, ...Object.entries(all).flatMap(([k, v]) => ['-c', `${k}=${v}`])]);
   const server = new Program(name, cmd, args, { logDir: dir, env: barmanEnv(store, dir) });
   const clientEnv = { PATH: process.env.PATH ?? '', LC_ALL: 'C.UTF-8', PGHOST: socketDir, PGPORT: String(port) };
-  const psql = (statements: string | string[], database = 'postgres', user = 'postgres') => execFileSync(path.join(bin, 'psql'), [
-    '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-U', user, '-d', database,
-    ...(Array.isArray(statements) ? statements : [statements]).flatMap((sql) => ['-c', sql]),
-  ], { encoding: 'utf8', env: clientEnv, stdio: 'pipe' }).trim();
+  const psql = (statements: string | string[], database = 'postgres', user = 'postgres') =>
+    execFileSync(
+      path.join(bin, 'psql'),
+      ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-U', user, '-d', database, ...(Array.isArray(statements) ? statements : [statements]).flatMap((sql) => ['-c', sql])],
+      { encoding: 'utf8', env: clientEnv, stdio: 'pipe' },
+    ).trim();
   try {
     // During recovery the server takes connections once consistent (hot_standby is on by default).
     await server.waitFor('the local socket', async () => psql('SELECT 1') === '1', 120_000);
@@ -364,7 +375,12 @@ export async function initPrimary(c: ClusterSettings, store: ObjectStoreServer, 
   if (i === undefined) throw new Error('the Cluster has no bootstrap.initdb');
   const dataDir = path.join(dir, 'primary-data');
   const [cmd, ...args] = unprivileged(path.join(programs().pgBin, 'initdb'), [
-    '-D', dataDir, '--username=postgres', `--encoding=${i.encoding}`, `--lc-collate=${i.localeCollate}`, `--lc-ctype=${i.localeCType}`,
+    '-D',
+    dataDir,
+    '--username=postgres',
+    `--encoding=${i.encoding}`,
+    `--lc-collate=${i.localeCollate}`,
+    `--lc-ctype=${i.localeCType}`,
   ]);
   execFileSync(cmd, args, { env: { PATH: process.env.PATH, LC_ALL: 'C.UTF-8' }, stdio: 'pipe' });
   checkEmptyArchive(store, c.archive, dir);
@@ -395,9 +411,7 @@ export async function switchAndArchive(pg: PgInstance, timeoutMs = 60_000): Prom
  * the source, then the server replays WAL from the source up to the target
  * and promotes itself, archiving its new history under its own server name.
  */
-export async function restoreInstance(
-  name: string, c: ClusterSettings, store: ObjectStoreServer, dir: string, backupId: string,
-): Promise<PgInstance> {
+export async function restoreInstance(name: string, c: ClusterSettings, store: ObjectStoreServer, dir: string, backupId: string): Promise<PgInstance> {
   if (c.recovery === undefined) throw new Error('the Cluster has no bootstrap.recovery');
   const dataDir = path.join(dir, `${name}-data`);
   // A new directory (mkdirSync fails on an existing one), so nothing of the lost primary is in it.

@@ -23,18 +23,28 @@ const IGNORED_TESTS: Record<string, string> = {
 
 /** Findings we accept, as [object pattern, message pattern, reason]. */
 const EXCEPTIONS: [RegExp, RegExp, string][] = [
-  [/^acme-http01-solver\/kudo NetworkPolicy$/, /selector doesn't match any pods/,
-    "cert-manager creates the HTTP-01 solver pods it selects only while a certificate is being issued."],
-  [/^(livekit|coturn)\/kudo-media (Deployment|DaemonSet)$/, /does not have a matching NetworkPolicy/,
-    'Host-network pods: NetworkPolicies do not apply to them; the firewall decides (README, Networking).'],
-  [/^coturn\/kudo-media DaemonSet$/, /same readiness and liveness probe/,
-    'coturn has no health endpoint; both probes check its TCP listener. No Service routes to it, so readiness only paces rollouts.'],
-  [/^synapse\/kudo Deployment$/, /same readiness and liveness probe/,
-    "Synapse fails by hanging; /health answers from its event loop, so it is the right check for both (liveness waits 4 periods)."],
-  [/^synapse\/kudo Deployment$/, /few replicas|update strategy/,
-    'One Synapse process with a ReadWriteOnce media volume, so one replica and Recreate (README, Design notes).'],
-  [/^livekit\/kudo-media Deployment$/, /few replicas/,
-    'One node in the small profile; set livekit.replicas to the number of media nodes.'],
+  [
+    /^acme-http01-solver\/kudo NetworkPolicy$/,
+    /selector doesn't match any pods/,
+    'cert-manager creates the HTTP-01 solver pods it selects only while a certificate is being issued.',
+  ],
+  [
+    /^(livekit|coturn)\/kudo-media (Deployment|DaemonSet)$/,
+    /does not have a matching NetworkPolicy/,
+    'Host-network pods: NetworkPolicies do not apply to them; the firewall decides (README, Networking).',
+  ],
+  [
+    /^coturn\/kudo-media DaemonSet$/,
+    /same readiness and liveness probe/,
+    'coturn has no health endpoint; both probes check its TCP listener. No Service routes to it, so readiness only paces rollouts.',
+  ],
+  [
+    /^synapse\/kudo Deployment$/,
+    /same readiness and liveness probe/,
+    'Synapse fails by hanging; /health answers from its event loop, so it is the right check for both (liveness waits 4 periods).',
+  ],
+  [/^synapse\/kudo Deployment$/, /few replicas|update strategy/, 'One Synapse process with a ReadWriteOnce media volume, so one replica and Recreate (README, Design notes).'],
+  [/^livekit\/kudo-media Deployment$/, /few replicas/, 'One node in the small profile; set livekit.replicas to the number of media nodes.'],
 ];
 
 describe(`kube-score ${KUBE_SCORE_VERSION} over the rendered manifests`, () => {
@@ -42,15 +52,17 @@ describe(`kube-score ${KUBE_SCORE_VERSION} over the rendered manifests`, () => {
   const { manifests } = rendered();
   const file = path.join(dir, 'all.yaml');
   fs.writeFileSync(file, manifests.map((m) => yaml.dump(m)).join('---\n'));
-  const args = ['score', '--output-format', 'ci', '--enable-optional-test', 'container-seccomp-profile',
-    ...Object.keys(IGNORED_TESTS).flatMap((t) => ['--ignore-test', t]), file];
+  const args = ['score', '--output-format', 'ci', '--enable-optional-test', 'container-seccomp-profile', ...Object.keys(IGNORED_TESTS).flatMap((t) => ['--ignore-test', t]), file];
   const run = spawnSync(programs().kubeScore, args, { encoding: 'utf8' });
   // "[CRITICAL] name/namespace group/version/Kind: (container) message"
-  const findings = run.stdout.split('\n').filter((l) => /^\[(CRITICAL|WARNING)\]/.test(l)).map((l) => {
-    const m = /^\[(\w+)\] ([^ ]+) (?:[^ ]+\/)?([A-Za-z]+): (.*)$/.exec(l);
-    if (!m) throw new Error(`unexpected kube-score line: ${l}`);
-    return { level: m[1], object: `${m[2]} ${m[3]}`, message: m[4] };
-  });
+  const findings = run.stdout
+    .split('\n')
+    .filter((l) => /^\[(CRITICAL|WARNING)\]/.test(l))
+    .map((l) => {
+      const m = /^\[(\w+)\] ([^ ]+) (?:[^ ]+\/)?([A-Za-z]+): (.*)$/.exec(l);
+      if (!m) throw new Error(`unexpected kube-score line: ${l}`);
+      return { level: m[1], object: `${m[2]} ${m[3]}`, message: m[4] };
+    });
 
   test('it ran and scored every object', () => {
     expect(run.stderr).toBe('');
@@ -70,7 +82,9 @@ describe(`kube-score ${KUBE_SCORE_VERSION} over the rendered manifests`, () => {
 
   test('the checker can fail: a privileged container without limits is reported', () => {
     const bad = {
-      apiVersion: 'v1', kind: 'Pod', metadata: { name: 'bad', namespace: 'kudo' },
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'bad', namespace: 'kudo' },
       spec: { containers: [{ name: 'c', image: 'busybox:1.37', securityContext: { privileged: true } }] },
     };
     const badFile = path.join(dir, 'bad.yaml');
@@ -100,16 +114,23 @@ const CHECKOV_SKIPPED: Record<string, string> = {
 /** Findings we accept: which check, on which objects ("Kind.namespace.name"), in which renders, and why. */
 const CHECKOV_EXCEPTIONS: { check: string; resource: RegExp; renders: RegExp; reason: string }[] = [
   {
-    check: 'CKV_K8S_19', resource: /^(Deployment\.kudo-media\.livekit|DaemonSet\.kudo-media\.coturn)$/, renders: /./,
+    check: 'CKV_K8S_19',
+    resource: /^(Deployment\.kudo-media\.livekit|DaemonSet\.kudo-media\.coturn)$/,
+    renders: /./,
     reason: 'LiveKit and coturn run on the host network (media ports, real client addresses), in the privileged namespace kudo-media (README, Networking).',
   },
   {
-    check: 'CKV_K8S_25', resource: /^DaemonSet\.kudo-media\.coturn$/, renders: /./,
-    reason: 'coturn keeps exactly NET_BIND_SERVICE in its bounding set: its image\'s turnserver carries that file capability and the '
-      + 'kernel refuses to exec it otherwise. Under no_new_privs it is never raised (charts/coturn.ts coturnSecurityContext; test/e2e/coturn).',
+    check: 'CKV_K8S_25',
+    resource: /^DaemonSet\.kudo-media\.coturn$/,
+    renders: /./,
+    reason:
+      "coturn keeps exactly NET_BIND_SERVICE in its bounding set: its image's turnserver carries that file capability and the " +
+      'kernel refuses to exec it otherwise. Under no_new_privs it is never raised (charts/coturn.ts coturnSecurityContext; test/e2e/coturn).',
   },
   {
-    check: 'CKV_K8S_43', resource: /^(CronJob|DaemonSet|Deployment|Job|StatefulSet)\./, renders: /^dist\/$/,
+    check: 'CKV_K8S_43',
+    resource: /^(CronJob|DaemonSet|Deployment|Job|StatefulSet)\./,
+    renders: /^dist\/$/,
     reason: 'Images are pinned by tag by default; `image.digest` pins one by digest. The every-option render sets a digest on every image and has no such finding.',
   },
 ];
@@ -124,7 +145,9 @@ const EVERY_OPTION = {
   synapse: { media: { className: 'fast' }, image: { digest: DIGEST }, workers: { router: { digest: DIGEST } } },
   redis: { image: { digest: DIGEST } },
   livekit: {
-    replicas: 3, nodeSelector: { 'kudo/media': 'true' }, image: { digest: DIGEST },
+    replicas: 3,
+    nodeSelector: { 'kudo/media': 'true' },
+    image: { digest: DIGEST },
     rtc: { udpPort: 7882, nodeAddress: 'stun', stunServers: ['stun.example.org:3478'] },
   },
   coturn: { publicIp: '203.0.113.10', image: { digest: DIGEST } },
@@ -137,18 +160,36 @@ const EVERY_OPTION = {
   monitoring: { enabled: true, postgresExporter: { digest: DIGEST }, redisExporter: { digest: DIGEST } },
 };
 
-interface CheckovResult { check_id: string; check_name: string; resource: string }
+interface CheckovResult {
+  check_id: string;
+  check_name: string;
+  resource: string;
+}
 
 /** checkov over a folder of manifests, with no network (it would ask its vendor's API and PyPI otherwise). */
 function checkov(dir: string): { passed: CheckovResult[]; failed: CheckovResult[]; parsingErrors: number; stderr: string } {
-  const args = ['--net', CHECKOV, '-d', dir, '--framework', 'kubernetes', '--skip-download', '--compact', '-o', 'json',
-    ...Object.keys(CHECKOV_SKIPPED).flatMap((c) => ['--skip-check', c])];
+  const args = [
+    '--net',
+    CHECKOV,
+    '-d',
+    dir,
+    '--framework',
+    'kubernetes',
+    '--skip-download',
+    '--compact',
+    '-o',
+    'json',
+    ...Object.keys(CHECKOV_SKIPPED).flatMap((c) => ['--skip-check', c]),
+  ];
   const run = spawnSync('unshare', args, { encoding: 'utf8', maxBuffer: 64 * 2 ** 20, env: { PATH: process.env.PATH, HOME: tempDir('checkov-home') } });
   // Exit 1 means "something failed"; anything else is checkov's own trouble.
   if (![0, 1].includes(run.status!)) throw new Error(`checkov exited ${run.status}: ${run.stderr}`);
   const report = JSON.parse(run.stdout);
   return {
-    passed: report.results.passed_checks, failed: report.results.failed_checks, parsingErrors: report.summary.parsing_errors, stderr: run.stderr,
+    passed: report.results.passed_checks,
+    failed: report.results.failed_checks,
+    parsingErrors: report.summary.parsing_errors,
+    stderr: run.stderr,
   };
 }
 
@@ -159,9 +200,14 @@ describe(`checkov ${CHECKOV_VERSION} (all its Kubernetes checks) over dist/ and 
   const every = rendered(EVERY_OPTION).manifests;
   fs.writeFileSync(path.join(everyDir, 'all.yaml'), every.map((m) => yaml.dump(m)).join('---\n'));
   const distDir = path.join(ROOT, 'dist');
-  const dist = fs.readdirSync(distDir).filter((f) => f.endsWith('.yaml'))
+  const dist = fs
+    .readdirSync(distDir)
+    .filter((f) => f.endsWith('.yaml'))
     .flatMap((f) => yaml.loadAll(fs.readFileSync(path.join(distDir, f), 'utf8')) as Manifest[]);
-  const renders: [string, string, Manifest[]][] = [['dist/', distDir, dist], ['every option', everyDir, every]];
+  const renders: [string, string, Manifest[]][] = [
+    ['dist/', distDir, dist],
+    ['every option', everyDir, every],
+  ];
   const runs = renders.map(([name, dir, manifests]) => ({ name, manifests, ...checkov(dir) }));
   const findings = runs.flatMap((r) => r.failed.map((f) => ({ render: r.name, check: f.check_id, name: f.check_name, resource: f.resource })));
   const excepted = (f: (typeof findings)[0]) => CHECKOV_EXCEPTIONS.some((e) => e.check === f.check && e.resource.test(f.resource) && e.renders.test(f.render));
@@ -190,10 +236,12 @@ describe(`checkov ${CHECKOV_VERSION} (all its Kubernetes checks) over dist/ and 
   });
 
   test('the every-option render really sets a digest on every container image', () => {
-    const images = every.filter((m) => WORKLOAD_KINDS.includes(m.kind)).flatMap((m) => {
-      const spec = m.kind === 'CronJob' ? m.spec.jobTemplate.spec.template.spec : m.spec.template.spec;
-      return [...spec.containers, ...(spec.initContainers ?? [])].map((c: any) => c.image as string);
-    });
+    const images = every
+      .filter((m) => WORKLOAD_KINDS.includes(m.kind))
+      .flatMap((m) => {
+        const spec = m.kind === 'CronJob' ? m.spec.jobTemplate.spec.template.spec : m.spec.template.spec;
+        return [...spec.containers, ...(spec.initContainers ?? [])].map((c: any) => c.image as string);
+      });
     expect(images.length).toBeGreaterThan(10);
     expect(images.filter((i) => !i.endsWith(`@${DIGEST}`))).toEqual([]);
   });
@@ -201,21 +249,32 @@ describe(`checkov ${CHECKOV_VERSION} (all its Kubernetes checks) over dist/ and 
   test('the checker can fail: a root, host-network Job with a token and a secret in its environment is reported', () => {
     const dir = tempDir('checkov-bad');
     const bad = {
-      apiVersion: 'batch/v1', kind: 'Job', metadata: { name: 'bad', namespace: 'kudo' },
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name: 'bad', namespace: 'kudo' },
       spec: {
         template: {
           spec: {
-            hostNetwork: true, restartPolicy: 'Never',
-            containers: [{
-              name: 'c', image: 'busybox:1.37', securityContext: { privileged: true },
-              env: [{ name: 'ADMIN_PASSWORD', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } }],
-            }],
+            hostNetwork: true,
+            restartPolicy: 'Never',
+            containers: [
+              {
+                name: 'c',
+                image: 'busybox:1.37',
+                securityContext: { privileged: true },
+                env: [{ name: 'ADMIN_PASSWORD', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } }],
+              },
+            ],
           },
         },
       },
     };
     fs.writeFileSync(path.join(dir, 'bad.yaml'), yaml.dump(bad));
-    const failed = new Set(checkov(dir).failed.filter((f) => f.resource === 'Job.kudo.bad').map((f) => f.check_id));
+    const failed = new Set(
+      checkov(dir)
+        .failed.filter((f) => f.resource === 'Job.kudo.bad')
+        .map((f) => f.check_id),
+    );
     for (const id of ['CKV_K8S_16', 'CKV_K8S_19', 'CKV_K8S_35', 'CKV_K8S_38', 'CKV_K8S_43']) expect([id, failed.has(id)]).toEqual([id, true]);
   });
 });

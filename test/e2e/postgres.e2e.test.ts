@@ -46,9 +46,12 @@ describe(`${postgresVersion()}`, () => {
 
   test('from another pod the role needs the generated password', () => {
     expect(pg.adminPsql(`SELECT left(rolpassword, 14) FROM pg_authid WHERE rolname = '${pg.user}'`)).toBe('SCRAM-SHA-256$');
-    expect(() => execFileSync(path.join(programs().pgBin, 'psql'), ['-h', pg.host, '-p', String(pg.port), '-U', pg.user, '-d', pg.database, '-c', 'SELECT 1'], {
-      env: { PATH: process.env.PATH, PGPASSWORD: 'wrong' }, stdio: 'pipe',
-    })).toThrow(/password authentication failed/);
+    expect(() =>
+      execFileSync(path.join(programs().pgBin, 'psql'), ['-h', pg.host, '-p', String(pg.port), '-U', pg.user, '-d', pg.database, '-c', 'SELECT 1'], {
+        env: { PATH: process.env.PATH, PGPASSWORD: 'wrong' },
+        stdio: 'pipe',
+      }),
+    ).toThrow(/password authentication failed/);
   });
 
   test('the rendered pg_isready probe passes against it', () => {

@@ -14,9 +14,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { KudoConfig } from '../../charts/config';
-import {
-  container, find, freePort, Manifest, PodNetwork, Program, programs, secretVolumeFiles, sleep, tempDir, writeSecretFiles,
-} from './harness';
+import { container, find, freePort, Manifest, PodNetwork, Program, programs, secretVolumeFiles, sleep, tempDir, writeSecretFiles } from './harness';
 
 export interface RunningPostgres {
   /** The pod's address: where Synapse and other clients connect. */
@@ -68,7 +66,11 @@ export async function startPostgres(ms: Manifest[], config: KudoConfig, values: 
   const pwfile = path.join(dir, 'pwfile');
   fs.writeFileSync(pwfile, `${fs.readFileSync(fromSecrets(env.POSTGRES_PASSWORD_FILE), 'utf8')}\n`, { mode: 0o644 });
   const [init, ...initArgs] = unprivileged(path.join(bin, 'initdb'), [
-    `--username=${env.POSTGRES_USER}`, `--pwfile=${pwfile}`, ...env.POSTGRES_INITDB_ARGS.split(' '), '-D', dataDir,
+    `--username=${env.POSTGRES_USER}`,
+    `--pwfile=${pwfile}`,
+    ...env.POSTGRES_INITDB_ARGS.split(' '),
+    '-D',
+    dataDir,
   ]);
   execFileSync(init, initArgs, { env: childEnv, stdio: 'pipe' });
   // 2. The entrypoint's pg_hba.conf addition: password logins from anywhere.
@@ -79,22 +81,35 @@ export async function startPostgres(ms: Manifest[], config: KudoConfig, values: 
   if (args[0] !== 'postgres') throw new Error(`unexpected postgres args ${JSON.stringify(args)}`);
   const port = await freePort();
   const network = new PodNetwork();
-  const [cmd, full] = network.wrap('unshare', unprivileged(path.join(bin, 'postgres'), [
-    '-D', dataDir, ...args.slice(1),
-    '-c', `port=${port}`, // ports
-    '-c', `unix_socket_directories=${socketDir}`, // paths
-  ]).slice(1));
+  const [cmd, full] = network.wrap(
+    'unshare',
+    unprivileged(path.join(bin, 'postgres'), [
+      '-D',
+      dataDir,
+      ...args.slice(1),
+      '-c',
+      `port=${port}`, // ports
+      '-c',
+      `unix_socket_directories=${socketDir}`, // paths
+    ]).slice(1),
+  );
   const server = new Program('postgres', cmd, full, { logDir: dir, env: childEnv });
 
   const user = env.SYNAPSE_DB_USER;
-  const psql = (sql: string, database = env.SYNAPSE_DB_NAME) => execFileSync(path.join(bin, 'psql'), [
-    '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', network.podAddress, '-p', String(port), '-U', user, '-d', database, '-c', sql,
-  ], { encoding: 'utf8', env: { PATH: process.env.PATH, PGPASSWORD: password }, stdio: 'pipe' }).trim();
+  const psql = (sql: string, database = env.SYNAPSE_DB_NAME) =>
+    execFileSync(path.join(bin, 'psql'), ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', network.podAddress, '-p', String(port), '-U', user, '-d', database, '-c', sql], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, PGPASSWORD: password },
+      stdio: 'pipe',
+    }).trim();
   // A unix socket is a file: reachable from outside the pod's network namespace, as from inside the pod.
   const socketEnv = { ...childEnv, PGHOST: socketDir, PGPORT: String(port) };
-  const adminPsql = (sql: string) => execFileSync(path.join(bin, 'psql'), [
-    '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-U', env.POSTGRES_USER, '-d', 'postgres', '-c', sql,
-  ], { encoding: 'utf8', env: socketEnv, stdio: 'pipe' }).trim();
+  const adminPsql = (sql: string) =>
+    execFileSync(path.join(bin, 'psql'), ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-U', env.POSTGRES_USER, '-d', 'postgres', '-c', sql], {
+      encoding: 'utf8',
+      env: socketEnv,
+      stdio: 'pipe',
+    }).trim();
 
   try {
     await server.waitFor('the local socket', async () => adminPsql('SELECT 1') === '1', 60_000);

@@ -6,8 +6,23 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { KudoConfig } from '../../charts/config';
 import {
-  configMapFile, container, find, freePort, hostPath, Manifest, mountDirs, PodNetwork, podSpec, Program, programs, replaceLine, rewriteScriptPaths,
-  secretVolumeFiles, tcpOpen, tempDir, writeSecretFiles,
+  configMapFile,
+  container,
+  find,
+  freePort,
+  hostPath,
+  Manifest,
+  mountDirs,
+  PodNetwork,
+  podSpec,
+  Program,
+  programs,
+  replaceLine,
+  rewriteScriptPaths,
+  secretVolumeFiles,
+  tcpOpen,
+  tempDir,
+  writeSecretFiles,
 } from './harness';
 import { ImageSandbox, shareWithPod } from './image';
 

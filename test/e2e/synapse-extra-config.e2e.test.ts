@@ -40,9 +40,9 @@ class FakeSmtp {
         }
         const verb = line.split(' ')[0].toUpperCase();
         if (verb === 'EHLO' || verb === 'HELO') reply('250 fake-smtp');
-        else if (verb === 'MAIL') (mail.from = line.slice(10), reply('250 ok'));
+        else if (verb === 'MAIL') ((mail.from = line.slice(10)), reply('250 ok'));
         else if (verb === 'RCPT') (mail.to.push(line.slice(8)), reply('250 ok'));
-        else if (verb === 'DATA') (inData = true, reply('354 go on'));
+        else if (verb === 'DATA') ((inData = true), reply('354 go on'));
         else if (verb === 'QUIT') (reply('221 bye'), socket.end());
         else reply('250 ok');
       }
@@ -83,10 +83,12 @@ class FakeTokenEndpoint {
 /** A GET with the headers as given (fetch replaces Host), not following redirects. */
 function get(url: string, headers: Record<string, string>): Promise<{ status: number; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
-    http.get(url, { headers }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers }));
-    }).on('error', reject);
+    http
+      .get(url, { headers }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers }));
+      })
+      .on('error', reject);
   });
 }
 
@@ -106,15 +108,30 @@ beforeAll(async () => {
       extraConfig: {
         rc_login: { address: { per_second: 0.001, burst_count: 2 } },
         email: {
-          smtp_host: '127.0.0.1', smtp_port: smtpPort, enable_tls: false, require_transport_security: false,
-          notif_from: 'Kudo <noreply@example.com>', app_name: 'Kudo',
+          smtp_host: '127.0.0.1',
+          smtp_port: smtpPort,
+          enable_tls: false,
+          require_transport_security: false,
+          notif_from: 'Kudo <noreply@example.com>',
+          app_name: 'Kudo',
         },
-        oidc_providers: [{
-          idp_id: 'kudo', idp_name: 'Kudo SSO', issuer: `${idpUrl}/`, discover: false, skip_verification: true,
-          authorization_endpoint: `${idpUrl}/authorize`, token_endpoint: `${idpUrl}/token`, userinfo_endpoint: `${idpUrl}/userinfo`,
-          client_id: 'synapse', client_secret_path: '/secrets/extra/oidc_client_secret', scopes: ['profile'], user_profile_method: 'userinfo_endpoint',
-          user_mapping_provider: { config: { localpart_template: '{{ user.preferred_username }}' } },
-        }],
+        oidc_providers: [
+          {
+            idp_id: 'kudo',
+            idp_name: 'Kudo SSO',
+            issuer: `${idpUrl}/`,
+            discover: false,
+            skip_verification: true,
+            authorization_endpoint: `${idpUrl}/authorize`,
+            token_endpoint: `${idpUrl}/token`,
+            userinfo_endpoint: `${idpUrl}/userinfo`,
+            client_id: 'synapse',
+            client_secret_path: '/secrets/extra/oidc_client_secret',
+            scopes: ['profile'],
+            user_profile_method: 'userinfo_endpoint',
+            user_mapping_provider: { config: { localpart_template: '{{ user.preferred_username }}' } },
+          },
+        ],
       },
       extraSecretFiles: [{ secret: 'kudo-sso', key: 'client_secret', file: 'oidc_client_secret' }],
     },
@@ -131,20 +148,24 @@ afterAll(async () => {
   await idp.stop();
 });
 
-test('the rendered pod mounts the operator\'s Secret where the setting points', () => {
+test("the rendered pod mounts the operator's Secret where the setting points", () => {
   const deploy = find(setup.manifests, 'Deployment', 'synapse');
-  const source = podSpec(deploy).volumes.find((v: any) => v.name === 'secrets').projected.sources.find((s: any) => s.secret.name === 'kudo-sso');
+  const source = podSpec(deploy)
+    .volumes.find((v: any) => v.name === 'secrets')
+    .projected.sources.find((s: any) => s.secret.name === 'kudo-sso');
   expect(source.secret.items).toEqual([{ key: 'client_secret', path: 'extra/oidc_client_secret' }]);
   expect(container(deploy, 'synapse').volumeMounts).toContainEqual({ name: 'secrets', mountPath: '/secrets', readOnly: true });
   const hs = yaml.load(configMapFile(setup.manifests, 'synapse-config', 'homeserver.yaml')) as any;
   expect(hs.oidc_providers[0].client_secret_path).toBe('/secrets/extra/oidc_client_secret');
 });
 
-test('the login rate limit is the configured one: the third attempt from one address is refused (Synapse\'s default allows five)', async () => {
-  const attempt = () => httpJson(`${synapse.base}/_matrix/client/v3/login`, {
-    method: 'POST', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user: 'nobody' }, password: 'wrong' }),
-  });
+test("the login rate limit is the configured one: the third attempt from one address is refused (Synapse's default allows five)", async () => {
+  const attempt = () =>
+    httpJson(`${synapse.base}/_matrix/client/v3/login`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user: 'nobody' }, password: 'wrong' }),
+    });
   expect((await attempt()).status).toBe(403);
   expect((await attempt()).status).toBe(403);
   const third = await attempt();
@@ -177,12 +198,14 @@ test('email: a validation mail goes through the configured SMTP server, from the
   const nonce = (await httpJson(`${synapse.base}/_synapse/admin/v1/register`)).body.nonce;
   const mac = createHmac('sha1', secrets.registrationSharedSecret).update(`${nonce}\0mailuser\0correct horse\0notadmin`).digest('hex');
   const registered = await httpJson(`${synapse.base}/_synapse/admin/v1/register`, {
-    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ nonce, username: 'mailuser', password: 'correct horse', admin: false, mac }),
   });
   expect(registered.status).toBe(200);
   const request = await httpJson(`${synapse.base}/_matrix/client/v3/account/3pid/email/requestToken`, {
-    method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${registered.body.access_token}` },
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${registered.body.access_token}` },
     body: JSON.stringify({ client_secret: 'abc123', email: 'mailuser@example.org', send_attempt: 1 }),
   });
   expect(request.status).toBe(200);

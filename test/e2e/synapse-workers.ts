@@ -15,9 +15,7 @@ import * as path from 'path';
 import * as yaml from 'js-yaml';
 import type { KudoConfig } from '../../charts/config';
 import { WORKER_TYPES, WorkerTypeName } from '../../charts/synapse-workers';
-import {
-  configMapFile, container, find, freePort, Manifest, podSpec, Program, programs, rewritePaths, secretVolumeFiles, tcpOpen, tempDir, writeSecretFiles,
-} from './harness';
+import { configMapFile, container, find, freePort, Manifest, podSpec, Program, programs, rewritePaths, secretVolumeFiles, tcpOpen, tempDir, writeSecretFiles } from './harness';
 import { ImageSandbox, shareWithPod } from './image';
 import type { RunningPostgres } from './postgres';
 
@@ -89,7 +87,11 @@ function sharedHomeserver(ms: Manifest[], processes: PlannedProcess[], d: { conf
   if (http.type !== 'http' || metrics.type !== 'metrics' || replication.resources[0].names[0] !== 'replication') {
     throw new Error(`unexpected main listeners ${JSON.stringify(hs.listeners)}`);
   }
-  for (const [l, port] of [[http, main.ports.http], [metrics, main.ports.metrics], [replication, main.ports.replication]] as const) {
+  for (const [l, port] of [
+    [http, main.ports.http],
+    [metrics, main.ports.metrics],
+    [replication, main.ports.replication],
+  ] as const) {
     l.port = port;
     l.bind_addresses = [LOOPBACK];
   }
@@ -128,7 +130,11 @@ function workerFile(ms: Manifest[], p: PlannedProcess, configDir: string): any {
  * waited for on its /health.
  */
 export async function startSynapseProcesses(
-  ms: Manifest[], config: KudoConfig, secrets: Record<string, string>, pg: RunningPostgres, redisPort: number,
+  ms: Manifest[],
+  config: KudoConfig,
+  secrets: Record<string, string>,
+  pg: RunningPostgres,
+  redisPort: number,
 ): Promise<RunningSynapseProcesses> {
   const root = tempDir('synapse-workers');
   const mediaDir = path.join(root, 'media');
@@ -153,14 +159,22 @@ export async function startSynapseProcesses(
     // The init step as rendered: libpq's password file, and a worker's name.
     const init = container(p.workload, 'pgpass');
     const [initCmd, ...initArgs] = (init.command as string[]).map((a) => rewritePaths(a, pathMap));
-    execFileSync(initCmd, initArgs, { env: { PATH: process.env.PATH, WORKER_NAME: p.podName, ...Object.fromEntries((init.env ?? []).filter((e: any) => e.value !== undefined).map((e: any) => [e.name, e.value])) } });
+    execFileSync(initCmd, initArgs, {
+      env: { PATH: process.env.PATH, WORKER_NAME: p.podName, ...Object.fromEntries((init.env ?? []).filter((e: any) => e.value !== undefined).map((e: any) => [e.name, e.value])) },
+    });
 
     const main = container(p.workload, 'synapse');
     const [, ...args] = main.command as string[];
     const env = Object.fromEntries(main.env.map((e: any) => [e.name, rewritePaths(e.value, pathMap)]));
-    const program = new Program(p.podName, programs().synapsePython, args.map((a) => rewritePaths(a, pathMap)), {
-      logDir: root, env: { PATH: process.env.PATH, ...env },
-    });
+    const program = new Program(
+      p.podName,
+      programs().synapsePython,
+      args.map((a) => rewritePaths(a, pathMap)),
+      {
+        logDir: root,
+        env: { PATH: process.env.PATH, ...env },
+      },
+    );
     const running = { name: p.name, type: p.type, ports: p.ports, program };
     started.push(running);
     return running;
@@ -174,8 +188,9 @@ export async function startSynapseProcesses(
     const workers = planned.slice(1).map(launch);
     await Promise.all(workers.map(healthy));
     // A worker with a replication listener serves it too (the others reach it there).
-    await Promise.all(workers.filter((w) => (WORKER_TYPES[w.type as WorkerTypeName]).replication).map((w) =>
-      w.program.waitFor('the replication port', () => tcpOpen(w.ports.replication), 30_000)));
+    await Promise.all(
+      workers.filter((w) => WORKER_TYPES[w.type as WorkerTypeName].replication).map((w) => w.program.waitFor('the replication port', () => tcpOpen(w.ports.replication), 30_000)),
+    );
   } catch (e) {
     await stop();
     throw e;
@@ -183,7 +198,13 @@ export async function startSynapseProcesses(
   return { processes: started, mediaDir, stop };
 }
 
-export interface RouterLogEntry { backend: string; server: string; status: number; method: string; uri: string }
+export interface RouterLogEntry {
+  backend: string;
+  server: string;
+  status: number;
+  method: string;
+  uri: string;
+}
 
 export interface RunningRouter {
   readonly port: number;
@@ -237,8 +258,13 @@ export async function startRouter(ms: Manifest[], cfg: string, processes: readon
   const program = new Program(name, ...sandbox.wrap(command, args, {}, dir), { logDir: dir, env: { PATH: process.env.PATH } });
   await program.waitFor('/health on the status port', async () => (await fetch(`http://${LOOPBACK}:${statusPort}/health`)).status === 200, 30_000);
   const logLine = / synapse (\S+)\/(\S+) \S+ (\d{3}) .*"(\S+) (\S+) HTTP\/1\.1"\s*$/;
-  const requests = () => program.output().split('\n').map((l) => logLine.exec(l)).filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => ({ backend: m[1], server: m[2], status: Number(m[3]), method: m[4], uri: m[5] }));
+  const requests = () =>
+    program
+      .output()
+      .split('\n')
+      .map((l) => logLine.exec(l))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => ({ backend: m[1], server: m[2], status: Number(m[3]), method: m[4], uri: m[5] }));
   return {
     port,
     statusPort,

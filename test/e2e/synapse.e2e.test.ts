@@ -9,9 +9,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
 import { FakeKubeApi } from '../fake-kube-api';
-import {
-  configMapFile, container, find, freePort, generatedSecrets, httpJson, Program, programs, rendered, rewritePaths, writeSecretFiles,
-} from './harness';
+import { configMapFile, container, find, freePort, generatedSecrets, httpJson, Program, programs, rendered, rewritePaths, writeSecretFiles } from './harness';
 import { RunningPostgres, startPostgres } from './postgres';
 import { RunningSynapse, startSynapse, synapseVersion } from './synapse';
 
@@ -65,7 +63,10 @@ describe(`Synapse ${SYNAPSE_VERSION} with the rendered homeserver.yaml`, () => {
     const c = container(find(manifests, 'Deployment', 'matrix-well-known'), 'well-known');
     const port = await freePort();
     // paths + ports + bind.
-    const args = (c.command as string[]).slice(1).map((a) => rewritePaths(a, { '/srv/well-known': wkDir })).map((a) => (a === '8080' ? String(port) : a));
+    const args = (c.command as string[])
+      .slice(1)
+      .map((a) => rewritePaths(a, { '/srv/well-known': wkDir }))
+      .map((a) => (a === '8080' ? String(port) : a));
     const wk = new Program('well-known', python, args, { logDir: dir, env: { PATH: process.env.PATH, BIND_ADDRESS: '127.0.0.1' } });
     try {
       const url = `http://127.0.0.1:${port}`;
@@ -106,7 +107,8 @@ describe(`Synapse ${SYNAPSE_VERSION} with the rendered homeserver.yaml`, () => {
       fs.mkdirSync(scripts, { recursive: true });
       for (const f of ['kube.py', 'bootstrap_admin.py']) fs.writeFileSync(path.join(scripts, f), configMapFile(manifests, 'admin-bootstrap', f));
       writeSecretFiles(path.join(dir, 'bootstrap-secrets'), {
-        admin_password: secrets.adminPassword, registration_shared_secret: secrets.registrationSharedSecret,
+        admin_password: secrets.adminPassword,
+        registration_shared_secret: secrets.registrationSharedSecret,
       });
       const env: Record<string, string> = Object.fromEntries(c.env.map((e: any) => [e.name, e.value]));
       const p = new Program('bootstrap', python, [path.join(scripts, 'bootstrap_admin.py')], {
@@ -118,7 +120,9 @@ describe(`Synapse ${SYNAPSE_VERSION} with the rendered homeserver.yaml`, () => {
           SYNAPSE_URL: base, // hosts + ports
           ADMIN_PASSWORD_FILE: path.join(dir, 'bootstrap-secrets', 'admin_password'), // paths
           REGISTRATION_SECRET_FILE: path.join(dir, 'bootstrap-secrets', 'registration_shared_secret'), // paths
-          KUBE_API_URL: apiUrl, KUBE_TOKEN_FILE: '/nonexistent', KUBE_CA_FILE: '/nonexistent',
+          KUBE_API_URL: apiUrl,
+          KUBE_TOKEN_FILE: '/nonexistent',
+          KUBE_CA_FILE: '/nonexistent',
         },
       });
       const code = await p.exit(120_000);
@@ -168,10 +172,11 @@ describe(`Synapse ${SYNAPSE_VERSION} with the rendered homeserver.yaml`, () => {
       const nonce = (await httpJson(`${adminUrl}/_synapse/admin/v1/register`)).body.nonce;
       const localpart = `kudo-user-${Date.now()}`;
       const password = 'correct horse battery staple';
-      const mac = createHmac('sha1', env.MATRIX_REGISTRATION_SHARED_SECRET)
-        .update(`${nonce}\0${localpart}\0${password}\0notadmin`).digest('hex');
+      const mac = createHmac('sha1', env.MATRIX_REGISTRATION_SHARED_SECRET).update(`${nonce}\0${localpart}\0${password}\0notadmin`).digest('hex');
       const registered = await httpJson(`${adminUrl}/_synapse/admin/v1/register`, {
-        method: 'POST', headers: json, body: JSON.stringify({ nonce, username: localpart, password, admin: false, mac }),
+        method: 'POST',
+        headers: json,
+        body: JSON.stringify({ nonce, username: localpart, password, admin: false, mac }),
       });
       expect(registered.status).toBe(200);
       const userId = registered.body.user_id;
@@ -179,7 +184,9 @@ describe(`Synapse ${SYNAPSE_VERSION} with the rendered homeserver.yaml`, () => {
 
       // 2. A room made with the admin token, the user put into it through the admin API, and checked there.
       const room = await httpJson(`${adminUrl}/_matrix/client/v3/createRoom`, {
-        method: 'POST', headers: asAdmin, body: JSON.stringify({ name: 'provisioned by the app', preset: 'private_chat' }),
+        method: 'POST',
+        headers: asAdmin,
+        body: JSON.stringify({ name: 'provisioned by the app', preset: 'private_chat' }),
       });
       expect(room.status).toBe(200);
       const roomId = encodeURIComponent(room.body.room_id);
@@ -191,7 +198,9 @@ describe(`Synapse ${SYNAPSE_VERSION} with the rendered homeserver.yaml`, () => {
 
       // 3. The new user can log in with the password the app chose.
       const login = await httpJson(`${base}/_matrix/client/v3/login`, {
-        method: 'POST', headers: json, body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user: localpart }, password }),
+        method: 'POST',
+        headers: json,
+        body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user: localpart }, password }),
       });
       expect(login.status).toBe(200);
     });
@@ -229,7 +238,8 @@ describe(`Synapse ${SYNAPSE_VERSION} with the rendered homeserver.yaml`, () => {
 
     test('logs in and creates an encrypted room', async () => {
       const room = await httpJson(`${base}/_matrix/client/v3/createRoom`, {
-        method: 'POST', headers: auth(),
+        method: 'POST',
+        headers: auth(),
         body: JSON.stringify({ name: 'e2e', initial_state: [{ type: 'm.room.encryption', state_key: '', content: { algorithm: 'm.megolm.v1.aes-sha2' } }] }),
       });
       expect(room.status).toBe(200);
@@ -241,7 +251,9 @@ describe(`Synapse ${SYNAPSE_VERSION} with the rendered homeserver.yaml`, () => {
 
     test('uploads media into the media store', async () => {
       const up = await httpJson(`${base}/_matrix/media/v3/upload?filename=hello.txt`, {
-        method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'text/plain' }, body: 'hello from the e2e test',
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'text/plain' },
+        body: 'hello from the e2e test',
       });
       expect(up.status).toBe(200);
       const mediaId = up.body.content_uri.split('/').pop();

@@ -9,9 +9,7 @@ import * as path from 'path';
 import * as yaml from 'js-yaml';
 import type { KudoConfig } from '../../charts/config';
 import { SYNAPSE_SECRETS_DIR } from '../../charts/synapse';
-import {
-  configMapFile, container, find, freePort, Manifest, Program, programs, rewritePaths, secretVolumeFiles, tempDir, writeSecretFiles,
-} from './harness';
+import { configMapFile, container, find, freePort, Manifest, Program, programs, rewritePaths, secretVolumeFiles, tempDir, writeSecretFiles } from './harness';
 import { RunningPostgres } from './postgres';
 
 export interface RunningSynapse {
@@ -36,7 +34,10 @@ export type DatabaseTarget = Pick<RunningPostgres, 'host' | 'port'> | { readonly
 
 /** The rendered homeserver.yaml with the loopback rewrites; each change names its LOOPBACK_REWRITES kind. */
 function loopbackHomeserver(
-  rendered: any, pg: DatabaseTarget, d: { config: string; secrets: string; media: string; port: number; metricsPort: number }, pathMap: Record<string, string>,
+  rendered: any,
+  pg: DatabaseTarget,
+  d: { config: string; secrets: string; media: string; port: number; metricsPort: number },
+  pathMap: Record<string, string>,
 ): any {
   const hs = JSON.parse(JSON.stringify(rendered));
   // hosts + ports: PostgreSQL lives in its pod network namespace, or answers for its rendered name on loopback.
@@ -68,12 +69,22 @@ function loopbackHomeserver(
  * `mounts` maps further volumes' mount paths to folders (a database CA's, say).
  */
 export async function startSynapse(
-  ms: Manifest[], config: KudoConfig, secrets: Record<string, string>, pg: DatabaseTarget, mediaDir?: string, mounts: Record<string, string> = {},
+  ms: Manifest[],
+  config: KudoConfig,
+  secrets: Record<string, string>,
+  pg: DatabaseTarget,
+  mediaDir?: string,
+  mounts: Record<string, string> = {},
 ): Promise<RunningSynapse> {
   const dir = tempDir('synapse');
   const d = {
-    config: path.join(dir, 'config'), secrets: path.join(dir, 'secrets'), media: mediaDir ?? path.join(dir, 'media'),
-    db: path.join(dir, 'db'), run: path.join(dir, 'run'), port: await freePort(), metricsPort: await freePort(),
+    config: path.join(dir, 'config'),
+    secrets: path.join(dir, 'secrets'),
+    media: mediaDir ?? path.join(dir, 'media'),
+    db: path.join(dir, 'db'),
+    run: path.join(dir, 'run'),
+    port: await freePort(),
+    metricsPort: await freePort(),
   };
   for (const p of [d.config, d.media, d.run]) fs.mkdirSync(p, { recursive: true });
   // paths: the Secret volumes, as the pod sees them, filled as the manifest maps them.
@@ -98,9 +109,15 @@ export async function startSynapse(
   const main = container(deploy, 'synapse');
   const [, ...args] = main.command as string[];
   const env = Object.fromEntries(main.env.map((e: any) => [e.name, rewritePaths(e.value, pathMap)]));
-  const program = new Program('synapse', programs().synapsePython, args.map((a) => rewritePaths(a, pathMap)), {
-    logDir: dir, env: { PATH: process.env.PATH, ...env },
-  });
+  const program = new Program(
+    'synapse',
+    programs().synapsePython,
+    args.map((a) => rewritePaths(a, pathMap)),
+    {
+      logDir: dir,
+      env: { PATH: process.env.PATH, ...env },
+    },
+  );
   const base = `http://127.0.0.1:${d.port}`;
   await program.waitFor('/health', async () => (await fetch(`${base}/health`)).status === 200, 120_000);
   return { base, dir, mediaDir: d.media, homeserverFile, program, stop: () => program.stop() };

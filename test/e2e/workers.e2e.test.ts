@@ -19,8 +19,17 @@ import { RunningRouter, RunningSynapseProcesses, startRouter, startSynapseProces
 
 // One process of every worker type, and two synchrotrons (sync is sticky per user).
 const ONE_OF_EACH = {
-  clientReader: 1, synchrotron: 2, initialSynchrotron: 1, federationInbound: 1, federationReader: 1, federationSender: 1,
-  mediaRepository: 1, eventPersister: 1, eventCreator: 1, streamWriter: 1, background: 1,
+  clientReader: 1,
+  synchrotron: 2,
+  initialSynchrotron: 1,
+  federationInbound: 1,
+  federationReader: 1,
+  federationSender: 1,
+  mediaRepository: 1,
+  eventPersister: 1,
+  eventCreator: 1,
+  streamWriter: 1,
+  background: 1,
 };
 const { config, manifests } = rendered({ synapse: { workers: { enabled: true, replicas: ONE_OF_EACH } } });
 const REPLICAS = Object.fromEntries(WORKER_TYPE_NAMES.map((t) => [t, 1])) as Record<WorkerTypeName, number>;
@@ -69,7 +78,7 @@ test('every worker type runs as its own process, each with the name the shared c
   for (const p of synapse.processes) expect([p.name, p.program.running]).toEqual([p.name, true]);
 });
 
-describe('a client\'s journey through the router', () => {
+describe("a client's journey through the router", () => {
   const json = { 'Content-Type': 'application/json' };
   let auth: Record<string, string>;
   let userId: string;
@@ -82,11 +91,15 @@ describe('a client\'s journey through the router', () => {
     const password = 'correct horse battery staple';
     const mac = createHmac('sha1', secrets.registrationSharedSecret).update(`${nonce}\0alice\0${password}\0notadmin`).digest('hex');
     const reg = await httpJson(`${base}/_synapse/admin/v1/register`, {
-      method: 'POST', headers: json, body: JSON.stringify({ nonce, username: 'alice', password, admin: false, mac }),
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ nonce, username: 'alice', password, admin: false, mac }),
     });
     expect(reg.status).toBe(200);
     const login = await httpJson(`${base}/_matrix/client/v3/login`, {
-      method: 'POST', headers: json, body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user: 'alice' }, password }),
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user: 'alice' }, password }),
     });
     expect(login.status).toBe(200);
     aliceToken = login.body.access_token;
@@ -102,7 +115,9 @@ describe('a client\'s journey through the router', () => {
     const initial = await httpJson(`${base}/_matrix/client/v3/sync`, { headers: auth });
     expect(initial.status).toBe(200);
     const sent = await httpJson(`${base}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/w1`, {
-      method: 'PUT', headers: auth, body: JSON.stringify({ msgtype: 'm.text', body: 'through the event creator' }),
+      method: 'PUT',
+      headers: auth,
+      body: JSON.stringify({ msgtype: 'm.text', body: 'through the event creator' }),
     });
     expect(sent.status).toBe(200);
     eventId = sent.body.event_id;
@@ -116,7 +131,9 @@ describe('a client\'s journey through the router', () => {
 
   test('typing, device keys and push rules go to the stream writer; history to a client reader', async () => {
     const typing = await httpJson(`${base}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/typing/${encodeURIComponent(userId)}`, {
-      method: 'PUT', headers: auth, body: JSON.stringify({ typing: true, timeout: 5000 }),
+      method: 'PUT',
+      headers: auth,
+      body: JSON.stringify({ typing: true, timeout: 5000 }),
     });
     expect(typing.status).toBe(200);
     const keys = await httpJson(`${base}/_matrix/client/v3/keys/upload`, { method: 'POST', headers: auth, body: JSON.stringify({ one_time_keys: {} }) });
@@ -129,7 +146,9 @@ describe('a client\'s journey through the router', () => {
   test('media: upload and download through the media repository, the file on the shared media volume', async () => {
     const bytes = Buffer.from('kudo media through the media worker');
     const up = await httpJson(`${base}/_matrix/media/v3/upload?filename=note.txt`, {
-      method: 'POST', headers: { Authorization: auth.Authorization, 'Content-Type': 'text/plain' }, body: bytes,
+      method: 'POST',
+      headers: { Authorization: auth.Authorization, 'Content-Type': 'text/plain' },
+      body: bytes,
     });
     expect(up.status).toBe(200);
     const [, serverName, mediaId] = /^mxc:\/\/([^/]+)\/(.+)$/.exec(up.body.content_uri)!;
@@ -155,7 +174,9 @@ describe('a client\'s journey through the router', () => {
       const mac = createHmac('sha1', secrets.registrationSharedSecret).update(`${nonce}\0${user}\0${password}\0notadmin`).digest('hex');
       await httpJson(`${base}/_synapse/admin/v1/register`, { method: 'POST', headers: json, body: JSON.stringify({ nonce, username: user, password, admin: false, mac }) });
       const login = await httpJson(`${base}/_matrix/client/v3/login`, {
-        method: 'POST', headers: json, body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user }, password }),
+        method: 'POST',
+        headers: json,
+        body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user }, password }),
       });
       const headers = { Authorization: `Bearer ${login.body.access_token}` };
       let since = (await httpJson(`${base}/_matrix/client/v3/sync`, { headers })).body.next_batch;
@@ -170,24 +191,31 @@ describe('a client\'s journey through the router', () => {
     expect(new Set([...servers.values()].flatMap((s) => [...s])).size).toBe(2);
   });
 
-  test('each request was served by the process the path table assigns (the router\'s log)', async () => {
+  test("each request was served by the process the path table assigns (the router's log)", async () => {
     const logged = router.requests();
     // Every request of the journey above, as the router saw it (tests that ran sent 50 or so).
     expect(logged.length).toBeGreaterThan(40);
     // The journey above, as the router saw it: every family of the table met at least once.
-    expect(new Set(logged.map((r) => r.backend))).toEqual(new Set([
-      'main', 'client-reader', 'event-creator', 'initial-synchrotron', 'synchrotron', 'stream-writer', 'media-repository', 'federation-reader', 'federation-inbound',
-    ]));
+    expect(new Set(logged.map((r) => r.backend))).toEqual(
+      new Set(['main', 'client-reader', 'event-creator', 'initial-synchrotron', 'synchrotron', 'stream-writer', 'media-repository', 'federation-reader', 'federation-inbound']),
+    );
     expect(misrouted(logged)).toEqual([]);
     // And the processes agree: the synchrotrons' own logs have the long-polls, the main process's has none.
-    const log = (type: string) => synapse.processes.filter((p) => p.type === type).map((p) => p.program.output()).join('\n');
+    const log = (type: string) =>
+      synapse.processes
+        .filter((p) => p.type === type)
+        .map((p) => p.program.output())
+        .join('\n');
     expect(log('synchrotron')).toMatch(/GET \/_matrix\/client\/v3\/sync\?since=/);
     expect(log('main')).not.toMatch(/GET \/_matrix\/client\/v3\/sync/);
   });
 });
 
 test('negative control: a router without the synchrotron rule sends /sync to the main process, and the check says so', async () => {
-  const withoutSync = renderedCfg.split('\n').filter((l) => !/^ {2}use_backend synchrotron /.test(l)).join('\n');
+  const withoutSync = renderedCfg
+    .split('\n')
+    .filter((l) => !/^ {2}use_backend synchrotron /.test(l))
+    .join('\n');
   expect(withoutSync).not.toBe(renderedCfg);
   const wrong = await startRouter(manifests, withoutSync, synapse.processes, 'router-without-sync');
   try {

@@ -28,15 +28,18 @@ describe('install-lib.sh write_env_file', () => {
   /** A throwaway install script that sources install-lib.sh and changes to `cdTo` before it writes its env file. */
   const fakeScript = (cdTo: string): string => {
     const script = path.join(dir, 'fake-install.sh');
-    fs.writeFileSync(script, [
-      'set -euo pipefail',
-      `CACHE=${JSON.stringify(path.join(tmp, 'cache'))}`,
-      'LOG_PREFIX=fake',
-      `. ${JSON.stringify(path.join(ROOT, 'test/e2e/install-lib.sh'))}`,
-      'install_begin .fake.lock',
-      `cd ${cdTo}`,
-      'write_env_file fake-env.sh "a fake program" KUDO_FAKE=/opt/fake',
-    ].join('\n'));
+    fs.writeFileSync(
+      script,
+      [
+        'set -euo pipefail',
+        `CACHE=${JSON.stringify(path.join(tmp, 'cache'))}`,
+        'LOG_PREFIX=fake',
+        `. ${JSON.stringify(path.join(ROOT, 'test/e2e/install-lib.sh'))}`,
+        'install_begin .fake.lock',
+        `cd ${cdTo}`,
+        'write_env_file fake-env.sh "a fake program" KUDO_FAKE=/opt/fake',
+      ].join('\n'),
+    );
     return script;
   };
   const envFile = () => fs.readFileSync(path.join(tmp, 'cache', 'fake-env.sh'), 'utf8');
@@ -58,7 +61,12 @@ describe('install-lib.sh write_env_file', () => {
 
 describe('every install script', () => {
   const scripts = ['test/e2e', 'test/cluster']
-    .flatMap((d) => fs.readdirSync(path.join(ROOT, d)).filter((f) => /^install-.*\.sh$/.test(f)).map((f) => `${d}/${f}`))
+    .flatMap((d) =>
+      fs
+        .readdirSync(path.join(ROOT, d))
+        .filter((f) => /^install-.*\.sh$/.test(f))
+        .map((f) => `${d}/${f}`),
+    )
     .filter((f) => !f.endsWith('-lib.sh'));
 
   it('finds the scripts', () => {
