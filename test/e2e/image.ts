@@ -14,9 +14,14 @@
  * - where the test gives them (podVolumes), with the pod's volumes at their mount paths: its folders for Secrets and
  *   claims, and each emptyDir a tmpfs of its sizeLimit, so what does not fit in the pod does not fit here.
  *
+ * With `memoryLimit`, the command also runs in a cgroup (v1) holding the container's memory limit, swap included, as
+ * the kubelet sets it: a memory emptyDir (tmpfs) it writes counts against it, as in the pod; podVolumes then gives
+ * disk-backed emptyDirs a folder on disk (the kubelet evicts a pod over their sizeLimit instead of failing writes:
+ * diskEmptyDirUsage says whether it would have).
+ *
  * What it does not reproduce: the image's other files (its base's programs are this machine's Debian ones; the unit
- * test test/image-contract.test.ts checks every command against the image's own list), seccomp, and memory and CPU
- * limits (the capacity benchmark applies those with cgroups). Needs root, as the pod networks do.
+ * test test/image-contract.test.ts checks every command against the image's own list), seccomp, and CPU limits (the
+ * capacity benchmark applies those with cgroups). Needs root, as the pod networks do.
  */
 import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -36,16 +41,28 @@ export class ImageSandbox {
   readonly noNewPrivs: boolean;
   /** The capabilities the bounding set keeps, lower case without CAP_ (setpriv's spelling). */
   readonly bounding: string[];
+  /** The container's memory limit in bytes, when the sandbox holds the command to it. */
+  readonly memoryLimit?: number;
   private readonly layer: string;
+  private readonly containerName: string;
+  /** The cgroup of the last command wrapped, when memoryLimit is set. */
+  private group?: string;
 
   /**
    * `programs`: for each path in the image that the test provides, the file on this machine that is the build under
    * test. Only paths the contract lists for the image are accepted.
    */
-  constructor(workload: Manifest, containerName: string, programs: Record<string, string>) {
+  constructor(workload: Manifest, containerName: string, programs: Record<string, string>, opts: { memoryLimit?: boolean } = {}) {
     const pod = podSpec(workload);
     const c = [...(pod.initContainers ?? []), ...pod.containers].find((x: any) => x.name === containerName);
     if (!c) throw new Error(`${workload.kind}/${workload.metadata.name} has no container ${containerName}`);
+    this.containerName = containerName;
+    if (opts.memoryLimit) {
+      const limit = c.resources?.limits?.memory;
+      if (limit === undefined) throw new Error(`${containerName}: no memory limit to hold it to`);
+      if (!fs.existsSync(path.join(MEMORY_CGROUP, 'cgroup.procs'))) throw new Error(`the cgroup v1 memory controller is not mounted at ${MEMORY_CGROUP}`);
+      this.memoryLimit = memoryBytes(limit);
+    }
     this.repository = imageRepository(c.image);
     const facts = imageContract().images[this.repository];
     if (!facts) throw new Error(`docs/image-contract.yaml has no entry for ${this.repository}`);
@@ -108,11 +125,43 @@ export class ImageSandbox {
     ];
     // HOME as the runtime sets it for a uid the image's /etc/passwd does not name.
     const envArgs = Object.entries({ HOME: '/', ...env, PATH: this.facts.path }).map(([k, v]) => `${k}=${v}`);
-    return wrapOuter('/usr/bin/unshare', [
+    const sandboxed: [string, string[]] = ['/usr/bin/unshare', [
       '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', SETUP, 'setup', root, this.layer, cwd, specs.join('\n'),
       ...setpriv, '--', '/usr/bin/env', '-i', ...envArgs, command, ...args,
-    ]);
+    ]];
+    if (this.memoryLimit === undefined) return wrapOuter(...sandboxed);
+    this.group = memoryGroup(this.containerName, this.memoryLimit);
+    // Joins the group, then execs (same pid: all it starts stays inside).
+    return wrapOuter('/bin/sh', ['-c', 'echo $$ > "$1/cgroup.procs" || exit 125; shift; exec "$@"', 'kudo-memory', this.group, sandboxed[0], ...sandboxed[1]]);
   }
+
+  /** What the last command wrapped used of its memory limit: the peak, and whether the kernel killed it for memory. */
+  memoryUsage(): { peakBytes: number; limitBytes: number; oomKills: number } {
+    if (this.group === undefined || this.memoryLimit === undefined) throw new Error('no command ran under a memory limit');
+    const read = (f: string) => fs.readFileSync(path.join(this.group!, f), 'utf8');
+    const oom = /^oom_kill (\d+)$/m.exec(read('memory.oom_control'));
+    return { peakBytes: Number(read('memory.max_usage_in_bytes').trim()), limitBytes: this.memoryLimit, oomKills: oom ? Number(oom[1]) : 0 };
+  }
+}
+
+const MEMORY_CGROUP = '/sys/fs/cgroup/memory';
+const memoryGroups: string[] = [];
+/** A new memory cgroup holding `bytes` (swap included), under one group per test process; removed when it exits. */
+function memoryGroup(name: string, bytes: number): string {
+  const base = path.join(MEMORY_CGROUP, `kudo-e2e-${process.pid}`);
+  if (memoryGroups.length === 0) {
+    fs.mkdirSync(base, { recursive: true });
+    process.on('exit', () => {
+      for (const g of [...memoryGroups.reverse(), base]) spawnSync('rmdir', [g]);
+    });
+  }
+  const group = path.join(base, `${name}-${memoryGroups.length + 1}`);
+  fs.mkdirSync(group);
+  memoryGroups.push(group);
+  fs.writeFileSync(path.join(group, 'memory.limit_in_bytes'), String(bytes));
+  // No swap beyond the limit, as a node without swap (the kubelet's default).
+  if (fs.existsSync(path.join(group, 'memory.memsw.limit_in_bytes'))) fs.writeFileSync(path.join(group, 'memory.memsw.limit_in_bytes'), String(bytes));
+  return group;
 }
 
 /**
@@ -177,7 +226,9 @@ export type Volume = { host: string; readOnly?: boolean } | { tmpfsBytes: number
  * makes them; disk ones standing for the ephemeral storage the kubelet would let them use), every other volume the
  * test's folder for it (`folders`, by volume name), read-only where the mount is.
  */
-export function podVolumes(workload: Manifest, containerName: string, folders: Record<string, string>): Record<string, Volume> {
+export function podVolumes(
+  workload: Manifest, containerName: string, folders: Record<string, string>, opts: { diskEmptyDirsOnDisk?: boolean } = {},
+): Record<string, Volume> {
   const pod = podSpec(workload);
   const c = [...(pod.initContainers ?? []), ...pod.containers].find((x: any) => x.name === containerName);
   if (!c) throw new Error(`${workload.metadata.name} has no container ${containerName}`);
@@ -187,6 +238,13 @@ export function podVolumes(workload: Manifest, containerName: string, folders: R
     // An emptyDir the test gives a folder for is one the pod's containers share (the test sizes that folder itself).
     if (v?.emptyDir && !folders[m.name]) {
       if (!v.emptyDir.sizeLimit) throw new Error(`${containerName}: emptyDir ${m.name} has no sizeLimit`);
+      if (opts.diskEmptyDirsOnDisk && v.emptyDir.medium !== 'Memory') {
+        const dir = tempDir(`emptydir-${m.name}`);
+        fs.chmodSync(dir, 0o1777);
+        diskEmptyDirs.push({ container: containerName, volume: m.name, dir, limitBytes: memoryBytes(v.emptyDir.sizeLimit) });
+        out[m.mountPath] = { host: dir };
+        continue;
+      }
       out[m.mountPath] = { tmpfsBytes: memoryBytes(v.emptyDir.sizeLimit) };
     } else {
       if (!folders[m.name]) throw new Error(`${containerName}: the test gave no folder for volume ${m.name}`);
@@ -195,6 +253,18 @@ export function podVolumes(workload: Manifest, containerName: string, folders: R
   }
   return out;
 }
+const diskEmptyDirs: { container: string; volume: string; dir: string; limitBytes: number }[] = [];
+/**
+ * The disk-backed emptyDirs podVolumes made on disk, with what is in them now: the kubelet evicts a pod whose
+ * emptyDir holds more than its sizeLimit. Check it before the folder is emptied (restic removes its temporary packs).
+ */
+export function diskEmptyDirUsage(): { container: string; volume: string; usedBytes: number; limitBytes: number }[] {
+  return diskEmptyDirs.map((d) => ({
+    container: d.container, volume: d.volume, limitBytes: d.limitBytes,
+    usedBytes: Number(execFileSync('du', ['-sb', d.dir], { encoding: 'utf8' }).split('\t')[0]),
+  }));
+}
+
 /**
  * Gives the container's uid access to a folder the test made as root, the way the kubelet prepares volumes for a pod
  * with fsGroup: group-owned by fsGroup, folders group-writable with setgid, files group-readable (Secrets keep 0440).
