@@ -48,8 +48,7 @@ function waveOfKind(o: ApiObject): number | undefined {
     case 'NetworkPolicy':
     case 'ClusterIssuer':
     case 'ConfigMap':
-    // Where CloudNativePG's Cluster archives WAL to: it must exist when the first instance starts.
-    case 'ObjectStore':
+    case 'ObjectStore': // Where CloudNativePG's Cluster archives WAL to: it must exist when the first instance starts.
       return WAVE.config;
     case 'Service':
     case 'PodDisruptionBudget':
@@ -86,10 +85,10 @@ export function syncHook(wave: number): Record<string, string> {
   return { [HOOK]: 'Sync', [SYNC_WAVE]: String(wave), [HOOK_DELETE]: 'BeforeHookCreation' };
 }
 
-const annotationOf = (o: ApiObject, key: string): string | undefined => o.metadata.toJson().annotations?.[key];
+const annotationOf = (o: ApiObject, key: string): string | undefined => (o.metadata.toJson() as { annotations?: Record<string, string> }).annotations?.[key];
 
 /** A value as cdk8s resolves it at the top (a Lazy produces it), without resolving what it holds. */
-const produced = (v: any): any => (v instanceof Lazy ? produced(v.produce()) : v);
+const produced = (v: unknown): unknown => (v instanceof Lazy ? produced(v.produce()) : v);
 
 /**
  * The claims a workload's pods mount. They are read from the props the object
@@ -99,9 +98,9 @@ const produced = (v: any): any => (v instanceof Lazy ? produced(v.produce()) : v
  * alone once took a tenth of a render).
  */
 const claimsOf = (o: ApiObject): string[] => {
-  const at = (v: any, path: string[]) => path.reduce((x, key) => produced(x?.[key]), v);
+  const at = (v: unknown, path: string[]) => path.reduce((x, key) => produced((x as Record<string, unknown> | undefined)?.[key]), v);
   const props = (o as unknown as { props?: object }).props;
-  const volumes: unknown[] = (props !== undefined ? at(props, ['spec', 'template', 'spec', 'volumes']) : (o.toJson() as any).spec?.template?.spec?.volumes) ?? [];
+  const volumes = (at(props ?? o.toJson(), ['spec', 'template', 'spec', 'volumes']) ?? []) as unknown[];
   return volumes.map((v) => at(produced(v), ['persistentVolumeClaim', 'claimName'])).filter((c): c is string => typeof c === 'string');
 };
 

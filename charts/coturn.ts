@@ -88,7 +88,7 @@ function parseIpv6(a: string): bigint {
   const [head, tail] = a.includes('::') ? a.split('::') : [a, undefined];
   const left = head ? head.split(':') : [];
   const right = tail !== undefined && tail !== '' ? tail.split(':') : [];
-  const groups = tail === undefined ? left : [...left, ...Array(8 - left.length - right.length).fill('0'), ...right];
+  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
   if (groups.length !== 8 || groups.some((g) => !/^[0-9a-f]{1,4}$/i.test(g))) throw new Error(`invalid IPv6 address "${a}"`);
   return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
 }
@@ -144,7 +144,7 @@ function extraRange(cidr: string): string {
   try {
     return cidrToRange(cidr);
   } catch (e) {
-    throw new Error(`coturn.extraDeniedPeerIps: ${(e as Error).message.replace(/^invalid /, 'not a ')}`);
+    throw new Error(`coturn.extraDeniedPeerIps: ${(e as Error).message.replace(/^invalid /, 'not a ')}`, { cause: e });
   }
 }
 

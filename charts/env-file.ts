@@ -153,7 +153,7 @@ function interpolate(value: string, defined: ReadonlyMap<string, string>, name: 
       const body = value.slice(i + 2, close);
       const m = /^([_A-Za-z][_A-Za-z0-9]*)(?:(:?[-?+])(.*))?$/s.exec(body);
       if (!m || m[3]?.includes('$')) fail(`${name}: \${${body}} is not an interpolation kudo can read the way docker compose does`);
-      const [, ref, op, word] = m!;
+      const [, ref, op, word] = m;
       const has = defined.has(ref);
       const v = defined.get(ref) ?? '';
       const present = op?.startsWith(':') ? v !== '' : has;

@@ -140,7 +140,7 @@ export function mirroredRepository(repository: string, registry: string): string
  * the whole config, so an image setting added later is mirrored too.
  */
 export function withImagesFrom<T>(value: T, registry: string): T {
-  if (Array.isArray(value)) return value.map((v) => withImagesFrom(v, registry)) as T;
+  if (Array.isArray(value)) return (value as unknown[]).map((v) => withImagesFrom(v, registry)) as T;
   if (value === null || typeof value !== 'object') return value;
   const o = value as Record<string, unknown>;
   const keys = Object.keys(o);

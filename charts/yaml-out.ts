@@ -23,7 +23,7 @@ function scalar(s: string): string {
 }
 
 function key(k: string): string {
-  return /^[A-Za-z0-9_.\/-]+$/.test(k) && !AMBIGUOUS.test(k) && !NUMBER_LIKE.test(k) ? k : JSON.stringify(k);
+  return /^[A-Za-z0-9_./-]+$/.test(k) && !AMBIGUOUS.test(k) && !NUMBER_LIKE.test(k) ? k : JSON.stringify(k);
 }
 
 /** A literal block for multi-line text, or undefined when the text cannot be one. */
@@ -48,7 +48,7 @@ function write(value: unknown, indent: string, out: string[]): void {
       out[out.length - 1] += ' []';
       return;
     }
-    for (const item of value) {
+    for (const item of value as unknown[]) {
       if (item !== null && typeof item === 'object' && !Array.isArray(item) && Object.keys(item).length > 0) {
         // "- key: value" with the rest of the map indented under it.
         const lines: string[] = [];

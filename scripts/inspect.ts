@@ -67,12 +67,12 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
   const entry =
     config.routing === 'gateway-api' ? `the external address of Gateway ${config.gatewayApi.gatewayName}` : `the external address of your ${controller.title} ingress controller`;
   const coturn = ms.find((m) => m.kind === 'DaemonSet' && m.metadata.name === 'coturn');
-  const turnSelector = Object.entries(coturn?.spec.template.spec.nodeSelector ?? {})
+  const turnSelector = Object.entries<string>(coturn?.spec.template.spec.nodeSelector ?? {})
     .map(([k, v]) => `${k}=${v}`)
     .join(',');
   const livekit = ms.find((m) => m.kind === 'Deployment' && m.metadata.name === 'livekit');
   const livekitSelector =
-    Object.entries(livekit?.spec.template.spec.nodeSelector ?? {})
+    Object.entries<string>(livekit?.spec.template.spec.nodeSelector ?? {})
       .map(([k, v]) => `${k}=${v}`)
       .join(',') || 'any node';
 
@@ -340,14 +340,14 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
   const livekit = ms.find((m) => m.kind === 'Deployment' && m.metadata.name === 'livekit');
   if (livekit) {
     const n = livekit.spec.replicas as number;
-    const sel = Object.entries(livekit.spec.template.spec.nodeSelector ?? {})
+    const sel = Object.entries<string>(livekit.spec.template.spec.nodeSelector ?? {})
       .map(([k, v]) => `${k}=${v}`)
       .join(',');
     out.push(`LiveKit: ${n} node${n === 1 ? '' : 's'} (one pod per node, host network), ${sel ? `labelled ${sel}` : 'any node'}`);
   }
   const coturn = ms.find((m) => m.kind === 'DaemonSet' && m.metadata.name === 'coturn');
   if (coturn) {
-    const sel = Object.entries(coturn.spec.template.spec.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`);
+    const sel = Object.entries<string>(coturn.spec.template.spec.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`);
     out.push(
       production
         ? `At least two nodes labelled ${sel.join(',')} for coturn (profile production: one lost TURN node must not end calls that need a relay): ` +
@@ -583,7 +583,7 @@ export function architecture(ms: Manifest[]): Graph {
   const redisAddress: string | undefined = lk && (yaml.load(lk.data['config.yaml']) as any).redis?.address;
   const redisSvc = redisAddress && services.find((s) => redisAddress.startsWith(`${s.metadata.name}.${s.metadata.namespace}.`));
   const lkWorkload = workloads.find((w) => w.metadata.name === 'livekit');
-  if (redisSvc && lkWorkload && serviceOwner(redisSvc)) edges.push({ from: wid(lkWorkload), to: wid(serviceOwner(redisSvc)!), label: `:${redisAddress!.split(':').pop()}` });
+  if (redisSvc && lkWorkload && serviceOwner(redisSvc)) edges.push({ from: wid(lkWorkload), to: wid(serviceOwner(redisSvc)!), label: `:${redisAddress.split(':').pop()}` });
 
   // Volumes.
   const volumeNodes: Graph['columns'][number]['nodes'] = [];

@@ -97,7 +97,6 @@ export function parseScript(script: string, known: Set<string> = new Set()): { c
       if (!args[0] && !beside) throw new Error(`line ${line}: sources ${text}, which cannot be followed`);
       sources.push(args[0] || `$0/${beside![1]}`);
     } else if (!BUILTINS.has(program) && !functions.has(program) && !known.has(program)) calls.push({ program, args, line });
-    else if (!BUILTINS.has(program) && !functions.has(program) && !known.has(program)) calls.push({ program, args, line });
     return true;
   });
   return { calls, sources, functions };

@@ -138,7 +138,7 @@ test.each([
   for (const r of alertsOf(ms)) {
     expect([r.alert, r.labels.severity]).toEqual([r.alert, expect.stringMatching(/^(critical|warning)$/)]);
     expect([r.alert, Object.keys(r.annotations).sort()]).toEqual([r.alert, ['description', 'runbook', 'summary']]);
-    for (const text of Object.values(r.annotations) as string[]) expect(text.length).toBeGreaterThan(10);
+    for (const text of Object.values<string>(r.annotations)) expect(text.length).toBeGreaterThan(10);
     expect([r.alert, r.for]).toEqual([r.alert, expect.stringMatching(/^[0-9]+[mh]$/)]);
   }
 });

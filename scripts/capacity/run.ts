@@ -306,7 +306,7 @@ async function chatBench(profile: Profile, o: Options, cg: Cgroups) {
     const [cmd, argv] = cg.wrap(cg.make('chat-client', {}), o.venvPython, [path.join(__dirname, '..', 'scripts', 'capacity', 'chat_load.py'), cfgFile]);
     const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
-    child.stderr!.on('data', (d) => (stderr += d));
+    child.stderr.on('data', (d) => (stderr += d));
     const steps: any[] = [];
     let w: Window | undefined;
     const code = await jsonLines(child, (e) => {
@@ -497,8 +497,8 @@ async function turnBench(profile: Profile, o: Options, cg: Cgroups) {
                 '127.0.0.1',
               ]);
               let out = '';
-              c.stdout!.on('data', (d) => (out += d));
-              c.stderr!.on('data', (d) => (out += d));
+              c.stdout.on('data', (d) => (out += d));
+              c.stderr.on('data', (d) => (out += d));
               const timer = setTimeout(() => c.kill('SIGKILL'), messages * 20 + 60_000);
               c.on('exit', () => {
                 clearTimeout(timer);
@@ -593,7 +593,7 @@ async function callsBench(profile: Profile, o: Options, cg: Cgroups) {
   setLauncher(cg.launcher(limitsOf(manifests)));
   const network = new PodNetwork();
   const api = new FakeKubeApi();
-  const stops: (() => Promise<void>)[] = [async () => network.remove(), () => api.stop()];
+  const stops: (() => void | Promise<void>)[] = [() => network.remove(), () => api.stop()];
   try {
     const redis = await startRedis(manifests, config, secrets, network);
     stops.push(() => redis.program.stop());
@@ -671,7 +671,7 @@ async function callsBench(profile: Profile, o: Options, cg: Cgroups) {
         const [cmd, argv] = cg.wrap(cg.make('calls-client', {}), o.livekitLoad, args);
         const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
         let stderr = '';
-        child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+        child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
         let w: Window | undefined;
         let m0: Promise<Record<string, number>> = Promise.resolve({});
         let result: any;
@@ -747,7 +747,10 @@ async function callsBench(profile: Profile, o: Options, cg: Cgroups) {
     };
   } finally {
     setLauncher(undefined);
-    for (const s of stops.reverse()) await s().catch(() => undefined);
+    for (const s of stops.reverse())
+      await Promise.resolve()
+        .then(s)
+        .catch(() => undefined);
   }
 }
 
@@ -788,7 +791,7 @@ function report(o: Options, started: Date, uptimeBefore: string, results: { chat
   for (const c of results.chat) {
     L.push(`## Chat, profile ${c.profile}: ${c.processes} Synapse process(es), ${c.users} users in rooms of ${c.roomSize} (matrix-nio)`, '');
     L.push(
-      `Limits: ${Object.entries(c.limits)
+      `Limits: ${Object.entries<string>(c.limits)
         .map(([k, v]) => `${k} ${v}`)
         .join('; ')}: ${c.cpuLimits} CPUs in all, on a machine of ${os.cpus().length} cores` +
         `${c.cpuLimits > os.cpus().length ? ' (so the quotas cannot all be reached; what binds is the machine)' : ''}.`,
@@ -830,7 +833,7 @@ function report(o: Options, started: Date, uptimeBefore: string, results: { chat
   for (const t of results.turn) {
     L.push(`## TURN, profile ${t.profile}: coturn ${t.version} (turnutils_uclient → coturn → turnutils_peer, 1000-byte packets every 20 ms, echoed)`, '');
     L.push(
-      `Limits: ${Object.entries(t.limits)
+      `Limits: ${Object.entries<string>(t.limits)
         .map(([k, v]) => `${k} ${v}`)
         .join('; ')}; relay ports ${t.relaySize}, total-quota ${t.quota}, user-quota ${t.userQuota}.`,
       '',
@@ -848,7 +851,7 @@ function report(o: Options, started: Date, uptimeBefore: string, results: { chat
   }
   for (const c of results.calls) {
     const calls: string[] = [];
-    for (const size of [...new Set(c.steps.map((s: any) => s.size))]) {
+    for (const size of [...new Set<number>(c.steps.map((s: any) => s.size))]) {
       const ok = c.steps.filter(
         (s: any) =>
           s.size === size && s.client.lossPercent <= 1 && s.livekit.throttledPercent <= 5 && s.client.joinErrors === 0 && s.client.receivingTracks >= 0.95 * s.forwardedTracks,
@@ -872,7 +875,7 @@ function report(o: Options, started: Date, uptimeBefore: string, results: { chat
     }
     L.push(`## Calls, profile ${c.profile}: LiveKit with its Redis (Go SDK participants, real RTP: Opus 32 kbit/s + VP8 500 kbit/s 30 fps)`, '');
     L.push(
-      `Limits: ${Object.entries(c.limits)
+      `Limits: ${Object.entries<string>(c.limits)
         .map(([k, v]) => `${k} ${v}`)
         .join('; ')}; UDP ${c.udpRange[0]}-${c.udpRange[1]}.`,
       '',

@@ -110,7 +110,7 @@ export async function waitConverged(c: Cluster, namespaces: string[], timeoutMs 
   try {
     await waitUntil(`the workloads in ${namespaces.join(', ')} to converge`, () => notConverged(c, namespaces), timeoutMs);
   } catch (e) {
-    throw new Error(`${(e as Error).message}\n\nWarning events:\n${warnings(c, namespaces)}\n\n${c.logs(10)}`);
+    throw new Error(`${(e as Error).message}\n\nWarning events:\n${warnings(c, namespaces)}\n\n${c.logs(10)}`, { cause: e });
   }
 }
 

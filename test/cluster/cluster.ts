@@ -283,12 +283,12 @@ export class GiveUp extends Error {}
  */
 export async function waitUntil(what: string, check: () => string | null | Promise<string | null>, timeoutMs: number, intervalMs = 1_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  let report: string | null = 'not checked yet';
+  let report: string | null;
   for (;;) {
     try {
       report = await check();
     } catch (e) {
-      if (e instanceof GiveUp) throw new Error(`${what}: ${e.message}`);
+      if (e instanceof GiveUp) throw new Error(`${what}: ${e.message}`, { cause: e });
       report = `check failed: ${e instanceof Error ? e.message : String(e)}`;
     }
     if (report === null) return;

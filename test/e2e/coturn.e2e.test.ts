@@ -362,7 +362,7 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     // Said after the relays are up, which can be after the TURN port answers (the startup log's end).
     const saysNoMetrics = /prometheus collector disabled|compiled without prometheus/;
     if (HAS_PROMETHEUS) expect(saysNoMetrics.test(turn.program.output())).toBe(false);
-    else await turn.program.waitFor('its word on metrics', async () => saysNoMetrics.test(turn.program.output()), 10_000);
+    else await turn.program.waitFor('its word on metrics', () => saysNoMetrics.test(turn.program.output()), 10_000);
     // All of it to stdout: a warning logged before `log-file=stdout` is read makes coturn open a file of its own
     // (/var/log/turn_<pid>_<date>.log, or /tmp in the read-only container) for what it says first.
     expect(log).not.toMatch(/log file opened/);

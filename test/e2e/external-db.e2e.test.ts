@@ -99,7 +99,7 @@ beforeAll(async () => {
     `ssl_key_file=${path.join(dir, 'server.key')}`,
   ]);
   server = new Program('postgres', cmd, args, { logDir: dir, env: { PATH: process.env.PATH, LC_ALL: 'C.UTF-8' } });
-  await server.waitFor('the local socket', async () => sql('SELECT 1') === '1');
+  await server.waitFor('the local socket', () => sql('SELECT 1') === '1');
 
   // The password the operator stores in secrets.refs.postgresPassword (the generator leaves it alone).
   secrets = { ...(await generatedSecrets(manifests)), postgresPassword: 'provider-password:with\\odd chars' };

@@ -156,12 +156,17 @@ export class Program {
     return fs.existsSync(this.log) ? fs.readFileSync(this.log, 'utf8') : '';
   }
 
-  /** Waits until check() is true; fails with the program's log if it exits or the time runs out. */
-  async waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  /** Waits until check() is true (a check that throws is false); fails with the program's log if it exits or the time runs out. */
+  async waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (!this.running) throw new Error(`${this.name} exited (${JSON.stringify(this.exited)}) before ${what}:\n${tail(this.output())}`);
-      if (await check().catch(() => false)) return;
+      if (
+        await Promise.resolve()
+          .then(check)
+          .catch(() => false)
+      )
+        return;
       if (Date.now() > deadline) throw new Error(`${this.name}: no ${what} within ${timeoutMs} ms:\n${tail(this.output())}`);
       await sleep(200);
     }

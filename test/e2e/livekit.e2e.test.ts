@@ -365,7 +365,7 @@ describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}, on a node with no route to t
       const timer = setTimeout(() => reject(new Error(`no signal message within 15 s:\n${tail(livekit.output())}`)), 15_000);
       ws.on('message', (data, isBinary) => {
         clearTimeout(timer);
-        if (!isBinary) return reject(new Error(`message is text: ${data}`));
+        if (!isBinary) return reject(new Error(`message is text: ${(data as Buffer).toString()}`));
         messages.push(SignalResponse.fromBinary(new Uint8Array(data as Buffer)));
         resolve();
       });

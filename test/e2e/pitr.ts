@@ -352,7 +352,7 @@ export async function startInstance(
     ).trim();
   try {
     // During recovery the server takes connections once consistent (hot_standby is on by default).
-    await server.waitFor('the local socket', async () => psql('SELECT 1') === '1', 120_000);
+    await server.waitFor('the local socket', () => psql('SELECT 1') === '1', 120_000);
   } catch (e) {
     await server.stop();
     throw e;
@@ -421,7 +421,7 @@ export async function restoreInstance(name: string, c: ClusterSettings, store: O
   checkEmptyArchive(store, c.archive, dir);
   const pg = await startInstance(name, c, store, dataDir, dir, recovery(c.recovery.source, c.recovery.targetTime));
   try {
-    await pg.server.waitFor('the end of recovery', async () => pg.psql('SELECT pg_is_in_recovery()') === 'f', 120_000);
+    await pg.server.waitFor('the end of recovery', () => pg.psql('SELECT pg_is_in_recovery()') === 'f', 120_000);
   } catch (e) {
     await pg.stop();
     throw e;

@@ -112,7 +112,7 @@ export async function startPostgres(ms: Manifest[], config: KudoConfig, values: 
     }).trim();
 
   try {
-    await server.waitFor('the local socket', async () => adminPsql('SELECT 1') === '1', 60_000);
+    await server.waitFor('the local socket', () => adminPsql('SELECT 1') === '1', 60_000);
     // 4. The init scripts, as the entrypoint runs executable ones (paths rewritten).
     const scripts = find(ms, 'ConfigMap', 'postgres-init').data as Record<string, string>;
     for (const name of Object.keys(scripts).sort()) {
@@ -121,7 +121,7 @@ export async function startPostgres(ms: Manifest[], config: KudoConfig, values: 
       const scriptEnv = { ...socketEnv, ...env, SYNAPSE_DB_PASSWORD_FILE: fromSecrets(env.SYNAPSE_DB_PASSWORD_FILE), PATH: `${bin}:${process.env.PATH}` };
       execFileSync(file, [], { env: scriptEnv, stdio: 'pipe' });
     }
-    await server.waitFor('a login over the pod network', async () => psql('SELECT 1') === '1', 10_000);
+    await server.waitFor('a login over the pod network', () => psql('SELECT 1') === '1', 10_000);
   } catch (e) {
     await server.stop();
     network.remove();

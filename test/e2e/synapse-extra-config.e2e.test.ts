@@ -40,11 +40,19 @@ class FakeSmtp {
         }
         const verb = line.split(' ')[0].toUpperCase();
         if (verb === 'EHLO' || verb === 'HELO') reply('250 fake-smtp');
-        else if (verb === 'MAIL') ((mail.from = line.slice(10)), reply('250 ok'));
-        else if (verb === 'RCPT') (mail.to.push(line.slice(8)), reply('250 ok'));
-        else if (verb === 'DATA') ((inData = true), reply('354 go on'));
-        else if (verb === 'QUIT') (reply('221 bye'), socket.end());
-        else reply('250 ok');
+        else if (verb === 'MAIL') {
+          mail.from = line.slice(10);
+          reply('250 ok');
+        } else if (verb === 'RCPT') {
+          mail.to.push(line.slice(8));
+          reply('250 ok');
+        } else if (verb === 'DATA') {
+          inData = true;
+          reply('354 go on');
+        } else if (verb === 'QUIT') {
+          reply('221 bye');
+          socket.end();
+        } else reply('250 ok');
       }
     });
   });

@@ -117,7 +117,7 @@ function workerFile(ms: Manifest[], p: PlannedProcess, configDir: string): any {
   const w = yaml.load(configMapFile(ms, 'synapse-config', `worker-${p.type}.yaml`)) as any;
   for (const l of w.worker_listeners) {
     const kind = l.type === 'metrics' ? 'metrics' : l.resources[0].names[0] === 'replication' ? 'replication' : 'http';
-    l.port = p.ports[kind as keyof PlannedProcess['ports']];
+    l.port = p.ports[kind];
     if (l.bind_addresses) l.bind_addresses = [LOOPBACK];
   }
   w.worker_log_config = path.join(configDir, 'log.yaml');
@@ -271,7 +271,7 @@ export async function startRouter(ms: Manifest[], cfg: string, processes: readon
     program,
     requests,
     logged: async (count, filter = () => true) => {
-      await program.waitFor(`${count} logged requests`, async () => requests().filter(filter).length >= count, 5_000);
+      await program.waitFor(`${count} logged requests`, () => requests().filter(filter).length >= count, 5_000);
       return requests().filter(filter);
     },
     stop: () => program.stop(),

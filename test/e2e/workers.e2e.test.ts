@@ -191,7 +191,7 @@ describe("a client's journey through the router", () => {
     expect(new Set([...servers.values()].flatMap((s) => [...s])).size).toBe(2);
   });
 
-  test("each request was served by the process the path table assigns (the router's log)", async () => {
+  test("each request was served by the process the path table assigns (the router's log)", () => {
     const logged = router.requests();
     // Every request of the journey above, as the router saw it (tests that ran sent 50 or so).
     expect(logged.length).toBeGreaterThan(40);
