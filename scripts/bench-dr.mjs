@@ -20,7 +20,11 @@ const report = path.join(root, '.build', 'bench-dr.json');
 fs.mkdirSync(path.dirname(report), { recursive: true });
 fs.rmSync(report, { force: true });
 const env = { ...process.env, KUDO_DR_DB_MIB: process.env.KUDO_DR_DB_MIB ?? '1024', KUDO_DR_MEDIA_MIB: process.env.KUDO_DR_MEDIA_MIB ?? '5120', KUDO_DR_REPORT: report };
-const run = spawnSync('npx', ['jest', '--ci', '--config', 'test/e2e/jest.config.js', '--runInBand', 'test/e2e/disaster-recovery.e2e.test.ts'], { cwd: root, env, stdio: 'inherit' });
+const run = spawnSync('npx', ['jest', '--ci', '--config', 'test/e2e/jest.config.js', '--runInBand', 'test/e2e/disaster-recovery.e2e.test.ts'], {
+  cwd: root,
+  env,
+  stdio: 'inherit',
+});
 if (!fs.existsSync(report)) {
   console.error('bench:dr: the test wrote no figures (see its output above)');
   process.exit(1);
@@ -31,7 +35,9 @@ const s = (x) => `${Math.round(x)} s`;
 console.log(`\nkudo disaster recovery: ${r.databaseMiB} MiB database, ${r.mediaMiB} MiB media in ${r.mediaFiles} files`);
 if (r.firstBackup) {
   const b = r.firstBackup;
-  console.log(`  first night      ${s(b.seconds)} (dump ${s(b.dumpSeconds)}, store dump ${s(b.storeDumpSeconds)}, store media ${s(b.storeMediaSeconds)}); off-site ${mib(b.offsiteBytes)}; restic peak memory ${b.peakMemoryMiB.toFixed(0)} MiB`);
+  console.log(
+    `  first night      ${s(b.seconds)} (dump ${s(b.dumpSeconds)}, store dump ${s(b.storeDumpSeconds)}, store media ${s(b.storeMediaSeconds)}); off-site ${mib(b.offsiteBytes)}; restic peak memory ${b.peakMemoryMiB.toFixed(0)} MiB`,
+  );
 }
 if (r.unchangedNight) {
   const u = r.unchangedNight;
@@ -39,6 +45,10 @@ if (r.unchangedNight) {
 }
 if (r.recovery) {
   const v = r.recovery;
-  console.log(`  recovery (RTO)   ${s(v.rtoSeconds)}: chat back after ${s(v.chatBackSeconds)} (${Object.entries(v.phases).map(([k, x]) => `${k} ${s(x)}`).join(', ')}); restic peak memory ${v.peakMemoryMiB.toFixed(0)} MiB`);
+  console.log(
+    `  recovery (RTO)   ${s(v.rtoSeconds)}: chat back after ${s(v.chatBackSeconds)} (${Object.entries(v.phases)
+      .map(([k, x]) => `${k} ${s(x)}`)
+      .join(', ')}); restic peak memory ${v.peakMemoryMiB.toFixed(0)} MiB`,
+  );
 }
 process.exit(run.status ?? 1);

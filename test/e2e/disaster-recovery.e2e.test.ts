@@ -18,9 +18,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
 import { ApiServer, startApiServer } from './apiserver';
-import {
-  configMapFile, container, find, httpJson, Manifest, podSpec, Program, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles,
-} from './harness';
+import { configMapFile, container, find, httpJson, Manifest, podSpec, Program, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles } from './harness';
 import { diskEmptyDirUsage, ImageSandbox, podVolumes, shareWithPod } from './image';
 import { RunningPostgres, startPostgres } from './postgres';
 import { login, RunningSynapse, startSynapse } from './synapse';
@@ -83,13 +81,18 @@ async function python(api: ApiServer, serviceAccount: string, scripts: string, a
   const token = path.join(tempDir('token'), 'token');
   fs.writeFileSync(token, api.kubectl(['create', 'token', serviceAccount, '-n', 'kudo']).stdout.trim());
   const p = new Program(serviceAccount, programs().synapsePython, args, {
-    logDir: dir, cwd: scripts, // the plan is named as the pod names it, relative to the scripts here
+    logDir: dir,
+    cwd: scripts, // the plan is named as the pod names it, relative to the scripts here
     env: { ...env, PATH: process.env.PATH, PYTHONPATH: scripts, PYTHONDONTWRITEBYTECODE: '1', KUBE_API_URL: api.url, KUBE_TOKEN_FILE: token, KUBE_CA_FILE: api.caFile },
   });
   return { code: (await p.exit(STEP_TIMEOUT)) ?? -1, output: p.output() };
 }
 
-interface StepRun { r: SpawnSyncReturns<string>; seconds: number; memory: { peakBytes: number; limitBytes: number; oomKills: number } }
+interface StepRun {
+  r: SpawnSyncReturns<string>;
+  seconds: number;
+  memory: { peakBytes: number; limitBytes: number; oomKills: number };
+}
 
 /** One restic step in its image, as the pod's user, under its memory limit, with the pod's volumes. */
 function resticStep(workload: Manifest, name: string, folders: Record<string, string>, env: Record<string, string> = {}): StepRun {
@@ -110,8 +113,10 @@ function postgresStep(workload: Manifest, name: string, pg: RunningPostgres, bac
   const c = container(workload, name);
   const env: Record<string, string> = Object.fromEntries(c.env.filter((x: any) => x.value !== undefined).map((x: any) => [x.name, x.value]));
   Object.assign(env, {
-    STAGING_DIR: path.join(backups, 'staging'), PASSWORD_FILE: path.join(passwordDir, 'password'), // paths
-    PGHOST: pg.host, PGPORT: String(pg.port), // hosts, ports
+    STAGING_DIR: path.join(backups, 'staging'),
+    PASSWORD_FILE: path.join(passwordDir, 'password'), // paths
+    PGHOST: pg.host,
+    PGPORT: String(pg.port), // hosts, ports
   });
   const scripts = path.join(dir, 'backup-scripts-native');
   if (!fs.existsSync(scripts)) {
@@ -122,7 +127,10 @@ function postgresStep(workload: Manifest, name: string, pg: RunningPostgres, bac
   }
   const started = Date.now();
   const r = spawnSync(c.command[0], [path.join(scripts, path.basename(c.command[1]))], {
-    encoding: 'utf8', env: { ...env, PATH: `${programs().pgBin}:${process.env.PATH}`, HOME: dir }, maxBuffer: 64 * MiB, timeout: STEP_TIMEOUT,
+    encoding: 'utf8',
+    env: { ...env, PATH: `${programs().pgBin}:${process.env.PATH}`, HOME: dir },
+    maxBuffer: 64 * MiB,
+    timeout: STEP_TIMEOUT,
   });
   // What it wrote, as the pod's user would own it: restic's steps come next.
   shareWithPod(backups, podSpec(workload).securityContext.fsGroup);
@@ -132,12 +140,14 @@ const out = (r: SpawnSyncReturns<string>) => `${r.stdout}${r.stderr}`;
 
 /** Every value of the generator's plan as an API server holds it (first destination), by name. */
 function heldValues(api: ApiServer, ms: Manifest[]): Record<string, string> {
-  const plan = JSON.parse(find(ms, 'ConfigMap', 'secret-generator').data['plan.json']) as { values: { name: string; destinations: { namespace: string; secret: string; key: string }[] }[] };
+  const plan = JSON.parse(find(ms, 'ConfigMap', 'secret-generator').data['plan.json']) as {
+    values: { name: string; destinations: { namespace: string; secret: string; key: string }[] }[];
+  };
   const values: Record<string, string> = {};
   for (const v of plan.values) {
     const d = v.destinations[0];
     const r = api.kubectl(['get', 'secret', d.secret, '-n', d.namespace, '-o', 'json'], { allowFail: true });
-    const data = r.code === 0 ? JSON.parse(r.stdout).data ?? {} : {};
+    const data = r.code === 0 ? (JSON.parse(r.stdout).data ?? {}) : {};
     if (data[d.key] !== undefined) values[v.name] = Buffer.from(data[d.key], 'base64').toString();
   }
   return values;
@@ -154,7 +164,8 @@ async function bootstrap(api: ApiServer, synapse: RunningSynapse, values: Record
   return python(api, 'admin-bootstrap', scripts, ['bootstrap_admin.py'], {
     ...env,
     SYNAPSE_URL: synapse.base, // hosts + ports
-    ADMIN_PASSWORD_FILE: path.join(secrets, 'admin_password'), REGISTRATION_SECRET_FILE: path.join(secrets, 'registration_shared_secret'), // paths
+    ADMIN_PASSWORD_FILE: path.join(secrets, 'admin_password'),
+    REGISTRATION_SECRET_FILE: path.join(secrets, 'registration_shared_secret'), // paths
   });
 }
 
@@ -189,7 +200,10 @@ beforeAll(async () => {
   // The old cluster: its Secrets from the real generator, then PostgreSQL and Synapse on them.
   const api = await cluster(before.manifests);
   const generatorJob = before.manifests.find((m) => m.kind === 'Job' && m.metadata.name.startsWith('generate-secrets-'))!;
-  const gen = await python(api, 'secret-generator', configMapFolder(before.manifests, 'secret-generator', podSpec(generatorJob).securityContext.fsGroup), ['generate_secrets.py', 'plan.json']);
+  const gen = await python(api, 'secret-generator', configMapFolder(before.manifests, 'secret-generator', podSpec(generatorJob).securityContext.fsGroup), [
+    'generate_secrets.py',
+    'plan.json',
+  ]);
   if (gen.code !== 0) throw new Error(`generator failed:\n${gen.output}`);
   old.values = heldValues(api, before.manifests);
   const pg = await startPostgres(before.manifests, before.config, old.values);
@@ -201,7 +215,9 @@ beforeAll(async () => {
   const nonce = (await httpJson(`${synapse.base}/_synapse/admin/v1/register`)).body.nonce;
   const mac = crypto.createHmac('sha1', old.values.registrationSharedSecret).update(`${nonce}\0alice\0alice-password\0notadmin`).digest('hex');
   const reg = await httpJson(`${synapse.base}/_synapse/admin/v1/register`, {
-    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ nonce, username: 'alice', password: 'alice-password', admin: false, mac }),
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ nonce, username: 'alice', password: 'alice-password', admin: false, mac }),
   });
   if (reg.status !== 200) throw new Error(`register: ${JSON.stringify(reg.body)}`);
   const token = await login(synapse.base, 'alice', 'alice-password');
@@ -211,7 +227,9 @@ beforeAll(async () => {
     // Synapse's rate limit answers 429 with the wait; a client waits and sends again (same transaction ID).
     for (;;) {
       const sent = await httpJson(`${synapse.base}/_matrix/client/v3/rooms/${encodeURIComponent(old.room)}/send/m.room.message/t${i}`, {
-        method: 'PUT', headers: auth, body: JSON.stringify({ msgtype: 'm.text', body: `message ${i}` }),
+        method: 'PUT',
+        headers: auth,
+        body: JSON.stringify({ msgtype: 'm.text', body: `message ${i}` }),
       });
       if (sent.status === 200) break;
       if (sent.status !== 429) throw new Error(`send: HTTP ${sent.status} ${JSON.stringify(sent.body)}`);
@@ -223,7 +241,9 @@ beforeAll(async () => {
   for (let i = 0; i < files; i++) {
     const bytes = crypto.randomBytes(MEDIA_FILE_KIB * 1024);
     const up = await httpJson(`${synapse.base}/_matrix/media/v3/upload?filename=f${i}.bin`, {
-      method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/octet-stream' }, body: bytes,
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/octet-stream' },
+      body: bytes,
     });
     if (up.status !== 200) throw new Error(`upload ${i}: HTTP ${up.status} ${JSON.stringify(up.body)}`);
     old.media.set(up.body.content_uri, crypto.createHash('sha256').update(bytes).digest('hex'));
@@ -268,7 +288,12 @@ function expectWithinLimits(runs: Record<string, StepRun>) {
 }
 
 describe(`disaster recovery of ${DB_MIB} MiB of database and ${MEDIA_MIB} MiB of media from the off-site repository alone`, () => {
-  interface Night { dumpSeconds: number; store: StepRun; exportDir: string; folders: Record<string, string> }
+  interface Night {
+    dumpSeconds: number;
+    store: StepRun;
+    exportDir: string;
+    folders: Record<string, string>;
+  }
 
   /** A night's database backup, as the postgres-backup job's first two steps: the dump, then restic storing it. */
   function databaseNight(): Night {
@@ -293,42 +318,50 @@ describe(`disaster recovery of ${DB_MIB} MiB of database and ${MEDIA_MIB} MiB of
     return { dumpSeconds: dump.seconds, store, exportDir, folders };
   }
 
-  test('the nightly jobs store the database, the Secrets and the media off-site, each restic step inside its memory limit', async () => {
-    const { api, synapse } = oldCluster();
-    const cj = find(before.manifests, 'CronJob', 'postgres-backup');
-    expect(podSpec(cj).volumes.find((v: any) => v.name === 'secrets-export').emptyDir).toEqual({ medium: 'Memory', sizeLimit: '1Mi' });
-    const started = Date.now();
-    const n = databaseNight();
-    // The Secrets: exported with the backup's own ServiceAccount (get on the named Secrets only), then stored.
-    const exportFile = path.join(n.exportDir, 'secrets.json');
-    const exported = await python(api, 'backup', n.folders.scripts, ['export_secrets.py', 'secrets-plan.json', exportFile]);
-    expect(exported.output).toMatch(/exported 12 of 12 secret values/);
-    expect(exported.code).toBe(0);
-    fs.chmodSync(exportFile, 0o640); // the pod's uid wrote it 0600 in the pod; root did here, so its group may read it
-    const storeSecrets = resticStep(cj, 'store-secrets', { ...n.folders, 'secrets-export': n.exportDir });
-    expect(out(storeSecrets.r)).toContain('stored secrets');
-    expect(storeSecrets.r.status).toBe(0);
-    const media = find(before.manifests, 'CronJob', 'media-backup');
-    const storeMedia = resticStep(media, 'store', { ...n.folders, media: synapse.mediaDir });
-    expect(out(storeMedia.r)).toContain('stored media');
-    expect(storeMedia.r.status).toBe(0);
-    expectWithinLimits({ store: n.store, storeSecrets, storeMedia });
-    report.firstBackup = {
-      seconds: (Date.now() - started) / 1000, dumpSeconds: n.dumpSeconds, storeDumpSeconds: n.store.seconds, storeMediaSeconds: storeMedia.seconds,
-      offsiteBytes: bytesIn(offsite), peakMemoryMiB: Math.max(n.store.memory.peakBytes, storeMedia.memory.peakBytes) / MiB,
-    };
+  test(
+    'the nightly jobs store the database, the Secrets and the media off-site, each restic step inside its memory limit',
+    async () => {
+      const { api, synapse } = oldCluster();
+      const cj = find(before.manifests, 'CronJob', 'postgres-backup');
+      expect(podSpec(cj).volumes.find((v: any) => v.name === 'secrets-export').emptyDir).toEqual({ medium: 'Memory', sizeLimit: '1Mi' });
+      const started = Date.now();
+      const n = databaseNight();
+      // The Secrets: exported with the backup's own ServiceAccount (get on the named Secrets only), then stored.
+      const exportFile = path.join(n.exportDir, 'secrets.json');
+      const exported = await python(api, 'backup', n.folders.scripts, ['export_secrets.py', 'secrets-plan.json', exportFile]);
+      expect(exported.output).toMatch(/exported 12 of 12 secret values/);
+      expect(exported.code).toBe(0);
+      fs.chmodSync(exportFile, 0o640); // the pod's uid wrote it 0600 in the pod; root did here, so its group may read it
+      const storeSecrets = resticStep(cj, 'store-secrets', { ...n.folders, 'secrets-export': n.exportDir });
+      expect(out(storeSecrets.r)).toContain('stored secrets');
+      expect(storeSecrets.r.status).toBe(0);
+      const media = find(before.manifests, 'CronJob', 'media-backup');
+      const storeMedia = resticStep(media, 'store', { ...n.folders, media: synapse.mediaDir });
+      expect(out(storeMedia.r)).toContain('stored media');
+      expect(storeMedia.r.status).toBe(0);
+      expectWithinLimits({ store: n.store, storeSecrets, storeMedia });
+      report.firstBackup = {
+        seconds: (Date.now() - started) / 1000,
+        dumpSeconds: n.dumpSeconds,
+        storeDumpSeconds: n.store.seconds,
+        storeMediaSeconds: storeMedia.seconds,
+        offsiteBytes: bytesIn(offsite),
+        peakMemoryMiB: Math.max(n.store.memory.peakBytes, storeMedia.memory.peakBytes) / MiB,
+      };
 
-    // An unchanged night: its cost follows what changed, not the size (Synapse keeps running and writing a little).
-    const offsiteBefore = bytesIn(offsite);
-    const again = Date.now();
-    const n2 = databaseNight();
-    const media2 = resticStep(media, 'store', { ...n2.folders, media: synapse.mediaDir });
-    expect(out(media2.r)).toMatch(/Files:\s+0 new,\s+0 changed,\s+\d+ unmodified/);
-    expect(media2.r.status).toBe(0);
-    const added = bytesIn(offsite) - offsiteBefore;
-    report.unchangedNight = { seconds: (Date.now() - again) / 1000, offsiteBytesAdded: added, storeDumpSeconds: n2.store.seconds, storeMediaSeconds: media2.seconds };
-    expect(added).toBeLessThan(0.05 * (DB_MIB + MEDIA_MIB) * MiB);
-  }, 4 * STEP_TIMEOUT);
+      // An unchanged night: its cost follows what changed, not the size (Synapse keeps running and writing a little).
+      const offsiteBefore = bytesIn(offsite);
+      const again = Date.now();
+      const n2 = databaseNight();
+      const media2 = resticStep(media, 'store', { ...n2.folders, media: synapse.mediaDir });
+      expect(out(media2.r)).toMatch(/Files:\s+0 new,\s+0 changed,\s+\d+ unmodified/);
+      expect(media2.r.status).toBe(0);
+      const added = bytesIn(offsite) - offsiteBefore;
+      report.unchangedNight = { seconds: (Date.now() - again) / 1000, offsiteBytesAdded: added, storeDumpSeconds: n2.store.seconds, storeMediaSeconds: media2.seconds };
+      expect(added).toBeLessThan(0.05 * (DB_MIB + MEDIA_MIB) * MiB);
+    },
+    4 * STEP_TIMEOUT,
+  );
 
   test('the old cluster is lost with its backup volume; the off-site repository is all that is left', async () => {
     const { api, pg, synapse } = oldCluster();
@@ -342,103 +375,118 @@ describe(`disaster recovery of ${DB_MIB} MiB of database and ${MEDIA_MIB} MiB of
     expect(bytesIn(offsite)).toBeGreaterThan(0.5 * MEDIA_MIB * MiB);
   }, 120_000);
 
-  test('rebuilt by the runbook: same server identity, users log in to their rooms, media byte for byte, the app\'s credentials work', async () => {
-    const started = Date.now();
-    const phases: Record<string, number> = {};
-    const mark = (name: string, since: number) => (phases[name] = (Date.now() - since) / 1000);
+  test(
+    "rebuilt by the runbook: same server identity, users log in to their rooms, media byte for byte, the app's credentials work",
+    async () => {
+      const started = Date.now();
+      const phases: Record<string, number> = {};
+      const mark = (name: string, since: number) => (phases[name] = (Date.now() - since) / 1000);
 
-    // Step 2: the Secrets. A wrong off-site password fetches nothing (and the generator, the next step, never runs).
-    let t = Date.now();
-    const api = await cluster(after.manifests);
-    const job = after.manifests.find((m) => m.kind === 'Job' && m.metadata.name.startsWith('generate-secrets-'))!;
-    const fsGroup = podSpec(job).securityContext.fsGroup;
-    const generatorScripts = configMapFolder(after.manifests, 'secret-generator', fsGroup);
-    const wrongSecret = tempDir('secret-offsite-wrong');
-    writeSecretFiles(wrongSecret, { ...OFFSITE, RESTIC_PASSWORD: 'not-it' });
-    shareWithPod(wrongSecret, fsGroup);
-    const wrongDir = memoryFolder('restored-wrong', MiB);
-    const wrong = resticStep(job, 'fetch', { scripts: generatorScripts, offsite: wrongSecret, 'restored-secrets': wrongDir });
-    expect(out(wrong.r)).toMatch(/wrong password/);
-    expect(wrong.r.status).not.toBe(0);
-    expect(fs.readdirSync(wrongDir)).toEqual([]);
-    const restoredDir = memoryFolder('restored-secrets', MiB);
-    const secretsFetch = resticStep(job, 'fetch', { scripts: generatorScripts, 'restored-secrets': restoredDir });
-    expect(out(secretsFetch.r)).toContain('restoring latest (secrets) from /offsite');
-    expect(secretsFetch.r.status).toBe(0);
-    expect(container(job, 'generate-secrets').command.slice(-2)).toEqual(['--restore', '/restored-secrets/secrets.json']);
-    const gen = await python(api, 'secret-generator', generatorScripts, ['generate_secrets.py', 'plan.json', '--restore', path.join(restoredDir, 'secrets.json')]);
-    expect(gen.output).toContain('signingKey: restored from the backup');
-    expect(gen.code).toBe(0);
-    const values = heldValues(api, after.manifests);
-    // Every value, the LiveKit key and secret among them: tokens the app mints with the old key stay valid.
-    expect(values).toEqual(old.values);
-    mark('secrets', t);
+      // Step 2: the Secrets. A wrong off-site password fetches nothing (and the generator, the next step, never runs).
+      let t = Date.now();
+      const api = await cluster(after.manifests);
+      const job = after.manifests.find((m) => m.kind === 'Job' && m.metadata.name.startsWith('generate-secrets-'))!;
+      const fsGroup = podSpec(job).securityContext.fsGroup;
+      const generatorScripts = configMapFolder(after.manifests, 'secret-generator', fsGroup);
+      const wrongSecret = tempDir('secret-offsite-wrong');
+      writeSecretFiles(wrongSecret, { ...OFFSITE, RESTIC_PASSWORD: 'not-it' });
+      shareWithPod(wrongSecret, fsGroup);
+      const wrongDir = memoryFolder('restored-wrong', MiB);
+      const wrong = resticStep(job, 'fetch', { scripts: generatorScripts, offsite: wrongSecret, 'restored-secrets': wrongDir });
+      expect(out(wrong.r)).toMatch(/wrong password/);
+      expect(wrong.r.status).not.toBe(0);
+      expect(fs.readdirSync(wrongDir)).toEqual([]);
+      const restoredDir = memoryFolder('restored-secrets', MiB);
+      const secretsFetch = resticStep(job, 'fetch', { scripts: generatorScripts, 'restored-secrets': restoredDir });
+      expect(out(secretsFetch.r)).toContain('restoring latest (secrets) from /offsite');
+      expect(secretsFetch.r.status).toBe(0);
+      expect(container(job, 'generate-secrets').command.slice(-2)).toEqual(['--restore', '/restored-secrets/secrets.json']);
+      const gen = await python(api, 'secret-generator', generatorScripts, ['generate_secrets.py', 'plan.json', '--restore', path.join(restoredDir, 'secrets.json')]);
+      expect(gen.output).toContain('signingKey: restored from the backup');
+      expect(gen.code).toBe(0);
+      const values = heldValues(api, after.manifests);
+      // Every value, the LiveKit key and secret among them: tokens the app mints with the old key stay valid.
+      expect(values).toEqual(old.values);
+      mark('secrets', t);
 
-    // Step 3: PostgreSQL, then the database from the off-site repository.
-    t = Date.now();
-    const pg = await startPostgres(after.manifests, after.config, values);
-    stops.push(() => pg.stop());
-    const backups = tempDir('backups-new');
-    const restoreJob = find(after.manifests, 'CronJob', 'postgres-restore');
-    shareWithPod(backups, podSpec(restoreJob).securityContext.fsGroup);
-    const scripts = configMapFolder(after.manifests, 'backup-scripts', fsGroup);
-    // The local repository's password volume is mounted in every restic step (the new volume's repository is empty).
-    const repositoryPassword = tempDir('secret-repository');
-    writeSecretFiles(repositoryPassword, secretVolumeFiles(restoreJob, 'repository-password', after.config, values));
-    shareWithPod(repositoryPassword, fsGroup);
-    const folders = { scripts, backups, 'repository-password': repositoryPassword };
-    const dbFetch = resticStep(restoreJob, 'fetch', folders, { FROM: 'offsite' });
-    expect(dbFetch.r.status).toBe(0);
-    const passwordDir = tempDir('secret-password');
-    writeSecretFiles(passwordDir, secretVolumeFiles(restoreJob, 'password', after.config, values));
-    const dbRestore = postgresStep(restoreJob, 'restore', pg, backups, passwordDir);
-    expect(out(dbRestore.r)).toContain('restored');
-    expect(dbRestore.r.status).toBe(0);
-    expect(Number(pg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"))).toBe(old.tables);
-    mark('database', t);
+      // Step 3: PostgreSQL, then the database from the off-site repository.
+      t = Date.now();
+      const pg = await startPostgres(after.manifests, after.config, values);
+      stops.push(() => pg.stop());
+      const backups = tempDir('backups-new');
+      const restoreJob = find(after.manifests, 'CronJob', 'postgres-restore');
+      shareWithPod(backups, podSpec(restoreJob).securityContext.fsGroup);
+      const scripts = configMapFolder(after.manifests, 'backup-scripts', fsGroup);
+      // The local repository's password volume is mounted in every restic step (the new volume's repository is empty).
+      const repositoryPassword = tempDir('secret-repository');
+      writeSecretFiles(repositoryPassword, secretVolumeFiles(restoreJob, 'repository-password', after.config, values));
+      shareWithPod(repositoryPassword, fsGroup);
+      const folders = { scripts, backups, 'repository-password': repositoryPassword };
+      const dbFetch = resticStep(restoreJob, 'fetch', folders, { FROM: 'offsite' });
+      expect(dbFetch.r.status).toBe(0);
+      const passwordDir = tempDir('secret-password');
+      writeSecretFiles(passwordDir, secretVolumeFiles(restoreJob, 'password', after.config, values));
+      const dbRestore = postgresStep(restoreJob, 'restore', pg, backups, passwordDir);
+      expect(out(dbRestore.r)).toContain('restored');
+      expect(dbRestore.r.status).toBe(0);
+      expect(Number(pg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"))).toBe(old.tables);
+      mark('database', t);
 
-    // Step 4: Synapse on the restored database; the bootstrap logs the admin in with the restored password.
-    t = Date.now();
-    const mediaDir = tempDir('media-new');
-    shareWithPod(mediaDir, fsGroup);
-    const synapse = await startSynapse(after.manifests, after.config, values, pg, mediaDir);
-    stops.push(() => synapse.stop());
-    const boot = await bootstrap(api, synapse, values, after.manifests);
-    expect(boot.code).toBe(0);
-    mark('synapse', t);
-    const chatBack = (Date.now() - started) / 1000;
+      // Step 4: Synapse on the restored database; the bootstrap logs the admin in with the restored password.
+      t = Date.now();
+      const mediaDir = tempDir('media-new');
+      shareWithPod(mediaDir, fsGroup);
+      const synapse = await startSynapse(after.manifests, after.config, values, pg, mediaDir);
+      stops.push(() => synapse.stop());
+      const boot = await bootstrap(api, synapse, values, after.manifests);
+      expect(boot.code).toBe(0);
+      mark('synapse', t);
+      const chatBack = (Date.now() - started) / 1000;
 
-    // Step 5: the media, while Synapse serves.
-    t = Date.now();
-    const mediaRestore = resticStep(find(after.manifests, 'CronJob', 'media-restore'), 'restore', { ...folders, media: mediaDir }, { FROM: 'offsite' });
-    expect(out(mediaRestore.r)).toContain('restored latest (media)');
-    expect(mediaRestore.r.status).toBe(0);
-    mark('media', t);
-    expectWithinLimits({ secretsFetch, dbFetch, mediaRestore });
-    report.recovery = { rtoSeconds: (Date.now() - started) / 1000, chatBackSeconds: chatBack, phases, peakMemoryMiB: Math.max(dbFetch.memory.peakBytes, mediaRestore.memory.peakBytes) / MiB };
+      // Step 5: the media, while Synapse serves.
+      t = Date.now();
+      const mediaRestore = resticStep(find(after.manifests, 'CronJob', 'media-restore'), 'restore', { ...folders, media: mediaDir }, { FROM: 'offsite' });
+      expect(out(mediaRestore.r)).toContain('restored latest (media)');
+      expect(mediaRestore.r.status).toBe(0);
+      mark('media', t);
+      expectWithinLimits({ secretsFetch, dbFetch, mediaRestore });
+      report.recovery = {
+        rtoSeconds: (Date.now() - started) / 1000,
+        chatBackSeconds: chatBack,
+        phases,
+        peakMemoryMiB: Math.max(dbFetch.memory.peakBytes, mediaRestore.memory.peakBytes) / MiB,
+      };
 
-    // The same server: key ID and public key unchanged (other servers keep trusting it).
-    expect(await serverKeys(synapse.base)).toEqual(old.keys);
-    // alice, with her old password, syncs her room and its messages.
-    const token = await login(synapse.base, 'alice', 'alice-password');
-    const auth = { Authorization: `Bearer ${token}` };
-    expect((await httpJson(`${synapse.base}/_matrix/client/v3/joined_rooms`, { headers: auth })).body.joined_rooms).toEqual([old.room]);
-    const messages = await httpJson(`${synapse.base}/_matrix/client/v3/rooms/${encodeURIComponent(old.room)}/messages?dir=b&limit=100`, { headers: auth });
-    const bodies = messages.body.chunk.filter((e: any) => e.type === 'm.room.message').map((e: any) => e.content.body).reverse();
-    expect(bodies).toEqual(old.messages);
-    // Every file downloads byte for byte.
-    let different = 0;
-    for (const [uri, digest] of old.media) {
-      const [server, id] = uri.replace('mxc://', '').split('/');
-      const r = await fetch(`${synapse.base}/_matrix/client/v1/media/download/${server}/${id}`, { headers: auth });
-      const got = crypto.createHash('sha256').update(Buffer.from(await r.arrayBuffer())).digest('hex');
-      if (r.status !== 200 || got !== digest) different++;
-    }
-    expect({ files: old.media.size, different }).toEqual({ files: Math.ceil((MEDIA_MIB * 1024) / MEDIA_FILE_KIB), different: 0 });
-    // The app's admin token: the new cluster's kudo-app was empty, so the bootstrap logged the admin in with the restored password.
-    const app = appSecret(api);
-    const who = await httpJson(`${synapse.base}/_matrix/client/v3/account/whoami`, { headers: { Authorization: `Bearer ${app.MATRIX_ADMIN_TOKEN}` } });
-    expect(who.body.user_id).toBe(`@admin:${after.config.serverName}`);
-    expect(app.LIVEKIT_API_SECRET).toBe(old.values.livekitApiSecret);
-  }, 6 * STEP_TIMEOUT);
+      // The same server: key ID and public key unchanged (other servers keep trusting it).
+      expect(await serverKeys(synapse.base)).toEqual(old.keys);
+      // alice, with her old password, syncs her room and its messages.
+      const token = await login(synapse.base, 'alice', 'alice-password');
+      const auth = { Authorization: `Bearer ${token}` };
+      expect((await httpJson(`${synapse.base}/_matrix/client/v3/joined_rooms`, { headers: auth })).body.joined_rooms).toEqual([old.room]);
+      const messages = await httpJson(`${synapse.base}/_matrix/client/v3/rooms/${encodeURIComponent(old.room)}/messages?dir=b&limit=100`, { headers: auth });
+      const bodies = messages.body.chunk
+        .filter((e: any) => e.type === 'm.room.message')
+        .map((e: any) => e.content.body)
+        .reverse();
+      expect(bodies).toEqual(old.messages);
+      // Every file downloads byte for byte.
+      let different = 0;
+      for (const [uri, digest] of old.media) {
+        const [server, id] = uri.replace('mxc://', '').split('/');
+        const r = await fetch(`${synapse.base}/_matrix/client/v1/media/download/${server}/${id}`, { headers: auth });
+        const got = crypto
+          .createHash('sha256')
+          .update(Buffer.from(await r.arrayBuffer()))
+          .digest('hex');
+        if (r.status !== 200 || got !== digest) different++;
+      }
+      expect({ files: old.media.size, different }).toEqual({ files: Math.ceil((MEDIA_MIB * 1024) / MEDIA_FILE_KIB), different: 0 });
+      // The app's admin token: the new cluster's kudo-app was empty, so the bootstrap logged the admin in with the restored password.
+      const app = appSecret(api);
+      const who = await httpJson(`${synapse.base}/_matrix/client/v3/account/whoami`, { headers: { Authorization: `Bearer ${app.MATRIX_ADMIN_TOKEN}` } });
+      expect(who.body.user_id).toBe(`@admin:${after.config.serverName}`);
+      expect(app.LIVEKIT_API_SECRET).toBe(old.values.livekitApiSecret);
+    },
+    6 * STEP_TIMEOUT,
+  );
 });
