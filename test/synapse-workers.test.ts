@@ -3,19 +3,19 @@ import { resolveConfig, workerReplicas } from '../charts/config';
 import { haproxyConfig } from '../charts/synapse-router';
 import { routeFor, WORKER_TYPE_NAMES, WORKER_TYPES } from '../charts/synapse-workers';
 import { PATH_CASES } from './synapse-requests.cases';
-import { config, container, find, Manifest, podSpec, PRODUCTION, synthAll } from './util';
+import { config, container, find, lazy, Manifest, podSpec, PRODUCTION, synthAll } from './util';
 
 const production = config({ ...PRODUCTION });
 const all = synthAll(production);
-const homeserver = yaml.load(find(all, 'ConfigMap', 'synapse-config').data['homeserver.yaml']) as any;
+const homeserver = lazy(() => yaml.load(find(all, 'ConfigMap', 'synapse-config').data['homeserver.yaml']) as any);
 const workerFile = (type: string) => yaml.load(find(all, 'ConfigMap', 'synapse-config').data[`worker-${type}.yaml`]) as any;
 
 describe('the path table', () => {
   const requests = PATH_CASES;
-  const replicas = workerReplicas(production);
+  const replicas = lazy(() => workerReplicas(production));
 
   test.each(requests)('%s -> %s', (request, process) => {
-    expect(routeFor(request, replicas)).toBe(process);
+    expect(routeFor(request, replicas())).toBe(process);
   });
 
   test('every worker type that serves HTTP is reached by some request above (the list covers the table)', () => {
@@ -24,43 +24,43 @@ describe('the path table', () => {
   });
 
   test('a type that does not run leaves its requests to the main process', () => {
-    const none = { ...replicas, 'synchrotron': 0, 'initial-synchrotron': 0 };
+    const none = { ...replicas(), 'synchrotron': 0, 'initial-synchrotron': 0 };
     expect(routeFor('/_matrix/client/v3/sync?since=s1', none)).toBe('main');
-    expect(routeFor('/_matrix/client/v3/sync', { ...replicas, 'initial-synchrotron': 0 })).toBe('synchrotron');
+    expect(routeFor('/_matrix/client/v3/sync', { ...replicas(), 'initial-synchrotron': 0 })).toBe('synchrotron');
     expect(routeFor('/_matrix/client/v3/sync', workerReplicas(config()))).toBe('main');
   });
 });
 
 describe('the router is rendered from the same table', () => {
-  const cfg = find(all, 'ConfigMap', 'synapse-router').data['haproxy.cfg'] as string;
+  const cfg = lazy(() => find(all, 'ConfigMap', 'synapse-router').data['haproxy.cfg'] as string);
 
   test('each running type\'s paths appear once, as its ACL, and route to its backend', () => {
     for (const t of WORKER_TYPE_NAMES.filter((x) => WORKER_TYPES[x].paths.length > 0)) {
-      const acl = cfg.split('\n').filter((l) => l.startsWith(`  acl ${t} path_reg `));
+      const acl = cfg().split('\n').filter((l) => l.startsWith(`  acl ${t} path_reg `));
       expect(acl).toEqual([`  acl ${t} path_reg ${WORKER_TYPES[t].paths.join(' ')}`]);
-      expect(cfg).toContain(`\nbackend ${t}\n`);
+      expect(cfg()).toContain(`\nbackend ${t}\n`);
     }
     // (The initial-sync rule reuses the synchrotron's /sync path, by reference.)
-    const acls = cfg.split('\n').filter((l) => l.startsWith('  acl ') && !l.startsWith('  acl initial-sync ')).join('\n');
+    const acls = cfg().split('\n').filter((l) => l.startsWith('  acl ') && !l.startsWith('  acl initial-sync ')).join('\n');
     for (const re of WORKER_TYPE_NAMES.flatMap((t) => WORKER_TYPES[t].paths)) expect([re, acls.split(re).length - 1]).toEqual([re, 1]);
   });
 
   test('sticky by user for sync, by origin server for federation transactions, by room for event sending', () => {
-    const backend = (t: string) => cfg.slice(cfg.indexOf(`\nbackend ${t}\n`)).split('\n\n')[0];
+    const backend = (t: string) => cfg().slice(cfg().indexOf(`\nbackend ${t}\n`)).split('\n\n')[0];
     expect(backend('synchrotron')).toContain('balance hash var(txn.user)');
     expect(backend('initial-synchrotron')).toContain('balance hash var(txn.user)');
     expect(backend('federation-inbound')).toContain('balance hash var(txn.origin)');
     expect(backend('event-creator')).toContain('balance hash var(txn.room)');
     expect(backend('client-reader')).toContain('balance roundrobin');
     // Initial syncs (no since) go to their own pool.
-    expect(cfg).toContain('use_backend initial-synchrotron if initial-sync !since');
+    expect(cfg()).toContain('use_backend initial-synchrotron if initial-sync !since');
   });
 
   test('a pool with no replica up falls back to the main process; a stream writer or the media worker cannot', () => {
-    expect(cfg).toContain('use_backend synchrotron if synchrotron { nbsrv(synchrotron) gt 0 }');
-    expect(cfg).toContain('use_backend stream-writer if stream-writer\n');
-    expect(cfg).toContain('use_backend media-repository if media-repository\n');
-    expect(cfg).toContain('default_backend main');
+    expect(cfg()).toContain('use_backend synchrotron if synchrotron { nbsrv(synchrotron) gt 0 }');
+    expect(cfg()).toContain('use_backend stream-writer if stream-writer\n');
+    expect(cfg()).toContain('use_backend media-repository if media-repository\n');
+    expect(cfg()).toContain('default_backend main');
   });
 
   test('types that do not run are not routed', () => {
@@ -71,30 +71,30 @@ describe('the router is rendered from the same table', () => {
 
 describe('the shared config and each worker\'s', () => {
   test('replication: the main process and the stream writers in instance_map, through Redis with a password file', () => {
-    expect(homeserver.instance_map).toEqual({
+    expect(homeserver().instance_map).toEqual({
       'main': { host: 'synapse.kudo.svc', port: 9093 },
       'synapse-stream-writer-0': { host: 'synapse-stream-writer-0.synapse-stream-writer.kudo.svc', port: 9093 },
       'synapse-federation-sender-0': { host: 'synapse-federation-sender-0.synapse-federation-sender.kudo.svc', port: 9093 },
       'synapse-event-persister-0': { host: 'synapse-event-persister-0.synapse-event-persister.kudo.svc', port: 9093 },
       'synapse-event-persister-1': { host: 'synapse-event-persister-1.synapse-event-persister.kudo.svc', port: 9093 },
     });
-    expect(homeserver.redis).toEqual({ enabled: true, host: 'redis.kudo.svc', port: 6379, password_path: '/secrets/redis_password', dbid: 1 });
-    expect(homeserver.worker_replication_secret_path).toBe('/secrets/worker_replication_secret');
-    expect(homeserver.listeners.map((l: any) => [l.port, l.resources?.[0].names])).toEqual([[8008, ['client', 'federation']], [9000, undefined], [9093, ['replication']]]);
+    expect(homeserver().redis).toEqual({ enabled: true, host: 'redis.kudo.svc', port: 6379, password_path: '/secrets/redis_password', dbid: 1 });
+    expect(homeserver().worker_replication_secret_path).toBe('/secrets/worker_replication_secret');
+    expect(homeserver().listeners.map((l: any) => [l.port, l.resources?.[0].names])).toEqual([[8008, ['client', 'federation']], [9000, undefined], [9093, ['replication']]]);
   });
 
   test('who writes what, who sends federation, who runs background and media jobs', () => {
-    expect(homeserver.stream_writers).toEqual({
+    expect(homeserver().stream_writers).toEqual({
       typing: 'synapse-stream-writer-0', to_device: 'synapse-stream-writer-0', account_data: 'synapse-stream-writer-0',
       receipts: 'synapse-stream-writer-0', presence: 'synapse-stream-writer-0', push_rules: 'synapse-stream-writer-0',
       device_lists: 'synapse-stream-writer-0', events: ['synapse-event-persister-0', 'synapse-event-persister-1'],
     });
-    expect(homeserver.federation_sender_instances).toEqual(['synapse-federation-sender-0']);
-    expect(homeserver.outbound_federation_restricted_to).toEqual(['synapse-federation-sender-0']);
-    expect(homeserver.run_background_tasks_on).toBe('synapse-background');
-    expect(homeserver.update_user_directory_from_worker).toBe('synapse-background');
-    expect(homeserver.media_instance_running_background_jobs).toBe('synapse-media-repository');
-    expect(homeserver.enable_media_repo).toBe(false);
+    expect(homeserver().federation_sender_instances).toEqual(['synapse-federation-sender-0']);
+    expect(homeserver().outbound_federation_restricted_to).toEqual(['synapse-federation-sender-0']);
+    expect(homeserver().run_background_tasks_on).toBe('synapse-background');
+    expect(homeserver().update_user_directory_from_worker).toBe('synapse-background');
+    expect(homeserver().media_instance_running_background_jobs).toBe('synapse-media-repository');
+    expect(homeserver().enable_media_repo).toBe(false);
     expect(workerFile('media-repository')).toMatchObject({ worker_app: 'synapse.app.media_repository', enable_media_repo: true });
   });
 

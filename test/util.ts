@@ -4,9 +4,46 @@ import { KudoConfig, resolveConfig } from '../charts/config';
 
 export type Manifest = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: any };
 
+/**
+ * Mutation testing (docs/mutation-testing.md) learns which tests cover a mutant from what runs during each test.
+ * A config or render made when a test file loads, or in a describe block, runs during no test: Stryker then marks
+ * every line it touches as "static" and runs the whole suite for each mutant there. Under Stryker
+ * (test/mutation/setup.js sets KUDO_MUTATION), such a value is a stand-in that makes the real one again, on first
+ * use, in each test that reads it: each test's coverage is then its own. Outside Stryker nothing changes.
+ */
+// Only Stryker's first run measures coverage: with a mutant active, the tests that run are those that cover it,
+// so sharing a value between them is as in a plain run.
+const PER_TEST = process.env.KUDO_MUTATION === '1' && process.env.__STRYKER_ACTIVE_MUTANT__ === undefined;
+
+/** A value a file's tests share, made on first use (under Stryker: again in each test that uses it). */
+export function lazy<T>(make: () => T): () => T {
+  let made: { test: string | undefined; value: T } | undefined;
+  return () => {
+    const test = PER_TEST ? expect.getState().currentTestName : undefined;
+    if (!made || made.test !== test) made = { test, value: make() };
+    return made.value;
+  };
+}
+
+function perTest<T extends object>(make: () => T, target: T): T {
+  if (!PER_TEST || expect.getState().currentTestName !== undefined) return make();
+  const real = lazy(make);
+  return new Proxy(target, {
+    get: (_, k) => Reflect.get(real(), k),
+    set: (_, k, v) => Reflect.set(real(), k, v),
+    has: (_, k) => Reflect.has(real(), k),
+    ownKeys: () => Reflect.ownKeys(real()),
+    getOwnPropertyDescriptor: (_, k) => {
+      const d = Reflect.getOwnPropertyDescriptor(real(), k);
+      return d && k !== 'length' ? { ...d, configurable: true } : d;
+    },
+    getPrototypeOf: () => Reflect.getPrototypeOf(real()),
+  });
+}
+
 /** A config from a partial YAML-shaped object, defaults filled in. */
 export function config(overrides: object = {}): KudoConfig {
-  return resolveConfig(overrides, 'test config');
+  return perTest(() => resolveConfig(overrides, 'test config'), {} as KudoConfig);
 }
 
 /** Every chart of the app, by chart id. */
@@ -17,14 +54,16 @@ export function charts(c: KudoConfig = config()): Map<string, Chart> {
 
 /** The manifests of one chart of the default (or given) config. */
 export function synthChart(id: string, c: KudoConfig = config()): Manifest[] {
-  const chart = charts(c).get(id);
-  if (!chart) throw new Error(`no chart "${id}"`);
-  return Testing.synth(chart) as Manifest[];
+  return perTest(() => {
+    const chart = charts(c).get(id);
+    if (!chart) throw new Error(`no chart "${id}"`);
+    return Testing.synth(chart) as Manifest[];
+  }, []);
 }
 
 /** All manifests of the whole app. */
 export function synthAll(c: KudoConfig = config()): Manifest[] {
-  return [...charts(c).values()].flatMap((ch) => Testing.synth(ch) as Manifest[]);
+  return perTest(() => [...charts(c).values()].flatMap((ch) => Testing.synth(ch) as Manifest[]), []);
 }
 
 /** The one object of a kind with a given name; fails if there is not exactly one. */
