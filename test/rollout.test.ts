@@ -19,7 +19,8 @@ function mountedConfigMaps(w: Manifest): string[] {
 
 const SMALL_READERS = ['DaemonSet/coturn', 'Deployment/livekit', 'Deployment/matrix-well-known', 'Deployment/synapse', 'StatefulSet/postgres', 'StatefulSet/redis'];
 const WORKER_READERS = ['background', 'client-reader', 'event-creator', 'federation-inbound', 'federation-reader', 'initial-synchrotron', 'media-repository', 'synchrotron']
-  .map((t) => `Deployment/synapse-${t}`).concat(['event-persister', 'federation-sender', 'stream-writer'].map((t) => `StatefulSet/synapse-${t}`));
+  .map((t) => `Deployment/synapse-${t}`)
+  .concat(['event-persister', 'federation-sender', 'stream-writer'].map((t) => `StatefulSet/synapse-${t}`));
 
 describe.each([
   ['small', {}, SMALL_READERS],
@@ -33,7 +34,11 @@ describe.each([
   });
 
   test('the workloads found are the ones that read rendered config', () => {
-    expect(workloads().map((w) => `${w.kind}/${w.metadata.name}`).sort()).toEqual([...expected].sort());
+    expect(
+      workloads()
+        .map((w) => `${w.kind}/${w.metadata.name}`)
+        .sort(),
+    ).toEqual([...expected].sort());
   });
   test.each(expected)('%s', (id) => {
     const w = workloads().find((m) => `${m.kind}/${m.metadata.name}` === id)!;
@@ -71,11 +76,13 @@ describe('the README says how to restart what reads a Secret', () => {
   const paragraph = readme.slice(readme.indexOf('**Changing a Secret**'));
   const block = paragraph.slice(paragraph.indexOf('```sh'), paragraph.indexOf('```', paragraph.indexOf('```sh') + 5));
   const commands = [...block.matchAll(/^kubectl -n (\S+) rollout restart (\S+) -l (\S+)$/gm)].map(([, ns, kinds, selector]) => ({
-    ns, kinds: kinds.split(','), selector: Object.fromEntries(selector.split(',').map((kv) => kv.split('='))),
+    ns,
+    kinds: kinds.split(','),
+    selector: Object.fromEntries(selector.split(',').map((kv) => kv.split('='))),
   }));
   const workloads = lazy(() => synthAll(config({ ...PRODUCTION })).filter((m) => LONG_RUNNING.includes(m.kind)));
-  const selects = (c: (typeof commands)[number], w: Manifest) => w.metadata.namespace === c.ns && c.kinds.includes(w.kind.toLowerCase())
-    && Object.entries(c.selector).every(([k, v]) => w.metadata.labels?.[k] === v);
+  const selects = (c: (typeof commands)[number], w: Manifest) =>
+    w.metadata.namespace === c.ns && c.kinds.includes(w.kind.toLowerCase()) && Object.entries(c.selector).every(([k, v]) => w.metadata.labels?.[k] === v);
   const readsSecret = (w: Manifest) => {
     const spec = w.spec.template.spec;
     const volumes = (spec.volumes ?? []).some((v: any) => v.secret !== undefined || (v.projected?.sources ?? []).some((s: any) => s.secret !== undefined));
@@ -88,9 +95,13 @@ describe('the README says how to restart what reads a Secret', () => {
     for (const c of commands) expect(workloads().filter((w) => selects(c, w)).length).toBeGreaterThan(0);
   });
   test('every workload that reads a Secret is restarted by one (PostgreSQL reads its passwords only when it initialises)', () => {
-    const readers = workloads().filter(readsSecret).map((w) => `${w.kind}/${w.metadata.name}`);
+    const readers = workloads()
+      .filter(readsSecret)
+      .map((w) => `${w.kind}/${w.metadata.name}`);
     expect(readers).toEqual(expect.arrayContaining(['DaemonSet/coturn', 'Deployment/livekit', 'StatefulSet/redis', 'Deployment/synapse', 'StatefulSet/synapse-event-persister']));
-    const missed = workloads().filter((w) => readsSecret(w) && !commands.some((c) => selects(c, w))).map((w) => `${w.kind}/${w.metadata.name}`);
+    const missed = workloads()
+      .filter((w) => readsSecret(w) && !commands.some((c) => selects(c, w)))
+      .map((w) => `${w.kind}/${w.metadata.name}`);
     expect(missed).toEqual(['StatefulSet/postgres']);
   });
 });

@@ -60,8 +60,8 @@ function words(line: string): string[] {
       if (inWord) out.push(cur);
       cur = '';
       inWord = false;
-    } else if (c === '\'') {
-      const end = line.indexOf('\'', i + 1);
+    } else if (c === "'") {
+      const end = line.indexOf("'", i + 1);
       if (end < 0) throw new Error(`unclosed ' in ${line}`);
       cur += line.slice(i + 1, end);
       i = end;
@@ -99,14 +99,18 @@ function call(text: string): { name: string; args: string[] } {
   for (let i = 0; i < inner.length; i++) {
     const c = inner[i];
     if (c === '"' && !sq) dq = !dq;
-    else if (c === '\'' && !dq) sq = !sq;
+    else if (c === "'" && !dq) sq = !sq;
     else if (c === '\\' && !sq && i + 1 < inner.length) {
       const n = inner[i + 1];
-      if ('\\ "\''.includes(n)) { cur += n; i++; }
-      else if (n === 'n' || n === 'r' || n === 't') throw new Error(`\\${n} in ${text}: not modelled`);
+      if ('\\ "\''.includes(n)) {
+        cur += n;
+        i++;
+      } else if (n === 'n' || n === 'r' || n === 't') throw new Error(`\\${n} in ${text}: not modelled`);
       else cur += c; // a lone backslash stays
-    } else if (c === ',' && !sq && !dq) { args.push(cur); cur = ''; }
-    else cur += c;
+    } else if (c === ',' && !sq && !dq) {
+      args.push(cur);
+      cur = '';
+    } else cur += c;
   }
   if (sq || dq) throw new Error(`unclosed quote in ${text}`);
   args.push(cur);
@@ -122,12 +126,19 @@ function chain(expr: string): string[] {
   let cur = '';
   for (let i = 0; i < expr.length; i++) {
     const c = expr[i];
-    if (c === '\\' && !sq) { cur += c + expr[++i]; continue; }
+    if (c === '\\' && !sq) {
+      cur += c + expr[++i];
+      continue;
+    }
     if (c === '"' && !sq) dq = !dq;
-    if (c === '\'' && !dq) sq = !sq;
+    if (c === "'" && !dq) sq = !sq;
     if (!sq && !dq && c === '(') depth++;
     if (!sq && !dq && c === ')') depth--;
-    if (c === ',' && depth === 0 && !sq && !dq) { parts.push(cur); cur = ''; continue; }
+    if (c === ',' && depth === 0 && !sq && !dq) {
+      parts.push(cur);
+      cur = '';
+      continue;
+    }
     cur += c;
   }
   parts.push(cur);
@@ -141,7 +152,10 @@ function commonSubset(re: string): boolean {
   // Groups may nest; strip innermost groups of atoms and alternatives until none is left.
   let s = re.replace(/^\^/, '').replace(/\$$/, '');
   const group = new RegExp(`\\((?:(?:${atom}|\\$|#)[*+?]?|\\|)*\\)`, 'g');
-  for (let before = ''; before !== s;) { before = s; s = s.replace(group, '#'); }
+  for (let before = ''; before !== s;) {
+    before = s;
+    s = s.replace(group, '#');
+  }
   return new RegExp(`^(?:(?:${atom}|#)[*+?]?)*$`).test(s);
 }
 
@@ -152,20 +166,25 @@ function fetch(spec: string, req: Request, vars: Vars): Sample {
   const { name, args } = call(spec);
   const [path, query] = ((i) => (i < 0 ? [req.url, undefined] : [req.url.slice(0, i), req.url.slice(i + 1)]))(req.url.indexOf('?'));
   switch (name) {
-    case 'path': return [path];
+    case 'path':
+      return [path];
     case 'url_param': {
       if (query === undefined) return undefined;
       const hit = query.split(/[&;]/).find((p) => p.startsWith(`${args[0]}=`));
       return hit === undefined ? undefined : [hit.slice(args[0].length + 1)];
     }
-    case 'req.fhdr': case 'req.hdr': {
+    case 'req.fhdr':
+    case 'req.hdr': {
       const v = req.headers?.[args[0].toLowerCase()];
       if (v === undefined) return undefined;
       return name === 'req.fhdr' ? [v] : v.split(',').map((x) => x.trim());
     }
-    case 'var': return vars.has(args[0]) ? [vars.get(args[0])!] : undefined;
-    case 'nbsrv': throw new Error('nbsrv is evaluated by the caller');
-    default: throw new Error(`fetch ${name} is not modelled`);
+    case 'var':
+      return vars.has(args[0]) ? [vars.get(args[0])!] : undefined;
+    case 'nbsrv':
+      throw new Error('nbsrv is evaluated by the caller');
+    default:
+      throw new Error(`fetch ${name} is not modelled`);
   }
 }
 
@@ -185,14 +204,21 @@ function evaluate(expr: string, req: Request, vars: Vars): string | undefined {
   return v;
 }
 
-interface Acl { readonly fetch: string; readonly flags: readonly string[]; readonly patterns: readonly string[] }
+interface Acl {
+  readonly fetch: string;
+  readonly flags: readonly string[];
+  readonly patterns: readonly string[];
+}
 
 function parseAcl(ws: string[]): Acl {
   let i = 0;
   const fetchSpec = ws[i++];
   const flags: string[] = [];
   while (ws[i]?.startsWith('-')) {
-    if (ws[i] === '-m') { flags.push(`-m ${ws[i + 1]}`); i += 2; } else flags.push(ws[i++]);
+    if (ws[i] === '-m') {
+      flags.push(`-m ${ws[i + 1]}`);
+      i += 2;
+    } else flags.push(ws[i++]);
   }
   for (const f of flags) if (!['-i', '-m found', '-m beg', '-m str'].includes(f)) throw new Error(`acl flag ${f} is not modelled`);
   return { fetch: fetchSpec, flags, patterns: ws.slice(i) };
@@ -215,16 +241,21 @@ function aclMatches(acl: Acl, req: Request, vars: Vars, up: (b: string) => numbe
   if (method === 'found') return true;
   const ci = acl.flags.includes('-i');
   const fold = (s: string) => (ci ? s.toLowerCase() : s);
-  return values.some((v) => acl.patterns.some((p) => {
-    switch (method) {
-      case 'reg':
-        if (!commonSubset(p)) throw new Error(`regex ${p} is outside the subset PCRE2 and JS agree on`);
-        return new RegExp(p, ci ? 'i' : '').test(v);
-      case 'beg': return fold(v).startsWith(fold(p));
-      case 'str': return fold(v) === fold(p);
-      default: throw new Error(`match method ${method} is not modelled`);
-    }
-  }));
+  return values.some((v) =>
+    acl.patterns.some((p) => {
+      switch (method) {
+        case 'reg':
+          if (!commonSubset(p)) throw new Error(`regex ${p} is outside the subset PCRE2 and JS agree on`);
+          return new RegExp(p, ci ? 'i' : '').test(v);
+        case 'beg':
+          return fold(v).startsWith(fold(p));
+        case 'str':
+          return fold(v) === fold(p);
+        default:
+          throw new Error(`match method ${method} is not modelled`);
+      }
+    }),
+  );
 }
 
 /** Alternatives (or) of terms (and); a term holds when any ACL declared under its name matches. */
@@ -238,7 +269,10 @@ function parseCondition(ws: string[], acls: Map<string, Acl[]>): Condition {
   const alternatives: { not: boolean; acls: Acl[] }[][] = [[]];
   for (let i = 0; i < rest.length; i++) {
     const w = rest[i];
-    if (w === 'or' || w === '||') { alternatives.push([]); continue; }
+    if (w === 'or' || w === '||') {
+      alternatives.push([]);
+      continue;
+    }
     const not = w.startsWith('!');
     const term = not ? w.slice(1) : w;
     const last = alternatives[alternatives.length - 1];
@@ -282,7 +316,8 @@ function frontend(cfg: string, name: string): Frontend {
     const ws = words(line.trim());
     const ifAt = (from: number) => (ws.indexOf('if', from) < 0 ? ws.length : ws.indexOf('if', from));
     switch (ws[0]) {
-      case 'bind': break;
+      case 'bind':
+        break;
       case 'acl': {
         const acl = parseAcl(ws.slice(2));
         if (acl.fetch.startsWith('path_reg')) regexes.push(...acl.patterns);
@@ -301,8 +336,11 @@ function frontend(cfg: string, name: string): Frontend {
       case 'use_backend':
         rules.push({ backend: ws[1], cond: parseCondition(ws.slice(2), acls) });
         break;
-      case 'default_backend': defaultBackend = ws[1]; break;
-      default: throw new Error(`"${ws[0]}" in frontend ${name} is not modelled`);
+      case 'default_backend':
+        defaultBackend = ws[1];
+        break;
+      default:
+        throw new Error(`"${ws[0]}" in frontend ${name} is not modelled`);
     }
   }
   if (!defaultBackend) throw new Error(`frontend ${name} has no default_backend`);
@@ -336,8 +374,15 @@ describe('the evaluator reads the whole frontend', () => {
 
   test('the rules, in order', () => {
     expect(fe().rules.map((r) => r.backend)).toEqual([
-      'initial-synchrotron', 'stream-writer', 'media-repository', 'event-creator', 'initial-synchrotron', 'synchrotron',
-      'federation-inbound', 'federation-reader', 'client-reader',
+      'initial-synchrotron',
+      'stream-writer',
+      'media-repository',
+      'event-creator',
+      'initial-synchrotron',
+      'synchrotron',
+      'federation-inbound',
+      'federation-reader',
+      'client-reader',
     ]);
     expect(fe().defaultBackend).toBe('main');
     expect(fe().setVars.map((s) => s.name)).toEqual(['txn.user', 'txn.user', 'txn.origin', 'txn.room']);
@@ -365,14 +410,22 @@ describe('the rendered router sends each request where the table says', () => {
   ];
 
   test.each(twoFamilies)('%s -> %s (matched by %j)', (url, process, families) => {
-    const matching = fe().rules.filter((r) => holds(r.cond, { url }, new Map(), () => 1)).map((r) => r.backend);
+    const matching = fe()
+      .rules.filter((r) => holds(r.cond, { url }, new Map(), () => 1))
+      .map((r) => r.backend);
     expect(matching).toEqual(families);
     expect(route(fe(), { url }).backend).toBe(process);
     expect(routeFor(url, replicas())).toBe(process);
   });
 
   test('with some types not running, the router of that config and routeFor agree on every request', () => {
-    for (const off of [['client-reader'], ['initial-synchrotron'], ['synchrotron', 'initial-synchrotron'], ['event-creator', 'federation-reader'], ['stream-writer', 'media-repository']] as WorkerTypeName[][]) {
+    for (const off of [
+      ['client-reader'],
+      ['initial-synchrotron'],
+      ['synchrotron', 'initial-synchrotron'],
+      ['event-creator', 'federation-reader'],
+      ['stream-writer', 'media-repository'],
+    ] as WorkerTypeName[][]) {
       const few = { ...replicas(), ...Object.fromEntries(off.map((t) => [t, 0])) };
       const small = frontend(haproxyConfig({ namespace: 'kudo', main: { service: 'synapse', port: 8008 }, workers: few }), 'synapse');
       for (const url of [...PATH_CASES.map(([u]) => u), ...twoFamilies.map(([u]) => u)]) {
@@ -382,7 +435,10 @@ describe('the rendered router sends each request where the table says', () => {
   });
 
   test('a pool with no server up: the next rule that matches, else the main process; stream writer and media wait for theirs', () => {
-    const down = (...pools: string[]) => (b: string) => (pools.includes(b) ? 0 : 1);
+    const down =
+      (...pools: string[]) =>
+      (b: string) =>
+        pools.includes(b) ? 0 : 1;
     expect(route(fe(), { url: '/_matrix/client/v3/sync?since=s1' }, down('synchrotron')).backend).toBe('main');
     // An initial sync with its pool down is a /sync like any other.
     expect(route(fe(), { url: '/_matrix/client/v3/sync' }, down('initial-synchrotron')).backend).toBe('synchrotron');

@@ -24,7 +24,7 @@ describe('the path table', () => {
   });
 
   test('a type that does not run leaves its requests to the main process', () => {
-    const none = { ...replicas(), 'synchrotron': 0, 'initial-synchrotron': 0 };
+    const none = { ...replicas(), synchrotron: 0, 'initial-synchrotron': 0 };
     expect(routeFor('/_matrix/client/v3/sync?since=s1', none)).toBe('main');
     expect(routeFor('/_matrix/client/v3/sync', { ...replicas(), 'initial-synchrotron': 0 })).toBe('synchrotron');
     expect(routeFor('/_matrix/client/v3/sync', workerReplicas(config()))).toBe('main');
@@ -34,19 +34,27 @@ describe('the path table', () => {
 describe('the router is rendered from the same table', () => {
   const cfg = lazy(() => find(all, 'ConfigMap', 'synapse-router').data['haproxy.cfg'] as string);
 
-  test('each running type\'s paths appear once, as its ACL, and route to its backend', () => {
+  test("each running type's paths appear once, as its ACL, and route to its backend", () => {
     for (const t of WORKER_TYPE_NAMES.filter((x) => WORKER_TYPES[x].paths.length > 0)) {
-      const acl = cfg().split('\n').filter((l) => l.startsWith(`  acl ${t} path_reg `));
+      const acl = cfg()
+        .split('\n')
+        .filter((l) => l.startsWith(`  acl ${t} path_reg `));
       expect(acl).toEqual([`  acl ${t} path_reg ${WORKER_TYPES[t].paths.join(' ')}`]);
       expect(cfg()).toContain(`\nbackend ${t}\n`);
     }
     // (The initial-sync rule reuses the synchrotron's /sync path, by reference.)
-    const acls = cfg().split('\n').filter((l) => l.startsWith('  acl ') && !l.startsWith('  acl initial-sync ')).join('\n');
+    const acls = cfg()
+      .split('\n')
+      .filter((l) => l.startsWith('  acl ') && !l.startsWith('  acl initial-sync '))
+      .join('\n');
     for (const re of WORKER_TYPE_NAMES.flatMap((t) => WORKER_TYPES[t].paths)) expect([re, acls.split(re).length - 1]).toEqual([re, 1]);
   });
 
   test('sticky by user for sync, by origin server for federation transactions, by room for event sending', () => {
-    const backend = (t: string) => cfg().slice(cfg().indexOf(`\nbackend ${t}\n`)).split('\n\n')[0];
+    const backend = (t: string) =>
+      cfg()
+        .slice(cfg().indexOf(`\nbackend ${t}\n`))
+        .split('\n\n')[0];
     expect(backend('synchrotron')).toContain('balance hash var(txn.user)');
     expect(backend('initial-synchrotron')).toContain('balance hash var(txn.user)');
     expect(backend('federation-inbound')).toContain('balance hash var(txn.origin)');
@@ -69,10 +77,10 @@ describe('the router is rendered from the same table', () => {
   });
 });
 
-describe('the shared config and each worker\'s', () => {
+describe("the shared config and each worker's", () => {
   test('replication: the main process and the stream writers in instance_map, through Redis with a password file', () => {
     expect(homeserver().instance_map).toEqual({
-      'main': { host: 'synapse.kudo.svc', port: 9093 },
+      main: { host: 'synapse.kudo.svc', port: 9093 },
       'synapse-stream-writer-0': { host: 'synapse-stream-writer-0.synapse-stream-writer.kudo.svc', port: 9093 },
       'synapse-federation-sender-0': { host: 'synapse-federation-sender-0.synapse-federation-sender.kudo.svc', port: 9093 },
       'synapse-event-persister-0': { host: 'synapse-event-persister-0.synapse-event-persister.kudo.svc', port: 9093 },
@@ -80,14 +88,23 @@ describe('the shared config and each worker\'s', () => {
     });
     expect(homeserver().redis).toEqual({ enabled: true, host: 'redis.kudo.svc', port: 6379, password_path: '/secrets/redis_password', dbid: 1 });
     expect(homeserver().worker_replication_secret_path).toBe('/secrets/worker_replication_secret');
-    expect(homeserver().listeners.map((l: any) => [l.port, l.resources?.[0].names])).toEqual([[8008, ['client', 'federation']], [9000, undefined], [9093, ['replication']]]);
+    expect(homeserver().listeners.map((l: any) => [l.port, l.resources?.[0].names])).toEqual([
+      [8008, ['client', 'federation']],
+      [9000, undefined],
+      [9093, ['replication']],
+    ]);
   });
 
   test('who writes what, who sends federation, who runs background and media jobs', () => {
     expect(homeserver().stream_writers).toEqual({
-      typing: 'synapse-stream-writer-0', to_device: 'synapse-stream-writer-0', account_data: 'synapse-stream-writer-0',
-      receipts: 'synapse-stream-writer-0', presence: 'synapse-stream-writer-0', push_rules: 'synapse-stream-writer-0',
-      device_lists: 'synapse-stream-writer-0', events: ['synapse-event-persister-0', 'synapse-event-persister-1'],
+      typing: 'synapse-stream-writer-0',
+      to_device: 'synapse-stream-writer-0',
+      account_data: 'synapse-stream-writer-0',
+      receipts: 'synapse-stream-writer-0',
+      presence: 'synapse-stream-writer-0',
+      push_rules: 'synapse-stream-writer-0',
+      device_lists: 'synapse-stream-writer-0',
+      events: ['synapse-event-persister-0', 'synapse-event-persister-1'],
     });
     expect(homeserver().federation_sender_instances).toEqual(['synapse-federation-sender-0']);
     expect(homeserver().outbound_federation_restricted_to).toEqual(['synapse-federation-sender-0']);
@@ -112,8 +129,18 @@ describe('the shared config and each worker\'s', () => {
     const workload = find(all, t.workload === 'statefulset' ? 'StatefulSet' : 'Deployment', `synapse-${type}`);
     expect(workload.spec.replicas).toBe(workerReplicas(production)[type]);
     const c = container(workload, 'synapse');
-    expect(c.command).toEqual(['python', '-m', t.app, '--config-path', '/config/homeserver.yaml', '--config-path', `/config/worker-${type}.yaml`,
-      '--config-path', '/run/synapse/worker-name.yaml', '--no-secrets-in-config']);
+    expect(c.command).toEqual([
+      'python',
+      '-m',
+      t.app,
+      '--config-path',
+      '/config/homeserver.yaml',
+      '--config-path',
+      `/config/worker-${type}.yaml`,
+      '--config-path',
+      '/run/synapse/worker-name.yaml',
+      '--no-secrets-in-config',
+    ]);
     expect(c.readinessProbe.httpGet).toEqual({ path: '/health', port: 'http' });
     expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, runAsNonRoot: true, allowPrivilegeEscalation: false });
     expect(workerFile(type).worker_app).toBe(t.app);
@@ -123,7 +150,7 @@ describe('the shared config and each worker\'s', () => {
     expect([type, budget !== undefined]).toEqual([type, workload.spec.replicas > 1]);
   });
 
-  test('a worker\'s name: its pod\'s, or for a single named one its Deployment\'s', () => {
+  test("a worker's name: its pod's, or for a single named one its Deployment's", () => {
     const init = (kind: string, name: string) => container(find(all, kind, name), 'pgpass');
     expect(init('Deployment', 'synapse-client-reader').env).toEqual([{ name: 'WORKER_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }]);
     expect(init('StatefulSet', 'synapse-event-persister').env).toEqual([{ name: 'WORKER_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }]);
@@ -155,12 +182,15 @@ describe('the shared config and each worker\'s', () => {
 
 describe('refused', () => {
   test('workers without Redis; more than one of a single-instance type', () => {
-    expect(() => resolveConfig({ synapse: { workers: { enabled: true } }, redis: { enabled: false } }))
-      .toThrow('synapse.workers.enabled needs redis.enabled: Synapse\'s processes replicate through Redis');
-    expect(() => resolveConfig({ synapse: { workers: { enabled: true, replicas: { mediaRepository: 2 } } } }))
-      .toThrow('synapse.workers.replicas.mediaRepository is 2; at most 1 media-repository may run');
-    expect(() => resolveConfig({ synapse: { workers: { enabled: true, replicas: { streamWriter: 2 } } } }))
-      .toThrow('synapse.workers.replicas.streamWriter is 2; at most 1 stream-writer may run');
+    expect(() => resolveConfig({ synapse: { workers: { enabled: true } }, redis: { enabled: false } })).toThrow(
+      "synapse.workers.enabled needs redis.enabled: Synapse's processes replicate through Redis",
+    );
+    expect(() => resolveConfig({ synapse: { workers: { enabled: true, replicas: { mediaRepository: 2 } } } })).toThrow(
+      'synapse.workers.replicas.mediaRepository is 2; at most 1 media-repository may run',
+    );
+    expect(() => resolveConfig({ synapse: { workers: { enabled: true, replicas: { streamWriter: 2 } } } })).toThrow(
+      'synapse.workers.replicas.streamWriter is 2; at most 1 stream-writer may run',
+    );
     expect(() => resolveConfig({ livekit: { replicas: 2 }, redis: { enabled: false } })).toThrow('livekit.replicas 2 needs redis.enabled');
   });
 

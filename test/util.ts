@@ -2,7 +2,12 @@ import { Chart, Testing } from 'cdk8s';
 import { buildApp } from '../charts/app';
 import { KudoConfig, resolveConfig } from '../charts/config';
 
-export type Manifest = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: any };
+export type Manifest = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  [k: string]: any;
+};
 
 /**
  * Mutation testing (docs/mutation-testing.md) learns which tests cover a mutant from what runs during each test.
@@ -83,7 +88,6 @@ export function container(workload: Manifest, name: string): any {
 export function podSpec(workload: Manifest): any {
   return workload.kind === 'CronJob' ? workload.spec.jobTemplate.spec.template.spec : workload.spec.template.spec;
 }
-
 
 /**
  * `profile: production` for tests about something other than backups: production refuses a config

@@ -13,7 +13,7 @@ class CoveringFilesSequencer extends Sequencer {
     this.pattern = options.globalConfig.testNamePattern;
     this.list = path.join(options.globalConfig.rootDir, '.build', 'mutation-tests.jsonl');
     // Stryker runs jest with --findRelatedTests <the mutated file>.
-    this.mutated = options.globalConfig.findRelatedTests ? options.globalConfig.nonFlagArgs ?? [] : [];
+    this.mutated = options.globalConfig.findRelatedTests ? (options.globalConfig.nonFlagArgs ?? []) : [];
   }
 
   sort(tests) {
