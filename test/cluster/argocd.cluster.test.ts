@@ -17,7 +17,7 @@
  */
 import { Manifest, tail } from '../e2e/harness';
 import { PRODUCTION } from '../util';
-import { argoSync, DIST, namespacesOf, readManifests, SyncEvent, SyncRun, writeManifests } from './checks';
+import { argoSync, DIST, namespacesOf, objects, readManifests, SyncEvent, SyncRun, writeManifests } from './checks';
 import { Cluster, renderConfig, startCluster, Topology } from './cluster';
 
 const WAVE = 'argocd.argoproj.io/sync-wave';
@@ -156,5 +156,34 @@ describe.each<{ topology: Topology; render: () => string }>([
     expect(stalled).toEqual(claims.map((n) => `PersistentVolumeClaim argo-neg/${n} wave 0: Progressing (phase Pending, storageClassName "local")`));
     // Nothing after wave 0 was applied: the workloads that would consume the claims never came.
     expect(run.events.filter((e) => e.event === 'wave').map((e) => e.wave)).toEqual([-3, -2, -1, 0]);
+  });
+
+  test('a later sync with prune, after backup.enabled is turned off, deletes the backup jobs but keeps the backup claim and its volume', async () => {
+    // The first test synced DIST (backups on) as the Application "kudo"; this render drops every backup object.
+    const dir = renderConfig('argocd-no-backup', { backup: { enabled: false } });
+    const manifests = readManifests(dir);
+    expect(manifests.filter((m) => m.metadata.name === 'kudo-backups')).toEqual([]);
+    const claimBefore = objects(c, 'persistentvolumeclaims', ['kudo']).find((p) => p.metadata.name === 'kudo-backups');
+    expect(claimBefore?.status.phase).toBe('Bound');
+
+    const run = await argoSync(c, dir, { timeoutSeconds: SYNC_TIMEOUT_S, prune: true });
+    // A re-sync: the engine's own verdict (the wave-by-wave checks above are for a first sync).
+    const done = run.events.find((e) => e.event === 'done');
+    if (run.code !== 0 || done?.phase !== 'Succeeded') throw new Error(`the sync did not succeed\n\n${context(run)}`);
+    const results = done.results as SyncEvent[];
+    const result = (kind: string, name: string) => results.filter((r) => r.kind === kind && r.name === name).map((r) => `${r.status}: ${r.message}`);
+    // Prune is on: what the render dropped is deleted (the control)...
+    expect(result('CronJob', 'postgres-backup')).toEqual([expect.stringMatching(/^Pruned: /)]);
+    expect(objects(c, 'cronjobs', ['kudo']).map((j) => j.metadata.name)).toEqual(['smoke-test']);
+    // ...but the claim says Prune=false, and the engine leaves it (its own words).
+    expect(result('PersistentVolumeClaim', 'kudo-backups')).toEqual(['PruneSkipped: ignored (no prune)']);
+    const claimAfter = objects(c, 'persistentvolumeclaims', ['kudo']).find((p) => p.metadata.name === 'kudo-backups');
+    expect({ uid: claimAfter?.metadata.uid, phase: claimAfter?.status.phase, deleting: claimAfter?.metadata.deletionTimestamp !== undefined }).toEqual({
+      uid: claimBefore.metadata.uid,
+      phase: 'Bound',
+      deleting: false,
+    });
+    const volume = (c.get(['persistentvolumes']).items as any[]).find((v) => v.metadata.name === claimBefore.spec.volumeName);
+    expect(volume?.status.phase).toBe('Bound');
   });
 });

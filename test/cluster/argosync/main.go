@@ -74,6 +74,7 @@ func run() int {
 		waveDelay  = flag.Duration("wave-delay", 2*time.Second, "pause after applying each wave but the last (Argo CD's ARGOCD_SYNC_WAVE_DELAY, default 2s)")
 		appName    = flag.String("app", "kudo", "the Application name used in the tracking annotation")
 		namespace  = flag.String("namespace", "default", "namespace for namespaced objects that name none (the Application's destination namespace)")
+		prune      = flag.Bool("prune", false, "delete the Application's objects the manifests no longer hold, as automated sync with prune does (objects annotated Prune=false stay)")
 		version    = flag.Bool("version", false, "print the version of the sync engine linked in, and exit")
 	)
 	klog.InitFlags(nil)
@@ -106,7 +107,7 @@ func run() int {
 	ctx, cancelTimeout := context.WithTimeout(ctx, *timeout)
 	defer cancelTimeout()
 
-	s := &syncer{out: out, targets: targets, app: *appName, namespace: *namespace, waveDelay: *waveDelay, health: newHealthRecorder(out)}
+	s := &syncer{out: out, targets: targets, app: *appName, namespace: *namespace, waveDelay: *waveDelay, prune: *prune, health: newHealthRecorder(out)}
 	return s.run(ctx, config)
 }
 
@@ -174,6 +175,7 @@ type syncer struct {
 	app       string
 	namespace string
 	waveDelay time.Duration
+	prune     bool
 	health    *healthRecorder
 }
 
@@ -237,8 +239,8 @@ func (s *syncer) run(ctx context.Context, config *rest.Config) int {
 		reconciled := sync.Reconcile(s.targets, live, s.namespace, clusterCache)
 		syncCtx, cleanup, err := sync.NewSyncContext("dist", reconciled, config, config, kubectl, s.namespace, clusterCache.GetOpenAPISchema(),
 			sync.WithLogr(log),
-			// dry run off, prune off (a first sync has nothing to prune), force off, hooks on
-			sync.WithOperationSettings(false, false, false, false),
+			// dry run off, prune as asked (a first sync has nothing to prune), force off, hooks on
+			sync.WithOperationSettings(false, s.prune, false, false),
 			sync.WithManifestValidation(true),
 			sync.WithHealthOverride(s.health),
 			sync.WithSyncWaveHook(s.waveApplied),
