@@ -450,3 +450,30 @@ describe('postgres.mode cloudnative-pg with WAL archiving (the default)', () => 
     expect(b.metadata.ownerReferences).toEqual([expect.objectContaining({ kind: 'ScheduledBackup', name: scheduled.metadata.name })]);
   });
 });
+
+describe('postgres.mode cloudnative-pg recovered from its archive (postgres.cloudnativePg.recovery)', () => {
+  const recovered = {
+    namespaces: { stack: 'kudo-r', hostNetwork: 'kudo-r-media', app: 'kudo-r-app' },
+    postgres: {
+      mode: 'cloudnative-pg',
+      cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres', serverName: 'postgres-r2' }, recovery: { serverName: 'postgres' } },
+    },
+  };
+  const { manifests: ms, config } = rendered(recovered);
+  const ns = config.namespaces.stack;
+  /** The Cluster as the API server would store it, after the operator's mutating webhook (a server-side dry run). */
+  const admitted = (cluster: Manifest) => JSON.parse(api.kubectl(['create', '--dry-run=server', '-o', 'json', '-f', writeAll('recovered.yaml', [cluster])]).stdout);
+
+  test("the webhook keeps Synapse's database and owner in bootstrap.recovery; left out, it makes both 'app', a role Synapse's Secret does not name", () => {
+    api.kubectl(['apply', '--server-side', '-f', writeAll('recovered-ns.yaml', [find(ms, 'Namespace', ns)])]);
+    const cluster = find(ms, 'Cluster', 'postgres');
+    const homeserver = yaml.load(configMapFile(ms, 'synapse-config', 'homeserver.yaml')) as any;
+    expect(homeserver.database.args).toMatchObject({ user: 'synapse', dbname: 'synapse' });
+    expect(admitted(cluster).spec.bootstrap.recovery).toMatchObject({ source: expect.any(String), database: 'synapse', owner: 'synapse' });
+    // The control: the same Cluster as rendered before the fix, without the two fields.
+    const bare = structuredClone(cluster);
+    delete bare.spec.bootstrap.recovery.database;
+    delete bare.spec.bootstrap.recovery.owner;
+    expect(admitted(bare).spec.bootstrap.recovery).toMatchObject({ database: 'app', owner: 'app' });
+  });
+});
