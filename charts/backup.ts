@@ -3,8 +3,23 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './config';
 import {
-  API_TOKEN_DIR, apiTokenVolume, bundledFile, ComponentLabels, CONFIG_HASH_ANNOTATION, contentHash, imageRef, labels, memoryVolume, NEVER, resourceRequirements,
-  restrictedContainer, restrictedPod, SCRIPTS_DIR, secretFilesVolume, selectorLabels, UID,
+  API_TOKEN_DIR,
+  apiTokenVolume,
+  bundledFile,
+  ComponentLabels,
+  CONFIG_HASH_ANNOTATION,
+  contentHash,
+  imageRef,
+  labels,
+  memoryVolume,
+  NEVER,
+  resourceRequirements,
+  restrictedContainer,
+  restrictedPod,
+  SCRIPTS_DIR,
+  secretFilesVolume,
+  selectorLabels,
+  UID,
 } from './common';
 import { syncHook, WAVE } from './argocd';
 import { PodScheduling, withScheduling } from './pods';
@@ -80,11 +95,13 @@ function resticEnv(s3: BackupProps['s3']): k8s.EnvVar[] {
     { name: 'TMPDIR', value: RESTIC_SCRATCH.path },
     { name: 'RESTIC_CACHE_DIR', value: `${RESTIC_SCRATCH.path}/cache` },
     // The off-site repository: its password and the S3 keys are files of the operator's Secret (the script exports the keys).
-    ...(s3 ? [
-      { name: 'OFFSITE_REPOSITORY', value: s3.repository },
-      { name: 'OFFSITE_PASSWORD_FILE', value: `${MOUNTS.offsite.mountPath}/RESTIC_PASSWORD` },
-      { name: 'S3_CREDENTIALS_DIR', value: MOUNTS.offsite.mountPath },
-    ] : []),
+    ...(s3
+      ? [
+          { name: 'OFFSITE_REPOSITORY', value: s3.repository },
+          { name: 'OFFSITE_PASSWORD_FILE', value: `${MOUNTS.offsite.mountPath}/RESTIC_PASSWORD` },
+          { name: 'S3_CREDENTIALS_DIR', value: MOUNTS.offsite.mountPath },
+        ]
+      : []),
   ];
 }
 
@@ -101,24 +118,28 @@ const scratchVolume = (): k8s.Volume => ({ name: 'scratch', emptyDir: { sizeLimi
  * rebuild a lost cluster, where the backup volume is gone with it; the runbook is the README's "Disaster recovery".
  */
 export function secretsFetch(p: {
-  readonly resticImage: ImageConfig; readonly s3: { readonly repository: string; readonly secretName: string }; readonly snapshot?: string;
+  readonly resticImage: ImageConfig;
+  readonly s3: { readonly repository: string; readonly secretName: string };
+  readonly snapshot?: string;
 }): SecretsRestore {
   const restored = { name: 'restored-secrets', mountPath: '/restored-secrets' };
   return {
     files: { 'backup-common.sh': bundledFile('backup-common.sh'), 'restic-fetch.sh': bundledFile('restic-fetch.sh') },
-    steps: [{
-      name: 'fetch',
-      image: imageRef(p.resticImage),
-      command: ['sh', `${SCRIPTS_DIR}/restic-fetch.sh`, 'secrets', SECRETS_EXPORT.path, restored.mountPath],
-      env: [
-        ...resticEnv(p.s3).filter((e) => !['LOCAL_REPOSITORY', 'RESTIC_PASSWORD_FILE'].includes(e.name)),
-        { name: 'FROM', value: 'offsite' },
-        ...(p.snapshot !== undefined ? [{ name: 'SNAPSHOT', value: p.snapshot }] : []),
-      ],
-      resources: resourceRequirements({ requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '512Mi' } }, { request: '64Mi', limit: RESTIC_SCRATCH.size }),
-      securityContext: restrictedContainer(),
-      volumeMounts: [{ name: 'scripts', mountPath: SCRIPTS_DIR, readOnly: true }, MOUNTS.tmp, MOUNTS.scratch, MOUNTS.offsite, restored],
-    }],
+    steps: [
+      {
+        name: 'fetch',
+        image: imageRef(p.resticImage),
+        command: ['sh', `${SCRIPTS_DIR}/restic-fetch.sh`, 'secrets', SECRETS_EXPORT.path, restored.mountPath],
+        env: [
+          ...resticEnv(p.s3).filter((e) => !['LOCAL_REPOSITORY', 'RESTIC_PASSWORD_FILE'].includes(e.name)),
+          { name: 'FROM', value: 'offsite' },
+          ...(p.snapshot !== undefined ? [{ name: 'SNAPSHOT', value: p.snapshot }] : []),
+        ],
+        resources: resourceRequirements({ requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '512Mi' } }, { request: '64Mi', limit: RESTIC_SCRATCH.size }),
+        securityContext: restrictedContainer(),
+        volumeMounts: [{ name: 'scripts', mountPath: SCRIPTS_DIR, readOnly: true }, MOUNTS.tmp, MOUNTS.scratch, MOUNTS.offsite, restored],
+      },
+    ],
     volumes: [scratchVolume(), offsiteVolume(p.s3.secretName), memoryVolume(restored.name, SECRETS_EXPORT.size)],
     mount: { ...restored, readOnly: true },
     file: `${restored.mountPath}/${SECRETS_EXPORT.file}`,
@@ -146,17 +167,18 @@ function backupContainers(props: BackupProps, keep: k8s.EnvVar[]) {
     env: [...resticEnv(props.s3), ...keep, ...(extra.env ?? [])],
     resources: resourceRequirements(props.resources, { request: RESTIC_SCRATCH.request, limit: RESTIC_SCRATCH.size }),
     securityContext: restrictedContainer(),
-    volumeMounts: [
-      MOUNTS.scripts, MOUNTS.backups, MOUNTS.tmp, MOUNTS.scratch, MOUNTS.repositoryPassword, ...(props.s3 ? [MOUNTS.offsite] : []),
-      ...(extra.mounts ?? []),
-    ],
+    volumeMounts: [MOUNTS.scripts, MOUNTS.backups, MOUNTS.tmp, MOUNTS.scratch, MOUNTS.repositoryPassword, ...(props.s3 ? [MOUNTS.offsite] : []), ...(extra.mounts ?? [])],
   });
   // Reads the generated Secrets' values into memory (export_secrets.py, with the tools image's Python).
   const exportSecrets = (toolsImage: ImageConfig): k8s.Container => ({
     name: 'export-secrets',
     image: imageRef(toolsImage),
     command: ['python3', `${SCRIPTS_DIR}/export_secrets.py`, `${SCRIPTS_DIR}/secrets-plan.json`, `${SECRETS_EXPORT.path}/${SECRETS_EXPORT.file}`],
-    env: [{ name: 'PYTHONPATH', value: SCRIPTS_DIR }, { name: 'PYTHONDONTWRITEBYTECODE', value: '1' }, { name: 'SA_DIR', value: API_TOKEN_DIR }],
+    env: [
+      { name: 'PYTHONPATH', value: SCRIPTS_DIR },
+      { name: 'PYTHONDONTWRITEBYTECODE', value: '1' },
+      { name: 'SA_DIR', value: API_TOKEN_DIR },
+    ],
     resources: resourceRequirements({ requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } }),
     securityContext: restrictedContainer(),
     volumeMounts: [MOUNTS.scripts, MOUNTS.tmp, MOUNTS.apiToken, MOUNTS.secretsExport],
@@ -172,28 +194,42 @@ function backupContainers(props: BackupProps, keep: k8s.EnvVar[]) {
  * and checks that the backup uid can write to it.
  * (For kubectl apply it simply runs once.)
  */
-function backupVolumeCheck(scope: Construct, p: {
-  image: ImageConfig; meta: { namespace: string; labels: Record<string, string> }; component: ComponentLabels;
-  claimName: string; onMediaNode: k8s.Affinity; volume: k8s.Volume; scheduling?: PodScheduling;
-}): void {
+function backupVolumeCheck(
+  scope: Construct,
+  p: {
+    image: ImageConfig;
+    meta: { namespace: string; labels: Record<string, string> };
+    component: ComponentLabels;
+    claimName: string;
+    onMediaNode: k8s.Affinity;
+    volume: k8s.Volume;
+    scheduling?: PodScheduling;
+  },
+): void {
   const template: k8s.PodTemplateSpec = {
     metadata: { labels: labels(p.component) },
-    spec: withScheduling({
-      restartPolicy: 'Never',
-      automountServiceAccountToken: false,
-      enableServiceLinks: false,
-      securityContext: restrictedPod(UID.synapse),
-      affinity: p.onMediaNode,
-      containers: [{
-        name: 'check',
-        image: imageRef(p.image),
-        command: ['sh', '-c', `test -w ${BACKUP_DIR} && echo "backup volume ${p.claimName} is bound and writable"`],
-        resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
-        securityContext: restrictedContainer(),
-        volumeMounts: [MOUNTS.backups],
-      }],
-      volumes: [p.volume],
-    }, p.scheduling, selectorLabels(p.component)),
+    spec: withScheduling(
+      {
+        restartPolicy: 'Never',
+        automountServiceAccountToken: false,
+        enableServiceLinks: false,
+        securityContext: restrictedPod(UID.synapse),
+        affinity: p.onMediaNode,
+        containers: [
+          {
+            name: 'check',
+            image: imageRef(p.image),
+            command: ['sh', '-c', `test -w ${BACKUP_DIR} && echo "backup volume ${p.claimName} is bound and writable"`],
+            resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
+            securityContext: restrictedContainer(),
+            volumeMounts: [MOUNTS.backups],
+          },
+        ],
+        volumes: [p.volume],
+      },
+      p.scheduling,
+      selectorLabels(p.component),
+    ),
   };
   new k8s.KubeJob(scope, 'volume-check', {
     metadata: { name: `backup-volume-${contentHash(template).slice(0, 8)}`, ...p.meta, annotations: syncHook(WAVE.edge) },
@@ -214,7 +250,9 @@ export class BackupChart extends Chart {
     const exported = props.secrets !== undefined ? props.secrets.plan.filter((v) => !v.provided) : undefined;
     const files: Record<string, string> = {
       ...Object.fromEntries(SCRIPTS.map((f) => [f, bundledFile(f)])),
-      ...(exported !== undefined ? { 'kube.py': bundledFile('kube.py'), 'export_secrets.py': bundledFile('export_secrets.py'), 'secrets-plan.json': secretPlanFile(exported) } : {}),
+      ...(exported !== undefined
+        ? { 'kube.py': bundledFile('kube.py'), 'export_secrets.py': bundledFile('export_secrets.py'), 'secrets-plan.json': secretPlanFile(exported) }
+        : {}),
     };
     const scripts = new k8s.KubeConfigMap(this, 'scripts', { metadata: { name: 'backup-scripts', ...meta }, data: files });
     const claim = new k8s.KubePersistentVolumeClaim(this, 'volume', {
@@ -261,17 +299,27 @@ export class BackupChart extends Chart {
     // not required, so that they still run while every Synapse process is stopped (a restore, an upgrade).
     const nearMedia: k8s.Affinity = {
       podAffinity: {
-        preferredDuringSchedulingIgnoredDuringExecution: [{
-          weight: 100,
-          podAffinityTerm: { labelSelector: { matchLabels: props.media.synapseSelector }, topologyKey: 'kubernetes.io/hostname' },
-        }],
+        preferredDuringSchedulingIgnoredDuringExecution: [
+          {
+            weight: 100,
+            podAffinityTerm: { labelSelector: { matchLabels: props.media.synapseSelector }, topologyKey: 'kubernetes.io/hostname' },
+          },
+        ],
       },
     };
     const hash = contentHash(files);
     /** One backup or restore CronJob: its steps run in order (init containers), the last as the main container. */
-    const cronJob = (name: string, o: {
-      schedule: string; steps: k8s.Container[]; volumes: k8s.Volume[]; suspend?: boolean; affinity?: k8s.Affinity; serviceAccount?: string;
-    }) =>
+    const cronJob = (
+      name: string,
+      o: {
+        schedule: string;
+        steps: k8s.Container[];
+        volumes: k8s.Volume[];
+        suspend?: boolean;
+        affinity?: k8s.Affinity;
+        serviceAccount?: string;
+      },
+    ) =>
       new k8s.KubeCronJob(this, name, {
         metadata: { name, ...meta },
         spec: {
@@ -289,18 +337,22 @@ export class BackupChart extends Chart {
               activeDeadlineSeconds: 6 * 3600,
               template: {
                 metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: hash } },
-                spec: withScheduling({
-                  restartPolicy: 'Never',
-                  serviceAccountName: o.serviceAccount,
-                  // A token only where a step calls the API: the api-token volume, mounted by that step alone.
-                  automountServiceAccountToken: false,
-                  enableServiceLinks: false,
-                  securityContext: restrictedPod(UID.synapse),
-                  affinity: o.affinity,
-                  initContainers: o.steps.length > 1 ? o.steps.slice(0, -1) : undefined,
-                  containers: [o.steps[o.steps.length - 1]],
-                  volumes: [...base, ...o.volumes],
-                }, props.scheduling, selectorLabels(component)),
+                spec: withScheduling(
+                  {
+                    restartPolicy: 'Never',
+                    serviceAccountName: o.serviceAccount,
+                    // A token only where a step calls the API: the api-token volume, mounted by that step alone.
+                    automountServiceAccountToken: false,
+                    enableServiceLinks: false,
+                    securityContext: restrictedPod(UID.synapse),
+                    affinity: o.affinity,
+                    initContainers: o.steps.length > 1 ? o.steps.slice(0, -1) : undefined,
+                    containers: [o.steps[o.steps.length - 1]],
+                    volumes: [...base, ...o.volumes],
+                  },
+                  props.scheduling,
+                  selectorLabels(component),
+                ),
               },
             },
           },
@@ -315,7 +367,13 @@ export class BackupChart extends Chart {
       },
     };
     backupVolumeCheck(this, {
-      image: props.image, meta, component, claimName: claim.name, onMediaNode, volume: volumes.backups, scheduling: props.scheduling,
+      image: props.image,
+      meta,
+      component,
+      claimName: claim.name,
+      onMediaNode,
+      volume: volumes.backups,
+      scheduling: props.scheduling,
     });
 
     const mediaRo = { name: 'media', mountPath: '/media', readOnly: true };
@@ -324,32 +382,39 @@ export class BackupChart extends Chart {
     // values that disagree) fails the Job but never costs the night's dump, stored by then.
     const secretsReader = exported !== undefined ? this.secretsReader(exported, meta) : undefined;
     cronJob('postgres-backup', {
-      schedule: props.schedule.postgres, serviceAccount: secretsReader,
+      schedule: props.schedule.postgres,
+      serviceAccount: secretsReader,
       volumes: [...dbVolumes, ...(exported !== undefined ? [apiTokenVolume(), memoryVolume(MOUNTS.secretsExport.name, SECRETS_EXPORT.size)] : [])],
       steps: [
         postgres('dump', 'backup-postgres.sh', postgresEnv, dbMounts),
         restic('store', ['backup-restic.sh', 'postgres', `${STAGING}/postgres`], { env: [{ name: 'REMOVE_AFTER_STORE', value: '1' }] }),
-        ...(props.secrets !== undefined ? [
-          exportSecrets(props.secrets.toolsImage),
-          // Not removed after storing: a mount point cannot be, and the memory volume goes with the pod.
-          restic('store-secrets', ['backup-restic.sh', 'secrets', SECRETS_EXPORT.path], { mounts: [MOUNTS.secretsExport] }),
-        ] : []),
+        ...(props.secrets !== undefined
+          ? [
+              exportSecrets(props.secrets.toolsImage),
+              // Not removed after storing: a mount point cannot be, and the memory volume goes with the pod.
+              restic('store-secrets', ['backup-restic.sh', 'secrets', SECRETS_EXPORT.path], { mounts: [MOUNTS.secretsExport] }),
+            ]
+          : []),
       ],
     });
     cronJob('media-backup', {
-      schedule: props.schedule.media, affinity: nearMedia, volumes: [volumes.media],
+      schedule: props.schedule.media,
+      affinity: nearMedia,
+      volumes: [volumes.media],
       steps: [restic('store', ['backup-restic.sh', 'media', '/media'], { mounts: [mediaRo] })],
     });
     // FROM=offsite in a restore Job takes the snapshot from the off-site repository; SNAPSHOT=<id> an older one.
     cronJob('postgres-restore', {
-      schedule: NEVER, suspend: true, volumes: dbVolumes,
-      steps: [
-        restic('fetch', ['restic-fetch.sh', 'postgres', `${STAGING}/postgres`, `${STAGING}/restore`]),
-        postgres('restore', 'restore-postgres.sh', postgresEnv, dbMounts),
-      ],
+      schedule: NEVER,
+      suspend: true,
+      volumes: dbVolumes,
+      steps: [restic('fetch', ['restic-fetch.sh', 'postgres', `${STAGING}/postgres`, `${STAGING}/restore`]), postgres('restore', 'restore-postgres.sh', postgresEnv, dbMounts)],
     });
     cronJob('media-restore', {
-      schedule: NEVER, suspend: true, affinity: nearMedia, volumes: [volumes.media],
+      schedule: NEVER,
+      suspend: true,
+      affinity: nearMedia,
+      volumes: [volumes.media],
       steps: [restic('restore', ['restic-fetch.sh', 'media', '/media', '/media'], { mounts: [{ name: 'media', mountPath: '/media' }] })],
     });
   }

@@ -84,8 +84,8 @@ export const DEFAULT_EPHEMERAL_STORAGE: EphemeralStorage = { request: '64Mi', li
 export function resourceRequirements(r: ResourcesConfig, ephemeral: EphemeralStorage = DEFAULT_EPHEMERAL_STORAGE): k8s.ResourceRequirements {
   const q = (v: string) => k8s.Quantity.fromString(v);
   return {
-    requests: { 'cpu': q(r.requests.cpu), 'memory': q(r.requests.memory), 'ephemeral-storage': q(ephemeral.request) },
-    limits: { 'cpu': q(r.limits.cpu), 'memory': q(r.limits.memory), 'ephemeral-storage': q(ephemeral.limit) },
+    requests: { cpu: q(r.requests.cpu), memory: q(r.requests.memory), 'ephemeral-storage': q(ephemeral.request) },
+    limits: { cpu: q(r.limits.cpu), memory: q(r.limits.memory), 'ephemeral-storage': q(ephemeral.limit) },
   };
 }
 
@@ -137,9 +137,17 @@ export function secretFilesVolume(name: string, files: Record<string, SecretRef>
  * The headless Service of a one-pod StatefulSet: its main port, and its
  * exporter's metrics port when there is one.
  */
-export function headlessService(scope: Construct, p: {
-  name: string; namespace: string; labels: Record<string, string>; selector: Record<string, string>; port: { name: string; number: number }; metricsPort?: number;
-}): k8s.KubeService {
+export function headlessService(
+  scope: Construct,
+  p: {
+    name: string;
+    namespace: string;
+    labels: Record<string, string>;
+    selector: Record<string, string>;
+    port: { name: string; number: number };
+    metricsPort?: number;
+  },
+): k8s.KubeService {
   return new k8s.KubeService(scope, 'service', {
     metadata: { name: p.name, namespace: p.namespace, labels: p.labels },
     spec: {
@@ -155,8 +163,14 @@ export function headlessService(scope: Construct, p: {
 
 /** A Prometheus exporter sidecar: small, hardened, ready when it serves `readinessPath`, alive while its port answers. */
 export function exporterContainer(p: {
-  image: ImageConfig; port: number; args?: string[]; env: k8s.EnvVar[]; readinessPath: string; readinessTimeoutSeconds?: number;
-  resources: ResourcesConfig; volumeMounts?: k8s.VolumeMount[];
+  image: ImageConfig;
+  port: number;
+  args?: string[];
+  env: k8s.EnvVar[];
+  readinessPath: string;
+  readinessTimeoutSeconds?: number;
+  resources: ResourcesConfig;
+  volumeMounts?: k8s.VolumeMount[];
 }): k8s.Container {
   return {
     name: 'exporter',
@@ -167,7 +181,9 @@ export function exporterContainer(p: {
     resources: resourceRequirements(p.resources),
     securityContext: restrictedContainer(),
     readinessProbe: {
-      httpGet: { path: p.readinessPath, port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 30, timeoutSeconds: p.readinessTimeoutSeconds,
+      httpGet: { path: p.readinessPath, port: k8s.IntOrString.fromString('metrics') },
+      periodSeconds: 30,
+      timeoutSeconds: p.readinessTimeoutSeconds,
     },
     livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 30 },
     volumeMounts: p.volumeMounts,
@@ -205,7 +221,6 @@ export function bundledFile(name: string): string {
   return fs.readFileSync(path.join(FILES_DIR, name), 'utf8');
 }
 
-
 export interface ToolPodProps {
   readonly name: string;
   readonly image: ImageConfig;
@@ -237,10 +252,7 @@ export function apiTokenVolume(): k8s.Volume {
     name: 'api-token',
     projected: {
       defaultMode: 0o440,
-      sources: [
-        { serviceAccountToken: { path: 'token', expirationSeconds: 3600 } },
-        { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
-      ],
+      sources: [{ serviceAccountToken: { path: 'token', expirationSeconds: 3600 } }, { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } }],
     },
   };
 }
@@ -250,30 +262,40 @@ export function toolPodTemplate(p: ToolPodProps): k8s.PodTemplateSpec {
   const api = p.serviceAccount !== undefined;
   return {
     metadata: { labels: p.labels },
-    spec: withScheduling({
-      serviceAccountName: p.serviceAccount,
-      automountServiceAccountToken: false,
-      restartPolicy: 'Never',
-      enableServiceLinks: false,
-      securityContext: restrictedPod(UID.synapse),
-      initContainers: p.initContainers,
-      containers: [{
-        name: p.name,
-        image: imageRef(p.image),
-        command: p.command,
-        env: [
-          { name: 'PYTHONPATH', value: SCRIPTS_DIR }, { name: 'PYTHONDONTWRITEBYTECODE', value: '1' },
-          ...(api ? [{ name: 'SA_DIR', value: API_TOKEN_DIR }] : []), ...(p.env ?? []),
+    spec: withScheduling(
+      {
+        serviceAccountName: p.serviceAccount,
+        automountServiceAccountToken: false,
+        restartPolicy: 'Never',
+        enableServiceLinks: false,
+        securityContext: restrictedPod(UID.synapse),
+        initContainers: p.initContainers,
+        containers: [
+          {
+            name: p.name,
+            image: imageRef(p.image),
+            command: p.command,
+            env: [
+              { name: 'PYTHONPATH', value: SCRIPTS_DIR },
+              { name: 'PYTHONDONTWRITEBYTECODE', value: '1' },
+              ...(api ? [{ name: 'SA_DIR', value: API_TOKEN_DIR }] : []),
+              ...(p.env ?? []),
+            ],
+            resources: resourceRequirements({ requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } }),
+            securityContext: restrictedContainer(),
+            volumeMounts: [
+              { name: 'scripts', mountPath: SCRIPTS_DIR, readOnly: true },
+              { name: 'tmp', mountPath: '/tmp' },
+              ...(api ? [{ name: 'api-token', mountPath: API_TOKEN_DIR, readOnly: true }] : []),
+              ...(p.extraMounts ?? []),
+            ],
+          },
         ],
-        resources: resourceRequirements({ requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } }),
-        securityContext: restrictedContainer(),
-        volumeMounts: [
-          { name: 'scripts', mountPath: SCRIPTS_DIR, readOnly: true }, { name: 'tmp', mountPath: '/tmp' },
-          ...(api ? [{ name: 'api-token', mountPath: API_TOKEN_DIR, readOnly: true }] : []), ...(p.extraMounts ?? []),
-        ],
-      }],
-      volumes: [{ name: 'scripts', configMap: { name: p.configMap } }, memoryVolume('tmp', '16Mi'), ...(api ? [apiTokenVolume()] : []), ...(p.extraVolumes ?? [])],
-    }, p.scheduling, p.labels),
+        volumes: [{ name: 'scripts', configMap: { name: p.configMap } }, memoryVolume('tmp', '16Mi'), ...(api ? [apiTokenVolume()] : []), ...(p.extraVolumes ?? [])],
+      },
+      p.scheduling,
+      p.labels,
+    ),
   };
 }
 

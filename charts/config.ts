@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import { isIP } from 'net';
 import type * as JsYaml from 'js-yaml';
 import type { z } from 'zod';
-import { INGRESS_CONTROLLER, INGRESS_CONTROLLERS, IngressController } from './ingress-controllers';
+import { INGRESS_CONTROLLER, INGRESS_CONTROLLERS } from './ingress-controllers';
 import { cronProblem, isLabelValue, isObjectName, isQualifiedName } from './k8s-names';
 import { withImagesFrom } from './pods';
 import { WORKER_TYPE_NAMES, WORKER_TYPES, WorkerType, WorkerTypeName } from './synapse-workers';
@@ -32,7 +32,15 @@ export const CPU_QUANTITY = /^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/;
 
 /** Kubernetes quantity suffixes (decimal and binary) as factors. */
 const QUANTITY_UNIT: Record<string, number> = {
-  '': 1, 'k': 1e3, 'M': 1e6, 'G': 1e9, 'T': 1e12, 'Ki': 2 ** 10, 'Mi': 2 ** 20, 'Gi': 2 ** 30, 'Ti': 2 ** 40,
+  '': 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
 };
 
 /** Bytes in a memory quantity such as "512Mi" or "2G". */
@@ -48,7 +56,6 @@ export function cpuCores(quantity: string | number): number {
   if (!m) throw new Error(`not a CPU quantity: ${quantity}`);
   return m[2] === 'm' ? Number(m[1]) / 1000 : Number(m[1]) * QUANTITY_UNIT[m[2] ?? ''];
 }
-
 
 /** What a refinement needs of zod's context: a way to report a problem. */
 interface Problems {
@@ -67,13 +74,16 @@ const REFINEMENTS = {
   /** Labels (node selectors, ServiceMonitor labels) as the API server checks them. */
   labelMap: (m: Record<string, string>, ctx: Problems) => {
     for (const [k, v] of Object.entries(m)) {
-      if (!isQualifiedName(k)) ctx.addIssue({ code: 'custom', message: `"${k}" is not a label key (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", ".")` });
-      if (!isLabelValue(v)) ctx.addIssue({ code: 'custom', message: `"${v}" is not a label value (at most 63 letters, digits, "-", "_", ".", starting and ending with a letter or digit)` });
+      if (!isQualifiedName(k))
+        ctx.addIssue({ code: 'custom', message: `"${k}" is not a label key (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", ".")` });
+      if (!isLabelValue(v))
+        ctx.addIssue({ code: 'custom', message: `"${v}" is not a label value (at most 63 letters, digits, "-", "_", ".", starting and ending with a letter or digit)` });
     }
   },
   annotationMap: (m: Record<string, string>, ctx: Problems) => {
     for (const k of Object.keys(m)) {
-      if (!isQualifiedName(k)) ctx.addIssue({ code: 'custom', message: `"${k}" is not an annotation key (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", ".")` });
+      if (!isQualifiedName(k))
+        ctx.addIssue({ code: 'custom', message: `"${k}" is not an annotation key (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", ".")` });
     }
   },
   cron: (v: string, ctx: Problems) => {
@@ -83,13 +93,17 @@ const REFINEMENTS = {
   toleration: (t: { key?: string; operator?: string; value?: string; effect?: string; tolerationSeconds?: number }, ctx: Problems) => {
     const exists = t.operator === 'Exists';
     if (exists && t.value !== undefined && t.value !== '') ctx.addIssue({ code: 'custom', path: ['value'], message: 'must be empty when operator is "Exists"' });
-    if ((t.key === undefined || t.key === '') && !exists) ctx.addIssue({ code: 'custom', path: ['operator'], message: 'must be "Exists" when key is empty (the toleration then matches every taint)' });
-    if (t.tolerationSeconds !== undefined && t.effect !== 'NoExecute') ctx.addIssue({ code: 'custom', path: ['tolerationSeconds'], message: 'applies only with effect "NoExecute"' });
+    if ((t.key === undefined || t.key === '') && !exists)
+      ctx.addIssue({ code: 'custom', path: ['operator'], message: 'must be "Exists" when key is empty (the toleration then matches every taint)' });
+    if (t.tolerationSeconds !== undefined && t.effect !== 'NoExecute')
+      ctx.addIssue({ code: 'custom', path: ['tolerationSeconds'], message: 'applies only with effect "NoExecute"' });
   },
   selectorRequirement: (r: { operator: string; values?: string[] }, ctx: Problems) => {
     const n = r.values?.length ?? 0;
-    if ((r.operator === 'In' || r.operator === 'NotIn') && n === 0) ctx.addIssue({ code: 'custom', path: ['values'], message: `must list at least one value with operator "${r.operator}"` });
-    if ((r.operator === 'Exists' || r.operator === 'DoesNotExist') && n > 0) ctx.addIssue({ code: 'custom', path: ['values'], message: `must be empty with operator "${r.operator}"` });
+    if ((r.operator === 'In' || r.operator === 'NotIn') && n === 0)
+      ctx.addIssue({ code: 'custom', path: ['values'], message: `must list at least one value with operator "${r.operator}"` });
+    if ((r.operator === 'Exists' || r.operator === 'DoesNotExist') && n > 0)
+      ctx.addIssue({ code: 'custom', path: ['values'], message: `must be empty with operator "${r.operator}"` });
     if ((r.operator === 'Gt' || r.operator === 'Lt') && (n !== 1 || !/^-?[0-9]+$/.test(r.values![0]))) {
       ctx.addIssue({ code: 'custom', path: ['values'], message: `must be one integer with operator "${r.operator}"` });
     }
@@ -127,12 +141,12 @@ function isCidr(s: string): boolean {
 
 function makeSchema() {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { z }: typeof import('zod') = require('zod');
+  const { z } = require('zod') as typeof import('zod');
   // The schema is used once per run: compiling it to a fast parser costs more than it saves.
   z.config({ jitless: true });
 
   /** `schema.superRefine(REFINEMENTS[name])`. */
-  const reported = <S extends z.ZodType>(schema: S, name: RefinementName): S => schema.check(z.superRefine(REFINEMENTS[name] as never)) as S;
+  const reported = <S extends z.ZodType>(schema: S, name: RefinementName): S => schema.check(z.superRefine(REFINEMENTS[name] as never));
 
   const dnsName = z.string().refine(REFINEMENTS.dnsName, {
     message: 'must be a lowercase DNS name such as "chat.example.com" (labels of a-z, 0-9 and inner "-", at least two labels)',
@@ -146,72 +160,120 @@ function makeSchema() {
   const labelMap = reported(z.record(z.string(), z.string()), 'labelMap');
   const annotationMap = reported(z.record(z.string(), z.string()), 'annotationMap');
   const objectName = z.string().refine(REFINEMENTS.objectName, { message: 'must be a Kubernetes object name (lowercase letters, digits, "-" and ".", at most 253)' });
-  const cidr = z.string().regex(/^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\/([0-9]|[12][0-9]|3[0-2])$/, 'must be an IPv4 CIDR such as "10.0.0.0/16"');
+  const cidr = z
+    .string()
+    .regex(/^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\/([0-9]|[12][0-9]|3[0-2])$/, 'must be an IPv4 CIDR such as "10.0.0.0/16"');
   const cron = reported(z.string(), 'cron');
 
-  const resources = (cpuReq: string, memReq: string, cpuLim: string, memLim: string) => z.strictObject({
-    requests: z.strictObject({ cpu: quantity.default(cpuReq), memory: memory.default(memReq) }).prefault({}),
-    limits: z.strictObject({ cpu: quantity.default(cpuLim), memory: memory.default(memLim) }).prefault({}),
-  }).prefault({});
+  const resources = (cpuReq: string, memReq: string, cpuLim: string, memLim: string) =>
+    z
+      .strictObject({
+        requests: z.strictObject({ cpu: quantity.default(cpuReq), memory: memory.default(memReq) }).prefault({}),
+        limits: z.strictObject({ cpu: quantity.default(cpuLim), memory: memory.default(memLim) }).prefault({}),
+      })
+      .prefault({});
 
-  const image = (repository: string, tag: string) => z.strictObject({
-    repository: z.string().regex(/^[a-z0-9.\-_/:]+$/, 'must be an image repository such as "docker.io/library/postgres"').default(repository),
-    tag: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, 'must be an image tag').default(tag),
-    /** Optional digest; when set the image is pulled by digest and the tag is informational. */
-    digest: z.string().regex(/^sha256:[a-f0-9]{64}$/, 'must be "sha256:" followed by 64 hex digits').optional(),
-  }).prefault({});
+  const image = (repository: string, tag: string) =>
+    z
+      .strictObject({
+        repository: z
+          .string()
+          .regex(/^[a-z0-9.\-_/:]+$/, 'must be an image repository such as "docker.io/library/postgres"')
+          .default(repository),
+        tag: z
+          .string()
+          .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, 'must be an image tag')
+          .default(tag),
+        /** Optional digest; when set the image is pulled by digest and the tag is informational. */
+        digest: z
+          .string()
+          .regex(/^sha256:[a-f0-9]{64}$/, 'must be "sha256:" followed by 64 hex digits')
+          .optional(),
+      })
+      .prefault({});
 
-  const storage = (size: string) => z.strictObject({
-    size: memory.default(size),
-    /** StorageClass; unset means the cluster's default class. */
-    className: objectName.optional(),
-  }).prefault({});
+  const storage = (size: string) =>
+    z
+      .strictObject({
+        size: memory.default(size),
+        /** StorageClass; unset means the cluster's default class. */
+        className: objectName.optional(),
+      })
+      .prefault({});
 
   // Scheduling, in Kubernetes' own shapes (examples from its docs paste in), checked as the API server checks them.
   const labelKey = z.string().refine(REFINEMENTS.labelKey, { message: 'must be a label key (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", ".")' });
-  const labelValue = z.string().refine(REFINEMENTS.labelValue, { message: 'must be a label value (at most 63 letters, digits, "-", "_", ".", starting and ending with a letter or digit)' });
-  const toleration = reported(z.strictObject({
-    /** Empty (with operator Exists) tolerates every taint. */
-    key: labelKey.optional(),
-    operator: z.enum(['Exists', 'Equal']).optional(),
-    value: labelValue.optional(),
-    effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
-    tolerationSeconds: z.number().int().optional(),
-  }), 'toleration');
-  const selectorRequirement = <O extends readonly [string, ...string[]]>(operators: O) => reported(z.strictObject({
-    key: labelKey,
-    operator: z.enum(operators),
-    values: z.array(z.string()).optional(),
-  }), 'selectorRequirement');
+  const labelValue = z
+    .string()
+    .refine(REFINEMENTS.labelValue, { message: 'must be a label value (at most 63 letters, digits, "-", "_", ".", starting and ending with a letter or digit)' });
+  const toleration = reported(
+    z.strictObject({
+      /** Empty (with operator Exists) tolerates every taint. */
+      key: labelKey.optional(),
+      operator: z.enum(['Exists', 'Equal']).optional(),
+      value: labelValue.optional(),
+      effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
+      tolerationSeconds: z.number().int().optional(),
+    }),
+    'toleration',
+  );
+  const selectorRequirement = <O extends readonly [string, ...string[]]>(operators: O) =>
+    reported(
+      z.strictObject({
+        key: labelKey,
+        operator: z.enum(operators),
+        values: z.array(z.string()).optional(),
+      }),
+      'selectorRequirement',
+    );
   const nodeSelectorTerm = z.strictObject({ matchExpressions: z.array(selectorRequirement(['In', 'NotIn', 'Exists', 'DoesNotExist', 'Gt', 'Lt'] as const)).min(1) });
-  const workloadScheduling = z.strictObject({
-    tolerations: z.array(toleration).default([]),
-    /** Kubernetes' NodeAffinity: requiredDuringSchedulingIgnoredDuringExecution and preferredDuringSchedulingIgnoredDuringExecution. */
-    nodeAffinity: z.strictObject({
-      requiredDuringSchedulingIgnoredDuringExecution: z.strictObject({ nodeSelectorTerms: z.array(nodeSelectorTerm).min(1) }).optional(),
-      preferredDuringSchedulingIgnoredDuringExecution: z.array(z.strictObject({ weight: z.number().int().min(1).max(100), preference: nodeSelectorTerm })).optional(),
-    }).optional(),
-    priorityClassName: objectName.optional(),
-    /** Without a labelSelector a constraint counts the workload's own pods. */
-    topologySpreadConstraints: z.array(reported(z.strictObject({
-      maxSkew: z.number().int().min(1),
-      topologyKey: labelKey,
-      whenUnsatisfiable: z.enum(['DoNotSchedule', 'ScheduleAnyway']),
-      minDomains: z.number().int().min(1).optional(),
-      labelSelector: z.strictObject({
-        matchLabels: labelMap.optional(),
-        matchExpressions: z.array(selectorRequirement(['In', 'NotIn', 'Exists', 'DoesNotExist'] as const)).optional(),
-      }).optional(),
-      matchLabelKeys: z.array(labelKey).optional(),
-      nodeAffinityPolicy: z.enum(['Honor', 'Ignore']).optional(),
-      nodeTaintsPolicy: z.enum(['Honor', 'Ignore']).optional(),
-    }), 'topologySpreadConstraint')).default([]),
-  }).prefault({});
+  const workloadScheduling = z
+    .strictObject({
+      tolerations: z.array(toleration).default([]),
+      /** Kubernetes' NodeAffinity: requiredDuringSchedulingIgnoredDuringExecution and preferredDuringSchedulingIgnoredDuringExecution. */
+      nodeAffinity: z
+        .strictObject({
+          requiredDuringSchedulingIgnoredDuringExecution: z.strictObject({ nodeSelectorTerms: z.array(nodeSelectorTerm).min(1) }).optional(),
+          preferredDuringSchedulingIgnoredDuringExecution: z.array(z.strictObject({ weight: z.number().int().min(1).max(100), preference: nodeSelectorTerm })).optional(),
+        })
+        .optional(),
+      priorityClassName: objectName.optional(),
+      /** Without a labelSelector a constraint counts the workload's own pods. */
+      topologySpreadConstraints: z
+        .array(
+          reported(
+            z.strictObject({
+              maxSkew: z.number().int().min(1),
+              topologyKey: labelKey,
+              whenUnsatisfiable: z.enum(['DoNotSchedule', 'ScheduleAnyway']),
+              minDomains: z.number().int().min(1).optional(),
+              labelSelector: z
+                .strictObject({
+                  matchLabels: labelMap.optional(),
+                  matchExpressions: z.array(selectorRequirement(['In', 'NotIn', 'Exists', 'DoesNotExist'] as const)).optional(),
+                })
+                .optional(),
+              matchLabelKeys: z.array(labelKey).optional(),
+              nodeAffinityPolicy: z.enum(['Honor', 'Ignore']).optional(),
+              nodeTaintsPolicy: z.enum(['Honor', 'Ignore']).optional(),
+            }),
+            'topologySpreadConstraint',
+          ),
+        )
+        .default([]),
+    })
+    .prefault({});
 
-  const secretRef = (name: string, key: string) => z.strictObject({
-    name: dnsLabel.default(name),
-    key: z.string().regex(/^[-._a-zA-Z0-9]{1,253}$/, 'must be a Secret data key (at most 253 letters, digits, "-", "_", ".")').default(key),
-  }).prefault({});
+  const secretRef = (name: string, key: string) =>
+    z
+      .strictObject({
+        name: dnsLabel.default(name),
+        key: z
+          .string()
+          .regex(/^[-._a-zA-Z0-9]{1,253}$/, 'must be a Secret data key (at most 253 letters, digits, "-", "_", ".")')
+          .default(key),
+      })
+      .prefault({});
 
   return z.strictObject({
     /**
@@ -224,393 +286,523 @@ function makeSchema() {
     domain: dnsName.default('example.com'),
     /** The Matrix server name (the part after ":" in user IDs). Defaults to `domain`. */
     serverName: dnsName.optional(),
-    hosts: z.strictObject({
-      matrix: dnsName.optional(),
-      livekit: dnsName.optional(),
-      turn: dnsName.optional(),
-    }).prefault({}),
-    namespaces: z.strictObject({
-      /** Everything that is not host-network: PostgreSQL, Synapse, Redis, Jobs. Pod Security `restricted`. */
-      stack: dnsLabel.default('kudo'),
-      /** LiveKit and coturn, which bind the node's network. Pod Security `privileged` (see README). */
-      hostNetwork: dnsLabel.default('kudo-media'),
-      /** Where the Kudo application runs; receives the `kudo-app` credentials Secret. */
-      app: dnsLabel.default('kudo-app'),
-    }).prefault({}),
+    hosts: z
+      .strictObject({
+        matrix: dnsName.optional(),
+        livekit: dnsName.optional(),
+        turn: dnsName.optional(),
+      })
+      .prefault({}),
+    namespaces: z
+      .strictObject({
+        /** Everything that is not host-network: PostgreSQL, Synapse, Redis, Jobs. Pod Security `restricted`. */
+        stack: dnsLabel.default('kudo'),
+        /** LiveKit and coturn, which bind the node's network. Pod Security `privileged` (see README). */
+        hostNetwork: dnsLabel.default('kudo-media'),
+        /** Where the Kudo application runs; receives the `kudo-app` credentials Secret. */
+        app: dnsLabel.default('kudo-app'),
+      })
+      .prefault({}),
     /** How the public hosts are reached: an Ingress controller, or Gateway API HTTPRoutes. */
     routing: z.enum(['ingress', 'gateway-api']).default('ingress'),
-    gatewayApi: z.strictObject({
-      /** The Gateway the HTTPRoutes attach to. */
-      gatewayName: dnsLabel.default('kudo'),
-      /** @default namespaces.stack */
-      gatewayNamespace: dnsLabel.optional(),
-      /** Render that Gateway (HTTPS listener per host, certificates from cert-manager) rather than use an existing one. */
-      createGateway: z.boolean().default(true),
-      /** GatewayClass of the rendered Gateway; required when it is rendered. */
-      gatewayClassName: objectName.optional(),
-      /**
-       * Where the Gateway's proxy pods run: the NetworkPolicies admit public traffic
-       * from there. Istio and NGINX Gateway Fabric run them in the Gateway's namespace,
-       * Envoy Gateway in its own (envoy-gateway-system). @default gatewayNamespace
-       */
-      proxyNamespace: dnsLabel.optional(),
-      /**
-       * Where the proxies' control plane listens, when the proxies run in the stack namespace
-       * (its default-deny would cut them off): istiod is istio-system 15012, Envoy Gateway
-       * envoy-gateway-system 18000. @default - no egress to a control plane
-       */
-      controlPlane: z.strictObject({
+    gatewayApi: z
+      .strictObject({
+        /** The Gateway the HTTPRoutes attach to. */
+        gatewayName: dnsLabel.default('kudo'),
+        /** @default namespaces.stack */
+        gatewayNamespace: dnsLabel.optional(),
+        /** Render that Gateway (HTTPS listener per host, certificates from cert-manager) rather than use an existing one. */
+        createGateway: z.boolean().default(true),
+        /** GatewayClass of the rendered Gateway; required when it is rendered. */
+        gatewayClassName: objectName.optional(),
+        /**
+         * Where the Gateway's proxy pods run: the NetworkPolicies admit public traffic
+         * from there. Istio and NGINX Gateway Fabric run them in the Gateway's namespace,
+         * Envoy Gateway in its own (envoy-gateway-system). @default gatewayNamespace
+         */
+        proxyNamespace: dnsLabel.optional(),
+        /**
+         * Where the proxies' control plane listens, when the proxies run in the stack namespace
+         * (its default-deny would cut them off): istiod is istio-system 15012, Envoy Gateway
+         * envoy-gateway-system 18000. @default - no egress to a control plane
+         */
+        controlPlane: z
+          .strictObject({
+            namespace: dnsLabel.optional(),
+            ports: z.array(port).default([]),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    ingress: z
+      .strictObject({
+        /** The Ingress controller family, for its annotations (upload size, WebSocket timeouts) and its namespace. */
+        controller: z.enum(INGRESS_CONTROLLERS).default('traefik'),
+        /** @default the IngressClass the controller's chart creates */
+        className: objectName.optional(),
+        /** Where the controller's pods run; the NetworkPolicies admit public traffic from there. @default its install guide's */
         namespace: dnsLabel.optional(),
-        ports: z.array(port).default([]),
-      }).prefault({}),
-    }).prefault({}),
-    ingress: z.strictObject({
-      /** The Ingress controller family, for its annotations (upload size, WebSocket timeouts) and its namespace. */
-      controller: z.enum(INGRESS_CONTROLLERS).default('traefik'),
-      /** @default the IngressClass the controller's chart creates */
-      className: objectName.optional(),
-      /** Where the controller's pods run; the NetworkPolicies admit public traffic from there. @default its install guide's */
-      namespace: dnsLabel.optional(),
-      /** Extra annotations for every Ingress, added last (they win over ours). */
-      annotations: annotationMap.default({}),
-    }).prefault({}),
-    tls: z.strictObject({
-      /** The cert-manager issuer that signs every certificate. */
-      issuer: z.strictObject({
-        kind: z.enum(['ClusterIssuer', 'Issuer']).default('ClusterIssuer'),
-        name: dnsLabel.default('kudo-letsencrypt'),
-      }).prefault({}),
-      /** Render a Let's Encrypt ClusterIssuer named `issuer.name` (HTTP-01 through `ingress.className`). */
-      letsEncrypt: z.strictObject({
-        create: z.boolean().default(true),
-        environment: z.enum(['production', 'staging']).default('production'),
-        /** Contact address for expiry and account notices; optional for Let's Encrypt. */
-        email: z.string().email().optional(),
-      }).prefault({}),
-    }).prefault({}),
-    postgres: z.strictObject({
-      /**
-       * statefulset: one PostgreSQL pod on one volume, nightly dumps.
-       * cloudnative-pg: a CloudNativePG Cluster (install the operator and its barman-cloud plugin first):
-       * replicas with automated failover, continuous WAL archiving, point-in-time recovery.
-       * external: a database you run elsewhere (RDS, Cloud SQL, Azure): nothing rendered for it.
-       */
-      mode: z.enum(['statefulset', 'cloudnative-pg', 'external']).default('statefulset'),
-      image: image('docker.io/library/postgres', '17.11-bookworm'),
-      storage: storage('10Gi'),
-      resources: resources('250m', '512Mi', '2', '1Gi'),
-      /** max_connections; unset means Synapse's pool plus room for backups and administration. */
-      maxConnections: z.number().int().min(10).max(10000).optional(),
-      cloudnativePg: z.strictObject({
-        /** PostgreSQL instances: one primary, the rest streaming replicas. */
-        instances: z.number().int().min(1).max(9).default(1),
-        /** CloudNativePG's PostgreSQL image (its own builds carry barman-cloud's needs). */
-        image: image('ghcr.io/cloudnative-pg/postgresql', '17.11-standard-bookworm'),
-        /** Commit only once a replica has the WAL: no committed transaction is lost on failover (writes wait while no replica is up). */
-        synchronous: z.boolean().default(false),
-        /** Instances on different nodes: preferred, or required (an instance with no free node stays Pending). */
-        podAntiAffinity: z.enum(['preferred', 'required']).default('preferred'),
-        /** Where the operator runs (its instance manager calls reach the pods from there). */
-        operatorNamespace: dnsLabel.default('cnpg-system'),
-        /** Continuous WAL archiving and base backups to S3-compatible storage, through the barman-cloud plugin. */
-        backup: z.strictObject({
-          enabled: z.boolean().default(true),
-          /** e.g. "s3://kudo-backups/postgres". */
-          destinationPath: z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/\S*)?$/, 'must be an S3 URL such as "s3://bucket/postgres"').optional(),
-          /** For S3-compatible stores other than AWS (MinIO, Ceph, ...). @default AWS */
-          endpointURL: z.string().regex(/^https?:\/\/\S+$/, 'must be an http(s) URL').optional(),
-          /** Secret (namespaces.stack) with the S3 keys. */
-          s3Credentials: z.strictObject({
-            secretName: dnsLabel.default('kudo-postgres-s3'),
-            accessKeyIdKey: z.string().regex(/^[-._a-zA-Z0-9]{1,253}$/).default('ACCESS_KEY_ID'),
-            secretAccessKeyKey: z.string().regex(/^[-._a-zA-Z0-9]{1,253}$/).default('ACCESS_SECRET_KEY'),
-          }).prefault({}),
-          /** How long base backups and WAL are kept (barman's d/w/m). */
-          retention: z.string().regex(/^[1-9][0-9]*[dwm]$/, 'must be like "30d", "4w" or "6m"').default('30d'),
-          /** Base backups, in CloudNativePG's six-field cron (seconds first). */
-          schedule: z.string().regex(/^(\S+\s+){5}\S+$/, 'must be a six-field schedule with seconds first, such as "0 0 2 * * *"').default('0 0 2 * * *'),
-          /** A WAL segment is archived at least this often (archive_timeout): the most a lost primary can lose. */
-          archiveTimeoutSeconds: z.number().int().min(10).max(3600).default(60),
-          /** The folder under destinationPath this Cluster archives to; a Cluster recovered from it archives under a new one. */
-          serverName: dnsLabel.default('postgres'),
-        }).prefault({}),
+        /** Extra annotations for every Ingress, added last (they win over ours). */
+        annotations: annotationMap.default({}),
+      })
+      .prefault({}),
+    tls: z
+      .strictObject({
+        /** The cert-manager issuer that signs every certificate. */
+        issuer: z
+          .strictObject({
+            kind: z.enum(['ClusterIssuer', 'Issuer']).default('ClusterIssuer'),
+            name: dnsLabel.default('kudo-letsencrypt'),
+          })
+          .prefault({}),
+        /** Render a Let's Encrypt ClusterIssuer named `issuer.name` (HTTP-01 through `ingress.className`). */
+        letsEncrypt: z
+          .strictObject({
+            create: z.boolean().default(true),
+            environment: z.enum(['production', 'staging']).default('production'),
+            /** Contact address for expiry and account notices; optional for Let's Encrypt. */
+            email: z.string().email().optional(),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    postgres: z
+      .strictObject({
         /**
-         * Create the Cluster from the archive instead of an empty database (point-in-time recovery):
-         * the serverName it was archived under, and the moment to stop at (RFC 3339 with an offset).
-         * @default - a new, empty database (initdb)
+         * statefulset: one PostgreSQL pod on one volume, nightly dumps.
+         * cloudnative-pg: a CloudNativePG Cluster (install the operator and its barman-cloud plugin first):
+         * replicas with automated failover, continuous WAL archiving, point-in-time recovery.
+         * external: a database you run elsewhere (RDS, Cloud SQL, Azure): nothing rendered for it.
          */
-        recovery: z.strictObject({
-          serverName: dnsLabel,
-          // RFC 3339 only: CloudNativePG turns its "Z" into the "+00:00" PostgreSQL needs, but passes other forms through.
-          targetTime: z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/,
-            'must be a time with its offset, such as "2026-11-26T14:00:00Z"').optional(),
-        }).optional(),
-      }).prefault({}),
-      /** For mode external. */
-      external: z.strictObject({
-        host: dnsName.optional(),
-        port: port.default(5432),
-        database: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a PostgreSQL name').default('synapse'),
-        user: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a PostgreSQL name').default('synapse'),
-        /** libpq sslmode: verify-full checks the certificate and the host name. */
-        sslmode: z.enum(['verify-full', 'verify-ca', 'require', 'disable']).default('verify-full'),
-        /** The CA that signed the server's certificate, from a Secret or a ConfigMap (namespaces.stack). */
-        ca: z.strictObject({
-          kind: z.enum(['Secret', 'ConfigMap']).default('ConfigMap'),
-          name: dnsLabel.optional(),
-          key: z.string().regex(/^[-._a-zA-Z0-9]{1,253}$/).default('ca.crt'),
-        }).prefault({}),
-      }).prefault({}),
-    }).prefault({}),
-    synapse: z.strictObject({
-      image: image('ghcr.io/element-hq/synapse', 'v1.163.2'),
-      media: storage('20Gi'),
-      resources: resources('250m', '512Mi', '2', '1536Mi'),
-      /** Largest upload accepted; also the Ingress body-size limit. Synapse size syntax: K, M or G suffix. */
-      maxUploadSize: z.string().regex(/^[0-9]+[KMG]$/, 'must be a size such as "50M" or "1G"').default('100M'),
-      databasePool: z.strictObject({
-        min: z.number().int().min(1).default(5),
-        max: z.number().int().min(1).default(10),
-      }).prefault({}),
-      /**
-       * Workers: Synapse's way to use more than one core. Each type runs as its own
-       * Deployment or StatefulSet behind a router (HAProxy) that sends each request
-       * to the process that serves it. Off in profile small, on in profile production.
-       */
-      workers: z.strictObject({
-        enabled: z.boolean().default(false),
-        /** Processes of each type; 0 leaves its work to the main process. */
-        replicas: z.strictObject({
-          clientReader: z.number().int().min(0).max(50).default(2),
-          synchrotron: z.number().int().min(0).max(50).default(2),
-          initialSynchrotron: z.number().int().min(0).max(50).default(1),
-          federationInbound: z.number().int().min(0).max(50).default(1),
-          federationReader: z.number().int().min(0).max(50).default(1),
-          federationSender: z.number().int().min(0).max(50).default(1),
-          mediaRepository: z.number().int().min(0).default(1),
-          eventPersister: z.number().int().min(0).max(50).default(2),
-          eventCreator: z.number().int().min(0).max(50).default(1),
-          streamWriter: z.number().int().min(0).default(1),
-          background: z.number().int().min(0).default(1),
-        }).prefault({}),
-        /** Each worker process's resources (a worker uses at most one core). */
-        resources: resources('250m', '512Mi', '1', '1536Mi'),
-        /** Each worker process's database pool. */
-        databasePool: z.strictObject({
-          min: z.number().int().min(1).default(2),
-          max: z.number().int().min(1).default(5),
-        }).prefault({}),
-        /** Router replicas (HAProxy in front of Synapse's processes). */
-        routerReplicas: z.number().int().min(1).max(20).default(2),
-        router: image('docker.io/library/haproxy', '3.2.26'),
-      }).prefault({}),
-      /** Whether Synapse reports anonymous usage statistics to matrix.org. */
-      reportStats: z.boolean().default(false),
-      /** Open self-service registration. Off: accounts are made by the admin. */
-      enableRegistration: z.boolean().default(false),
-      logLevel: z.enum(['DEBUG', 'INFO', 'WARNING', 'ERROR']).default('INFO'),
-      /**
-       * The admin API (/_synapse/admin) for an app outside the cluster. Inside the
-       * cluster the app uses MATRIX_ADMIN_URL from its Secret and needs none of this.
-       */
-      adminApi: z.strictObject({
-        /** Route https://<matrix host>/_synapse/admin, from `sourceRanges` only. */
-        expose: z.boolean().default(false),
-        /** The addresses (CIDRs) allowed to reach it. */
-        sourceRanges: z.array(cidr).default([]),
-      }).prefault({}),
-      /**
-       * More homeserver.yaml settings (email, oidc_providers, rc_*, app_service_config_files, ...), merged
-       * in at the top level by every Synapse process. Keys the stack writes are refused, and so are secrets
-       * written inline: point their *_path settings at files of extraSecretFiles.
-       */
-      extraConfig: z.record(z.string(), z.unknown()).default({}),
-      /** Secret keys mounted read-only at /secrets/extra/<file> in every Synapse process. */
-      extraSecretFiles: z.array(z.strictObject({
-        /** A Secret in namespaces.stack. */
-        secret: objectName,
-        key: z.string().regex(/^[-._a-zA-Z0-9]{1,253}$/, 'must be a Secret data key (at most 253 letters, digits, "-", "_", ".")'),
-        /** The file name under /secrets/extra. */
-        file: z.string().regex(/^[A-Za-z0-9_-][-._A-Za-z0-9]{0,252}$/, 'must be a file name (letters, digits, "-", "_", ".", not starting with ".")'),
-      })).default([]),
-      /** The admin account the bootstrap Job registers. */
-      adminUser: z.string().regex(/^[a-z0-9._=\-/+]+$/, 'must be a Matrix localpart (a-z, 0-9, ".", "_", "=", "-", "/", "+")')
-        .refine(REFINEMENTS.notReservedLocalpart, { message: 'Synapse refuses localparts starting with "_" (reserved for bridges)' }).default('admin'),
-    }).prefault({}),
-    wellKnown: z.strictObject({
-      /** Serve https://<serverName>/.well-known/matrix/{server,client}, delegating to the Matrix host on 443. */
-      enabled: z.boolean().default(true),
-    }).prefault({}),
-    redis: z.strictObject({
-      /** LiveKit needs it for more than one node, Synapse for workers (replication over pub/sub). */
-      enabled: z.boolean().default(true),
-      image: image('docker.io/library/redis', '7.4.10-bookworm'),
-      resources: resources('50m', '64Mi', '500m', '128Mi'),
-    }).prefault({}),
-    livekit: z.strictObject({
-      image: image('docker.io/livekit/livekit-server', 'v1.13.11'),
-      replicas: z.number().int().min(1).max(100).default(1),
-      resources: resources('500m', '512Mi', '2', '1Gi'),
-      /** Nodes that may run LiveKit (host networking: one pod per node). */
-      nodeSelector: labelMap.default({}),
-      /**
-       * The most participants one LiveKit node is planned to hold at once. LiveKit
-       * does not enforce it: it sizes the UDP port range, which must hold two
-       * ports per participant (publisher and subscriber PeerConnection) for each
-       * node address LiveKit gathers candidates on.
-       */
-      participantsPerNode: z.number().int().min(1).max(30000).default(250),
-      rtc: z.strictObject({
-        /** ICE over TCP, for clients whose UDP is blocked. */
-        tcpPort: port.default(7881),
+        mode: z.enum(['statefulset', 'cloudnative-pg', 'external']).default('statefulset'),
+        image: image('docker.io/library/postgres', '17.11-bookworm'),
+        storage: storage('10Gi'),
+        resources: resources('250m', '512Mi', '2', '1Gi'),
+        /** max_connections; unset means Synapse's pool plus room for backups and administration. */
+        maxConnections: z.number().int().min(10).max(10000).optional(),
+        cloudnativePg: z
+          .strictObject({
+            /** PostgreSQL instances: one primary, the rest streaming replicas. */
+            instances: z.number().int().min(1).max(9).default(1),
+            /** CloudNativePG's PostgreSQL image (its own builds carry barman-cloud's needs). */
+            image: image('ghcr.io/cloudnative-pg/postgresql', '17.11-standard-bookworm'),
+            /** Commit only once a replica has the WAL: no committed transaction is lost on failover (writes wait while no replica is up). */
+            synchronous: z.boolean().default(false),
+            /** Instances on different nodes: preferred, or required (an instance with no free node stays Pending). */
+            podAntiAffinity: z.enum(['preferred', 'required']).default('preferred'),
+            /** Where the operator runs (its instance manager calls reach the pods from there). */
+            operatorNamespace: dnsLabel.default('cnpg-system'),
+            /** Continuous WAL archiving and base backups to S3-compatible storage, through the barman-cloud plugin. */
+            backup: z
+              .strictObject({
+                enabled: z.boolean().default(true),
+                /** e.g. "s3://kudo-backups/postgres". */
+                destinationPath: z
+                  .string()
+                  .regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/\S*)?$/, 'must be an S3 URL such as "s3://bucket/postgres"')
+                  .optional(),
+                /** For S3-compatible stores other than AWS (MinIO, Ceph, ...). @default AWS */
+                endpointURL: z
+                  .string()
+                  .regex(/^https?:\/\/\S+$/, 'must be an http(s) URL')
+                  .optional(),
+                /** Secret (namespaces.stack) with the S3 keys. */
+                s3Credentials: z
+                  .strictObject({
+                    secretName: dnsLabel.default('kudo-postgres-s3'),
+                    accessKeyIdKey: z
+                      .string()
+                      .regex(/^[-._a-zA-Z0-9]{1,253}$/)
+                      .default('ACCESS_KEY_ID'),
+                    secretAccessKeyKey: z
+                      .string()
+                      .regex(/^[-._a-zA-Z0-9]{1,253}$/)
+                      .default('ACCESS_SECRET_KEY'),
+                  })
+                  .prefault({}),
+                /** How long base backups and WAL are kept (barman's d/w/m). */
+                retention: z
+                  .string()
+                  .regex(/^[1-9][0-9]*[dwm]$/, 'must be like "30d", "4w" or "6m"')
+                  .default('30d'),
+                /** Base backups, in CloudNativePG's six-field cron (seconds first). */
+                schedule: z
+                  .string()
+                  .regex(/^(\S+\s+){5}\S+$/, 'must be a six-field schedule with seconds first, such as "0 0 2 * * *"')
+                  .default('0 0 2 * * *'),
+                /** A WAL segment is archived at least this often (archive_timeout): the most a lost primary can lose. */
+                archiveTimeoutSeconds: z.number().int().min(10).max(3600).default(60),
+                /** The folder under destinationPath this Cluster archives to; a Cluster recovered from it archives under a new one. */
+                serverName: dnsLabel.default('postgres'),
+              })
+              .prefault({}),
+            /**
+             * Create the Cluster from the archive instead of an empty database (point-in-time recovery):
+             * the serverName it was archived under, and the moment to stop at (RFC 3339 with an offset).
+             * @default - a new, empty database (initdb)
+             */
+            recovery: z
+              .strictObject({
+                serverName: dnsLabel,
+                // RFC 3339 only: CloudNativePG turns its "Z" into the "+00:00" PostgreSQL needs, but passes other forms through.
+                targetTime: z
+                  .string()
+                  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/, 'must be a time with its offset, such as "2026-11-26T14:00:00Z"')
+                  .optional(),
+              })
+              .optional(),
+          })
+          .prefault({}),
+        /** For mode external. */
+        external: z
+          .strictObject({
+            host: dnsName.optional(),
+            port: port.default(5432),
+            database: z
+              .string()
+              .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a PostgreSQL name')
+              .default('synapse'),
+            user: z
+              .string()
+              .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a PostgreSQL name')
+              .default('synapse'),
+            /** libpq sslmode: verify-full checks the certificate and the host name. */
+            sslmode: z.enum(['verify-full', 'verify-ca', 'require', 'disable']).default('verify-full'),
+            /** The CA that signed the server's certificate, from a Secret or a ConfigMap (namespaces.stack). */
+            ca: z
+              .strictObject({
+                kind: z.enum(['Secret', 'ConfigMap']).default('ConfigMap'),
+                name: dnsLabel.optional(),
+                key: z
+                  .string()
+                  .regex(/^[-._a-zA-Z0-9]{1,253}$/)
+                  .default('ca.crt'),
+              })
+              .prefault({}),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    synapse: z
+      .strictObject({
+        image: image('ghcr.io/element-hq/synapse', 'v1.163.2'),
+        media: storage('20Gi'),
+        resources: resources('250m', '512Mi', '2', '1536Mi'),
+        /** Largest upload accepted; also the Ingress body-size limit. Synapse size syntax: K, M or G suffix. */
+        maxUploadSize: z
+          .string()
+          .regex(/^[0-9]+[KMG]$/, 'must be a size such as "50M" or "1G"')
+          .default('100M'),
+        databasePool: z
+          .strictObject({
+            min: z.number().int().min(1).default(5),
+            max: z.number().int().min(1).default(10),
+          })
+          .prefault({}),
         /**
-         * One UDP port (UDP mux) for all media instead of the port range; LiveKit
-         * uses one or the other, never both. @default - unset: the port range is used
+         * Workers: Synapse's way to use more than one core. Each type runs as its own
+         * Deployment or StatefulSet behind a router (HAProxy) that sends each request
+         * to the process that serves it. Off in profile small, on in profile production.
          */
-        udpPort: port.optional(),
+        workers: z
+          .strictObject({
+            enabled: z.boolean().default(false),
+            /** Processes of each type; 0 leaves its work to the main process. */
+            replicas: z
+              .strictObject({
+                clientReader: z.number().int().min(0).max(50).default(2),
+                synchrotron: z.number().int().min(0).max(50).default(2),
+                initialSynchrotron: z.number().int().min(0).max(50).default(1),
+                federationInbound: z.number().int().min(0).max(50).default(1),
+                federationReader: z.number().int().min(0).max(50).default(1),
+                federationSender: z.number().int().min(0).max(50).default(1),
+                mediaRepository: z.number().int().min(0).default(1),
+                eventPersister: z.number().int().min(0).max(50).default(2),
+                eventCreator: z.number().int().min(0).max(50).default(1),
+                streamWriter: z.number().int().min(0).default(1),
+                background: z.number().int().min(0).default(1),
+              })
+              .prefault({}),
+            /** Each worker process's resources (a worker uses at most one core). */
+            resources: resources('250m', '512Mi', '1', '1536Mi'),
+            /** Each worker process's database pool. */
+            databasePool: z
+              .strictObject({
+                min: z.number().int().min(1).default(2),
+                max: z.number().int().min(1).default(5),
+              })
+              .prefault({}),
+            /** Router replicas (HAProxy in front of Synapse's processes). */
+            routerReplicas: z.number().int().min(1).max(20).default(2),
+            router: image('docker.io/library/haproxy', '3.2.26'),
+          })
+          .prefault({}),
+        /** Whether Synapse reports anonymous usage statistics to matrix.org. */
+        reportStats: z.boolean().default(false),
+        /** Open self-service registration. Off: accounts are made by the admin. */
+        enableRegistration: z.boolean().default(false),
+        logLevel: z.enum(['DEBUG', 'INFO', 'WARNING', 'ERROR']).default('INFO'),
         /**
-         * UDP media ports, one per PeerConnection and node address: room for
-         * participantsPerNode on two addresses. Below Linux's ephemeral ports
-         * (32768-60999), which the kernel hands to outgoing connections, and
-         * Kubernetes' NodePorts (30000-32767).
+         * The admin API (/_synapse/admin) for an app outside the cluster. Inside the
+         * cluster the app uses MATRIX_ADMIN_URL from its Secret and needs none of this.
          */
-        portRangeStart: port.default(20000),
-        portRangeEnd: port.default(20999),
+        adminApi: z
+          .strictObject({
+            /** Route https://<matrix host>/_synapse/admin, from `sourceRanges` only. */
+            expose: z.boolean().default(false),
+            /** The addresses (CIDRs) allowed to reach it. */
+            sourceRanges: z.array(cidr).default([]),
+          })
+          .prefault({}),
         /**
-         * The address LiveKit advertises to clients (its ICE candidates):
-         * node-external-ip: each node's ExternalIP, read from the Kubernetes API at start (no internet needed);
-         * host-ip: the node's own address (status.hostIP), for nodes whose NIC holds the public address, or LANs;
-         * stun: asked of `stunServers` at every start (needs UDP to them).
+         * More homeserver.yaml settings (email, oidc_providers, rc_*, app_service_config_files, ...), merged
+         * in at the top level by every Synapse process. Keys the stack writes are refused, and so are secrets
+         * written inline: point their *_path settings at files of extraSecretFiles.
          */
-        nodeAddress: z.enum(['node-external-ip', 'host-ip', 'stun']).default('node-external-ip'),
-        /** One public address for every LiveKit node (a single node, or a shared address); skips the lookup. */
+        extraConfig: z.record(z.string(), z.unknown()).default({}),
+        /** Secret keys mounted read-only at /secrets/extra/<file> in every Synapse process. */
+        extraSecretFiles: z
+          .array(
+            z.strictObject({
+              /** A Secret in namespaces.stack. */
+              secret: objectName,
+              key: z.string().regex(/^[-._a-zA-Z0-9]{1,253}$/, 'must be a Secret data key (at most 253 letters, digits, "-", "_", ".")'),
+              /** The file name under /secrets/extra. */
+              file: z.string().regex(/^[A-Za-z0-9_-][-._A-Za-z0-9]{0,252}$/, 'must be a file name (letters, digits, "-", "_", ".", not starting with ".")'),
+            }),
+          )
+          .default([]),
+        /** The admin account the bootstrap Job registers. */
+        adminUser: z
+          .string()
+          .regex(/^[a-z0-9._=\-/+]+$/, 'must be a Matrix localpart (a-z, 0-9, ".", "_", "=", "-", "/", "+")')
+          .refine(REFINEMENTS.notReservedLocalpart, { message: 'Synapse refuses localparts starting with "_" (reserved for bridges)' })
+          .default('admin'),
+      })
+      .prefault({}),
+    wellKnown: z
+      .strictObject({
+        /** Serve https://<serverName>/.well-known/matrix/{server,client}, delegating to the Matrix host on 443. */
+        enabled: z.boolean().default(true),
+      })
+      .prefault({}),
+    redis: z
+      .strictObject({
+        /** LiveKit needs it for more than one node, Synapse for workers (replication over pub/sub). */
+        enabled: z.boolean().default(true),
+        image: image('docker.io/library/redis', '7.4.10-bookworm'),
+        resources: resources('50m', '64Mi', '500m', '128Mi'),
+      })
+      .prefault({}),
+    livekit: z
+      .strictObject({
+        image: image('docker.io/livekit/livekit-server', 'v1.13.11'),
+        replicas: z.number().int().min(1).max(100).default(1),
+        resources: resources('500m', '512Mi', '2', '1Gi'),
+        /** Nodes that may run LiveKit (host networking: one pod per node). */
+        nodeSelector: labelMap.default({}),
+        /**
+         * The most participants one LiveKit node is planned to hold at once. LiveKit
+         * does not enforce it: it sizes the UDP port range, which must hold two
+         * ports per participant (publisher and subscriber PeerConnection) for each
+         * node address LiveKit gathers candidates on.
+         */
+        participantsPerNode: z.number().int().min(1).max(30000).default(250),
+        rtc: z
+          .strictObject({
+            /** ICE over TCP, for clients whose UDP is blocked. */
+            tcpPort: port.default(7881),
+            /**
+             * One UDP port (UDP mux) for all media instead of the port range; LiveKit
+             * uses one or the other, never both. @default - unset: the port range is used
+             */
+            udpPort: port.optional(),
+            /**
+             * UDP media ports, one per PeerConnection and node address: room for
+             * participantsPerNode on two addresses. Below Linux's ephemeral ports
+             * (32768-60999), which the kernel hands to outgoing connections, and
+             * Kubernetes' NodePorts (30000-32767).
+             */
+            portRangeStart: port.default(20000),
+            portRangeEnd: port.default(20999),
+            /**
+             * The address LiveKit advertises to clients (its ICE candidates):
+             * node-external-ip: each node's ExternalIP, read from the Kubernetes API at start (no internet needed);
+             * host-ip: the node's own address (status.hostIP), for nodes whose NIC holds the public address, or LANs;
+             * stun: asked of `stunServers` at every start (needs UDP to them).
+             */
+            nodeAddress: z.enum(['node-external-ip', 'host-ip', 'stun']).default('node-external-ip'),
+            /** One public address for every LiveKit node (a single node, or a shared address); skips the lookup. */
+            publicIp: ipv4.optional(),
+            /** STUN servers ("host:port") for nodeAddress stun; none is assumed, public ones only if listed. */
+            stunServers: z.array(z.string().regex(/^[a-z0-9.-]+:[0-9]{1,5}$/, 'must be "host:port", e.g. "stun.example.com:3478"')).default([]),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    coturn: z
+      .strictObject({
+        image: image('docker.io/coturn/coturn', '4.18.0'),
+        resources: resources('100m', '64Mi', '1', '256Mi'),
+        /** Nodes that run coturn. Label them: kubectl label node NAME kudo/turn=true */
+        nodeSelector: labelMap.default({ 'kudo/turn': 'true' }),
+        /** The node's public IP when it is not on the node's ExternalIP address; unset = read it from the Node. */
         publicIp: ipv4.optional(),
-        /** STUN servers ("host:port") for nodeAddress stun; none is assumed, public ones only if listed. */
-        stunServers: z.array(z.string().regex(/^[a-z0-9.-]+:[0-9]{1,5}$/, 'must be "host:port", e.g. "stun.example.com:3478"')).default([]),
-      }).prefault({}),
-    }).prefault({}),
-    coturn: z.strictObject({
-      image: image('docker.io/coturn/coturn', '4.18.0'),
-      resources: resources('100m', '64Mi', '1', '256Mi'),
-      /** Nodes that run coturn. Label them: kubectl label node NAME kudo/turn=true */
-      nodeSelector: labelMap.default({ 'kudo/turn': 'true' }),
-      /** The node's public IP when it is not on the node's ExternalIP address; unset = read it from the Node. */
-      publicIp: ipv4.optional(),
-      /**
-       * UDP relay ports: an even/odd pair for every allocation totalQuota allows
-       * (an Allocate with EVEN-PORT takes both). Below the kernel's ephemeral ports
-       * and Kubernetes' NodePorts, like LiveKit's range.
-       */
-      relayPorts: z.strictObject({ min: port.default(10000), max: port.default(12399) }).prefault({}),
-      /**
-       * Concurrent allocations per user name (LiveKit's credentials name the participant,
-       * Synapse's the Matrix user) and on one TURN node in total. A LiveKit participant
-       * holds up to four (two PeerConnections, each on the UDP and the TLS TURN URL).
-       */
-      userQuota: z.number().int().min(0).default(12),
-      totalQuota: z.number().int().min(0).refine(REFINEMENTS.nonZero, { message: '0 means no limit, which no relay range can serve: set the most allocations one TURN node may hold' })
-        .default(1200),
-      /** Lifetime of the TURN credentials LiveKit and Synapse hand out, in seconds. */
-      credentialTtlSeconds: z.number().int().min(60).max(86400).default(3600),
-      /** More peer ranges the relay must never reach (your nodes', pods' and services' public ranges, a VPN), as IPv4 or IPv6 CIDRs. */
-      extraDeniedPeerIps: z.array(z.string().refine(isCidr, { message: 'must be an IPv4 or IPv6 CIDR such as "203.0.113.0/24" or "2001:db8::/32"' })).default([]),
-      tls: z.strictObject({
-        /** The lowest TLS version TURNS accepts: 1.2 (coturn's own minimum with OpenSSL 3) or 1.3 (coturn's no-tlsv1_2). */
-        minVersion: z.enum(['1.2', '1.3']).default('1.2'),
-      }).prefault({}),
-    }).prefault({}),
-    monitoring: z.strictObject({
-      /** ServiceMonitors (prometheus-operator) for Synapse, LiveKit, coturn, and PostgreSQL and Redis exporters. */
-      enabled: z.boolean().default(false),
-      /** Where Prometheus runs; the NetworkPolicies let it scrape. */
-      namespace: dnsLabel.default('monitoring'),
-      /** Labels your Prometheus selects ServiceMonitors and PrometheusRules by (e.g. release: prometheus). */
-      serviceMonitorLabels: labelMap.default({}),
-      interval: z.string().regex(/^[0-9]+(s|m)$/, 'must be a duration such as "30s" or "1m"').default('30s'),
-      postgresExporter: image('quay.io/prometheuscommunity/postgres-exporter', 'v0.18.1'),
-      redisExporter: image('docker.io/oliver006/redis_exporter', 'v1.67.0'),
-      /** PrometheusRules: alerts for each component, for backups (kube-state-metrics) and certificates (cert-manager's metrics). */
-      alerts: z.boolean().default(true),
-      /** Grafana dashboards, one per component, as ConfigMaps that Grafana's dashboard sidecar loads. */
-      dashboards: z.boolean().default(true),
-      /** The label the sidecar looks for (kube-prometheus-stack's default: grafana_dashboard: "1"). */
-      dashboardLabels: labelMap.default({ grafana_dashboard: '1' }),
-    }).prefault({}),
-    app: z.strictObject({
-      /**
-       * The app runs outside the cluster (a hosted deployment): kudo-app's MATRIX_ADMIN_URL is the public
-       * https://<matrix host>, served by the allow-listed admin Ingress (synapse.adminApi.expose).
-       */
-      outsideCluster: z.boolean().default(false),
-    }).prefault({}),
-    argocd: z.strictObject({
-      /** Render an Argo CD Application (90-argocd.k8s.yaml) that syncs the rendered folder from Git. */
-      enabled: z.boolean().default(false),
-      namespace: dnsLabel.default('argocd'),
-      /** The Application's name: environments synced by one Argo CD need one each (e.g. kudo-staging). */
-      applicationName: dnsLabel.default('kudo'),
-      project: z.string().default('default'),
-      /** The Git repository that holds the rendered output; required when enabled. */
-      repoURL: z.string().regex(/^(https:\/\/|ssh:\/\/|git@)\S+$/, 'must be a Git URL such as "https://git.example.com/kudo/infra.git"').optional(),
-      targetRevision: z.string().default('main'),
-      path: z.string().default('dist'),
-      prune: z.boolean().default(true),
-    }).prefault({}),
-    networkPolicies: z.strictObject({
-      /** Default-deny in the stack namespace, then only the flows the stack needs. */
-      enabled: z.boolean().default(true),
-      /** Where the cluster DNS pods run. */
-      dnsNamespace: dnsLabel.default('kube-system'),
-      /**
-       * The nodes' addresses. LiveKit runs on the host network, so Redis sees it
-       * as a node address; unset, Redis accepts any address (it still needs its password).
-       */
-      nodeCidrs: z.array(cidr).default([]),
-    }).prefault({}),
-    backup: z.strictObject({
-      enabled: z.boolean().default(true),
-      /** Cron schedules (UTC), one after the other: both store into the backup volume's restic repository. */
-      schedule: z.strictObject({
-        postgres: cron.default('15 3 * * *'),
-        media: cron.default('45 3 * * *'),
-      }).prefault({}),
-      /** How many daily, weekly and monthly snapshots restic keeps (the newest of each day, week, month). */
-      retention: z.strictObject({
-        daily: z.number().int().min(1).max(366).default(7),
-        weekly: z.number().int().min(0).max(520).default(4),
-        monthly: z.number().int().min(0).max(240).default(12),
-      }).prefault({}),
-      /** The backup volume (ReadWriteOnce), holding a restic repository: at least 1.25 x (media + database) (refused otherwise). */
-      storage: storage('50Gi'),
-      resources: resources('100m', '128Mi', '1', '512Mi'),
-      /** Also copy backups to an S3-compatible bucket with restic (encrypted, deduplicated). */
-      s3: z.strictObject({
+        /**
+         * UDP relay ports: an even/odd pair for every allocation totalQuota allows
+         * (an Allocate with EVEN-PORT takes both). Below the kernel's ephemeral ports
+         * and Kubernetes' NodePorts, like LiveKit's range.
+         */
+        relayPorts: z.strictObject({ min: port.default(10000), max: port.default(12399) }).prefault({}),
+        /**
+         * Concurrent allocations per user name (LiveKit's credentials name the participant,
+         * Synapse's the Matrix user) and on one TURN node in total. A LiveKit participant
+         * holds up to four (two PeerConnections, each on the UDP and the TLS TURN URL).
+         */
+        userQuota: z.number().int().min(0).default(12),
+        totalQuota: z
+          .number()
+          .int()
+          .min(0)
+          .refine(REFINEMENTS.nonZero, { message: '0 means no limit, which no relay range can serve: set the most allocations one TURN node may hold' })
+          .default(1200),
+        /** Lifetime of the TURN credentials LiveKit and Synapse hand out, in seconds. */
+        credentialTtlSeconds: z.number().int().min(60).max(86400).default(3600),
+        /** More peer ranges the relay must never reach (your nodes', pods' and services' public ranges, a VPN), as IPv4 or IPv6 CIDRs. */
+        extraDeniedPeerIps: z.array(z.string().refine(isCidr, { message: 'must be an IPv4 or IPv6 CIDR such as "203.0.113.0/24" or "2001:db8::/32"' })).default([]),
+        tls: z
+          .strictObject({
+            /** The lowest TLS version TURNS accepts: 1.2 (coturn's own minimum with OpenSSL 3) or 1.3 (coturn's no-tlsv1_2). */
+            minVersion: z.enum(['1.2', '1.3']).default('1.2'),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    monitoring: z
+      .strictObject({
+        /** ServiceMonitors (prometheus-operator) for Synapse, LiveKit, coturn, and PostgreSQL and Redis exporters. */
         enabled: z.boolean().default(false),
-        /** restic repository, e.g. "s3:https://s3.example.com/bucket/kudo". */
-        repository: z.string().regex(/^s3:https?:\/\/\S+$/, 'must be a restic S3 repository such as "s3:https://s3.example.com/bucket/kudo"').optional(),
-        /** Secret (namespaces.stack) with RESTIC_PASSWORD, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. */
-        secretName: dnsLabel.default('kudo-backup-s3'),
-      }).prefault({}),
-      /** restic, which stores every backup (the volume's repository and the off-site one) and restores them. */
-      resticImage: image('docker.io/restic/restic', '0.18.1'),
-      /**
-       * `profile: production` refuses to run without backup.s3 (one lost node or cluster would take the data and
-       * its backups together) unless this says why; `npm run checklist` prints the reason as a warning.
-       */
-      offsite: z.strictObject({
-        waived: z.string().trim().min(1, 'must give the reason the backups stay in the cluster (e.g. "test cluster, rebuilt from scratch")').optional(),
-      }).prefault({}),
-    }).prefault({}),
+        /** Where Prometheus runs; the NetworkPolicies let it scrape. */
+        namespace: dnsLabel.default('monitoring'),
+        /** Labels your Prometheus selects ServiceMonitors and PrometheusRules by (e.g. release: prometheus). */
+        serviceMonitorLabels: labelMap.default({}),
+        interval: z
+          .string()
+          .regex(/^[0-9]+(s|m)$/, 'must be a duration such as "30s" or "1m"')
+          .default('30s'),
+        postgresExporter: image('quay.io/prometheuscommunity/postgres-exporter', 'v0.18.1'),
+        redisExporter: image('docker.io/oliver006/redis_exporter', 'v1.67.0'),
+        /** PrometheusRules: alerts for each component, for backups (kube-state-metrics) and certificates (cert-manager's metrics). */
+        alerts: z.boolean().default(true),
+        /** Grafana dashboards, one per component, as ConfigMaps that Grafana's dashboard sidecar loads. */
+        dashboards: z.boolean().default(true),
+        /** The label the sidecar looks for (kube-prometheus-stack's default: grafana_dashboard: "1"). */
+        dashboardLabels: labelMap.default({ grafana_dashboard: '1' }),
+      })
+      .prefault({}),
+    app: z
+      .strictObject({
+        /**
+         * The app runs outside the cluster (a hosted deployment): kudo-app's MATRIX_ADMIN_URL is the public
+         * https://<matrix host>, served by the allow-listed admin Ingress (synapse.adminApi.expose).
+         */
+        outsideCluster: z.boolean().default(false),
+      })
+      .prefault({}),
+    argocd: z
+      .strictObject({
+        /** Render an Argo CD Application (90-argocd.k8s.yaml) that syncs the rendered folder from Git. */
+        enabled: z.boolean().default(false),
+        namespace: dnsLabel.default('argocd'),
+        /** The Application's name: environments synced by one Argo CD need one each (e.g. kudo-staging). */
+        applicationName: dnsLabel.default('kudo'),
+        project: z.string().default('default'),
+        /** The Git repository that holds the rendered output; required when enabled. */
+        repoURL: z
+          .string()
+          .regex(/^(https:\/\/|ssh:\/\/|git@)\S+$/, 'must be a Git URL such as "https://git.example.com/kudo/infra.git"')
+          .optional(),
+        targetRevision: z.string().default('main'),
+        path: z.string().default('dist'),
+        prune: z.boolean().default(true),
+      })
+      .prefault({}),
+    networkPolicies: z
+      .strictObject({
+        /** Default-deny in the stack namespace, then only the flows the stack needs. */
+        enabled: z.boolean().default(true),
+        /** Where the cluster DNS pods run. */
+        dnsNamespace: dnsLabel.default('kube-system'),
+        /**
+         * The nodes' addresses. LiveKit runs on the host network, so Redis sees it
+         * as a node address; unset, Redis accepts any address (it still needs its password).
+         */
+        nodeCidrs: z.array(cidr).default([]),
+      })
+      .prefault({}),
+    backup: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        /** Cron schedules (UTC), one after the other: both store into the backup volume's restic repository. */
+        schedule: z
+          .strictObject({
+            postgres: cron.default('15 3 * * *'),
+            media: cron.default('45 3 * * *'),
+          })
+          .prefault({}),
+        /** How many daily, weekly and monthly snapshots restic keeps (the newest of each day, week, month). */
+        retention: z
+          .strictObject({
+            daily: z.number().int().min(1).max(366).default(7),
+            weekly: z.number().int().min(0).max(520).default(4),
+            monthly: z.number().int().min(0).max(240).default(12),
+          })
+          .prefault({}),
+        /** The backup volume (ReadWriteOnce), holding a restic repository: at least 1.25 x (media + database) (refused otherwise). */
+        storage: storage('50Gi'),
+        resources: resources('100m', '128Mi', '1', '512Mi'),
+        /** Also copy backups to an S3-compatible bucket with restic (encrypted, deduplicated). */
+        s3: z
+          .strictObject({
+            enabled: z.boolean().default(false),
+            /** restic repository, e.g. "s3:https://s3.example.com/bucket/kudo". */
+            repository: z
+              .string()
+              .regex(/^s3:https?:\/\/\S+$/, 'must be a restic S3 repository such as "s3:https://s3.example.com/bucket/kudo"')
+              .optional(),
+            /** Secret (namespaces.stack) with RESTIC_PASSWORD, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. */
+            secretName: dnsLabel.default('kudo-backup-s3'),
+          })
+          .prefault({}),
+        /** restic, which stores every backup (the volume's repository and the off-site one) and restores them. */
+        resticImage: image('docker.io/restic/restic', '0.18.1'),
+        /**
+         * `profile: production` refuses to run without backup.s3 (one lost node or cluster would take the data and
+         * its backups together) unless this says why; `npm run checklist` prints the reason as a warning.
+         */
+        offsite: z
+          .strictObject({
+            waived: z.string().trim().min(1, 'must give the reason the backups stay in the cluster (e.g. "test cluster, rebuilt from scratch")').optional(),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
     /**
      * A registry mirror every image is pulled from, e.g. "mirror.example.com" or "harbor.local:8443/hub":
      * it replaces each image's registry host and keeps the path (docker.io/library/postgres becomes
      * mirror.example.com/library/postgres; an image without a registry is Docker Hub's). See charts/pods.ts.
      * @default - each image from its own registry
      */
-    imageRegistry: z.string().regex(/^([a-z0-9-]+\.)*[a-z0-9-]+(:[0-9]{1,5})?(\/[a-z0-9._-]+)*$/, 'must be a registry host with an optional port and path, such as "mirror.example.com" or "registry.local:5000/hub"')
+    imageRegistry: z
+      .string()
+      .regex(
+        /^([a-z0-9-]+\.)*[a-z0-9-]+(:[0-9]{1,5})?(\/[a-z0-9._-]+)*$/,
+        'must be a registry host with an optional port and path, such as "mirror.example.com" or "registry.local:5000/hub"',
+      )
       .refine(REFINEMENTS.startsWithRegistryHost, {
         message: 'must start with a registry host: a name with a "." or a port, or "localhost" (a bare name would be read as a Docker Hub path)',
-      }).optional(),
+      })
+      .optional(),
     /** Secrets (type kubernetes.io/dockerconfigjson) every pod pulls its images with; each must exist in every namespace the stack runs pods in. */
     imagePullSecrets: z.array(objectName).default([]),
     /**
@@ -618,57 +810,66 @@ function makeSchema() {
      * topologySpreadConstraints. `all` applies to every workload, together with the
      * workload's own; both are added to what the stack sets itself (node selectors, affinities).
      */
-    scheduling: z.strictObject({
-      all: workloadScheduling,
-      /** The StatefulSet's pod, or the CloudNativePG Cluster's instances. */
-      postgres: workloadScheduling,
-      redis: workloadScheduling,
-      /** Synapse's main process. */
-      synapse: workloadScheduling,
-      /** Every Synapse worker process. */
-      synapseWorkers: workloadScheduling,
-      synapseRouter: workloadScheduling,
-      wellKnown: workloadScheduling,
-      livekit: workloadScheduling,
-      coturn: workloadScheduling,
-      /** The backup and restore CronJobs and the backup volume check. */
-      backup: workloadScheduling,
-      /** The secret generator, the admin bootstrap and the smoke test. */
-      tools: workloadScheduling,
-    }).prefault({}),
-    secrets: z.strictObject({
-      /**
-       * generated: a Job creates each missing value once and never overwrites one.
-       * existing: every value comes from Secrets you manage; nothing is generated.
-       */
-      mode: z.enum(['generated', 'existing']).default('generated'),
-      /**
-       * Rebuilding a lost cluster: the generator takes each missing value from a Secrets snapshot of the off-site
-       * backup (backup.s3), "latest" or a restic snapshot ID, instead of making a new one, and makes nothing when it
-       * cannot read it. README, "Disaster recovery".
-       * @default - missing values are made
-       */
-      restoreFromBackup: z.string().regex(/^(latest|[0-9a-f]{8,64})$/, 'must be "latest" or a restic snapshot ID such as "4bba301e"').optional(),
-      refs: z.strictObject({
-        postgresPassword: secretRef('kudo-postgres', 'password'),
-        postgresSuperuserPassword: secretRef('kudo-postgres', 'superuser_password'),
-        macaroonSecretKey: secretRef('kudo-synapse', 'macaroon_secret_key'),
-        formSecret: secretRef('kudo-synapse', 'form_secret'),
-        registrationSharedSecret: secretRef('kudo-synapse', 'registration_shared_secret'),
-        signingKey: secretRef('kudo-synapse', 'signing.key'),
-        turnSharedSecret: secretRef('kudo-turn', 'shared_secret'),
-        redisPassword: secretRef('kudo-redis', 'password'),
-        livekitApiKey: secretRef('kudo-livekit', 'api_key'),
-        livekitApiSecret: secretRef('kudo-livekit', 'api_secret'),
-        adminPassword: secretRef('kudo-synapse-admin', 'password'),
-        /** With synapse.workers: authenticates HTTP replication between Synapse's processes. */
-        workerReplicationSecret: secretRef('kudo-synapse', 'worker_replication_secret'),
-        /** With backup.enabled: the password of the backup volume's restic repository. */
-        backupPassword: secretRef('kudo-backup', 'restic_password'),
-      }).prefault({}),
-      /** The Secret (in namespaces.app) the bootstrap Job fills with the app's credentials. */
-      appSecretName: dnsLabel.default('kudo-app'),
-    }).prefault({}),
+    scheduling: z
+      .strictObject({
+        all: workloadScheduling,
+        /** The StatefulSet's pod, or the CloudNativePG Cluster's instances. */
+        postgres: workloadScheduling,
+        redis: workloadScheduling,
+        /** Synapse's main process. */
+        synapse: workloadScheduling,
+        /** Every Synapse worker process. */
+        synapseWorkers: workloadScheduling,
+        synapseRouter: workloadScheduling,
+        wellKnown: workloadScheduling,
+        livekit: workloadScheduling,
+        coturn: workloadScheduling,
+        /** The backup and restore CronJobs and the backup volume check. */
+        backup: workloadScheduling,
+        /** The secret generator, the admin bootstrap and the smoke test. */
+        tools: workloadScheduling,
+      })
+      .prefault({}),
+    secrets: z
+      .strictObject({
+        /**
+         * generated: a Job creates each missing value once and never overwrites one.
+         * existing: every value comes from Secrets you manage; nothing is generated.
+         */
+        mode: z.enum(['generated', 'existing']).default('generated'),
+        /**
+         * Rebuilding a lost cluster: the generator takes each missing value from a Secrets snapshot of the off-site
+         * backup (backup.s3), "latest" or a restic snapshot ID, instead of making a new one, and makes nothing when it
+         * cannot read it. README, "Disaster recovery".
+         * @default - missing values are made
+         */
+        restoreFromBackup: z
+          .string()
+          .regex(/^(latest|[0-9a-f]{8,64})$/, 'must be "latest" or a restic snapshot ID such as "4bba301e"')
+          .optional(),
+        refs: z
+          .strictObject({
+            postgresPassword: secretRef('kudo-postgres', 'password'),
+            postgresSuperuserPassword: secretRef('kudo-postgres', 'superuser_password'),
+            macaroonSecretKey: secretRef('kudo-synapse', 'macaroon_secret_key'),
+            formSecret: secretRef('kudo-synapse', 'form_secret'),
+            registrationSharedSecret: secretRef('kudo-synapse', 'registration_shared_secret'),
+            signingKey: secretRef('kudo-synapse', 'signing.key'),
+            turnSharedSecret: secretRef('kudo-turn', 'shared_secret'),
+            redisPassword: secretRef('kudo-redis', 'password'),
+            livekitApiKey: secretRef('kudo-livekit', 'api_key'),
+            livekitApiSecret: secretRef('kudo-livekit', 'api_secret'),
+            adminPassword: secretRef('kudo-synapse-admin', 'password'),
+            /** With synapse.workers: authenticates HTTP replication between Synapse's processes. */
+            workerReplicationSecret: secretRef('kudo-synapse', 'worker_replication_secret'),
+            /** With backup.enabled: the password of the backup volume's restic repository. */
+            backupPassword: secretRef('kudo-backup', 'restic_password'),
+          })
+          .prefault({}),
+        /** The Secret (in namespaces.app) the bootstrap Job fills with the app's credentials. */
+        appSecretName: dnsLabel.default('kudo-app'),
+      })
+      .prefault({}),
   });
 }
 
@@ -747,7 +948,8 @@ export function synapseConnections(c: KudoConfig): { total: number; explained: s
 /** What the `production` profile changes; everything else keeps the small defaults. */
 export const PRODUCTION_PROFILE = {
   postgres: {
-    storage: { size: '100Gi' }, resources: { requests: { cpu: '1', memory: '4Gi' }, limits: { cpu: '4', memory: '8Gi' } },
+    storage: { size: '100Gi' },
+    resources: { requests: { cpu: '1', memory: '4Gi' }, limits: { cpu: '4', memory: '8Gi' } },
     // A lost node must lose no committed transaction, nor take two instances with it.
     cloudnativePg: { instances: 3, synchronous: true, podAntiAffinity: 'required' },
   },
@@ -763,12 +965,14 @@ export const PRODUCTION_PROFILE = {
   livekit: {
     replicas: 2,
     resources: { requests: { cpu: '2', memory: '2Gi' }, limits: { cpu: '8', memory: '8Gi' } },
-    participantsPerNode: 1000, rtc: { portRangeStart: 20000, portRangeEnd: 23999 },
+    participantsPerNode: 1000,
+    rtc: { portRangeStart: 20000, portRangeEnd: 23999 },
   },
   // Four allocations for each of a LiveKit node's participants; an even/odd relay pair for each.
   coturn: {
     resources: { requests: { cpu: '500m', memory: '256Mi' }, limits: { cpu: '4', memory: '1Gi' } },
-    totalQuota: 4000, relayPorts: { min: 10000, max: 17999 },
+    totalQuota: 4000,
+    relayPorts: { min: 10000, max: 17999 },
   },
   backup: { storage: { size: '500Gi' }, resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '2', memory: '1Gi' } } },
 } as const;
@@ -791,7 +995,7 @@ export function resolveConfig(input: unknown, source = 'config'): KudoConfig {
   }
   // One place for the mirror: every image setting, so every image reference, names it.
   const raw = result.data.imageRegistry !== undefined ? withImagesFrom(result.data, result.data.imageRegistry) : result.data;
-  const controller = INGRESS_CONTROLLER[raw.ingress.controller as IngressController];
+  const controller = INGRESS_CONTROLLER[raw.ingress.controller];
   const ingress = { ...raw.ingress, className: raw.ingress.className ?? controller.className, namespace: raw.ingress.namespace ?? controller.namespace };
   const gatewayNamespace = raw.gatewayApi.gatewayNamespace ?? raw.namespaces.stack;
   const gatewayApi = { ...raw.gatewayApi, gatewayNamespace, proxyNamespace: raw.gatewayApi.proxyNamespace ?? gatewayNamespace };
@@ -828,11 +1032,11 @@ export function loadConfig(file: string | undefined): KudoConfig {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new ConfigError(`${file}: cannot read the config file (${code === 'ENOENT' ? 'no such file' : code ?? String(e)})`);
+    throw new ConfigError(`${file}: cannot read the config file (${code === 'ENOENT' ? 'no such file' : (code ?? String(e))})`);
   }
   // Loaded here, not at the top: rendering the embedded defaults never parses YAML.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const yaml: typeof JsYaml = require('js-yaml');
+  const yaml = require('js-yaml') as typeof JsYaml;
   let parsed: unknown;
   try {
     // YAML 1.2's core types ("no" stays a string), plus 1.1's merge key (<<), which configs use with anchors.
@@ -859,12 +1063,14 @@ function checkCombinations(c: KudoConfig, source: string): void {
   }
   const connections = synapseConnections(c);
   if (c.postgres.maxConnections !== undefined && c.postgres.maxConnections < connections.total + POSTGRES_RESERVED_CONNECTIONS) {
-    problems.push(`postgres.maxConnections (${c.postgres.maxConnections}) must be at least ${connections.explained} + ${POSTGRES_RESERVED_CONNECTIONS} ` +
-      `for backups and administration (${connections.total + POSTGRES_RESERVED_CONNECTIONS})`);
+    problems.push(
+      `postgres.maxConnections (${c.postgres.maxConnections}) must be at least ${connections.explained} + ${POSTGRES_RESERVED_CONNECTIONS} ` +
+        `for backups and administration (${connections.total + POSTGRES_RESERVED_CONNECTIONS})`,
+    );
   }
   const w = c.synapse.workers;
   if (w.enabled) {
-    if (!c.redis.enabled) problems.push('synapse.workers.enabled needs redis.enabled: Synapse\'s processes replicate through Redis');
+    if (!c.redis.enabled) problems.push("synapse.workers.enabled needs redis.enabled: Synapse's processes replicate through Redis");
     if (w.databasePool.min > w.databasePool.max) {
       problems.push(`synapse.workers.databasePool.min (${w.databasePool.min}) is larger than synapse.workers.databasePool.max (${w.databasePool.max})`);
     }
@@ -872,8 +1078,7 @@ function checkCombinations(c: KudoConfig, source: string): void {
     for (const t of WORKER_TYPE_NAMES) {
       const max = (WORKER_TYPES[t] as WorkerType).max;
       if (max !== undefined && replicas[t] > max) {
-        problems.push(`synapse.workers.replicas.${replicasKey(t)} is ${replicas[t]}; ` +
-          `at most ${max} ${t} may run (${WORKER_TYPES[t].description})`);
+        problems.push(`synapse.workers.replicas.${replicasKey(t)} is ${replicas[t]}; ` + `at most ${max} ${t} may run (${WORKER_TYPES[t].description})`);
       }
     }
   }
@@ -893,10 +1098,12 @@ function checkCombinations(c: KudoConfig, source: string): void {
     const ports = rtc.portRangeEnd - rtc.portRangeStart + 1;
     const needed = LIVEKIT_PORTS_PER_PARTICIPANT * c.livekit.participantsPerNode;
     if (ports < needed) {
-      problems.push(`livekit.rtc.portRangeStart-portRangeEnd ${rtc.portRangeStart}-${rtc.portRangeEnd} has ${ports} ports, fewer than the ${needed} that ` +
-        `livekit.participantsPerNode (${c.livekit.participantsPerNode}) needs: each participant holds two PeerConnections, each with a UDP port ` +
-        `(per node address LiveKit gathers on); widen the range to at least ${rtc.portRangeStart}-${rtc.portRangeStart + needed - 1}, ` +
-        'or set livekit.rtc.udpPort to share one port');
+      problems.push(
+        `livekit.rtc.portRangeStart-portRangeEnd ${rtc.portRangeStart}-${rtc.portRangeEnd} has ${ports} ports, fewer than the ${needed} that ` +
+          `livekit.participantsPerNode (${c.livekit.participantsPerNode}) needs: each participant holds two PeerConnections, each with a UDP port ` +
+          `(per node address LiveKit gathers on); widen the range to at least ${rtc.portRangeStart}-${rtc.portRangeStart + needed - 1}, ` +
+          'or set livekit.rtc.udpPort to share one port',
+      );
     }
   }
   const relay = c.coturn.relayPorts;
@@ -908,16 +1115,25 @@ function checkCombinations(c: KudoConfig, source: string): void {
     const quota = c.coturn.totalQuota;
     if (pairs < quota) {
       const first = relay.min + (relay.min % 2);
-      problems.push(`coturn.relayPorts ${relay.min}-${relay.max} hold ${pairs} even/odd port pairs, fewer than coturn.totalQuota (${quota}): ` +
-        'an allocation may take a pair (EVEN-PORT, for RTP and RTCP), so coturn would run out of ports before the quota refuses anyone; ' +
-        `widen coturn.relayPorts to ${first}-${first + 2 * quota - 1} or lower coturn.totalQuota`);
+      problems.push(
+        `coturn.relayPorts ${relay.min}-${relay.max} hold ${pairs} even/odd port pairs, fewer than coturn.totalQuota (${quota}): ` +
+          'an allocation may take a pair (EVEN-PORT, for RTP and RTCP), so coturn would run out of ports before the quota refuses anyone; ' +
+          `widen coturn.relayPorts to ${first}-${first + 2 * quota - 1} or lower coturn.totalQuota`,
+      );
     }
   }
   // LiveKit and coturn may share a node, and both bind the host's ports.
-  const lk = new Map<number, string>([[LIVEKIT_API_PORT, `LiveKit API port ${LIVEKIT_API_PORT}`], [LIVEKIT_METRICS_PORT, `LiveKit metrics port ${LIVEKIT_METRICS_PORT}`]]);
+  const lk = new Map<number, string>([
+    [LIVEKIT_API_PORT, `LiveKit API port ${LIVEKIT_API_PORT}`],
+    [LIVEKIT_METRICS_PORT, `LiveKit metrics port ${LIVEKIT_METRICS_PORT}`],
+  ]);
   lk.set(rtc.tcpPort, 'livekit.rtc.tcpPort');
   if (rtc.udpPort !== undefined) lk.set(rtc.udpPort, 'livekit.rtc.udpPort');
-  const turnPorts = [[TURN_PORT, `coturn listening port ${TURN_PORT}`], [TURN_TLS_PORT, `coturn TLS port ${TURN_TLS_PORT}`], [TURN_METRICS_PORT, `coturn metrics port ${TURN_METRICS_PORT}`]] as const;
+  const turnPorts = [
+    [TURN_PORT, `coturn listening port ${TURN_PORT}`],
+    [TURN_TLS_PORT, `coturn TLS port ${TURN_TLS_PORT}`],
+    [TURN_METRICS_PORT, `coturn metrics port ${TURN_METRICS_PORT}`],
+  ] as const;
   for (const [p, name] of turnPorts) {
     if (lk.has(p)) problems.push(`${lk.get(p)} collides with the ${name}`);
     if (p >= relay.min && p <= relay.max) problems.push(`coturn.relayPorts ${relay.min}-${relay.max} include the ${name}`);
@@ -936,21 +1152,29 @@ function checkCombinations(c: KudoConfig, source: string): void {
   }
   const cp = c.gatewayApi.controlPlane;
   if (cp.namespace !== undefined && cp.ports.length === 0) {
-    problems.push('gatewayApi.controlPlane.ports must list the ports the proxies reach their control plane on (e.g. 15012 for istiod) when gatewayApi.controlPlane.namespace is set');
+    problems.push(
+      'gatewayApi.controlPlane.ports must list the ports the proxies reach their control plane on (e.g. 15012 for istiod) when gatewayApi.controlPlane.namespace is set',
+    );
   }
   if (cp.namespace === undefined && cp.ports.length > 0) problems.push('gatewayApi.controlPlane.namespace is required when gatewayApi.controlPlane.ports is set');
   if (c.argocd.enabled && c.argocd.repoURL === undefined) problems.push('argocd.repoURL is required when argocd.enabled is true');
   const admin = c.synapse.adminApi;
   if (c.app.outsideCluster && !admin.expose) {
-    problems.push(`app.outsideCluster: the app reaches the admin API and shared-secret registration at https://${c.hosts.matrix}/_synapse/admin, which needs synapse.adminApi.expose: true `
-      + 'with synapse.adminApi.sourceRanges listing the app\'s fixed egress addresses');
+    problems.push(
+      `app.outsideCluster: the app reaches the admin API and shared-secret registration at https://${c.hosts.matrix}/_synapse/admin, which needs synapse.adminApi.expose: true ` +
+        "with synapse.adminApi.sourceRanges listing the app's fixed egress addresses",
+    );
   }
   if (admin.expose) {
     if (c.routing === 'gateway-api') {
-      problems.push('synapse.adminApi.expose: Gateway API has no standard way to limit source addresses; let the app use MATRIX_ADMIN_URL inside the cluster, or add your implementation\'s policy yourself');
-    } else if (INGRESS_CONTROLLER[c.ingress.controller as IngressController].sourceRangeAnnotation === undefined) {
-      problems.push(`synapse.adminApi.expose: ingress.controller "${c.ingress.controller}" has no Ingress annotation that limits source addresses ` +
-        '(ingress-nginx and haproxy have one); let the app use MATRIX_ADMIN_URL inside the cluster instead');
+      problems.push(
+        "synapse.adminApi.expose: Gateway API has no standard way to limit source addresses; let the app use MATRIX_ADMIN_URL inside the cluster, or add your implementation's policy yourself",
+      );
+    } else if (INGRESS_CONTROLLER[c.ingress.controller].sourceRangeAnnotation === undefined) {
+      problems.push(
+        `synapse.adminApi.expose: ingress.controller "${c.ingress.controller}" has no Ingress annotation that limits source addresses ` +
+          '(ingress-nginx and haproxy have one); let the app use MATRIX_ADMIN_URL inside the cluster instead',
+      );
     }
     if (admin.sourceRanges.length === 0) problems.push('synapse.adminApi.sourceRanges must list the addresses allowed to reach the admin API when synapse.adminApi.expose is true');
   }
@@ -997,7 +1221,7 @@ function synapseExtraProblems(c: KudoConfig): string[] {
   if (Object.keys(c.synapse.extraConfig).length > 0) {
     // Loaded only for a config that has extra settings: the rules come from what the Synapse chart writes.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { extraConfigProblems }: typeof import('./synapse') = require('./synapse');
+    const { extraConfigProblems } = require('./synapse') as typeof import('./synapse');
     problems.push(...extraConfigProblems(c.synapse.extraConfig, files));
   }
   return problems;
@@ -1014,8 +1238,10 @@ function backupSizeProblems(c: KudoConfig): string[] {
   const need = 1.25 * parts.reduce((sum, [, size]) => sum + memoryBytes(size), 0);
   if (memoryBytes(c.backup.storage.size) >= need) return [];
   const gi = (bytes: number) => `${Number((bytes / 2 ** 30).toFixed(2))}Gi`;
-  return [`backup.storage.size is ${c.backup.storage.size}, less than 1.25 x (${parts.map(([k, v]) => `${k} ${v}`).join(' + ')}) = ${gi(need)} `
-    + 'that the backup volume\'s restic repository needs for one copy of each and what the retention keeps: enlarge backup.storage.size'];
+  return [
+    `backup.storage.size is ${c.backup.storage.size}, less than 1.25 x (${parts.map(([k, v]) => `${k} ${v}`).join(' + ')}) = ${gi(need)} ` +
+      "that the backup volume's restic repository needs for one copy of each and what the retention keeps: enlarge backup.storage.size",
+  ];
 }
 
 /** Production keeps a copy of the backups outside the cluster (backup.s3), or the config says why not. */
@@ -1027,12 +1253,15 @@ function offsiteProblems(c: KudoConfig): string[] {
   }
   if (c.profile !== 'production' || offsite || waived !== undefined) return [];
   const set = c.backup.enabled ? 'backup.s3.enabled: true' : 'backup.enabled: true, backup.s3.enabled: true';
-  const walArchive = c.postgres.mode === 'cloudnative-pg' && c.postgres.cloudnativePg.backup.enabled
-    ? '; postgres.cloudnativePg.backup archives the database to S3, but the media and the Secrets stay on the kudo-backups volume in the cluster'
-    : '';
-  return [`profile "production" keeps no backup off-site: set ${set} with backup.s3.repository (restic to S3), `
-    + 'or waive it with backup.offsite.waived: "<the reason>" (npm run checklist prints it). Without either, one lost node '
-    + `(node-local storage) or cluster loses the data and its backups together${walArchive}`];
+  const walArchive =
+    c.postgres.mode === 'cloudnative-pg' && c.postgres.cloudnativePg.backup.enabled
+      ? '; postgres.cloudnativePg.backup archives the database to S3, but the media and the Secrets stay on the kudo-backups volume in the cluster'
+      : '';
+  return [
+    `profile "production" keeps no backup off-site: set ${set} with backup.s3.repository (restic to S3), ` +
+      'or waive it with backup.offsite.waived: "<the reason>" (npm run checklist prints it). Without either, one lost node ' +
+      `(node-local storage) or cluster loses the data and its backups together${walArchive}`,
+  ];
 }
 
 /** What each PostgreSQL mode needs. */
@@ -1042,27 +1271,35 @@ function databaseProblems(c: KudoConfig): string[] {
   if (pg.mode === 'cloudnative-pg') {
     const b = pg.cloudnativePg.backup;
     if (b.enabled && b.destinationPath === undefined) {
-      problems.push('postgres.cloudnativePg.backup.destinationPath is required (an S3 URL such as "s3://kudo-backups/postgres") while ' +
-        'postgres.cloudnativePg.backup.enabled is true; set enabled: false to run without WAL archiving and point-in-time recovery');
+      problems.push(
+        'postgres.cloudnativePg.backup.destinationPath is required (an S3 URL such as "s3://kudo-backups/postgres") while ' +
+          'postgres.cloudnativePg.backup.enabled is true; set enabled: false to run without WAL archiving and point-in-time recovery',
+      );
     }
     const recovery = pg.cloudnativePg.recovery;
     if (recovery !== undefined && !(b.enabled && b.destinationPath !== undefined)) {
       problems.push('postgres.cloudnativePg.recovery needs postgres.cloudnativePg.backup (enabled, with its destinationPath): the archive it recovers from');
     } else if (recovery !== undefined && recovery.serverName === b.serverName) {
-      problems.push(`postgres.cloudnativePg.recovery.serverName is "${recovery.serverName}", the name the Cluster archives under (postgres.cloudnativePg.backup.serverName): ` +
-        'a recovered Cluster starts a new history and must archive under a new name (e.g. "postgres-r1"), or it would refuse the old, non-empty archive');
+      problems.push(
+        `postgres.cloudnativePg.recovery.serverName is "${recovery.serverName}", the name the Cluster archives under (postgres.cloudnativePg.backup.serverName): ` +
+          'a recovered Cluster starts a new history and must archive under a new name (e.g. "postgres-r1"), or it would refuse the old, non-empty archive',
+      );
     }
     if (pg.cloudnativePg.synchronous && pg.cloudnativePg.instances < 2) {
-      problems.push(`postgres.cloudnativePg.synchronous needs at least 2 instances (has ${pg.cloudnativePg.instances}): a commit waits for a replica; `
-        + 'set synchronous: false to run one instance (profile production turns it on)');
+      problems.push(
+        `postgres.cloudnativePg.synchronous needs at least 2 instances (has ${pg.cloudnativePg.instances}): a commit waits for a replica; ` +
+          'set synchronous: false to run one instance (profile production turns it on)',
+      );
     }
   }
   if (pg.mode === 'external') {
     const e = pg.external;
     if (e.host === undefined) problems.push('postgres.external.host is required when postgres.mode is "external"');
     if (e.sslmode.startsWith('verify-') && e.ca.name === undefined) {
-      problems.push(`postgres.external.ca.name is required with sslmode ${e.sslmode}: the ${e.ca.kind} holding the CA that signed the server's certificate ` +
-        '(your provider publishes it, e.g. the RDS global bundle)');
+      problems.push(
+        `postgres.external.ca.name is required with sslmode ${e.sslmode}: the ${e.ca.kind} holding the CA that signed the server's certificate ` +
+          '(your provider publishes it, e.g. the RDS global bundle)',
+      );
     }
   }
   return problems;
@@ -1075,7 +1312,11 @@ function unusedDatabaseKeys(input: Record<string, unknown>, c: KudoConfig): stri
     ['postgres.cloudnativePg', mode !== 'cloudnative-pg', 'is read only when postgres.mode is "cloudnative-pg"'],
     ['postgres.external', mode !== 'external', 'is read only when postgres.mode is "external"'],
     ['postgres.maxConnections', mode === 'external', 'is the provider\'s setting when postgres.mode is "external"'],
-    ['secrets.refs.postgresPassword', mode === 'cloudnative-pg', 'is not read with postgres.mode "cloudnative-pg": Synapse uses the owner\'s password from the Secret CloudNativePG makes (postgres-app)'],
+    [
+      'secrets.refs.postgresPassword',
+      mode === 'cloudnative-pg',
+      'is not read with postgres.mode "cloudnative-pg": Synapse uses the owner\'s password from the Secret CloudNativePG makes (postgres-app)',
+    ],
     ['secrets.refs.postgresSuperuserPassword', mode !== 'statefulset', 'belongs to the StatefulSet\'s PostgreSQL (postgres.mode "statefulset")'],
   ];
   return ignored.filter(([key, unused]) => unused && valueAt(input, key.split('.')) !== undefined).map(([key, , why]) => `${key} ${why}`);
@@ -1084,11 +1325,14 @@ function unusedDatabaseKeys(input: Record<string, unknown>, c: KudoConfig): stri
 /** Keys an earlier release had, and where their setting went. */
 const MOVED_KEYS: Record<string, string> = {
   'networkPolicies.ingressControllerNamespace': 'moved to ingress.namespace (or gatewayApi.proxyNamespace with routing: gateway-api)',
-  'livekit.rtc.useExternalIp': 'replaced by livekit.rtc.nodeAddress (node-external-ip, the default, needs no internet; stun with livekit.rtc.stunServers is the old true; host-ip the old false)',
+  'livekit.rtc.useExternalIp':
+    'replaced by livekit.rtc.nodeAddress (node-external-ip, the default, needs no internet; stun with livekit.rtc.stunServers is the old true; host-ip the old false)',
 };
 
 function movedKeys(input: Record<string, unknown>): string[] {
-  return Object.entries(MOVED_KEYS).filter(([key]) => valueAt(input, key.split('.')) !== undefined).map(([key, where]) => `${key}: ${where}`);
+  return Object.entries(MOVED_KEYS)
+    .filter(([key]) => valueAt(input, key.split('.')) !== undefined)
+    .map(([key, where]) => `${key}: ${where}`);
 }
 
 /** `over` merged onto `base`, mappings merged key by key; neither is changed. */
@@ -1111,12 +1355,14 @@ function formatIssue(issue: z.core.$ZodIssue, input: unknown): string {
   const where = path.length > 0 ? path.join('.') : '(top level)';
   if (issue.code === 'unrecognized_keys') {
     const allowed = allowedKeys(path);
-    return issue.keys.map((key) => {
-      const full = [...path, key].join('.');
-      const guess = closest(key, allowed);
-      const hint = guess ? ` (did you mean "${[...path, guess].join('.')}"?)` : '';
-      return `${full}: unknown key${hint}; allowed here: ${allowed.join(', ')}`;
-    }).join('\n  - ');
+    return issue.keys
+      .map((key) => {
+        const full = [...path, key].join('.');
+        const guess = closest(key, allowed);
+        const hint = guess ? ` (did you mean "${[...path, guess].join('.')}"?)` : '';
+        return `${full}: unknown key${hint}; allowed here: ${allowed.join(', ')}`;
+      })
+      .join('\n  - ');
   }
   const found = describe(valueAt(input, path));
   if (issue.code === 'invalid_type') return `${where}: expected ${issue.expected}, found ${found}`;
@@ -1139,9 +1385,15 @@ function describe(v: unknown): string {
   return `${typeof v} ${JSON.stringify(v)}`;
 }
 
+/** What allowedKeys reads of a zod 4 schema: a wrapper's inner type, a list's element, an object's keys. */
+interface SchemaNode {
+  readonly def?: { readonly innerType?: SchemaNode; readonly element?: SchemaNode };
+  readonly shape?: Record<string, SchemaNode>;
+}
+
 /** The keys the schema allows in the object at `path`. */
 function allowedKeys(path: string[]): string[] {
-  let s: any = configSchema();
+  let s: SchemaNode | undefined = configSchema() as unknown as SchemaNode;
   const unwrap = () => {
     while (s?.def?.innerType) s = s.def.innerType;
   };

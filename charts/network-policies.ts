@@ -16,9 +16,13 @@ export interface NetworkPoliciesProps extends ChartProps {
   readonly nodeCidrs?: readonly string[];
   /** Ports of the Redis, Synapse and well-known pods, their metrics ports, and TURN's (the smoke test checks it). */
   readonly ports: {
-    readonly redis: number; readonly synapse: number; readonly wellKnown: number;
-    readonly synapseMetrics: number; readonly redisMetrics: number;
-    readonly turn: number; readonly turnTls: number;
+    readonly redis: number;
+    readonly synapse: number;
+    readonly wellKnown: number;
+    readonly synapseMetrics: number;
+    readonly redisMetrics: number;
+    readonly turn: number;
+    readonly turnTls: number;
   };
   /** PostgreSQL: whose pods it runs in, or where it is outside the cluster. */
   readonly database: DatabasePeers;
@@ -75,11 +79,15 @@ export type DatabasePeers =
    * they replicate among themselves, report to the Kubernetes API and archive WAL to object storage.
    */
   | {
-    readonly mode: 'cloudnative-pg'; readonly pods: Record<string, string>; readonly port: number; readonly metricsPort: number;
-    readonly statusPort: number; readonly operator: { readonly namespace: string; readonly pods: Record<string, string> };
-    /** The object store's port (HTTPS 443 for AWS). @default - no WAL archiving */
-    readonly objectStorePort?: number;
-  }
+      readonly mode: 'cloudnative-pg';
+      readonly pods: Record<string, string>;
+      readonly port: number;
+      readonly metricsPort: number;
+      readonly statusPort: number;
+      readonly operator: { readonly namespace: string; readonly pods: Record<string, string> };
+      /** The object store's port (HTTPS 443 for AWS). @default - no WAL archiving */
+      readonly objectStorePort?: number;
+    }
   /** A managed database: its address is the provider's, only the port is known. */
   | { readonly mode: 'external'; readonly port: number };
 
@@ -90,7 +98,8 @@ const ANYWHERE: k8s.NetworkPolicyPeer[] = [{ ipBlock: { cidr: '0.0.0.0/0' } }, {
 const METADATA = { v4: '169.254.169.254/32', v6: 'fd00:ec2::254/128' };
 /** Any address but the metadata service's, and but `also` (IPv4 ranges of the cluster's own). */
 const outside = (also: readonly string[] = []): k8s.NetworkPolicyPeer[] => [
-  { ipBlock: { cidr: '0.0.0.0/0', except: [METADATA.v4, ...also] } }, { ipBlock: { cidr: '::/0', except: [METADATA.v6] } },
+  { ipBlock: { cidr: '0.0.0.0/0', except: [METADATA.v4, ...also] } },
+  { ipBlock: { cidr: '::/0', except: [METADATA.v6] } },
 ];
 
 /**
@@ -103,14 +112,14 @@ export class NetworkPoliciesChart extends Chart {
     super(scope, id, props);
     const p = props.ports;
     const pod = (name: keyof NetworkPoliciesProps['pods']): k8s.LabelSelector => ({ matchLabels: props.pods[name] });
-    const policy = (name: string, spec: k8s.NetworkPolicySpec) => new k8s.KubeNetworkPolicy(this, name, {
-      metadata: { name, namespace: props.namespace, labels: labels({ name: 'network-policy', component: 'security' }) },
-      spec,
-    });
+    const policy = (name: string, spec: k8s.NetworkPolicySpec) =>
+      new k8s.KubeNetworkPolicy(this, name, {
+        metadata: { name, namespace: props.namespace, labels: labels({ name: 'network-policy', component: 'security' }) },
+        spec,
+      });
     const gp = props.gatewayProxies;
     // Proxies in our namespace are picked out by their label: the namespace holds every other pod of the stack too.
-    const fromPublic: k8s.NetworkPolicyPeer = gp !== undefined
-      ? { podSelector: { matchLabels: gp.labels } } : { namespaceSelector: inNamespace(props.publicTrafficNamespace) };
+    const fromPublic: k8s.NetworkPolicyPeer = gp !== undefined ? { podSelector: { matchLabels: gp.labels } } : { namespaceSelector: inNamespace(props.publicTrafficNamespace) };
     const nodes = props.nodeCidrs?.length ? props.nodeCidrs.map((cidr) => ({ ipBlock: { cidr } })) : undefined;
     const OUTSIDE = outside();
     // Other homeservers and push gateways are never the cluster's own nodes.
@@ -123,17 +132,16 @@ export class NetworkPoliciesChart extends Chart {
       policyTypes: ['Egress'],
       egress: [{ to: [{ namespaceSelector: inNamespace(props.dnsNamespace) }], ports: [{ protocol: 'UDP', port: k8s.IntOrString.fromNumber(53) }, ...tcp(53)] }],
     });
-    const scrape = (port: number): k8s.NetworkPolicyIngressRule[] => (props.monitoringNamespace === undefined
-      ? [] : [{ from: [{ namespaceSelector: inNamespace(props.monitoringNamespace) }], ports: tcp(port) }]);
+    const scrape = (port: number): k8s.NetworkPolicyIngressRule[] =>
+      props.monitoringNamespace === undefined ? [] : [{ from: [{ namespaceSelector: inNamespace(props.monitoringNamespace) }], ports: tcp(port) }];
     const w = props.workers;
     // Who talks to Synapse from outside its processes, and where they go: the router with workers, else the one process.
     const synapseEntry = w === undefined ? pod('synapse') : { matchLabels: w.router };
     const synapseProcesses = w === undefined ? pod('synapse') : { matchLabels: w.allProcesses };
     const db = props.database;
     // Where the database's clients may connect.
-    const toDatabase: k8s.NetworkPolicyEgressRule = db.mode === 'external'
-      ? { to: OUTSIDE, ports: tcp(db.port) }
-      : { to: [{ podSelector: { matchLabels: db.pods } }], ports: tcp(db.port) };
+    const toDatabase: k8s.NetworkPolicyEgressRule =
+      db.mode === 'external' ? { to: OUTSIDE, ports: tcp(db.port) } : { to: [{ podSelector: { matchLabels: db.pods } }], ports: tcp(db.port) };
     if (db.mode !== 'external') {
       const clientsOfDb = [{ podSelector: synapseProcesses }, { podSelector: pod('backup') }];
       if (db.mode === 'statefulset') {
@@ -148,11 +156,7 @@ export class NetworkPoliciesChart extends Chart {
         policy('postgres', {
           podSelector: { matchLabels: db.pods },
           policyTypes: ['Ingress', 'Egress'],
-          ingress: [
-            { from: clientsOfDb, ports: tcp(db.port) },
-            { from: [operator, instances], ports: tcp(db.port, db.statusPort) },
-            ...scrape(db.metricsPort),
-          ],
+          ingress: [{ from: clientsOfDb, ports: tcp(db.port) }, { from: [operator, instances], ports: tcp(db.port, db.statusPort) }, ...scrape(db.metricsPort)],
           egress: [
             { to: [instances], ports: tcp(db.port, db.statusPort) },
             // The instance manager keeps the Cluster's status in the API; the API server's address differs per cluster.
@@ -198,11 +202,7 @@ export class NetworkPoliciesChart extends Chart {
           { from: [{ podSelector: synapseProcesses }], ports: tcp(w.replicationPort) },
           ...scrape(p.synapseMetrics),
         ],
-        egress: [
-          toDatabase,
-          { to: [{ podSelector: pod('redis') }], ports: tcp(p.redis) },
-          { to: [{ podSelector: synapseProcesses }], ports: tcp(w.replicationPort) },
-        ],
+        egress: [toDatabase, { to: [{ podSelector: pod('redis') }], ports: tcp(p.redis) }, { to: [{ podSelector: synapseProcesses }], ports: tcp(w.replicationPort) }],
       });
       // Only the federation senders reach other servers (outbound_federation_restricted_to), and the
       // main process, which sends push notifications to push gateways (and federates when no sender runs).
@@ -272,10 +272,7 @@ export class NetworkPoliciesChart extends Chart {
     policy('backup', {
       podSelector: pod('backup'),
       policyTypes: ['Egress'],
-      egress: [
-        toDatabase,
-        ...(props.backupStorePort !== undefined ? [{ to: OUTSIDE, ports: tcp(props.backupStorePort) }] : []),
-      ],
+      egress: [toDatabase, ...(props.backupStorePort !== undefined ? [{ to: OUTSIDE, ports: tcp(props.backupStorePort) }] : [])],
     });
     if (props.secretsRestore !== undefined && props.backupStorePort !== undefined) {
       policy('secrets-restore', {

@@ -37,17 +37,28 @@ export interface SecretValue {
 export const SECRET_VALUES: readonly SecretValue[] = [
   {
     // CloudNativePG makes the owner's password itself; a managed database's comes from its provider.
-    name: 'postgresPassword', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_DB_PASSWORD', description: "Synapse's PostgreSQL password",
-    only: (f) => f.postgres !== 'cloudnative-pg', provided: (f) => f.postgres === 'external',
+    name: 'postgresPassword',
+    kind: 'token',
+    namespaces: ['stack'],
+    envVar: 'MATRIX_DB_PASSWORD',
+    description: "Synapse's PostgreSQL password",
+    only: (f) => f.postgres !== 'cloudnative-pg',
+    provided: (f) => f.postgres === 'external',
   },
   {
-    name: 'postgresSuperuserPassword', kind: 'token', namespaces: ['stack'], description: "PostgreSQL's superuser password (only local administration uses it)",
+    name: 'postgresSuperuserPassword',
+    kind: 'token',
+    namespaces: ['stack'],
+    description: "PostgreSQL's superuser password (only local administration uses it)",
     only: (f) => f.postgres === 'statefulset',
   },
   { name: 'macaroonSecretKey', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_MACAROON_SECRET_KEY', description: 'Synapse macaroon_secret_key' },
   { name: 'formSecret', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_FORM_SECRET', description: 'Synapse form_secret' },
   {
-    name: 'registrationSharedSecret', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_REGISTRATION_SHARED_SECRET',
+    name: 'registrationSharedSecret',
+    kind: 'token',
+    namespaces: ['stack'],
+    envVar: 'MATRIX_REGISTRATION_SHARED_SECRET',
     description: 'Synapse registration_shared_secret (admin bootstrap)',
   },
   { name: 'signingKey', kind: 'synapse-signing-key', namespaces: ['stack'], description: "Synapse's federation signing key" },
@@ -57,11 +68,17 @@ export const SECRET_VALUES: readonly SecretValue[] = [
   { name: 'livekitApiKey', kind: 'livekit-api-key', namespaces: ['hostNetwork'], envVar: 'LIVEKIT_API_KEY', description: 'LiveKit API key' },
   { name: 'livekitApiSecret', kind: 'token', namespaces: ['hostNetwork'], envVar: 'LIVEKIT_API_SECRET', description: 'LiveKit API secret' },
   {
-    name: 'backupPassword', kind: 'token', namespaces: ['stack'], only: (f) => f.backup,
+    name: 'backupPassword',
+    kind: 'token',
+    namespaces: ['stack'],
+    only: (f) => f.backup,
     description: "password of the backup volume's restic repository (the off-site one has the operator's own, in backup.s3.secretName)",
   },
   {
-    name: 'workerReplicationSecret', kind: 'token', namespaces: ['stack'], only: (f) => f.workers,
+    name: 'workerReplicationSecret',
+    kind: 'token',
+    namespaces: ['stack'],
+    only: (f) => f.workers,
     description: "Synapse's worker_replication_secret (replication between its processes)",
   },
 ];

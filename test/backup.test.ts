@@ -13,7 +13,11 @@ test('scheduled dumps that cannot pile up or run late', () => {
   for (const name of ['postgres-backup', 'media-backup']) {
     const cj = cron(ms, name);
     expect(cj.spec).toMatchObject({
-      timeZone: 'Etc/UTC', concurrencyPolicy: 'Forbid', startingDeadlineSeconds: 3600, successfulJobsHistoryLimit: 3, failedJobsHistoryLimit: 3,
+      timeZone: 'Etc/UTC',
+      concurrencyPolicy: 'Forbid',
+      startingDeadlineSeconds: 3600,
+      successfulJobsHistoryLimit: 3,
+      failedJobsHistoryLimit: 3,
     });
     expect(cj.spec.jobTemplate.spec.backoffLimit).toBe(2);
     expect(cj.spec.jobTemplate.spec.activeDeadlineSeconds).toBeGreaterThan(0);
@@ -37,25 +41,37 @@ test('pg_dump comes from the same image as the server; restic stores what it dum
   expect(store.image).toBe('docker.io/restic/restic:0.18.1');
   expect(store.command).toEqual(['sh', '/opt/kudo/backup-restic.sh', 'postgres', '/backups/staging/postgres']);
   expect(Object.fromEntries(store.env.map((e: any) => [e.name, e.value]))).toEqual({
-    LOCAL_REPOSITORY: '/backups/restic', RESTIC_PASSWORD_FILE: '/secrets/backup/restic_password', TMPDIR: '/scratch', RESTIC_CACHE_DIR: '/scratch/cache',
-    KEEP_DAILY: '7', KEEP_WEEKLY: '4', KEEP_MONTHLY: '12', REMOVE_AFTER_STORE: '1',
+    LOCAL_REPOSITORY: '/backups/restic',
+    RESTIC_PASSWORD_FILE: '/secrets/backup/restic_password',
+    TMPDIR: '/scratch',
+    RESTIC_CACHE_DIR: '/scratch/cache',
+    KEEP_DAILY: '7',
+    KEEP_WEEKLY: '4',
+    KEEP_MONTHLY: '12',
+    REMOVE_AFTER_STORE: '1',
   });
   // The local repository's password: the generated Secret kudo-backup.
   expect(spec.volumes.find((v: any) => v.name === 'repository-password')).toEqual({
-    name: 'repository-password', secret: { secretName: 'kudo-backup', items: [{ key: 'restic_password', path: 'restic_password' }], defaultMode: 0o440 },
+    name: 'repository-password',
+    secret: { secretName: 'kudo-backup', items: [{ key: 'restic_password', path: 'restic_password' }], defaultMode: 0o440 },
   });
   // The media is stored as it is: restic reads only what changed since the last snapshot.
   expect(container(cron(manifests(), 'media-backup'), 'store').command).toEqual(['sh', '/opt/kudo/backup-restic.sh', 'media', '/media']);
 });
 
-test('restricted pods with resources, as Synapse\'s uid; the media Jobs prefer the node of the pod holding the media volume', () => {
+test("restricted pods with resources, as Synapse's uid; the media Jobs prefer the node of the pod holding the media volume", () => {
   // The media volume is Synapse's: any other uid or fsGroup would re-own (or fail to read) its files.
   const synapse = podSpec(find(synthAll(), 'Deployment', 'synapse')).securityContext;
   const near = {
-    preferredDuringSchedulingIgnoredDuringExecution: [{
-      weight: 100,
-      podAffinityTerm: { labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'synapse', 'app.kubernetes.io/instance': 'kudo-synapse' } }, topologyKey: 'kubernetes.io/hostname' },
-    }],
+    preferredDuringSchedulingIgnoredDuringExecution: [
+      {
+        weight: 100,
+        podAffinityTerm: {
+          labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'synapse', 'app.kubernetes.io/instance': 'kudo-synapse' } },
+          topologyKey: 'kubernetes.io/hostname',
+        },
+      },
+    ],
   };
   for (const name of ['postgres-backup', 'media-backup', 'postgres-restore', 'media-restore']) {
     const spec = podSpec(cron(manifests(), name));
@@ -89,27 +105,31 @@ test('a backup volume of the configured size', () => {
   expect(pvc.spec).toMatchObject({ accessModes: ['ReadWriteOnce'], storageClassName: 'cheap', resources: { requests: { storage: '200Gi' } } });
 });
 
-test('S3 with restic: each backup is also stored off-site, with the operator\'s password and keys from files', () => {
+test("S3 with restic: each backup is also stored off-site, with the operator's password and keys from files", () => {
   const ms = manifests(config({ backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo-backups' } } }));
   for (const name of ['postgres-backup', 'media-backup', 'postgres-restore', 'media-restore']) {
     const spec = podSpec(cron(ms, name));
     const c = [...(spec.initContainers ?? []), ...spec.containers].find((x: any) => x.image.startsWith('docker.io/restic/restic:'));
-    expect(c.env).toEqual(expect.arrayContaining([
-      { name: 'OFFSITE_REPOSITORY', value: 's3:https://s3.example.com/kudo-backups' },
-      { name: 'OFFSITE_PASSWORD_FILE', value: '/secrets/offsite/RESTIC_PASSWORD' },
-      { name: 'S3_CREDENTIALS_DIR', value: '/secrets/offsite' },
-    ]));
+    expect(c.env).toEqual(
+      expect.arrayContaining([
+        { name: 'OFFSITE_REPOSITORY', value: 's3:https://s3.example.com/kudo-backups' },
+        { name: 'OFFSITE_PASSWORD_FILE', value: '/secrets/offsite/RESTIC_PASSWORD' },
+        { name: 'S3_CREDENTIALS_DIR', value: '/secrets/offsite' },
+      ]),
+    );
     // The S3 keys are files too: no secret in the pod spec's environment (the scripts export them).
     expect(c.env.filter((e: any) => e.valueFrom?.secretKeyRef)).toEqual([]);
     expect(spec.volumes.find((v: any) => v.name === 'offsite').projected.sources.map((x: any) => [x.secret.name, x.secret.items[0].key])).toEqual([
-      ['kudo-backup-s3', 'RESTIC_PASSWORD'], ['kudo-backup-s3', 'AWS_ACCESS_KEY_ID'], ['kudo-backup-s3', 'AWS_SECRET_ACCESS_KEY'],
+      ['kudo-backup-s3', 'RESTIC_PASSWORD'],
+      ['kudo-backup-s3', 'AWS_ACCESS_KEY_ID'],
+      ['kudo-backup-s3', 'AWS_SECRET_ACCESS_KEY'],
     ]);
   }
   // Without S3, nothing of it is rendered.
   expect(podSpec(cron(manifests(), 'media-backup')).volumes.map((v: any) => v.name)).not.toContain('offsite');
 });
 
-test('restic\'s temporary packs and cache go to disk-backed scratch space, not the small in-memory /tmp', () => {
+test("restic's temporary packs and cache go to disk-backed scratch space, not the small in-memory /tmp", () => {
   // restic writes pack files of up to 16 MiB to TMPDIR (or /tmp): in a 16Mi memory emptyDir every upload
   // larger than about 12 MiB failed with "no space left on device".
   const ms = manifests(config({ backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo-backups' } } }));
@@ -143,8 +163,12 @@ test('the nightly dump leaves out the data of e2e_one_time_keys_json (the render
     const bin = path.join(dir, 'bin');
     fs.mkdirSync(bin);
     // pg_dump writes its arguments, one a line, as the dump; pg_restore --list says it holds table data.
-    fs.writeFileSync(path.join(bin, 'pg_dump'), '#!/bin/sh\n[ "$1" = --version ] && { echo "pg_dump (PostgreSQL) 17"; exit 0; }\n'
-      + 'for a; do case "$a" in --file=*) f=${a#--file=};; esac; done\nprintf \'%s\\n\' "$@" > "$f"\n', { mode: 0o755 });
+    fs.writeFileSync(
+      path.join(bin, 'pg_dump'),
+      '#!/bin/sh\n[ "$1" = --version ] && { echo "pg_dump (PostgreSQL) 17"; exit 0; }\n' +
+        'for a; do case "$a" in --file=*) f=${a#--file=};; esac; done\nprintf \'%s\\n\' "$@" > "$f"\n',
+      { mode: 0o755 },
+    );
     fs.writeFileSync(path.join(bin, 'pg_restore'), '#!/bin/sh\necho "1; 0 0 TABLE DATA public users synapse"\n', { mode: 0o755 });
     // psql answers the database's size (the free-space check): a kilobyte.
     fs.writeFileSync(path.join(bin, 'psql'), '#!/bin/sh\necho 1024\n', { mode: 0o755 });
@@ -153,12 +177,23 @@ test('the nightly dump leaves out the data of e2e_one_time_keys_json (the render
     execFileSync('bash', [path.join(dir, 'backup-postgres.sh')], {
       stdio: 'pipe',
       env: {
-        PATH: `${bin}:${process.env.PATH}`, STAGING_DIR: backups, PGHOST: 'db', PGPORT: '5432', PGUSER: 'synapse', PGDATABASE: 'synapse',
-        PASSWORD_FILE: path.join(dir, 'password'), KEEP_DAILY: '7', KEEP_WEEKLY: '4', KEEP_MONTHLY: '12',
+        PATH: `${bin}:${process.env.PATH}`,
+        STAGING_DIR: backups,
+        PGHOST: 'db',
+        PGPORT: '5432',
+        PGUSER: 'synapse',
+        PGDATABASE: 'synapse',
+        PASSWORD_FILE: path.join(dir, 'password'),
+        KEEP_DAILY: '7',
+        KEEP_WEEKLY: '4',
+        KEEP_MONTHLY: '12',
       },
     });
     expect(fs.readdirSync(path.join(backups, 'postgres'))).toEqual(['synapse.dump']);
-    const args = fs.readFileSync(path.join(backups, 'postgres', 'synapse.dump'), 'utf8').trim().split('\n');
+    const args = fs
+      .readFileSync(path.join(backups, 'postgres', 'synapse.dump'), 'utf8')
+      .trim()
+      .split('\n');
     expect(args).toContain('--exclude-table-data=e2e_one_time_keys_json');
     // Uncompressed: restic compresses, and finds what consecutive dumps share.
     expect(args).toContain('--compress=0');
@@ -177,8 +212,8 @@ describe('a backup volume too small for what it must hold is refused', () => {
   });
   test('37Gi is less than 1.25 x 30Gi', () => {
     expect(() => resolveConfig({ backup: { storage: { size: '37Gi' } } })).toThrow(
-      'backup.storage.size is 37Gi, less than 1.25 x (synapse.media.size 20Gi + postgres.storage.size 10Gi) = 37.5Gi that the backup '
-      + 'volume\'s restic repository needs for one copy of each and what the retention keeps: enlarge backup.storage.size',
+      'backup.storage.size is 37Gi, less than 1.25 x (synapse.media.size 20Gi + postgres.storage.size 10Gi) = 37.5Gi that the backup ' +
+        "volume's restic repository needs for one copy of each and what the retention keeps: enlarge backup.storage.size",
     );
   });
   test('an external database is not counted (its size is unknown here; the dump job checks free space before it writes)', () => {
@@ -209,20 +244,39 @@ describe('the generated Secrets go with the backup', () => {
     expect(podSpec(cron(ms, 'media-backup')).serviceAccountName).toBeUndefined();
     // Read rights on the Secrets the stack generates, in each namespace holding them; nothing else.
     const rules = (ns: string) => ms.find((m) => m.kind === 'Role' && m.metadata.name === 'backup' && m.metadata.namespace === ns)!.rules;
-    expect(rules('kudo')).toEqual([{
-      apiGroups: [''], resources: ['secrets'], verbs: ['get'],
-      resourceNames: ['kudo-backup', 'kudo-postgres', 'kudo-redis', 'kudo-synapse', 'kudo-synapse-admin', 'kudo-turn'],
-    }]);
+    expect(rules('kudo')).toEqual([
+      {
+        apiGroups: [''],
+        resources: ['secrets'],
+        verbs: ['get'],
+        resourceNames: ['kudo-backup', 'kudo-postgres', 'kudo-redis', 'kudo-synapse', 'kudo-synapse-admin', 'kudo-turn'],
+      },
+    ]);
     expect(rules('kudo-media')).toEqual([{ apiGroups: [''], resources: ['secrets'], verbs: ['get'], resourceNames: ['kudo-livekit', 'kudo-redis', 'kudo-turn'] }]);
-    expect(ms.filter((m) => m.kind === 'Role').map((m) => `${m.metadata.namespace}/${m.metadata.name}`).sort()).toEqual(['kudo-media/backup', 'kudo/backup']);
+    expect(
+      ms
+        .filter((m) => m.kind === 'Role')
+        .map((m) => `${m.metadata.namespace}/${m.metadata.name}`)
+        .sort(),
+    ).toEqual(['kudo-media/backup', 'kudo/backup']);
     const plan = JSON.parse(find(ms, 'ConfigMap', 'backup-scripts').data['secrets-plan.json']);
     expect(plan.values.map((v: any) => v.name)).toEqual([
-      'postgresPassword', 'postgresSuperuserPassword', 'macaroonSecretKey', 'formSecret', 'registrationSharedSecret', 'signingKey', 'adminPassword',
-      'turnSharedSecret', 'redisPassword', 'livekitApiKey', 'livekitApiSecret', 'backupPassword',
+      'postgresPassword',
+      'postgresSuperuserPassword',
+      'macaroonSecretKey',
+      'formSecret',
+      'registrationSharedSecret',
+      'signingKey',
+      'adminPassword',
+      'turnSharedSecret',
+      'redisPassword',
+      'livekitApiKey',
+      'livekitApiSecret',
+      'backupPassword',
     ]);
   });
 
-  test('a value the operator provides (an external database\'s password) is theirs: not exported', () => {
+  test("a value the operator provides (an external database's password) is theirs: not exported", () => {
     const ms = manifests(config({ postgres: { mode: 'external', external: { host: 'db.example.com', sslmode: 'require' } } }));
     const names = JSON.parse(find(ms, 'ConfigMap', 'backup-scripts').data['secrets-plan.json']).values.map((v: any) => v.name);
     expect(names).not.toContain('postgresPassword');
@@ -251,16 +305,26 @@ describe('secrets.restoreFromBackup: a rebuilt cluster gets its old Secrets back
     expect(fetch.image).toBe('docker.io/restic/restic:0.18.1');
     expect(fetch.command).toEqual(['sh', '/opt/kudo/restic-fetch.sh', 'secrets', '/secrets-export', '/restored-secrets']);
     expect(Object.fromEntries(fetch.env.map((e: any) => [e.name, e.value]))).toEqual({
-      TMPDIR: '/scratch', RESTIC_CACHE_DIR: '/scratch/cache', OFFSITE_REPOSITORY: 's3:https://s3.example.com:9000/kudo',
-      OFFSITE_PASSWORD_FILE: '/secrets/offsite/RESTIC_PASSWORD', S3_CREDENTIALS_DIR: '/secrets/offsite', FROM: 'offsite', SNAPSHOT: '4bba301e',
+      TMPDIR: '/scratch',
+      RESTIC_CACHE_DIR: '/scratch/cache',
+      OFFSITE_REPOSITORY: 's3:https://s3.example.com:9000/kudo',
+      OFFSITE_PASSWORD_FILE: '/secrets/offsite/RESTIC_PASSWORD',
+      S3_CREDENTIALS_DIR: '/secrets/offsite',
+      FROM: 'offsite',
+      SNAPSHOT: '4bba301e',
     });
     expect(spec.containers[0].command).toEqual(['python3', '/opt/kudo/generate_secrets.py', '/opt/kudo/plan.json', '--restore', '/restored-secrets/secrets.json']);
     expect(spec.containers[0].volumeMounts).toContainEqual({ name: 'restored-secrets', mountPath: '/restored-secrets', readOnly: true });
     expect(spec.volumes.find((v: any) => v.name === 'restored-secrets')).toEqual({ name: 'restored-secrets', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } });
     expect(spec.volumes.find((v: any) => v.name === 'offsite').projected.sources.map((x: any) => x.secret.name)).toEqual(['kudo-backup-s3', 'kudo-backup-s3', 'kudo-backup-s3']);
     // The scripts the fetch step runs are in the generator's ConfigMap.
-    expect(Object.keys(find(synthChart('05-secrets', c), 'ConfigMap', 'secret-generator').data).sort())
-      .toEqual(['backup-common.sh', 'generate_secrets.py', 'kube.py', 'plan.json', 'restic-fetch.sh']);
+    expect(Object.keys(find(synthChart('05-secrets', c), 'ConfigMap', 'secret-generator').data).sort()).toEqual([
+      'backup-common.sh',
+      'generate_secrets.py',
+      'kube.py',
+      'plan.json',
+      'restic-fetch.sh',
+    ]);
     // And it may reach the store: the object store's port, from the generator alone.
     const np = find(synthChart('06-network-policies', c), 'NetworkPolicy', 'secrets-restore');
     expect(np.spec.podSelector.matchLabels['app.kubernetes.io/name']).toBe('secret-generator');

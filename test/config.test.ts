@@ -52,17 +52,21 @@ describe('defaults', () => {
   });
 
   test('YAML merge keys (<<) and anchors work, as in any YAML 1.1 config', () => {
-    const c = loadConfig(tempFile([
-      'synapse:',
-      '  resources: &res',
-      '    requests: { cpu: 100m, memory: 256Mi }',
-      '    limits: { cpu: "2", memory: 2Gi }',
-      '  workers:',
-      '    resources:',
-      '      <<: *res',
-      '      limits: { cpu: "1", memory: 1Gi }',
-      '',
-    ].join('\n')));
+    const c = loadConfig(
+      tempFile(
+        [
+          'synapse:',
+          '  resources: &res',
+          '    requests: { cpu: 100m, memory: 256Mi }',
+          '    limits: { cpu: "2", memory: 2Gi }',
+          '  workers:',
+          '    resources:',
+          '      <<: *res',
+          '      limits: { cpu: "1", memory: 1Gi }',
+          '',
+        ].join('\n'),
+      ),
+    );
     expect(c.synapse.workers.resources).toEqual({ requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '1', memory: '1Gi' } });
   });
 });
@@ -97,8 +101,7 @@ describe('rejected input names the key path', () => {
   });
 
   test('enum values list what is allowed', () => {
-    expect(rejection({ tls: { letsEncrypt: { environment: 'prod' } } }))
-      .toContain('tls.letsEncrypt.environment: found string "prod", allowed: "production", "staging"');
+    expect(rejection({ tls: { letsEncrypt: { environment: 'prod' } } })).toContain('tls.letsEncrypt.environment: found string "prod", allowed: "production", "staging"');
   });
 
   test('bad quantities and image references', () => {
@@ -112,11 +115,13 @@ describe('rejected input names the key path', () => {
   });
 
   test('a database pool that PostgreSQL cannot serve', () => {
-    expect(rejection({ synapse: { databasePool: { max: 50 } }, postgres: { maxConnections: 40 } }))
-      .toContain('postgres.maxConnections (40) must be at least synapse.databasePool.max (50) + 10 for backups and administration (60)');
+    expect(rejection({ synapse: { databasePool: { max: 50 } }, postgres: { maxConnections: 40 } })).toContain(
+      'postgres.maxConnections (40) must be at least synapse.databasePool.max (50) + 10 for backups and administration (60)',
+    );
     // With workers every process has a pool of its own.
     expect(rejection({ synapse: { workers: { enabled: true } }, postgres: { maxConnections: 60 } })).toContain(
-      'postgres.maxConnections (60) must be at least synapse.databasePool.max (10) + 14 worker processes x synapse.workers.databasePool.max (5) + 10 for backups and administration (90)');
+      'postgres.maxConnections (60) must be at least synapse.databasePool.max (10) + 14 worker processes x synapse.workers.databasePool.max (5) + 10 for backups and administration (90)',
+    );
     expect(rejection({ synapse: { databasePool: { min: 20, max: 10 } } })).toContain('synapse.databasePool.min (20) is larger');
   });
 
@@ -146,7 +151,7 @@ describe('rejected input names the key path', () => {
     expect(rejection({ postgres: { storage: { className: 'fast ssd' } } })).toContain('postgres.storage.className: must be a Kubernetes object name');
     expect(rejection({ livekit: { nodeSelector: { 'kudo/media': 'yes please' } } })).toContain('livekit.nodeSelector: "yes please" is not a label value');
     expect(rejection({ coturn: { nodeSelector: { 'Bad Key': 'true' } } })).toContain('coturn.nodeSelector: "Bad Key" is not a label key');
-    expect(rejection({ monitoring: { serviceMonitorLabels: { release: 'x'.repeat(64) } } })).toContain("is not a label value (at most 63 letters");
+    expect(rejection({ monitoring: { serviceMonitorLabels: { release: 'x'.repeat(64) } } })).toContain('is not a label value (at most 63 letters');
     expect(rejection({ ingress: { annotations: { 'not/a/key': 'v' } } })).toContain('ingress.annotations: "not/a/key" is not an annotation key');
     expect(rejection({ secrets: { refs: { formSecret: { key: 'k'.repeat(254) } } } })).toContain('secrets.refs.formSecret.key');
     // Valid shapes pass.
@@ -190,13 +195,13 @@ describe('files', () => {
   });
 });
 
-describe('host port ranges: sized from the quotas, clear of the kernel\'s ephemeral ports', () => {
+describe("host port ranges: sized from the quotas, clear of the kernel's ephemeral ports", () => {
   const size = (a: number, b: number) => b - a + 1;
   const LINUX_EPHEMERAL = [32768, 60999];
   const NODE_PORTS = [30000, 32767];
   const outside = (a: number, b: number, [lo, hi]: number[]) => b < lo || a > hi;
 
-  test.each(['small', 'production'] as const)('profile %s: coturn\'s relay range holds an even/odd pair for every allocation its quota allows', (profile) => {
+  test.each(['small', 'production'] as const)("profile %s: coturn's relay range holds an even/odd pair for every allocation its quota allows", (profile) => {
     const c = resolveConfig(profile === 'production' ? PRODUCTION : {});
     const { min, max } = c.coturn.relayPorts;
     // An Allocate with EVEN-PORT (R bit) takes an even port and the odd one above it (coturn's turnports_allocate_even).
@@ -205,7 +210,7 @@ describe('host port ranges: sized from the quotas, clear of the kernel\'s epheme
     expect(c.coturn.totalQuota).toBeGreaterThan(0);
   });
 
-  test.each(['small', 'production'] as const)('profile %s: LiveKit\'s UDP range holds two ports per participant, with room for a second node address', (profile) => {
+  test.each(['small', 'production'] as const)("profile %s: LiveKit's UDP range holds two ports per participant, with room for a second node address", (profile) => {
     const c = resolveConfig(profile === 'production' ? PRODUCTION : {});
     const { portRangeStart, portRangeEnd } = c.livekit.rtc;
     expect(size(portRangeStart, portRangeEnd)).toBeGreaterThanOrEqual(4 * c.livekit.participantsPerNode);
@@ -213,9 +218,12 @@ describe('host port ranges: sized from the quotas, clear of the kernel\'s epheme
     expect(c.livekit.participantsPerNode).toBeGreaterThanOrEqual(60);
   });
 
-  test.each(['small', 'production'] as const)('profile %s: both ranges lie below Linux\'s ephemeral ports and outside the NodePort range', (profile) => {
+  test.each(['small', 'production'] as const)("profile %s: both ranges lie below Linux's ephemeral ports and outside the NodePort range", (profile) => {
     const c = resolveConfig(profile === 'production' ? PRODUCTION : {});
-    for (const [a, b] of [[c.coturn.relayPorts.min, c.coturn.relayPorts.max], [c.livekit.rtc.portRangeStart, c.livekit.rtc.portRangeEnd]]) {
+    for (const [a, b] of [
+      [c.coturn.relayPorts.min, c.coturn.relayPorts.max],
+      [c.livekit.rtc.portRangeStart, c.livekit.rtc.portRangeEnd],
+    ]) {
       expect([a, b, outside(a, b, LINUX_EPHEMERAL)]).toEqual([a, b, true]);
       expect([a, b, outside(a, b, NODE_PORTS)]).toEqual([a, b, true]);
     }
@@ -232,7 +240,8 @@ describe('host port ranges: sized from the quotas, clear of the kernel\'s epheme
 
   test('a total quota the relay range cannot serve is refused, naming both keys and a range that would', () => {
     expect(rejection({ coturn: { relayPorts: { min: 49152, max: 49252 }, totalQuota: 1200 } })).toContain(
-      'coturn.relayPorts 49152-49252 hold 50 even/odd port pairs, fewer than coturn.totalQuota (1200)');
+      'coturn.relayPorts 49152-49252 hold 50 even/odd port pairs, fewer than coturn.totalQuota (1200)',
+    );
     expect(rejection({ coturn: { relayPorts: { min: 49152, max: 49252 }, totalQuota: 1200 } })).toContain('widen coturn.relayPorts to 49152-51551 or lower coturn.totalQuota');
     // An odd first port starts no pair.
     expect(rejection({ coturn: { relayPorts: { min: 10001, max: 10200 }, totalQuota: 100 } })).toContain('hold 99 even/odd port pairs');
@@ -243,7 +252,8 @@ describe('host port ranges: sized from the quotas, clear of the kernel\'s epheme
 
   test('a LiveKit range too small for the participants per node is refused; the UDP mux serves any number', () => {
     expect(rejection({ livekit: { rtc: { portRangeStart: 50000, portRangeEnd: 50100 }, participantsPerNode: 60 } })).toContain(
-      'livekit.rtc.portRangeStart-portRangeEnd 50000-50100 has 101 ports, fewer than the 120 that livekit.participantsPerNode (60) needs');
+      'livekit.rtc.portRangeStart-portRangeEnd 50000-50100 has 101 ports, fewer than the 120 that livekit.participantsPerNode (60) needs',
+    );
     expect(rejection({ livekit: { participantsPerNode: 5000 } })).toContain('livekit.participantsPerNode (5000)');
     expect(resolveConfig({ livekit: { participantsPerNode: 5000, rtc: { udpPort: 7882 } } }).livekit.rtc.udpPort).toBe(7882);
   });
@@ -318,11 +328,17 @@ describe('every numeric bound of the schema, at its edges (the validator the ren
     const surroundings: Record<string, object> = {
       'gatewayApi.controlPlane.ports.0': { gatewayApi: { controlPlane: { namespace: 'istio-system', ports: [value] } } },
       'postgres.external.port': { postgres: { mode: 'external', external: { host: 'db.example.com', port: value } } },
-      'scheduling.*.tolerations.0.tolerationSeconds': { scheduling: { coturn: { tolerations: [{ key: 'a', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: value }] } } },
-      'scheduling.*.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution.0.weight': {
-        scheduling: { livekit: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: value, preference: { matchExpressions: [{ key: 'a', operator: 'Exists' }] } }] } } },
+      'scheduling.*.tolerations.0.tolerationSeconds': {
+        scheduling: { coturn: { tolerations: [{ key: 'a', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: value }] } },
       },
-      'scheduling.*.topologySpreadConstraints.0.maxSkew': { scheduling: { all: { topologySpreadConstraints: [{ maxSkew: value, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway' }] } } },
+      'scheduling.*.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution.0.weight': {
+        scheduling: {
+          livekit: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: value, preference: { matchExpressions: [{ key: 'a', operator: 'Exists' }] } }] } },
+        },
+      },
+      'scheduling.*.topologySpreadConstraints.0.maxSkew': {
+        scheduling: { all: { topologySpreadConstraints: [{ maxSkew: value, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway' }] } },
+      },
       'scheduling.*.topologySpreadConstraints.0.minDomains': {
         scheduling: { redis: { topologySpreadConstraints: [{ maxSkew: 1, minDomains: value, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'DoNotSchedule' }] } },
       },
@@ -352,24 +368,29 @@ describe('production keeps a copy of the backups off-site, or says why not', () 
 
   test('production without backup.s3 is refused, saying what to set', () => {
     const message = rejection({ profile: 'production' });
-    expect(message).toContain('profile "production" keeps no backup off-site: set backup.s3.enabled: true with backup.s3.repository (restic to S3), '
-      + 'or waive it with backup.offsite.waived: "<the reason>" (npm run checklist prints it)');
+    expect(message).toContain(
+      'profile "production" keeps no backup off-site: set backup.s3.enabled: true with backup.s3.repository (restic to S3), ' +
+        'or waive it with backup.offsite.waived: "<the reason>" (npm run checklist prints it)',
+    );
     // Also with backups off altogether, and then it says to turn them on.
-    expect(rejection({ profile: 'production', backup: { enabled: false } })).toContain('profile "production" keeps no backup off-site: set backup.enabled: true, '
-      + 'backup.s3.enabled: true with backup.s3.repository');
+    expect(rejection({ profile: 'production', backup: { enabled: false } })).toContain(
+      'profile "production" keeps no backup off-site: set backup.enabled: true, ' + 'backup.s3.enabled: true with backup.s3.repository',
+    );
   });
 
-  test('CloudNativePG\'s WAL archive puts the database off-site, not the media and Secrets: still refused, and the message says so', () => {
+  test("CloudNativePG's WAL archive puts the database off-site, not the media and Secrets: still refused, and the message says so", () => {
     const cnpg = { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres' } } };
     expect(rejection({ profile: 'production', postgres: cnpg })).toContain(
-      'postgres.cloudnativePg.backup archives the database to S3, but the media and the Secrets stay on the kudo-backups volume in the cluster');
+      'postgres.cloudnativePg.backup archives the database to S3, but the media and the Secrets stay on the kudo-backups volume in the cluster',
+    );
     expect(resolveConfig({ profile: 'production', postgres: cnpg, backup: { s3: S3 } }).backup.s3.enabled).toBe(true);
   });
 
   test('backup.s3, or a waiver with a reason, is accepted', () => {
     expect(resolveConfig({ profile: 'production', backup: { s3: S3 } }).backup.offsite.waived).toBeUndefined();
-    expect(resolveConfig({ profile: 'production', backup: { offsite: { waived: 'staging cluster, rebuilt from scratch' } } }).backup.offsite.waived)
-      .toBe('staging cluster, rebuilt from scratch');
+    expect(resolveConfig({ profile: 'production', backup: { offsite: { waived: 'staging cluster, rebuilt from scratch' } } }).backup.offsite.waived).toBe(
+      'staging cluster, rebuilt from scratch',
+    );
     // small needs neither.
     expect(resolveConfig({}).backup.offsite.waived).toBeUndefined();
   });
@@ -379,7 +400,8 @@ describe('production keeps a copy of the backups off-site, or says why not', () 
     expect(rejection({ profile: 'production', backup: { offsite: { waived: '   ' } } })).toContain('backup.offsite.waived: must give the reason');
     expect(rejection({ backup: { offsite: { waived: true } } })).toContain('backup.offsite.waived: expected string, found boolean true');
     expect(rejection({ backup: { offsite: { waived: 'no budget' }, s3: S3 } })).toContain(
-      'backup.offsite.waived is set, but backup.s3.enabled is true: the backups are copied off-site; remove the waiver');
+      'backup.offsite.waived is set, but backup.s3.enabled is true: the backups are copied off-site; remove the waiver',
+    );
     expect(rejection({ backup: { offsite: { reason: 'x' } } })).toContain('backup.offsite.reason: unknown key');
   });
 });

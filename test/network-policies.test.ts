@@ -2,7 +2,8 @@ import { config, find, Manifest, PRODUCTION, synthAll, synthChart } from './util
 
 const manifests = (c = config()) => synthChart('06-network-policies', c);
 const policy = (ms: Manifest[], name: string) => find(ms, 'NetworkPolicy', name);
-const names = (peers: any[]) => peers.map((p) => p.podSelector?.matchLabels?.['app.kubernetes.io/name'] ?? p.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] ?? p.ipBlock?.cidr);
+const names = (peers: any[]) =>
+  peers.map((p) => p.podSelector?.matchLabels?.['app.kubernetes.io/name'] ?? p.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] ?? p.ipBlock?.cidr);
 const ports = (rule: any) => rule.ports.map((p: any) => `${p.protocol}/${p.port}`);
 
 test('everything in the stack namespace is denied unless allowed', () => {
@@ -47,9 +48,12 @@ test('the controller family decides the namespace admitted, unless ingress.names
   expect(from({ ingress: { controller: 'traefik', namespace: 'kube-system' } })).toBe('kube-system');
 });
 
-test('gateway-api: public traffic and ACME challenges come from the Gateway\'s proxies, not from an ingress controller', () => {
+test("gateway-api: public traffic and ACME challenges come from the Gateway's proxies, not from an ingress controller", () => {
   const gw = { routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg', gatewayNamespace: 'gateways' } };
-  for (const [c, ns] of [[gw, 'gateways'], [{ ...gw, gatewayApi: { ...gw.gatewayApi, proxyNamespace: 'envoy-gateway-system' } }, 'envoy-gateway-system']] as const) {
+  for (const [c, ns] of [
+    [gw, 'gateways'],
+    [{ ...gw, gatewayApi: { ...gw.gatewayApi, proxyNamespace: 'envoy-gateway-system' } }, 'envoy-gateway-system'],
+  ] as const) {
     const ms = manifests(config(c));
     expect(names(policy(ms, 'synapse').spec.ingress[0].from)[0]).toBe(ns);
     expect(names(policy(ms, 'matrix-well-known').spec.ingress[0].from)).toEqual([ns]);
@@ -108,23 +112,31 @@ describe('gateway-api with the Gateway in the stack namespace (the default): its
   });
 
   test('gatewayApi.controlPlane needs both its namespace and its ports', () => {
-    expect(() => gw({ controlPlane: { namespace: 'istio-system' } }))
-      .toThrow('gatewayApi.controlPlane.ports must list the ports the proxies reach their control plane on (e.g. 15012 for istiod) when gatewayApi.controlPlane.namespace is set');
-    expect(() => gw({ controlPlane: { ports: [15012] } }))
-      .toThrow('gatewayApi.controlPlane.namespace is required when gatewayApi.controlPlane.ports is set');
+    expect(() => gw({ controlPlane: { namespace: 'istio-system' } })).toThrow(
+      'gatewayApi.controlPlane.ports must list the ports the proxies reach their control plane on (e.g. 15012 for istiod) when gatewayApi.controlPlane.namespace is set',
+    );
+    expect(() => gw({ controlPlane: { ports: [15012] } })).toThrow('gatewayApi.controlPlane.namespace is required when gatewayApi.controlPlane.ports is set');
   });
 });
 
 // Anywhere but the cloud metadata service.
 const ANYWHERE = [{ ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.169.254/32'] } }, { ipBlock: { cidr: '::/0', except: ['fd00:ec2::254/128'] } }];
 
-test('the Jobs that read or write Secrets reach the Kubernetes API on 443 and 6443 (kubeadm\'s and k3s\'s port), anywhere, and nothing else', () => {
+test("the Jobs that read or write Secrets reach the Kubernetes API on 443 and 6443 (kubeadm's and k3s's port), anywhere, and nothing else", () => {
   const api = policy(manifests(), 'kubernetes-api');
   expect(api.spec).toEqual({
     // The backups read the generated Secrets they store; with secrets.mode "existing" they do not (below).
     podSelector: { matchExpressions: [{ key: 'app.kubernetes.io/name', operator: 'In', values: ['secret-generator', 'admin-bootstrap', 'backup'] }] },
     policyTypes: ['Egress'],
-    egress: [{ to: ANYWHERE, ports: [{ protocol: 'TCP', port: 443 }, { protocol: 'TCP', port: 6443 }] }],
+    egress: [
+      {
+        to: ANYWHERE,
+        ports: [
+          { protocol: 'TCP', port: 443 },
+          { protocol: 'TCP', port: 6443 },
+        ],
+      },
+    ],
   });
 });
 
@@ -134,7 +146,10 @@ test('the smoke test reaches Synapse inside, and outside HTTPS, TURN over TLS (5
   expect(smoke.spec.policyTypes).toEqual(['Egress']);
   expect(smoke.spec.egress.map((r: any) => [names(r.to), ports(r)])).toEqual([
     [['synapse'], ['TCP/8008']],
-    [['0.0.0.0/0', '::/0'], ['TCP/443', 'TCP/5349', 'UDP/3478']],
+    [
+      ['0.0.0.0/0', '::/0'],
+      ['TCP/443', 'TCP/5349', 'UDP/3478'],
+    ],
   ]);
 });
 
@@ -144,21 +159,31 @@ test('with workers, the main process alone (not every Synapse process) reaches t
   expect(internet.spec).toEqual({
     podSelector: { matchLabels: { 'app.kubernetes.io/name': 'synapse', 'app.kubernetes.io/instance': 'kudo-synapse' } },
     policyTypes: ['Egress'],
-    egress: [{ to: ANYWHERE, ports: [{ protocol: 'TCP', port: 443 }, { protocol: 'TCP', port: 8448 }] }],
+    egress: [
+      {
+        to: ANYWHERE,
+        ports: [
+          { protocol: 'TCP', port: 443 },
+          { protocol: 'TCP', port: 8448 },
+        ],
+      },
+    ],
   });
   // Without workers the main process's own policy says so, and there is no second one.
   expect(manifests().map((m) => m.metadata.name)).not.toContain('synapse-internet');
 });
 
 test('the old networkPolicies.ingressControllerNamespace key is refused with where its setting went', () => {
-  expect(() => config({ networkPolicies: { ingressControllerNamespace: 'traefik' } }))
-    .toThrow('networkPolicies.ingressControllerNamespace: moved to ingress.namespace (or gatewayApi.proxyNamespace with routing: gateway-api)');
+  expect(() => config({ networkPolicies: { ingressControllerNamespace: 'traefik' } })).toThrow(
+    'networkPolicies.ingressControllerNamespace: moved to ingress.namespace (or gatewayApi.proxyNamespace with routing: gateway-api)',
+  );
 });
 
-test('Redis with node CIDRs: LiveKit\'s nodes and Synapse\'s processes (workers) only, nothing else', () => {
+test("Redis with node CIDRs: LiveKit's nodes and Synapse's processes (workers) only, nothing else", () => {
   const from = (c: object) => policy(manifests(config(c)), 'redis').spec.ingress[0].from;
   expect(from({ ...PRODUCTION, networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } })).toEqual([
-    { ipBlock: { cidr: '10.0.0.0/16' } }, { podSelector: { matchLabels: { 'app.kubernetes.io/part-of': 'kudo', 'app.kubernetes.io/component': 'homeserver' } } },
+    { ipBlock: { cidr: '10.0.0.0/16' } },
+    { podSelector: { matchLabels: { 'app.kubernetes.io/part-of': 'kudo', 'app.kubernetes.io/component': 'homeserver' } } },
   ]);
 });
 
@@ -183,18 +208,23 @@ test('backups to an S3 endpoint on another port (MinIO, SeaweedFS) reach that po
 
 test('every pod of the stack namespace is selected by some allowing policy', () => {
   const all = synthAll();
-  const stackPods = all.filter((m) => m.metadata.namespace === 'kudo' && ['Deployment', 'StatefulSet', 'Job', 'CronJob'].includes(m.kind))
+  const stackPods = all
+    .filter((m) => m.metadata.namespace === 'kudo' && ['Deployment', 'StatefulSet', 'Job', 'CronJob'].includes(m.kind))
     .map((m) => (m.kind === 'CronJob' ? m.spec.jobTemplate.spec.template : m.spec.template).metadata.labels['app.kubernetes.io/name']);
-  const selected = new Set(all.filter((m) => m.kind === 'NetworkPolicy').flatMap((p) => {
-    const sel = p.spec.podSelector;
-    return [sel.matchLabels?.['app.kubernetes.io/name'], ...(sel.matchExpressions?.[0]?.values ?? [])];
-  }));
+  const selected = new Set(
+    all
+      .filter((m) => m.kind === 'NetworkPolicy')
+      .flatMap((p) => {
+        const sel = p.spec.podSelector;
+        return [sel.matchLabels?.['app.kubernetes.io/name'], ...(sel.matchExpressions?.[0]?.values ?? [])];
+      }),
+  );
   // Every pod that talks to anything but DNS, or is talked to, has its own policy.
   expect(new Set(stackPods)).toEqual(new Set(['secret-generator', 'postgres', 'redis', 'synapse', 'matrix-well-known', 'admin-bootstrap', 'backup', 'smoke-test']));
   for (const name of new Set(stackPods)) expect(selected).toContain(name);
 });
 
-test('no well-known policy (nor a route to it from the Gateway\'s proxies) when the well-known server is off', () => {
+test("no well-known policy (nor a route to it from the Gateway's proxies) when the well-known server is off", () => {
   expect(manifests(config({ wellKnown: { enabled: false } })).map((m) => m.metadata.name)).not.toContain('matrix-well-known');
   const gw = policy(manifests(config({ wellKnown: { enabled: false }, routing: 'gateway-api', gatewayApi: { gatewayClassName: 'istio' } })), 'gateway-proxy');
   expect(gw.spec.egress.map((r: any) => names(r.to)[0])).not.toContain('matrix-well-known');
@@ -215,7 +245,8 @@ test('egress to the internet never reaches the cloud metadata service, and feder
   expect(policy(all, 'backup').spec.egress[1].to).toEqual(metadata);
   // Federation goes to other servers, never to the cluster's own nodes.
   expect(policy(all, 'synapse').spec.egress[1].to).toEqual([
-    { ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.169.254/32', '10.0.0.0/16'] } }, { ipBlock: { cidr: '::/0', except: ['fd00:ec2::254/128'] } },
+    { ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.169.254/32', '10.0.0.0/16'] } },
+    { ipBlock: { cidr: '::/0', except: ['fd00:ec2::254/128'] } },
   ]);
 });
 

@@ -15,15 +15,28 @@ describe('generator RBAC', () => {
     expect(roles.map((r) => r.metadata.namespace).sort()).toEqual(['kudo', 'kudo-media']);
     const stack = roles.find((r) => r.metadata.namespace === 'kudo')!;
     expect(stack.rules).toEqual([
-      { apiGroups: [''], resources: ['secrets'], resourceNames: ['kudo-backup', 'kudo-postgres', 'kudo-redis', 'kudo-synapse', 'kudo-synapse-admin', 'kudo-turn'], verbs: ['get', 'patch'] },
+      {
+        apiGroups: [''],
+        resources: ['secrets'],
+        resourceNames: ['kudo-backup', 'kudo-postgres', 'kudo-redis', 'kudo-synapse', 'kudo-synapse-admin', 'kudo-turn'],
+        verbs: ['get', 'patch'],
+      },
     ]);
     expect(stack.metadata.annotations?.['argocd.argoproj.io/hook']).toBeUndefined();
     // A hook in the wave before the Job's (-1), removed when the sync ends either way.
-    const hook = { 'argocd.argoproj.io/hook': 'Sync', 'argocd.argoproj.io/sync-wave': '-2', 'argocd.argoproj.io/hook-delete-policy': 'BeforeHookCreation,HookSucceeded,HookFailed' };
+    const hook = {
+      'argocd.argoproj.io/hook': 'Sync',
+      'argocd.argoproj.io/sync-wave': '-2',
+      'argocd.argoproj.io/hook-delete-policy': 'BeforeHookCreation,HookSucceeded,HookFailed',
+    };
     for (const namespace of ['kudo', 'kudo-media']) {
       const create = ms.filter((m) => m.kind === 'Role' && m.metadata.name === 'secret-generator-create' && m.metadata.namespace === namespace);
       expect(create.map((r) => [r.rules, r.metadata.annotations])).toEqual([[[{ apiGroups: [''], resources: ['secrets'], verbs: ['create'] }], hook]]);
-      const binding = find(ms.filter((m) => m.metadata.namespace === namespace), 'RoleBinding', 'secret-generator-create');
+      const binding = find(
+        ms.filter((m) => m.metadata.namespace === namespace),
+        'RoleBinding',
+        'secret-generator-create',
+      );
       expect([binding.roleRef, binding.metadata.annotations]).toEqual([{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'secret-generator-create' }, hook]);
     }
     const media = roles.find((r) => r.metadata.namespace === 'kudo-media')!;
@@ -86,8 +99,9 @@ describe('existing mode', () => {
     expect(all.filter((m) => m.metadata.name?.startsWith('generate-secrets'))).toEqual([]);
     const pg = find(all, 'StatefulSet', 'postgres');
     expect(podSpec(pg).volumes.find((v: any) => v.name === 'password').projected.sources[0].secret).toEqual({ name: 'vault-db', items: [{ key: 'pw', path: 'password' }] });
-    const synapseTurn = podSpec(find(all, 'Deployment', 'synapse')).volumes.find((v: any) => v.name === 'secrets').projected.sources
-      .find((s: any) => s.secret.items[0].path === 'turn_shared_secret');
+    const synapseTurn = podSpec(find(all, 'Deployment', 'synapse'))
+      .volumes.find((v: any) => v.name === 'secrets')
+      .projected.sources.find((s: any) => s.secret.items[0].path === 'turn_shared_secret');
     expect(synapseTurn.secret).toEqual({ name: 'vault-turn', items: [{ key: 'secret', path: 'turn_shared_secret' }] });
     expect(podSpec(find(all, 'DaemonSet', 'coturn')).volumes.find((v: any) => v.name === 'turn-secret').secret.secretName).toBe('vault-turn');
   });
@@ -112,9 +126,15 @@ describe('admin bootstrap', () => {
     const appRole = ms.find((m) => m.kind === 'Role' && m.metadata.namespace === 'kudo-app' && m.metadata.name === 'admin-bootstrap')!;
     expect(appRole.rules).toEqual([{ apiGroups: [''], resources: ['secrets'], resourceNames: ['kudo-app'], verbs: ['get', 'patch'] }]);
     // create kudo-app: a hook in the wave before the Job's (3), gone when the sync ends.
-    const appCreate = find(ms.filter((m) => m.metadata.namespace === 'kudo-app'), 'Role', 'admin-bootstrap-create');
-    expect([appCreate.rules, appCreate.metadata.annotations]).toEqual([[{ apiGroups: [''], resources: ['secrets'], verbs: ['create'] }],
-      { 'argocd.argoproj.io/hook': 'Sync', 'argocd.argoproj.io/sync-wave': '2', 'argocd.argoproj.io/hook-delete-policy': 'BeforeHookCreation,HookSucceeded,HookFailed' }]);
+    const appCreate = find(
+      ms.filter((m) => m.metadata.namespace === 'kudo-app'),
+      'Role',
+      'admin-bootstrap-create',
+    );
+    expect([appCreate.rules, appCreate.metadata.annotations]).toEqual([
+      [{ apiGroups: [''], resources: ['secrets'], verbs: ['create'] }],
+      { 'argocd.argoproj.io/hook': 'Sync', 'argocd.argoproj.io/sync-wave': '2', 'argocd.argoproj.io/hook-delete-policy': 'BeforeHookCreation,HookSucceeded,HookFailed' },
+    ]);
     expect(ms.filter((m) => m.kind === 'Role' && m.metadata.name === 'admin-bootstrap-create').map((m) => m.metadata.namespace)).toEqual(['kudo-app']);
     const mediaRole = ms.find((m) => m.kind === 'Role' && m.metadata.namespace === 'kudo-media')!;
     expect(mediaRole.rules).toEqual([{ apiGroups: [''], resources: ['secrets'], resourceNames: ['kudo-livekit'], verbs: ['get'] }]);
@@ -131,7 +151,10 @@ describe('admin bootstrap', () => {
             readFileSync: (f: string, o?: any) => (String(f).endsWith('bootstrap_admin.py') ? `${real.readFileSync(f, 'utf8')}\n# changed\n` : real.readFileSync(f, o)),
           }));
         }
+        // Loaded after jest.doMock, inside isolateModules: an import would load them before the mock.
+        // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded after jest.doMock
         const { buildApp } = require('../charts/app');
+        // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded after jest.doMock
         const { resolveConfig } = require('../charts/config');
         const chart = buildApp(resolveConfig({}, 'test config'), { outdir: Testing.app().outdir }).charts.find((c: Chart) => c.node.id === '40-bootstrap');
         name = (Testing.synth(chart) as Manifest[]).find((m) => m.kind === 'Job')!.metadata.name;
@@ -210,13 +233,17 @@ describe('the app outside the cluster (app.outsideCluster)', () => {
       'b.main()',
       'sys.stderr.write(json.dumps(written))',
     ].join('\n');
-    const env = Object.fromEntries(container(job, 'bootstrap-admin').env.filter((e: any) => e.value !== undefined).map((e: any) => [e.name, e.value]));
+    const env = Object.fromEntries(
+      container(job, 'bootstrap-admin')
+        .env.filter((e: any) => e.value !== undefined)
+        .map((e: any) => [e.name, e.value]),
+    );
     const r = spawnSync('python3', ['-c', stub], { cwd: dir, env: { ...env, PATH: process.env.PATH!, PYTHONPATH: dir }, encoding: 'utf8' });
     if (r.status !== 0) throw new Error(r.stderr);
     return JSON.parse(r.stderr);
   }
 
-  test('inside the cluster (the default) the app gets Synapse\'s in-cluster URL for the admin API', () => {
+  test("inside the cluster (the default) the app gets Synapse's in-cluster URL for the admin API", () => {
     expect(appValues()).toMatchObject({ MATRIX_ADMIN_URL: 'http://synapse.kudo.svc:8008', MATRIX_HOMESERVER_URL: 'https://matrix.example.com' });
   });
 
@@ -228,7 +255,8 @@ describe('the app outside the cluster (app.outsideCluster)', () => {
   });
 
   test('app.outsideCluster without the admin API exposed is refused, naming both keys', () => {
-    expect(() => config({ app: { outsideCluster: true } }))
-      .toThrow('app.outsideCluster: the app reaches the admin API and shared-secret registration at https://matrix.example.com/_synapse/admin, which needs synapse.adminApi.expose: true');
+    expect(() => config({ app: { outsideCluster: true } })).toThrow(
+      'app.outsideCluster: the app reaches the admin API and shared-secret registration at https://matrix.example.com/_synapse/admin, which needs synapse.adminApi.expose: true',
+    );
   });
 });

@@ -8,9 +8,7 @@ import { execFileSync, spawnSync, SpawnSyncReturns } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import {
-  configMapFile, container, find, generatedSecrets, httpJson, Manifest, podSpec, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles,
-} from './harness';
+import { configMapFile, container, find, generatedSecrets, httpJson, Manifest, podSpec, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles } from './harness';
 import { ImageSandbox, podVolumes, shareWithPod, Volume } from './image';
 import { postgresVersion, RunningPostgres, startPostgres } from './postgres';
 import { login, RunningSynapse, startSynapse } from './synapse';
@@ -37,7 +35,11 @@ const OFFSITE_PASSWORD = 'offsite-e2e-only';
  * Runs one container of a rendered CronJob as its pod would: the PostgreSQL steps with this machine's PostgreSQL 17
  * (paths and the database's address rewritten), restic's in the restic image with the pod's volumes.
  */
-function step(cronJob: string, name: string, o: { pg?: RunningPostgres; media?: string; backupsDir?: string; env?: Record<string, string>; path?: string; ms?: Manifest[] } = {}): SpawnSyncReturns<string> {
+function step(
+  cronJob: string,
+  name: string,
+  o: { pg?: RunningPostgres; media?: string; backupsDir?: string; env?: Record<string, string>; path?: string; ms?: Manifest[] } = {},
+): SpawnSyncReturns<string> {
   const cj = find(o.ms ?? manifests, 'CronJob', cronJob);
   const c = container(cj, name);
   const env: Record<string, string> = {};
@@ -64,7 +66,8 @@ function step(cronJob: string, name: string, o: { pg?: RunningPostgres; media?: 
   Object.assign(env, o.env);
   const [shell, script] = c.command as string[];
   const r = spawnSync(shell, [path.join(scripts, path.basename(script))], {
-    encoding: 'utf8', env: { ...env, PATH: o.path ?? `${programs().pgBin}:${process.env.PATH}`, HOME: dir },
+    encoding: 'utf8',
+    env: { ...env, PATH: o.path ?? `${programs().pgBin}:${process.env.PATH}`, HOME: dir },
   });
   // What it wrote, as the pod's user would own it (it ran as this machine's root): restic's steps come next.
   shareWithPod(volume, podSpec(cj).securityContext.fsGroup);
@@ -76,8 +79,14 @@ const out = (r: SpawnSyncReturns<string>) => `${r.stdout}${r.stderr}`;
 function restic(repo: 'local' | 'offsite', args: string[], volume = backups): string {
   const password = repo === 'local' ? secrets.backupPassword : OFFSITE_PASSWORD;
   return execFileSync(programs().restic, args, {
-    encoding: 'utf8', maxBuffer: 64 * MiB,
-    env: { PATH: process.env.PATH, RESTIC_REPOSITORY: repo === 'local' ? path.join(volume, 'restic') : offsite, RESTIC_PASSWORD: password, RESTIC_CACHE_DIR: path.join(dir, 'restic-cache') },
+    encoding: 'utf8',
+    maxBuffer: 64 * MiB,
+    env: {
+      PATH: process.env.PATH,
+      RESTIC_REPOSITORY: repo === 'local' ? path.join(volume, 'restic') : offsite,
+      RESTIC_PASSWORD: password,
+      RESTIC_CACHE_DIR: path.join(dir, 'restic-cache'),
+    },
   });
 }
 const snapshots = (repo: 'local' | 'offsite', tag: string, volume = backups) =>
@@ -86,9 +95,9 @@ const snapshots = (repo: 'local' | 'offsite', tag: string, volume = backups) =>
 /** Every public table and a digest of all its rows, in a stable order. */
 function tableDigests(pg: RunningPostgres): Record<string, string> {
   const tables = pg.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename", pg.database).split('\n');
-  return Object.fromEntries(tables.map((t) => [t, pg.psql(
-    `SELECT count(*) || ':' || md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '')) FROM public."${t}" r`, pg.database,
-  )]));
+  return Object.fromEntries(
+    tables.map((t) => [t, pg.psql(`SELECT count(*) || ':' || md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '')) FROM public."${t}" r`, pg.database)]),
+  );
 }
 
 function fileDigests(root: string): Record<string, string> {
@@ -138,16 +147,23 @@ beforeAll(async () => {
   secretDirs = { password: path.join(dir, 'secret-password'), 'repository-password': path.join(dir, 'secret-repository'), offsite: path.join(dir, 'secret-offsite') };
   writeSecretFiles(secretDirs.password, secretVolumeFiles(cj, 'password', config, secrets));
   writeSecretFiles(secretDirs['repository-password'], secretVolumeFiles(cj, 'repository-password', config, secrets));
-  writeSecretFiles(secretDirs.offsite, secretVolumeFiles(cj, 'offsite', config, {
-    ...secrets, 'kudo-backup-s3/RESTIC_PASSWORD': OFFSITE_PASSWORD, 'kudo-backup-s3/AWS_ACCESS_KEY_ID': 'e2e-key-id', 'kudo-backup-s3/AWS_SECRET_ACCESS_KEY': 'e2e-secret',
-  }));
+  writeSecretFiles(
+    secretDirs.offsite,
+    secretVolumeFiles(cj, 'offsite', config, {
+      ...secrets,
+      'kudo-backup-s3/RESTIC_PASSWORD': OFFSITE_PASSWORD,
+      'kudo-backup-s3/AWS_ACCESS_KEY_ID': 'e2e-key-id',
+      'kudo-backup-s3/AWS_SECRET_ACCESS_KEY': 'e2e-secret',
+    }),
+  );
   source = await startPostgres(manifests, config, secrets);
   // Synapse fills its database: the schema, an admin, a room with messages, and media.
   synapse = await startSynapse(manifests, config, secrets, source);
   const nonce = (await httpJson(`${synapse.base}/_synapse/admin/v1/register`)).body.nonce;
   const mac = crypto.createHmac('sha1', secrets.registrationSharedSecret).update(`${nonce}\0alice\0${secrets.adminPassword}\0notadmin`).digest('hex');
   const reg = await httpJson(`${synapse.base}/_synapse/admin/v1/register`, {
-    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ nonce, username: 'alice', password: secrets.adminPassword, admin: false, mac }),
   });
   expect(reg.status).toBe(200);
@@ -156,12 +172,16 @@ beforeAll(async () => {
   const room = await httpJson(`${synapse.base}/_matrix/client/v3/createRoom`, { method: 'POST', headers: auth, body: JSON.stringify({ name: 'backup' }) });
   for (let i = 0; i < 20; i++) {
     await httpJson(`${synapse.base}/_matrix/client/v3/rooms/${encodeURIComponent(room.body.room_id)}/send/m.room.message/t${i}`, {
-      method: 'PUT', headers: auth, body: JSON.stringify({ msgtype: 'm.text', body: `message ${i}` }),
+      method: 'PUT',
+      headers: auth,
+      body: JSON.stringify({ msgtype: 'm.text', body: `message ${i}` }),
     });
   }
   for (const name of ['a.txt', 'b.bin']) {
     const up = await httpJson(`${synapse.base}/_matrix/media/v3/upload?filename=${name}`, {
-      method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/octet-stream' }, body: `${name} `.repeat(1000),
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/octet-stream' },
+      body: `${name} `.repeat(1000),
     });
     expect(up.status).toBe(200);
   }
@@ -233,7 +253,9 @@ describe(`backups with ${postgresVersion()} tools and ${RESTIC_VERSION}, each st
     // A pg_dump that writes part of a dump and dies, first on PATH.
     const fake = path.join(dir, 'failing-bin');
     fs.mkdirSync(fake, { recursive: true });
-    fs.writeFileSync(path.join(fake, 'pg_dump'), '#!/bin/sh\nfor a; do case "$a" in --file=*) f=${a#--file=};; esac; done\nhead -c 4096 /dev/urandom > "$f"\nexit 1\n', { mode: 0o755 });
+    fs.writeFileSync(path.join(fake, 'pg_dump'), '#!/bin/sh\nfor a; do case "$a" in --file=*) f=${a#--file=};; esac; done\nhead -c 4096 /dev/urandom > "$f"\nexit 1\n', {
+      mode: 0o755,
+    });
     expect(step('postgres-backup', 'dump', { pg: source, path: `${fake}:${programs().pgBin}:${process.env.PATH}` }).status).not.toBe(0);
     expect(step('postgres-backup', 'dump', { pg: source, env: { PGPORT: '1' } }).status).not.toBe(0);
     expect(fs.readdirSync(path.join(backups, 'staging', 'postgres'))).toEqual([]);
@@ -267,7 +289,7 @@ describe(`backups with ${postgresVersion()} tools and ${RESTIC_VERSION}, each st
     expect(fileDigests(target)).toEqual(fileDigests(synapse.mediaDir));
   });
 
-  test('48 MiB of dump go through restic under the pod\'s limits (its 16Mi in-memory /tmp could not hold its temporary packs)', () => {
+  test("48 MiB of dump go through restic under the pod's limits (its 16Mi in-memory /tmp could not hold its temporary packs)", () => {
     const volume = tempDir('big-volume');
     randomFiles(path.join(volume, 'staging', 'postgres'), 48);
     shareWithPod(volume, podSpec(find(manifests, 'CronJob', 'postgres-backup')).securityContext.fsGroup);
@@ -291,7 +313,12 @@ describe(`backups with ${postgresVersion()} tools and ${RESTIC_VERSION}, each st
       for (const hour of ['01', '02', '03']) {
         const media = tempDir(`media-${hour}`);
         randomFiles(media, 100);
-        const env = { PATH: process.env.PATH, RESTIC_REPOSITORY: path.join(volume, 'restic'), RESTIC_PASSWORD: secrets.backupPassword, RESTIC_CACHE_DIR: path.join(dir, 'restic-cache') };
+        const env = {
+          PATH: process.env.PATH,
+          RESTIC_REPOSITORY: path.join(volume, 'restic'),
+          RESTIC_PASSWORD: secrets.backupPassword,
+          RESTIC_CACHE_DIR: path.join(dir, 'restic-cache'),
+        };
         if (hour === '01') execFileSync(programs().restic, ['init'], { env, stdio: 'pipe' });
         execFileSync(programs().restic, ['backup', '--host', 'kudo', '--tag', 'media', '--time', `2026-11-01 ${hour}:00:00`, media], { env, stdio: 'pipe' });
         fs.rmSync(media, { recursive: true });

@@ -104,11 +104,14 @@ export class ImageSandbox {
    * `wrapOuter` puts the whole in a network namespace (PodNetwork.wrap) or leaves it as is.
    */
   wrap(
-    command: string, args: string[], env: Record<string, string>, cwd: string,
+    command: string,
+    args: string[],
+    env: Record<string, string>,
+    cwd: string,
     wrapOuter: (c: string, a: string[]) => [string, string[]] = (c, a) => [c, a],
     volumes: Record<string, Volume> = {},
   ): [string, string[]] {
-    if (env.PATH !== undefined) throw new Error('PATH is the image\'s; the container\'s env must not set it here');
+    if (env.PATH !== undefined) throw new Error("PATH is the image's; the container's env must not set it here");
     const root = tempDir('root');
     // One line per volume: container path, then "bind <host folder> <rw|ro>" or "tmpfs <bytes>".
     const specs = Object.entries(volumes).map(([at, v]) => {
@@ -118,17 +121,40 @@ export class ImageSandbox {
       return `${at} bind ${v.host} ${v.readOnly ? 'ro' : 'rw'}`;
     });
     const setpriv = [
-      '/usr/bin/setpriv', `--reuid=${this.uid}`, `--regid=${this.gid}`,
+      '/usr/bin/setpriv',
+      `--reuid=${this.uid}`,
+      `--regid=${this.gid}`,
       ...(this.groups.length ? [`--groups=${this.groups.join(',')}`] : ['--clear-groups']),
       ...(this.noNewPrivs ? ['--no-new-privs'] : []),
-      `--bounding-set=${['-all', ...this.bounding.map((b) => `+${b}`)].join(',')}`, '--inh-caps=-all',
+      `--bounding-set=${['-all', ...this.bounding.map((b) => `+${b}`)].join(',')}`,
+      '--inh-caps=-all',
     ];
     // HOME as the runtime sets it for a uid the image's /etc/passwd does not name.
     const envArgs = Object.entries({ HOME: '/', ...env, PATH: this.facts.path }).map(([k, v]) => `${k}=${v}`);
-    const sandboxed: [string, string[]] = ['/usr/bin/unshare', [
-      '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', SETUP, 'setup', root, this.layer, cwd, specs.join('\n'),
-      ...setpriv, '--', '/usr/bin/env', '-i', ...envArgs, command, ...args,
-    ]];
+    const sandboxed: [string, string[]] = [
+      '/usr/bin/unshare',
+      [
+        '--mount',
+        '--propagation',
+        'private',
+        '--',
+        '/bin/sh',
+        '-c',
+        SETUP,
+        'setup',
+        root,
+        this.layer,
+        cwd,
+        specs.join('\n'),
+        ...setpriv,
+        '--',
+        '/usr/bin/env',
+        '-i',
+        ...envArgs,
+        command,
+        ...args,
+      ],
+    ];
     if (this.memoryLimit === undefined) return wrapOuter(...sandboxed);
     this.group = memoryGroup(this.containerName, this.memoryLimit);
     // Joins the group, then execs (same pid: all it starts stays inside).
@@ -226,9 +252,7 @@ export type Volume = { host: string; readOnly?: boolean } | { tmpfsBytes: number
  * makes them; disk ones standing for the ephemeral storage the kubelet would let them use), every other volume the
  * test's folder for it (`folders`, by volume name), read-only where the mount is.
  */
-export function podVolumes(
-  workload: Manifest, containerName: string, folders: Record<string, string>, opts: { diskEmptyDirsOnDisk?: boolean } = {},
-): Record<string, Volume> {
+export function podVolumes(workload: Manifest, containerName: string, folders: Record<string, string>, opts: { diskEmptyDirsOnDisk?: boolean } = {}): Record<string, Volume> {
   const pod = podSpec(workload);
   const c = [...(pod.initContainers ?? []), ...pod.containers].find((x: any) => x.name === containerName);
   if (!c) throw new Error(`${workload.metadata.name} has no container ${containerName}`);
@@ -260,7 +284,9 @@ const diskEmptyDirs: { container: string; volume: string; dir: string; limitByte
  */
 export function diskEmptyDirUsage(): { container: string; volume: string; usedBytes: number; limitBytes: number }[] {
   return diskEmptyDirs.map((d) => ({
-    container: d.container, volume: d.volume, limitBytes: d.limitBytes,
+    container: d.container,
+    volume: d.volume,
+    limitBytes: d.limitBytes,
     usedBytes: Number(execFileSync('du', ['-sb', d.dir], { encoding: 'utf8' }).split('\t')[0]),
   }));
 }
