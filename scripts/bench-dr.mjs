@@ -36,7 +36,7 @@ console.log(`\nkudo disaster recovery: ${r.databaseMiB} MiB database, ${r.mediaM
 if (r.firstBackup) {
   const b = r.firstBackup;
   console.log(
-    `  first night      ${s(b.seconds)} (dump ${s(b.dumpSeconds)}, store dump ${s(b.storeDumpSeconds)}, store media ${s(b.storeMediaSeconds)}); off-site ${mib(b.offsiteBytes)}; restic peak memory ${b.peakMemoryMiB.toFixed(0)} MiB`,
+    `  first night      ${s(b.seconds)} (dump ${s(b.dumpSeconds)}, store dump ${s(b.storeDumpSeconds)}, store media ${s(b.storeMediaSeconds)}); off-site ${mib(b.offsiteBytes)}; restic's largest resident set ${b.maxRssMiB.toFixed(0)} MiB of its ${b.memoryLimitMiB} MiB limit`,
   );
 }
 if (r.unchangedNight) {
@@ -48,7 +48,7 @@ if (r.recovery) {
   console.log(
     `  recovery (RTO)   ${s(v.rtoSeconds)}: chat back after ${s(v.chatBackSeconds)} (${Object.entries(v.phases)
       .map(([k, x]) => `${k} ${s(x)}`)
-      .join(', ')}); restic peak memory ${v.peakMemoryMiB.toFixed(0)} MiB`,
+      .join(', ')}); restic's largest resident set ${v.maxRssMiB.toFixed(0)} MiB`,
   );
 }
 process.exit(run.status ?? 1);

@@ -91,7 +91,10 @@ async function python(api: ApiServer, serviceAccount: string, scripts: string, a
 interface StepRun {
   r: SpawnSyncReturns<string>;
   seconds: number;
+  /** The cgroup's peak (page cache included, which the kernel reclaims at the limit) and its OOM kills. */
   memory: { peakBytes: number; limitBytes: number; oomKills: number };
+  /** The largest resident set of its processes (restic's), in bytes. */
+  maxRssBytes: number;
 }
 
 /** One restic step in its image, as the pod's user, under its memory limit, with the pod's volumes. */
@@ -104,8 +107,15 @@ function resticStep(workload: Manifest, name: string, folders: Record<string, st
   const sandbox = new ImageSandbox(workload, name, { '/usr/bin/restic': programs().restic }, { memoryLimit: true });
   const [command, args] = sandbox.wrap(c.command[0], c.command.slice(1), e, '/', undefined, volumes);
   const started = Date.now();
-  const r = spawnSync(command, args, { encoding: 'utf8', env: { PATH: process.env.PATH }, maxBuffer: 64 * MiB, timeout: STEP_TIMEOUT });
-  return { r, seconds: (Date.now() - started) / 1000, memory: sandbox.memoryUsage() };
+  const rss = path.join(tempDir('rss'), 'kib');
+  const r = spawnSync('/usr/bin/time', ['-o', rss, '-f', '%M', command, ...args], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH },
+    maxBuffer: 64 * MiB,
+    timeout: STEP_TIMEOUT,
+  });
+  const maxRssBytes = 1024 * Number(fs.readFileSync(rss, 'utf8').trim().split('\n').pop());
+  return { r, seconds: (Date.now() - started) / 1000, memory: sandbox.memoryUsage(), maxRssBytes };
 }
 
 /** One PostgreSQL-image step (dump, restore), natively with this machine's PostgreSQL 17 tools. */
@@ -279,10 +289,14 @@ afterAll(async () => {
 const oldCluster = () => (globalThis as any).drOld as { api: ApiServer; pg: RunningPostgres; synapse: RunningSynapse };
 const bytesIn = (folder: string) => Number(execFileSync('du', ['-sb', folder], { encoding: 'utf8' }).split('\t')[0]);
 
-/** Every restic step stayed inside its memory limit, and its disk emptyDirs inside their sizeLimit. */
+/**
+ * Every restic step ran inside its memory limit (the kernel killed nothing: page cache counts against the cgroup, so
+ * its peak reaches the limit on big files and is reclaimed there, as in the pod), and its disk emptyDirs stayed inside
+ * their sizeLimit.
+ */
 function expectWithinLimits(runs: Record<string, StepRun>) {
   for (const [name, run] of Object.entries(runs)) {
-    expect({ name, oomKills: run.memory.oomKills, over: run.memory.peakBytes > run.memory.limitBytes }).toEqual({ name, oomKills: 0, over: false });
+    expect({ name, oomKills: run.memory.oomKills, rssUnderLimit: run.maxRssBytes < run.memory.limitBytes }).toEqual({ name, oomKills: 0, rssUnderLimit: true });
   }
   for (const u of diskEmptyDirUsage()) expect({ ...u, over: u.usedBytes > u.limitBytes }).toMatchObject({ over: false });
 }
@@ -346,7 +360,8 @@ describe(`disaster recovery of ${DB_MIB} MiB of database and ${MEDIA_MIB} MiB of
         storeDumpSeconds: n.store.seconds,
         storeMediaSeconds: storeMedia.seconds,
         offsiteBytes: bytesIn(offsite),
-        peakMemoryMiB: Math.max(n.store.memory.peakBytes, storeMedia.memory.peakBytes) / MiB,
+        maxRssMiB: Math.max(n.store.maxRssBytes, storeSecrets.maxRssBytes, storeMedia.maxRssBytes) / MiB,
+        memoryLimitMiB: storeMedia.memory.limitBytes / MiB,
       };
 
       // An unchanged night: its cost follows what changed, not the size (Synapse keeps running and writing a little).
@@ -454,7 +469,7 @@ describe(`disaster recovery of ${DB_MIB} MiB of database and ${MEDIA_MIB} MiB of
         rtoSeconds: (Date.now() - started) / 1000,
         chatBackSeconds: chatBack,
         phases,
-        peakMemoryMiB: Math.max(dbFetch.memory.peakBytes, mediaRestore.memory.peakBytes) / MiB,
+        maxRssMiB: Math.max(secretsFetch.maxRssBytes, dbFetch.maxRssBytes, mediaRestore.maxRssBytes) / MiB,
       };
 
       // The same server: key ID and public key unchanged (other servers keep trusting it).
