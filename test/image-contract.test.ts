@@ -71,7 +71,18 @@ interface Call {
  * What a shell script runs: the programs it calls by name or path (builtins and its own functions left out), the
  * files it sources with `.`, and the functions it defines (for the scripts that source it).
  */
-export function parseScript(script: string, known: Set<string> = new Set()): { calls: Call[]; sources: string[]; functions: Set<string> } {
+export function parseScript(script: string, known: Set<string> = new Set()): Parsed {
+  // mvdan/sh (compiled from Go) takes milliseconds a script, and each render's containers run the same few scripts.
+  const key = `${[...known].sort().join(' ')}\n${script}`;
+  let parsed = PARSED.get(key);
+  if (!parsed) PARSED.set(key, (parsed = parseAnew(script, known)));
+  return parsed;
+}
+
+type Parsed = { readonly calls: readonly Call[]; readonly sources: readonly string[]; readonly functions: ReadonlySet<string> };
+const PARSED = new Map<string, Parsed>();
+
+function parseAnew(script: string, known: Set<string>): Parsed {
   const syntax = sh.syntax;
   const file = syntax.NewParser().Parse(script, 'script');
   const functions = new Set<string>();
@@ -103,7 +114,7 @@ export function parseScript(script: string, known: Set<string> = new Set()): { c
 }
 
 /** The programs a shell script runs by name or path. */
-export function scriptCalls(script: string): Call[] {
+export function scriptCalls(script: string): readonly Call[] {
   return parseScript(script).calls;
 }
 

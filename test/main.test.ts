@@ -15,8 +15,14 @@ import { charts } from './util';
 const ROOT = path.resolve(__dirname, '..');
 const MAIN = path.join(ROOT, '.build', 'main.js');
 
-beforeAll(() => {
+type Render = { status: number | null; stderr: string; outdir: string; cwd: string };
+/** Two renders of the defaults, made side by side before the tests; the tests only read them (or copy them). */
+let first: Render;
+let second: Render;
+
+beforeAll(async () => {
   execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build.mjs')]);
+  [first, second] = await Promise.all([renderInBackground(), renderInBackground()]);
 });
 
 function render(env: Record<string, string> = {}, cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-render-'))) {
@@ -27,6 +33,18 @@ function render(env: Record<string, string> = {}, cwd = fs.mkdtempSync(path.join
     encoding: 'utf8',
   });
   return { status: r.status, stderr: r.stderr, outdir, cwd };
+}
+
+/** The same as render(), without blocking. */
+function renderInBackground(env: Record<string, string> = {}, cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-render-'))): Promise<Render> {
+  return renderAsync(env, cwd).then((r) => ({ ...r, outdir: path.join(cwd, 'dist'), cwd }));
+}
+
+/** A folder as a render of the defaults leaves it (a copy of the first one), for a test to change. */
+function earlierRender(): { outdir: string; cwd: string } {
+  const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-render-'));
+  fs.cpSync(first.outdir, path.join(cwd, 'dist'), { recursive: true });
+  return { outdir: path.join(cwd, 'dist'), cwd };
 }
 
 /** The same as render(), without blocking: the bad-input cases run side by side. */
@@ -54,27 +72,27 @@ function write(content: string, name = 'kudo.yaml'): string {
 }
 
 test('two renders are byte-identical', () => {
-  const a = render();
-  const b = render();
+  const [a, b] = [first, second];
+  expect(b.status).toBe(0);
   expect(a.status).toBe(0);
   expect(readTree(a.outdir)).toEqual(readTree(b.outdir));
   expect(Object.keys(readTree(a.outdir))).toContain('00-namespaces.k8s.yaml');
 });
 
 test('the committed dist/ is what the code renders (it is the default shape, reviewed in every diff)', () => {
-  const r = render();
+  const r = first;
   expect(r.status).toBe(0);
   expect(readTree(r.outdir)).toEqual(readTree(path.join(ROOT, 'dist')));
 });
 
 test('a render into an existing dist/ replaces it in place: files no longer rendered are removed, nothing else is left', () => {
-  const first = render();
-  fs.writeFileSync(path.join(first.outdir, '99-dropped.k8s.yaml'), 'kind: ConfigMap\n');
-  const again = render({}, first.cwd);
+  const earlier = earlierRender();
+  fs.writeFileSync(path.join(earlier.outdir, '99-dropped.k8s.yaml'), 'kind: ConfigMap\n');
+  const again = render({}, earlier.cwd);
   expect(again.status).toBe(0);
   expect(fs.existsSync(path.join(again.outdir, '99-dropped.k8s.yaml'))).toBe(false);
   expect(readTree(again.outdir)).toEqual(readTree(path.join(ROOT, 'dist')));
-  expect(fs.readdirSync(first.cwd).sort()).toEqual(['dist']);
+  expect(fs.readdirSync(earlier.cwd).sort()).toEqual(['dist']);
 });
 
 describe('an output folder holding anything a render did not write is refused: exit 2, the first such name, nothing removed', () => {
@@ -106,7 +124,7 @@ describe('an output folder holding anything a render did not write is refused: e
     ],
   ];
   test.each(cases)('%s beside an earlier render', (_, add, name) => {
-    const earlier = render();
+    const earlier = earlierRender();
     add(earlier.outdir);
     const before = snapshot(earlier.outdir);
     const again = render({}, earlier.cwd);
@@ -130,7 +148,7 @@ describe('an output folder holding anything a render did not write is refused: e
     fs.mkdirSync(path.join(cwd, 'dist'));
     const r = render({}, cwd);
     expect(r.status).toBe(0);
-    expect(readTree(r.outdir)).toEqual(readTree(render().outdir));
+    expect(readTree(r.outdir)).toEqual(readTree(first.outdir));
   });
 });
 
@@ -143,7 +161,7 @@ test('an output folder whose parent does not exist: a clear error (exit 2), noth
 });
 
 test('a render says on stderr what it wrote, in one line', () => {
-  const r = render();
+  const r = first;
   const files = fs.readdirSync(r.outdir).filter((f) => f.endsWith('.k8s.yaml')).length;
   expect(r.stderr).toBe(
     `kudo: wrote ${files} manifest files to ${r.outdir} for example.com (Matrix matrix.example.com, LiveKit livekit.example.com, TURN turn.example.com; profile small)\n`,
@@ -151,7 +169,7 @@ test('a render says on stderr what it wrote, in one line', () => {
 });
 
 test('the bundle (defaults resolved when it was built) renders what the charts render in-process', () => {
-  const r = render();
+  const r = first;
   for (const [id, chart] of charts()) {
     const file = path.join(r.outdir, `${id}.k8s.yaml`);
     expect([id, yaml.loadAll(fs.readFileSync(file, 'utf8'))]).toEqual([id, Testing.synth(chart)]);
@@ -176,7 +194,7 @@ test("with a config file, checked by zod (the bundle's copy, loaded only for a c
 });
 
 test('a Kustomization lists every rendered file, so `kubectl apply -k` applies what `-f` does', () => {
-  const r = render();
+  const r = first;
   const files = fs
     .readdirSync(r.outdir)
     .filter((f) => f.endsWith('.k8s.yaml'))
@@ -194,7 +212,7 @@ test('a Kustomization lists every rendered file, so `kubectl apply -k` applies w
 });
 
 test('an env file adds git-ignored Secrets and leaves dist/ byte-identical', () => {
-  const plain = render();
+  const plain = first;
   const env = write('MATRIX_DB_PASSWORD=from-compose\nTURN_SECRET=turn-from-compose\n', '.env');
   const withEnv = render({ KUDO_ENV_FILE: env, SOME_OTHER_VAR: 'x' });
   expect(withEnv.status).toBe(0);
@@ -221,13 +239,9 @@ describe('bad input: clear error, non-zero exit, dist/ untouched', () => {
     ['missing env file', () => ({ KUDO_ENV_FILE: '/nonexistent/.env' }), /KUDO_ENV_FILE=\/nonexistent\/\.env: cannot read it/],
   ];
 
-  const good = () => {
-    const r = render();
-    return { ...r, before: readTree(r.outdir) };
-  };
-  let first: ReturnType<typeof good>;
+  let rendered: Record<string, string>;
   beforeAll(() => {
-    first = good();
+    rendered = readTree(first.outdir);
   });
 
   test.concurrent.each(cases)('%s', async (_, env, message) => {
@@ -235,7 +249,7 @@ describe('bad input: clear error, non-zero exit, dist/ untouched', () => {
     const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-render-'));
     fs.cpSync(first.outdir, path.join(cwd, 'dist'), { recursive: true });
     const good = { cwd, outdir: path.join(cwd, 'dist') };
-    const before = first.before;
+    const before = rendered;
     const bad = await renderAsync(env(), good.cwd);
     // One exit code for every kind of bad input.
     expect(bad.status).toBe(2);
