@@ -89,6 +89,63 @@ test('backup Jobs made from the CronJobs run on the node of the Synapse process 
   expect({ media: pvNode('synapse-media'), backups: pvNode('kudo-backups') }).toEqual({ media: node, backups: node });
 });
 
+test('the restore runbook with workers: every homeserver process stops by its label, the restores and the nightly backups run meanwhile, and one apply brings every process back', async () => {
+  const processes = manifests
+    .filter(
+      (m) => ['Deployment', 'StatefulSet'].includes(m.kind) && m.metadata.namespace === 'kudo' && m.spec.template.metadata.labels['app.kubernetes.io/component'] === 'homeserver',
+    )
+    .map((m) => m.metadata.name)
+    .sort();
+  // Synapse's main process and every worker family of the production profile: all of them hold database sessions.
+  expect(processes.length).toBeGreaterThanOrEqual(10);
+  expect(processes).toContain('synapse');
+  // README, "Backups and restore", step 1, as written.
+  c.kubectl(['-n', 'kudo', 'scale', 'deployment,statefulset', '-l', 'app.kubernetes.io/component=homeserver', '--replicas=0']);
+  c.kubectl(['-n', 'kudo', 'wait', '--for=delete', 'pod', '-l', 'app.kubernetes.io/component=homeserver', '--timeout=2m']);
+  const stillRunning = objects(c, 'pods', ['kudo']).filter((p) => p.metadata.labels?.['app.kubernetes.io/component'] === 'homeserver');
+  expect(stillRunning.map((p) => p.metadata.name)).toEqual([]);
+  const scaled = [...objects(c, 'deployments', ['kudo']), ...objects(c, 'statefulsets', ['kudo'])]
+    .filter((w) => w.spec.replicas === 0)
+    .map((w) => w.metadata.name)
+    .sort();
+  expect(scaled).toEqual(processes);
+
+  // The restores, and a night's backups while Synapse is stopped (their affinity to it is only preferred).
+  const jobs: Record<string, string> = {
+    'restore-db': 'postgres-restore',
+    'restore-media': 'media-restore',
+    'backup-db-stopped': 'postgres-backup',
+    'backup-media-stopped': 'media-backup',
+  };
+  for (const [job, cron] of Object.entries(jobs)) c.kubectl(['-n', 'kudo', 'create', 'job', job, `--from=cronjob/${cron}`]);
+  await waitUntil(
+    'the restore and backup Jobs to complete',
+    () => {
+      const states = Object.keys(jobs).map((j) => {
+        const job = objects(c, 'jobs', ['kudo']).find((x) => x.metadata.name === j);
+        return { j, done: (job?.status.conditions ?? []).some((x: any) => x.type === 'Complete' && x.status === 'True') };
+      });
+      return states.every((x) => x.done)
+        ? null
+        : `not complete: ${states
+            .filter((x) => !x.done)
+            .map((x) => x.j)
+            .join(', ')}; unschedulable: ${JSON.stringify(unschedulablePods(c, ['kudo']))}`;
+    },
+    120_000,
+  );
+  // The media restore runs where the media volume is (ReadWriteOnce, node-local).
+  const mediaNode = c.get(['pv', c.get(['pvc', 'synapse-media', '-n', 'kudo']).spec.volumeName]).spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0];
+  const restorePod = objects(c, 'pods', ['kudo']).find((p) => p.metadata.labels?.['batch.kubernetes.io/job-name'] === 'restore-media');
+  expect(restorePod?.spec.nodeName).toBe(mediaNode);
+
+  // Step 2: one apply puts every process back.
+  apply(c, renderConfig('placement', BASE));
+  await waitConverged(c, namespaces);
+  const back = [...objects(c, 'deployments', ['kudo']), ...objects(c, 'statefulsets', ['kudo'])].filter((w) => processes.includes(w.metadata.name));
+  expect(back.filter((w) => !(w.spec.replicas > 0 && w.status.readyReplicas === w.spec.replicas)).map((w) => w.metadata.name)).toEqual([]);
+});
+
 test('more LiveKit replicas than nodes: the excess pod stays Pending and the scheduler says why', async () => {
   apply(c, renderConfig('placement-excess', { ...BASE, livekit: { replicas: NODES.length + 1 } }));
   await waitUntil(
