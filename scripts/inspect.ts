@@ -434,6 +434,15 @@ function backupNotes(config: KudoConfig, ms: Manifest[]): string[] {
   const out: string[] = [];
   const waived = config.backup.offsite.waived;
   if (waived !== undefined) out.push(`WARNING: no copy of the backups leaves the cluster (backup.offsite.waived): ${JSON.stringify(waived)}`);
+  const restoreFrom = config.secrets.restoreFromBackup;
+  if (restoreFrom !== undefined) {
+    const s3 = config.backup.s3;
+    out.push(
+      `secrets.restoreFromBackup is set (${restoreFrom}): the secret generator takes every missing value from the Secrets snapshot in ${s3.repository ?? ''}, ` +
+        `so create the Secret ${s3.secretName} in ${config.namespaces.stack} before applying, restore the database before Synapse starts (README, "Disaster recovery"), ` +
+        'and remove the setting once the stack is back',
+    );
+  }
   const claim = (name: string) => ms.find((m) => m.kind === 'PersistentVolumeClaim' && m.metadata.labels?.['app.kubernetes.io/name'] === name)?.metadata.name;
   const backups = claim('backup');
   if (!config.backup.s3.enabled && backups !== undefined) {

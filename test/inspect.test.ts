@@ -247,6 +247,17 @@ describe('checklist: backups', () => {
     expect(s3.backups.join('\n')).not.toContain('WARNING: no copy');
   });
 
+  test('a rebuild from the backup says what must exist before the apply, and to take the setting out afterwards', () => {
+    const s3 = { enabled: true, repository: 's3:https://s3.example.com/kudo' };
+    const l = backups({ backup: { s3 }, secrets: { restoreFromBackup: 'latest' } });
+    expect(l.backups).toContain(
+      'secrets.restoreFromBackup is set (latest): the secret generator takes every missing value from the Secrets snapshot in s3:https://s3.example.com/kudo, ' +
+        'so create the Secret kudo-backup-s3 in kudo before applying, restore the database before Synapse starts (README, "Disaster recovery"), ' +
+        'and remove the setting once the stack is back',
+    );
+    expect(backups({ backup: { s3 } }).backups.join('\n')).not.toContain('restoreFromBackup');
+  });
+
   test('backups that stay in the cluster say they may share a node with the media and, in statefulset mode, the database', () => {
     const shared =
       'The backups are not copied off-site (backup.s3): the backup volume kudo-backups may sit on the same node as the media ' +
