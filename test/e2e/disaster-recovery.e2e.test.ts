@@ -280,10 +280,19 @@ beforeAll(async () => {
 }, 3_600_000);
 
 afterAll(async () => {
-  for (const d of tmpfsMounts) spawnSync('umount', [d]);
-  for (const stop of stops.reverse()) await stop();
-  for (const api of servers) await api.stop();
   if (process.env.KUDO_DR_REPORT) fs.writeFileSync(process.env.KUDO_DR_REPORT, `${JSON.stringify(report, null, 2)}\n`);
+  for (const d of tmpfsMounts) spawnSync('umount', [d]);
+  // Every program is stopped even when one stop fails (a failed test can leave a half-started one): the first error is
+  // reported after all of them.
+  const errors: unknown[] = [];
+  for (const stop of [...stops.reverse(), ...servers.map((api) => () => api.stop())]) {
+    try {
+      await stop();
+    } catch (e) {
+      errors.push(e);
+    }
+  }
+  if (errors.length > 0) throw errors[0];
 });
 
 const oldCluster = () => (globalThis as any).drOld as { api: ApiServer; pg: RunningPostgres; synapse: RunningSynapse };
