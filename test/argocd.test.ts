@@ -1,6 +1,6 @@
-import { Testing } from 'cdk8s';
+import { ApiObject, Chart, Testing } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
-import { keepState } from '../charts/argocd';
+import { addSyncOptions, applySyncWaves, HOOK, keepState, setSyncWave, SYNC_OPTIONS, SYNC_WAVE, syncHook } from '../charts/argocd';
 import { resolveConfig } from '../charts/config';
 import { config, find, Manifest, PRODUCTION, synthAll, synthChart } from './util';
 
@@ -230,5 +230,97 @@ describe('Argo CD Application', () => {
   test('off by default; a repository is required', () => {
     expect(() => synthChart('90-argocd')).toThrow('no chart');
     expect(() => resolveConfig({ argocd: { enabled: true } })).toThrow('argocd.repoURL is required');
+  });
+});
+
+describe('applySyncWaves on objects made for the test', () => {
+  const volumes = (...claims: string[]) => [{ name: 'config', configMap: { name: 'x' } }, ...claims.map((c) => ({ name: c, persistentVolumeClaim: { claimName: c } }))];
+  const podTemplate = (...claims: string[]) => ({ spec: { containers: [{ name: 'c', image: 'i' }], volumes: volumes(...claims) } });
+  const claim = (ch: Chart, ns: string, name: string) => new k8s.KubePersistentVolumeClaim(ch, `${ns}-${name}`, { metadata: { name, namespace: ns }, spec: {} });
+  const synthWaves = (ch: Chart) => {
+    applySyncWaves(ch);
+    return Object.fromEntries(Testing.synth(ch).map((m: any) => [`${m.kind} ${m.metadata.namespace ?? ''}/${m.metadata.name}`, m.metadata.annotations?.[SYNC_WAVE]]));
+  };
+
+  test("a claim takes the lowest wave of the workloads and hook Jobs that mount it in its namespace; other kinds and namespaces do not count, and a claim's own wave stays", () => {
+    const ch = new Chart(Testing.app(), 'waves');
+    claim(ch, 'a', 'data');
+    claim(ch, 'a', 'scratch');
+    setSyncWave(claim(ch, 'a', 'pinned'), 0);
+    // Deployment (wave 2) and StatefulSet (wave 1) mount data: the claim goes with the StatefulSet.
+    new k8s.KubeDeployment(ch, 'web', { metadata: { name: 'web', namespace: 'a' }, spec: { selector: {}, template: podTemplate('data', 'pinned') } });
+    new k8s.KubeStatefulSet(ch, 'db', { metadata: { name: 'db', namespace: 'a' }, spec: { serviceName: 'db', selector: {}, template: podTemplate('data') } });
+    // Earlier waves that must not count: a claim of the same name in another namespace, and a kind that makes no pod in the sync.
+    const other = new k8s.KubeDeployment(ch, 'elsewhere', { metadata: { name: 'elsewhere', namespace: 'b' }, spec: { selector: {}, template: podTemplate('data') } });
+    setSyncWave(other, -3);
+    const rs = new k8s.KubeReplicaSet(ch, 'rs', { metadata: { name: 'rs', namespace: 'a' }, spec: { selector: {}, template: podTemplate('data', 'scratch') } });
+    setSyncWave(rs, -2);
+    // A hook Job in wave 3 is the only pod mounting scratch.
+    new k8s.KubeJob(ch, 'job', { metadata: { name: 'fill', namespace: 'a', annotations: syncHook(3) }, spec: { template: podTemplate('scratch') } });
+    claim(ch, 'b', 'data');
+    expect(synthWaves(ch)).toEqual({
+      'PersistentVolumeClaim a/data': '1',
+      'PersistentVolumeClaim a/scratch': '3',
+      'PersistentVolumeClaim a/pinned': '0',
+      'PersistentVolumeClaim b/data': '-3',
+      'Deployment a/web': '2',
+      'StatefulSet a/db': '1',
+      'Deployment b/elsewhere': '-3',
+      'ReplicaSet a/rs': '-2',
+      'Job a/fill': '3',
+    });
+  });
+
+  test('refused, naming the object: a Job that is not a hook with a wave, a kind with no wave, a claim no pod of the sync mounts', () => {
+    const refused = (make: (ch: Chart) => void) => {
+      const ch = new Chart(Testing.app(), 'refused');
+      make(ch);
+      return () => applySyncWaves(ch);
+    };
+    const job = (annotations: Record<string, string>) => (ch: Chart) => new k8s.KubeJob(ch, 'job', { metadata: { name: 'once', annotations }, spec: { template: podTemplate() } });
+    expect(refused(job({}))).toThrow('Job once must be an Argo CD hook with a wave (syncHook)');
+    expect(refused(job({ [HOOK]: 'Sync' }))).toThrow('Job once must be an Argo CD hook with a wave (syncHook)');
+    expect(refused(job({ [SYNC_WAVE]: '3' }))).toThrow('Job once must be an Argo CD hook with a wave (syncHook)');
+    expect(refused(job(syncHook(3)))).not.toThrow();
+    expect(refused((ch) => new ApiObject(ch, 'w', { apiVersion: 'example.org/v1', kind: 'Widget', metadata: { name: 'w' } }))).toThrow(
+      'Widget w has no sync wave: add its kind to waveOfKind or call setSyncWave',
+    );
+    expect(
+      refused((ch) => {
+        claim(ch, 'a', 'orphan');
+        new k8s.KubeCronJob(ch, 'nightly', {
+          metadata: { name: 'nightly', namespace: 'a' },
+          spec: { schedule: '0 3 * * *', jobTemplate: { spec: { template: podTemplate('orphan') } } },
+        });
+      }),
+    ).toThrow('PersistentVolumeClaim orphan is mounted by no pod that the sync starts (only CronJobs?): it would stay Pending and stall an Argo CD sync');
+  });
+
+  test('keepState marks claims, Namespaces, Secrets and CloudNativePG Clusters, and nothing else; sync options already there are kept', () => {
+    const ch = new Chart(Testing.app(), 'state');
+    const kinds = ['PersistentVolumeClaim', 'Namespace', 'Secret', 'Cluster', 'ConfigMap', 'Deployment'];
+    for (const kind of kinds) new ApiObject(ch, kind, { apiVersion: 'v1', kind, metadata: { name: kind.toLowerCase() } });
+    const withOptions = new ApiObject(ch, 'held', { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'held' } });
+    addSyncOptions(withOptions, 'ServerSideApply=true', 'Prune=false');
+    keepState(ch);
+    expect(Object.fromEntries(Testing.synth(ch).map((m: any) => [m.metadata.name, m.metadata.annotations?.[SYNC_OPTIONS]]))).toEqual({
+      persistentvolumeclaim: 'Prune=false,Delete=false',
+      namespace: 'Prune=false,Delete=false',
+      secret: 'Prune=false,Delete=false',
+      cluster: 'Prune=false,Delete=false',
+      configmap: undefined,
+      deployment: undefined,
+      held: 'ServerSideApply=true,Prune=false,Delete=false',
+    });
+  });
+
+  test('the Application: where it syncs from and to, and how (the whole spec)', () => {
+    const c = config({ argocd: { enabled: true, repoURL: 'https://git.example.com/kudo/infra.git', targetRevision: 'release', path: 'rendered/prod' } });
+    expect(find(synthChart('90-argocd', c), 'Application', 'kudo').spec).toEqual({
+      project: 'default',
+      source: { repoURL: 'https://git.example.com/kudo/infra.git', targetRevision: 'release', path: 'rendered/prod' },
+      destination: { server: 'https://kubernetes.default.svc', namespace: 'default' },
+      syncPolicy: { automated: { prune: true, selfHeal: true }, syncOptions: ['ServerSideApply=true', 'ApplyOutOfSyncOnly=true'] },
+    });
   });
 });
