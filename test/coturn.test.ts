@@ -2,7 +2,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { cidrToRange, DENIED_PEER_CIDRS } from '../charts/coturn';
+import { cidrToRange, CoturnProps, DENIED_PEER_CIDRS, turnserverConf } from '../charts/coturn';
 import { config, container, find, Manifest, podSpec, PRODUCTION, synthChart } from './util';
 
 const manifests = (c = config()) => synthChart('31-coturn', c);
@@ -230,4 +230,76 @@ test('coturn.tls.minVersion "1.3" adds no-tlsv1_2 (coturn\'s switch to a TLS 1.3
   expect(options(conf(manifests())).filter((l) => /tlsv1/.test(l))).toEqual([]);
   expect(options(conf(manifests(config({ coturn: { tls: { minVersion: '1.3' } } })))).filter((l) => /tlsv1/.test(l))).toEqual(['no-tlsv1_2']);
   expect(() => config({ coturn: { tls: { minVersion: '1.1' } } })).toThrow(/coturn\.tls\.minVersion/);
+});
+
+describe('CIDR to range conversion, against Python ipaddress (network_address-broadcast_address)', () => {
+  test.each([
+    ['0.0.0.0/0', '0.0.0.0-255.255.255.255'],
+    ['198.51.100.128/25', '198.51.100.128-198.51.100.255'],
+    ['255.255.255.255/32', '255.255.255.255'],
+    ['::/0', '::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'],
+    ['::1/128', '::1'],
+    ['2001:db8::/32', '2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff'],
+    ['FE80::/10', 'fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff'],
+    // Eight groups, no "::" in the input; RFC 5952's compression of the output: the longest run of zero groups, the first
+    // of two equal runs, never a single zero group.
+    ['2001:db8:0:1:1:1:1:1/128', '2001:db8:0:1:1:1:1:1'],
+    ['2001:db8:0:0:1:0:0:0/128', '2001:db8:0:0:1::'],
+    ['2001:0:0:1:0:0:1:1/128', '2001::1:0:0:1:1'],
+    ['1:0:0:0:0:0:0:0/128', '1::'],
+    ['0:0:0:0:0:0:0:1/128', '::1'],
+  ])('%s -> %s', (cidr, range) => {
+    expect(cidrToRange(cidr)).toBe(range);
+  });
+
+  test.each([
+    ['10.0.0.0/x', 'invalid CIDR "10.0.0.0/x"'],
+    ['10.0.0.0/8.5', 'invalid CIDR "10.0.0.0/8.5"'],
+    ['10.0.0.0/-1', 'invalid CIDR "10.0.0.0/-1"'],
+    ['::/129', 'invalid CIDR "::/129"'],
+    ['256.0.0.0/8', 'invalid IPv4 address "256.0.0.0"'],
+    ['-1.0.0.0/8', 'invalid IPv4 address "-1.0.0.0"'],
+    ['1.2.3/8', 'invalid IPv4 address "1.2.3"'],
+    ['1.2.3.4.5/32', 'invalid IPv4 address "1.2.3.4.5"'],
+    ['1.2.3.x/32', 'invalid IPv4 address "1.2.3.x"'],
+    ['1:2:3:4:5:6:7/128', 'invalid IPv6 address "1:2:3:4:5:6:7"'],
+    ['1:2:3:4:5:6:7:8:9/128', 'invalid IPv6 address "1:2:3:4:5:6:7:8:9"'],
+    ['fe80::g/128', 'invalid IPv6 address "fe80::g"'],
+    ['abcde::/16', 'invalid IPv6 address "abcde::"'],
+    ['10.0.0.1/8', 'CIDR "10.0.0.1/8" has host bits set'],
+    ['2001:db8::1/32', 'CIDR "2001:db8::1/32" has host bits set'],
+  ])('%s is refused: %s', (cidr, message) => {
+    expect(() => cidrToRange(cidr)).toThrow(new Error(message));
+  });
+});
+
+describe('turnserver.conf from props the config never leaves out', () => {
+  const props = (more: Partial<CoturnProps> = {}) => ({ host: 'turn.example.org', relayPorts: { min: 50000, max: 50099 }, userQuota: 12, totalQuota: 50, ...more }) as CoturnProps;
+  const deniedLines = (text: string) => text.split('\n').filter((l) => l.startsWith('denied-peer-ip='));
+
+  test('no extra denied ranges and no TLS version given: the built-in ranges only, TLS 1.2 allowed', () => {
+    const text = turnserverConf(props());
+    expect(deniedLines(text)).toHaveLength(DENIED_PEER_CIDRS.length);
+    expect(text).not.toContain('no-tlsv1_2');
+  });
+
+  test('TLS 1.3 only: the line that turns 1.2 off, with its comment', () => {
+    const lines = turnserverConf(props({ tlsMinVersion: '1.3' })).split('\n');
+    expect(lines.slice(lines.indexOf('no-rfc5780') + 1, lines.indexOf('no-rfc5780') + 3)).toEqual(['# TURNS: TLS 1.3 only.', 'no-tlsv1_2']);
+    expect(turnserverConf(props({ tlsMinVersion: '1.2' }))).not.toContain('no-tlsv1_2');
+  });
+
+  test('a bad extra range names the key and keeps the cause', () => {
+    const refusal = (cidr: string) => {
+      try {
+        turnserverConf(props({ extraDeniedPeerIps: [cidr] }));
+      } catch (e) {
+        return [(e as Error).message, ((e as Error).cause as Error).message];
+      }
+      return undefined;
+    };
+    expect(refusal('10.0.0.0/99')).toEqual(['coturn.extraDeniedPeerIps: not a CIDR "10.0.0.0/99"', 'invalid CIDR "10.0.0.0/99"']);
+    expect(refusal('10.0.0.1/8')).toEqual(['coturn.extraDeniedPeerIps: CIDR "10.0.0.1/8" has host bits set', 'CIDR "10.0.0.1/8" has host bits set']);
+    expect(deniedLines(turnserverConf(props({ extraDeniedPeerIps: ['198.51.100.128/25'] }))).at(-1)).toBe('denied-peer-ip=198.51.100.128-198.51.100.255');
+  });
 });
