@@ -1,6 +1,6 @@
 import { ApiObject, Chart, Testing } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
-import { addSyncOptions, applySyncWaves, HOOK, keepState, setSyncWave, SYNC_OPTIONS, SYNC_WAVE, syncHook } from '../charts/argocd';
+import { addSyncOptions, applySyncWaves, ArgoApplicationChart, HOOK, keepState, setSyncWave, SYNC_OPTIONS, SYNC_WAVE, syncHook } from '../charts/argocd';
 import { resolveConfig } from '../charts/config';
 import { config, find, Manifest, PRODUCTION, synthAll, synthChart } from './util';
 
@@ -323,4 +323,17 @@ describe('applySyncWaves on objects made for the test', () => {
       syncPolicy: { automated: { prune: true, selfHeal: true }, syncOptions: ['ServerSideApply=true', 'ApplyOutOfSyncOnly=true'] },
     });
   });
+});
+
+test('the Application chart on its own: named kudo when no name is given, and pruning only when asked', () => {
+  const chart = new ArgoApplicationChart(Testing.app(), 'argocd', {
+    namespace: 'gitops',
+    project: 'infra',
+    repoURL: 'https://git.example.org/ops.git',
+    targetRevision: 'main',
+    path: 'rendered/staging',
+    prune: false,
+  });
+  const [app] = Testing.synth(chart);
+  expect([app.metadata.namespace, app.metadata.name, app.spec.project, app.spec.syncPolicy.automated]).toEqual(['gitops', 'kudo', 'infra', { prune: false, selfHeal: true }]);
 });
