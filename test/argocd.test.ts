@@ -337,3 +337,17 @@ test('the Application chart on its own: named kudo when no name is given, and pr
   const [app] = Testing.synth(chart);
   expect([app.metadata.namespace, app.metadata.name, app.spec.project, app.spec.syncPolicy.automated]).toEqual(['gitops', 'kudo', 'infra', { prune: false, selfHeal: true }]);
 });
+
+test('a DaemonSet the charts did not place goes in the homeserver wave, and a claim only it mounts goes with it', () => {
+  const ch = new Chart(Testing.app(), 'daemons');
+  new k8s.KubeDaemonSet(ch, 'agent', {
+    metadata: { name: 'agent', namespace: 'a' },
+    spec: { selector: {}, template: { spec: { containers: [{ name: 'c', image: 'i' }], volumes: [{ name: 'cache', persistentVolumeClaim: { claimName: 'cache' } }] } } },
+  });
+  new k8s.KubePersistentVolumeClaim(ch, 'cache', { metadata: { name: 'cache', namespace: 'a' }, spec: {} });
+  applySyncWaves(ch);
+  expect(Testing.synth(ch).map((m: any) => [m.kind, m.metadata.annotations?.[SYNC_WAVE]])).toEqual([
+    ['DaemonSet', '2'],
+    ['PersistentVolumeClaim', '2'],
+  ]);
+});
