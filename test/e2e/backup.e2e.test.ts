@@ -11,7 +11,7 @@ import * as path from 'path';
 import { configMapFile, container, find, generatedSecrets, httpJson, Manifest, podSpec, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles } from './harness';
 import { ImageSandbox, podVolumes, shareWithPod, Volume } from './image';
 import { postgresVersion, RunningPostgres, startPostgres } from './postgres';
-import { login, RunningSynapse, startSynapse } from './synapse';
+import { login, registerUser, RunningSynapse, startSynapse } from './synapse';
 
 const S3 = 's3:https://s3.example.com/kudo';
 const { config, manifests } = rendered({ backup: { s3: { enabled: true, repository: S3 } } });
@@ -159,13 +159,7 @@ beforeAll(async () => {
   source = await startPostgres(manifests, config, secrets);
   // Synapse fills its database: the schema, an admin, a room with messages, and media.
   synapse = await startSynapse(manifests, config, secrets, source);
-  const nonce = (await httpJson(`${synapse.base}/_synapse/admin/v1/register`)).body.nonce;
-  const mac = crypto.createHmac('sha1', secrets.registrationSharedSecret).update(`${nonce}\0alice\0${secrets.adminPassword}\0notadmin`).digest('hex');
-  const reg = await httpJson(`${synapse.base}/_synapse/admin/v1/register`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ nonce, username: 'alice', password: secrets.adminPassword, admin: false, mac }),
-  });
+  const reg = await registerUser(synapse.base, secrets.registrationSharedSecret, 'alice', secrets.adminPassword);
   expect(reg.status).toBe(200);
   const token = await login(synapse.base, 'alice', secrets.adminPassword);
   const auth = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };

@@ -21,7 +21,7 @@ import { ApiServer, startApiServer } from './apiserver';
 import { configMapFile, container, find, httpJson, Manifest, podSpec, Program, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles } from './harness';
 import { diskEmptyDirUsage, ImageSandbox, podVolumes, shareWithPod } from './image';
 import { RunningPostgres, startPostgres } from './postgres';
-import { login, RunningSynapse, startSynapse } from './synapse';
+import { login, registerUser, RunningSynapse, startSynapse } from './synapse';
 
 const sizeFromEnv = (name: string, fallback: number) => {
   const v = Number(process.env[name] ?? fallback);
@@ -222,13 +222,7 @@ beforeAll(async () => {
   stops.push(() => (oldLost ? Promise.resolve() : synapse.stop()));
 
   // A user, a room with messages, media: through Synapse's own APIs, as clients make them.
-  const nonce = (await httpJson(`${synapse.base}/_synapse/admin/v1/register`)).body.nonce;
-  const mac = crypto.createHmac('sha1', old.values.registrationSharedSecret).update(`${nonce}\0alice\0alice-password\0notadmin`).digest('hex');
-  const reg = await httpJson(`${synapse.base}/_synapse/admin/v1/register`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ nonce, username: 'alice', password: 'alice-password', admin: false, mac }),
-  });
+  const reg = await registerUser(synapse.base, old.values.registrationSharedSecret, 'alice', 'alice-password');
   if (reg.status !== 200) throw new Error(`register: ${JSON.stringify(reg.body)}`);
   const token = await login(synapse.base, 'alice', 'alice-password');
   const auth = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };

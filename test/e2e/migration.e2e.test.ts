@@ -25,7 +25,7 @@
  * and port of the test's server, the media folder for /media).
  */
 import { execFileSync } from 'child_process';
-import { createHash, createHmac } from 'crypto';
+import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
@@ -33,7 +33,7 @@ import { ENV_FILE_VARIABLES } from '../../charts/env-file';
 import { SYNAPSE_MEDIA_DIR } from '../../charts/synapse';
 import { container, find, generatedSecrets, httpJson, Manifest, programs, rendered, ROOT, sleep, tempDir } from './harness';
 import { postgresVersion, RunningPostgres, startPostgres } from './postgres';
-import { login, RunningSynapse, startSynapse, synapseVersion } from './synapse';
+import { login, registerUser, RunningSynapse, startSynapse, synapseVersion } from './synapse';
 
 /**
  * The README's commands. `readme` is the line an operator types; `runs` is the
@@ -121,13 +121,7 @@ function tableDigests(pg: RunningPostgres): Record<string, string> {
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 async function fillOldServer(s: RunningSynapse): Promise<void> {
-  const nonce = (await httpJson(`${s.base}/_synapse/admin/v1/register`)).body.nonce;
-  const mac = createHmac('sha1', oldSecrets.registrationSharedSecret).update(`${nonce}\0alice\0${PASSWORD}\0notadmin`).digest('hex');
-  const reg = await httpJson(`${s.base}/_synapse/admin/v1/register`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ nonce, username: 'alice', password: PASSWORD, admin: false, mac }),
-  });
+  const reg = await registerUser(s.base, oldSecrets.registrationSharedSecret, 'alice', PASSWORD);
   expect(reg.status).toBe(200);
   before.token = await login(s.base, 'alice', PASSWORD);
   const auth = { Authorization: `Bearer ${before.token}`, 'Content-Type': 'application/json' };

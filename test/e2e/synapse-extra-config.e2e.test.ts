@@ -5,13 +5,12 @@
  * uses the login rate limit, the SMTP server and the OIDC provider the
  * settings name, and sends the OIDC client secret it read from that file.
  */
-import { createHmac } from 'crypto';
 import * as http from 'http';
 import * as net from 'net';
 import * as yaml from 'js-yaml';
 import { configMapFile, container, find, freePort, generatedSecrets, httpJson, podSpec, rendered } from './harness';
 import { RunningPostgres, startPostgres } from './postgres';
-import { RunningSynapse, startSynapse } from './synapse';
+import { registerUser, RunningSynapse, startSynapse } from './synapse';
 
 const CLIENT_SECRET = 'oidc-client-secret-from-a-kubernetes-secret';
 
@@ -203,13 +202,7 @@ test('SSO: the provider is offered, and its token endpoint gets the client secre
 
 test('email: a validation mail goes through the configured SMTP server, from the configured sender', async () => {
   // A user, by the shared-secret registration the admin bootstrap uses.
-  const nonce = (await httpJson(`${synapse.base}/_synapse/admin/v1/register`)).body.nonce;
-  const mac = createHmac('sha1', secrets.registrationSharedSecret).update(`${nonce}\0mailuser\0correct horse\0notadmin`).digest('hex');
-  const registered = await httpJson(`${synapse.base}/_synapse/admin/v1/register`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ nonce, username: 'mailuser', password: 'correct horse', admin: false, mac }),
-  });
+  const registered = await registerUser(synapse.base, secrets.registrationSharedSecret, 'mailuser', 'correct horse');
   expect(registered.status).toBe(200);
   const request = await httpJson(`${synapse.base}/_matrix/client/v3/account/3pid/email/requestToken`, {
     method: 'POST',

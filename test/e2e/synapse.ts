@@ -4,12 +4,13 @@
  * main container's command and env, and the generated secrets as files.
  */
 import { execFileSync } from 'child_process';
+import { createHmac } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
 import type { KudoConfig } from '../../charts/config';
 import { SYNAPSE_SECRETS_DIR } from '../../charts/synapse';
-import { configMapFile, container, find, freePort, Manifest, Program, programs, rewritePaths, secretVolumeFiles, tempDir, writeSecretFiles } from './harness';
+import { configMapFile, container, find, freePort, httpJson, Manifest, Program, programs, rewritePaths, secretVolumeFiles, tempDir, writeSecretFiles } from './harness';
 import { RunningPostgres } from './postgres';
 
 export interface RunningSynapse {
@@ -124,6 +125,20 @@ export async function startSynapse(
 }
 
 /** An access token for a local user, by password login. */
+/**
+ * Registers a user who is not an admin through Synapse's shared-secret registration (what the admin bootstrap and the
+ * app use): a nonce, then the HMAC-SHA1 of nonce, user, password and "notadmin". Returns Synapse's answer.
+ */
+export async function registerUser(base: string, sharedSecret: string, user: string, password: string): Promise<{ status: number; body: any }> {
+  const nonce = (await httpJson(`${base}/_synapse/admin/v1/register`)).body.nonce;
+  const mac = createHmac('sha1', sharedSecret).update(`${nonce}\0${user}\0${password}\0notadmin`).digest('hex');
+  return httpJson(`${base}/_synapse/admin/v1/register`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ nonce, username: user, password, admin: false, mac }),
+  });
+}
+
 export async function login(base: string, user: string, password: string): Promise<string> {
   const r = await fetch(`${base}/_matrix/client/v3/login`, {
     method: 'POST',

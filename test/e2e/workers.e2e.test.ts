@@ -8,13 +8,13 @@
  * written by the event persister and seen by a sync on the synchrotron.
  */
 import { execFileSync, spawnSync } from 'child_process';
-import { createHmac } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { routeFor, WORKER_TYPE_NAMES, WorkerTypeName } from '../../charts/synapse-workers';
 import { configMapFile, generatedSecrets, httpJson, programs, rendered, tempDir } from './harness';
 import { RunningPostgres, startPostgres } from './postgres';
 import { RunningRedis, startRedis } from './redis';
+import { registerUser } from './synapse';
 import { RunningRouter, RunningSynapseProcesses, startRouter, startSynapseProcesses } from './synapse-workers';
 
 // One process of every worker type, and two synchrotrons (sync is sticky per user).
@@ -87,14 +87,8 @@ describe("a client's journey through the router", () => {
 
   test('register (shared secret), log in, who am I', async () => {
     expect((await httpJson(`${base}/_matrix/client/versions`)).status).toBe(200);
-    const nonce = (await httpJson(`${base}/_synapse/admin/v1/register`)).body.nonce;
     const password = 'correct horse battery staple';
-    const mac = createHmac('sha1', secrets.registrationSharedSecret).update(`${nonce}\0alice\0${password}\0notadmin`).digest('hex');
-    const reg = await httpJson(`${base}/_synapse/admin/v1/register`, {
-      method: 'POST',
-      headers: json,
-      body: JSON.stringify({ nonce, username: 'alice', password, admin: false, mac }),
-    });
+    const reg = await registerUser(base, secrets.registrationSharedSecret, 'alice', password);
     expect(reg.status).toBe(200);
     const login = await httpJson(`${base}/_matrix/client/v3/login`, {
       method: 'POST',
@@ -170,9 +164,7 @@ describe("a client's journey through the router", () => {
     const servers = new Map<string, Set<string>>();
     for (const user of ['bob', 'carol', 'dave', 'erin', 'frank', 'grace']) {
       const password = `${user} password`;
-      const nonce = (await httpJson(`${base}/_synapse/admin/v1/register`)).body.nonce;
-      const mac = createHmac('sha1', secrets.registrationSharedSecret).update(`${nonce}\0${user}\0${password}\0notadmin`).digest('hex');
-      await httpJson(`${base}/_synapse/admin/v1/register`, { method: 'POST', headers: json, body: JSON.stringify({ nonce, username: user, password, admin: false, mac }) });
+      await registerUser(base, secrets.registrationSharedSecret, user, password);
       const login = await httpJson(`${base}/_matrix/client/v3/login`, {
         method: 'POST',
         headers: json,
