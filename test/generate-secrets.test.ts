@@ -8,13 +8,17 @@ import * as os from 'os';
 import * as path from 'path';
 import { BASIC_FEATURES, secretPlan } from '../charts/secrets';
 import { FakeKubeApi } from './fake-kube-api';
-import { config } from './util';
+import { config, lazy } from './util';
 
 const FILES = path.resolve(__dirname, '..', 'charts', 'files');
 const c = config();
-const plan = secretPlan(c.secrets.refs, c.namespaces, BASIC_FEATURES);
-const planFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-plan-')), 'plan.json');
-fs.writeFileSync(planFile, JSON.stringify({ values: plan }));
+// Made on first use inside a test (under Stryker, in each test), so mutants in the plan's code are covered per test.
+const thePlan = lazy(() => secretPlan(c.secrets.refs, c.namespaces, BASIC_FEATURES));
+const thePlanFile = lazy(() => {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-plan-')), 'thePlan().json');
+  fs.writeFileSync(file, JSON.stringify({ values: thePlan() }));
+  return file;
+});
 
 let api: FakeKubeApi;
 let url: string;
@@ -25,7 +29,7 @@ beforeEach(async () => {
 afterEach(() => api.stop());
 
 function generate(): Promise<{ status: number; output: string }> {
-  return runPython(['generate_secrets.py', planFile]);
+  return runPython(['generate_secrets.py', thePlanFile()]);
 }
 
 /** Runs a bundled script asynchronously (a synchronous spawn would stall the fake API in this process). */
@@ -45,11 +49,15 @@ export function runPython(args: string[], env: Record<string, string> = {}): Pro
 }
 
 test('sanity: the plan covers every value in both namespaces it is read in', () => {
-  const turn = plan.find((p) => p.name === 'turnSharedSecret')!;
+  const turn = thePlan().find((p) => p.name === 'turnSharedSecret')!;
   expect(turn.destinations.map((d) => d.namespace)).toEqual(['kudo', 'kudo-media']);
   // Every value but the workers' replication secret and the backup repository's password (the basic features have
   // neither workers nor backups).
-  expect(plan.map((p) => p.name).sort()).toEqual(
+  expect(
+    thePlan()
+      .map((p) => p.name)
+      .sort(),
+  ).toEqual(
     Object.keys(c.secrets.refs)
       .filter((k) => !['workerReplicationSecret', 'backupPassword'].includes(k))
       .sort(),
@@ -70,7 +78,7 @@ test('an empty cluster gets every value, shared ones identical in each namespace
   expect(api.values('kudo-media', 'kudo-livekit')!.api_key).toMatch(/^API[A-Za-z0-9]{12}$/);
   expect(api.values('kudo-media', 'kudo-livekit')!.api_secret.length).toBeGreaterThanOrEqual(32);
   // Distinct values, not one value reused.
-  const all = plan.map((p) => api.values(p.destinations[0].namespace, p.destinations[0].secret)![p.destinations[0].key]);
+  const all = thePlan().map((p) => api.values(p.destinations[0].namespace, p.destinations[0].secret)![p.destinations[0].key]);
   expect(new Set(all).size).toBe(all.length);
   expect(api.secrets.get('kudo/kudo-synapse')!.metadata.labels).toEqual({ 'app.kubernetes.io/managed-by': 'kudo-secrets-generator' });
 });
@@ -138,10 +146,10 @@ describe('the Secrets in the backup: export_secrets.py, then generate_secrets.py
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-secrets-export-'));
   const exported = path.join(dir, 'secrets.json');
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const exportValues = () => runPython(['export_secrets.py', planFile, exported]);
-  const restore = (file = exported) => runPython(['generate_secrets.py', planFile, '--restore', file]);
+  const exportValues = () => runPython(['export_secrets.py', thePlanFile(), exported]);
+  const restore = (file = exported) => runPython(['generate_secrets.py', thePlanFile(), '--restore', file]);
   /** Every planned value as the API holds it, by name (first destination). */
-  const held = (a: FakeKubeApi) => Object.fromEntries(plan.map((p) => [p.name, a.values(p.destinations[0].namespace, p.destinations[0].secret)?.[p.destinations[0].key]]));
+  const held = (a: FakeKubeApi) => Object.fromEntries(thePlan().map((p) => [p.name, a.values(p.destinations[0].namespace, p.destinations[0].secret)?.[p.destinations[0].key]]));
 
   test('a new cluster restored from the export holds every value of the old one, in every namespace', async () => {
     expect((await generate()).status).toBe(0);
