@@ -31,13 +31,53 @@ test('the ingress controller reaches Synapse, the well-known server and ACME sol
   // Traefik by default, in the namespace its chart installs into.
   const ms = manifests();
   const syn = policy(ms, 'synapse');
-  expect(names(syn.spec.ingress[0].from)).toEqual(['traefik', 'kudo-app', 'admin-bootstrap', 'smoke-test']);
-  expect(ports(syn.spec.ingress[0])).toEqual(['TCP/8008']);
+  expect(syn.spec.ingress.map((r: any) => `${names(r.from).join(',')} ${ports(r).join(',')}`)).toEqual(['traefik TCP/8009', 'kudo-app,admin-bootstrap,smoke-test TCP/8008']);
   expect(names(syn.spec.egress[0].to)).toEqual(['postgres']);
   expect(ports(syn.spec.egress[1])).toEqual(['TCP/443', 'TCP/8448']);
   expect(names(policy(ms, 'matrix-well-known').spec.ingress[0].from)).toEqual(['traefik']);
   expect(names(policy(ms, 'acme-http01-solver').spec.ingress[0].from)).toEqual(['traefik']);
   expect(ports(policy(ms, 'acme-http01-solver').spec.ingress[0])).toEqual(['TCP/8089']);
+});
+
+describe('X-Forwarded-For: only the public proxy reaches a listener that believes it', () => {
+  // Synapse takes the client address (rate limits, the sessions' IPs) from the header on 8009 (x_forwarded: true) and from
+  // the connection on 8008; with workers the router stands in front, and on 8008 it writes the caller's own address.
+  const admitted = (p: Manifest, peer: string) => p.spec.ingress.filter((r: any) => names(r.from).includes(peer)).flatMap(ports);
+  const inside = ['kudo-app', 'admin-bootstrap', 'smoke-test'];
+
+  test('one process: the ingress controller on 8009; the app, the bootstrap Job and the smoke test on 8008 only', () => {
+    const syn = policy(manifests(), 'synapse');
+    expect(admitted(syn, 'traefik')).toEqual(['TCP/8009']);
+    for (const peer of inside) expect([peer, admitted(syn, peer)]).toEqual([peer, ['TCP/8008']]);
+  });
+
+  test('workers: the same on the router, and the processes admit the router alone, on 8009', () => {
+    const ms = manifests(config({ ...PRODUCTION }));
+    const router = policy(ms, 'synapse-router');
+    expect(admitted(router, 'traefik')).toEqual(['TCP/8009']);
+    for (const peer of inside) expect([peer, admitted(router, peer)]).toEqual([peer, ['TCP/8008']]);
+    expect(router.spec.egress.map(ports)).toEqual([['TCP/8009']]);
+    const processes = policy(ms, 'synapse');
+    expect(admitted(processes, 'synapse-router')).toEqual(['TCP/8009']);
+    expect(processes.spec.ingress.filter((r: any) => ports(r).includes('TCP/8008') || ports(r).includes('TCP/8009')).flatMap((r: any) => names(r.from))).toEqual([
+      'synapse-router',
+    ]);
+  });
+
+  test("gateway-api: the Gateway's proxies are the public proxy, on 8009", () => {
+    const ms = manifests(config({ routing: 'gateway-api', gatewayApi: { gatewayClassName: 'istio' } }));
+    const syn = policy(ms, 'synapse');
+    expect(syn.spec.ingress.filter((r: any) => r.from.some((f: any) => f.podSelector?.matchLabels?.['gateway.networking.k8s.io/gateway-name'] === 'kudo')).flatMap(ports)).toEqual([
+      'TCP/8009',
+    ]);
+    for (const peer of inside) expect([peer, admitted(syn, peer)]).toEqual([peer, ['TCP/8008']]);
+  });
+
+  test('the Jobs call Synapse on 8008', () => {
+    const ms = manifests();
+    expect(policy(ms, 'admin-bootstrap').spec.egress.map(ports)).toEqual([['TCP/8008']]);
+    expect(ports(policy(ms, 'smoke-test').spec.egress[0])).toEqual(['TCP/8008']);
+  });
 });
 
 test('the controller family decides the namespace admitted, unless ingress.namespace says otherwise', () => {
@@ -76,7 +116,7 @@ describe('gateway-api with the Gateway in the stack namespace (the default): its
     expect(p.spec.ingress).toEqual([{ from: anywhere, ports: ['80', '443', '10080', '10443'].map((x) => ({ protocol: 'TCP', port: Number(x) })) }]);
     const egress = p.spec.egress.map((r: any) => `${names(r.to).join(',')} ${ports(r).join(',')}`);
     expect(egress).toEqual([
-      'synapse TCP/8008',
+      'synapse TCP/8009',
       'matrix-well-known TCP/8080',
       // LiveKit is on the host network: its Service's endpoints are node addresses.
       '0.0.0.0/0,::/0 TCP/7880',

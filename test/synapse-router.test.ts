@@ -20,6 +20,10 @@
  *   rules in order; regsub replaces the first match, `\N` is group N, a subject
  *   that does not match is returned unchanged; a fetch that finds nothing sets
  *   nothing. Converter arguments are parsed the way src/arg.c make_arg_list does.
+ * - `bind :<port> [name <name>]` (5.1), `so_name` (7.3.3: the name of the bind
+ *   the request arrived on), `src` (7.3.3: the caller's address), and
+ *   `http-request set-header <name> %[<fetch>]` (4.2: replaces every occurrence
+ *   of the header), in order with the set-var rules.
  *
  * Anything else in the section makes the parser throw, so a new kind of rule
  * fails here until it is modelled.
@@ -46,6 +50,11 @@ interface Request {
   readonly url: string;
   /** Header name (lower case) to value. */
   readonly headers?: Readonly<Record<string, string>>;
+  /** The port of the bind it arrived on, and the caller's address (src). */
+  readonly port?: number;
+  readonly src?: string;
+  /** The name of the bind on that port (so_name): route() looks it up. */
+  readonly bindName?: string;
 }
 
 // ---- Words of a config line (manual 2.2): unquoted whitespace separates words; '...' is kept
@@ -181,6 +190,11 @@ function fetch(spec: string, req: Request, vars: Vars): Sample {
     }
     case 'var':
       return vars.has(args[0]) ? [vars.get(args[0])!] : undefined;
+    case 'src':
+      if (req.src === undefined) throw new Error(`src: the request names no caller address`);
+      return [req.src];
+    case 'so_name':
+      return req.bindName === undefined ? undefined : [req.bindName];
     case 'nbsrv':
       throw new Error('nbsrv is evaluated by the caller');
     default:
@@ -294,7 +308,20 @@ function holds(cond: Condition, req: Request, vars: Vars, up: (b: string) => num
   return cond.some((all) => all.every(({ not, acls }) => acls.some((a) => aclMatches(a, req, vars, up)) !== not));
 }
 
+interface Bind {
+  readonly port: number;
+  readonly name?: string;
+}
+
+/** An http-request rule: set a variable to a sample expression, or a header to a `%[<fetch>]` format. */
+type RequestRule =
+  | { readonly kind: 'set-var'; readonly name: string; readonly expr: string; readonly cond: Condition }
+  | { readonly kind: 'set-header'; readonly header: string; readonly fetch: string; readonly cond: Condition };
+
 interface Frontend {
+  readonly binds: readonly Bind[];
+  /** The http-request rules, in order. */
+  readonly requestRules: readonly RequestRule[];
   readonly setVars: readonly { readonly name: string; readonly expr: string; readonly cond: Condition }[];
   readonly rules: readonly { readonly backend: string; readonly cond: Condition }[];
   readonly defaultBackend: string;
@@ -307,7 +334,8 @@ function frontend(cfg: string, name: string): Frontend {
   const start = lines.indexOf(`frontend ${name}`);
   if (start < 0) throw new Error(`no frontend ${name}`);
   const acls = new Map<string, Acl[]>();
-  const setVars: { name: string; expr: string; cond: Condition }[] = [];
+  const binds: Bind[] = [];
+  const requestRules: RequestRule[] = [];
   const rules: { backend: string; cond: Condition }[] = [];
   const regexes: string[] = [];
   let defaultBackend: string | undefined;
@@ -316,8 +344,14 @@ function frontend(cfg: string, name: string): Frontend {
     const ws = words(line.trim());
     const ifAt = (from: number) => (ws.indexOf('if', from) < 0 ? ws.length : ws.indexOf('if', from));
     switch (ws[0]) {
-      case 'bind':
+      case 'bind': {
+        // bind :<port> [name <name>]
+        const port = /^:(\d+)$/.exec(ws[1]);
+        const rest = ws.slice(2);
+        if (!port || !(rest.length === 0 || (rest.length === 2 && rest[0] === 'name'))) throw new Error(`bind ${ws.slice(1).join(' ')} is not modelled`);
+        binds.push({ port: Number(port[1]), name: rest[1] });
         break;
+      }
       case 'acl': {
         const acl = parseAcl(ws.slice(2));
         if (acl.fetch.startsWith('path_reg')) regexes.push(...acl.patterns);
@@ -325,12 +359,19 @@ function frontend(cfg: string, name: string): Frontend {
         break;
       }
       case 'http-request': {
+        if (ws[1] === 'set-header') {
+          // set-header <name> <fmt>: a log-format string (manual 8.2.6), modelled as one %[<fetch>] only.
+          const fmt = /^%\[([a-z_.]+)\]$/.exec(ws[3] ?? '');
+          if (!fmt || ifAt(4) !== 4) throw new Error(`set-header format ${ws.slice(3).join(' ')} is not modelled`);
+          requestRules.push({ kind: 'set-header', header: ws[2].toLowerCase(), fetch: fmt[1], cond: parseCondition(ws.slice(4), acls) });
+          break;
+        }
         const m = /^set-var\((.+)\)$/.exec(ws[1]);
         if (!m) throw new Error(`http-request ${ws[1]} is not modelled`);
         const end = ifAt(2);
         if (end !== 3) throw new Error(`set-var expression of several words: ${line}`);
         for (const conv of chain(ws[2]).slice(1)) regexes.push(call(conv).args[0]);
-        setVars.push({ name: m[1], expr: ws[2], cond: parseCondition(ws.slice(end), acls) });
+        requestRules.push({ kind: 'set-var', name: m[1], expr: ws[2], cond: parseCondition(ws.slice(end), acls) });
         break;
       }
       case 'use_backend':
@@ -344,19 +385,32 @@ function frontend(cfg: string, name: string): Frontend {
     }
   }
   if (!defaultBackend) throw new Error(`frontend ${name} has no default_backend`);
-  return { setVars, rules, defaultBackend, regexes };
+  const setVars = requestRules.flatMap((r) => (r.kind === 'set-var' ? [r] : []));
+  return { binds, requestRules, setVars, rules, defaultBackend, regexes };
 }
 
-/** What HAProxy does with a request: its variables, then the first use_backend whose condition holds. */
-function route(fe: Frontend, req: Request, up: (b: string) => number = () => 1): { backend: string; vars: Vars } {
+/**
+ * What HAProxy does with a request: its http-request rules in order (variables, headers), then the first
+ * use_backend whose condition holds. Returns the headers the backend receives.
+ */
+function route(fe: Frontend, request: Request, up: (b: string) => number = () => 1): { backend: string; vars: Vars; headers: Record<string, string> } {
+  const bind = request.port === undefined ? undefined : fe.binds.find((b) => b.port === request.port);
+  if (request.port !== undefined && bind === undefined) throw new Error(`the frontend has no bind on port ${request.port}`);
+  const req: Request = { ...request, headers: { ...request.headers }, bindName: bind?.name };
+  const headers = req.headers as Record<string, string>;
   const vars: Vars = new Map();
-  for (const s of fe.setVars) {
+  for (const s of fe.requestRules) {
     if (!holds(s.cond, req, vars, up)) continue;
-    const v = evaluate(s.expr, req, vars);
-    if (v !== undefined) vars.set(s.name, v);
+    if (s.kind === 'set-var') {
+      const v = evaluate(s.expr, req, vars);
+      if (v !== undefined) vars.set(s.name, v);
+    } else {
+      // set-header replaces every occurrence; a fetch that finds nothing gives an empty value.
+      headers[s.header] = fetch(s.fetch, req, vars)?.join(',') ?? '';
+    }
   }
   const rule = fe.rules.find((r) => holds(r.cond, req, vars, up));
-  return { backend: rule?.backend ?? fe.defaultBackend, vars };
+  return { backend: rule?.backend ?? fe.defaultBackend, vars, headers };
 }
 
 const fe = lazy(() => frontend(find(synthAll(production), 'ConfigMap', 'synapse-router').data['haproxy.cfg'] as string, 'synapse'));
@@ -478,5 +532,33 @@ describe('the variables the pools are balanced by', () => {
     expect(vars({ url: '/_matrix/client/v3/rooms/%21r%3Aexample.com/state/m.room.name/' })['txn.room']).toBe('%21r%3Aexample.com');
     expect(vars({ url: '/_matrix/client/v3/user/@a:example.com/rooms/!r:example.com/tags/u.work' })['txn.room']).toBe('!r:example.com');
     expect(vars({ url: '/_matrix/client/v3/createRoom' })['txn.room']).toBe('/_matrix/client/v3/createRoom');
+  });
+});
+
+describe('X-Forwarded-For: the client address Synapse counts (rate limits, the sessions an admin sees)', () => {
+  // Every Synapse process believes the header (x_forwarded: true), and only the router reaches them;
+  // the router believes only the public proxy, which alone reaches 8009 (the NetworkPolicies).
+  const forged = { url: '/_matrix/client/v3/account/whoami', headers: { 'x-forwarded-for': '203.0.113.7' } };
+
+  test('the router listens on 8008 for callers inside the cluster and on 8009 for the public proxy', () => {
+    expect(fe().binds).toEqual([
+      { port: 8008, name: 'internal' },
+      { port: 8009, name: 'public' },
+    ]);
+  });
+
+  test("on 8008 the header is the caller's own address, whatever it sent", () => {
+    expect(route(fe(), { ...forged, port: 8008, src: '10.42.0.15' }).headers['x-forwarded-for']).toBe('10.42.0.15');
+    expect(route(fe(), { url: forged.url, port: 8008, src: '10.42.0.15' }).headers['x-forwarded-for']).toBe('10.42.0.15');
+  });
+
+  test("on 8009 the public proxy's header passes as it set it", () => {
+    expect(route(fe(), { url: forged.url, headers: { 'x-forwarded-for': '198.51.100.23' }, port: 8009, src: '10.42.1.3' }).headers['x-forwarded-for']).toBe('198.51.100.23');
+  });
+
+  test('both ports route by the same rules', () => {
+    for (const [url] of PATH_CASES) {
+      expect([url, route(fe(), { url, port: 8008, src: '10.42.0.15' }).backend]).toEqual([url, route(fe(), { url, port: 8009, src: '10.42.1.3' }).backend]);
+    }
   });
 });

@@ -52,11 +52,33 @@ test('runs with --no-secrets-in-config and the DB password from an in-memory pgp
   expect(c.volumeMounts.map((m: any) => m.name)).not.toContain('db-password');
 });
 
-test('listeners: client+federation on 8008 behind a proxy, and metrics', () => {
+test("listeners: client+federation on 8008, where the caller's own address counts, and on 8009, where the proxy's X-Forwarded-For does; metrics", () => {
   const hs = homeserver(manifests());
-  expect(hs.listeners[0]).toMatchObject({ port: 8008, type: 'http', x_forwarded: true, resources: [{ names: ['client', 'federation'] }] });
-  expect(hs.listeners[1]).toMatchObject({ port: 9000, type: 'metrics' });
+  expect(hs.listeners.map((l: any) => [l.port, l.type, l.x_forwarded, l.bind_addresses, l.resources?.[0].names])).toEqual([
+    [8008, 'http', false, ['0.0.0.0'], ['client', 'federation']],
+    [8009, 'http', true, ['0.0.0.0'], ['client', 'federation']],
+    [9000, 'metrics', undefined, ['0.0.0.0'], undefined],
+  ]);
   expect(hs.enable_metrics).toBe(true);
+});
+
+test('the public routes go to 8009, the in-cluster URL to 8008; the Service and the container name both', () => {
+  const ms = manifests();
+  const ing = find(ms, 'Ingress', 'synapse');
+  expect(ing.spec.rules[0].http.paths.map((p: any) => [p.path, p.backend.service.port])).toEqual([
+    ['/_matrix', { number: 8009 }],
+    ['/_synapse/client', { number: 8009 }],
+  ]);
+  expect(find(ms, 'Service', 'synapse').spec.ports.map((p: any) => [p.name, p.port, p.targetPort])).toEqual([
+    ['http', 8008, 'http'],
+    ['proxied', 8009, 'proxied'],
+    ['metrics', 9000, 'metrics'],
+  ]);
+  expect(container(find(ms, 'Deployment', 'synapse'), 'synapse').ports.map((p: any) => [p.name, p.containerPort])).toEqual([
+    ['http', 8008],
+    ['proxied', 8009],
+    ['metrics', 9000],
+  ]);
 });
 
 test('database settings point at the PostgreSQL Service with the configured pool', () => {
@@ -169,7 +191,7 @@ describe('the admin API for an app outside the cluster (opt-in)', () => {
     expect(nginx.spec.rules).toEqual([
       {
         host: 'matrix.example.com',
-        http: { paths: [{ path: '/_synapse/admin', pathType: 'Prefix', backend: { service: { name: 'synapse', port: { number: 8008 } } } }] },
+        http: { paths: [{ path: '/_synapse/admin', pathType: 'Prefix', backend: { service: { name: 'synapse', port: { number: 8009 } } } }] },
       },
     ]);
     expect(nginx.spec.tls).toEqual([{ hosts: ['matrix.example.com'], secretName: 'synapse-tls' }]);
