@@ -3,7 +3,8 @@
  * generator, PostgreSQL, Synapse filled by real clients, the admin bootstrap) is backed up by the rendered nightly
  * steps, then lost whole; a new one is rebuilt from the off-site repository and its password alone: the Secrets
  * (secrets.restoreFromBackup), the database, the media. Afterwards the server has its old identity, users their
- * rooms and media, the app working credentials.
+ * rooms and media, the app working credentials, and LiveKit (the new render's Deployment on the restored Secret)
+ * accepts the tokens the app minted before the loss.
  *
  * restic's steps run in restic's image as the pod's user, each held to its container's memory limit (a cgroup), with
  * its memory emptyDirs as tmpfs of their size and its disk emptyDirs on disk (checked against their sizeLimit, as the
@@ -17,10 +18,14 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
+import { AccessToken } from 'livekit-server-sdk';
+import { FakeKubeApi } from '../fake-kube-api';
 import { ApiServer, startApiServer } from './apiserver';
-import { configMapFile, container, find, httpJson, Manifest, podSpec, Program, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles } from './harness';
+import { configMapFile, container, find, httpJson, Manifest, PodNetwork, podSpec, Program, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles } from './harness';
 import { diskEmptyDirUsage, ImageSandbox, podVolumes, shareWithPod } from './image';
+import { prepareLiveKit, startLiveKit } from './livekit';
 import { RunningPostgres, startPostgres } from './postgres';
+import { startRedis } from './redis';
 import { login, registerUser, RunningSynapse, startSynapse } from './synapse';
 
 const sizeFromEnv = (name: string, fallback: number) => {
@@ -193,7 +198,11 @@ const old = {
   messages: [] as string[],
   media: new Map<string, string>(),
   tables: 0,
+  /** A LiveKit token the app minted with the old cluster's key (room listing, valid for hours, as an app caches one). */
+  livekitToken: '',
 };
+/** The Secret values the rebuilt cluster holds after the runbook's Secrets step. */
+let rebuiltValues: Record<string, string> | undefined;
 let backupsOld: string;
 /** The old cluster was stopped and removed (the loss). */
 let oldLost = false;
@@ -256,6 +265,9 @@ beforeAll(async () => {
   // The app's credentials, as the bootstrap Job hands them over.
   const boot = await bootstrap(api, synapse, old.values, before.manifests);
   if (boot.code !== 0) throw new Error(`bootstrap failed:\n${boot.output}`);
+  const livekitToken = new AccessToken(old.values.livekitApiKey, old.values.livekitApiSecret, { identity: 'kudo-app', ttl: '6h' });
+  livekitToken.addGrant({ roomList: true });
+  old.livekitToken = await livekitToken.toJwt();
   // The database's bulk: rows in a table Synapse has (event JSON of a room no one is in), up to DB_MIB.
   const server = before.config.serverName;
   for (let batch = 0; Number(pg.psql('SELECT pg_database_size(current_database())')) < DB_MIB * MiB; batch++) {
@@ -425,6 +437,7 @@ describe(`disaster recovery of ${DB_MIB} MiB of database and ${MEDIA_MIB} MiB of
       const values = heldValues(api, after.manifests);
       // Every value, the LiveKit key and secret among them: tokens the app mints with the old key stay valid.
       expect(values).toEqual(old.values);
+      rebuiltValues = values;
       mark('secrets', t);
 
       // Step 3: PostgreSQL, then the database from the off-site repository.
@@ -507,4 +520,31 @@ describe(`disaster recovery of ${DB_MIB} MiB of database and ${MEDIA_MIB} MiB of
     },
     6 * STEP_TIMEOUT,
   );
+
+  test('LiveKit, started from the rebuilt Secrets, accepts the token the app minted before the loss', async () => {
+    if (rebuiltValues === undefined) throw new Error('the rebuild did not get past its Secrets step');
+    // The rendered LiveKit Deployment of the new cluster (its Redis too), on a node the address lookup finds.
+    const network = new PodNetwork();
+    stops.push(() => Promise.resolve(network.remove()));
+    const redis = await startRedis(after.manifests, after.config, rebuiltValues, network);
+    stops.push(() => redis.program.stop());
+    const nodes = new FakeKubeApi();
+    const nodesUrl = await nodes.start();
+    stops.push(() => nodes.stop());
+    nodes.putNode('kudo-node-new', [{ type: 'InternalIP', address: network.podAddress }]);
+    const run = await prepareLiveKit(after.manifests, after.config, rebuiltValues, network, redis.port, nodesUrl, 'kudo-node-new');
+    const livekit = startLiveKit(run);
+    stops.push(() => livekit.stop());
+    const url = `http://${network.podAddress}:${run.port}`;
+    await livekit.waitFor('GET / 200', async () => (await httpJson(`${url}/`)).status === 200, 60_000);
+
+    const listRooms = (jwt: string) =>
+      httpJson(`${url}/twirp/livekit.RoomService/ListRooms`, { method: 'POST', headers: { Authorization: `Bearer ${jwt}`, 'Content-Type': 'application/json' }, body: '{}' });
+    const accepted = await listRooms(old.livekitToken);
+    expect({ status: accepted.status, body: accepted.body }).toEqual({ status: 200, body: { rooms: [] } });
+    // Control: the same key ID signed with any other secret (what a freshly generated pair would be) is refused.
+    const other = new AccessToken(old.values.livekitApiKey, crypto.randomBytes(32).toString('base64url'), { identity: 'kudo-app', ttl: '6h' });
+    other.addGrant({ roomList: true });
+    expect((await listRooms(await other.toJwt())).status).toBe(401);
+  }, 180_000);
 });
