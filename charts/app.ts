@@ -193,7 +193,7 @@ function databases(app: Construct, config: KudoConfig): { database: DatabaseConn
       scheduling: scheduling(config, 'postgres'),
     });
     // The owner's credentials are in the Secret the operator makes.
-    database = { host: cluster.host, port: cluster.port, name: 'synapse', user: 'synapse', password: cluster.passwordSecret };
+    database = { host: cluster.host, port: cluster.port, name: 'synapse', user: 'synapse', password: cluster.passwordSecret, tls: cluster.tls };
   } else {
     const e = pg.external;
     database = {

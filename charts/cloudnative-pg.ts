@@ -25,6 +25,7 @@ import {
 import { setSyncWave, WAVE } from './argocd';
 import { imageRef, labels } from './common';
 import type { ImageConfig, ResourcesConfig, StorageConfig } from './config';
+import type { DatabaseTls } from './database';
 import type { PodScheduling } from './pods';
 import { POSTGRES_PORT, postgresSettings } from './postgres';
 
@@ -127,6 +128,11 @@ export class CloudNativePgChart extends Chart {
   public readonly host: string;
   public readonly port = POSTGRES_PORT;
   public readonly passwordSecret: { readonly name: string; readonly key: string };
+  /**
+   * The operator serves TLS with a certificate for its Services, signed by the CA in <name>-ca (which also holds
+   * the CA's key: clients mount only ca.crt), so clients verify the certificate and the host name.
+   */
+  public readonly tls: DatabaseTls = { sslmode: 'verify-full', ca: { kind: 'Secret', name: `${CNPG_CLUSTER}-ca`, key: 'ca.crt' } };
 
   constructor(scope: Construct, id: string, props: CloudNativePgProps) {
     super(scope, id, props);

@@ -91,6 +91,22 @@ test("every Synapse worker reads the owner's Secret too", () => {
   }
 });
 
+test("every client checks the server's certificate against the operator's CA (verify-full): Synapse, its workers, the dumps and restores", () => {
+  const caVolume = { name: 'db-ca', secret: { secretName: 'postgres-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }], defaultMode: 0o444 } };
+  expect(homeserver(ms).database.args).toMatchObject({ sslmode: 'verify-full', sslrootcert: '/db-ca/ca.crt' });
+  expect(podSpec(find(ms, 'Deployment', 'synapse')).volumes).toContainEqual(caVolume);
+  const workers = synthAll(config({ ...PRODUCTION, postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP } } }));
+  const worker = find(workers, 'StatefulSet', 'synapse-event-persister');
+  expect(podSpec(worker).volumes).toContainEqual(caVolume);
+  for (const name of ['postgres-backup', 'postgres-restore']) {
+    const job = find(ms, 'CronJob', name).spec.jobTemplate;
+    expect(job.spec.template.spec.volumes).toContainEqual(caVolume);
+    const step = job.spec.template.spec.initContainers.concat(job.spec.template.spec.containers).find((c: any) => c.env?.some((e: any) => e.name === 'PGHOST'));
+    expect(step.env).toEqual(expect.arrayContaining([{ name: 'PGSSLMODE', value: 'verify-full' }, { name: 'PGSSLROOTCERT', value: '/db-ca/ca.crt' }]));
+    expect(step.volumeMounts).toContainEqual({ name: 'db-ca', mountPath: '/db-ca', readOnly: true });
+  }
+});
+
 test("the secret generator makes neither PostgreSQL password; the dump CronJob uses the owner's", () => {
   const plan = JSON.parse(find(ms, 'ConfigMap', 'secret-generator').data['plan.json']);
   expect(plan.values.map((v: any) => v.name)).not.toContain('postgresPassword');

@@ -27,7 +27,7 @@
  * pod and PostgreSQL never starts: the test stops where the operator waits for
  * its first instance. PostgreSQL itself is tested in postgres.e2e.test.ts.
  */
-import { execFileSync } from 'child_process';
+import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as https from 'https';
 import * as os from 'os';
@@ -35,7 +35,8 @@ import * as path from 'path';
 import * as yaml from 'js-yaml';
 import { waitUntil } from '../cluster/cluster';
 import { ApiServer, installCrds, startApiServer } from './apiserver';
-import { configMapFile, find, freePort, Manifest, Program, rendered, SHARED_DIR, tempDir } from './harness';
+import { configMapFile, container, find, freePort, Manifest, podSpec, Program, programs, rendered, SHARED_DIR, tempDir } from './harness';
+import { unprivileged } from './postgres';
 
 /** The CRDs pinned beside the charts, which the rendered manifests are written against. */
 const PINNED_CRDS = ['clusters.yaml', 'backups.yaml', 'scheduledbackups.yaml', 'poolers.yaml', 'barman-cloud-objectstores.yaml'].map((f) => `cloudnative-pg/${f}`);
@@ -351,6 +352,67 @@ describe('postgres.mode cloudnative-pg without WAL archiving', () => {
     const cmd = job.spec.template.spec.containers[0].command.join(' ');
     expect(cmd).toContain(`--app-db-name ${initdb.database} --app-user ${initdb.owner}`);
     expect(cmd).toContain(`--encoding=${initdb.encoding} --lc-collate=${initdb.localeCollate} --lc-ctype=${initdb.localeCType}`);
+  });
+
+  test("a PostgreSQL serving the operator's certificate passes libpq's verify-full for the host Synapse connects to, with the CA Synapse mounts", async () => {
+    // The CA volume and file Synapse reads, as rendered.
+    const caVolume = podSpec(find(ms, 'Deployment', 'synapse')).volumes.find((v: any) => v.name === 'db-ca');
+    const caMount = container(find(ms, 'Deployment', 'synapse'), 'synapse').volumeMounts.find((m: any) => m.name === 'db-ca');
+    expect(path.join(caMount.mountPath, caVolume.secret.items[0].path)).toBe(homeserver.database.args.sslrootcert);
+    let ca: any;
+    let server: any;
+    await waitUntil(
+      "the operator's CA and server certificate",
+      () => {
+        ca = getJson('secret', caVolume.secret.secretName, ns);
+        server = getJson('secret', `${cluster.metadata.name}-server`, ns);
+        return ca && server ? null : 'not yet';
+      },
+      60_000,
+    );
+    const tls = tempDir('cnpg-tls');
+    const write = (file: string, b64: string) => fs.writeFileSync(path.join(tls, file), Buffer.from(b64, 'base64'), { mode: 0o600 });
+    write('ca.crt', ca.data[caVolume.secret.items[0].key]);
+    write('server.crt', server.data['tls.crt']);
+    write('server.key', server.data['tls.key']);
+
+    // The server as an instance runs it: TLS on, with the operator's certificate; only TLS connections.
+    const bin = programs().pgBin;
+    const data = path.join(tls, 'data');
+    fs.mkdirSync(path.join(tls, 'run'));
+    const [init, ...initArgs] = unprivileged(path.join(bin, 'initdb'), ['-U', 'postgres', '-D', data]);
+    execFileSync(init, initArgs, { stdio: 'pipe', env: { PATH: process.env.PATH, LC_ALL: 'C.UTF-8' } });
+    fs.writeFileSync(path.join(data, 'pg_hba.conf'), ['local all postgres trust', 'hostssl all all 127.0.0.1/32 trust', 'hostnossl all all all reject', ''].join('\n'));
+    const port = await freePort();
+    const settings = [`port=${port}`, 'listen_addresses=127.0.0.1', `unix_socket_directories=${path.join(tls, 'run')}`, 'ssl=on'];
+    settings.push(`ssl_cert_file=${path.join(tls, 'server.crt')}`, `ssl_key_file=${path.join(tls, 'server.key')}`);
+    const [cmd, ...args] = unprivileged(path.join(bin, 'postgres'), ['-D', data, ...settings.flatMap((x) => ['-c', x])]);
+    const pg = new Program('postgres-cnpg-tls', cmd, args, { logDir: tls, env: { PATH: process.env.PATH, LC_ALL: 'C.UTF-8' } });
+    try {
+      // libpq as Synapse and pg_dump use it: the rendered host name and sslmode, the mounted CA; the address is loopback's.
+      const connect = (host: string) =>
+        spawnSync(path.join(bin, 'psql'), ['-X', '-A', '-t', '-c', 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()'], {
+          encoding: 'utf8',
+          env: {
+            PATH: process.env.PATH,
+            PGHOST: host,
+            PGHOSTADDR: '127.0.0.1',
+            PGPORT: String(port),
+            PGUSER: 'postgres',
+            PGSSLMODE: homeserver.database.args.sslmode,
+            PGSSLROOTCERT: path.join(tls, 'ca.crt'),
+          },
+        });
+      await pg.waitFor('a TLS connection', () => connect(db.host).status === 0, 60_000);
+      const ok = connect(db.host);
+      expect({ status: ok.status, stdout: ok.stdout.trim(), stderr: ok.stderr }).toEqual({ status: 0, stdout: 't', stderr: '' });
+      // Control: the same server under a name its certificate does not carry is refused by the same check.
+      const other = connect(`elsewhere.${ns}.svc`);
+      expect(other.status).not.toBe(0);
+      expect(other.stderr).toMatch(/server certificate for "[^"]+"( \(and \d+ other names?\))? does not match host name "elsewhere\./);
+    } finally {
+      await pg.stop('SIGINT');
+    }
   });
 
   test("Synapse's homeserver.yaml names the operator's primary Service, its port, the owner and the database", () => {
