@@ -27,13 +27,14 @@ import {
   SYNAPSE,
   SYNAPSE_HTTP_PORT,
   SYNAPSE_METRICS_PORT,
+  SYNAPSE_PROXIED_PORT,
   SYNAPSE_REPLICATION_PORT,
   SYNAPSE_TLS_SECRET,
   SynapseChart,
   SynapseWorkers,
   workerComponent,
 } from './synapse';
-import { ROUTER_PORT, ROUTER_STATUS_PORT, SYNAPSE_ROUTER, SynapseRouterChart } from './synapse-router';
+import { ROUTER_PORT, ROUTER_PROXIED_PORT, ROUTER_STATUS_PORT, SYNAPSE_ROUTER, SynapseRouterChart } from './synapse-router';
 import type { WorkerTypeName } from './synapse-workers';
 import { GATEWAY_HTTP_LISTENER, GATEWAY_HTTP_PORT, GATEWAY_HTTPS_PORT, GATEWAY_NAME_LABEL, GatewayChart, IngressSettings, LetsEncryptIssuerChart } from './tls';
 import { WELL_KNOWN, WELL_KNOWN_PORT, WELL_KNOWN_TLS_SECRET, WellKnownChart } from './well-known';
@@ -268,7 +269,7 @@ function workers(app: Construct, config: KudoConfig, redis?: RedisChart): Synaps
     replicas: w.routerReplicas,
     resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } },
     workers: replicas,
-    main: { service: 'synapse', port: SYNAPSE_HTTP_PORT },
+    main: { service: 'synapse', port: SYNAPSE_PROXIED_PORT },
     scheduling: scheduling(config, 'synapseRouter'),
   });
   return {
@@ -277,7 +278,7 @@ function workers(app: Construct, config: KudoConfig, redis?: RedisChart): Synaps
     poolMin: w.databasePool.min,
     poolMax: w.databasePool.max,
     redis: { host: redis.host, port: REDIS_PORT },
-    router: { service: router.serviceName, port: ROUTER_PORT },
+    router: { service: router.serviceName, port: ROUTER_PORT, proxiedPort: ROUTER_PROXIED_PORT },
     scheduling: scheduling(config, 'synapseWorkers'),
   };
 }
@@ -449,6 +450,7 @@ function networkPolicies(app: Construct, config: KudoConfig): void {
     ports: {
       redis: REDIS_PORT,
       synapse: SYNAPSE_HTTP_PORT,
+      synapseProxied: SYNAPSE_PROXIED_PORT,
       wellKnown: WELL_KNOWN_PORT,
       synapseMetrics: SYNAPSE_METRICS_PORT,
       redisMetrics: REDIS_EXPORTER_PORT,

@@ -14,10 +14,15 @@ export interface NetworkPoliciesProps extends ChartProps {
   readonly dnsNamespace: string;
   /** Node addresses (LiveKit reaches Redis from the host network). @default - any address */
   readonly nodeCidrs?: readonly string[];
-  /** Ports of the Redis, Synapse and well-known pods, their metrics ports, and TURN's (the smoke test checks it). */
+  /**
+   * Ports of the Redis, Synapse and well-known pods, their metrics ports, and TURN's (the smoke test checks it).
+   * Synapse (or its router) has two: `synapse` for callers inside the cluster, and `synapseProxied`, where it
+   * takes the client address from X-Forwarded-For, for the public proxy alone.
+   */
   readonly ports: {
     readonly redis: number;
     readonly synapse: number;
+    readonly synapseProxied: number;
     readonly wellKnown: number;
     readonly synapseMetrics: number;
     readonly redisMetrics: number;
@@ -174,12 +179,17 @@ export class NetworkPoliciesChart extends Chart {
         ingress: [{ from: nodes && w ? [...nodes, { podSelector: synapseProcesses }] : nodes, ports: tcp(p.redis) }, ...scrape(p.redisMetrics)],
       });
     }
-    const clients = [fromPublic, fromApp, { podSelector: pod('bootstrap') }, { podSelector: pod('smoke') }];
+    // Whoever reaches the proxied port decides the client address Synapse counts (rate limits, sessions): the public
+    // proxy only. The app and the Jobs call the other, where their own address counts.
+    const clients: k8s.NetworkPolicyIngressRule[] = [
+      { from: [fromPublic], ports: tcp(p.synapseProxied) },
+      { from: [fromApp, { podSelector: pod('bootstrap') }, { podSelector: pod('smoke') }], ports: tcp(p.synapse) },
+    ];
     if (w === undefined) {
       policy('synapse', {
         podSelector: pod('synapse'),
         policyTypes: ['Ingress', 'Egress'],
-        ingress: [{ from: clients, ports: tcp(p.synapse) }, ...scrape(p.synapseMetrics)],
+        ingress: [...clients, ...scrape(p.synapseMetrics)],
         egress: [
           toDatabase,
           // Federation: other homeservers on 443 or 8448, anywhere.
@@ -190,15 +200,15 @@ export class NetworkPoliciesChart extends Chart {
       policy('synapse-router', {
         podSelector: { matchLabels: w.router },
         policyTypes: ['Ingress', 'Egress'],
-        ingress: [{ from: clients, ports: tcp(p.synapse) }, ...scrape(w.routerStatusPort)],
-        egress: [{ to: [{ podSelector: synapseProcesses }], ports: tcp(p.synapse) }],
+        ingress: [...clients, ...scrape(w.routerStatusPort)],
+        egress: [{ to: [{ podSelector: synapseProcesses }], ports: tcp(p.synapseProxied) }],
       });
       policy('synapse', {
         // Every process, main and workers: requests from the router, replication among themselves, the databases.
         podSelector: synapseProcesses,
         policyTypes: ['Ingress', 'Egress'],
         ingress: [
-          { from: [{ podSelector: { matchLabels: w.router } }], ports: tcp(p.synapse) },
+          { from: [{ podSelector: { matchLabels: w.router } }], ports: tcp(p.synapseProxied) },
           { from: [{ podSelector: synapseProcesses }], ports: tcp(w.replicationPort) },
           ...scrape(p.synapseMetrics),
         ],
@@ -235,7 +245,7 @@ export class NetworkPoliciesChart extends Chart {
         // Envoy Gateway's proxies listen 10000 above a privileged listener port (80 on 10080).
         ingress: [{ from: ANYWHERE, ports: tcp(...gp.listenerPorts, ...gp.listenerPorts.filter((x) => x < 1024).map((x) => x + 10000)) }],
         egress: [
-          { to: [{ podSelector: synapseEntry }], ports: tcp(p.synapse) },
+          { to: [{ podSelector: synapseEntry }], ports: tcp(p.synapseProxied) },
           ...(wellKnown ? [{ to: [{ podSelector: pod('wellKnown') }], ports: tcp(p.wellKnown) }] : []),
           { to: nodes ?? OUTSIDE, ports: tcp(gp.livekitPort) },
           { to: [{ podSelector: solvers }, { namespaceSelector: inNamespace(gp.mediaNamespace), podSelector: solvers }], ports: tcp(ACME_SOLVER_PORT) },

@@ -24,12 +24,14 @@ import {
   UID,
 } from './common';
 import { PodScheduling, withScheduling } from './pods';
-import { SYNAPSE_HTTP_PORT, workerComponent } from './synapse';
+import { SYNAPSE_HTTP_PORT, SYNAPSE_PROXIED_PORT, workerComponent } from './synapse';
 import { Balance, INITIAL_SYNC_PATH, WORKER_TYPE_NAMES, WORKER_TYPES, WorkerType, WorkerTypeName } from './synapse-workers';
 
 /** The router's identity (NetworkPolicies select it by it). */
 export const SYNAPSE_ROUTER = { name: 'synapse-router', component: 'router' } as const;
+/** Callers inside the cluster; the public proxy on ROUTER_PROXIED_PORT (see SYNAPSE_PROXIED_PORT). */
 export const ROUTER_PORT = SYNAPSE_HTTP_PORT;
+export const ROUTER_PROXIED_PORT = SYNAPSE_PROXIED_PORT;
 /** Health (monitor-uri) and Prometheus metrics, never routed. */
 export const ROUTER_STATUS_PORT = 8405;
 const CONFIG_DIR = '/usr/local/etc/haproxy';
@@ -41,7 +43,7 @@ export interface SynapseRouterProps extends ChartProps {
   readonly resources: ResourcesConfig;
   /** How many of each worker type run (types with none are not routed). */
   readonly workers: Readonly<Record<WorkerTypeName, number>>;
-  /** The main process's Service. */
+  /** The main process's Service, on its port that believes X-Forwarded-For. */
   readonly main: { readonly service: string; readonly port: number };
   /** Where its pods may run, beyond what the chart sets. @default - anywhere the chart allows */
   readonly scheduling?: PodScheduling;
@@ -58,7 +60,7 @@ const BALANCE: Record<Balance, string> = {
 /** haproxy.cfg: one backend per worker type that runs, its paths as ACLs, the main process for the rest. */
 export function haproxyConfig(p: Pick<SynapseRouterProps, 'namespace' | 'workers' | 'main'>): string {
   const running = WORKER_TYPE_NAMES.filter((t) => p.workers[t] > 0);
-  const addr = (service: string) => `${service}.${p.namespace}.svc:${SYNAPSE_HTTP_PORT}`;
+  const addr = (service: string) => `${service}.${p.namespace}.svc:${SYNAPSE_PROXIED_PORT}`;
   const lines = [
     '# Rendered by kudo from the worker table (charts/synapse-workers.ts).',
     'global',
@@ -89,7 +91,14 @@ export function haproxyConfig(p: Pick<SynapseRouterProps, 'namespace' | 'workers
     '  http-request use-service prometheus-exporter if { path /metrics }',
     '',
     'frontend synapse',
-    `  bind :${ROUTER_PORT}`,
+    // One frontend, so both ports route by the same rules. Every process believes X-Forwarded-For (and
+    // X-Forwarded-Proto): on the public proxy's port the proxy has set them; a caller inside the cluster has
+    // no proxy in front, so whatever it sent is replaced by its own address (a forged one would pass for
+    // the client's) and its plain HTTP.
+    `  bind :${ROUTER_PORT} name internal`,
+    `  bind :${ROUTER_PROXIED_PORT} name public`,
+    '  http-request set-header X-Forwarded-For %[src] if { so_name internal }',
+    '  http-request set-header X-Forwarded-Proto http if { so_name internal }',
     // Each regsub in single quotes (HAProxy expands "$..." inside double quotes as environment variables),
     // its arguments in double quotes within (so a pattern's parentheses do not end the argument list).
     // The user, for sticky sync: the localpart in a Synapse access token (syt_<localpart>_...).
@@ -164,7 +173,7 @@ export class SynapseRouterChart extends Chart {
                   image: imageRef(props.image),
                   // Foreground, master-worker (a reload keeps connections), no pid file.
                   command: ['haproxy', '-W', '-db', '-f', `${CONFIG_DIR}/haproxy.cfg`],
-                  ports: [tcpPort('http', ROUTER_PORT), tcpPort('status', ROUTER_STATUS_PORT)],
+                  ports: [tcpPort('http', ROUTER_PORT), tcpPort('proxied', ROUTER_PROXIED_PORT), tcpPort('status', ROUTER_STATUS_PORT)],
                   resources: resourceRequirements(props.resources),
                   securityContext: restrictedContainer(),
                   readinessProbe: status('/health'),
@@ -195,6 +204,7 @@ export class SynapseRouterChart extends Chart {
         selector: selectorLabels(component),
         ports: [
           { name: 'http', port: ROUTER_PORT, targetPort: k8s.IntOrString.fromString('http') },
+          { name: 'proxied', port: ROUTER_PROXIED_PORT, targetPort: k8s.IntOrString.fromString('proxied') },
           { name: 'metrics', port: ROUTER_STATUS_PORT, targetPort: k8s.IntOrString.fromString('status') },
         ],
       },

@@ -27,7 +27,14 @@ import { toYaml } from './yaml-out';
 
 /** Synapse's identity (NetworkPolicies and the backups' affinity select it by it). */
 export const SYNAPSE = { name: 'synapse', component: 'homeserver' } as const;
+/**
+ * Client address and X-Forwarded-For: Synapse counts an address per request (rate limits, the sessions'
+ * IPs an admin sees). On SYNAPSE_HTTP_PORT it is the connection's, whatever the caller writes in the header:
+ * the port for callers inside the cluster (the app, the Jobs). On SYNAPSE_PROXIED_PORT (x_forwarded) it is
+ * the one the header names, so only the public proxy, or the router in front of the workers, may reach it.
+ */
 export const SYNAPSE_HTTP_PORT = 8008;
+export const SYNAPSE_PROXIED_PORT = 8009;
 export const SYNAPSE_METRICS_PORT = 9000;
 /** HTTP replication between Synapse's processes (never public). */
 export const SYNAPSE_REPLICATION_PORT = 9093;
@@ -66,8 +73,11 @@ export interface SynapseWorkers {
   readonly poolMax: number;
   /** Redis, which carries replication between the processes. */
   readonly redis: { readonly host: string; readonly port: number };
-  /** The Service clients and the app reach Synapse through: the router in front of the processes. */
-  readonly router: { readonly service: string; readonly port: number };
+  /**
+   * The Service clients and the app reach Synapse through: the router in front of the processes, on the port
+   * for callers inside the cluster and on the public proxy's (see SYNAPSE_PROXIED_PORT).
+   */
+  readonly router: { readonly service: string; readonly port: number; readonly proxiedPort: number };
   /** Where the worker processes may run. @default - anywhere */
   readonly scheduling?: PodScheduling;
 }
@@ -163,14 +173,8 @@ function homeserverSettings(p: HomeserverInputs): Record<string, unknown> {
     public_baseurl: `https://${p.publicHost}/`,
     report_stats: p.reportStats,
     listeners: [
-      {
-        port: SYNAPSE_HTTP_PORT,
-        type: 'http',
-        tls: false,
-        x_forwarded: true,
-        bind_addresses: ['0.0.0.0'],
-        resources: [{ names: ['client', 'federation'], compress: false }],
-      },
+      httpListener(SYNAPSE_HTTP_PORT, false, ['client', 'federation']),
+      httpListener(SYNAPSE_PROXIED_PORT, true, ['client', 'federation']),
       { port: SYNAPSE_METRICS_PORT, type: 'metrics', bind_addresses: ['0.0.0.0'] },
     ],
     enable_metrics: true,
@@ -239,6 +243,16 @@ export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
   return files;
 }
 
+/** An HTTP listener; `forwarded`: the client address is the one X-Forwarded-For names (x_forwarded). */
+const httpListener = (port: number, forwarded: boolean, names: string[]) => ({
+  port,
+  type: 'http',
+  tls: false,
+  x_forwarded: forwarded,
+  bind_addresses: ['0.0.0.0'],
+  resources: [{ names, compress: false }],
+});
+
 const replicationListener = () => ({
   port: SYNAPSE_REPLICATION_PORT,
   type: 'http',
@@ -298,10 +312,8 @@ function workerConfig(type: WorkerTypeName): Record<string, unknown> {
   let names = ['health'];
   if (t.app === 'synapse.app.media_repository') names = ['media', 'client', 'federation'];
   else if (t.http) names = ['client', 'federation'];
-  const listeners: Record<string, unknown>[] = [
-    { port: SYNAPSE_HTTP_PORT, type: 'http', tls: false, x_forwarded: true, bind_addresses: ['0.0.0.0'], resources: [{ names, compress: false }] },
-    { port: SYNAPSE_METRICS_PORT, type: 'metrics', bind_addresses: ['0.0.0.0'] },
-  ];
+  // Only the router reaches a worker, and it sets X-Forwarded-For on every request (see SYNAPSE_PROXIED_PORT).
+  const listeners: Record<string, unknown>[] = [httpListener(SYNAPSE_PROXIED_PORT, true, names), { port: SYNAPSE_METRICS_PORT, type: 'metrics', bind_addresses: ['0.0.0.0'] }];
   if (t.replication) listeners.push(replicationListener());
   return {
     worker_app: t.app,
@@ -365,7 +377,7 @@ function managedKeys(): Map<string, string> {
     poolMin: 1,
     poolMax: 1,
     redis: { host: 'x', port: 6379 },
-    router: { service: 'x', port: 8008 },
+    router: { service: 'x', port: 8008, proxiedPort: 8009 },
   };
   const alone = homeserverSettings(base);
   const withWorkers = homeserverSettings({ ...base, workers: everyWorker });
@@ -479,8 +491,10 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim?
   const w = props.workers;
   const caVolume = databaseCaVolume(props.database);
   const worker = v.process === 'main' ? undefined : (WORKER_TYPES[v.process] as WorkerType);
+  // A worker has only the router's listener; the main process answers on its in-cluster one too.
+  const healthPort = worker === undefined ? 'http' : 'proxied';
   const healthProbe = (periodSeconds: number, failureThreshold: number): k8s.Probe => ({
-    httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') },
+    httpGet: { path: '/health', port: k8s.IntOrString.fromString(healthPort) },
     periodSeconds,
     timeoutSeconds: 5,
     failureThreshold,
@@ -514,7 +528,7 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim?
           workerNameFile,
           '--no-secrets-in-config',
         ];
-  const ports = [tcpPort('http', SYNAPSE_HTTP_PORT), tcpPort('metrics', SYNAPSE_METRICS_PORT)];
+  const ports = [...(worker === undefined ? [tcpPort('http', SYNAPSE_HTTP_PORT)] : []), tcpPort('proxied', SYNAPSE_PROXIED_PORT), tcpPort('metrics', SYNAPSE_METRICS_PORT)];
   if (w !== undefined && (worker === undefined || worker.replication)) ports.push(tcpPort('replication', SYNAPSE_REPLICATION_PORT));
   const secretFiles: Record<string, SecretRef> = {
     'signing.key': s.signingKey,
@@ -596,7 +610,7 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim?
  * claim part of an immutable volumeClaimTemplate.
  */
 export class SynapseChart extends Chart {
-  /** In-cluster URL of the client/federation API: the router with workers, else the main process. */
+  /** In-cluster URL of the client/federation and admin API: the router with workers, else the main process (SYNAPSE_HTTP_PORT). */
   public readonly internalUrl: string;
   /** The media store's claim, and the labels that select the pod that mounts it. */
   public readonly mediaClaimName: string;
@@ -648,6 +662,7 @@ export class SynapseChart extends Chart {
         selector: selectorLabels(component),
         ports: [
           { name: 'http', port: SYNAPSE_HTTP_PORT, targetPort: k8s.IntOrString.fromString('http') },
+          { name: 'proxied', port: SYNAPSE_PROXIED_PORT, targetPort: k8s.IntOrString.fromString('proxied') },
           { name: 'metrics', port: SYNAPSE_METRICS_PORT, targetPort: k8s.IntOrString.fromString('metrics') },
           ...(w ? [{ name: 'replication', port: SYNAPSE_REPLICATION_PORT, targetPort: k8s.IntOrString.fromString('replication') }] : []),
         ],
@@ -660,15 +675,16 @@ export class SynapseChart extends Chart {
       }
     }
 
-    // Clients reach Synapse through the router when there are workers.
-    const entry = w?.router ?? { service: service.name, port: SYNAPSE_HTTP_PORT };
+    // Clients reach Synapse through the router when there are workers: callers inside the cluster on one
+    // port, the public proxy, whose X-Forwarded-For is believed, on the other.
+    const entry = w?.router ?? { service: service.name, port: SYNAPSE_HTTP_PORT, proxiedPort: SYNAPSE_PROXIED_PORT };
     this.internalUrl = `http://${entry.service}.${props.namespace}.svc:${entry.port}`;
 
     // Only the client/federation API and Synapse's client pages are public;
     // the admin API (/_synapse/admin) stays reachable from inside the cluster only.
     const backends: HttpBackend[] = [
-      { path: '/_matrix', service: entry.service, port: entry.port },
-      { path: '/_synapse/client', service: entry.service, port: entry.port },
+      { path: '/_matrix', service: entry.service, port: entry.proxiedPort },
+      { path: '/_synapse/client', service: entry.service, port: entry.proxiedPort },
     ];
     // When the server name is the Matrix host, the delegation path joins Synapse's route.
     const wellKnown = props.wellKnownService;
@@ -691,7 +707,7 @@ export class SynapseChart extends Chart {
         labels: labels(component),
         host: props.publicHost,
         tlsSecret: SYNAPSE_TLS_SECRET,
-        backends: [{ path: '/_synapse/admin', service: entry.service, port: entry.port }],
+        backends: [{ path: '/_synapse/admin', service: entry.service, port: entry.proxiedPort }],
         settings: props.ingress,
         options: { sourceRanges: props.adminApiSourceRanges },
       });
@@ -735,7 +751,7 @@ export class SynapseChart extends Chart {
         publishNotReadyAddresses: t.workload === 'statefulset',
         selector: selectorLabels(component),
         ports: [
-          { name: 'http', port: SYNAPSE_HTTP_PORT, targetPort: k8s.IntOrString.fromString('http') },
+          { name: 'proxied', port: SYNAPSE_PROXIED_PORT, targetPort: k8s.IntOrString.fromString('proxied') },
           { name: 'metrics', port: SYNAPSE_METRICS_PORT, targetPort: k8s.IntOrString.fromString('metrics') },
           ...(t.replication ? [{ name: 'replication', port: SYNAPSE_REPLICATION_PORT, targetPort: k8s.IntOrString.fromString('replication') }] : []),
         ],

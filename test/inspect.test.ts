@@ -283,7 +283,7 @@ describe('architecture picture', () => {
   test('shows the routes, the flows between workloads and the volumes, from the manifests', () => {
     const edge = (from: string, to: string) => g().edges.find((e) => e.from.endsWith(from) && e.to.endsWith(to));
     expect(edge('h:matrix.example.com', 'kudo/synapse')).toBeDefined();
-    expect(edge('kudo/synapse', 'kudo/synapse')).toEqual({ from: 'r:kudo/synapse', to: 'w:kudo/synapse', label: ':8008' });
+    expect(edge('kudo/synapse', 'kudo/synapse')).toEqual({ from: 'r:kudo/synapse', to: 'w:kudo/synapse', label: ':8009' });
     expect(edge('w:kudo/synapse', 'w:kudo/postgres')!.label).toBe(':5432');
     expect(edge('w:kudo/postgres-backup', 'w:kudo/postgres')).toBeDefined();
     expect(edge('w:kudo-media/livekit', 'w:kudo/redis')!.label).toBe(':6379');

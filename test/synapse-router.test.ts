@@ -22,8 +22,8 @@
  *   nothing. Converter arguments are parsed the way src/arg.c make_arg_list does.
  * - `bind :<port> [name <name>]` (5.1), `so_name` (7.3.3: the name of the bind
  *   the request arrived on), `src` (7.3.3: the caller's address), and
- *   `http-request set-header <name> %[<fetch>]` (4.2: replaces every occurrence
- *   of the header), in order with the set-var rules.
+ *   `http-request set-header <name> %[<fetch>]|<text>` (4.2: replaces every
+ *   occurrence of the header), in order with the set-var rules.
  *
  * Anything else in the section makes the parser throw, so a new kind of rule
  * fails here until it is modelled.
@@ -313,10 +313,10 @@ interface Bind {
   readonly name?: string;
 }
 
-/** An http-request rule: set a variable to a sample expression, or a header to a `%[<fetch>]` format. */
+/** An http-request rule: set a variable to a sample expression, or a header to a `%[<fetch>]` format or a literal. */
 type RequestRule =
   | { readonly kind: 'set-var'; readonly name: string; readonly expr: string; readonly cond: Condition }
-  | { readonly kind: 'set-header'; readonly header: string; readonly fetch: string; readonly cond: Condition };
+  | { readonly kind: 'set-header'; readonly header: string; readonly fetch?: string; readonly literal?: string; readonly cond: Condition };
 
 interface Frontend {
   readonly binds: readonly Bind[];
@@ -360,10 +360,10 @@ function frontend(cfg: string, name: string): Frontend {
       }
       case 'http-request': {
         if (ws[1] === 'set-header') {
-          // set-header <name> <fmt>: a log-format string (manual 8.2.6), modelled as one %[<fetch>] only.
-          const fmt = /^%\[([a-z_.]+)\]$/.exec(ws[3] ?? '');
+          // set-header <name> <fmt>: a log-format string (manual 8.2.6), modelled as one %[<fetch>], or text without '%'.
+          const fmt = /^%\[([a-z_.]+)\]$|^([^%]+)$/.exec(ws[3] ?? '');
           if (!fmt || ifAt(4) !== 4) throw new Error(`set-header format ${ws.slice(3).join(' ')} is not modelled`);
-          requestRules.push({ kind: 'set-header', header: ws[2].toLowerCase(), fetch: fmt[1], cond: parseCondition(ws.slice(4), acls) });
+          requestRules.push({ kind: 'set-header', header: ws[2].toLowerCase(), fetch: fmt[1], literal: fmt[2], cond: parseCondition(ws.slice(4), acls) });
           break;
         }
         const m = /^set-var\((.+)\)$/.exec(ws[1]);
@@ -406,7 +406,7 @@ function route(fe: Frontend, request: Request, up: (b: string) => number = () =>
       if (v !== undefined) vars.set(s.name, v);
     } else {
       // set-header replaces every occurrence; a fetch that finds nothing gives an empty value.
-      headers[s.header] = fetch(s.fetch, req, vars)?.join(',') ?? '';
+      headers[s.header] = s.literal ?? fetch(s.fetch!, req, vars)?.join(',') ?? '';
     }
   }
   const rule = fe.rules.find((r) => holds(r.cond, req, vars, up));
@@ -538,7 +538,7 @@ describe('the variables the pools are balanced by', () => {
 describe('X-Forwarded-For: the client address Synapse counts (rate limits, the sessions an admin sees)', () => {
   // Every Synapse process believes the header (x_forwarded: true), and only the router reaches them;
   // the router believes only the public proxy, which alone reaches 8009 (the NetworkPolicies).
-  const forged = { url: '/_matrix/client/v3/account/whoami', headers: { 'x-forwarded-for': '203.0.113.7' } };
+  const forged = { url: '/_matrix/client/v3/account/whoami', headers: { 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https' } };
 
   test('the router listens on 8008 for callers inside the cluster and on 8009 for the public proxy', () => {
     expect(fe().binds).toEqual([
@@ -547,13 +547,14 @@ describe('X-Forwarded-For: the client address Synapse counts (rate limits, the s
     ]);
   });
 
-  test("on 8008 the header is the caller's own address, whatever it sent", () => {
-    expect(route(fe(), { ...forged, port: 8008, src: '10.42.0.15' }).headers['x-forwarded-for']).toBe('10.42.0.15');
-    expect(route(fe(), { url: forged.url, port: 8008, src: '10.42.0.15' }).headers['x-forwarded-for']).toBe('10.42.0.15');
+  test("on 8008 the header is the caller's own address and plain HTTP, whatever it sent", () => {
+    expect(route(fe(), { ...forged, port: 8008, src: '10.42.0.15' }).headers).toEqual({ 'x-forwarded-for': '10.42.0.15', 'x-forwarded-proto': 'http' });
+    expect(route(fe(), { url: forged.url, port: 8008, src: '10.42.0.15' }).headers).toEqual({ 'x-forwarded-for': '10.42.0.15', 'x-forwarded-proto': 'http' });
   });
 
-  test("on 8009 the public proxy's header passes as it set it", () => {
-    expect(route(fe(), { url: forged.url, headers: { 'x-forwarded-for': '198.51.100.23' }, port: 8009, src: '10.42.1.3' }).headers['x-forwarded-for']).toBe('198.51.100.23');
+  test("on 8009 the public proxy's headers pass as it set them", () => {
+    const proxied = { 'x-forwarded-for': '198.51.100.23', 'x-forwarded-proto': 'https' };
+    expect(route(fe(), { url: forged.url, headers: proxied, port: 8009, src: '10.42.1.3' }).headers).toEqual(proxied);
   });
 
   test('both ports route by the same rules', () => {

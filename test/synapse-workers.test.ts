@@ -90,6 +90,7 @@ describe("the shared config and each worker's", () => {
     expect(homeserver().worker_replication_secret_path).toBe('/secrets/worker_replication_secret');
     expect(homeserver().listeners.map((l: any) => [l.port, l.resources?.[0].names])).toEqual([
       [8008, ['client', 'federation']],
+      [8009, ['client', 'federation']],
       [9000, undefined],
       [9093, ['replication']],
     ]);
@@ -141,7 +142,10 @@ describe("the shared config and each worker's", () => {
       '/run/synapse/worker-name.yaml',
       '--no-secrets-in-config',
     ]);
-    expect(c.readinessProbe.httpGet).toEqual({ path: '/health', port: 'http' });
+    // A worker listens for the router only (8009, where X-Forwarded-For is believed); its probes go there.
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/health', port: 'proxied' });
+    expect(c.ports.map((p: any) => p.containerPort)).not.toContain(8008);
+    expect(workerFile(type).worker_listeners[0]).toMatchObject({ port: 8009, type: 'http', x_forwarded: true });
     expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, runAsNonRoot: true, allowPrivilegeEscalation: false });
     expect(workerFile(type).worker_app).toBe(t.app);
     // The media volume is on the media worker only.

@@ -71,8 +71,8 @@ describe('Gateway API instead of Ingress', () => {
     }
     const synapse = find(all, 'HTTPRoute', 'synapse');
     expect(synapse.spec.rules.map((r: any) => [r.matches[0].path.value, r.backendRefs[0]])).toEqual([
-      ['/_matrix', { name: 'synapse', port: 8008 }],
-      ['/_synapse/client', { name: 'synapse', port: 8008 }],
+      ['/_matrix', { name: 'synapse', port: 8009 }],
+      ['/_synapse/client', { name: 'synapse', port: 8009 }],
     ]);
     // LiveKit's WebSockets get no request timeout.
     expect(find(all, 'HTTPRoute', 'livekit').spec.rules[0].timeouts).toEqual({ request: '0s' });

@@ -7,6 +7,10 @@
  * Loopback rewrites (LOOPBACK_REWRITES): every process gets its own free ports
  * for its HTTP, metrics and replication listeners; the instance map, the
  * router's servers and Redis's address point at them on 127.0.0.1.
+ *
+ * A process's HTTP listeners are of two kinds: `http` (the main process's
+ * 8008, for callers inside the cluster: the connection's address counts) and
+ * `proxied` (8009, x_forwarded: X-Forwarded-For names the client).
  */
 import { execFileSync } from 'child_process';
 import { randomBytes } from 'crypto';
@@ -21,11 +25,36 @@ import type { RunningPostgres } from './postgres';
 
 const LOOPBACK = '127.0.0.1';
 
+type ListenerKind = 'http' | 'proxied' | 'metrics' | 'replication';
+
+/** A rendered listener's kind. */
+function listenerKind(l: any): ListenerKind {
+  if (l.type === 'metrics') return 'metrics';
+  if (l.resources?.[0]?.names?.[0] === 'replication') return 'replication';
+  return l.x_forwarded ? 'proxied' : 'http';
+}
+
+/** Each listener of a rendered list on its kind's loopback port; `rendered` gets each kind's rendered port. */
+function bindListeners(listeners: any[], ports: Record<ListenerKind, number>, rendered: Partial<Record<ListenerKind, number>>): void {
+  const seen = new Set<ListenerKind>();
+  for (const l of listeners) {
+    const kind = listenerKind(l);
+    if (seen.has(kind)) throw new Error(`two ${kind} listeners in ${JSON.stringify(listeners)}`);
+    seen.add(kind);
+    rendered[kind] = l.port;
+    l.port = ports[kind];
+    if (l.bind_addresses) l.bind_addresses = [LOOPBACK];
+  }
+}
+
 export interface SynapseProcess {
   /** main, or the worker's name as the shared config knows it. */
   readonly name: string;
   readonly type: 'main' | WorkerTypeName;
-  readonly ports: { readonly http: number; readonly metrics: number; readonly replication: number };
+  /** Loopback ports by listener kind; `http` is the main process's only (a worker listens for the router alone). */
+  readonly ports: { readonly http: number; readonly proxied: number; readonly metrics: number; readonly replication: number };
+  /** The rendered port of each listener kind the process has. */
+  readonly rendered: Partial<Record<ListenerKind, number>>;
   readonly program: Program;
 }
 
@@ -42,7 +71,8 @@ interface PlannedProcess {
   readonly workload: Manifest;
   /** WORKER_NAME as the kubelet would set it: the Deployment's or StatefulSet's pod name, or the literal. */
   readonly podName: string;
-  readonly ports: { http: number; metrics: number; replication: number };
+  readonly ports: Record<ListenerKind, number>;
+  readonly rendered: Partial<Record<ListenerKind, number>>;
 }
 
 /** The pod name Kubernetes would give a Deployment's or StatefulSet's first pod. */
@@ -59,9 +89,9 @@ function workerNameOf(workload: Manifest, podName: string): string {
 }
 
 /** The workloads of the rendered Synapse processes, main first. */
-function plan(ms: Manifest[]): Omit<PlannedProcess, 'ports'>[] {
+function plan(ms: Manifest[]): Omit<PlannedProcess, 'ports' | 'rendered'>[] {
   const main = find(ms, 'Deployment', 'synapse');
-  const out: Omit<PlannedProcess, 'ports'>[] = [{ name: 'main', type: 'main', workload: main, podName: podNameOf(main) }];
+  const out: Omit<PlannedProcess, 'ports' | 'rendered'>[] = [{ name: 'main', type: 'main', workload: main, podName: podNameOf(main) }];
   for (const type of Object.keys(WORKER_TYPES) as WorkerTypeName[]) {
     const workload = ms.find((m) => (m.kind === 'Deployment' || m.kind === 'StatefulSet') && m.metadata.name === `synapse-${type}`);
     if (workload === undefined) continue;
@@ -82,19 +112,8 @@ function sharedHomeserver(ms: Manifest[], processes: PlannedProcess[], d: { conf
   hs.database.args.port = pg.port;
   hs.redis.host = LOOPBACK;
   hs.redis.port = redisPort;
-  // ports + bind: the main process's listeners (http, metrics, replication, in the rendered order).
-  const [http, metrics, replication] = hs.listeners;
-  if (http.type !== 'http' || metrics.type !== 'metrics' || replication.resources[0].names[0] !== 'replication') {
-    throw new Error(`unexpected main listeners ${JSON.stringify(hs.listeners)}`);
-  }
-  for (const [l, port] of [
-    [http, main.ports.http],
-    [metrics, main.ports.metrics],
-    [replication, main.ports.replication],
-  ] as const) {
-    l.port = port;
-    l.bind_addresses = [LOOPBACK];
-  }
+  // ports + bind: the main process's listeners, each by its kind.
+  bindListeners(hs.listeners, main.ports, main.rendered);
   // hosts + ports: the instance map names Services; here every process is on loopback with its own port.
   for (const [name, entry] of Object.entries<any>(hs.instance_map)) {
     const p = processes.find((x) => x.name === name);
@@ -115,11 +134,7 @@ function sharedHomeserver(ms: Manifest[], processes: PlannedProcess[], d: { conf
 /** A worker's own file with its listeners on its ports (ports + bind) and its log config (paths). */
 function workerFile(ms: Manifest[], p: PlannedProcess, configDir: string): any {
   const w = yaml.load(configMapFile(ms, 'synapse-config', `worker-${p.type}.yaml`)) as any;
-  for (const l of w.worker_listeners) {
-    const kind = l.type === 'metrics' ? 'metrics' : l.resources[0].names[0] === 'replication' ? 'replication' : 'http';
-    l.port = p.ports[kind];
-    if (l.bind_addresses) l.bind_addresses = [LOOPBACK];
-  }
+  bindListeners(w.worker_listeners, p.ports, p.rendered);
   w.worker_log_config = path.join(configDir, 'log.yaml');
   return w;
 }
@@ -140,7 +155,9 @@ export async function startSynapseProcesses(
   const mediaDir = path.join(root, 'media');
   fs.mkdirSync(mediaDir);
   const planned: PlannedProcess[] = [];
-  for (const p of plan(ms)) planned.push({ ...p, ports: { http: await freePort(), metrics: await freePort(), replication: await freePort() } });
+  for (const p of plan(ms)) {
+    planned.push({ ...p, ports: { http: await freePort(), proxied: await freePort(), metrics: await freePort(), replication: await freePort() }, rendered: {} });
+  }
 
   const started: SynapseProcess[] = [];
   const launch = (p: PlannedProcess): SynapseProcess => {
@@ -175,11 +192,12 @@ export async function startSynapseProcesses(
         env: { PATH: process.env.PATH, ...env },
       },
     );
-    const running = { name: p.name, type: p.type, ports: p.ports, program };
+    const running = { name: p.name, type: p.type, ports: p.ports, rendered: p.rendered, program };
     started.push(running);
     return running;
   };
-  const healthy = (p: SynapseProcess) => p.program.waitFor('/health', async () => (await fetch(`http://${LOOPBACK}:${p.ports.http}/health`)).status === 200, 180_000);
+  // Every process has the proxied listener (the router's), and /health on it.
+  const healthy = (p: SynapseProcess) => p.program.waitFor('/health', async () => (await fetch(`http://${LOOPBACK}:${p.ports.proxied}/health`)).status === 200, 180_000);
   const stop = async () => {
     await Promise.all(started.map((p) => p.program.stop()));
   };
@@ -207,7 +225,10 @@ export interface RouterLogEntry {
 }
 
 export interface RunningRouter {
+  /** The bind for callers inside the cluster (the rendered 8008). */
   readonly port: number;
+  /** The public proxy's bind (the rendered 8009). */
+  readonly proxiedPort: number;
   readonly statusPort: number;
   readonly program: Program;
   /** Requests the router logged: backend, server, status, method and URI, in the order they finished. */
@@ -224,26 +245,36 @@ export interface RunningRouter {
  */
 export async function startRouter(ms: Manifest[], cfg: string, processes: readonly SynapseProcess[], name = 'synapse-router'): Promise<RunningRouter> {
   const dir = tempDir(name);
-  const port = await freePort();
-  const statusPort = await freePort();
   const deploy = find(ms, 'Deployment', 'synapse-router');
   const c = container(deploy, 'haproxy');
-  const httpPort = c.ports.find((p: any) => p.name === 'http').containerPort;
-  const status = c.ports.find((p: any) => p.name === 'status').containerPort;
+  // ports: each container port (http, proxied, status) on a free loopback port.
+  const loopback = new Map<number, number>();
+  for (const p of c.ports) loopback.set(p.containerPort, await freePort());
+  const named = (n: string) => loopback.get(c.ports.find((p: any) => p.name === n).containerPort)!;
+  const [port, proxiedPort, statusPort] = [named('http'), named('proxied'), named('status')];
   const main = processes.find((p) => p.type === 'main')!;
+  // hosts + ports: a process's listener by the rendered port the router names.
+  const listener = (p: SynapseProcess, renderedPort: number) => {
+    const kind = (Object.keys(p.rendered) as (keyof SynapseProcess['ports'])[]).find((k) => p.rendered[k] === renderedPort);
+    if (kind === undefined) throw new Error(`the router sends to port ${renderedPort}, where ${p.name} does not listen`);
+    return p.ports[kind];
+  };
   const lines = cfg.split('\n').flatMap((line) => {
-    // ports + bind.
-    if (line === `  bind :${httpPort}`) return [`  bind ${LOOPBACK}:${port}`];
-    if (line === `  bind :${status}`) return [`  bind ${LOOPBACK}:${statusPort}`];
+    // ports + bind: the bind's options (its name) stay.
+    const bind = /^ {2}bind :(\d+)(.*)$/.exec(line);
+    if (bind) {
+      if (!loopback.has(Number(bind[1]))) throw new Error(`the router binds ${bind[1]}, which its container does not declare`);
+      return [`  bind ${LOOPBACK}:${loopback.get(Number(bind[1]))}${bind[2]}`];
+    }
     // hosts: the main process's Service.
-    const server = /^ {2}server main \S+$/.exec(line);
-    if (server) return [`  server main ${LOOPBACK}:${main.ports.http}`];
+    const server = /^ {2}server main \S+:(\d+)$/.exec(line);
+    if (server) return [`  server main ${LOOPBACK}:${listener(main, Number(server[1]))}`];
     // hosts: a headless Service's addresses become one server per process of that type.
-    const template = /^ {2}server-template (\S+) \d+ synapse-([a-z-]+)\.\S+:\d+$/.exec(line);
+    const template = /^ {2}server-template (\S+) \d+ synapse-([a-z-]+)\.\S+:(\d+)$/.exec(line);
     if (template) {
       const members = processes.filter((p) => p.type === template[2]);
       if (members.length === 0) throw new Error(`the router routes to ${template[2]}, which no process runs`);
-      return members.map((p, i) => `  server ${template[1]}${i + 1} ${LOOPBACK}:${p.ports.http}`);
+      return members.map((p, i) => `  server ${template[1]}${i + 1} ${LOOPBACK}:${listener(p, Number(template[3]))}`);
     }
     return [line];
   });
@@ -267,6 +298,7 @@ export async function startRouter(ms: Manifest[], cfg: string, processes: readon
       .map((m) => ({ backend: m[1], server: m[2], status: Number(m[3]), method: m[4], uri: m[5] }));
   return {
     port,
+    proxiedPort,
     statusPort,
     program,
     requests,

@@ -14,7 +14,10 @@ import { configMapFile, container, find, freePort, httpJson, Manifest, Program, 
 import { RunningPostgres } from './postgres';
 
 export interface RunningSynapse {
+  /** The listener the in-cluster URL names (the app's and the Jobs'). */
   readonly base: string;
+  /** The listener the public route (Ingress or HTTPRoute) sends to. */
+  readonly proxiedBase: string;
   readonly dir: string;
   readonly mediaDir: string;
   readonly homeserverFile: string;
@@ -37,7 +40,7 @@ export type DatabaseTarget = Pick<RunningPostgres, 'host' | 'port'> | { readonly
 function loopbackHomeserver(
   rendered: any,
   pg: DatabaseTarget,
-  d: { config: string; secrets: string; media: string; port: number; metricsPort: number },
+  d: { config: string; secrets: string; media: string; port: number; proxiedPort: number; metricsPort: number; renderedPorts: { inCluster: number; proxied: number } },
   pathMap: Record<string, string>,
 ): any {
   const hs = JSON.parse(JSON.stringify(rendered));
@@ -47,11 +50,19 @@ function loopbackHomeserver(
   hs.database.args.port = pg.port;
   // paths: the database's CA, from its volume.
   if (typeof hs.database.args.sslrootcert === 'string') hs.database.args.sslrootcert = rewritePaths(hs.database.args.sslrootcert, pathMap);
-  // ports + bind.
-  hs.listeners[0].port = d.port;
-  hs.listeners[0].bind_addresses = ['127.0.0.1'];
-  hs.listeners[1].port = d.metricsPort;
-  hs.listeners[1].bind_addresses = ['127.0.0.1'];
+  // ports + bind: the HTTP listener the in-cluster URL names, the one the public route names, and metrics.
+  const ports = new Map([
+    [d.renderedPorts.inCluster, d.port],
+    [d.renderedPorts.proxied, d.proxiedPort],
+  ]);
+  for (const l of hs.listeners) {
+    const port = l.type === 'metrics' ? d.metricsPort : ports.get(l.port);
+    if (port === undefined) throw new Error(`listener ${JSON.stringify(l)}: neither the in-cluster URL nor the public route names its port`);
+    ports.delete(l.port);
+    l.port = port;
+    l.bind_addresses = ['127.0.0.1'];
+  }
+  if (ports.size > 0) throw new Error(`no listener on port ${[...ports.keys()].join(', ')}, which the rendered URLs name`);
   // paths.
   hs.log_config = path.join(d.config, 'log.yaml');
   hs.media_store_path = d.media;
@@ -63,6 +74,22 @@ function loopbackHomeserver(
     return v;
   };
   return secrets(hs);
+}
+
+/**
+ * The rendered ports of Synapse's two HTTP listeners: the one the in-cluster URL names (the bootstrap Job's
+ * SYNAPSE_URL, which the app gets too), and the one the public route's /_matrix backend names (Ingress or HTTPRoute).
+ */
+function renderedPorts(ms: Manifest[]): { inCluster: number; proxied: number } {
+  const job = ms.find((m) => m.kind === 'Job' && m.metadata.name.startsWith('bootstrap-admin'));
+  const url = job?.spec.template.spec.containers[0].env.find((e: any) => e.name === 'SYNAPSE_URL')?.value;
+  const route = ms.find((m) => (m.kind === 'Ingress' || m.kind === 'HTTPRoute') && m.metadata.name === 'synapse');
+  const proxied =
+    route?.kind === 'Ingress'
+      ? route.spec.rules[0].http.paths.find((p: any) => p.path === '/_matrix')?.backend.service.port.number
+      : route?.spec.rules.find((r: any) => r.matches[0].path.value === '/_matrix')?.backendRefs[0].port;
+  if (url === undefined || proxied === undefined) throw new Error('the render has no bootstrap Job with SYNAPSE_URL, or no public route to /_matrix');
+  return { inCluster: Number(new URL(url).port), proxied };
 }
 
 /**
@@ -85,7 +112,9 @@ export async function startSynapse(
     db: path.join(dir, 'db'),
     run: path.join(dir, 'run'),
     port: await freePort(),
+    proxiedPort: await freePort(),
     metricsPort: await freePort(),
+    renderedPorts: renderedPorts(ms),
   };
   for (const p of [d.config, d.media, d.run]) fs.mkdirSync(p, { recursive: true });
   // paths: the Secret volumes, as the pod sees them, filled as the manifest maps them.
@@ -121,7 +150,7 @@ export async function startSynapse(
   );
   const base = `http://127.0.0.1:${d.port}`;
   await program.waitFor('/health', async () => (await fetch(`${base}/health`)).status === 200, 120_000);
-  return { base, dir, mediaDir: d.media, homeserverFile, program, stop: () => program.stop() };
+  return { base, proxiedBase: `http://127.0.0.1:${d.proxiedPort}`, dir, mediaDir: d.media, homeserverFile, program, stop: () => program.stop() };
 }
 
 /** An access token for a local user, by password login. */

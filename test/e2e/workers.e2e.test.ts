@@ -222,6 +222,6 @@ test('negative control: a router without the synchrotron rule sends /sync to the
 test('the federation sender and the background worker run and stay up (they serve no routed paths)', async () => {
   for (const type of ['federation-sender', 'background', 'event-persister']) {
     const p = synapse.processes.find((x) => x.type === type)!;
-    expect([type, p.program.running, (await fetch(`http://127.0.0.1:${p.ports.http}/health`)).status]).toEqual([type, true, 200]);
+    expect([type, p.program.running, (await fetch(`http://127.0.0.1:${p.ports.proxied}/health`)).status]).toEqual([type, true, 200]);
   }
 });
