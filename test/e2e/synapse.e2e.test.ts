@@ -11,7 +11,7 @@ import * as yaml from 'js-yaml';
 import { FakeKubeApi } from '../fake-kube-api';
 import { configMapFile, container, find, freePort, generatedSecrets, httpJson, Program, programs, rendered, rewritePaths, writeSecretFiles } from './harness';
 import { RunningPostgres, startPostgres } from './postgres';
-import { RunningSynapse, startSynapse, synapseVersion } from './synapse';
+import { login, registerUser, RunningSynapse, startSynapse, synapseVersion } from './synapse';
 
 const { config, manifests } = rendered();
 const python = programs().synapsePython;
@@ -271,6 +271,41 @@ describe(`Synapse ${SYNAPSE_VERSION} with the rendered homeserver.yaml`, () => {
       expect(expiry - Date.now() / 1000).toBeGreaterThan(config.coturn.credentialTtlSeconds - 120);
       expect(expiry - Date.now() / 1000).toBeLessThanOrEqual(config.coturn.credentialTtlSeconds);
       expect(turn.body.password).toBe(createHmac('sha1', secrets.turnSharedSecret).update(turn.body.username).digest('base64'));
+    });
+  });
+
+  describe('the client address Synapse records (rate limits, the sessions the whois admin API lists)', () => {
+    test("rendered: 8008 (the in-cluster URL) takes the connection's address, 8009 (the Ingress's backend) the one X-Forwarded-For names", () => {
+      const hs = yaml.load(configMapFile(manifests, 'synapse-config', 'homeserver.yaml')) as any;
+      expect(hs.listeners.filter((l: any) => l.type === 'http').map((l: any) => [l.port, l.x_forwarded])).toEqual([
+        [8008, false],
+        [8009, true],
+      ]);
+      expect(find(manifests, 'Ingress', 'synapse').spec.rules[0].http.paths.map((p: any) => p.backend.service.port.number)).toEqual([8009, 8009]);
+    });
+
+    test('a forged X-Forwarded-For on the in-cluster port is not recorded; the one the proxy sets on its port is', async () => {
+      const password = 'correct horse battery staple';
+      expect((await registerUser(base, secrets.registrationSharedSecret, 'mallory', password)).status).toBe(200);
+      const token = await login(base, 'mallory', password);
+      const auth = { Authorization: `Bearer ${token}` };
+      // A pod of the app's namespace claiming to be someone else; then the public proxy, which sets the header.
+      expect((await httpJson(`${base}/_matrix/client/v3/account/whoami`, { headers: { ...auth, 'X-Forwarded-For': '203.0.113.7' } })).status).toBe(200);
+      expect(
+        (await httpJson(`${running.proxiedBase}/_matrix/client/v3/account/whoami`, { headers: { ...auth, 'X-Forwarded-For': '198.51.100.23', 'X-Forwarded-Proto': 'https' } }))
+          .status,
+      ).toBe(200);
+      // A user may ask whois about themselves; Synapse records addresses in batches, so ask until the proxied one is there.
+      const addresses = async () => {
+        const who = await httpJson(`${base}/_synapse/admin/v1/whois/${encodeURIComponent(`@mallory:${config.serverName}`)}`, { headers: auth });
+        expect(who.status).toBe(200);
+        return Object.values<any>(who.body.devices).flatMap((d) => d.sessions.flatMap((s: any) => s.connections.map((c: any) => c.ip as string)));
+      };
+      let seen: string[] = [];
+      for (const deadline = Date.now() + 20_000; Date.now() < deadline && !seen.includes('198.51.100.23'); await new Promise((r) => setTimeout(r, 500))) seen = await addresses();
+      expect(seen).toContain('198.51.100.23');
+      expect(seen).toContain('127.0.0.1');
+      expect(seen).not.toContain('203.0.113.7');
     });
   });
 });

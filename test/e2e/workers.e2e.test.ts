@@ -225,3 +225,63 @@ test('the federation sender and the background worker run and stay up (they serv
     expect([type, p.program.running, (await fetch(`http://127.0.0.1:${p.ports.proxied}/health`)).status]).toEqual([type, true, 200]);
   }
 });
+
+describe('the client address the processes record (rate limits, the sessions the whois admin API lists)', () => {
+  let token: string;
+  const user = () => `@mallory:${config.serverName}`;
+  const whoami = (port: number, headers: Record<string, string>) =>
+    httpJson(`http://127.0.0.1:${port}/_matrix/client/v3/account/whoami`, { headers: { Authorization: `Bearer ${token}`, ...headers } });
+  /** The addresses whois lists for the user once `expected` is among them (workers report theirs to the main process through Redis), or after 20 s. */
+  const addresses = async (expected: string) => {
+    let seen: string[] = [];
+    for (const deadline = Date.now() + 20_000; Date.now() < deadline && !seen.includes(expected); await new Promise((r) => setTimeout(r, 500))) {
+      const who = await httpJson(`${base}/_synapse/admin/v1/whois/${encodeURIComponent(user())}`, { headers: { Authorization: `Bearer ${token}` } });
+      expect(who.status).toBe(200);
+      seen = Object.values<any>(who.body.devices).flatMap((d) => d.sessions.flatMap((s: any) => s.connections.map((c: any) => c.ip as string)));
+    }
+    return seen;
+  };
+
+  beforeAll(async () => {
+    const password = 'correct horse battery staple';
+    expect((await registerUser(base, secrets.registrationSharedSecret, 'mallory', password)).status).toBe(200);
+    // Through the public bind, from an address of its own: the journey's logins from 127.0.0.1 used up that address's login rate limit.
+    const r = await httpJson(`http://127.0.0.1:${router.proxiedPort}/_matrix/client/v3/login`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-Forwarded-For': '192.0.2.44', 'X-Forwarded-Proto': 'https' },
+      body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user: 'mallory' }, password }),
+    });
+    expect(r.status).toBe(200);
+    token = r.body.access_token;
+  });
+
+  test("rendered: the router's 8008 bind (the in-cluster URL) and its 8009 bind (the Ingress's backend)", () => {
+    expect(renderedCfg).toContain('  bind :8008 name internal\n  bind :8009 name public\n  http-request set-header X-Forwarded-For %[src] if { so_name internal }\n');
+    const ing = manifests.find((m) => m.kind === 'Ingress' && m.metadata.name === 'synapse')!;
+    expect(ing.spec.rules[0].http.paths.map((p: any) => `${p.backend.service.name}:${p.backend.service.port.number}`)).toEqual(['synapse-router:8009', 'synapse-router:8009']);
+  });
+
+  test("on the in-cluster bind a forged X-Forwarded-For gives way to the caller's address; on the public bind the proxy's header is recorded", async () => {
+    expect((await whoami(router.port, { 'X-Forwarded-For': '203.0.113.7' })).status).toBe(200);
+    expect((await whoami(router.proxiedPort, { 'X-Forwarded-For': '198.51.100.23', 'X-Forwarded-Proto': 'https' })).status).toBe(200);
+    const seen = await addresses('198.51.100.23');
+    expect(seen).toContain('198.51.100.23');
+    expect(seen).toContain('127.0.0.1');
+    expect(seen).not.toContain('203.0.113.7');
+  });
+
+  test('negative control: a router without the set-header rule passes a forged header on, and the processes record it', async () => {
+    const trusting = renderedCfg
+      .split('\n')
+      .filter((l) => !l.includes('X-Forwarded-For %[src]'))
+      .join('\n');
+    expect(trusting).not.toBe(renderedCfg);
+    const wrong = await startRouter(manifests, trusting, synapse.processes, 'router-trusting');
+    try {
+      expect((await whoami(wrong.port, { 'X-Forwarded-For': '203.0.113.9' })).status).toBe(200);
+      expect(await addresses('203.0.113.9')).toContain('203.0.113.9');
+    } finally {
+      await wrong.stop();
+    }
+  });
+});
