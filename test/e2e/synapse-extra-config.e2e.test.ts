@@ -185,16 +185,16 @@ test('SSO: the provider is offered, and its token endpoint gets the client secre
   const sso = login.body.flows.find((f: any) => f.type === 'm.login.sso');
   expect(sso.identity_providers).toEqual([{ id: 'oidc-kudo', name: 'Kudo SSO' }]);
 
-  // As the Ingress forwards a request for the public host (x_forwarded listener): Synapse sends anyone
+  // As the Ingress forwards a request for the public host (to the x_forwarded listener): Synapse sends anyone
   // else to public_baseurl first, so the session cookie is set for the host the callback comes back to.
   const viaIngress = { Host: setup.config.hosts.matrix, 'X-Forwarded-For': '203.0.113.7', 'X-Forwarded-Proto': 'https' };
-  const start = await get(`${synapse.base}/_matrix/client/v3/login/sso/redirect/oidc-kudo?redirectUrl=${encodeURIComponent('http://localhost/done')}`, viaIngress);
+  const start = await get(`${synapse.proxiedBase}/_matrix/client/v3/login/sso/redirect/oidc-kudo?redirectUrl=${encodeURIComponent('http://localhost/done')}`, viaIngress);
   expect(start.status).toBe(302);
   const authorize = new URL(start.headers.location!);
   expect(authorize.pathname).toBe('/authorize');
   expect(authorize.searchParams.get('client_id')).toBe('synapse');
   const cookies = (start.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]).join('; ');
-  await get(`${synapse.base}/_synapse/client/oidc/callback?code=the-code&state=${authorize.searchParams.get('state')}`, { ...viaIngress, Cookie: cookies });
+  await get(`${synapse.proxiedBase}/_synapse/client/oidc/callback?code=the-code&state=${authorize.searchParams.get('state')}`, { ...viaIngress, Cookie: cookies });
   expect(idp.authorizations).toHaveLength(1);
   // client_secret_basic: Basic base64(client_id:client_secret), the file's content without its newline.
   expect(Buffer.from(idp.authorizations[0].replace(/^Basic /, ''), 'base64').toString()).toBe(`synapse:${CLIENT_SECRET}`);
