@@ -1,5 +1,5 @@
 import * as yaml from 'js-yaml';
-import { config, container, find, Manifest, podSpec, PRODUCTION, synthChart } from './util';
+import { config, container, find, Manifest, podSpec, PRODUCTION, synthAll, synthChart } from './util';
 
 const manifests = (c = config()) => synthChart('20-synapse', c);
 const homeserver = (ms: Manifest[]) => yaml.load(find(ms, 'ConfigMap', 'synapse-config').data['homeserver.yaml']) as any;
@@ -229,5 +229,94 @@ describe('production: the replicas of one worker type spread over nodes and zone
   });
   test('the main process (one replica) is not spread', () => {
     expect(podSpec(find(prod, 'Deployment', 'synapse')).affinity).toBeUndefined();
+  });
+});
+
+describe('upgrades: the schema migration runs once per version, before any process of the version starts', () => {
+  const EXTERNAL = { postgres: { mode: 'external', external: { host: 'db.example.org', sslmode: 'verify-full', ca: { kind: 'Secret', name: 'db-ca', key: 'ca.pem' } } } };
+  const migration = (ms: Manifest[]) => {
+    const jobs = ms.filter((m) => m.kind === 'Job' && m.metadata.labels?.['app.kubernetes.io/name'] === 'synapse-migrate');
+    expect(jobs.length).toBe(1);
+    return jobs[0];
+  };
+  const synapsePods = (ms: Manifest[]) =>
+    ms.filter((m) => ['Deployment', 'StatefulSet'].includes(m.kind) && m.spec.template.metadata.labels['app.kubernetes.io/component'] === 'homeserver');
+
+  test("a Job named after the version runs Synapse's update_synapse_database with the main process's homeserver.yaml", () => {
+    const job = migration(manifests());
+    expect(job.metadata.name).toMatch(/^synapse-migrate-v1\.163\.2-[0-9a-f]{8}$/);
+    const c = container(job, 'migrate');
+    expect(c.image).toBe(container(find(manifests(), 'Deployment', 'synapse'), 'synapse').image);
+    expect(c.command).toEqual(['python', '-m', 'synapse._scripts.update_synapse_database', '--database-config', '/config/homeserver.yaml']);
+    expect(c.command).not.toContain('--run-background-updates');
+    expect(job.metadata.labels).toMatchObject({ 'app.kubernetes.io/component': 'homeserver', 'app.kubernetes.io/version': 'v1.163.2' });
+  });
+
+  test('another version, or another database, is another Job; the same render is the same Job (kubectl apply leaves a finished one alone)', () => {
+    const name = (c: object) => migration(manifests(config(c))).metadata.name;
+    expect(name({})).toBe(name({}));
+    expect(name({ synapse: { image: { tag: 'v1.170.0' } } })).toMatch(/^synapse-migrate-v1\.170\.0-[0-9a-f]{8}$/);
+    expect(name(EXTERNAL)).not.toBe(name({}));
+    expect(name(EXTERNAL)).toMatch(/^synapse-migrate-v1\.163\.2-/);
+    // A tag that is no label value still makes a valid name of at most 63 characters.
+    const long = name({ synapse: { image: { tag: `V1.170.0_rc1.${'x'.repeat(60)}` } } });
+    expect(long.length).toBe(63);
+    expect(long).toMatch(/^synapse-migrate-v1\.170\.0-rc1\.x+-[0-9a-f]{8}$/);
+    // Cut where a dot or dash would end it: the name may not end in either before the hash.
+    expect(name({ synapse: { image: { tag: `${'a'.repeat(37)}.b` } } })).toMatch(/^synapse-migrate-a{37}-[0-9a-f]{8}$/);
+  });
+
+  test.each([
+    ['the StatefulSet database', {}],
+    ['an external database with a CA', EXTERNAL],
+    ['workers (their Secret files)', PRODUCTION],
+  ])('with %s, the Job reads what the main process reads to reach the database: config, Secret files, password file, CA', (_, c) => {
+    const ms = manifests(config(c));
+    const job = migration(ms);
+    const deploy = find(ms, 'Deployment', 'synapse');
+    const dbMounts = (ct: any) => ct.volumeMounts.filter((m: any) => ['config', 'secrets', 'run', 'db-ca'].includes(m.name));
+    const volumes = (w: Manifest, names: string[]) => podSpec(w).volumes.filter((v: any) => names.includes(v.name));
+    const main = container(deploy, 'synapse');
+    expect(dbMounts(container(job, 'migrate'))).toEqual(dbMounts(main));
+    expect(dbMounts(main).length).toBe(c === EXTERNAL ? 4 : 3);
+    const names = ['config', 'secrets', 'db-password', 'run', 'db-ca'];
+    expect(volumes(job, names)).toEqual(volumes(deploy, names));
+    expect(container(job, 'pgpass')).toEqual(container(deploy, 'pgpass'));
+    expect(container(job, 'migrate').env).toEqual(main.env);
+    // Not the media claim: the main process holds it (ReadWriteOnce); the migration writes no media.
+    expect(podSpec(job).volumes.find((v: any) => v.name === 'media')).toEqual({ name: 'media', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } });
+  });
+
+  test("Argo CD: a Sync hook between PostgreSQL's wave and Synapse's", () => {
+    for (const ms of [synthAll(), synthAll(config({ ...PRODUCTION })), synthAll(config({ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false } } } }))]) {
+      const job = migration(ms);
+      const wave = (m: Manifest) => Number(m.metadata.annotations?.['argocd.argoproj.io/sync-wave']);
+      expect(job.metadata.annotations).toMatchObject({ 'argocd.argoproj.io/hook': 'Sync', 'argocd.argoproj.io/hook-delete-policy': 'BeforeHookCreation' });
+      const database = ms.find((m) => (m.kind === 'StatefulSet' && m.metadata.name === 'postgres') || m.kind === 'Cluster')!;
+      expect(wave(job)).toBeGreaterThan(wave(database));
+      for (const w of synapsePods(ms)) expect([w.metadata.name, wave(job)]).toEqual([w.metadata.name, wave(w) - 1]);
+    }
+  });
+
+  test('no probe or deadline bounds a migration: the Job has neither, and every Synapse pod waits in an init step until the schema is current', () => {
+    const ms = synthAll(config({ ...PRODUCTION }));
+    const job = migration(ms);
+    expect(job.spec.activeDeadlineSeconds).toBeUndefined();
+    for (const c of [...podSpec(job).initContainers, ...podSpec(job).containers]) {
+      expect([c.name, c.startupProbe, c.livenessProbe, c.readinessProbe]).toEqual([c.name, undefined, undefined, undefined]);
+    }
+    const pods = synapsePods(ms);
+    expect(pods.length).toBe(12);
+    for (const w of pods) {
+      const init = podSpec(w).initContainers;
+      // After the password file (it needs it), before the process: init containers have no probes and no deadline.
+      expect([w.metadata.name, init.map((c: any) => c.name)]).toEqual([w.metadata.name, ['pgpass', 'schema']]);
+      const wait = init[1];
+      expect(wait.command).toEqual(['python', '/config/wait_for_schema.py', '/config/homeserver.yaml']);
+      expect(wait.env).toEqual(container(w, 'synapse').env);
+      expect(wait.volumeMounts.map((m: any) => m.name)).toEqual(['config', 'run']);
+      expect([wait.startupProbe, wait.livenessProbe]).toEqual([undefined, undefined]);
+    }
+    expect(find(ms, 'ConfigMap', 'synapse-config').data['wait_for_schema.py']).toContain('SELECT file FROM applied_schema_deltas');
   });
 });
