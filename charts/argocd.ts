@@ -25,8 +25,14 @@ export const WAVE = {
   secrets: -1,
   /** Services and disruption budgets: always Healthy. */
   services: 0,
-  /** PostgreSQL and Redis (their claims come from volumeClaimTemplates, bound with the pods). */
-  databases: 1,
+  /**
+   * PostgreSQL and Redis (their claims come from volumeClaimTemplates, bound with the pods), in the Services' wave
+   * (Services are Healthy at once, and Argo CD applies them before workloads within a wave), so that the schema's
+   * wave fits between them and Synapse without renumbering the later waves.
+   */
+  databases: 0,
+  /** Synapse's schema migration (a Sync hook): it needs PostgreSQL, and no process of a new version may start before it. */
+  schema: 1,
   /** Synapse with its media claim, the delegation server. */
   homeserver: 2,
   /** The admin bootstrap (a Sync hook): the app's credentials need Synapse and nothing after it. */

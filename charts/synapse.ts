@@ -18,7 +18,7 @@ import {
   UID,
 } from './common';
 import { WORKER_TYPE_NAMES, WORKER_TYPES, WorkerType, WorkerTypeName } from './synapse-workers';
-import { setSyncWave, WAVE } from './argocd';
+import { setSyncWave, syncHook, WAVE } from './argocd';
 import { databaseCaVolume, DatabaseConnection, DB_CA_DIR, DB_CA_FILE } from './database';
 import { PodScheduling, withScheduling } from './pods';
 import { exposeHttp, HttpBackend, IngressSettings } from './tls';
@@ -27,6 +27,8 @@ import { toYaml } from './yaml-out';
 
 /** Synapse's identity (NetworkPolicies and the backups' affinity select it by it). */
 export const SYNAPSE = { name: 'synapse', component: 'homeserver' } as const;
+/** The schema migration Job's: a Synapse process too (it runs Synapse's code against its database), so it carries the component. */
+export const SYNAPSE_MIGRATION = { name: 'synapse-migrate', component: SYNAPSE.component } as const;
 /**
  * Client address and X-Forwarded-For: Synapse counts an address per request (rate limits, the sessions'
  * IPs an admin sees). On SYNAPSE_HTTP_PORT it is the connection's, whatever the caller writes in the header:
@@ -236,7 +238,12 @@ export function synapseConfigFiles(p: SynapseProps): Record<string, string> {
     root: { level: p.logLevel, handlers: ['console'] },
     disable_existing_loggers: false,
   };
-  const files: Record<string, string> = { 'homeserver.yaml': toYaml(homeserver), 'log.yaml': toYaml(logging), 'pgpass.sh': bundledFile('pgpass.sh') };
+  const files: Record<string, string> = {
+    'homeserver.yaml': toYaml(homeserver),
+    'log.yaml': toYaml(logging),
+    'pgpass.sh': bundledFile('pgpass.sh'),
+    'wait_for_schema.py': bundledFile('wait_for_schema.py'),
+  };
   if (p.workers) {
     for (const type of WORKER_TYPE_NAMES.filter((t) => p.workers!.replicas[t] > 0)) files[`worker-${type}.yaml`] = toYaml(workerConfig(type));
   }
@@ -482,14 +489,61 @@ export function extraConfigProblems(extra: Readonly<Record<string, unknown>>, fi
 type SynapseProcess = 'main' | WorkerTypeName;
 
 /**
- * A Synapse pod: the init step (libpq's password file, and a worker's name),
- * then the process with its config, secrets, and the media volume if it
- * serves media.
+ * What every process that opens Synapse's database reads, the migration Job included: the config (homeserver.yaml
+ * names the database and the Secret files), the Secret files (Synapse reads them all when it loads its config),
+ * libpq's password file (written into `run` by the init step) and the database's CA.
+ */
+function databaseAccess(props: SynapseProps, configMap: string): { volumes: k8s.Volume[]; mounts: k8s.VolumeMount[]; pgpass: k8s.Container; env: k8s.EnvVar[] } {
+  const s = props.secrets;
+  const caVolume = databaseCaVolume(props.database);
+  const secretFiles: Record<string, SecretRef> = {
+    'signing.key': s.signingKey,
+    macaroon_secret_key: s.macaroonSecretKey,
+    form_secret: s.formSecret,
+    registration_shared_secret: s.registrationSharedSecret,
+    turn_shared_secret: s.turnSharedSecret,
+  };
+  if (props.workers !== undefined) Object.assign(secretFiles, { redis_password: s.redisPassword, worker_replication_secret: s.workerReplicationSecret });
+  for (const f of props.extraSecretFiles ?? []) secretFiles[`${EXTRA_SECRETS_FOLDER}/${f.file}`] = { name: f.secret, key: f.key };
+  return {
+    volumes: [
+      { name: 'config', configMap: { name: configMap } },
+      secretFilesVolume('secrets', secretFiles),
+      secretFilesVolume('db-password', { password: props.database.password }),
+      ...(caVolume !== undefined ? [caVolume] : []),
+      memoryVolume('run', '1Mi'),
+    ],
+    mounts: [
+      { name: 'config', mountPath: SYNAPSE_CONFIG_DIR, readOnly: true },
+      { name: 'secrets', mountPath: SYNAPSE_SECRETS_DIR, readOnly: true },
+      { name: 'run', mountPath: SYNAPSE_RUN_DIR, readOnly: true },
+      ...(caVolume !== undefined ? [{ name: caVolume.name, mountPath: DB_CA_DIR, readOnly: true }] : []),
+    ],
+    // libpq's password file, from the Secret into memory (Synapse has no password_path for its database).
+    pgpass: {
+      name: 'pgpass',
+      image: imageRef(props.image),
+      command: ['sh', `${SYNAPSE_CONFIG_DIR}/pgpass.sh`, '/db/password', props.database.user, `${SYNAPSE_RUN_DIR}/pgpass`],
+      resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
+      securityContext: restrictedContainer(),
+      volumeMounts: [
+        { name: 'config', mountPath: SYNAPSE_CONFIG_DIR, readOnly: true },
+        { name: 'db-password', mountPath: '/db', readOnly: true },
+        { name: 'run', mountPath: SYNAPSE_RUN_DIR },
+      ],
+    },
+    env: [{ name: 'PGPASSFILE', value: `${SYNAPSE_RUN_DIR}/pgpass` }],
+  };
+}
+
+/**
+ * A Synapse pod: the init steps (libpq's password file, and a worker's name; then the wait until the migration Job
+ * has brought the database's schema to this version), then the process with its config, secrets, and the media
+ * volume if it serves media.
  */
 function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim?: string; process: SynapseProcess }): k8s.PodSpec {
-  const s = props.secrets;
   const w = props.workers;
-  const caVolume = databaseCaVolume(props.database);
+  const db = databaseAccess(props, v.configMap);
   const worker = v.process === 'main' ? undefined : (WORKER_TYPES[v.process] as WorkerType);
   // A worker has only the router's listener; the main process answers on its in-cluster one too.
   const healthPort = worker === undefined ? 'http' : 'proxied';
@@ -499,20 +553,21 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim?
     timeoutSeconds: 5,
     failureThreshold,
   });
-  // libpq's password file, from the Secret into memory (Synapse has no password_path for its database).
-  const pgpass = ['sh', `${SYNAPSE_CONFIG_DIR}/pgpass.sh`, '/db/password', props.database.user, `${SYNAPSE_RUN_DIR}/pgpass`];
   // A worker's name: its pod's (pools, StatefulSets) or, for a single one, its Deployment's.
   const workerNameFile = `${SYNAPSE_RUN_DIR}/worker-name.yaml`;
   const named = worker !== undefined && worker.workload === 'deployment' && worker.max === 1;
-  const initCommand = worker === undefined ? pgpass : ['sh', '-c', `${pgpass.join(' ')} && printf 'worker_name: "%s"\\n' "$WORKER_NAME" > ${workerNameFile}`];
-  const initEnv: k8s.EnvVar[] | undefined =
+  const pgpass: k8s.Container =
     worker === undefined
-      ? undefined
-      : [
-          named
-            ? { name: 'WORKER_NAME', value: workerComponent(v.process as WorkerTypeName).name }
-            : { name: 'WORKER_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
-        ];
+      ? db.pgpass
+      : {
+          ...db.pgpass,
+          command: ['sh', '-c', `${db.pgpass.command!.join(' ')} && printf 'worker_name: "%s"\\n' "$WORKER_NAME" > ${workerNameFile}`],
+          env: [
+            named
+              ? { name: 'WORKER_NAME', value: workerComponent(v.process as WorkerTypeName).name }
+              : { name: 'WORKER_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+          ],
+        };
   const command =
     worker === undefined
       ? ['python', '-m', 'synapse.app.homeserver', '--config-path', `${SYNAPSE_CONFIG_DIR}/homeserver.yaml`, '--no-secrets-in-config']
@@ -530,15 +585,6 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim?
         ];
   const ports = [...(worker === undefined ? [tcpPort('http', SYNAPSE_HTTP_PORT)] : []), tcpPort('proxied', SYNAPSE_PROXIED_PORT), tcpPort('metrics', SYNAPSE_METRICS_PORT)];
   if (w !== undefined && (worker === undefined || worker.replication)) ports.push(tcpPort('replication', SYNAPSE_REPLICATION_PORT));
-  const secretFiles: Record<string, SecretRef> = {
-    'signing.key': s.signingKey,
-    macaroon_secret_key: s.macaroonSecretKey,
-    form_secret: s.formSecret,
-    registration_shared_secret: s.registrationSharedSecret,
-    turn_shared_secret: s.turnSharedSecret,
-  };
-  if (w !== undefined) Object.assign(secretFiles, { redis_password: s.redisPassword, worker_replication_secret: s.workerReplicationSecret });
-  for (const f of props.extraSecretFiles ?? []) secretFiles[`${EXTRA_SECRETS_FOLDER}/${f.file}`] = { name: f.secret, key: f.key };
 
   return {
     automountServiceAccountToken: false,
@@ -546,18 +592,18 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim?
     securityContext: restrictedPod(UID.synapse),
     terminationGracePeriodSeconds: 60,
     initContainers: [
+      pgpass,
+      // Init containers have no probes: however long the migration takes, this waits, and the process starts after it.
+      // Without the wait, the main process would migrate the schema itself (beside the Job, under its startup probe),
+      // and a worker would exit on the old schema until its restarts' back-off let it try again.
       {
-        name: 'pgpass',
+        name: 'schema',
         image: imageRef(props.image),
-        command: initCommand,
-        env: initEnv,
-        resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
+        command: ['python', `${SYNAPSE_CONFIG_DIR}/wait_for_schema.py`, `${SYNAPSE_CONFIG_DIR}/homeserver.yaml`],
+        env: db.env,
+        resources: resourceRequirements({ requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } }),
         securityContext: restrictedContainer(),
-        volumeMounts: [
-          { name: 'config', mountPath: SYNAPSE_CONFIG_DIR, readOnly: true },
-          { name: 'db-password', mountPath: '/db', readOnly: true },
-          { name: 'run', mountPath: SYNAPSE_RUN_DIR },
-        ],
+        volumeMounts: db.mounts.filter((m) => m.name !== 'secrets'),
       },
     ],
     containers: [
@@ -565,35 +611,74 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim?
         name: 'synapse',
         image: imageRef(props.image),
         command,
-        env: [{ name: 'PGPASSFILE', value: `${SYNAPSE_RUN_DIR}/pgpass` }],
+        env: db.env,
         ports,
         // /tmp (1Gi, on disk) holds uploads in flight.
         resources: resourceRequirements(worker === undefined ? props.resources : w!.resources, { request: '256Mi', limit: '2Gi' }),
         securityContext: restrictedContainer(),
-        // The first start creates the schema; give it five minutes before liveness counts.
+        // Synapse's own start (the schema is current by then: the schema step waited for it); five minutes before liveness counts.
         startupProbe: healthProbe(5, 60),
         readinessProbe: healthProbe(10, 3),
         livenessProbe: healthProbe(15, 4),
-        volumeMounts: [
-          { name: 'config', mountPath: SYNAPSE_CONFIG_DIR, readOnly: true },
-          { name: 'secrets', mountPath: SYNAPSE_SECRETS_DIR, readOnly: true },
-          ...(v.mediaClaim !== undefined ? [{ name: 'media', mountPath: SYNAPSE_MEDIA_DIR }] : []),
-          { name: 'run', mountPath: SYNAPSE_RUN_DIR, readOnly: true },
-          { name: 'tmp', mountPath: '/tmp' },
-          ...(caVolume !== undefined ? [{ name: caVolume.name, mountPath: DB_CA_DIR, readOnly: true }] : []),
-        ],
+        volumeMounts: [...db.mounts, ...(v.mediaClaim !== undefined ? [{ name: 'media', mountPath: SYNAPSE_MEDIA_DIR }] : []), { name: 'tmp', mountPath: '/tmp' }],
       },
     ],
     volumes: [
-      { name: 'config', configMap: { name: v.configMap } },
-      secretFilesVolume('secrets', secretFiles),
-      secretFilesVolume('db-password', { password: props.database.password }),
-      ...(caVolume !== undefined ? [caVolume] : []),
+      ...db.volumes,
       ...(v.mediaClaim !== undefined ? [{ name: 'media', persistentVolumeClaim: { claimName: v.mediaClaim } }] : []),
-      memoryVolume('run', '1Mi'),
       { name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('1Gi') } },
     ],
   };
+}
+
+/**
+ * The schema migration: Synapse's update_synapse_database with the main process's homeserver.yaml, Secret files,
+ * password file and CA. Its name carries the version and a hash of what it runs (image, config), so a new version
+ * (or a new database) is a new Job, which `kubectl apply` creates and runs, while applying the same render again
+ * leaves the finished one alone. For Argo CD it is a Sync hook in the wave before Synapse's. No deadline and no
+ * probe: a long migration runs to its end; a failed one rolls back (one transaction) and the next attempt starts over.
+ */
+function migrationJob(scope: Construct, props: SynapseProps, configMap: string, files: Record<string, string>): k8s.KubeJob {
+  const db = databaseAccess(props, configMap);
+  const component = { ...SYNAPSE_MIGRATION, version: props.image.tag };
+  const template: k8s.PodTemplateSpec = {
+    metadata: { labels: labels(component) },
+    spec: withScheduling(
+      {
+        automountServiceAccountToken: false,
+        enableServiceLinks: false,
+        restartPolicy: 'Never',
+        securityContext: restrictedPod(UID.synapse),
+        initContainers: [db.pgpass],
+        containers: [
+          {
+            name: 'migrate',
+            image: imageRef(props.image),
+            command: ['python', '-m', 'synapse._scripts.update_synapse_database', '--database-config', `${SYNAPSE_CONFIG_DIR}/homeserver.yaml`],
+            env: db.env,
+            resources: resourceRequirements(props.resources),
+            securityContext: restrictedContainer(),
+            // Synapse's config loading creates the media folder if it is missing; the migration writes nothing there.
+            volumeMounts: [...db.mounts, { name: 'media', mountPath: SYNAPSE_MEDIA_DIR }, { name: 'tmp', mountPath: '/tmp' }],
+          },
+        ],
+        volumes: [...db.volumes, memoryVolume('media', '1Mi'), memoryVolume('tmp', '16Mi')],
+      },
+      props.scheduling,
+      selectorLabels(component),
+    ),
+  };
+  // A label-safe version in a name of at most 63 characters (the Job's name is a label of its pods).
+  const version = props.image.tag
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]/g, '-')
+    .slice(0, 63 - `${SYNAPSE_MIGRATION.name}--12345678`.length)
+    .replace(/[.-]+$/, '');
+  const hash = contentHash(template, files['homeserver.yaml'], files['pgpass.sh']).slice(0, 8);
+  return new k8s.KubeJob(scope, 'migration', {
+    metadata: { name: `${SYNAPSE_MIGRATION.name}-${version}-${hash}`, namespace: props.namespace, labels: labels(component), annotations: syncHook(WAVE.schema) },
+    spec: { backoffLimit: 10, ttlSecondsAfterFinished: 7 * 24 * 3600, template },
+  });
 }
 
 /**
@@ -625,6 +710,7 @@ export class SynapseChart extends Chart {
     const mediaWorker = w !== undefined && w.replicas['media-repository'] > 0;
 
     const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'synapse-config', ...meta }, data: files });
+    migrationJob(this, props, config.name, files);
     const media = new k8s.KubePersistentVolumeClaim(this, 'media', {
       metadata: { name: 'synapse-media', ...meta },
       spec: {
@@ -720,7 +806,7 @@ export class SynapseChart extends Chart {
     const component = { ...workerComponent(type), version: props.image.tag };
     const meta = { namespace: props.namespace, labels: labels(component) };
     // A worker restarts when the shared config or its own file changes.
-    const hash = contentHash(v.files['homeserver.yaml'], v.files['log.yaml'], v.files['pgpass.sh'], v.files[`worker-${type}.yaml`]);
+    const hash = contentHash(v.files['homeserver.yaml'], v.files['log.yaml'], v.files['pgpass.sh'], v.files['wait_for_schema.py'], v.files[`worker-${type}.yaml`]);
     // The replicas of one type on different nodes, and zones, where the cluster has them: a lost node or zone
     // takes one of them, not all. Preferences only, so a small cluster still runs every replica. An operator's
     // own zone constraint replaces ours (the API refuses two with the same key).

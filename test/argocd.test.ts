@@ -24,7 +24,8 @@ function waveTable(ms: Manifest[]): Record<string, string> {
 
 test('the intended wave of every object: a sync that can finish on a WaitForFirstConsumer StorageClass', () => {
   // -3 namespaces; -2 RBAC, policies, issuer, ConfigMaps; -1 the secret generator (hook);
-  // 0 Services and budgets; 1 the databases; 2 Synapse with its media claim, the delegation server;
+  // 0 Services, budgets and the databases; 1 Synapse's schema migration (hook: before any process of a new
+  // version starts, after PostgreSQL); 2 Synapse with its media claim, the delegation server;
   // 3 the admin bootstrap (hook: the app's credentials need only Synapse); 4 media, TURN, routes,
   // certificates, backups (with the hook that binds the backup claim) and the rest.
   expect(waveTable(synthAll())).toEqual({
@@ -58,11 +59,12 @@ test('the intended wave of every object: a sync that can finish on a WaitForFirs
     'NetworkPolicy kudo/backup': '-2',
     'ConfigMap kudo/postgres-init': '-2',
     'Service kudo/postgres': '0',
-    'StatefulSet kudo/postgres': '1',
+    'StatefulSet kudo/postgres': '0',
     'ConfigMap kudo/redis-config': '-2',
     'Service kudo/redis': '0',
-    'StatefulSet kudo/redis': '1',
+    'StatefulSet kudo/redis': '0',
     'ConfigMap kudo/synapse-config': '-2',
+    'Job kudo/synapse-migrate-v1.163.2': 'Sync@1',
     'PersistentVolumeClaim kudo/synapse-media': '2',
     'Deployment kudo/synapse': '2',
     'Service kudo/synapse': '0',
@@ -246,8 +248,8 @@ describe('applySyncWaves on objects made for the test', () => {
     const ch = new Chart(Testing.app(), 'waves');
     claim(ch, 'a', 'data');
     claim(ch, 'a', 'scratch');
-    setSyncWave(claim(ch, 'a', 'pinned'), 0);
-    // Deployment (wave 2) and StatefulSet (wave 1) mount data: the claim goes with the StatefulSet.
+    setSyncWave(claim(ch, 'a', 'pinned'), 1);
+    // Deployment (wave 2) and StatefulSet (wave 0) mount data: the claim goes with the StatefulSet.
     new k8s.KubeDeployment(ch, 'web', { metadata: { name: 'web', namespace: 'a' }, spec: { selector: {}, template: podTemplate('data', 'pinned') } });
     new k8s.KubeStatefulSet(ch, 'db', { metadata: { name: 'db', namespace: 'a' }, spec: { serviceName: 'db', selector: {}, template: podTemplate('data') } });
     // Earlier waves that must not count: a claim of the same name in another namespace, and a kind that makes no pod in the sync.
@@ -259,12 +261,12 @@ describe('applySyncWaves on objects made for the test', () => {
     new k8s.KubeJob(ch, 'job', { metadata: { name: 'fill', namespace: 'a', annotations: syncHook(3) }, spec: { template: podTemplate('scratch') } });
     claim(ch, 'b', 'data');
     expect(synthWaves(ch)).toEqual({
-      'PersistentVolumeClaim a/data': '1',
+      'PersistentVolumeClaim a/data': '0',
       'PersistentVolumeClaim a/scratch': '3',
-      'PersistentVolumeClaim a/pinned': '0',
+      'PersistentVolumeClaim a/pinned': '1',
       'PersistentVolumeClaim b/data': '-3',
       'Deployment a/web': '2',
-      'StatefulSet a/db': '1',
+      'StatefulSet a/db': '0',
       'Deployment b/elsewhere': '-3',
       'ReplicaSet a/rs': '-2',
       'Job a/fill': '3',

@@ -102,7 +102,12 @@ test("every client checks the server's certificate against the operator's CA (ve
     const job = find(ms, 'CronJob', name).spec.jobTemplate;
     expect(job.spec.template.spec.volumes).toContainEqual(caVolume);
     const step = job.spec.template.spec.initContainers.concat(job.spec.template.spec.containers).find((c: any) => c.env?.some((e: any) => e.name === 'PGHOST'));
-    expect(step.env).toEqual(expect.arrayContaining([{ name: 'PGSSLMODE', value: 'verify-full' }, { name: 'PGSSLROOTCERT', value: '/db-ca/ca.crt' }]));
+    expect(step.env).toEqual(
+      expect.arrayContaining([
+        { name: 'PGSSLMODE', value: 'verify-full' },
+        { name: 'PGSSLROOTCERT', value: '/db-ca/ca.crt' },
+      ]),
+    );
     expect(step.volumeMounts).toContainEqual({ name: 'db-ca', mountPath: '/db-ca', readOnly: true });
   }
 });
@@ -170,7 +175,9 @@ test("a PodMonitor for the instances' metrics when monitoring is on", () => {
 
 test('Argo CD: the ObjectStore before the Cluster, the Cluster with the databases, the ScheduledBackup at the edge', () => {
   const wave = (kind: string, name: string) => find(ms, kind, name).metadata.annotations!['argocd.argoproj.io/sync-wave'];
-  expect([wave('ObjectStore', 'postgres-backups'), wave('Cluster', 'postgres'), wave('ScheduledBackup', 'postgres-daily')]).toEqual(['-2', '1', '4']);
+  expect([wave('ObjectStore', 'postgres-backups'), wave('Cluster', 'postgres'), wave('ScheduledBackup', 'postgres-daily')]).toEqual(['-2', '0', '4']);
+  // Synapse's schema migration between the Cluster and Synapse.
+  expect(ms.filter((m) => m.kind === 'Job' && m.metadata.name.startsWith('synapse-migrate')).map((m) => m.metadata.annotations!['argocd.argoproj.io/sync-wave'])).toEqual(['1']);
   expect(wave('Deployment', 'synapse')).toBe('2');
 });
 
