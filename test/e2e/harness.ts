@@ -80,6 +80,15 @@ export function programs(): Programs {
   return p;
 }
 
+/** The upgrade test's old Synapse release (install-programs.sh installs it beside the pinned one). */
+export function oldSynapsePython(): string {
+  programs();
+  const envFile = path.join(process.env.KUDO_E2E_CACHE ?? path.join(os.homedir(), '.cache', 'kudo-e2e'), 'env.sh');
+  const python = /^export KUDO_E2E_SYNAPSE_OLD_PYTHON='([^']*)'$/m.exec(fs.readFileSync(envFile, 'utf8'))?.[1];
+  if (python === undefined || !fs.existsSync(python)) throw new Error(`the old Synapse release is not installed (${envFile}): run test/e2e/install-programs.sh`);
+  return python;
+}
+
 // The unit tests' helpers, shared: the same rendering and lookups.
 export { container, find, Manifest, podSpec } from '../util';
 

