@@ -27,6 +27,7 @@ import {
   SYNAPSE,
   SYNAPSE_HTTP_PORT,
   SYNAPSE_METRICS_PORT,
+  SYNAPSE_MIGRATION,
   SYNAPSE_PROXIED_PORT,
   SYNAPSE_REPLICATION_PORT,
   SYNAPSE_TLS_SECRET,
@@ -461,6 +462,7 @@ function networkPolicies(app: Construct, config: KudoConfig): void {
     pods: {
       redis: selectorLabels(REDIS),
       synapse: selectorLabels(SYNAPSE),
+      synapseMigration: selectorLabels(SYNAPSE_MIGRATION),
       wellKnown: selectorLabels(WELL_KNOWN),
       backup: selectorLabels(BACKUP),
       bootstrap: selectorLabels(ADMIN_BOOTSTRAP),

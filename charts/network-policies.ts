@@ -32,7 +32,7 @@ export interface NetworkPoliciesProps extends ChartProps {
   /** PostgreSQL: whose pods it runs in, or where it is outside the cluster. */
   readonly database: DatabasePeers;
   /** The pods' selector labels, as their charts label them. */
-  readonly pods: Record<'redis' | 'synapse' | 'wellKnown' | 'backup' | 'bootstrap' | 'smoke', Record<string, string>>;
+  readonly pods: Record<'redis' | 'synapse' | 'synapseMigration' | 'wellKnown' | 'backup' | 'bootstrap' | 'smoke', Record<string, string>>;
   /** app.kubernetes.io/name of the Jobs that call the Kubernetes API. */
   readonly apiClients: readonly string[];
   /** Whether the well-known server runs. @default true */
@@ -148,7 +148,7 @@ export class NetworkPoliciesChart extends Chart {
     const toDatabase: k8s.NetworkPolicyEgressRule =
       db.mode === 'external' ? { to: OUTSIDE, ports: tcp(db.port) } : { to: [{ podSelector: { matchLabels: db.pods } }], ports: tcp(db.port) };
     if (db.mode !== 'external') {
-      const clientsOfDb = [{ podSelector: synapseProcesses }, { podSelector: pod('backup') }];
+      const clientsOfDb = [{ podSelector: synapseProcesses }, { podSelector: pod('synapseMigration') }, { podSelector: pod('backup') }];
       if (db.mode === 'statefulset') {
         policy('postgres', {
           podSelector: { matchLabels: db.pods },
@@ -181,6 +181,12 @@ export class NetworkPoliciesChart extends Chart {
     }
     // Whoever reaches the proxied port decides the client address Synapse counts (rate limits, sessions): the public
     // proxy only. The app and the Jobs call the other, where their own address counts.
+    policy('synapse-migrate', {
+      // The schema migration Job (one per Synapse version) talks to the database alone.
+      podSelector: pod('synapseMigration'),
+      policyTypes: ['Egress'],
+      egress: [toDatabase],
+    });
     const clients: k8s.NetworkPolicyIngressRule[] = [
       { from: [fromPublic], ports: tcp(p.synapseProxied) },
       { from: [fromApp, { podSelector: pod('bootstrap') }, { podSelector: pod('smoke') }], ports: tcp(p.synapse) },

@@ -51,6 +51,7 @@ test('the intended wave of every object: a sync that can finish on a WaitForFirs
     'NetworkPolicy kudo/postgres': '-2',
     'NetworkPolicy kudo/redis': '-2',
     'NetworkPolicy kudo/synapse': '-2',
+    'NetworkPolicy kudo/synapse-migrate': '-2',
     'NetworkPolicy kudo/matrix-well-known': '-2',
     'NetworkPolicy kudo/acme-http01-solver': '-2',
     'NetworkPolicy kudo/kubernetes-api': '-2',

@@ -137,7 +137,7 @@ describe('NetworkPolicies', () => {
   test('the instances: clients on 5432, the operator and each other on 5432 and 8000', () => {
     const pg = policy('postgres');
     expect(pg.podSelector).toEqual({ matchLabels: { 'cnpg.io/cluster': 'postgres' } });
-    expect(pg.ingress[0].from.map((f: any) => f.podSelector.matchLabels['app.kubernetes.io/name'])).toEqual(['synapse', 'backup']);
+    expect(pg.ingress[0].from.map((f: any) => f.podSelector.matchLabels['app.kubernetes.io/name'])).toEqual(['synapse', 'synapse-migrate', 'backup']);
     expect(ports(pg.ingress[0])).toEqual([5432]);
     expect(pg.ingress[1].from).toContainEqual({
       namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'cnpg-system' } },

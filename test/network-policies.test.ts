@@ -20,11 +20,20 @@ test('DNS for every pod, to the DNS namespace only', () => {
   expect(ports(dns.spec.egress[0])).toEqual(['UDP/53', 'TCP/53']);
 });
 
-test('only Synapse and the backups reach PostgreSQL', () => {
+test('only Synapse, its schema migration and the backups reach PostgreSQL', () => {
   const pg = policy(manifests(), 'postgres');
   expect(pg.spec.ingress).toHaveLength(1);
-  expect(names(pg.spec.ingress[0].from)).toEqual(['synapse', 'backup']);
+  expect(names(pg.spec.ingress[0].from)).toEqual(['synapse', 'synapse-migrate', 'backup']);
   expect(ports(pg.spec.ingress[0])).toEqual(['TCP/5432']);
+});
+
+test('the schema migration Job reaches PostgreSQL and nothing else, in every database mode', () => {
+  const statefulset = policy(manifests(), 'synapse-migrate');
+  expect(statefulset.spec.podSelector.matchLabels['app.kubernetes.io/name']).toBe('synapse-migrate');
+  expect(statefulset.spec.policyTypes).toEqual(['Egress']);
+  expect(statefulset.spec.egress.map((r: any) => `${names(r.to).join(',')} ${ports(r).join(',')}`)).toEqual(['postgres TCP/5432']);
+  const external = policy(manifests(config({ postgres: { mode: 'external', external: { host: 'db.example.org', ca: { name: 'db-ca' } } } })), 'synapse-migrate');
+  expect(external.spec.egress.map((r: any) => `${names(r.to).join(',')} ${ports(r).join(',')}`)).toEqual(['0.0.0.0/0,::/0 TCP/5432']);
 });
 
 test('the ingress controller reaches Synapse, the well-known server and ACME solvers; Synapse reaches PostgreSQL and federation', () => {
@@ -260,7 +269,9 @@ test('every pod of the stack namespace is selected by some allowing policy', () 
       }),
   );
   // Every pod that talks to anything but DNS, or is talked to, has its own policy.
-  expect(new Set(stackPods)).toEqual(new Set(['secret-generator', 'postgres', 'redis', 'synapse', 'matrix-well-known', 'admin-bootstrap', 'backup', 'smoke-test']));
+  expect(new Set(stackPods)).toEqual(
+    new Set(['secret-generator', 'postgres', 'redis', 'synapse', 'synapse-migrate', 'matrix-well-known', 'admin-bootstrap', 'backup', 'smoke-test']),
+  );
   for (const name of new Set(stackPods)) expect(selected).toContain(name);
 });
 
