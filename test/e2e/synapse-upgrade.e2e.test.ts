@@ -74,7 +74,7 @@ function mountedPaths(v: unknown, pathMap: Record<string, string>): unknown {
 }
 
 /** The rendered homeserver.yaml with loopback rewrites: PostgreSQL's address, the mounted paths. */
-function podFiles(): typeof pod {
+function podFiles(db: RunningPostgres): typeof pod {
   const dir = tempDir('synapse-upgrade-pod');
   const d = { config: path.join(dir, 'config'), secrets: path.join(dir, 'secrets'), db: path.join(dir, 'db'), run: path.join(dir, 'run'), media: path.join(dir, 'media') };
   for (const p of [d.config, d.run, d.media]) fs.mkdirSync(p, { recursive: true });
@@ -84,8 +84,8 @@ function podFiles(): typeof pod {
   const pathMap = { '/config': d.config, '/secrets': d.secrets, '/db': d.db, '/run/synapse': d.run, '/media': d.media };
   const hs = yaml.load(configMapFile(manifests, 'synapse-config', 'homeserver.yaml')) as any;
   // hosts + ports: PostgreSQL in its pod network namespace; paths: the pod's mounts.
-  hs.database.args.host = pg.host;
-  hs.database.args.port = pg.port;
+  hs.database.args.host = db.host;
+  hs.database.args.port = db.port;
   fs.writeFileSync(path.join(d.config, 'homeserver.yaml'), yaml.dump(mountedPaths(hs, pathMap)));
   // The Job's init step as rendered: libpq's password file.
   const [cmd, ...args] = (container(job, 'pgpass').command as string[]).map((a) => rewritePaths(a, pathMap));
@@ -95,14 +95,14 @@ function podFiles(): typeof pod {
 }
 
 /** A container's command run by the pinned Synapse's Python, its paths mapped to the pod's files. */
-function pinned(name: string, command: string[]): Program {
+function pinned(name: string, command: string[], files = pod): Program {
   const [python, ...args] = command;
   expect(python).toBe('python');
   const p = new Program(
     name,
     programs().synapsePython,
-    args.map((a) => rewritePaths(a, pod.pathMap)),
-    { logDir: pod.dir, env: { PATH: process.env.PATH, ...pod.env } },
+    args.map((a) => rewritePaths(a, files.pathMap)),
+    { logDir: files.dir, env: { PATH: process.env.PATH, ...files.env } },
   );
   running.push(p);
   return p;
@@ -144,7 +144,7 @@ beforeAll(async () => {
   secrets = await generatedSecrets(manifests);
   pg = await startPostgres(manifests, config, secrets);
   redis = await startRedis(manifests, config, secrets);
-  pod = podFiles();
+  pod = podFiles(pg);
   oldMedia = tempDir('synapse-old-media');
 }, 300_000);
 
@@ -273,3 +273,23 @@ test('a downgrade across the schema change: Synapse 1.98.0 refuses the migrated 
   expect(old.program.output()).toContain('Cannot use this database as it is too new for the server to understand');
   expect(schemaVersion()).toBe('94');
 }, 300_000);
+
+test("a fresh install: on the empty database PostgreSQL's init made, the Job's command builds the whole schema, and the schema step then lets the processes start", async () => {
+  const fresh = await startPostgres(manifests, config, secrets);
+  try {
+    expect(fresh.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")).toBe('0');
+    const files = podFiles(fresh);
+    const waiting = pinned('wait-for-schema-fresh', podInit('schema').command, files);
+    await waiting.waitFor('its waiting line', () => waiting.output().includes('waiting for the migration Job: the database has no schema yet'), 60_000);
+    await waiting.stop();
+    const migrate = pinned('update-synapse-database-fresh', container(job, 'migrate').command, files);
+    expect(await migrate.exit(600_000)).toBe(0);
+    // Synapse builds a new database from its last full schema plus the deltas since: upgraded, at the pinned version.
+    expect(fresh.psql('SELECT version, upgraded FROM schema_version')).toBe('94|t');
+    const wait = pinned('wait-for-schema-fresh-after', podInit('schema').command, files);
+    expect(await wait.exit(60_000)).toBe(0);
+    expect(wait.output()).toContain('schema version 94 is current');
+  } finally {
+    await fresh.stop();
+  }
+}, 900_000);
