@@ -114,13 +114,14 @@ const scratchVolume = (): k8s.Volume => ({ name: 'scratch', emptyDir: { sizeLimi
 
 /**
  * What the secret generator needs to put a backup's Secrets back instead of making new values: a step in restic's
- * image that restores the newest "secrets" snapshot (or `snapshot`) of the off-site repository into memory. Used to
- * rebuild a lost cluster, where the backup volume is gone with it; the runbook is the README's "Disaster recovery".
+ * image that restores a "secrets" snapshot of the off-site repository (`snapshot`: "latest" or an ID) into memory.
+ * Used to rebuild a lost cluster, where the backup volume is gone with it; the runbook is the README's "Disaster
+ * recovery".
  */
 export function secretsFetch(p: {
   readonly resticImage: ImageConfig;
   readonly s3: { readonly repository: string; readonly secretName: string };
-  readonly snapshot?: string;
+  readonly snapshot: string;
 }): SecretsRestore {
   const restored = { name: 'restored-secrets', mountPath: '/restored-secrets' };
   return {
@@ -133,7 +134,7 @@ export function secretsFetch(p: {
         env: [
           ...resticEnv(p.s3).filter((e) => !['LOCAL_REPOSITORY', 'RESTIC_PASSWORD_FILE'].includes(e.name)),
           { name: 'FROM', value: 'offsite' },
-          ...(p.snapshot !== undefined ? [{ name: 'SNAPSHOT', value: p.snapshot }] : []),
+          { name: 'SNAPSHOT', value: p.snapshot },
         ],
         resources: resourceRequirements({ requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '512Mi' } }, { request: '64Mi', limit: RESTIC_SCRATCH.size }),
         securityContext: restrictedContainer(),

@@ -27,7 +27,6 @@ export interface SecretValue {
   readonly namespaces: readonly NamespaceRole[];
   /** Its name in the docker-compose era's .env file, if it had one. */
   readonly envVar?: string;
-  readonly description: string;
   /** Needed only when this holds for the features that are on. @default - always */
   readonly only?: (f: SecretFeatures) => boolean;
   /** Someone outside the stack holds the value (a managed database's password): never generated. @default - never */
@@ -36,50 +35,57 @@ export interface SecretValue {
 
 export const SECRET_VALUES: readonly SecretValue[] = [
   {
-    // CloudNativePG makes the owner's password itself; a managed database's comes from its provider.
+    // Synapse's PostgreSQL password. CloudNativePG makes the owner's password itself; a managed database's comes from its provider.
     name: 'postgresPassword',
     kind: 'token',
     namespaces: ['stack'],
     envVar: 'MATRIX_DB_PASSWORD',
-    description: "Synapse's PostgreSQL password",
     only: (f) => f.postgres !== 'cloudnative-pg',
     provided: (f) => f.postgres === 'external',
   },
   {
+    // PostgreSQL's superuser password (only local administration uses it)
     name: 'postgresSuperuserPassword',
     kind: 'token',
     namespaces: ['stack'],
-    description: "PostgreSQL's superuser password (only local administration uses it)",
     only: (f) => f.postgres === 'statefulset',
   },
-  { name: 'macaroonSecretKey', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_MACAROON_SECRET_KEY', description: 'Synapse macaroon_secret_key' },
-  { name: 'formSecret', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_FORM_SECRET', description: 'Synapse form_secret' },
+  // Synapse macaroon_secret_key
+  { name: 'macaroonSecretKey', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_MACAROON_SECRET_KEY' },
+  // Synapse form_secret
+  { name: 'formSecret', kind: 'token', namespaces: ['stack'], envVar: 'MATRIX_FORM_SECRET' },
   {
+    // Synapse registration_shared_secret (admin bootstrap)
     name: 'registrationSharedSecret',
     kind: 'token',
     namespaces: ['stack'],
     envVar: 'MATRIX_REGISTRATION_SHARED_SECRET',
-    description: 'Synapse registration_shared_secret (admin bootstrap)',
   },
-  { name: 'signingKey', kind: 'synapse-signing-key', namespaces: ['stack'], description: "Synapse's federation signing key" },
-  { name: 'adminPassword', kind: 'token', namespaces: ['stack'], description: 'password of the Synapse admin account' },
-  { name: 'turnSharedSecret', kind: 'token', namespaces: ['stack', 'hostNetwork'], envVar: 'TURN_SECRET', description: 'TURN REST shared secret (coturn, Synapse, LiveKit)' },
-  { name: 'redisPassword', kind: 'token', namespaces: ['stack', 'hostNetwork'], description: 'Redis password (Redis, LiveKit)' },
-  { name: 'livekitApiKey', kind: 'livekit-api-key', namespaces: ['hostNetwork'], envVar: 'LIVEKIT_API_KEY', description: 'LiveKit API key' },
-  { name: 'livekitApiSecret', kind: 'token', namespaces: ['hostNetwork'], envVar: 'LIVEKIT_API_SECRET', description: 'LiveKit API secret' },
+  // Synapse's federation signing key
+  { name: 'signingKey', kind: 'synapse-signing-key', namespaces: ['stack'] },
+  // password of the Synapse admin account
+  { name: 'adminPassword', kind: 'token', namespaces: ['stack'] },
+  // TURN REST shared secret (coturn, Synapse, LiveKit)
+  { name: 'turnSharedSecret', kind: 'token', namespaces: ['stack', 'hostNetwork'], envVar: 'TURN_SECRET' },
+  // Redis password (Redis, LiveKit)
+  { name: 'redisPassword', kind: 'token', namespaces: ['stack', 'hostNetwork'] },
+  // LiveKit API key
+  { name: 'livekitApiKey', kind: 'livekit-api-key', namespaces: ['hostNetwork'], envVar: 'LIVEKIT_API_KEY' },
+  // LiveKit API secret
+  { name: 'livekitApiSecret', kind: 'token', namespaces: ['hostNetwork'], envVar: 'LIVEKIT_API_SECRET' },
   {
+    // password of the backup volume's restic repository (the off-site one has the operator's own, in backup.s3.secretName)
     name: 'backupPassword',
     kind: 'token',
     namespaces: ['stack'],
     only: (f) => f.backup,
-    description: "password of the backup volume's restic repository (the off-site one has the operator's own, in backup.s3.secretName)",
   },
   {
+    // Synapse's worker_replication_secret (replication between its processes)
     name: 'workerReplicationSecret',
     kind: 'token',
     namespaces: ['stack'],
     only: (f) => f.workers,
-    description: "Synapse's worker_replication_secret (replication between its processes)",
   },
 ];
 

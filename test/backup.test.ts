@@ -287,6 +287,10 @@ describe('the generated Secrets go with the backup', () => {
     const c = config({ secrets: { mode: 'existing' } });
     const ms = manifests(c);
     expect(podSpec(cron(ms, 'postgres-backup')).initContainers.map((x: any) => x.name)).toEqual(['dump']);
+    // Neither the API token nor the memory the export would use.
+    const volumes = podSpec(cron(ms, 'postgres-backup')).volumes.map((v: any) => v.name);
+    expect(volumes).not.toContain('api-token');
+    expect(volumes).not.toContain('secrets-export');
     expect(ms.filter((m) => ['Role', 'RoleBinding', 'ServiceAccount'].includes(m.kind))).toEqual([]);
     const api = find(synthChart('06-network-policies', c), 'NetworkPolicy', 'kubernetes-api');
     expect(api.spec.podSelector.matchExpressions[0].values).toEqual(['secret-generator', 'admin-bootstrap']);
@@ -302,7 +306,21 @@ describe('secrets.restoreFromBackup: a rebuilt cluster gets its old Secrets back
     const spec = podSpec(job);
     const fetch = spec.initContainers[0];
     expect(spec.initContainers).toHaveLength(1);
+    // The name the README's runbook gives for its logs (kubectl logs job/... -c fetch).
+    expect(fetch.name).toBe('fetch');
     expect(fetch.image).toBe('docker.io/restic/restic:0.18.1');
+    // restic's memory (512Mi, as the other restic steps) and its scratch space on disk, not /tmp.
+    expect(fetch.resources).toEqual({
+      requests: { cpu: '50m', memory: '64Mi', 'ephemeral-storage': '64Mi' },
+      limits: { cpu: '1', memory: '512Mi', 'ephemeral-storage': '2Gi' },
+    });
+    expect(fetch.volumeMounts).toEqual([
+      { name: 'scripts', mountPath: '/opt/kudo', readOnly: true },
+      { name: 'tmp', mountPath: '/tmp' },
+      { name: 'scratch', mountPath: '/scratch' },
+      { name: 'offsite', mountPath: '/secrets/offsite', readOnly: true },
+      { name: 'restored-secrets', mountPath: '/restored-secrets' },
+    ]);
     expect(fetch.command).toEqual(['sh', '/opt/kudo/restic-fetch.sh', 'secrets', '/secrets-export', '/restored-secrets']);
     expect(Object.fromEntries(fetch.env.map((e: any) => [e.name, e.value]))).toEqual({
       TMPDIR: '/scratch',

@@ -140,6 +140,13 @@ describe('admin bootstrap', () => {
     expect(mediaRole.rules).toEqual([{ apiGroups: [''], resources: ['secrets'], resourceNames: ['kudo-livekit'], verbs: ['get'] }]);
   });
 
+  test("LiveKit's key and secret in two Secrets of the operator's: the bootstrap may read both, named once each, in order", () => {
+    const refs = { livekitApiKey: { name: 'z-livekit-key', key: 'k' }, livekitApiSecret: { name: 'a-livekit-secret', key: 's' } };
+    const ms = synthChart('40-bootstrap', config({ secrets: { refs } }));
+    const mediaRole = ms.find((m) => m.kind === 'Role' && m.metadata.namespace === 'kudo-media')!;
+    expect(mediaRole.rules).toEqual([{ apiGroups: [''], resources: ['secrets'], resourceNames: ['a-livekit-secret', 'z-livekit-key'], verbs: ['get'] }]);
+  });
+
   test('a changed script gets a new Job: a finished Job of the old script does not stand for the new one', () => {
     const jobName = (changeScript: boolean): string => {
       let name = '';
