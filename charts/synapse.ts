@@ -27,8 +27,11 @@ import { toYaml } from './yaml-out';
 
 /** Synapse's identity (NetworkPolicies and the backups' affinity select it by it). */
 export const SYNAPSE = { name: 'synapse', component: 'homeserver' } as const;
-/** The schema migration Job's: a Synapse process too (it runs Synapse's code against its database), so it carries the component. */
-export const SYNAPSE_MIGRATION = { name: 'synapse-migrate', component: SYNAPSE.component } as const;
+/**
+ * The schema migration Job's. Not SYNAPSE's component, although it runs Synapse's code: the restore runbook waits for
+ * every pod of that component to be gone, and a finished Job's pod stays (its own NetworkPolicy admits it).
+ */
+export const SYNAPSE_MIGRATION = { name: 'synapse-migrate', component: 'schema-migration' } as const;
 /**
  * Client address and X-Forwarded-For: Synapse counts an address per request (rate limits, the sessions'
  * IPs an admin sees). On SYNAPSE_HTTP_PORT it is the connection's, whatever the caller writes in the header:

@@ -242,6 +242,15 @@ describe('upgrades: the schema migration runs once per version, before any proce
   const synapsePods = (ms: Manifest[]) =>
     ms.filter((m) => ['Deployment', 'StatefulSet'].includes(m.kind) && m.spec.template.metadata.labels['app.kubernetes.io/component'] === 'homeserver');
 
+  test("its pods are not labelled as homeserver processes: the restore runbook waits for every pod with component=homeserver to be gone, and a finished Job's pod stays", () => {
+    const ms = synthAll(config(PRODUCTION));
+    const labelled = ms
+      .filter((m) => (m.spec?.template ?? m.spec?.jobTemplate?.spec?.template)?.metadata?.labels?.['app.kubernetes.io/component'] === 'homeserver')
+      .map((m) => m.kind);
+    expect(new Set(labelled)).toEqual(new Set(['Deployment', 'StatefulSet']));
+    expect(migration(ms).spec.template.metadata.labels['app.kubernetes.io/component']).toBe('schema-migration');
+  });
+
   test("a Job named after the version runs Synapse's update_synapse_database with the main process's homeserver.yaml", () => {
     const job = migration(manifests());
     expect(job.metadata.name).toMatch(/^synapse-migrate-v1\.163\.2-[0-9a-f]{8}$/);
@@ -249,7 +258,7 @@ describe('upgrades: the schema migration runs once per version, before any proce
     expect(c.image).toBe(container(find(manifests(), 'Deployment', 'synapse'), 'synapse').image);
     expect(c.command).toEqual(['python', '-m', 'synapse._scripts.update_synapse_database', '--database-config', '/config/homeserver.yaml']);
     expect(c.command).not.toContain('--run-background-updates');
-    expect(job.metadata.labels).toMatchObject({ 'app.kubernetes.io/component': 'homeserver', 'app.kubernetes.io/version': 'v1.163.2' });
+    expect(job.metadata.labels).toMatchObject({ 'app.kubernetes.io/component': 'schema-migration', 'app.kubernetes.io/version': 'v1.163.2' });
   });
 
   test('another version, or another database, is another Job; the same render is the same Job (kubectl apply leaves a finished one alone)', () => {
