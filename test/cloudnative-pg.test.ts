@@ -147,8 +147,12 @@ describe('NetworkPolicies', () => {
   });
 
   test("the instances reach each other, the Kubernetes API and the object store's port", () => {
+    expect(policy('postgres').policyTypes).toEqual(['Ingress', 'Egress']);
     const egress = policy('postgres').egress;
     expect(egress.map(ports)).toEqual([[5432, 8000], [443, 6443], [9000]]);
+    // Each other: the instances by the Cluster's label, nothing wider.
+    expect(egress[0].to).toEqual([{ podSelector: { matchLabels: { 'cnpg.io/cluster': 'postgres' } } }]);
+    expect(policy('postgres').ingress[1].from).toContainEqual({ podSelector: { matchLabels: { 'cnpg.io/cluster': 'postgres' } } });
     const aws = synthAll(config({ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres' } } } }));
     expect(find(aws, 'NetworkPolicy', 'postgres').spec.egress.map(ports)).toEqual([
       [5432, 8000],

@@ -299,6 +299,24 @@ test('egress to the internet never reaches the cloud metadata service, and feder
     { ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.169.254/32', '10.0.0.0/16'] } },
     { ipBlock: { cidr: '::/0', except: ['fd00:ec2::254/128'] } },
   ]);
+  // Without node CIDRs, federation may go anywhere but the metadata service.
+  expect(policy(manifests(), 'synapse').spec.egress[1].to).toEqual(metadata);
+});
+
+test('workers without a federation sender: the main process federates, and no policy is rendered for senders that do not run', () => {
+  const noSender = config({ ...PRODUCTION, synapse: { workers: { replicas: { federationSender: 0 } } } });
+  const ms = manifests(noSender);
+  expect(ms.map((m) => m.metadata.name)).toContain('synapse-internet');
+  expect(ms.map((m) => m.metadata.name)).not.toContain('synapse-federation-sender');
+  expect(manifests(config(PRODUCTION)).map((m) => m.metadata.name)).toContain('synapse-federation-sender');
+});
+
+test("the Secrets' restore reaches the off-site store, egress only", () => {
+  const ms = manifests(config({ backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/b' } }, secrets: { restoreFromBackup: 'latest' } }));
+  const p = policy(ms, 'secrets-restore');
+  expect(p.spec.policyTypes).toEqual(['Egress']);
+  expect(p.spec.ingress).toBeUndefined();
+  expect(p.spec.egress).toEqual([{ to: ANYWHERE, ports: [{ protocol: 'TCP', port: 443 }] }]);
 });
 
 test('can be switched off', () => {
