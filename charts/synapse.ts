@@ -671,12 +671,13 @@ function migrationJob(scope: Construct, props: SynapseProps, configMap: string, 
       selectorLabels(component),
     ),
   };
-  // A label-safe version in a name of at most 63 characters (the Job's name is a label of its pods).
+  // The version as a DNS label's part (v1.163.2 → v1-163-2) in a name of at most 63 characters: the Job's name is a
+  // label of its pods and their hostname, where the API server warns on dots.
   const version = props.image.tag
     .toLowerCase()
-    .replace(/[^a-z0-9.-]/g, '-')
+    .replace(/[^a-z0-9-]/g, '-')
     .slice(0, 63 - `${SYNAPSE_MIGRATION.name}--12345678`.length)
-    .replace(/[.-]+$/, '');
+    .replace(/-+$/, '');
   const hash = contentHash(template, files['homeserver.yaml'], files['pgpass.sh']).slice(0, 8);
   return new k8s.KubeJob(scope, 'migration', {
     metadata: { name: `${SYNAPSE_MIGRATION.name}-${version}-${hash}`, namespace: props.namespace, labels: labels(component), annotations: syncHook(WAVE.schema) },

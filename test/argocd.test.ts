@@ -65,7 +65,7 @@ test('the intended wave of every object: a sync that can finish on a WaitForFirs
     'Service kudo/redis': '0',
     'StatefulSet kudo/redis': '0',
     'ConfigMap kudo/synapse-config': '-2',
-    'Job kudo/synapse-migrate-v1.163.2': 'Sync@1',
+    'Job kudo/synapse-migrate-v1-163-2': 'Sync@1',
     'PersistentVolumeClaim kudo/synapse-media': '2',
     'Deployment kudo/synapse': '2',
     'Service kudo/synapse': '0',

@@ -251,9 +251,15 @@ describe('upgrades: the schema migration runs once per version, before any proce
     expect(migration(ms).spec.template.metadata.labels['app.kubernetes.io/component']).toBe('schema-migration');
   });
 
+  test("every Job name is a DNS label (no dots): the API server warns on a dotted one, as it names the Job's pods and their hostnames", () => {
+    for (const ms of [manifests(), synthAll(config(PRODUCTION))]) {
+      for (const job of ms.filter((m) => m.kind === 'Job')) expect(job.metadata.name).toMatch(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/);
+    }
+  });
+
   test("a Job named after the version runs Synapse's update_synapse_database with the main process's homeserver.yaml", () => {
     const job = migration(manifests());
-    expect(job.metadata.name).toMatch(/^synapse-migrate-v1\.163\.2-[0-9a-f]{8}$/);
+    expect(job.metadata.name).toMatch(/^synapse-migrate-v1-163-2-[0-9a-f]{8}$/);
     const c = container(job, 'migrate');
     expect(c.image).toBe(container(find(manifests(), 'Deployment', 'synapse'), 'synapse').image);
     expect(c.command).toEqual(['python', '-m', 'synapse._scripts.update_synapse_database', '--database-config', '/config/homeserver.yaml']);
@@ -264,13 +270,13 @@ describe('upgrades: the schema migration runs once per version, before any proce
   test('another version, or another database, is another Job; the same render is the same Job (kubectl apply leaves a finished one alone)', () => {
     const name = (c: object) => migration(manifests(config(c))).metadata.name;
     expect(name({})).toBe(name({}));
-    expect(name({ synapse: { image: { tag: 'v1.170.0' } } })).toMatch(/^synapse-migrate-v1\.170\.0-[0-9a-f]{8}$/);
+    expect(name({ synapse: { image: { tag: 'v1.170.0' } } })).toMatch(/^synapse-migrate-v1-170-0-[0-9a-f]{8}$/);
     expect(name(EXTERNAL)).not.toBe(name({}));
-    expect(name(EXTERNAL)).toMatch(/^synapse-migrate-v1\.163\.2-/);
+    expect(name(EXTERNAL)).toMatch(/^synapse-migrate-v1-163-2-/);
     // A tag that is no label value still makes a valid name of at most 63 characters.
     const long = name({ synapse: { image: { tag: `V1.170.0_rc1.${'x'.repeat(60)}` } } });
     expect(long.length).toBe(63);
-    expect(long).toMatch(/^synapse-migrate-v1\.170\.0-rc1\.x+-[0-9a-f]{8}$/);
+    expect(long).toMatch(/^synapse-migrate-v1-170-0-rc1-x+-[0-9a-f]{8}$/);
     // Cut where a dot or dash would end it: the name may not end in either before the hash.
     expect(name({ synapse: { image: { tag: `${'a'.repeat(37)}.b` } } })).toMatch(/^synapse-migrate-a{37}-[0-9a-f]{8}$/);
   });
