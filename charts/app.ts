@@ -473,6 +473,7 @@ function networkPolicies(app: Construct, config: KudoConfig): void {
     secretsRestore: config.secrets.restoreFromBackup !== undefined ? selectorLabels(SECRET_GENERATOR) : undefined,
     redis: config.redis.enabled,
     wellKnown: config.wellKnown.enabled,
+    backup: config.backup.enabled,
     workers:
       config.synapse.workers.enabled && config.redis.enabled
         ? {

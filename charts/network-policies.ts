@@ -39,6 +39,8 @@ export interface NetworkPoliciesProps extends ChartProps {
   readonly wellKnown?: boolean;
   /** Whether Redis runs. @default true */
   readonly redis?: boolean;
+  /** Whether the backup jobs run. @default true */
+  readonly backup?: boolean;
   /**
    * With Synapse's workers: the router's and the federation senders' pod
    * labels, the labels every Synapse process carries, and the replication and
@@ -140,6 +142,7 @@ export class NetworkPoliciesChart extends Chart {
     const scrape = (port: number): k8s.NetworkPolicyIngressRule[] =>
       props.monitoringNamespace === undefined ? [] : [{ from: [{ namespaceSelector: inNamespace(props.monitoringNamespace) }], ports: tcp(port) }];
     const w = props.workers;
+    const backup = props.backup ?? true;
     // Who talks to Synapse from outside its processes, and where they go: the router with workers, else the one process.
     const synapseEntry = w === undefined ? pod('synapse') : { matchLabels: w.router };
     const synapseProcesses = w === undefined ? pod('synapse') : { matchLabels: w.allProcesses };
@@ -148,7 +151,7 @@ export class NetworkPoliciesChart extends Chart {
     const toDatabase: k8s.NetworkPolicyEgressRule =
       db.mode === 'external' ? { to: OUTSIDE, ports: tcp(db.port) } : { to: [{ podSelector: { matchLabels: db.pods } }], ports: tcp(db.port) };
     if (db.mode !== 'external') {
-      const clientsOfDb = [{ podSelector: synapseProcesses }, { podSelector: pod('synapseMigration') }, { podSelector: pod('backup') }];
+      const clientsOfDb = [{ podSelector: synapseProcesses }, { podSelector: pod('synapseMigration') }, ...(backup ? [{ podSelector: pod('backup') }] : [])];
       if (db.mode === 'statefulset') {
         policy('postgres', {
           podSelector: { matchLabels: db.pods },
@@ -285,11 +288,13 @@ export class NetworkPoliciesChart extends Chart {
         { to: OUTSIDE, ports: [...tcp(443, p.turnTls), { protocol: 'UDP', port: k8s.IntOrString.fromNumber(p.turn) }] },
       ],
     });
-    policy('backup', {
-      podSelector: pod('backup'),
-      policyTypes: ['Egress'],
-      egress: [toDatabase, ...(props.backupStorePort !== undefined ? [{ to: OUTSIDE, ports: tcp(props.backupStorePort) }] : [])],
-    });
+    if (backup) {
+      policy('backup', {
+        podSelector: pod('backup'),
+        policyTypes: ['Egress'],
+        egress: [toDatabase, ...(props.backupStorePort !== undefined ? [{ to: OUTSIDE, ports: tcp(props.backupStorePort) }] : [])],
+      });
+    }
     if (props.secretsRestore !== undefined && props.backupStorePort !== undefined) {
       policy('secrets-restore', {
         // The generator's fetch step reads the Secrets' snapshot from the off-site store.

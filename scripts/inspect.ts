@@ -420,6 +420,10 @@ function secretsToCreate(config: KudoConfig): Checklist['secretsToCreate'] {
   if (config.postgres.mode === 'cloudnative-pg' && wal.enabled) {
     for (const k of [wal.s3Credentials.accessKeyIdKey, wal.s3Credentials.secretAccessKeyKey]) add(config.namespaces.stack, wal.s3Credentials.secretName, k);
   }
+  // The operator's own: an external database's CA, when it is in a Secret, and the files of synapse.extraSecretFiles.
+  const ca = config.postgres.external.ca;
+  if (config.postgres.mode === 'external' && ca.kind === 'Secret' && ca.name !== undefined) add(config.namespaces.stack, ca.name, ca.key);
+  for (const f of config.synapse.extraSecretFiles) add(config.namespaces.stack, f.secret, f.key);
   const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
   return [...keys]
     .map(([id, k]) => {

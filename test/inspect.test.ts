@@ -216,6 +216,21 @@ describe('production checklist', () => {
     expect(list().secretsToCreate).toEqual([]);
   });
 
+  test("the Secrets the operator's own settings name: an external database's CA held in a Secret, synapse.extraSecretFiles", () => {
+    const c = config({
+      postgres: { mode: 'external', external: { host: 'db.example.org', ca: { kind: 'Secret', name: 'db-ca', key: 'bundle.pem' } } },
+      synapse: { extraSecretFiles: [{ secret: 'kudo-sso', key: 'client_secret', file: 'oidc_client_secret' }] },
+    });
+    expect(checklist(c, renderedManifests(c)).secretsToCreate).toEqual([
+      { namespace: 'kudo', secret: 'db-ca', keys: ['bundle.pem'] },
+      { namespace: 'kudo', secret: 'kudo-postgres', keys: ['password'] },
+      { namespace: 'kudo', secret: 'kudo-sso', keys: ['client_secret'] },
+    ]);
+    // A CA in a ConfigMap is no Secret: the prerequisites name it.
+    const cm = config({ postgres: { mode: 'external', external: { host: 'db.example.org', ca: { name: 'db-ca' } } } });
+    expect(checklist(cm, renderedManifests(cm)).secretsToCreate).toEqual([{ namespace: 'kudo', secret: 'kudo-postgres', keys: ['password'] }]);
+  });
+
   test('a server name that is an existing website: the two documents to publish from it instead', () => {
     // example.com (the server name) is not the Matrix host: its /.well-known/matrix must answer.
     expect(list().wellKnownDocuments).toEqual([

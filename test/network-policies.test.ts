@@ -322,3 +322,12 @@ test("the Secrets' restore reaches the off-site store, egress only", () => {
 test('can be switched off', () => {
   expect(() => synthChart('06-network-policies', config({ networkPolicies: { enabled: false } }))).toThrow('no chart');
 });
+
+test('no backup policy, and no backup pods among the database clients, when backup.enabled is false', () => {
+  const ms = manifests(config({ backup: { enabled: false } }));
+  expect(ms.filter((m) => m.metadata.name === 'backup')).toEqual([]);
+  expect(names(policy(ms, 'postgres').spec.ingress[0].from)).toEqual(['synapse', 'synapse-migrate']);
+  const cnpg = manifests(config({ backup: { enabled: false }, postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false } } } }));
+  expect(cnpg.filter((m) => m.metadata.name === 'backup')).toEqual([]);
+  expect(names(policy(cnpg, 'postgres').spec.ingress[0].from)).toEqual(['synapse', 'synapse-migrate']);
+});
