@@ -93,6 +93,38 @@ test('the checklist tells a Traefik user with the default namespace where k3s ru
   expect(checklist(k3s, renderedManifests(k3s)).prerequisites.join('\n')).not.toContain('On k3s');
 });
 
+test("the README's shared-Gateway example attaches each route to its host's HTTPS listener of infra/shared and admits the proxies' namespace", () => {
+  const c = resolveConfig(readmeExample('shared-gateway'), 'README shared-gateway example');
+  const ms = renderedManifests(c);
+  expect(ms.filter((m) => m.kind === 'Gateway' || m.kind === 'Ingress')).toEqual([]);
+  const refs = ms
+    .filter((m) => m.kind === 'HTTPRoute')
+    .map((r) => `${r.metadata.name} -> ${r.spec.parentRefs.map((p: any) => `${p.namespace}/${p.name}#${p.sectionName}`).join(', ')}`);
+  expect(refs.sort()).toEqual([
+    'livekit -> infra/shared#https-livekit.chat.example.org',
+    'matrix-well-known -> infra/shared#https-chat.example.org',
+    'synapse -> infra/shared#https-matrix.chat.example.org',
+  ]);
+  const synapse = ms.find((m) => m.kind === 'NetworkPolicy' && m.metadata.name === 'synapse')!;
+  const proxied = synapse.spec.ingress.find((r: any) => r.ports.some((p: any) => p.port === 8009));
+  expect(proxied.from.map((p: any) => p.namespaceSelector?.matchLabels['kubernetes.io/metadata.name'])).toEqual(['envoy-gateway-system']);
+  expect(checklist(c, renderedManifests(c)).prerequisites.join('\n')).toContain(
+    'https-matrix.chat.example.org (matrix.chat.example.org), https-livekit.chat.example.org (livekit.chat.example.org), https-chat.example.org (chat.example.org)',
+  );
+});
+
+test("the README's app-outside example: an allow-listed admin Ingress for the app's addresses, and a public MATRIX_ADMIN_URL", () => {
+  const c = resolveConfig(readmeExample('app-outside'), 'README app-outside example');
+  const ms = renderedManifests(c);
+  const admin = ms.filter((m) => m.kind === 'Ingress' && m.metadata.annotations?.['haproxy-ingress.github.io/allowlist-source-range'] !== undefined);
+  expect(admin.map((i) => [i.metadata.annotations!['haproxy-ingress.github.io/allowlist-source-range'], i.spec.rules[0].http.paths.map((p: any) => p.path)])).toEqual([
+    ['203.0.113.10/32', ['/_synapse/admin']],
+  ]);
+  // bootstrap_admin.py writes APP_ADMIN_URL into kudo-app as MATRIX_ADMIN_URL (test/secrets.test.ts runs it).
+  const env = ms.filter((m) => m.kind === 'Job').flatMap((j) => j.spec.template.spec.containers.flatMap((c: any) => c.env ?? []));
+  expect(env.filter((e: any) => e.name === 'APP_ADMIN_URL')).toEqual([{ name: 'APP_ADMIN_URL', value: 'https://matrix.example.com' }]);
+});
+
 test('every README section the code points to ("README, \\"...\\"") is a heading of the README', () => {
   const headings = new Set(
     README.split('\n')
