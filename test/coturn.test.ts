@@ -136,7 +136,62 @@ test('the shared secret and node addresses are added at start from the Secret an
   expect(start).toContain('static-auth-secret=%s');
   expect(start).toContain('external-ip=%s/%s');
   expect(c.env).toContainEqual({ name: 'NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
-  expect(podSpec(ds).volumes.find((v: any) => v.name === 'turn-secret').secret).toMatchObject({ secretName: 'kudo-turn' });
+});
+
+test('the TURN Secret volume: the shared secret, and an optional second one (README, "Rotating secrets")', () => {
+  expect(podSpec(find(manifests(), 'DaemonSet', 'coturn')).volumes.find((v: any) => v.name === 'turn-secret')).toEqual({
+    name: 'turn-secret',
+    projected: {
+      defaultMode: 0o440,
+      sources: [
+        { secret: { name: 'kudo-turn', items: [{ key: 'shared_secret', path: 'shared_secret' }] } },
+        // Optional: the kubelet leaves it out when the Secret does not hold it, and coturn starts with the main secret alone.
+        { secret: { name: 'kudo-turn', items: [{ key: 'second_shared_secret', path: 'second_shared_secret' }], optional: true } },
+      ],
+    },
+  });
+});
+
+describe('start.sh, run with a stand-in turnserver that prints the config it is given', () => {
+  /** The rendered start.sh on these TURN Secret files, its paths moved into a folder: what it hands turnserver. */
+  const startConf = (files: Record<string, string>): string => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-coturn-start-'));
+    try {
+      const data = find(manifests(), 'ConfigMap', 'coturn-config').data as Record<string, string>;
+      const at = Object.fromEntries(['run', 'tls', 'etc', 'secrets', 'bin'].map((d) => [d, path.join(dir, d)]));
+      for (const d of Object.values(at)) fs.mkdirSync(d);
+      fs.writeFileSync(path.join(at.etc, 'turnserver.conf'), 'realm=turn.example.com\n');
+      fs.writeFileSync(path.join(at.run, 'public-ip'), '203.0.113.7\n');
+      for (const [f, v] of Object.entries(files)) fs.writeFileSync(path.join(at.secrets, f), v);
+      fs.writeFileSync(path.join(at.bin, 'turnserver'), '#!/bin/sh\n[ "$1" = -c ] && cat "$2"\n', { mode: 0o755 });
+      const moves: [string, string][] = [
+        ['/run/coturn/', `${at.run}/`],
+        ['/tls/', `${at.tls}/`],
+        ['/etc/coturn/', `${at.etc}/`],
+        ['/secrets/turn/', `${at.secrets}/`],
+      ];
+      const script = moves.reduce((t, [from, to]) => t.split(from).join(to), data['start.sh']);
+      return execFileSync('sh', ['-c', script], {
+        env: { PATH: `${at.bin}:/usr/bin:/bin`, NODE_IP: '10.0.0.5', CERT_CHECK_SECONDS: '0.05' },
+        encoding: 'utf8',
+        timeout: 10_000,
+      });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  const conf = (...secrets: string[]) =>
+    ['realm=turn.example.com', ...secrets.map((s) => `static-auth-secret=${s}`), 'external-ip=203.0.113.7/10.0.0.5', 'listening-ip=10.0.0.5', 'relay-ip=10.0.0.5', ''].join('\n');
+
+  test('one static-auth-secret when the Secret holds the shared secret alone', () => {
+    expect(startConf({ shared_secret: 'old' })).toContain(conf('old'));
+  });
+
+  test('a second static-auth-secret when the Secret holds a second one: coturn accepts credentials made with either', () => {
+    expect(startConf({ shared_secret: 'new', second_shared_secret: 'old' })).toContain(conf('new', 'old'));
+    // An emptied key counts as none (an empty static-auth-secret would be a secret anyone can sign with).
+    expect(startConf({ shared_secret: 'new', second_shared_secret: '' })).toContain(conf('new'));
+  });
 });
 
 test('a cert-manager Certificate for the TURN host; coturn starts without it (optional Secret) and takes it up later', () => {

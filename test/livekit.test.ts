@@ -1,4 +1,4 @@
-import { execFileSync } from 'child_process';
+import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -51,14 +51,6 @@ test('secrets: none in an environment variable; the config step writes the key f
   const step = container(deploy, 'config');
   expect(step.volumeMounts.map((m: any) => m.name).sort()).toEqual(['config', 'run', 'secrets']);
   expect(container(deploy, 'livekit').volumeMounts.map((m: any) => m.name)).not.toContain('secrets');
-  const secrets = podSpec(deploy)
-    .volumes.find((v: any) => v.name === 'secrets')
-    .projected.sources.map((x: any) => [x.secret.name, x.secret.items[0].key, x.secret.items[0].path]);
-  expect(secrets).toEqual([
-    ['kudo-livekit', 'api_key', 'api_key'],
-    ['kudo-livekit', 'api_secret', 'api_secret'],
-    ['kudo-redis', 'password', 'redis_password'],
-  ]);
   // The rendered config ends with the redis mapping the step appends the password to.
   expect(find(ms, 'ConfigMap', 'livekit-config').data['config.yaml'].endsWith('redis:\n  address: redis.kudo.svc:6379\n')).toBe(true);
   const lk = container(deploy, 'livekit');
@@ -70,6 +62,97 @@ test('secrets: none in an environment variable; the config step writes the key f
   // LiveKit refuses a secret file readable by others.
   expect(turnVolume.secret.defaultMode & 0o007).toBe(0);
   expect(c.rtc.turn_servers.every((t: any) => t.secret_file === '/secrets/turn/shared_secret')).toBe(true);
+});
+
+test('the Secrets the config step reads: the API key pair, the Redis password, and an optional second pair (README, "Rotating secrets")', () => {
+  const deploy = find(manifests(), 'Deployment', 'livekit');
+  expect(podSpec(deploy).volumes.find((v: any) => v.name === 'secrets')).toEqual({
+    name: 'secrets',
+    projected: {
+      defaultMode: 0o440,
+      sources: [
+        { secret: { name: 'kudo-livekit', items: [{ key: 'api_key', path: 'api_key' }] } },
+        { secret: { name: 'kudo-livekit', items: [{ key: 'api_secret', path: 'api_secret' }] } },
+        { secret: { name: 'kudo-redis', items: [{ key: 'password', path: 'redis_password' }] } },
+        // Optional: the kubelet leaves out a key the Secret does not hold, and LiveKit starts with the main pair alone.
+        { secret: { name: 'kudo-livekit', items: [{ key: 'second_api_key', path: 'second_api_key' }], optional: true } },
+        { secret: { name: 'kudo-livekit', items: [{ key: 'second_api_secret', path: 'second_api_secret' }], optional: true } },
+      ],
+    },
+  });
+  // Beside the main key and secret, wherever secrets.refs puts those.
+  const refs = { livekitApiKey: { name: 'vault-lk-key', key: 'id' }, livekitApiSecret: { name: 'vault-lk-secret', key: 'secret' } };
+  const moved = podSpec(find(manifests(config({ secrets: { mode: 'existing', refs } })), 'Deployment', 'livekit')).volumes.find((v: any) => v.name === 'secrets');
+  expect(moved.projected.sources.filter((x: any) => x.secret.optional).map((x: any) => [x.secret.name, x.secret.items[0].key])).toEqual([
+    ['vault-lk-key', 'second_api_key'],
+    ['vault-lk-secret', 'second_api_secret'],
+  ]);
+});
+
+test('the config step, as rendered', () => {
+  expect(container(find(manifests(), 'Deployment', 'livekit'), 'config').command).toEqual([
+    'sh',
+    '-c',
+    [
+      'set -eu',
+      'umask 077',
+      `printf '"%s": "%s"\\n' "$(cat /keys/api_key)" "$(cat /keys/api_secret)" > /run/livekit/keys.yaml`,
+      'if [ -s /keys/second_api_key ] || [ -s /keys/second_api_secret ]; then',
+      "  if [ ! -s /keys/second_api_key ] || [ ! -s /keys/second_api_secret ]; then echo 'kudo-livekit[second_api_key] and kudo-livekit[second_api_secret]: set both or neither' >&2; exit 1; fi",
+      '  if [ "$(cat /keys/second_api_key)" = "$(cat /keys/api_key)" ]; then echo \'kudo-livekit[second_api_key]: must differ from kudo-livekit[api_key]\' >&2; exit 1; fi',
+      `  printf '"%s": "%s"\\n' "$(cat /keys/second_api_key)" "$(cat /keys/second_api_secret)" >> /run/livekit/keys.yaml`,
+      'fi',
+      `pw=$(sed -e 's/\\\\/\\\\\\\\/g' -e 's/"/\\\\"/g' /keys/redis_password)`,
+      `{ cat /etc/livekit/config.yaml; printf '  password: "%s"\\n' "$pw"; } > /run/livekit/config.yaml`,
+    ].join('\n'),
+  ]);
+});
+
+describe('the key file the config step writes from the Secret volume', () => {
+  /** Runs the rendered config step on these Secret files: its exit status, stderr and the key file. */
+  const runStep = (files: Record<string, string>): { status: number | null; stderr: string; keys?: unknown } => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-livekit-keys-'));
+    try {
+      const ms = manifests();
+      const script = container(find(ms, 'Deployment', 'livekit'), 'config').command[2] as string;
+      const [keys, etc, run] = ['keys', 'etc', 'run'].map((d) => path.join(dir, d));
+      for (const d of [keys, etc, run]) fs.mkdirSync(d);
+      for (const [f, v] of Object.entries({ redis_password: 'pw', ...files })) fs.writeFileSync(path.join(keys, f), v);
+      fs.writeFileSync(path.join(etc, 'config.yaml'), find(ms, 'ConfigMap', 'livekit-config').data['config.yaml']);
+      const r = spawnSync('sh', ['-c', script.split('/keys/').join(`${keys}/`).split('/etc/livekit/').join(`${etc}/`).split('/run/livekit/').join(`${run}/`)], {
+        encoding: 'utf8',
+      });
+      const keyFile = path.join(run, 'keys.yaml');
+      return { status: r.status, stderr: r.stderr, ...(r.status === 0 ? { keys: yaml.load(fs.readFileSync(keyFile, 'utf8')) } : {}) };
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  const main = { api_key: 'APIold', api_secret: 'old-secret' };
+
+  test('holds the main pair alone when the Secret has no second pair', () => {
+    expect(runStep(main)).toEqual({ status: 0, stderr: '', keys: { APIold: 'old-secret' } });
+  });
+
+  test('holds both pairs when the Secret has a second one: LiveKit accepts tokens signed with either', () => {
+    expect(runStep({ ...main, second_api_key: 'APInew', second_api_secret: 'new-secret' })).toEqual({
+      status: 0,
+      stderr: '',
+      keys: { APIold: 'old-secret', APInew: 'new-secret' },
+    });
+  });
+
+  test('refuses half a second pair, and a second pair with the main key ID, saying which keys', () => {
+    const half = 'kudo-livekit[second_api_key] and kudo-livekit[second_api_secret]: set both or neither\n';
+    expect(runStep({ ...main, second_api_key: 'APInew' })).toEqual({ status: 1, stderr: half });
+    expect(runStep({ ...main, second_api_secret: 'new-secret' })).toEqual({ status: 1, stderr: half });
+    expect(runStep({ ...main, second_api_key: 'APInew', second_api_secret: '' })).toEqual({ status: 1, stderr: half });
+    // One key ID cannot be in LiveKit's key file twice: a new secret needs a new key ID.
+    expect(runStep({ ...main, second_api_key: 'APIold', second_api_secret: 'new-secret' })).toEqual({
+      status: 1,
+      stderr: 'kudo-livekit[second_api_key]: must differ from kudo-livekit[api_key]\n',
+    });
+  });
 });
 
 test("the config step quotes any Redis password for YAML, and LiveKit's files are readable by it alone", () => {

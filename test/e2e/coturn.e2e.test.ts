@@ -706,3 +706,69 @@ describe.each(['small', 'production'] as const)('profile %s: the rendered relay 
     60_000,
   );
 });
+
+/**
+ * README, "Rotating secrets": coturn takes several static-auth-secret lines and accepts credentials made with any of
+ * them, so the TURN shared secret is rotated with an overlap. Each phase is the state of the Secret kudo-turn in
+ * kudo-media after one step of the procedure, and coturn restarted on it (start.sh reads the Secret volume when it
+ * starts). Clients hold credentials made with the old and with the new secret, unexpired: our client reports the
+ * exact answer to its Allocate, turnutils_uclient (-W: it makes REST credentials from the secret itself) whether it
+ * got a relay.
+ */
+describe(`coturn ${TURN_VERSION}: rotating the TURN shared secret with an overlap (README, "Rotating secrets")`, () => {
+  /** The optional second secret's key, in the Secret coturn reads (secrets.refs.turnSharedSecret). */
+  const SECOND = `${config.secrets.refs.turnSharedSecret.name}/second_shared_secret`;
+
+  async function phase(
+    main: string,
+    second: string | undefined,
+    held: Record<string, string>,
+  ): Promise<{ lines: string[]; allocate: Record<string, string>; uclient: Record<string, boolean> }> {
+    const server = await startCoturnOf(manifests, config, { ...secrets, turnSharedSecret: main, ...(second !== undefined ? { [SECOND]: second } : {}) });
+    try {
+      const allocate: Record<string, string> = {};
+      const relayed: Record<string, boolean> = {};
+      for (const [name, secret] of Object.entries(held)) {
+        allocate[name] = await withClient(server.port, async (client) => {
+          const { username, password } = restCredentials(secret, `@${name}:example.com`);
+          const reply = await client.allocate(username, password);
+          if (errorCode(reply) === undefined) await client.release();
+          return errorCode(reply) === undefined ? 'relay' : `error ${errorCode(reply)}`;
+        });
+        const r = spawnSync(
+          path.join(TURNUTILS, 'turnutils_uclient'),
+          ['-v', '-c', '-n', '0', '-e', LOOPBACK, '-W', secret, '-u', `@${name}-uclient:example.com`, '-p', String(server.port), LOOPBACK],
+          {
+            encoding: 'utf8',
+            timeout: 30_000,
+          },
+        );
+        relayed[name] = /Received relay addr: /.test(`${r.stdout}${r.stderr}`);
+      }
+      return { lines: server.runtimeConf.split('\n').filter((l) => l.startsWith('static-auth-secret=')), allocate, uclient: relayed };
+    } finally {
+      await server.program.stop();
+    }
+  }
+
+  test('during the window credentials made with the old and the new secret both get relays; afterwards the old ones are refused (401)', async () => {
+    const old = secrets.turnSharedSecret;
+    // What the README's command makes: the generator's shape (32 random bytes in URL-safe base64).
+    const next = crypto.randomBytes(32).toString('base64url');
+    const held = { old, next };
+    const both = { allocate: { old: 'relay', next: 'relay' }, uclient: { old: true, next: true } };
+
+    // Before: the generated secret only.
+    expect(await phase(old, undefined, held)).toEqual({ lines: [`static-auth-secret=${old}`], allocate: { old: 'relay', next: 'error 401' }, uclient: { old: true, next: false } });
+    // 1. The new secret added as the second one; coturn restarted: both.
+    expect(await phase(old, next, held)).toEqual({ lines: [`static-auth-secret=${old}`, `static-auth-secret=${next}`], ...both });
+    // 2. Swapped: the new secret is the main one (what Synapse and LiveKit sign with), the old one the second: still both.
+    expect(await phase(next, old, held)).toEqual({ lines: [`static-auth-secret=${next}`, `static-auth-secret=${old}`], ...both });
+    // 3. After credentialTtlSeconds the old secret is removed; coturn restarted: credentials made with it are refused.
+    expect(await phase(next, undefined, held)).toEqual({
+      lines: [`static-auth-secret=${next}`],
+      allocate: { old: 'error 401', next: 'relay' },
+      uclient: { old: false, next: true },
+    });
+  }, 240_000);
+});

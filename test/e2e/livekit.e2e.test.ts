@@ -463,3 +463,81 @@ describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}, on a node with no route to t
     }
   });
 });
+
+/**
+ * README, "Rotating secrets": LiveKit's key file takes several pairs, so the API key pair is rotated with an overlap.
+ * Each phase is the state of the Secret kudo-livekit after one step of the procedure, and a LiveKit restarted on it
+ * (the `config` step writes the key file from the Secret volume only when the pod starts). The app's side is a token
+ * for RoomService ListRooms signed with each pair.
+ */
+describe(`${LIVEKIT_VERSION}: rotating the API key pair with an overlap (README, "Rotating secrets")`, () => {
+  let network: PodNetwork;
+  let nodeRedis: RunningRedis;
+  let api: FakeKubeApi;
+  let apiUrl: string;
+
+  beforeAll(async () => {
+    network = new PodNetwork();
+    nodeRedis = await startRedis(manifests, config, secrets, network);
+    api = new FakeKubeApi();
+    apiUrl = await api.start();
+    api.putNode(NODE_NAME, [{ type: 'InternalIP', address: network.podAddress }]);
+  });
+  afterAll(async () => {
+    await nodeRedis?.program.stop();
+    await api?.stop();
+    network?.remove();
+  });
+
+  /** The optional second pair's keys, in the Secrets of the API key and secret (secrets.refs). */
+  const SECOND_KEY = `${config.secrets.refs.livekitApiKey.name}/second_api_key`;
+  const SECOND_SECRET = `${config.secrets.refs.livekitApiSecret.name}/second_api_secret`;
+
+  /** LiveKit started on a Secret holding `main` as api_key/api_secret and, if given, `second`; what it answers each pair's token. */
+  async function phase(main: Pair, second: Pair | undefined, pairs: Record<string, Pair>): Promise<{ keyFile: Record<string, string>; status: Record<string, number> }> {
+    const values: Record<string, string> = { ...secrets, livekitApiKey: main.key, livekitApiSecret: main.secret };
+    if (second) Object.assign(values, { [SECOND_KEY]: second.key, [SECOND_SECRET]: second.secret });
+    const run = await prepareLk(manifests, config, values, network, nodeRedis.port, apiUrl, NODE_NAME);
+    const livekit = startLiveKit(run, 'livekit-rotation');
+    try {
+      const url = `http://${network.podAddress}:${run.port}`;
+      await livekit.waitFor('GET / 200', async () => (await httpJson(`${url}/`)).status === 200, 60_000);
+      const status: Record<string, number> = {};
+      for (const [name, p] of Object.entries(pairs)) {
+        const token = new AccessToken(p.key, p.secret, { identity: 'kudo-app', ttl: '10m' });
+        token.addGrant({ roomList: true });
+        const r = await httpJson(`${url}/twirp/livekit.RoomService/ListRooms`, {
+          method: 'POST',
+          headers: { Authorization: `Bearer ${await token.toJwt()}`, 'Content-Type': 'application/json' },
+          body: '{}',
+        });
+        status[name] = r.status;
+        if (r.status === 401) expect(JSON.stringify(r.body)).toMatch(/invalid API key/);
+      }
+      return { keyFile: yaml.load(fs.readFileSync(run.config.key_file, 'utf8')) as Record<string, string>, status };
+    } finally {
+      await livekit.stop();
+    }
+  }
+
+  test('during the window tokens of the old and the new pair are both accepted (200); afterwards the old pair is refused (401)', async () => {
+    const old: Pair = { key: secrets.livekitApiKey, secret: secrets.livekitApiSecret };
+    // What the README's commands make: the generator's shapes (API and 12 letters or digits; 32 random bytes in URL-safe base64).
+    const next: Pair = { key: `API${crypto.randomBytes(6).toString('hex')}`, secret: crypto.randomBytes(32).toString('base64url') };
+    const pairs = { old, next };
+
+    // Before: the generated pair only.
+    expect(await phase(old, undefined, pairs)).toEqual({ keyFile: { [old.key]: old.secret }, status: { old: 200, next: 401 } });
+    // 1. The new pair added as the second one; LiveKit restarted: both accepted.
+    expect(await phase(old, next, pairs)).toEqual({ keyFile: { [old.key]: old.secret, [next.key]: next.secret }, status: { old: 200, next: 200 } });
+    // 2. Swapped: the new pair is the main one (what the app is given), the old one the second: still both.
+    expect(await phase(next, old, pairs)).toEqual({ keyFile: { [next.key]: next.secret, [old.key]: old.secret }, status: { old: 200, next: 200 } });
+    // 3. The old pair removed; LiveKit restarted: only the new one.
+    expect(await phase(next, undefined, pairs)).toEqual({ keyFile: { [next.key]: next.secret }, status: { old: 401, next: 200 } });
+  }, 240_000);
+});
+
+interface Pair {
+  key: string;
+  secret: string;
+}
