@@ -119,18 +119,21 @@ export function restrictedPod(uid: number): k8s.PodSecurityContext {
  * A volume of Secret values as files, read-only for the pod's group (0440):
  * `files` maps each file name to the Secret and key it comes from. One file
  * is a plain Secret volume; several are projected, so they may come from
- * several Secrets.
+ * several Secrets. `optional` files are there only when their Secret holds
+ * the key (the kubelet leaves out what an optional source lacks); the
+ * others must exist, or the pod does not start.
  */
-export function secretFilesVolume(name: string, files: Record<string, SecretRef>): k8s.Volume {
+export function secretFilesVolume(name: string, files: Record<string, SecretRef>, optional: Record<string, SecretRef> = {}): k8s.Volume {
   const entries = Object.entries(files);
-  if (entries.length === 1) {
+  const extra = Object.entries(optional);
+  if (entries.length === 1 && extra.length === 0) {
     const [[file, ref]] = entries;
     return { name, secret: { secretName: ref.name, items: [{ key: ref.key, path: file }], defaultMode: 0o440 } };
   }
-  return {
-    name,
-    projected: { defaultMode: 0o440, sources: entries.map(([file, ref]) => ({ secret: { name: ref.name, items: [{ key: ref.key, path: file }] } })) },
-  };
+  const source = ([file, ref]: [string, SecretRef], opt: boolean): k8s.VolumeProjection => ({
+    secret: { name: ref.name, items: [{ key: ref.key, path: file }], ...(opt ? { optional: true } : {}) },
+  });
+  return { name, projected: { defaultMode: 0o440, sources: [...entries.map((e) => source(e, false)), ...extra.map((e) => source(e, true))] } };
 }
 
 /**

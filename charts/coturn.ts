@@ -22,6 +22,12 @@ import {
 import { PodScheduling, withScheduling } from './pods';
 import { setSyncWave, WAVE } from './argocd';
 
+/**
+ * Optional key beside the shared secret in coturn's Secret: a second secret coturn accepts too, for rotating the
+ * shared secret with an overlap (README, "Rotating secrets"). Synapse and LiveKit sign with the main one only.
+ */
+export const TURN_SECOND_SECRET = 'second_shared_secret';
+
 /** The Secret cert-manager writes the TURN host's certificate to. */
 export const COTURN_TLS_SECRET = 'coturn-tls';
 
@@ -297,7 +303,11 @@ export class CoturnChart extends Chart {
               ],
               volumes: [
                 { name: 'config', configMap: { name: config.name } },
-                secretFilesVolume('turn-secret', { shared_secret: props.turnSharedSecret }),
+                secretFilesVolume(
+                  'turn-secret',
+                  { shared_secret: props.turnSharedSecret },
+                  { [TURN_SECOND_SECRET]: { name: props.turnSharedSecret.name, key: TURN_SECOND_SECRET } },
+                ),
                 // Optional: coturn serves TURN over UDP and TCP before the certificate exists (start.sh).
                 { name: 'tls', secret: { secretName: COTURN_TLS_SECRET, defaultMode: 0o440, optional: true } },
                 memoryVolume('run', '1Mi'),

@@ -34,6 +34,12 @@ export const LIVEKIT_KEY_FILE = `${LIVEKIT_RUN_DIR}/keys.yaml`;
 export const LIVEKIT_RUN_CONFIG = `${LIVEKIT_RUN_DIR}/config.yaml`;
 export const LIVEKIT_NODE_IP_FILE = `${LIVEKIT_RUN_DIR}/node-ip`;
 export const LIVEKIT_TURN_SECRET_FILE = '/secrets/turn/shared_secret';
+/**
+ * Optional keys beside the API key and secret in their Secrets: a second pair LiveKit accepts too, for rotating the
+ * main pair with an overlap (README, "Rotating secrets"). Tokens are signed with the main pair only (the bootstrap
+ * hands the app that one).
+ */
+export const LIVEKIT_SECOND_PAIR = { key: 'second_api_key', secret: 'second_api_secret' } as const;
 /** Rooms drain on SIGTERM: LiveKit waits for the last participant. Calls rarely outlast this. */
 export const LIVEKIT_DRAIN_SECONDS = 5 * 60 * 60;
 
@@ -119,14 +125,25 @@ export function livekitConfigFile(p: LiveKitProps): string {
 /**
  * The init step that turns the mounted Secrets into LiveKit's files, in
  * memory and readable by LiveKit only: the key file (`key: secret`, as
- * LiveKit requires) and the config with the Redis password (LiveKit reads
- * it from its config or an environment variable only), quoted for YAML.
+ * LiveKit requires; with the second pair when the Secrets hold one) and the
+ * config with the Redis password (LiveKit reads it from its config or an
+ * environment variable only), quoted for YAML. `secrets` names the Secrets
+ * of the API key and secret, for its messages.
  */
-export function livekitWriteConfig(withRedis: boolean): string {
+export function livekitWriteConfig(withRedis: boolean, secrets: { readonly key: string; readonly secret: string }): string {
+  const [key, secret] = [`/keys/${LIVEKIT_SECOND_PAIR.key}`, `/keys/${LIVEKIT_SECOND_PAIR.secret}`];
+  const [keyName, secretName] = [`${secrets.key}[${LIVEKIT_SECOND_PAIR.key}]`, `${secrets.secret}[${LIVEKIT_SECOND_PAIR.secret}]`];
   return [
     'set -eu',
     'umask 077',
     `printf '"%s": "%s"\\n' "$(cat /keys/api_key)" "$(cat /keys/api_secret)" > ${LIVEKIT_KEY_FILE}`,
+    // Refused rather than left out: a half-written pair would leave LiveKit refusing the tokens the procedure is about
+    // to hand out, with nothing to say why; and one key ID twice is a YAML error LiveKit reports less plainly.
+    `if [ -s ${key} ] || [ -s ${secret} ]; then`,
+    `  if [ ! -s ${key} ] || [ ! -s ${secret} ]; then echo '${keyName} and ${secretName}: set both or neither' >&2; exit 1; fi`,
+    `  if [ "$(cat ${key})" = "$(cat /keys/api_key)" ]; then echo '${keyName}: must differ from ${secrets.key}[api_key]' >&2; exit 1; fi`,
+    `  printf '"%s": "%s"\\n' "$(cat ${key})" "$(cat ${secret})" >> ${LIVEKIT_KEY_FILE}`,
+    'fi',
     ...(withRedis
       ? [
           `pw=$(sed -e 's/\\\\/\\\\\\\\/g' -e 's/"/\\\\"/g' /keys/redis_password)`,
@@ -193,7 +210,7 @@ function livekitPodSpec(props: LiveKitProps, v: { configMap: string; address?: N
       {
         name: 'config',
         image: imageRef(props.image),
-        command: ['sh', '-c', livekitWriteConfig(props.redisAddress !== undefined)],
+        command: ['sh', '-c', livekitWriteConfig(props.redisAddress !== undefined, { key: s.apiKey.name, secret: s.apiSecret.name })],
         resources: resourceRequirements({ requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } }),
         securityContext: restrictedContainer(),
         volumeMounts: [
@@ -227,11 +244,18 @@ function livekitPodSpec(props: LiveKitProps, v: { configMap: string; address?: N
     volumes: [
       { name: 'config', configMap: { name: v.configMap } },
       // For the config step only.
-      secretFilesVolume('secrets', {
-        api_key: s.apiKey,
-        api_secret: s.apiSecret,
-        ...(props.redisAddress !== undefined ? { redis_password: s.redisPassword } : {}),
-      }),
+      secretFilesVolume(
+        'secrets',
+        {
+          api_key: s.apiKey,
+          api_secret: s.apiSecret,
+          ...(props.redisAddress !== undefined ? { redis_password: s.redisPassword } : {}),
+        },
+        {
+          [LIVEKIT_SECOND_PAIR.key]: { name: s.apiKey.name, key: LIVEKIT_SECOND_PAIR.key },
+          [LIVEKIT_SECOND_PAIR.secret]: { name: s.apiSecret.name, key: LIVEKIT_SECOND_PAIR.secret },
+        },
+      ),
       // LiveKit checks that others cannot read it; group-readable (for fsGroup) is fine.
       secretFilesVolume('turn-secret', { shared_secret: s.turnSharedSecret }),
       memoryVolume('run', '1Mi'),

@@ -103,7 +103,11 @@ describe('existing mode', () => {
       .volumes.find((v: any) => v.name === 'secrets')
       .projected.sources.find((s: any) => s.secret.items[0].path === 'turn_shared_secret');
     expect(synapseTurn.secret).toEqual({ name: 'vault-turn', items: [{ key: 'secret', path: 'turn_shared_secret' }] });
-    expect(podSpec(find(all, 'DaemonSet', 'coturn')).volumes.find((v: any) => v.name === 'turn-secret').secret.secretName).toBe('vault-turn');
+    expect(
+      podSpec(find(all, 'DaemonSet', 'coturn'))
+        .volumes.find((v: any) => v.name === 'turn-secret')
+        .projected.sources.map((x: any) => x.secret.name),
+    ).toEqual(['vault-turn', 'vault-turn']);
   });
 });
 

@@ -2,7 +2,9 @@
 # Starts coturn with the rendered turnserver.conf plus what only the node
 # knows at start: the shared secret and its own addresses, and the TLS
 # certificate once cert-manager has issued it. The secret goes into a file in
-# memory, never onto the command line.
+# memory, never onto the command line. A second secret, while the first is
+# rotated, is a second static-auth-secret line: coturn accepts credentials
+# made with either (README, "Rotating secrets").
 #
 # TURN over UDP and TCP does not need the certificate, so coturn starts
 # without it (a first issuance can take minutes, or fail until DNS and port 80
@@ -21,6 +23,7 @@ start() {
   cp /etc/coturn/turnserver.conf "$conf"
   {
     printf 'static-auth-secret=%s\n' "$(cat /secrets/turn/shared_secret)"
+    if [ -s /secrets/turn/second_shared_secret ]; then printf 'static-auth-secret=%s\n' "$(cat /secrets/turn/second_shared_secret)"; fi
     printf 'external-ip=%s/%s\n' "$public" "$NODE_IP"
     printf 'listening-ip=%s\n' "$NODE_IP"
     printf 'relay-ip=%s\n' "$NODE_IP"

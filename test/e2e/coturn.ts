@@ -156,11 +156,11 @@ export async function startCoturn(
   const script = rewriteMountPaths(configMapFile(manifests, 'coturn-config', 'start.sh'), mounts); // LOOPBACK_REWRITES.paths
   fs.writeFileSync(path.join(configDir, 'start.sh'), script);
 
-  // The TURN Secret volume, as the kubelet projects its items.
+  // The TURN Secret volume, as the kubelet projects its items (the second secret only when `secrets` has one).
   const secretFiles = secretVolumeFiles(ds, 'turn-secret', config, secrets);
-  if (Object.keys(secretFiles).length !== 1) throw new Error(`expected one TURN secret file, got ${Object.keys(secretFiles).join(', ')}`);
+  if (secretFiles.shared_secret === undefined) throw new Error(`no shared_secret in the TURN Secret volume, only ${Object.keys(secretFiles).join(', ')}`);
   writeSecretFiles(path.join(dir, 'vol', 'turn-secret'), secretFiles);
-  const secret = Object.values(secretFiles)[0];
+  const secret = secretFiles.shared_secret;
 
   // Where cert-manager's Secret would put the certificate: start.sh names the files, the tls volume is the Secret.
   const certPath = /^cert=(\S+)$/m.exec(configMapFile(manifests, 'coturn-config', 'start.sh'))![1];

@@ -375,7 +375,11 @@ export function secretVolumeFiles(workload: Manifest, volumeName: string, config
   const sources = vol.secret ? [{ secret: { ...vol.secret, name: vol.secret.secretName } }] : vol.projected.sources;
   const files: Record<string, string> = {};
   for (const { secret } of sources) {
-    for (const item of secret.items) files[item.path] = secretRefValue(config, values, secret.name, item.key);
+    for (const item of secret.items) {
+      // The kubelet leaves out a key an optional source's Secret does not hold (values: "<secret>/<key>").
+      if (secret.optional === true && values[`${secret.name}/${item.key}`] === undefined) continue;
+      files[item.path] = secretRefValue(config, values, secret.name, item.key);
+    }
   }
   return files;
 }

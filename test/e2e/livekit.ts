@@ -143,6 +143,8 @@ export async function prepareLiveKit(
     '/keys/api_key',
     '/keys/api_secret',
     '/keys/redis_password',
+    '/keys/second_api_key',
+    '/keys/second_api_secret',
     '/etc/livekit/config.yaml',
     '/run/livekit/keys.yaml',
     '/run/livekit/config.yaml',
