@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
 import { configSchema, resolveConfig } from '../charts/config';
+import { SECRET_VALUES } from '../charts/secrets';
 import { checklist, renderedManifests } from '../scripts/inspect';
 
 const README = fs.readFileSync(path.resolve(__dirname, '..', 'README.md'), 'utf8');
@@ -144,4 +145,35 @@ test('every README section the code points to ("README, \\"...\\"") is a heading
   const refs = sources.flatMap((f) => [...fs.readFileSync(path.join(root, f), 'utf8').matchAll(/README, "([^"]+)"/g)].map((m) => [f, m[1]]));
   expect(refs.length).toBeGreaterThan(1);
   expect(refs.filter(([, h]) => !headings.has(h))).toEqual([]);
+});
+
+/** The README's section under `## title`, up to the next `## ` heading. */
+function readmeSection(title: string): string {
+  const start = README.indexOf(`\n## ${title}\n`);
+  if (start < 0) throw new Error(`README.md has no "## ${title}" section`);
+  const end = README.indexOf('\n## ', start + 1);
+  return README.slice(start, end < 0 ? undefined : end);
+}
+
+test('"Rotating secrets" adds and removes exactly the optional Secret keys the rendered pods read, and covers every secret value', () => {
+  const section = readmeSection('Rotating secrets');
+  const c = resolveConfig({}, 'defaults');
+  const optional: string[] = [];
+  for (const m of renderedManifests(c)) {
+    const spec = m.spec?.template?.spec ?? m.spec?.jobTemplate?.spec?.template?.spec;
+    for (const v of spec?.volumes ?? [])
+      for (const s of v.projected?.sources ?? []) if (s.secret?.optional === true) for (const i of s.secret.items) optional.push(`${s.secret.name}/${i.key}`);
+  }
+  expect(optional.sort()).toEqual(['kudo-livekit/second_api_key', 'kudo-livekit/second_api_secret', 'kudo-turn/second_shared_secret']);
+  // Each is added by a patch of its Secret, and removed again.
+  for (const k of optional) {
+    const [secret, key] = k.split('/');
+    const patches = section.split('\n').filter((l) => l.includes(`patch secret ${secret} --type merge -p "{\\"stringData\\":{`));
+    expect([k, patches.some((l) => l.includes(`\\"${key}\\":`))]).toEqual([k, true]);
+    expect([k, new RegExp(`patch secret ${secret} --type json -p '.*"/data/${key}"`).test(section)]).toEqual([k, true]);
+  }
+  // Every value the stack has is named by its Secret and key, with what changing it means.
+  const refs = c.secrets.refs as Record<string, { name: string; key: string }>;
+  const missing = SECRET_VALUES.map((v) => refs[v.name]).filter((r) => !section.includes(`\`${r.name}\``) || !section.includes(`\`${r.key}\``));
+  expect(missing).toEqual([]);
 });

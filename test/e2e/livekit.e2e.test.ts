@@ -181,6 +181,32 @@ describe(`${REDIS_VERSION}`, () => {
     writeSecretFiles(wrong, { password: 'not-the-password' });
     expect(() => run(wrong)).toThrow();
   });
+
+  test('the password rotates with an overlap (README, "Rotating secrets"): ACL SETUSER adds the new one beside the old, then removes the old', async () => {
+    // A Redis of its own: the ACL changes would outlive this test in the shared one.
+    const own = await startRedis(manifests, config, secrets);
+    try {
+      const old = own.password;
+      const next = crypto.randomBytes(32).toString('base64url');
+      const auth = async () => ({ old: (await redisCommands(own.port, [['AUTH', old]]))[0], next: (await redisCommands(own.port, [['AUTH', next]]))[0] });
+      const wrong = '-WRONGPASS invalid username-password pair or user is disabled.';
+      // The README's commands, less kubectl exec: redis-cli in the Redis container, authenticated by REDISCLI_AUTH.
+      const cli = (password: string, ...args: string[]) =>
+        execFileSync(path.join(path.dirname(programs().redisServer), 'redis-cli'), ['-h', LOOPBACK, '-p', String(own.port), ...args], {
+          env: { REDISCLI_AUTH: password },
+          encoding: 'utf8',
+        }).trim();
+      expect(await auth()).toEqual({ old: '+OK', next: wrong });
+      // 1. Redis accepts the new password too.
+      expect(cli(old, 'ACL', 'SETUSER', 'default', `>${next}`)).toBe('OK');
+      expect(await auth()).toEqual({ old: '+OK', next: '+OK' });
+      // 3. Once the clients have restarted with the new one: the old one goes, with no restart of Redis.
+      expect(cli(next, 'ACL', 'SETUSER', 'default', `<${old}`)).toBe('OK');
+      expect(await auth()).toEqual({ old: wrong, next: '+OK' });
+    } finally {
+      await own.program.stop();
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------
