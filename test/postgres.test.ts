@@ -106,3 +106,84 @@ test("no statement text in the server log: Synapse's driver inlines values (acce
     expect(text).not.toContain('log_statement');
   }
 });
+
+describe('TLS: the stack CA of its own, the server certificate for the Service, TLS-only network logins', () => {
+  test('cert-manager makes a CA from a self-signed Issuer, an Issuer from that CA, and the server certificate for the Service names', () => {
+    const ms = manifests();
+    const pick = (kind: string, name: string) => find(ms, kind, name).spec;
+    expect(pick('Issuer', 'postgres-selfsigned')).toEqual({ selfSigned: {} });
+    expect(pick('Certificate', 'postgres-ca')).toMatchObject({
+      isCA: true,
+      secretName: 'postgres-ca',
+      issuerRef: { kind: 'Issuer', name: 'postgres-selfsigned' },
+      privateKey: { algorithm: 'ECDSA', size: 256 },
+    });
+    expect(pick('Issuer', 'postgres-ca')).toEqual({ ca: { secretName: 'postgres-ca' } });
+    expect(pick('Certificate', 'postgres-tls')).toMatchObject({
+      secretName: 'postgres-tls',
+      dnsNames: ['postgres.kudo.svc', 'postgres.kudo.svc.cluster.local', 'postgres.kudo', 'postgres'],
+      usages: ['server auth'],
+      issuerRef: { kind: 'Issuer', name: 'postgres-ca' },
+    });
+  });
+
+  test('the server runs with the certificate and the rendered pg_hba.conf, which admits network clients over TLS only', () => {
+    const ms = manifests();
+    const sts = find(ms, 'StatefulSet', 'postgres');
+    const args: string[] = container(sts, 'postgres').args;
+    expect(args.filter((a, i) => args[i - 1] === '-c' && /^(ssl|ssl_cert_file|ssl_key_file|hba_file)=/.test(a))).toEqual([
+      'ssl=on',
+      'ssl_cert_file=/etc/postgresql/tls/tls.crt',
+      'ssl_key_file=/etc/postgresql/tls/tls.key',
+      'hba_file=/etc/postgresql/kudo/pg_hba.conf',
+    ]);
+    // Readable by the pod's group and root only: PostgreSQL refuses a key others can read.
+    expect(podSpec(sts).volumes.find((v: any) => v.name === 'tls')).toEqual({ name: 'tls', secret: { secretName: 'postgres-tls', defaultMode: 0o440 } });
+    const hba = (find(ms, 'ConfigMap', 'postgres-config').data['pg_hba.conf'] as string)
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !l.startsWith('#'))
+      .map((l) => l.split(/\s+/).join(' '));
+    expect(hba).toEqual([
+      'local all all trust',
+      'host all all 127.0.0.1/32 scram-sha-256',
+      'host all all ::1/128 scram-sha-256',
+      'hostssl all all 0.0.0.0/0 scram-sha-256',
+      'hostssl all all ::/0 scram-sha-256',
+    ]);
+  });
+
+  test('every client checks the server with verify-full against the CA in postgres-tls', () => {
+    const ms = synthAll();
+    const hs = JSON.stringify(find(ms, 'ConfigMap', 'synapse-config').data['homeserver.yaml']);
+    expect(hs).toContain('sslmode: verify-full');
+    expect(hs).toContain('sslrootcert: /db-ca/ca.crt');
+    for (const name of ['postgres-backup', 'postgres-restore']) {
+      const cj = find(ms, 'CronJob', name);
+      const env = container(cj, name === 'postgres-backup' ? 'dump' : 'restore').env;
+      expect([name, env.filter((e: any) => e.name.startsWith('PGSSL'))]).toEqual([
+        name,
+        [
+          { name: 'PGSSLMODE', value: 'verify-full' },
+          { name: 'PGSSLROOTCERT', value: '/db-ca/ca.crt' },
+        ],
+      ]);
+      expect(podSpec(cj).volumes.find((v: any) => v.name === 'db-ca')).toEqual({
+        name: 'db-ca',
+        secret: { secretName: 'postgres-tls', items: [{ key: 'ca.crt', path: 'ca.crt' }], defaultMode: 0o444 },
+      });
+    }
+  });
+
+  test('a step beside the server reloads it when the certificate changes, within a small memory limit', () => {
+    const sts = find(manifests(), 'StatefulSet', 'postgres');
+    const step = container(sts, 'tls-reload');
+    expect(step.command).toEqual(['sh', '/etc/postgresql/kudo/tls-reload.sh', '/etc/postgresql/tls']);
+    expect(step.env).toEqual([
+      { name: 'PGHOST', value: '/var/run/postgresql' },
+      { name: 'PGUSER', value: 'postgres' },
+    ]);
+    expect(step.resources.limits).toMatchObject({ memory: '16Mi' });
+    expect(step.volumeMounts.map((m: any) => `${m.name} ${m.mountPath}`)).toEqual(['tls /etc/postgresql/tls', 'config /etc/postgresql/kudo', 'run /var/run/postgresql']);
+    expect(find(manifests(), 'ConfigMap', 'postgres-config').data['tls-reload.sh']).toContain('SELECT pg_reload_conf()');
+  });
+});
