@@ -162,8 +162,9 @@ function databases(app: Construct, config: KudoConfig): { database: DatabaseConn
       superuserPassword: refs.postgresSuperuserPassword,
       exporter: config.monitoring.enabled ? config.monitoring.postgresExporter : undefined,
       scheduling: scheduling(config, 'postgres'),
+      tls: true,
     });
-    database = { host: postgres.host, port: postgres.port, name: postgres.database, user: postgres.user, password: refs.postgresPassword };
+    database = { host: postgres.host, port: postgres.port, name: postgres.database, user: postgres.user, password: refs.postgresPassword, tls: postgres.tls };
   } else if (pg.mode === 'cloudnative-pg') {
     const c = pg.cloudnativePg;
     const b = c.backup;

@@ -1,6 +1,9 @@
 import { Chart, ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
+import { Certificate, CertificateSpecPrivateKeyAlgorithm, CertificateSpecPrivateKeyRotationPolicy, CertificateSpecUsages, Issuer } from '../imports/cert-manager.io';
+import { setSyncWave, WAVE } from './argocd';
+import type { DatabaseTls } from './database';
 import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './config';
 import {
   bundledFile,
@@ -28,6 +31,12 @@ export const POSTGRES_DATA_MOUNT = '/var/lib/postgresql/data';
 export const POSTGRES_PGDATA = `${POSTGRES_DATA_MOUNT}/pgdata`;
 /** The image's superuser: local administration only; Synapse connects as its own role. */
 export const POSTGRES_SUPERUSER = 'postgres';
+/** The server's certificate and key (and its CA's certificate, ca.crt), made by cert-manager. */
+export const POSTGRES_TLS_SECRET = 'postgres-tls';
+/** The CA of the stack's own that signs it: cert-manager makes it once, from a self-signed issuer. */
+export const POSTGRES_CA_SECRET = 'postgres-ca';
+const TLS_DIR = '/etc/postgresql/tls';
+const CONFIG_DIR = '/etc/postgresql/kudo';
 /** initdb arguments: Synapse refuses a database whose collation or ctype is not C. */
 export const POSTGRES_INITDB_ARGS = '--encoding=UTF8 --locale=C';
 
@@ -50,6 +59,13 @@ export interface PostgresProps extends ChartProps {
   readonly exporter?: ImageConfig;
   /** Where its pods may run, beyond what the chart sets. @default - anywhere the chart allows */
   readonly scheduling?: PodScheduling;
+  /**
+   * TLS on every connection from outside the pod. cert-manager makes a CA of the stack's own (a self-signed Issuer,
+   * the CA's Certificate, an Issuer from it) and the server's certificate for the Service's names; PostgreSQL then
+   * admits network clients over TLS only (postgres-hba.conf), and a step beside it reloads the server when
+   * cert-manager renews the certificate. @default - plain TCP
+   */
+  readonly tls?: boolean;
 }
 
 export const POSTGRES_EXPORTER_PORT = 9187;
@@ -96,6 +112,26 @@ function postgresExporter(image: ImageConfig, database: string, user: string): k
   });
 }
 
+const tlsMount = { name: 'tls', mountPath: TLS_DIR, readOnly: true };
+const configMount = { name: 'config', mountPath: CONFIG_DIR, readOnly: true };
+
+/** Beside the server: reloads it when cert-manager renews its certificate (postgres-tls-reload.sh). */
+function tlsReloadContainer(image: ImageConfig): k8s.Container {
+  return {
+    name: 'tls-reload',
+    image: imageRef(image),
+    command: ['sh', `${CONFIG_DIR}/tls-reload.sh`, TLS_DIR],
+    env: [
+      { name: 'PGHOST', value: '/var/run/postgresql' },
+      { name: 'PGUSER', value: POSTGRES_SUPERUSER },
+    ],
+    // A shell asleep, and psql for a moment on a renewal (about 10 MiB resident).
+    resources: resourceRequirements({ requests: { cpu: '5m', memory: '8Mi' }, limits: { cpu: '50m', memory: '16Mi' } }, { request: '1Mi', limit: '16Mi' }),
+    securityContext: restrictedContainer(),
+    volumeMounts: [tlsMount, configMount, { name: 'run', mountPath: '/var/run/postgresql' }],
+  };
+}
+
 /** PostgreSQL for Synapse: one replica with its own volume, behind a headless Service. */
 export class PostgresChart extends Chart {
   /** Host name Synapse and backups connect to. */
@@ -104,6 +140,8 @@ export class PostgresChart extends Chart {
   public readonly database: string;
   /** The role Synapse connects as. */
   public readonly user: string;
+  /** How clients check the server (verify-full against the stack's CA), when it has TLS. */
+  public readonly tls?: DatabaseTls;
 
   constructor(scope: Construct, id: string, props: PostgresProps) {
     super(scope, id, props);
@@ -128,6 +166,19 @@ export class PostgresChart extends Chart {
       metricsPort: props.exporter ? POSTGRES_EXPORTER_PORT : undefined,
     });
     this.host = `${service.name}.${props.namespace}.svc`;
+    if (props.tls) {
+      this.certificates(props.namespace, labels(component), [this.host, `${this.host}.cluster.local`, `${service.name}.${props.namespace}`, service.name]);
+      this.tls = { sslmode: 'verify-full', ca: { kind: 'Secret', name: POSTGRES_TLS_SECRET, key: 'ca.crt' } };
+    }
+    const config = props.tls
+      ? new k8s.KubeConfigMap(this, 'config', {
+          metadata: { name: 'postgres-config', ...meta },
+          data: { 'pg_hba.conf': bundledFile('postgres-hba.conf'), 'tls-reload.sh': bundledFile('postgres-tls-reload.sh') },
+        })
+      : undefined;
+    const tlsSettings: Record<string, string> = props.tls
+      ? { ssl: 'on', ssl_cert_file: `${TLS_DIR}/tls.crt`, ssl_key_file: `${TLS_DIR}/tls.key`, hba_file: `${CONFIG_DIR}/pg_hba.conf` }
+      : {};
 
     new k8s.KubeStatefulSet(this, 'statefulset', {
       metadata: { name: 'postgres', ...meta },
@@ -149,7 +200,7 @@ export class PostgresChart extends Chart {
                 {
                   name: 'postgres',
                   image: imageRef(props.image),
-                  args: ['postgres', ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])],
+                  args: ['postgres', ...Object.entries({ ...settings, ...tlsSettings }).flatMap(([k, v]) => ['-c', `${k}=${v}`])],
                   env: [
                     // The image's superuser; Synapse gets its own role (the init script).
                     { name: 'POSTGRES_USER', value: POSTGRES_SUPERUSER },
@@ -179,11 +230,19 @@ export class PostgresChart extends Chart {
                     { name: 'init', mountPath: '/docker-entrypoint-initdb.d', readOnly: true },
                     { name: 'run', mountPath: '/var/run/postgresql' },
                     { name: 'tmp', mountPath: '/tmp' },
+                    ...(props.tls ? [tlsMount, configMount] : []),
                   ],
                 },
+                ...(props.tls ? [tlsReloadContainer(props.image)] : []),
                 ...(props.exporter ? [postgresExporter(props.exporter, database, user)] : []),
               ],
               volumes: [
+                ...(config !== undefined
+                  ? [
+                      { name: 'tls', secret: { secretName: POSTGRES_TLS_SECRET, defaultMode: 0o440 } },
+                      { name: 'config', configMap: { name: config.name } },
+                    ]
+                  : []),
                 secretFilesVolume('password', { password: props.password, superuser_password: props.superuserPassword }),
                 // Executable, so the entrypoint runs it in a shell of its own rather than sourcing it.
                 { name: 'init', configMap: { name: init.name, defaultMode: 0o555 } },
@@ -208,5 +267,41 @@ export class PostgresChart extends Chart {
         ],
       },
     });
+  }
+
+  /** The CA of the stack's own and the server's certificate, issued before PostgreSQL starts (it mounts the Secret). */
+  private certificates(namespace: string, lbls: Record<string, string>, dnsNames: string[]): void {
+    const meta = (name: string) => ({ name, namespace, labels: lbls });
+    const ecdsa = { algorithm: CertificateSpecPrivateKeyAlgorithm.ECDSA, size: 256, rotationPolicy: CertificateSpecPrivateKeyRotationPolicy.ALWAYS };
+    const selfSigned = new Issuer(this, 'selfsigned-issuer', { metadata: meta('postgres-selfsigned'), spec: { selfSigned: {} } });
+    // Ten years, renewed after two thirds: a new CA is trusted by a client once the kubelet refreshes its copy of
+    // ca.crt, so it should rarely change. The server's certificate is renewed every 60 of its 90 days.
+    const ca = new Certificate(this, 'ca-certificate', {
+      metadata: meta(POSTGRES_CA_SECRET),
+      spec: {
+        isCa: true,
+        commonName: 'kudo-postgres-ca',
+        secretName: POSTGRES_CA_SECRET,
+        duration: '87600h',
+        privateKey: ecdsa,
+        issuerRef: { kind: 'Issuer', name: selfSigned.name },
+      },
+    });
+    const caIssuer = new Issuer(this, 'ca-issuer', { metadata: meta('postgres-ca'), spec: { ca: { secretName: POSTGRES_CA_SECRET } } });
+    const server = new Certificate(this, 'server-certificate', {
+      metadata: meta(POSTGRES_TLS_SECRET),
+      spec: {
+        secretName: POSTGRES_TLS_SECRET,
+        commonName: dnsNames[0],
+        dnsNames,
+        duration: '2160h',
+        renewBefore: '720h',
+        usages: [CertificateSpecUsages.SERVER_AUTH],
+        privateKey: ecdsa,
+        issuerRef: { kind: 'Issuer', name: caIssuer.name },
+      },
+    });
+    // Issued with the configuration, before the databases' wave: PostgreSQL cannot start without them.
+    for (const o of [selfSigned, ca, caIssuer, server]) setSyncWave(o, WAVE.config);
   }
 }

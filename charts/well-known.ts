@@ -101,7 +101,8 @@ export class WellKnownChart extends Chart {
                   command: ['python3', '/srv/well-known/well_known.py', '/srv/well-known', String(WELL_KNOWN_PORT)],
                   env: [{ name: 'PYTHONDONTWRITEBYTECODE', value: '1' }],
                   ports: [tcpPort('http', WELL_KNOWN_PORT)],
-                  resources: resourceRequirements({ requests: { cpu: '5m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } }),
+                  // Python's http.server with two small documents: about 15 MiB resident.
+                  resources: resourceRequirements({ requests: { cpu: '5m', memory: '32Mi' }, limits: { cpu: '200m', memory: '48Mi' } }),
                   securityContext: restrictedContainer(),
                   readinessProbe: { httpGet: { path: '/health', port: k8s.IntOrString.fromString('http') }, periodSeconds: 10 },
                   livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 30 },

@@ -15,7 +15,7 @@ import_group() { # name files...
 }
 
 rm -rf imports && mkdir imports
-import_group cert-manager cert-manager/clusterissuers.yaml cert-manager/certificates.yaml
+import_group cert-manager cert-manager/clusterissuers.yaml cert-manager/certificates.yaml cert-manager/issuers.yaml
 import_group argo-cd argo-cd/application.yaml
 import_group gateway-api gateway-api/gateways.yaml gateway-api/httproutes.yaml
 import_group prometheus-operator prometheus-operator/servicemonitors.yaml prometheus-operator/podmonitors.yaml prometheus-operator/prometheusrules.yaml

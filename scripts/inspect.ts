@@ -112,8 +112,9 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
             via: `Gateway ${g.metadata.name} listener ${l.name}`,
           })),
       ),
+    // Not those of an Issuer the stack renders itself (PostgreSQL's CA): they need nothing from the operator.
     ...ms
-      .filter((m) => m.kind === 'Certificate')
+      .filter((m) => m.kind === 'Certificate' && !ms.some((i) => i.kind === 'Issuer' && i.metadata.name === m.spec.issuerRef.name && i.metadata.namespace === m.metadata.namespace))
       .map((c) => ({
         secret: c.spec.secretName,
         namespace: c.metadata.namespace!,

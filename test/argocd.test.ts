@@ -59,6 +59,12 @@ test('the intended wave of every object: a sync that can finish on a WaitForFirs
     'NetworkPolicy kudo/smoke-test': '-2',
     'NetworkPolicy kudo/backup': '-2',
     'ConfigMap kudo/postgres-init': '-2',
+    // PostgreSQL's own CA and certificate: issued with the configuration, as the server mounts the certificate.
+    'ConfigMap kudo/postgres-config': '-2',
+    'Issuer kudo/postgres-selfsigned': '-2',
+    'Certificate kudo/postgres-ca': '-2',
+    'Issuer kudo/postgres-ca': '-2',
+    'Certificate kudo/postgres-tls': '-2',
     'Service kudo/postgres': '0',
     'StatefulSet kudo/postgres': '0',
     'ConfigMap kudo/redis-config': '-2',

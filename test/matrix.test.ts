@@ -117,8 +117,15 @@ describe.each(cases)('%s', (name, levels) => {
     const plan = ms().find((m) => m.kind === 'ConfigMap' && m.data?.['plan.json'] !== undefined);
     for (const v of plan ? JSON.parse(plan.data!['plan.json']).values : []) for (const d of v.destinations) known.add(`${d.namespace}/${d.secret}/${d.key}`);
     for (const s of list.secretsToCreate) for (const k of s.keys) known.add(`${s.namespace}/${s.secret}/${k}`);
-    // Certificates' Secrets hold what cert-manager writes (tls.crt, tls.key, ca.crt).
-    for (const c of list.certificates) for (const k of ['tls.crt', 'tls.key', 'ca.crt']) known.add(`${c.namespace}/${c.secret}/${k}`);
+    // Certificates' Secrets hold what cert-manager writes (tls.crt, tls.key, ca.crt): those the checklist lists, and
+    // those of the stack's own CA (rendered Certificates the checklist leaves out, as they need nothing from the operator).
+    const certificates = [
+      ...list.certificates,
+      ...ms()
+        .filter((m) => m.kind === 'Certificate')
+        .map((c) => ({ namespace: c.metadata.namespace!, secret: c.spec.secretName })),
+    ];
+    for (const c of certificates) for (const k of ['tls.crt', 'tls.key', 'ca.crt']) known.add(`${c.namespace}/${c.secret}/${k}`);
     // What CloudNativePG writes for a Cluster named postgres (its docs: <cluster>-app with the owner's credentials,
     // <cluster>-ca with the CA's certificate).
     for (const k of ['username', 'password', 'uri', 'host', 'port', 'dbname']) known.add(`kudo/postgres-app/${k}`);

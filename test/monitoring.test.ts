@@ -18,7 +18,7 @@ test('off by default: no ServiceMonitors, exporters, alerts or dashboards', () =
   const plain = synthAll();
   expect(plain.filter((m) => ['ServiceMonitor', 'PodMonitor', 'PrometheusRule'].includes(m.kind))).toEqual([]);
   expect(plain.filter((m) => m.kind === 'ConfigMap' && m.metadata.labels?.grafana_dashboard !== undefined)).toEqual([]);
-  expect(find(plain, 'StatefulSet', 'postgres').spec.template.spec.containers).toHaveLength(1);
+  expect(find(plain, 'StatefulSet', 'postgres').spec.template.spec.containers.map((c: any) => c.name)).toEqual(['postgres', 'tls-reload']);
 });
 
 test('a ServiceMonitor for every metrics endpoint, with the labels Prometheus selects', () => {

@@ -9,6 +9,7 @@ import { config, Manifest, PRODUCTION, synthAll } from './util';
 const CRDS = [
   'cert-manager/certificates.yaml',
   'cert-manager/clusterissuers.yaml',
+  'cert-manager/issuers.yaml',
   'argo-cd/application.yaml',
   'gateway-api/gateways.yaml',
   'gateway-api/httproutes.yaml',

@@ -293,7 +293,8 @@ describe('upgrades: the schema migration runs once per version, before any proce
     const volumes = (w: Manifest, names: string[]) => podSpec(w).volumes.filter((v: any) => names.includes(v.name));
     const main = container(deploy, 'synapse');
     expect(dbMounts(container(job, 'migrate'))).toEqual(dbMounts(main));
-    expect(dbMounts(main).length).toBe(c === EXTERNAL ? 4 : 3);
+    // The CA too: the StatefulSet's PostgreSQL and the external one are both checked with verify-full.
+    expect(dbMounts(main).map((m: any) => m.name)).toEqual(['config', 'secrets', 'run', 'db-ca']);
     const names = ['config', 'secrets', 'db-password', 'run', 'db-ca'];
     expect(volumes(job, names)).toEqual(volumes(deploy, names));
     expect(container(job, 'pgpass')).toEqual(container(deploy, 'pgpass'));
@@ -329,7 +330,7 @@ describe('upgrades: the schema migration runs once per version, before any proce
       const wait = init[1];
       expect(wait.command).toEqual(['python', '/config/wait_for_schema.py', '/config/homeserver.yaml']);
       expect(wait.env).toEqual(container(w, 'synapse').env);
-      expect(wait.volumeMounts.map((m: any) => m.name)).toEqual(['config', 'run']);
+      expect(wait.volumeMounts.map((m: any) => m.name)).toEqual(['config', 'run', 'db-ca']);
       expect([wait.startupProbe, wait.livenessProbe]).toEqual([undefined, undefined]);
     }
     expect(find(ms, 'ConfigMap', 'synapse-config').data['wait_for_schema.py']).toContain('SELECT file FROM applied_schema_deltas');

@@ -22,7 +22,7 @@
  *
  * kwok also stands in for the two controllers the manifests rely on that
  * cannot run here: an ingress controller (it writes the Ingress's
- * status.loadBalancer) and cert-manager (it marks ClusterIssuers and
+ * status.loadBalancer) and cert-manager (it marks ClusterIssuers, Issuers and
  * Certificates Ready). See kwok-stages.yaml.
  *
  * What this proves: the manifests, applied as a user or Argo CD applies

@@ -9,17 +9,8 @@ import * as path from 'path';
 import * as yaml from 'js-yaml';
 import { cronProblem } from '../../charts/k8s-names';
 import { CRON_CASES } from '../cron.cases';
-import { ApiServer, startApiServer } from './apiserver';
+import { ApiServer, CRD_FILES, startApiServer } from './apiserver';
 import { Manifest, Program, rendered, ROOT, SHARED_DIR, tempDir } from './harness';
-
-const CRDS = [
-  'cert-manager/certificates.yaml',
-  'cert-manager/clusterissuers.yaml',
-  'argo-cd/application.yaml',
-  'gateway-api/gateways.yaml',
-  'gateway-api/httproutes.yaml',
-  'prometheus-operator/servicemonitors.yaml',
-];
 
 let api: ApiServer;
 let dir: string;
@@ -34,7 +25,7 @@ const apply = (target: string, allowFail = false) => api.kubectl(['apply', '--se
 beforeAll(async () => {
   dir = tempDir('apiserver');
   api = await startApiServer({ logDir: dir });
-  for (const crd of CRDS) api.kubectl(['apply', '--server-side', '-f', path.join(SHARED_DIR, 'crds', crd)]);
+  for (const crd of CRD_FILES) api.kubectl(['apply', '--server-side', '-f', path.join(SHARED_DIR, 'crds', crd)]);
   api.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
 }, 120_000);
 

@@ -95,6 +95,7 @@ function cacheDir(): string {
 export const CRD_FILES = [
   'cert-manager/certificates.yaml',
   'cert-manager/clusterissuers.yaml',
+  'cert-manager/issuers.yaml',
   'argo-cd/application.yaml',
   'gateway-api/gateways.yaml',
   'gateway-api/httproutes.yaml',

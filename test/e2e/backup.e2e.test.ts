@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { configMapFile, container, find, generatedSecrets, httpJson, Manifest, podSpec, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles } from './harness';
 import { ImageSandbox, podVolumes, shareWithPod, Volume } from './image';
-import { postgresVersion, RunningPostgres, startPostgres } from './postgres';
+import { libpqClientEnv, postgresVersion, RunningPostgres, startPostgres } from './postgres';
 import { login, registerUser, RunningSynapse, startSynapse } from './synapse';
 
 const S3 = 's3:https://s3.example.com/kudo';
@@ -59,10 +59,7 @@ function step(
   // paths: the mounts of the PostgreSQL steps are this machine's folders.
   env.STAGING_DIR = path.join(volume, 'staging');
   env.PASSWORD_FILE = path.join(secretDirs.password, 'password');
-  if (o.pg) {
-    env.PGHOST = o.pg.host; // hosts
-    env.PGPORT = String(o.pg.port); // ports
-  }
+  if (o.pg) Object.assign(env, libpqClientEnv(o.pg, env)); // hosts, ports, paths
   Object.assign(env, o.env);
   const [shell, script] = c.command as string[];
   const r = spawnSync(shell, [path.join(scripts, path.basename(script))], {

@@ -24,7 +24,7 @@ import { ApiServer, startApiServer } from './apiserver';
 import { configMapFile, container, find, httpJson, Manifest, PodNetwork, podSpec, Program, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles } from './harness';
 import { diskEmptyDirUsage, ImageSandbox, podVolumes, shareWithPod } from './image';
 import { prepareLiveKit, startLiveKit } from './livekit';
-import { RunningPostgres, startPostgres } from './postgres';
+import { libpqClientEnv, RunningPostgres, startPostgres } from './postgres';
 import { startRedis } from './redis';
 import { login, registerUser, RunningSynapse, startSynapse } from './synapse';
 
@@ -127,11 +127,9 @@ function resticStep(workload: Manifest, name: string, folders: Record<string, st
 function postgresStep(workload: Manifest, name: string, pg: RunningPostgres, backups: string, passwordDir: string): { r: SpawnSyncReturns<string>; seconds: number } {
   const c = container(workload, name);
   const env: Record<string, string> = Object.fromEntries(c.env.filter((x: any) => x.value !== undefined).map((x: any) => [x.name, x.value]));
-  Object.assign(env, {
+  Object.assign(env, libpqClientEnv(pg, env), {
     STAGING_DIR: path.join(backups, 'staging'),
     PASSWORD_FILE: path.join(passwordDir, 'password'), // paths
-    PGHOST: pg.host,
-    PGPORT: String(pg.port), // hosts, ports
   });
   const scripts = path.join(dir, 'backup-scripts-native');
   if (!fs.existsSync(scripts)) {

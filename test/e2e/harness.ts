@@ -257,12 +257,12 @@ export function writeSecretFiles(dir: string, files: Record<string, string>): vo
 
 /** Replaces whole-word occurrences of each key with its value (for paths in scripts and config files). */
 export function rewritePaths(text: string, mapping: Record<string, string>): string {
-  let out = text;
-  // Longest first, so /run/synapse/pgpass is rewritten before /run/synapse.
-  for (const from of Object.keys(mapping).sort((a, b) => b.length - a.length)) {
-    out = out.split(from).join(mapping[from]);
-  }
-  return out;
+  // One pass, longest first at each place, so /run/synapse/pgpass is rewritten before /run/synapse and a rewritten
+  // path is never rewritten again (/db-ca's folder may itself contain "/db").
+  const keys = Object.keys(mapping).sort((a, b) => b.length - a.length);
+  if (keys.length === 0) return text;
+  const pattern = new RegExp(keys.map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g');
+  return text.replace(pattern, (from) => mapping[from]);
 }
 
 /**

@@ -14,11 +14,31 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { KudoConfig } from '../../charts/config';
-import { container, find, freePort, Manifest, PodNetwork, Program, programs, secretVolumeFiles, sleep, tempDir, writeSecretFiles } from './harness';
+import { container, find, freePort, Manifest, PodNetwork, Program, programs, rewritePaths, secretVolumeFiles, sleep, tempDir, writeSecretFiles } from './harness';
+import { issueServerCert, makeCa } from './pki';
 
 export interface RunningPostgres {
   /** The pod's address: where Synapse and other clients connect. */
   readonly host: string;
+  /**
+   * The same address, for libpq's hostaddr: clients keep the rendered host name (postgres.kudo.svc), which
+   * verify-full checks the certificate against, and connect here.
+   */
+  readonly hostaddr: string;
+  /**
+   * With TLS (the rendered StatefulSet's default): the folder that holds ca.crt, as the db-ca volume of every client
+   * shows it, and the PKI folder whose CA signed the server's certificate (renewCertificate signs another).
+   */
+  readonly tls?: {
+    readonly caDir: string;
+    readonly pkiDir: string;
+    readonly serverDir: string;
+    readonly dnsNames: string[];
+    /** Mount path -> folder, for the pod's tls and config volumes. */
+    readonly mounts: Record<string, string>;
+  };
+  /** libpq's environment for a client over the network, as the rendered clients connect (TLS verified, when on). */
+  readonly clientEnv: Record<string, string>;
   readonly port: number;
   /** Synapse's role, database and password. */
   readonly user: string;
@@ -30,6 +50,8 @@ export interface RunningPostgres {
   /** The local socket's folder (/var/run/postgresql in the pod): `psql -U ...` there is what `kubectl exec` into the pod runs. */
   readonly socketDir: string;
   readonly network: PodNetwork;
+  /** A new server certificate from the same CA, as cert-manager's renewal writes it; returns its serial. */
+  renewCertificate(): string;
   /** Runs SQL as Synapse's role over TCP with its password; returns psql's unaligned output. */
   psql(sql: string, database?: string): string;
   /** Runs SQL as the superuser through the local socket, as an administrator in the pod would. */
@@ -73,11 +95,33 @@ export async function startPostgres(ms: Manifest[], config: KudoConfig, values: 
     dataDir,
   ]);
   execFileSync(init, initArgs, { env: childEnv, stdio: 'pipe' });
-  // 2. The entrypoint's pg_hba.conf addition: password logins from anywhere.
+  // 2. The entrypoint's pg_hba.conf addition: password logins from anywhere (with TLS, hba_file names the rendered one instead).
   fs.appendFileSync(path.join(dataDir, 'pg_hba.conf'), '\nhost all all all scram-sha-256\n');
 
+  // paths: with TLS, the certificate cert-manager would issue for the rendered Certificate's names (its CA's too),
+  // and the ConfigMap of pg_hba.conf and the reload script, each where the pod mounts it.
+  const tlsVolume = sts.spec.template.spec.volumes.find((v: any) => v.name === 'tls');
+  let tls: RunningPostgres['tls'];
+  const mounts: Record<string, string> = {};
+  if (tlsVolume !== undefined) {
+    const cert = find(ms, 'Certificate', tlsVolume.secret.secretName);
+    const pkiDir = path.join(dir, 'pki');
+    const serverDir = path.join(dir, 'tls');
+    fs.mkdirSync(pkiDir);
+    makeCa(pkiDir, 'ca');
+    issueServerCert(pkiDir, 'ca', cert.spec.dnsNames, serverDir);
+    const caDir = path.join(dir, 'db-ca');
+    fs.mkdirSync(caDir);
+    fs.copyFileSync(path.join(pkiDir, 'ca.crt'), path.join(caDir, 'ca.crt'));
+    const configDir = path.join(dir, 'config');
+    fs.mkdirSync(configDir);
+    for (const [file, text] of Object.entries<string>(find(ms, 'ConfigMap', 'postgres-config').data)) fs.writeFileSync(path.join(configDir, file), text);
+    for (const m of c.volumeMounts) if (m.name === 'tls' || m.name === 'config') mounts[m.mountPath] = m.name === 'tls' ? serverDir : configDir;
+    tls = { caDir, pkiDir, serverDir, dnsNames: cert.spec.dnsNames, mounts };
+  }
+
   // 3. The container's args as rendered (listen_addresses=* included), in the pod's network.
-  const args: string[] = c.args;
+  const args: string[] = c.args.map((a: string) => rewritePaths(a, mounts));
   if (args[0] !== 'postgres') throw new Error(`unexpected postgres args ${JSON.stringify(args)}`);
   const port = await freePort();
   const network = new PodNetwork();
@@ -96,10 +140,15 @@ export async function startPostgres(ms: Manifest[], config: KudoConfig, values: 
   const server = new Program('postgres', cmd, full, { logDir: dir, env: childEnv });
 
   const user = env.SYNAPSE_DB_USER;
+  // As the rendered clients connect: the Service's name (verify-full checks it) at the pod's address.
+  const clientEnv: Record<string, string> =
+    tls === undefined
+      ? { PGHOST: network.podAddress, PGPORT: String(port) }
+      : { PGHOST: tls.dnsNames[0], PGHOSTADDR: network.podAddress, PGPORT: String(port), PGSSLMODE: 'verify-full', PGSSLROOTCERT: path.join(tls.caDir, 'ca.crt') };
   const psql = (sql: string, database = env.SYNAPSE_DB_NAME) =>
-    execFileSync(path.join(bin, 'psql'), ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', network.podAddress, '-p', String(port), '-U', user, '-d', database, '-c', sql], {
+    execFileSync(path.join(bin, 'psql'), ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-U', user, '-d', database, '-c', sql], {
       encoding: 'utf8',
-      env: { PATH: process.env.PATH, PGPASSWORD: password },
+      env: { PATH: process.env.PATH, PGPASSWORD: password, ...clientEnv },
       stdio: 'pipe',
     }).trim();
   // A unix socket is a file: reachable from outside the pod's network namespace, as from inside the pod.
@@ -130,6 +179,13 @@ export async function startPostgres(ms: Manifest[], config: KudoConfig, values: 
 
   return {
     host: network.podAddress,
+    hostaddr: network.podAddress,
+    tls,
+    clientEnv,
+    renewCertificate: () => {
+      if (tls === undefined) throw new Error('this PostgreSQL has no TLS');
+      return issueServerCert(tls.pkiDir, 'ca', tls.dnsNames, tls.serverDir);
+    },
     port,
     user,
     database: env.SYNAPSE_DB_NAME,
@@ -148,4 +204,31 @@ export async function startPostgres(ms: Manifest[], config: KudoConfig, values: 
       network.remove();
     },
   };
+}
+
+/**
+ * A rendered libpq client's environment (the dump and restore steps'), pointed at `pg`: the rendered host name stays,
+ * as verify-full checks the certificate against it (hosts: PGHOSTADDR is the server's address), the port is the
+ * server's (ports), and the CA file the one its db-ca volume would hold (paths).
+ */
+export function libpqClientEnv(pg: RunningPostgres, rendered: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = { ...rendered, PGHOSTADDR: pg.hostaddr, PGPORT: String(pg.port) };
+  if (rendered.PGSSLROOTCERT !== undefined) {
+    if (pg.tls === undefined) throw new Error(`the client checks the server against ${rendered.PGSSLROOTCERT}, but this PostgreSQL has no TLS`);
+    env.PGSSLROOTCERT = path.join(pg.tls.caDir, path.basename(rendered.PGSSLROOTCERT));
+  }
+  return env;
+}
+
+/**
+ * A rendered homeserver.yaml's database args, pointed at `pg` the same way: the rendered host name stays (verify-full
+ * checks it) and libpq's hostaddr is the server's address (hosts), the port its (ports), the CA file its (paths).
+ */
+export function pointDatabaseArgs(args: Record<string, unknown>, pg: RunningPostgres): void {
+  args.hostaddr = pg.hostaddr;
+  args.port = pg.port;
+  if (typeof args.sslrootcert === 'string') {
+    if (pg.tls === undefined) throw new Error(`Synapse checks the server against ${args.sslrootcert}, but this PostgreSQL has no TLS`);
+    args.sslrootcert = path.join(pg.tls.caDir, path.basename(args.sslrootcert));
+  }
 }

@@ -27,7 +27,7 @@ import {
   tempDir,
   writeSecretFiles,
 } from './harness';
-import { RunningPostgres, startPostgres } from './postgres';
+import { pointDatabaseArgs, RunningPostgres, startPostgres } from './postgres';
 import { RunningRedis, startRedis } from './redis';
 import { login, registerUser } from './synapse';
 import { RunningRouter, RunningSynapseProcesses, startRouter, startSynapseProcesses } from './synapse-workers';
@@ -83,10 +83,10 @@ function podFiles(db: RunningPostgres): typeof pod {
   for (const [file, text] of Object.entries<string>(find(manifests, 'ConfigMap', 'synapse-config').data)) fs.writeFileSync(path.join(d.config, file), text);
   const pathMap = { '/config': d.config, '/secrets': d.secrets, '/db': d.db, '/run/synapse': d.run, '/media': d.media };
   const hs = yaml.load(configMapFile(manifests, 'synapse-config', 'homeserver.yaml')) as any;
-  // hosts + ports: PostgreSQL in its pod network namespace; paths: the pod's mounts.
-  hs.database.args.host = db.host;
-  hs.database.args.port = db.port;
-  fs.writeFileSync(path.join(d.config, 'homeserver.yaml'), yaml.dump(mountedPaths(hs, pathMap)));
+  // paths: the pod's mounts; then hosts + ports + paths: PostgreSQL in its pod network namespace, by its rendered name (TLS).
+  const mounted = mountedPaths(hs, pathMap) as any;
+  pointDatabaseArgs(mounted.database.args, db);
+  fs.writeFileSync(path.join(d.config, 'homeserver.yaml'), yaml.dump(mounted));
   // The Job's init step as rendered: libpq's password file.
   const [cmd, ...args] = (container(job, 'pgpass').command as string[]).map((a) => rewritePaths(a, pathMap));
   execFileSync(cmd, args);

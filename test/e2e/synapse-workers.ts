@@ -21,7 +21,7 @@ import type { KudoConfig } from '../../charts/config';
 import { WORKER_TYPES, WorkerTypeName } from '../../charts/synapse-workers';
 import { configMapFile, container, find, freePort, Manifest, podSpec, Program, programs, rewritePaths, secretVolumeFiles, tcpOpen, tempDir, writeSecretFiles } from './harness';
 import { ImageSandbox, shareWithPod } from './image';
-import type { RunningPostgres } from './postgres';
+import { pointDatabaseArgs, RunningPostgres } from './postgres';
 
 const LOOPBACK = '127.0.0.1';
 
@@ -107,9 +107,8 @@ function plan(ms: Manifest[]): Omit<PlannedProcess, 'ports' | 'rendered'>[] {
 function sharedHomeserver(ms: Manifest[], processes: PlannedProcess[], d: { config: string; secrets: string; media: string }, pg: RunningPostgres, redisPort: number): any {
   const hs = yaml.load(configMapFile(ms, 'synapse-config', 'homeserver.yaml')) as any;
   const main = processes[0];
-  // hosts + ports: PostgreSQL in its pod network, Redis on loopback.
-  hs.database.args.host = pg.host;
-  hs.database.args.port = pg.port;
+  // hosts + ports + paths: PostgreSQL in its pod network (by its rendered name, for TLS), Redis on loopback.
+  pointDatabaseArgs(hs.database.args, pg);
   hs.redis.host = LOOPBACK;
   hs.redis.port = redisPort;
   // ports + bind: the main process's listeners, each by its kind.

@@ -9,6 +9,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
 import type { KudoConfig } from '../../charts/config';
+import { DB_CA_DIR } from '../../charts/database';
 import { SYNAPSE_SECRETS_DIR } from '../../charts/synapse';
 import { configMapFile, container, find, freePort, httpJson, Manifest, Program, programs, rewritePaths, secretVolumeFiles, tempDir, writeSecretFiles } from './harness';
 import { RunningPostgres } from './postgres';
@@ -34,7 +35,7 @@ export function synapseVersion(): string {
  * reached by its rendered name at another address (libpq's hostaddr: the name still
  * decides which certificate verify-full accepts).
  */
-export type DatabaseTarget = Pick<RunningPostgres, 'host' | 'port'> | { readonly hostaddr: string; readonly port: number };
+export type DatabaseTarget = Pick<RunningPostgres, 'host' | 'port'> | { readonly hostaddr: string; readonly port: number; readonly tls?: RunningPostgres['tls'] };
 
 /** The rendered homeserver.yaml with the loopback rewrites; each change names its LOOPBACK_REWRITES kind. */
 function loopbackHomeserver(
@@ -122,7 +123,9 @@ export async function startSynapse(
   writeSecretFiles(d.secrets, secretVolumeFiles(deploy, 'secrets', config, secrets));
   writeSecretFiles(d.db, secretVolumeFiles(deploy, 'db-password', config, secrets));
 
-  const pathMap = { '/db': d.db, '/run/synapse': d.run, '/config': d.config, ...mounts };
+  // paths: the database's CA (the StatefulSet's, with TLS), where the db-ca volume puts it.
+  const caMount: Record<string, string> = 'tls' in pg && pg.tls !== undefined ? { [DB_CA_DIR]: pg.tls.caDir } : {};
+  const pathMap = { '/db': d.db, '/run/synapse': d.run, '/config': d.config, ...caMount, ...mounts };
   const renderedHs = yaml.load(configMapFile(ms, 'synapse-config', 'homeserver.yaml'));
   const homeserverFile = path.join(d.config, 'homeserver.yaml');
   fs.writeFileSync(homeserverFile, yaml.dump(loopbackHomeserver(renderedHs, pg, d, pathMap)));
