@@ -163,7 +163,8 @@ describe('production checklist', () => {
 
   test('Redis without node CIDRs: the checklist says loudly that it is open to every namespace, and why', () => {
     const warning =
-      'WARNING: Redis (plain TCP, one shared password) accepts connections from every address and namespace: LiveKit reaches it ' +
+      'WARNING: Redis (plain TCP, one shared password) accepts connections from every private address (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, ' +
+      '100.64.0.0/10, fc00::/7), every namespace among them: LiveKit reaches it ' +
       "from the host network, and only networkPolicies.nodeCidrs (the nodes' addresses) lets the policy tell its nodes from other pods; " +
       "set it to close Redis to all but LiveKit's nodes and Synapse's processes";
     expect(list().prerequisites).toContain(warning);

@@ -237,7 +237,14 @@ test("Redis with node CIDRs: LiveKit's nodes and Synapse's processes (workers) o
 });
 
 test('Redis: from the nodes (LiveKit is on the host network) when their addresses are known', () => {
-  expect(policy(manifests(), 'redis').spec.ingress[0].from).toBeUndefined();
+  // Unknown: the private and shared ranges nodes and pods use (RFC 1918, RFC 6598, RFC 4193), never the internet.
+  expect(policy(manifests(), 'redis').spec.ingress[0].from).toEqual([
+    { ipBlock: { cidr: '10.0.0.0/8' } },
+    { ipBlock: { cidr: '172.16.0.0/12' } },
+    { ipBlock: { cidr: '192.168.0.0/16' } },
+    { ipBlock: { cidr: '100.64.0.0/10' } },
+    { ipBlock: { cidr: 'fc00::/7' } },
+  ]);
   const ms = manifests(config({ networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } }));
   expect(policy(ms, 'redis').spec.ingress[0].from).toEqual([{ ipBlock: { cidr: '10.0.0.0/16' } }]);
 });
