@@ -4,6 +4,9 @@ import { Construct } from 'constructs';
 import { labels } from './common';
 import { ACME_SOLVER_PORT } from './tls';
 
+/** Private and shared address ranges (RFC 1918, RFC 6598's carrier-grade NAT, RFC 4193's unique local IPv6): where nodes and pods live. */
+export const PRIVATE_RANGES = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7'] as const;
+
 export interface NetworkPoliciesProps extends ChartProps {
   /** The stack namespace, whose pods these policies govern. */
   readonly namespace: string;
@@ -175,11 +178,13 @@ export class NetworkPoliciesChart extends Chart {
       }
     }
     if (props.redis ?? true) {
-      // LiveKit is on the host network: it arrives from a node address, not from a pod.
+      // LiveKit is on the host network: it arrives from a node address, not from a pod. Without the nodes' addresses,
+      // the ranges clusters give nodes and pods: LiveKit still gets in, the internet does not.
+      const fromNodes = nodes ?? PRIVATE_RANGES.map((cidr) => ({ ipBlock: { cidr } }));
       policy('redis', {
         podSelector: pod('redis'),
         policyTypes: ['Ingress'],
-        ingress: [{ from: nodes && w ? [...nodes, { podSelector: synapseProcesses }] : nodes, ports: tcp(p.redis) }, ...scrape(p.redisMetrics)],
+        ingress: [{ from: nodes && w ? [...fromNodes, { podSelector: synapseProcesses }] : fromNodes, ports: tcp(p.redis) }, ...scrape(p.redisMetrics)],
       });
     }
     // Whoever reaches the proxied port decides the client address Synapse counts (rate limits, sessions): the public

@@ -309,9 +309,10 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
     );
   }
   const redisPolicy = ms.find((m) => m.kind === 'NetworkPolicy' && m.metadata.name === 'redis');
-  if (redisPolicy !== undefined && redisPolicy.spec.ingress[0].from === undefined) {
+  if (redisPolicy !== undefined && config.networkPolicies.nodeCidrs.length === 0) {
+    const ranges = redisPolicy.spec.ingress[0].from.map((p: any) => p.ipBlock.cidr).join(', ');
     out.push(
-      'WARNING: Redis (plain TCP, one shared password) accepts connections from every address and namespace: LiveKit reaches it ' +
+      `WARNING: Redis (plain TCP, one shared password) accepts connections from every private address (${ranges}), every namespace among them: LiveKit reaches it ` +
         "from the host network, and only networkPolicies.nodeCidrs (the nodes' addresses) lets the policy tell its nodes from other pods; " +
         "set it to close Redis to all but LiveKit's nodes and Synapse's processes",
     );
