@@ -342,6 +342,17 @@ describe('environments: every environments/<name>.yaml rendered to rendered/<nam
       },
       'environments/staging.yaml: namespace "kudo" (namespaces.stack) is also environments/production.yaml\'s; environments synced by Argo CD need namespaces of their own',
     ],
+    [
+      'two Applications that both render one cluster-wide object (the ClusterIssuer: each sync would take it over)',
+      {
+        'staging.yaml': PRODUCTION.replace('domain: chat.example.org', 'domain: staging.chat.example.org')
+          .replace('rendered/production', 'rendered/staging')
+          .replace('  enabled: true', '  enabled: true\n  applicationName: kudo-staging')
+          .concat('namespaces: { stack: kudo-staging, hostNetwork: kudo-staging-media, app: kudo-staging-app }\n'),
+        'production.yaml': PRODUCTION,
+      },
+      'environments/staging.yaml: ClusterIssuer kudo-letsencrypt is also rendered by environments/production.yaml; give each environment its own tls.issuer.name, or set tls.letsEncrypt.create: false in all but one',
+    ],
     ['one bad config among good ones', { 'staging.yaml': STAGING, 'production.yaml': 'domian: chat.example.org\n' }, 'domian: unknown key'],
     ['a file name that cannot be a folder name', { 'Prod_1.yaml': STAGING }, "environments/Prod_1.yaml: the file name is the environment's name and folder"],
     ['no configs at all', {}, '--environments environments: no environment configs (<name>.yaml) in it'],
