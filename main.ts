@@ -157,8 +157,9 @@ function renderEnvironments(dir: string, out: string, check: boolean): void {
 /**
  * The environments of one folder that Argo CD syncs are taken to share an Argo CD
  * and a cluster (their Applications all target the one Argo CD runs in): two
- * Applications of one name, or two that deploy into one namespace, would each
- * overwrite what the other syncs. Environments on separate clusters go in
+ * Applications of one name, two that deploy into one namespace, or two that
+ * render one cluster-wide object (the ClusterIssuer), would each overwrite
+ * what the other syncs. Environments on separate clusters go in
  * separate folders.
  */
 function checkArgoApplications(envs: readonly { file: string; config: KudoConfig }[]): void {
@@ -182,6 +183,23 @@ function checkArgoApplications(envs: readonly { file: string; config: KudoConfig
       }
     }
     for (const ns of Object.values(e.config.namespaces)) namespaces.set(ns, e.file);
+  }
+  // A cluster-wide object that two Applications render would be taken over by each one's sync in turn.
+  const clusterWide = new Map<string, string>();
+  for (const e of envs.filter((x) => x.config.argocd.enabled)) {
+    for (const o of buildApp(e.config).charts.flatMap((c) => c.toJson() as { kind: string; metadata: { name: string; namespace?: string } }[])) {
+      if (o.metadata.namespace !== undefined || o.kind === 'Namespace') continue;
+      const id = `${o.kind} ${o.metadata.name}`;
+      const holder = clusterWide.get(id);
+      if (holder !== undefined) {
+        const fix =
+          o.kind === 'ClusterIssuer'
+            ? 'give each environment its own tls.issuer.name, or set tls.letsEncrypt.create: false in all but one'
+            : 'give each environment namespaces of its own';
+        throw new ConfigError(`${e.file}: ${id} is also rendered by ${holder}; ${fix}`);
+      }
+      clusterWide.set(id, e.file);
+    }
   }
 }
 

@@ -77,6 +77,17 @@ test('the operator repository: each environment renders what `npm run synth` ren
     execFileSync(process.execPath, [MAIN], { env: { PATH: process.env.PATH, KUDO_CONFIG: path.join(repo, 'environments', `${name}.yaml`), CDK8S_OUTDIR: out }, stdio: 'pipe' });
     expect([name, readTree(path.join(repo, 'rendered', name))]).toEqual([name, readTree(out)]);
   }
+  // Both environments are synced by one Argo CD into one cluster: no object of one is also the other's.
+  const ids = (name: string) =>
+    fs
+      .readdirSync(path.join(repo, 'rendered', name))
+      .filter((f) => f.endsWith('.yaml'))
+      .flatMap((f) => yaml.loadAll(fs.readFileSync(path.join(repo, 'rendered', name, f), 'utf8')) as any[])
+      .map((o) => `${o.kind} ${o.metadata.namespace ?? '-'}/${o.metadata.name}`);
+  const [staging, production] = [ids('staging'), ids('production')];
+  expect(staging.filter((o) => o.startsWith('Application '))).toEqual(['Application argocd/kudo-staging']);
+  expect(production.filter((o) => o.startsWith('Application '))).toEqual(['Application argocd/kudo-production']);
+  expect(staging.filter((o) => production.includes(o))).toEqual([]);
   // The commands committed the render, and their last line (the CI check) passed on it.
   expect(execFileSync('git', ['status', '--porcelain'], { cwd: repo, encoding: 'utf8' })).toBe('');
   // ...and nothing npm installed: the .gitignore came before the first commit.
