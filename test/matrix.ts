@@ -25,7 +25,8 @@ export const FACTORS: Factor[] = [
       haproxy: { ingress: { controller: 'haproxy' } },
       'ingress-nginx': { ingress: { controller: 'ingress-nginx' } },
       'nginx-inc': { ingress: { controller: 'nginx-inc' } },
-      'gateway-in-stack': { routing: 'gateway-api', gatewayApi: { gatewayClassName: 'cilium' } },
+      // NGINX Gateway Fabric runs a Gateway's proxies in the Gateway's namespace (Cilium's would not be pods there).
+      'gateway-in-stack': { routing: 'gateway-api', gatewayApi: { gatewayClassName: 'nginx' } },
       'gateway-own-namespace': { routing: 'gateway-api', gatewayApi: { gatewayNamespace: 'gateways', gatewayClassName: 'eg', proxyNamespace: 'envoy-gateway-system' } },
       'gateway-shared': { routing: 'gateway-api', gatewayApi: { createGateway: false, gatewayName: 'shared', gatewayNamespace: 'infra' } },
     },
