@@ -9,6 +9,7 @@ import * as yaml from 'js-yaml';
 import { configSchema, resolveConfig } from '../charts/config';
 import { SECRET_VALUES } from '../charts/secrets';
 import { checklist, renderedManifests } from '../scripts/inspect';
+import { kubernetesValidator } from './k8s-schema';
 
 const README = fs.readFileSync(path.resolve(__dirname, '..', 'README.md'), 'utf8');
 
@@ -124,6 +125,20 @@ test("the README's app-outside example: an allow-listed admin Ingress for the ap
   // bootstrap_admin.py writes APP_ADMIN_URL into kudo-app as MATRIX_ADMIN_URL (test/secrets.test.ts runs it).
   const env = ms.filter((m) => m.kind === 'Job').flatMap((j) => j.spec.template.spec.containers.flatMap((c: any) => c.env ?? []));
   expect(env.filter((e: any) => e.name === 'APP_ADMIN_URL')).toEqual([{ name: 'APP_ADMIN_URL', value: 'https://matrix.example.com' }]);
+});
+
+test("the README's app pod reads kudo-app as read-only files, not environment variables, and is a valid pod spec", () => {
+  const spec = readmeExample('app-pod') as any;
+  const validator = kubernetesValidator('v1.28.0', []);
+  const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'app', namespace: 'kudo-app' }, spec };
+  expect(validator.errors(pod)).toEqual([]);
+  expect(spec.volumes).toEqual([{ name: 'kudo', secret: { secretName: 'kudo-app', defaultMode: 0o440 } }]);
+  expect(spec.containers[0].volumeMounts).toEqual([{ name: 'kudo', mountPath: '/var/run/secrets/kudo', readOnly: true }]);
+  expect(JSON.stringify(spec)).not.toMatch(/envFrom|secretKeyRef/);
+  // The Secret the bootstrap writes is the one mounted, in the namespace the example names.
+  const c = resolveConfig({}, 'defaults');
+  expect([c.secrets.appSecretName, c.namespaces.app]).toEqual(['kudo-app', 'kudo-app']);
+  expect(README).not.toMatch(/ready for `envFrom`|\(`envFrom`, see/);
 });
 
 test('every README section the code points to ("README, \\"...\\"") is a heading of the README', () => {
