@@ -16,6 +16,25 @@ export const CRDS_DIR = path.join(ROOT, 'crds');
 /** The pinned Kubernetes OpenAPI definitions and Synapse config schema (schemas/README.md lists them). */
 export const SCHEMAS_DIR = path.join(ROOT, 'schemas');
 
+/** The oldest and the newest Kubernetes the charts support: every render is valid for both. */
+export const KUBERNETES_VERSIONS = ['v1.28.0', 'v1.36.0'];
+
+/** The pinned CRDs (in CRDS_DIR) of every custom resource kind the charts render. */
+export const RENDERED_CRDS = [
+  'cert-manager/certificates.yaml',
+  'cert-manager/clusterissuers.yaml',
+  'cert-manager/issuers.yaml',
+  'argo-cd/application.yaml',
+  'gateway-api/gateways.yaml',
+  'gateway-api/httproutes.yaml',
+  'prometheus-operator/servicemonitors.yaml',
+  'prometheus-operator/podmonitors.yaml',
+  'prometheus-operator/prometheusrules.yaml',
+  'cloudnative-pg/clusters.yaml',
+  'cloudnative-pg/scheduledbackups.yaml',
+  'cloudnative-pg/barman-cloud-objectstores.yaml',
+];
+
 function strict(schema: any): any {
   if (Array.isArray(schema)) return schema.map(strict);
   if (schema === null || typeof schema !== 'object') return schema;

@@ -3,24 +3,8 @@
  * on every option, is valid for the oldest and newest Kubernetes we support,
  * with no unknown fields.
  */
-import { kubernetesValidator } from './k8s-schema';
+import { KUBERNETES_VERSIONS, kubernetesValidator, RENDERED_CRDS } from './k8s-schema';
 import { config, Manifest, PRODUCTION, synthAll } from './util';
-
-const CRDS = [
-  'cert-manager/certificates.yaml',
-  'cert-manager/clusterissuers.yaml',
-  'cert-manager/issuers.yaml',
-  'argo-cd/application.yaml',
-  'gateway-api/gateways.yaml',
-  'gateway-api/httproutes.yaml',
-  'prometheus-operator/servicemonitors.yaml',
-  'prometheus-operator/podmonitors.yaml',
-  'prometheus-operator/prometheusrules.yaml',
-  'cloudnative-pg/clusters.yaml',
-  'cloudnative-pg/scheduledbackups.yaml',
-  'cloudnative-pg/barman-cloud-objectstores.yaml',
-];
-const VERSIONS = ['v1.28.0', 'v1.36.0'];
 
 const everything = config({
   domain: 'kudo.example.org',
@@ -121,8 +105,8 @@ const renders: [string, Manifest[]][] = [
   ['an external database', synthAll(external)],
 ];
 
-describe.each(VERSIONS)('Kubernetes %s', (version) => {
-  const validator = kubernetesValidator(version, CRDS);
+describe.each(KUBERNETES_VERSIONS)('Kubernetes %s', (version) => {
+  const validator = kubernetesValidator(version, RENDERED_CRDS);
   test.each(renders)('%s: every object validates strictly', (_, manifests) => {
     const problems = manifests.flatMap((m) => validator.errors(m).map((e) => `${m.kind}/${m.metadata.name}: ${e}`));
     expect(problems).toEqual([]);
@@ -130,7 +114,7 @@ describe.each(VERSIONS)('Kubernetes %s', (version) => {
 });
 
 test('the validator catches an unknown field and a wrong type (it can fail)', () => {
-  const validator = kubernetesValidator('v1.28.0', CRDS);
+  const validator = kubernetesValidator('v1.28.0', RENDERED_CRDS);
   const bad = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'x' }, spec: { ports: [{ port: 'eighty' }], bogus: true } };
   const errors = validator.errors(bad);
   expect(errors.join('\n')).toContain('must NOT have additional properties "bogus"');
