@@ -151,6 +151,28 @@ describe.each(cases)('%s', (name, levels) => {
     expect(unknown).toEqual([]);
   });
 
+  test('the checklist follows the render: a DNS record for every host a route serves, and only certificates the render requests', () => {
+    const list = checklist(config(RENDERS.find((r) => r.name === name)!.config), ms());
+    const served = new Set(ms().flatMap((m) => (m.kind === 'Ingress' ? m.spec.rules.map((r: any) => r.host) : m.kind === 'HTTPRoute' ? m.spec.hostnames : [])));
+    const records = new Set(list.dns.map((d) => d.name));
+    expect([...served].filter((h) => !records.has(h))).toEqual([]);
+    // The TURN host has a record too (coturn is on the host network, no route serves it).
+    expect(records.has('turn.example.com')).toBe(true);
+    // Every certificate it lists is one the render asks cert-manager for (an Ingress's TLS, a Gateway listener, a Certificate).
+    const requested = new Set(
+      ms().flatMap((m) =>
+        m.kind === 'Ingress'
+          ? m.spec.tls.map((t: any) => t.secretName)
+          : m.kind === 'Gateway'
+            ? m.spec.listeners.filter((l: any) => l.tls).map((l: any) => l.tls.certificateRefs[0].name)
+            : m.kind === 'Certificate'
+              ? [m.spec.secretName]
+              : [],
+      ),
+    );
+    expect(list.certificates.map((c) => c.secret).filter((s) => !requested.has(s))).toEqual([]);
+  });
+
   test('every Service selects rendered pods, on ports those pods declare', () => {
     const problems: string[] = [];
     const all = pods(ms());
