@@ -187,3 +187,32 @@ describe('TLS: the stack CA of its own, the server certificate for the Service, 
     expect(find(manifests(), 'ConfigMap', 'postgres-config').data['tls-reload.sh']).toContain('SELECT pg_reload_conf()');
   });
 });
+
+describe('a major version upgrade (README, "PostgreSQL 17 → 18") never starts a new major on the old data directory', () => {
+  const pgdata = (tag: string) =>
+    Object.fromEntries(
+      container(find(synthChart('10-postgres', config({ postgres: { image: { tag } } })), 'StatefulSet', 'postgres'), 'postgres').env.map((e: any) => [e.name, e.value]),
+    ).PGDATA;
+
+  test('17 keeps the data directory of existing installs; 18 and later initialise one of their own beside it on the same volume', () => {
+    expect(pgdata('17.11-bookworm')).toBe('/var/lib/postgresql/data/pgdata');
+    expect(pgdata('17.9-trixie')).toBe('/var/lib/postgresql/data/pgdata');
+    expect(pgdata('18.6-bookworm')).toBe('/var/lib/postgresql/data/pgdata-18');
+    expect(pgdata('18-trixie')).toBe('/var/lib/postgresql/data/pgdata-18');
+    expect(pgdata('19.0')).toBe('/var/lib/postgresql/data/pgdata-19');
+  });
+
+  test("the volume and its claim stay the same (the old major's directory is on it, for a rollback)", () => {
+    const claim = (tag: string) => find(synthChart('10-postgres', config({ postgres: { image: { tag } } })), 'StatefulSet', 'postgres').spec.volumeClaimTemplates;
+    expect(claim('18.6-bookworm')).toEqual(claim('17.11-bookworm'));
+  });
+
+  test('a tag that does not begin with the major version is refused: the data directory depends on it', () => {
+    expect(() => pgdata('latest')).toThrow(
+      'postgres.image.tag "latest" must begin with PostgreSQL\'s major version (e.g. "17.11-bookworm"): the data directory is chosen by it (README, "PostgreSQL 17 → 18")',
+    );
+    expect(() => pgdata('bookworm-17')).toThrow('postgres.image.tag "bookworm-17" must begin');
+    // Majors before 17 were never pinned by this stack, and 9.6-style tags would read as major 9.
+    expect(() => pgdata('16.4-bookworm')).toThrow('postgres.image.tag "16.4-bookworm" is PostgreSQL 16; this stack runs 17 or later');
+  });
+});
