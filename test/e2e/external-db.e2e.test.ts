@@ -14,6 +14,7 @@ import * as path from 'path';
 import * as yaml from 'js-yaml';
 import type { KudoConfig } from '../../charts/config';
 import { configMapFile, container, find, freePort, generatedSecrets, Manifest, Program, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles } from './harness';
+import { issueServerCert, makeCa } from './pki';
 import { unprivileged } from './postgres';
 import { startSynapse } from './synapse';
 
@@ -33,13 +34,6 @@ const render = (host = DB_HOST): { config: KudoConfig; manifests: Manifest[] } =
     postgres: { mode: 'external', external: { host, database: 'matrix', user: 'kudo', sslmode: 'verify-full', ca: { kind: 'Secret', ...CA_SECRET } } },
   });
 const { config, manifests } = render();
-
-const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-
-/** A self-signed CA: <name>.crt and its key. */
-function makeCa(name: string): void {
-  openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.crt`);
-}
 
 /** The CA file as the Synapse pod's volume shows it: the volume's item path, from the rendered Deployment. */
 function caFolder(ca: string): string {
@@ -65,13 +59,11 @@ const caMountPath = () => container(find(manifests, 'Deployment', 'synapse'), 's
 beforeAll(async () => {
   dir = tempDir('external-db');
   const bin = programs().pgBin;
-  makeCa('test-ca');
-  makeCa('other-ca');
+  makeCa(dir, 'test-ca');
+  makeCa(dir, 'other-ca');
   // The server's certificate: signed by test-ca for the rendered host name.
-  openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${DB_HOST}`, '-keyout', 'server.key', '-out', 'server.csr');
-  fs.writeFileSync(path.join(dir, 'san.ext'), `subjectAltName=DNS:${DB_HOST}\n`);
-  openssl('x509', '-req', '-in', 'server.csr', '-CA', 'test-ca.crt', '-CAkey', 'test-ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'san.ext', '-out', 'server.crt');
-  fs.chmodSync(path.join(dir, 'server.key'), 0o600);
+  const serverTls = path.join(dir, 'server-tls');
+  issueServerCert(dir, 'test-ca', [DB_HOST], serverTls);
   rightCa = caFolder('test-ca');
   wrongCa = caFolder('other-ca');
 
@@ -94,9 +86,9 @@ beforeAll(async () => {
     '-c',
     'ssl=on',
     '-c',
-    `ssl_cert_file=${path.join(dir, 'server.crt')}`,
+    `ssl_cert_file=${path.join(serverTls, 'tls.crt')}`,
     '-c',
-    `ssl_key_file=${path.join(dir, 'server.key')}`,
+    `ssl_key_file=${path.join(serverTls, 'tls.key')}`,
   ]);
   server = new Program('postgres', cmd, args, { logDir: dir, env: { PATH: process.env.PATH, LC_ALL: 'C.UTF-8' } });
   await server.waitFor('the local socket', () => sql('SELECT 1') === '1');
