@@ -36,6 +36,8 @@ export const POSTGRES_TLS_SECRET = 'postgres-tls';
 /** The CA of the stack's own that signs it: cert-manager makes it once, from a self-signed issuer. */
 export const POSTGRES_CA_SECRET = 'postgres-ca';
 const TLS_DIR = '/etc/postgresql/tls';
+/** Touched by the reload step each round; its liveness probe reads the time. In the socket's memory volume. */
+const TLS_RELOAD_HEARTBEAT = '/var/run/postgresql/tls-reload.alive';
 const CONFIG_DIR = '/etc/postgresql/kudo';
 /** initdb arguments: Synapse refuses a database whose collation or ctype is not C. */
 export const POSTGRES_INITDB_ARGS = '--encoding=UTF8 --locale=C';
@@ -124,7 +126,16 @@ function tlsReloadContainer(image: ImageConfig): k8s.Container {
     env: [
       { name: 'PGHOST', value: '/var/run/postgresql' },
       { name: 'PGUSER', value: POSTGRES_SUPERUSER },
+      { name: 'HEARTBEAT_FILE', value: TLS_RELOAD_HEARTBEAT },
     ],
+    // Alive while its loop goes round (every 60 s). No readiness probe: a stuck step must not take the database's
+    // address out of its Service; the liveness probe restarts the step alone.
+    livenessProbe: {
+      exec: { command: ['sh', '-c', `test $(( $(date +%s) - $(stat -c %Y ${TLS_RELOAD_HEARTBEAT}) )) -lt 300`] },
+      periodSeconds: 60,
+      timeoutSeconds: 5,
+      failureThreshold: 3,
+    },
     // A shell asleep, and psql for a moment on a renewal (about 10 MiB resident).
     resources: resourceRequirements({ requests: { cpu: '5m', memory: '8Mi' }, limits: { cpu: '50m', memory: '16Mi' } }, { request: '1Mi', limit: '16Mi' }),
     securityContext: restrictedContainer(),

@@ -181,7 +181,11 @@ describe('TLS: the stack CA of its own, the server certificate for the Service, 
     expect(step.env).toEqual([
       { name: 'PGHOST', value: '/var/run/postgresql' },
       { name: 'PGUSER', value: 'postgres' },
+      { name: 'HEARTBEAT_FILE', value: '/var/run/postgresql/tls-reload.alive' },
     ]);
+    // Restarted alone when its loop stops going round; never unready (that would take the database out of its Service).
+    expect(step.livenessProbe.exec.command).toEqual(['sh', '-c', 'test $(( $(date +%s) - $(stat -c %Y /var/run/postgresql/tls-reload.alive) )) -lt 300']);
+    expect(step.readinessProbe).toBeUndefined();
     expect(step.resources.limits).toMatchObject({ memory: '16Mi' });
     expect(step.volumeMounts.map((m: any) => `${m.name} ${m.mountPath}`)).toEqual(['tls /etc/postgresql/tls', 'config /etc/postgresql/kudo', 'run /var/run/postgresql']);
     expect(find(manifests(), 'ConfigMap', 'postgres-config').data['tls-reload.sh']).toContain('SELECT pg_reload_conf()');

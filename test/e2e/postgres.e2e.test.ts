@@ -1,7 +1,7 @@
 /**
  * PostgreSQL initialised and configured as the rendered StatefulSet does it.
  */
-import { execFileSync } from 'child_process';
+import { execFileSync, spawnSync } from 'child_process';
 import * as path from 'path';
 import { container, find, generatedSecrets, Program, programs, rendered, rewritePaths, tempDir } from './harness';
 import { makeCa } from './pki';
@@ -121,6 +121,9 @@ describe('TLS: the server has the certificate cert-manager issues for its Servic
       expect(servedSerial()).toBe(renewed);
       expect(reload.output()).toContain('the certificate changed; configuration reloaded');
       expect(pg.adminPsql('SELECT pg_postmaster_start_time()')).toBe(started);
+      // Its liveness probe, as rendered (paths rewritten), passes while the loop goes round.
+      const probe: string[] = step.livenessProbe.exec.command.map((a: string) => rewritePaths(a, mounts));
+      expect(spawnSync(probe[0], probe.slice(1)).status).toBe(0);
       expect(psqlWith(pg.clientEnv, 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).toBe('t');
     } finally {
       await reload.stop();
