@@ -254,6 +254,8 @@ function matrix(app: Construct, config: KudoConfig, ingress: IngressSettings, da
     wellKnownService: wellKnown && sameHost ? { name: wellKnown.serviceName, port: WELL_KNOWN_PORT } : undefined,
     adminApiSourceRanges: config.synapse.adminApi.expose ? config.synapse.adminApi.sourceRanges : undefined,
     workers: workers(app, config, redis),
+    mediaRetention: config.synapse.mediaRetention,
+    retention: config.synapse.retention,
     extraConfig: config.synapse.extraConfig,
     extraSecretFiles: config.synapse.extraSecretFiles,
     scheduling: scheduling(config, 'synapse'),

@@ -13,6 +13,7 @@ import type { z } from 'zod';
 import { INGRESS_CONTROLLER, INGRESS_CONTROLLERS } from './ingress-controllers';
 import { cronProblem, isLabelValue, isObjectName, isQualifiedName } from './k8s-names';
 import { withImagesFrom } from './pods';
+import { retentionProblems, retentionSchemas } from './synapse-retention';
 import { WORKER_TYPE_NAMES, WORKER_TYPES, WorkerType, WorkerTypeName } from './synapse-workers';
 
 export class ConfigError extends Error {
@@ -537,6 +538,8 @@ function makeSchema() {
             router: image('docker.io/library/haproxy', '3.2.26'),
           })
           .prefault({}),
+        /** Opt-in: how long media and messages are kept (charts/synapse-retention.ts; see "Growth" in the README). */
+        ...retentionSchemas(z),
         /** Whether Synapse reports anonymous usage statistics to matrix.org. */
         reportStats: z.boolean().default(false),
         /** Open self-service registration. Off: accounts are made by the admin. */
@@ -1204,6 +1207,7 @@ function checkCombinations(c: KudoConfig, source: string): void {
     }
   }
   problems.push(...synapseExtraProblems(c));
+  problems.push(...retentionProblems(c.synapse.retention));
   const userId = `@${c.synapse.adminUser}:${c.serverName}`;
   if (userId.length > 255) problems.push(`synapse.adminUser: the user ID ${userId} is ${userId.length} characters; Matrix allows 255`);
   if (problems.length > 0) {

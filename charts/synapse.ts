@@ -18,6 +18,7 @@ import {
   UID,
 } from './common';
 import { WORKER_TYPE_NAMES, WORKER_TYPES, WorkerType, WorkerTypeName } from './synapse-workers';
+import { MediaRetention, MessageRetention, retentionSettings } from './synapse-retention';
 import { setSyncWave, syncHook, WAVE } from './argocd';
 import { databaseCaVolume, DatabaseConnection, DB_CA_DIR, DB_CA_FILE } from './database';
 import { PodScheduling, withScheduling } from './pods';
@@ -130,6 +131,10 @@ export interface SynapseProps extends ChartProps {
    * @default - the admin API is reachable inside the cluster only
    */
   readonly adminApiSourceRanges?: readonly string[];
+  /** Delete media nobody has downloaded for a while (homeserver.yaml media_retention). @default - media is kept */
+  readonly mediaRetention?: MediaRetention;
+  /** Message retention policies (homeserver.yaml retention). @default - off */
+  readonly retention?: MessageRetention;
   /** Run Synapse as a main process and workers. @default - one process */
   readonly workers?: SynapseWorkers;
   /**
@@ -168,7 +173,10 @@ function workerNames(type: WorkerTypeName, replicas: number): string[] {
 }
 
 /** What the stack's homeserver.yaml settings are made of. */
-type HomeserverInputs = Pick<SynapseProps, 'namespace' | 'serverName' | 'publicHost' | 'reportStats' | 'maxUploadSize' | 'enableRegistration' | 'database' | 'turn' | 'workers'>;
+type HomeserverInputs = Pick<
+  SynapseProps,
+  'namespace' | 'serverName' | 'publicHost' | 'reportStats' | 'maxUploadSize' | 'enableRegistration' | 'database' | 'turn' | 'workers' | 'mediaRetention' | 'retention'
+>;
 
 /** The stack's own homeserver.yaml settings; the operator's extraConfig goes on top. */
 function homeserverSettings(p: HomeserverInputs): Record<string, unknown> {
@@ -203,6 +211,7 @@ function homeserverSettings(p: HomeserverInputs): Record<string, unknown> {
     log_config: `${SYNAPSE_CONFIG_DIR}/log.yaml`,
     media_store_path: SYNAPSE_MEDIA_DIR,
     max_upload_size: p.maxUploadSize,
+    ...retentionSettings(p.mediaRetention, p.retention),
     enable_registration: p.enableRegistration,
     signing_key_path: secret('signing.key'),
     macaroon_secret_key_path: secret('macaroon_secret_key'),
@@ -351,6 +360,8 @@ const MANAGED_WHY: Record<string, string> = {
   enable_metrics: 'the metrics listener is always on; monitoring.enabled scrapes it',
   database: 'set postgres.*; the password comes from a Secret file, and the pool from synapse.databasePool',
   media_store_path: 'it is where the media volume (synapse.media) is mounted',
+  media_retention: 'set synapse.mediaRetention',
+  retention: 'set synapse.retention',
   // Written by each worker's init step, not by synapseConfigFiles.
   worker_name: 'each worker process is named after its pod',
 };

@@ -4,6 +4,7 @@
  */
 import * as yaml from 'js-yaml';
 import { durationMs } from '../charts/synapse-retention';
+import { synapseConfigErrors } from './synapse-schema';
 import { config, find, Manifest, synthChart } from './util';
 
 const homeserver = (ms: Manifest[]) => yaml.load(find(ms, 'ConfigMap', 'synapse-config').data['homeserver.yaml']) as any;
@@ -21,6 +22,7 @@ test('media retention: the lifetimes given, and only those', () => {
     remote_media_lifetime: '14d',
   });
   expect(render({ mediaRetention: { remoteMediaLifetime: '2w' } }).media_retention).toEqual({ remote_media_lifetime: '2w' });
+  expect(synapseConfigErrors(render({ mediaRetention: { localMediaLifetime: '90d', remoteMediaLifetime: '14d' } }))).toEqual([]);
 });
 
 test('message retention: enabled, the default policy, the bounds and the purge jobs in Synapse’s names', () => {
@@ -47,6 +49,8 @@ test('message retention: enabled, the default policy, the bounds and the purge j
     ],
   });
   expect(render({ retention: { enabled: true } }).retention).toEqual({ enabled: true });
+  // What Synapse's own config schema says of it.
+  expect(synapseConfigErrors(hs)).toEqual([]);
 });
 
 test.each([
