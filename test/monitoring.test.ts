@@ -116,10 +116,13 @@ test('a PrometheusRule per component, in its namespace, labelled for Prometheus 
     'SynapseEventPersistenceSlow',
     'PostgresDown',
     'PostgresConnectionsNearMax',
+    'PostgresDatabaseNearVolume',
+    'PostgresDatabaseGrowingFast',
     'RedisDown',
     'BackupTooOld',
     'BackupVolumeNearlyFull',
     'VolumeNearlyFull',
+    'VolumeFillingUp',
     'LiveKitDown',
     'CoturnDown',
     'TurnAllocationsNearLimit',
@@ -248,6 +251,32 @@ test('volumes near full: the media and the database claims, and the backup volum
   expect(backups.for).toBe('15m');
   const noBackup = synthAll(config({ backup: { enabled: false }, monitoring: { enabled: true } }));
   expect(alertsOf(noBackup).map((r: any) => r.alert)).not.toContain('BackupVolumeNearlyFull');
+});
+
+test("growth: a claim full within a day at the last 6 hours' pace, and the databases against PostgreSQL's claim", () => {
+  const claims = 'persistentvolumeclaim=~"synapse-media|data-postgres-0"';
+  const filling = alert(all, 'VolumeFillingUp');
+  expect(filling.expr).toBe(
+    `max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_available_bytes{namespace="kudo", ${claims}})\n` +
+      `/ max by (namespace, persistentvolumeclaim) (-deriv(kubelet_volume_stats_available_bytes{namespace="kudo", ${claims}}[6h]))\n/ 3600 > 0 < 24`,
+  );
+  expect([filling.for, filling.labels.severity]).toEqual(['1h', 'critical']);
+  const size = 'max by (namespace) (sum by (namespace, pod) (pg_database_size_bytes{namespace="kudo", job="postgres"}))';
+  const capacity = 'min by (namespace) (kubelet_volume_stats_capacity_bytes{namespace="kudo", persistentvolumeclaim=~"data-postgres-0"})';
+  expect(alert(all, 'PostgresDatabaseNearVolume').expr).toBe(`100 * ${size}\n/ ${capacity} > 80`);
+  expect(alert(all, 'PostgresDatabaseNearVolume').for).toBe('30m');
+  expect(alert(all, 'PostgresDatabaseGrowingFast').expr).toBe(
+    `(${capacity} - ${size})\n/ max by (namespace) (sum by (namespace, pod) (deriv(pg_database_size_bytes{namespace="kudo", job="postgres"}[6h])))\n/ 86400 > 0 < 7`,
+  );
+  expect(alert(all, 'PostgresDatabaseGrowingFast').for).toBe('1h');
+  // CloudNativePG: its own metric, one claim per instance.
+  expect(alert(cloudnativePg, 'PostgresDatabaseNearVolume').expr).toBe(
+    '100 * max by (namespace) (sum by (namespace, pod) (cnpg_pg_database_size_bytes{namespace="kudo", job="kudo/postgres"}))\n' +
+      '/ min by (namespace) (kubelet_volume_stats_capacity_bytes{namespace="kudo", persistentvolumeclaim=~"postgres-[0-9]+"}) > 80',
+  );
+  // An external database's volume is not the cluster's.
+  expect(alertsOf(external).map((r: any) => r.alert)).not.toContain('PostgresDatabaseGrowingFast');
+  expect(alertsOf(external).map((r: any) => r.alert)).toContain('VolumeFillingUp');
 });
 
 test("CloudNativePG with its backup: a failing WAL archive and an old base backup (the barman-cloud plugin's metric) alert", () => {

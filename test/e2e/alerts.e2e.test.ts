@@ -231,6 +231,20 @@ const counter = (perMinute: number, n = MINUTES) => `0+${perMinute}x${n}`;
 const upAll = (targets: Target[], v = 1) => targets.map((t) => s('up', t, steady(v)));
 const jobOf = (targets: Target[]) => ({ namespace: targets[0].namespace, job: targets[0].job });
 
+/** The kubelet's volume stats, as kube-prometheus-stack scrapes them (labels of the kubelet's target, and the claim's). */
+const kubelet = (st: Stack, claim: string): Labels => ({
+  namespace: st.stackNs,
+  persistentvolumeclaim: claim,
+  job: 'kubelet',
+  service: 'kubelet',
+  endpoint: 'https-metrics',
+  instance: '10.0.7.7:10250',
+  node: 'node-a',
+  metrics_path: '/metrics',
+});
+/** PostgreSQL's claims: the StatefulSet's, or one per CloudNativePG instance, named after its pod. */
+const dbClaims = (st: Stack) => (st.postgres!.source === 'cloudnative-pg' ? st.postgres!.targets.map((t) => t.pod) : [st.dataClaims[st.dataClaims.length - 1]]);
+
 /** The cumulative buckets of a histogram whose every observation (n a minute) falls at `seconds`. */
 function histogram(name: string, labels: Labels, buckets: number[], seconds: number, perMinute: number): Series[] {
   return [...buckets.map(String), '+Inf'].map((le) => s(`${name}_bucket`, { ...labels, le }, counter(le === '+Inf' || Number(le) >= seconds ? perMinute : 0)));
@@ -470,6 +484,78 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
       { name: 'every claim has half free', series: st.dataClaims.flatMap((c) => volume(c, 50)), at: '30m', firing: [] },
       // Someone else's full volume in another namespace is not this stack's.
       { name: "another namespace's claim is full", series: volume(st.dataClaims[0], 1).map((x) => ({ ...x, labels: { ...x.labels, namespace: 'other' } })), at: '30m', firing: [] },
+    ];
+  },
+  VolumeFillingUp: (st) => {
+    // Free space falling by `perMinute` bytes from 50 GB of 100 GB, for eight hours (the rule looks at the last six).
+    const volume = (claim: string, perMinute: number) => [
+      s('kubelet_volume_stats_available_bytes', kubelet(st, claim), `${50e9}-${perMinute}x480`),
+      s('kubelet_volume_stats_capacity_bytes', kubelet(st, claim), steady(100e9, 480)),
+    ];
+    const db = st.dataClaims[st.dataClaims.length - 1];
+    // At 90 minutes: 45.5 GB free, falling 50 MB a minute, i.e. full in 45.5e9 / (50e6 / 60) s = 15.2 hours.
+    return [
+      {
+        name: `${db} loses 50 MB a minute (3 GB an hour), the others nothing`,
+        series: st.dataClaims.flatMap((c) => volume(c, c === db ? 50e6 : 0)),
+        pendingAt: '50m',
+        at: '90m',
+        firing: [{ labels: { namespace: st.stackNs, persistentvolumeclaim: db }, value: 45.5e9 / (50e6 / 60) / 3600 }],
+      },
+      // 1 MB a minute: 1.4 GB a day, full in a month.
+      { name: 'every claim loses 1 MB a minute', series: st.dataClaims.flatMap((c) => volume(c, 1e6)), at: '300m', firing: [] },
+      // Free space growing (media deleted by retention) is no alarm either.
+      {
+        name: 'a claim gains free space',
+        series: st.dataClaims.flatMap((c) => volume(c, c === db ? -50e6 : 0)),
+        at: '300m',
+        firing: [],
+      },
+      {
+        name: "another namespace's claim fills",
+        series: volume(st.dataClaims[0], 50e6).map((x) => ({ ...x, labels: { ...x.labels, namespace: 'other' } })),
+        at: '90m',
+        firing: [],
+      },
+    ];
+  },
+  PostgresDatabaseNearVolume: (st) => {
+    const pg = st.postgres!;
+    // The databases' sizes on every instance, and each instance's claim (CloudNativePG's is named after its pod).
+    const series = (synapseBytes: number, claimBytes = 100e9) => [
+      ...pg.targets.flatMap((t) => [
+        s(pg.source === 'postgres-exporter' ? 'pg_database_size_bytes' : 'cnpg_pg_database_size_bytes', { ...t, datname: 'synapse' }, steady(synapseBytes)),
+        s(pg.source === 'postgres-exporter' ? 'pg_database_size_bytes' : 'cnpg_pg_database_size_bytes', { ...t, datname: 'postgres' }, steady(10e6)),
+      ]),
+      ...dbClaims(st).map((c) => s('kubelet_volume_stats_capacity_bytes', kubelet(st, c), steady(claimBytes))),
+    ];
+    return [
+      { name: 'the databases take 85 % of the claim', series: series(85e9), pendingAt: '20m', at: '40m', firing: [{ labels: { namespace: st.stackNs }, value: 85.01 }] },
+      { name: 'the databases take half of the claim', series: series(50e9), at: '40m', firing: [] },
+      { name: '85 GB on a claim of 200 GB', series: series(85e9, 200e9), at: '40m', firing: [] },
+    ];
+  },
+  PostgresDatabaseGrowingFast: (st) => {
+    const pg = st.postgres!;
+    // From 20 GB, growing `perMinute` bytes, on claims of 100 GB, for eight hours.
+    const series = (perMinute: number) => [
+      ...pg.targets.flatMap((t) => [
+        s(pg.source === 'postgres-exporter' ? 'pg_database_size_bytes' : 'cnpg_pg_database_size_bytes', { ...t, datname: 'synapse' }, `${20e9}+${perMinute}x480`),
+        s(pg.source === 'postgres-exporter' ? 'pg_database_size_bytes' : 'cnpg_pg_database_size_bytes', { ...t, datname: 'postgres' }, steady(10e6, 480)),
+      ]),
+      ...dbClaims(st).map((c) => s('kubelet_volume_stats_capacity_bytes', kubelet(st, c), steady(100e9, 480))),
+    ];
+    // At 90 minutes: 20.9 GB + 10 MB, growing 10 MB a minute (14.4 GB a day): full in 79.09 / 14.4 = 5.5 days.
+    return [
+      {
+        name: 'the synapse database grows 10 MB a minute',
+        series: series(10e6),
+        pendingAt: '50m',
+        at: '90m',
+        firing: [{ labels: { namespace: st.stackNs }, value: (100e9 - 20.9e9 - 10e6) / (10e6 * 1440) }],
+      },
+      { name: 'the synapse database grows 1 MB a minute (55 days to full)', series: series(1e6), at: '300m', firing: [] },
+      { name: 'the synapse database shrinks (retention purged it)', series: series(-1e6), at: '300m', firing: [] },
     ];
   },
   BackupVolumeNearlyFull: (st) => {
