@@ -29,6 +29,31 @@ export const POSTGRES_PORT = 5432;
 export const POSTGRES_DATA_MOUNT = '/var/lib/postgresql/data';
 /** PGDATA is a subdirectory so the server creates it with the owner and 0700 mode it insists on. */
 export const POSTGRES_PGDATA = `${POSTGRES_DATA_MOUNT}/pgdata`;
+/** The oldest major the chart runs: its data directory is POSTGRES_PGDATA, where every install before 18 keeps its data. */
+const FIRST_MAJOR = 17;
+
+/** PostgreSQL's major version, read from the image tag (the official images' tags begin with it: "17.11-bookworm"). */
+export function postgresMajor(tag: string): number {
+  const m = /^(\d+)(?:[.-]|$)/.exec(tag);
+  if (m === null) {
+    throw new Error(
+      `postgres.image.tag "${tag}" must begin with PostgreSQL's major version (e.g. "17.11-bookworm"): the data directory is chosen by it (README, "PostgreSQL 17 → 18")`,
+    );
+  }
+  const major = Number(m[1]);
+  if (major < FIRST_MAJOR) throw new Error(`postgres.image.tag "${tag}" is PostgreSQL ${major}; this stack runs ${FIRST_MAJOR} or later`);
+  return major;
+}
+
+/**
+ * The data directory of a major, on the one volume: 17 keeps the directory of existing installs, and each later major
+ * has its own (pgdata-18, ...). A new major's pod therefore initialises an empty directory beside the old one instead
+ * of meeting data it refuses ("database files are incompatible with server"); the old directory is never touched, so
+ * setting the old tag again is the rollback. The data comes across by dump and restore (README, "PostgreSQL 17 → 18").
+ */
+export function postgresDataDir(major: number): string {
+  return major === FIRST_MAJOR ? POSTGRES_PGDATA : `${POSTGRES_PGDATA}-${major}`;
+}
 /** The image's superuser: local administration only; Synapse connects as its own role. */
 export const POSTGRES_SUPERUSER = 'postgres';
 /** The server's certificate and key (and its CA's certificate, ca.crt), made by cert-manager. */
@@ -160,6 +185,7 @@ export class PostgresChart extends Chart {
     const user = props.user ?? 'synapse';
     this.database = database;
     this.user = user;
+    const pgdata = postgresDataDir(postgresMajor(props.image.tag));
     const component = { ...POSTGRES, version: props.image.tag };
     const meta = { namespace: props.namespace, labels: labels(component) };
     const settings = postgresSettings(props.resources.limits.memory, props.maxConnections);
@@ -217,7 +243,7 @@ export class PostgresChart extends Chart {
                     { name: 'POSTGRES_USER', value: POSTGRES_SUPERUSER },
                     { name: 'POSTGRES_PASSWORD_FILE', value: '/secrets/superuser_password' },
                     { name: 'POSTGRES_INITDB_ARGS', value: POSTGRES_INITDB_ARGS },
-                    { name: 'PGDATA', value: POSTGRES_PGDATA },
+                    { name: 'PGDATA', value: pgdata },
                     { name: 'SYNAPSE_DB_USER', value: user },
                     { name: 'SYNAPSE_DB_NAME', value: database },
                     { name: 'SYNAPSE_DB_PASSWORD_FILE', value: '/secrets/password' },

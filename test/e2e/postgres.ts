@@ -62,18 +62,32 @@ export interface RunningPostgres {
 /** A command run as uid 1000 in a user namespace: PostgreSQL refuses to run as root. */
 export const unprivileged = (command: string, args: string[]) => ['unshare', '--user', '--map-user=1000', '--map-group=1000', '--', command, ...args];
 
-export function postgresVersion(): string {
-  return execFileSync(path.join(programs().pgBin, 'postgres'), ['--version'], { encoding: 'utf8' }).trim();
+export function postgresVersion(bin = programs().pgBin): string {
+  return execFileSync(path.join(bin, 'postgres'), ['--version'], { encoding: 'utf8' }).trim();
 }
 
-export async function startPostgres(ms: Manifest[], config: KudoConfig, values: Record<string, string>): Promise<RunningPostgres> {
-  const bin = programs().pgBin;
+export interface StartPostgresOptions {
+  /** The folder of the server and client programs: another major's (the image's tag bumped). @default programs().pgBin */
+  readonly bin?: string;
+  /**
+   * The folder standing for the data volume, kept across starts: PGDATA is where the rendered path puts it on the
+   * volume, and a data directory already there is started as it is, without initdb or the init scripts, as the
+   * image's entrypoint does. @default - a new, empty volume
+   */
+  readonly volume?: string;
+}
+
+export async function startPostgres(ms: Manifest[], config: KudoConfig, values: Record<string, string>, o: StartPostgresOptions = {}): Promise<RunningPostgres> {
+  const bin = o.bin ?? programs().pgBin;
   const sts = find(ms, 'StatefulSet', 'postgres');
   const c = container(sts, 'postgres');
   const env: Record<string, string> = Object.fromEntries(c.env.filter((e: any) => e.value !== undefined).map((e: any) => [e.name, e.value]));
   const dir = tempDir('postgres');
-  // paths: PGDATA's volume and the socket directory move into the temp dir.
-  const dataDir = path.join(dir, 'data', path.basename(env.PGDATA));
+  // paths: PGDATA's volume (at the rendered path below the volume's mount) and the socket directory move into the temp dir.
+  const dataMount = c.volumeMounts.find((m: any) => m.name === 'data').mountPath as string;
+  const dataDir = path.join(o.volume ?? path.join(dir, 'data'), path.relative(dataMount, env.PGDATA));
+  // The entrypoint's test: a PG_VERSION file means a database that is there already.
+  const existing = fs.existsSync(path.join(dataDir, 'PG_VERSION'));
   const socketDir = path.join(dir, 'run');
   fs.mkdirSync(socketDir, { recursive: true });
   fs.mkdirSync(path.dirname(dataDir), { recursive: true });
@@ -84,19 +98,21 @@ export async function startPostgres(ms: Manifest[], config: KudoConfig, values: 
   const password = fs.readFileSync(fromSecrets(env.SYNAPSE_DB_PASSWORD_FILE), 'utf8');
   const childEnv = { PATH: process.env.PATH, LC_ALL: 'C.UTF-8' };
 
-  // 1. initdb exactly as the entrypoint calls it (it adds a newline to the password file's content).
-  const pwfile = path.join(dir, 'pwfile');
-  fs.writeFileSync(pwfile, `${fs.readFileSync(fromSecrets(env.POSTGRES_PASSWORD_FILE), 'utf8')}\n`, { mode: 0o644 });
-  const [init, ...initArgs] = unprivileged(path.join(bin, 'initdb'), [
-    `--username=${env.POSTGRES_USER}`,
-    `--pwfile=${pwfile}`,
-    ...env.POSTGRES_INITDB_ARGS.split(' '),
-    '-D',
-    dataDir,
-  ]);
-  execFileSync(init, initArgs, { env: childEnv, stdio: 'pipe' });
-  // 2. The entrypoint's pg_hba.conf addition: password logins from anywhere (with TLS, hba_file names the rendered one instead).
-  fs.appendFileSync(path.join(dataDir, 'pg_hba.conf'), '\nhost all all all scram-sha-256\n');
+  if (!existing) {
+    // 1. initdb exactly as the entrypoint calls it (it adds a newline to the password file's content).
+    const pwfile = path.join(dir, 'pwfile');
+    fs.writeFileSync(pwfile, `${fs.readFileSync(fromSecrets(env.POSTGRES_PASSWORD_FILE), 'utf8')}\n`, { mode: 0o644 });
+    const [init, ...initArgs] = unprivileged(path.join(bin, 'initdb'), [
+      `--username=${env.POSTGRES_USER}`,
+      `--pwfile=${pwfile}`,
+      ...env.POSTGRES_INITDB_ARGS.split(' '),
+      '-D',
+      dataDir,
+    ]);
+    execFileSync(init, initArgs, { env: childEnv, stdio: 'pipe' });
+    // 2. The entrypoint's pg_hba.conf addition: password logins from anywhere (with TLS, hba_file names the rendered one instead).
+    fs.appendFileSync(path.join(dataDir, 'pg_hba.conf'), '\nhost all all all scram-sha-256\n');
+  }
 
   // paths: with TLS, the certificate cert-manager would issue for the rendered Certificate's names (its CA's too),
   // and the ConfigMap of pg_hba.conf and the reload script, each where the pod mounts it.
@@ -162,8 +178,8 @@ export async function startPostgres(ms: Manifest[], config: KudoConfig, values: 
 
   try {
     await server.waitFor('the local socket', () => adminPsql('SELECT 1') === '1', 60_000);
-    // 4. The init scripts, as the entrypoint runs executable ones (paths rewritten).
-    const scripts = find(ms, 'ConfigMap', 'postgres-init').data as Record<string, string>;
+    // 4. The init scripts, as the entrypoint runs executable ones (paths rewritten): on a new database only.
+    const scripts = existing ? {} : (find(ms, 'ConfigMap', 'postgres-init').data as Record<string, string>);
     for (const name of Object.keys(scripts).sort()) {
       const file = path.join(dir, name);
       fs.writeFileSync(file, scripts[name], { mode: 0o755 });
@@ -191,7 +207,7 @@ export async function startPostgres(ms: Manifest[], config: KudoConfig, values: 
     database: env.SYNAPSE_DB_NAME,
     password,
     superuser: env.POSTGRES_USER,
-    version: postgresVersion(),
+    version: postgresVersion(bin),
     dataDir,
     socketDir,
     network,
