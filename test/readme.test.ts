@@ -10,6 +10,7 @@ import { configSchema, resolveConfig } from '../charts/config';
 import { SECRET_VALUES } from '../charts/secrets';
 import { checklist, renderedManifests } from '../scripts/inspect';
 import { kubernetesValidator } from './k8s-schema';
+import { config, container, find, Manifest, podSpec, synthAll, synthChart } from './util';
 
 const README = fs.readFileSync(path.resolve(__dirname, '..', 'README.md'), 'utf8');
 
@@ -191,4 +192,34 @@ test('"Rotating secrets" adds and removes exactly the optional Secret keys the r
   const refs = c.secrets.refs as Record<string, { name: string; key: string }>;
   const missing = SECRET_VALUES.map((v) => refs[v.name]).filter((r) => !section.includes(`\`${r.name}\``) || !section.includes(`\`${r.key}\``));
   expect(missing).toEqual([]);
+});
+
+test('"PostgreSQL 17 → 18" applies, before the restore, only files that start no Synapse process, and stops every one first', () => {
+  const start = README.indexOf('\n### PostgreSQL 17 → 18\n');
+  expect(start).toBeGreaterThan(0);
+  const section = README.slice(start, README.indexOf('\n## ', start));
+  // The partial apply, in the commands and again in the rollback.
+  const partial = [...section.matchAll(/apply -f `?dist\/(\S+)\.k8s\.yaml`? -f `?dist\/(\S+)\.k8s\.yaml|apply\s+`dist\/(\S+)\.k8s\.yaml` and `dist\/(\S+)\.k8s\.yaml`/g)].map((m) =>
+    m.slice(1).filter((g) => g !== undefined),
+  );
+  expect(partial).toEqual([
+    ['10-postgres', '50-backup'],
+    ['10-postgres', '50-backup'],
+  ]);
+  expect(section).toContain('scale deployment,statefulset -l app.kubernetes.io/component=homeserver --replicas=0');
+  for (const overrides of [{}, { profile: 'production', backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } } }]) {
+    const c = config({ ...overrides, postgres: { image: { tag: '18.6-bookworm' } } });
+    const applied = partial[0].flatMap((id) => synthChart(id, c));
+    const workloads = (ms: Manifest[]) => ms.filter((m) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(m.kind));
+    // Nothing there runs Synapse: it would start on the empty 18 database.
+    expect(workloads(applied).map((w) => `${w.kind}/${w.metadata.name}`)).toEqual(['StatefulSet/postgres']);
+    expect(container(find(applied, 'StatefulSet', 'postgres'), 'postgres').image).toBe('docker.io/library/postgres:18.6-bookworm');
+    // The Jobs it creates come from CronJobs in those files, with the 18 image's pg_restore.
+    for (const m of section.matchAll(/--from=cronjob\/(\S+)/g)) expect(find(applied, 'CronJob', m[1]).kind).toBe('CronJob');
+    expect(container(find(applied, 'CronJob', 'postgres-restore'), 'restore').image).toBe('docker.io/library/postgres:18.6-bookworm');
+    // Every workload that connects to Synapse's database (the db-password volume) carries the label step 1 scales by.
+    const clients = workloads(synthAll(c)).filter((w) => (podSpec(w).volumes ?? []).some((v: any) => v.name === 'db-password'));
+    expect(clients.map((w) => w.metadata.name)).toContain('synapse');
+    expect(clients.filter((w) => w.metadata.labels['app.kubernetes.io/component'] !== 'homeserver').map((w) => w.metadata.name)).toEqual([]);
+  }
 });
