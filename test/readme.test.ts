@@ -220,6 +220,6 @@ test('"PostgreSQL 17 → 18" applies, before the restore, only files that start 
     // Every workload that connects to Synapse's database (the db-password volume) carries the label step 1 scales by.
     const clients = workloads(synthAll(c)).filter((w) => (podSpec(w).volumes ?? []).some((v: any) => v.name === 'db-password'));
     expect(clients.map((w) => w.metadata.name)).toContain('synapse');
-    expect(clients.filter((w) => w.metadata.labels['app.kubernetes.io/component'] !== 'homeserver').map((w) => w.metadata.name)).toEqual([]);
+    expect(clients.filter((w) => w.metadata.labels?.['app.kubernetes.io/component'] !== 'homeserver').map((w) => w.metadata.name)).toEqual([]);
   }
 });
