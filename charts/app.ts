@@ -411,9 +411,9 @@ function operations(app: Construct, config: KudoConfig, s: { synapseUrl: string;
         synapse: { namespace: ns.stack, services: synapseServices, router },
         postgres:
           pg.mode === 'statefulset'
-            ? { source: 'postgres-exporter', namespace: ns.stack, service: 'postgres' }
+            ? { source: 'postgres-exporter', namespace: ns.stack, service: 'postgres', claim: 'data-postgres-0' }
             : pg.mode === 'cloudnative-pg'
-              ? { source: 'cloudnative-pg', namespace: ns.stack, podMonitor: CNPG_CLUSTER, backup: pg.cloudnativePg.backup.enabled }
+              ? { source: 'cloudnative-pg', namespace: ns.stack, podMonitor: CNPG_CLUSTER, backup: pg.cloudnativePg.backup.enabled, claim: `${CNPG_CLUSTER}-[0-9]+` }
               : undefined,
         redis: config.redis.enabled ? { namespace: ns.stack, service: 'redis' } : undefined,
         livekit: { namespace: ns.hostNetwork, service: 'livekit', replicas: config.livekit.replicas },

@@ -35,15 +35,18 @@ export interface MonitoredStack {
   /** Synapse's processes: the main process's Service first, then each running worker type's; the router's Service with workers. */
   readonly synapse: { readonly namespace: string; readonly services: readonly string[]; readonly router?: string };
   /**
-   * PostgreSQL's metrics: postgres_exporter beside the StatefulSet (a Service),
+   * PostgreSQL's metrics: postgres_exporter beside the StatefulSet (a Service), with its claim (`claim`, for the
+   * databases' growth against it),
    * or CloudNativePG's instances (a PodMonitor). @default - none (an external database)
    */
   readonly postgres?:
-    | { readonly source: 'postgres-exporter'; readonly namespace: string; readonly service: string }
+    | { readonly source: 'postgres-exporter'; readonly namespace: string; readonly service: string; readonly claim?: string }
     | {
         readonly source: 'cloudnative-pg';
         readonly namespace: string;
         readonly podMonitor: string;
+        /** The instances' claims, an RE2 pattern (one per instance). @default - no alerts on the databases' growth */
+        readonly claim?: string;
         /** WAL archiving and daily base backups through the barman-cloud plugin. @default false */
         readonly backup?: boolean;
       };
@@ -218,6 +221,13 @@ const POSTGRES_SPARE_CONNECTIONS = 5;
 const BACKUP_MAX_AGE_SECONDS = 26 * 3600;
 /** Warn when a volume has less than this share free (percent). */
 const VOLUME_FREE_PERCENT = 10;
+/** Page when a volume fills within this many hours at the pace of the last VOLUME_PACE_WINDOW. */
+const VOLUME_FULL_HOURS = 24;
+const VOLUME_PACE_WINDOW = '6h';
+/** Warn when the databases take more than this share of PostgreSQL's volume (percent): WAL and VACUUM need the rest. */
+const DATABASE_VOLUME_PERCENT = 80;
+/** Warn when the databases fill PostgreSQL's volume within this many days at the pace of the last VOLUME_PACE_WINDOW. */
+const DATABASE_FULL_DAYS = 7;
 /** Warn this far below the limit: time to add a node or ports before calls fail. */
 const TURN_WARNING_SHARE = 0.8;
 /** cert-manager renews Let's Encrypt's 90-day certificates 30 days before expiry. */
@@ -404,6 +414,7 @@ function postgres(p: NonNullable<MonitoredStack['postgres']>, b: MonitoredStack[
     },
   ];
   if (p.source === 'cloudnative-pg' && p.backup === true) alerts.push(...cnpgBackupAlerts(s()));
+  if (p.claim !== undefined) alerts.push(...databaseGrowthAlerts(exporter ? `pg_database_size_bytes${s()}` : `cnpg_pg_database_size_bytes${s()}`, ns, p.claim));
   const backupAge =
     b !== undefined
       ? [
@@ -450,6 +461,45 @@ function postgres(p: NonNullable<MonitoredStack['postgres']>, b: MonitoredStack[
       ],
     },
   };
+}
+
+/**
+ * The databases against PostgreSQL's volume: all of an instance's databases (sum by pod), the largest instance,
+ * and the smallest claim (CloudNativePG's instances have one each, the same size). The volume also holds WAL,
+ * so the database can fill it before reaching its size: VolumeNearlyFull watches the volume itself.
+ */
+function databaseGrowthAlerts(size: string, namespace: string, claim: string): Alert[] {
+  const sizeNow = `max by (namespace) (sum by (namespace, pod) (${size}))`;
+  const capacity = `min by (namespace) (kubelet_volume_stats_capacity_bytes${sel({ namespace, persistentvolumeclaim: `~${claim}` })})`;
+  const growth = `max by (namespace) (sum by (namespace, pod) (deriv(${size}[${VOLUME_PACE_WINDOW}])))`;
+  const runbook =
+    'kubectl -n {{ $labels.namespace }} exec <postgres pod> -c postgres -- psql -U synapse -c "select relname, pg_size_pretty(pg_total_relation_size(relid)) ' +
+    'from pg_statio_user_tables order by pg_total_relation_size(relid) desc limit 10" shows the largest tables. Grow the volume ' +
+    '(postgres.storage.size, if its StorageClass allows expansion); bound what is kept (synapse.retention; README, "Growth: media and message retention").';
+  return [
+    {
+      alert: 'PostgresDatabaseNearVolume',
+      expr: `100 * ${sizeNow}\n/ ${capacity} > ${DATABASE_VOLUME_PERCENT}`,
+      for: '30m',
+      severity: 'warning',
+      summary: 'PostgreSQL\'s databases take {{ printf "%.0f" $value }} % of its volume',
+      description:
+        `For 30 minutes the databases in {{ $labels.namespace }} have taken more than ${DATABASE_VOLUME_PERCENT} % of PostgreSQL's volume. ` +
+        'The rest holds WAL and what VACUUM needs; a full volume stops PostgreSQL, and Synapse with it.',
+      runbook,
+    },
+    {
+      alert: 'PostgresDatabaseGrowingFast',
+      expr: `(${capacity} - ${sizeNow})\n/ ${growth}\n/ ${DAY} > 0 < ${DATABASE_FULL_DAYS}`,
+      for: '1h',
+      severity: 'warning',
+      summary: 'At its current pace PostgreSQL\'s databases fill its volume in {{ printf "%.1f" $value }} days',
+      description:
+        `At the pace of the last ${VOLUME_PACE_WINDOW}, the databases in {{ $labels.namespace }} outgrow PostgreSQL's volume within ${DATABASE_FULL_DAYS} days ` +
+        '(for an hour now). Something writes much more than usual: a busy new room, a bridge, a spammer, or a purge that stopped.',
+      runbook,
+    },
+  ];
 }
 
 /**
@@ -587,6 +637,24 @@ function volumes(v: MonitoredStack['volumes']): Watched {
         runbook:
           'kubectl -n {{ $labels.namespace }} get pvc {{ $labels.persistentvolumeclaim }}; grow it (synapse.media.size or postgres.storage.size, ' +
           'if its StorageClass allows expansion). For the database, look also for WAL that could not be archived (PostgresWALArchiveFailing).',
+      },
+      {
+        // Hours left at the last hours' pace: free space over its fall per second. A steady or growing free space
+        // divides by zero or less and is filtered out (+Inf, negative).
+        alert: 'VolumeFillingUp',
+        expr:
+          `max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_available_bytes${s})\n` +
+          `/ max by (namespace, persistentvolumeclaim) (-deriv(kubelet_volume_stats_available_bytes${s}[${VOLUME_PACE_WINDOW}]))\n/ 3600 > 0 < ${VOLUME_FULL_HOURS}`,
+        for: '1h',
+        severity: 'critical',
+        summary: 'The volume {{ $labels.persistentvolumeclaim }} is full in {{ printf "%.0f" $value }} hours at its current pace',
+        description:
+          `At the pace of the last ${VOLUME_PACE_WINDOW}, {{ $labels.persistentvolumeclaim }} in {{ $labels.namespace }} is full within ${VOLUME_FULL_HOURS} hours ` +
+          '(for an hour now). A full media volume fails every upload; a full database volume stops PostgreSQL, and Synapse with it.',
+        runbook:
+          'kubectl -n {{ $labels.namespace }} get pvc {{ $labels.persistentvolumeclaim }}; find what writes (uploads to the media volume; on the database volume: ' +
+          'PostgresDatabaseGrowingFast, WAL not archived: PostgresWALArchiveFailing); grow it (synapse.media.size or postgres.storage.size) or bound what is kept ' +
+          '(synapse.mediaRetention, synapse.retention).',
       },
     ],
   };

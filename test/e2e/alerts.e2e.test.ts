@@ -228,6 +228,8 @@ const steady = (v: number, n = MINUTES) => `${v}x${n}`;
 /** a for the first `m` minutes, then b. */
 const then = (a: number, m: number, b: number) => `${a}x${m - 1} ${b}x${MINUTES - m}`;
 const counter = (perMinute: number, n = MINUTES) => `0+${perMinute}x${n}`;
+/** From `start`, changing by `perMinute` (either sign) for n minutes. */
+const ramp = (start: number, perMinute: number, n: number) => (perMinute >= 0 ? `${start}+${perMinute}x${n}` : `${start}-${-perMinute}x${n}`);
 const upAll = (targets: Target[], v = 1) => targets.map((t) => s('up', t, steady(v)));
 const jobOf = (targets: Target[]) => ({ namespace: targets[0].namespace, job: targets[0].job });
 
@@ -489,7 +491,7 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
   VolumeFillingUp: (st) => {
     // Free space falling by `perMinute` bytes from 50 GB of 100 GB, for eight hours (the rule looks at the last six).
     const volume = (claim: string, perMinute: number) => [
-      s('kubelet_volume_stats_available_bytes', kubelet(st, claim), `${50e9}-${perMinute}x480`),
+      s('kubelet_volume_stats_available_bytes', kubelet(st, claim), ramp(50e9, -perMinute, 480)),
       s('kubelet_volume_stats_capacity_bytes', kubelet(st, claim), steady(100e9, 480)),
     ];
     const db = st.dataClaims[st.dataClaims.length - 1];
@@ -540,7 +542,7 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
     // From 20 GB, growing `perMinute` bytes, on claims of 100 GB, for eight hours.
     const series = (perMinute: number) => [
       ...pg.targets.flatMap((t) => [
-        s(pg.source === 'postgres-exporter' ? 'pg_database_size_bytes' : 'cnpg_pg_database_size_bytes', { ...t, datname: 'synapse' }, `${20e9}+${perMinute}x480`),
+        s(pg.source === 'postgres-exporter' ? 'pg_database_size_bytes' : 'cnpg_pg_database_size_bytes', { ...t, datname: 'synapse' }, ramp(20e9, perMinute, 480)),
         s(pg.source === 'postgres-exporter' ? 'pg_database_size_bytes' : 'cnpg_pg_database_size_bytes', { ...t, datname: 'postgres' }, steady(10e6, 480)),
       ]),
       ...dbClaims(st).map((c) => s('kubelet_volume_stats_capacity_bytes', kubelet(st, c), steady(100e9, 480))),
