@@ -538,7 +538,7 @@ function makeSchema() {
             router: image('docker.io/library/haproxy', '3.2.26'),
           })
           .prefault({}),
-        /** Opt-in: how long media and messages are kept (charts/synapse-retention.ts; see "Growth" in the README). */
+        /** Opt-in: how long media and messages are kept (charts/synapse-retention.ts; README, "Growth: media and message retention"). */
         ...retentionSchemas(z),
         /** Whether Synapse reports anonymous usage statistics to matrix.org. */
         reportStats: z.boolean().default(false),
