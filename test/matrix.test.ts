@@ -2,7 +2,9 @@
  * Every render of the configuration matrix (test/matrix.ts) held to invariants read from the rendered objects
  * themselves, not from the builders that made them: nothing serves Matrix, LiveKit or the admin API over plain HTTP;
  * every Secret key a pod reads is made by the generator's rendered plan or named by the checklist; every Service finds
- * its pods and their ports; nothing is rendered for a feature that is off.
+ * its pods and their ports; nothing is rendered for a feature that is off; the checklist names every public host and
+ * only certificates the render requests. The flows, the scanners and strict schema validation of the same renders are
+ * in the real-program tier (test/e2e/flows.e2e.test.ts, test/e2e/policy.e2e.test.ts).
  */
 import { checklist } from '../scripts/inspect';
 import { EXCLUDED, FACTORS, allPairs, configOf, matrix } from './matrix';
@@ -25,6 +27,7 @@ function pods(ms: Manifest[]): { owner: string; namespace: string; labels: Recor
     });
 }
 
+/** Whether a label selector (matchLabels and matchExpressions, Kubernetes' rules) selects these labels. */
 function matches(selector: any, labels: Record<string, string>): boolean {
   const exprs: any[] = selector?.matchExpressions ?? [];
   const labelsOk = Object.entries(selector?.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
@@ -54,7 +57,7 @@ describe('the matrix', () => {
       }
     }
     expect(missing).toEqual([]);
-    // Pairwise, not every combination: the product is in the tens of thousands.
+    // Pairwise, not every combination: the product of the options' values is over a hundred thousand.
     expect(allPairs().length).toBeLessThan(60);
   });
 
