@@ -297,8 +297,18 @@ export async function waitUntil(what: string, check: () => string | null | Promi
   }
 }
 
+/** Flags for one cluster's components, after ours (a repeated flag takes the last value). */
+export interface ClusterOptions {
+  /** More kube-apiserver flags, e.g. shorter default tolerations. */
+  readonly apiServerArgs?: readonly string[];
+  /** More kube-controller-manager flags, e.g. a shorter --node-monitor-grace-period. */
+  readonly controllerManagerArgs?: readonly string[];
+  /** More kwok flags, e.g. --disregard-status-with-annotation-selector. */
+  readonly kwokArgs?: readonly string[];
+}
+
 /** Starts a cluster of the given topology (see the top of this file). */
-export async function startCluster(topology: Topology): Promise<Cluster> {
+export async function startCluster(topology: Topology, opts: ClusterOptions = {}): Promise<Cluster> {
   const programs = clusterPrograms();
   const nodes = TOPOLOGIES[topology];
   const logDir = tempDir(`cluster-${topology}`);
@@ -315,7 +325,7 @@ export async function startCluster(topology: Topology): Promise<Cluster> {
   };
 
   try {
-    api = await startApiServer({ logDir });
+    api = await startApiServer({ logDir, extraArgs: [...(opts.apiServerArgs ?? [])] });
     const a = api;
     installCrds(a, crdFiles());
     const pki = a.pkiDir;
@@ -349,6 +359,7 @@ export async function startCluster(topology: Topology): Promise<Cluster> {
         `--cluster-signing-cert-file=${path.join(pki, 'ca.crt')}`,
         `--cluster-signing-key-file=${path.join(pki, 'ca.key')}`,
         '--cluster-name=kudo-cluster',
+        ...(opts.controllerManagerArgs ?? []),
       ],
       { logDir },
     );
@@ -373,6 +384,7 @@ export async function startCluster(topology: Topology): Promise<Cluster> {
         // Leases renewed as a kubelet renews them (its default duration).
         '--node-lease-duration-seconds=40',
         '--cidr=10.244.0.0/16',
+        ...(opts.kwokArgs ?? []),
       ],
       { logDir, env: { ...process.env, HOME: kwokHome } },
     );
