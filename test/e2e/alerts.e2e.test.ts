@@ -459,20 +459,9 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
     ];
   },
   VolumeNearlyFull: (st) => {
-    // The kubelet's volume stats, as kube-prometheus-stack scrapes them (labels of the kubelet's target, and the claim's).
-    const kubelet = (claim: string) => ({
-      namespace: st.stackNs,
-      persistentvolumeclaim: claim,
-      job: 'kubelet',
-      service: 'kubelet',
-      endpoint: 'https-metrics',
-      instance: '10.0.7.7:10250',
-      node: 'node-a',
-      metrics_path: '/metrics',
-    });
     const volume = (claim: string, free: number) => [
-      s('kubelet_volume_stats_available_bytes', kubelet(claim), steady(free * 1e9)),
-      s('kubelet_volume_stats_capacity_bytes', kubelet(claim), steady(100e9)),
+      s('kubelet_volume_stats_available_bytes', kubelet(st, claim), steady(free * 1e9)),
+      s('kubelet_volume_stats_capacity_bytes', kubelet(st, claim), steady(100e9)),
     ];
     const db = st.dataClaims[st.dataClaims.length - 1];
     return [
