@@ -550,20 +550,11 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
     ];
   },
   BackupVolumeNearlyFull: (st) => {
-    const kubelet = {
-      namespace: st.stackNs,
-      persistentvolumeclaim: st.backupClaim!,
-      job: 'kubelet',
-      service: 'kubelet',
-      endpoint: 'https-metrics',
-      instance: '10.0.7.7:10250',
-      node: 'node-a',
-      metrics_path: '/metrics',
-    };
+    const backupVolume = kubelet(st, st.backupClaim!);
     // Reported only while a backup mounts the volume: from minute 5 to 15, then gone ("_": no sample).
     const run = (free: number, after = 20) => [
-      s('kubelet_volume_stats_available_bytes', kubelet, `_x5 ${free}x9 _x${after}`),
-      s('kubelet_volume_stats_capacity_bytes', kubelet, `_x5 100x9 _x${after}`),
+      s('kubelet_volume_stats_available_bytes', backupVolume, `_x5 ${free}x9 _x${after}`),
+      s('kubelet_volume_stats_capacity_bytes', backupVolume, `_x5 100x9 _x${after}`),
     ];
     const labels = { namespace: st.stackNs, persistentvolumeclaim: st.backupClaim! };
     return [
