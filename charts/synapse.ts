@@ -610,15 +610,7 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim?
       // Init containers have no probes: however long the migration takes, this waits, and the process starts after it.
       // Without the wait, the main process would migrate the schema itself (beside the Job, under its startup probe),
       // and a worker would exit on the old schema until its restarts' back-off let it try again.
-      {
-        name: 'schema',
-        image: imageRef(props.image),
-        command: ['python', `${SYNAPSE_CONFIG_DIR}/wait_for_schema.py`, `${SYNAPSE_CONFIG_DIR}/homeserver.yaml`],
-        env: db.env,
-        resources: resourceRequirements({ requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } }),
-        securityContext: restrictedContainer(),
-        volumeMounts: db.mounts.filter((m) => m.name !== 'secrets'),
-      },
+      databaseWaitStep(props, db, 'schema'),
     ],
     containers: [
       {
@@ -645,6 +637,19 @@ function synapsePodSpec(props: SynapseProps, v: { configMap: string; mediaClaim?
   };
 }
 
+/** An init step that waits on the database (wait_for_schema.py: it polls, so it is small) with the process's database access. */
+function databaseWaitStep(props: SynapseProps, db: ReturnType<typeof databaseAccess>, name: string, ...options: string[]): k8s.Container {
+  return {
+    name,
+    image: imageRef(props.image),
+    command: ['python', `${SYNAPSE_CONFIG_DIR}/wait_for_schema.py`, ...options, `${SYNAPSE_CONFIG_DIR}/homeserver.yaml`],
+    env: db.env,
+    resources: resourceRequirements({ requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } }),
+    securityContext: restrictedContainer(),
+    volumeMounts: db.mounts.filter((m) => m.name !== 'secrets'),
+  };
+}
+
 /**
  * The schema migration: Synapse's update_synapse_database with the main process's homeserver.yaml, Secret files,
  * password file and CA. Its name carries the version and a hash of what it runs (image, config), so a new version
@@ -663,7 +668,13 @@ function migrationJob(scope: Construct, props: SynapseProps, configMap: string, 
         enableServiceLinks: false,
         restartPolicy: 'Never',
         securityContext: restrictedPod(UID.synapse),
-        initContainers: [db.pgpass],
+        initContainers: [
+          db.pgpass,
+          // A database marked as waiting for a restore (a new PostgreSQL major's, README "PostgreSQL 17 → 18") is waited
+          // on, not migrated: the restore step clears the mark. Without the wait, an apply of everything before the
+          // restore would create an empty schema for Synapse to serve.
+          databaseWaitStep(props, db, 'restore', '--restore-only'),
+        ],
         containers: [
           {
             name: 'migrate',
@@ -689,7 +700,7 @@ function migrationJob(scope: Construct, props: SynapseProps, configMap: string, 
     .replace(/[^a-z0-9-]/g, '-')
     .slice(0, 63 - `${SYNAPSE_MIGRATION.name}--12345678`.length)
     .replace(/-+$/, '');
-  const hash = contentHash(template, files['homeserver.yaml'], files['pgpass.sh']).slice(0, 8);
+  const hash = contentHash(template, files['homeserver.yaml'], files['pgpass.sh'], files['wait_for_schema.py']).slice(0, 8);
   return new k8s.KubeJob(scope, 'migration', {
     metadata: { name: `${SYNAPSE_MIGRATION.name}-${version}-${hash}`, namespace: props.namespace, labels: labels(component), annotations: syncHook(WAVE.schema) },
     spec: { backoffLimit: 10, ttlSecondsAfterFinished: 7 * 24 * 3600, template },

@@ -335,4 +335,19 @@ describe('upgrades: the schema migration runs once per version, before any proce
     }
     expect(find(ms, 'ConfigMap', 'synapse-config').data['wait_for_schema.py']).toContain('SELECT file FROM applied_schema_deltas');
   });
+
+  test('the migration waits first on a database marked as awaiting its restore (a new PostgreSQL major), as the pods do', () => {
+    const ms = synthAll(config({ ...PRODUCTION }));
+    const job = migration(ms);
+    const init = podSpec(job).initContainers;
+    expect(init.map((c: any) => c.name)).toEqual(['pgpass', 'restore']);
+    expect(init[1].command).toEqual(['python', '/config/wait_for_schema.py', '--restore-only', '/config/homeserver.yaml']);
+    expect(init[1].env).toEqual(container(job, 'migrate').env);
+    expect(init[1].volumeMounts.map((m: any) => m.name)).toEqual(['config', 'run', 'db-ca']);
+    // The mark postgres-init.sh writes is the one the wait step reads and the restore step clears.
+    const wait = find(ms, 'ConfigMap', 'synapse-config').data['wait_for_schema.py'];
+    expect(wait).toContain('RESTORE_MARK = "kudo: awaiting restore"');
+    expect(find(ms, 'ConfigMap', 'postgres-init').data['10-synapse.sh']).toContain('note="kudo: awaiting restore: ');
+    expect(find(ms, 'ConfigMap', 'backup-scripts').data['restore-postgres.sh']).toContain("LIKE 'kudo: awaiting restore%'");
+  });
 });

@@ -12,8 +12,9 @@ import { spawnSync, SpawnSyncReturns } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { configMapFile, container, find, generatedSecrets, httpJson, Manifest, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles } from './harness';
-import { libpqClientEnv, postgresVersion, RunningPostgres, startPostgres, unprivileged } from './postgres';
+import * as yaml from 'js-yaml';
+import { configMapFile, container, find, generatedSecrets, httpJson, Manifest, Program, programs, rendered, secretVolumeFiles, tempDir, writeSecretFiles } from './harness';
+import { libpqClientEnv, pointDatabaseArgs, postgresVersion, RunningPostgres, startPostgres, unprivileged } from './postgres';
 import { login, registerUser, startSynapse } from './synapse';
 
 const old = rendered();
@@ -60,6 +61,27 @@ function step(ms: Manifest[], cronJob: string, name: string, pg: RunningPostgres
   return spawnSync(shell, [path.join(scripts, path.basename(script))], { encoding: 'utf8', env: { ...env, PATH: `${bin}:${process.env.PATH}`, HOME: dir } });
 }
 const out = (r: SpawnSyncReturns<string>) => `${r.stdout}${r.stderr}`;
+
+/** The comment on Synapse's database: where a new major's init script marks it as waiting for the restore. */
+const databaseComment = (pg: RunningPostgres) => pg.psql("SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = current_database()");
+
+/**
+ * A rendered init step that waits on the database (wait_for_schema.py) run by the pinned Synapse's Python against `pg`:
+ * the schema migration Job's `restore` step, or a Synapse pod's `schema` step. homeserver.yaml is the rendered one with
+ * the database's address (hosts, ports, paths: pointDatabaseArgs); the password comes from the environment instead of
+ * the pod's password file (paths).
+ */
+function waitStep(ms: Manifest[], workload: Manifest, name: string, pg: RunningPostgres): Program {
+  const d = tempDir(`wait-step-${name}`);
+  const [python, ...args] = container(workload, name).command as string[];
+  expect(python).toBe('python');
+  const hs = yaml.load(configMapFile(ms, 'synapse-config', 'homeserver.yaml')) as any;
+  pointDatabaseArgs(hs.database.args, pg);
+  fs.writeFileSync(path.join(d, 'homeserver.yaml'), yaml.dump(hs));
+  fs.writeFileSync(path.join(d, 'wait_for_schema.py'), configMapFile(ms, 'synapse-config', 'wait_for_schema.py'));
+  const mapped = args.map((a) => (a.startsWith('/') ? path.join(d, path.basename(a)) : a)); // paths: the ConfigMap's mount
+  return new Program(`wait-step-${name}`, programs().synapsePython, mapped, { logDir: d, env: { PATH: process.env.PATH, PGPASSWORD: pg.password } });
+}
 
 /** Every public table and a digest of all its rows. */
 function tableDigests(pg: RunningPostgres): Record<string, string> {
@@ -112,6 +134,8 @@ describe(`PostgreSQL 17 → 18 by dump and restore (${postgresVersion()} → ${p
     const pg17 = await startPostgres(old.manifests, old.config, secrets, { volume });
     running.push(pg17);
     expect(pg17.dataDir).toBe(path.join(volume, 'pgdata'));
+    // A first install: nothing to restore, nothing marked.
+    expect(databaseComment(pg17)).toBe('');
     const synapse = await startSynapse(old.manifests, old.config, secrets, pg17);
     try {
       expect((await registerUser(synapse.base, secrets.registrationSharedSecret, 'alice', 'alice-password-e2e')).status).toBe(200);
@@ -177,12 +201,25 @@ describe(`PostgreSQL 17 → 18 by dump and restore (${postgresVersion()} → ${p
     // TLS as before: the client checks the server's certificate against the stack's CA.
     expect(pg18.clientEnv.PGSSLMODE).toBe('verify-full');
     expect(pg18.psql('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).toBe('t');
+    // Initialised beside 17's directory, the database is marked as waiting for the restore. Applied in full before the
+    // restore (the runbook's step 3 skipped), the schema migration Job's first step and every Synapse pod's schema step
+    // wait on that mark, saying why, instead of migrating an empty database for Synapse to serve.
+    expect(databaseComment(pg18)).toMatch(/^kudo: awaiting restore: initialised beside pgdata \(PostgreSQL 17\)/);
+    const migration = next.manifests.find((m) => m.kind === 'Job' && m.metadata.name.startsWith('synapse-migrate-'))!;
+    const waiting = [waitStep(next.manifests, migration, 'restore', pg18), waitStep(next.manifests, find(next.manifests, 'Deployment', 'synapse'), 'schema', pg18)];
+    running.push(...waiting.map((p) => ({ stop: () => p.stop() })));
+    for (const p of waiting) await p.waitFor('its word on the restore', () => /the database awaits its restore: kudo: awaiting restore/.test(p.output()), 60_000);
+    expect(pg18.psql("SELECT to_regclass('schema_version') IS NULL")).toBe('t');
     // The fetch step's place for the dump (restic restores it there).
     fs.mkdirSync(path.join(staging, 'restore'));
     fs.renameSync(path.join(staging, 'postgres', 'synapse.dump'), path.join(staging, 'restore', 'synapse.dump'));
+    // The waiting steps poll meanwhile: the restore counts their sessions as no Synapse process.
     const restore = await timed('restore', () => step(next.manifests, 'postgres-restore', 'restore', pg18, bin));
     expect(out(restore)).toContain('restored');
     expect(restore.status).toBe(0);
+    // The restore step clears the mark, and both steps go on: the migration, then Synapse.
+    expect(databaseComment(pg18)).toBe('');
+    for (const p of waiting) expect(await p.exit(30_000)).toBe(0);
     // Every row, but the one-time keys' (left out of every dump: Synapse's backup guide).
     const { e2e_one_time_keys_json: _keys, ...others } = before.digests!;
     const { e2e_one_time_keys_json: _restoredKeys, ...restored } = tableDigests(pg18);

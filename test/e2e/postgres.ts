@@ -183,7 +183,8 @@ export async function startPostgres(ms: Manifest[], config: KudoConfig, values: 
     for (const name of Object.keys(scripts).sort()) {
       const file = path.join(dir, name);
       fs.writeFileSync(file, scripts[name], { mode: 0o755 });
-      const scriptEnv = { ...socketEnv, ...env, SYNAPSE_DB_PASSWORD_FILE: fromSecrets(env.SYNAPSE_DB_PASSWORD_FILE), PATH: `${bin}:${process.env.PATH}` };
+      // paths: PGDATA and the password file where this run keeps them.
+      const scriptEnv = { ...socketEnv, ...env, PGDATA: dataDir, SYNAPSE_DB_PASSWORD_FILE: fromSecrets(env.SYNAPSE_DB_PASSWORD_FILE), PATH: `${bin}:${process.env.PATH}` };
       execFileSync(file, [], { env: scriptEnv, stdio: 'pipe' });
     }
     await server.waitFor('a login over the pod network', () => psql('SELECT 1') === '1', 10_000);
