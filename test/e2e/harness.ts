@@ -473,12 +473,18 @@ export function replaceOnce(text: string, from: string, to: string): string {
 // Alerting rules (test/e2e/alerts.e2e.test.ts)
 // ---------------------------------------------------------------------------
 
-/** The path of promtool (test/e2e/install-promtool.sh writes it). A missing program fails the test. */
-export function promtoolPath(): string {
+/** A program test/e2e/install-promtool.sh installs, by its variable in promtool-env.sh. A missing program fails the test. */
+function monitoringProgram(name: string, variable: string): string {
   const cache = process.env.KUDO_E2E_CACHE ?? path.join(os.homedir(), '.cache', 'kudo-e2e');
   const envFile = path.join(cache, 'promtool-env.sh');
   if (!fs.existsSync(envFile)) throw new Error(`${envFile} is missing: run test/e2e/install-promtool.sh first`);
-  const file = /^export KUDO_E2E_PROMTOOL='([^']*)'$/m.exec(fs.readFileSync(envFile, 'utf8'))?.[1];
-  if (!file || !fs.existsSync(file)) throw new Error(`promtool not found at "${file}" (from ${envFile})`);
+  const file = new RegExp(`^export ${variable}='([^']*)'$`, 'm').exec(fs.readFileSync(envFile, 'utf8'))?.[1];
+  if (!file || !fs.existsSync(file)) throw new Error(`${name} not found at "${file}" (from ${envFile}): run test/e2e/install-promtool.sh`);
   return file;
 }
+
+/** The path of promtool. */
+export const promtoolPath = () => monitoringProgram('promtool', 'KUDO_E2E_PROMTOOL');
+
+/** The path of postgres_exporter (the table-bloat alert's real-program test). */
+export const postgresExporterPath = () => monitoringProgram('postgres_exporter', 'KUDO_E2E_POSTGRES_EXPORTER');
