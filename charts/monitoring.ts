@@ -228,6 +228,13 @@ const VOLUME_PACE_WINDOW = '6h';
 const DATABASE_VOLUME_PERCENT = 80;
 /** Warn when the databases fill PostgreSQL's volume within this many days at the pace of the last VOLUME_PACE_WINDOW. */
 const DATABASE_FULL_DAYS = 7;
+/**
+ * Warn when dead rows stay over this share of a table's rows (percent). Autovacuum starts at 20 % of the live rows
+ * (autovacuum_vacuum_scale_factor), about 17 % of all: a third is well past where it should have run.
+ */
+const TABLE_DEAD_PERCENT = 33;
+/** ...and number at least this many: a small table's dead rows take little space, and VACUUM frees them quickly. */
+const TABLE_DEAD_ROWS_MIN = 100_000;
 /** Warn this far below the limit: time to add a node or ports before calls fail. */
 const TURN_WARNING_SHARE = 0.8;
 /** cert-manager renews Let's Encrypt's 90-day certificates 30 days before expiry. */
@@ -415,6 +422,8 @@ function postgres(p: NonNullable<MonitoredStack['postgres']>, b: MonitoredStack[
   ];
   if (p.source === 'cloudnative-pg' && p.backup === true) alerts.push(...cnpgBackupAlerts(s()));
   if (p.claim !== undefined) alerts.push(...databaseGrowthAlerts(exporter ? `pg_database_size_bytes${s()}` : `cnpg_pg_database_size_bytes${s()}`, ns, p.claim));
+  // CloudNativePG's default monitoring queries have no pg_stat_user_tables.
+  if (exporter) alerts.push(tableBloatAlert(s()));
   const backupAge =
     b !== undefined
       ? [
@@ -500,6 +509,37 @@ function databaseGrowthAlerts(size: string, namespace: string, claim: string): A
       runbook,
     },
   ];
+}
+
+/**
+ * A table whose dead rows (deleted or updated row versions VACUUM has not removed) stay a large share of it:
+ * postgres_exporter's pg_stat_user_tables, for the database it connects to (Synapse's). VACUUM makes the space
+ * reusable; until it does, the table and its indexes grow on every write. Autovacuum not having run on a table is
+ * no alert of its own: a table nobody writes needs none, and one that needs it shows here.
+ */
+function tableBloatAlert(s: string): Alert {
+  const table = (m: string) => `max by (namespace, job, pod, datname, schemaname, relname) (pg_stat_user_tables_${m}${s})`;
+  const dead = table('n_dead_tup');
+  const psql = 'kubectl -n {{ $labels.namespace }} exec {{ $labels.pod }} -c postgres -- psql -U synapse -d {{ $labels.datname }} -c';
+  return {
+    alert: 'PostgresTableBloated',
+    expr: `100 * ${dead}\n/ (${dead} + ${table('n_live_tup')}) > ${TABLE_DEAD_PERCENT}\nand ${dead} > ${TABLE_DEAD_ROWS_MIN}`,
+    // Long enough for autovacuum to finish a large table (it reports dead rows gone only when it is done).
+    for: '2h',
+    severity: 'warning',
+    summary: 'Table {{ $labels.relname }} is {{ printf "%.0f" $value }} % dead rows',
+    description:
+      `For 2 hours more than ${TABLE_DEAD_PERCENT} % of the rows of {{ $labels.schemaname }}.{{ $labels.relname }} in {{ $labels.datname }} ` +
+      `({{ $labels.pod }}), and over ${TABLE_DEAD_ROWS_MIN} of them, have been dead: autovacuum has not removed them. The table and its indexes ` +
+      'grow on every write instead of reusing that space, queries read the dead rows too, and the volume fills (VolumeFillingUp).',
+    runbook:
+      `See when it was last vacuumed: ${psql} "select n_live_tup, n_dead_tup, last_autovacuum, last_vacuum from pg_stat_user_tables where relname = '{{ $labels.relname }}'". ` +
+      `Look for what holds back the oldest row VACUUM may remove: ${psql} "select pid, now() - xact_start, state, backend_xmin, left(query, 60) ` +
+      'from pg_stat_activity where backend_xmin is not null order by age(backend_xmin) desc limit 5" (a long transaction, "idle in transaction"), ' +
+      '"select * from pg_prepared_xacts" and "select slot_name, xmin from pg_replication_slots"; end it, then ' +
+      `${psql} "VACUUM (VERBOSE) {{ $labels.schemaname }}.{{ $labels.relname }}" (its last lines say how many dead rows it could not remove yet). ` +
+      'VACUUM makes the space reusable but does not shrink the files; README, "Growth: media and message retention".',
+  };
 }
 
 /**

@@ -118,6 +118,7 @@ test('a PrometheusRule per component, in its namespace, labelled for Prometheus 
     'PostgresConnectionsNearMax',
     'PostgresDatabaseNearVolume',
     'PostgresDatabaseGrowingFast',
+    'PostgresTableBloated',
     'RedisDown',
     'BackupTooOld',
     'BackupVolumeNearlyFull',
@@ -277,6 +278,18 @@ test("growth: a claim full within a day at the last 6 hours' pace, and the datab
   // An external database's volume is not the cluster's.
   expect(alertsOf(external).map((r: any) => r.alert)).not.toContain('PostgresDatabaseGrowingFast');
   expect(alertsOf(external).map((r: any) => r.alert)).toContain('VolumeFillingUp');
+});
+
+test('table bloat: dead rows over a third of a table and over 100 000 for 2 hours, from postgres_exporter only', () => {
+  const table = (m: string) => `max by (namespace, job, pod, datname, schemaname, relname) (pg_stat_user_tables_${m}{namespace="kudo", job="postgres"})`;
+  const bloat = alert(all, 'PostgresTableBloated');
+  expect(bloat.expr).toBe(`100 * ${table('n_dead_tup')}\n/ (${table('n_dead_tup')} + ${table('n_live_tup')}) > 33\nand ${table('n_dead_tup')} > 100000`);
+  expect([bloat.for, bloat.labels.severity]).toEqual(['2h', 'warning']);
+  expect(bloat.annotations.runbook).toContain('VACUUM (VERBOSE) {{ $labels.schemaname }}.{{ $labels.relname }}');
+  expect(bloat.annotations.runbook).toContain('backend_xmin');
+  // CloudNativePG's default queries have no pg_stat_user_tables; an external database is not watched.
+  expect(alertsOf(cloudnativePg).map((r: any) => r.alert)).not.toContain('PostgresTableBloated');
+  expect(alertsOf(external).map((r: any) => r.alert)).not.toContain('PostgresTableBloated');
 });
 
 test("CloudNativePG with its backup: a failing WAL archive and an old base backup (the barman-cloud plugin's metric) alert", () => {

@@ -20,7 +20,25 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
-import { find, Manifest, podSpec, promtoolPath, rendered, tempDir } from './harness';
+import {
+  container,
+  find,
+  generatedSecrets,
+  Manifest,
+  podSpec,
+  postgresExporterPath,
+  Program,
+  promtoolPath,
+  rendered,
+  replaceOnce,
+  ROOT,
+  rewritePaths,
+  secretVolumeFiles,
+  sleep,
+  tempDir,
+  writeSecretFiles,
+} from './harness';
+import { RunningPostgres, startPostgres } from './postgres';
 import { PRODUCTION } from '../util';
 
 const PROMTOOL = promtoolPath();
@@ -549,6 +567,27 @@ const SCENARIOS: Record<string, (st: Stack) => Case[]> = {
       { name: 'the synapse database shrinks (retention purged it)', series: series(-1e6), at: '300m', firing: [] },
     ];
   },
+  PostgresTableBloated: (st) => {
+    // postgres_exporter's pg_stat_user_tables, for Synapse's database, for three hours.
+    const t = st.postgres!.targets[0];
+    const table = (relname: string) => ({ ...t, datname: 'synapse', schemaname: 'public', relname });
+    const rows = (relname: string, live: number, dead: string) => [
+      s('pg_stat_user_tables_n_live_tup', table(relname), steady(live, 180)),
+      s('pg_stat_user_tables_n_dead_tup', table(relname), dead),
+    ];
+    const labels = (relname: string) => ({ namespace: t.namespace, job: t.job, pod: t.pod, datname: 'synapse', schemaname: 'public', relname });
+    return [
+      {
+        name: 'state_groups_state has as many dead rows as live ones (2 million), events 10 %',
+        series: [...rows('state_groups_state', 2000000, steady(2000000, 180)), ...rows('events', 1000000, steady(100000, 180))],
+        pendingAt: '110m',
+        at: '125m',
+        firing: [{ labels: labels('state_groups_state'), value: 50 }],
+      },
+      { name: 'autovacuum removes them after an hour', series: rows('state_groups_state', 2000000, '2000000x60 0x120'), at: '125m', firing: [] },
+      { name: 'a small table is 90 % dead rows (9 000)', series: rows('device_lists_stream', 1000, steady(9000, 180)), at: '125m', firing: [] },
+    ];
+  },
   BackupVolumeNearlyFull: (st) => {
     const backupVolume = kubelet(st, st.backupClaim!);
     // Reported only while a backup mounts the volume: from minute 5 to 15, then gone ("_": no sample).
@@ -859,5 +898,144 @@ describe(`alerting rules with ${PROMTOOL_VERSION}`, () => {
       expect(r.out).toContain('alertname: CoturnDown');
       expect(r.out).toContain('alertname: TurnAllocationsNearLimit');
     });
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Table bloat, from the real programs: PostgreSQL as the StatefulSet runs it and postgres_exporter as its
+// container runs beside it (in the pod's network, with its rendered environment). A table autovacuum may not
+// touch is filled and mostly deleted, the exporter scraped, then the table vacuumed and scraped again; promtool
+// evaluates the rendered rule on each scrape's series, held for longer than the rule's `for`.
+// ---------------------------------------------------------------------------
+
+/** The samples of the text exposition format whose name starts with `prefix` (NaN and infinities left out). */
+function scrapedSamples(text: string, prefix: string): { labels: Labels; value: number }[] {
+  const out: { labels: Labels; value: number }[] = [];
+  for (const line of text.split('\n').filter((l) => l.startsWith(prefix))) {
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m) throw new Error(`cannot read the exporter's line: ${line}`);
+    const value = Number(m[3]);
+    if (!Number.isFinite(value)) continue;
+    const labels: Labels = { __name__: m[1] };
+    for (const l of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = JSON.parse(`"${l[2]}"`);
+    out.push({ labels, value });
+  }
+  return out;
+}
+
+describe('PostgresTableBloated on what the real postgres_exporter reports of a real PostgreSQL', () => {
+  const overrides = RENDERS[0][1];
+  const st = stackOf('default config', overrides);
+  const sts = find(st.ms, 'StatefulSet', 'postgres');
+  const exporterContainer = container(sts, 'exporter');
+  let pg: RunningPostgres | undefined;
+  let exporter: Program | undefined;
+  let metricsUrl: string;
+  let dir: string;
+
+  beforeAll(async () => {
+    const { config } = rendered(overrides);
+    const values = await generatedSecrets(st.ms);
+    pg = await startPostgres(st.ms, config, values);
+    dir = tempDir('postgres-exporter');
+    // paths: the password volume as the exporter mounts it; ports: the server listens on the test's port.
+    const secrets = path.join(dir, 'secrets');
+    writeSecretFiles(secrets, secretVolumeFiles(sts, 'password', config, values));
+    const mount = exporterContainer.volumeMounts.find((m: any) => m.name === 'password').mountPath;
+    const env: Record<string, string> = Object.fromEntries(exporterContainer.env.map((e: any) => [e.name, rewritePaths(e.value, { [mount]: secrets })]));
+    const serverPort = container(sts, 'postgres').ports[0].containerPort;
+    env.DATA_SOURCE_URI = replaceOnce(env.DATA_SOURCE_URI, `:${serverPort}/`, `:${pg.port}/`);
+    const [cmd, args] = pg.network.wrap(postgresExporterPath(), exporterContainer.args ?? []);
+    exporter = new Program('postgres_exporter', cmd, args, { logDir: dir, env: { PATH: process.env.PATH, ...env } });
+    // Scraped where prometheus-operator scrapes it: the pod's address, the container's metrics port.
+    metricsUrl = `http://${pg.host}:${exporterContainer.ports.find((p: any) => p.name === 'metrics').containerPort}/metrics`;
+    await exporter.waitFor('pg_up 1', async () => /^pg_up 1$/m.test(await (await fetch(metricsUrl)).text()), 30_000);
+  });
+
+  afterAll(async () => {
+    await exporter?.stop();
+    await pg?.stop();
+  });
+
+  /** The table's series, once the exporter reports `until` of them (the statistics reach it within a second or so). */
+  async function scrape(until: (table: Record<string, number>) => boolean): Promise<{ samples: { labels: Labels; value: number }[]; table: Record<string, number> }> {
+    for (let i = 0; ; i++) {
+      const samples = scrapedSamples(await (await fetch(metricsUrl)).text(), 'pg_');
+      const table = Object.fromEntries(
+        samples.filter((x) => x.labels.relname === 'bloated').map((x) => [x.labels.__name__.replace('pg_stat_user_tables_', ''), x.value] as [string, number]),
+      );
+      if (until(table)) return { samples, table };
+      if (i === 50) throw new Error(`the exporter never reported what the test waits for; it reports ${JSON.stringify(table)}`);
+      await sleep(200);
+    }
+  }
+
+  test('fires for a table 90 % dead rows that autovacuum may not touch, and not once it is vacuumed, nor for a small one', async () => {
+    const rule = st.rules.find((r) => r.alert === 'PostgresTableBloated');
+    if (rule === undefined) throw new Error('the rendered PrometheusRules have no PostgresTableBloated alert');
+    const p = pg!;
+    // Synapse's role in its database, as Synapse's own tables; autovacuum off, as when it falls behind. 200 000 rows
+    // then 180 000 deleted: above the alert's floor of dead rows; the small table's 4 500 are below it.
+    p.psql(
+      'CREATE TABLE bloated (id bigint PRIMARY KEY, body text) WITH (autovacuum_enabled = off); ' +
+        'CREATE TABLE small (id bigint PRIMARY KEY, body text) WITH (autovacuum_enabled = off); ' +
+        'INSERT INTO bloated SELECT i, md5(i::text) FROM generate_series(1, 200000) i; ' +
+        'INSERT INTO small SELECT i, md5(i::text) FROM generate_series(1, 5000) i',
+    );
+    p.psql('DELETE FROM bloated WHERE id % 10 <> 0; DELETE FROM small WHERE id % 10 <> 0');
+    const before = await scrape((t) => t.n_dead_tup === 180000);
+    // Never autovacuumed: the exporter reports the time as 0.
+    expect([before.table.n_live_tup, before.table.last_autovacuum, before.table.last_vacuum]).toEqual([20000, 0, 0]);
+    expect(before.samples.find((x) => x.labels.__name__ === 'pg_stat_user_tables_n_dead_tup' && x.labels.relname === 'small')?.value).toBe(4500);
+    // The README's query, as an operator runs it by hand, puts the table first.
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const growth = readme.slice(readme.indexOf('\n## Growth: '), readme.indexOf('\n## ', readme.indexOf('\n## Growth: ') + 1));
+    const query = /```sql\n([^`]+)```/.exec(growth)?.[1];
+    if (query === undefined) throw new Error('README\'s "Growth" section has no sql block');
+    expect(p.psql(query).split('\n')[0]).toMatch(/^bloated\|20000\|180000\|90\|\|\|\d+ MB$/);
+    // VACUUM cannot run in a transaction block: one statement per psql.
+    p.psql('VACUUM (VERBOSE) bloated');
+    p.psql('VACUUM small');
+    const after = await scrape((t) => t.n_dead_tup === 0);
+    expect(after.table.n_live_tup).toBe(20000);
+    expect(after.table.last_vacuum).toBeGreaterThan(0);
+
+    // prometheus-operator's target labels on every series; an exporter label of the same name becomes exported_<name>.
+    const target = st.postgres!.targets[0];
+    const minutes = Number(/^(\d+)h$/.exec(rule.for)?.[1] ?? NaN) * 60;
+    if (!(minutes > 0)) throw new Error(`the test reads the rule's "for" in hours, not ${rule.for}`);
+    const input = (samples: { labels: Labels; value: number }[]) =>
+      samples.map(({ labels, value }) => {
+        const renamed = Object.fromEntries(Object.entries(labels).map(([k, v]) => [k in target ? `exported_${k}` : k, v]));
+        return { series: seriesText({ ...renamed, ...target }), values: steady(value, minutes + 10) };
+      });
+    const alertLabels = { namespace: target.namespace, job: target.job, pod: target.pod, datname: p.database, schemaname: 'public', relname: 'bloated' };
+    const alertname = 'PostgresTableBloated';
+    const tests = [
+      {
+        name: 'bloated: 180 000 dead rows of 200 000, small: 4 500 of 5 000',
+        interval: '1m',
+        input_series: input(before.samples),
+        alert_rule_test: [
+          { eval_time: `${minutes - 5}m`, alertname, exp_alerts: [] },
+          {
+            eval_time: `${minutes + 5}m`,
+            alertname,
+            exp_alerts: [
+              {
+                exp_labels: { ...alertLabels, ...rule.labels },
+                exp_annotations: Object.fromEntries(Object.entries(rule.annotations).map(([k, v]) => [k, expand(v, alertLabels, 90)])),
+              },
+            ],
+          },
+        ],
+      },
+      { name: 'both vacuumed', interval: '1m', input_series: input(after.samples), alert_rule_test: [{ eval_time: `${minutes + 5}m`, alertname, exp_alerts: [] }] },
+    ];
+    fs.writeFileSync(path.join(dir, 'rules.yaml'), ruleFile(st.ms));
+    fs.writeFileSync(path.join(dir, 'tests.yaml'), yaml.dump({ rule_files: ['rules.yaml'], evaluation_interval: '1m', tests }, { lineWidth: -1 }));
+    const r = promtool(['test', 'rules', 'tests.yaml'], dir);
+    if (r.code !== 0) throw new Error(`promtool test rules failed (${dir}/tests.yaml):\n${r.out}`);
+    expect(r.out).toContain('SUCCESS');
   });
 });
