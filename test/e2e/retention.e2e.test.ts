@@ -9,8 +9,10 @@
  * Media retention: Synapse checks once an hour (MEDIA_RETENTION_CHECK_PERIOD, a constant, not a setting). The test
  * reads that constant from the installed Synapse, then starts Synapse with only that period shortened to 2 seconds
  * (the constant replaced before the module's first use, as a launcher around `-m synapse.app.homeserver`); the
- * rule that runs is Synapse's own _apply_media_retention_rules with the rendered lifetime. An upload older than
- * the lifetime is deleted (file and row), a younger one stays.
+ * rule that runs is Synapse's own _apply_media_retention_rules with the rendered lifetimes. An upload older than
+ * the lifetime is deleted (file and row), a younger one stays; so with remote media, which the test puts into
+ * Synapse's cache as a fetch from another server leaves it (a remote_media_cache row and its file), as no second
+ * server federates here.
  */
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
@@ -39,7 +41,7 @@ function installedCheckPeriod(): number {
 beforeAll(async () => {
   setup = rendered({
     synapse: {
-      mediaRetention: { localMediaLifetime: `${MEDIA_LIFETIME_S}s` },
+      mediaRetention: { localMediaLifetime: `${MEDIA_LIFETIME_S}s`, remoteMediaLifetime: `${MEDIA_LIFETIME_S}s` },
       retention: { enabled: true, defaultPolicy: { maxLifetime: '15s' }, purgeJobs: [{ interval: '5s' }] },
     },
   });
@@ -72,7 +74,7 @@ afterAll(async () => {
 
 test('the rendered homeserver.yaml holds both settings, as Synapse reads them', () => {
   const hs = yaml.load(configMapFile(setup.manifests, 'synapse-config', 'homeserver.yaml')) as any;
-  expect(hs.media_retention).toEqual({ local_media_lifetime: '20s' });
+  expect(hs.media_retention).toEqual({ local_media_lifetime: '20s', remote_media_lifetime: '20s' });
   expect(hs.retention).toEqual({ enabled: true, default_policy: { max_lifetime: '15s' }, purge_jobs: [{ interval: '5s' }] });
   // Synapse's own parser, on the file the running process reads.
   const code = [
@@ -82,7 +84,7 @@ test('the rendered homeserver.yaml holds both settings, as Synapse reads them', 
     'print(c.media.media_retention_local_media_lifetime_ms, c.media.media_retention_remote_media_lifetime_ms, c.retention.retention_enabled,',
     '      c.retention.retention_default_max_lifetime, [j.interval for j in c.retention.retention_purge_jobs])',
   ].join('\n');
-  expect(execFileSync(programs().synapsePython, ['-c', code, synapse.homeserverFile], { encoding: 'utf8' }).trim()).toBe('20000 None True 15000 [5000]');
+  expect(execFileSync(programs().synapsePython, ['-c', code, synapse.homeserverFile], { encoding: 'utf8' }).trim()).toBe('20000 20000 True 15000 [5000]');
 });
 
 test('Synapse checks media retention once an hour (why the test shortens that timer)', () => {
@@ -145,20 +147,40 @@ async function upload(name: string): Promise<string> {
 const mediaFile = (id: string) => path.join(synapse.mediaDir, 'local_content', id.slice(0, 2), id.slice(2, 4), id.slice(4));
 const mediaRow = (id: string) => Number(pg.psql(`SELECT count(*) FROM local_media_repository WHERE media_id = '${id}'`, pg.database).trim());
 
-test(`media retention: an upload not downloaded for ${MEDIA_LIFETIME_S} s is deleted, file and record; a younger one stays`, async () => {
+const REMOTE = 'other.example.org';
+/** Where Synapse keeps a copy of another server's media (synapse/media/filepath.py remote_media_filepath). */
+const remoteFile = (fileId: string) => path.join(synapse.mediaDir, 'remote_content', REMOTE, fileId.slice(0, 2), fileId.slice(2, 4), fileId.slice(4));
+const remoteRow = (id: string) => Number(pg.psql(`SELECT count(*) FROM remote_media_cache WHERE media_origin = '${REMOTE}' AND media_id = '${id}'`, pg.database).trim());
+/** A copy of another server's media as Synapse's fetch leaves it: the cache row (last accessed `ageMs` ago) and the file. */
+function cacheRemote(id: string, ageMs: number): void {
+  const fileId = `${id}file`;
+  fs.mkdirSync(path.dirname(remoteFile(fileId)), { recursive: true });
+  fs.writeFileSync(remoteFile(fileId), `remote ${id}`);
+  const now = Date.now();
+  pg.psql(
+    'INSERT INTO remote_media_cache (media_origin, media_id, media_type, created_ts, upload_name, media_length, filesystem_id, last_access_ts) ' +
+      `VALUES ('${REMOTE}', '${id}', 'text/plain', ${now - ageMs}, '${id}.txt', 8, '${fileId}', ${now - ageMs})`,
+    pg.database,
+  );
+}
+
+test(`media retention: an upload or a remote copy not downloaded for ${MEDIA_LIFETIME_S} s is deleted, file and record; younger ones stay`, async () => {
   const old = await upload('old.txt');
   expect(fs.existsSync(mediaFile(old))).toBe(true);
   expect(mediaRow(old)).toBe(1);
+  cacheRemote('oldremote', 60_000);
   await sleep(12_000);
   const young = await upload('young.txt');
-  // The old upload goes once it is older than the lifetime, at the next check.
+  cacheRemote('youngremote', 0);
+  // The old ones go once they are older than the lifetime, at the next check.
   const t0 = Date.now();
-  while (fs.existsSync(mediaFile(old)) && Date.now() - t0 < 40_000) await sleep(250);
-  expect(fs.existsSync(mediaFile(old))).toBe(false);
-  expect(mediaRow(old)).toBe(0);
-  // The young one is about 10 s old, under the lifetime: kept.
-  expect(fs.existsSync(mediaFile(young))).toBe(true);
-  expect(mediaRow(young)).toBe(1);
+  while ((fs.existsSync(mediaFile(old)) || fs.existsSync(remoteFile('oldremotefile'))) && Date.now() - t0 < 40_000) await sleep(250);
+  expect([fs.existsSync(mediaFile(old)), mediaRow(old)]).toEqual([false, 0]);
+  expect([fs.existsSync(remoteFile('oldremotefile')), remoteRow('oldremote')]).toEqual([false, 0]);
+  // The young ones are about 10 s old, under the lifetime: kept.
+  expect([fs.existsSync(mediaFile(young)), mediaRow(young)]).toEqual([true, 1]);
+  expect([fs.existsSync(remoteFile('youngremotefile')), remoteRow('youngremote')]).toEqual([true, 1]);
+  expect(synapse.program.output()).toMatch(/Purging remote media last accessed before/);
   const gone = await fetch(`${synapse.base}/_matrix/client/v1/media/download/${setup.config.serverName}/${old}`, { headers: { Authorization: `Bearer ${token}` } });
   expect(gone.status).toBe(404);
   const kept = await fetch(`${synapse.base}/_matrix/client/v1/media/download/${setup.config.serverName}/${young}`, { headers: { Authorization: `Bearer ${token}` } });
