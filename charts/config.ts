@@ -45,6 +45,15 @@ const QUANTITY_UNIT: Record<string, number> = {
 };
 
 /** Bytes in a memory quantity such as "512Mi" or "2G". */
+/** PostgreSQL's major version at the start of an image tag ("17.11-bookworm", "18.1-standard-bookworm", "18"). */
+const POSTGRES_TAG_MAJOR = /^(\d+)(?:[.-]|$)/;
+
+/** The major version a PostgreSQL image tag begins with, or undefined when it does not begin with one. */
+export function postgresTagMajor(tag: string): number | undefined {
+  const m = POSTGRES_TAG_MAJOR.exec(tag);
+  return m === null ? undefined : Number(m[1]);
+}
+
 export function memoryBytes(quantity: string): number {
   const m = MEMORY_QUANTITY.exec(quantity);
   if (!m) throw new Error(`not a memory quantity: "${quantity}"`);
@@ -1287,6 +1296,17 @@ function databaseProblems(c: KudoConfig): string[] {
       problems.push(
         `postgres.cloudnativePg.recovery.serverName is "${recovery.serverName}", the name the Cluster archives under (postgres.cloudnativePg.backup.serverName): ` +
           'a recovered Cluster starts a new history and must archive under a new name (e.g. "postgres-r1"), or it would refuse the old, non-empty archive',
+      );
+    }
+    // The backup Jobs dump and restore with postgres.image's tools: pg_dump refuses a server of a newer major, and a
+    // newer pg_dump's archive may be one an older pg_restore cannot read.
+    const server = postgresTagMajor(pg.cloudnativePg.image.tag);
+    const tools = postgresTagMajor(pg.image.tag);
+    if (c.backup.enabled && server !== undefined && server !== tools) {
+      problems.push(
+        `postgres.image.tag "${pg.image.tag}" is the backup Jobs' pg_dump and pg_restore, but postgres.cloudnativePg.image.tag ` +
+          `"${pg.cloudnativePg.image.tag}" runs PostgreSQL ${server}: pg_dump refuses a server of a newer major, and another major's archive may not restore; ` +
+          `set postgres.image.tag to a ${server} tag (e.g. "${server}.x-bookworm") with it (README, "PostgreSQL 17 → 18")`,
       );
     }
     if (pg.cloudnativePg.synchronous && pg.cloudnativePg.instances < 2) {

@@ -4,7 +4,7 @@ import { Construct } from 'constructs';
 import { Certificate, CertificateSpecPrivateKeyAlgorithm, CertificateSpecPrivateKeyRotationPolicy, CertificateSpecUsages, Issuer } from '../imports/cert-manager.io';
 import { setSyncWave, WAVE } from './argocd';
 import type { DatabaseTls } from './database';
-import type { ImageConfig, ResourcesConfig, SecretRef, StorageConfig } from './config';
+import { postgresTagMajor, type ImageConfig, type ResourcesConfig, type SecretRef, type StorageConfig } from './config';
 import {
   bundledFile,
   exporterContainer,
@@ -34,13 +34,12 @@ const FIRST_MAJOR = 17;
 
 /** PostgreSQL's major version, read from the image tag (the official images' tags begin with it: "17.11-bookworm"). */
 export function postgresMajor(tag: string): number {
-  const m = /^(\d+)(?:[.-]|$)/.exec(tag);
-  if (m === null) {
+  const major = postgresTagMajor(tag);
+  if (major === undefined) {
     throw new Error(
       `postgres.image.tag "${tag}" must begin with PostgreSQL's major version (e.g. "17.11-bookworm"): the data directory is chosen by it (README, "PostgreSQL 17 → 18")`,
     );
   }
-  const major = Number(m[1]);
   if (major < FIRST_MAJOR) throw new Error(`postgres.image.tag "${tag}" is PostgreSQL ${major}; this stack runs ${FIRST_MAJOR} or later`);
   return major;
 }

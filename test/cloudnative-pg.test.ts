@@ -234,6 +234,11 @@ describe('bad combinations are refused, naming the key', () => {
       { postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false }, recovery: { serverName: 'postgres' } } } },
       'postgres.cloudnativePg.recovery needs postgres.cloudnativePg.backup',
     ],
+    // A destinationPath alone archives nothing: recovery needs the archive enabled too.
+    [
+      { postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { ...BACKUP, enabled: false, serverName: 'b' }, recovery: { serverName: 'postgres' } } } },
+      'postgres.cloudnativePg.recovery needs postgres.cloudnativePg.backup',
+    ],
     [
       { postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { ...BACKUP, serverName: 'b' }, recovery: { serverName: 'postgres', targetTime: 'yesterday' } } } },
       'postgres.cloudnativePg.recovery.targetTime: must be a time with its offset',
@@ -243,8 +248,36 @@ describe('bad combinations are refused, naming the key', () => {
       { postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { ...BACKUP, serverName: 'b' }, recovery: { serverName: 'postgres', targetTime: '2026-11-26 14:00:00Z' } } } },
       'postgres.cloudnativePg.recovery.targetTime: must be a time with its offset',
     ],
+    // The backup Jobs dump and restore with postgres.image: pg_dump refuses a server of a newer major.
+    [
+      { postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP, image: { tag: '18.1-standard-bookworm' } } } },
+      `postgres.image.tag "17.11-bookworm" is the backup Jobs' pg_dump and pg_restore, but postgres.cloudnativePg.image.tag "18.1-standard-bookworm" runs PostgreSQL 18`,
+    ],
+    [
+      { postgres: { mode: 'cloudnative-pg', image: { tag: '18.6-bookworm' }, cloudnativePg: { backup: BACKUP } } },
+      `postgres.image.tag "18.6-bookworm" is the backup Jobs' pg_dump and pg_restore, but postgres.cloudnativePg.image.tag "17.11-standard-bookworm" runs PostgreSQL 17`,
+    ],
   ])('%j', (input, message) => {
     expect(() => resolveConfig(input, 'kudo.yaml')).toThrow(message);
+  });
+});
+
+describe('a major upgrade (README, "PostgreSQL 17 → 18"): the server image and the backup Jobs\' image change together', () => {
+  test('both at 18: the Cluster runs the 18 image, the dump and restore Jobs the 18 tools', () => {
+    const m = synthAll(
+      config({ postgres: { mode: 'cloudnative-pg', image: { tag: '18.6-bookworm' }, cloudnativePg: { backup: BACKUP, image: { tag: '18.1-standard-bookworm' } } } }),
+    );
+    expect(find(m, 'Cluster', 'postgres').spec.imageName).toBe('ghcr.io/cloudnative-pg/postgresql:18.1-standard-bookworm');
+    expect(container(find(m, 'CronJob', 'postgres-backup'), 'dump').image).toBe('docker.io/library/postgres:18.6-bookworm');
+    expect(container(find(m, 'CronJob', 'postgres-restore'), 'restore').image).toBe('docker.io/library/postgres:18.6-bookworm');
+  });
+
+  test('without the backup Jobs the server image changes alone', () => {
+    const c = resolveConfig(
+      { postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: BACKUP, image: { tag: '18.1-standard-bookworm' } } }, backup: { enabled: false } },
+      'kudo.yaml',
+    );
+    expect(c.postgres.cloudnativePg.image.tag).toBe('18.1-standard-bookworm');
   });
 });
 

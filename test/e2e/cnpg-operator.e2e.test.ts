@@ -539,3 +539,61 @@ describe('postgres.mode cloudnative-pg recovered from its archive (postgres.clou
     expect(admitted(bare).spec.bootstrap.recovery).toMatchObject({ database: 'app', owner: 'app' });
   });
 });
+
+/**
+ * README, "PostgreSQL 17 → 18", with CloudNativePG: a major upgrade is the Cluster's image tag (the operator's offline
+ * in-place upgrade, pg_upgrade in a Job). The operator records the major the data directory was made by
+ * (status.pgDataImageInfo) when it first reconciles; its validating webhook then admits a newer major and refuses an
+ * older one.
+ */
+describe('postgres.mode cloudnative-pg: a major upgrade is the image tag', () => {
+  const namespaces = { stack: 'kudo-u', hostNetwork: 'kudo-u-media', app: 'kudo-u-app' };
+  const at = (server: string, tools: string) =>
+    rendered({
+      ...NO_BACKUP,
+      namespaces,
+      postgres: { ...NO_BACKUP.postgres, image: { tag: tools }, cloudnativePg: { ...NO_BACKUP.postgres.cloudnativePg, image: { tag: server } } },
+    });
+  const v17 = rendered({ ...NO_BACKUP, namespaces });
+  const ns = namespaces.stack;
+  const v18 = at('18.1-standard-bookworm', '18.6-bookworm');
+  const v16 = at('16.10-standard-bookworm', '16.10-bookworm');
+
+  test('the operator records the major of the data directory it made (17), then the webhook admits 18 and refuses a downgrade to 16', async () => {
+    const cluster17 = find(v17.manifests, 'Cluster', 'postgres');
+    expect(cluster17.spec.imageName).toMatch(/:17\./);
+    let r = apply(cnpgObjects(v17.manifests, ns), 'upgrade-17.yaml');
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    let info: any;
+    await waitUntil(
+      'the recorded major',
+      () => {
+        info = getJson('cluster', 'postgres', ns)?.status?.pgDataImageInfo;
+        return info === undefined ? 'no status.pgDataImageInfo yet' : null;
+      },
+      60_000,
+    );
+    expect(info).toMatchObject({ image: cluster17.spec.imageName, majorVersion: 17 });
+
+    // A downgrade, refused before anything changes.
+    r = apply([find(v16.manifests, 'Cluster', 'postgres')], 'upgrade-16.yaml');
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/The Cluster "postgres" is invalid: spec.imageName: Invalid value: "16": can't downgrade from major 17 to 16/);
+    expect(getJson('cluster', 'postgres', ns).spec.imageName).toBe(cluster17.spec.imageName);
+
+    // The upgrade: admitted; the operator keeps the data directory's major (17) until its upgrade Job has run.
+    const cluster18 = find(v18.manifests, 'Cluster', 'postgres');
+    r = apply([cluster18], 'upgrade-18.yaml');
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(getJson('cluster', 'postgres', ns).spec.imageName).toBe('ghcr.io/cloudnative-pg/postgresql:18.1-standard-bookworm');
+    await waitUntil(
+      "the operator's view of the request",
+      () => {
+        const status = getJson('cluster', 'postgres', ns).status;
+        return status.image === cluster18.spec.imageName ? null : `status.image ${status.image}`;
+      },
+      60_000,
+    );
+    expect(getJson('cluster', 'postgres', ns).status.pgDataImageInfo.majorVersion).toBe(17);
+  });
+});
