@@ -228,14 +228,25 @@ export interface SyncRun {
  * Runs argosync (Argo CD's sync engine, test/cluster/argosync) on a folder
  * of manifests against the cluster, and waits for it to exit.
  */
-export async function argoSync(c: Cluster, dir: string, opts: { timeoutSeconds: number; app?: string; prune?: boolean }): Promise<SyncRun> {
+export async function argoSync(
+  c: Cluster,
+  dir: string,
+  opts: { timeoutSeconds: number; app?: string; prune?: boolean; /** Argo CD's ARGOCD_SYNC_WAVE_DELAY. @default 2 */ waveDelaySeconds?: number },
+): Promise<SyncRun> {
   const out = tempDir(`argosync-${opts.app ?? 'kudo'}`);
   const stdoutFile = path.join(out, 'events.jsonl');
   const stderrFile = path.join(out, 'argosync.log');
   const [o, e] = [fs.openSync(stdoutFile, 'w'), fs.openSync(stderrFile, 'w')];
   const child = spawn(
     clusterPrograms().argosync,
-    [`--manifests=${dir}`, `--kubeconfig=${c.kubeconfig}`, `--timeout=${opts.timeoutSeconds}s`, `--app=${opts.app ?? 'kudo'}`, ...(opts.prune ? ['--prune'] : [])],
+    [
+      `--manifests=${dir}`,
+      `--kubeconfig=${c.kubeconfig}`,
+      `--timeout=${opts.timeoutSeconds}s`,
+      `--app=${opts.app ?? 'kudo'}`,
+      ...(opts.prune ? ['--prune'] : []),
+      ...(opts.waveDelaySeconds === undefined ? [] : [`--wave-delay=${opts.waveDelaySeconds}s`]),
+    ],
     {
       stdio: ['ignore', o, e],
     },
