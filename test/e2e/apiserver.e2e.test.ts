@@ -10,7 +10,8 @@ import * as yaml from 'js-yaml';
 import { cronProblem } from '../../charts/k8s-names';
 import { CRON_CASES } from '../cron.cases';
 import { ApiServer, CRD_FILES, startApiServer } from './apiserver';
-import { Manifest, Program, rendered, ROOT, SHARED_DIR, tempDir } from './harness';
+import { Manifest, Program, rendered, ROOT, tempDir } from './harness';
+import { CRDS_DIR } from '../k8s-schema';
 
 let api: ApiServer;
 let dir: string;
@@ -25,7 +26,7 @@ const apply = (target: string, allowFail = false) => api.kubectl(['apply', '--se
 beforeAll(async () => {
   dir = tempDir('apiserver');
   api = await startApiServer({ logDir: dir });
-  for (const crd of CRD_FILES) api.kubectl(['apply', '--server-side', '-f', path.join(SHARED_DIR, 'crds', crd)]);
+  for (const crd of CRD_FILES) api.kubectl(['apply', '--server-side', '-f', path.join(CRDS_DIR, crd)]);
   api.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
 }, 120_000);
 

@@ -37,7 +37,8 @@ import * as fs from 'fs';
 import * as https from 'https';
 import * as os from 'os';
 import * as path from 'path';
-import { freePort, Program, SHARED_DIR } from './harness';
+import { freePort, Program } from './harness';
+import { CRDS_DIR } from '../k8s-schema';
 
 export interface KubectlResult {
   code: number;
@@ -90,7 +91,7 @@ function cacheDir(): string {
 
 /**
  * The CRDs the rendered manifests use (cert-manager, Argo CD, Gateway API,
- * prometheus-operator), as files of the pinned set in SHARED_DIR/crds.
+ * prometheus-operator), as files of the pinned set in CRDS_DIR.
  */
 export const CRD_FILES = [
   'cert-manager/certificates.yaml',
@@ -102,9 +103,9 @@ export const CRD_FILES = [
   'prometheus-operator/servicemonitors.yaml',
 ] as const;
 
-/** Installs CRDs (files under SHARED_DIR/crds; CRD_FILES unless told) and waits until every CRD is Established. */
+/** Installs CRDs (files under CRDS_DIR; CRD_FILES unless told) and waits until every CRD is Established. */
 export function installCrds(api: ApiServer, files: readonly string[] = CRD_FILES): void {
-  for (const crd of files) api.kubectl(['apply', '--server-side', '-f', path.join(SHARED_DIR, 'crds', crd)]);
+  for (const crd of files) api.kubectl(['apply', '--server-side', '-f', path.join(CRDS_DIR, crd)]);
   api.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
 }
 

@@ -35,7 +35,8 @@ import * as path from 'path';
 import * as yaml from 'js-yaml';
 import { waitUntil } from '../cluster/cluster';
 import { ApiServer, installCrds, startApiServer } from './apiserver';
-import { configMapFile, container, find, freePort, Manifest, podSpec, Program, programs, rendered, SHARED_DIR, tempDir } from './harness';
+import { configMapFile, container, find, freePort, Manifest, podSpec, Program, programs, rendered, tempDir } from './harness';
+import { CRDS_DIR } from '../k8s-schema';
 import { unprivileged } from './postgres';
 
 /** The CRDs pinned beside the charts, which the rendered manifests are written against. */
@@ -200,7 +201,7 @@ beforeAll(async () => {
 
   // The pinned CRDs, then the release's others: the operator watches every kind it defines.
   installCrds(api, PINNED_CRDS);
-  const pinned = new Set(PINNED_CRDS.flatMap((f) => (yaml.loadAll(fs.readFileSync(path.join(SHARED_DIR, 'crds', f), 'utf8')) as Manifest[]).map((c) => c.metadata.name)));
+  const pinned = new Set(PINNED_CRDS.flatMap((f) => (yaml.loadAll(fs.readFileSync(path.join(CRDS_DIR, f), 'utf8')) as Manifest[]).map((c) => c.metadata.name)));
   const ns = deployment.metadata.namespace!;
   const setup = release.filter(
     (m) =>
@@ -288,7 +289,7 @@ afterAll(async () => {
 describe('the operator is the one the pinned CRDs come from', () => {
   test("each pinned CloudNativePG CRD is the release manifest's, byte for byte in its spec", () => {
     const crds = ['clusters.yaml', 'backups.yaml', 'scheduledbackups.yaml', 'poolers.yaml'].map(
-      (f) => yaml.load(fs.readFileSync(path.join(SHARED_DIR, 'crds', 'cloudnative-pg', f), 'utf8')) as Manifest,
+      (f) => yaml.load(fs.readFileSync(path.join(CRDS_DIR, 'cloudnative-pg', f), 'utf8')) as Manifest,
     );
     for (const crd of crds) expect([crd.metadata.name, crd.spec]).toEqual([crd.metadata.name, releaseObject('CustomResourceDefinition', crd.metadata.name).spec]);
   });

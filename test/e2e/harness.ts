@@ -16,8 +16,6 @@ import { FakeKubeApi } from '../fake-kube-api';
 import { find, Manifest, podSpec, synthAll } from '../util';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
-/** Where the pinned data lives (crds/, schemas/): the repository itself, so a clone runs alone. */
-export const SHARED_DIR = ROOT;
 
 /**
  * Every change made to a rendered config so it runs on this machine rather
