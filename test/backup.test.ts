@@ -209,6 +209,11 @@ describe('a backup volume too small for what it must hold is refused', () => {
   test('20Gi of media and a 10Gi database (the small defaults) fit the default 50Gi', () => {
     expect(() => resolveConfig({})).not.toThrow();
     expect(() => resolveConfig({ backup: { storage: { size: '38Gi' } } })).not.toThrow();
+    // Exactly 1.25 x 30Gi is enough.
+    expect(resolveConfig({ backup: { storage: { size: '38400Mi' } } }).backup.storage.size).toBe('38400Mi');
+  });
+  test('with backups off the volume is not checked (it is not rendered)', () => {
+    expect(resolveConfig({ backup: { enabled: false, storage: { size: '1Gi' } } }).backup.storage.size).toBe('1Gi');
   });
   test('37Gi is less than 1.25 x 30Gi', () => {
     expect(() => resolveConfig({ backup: { storage: { size: '37Gi' } } })).toThrow(

@@ -384,6 +384,17 @@ describe('production keeps a copy of the backups off-site, or says why not', () 
       'postgres.cloudnativePg.backup archives the database to S3, but the media and the Secrets stay on the kudo-backups volume in the cluster',
     );
     expect(resolveConfig({ profile: 'production', postgres: cnpg, backup: { s3: S3 } }).backup.s3.enabled).toBe(true);
+    // Without a WAL archive (the StatefulSet, or CloudNativePG's archive turned off) the message does not speak of one.
+    expect(rejection({ profile: 'production' })).toMatch(/or cluster loses the data and its backups together$/m);
+    expect(rejection({ profile: 'production', postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false } } } })).toMatch(
+      /or cluster loses the data and its backups together$/m,
+    );
+  });
+
+  test('backup.s3 with the backups turned off copies nothing off-site: still refused', () => {
+    expect(rejection({ profile: 'production', backup: { enabled: false, s3: S3 } })).toContain(
+      'profile "production" keeps no backup off-site: set backup.enabled: true, backup.s3.enabled: true',
+    );
   });
 
   test('backup.s3, or a waiver with a reason, is accepted', () => {
@@ -403,5 +414,98 @@ describe('production keeps a copy of the backups off-site, or says why not', () 
       'backup.offsite.waived is set, but backup.s3.enabled is true: the backups are copied off-site; remove the waiver',
     );
     expect(rejection({ backup: { offsite: { reason: 'x' } } })).toContain('backup.offsite.reason: unknown key');
+  });
+});
+
+describe('cross-checks at their edges: the last value accepted, the first refused', () => {
+  test('a pool whose min equals its max is accepted; one larger than its max is refused', () => {
+    expect(resolveConfig({ synapse: { databasePool: { min: 10, max: 10 } } }).synapse.databasePool).toEqual({ min: 10, max: 10 });
+    expect(resolveConfig({ synapse: { workers: { enabled: true, databasePool: { min: 5, max: 5 } } } }).synapse.workers.databasePool).toEqual({ min: 5, max: 5 });
+    expect(rejection({ synapse: { workers: { enabled: true, databasePool: { min: 6, max: 5 } } } })).toContain(
+      'synapse.workers.databasePool.min (6) is larger than synapse.workers.databasePool.max (5)',
+    );
+  });
+
+  test('postgres.maxConnections of exactly the pools plus the 10 reserved is accepted', () => {
+    // synapse.databasePool.max 10 by default, no workers.
+    expect(resolveConfig({ postgres: { maxConnections: 20 } }).postgres.maxConnections).toBe(20);
+    expect(rejection({ postgres: { maxConnections: 19 } })).toContain('postgres.maxConnections (19) must be at least synapse.databasePool.max (10) + 10');
+  });
+
+  test('a LiveKit range of exactly two ports per participant is accepted; one port fewer names the range that would do', () => {
+    expect(resolveConfig({ livekit: { participantsPerNode: 60, rtc: { portRangeStart: 50000, portRangeEnd: 50119 } } }).livekit.rtc.portRangeEnd).toBe(50119);
+    expect(rejection({ livekit: { participantsPerNode: 60, rtc: { portRangeStart: 50000, portRangeEnd: 50118 } } })).toContain(
+      'has 119 ports, fewer than the 120 that livekit.participantsPerNode (60) needs',
+    );
+    expect(rejection({ livekit: { participantsPerNode: 60, rtc: { portRangeStart: 50000, portRangeEnd: 50118 } } })).toContain(
+      'widen the range to at least 50000-50119, or set livekit.rtc.udpPort to share one port',
+    );
+    // With the UDP mux the range is not used for media: one port is a range.
+    expect(resolveConfig({ livekit: { rtc: { udpPort: 7882, portRangeStart: 50000, portRangeEnd: 50000 } } }).livekit.rtc.portRangeStart).toBe(50000);
+  });
+
+  test('relay ports: min above max, a one-port range (no pair), an odd first port (the suggested range starts at the next even one)', () => {
+    expect(rejection({ coturn: { relayPorts: { min: 50000, max: 50000 } } })).toContain('coturn.relayPorts 50000-50000 hold 0 even/odd port pairs');
+    expect(rejection({ coturn: { relayPorts: { min: 20000, max: 10000 } } })).toContain('coturn.relayPorts.min (20000) is larger than coturn.relayPorts.max (10000)');
+    expect(rejection({ coturn: { relayPorts: { min: 49152, max: 49252 }, totalQuota: 1200 } })).toContain(
+      'an allocation may take a pair (EVEN-PORT, for RTP and RTCP), so coturn would run out of ports before the quota refuses anyone',
+    );
+    expect(rejection({ coturn: { relayPorts: { min: 10001, max: 10200 }, totalQuota: 100 } })).toContain('widen coturn.relayPorts to 10002-10201 or lower coturn.totalQuota');
+  });
+
+  test('STUN servers and a public IP are refused beside the node address that would ignore them', () => {
+    expect(rejection({ livekit: { rtc: { stunServers: ['stun.example.org:3478'] } } })).toContain('livekit.rtc.stunServers is used only when livekit.rtc.nodeAddress is "stun"');
+    expect(rejection({ livekit: { rtc: { nodeAddress: 'host-ip', publicIp: '203.0.113.9' } } })).toContain(
+      'livekit.rtc.publicIp is used only when livekit.rtc.nodeAddress is "node-external-ip" (the default)',
+    );
+    expect(resolveConfig({ livekit: { rtc: { publicIp: '203.0.113.9' } } }).livekit.rtc.publicIp).toBe('203.0.113.9');
+  });
+
+  test('host ports: a range that starts or ends on a fixed port includes it', () => {
+    expect(rejection({ livekit: { rtc: { udpPort: 5349 } } })).toContain('livekit.rtc.udpPort collides with the coturn TLS port 5349');
+    expect(rejection({ coturn: { relayPorts: { min: 9641, max: 12399 } } })).toContain('coturn.relayPorts 9641-12399 include the coturn metrics port 9641');
+    expect(rejection({ coturn: { relayPorts: { min: 1000, max: 3478 } } })).toContain('coturn.relayPorts 1000-3478 include the coturn listening port 3478');
+    expect(rejection({ coturn: { relayPorts: { min: 7881, max: 12399 } } })).toContain('coturn.relayPorts 7881-12399 include the livekit.rtc.tcpPort');
+    expect(rejection({ coturn: { relayPorts: { min: 4000, max: 6789 } } })).toContain('coturn.relayPorts 4000-6789 include the LiveKit metrics port 6789');
+    const lk = rejection({ livekit: { rtc: { portRangeStart: 6789, portRangeEnd: 7880 } } });
+    expect(lk).toContain('livekit.rtc.portRange 6789-7880 includes the LiveKit metrics port 6789');
+    expect(lk).toContain('livekit.rtc.portRange 6789-7880 includes the LiveKit API port 7880');
+    expect(rejection({ livekit: { rtc: { portRangeStart: 8000, portRangeEnd: 10000 } } })).toContain('livekit.rtc.portRange 8000-10000 overlaps coturn.relayPorts 10000-12399');
+    expect(rejection({ livekit: { rtc: { portRangeStart: 12399, portRangeEnd: 13000 } } })).toContain('livekit.rtc.portRange 12399-13000 overlaps coturn.relayPorts 10000-12399');
+    // With the UDP mux (udpPort) LiveKit binds no range: it may hold anything.
+    expect(resolveConfig({ livekit: { rtc: { udpPort: 7882, portRangeStart: 6789, portRangeEnd: 12399 } } }).livekit.rtc.udpPort).toBe(7882);
+  });
+
+  test('a Matrix user ID of exactly 255 characters is accepted', () => {
+    // "@" + 242 + ":example.com" (12) = 255.
+    expect(resolveConfig({ synapse: { adminUser: 'a'.repeat(242) } }).synapse.adminUser).toHaveLength(242);
+    expect(rejection({ synapse: { adminUser: 'a'.repeat(243) } })).toContain('is 256 characters; Matrix allows 255');
+  });
+});
+
+describe('a refusal says what it found, and guesses the key whatever its case', () => {
+  test('null and a mapping are named as such', () => {
+    expect(rejection({ synapse: { reportStats: null } })).toContain('synapse.reportStats: expected boolean, found null');
+    expect(rejection({ synapse: { reportStats: { on: true } } })).toContain('synapse.reportStats: expected boolean, found a mapping');
+  });
+
+  test("production: a section that is not a mapping is refused as it is, not merged into the profile's", () => {
+    expect(rejection({ profile: 'production', livekit: null })).toContain('livekit: expected object, found null');
+    expect(rejection({ profile: 'production', livekit: ['big'] })).toContain('livekit: expected object, found a list');
+    expect(rejection({ profile: 'production', livekit: 'big' })).toContain('livekit: expected object, found string "big"');
+    expect(rejection({ profile: 'production', livekit: 5 })).toContain('livekit: expected object, found number 5');
+  });
+
+  test('a short key two edits away still gets a suggestion; each unknown key is a line of its own', () => {
+    expect(rejection({ tsl: {} })).toContain('tsl: unknown key (did you mean "tls"?)');
+    expect(rejection({ tsl: {}, zzzzzzzz: 1 })).toMatch(/\n {2}- zzzzzzzz: unknown key; allowed here: /);
+  });
+
+  test('a key in the wrong case gets the right one suggested', () => {
+    expect(rejection({ DOMAIN: 'example.org' })).toContain('DOMAIN: unknown key (did you mean "domain"?)');
+    // A typo beside a key in capitals: "URL" against "url" would cost three more edits, too many for a 10-letter key.
+    expect(rejection({ postgres: { cloudnativePg: { backup: { endpoinURL: 'https://s3.example.com' } } } })).toContain(
+      'postgres.cloudnativePg.backup.endpoinURL: unknown key (did you mean "postgres.cloudnativePg.backup.endpointURL"?)',
+    );
   });
 });
