@@ -102,3 +102,8 @@ describe('bad combinations are refused, naming the key', () => {
     expect(() => resolveConfig(input, 'kudo.yaml')).toThrow(message);
   });
 });
+
+test("the StatefulSet's PostgreSQL takes the superuser password from your Secret", () => {
+  const c = resolveConfig({ secrets: { mode: 'existing', refs: { postgresSuperuserPassword: { name: 'pg', key: 'superuser' } } } });
+  expect(c.secrets.refs.postgresSuperuserPassword).toEqual({ name: 'pg', key: 'superuser' });
+});
