@@ -23,6 +23,7 @@
  * PostgreSQL); nothing in a pod reads a Secret, so a restart after a changed
  * Secret is the README's command, not tested here.
  */
+import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Manifest, Program, ROOT, sleep, tempDir } from '../e2e/harness';
@@ -49,12 +50,26 @@ const CONFIGS = {
   },
   productionUnpinned: { profile: 'production', backup: { s3: S3 }, monitoring: { enabled: true } },
   cnpg: { ...SMALL_SIZES, profile: 'production', backup: { ...SMALL_SIZES.backup, s3: S3 }, monitoring: { enabled: true }, postgres: { ...SMALL_SIZES.postgres, ...CNPG } },
+  noBackups: {
+    ...SMALL_SIZES,
+    profile: 'production',
+    backup: { enabled: false, offsite: { waived: 'the transitions test turns backups off' } },
+    monitoring: { enabled: true },
+    postgres: { ...SMALL_SIZES.postgres, ...CNPG },
+  },
 };
 type Step = keyof typeof CONFIGS;
 
-/** The README's command ("Pruning with plain kubectl"), without its `-f dist/`. */
-const PRUNE = ['--prune', '-l', 'app.kubernetes.io/part-of=kudo'];
-const README_PRUNE = 'kubectl apply -f dist/ --prune -l app.kubernetes.io/part-of=kudo';
+/** The README's PRUNE line ("Pruning with plain kubectl"), as the shell expands it: the flags of `kubectl apply -f dist/ $PRUNE`. */
+const PRUNE_LINE = /^ *(PRUNE=.*)$/m.exec(fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8'))?.[1];
+const PRUNE =
+  PRUNE_LINE === undefined
+    ? []
+    : execFileSync('bash', ['-c', `${PRUNE_LINE}\nprintf '%s\\n' $PRUNE`], { encoding: 'utf8' })
+        .trim()
+        .split('\n');
+/** What kubectl prunes without an allow-list: its own default kinds, claims and Namespaces among them. */
+const DEFAULT_PRUNE = ['--prune', '-l', 'app.kubernetes.io/part-of=kudo'];
 const HOOK = 'argocd.argoproj.io/hook';
 const STACK = 'kudo';
 
@@ -79,7 +94,8 @@ const allKinds = () => (kinds ??= [...new Set((Object.keys(CONFIGS) as Step[]).f
 /** The objects labelled part of the stack that the cluster holds, of every kind any step renders. */
 function live(c: Cluster): Set<string> {
   const items = c.get([allKinds().join(','), '-A', '-l', 'app.kubernetes.io/part-of=kudo']).items as any[];
-  return new Set(items.filter((o) => !o.metadata.deletionTimestamp).map((o) => id(o.kind, o.metadata.namespace, o.metadata.name)));
+  // Objects a controller made (a CronJob's Jobs, on its schedule) are not the render's: only those without an owner.
+  return new Set(items.filter((o) => !o.metadata.deletionTimestamp && !o.metadata.ownerReferences?.length).map((o) => id(o.kind, o.metadata.namespace, o.metadata.name)));
 }
 
 /** What the render has that the cluster lacks, and what the cluster still has that the render dropped. */
@@ -161,8 +177,12 @@ function runGenerators(c: Cluster, ns: string) {
   };
 }
 
-test("the README's prune command is the one this file runs", () => {
-  expect(fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8')).toContain(README_PRUNE);
+test("the README's prune command is the one this file runs: the label and an allow-list of kinds that hold no data", () => {
+  expect(fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8')).toContain('kubectl apply -f dist/ $PRUNE');
+  expect(PRUNE.slice(0, 3)).toEqual(DEFAULT_PRUNE);
+  const kinds = PRUNE.slice(3).map((f) => f.replace(/^--prune-allowlist=/, ''));
+  expect(kinds.length).toBeGreaterThan(10);
+  expect(kinds.filter((k) => /\/(PersistentVolumeClaim|PersistentVolume|Namespace|Secret|Cluster)$/.test(k))).toEqual([]);
 });
 
 describe('under plain kubectl apply with the README prune command', () => {
@@ -319,20 +339,36 @@ describe('under plain kubectl apply with the README prune command', () => {
     const kept = claims(c, [STACK])['kudo/data-postgres-0'];
     expect(kept).toBe(first.claims['kudo/data-postgres-0']);
     expectDataKept();
-    // kubectl's default prune list has no cert-manager or monitoring kinds: the README's line deletes them.
+    // The allow-list has cert-manager's kinds but no monitoring kind (its CRDs are optional): the README's line deletes it.
     // (The runbook's own Jobs, made from the CronJobs, were never applied: not kubectl's to prune.)
     const runbookJobs = (k: string) => ['Job kudo/dump-now', 'Job kudo/restore-db'].includes(k);
     const { leftover } = compare(c, ms, runbookJobs);
-    expect(leftover).toEqual([
-      'Certificate kudo/postgres-ca',
-      'Certificate kudo/postgres-tls',
-      'Issuer kudo/postgres-ca',
-      'Issuer kudo/postgres-selfsigned',
-      'ServiceMonitor kudo/postgres',
-    ]);
-    sh(['-n', STACK, 'delete', 'issuer,certificate', '-l', 'app.kubernetes.io/instance=kudo-postgres']);
+    expect(leftover).toEqual(['ServiceMonitor kudo/postgres']);
     sh(['-n', STACK, 'delete', 'servicemonitor', 'postgres']);
     expect(compare(c, ms, runbookJobs)).toEqual({ missing: [], leftover: [] });
+  });
+
+  test("backups off: their CronJobs and NetworkPolicy are pruned, their claim and its volume kept (kubectl's default kinds would delete it)", async () => {
+    const ms = manifests('noBackups');
+    const dir = render('noBackups');
+    expect(ms.some((m) => m.metadata.name === 'kudo-backups')).toBe(false);
+    // The control: without the allow-list, kubectl would delete the claim (a server-side dry run changes nothing).
+    const control = c.kubectl(['apply', '-f', dir, ...DEFAULT_PRUNE, '--dry-run=server']).stdout;
+    expect(control).toMatch(/^persistentvolumeclaim\/kudo-backups pruned/m);
+    // Why the list has no optional CRD's kinds: kubectl refuses the whole apply for a kind the cluster lacks.
+    const lacking = c.kubectl(['apply', '-f', dir, ...PRUNE, '--prune-allowlist=example.org/v1/Nothing', '--dry-run=server'], { allowFail: true });
+    expect(lacking.code).not.toBe(0);
+    expect(lacking.stderr).toMatch(/example\.org\/v1\/Nothing|Nothing/);
+    applyStep(dir);
+    await waitConverged(c, namespaces, 240_000);
+    expect(objects(c, 'cronjobs', [STACK]).filter((j) => /backup|restore/.test(j.metadata.name))).toEqual([]);
+    expect(objects(c, 'networkpolicies', [STACK]).map((n) => n.metadata.name)).not.toContain('backup');
+    const runbookJobs = (k: string) => ['Job kudo/dump-now', 'Job kudo/restore-db'].includes(k);
+    // With monitoring on, the backups' alerts are a kind the list leaves alone: the README's line deletes them.
+    expect(compare(c, ms, runbookJobs)).toEqual({ missing: [], leftover: ['PrometheusRule kudo/backup'] });
+    c.kubectl(['-n', STACK, 'delete', 'prometheusrule', 'backup']);
+    expect(compare(c, ms, runbookJobs)).toEqual({ missing: [], leftover: [] });
+    expect(claims(c, [STACK])['kudo/kudo-backups']).toBe(first.claims['kudo/kudo-backups']);
   });
 });
 
