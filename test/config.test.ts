@@ -83,8 +83,17 @@ describe('rejected input names the key path', () => {
     expect(msg).toContain('allowed here: size, className');
   });
 
+  test("an unknown key in a list's eleventh item is checked against the item's keys", () => {
+    const tolerations = [...Array.from({ length: 10 }, (_, i) => ({ key: `k${i}`, operator: 'Exists' })), { key: 'k10', operater: 'Exists' }];
+    expect(rejection({ scheduling: { tools: { tolerations } } })).toContain(
+      'scheduling.tools.tolerations.10.operater: unknown key (did you mean "scheduling.tools.tolerations.10.operator"?); allowed here: key, operator, value, effect, tolerationSeconds',
+    );
+  });
+
   test('an unknown key that resembles nothing gets no suggestion', () => {
     expect(rejection({ zzzzzzzz: 1 })).toMatch(/zzzzzzzz: unknown key; allowed here:/);
+    // Three edits from "hosts" is too far for an 8-letter key (at most 2, or a third of its length).
+    expect(rejection({ hostsxyz: {} })).toMatch(/hostsxyz: unknown key; allowed here:/);
   });
 
   test('wrong type', () => {
@@ -472,8 +481,30 @@ describe('cross-checks at their edges: the last value accepted, the first refuse
     expect(lk).toContain('livekit.rtc.portRange 6789-7880 includes the LiveKit API port 7880');
     expect(rejection({ livekit: { rtc: { portRangeStart: 8000, portRangeEnd: 10000 } } })).toContain('livekit.rtc.portRange 8000-10000 overlaps coturn.relayPorts 10000-12399');
     expect(rejection({ livekit: { rtc: { portRangeStart: 12399, portRangeEnd: 13000 } } })).toContain('livekit.rtc.portRange 12399-13000 overlaps coturn.relayPorts 10000-12399');
+    // Ranges below the fixed ports include none of them.
+    expect(resolveConfig({ coturn: { relayPorts: { min: 1024, max: 3423 } } }).coturn.relayPorts).toEqual({ min: 1024, max: 3423 });
+    expect(resolveConfig({ livekit: { rtc: { portRangeStart: 5400, portRangeEnd: 6399 } } }).livekit.rtc.portRangeStart).toBe(5400);
     // With the UDP mux (udpPort) LiveKit binds no range: it may hold anything.
     expect(resolveConfig({ livekit: { rtc: { udpPort: 7882, portRangeStart: 6789, portRangeEnd: 12399 } } }).livekit.rtc.udpPort).toBe(7882);
+  });
+
+  test('every problem is a line of its own: three hosts that are one', () => {
+    const dns = 'each needs a DNS record, route and certificate of its own';
+    expect(rejection({ hosts: { livekit: 'matrix.example.com', turn: 'matrix.example.com' } })).toBe(
+      'kudo.yaml is invalid:\n' +
+        `  - hosts.matrix and hosts.livekit are both "matrix.example.com"; ${dns}\n` +
+        `  - hosts.matrix and hosts.turn are both "matrix.example.com"; ${dns}\n` +
+        `  - hosts.livekit and hosts.turn are both "matrix.example.com"; ${dns}`,
+    );
+  });
+
+  test("the admin API's refusals say what to do instead", () => {
+    expect(rejection({ app: { outsideCluster: true } })).toContain(
+      "which needs synapse.adminApi.expose: true with synapse.adminApi.sourceRanges listing the app's fixed egress addresses",
+    );
+    expect(rejection({ ingress: { controller: 'traefik' }, synapse: { adminApi: { expose: true, sourceRanges: ['203.0.113.0/24'] } } })).toContain(
+      'ingress.controller "traefik" has no Ingress annotation that limits source addresses (ingress-nginx and haproxy have one); let the app use MATRIX_ADMIN_URL inside the cluster instead',
+    );
   });
 
   test('a Matrix user ID of exactly 255 characters is accepted', () => {
