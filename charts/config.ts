@@ -1148,6 +1148,9 @@ function checkCombinations(c: KudoConfig, source: string): void {
   ] as const;
   for (const [p, name] of turnPorts) {
     if (lk.has(p)) problems.push(`${lk.get(p)} collides with the ${name}`);
+    if (rtc.udpPort === undefined && p >= rtc.portRangeStart && p <= rtc.portRangeEnd) {
+      problems.push(`livekit.rtc.portRange ${rtc.portRangeStart}-${rtc.portRangeEnd} includes the ${name}`);
+    }
     if (p >= relay.min && p <= relay.max) problems.push(`coturn.relayPorts ${relay.min}-${relay.max} include the ${name}`);
   }
   for (const [p, name] of lk) {

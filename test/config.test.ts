@@ -481,6 +481,10 @@ describe('cross-checks at their edges: the last value accepted, the first refuse
     expect(lk).toContain('livekit.rtc.portRange 6789-7880 includes the LiveKit API port 7880');
     expect(rejection({ livekit: { rtc: { portRangeStart: 8000, portRangeEnd: 10000 } } })).toContain('livekit.rtc.portRange 8000-10000 overlaps coturn.relayPorts 10000-12399');
     expect(rejection({ livekit: { rtc: { portRangeStart: 12399, portRangeEnd: 13000 } } })).toContain('livekit.rtc.portRange 12399-13000 overlaps coturn.relayPorts 10000-12399');
+    // coturn listens on the host too (hostNetwork), on UDP as well.
+    const turn = rejection({ livekit: { rtc: { portRangeStart: 3478, portRangeEnd: 5349 } } });
+    expect(turn).toContain('livekit.rtc.portRange 3478-5349 includes the coturn listening port 3478');
+    expect(turn).toContain('livekit.rtc.portRange 3478-5349 includes the coturn TLS port 5349');
     // Ranges below the fixed ports include none of them.
     expect(resolveConfig({ coturn: { relayPorts: { min: 1024, max: 3423 } } }).coturn.relayPorts).toEqual({ min: 1024, max: 3423 });
     expect(resolveConfig({ livekit: { rtc: { portRangeStart: 5400, portRangeEnd: 6399 } } }).livekit.rtc.portRangeStart).toBe(5400);
