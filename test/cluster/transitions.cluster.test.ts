@@ -177,6 +177,34 @@ function runGenerators(c: Cluster, ns: string) {
   };
 }
 
+/** What the first step of a chain leaves: kudo-synapse's values and the claims. */
+interface FirstStep {
+  synapse: Record<string, string>;
+  claims: Record<string, string>;
+}
+
+/** A chain's bookkeeping between its steps, over the state its describe block holds. */
+function bookkeeping(state: () => { c: Cluster; gen: ReturnType<typeof runGenerators>; namespaces: string[]; first: FirstStep }) {
+  let runsBefore = 0;
+  return {
+    /** The generator runs since the last call. */
+    newRuns: async (): Promise<GeneratorRun[]> => {
+      const all = await state().gen.settled();
+      const fresh = all.slice(runsBefore);
+      runsBefore = all.length;
+      return fresh;
+    },
+    /** The generated Secrets and the claims are the ones the first step made; old values unchanged. */
+    expectDataKept: (): void => {
+      const { c, namespaces, first } = state();
+      const now = secretData(c, STACK, 'kudo-synapse');
+      expect(Object.fromEntries(Object.keys(first.synapse).map((k) => [k, now[k]]))).toEqual(first.synapse);
+      const claimsNow = claims(c, namespaces);
+      expect(Object.fromEntries(Object.keys(first.claims).map((k) => [k, claimsNow[k]]))).toEqual(first.claims);
+    },
+  };
+}
+
 test("the README's prune command is the one this file runs: the label and an allow-list of kinds that hold no data", () => {
   expect(fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8')).toContain('kubectl apply -f dist/ $PRUNE');
   expect(PRUNE.slice(0, 3)).toEqual(DEFAULT_PRUNE);
@@ -189,8 +217,7 @@ describe('under plain kubectl apply with the README prune command', () => {
   let c: Cluster;
   let gen: ReturnType<typeof runGenerators>;
   let namespaces: string[];
-  let first: { synapse: Record<string, string>; claims: Record<string, string> };
-  let runsBefore = 0;
+  let first: FirstStep;
 
   const podsOf = (cl: Cluster, selector: string) =>
     (cl.get(['pods', '-n', STACK, '-l', selector]).items as any[]).filter((p) => !p.metadata.deletionTimestamp).map((p) => p.metadata.name as string);
@@ -199,20 +226,7 @@ describe('under plain kubectl apply with the README prune command', () => {
     if (r.code !== 0) throw new Error(`kubectl apply -f ${dir} --prune failed (${r.code}):\n${r.stderr}`);
     return r.stdout;
   };
-  /** The generator runs since the last call. */
-  const newRuns = async () => {
-    const all = await gen.settled();
-    const fresh = all.slice(runsBefore);
-    runsBefore = all.length;
-    return fresh;
-  };
-  /** The generated Secrets and the claims are the ones the first step made; old values unchanged. */
-  const expectDataKept = () => {
-    const now = secretData(c, STACK, 'kudo-synapse');
-    expect(Object.fromEntries(Object.keys(first.synapse).map((k) => [k, now[k]]))).toEqual(first.synapse);
-    const claimsNow = claims(c, namespaces);
-    expect(Object.fromEntries(Object.keys(first.claims).map((k) => [k, claimsNow[k]]))).toEqual(first.claims);
-  };
+  const { newRuns, expectDataKept } = bookkeeping(() => ({ c, gen, namespaces, first }));
 
   beforeAll(async () => {
     c = await startCluster('production');
@@ -376,8 +390,7 @@ describe("under Argo CD's sync engine with prune", () => {
   let c: Cluster;
   let gen: ReturnType<typeof runGenerators>;
   let namespaces: string[];
-  let first: { synapse: Record<string, string>; claims: Record<string, string> };
-  let runsBefore = 0;
+  let first: FirstStep;
   // Argo CD tracks no hook: the generator's create Roles go when the sync ends, old hook Jobs stay until their TTL.
   const hooks = (step: Step) =>
     new Set(
@@ -398,18 +411,7 @@ describe("under Argo CD's sync engine with prune", () => {
     if (run.code !== 0 || done?.phase !== 'Succeeded') throw new Error(`the sync did not succeed (${run.code}): ${JSON.stringify(done ?? run.events.slice(-5))}\n${run.log}`);
     return done.results as any[];
   };
-  const newRuns = async () => {
-    const all = await gen.settled();
-    const fresh = all.slice(runsBefore);
-    runsBefore = all.length;
-    return fresh;
-  };
-  const expectDataKept = () => {
-    const now = secretData(c, STACK, 'kudo-synapse');
-    expect(Object.fromEntries(Object.keys(first.synapse).map((k) => [k, now[k]]))).toEqual(first.synapse);
-    const claimsNow = claims(c, namespaces);
-    expect(Object.fromEntries(Object.keys(first.claims).map((k) => [k, claimsNow[k]]))).toEqual(first.claims);
-  };
+  const { newRuns, expectDataKept } = bookkeeping(() => ({ c, gen, namespaces, first }));
 
   beforeAll(async () => {
     c = await startCluster('production');
