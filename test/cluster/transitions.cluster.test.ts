@@ -72,6 +72,8 @@ const PRUNE =
 const DEFAULT_PRUNE = ['--prune', '-l', 'app.kubernetes.io/part-of=kudo'];
 const HOOK = 'argocd.argoproj.io/hook';
 const STACK = 'kudo';
+/** The Jobs the cloudnative-pg runbook makes from the CronJobs: never applied, so not kubectl's to prune. */
+const runbookJobs = (k: string) => ['Job kudo/dump-now', 'Job kudo/restore-db'].includes(k);
 
 const renders = new Map<Step, string>();
 const render = (step: Step) => {
@@ -354,8 +356,6 @@ describe('under plain kubectl apply with the README prune command', () => {
     expect(kept).toBe(first.claims['kudo/data-postgres-0']);
     expectDataKept();
     // The allow-list has cert-manager's kinds but no monitoring kind (its CRDs are optional): the README's line deletes it.
-    // (The runbook's own Jobs, made from the CronJobs, were never applied: not kubectl's to prune.)
-    const runbookJobs = (k: string) => ['Job kudo/dump-now', 'Job kudo/restore-db'].includes(k);
     const { leftover } = compare(c, ms, runbookJobs);
     expect(leftover).toEqual(['ServiceMonitor kudo/postgres']);
     sh(['-n', STACK, 'delete', 'servicemonitor', 'postgres']);
@@ -377,7 +377,6 @@ describe('under plain kubectl apply with the README prune command', () => {
     await waitConverged(c, namespaces, 240_000);
     expect(objects(c, 'cronjobs', [STACK]).filter((j) => /backup|restore/.test(j.metadata.name))).toEqual([]);
     expect(objects(c, 'networkpolicies', [STACK]).map((n) => n.metadata.name)).not.toContain('backup');
-    const runbookJobs = (k: string) => ['Job kudo/dump-now', 'Job kudo/restore-db'].includes(k);
     // With monitoring on, the backups' alerts are a kind the list leaves alone: the README's line deletes them.
     expect(compare(c, ms, runbookJobs)).toEqual({ missing: [], leftover: ['PrometheusRule kudo/backup'] });
     c.kubectl(['-n', STACK, 'delete', 'prometheusrule', 'backup']);
