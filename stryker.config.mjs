@@ -8,7 +8,8 @@ export default {
     projectType: 'custom',
     configFile: 'jest.config.js',
     config: {
-      // test/self-contained.test.ts lists the tree with `git ls-files`, which sees nothing in the sandbox
+      // Every unit-test file, with those npm test leaves out for speed (test/program-tests.js), but
+      // test/self-contained.test.ts: it lists the tree with `git ls-files`, which sees nothing in the sandbox
       // (it lives in the ignored .build/); it reads no chart code, so no mutant is lost without it.
       testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/e2e/', '<rootDir>/test/cluster/', '<rootDir>/test/self-contained.test.ts'],
       // Run only the test files that hold the tests covering the mutant (test/mutation/sequencer.js).

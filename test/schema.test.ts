@@ -3,7 +3,7 @@
  * on every option, is valid for the oldest and newest Kubernetes we support,
  * with no unknown fields.
  */
-import { KUBERNETES_VERSIONS, kubernetesValidator, RENDERED_CRDS } from './k8s-schema';
+import { KUBERNETES_VERSIONS, kubernetesValidator, RENDERED_CRDS, Validator } from './k8s-schema';
 import { config, Manifest, PRODUCTION, synthAll } from './util';
 
 const everything = config({
@@ -105,8 +105,12 @@ const renders: [string, Manifest[]][] = [
   ['an external database', synthAll(external)],
 ];
 
+/** One validator per version for the whole file, made on first use: building one (ajv over the definitions) is much of its time. */
+const validators = new Map<string, Validator>();
+const validatorFor = (version: string): Validator => validators.get(version) ?? validators.set(version, kubernetesValidator(version, RENDERED_CRDS)).get(version)!;
+
 describe.each(KUBERNETES_VERSIONS)('Kubernetes %s', (version) => {
-  const validator = kubernetesValidator(version, RENDERED_CRDS);
+  const validator: Validator = { errors: (obj) => validatorFor(version).errors(obj) };
   test.each(renders)('%s: every object validates strictly', (_, manifests) => {
     const problems = manifests.flatMap((m) => validator.errors(m).map((e) => `${m.kind}/${m.metadata.name}: ${e}`));
     expect(problems).toEqual([]);
@@ -114,7 +118,7 @@ describe.each(KUBERNETES_VERSIONS)('Kubernetes %s', (version) => {
 });
 
 test('the validator catches an unknown field and a wrong type (it can fail)', () => {
-  const validator = kubernetesValidator('v1.28.0', RENDERED_CRDS);
+  const validator = validatorFor('v1.28.0');
   const bad = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'x' }, spec: { ports: [{ port: 'eighty' }], bogus: true } };
   const errors = validator.errors(bad);
   expect(errors.join('\n')).toContain('must NOT have additional properties "bogus"');
