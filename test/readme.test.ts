@@ -1,7 +1,9 @@
 /**
- * The README stays true as the config grows: its listing of every key is
- * compared with the schema, in both directions (a key added without a line in
- * the README, or a line left for a key that no longer exists, fails).
+ * The documents stay true as the code grows: the config listing of
+ * docs/configuration.md is compared with the schema, in both directions (a key
+ * added without a line, or a line left for a key that no longer exists, fails);
+ * the examples and runbooks are checked against the render; every pointer from
+ * the code to a section, and every link between the documents, resolves.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -12,12 +14,22 @@ import { checklist, renderedManifests } from '../scripts/inspect';
 import { kubernetesValidator } from './k8s-schema';
 import { config, container, find, Manifest, podSpec, synthAll, synthChart } from './util';
 
-const README = fs.readFileSync(path.resolve(__dirname, '..', 'README.md'), 'utf8');
+const ROOT = path.resolve(__dirname, '..');
+/** The documents, by path from the repository's root: the README, CONTRIBUTING.md and docs/*.md. */
+const DOCS = [
+  'README.md',
+  'CONTRIBUTING.md',
+  ...fs
+    .readdirSync(path.join(ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+];
+const read = (file: string) => fs.readFileSync(path.join(ROOT, file), 'utf8');
 
-/** The keys of the README's config listing, as dotted paths (mappings only; a list's items are not keys). */
+/** The keys of docs/configuration.md's config listing, as dotted paths (mappings only; a list's items are not keys). */
 function readmeKeys(): Set<string> {
-  const block = /<!-- config-reference:start -->\n```yaml\n([\s\S]*?)```\n<!-- config-reference:end -->/.exec(README);
-  if (!block) throw new Error('README.md has no config-reference block');
+  const block = /<!-- config-reference:start -->\n```yaml\n([\s\S]*?)```\n<!-- config-reference:end -->/.exec(read('docs/configuration.md'));
+  if (!block) throw new Error('docs/configuration.md has no config-reference block');
   const out = new Set<string>();
   const walk = (v: unknown, at: string[]) => {
     if (v === null || typeof v !== 'object' || Array.isArray(v)) return;
@@ -49,12 +61,12 @@ function schemaKeys(objects = new Set<string>()): Set<string> {
 
 /**
  * Listed once for all of their kind: the scheduling of every workload but one (named in a comment), every
- * image's digest (the README says so at postgres.image), and Kubernetes' own node affinity fields.
+ * image's digest (the listing says so at postgres.image), and Kubernetes' own node affinity fields.
  */
 const SUMMARISED =
   /^scheduling\.(redis|synapse|synapseWorkers|synapseRouter|wellKnown|livekit|coturn|backup|tools)(\.|$)|^scheduling\.postgres\.|\.digest$|^scheduling\.all\.nodeAffinity\./;
 
-test('the README lists every config key, and no key the schema does not have', () => {
+test('the config listing has every config key, and no key the schema does not have', () => {
   const readme = readmeKeys();
   const objects = new Set<string>();
   const schema = schemaKeys(objects);
@@ -69,11 +81,11 @@ test('the check can fail: a key the schema lacks is found', () => {
   expect(schemaKeys().has('postgres.storage.sise')).toBe(false);
 });
 
-/** The YAML of a README example marked <!-- example:NAME --> just before its code block. */
+/** The YAML of an example marked <!-- example:NAME --> just before its code block, in whichever document holds it (one). */
 function readmeExample(name: string): unknown {
-  const block = new RegExp(`<!-- example:${name} -->\\n\`\`\`yaml\\n([\\s\\S]*?)\`\`\``).exec(README);
-  if (!block) throw new Error(`README.md has no example:${name} block`);
-  return yaml.load(block[1]);
+  const blocks = DOCS.flatMap((f) => [...read(f).matchAll(new RegExp(`<!-- example:${name} -->\\n\`\`\`yaml\\n([\\s\\S]*?)\`\`\``, 'g'))].map((m) => m[1]));
+  if (blocks.length !== 1) throw new Error(`${blocks.length} example:${name} blocks in ${DOCS.join(', ')}`);
+  return yaml.load(blocks[0]);
 }
 
 test("the README's k3s example admits Traefik from kube-system, where k3s runs it", () => {
@@ -96,8 +108,8 @@ test('the checklist tells a Traefik user with the default namespace where k3s ru
   expect(checklist(k3s, renderedManifests(k3s)).prerequisites.join('\n')).not.toContain('On k3s');
 });
 
-test("the README's shared-Gateway example attaches each route to its host's HTTPS listener of infra/shared and admits the proxies' namespace", () => {
-  const c = resolveConfig(readmeExample('shared-gateway'), 'README shared-gateway example');
+test("docs/networking.md's shared-Gateway example attaches each route to its host's HTTPS listener of infra/shared and admits the proxies' namespace", () => {
+  const c = resolveConfig(readmeExample('shared-gateway'), 'shared-gateway example');
   const ms = renderedManifests(c);
   expect(ms.filter((m) => m.kind === 'Gateway' || m.kind === 'Ingress')).toEqual([]);
   const refs = ms
@@ -116,8 +128,8 @@ test("the README's shared-Gateway example attaches each route to its host's HTTP
   );
 });
 
-test("the README's app-outside example: an allow-listed admin Ingress for the app's addresses, and a public MATRIX_ADMIN_URL", () => {
-  const c = resolveConfig(readmeExample('app-outside'), 'README app-outside example');
+test("docs/operations.md's app-outside example: an allow-listed admin Ingress for the app's addresses, and a public MATRIX_ADMIN_URL", () => {
+  const c = resolveConfig(readmeExample('app-outside'), 'app-outside example');
   const ms = renderedManifests(c);
   const admin = ms.filter((m) => m.kind === 'Ingress' && m.metadata.annotations?.['haproxy-ingress.github.io/allowlist-source-range'] !== undefined);
   expect(admin.map((i) => [i.metadata.annotations!['haproxy-ingress.github.io/allowlist-source-range'], i.spec.rules[0].http.paths.map((p: any) => p.path)])).toEqual([
@@ -128,7 +140,7 @@ test("the README's app-outside example: an allow-listed admin Ingress for the ap
   expect(env.filter((e: any) => e.name === 'APP_ADMIN_URL')).toEqual([{ name: 'APP_ADMIN_URL', value: 'https://matrix.example.com' }]);
 });
 
-test("the README's app pod reads kudo-app as read-only files, not environment variables, and is a valid pod spec", () => {
+test("docs/operations.md's app pod reads kudo-app as read-only files, not environment variables, and is a valid pod spec", () => {
   const spec = readmeExample('app-pod') as any;
   const validator = kubernetesValidator('v1.28.0', []);
   const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'app', namespace: 'kudo-app' }, spec };
@@ -139,40 +151,141 @@ test("the README's app pod reads kudo-app as read-only files, not environment va
   // The Secret the bootstrap writes is the one mounted, in the namespace the example names.
   const c = resolveConfig({}, 'defaults');
   expect([c.secrets.appSecretName, c.namespaces.app]).toEqual(['kudo-app', 'kudo-app']);
-  expect(README).not.toMatch(/ready for `envFrom`|\(`envFrom`, see/);
+  for (const f of DOCS) expect([f, read(f)]).not.toEqual([f, expect.stringMatching(/ready for `envFrom`|\(`envFrom`, see/)]);
 });
 
-test('every README section the code points to ("README, \\"...\\"") is a heading of the README', () => {
-  const headings = new Set(
-    README.split('\n')
-      .filter((l) => /^#{1,6} /.test(l))
-      .map((l) => l.replace(/^#+ /, '').trim()),
+/** GitHub's anchor for a heading: lowercase, punctuation dropped, spaces to hyphens. */
+function slug(heading: string): string {
+  return heading
+    .replace(/\[([^\]]*)\]\([^)]*\)/g, '$1')
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\p{M}_ -]/gu, '')
+    .replace(/ /g, '-');
+}
+
+/** A document's lines outside fenced code blocks. */
+function prose(text: string): string[] {
+  let fenced = false;
+  return text.split('\n').filter((l) => {
+    if (l.startsWith('```')) fenced = !fenced;
+    return !fenced && !l.startsWith('```');
+  });
+}
+
+/** A document's headings with their anchors (a repeated anchor gets -1, -2, ... as on GitHub). */
+function headings(text: string): { title: string; anchor: string }[] {
+  const seen = new Map<string, number>();
+  return prose(text).flatMap((l) => {
+    const m = /^#{1,6} (.+)$/.exec(l);
+    if (!m) return [];
+    const base = slug(m[1]);
+    const n = seen.get(base) ?? 0;
+    seen.set(base, n + 1);
+    return [{ title: m[1].trim(), anchor: n === 0 ? base : `${base}-${n}` }];
+  });
+}
+
+/** The repository's file at a path from its root: its text, '' for a folder or other file, undefined if absent. */
+function repoFile(file: string): string | undefined {
+  const p = path.join(ROOT, file);
+  if (!fs.existsSync(p)) return undefined;
+  return file.endsWith('.md') ? fs.readFileSync(p, 'utf8') : '';
+}
+
+/** The relative links of a document (outside code) to a file that does not exist, or to an anchor no heading of its target has. */
+function brokenLinks(file: string, text: string, fileAt: (f: string) => string | undefined = repoFile): string[] {
+  const links = prose(text).flatMap((l) => [...l.replace(/`[^`]*`/g, '').matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]));
+  return links.flatMap((target) => {
+    if (/^[a-z]+:/.test(target)) return [];
+    const [p, anchor] = target.split('#');
+    const to = p === '' ? file : path.posix.normalize(path.posix.join(path.posix.dirname(file), p));
+    const content = to === file ? text : fileAt(to);
+    if (content === undefined) return [`${file}: ${target} (no ${to})`];
+    if (anchor !== undefined && to.endsWith('.md') && !headings(content).some((h) => h.anchor === anchor)) return [`${file}: ${target} (no such heading in ${to})`];
+    return [];
+  });
+}
+
+test('every relative link and anchor of the README, CONTRIBUTING.md and docs/*.md leads to a file and a heading that exist', () => {
+  expect(DOCS).toEqual(
+    expect.arrayContaining(['README.md', 'CONTRIBUTING.md', 'docs/configuration.md', 'docs/operations.md', 'docs/networking.md', 'docs/scaling.md', 'docs/design.md']),
   );
-  const root = path.resolve(__dirname, '..');
+  expect(DOCS.flatMap((f) => brokenLinks(f, read(f)))).toEqual([]);
+});
+
+test("the link check can fail: a missing file, a missing heading, and GitHub's anchors for punctuation", () => {
+  const doc = [
+    '[ok](docs/operations.md#postgresql-17--18) [ok](docs/operations.md#the-apps-credentials) [ok](#documentation)',
+    '[gone](docs/nothing.md) [moved](#applying) [typo](docs/operations.md#disaster-recovey)',
+    '```sh',
+    '[in code](docs/nothing-either.md)',
+    '```',
+  ].join('\n');
+  expect(brokenLinks('README.md', `## Documentation\n${doc}`)).toEqual([
+    'README.md: docs/nothing.md (no docs/nothing.md)',
+    'README.md: #applying (no such heading in README.md)',
+    'README.md: docs/operations.md#disaster-recovey (no such heading in docs/operations.md)',
+  ]);
+  expect(brokenLinks('docs/scaling.md', '[up](../README.md#prerequisites) [beside](capacity.md) [wrong](README.md)')).toEqual(['docs/scaling.md: README.md (no docs/README.md)']);
+});
+
+/**
+ * The sections code and tests point to, written `docs/operations.md, "Disaster recovery"` (or `README, "..."`): the
+ * named document's headings; the README's also count the sections its index names with a link to them.
+ */
+const POINTER = /\b(README|CONTRIBUTING\.md|docs\/[\w-]+\.md), \\?"([^"\\]+)\\?"/g;
+function unresolvedPointers(from: string, text: string): string[] {
+  return [...text.matchAll(POINTER)].flatMap(([, name, title]) => {
+    const doc = name === 'README' ? 'README.md' : name;
+    const content = repoFile(doc);
+    if (content === undefined) return [`${from}: ${doc} does not exist`];
+    const titles = new Set(headings(content).map((h) => h.title));
+    if (doc === 'README.md')
+      for (const [, text, target] of content.matchAll(/\[([^\]]+)\]\(([^)\s]+#[^)\s]+)\)/g))
+        if (target.endsWith(`#${slug(text)}`) && brokenLinks(doc, `[${text}](${target})`).length === 0) titles.add(text);
+    return titles.has(title) ? [] : [`${from}: ${name}, "${title}"`];
+  });
+}
+
+test('every section the code points to is a heading of the document it names', () => {
   const sources = [
     'main.ts',
     ...['charts', 'scripts'].flatMap((d) =>
       fs
-        .readdirSync(path.join(root, d))
+        .readdirSync(path.join(ROOT, d))
         .filter((f) => /\.(ts|mjs)$/.test(f))
         .map((f) => `${d}/${f}`),
     ),
   ];
-  const refs = sources.flatMap((f) => [...fs.readFileSync(path.join(root, f), 'utf8').matchAll(/README, "([^"]+)"/g)].map((m) => [f, m[1]]));
-  expect(refs.length).toBeGreaterThan(1);
-  expect(refs.filter(([, h]) => !headings.has(h))).toEqual([]);
+  const pointers = sources.flatMap((f) => [...read(f).matchAll(POINTER)]);
+  expect(pointers.length).toBeGreaterThan(1);
+  expect(sources.flatMap((f) => unresolvedPointers(f, read(f)))).toEqual([]);
 });
 
-/** The README's section under `## title`, up to the next `## ` heading. */
-function readmeSection(title: string): string {
-  const start = README.indexOf(`\n## ${title}\n`);
-  if (start < 0) throw new Error(`README.md has no "## ${title}" section`);
-  const end = README.indexOf('\n## ', start + 1);
-  return README.slice(start, end < 0 ? undefined : end);
+test('the pointer check can fail: a section its document lacks, or a document that does not exist', () => {
+  const quote = (doc: string, title: string) => `${doc}, "${title}"`;
+  expect(unresolvedPointers('x', `(${quote('docs/operations.md', 'Disaster recovery')}) and ${quote('README', 'Rotating secrets')}`)).toEqual([]);
+  expect(unresolvedPointers('x', `${quote('docs/operations.md', 'Sizing')}; ${quote('README', 'Restore')}; ${quote('docs/nothing.md', 'Sizing')}`)).toEqual([
+    'x: docs/operations.md, "Sizing"',
+    'x: README, "Restore"',
+    'x: docs/nothing.md does not exist',
+  ]);
+  // In a shell string, the quotes are escaped.
+  expect(unresolvedPointers('x', 'die "... (docs/scaling.md, \\"Nothing\\") ..."')).toEqual(['x: docs/scaling.md, "Nothing"']);
+});
+
+/** A document's section under `## title` (or `### title`), up to the next `## ` heading. */
+function docSection(file: string, heading: string): string {
+  const text = read(file);
+  const start = text.indexOf(`\n${heading}\n`);
+  if (start < 0) throw new Error(`${file} has no "${heading}" section`);
+  const end = text.indexOf('\n## ', start + 1);
+  return text.slice(start, end < 0 ? undefined : end);
 }
 
 test('"Rotating secrets" adds and removes exactly the optional Secret keys the rendered pods read, and covers every secret value', () => {
-  const section = readmeSection('Rotating secrets');
+  const section = docSection('docs/operations.md', '## Rotating secrets');
   const c = resolveConfig({}, 'defaults');
   const optional: string[] = [];
   for (const m of renderedManifests(c)) {
@@ -195,9 +308,7 @@ test('"Rotating secrets" adds and removes exactly the optional Secret keys the r
 });
 
 test('"PostgreSQL 17 → 18" applies, before the restore, only files that start no Synapse process, and stops every one first', () => {
-  const start = README.indexOf('\n### PostgreSQL 17 → 18\n');
-  expect(start).toBeGreaterThan(0);
-  const section = README.slice(start, README.indexOf('\n## ', start));
+  const section = docSection('docs/operations.md', '### PostgreSQL 17 → 18');
   // The partial apply, in the commands and again in the rollback.
   const partial = [...section.matchAll(/apply -f `?dist\/(\S+)\.k8s\.yaml`? -f `?dist\/(\S+)\.k8s\.yaml|apply\s+`dist\/(\S+)\.k8s\.yaml` and `dist\/(\S+)\.k8s\.yaml`/g)].map((m) =>
     m.slice(1).filter((g) => g !== undefined),

@@ -70,9 +70,9 @@ describe('a value that lands in a ConfigMap rolls the workload that reads it', (
   });
 });
 
-/** The README's "Changing a Secret" commands: each restarts something, and together every workload that reads a Secret. */
-describe('the README says how to restart what reads a Secret', () => {
-  const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+/** The "Changing a Secret" commands of docs/operations.md: each restarts something, and together every workload that reads a Secret. */
+describe('docs/operations.md says how to restart what reads a Secret', () => {
+  const readme = fs.readFileSync(path.join(__dirname, '..', 'docs', 'operations.md'), 'utf8');
   const paragraph = readme.slice(readme.indexOf('**Changing a Secret**'));
   const block = paragraph.slice(paragraph.indexOf('```sh'), paragraph.indexOf('```', paragraph.indexOf('```sh') + 5));
   const commands = [...block.matchAll(/^kubectl -n (\S+) rollout restart (\S+) -l (\S+)$/gm)].map(([, ns, kinds, selector]) => ({

@@ -1,9 +1,9 @@
 /**
  * Config transitions on a running stack, on the production topology: small
  * defaults, then off-site backups, then monitoring, then profile production,
- * then statefulset -> cloudnative-pg by the README's runbook. The chain runs
- * twice, each on a cluster of its own: under plain kubectl with the README's
- * prune command, and under Argo CD's sync engine with prune on. After each
+ * then statefulset -> cloudnative-pg by its runbook (docs/scaling.md). The chain runs
+ * twice, each on a cluster of its own: under plain kubectl with the prune
+ * command of docs/operations.md, and under Argo CD's sync engine with prune on. After each
  * step it checks from the cluster's objects what the step must achieve: every
  * rendered object there and every workload ready, what the render dropped
  * gone, the generated Secrets and the claims (with their volumes) untouched,
@@ -21,7 +21,7 @@
  * where Argo CD waits for it); the dump and restore Jobs of the runbook
  * "complete" without running (test:e2e runs their scripts against a real
  * PostgreSQL); nothing in a pod reads a Secret, so a restart after a changed
- * Secret is the README's command, not tested here.
+ * Secret is docs/operations.md's command, not tested here.
  */
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
@@ -34,7 +34,7 @@ const S3 = { enabled: true, repository: 's3:https://s3.example.com/kudo-backups/
 /**
  * Production over a small install keeps the claims' sizes: a StatefulSet's
  * volumeClaimTemplates cannot change and a bound claim grows only on a
- * StorageClass that allows expansion (README, "Changing the config of a running stack").
+ * StorageClass that allows expansion (docs/operations.md, "Changing the config of a running stack").
  */
 const SMALL_SIZES = { postgres: { storage: { size: '10Gi' } }, synapse: { media: { size: '20Gi' } }, backup: { storage: { size: '50Gi' } } };
 const CNPG = { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres', endpointURL: 'https://minio.example.org:9000' } } };
@@ -60,8 +60,8 @@ const CONFIGS = {
 };
 type Step = keyof typeof CONFIGS;
 
-/** The README's PRUNE line ("Pruning with plain kubectl"), as the shell expands it: the flags of `kubectl apply -f dist/ $PRUNE`. */
-const PRUNE_LINE = /^ *(PRUNE=.*)$/m.exec(fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8'))?.[1];
+/** The PRUNE line of docs/operations.md ("Pruning with plain kubectl"), as the shell expands it: the flags of `kubectl apply -f dist/ $PRUNE`. */
+const PRUNE_LINE = /^ *(PRUNE=.*)$/m.exec(fs.readFileSync(path.join(ROOT, 'docs', 'operations.md'), 'utf8'))?.[1];
 const PRUNE =
   PRUNE_LINE === undefined
     ? []
@@ -207,15 +207,15 @@ function bookkeeping(state: () => { c: Cluster; gen: ReturnType<typeof runGenera
   };
 }
 
-test("the README's prune command is the one this file runs: the label and an allow-list of kinds that hold no data", () => {
-  expect(fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8')).toContain('kubectl apply -f dist/ $PRUNE');
+test("docs/operations.md's prune command is the one this file runs: the label and an allow-list of kinds that hold no data", () => {
+  expect(fs.readFileSync(path.join(ROOT, 'docs', 'operations.md'), 'utf8')).toContain('kubectl apply -f dist/ $PRUNE');
   expect(PRUNE.slice(0, 3)).toEqual(DEFAULT_PRUNE);
   const kinds = PRUNE.slice(3).map((f) => f.replace(/^--prune-allowlist=/, ''));
   expect(kinds.length).toBeGreaterThan(10);
   expect(kinds.filter((k) => /\/(PersistentVolumeClaim|PersistentVolume|Namespace|Secret|Cluster)$/.test(k))).toEqual([]);
 });
 
-describe('under plain kubectl apply with the README prune command', () => {
+describe('under plain kubectl apply with the prune command of docs/operations.md', () => {
   let c: Cluster;
   let gen: ReturnType<typeof runGenerators>;
   let namespaces: string[];
@@ -334,7 +334,7 @@ describe('under plain kubectl apply with the README prune command', () => {
     sh(['-n', STACK, 'wait', '--for=condition=complete', 'job/dump-now', '--timeout=60s']);
     sh(['-n', STACK, 'scale', 'deployment,statefulset', '-l', homeserver, '--replicas=0']);
     sh(['-n', STACK, 'wait', '--for=delete', 'pod', '-l', homeserver, '--timeout=120s']);
-    // 2. Only the database, its NetworkPolicies and the backup Jobs (README: these files start no Synapse process).
+    // 2. Only the database, its NetworkPolicies and the backup Jobs (docs/scaling.md: these files start no Synapse process).
     const files = ['06-network-policies', '10-postgres', '50-backup'];
     sh(['apply', ...files.flatMap((f) => ['-f', path.join(dir, `${f}.k8s.yaml`)])]);
     const cluster = c.get(['cluster.postgresql.cnpg.io', 'postgres', '-n', STACK]);
@@ -355,7 +355,7 @@ describe('under plain kubectl apply with the README prune command', () => {
     const kept = claims(c, [STACK])['kudo/data-postgres-0'];
     expect(kept).toBe(first.claims['kudo/data-postgres-0']);
     expectDataKept();
-    // The allow-list has cert-manager's kinds but no monitoring kind (its CRDs are optional): the README's line deletes it.
+    // The allow-list has cert-manager's kinds but no monitoring kind (its CRDs are optional): the runbook's line deletes it.
     const { leftover } = compare(c, ms, runbookJobs);
     expect(leftover).toEqual(['ServiceMonitor kudo/postgres']);
     sh(['-n', STACK, 'delete', 'servicemonitor', 'postgres']);
@@ -377,7 +377,7 @@ describe('under plain kubectl apply with the README prune command', () => {
     await waitConverged(c, namespaces, 240_000);
     expect(objects(c, 'cronjobs', [STACK]).filter((j) => /backup|restore/.test(j.metadata.name))).toEqual([]);
     expect(objects(c, 'networkpolicies', [STACK]).map((n) => n.metadata.name)).not.toContain('backup');
-    // With monitoring on, the backups' alerts are a kind the list leaves alone: the README's line deletes them.
+    // With monitoring on, the backups' alerts are a kind the list leaves alone: docs/operations.md's line deletes them.
     expect(compare(c, ms, runbookJobs)).toEqual({ missing: [], leftover: ['PrometheusRule kudo/backup'] });
     c.kubectl(['-n', STACK, 'delete', 'prometheusrule', 'backup']);
     expect(compare(c, ms, runbookJobs)).toEqual({ missing: [], leftover: [] });

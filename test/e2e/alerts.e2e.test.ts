@@ -987,11 +987,11 @@ describe('PostgresTableBloated on what the real postgres_exporter reports of a r
     // Never autovacuumed: the exporter reports the time as 0.
     expect([before.table.n_live_tup, before.table.last_autovacuum, before.table.last_vacuum]).toEqual([20000, 0, 0]);
     expect(before.samples.find((x) => x.labels.__name__ === 'pg_stat_user_tables_n_dead_tup' && x.labels.relname === 'small')?.value).toBe(4500);
-    // The README's query, as an operator runs it by hand, puts the table first.
-    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    // The query of docs/scaling.md, as an operator runs it by hand, puts the table first.
+    const readme = fs.readFileSync(path.join(ROOT, 'docs', 'scaling.md'), 'utf8');
     const growth = readme.slice(readme.indexOf('\n## Growth: '), readme.indexOf('\n## ', readme.indexOf('\n## Growth: ') + 1));
     const query = /```sql\n([^`]+)```/.exec(growth)?.[1];
-    if (query === undefined) throw new Error('README\'s "Growth" section has no sql block');
+    if (query === undefined) throw new Error('docs/scaling.md\'s "Growth" section has no sql block');
     expect(p.psql(query).split('\n')[0]).toMatch(/^bloated\|20000\|180000\|90\|\|\|\d+ MB$/);
     // VACUUM cannot run in a transaction block: one statement per psql.
     p.psql('VACUUM (VERBOSE) bloated');

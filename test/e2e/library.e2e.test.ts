@@ -1,7 +1,7 @@
 /**
  * The project as a package, the way an operator's repository uses it: the
  * tarball `npm pack` makes (only the built library and its files in it),
- * installed into a repository built from nothing with the README's own
+ * installed into a repository built from nothing with docs/operations.md's own
  * commands, rendering each environment exactly as `npm run synth` renders the
  * same config here; and the construct library in a cdk8s app of its own,
  * type-checked against the package's declarations.
@@ -18,11 +18,11 @@ let work: string;
 let tarball: string;
 let repo: string;
 
-/** The README's operator-repository commands, as written there. */
+/** The operator-repository commands of docs/operations.md, as written there. */
 function readmeCommands(): string {
-  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const readme = fs.readFileSync(path.join(ROOT, 'docs', 'operations.md'), 'utf8');
   const block = /<!-- operator-repository:start -->\n```sh\n([\s\S]*?)```\n<!-- operator-repository:end -->/.exec(readme);
-  if (!block) throw new Error('README.md has no operator-repository block');
+  if (!block) throw new Error('docs/operations.md has no operator-repository block');
   return block[1];
 }
 
@@ -40,13 +40,13 @@ beforeAll(() => {
   execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build.mjs')]);
   const packed = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
   tarball = path.join(work, packed[0].filename);
-  // The README's lines, run by bash from an empty folder, with the package from the tarball.
+  // The lines of docs/operations.md, run by bash from an empty folder, with the package from the tarball.
   const r = spawnSync('bash', ['-euo', 'pipefail', '-c', readmeCommands()], {
     cwd: work,
     encoding: 'utf8',
     env: { PATH: process.env.PATH, HOME: process.env.HOME, KUDO_PACKAGE: tarball, npm_config_fund: 'false', npm_config_audit: 'false' },
   });
-  if (r.status !== 0) throw new Error(`the README's operator-repository commands failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+  if (r.status !== 0) throw new Error(`the operator-repository commands of docs/operations.md failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
   repo = path.join(work, 'kudo-ops');
 }, 300_000);
 

@@ -1,5 +1,5 @@
 /**
- * Moving from the docker-compose stack, step by step as the README's
+ * Moving from the docker-compose stack, step by step as docs/operations.md's
  * "Moving from docker-compose" says, with the real programs:
  *
  * - the old stack: a PostgreSQL 17 with Synapse's role and database, filled
@@ -12,7 +12,7 @@
  * - `npm run synth` with KUDO_ENV_FILE and KUDO_SIGNING_KEY_FILE, the Secrets
  *   it writes applied before the secret generator runs;
  * - the new, rendered PostgreSQL (initialised as the StatefulSet does it: an
- *   empty database owned by synapse), the dump restored with the README's psql
+ *   empty database owned by synapse), the dump restored with the runbook's psql
  *   line, the media unpacked into the media volume with its tar line;
  * - Synapse from the new rendered config on the restored database and media.
  *
@@ -36,7 +36,7 @@ import { postgresVersion, RunningPostgres, startPostgres } from './postgres';
 import { login, registerUser, RunningSynapse, startSynapse, synapseVersion } from './synapse';
 
 /**
- * The README's commands. `readme` is the line an operator types; `runs` is the
+ * The commands of docs/operations.md, "Moving from docker-compose". `readme` is the line an operator types; `runs` is the
  * part that runs inside the old or new container, which is what this test runs.
  */
 const RUNBOOK = {
@@ -61,8 +61,8 @@ const RUNBOOK = {
   },
 } as const;
 
-test('every runbook line the test follows is in the README, word for word', () => {
-  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+test('every runbook line the test follows is in docs/operations.md, word for word', () => {
+  const readme = fs.readFileSync(path.join(ROOT, 'docs', 'operations.md'), 'utf8');
   expect(
     Object.entries(RUNBOOK)
       .filter(([, step]) => !readme.includes(step.readme))
@@ -235,7 +235,7 @@ describe(`from docker-compose to the rendered stack: ${postgresVersion()}, Synap
     expect(sql).toMatch(/^COPY public\.events /m);
   });
 
-  test("the new PostgreSQL starts with an empty database owned by synapse (UTF8, C), and the README's psql line restores every row", () => {
+  test("the new PostgreSQL starts with an empty database owned by synapse (UTF8, C), and the runbook's psql line restores every row", () => {
     // What the StatefulSet's init script made: nothing in it yet, so the restore cannot collide with anything.
     expect(newPg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")).toBe('0');
     expect(
@@ -252,7 +252,7 @@ describe(`from docker-compose to the rendered stack: ${postgresVersion()}, Synap
     expect(newPg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner <> 'synapse'")).toBe('0');
   });
 
-  test("restoring after Synapse already made its schema fails whole, and the README's lines empty the database for a second try", async () => {
+  test("restoring after Synapse already made its schema fails whole, and the runbook's lines empty the database for a second try", async () => {
     const pg = await startPostgres(newManifests, config, newSecrets);
     try {
       // All of dist/ applied at once: Synapse starts first and makes its (empty) schema.
@@ -279,7 +279,7 @@ describe(`from docker-compose to the rendered stack: ${postgresVersion()}, Synap
     }
   }, 300_000);
 
-  test("the README's tar line puts the media store where the rendered Synapse reads it", () => {
+  test("the runbook's tar line puts the media store where the rendered Synapse reads it", () => {
     // RUNBOOK.copyMedia: packed in the working folder, unpacked inside the Synapse container into /media (its media volume).
     newMedia = tempDir('media-volume');
     const [tarCmd, ...packArgs] = argv(RUNBOOK.copyMedia.local);
