@@ -5,7 +5,7 @@
  * through the barman-cloud plugin (ObjectStore, ScheduledBackup), so any
  * point in time since the oldest kept backup can be restored.
  *
- * The operator and the plugin are installed first (see the README); this
+ * The operator and the plugin are installed first (docs/scaling.md, "PostgreSQL: one pod, CloudNativePG or a managed database"); this
  * chart only declares what Synapse needs.
  */
 import { Chart, ChartProps } from 'cdk8s';

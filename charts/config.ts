@@ -307,7 +307,7 @@ function makeSchema() {
       .strictObject({
         /** Everything that is not host-network: PostgreSQL, Synapse, Redis, Jobs. Pod Security `restricted`. */
         stack: dnsLabel.default('kudo'),
-        /** LiveKit and coturn, which bind the node's network. Pod Security `privileged` (see README). */
+        /** LiveKit and coturn, which bind the node's network. Pod Security `privileged` (docs/networking.md, "Networking"). */
         hostNetwork: dnsLabel.default('kudo-media'),
         /** Where the Kudo application runs; receives the `kudo-app` credentials Secret. */
         app: dnsLabel.default('kudo-app'),
@@ -547,7 +547,7 @@ function makeSchema() {
             router: image('docker.io/library/haproxy', '3.2.26'),
           })
           .prefault({}),
-        /** Opt-in: how long media and messages are kept (charts/synapse-retention.ts; README, "Growth: media and message retention"). */
+        /** Opt-in: how long media and messages are kept (charts/synapse-retention.ts; docs/scaling.md, "Growth: media and message retention"). */
         ...retentionSchemas(z),
         /** Whether Synapse reports anonymous usage statistics to matrix.org. */
         reportStats: z.boolean().default(false),
@@ -852,7 +852,7 @@ function makeSchema() {
         /**
          * Rebuilding a lost cluster: the generator takes each missing value from a Secrets snapshot of the off-site
          * backup (backup.s3), "latest" or a restic snapshot ID, instead of making a new one, and makes nothing when it
-         * cannot read it. README, "Disaster recovery".
+         * cannot read it. docs/operations.md, "Disaster recovery".
          * @default - missing values are made
          */
         restoreFromBackup: z
@@ -1309,7 +1309,7 @@ function databaseProblems(c: KudoConfig): string[] {
       problems.push(
         `postgres.image.tag "${pg.image.tag}" is the backup Jobs' pg_dump and pg_restore, but postgres.cloudnativePg.image.tag ` +
           `"${pg.cloudnativePg.image.tag}" runs PostgreSQL ${server}: pg_dump refuses a server of a newer major, and another major's archive may not restore; ` +
-          `set postgres.image.tag to a ${server} tag (e.g. "${server}.x-bookworm") with it (README, "PostgreSQL 17 → 18")`,
+          `set postgres.image.tag to a ${server} tag (e.g. "${server}.x-bookworm") with it (docs/operations.md, "PostgreSQL 17 → 18")`,
       );
     }
     if (pg.cloudnativePg.synchronous && pg.cloudnativePg.instances < 2) {

@@ -13,7 +13,7 @@
  *     app.synth();
  *
  * Operators who do not write TypeScript use the `kudo-render` command with
- * YAML configs instead (README, "Your own repository: environments, rendered and synced by Argo CD").
+ * YAML configs instead (docs/operations.md, "Your own repository: environments, rendered and synced by Argo CD").
  */
 export { buildApp, KudoStack, KudoStackProps } from './app';
 export { ConfigError, configSchema, KudoConfig, KudoConfigInput, loadConfig, PRODUCTION_PROFILE, resolveConfig } from './config';

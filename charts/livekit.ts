@@ -36,7 +36,7 @@ export const LIVEKIT_NODE_IP_FILE = `${LIVEKIT_RUN_DIR}/node-ip`;
 export const LIVEKIT_TURN_SECRET_FILE = '/secrets/turn/shared_secret';
 /**
  * Optional keys beside the API key and secret in their Secrets: a second pair LiveKit accepts too, for rotating the
- * main pair with an overlap (README, "Rotating secrets"). Tokens are signed with the main pair only (the bootstrap
+ * main pair with an overlap (docs/operations.md, "Rotating secrets"). Tokens are signed with the main pair only (the bootstrap
  * hands the app that one).
  */
 export const LIVEKIT_SECOND_PAIR = { key: 'second_api_key', secret: 'second_api_secret' } as const;

@@ -484,7 +484,7 @@ function databaseGrowthAlerts(size: string, namespace: string, claim: string): A
   const runbook =
     'kubectl -n {{ $labels.namespace }} exec <postgres pod> -c postgres -- psql -U synapse -c "select relname, pg_size_pretty(pg_total_relation_size(relid)) ' +
     'from pg_statio_user_tables order by pg_total_relation_size(relid) desc limit 10" shows the largest tables. Grow the volume ' +
-    '(postgres.storage.size, if its StorageClass allows expansion); bound what is kept (synapse.retention; README, "Growth: media and message retention").';
+    '(postgres.storage.size, if its StorageClass allows expansion); bound what is kept (synapse.retention; docs/scaling.md, "Growth: media and message retention").';
   return [
     {
       alert: 'PostgresDatabaseNearVolume',
@@ -538,7 +538,7 @@ function tableBloatAlert(s: string): Alert {
       'from pg_stat_activity where backend_xmin is not null order by age(backend_xmin) desc limit 5" (a long transaction, "idle in transaction"), ' +
       '"select * from pg_prepared_xacts" and "select slot_name, xmin from pg_replication_slots"; end it, then ' +
       `${psql} "VACUUM (VERBOSE) {{ $labels.schemaname }}.{{ $labels.relname }}" (its last lines say how many dead rows it could not remove yet). ` +
-      'VACUUM makes the space reusable but does not shrink the files; README, "Growth: media and message retention".',
+      'VACUUM makes the space reusable but does not shrink the files; docs/scaling.md, "Growth: media and message retention".',
   };
 }
 

@@ -37,7 +37,7 @@ export function postgresMajor(tag: string): number {
   const major = postgresTagMajor(tag);
   if (major === undefined) {
     throw new Error(
-      `postgres.image.tag "${tag}" must begin with PostgreSQL's major version (e.g. "17.11-bookworm"): the data directory is chosen by it (README, "PostgreSQL 17 → 18")`,
+      `postgres.image.tag "${tag}" must begin with PostgreSQL's major version (e.g. "17.11-bookworm"): the data directory is chosen by it (docs/operations.md, "PostgreSQL 17 → 18")`,
     );
   }
   if (major < FIRST_MAJOR) throw new Error(`postgres.image.tag "${tag}" is PostgreSQL ${major}; this stack runs ${FIRST_MAJOR} or later`);
@@ -48,7 +48,7 @@ export function postgresMajor(tag: string): number {
  * The data directory of a major, on the one volume: 17 keeps the directory of existing installs, and each later major
  * has its own (pgdata-18, ...). A new major's pod therefore initialises an empty directory beside the old one instead
  * of meeting data it refuses ("database files are incompatible with server"); the old directory is never touched, so
- * setting the old tag again is the rollback. The data comes across by dump and restore (README, "PostgreSQL 17 → 18").
+ * setting the old tag again is the rollback. The data comes across by dump and restore (docs/operations.md, "PostgreSQL 17 → 18").
  */
 export function postgresDataDir(major: number): string {
   return major === FIRST_MAJOR ? POSTGRES_PGDATA : `${POSTGRES_PGDATA}-${major}`;

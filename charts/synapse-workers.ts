@@ -23,7 +23,7 @@ export type Balance =
   | 'room';
 
 export interface WorkerType {
-  /** What it is for, in a few words (README, checklist, picture). */
+  /** What it is for, in a few words (docs/scaling.md, checklist, picture). */
   readonly description: string;
   /** The Synapse application it runs. */
   readonly app: 'synapse.app.generic_worker' | 'synapse.app.media_repository';
@@ -89,7 +89,7 @@ export const WORKER_TYPES = {
   'media-repository': {
     description: 'media uploads, downloads and thumbnails, on the media volume',
     app: 'synapse.app.media_repository',
-    // One replica: the media volume is ReadWriteOnce (see the README).
+    // One replica: the media volume is ReadWriteOnce (docs/scaling.md, "Scaling Synapse: workers").
     workload: 'deployment',
     max: 1,
     replication: false,

@@ -670,7 +670,7 @@ function migrationJob(scope: Construct, props: SynapseProps, configMap: string, 
         securityContext: restrictedPod(UID.synapse),
         initContainers: [
           db.pgpass,
-          // A database marked as waiting for a restore (a new PostgreSQL major's, README "PostgreSQL 17 → 18") is waited
+          // A database marked as waiting for a restore (a new PostgreSQL major's: docs/operations.md, "PostgreSQL 17 → 18") is waited
           // on, not migrated: the restore step clears the mark. Without the wait, an apply of everything before the
           // restore would create an empty schema for Synapse to serve.
           databaseWaitStep(props, db, 'restore', '--restore-only'),

@@ -1,5 +1,5 @@
 // Disaster recovery at a realistic size: test/e2e/disaster-recovery.e2e.test.ts,
-// the README's runbook with the real programs, run with 1 GiB of database and
+// the runbook of docs/operations.md, "Disaster recovery", with the real programs, run with 1 GiB of database and
 // 5 GiB of media (512 KiB files) instead of its CI size, and its figures
 // printed: the backup's cost (first night, then an unchanged night: time and
 // bytes sent off-site), and the recovery time (RTO) with its phases.

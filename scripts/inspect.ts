@@ -445,7 +445,7 @@ function backupNotes(config: KudoConfig, ms: Manifest[]): string[] {
     const s3 = config.backup.s3;
     out.push(
       `secrets.restoreFromBackup is set (${restoreFrom}): the secret generator takes every missing value from the Secrets snapshot in ${s3.repository ?? ''}, ` +
-        `so create the Secret ${s3.secretName} in ${config.namespaces.stack} before applying, restore the database before Synapse starts (README, "Disaster recovery"), ` +
+        `so create the Secret ${s3.secretName} in ${config.namespaces.stack} before applying, restore the database before Synapse starts (docs/operations.md, "Disaster recovery"), ` +
         'and remove the setting once the stack is back',
     );
   }

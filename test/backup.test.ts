@@ -311,7 +311,7 @@ describe('secrets.restoreFromBackup: a rebuilt cluster gets its old Secrets back
     const spec = podSpec(job);
     const fetch = spec.initContainers[0];
     expect(spec.initContainers).toHaveLength(1);
-    // The name the README's runbook gives for its logs (kubectl logs job/... -c fetch).
+    // The name the runbook (docs/operations.md, "Disaster recovery") gives for its logs (kubectl logs job/... -c fetch).
     expect(fetch.name).toBe('fetch');
     expect(fetch.image).toBe('docker.io/restic/restic:0.18.1');
     // restic's memory (512Mi, as the other restic steps) and its scratch space on disk, not /tmp.

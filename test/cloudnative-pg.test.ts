@@ -262,7 +262,7 @@ describe('bad combinations are refused, naming the key', () => {
   });
 });
 
-describe('a major upgrade (README, "PostgreSQL 17 → 18"): the server image and the backup Jobs\' image change together', () => {
+describe('a major upgrade (docs/operations.md, "PostgreSQL 17 → 18"): the server image and the backup Jobs\' image change together', () => {
   test('both at 18: the Cluster runs the 18 image, the dump and restore Jobs the 18 tools', () => {
     const m = synthAll(
       config({ postgres: { mode: 'cloudnative-pg', image: { tag: '18.6-bookworm' }, cloudnativePg: { backup: BACKUP, image: { tag: '18.1-standard-bookworm' } } } }),

@@ -138,7 +138,7 @@ test('the shared secret and node addresses are added at start from the Secret an
   expect(c.env).toContainEqual({ name: 'NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
 });
 
-test('the TURN Secret volume: the shared secret, and an optional second one (README, "Rotating secrets")', () => {
+test('the TURN Secret volume: the shared secret, and an optional second one (docs/operations.md, "Rotating secrets")', () => {
   expect(podSpec(find(manifests(), 'DaemonSet', 'coturn')).volumes.find((v: any) => v.name === 'turn-secret')).toEqual({
     name: 'turn-secret',
     projected: {

@@ -220,7 +220,7 @@ const RENDERS: [string, KudoConfig][] = [
     }),
   ],
   [
-    // The secret generator's fetch step, restic in its image (README, "Disaster recovery").
+    // The secret generator's fetch step, restic in its image (docs/operations.md, "Disaster recovery").
     'a rebuild that restores the Secrets from the off-site backup',
     config({ backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } }, secrets: { restoreFromBackup: 'latest' } }),
   ],

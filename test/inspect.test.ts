@@ -268,7 +268,7 @@ describe('checklist: backups', () => {
     const l = backups({ backup: { s3 }, secrets: { restoreFromBackup: 'latest' } });
     expect(l.backups).toContain(
       'secrets.restoreFromBackup is set (latest): the secret generator takes every missing value from the Secrets snapshot in s3:https://s3.example.com/kudo, ' +
-        'so create the Secret kudo-backup-s3 in kudo before applying, restore the database before Synapse starts (README, "Disaster recovery"), ' +
+        'so create the Secret kudo-backup-s3 in kudo before applying, restore the database before Synapse starts (docs/operations.md, "Disaster recovery"), ' +
         'and remove the setting once the stack is back',
     );
     expect(backups({ backup: { s3 } }).backups.join('\n')).not.toContain('restoreFromBackup');

@@ -64,7 +64,7 @@ test('secrets: none in an environment variable; the config step writes the key f
   expect(c.rtc.turn_servers.every((t: any) => t.secret_file === '/secrets/turn/shared_secret')).toBe(true);
 });
 
-test('the Secrets the config step reads: the API key pair, the Redis password, and an optional second pair (README, "Rotating secrets")', () => {
+test('the Secrets the config step reads: the API key pair, the Redis password, and an optional second pair (docs/operations.md, "Rotating secrets")', () => {
   const deploy = find(manifests(), 'Deployment', 'livekit');
   expect(podSpec(deploy).volumes.find((v: any) => v.name === 'secrets')).toEqual({
     name: 'secrets',

@@ -138,7 +138,7 @@ describe.each(cases)('%s', (name, levels) => {
       const at = (secret: string, key: string) => read.push(`${p.namespace}/${secret}/${key} (${p.owner})`);
       for (const v of p.spec.volumes ?? []) {
         if (v.secret) for (const i of v.secret.items ?? [{ key: '*' }]) at(v.secret.secretName, i.key);
-        // An optional source's keys need not exist (the rotation keys: README, "Rotating secrets").
+        // An optional source's keys need not exist (the rotation keys: docs/operations.md, "Rotating secrets").
         for (const s of v.projected?.sources ?? []) if (s.secret && s.secret.optional !== true) for (const i of s.secret.items ?? [{ key: '*' }]) at(s.secret.name, i.key);
       }
       for (const c of [...p.spec.containers, ...(p.spec.initContainers ?? [])]) {

@@ -192,7 +192,7 @@ describe('TLS: the stack CA of its own, the server certificate for the Service, 
   });
 });
 
-describe('a major version upgrade (README, "PostgreSQL 17 → 18") never starts a new major on the old data directory', () => {
+describe('a major version upgrade (docs/operations.md, "PostgreSQL 17 → 18") never starts a new major on the old data directory', () => {
   const pgdata = (tag: string) =>
     Object.fromEntries(
       container(find(synthChart('10-postgres', config({ postgres: { image: { tag } } })), 'StatefulSet', 'postgres'), 'postgres').env.map((e: any) => [e.name, e.value]),
@@ -213,7 +213,7 @@ describe('a major version upgrade (README, "PostgreSQL 17 → 18") never starts 
 
   test('a tag that does not begin with the major version is refused: the data directory depends on it', () => {
     expect(() => pgdata('latest')).toThrow(
-      'postgres.image.tag "latest" must begin with PostgreSQL\'s major version (e.g. "17.11-bookworm"): the data directory is chosen by it (README, "PostgreSQL 17 → 18")',
+      'postgres.image.tag "latest" must begin with PostgreSQL\'s major version (e.g. "17.11-bookworm"): the data directory is chosen by it (docs/operations.md, "PostgreSQL 17 → 18")',
     );
     expect(() => pgdata('bookworm-17')).toThrow('postgres.image.tag "bookworm-17" must begin');
     // Majors before 17 were never pinned by this stack, and 9.6-style tags would read as major 9.

@@ -4,7 +4,7 @@
 # certificate once cert-manager has issued it. The secret goes into a file in
 # memory, never onto the command line. A second secret, while the first is
 # rotated, is a second static-auth-secret line: coturn accepts credentials
-# made with either (README, "Rotating secrets").
+# made with either (docs/operations.md, "Rotating secrets").
 #
 # TURN over UDP and TCP does not need the certificate, so coturn starts
 # without it (a first issuance can take minutes, or fail until DNS and port 80

@@ -16,7 +16,7 @@ CREATE DATABASE :"db" OWNER :"role" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' 
 GRANT pg_monitor TO :"role";
 SQL
 
-# A new major's data directory on a volume that holds an older one (README,
+# A new major's data directory on a volume that holds an older one (docs/operations.md,
 # "PostgreSQL 17 → 18"): this database stays empty until the dump is restored
 # into it. The comment says so; the schema migration's first step and every
 # Synapse process wait on it (wait_for_schema.py) until the restore step
@@ -30,7 +30,7 @@ for dir in "$(dirname "$PGDATA")"/pgdata "$(dirname "$PGDATA")"/pgdata-*; do
   fi
 done
 if [ -n "$older" ]; then
-  note="kudo: awaiting restore: initialised beside $older; restore the dump (README, \"PostgreSQL 17 → 18\"), or run COMMENT ON DATABASE $SYNAPSE_DB_NAME IS NULL to start with an empty one"
+  note="kudo: awaiting restore: initialised beside $older; restore the dump (docs/operations.md, \"PostgreSQL 17 → 18\"), or run COMMENT ON DATABASE $SYNAPSE_DB_NAME IS NULL to start with an empty one"
   psql --no-psqlrc -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
     -v db="$SYNAPSE_DB_NAME" -v note="$note" <<'SQL'
 COMMENT ON DATABASE :"db" IS :'note';

@@ -15,7 +15,7 @@ use_password_file "$PASSWORD_FILE"
 # Synapse's pods and schema migration waiting on the database (wait_for_schema.py) only read, a moment at a time: not counted.
 others=$(psql --no-password -X -A -t -c "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name <> 'kudo-wait-for-schema'" "$PGDATABASE")
 if [ "$others" != 0 ] && [ "${FORCE:-0}" != 1 ]; then
-  die "$others other session(s) use $PGDATABASE; stop every Synapse process (README, \"Restore\") or set FORCE=1"
+  die "$others other session(s) use $PGDATABASE; stop every Synapse process (docs/operations.md, \"Backups and restore\") or set FORCE=1"
 fi
 log "restoring $file into $PGDATABASE on $PGHOST:$PGPORT"
 # One transaction: a restore that fails leaves the database as it was.

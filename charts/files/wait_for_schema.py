@@ -9,7 +9,7 @@ them when a worker starts (synapse/storage/prepare_database.py). It never
 gives up: a long migration is waited for, however long it takes.
 
 A database that PostgreSQL's init script marked as waiting for a restore (a new
-major's data directory beside an older one: README, "PostgreSQL 17 → 18") is
+major's data directory beside an older one: docs/operations.md, "PostgreSQL 17 → 18") is
 waited on first, whatever its schema: the migration Job's first step runs this
 with --restore-only, so it neither migrates nor lets Synapse serve an empty
 database before the dump is back.

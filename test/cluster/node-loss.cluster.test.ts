@@ -1,5 +1,5 @@
 /**
- * A node lost, as the README's "When a node fails" describes it: the
+ * A node lost, as docs/operations.md, "When a node fails", describes it: the
  * production render on the production topology, one node's "kubelet" falls
  * silent, and we watch what Kubernetes' own controllers do about it.
  *
@@ -20,7 +20,7 @@
  * heartbeats, nothing done to its pods, which is what a powered-off machine
  * looks like to the control plane.
  *
- * Shortened timings (real clusters use the defaults, which the README quotes):
+ * Shortened timings (real clusters use the defaults, which docs/operations.md quotes):
  * the controller-manager's --node-monitor-grace-period is 20 s here (default
  * 50 s) and the API server's default tolerations for not-ready/unreachable
  * are 5 s (default 300 s), so a lost node's pods are evicted about 25 s after
@@ -180,7 +180,7 @@ describe('production topology: a node lost', () => {
       await new Promise((r) => setTimeout(r, 1_000));
     }
 
-    // The operator's command from the README.
+    // The operator's command from docs/operations.md, "When a node fails".
     const operatorAt = Date.now();
     if (operator === 'delete node') {
       c.kubectl(['delete', 'node', node]);

@@ -99,7 +99,7 @@ test('the restore runbook with workers: every homeserver process stops by its la
   // Synapse's main process and every worker family of the production profile: all of them hold database sessions.
   expect(processes.length).toBeGreaterThanOrEqual(10);
   expect(processes).toContain('synapse');
-  // README, "Backups and restore", step 1, as written.
+  // docs/operations.md, "Backups and restore", step 1, as written.
   c.kubectl(['-n', 'kudo', 'scale', 'deployment,statefulset', '-l', 'app.kubernetes.io/component=homeserver', '--replicas=0']);
   c.kubectl(['-n', 'kudo', 'wait', '--for=delete', 'pod', '-l', 'app.kubernetes.io/component=homeserver', '--timeout=2m']);
   const stillRunning = objects(c, 'pods', ['kudo']).filter((p) => p.metadata.labels?.['app.kubernetes.io/component'] === 'homeserver');

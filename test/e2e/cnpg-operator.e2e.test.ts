@@ -542,7 +542,7 @@ describe('postgres.mode cloudnative-pg recovered from its archive (postgres.clou
 });
 
 /**
- * README, "PostgreSQL 17 → 18", with CloudNativePG: a major upgrade is the Cluster's image tag (the operator's offline
+ * docs/operations.md, "PostgreSQL 17 → 18", with CloudNativePG: a major upgrade is the Cluster's image tag (the operator's offline
  * in-place upgrade, pg_upgrade in a Job). The operator records the major the data directory was made by
  * (status.pgDataImageInfo) when it first reconciles; its validating webhook then admits a newer major and refuses an
  * older one.

@@ -718,14 +718,14 @@ describe.each(['small', 'production'] as const)('profile %s: the rendered relay 
 });
 
 /**
- * README, "Rotating secrets": coturn takes several static-auth-secret lines and accepts credentials made with any of
+ * docs/operations.md, "Rotating secrets": coturn takes several static-auth-secret lines and accepts credentials made with any of
  * them, so the TURN shared secret is rotated with an overlap. Each phase is the state of the Secret kudo-turn in
  * kudo-media after one step of the procedure, and coturn restarted on it (start.sh reads the Secret volume when it
  * starts). Clients hold credentials made with the old and with the new secret, unexpired: our client reports the
  * exact answer to its Allocate, turnutils_uclient (-W: it makes REST credentials from the secret itself) whether it
  * got a relay.
  */
-describe(`coturn ${TURN_VERSION}: rotating the TURN shared secret with an overlap (README, "Rotating secrets")`, () => {
+describe(`coturn ${TURN_VERSION}: rotating the TURN shared secret with an overlap (docs/operations.md, "Rotating secrets")`, () => {
   /** The optional second secret's key, in the Secret coturn reads (secrets.refs.turnSharedSecret). */
   const SECOND = `${config.secrets.refs.turnSharedSecret.name}/second_shared_secret`;
 
@@ -763,7 +763,7 @@ describe(`coturn ${TURN_VERSION}: rotating the TURN shared secret with an overla
 
   test('during the window credentials made with the old and the new secret both get relays; afterwards the old ones are refused (401)', async () => {
     const old = secrets.turnSharedSecret;
-    // What the README's command makes: the generator's shape (32 random bytes in URL-safe base64).
+    // What the runbook's command makes: the generator's shape (32 random bytes in URL-safe base64).
     const next = crypto.randomBytes(32).toString('base64url');
     const held = { old, next };
     const both = { allocate: { old: 'relay', next: 'relay' }, uclient: { old: true, next: true } };

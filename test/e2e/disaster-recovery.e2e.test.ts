@@ -1,5 +1,5 @@
 /**
- * Disaster recovery, as the README's runbook does it, with the real programs: a cluster (an API server, the secret
+ * Disaster recovery, as the runbook (docs/operations.md, "Disaster recovery") does it, with the real programs: a cluster (an API server, the secret
  * generator, PostgreSQL, Synapse filled by real clients, the admin bootstrap) is backed up by the rendered nightly
  * steps, then lost whole; a new one is rebuilt from the off-site repository and its password alone: the Secrets
  * (secrets.restoreFromBackup), the database, the media. Afterwards the server has its old identity, users their
@@ -41,7 +41,7 @@ const MiB = 2 ** 20;
 const STEP_TIMEOUT = 300_000 + ((DB_MIB + MEDIA_MIB) / 10) * 1000;
 
 const S3 = { backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } } };
-/** The cluster that is lost, and the render its rebuild is applied from (README, "Disaster recovery"). */
+/** The cluster that is lost, and the render its rebuild is applied from (docs/operations.md, "Disaster recovery"). */
 const before = rendered(S3);
 const after = rendered({ ...S3, secrets: { restoreFromBackup: 'latest' } });
 /** What the operator kept outside the cluster: the off-site Secret's values. */

@@ -133,8 +133,8 @@ const API_NODE = address('the API server on a node', '10.0.0.10');
 const LIVEKIT_NODE = address("LiveKit's node", '10.0.0.5');
 
 /**
- * The public proxy of each value of the matrix's proxy factor: the ingress controller's pods in its namespace (README,
- * Routing), or the Gateway's proxies, wherever the implementation runs them.
+ * The public proxy of each value of the matrix's proxy factor: the ingress controller's pods in its namespace (docs/networking.md,
+ * "Routing: Ingress or Gateway API"), or the Gateway's proxies, wherever the implementation runs them.
  */
 const PROXIES: Record<string, Peer> = {
   traefik: {
@@ -322,7 +322,7 @@ function flowsOf(l: Levels): Flow[] {
     open(replica, primary, 5432);
   }
 
-  // Redis: LiveKit from its node; other namespaces only while nodeCidrs is unset (README, Networking: the trade-off).
+  // Redis: LiveKit from its node; other namespaces only while nodeCidrs is unset (docs/networking.md, "Networking": the trade-off).
   open(LIVEKIT_NODE, REDIS, 6379);
   either(!nodesListed, OTHER, REDIS, 6379);
   either(!nodesListed, APP, REDIS, 6379);

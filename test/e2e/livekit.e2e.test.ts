@@ -182,7 +182,7 @@ describe(`${REDIS_VERSION}`, () => {
     expect(() => run(wrong)).toThrow();
   });
 
-  test('the password rotates with an overlap (README, "Rotating secrets"): ACL SETUSER adds the new one beside the old, then removes the old', async () => {
+  test('the password rotates with an overlap (docs/operations.md, "Rotating secrets"): ACL SETUSER adds the new one beside the old, then removes the old', async () => {
     // A Redis of its own: the ACL changes would outlive this test in the shared one.
     const own = await startRedis(manifests, config, secrets);
     try {
@@ -190,7 +190,7 @@ describe(`${REDIS_VERSION}`, () => {
       const next = crypto.randomBytes(32).toString('base64url');
       const auth = async () => ({ old: (await redisCommands(own.port, [['AUTH', old]]))[0], next: (await redisCommands(own.port, [['AUTH', next]]))[0] });
       const wrong = '-WRONGPASS invalid username-password pair or user is disabled.';
-      // The README's commands, less kubectl exec: redis-cli in the Redis container, authenticated by REDISCLI_AUTH.
+      // The runbook's commands, less kubectl exec: redis-cli in the Redis container, authenticated by REDISCLI_AUTH.
       const cli = (password: string, ...args: string[]) =>
         execFileSync(path.join(path.dirname(programs().redisServer), 'redis-cli'), ['-h', LOOPBACK, '-p', String(own.port), ...args], {
           env: { REDISCLI_AUTH: password },
@@ -491,12 +491,12 @@ describe(`${LIVEKIT_VERSION} with ${REDIS_VERSION}, on a node with no route to t
 });
 
 /**
- * README, "Rotating secrets": LiveKit's key file takes several pairs, so the API key pair is rotated with an overlap.
+ * docs/operations.md, "Rotating secrets": LiveKit's key file takes several pairs, so the API key pair is rotated with an overlap.
  * Each phase is the state of the Secret kudo-livekit after one step of the procedure, and a LiveKit restarted on it
  * (the `config` step writes the key file from the Secret volume only when the pod starts). The app's side is a token
  * for RoomService ListRooms signed with each pair.
  */
-describe(`${LIVEKIT_VERSION}: rotating the API key pair with an overlap (README, "Rotating secrets")`, () => {
+describe(`${LIVEKIT_VERSION}: rotating the API key pair with an overlap (docs/operations.md, "Rotating secrets")`, () => {
   let network: PodNetwork;
   let nodeRedis: RunningRedis;
   let api: FakeKubeApi;
@@ -548,7 +548,7 @@ describe(`${LIVEKIT_VERSION}: rotating the API key pair with an overlap (README,
 
   test('during the window tokens of the old and the new pair are both accepted (200); afterwards the old pair is refused (401)', async () => {
     const old: Pair = { key: secrets.livekitApiKey, secret: secrets.livekitApiSecret };
-    // What the README's commands make: the generator's shapes (API and 12 letters or digits; 32 random bytes in URL-safe base64).
+    // What the runbook's commands make: the generator's shapes (API and 12 letters or digits; 32 random bytes in URL-safe base64).
     const next: Pair = { key: `API${crypto.randomBytes(6).toString('hex')}`, secret: crypto.randomBytes(32).toString('base64url') };
     const pairs = { old, next };
 

@@ -123,7 +123,7 @@ const EXCEPTIONS: { check: string; object: RegExp; renders?: (ms: Manifest[]) =>
   {
     check: 'pod-networkpolicy',
     object: /^(livekit|coturn)\/kudo-media (Deployment|DaemonSet)$/,
-    reason: 'Host-network pods: NetworkPolicies do not apply to them; the firewall decides (README, Networking).',
+    reason: 'Host-network pods: NetworkPolicies do not apply to them; the firewall decides (docs/networking.md, "Networking").',
   },
   {
     check: 'pod-probes-identical',
@@ -139,7 +139,7 @@ const EXCEPTIONS: { check: string; object: RegExp; renders?: (ms: Manifest[]) =>
     check: 'deployment-replicas|deployment-strategy',
     object: new RegExp(`^synapse(-${anyOf(singleWorkers)})?/kudo Deployment$`),
     reason:
-      'One main process, one media repository (the ReadWriteOnce media volume) and one background worker: Synapse runs no second of them, so one replica and Recreate (README, Design notes).',
+      'One main process, one media repository (the ReadWriteOnce media volume) and one background worker: Synapse runs no second of them, so one replica and Recreate (docs/design.md, "Design notes").',
   },
   {
     check: 'deployment-replicas',
@@ -265,7 +265,7 @@ const CHECKOV_EXCEPTIONS: { check: string; resource: RegExp; renders: RegExp; re
     check: 'CKV_K8S_19',
     resource: /^(Deployment\.kudo-media\.livekit|DaemonSet\.kudo-media\.coturn)$/,
     renders: /./,
-    reason: 'LiveKit and coturn run on the host network (media ports, real client addresses), in the privileged namespace kudo-media (README, Networking).',
+    reason: 'LiveKit and coturn run on the host network (media ports, real client addresses), in the privileged namespace kudo-media (docs/networking.md, "Networking").',
   },
   {
     check: 'CKV_K8S_25',

@@ -1,5 +1,5 @@
 /**
- * The README's "PostgreSQL 17 → 18" with the real programs: PostgreSQL 17 as the rendered StatefulSet starts it, on a
+ * docs/operations.md, "PostgreSQL 17 → 18", with the real programs: PostgreSQL 17 as the rendered StatefulSet starts it, on a
  * folder standing for its volume, filled by Synapse; the rendered nightly dump step (pg_dump 17, the 17 image's); then
  * the render with the tag bumped to 18, whose PGDATA is a new directory on the same volume, started by PostgreSQL 18;
  * the rendered restore step (pg_restore 18, the 18 image's) into it; Synapse on it serving the old messages; and the
@@ -120,7 +120,7 @@ afterAll(async () => {
   for (const r of running.reverse()) await r.stop();
 });
 
-describe(`PostgreSQL 17 → 18 by dump and restore (${postgresVersion()} → ${postgresVersion(nextPgBin())}), as the README says`, () => {
+describe(`PostgreSQL 17 → 18 by dump and restore (${postgresVersion()} → ${postgresVersion(nextPgBin())}), as docs/operations.md says`, () => {
   test('the render with the 18 tag keeps the volume and points PGDATA at a directory of its own on it', () => {
     const env = (ms: Manifest[]) => Object.fromEntries(container(find(ms, 'StatefulSet', 'postgres'), 'postgres').env.map((e: any) => [e.name, e.value]));
     expect(container(find(next.manifests, 'StatefulSet', 'postgres'), 'postgres').image).toBe('docker.io/library/postgres:18.6-bookworm');
