@@ -24,7 +24,7 @@ import { setSyncWave, WAVE } from './argocd';
 
 /**
  * Optional key beside the shared secret in coturn's Secret: a second secret coturn accepts too, for rotating the
- * shared secret with an overlap (README, "Rotating secrets"). Synapse and LiveKit sign with the main one only.
+ * shared secret with an overlap (docs/operations.md, "Rotating secrets"). Synapse and LiveKit sign with the main one only.
  */
 export const TURN_SECOND_SECRET = 'second_shared_secret';
 

@@ -166,7 +166,7 @@ export interface ScopedAccessProps {
  * Argo CD creates them in the wave before the Job's and deletes them when the
  * sync operation ends, whether it succeeded or failed (gitops-engine deletes
  * hooks by policy only then, not when the hook itself is done). Applied with
- * kubectl, they stay until deleted (README, "Security and resilience").
+ * kubectl, they stay until deleted (docs/design.md, "Security and resilience").
  */
 export function scopedSecretAccess(scope: Construct, p: ScopedAccessProps): void {
   const subjects = [{ kind: 'ServiceAccount', name: p.serviceAccount, namespace: p.serviceAccountNamespace }];
