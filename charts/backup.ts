@@ -115,8 +115,8 @@ const scratchVolume = (): k8s.Volume => ({ name: 'scratch', emptyDir: { sizeLimi
 /**
  * What the secret generator needs to put a backup's Secrets back instead of making new values: a step in restic's
  * image that restores a "secrets" snapshot of the off-site repository (`snapshot`: "latest" or an ID) into memory.
- * Used to rebuild a lost cluster, where the backup volume is gone with it; the runbook is docs/operations.md,
- * "Disaster recovery".
+ * Used to rebuild a lost cluster, where the backup volume is gone with it; the runbook:
+ * docs/operations.md, "Disaster recovery".
  */
 export function secretsFetch(p: {
   readonly resticImage: ImageConfig;
