@@ -9,11 +9,21 @@ import { Construct } from 'constructs';
 import { applySyncWaves, ArgoApplicationChart, keepState } from './argocd';
 import { BACKUP, BackupChart, secretsFetch } from './backup';
 import { selectorLabels } from './common';
-import { KudoConfig, LIVEKIT_API_PORT, POSTGRES_RESERVED_CONNECTIONS, synapseConnections, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT, workerReplicas } from './config';
+import {
+  KudoConfig,
+  LIVEKIT_API_PORT,
+  LIVEKIT_METRICS_PORT,
+  POSTGRES_RESERVED_CONNECTIONS,
+  synapseConnections,
+  TURN_METRICS_PORT,
+  TURN_PORT,
+  TURN_TLS_PORT,
+  workerReplicas,
+} from './config';
 import { CloudNativePgChart, CNPG_CLUSTER, CNPG_METRICS_PORT, CNPG_OPERATOR_PODS, CNPG_POD_LABEL, CNPG_STATUS_PORT, objectStorePort } from './cloudnative-pg';
 import { CoturnChart } from './coturn';
 import type { DatabaseConnection } from './database';
-import { LIVEKIT_TLS_SECRET, LiveKitChart } from './livekit';
+import { LIVEKIT, LIVEKIT_TLS_SECRET, LiveKitChart } from './livekit';
 import { MonitoringChart } from './monitoring';
 import { NamespacesChart } from './namespaces';
 import { mergeScheduling } from './pods';
@@ -312,6 +322,7 @@ function media(app: Construct, config: KudoConfig, ingress: IngressSettings, red
     ingress,
     toolsImage: toolsImage(config),
     scheduling: scheduling(config, 'livekit'),
+    hostNetwork: config.livekit.hostNetwork,
   });
   new CoturnChart(app, '31-coturn', {
     namespace: ns.hostNetwork,
@@ -492,10 +503,27 @@ function networkPolicies(app: Construct, config: KudoConfig): void {
       config.backup.enabled && config.backup.s3.enabled && config.backup.s3.repository !== undefined ? objectStorePort(config.backup.s3.repository.replace(/^s3:/, '')) : undefined,
     monitoringNamespace: config.monitoring.enabled ? config.monitoring.namespace : undefined,
     gatewayProxies: gatewayProxies(config),
+    livekitPods: livekitPods(config),
   });
 }
 
 /** The Gateway's proxies, when they run in the stack namespace and so under its NetworkPolicies. */
+/** LiveKit off the host network: its pods, and the ports its replicas take (config validation requires rtc.udpPort then). */
+function livekitPods(config: KudoConfig): NetworkPoliciesProps['livekitPods'] {
+  const lk = config.livekit;
+  if (lk.hostNetwork) return undefined;
+  const last = lk.replicas - 1;
+  const udp = lk.rtc.udpPort!;
+  return {
+    namespace: config.namespaces.hostNetwork,
+    pods: selectorLabels(LIVEKIT),
+    apiPort: LIVEKIT_API_PORT,
+    metricsPort: LIVEKIT_METRICS_PORT,
+    udp: [udp, udp + last],
+    tcp: [lk.rtc.tcpPort, lk.rtc.tcpPort + last],
+  };
+}
+
 function gatewayProxies(config: KudoConfig): NetworkPoliciesProps['gatewayProxies'] {
   const gw = config.gatewayApi;
   if (config.routing !== 'gateway-api' || gw.proxyNamespace !== config.namespaces.stack) return undefined;

@@ -614,6 +614,13 @@ function makeSchema() {
         /** Nodes that may run LiveKit (host networking: one pod per node). */
         nodeSelector: labelMap.default({}),
         /**
+         * true: LiveKit on the node's network, one pod per node (Pod Security `privileged`).
+         * false: an ordinary pod that meets `restricted`, in a StatefulSet, each replica behind a NodePort Service
+         * of its own: replica i takes media on UDP livekit.rtc.udpPort + i and TCP livekit.rtc.tcpPort + i, which
+         * are also its Service's NodePorts (docs/livekit-without-host-network.md).
+         */
+        hostNetwork: z.boolean().default(true),
+        /**
          * The most participants one LiveKit node is planned to hold at once. LiveKit
          * does not enforce it: it sizes the UDP port range, which must hold two
          * ports per participant (publisher and subscriber PeerConnection) for each
@@ -918,6 +925,9 @@ export const TURN_PORT = 3478;
 export const TURN_TLS_PORT = 5349;
 export const TURN_METRICS_PORT = 9641;
 
+/** Kubernetes' default NodePort range (kube-apiserver --service-node-port-range). */
+export const NODE_PORT_RANGE = { min: 30000, max: 32767 } as const;
+
 /** UDP ports a LiveKit participant takes per node address: one per PeerConnection (publisher, subscriber). */
 export const LIVEKIT_PORTS_PER_PARTICIPANT = 2;
 
@@ -1118,6 +1128,7 @@ function checkCombinations(c: KudoConfig, source: string): void {
       );
     }
   }
+  problems.push(...livekitPodNetworkProblems(c));
   const relay = c.coturn.relayPorts;
   if (relay.min > relay.max) {
     problems.push(`coturn.relayPorts.min (${relay.min}) is larger than coturn.relayPorts.max (${relay.max})`);
@@ -1225,6 +1236,45 @@ function checkCombinations(c: KudoConfig, source: string): void {
   if (problems.length > 0) {
     throw new ConfigError(`${source} is invalid:\n${problems.map((l) => `  - ${l}`).join('\n')}`);
   }
+}
+
+/**
+ * livekit.hostNetwork false: each replica i listens on udpPort + i and tcpPort + i, which are also its NodePorts
+ * (a client reaches the port LiveKit puts in its candidates), so both spans must lie in the NodePort range, apart.
+ */
+function livekitPodNetworkProblems(c: KudoConfig): string[] {
+  const lk = c.livekit;
+  if (lk.hostNetwork) return [];
+  const problems: string[] = [];
+  const { min, max } = NODE_PORT_RANGE;
+  const last = lk.replicas - 1;
+  const span = (first: number) => (last === 0 ? `${first}` : `${first}-${first + last}`);
+  const take = last === 0 ? 'the replica takes' : `replicas 0-${last} take`;
+  const { udpPort, tcpPort } = lk.rtc;
+  if (udpPort === undefined) {
+    problems.push(
+      `livekit.hostNetwork false takes media on one UDP port per replica: set livekit.rtc.udpPort to the first replica's NodePort (${min}-${max}; replica i uses udpPort + i)`,
+    );
+  }
+  const spans: [string, number][] = [['livekit.rtc.tcpPort', tcpPort], ...(udpPort !== undefined ? [['livekit.rtc.udpPort', udpPort] as [string, number]] : [])];
+  for (const [key, first] of spans) {
+    if (first < min || first + last > max) {
+      problems.push(`${key} ${first}: with livekit.hostNetwork false it is the first replica's NodePort, and ${take} ${span(first)}; ` + `NodePorts are ${min}-${max}`);
+    }
+  }
+  if (udpPort !== undefined && rangesOverlap(udpPort, udpPort + last, tcpPort, tcpPort + last)) {
+    problems.push(
+      `livekit.rtc.udpPort ${span(udpPort)} and livekit.rtc.tcpPort ${span(tcpPort)} overlap: each replica's Service takes its ports as NodePorts, ` +
+        'and a NodePort is given to one Service only',
+    );
+  }
+  const relay = c.coturn.relayPorts;
+  for (const [key, first] of spans) {
+    if (rangesOverlap(first, first + last, relay.min, relay.max)) {
+      problems.push(`coturn.relayPorts ${relay.min}-${relay.max} include LiveKit's NodePorts ${span(first)} (${key}); kube-proxy takes those ports on every node`);
+    }
+  }
+  return problems;
 }
 
 /** synapse.extraConfig and synapse.extraSecretFiles: nothing the stack writes, no inline secret, every file reference declared. */

@@ -82,6 +82,11 @@ export interface LiveKitProps extends ChartProps {
   readonly toolsImage: ImageConfig;
   /** Where its pods may run, beyond what the chart sets. @default - anywhere the chart allows */
   readonly scheduling?: PodScheduling;
+  /**
+   * false: an ordinary pod (Pod Security `restricted`) in a StatefulSet, each replica behind a NodePort Service of
+   * its own on rtc.udpPort + i and rtc.tcpPort + i, which config validation requires. @default true - the node's network
+   */
+  readonly hostNetwork?: boolean;
 }
 
 /**
@@ -169,39 +174,74 @@ export const LIVEKIT_START = [
   'exec /livekit-server "$@"',
 ].join('\n');
 
-/** The LiveKit pod: the address lookup and config steps, then LiveKit on the node's network. */
+/** Where a StatefulSet replica's ordinal comes from: its pod name, livekit-<i>. */
+const POD_NAME_ENV = 'POD_NAME';
+
+/**
+ * The main container with livekit.hostNetwork false: replica i listens on the UDP mux port and the TCP port its own
+ * Service exposes (the first replica's plus i), on every address of its pod, and advertises the node's address.
+ */
+export function livekitPodStart(rtc: { readonly udpPort: number; readonly tcpPort: number }): string {
+  return [
+    'set -eu',
+    `export GOMEMLIMIT="$((${MEMORY_LIMIT_ENV} * 9 / 10))MiB"`,
+    `i=\${${POD_NAME_ENV}##*-}`,
+    // The candidates carry the port LiveKit listens on, and clients reach the NodePort: so the two are one number.
+    `set -- --config ${LIVEKIT_RUN_CONFIG} --udp-port "$((${rtc.udpPort} + i))" --rtc.tcp_port "$((${rtc.tcpPort} + i))"`,
+    `if [ -s ${LIVEKIT_NODE_IP_FILE} ]; then set -- "$@" --node-ip "$(cat ${LIVEKIT_NODE_IP_FILE})"; fi`,
+    'exec /livekit-server "$@"',
+  ].join('\n');
+}
+
+/** The Service replica i of the StatefulSet is reached by from outside: its own NodePorts, the client's address kept. */
+export function livekitReplicaServiceName(i: number): string {
+  return `livekit-rtc-${i}`;
+}
+
+/** The LiveKit pod: the address lookup and config steps, then LiveKit on the node's network (or its own, hostNetwork false). */
 function livekitPodSpec(props: LiveKitProps, v: { configMap: string; address?: NodeAddressLookup }): k8s.PodSpec {
   const s = props.secrets;
   const component = LIVEKIT;
   const address = v.address;
-  const env: k8s.EnvVar[] = [
-    // For `--bind`: on the host network, listen on the node's cluster address
-    // only, not on every address the node has (public ones included).
-    { name: 'HOST_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
-    // For GOMEMLIMIT (the start script): the container's memory limit in MiB.
-    { name: MEMORY_LIMIT_ENV, valueFrom: { resourceFieldRef: { containerName: LIVEKIT_CONTAINER, resource: 'limits.memory', divisor: k8s.Quantity.fromString('1Mi') } } },
-  ];
+  const hostNetwork = props.hostNetwork ?? true;
+  const memoryLimit: k8s.EnvVar = {
+    name: MEMORY_LIMIT_ENV,
+    valueFrom: { resourceFieldRef: { containerName: LIVEKIT_CONTAINER, resource: 'limits.memory', divisor: k8s.Quantity.fromString('1Mi') } },
+  };
+  const env: k8s.EnvVar[] = hostNetwork
+    ? [
+        // For `--bind`: on the host network, listen on the node's cluster address
+        // only, not on every address the node has (public ones included).
+        { name: 'HOST_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
+        // For GOMEMLIMIT (the start script): the container's memory limit in MiB.
+        memoryLimit,
+      ]
+    : [{ name: POD_NAME_ENV, valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }, memoryLimit];
   // host-ip: advertise the node's own address (LiveKit reads NODE_IP itself).
   if (props.rtc.nodeAddress === 'host-ip') env.push({ name: 'NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
-  const ports = [tcpPort('http', LIVEKIT_API_PORT), tcpPort('rtc-tcp', props.rtc.tcpPort), tcpPort('metrics', LIVEKIT_METRICS_PORT)];
-  if (props.rtc.udpPort !== undefined) ports.push({ name: 'rtc-udp', containerPort: props.rtc.udpPort, protocol: 'UDP' });
+  // Off the host network each replica has ports of its own (the start script), which one template cannot list.
+  const ports = hostNetwork
+    ? [tcpPort('http', LIVEKIT_API_PORT), tcpPort('rtc-tcp', props.rtc.tcpPort), tcpPort('metrics', LIVEKIT_METRICS_PORT)]
+    : [tcpPort('http', LIVEKIT_API_PORT), tcpPort('metrics', LIVEKIT_METRICS_PORT)];
+  if (hostNetwork && props.rtc.udpPort !== undefined) ports.push({ name: 'rtc-udp', containerPort: props.rtc.udpPort, protocol: 'UDP' });
+  const spread = { labelSelector: { matchLabels: selectorLabels(component) }, topologyKey: 'kubernetes.io/hostname' };
+  let command = LIVEKIT_START;
+  if (!hostNetwork) {
+    if (props.rtc.udpPort === undefined) throw new Error("livekit: hostNetwork false needs rtc.udpPort (the first replica's NodePort)");
+    command = livekitPodStart({ udpPort: props.rtc.udpPort, tcpPort: props.rtc.tcpPort });
+  }
 
   return {
-    hostNetwork: true,
-    dnsPolicy: 'ClusterFirstWithHostNet',
+    ...(hostNetwork ? { hostNetwork: true, dnsPolicy: 'ClusterFirstWithHostNet' } : {}),
     serviceAccountName: address?.serviceAccountName,
     automountServiceAccountToken: false,
     enableServiceLinks: false,
     nodeSelector: props.nodeSelector,
     affinity: {
-      podAntiAffinity: {
-        requiredDuringSchedulingIgnoredDuringExecution: [
-          {
-            labelSelector: { matchLabels: selectorLabels(component) },
-            topologyKey: 'kubernetes.io/hostname',
-          },
-        ],
-      },
+      // Host ports allow one LiveKit per node; its own ports do not, but a node lost should end few rooms.
+      podAntiAffinity: hostNetwork
+        ? { requiredDuringSchedulingIgnoredDuringExecution: [spread] }
+        : { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: spread }] },
     },
     securityContext: restrictedPod(UID.livekit),
     terminationGracePeriodSeconds: LIVEKIT_DRAIN_SECONDS,
@@ -224,7 +264,7 @@ function livekitPodSpec(props: LiveKitProps, v: { configMap: string; address?: N
       {
         name: LIVEKIT_CONTAINER,
         image: imageRef(props.image),
-        command: ['sh', '-c', LIVEKIT_START],
+        command: ['sh', '-c', command],
         env,
         ports,
         resources: resourceRequirements(props.resources),
@@ -273,6 +313,10 @@ function livekitPodSpec(props: LiveKitProps, v: { configMap: string; address?: N
  * Service would put a NAT in between and a LoadBalancer for a UDP range is
  * rarely offered. So one pod per node, a rolling update that frees a node
  * before reusing it, and the API reached through an Ingress.
+ *
+ * With `hostNetwork: false`, for clusters that forbid host networking: one UDP
+ * mux port and one TCP port per replica, each replica behind a NodePort
+ * Service of its own (replicasOwnNetwork).
  */
 export class LiveKitChart extends Chart {
   constructor(scope: Construct, id: string, props: LiveKitProps) {
@@ -297,22 +341,26 @@ export class LiveKitChart extends Chart {
         })
       : undefined;
 
-    const deployment = new k8s.KubeDeployment(this, 'deployment', {
-      metadata: { name: 'livekit', ...meta },
-      spec: {
-        replicas: props.replicas,
-        selector: { matchLabels: selectorLabels(component) },
-        // Host ports: a new pod cannot start on a node until the old one is gone.
-        strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: k8s.IntOrString.fromNumber(0), maxUnavailable: k8s.IntOrString.fromNumber(1) } },
-        template: {
-          metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) } },
-          spec: withScheduling(livekitPodSpec(props, { configMap: config.name, address }), props.scheduling, selectorLabels(component)),
-        },
-      },
-    });
+    const template = {
+      metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: contentHash(files) } },
+      spec: withScheduling(livekitPodSpec(props, { configMap: config.name, address }), props.scheduling, selectorLabels(component)),
+    };
+    const workload =
+      (props.hostNetwork ?? true)
+        ? new k8s.KubeDeployment(this, 'deployment', {
+            metadata: { name: 'livekit', ...meta },
+            spec: {
+              replicas: props.replicas,
+              selector: { matchLabels: selectorLabels(component) },
+              // Host ports: a new pod cannot start on a node until the old one is gone.
+              strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: k8s.IntOrString.fromNumber(0), maxUnavailable: k8s.IntOrString.fromNumber(1) } },
+              template,
+            },
+          })
+        : this.replicasOwnNetwork(props, meta, template);
 
     // Last, with the routes: a LiveKit short of nodes must not hold up Synapse or the app's credentials.
-    setSyncWave(deployment, WAVE.edge);
+    setSyncWave(workload, WAVE.edge);
 
     if (props.replicas > 1) {
       // Drains take one node's LiveKit at a time, so the others keep rooms going.
@@ -344,6 +392,44 @@ export class LiveKitChart extends Chart {
       settings: props.ingress,
       // Signalling is one long-lived WebSocket per participant: an hour before an idle one is cut.
       options: { websocketTimeoutSeconds: 3600 },
+    });
+  }
+
+  /**
+   * hostNetwork false: a StatefulSet, for pod names that say which replica a pod is (livekit-<i>), and per replica a
+   * NodePort Service that selects that pod alone. A client must reach each replica at the address and port that
+   * replica advertises, so one Service in front of all of them would not do; `externalTrafficPolicy: Local` keeps
+   * the client's address (no SNAT) and sends a node's NodePort only to a pod on that node, the one advertising it.
+   */
+  private replicasOwnNetwork(props: LiveKitProps, meta: { namespace: string; labels: Record<string, string> }, template: k8s.PodTemplateSpec): k8s.KubeStatefulSet {
+    const component = { ...LIVEKIT, version: props.image.tag };
+    const udpPort = props.rtc.udpPort!;
+    for (let i = 0; i < props.replicas; i++) {
+      new k8s.KubeService(this, `rtc-${i}`, {
+        metadata: { name: livekitReplicaServiceName(i), ...meta },
+        spec: {
+          type: 'NodePort',
+          externalTrafficPolicy: 'Local',
+          selector: { ...selectorLabels(component), 'statefulset.kubernetes.io/pod-name': `livekit-${i}` },
+          ports: [
+            { name: 'rtc-udp', protocol: 'UDP', port: udpPort + i, targetPort: k8s.IntOrString.fromNumber(udpPort + i), nodePort: udpPort + i },
+            { name: 'rtc-tcp', protocol: 'TCP', port: props.rtc.tcpPort + i, targetPort: k8s.IntOrString.fromNumber(props.rtc.tcpPort + i), nodePort: props.rtc.tcpPort + i },
+          ],
+        },
+      });
+    }
+    return new k8s.KubeStatefulSet(this, 'statefulset', {
+      metadata: { name: 'livekit', ...meta },
+      spec: {
+        // The API Service; LiveKit needs no DNS name per pod.
+        serviceName: 'livekit',
+        replicas: props.replicas,
+        // Each replica is independent (rooms are shared through Redis): no need to start them one by one.
+        podManagementPolicy: 'Parallel',
+        selector: { matchLabels: selectorLabels(component) },
+        updateStrategy: { type: 'RollingUpdate' },
+        template,
+      },
     });
   }
 }

@@ -78,6 +78,20 @@ export interface NetworkPoliciesProps extends ChartProps {
   };
   /** Prometheus's namespace, allowed to scrape the metrics ports. @default - no scraping */
   readonly monitoringNamespace?: string;
+  /**
+   * LiveKit as an ordinary pod (livekit.hostNetwork false), selected by its labels: Redis admits it by them, the
+   * Gateway's proxies reach it by them, and a policy in its namespace admits its API, media and metrics ports only.
+   * @default - LiveKit is on the host network, where policies do not select it and it arrives from node addresses
+   */
+  readonly livekitPods?: {
+    readonly namespace: string;
+    readonly pods: Record<string, string>;
+    readonly apiPort: number;
+    readonly metricsPort: number;
+    /** The first and last port its replicas take media on. */
+    readonly udp: readonly [number, number];
+    readonly tcp: readonly [number, number];
+  };
 }
 
 /** PostgreSQL as the NetworkPolicies see it. */
@@ -177,7 +191,16 @@ export class NetworkPoliciesChart extends Chart {
         });
       }
     }
-    if (props.redis ?? true) {
+    const lkp = props.livekitPods;
+    const livekit: k8s.NetworkPolicyPeer | undefined = lkp && { namespaceSelector: inNamespace(lkp.namespace), podSelector: { matchLabels: lkp.pods } };
+    if ((props.redis ?? true) && livekit !== undefined) {
+      // LiveKit and Synapse's processes (with workers) are Redis's only clients, each known by its labels.
+      policy('redis', {
+        podSelector: pod('redis'),
+        policyTypes: ['Ingress'],
+        ingress: [{ from: w ? [livekit, { podSelector: synapseProcesses }] : [livekit], ports: tcp(p.redis) }, ...scrape(p.redisMetrics)],
+      });
+    } else if (props.redis ?? true) {
       // LiveKit is on the host network: it arrives from a node address, not from a pod. Without the nodes' addresses,
       // the ranges clusters give nodes and pods: LiveKit still gets in, the internet does not.
       const fromNodes = nodes ?? PRIVATE_RANGES.map((cidr) => ({ ipBlock: { cidr } }));
@@ -261,10 +284,33 @@ export class NetworkPoliciesChart extends Chart {
         egress: [
           { to: [{ podSelector: synapseEntry }], ports: tcp(p.synapseProxied) },
           ...(wellKnown ? [{ to: [{ podSelector: pod('wellKnown') }], ports: tcp(p.wellKnown) }] : []),
-          { to: nodes ?? OUTSIDE, ports: tcp(gp.livekitPort) },
+          { to: livekit !== undefined ? [livekit] : (nodes ?? OUTSIDE), ports: tcp(gp.livekitPort) },
           { to: [{ podSelector: solvers }, { namespaceSelector: inNamespace(gp.mediaNamespace), podSelector: solvers }], ports: tcp(ACME_SOLVER_PORT) },
           ...(gp.controlPlane !== undefined ? [{ to: [{ namespaceSelector: inNamespace(gp.controlPlane.namespace) }], ports: tcp(...gp.controlPlane.ports) }] : []),
         ],
+      });
+    }
+    if (lkp !== undefined) {
+      // In LiveKit's namespace, which also holds coturn: on the host network, coturn is not selected by it.
+      const range = (protocol: string, [first, last]: readonly [number, number]): k8s.NetworkPolicyPort => ({
+        protocol,
+        port: k8s.IntOrString.fromNumber(first),
+        ...(last > first ? { endPort: last } : {}),
+      });
+      const fromProxies: k8s.NetworkPolicyPeer = gp !== undefined ? { namespaceSelector: inNamespace(props.namespace), podSelector: { matchLabels: gp.labels } } : fromPublic;
+      new k8s.KubeNetworkPolicy(this, 'livekit', {
+        metadata: { name: 'livekit', namespace: lkp.namespace, labels: labels({ name: 'network-policy', component: 'security' }) },
+        spec: {
+          podSelector: { matchLabels: lkp.pods },
+          // Egress stays open: media goes to any client or TURN relay, on any port.
+          policyTypes: ['Ingress'],
+          ingress: [
+            { from: [fromProxies], ports: tcp(lkp.apiPort) },
+            // Clients' media, through the NodePort Services that keep their addresses.
+            { from: ANYWHERE, ports: [range('UDP', lkp.udp), range('TCP', lkp.tcp)] },
+            ...scrape(lkp.metricsPort),
+          ],
+        },
       });
     }
     policy('acme-http01-solver', {

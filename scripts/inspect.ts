@@ -51,6 +51,29 @@ export function renderedManifests(config: KudoConfig): Manifest[] {
 
 const configMapFile = (ms: Manifest[], name: string, file: string): string | undefined => ms.find((m) => m.kind === 'ConfigMap' && m.metadata.name === name)?.data?.[file];
 
+/** LiveKit's pods: a Deployment on the host network, or a StatefulSet (livekit.hostNetwork false). */
+function liveKitWorkload(ms: Manifest[]): Manifest | undefined {
+  return ms.find((m) => (m.kind === 'Deployment' || m.kind === 'StatefulSet') && m.metadata.name === 'livekit');
+}
+
+/** livekit.hostNetwork false: the NodePorts of the replicas' Services, by protocol, as first-last. */
+function nodePortRules(ms: Manifest[]): PortRule[] {
+  const ports = ms.filter((m) => m.kind === 'Service' && m.spec.type === 'NodePort' && m.metadata.name.startsWith('livekit-rtc-')).flatMap((s) => s.spec.ports);
+  return (['UDP', 'TCP'] as const).flatMap((protocol) => {
+    const numbers = ports.filter((p: any) => p.protocol === protocol).map((p: any) => p.nodePort as number);
+    if (numbers.length === 0) return [];
+    const [lo, hi] = [Math.min(...numbers), Math.max(...numbers)];
+    return [
+      {
+        protocol,
+        ports: lo === hi ? String(lo) : `${lo}-${hi}`,
+        purpose: `${protocol === 'UDP' ? 'WebRTC media (UDP mux)' : 'WebRTC over TCP'}: NodePorts of Services livekit-rtc-<i>, one per replica, on the nodes it runs on`,
+        exposure: 'internet' as const,
+      },
+    ];
+  });
+}
+
 function hostNetworkPorts(ms: Manifest[], kind: string, name: string): { name: string; port: number; protocol: 'TCP' | 'UDP' }[] {
   const w = ms.find((m) => m.kind === kind && m.metadata.name === name);
   if (!w || !w.spec.template.spec.hostNetwork) return [];
@@ -70,7 +93,7 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
   const turnSelector = Object.entries<string>(coturn?.spec.template.spec.nodeSelector ?? {})
     .map(([k, v]) => `${k}=${v}`)
     .join(',');
-  const livekit = ms.find((m) => m.kind === 'Deployment' && m.metadata.name === 'livekit');
+  const livekit = liveKitWorkload(ms);
   const livekitSelector =
     Object.entries<string>(livekit?.spec.template.spec.nodeSelector ?? {})
       .map(([k, v]) => `${k}=${v}`)
@@ -160,6 +183,7 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
         exposure: 'internet',
       });
     }
+    rules.push(...nodePortRules(ms));
     firewall.push({ role: 'LiveKit', nodes: livekitSelector, rules });
   }
   const turnConf = configMapFile(ms, 'coturn-config', 'turnserver.conf') ?? '';
@@ -309,8 +333,12 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
     );
   }
   const redisPolicy = ms.find((m) => m.kind === 'NetworkPolicy' && m.metadata.name === 'redis');
-  if (redisPolicy !== undefined && config.networkPolicies.nodeCidrs.length === 0) {
-    const ranges = redisPolicy.spec.ingress[0].from.map((p: any) => p.ipBlock.cidr).join(', ');
+  // Off the host network LiveKit is admitted by its labels, and no address range is.
+  const ranges = (redisPolicy?.spec.ingress[0].from ?? [])
+    .filter((p: any) => p.ipBlock !== undefined)
+    .map((p: any) => p.ipBlock.cidr)
+    .join(', ');
+  if (ranges !== '' && config.networkPolicies.nodeCidrs.length === 0) {
     out.push(
       `WARNING: Redis (plain TCP, one shared password) accepts connections from every private address (${ranges}), every namespace among them: LiveKit reaches it ` +
         "from the host network, and only networkPolicies.nodeCidrs (the nodes' addresses) lets the policy tell its nodes from other pods; " +
@@ -339,13 +367,18 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
         'each need a node of their own',
     );
   }
-  const livekit = ms.find((m) => m.kind === 'Deployment' && m.metadata.name === 'livekit');
+  const livekit = liveKitWorkload(ms);
   if (livekit) {
     const n = livekit.spec.replicas as number;
     const sel = Object.entries<string>(livekit.spec.template.spec.nodeSelector ?? {})
       .map(([k, v]) => `${k}=${v}`)
       .join(',');
-    out.push(`LiveKit: ${n} node${n === 1 ? '' : 's'} (one pod per node, host network), ${sel ? `labelled ${sel}` : 'any node'}`);
+    out.push(
+      livekit.kind === 'Deployment'
+        ? `LiveKit: ${n} node${n === 1 ? '' : 's'} (one pod per node, host network), ${sel ? `labelled ${sel}` : 'any node'}`
+        : `LiveKit: ${n} replica${n === 1 ? '' : 's'} off the host network, each reached through a NodePort Service of its own (livekit-rtc-<i>) ` +
+            `on the node it runs on, ${sel ? `labelled ${sel}` : 'any node'}; the NodePort range (kube-apiserver --service-node-port-range) must hold their ports`,
+    );
   }
   const coturn = ms.find((m) => m.kind === 'DaemonSet' && m.metadata.name === 'coturn');
   if (coturn) {

@@ -544,3 +544,47 @@ describe('a refusal says what it found, and guesses the key whatever its case', 
     );
   });
 });
+
+describe('livekit.hostNetwork false: each replica on its own NodePorts', () => {
+  const podMode = (livekit: Record<string, unknown>, rest: Record<string, unknown> = {}) => ({ ...rest, livekit: { hostNetwork: false, ...livekit } });
+
+  test('ports in the NodePort range, apart from each other, are accepted', () => {
+    const c = resolveConfig(podMode({ replicas: 3, rtc: { udpPort: 31000, tcpPort: 31100 } }));
+    expect(c.livekit.hostNetwork).toBe(false);
+    expect(c.livekit.rtc).toMatchObject({ udpPort: 31000, tcpPort: 31100 });
+    // The last ports of the range.
+    expect(resolveConfig(podMode({ replicas: 2, rtc: { udpPort: 32764, tcpPort: 32766 } })).livekit.rtc.tcpPort).toBe(32766);
+    // The default keeps LiveKit on the host network.
+    expect(resolveConfig({}).livekit.hostNetwork).toBe(true);
+  });
+
+  test('the UDP mux port is required: the port range cannot be a NodePort Service', () => {
+    expect(rejection(podMode({ rtc: { tcpPort: 31100 } }))).toContain(
+      "livekit.hostNetwork false takes media on one UDP port per replica: set livekit.rtc.udpPort to the first replica's NodePort (30000-32767; replica i uses udpPort + i)",
+    );
+  });
+
+  test('ports outside the NodePort range are refused, for the first replica and the last', () => {
+    // The defaults (tcpPort 7881) are host ports, not NodePorts.
+    expect(rejection(podMode({ rtc: { udpPort: 31000 } }))).toContain(
+      "livekit.rtc.tcpPort 7881: with livekit.hostNetwork false it is the first replica's NodePort, and the replica takes 7881; NodePorts are 30000-32767",
+    );
+    expect(rejection(podMode({ replicas: 3, rtc: { udpPort: 32766, tcpPort: 31100 } }))).toContain(
+      "livekit.rtc.udpPort 32766: with livekit.hostNetwork false it is the first replica's NodePort, and replicas 0-2 take 32766-32768; NodePorts are 30000-32767",
+    );
+    expect(rejection(podMode({ rtc: { udpPort: 29999, tcpPort: 31100 } }))).toContain('livekit.rtc.udpPort 29999: with livekit.hostNetwork false');
+  });
+
+  test("the UDP and TCP ports of the replicas may not overlap: a NodePort is one Service's", () => {
+    expect(rejection(podMode({ replicas: 3, rtc: { udpPort: 31000, tcpPort: 31002 } }))).toContain(
+      "livekit.rtc.udpPort 31000-31002 and livekit.rtc.tcpPort 31002-31004 overlap: each replica's Service takes its ports as NodePorts, and a NodePort is given to one Service only",
+    );
+    expect(resolveConfig(podMode({ replicas: 3, rtc: { udpPort: 31000, tcpPort: 31003 } })).livekit.replicas).toBe(3);
+  });
+
+  test("coturn's relay ports may not reach into LiveKit's NodePorts, which kube-proxy takes on every node", () => {
+    expect(rejection(podMode({ rtc: { udpPort: 31000, tcpPort: 31100 } }, { coturn: { relayPorts: { min: 30000, max: 32399 } } }))).toContain(
+      "coturn.relayPorts 30000-32399 include LiveKit's NodePorts 31000 (livekit.rtc.udpPort); kube-proxy takes those ports on every node",
+    );
+  });
+});

@@ -351,3 +351,19 @@ test('an app outside the cluster: the checklist asks for its fixed egress addres
   );
   expect(checklist(config(), renderedManifests(config())).prerequisites.join('\n')).not.toContain('_synapse/admin');
 });
+
+test("livekit.hostNetwork false: the firewall opens the replicas' NodePorts, and Redis needs no node addresses", () => {
+  const c = config({ livekit: { hostNetwork: false, replicas: 3, rtc: { udpPort: 31000, tcpPort: 31100 } } });
+  const list = checklist(c, renderedManifests(c));
+  expect(list.firewall.find((f) => f.role === 'LiveKit')!.rules.map((x) => `${x.exposure} ${x.protocol} ${x.ports}: ${x.purpose}`)).toEqual([
+    'internet UDP 31000-31002: WebRTC media (UDP mux): NodePorts of Services livekit-rtc-<i>, one per replica, on the nodes it runs on',
+    'internet TCP 31100-31102: WebRTC over TCP: NodePorts of Services livekit-rtc-<i>, one per replica, on the nodes it runs on',
+  ]);
+  expect(list.prerequisites).toContain(
+    'LiveKit: 3 replicas off the host network, each reached through a NodePort Service of its own (livekit-rtc-<i>) on the node it runs on, any node; ' +
+      'the NodePort range (kube-apiserver --service-node-port-range) must hold their ports',
+  );
+  expect(list.prerequisites.join('\n')).not.toContain('WARNING: Redis');
+  // The host network's warning stays where it applies.
+  expect(checklist(config(), renderedManifests(config())).prerequisites.join('\n')).toContain('WARNING: Redis');
+});

@@ -321,3 +321,108 @@ test('production runs two LiveKit nodes, one pod per node, drained one at a time
   expect(find(prod, 'PodDisruptionBudget', 'livekit').spec.maxUnavailable).toBe(1);
   expect(find(manifests(), 'Deployment', 'livekit').spec.replicas).toBe(1);
 });
+
+describe('livekit.hostNetwork false: an ordinary pod, each replica behind NodePort Services of its own', () => {
+  const podMode = (extra: object = {}) => config({ livekit: { hostNetwork: false, replicas: 3, rtc: { udpPort: 31000, tcpPort: 31100 }, ...extra } });
+  const ms = () => manifests(podMode());
+
+  test('a StatefulSet instead of the Deployment, with no host network, host port or host address anywhere in its pod', () => {
+    const m = ms();
+    expect(m.filter((o) => o.kind === 'Deployment')).toEqual([]);
+    const sts = find(m, 'StatefulSet', 'livekit');
+    expect(sts.spec).toMatchObject({ replicas: 3, serviceName: 'livekit', podManagementPolicy: 'Parallel' });
+    const spec = podSpec(sts);
+    expect(spec.hostNetwork).toBeUndefined();
+    expect(spec.hostPID).toBeUndefined();
+    expect(spec.hostIPC).toBeUndefined();
+    expect(spec.dnsPolicy).toBeUndefined();
+    for (const x of [...spec.containers, ...spec.initContainers]) {
+      for (const p of x.ports ?? []) expect([x.name, p.hostPort]).toEqual([x.name, undefined]);
+    }
+    const lk = container(sts, 'livekit');
+    // Listens on every address of its own pod: no --bind to the node's.
+    expect(lk.command[2]).not.toContain('--bind');
+    expect(lk.env.map((e: any) => e.name)).not.toContain('HOST_IP');
+    expect(lk.ports.map((p: any) => p.name)).toEqual(['http', 'metrics']);
+    // Several replicas may share a node (their ports differ); spread when the nodes allow.
+    expect(spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution).toBeUndefined();
+    expect(spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0]).toMatchObject({
+      weight: 100,
+      podAffinityTerm: { topologyKey: 'kubernetes.io/hostname' },
+    });
+  });
+
+  test("Pod Security restricted, every container: non-root, no privilege escalation, every capability dropped, the runtime's seccomp profile", () => {
+    const spec = podSpec(find(ms(), 'StatefulSet', 'livekit'));
+    expect(spec.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+    const names: string[] = [];
+    for (const x of [...spec.initContainers, ...spec.containers]) {
+      names.push(x.name);
+      expect([x.name, x.securityContext]).toMatchObject([x.name, { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } }]);
+      expect(x.securityContext.capabilities.add).toBeUndefined();
+      expect(x.securityContext.privileged).not.toBe(true);
+      expect(x.securityContext.runAsUser).not.toBe(0);
+    }
+    expect(names).toEqual(['node-address', 'config', 'livekit']);
+    for (const v of spec.volumes) expect([v.name, v.hostPath]).toEqual([v.name, undefined]);
+  });
+
+  test('one NodePort Service per replica, selecting that pod alone, keeping the client address, on the ports the replica listens on', () => {
+    const m = ms();
+    const services = m.filter((o) => o.kind === 'Service' && o.metadata.name.startsWith('livekit-rtc-'));
+    expect(services.map((s) => s.metadata.name)).toEqual(['livekit-rtc-0', 'livekit-rtc-1', 'livekit-rtc-2']);
+    const s1 = find(m, 'Service', 'livekit-rtc-1');
+    expect(s1.metadata.namespace).toBe('kudo-media');
+    expect(s1.spec).toEqual({
+      type: 'NodePort',
+      externalTrafficPolicy: 'Local',
+      selector: { 'app.kubernetes.io/name': 'livekit', 'app.kubernetes.io/instance': 'kudo-livekit', 'statefulset.kubernetes.io/pod-name': 'livekit-1' },
+      ports: [
+        { name: 'rtc-udp', protocol: 'UDP', port: 31001, targetPort: 31001, nodePort: 31001 },
+        { name: 'rtc-tcp', protocol: 'TCP', port: 31101, targetPort: 31101, nodePort: 31101 },
+      ],
+    });
+    // The pods carry what it selects, the pod name aside (the StatefulSet controller adds that one).
+    expect(find(m, 'StatefulSet', 'livekit').spec.template.metadata.labels).toMatchObject({ 'app.kubernetes.io/name': 'livekit', 'app.kubernetes.io/instance': 'kudo-livekit' });
+    // The API stays behind the Ingress.
+    expect(find(m, 'Service', 'livekit').spec.type).toBeUndefined();
+  });
+
+  test("the start script gives replica i the first replica's ports plus i, from its pod name; the config holds the first replica's", () => {
+    const sts = find(ms(), 'StatefulSet', 'livekit');
+    const lk = container(sts, 'livekit');
+    expect(lk.env[0]).toEqual({ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } });
+    const script: string = lk.command[2];
+    for (const [pod, udp, tcp] of [
+      ['livekit-0', 31000, 31100],
+      ['livekit-2', 31002, 31102],
+    ] as const) {
+      // The shell computes the flags: print them instead of starting LiveKit.
+      const out = execFileSync('sh', ['-c', script.replace('exec /livekit-server "$@"', 'printf "%s\\n" "$@"')], {
+        env: { POD_NAME: pod, MEMORY_LIMIT_MIB: '1024', PATH: process.env.PATH },
+        encoding: 'utf8',
+      });
+      expect(out.split('\n')).toEqual(['--config', '/run/livekit/config.yaml', '--udp-port', String(udp), '--rtc.tcp_port', String(tcp), '']);
+    }
+    const c = lkConfig(ms());
+    expect(c.rtc).toMatchObject({ udp_port: 31000, tcp_port: 31100, use_external_ip: false });
+    expect(c.rtc.port_range_start).toBeUndefined();
+  });
+
+  test("advertises the node's ExternalIP, looked up as on the host network (the node's own address with host-ip)", () => {
+    const sts = find(ms(), 'StatefulSet', 'livekit');
+    expect(container(sts, 'node-address').env).toContainEqual({ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } });
+    expect(container(sts, 'livekit').command[2]).toContain('--node-ip "$(cat /run/livekit/node-ip)"');
+    const hostIp = find(manifests(podMode({ rtc: { udpPort: 31000, tcpPort: 31100, nodeAddress: 'host-ip' } })), 'StatefulSet', 'livekit');
+    expect(container(hostIp, 'livekit').env).toContainEqual({ name: 'NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
+  });
+
+  test('one replica: one Service; the default stays a Deployment on the host network with no such Service', () => {
+    const one = manifests(config({ livekit: { hostNetwork: false, rtc: { udpPort: 30500, tcpPort: 30501 } } }));
+    expect(one.filter((o) => o.kind === 'Service').map((s) => s.metadata.name)).toEqual(['livekit-rtc-0', 'livekit']);
+    const def = manifests();
+    expect(def.filter((o) => o.kind === 'StatefulSet')).toEqual([]);
+    expect(podSpec(find(def, 'Deployment', 'livekit')).hostNetwork).toBe(true);
+    expect(def.filter((o) => o.kind === 'Service').map((s) => s.metadata.name)).toEqual(['livekit']);
+  });
+});

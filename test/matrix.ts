@@ -71,7 +71,12 @@ export const FACTORS: Factor[] = [
     },
   },
   { name: 'nodeCidrs', levels: { none: {}, listed: { networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } } } },
-  { name: 'livekitUdp', levels: { range: {}, mux: { livekit: { rtc: { udpPort: 7882 } } } } },
+  {
+    // How LiveKit takes media: a UDP range or one mux port on the host network, or (livekit.hostNetwork false) its
+    // own pod's mux and TCP ports behind NodePort Services, one per replica.
+    name: 'livekitUdp',
+    levels: { range: {}, mux: { livekit: { rtc: { udpPort: 7882 } } }, nodeports: { livekit: { hostNetwork: false, rtc: { udpPort: 31000, tcpPort: 31100 } } } },
+  },
   {
     // A Secret of the operator's, mounted into every Synapse process for a setting of their own.
     name: 'synapseExtras',
@@ -178,6 +183,7 @@ export const NAMED: { name: string; levels: Levels }[] = [
   { name: 'the app outside the cluster', levels: { ...DEFAULTS, proxy: 'haproxy', adminApi: 'app-outside' } },
   { name: 'off-site backups on their own port', levels: { ...DEFAULTS, backup: 's3-own-port' } },
   { name: 'production with every option off', levels: { ...DEFAULTS, profile: 'production', backup: 'off', wellKnown: 'off' } },
+  { name: 'LiveKit off the host network, two replicas', levels: { ...DEFAULTS, profile: 'production', livekitUdp: 'nodeports' } },
 ];
 
 /** Every render of the matrix, named by its values. */

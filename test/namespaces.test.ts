@@ -13,3 +13,11 @@ test('names come from config', () => {
   const ms = synthChart('00-namespaces', config({ namespaces: { stack: 'chat', hostNetwork: 'chat-edge', app: 'web' } }));
   expect(ms.map((m) => m.metadata.name).sort()).toEqual(['chat', 'chat-edge', 'web']);
 });
+
+test('livekit.hostNetwork false leaves the media namespace privileged: coturn, which shares it, is still on the host network', () => {
+  const ms = synthChart('00-namespaces', config({ livekit: { hostNetwork: false, rtc: { udpPort: 31000, tcpPort: 31100 } } }));
+  const labels = find(ms, 'Namespace', 'kudo-media').metadata.labels!;
+  expect(labels['pod-security.kubernetes.io/enforce']).toBe('privileged');
+  // LiveKit's pods meet restricted (test/livekit.test.ts), so the audit at restricted records coturn's alone.
+  expect(labels['pod-security.kubernetes.io/audit']).toBe('restricted');
+});

@@ -338,3 +338,69 @@ test('no backup policy, and no backup pods among the database clients, when back
   expect(cnpg.filter((m) => m.metadata.name === 'backup')).toEqual([]);
   expect(names(policy(cnpg, 'postgres').spec.ingress[0].from)).toEqual(['synapse', 'synapse-migrate']);
 });
+
+describe('livekit.hostNetwork false: LiveKit selected by its pod labels', () => {
+  const podMode = (extra: object = {}) =>
+    config({ ...extra, livekit: { hostNetwork: false, replicas: 2, rtc: { udpPort: 31000, tcpPort: 31100 }, ...((extra as any).livekit ?? {}) } });
+  const LIVEKIT_PEER = {
+    namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kudo-media' } },
+    podSelector: { matchLabels: { 'app.kubernetes.io/name': 'livekit', 'app.kubernetes.io/instance': 'kudo-livekit' } },
+  };
+
+  test('Redis admits LiveKit by its labels and nothing else: no node or private ranges', () => {
+    expect(policy(manifests(podMode()), 'redis').spec.ingress).toEqual([{ from: [LIVEKIT_PEER], ports: [{ protocol: 'TCP', port: 6379 }] }]);
+    // Node CIDRs are not needed, and not used for Redis when given.
+    expect(policy(manifests(podMode({ networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } })), 'redis').spec.ingress[0].from).toEqual([LIVEKIT_PEER]);
+  });
+
+  test("with Synapse's workers: LiveKit and Synapse's processes, and the exporter scraped from monitoring", () => {
+    const redis = policy(manifests(podMode({ ...PRODUCTION, monitoring: { enabled: true } })), 'redis');
+    expect(redis.spec.ingress).toEqual([
+      {
+        from: [LIVEKIT_PEER, { podSelector: { matchLabels: { 'app.kubernetes.io/part-of': 'kudo', 'app.kubernetes.io/component': 'homeserver' } } }],
+        ports: [{ protocol: 'TCP', port: 6379 }],
+      },
+      { from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], ports: [{ protocol: 'TCP', port: 9121 }] },
+    ]);
+  });
+
+  test("a policy in LiveKit's namespace: the API from the ingress controller, media from anywhere on the replicas' ports, metrics from monitoring", () => {
+    const lk = policy(manifests(podMode({ monitoring: { enabled: true } })), 'livekit');
+    expect(lk.metadata.namespace).toBe('kudo-media');
+    expect(lk.spec).toEqual({
+      podSelector: LIVEKIT_PEER.podSelector,
+      policyTypes: ['Ingress'],
+      ingress: [
+        { from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'traefik' } } }], ports: [{ protocol: 'TCP', port: 7880 }] },
+        {
+          from: [{ ipBlock: { cidr: '0.0.0.0/0' } }, { ipBlock: { cidr: '::/0' } }],
+          ports: [
+            { protocol: 'UDP', port: 31000, endPort: 31001 },
+            { protocol: 'TCP', port: 31100, endPort: 31101 },
+          ],
+        },
+        { from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], ports: [{ protocol: 'TCP', port: 6789 }] },
+      ],
+    });
+    // One replica: single ports, no endPort.
+    const one = policy(manifests(config({ livekit: { hostNetwork: false, rtc: { udpPort: 31000, tcpPort: 31100 } } })), 'livekit');
+    expect(one.spec.ingress[1].ports).toEqual([
+      { protocol: 'UDP', port: 31000 },
+      { protocol: 'TCP', port: 31100 },
+    ]);
+  });
+
+  test("Gateway API: the proxies reach LiveKit's pods by their labels, and LiveKit admits the proxies by theirs", () => {
+    const gw = { routing: 'gateway-api', gatewayApi: { gatewayClassName: 'eg' } };
+    const ms = manifests(podMode(gw));
+    const proxy = policy(ms, 'gateway-proxy');
+    expect(proxy.spec.egress.find((r: any) => r.ports.some((p: any) => p.port === 7880)).to).toEqual([LIVEKIT_PEER]);
+    expect(policy(ms, 'livekit').spec.ingress[0].from).toEqual([
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kudo' } }, podSelector: proxy.spec.podSelector },
+    ]);
+    // On the host network the proxies reach node addresses, and LiveKit has no policy.
+    const host = manifests(config(gw));
+    expect(names(policy(host, 'gateway-proxy').spec.egress.find((r: any) => r.ports.some((p: any) => p.port === 7880)).to)).toEqual(['0.0.0.0/0', '::/0']);
+    expect(host.filter((m) => m.metadata.name === 'livekit')).toEqual([]);
+  });
+});

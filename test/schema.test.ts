@@ -84,6 +84,8 @@ const everything = config({
 const cloudnativePg = config({
   ...PRODUCTION,
   monitoring: { enabled: true },
+  // And LiveKit's other mode (no render of its own: it changes only LiveKit's objects and policies).
+  livekit: { hostNetwork: false, rtc: { udpPort: 31000, tcpPort: 31100 } },
   postgres: {
     mode: 'cloudnative-pg',
     cloudnativePg: {
