@@ -105,6 +105,8 @@ APT_PACKAGES=(
   # Containers run as their images and pods would (test/e2e/image.ts): setcap gives a program the image's file
   # capabilities; util-linux's unshare and setpriv make the container's root, user and capability bounding set.
   libcap2-bin util-linux
+  # nft: the address translation that stands in for LiveKit's NodePort Services (test/e2e/livekit-pod-network.e2e.test.ts).
+  nftables
 )
 # A Debian python3 (unlike pyenv's) needs its headers and venv module apart.
 if ! "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then

@@ -90,8 +90,13 @@ export async function prepareLiveKit(
   api: string,
   nodeName: string,
   tweak: (cfg: any) => void = () => undefined,
+  /**
+   * livekit.hostNetwork false: the StatefulSet's pod of this name, in a network namespace of its own, where the
+   * rendered ports are free and kept (its Services name them). @default - the Deployment on the host network
+   */
+  replica?: { podName: string },
 ): Promise<LiveKitRun> {
-  const deploy = find(manifests, 'Deployment', 'livekit');
+  const deploy = replica === undefined ? find(manifests, 'Deployment', 'livekit') : find(manifests, 'StatefulSet', 'livekit');
   const lookup = container(deploy, 'node-address');
   const step = container(deploy, 'config');
   const main = container(deploy, 'livekit');
@@ -105,14 +110,16 @@ export async function prepareLiveKit(
   // The ConfigMap: config.yaml with the loopback rewrites, and the lookup's scripts.
   const renderedYaml = configMapFile(manifests, 'livekit-config', 'config.yaml');
   const cfg: any = yaml.load(renderedYaml);
-  const port = await freePort();
-  const prometheusPort = await freePort();
-  const [udpStart, udpEnd] = await freeUdpRange(10);
-  cfg.port = port; // LOOPBACK_REWRITES.ports
-  cfg.rtc.tcp_port = await freePort(); // LOOPBACK_REWRITES.ports
-  cfg.rtc.port_range_start = udpStart; // LOOPBACK_REWRITES.ports
-  cfg.rtc.port_range_end = udpEnd; // LOOPBACK_REWRITES.ports
-  cfg.prometheus.port = prometheusPort; // LOOPBACK_REWRITES.ports
+  const port = replica === undefined ? await freePort() : cfg.port;
+  const prometheusPort = replica === undefined ? await freePort() : cfg.prometheus.port;
+  if (replica === undefined) {
+    const [udpStart, udpEnd] = await freeUdpRange(10);
+    cfg.port = port; // LOOPBACK_REWRITES.ports
+    cfg.rtc.tcp_port = await freePort(); // LOOPBACK_REWRITES.ports
+    cfg.rtc.port_range_start = udpStart; // LOOPBACK_REWRITES.ports
+    cfg.rtc.port_range_end = udpEnd; // LOOPBACK_REWRITES.ports
+    cfg.prometheus.port = prometheusPort; // LOOPBACK_REWRITES.ports
+  }
   cfg.redis.address = `${LOOPBACK}:${redisPort}`; // LOOPBACK_REWRITES.hosts: this node's Redis, in the same namespace
   cfg.key_file = hostPath(mounts, cfg.key_file); // LOOPBACK_REWRITES.paths
   for (const t of cfg.rtc.turn_servers) t.secret_file = hostPath(mounts, t.secret_file); // LOOPBACK_REWRITES.paths
@@ -162,6 +169,8 @@ export async function prepareLiveKit(
   for (const e of main.env) {
     // The node's address on the cluster network is this namespace's.
     if (e.valueFrom?.fieldRef?.fieldPath === 'status.hostIP') env[e.name] = network.podAddress;
+    // The StatefulSet's pod name, which says the replica's ordinal.
+    else if (e.valueFrom?.fieldRef?.fieldPath === 'metadata.name' && replica !== undefined) env[e.name] = replica.podName;
     // The container's own memory limit, as the kubelet gives it: in units of the divisor, rounded up.
     else if (e.valueFrom?.resourceFieldRef?.resource === 'limits.memory' && e.valueFrom.resourceFieldRef.containerName === main.name) {
       env[e.name] = String(Math.ceil(memoryBytes(main.resources.limits.memory) / memoryBytes(e.valueFrom.resourceFieldRef.divisor)));
