@@ -182,6 +182,12 @@ describe('rejected input names the key path', () => {
     else expect(run).toThrow(/backup\.schedule\.postgres: /);
   });
 
+  test.each(['TZ=Europe/Berlin 15 3 * * *', 'CRON_TZ=UTC 15 3 * * *'])('a time zone in backup schedule %j is refused with the reason', (schedule) => {
+    expect(() => resolveConfig({ backup: { schedule: { postgres: schedule } } })).toThrow(
+      'backup.schedule.postgres: not a schedule Kubernetes accepts: a time zone in the schedule is refused by Kubernetes (backups run in UTC)',
+    );
+  });
+
   test('all problems are reported at once', () => {
     const msg = rejection({ domian: 'x', synapse: { reportStats: 1 } });
     expect(msg).toContain('domian');
@@ -197,6 +203,13 @@ describe('files', () => {
   test('malformed YAML names the line', () => {
     const file = tempFile('domain: example.org\npostgres:\n  storage: [unclosed\n');
     expect(() => loadConfig(file)).toThrow(/malformed YAML at line \d+, column \d+/);
+    // The whole message: the parser's reason, without its own position and the quoted source lines after it.
+    expect(() => loadConfig(file)).toThrow(new Error(`${file}: malformed YAML at line 4, column 1: unexpected end of the stream within a flow collection`));
+  });
+
+  test('an empty KUDO_CONFIG names no file: the embedded defaults', () => {
+    expect(loadConfig('')).toEqual(loadConfig(undefined));
+    expect(loadConfig('').domain).toBe('example.com');
   });
 
   test('YAML that is not a mapping', () => {

@@ -376,6 +376,15 @@ test("the dashboards' label is configurable; alerts and dashboards can each be l
   expect(none.filter((m) => m.kind === 'ServiceMonitor')).toHaveLength(5);
 });
 
+test('a MonitoringChart given only scrape targets (no stack) renders their ServiceMonitors and nothing else', () => {
+  const chart = new MonitoringChart(Testing.app(), 'm', {
+    targets: [{ name: 'synapse', namespace: 'kudo', port: 'metrics', path: '/_synapse/metrics' }],
+    serviceMonitorLabels: {},
+    interval: '30s',
+  });
+  expect(Testing.synth(chart).map((m) => `${m.kind}/${m.metadata.namespace}/${m.metadata.name}`)).toEqual(['ServiceMonitor/kudo/synapse']);
+});
+
 test('an empty dashboard label is refused: the sidecar could not find the dashboards', () => {
   expect(() => synthAll(config({ monitoring: { enabled: true, dashboardLabels: {} } }))).toThrow(/monitoring\.dashboardLabels is empty/);
   expect(() => new MonitoringChart(Testing.app(), 'm', { targets: [], serviceMonitorLabels: {}, interval: '30s', alerts: true })).toThrow(

@@ -155,6 +155,12 @@ describe('secrets written inline are refused; their file forms are offered', () 
       { recaptcha_private_key: 'x' },
       'synapse.extraConfig.recaptcha_private_key: a secret here would sit in plain text in the synapse-config ConfigMap (and in Git with the rendered files); set recaptcha_private_key_path',
     ],
+    [
+      // Not a secret, but Synapse refuses it inline under --no-secrets-in-config, so it must be a file too.
+      'recaptcha public key',
+      { recaptcha_public_key: 'x' },
+      'synapse.extraConfig.recaptcha_public_key: a secret here would sit in plain text in the synapse-config ConfigMap (and in Git with the rendered files); set recaptcha_public_key_path beside it to a file of synapse.extraSecretFiles (/secrets/extra/<file>) instead',
+    ],
     ['MAS', { matrix_authentication_service: { enabled: true, secret: 'x' } }, 'synapse.extraConfig.matrix_authentication_service.secret: a secret here'],
     ['JWT with a shared secret', { jwt_config: { enabled: true, algorithm: 'HS256', secret: 'x' } }, 'synapse.extraConfig.jwt_config.secret: a secret here'],
     [
@@ -178,8 +184,11 @@ describe('secrets written inline are refused; their file forms are offered', () 
         config({
           synapse: {
             extraConfig: {
-              jwt_config: { enabled: true, algorithm: 'RS256', secret: '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n' },
+              // A public key pasted after a line break is a public key still.
+              jwt_config: { enabled: true, algorithm: 'RS256', secret: '\n-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n' },
               registration_requires_token: false,
+              // A setting left empty (YAML's null) holds no secret and no file reference.
+              default_identity_server: null,
             },
           },
         }),
@@ -187,6 +196,7 @@ describe('secrets written inline are refused; their file forms are offered', () 
     );
     expect(hs.jwt_config.algorithm).toBe('RS256');
     expect(hs.registration_requires_token).toBe(false);
+    expect(hs.default_identity_server).toBeNull();
   });
 
   test("every secret setting of Synapse's schema that has a *_path form is refused inline, pointing at that form (or kept by the stack)", () => {

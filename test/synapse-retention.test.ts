@@ -3,7 +3,7 @@
  * homeserver.yaml as Synapse's media_retention and retention, refused in extraConfig.
  */
 import * as yaml from 'js-yaml';
-import { durationMs } from '../charts/synapse-retention';
+import { durationMs, retentionSettings } from '../charts/synapse-retention';
 import { synapseConfigErrors } from './synapse-schema';
 import { config, find, Manifest, synthChart } from './util';
 
@@ -83,6 +83,22 @@ test.each([
   ['retention', { enabled: true }, 'synapse.extraConfig.retention: kept by the stack: set synapse.retention'],
 ])('extraConfig may not write %s', (key, value, message) => {
   expect(() => config({ synapse: { extraConfig: { [key]: value } } })).toThrow(message);
+});
+
+test('a lower bound equal to its upper bound is accepted (Synapse refuses only a longer one)', () => {
+  expect(render({ retention: { enabled: true, allowedLifetimeMin: '1d', allowedLifetimeMax: '1d' } }).retention).toEqual({
+    enabled: true,
+    allowed_lifetime_min: '1d',
+    allowed_lifetime_max: '1d',
+  });
+  expect(render({ retention: { enabled: true, purgeJobs: [{ interval: '1d', shortestMaxLifetime: '3d', longestMaxLifetime: '3d' }] } }).retention.purge_jobs).toEqual([
+    { interval: '1d', shortest_max_lifetime: '3d', longest_max_lifetime: '3d' },
+  ]);
+});
+
+test.each(['interval', 'shortestMaxLifetime', 'longestMaxLifetime'])("a chart built without the config check refuses a purge job's %s that is no duration, by its key", (key) => {
+  const job = { interval: '1d', [key]: '3 days' };
+  expect(() => retentionSettings(undefined, { enabled: true, purgeJobs: [job] })).toThrow(`retention.purgeJobs[0].${key}: "3 days" must be a duration`);
 });
 
 test("durations in milliseconds, as Synapse's parse_duration reads them", () => {
