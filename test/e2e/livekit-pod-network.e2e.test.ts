@@ -14,6 +14,10 @@
  * The client is LiveKit's Go SDK (scripts/capacity/livekit-load, built by scripts/capacity/install.sh): two
  * participants join one room, each publishes Opus and VP8 as real RTP over ICE, DTLS and SRTP, and subscribes to the
  * other's.
+ *
+ * The second part runs replicas 0 and 1 side by side on one node, sharing the node's Redis, with both Services
+ * translated and the API to replica 0: a call signalled there, in a room the other replica holds, must get its media
+ * from that replica through that replica's Service (LiveKit's multi-node routing, relayed through Redis).
  */
 import { execFile, execFileSync } from 'child_process';
 import * as path from 'path';
@@ -34,27 +38,33 @@ const NODE_NAME = 'kudo-media-node-1';
 const POD = 'livekit-1';
 /** LiveKit's API port, as rendered: the Ingress's backend. */
 const API_PORT = (yaml.load(configMapFile(manifests, 'livekit-config', 'config.yaml')) as any).port as number;
-/** The link between the node and its pod; only these two namespaces have it. */
-const POD_LINK = { node: '10.253.0.1', pod: '10.253.0.2' };
+/** The link between the node and its pod i; only these two namespaces have it. */
+const podLink = (i: number) => ({ node: `10.253.${i}.1`, pod: `10.253.${i}.2` });
 
 /** A pod's network namespace, reached only through the node namespace (a PodNetwork) that routes to it. */
 class PodBehindNode {
   readonly name: string;
-  readonly podAddress = POD_LINK.pod;
+  readonly podAddress: string;
+  /** The node's address on the pod's link. */
+  readonly gateway: string;
 
-  constructor(readonly node: PodNetwork) {
-    this.name = `${node.name}-pod`;
+  constructor(
+    readonly node: PodNetwork,
+    i = 0,
+  ) {
+    this.name = `${node.name}-pod${i}`;
+    ({ node: this.gateway, pod: this.podAddress } = podLink(i));
     const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
     ip('netns', 'add', this.name);
     try {
-      ip('-n', node.name, 'link', 'add', 'to-pod', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.name);
-      ip('-n', node.name, 'addr', 'add', `${POD_LINK.node}/30`, 'dev', 'to-pod');
-      ip('-n', node.name, 'link', 'set', 'to-pod', 'up');
-      ip('-n', this.name, 'addr', 'add', `${POD_LINK.pod}/30`, 'dev', 'eth0');
+      ip('-n', node.name, 'link', 'add', `to-pod${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.name);
+      ip('-n', node.name, 'addr', 'add', `${this.gateway}/30`, 'dev', `to-pod${i}`);
+      ip('-n', node.name, 'link', 'set', `to-pod${i}`, 'up');
+      ip('-n', this.name, 'addr', 'add', `${this.podAddress}/30`, 'dev', 'eth0');
       ip('-n', this.name, 'link', 'set', 'eth0', 'up');
       ip('-n', this.name, 'link', 'set', 'lo', 'up');
       // Replies go back through the node, which undoes the translation.
-      ip('-n', this.name, 'route', 'add', 'default', 'via', POD_LINK.node);
+      ip('-n', this.name, 'route', 'add', 'default', 'via', this.gateway);
       // Per namespace: the host's own setting is left alone.
       execFileSync('ip', ['netns', 'exec', node.name, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     } catch (e) {
@@ -72,30 +82,64 @@ class PodBehindNode {
   }
 }
 
-/** The nftables rules that stand for the Service and the Ingress on the node, each with a counter. */
-function serviceRules(nodeAddress: string, service: any, apiPort: number): string {
-  const rules = service.spec.ports.map(
-    (p: any) =>
-      `    ip daddr ${nodeAddress} ${p.protocol.toLowerCase()} dport ${p.nodePort} counter dnat to ${POD_LINK.pod}:${p.targetPort} comment "${service.metadata.name} ${p.name}"`,
+/**
+ * The nftables rules that stand for the Services and the Ingress on the node, each with a counter: every port of each
+ * Service to the address of the pod it selects, and the API port to the first pod (the replica the Ingress picked).
+ */
+function serviceRules(nodeAddress: string, backends: [service: any, podAddress: string][], apiPort: number): string {
+  const rules = backends.flatMap(([service, podAddress]) =>
+    service.spec.ports.map(
+      (p: any) =>
+        `    ip daddr ${nodeAddress} ${p.protocol.toLowerCase()} dport ${p.nodePort} counter dnat to ${podAddress}:${p.targetPort} comment "${service.metadata.name} ${p.name}"`,
+    ),
   );
   return [
     'table ip kudo_service {',
     '  chain prerouting {',
     '    type nat hook prerouting priority dstnat; policy accept;',
     ...rules,
-    `    ip daddr ${nodeAddress} tcp dport ${apiPort} dnat to ${POD_LINK.pod}:${apiPort} comment "the Ingress"`,
+    `    ip daddr ${nodeAddress} tcp dport ${apiPort} dnat to ${backends[0][1]}:${apiPort} comment "the Ingress"`,
     '  }',
     '}',
     '',
   ].join('\n');
 }
 
-/** Packets a commented nft rule has counted in a namespace. */
+/** Packets a commented nft rule has counted in a namespace (in a nat chain: connections, whose first packet alone it sees). */
 function counted(namespace: string, comment: string): number {
   const ruleset = JSON.parse(execFileSync('ip', ['netns', 'exec', namespace, 'nft', '-j', 'list', 'ruleset'], { encoding: 'utf8' })).nftables as any[];
   const rule = ruleset.find((x) => x.rule?.comment === comment)?.rule;
   if (rule === undefined) throw new Error(`no nft rule "${comment}" in ${namespace}`);
   return rule.expr.find((e: any) => e.counter !== undefined).counter.packets;
+}
+
+/** LiveKit's Go SDK client (scripts/capacity/livekit-load), built on first use and cached. */
+function installLoadClient(): string {
+  const installed = execFileSync('bash', [path.join(ROOT, 'scripts/capacity/install.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  return /^KUDO_BENCH_LIVEKIT_LOAD=(.*)$/m.exec(installed)![1];
+}
+
+/** The fields LiveKit logs when it starts: its ports, node ID and advertised address. */
+function startFields(p: Program): any {
+  const started = /starting LiveKit server\t(\{.*\})/.exec(p.output());
+  if (started === null) throw new Error(`${p.name} has not started:\n${tail(p.output())}`);
+  return JSON.parse(started[1]);
+}
+
+/**
+ * Two participants of LiveKit's Go SDK in room `<prefix>-0`, signalling at `url`, each publishing audio and video
+ * and subscribing to the other's for 5 s: what the client measured (scripts/capacity/livekit-load).
+ */
+async function callInRoom(client: string, url: string, key: string, secret: string, prefix: string, servers: Program[]): Promise<any> {
+  const args = ['-url', url, '-key', key, '-secret', secret, '-rooms', '1', '-size', '2', '-warmup', '3s', '-duration', '5s', '-prefix', prefix];
+  const { stdout } = await promisify(execFile)(client, args, { timeout: 120_000 }).catch((e) => {
+    throw new Error(`livekit-load failed: ${e.message}\n${e.stderr ?? ''}\n${servers.map((p) => tail(p.output())).join('\n')}`);
+  });
+  return stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .find((x) => x.event === 'window-end');
 }
 
 describe(`${LIVEKIT_VERSION}, livekit.hostNetwork false: replica ${POD} behind its NodePort Service`, () => {
@@ -114,14 +158,12 @@ describe(`${LIVEKIT_VERSION}, livekit.hostNetwork false: replica ${POD} behind i
   const room = `e2e-pod-${process.pid}`;
 
   beforeAll(async () => {
-    // LiveKit's Go SDK client, cached after its first build.
-    const installed = execFileSync('bash', [path.join(ROOT, 'scripts/capacity/install.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-    loadClient = /^KUDO_BENCH_LIVEKIT_LOAD=(.*)$/m.exec(installed)![1];
+    loadClient = installLoadClient();
     secrets = await generatedSecrets(manifests);
     node = new PodNetwork();
     pod = new PodBehindNode(node);
     nodeAddress = node.podAddress;
-    execFileSync('ip', ['netns', 'exec', node.name, 'nft', '-f', '-'], { input: serviceRules(nodeAddress, service, API_PORT) });
+    execFileSync('ip', ['netns', 'exec', node.name, 'nft', '-f', '-'], { input: serviceRules(nodeAddress, [[service, pod.podAddress]], API_PORT) });
     // In the pod: count what reaches the mux port from the client's own address (this host's, on the node's link).
     execFileSync('ip', ['netns', 'exec', pod.name, 'nft', '-f', '-'], {
       input: [
@@ -152,7 +194,7 @@ describe(`${LIVEKIT_VERSION}, livekit.hostNetwork false: replica ${POD} behind i
       apiUrl,
       NODE_NAME,
       (cfg) => {
-        cfg.redis.address = `${POD_LINK.node}:${redis.port}`; // LOOPBACK_REWRITES.hosts: Redis's Service is the node's address on the pod's link
+        cfg.redis.address = `${pod.gateway}:${redis.port}`; // LOOPBACK_REWRITES.hosts: Redis's Service is the node's address on the pod's link
       },
       { podName: POD },
     );
@@ -194,7 +236,7 @@ describe(`${LIVEKIT_VERSION}, livekit.hostNetwork false: replica ${POD} behind i
   test('the pod has no address of the node: this host reaches it only through the translation', async () => {
     expect(execFileSync('ip', ['-n', pod.name, '-o', '-4', 'addr', 'show'], { encoding: 'utf8' })).not.toContain(nodeAddress);
     // This host knows no route to the pod's link.
-    expect(execFileSync('ip', ['-4', 'route', 'show', 'match', POD_LINK.pod], { encoding: 'utf8' })).not.toContain('10.253.');
+    expect(execFileSync('ip', ['-4', 'route', 'show', 'match', pod.podAddress], { encoding: 'utf8' })).not.toContain('10.253.');
     expect(await tcpOpen(service.spec.ports[1].nodePort, nodeAddress)).toBe(true);
   });
 
@@ -216,28 +258,139 @@ describe(`${LIVEKIT_VERSION}, livekit.hostNetwork false: replica ${POD} behind i
       .map((c) => c.split(' '))
       .map((c) => `${c[2].toLowerCase()} ${c[4]}:${c[5]}`);
     expect([...new Set(hosts)].sort()).toEqual([`tcp ${nodeAddress}:31101`, `udp ${nodeAddress}:31001`]);
-    expect(candidates().join('\n')).not.toContain(POD_LINK.pod);
+    expect(candidates().join('\n')).not.toContain(pod.podAddress);
   });
 
   test("two participants of LiveKit's Go SDK join through the Service and exchange audio and video over the mux port, from their own address", async () => {
     const before = counted(node.name, 'livekit-rtc-1 rtc-udp');
-    const { stdout } = await promisify(execFile)(
-      loadClient,
-      ['-url', `ws://${nodeAddress}:${run.port}`, '-key', apiKey, '-secret', apiSecret, '-rooms', '1', '-size', '2', '-warmup', '3s', '-duration', '5s', '-prefix', room],
-      { timeout: 120_000 },
-    ).catch((e) => {
-      throw new Error(`livekit-load failed: ${e.message}\n${e.stderr ?? ''}\n${tail(livekit.output())}`);
-    });
-    const end = stdout
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l))
-      .find((x) => x.event === 'window-end');
+    const end = await callInRoom(loadClient, `ws://${nodeAddress}:${run.port}`, apiKey, apiSecret, room, [livekit]);
     expect(end).toMatchObject({ joined: 2, joinErrors: 0, publishedTracks: 4, subscribedTracks: 4, receivingTracks: 4 });
     expect(end.lossPercent ?? 0).toBeLessThan(5);
-    // The media went through the Service's UDP rule on the node, and arrived from the client's own address.
+    // The media's flows went through the Service's UDP rule on the node, and arrived from the client's own address.
     const through = counted(node.name, 'livekit-rtc-1 rtc-udp') - before;
     expect(through).toBeGreaterThan(0);
     expect(counted(pod.name, 'from the client')).toBeGreaterThan(500);
+  });
+});
+
+describe(`${LIVEKIT_VERSION}, livekit.hostNetwork false: two replicas on one node share rooms through Redis, each reached through its own Service`, () => {
+  let node: PodNetwork;
+  const pods: PodBehindNode[] = [];
+  const servers: Program[] = [];
+  const nodeIds: string[] = [];
+  let nodeAddress: string;
+  let redis: RunningRedis;
+  let api: FakeKubeApi;
+  let apiKey: string;
+  let apiSecret: string;
+  let loadClient: string;
+  const services = [0, 1].map((i) => find(manifests, 'Service', `livekit-rtc-${i}`));
+  /** Which room (by livekit-load prefix) each replica holds. */
+  const holds: string[] = [];
+
+  /** A command of redis-cli (the one beside the Redis under test) against the node's Redis. */
+  const redisCli = (...args: string[]) =>
+    execFileSync(path.join(path.dirname(programs().redisServer), 'redis-cli'), ['-h', nodeAddress, '-p', String(redis.port), ...args], {
+      env: { REDISCLI_AUTH: redis.password },
+      encoding: 'utf8',
+    }).trim();
+
+  beforeAll(async () => {
+    loadClient = installLoadClient();
+    const secrets = await generatedSecrets(manifests);
+    node = new PodNetwork();
+    nodeAddress = node.podAddress;
+    for (const i of [0, 1]) pods.push(new PodBehindNode(node, i));
+    execFileSync('ip', ['netns', 'exec', node.name, 'nft', '-f', '-'], {
+      input: serviceRules(
+        nodeAddress,
+        services.map((svc, i) => [svc, pods[i].podAddress]),
+        API_PORT,
+      ),
+    });
+    // In each pod, the media packets that reach its mux port.
+    for (const [i, pod] of pods.entries()) {
+      const rule = `    udp dport ${services[i].spec.ports[0].targetPort} counter comment "media"`;
+      const input = ['table ip kudo_pod {', '  chain input {', '    type filter hook input priority filter; policy accept;', rule, '  }', '}', ''].join('\n');
+      execFileSync('ip', ['netns', 'exec', pod.name, 'nft', '-f', '-'], { input });
+    }
+    redis = await startRedis(manifests, config, secrets, node);
+    api = new FakeKubeApi();
+    const apiUrl = await api.start();
+    api.putNode(NODE_NAME, [{ type: 'ExternalIP', address: nodeAddress }]);
+    for (const [i, pod] of pods.entries()) {
+      const run = await prepareLiveKit(
+        manifests,
+        config,
+        secrets,
+        pod as unknown as PodNetwork,
+        redis.port,
+        apiUrl,
+        NODE_NAME,
+        (cfg) => {
+          cfg.redis.address = `${pod.gateway}:${redis.port}`; // LOOPBACK_REWRITES.hosts: Redis's Service is the node's address on the pod's link
+        },
+        { podName: `livekit-${i}` },
+      );
+      if (i === 0) [[apiKey, apiSecret]] = Object.entries(yaml.load(fs.readFileSync(run.config.key_file, 'utf8')) as Record<string, string>);
+      servers.push(startLiveKit(run, `livekit-${i}`));
+    }
+    for (const p of servers) {
+      await p.waitFor('its start', () => /starting LiveKit server/.test(p.output()), 60_000);
+      nodeIds.push(startFields(p).nodeID);
+    }
+    // Both registered in Redis, with fresh stats: the room allocator places rooms on available nodes only.
+    await servers[0].waitFor('two nodes in Redis', () => redisCli('HLEN', 'nodes') === '2', 30_000);
+    await servers[0].waitFor(
+      'GET / 200 through the Ingress',
+      async () => (await httpJson(`http://${nodeAddress}:${API_PORT}/`).catch(() => ({ status: 0 }))).status === 200,
+      60_000,
+    );
+  });
+  afterAll(async () => {
+    for (const p of servers) await p.stop();
+    await redis?.program.stop();
+    await api?.stop();
+    for (const pod of pods) pod.remove();
+    node?.remove();
+  });
+
+  test("each replica listens on its own Service's ports and advertises the node", () => {
+    expect(servers.map((p) => startFields(p)).map((f) => [f['rtc.portUDP'].Start, f['rtc.portTCP'], f.nodeIP])).toEqual([
+      [31000, 31100, nodeAddress],
+      [31001, 31101, nodeAddress],
+    ]);
+    expect(services.map((svc) => svc.spec.ports.map((p: any) => p.nodePort))).toEqual([
+      [31000, 31100],
+      [31001, 31101],
+    ]);
+  });
+
+  test('rooms created through the Ingress (replica 0) land on both replicas', async () => {
+    const rooms = new RoomServiceClient(`http://${nodeAddress}:${API_PORT}`, apiKey, apiSecret);
+    // LiveKit places a room on any available node: create rooms until each replica holds one.
+    for (let n = 0; n < 24 && holds.filter(Boolean).length < 2; n++) {
+      const prefix = `e2e-two-${process.pid}-${n}`;
+      await rooms.createRoom({ name: `${prefix}-0` });
+      const i = nodeIds.indexOf(redisCli('HGET', 'room_node_map', `${prefix}-0`));
+      expect(i).toBeGreaterThanOrEqual(0);
+      holds[i] ??= prefix;
+    }
+    expect(holds.filter(Boolean)).toHaveLength(2);
+  });
+
+  test("a call signalled through replica 0 gets its media from the replica that holds the room, through that replica's Service alone", async () => {
+    expect(holds.filter(Boolean)).toHaveLength(2);
+    for (const i of [1, 0]) {
+      // Connections through each Service's UDP rule on the node, and media packets into each pod.
+      const udp = () => [0, 1].flatMap((j) => [counted(node.name, `livekit-rtc-${j} rtc-udp`), counted(pods[j].name, 'media')]);
+      const before = udp();
+      const end = await callInRoom(loadClient, `ws://${nodeAddress}:${API_PORT}`, apiKey, apiSecret, holds[i], servers);
+      expect([i, end]).toMatchObject([i, { joined: 2, joinErrors: 0, publishedTracks: 4, subscribedTracks: 4, receivingTracks: 4 }]);
+      const d = udp().map((n, k) => n - before[k]);
+      const [flows, packets] = [d[2 * i], d[2 * i + 1]];
+      const [otherFlows, otherPackets] = [d[2 * (1 - i)], d[2 * (1 - i) + 1]];
+      expect([i, flows > 0, packets > 500, otherFlows, otherPackets]).toEqual([i, true, true, 0, 0]);
+    }
   });
 });
