@@ -410,6 +410,9 @@ export class LiveKitChart extends Chart {
         spec: {
           type: 'NodePort',
           externalTrafficPolicy: 'Local',
+          // Readiness is LiveKit's GET /, which a Redis outage fails on every replica at once: ongoing calls keep
+          // their route to the replica while it is unready (the API Service still sends new participants elsewhere).
+          publishNotReadyAddresses: true,
           selector: { ...selectorLabels(component), 'statefulset.kubernetes.io/pod-name': `livekit-${i}` },
           ports: [
             { name: 'rtc-udp', protocol: 'UDP', port: udpPort + i, targetPort: k8s.IntOrString.fromNumber(udpPort + i), nodePort: udpPort + i },

@@ -376,6 +376,7 @@ describe('livekit.hostNetwork false: an ordinary pod, each replica behind NodePo
     expect(s1.spec).toEqual({
       type: 'NodePort',
       externalTrafficPolicy: 'Local',
+      publishNotReadyAddresses: true,
       selector: { 'app.kubernetes.io/name': 'livekit', 'app.kubernetes.io/instance': 'kudo-livekit', 'statefulset.kubernetes.io/pod-name': 'livekit-1' },
       ports: [
         { name: 'rtc-udp', protocol: 'UDP', port: 31001, targetPort: 31001, nodePort: 31001 },
@@ -386,6 +387,16 @@ describe('livekit.hostNetwork false: an ordinary pod, each replica behind NodePo
     expect(find(m, 'StatefulSet', 'livekit').spec.template.metadata.labels).toMatchObject({ 'app.kubernetes.io/name': 'livekit', 'app.kubernetes.io/instance': 'kudo-livekit' });
     // The API stays behind the Ingress.
     expect(find(m, 'Service', 'livekit').spec.type).toBeUndefined();
+  });
+
+  test("a replica's calls keep their media while its readiness fails: a Redis outage makes every LiveKit answer 406 at once", () => {
+    const sts = find(ms(), 'StatefulSet', 'livekit');
+    // The readiness probe is LiveKit's GET /, which fails on a Redis outage (livekit#4663) ...
+    expect(container(sts, 'livekit').readinessProbe.httpGet).toMatchObject({ path: '/' });
+    // ... so the media Services do not follow it: an unready endpoint would leave ongoing calls without a route.
+    for (const s of ms().filter((o) => o.kind === 'Service' && o.metadata.name.startsWith('livekit-rtc-'))) expect(s.spec.publishNotReadyAddresses).toBe(true);
+    // The API Service does: new participants go to a replica that is ready.
+    expect(find(ms(), 'Service', 'livekit').spec.publishNotReadyAddresses).toBeUndefined();
   });
 
   test("the start script gives replica i the first replica's ports plus i, from its pod name; the config holds the first replica's", () => {

@@ -213,7 +213,15 @@ describe(`${LIVEKIT_VERSION}, livekit.hostNetwork false: replica ${POD} behind i
   });
 
   test('the rendered config is accepted as it is (ports included), and the start script gives replica 1 the ports of Service livekit-rtc-1', () => {
-    // Only the paths and Redis's address (the node's) differ from the ConfigMap: the ports are the rendered ones.
+    // Only the paths, Redis's address (the node's) and the password the config step adds differ from the ConfigMap:
+    // every port is the rendered one.
+    const leaves = (o: any, at = ''): string[] =>
+      o !== null && typeof o === 'object' ? Object.entries(o).flatMap(([k, v]) => leaves(v, at ? `${at}.${k}` : k)) : [`${at}=${JSON.stringify(o)}`];
+    const rendered = new Set(leaves(run.rendered));
+    const changed = leaves(run.config)
+      .filter((l) => !rendered.has(l))
+      .map((l) => l.split('=')[0]);
+    expect(changed.sort()).toEqual(['key_file', 'redis.address', 'redis.password', 'rtc.turn_servers.0.secret_file', 'rtc.turn_servers.1.secret_file']);
     expect(run.config.port).toBe(run.rendered.port);
     expect(run.config.rtc.udp_port).toBe(31000);
     expect(run.config.rtc.tcp_port).toBe(31100);
