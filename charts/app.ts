@@ -427,7 +427,7 @@ function operations(app: Construct, config: KudoConfig, s: { synapseUrl: string;
               ? { source: 'cloudnative-pg', namespace: ns.stack, podMonitor: CNPG_CLUSTER, backup: pg.cloudnativePg.backup.enabled, claim: `${CNPG_CLUSTER}-[0-9]+` }
               : undefined,
         redis: config.redis.enabled ? { namespace: ns.stack, service: 'redis' } : undefined,
-        livekit: { namespace: ns.hostNetwork, service: 'livekit', replicas: config.livekit.replicas },
+        livekit: { namespace: ns.hostNetwork, service: 'livekit', replicas: config.livekit.replicas, hostNetwork: config.livekit.hostNetwork },
         turn: { relayPorts: config.coturn.relayPorts, totalQuota: config.coturn.totalQuota },
         backups: config.backup.enabled ? { namespace: ns.stack, cronJobs: ['postgres-backup', 'media-backup'], claim: 'kudo-backups' } : undefined,
         // The media claim, and the database's: the StatefulSet's for its pod, or one per CloudNativePG instance.

@@ -52,7 +52,8 @@ export interface MonitoredStack {
       };
   /** redis_exporter beside Redis. @default - none (Redis off) */
   readonly redis?: { readonly namespace: string; readonly service: string };
-  readonly livekit: { readonly namespace: string; readonly service: string; readonly replicas: number };
+  /** hostNetwork false: LiveKit's pods have no host ports (livekit.hostNetwork). @default true */
+  readonly livekit: { readonly namespace: string; readonly service: string; readonly replicas: number; readonly hostNetwork?: boolean };
   /** coturn's limits on concurrent allocations: total-quota (0: none) and the relay range (its namespace and Service are the `coturn` prop's). */
   readonly turn: { readonly relayPorts: { readonly min: number; readonly max: number }; readonly totalQuota: number };
   /** The backup CronJobs (kube-state-metrics' series) and the backup volume's claim (the kubelet's). @default - none (backups off) */
@@ -702,6 +703,11 @@ function volumes(v: MonitoredStack['volumes']): Watched {
 
 function livekit(p: MonitoredStack['livekit']): Watched {
   const s = sel({ namespace: p.namespace, job: p.service });
+  // What keeps a pod Pending: on the host network, a node whose LiveKit ports another pod holds.
+  const [pending, pendingNeeds] =
+    (p.hostNetwork ?? true)
+      ? ['no node with free host ports, or none matches livekit.nodeSelector', 'host ports free and matching livekit.nodeSelector']
+      : ['no node matches livekit.nodeSelector, or none has room for its requests', 'room for its requests and matching livekit.nodeSelector'];
   const alerts: Alert[] = [
     {
       alert: 'LiveKitDown',
@@ -711,8 +717,8 @@ function livekit(p: MonitoredStack['livekit']): Watched {
       summary: 'No LiveKit node is up',
       description: 'No LiveKit pod in {{ $labels.namespace }} has answered Prometheus for 5 minutes: calls cannot start or continue.',
       runbook:
-        'kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name=livekit -o wide (Pending: no node with free host ports, ' +
-        'or none matches livekit.nodeSelector); kubectl -n {{ $labels.namespace }} logs -l app.kubernetes.io/name=livekit --tail=50.',
+        `kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name=livekit -o wide (Pending: ${pending}); ` +
+        'kubectl -n {{ $labels.namespace }} logs -l app.kubernetes.io/name=livekit --tail=50.',
     },
   ];
   // LiveKit exports no availability of its own: a node whose stats go stale (Redis down) answers 406, which RedisDown covers.
@@ -726,9 +732,7 @@ function livekit(p: MonitoredStack['livekit']): Watched {
       description:
         `For 10 minutes fewer than the ${p.replicas} LiveKit nodes (livekit.replicas) in {{ $labels.namespace }} have answered: ` +
         'rooms on a lost node are dropped and the others take the load.',
-      runbook:
-        'kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name=livekit -o wide; a Pending pod needs a node with its ' +
-        'host ports free and matching livekit.nodeSelector.',
+      runbook: `kubectl -n {{ $labels.namespace }} get pods -l app.kubernetes.io/name=livekit -o wide; a Pending pod needs a node with its ${pendingNeeds}.`,
     });
   }
   return {

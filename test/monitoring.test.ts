@@ -391,3 +391,13 @@ test('an empty dashboard label is refused: the sidecar could not find the dashbo
     'MonitoringChart: alerts and dashboards need `stack`',
   );
 });
+
+test('livekit.hostNetwork false: the LiveKit runbooks do not send the operator looking for free host ports', () => {
+  const pods = synthAll(config({ monitoring: { enabled: true }, livekit: { hostNetwork: false, replicas: 2, rtc: { udpPort: 31000, tcpPort: 31100 } } }));
+  for (const name of ['LiveKitDown', 'LiveKitNodeUnavailable']) {
+    expect([name, alert(pods, name).annotations.runbook]).not.toEqual([name, expect.stringContaining('host ports')]);
+    expect(alert(pods, name).annotations.runbook).toContain('livekit.nodeSelector');
+  }
+  // On the host network they still do.
+  expect(alert(production, 'LiveKitNodeUnavailable').annotations.runbook).toContain('host ports free');
+});
