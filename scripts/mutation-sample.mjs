@@ -5,12 +5,15 @@
 // Every line of the files that can hold a mutant (not blank, not a comment, not an import) is equally likely to be
 // drawn; Stryker then mutates exactly the drawn lines. Each mutant is in the sample as likely as any other, so the
 // sample's share of detected mutants estimates the files' score; the 95 % interval treats each line as one draw
-// (a line's mutants are not independent: one test often kills them all). Static mutants (code that runs when a
-// module loads, for which Stryker would run the whole suite, a minute each) are left out and counted apart.
+// (a line's mutants are not independent: one test often kills them all). Static mutants are tested as Stryker
+// tests them, with every test and the mutant active from the start: code that runs when a module loads (a table
+// of constants) is often also covered by tests, and with "ignoreStatic" Stryker would test such a mutant with
+// those tests only, switched on after the module loaded, so it would survive though the tests check its value.
 //
 // The default files are the charts the committed baseline does not hold (test/mutation/stryker-incremental.json).
-// Not main.ts: its tests run it as the bundle in a child process, where Stryker's per-test coverage cannot see it,
-// so its mutants would all count as without coverage. Nothing is reused or written outside
+// main.ts is sampled on its own (--files main.ts): its tests (test/main.test.ts) run it as the bundle in a child
+// process, where Stryker's per-test coverage cannot see it, so each of its mutants is tested with that file's
+// tests, the mutant switched on in the child through the environment. Nothing is reused or written outside
 // .build/mutation/sample-<seed>/. Run it in a clean clone of a commit: its figures are that commit's.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -47,6 +50,8 @@ function defaultFiles() {
 
 const files = option('files', undefined)?.split(',') ?? defaultFiles();
 for (const f of files) if (!fs.existsSync(path.join(root, f))) throw new Error(`--files: ${f} does not exist`);
+const cli = files.includes('main.ts');
+if (cli && files.length > 1) throw new Error('--files: sample main.ts on its own (--files main.ts): its tests run it in a child process');
 
 /** The lines of a file that can hold a mutant, 1-based. */
 function candidateLines(file) {
@@ -93,16 +98,21 @@ const out = path.join(root, '.build', 'mutation', `sample-${seed}`);
 fs.rmSync(out, { recursive: true, force: true });
 fs.mkdirSync(out, { recursive: true });
 const report = path.join(out, 'report.json');
-// The project's Stryker config with the drawn lines, static mutants left out, and the result kept in `out`; a
-// sample has no threshold to break.
+// The project's Stryker config with the drawn lines and the result kept in `out`; a sample has no threshold to
+// break.
 const config = path.join(out, 'stryker.config.mjs');
 fs.writeFileSync(
   config,
   `import base from ${JSON.stringify(path.join(root, 'stryker.config.mjs'))};
 export default {
   ...base,
-  mutate: ${JSON.stringify(sample.map((s) => `${s.file}:${s.line}-${s.line}`))},
-  ignoreStatic: true,
+  mutate: ${JSON.stringify(sample.map((s) => `${s.file}:${s.line}-${s.line}`))},${
+    cli
+      ? `
+  coverageAnalysis: 'off',
+  jest: { ...base.jest, config: { ...base.jest.config, testMatch: ['<rootDir>/test/main.test.ts'] } },`
+      : ''
+  }
   incrementalFile: ${JSON.stringify(path.join(out, 'incremental.json'))},
   reporters: ['json', 'progress-append-only'],
   jsonReporter: { fileName: ${JSON.stringify(report)} },

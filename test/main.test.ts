@@ -14,6 +14,14 @@ import { charts } from './util';
 
 const ROOT = path.resolve(__dirname, '..');
 const MAIN = path.join(ROOT, '.build', 'main.js');
+/**
+ * The environment of every render: PATH only, plus Stryker's active mutant when one is set (mutation testing of
+ * main.ts, which runs here in the child: docs/mutation-testing.md, "The rest, estimated from a sample").
+ */
+const CHILD_ENV: Record<string, string | undefined> = {
+  PATH: process.env.PATH,
+  ...(process.env.__STRYKER_ACTIVE_MUTANT__ === undefined ? {} : { __STRYKER_ACTIVE_MUTANT__: process.env.__STRYKER_ACTIVE_MUTANT__ }),
+};
 
 type Render = { status: number | null; stderr: string; outdir: string; cwd: string };
 /** Two renders of the defaults, made side by side before the tests; the tests only read them (or copy them). */
@@ -29,7 +37,7 @@ function render(env: Record<string, string> = {}, cwd = fs.mkdtempSync(path.join
   const outdir = path.join(cwd, 'dist');
   const r = spawnSync(process.execPath, [MAIN], {
     cwd,
-    env: { PATH: process.env.PATH, CDK8S_OUTDIR: outdir, ...env },
+    env: { ...CHILD_ENV, CDK8S_OUTDIR: outdir, ...env },
     encoding: 'utf8',
   });
   return { status: r.status, stderr: r.stderr, outdir, cwd };
@@ -50,7 +58,7 @@ function earlierRender(): { outdir: string; cwd: string } {
 /** The same as render(), without blocking: the bad-input cases run side by side. */
 function renderAsync(env: Record<string, string>, cwd: string): Promise<{ status: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN], { cwd, env: { PATH: process.env.PATH, CDK8S_OUTDIR: path.join(cwd, 'dist'), ...env } }, (err, _out, stderr) => {
+    execFile(process.execPath, [MAIN], { cwd, env: { ...CHILD_ENV, CDK8S_OUTDIR: path.join(cwd, 'dist'), ...env } }, (err, _out, stderr) => {
       resolve({ status: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stderr });
     });
   });
@@ -284,7 +292,7 @@ describe('environments: every environments/<name>.yaml rendered to rendered/<nam
     for (const [name, text] of Object.entries(configs)) fs.writeFileSync(path.join(cwd, 'environments', name), text);
     return cwd;
   }
-  const run = (cwd: string, ...args: string[]) => spawnSync(process.execPath, [MAIN, ...args], { cwd, env: { PATH: process.env.PATH }, encoding: 'utf8' });
+  const run = (cwd: string, ...args: string[]) => spawnSync(process.execPath, [MAIN, ...args], { cwd, env: CHILD_ENV, encoding: 'utf8' });
 
   test('each environment renders what a single render of its config makes, into its own folder', () => {
     const cwd = repo({ 'staging.yaml': STAGING, 'production.yaml': PRODUCTION });
