@@ -421,11 +421,19 @@ export class LiveKitChart extends Chart {
         },
       });
     }
+    // The StatefulSet's governing Service: headless, it gives each replica a DNS name (livekit-<i>.livekit-pods).
+    const pods = new k8s.KubeService(this, 'pods', {
+      metadata: { name: 'livekit-pods', ...meta },
+      spec: {
+        clusterIp: 'None',
+        selector: selectorLabels(component),
+        ports: [{ name: 'http', port: LIVEKIT_API_PORT, targetPort: k8s.IntOrString.fromString('http') }],
+      },
+    });
     return new k8s.KubeStatefulSet(this, 'statefulset', {
       metadata: { name: 'livekit', ...meta },
       spec: {
-        // The API Service; LiveKit needs no DNS name per pod.
-        serviceName: 'livekit',
+        serviceName: pods.name,
         replicas: props.replicas,
         // Each replica is independent (rooms are shared through Redis): no need to start them one by one.
         podManagementPolicy: 'Parallel',

@@ -330,7 +330,9 @@ describe('livekit.hostNetwork false: an ordinary pod, each replica behind NodePo
     const m = ms();
     expect(m.filter((o) => o.kind === 'Deployment')).toEqual([]);
     const sts = find(m, 'StatefulSet', 'livekit');
-    expect(sts.spec).toMatchObject({ replicas: 3, serviceName: 'livekit', podManagementPolicy: 'Parallel' });
+    expect(sts.spec).toMatchObject({ replicas: 3, serviceName: 'livekit-pods', podManagementPolicy: 'Parallel' });
+    // Its governing Service is headless, as a StatefulSet's must be for its pods' DNS names.
+    expect(find(m, 'Service', 'livekit-pods').spec).toMatchObject({ clusterIP: 'None', selector: sts.spec.selector.matchLabels });
     const spec = podSpec(sts);
     expect(spec.hostNetwork).toBeUndefined();
     expect(spec.hostPID).toBeUndefined();
@@ -430,7 +432,7 @@ describe('livekit.hostNetwork false: an ordinary pod, each replica behind NodePo
 
   test('one replica: one Service; the default stays a Deployment on the host network with no such Service', () => {
     const one = manifests(config({ livekit: { hostNetwork: false, rtc: { udpPort: 30500, tcpPort: 30501 } } }));
-    expect(one.filter((o) => o.kind === 'Service').map((s) => s.metadata.name)).toEqual(['livekit-rtc-0', 'livekit']);
+    expect(one.filter((o) => o.kind === 'Service').map((s) => s.metadata.name)).toEqual(['livekit-rtc-0', 'livekit-pods', 'livekit']);
     const def = manifests();
     expect(def.filter((o) => o.kind === 'StatefulSet')).toEqual([]);
     expect(podSpec(find(def, 'Deployment', 'livekit')).hostNetwork).toBe(true);
