@@ -131,6 +131,8 @@ const API_SERVICE = address('the API server Service', '10.96.0.1');
 const API_NODE = address('the API server on a node', '10.0.0.10');
 /** A media node: LiveKit is on the host network, so it is its node's address. */
 const LIVEKIT_NODE = address("LiveKit's node", '10.0.0.5');
+/** LiveKit off the host network (livekit.hostNetwork false, livekitUdp nodeports): a pod of the media namespace. */
+const LIVEKIT_POD: Peer = { ...stackPod('livekit', 'sfu', '10.42.3.20', { 7880: 'http', 6789: 'metrics' }), namespace: 'kudo-media' };
 
 /**
  * The public proxy of each value of the matrix's proxy factor: the ingress controller's pods in its namespace (docs/networking.md,
@@ -255,6 +257,7 @@ function flowsOf(l: Levels): Flow[] {
   const backup = l.backup !== 'off';
   const nodesListed = l.nodeCidrs === 'listed';
   const stack = stackPodsOf(l);
+  const livekitPod = l.livekitUdp === 'nodeports';
 
   // Public traffic: the proxy to Synapse's proxied port, the well-known server and the solvers.
   open(proxy, entry, 8009);
@@ -265,7 +268,8 @@ function flowsOf(l: Levels): Flow[] {
   if (proxyInStack) {
     // The proxies' own policy also governs what they reach outside the stack namespace: LiveKit on its node (host
     // network), TURN's solver in the media namespace. (Proxies elsewhere reach both under no policy of the stack.)
-    open(proxy, LIVEKIT_NODE, 7880);
+    open(proxy, livekitPod ? LIVEKIT_POD : LIVEKIT_NODE, 7880);
+    if (livekitPod) closed(proxy, LIVEKIT_NODE, 7880);
     open(proxy, MEDIA_SOLVER, 8089);
     // Envoy Gateway's proxies listen 10000 above a privileged port.
     for (const port of [80, 443, 10080, 10443]) open(INTERNET, proxy, port);
@@ -322,11 +326,25 @@ function flowsOf(l: Levels): Flow[] {
     open(replica, primary, 5432);
   }
 
-  // Redis: LiveKit from its node; other namespaces only while nodeCidrs is unset (docs/networking.md, "Networking": the trade-off).
-  open(LIVEKIT_NODE, REDIS, 6379);
-  either(!nodesListed, OTHER, REDIS, 6379);
-  either(!nodesListed, APP, REDIS, 6379);
-  closed(INTERNET, REDIS, 6379);
+  if (livekitPod) {
+    // Redis: LiveKit's pods by their labels, and nobody else (docs/livekit-without-host-network.md).
+    open(LIVEKIT_POD, REDIS, 6379);
+    for (const from of [LIVEKIT_NODE, OTHER, APP, INTERNET]) closed(from, REDIS, 6379);
+    // LiveKit's own policy: the API from the proxy, media from anywhere on the replicas' ports, metrics from Prometheus.
+    open(proxy, LIVEKIT_POD, 7880);
+    for (const from of [OTHER, APP, INTERNET]) closed(from, LIVEKIT_POD, 7880);
+    open(INTERNET, LIVEKIT_POD, 31000, 'UDP');
+    open(INTERNET, LIVEKIT_POD, 31100);
+    closed(INTERNET, LIVEKIT_POD, 22);
+    either(l.monitoring === 'on', PROMETHEUS, LIVEKIT_POD, 6789);
+    closed(OTHER, LIVEKIT_POD, 6789);
+  } else {
+    // Redis: LiveKit from its node; other namespaces only while nodeCidrs is unset (docs/networking.md, "Networking": the trade-off).
+    open(LIVEKIT_NODE, REDIS, 6379);
+    either(!nodesListed, OTHER, REDIS, 6379);
+    either(!nodesListed, APP, REDIS, 6379);
+    closed(INTERNET, REDIS, 6379);
+  }
 
   // The Kubernetes API: the Jobs that read and write Secrets. The migration Job has no token.
   const apiClients = [...(l.secrets === 'generated' ? [GENERATOR] : []), BOOTSTRAP, ...(backup && l.secrets === 'generated' ? [BACKUP] : [])];

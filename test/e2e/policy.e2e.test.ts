@@ -147,6 +147,24 @@ const EXCEPTIONS: { check: string; object: RegExp; renders?: (ms: Manifest[]) =>
     reason: 'The production profile runs one of some worker types (synapse.workers.replicas sets more); while it is down the router sends its paths to the main process.',
   },
   { check: 'deployment-replicas', object: /^livekit\/kudo-media Deployment$/, reason: 'One node in the small profile; set livekit.replicas to the number of media nodes.' },
+  {
+    check: 'service-type',
+    object: /^livekit-rtc-\d+\/kudo-media Service$/,
+    reason:
+      'livekit.hostNetwork false: each replica is reached on NodePorts of its own, equal to the ports it advertises in its ICE candidates (docs/livekit-without-host-network.md).',
+  },
+  {
+    check: 'service-targets-pod',
+    object: /^livekit-rtc-\d+\/kudo-media Service$/,
+    reason:
+      "Each selects one replica by statefulset.kubernetes.io/pod-name, which the StatefulSet controller adds to its pods; kube-score reads the template's labels only (test/matrix.test.ts checks the ordinal against the replicas).",
+  },
+  {
+    check: 'pod-networkpolicy',
+    object: /^livekit\/kudo-media StatefulSet$/,
+    reason:
+      "livekit.hostNetwork false: the policy livekit limits what reaches LiveKit; its egress stays open, as media goes to any client's address and port (docs/livekit-without-host-network.md).",
+  },
 ];
 
 interface KubeScoreFinding {
