@@ -611,7 +611,7 @@ function makeSchema() {
         image: image('docker.io/livekit/livekit-server', 'v1.13.11'),
         replicas: z.number().int().min(1).max(100).default(1),
         resources: resources('500m', '512Mi', '2', '1Gi'),
-        /** Nodes that may run LiveKit (host networking: one pod per node). */
+        /** Nodes that may run LiveKit (on the host network: one pod per node). */
         nodeSelector: labelMap.default({}),
         /**
          * true: LiveKit on the node's network, one pod per node (Pod Security `privileged`).
@@ -896,6 +896,15 @@ let builtSchema: ReturnType<typeof makeSchema> | undefined;
 /** The config schema (built once). */
 export function configSchema(): ReturnType<typeof makeSchema> {
   return (builtSchema ??= makeSchema());
+}
+
+/**
+ * Drops the built schema: the next configSchema() builds it again. For mutation testing (test/mutation/setup.js):
+ * Stryker counts a line as covered by the tests that run it, so with the schema built once only the first test of
+ * each file would cover the schema's lines, and a mutant there would be tested by that test alone.
+ */
+export function forgetConfigSchema(): void {
+  builtSchema = undefined;
 }
 
 export type RawConfig = z.infer<ReturnType<typeof makeSchema>>;

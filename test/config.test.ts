@@ -188,6 +188,13 @@ describe('rejected input names the key path', () => {
     );
   });
 
+  test.each(['database', 'user'])('postgres.external.%s must be a PostgreSQL name, all of it', (key) => {
+    const external = (name: string) => resolveConfig({ postgres: { mode: 'external', external: { host: 'db.example.org', sslmode: 'require', [key]: name } } });
+    expect(external('kudo_db2').postgres.external![key as 'database' | 'user']).toBe('kudo_db2');
+    // A name PostgreSQL would take only quoted: a dash after a valid start, a digit first.
+    for (const name of ['kudo-db', '2kudo']) expect(() => external(name)).toThrow(`postgres.external.${key}: must be a PostgreSQL name`);
+  });
+
   test('all problems are reported at once', () => {
     const msg = rejection({ domian: 'x', synapse: { reportStats: 1 } });
     expect(msg).toContain('domian');

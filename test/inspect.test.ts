@@ -338,6 +338,12 @@ describe('production: the nodes the cluster must have', () => {
   });
 });
 
+test("the checklist names the ingress controller as its project does, a retired one's retirement too", () => {
+  const prerequisites = (controller: string) => checklist(config({ ingress: { controller } }), renderedManifests(config({ ingress: { controller } }))).prerequisites.join('\n');
+  expect(prerequisites('ingress-nginx')).toContain('ingress-nginx (retired in March 2026), IngressClass nginx');
+  expect(prerequisites('haproxy')).toContain('HAProxy Ingress, IngressClass haproxy');
+});
+
 test('an app outside the cluster: the checklist asks for its fixed egress addresses in the allow-list and for real client addresses at the controller', () => {
   const outside = config({
     app: { outsideCluster: true },

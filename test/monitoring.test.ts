@@ -292,6 +292,14 @@ test('table bloat: dead rows over a third of a table and over 100 000 for 2 hour
   expect(alertsOf(external).map((r: any) => r.alert)).not.toContain('PostgresTableBloated');
 });
 
+test("PostgreSQL's dashboard panels carry their units, from postgres_exporter's metrics or CloudNativePG's", () => {
+  const units = (ms: Manifest[]) => {
+    const d = JSON.parse(dashboardsOf(ms)[1].data['kudo-postgres.json']);
+    return Object.fromEntries(d.panels.filter((p: any) => ['Commits per second', 'Database size'].includes(p.title)).map((p: any) => [p.title, p.fieldConfig.defaults.unit]));
+  };
+  for (const ms of [all, cloudnativePg]) expect(units(ms)).toEqual({ 'Commits per second': 'ops', 'Database size': 'bytes' });
+});
+
 test("CloudNativePG with its backup: a failing WAL archive and an old base backup (the barman-cloud plugin's metric) alert", () => {
   const withBackup = synthAll(
     config({
@@ -304,6 +312,8 @@ test("CloudNativePG with its backup: a failing WAL archive and an old base backu
     `max by (namespace, job, pod) (cnpg_pg_stat_archiver_last_failed_time${s})\n> max by (namespace, job, pod) (cnpg_pg_stat_archiver_last_archived_time${s})`,
   );
   expect(alert(withBackup, 'PostgresBaseBackupTooOld').expr).toBe(`time() - max by (namespace, job) (barman_cloud_cloudnative_pg_io_last_available_backup_timestamp${s}) > 93600`);
+  // The metric is 0 until the first base backup, taken when the Cluster is created: an hour for that one.
+  expect(alert(withBackup, 'PostgresBaseBackupTooOld').for).toBe('1h');
   // Without WAL archiving, or with the StatefulSet, neither.
   for (const ms of [cloudnativePg, all]) {
     expect(

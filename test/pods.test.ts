@@ -313,6 +313,11 @@ describe('scheduling', () => {
       ],
       ['empty key without Exists', { coturn: { tolerations: [{ effect: 'NoSchedule' }] } }, 'scheduling.coturn.tolerations.0.operator: must be "Exists" when key is empty'],
       [
+        'an empty string as key without Exists',
+        { coturn: { tolerations: [{ key: '', operator: 'Equal', value: 'x', effect: 'NoSchedule' }] } },
+        'scheduling.coturn.tolerations.0.operator: must be "Exists" when key is empty',
+      ],
+      [
         'tolerationSeconds',
         { tools: { tolerations: [{ key: 'a', operator: 'Exists', effect: 'NoSchedule', tolerationSeconds: 30 }] } },
         'scheduling.tools.tolerations.0.tolerationSeconds: applies only with effect "NoExecute"',

@@ -163,6 +163,19 @@ describe('secrets written inline are refused; their file forms are offered', () 
     ],
     ['MAS', { matrix_authentication_service: { enabled: true, secret: 'x' } }, 'synapse.extraConfig.matrix_authentication_service.secret: a secret here'],
     ['JWT with a shared secret', { jwt_config: { enabled: true, algorithm: 'HS256', secret: 'x' } }, 'synapse.extraConfig.jwt_config.secret: a secret here'],
+    ['JWT with a secret that is no text', { jwt_config: { enabled: true, algorithm: 'HS256', secret: 12345 } }, 'synapse.extraConfig.jwt_config.secret: a secret here'],
+    [
+      // A PEM file pasted whole: the public key follows the private one, which must not sit in a ConfigMap.
+      'JWT with a private key before the public one',
+      {
+        jwt_config: {
+          enabled: true,
+          algorithm: 'RS256',
+          secret: '-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n',
+        },
+      },
+      'synapse.extraConfig.jwt_config.secret: a secret here',
+    ],
     [
       "a module's token",
       { modules: [{ module: 'm.M', config: { api_token: 'x' } }] },

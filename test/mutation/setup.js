@@ -15,6 +15,9 @@ if (!mutant) {
     const { currentTestName, testPath } = expect.getState();
     fs.appendFileSync(file, `${JSON.stringify([currentTestName, testPath])}\n`);
   });
+  // The config schema is built once per test file (charts/config.ts): build it again in each test that uses it,
+  // so that each such test covers the schema's lines, not only the file's first.
+  beforeEach(() => require('../../charts/config').forgetConfigSchema());
 } else {
   // A mutant is killed by its first failing test: the file's later tests fail at once, without running, instead
   // of rendering for nothing (jest-circus has no way to skip a test once the file runs). Their failure says so.
