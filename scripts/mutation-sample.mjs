@@ -12,8 +12,9 @@
 //
 // The default files are the charts the committed baseline does not hold (test/mutation/stryker-incremental.json).
 // main.ts is sampled on its own (--files main.ts): its tests (test/main.test.ts) run it as the bundle in a child
-// process, where Stryker's per-test coverage cannot see it, so each of its mutants is tested with that file's
-// tests, the mutant switched on in the child through the environment. Nothing is reused or written outside
+// process, where Stryker's per-test coverage cannot see it (nor jest's related-test search: it imports no
+// main.ts), so each of its mutants is tested with that file's tests, the mutant switched on in the child through
+// the environment. Nothing is reused or written outside
 // .build/mutation/sample-<seed>/. Run it in a clean clone of a commit: its figures are that commit's.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -110,7 +111,7 @@ export default {
     cli
       ? `
   coverageAnalysis: 'off',
-  jest: { ...base.jest, config: { ...base.jest.config, testMatch: ['<rootDir>/test/main.test.ts'] } },`
+  jest: { ...base.jest, enableFindRelatedTests: false, config: { ...base.jest.config, testMatch: ['<rootDir>/test/main.test.ts'] } },`
       : ''
   }
   incrementalFile: ${JSON.stringify(path.join(out, 'incremental.json'))},

@@ -28,10 +28,11 @@ type Render = { status: number | null; stderr: string; outdir: string; cwd: stri
 let first: Render;
 let second: Render;
 
+// A bundle and two renders: about a second here, more than jest's 5 s on a loaded machine or under Stryker.
 beforeAll(async () => {
   execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build.mjs')]);
   [first, second] = await Promise.all([renderInBackground(), renderInBackground()]);
-});
+}, 60_000);
 
 function render(env: Record<string, string> = {}, cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-render-'))) {
   const outdir = path.join(cwd, 'dist');
