@@ -3,18 +3,8 @@
  * message, and the cases at their edges. Each test kills a mutant the other tests let through (mutation testing:
  * docs/mutation-testing.md, "`config.ts`'s cross-checks, measured apart").
  */
-import { ConfigError, resolveConfig } from '../charts/config';
-
-/** The whole message a config is refused with. */
-function rejection(input: unknown): string {
-  try {
-    resolveConfig(input, 'kudo.yaml');
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    return (e as Error).message;
-  }
-  throw new Error('config was accepted');
-}
+import { resolveConfig } from '../charts/config';
+import { rejection } from './util';
 
 const BACKUP = { destinationPath: 's3://kudo-backups/postgres' };
 const cnpg = (cloudnativePg: object, more: object = {}) => ({ ...more, postgres: { mode: 'cloudnative-pg', cloudnativePg } });

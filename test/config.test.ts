@@ -3,23 +3,13 @@ import * as os from 'os';
 import * as path from 'path';
 import { ConfigError, configSchema, loadConfig, resolveConfig } from '../charts/config';
 import { CRON_CASES } from './cron.cases';
-import { PRODUCTION } from './util';
+import { PRODUCTION, rejection } from './util';
 
 function tempFile(content: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-config-'));
   const file = path.join(dir, 'kudo.yaml');
   fs.writeFileSync(file, content);
   return file;
-}
-
-function rejection(input: unknown): string {
-  try {
-    resolveConfig(input, 'kudo.yaml');
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    return (e as Error).message;
-  }
-  throw new Error('config was accepted');
 }
 
 describe('defaults', () => {
@@ -190,7 +180,7 @@ describe('rejected input names the key path', () => {
 
   test.each(['database', 'user'])('postgres.external.%s must be a PostgreSQL name, all of it', (key) => {
     const external = (name: string) => resolveConfig({ postgres: { mode: 'external', external: { host: 'db.example.org', sslmode: 'require', [key]: name } } });
-    expect(external('kudo_db2').postgres.external![key as 'database' | 'user']).toBe('kudo_db2');
+    expect(external('kudo_db2').postgres.external[key as 'database' | 'user']).toBe('kudo_db2');
     // A name PostgreSQL would take only quoted: a dash after a valid start, a digit first.
     for (const name of ['kudo-db', '2kudo']) expect(() => external(name)).toThrow(`postgres.external.${key}: must be a PostgreSQL name`);
   });

@@ -1,6 +1,6 @@
 import { Chart, Testing } from 'cdk8s';
 import { buildApp } from '../charts/app';
-import { KudoConfig, resolveConfig } from '../charts/config';
+import { ConfigError, KudoConfig, resolveConfig } from '../charts/config';
 
 export type Manifest = {
   apiVersion: string;
@@ -44,6 +44,17 @@ function perTest<T extends object>(make: () => T, target: T): T {
     },
     getPrototypeOf: () => Reflect.getPrototypeOf(real()),
   });
+}
+
+/** The whole message a config (as if read from kudo.yaml) is refused with; fails the test if it is accepted. */
+export function rejection(input: unknown): string {
+  try {
+    resolveConfig(input, 'kudo.yaml');
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as Error).message;
+  }
+  throw new Error('config was accepted');
 }
 
 /** A config from a partial YAML-shaped object, defaults filled in. */
