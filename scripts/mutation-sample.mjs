@@ -14,8 +14,10 @@
 // main.ts is sampled on its own (--files main.ts): its tests (test/main.test.ts) run it as the bundle in a child
 // process, where Stryker's per-test coverage cannot see it (nor jest's related-test search: it imports no
 // main.ts), so each of its mutants is tested with that file's tests, the mutant switched on in the child through
-// the environment. Nothing is reused or written outside
-// .build/mutation/sample-<seed>/. Run it in a clean clone of a commit: its figures are that commit's.
+// the environment.
+//
+// Nothing is reused or written outside .build/mutation/sample-<seed>/. Run it in a clean clone of a commit: its
+// figures are that commit's. Bad options end it with a message and exit 2, before Stryker starts.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -26,18 +28,23 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 /** This script's options; the others are Stryker's (e.g. --concurrency 2). */
 const OWN = ['--lines', '--seed', '--files'];
 
+function fail(message) {
+  console.error(`test:mutation:sample: ${message}`);
+  process.exit(2);
+}
+
 function option(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
   if (i < 0) return fallback;
   const value = process.argv[i + 1];
-  if (value === undefined || value.startsWith('--')) throw new Error(`--${name} needs a value`);
+  if (value === undefined || value.startsWith('--')) fail(`--${name} needs a value`);
   return value;
 }
 
 const lineCount = Number(option('lines', '150'));
 const seed = Number(option('seed', '1'));
-if (!Number.isInteger(lineCount) || lineCount < 2) throw new Error(`--lines: "${option('lines')}" is not a whole number of at least 2`);
-if (!Number.isInteger(seed)) throw new Error(`--seed: "${option('seed')}" is not a whole number`);
+if (!Number.isInteger(lineCount) || lineCount < 2) fail(`--lines: "${option('lines')}" is not a whole number of at least 2`);
+if (!Number.isInteger(seed)) fail(`--seed: "${option('seed')}" is not a whole number`);
 
 function defaultFiles() {
   const baseline = path.join(root, 'test', 'mutation', 'stryker-incremental.json');
@@ -50,9 +57,9 @@ function defaultFiles() {
 }
 
 const files = option('files', undefined)?.split(',') ?? defaultFiles();
-for (const f of files) if (!fs.existsSync(path.join(root, f))) throw new Error(`--files: ${f} does not exist`);
+for (const f of files) if (!fs.existsSync(path.join(root, f))) fail(`--files: ${f} does not exist`);
 const cli = files.includes('main.ts');
-if (cli && files.length > 1) throw new Error('--files: sample main.ts on its own (--files main.ts): its tests run it in a child process');
+if (cli && files.length > 1) fail('--files: sample main.ts on its own (--files main.ts): its tests run it in a child process');
 
 /** The lines of a file that can hold a mutant, 1-based. */
 function candidateLines(file) {
@@ -86,7 +93,7 @@ function random(s) {
 }
 
 const population = files.flatMap((file) => candidateLines(file).map((line) => ({ file, line })));
-if (population.length < lineCount) throw new Error(`--lines ${lineCount}: the files have only ${population.length} lines that can hold a mutant`);
+if (population.length < lineCount) fail(`--lines ${lineCount}: the files have only ${population.length} lines that can hold a mutant`);
 const next = random(seed);
 const pool = [...population];
 for (let i = 0; i < lineCount; i++) {
