@@ -246,6 +246,8 @@ const RENDERS: [string, KudoConfig][] = [
       livekit: { rtc: { nodeAddress: 'stun', stunServers: ['stun.example.org:3478'] } },
     }),
   ],
+  // Its own start script: the ports from the pod's name, then /livekit-server.
+  ['LiveKit off the host network', config({ livekit: { hostNetwork: false, replicas: 2, rtc: { udpPort: 31000, tcpPort: 31100 } } })],
 ];
 
 describe('every container starts in its image', () => {
