@@ -162,17 +162,27 @@ const LIVEKIT_CONTAINER = 'livekit';
 const MEMORY_LIMIT_ENV = 'MEMORY_LIMIT_MIB';
 
 /** The main container: the written config, the node's address when one was looked up, API bound to the node's cluster address. */
-export const LIVEKIT_START = [
-  'set -eu',
-  // Go's collector does not know the container's memory limit: without a soft limit below it, the heap of a busy
-  // node grows to twice what it holds and the kernel kills LiveKit (npm run bench:capacity saw it at 1 GiB).
-  `export GOMEMLIMIT="$((${MEMORY_LIMIT_ENV} * 9 / 10))MiB"`,
-  `set -- --config ${LIVEKIT_RUN_CONFIG} --bind "$HOST_IP"`,
-  `if [ -s ${LIVEKIT_NODE_IP_FILE} ]; then set -- "$@" --node-ip "$(cat ${LIVEKIT_NODE_IP_FILE})"; fi`,
-  // The image keeps its binary at /livekit-server (its ENTRYPOINT), and / is not on Alpine's PATH: by name, sh
-  // answers "not found" (docs/image-contract.yaml).
-  'exec /livekit-server "$@"',
-].join('\n');
+/**
+ * LiveKit's start script: `args` are its options (the config file and the listening ones), after the lines in
+ * `before`; the node's address from the lookup step, when there is one.
+ */
+function livekitStartScript(args: string, before: readonly string[] = []): string {
+  return [
+    'set -eu',
+    // Go's collector does not know the container's memory limit: without a soft limit below it, the heap of a busy
+    // node grows to twice what it holds and the kernel kills LiveKit (npm run bench:capacity saw it at 1 GiB).
+    `export GOMEMLIMIT="$((${MEMORY_LIMIT_ENV} * 9 / 10))MiB"`,
+    ...before,
+    `set -- ${args}`,
+    `if [ -s ${LIVEKIT_NODE_IP_FILE} ]; then set -- "$@" --node-ip "$(cat ${LIVEKIT_NODE_IP_FILE})"; fi`,
+    // The image keeps its binary at /livekit-server (its ENTRYPOINT), and / is not on Alpine's PATH: by name, sh
+    // answers "not found" (docs/image-contract.yaml).
+    'exec /livekit-server "$@"',
+  ].join('\n');
+}
+
+/** On the host network: listen on the node's cluster address only, not on every address the node has. */
+export const LIVEKIT_START = livekitStartScript(`--config ${LIVEKIT_RUN_CONFIG} --bind "$HOST_IP"`);
 
 /** Where a StatefulSet replica's ordinal comes from: its pod name, livekit-<i>. */
 const POD_NAME_ENV = 'POD_NAME';
@@ -182,15 +192,8 @@ const POD_NAME_ENV = 'POD_NAME';
  * Service exposes (the first replica's plus i), on every address of its pod, and advertises the node's address.
  */
 export function livekitPodStart(rtc: { readonly udpPort: number; readonly tcpPort: number }): string {
-  return [
-    'set -eu',
-    `export GOMEMLIMIT="$((${MEMORY_LIMIT_ENV} * 9 / 10))MiB"`,
-    `i=\${${POD_NAME_ENV}##*-}`,
-    // The candidates carry the port LiveKit listens on, and clients reach the NodePort: so the two are one number.
-    `set -- --config ${LIVEKIT_RUN_CONFIG} --udp-port "$((${rtc.udpPort} + i))" --rtc.tcp_port "$((${rtc.tcpPort} + i))"`,
-    `if [ -s ${LIVEKIT_NODE_IP_FILE} ]; then set -- "$@" --node-ip "$(cat ${LIVEKIT_NODE_IP_FILE})"; fi`,
-    'exec /livekit-server "$@"',
-  ].join('\n');
+  // The candidates carry the port LiveKit listens on, and clients reach the NodePort: so the two are one number.
+  return livekitStartScript(`--config ${LIVEKIT_RUN_CONFIG} --udp-port "$((${rtc.udpPort} + i))" --rtc.tcp_port "$((${rtc.tcpPort} + i))"`, [`i=\${${POD_NAME_ENV}##*-}`]);
 }
 
 /** The Service replica i of the StatefulSet is reached by from outside: its own NodePorts, the client's address kept. */
