@@ -70,7 +70,8 @@ export const FACTORS: Factor[] = [
       'app-outside': { synapse: { adminApi: { expose: true, sourceRanges: ['198.51.100.7/32'] } }, app: { outsideCluster: true } },
     },
   },
-  { name: 'nodeCidrs', levels: { none: {}, listed: { networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } } } },
+  // The cluster's own addresses: its nodes', and its pods' and Services' (k3s's pod range, kubeadm's Service range).
+  { name: 'nodeCidrs', levels: { none: {}, listed: { networkPolicies: { nodeCidrs: ['10.0.0.0/16'], clusterCidrs: ['10.42.0.0/16', '10.96.0.0/12'] } } } },
   {
     // How LiveKit takes media: a UDP range or one mux port on the host network, or (livekit.hostNetwork false) its
     // own pod's mux and TCP ports behind NodePort Services, one per replica.

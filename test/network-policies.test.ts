@@ -310,6 +310,30 @@ test('egress to the internet never reaches the cloud metadata service, and feder
   expect(policy(manifests(), 'synapse').spec.egress[1].to).toEqual(metadata);
 });
 
+test("networkPolicies.clusterCidrs: federation and push gateways never reach the cluster's own pods and Services; the API server and backups keep their rules", () => {
+  const c = { networkPolicies: { nodeCidrs: ['10.0.0.0/16'], clusterCidrs: ['10.42.0.0/16', '10.43.0.0/16'] } };
+  const toInternet = [
+    { ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.169.254/32', '10.0.0.0/16', '10.42.0.0/16', '10.43.0.0/16'] } },
+    { ipBlock: { cidr: '::/0', except: ['fd00:ec2::254/128'] } },
+  ];
+  const one = manifests(config({ ...c, backup: { s3: { enabled: true, repository: 's3:https://minio.example.org:9000/b' } } }));
+  expect(policy(one, 'synapse').spec.egress[1]).toEqual({
+    to: toInternet,
+    ports: [
+      { protocol: 'TCP', port: 443 },
+      { protocol: 'TCP', port: 8448 },
+    ],
+  });
+  // With workers: the main process (push gateways) and the federation senders alike.
+  const workers = manifests(config({ ...PRODUCTION, ...c }));
+  expect([policy(workers, 'synapse-internet').spec.egress[0].to, policy(workers, 'synapse-federation-sender').spec.egress[0].to]).toEqual([toInternet, toInternet]);
+  // The Jobs reach the API server by its Service address, and an S3 store may run in the cluster: only the metadata service is left out there.
+  const metadataOnly = [{ ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.169.254/32'] } }, { ipBlock: { cidr: '::/0', except: ['fd00:ec2::254/128'] } }];
+  expect([policy(one, 'kubernetes-api').spec.egress[0].to, policy(one, 'backup').spec.egress[1].to]).toEqual([metadataOnly, metadataOnly]);
+  // A value that is no IPv4 CIDR is refused by its key.
+  expect(() => config({ networkPolicies: { clusterCidrs: ['10.42.0.0'] } })).toThrow(/networkPolicies\.clusterCidrs\.0/);
+});
+
 test('workers without a federation sender: the main process federates, and no policy is rendered for senders that do not run', () => {
   const noSender = config({ ...PRODUCTION, synapse: { workers: { replicas: { federationSender: 0 } } } });
   const ms = manifests(noSender);

@@ -372,7 +372,7 @@ function flowsOf(l: Levels): Flow[] {
     closed(BACKUP, METADATA, 80);
   }
 
-  // Federation: other homeservers on 443 and 8448; no other port, not the metadata service, not the nodes when listed.
+  // Federation: other homeservers on 443 and 8448; no other port, not the metadata service, not the cluster's own addresses when listed.
   for (const p of federating) {
     open(p, INTERNET, 8448);
     open(p, INTERNET, 443);
@@ -380,6 +380,9 @@ function flowsOf(l: Levels): Flow[] {
     closed(p, METADATA, 80);
     closed(p, METADATA, 443);
     if (nodesListed) closed(p, API_NODE, 443);
+    // Nor the cluster's pods and Services when their ranges are listed (a push gateway's URL is a user's to choose).
+    either(!nodesListed, p, OTHER, 443);
+    either(!nodesListed, p, API_SERVICE, 443);
   }
   for (const p of notFederating) {
     closed(p, INTERNET, 443);
