@@ -462,6 +462,7 @@ function networkPolicies(app: Construct, config: KudoConfig): void {
     appNamespace: config.namespaces.app,
     dnsNamespace: np.dnsNamespace,
     nodeCidrs: np.nodeCidrs,
+    clusterCidrs: np.clusterCidrs,
     ports: {
       redis: REDIS_PORT,
       synapse: SYNAPSE_HTTP_PORT,

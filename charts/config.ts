@@ -757,6 +757,11 @@ function makeSchema() {
          * as a node address; unset, Redis accepts any address (it still needs its password).
          */
         nodeCidrs: z.array(cidr).default([]),
+        /**
+         * The cluster's pod and Service ranges (k3s: 10.42.0.0/16, 10.43.0.0/16). Federation and push
+         * gateways, whose addresses others choose, never reach them; unset, only the nodes' are left out.
+         */
+        clusterCidrs: z.array(cidr).default([]),
       })
       .prefault({}),
     backup: z

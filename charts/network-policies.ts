@@ -17,6 +17,8 @@ export interface NetworkPoliciesProps extends ChartProps {
   readonly dnsNamespace: string;
   /** Node addresses (LiveKit reaches Redis from the host network). @default - any address */
   readonly nodeCidrs?: readonly string[];
+  /** The cluster's pod and Service ranges, which federation never reaches. @default - none left out */
+  readonly clusterCidrs?: readonly string[];
   /**
    * Ports of the Redis, Synapse and well-known pods, their metrics ports, and TURN's (the smoke test checks it).
    * Synapse (or its router) has two: `synapse` for callers inside the cluster, and `synapseProxied`, where it
@@ -147,7 +149,7 @@ export class NetworkPoliciesChart extends Chart {
     const nodes = props.nodeCidrs?.length ? props.nodeCidrs.map((cidr) => ({ ipBlock: { cidr } })) : undefined;
     const OUTSIDE = outside();
     // Other homeservers and push gateways are never the cluster's own nodes.
-    const federation = outside(props.nodeCidrs ?? []);
+    const federation = outside([...(props.nodeCidrs ?? []), ...(props.clusterCidrs ?? [])]);
     const fromApp: k8s.NetworkPolicyPeer = { namespaceSelector: inNamespace(props.appNamespace) };
 
     policy('default-deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] });
