@@ -15,6 +15,9 @@ const rendered = new Map(RENDERS.map((r) => [r.name, lazy(() => synthAll(config(
 const manifestsOf = (name: string) => rendered.get(name)!();
 const cases = RENDERS.map((r) => [r.name, r.levels] as const);
 
+/** The proxy values whose Gateway is someone else's (gatewayApi.createGateway false): its listeners are not rendered. */
+const SHARED_GATEWAY = ['gateway-shared', 'gateway-shared-in-stack'];
+
 const WORKLOAD_KINDS = ['Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob'];
 
 /** The pod template of a workload, with its namespace. */
@@ -104,7 +107,7 @@ describe.each(cases)('%s', (name, levels) => {
         // Without sectionName a route attaches to every listener of the Gateway, the HTTP one included.
         if (ref.sectionName === undefined) problems.push(`HTTPRoute ${route.metadata.name}: attaches to every listener of ${ref.name}`);
         const l = listener(ref);
-        if (levels.proxy !== 'gateway-shared' && l === undefined) problems.push(`HTTPRoute ${route.metadata.name}: no listener ${ref.sectionName} on ${ref.name}`);
+        if (!SHARED_GATEWAY.includes(levels.proxy) && l === undefined) problems.push(`HTTPRoute ${route.metadata.name}: no listener ${ref.sectionName} on ${ref.name}`);
         if (l !== undefined && l.protocol !== 'HTTPS' && !redirectOnly) problems.push(`HTTPRoute ${route.metadata.name}: served on ${l.protocol} listener ${l.name}`);
         if (l !== undefined && l.protocol === 'HTTPS' && redirectOnly) problems.push(`HTTPRoute ${route.metadata.name}: redirects on HTTPS listener ${l.name}`);
       }
@@ -269,7 +272,7 @@ describe.each(cases)('%s', (name, levels) => {
       wellKnown: levels.wellKnown === 'on',
       backup: levels.backup !== 'off',
       adminApi: levels.adminApi !== 'internal',
-      gateway: levels.proxy === 'gateway-in-stack' || levels.proxy === 'gateway-own-namespace',
+      gateway: levels.proxy.startsWith('gateway-') && !SHARED_GATEWAY.includes(levels.proxy),
       cluster: levels.postgres === 'cloudnative-pg',
       statefulsetPostgres: levels.postgres === 'statefulset',
     });

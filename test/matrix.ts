@@ -29,6 +29,10 @@ export const FACTORS: Factor[] = [
       'gateway-in-stack': { routing: 'gateway-api', gatewayApi: { gatewayClassName: 'nginx' } },
       'gateway-own-namespace': { routing: 'gateway-api', gatewayApi: { gatewayNamespace: 'gateways', gatewayClassName: 'eg', proxyNamespace: 'envoy-gateway-system' } },
       'gateway-shared': { routing: 'gateway-api', gatewayApi: { createGateway: false, gatewayName: 'shared', gatewayNamespace: 'infra' } },
+      // A Gateway of ours in a namespace of its own, with its proxies there (no proxyNamespace).
+      'gateway-own-namespace-proxies-there': { routing: 'gateway-api', gatewayApi: { gatewayNamespace: 'gateways', gatewayClassName: 'nginx' } },
+      // Someone else's Gateway in the stack namespace: not created, its proxies under the stack's default-deny.
+      'gateway-shared-in-stack': { routing: 'gateway-api', gatewayApi: { createGateway: false, gatewayName: 'shared' } },
     },
   },
   { name: 'profile', levels: { small: {}, production: { profile: 'production' } } },
@@ -101,7 +105,16 @@ export type Levels = Record<string, string>;
  * constraint that no longer holds is noticed and removed).
  */
 export const EXCLUDED: { when: Levels; because: string }[] = [
-  ...['traefik', 'traefik-k3s', 'nginx-inc', 'gateway-in-stack', 'gateway-own-namespace', 'gateway-shared'].flatMap((proxy) =>
+  ...[
+    'traefik',
+    'traefik-k3s',
+    'nginx-inc',
+    'gateway-in-stack',
+    'gateway-own-namespace',
+    'gateway-shared',
+    'gateway-own-namespace-proxies-there',
+    'gateway-shared-in-stack',
+  ].flatMap((proxy) =>
     ['exposed', 'app-outside'].map((adminApi) => ({
       when: { proxy, adminApi },
       because: 'the admin API is exposed only through an Ingress annotation that limits source addresses',

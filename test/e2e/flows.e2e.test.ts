@@ -195,6 +195,20 @@ const PROXIES: Record<string, Peer> = {
     labels: { 'gateway.networking.k8s.io/gateway-name': 'shared', 'gateway.istio.io/managed': 'istio.io-gateway-controller' },
     ip: '10.42.5.16',
   },
+  // NGINX Gateway Fabric's proxies, in the Gateway's namespace.
+  'gateway-own-namespace-proxies-there': {
+    name: "the Gateway's proxies (namespace gateways)",
+    namespace: 'gateways',
+    labels: { 'gateway.networking.k8s.io/gateway-name': 'kudo', 'app.kubernetes.io/name': 'kudo-nginx' },
+    ip: '10.42.5.17',
+  },
+  'gateway-shared-in-stack': {
+    name: "the shared Gateway's proxies in kudo",
+    namespace: 'kudo',
+    labels: { 'gateway.networking.k8s.io/gateway-name': 'shared' },
+    ip: '10.42.0.61',
+    ports: { 443: 'https' },
+  },
 };
 
 // ---------------------------------------------------------------------------
