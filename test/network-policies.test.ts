@@ -1,3 +1,5 @@
+import { Testing } from 'cdk8s';
+import { NetworkPoliciesChart, NetworkPoliciesProps } from '../charts/network-policies';
 import { config, find, Manifest, PRODUCTION, synthAll, synthChart } from './util';
 
 const manifests = (c = config()) => synthChart('06-network-policies', c);
@@ -426,5 +428,92 @@ describe('livekit.hostNetwork false: LiveKit selected by its pod labels', () => 
     const host = manifests(config(gw));
     expect(names(policy(host, 'gateway-proxy').spec.egress.find((r: any) => r.ports.some((p: any) => p.port === 7880)).to)).toEqual(['0.0.0.0/0', '::/0']);
     expect(host.filter((m) => m.metadata.name === 'livekit')).toEqual([]);
+  });
+});
+
+describe("NetworkPoliciesChart on its own: a library user's props, the optional ones left out", () => {
+  // The app always passes every option; a program that builds the chart itself gets the documented defaults.
+  const pods = (...names: string[]) => Object.fromEntries(names.map((n) => [n, { 'app.kubernetes.io/name': n }]));
+  const minimal: NetworkPoliciesProps = {
+    namespace: 'chat',
+    publicTrafficNamespace: 'edge',
+    appNamespace: 'web',
+    dnsNamespace: 'kube-system',
+    ports: { redis: 6379, synapse: 8008, synapseProxied: 8009, wellKnown: 8080, synapseMetrics: 9000, redisMetrics: 9121, turn: 3478, turnTls: 5349 },
+    database: { mode: 'statefulset', pods: { 'app.kubernetes.io/name': 'postgres' }, port: 5432, metricsPort: 9187 },
+    pods: pods('redis', 'synapse', 'synapseMigration', 'wellKnown', 'backup', 'bootstrap', 'smoke') as NetworkPoliciesProps['pods'],
+    apiClients: ['secret-generator'],
+  };
+  const render = (props: NetworkPoliciesProps) => Testing.synth(new NetworkPoliciesChart(Testing.app(), 'np', props)) as Manifest[];
+
+  test('Redis, the well-known server and the backups are on; Redis admits the private ranges; nothing restores Secrets', () => {
+    const ms = render(minimal);
+    expect(ms.map((m) => m.metadata.name)).toEqual([
+      'default-deny',
+      'allow-dns',
+      'postgres',
+      'redis',
+      'synapse-migrate',
+      'synapse',
+      'matrix-well-known',
+      'acme-http01-solver',
+      'kubernetes-api',
+      'admin-bootstrap',
+      'smoke-test',
+      'backup',
+    ]);
+    expect(names(policy(ms, 'redis').spec.ingress[0].from)).toEqual(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7']);
+    expect(names(policy(ms, 'postgres').spec.ingress[0].from)).toEqual(['synapse', 'synapseMigration', 'backup']);
+    // Federation leaves out the metadata service only: no node or cluster ranges were given.
+    expect(policy(ms, 'synapse').spec.egress[1].to).toEqual([
+      { ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.169.254/32'] } },
+      { ipBlock: { cidr: '::/0', except: ['fd00:ec2::254/128'] } },
+    ]);
+  });
+
+  test('without backups PostgreSQL admits Synapse and its migration only', () => {
+    const ms = render({ ...minimal, backup: false });
+    expect(policy(ms, 'postgres').spec.ingress[0].from).toEqual([
+      { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'synapse' } } },
+      { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'synapseMigration' } } },
+    ]);
+    expect(ms.filter((m) => m.metadata.name === 'backup')).toEqual([]);
+  });
+
+  test('the Secrets restore needs both its labels and the store port', () => {
+    const restore = (props: NetworkPoliciesProps) => render(props).filter((m) => m.metadata.name === 'secrets-restore');
+    expect(restore({ ...minimal, secretsRestore: { 'app.kubernetes.io/name': 'secret-generator' } })).toEqual([]);
+    expect(restore({ ...minimal, backupStorePort: 9000 })).toEqual([]);
+    expect(restore({ ...minimal, secretsRestore: { 'app.kubernetes.io/name': 'secret-generator' }, backupStorePort: 9000 })[0].spec.egress[0].ports).toEqual([
+      { protocol: 'TCP', port: 9000 },
+    ]);
+  });
+
+  test("the Gateway's proxies: only privileged listener ports (below 1024) get Envoy's shifted twin", () => {
+    const ms = render({
+      ...minimal,
+      gatewayProxies: { labels: { 'gateway.networking.k8s.io/gateway-name': 'kudo' }, listenerPorts: [80, 1023, 1024, 8443], livekitPort: 7880, mediaNamespace: 'media' },
+    });
+    expect(ports(policy(ms, 'gateway-proxy').spec.ingress[0])).toEqual(['TCP/80', 'TCP/1023', 'TCP/1024', 'TCP/8443', 'TCP/10080', 'TCP/11023']);
+  });
+
+  test("LiveKit's pods: Redis's policy selects Redis for ingress, and LiveKit's policy carries the stack's labels", () => {
+    const ms = render({
+      ...minimal,
+      livekitPods: { namespace: 'media', pods: { 'app.kubernetes.io/name': 'livekit' }, apiPort: 7880, metricsPort: 6789, udp: [31000, 31000], tcp: [31100, 31100] },
+    });
+    const redis = policy(ms, 'redis');
+    expect(redis.spec.podSelector).toEqual({ matchLabels: { 'app.kubernetes.io/name': 'redis' } });
+    expect(redis.spec.policyTypes).toEqual(['Ingress']);
+    expect(redis.spec.ingress[0].from).toEqual([
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'media' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'livekit' } } },
+    ]);
+    expect(policy(ms, 'livekit').metadata.labels).toEqual({
+      'app.kubernetes.io/name': 'network-policy',
+      'app.kubernetes.io/instance': 'kudo-network-policy',
+      'app.kubernetes.io/component': 'security',
+      'app.kubernetes.io/part-of': 'kudo',
+      'app.kubernetes.io/managed-by': 'cdk8s',
+    });
   });
 });
