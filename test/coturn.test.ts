@@ -59,6 +59,7 @@ test('turnserver.conf: every option, in order (ports, realm, REST auth, hardenin
     'total-quota=1200',
     'stale-nonce=600',
     'no-rfc5780',
+    'cipher-list=ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256',
     'pidfile=/run/coturn/turnserver.pid',
     'userdb=/run/coturn/turndb',
     'prometheus',
@@ -285,6 +286,14 @@ test('coturn.tls.minVersion "1.3" adds no-tlsv1_2 (coturn\'s switch to a TLS 1.3
   expect(options(conf(manifests())).filter((l) => /tlsv1/.test(l))).toEqual([]);
   expect(options(conf(manifests(config({ coturn: { tls: { minVersion: '1.3' } } })))).filter((l) => /tlsv1/.test(l))).toEqual(['no-tlsv1_2']);
   expect(() => config({ coturn: { tls: { minVersion: '1.1' } } })).toThrow(/coturn\.tls\.minVersion/);
+});
+
+test('TURNS offers TLS 1.2 with forward-secret AEAD suites only (ECDHE-ECDSA with AES-GCM or ChaCha20-Poly1305), and the TLS 1.3 suites, in either minimum version', () => {
+  // coturn passes one cipher-list to OpenSSL's TLS 1.2 list and to its TLS 1.3 suites, so it names both kinds.
+  const want = [
+    'cipher-list=ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256',
+  ];
+  for (const minVersion of ['1.2', '1.3']) expect(options(conf(manifests(config({ coturn: { tls: { minVersion } } })))).filter((l) => l.startsWith('cipher-list'))).toEqual(want);
 });
 
 describe('CIDR to range conversion, against Python ipaddress (network_address-broadcast_address)', () => {

@@ -574,6 +574,40 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     expect(execFileSync(path.join(TURNUTILS, 'turnutils_stunclient'), ['-p', String(turn.port), LOOPBACK], { encoding: 'utf8', timeout: 10_000 })).toMatch(/UDP reflexive addr/);
   });
 
+  // After the previous test: TLS is on.
+  test('TURNS: TLS 1.0 and 1.1 refused; TLS 1.2 only with ECDHE-ECDSA and an AEAD cipher (CBC suites refused); TLS 1.3 with each of its suites', () => {
+    const realm = option(RENDERED_CONF, 'realm');
+    // openssl s_client's word on one handshake: "TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256", or the alert the server sent.
+    const handshake = (...args: string[]) => {
+      const r = spawnSync('openssl', ['s_client', '-connect', `${LOOPBACK}:${turn.tlsPort}`, '-servername', realm, ...args], { input: '', encoding: 'utf8', timeout: 10_000 });
+      const done = /^New, (TLSv1\.\d), Cipher is (\S+)$/m.exec(r.stdout);
+      if (done) return `${done[1]} ${done[2]}`;
+      return /alert (protocol version|handshake failure)/.exec(r.stderr)?.[0] ?? `no answer: ${r.stdout}${r.stderr}`;
+    };
+    // The client offers the old versions at OpenSSL's security level 0, so a refusal is the server's (its alert).
+    expect(['-tls1', '-tls1_1'].map((v) => handshake(v, '-cipher', 'DEFAULT@SECLEVEL=0'))).toEqual(['alert protocol version', 'alert protocol version']);
+    const tls12 = [
+      'ECDHE-ECDSA-AES128-GCM-SHA256',
+      'ECDHE-ECDSA-AES256-GCM-SHA384',
+      'ECDHE-ECDSA-CHACHA20-POLY1305',
+      'ECDHE-ECDSA-AES128-SHA',
+      'ECDHE-ECDSA-AES256-SHA',
+      'ECDHE-ECDSA-AES128-SHA256',
+      'ECDHE-ECDSA-AES256-SHA384',
+    ];
+    expect(Object.fromEntries(tls12.map((c) => [c, handshake('-tls1_2', '-cipher', c)]))).toEqual({
+      'ECDHE-ECDSA-AES128-GCM-SHA256': 'TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256',
+      'ECDHE-ECDSA-AES256-GCM-SHA384': 'TLSv1.2 ECDHE-ECDSA-AES256-GCM-SHA384',
+      'ECDHE-ECDSA-CHACHA20-POLY1305': 'TLSv1.2 ECDHE-ECDSA-CHACHA20-POLY1305',
+      'ECDHE-ECDSA-AES128-SHA': 'alert handshake failure',
+      'ECDHE-ECDSA-AES256-SHA': 'alert handshake failure',
+      'ECDHE-ECDSA-AES128-SHA256': 'alert handshake failure',
+      'ECDHE-ECDSA-AES256-SHA384': 'alert handshake failure',
+    });
+    const tls13 = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256'];
+    expect(tls13.map((c) => handshake('-tls1_3', '-ciphersuites', c))).toEqual(tls13.map((c) => `TLSv1.3 ${c}`));
+  });
+
   // Last: it stops the server.
   test("runs in its image as the pod's user: /usr/bin/turnserver with the image's file capability execs, and gains nothing by it", () => {
     const pid = Number(fs.readFileSync(turn.pidFile, 'utf8').trim());
