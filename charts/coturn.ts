@@ -31,6 +31,16 @@ export const TURN_SECOND_SECRET = 'second_shared_secret';
 /** The Secret cert-manager writes the TURN host's certificate to. */
 export const COTURN_TLS_SECRET = 'coturn-tls';
 
+/** TURNS's TLS 1.2 suites (ECDHE-ECDSA with AES-GCM or ChaCha20-Poly1305; no CBC) and TLS 1.3 suites, in OpenSSL's names. */
+const TURN_TLS_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+];
+
 /**
  * Peer addresses a TURN client must never reach through the relay: private,
  * shared, loopback, link-local, documentation, benchmark and reserved
@@ -183,6 +193,9 @@ export function turnserverConf(p: CoturnProps): string {
     'no-rfc5780',
     // TLS 1.0 and 1.1 are off already: coturn enables them only with tlsv1/tlsv1_1, and OpenSSL 3 allows them only at security level 0.
     ...((p.tlsMinVersion ?? '1.2') === '1.3' ? ['# TURNS: TLS 1.3 only.', 'no-tlsv1_2'] : []),
+    '# TURNS: TLS 1.2 with forward secrecy and an AEAD cipher only (the certificate is ECDSA), and the TLS 1.3 suites:',
+    '# coturn gives this one list to OpenSSL for both versions.',
+    `cipher-list=${TURN_TLS_CIPHERS.join(':')}`,
     'pidfile=/run/coturn/turnserver.pid',
     '# coturn opens its SQLite user database even with use-auth-secret; keep it off the read-only root.',
     'userdb=/run/coturn/turndb',
