@@ -174,6 +174,16 @@ describe('production checklist', () => {
     expect(checklist(noRedis, renderedManifests(noRedis)).prerequisites.join('\n')).not.toContain('Redis');
   });
 
+  test("without networkPolicies.clusterCidrs the checklist says federation may reach the cluster's pods and Services, and what to list", () => {
+    const line =
+      "networkPolicies.clusterCidrs: list the cluster's pod and Service ranges (k3s: 10.42.0.0/16, 10.43.0.0/16); unset, Synapse's egress to other servers " +
+      '(443 and 8448, to addresses that server names and push gateway URLs choose) leaves out only the metadata service and networkPolicies.nodeCidrs';
+    expect(list().prerequisites).toContain(line);
+    for (const c of [config({ networkPolicies: { clusterCidrs: ['10.42.0.0/16'] } }), config({ networkPolicies: { enabled: false } })]) {
+      expect(checklist(c, renderedManifests(c)).prerequisites.join('\n')).not.toContain('clusterCidrs');
+    }
+  });
+
   test('prerequisites name the ingress controller assumed and where its pods must run', () => {
     expect(list().prerequisites).toEqual(
       expect.arrayContaining([
