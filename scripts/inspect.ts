@@ -345,6 +345,12 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
         "set it to close Redis to all but LiveKit's nodes and Synapse's processes",
     );
   }
+  if (config.networkPolicies.enabled && config.networkPolicies.clusterCidrs.length === 0) {
+    out.push(
+      "networkPolicies.clusterCidrs: list the cluster's pod and Service ranges (k3s: 10.42.0.0/16, 10.43.0.0/16); unset, Synapse's egress to other servers " +
+        '(443 and 8448, to addresses that server names and push gateway URLs choose) leaves out only the metadata service and networkPolicies.nodeCidrs',
+    );
+  }
   const issuer = config.tls.issuer;
   const ours = ms.some((m) => m.kind === 'ClusterIssuer' && m.metadata.name === issuer.name);
   out.push(`cert-manager, with the issuer ${issuer.name} (${ours ? "rendered here: a Let's Encrypt ClusterIssuer" : `yours: a ${issuer.kind}`})`);
