@@ -7,7 +7,7 @@
  * in the real-program tier (test/e2e/flows.e2e.test.ts, test/e2e/policy.e2e.test.ts).
  */
 import { checklist } from '../scripts/inspect';
-import { EXCLUDED, FACTORS, allPairs, configOf, matrix } from './matrix';
+import { EXCLUDED, FACTORS, Levels, allPairs, configOf, matrix } from './matrix';
 import { Manifest, config, lazy, synthAll } from './util';
 
 const RENDERS = matrix();
@@ -15,8 +15,11 @@ const rendered = new Map(RENDERS.map((r) => [r.name, lazy(() => synthAll(config(
 const manifestsOf = (name: string) => rendered.get(name)!();
 const cases = RENDERS.map((r) => [r.name, r.levels] as const);
 
-/** The proxy values whose Gateway is someone else's (gatewayApi.createGateway false): its listeners are not rendered. */
-const SHARED_GATEWAY = ['gateway-shared', 'gateway-shared-in-stack'];
+/** Whether a render's config creates its Gateway (routing gateway-api, gatewayApi.createGateway): else its listeners are someone else's. */
+const createsGateway = (levels: Levels) => {
+  const c = configOf(levels) as { routing?: string; gatewayApi?: { createGateway?: boolean } };
+  return c.routing === 'gateway-api' && c.gatewayApi?.createGateway !== false;
+};
 
 const WORKLOAD_KINDS = ['Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob'];
 
@@ -107,7 +110,7 @@ describe.each(cases)('%s', (name, levels) => {
         // Without sectionName a route attaches to every listener of the Gateway, the HTTP one included.
         if (ref.sectionName === undefined) problems.push(`HTTPRoute ${route.metadata.name}: attaches to every listener of ${ref.name}`);
         const l = listener(ref);
-        if (!SHARED_GATEWAY.includes(levels.proxy) && l === undefined) problems.push(`HTTPRoute ${route.metadata.name}: no listener ${ref.sectionName} on ${ref.name}`);
+        if (createsGateway(levels) && l === undefined) problems.push(`HTTPRoute ${route.metadata.name}: no listener ${ref.sectionName} on ${ref.name}`);
         if (l !== undefined && l.protocol !== 'HTTPS' && !redirectOnly) problems.push(`HTTPRoute ${route.metadata.name}: served on ${l.protocol} listener ${l.name}`);
         if (l !== undefined && l.protocol === 'HTTPS' && redirectOnly) problems.push(`HTTPRoute ${route.metadata.name}: redirects on HTTPS listener ${l.name}`);
       }
@@ -272,7 +275,7 @@ describe.each(cases)('%s', (name, levels) => {
       wellKnown: levels.wellKnown === 'on',
       backup: levels.backup !== 'off',
       adminApi: levels.adminApi !== 'internal',
-      gateway: levels.proxy.startsWith('gateway-') && !SHARED_GATEWAY.includes(levels.proxy),
+      gateway: createsGateway(levels),
       cluster: levels.postgres === 'cloudnative-pg',
       statefulsetPostgres: levels.postgres === 'statefulset',
     });
