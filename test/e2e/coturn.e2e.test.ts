@@ -299,6 +299,18 @@ function uclient(args: string[]): { status: number | null; output: string } {
   return { status: r.status, output: `${r.stdout}${r.stderr}` };
 }
 
+/** openssl s_client's word on one handshake with TURNS: "TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256", or the alert the server sent. */
+function tlsHandshake(port: number, ...args: string[]): string {
+  const r = spawnSync('openssl', ['s_client', '-connect', `${LOOPBACK}:${port}`, '-servername', option(RENDERED_CONF, 'realm'), ...args], {
+    input: '',
+    encoding: 'utf8',
+    timeout: 10_000,
+  });
+  const done = /^New, (TLSv1\.\d), Cipher is (\S+)$/m.exec(r.stdout);
+  if (done) return `${done[1]} ${done[2]}`;
+  return /alert (protocol version|handshake failure)/.exec(r.stderr)?.[0] ?? `no answer: ${r.stdout}${r.stderr}`;
+}
+
 // ---------------------------------------------------------------------------
 // Starting coturn as the DaemonSet does (./coturn)
 // ---------------------------------------------------------------------------
@@ -576,14 +588,7 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
 
   // After the previous test: TLS is on.
   test('TURNS: TLS 1.0 and 1.1 refused; TLS 1.2 only with ECDHE-ECDSA and an AEAD cipher (CBC suites refused); TLS 1.3 with each of its suites', () => {
-    const realm = option(RENDERED_CONF, 'realm');
-    // openssl s_client's word on one handshake: "TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256", or the alert the server sent.
-    const handshake = (...args: string[]) => {
-      const r = spawnSync('openssl', ['s_client', '-connect', `${LOOPBACK}:${turn.tlsPort}`, '-servername', realm, ...args], { input: '', encoding: 'utf8', timeout: 10_000 });
-      const done = /^New, (TLSv1\.\d), Cipher is (\S+)$/m.exec(r.stdout);
-      if (done) return `${done[1]} ${done[2]}`;
-      return /alert (protocol version|handshake failure)/.exec(r.stderr)?.[0] ?? `no answer: ${r.stdout}${r.stderr}`;
-    };
+    const handshake = (...args: string[]) => tlsHandshake(turn.tlsPort, ...args);
     // The client offers the old versions at OpenSSL's security level 0, so a refusal is the server's (its alert).
     expect(['-tls1', '-tls1_1'].map((v) => handshake(v, '-cipher', 'DEFAULT@SECLEVEL=0'))).toEqual(['alert protocol version', 'alert protocol version']);
     const tls12 = [
@@ -815,4 +820,35 @@ describe(`coturn ${TURN_VERSION}: rotating the TURN shared secret with an overla
       uclient: { old: false, next: true },
     });
   }, 240_000);
+});
+
+describe(`coturn ${TURN_VERSION} with coturn.tls.minVersion "1.3"`, () => {
+  test('TURNS refuses TLS 1.2 (the protocol-version alert) and speaks TLS 1.3', async () => {
+    const conf = configMapFile(rendered({ coturn: { tls: { minVersion: '1.3' } } }).manifests, 'coturn-config', 'turnserver.conf');
+    expect(conf).toContain('\nno-tlsv1_2\n');
+    const server = await startCoturn(20, conf);
+    try {
+      // A self-signed certificate where the Secret's files appear (as the default render's test issues one), key first.
+      const staged = path.join(path.dirname(server.certFile), '..', 'cert-staging');
+      fs.mkdirSync(staged, { recursive: true });
+      const [key, cert] = [path.join(staged, 'tls.key'), path.join(staged, 'tls.crt')];
+      const subject = `/CN=${option(conf, 'realm')}`;
+      execFileSync(
+        'openssl',
+        ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', subject, '-keyout', key, '-out', cert],
+        {
+          stdio: 'pipe',
+        },
+      );
+      for (const f of [key, cert]) asSecretFile(f, server.fsGroup);
+      fs.renameSync(key, server.keyFile);
+      fs.renameSync(cert, server.certFile);
+      await server.program.waitFor('the TLS port', () => tcpOpen(server.tlsPort), 30_000);
+      expect(tlsHandshake(server.tlsPort, '-tls1_2')).toBe('alert protocol version');
+      expect(tlsHandshake(server.tlsPort, '-tls1_3', '-ciphersuites', 'TLS_AES_128_GCM_SHA256')).toBe('TLSv1.3 TLS_AES_128_GCM_SHA256');
+    } finally {
+      await server.program.stop();
+      if (server.program.pid) for (const p of processGroup(server.program.pid)) killQuietly(p.pid);
+    }
+  }, 60_000);
 });
