@@ -433,7 +433,11 @@ describe('livekit.hostNetwork false: LiveKit selected by its pod labels', () => 
 
 describe("NetworkPoliciesChart on its own: a library user's props, the optional ones left out", () => {
   // The app always passes every option; a program that builds the chart itself gets the documented defaults.
-  const pods = (...names: string[]) => Object.fromEntries(names.map((n) => [n, { 'app.kubernetes.io/name': n }]));
+  const pods = <K extends string>(...names: K[]): Record<K, Record<string, string>> => {
+    const out = {} as Record<K, Record<string, string>>;
+    for (const n of names) out[n] = { 'app.kubernetes.io/name': n };
+    return out;
+  };
   const minimal: NetworkPoliciesProps = {
     namespace: 'chat',
     publicTrafficNamespace: 'edge',
@@ -441,7 +445,7 @@ describe("NetworkPoliciesChart on its own: a library user's props, the optional 
     dnsNamespace: 'kube-system',
     ports: { redis: 6379, synapse: 8008, synapseProxied: 8009, wellKnown: 8080, synapseMetrics: 9000, redisMetrics: 9121, turn: 3478, turnTls: 5349 },
     database: { mode: 'statefulset', pods: { 'app.kubernetes.io/name': 'postgres' }, port: 5432, metricsPort: 9187 },
-    pods: pods('redis', 'synapse', 'synapseMigration', 'wellKnown', 'backup', 'bootstrap', 'smoke') as NetworkPoliciesProps['pods'],
+    pods: pods('redis', 'synapse', 'synapseMigration', 'wellKnown', 'backup', 'bootstrap', 'smoke'),
     apiClients: ['secret-generator'],
   };
   const render = (props: NetworkPoliciesProps) => Testing.synth(new NetworkPoliciesChart(Testing.app(), 'np', props)) as Manifest[];
