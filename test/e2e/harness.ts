@@ -166,7 +166,11 @@ export class Program {
     return fs.existsSync(this.log) ? fs.readFileSync(this.log, 'utf8') : '';
   }
 
-  /** Waits until check() is true (a check that throws is false); fails with the program's log if it exits or the time runs out. */
+  /**
+   * Waits until check() is true (a check that throws is false); fails with the program's log if it exits or the
+   * time runs out. A program that runs out of time is stopped first: a start that failed must not leave a process
+   * behind, whose handle would keep jest from ending.
+   */
   async waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -177,7 +181,11 @@ export class Program {
           .catch(() => false)
       )
         return;
-      if (Date.now() > deadline) throw new Error(`${this.name}: no ${what} within ${timeoutMs} ms:\n${tail(this.output())}`);
+      if (Date.now() > deadline) {
+        const log = tail(this.output());
+        await this.stop();
+        throw new Error(`${this.name}: no ${what} within ${timeoutMs} ms:\n${log}`);
+      }
       await sleep(200);
     }
   }
