@@ -30,6 +30,7 @@ import WebSocket from 'ws';
 import { FakeKubeApi } from '../fake-kube-api';
 import { configMapFile, find, generatedSecrets, httpJson, PodNetwork, Program, programs, rendered, ROOT, tail, tcpOpen } from './harness';
 import { LiveKitRun, prepareLiveKit, startLiveKit } from './livekit';
+import { counted, PodBehindNode, serviceRules } from './pod-behind-node';
 import { RunningRedis, startRedis } from './redis';
 
 const LIVEKIT_VERSION = execFileSync(programs().livekitServer, ['--version'], { encoding: 'utf8' }).trim();
@@ -38,80 +39,6 @@ const NODE_NAME = 'kudo-media-node-1';
 const POD = 'livekit-1';
 /** LiveKit's API port, as rendered: the Ingress's backend. */
 const API_PORT = (yaml.load(configMapFile(manifests, 'livekit-config', 'config.yaml')) as any).port as number;
-/** The link between the node and its pod i; only these two namespaces have it. */
-const podLink = (i: number) => ({ node: `10.253.${i}.1`, pod: `10.253.${i}.2` });
-
-/** A pod's network namespace, reached only through the node namespace (a PodNetwork) that routes to it. */
-class PodBehindNode {
-  readonly name: string;
-  readonly podAddress: string;
-  /** The node's address on the pod's link. */
-  readonly gateway: string;
-
-  constructor(
-    readonly node: PodNetwork,
-    i = 0,
-  ) {
-    this.name = `${node.name}-pod${i}`;
-    ({ node: this.gateway, pod: this.podAddress } = podLink(i));
-    const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
-    ip('netns', 'add', this.name);
-    try {
-      ip('-n', node.name, 'link', 'add', `to-pod${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.name);
-      ip('-n', node.name, 'addr', 'add', `${this.gateway}/30`, 'dev', `to-pod${i}`);
-      ip('-n', node.name, 'link', 'set', `to-pod${i}`, 'up');
-      ip('-n', this.name, 'addr', 'add', `${this.podAddress}/30`, 'dev', 'eth0');
-      ip('-n', this.name, 'link', 'set', 'eth0', 'up');
-      ip('-n', this.name, 'link', 'set', 'lo', 'up');
-      // Replies go back through the node, which undoes the translation.
-      ip('-n', this.name, 'route', 'add', 'default', 'via', this.gateway);
-      // Per namespace: the host's own setting is left alone.
-      execFileSync('ip', ['netns', 'exec', node.name, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-    } catch (e) {
-      this.remove();
-      throw e;
-    }
-  }
-
-  wrap(command: string, args: string[]): [string, string[]] {
-    return ['ip', ['netns', 'exec', this.name, command, ...args]];
-  }
-
-  remove(): void {
-    execFileSync('ip', ['netns', 'delete', this.name], { stdio: 'ignore' });
-  }
-}
-
-/**
- * The nftables rules that stand for the Services and the Ingress on the node, each with a counter: every port of each
- * Service to the address of the pod it selects, and the API port to the first pod (the replica the Ingress picked).
- */
-function serviceRules(nodeAddress: string, backends: [service: any, podAddress: string][], apiPort: number): string {
-  const rules = backends.flatMap(([service, podAddress]) =>
-    service.spec.ports.map(
-      (p: any) =>
-        `    ip daddr ${nodeAddress} ${p.protocol.toLowerCase()} dport ${p.nodePort} counter dnat to ${podAddress}:${p.targetPort} comment "${service.metadata.name} ${p.name}"`,
-    ),
-  );
-  return [
-    'table ip kudo_service {',
-    '  chain prerouting {',
-    '    type nat hook prerouting priority dstnat; policy accept;',
-    ...rules,
-    `    ip daddr ${nodeAddress} tcp dport ${apiPort} dnat to ${backends[0][1]}:${apiPort} comment "the Ingress"`,
-    '  }',
-    '}',
-    '',
-  ].join('\n');
-}
-
-/** Packets a commented nft rule has counted in a namespace (in a nat chain: connections, whose first packet alone it sees). */
-function counted(namespace: string, comment: string): number {
-  const ruleset = JSON.parse(execFileSync('ip', ['netns', 'exec', namespace, 'nft', '-j', 'list', 'ruleset'], { encoding: 'utf8' })).nftables as any[];
-  const rule = ruleset.find((x) => x.rule?.comment === comment)?.rule;
-  if (rule === undefined) throw new Error(`no nft rule "${comment}" in ${namespace}`);
-  return rule.expr.find((e: any) => e.counter !== undefined).counter.packets;
-}
 
 /** LiveKit's Go SDK client (scripts/capacity/livekit-load), built on first use and cached. */
 function installLoadClient(): string {

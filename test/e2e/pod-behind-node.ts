@@ -1,0 +1,85 @@
+/**
+ * livekit.hostNetwork false without a cluster: a pod's network namespace reached only through a "node" namespace
+ * (a PodNetwork) whose nftables DNAT is built from the rendered NodePort Services, as kube-proxy would translate them
+ * for externalTrafficPolicy: Local (no SNAT). Shared by test/e2e/livekit-pod-network.e2e.test.ts and the capacity
+ * benchmark (scripts/capacity/run.ts, `--livekit-modes pod`).
+ *
+ *   this host (the client) ── 10.254.n.0/30 ── node namespace ── 10.253.i.0/30 ── pod namespace i
+ */
+import { execFileSync } from 'child_process';
+import { PodNetwork } from './harness';
+
+/** The link between the node and its pod i; only these two namespaces have it. */
+export const podLink = (i: number) => ({ node: `10.253.${i}.1`, pod: `10.253.${i}.2` });
+
+/** A pod's network namespace, reached only through the node namespace (a PodNetwork) that routes to it. */
+export class PodBehindNode {
+  readonly name: string;
+  readonly podAddress: string;
+  /** The node's address on the pod's link. */
+  readonly gateway: string;
+
+  constructor(
+    readonly node: PodNetwork,
+    i = 0,
+  ) {
+    this.name = `${node.name}-pod${i}`;
+    ({ node: this.gateway, pod: this.podAddress } = podLink(i));
+    const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
+    ip('netns', 'add', this.name);
+    try {
+      ip('-n', node.name, 'link', 'add', `to-pod${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.name);
+      ip('-n', node.name, 'addr', 'add', `${this.gateway}/30`, 'dev', `to-pod${i}`);
+      ip('-n', node.name, 'link', 'set', `to-pod${i}`, 'up');
+      ip('-n', this.name, 'addr', 'add', `${this.podAddress}/30`, 'dev', 'eth0');
+      ip('-n', this.name, 'link', 'set', 'eth0', 'up');
+      ip('-n', this.name, 'link', 'set', 'lo', 'up');
+      // Replies go back through the node, which undoes the translation.
+      ip('-n', this.name, 'route', 'add', 'default', 'via', this.gateway);
+      // Per namespace: the host's own setting is left alone.
+      execFileSync('ip', ['netns', 'exec', node.name, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    } catch (e) {
+      this.remove();
+      throw e;
+    }
+  }
+
+  wrap(command: string, args: string[]): [string, string[]] {
+    return ['ip', ['netns', 'exec', this.name, command, ...args]];
+  }
+
+  remove(): void {
+    execFileSync('ip', ['netns', 'delete', this.name], { stdio: 'ignore' });
+  }
+}
+
+/**
+ * The nftables rules that stand for the Services and the Ingress on the node, each with a counter: every port of each
+ * Service to the address of the pod it selects, and the API port to the first pod (the replica the Ingress picked).
+ */
+export function serviceRules(nodeAddress: string, backends: [service: any, podAddress: string][], apiPort: number): string {
+  const rules = backends.flatMap(([service, podAddress]) =>
+    service.spec.ports.map(
+      (p: any) =>
+        `    ip daddr ${nodeAddress} ${p.protocol.toLowerCase()} dport ${p.nodePort} counter dnat to ${podAddress}:${p.targetPort} comment "${service.metadata.name} ${p.name}"`,
+    ),
+  );
+  return [
+    'table ip kudo_service {',
+    '  chain prerouting {',
+    '    type nat hook prerouting priority dstnat; policy accept;',
+    ...rules,
+    `    ip daddr ${nodeAddress} tcp dport ${apiPort} dnat to ${backends[0][1]}:${apiPort} comment "the Ingress"`,
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** Packets a commented nft rule has counted in a namespace (in a nat chain: connections, whose first packet alone it sees). */
+export function counted(namespace: string, comment: string): number {
+  const ruleset = JSON.parse(execFileSync('ip', ['netns', 'exec', namespace, 'nft', '-j', 'list', 'ruleset'], { encoding: 'utf8' })).nftables as any[];
+  const rule = ruleset.find((x) => x.rule?.comment === comment)?.rule;
+  if (rule === undefined) throw new Error(`no nft rule "${comment}" in ${namespace}`);
+  return rule.expr.find((e: any) => e.counter !== undefined).counter.packets;
+}
