@@ -6,6 +6,8 @@
 //   npm run bench:capacity                 # everything, about 20 minutes
 //   npm run bench:capacity -- --quick      # two steps of each, a few minutes
 //   options: --profiles small,production   --parts chat,turn,calls   --out docs/capacity.md
+//            --livekit-modes host,pod   (calls: LiveKit on the host network, and off it behind its NodePort
+//                                        Service's DNAT, livekit.hostNetwork false; both by default, side by side)
 //
 // Needs root (cgroups, network namespaces) and test/e2e/install-programs.sh
 // first; installs its own clients (scripts/capacity/install.sh).
@@ -26,6 +28,18 @@ const value = (name, fallback) => {
 const quick = args.includes('--quick');
 const profiles = value('--profiles', 'small,production').split(',');
 const parts = value('--parts', 'chat,turn,calls').split(',');
+const livekitModes = value('--livekit-modes', 'host,pod').split(',');
+for (const [option, given, allowed] of [
+  ['--profiles', profiles, ['small', 'production']],
+  ['--parts', parts, ['chat', 'turn', 'calls']],
+  ['--livekit-modes', livekitModes, ['host', 'pod']],
+]) {
+  const bad = given.filter((x) => !allowed.includes(x));
+  if (bad.length || given.length === 0) {
+    process.stderr.write(`bench:capacity: ${option} ${given.join(',')}: ${bad.join(', ') || 'empty'} is not one of ${allowed.join(', ')}\n`);
+    process.exit(2);
+  }
+}
 const out = path.resolve(root, value('--out', quick ? '.build/capacity-quick.md' : 'docs/capacity.md'));
 
 const env = Object.fromEntries(
@@ -53,7 +67,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-bench-capacity-'));
 let failed = false;
 try {
   const json = path.join(root, '.build', quick ? 'capacity-quick.json' : 'capacity.json');
-  await main({ quick, profiles, parts, root: tmp, venvPython: env.KUDO_BENCH_PYTHON, livekitLoad: env.KUDO_BENCH_LIVEKIT_LOAD, out, json });
+  await main({ quick, profiles, parts, livekitModes, root: tmp, venvPython: env.KUDO_BENCH_PYTHON, livekitLoad: env.KUDO_BENCH_LIVEKIT_LOAD, out, json });
 } catch (e) {
   failed = true;
   process.stderr.write(`${e.stack ?? e}\n`);

@@ -11,7 +11,9 @@
  *   calls  LiveKit with its Redis: LiveKit's Go SDK participants publishing
  *          synthetic Opus and VP8 as real RTP in rooms of 2, 8 and 50, more
  *          rooms (or publishers) per step, until receivers see loss or
- *          LiveKit is throttled.
+ *          LiveKit is throttled. Once per mode of --livekit-modes: on the host
+ *          network, and off it (livekit.hostNetwork false) behind its
+ *          NodePort Service's DNAT (test/e2e/pod-behind-node.ts).
  *   turn   coturn: turnutils_uclient sessions relayed through it to
  *          turnutils_peer, more per step, until loss.
  *
@@ -31,6 +33,7 @@ import type { KudoConfig } from '../../charts/config';
 import { HAS_PROMETHEUS, option, startCoturn, TURN_VERSION, TURNUTILS } from '../../test/e2e/coturn';
 import { configMapFile, find, freePort, generatedSecrets, httpJson, Manifest, PodNetwork, programs, rendered, setLauncher, sleep } from '../../test/e2e/harness';
 import { prepareLiveKit, startLiveKit } from '../../test/e2e/livekit';
+import { PodBehindNode, serviceRules } from '../../test/e2e/pod-behind-node';
 import { startPostgres } from '../../test/e2e/postgres';
 import { startRedis } from '../../test/e2e/redis';
 import { startSynapse } from '../../test/e2e/synapse';
@@ -40,11 +43,19 @@ import { cgroupsAvailable, Cgroups, GroupStats, Limits, usage } from './cgroups'
 
 type Profile = 'small' | 'production';
 type Part = 'chat' | 'turn' | 'calls';
+/**
+ * How LiveKit is deployed in the calls part: `host` is livekit.hostNetwork true (the default: the node's network, its
+ * UDP range); `pod` is livekit.hostNetwork false (the StatefulSet's replica 0 in a network namespace of its own behind a
+ * node namespace that translates its NodePort Service livekit-rtc-0, as in test/e2e/livekit-pod-network.e2e.test.ts).
+ */
+export type LiveKitMode = 'host' | 'pod';
 
 export interface Options {
   readonly quick: boolean;
   readonly profiles: Profile[];
   readonly parts: Part[];
+  /** The calls part runs once per mode, in this order. */
+  readonly livekitModes: LiveKitMode[];
   readonly root: string;
   readonly venvPython: string;
   readonly livekitLoad: string;
@@ -579,6 +590,9 @@ async function scrape(url: string): Promise<Record<string, number>> {
   return sums;
 }
 
+/** A calls step held: no join errors, loss ≤ 1%, LiveKit throttled in ≤ 5% of periods, ≥ 95% of the tracks received. */
+const stepHeld = (s: any) => s.client.joinErrors === 0 && s.client.lossPercent <= 1 && s.livekit.throttledPercent <= 5 && s.client.receivingTracks >= 0.95 * s.forwardedTracks;
+
 interface CallStep {
   size: number;
   rooms: number;
@@ -586,38 +600,81 @@ interface CallStep {
   audioPublishers: number;
 }
 
-async function callsBench(profile: Profile, o: Options, cg: Cgroups) {
-  const { config, manifests } = rendered(profileConfig(profile));
+/** The NodePorts of replica 0's Service in the `pod` mode (those of test/e2e/livekit-pod-network.e2e.test.ts). */
+const POD_MODE_RTC = { udpPort: 31000, tcpPort: 31100 };
+const MODE_NAMES: Record<LiveKitMode, string> = { host: 'host network', pod: 'NodePort (DNAT)' };
+
+async function callsBench(profile: Profile, mode: LiveKitMode, o: Options, cg: Cgroups) {
+  const { config, manifests } = rendered(mode === 'host' ? profileConfig(profile) : { ...profileConfig(profile), livekit: { hostNetwork: false, rtc: POD_MODE_RTC } });
   const secrets = await generatedSecrets(manifests);
   const renderedCfg: any = yaml.load(configMapFile(manifests, 'livekit-config', 'config.yaml'));
   setLauncher(cg.launcher(limitsOf(manifests)));
+  // host: LiveKit and Redis share a namespace that stands for the node's network. pod: Redis on the node, LiveKit in
+  // its pod's namespace behind it, reached through the node's DNAT of Service livekit-rtc-0 (and of the API and
+  // metrics ports, which stand for the Ingress and the Prometheus scrape).
   const network = new PodNetwork();
   const api = new FakeKubeApi();
   const stops: (() => void | Promise<void>)[] = [() => network.remove(), () => api.stop()];
   try {
+    const pod = mode === 'pod' ? new PodBehindNode(network, 0) : undefined;
+    if (pod) stops.push(() => pod.remove());
     const redis = await startRedis(manifests, config, secrets, network);
     stops.push(() => redis.program.stop());
     const apiUrl = await api.start();
-    // The Node's ExternalIP is the pod network's address: LiveKit advertises it, and the clients on this host reach it.
+    // The Node's ExternalIP is the (node) namespace's address: LiveKit advertises it, and the clients on this host reach it.
     api.putNode('kudo-bench-node', [
       { type: 'InternalIP', address: network.podAddress },
       { type: 'ExternalIP', address: network.podAddress },
     ]);
-    const run = await prepareLiveKit(manifests, config, secrets, network, redis.port, apiUrl, 'kudo-bench-node', (cfg) => {
-      // LiveKit has the namespace to itself: the rendered UDP range stays (only the listening ports move).
-      cfg.rtc.port_range_start = renderedCfg.rtc.port_range_start;
-      cfg.rtc.port_range_end = renderedCfg.rtc.port_range_end;
-    });
+    const run = pod
+      ? await prepareLiveKit(
+          manifests,
+          config,
+          secrets,
+          pod as unknown as PodNetwork,
+          redis.port,
+          apiUrl,
+          'kudo-bench-node',
+          (cfg) => {
+            cfg.redis.address = `${pod.gateway}:${redis.port}`; // LOOPBACK_REWRITES.hosts: Redis's Service is the node's address on the pod's link
+          },
+          { podName: 'livekit-0' },
+        )
+      : await prepareLiveKit(manifests, config, secrets, network, redis.port, apiUrl, 'kudo-bench-node', (cfg) => {
+          // LiveKit has the namespace to itself: the rendered UDP range stays (only the listening ports move).
+          cfg.rtc.port_range_start = renderedCfg.rtc.port_range_start;
+          cfg.rtc.port_range_end = renderedCfg.rtc.port_range_end;
+        });
+    const service = pod ? find(manifests, 'Service', 'livekit-rtc-0') : undefined;
+    if (pod) {
+      execFileSync('ip', ['netns', 'exec', network.name, 'nft', '-f', '-'], { input: serviceRules(network.podAddress, [[service, pod.podAddress]], run.port) });
+      execFileSync('ip', ['netns', 'exec', network.name, 'nft', '-f', '-'], {
+        input: [
+          'table ip kudo_bench {',
+          '  chain prerouting {',
+          '    type nat hook prerouting priority dstnat; policy accept;',
+          `    ip daddr ${network.podAddress} tcp dport ${run.prometheusPort} dnat to ${pod.podAddress}:${run.prometheusPort} comment "the metrics scrape"`,
+          '  }',
+          '}',
+          '',
+        ].join('\n'),
+      });
+    }
     const livekit = startLiveKit(run);
     stops.push(async () => {
       // A first SIGTERM drains rooms: the clients have left; a second ends it.
       await livekit.stop('SIGTERM', 10_000);
     });
     const url = `http://${network.podAddress}:${run.port}`;
-    await livekit.waitFor('GET / 200', async () => (await httpJson(`${url}/`)).status === 200, 60_000);
+    await livekit.waitFor('GET / 200', async () => (await httpJson(`${url}/`).catch(() => ({ status: 0 }))).status === 200, 60_000);
     setLauncher(undefined);
     const metricsUrl = `http://${network.podAddress}:${run.prometheusPort}/metrics`;
-    log(`calls ${profile}: LiveKit up at ${url}, UDP ${run.config.rtc.port_range_start}-${run.config.rtc.port_range_end}`);
+    // Where LiveKit's sockets are, for their buffer drops.
+    const livekitNs = pod ? pod.name : network.name;
+    const media = service
+      ? `UDP mux port ${service.spec.ports[0].nodePort} and TCP ${service.spec.ports[1].nodePort}, the NodePorts of Service livekit-rtc-0, through the node's DNAT to replica 0`
+      : `UDP ${run.config.rtc.port_range_start}-${run.config.rtc.port_range_end} on the node's network`;
+    log(`calls ${profile} (${MODE_NAMES[mode]}): LiveKit up at ${url}, ${media}`);
 
     const ladders: CallStep[][] = o.quick
       ? [
@@ -682,13 +739,13 @@ async function callsBench(profile: Profile, o: Options, cg: Cgroups) {
         const done = jsonLines(child, (e) => {
           if (e.event === 'window-start') {
             w = openWindow(cg);
-            udp0 = [udpCounters(), udpCounters(network.name)];
+            udp0 = [udpCounters(), udpCounters(livekitNs)];
             m0 = scrape(metricsUrl).catch(() => ({}));
           }
           if (e.event === 'window-end') {
             result = e;
             if (w) win = closeWindow(w);
-            udp1 = [udpCounters(), udpCounters(network.name)];
+            udp1 = [udpCounters(), udpCounters(livekitNs)];
             m1 = scrape(metricsUrl).catch(() => ({}));
           }
         });
@@ -697,7 +754,7 @@ async function callsBench(profile: Profile, o: Options, cg: Cgroups) {
         clearTimeout(killer);
         await sleep(300);
         if (!result || !win) {
-          log(`calls ${profile}: the load client failed (exit ${code}):\n${stderr}`);
+          log(`calls ${profile} (${MODE_NAMES[mode]}): the load client failed (exit ${code}):\n${stderr}`);
           break;
         }
         const lk = sumGroups(cg, win, (p) => p === 'livekit');
@@ -724,7 +781,7 @@ async function callsBench(profile: Profile, o: Options, cg: Cgroups) {
         };
         steps.push(step);
         log(
-          `calls ${profile} rooms of ${s.size} x${s.rooms} (${s.videoPublishers} video): joined ${result.joined}/${s.rooms * s.size}, ` +
+          `calls ${profile} (${MODE_NAMES[mode]}) rooms of ${s.size} x${s.rooms} (${s.videoPublishers} video): joined ${result.joined}/${s.rooms * s.size}, ` +
             `receiving ${result.receivingTracks}/${forwardedTracks} tracks, ${fmt(result.receivedPacketsPerSecond)} pkt/s received, loss ${fmt(result.lossPercent, 2)}%, ` +
             `UDP buffer drops ${step.udpBufferDrops.clients}+${step.udpBufferDrops.livekit}, audio p95 ${fmt(result.audioLatencyMs.p95, 1)} ms; LiveKit ${fmt(lk.cores, 2)} cores (throttled ${fmt(lk.throttledPercent)}%), out ${fmt(step.livekitPacketsOutPerSecond)} pkt/s; machine ${fmt(win.machineBusyPercent)}%`,
         );
@@ -732,7 +789,7 @@ async function callsBench(profile: Profile, o: Options, cg: Cgroups) {
         if (!livekit.running || lk.oomKills > 0) {
           // What the kubelet would see as a restart: every call on the node dropped. Later steps would measure a new process.
           livekitKilled = `LiveKit ${lk.oomKills > 0 ? 'was killed by the kernel at its memory limit (OOM)' : `exited`} during ${s.rooms} room(s) of ${s.size}`;
-          log(`calls ${profile}: ${livekitKilled}`);
+          log(`calls ${profile} (${MODE_NAMES[mode]}): ${livekitKilled}`);
           break ladders;
         }
         if (result.joinErrors > 0 || result.lossPercent > 1 || lk.throttledPercent > 5 || result.receivingTracks < forwardedTracks * 0.95) break;
@@ -740,10 +797,11 @@ async function callsBench(profile: Profile, o: Options, cg: Cgroups) {
     }
     return {
       profile,
+      mode,
       steps,
       livekitKilled,
       limits: limitsSummary(manifests, ['livekit', 'redis'], config),
-      udpRange: [run.config.rtc.port_range_start, run.config.rtc.port_range_end],
+      media,
     };
   } finally {
     setLauncher(undefined);
@@ -788,6 +846,14 @@ function report(o: Options, started: Date, uptimeBefore: string, results: { chat
     `Each server process runs in cgroups holding its container's CPU limit (cfs quota) and memory limit; the load clients run beside them, unconfined, on the same ${os.cpus().length} cores.`,
     '',
   );
+  if (results.calls.length) {
+    L.push(
+      `Calls run LiveKit in each mode of --livekit-modes (${o.livekitModes.join(',')}): ${MODE_NAMES.host} is livekit.hostNetwork true, LiveKit and Redis in a network namespace that stands for the node; ` +
+        `${MODE_NAMES.pod} is livekit.hostNetwork false (rtc.udpPort ${POD_MODE_RTC.udpPort}, rtc.tcpPort ${POD_MODE_RTC.tcpPort}), the StatefulSet's replica 0 in a namespace of its own behind that node, ` +
+        `whose nftables DNAT (no SNAT, as for externalTrafficPolicy: Local) is built from the rendered Service livekit-rtc-0; the clients and limits are the same.`,
+      '',
+    );
+  }
   for (const c of results.chat) {
     L.push(`## Chat, profile ${c.profile}: ${c.processes} Synapse process(es), ${c.users} users in rooms of ${c.roomSize} (matrix-nio)`, '');
     L.push(
@@ -849,64 +915,90 @@ function report(o: Options, started: Date, uptimeBefore: string, results: { chat
     }
     L.push('');
   }
-  for (const c of results.calls) {
-    const calls: string[] = [];
-    for (const size of [...new Set<number>(c.steps.map((s: any) => s.size))]) {
-      const ok = c.steps.filter(
-        (s: any) =>
-          s.size === size && s.client.lossPercent <= 1 && s.livekit.throttledPercent <= 5 && s.client.joinErrors === 0 && s.client.receivingTracks >= 0.95 * s.forwardedTracks,
-      );
-      const best = ok[ok.length - 1];
-      const bad = c.steps.find((s: any) => s.size === size && !ok.includes(s));
-      calls.push(
-        `- rooms of ${size}: ${
-          best
-            ? `${best.participants} participants, ${best.forwardedTracks} forwarded tracks, ${fmt(best.client.receivedPacketsPerSecond)} packets/s ` +
-              `with ${fmt(best.client.lossPercent, 2)}% loss and no throttling (LiveKit ${fmt(best.livekit.cores, 2)} cores, the clients ${fmt(best.clientCores, 2)}, machine ${fmt(best.machineBusyPercent)}% busy)`
-            : 'no step without loss'
-        }` +
-          `${
-            bad
-              ? `; the next step (${bad.participants} participants, ${bad.forwardedTracks} tracks) saw ${fmt(bad.client.lossPercent, 2)}% loss, LiveKit throttled ${fmt(bad.livekit.throttledPercent)}%, ` +
-                `${bad.client.receivingTracks}/${bad.forwardedTracks} tracks receiving, machine ${fmt(bad.machineBusyPercent)}% busy`
-              : '; the largest step run'
-          }.`,
+  // Calls: one section per profile, the modes side by side (one table, one row set per mode).
+  for (const profile of [...new Set<string>(results.calls.map((c) => c.profile))]) {
+    const byMode = results.calls.filter((c) => c.profile === profile);
+    L.push(`## Calls, profile ${profile}: LiveKit with its Redis (Go SDK participants, real RTP: Opus 32 kbit/s + VP8 500 kbit/s 30 fps)`, '');
+    for (const c of byMode) {
+      L.push(
+        `- ${MODE_NAMES[c.mode as LiveKitMode]}: ${c.media}. Limits: ${Object.entries<string>(c.limits)
+          .map(([k, v]) => `${k} ${v}`)
+          .join('; ')}.`,
       );
     }
-    L.push(`## Calls, profile ${c.profile}: LiveKit with its Redis (Go SDK participants, real RTP: Opus 32 kbit/s + VP8 500 kbit/s 30 fps)`, '');
+    L.push('');
     L.push(
-      `Limits: ${Object.entries<string>(c.limits)
-        .map(([k, v]) => `${k} ${v}`)
-        .join('; ')}; UDP ${c.udpRange[0]}-${c.udpRange[1]}.`,
+      '| LiveKit | room size × rooms | publishers/room | participants | forwarded tracks (receiving) | pkt/s received (LiveKit counter) | loss (UDP buffer drops: clients + LiveKit) | audio latency p95 ms | LiveKit cores (throttled) | pkt/s forwarded per LiveKit core | LiveKit memory peak | client cores | machine busy (outside the groups) |',
+    );
+    L.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const c of byMode) {
+      for (const s of c.steps) {
+        const perCore = s.livekit.cores > 0 ? s.client.receivedPacketsPerSecond / s.livekit.cores : NaN;
+        L.push(
+          `| ${MODE_NAMES[c.mode as LiveKitMode]} | ${s.size} × ${s.rooms} | ${s.videoPublishers} | ${s.participants} | ${s.forwardedTracks} (${s.client.receivingTracks}) | ${fmt(s.client.receivedPacketsPerSecond)} (${fmt(s.livekitPacketsOutPerSecond)}) | ${fmt(s.client.lossPercent, 2)}% (${s.udpBufferDrops.clients} + ${s.udpBufferDrops.livekit}) ` +
+            `| ${fmt(s.client.audioLatencyMs.p95, 1)} | ${fmt(s.livekit.cores, 2)} (${fmt(s.livekit.throttledPercent)}%) | ${fmt(perCore)} | ${mib(s.livekit.memoryMaxBytes)} | ${fmt(s.clientCores, 2)} | ${fmt(s.machineBusyPercent)}% (${fmt(s.otherCores, 2)}) |`,
+        );
+      }
+    }
+    L.push('');
+    for (const c of byMode) {
+      const name = MODE_NAMES[c.mode as LiveKitMode];
+      const calls: string[] = [];
+      for (const size of [...new Set<number>(c.steps.map((s: any) => s.size))]) {
+        const ok = c.steps.filter((s: any) => s.size === size && stepHeld(s));
+        const best = ok[ok.length - 1];
+        const bad = c.steps.find((s: any) => s.size === size && !ok.includes(s));
+        calls.push(
+          `- rooms of ${size}: ${
+            best
+              ? `${best.participants} participants, ${best.forwardedTracks} forwarded tracks, ${fmt(best.client.receivedPacketsPerSecond)} packets/s ` +
+                `with ${fmt(best.client.lossPercent, 2)}% loss and no throttling (LiveKit ${fmt(best.livekit.cores, 2)} cores, the clients ${fmt(best.clientCores, 2)}, machine ${fmt(best.machineBusyPercent)}% busy)`
+              : 'no step without loss'
+          }` +
+            `${
+              bad
+                ? `; the next step (${bad.participants} participants, ${bad.forwardedTracks} tracks) saw ${fmt(bad.client.lossPercent, 2)}% loss, LiveKit throttled ${fmt(bad.livekit.throttledPercent)}%, ` +
+                  `${bad.client.receivingTracks}/${bad.forwardedTracks} tracks receiving, machine ${fmt(bad.machineBusyPercent)}% busy`
+                : '; the largest step run'
+            }.`,
+        );
+      }
+      if (c.livekitKilled) L.push(`**${name}: ${c.livekitKilled}**; the steps after it were not run.`, '');
+      L.push(`${name}, before loss (> 1%) or throttling (> 5% of periods):`, '', ...calls, '');
+      const perCore = c.steps.filter((s: any) => s.livekit.cores > 0.2).map((s: any) => s.client.receivedPacketsPerSecond / s.livekit.cores);
+      if (perCore.length) L.push(`${name}: LiveKit forwarded ${fmt(Math.min(...perCore))}–${fmt(Math.max(...perCore))} packets/s per core it used (steps above 0.2 cores).`, '');
+    }
+    // What the NodePort path costs: the steps both modes ran, pod against host.
+    const [host, pod] = (['host', 'pod'] as const).map((m) => byMode.find((c) => c.mode === m));
+    if (host && pod) {
+      const same = (a: any, b: any) => a.size === b.size && a.rooms === b.rooms && a.videoPublishers === b.videoPublishers && a.audioPublishers === b.audioPublishers;
+      const pairs = host.steps.flatMap((h: any) => pod.steps.filter((p: any) => same(h, p)).map((p: any) => [h, p]));
+      if (pairs.length) {
+        const perCore = (x: any) => (x.livekit.cores > 0 ? x.client.receivedPacketsPerSecond / x.livekit.cores : NaN);
+        L.push(
+          `What the NodePort path costs, per step both modes ran (${MODE_NAMES.host} / ${MODE_NAMES.pod}). The node's forwarding and translation is kernel work ` +
+            `that cgroups need not charge to LiveKit's group: the machine's busy share shows it too, when nothing else runs.`,
+          '',
+          '| room size × rooms | publishers/room | loss | audio latency p95 ms | LiveKit cores | pkt/s forwarded per LiveKit core | client cores | machine busy |',
+          '|---|---|---|---|---|---|---|---|',
+          ...pairs.map(
+            ([h, p]: any[]) =>
+              `| ${h.size} × ${h.rooms} | ${h.videoPublishers} | ${fmt(h.client.lossPercent, 2)}% / ${fmt(p.client.lossPercent, 2)}% | ${fmt(h.client.audioLatencyMs.p95, 1)} / ${fmt(p.client.audioLatencyMs.p95, 1)} ` +
+              `| ${fmt(h.livekit.cores, 2)} / ${fmt(p.livekit.cores, 2)} | ${fmt(perCore(h))} / ${fmt(perCore(p))} | ${fmt(h.clientCores, 2)} / ${fmt(p.clientCores, 2)} | ${fmt(h.machineBusyPercent)}% / ${fmt(p.machineBusyPercent)}% |`,
+          ),
+          '',
+        );
+      }
+    }
+    L.push(
+      `LiveKit's published benchmark (${LIVEKIT_BENCHMARK.url}; c2-standard-16, 16 vCPUs): ${LIVEKIT_BENCHMARK.rows
+        .map(
+          (r) =>
+            `${r.name} ${r.pubs} pubs / ${r.subs} subs, ` + `${r.pktOut.toLocaleString('en')} packets/s out at ${r.cpu}% CPU = ${fmt(r.pktOut / ((16 * r.cpu) / 100))} per core`,
+        )
+        .join('; ')}.`,
       '',
     );
-    L.push(
-      '| room size × rooms | publishers/room | participants | forwarded tracks (receiving) | pkt/s received (LiveKit counter) | loss (UDP buffer drops: clients + LiveKit) | audio latency p95 ms | LiveKit cores (throttled) | pkt/s forwarded per LiveKit core | LiveKit memory peak | client cores | machine busy (outside the groups) |',
-    );
-    L.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
-    for (const s of c.steps) {
-      const perCore = s.livekit.cores > 0 ? s.client.receivedPacketsPerSecond / s.livekit.cores : NaN;
-      L.push(
-        `| ${s.size} × ${s.rooms} | ${s.videoPublishers} | ${s.participants} | ${s.forwardedTracks} (${s.client.receivingTracks}) | ${fmt(s.client.receivedPacketsPerSecond)} (${fmt(s.livekitPacketsOutPerSecond)}) | ${fmt(s.client.lossPercent, 2)}% (${s.udpBufferDrops.clients} + ${s.udpBufferDrops.livekit}) ` +
-          `| ${fmt(s.client.audioLatencyMs.p95, 1)} | ${fmt(s.livekit.cores, 2)} (${fmt(s.livekit.throttledPercent)}%) | ${fmt(perCore)} | ${mib(s.livekit.memoryMaxBytes)} | ${fmt(s.clientCores, 2)} | ${fmt(s.machineBusyPercent)}% (${fmt(s.otherCores, 2)}) |`,
-      );
-    }
-    if (c.livekitKilled) L.push('', `**${c.livekitKilled}**; the steps after it were not run.`);
-    L.push('', 'Before loss (> 1%) or throttling (> 5% of periods):', '', ...calls, '');
-    const perCore = c.steps.filter((s: any) => s.livekit.cores > 0.2).map((s: any) => s.client.receivedPacketsPerSecond / s.livekit.cores);
-    if (perCore.length) {
-      L.push(
-        `LiveKit forwarded ${fmt(Math.min(...perCore))}–${fmt(Math.max(...perCore))} packets/s per core it used (steps above 0.2 cores). ` +
-          `LiveKit's published benchmark (${LIVEKIT_BENCHMARK.url}; c2-standard-16, 16 vCPUs): ${LIVEKIT_BENCHMARK.rows
-            .map(
-              (r) =>
-                `${r.name} ${r.pubs} pubs / ${r.subs} subs, ` +
-                `${r.pktOut.toLocaleString('en')} packets/s out at ${r.cpu}% CPU = ${fmt(r.pktOut / ((16 * r.cpu) / 100))} per core`,
-            )
-            .join('; ')}.`,
-        '',
-      );
-    }
   }
   return L.join('\n');
 }
@@ -933,7 +1025,14 @@ export async function main(o: Options): Promise<void> {
         const t = Date.now();
         if (part === 'chat') results.chat.push(await chatBench(profile, o, cg));
         if (part === 'turn') results.turn.push(await turnBench(profile, o, cg));
-        if (part === 'calls') results.calls.push(await callsBench(profile, o, cg));
+        if (part === 'calls') {
+          for (const mode of o.livekitModes) {
+            const tm = Date.now();
+            results.calls.push(await callsBench(profile, mode, o, cg));
+            cg.remove();
+            log(`calls ${profile} (${MODE_NAMES[mode]}): ${Math.round((Date.now() - tm) / 1000)} s`);
+          }
+        }
         cg.remove();
         log(`${part} ${profile}: ${Math.round((Date.now() - t) / 1000)} s`);
       }
