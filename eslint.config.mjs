@@ -43,13 +43,13 @@ export default defineConfig(
   },
   {
     // Outside tsconfig.json: no type information.
-    files: ['**/*.js', '**/*.mjs'],
+    files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
     extends: [tseslint.configs.disableTypeChecked],
     languageOptions: { globals: nodeGlobals },
   },
   {
-    // package.json has no "type": .js files are CommonJS, and require() is how they import.
-    files: ['**/*.js'],
+    // package.json has no "type": .js files are CommonJS (.cjs ones by name), and require() is how they import.
+    files: ['**/*.js', '**/*.cjs'],
     languageOptions: { sourceType: 'commonjs', globals: commonJsGlobals },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },

@@ -11,8 +11,10 @@ import { isIP } from 'net';
 import type * as JsYaml from 'js-yaml';
 import type { z } from 'zod';
 import { INGRESS_CONTROLLER, INGRESS_CONTROLLERS } from './ingress-controllers';
+import { LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT } from './ports';
 import { cronProblem, isLabelValue, isObjectName, isQualifiedName } from './k8s-names';
 import { withImagesFrom } from './pods';
+import { extraConfigProblems } from './synapse-homeserver';
 import { retentionProblems, retentionSchemas } from './synapse-retention';
 import { WORKER_TYPE_NAMES, WORKER_TYPES, WorkerType, WorkerTypeName } from './synapse-workers';
 
@@ -932,12 +934,8 @@ export interface KudoConfig extends Omit<RawConfig, 'serverName' | 'hosts' | 'in
   readonly publicTrafficNamespace: string;
 }
 
-/** Fixed ports (not configurable: clients and firewalls expect them). */
-export const LIVEKIT_API_PORT = 7880;
-export const LIVEKIT_METRICS_PORT = 6789;
-export const TURN_PORT = 3478;
-export const TURN_TLS_PORT = 5349;
-export const TURN_METRICS_PORT = 9641;
+/** Fixed ports (not configurable: clients and firewalls expect them); charts/ports.ts has them. */
+export { LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT };
 
 /** Kubernetes' default NodePort range (kube-apiserver --service-node-port-range). */
 export const NODE_PORT_RANGE = { min: 30000, max: 32767 } as const;
@@ -1299,9 +1297,7 @@ function synapseExtraProblems(c: KudoConfig): string[] {
     if (files.indexOf(f) !== i) problems.push(`synapse.extraSecretFiles[${i}].file: "${f}" is already the file of synapse.extraSecretFiles[${files.indexOf(f)}]`);
   }
   if (Object.keys(c.synapse.extraConfig).length > 0) {
-    // Loaded only for a config that has extra settings: the rules come from what the Synapse chart writes.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { extraConfigProblems } = require('./synapse') as typeof import('./synapse');
+    // The rules come from what the Synapse chart writes (synapse-homeserver.ts).
     problems.push(...extraConfigProblems(c.synapse.extraConfig, files));
   }
   return problems;

@@ -4,7 +4,6 @@
  * (with TLS and a CA to check its certificate against).
  */
 import { k8s } from 'cdk8s-plus-28';
-import type { SecretRef } from './config';
 
 export interface DatabaseTls {
   /** libpq's sslmode; verify-full checks the certificate and the host name. */
@@ -19,8 +18,8 @@ export interface DatabaseConnection {
   /** The database and the role Synapse uses. */
   readonly name: string;
   readonly user: string;
-  /** Where the role's password is. */
-  readonly password: SecretRef;
+  /** Where the role's password is: a Secret's name and key (the config's SecretRef). */
+  readonly password: { readonly name: string; readonly key: string };
   /** @default - no TLS settings (a database inside the cluster) */
   readonly tls?: DatabaseTls;
 }
