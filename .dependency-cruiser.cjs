@@ -2,7 +2,7 @@
 // Type-only imports count: a circle of types is still a circle to read.
 
 /** The config and what it is built from: none of them imports a chart, so the config is checked before any is loaded. */
-const CONFIG_LAYER = '^charts/(config|ports|k8s-names|pods|ingress-controllers|database|synapse-homeserver|synapse-retention|synapse-workers)\\.ts$';
+const CONFIG_LAYER = '^charts/(config|ports|k8s-names|pods|ingress-controllers|database|synapse-homeserver|synapse-retention|synapse-workers|schema/[a-z-]+)\\.ts$';
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
@@ -20,6 +20,13 @@ module.exports = {
       comment: 'The config layer must not import the charts it configures (issue 27).',
       from: { path: CONFIG_LAYER },
       to: { path: '^charts/', pathNot: CONFIG_LAYER },
+    },
+    {
+      name: 'schema-below-config',
+      severity: 'error',
+      comment: "The schema's fragments (charts/schema/) are what config.ts assembles and resolves: they never import it.",
+      from: { path: '^charts/schema/' },
+      to: { path: '^charts/config\\.ts$' },
     },
     {
       name: 'charts-import-no-tools',

@@ -29,7 +29,8 @@ function newestSource(p = root, names = SOURCES) {
       st.isDirectory()
         ? newestSource(
             file,
-            fs.readdirSync(file).filter((f) => f.endsWith('.ts')),
+            // charts/schema/ and the like: sub-folders count too.
+            fs.readdirSync(file).filter((f) => f.endsWith('.ts') || fs.statSync(path.join(file, f)).isDirectory()),
           )
         : st.mtimeMs,
     );

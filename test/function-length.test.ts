@@ -52,8 +52,6 @@ export function functionLengths(file: string, text: string): { name: string; lin
  */
 const KNOWN_LONG: string[] = [
   'charts/backup.ts BackupChart.constructor',
-  'charts/config.ts makeSchema',
-  'charts/config.ts checkCombinations',
   'charts/network-policies.ts NetworkPoliciesChart.constructor',
   'scripts/capacity/run.ts turnBench',
   'scripts/capacity/run.ts callsBench',
