@@ -238,6 +238,68 @@ function backupVolumeCheck(
   });
 }
 
+/** A backup or restore CronJob's own settings. */
+interface CronJobOptions {
+  schedule: string;
+  steps: k8s.Container[];
+  volumes: k8s.Volume[];
+  suspend?: boolean;
+  affinity?: k8s.Affinity;
+  serviceAccount?: string;
+}
+
+/** What the backup and restore CronJobs share: labels, the scripts' hash, the volumes of every step, the scheduling. */
+interface CronJobCommon {
+  readonly meta: { namespace: string; labels: Record<string, string> };
+  readonly component: Parameters<typeof labels>[0];
+  readonly hash: string;
+  readonly base: k8s.Volume[];
+  readonly scheduling: BackupProps['scheduling'];
+}
+
+/** One backup or restore CronJob: its steps run in order (init containers), the last as the main container. */
+function backupCronJob(scope: Construct, name: string, common: CronJobCommon, o: CronJobOptions): k8s.KubeCronJob {
+  const { meta, component, hash, base, scheduling } = common;
+  return new k8s.KubeCronJob(scope, name, {
+    metadata: { name, ...meta },
+    spec: {
+      schedule: o.schedule,
+      timeZone: 'Etc/UTC',
+      suspend: o.suspend,
+      concurrencyPolicy: 'Forbid',
+      startingDeadlineSeconds: 3600,
+      successfulJobsHistoryLimit: 3,
+      failedJobsHistoryLimit: 3,
+      jobTemplate: {
+        metadata: { labels: labels(component) },
+        spec: {
+          backoffLimit: 2,
+          activeDeadlineSeconds: 6 * 3600,
+          template: {
+            metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: hash } },
+            spec: withScheduling(
+              {
+                restartPolicy: 'Never',
+                serviceAccountName: o.serviceAccount,
+                // A token only where a step calls the API: the api-token volume, mounted by that step alone.
+                automountServiceAccountToken: false,
+                enableServiceLinks: false,
+                securityContext: restrictedPod(UID.synapse),
+                affinity: o.affinity,
+                initContainers: o.steps.length > 1 ? o.steps.slice(0, -1) : undefined,
+                containers: [o.steps[o.steps.length - 1]],
+                volumes: [...base, ...o.volumes],
+              },
+              scheduling,
+              selectorLabels(component),
+            ),
+          },
+        },
+      },
+    },
+  });
+}
+
 /**
  * Scheduled backups of Synapse's database and media store as restic snapshots in a repository on the backup volume
  * (and, optionally, in an off-site one on S3), plus suspended "restore" CronJobs to start a restore from. Redis is not
@@ -309,56 +371,7 @@ export class BackupChart extends Chart {
       },
     };
     const hash = contentHash(files);
-    /** One backup or restore CronJob: its steps run in order (init containers), the last as the main container. */
-    const cronJob = (
-      name: string,
-      o: {
-        schedule: string;
-        steps: k8s.Container[];
-        volumes: k8s.Volume[];
-        suspend?: boolean;
-        affinity?: k8s.Affinity;
-        serviceAccount?: string;
-      },
-    ) =>
-      new k8s.KubeCronJob(this, name, {
-        metadata: { name, ...meta },
-        spec: {
-          schedule: o.schedule,
-          timeZone: 'Etc/UTC',
-          suspend: o.suspend,
-          concurrencyPolicy: 'Forbid',
-          startingDeadlineSeconds: 3600,
-          successfulJobsHistoryLimit: 3,
-          failedJobsHistoryLimit: 3,
-          jobTemplate: {
-            metadata: { labels: labels(component) },
-            spec: {
-              backoffLimit: 2,
-              activeDeadlineSeconds: 6 * 3600,
-              template: {
-                metadata: { labels: labels(component), annotations: { [CONFIG_HASH_ANNOTATION]: hash } },
-                spec: withScheduling(
-                  {
-                    restartPolicy: 'Never',
-                    serviceAccountName: o.serviceAccount,
-                    // A token only where a step calls the API: the api-token volume, mounted by that step alone.
-                    automountServiceAccountToken: false,
-                    enableServiceLinks: false,
-                    securityContext: restrictedPod(UID.synapse),
-                    affinity: o.affinity,
-                    initContainers: o.steps.length > 1 ? o.steps.slice(0, -1) : undefined,
-                    containers: [o.steps[o.steps.length - 1]],
-                    volumes: [...base, ...o.volumes],
-                  },
-                  props.scheduling,
-                  selectorLabels(component),
-                ),
-              },
-            },
-          },
-        },
-      });
+    const cronJob = (name: string, o: CronJobOptions) => backupCronJob(this, name, { meta, component, hash, base, scheduling: props.scheduling }, o);
 
     // The backup volume is bound beside the media: with node-local storage the media Jobs need both on one node (the
     // copy away from the data is the off-site one, backup.s3).

@@ -136,39 +136,27 @@ const outside = (also: readonly string[] = []): k8s.NetworkPolicyPeer[] => [
 export class NetworkPoliciesChart extends Chart {
   constructor(scope: Construct, id: string, props: NetworkPoliciesProps) {
     super(scope, id, props);
-    const p = props.ports;
-    const pod = (name: keyof NetworkPoliciesProps['pods']): k8s.LabelSelector => ({ matchLabels: props.pods[name] });
-    const policy = (name: string, spec: k8s.NetworkPolicySpec) =>
-      new k8s.KubeNetworkPolicy(this, name, {
-        metadata: { name, namespace: props.namespace, labels: labels({ name: 'network-policy', component: 'security' }) },
-        spec,
-      });
-    const gp = props.gatewayProxies;
-    // Proxies in our namespace are picked out by their label: the namespace holds every other pod of the stack too.
-    const fromPublic: k8s.NetworkPolicyPeer = gp !== undefined ? { podSelector: { matchLabels: gp.labels } } : { namespaceSelector: inNamespace(props.publicTrafficNamespace) };
-    const nodes = props.nodeCidrs?.length ? props.nodeCidrs.map((cidr) => ({ ipBlock: { cidr } })) : undefined;
-    const OUTSIDE = outside();
-    // Other homeservers and push gateways are never the cluster's own nodes.
-    const federation = outside([...(props.nodeCidrs ?? []), ...(props.clusterCidrs ?? [])]);
-    const fromApp: k8s.NetworkPolicyPeer = { namespaceSelector: inNamespace(props.appNamespace) };
+    const f = flows(this, props);
+    this.basePolicies(f);
+    this.databasePolicies(f);
+    this.redisPolicy(f);
+    this.synapsePolicies(f);
+    this.edgePolicies(f);
+    this.jobPolicies(f);
+  }
 
+  /** Default-deny, and DNS for every pod. */
+  private basePolicies({ props, policy }: Flows): void {
     policy('default-deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] });
     policy('allow-dns', {
       podSelector: {},
       policyTypes: ['Egress'],
       egress: [{ to: [{ namespaceSelector: inNamespace(props.dnsNamespace) }], ports: [{ protocol: 'UDP', port: k8s.IntOrString.fromNumber(53) }, ...tcp(53)] }],
     });
-    const scrape = (port: number): k8s.NetworkPolicyIngressRule[] =>
-      props.monitoringNamespace === undefined ? [] : [{ from: [{ namespaceSelector: inNamespace(props.monitoringNamespace) }], ports: tcp(port) }];
-    const w = props.workers;
-    const backup = props.backup ?? true;
-    // Who talks to Synapse from outside its processes, and where they go: the router with workers, else the one process.
-    const synapseEntry = w === undefined ? pod('synapse') : { matchLabels: w.router };
-    const synapseProcesses = w === undefined ? pod('synapse') : { matchLabels: w.allProcesses };
-    const db = props.database;
-    // Where the database's clients may connect.
-    const toDatabase: k8s.NetworkPolicyEgressRule =
-      db.mode === 'external' ? { to: OUTSIDE, ports: tcp(db.port) } : { to: [{ podSelector: { matchLabels: db.pods } }], ports: tcp(db.port) };
+  }
+
+  /** PostgreSQL's clients, and a CloudNativePG Cluster's own flows. */
+  private databasePolicies({ pod, policy, OUTSIDE, scrape, backup, synapseProcesses, db }: Flows): void {
     if (db.mode !== 'external') {
       const clientsOfDb = [{ podSelector: synapseProcesses }, { podSelector: pod('synapseMigration') }, ...(backup ? [{ podSelector: pod('backup') }] : [])];
       if (db.mode === 'statefulset') {
@@ -193,8 +181,10 @@ export class NetworkPoliciesChart extends Chart {
         });
       }
     }
-    const lkp = props.livekitPods;
-    const livekit: k8s.NetworkPolicyPeer | undefined = lkp && { namespaceSelector: inNamespace(lkp.namespace), podSelector: { matchLabels: lkp.pods } };
+  }
+
+  /** Redis's clients: LiveKit, and Synapse's processes with workers. */
+  private redisPolicy({ props, p, pod, policy, nodes, scrape, w, synapseProcesses, livekit }: Flows): void {
     if ((props.redis ?? true) && livekit !== undefined) {
       // LiveKit and Synapse's processes (with workers) are Redis's only clients, each known by its labels.
       policy('redis', {
@@ -212,6 +202,10 @@ export class NetworkPoliciesChart extends Chart {
         ingress: [{ from: nodes && w ? [...fromNodes, { podSelector: synapseProcesses }] : fromNodes, ports: tcp(p.redis) }, ...scrape(p.redisMetrics)],
       });
     }
+  }
+
+  /** Synapse's processes, the router in front of them and the schema migration. */
+  private synapsePolicies({ p, pod, policy, fromPublic, federation, fromApp, scrape, w, synapseProcesses, toDatabase }: Flows): void {
     // Whoever reaches the proxied port decides the client address Synapse counts (rate limits, sessions): the public
     // proxy only. The app and the Jobs call the other, where their own address counts.
     policy('synapse-migrate', {
@@ -268,7 +262,10 @@ export class NetworkPoliciesChart extends Chart {
         });
       }
     }
-    const wellKnown = props.wellKnown ?? true;
+  }
+
+  /** What public traffic reaches: the delegation, the Gateway's proxies, LiveKit. */
+  private edgePolicies({ props, p, pod, policy, gp, fromPublic, nodes, OUTSIDE, scrape, synapseEntry, lkp, livekit, wellKnown }: Flows): void {
     if (wellKnown) {
       policy('matrix-well-known', {
         podSelector: pod('wellKnown'),
@@ -315,6 +312,10 @@ export class NetworkPoliciesChart extends Chart {
         },
       });
     }
+  }
+
+  /** cert-manager's solvers and the Jobs: API clients, bootstrap, smoke test, backups, the Secrets' restore. */
+  private jobPolicies({ props, p, pod, policy, fromPublic, OUTSIDE, backup, synapseEntry, toDatabase }: Flows): void {
     policy('acme-http01-solver', {
       // cert-manager's temporary challenge pods, created next to our Ingresses.
       podSelector: { matchLabels: { 'acme.cert-manager.io/http01-solver': 'true' } },
@@ -358,3 +359,38 @@ export class NetworkPoliciesChart extends Chart {
     }
   }
 }
+
+/** The peers, selectors and rules the NetworkPolicies share, and a maker of one policy in `chart`. */
+function flows(chart: Construct, props: NetworkPoliciesProps) {
+  const p = props.ports;
+  const pod = (name: keyof NetworkPoliciesProps['pods']): k8s.LabelSelector => ({ matchLabels: props.pods[name] });
+  const policy = (name: string, spec: k8s.NetworkPolicySpec) =>
+    new k8s.KubeNetworkPolicy(chart, name, {
+      metadata: { name, namespace: props.namespace, labels: labels({ name: 'network-policy', component: 'security' }) },
+      spec,
+    });
+  const gp = props.gatewayProxies;
+  // Proxies in our namespace are picked out by their label: the namespace holds every other pod of the stack too.
+  const fromPublic: k8s.NetworkPolicyPeer = gp !== undefined ? { podSelector: { matchLabels: gp.labels } } : { namespaceSelector: inNamespace(props.publicTrafficNamespace) };
+  const nodes = props.nodeCidrs?.length ? props.nodeCidrs.map((cidr) => ({ ipBlock: { cidr } })) : undefined;
+  const OUTSIDE = outside();
+  // Other homeservers and push gateways are never the cluster's own nodes.
+  const federation = outside([...(props.nodeCidrs ?? []), ...(props.clusterCidrs ?? [])]);
+  const fromApp: k8s.NetworkPolicyPeer = { namespaceSelector: inNamespace(props.appNamespace) };
+  const scrape = (port: number): k8s.NetworkPolicyIngressRule[] =>
+    props.monitoringNamespace === undefined ? [] : [{ from: [{ namespaceSelector: inNamespace(props.monitoringNamespace) }], ports: tcp(port) }];
+  const w = props.workers;
+  const backup = props.backup ?? true;
+  // Who talks to Synapse from outside its processes, and where they go: the router with workers, else the one process.
+  const synapseEntry = w === undefined ? pod('synapse') : { matchLabels: w.router };
+  const synapseProcesses = w === undefined ? pod('synapse') : { matchLabels: w.allProcesses };
+  const db = props.database;
+  // Where the database's clients may connect.
+  const toDatabase: k8s.NetworkPolicyEgressRule =
+    db.mode === 'external' ? { to: OUTSIDE, ports: tcp(db.port) } : { to: [{ podSelector: { matchLabels: db.pods } }], ports: tcp(db.port) };
+  const lkp = props.livekitPods;
+  const livekit: k8s.NetworkPolicyPeer | undefined = lkp && { namespaceSelector: inNamespace(lkp.namespace), podSelector: { matchLabels: lkp.pods } };
+  const wellKnown = props.wellKnown ?? true;
+  return { props, p, pod, policy, gp, fromPublic, nodes, OUTSIDE, federation, fromApp, scrape, w, backup, synapseEntry, synapseProcesses, db, toDatabase, lkp, livekit, wellKnown };
+}
+type Flows = ReturnType<typeof flows>;

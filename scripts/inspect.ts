@@ -107,10 +107,33 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
   }));
   if (coturn) dns.push({ name: config.hosts.turn, type: 'A', target: `the public IPv4 of every node labelled ${turnSelector}`, why: 'TURN/STUN (clients connect to it directly)' });
 
+  const certificates = certificatesToRequest(ms);
+
+  const lkConfig = yaml.load(configMapFile(ms, 'livekit-config', 'config.yaml') ?? '{}') as any;
+  const firewall = firewallRules(config, ms, { routes, routedHosts, livekit, livekitSelector, coturn, turnSelector, lkConfig });
+  const externalIp = externalIpNotes(config, { livekit, coturn, turnSelector, lkConfig });
+
+  const healthChecks = healthCheckCommands(config, { livekit, coturn });
+  return {
+    prerequisites: prerequisites(config, ms),
+    dns,
+    certificates,
+    firewall,
+    externalIp,
+    healthChecks,
+    secretsToCreate: secretsToCreate(config),
+    secretFormats: secretFormats(config),
+    wellKnownDocuments: delegationDocuments(config),
+    backups: backupNotes(config, ms),
+  };
+}
+
+/** The certificates the render asks cert-manager for, by namespace and Secret (those of an Issuer it renders itself aside). */
+function certificatesToRequest(ms: Manifest[]): Checklist['certificates'] {
   const issuerOf = (a: Record<string, string> = {}) => a['cert-manager.io/cluster-issuer'] ?? a['cert-manager.io/issuer'] ?? '(none)';
   const byPlace = (x: { namespace: string; secret: string }, y: { namespace: string; secret: string }) =>
     x.namespace === y.namespace ? (x.secret < y.secret ? -1 : 1) : x.namespace < y.namespace ? -1 : 1;
-  const certificates = [
+  return [
     ...ms
       .filter((m) => m.kind === 'Ingress')
       .flatMap((i) =>
@@ -146,7 +169,21 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
         via: `Certificate ${c.metadata.name}`,
       })),
   ].sort(byPlace);
+}
 
+/** What the render found that the firewall rules follow from. */
+interface Found {
+  routes: Manifest[];
+  routedHosts: string[];
+  livekit: Manifest | undefined;
+  livekitSelector: string;
+  coturn: Manifest | undefined;
+  turnSelector: string;
+  lkConfig: any;
+}
+
+/** The ports each role's nodes must open, and to whom. */
+function firewallRules(config: KudoConfig, ms: Manifest[], { routes, routedHosts, livekit, livekitSelector, coturn, turnSelector, lkConfig }: Found): Checklist['firewall'] {
   const firewall: Checklist['firewall'] = [];
   if (routes.length > 0) {
     firewall.push({
@@ -165,7 +202,6 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
       ],
     });
   }
-  const lkConfig = yaml.load(configMapFile(ms, 'livekit-config', 'config.yaml') ?? '{}') as any;
   if (livekit) {
     const rules: PortRule[] = hostNetworkPorts(ms, 'Deployment', 'livekit').map((p) => ({
       protocol: p.protocol,
@@ -211,7 +247,11 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
     });
     firewall.push({ role: 'TURN', nodes: turnSelector, rules });
   }
+  return firewall;
+}
 
+/** How LiveKit and coturn learn the public address they advertise, and what to check for it. */
+function externalIpNotes(config: KudoConfig, { livekit, coturn, turnSelector, lkConfig }: Pick<Found, 'livekit' | 'coturn' | 'turnSelector' | 'lkConfig'>): string[] {
   const externalIp: string[] = [];
   if (livekit) {
     const rtc = config.livekit.rtc;
@@ -234,7 +274,11 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
     );
     externalIp.push(`Label the TURN nodes: kubectl label node NODE ${turnSelector.replace(',', ' ')}`);
   }
+  return externalIp;
+}
 
+/** Commands that check each public endpoint from outside. */
+function healthCheckCommands(config: KudoConfig, { livekit, coturn }: Pick<Found, 'livekit' | 'coturn'>): Checklist['healthChecks'] {
   const m = config.hosts.matrix;
   const healthChecks = [
     { what: 'Synapse client API', command: `curl -fsS https://${m}/_matrix/client/versions` },
@@ -254,18 +298,7 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
     );
   }
   healthChecks.push({ what: 'everything, from inside the cluster', command: 'npm run smoke -- --context YOUR_CONTEXT' });
-  return {
-    prerequisites: prerequisites(config, ms),
-    dns,
-    certificates,
-    firewall,
-    externalIp,
-    healthChecks,
-    secretsToCreate: secretsToCreate(config),
-    secretFormats: secretFormats(config),
-    wellKnownDocuments: delegationDocuments(config),
-    backups: backupNotes(config, ms),
-  };
+  return healthChecks;
 }
 
 /** The listener each of our HTTPRoutes names (sectionName), with its host: the Matrix host, LiveKit's, then the server name. */
