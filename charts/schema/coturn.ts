@@ -49,8 +49,10 @@ export function coturnFragment({ z, port, ipv4, labelMap, resources, image }: Fr
   };
 }
 
-// Four allocations for each of a LiveKit node's participants; an even/odd relay pair for each.
-/** Profile production's values for coturn (PRODUCTION_PROFILE in index.ts). */
+/**
+ * Profile production's values for coturn (PRODUCTION_PROFILE in index.ts).
+ * Four allocations for each of a LiveKit node's participants; an even/odd relay pair for each.
+ */
 export const COTURN_PRODUCTION = {
   resources: { requests: { cpu: '500m', memory: '256Mi' }, limits: { cpu: '4', memory: '1Gi' } },
   totalQuota: 4000,

@@ -62,9 +62,11 @@ export function livekitFragment({ z, port, ipv4, labelMap, resources, image }: F
   };
 }
 
-// Four times small's CPU, four times the people: the UDP range holds them on two node addresses.
-// Two nodes (one pod per node): a lost node ends its rooms, not every call.
-/** Profile production's values for livekit (PRODUCTION_PROFILE in index.ts). */
+/**
+ * Profile production's values for livekit (PRODUCTION_PROFILE in index.ts).
+ * Four times small's CPU, four times the people: the UDP range holds them on two node addresses.
+ * Two nodes (one pod per node): a lost node ends its rooms, not every call.
+ */
 export const LIVEKIT_PRODUCTION = {
   replicas: 2,
   resources: { requests: { cpu: '2', memory: '2Gi' }, limits: { cpu: '8', memory: '8Gi' } },
