@@ -22,9 +22,9 @@ import * as path from 'path';
 import type { App } from 'cdk8s';
 import { buildApp } from './charts/app';
 import { ConfigError, KudoConfig, loadConfig } from './charts/config';
-import { envFileSecrets, parseEnvFile } from './charts/env-file';
+import { envFileSecrets, parseEnvFile } from './charts/migrate/env-file';
 import { secretFeatures } from './charts/secrets';
-import { toYaml } from './charts/yaml-out';
+import { toYaml } from './charts/render/yaml-out';
 
 const SECRETS_DIR = 'secrets.local';
 

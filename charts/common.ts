@@ -89,7 +89,7 @@ export function resourceRequirements(r: ResourcesConfig, ephemeral: EphemeralSto
   };
 }
 
-// The config's quantities, read as it reads them (charts/config.ts): re-exported for the charts.
+// The config's quantities, read as it reads them (charts/config/index.ts): re-exported for the charts.
 export { cpuCores, memoryBytes } from './config';
 
 /** The Pod Security `restricted` container context, with a read-only root filesystem. */

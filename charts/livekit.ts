@@ -22,7 +22,7 @@ import {
 import { PodScheduling, withScheduling } from './pods';
 import { setSyncWave, WAVE } from './argocd';
 import { exposeHttp, IngressSettings } from './tls';
-import { toYaml } from './yaml-out';
+import { toYaml } from './render/yaml-out';
 
 /** LiveKit's identity. */
 export const LIVEKIT = { name: 'livekit', component: 'sfu' } as const;

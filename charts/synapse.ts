@@ -24,7 +24,7 @@ import { databaseCaVolume, DB_CA_DIR } from './database';
 import { PodScheduling, withScheduling } from './pods';
 import { exposeHttp, HttpBackend, IngressSettings } from './tls';
 import { WELL_KNOWN_PATH } from './well-known';
-import { toYaml } from './yaml-out';
+import { toYaml } from './render/yaml-out';
 import {
   EXTRA_SECRETS_FOLDER,
   extraConfigProblems,

@@ -29,7 +29,7 @@ function newestSource(p = root, names = SOURCES) {
       st.isDirectory()
         ? newestSource(
             file,
-            // charts/schema/ and the like: sub-folders count too.
+            // charts/config/schema/ and the like: sub-folders count too.
             fs.readdirSync(file).filter((f) => f.endsWith('.ts') || fs.statSync(path.join(file, f)).isDirectory()),
           )
         : st.mtimeMs,
@@ -46,7 +46,7 @@ export async function ensureBundle() {
   const common = { absWorkingDir: root, bundle: true, platform: 'node', target: 'node20', logLevel: 'warning' };
   // The embedded defaults, resolved once here, so the default render loads no schema library.
   const probe = path.join(path.dirname(BUNDLE), 'config-probe.js');
-  await build({ ...common, entryPoints: ['charts/config.ts'], outfile: probe });
+  await build({ ...common, entryPoints: ['charts/config/index.ts'], outfile: probe });
   const config = createRequire(import.meta.url)(probe);
   const defaults = config.resolveConfig({}, 'embedded defaults');
   fs.rmSync(probe);

@@ -1,5 +1,5 @@
 /**
- * The cross-checks after checkCombinations in charts/config.ts (databaseProblems, closest): each refusal's whole
+ * The cross-checks after checkCombinations in charts/config/index.ts (databaseProblems, closest): each refusal's whole
  * message, and the cases at their edges. Each test kills a mutant the other tests let through (mutation testing:
  * docs/mutation-testing.md, "`config.ts`'s cross-checks, measured apart").
  */

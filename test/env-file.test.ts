@@ -1,7 +1,7 @@
 import * as yaml from 'js-yaml';
 import { execFileSync } from 'child_process';
 import { ConfigError } from '../charts/config';
-import { envFileSecrets, parseEnvFile } from '../charts/env-file';
+import { envFileSecrets, parseEnvFile } from '../charts/migrate/env-file';
 import { BASIC_FEATURES } from '../charts/secrets';
 import { COMPOSE_LINES } from './env-file.cases';
 import { config } from './util';

@@ -1,5 +1,5 @@
 import * as yaml from 'js-yaml';
-import { toYaml } from '../charts/yaml-out';
+import { toYaml } from '../charts/render/yaml-out';
 import { config, synthAll } from './util';
 
 const roundTrip = (o: Record<string, unknown>) => yaml.load(toYaml(o));

@@ -7,7 +7,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
-import { cronProblem } from '../../charts/k8s-names';
+import { cronProblem } from '../../charts/config/k8s-names';
 import { CRON_CASES } from '../cron.cases';
 import { ApiServer, CRD_FILES, startApiServer } from './apiserver';
 import { Manifest, Program, rendered, ROOT, tempDir } from './harness';
@@ -121,7 +121,7 @@ describe('kube-apiserver', () => {
 });
 
 describe('what the config refuses, the API server refuses: CronJob schedules', () => {
-  // Our validator (charts/k8s-names.ts) is unit-tested against this table; here the table meets the real thing.
+  // Our validator (charts/config/k8s-names.ts) is unit-tested against this table; here the table meets the real thing.
   test.each(CRON_CASES)('schedule %j: accepted = %s', (schedule, ok) => {
     const cj = {
       apiVersion: 'batch/v1',

@@ -6,7 +6,7 @@
  * docker compose's behaviour, not ours restated.
  */
 import { spawnSync } from 'child_process';
-import { parseEnvFile } from '../../charts/env-file';
+import { parseEnvFile } from '../../charts/migrate/env-file';
 import { COMPOSE_LINES } from '../env-file.cases';
 import { programs } from './harness';
 

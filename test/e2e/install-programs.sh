@@ -392,7 +392,7 @@ install_coturn() {
   local have
   have=$(debian_version_of coturn sid)
   [[ $have == "$COTURN_VERSION"-* ]] \
-    || die "Debian unstable has coturn ${have:-none}, not $COTURN_VERSION: update COTURN_VERSION with the image (charts/config.ts)"
+    || die "Debian unstable has coturn ${have:-none}, not $COTURN_VERSION: update COTURN_VERSION with the image (charts/config/schema/coturn.ts)"
   debian_download "$WORK/coturn-debs" "coturn=$have"
   local tree="$WORK/coturn-tree" deb
   for deb in "$WORK"/coturn-debs/*.deb; do dpkg-deb -x "$deb" "$tree"; done
@@ -451,7 +451,7 @@ install_haproxy() {
     liblua5.4-0/trixie libjemalloc2/trixie libopentracing-c-wrapper0t64/trixie libopentracing1/trixie libpcre2-8-0/sid
   have=$(debian_version_of haproxy sid)
   [[ $have == "$HAPROXY_VERSION"-* ]] \
-    || die "Debian unstable has haproxy ${have:-none}, not $HAPROXY_VERSION: update HAPROXY_VERSION with the router image (charts/config.ts)"
+    || die "Debian unstable has haproxy ${have:-none}, not $HAPROXY_VERSION: update HAPROXY_VERSION with the router image (charts/config/schema/synapse.ts)"
   debian_download "$WORK/haproxy-debs" "haproxy=$have"
   local tree="$WORK/haproxy-tree" deb multiarch lib ld
   for deb in "$WORK"/haproxy-debs/*.deb; do dpkg-deb -x "$deb" "$tree"; done

@@ -29,7 +29,7 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
-import { ENV_FILE_VARIABLES } from '../../charts/env-file';
+import { ENV_FILE_VARIABLES } from '../../charts/migrate/env-file';
 import { SYNAPSE_MEDIA_DIR } from '../../charts/synapse';
 import { container, find, generatedSecrets, httpJson, Manifest, programs, rendered, ROOT, sleep, tempDir } from './harness';
 import { postgresVersion, RunningPostgres, startPostgres } from './postgres';

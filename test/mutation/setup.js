@@ -15,7 +15,7 @@ if (!mutant) {
     const { currentTestName, testPath } = expect.getState();
     fs.appendFileSync(file, `${JSON.stringify([currentTestName, testPath])}\n`);
   });
-  // The config schema is built once per test file (charts/config.ts): build it again in each test that uses it,
+  // The config schema is built once per test file (charts/config/index.ts): build it again in each test that uses it,
   // so that each such test covers the schema's lines, not only the file's first.
   beforeEach(() => require('../../charts/config').forgetConfigSchema());
 } else {

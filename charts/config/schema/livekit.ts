@@ -1,6 +1,6 @@
 /** LiveKit: the SFU, its media ports and the address it advertises. */
 import type { z as Z } from 'zod';
-import { LIVEKIT_PORTS_PER_PARTICIPANT, NODE_PORT_RANGE, rangesOverlap } from '../ports';
+import { LIVEKIT_PORTS_PER_PARTICIPANT, NODE_PORT_RANGE, rangesOverlap } from '../../ports';
 import type { Fragments } from './shared';
 
 /** The config keys livekit: schema, defaults and documentation. */

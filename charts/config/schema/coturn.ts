@@ -1,6 +1,6 @@
 /** coturn: the TURN relay, its ports and quotas. */
 import type { z as Z } from 'zod';
-import { LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, rangesOverlap, relayPortPairs, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT } from '../ports';
+import { LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, rangesOverlap, relayPortPairs, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT } from '../../ports';
 import type { LivekitConfig } from './livekit';
 import type { Fragments } from './shared';
 import { isCidr, REFINEMENTS } from './shared';

@@ -1,5 +1,5 @@
 /**
- * The config schema, assembled from each component's fragment (charts/schema/<component>.ts) and the shared ones
+ * The config schema, assembled from each component's fragment (charts/config/schema/<component>.ts) and the shared ones
  * (shared.ts), in the order the config listing (docs/configuration.md) follows.
  */
 import type { z as Z } from 'zod';

@@ -12,8 +12,8 @@
  * reproduce exactly (a variable from your shell, a reference to something
  * the file does not define) is refused rather than guessed.
  */
-import { ConfigError, SecretRefs } from './config';
-import { NamespaceRole, SECRET_VALUES, SecretFeatures, SecretValueName, secretPlan } from './secrets';
+import { ConfigError, SecretRefs } from '../config';
+import { NamespaceRole, SECRET_VALUES, SecretFeatures, SecretValueName, secretPlan } from '../secrets';
 
 /** The docker-compose .env variables this project reads, and the values they fill. */
 export const ENV_FILE_VARIABLES: ReadonlyMap<string, SecretValueName> = new Map(SECRET_VALUES.filter((v) => v.envVar !== undefined).map((v) => [v.envVar!, v.name]));

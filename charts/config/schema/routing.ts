@@ -1,7 +1,7 @@
 /** How public traffic reaches the stack: an Ingress controller or Gateway API, and the certificates (cert-manager). */
 import type { z as Z } from 'zod';
 import type { Fragments } from './shared';
-import { INGRESS_CONTROLLERS } from '../ingress-controllers';
+import { INGRESS_CONTROLLERS } from '../../ingress-controllers';
 
 /** The config keys routing, gatewayApi, ingress, tls: schema, defaults and documentation. */
 export function routingFragment({ z, dnsLabel, port, annotationMap, objectName }: Fragments) {

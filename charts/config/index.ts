@@ -2,16 +2,16 @@
  * The one typed configuration of the Kudo stack.
  *
  * A YAML file (selected with KUDO_CONFIG) is parsed, checked against the
- * schema (charts/schema/: a fragment per component, assembled in index.ts)
+ * schema (charts/config/schema/: a fragment per component, assembled in index.ts)
  * and completed with the embedded defaults, once, before any chart is built. Every rejection is a ConfigError whose message names the
  * key path, what was found and what is allowed.
  */
 import * as fs from 'fs';
 import type * as JsYaml from 'js-yaml';
 import type { z } from 'zod';
-import { INGRESS_CONTROLLER } from './ingress-controllers';
-import { withImagesFrom } from './pods';
-import { extraConfigProblems } from './synapse-homeserver';
+import { INGRESS_CONTROLLER } from '../ingress-controllers';
+import { withImagesFrom } from '../pods';
+import { extraConfigProblems } from '../synapse-homeserver';
 import { configSchema, PRODUCTION_PROFILE, RawConfig } from './schema';
 import { argocdProblems } from './schema/argocd';
 import { backupS3Problems } from './schema/backup';
@@ -19,8 +19,8 @@ import { coturnProblems, hostPortProblems } from './schema/coturn';
 import { livekitPodNetworkProblems, livekitProblems } from './schema/livekit';
 import { gatewayApiProblems } from './schema/routing';
 import { CPU_QUANTITY, MEMORY_QUANTITY } from './schema/shared';
-import { retentionProblems } from './synapse-retention';
-import { WORKER_TYPE_NAMES, WORKER_TYPES, WorkerType, WorkerTypeName } from './synapse-workers';
+import { retentionProblems } from '../synapse-retention';
+import { WORKER_TYPE_NAMES, WORKER_TYPES, WorkerType, WorkerTypeName } from '../synapse-workers';
 
 export { configSchema, forgetConfigSchema, KudoConfigInput, PRODUCTION_PROFILE, RawConfig } from './schema';
 export { CPU_QUANTITY, MEMORY_QUANTITY } from './schema/shared';
@@ -85,7 +85,7 @@ export interface KudoConfig extends Omit<RawConfig, 'serverName' | 'hosts' | 'in
 }
 
 /** Fixed ports and the port arithmetic the charts share (charts/ports.ts). */
-export { LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, LIVEKIT_PORTS_PER_PARTICIPANT, NODE_PORT_RANGE, relayPortPairs, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT } from './ports';
+export { LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, LIVEKIT_PORTS_PER_PARTICIPANT, NODE_PORT_RANGE, relayPortPairs, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT } from '../ports';
 
 /** Connections kept free for backups and for an administrator's psql. */
 export const POSTGRES_RESERVED_CONNECTIONS = 10;
@@ -193,7 +193,7 @@ export function loadConfig(file: string | undefined): KudoConfig {
 
 /**
  * The checks that span keys, each component's in its turn (the order of the lines of a refusal): those of one component
- * beside its schema fragment (charts/schema/), those that read the resolved names here.
+ * beside its schema fragment (charts/config/schema/), those that read the resolved names here.
  */
 function checkCombinations(c: KudoConfig, source: string): void {
   const problems: string[] = [

@@ -1,7 +1,7 @@
 /** Synapse: the homeserver, its workers and router, retention, the admin API and the operator's extra settings. */
 import type { Fragments } from './shared';
 import { REFINEMENTS } from './shared';
-import { retentionSchemas } from '../synapse-retention';
+import { retentionSchemas } from '../../synapse-retention';
 
 /** The config keys synapse: schema, defaults and documentation. */
 export function synapseFragment({ z, objectName, cidr, resources, image, storage }: Fragments) {
