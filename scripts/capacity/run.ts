@@ -21,12 +21,13 @@
  * network namespaces it makes); the clients share its cores with the
  * servers, which the tables say.
  */
-import { ChildProcess, execFileSync, spawn } from 'child_process';
+import { ChildProcess, ChildProcessByStdio, execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as readline from 'readline';
 import { createHmac } from 'crypto';
+import type { Readable } from 'stream';
 import * as yaml from 'js-yaml';
 import { cpuCores, memoryBytes } from '../../charts/common';
 import type { KudoConfig } from '../../charts/config';
@@ -420,6 +421,47 @@ function parseUclient(outputs: string[], sessionsPerProcess: number): UclientRes
   };
 }
 
+/** One turnutils_uclient process of `perProcess` sessions through coturn to an echo peer; its output when it ends. */
+function uclient(
+  run: (command: string, args: string[]) => ChildProcessByStdio<null, Readable, Readable>,
+  o: { perProcess: number; messages: number; peerPort: number; secret: string; user: string; port: number },
+): Promise<string> {
+  return new Promise<string>((resolve) => {
+    // -c: no RTCP allocation; -m: sessions; -n: messages per session (-z 20 ms apart); -l: bytes each; -W: REST credentials from the shared secret.
+    const c = run(path.join(TURNUTILS, 'turnutils_uclient'), [
+      '-v',
+      '-c',
+      '-m',
+      String(o.perProcess),
+      '-n',
+      String(o.messages),
+      '-l',
+      '1000',
+      '-z',
+      '20',
+      '-e',
+      '127.0.0.1',
+      '-r',
+      String(o.peerPort),
+      '-W',
+      o.secret,
+      '-u',
+      o.user,
+      '-p',
+      String(o.port),
+      '127.0.0.1',
+    ]);
+    let out = '';
+    c.stdout.on('data', (d) => (out += d));
+    c.stderr.on('data', (d) => (out += d));
+    const timer = setTimeout(() => c.kill('SIGKILL'), o.messages * 20 + 60_000);
+    c.on('exit', () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+  });
+}
+
 async function turnBench(profile: Profile, o: Options, cg: Cgroups) {
   const { config, manifests } = rendered(profileConfig(profile));
   const secrets = await generatedSecrets(manifests);
@@ -479,43 +521,8 @@ async function turnBench(profile: Profile, o: Options, cg: Cgroups) {
       };
       const sampler = setInterval(sample, 1000);
       const outputs = await Promise.all(
-        Array.from(
-          { length: procs },
-          (_, i) =>
-            new Promise<string>((resolve) => {
-              // -c: no RTCP allocation; -m: sessions; -n: messages per session (-z 20 ms apart); -l: bytes each; -W: REST credentials from the shared secret.
-              const c = run(path.join(TURNUTILS, 'turnutils_uclient'), [
-                '-v',
-                '-c',
-                '-m',
-                String(perProcess),
-                '-n',
-                String(messages),
-                '-l',
-                '1000',
-                '-z',
-                '20',
-                '-e',
-                '127.0.0.1',
-                '-r',
-                String(peerPorts[i % peerPorts.length]),
-                '-W',
-                turn.secret,
-                '-u',
-                `bench-${sessions}-${i}`,
-                '-p',
-                String(turn.port),
-                '127.0.0.1',
-              ]);
-              let out = '';
-              c.stdout.on('data', (d) => (out += d));
-              c.stderr.on('data', (d) => (out += d));
-              const timer = setTimeout(() => c.kill('SIGKILL'), messages * 20 + 60_000);
-              c.on('exit', () => {
-                clearTimeout(timer);
-                resolve(out);
-              });
-            }),
+        Array.from({ length: procs }, (_, i) =>
+          uclient(run, { perProcess, messages, peerPort: peerPorts[i % peerPorts.length], secret: turn.secret, user: `bench-${sessions}-${i}`, port: turn.port }),
         ),
       );
       clearInterval(sampler);
@@ -600,131 +607,163 @@ interface CallStep {
   audioPublishers: number;
 }
 
+/** The steps of the calls benchmark: rooms of 2, of 8 and of 50, each ladder until a step fails. */
+function callLadders(profile: Profile, o: Options): CallStep[][] {
+  return o.quick
+    ? [
+        [
+          { size: 2, rooms: 2, videoPublishers: 2, audioPublishers: 2 },
+          { size: 2, rooms: 8, videoPublishers: 2, audioPublishers: 2 },
+        ],
+        [{ size: 8, rooms: 1, videoPublishers: 8, audioPublishers: 8 }],
+        [{ size: 50, rooms: 1, videoPublishers: 2, audioPublishers: 2 }],
+      ]
+    : profile === 'small' || o.profiles.length === 1
+      ? [
+          [4, 16, 32, 64, 100].map((rooms) => ({ size: 2, rooms, videoPublishers: 2, audioPublishers: 2 })),
+          [1, 2, 4, 6, 8].map((rooms) => ({ size: 8, rooms, videoPublishers: 8, audioPublishers: 8 })),
+          [2, 5, 10, 15, 20].map((p) => ({ size: 50, rooms: 1, videoPublishers: p, audioPublishers: p })),
+        ]
+      : [
+          // After small's full ladders: its LiveKit quota (2 CPUs) is already the whole of a 2-core machine, so production's
+          // (8) cannot change the outcome there; the top steps again, to show it.
+          [64, 100].map((rooms) => ({ size: 2, rooms, videoPublishers: 2, audioPublishers: 2 })),
+          [6, 8].map((rooms) => ({ size: 8, rooms, videoPublishers: 8, audioPublishers: 8 })),
+          [10, 15].map((p) => ({ size: 50, rooms: 1, videoPublishers: p, audioPublishers: p })),
+        ];
+}
+
+/** The load client's arguments for one step. */
+function loadClientArgs(s: CallStep, c: { url: string; key: string; secret: string; quick: boolean; prefix: string }): string[] {
+  return [
+    '-url',
+    c.url,
+    '-key',
+    c.key,
+    '-secret',
+    c.secret,
+    '-rooms',
+    String(s.rooms),
+    '-size',
+    String(s.size),
+    '-video-publishers',
+    String(s.videoPublishers),
+    '-audio-publishers',
+    String(s.audioPublishers),
+    '-duration',
+    c.quick ? '8s' : '12s',
+    '-warmup',
+    '5s',
+    '-prefix',
+    c.prefix,
+  ];
+}
+
 /** The NodePorts of replica 0's Service in the `pod` mode (those of test/e2e/livekit-pod-network.e2e.test.ts). */
 const POD_MODE_RTC = { udpPort: 31000, tcpPort: 31100 };
 const MODE_NAMES: Record<LiveKitMode, string> = { host: 'host network', pod: 'NodePort (DNAT)' };
 
+/**
+ * LiveKit and its Redis for the calls benchmark, as `mode` runs them: host, LiveKit and Redis share a namespace that
+ * stands for the node's network; pod, Redis on the node and LiveKit in its pod's namespace behind it, reached through
+ * the node's DNAT of Service livekit-rtc-0 (and of the API and metrics ports, which stand for the Ingress and the
+ * Prometheus scrape). Each thing started is added to `stops`.
+ */
+async function startCallsLiveKit(
+  profile: Profile,
+  mode: LiveKitMode,
+  r: { manifests: Manifest[]; config: KudoConfig; secrets: Awaited<ReturnType<typeof generatedSecrets>> },
+  network: PodNetwork,
+  api: FakeKubeApi,
+  stops: (() => void | Promise<void>)[],
+) {
+  const { manifests, config, secrets } = r;
+  const renderedCfg: any = yaml.load(configMapFile(manifests, 'livekit-config', 'config.yaml'));
+  const pod = mode === 'pod' ? new PodBehindNode(network, 0) : undefined;
+  if (pod) stops.push(() => pod.remove());
+  const redis = await startRedis(manifests, config, secrets, network);
+  stops.push(() => redis.program.stop());
+  const apiUrl = await api.start();
+  // The Node's ExternalIP is the (node) namespace's address: LiveKit advertises it, and the clients on this host reach it.
+  api.putNode('kudo-bench-node', [
+    { type: 'InternalIP', address: network.podAddress },
+    { type: 'ExternalIP', address: network.podAddress },
+  ]);
+  const run = pod
+    ? await prepareLiveKit(
+        manifests,
+        config,
+        secrets,
+        pod as unknown as PodNetwork,
+        redis.port,
+        apiUrl,
+        'kudo-bench-node',
+        (cfg) => {
+          cfg.redis.address = `${pod.gateway}:${redis.port}`; // LOOPBACK_REWRITES.hosts: Redis's Service is the node's address on the pod's link
+        },
+        { podName: 'livekit-0' },
+      )
+    : await prepareLiveKit(manifests, config, secrets, network, redis.port, apiUrl, 'kudo-bench-node', (cfg) => {
+        // LiveKit has the namespace to itself: the rendered UDP range stays (only the listening ports move).
+        cfg.rtc.port_range_start = renderedCfg.rtc.port_range_start;
+        cfg.rtc.port_range_end = renderedCfg.rtc.port_range_end;
+      });
+  const service = pod ? find(manifests, 'Service', 'livekit-rtc-0') : undefined;
+  if (pod) {
+    execFileSync('ip', ['netns', 'exec', network.name, 'nft', '-f', '-'], { input: serviceRules(network.podAddress, [[service, pod.podAddress]], run.port) });
+    execFileSync('ip', ['netns', 'exec', network.name, 'nft', '-f', '-'], {
+      input: [
+        'table ip kudo_bench {',
+        '  chain prerouting {',
+        '    type nat hook prerouting priority dstnat; policy accept;',
+        `    ip daddr ${network.podAddress} tcp dport ${run.prometheusPort} dnat to ${pod.podAddress}:${run.prometheusPort} comment "the metrics scrape"`,
+        '  }',
+        '}',
+        '',
+      ].join('\n'),
+    });
+  }
+  const livekit = startLiveKit(run);
+  stops.push(async () => {
+    // A first SIGTERM drains rooms: the clients have left; a second ends it.
+    await livekit.stop('SIGTERM', 10_000);
+  });
+  const url = `http://${network.podAddress}:${run.port}`;
+  await livekit.waitFor('GET / 200', async () => (await httpJson(`${url}/`).catch(() => ({ status: 0 }))).status === 200, 60_000);
+  setLauncher(undefined);
+  const metricsUrl = `http://${network.podAddress}:${run.prometheusPort}/metrics`;
+  // Where LiveKit's sockets are, for their buffer drops.
+  const livekitNs = pod ? pod.name : network.name;
+  const media = service
+    ? `UDP mux port ${service.spec.ports[0].nodePort} and TCP ${service.spec.ports[1].nodePort}, the NodePorts of Service livekit-rtc-0, through the node's DNAT to replica 0`
+    : `UDP ${run.config.rtc.port_range_start}-${run.config.rtc.port_range_end} on the node's network`;
+  log(`calls ${profile} (${MODE_NAMES[mode]}): LiveKit up at ${url}, ${media}`);
+
+  return { run, livekit, url, metricsUrl, livekitNs, media };
+}
+
 async function callsBench(profile: Profile, mode: LiveKitMode, o: Options, cg: Cgroups) {
   const { config, manifests } = rendered(mode === 'host' ? profileConfig(profile) : { ...profileConfig(profile), livekit: { hostNetwork: false, rtc: POD_MODE_RTC } });
   const secrets = await generatedSecrets(manifests);
-  const renderedCfg: any = yaml.load(configMapFile(manifests, 'livekit-config', 'config.yaml'));
   setLauncher(cg.launcher(limitsOf(manifests)));
-  // host: LiveKit and Redis share a namespace that stands for the node's network. pod: Redis on the node, LiveKit in
-  // its pod's namespace behind it, reached through the node's DNAT of Service livekit-rtc-0 (and of the API and
-  // metrics ports, which stand for the Ingress and the Prometheus scrape).
   const network = new PodNetwork();
   const api = new FakeKubeApi();
   const stops: (() => void | Promise<void>)[] = [() => network.remove(), () => api.stop()];
   try {
-    const pod = mode === 'pod' ? new PodBehindNode(network, 0) : undefined;
-    if (pod) stops.push(() => pod.remove());
-    const redis = await startRedis(manifests, config, secrets, network);
-    stops.push(() => redis.program.stop());
-    const apiUrl = await api.start();
-    // The Node's ExternalIP is the (node) namespace's address: LiveKit advertises it, and the clients on this host reach it.
-    api.putNode('kudo-bench-node', [
-      { type: 'InternalIP', address: network.podAddress },
-      { type: 'ExternalIP', address: network.podAddress },
-    ]);
-    const run = pod
-      ? await prepareLiveKit(
-          manifests,
-          config,
-          secrets,
-          pod as unknown as PodNetwork,
-          redis.port,
-          apiUrl,
-          'kudo-bench-node',
-          (cfg) => {
-            cfg.redis.address = `${pod.gateway}:${redis.port}`; // LOOPBACK_REWRITES.hosts: Redis's Service is the node's address on the pod's link
-          },
-          { podName: 'livekit-0' },
-        )
-      : await prepareLiveKit(manifests, config, secrets, network, redis.port, apiUrl, 'kudo-bench-node', (cfg) => {
-          // LiveKit has the namespace to itself: the rendered UDP range stays (only the listening ports move).
-          cfg.rtc.port_range_start = renderedCfg.rtc.port_range_start;
-          cfg.rtc.port_range_end = renderedCfg.rtc.port_range_end;
-        });
-    const service = pod ? find(manifests, 'Service', 'livekit-rtc-0') : undefined;
-    if (pod) {
-      execFileSync('ip', ['netns', 'exec', network.name, 'nft', '-f', '-'], { input: serviceRules(network.podAddress, [[service, pod.podAddress]], run.port) });
-      execFileSync('ip', ['netns', 'exec', network.name, 'nft', '-f', '-'], {
-        input: [
-          'table ip kudo_bench {',
-          '  chain prerouting {',
-          '    type nat hook prerouting priority dstnat; policy accept;',
-          `    ip daddr ${network.podAddress} tcp dport ${run.prometheusPort} dnat to ${pod.podAddress}:${run.prometheusPort} comment "the metrics scrape"`,
-          '  }',
-          '}',
-          '',
-        ].join('\n'),
-      });
-    }
-    const livekit = startLiveKit(run);
-    stops.push(async () => {
-      // A first SIGTERM drains rooms: the clients have left; a second ends it.
-      await livekit.stop('SIGTERM', 10_000);
-    });
-    const url = `http://${network.podAddress}:${run.port}`;
-    await livekit.waitFor('GET / 200', async () => (await httpJson(`${url}/`).catch(() => ({ status: 0 }))).status === 200, 60_000);
-    setLauncher(undefined);
-    const metricsUrl = `http://${network.podAddress}:${run.prometheusPort}/metrics`;
-    // Where LiveKit's sockets are, for their buffer drops.
-    const livekitNs = pod ? pod.name : network.name;
-    const media = service
-      ? `UDP mux port ${service.spec.ports[0].nodePort} and TCP ${service.spec.ports[1].nodePort}, the NodePorts of Service livekit-rtc-0, through the node's DNAT to replica 0`
-      : `UDP ${run.config.rtc.port_range_start}-${run.config.rtc.port_range_end} on the node's network`;
-    log(`calls ${profile} (${MODE_NAMES[mode]}): LiveKit up at ${url}, ${media}`);
-
-    const ladders: CallStep[][] = o.quick
-      ? [
-          [
-            { size: 2, rooms: 2, videoPublishers: 2, audioPublishers: 2 },
-            { size: 2, rooms: 8, videoPublishers: 2, audioPublishers: 2 },
-          ],
-          [{ size: 8, rooms: 1, videoPublishers: 8, audioPublishers: 8 }],
-          [{ size: 50, rooms: 1, videoPublishers: 2, audioPublishers: 2 }],
-        ]
-      : profile === 'small' || o.profiles.length === 1
-        ? [
-            [4, 16, 32, 64, 100].map((rooms) => ({ size: 2, rooms, videoPublishers: 2, audioPublishers: 2 })),
-            [1, 2, 4, 6, 8].map((rooms) => ({ size: 8, rooms, videoPublishers: 8, audioPublishers: 8 })),
-            [2, 5, 10, 15, 20].map((p) => ({ size: 50, rooms: 1, videoPublishers: p, audioPublishers: p })),
-          ]
-        : [
-            // After small's full ladders: its LiveKit quota (2 CPUs) is already the whole of a 2-core machine, so production's
-            // (8) cannot change the outcome there; the top steps again, to show it.
-            [64, 100].map((rooms) => ({ size: 2, rooms, videoPublishers: 2, audioPublishers: 2 })),
-            [6, 8].map((rooms) => ({ size: 8, rooms, videoPublishers: 8, audioPublishers: 8 })),
-            [10, 15].map((p) => ({ size: 50, rooms: 1, videoPublishers: p, audioPublishers: p })),
-          ];
+    const { run, livekit, metricsUrl, livekitNs, media } = await startCallsLiveKit(profile, mode, { manifests, config, secrets }, network, api, stops);
+    const ladders = callLadders(profile, o);
     const steps: any[] = [];
     let n = 0;
     let livekitKilled: string | undefined;
     ladders: for (const ladder of ladders) {
       for (const s of ladder) {
-        const args = [
-          '-url',
-          `ws://${network.podAddress}:${run.port}`,
-          '-key',
-          secrets.livekitApiKey,
-          '-secret',
-          secrets.livekitApiSecret,
-          '-rooms',
-          String(s.rooms),
-          '-size',
-          String(s.size),
-          '-video-publishers',
-          String(s.videoPublishers),
-          '-audio-publishers',
-          String(s.audioPublishers),
-          '-duration',
-          o.quick ? '8s' : '12s',
-          '-warmup',
-          '5s',
-          '-prefix',
-          `bench${n++}`,
-        ];
+        const args = loadClientArgs(s, {
+          url: `ws://${network.podAddress}:${run.port}`,
+          key: secrets.livekitApiKey,
+          secret: secrets.livekitApiSecret,
+          quick: o.quick,
+          prefix: `bench${n++}`,
+        });
         const [cmd, argv] = cg.wrap(cg.make('calls-client', {}), o.livekitLoad, args);
         const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
         let stderr = '';
@@ -838,6 +877,155 @@ const loadavg = () =>
     .map((x) => x.toFixed(2))
     .join(' ');
 
+/** The chat section of one profile. */
+function reportChat(L: string[], c: any): void {
+  L.push(`## Chat, profile ${c.profile}: ${c.processes} Synapse process(es), ${c.users} users in rooms of ${c.roomSize} (matrix-nio)`, '');
+  L.push(
+    `Limits: ${Object.entries<string>(c.limits)
+      .map(([k, v]) => `${k} ${v}`)
+      .join('; ')}: ${c.cpuLimits} CPUs in all, on a machine of ${os.cpus().length} cores` +
+      `${c.cpuLimits > os.cpus().length ? ' (so the quotas cannot all be reached; what binds is the machine)' : ''}.`,
+    '',
+  );
+  L.push(
+    '| offered msg/s | accepted msg/s | send→sync p50 / p95 / p99 ms | missing | Synapse cores (most throttled process) | PostgreSQL cores | client cores | machine busy (outside the groups) |',
+  );
+  L.push('|---|---|---|---|---|---|---|---|');
+  for (const s of c.steps) {
+    L.push(
+      `| ${s.rate} | ${s.acceptedPerSecond} | ${fmt(s.latencyMs.p50)} / ${s.latencyMs.p95 === null ? '> grace' : fmt(s.latencyMs.p95)} / ${s.latencyMs.p99 === null ? '> grace' : fmt(s.latencyMs.p99)} ` +
+        `| ${s.missingDeliveries}/${s.deliveries} | ${fmt(s.synapse.cores, 2)} (${fmt(s.synapse.throttledPercent)}%) | ${fmt(s.postgres.cores, 2)} | ${fmt(s.client.cores, 2)} ` +
+        `| ${fmt(s.machineBusyPercent)}% (${fmt(s.otherCores, 2)}) |`,
+    );
+  }
+  const over = c.steps.find((s: any) => s.latencyMs.p95 === null || s.latencyMs.p95 > 1000);
+  const ok = [...c.steps].reverse().find((s: any) => s.latencyMs.p95 !== null && s.latencyMs.p95 <= 1000);
+  const perCore = ok
+    ? ` That is ${fmt(ok.acceptedPerSecond / ok.synapse.cores, 1)} msg/s per core used by Synapse, ` +
+      `${fmt(ok.acceptedPerSecond / (ok.synapse.cores + ok.postgres.cores + ok.router.cores + ok.redis.cores), 1)} per core used by all its server processes.`
+    : '';
+  L.push(
+    '',
+    ok ? `Sustained with p95 ≤ 1 s: ${ok.acceptedPerSecond} msg/s (${ok.rate} offered).${perCore} ` : 'No step kept p95 ≤ 1 s. ',
+    over ? `p95 passed 1 s at ${over.rate} msg/s offered.` : 'p95 stayed under 1 s at every step run.',
+    '',
+  );
+  for (const s of [ok, over].filter((x) => x !== undefined)) {
+    L.push(`Per workload at ${s.rate} msg/s offered:`, '');
+    L.push('| workload | processes | cores used | most throttled process | memory peak (largest process) | requests | limits |');
+    L.push('|---|---|---|---|---|---|---|');
+    for (const [name, u] of Object.entries<any>(s.byWorkload).sort(([, a], [, b]) => b.cores - a.cores)) {
+      L.push(`| ${name} | ${u.processes} | ${fmt(u.cores, 2)} | ${fmt(u.throttledPercent)}% | ${mib(u.memoryMaxBytes)} | ${u.requests} | ${u.limits} |`);
+    }
+    L.push('');
+  }
+}
+
+/** The TURN section of one profile. */
+function reportTurn(L: string[], t: any): void {
+  L.push(`## TURN, profile ${t.profile}: coturn ${t.version} (turnutils_uclient → coturn → turnutils_peer, 1000-byte packets every 20 ms, echoed)`, '');
+  L.push(
+    `Limits: ${Object.entries<string>(t.limits)
+      .map(([k, v]) => `${k} ${v}`)
+      .join('; ')}; relay ports ${t.relaySize}, total-quota ${t.quota}, user-quota ${t.userQuota}.`,
+    '',
+  );
+  L.push(
+    '| clients | relays allocated | Mbit/s each way | lost (UDP buffer drops: coturn relay / coturn listener / peers / clients) | RTT ms | coturn cores (throttled) | packets in+out per coturn CPU-second | coturn memory peak | client cores | machine busy (outside the groups) |',
+  );
+  L.push('|---|---|---|---|---|---|---|---|---|---|');
+  for (const s of t.steps) {
+    L.push(
+      `| ${s.sessions} | ${s.allocated} | ${fmt(s.mbpsEachWay)} | ${fmt(s.lostPercent, 2)}% (${s.dropsBy.coturnRelay} / ${s.dropsBy.coturnListener} / ${s.dropsBy.peers} / ${s.dropsBy.clients}) | ${fmt(s.rttMs, 1)} | ${fmt(s.coturn.cores, 2)} (${fmt(s.coturn.throttledPercent)}%) | ${fmt(2 * s.relayedPerCpuSecond)} | ${mib(s.coturn.memoryMaxBytes)} | ${fmt(s.client.cores, 2)} | ${fmt(s.machineBusyPercent)}% (${fmt(s.otherCores, 2)}) |`,
+    );
+  }
+  L.push('');
+}
+
+/** The calls section of one profile: its modes side by side. */
+function reportCalls(L: string[], profile: string, byMode: any[]): void {
+  L.push(`## Calls, profile ${profile}: LiveKit with its Redis (Go SDK participants, real RTP: Opus 32 kbit/s + VP8 500 kbit/s 30 fps)`, '');
+  for (const c of byMode) {
+    L.push(
+      `- ${MODE_NAMES[c.mode as LiveKitMode]}: ${c.media}. Limits: ${Object.entries<string>(c.limits)
+        .map(([k, v]) => `${k} ${v}`)
+        .join('; ')}.`,
+    );
+  }
+  L.push('');
+  L.push(
+    '| LiveKit | room size × rooms | publishers/room | participants | forwarded tracks (receiving) | pkt/s received (LiveKit counter) | loss (UDP buffer drops: clients + LiveKit) | audio latency p95 ms | LiveKit cores (throttled) | pkt/s forwarded per LiveKit core | LiveKit memory peak | client cores | machine busy (outside the groups) |',
+  );
+  L.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const c of byMode) {
+    for (const s of c.steps) {
+      const perCore = s.livekit.cores > 0 ? s.client.receivedPacketsPerSecond / s.livekit.cores : NaN;
+      L.push(
+        `| ${MODE_NAMES[c.mode as LiveKitMode]} | ${s.size} × ${s.rooms} | ${s.videoPublishers} | ${s.participants} | ${s.forwardedTracks} (${s.client.receivingTracks}) | ${fmt(s.client.receivedPacketsPerSecond)} (${fmt(s.livekitPacketsOutPerSecond)}) | ${fmt(s.client.lossPercent, 2)}% (${s.udpBufferDrops.clients} + ${s.udpBufferDrops.livekit}) ` +
+          `| ${fmt(s.client.audioLatencyMs.p95, 1)} | ${fmt(s.livekit.cores, 2)} (${fmt(s.livekit.throttledPercent)}%) | ${fmt(perCore)} | ${mib(s.livekit.memoryMaxBytes)} | ${fmt(s.clientCores, 2)} | ${fmt(s.machineBusyPercent)}% (${fmt(s.otherCores, 2)}) |`,
+      );
+    }
+  }
+  L.push('');
+  for (const c of byMode) {
+    const name = MODE_NAMES[c.mode as LiveKitMode];
+    const calls: string[] = [];
+    for (const size of [...new Set<number>(c.steps.map((s: any) => s.size))]) {
+      const ok = c.steps.filter((s: any) => s.size === size && stepHeld(s));
+      const best = ok[ok.length - 1];
+      const bad = c.steps.find((s: any) => s.size === size && !ok.includes(s));
+      calls.push(
+        `- rooms of ${size}: ${
+          best
+            ? `${best.participants} participants, ${best.forwardedTracks} forwarded tracks, ${fmt(best.client.receivedPacketsPerSecond)} packets/s ` +
+              `with ${fmt(best.client.lossPercent, 2)}% loss and no throttling (LiveKit ${fmt(best.livekit.cores, 2)} cores, the clients ${fmt(best.clientCores, 2)}, machine ${fmt(best.machineBusyPercent)}% busy)`
+            : 'no step without loss'
+        }` +
+          `${
+            bad
+              ? `; the next step (${bad.participants} participants, ${bad.forwardedTracks} tracks) saw ${fmt(bad.client.lossPercent, 2)}% loss, LiveKit throttled ${fmt(bad.livekit.throttledPercent)}%, ` +
+                `${bad.client.receivingTracks}/${bad.forwardedTracks} tracks receiving, machine ${fmt(bad.machineBusyPercent)}% busy`
+              : '; the largest step run'
+          }.`,
+      );
+    }
+    if (c.livekitKilled) L.push(`**${name}: ${c.livekitKilled}**; the steps after it were not run.`, '');
+    L.push(`${name}, before loss (> 1%) or throttling (> 5% of periods):`, '', ...calls, '');
+    const perCore = c.steps.filter((s: any) => s.livekit.cores > 0.2).map((s: any) => s.client.receivedPacketsPerSecond / s.livekit.cores);
+    if (perCore.length) L.push(`${name}: LiveKit forwarded ${fmt(Math.min(...perCore))}–${fmt(Math.max(...perCore))} packets/s per core it used (steps above 0.2 cores).`, '');
+  }
+  // What the NodePort path costs: the steps both modes ran, pod against host.
+  const [host, pod] = (['host', 'pod'] as const).map((m) => byMode.find((c) => c.mode === m));
+  if (host && pod) {
+    const same = (a: any, b: any) => a.size === b.size && a.rooms === b.rooms && a.videoPublishers === b.videoPublishers && a.audioPublishers === b.audioPublishers;
+    const pairs = host.steps.flatMap((h: any) => pod.steps.filter((p: any) => same(h, p)).map((p: any) => [h, p]));
+    if (pairs.length) {
+      const perCore = (x: any) => (x.livekit.cores > 0 ? x.client.receivedPacketsPerSecond / x.livekit.cores : NaN);
+      L.push(
+        `What the NodePort path costs, per step both modes ran (${MODE_NAMES.host} / ${MODE_NAMES.pod}). The node's forwarding and translation is kernel work ` +
+          `that cgroups need not charge to LiveKit's group: the machine's busy share shows it too, when nothing else runs.`,
+        '',
+        '| room size × rooms | publishers/room | loss | audio latency p95 ms | LiveKit cores | pkt/s forwarded per LiveKit core | client cores | machine busy |',
+        '|---|---|---|---|---|---|---|---|',
+        ...pairs.map(
+          ([h, p]: any[]) =>
+            `| ${h.size} × ${h.rooms} | ${h.videoPublishers} | ${fmt(h.client.lossPercent, 2)}% / ${fmt(p.client.lossPercent, 2)}% | ${fmt(h.client.audioLatencyMs.p95, 1)} / ${fmt(p.client.audioLatencyMs.p95, 1)} ` +
+            `| ${fmt(h.livekit.cores, 2)} / ${fmt(p.livekit.cores, 2)} | ${fmt(perCore(h))} / ${fmt(perCore(p))} | ${fmt(h.clientCores, 2)} / ${fmt(p.clientCores, 2)} | ${fmt(h.machineBusyPercent)}% / ${fmt(p.machineBusyPercent)}% |`,
+        ),
+        '',
+      );
+    }
+  }
+  L.push(
+    `LiveKit's published benchmark (${LIVEKIT_BENCHMARK.url}; c2-standard-16, 16 vCPUs): ${LIVEKIT_BENCHMARK.rows
+      .map(
+        (r) => `${r.name} ${r.pubs} pubs / ${r.subs} subs, ` + `${r.pktOut.toLocaleString('en')} packets/s out at ${r.cpu}% CPU = ${fmt(r.pktOut / ((16 * r.cpu) / 100))} per core`,
+      )
+      .join('; ')}.`,
+    '',
+  );
+}
+
 function report(o: Options, started: Date, uptimeBefore: string, results: { chat: any[]; turn: any[]; calls: any[] }): string {
   const L: string[] = [];
   L.push(`# Capacity per profile (npm run bench:capacity${o.quick ? ' -- --quick' : ''})`, '');
@@ -854,150 +1042,14 @@ function report(o: Options, started: Date, uptimeBefore: string, results: { chat
       '',
     );
   }
-  for (const c of results.chat) {
-    L.push(`## Chat, profile ${c.profile}: ${c.processes} Synapse process(es), ${c.users} users in rooms of ${c.roomSize} (matrix-nio)`, '');
-    L.push(
-      `Limits: ${Object.entries<string>(c.limits)
-        .map(([k, v]) => `${k} ${v}`)
-        .join('; ')}: ${c.cpuLimits} CPUs in all, on a machine of ${os.cpus().length} cores` +
-        `${c.cpuLimits > os.cpus().length ? ' (so the quotas cannot all be reached; what binds is the machine)' : ''}.`,
-      '',
-    );
-    L.push(
-      '| offered msg/s | accepted msg/s | send→sync p50 / p95 / p99 ms | missing | Synapse cores (most throttled process) | PostgreSQL cores | client cores | machine busy (outside the groups) |',
-    );
-    L.push('|---|---|---|---|---|---|---|---|');
-    for (const s of c.steps) {
-      L.push(
-        `| ${s.rate} | ${s.acceptedPerSecond} | ${fmt(s.latencyMs.p50)} / ${s.latencyMs.p95 === null ? '> grace' : fmt(s.latencyMs.p95)} / ${s.latencyMs.p99 === null ? '> grace' : fmt(s.latencyMs.p99)} ` +
-          `| ${s.missingDeliveries}/${s.deliveries} | ${fmt(s.synapse.cores, 2)} (${fmt(s.synapse.throttledPercent)}%) | ${fmt(s.postgres.cores, 2)} | ${fmt(s.client.cores, 2)} ` +
-          `| ${fmt(s.machineBusyPercent)}% (${fmt(s.otherCores, 2)}) |`,
-      );
-    }
-    const over = c.steps.find((s: any) => s.latencyMs.p95 === null || s.latencyMs.p95 > 1000);
-    const ok = [...c.steps].reverse().find((s: any) => s.latencyMs.p95 !== null && s.latencyMs.p95 <= 1000);
-    const perCore = ok
-      ? ` That is ${fmt(ok.acceptedPerSecond / ok.synapse.cores, 1)} msg/s per core used by Synapse, ` +
-        `${fmt(ok.acceptedPerSecond / (ok.synapse.cores + ok.postgres.cores + ok.router.cores + ok.redis.cores), 1)} per core used by all its server processes.`
-      : '';
-    L.push(
-      '',
-      ok ? `Sustained with p95 ≤ 1 s: ${ok.acceptedPerSecond} msg/s (${ok.rate} offered).${perCore} ` : 'No step kept p95 ≤ 1 s. ',
-      over ? `p95 passed 1 s at ${over.rate} msg/s offered.` : 'p95 stayed under 1 s at every step run.',
-      '',
-    );
-    for (const s of [ok, over].filter((x) => x !== undefined)) {
-      L.push(`Per workload at ${s.rate} msg/s offered:`, '');
-      L.push('| workload | processes | cores used | most throttled process | memory peak (largest process) | requests | limits |');
-      L.push('|---|---|---|---|---|---|---|');
-      for (const [name, u] of Object.entries<any>(s.byWorkload).sort(([, a], [, b]) => b.cores - a.cores)) {
-        L.push(`| ${name} | ${u.processes} | ${fmt(u.cores, 2)} | ${fmt(u.throttledPercent)}% | ${mib(u.memoryMaxBytes)} | ${u.requests} | ${u.limits} |`);
-      }
-      L.push('');
-    }
-  }
-  for (const t of results.turn) {
-    L.push(`## TURN, profile ${t.profile}: coturn ${t.version} (turnutils_uclient → coturn → turnutils_peer, 1000-byte packets every 20 ms, echoed)`, '');
-    L.push(
-      `Limits: ${Object.entries<string>(t.limits)
-        .map(([k, v]) => `${k} ${v}`)
-        .join('; ')}; relay ports ${t.relaySize}, total-quota ${t.quota}, user-quota ${t.userQuota}.`,
-      '',
-    );
-    L.push(
-      '| clients | relays allocated | Mbit/s each way | lost (UDP buffer drops: coturn relay / coturn listener / peers / clients) | RTT ms | coturn cores (throttled) | packets in+out per coturn CPU-second | coturn memory peak | client cores | machine busy (outside the groups) |',
-    );
-    L.push('|---|---|---|---|---|---|---|---|---|---|');
-    for (const s of t.steps) {
-      L.push(
-        `| ${s.sessions} | ${s.allocated} | ${fmt(s.mbpsEachWay)} | ${fmt(s.lostPercent, 2)}% (${s.dropsBy.coturnRelay} / ${s.dropsBy.coturnListener} / ${s.dropsBy.peers} / ${s.dropsBy.clients}) | ${fmt(s.rttMs, 1)} | ${fmt(s.coturn.cores, 2)} (${fmt(s.coturn.throttledPercent)}%) | ${fmt(2 * s.relayedPerCpuSecond)} | ${mib(s.coturn.memoryMaxBytes)} | ${fmt(s.client.cores, 2)} | ${fmt(s.machineBusyPercent)}% (${fmt(s.otherCores, 2)}) |`,
-      );
-    }
-    L.push('');
-  }
+  for (const c of results.chat) reportChat(L, c);
+  for (const t of results.turn) reportTurn(L, t);
   // Calls: one section per profile, the modes side by side (one table, one row set per mode).
   for (const profile of [...new Set<string>(results.calls.map((c) => c.profile))]) {
-    const byMode = results.calls.filter((c) => c.profile === profile);
-    L.push(`## Calls, profile ${profile}: LiveKit with its Redis (Go SDK participants, real RTP: Opus 32 kbit/s + VP8 500 kbit/s 30 fps)`, '');
-    for (const c of byMode) {
-      L.push(
-        `- ${MODE_NAMES[c.mode as LiveKitMode]}: ${c.media}. Limits: ${Object.entries<string>(c.limits)
-          .map(([k, v]) => `${k} ${v}`)
-          .join('; ')}.`,
-      );
-    }
-    L.push('');
-    L.push(
-      '| LiveKit | room size × rooms | publishers/room | participants | forwarded tracks (receiving) | pkt/s received (LiveKit counter) | loss (UDP buffer drops: clients + LiveKit) | audio latency p95 ms | LiveKit cores (throttled) | pkt/s forwarded per LiveKit core | LiveKit memory peak | client cores | machine busy (outside the groups) |',
-    );
-    L.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
-    for (const c of byMode) {
-      for (const s of c.steps) {
-        const perCore = s.livekit.cores > 0 ? s.client.receivedPacketsPerSecond / s.livekit.cores : NaN;
-        L.push(
-          `| ${MODE_NAMES[c.mode as LiveKitMode]} | ${s.size} × ${s.rooms} | ${s.videoPublishers} | ${s.participants} | ${s.forwardedTracks} (${s.client.receivingTracks}) | ${fmt(s.client.receivedPacketsPerSecond)} (${fmt(s.livekitPacketsOutPerSecond)}) | ${fmt(s.client.lossPercent, 2)}% (${s.udpBufferDrops.clients} + ${s.udpBufferDrops.livekit}) ` +
-            `| ${fmt(s.client.audioLatencyMs.p95, 1)} | ${fmt(s.livekit.cores, 2)} (${fmt(s.livekit.throttledPercent)}%) | ${fmt(perCore)} | ${mib(s.livekit.memoryMaxBytes)} | ${fmt(s.clientCores, 2)} | ${fmt(s.machineBusyPercent)}% (${fmt(s.otherCores, 2)}) |`,
-        );
-      }
-    }
-    L.push('');
-    for (const c of byMode) {
-      const name = MODE_NAMES[c.mode as LiveKitMode];
-      const calls: string[] = [];
-      for (const size of [...new Set<number>(c.steps.map((s: any) => s.size))]) {
-        const ok = c.steps.filter((s: any) => s.size === size && stepHeld(s));
-        const best = ok[ok.length - 1];
-        const bad = c.steps.find((s: any) => s.size === size && !ok.includes(s));
-        calls.push(
-          `- rooms of ${size}: ${
-            best
-              ? `${best.participants} participants, ${best.forwardedTracks} forwarded tracks, ${fmt(best.client.receivedPacketsPerSecond)} packets/s ` +
-                `with ${fmt(best.client.lossPercent, 2)}% loss and no throttling (LiveKit ${fmt(best.livekit.cores, 2)} cores, the clients ${fmt(best.clientCores, 2)}, machine ${fmt(best.machineBusyPercent)}% busy)`
-              : 'no step without loss'
-          }` +
-            `${
-              bad
-                ? `; the next step (${bad.participants} participants, ${bad.forwardedTracks} tracks) saw ${fmt(bad.client.lossPercent, 2)}% loss, LiveKit throttled ${fmt(bad.livekit.throttledPercent)}%, ` +
-                  `${bad.client.receivingTracks}/${bad.forwardedTracks} tracks receiving, machine ${fmt(bad.machineBusyPercent)}% busy`
-                : '; the largest step run'
-            }.`,
-        );
-      }
-      if (c.livekitKilled) L.push(`**${name}: ${c.livekitKilled}**; the steps after it were not run.`, '');
-      L.push(`${name}, before loss (> 1%) or throttling (> 5% of periods):`, '', ...calls, '');
-      const perCore = c.steps.filter((s: any) => s.livekit.cores > 0.2).map((s: any) => s.client.receivedPacketsPerSecond / s.livekit.cores);
-      if (perCore.length) L.push(`${name}: LiveKit forwarded ${fmt(Math.min(...perCore))}–${fmt(Math.max(...perCore))} packets/s per core it used (steps above 0.2 cores).`, '');
-    }
-    // What the NodePort path costs: the steps both modes ran, pod against host.
-    const [host, pod] = (['host', 'pod'] as const).map((m) => byMode.find((c) => c.mode === m));
-    if (host && pod) {
-      const same = (a: any, b: any) => a.size === b.size && a.rooms === b.rooms && a.videoPublishers === b.videoPublishers && a.audioPublishers === b.audioPublishers;
-      const pairs = host.steps.flatMap((h: any) => pod.steps.filter((p: any) => same(h, p)).map((p: any) => [h, p]));
-      if (pairs.length) {
-        const perCore = (x: any) => (x.livekit.cores > 0 ? x.client.receivedPacketsPerSecond / x.livekit.cores : NaN);
-        L.push(
-          `What the NodePort path costs, per step both modes ran (${MODE_NAMES.host} / ${MODE_NAMES.pod}). The node's forwarding and translation is kernel work ` +
-            `that cgroups need not charge to LiveKit's group: the machine's busy share shows it too, when nothing else runs.`,
-          '',
-          '| room size × rooms | publishers/room | loss | audio latency p95 ms | LiveKit cores | pkt/s forwarded per LiveKit core | client cores | machine busy |',
-          '|---|---|---|---|---|---|---|---|',
-          ...pairs.map(
-            ([h, p]: any[]) =>
-              `| ${h.size} × ${h.rooms} | ${h.videoPublishers} | ${fmt(h.client.lossPercent, 2)}% / ${fmt(p.client.lossPercent, 2)}% | ${fmt(h.client.audioLatencyMs.p95, 1)} / ${fmt(p.client.audioLatencyMs.p95, 1)} ` +
-              `| ${fmt(h.livekit.cores, 2)} / ${fmt(p.livekit.cores, 2)} | ${fmt(perCore(h))} / ${fmt(perCore(p))} | ${fmt(h.clientCores, 2)} / ${fmt(p.clientCores, 2)} | ${fmt(h.machineBusyPercent)}% / ${fmt(p.machineBusyPercent)}% |`,
-          ),
-          '',
-        );
-      }
-    }
-    L.push(
-      `LiveKit's published benchmark (${LIVEKIT_BENCHMARK.url}; c2-standard-16, 16 vCPUs): ${LIVEKIT_BENCHMARK.rows
-        .map(
-          (r) =>
-            `${r.name} ${r.pubs} pubs / ${r.subs} subs, ` + `${r.pktOut.toLocaleString('en')} packets/s out at ${r.cpu}% CPU = ${fmt(r.pktOut / ((16 * r.cpu) / 100))} per core`,
-        )
-        .join('; ')}.`,
-      '',
+    reportCalls(
+      L,
+      profile,
+      results.calls.filter((c) => c.profile === profile),
     );
   }
   return L.join('\n');
