@@ -60,3 +60,48 @@ describe('the key suggested for an unknown one', () => {
     );
   });
 });
+
+describe("the schema's own checks: the whole message, and values just past their edges", () => {
+  // Survivors of a sample of config.ts's lines (docs/mutation-testing.md, "The config, estimated from a sample").
+  test('a misspelt key in a nested mapping: the guess and the keys allowed there', () => {
+    expect(rejection({ synapse: { maxUploadSise: '50M' } })).toBe(
+      'kudo.yaml is invalid:\n' +
+        '  - synapse.maxUploadSise: unknown key (did you mean "synapse.maxUploadSize"?); allowed here: image, media, resources, maxUploadSize, ' +
+        'databasePool, workers, mediaRetention, retention, reportStats, enableRegistration, logLevel, adminApi, extraConfig, extraSecretFiles, adminUser',
+    );
+  });
+
+  test('an unknown key in an item of a list: the keys of the list item', () => {
+    expect(rejection({ synapse: { extraSecretFiles: [{ secret: 'kudo-sso', key: 'k', file: 'f', mode: 1 }] } })).toBe(
+      'kudo.yaml is invalid:\n  - synapse.extraSecretFiles.0.mode: unknown key; allowed here: secret, key, file',
+    );
+  });
+
+  test('memory quantities: digits and a unit, nothing before or after; plain bytes are one', () => {
+    const memory = (v: string) => ({ redis: { resources: { limits: { memory: v } } } });
+    for (const v of ['512Mix', 'x512Mi'])
+      expect(rejection(memory(v))).toBe(`kudo.yaml is invalid:\n  - redis.resources.limits.memory: must be a memory quantity such as "512Mi" or "2Gi" (found string "${v}")`);
+    expect(resolveConfig(memory('536870912'), 'kudo.yaml').redis.resources.limits.memory).toBe('536870912');
+  });
+
+  test('CPU quantities take decimals of more than one digit', () => {
+    expect(resolveConfig({ redis: { resources: { limits: { cpu: '0.25' } } } }, 'kudo.yaml').redis.resources.limits.cpu).toBe('0.25');
+  });
+
+  test("synapse.maxUploadSize: Synapse's size syntax, nothing before or after", () => {
+    for (const v of ['50Mb', 'x50M'])
+      expect(rejection({ synapse: { maxUploadSize: v } })).toBe(`kudo.yaml is invalid:\n  - synapse.maxUploadSize: must be a size such as "50M" or "1G" (found string "${v}")`);
+  });
+
+  test('a node selector value the API server would refuse', () => {
+    expect(rejection({ livekit: { nodeSelector: { pool: '-media' } } })).toBe(
+      'kudo.yaml is invalid:\n  - livekit.nodeSelector: "-media" is not a label value (at most 63 letters, digits, "-", "_", ".", starting and ending with a letter or digit) (found a mapping)',
+    );
+  });
+
+  test('tolerationSeconds without effect NoExecute', () => {
+    expect(rejection({ scheduling: { all: { tolerations: [{ key: 'a', operator: 'Exists', effect: 'NoSchedule', tolerationSeconds: 5 }] } } })).toBe(
+      'kudo.yaml is invalid:\n  - scheduling.all.tolerations.0.tolerationSeconds: applies only with effect "NoExecute" (found number 5)',
+    );
+  });
+});
