@@ -12,6 +12,10 @@ export default {
       // test/self-contained.test.ts: it lists the tree with `git ls-files`, which sees nothing in the sandbox
       // (it lives in the ignored .build/); it reads no chart code, so no mutant is lost without it.
       testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/e2e/', '<rootDir>/test/cluster/', '<rootDir>/test/self-contained.test.ts'],
+      // Stryker runs jest with --findRelatedTests <the mutated file>; jest follows imports only through the files its
+      // roots hold, so with test/ alone a file no test imports directly (charts/config/schema/*.ts) had no related
+      // test file, and its every mutant "survived" with no test run.
+      roots: ['<rootDir>/test', '<rootDir>/charts'],
       // Run only the test files that hold the tests covering the mutant (test/mutation/sequencer.js).
       setupFilesAfterEnv: ['<rootDir>/test/mutation/setup.js'],
       testSequencer: '<rootDir>/test/mutation/sequencer.js',

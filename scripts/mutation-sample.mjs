@@ -22,6 +22,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { fileURLToPath } from 'url';
+import { survivedUntested } from './mutation-report.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -152,6 +153,13 @@ for (const [file, { mutants }] of Object.entries(JSON.parse(fs.readFileSync(repo
       survivors.push(`${file}:${m.location.start.line} ${m.mutatorName} ${m.status}: ${JSON.stringify(m.replacement ?? '')}`);
     }
   }
+}
+
+// A survivor that no test ran is no result (see scripts/mutation.mjs): stop rather than print an estimate of nothing.
+const untested = survivedUntested(JSON.parse(fs.readFileSync(report, 'utf8')));
+if (untested.length > 0) {
+  console.error(`test:mutation:sample: ${untested.length} mutants "survived" with no test run, so the run measured nothing there:\n  ${untested.slice(0, 10).join('\n  ')}`);
+  process.exit(2);
 }
 
 // The ratio estimator over lines and its standard error (each line one draw of a cluster of mutants).

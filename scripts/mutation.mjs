@@ -12,8 +12,10 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { fileURLToPath } from 'url';
+import { survivedUntested } from './mutation-report.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+
 const BASELINE = path.join(root, 'test', 'mutation', 'stryker-incremental.json');
 const WORKING = path.join(root, '.build', 'mutation', 'incremental.json');
 
@@ -29,6 +31,14 @@ const started = Date.now();
 const stryker = path.join(root, 'node_modules', '.bin', 'stryker');
 const r = spawnSync(stryker, ['run', '--incrementalFile', WORKING, ...strykerArgs], { cwd: root, stdio: 'inherit' });
 if (r.error) throw r.error;
+
+// A survivor that no test ran is no result: the run could not find the tests that cover it (as when jest's
+// --findRelatedTests could not follow imports outside its roots). Reused results count too: they are in the file.
+const untested = fs.existsSync(WORKING) && fs.statSync(WORKING).mtimeMs >= started ? survivedUntested(JSON.parse(fs.readFileSync(WORKING, 'utf8'))) : [];
+if (untested.length > 0) {
+  console.error(`test:mutation: ${untested.length} mutants "survived" with no test run, so the run measured nothing there:\n  ${untested.slice(0, 10).join('\n  ')}`);
+  process.exit(2);
+}
 
 if (update) {
   // Stryker writes the incremental file whenever it finishes a run, also below the threshold: that is a measurement too.
