@@ -105,3 +105,60 @@ describe("the schema's own checks: the whole message, and values just past their
     );
   });
 });
+
+describe('patterns hold the whole value: something before or after what they allow is refused', () => {
+  // Survivors of the config's second sample (docs/mutation-testing.md, "The config, estimated from a sample"):
+  // each pattern's ^ and $, and the edges of its repeats.
+  const invalid = (key: string, message: string, value: string) => `kudo.yaml is invalid:\n  - ${key}: ${message} (found string ${JSON.stringify(value)})`;
+  const cnpg = (backup: object) => ({ postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres', ...backup } } } });
+  const offsite = { backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } } };
+
+  test('a STUN server is host:port and nothing else', () => {
+    for (const v of [' stun.example.org:3478', 'stun.example.org:3478/udp'])
+      expect(rejection({ livekit: { rtc: { nodeAddress: 'stun', stunServers: [v] } } })).toBe(
+        invalid('livekit.rtc.stunServers.0', 'must be "host:port", e.g. "stun.example.com:3478"', v),
+      );
+  });
+
+  test("the WAL archive's S3 URL: a bucket, then an optional path without blanks", () => {
+    for (const v of ['xs3://kudo-backups/postgres', 's3://kudo-backups/post gres'])
+      expect(rejection(cnpg({ destinationPath: v }))).toBe(invalid('postgres.cloudnativePg.backup.destinationPath', 'must be an S3 URL such as "s3://bucket/postgres"', v));
+    expect(resolveConfig(cnpg({ destinationPath: 's3://kudo-backups' }), 'kudo.yaml').postgres.cloudnativePg.backup.destinationPath).toBe('s3://kudo-backups');
+  });
+
+  test("the object store's credential keys are Secret data keys, of any length from one", () => {
+    for (const key of ['accessKeyIdKey', 'secretAccessKeyKey'])
+      for (const v of [' ACCESS', 'ACCESS!'])
+        expect(rejection(cnpg({ s3Credentials: { [key]: v } }))).toBe(
+          invalid(`postgres.cloudnativePg.backup.s3Credentials.${key}`, 'Invalid string: must match pattern /^[-._a-zA-Z0-9]{1,253}$/', v),
+        );
+    expect(resolveConfig(cnpg({ s3Credentials: { secretAccessKeyKey: 'SK' } }), 'kudo.yaml').postgres.cloudnativePg.backup.s3Credentials.secretAccessKeyKey).toBe('SK');
+  });
+
+  test('secrets.restoreFromBackup is "latest" or a snapshot ID, exactly', () => {
+    for (const v of ['latest!', 'xlatest'])
+      expect(rejection({ ...offsite, secrets: { restoreFromBackup: v } })).toBe(
+        invalid('secrets.restoreFromBackup', 'must be "latest" or a restic snapshot ID such as "4bba301e"', v),
+      );
+  });
+
+  test('a Gt or Lt node-affinity value is one integer of any number of digits', () => {
+    const gt = (v: string) => ({
+      scheduling: {
+        all: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'cpus', operator: 'Gt', values: [v] }] }] } } },
+      },
+    });
+    expect(() => resolveConfig(gt('42'), 'kudo.yaml')).not.toThrow();
+    expect(rejection(gt('4x'))).toBe(
+      'kudo.yaml is invalid:\n  - scheduling.all.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms.0.matchExpressions.0.values: must be one integer with operator "Gt" (found a list)',
+    );
+  });
+
+  test("the admin user's localpart allows nothing after its characters", () => {
+    expect(rejection({ synapse: { adminUser: 'admin!' } })).toBe(invalid('synapse.adminUser', 'must be a Matrix localpart (a-z, 0-9, ".", "_", "=", "-", "/", "+")', 'admin!'));
+  });
+
+  test("LiveKit's first NodePort may be the range's first", () => {
+    expect(resolveConfig({ livekit: { hostNetwork: false, rtc: { udpPort: 30000, tcpPort: 30100 } } }, 'kudo.yaml').livekit.rtc.udpPort).toBe(30000);
+  });
+});
