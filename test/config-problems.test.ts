@@ -33,7 +33,7 @@ describe('what each PostgreSQL mode needs: the whole message', () => {
       'kudo.yaml is invalid:\n' +
         `  - postgres.image.tag "17.11-bookworm" is the backup Jobs' pg_dump and pg_restore, but postgres.cloudnativePg.image.tag ` +
         `"18.1-standard-bookworm" runs PostgreSQL 18: pg_dump refuses a server of a newer major, and another major's archive may not restore; ` +
-        'set postgres.image.tag to a 18 tag (e.g. "18.x-bookworm") with it (',
+        'set postgres.image.tag to a PostgreSQL 18 tag (e.g. "18.x-bookworm") with it (',
     );
     // The section that tells how: in the README, or in docs/operations.md since the docs were split.
     expect(message).toMatch(/ with it \((README|docs\/operations\.md), "PostgreSQL 17 → 18"\)$/);
@@ -130,9 +130,16 @@ describe('patterns hold the whole value: something before or after what they all
     for (const key of ['accessKeyIdKey', 'secretAccessKeyKey'])
       for (const v of [' ACCESS', 'ACCESS!'])
         expect(rejection(cnpg({ s3Credentials: { [key]: v } }))).toBe(
-          invalid(`postgres.cloudnativePg.backup.s3Credentials.${key}`, 'Invalid string: must match pattern /^[-._a-zA-Z0-9]{1,253}$/', v),
+          invalid(`postgres.cloudnativePg.backup.s3Credentials.${key}`, 'must be a Secret data key (at most 253 letters, digits, "-", "_", ".")', v),
         );
     expect(resolveConfig(cnpg({ s3Credentials: { secretAccessKeyKey: 'SK' } }), 'kudo.yaml').postgres.cloudnativePg.backup.s3Credentials.secretAccessKeyKey).toBe('SK');
+  });
+
+  test("the external database's CA key is a Secret data key, of any length from one", () => {
+    const external = (key: string) => ({ postgres: { mode: 'external', external: { host: 'db.example.org', sslmode: 'verify-ca', ca: { name: 'db-ca', key } } } });
+    for (const v of [' ca.crt', 'ca.crt!', ''])
+      expect(rejection(external(v))).toBe(invalid('postgres.external.ca.key', 'must be a Secret data key (at most 253 letters, digits, "-", "_", ".")', v));
+    expect(resolveConfig(external('c'), 'kudo.yaml').postgres.external.ca.key).toBe('c');
   });
 
   test('secrets.restoreFromBackup is "latest" or a snapshot ID, exactly', () => {

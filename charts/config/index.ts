@@ -396,7 +396,7 @@ function databaseProblems(c: KudoConfig): string[] {
       problems.push(
         `postgres.image.tag "${pg.image.tag}" is the backup Jobs' pg_dump and pg_restore, but postgres.cloudnativePg.image.tag ` +
           `"${pg.cloudnativePg.image.tag}" runs PostgreSQL ${server}: pg_dump refuses a server of a newer major, and another major's archive may not restore; ` +
-          `set postgres.image.tag to a ${server} tag (e.g. "${server}.x-bookworm") with it (docs/operations.md, "PostgreSQL 17 → 18")`,
+          `set postgres.image.tag to a PostgreSQL ${server} tag (e.g. "${server}.x-bookworm") with it (docs/operations.md, "PostgreSQL 17 → 18")`,
       );
     }
     if (pg.cloudnativePg.synchronous && pg.cloudnativePg.instances < 2) {

@@ -2,7 +2,7 @@
 import type { Fragments } from './shared';
 
 /** The config keys postgres: schema, defaults and documentation. */
-export function postgresFragment({ z, dnsLabel, resources, image, storage, dnsName, port }: Fragments) {
+export function postgresFragment({ z, dnsLabel, resources, image, storage, dnsName, port, secretKey }: Fragments) {
   return {
     postgres: z
       .strictObject({
@@ -48,14 +48,8 @@ export function postgresFragment({ z, dnsLabel, resources, image, storage, dnsNa
                 s3Credentials: z
                   .strictObject({
                     secretName: dnsLabel.default('kudo-postgres-s3'),
-                    accessKeyIdKey: z
-                      .string()
-                      .regex(/^[-._a-zA-Z0-9]{1,253}$/)
-                      .default('ACCESS_KEY_ID'),
-                    secretAccessKeyKey: z
-                      .string()
-                      .regex(/^[-._a-zA-Z0-9]{1,253}$/)
-                      .default('ACCESS_SECRET_KEY'),
+                    accessKeyIdKey: secretKey.default('ACCESS_KEY_ID'),
+                    secretAccessKeyKey: secretKey.default('ACCESS_SECRET_KEY'),
                   })
                   .prefault({}),
                 /** How long base backups and WAL are kept (barman's d/w/m). */
@@ -111,10 +105,7 @@ export function postgresFragment({ z, dnsLabel, resources, image, storage, dnsNa
               .strictObject({
                 kind: z.enum(['Secret', 'ConfigMap']).default('ConfigMap'),
                 name: dnsLabel.optional(),
-                key: z
-                  .string()
-                  .regex(/^[-._a-zA-Z0-9]{1,253}$/)
-                  .default('ca.crt'),
+                key: secretKey.default('ca.crt'),
               })
               .prefault({}),
           })

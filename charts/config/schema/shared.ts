@@ -149,14 +149,14 @@ export function sharedFragments(z: typeof Z) {
 
   const { labelKey, labelValue, toleration, selectorRequirement, nodeSelectorTerm, workloadScheduling } = schedulingFragments(z, reported, labelMap, objectName);
 
+  /** A key of a Secret's (or a ConfigMap's) data. */
+  const secretKey = z.string().regex(/^[-._a-zA-Z0-9]{1,253}$/, 'must be a Secret data key (at most 253 letters, digits, "-", "_", ".")');
+
   const secretRef = (name: string, key: string) =>
     z
       .strictObject({
         name: dnsLabel.default(name),
-        key: z
-          .string()
-          .regex(/^[-._a-zA-Z0-9]{1,253}$/, 'must be a Secret data key (at most 253 letters, digits, "-", "_", ".")')
-          .default(key),
+        key: secretKey.default(key),
       })
       .prefault({});
 
@@ -183,6 +183,7 @@ export function sharedFragments(z: typeof Z) {
     selectorRequirement,
     nodeSelectorTerm,
     workloadScheduling,
+    secretKey,
     secretRef,
   };
 }

@@ -4,7 +4,7 @@ import { REFINEMENTS } from './shared';
 import { retentionSchemas } from '../../synapse-retention';
 
 /** The config keys synapse: schema, defaults and documentation. */
-export function synapseFragment({ z, objectName, cidr, resources, image, storage }: Fragments) {
+export function synapseFragment({ z, objectName, cidr, resources, image, storage, secretKey }: Fragments) {
   return {
     synapse: z
       .strictObject({
@@ -91,7 +91,7 @@ export function synapseFragment({ z, objectName, cidr, resources, image, storage
             z.strictObject({
               /** A Secret in namespaces.stack. */
               secret: objectName,
-              key: z.string().regex(/^[-._a-zA-Z0-9]{1,253}$/, 'must be a Secret data key (at most 253 letters, digits, "-", "_", ".")'),
+              key: secretKey,
               /** The file name under /secrets/extra. */
               file: z.string().regex(/^[A-Za-z0-9_-][-._A-Za-z0-9]{0,252}$/, 'must be a file name (letters, digits, "-", "_", ".", not starting with ".")'),
             }),
