@@ -9,6 +9,7 @@
  *     new KudoStack(app, 'kudo', { config: resolveConfig({
  *       domain: 'chat.example.org', profile: 'production',
  *       backup: { s3: { enabled: true, repository: 's3:https://s3.example.org/kudo-backups' } },
+ *       networkPolicies: { nodeCidrs: ['10.0.0.0/16'] },   // the nodes' addresses: Redis admits them, not every pod
  *     }) });
  *     app.synth();
  *

@@ -170,7 +170,10 @@ describe('Argo CD never prunes or deletes state: every claim and Namespace says 
   const options = (m: Manifest) => (m.metadata.annotations?.['argocd.argoproj.io/sync-options'] ?? '').split(',');
   const configs: [string, object][] = [
     ['default', {}],
-    ['production with restic to S3', { profile: 'production', backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo-backups' } } }],
+    [
+      'production with restic to S3',
+      { profile: 'production', backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo-backups' } }, networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } },
+    ],
   ];
   test.each(configs)('%s', (_, c) => {
     const state = synthAll(config(c)).filter((m) => ['PersistentVolumeClaim', 'Namespace'].includes(m.kind));

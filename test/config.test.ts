@@ -384,6 +384,8 @@ describe('every numeric bound of the schema, at its edges (the validator the ren
 
 describe('production keeps a copy of the backups off-site, or says why not', () => {
   const S3 = { enabled: true, repository: 's3:https://s3.example.com/kudo-backups' };
+  // Production also wants Redis closed (tested below): the nodes' addresses, as an operator would list them.
+  const NODES = { nodeCidrs: ['10.0.0.0/16'] };
 
   test('production without backup.s3 is refused, saying what to set', () => {
     const message = rejection({ profile: 'production' });
@@ -402,7 +404,7 @@ describe('production keeps a copy of the backups off-site, or says why not', () 
     expect(rejection({ profile: 'production', postgres: cnpg })).toContain(
       'postgres.cloudnativePg.backup archives the database to S3, but the media and the Secrets stay on the kudo-backups volume in the cluster',
     );
-    expect(resolveConfig({ profile: 'production', postgres: cnpg, backup: { s3: S3 } }).backup.s3.enabled).toBe(true);
+    expect(resolveConfig({ profile: 'production', postgres: cnpg, backup: { s3: S3 }, networkPolicies: NODES }).backup.s3.enabled).toBe(true);
     // Without a WAL archive (the StatefulSet, or CloudNativePG's archive turned off) the message does not speak of one.
     expect(rejection({ profile: 'production' })).toMatch(/or cluster loses the data and its backups together$/m);
     expect(rejection({ profile: 'production', postgres: { mode: 'cloudnative-pg', cloudnativePg: { backup: { enabled: false } } } })).toMatch(
@@ -417,8 +419,8 @@ describe('production keeps a copy of the backups off-site, or says why not', () 
   });
 
   test('backup.s3, or a waiver with a reason, is accepted', () => {
-    expect(resolveConfig({ profile: 'production', backup: { s3: S3 } }).backup.offsite.waived).toBeUndefined();
-    expect(resolveConfig({ profile: 'production', backup: { offsite: { waived: 'staging cluster, rebuilt from scratch' } } }).backup.offsite.waived).toBe(
+    expect(resolveConfig({ profile: 'production', backup: { s3: S3 }, networkPolicies: NODES }).backup.offsite.waived).toBeUndefined();
+    expect(resolveConfig({ profile: 'production', backup: { offsite: { waived: 'staging cluster, rebuilt from scratch' } }, networkPolicies: NODES }).backup.offsite.waived).toBe(
       'staging cluster, rebuilt from scratch',
     );
     // small needs neither.
@@ -433,6 +435,55 @@ describe('production keeps a copy of the backups off-site, or says why not', () 
       'backup.offsite.waived is set, but backup.s3.enabled is true: the backups are copied off-site; remove the waiver',
     );
     expect(rejection({ backup: { offsite: { reason: 'x' } } })).toContain('backup.offsite.reason: unknown key');
+  });
+});
+
+describe('production keeps Redis closed to other namespaces, or says why not (issue 25, finding 5)', () => {
+  // The off-site waiver alone: PRODUCTION (test/util.ts) also waives what is tested here.
+  const PROD = { profile: 'production', backup: { offsite: { waived: 'a test of something else' } } };
+  const OPEN =
+    'profile "production" leaves Redis open to every namespace: LiveKit runs on the host network (livekit.hostNetwork: true) and networkPolicies.nodeCidrs ' +
+    'is empty, so the redis NetworkPolicy admits every private address, every pod of every namespace among them, to a Redis that speaks plain TCP with ' +
+    "one shared password. Close it by listing the nodes' addresses in networkPolicies.nodeCidrs, or by running LiveKit off the host network " +
+    '(livekit.hostNetwork: false, which needs livekit.rtc.udpPort; docs/livekit-without-host-network.md), or waive it with ' +
+    'networkPolicies.redisClosed.waived: "<the reason>" (npm run checklist prints it)';
+
+  test('production with LiveKit on the host network and no node addresses is refused, naming the three ways out', () => {
+    expect(rejection(PROD)).toBe(`kudo.yaml is invalid:\n  - ${OPEN}`);
+    // Said once, beside the off-site refusal when that one applies too.
+    expect(
+      rejection({ profile: 'production' })
+        .split('\n')
+        .filter((l) => l.includes('leaves Redis open')),
+    ).toHaveLength(1);
+  });
+
+  test('each way out is accepted: the nodes listed, LiveKit off the host network, a waiver with its reason', () => {
+    expect(resolveConfig({ ...PROD, networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } }).networkPolicies.nodeCidrs).toEqual(['10.0.0.0/16']);
+    expect(resolveConfig({ ...PROD, livekit: { hostNetwork: false, rtc: { udpPort: 31000, tcpPort: 31100 } } }).livekit.hostNetwork).toBe(false);
+    expect(resolveConfig({ ...PROD, networkPolicies: { redisClosed: { waived: 'single-tenant cluster, nothing else runs' } } }).networkPolicies.redisClosed.waived).toBe(
+      'single-tenant cluster, nothing else runs',
+    );
+    // The small profile keeps rendering (the checklist warns), and has nothing to waive.
+    expect(resolveConfig({}).networkPolicies.redisClosed.waived).toBeUndefined();
+    // With the NetworkPolicies off there is no redis policy for this check to judge: the operator's own policies decide.
+    expect(resolveConfig({ ...PROD, networkPolicies: { enabled: false } }).networkPolicies.enabled).toBe(false);
+  });
+
+  test('a waiver must give a reason, and is refused where Redis is closed already (its warning would not be true)', () => {
+    expect(rejection({ ...PROD, networkPolicies: { redisClosed: { waived: ' ' } } })).toContain(
+      'networkPolicies.redisClosed.waived: must give the reason Redis may admit every private address (e.g. "single-tenant test cluster")',
+    );
+    expect(rejection({ networkPolicies: { redisClosed: { waived: 'x', open: true } } })).toContain('networkPolicies.redisClosed.open: unknown key');
+    expect(rejection({ networkPolicies: { nodeCidrs: ['10.0.0.0/16'], redisClosed: { waived: 'x' } } })).toBe(
+      'kudo.yaml is invalid:\n' +
+        "  - networkPolicies.redisClosed.waived is set, but networkPolicies.nodeCidrs lists the nodes' addresses: Redis admits only them " +
+        "and Synapse's processes; remove the waiver",
+    );
+    expect(rejection({ livekit: { hostNetwork: false, rtc: { udpPort: 31000, tcpPort: 31100 } }, networkPolicies: { redisClosed: { waived: 'x' } } })).toBe(
+      'kudo.yaml is invalid:\n' +
+        '  - networkPolicies.redisClosed.waived is set, but LiveKit is off the host network (livekit.hostNetwork: false): Redis admits it by its labels; remove the waiver',
+    );
   });
 });
 

@@ -217,6 +217,7 @@ const RENDERS: [string, KudoConfig][] = [
       monitoring: { enabled: true },
       argocd: { enabled: true, repoURL: 'https://git.example.com/kudo.git' },
       backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } },
+      networkPolicies: { nodeCidrs: ['10.0.0.0/16'] },
     }),
   ],
   [

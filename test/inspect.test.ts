@@ -265,11 +265,11 @@ describe('checklist: backups', () => {
   };
 
   test('an off-site waiver is printed as a warning, with its reason', () => {
-    const l = backups({ profile: 'production', backup: { offsite: { waived: 'a test cluster, rebuilt from Git' } } });
+    const l = backups({ profile: 'production', backup: { offsite: { waived: 'a test cluster, rebuilt from Git' } }, networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } });
     const warning = 'WARNING: no copy of the backups leaves the cluster (backup.offsite.waived): "a test cluster, rebuilt from Git"';
     expect(l.backups).toContain(warning);
     expect(formatText(l)).toContain(`Backups\n  ${warning}`);
-    const s3 = backups({ profile: 'production', backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } } });
+    const s3 = backups({ profile: 'production', backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } }, networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } });
     expect(s3.backups.join('\n')).not.toContain('WARNING: no copy');
   });
 

@@ -277,6 +277,8 @@ describe('environments: every environments/<name>.yaml rendered to rendered/<nam
   const PRODUCTION = [
     'domain: chat.example.org',
     'profile: production',
+    'networkPolicies:',
+    '  nodeCidrs: [10.0.0.0/16]',
     'backup:',
     '  s3: { enabled: true, repository: "s3:https://s3.example.org/kudo-backups/production" }',
     'argocd:',

@@ -101,10 +101,10 @@ export const FACTORS: Factor[] = [
 export type Levels = Record<string, string>;
 
 /**
- * Which values cannot go together, and why: the config refuses each (a test holds that it still does, so a
- * constraint that no longer holds is noticed and removed).
+ * Which values cannot go together, and why: the config refuses each with the message `refusal` (a test holds that it
+ * still does, so a constraint that no longer holds is noticed and removed).
  */
-export const EXCLUDED: { when: Levels; because: string }[] = [
+export const EXCLUDED: { when: Levels; because: string; refusal: string }[] = [
   ...[
     'traefik',
     'traefik-k3s',
@@ -118,8 +118,16 @@ export const EXCLUDED: { when: Levels; because: string }[] = [
     ['exposed', 'app-outside'].map((adminApi) => ({
       when: { proxy, adminApi },
       because: 'the admin API is exposed only through an Ingress annotation that limits source addresses',
+      refusal: 'synapse.adminApi.expose',
     })),
   ),
+  // Three values together: production with LiveKit on the host network still goes with either value of nodeCidrs
+  // (listed here) or LiveKit off the host network, so every pair of two of them stays in the matrix.
+  ...['range', 'mux'].map((livekitUdp) => ({
+    when: { profile: 'production', nodeCidrs: 'none', livekitUdp },
+    because: "production refuses Redis open to every private address: LiveKit on the host network needs the nodes' addresses (issue 25)",
+    refusal: 'profile "production" leaves Redis open to every namespace',
+  })),
 ];
 
 function excluded(levels: Levels): boolean {
@@ -196,7 +204,8 @@ export const NAMED: { name: string; levels: Levels }[] = [
   { name: 'a second environment in one Argo CD', levels: { ...DEFAULTS, argocd: 'second-environment' } },
   { name: 'the app outside the cluster', levels: { ...DEFAULTS, proxy: 'haproxy', adminApi: 'app-outside' } },
   { name: 'off-site backups on their own port', levels: { ...DEFAULTS, backup: 's3-own-port' } },
-  { name: 'production with every option off', levels: { ...DEFAULTS, profile: 'production', backup: 'off', wellKnown: 'off' } },
+  // The nodes' addresses are listed: production refuses Redis open to every private address without them.
+  { name: 'production with every option off', levels: { ...DEFAULTS, profile: 'production', backup: 'off', wellKnown: 'off', nodeCidrs: 'listed' } },
   { name: 'LiveKit off the host network, two replicas', levels: { ...DEFAULTS, profile: 'production', livekitUdp: 'nodeports' } },
 ];
 

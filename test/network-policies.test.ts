@@ -380,7 +380,7 @@ describe('livekit.hostNetwork false: LiveKit selected by its pod labels', () => 
   });
 
   test("with Synapse's workers: LiveKit and Synapse's processes, and the exporter scraped from monitoring", () => {
-    const redis = policy(manifests(podMode({ ...PRODUCTION, monitoring: { enabled: true } })), 'redis');
+    const redis = policy(manifests(podMode({ ...PRODUCTION, networkPolicies: {}, monitoring: { enabled: true } })), 'redis');
     expect(redis.spec.ingress).toEqual([
       {
         from: [LIVEKIT_PEER, { podSelector: { matchLabels: { 'app.kubernetes.io/part-of': 'kudo', 'app.kubernetes.io/component': 'homeserver' } } }],

@@ -37,6 +37,7 @@ describe('the registry mirror rule', () => {
     const digest = `sha256:${'a'.repeat(64)}`;
     const everything = config({
       profile: 'production',
+      networkPolicies: { nodeCidrs: ['10.0.0.0/16'] },
       imageRegistry: 'mirror.example.com',
       monitoring: { enabled: true },
       postgres: { image: { digest } },

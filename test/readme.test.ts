@@ -319,7 +319,8 @@ test('"PostgreSQL 17 → 18" applies, before the restore, only files that start 
     ['10-postgres', '50-backup'],
   ]);
   expect(section).toContain('scale deployment,statefulset -l app.kubernetes.io/component=homeserver --replicas=0');
-  for (const overrides of [{}, { profile: 'production', backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } } }]) {
+  const production = { profile: 'production', backup: { s3: { enabled: true, repository: 's3:https://s3.example.com/kudo' } }, networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } };
+  for (const overrides of [{}, production]) {
     const c = config({ ...overrides, postgres: { image: { tag: '18.6-bookworm' } } });
     const applied = partial[0].flatMap((id) => synthChart(id, c));
     const workloads = (ms: Manifest[]) => ms.filter((m) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(m.kind));

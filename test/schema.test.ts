@@ -83,6 +83,8 @@ const everything = config({
 // The other two ways to run PostgreSQL, with their options on.
 const cloudnativePg = config({
   ...PRODUCTION,
+  // Redis admits LiveKit's pods by their labels: nothing left to waive.
+  networkPolicies: {},
   monitoring: { enabled: true },
   // And LiveKit's other mode (no render of its own: it changes only LiveKit's objects and policies).
   livekit: { hostNetwork: false, rtc: { udpPort: 31000, tcpPort: 31100 } },

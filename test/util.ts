@@ -101,7 +101,13 @@ export function podSpec(workload: Manifest): any {
 }
 
 /**
- * `profile: production` for tests about something other than backups: production refuses a config
- * without backup.s3 unless the off-site copy is waived with a reason.
+ * `profile: production` for tests about something other than backups and Redis's exposure: production refuses a config
+ * without backup.s3 unless the off-site copy is waived with a reason, and LiveKit on the host network without
+ * networkPolicies.nodeCidrs unless Redis's exposure is (the rendered objects stay those of the defaults). A test that
+ * closes Redis (nodeCidrs, or LiveKit off the host network) replaces networkPolicies, or the waiver is refused.
  */
-export const PRODUCTION = { profile: 'production', backup: { offsite: { waived: 'a test of something else' } } } as const;
+export const PRODUCTION = {
+  profile: 'production',
+  backup: { offsite: { waived: 'a test of something else' } },
+  networkPolicies: { redisClosed: { waived: 'a test of something else' } },
+} as const;

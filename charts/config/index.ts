@@ -17,6 +17,7 @@ import { argocdProblems } from './schema/argocd';
 import { backupS3Problems } from './schema/backup';
 import { coturnProblems, hostPortProblems } from './schema/coturn';
 import { livekitPodNetworkProblems, livekitProblems } from './schema/livekit';
+import { redisClosedProblems } from './schema/network-policies';
 import { gatewayApiProblems } from './schema/routing';
 import { CPU_QUANTITY, MEMORY_QUANTITY } from './schema/shared';
 import { retentionProblems } from '../synapse-retention';
@@ -206,6 +207,7 @@ function checkCombinations(c: KudoConfig, source: string): void {
     ...argocdProblems(c),
     ...adminApiProblems(c),
     ...databaseProblems(c),
+    ...redisClosedProblems(c),
     ...backupS3Problems(c),
     ...offsiteProblems(c),
     ...backupSizeProblems(c),

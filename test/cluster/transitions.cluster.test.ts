@@ -38,6 +38,8 @@ const S3 = { enabled: true, repository: 's3:https://s3.example.com/kudo-backups/
  */
 const SMALL_SIZES = { postgres: { storage: { size: '10Gi' } }, synapse: { media: { size: '20Gi' } }, backup: { storage: { size: '50Gi' } } };
 const CNPG = { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres', endpointURL: 'https://minio.example.org:9000' } } };
+// Production refuses Redis open to every private address (issue 25): the nodes' addresses, as an operator lists them.
+const NODES = { nodeCidrs: ['10.0.0.0/16'] };
 const CONFIGS = {
   small: {},
   offsite: { backup: { s3: S3 } },
@@ -45,14 +47,23 @@ const CONFIGS = {
   production: {
     ...SMALL_SIZES,
     profile: 'production',
+    networkPolicies: NODES,
     backup: { ...SMALL_SIZES.backup, s3: S3 },
     monitoring: { enabled: true },
   },
-  productionUnpinned: { profile: 'production', backup: { s3: S3 }, monitoring: { enabled: true } },
-  cnpg: { ...SMALL_SIZES, profile: 'production', backup: { ...SMALL_SIZES.backup, s3: S3 }, monitoring: { enabled: true }, postgres: { ...SMALL_SIZES.postgres, ...CNPG } },
+  productionUnpinned: { profile: 'production', networkPolicies: NODES, backup: { s3: S3 }, monitoring: { enabled: true } },
+  cnpg: {
+    ...SMALL_SIZES,
+    profile: 'production',
+    networkPolicies: NODES,
+    backup: { ...SMALL_SIZES.backup, s3: S3 },
+    monitoring: { enabled: true },
+    postgres: { ...SMALL_SIZES.postgres, ...CNPG },
+  },
   noBackups: {
     ...SMALL_SIZES,
     profile: 'production',
+    networkPolicies: NODES,
     backup: { enabled: false, offsite: { waived: 'the transitions test turns backups off' } },
     monitoring: { enabled: true },
     postgres: { ...SMALL_SIZES.postgres, ...CNPG },

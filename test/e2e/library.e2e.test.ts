@@ -154,7 +154,7 @@ test('the declarations type-check an app written in TypeScript, and reject a mis
     "import { App } from 'cdk8s';",
     "import { KudoConfigInput, KudoStack, PostgresChart, resolveConfig } from 'kudo-infra';",
     'const app = new App();',
-    "const stack = new KudoStack(app, 'kudo', { config: resolveConfig({ domain: 'chat.example.org', profile: 'production', backup: { s3: { enabled: true, repository: 's3:https://s3.example.org/kudo-backups' } } } satisfies KudoConfigInput) });",
+    "const stack = new KudoStack(app, 'kudo', { config: resolveConfig({ domain: 'chat.example.org', profile: 'production', backup: { s3: { enabled: true, repository: 's3:https://s3.example.org/kudo-backups' } }, networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } } satisfies KudoConfigInput) });",
     'const postgres: typeof PostgresChart = PostgresChart;',
     'console.log(stack.config.hosts.matrix, postgres.name);',
   ].join('\n');
