@@ -372,10 +372,14 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
     .map((p: any) => p.ipBlock.cidr)
     .join(', ');
   if (ranges !== '' && config.networkPolicies.nodeCidrs.length === 0) {
+    // The config refuses this in production unless the waiver says why; the reason is printed with the warning.
+    const waived = config.networkPolicies.redisClosed.waived;
     out.push(
       `WARNING: Redis (plain TCP, one shared password) accepts connections from every private address (${ranges}), every namespace among them: LiveKit reaches it ` +
         "from the host network, and only networkPolicies.nodeCidrs (the nodes' addresses) lets the policy tell its nodes from other pods; " +
-        "set it to close Redis to all but LiveKit's nodes and Synapse's processes",
+        "set it to close Redis to all but LiveKit's nodes and Synapse's processes, or run LiveKit off the host network (livekit.hostNetwork: false, " +
+        'with livekit.rtc.udpPort), where Redis admits it by its labels. profile production refuses this unless networkPolicies.redisClosed.waived gives the reason' +
+        (waived !== undefined ? `; waived (networkPolicies.redisClosed.waived): ${JSON.stringify(waived)}` : ''),
     );
   }
   if (config.networkPolicies.enabled && config.networkPolicies.clusterCidrs.length === 0) {

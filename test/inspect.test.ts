@@ -166,8 +166,14 @@ describe('production checklist', () => {
       'WARNING: Redis (plain TCP, one shared password) accepts connections from every private address (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, ' +
       '100.64.0.0/10, fc00::/7), every namespace among them: LiveKit reaches it ' +
       "from the host network, and only networkPolicies.nodeCidrs (the nodes' addresses) lets the policy tell its nodes from other pods; " +
-      "set it to close Redis to all but LiveKit's nodes and Synapse's processes";
+      "set it to close Redis to all but LiveKit's nodes and Synapse's processes, or run LiveKit off the host network (livekit.hostNetwork: false, " +
+      'with livekit.rtc.udpPort), where Redis admits it by its labels. profile production refuses this unless networkPolicies.redisClosed.waived gives the reason';
     expect(list().prerequisites).toContain(warning);
+    // Production with the waiver: the same warning, ending with the reason written down.
+    const waived = config({ ...PRODUCTION, networkPolicies: { redisClosed: { waived: 'one tenant, nothing else runs in the cluster' } } });
+    expect(checklist(waived, renderedManifests(waived)).prerequisites).toContain(
+      `${warning}; waived (networkPolicies.redisClosed.waived): "one tenant, nothing else runs in the cluster"`,
+    );
     const closed = config({ networkPolicies: { nodeCidrs: ['10.0.0.0/16'] } });
     expect(checklist(closed, renderedManifests(closed)).prerequisites).not.toContain(warning);
     const noRedis = config({ redis: { enabled: false } });
