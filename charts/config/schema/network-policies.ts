@@ -12,8 +12,10 @@ export function networkPoliciesFragment({ z, dnsLabel, cidr }: Fragments) {
         /** Where the cluster DNS pods run. */
         dnsNamespace: dnsLabel.default('kube-system'),
         /**
-         * The nodes' addresses. LiveKit runs on the host network, so Redis sees it
-         * as a node address; unset, Redis accepts any address (it still needs its password).
+         * The nodes' addresses. LiveKit runs on the host network, so Redis sees it as the address its node's traffic
+         * leaves from (on an overlay such as flannel's VXLAN, the node's tunnel or bridge address in its pod range);
+         * unset, Redis accepts every private address (it still needs its password), which profile production refuses
+         * without redisClosed.waived.
          */
         nodeCidrs: z.array(cidr).default([]),
         /**
