@@ -59,20 +59,28 @@ function liveKitWorkload(ms: Manifest[]): Manifest | undefined {
 /** livekit.hostNetwork false: the NodePorts of the replicas' Services, by protocol, as first-last. */
 function nodePortRules(ms: Manifest[]): PortRule[] {
   const ports = ms.filter((m) => m.kind === 'Service' && m.spec.type === 'NodePort' && m.metadata.name.startsWith('livekit-rtc-')).flatMap((s) => s.spec.ports);
-  return (['UDP', 'TCP'] as const).flatMap((protocol) => {
-    const numbers = ports.filter((p: any) => p.protocol === protocol).map((p: any) => p.nodePort as number);
+  const purposes = [
+    ['rtc-udp', 'UDP', 'WebRTC media (UDP mux)'],
+    ['rtc-tcp', 'TCP', 'WebRTC over TCP'],
+    ['turn-udp', 'UDP', "LiveKit's TURN over UDP"],
+  ] as const;
+  return purposes.flatMap(([name, protocol, purpose]) => {
+    const numbers = ports.filter((p: any) => p.name === name).map((p: any) => p.nodePort as number);
     if (numbers.length === 0) return [];
     const [lo, hi] = [Math.min(...numbers), Math.max(...numbers)];
     return [
       {
         protocol,
         ports: lo === hi ? String(lo) : `${lo}-${hi}`,
-        purpose: `${protocol === 'UDP' ? 'WebRTC media (UDP mux)' : 'WebRTC over TCP'}: NodePorts of Services livekit-rtc-<i>, one per replica, on the nodes it runs on`,
+        purpose: `${purpose}: NodePorts of Services livekit-rtc-<i>, one per replica, on the nodes it runs on`,
         exposure: 'internet' as const,
       },
     ];
   });
 }
+
+/** LiveKit's own TURN over TLS (coturn.enabled false): the LoadBalancer Service clients reach on 443. */
+const LIVEKIT_TURN_SERVICE = 'livekit-turn';
 
 function hostNetworkPorts(ms: Manifest[], kind: string, name: string): { name: string; port: number; protocol: 'TCP' | 'UDP' }[] {
   const w = ms.find((m) => m.kind === kind && m.metadata.name === name);
@@ -106,12 +114,28 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
     why: host === config.serverName && host !== config.hosts.matrix ? 'Matrix server name: serves /.well-known/matrix (delegation to the Matrix host)' : 'HTTPS',
   }));
   if (coturn) dns.push({ name: config.hosts.turn, type: 'A', target: `the public IPv4 of every node labelled ${turnSelector}`, why: 'TURN/STUN (clients connect to it directly)' });
+  const ownTurn = ms.find((m) => m.kind === 'Service' && m.metadata.name === LIVEKIT_TURN_SERVICE);
+  if (ownTurn) {
+    dns.push({
+      name: config.hosts.turn,
+      type: 'A/AAAA',
+      target: `the external address of Service ${LIVEKIT_TURN_SERVICE} (a LoadBalancer)`,
+      why: "LiveKit's TURN over TLS: LiveKit sends clients to port 443 of this host",
+    });
+  }
 
   const certificates = certificatesToRequest(ms);
 
   const lkConfig = yaml.load(configMapFile(ms, 'livekit-config', 'config.yaml') ?? '{}') as any;
   const firewall = firewallRules(config, ms, { routes, routedHosts, livekit, livekitSelector, coturn, turnSelector, lkConfig });
   const externalIp = externalIpNotes(config, { livekit, coturn, turnSelector, lkConfig });
+  if (ownTurn) {
+    externalIp.push(
+      `LiveKit's own TURN (coturn.enabled false) relays calls only: Synapse hands out no TURN servers, so its legacy 1:1 VoIP calls get none.`,
+      `LiveKit reads its TURN certificate (Secret livekit-turn-tls) at start only: after cert-manager renews it, restart LiveKit before the old one expires ` +
+        `(kubectl -n ${ownTurn.metadata.namespace} rollout restart statefulset/livekit: each replica drains its rooms, up to 5 hours, before it restarts).`,
+    );
+  }
 
   const healthChecks = healthCheckCommands(config, { livekit, coturn });
   return {
@@ -221,6 +245,13 @@ function firewallRules(config: KudoConfig, ms: Manifest[], { routes, routedHosts
     }
     rules.push(...nodePortRules(ms));
     firewall.push({ role: 'LiveKit', nodes: livekitSelector, rules });
+  }
+  if (ms.some((m) => m.kind === 'Service' && m.metadata.name === LIVEKIT_TURN_SERVICE)) {
+    firewall.push({
+      role: `LiveKit's TURN (Service ${LIVEKIT_TURN_SERVICE})`,
+      nodes: 'its load balancer',
+      rules: [{ protocol: 'TCP', ports: '443', purpose: `TURN over TLS for ${config.hosts.turn}`, exposure: 'internet' }],
+    });
   }
   const turnConf = configMapFile(ms, 'coturn-config', 'turnserver.conf') ?? '';
   const opt = (k: string) => new RegExp(`^${k}=(.*)$`, 'm').exec(turnConf)?.[1];

@@ -310,6 +310,8 @@ describe('every numeric bound of the schema, at its edges (the validator the ren
     ['livekit.rtc.udpPort', 1, 65535],
     ['livekit.rtc.portRangeStart', 1, 65535],
     ['livekit.rtc.portRangeEnd', 1, 65535],
+    ['livekit.turn.udpPort', 1, 65535],
+    ['livekit.turn.tlsPort', 1, 65535],
     ['coturn.relayPorts.min', 1, 65535],
     ['coturn.relayPorts.max', 1, 65535],
     ['coturn.userQuota', 0, SAFE],

@@ -16,7 +16,7 @@ import { configSchema, PRODUCTION_PROFILE, RawConfig } from './schema';
 import { argocdProblems } from './schema/argocd';
 import { backupS3Problems } from './schema/backup';
 import { coturnProblems, hostPortProblems } from './schema/coturn';
-import { livekitPodNetworkProblems, livekitProblems } from './schema/livekit';
+import { livekitPodNetworkProblems, livekitProblems, livekitTurnProblems } from './schema/livekit';
 import { redisClosedProblems } from './schema/network-policies';
 import { gatewayApiProblems } from './schema/routing';
 import { CPU_QUANTITY, MEMORY_QUANTITY } from './schema/shared';
@@ -201,6 +201,7 @@ function checkCombinations(c: KudoConfig, source: string): void {
     ...synapseDatabaseProblems(c),
     ...livekitProblems(c),
     ...livekitPodNetworkProblems(c),
+    ...livekitTurnProblems(c),
     ...coturnProblems(c),
     ...hostPortProblems(c),
     ...gatewayApiProblems(c),
