@@ -23,7 +23,7 @@ import {
 import { CloudNativePgChart, CNPG_CLUSTER, CNPG_METRICS_PORT, CNPG_OPERATOR_PODS, CNPG_POD_LABEL, CNPG_STATUS_PORT, objectStorePort } from './cloudnative-pg';
 import { CoturnChart } from './coturn';
 import type { DatabaseConnection } from './database';
-import { LIVEKIT, LIVEKIT_TLS_SECRET, LiveKitChart } from './livekit';
+import { LIVEKIT, LIVEKIT_TLS_SECRET, LIVEKIT_TURN_ADVERTISED_TLS_PORT, LiveKitChart } from './livekit';
 import { MonitoringChart } from './monitoring';
 import { NamespacesChart } from './namespaces';
 import { mergeScheduling } from './pods';
@@ -101,7 +101,12 @@ function platform(app: Construct, config: KudoConfig): IngressSettings {
   const ns = config.namespaces;
   const gw = config.gatewayApi;
   const gateway = config.routing === 'gateway-api' ? { name: gw.gatewayName, namespace: gw.gatewayNamespace } : undefined;
-  new NamespacesChart(app, '00-namespaces', { stack: ns.stack, hostNetwork: ns.hostNetwork, app: ns.app });
+  new NamespacesChart(app, '00-namespaces', {
+    stack: ns.stack,
+    hostNetwork: ns.hostNetwork,
+    app: ns.app,
+    mediaOnHostNetwork: config.livekit.hostNetwork || config.coturn.enabled,
+  });
   if (config.tls.letsEncrypt.create && config.tls.issuer.kind === 'ClusterIssuer') {
     new LetsEncryptIssuerChart(app, '01-cert-manager', {
       name: config.tls.issuer.name,
@@ -258,7 +263,7 @@ function matrix(app: Construct, config: KudoConfig, ingress: IngressSettings, da
     enableRegistration: config.synapse.enableRegistration,
     logLevel: config.synapse.logLevel,
     database: { ...database, poolMin: pool.min, poolMax: pool.max },
-    turn: turnSettings(config),
+    turn: config.coturn.enabled ? turnSettings(config) : undefined,
     secrets: config.secrets.refs,
     ingress,
     wellKnownService: wellKnown && sameHost ? { name: wellKnown.serviceName, port: WELL_KNOWN_PORT } : undefined,
@@ -299,7 +304,7 @@ function workers(app: Construct, config: KudoConfig, redis?: RedisChart): Synaps
 
 const turnSettings = (config: KudoConfig) => ({ host: config.hosts.turn, ttlSeconds: config.coturn.credentialTtlSeconds });
 
-/** LiveKit and coturn, on the host network. */
+/** LiveKit and coturn (or LiveKit with its own TURN), on the host network or LiveKit off it. */
 function media(app: Construct, config: KudoConfig, ingress: IngressSettings, redisAddress: string | undefined): void {
   const ns = config.namespaces;
   const refs = config.secrets.refs;
@@ -312,7 +317,10 @@ function media(app: Construct, config: KudoConfig, ingress: IngressSettings, red
     host: config.hosts.livekit,
     redisAddress,
     rtc: config.livekit.rtc,
-    turn: turnSettings(config),
+    turn: config.coturn.enabled ? turnSettings(config) : undefined,
+    builtInTurn: config.livekit.turn.enabled
+      ? { domain: config.hosts.turn, udpPort: config.livekit.turn.udpPort, tlsPort: config.livekit.turn.tlsPort, issuer: config.tls.issuer }
+      : undefined,
     secrets: {
       apiKey: refs.livekitApiKey,
       apiSecret: refs.livekitApiSecret,
@@ -324,6 +332,7 @@ function media(app: Construct, config: KudoConfig, ingress: IngressSettings, red
     scheduling: scheduling(config, 'livekit'),
     hostNetwork: config.livekit.hostNetwork,
   });
+  if (!config.coturn.enabled) return;
   new CoturnChart(app, '31-coturn', {
     namespace: ns.hostNetwork,
     image: config.coturn.image,
@@ -369,8 +378,9 @@ function operations(app: Construct, config: KudoConfig, s: { synapseUrl: string;
     wellKnown: config.wellKnown.enabled,
     livekitUrl: `https://${config.hosts.livekit}`,
     turnHost: config.hosts.turn,
-    turnPort: TURN_PORT,
-    turnTlsPort: TURN_TLS_PORT,
+    // LiveKit's own TURN: TLS on 443 through its Service; its UDP is at each node's address, which the smoke test does not know.
+    turnPort: config.coturn.enabled ? TURN_PORT : undefined,
+    turnTlsPort: config.coturn.enabled ? TURN_TLS_PORT : LIVEKIT_TURN_ADVERTISED_TLS_PORT,
     scheduling: scheduling(config, 'tools'),
   });
   if (config.backup.enabled) {
@@ -415,7 +425,7 @@ function operations(app: Construct, config: KudoConfig, s: { synapseUrl: string;
       ],
       serviceMonitorLabels: m.serviceMonitorLabels,
       interval: m.interval,
-      coturn: { namespace: ns.hostNetwork, port: TURN_METRICS_PORT },
+      coturn: config.coturn.enabled ? { namespace: ns.hostNetwork, port: TURN_METRICS_PORT } : undefined,
       alerts: m.alerts,
       dashboardLabels: m.dashboards ? m.dashboardLabels : undefined,
       stack: {
@@ -470,8 +480,9 @@ function networkPolicies(app: Construct, config: KudoConfig): void {
       wellKnown: WELL_KNOWN_PORT,
       synapseMetrics: SYNAPSE_METRICS_PORT,
       redisMetrics: REDIS_EXPORTER_PORT,
-      turn: TURN_PORT,
-      turnTls: TURN_TLS_PORT,
+      // coturn's ports, or LiveKit's TURN: its first replica's UDP port (the smoke test does not check it), TLS on 443.
+      turn: config.coturn.enabled ? TURN_PORT : config.livekit.turn.udpPort,
+      turnTls: config.coturn.enabled ? TURN_TLS_PORT : LIVEKIT_TURN_ADVERTISED_TLS_PORT,
     },
     database: databasePeers(config),
     pods: {
@@ -522,6 +533,7 @@ function livekitPods(config: KudoConfig): NetworkPoliciesProps['livekitPods'] {
     metricsPort: LIVEKIT_METRICS_PORT,
     udp: [udp, udp + last],
     tcp: [lk.rtc.tcpPort, lk.rtc.tcpPort + last],
+    turn: lk.turn.enabled ? { udp: [lk.turn.udpPort, lk.turn.udpPort + last], tls: lk.turn.tlsPort } : undefined,
   };
 }
 

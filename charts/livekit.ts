@@ -1,4 +1,5 @@
 import { Chart, ChartProps } from 'cdk8s';
+import { Certificate, CertificateSpecPrivateKeyAlgorithm, CertificateSpecPrivateKeyRotationPolicy } from '../imports/cert-manager.io';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ImageConfig, LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, ResourcesConfig, SecretRef, TURN_PORT, TURN_TLS_PORT } from './config';
@@ -34,6 +35,13 @@ export const LIVEKIT_KEY_FILE = `${LIVEKIT_RUN_DIR}/keys.yaml`;
 export const LIVEKIT_RUN_CONFIG = `${LIVEKIT_RUN_DIR}/config.yaml`;
 export const LIVEKIT_NODE_IP_FILE = `${LIVEKIT_RUN_DIR}/node-ip`;
 export const LIVEKIT_TURN_SECRET_FILE = '/secrets/turn/shared_secret';
+/** The built-in TURN's certificate (livekit.turn): cert-manager's Secret, and where LiveKit reads it. */
+export const LIVEKIT_TURN_TLS_SECRET = 'livekit-turn-tls';
+export const LIVEKIT_TURN_TLS_DIR = '/tls/turn';
+/** The port LiveKit tells clients to reach its TURN over TLS on, whatever turn.tls_port is (roommanager.go). */
+export const LIVEKIT_TURN_ADVERTISED_TLS_PORT = 443;
+/** The Service clients reach the built-in TURN over TLS through. */
+export const LIVEKIT_TURN_SERVICE = 'livekit-turn';
 /**
  * Optional keys beside the API key and secret in their Secrets: a second pair LiveKit accepts too, for rotating the
  * main pair with an overlap (docs/operations.md, "Rotating secrets"). Tokens are signed with the main pair only (the bootstrap
@@ -67,8 +75,18 @@ export interface LiveKitProps extends ChartProps {
   /** host:port of Redis. @default - no Redis: one LiveKit node, rooms in its memory */
   readonly redisAddress?: string;
   readonly rtc: LiveKitRtc;
-  /** The TURN host clients are sent to, and the credential lifetime in seconds. */
-  readonly turn: { readonly host: string; readonly ttlSeconds: number };
+  /** coturn: the TURN host clients are sent to, and the credential lifetime in seconds. @default - no coturn (builtInTurn) */
+  readonly turn?: { readonly host: string; readonly ttlSeconds: number };
+  /**
+   * LiveKit's own TURN (hostNetwork false only): UDP at each replica's node address on udpPort + i, TLS in the pod on
+   * tlsPort behind a LoadBalancer Service on 443, with a certificate for `domain` from the issuer. @default - off
+   */
+  readonly builtInTurn?: {
+    readonly domain: string;
+    readonly udpPort: number;
+    readonly tlsPort: number;
+    readonly issuer: { readonly kind: string; readonly name: string };
+  };
   readonly secrets: {
     readonly apiKey: SecretRef;
     readonly apiSecret: SecretRef;
@@ -108,18 +126,33 @@ export function livekitConfigFile(p: LiveKitProps): string {
     rtc.port_range_start = p.rtc.portRangeStart;
     rtc.port_range_end = p.rtc.portRangeEnd;
   }
-  // LiveKit mints short-lived TURN REST credentials from the shared secret.
-  rtc.turn_servers = [
-    { host: p.turn.host, port: TURN_PORT, protocol: 'udp', secret_file: LIVEKIT_TURN_SECRET_FILE, ttl: p.turn.ttlSeconds },
-    { host: p.turn.host, port: TURN_TLS_PORT, protocol: 'tls', secret_file: LIVEKIT_TURN_SECRET_FILE, ttl: p.turn.ttlSeconds },
-  ];
+  // LiveKit mints short-lived TURN REST credentials for coturn from the shared secret.
+  if (p.turn !== undefined) {
+    rtc.turn_servers = [
+      { host: p.turn.host, port: TURN_PORT, protocol: 'udp', secret_file: LIVEKIT_TURN_SECRET_FILE, ttl: p.turn.ttlSeconds },
+      { host: p.turn.host, port: TURN_TLS_PORT, protocol: 'tls', secret_file: LIVEKIT_TURN_SECRET_FILE, ttl: p.turn.ttlSeconds },
+    ];
+  }
+  const own = p.builtInTurn;
   const config = {
     port: LIVEKIT_API_PORT,
     log_level: 'info',
     key_file: LIVEKIT_KEY_FILE,
     rtc,
-    // coturn is the TURN server; LiveKit's embedded one stays off.
-    turn: { enabled: false },
+    // coturn is the TURN server, or LiveKit's own: over UDP at the node's address (the start script sets each replica's
+    // port), over TLS with cert-manager's certificate, read once at start.
+    turn:
+      own !== undefined
+        ? {
+            enabled: true,
+            domain: own.domain,
+            udp_port: own.udpPort,
+            tls_port: own.tlsPort,
+            cert_file: `${LIVEKIT_TURN_TLS_DIR}/tls.crt`,
+            key_file: `${LIVEKIT_TURN_TLS_DIR}/tls.key`,
+            external_tls: false,
+          }
+        : { enabled: false },
     prometheus: { port: LIVEKIT_METRICS_PORT },
     // Last: the start step appends "  password: ..." to this mapping.
     ...(p.redisAddress !== undefined ? { redis: { address: p.redisAddress } } : {}),
@@ -191,9 +224,11 @@ const POD_NAME_ENV = 'POD_NAME';
  * The main container with livekit.hostNetwork false: replica i listens on the UDP mux port and the TCP port its own
  * Service exposes (the first replica's plus i), on every address of its pod, and advertises the node's address.
  */
-export function livekitPodStart(rtc: { readonly udpPort: number; readonly tcpPort: number }): string {
+export function livekitPodStart(rtc: { readonly udpPort: number; readonly tcpPort: number }, turnUdpPort?: number): string {
   // The candidates carry the port LiveKit listens on, and clients reach the NodePort: so the two are one number.
-  return livekitStartScript(`--config ${LIVEKIT_RUN_CONFIG} --udp-port "$((${rtc.udpPort} + i))" --rtc.tcp_port "$((${rtc.tcpPort} + i))"`, [`i=\${${POD_NAME_ENV}##*-}`]);
+  // So does the UDP TURN URL LiveKit hands out (turn:<node address>:<turn.udp_port>).
+  const turn = turnUdpPort !== undefined ? ` --turn.udp_port "$((${turnUdpPort} + i))"` : '';
+  return livekitStartScript(`--config ${LIVEKIT_RUN_CONFIG} --udp-port "$((${rtc.udpPort} + i))" --rtc.tcp_port "$((${rtc.tcpPort} + i))"${turn}`, [`i=\${${POD_NAME_ENV}##*-}`]);
 }
 
 /** The Service replica i of the StatefulSet is reached by from outside: its own NodePorts, the client's address kept. */
@@ -226,12 +261,16 @@ function livekitPodSpec(props: LiveKitProps, v: { configMap: string; address?: N
   const ports = hostNetwork
     ? [tcpPort('http', LIVEKIT_API_PORT), tcpPort('rtc-tcp', props.rtc.tcpPort), tcpPort('metrics', LIVEKIT_METRICS_PORT)]
     : [tcpPort('http', LIVEKIT_API_PORT), tcpPort('metrics', LIVEKIT_METRICS_PORT)];
+  const own = props.builtInTurn;
+  if (own !== undefined) ports.push(tcpPort('turns', own.tlsPort));
   if (hostNetwork && props.rtc.udpPort !== undefined) ports.push({ name: 'rtc-udp', containerPort: props.rtc.udpPort, protocol: 'UDP' });
   const spread = { labelSelector: { matchLabels: selectorLabels(component) }, topologyKey: 'kubernetes.io/hostname' };
   let command = LIVEKIT_START;
   if (!hostNetwork) {
     if (props.rtc.udpPort === undefined) throw new Error("livekit: hostNetwork false needs rtc.udpPort (the first replica's NodePort)");
-    command = livekitPodStart({ udpPort: props.rtc.udpPort, tcpPort: props.rtc.tcpPort });
+    command = livekitPodStart({ udpPort: props.rtc.udpPort, tcpPort: props.rtc.tcpPort }, own?.udpPort);
+  } else if (own !== undefined) {
+    throw new Error('livekit: builtInTurn needs hostNetwork false (clients are sent to its TLS port on 443, which a Service maps)');
   }
 
   return {
@@ -278,7 +317,8 @@ function livekitPodSpec(props: LiveKitProps, v: { configMap: string; address?: N
         // once, and an HTTP liveness probe would then restart the whole fleet.
         livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('http') }, periodSeconds: 10, failureThreshold: 6 },
         volumeMounts: [
-          { name: 'turn-secret', mountPath: '/secrets/turn', readOnly: true },
+          ...(props.turn !== undefined ? [{ name: 'turn-secret', mountPath: '/secrets/turn', readOnly: true }] : []),
+          ...(own !== undefined ? [{ name: 'turn-tls', mountPath: LIVEKIT_TURN_TLS_DIR, readOnly: true }] : []),
           { name: 'run', mountPath: LIVEKIT_RUN_DIR, readOnly: true },
           { name: 'tmp', mountPath: '/tmp' },
         ],
@@ -300,7 +340,9 @@ function livekitPodSpec(props: LiveKitProps, v: { configMap: string; address?: N
         },
       ),
       // LiveKit checks that others cannot read it; group-readable (for fsGroup) is fine.
-      secretFilesVolume('turn-secret', { shared_secret: s.turnSharedSecret }),
+      ...(props.turn !== undefined ? [secretFilesVolume('turn-secret', { shared_secret: s.turnSharedSecret })] : []),
+      // Not optional: LiveKit refuses to start without it, and the pod waits for cert-manager instead of crash-looping.
+      ...(own !== undefined ? [{ name: 'turn-tls', secret: { secretName: LIVEKIT_TURN_TLS_SECRET, defaultMode: 0o440 } }] : []),
       memoryVolume('run', '1Mi'),
       memoryVolume('tmp', '16Mi'),
       ...(address?.volumes ?? []),
@@ -407,6 +449,8 @@ export class LiveKitChart extends Chart {
   private replicasOwnNetwork(props: LiveKitProps, meta: { namespace: string; labels: Record<string, string> }, template: k8s.PodTemplateSpec): k8s.KubeStatefulSet {
     const component = { ...LIVEKIT, version: props.image.tag };
     const udpPort = props.rtc.udpPort!;
+    const own = props.builtInTurn;
+    if (own !== undefined) this.builtInTurn(meta, own);
     for (let i = 0; i < props.replicas; i++) {
       new k8s.KubeService(this, `rtc-${i}`, {
         metadata: { name: livekitReplicaServiceName(i), ...meta },
@@ -420,6 +464,9 @@ export class LiveKitChart extends Chart {
           ports: [
             { name: 'rtc-udp', protocol: 'UDP', port: udpPort + i, targetPort: k8s.IntOrString.fromNumber(udpPort + i), nodePort: udpPort + i },
             { name: 'rtc-tcp', protocol: 'TCP', port: props.rtc.tcpPort + i, targetPort: k8s.IntOrString.fromNumber(props.rtc.tcpPort + i), nodePort: props.rtc.tcpPort + i },
+            ...(own !== undefined
+              ? [{ name: 'turn-udp', protocol: 'UDP', port: own.udpPort + i, targetPort: k8s.IntOrString.fromNumber(own.udpPort + i), nodePort: own.udpPort + i }]
+              : []),
           ],
         },
       });
@@ -443,6 +490,31 @@ export class LiveKitChart extends Chart {
         selector: { matchLabels: selectorLabels(component) },
         updateStrategy: { type: 'RollingUpdate' },
         template,
+      },
+    });
+  }
+  /**
+   * The built-in TURN's certificate and the Service clients reach its TLS port through on 443. One Service for every
+   * replica: a replica's TURN relays to the media port of any replica at a public address, so the connection may land
+   * on any of them (not on another replica of the same node: LiveKit relays to its own media ports only on its own
+   * addresses). LiveKit reads the certificate at start only (docs/livekit-without-host-network.md, "TURN's certificate").
+   */
+  private builtInTurn(meta: { namespace: string; labels: Record<string, string> }, own: NonNullable<LiveKitProps['builtInTurn']>): void {
+    new Certificate(this, 'turn-certificate', {
+      metadata: { name: LIVEKIT_TURN_TLS_SECRET, ...meta },
+      spec: {
+        secretName: LIVEKIT_TURN_TLS_SECRET,
+        dnsNames: [own.domain],
+        issuerRef: { kind: own.issuer.kind, name: own.issuer.name },
+        privateKey: { algorithm: CertificateSpecPrivateKeyAlgorithm.ECDSA, size: 256, rotationPolicy: CertificateSpecPrivateKeyRotationPolicy.ALWAYS },
+      },
+    });
+    new k8s.KubeService(this, 'turn', {
+      metadata: { name: LIVEKIT_TURN_SERVICE, ...meta },
+      spec: {
+        type: 'LoadBalancer',
+        selector: selectorLabels(LIVEKIT),
+        ports: [{ name: 'turns', protocol: 'TCP', port: LIVEKIT_TURN_ADVERTISED_TLS_PORT, targetPort: k8s.IntOrString.fromString('turns') }],
       },
     });
   }

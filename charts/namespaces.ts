@@ -8,6 +8,11 @@ export interface NamespacesProps extends ChartProps {
   readonly stack: string;
   /** Namespace of the host-network workloads (LiveKit, coturn); Pod Security `privileged`. */
   readonly hostNetwork: string;
+  /**
+   * Whether a pod there uses the node's network. false (LiveKit off the host network, no coturn): the media namespace
+   * is held to `restricted` like the stack's. @default true
+   */
+  readonly mediaOnHostNetwork?: boolean;
   /** The Kudo app's namespace, which receives its credentials Secret. */
   readonly app: string;
 }
@@ -21,7 +26,7 @@ export class NamespacesChart extends Chart {
   constructor(scope: Construct, id: string, props: NamespacesProps) {
     super(scope, id, props);
     namespace(this, props.stack, 'stack', 'restricted');
-    namespace(this, props.hostNetwork, 'host-network', 'privileged');
+    namespace(this, props.hostNetwork, 'host-network', (props.mediaOnHostNetwork ?? true) ? 'privileged' : 'restricted');
     // The app's own pods are not ours to judge: held to `baseline`, audited at `restricted`.
     namespace(this, props.app, 'app', 'baseline');
   }

@@ -93,6 +93,8 @@ export interface NetworkPoliciesProps extends ChartProps {
     /** The first and last port its replicas take media on. */
     readonly udp: readonly [number, number];
     readonly tcp: readonly [number, number];
+    /** Its own TURN (coturn off): the UDP ports its replicas take, and the TLS port in the pod. @default - none */
+    readonly turn?: { readonly udp: readonly [number, number]; readonly tls: number };
   };
 }
 
@@ -306,7 +308,7 @@ export class NetworkPoliciesChart extends Chart {
           ingress: [
             { from: [fromProxies], ports: tcp(lkp.apiPort) },
             // Clients' media, through the NodePort Services that keep their addresses.
-            { from: ANYWHERE, ports: [range('UDP', lkp.udp), range('TCP', lkp.tcp)] },
+            { from: ANYWHERE, ports: [range('UDP', lkp.udp), range('TCP', lkp.tcp), ...(lkp.turn ? [range('UDP', lkp.turn.udp), ...tcp(lkp.turn.tls)] : [])] },
             ...scrape(lkp.metricsPort),
           ],
         },
@@ -339,7 +341,7 @@ export class NetworkPoliciesChart extends Chart {
       policyTypes: ['Egress'],
       egress: [
         { to: [{ podSelector: synapseEntry }], ports: tcp(p.synapse) },
-        { to: OUTSIDE, ports: [...tcp(443, p.turnTls), { protocol: 'UDP', port: k8s.IntOrString.fromNumber(p.turn) }] },
+        { to: OUTSIDE, ports: [...tcp(...new Set([443, p.turnTls])), { protocol: 'UDP', port: k8s.IntOrString.fromNumber(p.turn) }] },
       ],
     });
     if (backup) {

@@ -65,8 +65,14 @@ export const SECRET_VALUES: readonly SecretValue[] = [
   { name: 'signingKey', kind: 'synapse-signing-key', namespaces: ['stack'] },
   // password of the Synapse admin account
   { name: 'adminPassword', kind: 'token', namespaces: ['stack'] },
-  // TURN REST shared secret (coturn, Synapse, LiveKit)
-  { name: 'turnSharedSecret', kind: 'token', namespaces: ['stack', 'hostNetwork'], envVar: 'TURN_SECRET' },
+  {
+    // TURN REST shared secret (coturn, Synapse, LiveKit); LiveKit's built-in TURN makes credentials of its own
+    name: 'turnSharedSecret',
+    kind: 'token',
+    namespaces: ['stack', 'hostNetwork'],
+    envVar: 'TURN_SECRET',
+    only: (f) => f.coturn,
+  },
   // Redis password (Redis, LiveKit)
   { name: 'redisPassword', kind: 'token', namespaces: ['stack', 'hostNetwork'] },
   // LiveKit API key
@@ -97,15 +103,17 @@ export interface SecretFeatures {
   readonly postgres: PostgresMode;
   /** The backups run (their local restic repository has a password). */
   readonly backup: boolean;
+  /** coturn runs (the TURN shared secret is its, and Synapse's and LiveKit's for it). */
+  readonly coturn: boolean;
 }
 
 /** The features of a configuration. */
 export function secretFeatures(c: KudoConfig): SecretFeatures {
-  return { workers: c.synapse.workers.enabled, postgres: c.postgres.mode, backup: c.backup.enabled };
+  return { workers: c.synapse.workers.enabled, postgres: c.postgres.mode, backup: c.backup.enabled, coturn: c.coturn.enabled };
 }
 
-/** The single-process StatefulSet stack: the features when none is on. */
-export const BASIC_FEATURES: SecretFeatures = { workers: false, postgres: 'statefulset', backup: false };
+/** The single-process StatefulSet stack with coturn: the features when no option is on. */
+export const BASIC_FEATURES: SecretFeatures = { workers: false, postgres: 'statefulset', backup: false, coturn: true };
 
 export interface Destination {
   readonly namespace: string;

@@ -18,7 +18,8 @@ export interface SmokeTestProps extends ChartProps {
   readonly wellKnown: boolean;
   readonly livekitUrl: string;
   readonly turnHost: string;
-  readonly turnPort: number;
+  /** STUN over UDP at turnHost. @default - no STUN check (LiveKit's own TURN takes UDP at each node's address) */
+  readonly turnPort?: number;
   readonly turnTlsPort: number;
   /** Where the Job's pod may run. @default - anywhere */
   readonly scheduling?: PodScheduling;
@@ -42,7 +43,7 @@ export class SmokeTestChart extends Chart {
       WELL_KNOWN: String(props.wellKnown),
       LIVEKIT_URL: props.livekitUrl,
       TURN_HOST: props.turnHost,
-      TURN_PORT: String(props.turnPort),
+      ...(props.turnPort !== undefined ? { TURN_PORT: String(props.turnPort) } : {}),
       TURN_TLS_PORT: String(props.turnTlsPort),
     };
     new k8s.KubeCronJob(this, 'cronjob', {

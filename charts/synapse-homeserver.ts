@@ -52,6 +52,19 @@ export interface SynapseTurn {
   readonly ttlSeconds: number;
 }
 
+/**
+ * coturn for Synapse's legacy 1:1 VoIP calls, with REST credentials from the shared secret. LiveKit's built-in TURN
+ * (coturn.enabled false) cannot take its place: it relays only to LiveKit and accepts only LiveKit's credentials.
+ */
+function turnSettings(t: SynapseTurn, secret: (name: string) => string): Record<string, unknown> {
+  return {
+    turn_uris: [`turns:${t.host}:${TURN_TLS_PORT}?transport=tcp`, `turn:${t.host}:${TURN_PORT}?transport=udp`, `turn:${t.host}:${TURN_PORT}?transport=tcp`],
+    turn_shared_secret_path: secret('turn_shared_secret'),
+    turn_user_lifetime: `${t.ttlSeconds}s`,
+    turn_allow_guests: false,
+  };
+}
+
 /** What the stack's homeserver.yaml settings are made of. */
 export interface HomeserverInputs {
   readonly namespace: string;
@@ -64,7 +77,8 @@ export interface HomeserverInputs {
   readonly maxUploadSize: string;
   readonly enableRegistration: boolean;
   readonly database: SynapseDatabase;
-  readonly turn: SynapseTurn;
+  /** @default - no TURN servers for Synapse's own 1:1 calls (coturn.enabled false) */
+  readonly turn?: SynapseTurn;
   /** @default - one process */
   readonly workers?: HomeserverWorkers;
   /** @default - media is kept */
@@ -137,10 +151,7 @@ export function homeserverSettings(p: HomeserverInputs): Record<string, unknown>
     registration_shared_secret_path: secret('registration_shared_secret'),
     trusted_key_servers: [{ server_name: 'matrix.org' }],
     suppress_key_server_warning: true,
-    turn_uris: [`turns:${p.turn.host}:${TURN_TLS_PORT}?transport=tcp`, `turn:${p.turn.host}:${TURN_PORT}?transport=udp`, `turn:${p.turn.host}:${TURN_PORT}?transport=tcp`],
-    turn_shared_secret_path: secret('turn_shared_secret'),
-    turn_user_lifetime: `${p.turn.ttlSeconds}s`,
-    turn_allow_guests: false,
+    ...(p.turn !== undefined ? turnSettings(p.turn, secret) : {}),
     ...(p.workers ? sharedWorkerConfig(p, p.workers, secret) : {}),
   };
   if (p.workers) {

@@ -107,7 +107,8 @@ export interface SynapseProps extends ChartProps {
   readonly enableRegistration: boolean;
   readonly logLevel: string;
   readonly database: SynapseDatabase;
-  readonly turn: SynapseTurn;
+  /** @default - no TURN for Synapse's legacy 1:1 calls (coturn.enabled false) */
+  readonly turn?: SynapseTurn;
   readonly secrets: SynapseSecrets;
   readonly ingress: IngressSettings;
   /**
@@ -193,8 +194,8 @@ function databaseAccess(props: SynapseProps, configMap: string): { volumes: k8s.
     macaroon_secret_key: s.macaroonSecretKey,
     form_secret: s.formSecret,
     registration_shared_secret: s.registrationSharedSecret,
-    turn_shared_secret: s.turnSharedSecret,
   };
+  if (props.turn !== undefined) secretFiles.turn_shared_secret = s.turnSharedSecret;
   if (props.workers !== undefined) Object.assign(secretFiles, { redis_password: s.redisPassword, worker_replication_secret: s.workerReplicationSecret });
   for (const f of props.extraSecretFiles ?? []) secretFiles[`${EXTRA_SECRETS_FOLDER}/${f.file}`] = { name: f.secret, key: f.key };
   return {

@@ -60,6 +60,7 @@ describe('compose variables to Secrets', () => {
       workers: false,
       postgres: 'cloudnative-pg',
       backup: false,
+      coturn: true,
     });
     expect(manifests.map((m: any) => `${m.metadata.namespace}/${m.metadata.name}`)).not.toContain('kudo/kudo-postgres');
     expect(filled).not.toContain('postgresPassword');

@@ -10,6 +10,11 @@ export function coturnFragment({ z, port, ipv4, labelMap, resources, image }: Fr
   return {
     coturn: z
       .strictObject({
+        /**
+         * false: no coturn; calls relay through LiveKit's built-in TURN (livekit.turn), and Synapse hands out no TURN
+         * servers, so its legacy 1:1 VoIP calls have none (docs/calls.md).
+         */
+        enabled: z.boolean().default(true),
         image: image('docker.io/coturn/coturn', '4.18.0'),
         resources: resources('100m', '64Mi', '1', '256Mi'),
         /** Nodes that run coturn. Label them: kubectl label node NAME kudo/turn=true */
@@ -87,6 +92,8 @@ export function coturnProblems(c: { readonly coturn: CoturnConfig }): string[] {
 /** LiveKit and coturn both bind host ports: none of theirs may collide. */
 export function hostPortProblems(c: { readonly livekit: LivekitConfig; readonly coturn: CoturnConfig }): string[] {
   const problems: string[] = [];
+  // Without coturn, LiveKit's own ports are livekitTurnProblems' to check.
+  if (!c.coturn.enabled) return problems;
   const rtc = c.livekit.rtc;
   const relay = c.coturn.relayPorts;
   // LiveKit and coturn may share a node, and both bind the host's ports.

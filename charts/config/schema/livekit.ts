@@ -1,6 +1,6 @@
 /** LiveKit: the SFU, its media ports and the address it advertises. */
 import type { z as Z } from 'zod';
-import { LIVEKIT_PORTS_PER_PARTICIPANT, NODE_PORT_RANGE, rangesOverlap } from '../../ports';
+import { LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, LIVEKIT_PORTS_PER_PARTICIPANT, NODE_PORT_RANGE, rangesOverlap } from '../../ports';
 import type { Fragments } from './shared';
 
 /** The config keys livekit: schema, defaults and documentation. */
@@ -55,6 +55,20 @@ export function livekitFragment({ z, port, ipv4, labelMap, resources, image }: F
             publicIp: ipv4.optional(),
             /** STUN servers ("host:port") for nodeAddress stun; none is assumed, public ones only if listed. */
             stunServers: z.array(z.string().regex(/^[a-z0-9.-]+:[0-9]{1,5}$/, 'must be "host:port", e.g. "stun.example.com:3478"')).default([]),
+          })
+          .prefault({}),
+        /**
+         * LiveKit's built-in TURN, instead of coturn (coturn.enabled false; needs livekit.hostNetwork false): for clients
+         * whose UDP is blocked or that only get out through TLS. Its host name is hosts.turn, with a certificate from
+         * cert-manager (docs/livekit-without-host-network.md).
+         */
+        turn: z
+          .strictObject({
+            enabled: z.boolean().default(false),
+            /** TURN over UDP, at each node's address like the media: replica i takes udpPort + i, also its NodePort. */
+            udpPort: port.default(3478),
+            /** TURN over TLS in the pod; clients reach it on 443 through the LoadBalancer Service livekit-turn. */
+            tlsPort: port.default(5349),
           })
           .prefault({}),
       })
@@ -113,7 +127,7 @@ export function livekitProblems(c: { readonly livekit: LivekitConfig; readonly r
  */
 export function livekitPodNetworkProblems(c: {
   readonly livekit: LivekitConfig;
-  readonly coturn: { readonly relayPorts: { readonly min: number; readonly max: number } };
+  readonly coturn: { readonly enabled: boolean; readonly relayPorts: { readonly min: number; readonly max: number } };
 }): string[] {
   const lk = c.livekit;
   if (lk.hostNetwork) return [];
@@ -128,23 +142,68 @@ export function livekitPodNetworkProblems(c: {
       `livekit.hostNetwork false takes media on one UDP port per replica: set livekit.rtc.udpPort to the first replica's NodePort (${min}-${max}; replica i uses udpPort + i)`,
     );
   }
-  const spans: [string, number][] = [['livekit.rtc.tcpPort', tcpPort], ...(udpPort !== undefined ? [['livekit.rtc.udpPort', udpPort] as [string, number]] : [])];
+  // LiveKit's TURN over UDP is reached at each replica's node address, like its media (TLS goes through one Service on 443).
+  const turn: [string, number][] = lk.turn.enabled ? [['livekit.turn.udpPort', lk.turn.udpPort]] : [];
+  const spans: [string, number][] = [['livekit.rtc.tcpPort', tcpPort], ...(udpPort !== undefined ? [['livekit.rtc.udpPort', udpPort] as [string, number]] : []), ...turn];
   for (const [key, first] of spans) {
     if (first < min || first + last > max) {
       problems.push(`${key} ${first}: with livekit.hostNetwork false it is the first replica's NodePort, and ${take} ${span(first)}; ` + `NodePorts are ${min}-${max}`);
     }
   }
-  if (udpPort !== undefined && rangesOverlap(udpPort, udpPort + last, tcpPort, tcpPort + last)) {
-    problems.push(
-      `livekit.rtc.udpPort ${span(udpPort)} and livekit.rtc.tcpPort ${span(tcpPort)} overlap: each replica's Service takes its ports as NodePorts, ` +
-        'and a NodePort is given to one Service only',
-    );
+  // Pairs in the order udpPort, tcpPort, then the TURN ports: a NodePort is given to one Service port only.
+  const ordered = [...spans.filter(([k]) => k === 'livekit.rtc.udpPort'), ...spans.filter(([k]) => k !== 'livekit.rtc.udpPort')];
+  for (const [i, [keyA, a]] of ordered.entries()) {
+    for (const [keyB, b] of ordered.slice(i + 1)) {
+      if (rangesOverlap(a, a + last, b, b + last)) {
+        problems.push(`${keyA} ${span(a)} and ${keyB} ${span(b)} overlap: each replica's Service takes its ports as NodePorts, ` + 'and a NodePort is given to one Service only');
+      }
+    }
   }
   const relay = c.coturn.relayPorts;
-  for (const [key, first] of spans) {
+  for (const [key, first] of c.coturn.enabled ? spans : []) {
     if (rangesOverlap(first, first + last, relay.min, relay.max)) {
       problems.push(`coturn.relayPorts ${relay.min}-${relay.max} include LiveKit's NodePorts ${span(first)} (${key}); kube-proxy takes those ports on every node`);
     }
   }
+  return problems;
+}
+
+/**
+ * One TURN server: coturn, or LiveKit's own (livekit.turn). LiveKit tells clients `turns:<turn.domain>:443` whatever
+ * turn.tls_port is (roommanager.go, iceServersForParticipant), so its TLS port must be reached on 443: a Service maps
+ * it, which the node's network cannot (LiveKit there has no capability to bind 443).
+ */
+export function livekitTurnProblems(c: { readonly livekit: LivekitConfig; readonly coturn: { readonly enabled: boolean } }): string[] {
+  const lk = c.livekit;
+  const problems: string[] = [];
+  if (!c.coturn.enabled && !lk.turn.enabled) {
+    problems.push(
+      'coturn.enabled false leaves calls without a TURN server (clients behind strict NATs and firewalls could not join): ' +
+        "set livekit.turn.enabled true for LiveKit's built-in TURN, or coturn.enabled true",
+    );
+  }
+  if (c.coturn.enabled && lk.turn.enabled) {
+    problems.push("livekit.turn.enabled and coturn.enabled are both true: the stack runs one TURN server; set coturn.enabled false to use LiveKit's");
+  }
+  if (!lk.turn.enabled) return problems;
+  if (lk.hostNetwork) {
+    problems.push(
+      'livekit.turn.enabled needs livekit.hostNetwork false: LiveKit sends clients to TURN over TLS on port 443 whatever livekit.turn.tlsPort is, ' +
+        "and on the node's network it cannot bind 443 (no capabilities); off it, a LoadBalancer Service takes 443 to livekit.turn.tlsPort",
+    );
+    return problems;
+  }
+  const tls = lk.turn.tlsPort;
+  const last = lk.replicas - 1;
+  // The pod's own TCP ports: the TLS port is the same in every replica, beside its API, metrics and TCP media ports.
+  if (tls < 1024) problems.push(`livekit.turn.tlsPort ${tls}: LiveKit (non-root, no capabilities) can bind ports from 1024 only; the Service takes 443 to it`);
+  for (const [p, name] of [
+    [LIVEKIT_API_PORT, `LiveKit's API port ${LIVEKIT_API_PORT}`],
+    [LIVEKIT_METRICS_PORT, `LiveKit's metrics port ${LIVEKIT_METRICS_PORT}`],
+  ] as const) {
+    if (tls === p) problems.push(`livekit.turn.tlsPort ${tls} collides with ${name}`);
+  }
+  const tcp = lk.rtc.tcpPort;
+  if (rangesOverlap(tls, tls, tcp, tcp + last)) problems.push(`livekit.turn.tlsPort ${tls} collides with livekit.rtc.tcpPort, which replicas take from ${tcp} to ${tcp + last}`);
   return problems;
 }
