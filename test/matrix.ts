@@ -78,9 +78,15 @@ export const FACTORS: Factor[] = [
   { name: 'nodeCidrs', levels: { none: {}, listed: { networkPolicies: { nodeCidrs: ['10.0.0.0/16'], clusterCidrs: ['10.42.0.0/16', '10.96.0.0/12'] } } } },
   {
     // How LiveKit takes media: a UDP range or one mux port on the host network, or (livekit.hostNetwork false) its
-    // own pod's mux and TCP ports behind NodePort Services, one per replica.
+    // own pod's mux and TCP ports behind NodePort Services, one per replica; and that with its own TURN instead of
+    // coturn, where nothing is on the node's network (issue 28).
     name: 'livekitUdp',
-    levels: { range: {}, mux: { livekit: { rtc: { udpPort: 7882 } } }, nodeports: { livekit: { hostNetwork: false, rtc: { udpPort: 31000, tcpPort: 31100 } } } },
+    levels: {
+      range: {},
+      mux: { livekit: { rtc: { udpPort: 7882 } } },
+      nodeports: { livekit: { hostNetwork: false, rtc: { udpPort: 31000, tcpPort: 31100 } } },
+      'own-turn': { coturn: { enabled: false }, livekit: { hostNetwork: false, rtc: { udpPort: 31000, tcpPort: 31100 }, turn: { enabled: true, udpPort: 31200 } } },
+    },
   },
   {
     // A Secret of the operator's, mounted into every Synapse process for a setting of their own.
@@ -207,6 +213,7 @@ export const NAMED: { name: string; levels: Levels }[] = [
   // The nodes' addresses are listed: production refuses Redis open to every private address without them.
   { name: 'production with every option off', levels: { ...DEFAULTS, profile: 'production', backup: 'off', wellKnown: 'off', nodeCidrs: 'listed' } },
   { name: 'LiveKit off the host network, two replicas', levels: { ...DEFAULTS, profile: 'production', livekitUdp: 'nodeports' } },
+  { name: 'LiveKit off the host network with its own TURN, no coturn', levels: { ...DEFAULTS, profile: 'production', livekitUdp: 'own-turn' } },
 ];
 
 /** Every render of the matrix, named by its values. */
