@@ -13,7 +13,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
-import { FACTORS, Levels, matrix } from '../matrix';
+import { configOf, FACTORS, Levels, matrix } from '../matrix';
 import { Manifest, podSpec, programs, rendered, tempDir } from './harness';
 
 const CYCLONUS_VERSION = fs.readFileSync(path.join(path.dirname(programs().cyclonus), '.cyclonus-version'), 'utf8').trim();
@@ -634,5 +634,15 @@ describe('cyclonus can fail: the same questions with a policy taken out or chang
       return copy;
     });
     expect(ask('no-except', changed, flow)).toBe(true);
+  });
+
+  test("with nodeCidrs listed, Redis refuses another namespace and the app's, and admits LiveKit's node; the policy without them admits all three", () => {
+    const flows: Flow[] = [OTHER, APP, LIVEKIT_NODE].map((from) => ({ from, to: REDIS, port: 6379, protocol: 'TCP', allowed: from === LIVEKIT_NODE }));
+    const listed = rendered(configOf({ ...base.levels, nodeCidrs: 'listed' })).manifests.filter((m) => m.kind === 'NetworkPolicy');
+    expect(decide('control-redis-listed', listed, flows).map((v) => v.allowed)).toEqual([false, false, true]);
+    // The default render's redis policy (every private range) in its place: issue 25's finding 5.
+    const open = policies().find((p) => p.metadata.name === 'redis')!;
+    const widened = listed.map((p) => (p.metadata.name === 'redis' ? open : p));
+    expect(decide('control-redis-open', widened, flows).map((v) => v.allowed)).toEqual([true, true, true]);
   });
 });
