@@ -95,6 +95,8 @@ export async function prepareLiveKit(
    * rendered ports are free and kept (its Services name them). @default - the Deployment on the host network
    */
   replica?: { podName: string },
+  /** The certificate cert-manager would write for LiveKit's own TURN (livekit.turn): tls.crt and tls.key. @default - none */
+  turnTls?: Record<string, string>,
 ): Promise<LiveKitRun> {
   const deploy = replica === undefined ? find(manifests, 'Deployment', 'livekit') : find(manifests, 'StatefulSet', 'livekit');
   const lookup = container(deploy, 'node-address');
@@ -105,7 +107,12 @@ export async function prepareLiveKit(
 
   // Secret volumes as the kubelet writes them (mode 0440).
   writeSecretFiles(mounts['/keys'], secretVolumeFiles(deploy, 'secrets', config, secrets));
-  writeSecretFiles(mounts['/secrets/turn'], secretVolumeFiles(deploy, 'turn-secret', config, secrets));
+  // coturn's shared secret, or (coturn off) LiveKit's own TURN's certificate.
+  if (mounts['/secrets/turn'] !== undefined) writeSecretFiles(mounts['/secrets/turn'], secretVolumeFiles(deploy, 'turn-secret', config, secrets));
+  if (mounts['/tls/turn'] !== undefined) {
+    if (turnTls === undefined) throw new Error("LiveKit's own TURN needs its certificate (turnTls)");
+    writeSecretFiles(mounts['/tls/turn'], turnTls);
+  }
 
   // The ConfigMap: config.yaml with the loopback rewrites, and the lookup's scripts.
   const renderedYaml = configMapFile(manifests, 'livekit-config', 'config.yaml');
@@ -122,7 +129,11 @@ export async function prepareLiveKit(
   }
   cfg.redis.address = `${LOOPBACK}:${redisPort}`; // LOOPBACK_REWRITES.hosts: this node's Redis, in the same namespace
   cfg.key_file = hostPath(mounts, cfg.key_file); // LOOPBACK_REWRITES.paths
-  for (const t of cfg.rtc.turn_servers) t.secret_file = hostPath(mounts, t.secret_file); // LOOPBACK_REWRITES.paths
+  for (const t of cfg.rtc.turn_servers ?? []) t.secret_file = hostPath(mounts, t.secret_file); // LOOPBACK_REWRITES.paths
+  if (cfg.turn.enabled) {
+    cfg.turn.cert_file = hostPath(mounts, cfg.turn.cert_file); // LOOPBACK_REWRITES.paths
+    cfg.turn.key_file = hostPath(mounts, cfg.turn.key_file); // LOOPBACK_REWRITES.paths
+  }
   tweak(cfg);
   // Dumped in the same key order: the config step appends the password to the last mapping (redis).
   fs.writeFileSync(path.join(mounts['/etc/livekit'], 'config.yaml'), yaml.dump(cfg, { lineWidth: -1, noRefs: true }));

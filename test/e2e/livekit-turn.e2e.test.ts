@@ -1,0 +1,270 @@
+/**
+ * coturn.enabled false with LiveKit's built-in TURN (issue 28), with the real LiveKit: the rendered StatefulSet's
+ * replica 1 behind a node, as in test/e2e/livekit-pod-network.e2e.test.ts, with the rendered config (turn enabled)
+ * and a throwaway certificate for the TURN host in the place of cert-manager's Secret livekit-turn-tls. The node
+ * translates its NodePorts (Service livekit-rtc-1) and, standing for the LoadBalancer Service livekit-turn, port 443
+ * to the pod's TLS port.
+ *
+ * What it proves: LiveKit accepts the rendered TURN settings and listens where the Services send clients; a joining
+ * participant is handed the TURN URLs and credentials; through the node's 443 a client gets a TLS session whose
+ * certificate verifies for the TURN host against the issuing CA, and a TURN Allocate over it with the participant's
+ * credentials is granted a relayed address (and refused with a wrong password).
+ *
+ * Not here: a relayed WebRTC session to the SFU. LiveKit's TURN refuses permissions to private peer addresses, and
+ * this test's node address is private (10.254.n.2), so media through it would need a rewrite the rendered config
+ * does not have (docs/livekit-without-host-network.md).
+ */
+import { execFileSync } from 'child_process';
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tls from 'tls';
+import { SignalResponse } from '@livekit/protocol';
+import * as yaml from 'js-yaml';
+import { AccessToken } from 'livekit-server-sdk';
+import WebSocket from 'ws';
+import { FakeKubeApi } from '../fake-kube-api';
+import { find, generatedSecrets, httpJson, PodNetwork, Program, programs, rendered, tempDir } from './harness';
+import { LiveKitRun, prepareLiveKit, startLiveKit } from './livekit';
+import { PodBehindNode, serviceRules } from './pod-behind-node';
+import { issueServerCert, makeCa } from './pki';
+import { RunningRedis, startRedis } from './redis';
+
+const LIVEKIT_VERSION = execFileSync(programs().livekitServer, ['--version'], { encoding: 'utf8' }).trim();
+const { config, manifests } = rendered({
+  coturn: { enabled: false },
+  livekit: { hostNetwork: false, replicas: 2, rtc: { udpPort: 31000, tcpPort: 31100 }, turn: { enabled: true, udpPort: 31200 } },
+});
+const NODE_NAME = 'kudo-media-node-1';
+const POD = 'livekit-1';
+const TURN_HOST = config.hosts.turn;
+
+/** A STUN message (RFC 5389): type, a transaction ID, attributes; MESSAGE-INTEGRITY last when a key is given. */
+function stunMessage(type: number, attrs: [number, Buffer][], key?: Buffer): Buffer {
+  const body = (extra: number) => {
+    const parts = attrs.map(([t, v]) => {
+      const a = Buffer.alloc(4 + Math.ceil(v.length / 4) * 4);
+      a.writeUInt16BE(t, 0);
+      a.writeUInt16BE(v.length, 2);
+      v.copy(a, 4);
+      return a;
+    });
+    const b = Buffer.concat(parts);
+    const header = Buffer.alloc(20);
+    header.writeUInt16BE(type, 0);
+    header.writeUInt16BE(b.length + extra, 2);
+    header.writeUInt32BE(0x2112a442, 4);
+    return Buffer.concat([header, b]);
+  };
+  const tid = crypto.randomBytes(12);
+  if (key === undefined) {
+    const m = body(0);
+    tid.copy(m, 8);
+    return m;
+  }
+  const m = body(24);
+  tid.copy(m, 8);
+  const mac = crypto.createHmac('sha1', key).update(m).digest();
+  const mi = Buffer.alloc(24);
+  mi.writeUInt16BE(0x0008, 0);
+  mi.writeUInt16BE(20, 2);
+  mac.copy(mi, 4);
+  return Buffer.concat([m, mi]);
+}
+
+/** The attributes of a STUN message, by type. */
+function stunAttributes(m: Buffer): { type: number; attrs: Map<number, Buffer> } {
+  const attrs = new Map<number, Buffer>();
+  let at = 20;
+  while (at + 4 <= 20 + m.readUInt16BE(2)) {
+    const t = m.readUInt16BE(at);
+    const len = m.readUInt16BE(at + 2);
+    attrs.set(t, m.subarray(at + 4, at + 4 + len));
+    at += 4 + Math.ceil(len / 4) * 4;
+  }
+  return { type: m.readUInt16BE(0), attrs };
+}
+
+/** TURN over TLS to `address`:443, verifying the certificate for the TURN host: the TLS session and the Allocate's answers. */
+async function allocateOverTls(
+  address: string,
+  ca: string,
+  username: string,
+  password: string,
+): Promise<{ authorized: boolean; subjectAltName?: string; answers: number[]; relayed?: Buffer }> {
+  const socket = tls.connect({ host: address, port: 443, servername: TURN_HOST, ca, minVersion: 'TLSv1.2' });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('secureConnect', resolve);
+    socket.once('error', reject);
+  });
+  let buffered = Buffer.alloc(0);
+  const next = () =>
+    new Promise<Buffer>((resolve, reject) => {
+      const take = () => {
+        if (buffered.length >= 20 && buffered.length >= 20 + buffered.readUInt16BE(2)) {
+          const n = 20 + buffered.readUInt16BE(2);
+          const m = buffered.subarray(0, n);
+          buffered = buffered.subarray(n);
+          socket.off('data', onData);
+          clearTimeout(timer);
+          resolve(m);
+        }
+      };
+      const onData = (d: Buffer) => {
+        buffered = Buffer.concat([buffered, d]);
+        take();
+      };
+      const timer = setTimeout(() => reject(new Error('no TURN answer in 10 s')), 10_000);
+      socket.on('data', onData);
+      take();
+    });
+  const udp = Buffer.from([17, 0, 0, 0]); // REQUESTED-TRANSPORT: UDP
+  socket.write(stunMessage(0x0003, [[0x0019, udp]]));
+  const challenge = stunAttributes(await next());
+  const realm = challenge.attrs.get(0x0014)!;
+  const nonce = challenge.attrs.get(0x0015)!;
+  const key = crypto.createHash('md5').update(`${username}:${realm.toString()}:${password}`).digest();
+  socket.write(
+    stunMessage(
+      0x0003,
+      [
+        [0x0019, udp],
+        [0x0006, Buffer.from(username)],
+        [0x0014, realm],
+        [0x0015, nonce],
+      ],
+      key,
+    ),
+  );
+  const granted = stunAttributes(await next());
+  const result = {
+    authorized: socket.authorized,
+    subjectAltName: socket.getPeerCertificate().subjectaltname,
+    answers: [challenge.type, granted.type],
+    relayed: granted.attrs.get(0x0016),
+  };
+  socket.destroy();
+  return result;
+}
+
+describe(`${LIVEKIT_VERSION}, coturn off: LiveKit's own TURN in replica ${POD}, over TLS through the node's 443`, () => {
+  let node: PodNetwork;
+  let pod: PodBehindNode;
+  let nodeAddress: string;
+  let redis: RunningRedis;
+  let api: FakeKubeApi;
+  let run: LiveKitRun;
+  let livekit: Program;
+  let ca: string;
+  const service = find(manifests, 'Service', 'livekit-rtc-1');
+  const turnService = find(manifests, 'Service', 'livekit-turn');
+
+  beforeAll(async () => {
+    const secrets = await generatedSecrets(manifests);
+    const pki = tempDir('turn-pki');
+    makeCa(pki, 'ca');
+    issueServerCert(pki, 'ca', [TURN_HOST], path.join(pki, 'secret'));
+    ca = fs.readFileSync(path.join(pki, 'ca.crt'), 'utf8');
+    const turnTls = { 'tls.crt': fs.readFileSync(path.join(pki, 'secret', 'tls.crt'), 'utf8'), 'tls.key': fs.readFileSync(path.join(pki, 'secret', 'tls.key'), 'utf8') };
+    node = new PodNetwork();
+    pod = new PodBehindNode(node);
+    nodeAddress = node.podAddress;
+    const apiPort = (yaml.load(find(manifests, 'ConfigMap', 'livekit-config').data['config.yaml']) as any).port as number;
+    // The NodePorts of livekit-rtc-1, and the LoadBalancer's 443 to the pod's named port "turns".
+    const tlsTarget = find(manifests, 'StatefulSet', 'livekit').spec.template.spec.containers[0].ports.find(
+      (p: any) => p.name === turnService.spec.ports[0].targetPort,
+    ).containerPort;
+    const rules = serviceRules(nodeAddress, [[service, pod.podAddress]], apiPort).replace(
+      '  }\n}',
+      `    ip daddr ${nodeAddress} tcp dport ${turnService.spec.ports[0].port} counter dnat to ${pod.podAddress}:${tlsTarget} comment "livekit-turn turns"\n  }\n}`,
+    );
+    execFileSync('ip', ['netns', 'exec', node.name, 'nft', '-f', '-'], { input: rules });
+    redis = await startRedis(manifests, config, secrets, node);
+    api = new FakeKubeApi();
+    const apiUrl = await api.start();
+    api.putNode(NODE_NAME, [
+      { type: 'InternalIP', address: nodeAddress },
+      { type: 'ExternalIP', address: nodeAddress },
+    ]);
+    run = await prepareLiveKit(
+      manifests,
+      config,
+      secrets,
+      pod as unknown as PodNetwork,
+      redis.port,
+      apiUrl,
+      NODE_NAME,
+      (cfg) => {
+        cfg.redis.address = `${pod.gateway}:${redis.port}`; // LOOPBACK_REWRITES.hosts: Redis's Service is the node's address on the pod's link
+      },
+      { podName: POD },
+      turnTls,
+    );
+    livekit = startLiveKit(run);
+    await livekit.waitFor('GET / 200 through the node', async () => (await httpJson(`http://${nodeAddress}:${run.port}/`).catch(() => ({ status: 0 }))).status === 200, 60_000);
+  });
+  afterAll(async () => {
+    await livekit?.stop();
+    await redis?.program.stop();
+    await api?.stop();
+    pod?.remove();
+    node?.remove();
+  });
+
+  test('the rendered TURN settings are accepted; replica 1 listens for TURN on UDP 31201 and TLS 5349 in its pod', () => {
+    expect(run.config.turn).toMatchObject({ enabled: true, domain: TURN_HOST, udp_port: 31200, tls_port: 5349, external_tls: false });
+    expect(run.config.rtc.turn_servers).toBeUndefined();
+    const started = /Starting TURN server\t(\{.*\})/.exec(livekit.output());
+    expect(started).not.toBeNull();
+    expect(JSON.parse(started![1])).toMatchObject({ 'turn.portTLS': 5349, 'turn.portUDP': 31201, 'turn.externalTLS': false });
+    const ns = (flags: string) => execFileSync('ip', ['netns', 'exec', pod.name, 'ss', flags], { encoding: 'utf8' });
+    expect(ns('-Hltn')).toMatch(/:5349 /);
+    expect(ns('-Hlun')).toMatch(/:31201 /);
+    expect(service.spec.ports.map((p: any) => `${p.name} ${p.protocol} ${p.nodePort}`)).toEqual(['rtc-udp UDP 31001', 'rtc-tcp TCP 31101', 'turn-udp UDP 31201']);
+  });
+
+  /** A participant's join answer: the ICE servers LiveKit hands it. */
+  async function iceServers(identity: string): Promise<{ urls: string[]; username: string; credential: string }[]> {
+    const keys = yaml.load(fs.readFileSync(run.config.key_file, 'utf8')) as Record<string, string>;
+    const [[key, secret]] = Object.entries(keys);
+    const token = new AccessToken(key, secret, { identity, ttl: '10m' });
+    token.addGrant({ roomJoin: true, room: `e2e-turn-${process.pid}` });
+    const ws = new WebSocket(`ws://${nodeAddress}:${run.port}/rtc?access_token=${await token.toJwt()}&protocol=16&sdk=js&auto_subscribe=1`);
+    let timer: NodeJS.Timeout | undefined;
+    const join = await new Promise<SignalResponse>((resolve, reject) => {
+      ws.on('message', (data) => {
+        const m = SignalResponse.fromBinary(new Uint8Array(data as Buffer));
+        if (m.message.case === 'join') resolve(m);
+      });
+      ws.on('error', reject);
+      timer = setTimeout(() => reject(new Error('no join answer')), 15_000);
+    }).finally(() => clearTimeout(timer));
+    ws.close();
+    return (join.message.value as any).iceServers.map((s: any) => ({ urls: s.urls, username: s.username, credential: s.credential }));
+  }
+
+  test("a participant is sent to TURN over UDP at the node's address and port 31201, and over TLS at the TURN host on 443", async () => {
+    const servers = await iceServers('alice');
+    expect(servers).toHaveLength(1);
+    expect(servers[0].urls).toEqual([`turn:${nodeAddress}:31201?transport=udp`, `turns:${TURN_HOST}:443?transport=tcp`]);
+    expect(servers[0].username).not.toBe('');
+    expect(servers[0].credential).not.toBe('');
+  });
+
+  test("through the node's 443: a certificate valid for the TURN host, and an Allocate granted with the participant's credentials only", async () => {
+    const [{ username, credential }] = await iceServers('bob');
+    const ok = await allocateOverTls(nodeAddress, ca, username, credential);
+    expect(ok.authorized).toBe(true);
+    expect(ok.subjectAltName).toBe(`DNS:${TURN_HOST}`);
+    // 401 with realm and nonce, then an Allocate success response (0x0103) with an XOR-RELAYED-ADDRESS.
+    expect(ok.answers).toEqual([0x0113, 0x0103]);
+    expect(ok.relayed).toBeDefined();
+    const wrong = await allocateOverTls(nodeAddress, ca, username, `${credential}x`);
+    expect(wrong.answers).toEqual([0x0113, 0x0113]);
+    expect(wrong.relayed).toBeUndefined();
+    // Another CA does not vouch for it: the client refuses the session.
+    const other = tempDir('turn-pki-other');
+    makeCa(other, 'other');
+    await expect(allocateOverTls(nodeAddress, fs.readFileSync(path.join(other, 'other.crt'), 'utf8'), username, credential)).rejects.toThrow(/certificate/);
+  });
+});
