@@ -68,18 +68,45 @@ export function charts(c: KudoConfig = config()): Map<string, Chart> {
   return new Map(app.charts.map((ch) => [ch.node.id, ch]));
 }
 
+/**
+ * A file's renders, by config: many tests of a file render the same config (the defaults most of all); the suite
+ * rendered 469 times for 260 different configs. Each caller gets its own copy, which it may change. Not kept while
+ * Stryker measures coverage (PER_TEST): there every test must run the code it covers.
+ */
+const renders = new Map<string, { charts: Map<string, Chart>; manifests: Map<string, Manifest[]> }>();
+
+function built(c: KudoConfig) {
+  const key = JSON.stringify(c);
+  let app = PER_TEST ? undefined : renders.get(key);
+  if (!app) {
+    app = { charts: charts(c), manifests: new Map() };
+    if (!PER_TEST) renders.set(key, app);
+  }
+  return app;
+}
+
+function rendered(app: ReturnType<typeof built>, id: string): Manifest[] {
+  let ms = app.manifests.get(id);
+  if (!ms) {
+    const chart = app.charts.get(id);
+    if (!chart) throw new Error(`no chart "${id}"`);
+    ms = Testing.synth(chart) as Manifest[];
+    app.manifests.set(id, ms);
+  }
+  return structuredClone(ms);
+}
+
 /** The manifests of one chart of the default (or given) config. */
 export function synthChart(id: string, c: KudoConfig = config()): Manifest[] {
-  return perTest(() => {
-    const chart = charts(c).get(id);
-    if (!chart) throw new Error(`no chart "${id}"`);
-    return Testing.synth(chart) as Manifest[];
-  }, []);
+  return perTest(() => rendered(built(c), id), []);
 }
 
 /** All manifests of the whole app. */
 export function synthAll(c: KudoConfig = config()): Manifest[] {
-  return perTest(() => [...charts(c).values()].flatMap((ch) => Testing.synth(ch) as Manifest[]), []);
+  return perTest(() => {
+    const app = built(c);
+    return [...app.charts.keys()].flatMap((id) => rendered(app, id));
+  }, []);
 }
 
 /** The one object of a kind with a given name; fails if there is not exactly one. */
