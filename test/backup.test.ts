@@ -26,6 +26,28 @@ test('scheduled dumps that cannot pile up or run late', () => {
   expect(cron(ms, 'media-backup').spec.schedule).toBe('45 3 * * *');
 });
 
+test("every backup and restore CronJob: its Jobs and pods carry the backup labels and the pods the config's hash; a pod never restarts in place, sees no Service links, and a one-step Job has no init steps", () => {
+  const ms = manifests();
+  const LABELS = {
+    'app.kubernetes.io/name': 'backup',
+    'app.kubernetes.io/instance': 'kudo-backup',
+    'app.kubernetes.io/component': 'backup',
+    'app.kubernetes.io/part-of': 'kudo',
+    'app.kubernetes.io/managed-by': 'cdk8s',
+  };
+  for (const name of ['postgres-backup', 'media-backup', 'postgres-restore', 'media-restore']) {
+    const job = cron(ms, name).spec.jobTemplate;
+    expect([name, job.metadata.labels]).toEqual([name, expect.objectContaining(LABELS)]);
+    expect([name, job.spec.template.metadata.labels]).toEqual([name, expect.objectContaining(LABELS)]);
+    expect([name, job.spec.template.metadata.annotations['checksum/config']]).toEqual([name, expect.stringMatching(/^[0-9a-f]{16}$/)]);
+    const spec = podSpec(cron(ms, name));
+    expect([name, spec.restartPolicy, spec.enableServiceLinks]).toEqual([name, 'Never', false]);
+  }
+  // One step: the container alone.
+  expect(podSpec(cron(ms, 'media-backup')).initContainers).toBeUndefined();
+  expect(podSpec(cron(ms, 'media-restore')).initContainers).toBeUndefined();
+});
+
 test('pg_dump comes from the same image as the server; restic stores what it dumped, then the dump is removed', () => {
   const all = config();
   const spec = podSpec(cron(manifests(), 'postgres-backup'));

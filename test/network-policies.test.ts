@@ -89,6 +89,14 @@ describe('X-Forwarded-For: only the public proxy reaches a listener that believe
     expect(policy(ms, 'admin-bootstrap').spec.egress.map(ports)).toEqual([['TCP/8008']]);
     expect(ports(policy(ms, 'smoke-test').spec.egress[0])).toEqual(['TCP/8008']);
   });
+
+  test("the Jobs call Synapse's main process without workers and the router with them, never a worker", () => {
+    const to = (ms: Manifest[], name: string) => names(policy(ms, name).spec.egress[0].to);
+    const one = manifests();
+    expect([to(one, 'admin-bootstrap'), to(one, 'smoke-test')]).toEqual([['synapse'], ['synapse']]);
+    const workers = manifests(config({ ...PRODUCTION }));
+    expect([to(workers, 'admin-bootstrap'), to(workers, 'smoke-test')]).toEqual([['synapse-router'], ['synapse-router']]);
+  });
 });
 
 test('the controller family decides the namespace admitted, unless ingress.namespace says otherwise', () => {
