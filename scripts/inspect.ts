@@ -250,7 +250,18 @@ function firewallRules(config: KudoConfig, ms: Manifest[], { routes, routedHosts
     firewall.push({
       role: `LiveKit's TURN (Service ${LIVEKIT_TURN_SERVICE})`,
       nodes: 'its load balancer',
-      rules: [{ protocol: 'TCP', ports: '443', purpose: `TURN over TLS for ${config.hosts.turn}`, exposure: 'internet' }],
+      rules: [
+        { protocol: 'TCP', ports: '443', purpose: `TURN over TLS for ${config.hosts.turn}`, exposure: 'internet' },
+        // The ACME server asks http://<TURN host>/ for the challenge, and the TURN host's address is this load balancer's.
+        {
+          protocol: 'TCP',
+          ports: '80',
+          purpose:
+            `ACME HTTP-01 for ${config.hosts.turn}: must reach ${config.routing === 'gateway-api' ? 'the Gateway' : 'your ingress controller'}, ` +
+            `which Service ${LIVEKIT_TURN_SERVICE} does not do (or use a DNS-01 issuer, tls.issuer)`,
+          exposure: 'internet',
+        },
+      ],
     });
   }
   const turnConf = configMapFile(ms, 'coturn-config', 'turnserver.conf') ?? '';

@@ -223,7 +223,15 @@ describe('the render with coturn off and LiveKit off the host network', () => {
     expect(list.firewall).toContainEqual({
       role: "LiveKit's TURN (Service livekit-turn)",
       nodes: 'its load balancer',
-      rules: [{ protocol: 'TCP', ports: '443', purpose: 'TURN over TLS for turn.example.com', exposure: 'internet' }],
+      rules: [
+        { protocol: 'TCP', ports: '443', purpose: 'TURN over TLS for turn.example.com', exposure: 'internet' },
+        {
+          protocol: 'TCP',
+          ports: '80',
+          purpose: 'ACME HTTP-01 for turn.example.com: must reach your ingress controller, which Service livekit-turn does not do (or use a DNS-01 issuer, tls.issuer)',
+          exposure: 'internet',
+        },
+      ],
     });
     expect(list.externalIp.join('\n')).toContain('Synapse hands out no TURN servers, so its legacy 1:1 VoIP calls get none');
     expect(list.externalIp.join('\n')).toContain('kubectl -n kudo-media rollout restart statefulset/livekit');
