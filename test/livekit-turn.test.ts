@@ -197,6 +197,17 @@ describe('the render with coturn off and LiveKit off the host network', () => {
         { protocol: 'TCP', port: 5349 },
       ],
     });
+    // The smoke test's way out: HTTPS and TURN over TLS are both 443, once; LiveKit's UDP TURN port instead of coturn's.
+    const out = find(ms, 'NetworkPolicy', 'smoke-test').spec.egress[1].ports;
+    expect(out).toEqual([
+      { protocol: 'TCP', port: 443 },
+      { protocol: 'UDP', port: 31200 },
+    ]);
+    expect(find(all({}), 'NetworkPolicy', 'smoke-test').spec.egress[1].ports).toEqual([
+      { protocol: 'TCP', port: 443 },
+      { protocol: 'TCP', port: 5349 },
+      { protocol: 'UDP', port: 3478 },
+    ]);
     const env = container(find(ms, 'CronJob', 'smoke-test'), 'smoke-test').env;
     const names = env.map((e: any) => e.name);
     expect(names).not.toContain('TURN_PORT');
