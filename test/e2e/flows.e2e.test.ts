@@ -131,7 +131,7 @@ const API_SERVICE = address('the API server Service', '10.96.0.1');
 const API_NODE = address('the API server on a node', '10.0.0.10');
 /** A media node: LiveKit is on the host network, so it is its node's address. */
 const LIVEKIT_NODE = address("LiveKit's node", '10.0.0.5');
-/** LiveKit off the host network (livekit.hostNetwork false, livekitUdp nodeports): a pod of the media namespace. */
+/** LiveKit off the host network (livekit.hostNetwork false, livekitUdp nodeports or own-turn): a pod of the media namespace. */
 const LIVEKIT_POD: Peer = { ...stackPod('livekit', 'sfu', '10.42.3.20', { 7880: 'http', 6789: 'metrics' }), namespace: 'kudo-media' };
 
 /**
@@ -271,7 +271,8 @@ function flowsOf(l: Levels): Flow[] {
   const backup = l.backup !== 'off';
   const nodesListed = l.nodeCidrs === 'listed';
   const stack = stackPodsOf(l);
-  const livekitPod = l.livekitUdp === 'nodeports';
+  const livekitPod = l.livekitUdp === 'nodeports' || l.livekitUdp === 'own-turn';
+  const ownTurn = l.livekitUdp === 'own-turn';
 
   // Public traffic: the proxy to Synapse's proxied port, the well-known server and the solvers.
   open(proxy, entry, 8009);
@@ -372,9 +373,18 @@ function flowsOf(l: Levels): Flow[] {
   closed(MIGRATION, INTERNET, 443);
 
   // The smoke test: Synapse inside (above), and what users reach outside.
+  // TURN over TLS: coturn's 5349, or LiveKit's own TURN behind 443 (the HTTPS port already); TURN over UDP: coturn's
+  // 3478, or LiveKit's first replica's NodePort (the matrix's livekit.turn.udpPort 31200).
   open(SMOKE, PUBLIC, 443);
-  open(SMOKE, PUBLIC, 5349);
-  open(SMOKE, PUBLIC, 3478, 'UDP');
+  if (ownTurn) {
+    open(SMOKE, PUBLIC, 31200, 'UDP');
+    closed(SMOKE, PUBLIC, 5349);
+    closed(SMOKE, PUBLIC, 3478, 'UDP');
+  } else {
+    open(SMOKE, PUBLIC, 5349);
+    open(SMOKE, PUBLIC, 3478, 'UDP');
+    closed(SMOKE, PUBLIC, 31200, 'UDP');
+  }
   closed(SMOKE, METADATA, 443);
 
   // Backups: to their S3 store on its endpoint's port, and nowhere else.
