@@ -319,7 +319,8 @@ function media(app: Construct, config: KudoConfig, ingress: IngressSettings, red
     rtc: config.livekit.rtc,
     turn: config.coturn.enabled ? turnSettings(config) : undefined,
     builtInTurn: config.livekit.turn.enabled
-      ? { domain: config.hosts.turn, udpPort: config.livekit.turn.udpPort, tlsPort: config.livekit.turn.tlsPort, issuer: config.tls.issuer }
+      ? // udpPort is required with turn.enabled (livekitPodNetworkProblems)
+        { domain: config.hosts.turn, udpPort: config.livekit.turn.udpPort!, tlsPort: config.livekit.turn.tlsPort, issuer: config.tls.issuer }
       : undefined,
     secrets: {
       apiKey: refs.livekitApiKey,
@@ -481,7 +482,7 @@ function networkPolicies(app: Construct, config: KudoConfig): void {
       synapseMetrics: SYNAPSE_METRICS_PORT,
       redisMetrics: REDIS_EXPORTER_PORT,
       // coturn's ports, or LiveKit's TURN: its first replica's UDP port (the smoke test does not check it), TLS on 443.
-      turn: config.coturn.enabled ? TURN_PORT : config.livekit.turn.udpPort,
+      turn: config.coturn.enabled ? TURN_PORT : config.livekit.turn.udpPort!,
       turnTls: config.coturn.enabled ? TURN_TLS_PORT : LIVEKIT_TURN_ADVERTISED_TLS_PORT,
     },
     database: databasePeers(config),
@@ -533,7 +534,7 @@ function livekitPods(config: KudoConfig): NetworkPoliciesProps['livekitPods'] {
     metricsPort: LIVEKIT_METRICS_PORT,
     udp: [udp, udp + last],
     tcp: [lk.rtc.tcpPort, lk.rtc.tcpPort + last],
-    turn: lk.turn.enabled ? { udp: [lk.turn.udpPort, lk.turn.udpPort + last], tls: lk.turn.tlsPort } : undefined,
+    turn: lk.turn.enabled ? { udp: [lk.turn.udpPort!, lk.turn.udpPort! + last], tls: lk.turn.tlsPort } : undefined,
   };
 }
 

@@ -42,8 +42,11 @@ describe('the config', () => {
     );
   });
 
-  test("the UDP TURN ports are NodePorts beside the media's: the default 3478 is refused, and overlaps", () => {
+  test("the UDP TURN ports are NodePorts beside the media's: there is no default to take, a port outside the range is refused, and overlaps", () => {
     expect(rejection(withOwnTurn({ livekit: { turn: { enabled: true } } }))).toContain(
+      "livekit.turn.enabled takes TURN over UDP on one NodePort per replica: set livekit.turn.udpPort to the first replica's (30000-32767; replica i uses udpPort + i)",
+    );
+    expect(rejection(withOwnTurn({ livekit: { turn: { enabled: true, udpPort: 3478 } } }))).toContain(
       "livekit.turn.udpPort 3478: with livekit.hostNetwork false it is the first replica's NodePort, and replicas 0-1 take 3478-3479; NodePorts are 30000-32767",
     );
     expect(rejection(withOwnTurn({ livekit: { turn: { enabled: true, udpPort: 31001 } } }))).toContain(
@@ -75,10 +78,10 @@ describe('the config', () => {
     expect(rejection({ livekit: OWN_TURN.livekit, coturn: { enabled: true, ...relay } })).toContain('coturn.relayPorts 7000-32000 include the LiveKit API port 7880');
   });
 
-  test('the defaults: coturn on, LiveKit TURN off and its ports 3478 and 5349', () => {
+  test('the defaults: coturn on, LiveKit TURN off, no UDP port (a NodePort the operator picks) and TLS on 5349', () => {
     const c = config();
     expect(c.coturn.enabled).toBe(true);
-    expect(c.livekit.turn).toEqual({ enabled: false, udpPort: 3478, tlsPort: 5349 });
+    expect(c.livekit.turn).toEqual({ enabled: false, tlsPort: 5349 });
   });
 });
 

@@ -65,8 +65,11 @@ export function livekitFragment({ z, port, ipv4, labelMap, resources, image }: F
         turn: z
           .strictObject({
             enabled: z.boolean().default(false),
-            /** TURN over UDP, at each node's address like the media: replica i takes udpPort + i, also its NodePort. */
-            udpPort: port.default(3478),
+            /**
+             * TURN over UDP, at each node's address like the media: replica i takes udpPort + i, also its NodePort, so
+             * the operator picks it in the NodePort range (required with enabled).
+             */
+            udpPort: port.optional(),
             /** TURN over TLS in the pod; clients reach it on 443 through the LoadBalancer Service livekit-turn. */
             tlsPort: port.default(5349),
           })
@@ -143,7 +146,13 @@ export function livekitPodNetworkProblems(c: {
     );
   }
   // LiveKit's TURN over UDP is reached at each replica's node address, like its media (TLS goes through one Service on 443).
-  const turn: [string, number][] = lk.turn.enabled ? [['livekit.turn.udpPort', lk.turn.udpPort]] : [];
+  const turnUdp = lk.turn.enabled ? lk.turn.udpPort : undefined;
+  if (lk.turn.enabled && turnUdp === undefined) {
+    problems.push(
+      `livekit.turn.enabled takes TURN over UDP on one NodePort per replica: set livekit.turn.udpPort to the first replica's (${min}-${max}; replica i uses udpPort + i)`,
+    );
+  }
+  const turn: [string, number][] = turnUdp !== undefined ? [['livekit.turn.udpPort', turnUdp]] : [];
   const spans: [string, number][] = [['livekit.rtc.tcpPort', tcpPort], ...(udpPort !== undefined ? [['livekit.rtc.udpPort', udpPort] as [string, number]] : []), ...turn];
   for (const [key, first] of spans) {
     if (first < min || first + last > max) {
