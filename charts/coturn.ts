@@ -70,6 +70,18 @@ export const DENIED_PEER_CIDRS = [
   '2002::/16',
   'fc00::/7',
   'fe80::/10',
+  // Beyond that list, from IANA's IPv6 special-purpose registry and older prefixes a network may still route: the
+  // unspecified and IPv4-compatible addresses (:: reaches the host itself, ::a.b.c.d an IPv4 address through an
+  // automatic tunnel), NAT64's local-use prefix (an IPv4 peer, as 64:ff9b::/96), the dummy prefix, both documentation
+  // prefixes, SRv6 SIDs, site-local and multicast (denied here too, not only by no-multicast-peers).
+  '::/96',
+  '64:ff9b:1::/48',
+  '100:0:0:1::/64',
+  '2001:db8::/32',
+  '3fff::/20',
+  '5f00::/16',
+  'fec0::/10',
+  'ff00::/8',
 ];
 
 /**

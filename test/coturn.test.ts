@@ -1,5 +1,6 @@
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
+import { BlockList } from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { cidrToRange, CoturnProps, DENIED_PEER_CIDRS, turnserverConf } from '../charts/coturn';
@@ -55,6 +56,14 @@ test('turnserver.conf: every option, in order (ports, realm, REST auth, hardenin
     'denied-peer-ip=2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
     'denied-peer-ip=fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
     'denied-peer-ip=fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+    'denied-peer-ip=::-::ffff:ffff',
+    'denied-peer-ip=64:ff9b:1::-64:ff9b:1:ffff:ffff:ffff:ffff:ffff',
+    'denied-peer-ip=100:0:0:1::-100::1:ffff:ffff:ffff:ffff',
+    'denied-peer-ip=2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff',
+    'denied-peer-ip=3fff::-3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff',
+    'denied-peer-ip=5f00::-5f00:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+    'denied-peer-ip=fec0::-feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+    'denied-peer-ip=ff00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
     'user-quota=12',
     'total-quota=1200',
     'stale-nonce=600',
@@ -114,6 +123,47 @@ test('denied-peer-ip covers every private and special range, as A-B ranges', () 
     ]),
   );
   for (const d of denied) expect(d).not.toContain('/');
+});
+
+/** The IPv6 denied-peer-ip lines of the rendered turnserver.conf, read into Node's own address matcher. */
+function deniedIpv6(): BlockList {
+  const denied = new BlockList();
+  for (const line of options(conf(manifests())).filter((l) => l.startsWith('denied-peer-ip=') && l.includes(':'))) {
+    const [first, last] = line.slice('denied-peer-ip='.length).split('-');
+    if (last === undefined) denied.addAddress(first, 'ipv6');
+    else denied.addRange(first, last, 'ipv6');
+  }
+  return denied;
+}
+
+// IANA's IPv6 Special-Purpose Address Registry (the entries not globally reachable), the deprecated IPv4-compatible and
+// site-local prefixes, and multicast: one address of each, as a client would put it in XOR-PEER-ADDRESS. Only the IPv6
+// lines are read, as coturn compares a peer with ranges of its own family: an IPv4-mapped peer is not checked against
+// the IPv4 ranges, so it needs ranges of its own.
+test.each([
+  ['::', 'unspecified: on Linux a datagram to it reaches the host itself'],
+  ['::a00:1', 'IPv4-compatible (RFC 4291, deprecated): 10.0.0.1 through an automatic tunnel'],
+  ['::ffff:10.0.0.1', 'IPv4-mapped: 10.0.0.1 through a dual-stack relay socket'],
+  ['::ffff:169.254.169.254', 'IPv4-mapped: the cloud metadata service'],
+  ['64:ff9b::a9fe:a9fe', 'NAT64 well-known prefix: 169.254.169.254 through a NAT64'],
+  ['64:ff9b:1::a00:1', 'NAT64 local-use prefix (RFC 8215): 10.0.0.1 through a NAT64'],
+  ['100::1', 'discard-only (RFC 6666)'],
+  ['100:0:0:1::1', 'dummy prefix (RFC 9780)'],
+  ['2001:db8::1', 'documentation (RFC 3849)'],
+  ['3fff::1', 'documentation (RFC 9637)'],
+  ['5f00::1', 'SRv6 SIDs (RFC 9602)'],
+  ['fd00:ec2::254', 'unique local: the AWS IPv6 metadata service'],
+  ['fe80::1', 'link-local'],
+  ['fec0::1', 'site-local (RFC 3879, deprecated)'],
+  ['ff02::1', 'multicast: all nodes'],
+])('denied-peer-ip denies IPv6 peer %s (%s)', (address) => {
+  const denied = deniedIpv6();
+  expect(denied.check(address, 'ipv6')).toBe(true);
+});
+
+test('denied-peer-ip leaves public IPv6 peers open', () => {
+  const denied = deniedIpv6();
+  for (const address of ['2606:4700:4700::1111', '2a00:1450:4001:80b::200e', '2620:4f:8000::1']) expect([address, denied.check(address, 'ipv6')]).toEqual([address, false]);
 });
 
 test('CIDR to range conversion', () => {
