@@ -456,6 +456,9 @@ export class LiveKitChart extends Chart {
         metadata: { name: livekitReplicaServiceName(i), ...meta },
         spec: {
           type: 'NodePort',
+          // Clients reach it: on a dual-stack cluster kube-proxy serves the NodePort on the nodes' IPv6 addresses too
+          // only when the Service has that family. The families and their order are the cluster's (no ipFamilies).
+          ipFamilyPolicy: 'PreferDualStack',
           externalTrafficPolicy: 'Local',
           // Readiness is LiveKit's GET /, which a Redis outage fails on every replica at once: ongoing calls keep
           // their route to the replica while it is unready (the API Service still sends new participants elsewhere).
@@ -513,6 +516,8 @@ export class LiveKitChart extends Chart {
       metadata: { name: LIVEKIT_TURN_SERVICE, ...meta },
       spec: {
         type: 'LoadBalancer',
+        // An IPv6 load-balancer address too, where the cluster and its provider have both families.
+        ipFamilyPolicy: 'PreferDualStack',
         selector: selectorLabels(LIVEKIT),
         ports: [{ name: 'turns', protocol: 'TCP', port: LIVEKIT_TURN_ADVERTISED_TLS_PORT, targetPort: k8s.IntOrString.fromString('turns') }],
       },

@@ -179,6 +179,8 @@ describe('the render with coturn off and LiveKit off the host network', () => {
     expect(svc.metadata.namespace).toBe('kudo-media');
     expect(svc.spec).toEqual({
       type: 'LoadBalancer',
+      // An IPv6 load-balancer address too where the cluster is dual-stack (checklist: AAAA).
+      ipFamilyPolicy: 'PreferDualStack',
       selector: { 'app.kubernetes.io/name': 'livekit', 'app.kubernetes.io/instance': 'kudo-livekit' },
       ports: [{ name: 'turns', protocol: 'TCP', port: 443, targetPort: 'turns' }],
     });

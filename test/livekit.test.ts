@@ -377,6 +377,8 @@ describe('livekit.hostNetwork false: an ordinary pod, each replica behind NodePo
     expect(s1.metadata.namespace).toBe('kudo-media');
     expect(s1.spec).toEqual({
       type: 'NodePort',
+      // Both address families where the cluster has both (no ipFamilies: the cluster's order), one where it has one.
+      ipFamilyPolicy: 'PreferDualStack',
       externalTrafficPolicy: 'Local',
       publishNotReadyAddresses: true,
       selector: { 'app.kubernetes.io/name': 'livekit', 'app.kubernetes.io/instance': 'kudo-livekit', 'statefulset.kubernetes.io/pod-name': 'livekit-1' },
