@@ -124,10 +124,13 @@ const tcp = (...ports: number[]): k8s.NetworkPolicyPort[] => ports.map((p) => ({
 const ANYWHERE: k8s.NetworkPolicyPeer[] = [{ ipBlock: { cidr: '0.0.0.0/0' } }, { ipBlock: { cidr: '::/0' } }];
 /** The cloud metadata service (AWS, GCP, Azure, OpenStack; AWS's IPv6 one): credentials of the node's role, never a destination of ours. */
 const METADATA = { v4: '169.254.169.254/32', v6: 'fd00:ec2::254/128' };
-/** Any address but the metadata service's, and but `also` (IPv4 ranges of the cluster's own). */
+/**
+ * Any address but the metadata service's, and but `also` (ranges of the cluster's own), each range in the block of
+ * its family: the API server refuses an `except` outside its block's cidr.
+ */
 const outside = (also: readonly string[] = []): k8s.NetworkPolicyPeer[] => [
-  { ipBlock: { cidr: '0.0.0.0/0', except: [METADATA.v4, ...also] } },
-  { ipBlock: { cidr: '::/0', except: [METADATA.v6] } },
+  { ipBlock: { cidr: '0.0.0.0/0', except: [METADATA.v4, ...also.filter((c) => !c.includes(':'))] } },
+  { ipBlock: { cidr: '::/0', except: [METADATA.v6, ...also.filter((c) => c.includes(':'))] } },
 ];
 
 /**

@@ -340,8 +340,23 @@ test("networkPolicies.clusterCidrs: federation and push gateways never reach the
   // The Jobs reach the API server by its Service address, and an S3 store may run in the cluster: only the metadata service is left out there.
   const metadataOnly = [{ ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.169.254/32'] } }, { ipBlock: { cidr: '::/0', except: ['fd00:ec2::254/128'] } }];
   expect([policy(one, 'kubernetes-api').spec.egress[0].to, policy(one, 'backup').spec.egress[1].to]).toEqual([metadataOnly, metadataOnly]);
-  // A value that is no IPv4 CIDR is refused by its key.
+  // A value that is no CIDR is refused by its key.
   expect(() => config({ networkPolicies: { clusterCidrs: ['10.42.0.0'] } })).toThrow(/networkPolicies\.clusterCidrs\.0/);
+});
+
+test("a dual-stack cluster: its IPv6 node and cluster ranges are left out of the IPv6 block, each family's in its own, and Redis admits the nodes by both", () => {
+  const c = { networkPolicies: { nodeCidrs: ['10.0.0.0/16', '2001:db8:10::/64'], clusterCidrs: ['10.42.0.0/16', 'fd00:10:42::/56', '10.43.0.0/16', 'fd00:10:43::/112'] } };
+  const ms = manifests(config(c));
+  // The API server refuses an except outside its block's cidr: an IPv6 range under 0.0.0.0/0 would fail the whole sync.
+  expect(policy(ms, 'synapse').spec.egress[1].to).toEqual([
+    { ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.169.254/32', '10.0.0.0/16', '10.42.0.0/16', '10.43.0.0/16'] } },
+    { ipBlock: { cidr: '::/0', except: ['fd00:ec2::254/128', '2001:db8:10::/64', 'fd00:10:42::/56', 'fd00:10:43::/112'] } },
+  ]);
+  expect(policy(ms, 'redis').spec.ingress[0].from).toEqual(expect.arrayContaining([{ ipBlock: { cidr: '10.0.0.0/16' } }, { ipBlock: { cidr: '2001:db8:10::/64' } }]));
+  // What is neither family's CIDR is still refused by its key.
+  for (const bad of ['fd00:10:42::/129', 'fd00:10:42::', 'fd00::g/64', '10.42.0.0/33']) {
+    expect(() => config({ networkPolicies: { clusterCidrs: [bad] } })).toThrow(/networkPolicies\.clusterCidrs\.0/);
+  }
 });
 
 test('workers without a federation sender: the main process federates, and no policy is rendered for senders that do not run', () => {

@@ -106,9 +106,8 @@ export function sharedFragments(z: typeof Z) {
   const labelMap = reported(z.record(z.string(), z.string()), 'labelMap');
   const annotationMap = reported(z.record(z.string(), z.string()), 'annotationMap');
   const objectName = z.string().refine(REFINEMENTS.objectName, { message: 'must be a Kubernetes object name (lowercase letters, digits, "-" and ".", at most 253)' });
-  const cidr = z
-    .string()
-    .regex(/^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\/([0-9]|[12][0-9]|3[0-2])$/, 'must be an IPv4 CIDR such as "10.0.0.0/16"');
+  // Either family: a dual-stack cluster has IPv6 node, pod and Service ranges, and IPv6 clients.
+  const cidr = z.string().refine(isCidr, { message: 'must be an IPv4 or IPv6 CIDR such as "10.0.0.0/16" or "fd00:10:244::/56"' });
   const cron = reported(z.string(), 'cron');
 
   const resources = (cpuReq: string, memReq: string, cpuLim: string, memLim: string) =>
