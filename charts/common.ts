@@ -316,6 +316,11 @@ export interface NodeAddressLookupProps {
   readonly output: { readonly volume: string; readonly path: string; readonly file: string };
   /** A fixed address for every node: no lookup, no token. @default - the Node's ExternalIP */
   readonly publicIp?: string;
+  /**
+   * Write the node's public IPv6 too, after the IPv4 ("<IPv4>,<IPv6>", the form LiveKit's --node-ip takes), where the
+   * node has one and no fixed address is given. @default false - one address
+   */
+  readonly bothFamilies?: boolean;
 }
 
 /**
@@ -354,6 +359,7 @@ export function nodeAddressLookup(scope: Construct, p: NodeAddressLookupProps): 
   const fromField = (name: string, fieldPath: string): k8s.EnvVar => ({ name, valueFrom: { fieldRef: { fieldPath } } });
   const env: k8s.EnvVar[] = [fromField('NODE_NAME', 'spec.nodeName'), fromField('NODE_IP', 'status.hostIP'), { name: 'SA_DIR', value: saDir }];
   if (p.publicIp !== undefined) env.push({ name: 'PUBLIC_IP', value: p.publicIp });
+  if (p.bothFamilies ?? false) env.push({ name: 'ADDRESS_FAMILIES', value: 'both' });
   return {
     serviceAccountName,
     initContainer: {

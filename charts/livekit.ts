@@ -381,6 +381,8 @@ export class LiveKitChart extends Chart {
           labels: labels(component),
           toolsImage: props.toolsImage,
           publicIp: props.rtc.publicIp,
+          // LiveKit gathers host candidates of both families and maps each to the node's address of its family.
+          bothFamilies: true,
           scripts: { volume: 'config', path: LIVEKIT_CONFIG_DIR },
           output: { volume: 'run', path: LIVEKIT_RUN_DIR, file: 'node-ip' },
         })

@@ -242,7 +242,7 @@ describe('coturn public address lookup', () => {
         [
           'import json, os, node_address',
           `node = json.loads(${JSON.stringify(JSON.stringify(node))})`,
-          'print(node_address.public_address(os.environ, lambda name: node)[0])',
+          'print(node_address.advertised_addresses(os.environ, lambda name: node)[0])',
         ].join('\n'),
       ],
       env,
@@ -261,5 +261,25 @@ describe('coturn public address lookup', () => {
     expect((await lookup({ NODE_NAME: 'n', NODE_IP: '10.0.0.5' }, node)).output.trim()).toBe('203.0.113.9');
     const internalOnly = { status: { addresses: [{ type: 'InternalIP', address: '10.0.0.5' }] } };
     expect((await lookup({ NODE_NAME: 'n', NODE_IP: '10.0.0.5' }, internalOnly)).output.trim()).toBe('10.0.0.5');
+  });
+
+  // LiveKit takes --node-ip "<IPv4>,<IPv6>" (mediatransportutil's NodeIP, at most one of each family) and maps its host
+  // candidates of each family to that family's address; coturn's start script takes one IPv4 and does not ask.
+  test('ADDRESS_FAMILIES=both (LiveKit): the IPv6 too, an ExternalIP first, else a global InternalIP; never a second IPv6', async () => {
+    const both = { NODE_NAME: 'n', NODE_IP: '10.0.0.5', ADDRESS_FAMILIES: 'both' };
+    const node = (...addresses: [string, string][]) => ({ status: { addresses: addresses.map(([type, address]) => ({ type, address })) } });
+    const dual = node(['InternalIP', '10.0.0.5'], ['InternalIP', '2600:1f18:4a3:6b00::5'], ['ExternalIP', '203.0.113.9'], ['ExternalIP', '2600:1f18:4a3:6b00::9']);
+    expect((await lookup(both, dual)).output.trim()).toBe('203.0.113.9,2600:1f18:4a3:6b00::9');
+    // Without the setting, the IPv4 alone, as before.
+    expect((await lookup({ NODE_NAME: 'n', NODE_IP: '10.0.0.5' }, dual)).output.trim()).toBe('203.0.113.9');
+    // No IPv6 ExternalIP: the node's own global IPv6 (kubelet's --node-ip with both families), not a unique local one.
+    expect((await lookup(both, node(['InternalIP', '10.0.0.5'], ['InternalIP', '2600:1f18:4a3:6b00::5'], ['ExternalIP', '203.0.113.9']))).output.trim()).toBe(
+      '203.0.113.9,2600:1f18:4a3:6b00::5',
+    );
+    expect((await lookup(both, node(['InternalIP', '10.0.0.5'], ['InternalIP', 'fd00:10::5'], ['ExternalIP', '203.0.113.9']))).output.trim()).toBe('203.0.113.9');
+    // An IPv6-only node: its own address, once.
+    expect((await lookup({ ...both, NODE_IP: '2600:1f18:4a3:6b00::5' }, node(['InternalIP', '2600:1f18:4a3:6b00::5']))).output.trim()).toBe('2600:1f18:4a3:6b00::5');
+    // A configured address is used alone, as the operator gave it.
+    expect((await lookup({ ...both, PUBLIC_IP: '198.51.100.1' }, dual)).output.trim()).toBe('198.51.100.1');
   });
 });
