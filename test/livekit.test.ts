@@ -233,6 +233,18 @@ describe('the address LiveKit advertises', () => {
     expect(podSpec(d).volumes.map((v: any) => v.name)).not.toContain('api-token');
   });
 
+  test('a fixed public address of each family: "<IPv4>,<IPv6>" as LiveKit\'s node_ip takes it, or an IPv6 alone; two of one family refused', () => {
+    for (const publicIp of ['203.0.113.9,2001:db8:5::9', '2001:db8:5::9']) {
+      expect(container(deploy({ livekit: { rtc: { publicIp } } }), 'node-address').env).toContainEqual({ name: 'PUBLIC_IP', value: publicIp });
+    }
+    // LiveKit refuses these at start ("multiple ipv6 addresses provided"), after the pod was scheduled: the config refuses them first.
+    for (const publicIp of ['2001:db8:5::9,2001:db8:5::10', '203.0.113.9,203.0.113.10', '203.0.113.9,2001:db8:5::9,198.51.100.1', 'localhost', '203.0.113.9,']) {
+      expect(() => config({ livekit: { rtc: { publicIp } } })).toThrow(
+        `livekit.rtc.publicIp: must be an IPv4 address, an IPv6 address, or one of each as "<IPv4>,<IPv6>" (LiveKit's node_ip takes at most one address of each family) (found string "${publicIp}")`,
+      );
+    }
+  });
+
   test("host-ip: the node's own address, from the downward API", () => {
     const d = deploy({ livekit: { rtc: { nodeAddress: 'host-ip' } } });
     expect(podSpec(d).initContainers.map((x: any) => x.name)).toEqual(['config']);

@@ -1,10 +1,17 @@
 /** LiveKit: the SFU, its media ports and the address it advertises. */
 import type { z as Z } from 'zod';
 import { LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, LIVEKIT_PORTS_PER_PARTICIPANT, NODE_PORT_RANGE, rangesOverlap } from '../../ports';
+import { isIP } from 'net';
 import type { Fragments } from './shared';
 
+/** LiveKit's node_ip: one address, or one of each family as "<IPv4>,<IPv6>" (mediatransportutil's NodeIP refuses two of one). */
+function isNodeIp(v: string): boolean {
+  const families = v.split(',').map((a) => isIP(a));
+  return families.length <= 2 && !families.includes(0) && new Set(families).size === families.length;
+}
+
 /** The config keys livekit: schema, defaults and documentation. */
-export function livekitFragment({ z, port, ipv4, labelMap, resources, image }: Fragments) {
+export function livekitFragment({ z, port, labelMap, resources, image }: Fragments) {
   return {
     livekit: z
       .strictObject({
@@ -51,8 +58,16 @@ export function livekitFragment({ z, port, ipv4, labelMap, resources, image }: F
              * stun: asked of `stunServers` at every start (needs UDP to them).
              */
             nodeAddress: z.enum(['node-external-ip', 'host-ip', 'stun']).default('node-external-ip'),
-            /** One public address for every LiveKit node (a single node, or a shared address); skips the lookup. */
-            publicIp: ipv4.optional(),
+            /**
+             * One public address for every LiveKit node (a single node, or a shared address); skips the lookup. An IPv4,
+             * an IPv6, or one of each as "<IPv4>,<IPv6>": LiveKit advertises each family's host candidates at that family's.
+             */
+            publicIp: z
+              .string()
+              .refine(isNodeIp, {
+                message: 'must be an IPv4 address, an IPv6 address, or one of each as "<IPv4>,<IPv6>" (LiveKit\'s node_ip takes at most one address of each family)',
+              })
+              .optional(),
             /** STUN servers ("host:port") for nodeAddress stun; none is assumed, public ones only if listed. */
             stunServers: z.array(z.string().regex(/^[a-z0-9.-]+:[0-9]{1,5}$/, 'must be "host:port", e.g. "stun.example.com:3478"')).default([]),
           })
