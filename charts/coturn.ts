@@ -275,6 +275,8 @@ export class CoturnChart extends Chart {
       labels: labels(component),
       toolsImage: props.toolsImage,
       publicIp: props.publicIp,
+      // The node's public IPv6 too, where it has one: start.sh makes coturn listen and relay on it.
+      bothFamilies: true,
       scripts: { volume: 'config', path: '/etc/coturn' },
       output: { volume: 'run', path: '/run/coturn', file: 'public-ip' },
     });

@@ -113,7 +113,16 @@ export function checklist(config: KudoConfig, ms: Manifest[]): Checklist {
     target: entry,
     why: host === config.serverName && host !== config.hosts.matrix ? 'Matrix server name: serves /.well-known/matrix (delegation to the Matrix host)' : 'HTTPS',
   }));
-  if (coturn) dns.push({ name: config.hosts.turn, type: 'A', target: `the public IPv4 of every node labelled ${turnSelector}`, why: 'TURN/STUN (clients connect to it directly)' });
+  if (coturn) {
+    dns.push({ name: config.hosts.turn, type: 'A', target: `the public IPv4 of every node labelled ${turnSelector}`, why: 'TURN/STUN (clients connect to it directly)' });
+    // coturn listens and relays on a node's public IPv6 too, where the node has one (coturn-start.sh): only those nodes.
+    dns.push({
+      name: config.hosts.turn,
+      type: 'AAAA',
+      target: `the public IPv6 of every node labelled ${turnSelector} that has one`,
+      why: 'TURN/STUN over IPv6 (coturn listens on the IPv6 the node reports as ExternalIP, else a global InternalIP)',
+    });
+  }
   const ownTurn = ms.find((m) => m.kind === 'Service' && m.metadata.name === LIVEKIT_TURN_SERVICE);
   if (ownTurn) {
     dns.push({

@@ -205,14 +205,14 @@ test('the TURN Secret volume: the shared secret, and an optional second one (doc
 
 describe('start.sh, run with a stand-in turnserver that prints the config it is given', () => {
   /** The rendered start.sh on these TURN Secret files, its paths moved into a folder: what it hands turnserver. */
-  const startConf = (files: Record<string, string>): string => {
+  const startConf = (files: Record<string, string>, publicIp = '203.0.113.7'): string => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kudo-coturn-start-'));
     try {
       const data = find(manifests(), 'ConfigMap', 'coturn-config').data as Record<string, string>;
       const at = Object.fromEntries(['run', 'tls', 'etc', 'secrets', 'bin'].map((d) => [d, path.join(dir, d)]));
       for (const d of Object.values(at)) fs.mkdirSync(d);
       fs.writeFileSync(path.join(at.etc, 'turnserver.conf'), 'realm=turn.example.com\n');
-      fs.writeFileSync(path.join(at.run, 'public-ip'), '203.0.113.7\n');
+      fs.writeFileSync(path.join(at.run, 'public-ip'), `${publicIp}\n`);
       for (const [f, v] of Object.entries(files)) fs.writeFileSync(path.join(at.secrets, f), v);
       fs.writeFileSync(path.join(at.bin, 'turnserver'), '#!/bin/sh\n[ "$1" = -c ] && cat "$2"\n', { mode: 0o755 });
       const moves: [string, string][] = [
@@ -242,6 +242,18 @@ describe('start.sh, run with a stand-in turnserver that prints the config it is 
     expect(startConf({ shared_secret: 'new', second_shared_secret: 'old' })).toContain(conf('new', 'old'));
     // An emptied key counts as none (an empty static-auth-secret would be a secret anyone can sign with).
     expect(startConf({ shared_secret: 'new', second_shared_secret: '' })).toContain(conf('new'));
+  });
+
+  test('a node with an IPv6 address too (the lookup wrote "<IPv4>,<IPv6>"): coturn listens and relays on the IPv6 too, and maps only the IPv4 to the public one', () => {
+    const out = startConf({ shared_secret: 's' }, '203.0.113.7,2600:1f18:4a3:6b00::5');
+    const lines = out.split('\n').filter((l) => /^(external-ip|listening-ip|relay-ip)=/.test(l));
+    expect(lines).toEqual([
+      'external-ip=203.0.113.7/10.0.0.5',
+      'listening-ip=10.0.0.5',
+      'relay-ip=10.0.0.5',
+      'listening-ip=2600:1f18:4a3:6b00::5',
+      'relay-ip=2600:1f18:4a3:6b00::5',
+    ]);
   });
 });
 

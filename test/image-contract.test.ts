@@ -278,7 +278,7 @@ describe('the check can fail', () => {
     const coturn = podSpec(ds).containers.find((x: any) => x.name === 'coturn');
     coturn.securityContext.capabilities = { drop: ['ALL'] };
     expect(manifestProblems(ms)).toEqual([
-      'DaemonSet/coturn container coturn: /etc/coturn/start.sh: line 33: /usr/bin/turnserver has the file capability cap_net_bind_service, ' +
+      'DaemonSet/coturn container coturn: /etc/coturn/start.sh: line 39: /usr/bin/turnserver has the file capability cap_net_bind_service, ' +
         'which the container drops: exec fails (EPERM)',
     ]);
   });

@@ -13,7 +13,14 @@ describe('production checklist', () => {
       ['livekit.example.com', 'the external address of your Traefik ingress controller'],
       ['matrix.example.com', 'the external address of your Traefik ingress controller'],
       ['turn.example.com', 'the public IPv4 of every node labelled kudo/turn=true'],
+      ['turn.example.com', 'the public IPv6 of every node labelled kudo/turn=true that has one'],
     ]);
+    // coturn listens on both where a node has both (start.sh): an AAAA record to a node without IPv6 would strand IPv6 clients.
+    expect(
+      list()
+        .dns.filter((d) => d.name === 'turn.example.com')
+        .map((d) => d.type),
+    ).toEqual(['A', 'AAAA']);
   });
 
   test('certificates: one per Ingress TLS host and the TURN Certificate, with their issuer', () => {

@@ -16,6 +16,11 @@ conf=/run/coturn/turnserver.conf
 cert=/tls/tls.crt
 key=/tls/tls.key
 public=$(cat /run/coturn/public-ip)
+# A node with a public IPv6 too: the lookup wrote "<IPv4>,<IPv6>". coturn listens and
+# relays on that IPv6 as well (it is the node's own, so no external-ip mapping), and
+# gives each client a relay address of the family it asks for.
+public6=
+case $public in *,*) public6=${public#*,} public=${public%%,*} ;; esac
 
 has_cert() { [ -s "$cert" ] && [ -s "$key" ]; }
 
@@ -27,6 +32,7 @@ start() {
     printf 'external-ip=%s/%s\n' "$public" "$NODE_IP"
     printf 'listening-ip=%s\n' "$NODE_IP"
     printf 'relay-ip=%s\n' "$NODE_IP"
+    if [ -n "$public6" ]; then printf 'listening-ip=%s\nrelay-ip=%s\n' "$public6" "$public6"; fi
     if has_cert; then printf 'cert=%s\npkey=%s\n' "$cert" "$key"; fi
   } >> "$conf"
   if ! has_cert; then echo "no certificate at $cert yet: TURN over TLS stays off until cert-manager has issued it"; fi
