@@ -3,7 +3,7 @@
  * message, and the cases at their edges. Each test kills a mutant the other tests let through (mutation testing:
  * docs/mutation-testing.md, "`config.ts`'s cross-checks, measured apart").
  */
-import { resolveConfig } from '../charts/config';
+import { ConfigError, KudoConfig, resolveConfig } from '../charts/config';
 import { rejection } from './util';
 
 const BACKUP = { destinationPath: 's3://kudo-backups/postgres' };
@@ -165,7 +165,37 @@ describe('patterns hold the whole value: something before or after what they all
     expect(rejection({ synapse: { adminUser: 'admin!' } })).toBe(invalid('synapse.adminUser', 'must be a Matrix localpart (a-z, 0-9, ".", "_", "=", "-", "/", "+")', 'admin!'));
   });
 
+  test('an image repository is lower-case letters, digits and ".-_/:" from its first character to its last', () => {
+    const repository = (v: string) => ({ postgres: { image: { repository: v } } });
+    const message = 'must be an image repository such as "docker.io/library/postgres"';
+    for (const v of ['Docker.io/library/postgres', 'docker.io/library/postgres ', ' docker.io/library/postgres', 'postgres@sha256', ''])
+      expect(rejection(repository(v))).toBe(invalid('postgres.image.repository', message, v));
+    // Written out (not left to the default, which the schema does not check), a name of many characters.
+    expect(resolveConfig(repository('mirror.example.org:5000/hub/library/postgres'), 'kudo.yaml').postgres.image.repository).toBe('mirror.example.org:5000/hub/library/postgres');
+  });
+
   test("LiveKit's first NodePort may be the range's first", () => {
     expect(resolveConfig({ livekit: { hostNetwork: false, rtc: { udpPort: 30000, tcpPort: 30100 } } }, 'kudo.yaml').livekit.rtc.udpPort).toBe(30000);
+  });
+});
+
+describe('a default written out is accepted: the schema checks what a user writes, not the default it fills in', () => {
+  test.each([
+    [{ routing: 'ingress' }, (c: KudoConfig) => c.routing, 'ingress'],
+    [{ livekit: { rtc: { nodeAddress: 'node-external-ip' } } }, (c: KudoConfig) => c.livekit.rtc.nodeAddress, 'node-external-ip'],
+  ])('%j', (input, read, value) => {
+    expect(read(resolveConfig(input, 'kudo.yaml'))).toBe(value);
+  });
+});
+
+describe('where a refusal says it comes from', () => {
+  test('a config given without a source name is called "config"', () => {
+    expect(() => resolveConfig(['domain'])).toThrow(new ConfigError('config: the top level must be a mapping of keys, found a list'));
+  });
+
+  test("a cron schedule's refusal names its field", () => {
+    expect(rejection({ backup: { schedule: { postgres: '60 3 * * *' } } })).toBe(
+      'kudo.yaml is invalid:\n  - backup.schedule.postgres: not a schedule Kubernetes accepts: minute "60": out of range 0-59 (e.g. "15 3 * * *" or "@daily") (found string "60 3 * * *")',
+    );
   });
 });
