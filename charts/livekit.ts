@@ -1,5 +1,4 @@
 import { Chart, ChartProps } from 'cdk8s';
-import { Certificate, CertificateSpecPrivateKeyAlgorithm, CertificateSpecPrivateKeyRotationPolicy } from '../imports/cert-manager.io';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ImageConfig, LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, ResourcesConfig, SecretRef, TURN_PORT, TURN_TLS_PORT } from './config';
@@ -22,7 +21,7 @@ import {
 } from './common';
 import { PodScheduling, withScheduling } from './pods';
 import { setSyncWave, WAVE } from './argocd';
-import { exposeHttp, IngressSettings } from './tls';
+import { exposeHttp, hostCertificate, IngressSettings, IssuerRef } from './tls';
 import { toYaml } from './render/yaml-out';
 
 /** LiveKit's identity. */
@@ -85,7 +84,7 @@ export interface LiveKitProps extends ChartProps {
     readonly domain: string;
     readonly udpPort: number;
     readonly tlsPort: number;
-    readonly issuer: { readonly kind: string; readonly name: string };
+    readonly issuer: IssuerRef;
   };
   readonly secrets: {
     readonly apiKey: SecretRef;
@@ -505,15 +504,7 @@ export class LiveKitChart extends Chart {
    * addresses). LiveKit reads the certificate at start only (docs/livekit-without-host-network.md, "TURN's certificate").
    */
   private builtInTurn(meta: { namespace: string; labels: Record<string, string> }, own: NonNullable<LiveKitProps['builtInTurn']>): void {
-    new Certificate(this, 'turn-certificate', {
-      metadata: { name: LIVEKIT_TURN_TLS_SECRET, ...meta },
-      spec: {
-        secretName: LIVEKIT_TURN_TLS_SECRET,
-        dnsNames: [own.domain],
-        issuerRef: { kind: own.issuer.kind, name: own.issuer.name },
-        privateKey: { algorithm: CertificateSpecPrivateKeyAlgorithm.ECDSA, size: 256, rotationPolicy: CertificateSpecPrivateKeyRotationPolicy.ALWAYS },
-      },
-    });
+    hostCertificate(this, 'turn-certificate', { name: LIVEKIT_TURN_TLS_SECRET, ...meta, host: own.domain, issuer: own.issuer });
     new k8s.KubeService(this, 'turn', {
       metadata: { name: LIVEKIT_TURN_SERVICE, ...meta },
       spec: {

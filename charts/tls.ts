@@ -1,7 +1,7 @@
 import { Chart, ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { ClusterIssuer } from '../imports/cert-manager.io';
+import { Certificate, CertificateSpecPrivateKeyAlgorithm, CertificateSpecPrivateKeyRotationPolicy, ClusterIssuer } from '../imports/cert-manager.io';
 import {
   Gateway,
   GatewaySpecListenersAllowedRoutes,
@@ -142,6 +142,28 @@ const ACME_SERVERS = {
   production: 'https://acme-v02.api.letsencrypt.org/directory',
   staging: 'https://acme-staging-v02.api.letsencrypt.org/directory',
 };
+
+/** The issuer a certificate comes from: a ClusterIssuer, or an Issuer in the certificate's namespace. */
+export interface IssuerRef {
+  readonly kind: string;
+  readonly name: string;
+}
+
+/**
+ * The certificate of one host for a program that terminates TLS itself (coturn, LiveKit's TURN): cert-manager keeps it
+ * in the Secret of the same name, an ECDSA P-256 key, a new one at every renewal.
+ */
+export function hostCertificate(scope: Construct, id: string, p: { name: string; namespace: string; labels: Record<string, string>; host: string; issuer: IssuerRef }): void {
+  new Certificate(scope, id, {
+    metadata: { name: p.name, namespace: p.namespace, labels: p.labels },
+    spec: {
+      secretName: p.name,
+      dnsNames: [p.host],
+      issuerRef: { kind: p.issuer.kind, name: p.issuer.name },
+      privateKey: { algorithm: CertificateSpecPrivateKeyAlgorithm.ECDSA, size: 256, rotationPolicy: CertificateSpecPrivateKeyRotationPolicy.ALWAYS },
+    },
+  });
+}
 
 export interface LetsEncryptIssuerProps extends ChartProps {
   /** Name of the ClusterIssuer (and of the Secret holding its ACME account key). */

@@ -160,7 +160,14 @@ describe('the render with coturn off and LiveKit off the host network', () => {
     const ms = all();
     const cert = find(ms, 'Certificate', 'livekit-turn-tls');
     expect(cert.metadata.namespace).toBe('kudo-media');
-    expect(cert.spec).toMatchObject({ secretName: 'livekit-turn-tls', dnsNames: ['turn.example.com'], issuerRef: { kind: 'ClusterIssuer', name: 'kudo-letsencrypt' } });
+    expect(cert.spec).toEqual({
+      secretName: 'livekit-turn-tls',
+      dnsNames: ['turn.example.com'],
+      issuerRef: { kind: 'ClusterIssuer', name: 'kudo-letsencrypt' },
+      // LiveKit reads the key at start: a new key at each renewal, as coturn's.
+      privateKey: { algorithm: 'ECDSA', size: 256, rotationPolicy: 'Always' },
+    });
+    expect(cert.metadata.labels?.['app.kubernetes.io/name']).toBe('livekit');
     const sts = find(ms, 'StatefulSet', 'livekit');
     const lk = container(sts, 'livekit');
     expect(lk.volumeMounts).toContainEqual({ name: 'turn-tls', mountPath: '/tls/turn', readOnly: true });
