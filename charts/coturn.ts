@@ -70,11 +70,12 @@ export const DENIED_PEER_CIDRS = [
   '2002::/16',
   'fc00::/7',
   'fe80::/10',
-  // Beyond that list, from IANA's IPv6 special-purpose registry and older prefixes a network may still route: the
-  // unspecified and IPv4-compatible addresses (:: reaches the host itself, ::a.b.c.d an IPv4 address through an
-  // automatic tunnel), NAT64's local-use prefix (an IPv4 peer, as 64:ff9b::/96), the dummy prefix, both documentation
-  // prefixes, SRv6 SIDs, site-local and multicast (denied here too, not only by no-multicast-peers).
-  '::/96',
+  // Beyond that list, from IANA's IPv6 special-purpose registry and older prefixes a network may still route: NAT64's
+  // local-use prefix (an IPv4 peer, as 64:ff9b::/96), the dummy prefix, both documentation prefixes, SRv6 SIDs,
+  // site-local and multicast (denied here too, not only by no-multicast-peers). Not :: nor the IPv4-compatible ::/96,
+  // seen with coturn 4.18: it compares an IPv4 peer with an IPv6 range as ::a.b.c.d, so ::/96 denies every IPv4 peer,
+  // and a "::" line denies every IPv6 peer; coturn refuses the peer :: itself.
+
   '64:ff9b:1::/48',
   '100:0:0:1::/64',
   '2001:db8::/32',
