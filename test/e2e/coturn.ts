@@ -122,6 +122,8 @@ export async function startCoturn(
   relaySize = 20,
   renderedConf = configMapFile(manifests, 'coturn-config', 'turnserver.conf'),
   extraLines: string[] = [],
+  /** What the address lookup would write: the node's public address, or "<IPv4>,<IPv6>" for a node with both. */
+  nodePublic = LOOPBACK,
 ): Promise<RunningCoturn> {
   const ds = find(manifests, 'DaemonSet', 'coturn');
   const c = container(ds, 'coturn');
@@ -172,7 +174,7 @@ export async function startCoturn(
   // LOOPBACK_REWRITES.externalIp: what the init container would write (the node's public IPv4); here the node is 127.0.0.1.
   const publicIpFile = hostPath(initMounts, init.command[init.command.length - 1]);
   if (!init.command.join(' ').includes('node_address.py')) throw new Error(`unexpected init command ${JSON.stringify(init.command)}`);
-  fs.writeFileSync(publicIpFile, `${LOOPBACK}\n`);
+  fs.writeFileSync(publicIpFile, `${nodePublic}\n`);
 
   // The container's env; LOOPBACK_REWRITES.bind: NODE_IP (status.hostIP) is 127.0.0.1. PATH is the image's, where
   // turnserver is /usr/bin/turnserver with the image's file capability (test/e2e/image.ts).
