@@ -34,7 +34,7 @@ import type { KudoConfig } from '../../charts/config';
 import { HAS_PROMETHEUS, option, startCoturn, TURN_VERSION, TURNUTILS } from '../../test/e2e/coturn';
 import { configMapFile, find, freePort, generatedSecrets, httpJson, Manifest, PodNetwork, programs, rendered, setLauncher, sleep } from '../../test/e2e/harness';
 import { prepareLiveKit, startLiveKit } from '../../test/e2e/livekit';
-import { PodBehindNode, serviceRules } from '../../test/e2e/pod-behind-node';
+import { PodBehindNode, prepareLiveKitInPod, serviceRules } from '../../test/e2e/pod-behind-node';
 import { startPostgres } from '../../test/e2e/postgres';
 import { startRedis } from '../../test/e2e/redis';
 import { startSynapse } from '../../test/e2e/synapse';
@@ -697,19 +697,7 @@ async function startCallsLiveKit(
     { type: 'ExternalIP', address: network.podAddress },
   ]);
   const run = pod
-    ? await prepareLiveKit(
-        manifests,
-        config,
-        secrets,
-        pod as unknown as PodNetwork,
-        redis.port,
-        apiUrl,
-        'kudo-bench-node',
-        (cfg) => {
-          cfg.redis.address = `${pod.gateway}:${redis.port}`; // LOOPBACK_REWRITES.hosts: Redis's Service is the node's address on the pod's link
-        },
-        { podName: 'livekit-0' },
-      )
+    ? await prepareLiveKitInPod(r, pod, { redis, api, apiUrl, nodeName: 'kudo-bench-node' }, 'livekit-0')
     : await prepareLiveKit(manifests, config, secrets, network, redis.port, apiUrl, 'kudo-bench-node', (cfg) => {
         // LiveKit has the namespace to itself: the rendered UDP range stays (only the listening ports move).
         cfg.rtc.port_range_start = renderedCfg.rtc.port_range_start;

@@ -29,9 +29,9 @@ import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
 import WebSocket from 'ws';
 import { FakeKubeApi } from '../fake-kube-api';
 import { configMapFile, find, generatedSecrets, httpJson, PodNetwork, Program, programs, rendered, ROOT, tail, tcpOpen } from './harness';
-import { LiveKitRun, prepareLiveKit, startLiveKit } from './livekit';
-import { counted, PodBehindNode, serviceRules } from './pod-behind-node';
-import { RunningRedis, startRedis } from './redis';
+import { LiveKitRun, startLiveKit } from './livekit';
+import { counted, PodBehindNode, prepareLiveKitInPod, serviceRules, startNodeServices } from './pod-behind-node';
+import { RunningRedis } from './redis';
 
 const LIVEKIT_VERSION = execFileSync(programs().livekitServer, ['--version'], { encoding: 'utf8' }).trim();
 const { config, manifests } = rendered({ livekit: { hostNetwork: false, replicas: 2, rtc: { udpPort: 31000, tcpPort: 31100 } } });
@@ -103,28 +103,10 @@ describe(`${LIVEKIT_VERSION}, livekit.hostNetwork false: replica ${POD} behind i
         '',
       ].join('\n'),
     });
-    const podNetwork = pod as unknown as PodNetwork;
     // Redis on the node: LiveKit reaches it across the pod's link, this host (which starts it) across the node's.
-    redis = await startRedis(manifests, config, secrets, node);
-    api = new FakeKubeApi();
-    const apiUrl = await api.start();
-    api.putNode(NODE_NAME, [
-      { type: 'InternalIP', address: nodeAddress },
-      { type: 'ExternalIP', address: nodeAddress },
-    ]);
-    run = await prepareLiveKit(
-      manifests,
-      config,
-      secrets,
-      podNetwork,
-      redis.port,
-      apiUrl,
-      NODE_NAME,
-      (cfg) => {
-        cfg.redis.address = `${pod.gateway}:${redis.port}`; // LOOPBACK_REWRITES.hosts: Redis's Service is the node's address on the pod's link
-      },
-      { podName: POD },
-    );
+    const on = await startNodeServices({ manifests, config, secrets }, node, NODE_NAME);
+    ({ redis, api } = on);
+    run = await prepareLiveKitInPod({ manifests, config, secrets }, pod, on, POD);
     livekit = startLiveKit(run);
     await livekit.waitFor('GET / 200 through the node', async () => (await httpJson(`http://${nodeAddress}:${run.port}/`).catch(() => ({ status: 0 }))).status === 200, 60_000);
     const keys = yaml.load(fs.readFileSync(run.config.key_file, 'utf8')) as Record<string, string>;
@@ -249,24 +231,10 @@ describe(`${LIVEKIT_VERSION}, livekit.hostNetwork false: two replicas on one nod
       const input = ['table ip kudo_pod {', '  chain input {', '    type filter hook input priority filter; policy accept;', rule, '  }', '}', ''].join('\n');
       execFileSync('ip', ['netns', 'exec', pod.name, 'nft', '-f', '-'], { input });
     }
-    redis = await startRedis(manifests, config, secrets, node);
-    api = new FakeKubeApi();
-    const apiUrl = await api.start();
-    api.putNode(NODE_NAME, [{ type: 'ExternalIP', address: nodeAddress }]);
+    const on = await startNodeServices({ manifests, config, secrets }, node, NODE_NAME);
+    ({ redis, api } = on);
     for (const [i, pod] of pods.entries()) {
-      const run = await prepareLiveKit(
-        manifests,
-        config,
-        secrets,
-        pod as unknown as PodNetwork,
-        redis.port,
-        apiUrl,
-        NODE_NAME,
-        (cfg) => {
-          cfg.redis.address = `${pod.gateway}:${redis.port}`; // LOOPBACK_REWRITES.hosts: Redis's Service is the node's address on the pod's link
-        },
-        { podName: `livekit-${i}` },
-      );
+      const run = await prepareLiveKitInPod({ manifests, config, secrets }, pod, on, `livekit-${i}`);
       if (i === 0) [[apiKey, apiSecret]] = Object.entries(yaml.load(fs.readFileSync(run.config.key_file, 'utf8')) as Record<string, string>);
       servers.push(startLiveKit(run, `livekit-${i}`));
     }

@@ -25,10 +25,10 @@ import { AccessToken } from 'livekit-server-sdk';
 import WebSocket from 'ws';
 import { FakeKubeApi } from '../fake-kube-api';
 import { find, generatedSecrets, httpJson, PodNetwork, Program, programs, rendered, tempDir } from './harness';
-import { LiveKitRun, prepareLiveKit, startLiveKit } from './livekit';
-import { PodBehindNode, serviceRules } from './pod-behind-node';
+import { LiveKitRun, startLiveKit } from './livekit';
+import { PodBehindNode, prepareLiveKitInPod, serviceRules, startNodeServices } from './pod-behind-node';
 import { issueServerCert, makeCa } from './pki';
-import { RunningRedis, startRedis } from './redis';
+import { RunningRedis } from './redis';
 
 const LIVEKIT_VERSION = execFileSync(programs().livekitServer, ['--version'], { encoding: 'utf8' }).trim();
 const { config, manifests } = rendered({
@@ -179,27 +179,9 @@ describe(`${LIVEKIT_VERSION}, coturn off: LiveKit's own TURN in replica ${POD}, 
       `    ip daddr ${nodeAddress} tcp dport ${turnService.spec.ports[0].port} counter dnat to ${pod.podAddress}:${tlsTarget} comment "livekit-turn turns"\n  }\n}`,
     );
     execFileSync('ip', ['netns', 'exec', node.name, 'nft', '-f', '-'], { input: rules });
-    redis = await startRedis(manifests, config, secrets, node);
-    api = new FakeKubeApi();
-    const apiUrl = await api.start();
-    api.putNode(NODE_NAME, [
-      { type: 'InternalIP', address: nodeAddress },
-      { type: 'ExternalIP', address: nodeAddress },
-    ]);
-    run = await prepareLiveKit(
-      manifests,
-      config,
-      secrets,
-      pod as unknown as PodNetwork,
-      redis.port,
-      apiUrl,
-      NODE_NAME,
-      (cfg) => {
-        cfg.redis.address = `${pod.gateway}:${redis.port}`; // LOOPBACK_REWRITES.hosts: Redis's Service is the node's address on the pod's link
-      },
-      { podName: POD },
-      turnTls,
-    );
+    const on = await startNodeServices({ manifests, config, secrets }, node, NODE_NAME);
+    ({ redis, api } = on);
+    run = await prepareLiveKitInPod({ manifests, config, secrets }, pod, on, POD, turnTls);
     livekit = startLiveKit(run);
     await livekit.waitFor('GET / 200 through the node', async () => (await httpJson(`http://${nodeAddress}:${run.port}/`).catch(() => ({ status: 0 }))).status === 200, 60_000);
   });

@@ -1,13 +1,17 @@
 /**
  * livekit.hostNetwork false without a cluster: a pod's network namespace reached only through a "node" namespace
  * (a PodNetwork) whose nftables DNAT is built from the rendered NodePort Services, as kube-proxy would translate them
- * for externalTrafficPolicy: Local (no SNAT). Shared by test/e2e/livekit-pod-network.e2e.test.ts and the capacity
- * benchmark (scripts/capacity/run.ts, `--livekit-modes pod`).
+ * for externalTrafficPolicy: Local (no SNAT). Shared by test/e2e/livekit-pod-network.e2e.test.ts, test/e2e/livekit-turn.e2e.test.ts
+ * and the capacity benchmark (scripts/capacity/run.ts, `--livekit-modes pod`).
  *
  *   this host (the client) ── 10.254.n.0/30 ── node namespace ── 10.253.i.0/30 ── pod namespace i
  */
 import { execFileSync } from 'child_process';
-import { PodNetwork } from './harness';
+import type { KudoConfig } from '../../charts/config';
+import { FakeKubeApi } from '../fake-kube-api';
+import { Manifest, PodNetwork } from './harness';
+import { LiveKitRun, prepareLiveKit } from './livekit';
+import { RunningRedis, startRedis } from './redis';
 
 /** The link between the node and its pod i; only these two namespaces have it. */
 export const podLink = (i: number) => ({ node: `10.253.${i}.1`, pod: `10.253.${i}.2` });
@@ -82,4 +86,56 @@ export function counted(namespace: string, comment: string): number {
   const rule = ruleset.find((x) => x.rule?.comment === comment)?.rule;
   if (rule === undefined) throw new Error(`no nft rule "${comment}" in ${namespace}`);
   return rule.expr.find((e: any) => e.counter !== undefined).counter.packets;
+}
+
+/** A render and the values its generated Secrets hold. */
+export interface RenderedStack {
+  manifests: Manifest[];
+  config: KudoConfig;
+  secrets: Record<string, string>;
+}
+
+/** What runs on the node beside its pods: Redis, and the API server's stand-in, which knows the node by name. */
+export interface NodeServices {
+  redis: RunningRedis;
+  api: FakeKubeApi;
+  apiUrl: string;
+  nodeName: string;
+}
+
+/**
+ * Redis on the node, and the API server's stand-in holding the node as `nodeName`, the node namespace's address both
+ * its InternalIP and its ExternalIP (what LiveKit advertises, and what the clients on this host reach). The caller
+ * stops both (`redis.program.stop()`, `api.stop()`).
+ */
+export async function startNodeServices(r: RenderedStack, node: PodNetwork, nodeName: string): Promise<NodeServices> {
+  const redis = await startRedis(r.manifests, r.config, r.secrets, node);
+  const api = new FakeKubeApi();
+  const apiUrl = await api.start();
+  api.putNode(nodeName, [
+    { type: 'InternalIP', address: node.podAddress },
+    { type: 'ExternalIP', address: node.podAddress },
+  ]);
+  return { redis, api, apiUrl, nodeName };
+}
+
+/**
+ * LiveKit as the StatefulSet's pod `podName` (livekit.hostNetwork false) in `pod`'s namespace, with the rendered ports,
+ * reaching Redis on the node's address of the pod's link (Redis's Service). Prepared, not started (`startLiveKit`).
+ */
+export function prepareLiveKitInPod(r: RenderedStack, pod: PodBehindNode, on: NodeServices, podName: string, turnTls?: Record<string, string>): Promise<LiveKitRun> {
+  return prepareLiveKit(
+    r.manifests,
+    r.config,
+    r.secrets,
+    pod as unknown as PodNetwork,
+    on.redis.port,
+    on.apiUrl,
+    on.nodeName,
+    (cfg) => {
+      cfg.redis.address = `${pod.gateway}:${on.redis.port}`; // LOOPBACK_REWRITES.hosts: Redis's Service is the node's address on the pod's link
+    },
+    { podName },
+    turnTls,
+  );
 }
