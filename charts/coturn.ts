@@ -1,7 +1,6 @@
 import { Chart, ChartProps } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { Certificate, CertificateSpecPrivateKeyAlgorithm, CertificateSpecPrivateKeyRotationPolicy } from '../imports/cert-manager.io';
 import { ImageConfig, ResourcesConfig, SecretRef, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT } from './config';
 import {
   bundledFile,
@@ -20,6 +19,7 @@ import {
   UID,
 } from './common';
 import { PodScheduling, withScheduling } from './pods';
+import { hostCertificate, IssuerRef } from './tls';
 import { setSyncWave, WAVE } from './argocd';
 
 /**
@@ -163,7 +163,7 @@ export interface CoturnProps extends ChartProps {
   /** The lowest TLS version of the TURNS listener. @default '1.2' (coturn's own minimum with OpenSSL 3) */
   readonly tlsMinVersion?: '1.2' | '1.3';
   readonly turnSharedSecret: SecretRef;
-  readonly issuer: { readonly kind: string; readonly name: string };
+  readonly issuer: IssuerRef;
   /** Where its pods may run, beyond what the chart sets. @default - anywhere the chart allows */
   readonly scheduling?: PodScheduling;
 }
@@ -259,15 +259,7 @@ export class CoturnChart extends Chart {
     };
     const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'coturn-config', ...meta }, data: files });
 
-    new Certificate(this, 'certificate', {
-      metadata: { name: COTURN_TLS_SECRET, ...meta },
-      spec: {
-        secretName: COTURN_TLS_SECRET,
-        dnsNames: [props.host],
-        issuerRef: { kind: props.issuer.kind, name: props.issuer.name },
-        privateKey: { algorithm: CertificateSpecPrivateKeyAlgorithm.ECDSA, size: 256, rotationPolicy: CertificateSpecPrivateKeyRotationPolicy.ALWAYS },
-      },
-    });
+    hostCertificate(this, 'certificate', { name: COTURN_TLS_SECRET, ...meta, host: props.host, issuer: props.issuer });
 
     // The node's public address, looked up by an init step with a token of its own.
     const address = nodeAddressLookup(this, {

@@ -270,7 +270,13 @@ describe('start.sh, run with a stand-in turnserver that prints the config it is 
 test('a cert-manager Certificate for the TURN host; coturn starts without it (optional Secret) and takes it up later', () => {
   const ms = manifests();
   const cert = find(ms, 'Certificate', 'coturn-tls');
-  expect(cert.spec).toMatchObject({ secretName: 'coturn-tls', dnsNames: ['turn.example.com'], issuerRef: { kind: 'ClusterIssuer', name: 'kudo-letsencrypt' } });
+  expect(cert.spec).toEqual({
+    secretName: 'coturn-tls',
+    dnsNames: ['turn.example.com'],
+    issuerRef: { kind: 'ClusterIssuer', name: 'kudo-letsencrypt' },
+    privateKey: { algorithm: 'ECDSA', size: 256, rotationPolicy: 'Always' },
+  });
+  expect(cert.metadata).toMatchObject({ namespace: 'kudo-media', labels: { 'app.kubernetes.io/name': 'coturn' } });
   const start = find(ms, 'ConfigMap', 'coturn-config').data['start.sh'];
   expect(start).toContain('kill -USR2');
   expect(start).toContain('printf \'cert=%s\\npkey=%s\\n\' "$cert" "$key"');
