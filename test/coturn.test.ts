@@ -305,6 +305,14 @@ test('a configured public IP needs no API access', () => {
   expect(init.env).toContainEqual({ name: 'PUBLIC_IP', value: '203.0.113.7' });
 });
 
+test('coturn.publicIp is an IPv4: an IPv6 is refused with why, and what coturn does with the IPv6 instead', () => {
+  expect(() => config({ coturn: { publicIp: '2001:db8:5::7' } })).toThrow(
+    "coturn.publicIp: an IPv6 address cannot be given here: it is the public half of external-ip=PUBLIC/PRIVATE for the node's IPv4 " +
+      '(status.hostIP), and coturn\'s IPv6 is the node\'s own, looked up at start and listened on as it is (found string "2001:db8:5::7")',
+  );
+  expect(() => config({ coturn: { publicIp: '203.0.113' } })).toThrow('coturn.publicIp: must be an IPv4 address such as "203.0.113.10" (found string "203.0.113")');
+});
+
 test('probes and a restricted container', () => {
   const c = container(find(manifests(), 'DaemonSet', 'coturn'), 'coturn');
   expect(c.readinessProbe.tcpSocket.port).toBe(3478);

@@ -1,12 +1,30 @@
 /** coturn: the TURN relay, its ports and quotas. */
+import { isIP } from 'net';
 import type { z as Z } from 'zod';
 import { LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, rangesOverlap, relayPortPairs, TURN_METRICS_PORT, TURN_PORT, TURN_TLS_PORT } from '../../ports';
 import type { LivekitConfig } from './livekit';
 import type { Fragments } from './shared';
 import { isCidr, REFINEMENTS } from './shared';
 
+/**
+ * coturn.publicIp: an IPv4, and an IPv6 refused with why rather than as "not an IPv4" (the schema's check, outside it:
+ * a reporter, as shared.ts's REFINEMENTS are).
+ */
+export function coturnPublicIp(v: string, ctx: { addIssue(issue: { code: 'custom'; message: string }): void }): void {
+  if (isIP(v) === 6) {
+    ctx.addIssue({
+      code: 'custom',
+      message:
+        "an IPv6 address cannot be given here: it is the public half of external-ip=PUBLIC/PRIVATE for the node's IPv4 (status.hostIP), " +
+        "and coturn's IPv6 is the node's own, looked up at start and listened on as it is",
+    });
+  } else if (isIP(v) !== 4) {
+    ctx.addIssue({ code: 'custom', message: 'must be an IPv4 address such as "203.0.113.10"' });
+  }
+}
+
 /** The config keys coturn: schema, defaults and documentation. */
-export function coturnFragment({ z, port, ipv4, labelMap, resources, image }: Fragments) {
+export function coturnFragment({ z, port, labelMap, resources, image }: Fragments) {
   return {
     coturn: z
       .strictObject({
@@ -19,8 +37,11 @@ export function coturnFragment({ z, port, ipv4, labelMap, resources, image }: Fr
         resources: resources('100m', '64Mi', '1', '256Mi'),
         /** Nodes that run coturn. Label them: kubectl label node NAME kudo/turn=true */
         nodeSelector: labelMap.default({ 'kudo/turn': 'true' }),
-        /** The node's public IP when it is not on the node's ExternalIP address; unset = read it from the Node. */
-        publicIp: ipv4.optional(),
+        /**
+         * The node's public IPv4 when it is not on the node's ExternalIP address; unset = read it from the Node. An
+         * IPv6 is refused with why: coturn listens on the node's IPv6 as it is, found by the lookup (start.sh).
+         */
+        publicIp: z.string().superRefine(coturnPublicIp).optional(),
         /**
          * UDP relay ports: an even/odd pair for every allocation totalQuota allows
          * (an Allocate with EVEN-PORT takes both). Below the kernel's ephemeral ports

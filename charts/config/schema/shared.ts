@@ -101,7 +101,6 @@ export function sharedFragments(z: typeof Z) {
   const quantity = z.string().regex(CPU_QUANTITY, 'must be a Kubernetes quantity such as "500m", "512Mi" or "2Gi"');
   const memory = z.string().regex(MEMORY_QUANTITY, 'must be a memory quantity such as "512Mi" or "2Gi"');
   const port = z.number().int().min(1).max(65535);
-  const ipv4 = z.string().regex(/^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$/, 'must be an IPv4 address such as "203.0.113.10"');
   // Labels (node selectors, ServiceMonitor labels) and annotations as the API server checks them.
   const labelMap = reported(z.record(z.string(), z.string()), 'labelMap');
   const annotationMap = reported(z.record(z.string(), z.string()), 'annotationMap');
@@ -167,7 +166,6 @@ export function sharedFragments(z: typeof Z) {
     quantity,
     memory,
     port,
-    ipv4,
     labelMap,
     annotationMap,
     objectName,
