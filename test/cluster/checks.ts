@@ -9,7 +9,7 @@ import * as https from 'https';
 import * as path from 'path';
 import * as yaml from 'js-yaml';
 import { Manifest, ROOT, tail, tempDir } from '../e2e/harness';
-import { Cluster, clusterPrograms, waitUntil } from './cluster';
+import { Cluster, clusterPrograms, ClusterOptions, renderConfig, startCluster, Topology, waitUntil } from './cluster';
 
 /** The committed render of the default config, as users apply it. */
 export const DIST = path.join(ROOT, 'dist');
@@ -44,6 +44,27 @@ export function apply(c: Cluster, dir: string): string {
 
 const ns = (o: any) => `${o.metadata.namespace}/${o.metadata.name}`;
 const cond = (o: any, type: string) => (o.status?.conditions ?? []).find((x: any) => x.type === type);
+
+/** A cluster of `topology` with the render of `config` (named `name`) applied and converged. The caller stops it. */
+export async function convergedCluster(
+  name: string,
+  config: object,
+  topology: Topology,
+  opts: ClusterOptions = {},
+): Promise<{ c: Cluster; dir: string; manifests: Manifest[]; namespaces: string[] }> {
+  const dir = renderConfig(name, config);
+  const manifests = readManifests(dir);
+  const namespaces = namespacesOf(manifests);
+  const c = await startCluster(topology, opts);
+  try {
+    apply(c, dir);
+    await waitConverged(c, namespaces);
+  } catch (e) {
+    await c.stop();
+    throw e;
+  }
+  return { c, dir, manifests, namespaces };
+}
 
 /** Objects of the given kinds (comma-separated, as kubectl takes them) in the namespaces. */
 export function objects(c: Cluster, kinds: string, namespaces: string[]): any[] {

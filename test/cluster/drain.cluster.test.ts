@@ -13,8 +13,8 @@
  * two replicas) and nowhere else.
  */
 import { PRODUCTION } from '../util';
-import { apply, DIST, namespacesOf, objects, readManifests, waitConverged } from './checks';
-import { Cluster, renderConfig, startCluster, TOPOLOGIES, waitUntil } from './cluster';
+import { apply, convergedCluster, DIST, namespacesOf, objects, readManifests, waitConverged } from './checks';
+import { Cluster, startCluster, TOPOLOGIES, waitUntil } from './cluster';
 
 const DRAIN = ['--ignore-daemonsets', '--delete-emptydir-data'];
 
@@ -39,11 +39,7 @@ describe('production topology: each node in turn', () => {
   let namespaces: string[];
 
   beforeAll(async () => {
-    const dir = renderConfig('drain-production', { ...PRODUCTION });
-    namespaces = namespacesOf(readManifests(dir));
-    c = await startCluster('production');
-    apply(c, dir);
-    await waitConverged(c, namespaces);
+    ({ c, namespaces } = await convergedCluster('drain-production', { ...PRODUCTION }, 'production'));
   }, 300_000);
 
   afterAll(async () => {

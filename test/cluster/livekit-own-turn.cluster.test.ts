@@ -6,8 +6,8 @@
  * not only written down).
  */
 import { Manifest } from '../e2e/harness';
-import { apply, namespacesOf, objects, podsOf, readManifests, waitConverged } from './checks';
-import { Cluster, renderConfig, startCluster, TOPOLOGIES } from './cluster';
+import { convergedCluster, namespacesOf, objects, podsOf } from './checks';
+import { Cluster, TOPOLOGIES } from './cluster';
 
 const NODES = TOPOLOGIES.production;
 const MEDIA = 'kudo-media';
@@ -23,11 +23,7 @@ let c: Cluster;
 let manifests: Manifest[];
 
 beforeAll(async () => {
-  const dir = renderConfig('livekit-own-turn', CONFIG);
-  manifests = readManifests(dir);
-  c = await startCluster('production');
-  apply(c, dir);
-  await waitConverged(c, namespacesOf(manifests));
+  ({ c, manifests } = await convergedCluster('livekit-own-turn', CONFIG, 'production'));
 }, 300_000);
 
 afterAll(async () => {

@@ -5,10 +5,9 @@
  * alone; and Pod Security's own admission, asked what the "restricted" level would say of the media namespace's
  * pods, names coturn (still on the host network) and no LiveKit pod.
  */
-import { Manifest } from '../e2e/harness';
 import { PRODUCTION } from '../util';
-import { apply, namespacesOf, objects, podsOf, readManifests, waitConverged } from './checks';
-import { Cluster, renderConfig, startCluster, TOPOLOGIES } from './cluster';
+import { convergedCluster, objects, podsOf } from './checks';
+import { Cluster, TOPOLOGIES } from './cluster';
 
 const NODES = TOPOLOGIES.production;
 const MEDIA = 'kudo-media';
@@ -17,14 +16,9 @@ const CONFIG = { ...PRODUCTION, networkPolicies: {}, livekit: { hostNetwork: fal
 const LIVEKIT = { 'app.kubernetes.io/name': 'livekit' };
 
 let c: Cluster;
-let manifests: Manifest[];
 
 beforeAll(async () => {
-  const dir = renderConfig('livekit-pod-network', CONFIG);
-  manifests = readManifests(dir);
-  c = await startCluster('production');
-  apply(c, dir);
-  await waitConverged(c, namespacesOf(manifests));
+  ({ c } = await convergedCluster('livekit-pod-network', CONFIG, 'production'));
 }, 300_000);
 
 afterAll(async () => {

@@ -6,8 +6,8 @@
  */
 import { Manifest } from '../e2e/harness';
 import { PRODUCTION } from '../util';
-import { apply, failedScheduling, namespacesOf, objects, podsOf, readManifests, unschedulablePods, waitConverged } from './checks';
-import { Cluster, renderConfig, startCluster, TOPOLOGIES, waitUntil } from './cluster';
+import { apply, convergedCluster, failedScheduling, objects, podsOf, unschedulablePods, waitConverged } from './checks';
+import { Cluster, renderConfig, TOPOLOGIES, waitUntil } from './cluster';
 
 const NODES = TOPOLOGIES.production;
 const BASE = { ...PRODUCTION, livekit: { replicas: NODES.length } };
@@ -18,12 +18,7 @@ let manifests: Manifest[];
 let namespaces: string[];
 
 beforeAll(async () => {
-  const dir = renderConfig('placement', BASE);
-  manifests = readManifests(dir);
-  namespaces = namespacesOf(manifests);
-  c = await startCluster('production');
-  apply(c, dir);
-  await waitConverged(c, namespaces);
+  ({ c, manifests, namespaces } = await convergedCluster('placement', BASE, 'production'));
 }, 300_000);
 
 afterAll(async () => {
