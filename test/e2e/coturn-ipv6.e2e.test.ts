@@ -8,101 +8,17 @@ import * as crypto from 'crypto';
 import * as dgram from 'dgram';
 import { RunningCoturn, startCoturn, TURN_VERSION } from './coturn';
 import { configMapFile, generatedSecrets, rendered, sleep } from './harness';
+import { ATTR, decodeStun, encodeStun, errorCode, MAGIC_COOKIE, METHOD, readXorAddress, StunMessage, UDP_TRANSPORT, xorAddress } from './stun';
 
 const { config, manifests } = rendered();
 const RENDERED_CONF = configMapFile(manifests, 'coturn-config', 'turnserver.conf');
 const V4 = '127.0.0.1';
 const V6 = '::1';
 
-const COOKIE = 0x2112a442;
-const ALLOCATE = 0x003;
-const CREATE_PERMISSION = 0x008;
-const SUCCESS = 0x100;
-const A = {
-  username: 0x0006,
-  integrity: 0x0008,
-  errorCode: 0x0009,
-  xorPeer: 0x0012,
-  realm: 0x0014,
-  nonce: 0x0015,
-  xorRelayed: 0x0016,
-  requestedFamily: 0x0017,
-  transport: 0x0019,
-};
-
-interface Reply {
-  type: number;
-  txid: Buffer;
-  attrs: Map<number, Buffer>;
-}
-
-function tlv(t: number, v: Buffer): Buffer {
-  const head = Buffer.alloc(4);
-  head.writeUInt16BE(t, 0);
-  head.writeUInt16BE(v.length, 2);
-  return Buffer.concat([head, v, Buffer.alloc((4 - (v.length % 4)) % 4)]);
-}
-
-/** A STUN request; with a key, MESSAGE-INTEGRITY over it (the header's length counting the 24 bytes it adds). */
-function stun(type: number, txid: Buffer, attrs: [number, Buffer][], key?: Buffer): Buffer {
-  const body = Buffer.concat(attrs.map(([t, v]) => tlv(t, v)));
-  const header = Buffer.alloc(20);
-  header.writeUInt16BE(type, 0);
-  header.writeUInt16BE(body.length + (key ? 24 : 0), 2);
-  header.writeUInt32BE(COOKIE, 4);
-  txid.copy(header, 8);
-  const m = Buffer.concat([header, body]);
-  return key ? Buffer.concat([m, tlv(A.integrity, crypto.createHmac('sha1', key).update(m).digest())]) : m;
-}
-
-function parse(buf: Buffer): Reply {
-  const attrs = new Map<number, Buffer>();
-  for (let at = 20; at + 4 <= 20 + buf.readUInt16BE(2);) {
-    const len = buf.readUInt16BE(at + 2);
-    attrs.set(buf.readUInt16BE(at), buf.subarray(at + 4, at + 4 + len));
-    at += 4 + len + ((4 - (len % 4)) % 4);
-  }
-  return { type: buf.readUInt16BE(0), txid: buf.subarray(8, 20), attrs };
-}
-
-/** The 16 bytes of an IPv6 address written in hex groups. */
-function ipv6Bytes(ip: string): Buffer {
-  const [head, tail] = ip.includes('::') ? ip.split('::') : [ip, undefined];
-  const left = head ? head.split(':') : [];
-  const right = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
-  const b = Buffer.alloc(16);
-  groups.forEach((g, i) => b.writeUInt16BE(parseInt(g, 16), i * 2));
-  return b;
-}
-
-/** XOR-PEER-ADDRESS / XOR-RELAYED-ADDRESS (RFC 8489 14.2): IPv6 addresses are XORed with the cookie and the transaction ID. */
-function xorAddress(ip: string, port: number, txid: Buffer): Buffer {
-  const v6 = ip.includes(':');
-  const b = Buffer.alloc(v6 ? 20 : 8);
-  b[1] = v6 ? 0x02 : 0x01;
-  b.writeUInt16BE(port ^ (COOKIE >>> 16), 2);
-  const mask = Buffer.concat([Buffer.from([0x21, 0x12, 0xa4, 0x42]), txid]);
-  const raw = v6 ? ipv6Bytes(ip) : Buffer.from(ip.split('.').map(Number));
-  for (let i = 0; i < raw.length; i++) b[4 + i] = raw[i] ^ mask[i];
-  return b;
-}
-
-function readXorAddress(v: Buffer, txid: Buffer): { family: 4 | 6; bytes: Buffer; port: number } {
-  const mask = Buffer.concat([Buffer.from([0x21, 0x12, 0xa4, 0x42]), txid]);
-  const raw = Buffer.from(v.subarray(4).map((x, i) => x ^ mask[i]));
-  return { family: v[1] === 0x02 ? 6 : 4, bytes: raw, port: v.readUInt16BE(2) ^ (COOKIE >>> 16) };
-}
-
-const errorCode = (m: Reply): number | undefined => {
-  const v = m.attrs.get(A.errorCode);
-  return v ? (v[2] & 7) * 100 + v[3] : undefined;
-};
-
 /** One UDP socket talking TURN to coturn at `server` (either family); REST credentials signed with the shared secret. */
 class Client {
   private readonly socket: dgram.Socket;
-  private readonly waiting = new Map<string, (m: Reply) => void>();
+  private readonly waiting = new Map<string, (m: StunMessage) => void>();
   private auth?: { attrs: [number, Buffer][]; key: Buffer };
 
   constructor(
@@ -111,8 +27,8 @@ class Client {
   ) {
     this.socket = dgram.createSocket(server.includes(':') ? 'udp6' : 'udp4');
     this.socket.on('message', (buf) => {
-      if (buf.length >= 20 && buf.readUInt32BE(4) === COOKIE) {
-        const m = parse(buf);
+      if (buf.length >= 20 && buf.readUInt32BE(4) === MAGIC_COOKIE) {
+        const m = decodeStun(buf);
         this.waiting.get(m.txid.toString('hex'))?.(m);
       }
     });
@@ -127,9 +43,9 @@ class Client {
   }
 
   /** Sends, resending every 500 ms, until the answer with its transaction ID comes. */
-  request(type: number, attrs: (txid: Buffer) => [number, Buffer][], withAuth: boolean): Promise<Reply> {
+  request(type: number, attrs: (txid: Buffer) => [number, Buffer][], withAuth: boolean): Promise<StunMessage> {
     const txid = crypto.randomBytes(12);
-    const message = stun(type, txid, [...attrs(txid), ...(withAuth ? this.auth!.attrs : [])], withAuth ? this.auth!.key : undefined);
+    const message = encodeStun(type, txid, [...attrs(txid), ...(withAuth ? this.auth!.attrs : [])], withAuth ? this.auth!.key : undefined);
     return new Promise((resolve, reject) => {
       let tries = 0;
       let timer: NodeJS.Timeout;
@@ -148,27 +64,27 @@ class Client {
   }
 
   /** An Allocate for a UDP relay; of the family `family` asks for with REQUESTED-ADDRESS-FAMILY (RFC 6156), else the server's default. */
-  async allocate(secret: string, family?: 4 | 6): Promise<Reply> {
-    const asked: [number, Buffer][] = family === undefined ? [] : [[A.requestedFamily, Buffer.from([family === 6 ? 0x02 : 0x01, 0, 0, 0])]];
-    const udp = (): [number, Buffer][] => [[A.transport, Buffer.from([17, 0, 0, 0])], ...asked];
-    const challenge = await this.request(ALLOCATE, udp, false);
+  async allocate(secret: string, family?: 4 | 6): Promise<StunMessage> {
+    const asked: [number, Buffer][] = family === undefined ? [] : [[ATTR.requestedAddressFamily, Buffer.from([family === 6 ? 0x02 : 0x01, 0, 0, 0])]];
+    const udp = (): [number, Buffer][] => [[ATTR.requestedTransport, UDP_TRANSPORT], ...asked];
+    const challenge = await this.request(METHOD.allocate, udp, false);
     if (errorCode(challenge) !== 401) throw new Error(`expected 401, got ${errorCode(challenge)}`);
-    const realm = challenge.attrs.get(A.realm)!.toString();
+    const realm = challenge.attrs.get(ATTR.realm)!.toString();
     const username = `${Math.floor(Date.now() / 1000) + 3600}:@alice:example.com`;
     const password = crypto.createHmac('sha1', secret).update(username).digest('base64');
     this.auth = {
       attrs: [
-        [A.username, Buffer.from(username)],
-        [A.realm, Buffer.from(realm)],
-        [A.nonce, challenge.attrs.get(A.nonce)!],
+        [ATTR.username, Buffer.from(username)],
+        [ATTR.realm, Buffer.from(realm)],
+        [ATTR.nonce, challenge.attrs.get(ATTR.nonce)!],
       ],
       key: crypto.createHash('md5').update(`${username}:${realm}:${password}`).digest(),
     };
-    return this.request(ALLOCATE, udp, true);
+    return this.request(METHOD.allocate, udp, true);
   }
 
-  createPermission(peer: string): Promise<Reply> {
-    return this.request(CREATE_PERMISSION, (txid) => [[A.xorPeer, xorAddress(peer, 9, txid)]], true);
+  createPermission(peer: string): Promise<StunMessage> {
+    return this.request(METHOD.createPermission, (txid) => [[ATTR.xorPeerAddress, xorAddress(peer, 9, txid)]], true);
   }
 }
 
@@ -206,19 +122,17 @@ describe(`coturn ${TURN_VERSION} on a node with an IPv6 address too`, () => {
   });
 
   test('a client reaches it over IPv6 and gets the relay family it asks for, IPv4 when it does not ask (RFC 6156); over IPv4 too', async () => {
-    const LOOPBACK6 = '00000000000000000000000000000001';
-    const LOOPBACK4 = '7f000001';
-    for (const [server, asked, family, bytes] of [
-      [V6, 6, 6, LOOPBACK6],
-      [V6, undefined, 4, LOOPBACK4],
-      [V4, 6, 6, LOOPBACK6],
-      [V4, undefined, 4, LOOPBACK4],
+    for (const [server, asked, family, ip] of [
+      [V6, 6, 6, '::1'],
+      [V6, undefined, 4, '127.0.0.1'],
+      [V4, 6, 6, '::1'],
+      [V4, undefined, 4, '127.0.0.1'],
     ] as const) {
       await withClient(server, async (c) => {
         const reply = await c.allocate(turn.secret, asked);
-        expect([server, asked, reply.type, errorCode(reply)]).toEqual([server, asked, ALLOCATE | SUCCESS, undefined]);
-        const relay = readXorAddress(reply.attrs.get(A.xorRelayed)!, reply.txid);
-        expect([server, asked, relay.family, relay.bytes.toString('hex')]).toEqual([server, asked, family, bytes]);
+        expect([server, asked, reply.type, errorCode(reply)]).toEqual([server, asked, 0x0103, undefined]); // an Allocate success response
+        const relay = readXorAddress(reply.attrs.get(ATTR.xorRelayedAddress)!, reply.txid);
+        expect([server, asked, relay.family, relay.ip]).toEqual([server, asked, family, ip]);
         expect(relay.port).toBeGreaterThanOrEqual(turn.relayPorts[0]);
         expect(relay.port).toBeLessThanOrEqual(turn.relayPorts[1]);
       });

@@ -23,6 +23,7 @@ import * as path from 'path';
 import * as tls from 'tls';
 import { HAS_PROMETHEUS, HELP, option, RunningCoturn, startCoturn as startCoturnOf, TURN_VERSION, TURNUTILS } from './coturn';
 import { asSecretFile } from './image';
+import { ATTR, CLASS, decodeStun, describeReply, encodeStun, errorCode, MAGIC_COOKIE, METHOD, readXorAddress, StunMessage, UDP_TRANSPORT, xorAddress } from './stun';
 import { PRODUCTION } from '../util';
 import { configMapFile, container, find, generatedSecrets, LOOPBACK_REWRITES, rendered, sleep, tcpOpen } from './harness';
 
@@ -115,86 +116,6 @@ function restCredentials(secret: string, user: string, expiresAt = Math.floor(Da
 // server's exact answers, which turnutils_uclient does not print.
 // ---------------------------------------------------------------------------
 
-const MAGIC_COOKIE = 0x2112a442;
-const METHOD = { binding: 0x001, allocate: 0x003, refresh: 0x004, createPermission: 0x008 } as const;
-const CLASS = { success: 0x100, error: 0x110 } as const;
-const ATTR = {
-  username: 0x0006,
-  messageIntegrity: 0x0008,
-  errorCode: 0x0009,
-  lifetime: 0x000d,
-  xorPeerAddress: 0x0012,
-  realm: 0x0014,
-  nonce: 0x0015,
-  xorRelayedAddress: 0x0016,
-  evenPort: 0x0018,
-  requestedTransport: 0x0019,
-  xorMappedAddress: 0x0020,
-  fingerprint: 0x8028,
-} as const;
-
-interface StunMessage {
-  type: number;
-  txid: Buffer;
-  attrs: Map<number, Buffer>;
-}
-
-function encodeStun(type: number, txid: Buffer, attrs: [number, Buffer][], integrityKey?: Buffer): Buffer {
-  const tlv = (t: number, v: Buffer) => {
-    const head = Buffer.alloc(4);
-    head.writeUInt16BE(t, 0);
-    head.writeUInt16BE(v.length, 2);
-    return Buffer.concat([head, v, Buffer.alloc((4 - (v.length % 4)) % 4)]);
-  };
-  const body = Buffer.concat(attrs.map(([t, v]) => tlv(t, v)));
-  const header = Buffer.alloc(20);
-  header.writeUInt16BE(type, 0);
-  // With MESSAGE-INTEGRITY the length already counts it (24 bytes) when the HMAC is computed.
-  header.writeUInt16BE(body.length + (integrityKey ? 24 : 0), 2);
-  header.writeUInt32BE(MAGIC_COOKIE, 4);
-  txid.copy(header, 8);
-  const message = Buffer.concat([header, body]);
-  if (!integrityKey) return message;
-  return Buffer.concat([message, tlv(ATTR.messageIntegrity, crypto.createHmac('sha1', integrityKey).update(message).digest())]);
-}
-
-function decodeStun(buf: Buffer): StunMessage {
-  const attrs = new Map<number, Buffer>();
-  const end = 20 + buf.readUInt16BE(2);
-  for (let at = 20; at + 4 <= end;) {
-    const t = buf.readUInt16BE(at);
-    const len = buf.readUInt16BE(at + 2);
-    attrs.set(t, buf.subarray(at + 4, at + 4 + len));
-    at += 4 + len + ((4 - (len % 4)) % 4);
-  }
-  return { type: buf.readUInt16BE(0), txid: buf.subarray(8, 20), attrs };
-}
-
-function xorAddress(ip: string, port: number): Buffer {
-  const b = Buffer.alloc(8);
-  b[1] = 0x01; // IPv4
-  b.writeUInt16BE(port ^ (MAGIC_COOKIE >>> 16), 2);
-  b.writeUInt32BE((ipv4ToNumber(ip) ^ MAGIC_COOKIE) >>> 0, 4);
-  return b;
-}
-
-function readXorAddress(v: Buffer): { ip: string; port: number } {
-  if (v[1] !== 0x01) throw new Error(`not an IPv4 address attribute: ${v.toString('hex')}`);
-  const n = (v.readUInt32BE(4) ^ MAGIC_COOKIE) >>> 0;
-  return { ip: [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.'), port: v.readUInt16BE(2) ^ (MAGIC_COOKIE >>> 16) };
-}
-
-/** The ERROR-CODE of an error response, or undefined for a success. */
-function errorCode(m: StunMessage): number | undefined {
-  const v = m.attrs.get(ATTR.errorCode);
-  return v ? (v[2] & 7) * 100 + v[3] : undefined;
-}
-
-function describeReply(m: StunMessage): string {
-  const v = m.attrs.get(ATTR.errorCode);
-  return v ? `error ${errorCode(m)} ${v.subarray(4).toString()}` : `type 0x${m.type.toString(16)}`;
-}
-
 /** One UDP socket on loopback talking to the TURN server: one 5-tuple, so at most one allocation. */
 class TurnClient {
   private readonly socket = dgram.createSocket('udp4');
@@ -220,9 +141,9 @@ class TurnClient {
   }
 
   /** Sends a request, resending it every 500 ms (UDP may drop it), and resolves with the matching response. */
-  request(method: number, attrs: [number, Buffer][], integrityKey?: Buffer): Promise<StunMessage> {
+  request(method: number, attrs: [number, Buffer][] | ((txid: Buffer) => [number, Buffer][]), integrityKey?: Buffer): Promise<StunMessage> {
     const txid = crypto.randomBytes(12);
-    const msg = encodeStun(method, txid, attrs, integrityKey);
+    const msg = encodeStun(method, txid, typeof attrs === 'function' ? attrs(txid) : attrs, integrityKey);
     return new Promise((resolve, reject) => {
       let sent = 0;
       const send = () => {
@@ -249,7 +170,7 @@ class TurnClient {
    * `evenPort`: ask for an even relay port and the odd one above it (EVEN-PORT with the R bit, as an RTP/RTCP client does).
    */
   async allocate(username: string, password: string, { evenPort = false } = {}): Promise<StunMessage> {
-    const udp = Buffer.from([17, 0, 0, 0]);
+    const udp = UDP_TRANSPORT;
     const extra: [number, Buffer][] = evenPort ? [[ATTR.evenPort, Buffer.from([0x80])]] : [];
     this.challenge = await this.request(METHOD.allocate, [[ATTR.requestedTransport, udp], ...extra]);
     const realm = this.challenge.attrs.get(ATTR.realm)?.toString();
@@ -263,7 +184,7 @@ class TurnClient {
 
   createPermission(peer: string): Promise<StunMessage> {
     // The port in XOR-PEER-ADDRESS means nothing to a permission; no packet goes to the peer.
-    return this.request(METHOD.createPermission, [[ATTR.xorPeerAddress, xorAddress(peer, 9)], ...this.auth()], this.credentials!.key);
+    return this.request(METHOD.createPermission, (txid) => [[ATTR.xorPeerAddress, xorAddress(peer, 9, txid)], ...this.auth()], this.credentials!.key);
   }
 
   /** Refresh with LIFETIME 0: gives the relay port and the user's quota back at once. */
@@ -398,7 +319,7 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
     await withClient(turn.port, async (client, local) => {
       const reply = await client.request(METHOD.binding, []);
       expect(reply.type).toBe(METHOD.binding | CLASS.success);
-      expect(readXorAddress(reply.attrs.get(ATTR.xorMappedAddress)!)).toEqual({ ip: LOOPBACK, port: local.port });
+      expect(readXorAddress(reply.attrs.get(ATTR.xorMappedAddress)!, reply.txid)).toEqual({ family: 4, ip: LOOPBACK, port: local.port });
       expect(reply.attrs.has(ATTR.fingerprint)).toBe(true);
     });
   });
@@ -426,7 +347,7 @@ describe(`coturn turnserver ${TURN_VERSION}, with turnutils_stunclient and turnu
       const reply = await client.allocate(username, password);
       expect(client.challenge!.attrs.get(ATTR.realm)!.toString()).toBe(option(RENDERED_CONF, 'realm'));
       expect(describeReply(reply)).toBe(`type 0x${(METHOD.allocate | CLASS.success).toString(16)}`);
-      const relay = readXorAddress(reply.attrs.get(ATTR.xorRelayedAddress)!);
+      const relay = readXorAddress(reply.attrs.get(ATTR.xorRelayedAddress)!, reply.txid);
       expect(relay.ip).toBe(LOOPBACK);
       expect(relay.port).toBeGreaterThanOrEqual(turn.relayPorts[0]);
       expect(relay.port).toBeLessThanOrEqual(turn.relayPorts[1]);
@@ -712,7 +633,7 @@ describe.each(['small', 'production'] as const)('profile %s: the rendered relay 
       const all = await allocateAll(server, users);
       clients = all.clients;
       expect(all.replies.map(describeReply).filter((r) => r !== success)).toEqual([]);
-      const ports = all.replies.map((r) => readXorAddress(r.attrs.get(ATTR.xorRelayedAddress)!).port);
+      const ports = all.replies.map((r) => readXorAddress(r.attrs.get(ATTR.xorRelayedAddress)!, r.txid).port);
       expect(new Set(ports).size).toBe(QUOTA);
       expect(ports.filter((p) => p % 2 !== 0 || p < server.relayPorts[0] || p + 1 > server.relayPorts[1])).toEqual([]);
       // The default is sized exactly: every pair of the range is in use now.

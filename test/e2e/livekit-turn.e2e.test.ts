@@ -28,6 +28,7 @@ import { find, generatedSecrets, httpJson, PodNetwork, Program, programs, render
 import { LiveKitRun, startLiveKit } from './livekit';
 import { PodBehindNode, prepareLiveKitInPod, serviceRules, startNodeServices } from './pod-behind-node';
 import { issueServerCert, makeCa } from './pki';
+import { ATTR, decodeStun, encodeStun, METHOD, UDP_TRANSPORT } from './stun';
 import { RunningRedis } from './redis';
 
 const LIVEKIT_VERSION = execFileSync(programs().livekitServer, ['--version'], { encoding: 'utf8' }).trim();
@@ -38,52 +39,6 @@ const { config, manifests } = rendered({
 const NODE_NAME = 'kudo-media-node-1';
 const POD = 'livekit-1';
 const TURN_HOST = config.hosts.turn;
-
-/** A STUN message (RFC 5389): type, a transaction ID, attributes; MESSAGE-INTEGRITY last when a key is given. */
-function stunMessage(type: number, attrs: [number, Buffer][], key?: Buffer): Buffer {
-  const body = (extra: number) => {
-    const parts = attrs.map(([t, v]) => {
-      const a = Buffer.alloc(4 + Math.ceil(v.length / 4) * 4);
-      a.writeUInt16BE(t, 0);
-      a.writeUInt16BE(v.length, 2);
-      v.copy(a, 4);
-      return a;
-    });
-    const b = Buffer.concat(parts);
-    const header = Buffer.alloc(20);
-    header.writeUInt16BE(type, 0);
-    header.writeUInt16BE(b.length + extra, 2);
-    header.writeUInt32BE(0x2112a442, 4);
-    return Buffer.concat([header, b]);
-  };
-  const tid = crypto.randomBytes(12);
-  if (key === undefined) {
-    const m = body(0);
-    tid.copy(m, 8);
-    return m;
-  }
-  const m = body(24);
-  tid.copy(m, 8);
-  const mac = crypto.createHmac('sha1', key).update(m).digest();
-  const mi = Buffer.alloc(24);
-  mi.writeUInt16BE(0x0008, 0);
-  mi.writeUInt16BE(20, 2);
-  mac.copy(mi, 4);
-  return Buffer.concat([m, mi]);
-}
-
-/** The attributes of a STUN message, by type. */
-function stunAttributes(m: Buffer): { type: number; attrs: Map<number, Buffer> } {
-  const attrs = new Map<number, Buffer>();
-  let at = 20;
-  while (at + 4 <= 20 + m.readUInt16BE(2)) {
-    const t = m.readUInt16BE(at);
-    const len = m.readUInt16BE(at + 2);
-    attrs.set(t, m.subarray(at + 4, at + 4 + len));
-    at += 4 + Math.ceil(len / 4) * 4;
-  }
-  return { type: m.readUInt16BE(0), attrs };
-}
 
 /** TURN over TLS to `address`:443, verifying the certificate for the TURN host: the TLS session and the Allocate's answers. */
 async function allocateOverTls(
@@ -118,30 +73,30 @@ async function allocateOverTls(
       socket.on('data', onData);
       take();
     });
-  const udp = Buffer.from([17, 0, 0, 0]); // REQUESTED-TRANSPORT: UDP
-  socket.write(stunMessage(0x0003, [[0x0019, udp]]));
-  const challenge = stunAttributes(await next());
-  const realm = challenge.attrs.get(0x0014)!;
-  const nonce = challenge.attrs.get(0x0015)!;
+  socket.write(encodeStun(METHOD.allocate, crypto.randomBytes(12), [[ATTR.requestedTransport, UDP_TRANSPORT]]));
+  const challenge = decodeStun(await next());
+  const realm = challenge.attrs.get(ATTR.realm)!;
+  const nonce = challenge.attrs.get(ATTR.nonce)!;
   const key = crypto.createHash('md5').update(`${username}:${realm.toString()}:${password}`).digest();
   socket.write(
-    stunMessage(
-      0x0003,
+    encodeStun(
+      METHOD.allocate,
+      crypto.randomBytes(12),
       [
-        [0x0019, udp],
-        [0x0006, Buffer.from(username)],
-        [0x0014, realm],
-        [0x0015, nonce],
+        [ATTR.requestedTransport, UDP_TRANSPORT],
+        [ATTR.username, Buffer.from(username)],
+        [ATTR.realm, realm],
+        [ATTR.nonce, nonce],
       ],
       key,
     ),
   );
-  const granted = stunAttributes(await next());
+  const granted = decodeStun(await next());
   const result = {
     authorized: socket.authorized,
     subjectAltName: socket.getPeerCertificate().subjectaltname,
     answers: [challenge.type, granted.type],
-    relayed: granted.attrs.get(0x0016),
+    relayed: granted.attrs.get(ATTR.xorRelayedAddress),
   };
   socket.destroy();
   return result;
