@@ -19,17 +19,17 @@
  * translated and the API to replica 0: a call signalled there, in a room the other replica holds, must get its media
  * from that replica through that replica's Service (LiveKit's multi-node routing, relayed through Redis).
  */
-import { execFile, execFileSync } from 'child_process';
+import { execFileSync } from 'child_process';
 import * as path from 'path';
-import { promisify } from 'util';
 import { SignalResponse } from '@livekit/protocol';
 import * as fs from 'fs';
 import * as yaml from 'js-yaml';
 import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
 import WebSocket from 'ws';
 import { FakeKubeApi } from '../fake-kube-api';
-import { configMapFile, find, generatedSecrets, httpJson, PodNetwork, Program, programs, rendered, ROOT, tail, tcpOpen } from './harness';
+import { configMapFile, find, generatedSecrets, httpJson, PodNetwork, Program, programs, rendered, tail, tcpOpen } from './harness';
 import { LiveKitRun, startLiveKit } from './livekit';
+import { callInRoom, installLoadClient } from './livekit-load';
 import { counted, PodBehindNode, prepareLiveKitInPod, serviceRules, startNodeServices } from './pod-behind-node';
 import { RunningRedis } from './redis';
 
@@ -40,33 +40,11 @@ const POD = 'livekit-1';
 /** LiveKit's API port, as rendered: the Ingress's backend. */
 const API_PORT = (yaml.load(configMapFile(manifests, 'livekit-config', 'config.yaml')) as any).port as number;
 
-/** LiveKit's Go SDK client (scripts/capacity/livekit-load), built on first use and cached. */
-function installLoadClient(): string {
-  const installed = execFileSync('bash', [path.join(ROOT, 'scripts/capacity/install.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  return /^KUDO_BENCH_LIVEKIT_LOAD=(.*)$/m.exec(installed)![1];
-}
-
 /** The fields LiveKit logs when it starts: its ports, node ID and advertised address. */
 function startFields(p: Program): any {
   const started = /starting LiveKit server\t(\{.*\})/.exec(p.output());
   if (started === null) throw new Error(`${p.name} has not started:\n${tail(p.output())}`);
   return JSON.parse(started[1]);
-}
-
-/**
- * Two participants of LiveKit's Go SDK in room `<prefix>-0`, signalling at `url`, each publishing audio and video
- * and subscribing to the other's for 5 s: what the client measured (scripts/capacity/livekit-load).
- */
-async function callInRoom(client: string, url: string, key: string, secret: string, prefix: string, servers: Program[]): Promise<any> {
-  const args = ['-url', url, '-key', key, '-secret', secret, '-rooms', '1', '-size', '2', '-warmup', '3s', '-duration', '5s', '-prefix', prefix];
-  const { stdout } = await promisify(execFile)(client, args, { timeout: 120_000 }).catch((e) => {
-    throw new Error(`livekit-load failed: ${e.message}\n${e.stderr ?? ''}\n${servers.map((p) => tail(p.output())).join('\n')}`);
-  });
-  return stdout
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l))
-    .find((x) => x.event === 'window-end');
 }
 
 describe(`${LIVEKIT_VERSION}, livekit.hostNetwork false: replica ${POD} behind its NodePort Service`, () => {
