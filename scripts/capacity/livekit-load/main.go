@@ -190,12 +190,19 @@ func main() {
 	duration := flag.Duration("duration", 20*time.Second, "measurement window")
 	prefix := flag.String("prefix", "bench", "room name prefix")
 	joinParallel := flag.Int("join-parallel", 8, "joins at once")
+	ipv6Only := flag.Bool("ipv6-only", false, "gather and accept IPv6 ICE candidates only (the URL's address decides the signal's family)")
 	flag.Parse()
 	if *videoPubs < 0 || *videoPubs > *size {
 		*videoPubs = *size
 	}
 	if *audioPubs < 0 || *audioPubs > *size {
 		*audioPubs = *size
+	}
+
+	connectOptions := []lksdk.ConnectOption{lksdk.WithDisableTURN(), lksdk.WithConnectTimeout(60 * time.Second)}
+	if *ipv6Only {
+		// Without TURN (above) nothing IPv4 is left: no IPv4 host candidate is gathered or taken from the server.
+		connectOptions = append(connectOptions, lksdk.WithIPv6Only())
 	}
 
 	st := &stats{}
@@ -227,7 +234,7 @@ func main() {
 				}
 				room, err := lksdk.ConnectToRoom(*url, lksdk.ConnectInfo{
 					APIKey: *key, APISecret: *secret, RoomName: fmt.Sprintf("%s-%d", *prefix, r), ParticipantIdentity: fmt.Sprintf("p%d-%d", r, i),
-				}, cb, lksdk.WithDisableTURN(), lksdk.WithConnectTimeout(60*time.Second))
+				}, cb, connectOptions...)
 				if err != nil {
 					st.joinErrors.Add(1)
 					st.noteError(err)
