@@ -1,10 +1,14 @@
 /** LiveKit: the SFU, its media ports and the address it advertises. */
 import type { z as Z } from 'zod';
-import { LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, LIVEKIT_PORTS_PER_PARTICIPANT, NODE_PORT_RANGE, rangesOverlap } from '../../ports';
 import { isIP } from 'net';
+import { LIVEKIT_API_PORT, LIVEKIT_METRICS_PORT, LIVEKIT_PORTS_PER_PARTICIPANT, NODE_PORT_RANGE, rangesOverlap } from '../../ports';
 import type { Fragments } from './shared';
 
-/** LiveKit's node_ip: one address, or one of each family as "<IPv4>,<IPv6>" (mediatransportutil's NodeIP refuses two of one). */
+/**
+ * LiveKit's node_ip: one address, or one of each family as "<IPv4>,<IPv6>". LiveKit 1.13.11 does not refuse more: it
+ * keeps the first of two IPv6 addresses and ignores a list of three, advertising an address of its own (seen with the
+ * binary), so the config refuses them.
+ */
 function isNodeIp(v: string): boolean {
   const families = v.split(',').map((a) => isIP(a));
   return families.length <= 2 && !families.includes(0) && new Set(families).size === families.length;
