@@ -41,15 +41,9 @@ import { startSynapse } from '../../test/e2e/synapse';
 import { startRouter, startSynapseProcesses } from '../../test/e2e/synapse-workers';
 import { FakeKubeApi } from '../../test/fake-kube-api';
 import { cgroupsAvailable, Cgroups, GroupStats, Limits, usage } from './cgroups';
+import { benchConfig, LiveKitMode, POD_MODE_RTC, Profile } from './configs';
 
-type Profile = 'small' | 'production';
 type Part = 'chat' | 'turn' | 'calls';
-/**
- * How LiveKit is deployed in the calls part: `host` is livekit.hostNetwork true (the default: the node's network, its
- * UDP range); `pod` is livekit.hostNetwork false (the StatefulSet's replica 0 in a network namespace of its own behind a
- * node namespace that translates its NodePort Service livekit-rtc-0, as in test/e2e/livekit-pod-network.e2e.test.ts).
- */
-export type LiveKitMode = 'host' | 'pod';
 
 export interface Options {
   readonly quick: boolean;
@@ -261,18 +255,8 @@ async function chatPopulation(base: string, admin: string, secret: string, users
   return { users: out, rooms };
 }
 
-/** The profile's config; production's off-site backup copy and closed Redis are waived: backups and NetworkPolicies are not measured here. */
-const profileConfig = (profile: Profile) =>
-  profile === 'production'
-    ? {
-        profile,
-        backup: { offsite: { waived: 'capacity benchmark: backups are not measured' } },
-        networkPolicies: { redisClosed: { waived: 'capacity benchmark: NetworkPolicies are not measured' } },
-      }
-    : { profile };
-
 async function chatBench(profile: Profile, o: Options, cg: Cgroups) {
-  const { config, manifests } = rendered(profileConfig(profile));
+  const { config, manifests } = rendered(benchConfig(profile));
   const secrets = await generatedSecrets(manifests);
   setLauncher(cg.launcher(limitsOf(manifests)));
   const stops: (() => Promise<void>)[] = [];
@@ -470,7 +454,7 @@ function uclient(
 }
 
 async function turnBench(profile: Profile, o: Options, cg: Cgroups) {
-  const { config, manifests } = rendered(profileConfig(profile));
+  const { config, manifests } = rendered(benchConfig(profile));
   const secrets = await generatedSecrets(manifests);
   const conf = configMapFile(manifests, 'coturn-config', 'turnserver.conf');
   const relaySize = Number(option(conf, 'max-port')) - Number(option(conf, 'min-port')) + 1;
@@ -667,7 +651,6 @@ function loadClientArgs(s: CallStep, c: { url: string; key: string; secret: stri
 }
 
 /** The NodePorts of replica 0's Service in the `pod` mode (those of test/e2e/livekit-pod-network.e2e.test.ts). */
-const POD_MODE_RTC = { udpPort: 31000, tcpPort: 31100 };
 const MODE_NAMES: Record<LiveKitMode, string> = { host: 'host network', pod: 'NodePort (DNAT)' };
 
 /**
@@ -738,7 +721,7 @@ async function startCallsLiveKit(
 }
 
 async function callsBench(profile: Profile, mode: LiveKitMode, o: Options, cg: Cgroups) {
-  const { config, manifests } = rendered(mode === 'host' ? profileConfig(profile) : { ...profileConfig(profile), livekit: { hostNetwork: false, rtc: POD_MODE_RTC } });
+  const { config, manifests } = rendered(benchConfig(profile, mode));
   const secrets = await generatedSecrets(manifests);
   setLauncher(cg.launcher(limitsOf(manifests)));
   const network = new PodNetwork();
