@@ -8,16 +8,11 @@
 import { Manifest } from '../e2e/harness';
 import { convergedCluster, namespacesOf, objects, podsOf } from './checks';
 import { Cluster, TOPOLOGIES } from './cluster';
+import { livekitOwnTurn } from './configs';
 
 const NODES = TOPOLOGIES.production;
 const MEDIA = 'kudo-media';
-// Production as test/util.ts's PRODUCTION has it, without a waiver for Redis: off the host network it is closed.
-const CONFIG = {
-  profile: 'production',
-  backup: { offsite: { waived: 'a test of something else' } },
-  coturn: { enabled: false },
-  livekit: { hostNetwork: false, replicas: NODES.length, rtc: { udpPort: 31000, tcpPort: 31100 }, turn: { enabled: true, udpPort: 31200 } },
-};
+const CONFIG = livekitOwnTurn(NODES.length);
 
 let c: Cluster;
 let manifests: Manifest[];

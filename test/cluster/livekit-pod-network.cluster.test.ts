@@ -5,14 +5,13 @@
  * alone; and Pod Security's own admission, asked what the "restricted" level would say of the media namespace's
  * pods, names coturn (still on the host network) and no LiveKit pod.
  */
-import { PRODUCTION } from '../util';
 import { convergedCluster, objects, podsOf } from './checks';
 import { Cluster, TOPOLOGIES } from './cluster';
+import { livekitPodNetwork } from './configs';
 
 const NODES = TOPOLOGIES.production;
 const MEDIA = 'kudo-media';
-// PRODUCTION without its waiver for Redis: with LiveKit off the host network Redis admits it by its labels, and the waiver is refused.
-const CONFIG = { ...PRODUCTION, networkPolicies: {}, livekit: { hostNetwork: false, replicas: NODES.length, rtc: { udpPort: 31000, tcpPort: 31100 } } };
+const CONFIG = livekitPodNetwork(NODES.length);
 const LIVEKIT = { 'app.kubernetes.io/name': 'livekit' };
 
 let c: Cluster;

@@ -5,12 +5,12 @@
  * and volume topology the manifests carry.
  */
 import { Manifest } from '../e2e/harness';
-import { PRODUCTION } from '../util';
 import { apply, convergedCluster, failedScheduling, objects, podsOf, unschedulablePods, waitConverged } from './checks';
 import { Cluster, renderConfig, TOPOLOGIES, waitUntil } from './cluster';
+import { productionPerNode } from './configs';
 
 const NODES = TOPOLOGIES.production;
-const BASE = { ...PRODUCTION, livekit: { replicas: NODES.length } };
+const BASE = productionPerNode(NODES.length);
 const name = (app: string) => ({ 'app.kubernetes.io/name': app });
 
 let c: Cluster;

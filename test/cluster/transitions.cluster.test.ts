@@ -29,46 +29,9 @@ import * as path from 'path';
 import { Manifest, Program, ROOT, sleep, tempDir } from '../e2e/harness';
 import { apiGet, argoSync, namespacesOf, objects, readManifests, SyncRun, waitConverged, writeManifests } from './checks';
 import { Cluster, renderConfig, startCluster, waitUntil } from './cluster';
+import { TRANSITIONS } from './configs';
 
-const S3 = { enabled: true, repository: 's3:https://s3.example.com/kudo-backups/kudo' };
-/**
- * Production over a small install keeps the claims' sizes: a StatefulSet's
- * volumeClaimTemplates cannot change and a bound claim grows only on a
- * StorageClass that allows expansion (docs/operations.md, "Changing the config of a running stack").
- */
-const SMALL_SIZES = { postgres: { storage: { size: '10Gi' } }, synapse: { media: { size: '20Gi' } }, backup: { storage: { size: '50Gi' } } };
-const CNPG = { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres', endpointURL: 'https://minio.example.org:9000' } } };
-// Production refuses Redis open to every private address (issue 25): the nodes' addresses, as an operator lists them.
-const NODES = { nodeCidrs: ['10.0.0.0/16'] };
-const CONFIGS = {
-  small: {},
-  offsite: { backup: { s3: S3 } },
-  monitoring: { backup: { s3: S3 }, monitoring: { enabled: true } },
-  production: {
-    ...SMALL_SIZES,
-    profile: 'production',
-    networkPolicies: NODES,
-    backup: { ...SMALL_SIZES.backup, s3: S3 },
-    monitoring: { enabled: true },
-  },
-  productionUnpinned: { profile: 'production', networkPolicies: NODES, backup: { s3: S3 }, monitoring: { enabled: true } },
-  cnpg: {
-    ...SMALL_SIZES,
-    profile: 'production',
-    networkPolicies: NODES,
-    backup: { ...SMALL_SIZES.backup, s3: S3 },
-    monitoring: { enabled: true },
-    postgres: { ...SMALL_SIZES.postgres, ...CNPG },
-  },
-  noBackups: {
-    ...SMALL_SIZES,
-    profile: 'production',
-    networkPolicies: NODES,
-    backup: { enabled: false, offsite: { waived: 'the transitions test turns backups off' } },
-    monitoring: { enabled: true },
-    postgres: { ...SMALL_SIZES.postgres, ...CNPG },
-  },
-};
+const CONFIGS = TRANSITIONS;
 type Step = keyof typeof CONFIGS;
 
 /** The PRUNE line of docs/operations.md ("Pruning with plain kubectl"), as the shell expands it: the flags of `kubectl apply -f dist/ $PRUNE`. */
@@ -270,7 +233,7 @@ describe('under plain kubectl apply with the prune command of docs/operations.md
     applyStep(render('offsite'));
     await waitConverged(c, namespaces);
     const env = (name: string) => c.get(['cronjob', name, '-n', STACK]).spec.jobTemplate.spec.template.spec.containers.flatMap((x: any) => x.env ?? []);
-    for (const name of ['postgres-backup', 'media-backup']) expect(env(name)).toContainEqual({ name: 'OFFSITE_REPOSITORY', value: S3.repository });
+    for (const name of ['postgres-backup', 'media-backup']) expect(env(name)).toContainEqual({ name: 'OFFSITE_REPOSITORY', value: 's3:https://s3.example.com/kudo-backups/kudo' });
     const egress = c.get(['networkpolicy', 'backup', '-n', STACK]).spec.egress as any[];
     expect(egress.some((e) => (e.ports ?? []).some((p: any) => p.port === 443) && (e.to ?? []).some((t: any) => t.ipBlock?.cidr === '0.0.0.0/0'))).toBe(true);
     // The plan is the same (the S3 keys are the operator's): the same Job, no new run.

@@ -16,20 +16,13 @@
  * - the Jobs, whose names carry a hash of their spec, run again.
  */
 import { Manifest } from '../e2e/harness';
-import { PRODUCTION } from '../util';
 import { apply, namespacesOf, objects, readManifests, waitConverged, watchPods } from './checks';
 import { Cluster, renderConfig, startCluster, TOPOLOGIES } from './cluster';
+import { productionPerNode, upgradePrevious } from './configs';
 
 const NODES = TOPOLOGIES.production;
-const CURRENT = { ...PRODUCTION, livekit: { replicas: NODES.length } };
-const PREVIOUS = {
-  ...CURRENT,
-  postgres: { image: { tag: '17.10-bookworm' } },
-  synapse: { image: { tag: 'v1.162.0' }, logLevel: 'WARNING' },
-  redis: { image: { tag: '7.4.9-bookworm' } },
-  livekit: { ...CURRENT.livekit, image: { tag: 'v1.13.10' } },
-  coturn: { image: { tag: '4.17.1' } },
-};
+const CURRENT = productionPerNode(NODES.length);
+const PREVIOUS = upgradePrevious(NODES.length);
 
 let c: Cluster;
 let previous: Manifest[];
