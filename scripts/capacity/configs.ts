@@ -7,7 +7,7 @@ export type Profile = 'small' | 'production';
  */
 export type LiveKitMode = 'host' | 'pod';
 
-/** livekit.hostNetwork false: replica 0's NodePorts. */
+/** livekit.hostNetwork false: the NodePorts of replica 0's Service (those of test/e2e/livekit-pod-network.e2e.test.ts). */
 export const POD_MODE_RTC = { udpPort: 31000, tcpPort: 31100 };
 
 /**

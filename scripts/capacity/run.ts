@@ -650,7 +650,6 @@ function loadClientArgs(s: CallStep, c: { url: string; key: string; secret: stri
   ];
 }
 
-/** The NodePorts of replica 0's Service in the `pod` mode (those of test/e2e/livekit-pod-network.e2e.test.ts). */
 const MODE_NAMES: Record<LiveKitMode, string> = { host: 'host network', pod: 'NodePort (DNAT)' };
 
 /**

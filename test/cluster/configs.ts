@@ -1,7 +1,7 @@
 /**
  * The configs the cluster tests render beyond the stock ones (the defaults, test/util.ts's PRODUCTION as it is): here so
- * that test/cluster-configs.test.ts can check in \`npm test\` that the config accepts each, where a refusal would
- * otherwise show only when the cluster tests run. \`nodes\` is the production topology's node count.
+ * that test/cluster-configs.test.ts can check in `npm test` that the config accepts each, where a refusal would
+ * otherwise show only when the cluster tests run. `nodes` is the production topology's node count.
  */
 import { PRODUCTION } from '../util';
 
@@ -36,7 +36,6 @@ export const upgradePrevious = (nodes: number) => {
   };
 };
 
-/** The steps of the transitions test, each a config an installation moves between. */
 const S3 = { enabled: true, repository: 's3:https://s3.example.com/kudo-backups/kudo' };
 /**
  * Production over a small install keeps the claims' sizes: a StatefulSet's
@@ -47,6 +46,7 @@ const SMALL_SIZES = { postgres: { storage: { size: '10Gi' } }, synapse: { media:
 const CNPG = { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres', endpointURL: 'https://minio.example.org:9000' } } };
 // Production refuses Redis open to every private address (issue 25): the nodes' addresses, as an operator lists them.
 const NODES = { nodeCidrs: ['10.0.0.0/16'] };
+/** The steps of the transitions test, each a config an installation moves between. */
 export const TRANSITIONS = {
   small: {},
   offsite: { backup: { s3: S3 } },
