@@ -46,33 +46,24 @@ const SMALL_SIZES = { postgres: { storage: { size: '10Gi' } }, synapse: { media:
 const CNPG = { mode: 'cloudnative-pg', cloudnativePg: { backup: { destinationPath: 's3://kudo-backups/postgres', endpointURL: 'https://minio.example.org:9000' } } };
 // Production refuses Redis open to every private address (issue 25): the nodes' addresses, as an operator lists them.
 const NODES = { nodeCidrs: ['10.0.0.0/16'] };
+/** Production over a small install's sizes, with off-site backups and monitoring: the transitions' production step. */
+const PRODUCTION_STEP = {
+  ...SMALL_SIZES,
+  profile: 'production',
+  networkPolicies: NODES,
+  backup: { ...SMALL_SIZES.backup, s3: S3 },
+  monitoring: { enabled: true },
+};
+/** The same with PostgreSQL moved to CloudNativePG. */
+const CNPG_STEP = { ...PRODUCTION_STEP, postgres: { ...SMALL_SIZES.postgres, ...CNPG } };
+
 /** The steps of the transitions test, each a config an installation moves between. */
 export const TRANSITIONS = {
   small: {},
   offsite: { backup: { s3: S3 } },
   monitoring: { backup: { s3: S3 }, monitoring: { enabled: true } },
-  production: {
-    ...SMALL_SIZES,
-    profile: 'production',
-    networkPolicies: NODES,
-    backup: { ...SMALL_SIZES.backup, s3: S3 },
-    monitoring: { enabled: true },
-  },
+  production: PRODUCTION_STEP,
   productionUnpinned: { profile: 'production', networkPolicies: NODES, backup: { s3: S3 }, monitoring: { enabled: true } },
-  cnpg: {
-    ...SMALL_SIZES,
-    profile: 'production',
-    networkPolicies: NODES,
-    backup: { ...SMALL_SIZES.backup, s3: S3 },
-    monitoring: { enabled: true },
-    postgres: { ...SMALL_SIZES.postgres, ...CNPG },
-  },
-  noBackups: {
-    ...SMALL_SIZES,
-    profile: 'production',
-    networkPolicies: NODES,
-    backup: { enabled: false, offsite: { waived: 'the transitions test turns backups off' } },
-    monitoring: { enabled: true },
-    postgres: { ...SMALL_SIZES.postgres, ...CNPG },
-  },
+  cnpg: CNPG_STEP,
+  noBackups: { ...CNPG_STEP, backup: { enabled: false, offsite: { waived: 'the transitions test turns backups off' } } },
 };
