@@ -321,14 +321,13 @@ export interface NodeAddressLookupProps {
    * node has one and no fixed address is given. @default false - one address
    */
   readonly bothFamilies?: boolean;
+  /**
+   * Each pod advertises its own Service's load-balancer address instead of its node's: the Service is `<prefix><i>`
+   * for the pod `<name>-<i>` (a StatefulSet's), one of `names`, which alone the step may read. @default - the node's
+   */
+  readonly loadBalancers?: { readonly prefix: string; readonly names: readonly string[] };
 }
 
-/**
- * The init step that writes a host-network pod's public address
- * (charts/files/node_address.py): the configured one, else the Node's
- * ExternalIP read from the API with a token of its own, mounted in this
- * step only and allowed to `get` nodes and nothing else; else the node's IP.
- */
 /** What a pod needs for the lookup: its ServiceAccount (when it reads the API), the init step and its volumes. */
 export interface NodeAddressLookup {
   readonly serviceAccountName?: string;
@@ -336,28 +335,39 @@ export interface NodeAddressLookup {
   readonly volumes: k8s.Volume[];
 }
 
+/**
+ * The init step that writes a pod's public address (charts/files/node_address.py): the configured one, else the
+ * Node's ExternalIP read from the API with a token of its own, mounted in this step only and allowed to `get` nodes
+ * and nothing else, else the node's IP; or, with `loadBalancers`, its own Service's load-balancer address
+ * (charts/files/load_balancer_address.py), the token allowed to `get` those Services alone.
+ */
 export function nodeAddressLookup(scope: Construct, p: NodeAddressLookupProps): NodeAddressLookup {
   const lookUp = p.publicIp === undefined;
   const saDir = API_TOKEN_DIR;
   let serviceAccountName: string | undefined;
+  const lbs = p.loadBalancers;
   if (lookUp) {
     const sa = new k8s.KubeServiceAccount(scope, 'service-account', {
       metadata: { name: p.name, namespace: p.namespace, labels: p.labels },
       automountServiceAccountToken: false,
     });
     serviceAccountName = sa.name;
-    const role = new k8s.KubeClusterRole(scope, 'node-reader', {
-      metadata: { name: `${p.namespace}-${p.name}-node-reader`, labels: p.labels },
-      rules: [{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] }],
-    });
-    new k8s.KubeClusterRoleBinding(scope, 'node-reader-binding', {
-      metadata: { name: role.name, labels: p.labels },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.name },
-      subjects: [{ kind: 'ServiceAccount', name: sa.name, namespace: p.namespace }],
-    });
+    if (lbs !== undefined) {
+      readsServices(scope, p, sa.name, lbs.names);
+    } else {
+      readsNodes(scope, p, sa.name);
+    }
   }
   const fromField = (name: string, fieldPath: string): k8s.EnvVar => ({ name, valueFrom: { fieldRef: { fieldPath } } });
-  const env: k8s.EnvVar[] = [fromField('NODE_NAME', 'spec.nodeName'), fromField('NODE_IP', 'status.hostIP'), { name: 'SA_DIR', value: saDir }];
+  const env: k8s.EnvVar[] =
+    lbs !== undefined
+      ? [
+          fromField('POD_NAME', 'metadata.name'),
+          fromField('POD_NAMESPACE', 'metadata.namespace'),
+          { name: 'LOAD_BALANCER_SERVICE_PREFIX', value: lbs.prefix },
+          { name: 'SA_DIR', value: saDir },
+        ]
+      : [fromField('NODE_NAME', 'spec.nodeName'), fromField('NODE_IP', 'status.hostIP'), { name: 'SA_DIR', value: saDir }];
   if (p.publicIp !== undefined) env.push({ name: 'PUBLIC_IP', value: p.publicIp });
   if (p.bothFamilies ?? false) env.push({ name: 'ADDRESS_FAMILIES', value: 'both' });
   return {
@@ -365,7 +375,7 @@ export function nodeAddressLookup(scope: Construct, p: NodeAddressLookupProps): 
     initContainer: {
       name: 'node-address',
       image: imageRef(p.toolsImage),
-      command: ['python3', `${p.scripts.path}/node_address.py`, `${p.output.path}/${p.output.file}`],
+      command: ['python3', `${p.scripts.path}/${nodeAddressScript(p)}`, `${p.output.path}/${p.output.file}`],
       env: [{ name: 'PYTHONDONTWRITEBYTECODE', value: '1' }, ...env],
       resources: resourceRequirements({ requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } }),
       securityContext: restrictedContainer(),
@@ -377,4 +387,35 @@ export function nodeAddressLookup(scope: Construct, p: NodeAddressLookupProps): 
     },
     volumes: lookUp ? [apiTokenVolume()] : [],
   };
+}
+
+/** The script the lookup runs, which the scripts volume must hold beside kube.py. */
+export function nodeAddressScript(p: Pick<NodeAddressLookupProps, 'loadBalancers'>): string {
+  return p.loadBalancers !== undefined ? 'load_balancer_address.py' : 'node_address.py';
+}
+
+/** The lookup's ServiceAccount may `get` nodes, and nothing else (a Node is cluster-wide: a ClusterRole). */
+function readsNodes(scope: Construct, p: NodeAddressLookupProps, serviceAccount: string): void {
+  const role = new k8s.KubeClusterRole(scope, 'node-reader', {
+    metadata: { name: `${p.namespace}-${p.name}-node-reader`, labels: p.labels },
+    rules: [{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] }],
+  });
+  new k8s.KubeClusterRoleBinding(scope, 'node-reader-binding', {
+    metadata: { name: role.name, labels: p.labels },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.name },
+    subjects: [{ kind: 'ServiceAccount', name: serviceAccount, namespace: p.namespace }],
+  });
+}
+
+/** The lookup's ServiceAccount may `get` the named Services of its namespace, and nothing else. */
+function readsServices(scope: Construct, p: NodeAddressLookupProps, serviceAccount: string, names: readonly string[]): void {
+  const role = new k8s.KubeRole(scope, 'load-balancer-reader', {
+    metadata: { name: `${p.name}-load-balancer-reader`, namespace: p.namespace, labels: p.labels },
+    rules: [{ apiGroups: [''], resources: ['services'], resourceNames: [...names], verbs: ['get'] }],
+  });
+  new k8s.KubeRoleBinding(scope, 'load-balancer-reader-binding', {
+    metadata: { name: role.name, namespace: p.namespace, labels: p.labels },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.name },
+    subjects: [{ kind: 'ServiceAccount', name: serviceAccount, namespace: p.namespace }],
+  });
 }

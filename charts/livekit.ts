@@ -11,6 +11,7 @@ import {
   memoryVolume,
   NodeAddressLookup,
   nodeAddressLookup,
+  nodeAddressScript,
   resourceRequirements,
   restrictedContainer,
   restrictedPod,
@@ -56,8 +57,11 @@ export interface LiveKitRtc {
   readonly udpPort?: number;
   readonly portRangeStart: number;
   readonly portRangeEnd: number;
-  /** What LiveKit advertises: the Node's ExternalIP (looked up at start), the node's own IP, or what STUN says. */
-  readonly nodeAddress: 'node-external-ip' | 'host-ip' | 'stun';
+  /**
+   * What LiveKit advertises: the Node's ExternalIP (looked up at start), the node's own IP, what STUN says, or (hostNetwork
+   * false) its own Service's load-balancer address, each replica's Service then a LoadBalancer.
+   */
+  readonly nodeAddress: 'node-external-ip' | 'host-ip' | 'stun' | 'load-balancer';
   /** A fixed address instead of the lookup. @default - the Node's ExternalIP */
   readonly publicIp?: string;
   /** For nodeAddress stun. */
@@ -230,9 +234,11 @@ export function livekitPodStart(rtc: { readonly udpPort: number; readonly tcpPor
   return livekitStartScript(`--config ${LIVEKIT_RUN_CONFIG} --udp-port "$((${rtc.udpPort} + i))" --rtc.tcp_port "$((${rtc.tcpPort} + i))"${turn}`, [`i=\${${POD_NAME_ENV}##*-}`]);
 }
 
+const LIVEKIT_REPLICA_SERVICE_PREFIX = 'livekit-rtc-';
+
 /** The Service replica i of the StatefulSet is reached by from outside: its own NodePorts, the client's address kept. */
 export function livekitReplicaServiceName(i: number): string {
-  return `livekit-rtc-${i}`;
+  return `${LIVEKIT_REPLICA_SERVICE_PREFIX}${i}`;
 }
 
 /** The LiveKit pod: the address lookup and config steps, then LiveKit on the node's network (or its own, hostNetwork false). */
@@ -368,9 +374,14 @@ export class LiveKitChart extends Chart {
     super(scope, id, { ...props, namespace: undefined });
     const component = { ...LIVEKIT, version: props.image.tag };
     const meta = { namespace: props.namespace, labels: labels(component) };
-    const lookUp = props.rtc.nodeAddress === 'node-external-ip';
+    const lookUp = props.rtc.nodeAddress === 'node-external-ip' || props.rtc.nodeAddress === 'load-balancer';
+    const loadBalancers =
+      props.rtc.nodeAddress === 'load-balancer'
+        ? { prefix: LIVEKIT_REPLICA_SERVICE_PREFIX, names: Array.from({ length: props.replicas }, (_, i) => livekitReplicaServiceName(i)) }
+        : undefined;
     const files: Record<string, string> = { 'config.yaml': livekitConfigFile(props) };
-    if (lookUp) Object.assign(files, { 'node_address.py': bundledFile('node_address.py'), 'kube.py': bundledFile('kube.py') });
+    const script = nodeAddressScript({ loadBalancers });
+    if (lookUp) Object.assign(files, { [script]: bundledFile(script), 'kube.py': bundledFile('kube.py') });
     const config = new k8s.KubeConfigMap(this, 'config', { metadata: { name: 'livekit-config', ...meta }, data: files });
 
     const address = lookUp
@@ -382,6 +393,7 @@ export class LiveKitChart extends Chart {
           publicIp: props.rtc.publicIp,
           // LiveKit gathers host candidates of both families and maps each to the node's address of its family.
           bothFamilies: true,
+          loadBalancers,
           scripts: { volume: 'config', path: LIVEKIT_CONFIG_DIR },
           output: { volume: 'run', path: LIVEKIT_RUN_DIR, file: 'node-ip' },
         })
@@ -456,7 +468,8 @@ export class LiveKitChart extends Chart {
       new k8s.KubeService(this, `rtc-${i}`, {
         metadata: { name: livekitReplicaServiceName(i), ...meta },
         spec: {
-          type: 'NodePort',
+          // A load balancer's address, or (the default) each node's own: what the replica advertises.
+          type: props.rtc.nodeAddress === 'load-balancer' ? 'LoadBalancer' : 'NodePort',
           // Clients reach it: on a dual-stack cluster kube-proxy serves the NodePort on the nodes' IPv6 addresses too
           // only when the Service has that family. The families and their order are the cluster's (no ipFamilies).
           ipFamilyPolicy: 'PreferDualStack',

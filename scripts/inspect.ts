@@ -56,9 +56,13 @@ function liveKitWorkload(ms: Manifest[]): Manifest | undefined {
   return ms.find((m) => (m.kind === 'Deployment' || m.kind === 'StatefulSet') && m.metadata.name === 'livekit');
 }
 
-/** livekit.hostNetwork false: the NodePorts of the replicas' Services, by protocol, as first-last. */
+/** livekit.hostNetwork false: the ports of the replicas' Services (NodePorts, and their load balancers' too), by protocol, as first-last. */
 function nodePortRules(ms: Manifest[]): PortRule[] {
-  const ports = ms.filter((m) => m.kind === 'Service' && m.spec.type === 'NodePort' && m.metadata.name.startsWith('livekit-rtc-')).flatMap((s) => s.spec.ports);
+  const services = ms.filter((m) => m.kind === 'Service' && (m.spec.type === 'NodePort' || m.spec.type === 'LoadBalancer') && m.metadata.name.startsWith('livekit-rtc-'));
+  const ports = services.flatMap((s) => s.spec.ports);
+  const where = services.some((s) => s.spec.type === 'LoadBalancer')
+    ? "Services livekit-rtc-<i>, one per replica, at each one's load balancer (also their NodePorts)"
+    : 'NodePorts of Services livekit-rtc-<i>, one per replica, on the nodes it runs on';
   const purposes = [
     ['rtc-udp', 'UDP', 'WebRTC media (UDP mux)'],
     ['rtc-tcp', 'TCP', 'WebRTC over TCP'],
@@ -72,7 +76,7 @@ function nodePortRules(ms: Manifest[]): PortRule[] {
       {
         protocol,
         ports: lo === hi ? String(lo) : `${lo}-${hi}`,
-        purpose: `${purpose}: NodePorts of Services livekit-rtc-<i>, one per replica, on the nodes it runs on`,
+        purpose: `${purpose}: ${where}`,
         exposure: 'internet' as const,
       },
     ];
@@ -467,10 +471,16 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
     const sel = Object.entries<string>(livekit.spec.template.spec.nodeSelector ?? {})
       .map(([k, v]) => `${k}=${v}`)
       .join(',');
+    const replicas = `LiveKit: ${n} replica${n === 1 ? '' : 's'} off the host network`;
+    const balanced = ms.some((m) => m.kind === 'Service' && m.spec.type === 'LoadBalancer' && m.metadata.name.startsWith('livekit-rtc-'));
     out.push(
       livekit.kind === 'Deployment'
         ? `LiveKit: ${n} node${n === 1 ? '' : 's'} (one pod per node, host network), ${sel ? `labelled ${sel}` : 'any node'}`
-        : `LiveKit: ${n} replica${n === 1 ? '' : 's'} off the host network, each reached through a NodePort Service of its own (livekit-rtc-<i>) ` +
+        : balanced
+          ? `${replicas}, each reached through a LoadBalancer Service of its own (livekit-rtc-<i>): your provider must give each one address that carries ` +
+            'UDP and TCP (mixed protocols) and keeps client addresses (externalTrafficPolicy Local); ' +
+            "a replica's pod waits in its node-address step until its Service has that address"
+          : `LiveKit: ${n} replica${n === 1 ? '' : 's'} off the host network, each reached through a NodePort Service of its own (livekit-rtc-<i>) ` +
             `on the node it runs on, ${sel ? `labelled ${sel}` : 'any node'}; the NodePort range (kube-apiserver --service-node-port-range) must hold their ports`,
     );
   }

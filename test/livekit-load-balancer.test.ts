@@ -57,34 +57,42 @@ test("the address step may get the replicas' Services, and nothing else: no Node
     ]),
   );
   expect(step.env.map((e: any) => e.name)).not.toContain('PUBLIC_IP');
+  // Its own script, beside the API client; the node lookup's is not shipped (the default render's ConfigMap is unchanged).
+  expect(step.command).toEqual(['python3', '/etc/livekit/load_balancer_address.py', '/run/livekit/node-ip']);
+  expect(Object.keys(find(ms, 'ConfigMap', 'livekit-config').data).sort()).toEqual(['config.yaml', 'kube.py', 'load_balancer_address.py']);
   expect(container(find(ms, 'StatefulSet', 'livekit'), 'livekit').command[2]).toContain('--node-ip "$(cat /run/livekit/node-ip)"');
 });
 
-describe("the address taken from a Service's load balancer (node_address.py)", () => {
-  /** load_balancer_address on a Service whose status.loadBalancer.ingress is `ingress`, names resolving per `names`. */
-  const address = (ingress: object[], names: Record<string, string[]> = {}) => {
+describe("the address taken from a Service's load balancer (load_balancer_address.py)", () => {
+  /** load_balancer_address on Services whose status.loadBalancer.ingress is each of `cases`, names resolving per `names`: one Python for all. */
+  const addresses = (cases: object[][], names: Record<string, string[]> = {}) => {
     const program = [
-      'import json, sys, node_address',
-      'service = {"status": {"loadBalancer": {"ingress": json.loads(sys.argv[1])}}}',
+      'import json, sys, load_balancer_address',
       'names = json.loads(sys.argv[2])',
-      'print(node_address.load_balancer_address(service, lambda host: names[host]))',
+      'for ingress in json.loads(sys.argv[1]):',
+      '    print(load_balancer_address.load_balancer_address({"status": {"loadBalancer": {"ingress": ingress}}}, lambda host: names[host]))',
     ].join('\n');
-    const r = spawnSync('python3', ['-c', program, JSON.stringify(ingress), JSON.stringify(names)], { cwd: FILES, env: { PATH: process.env.PATH, PYTHONDONTWRITEBYTECODE: '1' }, encoding: 'utf8' });
+    const r = spawnSync('python3', ['-c', program, JSON.stringify(cases), JSON.stringify(names)], {
+      cwd: FILES,
+      env: { PATH: process.env.PATH, PYTHONDONTWRITEBYTECODE: '1' },
+      encoding: 'utf8',
+    });
     expect(r.stderr).toBe('');
-    return r.stdout.trim();
+    return r.stdout.trim().split('\n');
   };
 
   test('one address of each family, the IPv4 first whatever the order; one family alone; none yet', () => {
-    expect(address([{ ip: '2001:db8::7' }, { ip: '203.0.113.7' }])).toBe('203.0.113.7,2001:db8::7');
-    expect(address([{ ip: '203.0.113.7' }, { ip: '203.0.113.8' }])).toBe('203.0.113.7');
-    expect(address([{ ip: '2001:db8::7' }])).toBe('2001:db8::7');
-    expect(address([])).toBe('None');
+    expect(addresses([[{ ip: '2001:db8::7' }, { ip: '203.0.113.7' }], [{ ip: '203.0.113.7' }, { ip: '203.0.113.8' }], [{ ip: '2001:db8::7' }], []])).toEqual([
+      '203.0.113.7,2001:db8::7',
+      '203.0.113.7',
+      '2001:db8::7',
+      'None',
+    ]);
   });
 
-  test('a host name (a provider that gives one, as AWS does) is resolved once, at start', () => {
-    expect(address([{ hostname: 'lb-1.elb.example' }], { 'lb-1.elb.example': ['198.51.100.4', '2001:db8::4', '198.51.100.5'] })).toBe('198.51.100.4,2001:db8::4');
-    // An IP beside a host name: the IP, without asking DNS.
-    expect(address([{ ip: '203.0.113.7' }, { hostname: 'lb-1.elb.example' }])).toBe('203.0.113.7');
+  test('a host name (a provider that gives one, as AWS does) is resolved once, at start; an IP beside it is taken without asking DNS', () => {
+    const names = { 'lb-1.elb.example': ['198.51.100.4', '2001:db8::4', '198.51.100.5'] };
+    expect(addresses([[{ hostname: 'lb-1.elb.example' }], [{ ip: '203.0.113.7' }, { hostname: 'lb-1.elb.example' }]], names)).toEqual(['198.51.100.4,2001:db8::4', '203.0.113.7']);
   });
 });
 

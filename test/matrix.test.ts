@@ -205,9 +205,13 @@ describe.each(cases)('%s', (name, levels) => {
         continue;
       }
       // LiveKit's replicas off the host network listen on ports of their own, which their start script computes and one
-      // template cannot declare (test/livekit.test.ts runs the script): there, the port clients reach is the one targeted.
-      if (podName !== undefined && svc.spec.type === 'NodePort') {
+      // template cannot declare (test/livekit.test.ts runs the script): there, the port clients reach (the NodePort, and
+      // a load balancer's port) is the one targeted.
+      if (podName !== undefined && (svc.spec.type === 'NodePort' || svc.spec.type === 'LoadBalancer')) {
         for (const port of svc.spec.ports) if (port.nodePort !== port.targetPort) problems.push(`Service ${svc.metadata.name}: nodePort ${port.nodePort} is not its targetPort`);
+        if (svc.spec.type === 'LoadBalancer') {
+          for (const port of svc.spec.ports) if (port.port !== port.targetPort) problems.push(`Service ${svc.metadata.name}: port ${port.port} is not its targetPort`);
+        }
         continue;
       }
       const ports = selected.flatMap((p) => p.spec.containers.flatMap((c: any) => c.ports ?? []));

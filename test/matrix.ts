@@ -78,14 +78,15 @@ export const FACTORS: Factor[] = [
   { name: 'nodeCidrs', levels: { none: {}, listed: { networkPolicies: { nodeCidrs: ['10.0.0.0/16'], clusterCidrs: ['10.42.0.0/16', '10.96.0.0/12'] } } } },
   {
     // How LiveKit takes media: a UDP range or one mux port on the host network, or (livekit.hostNetwork false) its
-    // own pod's mux and TCP ports behind NodePort Services, one per replica; and that with its own TURN instead of
-    // coturn, where nothing is on the node's network (issue 28).
+    // own pod's mux and TCP ports behind NodePort Services, one per replica; that with its own TURN instead of
+    // coturn, where nothing is on the node's network; or behind a LoadBalancer Service per replica (issue 28).
     name: 'livekitUdp',
     levels: {
       range: {},
       mux: { livekit: { rtc: { udpPort: 7882 } } },
       nodeports: { livekit: { hostNetwork: false, rtc: { udpPort: 31000, tcpPort: 31100 } } },
       'own-turn': { coturn: { enabled: false }, livekit: { hostNetwork: false, rtc: { udpPort: 31000, tcpPort: 31100 }, turn: { enabled: true, udpPort: 31200 } } },
+      'load-balancers': { livekit: { hostNetwork: false, rtc: { udpPort: 31000, tcpPort: 31100, nodeAddress: 'load-balancer' } } },
     },
   },
   {

@@ -131,7 +131,7 @@ const API_SERVICE = address('the API server Service', '10.96.0.1');
 const API_NODE = address('the API server on a node', '10.0.0.10');
 /** A media node: LiveKit is on the host network, so it is its node's address. */
 const LIVEKIT_NODE = address("LiveKit's node", '10.0.0.5');
-/** LiveKit off the host network (livekit.hostNetwork false, livekitUdp nodeports or own-turn): a pod of the media namespace. */
+/** LiveKit off the host network (livekit.hostNetwork false, livekitUdp nodeports, own-turn or load-balancers): a pod of the media namespace. */
 const LIVEKIT_POD: Peer = { ...stackPod('livekit', 'sfu', '10.42.3.20', { 7880: 'http', 6789: 'metrics' }), namespace: 'kudo-media' };
 
 /**
@@ -271,7 +271,7 @@ function flowsOf(l: Levels): Flow[] {
   const backup = l.backup !== 'off';
   const nodesListed = l.nodeCidrs === 'listed';
   const stack = stackPodsOf(l);
-  const livekitPod = l.livekitUdp === 'nodeports' || l.livekitUdp === 'own-turn';
+  const livekitPod = l.livekitUdp === 'nodeports' || l.livekitUdp === 'own-turn' || l.livekitUdp === 'load-balancers';
   const ownTurn = l.livekitUdp === 'own-turn';
 
   // Public traffic: the proxy to Synapse's proxied port, the well-known server and the solvers.

@@ -59,9 +59,11 @@ export function livekitFragment({ z, port, labelMap, resources, image }: Fragmen
              * The address LiveKit advertises to clients (its ICE candidates):
              * node-external-ip: each node's ExternalIP, read from the Kubernetes API at start (no internet needed);
              * host-ip: the node's own address (status.hostIP), for nodes whose NIC holds the public address, or LANs;
-             * stun: asked of `stunServers` at every start (needs UDP to them).
+             * stun: asked of `stunServers` at every start (needs UDP to them);
+             * load-balancer (livekit.hostNetwork false): each replica's Service becomes a LoadBalancer, and the replica
+             * advertises that load balancer's address, read from the Service at start (docs/livekit-without-host-network.md).
              */
-            nodeAddress: z.enum(['node-external-ip', 'host-ip', 'stun']).default('node-external-ip'),
+            nodeAddress: z.enum(['node-external-ip', 'host-ip', 'stun', 'load-balancer']).default('node-external-ip'),
             /**
              * One public address for every LiveKit node (a single node, or a shared address); skips the lookup. An IPv4,
              * an IPv6, or one of each as "<IPv4>,<IPv6>": LiveKit advertises each family's host candidates at that family's.
@@ -122,6 +124,12 @@ export function livekitProblems(c: { readonly livekit: LivekitConfig; readonly r
     problems.push('livekit.rtc.stunServers must list the STUN servers to ask when livekit.rtc.nodeAddress is "stun" (LiveKit would otherwise ask Google\'s)');
   }
   if (rtc.nodeAddress !== 'stun' && rtc.stunServers.length > 0) problems.push('livekit.rtc.stunServers is used only when livekit.rtc.nodeAddress is "stun"');
+  if (rtc.nodeAddress === 'load-balancer' && c.livekit.hostNetwork) {
+    problems.push(
+      'livekit.rtc.nodeAddress load-balancer needs livekit.hostNetwork false: on the host network no Service stands in front of LiveKit ' +
+        "(it advertises its node's address); off it, each replica's Service is a LoadBalancer whose address it advertises",
+    );
+  }
   if (rtc.publicIp !== undefined && rtc.nodeAddress !== 'node-external-ip') {
     problems.push('livekit.rtc.publicIp is used only when livekit.rtc.nodeAddress is "node-external-ip" (the default)');
   }
