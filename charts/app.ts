@@ -520,7 +520,6 @@ function networkPolicies(app: Construct, config: KudoConfig): void {
   });
 }
 
-/** The Gateway's proxies, when they run in the stack namespace and so under its NetworkPolicies. */
 /** LiveKit off the host network: its pods, and the ports its replicas take (config validation requires rtc.udpPort then). */
 function livekitPods(config: KudoConfig): NetworkPoliciesProps['livekitPods'] {
   const lk = config.livekit;
@@ -538,6 +537,7 @@ function livekitPods(config: KudoConfig): NetworkPoliciesProps['livekitPods'] {
   };
 }
 
+/** The Gateway's proxies, when they run in the stack namespace and so under its NetworkPolicies. */
 function gatewayProxies(config: KudoConfig): NetworkPoliciesProps['gatewayProxies'] {
   const gw = config.gatewayApi;
   if (config.routing !== 'gateway-api' || gw.proxyNamespace !== config.namespaces.stack) return undefined;
