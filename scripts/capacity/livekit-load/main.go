@@ -26,8 +26,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/livekit/protocol/livekit"
+	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
@@ -191,7 +191,13 @@ func main() {
 	prefix := flag.String("prefix", "bench", "room name prefix")
 	joinParallel := flag.Int("join-parallel", 8, "joins at once")
 	ipv6Only := flag.Bool("ipv6-only", false, "gather and accept IPv6 ICE candidates only (the URL's address decides the signal's family)")
+	relayOnly := flag.Bool("relay-only", false, "use the TURN servers LiveKit hands out, and only their relayed candidates (ICE transport policy relay)")
 	flag.Parse()
+	if *relayOnly && *ipv6Only {
+		// pion gathers IPv4 relays only: the two together could never connect.
+		fmt.Fprintln(os.Stderr, "-relay-only and -ipv6-only exclude each other")
+		os.Exit(2)
+	}
 	if *videoPubs < 0 || *videoPubs > *size {
 		*videoPubs = *size
 	}
@@ -199,7 +205,14 @@ func main() {
 		*audioPubs = *size
 	}
 
-	connectOptions := []lksdk.ConnectOption{lksdk.WithDisableTURN(), lksdk.WithConnectTimeout(60 * time.Second)}
+	connectOptions := []lksdk.ConnectOption{lksdk.WithConnectTimeout(60 * time.Second)}
+	if *relayOnly {
+		// Every path goes through a TURN relay: no host or server-reflexive candidate is gathered.
+		connectOptions = append(connectOptions, lksdk.WithICETransportPolicy(webrtc.ICETransportPolicyRelay))
+	} else {
+		// The benchmark's clients sit beside LiveKit: a relay would only add a hop.
+		connectOptions = append(connectOptions, lksdk.WithDisableTURN())
+	}
 	if *ipv6Only {
 		// Without TURN (above) nothing IPv4 is left: no IPv4 host candidate is gathered or taken from the server.
 		connectOptions = append(connectOptions, lksdk.WithIPv6Only())
