@@ -314,12 +314,13 @@ export class PodNetwork {
   readonly podAddress: string;
   readonly hostAddress: string;
   private readonly hostIf: string;
+  private readonly podIf: string;
 
   constructor() {
     const n = PodNetwork.freeSubnet();
     this.name = `kudo-e2e-${process.pid}-${n}`;
     this.hostIf = `kudo${n}h${process.pid % 1000}`.slice(0, 15);
-    const podIf = `kudo${n}p${process.pid % 1000}`.slice(0, 15);
+    const podIf = (this.podIf = `kudo${n}p${process.pid % 1000}`.slice(0, 15));
     // A /30 of the project's own, on a link that exists only between this host and the namespace.
     this.hostAddress = `10.254.${n}.1`;
     this.podAddress = `10.254.${n}.2`;
@@ -356,6 +357,15 @@ export class PodNetwork {
     const n = free[Math.floor(Math.random() * free.length)];
     PodNetwork.taken.add(n);
     return n;
+  }
+
+  /**
+   * A further IPv4 address of the namespace's, on its interface, that this host routes to across the link: an address
+   * outside the private ranges for programs that treat those differently (LiveKit's TURN). Gone with the namespace.
+   */
+  addRoutedAddress(address: string): void {
+    execFileSync('ip', ['-n', this.name, 'addr', 'add', `${address}/32`, 'dev', this.podIf], { stdio: 'pipe' });
+    execFileSync('ip', ['route', 'replace', `${address}/32`, 'via', this.podAddress, 'dev', this.hostIf], { stdio: 'pipe' });
   }
 
   /** The command and arguments that run `command` inside the namespace. */

@@ -3,16 +3,25 @@
  * replica 1 behind a node, as in test/e2e/livekit-pod-network.e2e.test.ts, with the rendered config (turn enabled)
  * and a throwaway certificate for the TURN host in the place of cert-manager's Secret livekit-turn-tls. The node
  * translates its NodePorts (Service livekit-rtc-1) and, standing for the LoadBalancer Service livekit-turn, port 443
- * to the pod's TLS port.
+ * to the pod's TLS port; a pod reaching its own Service is masqueraded, as kube-proxy does (serviceRules).
+ *
+ * The Node's ExternalIP is a public-looking address (203.0.113.n, on the node namespace and routed to from this host),
+ * as a real node's is: LiveKit's TURN refuses permissions to private peers (net.IP's IsPrivate, IsLoopback and the
+ * like, plus 0.0.0.0/8, 100.64.0.0/10, 198.18.0.0/15 and 240.0.0.0/4 in turnrelay.go of 1.13.x), and the documentation
+ * ranges are none of these. The node's private address on this host's link (10.254.n.2) is its InternalIP.
  *
  * What it proves: LiveKit accepts the rendered TURN settings and listens where the Services send clients; a joining
  * participant is handed the TURN URLs and credentials; through the node's 443 a client gets a TLS session whose
  * certificate verifies for the TURN host against the issuing CA, and a TURN Allocate over it with the participant's
- * credentials is granted a relayed address (and refused with a wrong password).
+ * credentials is granted a relayed address (and refused with a wrong password). And a call: two participants of
+ * LiveKit's Go SDK (scripts/capacity/livekit-load -relay-only) behind a firewall that lets out TCP to 443 and the
+ * signalling's port only, resolving the TURN host to the node and trusting the test CA, exchange Opus and VP8 through
+ * the SFU with every packet relayed by LiveKit's TURN over TLS: into the pod on 443, out of the relay to the node's
+ * mux port, and back into the same pod (hairpin).
  *
- * Not here: a relayed WebRTC session to the SFU. LiveKit's TURN refuses permissions to private peer addresses, and
- * this test's node address is private (10.254.n.2), so media through it would need a rewrite the rendered config
- * does not have (docs/livekit-without-host-network.md).
+ * Not here: a real kube-proxy or CNI (Cilium's hairpin differs), a cloud's 1:1 NAT (an ExternalIP that is not on the
+ * node: the relay's packets to it leave the node and must come back), a load balancer's address (nodeAddress
+ * load-balancer), and TURN over UDP (its URL is handed out, the firewall here blocks it).
  */
 import { execFileSync } from 'child_process';
 import * as crypto from 'crypto';
@@ -26,7 +35,8 @@ import WebSocket from 'ws';
 import { FakeKubeApi } from '../fake-kube-api';
 import { find, generatedSecrets, httpJson, PodNetwork, Program, programs, rendered, tempDir } from './harness';
 import { LiveKitRun, startLiveKit } from './livekit';
-import { PodBehindNode, prepareLiveKitInPod, serviceRules, startNodeServices } from './pod-behind-node';
+import { callInRoom, installLoadClient } from './livekit-load';
+import { counted, PodBehindNode, prepareLiveKitInPod, serviceRules, startNodeServices } from './pod-behind-node';
 import { issueServerCert, makeCa } from './pki';
 import { ATTR, decodeStun, encodeStun, METHOD, UDP_TRANSPORT } from './stun';
 import { RunningRedis } from './redis';
@@ -111,30 +121,37 @@ describe(`${LIVEKIT_VERSION}, coturn off: LiveKit's own TURN in replica ${POD}, 
   let run: LiveKitRun;
   let livekit: Program;
   let ca: string;
+  let caFile: string;
+  let apiPort: number;
+  let loadClient: string;
   const service = find(manifests, 'Service', 'livekit-rtc-1');
   const turnService = find(manifests, 'Service', 'livekit-turn');
 
   beforeAll(async () => {
+    loadClient = installLoadClient();
     const secrets = await generatedSecrets(manifests);
     const pki = tempDir('turn-pki');
     makeCa(pki, 'ca');
     issueServerCert(pki, 'ca', [TURN_HOST], path.join(pki, 'secret'));
-    ca = fs.readFileSync(path.join(pki, 'ca.crt'), 'utf8');
+    caFile = path.join(pki, 'ca.crt');
+    ca = fs.readFileSync(caFile, 'utf8');
     const turnTls = { 'tls.crt': fs.readFileSync(path.join(pki, 'secret', 'tls.crt'), 'utf8'), 'tls.key': fs.readFileSync(path.join(pki, 'secret', 'tls.key'), 'utf8') };
     node = new PodNetwork();
     pod = new PodBehindNode(node);
-    nodeAddress = node.podAddress;
-    const apiPort = (yaml.load(find(manifests, 'ConfigMap', 'livekit-config').data['config.yaml']) as any).port as number;
+    // 203.0.113.n, n of the node's own 10.254.n.0/30: unique among the namespaces on this host.
+    nodeAddress = `203.0.113.${node.podAddress.split('.')[2]}`;
+    node.addRoutedAddress(nodeAddress);
+    apiPort = (yaml.load(find(manifests, 'ConfigMap', 'livekit-config').data['config.yaml']) as any).port as number;
     // The NodePorts of livekit-rtc-1, and the LoadBalancer's 443 to the pod's named port "turns".
     const tlsTarget = find(manifests, 'StatefulSet', 'livekit').spec.template.spec.containers[0].ports.find(
       (p: any) => p.name === turnService.spec.ports[0].targetPort,
     ).containerPort;
     const rules = serviceRules(nodeAddress, [[service, pod.podAddress]], apiPort).replace(
-      '  }\n}',
-      `    ip daddr ${nodeAddress} tcp dport ${turnService.spec.ports[0].port} counter dnat to ${pod.podAddress}:${tlsTarget} comment "livekit-turn turns"\n  }\n}`,
+      '  }\n  chain postrouting',
+      `    ip daddr ${nodeAddress} tcp dport ${turnService.spec.ports[0].port} counter dnat to ${pod.podAddress}:${tlsTarget} comment "livekit-turn turns"\n  }\n  chain postrouting`,
     );
     execFileSync('ip', ['netns', 'exec', node.name, 'nft', '-f', '-'], { input: rules });
-    const on = await startNodeServices({ manifests, config, secrets }, node, NODE_NAME);
+    const on = await startNodeServices({ manifests, config, secrets }, node, NODE_NAME, nodeAddress);
     ({ redis, api } = on);
     run = await prepareLiveKitInPod({ manifests, config, secrets }, pod, on, POD, turnTls);
     livekit = startLiveKit(run);
@@ -203,5 +220,65 @@ describe(`${LIVEKIT_VERSION}, coturn off: LiveKit's own TURN in replica ${POD}, 
     const other = tempDir('turn-pki-other');
     makeCa(other, 'other');
     await expect(allocateOverTls(nodeAddress, fs.readFileSync(path.join(other, 'other.crt'), 'utf8'), username, credential)).rejects.toThrow(/certificate/);
+  });
+
+  test("two participants of LiveKit's Go SDK, relay-only behind a firewall that lets out TCP to 443 alone, exchange audio and video through LiveKit's TURN over TLS and the SFU", async () => {
+    const keys = yaml.load(fs.readFileSync(run.config.key_file, 'utf8')) as Record<string, string>;
+    const [[key, secret]] = Object.entries(keys);
+    const port = (name: string) => service.spec.ports.find((p: any) => p.name === name);
+    const [mux, tcp] = [port('rtc-udp'), port('rtc-tcp')];
+    const client = node.hostAddress;
+    // On the node: before its translation, what the client sends and the client's firewall (as if its network let out
+    // only TCP to 443, and to the signalling's port, which stands for the Ingress's 443); after it, the relay's packets
+    // to the pod's mux port through the node's address, and the SFU's answers.
+    execFileSync('ip', ['netns', 'exec', node.name, 'nft', '-f', '-'], {
+      input: [
+        'table ip kudo_client {',
+        '  chain prerouting {',
+        '    type filter hook prerouting priority raw; policy accept;',
+        `    ip saddr ${client} ip daddr ${nodeAddress} tcp dport 443 counter comment "client to TURN over TLS"`,
+        `    ip saddr ${client} ip daddr ${nodeAddress} udp dport ${mux.nodePort} counter comment "client to the mux port"`,
+        `    ip saddr ${client} ip daddr ${nodeAddress} tcp dport ${tcp.nodePort} counter comment "client to the TCP port"`,
+        `    ip saddr ${client} ip daddr ${nodeAddress} tcp dport { 443, ${apiPort} } accept`,
+        `    ip saddr ${client} counter drop comment "the client's firewall"`,
+        '  }',
+        '  chain forward {',
+        '    type filter hook forward priority filter; policy accept;',
+        `    ip saddr ${pod.podAddress} ip daddr ${pod.podAddress} udp dport ${mux.targetPort} counter comment "relay to the mux port"`,
+        `    ip saddr ${pod.podAddress} ip daddr ${pod.podAddress} udp sport ${mux.targetPort} counter comment "mux port to the relay"`,
+        '  }',
+        '}',
+        '',
+      ].join('\n'),
+    });
+    // The client resolves the TURN host to the node (its own /etc/hosts, in a mount namespace of its own) and trusts
+    // the test CA alone (Go reads SSL_CERT_FILE and SSL_CERT_DIR on Linux).
+    const dir = tempDir('turn-client');
+    fs.writeFileSync(path.join(dir, 'hosts'), `127.0.0.1 localhost\n${nodeAddress} ${TURN_HOST}\n`);
+    fs.mkdirSync(path.join(dir, 'certs'));
+    const withHosts = (command: string, args: string[]): [string, string[]] => [
+      'unshare',
+      ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" /etc/hosts && exec "$@"', path.join(dir, 'hosts'), command, ...args],
+    ];
+    const env = { ...process.env, SSL_CERT_FILE: caFile, SSL_CERT_DIR: path.join(dir, 'certs') };
+    const comments = ['client to the mux port', 'client to the TCP port', 'relay to the mux port', 'mux port to the relay'];
+    const count = () => [...comments.map((c) => counted(node.name, c)), counted(node.name, 'client to TURN over TLS', 'bytes'), counted(node.name, 'livekit-turn turns')];
+    const before = count();
+    const end = await callInRoom(loadClient, `ws://${nodeAddress}:${apiPort}`, key, secret, `e2e-relayed-${process.pid}`, [livekit], ['-relay-only'], { wrap: withHosts, env });
+    const [direct, directTcp, relayed, answered, tlsBytes, tlsSessions] = count().map((n, i) => n - before[i]);
+    expect(end).toMatchObject({ joined: 2, joinErrors: 0, publishedTracks: 4, subscribedTracks: 4, receivingTracks: 4 });
+    expect(end.lossPercent ?? 0).toBeLessThan(5);
+    // Nothing from the client to the SFU's own ports: its candidates were relayed ones only.
+    expect({ direct, directTcp }).toEqual({ direct: 0, directTcp: 0 });
+    // Through the node's 443, TLS sessions to LiveKit's TURN (4: each participant's two peer connections) carrying
+    // both participants' media, about 1.2 MB for the 8 s and more of publishing; the relay sent it on to the node's
+    // mux port, which took it back into the pod, and the SFU answered the relay the same way (about 1750 packets
+    // each way).
+    expect({ tlsSessions: tlsSessions >= 2, tlsBytes: tlsBytes > 500_000, relayed: relayed > 1000, answered: answered > 1000 }).toEqual({
+      tlsSessions: true,
+      tlsBytes: true,
+      relayed: true,
+      answered: true,
+    });
   });
 });

@@ -60,6 +60,9 @@ export class PodBehindNode {
 /**
  * The nftables rules that stand for the Services and the Ingress on the node, each with a counter: every port of each
  * Service to the address of the pod it selects, and the API port to the first pod (the replica the Ingress picked).
+ * A pod that reaches its own Service is masqueraded to the node's address on its link, as kube-proxy marks such
+ * hairpin traffic for masquerade (iptables and nftables modes): its answer then goes back through the node, which
+ * undoes both translations, instead of straight to itself from an address the sender did not write to.
  */
 export function serviceRules(nodeAddress: string, backends: [service: any, podAddress: string][], apiPort: number): string {
   const rules = backends.flatMap(([service, podAddress]) =>
@@ -75,17 +78,24 @@ export function serviceRules(nodeAddress: string, backends: [service: any, podAd
     ...rules,
     `    ip daddr ${nodeAddress} tcp dport ${apiPort} dnat to ${backends[0][1]}:${apiPort} comment "the Ingress"`,
     '  }',
+    '  chain postrouting {',
+    '    type nat hook postrouting priority srcnat; policy accept;',
+    ...[...new Set(backends.map(([, podAddress]) => podAddress))].map((a) => `    ip saddr ${a} ip daddr ${a} counter masquerade comment "hairpin ${a}"`),
+    '  }',
     '}',
     '',
   ].join('\n');
 }
 
-/** Packets a commented nft rule has counted in a namespace (in a nat chain: connections, whose first packet alone it sees). */
-export function counted(namespace: string, comment: string): number {
+/**
+ * Packets (or bytes) a commented nft rule has counted in a namespace (in a nat chain: connections, whose first packet
+ * alone it sees).
+ */
+export function counted(namespace: string, comment: string, what: 'packets' | 'bytes' = 'packets'): number {
   const ruleset = JSON.parse(execFileSync('ip', ['netns', 'exec', namespace, 'nft', '-j', 'list', 'ruleset'], { encoding: 'utf8' })).nftables as any[];
   const rule = ruleset.find((x) => x.rule?.comment === comment)?.rule;
   if (rule === undefined) throw new Error(`no nft rule "${comment}" in ${namespace}`);
-  return rule.expr.find((e: any) => e.counter !== undefined).counter.packets;
+  return rule.expr.find((e: any) => e.counter !== undefined).counter[what];
 }
 
 /** A render and the values its generated Secrets hold. */
@@ -104,17 +114,17 @@ export interface NodeServices {
 }
 
 /**
- * Redis on the node, and the API server's stand-in holding the node as `nodeName`, the node namespace's address both
- * its InternalIP and its ExternalIP (what LiveKit advertises, and what the clients on this host reach). The caller
- * stops both (`redis.program.stop()`, `api.stop()`).
+ * Redis on the node, and the API server's stand-in holding the node as `nodeName`, the node namespace's address its
+ * InternalIP and `externalIp` its ExternalIP (what LiveKit advertises, and what the clients on this host reach). The
+ * caller stops both (`redis.program.stop()`, `api.stop()`).
  */
-export async function startNodeServices(r: RenderedStack, node: PodNetwork, nodeName: string): Promise<NodeServices> {
+export async function startNodeServices(r: RenderedStack, node: PodNetwork, nodeName: string, externalIp = node.podAddress): Promise<NodeServices> {
   const redis = await startRedis(r.manifests, r.config, r.secrets, node);
   const api = new FakeKubeApi();
   const apiUrl = await api.start();
   api.putNode(nodeName, [
     { type: 'InternalIP', address: node.podAddress },
-    { type: 'ExternalIP', address: node.podAddress },
+    { type: 'ExternalIP', address: externalIp },
   ]);
   return { redis, api, apiUrl, nodeName };
 }
