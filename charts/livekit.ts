@@ -236,7 +236,7 @@ export function livekitPodStart(rtc: { readonly udpPort: number; readonly tcpPor
 
 const LIVEKIT_REPLICA_SERVICE_PREFIX = 'livekit-rtc-';
 
-/** The Service replica i of the StatefulSet is reached by from outside: its own NodePorts, the client's address kept. */
+/** The Service replica i of the StatefulSet is reached by from outside: its own NodePorts (or load balancer), the client's address kept. */
 export function livekitReplicaServiceName(i: number): string {
   return `${LIVEKIT_REPLICA_SERVICE_PREFIX}${i}`;
 }

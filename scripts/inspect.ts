@@ -479,7 +479,7 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
         : balanced
           ? `${replicas}, each reached through a LoadBalancer Service of its own (livekit-rtc-<i>): your provider must give each one address that carries ` +
             'UDP and TCP (mixed protocols) and keeps client addresses (externalTrafficPolicy Local); ' +
-            "a replica's pod waits in its node-address step until its Service has that address"
+            `a replica's pod waits in its node-address step until its Service has that address; ${sel ? `nodes labelled ${sel}` : 'any node'}`
           : `LiveKit: ${n} replica${n === 1 ? '' : 's'} off the host network, each reached through a NodePort Service of its own (livekit-rtc-<i>) ` +
             `on the node it runs on, ${sel ? `labelled ${sel}` : 'any node'}; the NodePort range (kube-apiserver --service-node-port-range) must hold their ports`,
     );

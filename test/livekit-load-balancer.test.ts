@@ -116,7 +116,7 @@ test('the checklist: a load balancer per replica carrying UDP and TCP on one add
   expect(text).toContain(
     'LiveKit: 3 replicas off the host network, each reached through a LoadBalancer Service of its own (livekit-rtc-<i>): your provider must give each one ' +
       'address that carries UDP and TCP (mixed protocols) and keeps client addresses (externalTrafficPolicy Local); ' +
-      "a replica's pod waits in its node-address step until its Service has that address",
+      "a replica's pod waits in its node-address step until its Service has that address; any node",
   );
 });
 
