@@ -56,11 +56,20 @@ function liveKitWorkload(ms: Manifest[]): Manifest | undefined {
   return ms.find((m) => (m.kind === 'Deployment' || m.kind === 'StatefulSet') && m.metadata.name === 'livekit');
 }
 
+/** livekit.hostNetwork false: the replicas' own Services, livekit-rtc-<i> (NodePort, or LoadBalancer with nodeAddress load-balancer). */
+function replicaServices(ms: Manifest[]): Manifest[] {
+  return ms.filter((m) => m.kind === 'Service' && (m.spec.type === 'NodePort' || m.spec.type === 'LoadBalancer') && m.metadata.name.startsWith('livekit-rtc-'));
+}
+
+/** Whether the replicas advertise load balancers of their own rather than their nodes. */
+function behindLoadBalancers(ms: Manifest[]): boolean {
+  return replicaServices(ms).some((s) => s.spec.type === 'LoadBalancer');
+}
+
 /** livekit.hostNetwork false: the ports of the replicas' Services (NodePorts, and their load balancers' too), by protocol, as first-last. */
 function nodePortRules(ms: Manifest[]): PortRule[] {
-  const services = ms.filter((m) => m.kind === 'Service' && (m.spec.type === 'NodePort' || m.spec.type === 'LoadBalancer') && m.metadata.name.startsWith('livekit-rtc-'));
-  const ports = services.flatMap((s) => s.spec.ports);
-  const where = services.some((s) => s.spec.type === 'LoadBalancer')
+  const ports = replicaServices(ms).flatMap((s) => s.spec.ports);
+  const where = behindLoadBalancers(ms)
     ? "Services livekit-rtc-<i>, one per replica, at each one's load balancer (also their NodePorts)"
     : 'NodePorts of Services livekit-rtc-<i>, one per replica, on the nodes it runs on';
   const purposes = [
@@ -472,15 +481,14 @@ function prerequisites(config: KudoConfig, ms: Manifest[]): string[] {
       .map(([k, v]) => `${k}=${v}`)
       .join(',');
     const replicas = `LiveKit: ${n} replica${n === 1 ? '' : 's'} off the host network`;
-    const balanced = ms.some((m) => m.kind === 'Service' && m.spec.type === 'LoadBalancer' && m.metadata.name.startsWith('livekit-rtc-'));
     out.push(
       livekit.kind === 'Deployment'
         ? `LiveKit: ${n} node${n === 1 ? '' : 's'} (one pod per node, host network), ${sel ? `labelled ${sel}` : 'any node'}`
-        : balanced
+        : behindLoadBalancers(ms)
           ? `${replicas}, each reached through a LoadBalancer Service of its own (livekit-rtc-<i>): your provider must give each one address that carries ` +
             'UDP and TCP (mixed protocols) and keeps client addresses (externalTrafficPolicy Local); ' +
             `a replica's pod waits in its node-address step until its Service has that address; ${sel ? `nodes labelled ${sel}` : 'any node'}`
-          : `LiveKit: ${n} replica${n === 1 ? '' : 's'} off the host network, each reached through a NodePort Service of its own (livekit-rtc-<i>) ` +
+          : `${replicas}, each reached through a NodePort Service of its own (livekit-rtc-<i>) ` +
             `on the node it runs on, ${sel ? `labelled ${sel}` : 'any node'}; the NodePort range (kube-apiserver --service-node-port-range) must hold their ports`,
     );
   }
