@@ -146,10 +146,9 @@ describe(`${LIVEKIT_VERSION}, coturn off: LiveKit's own TURN in replica ${POD}, 
     const tlsTarget = find(manifests, 'StatefulSet', 'livekit').spec.template.spec.containers[0].ports.find(
       (p: any) => p.name === turnService.spec.ports[0].targetPort,
     ).containerPort;
-    const rules = serviceRules(nodeAddress, [[service, pod.podAddress]], apiPort).replace(
-      '  }\n  chain postrouting',
-      `    ip daddr ${nodeAddress} tcp dport ${turnService.spec.ports[0].port} counter dnat to ${pod.podAddress}:${tlsTarget} comment "livekit-turn turns"\n  }\n  chain postrouting`,
-    );
+    const rules = serviceRules(nodeAddress, [[service, pod.podAddress]], apiPort, [
+      `ip daddr ${nodeAddress} tcp dport ${turnService.spec.ports[0].port} counter dnat to ${pod.podAddress}:${tlsTarget} comment "livekit-turn turns"`,
+    ]);
     execFileSync('ip', ['netns', 'exec', node.name, 'nft', '-f', '-'], { input: rules });
     const on = await startNodeServices({ manifests, config, secrets }, node, NODE_NAME, nodeAddress);
     ({ redis, api } = on);

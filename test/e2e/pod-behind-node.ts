@@ -62,9 +62,10 @@ export class PodBehindNode {
  * Service to the address of the pod it selects, and the API port to the first pod (the replica the Ingress picked).
  * A pod that reaches its own Service is masqueraded to the node's address on its link, as kube-proxy marks such
  * hairpin traffic for masquerade (iptables and nftables modes): its answer then goes back through the node, which
- * undoes both translations, instead of straight to itself from an address the sender did not write to.
+ * undoes both translations, instead of straight to itself from an address the sender did not write to. `extra` are
+ * further translations of the node's (a LoadBalancer's, say), after the Services'.
  */
-export function serviceRules(nodeAddress: string, backends: [service: any, podAddress: string][], apiPort: number): string {
+export function serviceRules(nodeAddress: string, backends: [service: any, podAddress: string][], apiPort: number, extra: string[] = []): string {
   const rules = backends.flatMap(([service, podAddress]) =>
     service.spec.ports.map(
       (p: any) =>
@@ -76,6 +77,7 @@ export function serviceRules(nodeAddress: string, backends: [service: any, podAd
     '  chain prerouting {',
     '    type nat hook prerouting priority dstnat; policy accept;',
     ...rules,
+    ...extra.map((rule) => `    ${rule}`),
     `    ip daddr ${nodeAddress} tcp dport ${apiPort} dnat to ${backends[0][1]}:${apiPort} comment "the Ingress"`,
     '  }',
     '  chain postrouting {',
